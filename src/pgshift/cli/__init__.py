@@ -1,0 +1,1 @@
+"""The command line: wiring and rendering only; the work is done by pgshift.api and friends."""

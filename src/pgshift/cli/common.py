@@ -1,0 +1,83 @@
+"""Options every command shares, and the one place errors become messages and exit codes."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+from rich.console import Console
+
+from pgshift.config import FORMATS, Settings, load_settings
+from pgshift.db.connect import mask_password
+from pgshift.errors import Interrupted, PgshiftError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+stdout = Console(highlight=False, soft_wrap=True)
+stderr = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def settings_options(func: F) -> F:
+    """--config, --database-url, --dir, --format: turned into a Settings as ``settings``."""
+
+    @click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
+                  help="Settings file (default: pgshift.toml or [tool.pgshift] in pyproject.toml).")
+    @click.option("--database-url", "-d", default=None, envvar=None,
+                  help="Connection URL; overrides database_url and DATABASE_URL.")
+    @click.option("--dir", "migrations_dir", default=None, help="The migrations folder.")
+    @click.option("--format", "fmt", type=click.Choice(FORMATS), default=None,
+                  help="The folder's format (default: detected).")
+    @functools.wraps(func)
+    def wrapper(*args: Any, config_path: str | None, database_url: str | None,
+                migrations_dir: str | None, fmt: str | None, **kwargs: Any) -> Any:
+        overrides = {"database_url": database_url, "migrations_dir": migrations_dir, "format": fmt}
+        kwargs["settings"] = load_settings(config_path, overrides=overrides)
+        return func(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def handle_errors(func: F) -> F:
+    """Print a PgshiftError as one paragraph on stderr and exit with its code."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except PgshiftError as exc:
+            fail(exc)
+        except KeyboardInterrupt:
+            fail(Interrupted("Interrupted; the running transaction was rolled back."))
+
+    return wrapper  # type: ignore[return-value]
+
+
+def fail(exc: PgshiftError) -> None:
+    message = mask_password(str(exc))
+    if _json_requested():
+        click.echo(json.dumps({"error": {"code": exc.code, "message": message}}), err=True)
+    else:
+        stderr.print(f"[bold red]error[/] [dim]({exc.code})[/]: {message}", markup=True,
+                     highlight=False)
+    sys.exit(exc.exit_code)
+
+
+def _json_requested() -> bool:
+    ctx = click.get_current_context(silent=True)
+    return bool(ctx and ctx.params.get("as_json"))
+
+
+def json_option(func: F) -> F:
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON for machines.")(func)
+
+
+def print_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, default=str))
+
+
+def connection_settings(settings: Settings) -> Settings:
+    return settings

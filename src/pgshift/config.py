@@ -1,0 +1,262 @@
+"""Settings: ``pgshift.toml`` (or ``[tool.pgshift]`` in ``pyproject.toml``), then the
+environment (``DATABASE_URL``, ``PGSHIFT_*``), then command-line flags.
+
+Unknown keys and bad values are errors that name the key and where it was set.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_type_hints
+
+from pgshift.errors import ConfigError
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|min|h)?\s*$")
+_UNIT_MS = {"ms": 1.0, "s": 1000.0, "min": 60_000.0, "h": 3_600_000.0, None: 1.0}
+FORMATS = ("auto", "native", "prisma", "flyway", "dbmate", "goose", "golang-migrate")
+
+
+def duration_ms(value: str | int | float, *, key: str = "duration") -> int:
+    """``'2s'`` -> 2000. A bare number is milliseconds, as in PostgreSQL."""
+    if isinstance(value, bool):
+        raise ConfigError(f"{key} must be a duration such as '2s' or '500ms', not {value!r}.")
+    if isinstance(value, (int, float)):
+        if value < 0:
+            raise ConfigError(f"{key} must not be negative (got {value}).")
+        return int(value)
+    match = _DURATION.match(str(value))
+    if not match:
+        raise ConfigError(
+            f"{key} must be a duration such as '2s', '500ms' or '1min', not {value!r}."
+        )
+    return int(float(match.group(1)) * _UNIT_MS[match.group(2)])
+
+
+@dataclass
+class LintSettings:
+    enable: list[str] = field(default_factory=list)
+    disable: list[str] = field(default_factory=list)
+    severity: dict[str, str] = field(default_factory=dict)
+    pg_version: int | None = None
+    assume_in_transaction: bool = False
+    fail_level: str = "error"
+
+
+@dataclass
+class BackupSettings:
+    directory: str = "backups"
+    policy: str = "destructive-only"  # always | destructive-only | never
+    format: str = "custom"  # custom | directory
+    jobs: int = 1
+    keep: int = 0  # 0 keeps everything
+    max_age: str = "24h"  # how recent a verified backup must be for `check`
+
+
+@dataclass
+class AppSettings:
+    stop_command: list[str] = field(default_factory=list)
+    start_command: list[str] = field(default_factory=list)
+    health_url: str | None = None
+    health_timeout: str = "60s"
+    version_command: list[str] = field(default_factory=list)
+    version_file: str | None = None
+
+
+@dataclass
+class Settings:
+    database_url: str | None = None
+    migrations_dir: str = "migrations"
+    format: str = "auto"
+    history_schema: str = "pgshift"
+    lock_timeout: str = "2s"
+    statement_timeout: str = "0"
+    lock_retries: int = 5
+    retry_initial_delay: str = "200ms"
+    retry_max_delay: str = "10s"
+    lock_wait: str = "60s"
+    application_name: str = "pgshift"
+    allow_out_of_order: bool = False
+    lint: LintSettings = field(default_factory=LintSettings)
+    backup: BackupSettings = field(default_factory=BackupSettings)
+    app: AppSettings = field(default_factory=AppSettings)
+    # Where the settings were read from, for messages and for resolving relative paths.
+    source: str = field(default="defaults", compare=False)
+    base_dir: Path = field(default_factory=Path.cwd, compare=False)
+
+    @property
+    def migrations_path(self) -> Path:
+        path = Path(self.migrations_dir)
+        return path if path.is_absolute() else self.base_dir / path
+
+    def resolve(self, relative: str) -> Path:
+        path = Path(relative)
+        return path if path.is_absolute() else self.base_dir / path
+
+    @property
+    def lock_timeout_ms(self) -> int:
+        return duration_ms(self.lock_timeout, key="lock_timeout")
+
+    @property
+    def statement_timeout_ms(self) -> int:
+        return duration_ms(self.statement_timeout, key="statement_timeout")
+
+
+_INTERNAL = {"source", "base_dir"}
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "format": FORMATS,
+    "backup.policy": ("always", "destructive-only", "never"),
+    "backup.format": ("custom", "directory"),
+    "lint.fail_level": ("error", "warning", "note"),
+}
+_DURATIONS = {
+    "lock_timeout", "statement_timeout", "retry_initial_delay", "retry_max_delay", "lock_wait",
+    "backup.max_age", "app.health_timeout",
+}
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]{0,62}$")
+
+
+def _coerce(key: str, expected: Any, value: Any, where: str) -> Any:
+    """Check ``value`` against the field's type; return it converted where that is lossless."""
+    text = str(expected)
+    if text.startswith("list"):
+        if isinstance(value, str):
+            return value.split()
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return value
+        raise ConfigError(f"{key} in {where} must be a list of strings, not {value!r}.")
+    if text.startswith("dict"):
+        if isinstance(value, dict):
+            return {str(k): str(v) for k, v in value.items()}
+        raise ConfigError(f"{key} in {where} must be a table, not {value!r}.")
+    if expected is bool or text == "bool":
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+            return value.lower() in ("1", "true", "yes", "on")
+        raise ConfigError(f"{key} in {where} must be true or false, not {value!r}.")
+    if expected is int or text.startswith("int"):
+        if value is None and "None" in text:
+            return None
+        try:
+            number = int(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{key} in {where} must be a whole number, not {value!r}.") from None
+        if isinstance(value, bool) or number < 0:
+            raise ConfigError(f"{key} in {where} must be a whole number >= 0, not {value!r}.")
+        return number
+    if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+        raise ConfigError(f"{key} in {where} must be a string, not {value!r}.")
+    return str(value)
+
+
+def _apply(target: Any, values: dict[str, Any], where: str, prefix: str = "") -> None:
+    hints = get_type_hints(type(target))
+    names = {f.name for f in dataclasses.fields(target)} - _INTERNAL
+    for raw_key, value in values.items():
+        key = raw_key.replace("-", "_")
+        dotted = f"{prefix}{key}"
+        if key not in names:
+            known = ", ".join(sorted(names))
+            raise ConfigError(f"Unknown setting '{dotted}' in {where}. Known settings: {known}.")
+        current = getattr(target, key)
+        if dataclasses.is_dataclass(current):
+            if not isinstance(value, dict):
+                raise ConfigError(f"'{dotted}' in {where} must be a table ([{dotted}]).")
+            _apply(current, value, where, prefix=f"{dotted}.")
+            continue
+        coerced = _coerce(dotted, hints[key], value, where)
+        _validate(dotted, coerced, where)
+        setattr(target, key, coerced)
+
+
+def _validate(key: str, value: Any, where: str) -> None:
+    if key in _CHOICES and value not in _CHOICES[key]:
+        raise ConfigError(
+            f"{key} in {where} must be one of {', '.join(_CHOICES[key])}, not {value!r}."
+        )
+    if key in _DURATIONS:
+        duration_ms(value, key=f"{key} in {where}")
+    if key == "history_schema" and not _IDENTIFIER.match(str(value)):
+        raise ConfigError(f"history_schema in {where} must be a plain identifier, not {value!r}.")
+    if key == "lint.pg_version" and value is not None and not 12 <= int(value) <= 30:
+        raise ConfigError(f"lint.pg_version in {where} must be a PostgreSQL major version >= 12.")
+
+
+def find_config_file(start: Path) -> Path | None:
+    for directory in (start, *start.parents):
+        for name in ("pgshift.toml", "pyproject.toml"):
+            candidate = directory / name
+            if candidate.is_file():
+                if name == "pyproject.toml" and "[tool.pgshift" not in candidate.read_text(errors="replace"):
+                    continue
+                return candidate
+        if (directory / ".git").exists():
+            break
+    return None
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"The configuration file {path} does not exist.") from None
+    except OSError as exc:
+        raise ConfigError(f"The configuration file {path} cannot be read: {exc.strerror}.") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}.") from None
+    if path.name == "pyproject.toml":
+        tool = data.get("tool", {})
+        return dict(tool.get("pgshift", {})) if isinstance(tool, dict) else {}
+    return data
+
+
+def _from_environment(environ: dict[str, str]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    if url := environ.get("DATABASE_URL"):
+        values["database_url"] = url
+    top = {f.name for f in dataclasses.fields(Settings)} - _INTERNAL
+    for name, value in environ.items():
+        if not name.startswith("PGSHIFT_") or name.startswith("PGSHIFT_TEST_"):
+            continue
+        key = name[len("PGSHIFT_"):].lower()
+        if key in ("pg_bindir",):
+            continue  # read by pgshift.embedded
+        if "__" in key:
+            section, sub = key.split("__", 1)
+            values.setdefault(section, {})[sub] = value
+        elif key in top:
+            values[key] = value
+        else:
+            raise ConfigError(
+                f"Unknown environment variable {name}. PGSHIFT_ variables name settings, "
+                f"for example PGSHIFT_LOCK_TIMEOUT or PGSHIFT_BACKUP__POLICY."
+            )
+    return values
+
+
+def load_settings(
+    config_path: str | Path | None = None,
+    *,
+    overrides: dict[str, Any] | None = None,
+    environ: dict[str, str] | None = None,
+    cwd: Path | None = None,
+) -> Settings:
+    """Build Settings from file, environment and ``overrides`` (flags), later winning."""
+    cwd = cwd or Path.cwd()
+    settings = Settings(base_dir=cwd)
+    path = Path(config_path) if config_path else find_config_file(cwd)
+    if path is not None:
+        path = path if path.is_absolute() else cwd / path
+        _apply(settings, _read_file(path), str(path))
+        settings.source = str(path)
+        settings.base_dir = path.parent
+    env_values = _from_environment(dict(os.environ if environ is None else environ))
+    _apply(settings, env_values, "the environment")
+    flags = {k: v for k, v in (overrides or {}).items() if v is not None}
+    _apply(settings, flags, "the command line")
+    return settings

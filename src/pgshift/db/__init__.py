@@ -1,0 +1,1 @@
+"""Database access: connections, the advisory lock, the history ledger, catalog queries."""

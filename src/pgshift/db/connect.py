@@ -1,0 +1,96 @@
+"""Connections with clear errors and masked passwords."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import psycopg
+from psycopg import conninfo
+
+from pgshift.errors import AuthenticationFailed, ConfigError, ConnectionFailed
+
+_URL_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^:/@\s]*:)(?P<pw>[^@\s]*)(?=@)", re.I)
+_KV_PASSWORD = re.compile(r"(?P<head>\bpassword\s*=\s*)(?P<pw>'(?:[^'\\]|\\.)*'|\S+)", re.I)
+_QUERY_PASSWORD = re.compile(r"(?P<head>[?&]password=)(?P<pw>[^&\s]*)", re.I)
+_AUTH_MARKERS = (
+    "password authentication failed",
+    "no password supplied",
+    "authentication failed",
+    "role \"",  # role "x" does not exist
+    "pg_hba.conf rejects",
+)
+
+
+def mask_password(text: str) -> str:
+    """Replace any password in a URL, conninfo string or message with ***."""
+    text = _URL_PASSWORD.sub(lambda m: m.group("head") + "***", text)
+    text = _QUERY_PASSWORD.sub(lambda m: m.group("head") + "***", text)
+    return _KV_PASSWORD.sub(lambda m: m.group("head") + "***", text)
+
+
+def require_url(url: str | None) -> str:
+    if not url:
+        raise ConfigError(
+            "No database to connect to: set database_url in pgshift.toml, the DATABASE_URL "
+            "environment variable, or pass --database-url."
+        )
+    try:
+        conninfo.conninfo_to_dict(url)
+    except psycopg.ProgrammingError as exc:
+        raise ConfigError(f"database_url {mask_password(url)} is not a valid connection string: {exc}") from None
+    return url
+
+
+def describe_target(url: str) -> str:
+    """'db on host:port' without credentials, for messages."""
+    try:
+        params = conninfo.conninfo_to_dict(url)
+    except psycopg.ProgrammingError:
+        return mask_password(url)
+    host = str(params.get("host") or "local socket")
+    port = params.get("port")
+    dbname = params.get("dbname") or params.get("user") or "(default)"
+    return f"database {dbname} on {host}{':' + str(port) if port else ''}"
+
+
+def connect(
+    url: str | None,
+    *,
+    application_name: str = "pgshift",
+    autocommit: bool = True,
+    connect_timeout: int = 10,
+    **kwargs: Any,
+) -> psycopg.Connection[Any]:
+    """Open a connection or raise ConnectionFailed / AuthenticationFailed naming the target."""
+    target_url = require_url(url)
+    try:
+        return psycopg.connect(
+            target_url,
+            autocommit=autocommit,
+            application_name=application_name,
+            connect_timeout=connect_timeout,
+            **kwargs,
+        )
+    except psycopg.OperationalError as exc:
+        message = mask_password(str(exc).strip())
+        target = describe_target(target_url)
+        if any(marker in message for marker in _AUTH_MARKERS):
+            raise AuthenticationFailed(
+                f"The server rejected the login for {target}: {message}",
+                hint="check the user name and password in database_url / DATABASE_URL "
+                "(or ~/.pgpass).",
+            ) from None
+        raise ConnectionFailed(
+            f"Cannot connect to {target}: {message}",
+            hint="check that the server is running and that host, port and database name are right.",
+        ) from None
+
+
+def server_version_num(conn: psycopg.Connection[Any]) -> int:
+    """e.g. 150004; decided from the server, never assumed."""
+    return int(conn.info.server_version)
+
+
+def server_major(conn: psycopg.Connection[Any]) -> int:
+    return server_version_num(conn) // 10000

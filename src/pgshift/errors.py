@@ -1,0 +1,164 @@
+"""Every failure a user can cause has its own exception class, stable code and exit code.
+
+The CLI prints ``str(error)`` as one paragraph and exits with ``error.exit_code``; library
+callers catch the class. Codes and exit codes are frozen once released (docs/exit-codes.md).
+"""
+
+from __future__ import annotations
+
+
+class PgshiftError(Exception):
+    """Base class. ``code`` is a stable identifier, ``exit_code`` the process exit status."""
+
+    code = "error"
+    exit_code = 1
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        if self.hint:
+            return f"{self.message} Hint: {self.hint}"
+        return self.message
+
+
+class ConfigError(PgshiftError):
+    """A configuration file, environment variable or flag is wrong; names the key."""
+
+    code = "config"
+    exit_code = 3
+
+
+class ConnectionFailed(PgshiftError):
+    """The server could not be reached (refused, unknown host, timeout, missing database)."""
+
+    code = "connection"
+    exit_code = 4
+
+
+class AuthenticationFailed(PgshiftError):
+    """The server rejected the credentials."""
+
+    code = "authentication"
+    exit_code = 5
+
+
+class MigrationSourceError(PgshiftError):
+    """The migrations on disk are unusable: missing folder, empty file, duplicate version,
+    unknown directive, missing file."""
+
+    code = "source"
+    exit_code = 6
+
+
+class SqlParseError(MigrationSourceError):
+    """A migration's SQL does not parse; carries file, line and column."""
+
+    code = "sql-parse"
+    exit_code = 7
+
+    def __init__(
+        self, message: str, *, file: str, line: int, column: int, hint: str | None = None
+    ) -> None:
+        super().__init__(f"{file}:{line}:{column}: {message}", hint=hint)
+        self.file = file
+        self.line = line
+        self.column = column
+
+
+class MigrationFailed(PgshiftError):
+    """A statement failed on the server; the migration's transaction was rolled back."""
+
+    code = "migration-failed"
+    exit_code = 8
+
+
+class LockHeld(PgshiftError):
+    """Another deployer holds pgshift's advisory lock past the wait limit."""
+
+    code = "lock-held"
+    exit_code = 9
+
+
+class ValidationFailed(PgshiftError):
+    """Applied migrations and files disagree (edited, deleted, out of order)."""
+
+    code = "validation"
+    exit_code = 10
+
+
+class Irreversible(PgshiftError):
+    """A rollback needs a down part that does not exist."""
+
+    code = "irreversible"
+    exit_code = 11
+
+
+class LockTimeoutExhausted(MigrationFailed):
+    """Every retry of a statement hit lock_timeout (SQLSTATE 55P03)."""
+
+    code = "lock-timeout"
+    exit_code = 12
+
+
+class BackupFailed(PgshiftError):
+    """A backup could not be taken or did not verify."""
+
+    code = "backup"
+    exit_code = 13
+
+
+class RestoreFailed(PgshiftError):
+    """A restore stopped; the live database was left as it was unless stated otherwise."""
+
+    code = "restore"
+    exit_code = 14
+
+
+class DiskFull(PgshiftError):
+    """The disk filled up; nothing was committed by the failing step."""
+
+    code = "disk-full"
+    exit_code = 15
+
+
+class EmbeddedServerError(PgshiftError):
+    """The embedded PostgreSQL could not be found, initialised, started or stopped."""
+
+    code = "embedded"
+    exit_code = 16
+
+
+class Interrupted(PgshiftError):
+    """The user pressed Ctrl-C; the current transaction was rolled back."""
+
+    code = "interrupted"
+    exit_code = 130
+
+
+EXIT_CODES: dict[int, str] = {
+    0: "success",
+    1: "the command ran and found something (pending migrations with --exit-code, "
+    "lint findings, failed checks)",
+    2: "usage error (unknown option, missing argument)",
+}
+for _cls in (
+    ConfigError,
+    ConnectionFailed,
+    AuthenticationFailed,
+    MigrationSourceError,
+    SqlParseError,
+    MigrationFailed,
+    LockHeld,
+    ValidationFailed,
+    Irreversible,
+    LockTimeoutExhausted,
+    BackupFailed,
+    RestoreFailed,
+    DiskFull,
+    EmbeddedServerError,
+    Interrupted,
+):
+    EXIT_CODES[_cls.exit_code] = (_cls.__doc__ or "").strip().split("\n")[0]

@@ -1,0 +1,1 @@
+"""Migrations on disk: the model, statement splitting and a loader per folder format."""

@@ -1,0 +1,45 @@
+"""Small helpers shared by the folder readers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pgshift.errors import MigrationSourceError
+from pgshift.migrations.model import Migration
+
+
+def read_text(path: Path) -> str:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise MigrationSourceError(f"The migration file {path} does not exist.") from None
+    except UnicodeDecodeError as exc:
+        raise MigrationSourceError(f"{path} is not UTF-8 text (byte {exc.start}).") from None
+    except OSError as exc:
+        raise MigrationSourceError(f"{path} cannot be read: {exc.strerror}.") from None
+    return text.lstrip("\ufeff")
+
+
+def require_dir(path: Path) -> Path:
+    if not path.exists():
+        raise MigrationSourceError(
+            f"The migrations folder {path} does not exist.",
+            hint="create it with `pgshift init`, or set migrations_dir in pgshift.toml / --dir.",
+        )
+    if not path.is_dir():
+        raise MigrationSourceError(f"{path} is not a folder; migrations_dir must name a folder.")
+    return path
+
+
+def require_unique_versions(migrations: list[Migration]) -> None:
+    seen: dict[str, Path] = {}
+    for m in migrations:
+        if m.kind != "versioned":
+            continue
+        if m.version in seen:
+            raise MigrationSourceError(
+                f"Two migrations have version {m.version}: {seen[m.version]} and {m.path}.",
+                hint="give one of them a new version (rename the file).",
+            )
+        seen[m.version] = m.path
+

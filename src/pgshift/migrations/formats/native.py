@@ -1,0 +1,130 @@
+"""pgshift's own format: ``<version>_<name>.sql`` with ``-- pgshift:up`` / ``-- pgshift:down``
+markers and per-migration directives::
+
+    -- pgshift:no-transaction
+    -- pgshift:lock-timeout 5s
+    -- pgshift:statement-timeout 10min
+    -- pgshift:up
+    CREATE INDEX CONCURRENTLY ...;
+    -- pgshift:down
+    DROP INDEX CONCURRENTLY ...;
+
+Without an up marker the whole file (up to a down marker) is the up part. A file without a
+down marker is irreversible; an empty down part (marker, no statements) is an explicit no-op.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from pgshift.config import duration_ms
+from pgshift.errors import ConfigError, MigrationSourceError
+from pgshift.migrations.files import read_text, require_dir, require_unique_versions
+from pgshift.migrations.model import Migration, checksum_of, version_sort_key
+from pgshift.migrations.splitter import split_sql
+
+FILE_NAME = re.compile(r"^(?P<version>\d+)_(?P<name>[A-Za-z0-9_\-]+)\.sql$")
+DIRECTIVE = re.compile(r"^\s*--\s*pgshift:(?P<name>[a-z][a-z0-9-]*)\b(?P<arg>.*)$")
+# Directives read by other parts of pgshift (lint suppressions) are accepted here unchanged.
+PASS_THROUGH = {"ignore", "ignore-file"}
+
+TEMPLATE = """\
+-- {name}
+-- Directives (uncomment as needed):
+--   -- pgshift:no-transaction      run each statement on its own, outside a transaction
+--   -- pgshift:lock-timeout 5s     override lock_timeout for this migration
+-- pgshift:up
+
+
+-- pgshift:down
+
+"""
+
+
+def detect(path: Path) -> bool:
+    return any(FILE_NAME.match(p.name) for p in path.glob("*.sql"))
+
+
+def parse_file(path: Path, version: str, name: str) -> Migration:
+    text = read_text(path)
+    if not text.strip():
+        raise MigrationSourceError(f"The migration file {path} is empty.")
+    transactional = True
+    lock_timeout: str | None = None
+    statement_timeout: str | None = None
+    up_start = 0
+    down_start: int | None = None
+    lines = text.splitlines(keepends=True)
+    offsets = [0]
+    for line in lines:
+        offsets.append(offsets[-1] + len(line))
+    for number, line in enumerate(lines, start=1):
+        match = DIRECTIVE.match(line)
+        if not match:
+            continue
+        directive, arg = match.group("name"), match.group("arg").strip()
+        where = f"{path}:{number}"
+        if directive == "up":
+            up_start = number
+        elif directive == "down":
+            if down_start is not None:
+                raise MigrationSourceError(f"{where}: a second '-- pgshift:down' marker.")
+            down_start = number
+        elif directive == "no-transaction":
+            transactional = False
+        elif directive in ("lock-timeout", "statement-timeout"):
+            try:
+                duration_ms(arg, key=f"{where}: {directive}")
+            except ConfigError as exc:
+                raise MigrationSourceError(str(exc)) from None
+            if directive == "lock-timeout":
+                lock_timeout = arg
+            else:
+                statement_timeout = arg
+        elif directive not in PASS_THROUGH:
+            raise MigrationSourceError(
+                f"{where}: unknown directive 'pgshift:{directive}'.",
+                hint="known directives: up, down, no-transaction, lock-timeout, "
+                "statement-timeout, ignore, ignore-file.",
+            )
+    if down_start is not None and down_start < up_start:
+        raise MigrationSourceError(f"{path}:{down_start}: the down marker comes before the up marker.")
+    up_end = down_start - 1 if down_start is not None else len(lines)
+    up_text = "".join(lines[up_start:up_end])
+    up = split_sql(up_text, file=str(path), base_line=up_start + 1)
+    if not up:
+        raise MigrationSourceError(f"{path} has no statements in its up part.")
+    down = None
+    if down_start is not None:
+        down_text = "".join(lines[down_start:])
+        down = split_sql(down_text, file=str(path), base_line=down_start + 1)
+    return Migration(
+        version=version,
+        name=name,
+        path=path,
+        up=up,
+        down=down,
+        checksum=checksum_of(text),
+        source_format="native",
+        transactional=transactional,
+        lock_timeout=lock_timeout,
+        statement_timeout=statement_timeout,
+        sort_key=version_sort_key(version),
+    )
+
+
+def load(path: Path) -> list[Migration]:
+    require_dir(path)
+    migrations: list[Migration] = []
+    for file in sorted(path.glob("*.sql")):
+        match = FILE_NAME.match(file.name)
+        if not match:
+            raise MigrationSourceError(
+                f"{file} is not named like a pgshift migration (<version>_<name>.sql, e.g. "
+                "20240101120000_add_users.sql).",
+                hint="rename it, or set format in pgshift.toml if the folder belongs to another tool.",
+            )
+        migrations.append(parse_file(file, match.group("version"), match.group("name")))
+    require_unique_versions(migrations)
+    return sorted(migrations, key=lambda m: m.sort_key)

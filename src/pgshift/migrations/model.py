@@ -1,0 +1,77 @@
+"""The in-memory form of a migration, whatever folder format it came from."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+Kind = Literal["versioned", "repeatable"]
+
+
+@dataclass(frozen=True)
+class Statement:
+    """One SQL statement with where it came from (1-based line and column in ``file``)."""
+
+    sql: str
+    file: str
+    line: int
+    column: int
+    index: int
+
+    @property
+    def where(self) -> str:
+        return f"{self.file}:{self.line}:{self.column}"
+
+    @property
+    def summary(self) -> str:
+        first = " ".join(self.sql.split())
+        return first if len(first) <= 100 else first[:97] + "..."
+
+
+@dataclass
+class Migration:
+    """A versioned (or repeatable) migration with its up part and optional down part.
+
+    ``transactional`` is False when the file asks to run outside a transaction; the runner
+    additionally runs statements that PostgreSQL refuses inside a transaction on their own.
+    """
+
+    version: str
+    name: str
+    path: Path
+    up: list[Statement]
+    down: list[Statement] | None
+    checksum: str
+    source_format: str
+    kind: Kind = "versioned"
+    transactional: bool = True
+    lock_timeout: str | None = None
+    statement_timeout: str | None = None
+    sort_key: tuple[object, ...] = field(default=())
+
+    @property
+    def label(self) -> str:
+        return f"{self.version} {self.name}".strip()
+
+    @property
+    def reversible(self) -> bool:
+        return self.down is not None
+
+
+def checksum_of(*texts: str | bytes) -> str:
+    """sha256 over the migration's source texts, so an edit of any part is detected."""
+    digest = hashlib.sha256()
+    for text in texts:
+        digest.update(text.encode() if isinstance(text, str) else text)
+        digest.update(b"\x00")
+    return digest.hexdigest()
+
+
+def version_sort_key(version: str) -> tuple[object, ...]:
+    """Numeric versions (``20240101120000``, ``1.2.10``, ``1_2``) sort by their numbers."""
+    parts = version.replace("_", ".").split(".")
+    if all(p.isdigit() for p in parts):
+        return (0, *(int(p) for p in parts))
+    return (1, version)

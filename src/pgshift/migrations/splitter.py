@@ -1,0 +1,48 @@
+"""Split SQL into statements with PostgreSQL's own parser (pglast / libpg_query).
+
+Dollar quotes, nested ``$tag$`` quotes, ``BEGIN ATOMIC`` bodies and comments survive because
+the real grammar decides where a statement ends. Every statement keeps its file, line and
+column; a parse error names file:line:column.
+"""
+
+from __future__ import annotations
+
+from pglast import parser
+from pglast.parser import ParseError
+
+from pgshift.errors import SqlParseError
+from pgshift.migrations.model import Statement
+
+
+def line_col(text: str, offset: int, *, base_line: int = 1) -> tuple[int, int]:
+    """1-based line and column of character ``offset`` in ``text``."""
+    before = text[:offset]
+    line = before.count("\n") + base_line
+    column = offset - (before.rfind("\n") + 1) + 1
+    return line, column
+
+
+def split_sql(text: str, *, file: str = "<stdin>", base_line: int = 1) -> list[Statement]:
+    """Statements of ``text``; ``base_line`` is the file line where ``text`` starts."""
+    if not text.strip():
+        return []
+    try:
+        raw = parser.parse_sql(text)
+    except ParseError as exc:
+        message = str(exc.args[0]) if exc.args else str(exc)
+        offset = int(exc.args[1]) if len(exc.args) > 1 else 0
+        line, column = line_col(text, max(0, min(offset, len(text))), base_line=base_line)
+        raise SqlParseError(message, file=file, line=line, column=column) from exc
+    statements: list[Statement] = []
+    for stmt in raw:
+        start = stmt.stmt_location
+        end = start + stmt.stmt_len if stmt.stmt_len else len(text)
+        chunk = text[start:end]
+        stripped = chunk.lstrip()
+        start += len(chunk) - len(stripped)
+        sql = stripped.rstrip().rstrip(";").rstrip()
+        if not sql:
+            continue
+        line, column = line_col(text, start, base_line=base_line)
+        statements.append(Statement(sql, file, line, column, len(statements)))
+    return statements

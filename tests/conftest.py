@@ -1,0 +1,90 @@
+"""Test databases on a real PostgreSQL.
+
+One throwaway cluster per test worker (pgshift.embedded), or the external server named by
+PGSHIFT_TEST_DSN. Each test that asks for ``db_url`` gets a fresh database created from an
+empty template, and the database is dropped afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import conninfo, sql
+
+from pgshift.embedded import EmbeddedCluster
+
+
+@dataclass
+class PgServer:
+    """How tests reach the server: an admin URL, and the embedded cluster when there is one."""
+
+    admin_url: str
+    cluster: EmbeddedCluster | None
+
+    def url_for(self, dbname: str) -> str:
+        params = conninfo.conninfo_to_dict(self.admin_url)
+        params["dbname"] = dbname
+        return conninfo.make_conninfo(**params)  # type: ignore[arg-type]
+
+    def tcp_url_for(self, dbname: str, *, password: str | None = None) -> str:
+        """A password-authenticated TCP URL (embedded cluster only)."""
+        assert self.cluster is not None
+        return self.cluster.tcp_dsn(dbname, password=password)
+
+    def create_database(self, template: str = "template0") -> str:
+        name = f"t_{uuid.uuid4().hex[:16]}"
+        with psycopg.connect(self.admin_url, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+                    sql.Identifier(name), sql.Identifier(template)
+                )
+            )
+        return name
+
+    def drop_database(self, name: str) -> None:
+        with psycopg.connect(self.admin_url, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+
+
+@pytest.fixture(scope="session")
+def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PgServer]:
+    external = os.environ.get("PGSHIFT_TEST_DSN")
+    if external:
+        yield PgServer(external, None)
+        return
+    root = Path(tmp_path_factory.mktemp("pgcluster", numbered=True))
+    cluster = EmbeddedCluster(root)
+    cluster.start(tcp=True)
+    try:
+        yield PgServer(cluster.socket_dsn(), cluster)
+    finally:
+        cluster.destroy()
+
+
+@pytest.fixture
+def db_name(pg_server: PgServer) -> Iterator[str]:
+    name = pg_server.create_database()
+    try:
+        yield name
+    finally:
+        pg_server.drop_database(name)
+
+
+@pytest.fixture
+def db_url(pg_server: PgServer, db_name: str) -> str:
+    """A connection URL for a fresh, empty database of this test's own."""
+    return pg_server.url_for(db_name)
+
+
+@pytest.fixture
+def conn(db_url: str) -> Iterator[psycopg.Connection[tuple[object, ...]]]:
+    with psycopg.connect(db_url, autocommit=True) as connection:
+        yield connection
