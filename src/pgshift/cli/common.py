@@ -9,11 +9,12 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import click
+import psycopg
 from rich.console import Console
 
-from pgshift.config import FORMATS, Settings, load_settings
+from pgshift.config import FORMATS, load_settings
 from pgshift.db.connect import mask_password
-from pgshift.errors import Interrupted, PgshiftError
+from pgshift.errors import ConnectionFailed, Interrupted, PgshiftError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -52,6 +53,11 @@ def handle_errors(func: F) -> F:
             fail(exc)
         except KeyboardInterrupt:
             fail(Interrupted("Interrupted; the running transaction was rolled back."))
+        except psycopg.OperationalError as exc:
+            fail(ConnectionFailed(
+                f"The connection to the server was lost: {str(exc).strip()}. Whatever transaction "
+                "was open was rolled back by the server; run the command again to continue."
+            ))
 
     return wrapper  # type: ignore[return-value]
 
@@ -78,6 +84,3 @@ def json_option(func: F) -> F:
 def print_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, default=str))
 
-
-def connection_settings(settings: Settings) -> Settings:
-    return settings

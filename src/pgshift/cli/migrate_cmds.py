@@ -1,1 +1,204 @@
-COMMANDS: list[object] = []
+"""init, new, status, migrate, rollback, validate, baseline, history: rendering only."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import asdict
+from typing import Any
+
+import click
+from rich.table import Table
+
+from pgshift import api
+from pgshift.cli.common import handle_errors, json_option, print_json, settings_options, stderr, stdout
+from pgshift.config import Settings
+from pgshift.errors import ValidationFailed
+from pgshift.migrations.model import Migration
+from pgshift.runner.execute import StepResult
+
+
+def _note(message: str) -> None:
+    stderr.print(f"[dim]·[/] {message}")
+
+
+def _migration_json(m: Migration, state: str) -> dict[str, Any]:
+    return {"version": m.version, "name": m.name, "state": state, "kind": m.kind,
+            "file": str(m.path), "reversible": m.reversible, "transactional": m.transactional}
+
+
+def _short(text: str, limit: int = 70) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _step_json(r: StepResult) -> dict[str, Any]:
+    return asdict(r)
+
+
+@click.command("init")
+@settings_options
+@click.option("--no-database", is_flag=True, help="Only create the folder and pgshift.toml.")
+@handle_errors
+def init_cmd(settings: Settings, no_database: bool) -> None:
+    """Create the migrations folder, a pgshift.toml, and (with a database) the history ledger."""
+    report = api.init(settings, with_database=not no_database)
+    for path in report.created:
+        stdout.print(f"created {path}")
+    if report.ledger_created:
+        stdout.print(f"history ledger ready in schema {settings.history_schema}")
+    if not report.created and not report.ledger_created:
+        stdout.print("nothing to do: already initialised")
+
+
+@click.command("new")
+@settings_options
+@click.argument("name")
+@handle_errors
+def new_cmd(settings: Settings, name: str) -> None:
+    """Write a timestamped migration skeleton with up and down parts."""
+    click.echo(str(api.new(settings, name)))
+
+
+@click.command("status")
+@settings_options
+@json_option
+@click.option("--exit-code", is_flag=True, help="Exit 1 when migrations are pending.")
+@handle_errors
+def status_cmd(settings: Settings, as_json: bool, exit_code: bool) -> None:
+    """Applied, pending and failed migrations, and problems with the files."""
+    report = api.status(settings)
+    plan = report.plan
+    if as_json:
+        print_json({
+            "format": report.format, "server_version": report.server_version,
+            "migrations": [_migration_json(m, plan.state_of(m)) for m in plan.migrations],
+            "pending": [m.version for m in plan.pending],
+            "problems": [asdict(p) for p in plan.problems],
+        })
+    else:
+        table = Table(title=f"{settings.migrations_path} ({report.format}) on PostgreSQL {report.server_version}")
+        for col in ("version", "name", "state", "applied", "ms"):
+            table.add_column(col)
+        colours = {"applied": "green", "pending": "yellow", "failed": "red", "running": "red",
+                   "rolled_back": "cyan", "baseline": "blue", "changed": "yellow"}
+        for m in plan.migrations:
+            state = plan.state_of(m)
+            if m in plan.pending and state in ("failed", "running", "rolled_back"):
+                state = f"{state} (pending)"
+            row = plan.rows.get(m.version)
+            colour = colours.get(state.split()[0], "white")
+            table.add_row(m.version, m.name, f"[{colour}]{state}[/]",
+                          row.finished_at.strftime("%Y-%m-%d %H:%M:%S") if row and row.finished_at else "",
+                          str(row.duration_ms) if row and row.duration_ms is not None else "")
+        stdout.print(table)
+        stdout.print(f"{len(plan.applied)} applied, {len(plan.pending)} pending, "
+                     f"{len(plan.problems)} problem(s)")
+        for p in plan.problems:
+            stdout.print(f"[red]problem[/] ({p.kind}): {p.detail}")
+    if exit_code and plan.pending:
+        sys.exit(1)
+
+
+@click.command("migrate")
+@settings_options
+@json_option
+@click.option("--to", "to", default=None, help="Apply up to and including this version.")
+@click.option("--dry-run", is_flag=True, help="Print the exact SQL and transaction boundaries; change nothing.")
+@click.option("--repair", is_flag=True, help="Accept edited applied files (records their new checksums).")
+@click.option("--out-of-order", is_flag=True, default=None, help="Apply new files older than applied ones.")
+@handle_errors
+def migrate_cmd(settings: Settings, as_json: bool, to: str | None, dry_run: bool, repair: bool,
+                out_of_order: bool | None) -> None:
+    """Apply pending migrations, each in its own transaction unless it cannot be."""
+    report = api.migrate(settings, to=to, dry_run=dry_run, repair=repair, out_of_order=out_of_order,
+                         notify=None if as_json else _note)
+    if as_json:
+        print_json({
+            "applied": [_step_json(r) for r in report.applied],
+            "dry_run": [{"version": s.migration.version, "mode": s.mode, "sql": s.sql} for s in report.dry_run],
+            "nothing_to_do": report.nothing_to_do,
+        })
+        return
+    if dry_run:
+        for step in report.dry_run:
+            click.echo(step.sql + "\n")
+    if report.nothing_to_do:
+        stdout.print("nothing to migrate: the database is up to date")
+    for r in report.applied:
+        extra = f", {r.retries} lock retries" if r.retries else ""
+        extra += f", resumed at statement {r.resumed_at + 1}" if r.resumed_at is not None else ""
+        stdout.print(f"[green]applied[/] {r.version} {r.name} ({r.mode}, {r.duration_ms} ms{extra})")
+
+
+@click.command("rollback")
+@settings_options
+@json_option
+@click.option("--to", "to", default=None, help="Roll back every migration newer than this version.")
+@click.option("--steps", default=1, show_default=True, type=click.IntRange(min=1),
+              help="How many of the newest applied migrations to roll back.")
+@handle_errors
+def rollback_cmd(settings: Settings, as_json: bool, to: str | None, steps: int) -> None:
+    """Run down parts, newest first; refuses if any needed down part is missing."""
+    report = api.rollback(settings, to=to, steps=steps, notify=None if as_json else _note)
+    if as_json:
+        print_json({"rolled_back": [_step_json(r) for r in report.reverted],
+                    "nothing_to_do": report.nothing_to_do})
+        return
+    if report.nothing_to_do:
+        stdout.print("nothing to roll back")
+    for r in report.reverted:
+        stdout.print(f"[cyan]rolled back[/] {r.version} {r.name} ({r.duration_ms} ms)")
+
+
+@click.command("validate")
+@settings_options
+@json_option
+@click.option("--repair", is_flag=True, help="Record the new checksums of edited applied files.")
+@handle_errors
+def validate_cmd(settings: Settings, as_json: bool, repair: bool) -> None:
+    """Check every applied migration against its file: edited, deleted, out of order."""
+    report = api.validate(settings, repair=repair)
+    if as_json:
+        print_json({"checked": report.checked, "repaired": report.repaired,
+                    "problems": [asdict(p) for p in report.problems]})
+    else:
+        for version in report.repaired:
+            stdout.print(f"[yellow]repaired[/] checksum of {version}")
+        for p in report.problems:
+            stdout.print(f"[red]{p.kind}[/] {p.version} {p.name}: {p.detail}")
+        if not report.problems:
+            stdout.print(f"ok: {report.checked} applied migration(s) match their files")
+    if report.problems:
+        sys.exit(ValidationFailed.exit_code)
+
+
+@click.command("baseline")
+@settings_options
+@click.argument("version")
+@handle_errors
+def baseline_cmd(settings: Settings, version: str) -> None:
+    """Adopt an existing database: VERSION and older count as applied and never run."""
+    found = api.baseline(settings, version)
+    stdout.print(f"baseline recorded at {version}" + (f" ({found.name})" if found else ""))
+
+
+@click.command("history")
+@settings_options
+@json_option
+@click.option("--limit", default=50, show_default=True, help="How many events to show.")
+@handle_errors
+def history_cmd(settings: Settings, as_json: bool, limit: int) -> None:
+    """The ledger's rows and its append-only event log."""
+    rows, events = api.history_events(settings, limit)
+    if as_json:
+        print_json({"migrations": [asdict(r) for r in rows], "events": events})
+        return
+    table = Table(title="events")
+    for col in ("at", "version", "event", "actor", "detail"):
+        table.add_column(col)
+    for e in events:
+        table.add_row(e["at"].strftime("%Y-%m-%d %H:%M:%S"), e["version"] or "", e["event"], e["actor"],
+                      _short(", ".join(f"{k}={v}" for k, v in (e["detail"] or {}).items() if v is not None)))
+    stdout.print(table)
+
+
+COMMANDS = [init_cmd, new_cmd, status_cmd, migrate_cmd, rollback_cmd, validate_cmd, baseline_cmd, history_cmd]

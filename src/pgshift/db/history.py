@@ -50,7 +50,8 @@ _UPGRADES: list[str] = [
         started_at timestamptz NOT NULL DEFAULT now(),
         finished_at timestamptz,
         duration_ms bigint,
-        error text
+        error text,
+        direction text NOT NULL DEFAULT 'up' CHECK (direction IN ('up', 'down'))
     );
     CREATE TABLE IF NOT EXISTS {schema}.events (
         id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -80,6 +81,7 @@ class AppliedRow:
     finished_at: datetime | None
     duration_ms: int | None
     error: str | None
+    direction: str
 
 
 def actor() -> str:
@@ -104,7 +106,7 @@ class History:
     # -- set-up ----------------------------------------------------------------------------
     def exists(self) -> bool:
         row = self.conn.execute(
-            "SELECT to_regclass(format('%I.ledger', %s::text)) IS NOT NULL", (self.schema,)
+            "SELECT to_regclass(format('%%I.ledger', %s::text)) IS NOT NULL", (self.schema,)
         ).fetchone()
         return bool(row and row[0])
 
@@ -147,7 +149,7 @@ class History:
                 self._sql(
                     "SELECT version, name, kind, checksum, status, transactional, statements_done, "
                     "statements_total, source_format, applied_by, started_at, finished_at, "
-                    "duration_ms, error FROM {schema}.migrations ORDER BY started_at, version"
+                    "duration_ms, error, direction FROM {schema}.migrations ORDER BY started_at, version"
                 )
             )
             return {r["version"]: AppliedRow(**r) for r in cur.fetchall()}
@@ -177,36 +179,41 @@ class History:
     # -- writes ----------------------------------------------------------------------------
     def start(
         self, *, version: str, name: str, kind: str, checksum: str, transactional: bool,
-        total: int, source_format: str,
+        total: int, source_format: str, direction: str = "up",
     ) -> None:
-        """Mark a migration running (kept on crash so the next run knows what happened)."""
+        """Mark a migration running (kept on crash so the next run knows what happened).
+
+        A rerun of an interrupted non-transactional migration in the same direction keeps
+        ``statements_done`` so it resumes at the statement that did not complete.
+        """
         self.conn.execute(
             self._sql(
                 """
                 INSERT INTO {schema}.migrations (version, name, kind, checksum, status, transactional,
                     statements_done, statements_total, source_format, applied_by, client_host,
-                    pgshift_version, started_at, finished_at, duration_ms, error)
+                    pgshift_version, started_at, finished_at, duration_ms, error, direction)
                 VALUES (%(version)s, %(name)s, %(kind)s, %(checksum)s, 'running', %(transactional)s,
                     0, %(total)s, %(format)s, %(actor)s, inet_client_addr()::text, %(pv)s,
-                    clock_timestamp(), NULL, NULL, NULL)
+                    clock_timestamp(), NULL, NULL, NULL, %(direction)s)
                 ON CONFLICT (version) DO UPDATE SET name = EXCLUDED.name, kind = EXCLUDED.kind,
                     checksum = EXCLUDED.checksum, status = 'running',
                     transactional = EXCLUDED.transactional,
                     statements_done = CASE WHEN {schema}.migrations.status IN ('running', 'failed')
                         AND {schema}.migrations.checksum = EXCLUDED.checksum
+                        AND {schema}.migrations.direction = EXCLUDED.direction
                         AND NOT EXCLUDED.transactional
                         THEN {schema}.migrations.statements_done ELSE 0 END,
                     statements_total = EXCLUDED.statements_total,
                     source_format = EXCLUDED.source_format, applied_by = EXCLUDED.applied_by,
                     client_host = EXCLUDED.client_host, pgshift_version = EXCLUDED.pgshift_version,
                     started_at = EXCLUDED.started_at, finished_at = NULL, duration_ms = NULL,
-                    error = NULL
+                    error = NULL, direction = EXCLUDED.direction
                 """
             ),
             {
                 "version": version, "name": name, "kind": kind, "checksum": checksum,
                 "transactional": transactional, "total": total, "format": source_format,
-                "actor": actor(), "pv": __version__,
+                "actor": actor(), "pv": __version__, "direction": direction,
             },
         )
 
@@ -241,7 +248,8 @@ class History:
         self.conn.execute(
             self._sql(
                 "UPDATE {schema}.migrations SET status = 'rolled_back', finished_at = clock_timestamp(), "
-                "statements_done = 0 WHERE version = %s"
+                "duration_ms = (extract(epoch FROM clock_timestamp() - started_at) * 1000)::bigint, "
+                "statements_done = 0, direction = 'down', error = NULL WHERE version = %s"
             ),
             (version,),
         )

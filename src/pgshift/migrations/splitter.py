@@ -35,7 +35,7 @@ def split_sql(text: str, *, file: str = "<stdin>", base_line: int = 1) -> list[S
         raise SqlParseError(message, file=file, line=line, column=column) from exc
     statements: list[Statement] = []
     for stmt in raw:
-        start = stmt.stmt_location
+        start = int(stmt.stmt_location or 0)
         end = start + stmt.stmt_len if stmt.stmt_len else len(text)
         chunk = text[start:end]
         stripped = chunk.lstrip()

@@ -1,0 +1,380 @@
+"""The Python API: the source of truth that the CLI wraps. No global state.
+
+Every function takes a :class:`pgshift.config.Settings` and returns a report dataclass; errors
+are :class:`pgshift.errors.PgshiftError` subclasses.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from pgshift.config import Settings, duration_ms
+from pgshift.db.connect import connect, server_major
+from pgshift.db.history import AppliedRow, History
+from pgshift.db.lock import AdvisoryLock
+from pgshift.errors import Irreversible, MigrationSourceError, PgshiftError, ValidationFailed
+from pgshift.migrations.classify import autocommit_reason, transaction_control
+from pgshift.migrations.formats import native
+from pgshift.migrations.loader import load_migrations
+from pgshift.migrations.model import Migration, version_sort_key
+from pgshift.runner.execute import Executor, StepResult, Timeouts, needs_steps
+from pgshift.runner.plan import Plan, Problem, build_plan
+from pgshift.runner.retry import RetryPolicy
+
+Notify = Callable[[str], None]
+BeforeApply = Callable[[psycopg.Connection[Any], list[Migration]], None]
+
+
+# -- loading and connecting ----------------------------------------------------------------
+def load(settings: Settings) -> tuple[str, list[Migration]]:
+    return load_migrations(settings.migrations_path, settings.format)
+
+
+@contextlib.contextmanager
+def open_connection(settings: Settings) -> Iterator[psycopg.Connection[Any]]:
+    conn = connect(settings.database_url, application_name=settings.application_name)
+    try:
+        if server_major(conn) >= 14:
+            # A killed runner's backend notices the dead client within a second and ends,
+            # releasing its locks, instead of finishing a long statement first.
+            conn.execute("SET client_connection_check_interval = '1s'")
+        yield conn
+    finally:
+        conn.close()
+
+
+@contextlib.contextmanager
+def deploy_session(settings: Settings) -> Iterator[tuple[psycopg.Connection[Any], History]]:
+    """A connection holding the deploy lock, with the ledger created or upgraded."""
+    with open_connection(settings) as conn:
+        lock = AdvisoryLock(conn, settings.history_schema, duration_ms(settings.lock_wait) / 1000)
+        with lock:
+            history = History(conn, settings.history_schema)
+            history.ensure()
+            yield conn, history
+
+
+def _executor(settings: Settings, conn: psycopg.Connection[Any], history: History,
+              notify: Notify | None) -> Executor:
+    return Executor(
+        conn, history, server_major=server_major(conn),
+        timeouts=Timeouts(settings.lock_timeout, settings.statement_timeout),
+        retry=RetryPolicy(
+            attempts=settings.lock_retries,
+            initial_ms=duration_ms(settings.retry_initial_delay),
+            max_ms=duration_ms(settings.retry_max_delay),
+        ),
+        notify=notify,
+    )
+
+
+# -- init / new ----------------------------------------------------------------------------
+CONFIG_TEMPLATE = """\
+# pgshift settings. Environment variables (DATABASE_URL, PGSHIFT_*) and flags override these.
+# database_url = "postgresql://app@db.example.com/app"   # prefer DATABASE_URL for secrets
+migrations_dir = "{migrations_dir}"
+lock_timeout = "2s"        # every statement; lock waits longer than this are retried
+lock_retries = 5
+statement_timeout = "0"    # 0 = no limit
+"""
+
+
+@dataclass
+class InitReport:
+    migrations_dir: Path
+    config_file: Path | None
+    created: list[str] = field(default_factory=list)
+    ledger_created: bool = False
+
+
+def init(settings: Settings, *, with_database: bool = True) -> InitReport:
+    report = InitReport(settings.migrations_path, None)
+    if not settings.migrations_path.exists():
+        settings.migrations_path.mkdir(parents=True)
+        report.created.append(str(settings.migrations_path))
+    config = settings.base_dir / "pgshift.toml"
+    if settings.source == "defaults" and not config.exists():
+        config.write_text(CONFIG_TEMPLATE.format(migrations_dir=settings.migrations_dir))
+        report.config_file = config
+        report.created.append(str(config))
+    if with_database and settings.database_url:
+        with deploy_session(settings):
+            report.ledger_created = True
+    return report
+
+
+_NAME = re.compile(r"[^a-z0-9]+")
+
+
+def new(settings: Settings, name: str, *, now: datetime | None = None) -> Path:
+    fmt, existing = load(settings)
+    if fmt != "native":
+        raise MigrationSourceError(
+            f"pgshift new writes pgshift's own format, but {settings.migrations_path} holds {fmt} "
+            f"migrations; create the file with {fmt}'s own tool, or point --dir at a new folder."
+        )
+    slug = _NAME.sub("_", name.lower()).strip("_")
+    if not slug:
+        raise MigrationSourceError(f"{name!r} is not usable as a migration name; use letters and digits.")
+    stamp = (now or datetime.now(UTC)).strftime("%Y%m%d%H%M%S")
+    latest = max((m.version for m in existing), default="0", key=version_sort_key)
+    if stamp.isdigit() and latest.isdigit() and int(stamp) <= int(latest):
+        stamp = str(int(latest) + 1)  # keep versions increasing even with clock skew
+    path = settings.migrations_path / f"{stamp}_{slug}.sql"
+    path.write_text(native.TEMPLATE.format(name=name))
+    return path
+
+
+# -- status / validate ---------------------------------------------------------------------
+@dataclass
+class StatusReport:
+    format: str
+    plan: Plan
+    server_version: str
+    history_exists: bool
+
+    @property
+    def pending(self) -> list[Migration]:
+        return self.plan.pending
+
+    @property
+    def problems(self) -> list[Problem]:
+        return self.plan.problems
+
+
+def status(settings: Settings) -> StatusReport:
+    fmt, migrations = load(settings)
+    with open_connection(settings) as conn:
+        history = History(conn, settings.history_schema)
+        rows = history.rows()
+        return StatusReport(fmt, build_plan(migrations, rows), conn.info.parameter_status("server_version") or "",
+                            history.exists())
+
+
+@dataclass
+class ValidateReport:
+    problems: list[Problem]
+    repaired: list[str] = field(default_factory=list)
+    checked: int = 0
+
+
+def validate(settings: Settings, *, repair: bool = False) -> ValidateReport:
+    _fmt, migrations = load(settings)
+    if not repair:
+        with open_connection(settings) as conn:
+            plan = build_plan(migrations, History(conn, settings.history_schema).rows())
+        return ValidateReport(plan.problems, checked=len(plan.applied))
+    with deploy_session(settings) as (_conn, history):
+        plan = build_plan(migrations, history.rows())
+        report = ValidateReport([], checked=len(plan.applied))
+        for problem in plan.problems:
+            migration = plan.by_version(problem.version)
+            if problem.kind == "edited" and migration is not None:
+                history.set_checksum(problem.version, migration.checksum)
+                history.log(problem.version, "checksum-repaired", {"checksum": migration.checksum})
+                report.repaired.append(problem.version)
+            else:
+                report.problems.append(problem)
+        return report
+
+
+def _refuse_problems(plan: Plan, *, allow_out_of_order: bool) -> None:
+    blocking = [p for p in plan.problems if not (p.kind == "out-of-order" and allow_out_of_order)]
+    if blocking:
+        details = " ".join(p.detail for p in blocking)
+        raise ValidationFailed(
+            f"Refusing to migrate: {details}",
+            hint="restore the original files, or run `pgshift validate --repair` to accept edited "
+            "files; new files older than applied ones need --out-of-order (or allow_out_of_order).",
+        )
+
+
+# -- migrate -------------------------------------------------------------------------------
+@dataclass
+class DryRunStep:
+    migration: Migration
+    mode: str
+    sql: str
+
+
+@dataclass
+class MigrateReport:
+    applied: list[StepResult] = field(default_factory=list)
+    dry_run: list[DryRunStep] = field(default_factory=list)
+    nothing_to_do: bool = False
+    waited_for_lock_s: float = 0.0
+
+
+def _select_pending(plan: Plan, to: str | None) -> list[Migration]:
+    if to is None:
+        return list(plan.pending)
+    target = plan.by_version(to)
+    if target is None:
+        raise MigrationSourceError(f"--to {to}: no migration with that version in the folder.")
+    return [m for m in plan.pending if m.kind == "versioned" and m.sort_key <= target.sort_key]
+
+
+def migrate(
+    settings: Settings,
+    *,
+    to: str | None = None,
+    dry_run: bool = False,
+    repair: bool = False,
+    out_of_order: bool | None = None,
+    notify: Notify | None = None,
+    before_apply: BeforeApply | None = None,
+) -> MigrateReport:
+    fmt, migrations = load(settings)
+    allow_ooo = settings.allow_out_of_order if out_of_order is None else out_of_order
+    if dry_run:
+        with open_connection(settings) as conn:
+            plan = build_plan(migrations, History(conn, settings.history_schema).rows())
+            _refuse_problems(plan, allow_out_of_order=allow_ooo)
+            major = server_major(conn)
+            steps = [_dry_run_step(settings, m, major) for m in _select_pending(plan, to)]
+        return MigrateReport(dry_run=steps, nothing_to_do=not steps)
+    if repair:
+        validate(settings, repair=True)
+    report = MigrateReport()
+    with deploy_session(settings) as (conn, history):
+        plan = build_plan(migrations, history.rows())
+        _refuse_problems(plan, allow_out_of_order=allow_ooo)
+        todo = _select_pending(plan, to)
+        if not todo:
+            report.nothing_to_do = True
+            return report
+        if before_apply is not None:
+            before_apply(conn, todo)
+        executor = _executor(settings, conn, history, notify)
+        history.log(None, "migrate-started", {"pending": [m.version for m in todo], "format": fmt})
+        for migration in todo:
+            if notify:
+                notify(f"applying {migration.label}")
+            report.applied.append(executor.run(migration, "up"))
+    return report
+
+
+def _dry_run_step(settings: Settings, m: Migration, major: int) -> DryRunStep:
+    lock = m.lock_timeout or settings.lock_timeout
+    stmt_timeout = m.statement_timeout or settings.statement_timeout
+    lines = [f"-- {m.label} ({m.path})"]
+    if needs_steps(m, m.up, major):
+        lines.append("-- runs statement by statement; progress is recorded after each")
+        for s in m.up:
+            if transaction_control(s.sql):
+                lines.append(f"-- skipped {s.summary} (pgshift manages transactions)")
+                continue
+            reason = autocommit_reason(s.sql, major)
+            if reason:
+                lines += [f"-- autocommit: {reason}", f"SET lock_timeout = '{lock}';",
+                          f"SET statement_timeout = '{stmt_timeout}';", f"{s.sql};"]
+            else:
+                lines += ["BEGIN;", f"SET LOCAL lock_timeout = '{lock}';",
+                          f"SET LOCAL statement_timeout = '{stmt_timeout}';", f"{s.sql};", "COMMIT;"]
+    else:
+        lines += ["BEGIN;", f"SET LOCAL lock_timeout = '{lock}';", f"SET LOCAL statement_timeout = '{stmt_timeout}';"]
+        for s in m.up:
+            if transaction_control(s.sql):
+                lines.append(f"-- skipped {s.summary} (pgshift manages transactions)")
+            else:
+                lines.append(f"{s.sql};")
+        lines.append("COMMIT;")
+    mode = "statement-by-statement" if needs_steps(m, m.up, major) else "transaction"
+    return DryRunStep(m, mode, "\n".join(lines))
+
+
+# -- rollback ------------------------------------------------------------------------------
+@dataclass
+class RollbackReport:
+    reverted: list[StepResult] = field(default_factory=list)
+    nothing_to_do: bool = False
+
+
+def _rollback_targets(plan: Plan, rows: dict[str, AppliedRow], to: str | None, steps: int) -> list[Migration]:
+    interrupted = [m for m in plan.migrations if (r := rows.get(m.version)) is not None
+                   and r.direction == "down" and r.status in ("running", "failed")]
+    applied = [m for m in plan.applied if m.kind == "versioned" and m not in interrupted
+               and rows[m.version].status == "applied"]
+    applied.sort(key=lambda m: m.sort_key, reverse=True)
+    if to is not None:
+        target = plan.by_version(to)
+        if target is None and to not in rows:
+            raise MigrationSourceError(f"--to {to}: no migration with that version.")
+        key = target.sort_key if target else version_sort_key(to)
+        chosen = [m for m in applied if m.sort_key > key]
+    else:
+        chosen = applied[: max(0, steps - len(interrupted))]
+    return sorted(interrupted, key=lambda m: m.sort_key, reverse=True) + chosen
+
+
+def rollback(settings: Settings, *, to: str | None = None, steps: int = 1,
+             notify: Notify | None = None) -> RollbackReport:
+    _fmt, migrations = load(settings)
+    report = RollbackReport()
+    with deploy_session(settings) as (conn, history):
+        rows = history.rows()
+        plan = build_plan(migrations, rows)
+        edited = [p for p in plan.problems if p.kind in ("edited", "missing")]
+        if edited:
+            raise ValidationFailed("Refusing to roll back: " + " ".join(p.detail for p in edited))
+        targets = _rollback_targets(plan, rows, to, steps)
+        if not targets:
+            report.nothing_to_do = True
+            return report
+        missing = [m for m in targets if m.down is None]
+        if missing:
+            names = ", ".join(f"{m.label} ({m.path})" for m in missing)
+            raise Irreversible(
+                f"Cannot roll back: {names} has no down part. Nothing was rolled back.",
+                hint="add a down part (for the native format, a '-- pgshift:down' section), or "
+                "restore from a backup with `pgshift restore`.",
+            )
+        executor = _executor(settings, conn, history, notify)
+        for migration in targets:
+            if notify:
+                notify(f"rolling back {migration.label}")
+            report.reverted.append(executor.run(migration, "down"))
+    return report
+
+
+# -- baseline / history --------------------------------------------------------------------
+def baseline(settings: Settings, version: str) -> Migration | None:
+    """Adopt an existing database: record ``version`` as the baseline; files at or below it
+    count as applied and are never run."""
+    _fmt, migrations = load(settings)
+    found = next((m for m in migrations if m.version == version), None)
+    with deploy_session(settings) as (_conn, history):
+        rows = history.rows()
+        applied = [r for r in rows.values() if r.status in ("applied", "baseline")]
+        if applied:
+            raise ValidationFailed(
+                f"Cannot baseline: the history in schema {settings.history_schema} already has "
+                f"{len(applied)} applied migration(s). Baseline is for a database pgshift has not run on."
+            )
+        history.record(version=version, name=found.name if found else "baseline", kind="versioned",
+                       checksum=found.checksum if found else "", status="baseline",
+                       source_format=found.source_format if found else "native",
+                       note="baseline: this and older migrations were applied before pgshift")
+        history.log(version, "baseline", {})
+    return found
+
+
+def history_events(settings: Settings, limit: int = 100) -> tuple[list[AppliedRow], list[dict[str, Any]]]:
+    with open_connection(settings) as conn:
+        history = History(conn, settings.history_schema)
+        return list(history.rows().values()), history.events(limit)
+
+
+__all__ = [
+    "BeforeApply", "InitReport", "MigrateReport", "PgshiftError", "RollbackReport", "StatusReport",
+    "ValidateReport", "baseline", "history_events", "init", "load", "migrate", "new", "rollback",
+    "status", "validate",
+]

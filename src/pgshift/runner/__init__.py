@@ -1,0 +1,1 @@
+"""Plan what to run, run it with lock-safe retries, and record it: load → plan → execute → record."""
