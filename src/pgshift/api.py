@@ -25,7 +25,7 @@ from pgshift.migrations.classify import autocommit_reason, transaction_control
 from pgshift.migrations.formats import native
 from pgshift.migrations.loader import load_migrations
 from pgshift.migrations.model import Migration, version_sort_key
-from pgshift.runner.execute import Executor, StepResult, Timeouts, needs_steps
+from pgshift.runner.execute import Executor, StatementObserver, StepResult, Timeouts, needs_steps
 from pgshift.runner.plan import Plan, Problem, build_plan
 from pgshift.runner.retry import RetryPolicy
 
@@ -63,7 +63,7 @@ def deploy_session(settings: Settings) -> Iterator[tuple[psycopg.Connection[Any]
 
 
 def _executor(settings: Settings, conn: psycopg.Connection[Any], history: History,
-              notify: Notify | None) -> Executor:
+              notify: Notify | None, observer: StatementObserver | None = None) -> Executor:
     return Executor(
         conn, history, server_major=server_major(conn),
         timeouts=Timeouts(settings.lock_timeout, settings.statement_timeout),
@@ -73,6 +73,7 @@ def _executor(settings: Settings, conn: psycopg.Connection[Any], history: Histor
             max_ms=duration_ms(settings.retry_max_delay),
         ),
         notify=notify,
+        observer=observer,
     )
 
 
@@ -231,6 +232,7 @@ def migrate(
     out_of_order: bool | None = None,
     notify: Notify | None = None,
     before_apply: BeforeApply | None = None,
+    observer: StatementObserver | None = None,
 ) -> MigrateReport:
     fmt, migrations = load(settings)
     allow_ooo = settings.allow_out_of_order if out_of_order is None else out_of_order
@@ -253,7 +255,7 @@ def migrate(
             return report
         if before_apply is not None:
             before_apply(conn, todo)
-        executor = _executor(settings, conn, history, notify)
+        executor = _executor(settings, conn, history, notify, observer)
         history.log(None, "migrate-started", {"pending": [m.version for m in todo], "format": fmt})
         for migration in todo:
             if notify:
@@ -316,7 +318,7 @@ def _rollback_targets(plan: Plan, rows: dict[str, AppliedRow], to: str | None, s
 
 
 def rollback(settings: Settings, *, to: str | None = None, steps: int = 1,
-             notify: Notify | None = None) -> RollbackReport:
+             notify: Notify | None = None, observer: StatementObserver | None = None) -> RollbackReport:
     _fmt, migrations = load(settings)
     report = RollbackReport()
     with deploy_session(settings) as (conn, history):
@@ -337,7 +339,7 @@ def rollback(settings: Settings, *, to: str | None = None, steps: int = 1,
                 hint="add a down part (for the native format, a '-- pgshift:down' section), or "
                 "restore from a backup with `pgshift restore`.",
             )
-        executor = _executor(settings, conn, history, notify)
+        executor = _executor(settings, conn, history, notify, observer)
         for migration in targets:
             if notify:
                 notify(f"rolling back {migration.label}")

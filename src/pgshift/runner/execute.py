@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import psycopg
 from psycopg import errors as pgerrors
@@ -27,6 +27,20 @@ from pgshift.runner.retry import RetryPolicy
 
 Direction = Literal["up", "down"]
 Notify = Callable[[str], None]
+
+
+class StatementObserver(Protocol):
+    """Watches every statement the executor runs (rehearsal records timings and locks with it).
+
+    ``after`` runs on the migrating connection before the statement's transaction commits, so
+    ``pg_locks`` still shows the locks the statement took.
+    """
+
+    def before(self, conn: psycopg.Connection[Any], migration: Migration, stmt: Statement) -> None: ...
+
+    def after(
+        self, conn: psycopg.Connection[Any], migration: Migration, stmt: Statement, error: BaseException | None
+    ) -> None: ...
 
 
 @dataclass
@@ -64,7 +78,9 @@ class Executor:
         timeouts: Timeouts,
         retry: RetryPolicy,
         notify: Notify | None = None,
+        observer: StatementObserver | None = None,
     ) -> None:
+        self.observer = observer
         self.conn = conn
         self.history = history
         self.server_major = server_major
@@ -183,6 +199,18 @@ class Executor:
         self.conn.execute(sql.SQL("{} statement_timeout = {}").format(scope, sql.Literal(stmt_timeout)))
 
     def _execute(self, migration: Migration, stmt: Statement) -> None:
+        if self.observer is None:
+            self._execute_plain(migration, stmt)
+            return
+        self.observer.before(self.conn, migration, stmt)
+        try:
+            self._execute_plain(migration, stmt)
+        except BaseException as exc:
+            self.observer.after(self.conn, migration, stmt, exc)
+            raise
+        self.observer.after(self.conn, migration, stmt, None)
+
+    def _execute_plain(self, migration: Migration, stmt: Statement) -> None:
         try:
             self.conn.execute(stmt.sql.encode())
         except pgerrors.LockNotAvailable:
