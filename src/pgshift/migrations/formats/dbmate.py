@@ -1,0 +1,113 @@
+"""dbmate's format: ``<version>_<name>.sql`` with ``-- migrate:up`` and ``-- migrate:down``
+sections, as dbmate 2 requires (up first, both present, only comments before up).
+
+Options follow the marker: ``-- migrate:up transaction:false`` makes the migration
+non-transactional. An empty down section is an explicit no-op (what dbmate runs on rollback).
+The version is the leading digits of the file name, kept as written: dbmate stores that string
+in ``schema_migrations``. Detected by the ``-- migrate:up`` marker, since the file names look
+like pgshift's own.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from pgshift.errors import MigrationSourceError
+from pgshift.migrations.files import read_text, require_dir, require_unique_versions
+from pgshift.migrations.model import Migration, checksum_of, version_sort_key
+from pgshift.migrations.splitter import split_sql
+
+FORMAT = "dbmate"
+FILE_NAME = re.compile(r"^(?P<version>\d+)_?(?P<name>.*)\.sql$")
+MARKER = re.compile(r"^--\s*migrate:(?P<direction>up|down)(?:\s+(?P<options>.*?))?\s*$")
+UP_MARKER = re.compile(r"^--\s*migrate:up(\s|$)", re.M)
+KNOWN_OPTIONS = {"transaction": ("true", "false")}
+
+
+def detect(path: Path) -> bool:
+    return any(UP_MARKER.search(read_text(p)) for p in path.glob("*.sql") if FILE_NAME.match(p.name))
+
+
+def _options(text: str, where: str) -> dict[str, str]:
+    options: dict[str, str] = {}
+    for pair in text.split():
+        key, sep, value = pair.partition(":")
+        if not sep or key not in KNOWN_OPTIONS:
+            raise MigrationSourceError(
+                f"{where}: unknown dbmate option {pair!r}.", hint="dbmate knows transaction:false."
+            )
+        if value not in KNOWN_OPTIONS[key]:
+            raise MigrationSourceError(f"{where}: {key} must be one of {', '.join(KNOWN_OPTIONS[key])}.")
+        options[key] = value
+    return options
+
+
+def _markers(path: Path, lines: list[str]) -> dict[str, tuple[int, dict[str, str]]]:
+    """{'up'/'down': (1-based line, options)}; refuses missing, repeated or misplaced markers."""
+    found: dict[str, tuple[int, dict[str, str]]] = {}
+    for number, line in enumerate(lines, start=1):
+        match = MARKER.match(line.rstrip("\r\n"))
+        if not match:
+            continue
+        direction = match.group("direction")
+        if direction in found:
+            raise MigrationSourceError(f"{path}:{number}: a second '-- migrate:{direction}' marker.")
+        found[direction] = (number, _options(match.group("options") or "", f"{path}:{number}"))
+    for direction in ("up", "down"):
+        if direction not in found:
+            raise MigrationSourceError(
+                f"{path} has no '-- migrate:{direction}' marker; dbmate requires both sections.",
+                hint="start the file with '-- migrate:up' and put the rollback after '-- migrate:down'.",
+            )
+    if found["down"][0] < found["up"][0]:
+        raise MigrationSourceError(
+            f"{path}:{found['down'][0]}: '-- migrate:down' comes before '-- migrate:up'."
+        )
+    for number, line in enumerate(lines[: found["up"][0] - 1], start=1):
+        if line.strip() and not line.lstrip().startswith("--"):
+            raise MigrationSourceError(
+                f"{path}:{number}: SQL before the '-- migrate:up' marker.",
+                hint="dbmate runs nothing outside the up and down sections; move it below the marker.",
+            )
+    return found
+
+
+def parse_file(path: Path, version: str, name: str) -> Migration:
+    text = read_text(path)
+    if not text.strip():
+        raise MigrationSourceError(f"The migration file {path} is empty.")
+    lines = text.splitlines(keepends=True)
+    markers = _markers(path, lines)
+    (up_line, up_options), (down_line, _) = markers["up"], markers["down"]
+    up = split_sql("".join(lines[up_line : down_line - 1]), file=str(path), base_line=up_line + 1)
+    if not up:
+        raise MigrationSourceError(f"{path} has no statements in its '-- migrate:up' section.")
+    down = split_sql("".join(lines[down_line:]), file=str(path), base_line=down_line + 1)
+    return Migration(
+        version=version,
+        name=name,
+        path=path,
+        up=up,
+        down=down,
+        checksum=checksum_of(text),
+        source_format=FORMAT,
+        transactional=up_options.get("transaction", "true") != "false",
+        sort_key=version_sort_key(version),
+    )
+
+
+def load(path: Path) -> list[Migration]:
+    require_dir(path)
+    migrations: list[Migration] = []
+    for file in sorted(path.glob("*.sql")):
+        match = FILE_NAME.match(file.name)
+        if not match:
+            raise MigrationSourceError(
+                f"{file} is not named like a dbmate migration (<version>_<name>.sql, e.g. "
+                "20240101120000_create_users.sql).",
+                hint="rename it, or move files that are not migrations out of the folder.",
+            )
+        migrations.append(parse_file(file, match.group("version"), match.group("name")))
+    require_unique_versions(migrations)
+    return sorted(migrations, key=lambda m: m.sort_key)

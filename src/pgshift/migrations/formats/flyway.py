@@ -1,0 +1,172 @@
+"""Flyway's SQL format, scanned recursively like a Flyway location:
+
+- ``V<version>__<description>.sql`` versioned; version parts separated by ``.`` or ``_``
+  (``V1_2__x.sql`` is version ``1.2``, kept as Flyway displays and records it);
+- ``U<version>__<description>.sql`` undo script, the down part of that version;
+- ``R__<description>.sql`` repeatable: kind ``repeatable``, version ``R__<description as in the
+  file name>``, sorted after every versioned migration, by description;
+- ``<script>.conf`` next to a script, or a ``-- flyway:executeInTransaction=false`` comment line
+  in it: ``executeInTransaction=false`` makes the migration non-transactional.
+
+Descriptions turn underscores into spaces, as Flyway does. Versions equal as numbers
+(``1`` and ``1.0``) are duplicates, as in Flyway. pgshift does not run Flyway callbacks
+(``afterMigrate.sql`` ...), baseline migrations (``B...``) or placeholders, so callback and
+baseline files are refused rather than silently skipped.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import NoReturn
+
+from pgshift.errors import MigrationSourceError
+from pgshift.migrations.files import read_text, require_dir, require_unique_versions
+from pgshift.migrations.model import Migration, checksum_of, version_sort_key
+from pgshift.migrations.splitter import split_sql
+
+FORMAT = "flyway"
+VERSIONED = re.compile(r"^(?P<prefix>[VU])(?P<version>\d+(?:[._]\d+)*)__(?P<desc>.*)\.sql$")
+REPEATABLE = re.compile(r"^R__(?P<desc>.+)\.sql$")
+CALLBACK = re.compile(r"^(before|after)[A-Z][A-Za-z]*(__.*)?\.sql$")
+INLINE_CONFIG = re.compile(r"^\s*--\s*flyway:(?P<key>[A-Za-z]+)\s*=\s*(?P<value>\S*)\s*$", re.M)
+KNOWN_KEYS = {"executeInTransaction", "encoding"}
+
+
+def detect(path: Path) -> bool:
+    return any(VERSIONED.match(p.name) or REPEATABLE.match(p.name) for p in path.rglob("*.sql"))
+
+
+def _numeric(version: str) -> tuple[int, ...]:
+    """Flyway's version identity: numbers with trailing zero parts dropped (1.0 == 1)."""
+    parts = [int(p) for p in version.split(".")]
+    while len(parts) > 1 and parts[-1] == 0:
+        parts.pop()
+    return tuple(parts)
+
+
+def _settings(script: Path, text: str) -> tuple[dict[str, str], str]:
+    """Script configuration from ``<script>.conf`` and inline ``-- flyway:key=value`` lines,
+    with the .conf text (for the checksum)."""
+    found: dict[str, tuple[str, str]] = {}
+    conf = script.with_name(script.name + ".conf")
+    conf_text = read_text(conf) if conf.is_file() else ""
+    for number, line in enumerate(conf_text.splitlines(), start=1):
+        if line.strip() and not line.lstrip().startswith("#"):
+            key, sep, value = line.partition("=")
+            if not sep:
+                raise MigrationSourceError(f"{conf}:{number}: expected key=value, got {line.strip()!r}.")
+            found[key.strip()] = (value.strip(), f"{conf}:{number}")
+    for match in INLINE_CONFIG.finditer(text):
+        number = text.count("\n", 0, match.start()) + 1
+        found[match.group("key")] = (match.group("value"), f"{script}:{number}")
+    for key, (value, where) in found.items():
+        if key not in KNOWN_KEYS:
+            raise MigrationSourceError(
+                f"{where}: unsupported Flyway script setting {key!r}.",
+                hint="pgshift understands executeInTransaction and encoding (UTF-8 only).",
+            )
+        if key == "executeInTransaction" and value.lower() not in ("true", "false"):
+            raise MigrationSourceError(f"{where}: executeInTransaction must be true or false, not {value!r}.")
+        if key == "encoding" and value.upper().replace("-", "").replace("_", "") != "UTF8":
+            raise MigrationSourceError(f"{where}: encoding {value!r} is not supported; save it as UTF-8.")
+    return {key: value for key, (value, _) in found.items()}, conf_text
+
+
+def _script(path: Path) -> tuple[str, list[str], bool]:
+    """(text, texts for the checksum, transactional) of one script."""
+    text = read_text(path)
+    if not text.strip():
+        raise MigrationSourceError(f"The migration file {path} is empty.")
+    settings, conf_text = _settings(path, text)
+    transactional = settings.get("executeInTransaction", "true").lower() != "false"
+    return text, [text, conf_text] if conf_text else [text], transactional
+
+
+def _migration(
+    path: Path, version: str, desc: str, kind: str, undo: Path | None
+) -> Migration:
+    text, texts, transactional = _script(path)
+    up = split_sql(text, file=str(path))
+    if not up:
+        raise MigrationSourceError(f"{path} has no SQL statements (only comments).")
+    down = None
+    if undo is not None:
+        undo_text, undo_texts, _ = _script(undo)
+        texts += undo_texts
+        down = split_sql(undo_text, file=str(undo))
+    return Migration(
+        version=version,
+        name=desc.replace("_", " "),
+        path=path,
+        up=up,
+        down=down,
+        checksum=checksum_of(*texts),
+        source_format=FORMAT,
+        kind="repeatable" if kind == "R" else "versioned",
+        transactional=transactional,
+        sort_key=version_sort_key(version),
+    )
+
+
+def _refuse(file: Path) -> NoReturn:
+    if CALLBACK.match(file.name):
+        raise MigrationSourceError(
+            f"{file} is a Flyway callback script; pgshift does not run callbacks.",
+            hint="move its SQL into a migration (a repeatable R__ script for grants), or remove it.",
+        )
+    raise MigrationSourceError(
+        f"{file} is not named like a Flyway migration (V<version>__<description>.sql, "
+        "U<version>__<description>.sql or R__<description>.sql).",
+        hint="rename it, or move files that are not migrations out of the folder.",
+    )
+
+
+def load(path: Path) -> list[Migration]:
+    require_dir(path)
+    versioned: dict[tuple[int, ...], tuple[Path, str, str]] = {}
+    undos: dict[tuple[int, ...], Path] = {}
+    repeatables: list[tuple[Path, str]] = []
+    for file in sorted(path.rglob("*.sql")):
+        match = VERSIONED.match(file.name)
+        repeatable = REPEATABLE.match(file.name)
+        if repeatable:
+            repeatables.append((file, repeatable.group("desc")))
+            continue
+        if not match:
+            _refuse(file)
+        version = match.group("version").replace("_", ".")
+        key = _numeric(version)
+        if match.group("prefix") == "U":
+            if key in undos:
+                raise MigrationSourceError(f"Two undo scripts for version {version}: {undos[key]} and {file}.")
+            undos[key] = file
+        elif key in versioned:
+            raise MigrationSourceError(
+                f"Two migrations have version {version}: {versioned[key][0]} and {file}.",
+                hint="give one of them a new version (rename the file).",
+            )
+        else:
+            versioned[key] = (file, version, match.group("desc"))
+    for key, undo in undos.items():
+        if key not in versioned:
+            raise MigrationSourceError(f"The undo script {undo} has no versioned migration to undo.")
+    migrations = [
+        _migration(file, version, desc, "V", undos.get(key))
+        for key, (file, version, desc) in versioned.items()
+    ]
+    migrations += [_migration(file, f"R__{desc}", desc, "R", None) for file, desc in repeatables]
+    require_unique_versions(migrations)
+    _require_unique_repeatables(migrations)
+    return sorted(migrations, key=lambda m: m.sort_key)
+
+
+def _require_unique_repeatables(migrations: list[Migration]) -> None:
+    seen: dict[str, Path] = {}
+    for m in migrations:
+        if m.kind == "repeatable":
+            if m.version in seen:
+                raise MigrationSourceError(
+                    f"Two repeatable migrations have the description {m.name!r}: {seen[m.version]} and {m.path}."
+                )
+            seen[m.version] = m.path

@@ -1,0 +1,121 @@
+"""golang-migrate's format: ``<N>_<name>.up.sql`` and an optional ``<N>_<name>.down.sql``.
+
+golang-migrate sends each file to PostgreSQL as one multi-statement query (an implicit
+transaction), so users often wrap files in ``BEGIN; ... COMMIT;`` themselves. pgshift runs a
+migration in its own transaction, so an outer ``BEGIN``/``COMMIT`` pair is dropped here; any
+other transaction-control statement is an error. Versions are numbers (``000001`` is version
+``1``, as golang-migrate records it in ``schema_migrations``).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from pglast import enums, parser
+
+from pgshift.errors import MigrationSourceError
+from pgshift.migrations.files import read_text, require_dir, require_unique_versions
+from pgshift.migrations.model import Migration, Statement, checksum_of, version_sort_key
+from pgshift.migrations.splitter import split_sql
+
+FORMAT = "golang-migrate"
+FILE_NAME = re.compile(r"^(?P<version>\d+)_(?P<name>.*)\.(?P<direction>up|down)\.sql$")
+_OPENERS = {enums.TransactionStmtKind.TRANS_STMT_BEGIN, enums.TransactionStmtKind.TRANS_STMT_START}
+
+
+def detect(path: Path) -> bool:
+    return any(FILE_NAME.match(p.name) for p in path.glob("*.sql"))
+
+
+def _transaction_kind(statement: Statement) -> int | None:
+    """The TransactionStmtKind of ``statement``, or None when it is not BEGIN/COMMIT/...."""
+    node = parser.parse_sql(statement.sql)[0].stmt
+    kind = getattr(node, "kind", None)
+    if type(node).__name__ != "TransactionStmt" or kind is None:
+        return None
+    return int(kind)
+
+
+def strip_outer_transaction(statements: list[Statement]) -> list[Statement]:
+    """Drop a ``BEGIN; ... COMMIT;`` pair wrapping the whole part; refuse any other one,
+    because a COMMIT inside pgshift's transaction would commit it early."""
+    kinds = [_transaction_kind(s) for s in statements]
+    if (
+        len(statements) >= 2
+        and kinds[0] in _OPENERS
+        and kinds[-1] == enums.TransactionStmtKind.TRANS_STMT_COMMIT
+    ):
+        statements, kinds = statements[1:-1], kinds[1:-1]
+    for statement, kind in zip(statements, kinds, strict=True):
+        if kind is not None:
+            raise MigrationSourceError(
+                f"{statement.where}: transaction control ({statement.summary}) inside a migration.",
+                hint="pgshift runs each migration in its own transaction; remove it, or move "
+                "statements that must run outside a transaction to their own migration.",
+            )
+    return [
+        Statement(s.sql, s.file, s.line, s.column, index) for index, s in enumerate(statements)
+    ]
+
+
+def parse_statements(path: Path, text: str) -> list[Statement]:
+    return strip_outer_transaction(split_sql(text, file=str(path)))
+
+
+def _load_pair(up_path: Path, down_path: Path | None, version: str, name: str) -> Migration:
+    up_text = read_text(up_path)
+    if not up_text.strip():
+        raise MigrationSourceError(f"The migration file {up_path} is empty.")
+    up = parse_statements(up_path, up_text)
+    if not up:
+        raise MigrationSourceError(f"{up_path} has no SQL statements (only comments).")
+    texts = [up_text]
+    down = None
+    if down_path is not None:
+        down_text = read_text(down_path)
+        texts.append(down_text)
+        down = parse_statements(down_path, down_text)
+    return Migration(
+        version=version,
+        name=name,
+        path=up_path,
+        up=up,
+        down=down,
+        checksum=checksum_of(*texts),
+        source_format=FORMAT,
+        sort_key=version_sort_key(version),
+    )
+
+
+def load(path: Path) -> list[Migration]:
+    require_dir(path)
+    files: dict[str, dict[str, Path]] = {"up": {}, "down": {}}
+    names: dict[str, str] = {}
+    for file in sorted(path.glob("*.sql")):
+        match = FILE_NAME.match(file.name)
+        if not match:
+            raise MigrationSourceError(
+                f"{file} is not named like a golang-migrate migration "
+                "(<version>_<name>.up.sql or .down.sql, e.g. 000001_create_users.up.sql).",
+                hint="rename it, or move files that are not migrations out of the folder.",
+            )
+        version = str(int(match.group("version")))
+        same = files[match.group("direction")]
+        if version in same:
+            raise MigrationSourceError(
+                f"Two migrations have version {version}: {same[version]} and {file}.",
+                hint="golang-migrate allows one up and one down file per version; renumber one.",
+            )
+        same[version] = file
+        if match.group("direction") == "up":
+            names[version] = match.group("name")
+    for version, down_file in files["down"].items():
+        if version not in files["up"]:
+            raise MigrationSourceError(f"{down_file} has no matching up file (version {version}).")
+    migrations = [
+        _load_pair(up_file, files["down"].get(version), version, names[version])
+        for version, up_file in files["up"].items()
+    ]
+    require_unique_versions(migrations)
+    return sorted(migrations, key=lambda m: m.sort_key)

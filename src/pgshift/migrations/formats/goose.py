@@ -1,0 +1,201 @@
+"""goose's SQL format: ``<version>_<name>.sql`` with ``-- +goose`` annotations
+(case-insensitive, on their own line, as goose reads them):
+
+- ``-- +goose Up`` (required, first) and ``-- +goose Down`` (optional) start the two parts;
+- ``-- +goose StatementBegin`` / ``-- +goose StatementEnd`` enclose ONE statement that is kept
+  verbatim (only surrounding whitespace, leading comments and a final semicolon are trimmed),
+  with the line and column of its first SQL character;
+- ``-- +goose NO TRANSACTION`` makes the migration non-transactional;
+- ``-- +goose ENVSUB OFF`` is accepted; ``ENVSUB ON`` is refused (pgshift does not substitute
+  environment variables, so the SQL would run with ``${VAR}`` left in it).
+
+The version is the number before the first ``_`` (``00001`` is version ``1``, as goose records
+it in ``goose_db_version``). Go migration files (``<version>_<name>.go``) are refused: pgshift
+runs SQL only. A file without a Down part is irreversible (``down`` is None).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pgshift.errors import MigrationSourceError
+from pgshift.migrations.files import read_text, require_dir, require_unique_versions
+from pgshift.migrations.model import Migration, Statement, checksum_of, version_sort_key
+from pgshift.migrations.splitter import split_sql
+
+FORMAT = "goose"
+FILE_NAME = re.compile(r"^(?P<version>\d+)_(?P<name>.*)\.(?P<ext>sql|go)$")
+ANNOTATION = re.compile(r"^--\s*\+goose\s+(?P<command>.*?)\s*$", re.I)
+MARKER = re.compile(r"^--\s*\+goose\s", re.I | re.M)
+
+
+def detect(path: Path) -> bool:
+    return any(MARKER.search(read_text(p)) for p in path.glob("*.sql") if FILE_NAME.match(p.name))
+
+
+@dataclass
+class _Part:
+    start_line: int
+    statements: list[Statement] = field(default_factory=list)
+
+
+@dataclass
+class _Parser:
+    path: Path
+    lines: list[str]
+    up: _Part | None = None
+    down: _Part | None = None
+    transactional: bool = True
+    block_start: int | None = None  # line of the open StatementBegin
+    plain_start: int = 1  # first line of the current run of plain SQL
+
+    @property
+    def where(self) -> str:
+        return str(self.path)
+
+    def current(self) -> _Part | None:
+        return self.down or self.up
+
+    def flush_plain(self, end: int) -> None:
+        """Split the plain SQL on lines plain_start .. end-1 into the current part."""
+        text = "".join(self.lines[self.plain_start - 1 : end - 1])
+        part = self.current()
+        if part is None:
+            for offset, line in enumerate(text.splitlines()):
+                if line.strip() and not line.lstrip().startswith("--"):
+                    raise MigrationSourceError(
+                        f"{self.path}:{self.plain_start + offset}: SQL before the '-- +goose Up' annotation.",
+                        hint="goose requires the file to start with '-- +goose Up'.",
+                    )
+            return
+        part.statements += split_sql(text, file=self.where, base_line=self.plain_start)
+
+    def close_block(self, end: int) -> None:
+        assert self.block_start is not None
+        text = "".join(self.lines[self.block_start : end - 1])
+        found = split_sql(text, file=self.where, base_line=self.block_start + 1)
+        if not found:
+            raise MigrationSourceError(
+                f"{self.path}:{self.block_start}: the StatementBegin/StatementEnd block has no SQL."
+            )
+        first = found[0]
+        offset = _offset(text, first.line - self.block_start - 1, first.column)
+        sql = text[offset:].strip().rstrip(";").rstrip()
+        part = self.current()
+        assert part is not None
+        part.statements.append(Statement(sql, self.where, first.line, first.column, 0))
+        self.block_start = None
+
+    def annotate(self, number: int, command: str) -> None:
+        where = f"{self.path}:{number}"
+        if self.up is None and command in ("down", "statementbegin", "statementend"):
+            raise MigrationSourceError(f"{where}: '-- +goose {command}' before '-- +goose Up'.")
+        if command == "up":
+            if self.up is not None:
+                raise MigrationSourceError(f"{where}: a second '-- +goose Up' annotation.")
+            self.up = _Part(number)
+        elif command == "down":
+            if self.down is not None:
+                raise MigrationSourceError(f"{where}: a second '-- +goose Down' annotation.")
+            self.down = _Part(number)
+        elif command == "statementbegin":
+            self.block_start = number
+        elif command == "statementend":
+            raise MigrationSourceError(f"{where}: '-- +goose StatementEnd' without StatementBegin.")
+        elif command == "no transaction":
+            self.transactional = False
+        elif command in ("envsub on", "envsubst on"):
+            raise MigrationSourceError(
+                f"{where}: '-- +goose ENVSUB ON' is not supported; pgshift does not substitute "
+                "environment variables into SQL.",
+                hint="write the values into the migration, or keep running it with goose.",
+            )
+        elif command not in ("envsub off", "envsubst off"):
+            raise MigrationSourceError(
+                f"{where}: unknown goose annotation '-- +goose {command}'.",
+                hint="goose knows Up, Down, StatementBegin, StatementEnd, NO TRANSACTION, ENVSUB ON/OFF.",
+            )
+
+    def run(self) -> None:
+        for number, line in enumerate(self.lines, start=1):
+            match = ANNOTATION.match(line.rstrip("\r\n"))
+            if not match:
+                continue
+            command = " ".join(match.group("command").lower().split())
+            if self.block_start is not None:
+                if command != "statementend":
+                    raise MigrationSourceError(
+                        f"{self.path}:{number}: '-- +goose {match.group('command')}' inside a "
+                        f"StatementBegin block opened on line {self.block_start}."
+                    )
+                self.close_block(number)
+            else:
+                self.flush_plain(number)
+                self.annotate(number, command)
+            self.plain_start = number + 1
+        if self.block_start is not None:
+            raise MigrationSourceError(
+                f"{self.path}:{self.block_start}: StatementBegin without a matching '-- +goose StatementEnd'."
+            )
+        self.flush_plain(len(self.lines) + 1)
+
+
+def _offset(text: str, line_index: int, column: int) -> int:
+    """Character offset in ``text`` of 0-based ``line_index`` and 1-based ``column``."""
+    lines = text.splitlines(keepends=True)
+    return sum(len(line) for line in lines[:line_index]) + column - 1
+
+
+def _reindex(statements: list[Statement]) -> list[Statement]:
+    return [Statement(s.sql, s.file, s.line, s.column, i) for i, s in enumerate(statements)]
+
+
+def parse_file(path: Path, version: str, name: str) -> Migration:
+    text = read_text(path)
+    if not text.strip():
+        raise MigrationSourceError(f"The migration file {path} is empty.")
+    parser = _Parser(path, text.splitlines(keepends=True))
+    parser.run()
+    if parser.up is None:
+        raise MigrationSourceError(
+            f"{path} has no '-- +goose Up' annotation.",
+            hint="goose requires '-- +goose Up' above the migration's SQL.",
+        )
+    if not parser.up.statements:
+        raise MigrationSourceError(f"{path} has no statements in its '-- +goose Up' part.")
+    return Migration(
+        version=version,
+        name=name,
+        path=path,
+        up=_reindex(parser.up.statements),
+        down=_reindex(parser.down.statements) if parser.down else None,
+        checksum=checksum_of(text),
+        source_format=FORMAT,
+        transactional=parser.transactional,
+        sort_key=version_sort_key(version),
+    )
+
+
+def load(path: Path) -> list[Migration]:
+    require_dir(path)
+    migrations: list[Migration] = []
+    for file in sorted([*path.glob("*.sql"), *path.glob("*.go")]):
+        match = FILE_NAME.match(file.name)
+        if file.suffix == ".go":
+            if match:
+                raise MigrationSourceError(
+                    f"{file} is a goose Go migration; pgshift runs SQL migrations only.",
+                    hint="rewrite it as a .sql migration, or keep running it with goose.",
+                )
+            continue
+        if not match or int(match.group("version")) < 1:
+            raise MigrationSourceError(
+                f"{file} is not named like a goose migration (<version>_<name>.sql with a version "
+                "above 0, e.g. 00001_create_users.sql).",
+                hint="rename it, or move files that are not migrations out of the folder.",
+            )
+        migrations.append(parse_file(file, str(int(match.group("version"))), match.group("name")))
+    require_unique_versions(migrations)
+    return sorted(migrations, key=lambda m: m.sort_key)

@@ -1,0 +1,4 @@
+-- migrate:up transaction:false
+create index concurrently users_email_idx on users (email);
+
+-- migrate:down

@@ -1,0 +1,2 @@
+-- flyway:executeInTransaction=false
+ALTER TABLE users ADD COLUMN status text;

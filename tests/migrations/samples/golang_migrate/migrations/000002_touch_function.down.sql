@@ -1,0 +1,2 @@
+DROP TRIGGER IF EXISTS users_touch ON users;
+DROP FUNCTION IF EXISTS touch_updated_at();

@@ -1,0 +1,10 @@
+-- Keep updated_at current
+CREATE FUNCTION touch_updated_at() RETURNS trigger AS $$
+BEGIN
+  NEW.updated_at := now();
+  RETURN NEW;
+END;
+$$ LANGUAGE plpgsql;
+
+CREATE TRIGGER users_touch BEFORE UPDATE ON "users"
+  FOR EACH ROW EXECUTE FUNCTION touch_updated_at();
