@@ -162,3 +162,13 @@ for _cls in (
     Interrupted,
 ):
     EXIT_CODES[_cls.exit_code] = (_cls.__doc__ or "").strip().split("\n")[0]
+
+
+class AdoptError(PgshiftError):
+    """Another tool's migration history could not be read (missing or unfamiliar table)."""
+
+    code = "adopt"
+    exit_code = 17
+
+
+EXIT_CODES[AdoptError.exit_code] = (AdoptError.__doc__ or "").strip().split("\n")[0]
