@@ -51,7 +51,8 @@ _UPGRADES: list[str] = [
         finished_at timestamptz,
         duration_ms bigint,
         error text,
-        direction text NOT NULL DEFAULT 'up' CHECK (direction IN ('up', 'down'))
+        direction text NOT NULL DEFAULT 'up' CHECK (direction IN ('up', 'down')),
+        progress_checksum text
     );
     CREATE TABLE IF NOT EXISTS {schema}.events (
         id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -82,6 +83,7 @@ class AppliedRow:
     duration_ms: int | None
     error: str | None
     direction: str
+    progress_checksum: str | None
 
 
 def actor() -> str:
@@ -149,7 +151,8 @@ class History:
                 self._sql(
                     "SELECT version, name, kind, checksum, status, transactional, statements_done, "
                     "statements_total, source_format, applied_by, started_at, finished_at, "
-                    "duration_ms, error, direction FROM {schema}.migrations ORDER BY started_at, version"
+                    "duration_ms, error, direction, progress_checksum FROM {schema}.migrations "
+                    "ORDER BY started_at, version"
                 )
             )
             return {r["version"]: AppliedRow(**r) for r in cur.fetchall()}
@@ -179,12 +182,11 @@ class History:
     # -- writes ----------------------------------------------------------------------------
     def start(
         self, *, version: str, name: str, kind: str, checksum: str, transactional: bool,
-        total: int, source_format: str, direction: str = "up",
+        total: int, source_format: str, direction: str = "up", resume_from: int = 0,
     ) -> None:
         """Mark a migration running (kept on crash so the next run knows what happened).
 
-        A rerun of an interrupted non-transactional migration in the same direction keeps
-        ``statements_done`` so it resumes at the statement that did not complete.
+        ``resume_from`` keeps the progress of an interrupted statement-by-statement run.
         """
         self.conn.execute(
             self._sql(
@@ -193,16 +195,12 @@ class History:
                     statements_done, statements_total, source_format, applied_by, client_host,
                     pgshift_version, started_at, finished_at, duration_ms, error, direction)
                 VALUES (%(version)s, %(name)s, %(kind)s, %(checksum)s, 'running', %(transactional)s,
-                    0, %(total)s, %(format)s, %(actor)s, inet_client_addr()::text, %(pv)s,
+                    %(resume_from)s, %(total)s, %(format)s, %(actor)s, inet_client_addr()::text, %(pv)s,
                     clock_timestamp(), NULL, NULL, NULL, %(direction)s)
                 ON CONFLICT (version) DO UPDATE SET name = EXCLUDED.name, kind = EXCLUDED.kind,
                     checksum = EXCLUDED.checksum, status = 'running',
                     transactional = EXCLUDED.transactional,
-                    statements_done = CASE WHEN {schema}.migrations.status IN ('running', 'failed')
-                        AND {schema}.migrations.checksum = EXCLUDED.checksum
-                        AND {schema}.migrations.direction = EXCLUDED.direction
-                        AND NOT EXCLUDED.transactional
-                        THEN {schema}.migrations.statements_done ELSE 0 END,
+                    statements_done = EXCLUDED.statements_done,
                     statements_total = EXCLUDED.statements_total,
                     source_format = EXCLUDED.source_format, applied_by = EXCLUDED.applied_by,
                     client_host = EXCLUDED.client_host, pgshift_version = EXCLUDED.pgshift_version,
@@ -214,6 +212,7 @@ class History:
                 "version": version, "name": name, "kind": kind, "checksum": checksum,
                 "transactional": transactional, "total": total, "format": source_format,
                 "actor": actor(), "pv": __version__, "direction": direction,
+                "resume_from": resume_from,
             },
         )
 
@@ -224,10 +223,16 @@ class History:
         ).fetchone()
         return int(row[0]) if row else 0
 
-    def progress(self, version: str, done: int) -> None:
+    def row(self, version: str) -> AppliedRow | None:
+        return self.rows().get(version)
+
+    def progress(self, version: str, done: int, prefix_checksum: str) -> None:
+        """Record that the first ``done`` statements (whose texts hash to ``prefix_checksum``) ran."""
         self.conn.execute(
-            self._sql("UPDATE {schema}.migrations SET statements_done = %s WHERE version = %s"),
-            (done, version),
+            self._sql(
+                "UPDATE {schema}.migrations SET statements_done = %s, progress_checksum = %s WHERE version = %s"
+            ),
+            (done, prefix_checksum, version),
         )
 
     def finish(self, version: str, status: str, *, error: str | None = None) -> None:

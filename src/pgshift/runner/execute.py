@@ -22,7 +22,7 @@ from psycopg import sql
 from pgshift.db.history import History
 from pgshift.errors import DiskFull, Interrupted, LockTimeoutExhausted, MigrationFailed, MigrationSourceError
 from pgshift.migrations.classify import autocommit_reason, concurrent_index, transaction_control
-from pgshift.migrations.model import Migration, Statement
+from pgshift.migrations.model import Migration, Statement, checksum_of
 from pgshift.runner.retry import RetryPolicy
 
 Direction = Literal["up", "down"]
@@ -103,6 +103,7 @@ class Executor:
             version=migration.version, name=migration.name, kind=migration.kind,
             checksum=migration.checksum, transactional=not steps, total=len(statements),
             source_format=migration.source_format, direction=direction,
+            resume_from=self._resume_point(migration, statements, direction) if steps else 0,
         )
         self._steps = steps
         started = time.monotonic()
@@ -133,6 +134,17 @@ class Executor:
         })
         return result
 
+    def _resume_point(self, migration: Migration, statements: list[Statement], direction: Direction) -> int:
+        """Where an interrupted statement-by-statement run stopped, if the statements it completed
+        are unchanged (a fix to a later statement keeps the progress; an edit before it does not)."""
+        row = self.history.row(migration.version)
+        if row is None or row.status not in ("running", "failed") or row.direction != direction:
+            return 0
+        done = min(row.statements_done, len(statements))
+        if done and row.progress_checksum == prefix_checksum(statements[:done]):
+            return done
+        return 0
+
     # -- transactional mode ----------------------------------------------------------------
     def _run_transaction(self, migration: Migration, statements: list[Statement], result: StepResult) -> None:
         runnable = [s for s in statements if not transaction_control(s.sql)]
@@ -157,24 +169,24 @@ class Executor:
             stmt = statements[index]
             if transaction_control(stmt.sql):
                 result.skipped.append(stmt.where)
-                self.history.progress(migration.version, index + 1)
+                self.history.progress(migration.version, index + 1, prefix_checksum(statements[: index + 1]))
                 continue
             if autocommit_reason(stmt.sql, self.server_major):
                 if index == done and result.resumed_at is not None and self._effect_present(stmt):
                     self.notify(f"statement {index + 1} had completed before the interruption; not rerun")
-                    self.history.progress(migration.version, index + 1)
+                    self.history.progress(migration.version, index + 1, prefix_checksum(statements[: index + 1]))
                     continue
                 def autocommit(s: Statement = stmt) -> None:
                     self._autocommit(migration, s)
 
                 self._with_lock_retries(migration, stmt, autocommit, result)
-                self.history.progress(migration.version, index + 1)
+                self.history.progress(migration.version, index + 1, prefix_checksum(statements[: index + 1]))
             else:
                 def in_transaction(s: Statement = stmt, position: int = index + 1) -> None:
                     with self.conn.transaction():
                         self._set_timeouts(migration, local=True)
                         self._execute(migration, s)
-                        self.history.progress(migration.version, position)
+                        self.history.progress(migration.version, position, prefix_checksum(statements[:position]))
 
                 self._with_lock_retries(migration, stmt, in_transaction, result)
 
@@ -317,6 +329,10 @@ class Executor:
         ident = sql.Identifier(schema, name) if schema else sql.Identifier(name)
         self.conn.execute(sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(ident))
         self.history.log(None, "dropped-invalid-index", {"schema": schema, "index": name})
+
+
+def prefix_checksum(statements: list[Statement]) -> str:
+    return checksum_of(*(s.sql for s in statements))
 
 
 def statement_failure(

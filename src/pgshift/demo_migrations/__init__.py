@@ -1,0 +1,1 @@
+"""The demo's migrations: the playbook's examples, written the safe way."""
