@@ -45,6 +45,14 @@ class LintSettings:
     pg_version: int | None = None
     assume_in_transaction: bool = False
     fail_level: str = "error"
+    # True when migrations are only ever applied by `pgshift migrate`, which sets lock_timeout
+    # and statement_timeout itself: the missing-timeout rules then stay quiet.
+    runner_timeouts: bool = False
+    # Tables at or above these sizes (from --database) turn size-dependent findings into errors;
+    # tables below small_table_rows become notes.
+    large_table_rows: int = 1_000_000
+    small_table_rows: int = 10_000
+    schema_file: str | None = None  # a `pg_dump --schema-only` file to seed the schema model
 
 
 @dataclass
@@ -55,6 +63,8 @@ class BackupSettings:
     jobs: int = 1
     keep: int = 0  # 0 keeps everything
     max_age: str = "24h"  # how recent a verified backup must be for `check`
+    pg_bindir: str | None = None  # where pg_dump/pg_restore live (default: found, >= server major)
+    hash_max_mb: int = 10240  # tables larger than this get an exact count only, no content hash
 
 
 @dataclass

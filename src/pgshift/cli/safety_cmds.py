@@ -1,0 +1,146 @@
+"""``pgshift backup`` (+ ``backup verify``, ``backup list``), ``pgshift restore``, ``pgshift check``."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
+
+from pgshift.cli.common import handle_errors, json_option, print_json, settings_options, stderr, stdout
+from pgshift.config import Settings
+from pgshift.db.connect import require_url
+from pgshift.errors import BackupFailed
+from pgshift.safety.backup import Backup, ProgressFn, backup_dir, list_backups, take_backup
+from pgshift.safety.verify import verify_backup
+
+
+@contextmanager
+def _progress(enabled: bool) -> Iterator[ProgressFn | None]:
+    """A bar on stderr (by table bytes, from pg_dump --verbose) when stderr is a terminal."""
+    if not enabled or not stderr.is_terminal:
+        yield None
+        return
+    with Progress(TextColumn("[bold]pg_dump[/] {task.description}"), BarColumn(), DownloadColumn(),
+                  TimeElapsedColumn(), console=stderr, transient=True) as bar:
+        task = bar.add_task("starting", total=None)
+
+        def update(done: int, total: int, table: str) -> None:
+            bar.update(task, completed=done, total=total or None, description=table)
+
+        yield update
+
+
+def resolve_backup(settings: Settings, name: str) -> Path:
+    """A backup folder by path, by folder name in backup.directory, or 'latest'."""
+    root = backup_dir(settings)
+    if name == "latest":
+        found = list_backups(root)
+        if not found:
+            raise BackupFailed(f"There is no backup in {root} (backup.directory).")
+        return found[0].path
+    path = Path(name)
+    if path.exists():
+        return path
+    if (root / name).exists():
+        return root / name
+    raise BackupFailed(f"No backup named {name}: neither {path} nor {root / name} exists.")
+
+
+def _backup_row(b: Backup) -> dict[str, Any]:
+    last = b.last_verification()
+    return {"path": str(b.path), "database": b.manifest.database, "finished_at": b.manifest.finished_at,
+            "format": b.manifest.format, "size_bytes": b.size_bytes, "tables": len(b.manifest.tables),
+            "history_head": b.manifest.history_head,
+            "verified": last["level"] if last else None}
+
+
+@click.group("backup", invoke_without_command=True)
+@click.option("--dump-format", "-F", "dump_format", type=click.Choice(["custom", "directory"]), default=None,
+              help="pg_dump format (default backup.format; --jobs > 1 implies directory).")
+@click.option("--jobs", "-j", type=click.IntRange(1, 64), default=None, help="Parallel pg_dump jobs.")
+@click.option("--to", "directory", default=None, help="Backup folder (default backup.directory).")
+@click.option("--keep", type=click.IntRange(0), default=None,
+              help="Keep the N newest backups of this database (never the newest verified one).")
+@click.option("--no-verify", is_flag=True, help="Skip the quick verification after the dump.")
+@settings_options
+@json_option
+@click.pass_context
+@handle_errors
+def backup_cmd(ctx: click.Context, settings: Settings, dump_format: str | None, jobs: int | None,
+               directory: str | None, keep: int | None, no_verify: bool, as_json: bool) -> None:
+    """Dump the database with pg_dump, write a manifest and verify it (quick).
+
+    Subcommands: `backup verify BACKUP [--restore-test]`, `backup list`."""
+    if ctx.invoked_subcommand is not None:
+        return
+    url = require_url(settings.database_url)
+    with _progress(not as_json) as progress:
+        result = take_backup(settings, url, fmt=dump_format, jobs=jobs, directory=directory, keep=keep,
+                             verify=not no_verify, progress=progress)
+    b = result.backup
+    data = {**_backup_row(b), "seconds": round(result.seconds, 3), "dump_seconds": round(result.dump_seconds, 3),
+            "pg_dump": f"{result.tool.path} {result.tool.version}", "removed": [str(p) for p in result.removed]}
+    if as_json:
+        print_json(data)
+        return
+    rows = sum(t.rows for t in b.manifest.tables)
+    stdout.print(f"backup {b.path}: {len(b.manifest.tables)} tables, {rows} rows, "
+                 f"{b.size_bytes / 1e6:.1f} MB in {result.seconds:.1f}s ({data['pg_dump']})")
+    if result.verification is not None:
+        stdout.print("verified (quick): " + "; ".join(result.verification.passed))
+    for path in result.removed:
+        stdout.print(f"removed old backup {path} (--keep {keep if keep is not None else settings.backup.keep})")
+
+
+@backup_cmd.command("verify")
+@click.argument("backup")
+@click.option("--restore-test", is_flag=True,
+              help="Restore into a scratch database and compare counts, content hashes and schema.")
+@settings_options
+@json_option
+@handle_errors
+def verify_cmd(settings: Settings, backup: str, restore_test: bool, as_json: bool) -> None:
+    """Check BACKUP (a folder, its name in backup.directory, or 'latest')."""
+    folder = resolve_backup(settings, backup)
+    url = require_url(settings.database_url) if restore_test else settings.database_url
+    report = verify_backup(folder, full=restore_test, url=url, bindir=settings.backup.pg_bindir,
+                           jobs=settings.backup.jobs)
+    if as_json:
+        print_json(report.as_dict())
+        return
+    for line in report.passed:
+        stdout.print(f"[green]passed[/]  {line}")
+    stdout.print(f"backup {folder} verified ({report.level}) in {report.seconds:.1f}s")
+
+
+@backup_cmd.command("list")
+@settings_options
+@json_option
+@handle_errors
+def list_cmd(settings: Settings, as_json: bool) -> None:
+    """The backups in backup.directory, newest first."""
+    rows = [_backup_row(b) for b in list_backups(backup_dir(settings))]
+    if as_json:
+        print_json(rows)
+        return
+    for row in rows:
+        stdout.print(f"{row['finished_at']}  {row['path']}  {row['size_bytes'] / 1e6:.1f} MB  "
+                     f"verified: {row['verified'] or 'no'}")
+
+
+def confirm_or_abort(question: str, yes: bool) -> None:
+    """--yes, or an interactive yes; a non-interactive run without --yes stops."""
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise click.UsageError(f"{question} Pass --yes to confirm when not running interactively.")
+    if not click.confirm(question, default=False):
+        raise click.Abort()
+
+
+COMMANDS: list[click.Command] = [backup_cmd]

@@ -1,0 +1,29 @@
+"""Verified backups, safe restore and the pre-migration checklist.
+
+Library entry points (the CLI in ``pgshift.cli.safety_cmds`` is a thin layer over them):
+``take_backup``, ``verify_backup``, ``latest_verified_backup``, ``backup_required``,
+``restore_database``, ``restore_table`` and ``run_checks``.
+"""
+
+from __future__ import annotations
+
+from pgshift.safety.backup import (
+    Backup,
+    BackupResult,
+    backup_required,
+    latest_verified_backup,
+    list_backups,
+    take_backup,
+)
+from pgshift.safety.verify import VerifyReport, verify_backup
+
+__all__ = [
+    "Backup",
+    "BackupResult",
+    "VerifyReport",
+    "backup_required",
+    "latest_verified_backup",
+    "list_backups",
+    "take_backup",
+    "verify_backup",
+]

@@ -1,0 +1,361 @@
+"""``take_backup``: pg_dump plus a manifest that proves what the dump holds.
+
+The row counts and content hashes are read in the very snapshot pg_dump dumps (the snapshot is
+exported by a REPEATABLE READ transaction and handed to pg_dump with ``--snapshot``), so they
+match the dump exactly even while the application keeps writing. The counting runs while pg_dump
+works, on its own connection.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from pgshift import __version__
+from pgshift.config import Settings, duration_ms
+from pgshift.db.connect import connect, mask_password
+from pgshift.db.history import History
+from pgshift.errors import BackupFailed, PgshiftError
+from pgshift.migrations.model import Migration
+from pgshift.safety.manifest import (
+    MANIFEST,
+    Manifest,
+    TableStat,
+    file_entries,
+    now_iso,
+    read_manifest,
+    table_stats,
+    verifications,
+    write_private,
+)
+from pgshift.safety.tools import Tool, child_connection, child_env, find_tool, server_info
+
+ProgressFn = Callable[[int, int, str], None]  # (bytes done, bytes total, current table)
+_DUMPING = re.compile(r'dumping contents of table "(?P<name>[^"]+)"')
+POLICIES = ("always", "destructive-only", "never")
+
+
+@dataclass
+class Backup:
+    """A backup folder: the dump, manifest.json and the verification log."""
+
+    path: Path
+    manifest: Manifest
+
+    @property
+    def finished_at(self) -> datetime:
+        return datetime.fromisoformat(self.manifest.finished_at)
+
+    @property
+    def dump_path(self) -> Path:
+        return self.path / self.manifest.dump
+
+    @property
+    def size_bytes(self) -> int:
+        return sum(f.size for f in self.manifest.files)
+
+    def last_verification(self, *, full: bool = False) -> dict[str, Any] | None:
+        """The newest successful verification (a full one if ``full``)."""
+        ok = [r for r in verifications(self.path) if r.get("ok") and (r.get("level") == "full" or not full)]
+        return ok[-1] if ok else None
+
+    @property
+    def verified(self) -> bool:
+        return self.last_verification() is not None
+
+
+@dataclass
+class BackupResult:
+    backup: Backup
+    seconds: float
+    dump_seconds: float
+    tool: Tool
+    verification: Any = None  # VerifyReport when verified
+    removed: list[Path] = field(default_factory=list)
+
+    @property
+    def megabytes_per_second(self) -> float:
+        return self.backup.manifest.database_size_bytes / 1e6 / max(self.dump_seconds, 1e-6)
+
+
+def backup_dir(settings: Settings, directory: str | Path | None = None) -> Path:
+    return settings.resolve(str(directory)) if directory else settings.resolve(settings.backup.directory)
+
+
+def _new_folder(root: Path, database: str) -> Path:
+    root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", database)
+    for n in range(1000):
+        folder = root / (f"{safe}-{stamp}" + (f"-{n}" if n else ""))
+        try:
+            folder.mkdir(mode=0o700)
+            return folder
+        except FileExistsError:
+            continue
+    raise BackupFailed(f"Could not create a new backup folder in {root}.")
+
+
+def _export_snapshot(conn: psycopg.Connection[Any]) -> str | None:
+    """Open the REPEATABLE READ transaction whose snapshot pg_dump and the counts share."""
+    conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+    try:
+        row = conn.execute("SELECT pg_export_snapshot()").fetchone()
+        return str(row[0]) if row else None
+    except psycopg.Error:
+        conn.rollback()
+        conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        return None
+
+
+def _history_head(conn: psycopg.Connection[Any], schema: str) -> str | None:
+    try:
+        return History(conn, schema).head()
+    except (psycopg.Error, PgshiftError):
+        return None
+
+
+class _DumpProcess:
+    """pg_dump running in the background; its --verbose stderr drives the progress display."""
+
+    def __init__(self, argv: list[str], env: dict[str, str], sizes: dict[str, int],
+                 progress: ProgressFn | None) -> None:
+        self.sizes, self.progress = sizes, progress
+        self.total = sum(sizes.values())
+        self.done = 0
+        self.lines: list[str] = []
+        self.proc = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            env=child_env(env), text=True, umask=0o077,
+        )
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stderr is not None
+        current: str | None = None
+        for line in self.proc.stderr:
+            match = _DUMPING.search(line)
+            if match:
+                if current:
+                    self.done += self.sizes.get(current, 0)
+                current = match.group("name")
+                if self.progress:
+                    self.progress(self.done, self.total, current)
+            elif "dumping contents" not in line and " reading " not in line:
+                self.lines.append(line.rstrip())
+        if self.progress:
+            self.progress(self.total, self.total, "")
+
+    def wait(self) -> int:
+        code = self.proc.wait()
+        self._reader.join(timeout=10)
+        return code
+
+    def error_text(self) -> str:
+        relevant = [ln for ln in self.lines if "error" in ln.lower() or "fatal" in ln.lower()] or self.lines
+        return mask_password(" | ".join(relevant[-8:]))
+
+
+def dump_argv(tool: Tool, conninfo: str, target: Path, fmt: str, jobs: int, snapshot: str | None,
+              lock_wait_ms: int) -> list[str]:
+    argv = [str(tool.path), f"--dbname={conninfo}", f"--file={target}", "--verbose",
+            "--format=" + ("directory" if fmt == "directory" else "custom")]
+    if fmt == "directory" and jobs > 1:
+        argv.append(f"--jobs={jobs}")
+    if snapshot:
+        argv.append(f"--snapshot={snapshot}")
+    if lock_wait_ms > 0:
+        argv.append(f"--lock-wait-timeout={lock_wait_ms}")
+    return argv
+
+
+def take_backup(
+    settings: Settings,
+    url: str | None = None,
+    *,
+    fmt: str | None = None,
+    jobs: int | None = None,
+    directory: str | Path | None = None,
+    keep: int | None = None,
+    verify: bool = True,
+    progress: ProgressFn | None = None,
+    bindir: str | Path | None = None,
+    on_child: Callable[[subprocess.Popen[str]], None] | None = None,
+) -> BackupResult:
+    """Dump the database with pg_dump, write the manifest, verify (quick) and apply retention."""
+    url = url or settings.database_url
+    fmt = fmt or settings.backup.format
+    jobs = jobs or settings.backup.jobs
+    if jobs > 1 and fmt != "directory":
+        fmt = "directory"  # parallel dumps need the directory format
+    started = time.monotonic()
+    started_at = now_iso()
+    with connect(url, application_name="pgshift-backup") as conn:
+        version, major = server_info(conn)
+        database = str(conn.execute("SELECT current_database()").fetchone()[0])  # type: ignore[index]
+        db_size = int(conn.execute("SELECT pg_database_size(current_database())").fetchone()[0])  # type: ignore[index]
+        tool = find_tool("pg_dump", major, bindir=bindir or settings.backup.pg_bindir)
+        folder = _new_folder(backup_dir(settings, directory), database)
+        dump_name = "dump" if fmt == "directory" else "dump.pgdump"
+        conninfo, env = child_connection(url or "")
+        conn.autocommit = False
+        try:
+            stats, dump_seconds, notes = _dump_and_count(
+                conn, settings, tool, conninfo, env, folder / dump_name, fmt, jobs, progress, on_child,
+            )
+            head = _history_head(conn, settings.history_schema)
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        finally:
+            conn.rollback()
+    _restrict(folder)
+    manifest = Manifest(
+        database=database, server_version=version, server_major=major, history_head=head, format=fmt,
+        dump=dump_name, jobs=jobs, started_at=started_at, finished_at=now_iso(),
+        database_size_bytes=db_size, tables=stats, files=file_entries(folder, dump_name),
+        tools={"pg_dump": tool.version, "pgshift": __version__}, host=_host_of(url or ""), notes=notes,
+    )
+    write_private(folder / MANIFEST, manifest.to_json())
+    result = BackupResult(Backup(folder, manifest), 0.0, dump_seconds, tool)
+    if verify:
+        from pgshift.safety.verify import verify_backup
+
+        result.verification = verify_backup(folder, full=False, bindir=bindir or settings.backup.pg_bindir)
+    keep = settings.backup.keep if keep is None else keep
+    if keep:
+        result.removed = apply_retention(backup_dir(settings, directory), database, keep, protect=[folder])
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def _dump_and_count(
+    conn: psycopg.Connection[Any], settings: Settings, tool: Tool, conninfo: str, env: dict[str, str],
+    target: Path, fmt: str, jobs: int, progress: ProgressFn | None,
+    on_child: Callable[[subprocess.Popen[str]], None] | None,
+) -> tuple[list[TableStat], float, list[str]]:
+    notes: list[str] = []
+    snapshot = _export_snapshot(conn)
+    if snapshot is None:
+        notes.append("the server could not export a snapshot; counts were read in a separate snapshot")
+    # From the catalog (relpages), which takes no lock: a locked table must not stall us here.
+    sizes = {f"{s}.{n}": int(z) for s, n, z in conn.execute(
+        "SELECT n.nspname, c.relname, greatest(c.relpages, 1)::bigint * current_setting('block_size')::int "
+        "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('r', 'm')"
+    ).fetchall()}
+    argv = dump_argv(tool, conninfo, target, fmt, jobs, snapshot, duration_ms(settings.lock_wait))
+    t0 = time.monotonic()
+    dump = _DumpProcess(argv, env, sizes, progress)
+    if on_child:
+        on_child(dump.proc)
+    try:
+        stats = table_stats(conn, hash_max_bytes=settings.backup.hash_max_mb * 1024 * 1024)
+    except BaseException:
+        dump.proc.kill()
+        dump.wait()
+        raise
+    code = dump.wait()
+    seconds = time.monotonic() - t0
+    if code != 0:
+        raise BackupFailed(
+            f"pg_dump ({tool.path}, {tool.version}) failed with exit code {code}: {dump.error_text()}",
+            hint="nothing was kept; the database was not changed.",
+        )
+    return stats, seconds, notes
+
+
+def _restrict(folder: Path) -> None:
+    for path in [folder, *folder.rglob("*")]:
+        os.chmod(path, 0o700 if path.is_dir() else 0o600)
+
+
+def _host_of(url: str) -> str:
+    from pgshift.db.connect import describe_target
+
+    return describe_target(url) if url else "(default)"
+
+
+# -- finding backups ------------------------------------------------------------------------
+def list_backups(root: Path, database: str | None = None) -> list[Backup]:
+    """Every backup folder with a readable manifest, newest first."""
+    found: list[Backup] = []
+    if not root.is_dir():
+        return found
+    for folder in root.iterdir():
+        if not (folder / MANIFEST).is_file():
+            continue
+        try:
+            manifest = read_manifest(folder)
+        except BackupFailed:
+            continue
+        if database is None or manifest.database == database:
+            found.append(Backup(folder, manifest))
+    return sorted(found, key=lambda b: b.finished_at, reverse=True)
+
+
+def _max_age(value: str | int | float | timedelta | None) -> timedelta | None:
+    if value is None or isinstance(value, timedelta):
+        return value
+    return timedelta(milliseconds=duration_ms(value, key="backup.max_age"))
+
+
+def latest_verified_backup(
+    settings: Settings,
+    max_age: str | int | float | timedelta | None = None,
+    *,
+    database: str | None = None,
+    full: bool = False,
+    directory: str | Path | None = None,
+) -> Backup | None:
+    """The newest backup that passed verification (full if ``full``), no older than ``max_age``
+    (a duration such as '24h'; default backup.max_age)."""
+    limit = _max_age(settings.backup.max_age if max_age is None else max_age)
+    now = datetime.now(UTC)
+    for candidate in list_backups(backup_dir(settings, directory), database):
+        if limit is not None and now - candidate.finished_at > limit:
+            return None  # the rest are older still
+        if candidate.last_verification(full=full):
+            return candidate
+    return None
+
+
+def apply_retention(root: Path, database: str, keep: int, *, protect: Iterable[Path] = ()) -> list[Path]:
+    """Delete all but the ``keep`` newest backups of ``database``; never the newest verified one
+    nor anything in ``protect``."""
+    backups = list_backups(root, database)
+    keepers = {b.path.resolve() for b in backups[:keep]} | {p.resolve() for p in protect}
+    newest_verified = next((b for b in backups if b.verified), None)
+    if newest_verified is not None:
+        keepers.add(newest_verified.path.resolve())
+    removed: list[Path] = []
+    for backup in backups:
+        if backup.path.resolve() not in keepers:
+            shutil.rmtree(backup.path)
+            removed.append(backup.path)
+    return removed
+
+
+def backup_required(
+    policy: str, migrations: Iterable[Migration], is_destructive: Callable[[Migration], bool]
+) -> bool:
+    """Whether ``migrate`` must take a backup first under backup.policy."""
+    pending = list(migrations)
+    if policy not in POLICIES:
+        raise BackupFailed(f"backup.policy must be one of {', '.join(POLICIES)}, not {policy!r}.")
+    if not pending or policy == "never":
+        return False
+    if policy == "always":
+        return True
+    return any(is_destructive(m) for m in pending)

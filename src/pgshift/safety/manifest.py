@@ -1,0 +1,194 @@
+"""The manifest written beside every dump, and the verification log kept with it.
+
+Each table gets an exact row count and an order-independent content hash: the sum over all rows
+of ``hashtext(row::text)`` (as numeric, so it cannot overflow). Row order and physical layout do
+not change it, so it can be recomputed on a restored copy and compared. The text form of a row
+depends on a few settings, so every session that computes it pins them (``PINNED_SETTINGS``).
+Tables larger than ``backup.hash_max_mb`` get the exact count only (``"check": "count"``), the
+documented cheaper verification for very large tables.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from pgshift.errors import BackupFailed
+
+MANIFEST = "manifest.json"
+VERIFICATIONS = "verifications.json"
+RESTORES = "restores.json"
+MANIFEST_VERSION = 1
+PINNED_SETTINGS = {
+    "TimeZone": "UTC",
+    "DateStyle": "ISO, YMD",
+    "IntervalStyle": "postgres",
+    "extra_float_digits": "1",
+    "bytea_output": "hex",
+}
+
+_TABLES = """
+SELECT n.nspname, c.relname, pg_total_relation_size(c.oid)
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+  AND n.nspname NOT LIKE 'pg\\_toast%%' AND n.nspname NOT LIKE 'pg\\_temp\\_%%'
+  AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
+                  AND d.objid = c.oid AND d.deptype = 'e')
+ORDER BY 1, 2
+"""
+
+
+@dataclass
+class TableStat:
+    schema: str
+    name: str
+    rows: int
+    content_hash: str | None  # None when only the count was checked
+    size_bytes: int
+    check: str = "hash"  # hash | count
+
+    @property
+    def qualified(self) -> str:
+        return f"{self.schema}.{self.name}"
+
+
+@dataclass
+class FileEntry:
+    path: str  # relative to the backup folder
+    size: int
+    sha256: str
+
+
+@dataclass
+class Manifest:
+    database: str
+    server_version: str
+    server_major: int
+    history_head: str | None
+    format: str  # custom | directory
+    dump: str  # file or folder name inside the backup folder
+    jobs: int
+    started_at: str
+    finished_at: str
+    database_size_bytes: int
+    tables: list[TableStat]
+    files: list[FileEntry]
+    tools: dict[str, str]
+    host: str
+    version: int = MANIFEST_VERSION
+    notes: list[str] = field(default_factory=list)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Manifest:
+        data = dict(data)
+        data["tables"] = [TableStat(**t) for t in data["tables"]]
+        data["files"] = [FileEntry(**f) for f in data["files"]]
+        return cls(**data)
+
+    def table(self, qualified: str) -> TableStat | None:
+        return next((t for t in self.tables if t.qualified == qualified), None)
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write a file that only its owner can read, created 0600 (never briefly wider)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    os.chmod(path, 0o600)
+
+
+def read_manifest(folder: Path) -> Manifest:
+    path = folder / MANIFEST
+    try:
+        return Manifest.from_dict(json.loads(path.read_text()))
+    except FileNotFoundError:
+        raise BackupFailed(
+            f"{folder} has no {MANIFEST}: without it nothing proves what the dump contains.",
+            hint="take a new backup with `pgshift backup`.",
+        ) from None
+    except (OSError, ValueError, TypeError, KeyError) as exc:
+        raise BackupFailed(f"{path} is unreadable or not a pgshift manifest: {exc}") from None
+
+
+def pin_settings(conn: psycopg.Connection[Any]) -> None:
+    for name, value in PINNED_SETTINGS.items():
+        conn.execute("SELECT set_config(%s, %s, false)", (name, value))
+
+
+def table_stats(conn: psycopg.Connection[Any], *, hash_max_bytes: int | None = None) -> list[TableStat]:
+    """Exact count and content hash of every user table, read in ``conn``'s snapshot."""
+    pin_settings(conn)
+    stats: list[TableStat] = []
+    for schema, name, size in conn.execute(_TABLES).fetchall():
+        stats.append(table_stat(conn, schema, name, int(size), hash_max_bytes=hash_max_bytes))
+    return stats
+
+
+def table_stat(
+    conn: psycopg.Connection[Any], schema: str, name: str, size: int, *, hash_max_bytes: int | None = None
+) -> TableStat:
+    table = sql.Identifier(schema, name)
+    if hash_max_bytes is not None and size > hash_max_bytes:
+        row = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(table)).fetchone()
+        assert row is not None
+        return TableStat(schema, name, int(row[0]), None, size, "count")
+    row = conn.execute(
+        sql.SQL("SELECT count(*), coalesce(sum(hashtext(t::text)::numeric), 0)::text FROM {} AS t")
+        .format(table)
+    ).fetchone()
+    assert row is not None
+    return TableStat(schema, name, int(row[0]), str(row[1]), size, "hash")
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def file_entries(folder: Path, dump: str) -> list[FileEntry]:
+    root = folder / dump
+    paths = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root]
+    return [FileEntry(str(p.relative_to(folder)), p.stat().st_size, sha256_file(p)) for p in paths]
+
+
+def _append_json(path: Path, record: dict[str, Any]) -> None:
+    try:
+        records = json.loads(path.read_text())
+    except (OSError, ValueError):
+        records = []
+    records.append(record)
+    write_private(path, json.dumps(records, indent=2, default=str))
+
+
+def record_verification(folder: Path, record: dict[str, Any]) -> None:
+    _append_json(folder / VERIFICATIONS, record)
+
+
+def record_restore(folder: Path, record: dict[str, Any]) -> None:
+    _append_json(folder / RESTORES, record)
+
+
+def verifications(folder: Path) -> list[dict[str, Any]]:
+    try:
+        data = json.loads((folder / VERIFICATIONS).read_text())
+    except (OSError, ValueError):
+        return []
+    return [r for r in data if isinstance(r, dict)]

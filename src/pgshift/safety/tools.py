@@ -1,0 +1,138 @@
+"""PostgreSQL's own client tools (pg_dump, pg_restore) and how to start them safely.
+
+The password never goes into a child's argv (visible to every user in ``ps``): the child gets a
+conninfo string without it and reads it from ``PGPASSWORD`` in its own environment.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import conninfo
+
+from pgshift.db.connect import mask_password
+from pgshift.embedded import candidate_bindirs
+from pgshift.errors import BackupFailed
+
+_VERSION = re.compile(r"\(PostgreSQL\)\s+((\d+)(?:\.\d+)*)")
+
+
+@dataclass(frozen=True)
+class Tool:
+    """One client program with its version, e.g. pg_dump 15.4."""
+
+    name: str
+    path: Path
+    version: str
+    major: int
+
+
+def tool_version(path: Path) -> tuple[str, int] | None:
+    try:
+        out = subprocess.run([str(path), "--version"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    match = _VERSION.search(out)
+    if not match:
+        return None
+    return match.group(1), int(match.group(2))
+
+
+def _candidates(name: str, bindir: Path | str | None) -> list[Path]:
+    dirs: list[Path] = [Path(bindir)] if bindir else []
+    if found := shutil.which(name):
+        dirs.append(Path(found).resolve().parent)
+    dirs.extend(candidate_bindirs())
+    seen: list[Path] = []
+    for directory in dirs:
+        path = directory / name
+        if path.is_file() and os.access(path, os.X_OK) and path.resolve() not in [s.resolve() for s in seen]:
+            seen.append(path)
+    return seen
+
+
+def find_tool(name: str, server_major: int, *, bindir: Path | str | None = None) -> Tool:
+    """The ``name`` binary whose major version is >= the server's: the same major if there is one
+    (an explicit ``bindir`` first), else the newest. A tool older than the server cannot read it."""
+    tools = [Tool(name, p, *v) for p in _candidates(name, bindir) if (v := tool_version(p))]
+    usable = [t for t in tools if t.major >= server_major]
+    if bindir:
+        explicit = [t for t in usable if t.path.parent == Path(bindir)]
+        if explicit:
+            return explicit[0]
+    same = [t for t in usable if t.major == server_major]
+    if same:
+        return same[0]
+    if usable:
+        return max(usable, key=lambda t: t.major)
+    found = ", ".join(f"{t.path} ({t.version})" for t in tools) or "none"
+    raise BackupFailed(
+        f"No {name} of PostgreSQL {server_major} or newer was found (found: {found}). {name} "
+        f"refuses to work with a server newer than itself, and its archives need a {name} at least "
+        "as new as the one that wrote them.",
+        hint=f"install the PostgreSQL {server_major} client tools (e.g. postgresql-client-{server_major}) "
+        "or set backup.pg_bindir to their bin directory.",
+    )
+
+
+def child_connection(url: str, dbname: str | None = None) -> tuple[str, dict[str, str]]:
+    """(conninfo without password, extra environment) for a libpq child process."""
+    params: dict[str, Any] = conninfo.conninfo_to_dict(url)
+    password = params.pop("password", None)
+    params.pop("application_name", None)  # so the child shows up as 'pg_dump' in pg_stat_activity
+    if dbname is not None:
+        params["dbname"] = dbname
+    env: dict[str, str] = {}
+    if password:
+        env["PGPASSWORD"] = str(password)
+    return conninfo.make_conninfo(**{k: str(v) for k, v in params.items()}), env
+
+
+def child_env(extra: dict[str, str]) -> dict[str, str]:
+    """Our environment minus libpq variables that could redirect the child, plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PGPASSWORD", "PGDATABASE", "PGSERVICE")}
+    env.update(extra)
+    env.setdefault("LC_MESSAGES", "C")
+    return env
+
+
+def with_dbname(url: str, dbname: str) -> str:
+    """The same server and credentials, another database (used for scratch and maintenance dbs)."""
+    params: dict[str, Any] = conninfo.conninfo_to_dict(url)
+    params["dbname"] = dbname
+    return conninfo.make_conninfo(**{k: str(v) for k, v in params.items()})
+
+
+def dbname_of(url: str) -> str:
+    params = conninfo.conninfo_to_dict(url)
+    name = params.get("dbname") or params.get("user") or os.environ.get("PGDATABASE")
+    if not name:
+        raise BackupFailed(f"The connection string {mask_password(url)} names no database.")
+    return str(name)
+
+
+def run_tool(argv: list[str], env: dict[str, str], *, what: str, timeout: float | None = None) -> str:
+    """Run a client tool to completion; BackupFailed with its (masked) stderr on failure."""
+    try:
+        result = subprocess.run(argv, capture_output=True, text=True, env=child_env(env), timeout=timeout)
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise BackupFailed(f"{what}: could not run {argv[0]}: {exc}") from None
+    if result.returncode != 0:
+        detail = mask_password(result.stderr.strip()[-2000:])
+        raise BackupFailed(f"{what}: {Path(argv[0]).name} failed: {detail}")
+    return result.stdout
+
+
+def server_info(conn: psycopg.Connection[Any]) -> tuple[str, int]:
+    row = conn.execute(
+        "SELECT current_setting('server_version'), current_setting('server_version_num')::int"
+    ).fetchone()
+    assert row is not None
+    return str(row[0]), int(row[1]) // 10000

@@ -1,0 +1,242 @@
+"""``verify_backup``: prove a backup can be restored and holds what the manifest says.
+
+Quick: every file's sha256 matches the manifest and ``pg_restore -f /dev/null`` reads the whole
+archive (``pg_restore --list`` only reads the table of contents and still succeeds on a dump
+cut in half, so it is not verification).
+
+Full (``--restore-test``): restore into a scratch database, compare every table's row count and
+content hash with the manifest, compare the restored schema with the archive's, drop the
+scratch database.
+"""
+
+from __future__ import annotations
+
+import difflib
+import secrets
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from pgshift.db.connect import connect, mask_password
+from pgshift.errors import BackupFailed
+from pgshift.safety.manifest import (
+    Manifest,
+    now_iso,
+    pin_settings,
+    read_manifest,
+    record_verification,
+    sha256_file,
+    table_stat,
+)
+from pgshift.safety.tools import Tool, child_connection, find_tool, run_tool, with_dbname
+
+
+@dataclass
+class VerifyReport:
+    path: Path
+    level: str  # quick | full
+    ok: bool
+    seconds: float = 0.0
+    passed: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"path": str(self.path), "level": self.level, "ok": self.ok, "seconds": round(self.seconds, 3),
+                "passed": self.passed, "problems": self.problems}
+
+
+def _tool_major(manifest: Manifest) -> int:
+    version = manifest.tools.get("pg_dump", str(manifest.server_major))
+    try:
+        return int(version.split(".")[0])
+    except ValueError:
+        return manifest.server_major
+
+
+def restore_tool(manifest: Manifest, bindir: str | Path | None = None) -> Tool:
+    """A pg_restore at least as new as the pg_dump that wrote the archive."""
+    return find_tool("pg_restore", _tool_major(manifest), bindir=bindir)
+
+
+def check_files(folder: Path, manifest: Manifest) -> list[str]:
+    problems: list[str] = []
+    listed = {f.path for f in manifest.files}
+    for entry in manifest.files:
+        path = folder / entry.path
+        if not path.is_file():
+            problems.append(f"{entry.path} is missing")
+        elif path.stat().st_size != entry.size:
+            problems.append(f"{entry.path} is {path.stat().st_size} bytes, the manifest says {entry.size}")
+        elif sha256_file(path) != entry.sha256:
+            problems.append(f"{entry.path} does not match its sha256 in the manifest (the file changed)")
+    dump = folder / manifest.dump
+    if dump.is_dir():
+        extra = sorted(str(p.relative_to(folder)) for p in dump.rglob("*") if p.is_file())
+        problems.extend(f"{p} is not in the manifest" for p in extra if p not in listed)
+    return problems
+
+
+def read_archive(folder: Path, manifest: Manifest, tool: Tool) -> None:
+    """Read every byte of the archive back through pg_restore; raises BackupFailed."""
+    run_tool([str(tool.path), "--file=/dev/null", str(folder / manifest.dump)], {},
+             what=f"the archive {folder / manifest.dump} does not read back")
+
+
+def restore_into(folder: Path, manifest: Manifest, tool: Tool, url: str, dbname: str, *,
+                 jobs: int = 1, scratch: bool = True) -> None:
+    """pg_restore the whole archive into the existing, empty database ``dbname``."""
+    conninfo, env = child_connection(url, dbname)
+    argv = [str(tool.path), f"--dbname={conninfo}", "--exit-on-error"]
+    if scratch:
+        argv += ["--no-owner", "--no-privileges"]
+    if jobs > 1:
+        argv.append(f"--jobs={jobs}")
+    argv.append(str(folder / manifest.dump))
+    run_tool(argv, env, what=f"restoring {folder.name} into database {dbname}")
+
+
+def compare_tables(conn: psycopg.Connection[Any], manifest: Manifest, *, hashes: bool = True) -> list[str]:
+    """Each manifest table's count (and hash) recomputed in ``conn``; the differences."""
+    pin_settings(conn)
+    problems: list[str] = []
+    for table in manifest.tables:
+        exists = conn.execute(
+            "SELECT to_regclass(format('%%I.%%I', %s::text, %s::text))", (table.schema, table.name)
+        ).fetchone()
+        if not exists or exists[0] is None:
+            problems.append(f"table {table.qualified} is missing")
+            continue
+        limit = None if (hashes and table.check == "hash") else -1
+        got = table_stat(conn, table.schema, table.name, 0, hash_max_bytes=limit)
+        if got.rows != table.rows:
+            problems.append(f"table {table.qualified} has {got.rows} rows, the manifest says {table.rows}")
+        elif limit is None and got.content_hash != table.content_hash:
+            problems.append(f"table {table.qualified} has the right row count but different content "
+                            f"(hash {got.content_hash}, manifest {table.content_hash})")
+    return problems
+
+
+def _normalise(script: str) -> list[str]:
+    keep = []
+    for line in script.splitlines():
+        if not line.strip() or line.startswith(("--", "SET ", "\\restrict", "\\unrestrict")):
+            continue
+        if line.startswith("SELECT pg_catalog.set_config('search_path'"):
+            continue
+        keep.append(line.rstrip())
+    return keep
+
+
+def compare_schema(folder: Path, manifest: Manifest, restore: Tool, url: str, dbname: str,
+                   bindir: str | Path | None) -> list[str]:
+    """The archive's schema script against a fresh schema-only dump of the restored database."""
+    flags = ["--schema-only", "--no-owner", "--no-privileges"]
+    archived = run_tool([str(restore.path), *flags, "--file=-", str(folder / manifest.dump)], {},
+                        what="reading the archive's schema")
+    conninfo, env = child_connection(url, dbname)
+    dump = find_tool("pg_dump", _tool_major(manifest), bindir=bindir)
+    restored = run_tool([str(dump.path), *flags, f"--dbname={conninfo}"], env,
+                        what="dumping the restored schema")
+    a, b = _normalise(archived), _normalise(restored)
+    if a == b:
+        return []
+    diff = [ln for ln in difflib.unified_diff(a, b, "archive", "restored", n=0, lineterm="")
+            if not ln.startswith(("---", "+++", "@@"))]
+    return [f"the restored schema differs from the archive's: {' | '.join(diff[:6])}"]
+
+
+def scratch_name(manifest: Manifest) -> str:
+    return f"pgshift_verify_{manifest.database[:30]}_{secrets.token_hex(4)}"
+
+
+def verify_backup(
+    path: str | Path,
+    full: bool = False,
+    url: str | None = None,
+    *,
+    bindir: str | Path | None = None,
+    jobs: int = 1,
+    record: bool = True,
+) -> VerifyReport:
+    """Verify the backup folder ``path``; raises BackupFailed (exit 13) naming every problem.
+
+    ``full`` restores into a scratch database on the server of ``url`` (any database there that
+    the user can connect to; the user needs CREATEDB)."""
+    folder = Path(path)
+    if folder.is_file():  # the dump file itself was named
+        folder = folder.parent
+    report = VerifyReport(folder, "full" if full else "quick", ok=False)
+    started = time.monotonic()
+    try:
+        _verify(folder, report, full, url, bindir, jobs)
+    finally:
+        report.seconds = time.monotonic() - started
+        report.ok = not report.problems
+        if record and (folder / "manifest.json").exists():
+            record_verification(folder, {"at": now_iso(), **report.as_dict()})
+    if report.problems:
+        raise BackupFailed(
+            f"The backup {folder} failed {report.level} verification: " + "; ".join(report.problems) + ".",
+            hint="do not rely on this backup; take a new one with `pgshift backup`.",
+        )
+    return report
+
+
+def _verify(folder: Path, report: VerifyReport, full: bool, url: str | None,
+            bindir: str | Path | None, jobs: int) -> None:
+    if not folder.is_dir():
+        report.problems.append(f"{folder} does not exist or is not a backup folder")
+        return
+    try:
+        manifest = read_manifest(folder)
+    except BackupFailed as exc:
+        report.problems.append(exc.message)
+        return
+    problems = check_files(folder, manifest)
+    if problems:
+        report.problems.extend(problems)
+        return  # a changed file is enough; pg_restore could even misread it
+    report.passed.append(f"sha256 of {len(manifest.files)} file(s) match the manifest")
+    tool = restore_tool(manifest, bindir)
+    try:
+        read_archive(folder, manifest, tool)
+    except BackupFailed as exc:
+        report.problems.append(exc.message)
+        return
+    report.passed.append(f"the whole archive reads back ({tool.path.name} {tool.version})")
+    if full:
+        if not url:
+            raise BackupFailed("A full verification (--restore-test) needs a server: pass --database-url.")
+        _restore_test(folder, manifest, tool, url, report, bindir, jobs)
+
+
+def _restore_test(folder: Path, manifest: Manifest, tool: Tool, url: str, report: VerifyReport,
+                  bindir: str | Path | None, jobs: int) -> None:
+    scratch = scratch_name(manifest)
+    with connect(url, application_name="pgshift-verify") as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(scratch)))
+        try:
+            restore_into(folder, manifest, tool, url, scratch, jobs=jobs)
+            report.passed.append(f"restored into scratch database {scratch}")
+            with connect(with_dbname(url, scratch), application_name="pgshift-verify") as conn:
+                problems = compare_tables(conn, manifest)
+            report.problems.extend(problems)
+            if not problems:
+                report.passed.append(f"counts and content hashes of {len(manifest.tables)} table(s) match")
+            schema = compare_schema(folder, manifest, tool, url, scratch, bindir)
+            report.problems.extend(schema)
+            if not schema:
+                report.passed.append("the restored schema matches the archive's")
+        except BackupFailed as exc:
+            report.problems.append(mask_password(exc.message))
+        finally:
+            drop_database(admin, scratch)
+
+
+def drop_database(conn: psycopg.Connection[Any], name: str) -> None:
+    force = sql.SQL(" WITH (FORCE)") if conn.info.server_version >= 130000 else sql.SQL("")
+    conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}{}").format(sql.Identifier(name), force))

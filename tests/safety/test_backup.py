@@ -1,0 +1,224 @@
+"""pgshift backup and backup verify on a real server."""
+
+from __future__ import annotations
+
+import json
+import stat
+import threading
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from click.testing import CliRunner
+
+from pgshift.cli.main import cli
+from pgshift.db.history import History
+from pgshift.errors import BackupFailed
+from pgshift.migrations.model import Migration
+from pgshift.safety import backup_required, latest_verified_backup, take_backup, verify_backup
+from pgshift.safety.manifest import read_manifest
+
+from .helpers import make_settings, seed
+
+
+def test_backup_writes_private_files_and_exact_manifest(pg_server: Any, db_url: str, tmp_path: Path) -> None:
+    seed(db_url)
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        history = History(conn, "pgshift")
+        history.ensure()
+        history.record(version="20240101", name="init", kind="versioned", checksum="x", status="applied",
+                       source_format="native")
+    result = take_backup(make_settings(tmp_path, db_url, pg_server), db_url)
+    folder = result.backup.path
+    manifest = read_manifest(folder)
+    tables = {t.qualified: t for t in manifest.tables}
+    assert tables["public.accounts"].rows == 500
+    assert tables["public.trades"].rows == 300
+    assert tables['audit.Weird Name'].rows == 3
+    assert tables["public.accounts"].content_hash not in (None, "0")
+    assert manifest.history_head == "20240101"
+    assert manifest.server_major >= 12 and manifest.tools["pg_dump"][0].isdigit()
+    assert manifest.files[0].path == "dump.pgdump" and len(manifest.files[0].sha256) == 64
+    for path in [folder, *folder.rglob("*")]:
+        mode = stat.S_IMODE(path.stat().st_mode)
+        assert mode == (0o700 if path.is_dir() else 0o600), (path, oct(mode))
+    assert result.verification is not None and result.verification.ok
+    assert result.backup.verified
+
+
+def test_full_verify_round_trip_and_directory_format(pg_server: Any, db_url: str, tmp_path: Path) -> None:
+    seed(db_url)
+    settings = make_settings(tmp_path, db_url, pg_server)
+    result = take_backup(settings, db_url, jobs=2)
+    assert result.backup.manifest.format == "directory"
+    assert len(result.backup.manifest.files) > 2
+    report = verify_backup(result.backup.path, full=True, url=db_url)
+    assert report.ok and report.level == "full"
+    assert any("content hashes" in p for p in report.passed)
+    assert any("schema matches" in p for p in report.passed)
+    with psycopg.connect(db_url) as conn:  # the scratch database is gone
+        left = conn.execute("SELECT count(*) FROM pg_database WHERE datname LIKE 'pgshift_verify_%'").fetchone()
+    assert left == (0,)
+    assert latest_verified_backup(settings, "1h", full=True) is not None
+
+
+def test_counts_match_the_dumped_snapshot_under_concurrent_writes(
+    pg_server: Any, db_url: str, tmp_path: Path
+) -> None:
+    seed(db_url)
+    stop = threading.Event()
+
+    def writer() -> None:
+        with psycopg.connect(db_url, autocommit=True) as conn:
+            n = 10_000
+            while not stop.is_set():
+                conn.execute("INSERT INTO accounts (id, owner) VALUES (%s, 'w')", (n,))
+                n += 1
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        result = take_backup(make_settings(tmp_path, db_url, pg_server), db_url)
+    finally:
+        stop.set()
+        thread.join()
+    verify_backup(result.backup.path, full=True, url=db_url)  # counts taken in pg_dump's snapshot
+
+
+def _corrupt_cases(folder: Path, how: str) -> None:
+    dump = folder / "dump.pgdump"
+    data = bytearray(dump.read_bytes())
+    if how == "truncated":
+        dump.write_bytes(bytes(data[: len(data) // 2]))
+    elif how == "bitflip":
+        data[len(data) // 2] ^= 0x10
+        dump.write_bytes(bytes(data))
+    elif how == "truncated-and-manifest-rewritten":
+        # Even when someone "fixes" the checksum, pg_restore must read the whole archive.
+        dump.write_bytes(bytes(data[: len(data) // 2]))
+        manifest = json.loads((folder / "manifest.json").read_text())
+        from pgshift.safety.manifest import sha256_file
+
+        manifest["files"][0].update(size=dump.stat().st_size, sha256=sha256_file(dump))
+        (folder / "manifest.json").write_text(json.dumps(manifest))
+    elif how == "no-manifest":
+        (folder / "manifest.json").unlink()
+    elif how == "wrong-count":
+        manifest = json.loads((folder / "manifest.json").read_text())
+        manifest["tables"][0]["rows"] += 1
+        (folder / "manifest.json").write_text(json.dumps(manifest))
+
+
+@pytest.mark.parametrize("how", ["truncated", "bitflip", "truncated-and-manifest-rewritten", "no-manifest",
+                                 "wrong-count"])
+def test_damaged_backups_fail_verification(pg_server: Any, db_url: str, tmp_path: Path, how: str) -> None:
+    seed(db_url, rows=3000)
+    result = take_backup(make_settings(tmp_path, db_url, pg_server), db_url)
+    _corrupt_cases(result.backup.path, how)
+    full = how == "wrong-count"
+    with pytest.raises(BackupFailed) as info:
+        verify_backup(result.backup.path, full=full, url=db_url)
+    message = str(info.value)
+    expected = {"truncated": "bytes", "bitflip": "sha256", "truncated-and-manifest-rewritten": "pg_restore",
+                "no-manifest": "manifest.json", "wrong-count": "rows, the manifest says"}[how]
+    assert expected in message, message
+    assert info.value.exit_code == 13
+    if how != "no-manifest":
+        runner = CliRunner()
+        out = runner.invoke(cli, ["backup", "verify", str(result.backup.path), "-d", db_url]
+                            + (["--restore-test"] if full else []))
+        assert out.exit_code == 13, out.output
+
+
+def test_password_never_in_argv_or_output(pg_server: Any, db_name: str, tmp_path: Path) -> None:
+    if pg_server.cluster is None:
+        pytest.skip("needs the embedded cluster's password login")  # pragma: no cover
+    password = pg_server.cluster.state().password
+    url = pg_server.tcp_url_for(db_name)
+    assert password in url
+    seed(url)
+    settings = make_settings(tmp_path, url, pg_server)
+    seen: dict[str, bytes] = {}
+    with psycopg.connect(url) as blocker:
+        # Hold a lock so pg_dump waits for it, still alive, while we read its /proc entry.
+        blocker.execute("LOCK TABLE accounts IN ACCESS EXCLUSIVE MODE")
+
+        def on_child(proc: Any) -> None:
+            seen["pid"] = str(proc.pid).encode()
+
+        outcome: dict[str, Any] = {}
+        thread = threading.Thread(target=lambda: outcome.update(r=take_backup(settings, url, on_child=on_child)))
+        thread.start()
+        deadline = time.monotonic() + 20
+        while "pid" not in seen and time.monotonic() < deadline:
+            time.sleep(0.02)
+        pid = seen["pid"].decode()
+        time.sleep(0.3)
+        seen["cmdline"] = Path(f"/proc/{pid}/cmdline").read_bytes()
+        seen["environ"] = Path(f"/proc/{pid}/environ").read_bytes()
+        blocker.rollback()
+    thread.join(timeout=60)
+    assert b"pg_dump" in seen["cmdline"] and b"--dbname=" in seen["cmdline"]
+    assert password.encode() not in seen["cmdline"]
+    assert f"PGPASSWORD={password}".encode() in seen["environ"].split(b"\0")
+    folder = outcome["r"].backup.path
+    for path in folder.rglob("*.json"):
+        assert password not in path.read_text()
+    runner = CliRunner()
+    for args in (["backup", "-d", url], ["backup", "list", "-d", url], ["backup", "verify", "latest", "-d", url,
+                                                                          "--restore-test", "--json"]):
+        out = runner.invoke(cli, [*args, "--config", str(_config(tmp_path, settings))])
+        assert out.exit_code == 0, out.output
+        assert password not in out.output
+    bad = runner.invoke(cli, ["backup", "-d", url.replace("@127.0.0.1", "x@127.0.0.1")])
+    assert bad.exit_code != 0 and password not in bad.output
+
+
+def _config(tmp_path: Path, settings: Any) -> Path:
+    path = tmp_path / "pgshift.toml"
+    bindir = f'pg_bindir = "{settings.backup.pg_bindir}"\n' if settings.backup.pg_bindir else ""
+    path.write_text(f'[backup]\ndirectory = "{settings.backup.directory}"\n{bindir}')
+    return path
+
+
+def test_retention_keeps_newest_verified(pg_server: Any, db_url: str, tmp_path: Path) -> None:
+    seed(db_url, rows=10)
+    settings = make_settings(tmp_path, db_url, pg_server)
+    verified = take_backup(settings, db_url).backup
+    unverified = [take_backup(settings, db_url, verify=False).backup for _ in range(2)]
+    result = take_backup(settings, db_url, verify=False, keep=1)
+    left = sorted(p.name for p in (tmp_path / "backups").iterdir())
+    assert left == sorted([verified.path.name, result.backup.path.name])
+    assert set(result.removed) == {b.path for b in unverified}
+    found = latest_verified_backup(settings, timedelta(hours=1))
+    assert found is not None and found.path == verified.path
+    assert latest_verified_backup(settings, timedelta(seconds=0)) is None
+
+
+def _migration(version: str) -> Migration:
+    return Migration(version=version, name="m", path=Path("m.sql"), up=[], down=None, checksum="c",
+                     source_format="native")
+
+
+def test_backup_required_policy() -> None:
+    ms = [_migration("1"), _migration("2")]
+    destructive = {"2"}
+    is_destructive = lambda m: m.version in destructive  # noqa: E731
+    assert backup_required("always", ms, is_destructive)
+    assert not backup_required("always", [], is_destructive)
+    assert not backup_required("never", ms, is_destructive)
+    assert backup_required("destructive-only", ms, is_destructive)
+    assert not backup_required("destructive-only", ms[:1], is_destructive)
+    with pytest.raises(BackupFailed):
+        backup_required("sometimes", ms, is_destructive)
+
+
+def test_missing_newer_pg_dump_is_explained(pg_server: Any, db_url: str, tmp_path: Path) -> None:
+    from pgshift.safety.tools import find_tool
+
+    with pytest.raises(BackupFailed) as info:
+        find_tool("pg_dump", 99)
+    assert "PostgreSQL 99 or newer" in str(info.value)
