@@ -196,7 +196,9 @@ class Server:
         with psycopg.connect(self.admin_dsn, autocommit=True) as conn:
             for _ in range(50):  # the tool's backend flushes its counters as it exits: wait for that
                 conn.execute("SELECT pg_stat_clear_snapshot()")
-                busy = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s", (name,)).fetchone()
+                busy = conn.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = %s", (name,)
+                ).fetchone()
                 row = conn.execute(query, (name,)).fetchone()
                 value = int(row[0]) if row else 0
                 if busy and busy[0] == 0 and value == last:
@@ -217,7 +219,7 @@ class Server:
 def clean_env(**extra: str) -> dict[str, str]:
     """The caller's environment without settings that would steer a tool elsewhere."""
     env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("PGSHIFT_", "PG")) and k not in ("DATABASE_URL", "VIRTUAL_ENV")}
+           if not k.startswith("PG") and k not in ("DATABASE_URL", "VIRTUAL_ENV")}
     env["PYTHONDONTWRITEBYTECODE"] = "1"
     env.update(extra)
     return env
@@ -262,7 +264,8 @@ class Context:
 
 
 def run_pgshift_cli(ctx: Context, dsn: str) -> float:
-    argv = [str(ctx.pgshift_bin), "migrate", "--database-url", dsn, "--dir", str(ctx.migrations("pgshift-cli"))]
+    folder = ctx.migrations("pgshift-cli")
+    argv = [str(ctx.pgshift_bin), "migrate", "--database-url", dsn, "--dir", str(folder)]
     return _run(argv, ctx.cwd, clean_env())
 
 
@@ -301,7 +304,7 @@ RUNNERS: dict[str, Callable[[Context, str], float]] = {
     "yoyo": run_yoyo,
 }
 
-STARTUP_ARGV = {
+STARTUP_ARGV: dict[str, Callable[[Context], list[str]]] = {
     "pgshift-cli": lambda ctx: [str(ctx.pgshift_bin), "--help"],
     "alembic": lambda ctx: [ctx.peer("alembic"), "--help"],
     "yoyo": lambda ctx: [ctx.peer("yoyo"), "--help"],
@@ -359,7 +362,8 @@ def ensure_peers_venv(venv: Path, python: str = "python3") -> Path:
 
 
 def peer_versions(bin_dir: Path) -> dict[str, str]:
-    code = ("import importlib.metadata as m; "
-            "print(';'.join(p + '=' + m.version(p) for p in ('alembic','SQLAlchemy','psycopg','yoyo-migrations')))")
-    out = subprocess.run([str(bin_dir / "python"), "-c", code], capture_output=True, text=True, check=True).stdout
+    names = ("alembic", "SQLAlchemy", "psycopg", "yoyo-migrations")
+    code = f"import importlib.metadata as m; print(';'.join(p + '=' + m.version(p) for p in {names!r}))"
+    argv = [str(bin_dir / "python"), "-c", code]
+    out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
     return dict(item.split("=", 1) for item in out.strip().split(";"))

@@ -24,7 +24,8 @@ from typing import Any
 
 
 def _load_harness() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("pgshift_bench_runner_harness", Path(__file__).with_name("harness.py"))
+    path = Path(__file__).with_name("harness.py")
+    spec = importlib.util.spec_from_file_location("pgshift_bench_runner_harness", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
