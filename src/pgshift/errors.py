@@ -172,3 +172,13 @@ class AdoptError(PgshiftError):
 
 
 EXIT_CODES[AdoptError.exit_code] = (AdoptError.__doc__ or "").strip().split("\n")[0]
+
+
+class RehearsalFailed(PgshiftError):
+    """A rehearsal on a clone could not run, or its verdict was fail."""
+
+    code = "rehearsal"
+    exit_code = 18
+
+
+EXIT_CODES[RehearsalFailed.exit_code] = (RehearsalFailed.__doc__ or "").strip().split("\n")[0]

@@ -1,0 +1,216 @@
+"""A throwaway copy of the source database: a file-level template copy when nobody else is
+connected, else ``pg_dump -Fc | pg_restore`` (or a restore of a given dump file).
+
+The source is only ever read: CREATE DATABASE ... TEMPLATE copies it, pg_dump reads it in one
+repeatable-read snapshot.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import conninfo, sql
+from psycopg import errors as pgerrors
+
+from pgshift.db.connect import connect, mask_password, server_major
+from pgshift.embedded import candidate_bindirs
+from pgshift.errors import RehearsalFailed
+
+MAINTENANCE_DBS = ("postgres", "template1")
+
+
+@dataclass
+class Clone:
+    name: str
+    url: str
+    source: str
+    method: str  # "template-file-copy" | "template" | "pg_dump" | "backup"
+    duration_s: float
+    note: str = ""
+
+
+def url_with_dbname(url: str, dbname: str) -> str:
+    params: dict[str, Any] = conninfo.conninfo_to_dict(url)
+    params["dbname"] = dbname
+    return conninfo.make_conninfo(**{k: str(v) for k, v in params.items()})
+
+
+def dbname_of(url: str) -> str:
+    params = conninfo.conninfo_to_dict(url)
+    name = params.get("dbname") or params.get("user") or os.environ.get("PGDATABASE")
+    if not name:
+        raise RehearsalFailed(f"The connection string {mask_password(url)} names no database to rehearse on.")
+    return str(name)
+
+
+def maintenance_connection(url: str) -> psycopg.Connection[Any]:
+    """A connection to another database of the same server, for CREATE/DROP DATABASE."""
+    last: Exception | None = None
+    for name in MAINTENANCE_DBS:
+        try:
+            return connect(url_with_dbname(url, name), application_name="pgshift-rehearse")
+        except Exception as exc:  # try the next maintenance database
+            last = exc
+    raise RehearsalFailed(
+        f"Cannot reach a maintenance database (postgres or template1) on the server of "
+        f"{mask_password(url)} to create the clone: {last}"
+    )
+
+
+def other_sessions(admin: psycopg.Connection[Any], source: str) -> int:
+    row = admin.execute(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()", (source,)
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def clone_name(source: str) -> str:
+    return f"pgshift_rehearsal_{source[:30]}_{secrets.token_hex(4)}"
+
+
+def make_clone(source_url: str, *, from_backup: Path | None = None, bindir: str | None = None) -> Clone:
+    """Create the clone; the caller must always call :func:`drop_clone` (also on failure)."""
+    source = dbname_of(source_url)
+    name = clone_name(source)
+    started = time.monotonic()
+    with maintenance_connection(source_url) as admin:
+        major = server_major(admin)
+        if from_backup is None and other_sessions(admin, source) == 0:
+            strategy = major >= 15
+            try:
+                query = sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name), sql.Identifier(source))
+                if strategy:
+                    # WAL_LOG (the default) would write the whole database into WAL for every standby.
+                    query = query + sql.SQL(" STRATEGY FILE_COPY")
+                admin.execute(query)
+                method = "template-file-copy" if strategy else "template"
+                return Clone(name, url_with_dbname(source_url, name), source, method,
+                             time.monotonic() - started)
+            except pgerrors.ObjectInUse:
+                pass  # someone connected in between: fall back to a dump
+            except psycopg.errors.InsufficientPrivilege as exc:
+                raise RehearsalFailed(
+                    f"Cannot create the rehearsal clone: {exc.diag.message_primary}.",
+                    hint="the role in database_url needs CREATEDB to rehearse.",
+                ) from None
+        admin.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(name)))
+    clone = Clone(name, url_with_dbname(source_url, name), source,
+                  "backup" if from_backup else "pg_dump", 0.0)
+    try:
+        if from_backup is not None:
+            restore_file(from_backup, clone.url, major, bindir)
+            clone.note = f"restored from {from_backup}"
+        else:
+            dump_into(source_url, clone.url, major, bindir)
+            clone.note = "the source had other sessions, so it was copied with pg_dump | pg_restore"
+    except BaseException:
+        drop_clone(source_url, name)
+        raise
+    clone.duration_s = time.monotonic() - started
+    return clone
+
+
+def drop_clone(source_url: str, name: str) -> None:
+    with maintenance_connection(source_url) as admin:
+        if server_major(admin) >= 13:
+            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+            return
+        admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
+        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
+
+
+def database_exists(url: str, name: str) -> bool:
+    with maintenance_connection(url) as admin:
+        return admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is not None
+
+
+# -- pg_dump / pg_restore ------------------------------------------------------------------
+def find_tool(name: str, major: int, bindir: str | None) -> str:
+    """The client tool of the server's major version (or newer); older ones refuse to dump it."""
+    dirs = [Path(bindir)] if bindir else []
+    dirs += candidate_bindirs()
+    found: list[tuple[int, str]] = []
+    for directory in dirs:
+        path = directory / name
+        if not (path.is_file() and os.access(path, os.X_OK)):
+            continue
+        out = subprocess.run([str(path), "--version"], capture_output=True, text=True, timeout=10).stdout
+        digits = out.rsplit(" ", 1)[-1].split(".")[0].strip()
+        if digits.isdigit() and int(digits) >= major:
+            found.append((int(digits), str(path)))
+    if not found:
+        raise RehearsalFailed(
+            f"No {name} of PostgreSQL {major} or newer was found to copy the database.",
+            hint=f"install postgresql-client-{major}, or set backup.pg_bindir to its bin directory.",
+        )
+    same = [p for v, p in found if v == major]
+    return same[0] if same else max(found)[1]
+
+
+def _child(url: str) -> tuple[str, dict[str, str]]:
+    """conninfo without the password (argv is visible in ps) and the environment carrying it."""
+    params: dict[str, Any] = conninfo.conninfo_to_dict(url)
+    password = params.pop("password", None)
+    env = {k: v for k, v in os.environ.items() if k not in ("PGPASSWORD", "PGDATABASE", "PGSERVICE")}
+    env["LC_MESSAGES"] = "C"
+    if password:
+        env["PGPASSWORD"] = str(password)
+    return conninfo.make_conninfo(**{k: str(v) for k, v in params.items()}), env
+
+
+def _restore_argv(tool: str, clone_url: str) -> tuple[list[str], dict[str, str]]:
+    target, env = _child(clone_url)
+    return [tool, f"--dbname={target}", "--no-owner", "--no-privileges", "--exit-on-error"], env
+
+
+def dump_into(source_url: str, clone_url: str, major: int, bindir: str | None) -> None:
+    source, dump_env = _child(source_url)
+    restore_argv, restore_env = _restore_argv(find_tool("pg_restore", major, bindir), clone_url)
+    dump = subprocess.Popen([find_tool("pg_dump", major, bindir), "-Fc", f"--dbname={source}"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=dump_env)
+    assert dump.stdout is not None
+    restore = subprocess.run(restore_argv, stdin=dump.stdout, capture_output=True, env=restore_env)
+    dump.stdout.close()
+    dump_err = dump.stderr.read() if dump.stderr else b""
+    dump.wait()
+    if dump.returncode != 0 or restore.returncode != 0:
+        detail = (dump_err or restore.stderr).decode(errors="replace").strip()[-1500:]
+        raise RehearsalFailed(f"Copying the database with pg_dump | pg_restore failed: {mask_password(detail)}")
+
+
+def restore_file(path: Path, clone_url: str, major: int, bindir: str | None) -> None:
+    dump = _dump_file(path)
+    argv, env = _restore_argv(find_tool("pg_restore", major, bindir), clone_url)
+    result = subprocess.run([*argv, str(dump)], capture_output=True, env=env)
+    if result.returncode != 0:
+        detail = result.stderr.decode(errors="replace").strip()[-1500:]
+        raise RehearsalFailed(f"Restoring {dump} into the clone failed: {mask_password(detail)}")
+
+
+def _dump_file(path: Path) -> Path:
+    """A pg_dump archive file or directory, or a pgshift backup folder holding one."""
+    if not path.exists():
+        raise RehearsalFailed(f"--from-backup {path}: no such file or folder.")
+    if path.is_file() or (path / "toc.dat").is_file():
+        return path
+    manifest = path / "manifest.json"
+    if manifest.is_file():  # a pgshift backup folder names its archive in the manifest
+        try:
+            named = json.loads(manifest.read_text()).get("dump")
+        except (OSError, ValueError):
+            named = None
+        if isinstance(named, str) and (path / named).exists():
+            return path / named
+    candidates = sorted(p for p in path.iterdir()
+                        if p.suffix in (".dump", ".pgdump") or (p / "toc.dat").is_file())
+    if not candidates:
+        raise RehearsalFailed(f"--from-backup {path}: the folder holds no pg_dump archive (*.dump or toc.dat).")
+    return candidates[0]

@@ -1,0 +1,249 @@
+"""A synthetic workload: point reads, updates and inserts against the tables the pending
+migrations touch, at a fixed rate, recording every query's latency and error.
+
+Queries are derived from each table's primary key and columns, so nothing has to be written by
+hand; an insert form that does not work on the table (unique columns, odd types) is tried once
+inside a rolled-back transaction and left out, so the workload's own errors are never counted
+against the migration.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+from pglast import parse_sql
+from pglast.visitors import Visitor
+from psycopg import sql
+
+from pgshift.db.connect import connect
+from pgshift.migrations.model import Migration
+
+TableName = tuple[str | None, str]
+
+
+class Clock:
+    """Seconds since the rehearsal started; shared by the workload and the recorder."""
+
+    def __init__(self) -> None:
+        self.origin = time.monotonic()
+        self.wall = time.time()
+
+    def now(self) -> float:
+        return time.monotonic() - self.origin
+
+
+@dataclass
+class Sample:
+    start: float
+    end: float
+    kind: str  # read | update | insert
+    table: str
+    error: str | None = None
+
+    @property
+    def latency_ms(self) -> float:
+        return (self.end - self.start) * 1000
+
+
+@dataclass
+class Target:
+    table: str  # schema.name, for reports
+    ident: sql.Identifier
+    pk: list[str]
+    keys: list[tuple[Any, ...]]
+    read: sql.Composed
+    update: sql.Composed
+    insert: sql.Composed | None = None
+    next_key: int | None = None  # for inserts into an integer key without a default
+
+
+class _RangeVars(Visitor):
+    def __init__(self) -> None:
+        self.found: set[TableName] = set()
+
+    def visit_RangeVar(self, _ancestors: Any, node: Any) -> None:
+        self.found.add((node.schemaname, node.relname))
+
+
+def touched_tables(migrations: Iterable[Migration]) -> set[TableName]:
+    """Every relation named in the migrations' up parts (tables created by them do not exist yet
+    and drop out when the workload looks them up)."""
+    visitor = _RangeVars()
+    for migration in migrations:
+        for stmt in migration.up:
+            try:
+                visitor(parse_sql(stmt.sql))
+            except Exception:  # a statement pglast cannot read names no table
+                continue
+    return visitor.found
+
+
+def discover(conn: psycopg.Connection[Any], tables: Iterable[TableName], *, sample: int = 1000) -> list[Target]:
+    targets: list[Target] = []
+    for schema, name in sorted(tables, key=lambda t: (t[0] or "", t[1])):
+        ident = sql.Identifier(schema, name) if schema else sql.Identifier(name)
+        row = conn.execute("SELECT to_regclass(%s)", (ident.as_string(conn),)).fetchone()
+        if row is None or row[0] is None:
+            continue
+        target = _target(conn, row[0], sample)
+        if target is not None:
+            targets.append(target)
+    return targets
+
+
+def _target(conn: psycopg.Connection[Any], regclass: Any, sample: int) -> Target | None:
+    oid = conn.execute("SELECT %s::regclass::oid", (str(regclass),)).fetchone()
+    assert oid is not None
+    rel = conn.execute(
+        "SELECT n.nspname, c.relname, c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE c.oid = %s", (oid[0],)).fetchone()
+    assert rel is not None
+    if rel[2] not in ("r", "p"):
+        return None
+    pk = [r[0] for r in conn.execute(
+        "SELECT a.attname FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid "
+        "AND a.attnum = ANY (i.indkey) WHERE i.indrelid = %s AND i.indisprimary "
+        "ORDER BY array_position(i.indkey::int2[], a.attnum)",
+        (oid[0],)).fetchall()]
+    if not pk:
+        return None  # no key to address single rows by
+    ident = sql.Identifier(rel[0], rel[1])
+    cols = sql.SQL(", ").join(sql.Identifier(c) for c in pk)
+    where = sql.SQL(" AND ").join(sql.SQL("{} = %s").format(sql.Identifier(c)) for c in pk)
+    keys = [tuple(r) for r in conn.execute(
+        sql.SQL("SELECT {} FROM {} LIMIT {}").format(cols, ident, sql.Literal(sample))).fetchall()]
+    if not keys:
+        return None
+    target = Target(
+        f"{rel[0]}.{rel[1]}", ident, pk, keys,
+        read=sql.SQL("SELECT * FROM {} WHERE {}").format(ident, where),
+        update=sql.SQL("UPDATE {} SET {} = {} WHERE {}").format(
+            ident, sql.Identifier(pk[0]), sql.Identifier(pk[0]), where),
+    )
+    _derive_insert(conn, oid[0], target, where)
+    return target
+
+
+def _derive_insert(conn: psycopg.Connection[Any], oid: int, target: Target, where: sql.Composable) -> None:
+    """INSERT ... SELECT a copy of an existing row, the key from its default or a counter."""
+    columns = conn.execute(
+        "SELECT a.attname, a.atthasdef OR a.attidentity <> '' OR a.attgenerated <> '', "
+        "format_type(a.atttypid, NULL) FROM pg_attribute a WHERE a.attrelid = %s AND a.attnum > 0 "
+        "AND NOT a.attisdropped ORDER BY a.attnum", (oid,)).fetchall()
+    copy = [c for c, defaulted, _t in columns if not defaulted and c not in target.pk]
+    key_defaults = {c: defaulted for c, defaulted, _t in columns if c in target.pk}
+    key_types = {c: t for c, _d, t in columns if c in target.pk}
+    values: list[sql.Composable]
+    if all(key_defaults.values()):
+        names, values = copy, [sql.Identifier(c) for c in copy]
+    elif len(target.pk) == 1 and key_types[target.pk[0]] in ("integer", "bigint", "smallint"):
+        top = conn.execute(sql.SQL("SELECT coalesce(max({}), 0) FROM {}").format(
+            sql.Identifier(target.pk[0]), target.ident)).fetchone()
+        target.next_key = int(top[0] if top else 0) + 1_000_000
+        names, values = [target.pk[0], *copy], [sql.Placeholder(), *(sql.Identifier(c) for c in copy)]
+    else:
+        return
+    if not names:
+        statement = sql.SQL("INSERT INTO {} DEFAULT VALUES").format(target.ident)
+    else:
+        statement = sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {} WHERE {}").format(
+            target.ident, sql.SQL(", ").join(sql.Identifier(n) for n in names),
+            sql.SQL(", ").join(values), target.ident, where)
+    try:
+        with conn.transaction(force_rollback=True):
+            conn.execute(statement, _insert_params(target, statement, probe=True))
+    except psycopg.Error:
+        return  # e.g. a unique column: this table gets reads and updates only
+    target.insert = statement
+
+
+def _insert_params(target: Target, statement: sql.Composed, *, probe: bool = False) -> list[Any]:
+    key = list(random.choice(target.keys))
+    if "DEFAULT VALUES" in repr(statement):
+        return []
+    if target.next_key is None:
+        return key
+    value = target.next_key
+    if not probe:
+        target.next_key += 1
+    return [value, *key]
+
+
+@dataclass
+class Workload:
+    url: str
+    targets: list[Target]
+    rate: float
+    clock: Clock
+    threads: int = 4
+    max_seconds: float = 600.0
+    samples: list[Sample] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _slot: int = 0
+    _workers: list[threading.Thread] = field(default_factory=list)
+    _started: float = 0.0
+    startup_errors: list[str] = field(default_factory=list)
+
+    def start(self) -> None:
+        self._started = self.clock.now()
+        connections = [connect(self.url, application_name="pgshift-rehearse-load") for _ in range(self.threads)]
+        for index, conn in enumerate(connections):
+            conn.execute("SET statement_timeout = '60s'")
+            worker = threading.Thread(target=self._run, args=(conn,), name=f"rehearse-load-{index}", daemon=True)
+            self._workers.append(worker)
+            worker.start()
+
+    def stop(self, timeout: float = 65.0) -> None:
+        self._stop.set()
+        for worker in self._workers:
+            worker.join(timeout)
+
+    def _next_slot(self) -> float:
+        with self._lock:
+            slot = self._slot
+            self._slot += 1
+        return self._started + slot / self.rate
+
+    def _run(self, conn: psycopg.Connection[Any]) -> None:
+        rng = random.Random()
+        try:
+            while not self._stop.is_set():
+                due = self._next_slot()
+                if due - self._started > self.max_seconds:
+                    return  # bounded: the workload ends by itself
+                delay = due - self.clock.now()
+                if delay > 0 and self._stop.wait(delay):
+                    return
+                self._one(conn, rng)
+        finally:
+            conn.close()
+
+    def _one(self, conn: psycopg.Connection[Any], rng: random.Random) -> None:
+        target = rng.choice(self.targets)
+        roll = rng.random()
+        if roll < 0.1 and target.insert is not None:
+            kind, query = "insert", target.insert
+            with self._lock:
+                params = _insert_params(target, query)
+        elif roll < 0.4:
+            kind, query, params = "update", target.update, list(rng.choice(target.keys))
+        else:
+            kind, query, params = "read", target.read, list(rng.choice(target.keys))
+        started = self.clock.now()
+        error = None
+        try:
+            conn.execute(query, params).fetchall() if kind == "read" else conn.execute(query, params)
+        except psycopg.Error as exc:
+            error = f"{exc.sqlstate or ''} {(exc.diag.message_primary or str(exc)).strip()}".strip()
+            if conn.broken:
+                self._stop.set()
+        sample = Sample(started, self.clock.now(), kind, target.table, error)
+        with self._lock:
+            self.samples.append(sample)
