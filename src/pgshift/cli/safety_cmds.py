@@ -13,9 +13,10 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeE
 
 from pgshift.cli.common import handle_errors, json_option, print_json, settings_options, stderr, stdout
 from pgshift.config import Settings
-from pgshift.db.connect import require_url
+from pgshift.db.connect import describe_target, require_url
 from pgshift.errors import BackupFailed
 from pgshift.safety.backup import Backup, ProgressFn, backup_dir, list_backups, take_backup
+from pgshift.safety.restore import restore_database, restore_table
 from pgshift.safety.verify import verify_backup
 
 
@@ -143,4 +144,37 @@ def confirm_or_abort(question: str, yes: bool) -> None:
         raise click.Abort()
 
 
-COMMANDS: list[click.Command] = [backup_cmd]
+@click.command("restore")
+@click.argument("backup")
+@click.option("--table", "-t", default=None,
+              help="Restore only this table (schema.name) into the live database, in one transaction.")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask; required when not running interactively.")
+@settings_options
+@json_option
+@handle_errors
+def restore_cmd(settings: Settings, backup: str, table: str | None, yes: bool, as_json: bool) -> None:
+    """Restore BACKUP safely: verify it fully, stop the app, restore beside the live database,
+    compare counts, swap names (the old database is kept), start the app, check its health."""
+    url = require_url(settings.database_url)
+    folder = resolve_backup(settings, backup)
+    target = describe_target(url)
+    if table:
+        confirm_or_abort(f"Replace the rows of {table} in {target} with those of {folder.name}?", yes)
+        one = restore_table(settings, folder, table, url)
+        if as_json:
+            print_json(one.as_dict())
+        else:
+            stdout.print(f"restored {one.rows} rows of {one.table} from {folder.name}; the previous rows are "
+                         f"kept in {one.kept_as}")
+        return
+    confirm_or_abort(f"Restore {target} from {folder.name}? (the current database is renamed and kept)", yes)
+    say = None if as_json else (lambda line: stdout.print(line, markup=False))
+    report = restore_database(settings, folder, url, say=say)
+    if as_json:
+        print_json(report.as_dict())
+    else:
+        stdout.print(f"restore complete: {report.database} restored from {folder.name}; previous data kept "
+                     f"as database {report.kept_as}")
+
+
+COMMANDS: list[click.Command] = [backup_cmd, restore_cmd]

@@ -302,7 +302,7 @@ def list_backups(root: Path, database: str | None = None) -> list[Backup]:
             continue
         if database is None or manifest.database == database:
             found.append(Backup(folder, manifest))
-    return sorted(found, key=lambda b: b.finished_at, reverse=True)
+    return sorted(found, key=lambda b: (b.finished_at, b.path.name), reverse=True)
 
 
 def _max_age(value: str | int | float | timedelta | None) -> timedelta | None:

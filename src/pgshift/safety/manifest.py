@@ -101,7 +101,7 @@ class Manifest:
 
 
 def now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="microseconds")
 
 
 def write_private(path: Path, text: str) -> None:

@@ -1,0 +1,313 @@
+"""``pgshift restore``: the playbook's automatic rollback, made safe.
+
+1. verify the backup (full); 2. run the stop_app hook; 3. restore into a new database beside
+the live one; 4. compare row counts with the manifest; 5. swap names (the live database becomes
+``<db>_pre_restore_<timestamp>`` and is kept, never dropped); 6. run the start_app hook and poll
+the health URL; 7. record what happened. Any failure before step 5 leaves the live database as it
+was (and runs start_app again if stop_app had run).
+
+``restore_table`` restores one table into the live database in one transaction, after copying
+the current rows aside into ``<table>_pre_restore_<timestamp>``.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from pgshift.config import Settings, duration_ms
+from pgshift.db.connect import connect, mask_password
+from pgshift.db.history import History
+from pgshift.errors import BackupFailed, PgshiftError, RestoreFailed
+from pgshift.safety.hooks import poll_health, run_hook
+from pgshift.safety.manifest import now_iso, pin_settings, read_manifest, record_restore, table_stat
+from pgshift.safety.tools import child_env, with_dbname
+from pgshift.safety.verify import compare_tables, drop_database, restore_into, restore_tool, verify_backup
+
+Say = Callable[[str], None]
+
+
+@dataclass
+class RestoreReport:
+    backup: str
+    database: str
+    started_at: str
+    steps: list[dict[str, Any]] = field(default_factory=list)
+    kept_as: str | None = None
+    ok: bool = False
+    finished_at: str | None = None
+
+    def step(self, name: str, ok: bool, detail: str, say: Say | None = None) -> None:
+        self.steps.append({"step": name, "ok": ok, "detail": detail, "at": now_iso()})
+        if say:
+            say(f"{'ok' if ok else 'FAILED'}  {name}: {detail}")
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"backup": self.backup, "database": self.database, "started_at": self.started_at,
+                "finished_at": self.finished_at, "ok": self.ok, "kept_as": self.kept_as, "steps": self.steps}
+
+
+def _stamp() -> str:
+    return datetime.now(UTC).strftime("%Y%m%d%H%M%S")
+
+
+def _name(base: str, suffix: str) -> str:
+    """``base + suffix`` within PostgreSQL's 63-byte identifier limit."""
+    room = 63 - len(suffix.encode())
+    return base.encode()[:room].decode(errors="ignore") + suffix
+
+
+def maintenance_url(url: str, live: str) -> str:
+    """A connection to another database on the same server, to rename the live one."""
+    for candidate in ("postgres", "template1"):
+        if candidate != live:
+            try:
+                with connect(with_dbname(url, candidate), application_name="pgshift-restore"):
+                    return with_dbname(url, candidate)
+            except PgshiftError:
+                continue
+    raise RestoreFailed(f"Cannot connect to the postgres or template1 database to rename {live}.")
+
+
+def restore_database(settings: Settings, backup: str | Path, url: str | None = None, *,
+                     say: Say | None = None) -> RestoreReport:
+    """Restore the whole database from ``backup`` beside the live one and swap them."""
+    url = url or settings.database_url or ""
+    folder = Path(backup)
+    with connect(url, application_name="pgshift-restore") as conn:
+        live = str(conn.execute("SELECT current_database()").fetchone()[0])  # type: ignore[index]
+    report = RestoreReport(str(folder), live, now_iso())
+    try:
+        _restore(settings, folder, url, live, report, say)
+        report.ok = all(s["ok"] for s in report.steps)
+    finally:
+        report.finished_at = now_iso()
+        if (folder / "manifest.json").exists():
+            record_restore(folder, report.as_dict())
+    if not report.ok:
+        failed = [s for s in report.steps if not s["ok"]]
+        raise RestoreFailed(
+            f"The restore of {live} from {folder} completed the swap, but: "
+            + "; ".join(f"{s['step']}: {s['detail']}" for s in failed)
+            + f". The previous data is kept as database {report.kept_as}."
+        )
+    return report
+
+
+def _restore(settings: Settings, folder: Path, url: str, live: str, report: RestoreReport,
+             say: Say | None) -> None:
+    try:
+        verify = verify_backup(folder, full=True, url=url, bindir=settings.backup.pg_bindir,
+                               jobs=settings.backup.jobs)
+    except BackupFailed as exc:
+        report.step("verify", False, exc.message, say)
+        raise RestoreFailed(f"{exc.message} Nothing was restored; the live database {live} was not touched.",
+                            hint="choose another backup (`pgshift backup list`).") from None
+    report.step("verify", True, "; ".join(verify.passed), say)
+    stopped = _hook(settings.app.stop_command, "stop_app", report, say)
+    stamp = _stamp()
+    new_db = _name(live, f"_restoring_{stamp}")
+    admin_url = maintenance_url(url, live)
+    try:
+        _restore_beside(settings, folder, url, admin_url, live, new_db, report, say)
+    except BaseException:
+        if stopped:
+            _hook(settings.app.start_command, "start_app (the live database was not touched)", report, say)
+        raise
+    report.kept_as = _name(live, f"_pre_restore_{stamp}")
+    _swap(admin_url, live, new_db, report.kept_as, settings)
+    report.step("swap", True, f"{live} is the restored database; the previous one is kept as {report.kept_as}",
+                say)
+    _hook(settings.app.start_command, "start_app", report, say)
+    if settings.app.health_url:
+        timeout = duration_ms(settings.app.health_timeout, key="app.health_timeout") / 1000
+        health = poll_health(settings.app.health_url, timeout)
+        detail = f"{health.url} answered {health.status} after {health.seconds:.1f}s" if health.ok else (
+            f"{health.url} did not answer 2xx within {timeout:.0f}s (last: {health.error})")
+        report.step("health", health.ok, detail, say)
+    _log_event(url, report)
+
+
+def _hook(argv: list[str], name: str, report: RestoreReport, say: Say | None) -> bool:
+    """Run a configured hook; False when none is configured. A failing stop hook stops the restore."""
+    if not argv:
+        return False
+    result = run_hook(name.split(" ")[0], argv)
+    report.step(name, result.ok, result.describe() if not result.ok else
+                f"{' '.join(argv)} ({len(result.output)} line(s) of output logged)", say)
+    if not result.ok and name == "stop_app":
+        raise RestoreFailed(f"{result.describe()}. Nothing was restored; the live database was not touched.")
+    return True
+
+
+def _restore_beside(settings: Settings, folder: Path, url: str, admin_url: str, live: str, new_db: str,
+                    report: RestoreReport, say: Say | None) -> None:
+    manifest = read_manifest(folder)
+    with connect(admin_url, application_name="pgshift-restore") as admin:
+        row = admin.execute(
+            "SELECT pg_get_userbyid(datdba), pg_encoding_to_char(encoding), datcollate, datctype "
+            "FROM pg_database WHERE datname = %s", (live,)).fetchone()
+        assert row is not None
+        admin.execute(sql.SQL("CREATE DATABASE {} OWNER {} TEMPLATE template0 ENCODING {} LC_COLLATE {} "
+                              "LC_CTYPE {}").format(sql.Identifier(new_db), sql.Identifier(row[0]),
+                                                    sql.Literal(row[1]), sql.Literal(row[2]),
+                                                    sql.Literal(row[3])))
+        try:
+            restore_into(folder, manifest, restore_tool(manifest, settings.backup.pg_bindir), url, new_db,
+                         jobs=settings.backup.jobs, scratch=False)
+            report.step("restore", True, f"restored into new database {new_db}", say)
+            with connect(with_dbname(url, new_db), application_name="pgshift-restore") as conn:
+                problems = compare_tables(conn, read_manifest(folder), hashes=False)
+            if problems:
+                report.step("compare", False, "; ".join(problems), say)
+                raise RestoreFailed(
+                    f"The restored copy does not match the manifest: {'; '.join(problems)}. The copy was "
+                    f"dropped; the live database {live} was not touched.")
+            report.step("compare", True, f"row counts of {len(manifest.tables)} table(s) match the manifest", say)
+        except BackupFailed as exc:
+            report.step("restore", False, exc.message, say)
+            drop_database(admin, new_db)
+            raise RestoreFailed(f"{exc.message} The live database {live} was not touched.") from None
+        except BaseException:
+            drop_database(admin, new_db)
+            raise
+
+
+def _swap(admin_url: str, live: str, new_db: str, kept_as: str, settings: Settings) -> None:
+    """Close the live database to new sessions, end the remaining ones, rename both at once."""
+    with connect(admin_url, application_name="pgshift-restore") as admin:
+        allowed = admin.execute("SELECT datallowconn FROM pg_database WHERE datname = %s", (live,)).fetchone()
+        admin.execute(sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS false").format(sql.Identifier(live)))
+        try:
+            _terminate(admin, live, timeout=duration_ms(settings.lock_wait) / 1000)
+            with admin.transaction():
+                admin.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
+                    sql.Identifier(live), sql.Identifier(kept_as)))
+                admin.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
+                    sql.Identifier(new_db), sql.Identifier(live)))
+        except BaseException as exc:
+            admin.execute(sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS true").format(sql.Identifier(live)))
+            drop_database(admin, new_db)
+            raise RestoreFailed(f"Could not swap {new_db} in for {live}: {mask_password(str(exc))}. The live "
+                                f"database {live} was not changed.") from None
+        if allowed and allowed[0]:
+            admin.execute(sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS true").format(
+                sql.Identifier(kept_as)))
+
+
+def _terminate(admin: psycopg.Connection[Any], database: str, timeout: float) -> None:
+    deadline = time.monotonic() + max(timeout, 1.0)
+    while True:
+        row = admin.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = %s AND pid <> pg_backend_pid()", (database,)).fetchone()
+        if not row or row[0] == 0:
+            return
+        if time.monotonic() > deadline:
+            raise RestoreFailed(f"{row[0]} session(s) on {database} did not end within {timeout:.0f}s.")
+        time.sleep(0.1)
+
+
+def _log_event(url: str, report: RestoreReport) -> None:
+    """Add the restore to the restored database's own event log when it has a pgshift ledger."""
+    try:
+        with connect(url, application_name="pgshift-restore") as conn:
+            history = History(conn)
+            if history.exists():
+                history.log(None, "restored", report.as_dict())
+    except (PgshiftError, psycopg.Error):
+        pass
+
+
+# -- one table ------------------------------------------------------------------------------
+@dataclass
+class TableRestoreReport:
+    backup: str
+    table: str
+    rows: int
+    kept_as: str
+    seconds: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"backup": self.backup, "table": self.table, "rows": self.rows, "kept_as": self.kept_as,
+                "seconds": round(self.seconds, 3)}
+
+
+def split_table(name: str) -> tuple[str, str]:
+    schema, _, table = name.rpartition(".")
+    return (schema or "public").strip('"'), table.strip('"')
+
+
+def _copy_stream(lines: Iterator[str]) -> tuple[str, Iterator[str]]:
+    """The COPY statement pg_restore prints for a table's data, and the data lines after it."""
+    for line in lines:
+        if line.startswith("COPY ") and line.rstrip().endswith("FROM stdin;"):
+            header = line.rstrip()[: -len(" FROM stdin;")] + " FROM STDIN"
+
+            def data() -> Iterator[str]:
+                for row in lines:
+                    if row.rstrip("\n") == "\\.":
+                        return
+                    yield row
+
+            return header, data()
+    raise RestoreFailed("The archive has no data for this table.")
+
+
+def restore_table(settings: Settings, backup: str | Path, table: str, url: str | None = None) -> TableRestoreReport:
+    """Replace one table's rows with the backup's, in one transaction on the live database."""
+    url = url or settings.database_url or ""
+    folder = Path(backup)
+    started = time.monotonic()
+    try:
+        verify_backup(folder, full=False, bindir=settings.backup.pg_bindir)
+    except BackupFailed as exc:
+        raise RestoreFailed(f"{exc.message} The table was not touched.") from None
+    manifest = read_manifest(folder)
+    schema, name = split_table(table)
+    expected = manifest.table(f"{schema}.{name}")
+    if expected is None:
+        raise RestoreFailed(f"The backup {folder} has no table {schema}.{name}; see its manifest.json.")
+    kept_as = _name(name, f"_pre_restore_{_stamp()}")
+    tool = restore_tool(manifest, settings.backup.pg_bindir)
+    argv = [str(tool.path), "--data-only", f"--schema={schema}", f"--table={name}", "--file=-",
+            str(folder / manifest.dump)]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=child_env({}))
+    assert proc.stdout is not None
+    target = sql.Identifier(schema, name)
+    try:
+        with connect(url, application_name="pgshift-restore", autocommit=False) as conn:
+            conn.execute("SELECT set_config('lock_timeout', %s, true)", (f"{settings.lock_timeout_ms}ms",))
+            conn.execute(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(target))
+            conn.execute(sql.SQL("CREATE TABLE {} AS TABLE {}").format(sql.Identifier(schema, kept_as), target))
+            conn.execute(sql.SQL("DELETE FROM {}").format(target))
+            header, data = _copy_stream(iter(proc.stdout))
+            with conn.cursor().copy(header.encode()) as copy:
+                for line in data:
+                    copy.write(line)
+            pin_settings(conn)
+            got = table_stat(conn, schema, name, 0, hash_max_bytes=None if expected.check == "hash" else -1)
+            if got.rows != expected.rows or (expected.check == "hash" and got.content_hash != expected.content_hash):
+                conn.rollback()
+                raise RestoreFailed(
+                    f"The restored rows of {schema}.{name} do not match the manifest ({got.rows} rows, "
+                    f"manifest {expected.rows}); the transaction was rolled back and the table is unchanged.")
+            conn.commit()
+    except psycopg.Error as exc:
+        raise RestoreFailed(f"Restoring table {schema}.{name} failed and was rolled back, the table is "
+                            f"unchanged: {mask_password(str(exc)).strip()}") from None
+    finally:
+        proc.kill()
+        proc.wait()
+    report = TableRestoreReport(str(folder), f"{schema}.{name}", expected.rows, f"{schema}.{kept_as}",
+                                time.monotonic() - started)
+    record_restore(folder, {"at": now_iso(), **report.as_dict()})
+    return report
