@@ -10,6 +10,7 @@ Python API is timed in-process as a library user would call it.
 from __future__ import annotations
 
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -52,6 +53,7 @@ class Run:
     seconds: float
     tables: int
     commits: int
+    client_cpu_s: float = 0.0  # user+sys of the tool's process (less sensitive to a busy machine)
 
 
 @dataclass
@@ -65,13 +67,23 @@ class ToolResult:
         return statistics.median(r.seconds for r in self.runs)
 
     @property
+    def min_s(self) -> float:
+        return min(r.seconds for r in self.runs)
+
+    @property
     def per_second(self) -> float:
         return self.count / self.median_s if self.median_s > 0 else 0.0
+
+    @property
+    def client_cpu_s(self) -> float:
+        return statistics.median(r.client_cpu_s for r in self.runs)
 
     def as_json(self) -> dict[str, Any]:
         return {
             "tool": self.tool, "count": self.count, "median_s": round(self.median_s, 4),
             "migrations_per_s": round(self.per_second, 1),
+            "min_s": round(self.min_s, 4), "best_migrations_per_s": round(self.count / self.min_s, 1),
+            "client_cpu_s": round(self.client_cpu_s, 3),
             "commits_per_run": statistics.median(r.commits for r in self.runs),
             "runs": [asdict(r) for r in self.runs], "per_migration": PER_MIGRATION[self.tool],
         }
@@ -311,11 +323,19 @@ STARTUP_ARGV: dict[str, Callable[[Context], list[str]]] = {
 }
 
 
+def _cpu() -> float:
+    """CPU seconds of this process plus its finished children."""
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
 def measure_once(ctx: Context, server: Server, tool: str, *, keep: bool = False) -> tuple[Run, str]:
     """One run of ``tool`` on a fresh database; checks that all tables exist."""
     db = server.create()
     try:
+        cpu_before = _cpu()
         seconds = RUNNERS[tool](ctx, server.dsn_for(db))
+        cpu = _cpu() - cpu_before
         commits = server.commits(db)  # before our own check adds to the count
         tables = server.tables(db)
         if tables != ctx.count:
@@ -323,7 +343,7 @@ def measure_once(ctx: Context, server: Server, tool: str, *, keep: bool = False)
     finally:
         if not keep:
             server.drop(db)
-    return Run(tool, round(seconds, 4), tables, commits), db
+    return Run(tool, round(seconds, 4), tables, commits, round(cpu, 3)), db
 
 
 def measure(ctx: Context, server: Server, tools: list[str], repeat: int,

@@ -57,20 +57,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def table(results: dict[str, Any], startup: dict[str, float | None]) -> str:
     best_peer = max((r.per_second for t, r in results.items() if t in harness.PEER_TOOLS), default=None)
-    lines = [f"{'tool':<12} {'migrations':>10} {'median s':>9} {'migr/s':>8} {'commits':>8} "
-             f"{'cli start s':>11} {'vs best peer':>12}",
-             "-" * 76]
+    lines = [f"{'tool':<12} {'migrations':>10} {'median s':>9} {'migr/s':>8} {'best s':>7} {'best/s':>7} "
+             f"{'client cpu s':>12} {'commits':>8} {'cli start s':>11} {'vs best peer':>12}",
+             "-" * 104]
     for tool, r in results.items():
         start = startup.get(tool)
         ratio = f"{r.per_second / best_peer:.2f}x" if best_peer else "-"
         commits = int(sum(x.commits for x in r.runs) / len(r.runs))
-        lines.append(f"{tool:<12} {r.count:>10} {r.median_s:>9.3f} {r.per_second:>8.1f} {commits:>8} "
+        lines.append(f"{tool:<12} {r.count:>10} {r.median_s:>9.3f} {r.per_second:>8.1f} {r.min_s:>7.3f} "
+                     f"{r.count / r.min_s:>7.1f} {r.client_cpu_s:>12.3f} {commits:>8} "
                      f"{(f'{start:.3f}' if start is not None else '-'):>11} {ratio:>12}")
     return "\n".join(lines)
 
 
 def machine() -> dict[str, Any]:
-    return {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()}
+    return {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
+            "load_average": [round(x, 2) for x in os.getloadavg()]}
 
 
 def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
@@ -82,6 +84,7 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         cluster = EmbeddedCluster(workdir / "pg")
         cluster.start(tcp=False)
         admin_dsn = cluster.socket_dsn("postgres")
+    machine_at_start = machine()
     try:
         ctx = harness.Context(workdir=workdir, count=args.count)
         peers: dict[str, str] = {}
@@ -95,9 +98,10 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                                   progress=lambda m: print(m, file=sys.stderr, flush=True))
         startup = {} if args.no_startup else {t: harness.startup_seconds(ctx, t) for t in args.tools}
         print(table(results, startup))
+        print(f"load average at the end: {os.getloadavg()[0]:.2f} (cores: {os.cpu_count()})")
         return {
             "bench": "runner", "at": datetime.now(UTC).isoformat(timespec="seconds"),
-            "count": args.count, "repeat": args.repeat, "machine": machine(),
+            "count": args.count, "repeat": args.repeat, "machine": machine_at_start,
             "postgresql": server_version, "embedded": cluster is not None, "peer_versions": peers,
             "results": [r.as_json() | {"cli_startup_s": startup.get(t)} for t, r in results.items()],
         }

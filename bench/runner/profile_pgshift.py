@@ -1,0 +1,67 @@
+"""Where pgshift's time goes when it applies N small migrations: cProfile of ``api.migrate``.
+
+    .venv/bin/python bench/runner/profile_pgshift.py [--count 500] [--top 25]
+
+Prints the load (read + parse) time apart from the apply time, the statements pgshift sends
+per migration (from pg_stat_statements-free counting: the server's xact_commit) and the top
+functions by own and cumulative time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import pstats
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from run import harness  # noqa: E402  (loads harness.py under its own module name)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--count", type=int, default=500)
+    parser.add_argument("--top", type=int, default=25)
+    args = parser.parse_args(argv)
+
+    from pgshift import api
+    from pgshift.config import load_settings
+    from pgshift.embedded import EmbeddedCluster
+
+    with tempfile.TemporaryDirectory(prefix="pgshift-runner-profile-") as tmp:
+        cluster = EmbeddedCluster(Path(tmp) / "pg")
+        cluster.start(tcp=False)
+        try:
+            server = harness.Server(cluster.socket_dsn("postgres"))
+            folder = harness.write_pgshift(Path(tmp) / "migrations", args.count)
+            db = server.create()
+            settings = load_settings(overrides={"database_url": server.dsn_for(db), "migrations_dir": str(folder)},
+                                     environ={}, cwd=Path(tmp))
+            started = time.perf_counter()
+            api.load(settings)
+            load_s = time.perf_counter() - started
+            profiler = cProfile.Profile()
+            started = time.perf_counter()
+            profiler.enable()
+            report = api.migrate(settings)
+            profiler.disable()
+            total_s = time.perf_counter() - started
+            commits = server.commits(db)
+        finally:
+            cluster.destroy()
+    print(f"{len(report.applied)} migrations: migrate {total_s:.3f}s under cProfile "
+          f"(load alone, unprofiled: {load_s:.3f}s); {commits} commits = {commits / args.count:.1f}/migration")
+    for key in ("tottime", "cumulative"):
+        out = io.StringIO()
+        pstats.Stats(profiler, stream=out).sort_stats(key).print_stats(args.top)
+        print(f"\n== top {args.top} by {key} ==")
+        print(out.getvalue().split("\n", 6)[-1])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
