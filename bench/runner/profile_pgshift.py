@@ -2,9 +2,8 @@
 
     .venv/bin/python bench/runner/profile_pgshift.py [--count 500] [--top 25]
 
-Prints the load (read + parse) time apart from the apply time, the statements pgshift sends
-per migration (from pg_stat_statements-free counting: the server's xact_commit) and the top
-functions by own and cumulative time.
+Prints the load (read + parse) time apart from the apply time, the transactions pgshift commits
+per migration (the server's xact_commit) and the top functions by own and cumulative time.
 """
 
 from __future__ import annotations
@@ -19,7 +18,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from run import harness  # noqa: E402  (loads harness.py under its own module name)
+from run import harness  # loads harness.py under its own module name
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,8 +38,8 @@ def main(argv: list[str] | None = None) -> int:
             server = harness.Server(cluster.socket_dsn("postgres"))
             folder = harness.write_pgshift(Path(tmp) / "migrations", args.count)
             db = server.create()
-            settings = load_settings(overrides={"database_url": server.dsn_for(db), "migrations_dir": str(folder)},
-                                     environ={}, cwd=Path(tmp))
+            overrides = {"database_url": server.dsn_for(db), "migrations_dir": str(folder)}
+            settings = load_settings(overrides=overrides, environ={}, cwd=Path(tmp))
             started = time.perf_counter()
             api.load(settings)
             load_s = time.perf_counter() - started
@@ -54,7 +53,8 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             cluster.destroy()
     print(f"{len(report.applied)} migrations: migrate {total_s:.3f}s under cProfile "
-          f"(load alone, unprofiled: {load_s:.3f}s); {commits} commits = {commits / args.count:.1f}/migration")
+          f"(load alone, unprofiled: {load_s:.3f}s); {commits} commits = "
+          f"{commits / args.count:.1f}/migration")
     for key in ("tottime", "cumulative"):
         out = io.StringIO()
         pstats.Stats(profiler, stream=out).sort_stats(key).print_stats(args.top)
