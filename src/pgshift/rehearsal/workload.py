@@ -193,7 +193,10 @@ class Workload:
 
     def start(self) -> None:
         self._started = self.clock.now()
-        connections = [connect(self.url, application_name="pgshift-rehearse-load") for _ in range(self.threads)]
+        # No server-side prepared statements: a prepared SELECT * fails with "cached plan must not
+        # change result type" after ADD COLUMN, which is the client's problem, not the migration's.
+        connections = [connect(self.url, application_name="pgshift-rehearse-load", prepare_threshold=None)
+                       for _ in range(self.threads)]
         for index, conn in enumerate(connections):
             conn.execute("SET statement_timeout = '60s'")
             worker = threading.Thread(target=self._run, args=(conn,), name=f"rehearse-load-{index}", daemon=True)

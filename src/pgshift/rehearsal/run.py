@@ -1,0 +1,320 @@
+"""``rehearse``: clone, snapshot, load, migrate, test, roll back, re-apply, judge, drop.
+
+The source database is only read (a template copy or pg_dump); every change happens on the
+clone, and the clone is dropped in a ``finally`` (also on Ctrl-C and SIGTERM) unless ``keep``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import shlex
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pgshift import api
+from pgshift.config import Settings
+from pgshift.db.connect import connect, describe_target, require_url
+from pgshift.errors import Interrupted, PgshiftError, RehearsalFailed
+from pgshift.rehearsal import catalog
+from pgshift.rehearsal.clone import Clone, drop_clone, make_clone
+from pgshift.rehearsal.recorder import Recorder, StatementRecord
+from pgshift.rehearsal.verdict import Reason, judge
+from pgshift.rehearsal.workload import Clock, Sample, Workload, discover, touched_tables
+
+Notify = Callable[[str], None]
+REPORT_VERSION = 1
+
+
+@dataclass
+class RehearsalOptions:
+    load_rate: float = 0.0  # queries per second; 0 runs no workload
+    load_threads: int = 4
+    stall_budget_ms: int = 200
+    large_table_rows: int | None = None  # default: settings.lint.large_table_rows
+    large_table_bytes: int = 1 << 30
+    test_cmd: str | None = None
+    test_timeout_s: float = 1800.0
+    from_backup: Path | None = None
+    keep: bool = False
+    check_down: bool = True
+    warmup_s: float = 0.5
+    cooldown_s: float = 0.5
+    max_load_s: float = 900.0
+
+
+@dataclass
+class TestRun:
+    command: str
+    exit_code: int | None
+    duration_s: float
+    output_tail: str
+
+
+@dataclass
+class SchemaReport:
+    before: str = ""
+    after_up: str = ""
+    after_down: str | None = None
+    after_up_again: str | None = None
+    migration_changes: list[catalog.Change] = field(default_factory=list)
+    down_diff: list[catalog.Change] = field(default_factory=list)
+    up_again_diff: list[catalog.Change] = field(default_factory=list)
+    reversibility: str = "not checked"  # restored | differs | skipped: <why> | not checked
+
+
+@dataclass
+class WorkloadReport:
+    rate: float
+    threads: int
+    tables: list[str]
+    samples: list[Sample] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        latencies = sorted(s.latency_ms for s in self.samples)
+
+        def pct(p: float) -> float | None:
+            return round(latencies[min(len(latencies) - 1, int(p * len(latencies)))], 2) if latencies else None
+
+        return {"queries": len(self.samples), "errors": sum(1 for s in self.samples if s.error),
+                "p50_ms": pct(0.5), "p99_ms": pct(0.99), "max_ms": round(latencies[-1], 2) if latencies else None}
+
+
+@dataclass
+class RehearsalReport:
+    source: str
+    clone: Clone | None
+    kept: bool
+    started_at: str
+    options: RehearsalOptions
+    pending: list[str] = field(default_factory=list)
+    statements: list[StatementRecord] = field(default_factory=list)
+    phases: dict[str, tuple[float, float]] = field(default_factory=dict)
+    workload: WorkloadReport | None = None
+    test: TestRun | None = None
+    schema: SchemaReport = field(default_factory=SchemaReport)
+    reasons: list[Reason] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    duration_s: float = 0.0
+
+    @property
+    def passed(self) -> bool:
+        return not self.reasons
+
+    @property
+    def verdict(self) -> str:
+        return "pass" if self.passed else "fail"
+
+
+def rehearse(settings: Settings, options: RehearsalOptions | None = None, *,
+             notify: Notify | None = None) -> RehearsalReport:
+    """Rehearse the pending migrations of ``settings.database_url`` on a clone; never raises for a
+    failing verdict (see :attr:`RehearsalReport.passed`), only when the rehearsal cannot run."""
+    options = options or RehearsalOptions()
+    say = notify or (lambda _m: None)
+    source_url = require_url(settings.database_url)
+    api.load(settings)  # unreadable migrations fail before anything is copied
+    clock = Clock()
+    report = RehearsalReport(describe_target(source_url), None, options.keep,
+                             datetime.now(UTC).isoformat(timespec="seconds"), options)
+    with _terminate_as_interrupt():
+        try:
+            say("cloning the database")
+            report.clone = make_clone(source_url, from_backup=options.from_backup, bindir=settings.backup.pg_bindir)
+            say(f"clone {report.clone.name} made by {report.clone.method} in {report.clone.duration_s:.2f}s")
+            _on_clone(settings, options, report, clock, say)
+        finally:
+            if report.clone is not None and not options.keep:
+                _drop_quietly(source_url, report.clone.name)
+                say(f"dropped clone {report.clone.name}")
+    report.duration_s = clock.now()
+    rows = options.large_table_rows if options.large_table_rows is not None else settings.lint.large_table_rows
+    report.reasons = judge(report, large_rows=rows)
+    return report
+
+
+def _drop_quietly(source_url: str, name: str) -> None:
+    """Drop the clone even while the user keeps pressing Ctrl-C."""
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
+    try:
+        drop_clone(source_url, name)
+    finally:
+        if main:
+            signal.signal(signal.SIGINT, previous)
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM unwinds like Ctrl-C, so ``finally`` drops the clone."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(_signum: int, _frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _on_clone(settings: Settings, options: RehearsalOptions, report: RehearsalReport, clock: Clock,
+              say: Notify) -> None:
+    assert report.clone is not None
+    clone = dataclasses.replace(settings, database_url=report.clone.url)
+    history = settings.history_schema
+    with connect(report.clone.url, application_name="pgshift-rehearse") as conn:
+        if report.clone.method in ("pg_dump", "backup"):
+            conn.execute("ANALYZE")  # restored tables have no statistics; rewrite sizes need row counts
+        before = catalog.snapshot(conn, history_schema=history)
+    report.schema.before = catalog.fingerprint(before)
+    pending = api.status(clone).pending
+    report.pending = [m.version for m in pending]
+    if not pending:
+        report.warnings.append("nothing to rehearse: no pending migrations")
+        return
+    recorder = Recorder(report.clone.url, clock, history_schema=history)
+    recorder.start()
+    try:
+        if not _up(clone, options, report, recorder, clock, pending, say):
+            return
+        with connect(report.clone.url) as conn:
+            after_up = catalog.snapshot(conn, history_schema=history)
+        report.schema.after_up = catalog.fingerprint(after_up)
+        report.schema.migration_changes = catalog.diff(before, after_up)
+        if options.test_cmd:
+            say(f"running {options.test_cmd}")
+            report.test = run_test(options.test_cmd, report.clone.url, options.test_timeout_s)
+        if options.check_down:
+            _reversibility(clone, report, recorder, clock, pending, before, after_up, say)
+    finally:
+        recorder.close()
+        report.statements = recorder.records
+
+
+def _up(clone: Settings, options: RehearsalOptions, report: RehearsalReport, recorder: Recorder, clock: Clock,
+        pending: list[Any], say: Notify) -> bool:
+    """Apply the pending migrations under the workload; False when they failed."""
+    workload = _start_workload(options, report, clock, pending)
+    if workload is not None:
+        time.sleep(options.warmup_s)  # a baseline of normal latency before the first statement
+    start = clock.now()
+    try:
+        say(f"applying {len(pending)} migration(s)")
+        api.migrate(clone, observer=recorder)
+        return True
+    except Interrupted:
+        raise
+    except PgshiftError as exc:
+        report.reasons.append(Reason("migration-failed", f"The migrations failed on the clone: {exc}"))
+        return False
+    finally:
+        report.phases["up"] = (start, clock.now())
+        if workload is not None:
+            time.sleep(options.cooldown_s)
+            workload.stop()
+            assert report.workload is not None
+            report.workload.samples = list(workload.samples)
+            _attribute(recorder.records, workload.samples)
+
+
+def _start_workload(options: RehearsalOptions, report: RehearsalReport, clock: Clock,
+                    pending: list[Any]) -> Workload | None:
+    if options.load_rate <= 0:
+        return None
+    assert report.clone is not None
+    with connect(report.clone.url) as conn:
+        targets = discover(conn, touched_tables(pending))
+    if not targets:
+        report.warnings.append("--load: the migrations touch no existing table with a primary key and rows; "
+                               "no workload ran")
+        return None
+    report.workload = WorkloadReport(options.load_rate, options.load_threads, [t.table for t in targets])
+    workload = Workload(report.clone.url, targets, options.load_rate, clock, threads=options.load_threads,
+                        max_seconds=options.max_load_s)
+    workload.start()
+    return workload
+
+
+def _attribute(records: list[StatementRecord], samples: list[Sample]) -> None:
+    """Each statement's worst workload latency and errors among queries overlapping it."""
+    for record in records:
+        during = [s for s in samples if s.start < record.end and s.end > record.start]
+        record.workload_queries = len(during)
+        record.workload_errors = sum(1 for s in during if s.error)
+        record.worst_latency_ms = round(max((s.latency_ms for s in during), default=0.0), 2) if during else None
+
+
+def run_test(command: str, clone_url: str, timeout_s: float) -> TestRun:
+    started = time.monotonic()
+    env = {**os.environ, "DATABASE_URL": clone_url}
+    try:
+        done = subprocess.run(shlex.split(command), env=env, capture_output=True, text=True, timeout=timeout_s)
+        code: int | None = done.returncode
+        output = (done.stdout + done.stderr)[-4000:]
+    except FileNotFoundError as exc:
+        code, output = None, f"cannot run: {exc}"
+    except subprocess.TimeoutExpired:
+        code, output = None, f"timed out after {timeout_s:.0f}s"
+    return TestRun(command, code, round(time.monotonic() - started, 3), output)
+
+
+def _reversibility(clone: Settings, report: RehearsalReport, recorder: Recorder, clock: Clock,
+                   pending: list[Any], before: catalog.Snapshot, after_up: catalog.Snapshot, say: Notify) -> None:
+    versioned = [m for m in pending if m.kind == "versioned"]
+    missing = [m.label for m in versioned if m.down is None]
+    if missing:
+        report.schema.reversibility = f"skipped: no down part in {', '.join(missing)}"
+        report.warnings.append(f"reversibility not checked: {', '.join(missing)} has no down part")
+        return
+    history = clone.history_schema
+    recorder.phase = "down"
+    start = clock.now()
+    try:
+        say("rolling back")
+        api.rollback(clone, steps=len(versioned), observer=recorder)
+    except Interrupted:
+        raise
+    except PgshiftError as exc:
+        report.reasons.append(Reason("down-failed", f"Rolling back on the clone failed: {exc}"))
+        return
+    finally:
+        report.phases["down"] = (start, clock.now())
+    with connect(clone.database_url) as conn:
+        after_down = catalog.snapshot(conn, history_schema=history)
+    report.schema.after_down = catalog.fingerprint(after_down)
+    report.schema.down_diff = catalog.diff(before, after_down)
+    report.schema.reversibility = "restored" if not report.schema.down_diff else "differs"
+    recorder.phase = "up-again"
+    start = clock.now()
+    try:
+        say("applying again after the rollback")
+        api.migrate(clone, observer=recorder)
+    except Interrupted:
+        raise
+    except PgshiftError as exc:
+        report.reasons.append(Reason("up-again-failed", f"Applying again after the rollback failed: {exc}"))
+        return
+    finally:
+        report.phases["up-again"] = (start, clock.now())
+    with connect(clone.database_url) as conn:
+        again = catalog.snapshot(conn, history_schema=history)
+    report.schema.after_up_again = catalog.fingerprint(again)
+    report.schema.up_again_diff = catalog.diff(after_up, again)
+
+
+def require_pass(report: RehearsalReport) -> None:
+    """Raise :class:`RehearsalFailed` naming every reason when the verdict is fail."""
+    if not report.passed:
+        raise RehearsalFailed("Rehearsal failed: " + " ".join(r.message for r in report.reasons))

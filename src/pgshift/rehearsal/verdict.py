@@ -1,0 +1,67 @@
+"""Pass or fail, with one reason per problem found."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pgshift.rehearsal.run import RehearsalReport
+
+
+@dataclass(frozen=True)
+class Reason:
+    code: str  # stall | rewrite | workload-errors | down-schema | up-again-schema | test-failed | *-failed
+    message: str
+    statement: str | None = None  # file:line:column
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n = n / 1024  # type: ignore[assignment]
+    return str(n)
+
+
+def judge(report: RehearsalReport, *, large_rows: int) -> list[Reason]:
+    reasons = list(report.reasons)  # failures recorded while running (migration, down, up-again)
+    budget = report.options.stall_budget_ms
+    measured = report.workload is not None and bool(report.workload.samples)
+    for record in (r for r in report.statements if r.phase == "up"):
+        if measured and record.worst_latency_ms is not None and record.worst_latency_ms > budget:
+            reasons.append(Reason("stall", (
+                f"{record.where}: {record.sql} stalled the workload for {record.worst_latency_ms:.0f} ms "
+                f"(budget {budget} ms) while holding "
+                + (", ".join(f"{lk.mode} on {lk.relation}" for lk in record.blocking_locks) or "its locks")
+                + "."), record.where))
+        elif not measured and record.blocking_locks and record.duration_ms > budget:
+            held = ", ".join(f"{lk.mode} on {lk.relation} (blocks {lk.blocks})" for lk in record.blocking_locks)
+            reasons.append(Reason("stall", (
+                f"{record.where}: {record.sql} held {held} for {record.duration_ms:.0f} ms "
+                f"(budget {budget} ms); traffic would wait that long."), record.where))
+        if measured and record.workload_errors:
+            reasons.append(Reason("workload-errors", (
+                f"{record.where}: {record.workload_errors} workload queries failed while {record.sql} ran."),
+                record.where))
+        for rewrite in record.rewrites:
+            if rewrite.rows >= large_rows or rewrite.size_bytes >= report.options.large_table_bytes:
+                reasons.append(Reason("rewrite", (
+                    f"{record.where}: {record.sql} rewrote {rewrite.table} ({rewrite.rows} rows, "
+                    f"{_size(rewrite.size_bytes)}) under an exclusive lock; on production that blocks the "
+                    "table for the whole copy."), record.where))
+    if report.schema.reversibility == "differs":
+        lines = "; ".join(c.line() for c in report.schema.down_diff[:10])
+        reasons.append(Reason("down-schema", f"The down parts do not restore the schema: {lines}"))
+    if report.schema.up_again_diff:
+        lines = "; ".join(c.line() for c in report.schema.up_again_diff[:10])
+        reasons.append(Reason("up-again-schema", f"Applying again after the rollback gives another schema: {lines}"))
+    if report.test is not None and report.test.exit_code != 0:
+        reasons.append(Reason("test-failed", (
+            f"The test command {report.test.command!r} "
+            + (f"exited with {report.test.exit_code}." if report.test.exit_code is not None
+               else report.test.output_tail))))
+    return reasons
