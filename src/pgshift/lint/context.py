@@ -1,0 +1,84 @@
+"""What a rule sees about one statement: its parse tree, the schema before it, the target
+PostgreSQL version, the transaction it runs in and the locks already held there."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+
+from pgshift.config import LintSettings
+from pgshift.lint.locks import statement_locks
+from pgshift.lint.model import TableSize
+from pgshift.lint.nodes import Node
+from pgshift.lint.schema import Schema, Table
+from pgshift.migrations.model import Statement
+
+
+@dataclass
+class TxState:
+    """One transaction (or one auto-committed statement when ``active`` is False)."""
+
+    active: bool = False
+    explicit: bool = False  # opened by BEGIN in the SQL itself
+    locks: dict[str, str] = field(default_factory=dict)
+    ddl: list[str] = field(default_factory=list)  # tables changed by DDL in this transaction
+    dml: list[str] = field(default_factory=list)  # tables written by DML in this transaction
+    added_constraints: set[tuple[str, str]] = field(default_factory=set)
+    enum_values: set[str] = field(default_factory=set)
+    access_exclusive: tuple[str, str] | None = None  # (table, where) of the first one
+    statements: int = 0
+    flags: set[str] = field(default_factory=set)  # once-per-transaction findings already made
+
+
+@dataclass
+class UnitState:
+    """One migration (or one linted file): tables it created, timeouts it set."""
+
+    label: str | None
+    transactional: bool
+    created: set[str] = field(default_factory=set)
+    lock_timeout: bool = False
+    statement_timeout: bool = False
+    has_other_statements: bool = False
+    flags: set[str] = field(default_factory=set)  # once-per-migration findings already made
+
+
+@dataclass
+class Ctx:
+    statement: Statement
+    node: Node
+    kind: str
+    body: Node
+    schema: Schema
+    pg_version: int
+    settings: LintSettings
+    tx: TxState
+    unit: UnitState
+    sizes: dict[str, TableSize]
+    rest: list[str]  # SQL of the statements after this one in the same unit
+
+    def table(self, name: str) -> Table | None:
+        return self.schema.table(name)
+
+    def is_new(self, table: str) -> bool:
+        """Created earlier in the same migration: nobody else can be using it yet."""
+        return table in self.unit.created
+
+    def size(self, table: str) -> TableSize | None:
+        return self.sizes.get(table)
+
+    @cached_property
+    def locks(self) -> list[tuple[str, str]]:
+        """(table, level) this statement takes, judged before it changes the schema model."""
+        return statement_locks(self.node, self.schema.index_tables)
+
+    def locks_existing(self) -> list[tuple[str, str]]:
+        return [(t, level) for t, level in self.locks if t not in self.unit.created]
+
+    @property
+    def in_transaction(self) -> bool:
+        return self.tx.active
+
+    @property
+    def timeouts_managed(self) -> bool:
+        return self.settings.runner_timeouts

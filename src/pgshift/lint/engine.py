@@ -1,0 +1,414 @@
+"""The lint engine: parse, replay the schema model, run rules, apply suppressions, settings
+and table sizes, and analyse the locks each transaction accumulates.
+
+Public API (used by ``migrate``, ``check`` and rehearsal):
+
+- :func:`lint_migrations` for loaded migrations (earlier ``history`` is replayed first),
+- :func:`lint_sql` for a SQL text (a file or stdin).
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pglast import parser
+from pglast.parser import ParseError
+
+from pgshift.config import LintSettings
+from pgshift.lint import locks as lockmod
+from pgshift.lint.context import Ctx, TxState, UnitState
+from pgshift.lint.model import (
+    Finding,
+    Hit,
+    LintReport,
+    LockStep,
+    ParseProblem,
+    Rule,
+    Severity,
+    TableSize,
+)
+from pgshift.lint.nodes import Node, body, cmds, kind, relname
+from pgshift.lint.registry import all_rules, rules_by_kind
+from pgshift.lint.schema import Schema
+from pgshift.lint.suppress import Suppression, attach, read_suppressions
+from pgshift.migrations.model import Migration, Statement
+
+DEFAULT_PG_VERSION = 16
+_DDL_KINDS = frozenset({
+    "AlterTableStmt", "IndexStmt", "CreateTrigStmt", "RenameStmt", "DropStmt", "TruncateStmt",
+    "ClusterStmt", "RefreshMatViewStmt", "AlterEnumStmt", "LockStmt",
+})
+_DML_KINDS = frozenset({"UpdateStmt", "DeleteStmt", "InsertStmt", "MergeStmt"})
+
+
+@dataclass
+class Options:
+    settings: LintSettings
+    pg_version: int
+    sizes: dict[str, TableSize]
+    collect_locks: bool = False
+    rules: dict[str, list[Rule]] = field(default_factory=dict)
+
+
+@dataclass
+class Parsed:
+    statement: Statement
+    node: Node | None
+    error: ParseProblem | None = None
+
+
+# -- parsing ------------------------------------------------------------------------------
+class _Lines:
+    """Byte offset -> (line, column), for statements found in one parse of a whole file."""
+
+    def __init__(self, data: bytes, base_line: int) -> None:
+        self.data = data
+        self.base = base_line
+        self.starts = [0] + [m.end() for m in re.finditer(rb"\n", data)]
+
+    def at(self, offset: int) -> tuple[int, int]:
+        index = bisect.bisect_right(self.starts, offset) - 1
+        start = self.starts[index]
+        column = len(self.data[start:offset].decode("utf-8", "replace")) + 1
+        return index + self.base, column
+
+
+def _chunks(data: bytes) -> list[tuple[int, int]]:
+    """Statement byte ranges found by the scanner alone, for files that do not parse."""
+    text = data.decode("utf-8", "replace")
+    ranges: list[tuple[int, int]] = []
+    start = 0
+    try:
+        tokens = parser.scan(text)
+    except ParseError:
+        return [(0, len(data))]
+    for token in tokens:
+        if token.name == "ASCII_59":  # ';'
+            ranges.append((start, token.start))
+            start = token.end + 1
+    if text[start:].strip():
+        ranges.append((start, len(text)))
+    if text.isascii():
+        return ranges
+    # The scanner counts characters, the parser bytes: convert.
+    return [(len(text[:a].encode()), len(text[:b].encode())) for a, b in ranges]
+
+
+def _clean(data: bytes, start: int, end: int) -> tuple[int, str]:
+    chunk = data[start:end]
+    stripped = chunk.lstrip()
+    start += len(chunk) - len(stripped)
+    return start, stripped.decode("utf-8", "replace").rstrip().rstrip(";").rstrip()
+
+
+def parse_text(text: str, file: str, base_line: int = 1) -> list[Parsed]:
+    """Statements of ``text`` with trees; a statement that does not parse carries its error."""
+    data = text.encode("utf-8")
+    lines = _Lines(data, base_line)
+    out: list[Parsed] = []
+    try:
+        stmts = json.loads(parser.parse_sql_json(text)).get("stmts", [])
+    except ParseError:
+        return _parse_pieces(data, file, lines)
+    for raw in stmts:
+        start = int(raw.get("stmt_location", 0))
+        length = int(raw.get("stmt_len", 0))
+        start, sql = _clean(data, start, start + length if length else len(data))
+        if not sql:
+            continue
+        line, column = lines.at(start)
+        out.append(Parsed(Statement(sql, file, line, column, len(out)), raw["stmt"]))
+    return out
+
+
+def _parse_pieces(data: bytes, file: str, lines: _Lines) -> list[Parsed]:
+    out: list[Parsed] = []
+    for start, end in _chunks(data):
+        begin, sql = _clean(data, start, end)
+        if not sql:
+            continue
+        line, column = lines.at(begin)
+        statement = Statement(sql, file, line, column, len(out))
+        try:
+            stmts = json.loads(parser.parse_sql_json(sql)).get("stmts", [])
+        except ParseError as exc:
+            offset = int(exc.args[1] or 0) if len(exc.args) > 1 else 0
+            eline, ecol = lines.at(begin + min(max(offset, 0), len(sql.encode())))
+            message = str(exc.args[0]) if exc.args else str(exc)
+            out.append(Parsed(statement, None, ParseProblem(file, eline, ecol, message)))
+            continue
+        if stmts:
+            out.append(Parsed(statement, stmts[0]["stmt"]))
+    return out
+
+
+def parse_statements(statements: list[Statement]) -> list[Parsed]:
+    """Trees for statements already split by a migration reader: one parser call for all."""
+    if not statements:
+        return []
+    joined = "\n;\n".join(s.sql for s in statements)
+    try:
+        stmts = json.loads(parser.parse_sql_json(joined)).get("stmts", [])
+    except ParseError:
+        stmts = []
+    if len(stmts) == len(statements):
+        return [Parsed(s, raw["stmt"]) for s, raw in zip(statements, stmts, strict=True)]
+    out: list[Parsed] = []
+    for statement in statements:
+        try:
+            one = json.loads(parser.parse_sql_json(statement.sql)).get("stmts", [])
+            out.append(Parsed(statement, one[0]["stmt"] if one else None))
+        except ParseError as exc:
+            message = str(exc.args[0]) if exc.args else str(exc)
+            out.append(Parsed(statement, None, ParseProblem(statement.file, statement.line,
+                                                            statement.column, message)))
+    return out
+
+
+# -- the engine ---------------------------------------------------------------------------
+def _rule_selected(rule: Rule, settings: LintSettings) -> bool:
+    names = {rule.id.lower(), rule.name}
+    if settings.enable and not names & {r.lower() for r in settings.enable}:
+        return False
+    return not names & {r.lower() for r in settings.disable}
+
+
+def _severity(rule: Rule, hit: Hit, settings: LintSettings) -> Severity:
+    for key in (rule.id, rule.id.lower(), rule.name):
+        if key in settings.severity:
+            return settings.severity[key]  # type: ignore[return-value]
+    return hit.severity or rule.severity
+
+
+def _human(n: float) -> str:
+    for unit, size in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if n >= size:
+            return f"{n / size:.1f}".rstrip("0").rstrip(".") + f" {unit}"
+    return str(int(n))
+
+
+def _impact(rule: Rule, hit: Hit, severity: Severity, opts: Options) -> tuple[Severity, str]:
+    """Scale a size-dependent finding by the table's real size when it is known."""
+    size = opts.sizes.get(hit.table or "")
+    if not rule.impact_scaled or size is None:
+        return severity, hit.message
+    what = "rewrites" if rule.rewrites else "scans" if rule.scans else "locks"
+    gb = size.bytes / 1e9
+    volume = f"~{gb:.1f} GB" if gb >= 0.1 else f"~{size.bytes / 1e6:.0f} MB"
+    blocked = " and ".join(", ".join(rule.blocks).rsplit(", ", 1)) or "other DDL"
+    settings = opts.settings
+    if size.rows >= settings.large_table_rows or size.bytes >= 1_000_000_000:
+        return "error", (f"{hit.message} ({what} {hit.table}, {_human(size.rows)} rows, {volume}: "
+                         f"blocks {blocked} for minutes)")
+    if size.rows < settings.small_table_rows and size.bytes < 100_000_000:
+        return "note", f"{hit.message} ({hit.table} is small: {_human(size.rows)} rows, {volume})"
+    return severity, f"{hit.message} ({hit.table}, {_human(size.rows)} rows, {volume})"
+
+
+class _Linter:
+    def __init__(self, opts: Options, schema: Schema, report: LintReport) -> None:
+        self.opts = opts
+        self.schema = schema
+        self.report = report
+        self.star = opts.rules.get("*", [])
+
+    def run_unit(self, parsed: list[Parsed], unit: UnitState, suppressions: list[Suppression],
+                 migration: str | None) -> None:
+        attach(suppressions, [p.statement.line for p in parsed])
+        tx = TxState(active=unit.transactional)
+        sqls = [p.statement.sql for p in parsed]
+        unit.has_other_statements = len(parsed) > 1
+        for position, item in enumerate(parsed):
+            self.report.statements += 1
+            if item.node is None:
+                if item.error:
+                    self.report.parse_errors.append(item.error)
+                    self._parse_error_rules(item, unit, tx, suppressions, migration)
+                continue
+            node = item.node
+            k = kind(node)
+            ctx = Ctx(item.statement, node, k, body(node), self.schema, self.opts.pg_version,
+                      self.opts.settings, tx, unit, self.opts.sizes, sqls[position + 1:])
+            for rule in (*self.opts.rules.get(k, ()), *self.star):
+                for hit in rule.check(ctx):
+                    self._emit(rule, hit, ctx.statement, unit, suppressions, migration)
+            if k == "TransactionStmt":
+                tx = self._transaction(ctx.body, tx, unit)
+                continue
+            self._after(ctx)
+        self._unused(suppressions)
+
+    def _transaction(self, stmt: Node, tx: TxState, unit: UnitState) -> TxState:
+        what = stmt.get("kind", "")
+        if what in ("TRANS_STMT_BEGIN", "TRANS_STMT_START"):
+            return TxState(active=True, explicit=True)
+        if what in ("TRANS_STMT_COMMIT", "TRANS_STMT_ROLLBACK"):
+            return TxState(active=unit.transactional)
+        return tx
+
+    def _parse_error_rules(self, item: Parsed, unit: UnitState, tx: TxState,
+                           suppressions: list[Suppression], migration: str | None) -> None:
+        for rule in all_rules():
+            hook = getattr(rule.check, "on_parse_error", None)
+            if hook is not None and _rule_selected(rule, self.opts.settings):
+                for hit in hook(item.statement.sql):
+                    self._emit(rule, hit, item.statement, unit, suppressions, migration)
+
+    def _emit(self, rule: Rule, hit: Hit, statement: Statement, unit: UnitState,
+              suppressions: list[Suppression], migration: str | None) -> None:
+        if hit.table and hit.table in unit.created and not rule.applies_to_new_tables:
+            return
+        severity = _severity(rule, hit, self.opts.settings)
+        severity, message = _impact(rule, hit, severity, self.opts)
+        lock = hit.lock if hit.lock is not None else rule.lock
+        finding = Finding(
+            rule.id, rule.name, severity, statement.file, statement.line, statement.column,
+            message, statement.summary, migration, lock or None,
+            lockmod.BLOCKS.get(lock, rule.blocks) if lock else (), hit.fix or None,
+            rule.destructive, autofix=hit.autofix, statement_index=statement.index,
+        )
+        for sup in suppressions:
+            if sup.file == statement.file and sup.matches(rule.id, rule.name) and (
+                sup.whole_file or sup.target == statement.line
+            ) and sup.reason:
+                sup.used = True
+                finding.suppressed, finding.suppress_reason = True, sup.reason
+                break
+        self.report.findings.append(finding)
+
+    def _unused(self, suppressions: list[Suppression]) -> None:
+        from pgshift.lint.registry import rule_by_key
+
+        meta = rule_by_key("unused-suppression")
+        assert meta is not None
+        for sup in suppressions:
+            if sup.used:
+                continue
+            if not sup.reason:
+                message = (f"'-- pgshift:ignore {','.join(sup.rules)}' has no reason; write "
+                           "'-- pgshift:ignore <rule> -- <why this is safe>'. It suppresses nothing.")
+            else:
+                known = all(r == "all" or rule_by_key(r) is not None for r in sup.rules)
+                message = (f"'-- pgshift:{'ignore-file' if sup.whole_file else 'ignore'} "
+                           f"{','.join(sup.rules)}' matches no finding"
+                           + ("" if known else " (unknown rule id or name)") + "; remove it.")
+            sup.used = True
+            self.report.findings.append(Finding(meta.id, meta.name, meta.severity, sup.file, sup.line, 1,
+                                                message, f"-- pgshift:ignore {','.join(sup.rules)}"))
+
+    def _after(self, ctx: Ctx) -> None:
+        """Replay the statement into the schema model and the transaction's lock state."""
+        k, b, tx, unit = ctx.kind, ctx.body, ctx.tx, ctx.unit
+        if k == "CreateStmt":
+            unit.created.add(relname(b.get("relation")))
+        elif k == "VariableSetStmt":
+            name = str(b.get("name", "")).lower()
+            unit.lock_timeout |= name == "lock_timeout"
+            unit.statement_timeout |= name == "statement_timeout"
+        if k == "AlterTableStmt":
+            for cmd in cmds(b):
+                con = (cmd.get("def") or {}).get("Constraint", {})
+                if cmd.get("subtype") == "AT_AddConstraint" and con.get("conname"):
+                    tx.added_constraints.add((relname(b.get("relation")), str(con["conname"])))
+        if k == "AlterEnumStmt" and b.get("newVal"):
+            tx.enum_values.add(str(b["newVal"]))
+        taken = ctx.locks
+        self.schema.apply(ctx.node, unit.label or ctx.statement.file)
+        if tx.active:
+            for table, level in taken:
+                tx.locks[table] = lockmod.stronger(tx.locks.get(table), level)
+                if level == "ACCESS EXCLUSIVE" and tx.access_exclusive is None and table not in unit.created:
+                    tx.access_exclusive = (table, ctx.statement.where)
+            if k in _DDL_KINDS:
+                tx.ddl.extend(t for t, _ in taken)
+            if k in _DML_KINDS:
+                tx.dml.append(relname(b.get("relation")))
+            tx.statements += 1
+        if self.opts.collect_locks:
+            held = dict(tx.locks) if tx.active else dict(taken)
+            self.report.lock_steps.append(LockStep(unit.label, ctx.statement.file, ctx.statement.line,
+                                                   ctx.statement.summary, tx.active, held))
+
+
+def _options(settings: LintSettings | None, pg_version: int | None,
+             sizes: dict[str, TableSize] | None, collect_locks: bool) -> Options:
+    settings = settings or LintSettings()
+    version = pg_version or settings.pg_version or DEFAULT_PG_VERSION
+    selected = [r for r in all_rules() if _rule_selected(r, settings)]
+    return Options(settings, int(version), sizes or {}, collect_locks, rules_by_kind(selected))
+
+
+def _file_text(path: str, cache: dict[str, str]) -> str:
+    if path not in cache:
+        try:
+            cache[path] = Path(path).read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            cache[path] = ""
+    return cache[path]
+
+
+def _replay(schema: Schema, migrations: list[Migration]) -> None:
+    for migration in migrations:
+        for item in parse_statements(migration.up):
+            if item.node is not None:
+                schema.apply(item.node, migration.label)
+
+
+def lint_migrations(
+    migrations: list[Migration],
+    *,
+    settings: LintSettings | None = None,
+    pg_version: int | None = None,
+    history: list[Migration] | None = None,
+    sizes: dict[str, TableSize] | None = None,
+    schema: Schema | None = None,
+    collect_locks: bool = False,
+) -> LintReport:
+    """Lint the up part of each migration in order. ``history`` (already applied migrations)
+    and ``schema`` (e.g. from a schema dump) seed the schema model; each linted migration is
+    replayed into it before the next is linted."""
+    opts = _options(settings, pg_version, sizes, collect_locks)
+    report = LintReport(pg_version=opts.pg_version)
+    model = schema or Schema()
+    _replay(model, history or [])
+    linter = _Linter(opts, model, report)
+    texts: dict[str, str] = {}
+    for migration in migrations:
+        files = sorted({s.file for s in migration.up})
+        report.files += len(files)
+        suppressions = [s for f in files for s in read_suppressions(_file_text(f, texts), f)]
+        unit = UnitState(migration.label, migration.transactional or opts.settings.assume_in_transaction)
+        unit.lock_timeout = migration.lock_timeout is not None
+        unit.statement_timeout = migration.statement_timeout is not None
+        linter.run_unit(parse_statements(migration.up), unit, suppressions, migration.version)
+    return report
+
+
+def lint_sql(
+    text: str,
+    *,
+    file: str = "<stdin>",
+    settings: LintSettings | None = None,
+    pg_version: int | None = None,
+    sizes: dict[str, TableSize] | None = None,
+    schema: Schema | None = None,
+    transactional: bool | None = None,
+    collect_locks: bool = False,
+    report: LintReport | None = None,
+) -> LintReport:
+    """Lint a SQL text (a plain file or stdin). Each statement auto-commits unless
+    ``transactional`` (default: ``lint.assume_in_transaction``) or the SQL says BEGIN."""
+    opts = _options(settings, pg_version, sizes, collect_locks)
+    report = report or LintReport(pg_version=opts.pg_version)
+    report.files += 1
+    in_tx = opts.settings.assume_in_transaction if transactional is None else transactional
+    unit = UnitState(None, in_tx)
+    if "pgshift:no-transaction" in text:
+        unit.transactional = False
+    _Linter(opts, schema or Schema(), report).run_unit(
+        parse_text(text, file), unit, read_suppressions(text, file), None)
+    return report

@@ -1,0 +1,177 @@
+"""Data the linter passes around: rules and their metadata, findings, reports, table sizes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from pgshift.lint.context import Ctx
+
+Severity = Literal["error", "warning", "note"]
+SEVERITIES: tuple[Severity, ...] = ("note", "warning", "error")
+
+
+def severity_rank(severity: str) -> int:
+    return SEVERITIES.index(severity) if severity in SEVERITIES else 0
+
+
+@dataclass(frozen=True)
+class AutoFix:
+    """A mechanical rewrite: ``inline`` replaces the statement in its file (may be empty);
+    ``deferred`` statements go to a follow-up migration run outside a transaction."""
+
+    inline: str
+    deferred: tuple[str, ...] = ()
+
+
+@dataclass
+class Hit:
+    """What a rule's check yields for one statement."""
+
+    message: str
+    table: str | None = None
+    fix: str | None = None
+    severity: Severity | None = None  # overrides the rule's default (version/size dependent)
+    autofix: AutoFix | None = None
+    lock: str | None = None
+
+
+@dataclass(frozen=True)
+class Rule:
+    id: str
+    name: str
+    summary: str
+    lock: str  # lock level taken, "" when none
+    blocks: tuple[str, ...]  # traffic blocked while it is held: reads, writes, ddl
+    rewrites: bool  # rewrites the whole table
+    scans: bool  # reads the whole table while holding the lock
+    versions: str  # where behaviour differs between PostgreSQL major versions
+    bad: str
+    good: str
+    safe: str  # the safe alternative, in words
+    severity: Severity
+    kinds: tuple[str, ...]  # parse-tree node kinds the check looks at; ("*",) for all
+    check: Callable[[Ctx], Iterable[Hit]]
+    destructive: bool = False
+    impact_scaled: bool = False  # severity follows table size when sizes are known
+    applies_to_new_tables: bool = False  # also fires on tables created in the same migration
+    category: str = "locking"
+    # Extra pg_version for the meta-test's examples (rules that only matter on some versions).
+    example_version: int | None = None
+    # Schema (already applied migrations) the bad and good examples are judged against.
+    setup: str = ""
+
+
+@dataclass(frozen=True)
+class TableSize:
+    rows: int
+    bytes: int
+
+
+@dataclass
+class Finding:
+    rule: str
+    name: str
+    severity: Severity
+    file: str
+    line: int
+    column: int
+    message: str
+    statement: str
+    migration: str | None = None
+    lock: str | None = None
+    blocks: tuple[str, ...] = ()
+    fix: str | None = None
+    destructive: bool = False
+    suppressed: bool = False
+    suppress_reason: str | None = None
+    autofix: AutoFix | None = None
+    statement_index: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "rule": self.rule, "name": self.name, "severity": self.severity, "file": self.file,
+            "line": self.line, "column": self.column, "message": self.message,
+            "statement": self.statement, "migration": self.migration, "lock": self.lock,
+            "blocks": list(self.blocks), "fix": self.fix, "destructive": self.destructive,
+            "suppressed": self.suppressed, "suppress_reason": self.suppress_reason,
+        }
+
+
+@dataclass
+class ParseProblem:
+    file: str
+    line: int
+    column: int
+    message: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"file": self.file, "line": self.line, "column": self.column, "message": self.message}
+
+
+@dataclass
+class LockStep:
+    """Locks held after one statement of a migration, accumulated over its transaction."""
+
+    migration: str | None
+    file: str
+    line: int
+    statement: str
+    in_transaction: bool
+    held: dict[str, str]
+
+    def blocked(self) -> dict[str, tuple[str, ...]]:
+        from pgshift.lint.locks import BLOCKS
+
+        return {table: BLOCKS[level] for table, level in self.held.items() if BLOCKS[level]}
+
+    def to_json(self) -> dict[str, Any]:
+        return {"migration": self.migration, "file": self.file, "line": self.line,
+                "statement": self.statement, "in_transaction": self.in_transaction,
+                "held": self.held, "blocks": {t: list(b) for t, b in self.blocked().items()}}
+
+
+@dataclass
+class LintReport:
+    findings: list[Finding] = field(default_factory=list)
+    parse_errors: list[ParseProblem] = field(default_factory=list)
+    lock_steps: list[LockStep] = field(default_factory=list)
+    pg_version: int = 16
+    files: int = 0
+    statements: int = 0
+
+    @property
+    def active(self) -> list[Finding]:
+        return [f for f in self.findings if not f.suppressed]
+
+    def count(self, severity: str) -> int:
+        return sum(1 for f in self.active if f.severity == severity)
+
+    def failed(self, fail_level: str) -> bool:
+        floor = severity_rank(fail_level)
+        return any(severity_rank(f.severity) >= floor for f in self.active)
+
+    def has_destructive(self, version: str | None = None) -> bool:
+        """Whether a migration (or any, when ``version`` is None) drops or truncates data.
+        Suppressed findings count: a suppression silences the warning, not the data loss."""
+        return any(f.destructive and (version is None or f.migration == version) for f in self.findings)
+
+    def is_destructive(self, migration: Any) -> bool:
+        return self.has_destructive(str(migration.version))
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "schema": "pgshift-lint/1",
+            "pg_version": self.pg_version,
+            "summary": {
+                "files": self.files, "statements": self.statements,
+                "errors": self.count("error"), "warnings": self.count("warning"),
+                "notes": self.count("note"),
+                "suppressed": sum(1 for f in self.findings if f.suppressed),
+                "parse_errors": len(self.parse_errors),
+            },
+            "findings": [f.to_json() for f in self.findings],
+            "parse_errors": [p.to_json() for p in self.parse_errors],
+        }

@@ -1,0 +1,253 @@
+"""A schema model built by replaying statements: tables, column types, NOT NULL, indexes,
+CHECK constraints (validated or not), partitioning, and which migration created a table.
+
+Rules read the model as it stood *before* the statement they judge; the engine applies the
+statement afterwards. The model is also loadable from a ``pg_dump --schema-only`` file.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+from pglast import parser
+from pglast.parser import ParseError
+
+from pgshift.lint.nodes import (
+    Node,
+    body,
+    cmds,
+    column_constraints,
+    kind,
+    qualified,
+    relname,
+    strings,
+    type_of,
+)
+
+
+@dataclass
+class Column:
+    name: str
+    type: str
+    typmods: tuple[int, ...] = ()
+    array: bool = False
+    not_null: bool = False
+
+
+@dataclass
+class Check:
+    name: str
+    not_null_column: str | None  # set when the expression is ``col IS NOT NULL``
+    validated: bool
+
+
+@dataclass
+class Index:
+    name: str
+    columns: tuple[str, ...]
+    unique: bool = False
+
+
+@dataclass
+class Table:
+    name: str
+    columns: dict[str, Column] = field(default_factory=dict)
+    checks: dict[str, Check] = field(default_factory=dict)
+    indexes: dict[str, Index] = field(default_factory=dict)
+    partitioned: bool = False
+    created_in: str | None = None  # label of the migration (or file) that created it
+
+    def not_null_check(self, column: str) -> Check | None:
+        for check in self.checks.values():
+            if check.not_null_column == column and check.validated:
+                return check
+        return None
+
+    def has_index_on(self, columns: list[str]) -> bool:
+        """Whether some index's leading columns are ``columns`` (in any order)."""
+        wanted = set(columns)
+        return any(set(ix.columns[: len(columns)]) == wanted for ix in self.indexes.values())
+
+
+def _nulltest_column(expr: Node | None) -> str | None:
+    test = (expr or {}).get("NullTest")
+    if not test or test.get("nulltesttype") != "IS_NOT_NULL":
+        return None
+    fields = strings(test.get("arg", {}).get("ColumnRef", {}).get("fields"))
+    return fields[-1] if fields else None
+
+
+class Schema:
+    def __init__(self) -> None:
+        self.tables: dict[str, Table] = {}
+        self.index_tables: dict[str, str] = {}  # index name -> table
+        self.enum_types: set[str] = set()
+
+    def table(self, name: str) -> Table | None:
+        return self.tables.get(name)
+
+    def column(self, table: str, column: str) -> Column | None:
+        t = self.tables.get(table)
+        return t.columns.get(column) if t else None
+
+    # -- replay -------------------------------------------------------------------------
+    def apply(self, node: Node, origin: str | None) -> None:
+        handler = getattr(self, "_on_" + kind(node), None)
+        if handler is not None:
+            handler(body(node), origin)
+
+    def _add_column(self, table: Table, coldef: Node) -> None:
+        name = str(coldef.get("colname", ""))
+        type_name, mods, array = type_of(coldef.get("typeName"))
+        col = Column(name, type_name, mods, array, bool(coldef.get("is_not_null")))
+        for con in column_constraints(coldef):
+            ctype = con.get("contype")
+            if ctype in ("CONSTR_NOTNULL", "CONSTR_PRIMARY", "CONSTR_IDENTITY"):
+                col.not_null = True
+            if ctype in ("CONSTR_PRIMARY", "CONSTR_UNIQUE"):
+                ix = con.get("conname") or f"{table.name}_{name}_{'pkey' if ctype == 'CONSTR_PRIMARY' else 'key'}"
+                self._add_index(table, Index(ix, (name,), True))
+        if type_name in ("serial", "bigserial", "smallserial", "serial4", "serial8"):
+            col.not_null = True
+        table.columns[name] = col
+
+    def _add_index(self, table: Table, index: Index) -> None:
+        table.indexes[index.name] = index
+        self.index_tables[index.name] = table.name
+
+    def _add_constraint(self, table: Table, con: Node) -> None:
+        ctype = con.get("contype")
+        name = str(con.get("conname") or f"{table.name}_{ctype}_{len(table.checks)}")
+        if ctype == "CONSTR_CHECK":
+            validated = not con.get("skip_validation")
+            table.checks[name] = Check(name, _nulltest_column(con.get("raw_expr")), validated)
+        elif ctype in ("CONSTR_PRIMARY", "CONSTR_UNIQUE", "CONSTR_EXCLUSION"):
+            keys = tuple(strings(con.get("keys")))
+            if con.get("indexname"):
+                existing = table.indexes.get(str(con["indexname"]))
+                keys = existing.columns if existing else keys
+            self._add_index(table, Index(name, keys, ctype != "CONSTR_EXCLUSION"))
+            if ctype == "CONSTR_PRIMARY":
+                for key in keys:
+                    if key in table.columns:
+                        table.columns[key].not_null = True
+        elif ctype == "CONSTR_NOTNULL":
+            for key in strings(con.get("keys")):
+                if key in table.columns and not con.get("skip_validation"):
+                    table.columns[key].not_null = True
+
+    def _on_CreateStmt(self, stmt: Node, origin: str | None) -> None:
+        name = relname(stmt.get("relation"))
+        table = Table(name, partitioned=bool(stmt.get("partspec")), created_in=origin)
+        for elt in stmt.get("tableElts") or ():
+            if "ColumnDef" in elt:
+                self._add_column(table, elt["ColumnDef"])
+            elif "Constraint" in elt:
+                self._add_constraint(table, elt["Constraint"])
+            elif "TableLikeClause" in elt:
+                source = self.tables.get(relname(elt["TableLikeClause"].get("relation")))
+                if source:
+                    table.columns.update({k: Column(**vars(v)) for k, v in source.columns.items()})
+        self.tables[name] = table
+
+    def _on_CreateTableAsStmt(self, stmt: Node, origin: str | None) -> None:
+        into = stmt.get("into", {}).get("IntoClause", stmt.get("into", {}))
+        name = relname(into.get("rel"))
+        if name:
+            self.tables[name] = Table(name, created_in=origin)
+
+    def _on_AlterTableStmt(self, stmt: Node, origin: str | None) -> None:
+        table = self.tables.get(relname(stmt.get("relation")))
+        if table is None:
+            return
+        for cmd in cmds(stmt):
+            self._alter(table, cmd)
+
+    def _alter(self, table: Table, cmd: Node) -> None:
+        sub = cmd.get("subtype")
+        definition = cmd.get("def") or {}
+        col_name = str(cmd.get("name", ""))
+        if sub == "AT_AddColumn" and "ColumnDef" in definition:
+            self._add_column(table, definition["ColumnDef"])
+            for con in column_constraints(definition["ColumnDef"]):
+                if con.get("contype") == "CONSTR_CHECK":
+                    self._add_constraint(table, con)
+        elif sub == "AT_DropColumn":
+            table.columns.pop(col_name, None)
+        elif sub == "AT_AlterColumnType" and col_name in table.columns:
+            type_name, mods, array = type_of(definition.get("ColumnDef", {}).get("typeName"))
+            column = table.columns[col_name]
+            column.type, column.typmods, column.array = type_name, mods, array
+        elif sub == "AT_SetNotNull" and col_name in table.columns:
+            table.columns[col_name].not_null = True
+        elif sub == "AT_DropNotNull" and col_name in table.columns:
+            table.columns[col_name].not_null = False
+        elif sub == "AT_AddConstraint" and "Constraint" in definition:
+            self._add_constraint(table, definition["Constraint"])
+        elif sub == "AT_ValidateConstraint" and col_name in table.checks:
+            table.checks[col_name].validated = True
+        elif sub == "AT_DropConstraint":
+            table.checks.pop(col_name, None)
+            if table.indexes.pop(col_name, None):
+                self.index_tables.pop(col_name, None)
+
+    def _on_IndexStmt(self, stmt: Node, origin: str | None) -> None:
+        table = self.tables.get(relname(stmt.get("relation")))
+        if table is None:
+            return
+        columns = tuple(
+            str(p["IndexElem"].get("name") or "(expr)") for p in stmt.get("indexParams") or ()
+        )
+        name = str(stmt.get("idxname") or f"{table.name}_{'_'.join(columns)}_idx")
+        self._add_index(table, Index(name, columns, bool(stmt.get("unique"))))
+
+    def _on_DropStmt(self, stmt: Node, origin: str | None) -> None:
+        remove = stmt.get("removeType")
+        for obj in stmt.get("objects") or ():
+            name = qualified(strings(obj.get("List", {}).get("items")))
+            if remove in ("OBJECT_TABLE", "OBJECT_MATVIEW"):
+                table = self.tables.pop(name, None)
+                for ix in table.indexes if table else ():
+                    self.index_tables.pop(ix, None)
+            elif remove == "OBJECT_INDEX" and name in self.index_tables:
+                owner = self.tables.get(self.index_tables.pop(name))
+                if owner:
+                    owner.indexes.pop(name, None)
+
+    def _on_RenameStmt(self, stmt: Node, origin: str | None) -> None:
+        name = relname(stmt.get("relation"))
+        table = self.tables.get(name)
+        new = str(stmt.get("newname", ""))
+        if table is None or not new:
+            return
+        if stmt.get("renameType") == "OBJECT_TABLE":
+            schema = name.rsplit(".", 1)[0] + "." if "." in name else ""
+            table.name = schema + new
+            self.tables[table.name] = self.tables.pop(name)
+        elif stmt.get("renameType") == "OBJECT_COLUMN" and stmt.get("subname") in table.columns:
+            column = table.columns.pop(str(stmt["subname"]))
+            column.name = new
+            table.columns[new] = column
+
+    def _on_CreateEnumStmt(self, stmt: Node, origin: str | None) -> None:
+        self.enum_types.add(qualified(strings(stmt.get("typeName"))))
+
+    # -- loading ------------------------------------------------------------------------
+    def load_sql(self, text: str, origin: str | None = None) -> None:
+        """Replay every statement of ``text`` (for example ``pg_dump --schema-only`` output)."""
+        try:
+            tree = json.loads(parser.parse_sql_json(text))
+        except ParseError:
+            return
+        for raw in tree.get("stmts", ()):
+            self.apply(raw["stmt"], origin)
+
+
+def schema_from_dump(path: str) -> Schema:
+    """A model from a ``pg_dump --schema-only`` file (psql meta-commands are dropped)."""
+    with open(path, encoding="utf-8") as handle:
+        lines = [line for line in handle if not line.startswith("\\")]
+    schema = Schema()
+    schema.load_sql("".join(lines), origin=None)
+    return schema
