@@ -8,6 +8,7 @@ empty template, and the database is dropped afterwards.
 from __future__ import annotations
 
 import os
+import tempfile
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -55,12 +56,14 @@ class PgServer:
 
 
 @pytest.fixture(scope="session")
-def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PgServer]:
+def pg_server() -> Iterator[PgServer]:
     external = os.environ.get("PGSHIFT_TEST_DSN")
     if external:
         yield PgServer(external, None)
         return
-    root = Path(tmp_path_factory.mktemp("pgcluster", numbered=True))
+    # Not under pytest's basetemp: a concurrent pytest run prunes old basetemp folders, and
+    # would delete a live cluster's data directory.
+    root = Path(tempfile.mkdtemp(prefix="pgshift-test-cluster-"))
     cluster = EmbeddedCluster(root)
     cluster.start(tcp=True)
     try:

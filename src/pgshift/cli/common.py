@@ -36,7 +36,10 @@ def settings_options(func: F) -> F:
     def wrapper(*args: Any, config_path: str | None, database_url: str | None,
                 migrations_dir: str | None, fmt: str | None, **kwargs: Any) -> Any:
         overrides = {"database_url": database_url, "migrations_dir": migrations_dir, "format": fmt}
-        kwargs["settings"] = load_settings(config_path, overrides=overrides)
+        try:
+            kwargs["settings"] = load_settings(config_path, overrides=overrides)
+        except PgshiftError as exc:
+            fail(exc)
         return func(*args, **kwargs)
 
     return wrapper  # type: ignore[return-value]

@@ -32,14 +32,14 @@ def require_dir(path: Path) -> Path:
 
 
 def require_unique_versions(migrations: list[Migration]) -> None:
-    seen: dict[str, Path] = {}
+    seen: dict[tuple[object, ...], Path] = {}
     for m in migrations:
         if m.kind != "versioned":
             continue
-        if m.version in seen:
+        if m.sort_key in seen:  # "1" and "01" are the same version
             raise MigrationSourceError(
-                f"Two migrations have version {m.version}: {seen[m.version]} and {m.path}.",
+                f"Two migrations have version {m.version}: {seen[m.sort_key]} and {m.path}.",
                 hint="give one of them a new version (rename the file).",
             )
-        seen[m.version] = m.path
+        seen[m.sort_key] = m.path
 

@@ -1,0 +1,5 @@
+"""``python -m pgshift``."""
+
+from pgshift.cli.main import main
+
+main()
