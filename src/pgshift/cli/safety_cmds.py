@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
 
 from pgshift.cli.common import handle_errors, json_option, print_json, settings_options, stderr, stdout
@@ -16,6 +17,7 @@ from pgshift.config import Settings
 from pgshift.db.connect import describe_target, require_url
 from pgshift.errors import BackupFailed
 from pgshift.safety.backup import Backup, ProgressFn, backup_dir, list_backups, take_backup
+from pgshift.safety.checks import Thresholds, run_checks
 from pgshift.safety.restore import restore_database, restore_table
 from pgshift.safety.verify import verify_backup
 
@@ -177,4 +179,32 @@ def restore_cmd(settings: Settings, backup: str, table: str | None, yes: bool, a
                      f"as database {report.kept_as}")
 
 
-COMMANDS: list[click.Command] = [backup_cmd, restore_cmd]
+_MARK = {"passed": "[green]passed [/]", "warning": "[yellow]warning[/]", "failed": "[red]failed [/]",
+         "skipped": "[dim]skipped[/]"}
+
+
+@click.command("check")
+@click.option("--long-running", "long_running", type=float, default=60.0, show_default=True,
+              help="Seconds after which an open transaction counts as long-running.")
+@click.option("--max-lag", type=float, default=30.0, show_default=True, help="Replication lag allowed (s).")
+@settings_options
+@json_option
+@handle_errors
+def check_cmd(settings: Settings, long_running: float, max_lag: float, as_json: bool) -> None:
+    """The pre-migration checklist: one line per check with its measured value; exit 1 when a
+    required check fails."""
+    require_url(settings.database_url)
+    checklist = run_checks(settings, Thresholds(long_running_s=long_running, max_lag_s=max_lag))
+    if as_json:
+        print_json(checklist.as_dict())
+    else:
+        for result in checklist.results:
+            stdout.print(f"{_MARK[result.status]}  {result.name}: {escape(result.value)}")
+            for line in result.detail if result.status != "passed" else []:
+                stdout.print(f"           {escape(line)}", highlight=False)
+        stdout.print(checklist.summary(), markup=False)
+    if not checklist.ok:
+        sys.exit(1)
+
+
+COMMANDS: list[click.Command] = [backup_cmd, restore_cmd, check_cmd]

@@ -1,0 +1,395 @@
+"""``pgshift check``: the pre-migration checklist, every item measured.
+
+Each check returns passed / warning / failed / skipped with the value it measured. ``failed``
+items are the required ones: the command exits non-zero when any fails. ``skipped`` means the
+check does not apply (nothing configured, not a git repository).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import conninfo
+
+from pgshift.config import Settings, duration_ms
+from pgshift.db.connect import connect, mask_password
+from pgshift.errors import PgshiftError
+from pgshift.migrations.model import Migration
+from pgshift.safety.backup import latest_verified_backup
+from pgshift.safety.hooks import app_version, probe
+
+PASSED, WARNING, FAILED, SKIPPED = "passed", "warning", "failed", "skipped"
+
+
+@dataclass
+class CheckResult:
+    name: str
+    status: str
+    value: str
+    detail: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Thresholds:
+    long_running_s: float = 60.0  # a transaction open longer than this may block DDL
+    max_lag_s: float = 30.0  # replication lag (replay) allowed
+    max_lag_bytes: int = 64 * 1024 * 1024
+    disk_factor: float = 2.0  # the playbook's "migrations need 2x" rule
+
+
+@dataclass
+class Checklist:
+    results: list[CheckResult]
+
+    def count(self, status: str) -> int:
+        return sum(1 for r in self.results if r.status == status)
+
+    @property
+    def ok(self) -> bool:
+        return self.count(FAILED) == 0
+
+    def summary(self) -> str:
+        extra = f" ({self.count(WARNING)} warnings, {self.count(SKIPPED)} skipped)"
+        return f"checklist: {self.count(PASSED)} passed, {self.count(FAILED)} failed" + extra
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "passed": self.count(PASSED), "failed": self.count(FAILED),
+                "warnings": self.count(WARNING), "skipped": self.count(SKIPPED),
+                "checks": [asdict(r) for r in self.results]}
+
+
+@dataclass
+class _Context:
+    settings: Settings
+    thresholds: Thresholds
+    conn: psycopg.Connection[Any] | None = None
+    database: str | None = None
+    pending: list[Migration] | None = None
+    applied: list[Migration] = field(default_factory=list)
+    problems: list[Any] = field(default_factory=list)
+    status_error: str | None = None
+
+
+# -- statement analysis ---------------------------------------------------------------------
+def _qualified(relation: Any) -> str:
+    return f"{relation.schemaname}.{relation.relname}" if relation.schemaname else str(relation.relname)
+
+
+def touched_tables(migrations: list[Migration]) -> tuple[set[str], set[str]]:
+    """(tables the statements change, tables they rewrite or copy while building)."""
+    from pglast import ast, parse_sql
+    from pglast.enums import AlterTableType
+
+    rewriting = {AlterTableType.AT_AlterColumnType, AlterTableType.AT_SetTableSpace,
+                 AlterTableType.AT_SetLogged, AlterTableType.AT_SetUnLogged}
+    touched: set[str] = set()
+    rewritten: set[str] = set()
+    for migration in migrations:
+        for statement in migration.up:
+            try:
+                nodes = parse_sql(statement.sql)
+            except Exception:  # lint reports parse errors; here we only estimate
+                continue
+            for raw in nodes:
+                node: Any = raw.stmt
+                relations: list[Any] = [node.relation] if getattr(node, "relation", None) is not None else []
+                if isinstance(node, ast.VacuumStmt):
+                    relations = [r.relation for r in node.rels or () if getattr(r, "relation", None) is not None]
+                    if any(o.defname == "full" for o in node.options or ()):
+                        rewritten.update(_qualified(r) for r in relations)
+                names = {_qualified(r) for r in relations}
+                touched |= names
+                if isinstance(node, (ast.IndexStmt, ast.ClusterStmt)) or (
+                    isinstance(node, ast.AlterTableStmt)
+                    and any(getattr(c, "subtype", None) in rewriting for c in node.cmds or ())
+                ):
+                    rewritten |= names
+    return touched, rewritten
+
+
+# -- the checks -----------------------------------------------------------------------------
+def check_database(ctx: _Context) -> CheckResult:
+    try:
+        ctx.conn = connect(ctx.settings.database_url, application_name="pgshift-check")
+    except PgshiftError as exc:
+        return CheckResult("database answers", FAILED, "no connection", [mask_password(exc.message)])
+    times = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        ctx.conn.execute("SELECT 1").fetchone()
+        times.append((time.perf_counter() - t0) * 1000)
+    ctx.database = str(ctx.conn.execute("SELECT current_database()").fetchone()[0])  # type: ignore[index]
+    return CheckResult("database answers", PASSED, f"{sorted(times)[1]:.1f} ms round trip")
+
+
+def check_server_version(ctx: _Context) -> CheckResult:
+    assert ctx.conn is not None
+    version = ctx.conn.info.parameter_status("server_version") or "?"
+    major = ctx.conn.info.server_version // 10000
+    if major < 12:
+        return CheckResult("server version", WARNING, version, ["PostgreSQL 11 and older are out of support"])
+    return CheckResult("server version", PASSED, version)
+
+
+def check_backup(ctx: _Context) -> CheckResult:
+    settings = ctx.settings
+    found = latest_verified_backup(settings, settings.backup.max_age, database=ctx.database)
+    if found is not None:
+        age = datetime.now(UTC) - found.finished_at
+        return CheckResult("recent verified backup", PASSED,
+                           f"{found.path.name}, {age.total_seconds() / 3600:.1f} h old, "
+                           f"{found.size_bytes / 1e6:.1f} MB")
+    status = WARNING if settings.backup.policy == "never" else FAILED
+    return CheckResult("recent verified backup", status,
+                       f"none verified within backup.max_age = {settings.backup.max_age}",
+                       [f"looked in {settings.resolve(settings.backup.directory)}; run `pgshift backup`"])
+
+
+def check_running_dump(ctx: _Context) -> CheckResult:
+    assert ctx.conn is not None
+    rows = ctx.conn.execute(
+        "SELECT pid, datname, now() - backend_start FROM pg_stat_activity "
+        "WHERE application_name = 'pg_dump' AND pid <> pg_backend_pid()").fetchall()
+    if not rows:
+        return CheckResult("no pg_dump running", PASSED, "none")
+    detail = [f"pid {pid} on {db}, running for {str(age).split('.')[0]}" for pid, db, age in rows]
+    detail.append("pg_dump holds a share lock on every table until it ends; a migration would queue behind it")
+    return CheckResult("no pg_dump running", FAILED, f"{len(rows)} running", detail)
+
+
+def _load_status(ctx: _Context) -> None:
+    if ctx.pending is not None or ctx.status_error is not None:
+        return
+    try:
+        from pgshift import api
+
+        report = api.status(ctx.settings)
+        ctx.pending = list(report.pending)
+        ctx.problems = list(report.problems)
+        ctx.applied = list(getattr(report.plan, "applied", []))
+    except PgshiftError as exc:
+        ctx.status_error = mask_password(exc.message)
+    except (ImportError, AttributeError) as exc:
+        ctx.status_error = f"pgshift.api.status is not available: {exc}"
+
+
+def check_pending(ctx: _Context) -> CheckResult:
+    _load_status(ctx)
+    if ctx.pending is None:
+        return CheckResult("pending migrations", FAILED, "unknown", [ctx.status_error or ""])
+    labels = [m.label for m in ctx.pending]
+    return CheckResult("pending migrations", PASSED, f"{len(labels)} pending", labels)
+
+
+def check_edited(ctx: _Context) -> CheckResult:
+    _load_status(ctx)
+    if ctx.pending is None:
+        return CheckResult("no migration edited after being applied", FAILED, "unknown", [ctx.status_error or ""])
+    edited = [p for p in ctx.problems if getattr(p, "kind", None) == "edited"]
+    others = [p for p in ctx.problems if p not in edited]
+    if edited:
+        return CheckResult("no migration edited after being applied", FAILED, f"{len(edited)} edited",
+                           [str(getattr(p, "detail", p)) for p in edited])
+    if others:
+        return CheckResult("no migration edited after being applied", WARNING, "none edited",
+                           [str(getattr(p, "detail", p)) for p in others])
+    return CheckResult("no migration edited after being applied", PASSED, "none")
+
+
+def check_lint(ctx: _Context) -> CheckResult:
+    _load_status(ctx)
+    if ctx.pending is None:
+        return CheckResult("lint has no error", FAILED, "unknown", [ctx.status_error or ""])
+    if not ctx.pending:
+        return CheckResult("lint has no error", PASSED, "nothing pending to lint")
+    try:
+        from pgshift.lint.engine import lint_migrations
+    except ImportError as exc:
+        return CheckResult("lint has no error", WARNING, "lint unavailable", [str(exc)])
+    major = ctx.conn.info.server_version // 10000 if ctx.conn is not None else None
+    report = lint_migrations(ctx.pending, settings=ctx.settings.lint, pg_version=major, history=ctx.applied)
+    errors = report.count("error") + len(report.parse_errors)
+    detail = [f"{f.file}:{f.line}: {f.name}: {f.message}" for f in report.active if f.severity == "error"]
+    detail += [str(p) for p in report.parse_errors]
+    if errors:
+        return CheckResult("lint has no error", FAILED, f"{errors} error(s)", detail[:20])
+    return CheckResult("lint has no error", PASSED, f"0 errors, {report.count('warning')} warning(s)")
+
+
+def _data_directory(ctx: _Context) -> Path | None:
+    """The data directory when the server runs on this machine and we can see it."""
+    assert ctx.conn is not None
+    host = str(conninfo.conninfo_to_dict(ctx.settings.database_url or "").get("host") or "/")
+    if not (host.startswith("/") or host in ("localhost", "127.0.0.1", "::1")):
+        return None
+    try:
+        row = ctx.conn.execute("SELECT current_setting('data_directory')").fetchone()
+    except psycopg.Error:
+        return None
+    path = Path(str(row[0])) if row else None
+    return path if path is not None and path.exists() else None
+
+
+def check_disk(ctx: _Context) -> CheckResult:
+    assert ctx.conn is not None
+    _load_status(ctx)
+    _touched, rewritten = touched_tables(ctx.pending or [])
+    need = 0
+    for name in sorted(rewritten):
+        row = ctx.conn.execute("SELECT coalesce(pg_total_relation_size(to_regclass(%s)), 0)", (name,)).fetchone()
+        need += int(row[0]) if row else 0
+    need = int(need * ctx.thresholds.disk_factor)
+    datadir = _data_directory(ctx)
+    what = f"need {need / 1e6:.1f} MB ({ctx.thresholds.disk_factor:g}x the {len(rewritten)} rewritten table(s))"
+    if datadir is None:
+        return CheckResult("free disk space", WARNING, f"{what}, free space unknown",
+                           ["the server is not local (or its data_directory is not visible): cannot measure"])
+    free = shutil.disk_usage(datadir).free
+    status = PASSED if free >= need else FAILED
+    return CheckResult("free disk space", status, f"{free / 1e9:.1f} GB free on {datadir}; {what}",
+                       sorted(rewritten))
+
+
+def check_sessions(ctx: _Context) -> CheckResult:
+    assert ctx.conn is not None
+    _load_status(ctx)
+    touched, _ = touched_tables(ctx.pending or [])
+    rows = ctx.conn.execute(
+        """
+        SELECT a.pid, a.state, extract(epoch FROM now() - coalesce(a.xact_start, a.query_start))::float8,
+               left(a.query, 60),
+               coalesce(array_agg(DISTINCT l.relation::regclass::text) FILTER (WHERE l.relation IS NOT NULL),
+                        '{}')
+        FROM pg_stat_activity a LEFT JOIN pg_locks l ON l.pid = a.pid AND l.database = (
+            SELECT oid FROM pg_database WHERE datname = current_database())
+        WHERE a.datname = current_database() AND a.pid <> pg_backend_pid() AND a.backend_type = 'client backend'
+          AND (a.state LIKE 'idle in transaction%%'
+               OR (a.state = 'active' AND now() - coalesce(a.xact_start, a.query_start) > %s * interval '1 second'))
+        GROUP BY 1, 2, 3, 4
+        """, (ctx.thresholds.long_running_s,)).fetchall()
+    blocking: list[str] = []
+    other: list[str] = []
+    wanted = touched | {t.split(".", 1)[1] for t in touched if t.startswith("public.")}
+    for pid, state, secs, query, relations in rows:
+        line = f"pid {pid} {state} for {secs:.0f}s: {query!r}"
+        held = sorted(r for r in relations if r in wanted or f"public.{r}" in wanted)
+        if held:
+            blocking.append(f"{line} (holds locks on {', '.join(held)})")
+        elif secs >= ctx.thresholds.long_running_s:
+            other.append(line)
+    if blocking:
+        return CheckResult("no sessions blocking DDL", FAILED, f"{len(blocking)} blocking", blocking + other)
+    if other:
+        return CheckResult("no sessions blocking DDL", WARNING, f"{len(other)} long-running", other)
+    return CheckResult("no sessions blocking DDL", PASSED, "none")
+
+
+def check_replication(ctx: _Context) -> CheckResult:
+    assert ctx.conn is not None
+    rows = ctx.conn.execute(
+        """
+        SELECT application_name, coalesce(client_addr::text, 'local'), state,
+               extract(epoch FROM coalesce(replay_lag, write_lag))::float8,
+               pg_wal_lsn_diff(pg_current_wal_lsn(), coalesce(replay_lsn, flush_lsn, sent_lsn))::bigint
+        FROM pg_stat_replication
+        """).fetchall()
+    if not rows:
+        return CheckResult("replication lag", PASSED, "no standbys")
+    t = ctx.thresholds
+    detail, worst = [], PASSED
+    for name, addr, state, secs, lag_bytes in rows:
+        bad = state != "streaming" or (secs or 0) > t.max_lag_s or (lag_bytes or 0) > t.max_lag_bytes
+        worst = FAILED if bad else worst
+        detail.append(f"{name or '?'} ({addr}): {state}, {secs or 0:.1f}s, {(lag_bytes or 0) / 1e6:.1f} MB behind")
+    return CheckResult("replication lag", worst, f"{len(rows)} standby(s)", detail)
+
+
+def check_invalid_indexes(ctx: _Context) -> CheckResult:
+    assert ctx.conn is not None
+    rows = ctx.conn.execute(
+        "SELECT i.indexrelid::regclass::text, i.indrelid::regclass::text FROM pg_index i "
+        "WHERE NOT i.indisvalid ORDER BY 1").fetchall()
+    if not rows:
+        return CheckResult("no INVALID indexes", PASSED, "none")
+    return CheckResult("no INVALID indexes", FAILED, f"{len(rows)} invalid",
+                       [f"{idx} on {tbl} (a failed CREATE INDEX CONCURRENTLY; drop and rebuild it)"
+                        for idx, tbl in rows])
+
+
+def check_app_version(ctx: _Context) -> CheckResult:
+    app = ctx.settings.app
+    file = ctx.settings.resolve(app.version_file) if app.version_file else None
+    if not app.version_command and file is None:
+        return CheckResult("application version", SKIPPED, "not configured",
+                           ["set app.version_command or app.version_file"])
+    version, source = app_version(app.version_command, file)
+    if version is None:
+        return CheckResult("application version", FAILED, "unknown", [source])
+    return CheckResult("application version", PASSED, version, [f"from {source}"])
+
+
+def check_health(ctx: _Context) -> CheckResult:
+    url = ctx.settings.app.health_url
+    if not url:
+        return CheckResult("application health URL", SKIPPED, "not configured", ["set app.health_url"])
+    t0 = time.monotonic()
+    status, error = probe(url, timeout=min(5.0, duration_ms(ctx.settings.app.health_timeout) / 1000))
+    elapsed = (time.monotonic() - t0) * 1000
+    if status is not None and 200 <= status < 300:
+        return CheckResult("application health URL", PASSED, f"HTTP {status} in {elapsed:.0f} ms", [url])
+    return CheckResult("application health URL", FAILED, error or f"HTTP {status}", [url])
+
+
+def check_git(ctx: _Context) -> CheckResult:
+    git = shutil.which("git")
+    base = ctx.settings.base_dir
+    if git is None:
+        return CheckResult("git working tree clean", SKIPPED, "git not installed")
+    inside = subprocess.run([git, "-C", str(base), "rev-parse", "--is-inside-work-tree"],
+                            capture_output=True, text=True, check=False)
+    if inside.returncode != 0 or inside.stdout.strip() != "true":
+        return CheckResult("git working tree clean", SKIPPED, "not a git repository", [str(base)])
+    out = subprocess.run([git, "-C", str(base), "status", "--porcelain"], capture_output=True, text=True,
+                         check=False, env={**os.environ, "LC_ALL": "C"})
+    changed = [ln for ln in out.stdout.splitlines() if ln.strip()]
+    if changed:
+        return CheckResult("git working tree clean", FAILED, f"{len(changed)} uncommitted change(s)", changed[:20])
+    return CheckResult("git working tree clean", PASSED, "clean")
+
+
+_DB_CHECKS: list[Callable[[_Context], CheckResult]] = [
+    check_server_version, check_backup, check_running_dump, check_pending, check_edited, check_lint,
+    check_disk, check_sessions, check_replication, check_invalid_indexes,
+]
+_OTHER_CHECKS: list[Callable[[_Context], CheckResult]] = [check_app_version, check_health, check_git]
+
+
+def run_checks(settings: Settings, thresholds: Thresholds | None = None) -> Checklist:
+    """Run every check; a check that crashes is reported as failed, never hidden."""
+    ctx = _Context(settings, thresholds or Thresholds())
+    results = [check_database(ctx)]
+    try:
+        for check in _DB_CHECKS if ctx.conn is not None else []:
+            results.append(_safely(check, ctx))
+    finally:
+        if ctx.conn is not None:
+            ctx.conn.close()
+    results.extend(_safely(check, ctx) for check in _OTHER_CHECKS)
+    return Checklist(results)
+
+
+def _safely(check: Callable[[_Context], CheckResult], ctx: _Context) -> CheckResult:
+    try:
+        return check(ctx)
+    except (PgshiftError, psycopg.Error, OSError) as exc:
+        name = check.__name__.removeprefix("check_").replace("_", " ")
+        return CheckResult(name, FAILED, "check could not run", [mask_password(str(exc))])
