@@ -119,6 +119,8 @@ def rehearse(settings: Settings, options: RehearsalOptions | None = None, *,
     """Rehearse the pending migrations of ``settings.database_url`` on a clone; never raises for a
     failing verdict (see :attr:`RehearsalReport.passed`), only when the rehearsal cannot run."""
     options = options or RehearsalOptions()
+    if options.large_table_rows is None:
+        options = dataclasses.replace(options, large_table_rows=settings.lint.large_table_rows)
     say = notify or (lambda _m: None)
     source_url = require_url(settings.database_url)
     api.load(settings)  # unreadable migrations fail before anything is copied
@@ -136,8 +138,7 @@ def rehearse(settings: Settings, options: RehearsalOptions | None = None, *,
                 _drop_quietly(source_url, report.clone.name)
                 say(f"dropped clone {report.clone.name}")
     report.duration_s = clock.now()
-    rows = options.large_table_rows if options.large_table_rows is not None else settings.lint.large_table_rows
-    report.reasons = judge(report, large_rows=rows)
+    report.reasons = judge(report)
     return report
 
 

@@ -19,15 +19,17 @@ class Reason:
         return asdict(self)
 
 
-def _size(n: int) -> str:
-    for unit in ("B", "kB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n = n / 1024  # type: ignore[assignment]
-    return str(n)
+def size_text(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "kB", "MB"):
+        if value < 1024:
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GB"
 
 
-def judge(report: RehearsalReport, *, large_rows: int) -> list[Reason]:
+def judge(report: RehearsalReport) -> list[Reason]:
+    large_rows = report.options.large_table_rows or 0
     reasons = list(report.reasons)  # failures recorded while running (migration, down, up-again)
     budget = report.options.stall_budget_ms
     measured = report.workload is not None and bool(report.workload.samples)
@@ -51,7 +53,7 @@ def judge(report: RehearsalReport, *, large_rows: int) -> list[Reason]:
             if rewrite.rows >= large_rows or rewrite.size_bytes >= report.options.large_table_bytes:
                 reasons.append(Reason("rewrite", (
                     f"{record.where}: {record.sql} rewrote {rewrite.table} ({rewrite.rows} rows, "
-                    f"{_size(rewrite.size_bytes)}) under an exclusive lock; on production that blocks the "
+                    f"{size_text(rewrite.size_bytes)}) under an exclusive lock; on production that blocks the "
                     "table for the whole copy."), record.where))
     if report.schema.reversibility == "differs":
         lines = "; ".join(c.line() for c in report.schema.down_diff[:10])
