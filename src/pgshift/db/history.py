@@ -23,7 +23,7 @@ from psycopg.rows import dict_row
 from pgshift import __version__
 from pgshift.errors import PgshiftError
 
-LEDGER_VERSION = 1
+LEDGER_VERSION = 2
 STATUSES = ("running", "applied", "failed", "rolled_back", "baseline")
 
 # Each entry upgrades the ledger from version i to i + 1. Never edit a released entry.
@@ -61,6 +61,36 @@ _UPGRADES: list[str] = [
         event text NOT NULL,
         actor text NOT NULL,
         detail jsonb NOT NULL DEFAULT '{{}}'
+    );
+    """,
+    # 2: expand/contract phases of `ops` migrations, and resumable backfill progress (pgshift.ops).
+    """
+    CREATE TABLE IF NOT EXISTS {schema}.ops_state (
+        version text PRIMARY KEY,
+        phase text NOT NULL CHECK (phase IN ('expanding', 'expanded', 'contracting', 'contracted',
+                                             'aborting', 'aborted')),
+        steps_done integer NOT NULL DEFAULT 0,
+        captured jsonb NOT NULL DEFAULT '{{}}',
+        version_schema text,
+        updated_at timestamptz NOT NULL DEFAULT now()
+    );
+    CREATE TABLE IF NOT EXISTS {schema}.backfills (
+        job text PRIMARY KEY,
+        table_name text NOT NULL,
+        set_clause text NOT NULL,
+        where_clause text,
+        key_columns text[] NOT NULL,
+        last_key text[],
+        end_page bigint,
+        rows_done bigint NOT NULL DEFAULT 0,
+        batches bigint NOT NULL DEFAULT 0,
+        batch_size integer,
+        total_estimate bigint,
+        status text NOT NULL DEFAULT 'running' CHECK (status IN ('running', 'done')),
+        version text,
+        started_at timestamptz NOT NULL DEFAULT now(),
+        updated_at timestamptz NOT NULL DEFAULT now(),
+        finished_at timestamptz
     );
     """,
 ]

@@ -1,0 +1,107 @@
+"""``pgshift backfill``, ``pgshift contract``, ``pgshift abort``: rendering only (see pgshift.ops)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict
+from typing import Any
+
+import click
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from pgshift.cli.common import handle_errors, json_option, print_json, settings_options, stderr, stdout
+from pgshift.config import Settings, duration_ms
+from pgshift.ops import backfill as bf
+from pgshift.ops import service
+
+
+def _note(message: str) -> None:
+    stderr.print(f"[dim]·[/] {message}")
+
+
+@contextmanager
+def _bar(as_json: bool, quiet: bool) -> Iterator[bf.ProgressCallback | None]:
+    """JSON lines on stderr for CI logs, or a rich bar with rows, rows/s and ETA."""
+    if as_json:
+        def emit(p: bf.Progress) -> None:
+            click.echo(bf.progress_json(p), err=True)
+
+        yield emit
+        return
+    if quiet:
+        yield None
+        return
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("{task.fields[rate]:>10} rows/s  ETA {task.fields[eta]}  batch {task.fields[batch]}"),
+                  TimeElapsedColumn(), console=stderr, transient=False) as bar:
+        task = bar.add_task("backfill", total=None, rate="-", eta="-", batch="-")
+
+        def update(p: bf.Progress) -> None:
+            eta = "-" if p.eta_s is None else f"{p.eta_s:.0f}s"
+            desc = f"{p.table}" + (" [yellow](paused: replication lag)[/]" if p.state == "paused-lag" else "")
+            bar.update(task, completed=p.rows_done, total=p.total, description=desc, rate=f"{p.rate:,.0f}",
+                       eta=eta, batch=f"{p.batch_size} ({p.last_batch_ms:.0f} ms)")
+
+        yield update
+
+
+@click.command("backfill")
+@settings_options
+@json_option
+@click.option("--table", required=True, help="The table (schema-qualified if not on the search_path).")
+@click.option("--set", "set_clause", required=True, help="The SET list, e.g. \"status = 'PENDING'\".")
+@click.option("--where", default=None, help="Only rows matching this condition, e.g. \"status IS NULL\".")
+@click.option("--key", default=None, help="Comma-separated key columns (default: primary key, unique key, ctid).")
+@click.option("--job", default=None, help="Name of the resumable job (default: derived from table/SET/WHERE).")
+@click.option("--target-ms", default=150, show_default=True, type=click.IntRange(1), help="Target batch duration.")
+@click.option("--min-batch", default=100, show_default=True, type=click.IntRange(1))
+@click.option("--max-batch", default=50_000, show_default=True, type=click.IntRange(1))
+@click.option("--batch-size", "initial", default=1_000, show_default=True, type=click.IntRange(1),
+              help="Initial batch size.")
+@click.option("--pause", default="0ms", show_default=True, help="Sleep between batches.")
+@click.option("--statement-timeout", default="5s", show_default=True, help="statement_timeout of each batch.")
+@click.option("--lock-timeout", default="1s", show_default=True, help="lock_timeout of each batch.")
+@click.option("--max-lag", default="10s", show_default=True,
+              help="Pause while a standby's replication lag is above this ('off' disables).")
+@click.option("--lag-query", default=bf.DEFAULT_LAG_QUERY, help="SQL returning the current lag in seconds.")
+@click.option("--restart", is_flag=True, help="Forget saved progress of this job and start over.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@handle_errors
+def backfill_cmd(settings: Settings, as_json: bool, table: str, set_clause: str, where: str | None,
+                 key: str | None, job: str | None, target_ms: int, min_batch: int, max_batch: int, initial: int,
+                 pause: str, statement_timeout: str, lock_timeout: str, max_lag: str, lag_query: str,
+                 restart: bool, quiet: bool) -> None:
+    """Update many rows in short keyset batches: resumable, throttled, adaptive.
+
+    The correct form of ``UPDATE t SET ... WHERE ... LIMIT n`` loops. Rerun the same command after
+    an interruption and it continues after the last committed batch.
+    """
+    options = bf.BackfillOptions(
+        target_ms=target_ms, min_batch=min_batch, max_batch=max(max_batch, min_batch),
+        initial_batch=max(min_batch, min(initial, max_batch)), pause_ms=duration_ms(pause, key="--pause"),
+        statement_timeout_ms=duration_ms(statement_timeout, key="--statement-timeout"),
+        lock_timeout_ms=duration_ms(lock_timeout, key="--lock-timeout"),
+        max_lag_s=None if max_lag == "off" else duration_ms(max_lag, key="--max-lag") / 1000, lag_query=lag_query)
+    spec = bf.BackfillSpec(table, set_clause, where, tuple(k.strip() for k in key.split(",")) if key else None, job)
+    with _bar(as_json, quiet) as progress:
+        result = service.backfill(settings, spec, options, progress=progress, notify=None if as_json else _note,
+                                  restart=restart)
+    data: dict[str, Any] = asdict(result)
+    data.pop("batch_ms")
+    if as_json:
+        print_json(data)
+        return
+    if result.already_done:
+        stdout.print(f"backfill {result.job} was already complete ({result.rows} rows); --restart runs it again")
+        return
+    rate = result.rows_this_run / result.duration_s if result.duration_s else 0.0
+    resumed = " (resumed)" if result.resumed else ""
+    stdout.print(f"[green]backfilled[/] {result.rows_this_run} rows of {result.table}{resumed} in "
+                 f"{result.batches} batches, {result.duration_s:.1f}s, {rate:,.0f} rows/s, "
+                 f"longest batch {result.max_batch_ms:.0f} ms, keyed by {result.mode}")
+    sys.stdout.flush()
+
+
+COMMANDS: list[click.Command] = [backfill_cmd]
