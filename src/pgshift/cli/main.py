@@ -17,9 +17,11 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from pgshift.cli import demo_cmds, dev_cmds, migrate_cmds, ops_cmds, rehearse_cmds, safety_cmds
+    from pgshift.cli import (
+        demo_cmds, dev_cmds, lint_cmds, migrate_cmds, ops_cmds, rehearse_cmds, safety_cmds,
+    )
 
-    for module in (migrate_cmds, dev_cmds, demo_cmds, safety_cmds, ops_cmds, rehearse_cmds):
+    for module in (migrate_cmds, dev_cmds, demo_cmds, safety_cmds, ops_cmds, rehearse_cmds, lint_cmds):
         for command in module.COMMANDS:
             cli.add_command(command)
 

@@ -1,0 +1,34 @@
+"""Live context from a server: table sizes (for impact ranking) and the major version."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+
+from pgshift.db.connect import connect, server_major
+from pgshift.lint.model import TableSize
+
+_SIZES = """
+SELECT n.nspname, c.relname, greatest(c.reltuples, 0)::bigint, pg_total_relation_size(c.oid)
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'p', 'm')
+  AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%'
+"""
+
+
+def read_sizes(conn: psycopg.Connection[Any]) -> dict[str, TableSize]:
+    """Rows (planner estimate, reltuples) and total bytes per table, keyed like the linter's names.
+
+    A never-analysed table has reltuples -1 (PG 14+) or 0: its size on disk still ranks it."""
+    sizes: dict[str, TableSize] = {}
+    for schema, name, rows, total in conn.execute(_SIZES).fetchall():
+        key = name if schema == "public" else f"{schema}.{name}"
+        sizes[key] = TableSize(int(rows), int(total))
+    return sizes
+
+
+def live_context(url: str) -> tuple[int, dict[str, TableSize]]:
+    """(server major version, table sizes) for ``url``."""
+    with connect(url, application_name="pgshift-lint") as conn:
+        return server_major(conn), read_sizes(conn)
