@@ -11,13 +11,15 @@ import pytest
 from tests.conftest import PgServer
 from tests.helpers import run_pgshift, write_migration
 
+Conn = psycopg.Connection[tuple[object, ...]]
 
-def _tables(conn: psycopg.Connection[tuple[object, ...]]) -> set[str]:
+
+def _tables(conn: Conn) -> set[str]:
     rows = conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'").fetchall()
     return {str(r[0]) for r in rows}
 
 
-def _status_rows(conn: psycopg.Connection[tuple[object, ...]]) -> dict[str, tuple[object, ...]]:
+def _status_rows(conn: Conn) -> dict[str, tuple[object, ...]]:
     rows = conn.execute("SELECT version, status, statements_done, direction FROM pgshift.migrations").fetchall()
     return {str(r[0]): r[1:] for r in rows}
 
@@ -28,7 +30,7 @@ def project(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def test_migrate_status_rollback_and_reapply(project: Path, db_url: str, conn: psycopg.Connection[tuple[object, ...]]) -> None:
+def test_migrate_status_rollback_and_reapply(project: Path, db_url: str, conn: Conn) -> None:
     mig = project / "migrations"
     write_migration(mig, "1", "users", "CREATE TABLE users (id bigint PRIMARY KEY, email text);", "DROP TABLE users;")
     write_migration(mig, "2", "trades", "CREATE TABLE trades (id bigint PRIMARY KEY);", "DROP TABLE trades;")
@@ -55,7 +57,7 @@ def test_migrate_status_rollback_and_reapply(project: Path, db_url: str, conn: p
 
 
 def test_failing_statement_rolls_back_and_reports_file_line(
-    project: Path, db_url: str, conn: psycopg.Connection[tuple[object, ...]]
+    project: Path, db_url: str, conn: Conn
 ) -> None:
     path = write_migration(project / "migrations", "1", "broken",
                            "CREATE TABLE a (id int);\nINSERT INTO a VALUES (1);\nSELECT *\n  FROM missing_table;")
@@ -77,7 +79,7 @@ def test_server_hint_is_shown(project: Path, db_url: str) -> None:
 
 
 def test_dry_run_prints_sql_and_transaction_boundaries_and_changes_nothing(
-    project: Path, db_url: str, conn: psycopg.Connection[tuple[object, ...]]
+    project: Path, db_url: str, conn: Conn
 ) -> None:
     write_migration(project / "migrations", "1", "t", "CREATE TABLE t (id int);")
     write_migration(project / "migrations", "2", "i", "CREATE INDEX CONCURRENTLY t_id ON t (id);")
@@ -93,7 +95,7 @@ def test_dry_run_prints_sql_and_transaction_boundaries_and_changes_nothing(
 
 
 def test_non_transactional_migration_resumes_at_failed_statement(
-    project: Path, db_url: str, conn: psycopg.Connection[tuple[object, ...]]
+    project: Path, db_url: str, conn: Conn
 ) -> None:
     mig = project / "migrations"
     path = write_migration(mig, "1", "steps", "\n".join([
@@ -116,7 +118,7 @@ def test_non_transactional_migration_resumes_at_failed_statement(
     assert _status_rows(conn)["1"][:2] == ("applied", 4)
 
 
-def test_invalid_concurrent_index_is_dropped(project: Path, db_url: str, conn: psycopg.Connection[tuple[object, ...]]) -> None:
+def test_invalid_concurrent_index_is_dropped(project: Path, db_url: str, conn: Conn) -> None:
     conn.execute("CREATE TABLE dup (v int); INSERT INTO dup VALUES (1), (1)")
     write_migration(project / "migrations", "1", "uniq", "CREATE UNIQUE INDEX CONCURRENTLY dup_v ON dup (v);")
     result = run_pgshift(["migrate"], cwd=project, url=db_url)
@@ -132,10 +134,10 @@ def test_invalid_concurrent_index_is_dropped(project: Path, db_url: str, conn: p
 
 
 def test_resume_skips_a_concurrent_index_that_completed_before_a_crash(
-    project: Path, db_url: str, conn: psycopg.Connection[tuple[object, ...]]
+    project: Path, db_url: str, conn: Conn
 ) -> None:
-    write_migration(project / "migrations", "1", "idx", "CREATE TABLE r (id int);\nCREATE INDEX CONCURRENTLY r_id ON r (id);\n"
-                    "CREATE TABLE r2 (id int);")
+    write_migration(project / "migrations", "1", "idx",
+                    "CREATE TABLE r (id int);\nCREATE INDEX CONCURRENTLY r_id ON r (id);\nCREATE TABLE r2 (id int);")
     assert run_pgshift(["migrate"], cwd=project, url=db_url).returncode == 0
     # The state a kill leaves between the index build finishing and its progress being recorded:
     conn.execute("DROP TABLE r2")
@@ -152,7 +154,7 @@ def test_resume_skips_a_concurrent_index_that_completed_before_a_crash(
     assert "r2" in _tables(conn)
 
 
-def test_rollback_refuses_without_down_part(project: Path, db_url: str, conn: psycopg.Connection[tuple[object, ...]]) -> None:
+def test_rollback_refuses_without_down_part(project: Path, db_url: str, conn: Conn) -> None:
     write_migration(project / "migrations", "1", "a", "CREATE TABLE a (id int);", "DROP TABLE a;")
     write_migration(project / "migrations", "2", "b", "CREATE TABLE b (id int);")
     assert run_pgshift(["migrate"], cwd=project, url=db_url).returncode == 0
@@ -162,7 +164,7 @@ def test_rollback_refuses_without_down_part(project: Path, db_url: str, conn: ps
     assert _tables(conn) == {"a", "b"}  # nothing was rolled back
 
 
-def test_rollback_to_version(project: Path, db_url: str, conn: psycopg.Connection[tuple[object, ...]]) -> None:
+def test_rollback_to_version(project: Path, db_url: str, conn: Conn) -> None:
     for v in ("1", "2", "3"):
         write_migration(project / "migrations", v, f"t{v}", f"CREATE TABLE t{v} (id int);", f"DROP TABLE t{v};")
     assert run_pgshift(["migrate", "--to", "2"], cwd=project, url=db_url).returncode == 0
@@ -173,7 +175,7 @@ def test_rollback_to_version(project: Path, db_url: str, conn: psycopg.Connectio
 
 
 def test_edited_applied_file_is_refused_until_repaired(
-    project: Path, db_url: str, conn: psycopg.Connection[tuple[object, ...]]
+    project: Path, db_url: str, conn: Conn
 ) -> None:
     path = write_migration(project / "migrations", "1", "a", "CREATE TABLE a (id int);")
     assert run_pgshift(["migrate"], cwd=project, url=db_url).returncode == 0
@@ -194,7 +196,7 @@ def test_edited_applied_file_is_refused_until_repaired(
 
 
 def test_deleted_and_out_of_order_files_are_reported(
-    project: Path, db_url: str, conn: psycopg.Connection[tuple[object, ...]]
+    project: Path, db_url: str, conn: Conn
 ) -> None:
     mig = project / "migrations"
     gone = write_migration(mig, "10", "a", "CREATE TABLE a (id int);")
@@ -208,7 +210,7 @@ def test_deleted_and_out_of_order_files_are_reported(
     assert kinds == {("missing", "10"), ("out-of-order", "15")}
 
 
-def test_out_of_order_needs_explicit_permission(project: Path, db_url: str, conn: psycopg.Connection[tuple[object, ...]]) -> None:
+def test_out_of_order_needs_explicit_permission(project: Path, db_url: str, conn: Conn) -> None:
     mig = project / "migrations"
     write_migration(mig, "20", "b", "CREATE TABLE b (id int);")
     assert run_pgshift(["migrate"], cwd=project, url=db_url).returncode == 0
@@ -218,7 +220,7 @@ def test_out_of_order_needs_explicit_permission(project: Path, db_url: str, conn
     assert "late" in _tables(conn)
 
 
-def test_baseline_adopts_an_existing_database(project: Path, db_url: str, conn: psycopg.Connection[tuple[object, ...]]) -> None:
+def test_baseline_adopts_an_existing_database(project: Path, db_url: str, conn: Conn) -> None:
     conn.execute("CREATE TABLE legacy (id int)")
     mig = project / "migrations"
     write_migration(mig, "1", "legacy", "CREATE TABLE legacy (id int);")
@@ -231,7 +233,7 @@ def test_baseline_adopts_an_existing_database(project: Path, db_url: str, conn: 
 
 
 def test_transaction_control_statements_in_files_are_skipped(
-    project: Path, db_url: str, conn: psycopg.Connection[tuple[object, ...]]
+    project: Path, db_url: str, conn: Conn
 ) -> None:
     write_migration(project / "migrations", "1", "wrapped", "BEGIN;\nCREATE TABLE w (id int);\nCOMMIT;")
     assert run_pgshift(["migrate"], cwd=project, url=db_url).returncode == 0
@@ -247,7 +249,7 @@ def test_new_writes_a_timestamped_skeleton(project: Path) -> None:
     assert "-- pgshift:up" in path.read_text() and "-- pgshift:down" in path.read_text()
 
 
-def test_init_creates_folder_config_and_ledger(tmp_path: Path, db_url: str, conn: psycopg.Connection[tuple[object, ...]]) -> None:
+def test_init_creates_folder_config_and_ledger(tmp_path: Path, db_url: str, conn: Conn) -> None:
     result = run_pgshift(["init"], cwd=tmp_path, url=db_url)
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "migrations").is_dir() and (tmp_path / "pgshift.toml").is_file()
@@ -256,14 +258,14 @@ def test_init_creates_folder_config_and_ledger(tmp_path: Path, db_url: str, conn
     assert conn.execute("SELECT version FROM pgshift.ledger").fetchone() == (LEDGER_VERSION,)
 
 
-def test_history_schema_is_configurable(project: Path, db_url: str, conn: psycopg.Connection[tuple[object, ...]]) -> None:
+def test_history_schema_is_configurable(project: Path, db_url: str, conn: Conn) -> None:
     (project / "pgshift.toml").write_text('history_schema = "deploys"\nlock_timeout = "500ms"\n')
     write_migration(project / "migrations", "1", "a", "CREATE TABLE a (id int);")
     assert run_pgshift(["migrate"], cwd=project, url=db_url).returncode == 0
     assert conn.execute("SELECT status FROM deploys.migrations").fetchone() == ("applied",)
 
 
-def test_ledger_from_a_newer_pgshift_is_refused(project: Path, db_url: str, conn: psycopg.Connection[tuple[object, ...]]) -> None:
+def test_ledger_from_a_newer_pgshift_is_refused(project: Path, db_url: str, conn: Conn) -> None:
     write_migration(project / "migrations", "1", "a", "CREATE TABLE a (id int);")
     assert run_pgshift(["migrate"], cwd=project, url=db_url).returncode == 0
     conn.execute("UPDATE pgshift.ledger SET version = 99")
@@ -301,14 +303,15 @@ def test_missing_database_url(project: Path) -> None:
     ("files", "code", "message"),
     [
         ({"1_bad.sql": "-- pgshift:up\nCREATE TABLE x (id int;\n"}, 7, "1_bad.sql:2:"),
-        ({"1_dir.sql": "-- pgshift:up\n-- pgshift:frobnicate\nSELECT 1;\n"}, 6, "unknown directive 'pgshift:frobnicate'"),
+        ({"1_dir.sql": "-- pgshift:up\n-- pgshift:frobnicate\nSELECT 1;\n"}, 6,
+         "unknown directive 'pgshift:frobnicate'"),
         ({"1_empty.sql": ""}, 6, "is empty"),
         ({"1_a.sql": "SELECT 1;", "01_b.sql": "SELECT 2;"}, 6, "Two migrations have version"),
         ({"notes.sql": "SELECT 1;"}, 6, "is not named like a pgshift migration"),
     ],
 )
 def test_bad_migration_files_are_clear_errors_and_nothing_runs(
-    project: Path, db_url: str, conn: psycopg.Connection[tuple[object, ...]], files: dict[str, str], code: int, message: str
+    project: Path, db_url: str, conn: Conn, files: dict[str, str], code: int, message: str
 ) -> None:
     write_migration(project / "migrations", "0", "first", "CREATE TABLE first (id int);")
     for name, text in files.items():
