@@ -1,0 +1,179 @@
+"""pgshift check: every checklist item shown passing and failing, on a real server."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from click.testing import CliRunner
+
+from pgshift import api
+from pgshift.cli.main import cli
+from pgshift.config import Settings
+from pgshift.safety import take_backup
+from pgshift.safety.checks import Thresholds, run_checks, touched_tables
+
+from .helpers import HealthServer, make_settings
+
+INIT = "CREATE TABLE accounts (id int PRIMARY KEY, balance numeric);\nINSERT INTO accounts VALUES (1, 2), (2, 3);\n"
+SAFE = "-- pgshift:no-transaction\nCREATE INDEX CONCURRENTLY accounts_balance ON accounts (balance);\n"
+UNSAFE = "ALTER TABLE accounts ALTER COLUMN balance TYPE text;\n"
+
+
+def _project(tmp_path: Path, db_url: str, pg_server: Any, pending: str) -> Settings:
+    migrations = tmp_path / "migrations"
+    migrations.mkdir()
+    (migrations / "1_init.sql").write_text(INIT)
+    settings = make_settings(tmp_path, db_url, pg_server)
+    settings.migrations_dir = str(migrations)
+    api.migrate(settings)
+    (migrations / "2_next.sql").write_text(pending)
+    return settings
+
+
+def _git(tmp_path: Path, *args: str) -> None:
+    subprocess.run(["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@example.com", *args],
+                   check=True, capture_output=True)
+
+
+def _by_name(checklist: Any) -> dict[str, Any]:
+    return {r.name: r for r in checklist.results}
+
+
+@pytest.fixture
+def health_ok() -> Iterator[HealthServer]:
+    server = HealthServer(200)
+    yield server
+    server.close()
+
+
+def test_every_check_passes_on_a_ready_project(
+    pg_server: Any, db_url: str, tmp_path: Path, health_ok: HealthServer
+) -> None:
+    settings = _project(tmp_path, db_url, pg_server, SAFE)
+    take_backup(settings, db_url)
+    (tmp_path / "VERSION").write_text("1.4.2\n")
+    settings.app.version_file = "VERSION"
+    settings.app.health_url = health_ok.url
+    (tmp_path / ".gitignore").write_text("backups/\n")
+    _git(tmp_path, "init", "-q")
+    _git(tmp_path, "add", "-A")
+    _git(tmp_path, "commit", "-q", "-m", "x")
+    checklist = run_checks(settings)
+    results = _by_name(checklist)
+    assert {r.status for r in checklist.results} == {"passed"}, [(r.name, r.status, r.detail) for r in
+                                                                  checklist.results]
+    assert results["application version"].value == "1.4.2"
+    assert results["pending migrations"].detail == ["2 next"]
+    assert "ms round trip" in results["database answers"].value
+    assert "GB free" in results["free disk space"].value and "1 rewritten" in results["free disk space"].value
+    assert results["replication lag"].value == "no standbys"
+    config = tmp_path / "pgshift.toml"
+    config.write_text(f'migrations_dir = "migrations"\n[backup]\ndirectory = "{settings.backup.directory}"\n'
+                      f'[app]\nversion_file = "VERSION"\nhealth_url = "{health_ok.url}"\n')
+    _git(tmp_path, "add", "-A")
+    _git(tmp_path, "commit", "-q", "-m", "config")
+    runner = CliRunner()
+    out = runner.invoke(cli, ["check", "--config", str(config), "-d", db_url])
+    assert out.exit_code == 0, out.output
+    lines = out.output.strip().splitlines()
+    assert lines[-1].startswith("checklist: 14 passed, 0 failed")
+    out = runner.invoke(cli, ["check", "--config", str(config), "-d", db_url, "--json"])
+    assert out.exit_code == 0 and json.loads(out.output)["passed"] == 14
+
+
+def test_every_check_fails_when_it_should(pg_server: Any, db_name: str, db_url: str, tmp_path: Path) -> None:
+    settings = _project(tmp_path, db_url, pg_server, UNSAFE)
+    (tmp_path / "migrations" / "1_init.sql").write_text(INIT + "-- edited after it was applied\n")
+    settings.app.version_command = [sys.executable, "-c", "import sys; sys.exit(3)"]
+    bad_health = HealthServer(503)
+    settings.app.health_url = bad_health.url
+    _git(tmp_path, "init", "-q")  # untracked files: not clean
+    wal = tmp_path / "wal"
+    wal.mkdir()
+    assert pg_server.cluster is not None
+    bindir = Path(pg_server.cluster.bindir)
+    admin = pg_server.admin_url
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE dup (x int)")
+        conn.execute("INSERT INTO dup VALUES (1), (1)")
+        with pytest.raises(psycopg.errors.UniqueViolation):
+            conn.execute("CREATE UNIQUE INDEX CONCURRENTLY dup_x ON dup (x)")  # leaves an INVALID index
+    idle = psycopg.connect(db_url)
+    idle.execute("SELECT * FROM accounts")  # idle in transaction, holding a lock on accounts
+    locker = psycopg.connect(db_url)
+    locker.execute("LOCK TABLE dup IN ACCESS EXCLUSIVE MODE")  # so pg_dump waits, still running
+    dump = subprocess.Popen([str(bindir / "pg_dump"), f"--dbname={db_url}", "--file=/dev/null"],
+                            stderr=subprocess.DEVNULL)
+    receiver = subprocess.Popen([str(bindir / "pg_receivewal"), "-D", str(wal), f"--dbname={admin}",
+                                 "--no-loop"], stderr=subprocess.DEVNULL)
+    try:
+        _wait_for(db_url, "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pg_dump'")
+        _wait_for(db_url, "SELECT count(*) FROM pg_stat_replication")
+        checklist = run_checks(settings, Thresholds(max_lag_bytes=-1, disk_factor=1e12))
+    finally:
+        for proc in (dump, receiver):
+            proc.terminate()
+            proc.wait()
+        idle.close()
+        locker.close()
+        bad_health.close()
+    results = _by_name(checklist)
+    expect_failed = ["recent verified backup", "no pg_dump running", "no migration edited after being applied",
+                     "lint has no error", "free disk space", "no sessions blocking DDL", "replication lag",
+                     "no INVALID indexes", "application version", "application health URL",
+                     "git working tree clean"]
+    for name in expect_failed:
+        assert results[name].status == "failed", (name, results[name])
+    assert "accounts" in " ".join(results["no sessions blocking DDL"].detail)
+    assert "dup_x" in " ".join(results["no INVALID indexes"].detail)
+    assert "PS010" in " ".join(results["lint has no error"].detail) or results["lint has no error"].detail
+    assert "503" in results["application health URL"].value
+    assert not checklist.ok and checklist.summary().startswith("checklist: 3 passed, 11 failed")
+
+
+def _wait_for(url: str, query: str) -> None:
+    deadline = time.monotonic() + 15
+    with psycopg.connect(url, autocommit=True) as conn:
+        while time.monotonic() < deadline:
+            row = conn.execute(query).fetchone()
+            if row and row[0]:
+                return
+            time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {query}")
+
+
+def test_unreachable_database_and_missing_migrations_fail(
+    pg_server: Any, db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = make_settings(tmp_path, db_url, pg_server)
+    settings.migrations_dir = str(tmp_path / "nowhere")
+    results = _by_name(run_checks(settings))
+    assert results["pending migrations"].status == "failed"
+    assert "does not exist" in results["pending migrations"].detail[0]
+    settings.database_url = "postgresql://nobody@127.0.0.1:1/x?connect_timeout=2"
+    checklist = run_checks(settings)
+    assert _by_name(checklist)["database answers"].status == "failed"
+    monkeypatch.chdir(tmp_path)  # not inside a git repository
+    out = CliRunner().invoke(cli, ["check", "-d", settings.database_url, "--dir", str(tmp_path)])
+    assert out.exit_code == 1 and out.output.strip().splitlines()[-1].startswith("checklist: 0 passed, 1 failed")
+
+
+def test_touched_and_rewritten_tables() -> None:
+    from pgshift.migrations.model import Migration
+    from pgshift.migrations.splitter import split_sql
+
+    text = ("ALTER TABLE a.t ALTER COLUMN x TYPE bigint; CREATE INDEX i ON u (x); VACUUM FULL v; "
+            "ALTER TABLE w ADD COLUMN y int; CLUSTER z")
+    m = Migration(version="1", name="x", path=Path("x.sql"), up=split_sql(text), down=None, checksum="c",
+                  source_format="native")
+    touched, rewritten = touched_tables([m])
+    assert rewritten == {"a.t", "u", "v", "z"}
+    assert touched == {"a.t", "u", "v", "w", "z"}
