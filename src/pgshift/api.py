@@ -369,6 +369,52 @@ def baseline(settings: Settings, version: str) -> Migration | None:
     return found
 
 
+@dataclass
+class AdoptReport:
+    tool: str
+    adopted: list[str] = field(default_factory=list)
+    already: list[str] = field(default_factory=list)
+    pending: list[str] = field(default_factory=list)
+    unknown: list[str] = field(default_factory=list)
+
+
+def adopt(settings: Settings, tool: str, *, schema: str | None = None, table: str | None = None) -> AdoptReport:
+    """Import another tool's history so nothing it applied runs again under pgshift."""
+    from pgshift.db.foreign_history import read_foreign_history
+    from pgshift.errors import AdoptError
+
+    _fmt, migrations = load(settings)
+    report = AdoptReport(tool)
+    with deploy_session(settings) as (conn, history):
+        entries = read_foreign_history(conn, tool, schema, table=table)
+        failed = [e for e in entries if not e.succeeded]
+        if failed:
+            versions = ", ".join(e.version for e in failed)
+            raise AdoptError(
+                f"{tool} records {versions} as failed or dirty; adopting would hide a half-applied "
+                f"migration. Repair it with {tool} first, then run pgshift adopt again."
+            )
+        keys = {version_sort_key(e.version): e for e in entries}
+        if tool == "golang-migrate" and entries:
+            # golang-migrate keeps only the current version: everything up to it is applied.
+            current = version_sort_key(entries[0].version)
+            keys = {m.sort_key: entries[0] for m in migrations if m.sort_key <= current}
+        rows = history.rows()
+        local = {m.sort_key for m in migrations}
+        report.unknown = [e.version for k, e in keys.items() if k not in local and tool != "golang-migrate"]
+        for m in migrations:
+            if m.sort_key not in keys:
+                report.pending.append(m.version)
+            elif (row := rows.get(m.version)) is not None and row.status in ("applied", "baseline"):
+                report.already.append(m.version)
+            else:
+                history.record(version=m.version, name=m.name, kind=m.kind, checksum=m.checksum, status="applied",
+                               source_format=m.source_format, note=f"adopted from {tool}")
+                report.adopted.append(m.version)
+        history.log(None, "adopted", {"tool": tool, "versions": report.adopted, "unknown": report.unknown})
+    return report
+
+
 def history_events(settings: Settings, limit: int = 100) -> tuple[list[AppliedRow], list[dict[str, Any]]]:
     with open_connection(settings) as conn:
         history = History(conn, settings.history_schema)
@@ -376,7 +422,8 @@ def history_events(settings: Settings, limit: int = 100) -> tuple[list[AppliedRo
 
 
 __all__ = [
+    "AdoptReport",
     "BeforeApply", "InitReport", "MigrateReport", "PgshiftError", "RollbackReport", "StatusReport",
-    "ValidateReport", "baseline", "history_events", "init", "load", "migrate", "new", "rollback",
+    "ValidateReport", "adopt", "baseline", "history_events", "init", "load", "migrate", "new", "rollback",
     "status", "validate",
 ]

@@ -201,4 +201,28 @@ def history_cmd(settings: Settings, as_json: bool, limit: int) -> None:
     stdout.print(table)
 
 
-COMMANDS = [init_cmd, new_cmd, status_cmd, migrate_cmd, rollback_cmd, validate_cmd, baseline_cmd, history_cmd]
+@click.command("adopt")
+@settings_options
+@json_option
+@click.option("--from", "tool", required=True,
+              type=click.Choice(["prisma", "flyway", "dbmate", "goose", "golang-migrate"]),
+              help="The tool whose history table to import.")
+@click.option("--schema", default=None, help="Schema of that tool's table (default: search_path).")
+@click.option("--table", default=None, help="The table's name, if the tool was configured with another.")
+@handle_errors
+def adopt_cmd(settings: Settings, as_json: bool, tool: str, schema: str | None, table: str | None) -> None:
+    """Import another tool's applied migrations so pgshift never re-runs them."""
+    report = api.adopt(settings, tool, schema=schema, table=table)
+    if as_json:
+        print_json(asdict(report))
+        return
+    stdout.print(f"adopted {len(report.adopted)} migration(s) from {tool}; {len(report.already)} were already "
+                 f"recorded; {len(report.pending)} pending")
+    for version in report.unknown:
+        stdout.print(f"[yellow]warning[/]: {tool} applied {version}, which has no file in "
+                     f"{settings.migrations_path}")
+
+
+COMMANDS = [
+    adopt_cmd, init_cmd, new_cmd, status_cmd, migrate_cmd, rollback_cmd, validate_cmd, baseline_cmd, history_cmd,
+]
