@@ -1,0 +1,66 @@
+"""Settings from file, environment and flags; errors name the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pgshift.config import duration_ms, load_settings
+from pgshift.errors import ConfigError
+
+
+def test_precedence_file_then_environment_then_flags(tmp_path: Path) -> None:
+    (tmp_path / "pgshift.toml").write_text('lock_timeout = "3s"\nlock_retries = 2\n[backup]\npolicy = "always"\n')
+    env = {"PGSHIFT_LOCK_RETRIES": "7", "DATABASE_URL": "postgresql://env/db"}
+    settings = load_settings(cwd=tmp_path, environ=env, overrides={"database_url": "postgresql://flag/db"})
+    assert settings.lock_timeout == "3s"
+    assert settings.lock_retries == 7
+    assert settings.database_url == "postgresql://flag/db"
+    assert settings.backup.policy == "always"
+    assert settings.lock_timeout_ms == 3000
+
+
+def test_pyproject_tool_section_and_relative_paths(tmp_path: Path) -> None:
+    pyproject = '[project]\nname = "x"\n[tool.pgshift]\nmigrations_dir = "db/migrations"\n'
+    (tmp_path / "pyproject.toml").write_text(pyproject)
+    sub = tmp_path / "src"
+    sub.mkdir()
+    settings = load_settings(cwd=sub, environ={})
+    assert settings.migrations_path == tmp_path / "db" / "migrations"
+
+
+@pytest.mark.parametrize(
+    ("toml", "message"),
+    [
+        ('lock_timeot = "1s"', "Unknown setting 'lock_timeot'"),
+        ('lock_timeout = "soon"', "lock_timeout in"),
+        ("lock_retries = -1", "lock_retries in"),
+        ('format = "liquibase"', "format in"),
+        ('[backup]\npolicy = "sometimes"', "backup.policy in"),
+        ('[backup]\nbogus = 1', "Unknown setting 'backup.bogus'"),
+        ('history_schema = "bad name"', "history_schema in"),
+        ("lock_timeout = [", "is not valid TOML"),
+    ],
+)
+def test_bad_files_name_the_key_and_the_file(tmp_path: Path, toml: str, message: str) -> None:
+    (tmp_path / "pgshift.toml").write_text(toml + "\n")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(cwd=tmp_path, environ={})
+    assert message in str(caught.value)
+    assert "pgshift.toml" in str(caught.value)
+
+
+def test_unknown_environment_variable_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="PGSHIFT_LOCKTIMEOUT"):
+        load_settings(cwd=tmp_path, environ={"PGSHIFT_LOCKTIMEOUT": "1s"})
+
+
+def test_missing_explicit_config_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_settings(tmp_path / "nope.toml", cwd=tmp_path, environ={})
+
+
+@pytest.mark.parametrize(("value", "ms"), [("2s", 2000), ("500ms", 500), ("1min", 60000), ("1.5s", 1500), (250, 250)])
+def test_durations(value: str | int, ms: int) -> None:
+    assert duration_ms(value) == ms

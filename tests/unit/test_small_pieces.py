@@ -1,0 +1,64 @@
+"""Password masking, retry delays, version ordering, statement classification."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from pgshift.db.connect import mask_password
+from pgshift.migrations.classify import autocommit_reason, concurrent_index
+from pgshift.migrations.model import version_sort_key
+from pgshift.runner.retry import RetryPolicy
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "postgresql://app:s3cr%40t@db:5432/app",
+        "host=db password=s3cr@t dbname=app",
+        "host=db password='s3 cr@t' dbname=app",
+        "postgresql://app@db/app?password=s3cr@t&sslmode=require",
+    ],
+)
+def test_passwords_are_masked(text: str) -> None:
+    masked = mask_password(text)
+    assert "s3cr" not in masked and "***" in masked
+
+
+def test_retry_delays_grow_within_bounds_with_jitter() -> None:
+    policy = RetryPolicy(attempts=6, initial_ms=100, max_ms=1000)
+    rng = random.Random(7)
+    delays = [policy.delay_seconds(n, rng) for n in range(1, 7)]
+    for n, delay in enumerate(delays, start=1):
+        cap = min(1000, 100 * 2 ** (n - 1)) / 1000
+        assert cap / 2 <= delay <= cap
+    assert len({round(d, 6) for d in delays}) == len(delays)
+
+
+def test_versions_sort_numerically() -> None:
+    versions = ["10", "9", "1.10", "1.2", "20240101000000"]
+    assert sorted(versions, key=version_sort_key) == ["1.2", "1.10", "9", "10", "20240101000000"]
+    assert version_sort_key("1") == version_sort_key("01")
+
+
+@pytest.mark.parametrize(
+    ("sql", "major", "expected"),
+    [
+        ("CREATE INDEX CONCURRENTLY i ON t (a)", 15, "CREATE INDEX CONCURRENTLY"),
+        ("CREATE INDEX i ON t (a)", 15, None),
+        ("ALTER TYPE mood ADD VALUE 'meh'", 11, "ALTER TYPE ... ADD VALUE before PostgreSQL 12"),
+        ("ALTER TYPE mood ADD VALUE 'meh'", 12, None),
+        ("VACUUM (ANALYZE) t", 15, "VACUUM"),
+        ("ANALYZE t", 15, None),
+        ("ALTER TABLE p DETACH PARTITION c CONCURRENTLY", 14, "ALTER TABLE ... DETACH PARTITION CONCURRENTLY"),
+        ("REINDEX INDEX CONCURRENTLY i", 15, "REINDEX CONCURRENTLY"),
+    ],
+)
+def test_autocommit_detection(sql: str, major: int, expected: str | None) -> None:
+    assert autocommit_reason(sql, major) == expected
+
+
+def test_concurrent_index_target() -> None:
+    target = concurrent_index("CREATE INDEX CONCURRENTLY idx ON app.trades (user_id)")
+    assert target is not None and (target.name, target.table_schema, target.table) == ("idx", "app", "trades")
