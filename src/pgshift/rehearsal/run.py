@@ -20,6 +20,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from psycopg import sql
+
 from pgshift import api
 from pgshift.config import Settings
 from pgshift.db.connect import connect, describe_target, require_url
@@ -175,13 +177,12 @@ def _on_clone(settings: Settings, options: RehearsalOptions, report: RehearsalRe
     assert report.clone is not None
     clone = dataclasses.replace(settings, database_url=report.clone.url)
     history = settings.history_schema
-    with connect(report.clone.url, application_name="pgshift-rehearse") as conn:
-        if report.clone.method in ("pg_dump", "backup"):
-            conn.execute("ANALYZE")  # restored tables have no statistics; rewrite sizes need row counts
-        before = catalog.snapshot(conn, history_schema=history)
-    report.schema.before = catalog.fingerprint(before)
     pending = api.status(clone).pending
     report.pending = [m.version for m in pending]
+    with connect(report.clone.url, application_name="pgshift-rehearse") as conn:
+        _analyze(conn, touched_tables(pending))
+        before = catalog.snapshot(conn, history_schema=history)
+    report.schema.before = catalog.fingerprint(before)
     if not pending:
         report.warnings.append("nothing to rehearse: no pending migrations")
         return
@@ -202,6 +203,17 @@ def _on_clone(settings: Settings, options: RehearsalOptions, report: RehearsalRe
     finally:
         recorder.close()
         report.statements = recorder.records
+
+
+def _analyze(conn: Any, tables: set[tuple[str | None, str]]) -> None:
+    """Row estimates for the tables the migrations touch, so a rewrite's size is known (restored or
+    never-vacuumed tables have none). Only the clone's statistics change."""
+    for schema, name in tables:
+        ident = sql.Identifier(schema, name) if schema else sql.Identifier(name)
+        row = conn.execute("SELECT c.reltuples FROM pg_class c WHERE c.oid = to_regclass(%s) AND c.relkind = 'r'",
+                           (ident.as_string(conn),)).fetchone()
+        if row is not None and row[0] < 0:
+            conn.execute(sql.SQL("ANALYZE {}").format(ident))
 
 
 def _up(clone: Settings, options: RehearsalOptions, report: RehearsalReport, recorder: Recorder, clock: Clock,
