@@ -46,8 +46,7 @@ class AuthenticationFailed(PgshiftError):
 
 
 class MigrationSourceError(PgshiftError):
-    """The migrations on disk are unusable: missing folder, empty file, duplicate version,
-    unknown directive, missing file."""
+    """The migrations on disk are unusable (missing folder or file, empty file, duplicate version, bad directive)."""
 
     code = "source"
     exit_code = 6
@@ -162,6 +161,7 @@ for _cls in (
     Interrupted,
 ):
     EXIT_CODES[_cls.exit_code] = (_cls.__doc__ or "").strip().split("\n")[0]
+del _cls
 
 
 class AdoptError(PgshiftError):

@@ -62,3 +62,21 @@ def test_autocommit_detection(sql: str, major: int, expected: str | None) -> Non
 def test_concurrent_index_target() -> None:
     target = concurrent_index("CREATE INDEX CONCURRENTLY idx ON app.trades (user_id)")
     assert target is not None and (target.name, target.table_schema, target.table) == ("idx", "app", "trades")
+
+
+def test_exit_code_docs_are_current() -> None:
+    from pathlib import Path
+
+    from pgshift.exit_codes import render
+
+    doc = Path(__file__).parents[2] / "docs" / "exit-codes.md"
+    assert doc.read_text() == render(), "run: python -m pgshift.exit_codes"
+
+
+def test_every_error_class_has_its_own_exit_code() -> None:
+    from pgshift import errors
+
+    classes = [c for c in vars(errors).values()
+               if isinstance(c, type) and issubclass(c, errors.PgshiftError) and c is not errors.PgshiftError]
+    assert len({c.exit_code for c in classes}) == len(classes)
+    assert len({c.code for c in classes}) == len(classes)
