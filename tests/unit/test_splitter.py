@@ -61,7 +61,7 @@ def test_empty_and_comment_only_text_has_no_statements() -> None:
 
 
 names = st.text(alphabet="abcdefghijklmnopqrstuvwxyz_", min_size=1, max_size=12)
-literals = st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=20)
+literals = st.text(alphabet=st.characters(exclude_categories=["Cs"], exclude_characters="\x00"), max_size=20)
 
 
 @given(st.lists(st.tuples(names, literals), min_size=1, max_size=8))
