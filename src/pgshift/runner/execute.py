@@ -26,6 +26,8 @@ from pgshift.migrations.model import Migration, Statement, checksum_of
 from pgshift.runner.retry import RetryPolicy
 
 Direction = Literal["up", "down"]
+# Lock timeouts (55P03) and deadlocks (40P01) leave nothing behind and are worth another try.
+RETRYABLE = (pgerrors.LockNotAvailable, pgerrors.DeadlockDetected)
 Notify = Callable[[str], None]
 
 
@@ -195,7 +197,7 @@ class Executor:
         invalid_before = self._invalid_indexes()
         try:
             self._execute(migration, stmt)
-        except (MigrationFailed, pgerrors.LockNotAvailable):
+        except (MigrationFailed, *RETRYABLE):
             self._drop_new_invalid_indexes(invalid_before)
             raise
         finally:
@@ -225,7 +227,7 @@ class Executor:
     def _execute_plain(self, migration: Migration, stmt: Statement) -> None:
         try:
             self.conn.execute(stmt.sql.encode())
-        except pgerrors.LockNotAvailable:
+        except RETRYABLE:
             raise
         except pgerrors.DiskFull as exc:
             raise DiskFull(
@@ -243,7 +245,7 @@ class Executor:
             try:
                 attempt()
                 return
-            except pgerrors.LockNotAvailable as exc:
+            except RETRYABLE as exc:
                 if retry >= self.retry.attempts:
                     raise self._exhausted(migration, stmt, exc) from None
                 delay = self.retry.delay_seconds(retry + 1)
