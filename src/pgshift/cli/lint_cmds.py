@@ -46,11 +46,12 @@ class _Run:
         try:
             _, migrations = load_migrations(path, self.settings.format)
         except SqlParseError as exc:
-            # One file does not parse: report it and lint every SQL file on its own.
-            self.report.parse_errors.append(ParseProblem(exc.file, exc.line, exc.column, exc.message))
+            # One file does not parse: lint every SQL file on its own, so the others are still
+            # checked and the broken statement is reported with its own position.
             for file in sorted(path.rglob("*.sql")):
-                if str(file) != exc.file:
-                    self.text(file.read_text(encoding="utf-8", errors="replace"), str(file))
+                self.text(file.read_text(encoding="utf-8", errors="replace"), str(file))
+            if not any(p.file == exc.file for p in self.report.parse_errors):
+                self.report.parse_errors.append(ParseProblem(exc.file, exc.line, exc.column, exc.message))
             return
         for migration in migrations:
             for s in migration.up:

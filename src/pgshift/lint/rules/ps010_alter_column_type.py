@@ -21,6 +21,14 @@ ALIASES = {
 }
 
 
+_DISPLAY = {"int8": "bigint", "int4": "integer", "int2": "smallint", "bpchar": "char", "float8": "double precision",
+            "float4": "real", "bool": "boolean"}
+
+
+def shown(name: str) -> str:
+    return _DISPLAY.get(name, name)
+
+
 def norm(name: str) -> str:
     return ALIASES.get(name.lower(), name.lower())
 
@@ -50,32 +58,33 @@ def verdict(old: Column, new: str, mods: tuple[int, ...], array: bool, pg: int) 
         if pg >= 12:
             return "conditional", "no rewrite only when the session TimeZone is UTC (PG 12+)"
         return "rewrite", "before PG 12 timestamp -> timestamptz always rewrites"
-    return "rewrite", f"{old.type} -> {new} is not binary-coercible"
+    return "rewrite", f"{shown(old.type)} -> {shown(new)} is not binary-coercible"
 
 
 def check(ctx: Ctx) -> Iterator[Hit]:
     for table, cmd in alter_cmds(ctx, "AT_AlterColumnType"):
         coldef = (cmd.get("def") or {}).get("ColumnDef", {})
         new, mods, array = type_of(coldef.get("typeName"))
+        new_shown = shown(new) + (f"({', '.join(map(str, mods))})" if mods else "")
         col = str(cmd.get("name", ""))
         old = ctx.schema.column(table, col)
-        fix = (f"Add a new column of type {new}, dual-write from the application (or a trigger), backfill "
+        fix = (f"Add a new column of type {new_shown}, dual-write from the application (or a trigger), backfill "
                "in batches, switch reads, then drop the old column.")
         if coldef.get("raw_default"):
-            yield Hit(f"ALTER COLUMN {col} TYPE {new} USING ... rewrites {table} under an ACCESS EXCLUSIVE lock.",
+            yield Hit(f"ALTER COLUMN {col} TYPE {new_shown} USING ... rewrites {table} under an ACCESS EXCLUSIVE lock.",
                       table=table, fix=fix)
             continue
         if old is None:
-            yield Hit(f"ALTER COLUMN {col} TYPE {new}: the old type of {table}.{col} is unknown to pgshift "
+            yield Hit(f"ALTER COLUMN {col} TYPE {new_shown}: the old type of {table}.{col} is unknown to pgshift "
                       "(not created in the linted history); unless binary-coercible this rewrites the table "
                       "under an ACCESS EXCLUSIVE lock.", table=table, fix=fix, severity="warning")
             continue
         result, why = verdict(old, new, mods, array, ctx.pg_version)
         if result == "rewrite":
-            yield Hit(f"ALTER COLUMN {col} TYPE {new} rewrites {table} and rebuilds its indexes under an ACCESS "
+            yield Hit(f"ALTER COLUMN {col} TYPE {new_shown} rewrites {table} and rebuilds its indexes under an ACCESS "
                       f"EXCLUSIVE lock ({why}).", table=table, fix=fix)
         elif result == "conditional":
-            yield Hit(f"ALTER COLUMN {col} TYPE {new}: {why}; otherwise {table} is rewritten.", table=table,
+            yield Hit(f"ALTER COLUMN {col} TYPE {new_shown}: {why}; otherwise {table} is rewritten.", table=table,
                       severity="note", fix="SET timezone = 'UTC'; before the ALTER in the same migration.")
 
 
