@@ -141,6 +141,7 @@ class StatusReport:
     plan: Plan
     server_version: str
     history_exists: bool
+    expanded: dict[str, str] = field(default_factory=dict)  # ops migrations not yet contracted: version -> phase
 
     @property
     def pending(self) -> list[Migration]:
@@ -156,8 +157,10 @@ def status(settings: Settings) -> StatusReport:
     with open_connection(settings) as conn:
         history = History(conn, settings.history_schema)
         rows = history.rows()
+        from pgshift.ops.phases import active_versions
+
         return StatusReport(fmt, build_plan(migrations, rows), conn.info.parameter_status("server_version") or "",
-                            history.exists())
+                            history.exists(), active_versions(conn, settings.history_schema))
 
 
 @dataclass
@@ -260,7 +263,12 @@ def migrate(
         for migration in todo:
             if notify:
                 notify(f"applying {migration.label}")
-            report.applied.append(executor.run(migration, "up"))
+            if migration.ops is not None:  # zero-downtime operations: run their expand phase
+                from pgshift.ops.service import expand_migration
+
+                report.applied.append(expand_migration(settings, conn, history, migration, notify))
+            else:
+                report.applied.append(executor.run(migration, "up"))
     return report
 
 

@@ -71,6 +71,7 @@ def status_cmd(settings: Settings, as_json: bool, exit_code: bool) -> None:
         print_json({
             "format": report.format, "server_version": report.server_version,
             "migrations": [_migration_json(m, plan.state_of(m)) for m in plan.migrations],
+            "expanded": report.expanded,
             "pending": [m.version for m in plan.pending],
             "problems": [asdict(p) for p in plan.problems],
         })
@@ -82,6 +83,9 @@ def status_cmd(settings: Settings, as_json: bool, exit_code: bool) -> None:
                    "rolled_back": "cyan", "baseline": "blue", "changed": "yellow"}
         for m in plan.migrations:
             state = plan.state_of(m)
+            if m.version in report.expanded:
+                state = "expanded (not contracted)" if report.expanded[m.version] == "expanded" \
+                    else f"{report.expanded[m.version]} (interrupted)"
             if m in plan.pending and state in ("failed", "running", "rolled_back"):
                 state = f"{state} (pending)"
             row = plan.rows.get(m.version)

@@ -15,6 +15,7 @@ from pgshift.cli.common import handle_errors, json_option, print_json, settings_
 from pgshift.config import Settings, duration_ms
 from pgshift.ops import backfill as bf
 from pgshift.ops import service
+from pgshift.ops.phases import PhaseResult
 
 
 def _note(message: str) -> None:
@@ -104,4 +105,42 @@ def backfill_cmd(settings: Settings, as_json: bool, table: str, set_clause: str,
     sys.stdout.flush()
 
 
-COMMANDS: list[click.Command] = [backfill_cmd]
+def _phase_output(result: PhaseResult, as_json: bool, verb: str) -> None:
+    if as_json:
+        print_json(asdict(result))
+        return
+    for warning in result.warnings:
+        stdout.print(f"[yellow]warning[/] {warning}")
+    extra = f", {result.lock_retries} lock retries" if result.lock_retries else ""
+    extra += f", resumed at step {result.resumed_at + 1}" if result.resumed_at is not None else ""
+    stdout.print(f"[green]{verb}[/] {result.version} {result.name} ({result.steps} steps, "
+                 f"{result.duration_ms} ms{extra})")
+
+
+@click.command("contract")
+@settings_options
+@json_option
+@click.option("--version", "version", default=None, help="The expanded migration (default: the active one).")
+@handle_errors
+def contract_cmd(settings: Settings, as_json: bool, version: str | None) -> None:
+    """Finish an expanded operations migration, after the new app version is deployed everywhere.
+
+    Validates constraints, sets NOT NULL through a validated CHECK, attaches unique indexes, and drops
+    the old columns, sync triggers, compatibility views and the version schema.
+    """
+    result = service.contract(settings, version=version, notify=None if as_json else _note)
+    _phase_output(result, as_json, "contracted")
+
+
+@click.command("abort")
+@settings_options
+@json_option
+@click.option("--version", "version", default=None, help="The expanded migration (default: the active one).")
+@handle_errors
+def abort_cmd(settings: Settings, as_json: bool, version: str | None) -> None:
+    """Undo an expanded (or interrupted) operations migration; it becomes pending again."""
+    result = service.abort(settings, version=version, notify=None if as_json else _note)
+    _phase_output(result, as_json, "aborted")
+
+
+COMMANDS: list[click.Command] = [backfill_cmd, contract_cmd, abort_cmd]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 Kind = Literal["versioned", "repeatable"]
 
@@ -50,6 +50,8 @@ class Migration:
     lock_timeout: str | None = None
     statement_timeout: str | None = None
     sort_key: tuple[object, ...] = field(default=())
+    # Zero-downtime operations (pgshift.ops) from a .ops.yaml/.ops.json file; None for SQL migrations.
+    ops: Any | None = None
 
     @property
     def label(self) -> str:

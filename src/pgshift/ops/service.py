@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
+
+import psycopg
 
 from pgshift.config import Settings
+from pgshift.db.history import History
+from pgshift.migrations.model import Migration
 from pgshift.ops.backfill import Backfiller, BackfillOptions, BackfillResult, BackfillSpec, ProgressCallback, reset_job
+from pgshift.ops.phases import OpsStateError, PhaseResult, PhaseRunner, active_versions
+from pgshift.runner.execute import StepResult
 
 Notify = Callable[[str], None]
 
@@ -25,3 +32,54 @@ def backfill(settings: Settings, spec: BackfillSpec, options: BackfillOptions | 
             "batches": result.batches, "max_batch_ms": round(result.max_batch_ms, 1), "resumed": result.resumed,
         })
         return result
+
+
+# -- expand / contract / abort ---------------------------------------------------------------
+def expand_migration(settings: Settings, conn: psycopg.Connection[Any], history: History, migration: Migration,
+                     notify: Notify | None = None) -> StepResult:
+    """`pgshift migrate`'s branch for an operations migration: run (or finish) its expand phase."""
+    result = PhaseRunner(conn, history, settings, migration, notify).expand()
+    return StepResult(migration.version, migration.name, "up", "expand", result.steps, result.duration_ms,
+                      retries=result.lock_retries, resumed_at=result.resumed_at)
+
+
+def _active_migration(settings: Settings, conn: psycopg.Connection[Any], version: str | None,
+                      phases: tuple[str, ...], what: str) -> Migration:
+    from pgshift.api import load
+
+    active = {v: p for v, p in active_versions(conn, settings.history_schema).items() if p in phases}
+    if version is None:
+        if not active:
+            raise OpsStateError(f"Nothing to {what}: no operations migration is in a state to {what}.")
+        version = next(iter(active))
+    elif version not in active:
+        raise OpsStateError(f"Cannot {what} {version}: it is not expanded (active: {', '.join(active) or 'none'}).")
+    _fmt, migrations = load(settings)
+    found = next((m for m in migrations if m.version == version and m.ops is not None), None)
+    if found is None:
+        raise OpsStateError(f"Migration {version} is {active[version]}, but its .ops file is no longer in "
+                            f"{settings.migrations_path}.", hint="restore the file; it describes what to undo.")
+    return found
+
+
+def contract(settings: Settings, *, version: str | None = None, notify: Notify | None = None) -> PhaseResult:
+    """Finish the active expand: validate constraints, drop old columns, triggers and views."""
+    from pgshift.api import deploy_session
+
+    with deploy_session(settings) as (conn, history):
+        migration = _active_migration(settings, conn, version, ("expanded", "contracting"), "contract")
+        return PhaseRunner(conn, history, settings, migration, notify).contract()
+
+
+def abort(settings: Settings, *, version: str | None = None, notify: Notify | None = None) -> PhaseResult:
+    """Undo everything the (possibly interrupted) expand did; the migration becomes pending again."""
+    from pgshift.api import deploy_session
+
+    with deploy_session(settings) as (conn, history):
+        migration = _active_migration(settings, conn, version, ("expanding", "expanded", "aborting"), "abort")
+        return PhaseRunner(conn, history, settings, migration, notify).abort()
+
+
+def expanded(settings: Settings, conn: psycopg.Connection[Any]) -> dict[str, str]:
+    """version -> phase of operations migrations not yet contracted (for `pgshift status`)."""
+    return active_versions(conn, settings.history_schema)

@@ -25,6 +25,8 @@ from pgshift.migrations.model import Migration, checksum_of, version_sort_key
 from pgshift.migrations.splitter import split_sql
 
 FILE_NAME = re.compile(r"^(?P<version>\d+)_(?P<name>[A-Za-z0-9_\-]+)\.sql$")
+# Zero-downtime operations (expand/contract, see docs/ops.md): <version>_<name>.ops.yaml or .ops.json.
+OPS_FILE_NAME = re.compile(r"^(?P<version>\d+)_(?P<name>[A-Za-z0-9_\-]+)\.ops\.(?:ya?ml|json)$")
 DIRECTIVE = re.compile(r"^\s*--\s*pgshift:(?P<name>[a-z][a-z0-9-]*)\b(?P<arg>.*)$")
 # Directives read by other parts of pgshift (lint suppressions) are accepted here unchanged.
 PASS_THROUGH = {"ignore", "ignore-file"}
@@ -43,7 +45,7 @@ TEMPLATE = """\
 
 
 def detect(path: Path) -> bool:
-    return any(FILE_NAME.match(p.name) for p in path.glob("*.sql"))
+    return any(FILE_NAME.match(p.name) or OPS_FILE_NAME.match(p.name) for p in path.iterdir())
 
 
 def parse_file(path: Path, version: str, name: str) -> Migration:
@@ -126,5 +128,18 @@ def load(path: Path) -> list[Migration]:
                 hint="rename it, or set format in pgshift.toml if the folder belongs to another tool.",
             )
         migrations.append(parse_file(file, match.group("version"), match.group("name")))
+    for file in sorted(path.iterdir()):
+        if match := OPS_FILE_NAME.match(file.name):
+            migrations.append(parse_ops_file(file, match.group("version"), match.group("name")))
     require_unique_versions(migrations)
     return sorted(migrations, key=lambda m: m.sort_key)
+
+
+def parse_ops_file(path: Path, version: str, name: str) -> Migration:
+    """An operations file: no SQL up part; `pgshift migrate` runs its expand phase."""
+    from pgshift.ops.model import load_file
+
+    ops, text = load_file(path)
+    return Migration(version=version, name=name, path=path, up=[], down=None, checksum=checksum_of(text),
+                     source_format="native", lock_timeout=ops.lock_timeout, sort_key=version_sort_key(version),
+                     ops=ops)

@@ -1,0 +1,509 @@
+"""Turn operations into the steps of each phase: expand, contract and abort.
+
+Every step is either one short transaction (its progress recorded in the same transaction), one
+statement that must run outside a transaction (CREATE INDEX CONCURRENTLY; written so a rerun is
+harmless), or a resumable backfill. Steps depend only on the operations and on the catalog facts
+captured before expand started, so a rerun after a crash rebuilds the same list and continues.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import psycopg
+from psycopg import sql
+
+from pgshift.errors import MigrationSourceError
+from pgshift.migrations.splitter import split_sql
+from pgshift.ops.backfill import BackfillSpec
+from pgshift.ops.model import Op, OpsFile
+from pgshift.ops.sync import SyncRule, create_sync, drop_sync, sync_names
+
+StepKind = Literal["tx", "autocommit", "backfill"]
+
+
+@dataclass
+class Step:
+    label: str
+    kind: StepKind
+    statements: list[sql.Composable] = field(default_factory=list)
+    lock_tables: list[str] = field(default_factory=list)  # "schema.table" taking a strong lock
+    backfill: BackfillSpec | None = None
+    warning: str | None = None
+
+
+@dataclass
+class Phases:
+    expand: list[Step]
+    contract: list[Step]
+    abort: list[Step]
+    version_schema: str
+    warnings: list[str] = field(default_factory=list)
+
+
+def version_schema_name(ops: OpsFile, version: str) -> str:
+    return (ops.version_schema or f"{ops.schema}_{version}")[:63]
+
+
+def _name(*parts: str) -> str:
+    """A generated object name within PostgreSQL's 63-byte limit."""
+    return "_".join(parts)[:63]
+
+
+# -- capture: the catalog facts expand/abort depend on -----------------------------------------
+def capture(conn: psycopg.Connection[Any], ops: OpsFile) -> dict[str, Any]:
+    tables: dict[str, Any] = {}
+    for o in ops.operations:
+        table = o.table
+        if table and table not in tables:
+            rows = conn.execute(
+                """
+                SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), a.attnotnull,
+                       pg_get_expr(d.adbin, d.adrelid), a.attidentity <> '' OR a.attgenerated <> ''
+                FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+                WHERE a.attrelid = to_regclass(format('%%I.%%I', %s::text, %s::text)) AND a.attnum > 0
+                  AND NOT a.attisdropped ORDER BY a.attnum
+                """, (ops.schema, table)).fetchall()
+            if rows:
+                tables[table] = {"columns": [{"name": r[0], "type": r[1], "notnull": r[2], "default": r[3],
+                                              "special": r[4]} for r in rows]}
+    return {"tables": tables}
+
+
+def _column(captured: dict[str, Any], o: Op, name: str) -> dict[str, Any]:
+    table = captured["tables"].get(o.table or "")
+    if table is None:
+        raise MigrationSourceError(f"{o.where}: table {o.table!r} does not exist.")
+    for column in table["columns"]:
+        if column["name"] == name:
+            return dict(column)
+    raise MigrationSourceError(f"{o.where}: column {name!r} does not exist in table {o.table!r}.")
+
+
+# -- the planner -----------------------------------------------------------------------------
+class Planner:
+    def __init__(self, ops: OpsFile, version: str, captured: dict[str, Any]) -> None:
+        self.ops = ops
+        self.version = version
+        self.captured = captured
+        self.schema = ops.schema
+        self.vschema = version_schema_name(ops, version)
+        # New-version column layout per table: [(visible name, physical name)], for the views.
+        self.layout: dict[str, list[tuple[str, str]]] = {
+            t: [(c["name"], c["name"]) for c in info["columns"]] for t, info in captured["tables"].items()}
+        self.view_tables: list[str] = []
+        self.expand_steps: list[Step] = []
+        self.backfills: list[Step] = []
+        self.contract_steps: list[Step] = []
+        self.abort_steps: list[Step] = []
+        self.warnings: list[str] = []
+
+    def t(self, table: str) -> sql.Identifier:
+        return sql.Identifier(self.schema, table)
+
+    def label(self, table: str) -> str:
+        return f"{self.schema}.{table}"
+
+    def plan(self) -> Phases:
+        for index, o in enumerate(self.ops.operations):
+            getattr(self, f"_{o.kind}")(index, o)
+        expand = list(self.expand_steps)
+        if self.view_tables:
+            expand.append(self._views_step())
+            # Abort drops the views first, so nothing depends on the columns it removes.
+            self.abort_steps.append(Step(f"drop version schema {self.vschema}", "tx", [
+                sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(self.vschema))]))
+        expand += self.backfills
+        contract = list(self.contract_steps)
+        contract.append(Step(f"drop version schema {self.vschema}", "tx", [
+            sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(self.vschema))]))
+        abort = self.abort_steps[-1:] if self.view_tables else []
+        abort += list(reversed(self.abort_steps[:-1] if self.view_tables else self.abort_steps))
+        return Phases(expand, contract, abort, self.vschema, self.warnings)
+
+    # -- helpers ---------------------------------------------------------------------------
+    def _views_step(self) -> Step:
+        statements: list[sql.Composable] = [
+            sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self.vschema))]
+        for table in self.view_tables:
+            columns = sql.SQL(", ").join(sql.SQL("{} AS {}").format(sql.Identifier(phys), sql.Identifier(vis))
+                                         for vis, phys in self.layout[table])
+            statements.append(sql.SQL("CREATE OR REPLACE VIEW {} AS SELECT {} FROM {}").format(
+                sql.Identifier(self.vschema, table), columns, self.t(table)))
+        return Step(f"create version schema {self.vschema}", "tx", statements)
+
+    def _touch_layout(self, table: str) -> list[tuple[str, str]]:
+        if table not in self.layout:
+            raise MigrationSourceError(f"table {table!r} does not exist in schema {self.schema}.")
+        if table not in self.view_tables:
+            self.view_tables.append(table)
+        return self.layout[table]
+
+    def _old_namespace(self, table: str) -> dict[str, str]:
+        return {c["name"]: c["name"] for c in self.captured["tables"][table]["columns"]}
+
+    def _new_namespace(self, table: str) -> dict[str, str]:
+        return dict(self.layout.get(table, []))
+
+    def _sync(self, index: int, table: str, rule: SyncRule) -> tuple[list[sql.Composable], list[sql.Composable]]:
+        func, trigger = sync_names(self.version, index, table)
+        create = create_sync(self.t(table), sql.Identifier(self.schema, func), sql.Identifier(trigger), rule,
+                             self.vschema)
+        drop = drop_sync(self.t(table), sql.Identifier(self.schema, func), sql.Identifier(trigger))
+        return create, drop
+
+    def _backfill(self, index: int, table: str, touch: str, where: str) -> None:
+        spec = BackfillSpec(self.label(table), sql_set_self(touch), where,
+                            job=f"{self.version}:{index}:{table}", version=self.version)
+        self.backfills.append(Step(f"backfill {self.label(table)}", "backfill", backfill=spec))
+
+    def _not_null_check(self, table: str, column: str) -> str:
+        return _name("_pgshift_nn", table, column)
+
+    def _contract_not_null(self, table: str, column: str, check: str, extra: list[sql.Composable]) -> None:
+        """VALIDATE (weak lock, scans) then SET NOT NULL (instant thanks to the valid CHECK, PG12+)."""
+        self.contract_steps.append(Step(f"validate NOT NULL check on {table}.{column}", "tx", [
+            sql.SQL("ALTER TABLE {} VALIDATE CONSTRAINT {}").format(self.t(table), sql.Identifier(check))]))
+        self.contract_steps.append(Step(f"set NOT NULL on {table}.{column}", "tx", [
+            *extra,
+            sql.SQL("ALTER TABLE {} ALTER COLUMN {} SET NOT NULL").format(self.t(table), sql.Identifier(column)),
+            sql.SQL("ALTER TABLE {} DROP CONSTRAINT IF EXISTS {}").format(self.t(table), sql.Identifier(check)),
+        ], [self.label(table)]))
+
+    # -- operations ------------------------------------------------------------------------
+    def _create_table(self, index: int, o: Op) -> None:
+        table = str(o.get("table"))
+        parts: list[sql.Composable] = [column_definition(c) for c in o.get("columns")]
+        if o.get("primary_key"):
+            parts.append(sql.SQL("PRIMARY KEY ({})").format(
+                sql.SQL(", ").join(sql.Identifier(c) for c in o.get("primary_key"))))
+        self.expand_steps.append(Step(f"create table {table}", "tx", [
+            sql.SQL("CREATE TABLE IF NOT EXISTS {} ({})").format(self.t(table), sql.SQL(", ").join(parts))]))
+        self.abort_steps.append(Step(f"drop table {table}", "tx", [
+            sql.SQL("DROP TABLE IF EXISTS {}").format(self.t(table))]))
+        self.layout[table] = [(str(c["name"]), str(c["name"])) for c in o.get("columns")]
+
+    def _drop_table(self, index: int, o: Op) -> None:
+        table = str(o.get("table"))
+        self.contract_steps.append(Step(f"drop table {table}", "tx", [
+            sql.SQL("DROP TABLE IF EXISTS {}").format(self.t(table))], [self.label(table)]))
+
+    def _rename_table(self, index: int, o: Op) -> None:
+        old, new = str(o.get("from")), str(o.get("to"))
+        self.expand_steps.append(Step(f"rename table {old} to {new}, keep {old} as a view", "tx", [
+            sql.SQL("ALTER TABLE {} RENAME TO {}").format(self.t(old), sql.Identifier(new)),
+            sql.SQL("CREATE VIEW {} AS SELECT * FROM {}").format(self.t(old), self.t(new)),
+        ], [self.label(old)]))
+        self.contract_steps.append(Step(f"drop compatibility view {old}", "tx", [
+            sql.SQL("DROP VIEW IF EXISTS {}").format(self.t(old))], [self.label(old)]))
+        self.abort_steps.append(Step(f"rename table {new} back to {old}", "tx", [
+            sql.SQL("DROP VIEW IF EXISTS {}").format(self.t(old)),
+            sql.SQL("ALTER TABLE IF EXISTS {} RENAME TO {}").format(self.t(new), sql.Identifier(old)),
+        ], [self.label(new)]))
+        if old in self.layout:
+            self.layout[new] = self.layout[old]
+
+    def _add_column(self, index: int, o: Op) -> None:
+        table, column = str(o.get("table")), o.get("column")
+        name = str(column["name"])
+        default, up = column.get("default"), o.get("up")
+        not_null = column.get("nullable") is False
+        col = sql.Identifier(name)
+        self._touch_layout(table).append((name, name))
+        if up is None and (default is None or is_constant(default)):
+            # Metadata-only since PostgreSQL 11: a constant default (even NOT NULL) needs no rewrite.
+            definition = sql.SQL("{} {}").format(col, sql.SQL(column["type"]))
+            if default is not None:
+                definition = sql.SQL("{} DEFAULT {}").format(definition, sql.SQL(default))
+            if not_null:
+                definition = sql.SQL("{} NOT NULL").format(definition)
+            self.expand_steps.append(Step(f"add column {table}.{name}", "tx", [
+                sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS {}").format(self.t(table), definition)],
+                [self.label(table)]))
+        else:
+            fill = up if up is not None else default
+            statements: list[sql.Composable] = [sql.SQL("ALTER TABLE {} ADD COLUMN {} {}").format(
+                self.t(table), col, sql.SQL(column["type"]))]
+            if default is not None:
+                statements.append(sql.SQL("ALTER TABLE {} ALTER COLUMN {} SET DEFAULT {}").format(
+                    self.t(table), col, sql.SQL(default)))
+            check = self._not_null_check(table, name)
+            if not_null:
+                statements.append(sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} CHECK ({} IS NOT NULL) NOT VALID").format(
+                    self.t(table), sql.Identifier(check), col))
+            create, drop = self._sync(index, table, SyncRule(
+                "fill", name, None, fill, None, self._old_namespace(table), {}))
+            self.expand_steps.append(Step(f"add column {table}.{name} with fill trigger", "tx",
+                                          statements + create, [self.label(table)]))
+            self._backfill(index, table, name, f"{quote(name)} IS NULL")
+            if not_null:
+                self._contract_not_null(table, name, check, drop)
+            else:
+                self.contract_steps.append(Step(f"drop fill trigger on {table}", "tx", drop, [self.label(table)]))
+            self.abort_steps.append(Step(f"drop column {table}.{name}", "tx", [*drop, sql.SQL(
+                "ALTER TABLE {} DROP COLUMN IF EXISTS {}").format(self.t(table), col)], [self.label(table)]))
+            return
+        self.abort_steps.append(Step(f"drop column {table}.{name}", "tx", [sql.SQL(
+            "ALTER TABLE {} DROP COLUMN IF EXISTS {}").format(self.t(table), col)], [self.label(table)]))
+
+    def _drop_column(self, index: int, o: Op) -> None:
+        table, name = str(o.get("table")), str(o.get("column"))
+        info = _column(self.captured, o, name)
+        layout = self._touch_layout(table)
+        layout[:] = [(v, p) for v, p in layout if v != name]
+        down = o.get("down")
+        if down is None and info["notnull"] and info["default"] is None and not info["special"]:
+            raise MigrationSourceError(
+                f"{o.where}: {table}.{name} is NOT NULL without a default, so inserts by the new version (which "
+                "no longer sees it) would fail; give a 'down' expression for its value.")
+        drop: list[sql.Composable] = []
+        if down is not None:
+            create, drop = self._sync(index, table, SyncRule(
+                "down", name, None, None, down, {}, self._new_namespace(table)))
+            self.expand_steps.append(Step(f"hide {table}.{name}; trigger fills it for new-version writes", "tx",
+                                          create, [self.label(table)]))
+            self.abort_steps.append(Step(f"drop trigger for {table}.{name}", "tx", drop, [self.label(table)]))
+        self.contract_steps.append(Step(f"drop column {table}.{name}", "tx", [*drop, sql.SQL(
+            "ALTER TABLE {} DROP COLUMN IF EXISTS {}").format(self.t(table), sql.Identifier(name))],
+            [self.label(table)]))
+
+    def _duplicate(self, index: int, o: Op, old: str, new_phys: str, new_visible: str, new_type: str,
+                   up: str, down: str, default: str | None, final_rename: bool) -> None:
+        """The shared shape of rename_column and change_column_type: a shadow column kept in sync."""
+        table = str(o.get("table"))
+        info = _column(self.captured, o, old)
+        if info["special"]:
+            raise MigrationSourceError(f"{o.where}: {table}.{old} is an identity or generated column; "
+                                       "pgshift cannot duplicate it.")
+        old_ns = self._old_namespace(table)
+        layout = self._touch_layout(table)
+        layout[:] = [(new_visible, new_phys) if v == old else (v, p) for v, p in layout]
+        new_ns = self._new_namespace(table)
+        col = sql.Identifier(new_phys)
+        statements: list[sql.Composable] = [sql.SQL("ALTER TABLE {} ADD COLUMN {} {}").format(
+            self.t(table), col, sql.SQL(new_type))]
+        if default is not None:
+            statements.append(sql.SQL("ALTER TABLE {} ALTER COLUMN {} SET DEFAULT {}").format(
+                self.t(table), col, sql.SQL(default)))
+        check = self._not_null_check(table, new_phys)
+        if info["notnull"]:
+            statements.append(sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} CHECK ({} IS NOT NULL) NOT VALID").format(
+                self.t(table), sql.Identifier(check), col))
+        create, drop = self._sync(index, table, SyncRule("pair", new_phys, old, up, down, old_ns, new_ns))
+        self.expand_steps.append(Step(f"add {table}.{new_phys} kept in sync with {old}", "tx", statements + create,
+                                      [self.label(table)]))
+        self._backfill(index, table, old, f"{quote(new_phys)} IS NULL")
+        finish: list[sql.Composable] = [*drop, sql.SQL("ALTER TABLE {} DROP COLUMN {}").format(
+            self.t(table), sql.Identifier(old))]
+        if final_rename:
+            finish.append(sql.SQL("ALTER TABLE {} RENAME COLUMN {} TO {}").format(
+                self.t(table), col, sql.Identifier(new_visible)))
+        if info["notnull"]:
+            self.contract_steps.append(Step(f"validate NOT NULL check on {table}.{new_phys}", "tx", [
+                sql.SQL("ALTER TABLE {} VALIDATE CONSTRAINT {}").format(self.t(table), sql.Identifier(check))]))
+            finish += [sql.SQL("ALTER TABLE {} ALTER COLUMN {} SET NOT NULL").format(self.t(table), col),
+                       sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(self.t(table), sql.Identifier(check))]
+            # SET NOT NULL must come before the rename, which changes the column's name.
+            if final_rename:
+                finish.append(finish.pop(-3))
+        self.contract_steps.append(Step(f"drop {table}.{old}, keep {new_visible}", "tx", finish,
+                                        [self.label(table)]))
+        self.abort_steps.append(Step(f"drop {table}.{new_phys} and its trigger", "tx", [*drop, sql.SQL(
+            "ALTER TABLE {} DROP COLUMN IF EXISTS {}").format(self.t(table), col)], [self.label(table)]))
+
+    def _rename_column(self, index: int, o: Op) -> None:
+        old, new = str(o.get("from")), str(o.get("to"))
+        info = _column(self.captured, o, old)
+        self._duplicate(index, o, old, new, new, info["type"], quote(old), quote(new), info["default"], False)
+
+    def _change_column_type(self, index: int, o: Op) -> None:
+        name, new_type = str(o.get("column")), str(o.get("type"))
+        info = _column(self.captured, o, name)
+        up = o.get("up") or f"CAST({quote(name)} AS {new_type})"
+        down = o.get("down") or f"CAST({quote(name)} AS {info['type']})"
+        shadow = _name("_pgshift", self.version, name)
+        default = o.get("default") or info["default"]
+        self._duplicate(index, o, name, shadow, name, new_type, up, down, default, True)
+
+    def _set_not_null(self, index: int, o: Op) -> None:
+        table, name = str(o.get("table")), str(o.get("column"))
+        _column(self.captured, o, name)
+        col, check = sql.Identifier(name), self._not_null_check(table, name)
+        statements: list[sql.Composable] = [
+            sql.SQL("ALTER TABLE {} DROP CONSTRAINT IF EXISTS {}").format(self.t(table), sql.Identifier(check)),
+            sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} CHECK ({} IS NOT NULL) NOT VALID").format(
+                self.t(table), sql.Identifier(check), col)]
+        drop: list[sql.Composable] = []
+        if o.get("up"):
+            create, drop = self._sync(index, table, SyncRule("fill", name, None, str(o.get("up")), None,
+                                                             self._old_namespace(table), {}, only_null=True))
+            statements += create
+            self._backfill(index, table, name, f"{quote(name)} IS NULL")
+        self.expand_steps.append(Step(f"add NOT NULL check on {table}.{name} (NOT VALID)", "tx", statements,
+                                      [self.label(table)]))
+        self._contract_not_null(table, name, check, drop)
+        self.abort_steps.append(Step(f"drop NOT NULL check on {table}.{name}", "tx", [*drop, sql.SQL(
+            "ALTER TABLE {} DROP CONSTRAINT IF EXISTS {}").format(self.t(table), sql.Identifier(check))],
+            [self.label(table)]))
+
+    def _drop_not_null(self, index: int, o: Op) -> None:
+        table, name = str(o.get("table")), str(o.get("column"))
+        info = _column(self.captured, o, name)
+        self.expand_steps.append(Step(f"drop NOT NULL on {table}.{name}", "tx", [
+            sql.SQL("ALTER TABLE {} ALTER COLUMN {} DROP NOT NULL").format(self.t(table), sql.Identifier(name))],
+            [self.label(table)]))
+        if info["notnull"]:
+            check = self._not_null_check(table, name)
+            self.abort_steps.append(Step(f"restore NOT NULL on {table}.{name}", "tx", [
+                sql.SQL("ALTER TABLE {} DROP CONSTRAINT IF EXISTS {}").format(self.t(table), sql.Identifier(check)),
+                sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} CHECK ({} IS NOT NULL) NOT VALID").format(
+                    self.t(table), sql.Identifier(check), sql.Identifier(name)),
+                sql.SQL("ALTER TABLE {} VALIDATE CONSTRAINT {}").format(self.t(table), sql.Identifier(check)),
+                sql.SQL("ALTER TABLE {} ALTER COLUMN {} SET NOT NULL").format(self.t(table), sql.Identifier(name)),
+                sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(self.t(table), sql.Identifier(check)),
+            ], [self.label(table)]))
+
+    def _set_default(self, index: int, o: Op) -> None:
+        table, name = str(o.get("table")), str(o.get("column"))
+        info = _column(self.captured, o, name)
+
+        def to(default: str | None) -> sql.Composable:
+            if default is None:
+                return sql.SQL("ALTER TABLE {} ALTER COLUMN {} DROP DEFAULT").format(
+                    self.t(table), sql.Identifier(name))
+            return sql.SQL("ALTER TABLE {} ALTER COLUMN {} SET DEFAULT {}").format(
+                self.t(table), sql.Identifier(name), sql.SQL(default))
+
+        self.expand_steps.append(Step(f"set default of {table}.{name}", "tx", [to(o.get("default"))],
+                                      [self.label(table)]))
+        self.abort_steps.append(Step(f"restore default of {table}.{name}", "tx", [to(info["default"])],
+                                     [self.label(table)]))
+
+    def _add_check(self, index: int, o: Op) -> None:
+        table, name = str(o.get("table")), str(o.get("name"))
+        self.expand_steps.append(Step(f"add check {name} (NOT VALID)", "tx", [
+            sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} CHECK ({}) NOT VALID").format(
+                self.t(table), sql.Identifier(name), sql.SQL(str(o.get("check"))))], [self.label(table)]))
+        self._validate_and_abort(table, name)
+
+    def _validate_and_abort(self, table: str, name: str) -> None:
+        self.contract_steps.append(Step(f"validate {name}", "tx", [
+            sql.SQL("ALTER TABLE {} VALIDATE CONSTRAINT {}").format(self.t(table), sql.Identifier(name))]))
+        self.abort_steps.append(Step(f"drop constraint {name}", "tx", [
+            sql.SQL("ALTER TABLE {} DROP CONSTRAINT IF EXISTS {}").format(self.t(table), sql.Identifier(name))],
+            [self.label(table)]))
+
+    def _add_foreign_key(self, index: int, o: Op) -> None:
+        table, name = str(o.get("table")), str(o.get("name"))
+        ref = str(o.get("references_table"))
+        statement = sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} FOREIGN KEY ({}) REFERENCES {} ({})").format(
+            self.t(table), sql.Identifier(name), sql.SQL(", ").join(sql.Identifier(c) for c in o.get("columns")),
+            self.t(ref), sql.SQL(", ").join(sql.Identifier(c) for c in o.get("references_columns")))
+        if o.get("on_delete"):
+            statement = sql.SQL("{} ON DELETE {}").format(statement, sql.SQL(str(o.get("on_delete")).upper()))
+        self.expand_steps.append(Step(f"add foreign key {name} (NOT VALID)", "tx", [
+            sql.SQL("{} NOT VALID").format(statement)], [self.label(table), self.label(ref)]))
+        self._validate_and_abort(table, name)
+
+    def _index(self, table: str, name: str, columns: list[str], unique: bool, method: str | None,
+               where: str | None) -> sql.Composable:
+        statement = sql.SQL("CREATE {}INDEX CONCURRENTLY IF NOT EXISTS {} ON {} {}({})").format(
+            sql.SQL("UNIQUE " if unique else ""), sql.Identifier(name), self.t(table),
+            sql.SQL("USING {} ").format(sql.Identifier(method)) if method else sql.SQL(""),
+            sql.SQL(", ").join(sql.Identifier(c) for c in columns))
+        if where:
+            statement = sql.SQL("{} WHERE {}").format(statement, sql.SQL(where))
+        return statement
+
+    def _drop_index_step(self, name: str, label: str) -> Step:
+        return Step(label, "autocommit", [
+            sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(sql.Identifier(self.schema, name))])
+
+    def _add_unique(self, index: int, o: Op) -> None:
+        table, name = str(o.get("table")), str(o.get("name"))
+        self.expand_steps.append(Step(f"build unique index {name} concurrently", "autocommit", [
+            self._index(table, name, list(o.get("columns")), True, None, None)]))
+        self.contract_steps.append(Step(f"add unique constraint {name} using its index", "tx", [
+            sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} UNIQUE USING INDEX {}").format(
+                self.t(table), sql.Identifier(name), sql.Identifier(name))], [self.label(table)]))
+        self.abort_steps.append(self._drop_index_step(name, f"drop index {name}"))
+
+    def _create_index(self, index: int, o: Op) -> None:
+        table, name = str(o.get("table")), str(o.get("name"))
+        self.expand_steps.append(Step(f"build index {name} concurrently", "autocommit", [
+            self._index(table, name, list(o.get("columns")), bool(o.get("unique")), o.get("method"), o.get("where"))]))
+        self.abort_steps.append(self._drop_index_step(name, f"drop index {name}"))
+
+    def _drop_index(self, index: int, o: Op) -> None:
+        name = str(o.get("name"))
+        self.contract_steps.append(self._drop_index_step(name, f"drop index {name}"))
+
+    def _add_enum_value(self, index: int, o: Op) -> None:
+        statement = sql.SQL("ALTER TYPE {} ADD VALUE IF NOT EXISTS {}").format(
+            sql.Identifier(self.schema, str(o.get("type"))), sql.Literal(str(o.get("value"))))
+        for key in ("before", "after"):
+            if o.get(key):
+                statement = sql.SQL("{} {} {}").format(statement, sql.SQL(key.upper()), sql.Literal(str(o.get(key))))
+        self.expand_steps.append(Step(f"add enum value {o.get('value')!r}", "autocommit", [statement]))
+        warning = (f"PostgreSQL cannot remove an enum value: {o.get('type')}.{o.get('value')} stays after abort "
+                   "(unused values are harmless).")
+        self.abort_steps.append(Step(f"keep enum value {o.get('value')!r}", "tx", [], warning=warning))
+
+    def _sql(self, index: int, o: Op) -> None:
+        def statements(text: str, part: str) -> list[sql.Composable]:
+            return [sql.SQL(s.sql) for s in split_sql(text, file=f"{o.where}.{part}")]
+
+        self.expand_steps.append(Step(f"sql #{index} up", "tx", statements(str(o.get("up")), "up")))
+        if o.get("contract"):
+            self.contract_steps.append(Step(f"sql #{index} contract", "tx",
+                                            statements(str(o.get("contract")), "contract")))
+        if o.get("down"):
+            self.abort_steps.append(Step(f"sql #{index} down", "tx", statements(str(o.get("down")), "down")))
+        else:
+            self.abort_steps.append(Step(f"sql #{index} has no down", "tx", [],
+                                         warning=f"{o.where}: no 'down' part; abort cannot undo it."))
+
+
+def plan_phases(ops: OpsFile, version: str, captured: dict[str, Any]) -> Phases:
+    return Planner(ops, version, captured).plan()
+
+
+# -- small SQL helpers -----------------------------------------------------------------------
+def quote(name: str) -> str:
+    """A double-quoted identifier for use inside expressions we generate as text."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def sql_set_self(column: str) -> str:
+    """The backfill's no-op SET: it fires the sync trigger, which computes the new value."""
+    return f"{quote(column)} = {quote(column)}"
+
+
+def is_constant(expression: str) -> bool:
+    """True when a default is a constant (metadata-only ADD COLUMN); anything else is filled in batches."""
+    from pglast import parse_sql
+
+    try:
+        stmt: Any = parse_sql(f"SELECT {expression}")[0].stmt
+    except Exception:
+        return False
+    node = stmt.targetList[0].val
+    while type(node).__name__ == "TypeCast":
+        node = node.arg
+    return type(node).__name__ == "A_Const"
+
+
+def column_definition(column: dict[str, Any]) -> sql.Composable:
+    parts: list[sql.Composable] = [sql.Identifier(str(column["name"])), sql.SQL(str(column["type"]))]
+    if column.get("primary_key"):
+        parts.append(sql.SQL("PRIMARY KEY"))
+    if column.get("nullable") is False:
+        parts.append(sql.SQL("NOT NULL"))
+    if column.get("default") is not None:
+        parts.append(sql.SQL("DEFAULT {}").format(sql.SQL(str(column["default"]))))
+    if column.get("check"):
+        parts.append(sql.SQL("CHECK ({})").format(sql.SQL(str(column["check"]))))
+    if column.get("references"):
+        parts.append(sql.SQL("REFERENCES {}").format(sql.SQL(str(column["references"]))))
+    return sql.SQL(" ").join(parts)
