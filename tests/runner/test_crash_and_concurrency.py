@@ -134,18 +134,31 @@ def test_second_runner_gives_up_naming_the_holder(project: Path, db_url: str, co
     assert "Waited 1." in second.stderr
 
 
-def _hold_lock(url: str, table: str, seconds: float, started: threading.Event) -> None:
-    with psycopg.connect(url) as other:
-        other.execute(f"LOCK TABLE {table} IN ACCESS SHARE MODE")  # an open reader, as in production
+def _retries_logged(conn: Conn) -> int:
+    if conn.execute("SELECT to_regclass('pgshift.events') IS NULL").fetchone() == (True,):
+        return 0
+    row = conn.execute("SELECT count(*) FROM pgshift.events WHERE event = 'lock-timeout-retry'").fetchone()
+    return int(str(row[0])) if row else 0
+
+
+def _hold_lock(url: str, table: str, seconds: float, started: threading.Event, until_retries: int = 0) -> None:
+    """Keep an open transaction that has read ``table`` (as a busy app does) for ``seconds``, or
+    until pgshift has logged ``until_retries`` lock-timeout retries."""
+    with psycopg.connect(url) as other, psycopg.connect(url, autocommit=True) as watcher:
+        other.execute(f"LOCK TABLE {table} IN ACCESS SHARE MODE")
         started.set()
-        time.sleep(seconds)
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if until_retries and _retries_logged(watcher) >= until_retries:
+                return
+            time.sleep(0.05)
 
 
 def test_lock_timeout_is_retried_with_backoff(project: Path, db_url: str, conn: Conn) -> None:
     conn.execute("CREATE TABLE busy (id int)")
     write_migration(project / "migrations", "1", "alter", "ALTER TABLE busy ADD COLUMN note text;")
     started = threading.Event()
-    holder = threading.Thread(target=_hold_lock, args=(db_url, "busy", 1.5, started))
+    holder = threading.Thread(target=_hold_lock, args=(db_url, "busy", 60, started, 2))
     holder.start()
     started.wait(10)
     env = {"PGSHIFT_LOCK_TIMEOUT": "100ms", "PGSHIFT_LOCK_RETRIES": "8", "PGSHIFT_RETRY_INITIAL_DELAY": "100ms",
@@ -156,7 +169,7 @@ def test_lock_timeout_is_retried_with_backoff(project: Path, db_url: str, conn: 
     import json
 
     applied = json.loads(result.stdout)["applied"][0]
-    assert applied["retries"] >= 1
+    assert applied["retries"] >= 2
     retries = conn.execute("SELECT count(*) FROM pgshift.events WHERE event = 'lock-timeout-retry'").fetchone()
     assert retries == (applied["retries"],)
 
