@@ -2,9 +2,11 @@
 against its own fresh database, time it, and check that every table was really created.
 
 Imported by run.py (the command) and by tests/bench/test_runner_bench.py (a tiny smoke run).
-Every tool runs in a subprocess through its own CLI, with PYTHONDONTWRITEBYTECODE=1 so the
-peers' Python revision files are compiled on every run, as on a fresh checkout; pgshift's
-Python API is timed in-process as a library user would call it.
+Every tool runs in a subprocess through its own CLI; pgshift's Python API is timed in-process as
+a library user would call it. Bytecode goes to a bench-owned PYTHONPYCACHEPREFIX that an untimed
+warm-up run fills, as after a normal install (pip compiles wheels; the editable pgshift checkout
+would otherwise be compiled on every run). Alembic's revision files and env.py are project files,
+not installed ones: their bytecode is deleted before every Alembic run, as on a fresh checkout.
 """
 
 from __future__ import annotations
@@ -228,11 +230,15 @@ class Server:
 
 
 # -- running each tool -----------------------------------------------------------------------
-def clean_env(**extra: str) -> dict[str, str]:
-    """The caller's environment without settings that would steer a tool elsewhere."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("PG") and k not in ("DATABASE_URL", "VIRTUAL_ENV")}
-    env["PYTHONDONTWRITEBYTECODE"] = "1"
+def clean_env(pycache: Path | None = None, **extra: str) -> dict[str, str]:
+    """The caller's environment without settings that would steer a tool elsewhere; with
+    ``pycache``, bytecode is written and read there."""
+    drop = ("DATABASE_URL", "VIRTUAL_ENV", "PYTHONDONTWRITEBYTECODE", "PYTHONPYCACHEPREFIX")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PG") and k not in drop}
+    if pycache is None:
+        env["PYTHONDONTWRITEBYTECODE"] = "1"
+    else:
+        env["PYTHONPYCACHEPREFIX"] = str(pycache)
     env.update(extra)
     return env
 
@@ -255,6 +261,18 @@ class Context:
     pgshift_bin: Path = field(default_factory=lambda: Path(sys.executable).parent / "pgshift")
     peers_bin: Path | None = None
     dirs: dict[str, Path] = field(default_factory=dict)
+    pycache: Path | None = None
+
+    def __post_init__(self) -> None:
+        self.cache = self.pycache or self.workdir / "pycache"
+
+    def env(self, **extra: str) -> dict[str, str]:
+        return clean_env(self.cache, **extra)
+
+    def forget_bytecode(self, folder: Path) -> None:
+        """Drop the cached bytecode of project files under ``folder`` (a fresh checkout has none)."""
+        mirrored = folder.resolve().relative_to(folder.resolve().anchor)
+        shutil.rmtree(self.cache / mirrored, ignore_errors=True)
 
     def migrations(self, tool: str) -> Path:
         kind = {"pgshift-cli": "pgshift", "pgshift-api": "pgshift", "alembic-tpm": "alembic"}.get(tool, tool)
@@ -278,7 +296,7 @@ class Context:
 def run_pgshift_cli(ctx: Context, dsn: str) -> float:
     folder = ctx.migrations("pgshift-cli")
     argv = [str(ctx.pgshift_bin), "migrate", "--database-url", dsn, "--dir", str(folder)]
-    return _run(argv, ctx.cwd, clean_env())
+    return _run(argv, ctx.cwd, ctx.env())
 
 
 def run_pgshift_api(ctx: Context, dsn: str) -> float:
@@ -298,14 +316,15 @@ def run_pgshift_api(ctx: Context, dsn: str) -> float:
 
 def run_alembic(ctx: Context, dsn: str, *, per_migration: bool = False) -> float:
     folder = ctx.migrations("alembic")
-    env = clean_env(BENCH_ALEMBIC_URL=sqlalchemy_url(dsn), BENCH_ALEMBIC_TPM="1" if per_migration else "0")
+    env = ctx.env(BENCH_ALEMBIC_URL=sqlalchemy_url(dsn), BENCH_ALEMBIC_TPM="1" if per_migration else "0")
+    ctx.forget_bytecode(folder)
     return _run([ctx.peer("alembic"), "-c", str(folder / "alembic.ini"), "upgrade", "head"], ctx.cwd, env)
 
 
 def run_yoyo(ctx: Context, dsn: str) -> float:
     argv = [ctx.peer("yoyo"), "apply", "--batch", "--no-config-file",
             "--database", sqlalchemy_url(dsn), str(ctx.migrations("yoyo"))]
-    return _run(argv, ctx.cwd, clean_env())
+    return _run(argv, ctx.cwd, ctx.env())
 
 
 RUNNERS: dict[str, Callable[[Context, str], float]] = {
@@ -352,6 +371,7 @@ def measure(ctx: Context, server: Server, tools: list[str], repeat: int,
     results = {tool: ToolResult(tool, ctx.count) for tool in tools}
     for tool in tools:
         ctx.migrations(tool)  # generate before timing
+    warm_up(ctx, server, tools)
     for round_no in range(1, repeat + 1):
         for tool in tools:
             run, _db = measure_once(ctx, server, tool)
@@ -361,12 +381,20 @@ def measure(ctx: Context, server: Server, tools: list[str], repeat: int,
     return results
 
 
+def warm_up(ctx: Context, server: Server, tools: list[str], count: int = 3) -> None:
+    """One untimed small run per tool, sharing ``ctx``'s bytecode cache: installed code is compiled."""
+    small = Context(workdir=ctx.workdir / "warm-up", count=count, pgshift_bin=ctx.pgshift_bin,
+                    peers_bin=ctx.peers_bin, pycache=ctx.cache)
+    for tool in tools:
+        measure_once(small, server, tool)
+
+
 def startup_seconds(ctx: Context, tool: str, repeat: int = 3) -> float | None:
     """Median time of ``<cli> --help``: interpreter start-up plus the CLI's imports."""
     make = STARTUP_ARGV.get(tool)
     if make is None:
         return None
-    return statistics.median(_run(make(ctx), ctx.cwd, clean_env()) for _ in range(repeat))
+    return statistics.median(_run(make(ctx), ctx.cwd, ctx.env()) for _ in range(repeat))
 
 
 def ensure_peers_venv(venv: Path, python: str = "python3") -> Path:
