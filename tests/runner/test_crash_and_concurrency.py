@@ -124,11 +124,13 @@ def test_two_runners_at_once_one_applies_the_other_finds_nothing(project: Path, 
 
 
 def test_second_runner_gives_up_naming_the_holder(project: Path, db_url: str, conn: Conn) -> None:
-    write_migration(project / "migrations", "1", "slow", "SELECT pg_sleep(4);")
+    write_migration(project / "migrations", "1", "slow", "SELECT pg_sleep(60);")
     first = start_pgshift(["migrate"], cwd=project, url=db_url, env={"PGSHIFT_APPLICATION_NAME": "deployer-one"})
-    holder = _wait_for_query(conn, "pg_sleep(4)")
+    holder = _wait_for_query(conn, "pg_sleep(60)")
     second = run_pgshift(["migrate"], cwd=project, url=db_url, env={"PGSHIFT_LOCK_WAIT": "1s"})
+    first.kill()
     first.communicate(timeout=60)
+    conn.execute("SELECT pg_terminate_backend(%s)", (holder,))
     assert second.returncode == 9
     assert f"pid {holder} (deployer-one" in second.stderr
     assert "Waited 1." in second.stderr
