@@ -129,6 +129,9 @@ def timeline_svg(report: RehearsalReport) -> str:
                        f"{escape(sample.error)}</title></path>")
         else:
             colour = "#d12" if sample.latency_ms > budget else "#556"
+            if sample.latency_ms > budget:  # show how long it waited, from issue to answer
+                out.append(f"<line x1='{x(sample.start):.1f}' x2='{cx:.1f}' y1='{cy:.1f}' y2='{cy:.1f}' "
+                           f"stroke='#d12' stroke-opacity='.35'/>")
             out.append(f"<circle class='q' cx='{cx:.1f}' cy='{cy:.1f}' r='2.2' fill='{colour}' fill-opacity='.7'/>")
     out.append(f"<line x1='{LEFT}' x2='{WIDTH - RIGHT}' y1='{y(budget):.1f}' y2='{y(budget):.1f}' stroke='#d12' "
                "stroke-dasharray='5,4'/>")

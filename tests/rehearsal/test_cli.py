@@ -1,0 +1,114 @@
+"""`pgshift rehearse` from the command line: exit codes, JSON, the HTML report in a real
+browser, the demo function, and the clone dropped after Ctrl-C / SIGTERM."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from pgshift.rehearsal.demo import naive_vs_safe
+from tests.rehearsal.conftest import clones_of, state, write_migrations
+from tests.rehearsal.test_rehearse import NAIVE, REVERSIBLE
+
+Conn = psycopg.Connection[tuple[object, ...]]
+PGSHIFT = [sys.executable, "-c", "from pgshift.cli.main import main; main()"]
+CHROMIUM = next((p for p in ("/usr/bin/chromium", shutil.which("chromium"), shutil.which("chromium-browser"))
+                 if p and os.access(p, os.X_OK)), None)
+
+
+def _run(args: list[str], tmp_path: Path, **kwargs: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*PGSHIFT, *args], capture_output=True, text=True, cwd=tmp_path, timeout=120,
+                          **kwargs)  # type: ignore[call-overload, no-any-return]
+
+
+def test_cli_json_pass_and_fail_exit_codes(source: Conn, db_url: str, tmp_path: Path) -> None:
+    folder = write_migrations(tmp_path / "ok", REVERSIBLE)
+    done = _run(["rehearse", "-d", db_url, "--dir", str(folder), "--json", "--load", "50"], tmp_path)
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)
+    assert data["version"] == 1 and data["verdict"] == "pass" and data["reasons"] == []
+    assert data["clone"]["method"] == "template-file-copy" and data["clone"]["kept"] is False
+    assert data["workload"]["queries"] > 0 and "samples" not in data["workload"]
+    assert {"phase", "sql", "where", "duration_ms", "locks", "rewrites", "rows_affected",
+            "worst_latency_ms", "workload_errors"} <= set(data["statements"][0])
+
+    bad = write_migrations(tmp_path / "bad", {"1_i.sql": "CREATE INDEX items_qty_idx ON items (qty);\n"
+                                                         "-- pgshift:down\n"})
+    failed = _run(["rehearse", "-d", db_url, "--dir", str(bad)], tmp_path)
+    assert failed.returncode == 18
+    assert "verdict: fail" in failed.stdout and "+ index public.items_qty_idx" in failed.stdout
+    assert "(rehearsal)" in failed.stderr and "public.items_qty_idx" in failed.stderr
+
+
+def _wait_for(predicate: object, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():  # type: ignore[operator]
+            return
+        time.sleep(0.05)
+    raise AssertionError("timed out")
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_clone_is_dropped_on_ctrl_c_and_sigterm(source: Conn, db_name: str, db_url: str, tmp_path: Path,
+                                                signum: int) -> None:
+    before = state(db_url)
+    folder = write_migrations(tmp_path / "m", {"1_slow.sql": "SELECT pg_sleep(60);\n-- pgshift:down\n"})
+    proc = subprocess.Popen([*PGSHIFT, "rehearse", "-d", db_url, "--dir", str(folder), "--load", "20"],
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        def sleeping() -> bool:
+            row = source.execute("SELECT count(*) FROM pg_stat_activity WHERE datname LIKE %s AND query LIKE %s",
+                                 (f"pgshift_rehearsal_{db_name}%", "SELECT pg_sleep(60)%")).fetchone()
+            return bool(row and row[0])
+
+        _wait_for(sleeping)
+        proc.send_signal(signum)
+        _out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert "interrupted" in err.lower()
+    assert clones_of(source, db_name) == []
+    assert state(db_url) == before
+
+
+def test_html_report_renders_in_headless_chromium(source: Conn, db_url: str, tmp_path: Path) -> None:
+    if CHROMIUM is None:
+        pytest.skip("no chromium binary (apt-get install chromium): cannot render the HTML report in a browser")
+    folder = write_migrations(tmp_path / "m", NAIVE)
+    report_file = tmp_path / "report.html"
+    done = _run(["rehearse", "-d", db_url, "--dir", str(folder), "--load", "100", "--stall-budget", "300ms",
+                 "--html", str(report_file)], tmp_path)
+    assert done.returncode == 18, done.stderr
+    text = report_file.read_text()
+    assert "http://" not in text.replace("http://www.w3.org/2000/svg", "") and "https://" not in text
+    browser = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--user-data-dir=" + str(tmp_path / "chr")]
+    dom = subprocess.run([*browser, "--dump-dom", report_file.as_uri()], capture_output=True, text=True,
+                         timeout=120).stdout
+    assert 'data-rendered="1"' in dom  # the inline script ran
+    assert '<svg id="timeline"' in dom and dom.count('class="stmt"') == 1 and 'class="q"' in dom
+    assert 'id="verdict" class="verdict fail">Verdict: FAIL' in dom
+    assert "stalled the workload" in dom and "SHARE on public.items" in dom
+    shot = tmp_path / "report.png"
+    subprocess.run([*browser, f"--screenshot={shot}", "--window-size=1100,1400", "--hide-scrollbars",
+                    report_file.as_uri()], capture_output=True, timeout=120)
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000
+    if os.environ.get("PGSHIFT_TEST_SCREENSHOT"):
+        shutil.copy(shot, os.environ["PGSHIFT_TEST_SCREENSHOT"])
+
+
+def test_demo_naive_fails_and_safe_passes(source: Conn, db_url: str) -> None:
+    result = naive_vs_safe(db_url, rows=700)
+    assert result.naive.verdict == "fail" and [r.code for r in result.naive.reasons] == ["stall"]
+    assert result.safe.verdict == "pass", result.safe.reasons
