@@ -122,12 +122,13 @@ def verify_cmd(settings: Settings, backup: str, restore_test: bool, as_json: boo
 
 
 @backup_cmd.command("list")
+@click.option("--to", "directory", default=None, help="Backup folder (default backup.directory).")
 @settings_options
 @json_option
 @handle_errors
-def list_cmd(settings: Settings, as_json: bool) -> None:
+def list_cmd(settings: Settings, directory: str | None, as_json: bool) -> None:
     """The backups in backup.directory, newest first."""
-    rows = [_backup_row(b) for b in list_backups(backup_dir(settings))]
+    rows = [_backup_row(b) for b in list_backups(backup_dir(settings, directory))]
     if as_json:
         print_json(rows)
         return

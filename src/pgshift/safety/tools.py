@@ -6,6 +6,7 @@ conninfo string without it and reads it from ``PGPASSWORD`` in its own environme
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import shutil
@@ -34,6 +35,7 @@ class Tool:
     major: int
 
 
+@functools.lru_cache(maxsize=64)
 def tool_version(path: Path) -> tuple[str, int] | None:
     try:
         out = subprocess.run([str(path), "--version"], capture_output=True, text=True, timeout=10).stdout
