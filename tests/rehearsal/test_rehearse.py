@@ -8,7 +8,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
-import pytest
 
 from pgshift.config import Settings
 from pgshift.rehearsal import RehearsalOptions, rehearse, to_json
@@ -179,8 +178,16 @@ def test_keep_leaves_the_clone(source: Conn, db_name: str, settings_for: MakeSet
     pg_server.drop_database(report.clone.name)  # type: ignore[attr-defined]
 
 
-@pytest.mark.parametrize("irreversible", [True])
-def test_irreversible_migration_is_a_warning(source: Conn, settings_for: MakeSettings, irreversible: bool) -> None:
+def test_irreversible_migration_is_a_warning(source: Conn, settings_for: MakeSettings) -> None:
     report = rehearse(settings_for({"1_x.sql": "ALTER TABLE items ADD COLUMN y int;\n"}))
     assert report.verdict == "pass"
     assert report.schema.reversibility.startswith("skipped: no down part")
+
+
+def test_rows_affected_by_a_backfill_are_recorded(source: Conn, settings_for: MakeSettings) -> None:
+    settings = settings_for({"1_fill.sql": "ALTER TABLE items ADD COLUMN doubled int;\n"
+                                           "UPDATE items SET doubled = qty * 2 WHERE id <= 250;\n"
+                                           "-- pgshift:down\nALTER TABLE items DROP COLUMN doubled;\n"})
+    report = rehearse(settings, RehearsalOptions(check_down=False))
+    assert [r.rows_affected for r in report.statements] == [0, 250]
+    assert ("public.items", "ROW EXCLUSIVE") in [(lk.relation, lk.mode) for lk in report.statements[1].locks]
