@@ -96,6 +96,11 @@ class Planner:
         self.expand_steps: list[Step] = []
         self.backfills: list[Step] = []
         self.contract_steps: list[Step] = []
+        # Contract: validations first (weak locks), then per table one transaction that drops every sync
+        # trigger before any old column (a trigger may read any column), then the rest.
+        self.validations: list[Step] = []
+        self.finish_triggers: dict[str, list[sql.Composable]] = {}
+        self.finish: dict[str, list[sql.Composable]] = {}
         self.abort_steps: list[Step] = []
         self.warnings: list[str] = []
 
@@ -115,7 +120,12 @@ class Planner:
             self.abort_steps.append(Step(f"drop version schema {self.vschema}", "tx", [
                 sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(self.vschema))]))
         expand += self.backfills
-        contract = list(self.contract_steps)
+        contract = list(self.validations)
+        for table in dict.fromkeys([*self.finish_triggers, *self.finish]):
+            contract.append(Step(f"finish {self.label(table)}: drop sync triggers and old columns", "tx",
+                                 [*self.finish_triggers.get(table, []), *self.finish.get(table, [])],
+                                 [self.label(table)]))
+        contract += self.contract_steps
         contract.append(Step(f"drop version schema {self.vschema}", "tx", [
             sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(self.vschema))]))
         abort = self.abort_steps[-1:] if self.view_tables else []
@@ -163,13 +173,13 @@ class Planner:
 
     def _contract_not_null(self, table: str, column: str, check: str, extra: list[sql.Composable]) -> None:
         """VALIDATE (weak lock, scans) then SET NOT NULL (instant thanks to the valid CHECK, PG12+)."""
-        self.contract_steps.append(Step(f"validate NOT NULL check on {table}.{column}", "tx", [
+        self.validations.append(Step(f"validate NOT NULL check on {table}.{column}", "tx", [
             sql.SQL("ALTER TABLE {} VALIDATE CONSTRAINT {}").format(self.t(table), sql.Identifier(check))]))
-        self.contract_steps.append(Step(f"set NOT NULL on {table}.{column}", "tx", [
-            *extra,
+        self.finish_triggers.setdefault(table, []).extend(extra)
+        self.finish.setdefault(table, []).extend([
             sql.SQL("ALTER TABLE {} ALTER COLUMN {} SET NOT NULL").format(self.t(table), sql.Identifier(column)),
             sql.SQL("ALTER TABLE {} DROP CONSTRAINT IF EXISTS {}").format(self.t(table), sql.Identifier(check)),
-        ], [self.label(table)]))
+        ])
 
     # -- operations ------------------------------------------------------------------------
     def _create_table(self, index: int, o: Op) -> None:
@@ -240,7 +250,7 @@ class Planner:
             if not_null:
                 self._contract_not_null(table, name, check, drop)
             else:
-                self.contract_steps.append(Step(f"drop fill trigger on {table}", "tx", drop, [self.label(table)]))
+                self.finish_triggers.setdefault(table, []).extend(drop)
             self.abort_steps.append(Step(f"drop column {table}.{name}", "tx", [*drop, sql.SQL(
                 "ALTER TABLE {} DROP COLUMN IF EXISTS {}").format(self.t(table), col)], [self.label(table)]))
             return
@@ -264,9 +274,9 @@ class Planner:
             self.expand_steps.append(Step(f"hide {table}.{name}; trigger fills it for new-version writes", "tx",
                                           create, [self.label(table)]))
             self.abort_steps.append(Step(f"drop trigger for {table}.{name}", "tx", drop, [self.label(table)]))
-        self.contract_steps.append(Step(f"drop column {table}.{name}", "tx", [*drop, sql.SQL(
-            "ALTER TABLE {} DROP COLUMN IF EXISTS {}").format(self.t(table), sql.Identifier(name))],
-            [self.label(table)]))
+        self.finish_triggers.setdefault(table, []).extend(drop)
+        self.finish.setdefault(table, []).append(sql.SQL("ALTER TABLE {} DROP COLUMN IF EXISTS {}").format(
+            self.t(table), sql.Identifier(name)))
 
     def _duplicate(self, index: int, o: Op, old: str, new_phys: str, new_visible: str, new_type: str,
                    up: str, down: str, default: str | None, final_rename: bool) -> None:
@@ -294,21 +304,21 @@ class Planner:
         self.expand_steps.append(Step(f"add {table}.{new_phys} kept in sync with {old}", "tx", statements + create,
                                       [self.label(table)]))
         self._backfill(index, table, old, f"{quote(new_phys)} IS NULL")
-        finish: list[sql.Composable] = [*drop, sql.SQL("ALTER TABLE {} DROP COLUMN {}").format(
+        self.finish_triggers.setdefault(table, []).extend(drop)
+        finish: list[sql.Composable] = [sql.SQL("ALTER TABLE {} DROP COLUMN {}").format(
             self.t(table), sql.Identifier(old))]
         if final_rename:
             finish.append(sql.SQL("ALTER TABLE {} RENAME COLUMN {} TO {}").format(
                 self.t(table), col, sql.Identifier(new_visible)))
         if info["notnull"]:
-            self.contract_steps.append(Step(f"validate NOT NULL check on {table}.{new_phys}", "tx", [
+            self.validations.append(Step(f"validate NOT NULL check on {table}.{new_phys}", "tx", [
                 sql.SQL("ALTER TABLE {} VALIDATE CONSTRAINT {}").format(self.t(table), sql.Identifier(check))]))
             finish += [sql.SQL("ALTER TABLE {} ALTER COLUMN {} SET NOT NULL").format(self.t(table), col),
                        sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(self.t(table), sql.Identifier(check))]
             # SET NOT NULL must come before the rename, which changes the column's name.
             if final_rename:
                 finish.append(finish.pop(-3))
-        self.contract_steps.append(Step(f"drop {table}.{old}, keep {new_visible}", "tx", finish,
-                                        [self.label(table)]))
+        self.finish.setdefault(table, []).extend(finish)
         self.abort_steps.append(Step(f"drop {table}.{new_phys} and its trigger", "tx", [*drop, sql.SQL(
             "ALTER TABLE {} DROP COLUMN IF EXISTS {}").format(self.t(table), col)], [self.label(table)]))
 
@@ -388,7 +398,7 @@ class Planner:
         self._validate_and_abort(table, name)
 
     def _validate_and_abort(self, table: str, name: str) -> None:
-        self.contract_steps.append(Step(f"validate {name}", "tx", [
+        self.validations.append(Step(f"validate {name}", "tx", [
             sql.SQL("ALTER TABLE {} VALIDATE CONSTRAINT {}").format(self.t(table), sql.Identifier(name))]))
         self.abort_steps.append(Step(f"drop constraint {name}", "tx", [
             sql.SQL("ALTER TABLE {} DROP CONSTRAINT IF EXISTS {}").format(self.t(table), sql.Identifier(name))],

@@ -12,6 +12,7 @@ the generated function declares one PL/pgSQL variable per column, bound to NEW's
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -41,8 +42,18 @@ def sync_names(version: str, index: int, table: str) -> tuple[str, str]:
     return f"{name[:55]}_{table}"[:63], name
 
 
+def _mentions(expression: str, name: str) -> bool:
+    """Does the expression refer to this column name? (Only those become variables, so a trigger does not
+    depend on columns it never reads; a false positive only costs an unused variable.)"""
+    return re.search(r'(?<![\w$"])' + re.escape(name) + r'(?![\w$"])', expression, re.IGNORECASE) is not None \
+        or f'"{name}"' in expression
+
+
 def _bind(table: sql.Identifier, names: dict[str, str], expression: str, target: str) -> sql.Composable:
     """A nested block whose variables carry NEW's values under the given names."""
+    names = {var: phys for var, phys in names.items() if _mentions(expression, var)}
+    if not names:
+        return sql.SQL("NEW.{} := ({});").format(sql.Identifier(target), sql.SQL(expression))
     declarations = sql.SQL(" ").join(
         sql.SQL("{} {}%TYPE := NEW.{};").format(sql.Identifier(var), sql.Composed([table, sql.SQL("."),
                                                                                sql.Identifier(phys)]),
