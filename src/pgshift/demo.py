@@ -90,6 +90,21 @@ def _steps(settings: Settings, say: Say) -> None:
     say("\n7. pgshift validate")
     problems = api.validate(settings).problems
     say("   every applied migration matches its file" if not problems else f"   problems: {problems}")
+    _rehearsal(settings, say)
+
+
+def _rehearsal(settings: Settings, say: Say) -> None:
+    """Rehearse the same index built naively and safely, on clones, under a synthetic workload."""
+    from pgshift.rehearsal.demo import naive_vs_safe
+
+    say("\n8. pgshift rehearse --load 100 --stall-budget 300ms: one index, built two ways, on clones under load")
+    result = naive_vs_safe(settings.database_url or "")
+    for label, report in (("CREATE INDEX", result.naive), ("CREATE INDEX CONCURRENTLY", result.safe)):
+        worst = max((s.worst_latency_ms or 0.0 for s in report.statements), default=0.0)
+        say(f"   {label:<27} {report.verdict.upper():<5} worst query during the build {worst:.0f} ms")
+        for reason in report.reasons:
+            say(f"      {reason.message}")
+    say("   (the source database is unchanged; each clone was dropped)")
 
 
 def _show_status(settings: Settings, say: Say) -> None:
