@@ -9,7 +9,7 @@ from functools import cached_property
 from pgshift.config import LintSettings
 from pgshift.lint.locks import statement_locks
 from pgshift.lint.model import TableSize
-from pgshift.lint.nodes import Node
+from pgshift.lint.nodes import Node, cmds, relname
 from pgshift.lint.schema import Schema, Table
 from pgshift.migrations.model import Statement
 
@@ -41,6 +41,8 @@ class UnitState:
     statement_timeout: bool = False
     has_other_statements: bool = False
     flags: set[str] = field(default_factory=set)  # once-per-migration findings already made
+    # (table, leading column) -> position of the last CREATE INDEX on it in this unit
+    index_positions: dict[tuple[str, str], int] = field(default_factory=dict)
 
 
 @dataclass
@@ -55,7 +57,16 @@ class Ctx:
     tx: TxState
     unit: UnitState
     sizes: dict[str, TableSize]
-    rest: list[str]  # SQL of the statements after this one in the same unit
+    all_sql: list[str]  # SQL of every statement in the unit
+    position: int  # this statement's index in all_sql
+
+    @property
+    def rest(self) -> list[str]:
+        """SQL of the statements after this one in the same migration (built on demand)."""
+        return self.all_sql[self.position + 1:]
+
+    def index_created_later(self, table: str, column: str) -> bool:
+        return self.unit.index_positions.get((table, column), -1) > self.position
 
     def table(self, name: str) -> Table | None:
         return self.schema.table(name)
@@ -66,6 +77,14 @@ class Ctx:
 
     def size(self, table: str) -> TableSize | None:
         return self.sizes.get(table)
+
+    @cached_property
+    def alter_cmds(self) -> list[tuple[str, str, Node]]:
+        """(subtype, table, cmd) of an ALTER TABLE, computed once for all rules."""
+        if self.kind != "AlterTableStmt":
+            return []
+        table = relname(self.body.get("relation"))
+        return [(str(c.get("subtype", "")), table, c) for c in cmds(self.body)]
 
     @cached_property
     def locks(self) -> list[tuple[str, str]]:

@@ -223,6 +223,12 @@ class _Linter:
         sqls = [p.statement.sql for p in parsed]
         unit.has_other_statements = len(parsed) > 1
         for position, item in enumerate(parsed):
+            if item.node is not None and "IndexStmt" in item.node:
+                stmt = item.node["IndexStmt"]
+                first = (stmt.get("indexParams") or [{}])[0].get("IndexElem", {}).get("name")
+                if first:
+                    unit.index_positions[(relname(stmt.get("relation")), str(first))] = position
+        for position, item in enumerate(parsed):
             self.report.statements += 1
             if item.node is None:
                 if item.error:
@@ -232,7 +238,7 @@ class _Linter:
             node = item.node
             k = kind(node)
             ctx = Ctx(item.statement, node, k, body(node), self.schema, self.opts.pg_version,
-                      self.opts.settings, tx, unit, self.opts.sizes, sqls[position + 1:])
+                      self.opts.settings, tx, unit, self.opts.sizes, sqls, position)
             for rule in (*self.opts.rules.get(k, ()), *self.star):
                 for hit in rule.check(ctx):
                     self._emit(rule, hit, ctx.statement, unit, suppressions, migration)

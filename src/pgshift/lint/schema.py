@@ -57,6 +57,7 @@ class Table:
     indexes: dict[str, Index] = field(default_factory=dict)
     partitioned: bool = False
     created_in: str | None = None  # label of the migration (or file) that created it
+    stub: bool = False  # only seen in ALTER TABLE: its columns and indexes are unknown
 
     def not_null_check(self, column: str) -> Check | None:
         for check in self.checks.values():
@@ -158,9 +159,12 @@ class Schema:
             self.tables[name] = Table(name, created_in=origin)
 
     def _on_AlterTableStmt(self, stmt: Node, origin: str | None) -> None:
-        table = self.tables.get(relname(stmt.get("relation")))
+        name = relname(stmt.get("relation"))
+        table = self.tables.get(name)
         if table is None:
-            return
+            # Track constraints on tables the history does not show, so a CHECK added and validated
+            # earlier still proves NOT NULL.
+            table = self.tables[name] = Table(name, stub=True)
         for cmd in cmds(stmt):
             self._alter(table, cmd)
 

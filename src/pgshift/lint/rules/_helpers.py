@@ -13,11 +13,8 @@ _CREATE_INDEX = re.compile(r"(?is)^\s*create\s+(unique\s+)?index\s+(concurrently
 
 def alter_cmds(ctx: Ctx, *subtypes: str) -> Iterator[tuple[str, Node]]:
     """(table, cmd) for the ALTER TABLE commands of the given subtypes."""
-    if ctx.kind != "AlterTableStmt":
-        return
-    table = relname(ctx.body.get("relation"))
-    for cmd in cmds(ctx.body):
-        if cmd.get("subtype") in subtypes:
+    for subtype, table, cmd in ctx.alter_cmds:
+        if subtype in subtypes:
             yield table, cmd
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 
 from pgshift.lint.context import Ctx
@@ -31,21 +30,16 @@ def _foreign_keys(ctx: Ctx) -> Iterator[tuple[str, list[str], Node]]:
                 yield table, [str(coldef.get("colname"))], con
 
 
-def _indexed_later(ctx: Ctx, table: str, cols: list[str]) -> bool:
-    short = re.escape(table.rsplit(".", 1)[-1])
-    pattern = re.compile(rf"(?is)create\s+(unique\s+)?index\b.*?\bon\s+(only\s+)?[\w.\"]*{short}\"?\s*"
-                         rf"(using\s+\w+\s*)?\(\s*\"?{re.escape(cols[0])}\b")
-    return any(pattern.search(sql) for sql in ctx.rest)
-
-
 def check(ctx: Ctx) -> Iterator[Hit]:
     for table, cols, con in _foreign_keys(ctx):
         if not cols:
             continue
         known = ctx.table(table)
+        if ctx.kind == "AlterTableStmt" and (known is None or known.stub):
+            continue  # nothing is known about the table's indexes
         if known is not None and known.has_index_on(cols):
             continue
-        if _indexed_later(ctx, table, cols):
+        if ctx.index_created_later(table, cols[0]):
             continue
         ref = relname(con.get("pktable"))
         yield Hit(f"Foreign key {table}({', '.join(cols)}) -> {ref} has no index on the referencing columns: every "

@@ -1,0 +1,5 @@
+-- expect: hazard
+-- group: lock
+SET lock_timeout = '2s';
+SET statement_timeout = '1min';
+ALTER TABLE events ADD COLUMN n bigint GENERATED ALWAYS AS IDENTITY;

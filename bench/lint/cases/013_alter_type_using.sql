@@ -1,0 +1,5 @@
+-- expect: hazard
+-- group: lock
+SET lock_timeout = '2s';
+SET statement_timeout = '1min';
+ALTER TABLE users ALTER COLUMN code TYPE integer USING code::integer;

@@ -1,0 +1,5 @@
+-- expect: hazard
+-- group: lock
+SET lock_timeout = '2s';
+SET statement_timeout = '1min';
+ALTER TABLE trades ADD CONSTRAINT fk_trades_user_id FOREIGN KEY (user_id) REFERENCES users (id);

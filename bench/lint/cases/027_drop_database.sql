@@ -1,0 +1,5 @@
+-- expect: hazard
+-- group: destructive
+SET lock_timeout = '2s';
+SET statement_timeout = '1min';
+DROP DATABASE traider;

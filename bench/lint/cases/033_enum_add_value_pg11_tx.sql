@@ -1,0 +1,8 @@
+-- expect: hazard
+-- group: version
+-- pg-version: 11
+SET lock_timeout = '2s';
+SET statement_timeout = '1min';
+BEGIN;
+ALTER TYPE trade_status ADD VALUE 'EXPIRED';
+COMMIT;

@@ -1,0 +1,3 @@
+-- expect: hazard
+-- group: timeout
+ALTER TABLE users ADD COLUMN note text;

@@ -1,0 +1,5 @@
+-- expect: safe
+-- group: lock
+SET lock_timeout = '2s';
+SET statement_timeout = '1min';
+CREATE INDEX CONCURRENTLY IF NOT EXISTS orders_user_idx ON orders (user_id);

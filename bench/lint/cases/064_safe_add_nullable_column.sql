@@ -1,0 +1,5 @@
+-- expect: safe
+-- group: lock
+SET lock_timeout = '2s';
+SET statement_timeout = '1min';
+ALTER TABLE users ADD COLUMN IF NOT EXISTS nickname text;

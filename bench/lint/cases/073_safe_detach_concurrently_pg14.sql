@@ -1,0 +1,6 @@
+-- expect: safe
+-- group: version
+-- pg-version: 14
+SET lock_timeout = '2s';
+SET statement_timeout = '1min';
+ALTER TABLE measurements DETACH PARTITION measurements_2020 CONCURRENTLY;

@@ -1,0 +1,179 @@
+"""pgshift lint benchmark: speed (50,000 mixed statements, json and tty reporters, linearity
+10k vs 50k) against squawk in the same run, and a coverage table over bench/lint/cases.
+
+    .venv/bin/python bench/lint/run.py [--quick]
+
+squawk is installed with pip into bench/.venv-squawk (gitignored) on first use. Results are
+printed as Markdown and written to bench/results/lint.md.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import time
+import venv
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+SQUAWK_VENV = ROOT / "bench" / ".venv-squawk"
+SQUAWK = SQUAWK_VENV / "bin" / "squawk"
+WORK = ROOT / "bench" / "results" / "lint-work"
+PGSHIFT = [sys.executable, "-m", "pgshift", "lint"]
+
+# A mix of hazardous and safe statements, typical of real migration folders.
+TEMPLATES = [
+    "CREATE TABLE t{i} (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, name text NOT NULL, at timestamptz)",
+    "CREATE INDEX t{i}_name_idx ON t{i} (name)",
+    "ALTER TABLE users ADD COLUMN c{i} text",
+    "ALTER TABLE users ADD COLUMN d{i} integer NOT NULL",
+    "ALTER TABLE orders ALTER COLUMN c{i} TYPE bigint",
+    "ALTER TABLE orders ADD CONSTRAINT fk{i} FOREIGN KEY (user_id) REFERENCES users (id)",
+    "ALTER TABLE orders ADD CONSTRAINT ck{i} CHECK (qty > {i}) NOT VALID",
+    "CREATE INDEX CONCURRENTLY IF NOT EXISTS orders_c{i}_idx ON orders (c{i})",
+    "UPDATE users SET c{i} = 'x' WHERE id BETWEEN {i} AND {i} + 1000",
+    "UPDATE users SET c{i} = 'x'",
+    "ALTER TABLE users ALTER COLUMN c{i} SET NOT NULL",
+    "ALTER TABLE users RENAME COLUMN c{i} TO e{i}",
+    "DROP INDEX IF EXISTS old_idx_{i}",
+    "INSERT INTO audit (id, note) VALUES ({i}, 'migration step {i}')",
+    "ALTER TABLE users DROP COLUMN IF EXISTS z{i}",
+    "COMMENT ON COLUMN users.c{i} IS 'added by migration {i}'",
+    "SELECT {i}",
+    "ALTER TABLE users ADD COLUMN v{i} varchar(40) DEFAULT 'n/a'",
+    "CREATE TABLE IF NOT EXISTS u{i} (id serial PRIMARY KEY, payload json, code char(3))",
+    "DELETE FROM sessions WHERE expires_at < now()",
+]
+
+
+def make_file(n: int) -> Path:
+    WORK.mkdir(parents=True, exist_ok=True)
+    path = WORK / f"mixed_{n}.sql"
+    if not path.exists():
+        lines = [TEMPLATES[i % len(TEMPLATES)].format(i=i) + ";" for i in range(n)]
+        path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def ensure_squawk() -> str | None:
+    if not SQUAWK.exists():
+        venv.create(SQUAWK_VENV, with_pip=True)
+        subprocess.run([str(SQUAWK_VENV / "bin" / "pip"), "install", "-q", "squawk-cli"], check=False)
+    if not SQUAWK.exists():
+        return None
+    return subprocess.run([str(SQUAWK), "--version"], capture_output=True, text=True).stdout.strip()
+
+
+def timed(cmd: list[str], repeat: int = 3) -> float:
+    best = float("inf")
+    for _ in range(repeat):
+        start = time.perf_counter()
+        subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=WORK)
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def speed(sizes: list[int], have_squawk: bool, repeat: int) -> list[dict[str, object]]:
+    rows: list[dict[str, object]] = []
+    for n in sizes:
+        path = str(make_file(n))
+        runs = {
+            "pgshift json": [*PGSHIFT, "-o", "json", "--pg-version", "16", path],
+            "pgshift tty": [*PGSHIFT, "-o", "tty", "--pg-version", "16", path],
+        }
+        if have_squawk:
+            runs["squawk json"] = [str(SQUAWK), "--reporter", "json", path]
+            runs["squawk tty"] = [str(SQUAWK), "--reporter", "tty", path]
+        for name, cmd in runs.items():
+            seconds = timed(cmd, repeat)
+            rows.append({"tool": name, "statements": n, "seconds": round(seconds, 3),
+                         "statements_per_s": int(n / seconds)})
+    return rows
+
+
+def _header(path: Path) -> dict[str, str]:
+    return dict(re.findall(r"^-- ([a-z-]+): (\S+)$", path.read_text(), re.M))
+
+
+def coverage(have_squawk: bool) -> list[dict[str, object]]:
+    rows: list[dict[str, object]] = []
+    for case in sorted((HERE / "cases").glob("*.sql")):
+        head = _header(case)
+        pg = head.get("pg-version", "16")
+        out = subprocess.run([*PGSHIFT, "-o", "json", "--pg-version", pg, str(case)], capture_output=True,
+                             text=True, cwd=WORK)
+        data = json.loads(out.stdout)
+        ours = sorted({f["rule"] for f in data["findings"] if not f["suppressed"]})
+        if data["parse_errors"]:
+            ours.append("parse-error")
+        theirs: list[str] | None = None
+        if have_squawk:
+            sq = subprocess.run([str(SQUAWK), "--reporter", "json", "--pg-version", f"{pg}.0", str(case)],
+                                capture_output=True, text=True, cwd=WORK)
+            try:
+                theirs = sorted({v["rule_name"] for v in json.loads(sq.stdout or "[]")})
+            except json.JSONDecodeError:
+                theirs = ["(squawk failed)"]
+        rows.append({"case": case.stem, "expect": head["expect"], "group": head["group"], "pg": pg,
+                     "pgshift": ours, "squawk": theirs})
+    return rows
+
+
+def report(version: str | None, speed_rows: list[dict[str, object]], cov: list[dict[str, object]]) -> str:
+    out = [f"# pgshift lint benchmark\n\nsquawk: {version or 'not available'}; python {sys.version.split()[0]}\n",
+           "## Speed (best of runs, wall clock incl. process start)\n",
+           "| tool | statements | seconds | statements/s |", "|---|---|---|---|"]
+    out += [f"| {r['tool']} | {r['statements']} | {r['seconds']} | {r['statements_per_s']} |" for r in speed_rows]
+    by = {(r["tool"], r["statements"]): float(str(r["seconds"])) for r in speed_rows}
+    sizes = sorted({int(str(r["statements"])) for r in speed_rows})
+    if len(sizes) > 1:
+        small, big = sizes[0], sizes[-1]
+        out.append(f"\nLinearity ({big} vs {small} statements; {big / small:.0f}.0 is linear):\n")
+        for tool in sorted({str(r["tool"]) for r in speed_rows}):
+            if (tool, small) in by and (tool, big) in by:
+                out.append(f"- {tool}: x{by[(tool, big)] / by[(tool, small)]:.2f}")
+    if ("squawk json", sizes[-1]) in by:
+        ratio = by[("pgshift json", sizes[-1])] / by[("squawk json", sizes[-1])]
+        out.append(f"\npgshift json / squawk json time at {sizes[-1]}: x{ratio:.2f} (target <= 2)")
+    out += ["\n## Coverage\n", "| case | expect | group | pg | pgshift | squawk |", "|---|---|---|---|---|---|"]
+    for r in cov:
+        ours = r["pgshift"] or []
+        theirs = r["squawk"]
+        out.append(f"| {r['case']} | {r['expect']} | {r['group']} | {r['pg']} | "
+                   f"{'yes' if ours else 'no'} {', '.join(ours)} | "  # type: ignore[arg-type]
+                   f"{'-' if theirs is None else ('yes ' + ', '.join(theirs)) if theirs else 'no'} |")
+    hazards = [r for r in cov if r["expect"] == "hazard"]
+    safe = [r for r in cov if r["expect"] == "safe"]
+    summary = [
+        f"\nhazard cases: {len(hazards)}; pgshift flags {sum(1 for r in hazards if r['pgshift'])}",
+        f"safe cases: {len(safe)}; pgshift false positives {sum(1 for r in safe if r['pgshift'])}",
+    ]
+    if any(r["squawk"] is not None for r in cov):
+        summary += [
+            f"squawk flags {sum(1 for r in hazards if r['squawk'])} hazard cases, "
+            f"false positives on {sum(1 for r in safe if r['squawk'])} safe cases",
+            "hazards squawk flags that pgshift misses: "
+            + (", ".join(str(r["case"]) for r in hazards if r["squawk"] and not r["pgshift"]) or "none"),
+            "hazards pgshift flags that squawk misses: "
+            + (", ".join(str(r["case"]) for r in hazards if r["pgshift"] and not r["squawk"]) or "none"),
+        ]
+    return "\n".join(out + summary) + "\n"
+
+
+def main() -> int:
+    quick = "--quick" in sys.argv
+    version = ensure_squawk()
+    sizes = [1000, 5000] if quick else [10_000, 50_000]
+    speed_rows = speed(sizes, version is not None, 1 if quick else 3)
+    text = report(version, speed_rows, coverage(version is not None))
+    (ROOT / "bench" / "results").mkdir(exist_ok=True)
+    (ROOT / "bench" / "results" / "lint.md").write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
