@@ -311,10 +311,10 @@ class Backfiller:
                 self.sleep(opts.pause_ms / 1000)
 
     def _next_size(self, size: int, elapsed_ms: float) -> int:
-        """Move toward the target duration; at most double or halve per batch, within bounds."""
+        """Move toward the target duration; at most x1.5 or halve per batch, within bounds."""
         opts = self.options
         factor = opts.target_ms / max(elapsed_ms, 1.0)
-        factor = min(2.0, max(0.5, factor))
+        factor = min(1.5, max(0.5, factor))  # grow gently: one overshooting batch holds its locks longer
         return int(max(opts.min_batch, min(opts.max_batch, size * factor)))
 
     def _progress(self, target: _Target, state: dict[str, Any], result: BackfillResult, size: int,
