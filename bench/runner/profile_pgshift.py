@@ -79,7 +79,8 @@ def _profile_cli(tmp: Path, dsn: str, folder: Path) -> pstats.Stats:
     env = harness.clean_env(tmp / "pycache")
     common = ["--database-url", dsn, "--dir", str(folder)]
     # Warm the bytecode cache as an installed wheel would have it (status imports the same code).
-    subprocess.run([sys.executable, "-m", "pgshift", "status", *common], cwd=tmp, env=env, capture_output=True)
+    warm = [sys.executable, "-m", "pgshift", "status", *common]
+    subprocess.run(warm, cwd=tmp, env=env, capture_output=True)
     argv = [sys.executable, "-m", "cProfile", "-o", str(out), "-m", "pgshift", "migrate", *common]
     subprocess.run(argv, cwd=tmp, env=env, check=True, capture_output=True)
     return pstats.Stats(str(out))
