@@ -27,41 +27,54 @@ def render(report: LintReport, fmt: str, console: Console, *, show_locks: bool =
 
 
 def tty(report: LintReport, console: Console, *, show_locks: bool = False) -> None:
+    """Findings grouped by file. Piped output skips rich's markup engine (plain text, linear
+    and fast on tens of thousands of findings); a terminal gets colours."""
+    plain = not console.is_terminal
+
+    def st(style: str, text: str) -> str:
+        return text if plain else f"[{style}]{escape(text)}[/]"
+
+    def esc(text: str) -> str:
+        return text if plain else escape(text)
+
     by_file: dict[str, list[Finding]] = defaultdict(list)
     for finding in report.active:
         by_file[finding.file].append(finding)
     lines: list[str] = []
     for problem in report.parse_errors:
-        lines.append(f"[bold red]parse error[/] {escape(problem.file)}:{problem.line}:{problem.column}: "
-                     f"{escape(problem.message)}")
+        lines.append(f"{st('bold red', 'parse error')} {esc(problem.file)}:{problem.line}:{problem.column}: "
+                     f"{esc(problem.message)}")
     for file, findings in by_file.items():
-        lines.append(f"\n[bold underline]{escape(file)}[/]")
+        lines.append("\n" + st("bold underline", file))
         for f in sorted(findings, key=lambda x: (x.line, x.column)):
-            lock = f" [dim]({f.lock}: blocks {', '.join(f.blocks) or 'no app traffic'})[/]" if f.lock else ""
-            lines.append(f"  {f.line}:{f.column} [{_STYLE[f.severity]}]{f.severity}[/] "
-                         f"[bold]{f.rule}[/] {f.name}{lock}")
-            lines.append(f"    {escape(f.message)}")
-            lines.append(f"    [dim]{escape(f.statement)}[/]")
+            lock = " " + st("dim", f"({f.lock}: blocks {', '.join(f.blocks) or 'no app traffic'})") if f.lock else ""
+            lines.append(f"  {f.line}:{f.column} {st(_STYLE[f.severity], f.severity)} "
+                         f"{st('bold', f.rule)} {f.name}{lock}")
+            lines.append(f"    {esc(f.message)}")
+            lines.append(f"    {st('dim', f.statement)}")
             if f.fix:
-                fix = "\n      ".join(escape(f.fix).splitlines())
-                lines.append(f"    [green]safe:[/] {fix}")
+                lines.append(f"    {st('green', 'safe:')} " + "\n      ".join(esc(f.fix).splitlines()))
     if show_locks and report.lock_steps:
-        lines.append("\n[bold]Locks held after each statement[/]")
+        lines.append("\n" + st("bold", "Locks held after each statement"))
         for step in report.lock_steps:
             held = ", ".join(f"{t}: {lvl}" for t, lvl in step.held.items()) or "none"
             blocked = "; ".join(f"{t} blocks {'/'.join(b)}" for t, b in step.blocked().items())
-            lines.append(f"  {escape(step.file)}:{step.line} [dim]{escape(step.statement[:60])}[/]\n"
-                         f"    held: {held}" + (f" [red]({blocked})[/]" if blocked else ""))
+            lines.append(f"  {esc(step.file)}:{step.line} {st('dim', step.statement[:60])}\n"
+                         f"    held: {held}" + (" " + st("red", f"({blocked})") if blocked else ""))
     summary = (f"\n{report.files} file(s), {report.statements} statement(s): "
-               f"[bold red]{report.count('error')} error(s)[/], [yellow]{report.count('warning')} warning(s)[/], "
-               f"[cyan]{report.count('note')} note(s)[/]")
+               f"{st('bold red', str(report.count('error')) + ' error(s)')}, "
+               f"{st('yellow', str(report.count('warning')) + ' warning(s)')}, "
+               f"{st('cyan', str(report.count('note')) + ' note(s)')}")
     suppressed = sum(1 for f in report.findings if f.suppressed)
     if suppressed:
         summary += f", {suppressed} suppressed"
     if report.parse_errors:
-        summary += f", [bold red]{len(report.parse_errors)} parse error(s)[/]"
+        summary += ", " + st("bold red", f"{len(report.parse_errors)} parse error(s)")
     lines.append(summary + f" (PostgreSQL {report.pg_version})")
-    console.print("\n".join(lines), markup=True, highlight=False)
+    if plain:
+        console.file.write("\n".join(lines) + "\n")
+    else:
+        console.print("\n".join(lines), markup=True, highlight=False)
 
 
 def as_json(report: LintReport) -> str:
