@@ -137,10 +137,10 @@ def test_fix_writes_safe_rewrite_that_runs_on_a_real_server(tmp_path: Path, db_u
             if migration.transactional:
                 with conn.transaction():
                     for s in migration.up:
-                        conn.execute(s.sql)  # type: ignore[arg-type]
+                        conn.execute(s.sql)
             else:
                 for s in migration.up:
-                    conn.execute(s.sql)  # type: ignore[arg-type]
+                    conn.execute(s.sql)
         row = conn.execute("SELECT attnotnull FROM pg_attribute WHERE attrelid = 'users'::regclass "
                            "AND attname = 'phone'").fetchone()
         assert row == (True,)
