@@ -59,6 +59,9 @@ def deploy_session(settings: Settings) -> Iterator[tuple[psycopg.Connection[Any]
         with lock:
             history = History(conn, settings.history_schema)
             history.ensure()
+            from pgshift.ops.guard import enable as arm_rewrite_guard
+
+            arm_rewrite_guard(conn, settings.history_schema, settings.rewrite_guard)
             yield conn, history
 
 

@@ -91,6 +91,8 @@ class Settings:
     lock_wait: str = "60s"
     application_name: str = "pgshift"
     allow_out_of_order: bool = False
+    # Stop statements that would rewrite a table larger than this ("100MB"); "0" = off (pgshift.ops.guard).
+    rewrite_guard: str = "0"
     lint: LintSettings = field(default_factory=LintSettings)
     backup: BackupSettings = field(default_factory=BackupSettings)
     app: AppSettings = field(default_factory=AppSettings)
@@ -193,6 +195,10 @@ def _validate(key: str, value: Any, where: str) -> None:
         duration_ms(value, key=f"{key} in {where}")
     if key == "history_schema" and not _IDENTIFIER.match(str(value)):
         raise ConfigError(f"history_schema in {where} must be a plain identifier, not {value!r}.")
+    if key == "rewrite_guard":
+        from pgshift.ops.guard import parse_size
+
+        parse_size(value, key=f"rewrite_guard in {where}")
     if key == "lint.pg_version" and value is not None and not 12 <= int(value) <= 30:
         raise ConfigError(f"lint.pg_version in {where} must be a PostgreSQL major version >= 12.")
 
