@@ -80,3 +80,17 @@ def test_every_error_class_has_its_own_exit_code() -> None:
                if isinstance(c, type) and issubclass(c, errors.PgshiftError) and c is not errors.PgshiftError]
     assert len({c.exit_code for c in classes}) == len(classes)
     assert len({c.code for c in classes}) == len(classes)
+
+
+def test_every_cli_command_is_mapped_to_the_module_that_defines_it() -> None:
+    import importlib
+
+    from pgshift.cli.main import COMMAND_MODULES, cli
+
+    defined = {}
+    for module_name in set(COMMAND_MODULES.values()):
+        module = importlib.import_module(f"pgshift.cli.{module_name}")
+        defined.update({c.name: module_name for c in module.COMMANDS})
+    assert defined == COMMAND_MODULES
+    ctx = cli.make_context("pgshift", ["--help"], resilient_parsing=True)
+    assert all(cli.get_command(ctx, name) is not None for name in COMMAND_MODULES)

@@ -1,32 +1,49 @@
-"""Entry point: ``pgshift``. Each command group lives in its own module and is added here."""
+"""Entry point: ``pgshift``. Each command group lives in its own module, imported only when used,
+so `pgshift migrate` does not pay for loading the linter, the rehearsal or the demo."""
 
 from __future__ import annotations
+
+import importlib
 
 import click
 
 from pgshift import __version__
 
+# command name -> module under pgshift.cli that defines it (in its COMMANDS list)
+COMMAND_MODULES = {
+    "init": "migrate_cmds", "new": "migrate_cmds", "status": "migrate_cmds", "migrate": "migrate_cmds",
+    "rollback": "migrate_cmds", "validate": "migrate_cmds", "baseline": "migrate_cmds",
+    "history": "migrate_cmds", "adopt": "migrate_cmds",
+    "lint": "lint_cmds",
+    "backup": "safety_cmds", "restore": "safety_cmds", "check": "safety_cmds",
+    "contract": "ops_cmds", "abort": "ops_cmds", "backfill": "ops_cmds",
+    "rehearse": "rehearse_cmds",
+    "dev": "dev_cmds", "demo": "demo_cmds",
+}
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMAND_MODULES)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        module_name = COMMAND_MODULES.get(cmd_name)
+        if module_name is None:
+            return None
+        module = importlib.import_module(f"pgshift.cli.{module_name}")
+        for command in module.COMMANDS:
+            if command.name == cmd_name:
+                return command  # type: ignore[no-any-return]
+        raise RuntimeError(f"pgshift.cli.{module_name} does not define the command {cmd_name!r}")
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="pgshift")
 def cli() -> None:
     """Production-safe, zero-downtime PostgreSQL schema migrations.
 
     Exit codes: docs/exit-codes.md (0 ok, 1 findings/pending, 2 usage, 3+ one per failure).
     """
-
-
-def _register() -> None:
-    from pgshift.cli import (
-        demo_cmds, dev_cmds, lint_cmds, migrate_cmds, ops_cmds, rehearse_cmds, safety_cmds,
-    )
-
-    for module in (migrate_cmds, dev_cmds, demo_cmds, safety_cmds, ops_cmds, rehearse_cmds, lint_cmds):
-        for command in module.COMMANDS:
-            cli.add_command(command)
-
-
-_register()
 
 
 def main() -> None:

@@ -265,6 +265,61 @@ class History:
             (done, prefix_checksum, version),
         )
 
+    def complete(
+        self, *, version: str, name: str, kind: str, checksum: str, transactional: bool, total: int,
+        source_format: str, direction: str, duration_ms: int, detail: dict[str, Any],
+    ) -> None:
+        """Record a finished run and its event in one statement.
+
+        Run inside a transactional migration's own transaction, so the ledger commits with the
+        DDL: one commit per migration, and a crash leaves neither.
+        """
+        status, event = ("applied", "applied") if direction == "up" else ("rolled_back", "rolled-back")
+        self.conn.execute(
+            self._sql(
+                """
+                WITH saved AS (
+                    INSERT INTO {schema}.migrations AS m (version, name, kind, checksum, status, transactional,
+                        statements_done, statements_total, source_format, applied_by, client_host,
+                        pgshift_version, started_at, finished_at, duration_ms, error, direction)
+                    VALUES (%(version)s, %(name)s, %(kind)s, %(checksum)s, %(status)s, %(transactional)s,
+                        %(done)s, %(total)s, %(format)s, %(actor)s, inet_client_addr()::text, %(pv)s,
+                        now(), clock_timestamp(), %(duration)s, NULL, %(direction)s)
+                    ON CONFLICT (version) DO UPDATE SET name = EXCLUDED.name, kind = EXCLUDED.kind,
+                        checksum = EXCLUDED.checksum, status = EXCLUDED.status,
+                        transactional = EXCLUDED.transactional, statements_done = EXCLUDED.statements_done,
+                        statements_total = EXCLUDED.statements_total, source_format = EXCLUDED.source_format,
+                        applied_by = EXCLUDED.applied_by, client_host = EXCLUDED.client_host,
+                        pgshift_version = EXCLUDED.pgshift_version,
+                        started_at = CASE WHEN EXCLUDED.transactional THEN EXCLUDED.started_at
+                                          ELSE m.started_at END,
+                        finished_at = EXCLUDED.finished_at, duration_ms = EXCLUDED.duration_ms,
+                        error = NULL, direction = EXCLUDED.direction
+                    RETURNING version
+                )
+                INSERT INTO {schema}.events (version, event, actor, detail)
+                SELECT version, %(event)s, %(actor)s, %(detail)s FROM saved
+                """
+            ),
+            {
+                "version": version, "name": name, "kind": kind, "checksum": checksum, "status": status,
+                "transactional": transactional, "done": total if direction == "up" else 0, "total": total,
+                "format": source_format, "actor": actor(), "pv": __version__, "duration": duration_ms,
+                "direction": direction, "event": event, "detail": json.dumps(detail, default=str),
+            },
+        )
+
+    def fail(
+        self, *, version: str, name: str, kind: str, checksum: str, transactional: bool, total: int,
+        source_format: str, direction: str, error: str,
+    ) -> None:
+        """Mark a run failed, creating the row when the failed attempt's own row was rolled back."""
+        if self.row(version) is None or transactional:
+            self.start(version=version, name=name, kind=kind, checksum=checksum, transactional=transactional,
+                       total=total, source_format=source_format, direction=direction)
+        self.finish(version, "failed", error=error)
+        self.log(version, "failed", {"direction": direction, "error": error})
+
     def finish(self, version: str, status: str, *, error: str | None = None) -> None:
         self.conn.execute(
             self._sql(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
 
 from pglast import ast, parser
 from pglast.enums import AlterTableType
@@ -19,10 +18,24 @@ class IndexTarget:
     table: str | None
 
 
-@lru_cache(maxsize=4096)
+_PARSED: dict[str, ast.Node | None] = {}
+_PARSED_LIMIT = 50_000
+
+
+def remember(sql: str, node: ast.Node | None) -> None:
+    """Keep the splitter's parse of ``sql`` so classifying it does not parse it again."""
+    if len(_PARSED) >= _PARSED_LIMIT:
+        _PARSED.clear()
+    _PARSED[sql] = node
+
+
 def parse_one(sql: str) -> ast.Node | None:
+    if sql in _PARSED:
+        return _PARSED[sql]
     stmts = parser.parse_sql(sql)
-    return stmts[0].stmt if stmts else None
+    node = stmts[0].stmt if len(stmts) == 1 else None
+    remember(sql, node)
+    return node
 
 
 def _has_concurrently_option(params: tuple[ast.Node, ...] | None) -> bool:

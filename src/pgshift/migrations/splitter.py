@@ -11,6 +11,7 @@ from pglast import parser
 from pglast.parser import ParseError
 
 from pgshift.errors import SqlParseError
+from pgshift.migrations.classify import remember
 from pgshift.migrations.model import Statement
 
 
@@ -44,5 +45,6 @@ def split_sql(text: str, *, file: str = "<stdin>", base_line: int = 1) -> list[S
         if not sql:
             continue
         line, column = line_col(text, start, base_line=base_line)
+        remember(sql, stmt.stmt)
         statements.append(Statement(sql, file, line, column, len(statements)))
     return statements

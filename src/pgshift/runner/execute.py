@@ -10,6 +10,7 @@ autocommit and, on resume, are checked for an effect left by the interrupted run
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -90,6 +91,7 @@ class Executor:
         self.retry = retry
         self.notify = notify or (lambda _msg: None)
         self._steps = False
+        self._started = 0.0
 
     # -- public ----------------------------------------------------------------------------
     def run(self, migration: Migration, direction: Direction) -> StepResult:
@@ -101,21 +103,24 @@ class Executor:
                 "transaction itself."
             )
         steps = needs_steps(migration, statements, self.server_major)
-        self.history.start(
-            version=migration.version, name=migration.name, kind=migration.kind,
-            checksum=migration.checksum, transactional=not steps, total=len(statements),
-            source_format=migration.source_format, direction=direction,
-            resume_from=self._resume_point(migration, statements, direction) if steps else 0,
-        )
+        if steps:
+            # Statement-by-statement runs keep a visible 'running' row: it is what a rerun resumes from.
+            self.history.start(
+                version=migration.version, name=migration.name, kind=migration.kind,
+                checksum=migration.checksum, transactional=False, total=len(statements),
+                source_format=migration.source_format, direction=direction,
+                resume_from=self._resume_point(migration, statements, direction),
+            )
         self._steps = steps
-        started = time.monotonic()
+        self._started = time.monotonic()
         result = StepResult(migration.version, migration.name, direction,
                             "statement-by-statement" if steps else "transaction", len(statements), 0)
         try:
             if steps:
                 self._run_steps(migration, statements, result)
+                self._complete(migration, statements, direction, result)
             else:
-                self._run_transaction(migration, statements, result)
+                self._run_transaction(migration, statements, direction, result)
         except KeyboardInterrupt:
             self._record_failure(migration, direction, "interrupted by the user")
             raise Interrupted(
@@ -125,16 +130,18 @@ class Executor:
         except MigrationFailed as exc:
             self._record_failure(migration, direction, str(exc))
             raise
-        result.duration_ms = int((time.monotonic() - started) * 1000)
-        if direction == "up":
-            self.history.finish(migration.version, "applied")
-        else:
-            self.history.mark_rolled_back(migration.version)
-        self.history.log(migration.version, "applied" if direction == "up" else "rolled-back", {
-            "duration_ms": result.duration_ms, "mode": result.mode, "retries": result.retries,
-            "resumed_at": result.resumed_at,
-        })
         return result
+
+    def _complete(self, migration: Migration, statements: list[Statement], direction: Direction,
+                  result: StepResult) -> None:
+        result.duration_ms = int((time.monotonic() - self._started) * 1000)
+        self.history.complete(
+            version=migration.version, name=migration.name, kind=migration.kind, checksum=migration.checksum,
+            transactional=not self._steps, total=len(statements), source_format=migration.source_format,
+            direction=direction, duration_ms=result.duration_ms,
+            detail={"duration_ms": result.duration_ms, "mode": result.mode, "retries": result.retries,
+                    "resumed_at": result.resumed_at},
+        )
 
     def _resume_point(self, migration: Migration, statements: list[Statement], direction: Direction) -> int:
         """Where an interrupted statement-by-statement run stopped, if the statements it completed
@@ -148,7 +155,8 @@ class Executor:
         return 0
 
     # -- transactional mode ----------------------------------------------------------------
-    def _run_transaction(self, migration: Migration, statements: list[Statement], result: StepResult) -> None:
+    def _run_transaction(self, migration: Migration, statements: list[Statement], direction: Direction,
+                         result: StepResult) -> None:
         runnable = [s for s in statements if not transaction_control(s.sql)]
         result.skipped = [s.where for s in statements if transaction_control(s.sql)]
 
@@ -157,6 +165,7 @@ class Executor:
                 self._set_timeouts(migration, local=True)
                 for stmt in runnable:
                     self._execute(migration, stmt)
+                self._complete(migration, statements, direction, result)
 
         self._with_lock_retries(migration, runnable[0] if runnable else None, attempt, result)
 
@@ -201,16 +210,16 @@ class Executor:
             self._drop_new_invalid_indexes(invalid_before)
             raise
         finally:
-            self.conn.execute("RESET lock_timeout")
-            self.conn.execute("RESET statement_timeout")
+            self.conn.execute("RESET lock_timeout; RESET statement_timeout")
 
     # -- helpers ---------------------------------------------------------------------------
     def _set_timeouts(self, migration: Migration, *, local: bool) -> None:
-        scope = sql.SQL("SET LOCAL" if local else "SET")
         lock = migration.lock_timeout or self.timeouts.lock_timeout
         stmt_timeout = migration.statement_timeout or self.timeouts.statement_timeout
-        self.conn.execute(sql.SQL("{} lock_timeout = {}").format(scope, sql.Literal(lock)))
-        self.conn.execute(sql.SQL("{} statement_timeout = {}").format(scope, sql.Literal(stmt_timeout)))
+        self.conn.execute(
+            "SELECT set_config('lock_timeout', %s, %s), set_config('statement_timeout', %s, %s)",
+            (lock, local, stmt_timeout, local),
+        )
 
     def _execute(self, migration: Migration, stmt: Statement) -> None:
         if self.observer is None:
@@ -283,11 +292,14 @@ class Executor:
     def _record_failure(self, migration: Migration, direction: Direction, error: str) -> None:
         if self.conn.closed:
             return
-        try:
-            self.history.finish(migration.version, "failed", error=error)
-            self.history.log(migration.version, "failed", {"direction": direction, "error": error})
-        except psycopg.Error:
-            pass  # the connection is broken; the row stays 'running' and the next run retries
+        statements = migration.up if direction == "up" else (migration.down or [])
+        # If the connection is broken, the row stays as it was and the next run retries.
+        with contextlib.suppress(psycopg.Error):
+            self.history.fail(
+                version=migration.version, name=migration.name, kind=migration.kind, checksum=migration.checksum,
+                transactional=not self._steps, total=len(statements), source_format=migration.source_format,
+                direction=direction, error=error,
+            )
 
     def _effect_present(self, stmt: Statement) -> bool:
         """Did an interrupted run already complete this non-transactional statement?"""
