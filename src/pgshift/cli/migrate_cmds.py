@@ -10,7 +10,7 @@ import click
 from rich.table import Table
 
 from pgshift import api
-from pgshift.cli.common import handle_errors, json_option, print_json, settings_options, stderr, stdout
+from pgshift.cli.common import handle_errors, json_option, print_json, settings_options, stdout
 from pgshift.config import Settings
 from pgshift.errors import ValidationFailed
 from pgshift.migrations.model import Migration
@@ -18,7 +18,8 @@ from pgshift.runner.execute import StepResult
 
 
 def _note(message: str) -> None:
-    stderr.print(f"[dim]·[/] {message}")
+    # Plain click output: one line per migration must stay cheap when there are hundreds.
+    click.echo(click.style("· ", dim=True) + message, err=True)
 
 
 def _migration_json(m: Migration, state: str) -> dict[str, Any]:
@@ -130,7 +131,7 @@ def migrate_cmd(settings: Settings, as_json: bool, to: str | None, dry_run: bool
     for r in report.applied:
         extra = f", {r.retries} lock retries" if r.retries else ""
         extra += f", resumed at statement {r.resumed_at + 1}" if r.resumed_at is not None else ""
-        stdout.print(f"[green]applied[/] {r.version} {r.name} ({r.mode}, {r.duration_ms} ms{extra})")
+        click.echo(f"{click.style('applied', fg='green')} {r.version} {r.name} ({r.mode}, {r.duration_ms} ms{extra})")
 
 
 @click.command("rollback")
@@ -150,7 +151,7 @@ def rollback_cmd(settings: Settings, as_json: bool, to: str | None, steps: int) 
     if report.nothing_to_do:
         stdout.print("nothing to roll back")
     for r in report.reverted:
-        stdout.print(f"[cyan]rolled back[/] {r.version} {r.name} ({r.duration_ms} ms)")
+        click.echo(f"{click.style('rolled back', fg='cyan')} {r.version} {r.name} ({r.duration_ms} ms)")
 
 
 @click.command("validate")
