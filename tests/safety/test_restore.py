@@ -148,3 +148,24 @@ def test_cli_requires_yes_when_not_interactive(pg_server: Any, db_name: str, db_
         assert json.loads(out.output)["ok"] is True
     finally:
         _cleanup(pg_server.admin_url, f"{db_name}_pre_restore_")
+
+
+def test_health_failure_after_swap_is_reported_with_the_kept_database(
+    pg_server: Any, db_name: str, db_url: str, tmp_path: Path
+) -> None:
+    seed(db_url, rows=30)
+    settings = make_settings(tmp_path, db_url, pg_server)
+    folder = take_backup(settings, db_url).backup.path
+    sick = HealthServer(503)
+    _hooks(tmp_path, settings, sick.url)
+    settings.app.health_timeout = "1s"
+    try:
+        with pytest.raises(RestoreFailed) as info:
+            restore_database(settings, folder, db_url)
+        message = str(info.value)
+        assert "health" in message and f"{db_name}_pre_restore_" in message
+        assert count(db_url, "accounts") == 30  # the swap happened; the data is the backup's
+        assert sick.hits >= 1
+    finally:
+        sick.close()
+        _cleanup(pg_server.admin_url, f"{db_name}_pre_restore_")
