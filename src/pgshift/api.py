@@ -26,6 +26,7 @@ from pgshift.migrations.formats import native
 from pgshift.migrations.loader import load_migrations
 from pgshift.migrations.model import Migration, version_sort_key
 from pgshift.runner.execute import Executor, StatementObserver, StepResult, Timeouts, needs_steps
+from pgshift.runner.gate import MigrateChecks, gate
 from pgshift.runner.plan import Plan, Problem, build_plan
 from pgshift.runner.retry import RetryPolicy
 
@@ -239,7 +240,10 @@ def migrate(
     notify: Notify | None = None,
     before_apply: BeforeApply | None = None,
     observer: StatementObserver | None = None,
+    checks: MigrateChecks | None = None,
 ) -> MigrateReport:
+    """Apply pending migrations under the deploy lock. With ``checks``, lint them against the live
+    server and back up according to backup.policy first (the CLI always passes checks)."""
     fmt, migrations = load(settings)
     allow_ooo = settings.allow_out_of_order if out_of_order is None else out_of_order
     if dry_run:
@@ -259,6 +263,8 @@ def migrate(
         if not todo:
             report.nothing_to_do = True
             return report
+        if checks is not None:
+            gate(settings, checks, plan.applied)(conn, todo)
         if before_apply is not None:
             before_apply(conn, todo)
         executor = _executor(settings, conn, history, notify, observer)

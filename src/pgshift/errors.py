@@ -182,3 +182,13 @@ class RehearsalFailed(PgshiftError):
 
 
 EXIT_CODES[RehearsalFailed.exit_code] = (RehearsalFailed.__doc__ or "").strip().split("\n")[0]
+
+
+class MigrationRefused(PgshiftError):
+    """migrate refused before touching anything: lint errors, or a destructive change without a verified backup."""
+
+    code = "refused"
+    exit_code = 19
+
+
+EXIT_CODES[MigrationRefused.exit_code] = (MigrationRefused.__doc__ or "").strip().split("\n")[0]

@@ -15,6 +15,7 @@ from pgshift.config import Settings
 from pgshift.errors import ValidationFailed
 from pgshift.migrations.model import Migration
 from pgshift.runner.execute import StepResult
+from pgshift.runner.gate import MigrateChecks
 
 
 def _note(message: str) -> None:
@@ -110,17 +111,28 @@ def status_cmd(settings: Settings, as_json: bool, exit_code: bool) -> None:
 @click.option("--dry-run", is_flag=True, help="Print the exact SQL and transaction boundaries; change nothing.")
 @click.option("--repair", is_flag=True, help="Accept edited applied files (records their new checksums).")
 @click.option("--out-of-order", is_flag=True, default=None, help="Apply new files older than applied ones.")
+@click.option("--no-lint", is_flag=True, help="Do not refuse on lint findings at or above lint.fail_level.")
+@click.option("--no-backup", is_flag=True,
+              help="Skip the backup that backup.policy asks for, and allow destructive changes without one.")
 @handle_errors
 def migrate_cmd(settings: Settings, as_json: bool, to: str | None, dry_run: bool, repair: bool,
-                out_of_order: bool | None) -> None:
-    """Apply pending migrations, each in its own transaction unless it cannot be."""
+                out_of_order: bool | None, no_lint: bool, no_backup: bool) -> None:
+    """Apply pending migrations, each in its own transaction unless it cannot be.
+
+    First, under the deploy lock, the pending migrations are linted against the live server
+    (refusing on errors) and a backup is taken according to backup.policy.
+    """
+    notify = None if as_json else _note
+    checks = MigrateChecks(lint=not no_lint, backup=not no_backup, notify=notify)
     report = api.migrate(settings, to=to, dry_run=dry_run, repair=repair, out_of_order=out_of_order,
-                         notify=None if as_json else _note)
+                         notify=notify, checks=checks)
     if as_json:
         print_json({
             "applied": [_step_json(r) for r in report.applied],
             "dry_run": [{"version": s.migration.version, "mode": s.mode, "sql": s.sql} for s in report.dry_run],
             "nothing_to_do": report.nothing_to_do,
+            "lint": [f.to_json() for f in checks.findings],
+            "backup": checks.backup_path,
         })
         return
     if dry_run:

@@ -1,0 +1,105 @@
+"""What `migrate` checks after taking the deploy lock and before running anything.
+
+1. Lint the pending migrations against the live server's version and table sizes (so a risky
+   change to an empty table is a note and the same change to a large one is an error); refuse
+   when a finding reaches ``lint.fail_level``.
+2. Back up first according to ``backup.policy`` (always / destructive-only / never); refuse a
+   destructive migration without a recent verified backup unless told otherwise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+
+from pgshift.config import Settings
+from pgshift.db.connect import server_major
+from pgshift.errors import MigrationRefused
+from pgshift.migrations.model import Migration
+
+Notify = Callable[[str], None]
+
+
+@dataclass
+class MigrateChecks:
+    """Pass to ``api.migrate(checks=...)``; the CLI does so unless --no-lint / --no-backup."""
+
+    lint: bool = True
+    backup: bool = True
+    notify: Notify | None = None
+    # Filled in as the checks run, for the caller's report.
+    findings: list[Any] = field(default_factory=list)
+    backup_path: str | None = None
+
+
+def gate(settings: Settings, checks: MigrateChecks, applied: list[Migration]) -> Callable[
+    [psycopg.Connection[Any], list[Migration]], None
+]:
+    def before_apply(conn: psycopg.Connection[Any], todo: list[Migration]) -> None:
+        if not (checks.lint or checks.backup):
+            return
+        # Lint also tells the backup policy which migrations destroy data, so it runs either way.
+        report = _lint(settings, conn, todo, applied)
+        if checks.lint:
+            checks.findings = report.active
+            failing = [f for f in report.active if _at_or_above(f.severity, settings.lint.fail_level)]
+            if failing:
+                lines = "; ".join(f"{f.file}:{f.line}: {f.rule} {f.name}: {f.message.rstrip('.')}"
+                                  for f in failing[:5])
+                more = f" (and {len(failing) - 5} more)" if len(failing) > 5 else ""
+                raise MigrationRefused(
+                    f"Refusing to migrate: lint found {len(failing)} problem(s) at or above "
+                    f"'{settings.lint.fail_level}': {lines}{more}. Nothing was run.",
+                    hint="run `pgshift lint` for the safe rewrite of each, suppress a finding with "
+                    "`-- pgshift:ignore <rule> -- <reason>`, or pass --no-lint.",
+                )
+            for f in report.active:
+                _say(checks, f"lint {f.severity}: {f.file}:{f.line}: {f.rule} {f.message}")
+        if checks.backup:
+            _backup(settings, todo, report.is_destructive, checks)
+
+    return before_apply
+
+
+def _say(checks: MigrateChecks, message: str) -> None:
+    if checks.notify:
+        checks.notify(message)
+
+
+def _at_or_above(severity: str, level: str) -> bool:
+    order = {"note": 0, "warning": 1, "error": 2}
+    return order.get(severity, 0) >= order.get(level, 2)
+
+
+def _lint(settings: Settings, conn: psycopg.Connection[Any], todo: list[Migration],
+          applied: list[Migration]) -> Any:
+    from pgshift.lint.engine import lint_migrations
+    from pgshift.lint.live import read_sizes
+
+    sql_todo = [m for m in todo if m.ops is None]
+    return lint_migrations(sql_todo, settings=settings.lint, pg_version=server_major(conn),
+                           history=[m for m in applied if m.ops is None], sizes=read_sizes(conn))
+
+
+def _backup(settings: Settings, todo: list[Migration],
+            destructive: Callable[[Migration], bool], checks: MigrateChecks) -> None:
+    from pgshift.safety.backup import backup_required, latest_verified_backup, take_backup
+
+    if backup_required(settings.backup.policy, todo, destructive):
+        _say(checks, f"taking a backup first (backup.policy = {settings.backup.policy})")
+        result = take_backup(settings, settings.database_url)
+        checks.backup_path = str(result.backup.path)
+        _say(checks, f"backup verified: {result.backup.path}")
+        return
+    risky = [m.label for m in todo if destructive(m)]
+    if risky and latest_verified_backup(settings, settings.backup.max_age) is None:
+        raise MigrationRefused(
+            f"Refusing to migrate: {', '.join(risky)} drops or truncates data, backup.policy is "
+            f"{settings.backup.policy!r} and there is no verified backup newer than "
+            f"{settings.backup.max_age} in {settings.resolve(settings.backup.directory)}. Nothing was run.",
+            hint="run `pgshift backup` first, set backup.policy = \"destructive-only\", or pass --no-backup "
+            "to accept the risk.",
+        )

@@ -1,0 +1,78 @@
+"""What `pgshift migrate` checks before running anything: lint and the backup policy."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from tests.helpers import run_pgshift, write_migration
+
+Conn = psycopg.Connection[tuple[object, ...]]
+SUPPRESS_DROP = "-- pgshift:ignore drop-table -- the app stopped reading it two releases ago"
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    (tmp_path / "migrations").mkdir()
+    (tmp_path / "pgshift.toml").write_text('[backup]\ndirectory = "backups"\n')
+    return tmp_path
+
+
+def _tables(conn: Conn) -> set[str]:
+    return {str(r[0]) for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'").fetchall()}
+
+
+def test_lint_error_refuses_before_anything_runs(project: Path, db_url: str, conn: Conn) -> None:
+    write_migration(project / "migrations", "1", "ok", "CREATE TABLE a (id bigint PRIMARY KEY);")
+    write_migration(project / "migrations", "2", "bad", "UPDATE a SET id = id WHERE id IN (SELECT 1);\n"
+                    "CREATE FUNCTION f() RETURNS void LANGUAGE plpgsql AS $$\n"
+                    "BEGIN UPDATE a SET id = 2 LIMIT 5; END $$;")
+    result = run_pgshift(["migrate"], cwd=project, url=db_url)
+    assert result.returncode == 19, result.stderr
+    assert "PS043 update-limit" in result.stderr and "2_bad.sql:" in result.stderr
+    assert _tables(conn) == set()  # not even the clean first migration ran
+
+    forced = run_pgshift(["migrate", "--no-lint", "--to", "1"], cwd=project, url=db_url)
+    assert forced.returncode == 0, forced.stderr
+    assert _tables(conn) == {"a"}
+
+
+def test_destructive_migration_is_backed_up_first(project: Path, db_url: str, conn: Conn) -> None:
+    conn.execute("CREATE TABLE old_stuff (id bigint PRIMARY KEY); INSERT INTO old_stuff VALUES (1), (2)")
+    write_migration(project / "migrations", "1", "drop",
+                    f"{SUPPRESS_DROP}\nDROP TABLE old_stuff;")
+    result = run_pgshift(["migrate", "--json"], cwd=project, url=db_url)
+    assert result.returncode == 0, result.stderr
+    backup = Path(json.loads(result.stdout)["backup"])
+    assert backup.parent == project / "backups"
+    manifest = json.loads((backup / "manifest.json").read_text())
+    counts = {(t["schema"], t["name"]): t["rows"] for t in manifest["tables"]}
+    assert counts[("public", "old_stuff")] == 2
+    assert "old_stuff" not in _tables(conn)
+
+
+def test_destructive_migration_without_backup_is_refused_under_policy_never(
+    project: Path, db_url: str, conn: Conn
+) -> None:
+    (project / "pgshift.toml").write_text('[backup]\npolicy = "never"\ndirectory = "backups"\n')
+    conn.execute("CREATE TABLE old_stuff (id bigint PRIMARY KEY)")
+    write_migration(project / "migrations", "1", "drop",
+                    f"{SUPPRESS_DROP}\nDROP TABLE old_stuff;")
+    refused = run_pgshift(["migrate"], cwd=project, url=db_url)
+    assert refused.returncode == 19
+    assert "drops or truncates data" in refused.stderr and "no verified backup" in refused.stderr
+    assert "old_stuff" in _tables(conn)
+    accepted = run_pgshift(["migrate", "--no-backup"], cwd=project, url=db_url)
+    assert accepted.returncode == 0, accepted.stderr
+    assert "old_stuff" not in _tables(conn)
+    assert not (project / "backups").exists()
+
+
+def test_non_destructive_migration_takes_no_backup(project: Path, db_url: str) -> None:
+    write_migration(project / "migrations", "1", "add", "CREATE TABLE fresh (id bigint PRIMARY KEY);")
+    result = run_pgshift(["migrate", "--json"], cwd=project, url=db_url)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["backup"] is None
