@@ -30,7 +30,7 @@ def test_harness_measures_naive_and_pgshift_runs(pg_server: Any) -> None:
     runs = [
         b.run_case(pg_server.admin_url, b.SLUGS["create_index"], "naive", False, **quick),
         b.run_case(pg_server.admin_url, b.SLUGS["create_index"], "pgshift", False, **quick),
-        b.run_case(pg_server.admin_url, b.SLUGS["rename_column"], "pgshift", True, hold_s=2.5, **quick),
+        b.run_case(pg_server.admin_url, b.SLUGS["rename_column"], "pgshift", True, hold_s=4.0, **quick),
     ]
     for run in runs:
         assert run.migration_error is None, run.migration_error
