@@ -6,6 +6,7 @@ from __future__ import annotations
 import random
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +44,9 @@ VS = "public_002"
 DATA = "SELECT md5(string_agg((id, email, price, name)::text, ',' ORDER BY id)) FROM accounts"
 
 
-def _old_writer(url: str, k: int, expected: dict[int, tuple[str, int]], lock: threading.Lock):
+def _old_writer(
+    url: str, k: int, expected: dict[int, tuple[str, int]], lock: threading.Lock
+) -> Callable[[threading.Event], int]:
     def run(stop: threading.Event) -> int:
         rng, n = random.Random(k), 0
         with psycopg.connect(url, autocommit=True) as c:
@@ -67,7 +70,9 @@ def _old_writer(url: str, k: int, expected: dict[int, tuple[str, int]], lock: th
     return run
 
 
-def _new_writer(url: str, k: int, expected: dict[int, tuple[str, int]], lock: threading.Lock):
+def _new_writer(
+    url: str, k: int, expected: dict[int, tuple[str, int]], lock: threading.Lock
+) -> Callable[[threading.Event], int]:
     """The new app version: picks its schema per transaction with SET LOCAL (PgBouncer transaction mode)."""
     def run(stop: threading.Event) -> int:
         rng, n = random.Random(100 + k), 0

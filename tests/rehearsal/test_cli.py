@@ -26,8 +26,10 @@ CHROMIUM = next((p for p in ("/usr/bin/chromium", shutil.which("chromium"), shut
 
 
 def _run(args: list[str], tmp_path: Path, **kwargs: object) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*PGSHIFT, *args], capture_output=True, text=True, cwd=tmp_path, timeout=120,
-                          **kwargs)  # type: ignore[call-overload, no-any-return]
+    result: subprocess.CompletedProcess[str] = subprocess.run(  # type: ignore[call-overload]
+        [*PGSHIFT, *args], capture_output=True, text=True, cwd=tmp_path, timeout=120, **kwargs
+    )
+    return result
 
 
 def test_cli_json_pass_and_fail_exit_codes(source: Conn, db_url: str, tmp_path: Path) -> None:
