@@ -30,15 +30,16 @@ def _merge(into: LintReport, other: LintReport) -> None:
 
 class _Run:
     def __init__(self, settings: Settings, pg_version: int, sizes: dict[str, TableSize], schema: Schema,
-                 locks: bool) -> None:
+                 locks: bool, fix: bool) -> None:
         self.settings, self.pg_version, self.sizes, self.schema = settings, pg_version, sizes, schema
-        self.locks = locks
+        self.locks, self.fix = locks, fix
         self.report = LintReport(pg_version=pg_version)
         self.statements: dict[tuple[str, int, int], str] = {}
 
     def text(self, text: str, file: str) -> None:
-        for parsed in parse_text(text, file):
-            self.statements[(file, parsed.statement.line, parsed.statement.column)] = parsed.statement.sql
+        if self.fix:  # --fix needs each statement's exact text; the second parse is only paid then
+            for parsed in parse_text(text, file):
+                self.statements[(file, parsed.statement.line, parsed.statement.column)] = parsed.statement.sql
         lint_sql(text, file=file, settings=self.settings.lint, pg_version=self.pg_version, sizes=self.sizes,
                  schema=self.schema, collect_locks=self.locks, report=self.report)
 
@@ -103,7 +104,7 @@ def lint(paths: tuple[str, ...], settings: Settings, output: str | None, as_json
         live_version, sizes = live_context(live_url)
     schema_path = schema_file or settings.lint.schema_file
     schema = schema_from_dump(str(settings.resolve(schema_path))) if schema_path else Schema()
-    run = _Run(settings, _target_version(pg_version, settings, live_version), sizes, schema, locks)
+    run = _Run(settings, _target_version(pg_version, settings, live_version), sizes, schema, locks, fix)
     for raw in paths or (str(settings.migrations_path),):
         _lint_path(run, raw)
     report = run.report

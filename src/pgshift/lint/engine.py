@@ -10,8 +10,11 @@ Public API (used by ``migrate``, ``check`` and rehearsal):
 from __future__ import annotations
 
 import bisect
+import gc
 import json
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -59,6 +62,19 @@ class Parsed:
     statement: Statement
     node: Node | None
     error: ParseProblem | None = None
+
+
+@contextmanager
+def _no_gc() -> Iterator[None]:
+    """Pause the cyclic GC: parse trees are millions of small dicts without cycles, and the
+    repeated full collections while building them make large inputs quadratic."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 # -- parsing ------------------------------------------------------------------------------
@@ -214,7 +230,11 @@ class _Linter:
         self.opts = opts
         self.schema = schema
         self.report = report
-        self.star = opts.rules.get("*", [])
+        star = opts.rules.get("*", [])
+        # Rules per node kind, with the every-statement rules appended, built once.
+        self.by_kind: dict[str, list[Rule]] = {k: [*v, *star] for k, v in opts.rules.items() if k != "*"}
+        self.star = star
+        self.alter_cache: dict[frozenset[str], list[Rule]] = {}
 
     def run_unit(self, parsed: list[Parsed], unit: UnitState, suppressions: list[Suppression],
                  migration: str | None) -> None:
@@ -239,7 +259,7 @@ class _Linter:
             k = kind(node)
             ctx = Ctx(item.statement, node, k, body(node), self.schema, self.opts.pg_version,
                       self.opts.settings, tx, unit, self.opts.sizes, sqls, position)
-            for rule in (*self.opts.rules.get(k, ()), *self.star):
+            for rule in self._rules_for(k, ctx):
                 for hit in rule.check(ctx):
                     self._emit(rule, hit, ctx.statement, unit, suppressions, migration)
             if k == "TransactionStmt":
@@ -247,6 +267,16 @@ class _Linter:
                 continue
             self._after(ctx)
         self._unused(suppressions)
+
+    def _rules_for(self, k: str, ctx: Ctx) -> list[Rule]:
+        if k != "AlterTableStmt":
+            return self.by_kind.get(k, self.star)
+        present = frozenset(sub for sub, _, _ in ctx.alter_cmds)
+        rules = self.alter_cache.get(present)
+        if rules is None:
+            rules = self.alter_cache[present] = [
+                r for r in self.by_kind.get(k, self.star) if not r.subtypes or present & set(r.subtypes)]
+        return rules
 
     def _transaction(self, stmt: Node, tx: TxState, unit: UnitState) -> TxState:
         what = stmt.get("kind", "")
@@ -377,7 +407,13 @@ def lint_migrations(
     """Lint the up part of each migration in order. ``history`` (already applied migrations)
     and ``schema`` (e.g. from a schema dump) seed the schema model; each linted migration is
     replayed into it before the next is linted."""
-    opts = _options(settings, pg_version, sizes, collect_locks)
+    with _no_gc():
+        return _lint_migrations(migrations, _options(settings, pg_version, sizes, collect_locks), history,
+                                schema)
+
+
+def _lint_migrations(migrations: list[Migration], opts: Options, history: list[Migration] | None,
+                     schema: Schema | None) -> LintReport:
     report = LintReport(pg_version=opts.pg_version)
     model = schema or Schema()
     _replay(model, history or [])
@@ -415,6 +451,7 @@ def lint_sql(
     unit = UnitState(None, in_tx)
     if "pgshift:no-transaction" in text:
         unit.transactional = False
-    _Linter(opts, schema or Schema(), report).run_unit(
-        parse_text(text, file), unit, read_suppressions(text, file), None)
+    with _no_gc():
+        _Linter(opts, schema or Schema(), report).run_unit(
+            parse_text(text, file), unit, read_suppressions(text, file), None)
     return report

@@ -54,6 +54,9 @@ class Rule:
     severity: Severity
     kinds: tuple[str, ...]  # parse-tree node kinds the check looks at; ("*",) for all
     check: Callable[[Ctx], Iterable[Hit]]
+    # For ALTER TABLE: the command subtypes the check looks at (empty: all), so the engine can
+    # skip the rule for other ALTER TABLE statements without calling it.
+    subtypes: tuple[str, ...] = ()
     destructive: bool = False
     impact_scaled: bool = False  # severity follows table size when sizes are known
     applies_to_new_tables: bool = False  # also fires on tables created in the same migration

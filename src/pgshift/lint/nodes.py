@@ -61,9 +61,17 @@ def qualified(names: list[str]) -> str:
 
 
 def type_of(type_name: Node | None) -> tuple[str, tuple[int, ...], bool]:
-    """(base type name without pg_catalog, integer typmods, is_array)."""
+    """(base type name without pg_catalog, integer typmods, is_array), cached in the node."""
     if not type_name:
         return "", (), False
+    cached = type_name.get("_pgshift_type")
+    if cached is not None:
+        return cached  # type: ignore[no-any-return]
+    type_name["_pgshift_type"] = result = _type_of(type_name)
+    return result
+
+
+def _type_of(type_name: Node) -> tuple[str, tuple[int, ...], bool]:
     names = [n for n in strings(type_name.get("names")) if n != "pg_catalog"]
     mods: list[int] = []
     for mod in type_name.get("typmods") or ():

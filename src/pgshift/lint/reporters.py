@@ -81,7 +81,8 @@ def as_json(report: LintReport) -> str:
     data = report.to_json()
     if report.lock_steps:
         data["locks"] = [s.to_json() for s in report.lock_steps]
-    return json.dumps(data, indent=2)
+    # Indented for people; compact (C encoder, ~5x faster) when the report is large.
+    return json.dumps(data, indent=2 if len(report.findings) < 2000 else None)
 
 
 def _level(severity: str) -> str:

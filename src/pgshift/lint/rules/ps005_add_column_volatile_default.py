@@ -44,5 +44,5 @@ RULE = Rule(
     bad="ALTER TABLE users ADD COLUMN token uuid DEFAULT gen_random_uuid();",
     good="ALTER TABLE users ADD COLUMN last_login_at timestamptz DEFAULT now();",
     safe="Add the column without a default, SET DEFAULT separately, then backfill existing rows in batches.",
-    severity="error", kinds=("AlterTableStmt",), check=check, impact_scaled=True,
+    severity="error", kinds=("AlterTableStmt",), check=check, subtypes=("AT_AddColumn",), impact_scaled=True,
 )

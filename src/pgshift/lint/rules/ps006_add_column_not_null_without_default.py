@@ -37,5 +37,5 @@ RULE = Rule(
     good="ALTER TABLE users ADD COLUMN phone text NOT NULL DEFAULT '';",
     safe="Give it a constant DEFAULT (no rewrite on PG 11+), or add it nullable, backfill in batches, "
     "and add NOT NULL through a validated CHECK (playbook pattern 2, done safely).",
-    severity="error", kinds=("AlterTableStmt",), check=check,
+    severity="error", kinds=("AlterTableStmt",), check=check, subtypes=("AT_AddColumn",),
 )

@@ -29,5 +29,5 @@ RULE = Rule(
     bad="ALTER TABLE events ADD COLUMN seq bigserial;",
     good="ALTER TABLE events ADD COLUMN seq bigint;",
     safe="Add a nullable bigint, backfill in batches, then attach a sequence default.",
-    severity="error", kinds=("AlterTableStmt",), check=check, impact_scaled=True,
+    severity="error", kinds=("AlterTableStmt",), check=check, subtypes=("AT_AddColumn",), impact_scaled=True,
 )

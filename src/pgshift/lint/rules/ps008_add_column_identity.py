@@ -27,5 +27,5 @@ RULE = Rule(
     bad="ALTER TABLE events ADD COLUMN id bigint GENERATED ALWAYS AS IDENTITY;",
     good="ALTER TABLE events ADD COLUMN id bigint;",
     safe="Add a plain nullable column, backfill in batches, then ALTER COLUMN ADD GENERATED AS IDENTITY.",
-    severity="error", kinds=("AlterTableStmt",), check=check, impact_scaled=True,
+    severity="error", kinds=("AlterTableStmt",), check=check, subtypes=("AT_AddColumn",), impact_scaled=True,
 )

@@ -31,5 +31,5 @@ RULE = Rule(
     bad="ALTER TABLE orders ADD COLUMN total numeric GENERATED ALWAYS AS (qty * price) STORED;",
     good="ALTER TABLE orders ADD COLUMN total numeric;",
     safe="Add a plain column and fill it in batches (or a VIRTUAL generated column on PG 18+).",
-    severity="error", kinds=("AlterTableStmt",), check=check, impact_scaled=True,
+    severity="error", kinds=("AlterTableStmt",), check=check, subtypes=("AT_AddColumn",), impact_scaled=True,
 )

@@ -97,6 +97,7 @@ RULE = Rule(
     good="ALTER TABLE users ALTER COLUMN email TYPE text;",
     safe="Safe without rewrite: varchar(n) -> varchar(m>n)/varchar/text, numeric(p,s) -> numeric(p2>p,s), "
     "cidr -> inet. Otherwise add a new column, dual-write, backfill in batches, swap.",
-    severity="error", kinds=("AlterTableStmt",), check=check, impact_scaled=True,
+    severity="error", kinds=("AlterTableStmt",), check=check,
+    subtypes=("AT_AlterColumnType",), impact_scaled=True,
     setup="CREATE TABLE users (id int PRIMARY KEY, email varchar(100));",
 )

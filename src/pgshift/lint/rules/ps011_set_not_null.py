@@ -54,5 +54,5 @@ RULE = Rule(
     good="ALTER TABLE users ADD CONSTRAINT users_phone_not_null CHECK (phone IS NOT NULL) NOT VALID;",
     safe="ADD CONSTRAINT ... CHECK (col IS NOT NULL) NOT VALID; then in a later transaction VALIDATE "
     "CONSTRAINT; SET NOT NULL (no scan on PG 12+); DROP CONSTRAINT the check.",
-    severity="error", kinds=("AlterTableStmt",), check=check, impact_scaled=True,
+    severity="error", kinds=("AlterTableStmt",), check=check, subtypes=("AT_SetNotNull",), impact_scaled=True,
 )

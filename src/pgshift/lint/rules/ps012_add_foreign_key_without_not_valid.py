@@ -41,5 +41,6 @@ RULE = Rule(
     good="ALTER TABLE trades ADD CONSTRAINT fk_trades_user_id FOREIGN KEY (user_id) REFERENCES users (id) NOT VALID;",
     safe="ADD CONSTRAINT ... NOT VALID, then VALIDATE CONSTRAINT in a separate transaction "
     "(SHARE UPDATE EXCLUSIVE: reads and writes go on).",
-    severity="error", kinds=("AlterTableStmt",), check=check, impact_scaled=True,
+    severity="error", kinds=("AlterTableStmt",), check=check,
+    subtypes=("AT_AddConstraint", "AT_AddColumn"), impact_scaled=True,
 )

@@ -33,5 +33,6 @@ RULE = Rule(
     bad="ALTER TABLE orders ADD CONSTRAINT qty_positive CHECK (qty > 0);",
     good="ALTER TABLE orders ADD CONSTRAINT qty_positive CHECK (qty > 0) NOT VALID;",
     safe="ADD CONSTRAINT ... NOT VALID, then VALIDATE CONSTRAINT in a separate transaction.",
-    severity="error", kinds=("AlterTableStmt",), check=check, impact_scaled=True,
+    severity="error", kinds=("AlterTableStmt",), check=check,
+    subtypes=("AT_AddConstraint",), impact_scaled=True,
 )

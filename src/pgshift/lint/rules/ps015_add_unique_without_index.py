@@ -32,5 +32,6 @@ RULE = Rule(
     bad="ALTER TABLE users ADD CONSTRAINT users_email_key UNIQUE (email);",
     good="ALTER TABLE users ADD CONSTRAINT users_email_key UNIQUE USING INDEX users_email_idx;",
     safe="CREATE UNIQUE INDEX CONCURRENTLY first, then ADD CONSTRAINT ... USING INDEX (instant).",
-    severity="error", kinds=("AlterTableStmt",), check=check, impact_scaled=True,
+    severity="error", kinds=("AlterTableStmt",), check=check,
+    subtypes=("AT_AddConstraint",), impact_scaled=True,
 )

@@ -25,5 +25,6 @@ RULE = Rule(
     bad="ALTER TABLE users DROP COLUMN deprecated_phone;",
     good="ALTER TABLE users ALTER COLUMN deprecated_phone DROP DEFAULT;",
     safe="Stop using the column in a released app version first (playbook pattern 3), back up, then drop.",
-    severity="error", kinds=("AlterTableStmt",), check=check, destructive=True, category="destructive",
+    severity="error", kinds=("AlterTableStmt",), check=check,
+    subtypes=("AT_DropColumn",), destructive=True, category="destructive",
 )

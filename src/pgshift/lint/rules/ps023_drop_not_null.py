@@ -23,5 +23,6 @@ RULE = Rule(
     bad="ALTER TABLE users ALTER COLUMN email DROP NOT NULL;",
     good="ALTER TABLE users ALTER COLUMN email SET DEFAULT '';",
     safe="Ship code that tolerates NULL first.",
-    severity="warning", kinds=("AlterTableStmt",), check=check, category="compatibility",
+    severity="warning", kinds=("AlterTableStmt",), check=check,
+    subtypes=("AT_DropNotNull",), category="compatibility",
 )

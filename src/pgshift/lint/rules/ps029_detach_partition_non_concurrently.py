@@ -37,5 +37,5 @@ RULE = Rule(
     bad="ALTER TABLE measurements DETACH PARTITION measurements_2020;",
     good="ALTER TABLE measurements DETACH PARTITION measurements_2020 CONCURRENTLY;",
     safe="DETACH PARTITION ... CONCURRENTLY (PG 14+) in a non-transactional migration.",
-    severity="warning", kinds=("AlterTableStmt",), check=check,
+    severity="warning", kinds=("AlterTableStmt",), check=check, subtypes=("AT_DetachPartition",),
 )

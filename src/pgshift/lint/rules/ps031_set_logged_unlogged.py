@@ -24,5 +24,6 @@ RULE = Rule(
     bad="ALTER TABLE import_rows SET LOGGED;",
     good="CREATE TABLE import_rows_logged (LIKE import_rows INCLUDING ALL);",
     safe="Copy into a new table in batches, then swap names.",
-    severity="error", kinds=("AlterTableStmt",), check=check, impact_scaled=True,
+    severity="error", kinds=("AlterTableStmt",), check=check,
+    subtypes=("AT_SetLogged", "AT_SetUnLogged"), impact_scaled=True,
 )

@@ -22,5 +22,6 @@ RULE = Rule(
     bad="ALTER TABLE orders SET TABLESPACE fast_ssd;",
     good="ALTER TABLE orders SET (fillfactor = 90);",
     safe="pg_repack --tablespace moves a table online.",
-    severity="error", kinds=("AlterTableStmt",), check=check, impact_scaled=True,
+    severity="error", kinds=("AlterTableStmt",), check=check,
+    subtypes=("AT_SetTableSpace",), impact_scaled=True,
 )

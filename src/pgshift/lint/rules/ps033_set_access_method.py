@@ -27,5 +27,6 @@ RULE = Rule(
     bad="ALTER TABLE events SET ACCESS METHOD heap2;",
     good="CREATE TABLE events_new (LIKE events) USING heap2;",
     safe="Copy into a new table using the access method, then swap names.",
-    severity="error", kinds=("AlterTableStmt",), check=check, impact_scaled=True,
+    severity="error", kinds=("AlterTableStmt",), check=check,
+    subtypes=("AT_SetAccessMethod",), impact_scaled=True,
 )

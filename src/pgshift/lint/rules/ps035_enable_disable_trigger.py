@@ -28,5 +28,5 @@ RULE = Rule(
     bad="ALTER TABLE orders DISABLE TRIGGER ALL;",
     good="COMMENT ON TRIGGER orders_audit ON orders IS 'kept enabled';",
     safe="Short lock_timeout; gate trigger work on a setting instead of disabling it.",
-    severity="warning", kinds=("AlterTableStmt",), check=check,
+    severity="warning", kinds=("AlterTableStmt",), check=check, subtypes=_SUBTYPES,
 )

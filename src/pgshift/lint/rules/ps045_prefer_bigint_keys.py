@@ -35,6 +35,7 @@ RULE = Rule(
     bad="CREATE TABLE trades (id serial PRIMARY KEY, user_id int);",
     good="CREATE TABLE trades (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, user_id bigint);",
     safe="Use bigint for primary and foreign keys.",
-    severity="warning", kinds=("CreateStmt", "AlterTableStmt"), check=check, applies_to_new_tables=True,
+    severity="warning", kinds=("CreateStmt", "AlterTableStmt"), check=check,
+    subtypes=("AT_AddColumn",), applies_to_new_tables=True,
     category="types",
 )

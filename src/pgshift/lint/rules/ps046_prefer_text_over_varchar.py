@@ -27,6 +27,7 @@ RULE = Rule(
     bad="CREATE TABLE users (email varchar(255));",
     good="CREATE TABLE users (email text CHECK (char_length(email) <= 255));",
     safe="text plus a CHECK constraint (which can be replaced NOT VALID without a rewrite).",
-    severity="note", kinds=("CreateStmt", "AlterTableStmt"), check=check, applies_to_new_tables=True,
+    severity="note", kinds=("CreateStmt", "AlterTableStmt"), check=check,
+    subtypes=("AT_AddColumn",), applies_to_new_tables=True,
     category="types",
 )

@@ -25,6 +25,7 @@ RULE = Rule(
     bad="CREATE TABLE countries (code char(2));",
     good="CREATE TABLE countries (code text CHECK (char_length(code) = 2));",
     safe="text with a CHECK constraint.",
-    severity="warning", kinds=("CreateStmt", "AlterTableStmt"), check=check, applies_to_new_tables=True,
+    severity="warning", kinds=("CreateStmt", "AlterTableStmt"), check=check,
+    subtypes=("AT_AddColumn",), applies_to_new_tables=True,
     category="types",
 )

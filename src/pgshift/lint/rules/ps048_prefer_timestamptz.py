@@ -24,6 +24,7 @@ RULE = Rule(
     bad="ALTER TABLE users ADD COLUMN last_login_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP;",
     good="ALTER TABLE users ADD COLUMN last_login_at timestamptz DEFAULT now();",
     safe="timestamptz stores an instant; convert on display.",
-    severity="warning", kinds=("CreateStmt", "AlterTableStmt"), check=check, applies_to_new_tables=True,
+    severity="warning", kinds=("CreateStmt", "AlterTableStmt"), check=check,
+    subtypes=("AT_AddColumn",), applies_to_new_tables=True,
     category="types",
 )

@@ -25,6 +25,7 @@ RULE = Rule(
     bad="CREATE TABLE events (payload json);",
     good="CREATE TABLE events (payload jsonb);",
     safe="jsonb (unless you must keep key order and duplicate keys verbatim).",
-    severity="note", kinds=("CreateStmt", "AlterTableStmt"), check=check, applies_to_new_tables=True,
+    severity="note", kinds=("CreateStmt", "AlterTableStmt"), check=check,
+    subtypes=("AT_AddColumn",), applies_to_new_tables=True,
     category="types",
 )

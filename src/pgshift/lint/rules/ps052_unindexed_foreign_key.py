@@ -55,6 +55,7 @@ RULE = Rule(
     good="CREATE TABLE trades (id bigint PRIMARY KEY, user_id bigint REFERENCES users (id));\n"
     "CREATE INDEX trades_user_id_idx ON trades (user_id);",
     safe="Index the referencing columns (CREATE INDEX CONCURRENTLY on existing tables).",
-    severity="warning", kinds=("CreateStmt", "AlterTableStmt"), check=check, applies_to_new_tables=True,
+    severity="warning", kinds=("CreateStmt", "AlterTableStmt"), check=check,
+    subtypes=("AT_AddConstraint", "AT_AddColumn"), applies_to_new_tables=True,
     category="types",
 )

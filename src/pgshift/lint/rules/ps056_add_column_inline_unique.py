@@ -28,5 +28,5 @@ RULE = Rule(
     bad="ALTER TABLE users ADD COLUMN external_id bigint UNIQUE;",
     good="ALTER TABLE users ADD COLUMN external_id bigint;",
     safe="Add the column, build the unique index concurrently, attach it with USING INDEX.",
-    severity="error", kinds=("AlterTableStmt",), check=check, impact_scaled=True,
+    severity="error", kinds=("AlterTableStmt",), check=check, subtypes=("AT_AddColumn",), impact_scaled=True,
 )

@@ -31,5 +31,6 @@ RULE = Rule(
     good="ALTER TABLE measurements_2024 ADD CONSTRAINT m2024_bound CHECK (ts >= '2024-01-01' AND ts < '2025-01-01') "
     "NOT VALID;",
     safe="Add a CHECK matching the bound NOT VALID, VALIDATE it, then ATTACH (no scan).",
-    severity="warning", kinds=("AlterTableStmt",), check=check, impact_scaled=True,
+    severity="warning", kinds=("AlterTableStmt",), check=check,
+    subtypes=("AT_AttachPartition",), impact_scaled=True,
 )
