@@ -25,12 +25,14 @@ from psycopg import sql
 from pgshift import api
 from pgshift.config import Settings
 from pgshift.db.connect import connect, describe_target, require_url
+from pgshift.db.history import History
 from pgshift.errors import Interrupted, PgshiftError, RehearsalFailed
 from pgshift.rehearsal import catalog
-from pgshift.rehearsal.clone import Clone, drop_clone, make_clone
+from pgshift.rehearsal.clone import Clone, dbname_of, drop_clone, maintenance_connection, make_clone, other_sessions
 from pgshift.rehearsal.recorder import Recorder, StatementRecord
 from pgshift.rehearsal.verdict import Reason, judge
 from pgshift.rehearsal.workload import Clock, Sample, Workload, discover, touched_tables
+from pgshift.safety.backup import latest_verified_backup
 
 Notify = Callable[[str], None]
 REPORT_VERSION = 1
@@ -116,6 +118,24 @@ class RehearsalReport:
         return "pass" if self.passed else "fail"
 
 
+def _current_backup(settings: Settings, source_url: str) -> Path | None:
+    """When the source is busy (no template copy), prefer restoring the newest verified backup over a
+    fresh pg_dump of production, if that backup is recent and its schema is the current one (same
+    pgshift history head)."""
+    try:
+        backup = latest_verified_backup(settings, settings.backup.max_age, database=dbname_of(source_url))
+    except PgshiftError:
+        return None
+    if backup is None:
+        return None
+    with maintenance_connection(source_url) as admin:
+        if other_sessions(admin, dbname_of(source_url)) == 0:
+            return None  # a template copy is faster and exact
+    with api.open_connection(settings) as conn:
+        head = History(conn, settings.history_schema).head()
+    return backup.path if backup.manifest.history_head == head else None
+
+
 def rehearse(settings: Settings, options: RehearsalOptions | None = None, *,
              notify: Notify | None = None) -> RehearsalReport:
     """Rehearse the pending migrations of ``settings.database_url`` on a clone; never raises for a
@@ -132,7 +152,8 @@ def rehearse(settings: Settings, options: RehearsalOptions | None = None, *,
     with _terminate_as_interrupt():
         try:
             say("cloning the database")
-            report.clone = make_clone(source_url, from_backup=options.from_backup, bindir=settings.backup.pg_bindir)
+            from_backup = options.from_backup or _current_backup(settings, source_url)
+            report.clone = make_clone(source_url, from_backup=from_backup, bindir=settings.backup.pg_bindir)
             say(f"clone {report.clone.name} made by {report.clone.method} in {report.clone.duration_s:.2f}s")
             _on_clone(settings, options, report, clock, say)
         finally:

@@ -1,0 +1,46 @@
+"""A busy source is cloned from its newest verified backup when that backup has today's schema."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from pgshift.rehearsal.run import RehearsalOptions, rehearse
+from pgshift.safety.backup import take_backup
+from tests.rehearsal.test_rehearse import REVERSIBLE
+
+Conn = psycopg.Connection[tuple[object, ...]]
+
+
+def test_busy_source_is_cloned_from_a_current_verified_backup(
+    source: Conn, db_url: str, settings_for: Any, tmp_path: Path
+) -> None:
+    settings = settings_for(REVERSIBLE)
+    settings = dataclasses.replace(settings, backup=dataclasses.replace(settings.backup, directory=str(tmp_path / "b")))
+    result = take_backup(settings, db_url)
+    with psycopg.connect(db_url):  # the app is connected: no template copy is possible
+        report = rehearse(settings, RehearsalOptions())
+    assert report.clone is not None
+    assert report.clone.method == "backup"
+    assert str(result.backup.path) in report.clone.note
+    assert report.passed, report.reasons
+
+
+def test_backup_with_an_older_schema_is_not_used(source: Conn, db_url: str, settings_for: Any, tmp_path: Path) -> None:
+    settings = settings_for(REVERSIBLE)
+    settings = dataclasses.replace(settings, backup=dataclasses.replace(settings.backup, directory=str(tmp_path / "b")))
+    take_backup(settings, db_url)
+    with psycopg.connect(db_url, autocommit=True) as app:
+        # The schema moves on after the backup (a migration applied by pgshift records a new head).
+        app.execute("CREATE SCHEMA IF NOT EXISTS pgshift")
+        from pgshift.db.history import History
+
+        history = History(app, "pgshift")
+        history.ensure()
+        history.record(version="0", name="later", kind="versioned", checksum="x", status="applied",
+                       source_format="native")
+        report = rehearse(settings, RehearsalOptions())
+    assert report.clone is not None and report.clone.method == "pg_dump"
