@@ -44,3 +44,15 @@ def test_backup_with_an_older_schema_is_not_used(source: Conn, db_url: str, sett
                        source_format="native")
         report = rehearse(settings, RehearsalOptions())
     assert report.clone is not None and report.clone.method == "pg_dump"
+
+
+def test_expanded_operations_are_reversed_by_abort(source: Conn, settings_for: Any) -> None:
+    ops = ("operations:\n"
+           "  - add_column:\n      table: items\n"
+           "      column: {name: note, type: text, default: \"'n/a'\", nullable: false}\n"
+           "      up: \"'filled'\"\n")
+    settings = settings_for({"1_sql.sql": REVERSIBLE["1_add_sku.sql"], "2_note.ops.yaml": ops})
+    report = rehearse(settings, RehearsalOptions())
+    assert report.schema.reversibility == "restored", report.schema.down_diff
+    assert report.passed, report.reasons
+    assert not report.warnings

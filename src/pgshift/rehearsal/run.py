@@ -304,10 +304,21 @@ def run_test(command: str, clone_url: str, timeout_s: float) -> TestRun:
     return TestRun(command, code, round(time.monotonic() - started, 3), output)
 
 
+def _reverse(clone: Settings, versioned: list[Any], recorder: Recorder) -> None:
+    """Undo the applied migrations newest first: down parts for SQL, abort for expanded operations."""
+    from pgshift.ops import service
+
+    for migration in reversed(versioned):
+        if migration.ops is not None:
+            service.abort(clone, version=migration.version)
+        else:
+            api.rollback(clone, steps=1, observer=recorder)
+
+
 def _reversibility(clone: Settings, report: RehearsalReport, recorder: Recorder, clock: Clock,
                    pending: list[Any], before: catalog.Snapshot, after_up: catalog.Snapshot, say: Notify) -> None:
     versioned = [m for m in pending if m.kind == "versioned"]
-    missing = [m.label for m in versioned if m.down is None]
+    missing = [m.label for m in versioned if m.down is None and m.ops is None]
     if missing:
         report.schema.reversibility = f"skipped: no down part in {', '.join(missing)}"
         report.warnings.append(f"reversibility not checked: {', '.join(missing)} has no down part")
@@ -317,7 +328,7 @@ def _reversibility(clone: Settings, report: RehearsalReport, recorder: Recorder,
     start = clock.now()
     try:
         say("rolling back")
-        api.rollback(clone, steps=len(versioned), observer=recorder)
+        _reverse(clone, versioned, recorder)
     except Interrupted:
         raise
     except PgshiftError as exc:
