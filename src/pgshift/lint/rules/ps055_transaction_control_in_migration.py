@@ -12,18 +12,23 @@ def check(ctx: Ctx) -> Iterator[Hit]:
     if ctx.unit.label is None or not ctx.unit.transactional:
         return  # a plain SQL file manages its own transactions
     what = str(ctx.body.get("kind", "")).removeprefix("TRANS_STMT_")
-    if what in ("BEGIN", "START", "COMMIT", "ROLLBACK"):
-        yield Hit(f"{what} inside a migration that pgshift already runs in a transaction: "
-                  + ("a nested BEGIN only warns, and the COMMIT below ends the runner's transaction early."
-                     if what in ("BEGIN", "START") else "it ends the runner's transaction, so the rest is not atomic."),
-                  fix="Remove transaction control; use -- pgshift:no-transaction if you need several transactions.")
+    if what == "ROLLBACK":
+        yield Hit("ROLLBACK inside a migration: pgshift refuses to run it (it manages the transaction itself).",
+                  fix="Remove it; a migration that fails is rolled back by the runner.")
+    elif what in ("BEGIN", "START", "COMMIT"):
+        # pgshift's runner skips these and runs the whole migration in one transaction; other tools
+        # running the same file would end their transaction here.
+        yield Hit(f"{what} inside a migration that runs in one transaction: pgshift skips it, so a COMMIT here "
+                  "does not make the statements before it permanent on their own.",
+                  fix="Remove transaction control; split the migration, or mark it -- pgshift:no-transaction, "
+                      "if you need separate transactions.", severity="warning")
 
 
 RULE = Rule(
     id="PS055", name="transaction-control-in-migration",
-    summary="BEGIN/COMMIT inside a migration the runner already wraps in a transaction.",
+    summary="BEGIN/COMMIT/ROLLBACK inside a migration the runner already wraps in a transaction.",
     lock="", blocks=(), rewrites=False, scans=False, versions="",
-    bad="COMMIT;",
+    bad="ROLLBACK;",
     good="SELECT 1;",
     safe="Let the runner own the transaction, or mark the migration -- pgshift:no-transaction.",
     severity="error", kinds=("TransactionStmt",), check=check, applies_to_new_tables=True, category="transactions",
