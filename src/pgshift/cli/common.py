@@ -9,11 +9,9 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import click
-import psycopg
 from rich.console import Console
 
 from pgshift.config import FORMATS, load_settings
-from pgshift.db.connect import mask_password
 from pgshift.errors import ConnectionFailed, Interrupted, PgshiftError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -56,7 +54,11 @@ def handle_errors(func: F) -> F:
             fail(exc)
         except KeyboardInterrupt:
             fail(Interrupted("Interrupted; the running transaction was rolled back."))
-        except psycopg.OperationalError as exc:
+        except Exception as exc:
+            # psycopg is imported only by commands that connect; `lint` should not pay for it.
+            psycopg = sys.modules.get("psycopg")
+            if psycopg is None or not isinstance(exc, psycopg.OperationalError):
+                raise
             fail(ConnectionFailed(
                 f"The connection to the server was lost: {str(exc).strip()}. Whatever transaction "
                 "was open was rolled back by the server; run the command again to continue."
@@ -66,6 +68,8 @@ def handle_errors(func: F) -> F:
 
 
 def fail(exc: PgshiftError) -> None:
+    from pgshift.db.connect import mask_password
+
     message = mask_password(str(exc))
     if _json_requested():
         click.echo(json.dumps({"error": {"code": exc.code, "message": message}}), err=True)
