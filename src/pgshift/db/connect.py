@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from typing import Any
 
@@ -85,6 +86,20 @@ def connect(
             f"Cannot connect to {target}: {message}",
             hint="check that the server is running and that host, port and database name are right.",
         ) from None
+
+
+def with_dbname(url: str, dbname: str) -> str:
+    """The same server and credentials, another database (scratch, clone and maintenance dbs)."""
+    params: dict[str, Any] = conninfo.conninfo_to_dict(url)
+    params["dbname"] = dbname
+    return conninfo.make_conninfo(**{k: str(v) for k, v in params.items()})
+
+
+def dbname_in(url: str) -> str | None:
+    """The database a connection string names (libpq's default: the user name, or PGDATABASE)."""
+    params = conninfo.conninfo_to_dict(url)
+    name = params.get("dbname") or params.get("user") or os.environ.get("PGDATABASE")
+    return str(name) if name else None
 
 
 def server_version_num(conn: psycopg.Connection[Any]) -> int:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterator
 from pathlib import Path
 
 from pgshift.errors import MigrationSourceError
@@ -29,6 +31,25 @@ def require_dir(path: Path) -> Path:
     if not path.is_dir():
         raise MigrationSourceError(f"{path} is not a folder; migrations_dir must name a folder.")
     return path
+
+
+def named_sql_files(
+    path: Path, pattern: re.Pattern[str], *, tool: str, example: str,
+    hint: str = "rename it, or move files that are not migrations out of the folder.",
+) -> Iterator[tuple[Path, re.Match[str]]]:
+    """Every .sql file of the folder with its name matched; a file named otherwise is an error."""
+    require_dir(path)
+    for file in sorted(path.glob("*.sql")):
+        match = pattern.match(file.name)
+        if not match:
+            raise MigrationSourceError(f"{file} is not named like a {tool} migration ({example}).", hint=hint)
+        yield file, match
+
+
+def in_order(migrations: list[Migration]) -> list[Migration]:
+    """Refuse duplicate versions; sort by version."""
+    require_unique_versions(migrations)
+    return sorted(migrations, key=lambda m: m.sort_key)
 
 
 def require_unique_versions(migrations: list[Migration]) -> None:

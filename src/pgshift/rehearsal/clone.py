@@ -20,7 +20,7 @@ import psycopg
 from psycopg import conninfo, sql
 from psycopg import errors as pgerrors
 
-from pgshift.db.connect import connect, mask_password, server_major
+from pgshift.db.connect import connect, dbname_in, mask_password, server_major, with_dbname
 from pgshift.embedded import candidate_bindirs
 from pgshift.errors import RehearsalFailed
 
@@ -37,18 +37,11 @@ class Clone:
     note: str = ""
 
 
-def url_with_dbname(url: str, dbname: str) -> str:
-    params: dict[str, Any] = conninfo.conninfo_to_dict(url)
-    params["dbname"] = dbname
-    return conninfo.make_conninfo(**{k: str(v) for k, v in params.items()})
-
-
 def dbname_of(url: str) -> str:
-    params = conninfo.conninfo_to_dict(url)
-    name = params.get("dbname") or params.get("user") or os.environ.get("PGDATABASE")
+    name = dbname_in(url)
     if not name:
         raise RehearsalFailed(f"The connection string {mask_password(url)} names no database to rehearse on.")
-    return str(name)
+    return name
 
 
 def maintenance_connection(url: str) -> psycopg.Connection[Any]:
@@ -56,7 +49,7 @@ def maintenance_connection(url: str) -> psycopg.Connection[Any]:
     last: Exception | None = None
     for name in MAINTENANCE_DBS:
         try:
-            return connect(url_with_dbname(url, name), application_name="pgshift-rehearse")
+            return connect(with_dbname(url, name), application_name="pgshift-rehearse")
         except Exception as exc:  # try the next maintenance database
             last = exc
     raise RehearsalFailed(
@@ -92,7 +85,7 @@ def make_clone(source_url: str, *, from_backup: Path | None = None, bindir: str 
                     query = query + sql.SQL(" STRATEGY FILE_COPY")
                 admin.execute(query)
                 method = "template-file-copy" if strategy else "template"
-                return Clone(name, url_with_dbname(source_url, name), source, method,
+                return Clone(name, with_dbname(source_url, name), source, method,
                              time.monotonic() - started)
             except pgerrors.ObjectInUse:
                 pass  # someone connected in between: fall back to a dump
@@ -102,7 +95,7 @@ def make_clone(source_url: str, *, from_backup: Path | None = None, bindir: str 
                     hint="the role in database_url needs CREATEDB to rehearse.",
                 ) from None
         admin.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(name)))
-    clone = Clone(name, url_with_dbname(source_url, name), source,
+    clone = Clone(name, with_dbname(source_url, name), source,
                   "backup" if from_backup else "pg_dump", 0.0)
     try:
         if from_backup is not None:

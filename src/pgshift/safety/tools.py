@@ -18,7 +18,7 @@ from typing import Any
 import psycopg
 from psycopg import conninfo
 
-from pgshift.db.connect import mask_password
+from pgshift.db.connect import dbname_in, mask_password
 from pgshift.embedded import candidate_bindirs
 from pgshift.errors import BackupFailed
 
@@ -105,19 +105,11 @@ def child_env(extra: dict[str, str]) -> dict[str, str]:
     return env
 
 
-def with_dbname(url: str, dbname: str) -> str:
-    """The same server and credentials, another database (used for scratch and maintenance dbs)."""
-    params: dict[str, Any] = conninfo.conninfo_to_dict(url)
-    params["dbname"] = dbname
-    return conninfo.make_conninfo(**{k: str(v) for k, v in params.items()})
-
-
 def dbname_of(url: str) -> str:
-    params = conninfo.conninfo_to_dict(url)
-    name = params.get("dbname") or params.get("user") or os.environ.get("PGDATABASE")
+    name = dbname_in(url)
     if not name:
         raise BackupFailed(f"The connection string {mask_password(url)} names no database.")
-    return str(name)
+    return name
 
 
 def run_tool(argv: list[str], env: dict[str, str], *, what: str, timeout: float | None = None) -> str:

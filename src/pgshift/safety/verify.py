@@ -21,7 +21,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from pgshift.db.connect import connect, mask_password
+from pgshift.db.connect import connect, mask_password, with_dbname
 from pgshift.errors import BackupFailed
 from pgshift.safety.manifest import (
     Manifest,
@@ -32,7 +32,7 @@ from pgshift.safety.manifest import (
     sha256_file,
     table_stat,
 )
-from pgshift.safety.tools import Tool, child_connection, find_tool, run_tool, with_dbname
+from pgshift.safety.tools import Tool, child_connection, find_tool, run_tool
 
 
 @dataclass

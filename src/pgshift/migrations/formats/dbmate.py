@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 
 from pgshift.errors import MigrationSourceError
-from pgshift.migrations.files import read_text, require_dir, require_unique_versions
+from pgshift.migrations.files import in_order, named_sql_files, read_text
 from pgshift.migrations.model import Migration, checksum_of, version_sort_key
 from pgshift.migrations.splitter import split_sql
 
@@ -98,16 +98,6 @@ def parse_file(path: Path, version: str, name: str) -> Migration:
 
 
 def load(path: Path) -> list[Migration]:
-    require_dir(path)
-    migrations: list[Migration] = []
-    for file in sorted(path.glob("*.sql")):
-        match = FILE_NAME.match(file.name)
-        if not match:
-            raise MigrationSourceError(
-                f"{file} is not named like a dbmate migration (<version>_<name>.sql, e.g. "
-                "20240101120000_create_users.sql).",
-                hint="rename it, or move files that are not migrations out of the folder.",
-            )
-        migrations.append(parse_file(file, match.group("version"), match.group("name")))
-    require_unique_versions(migrations)
-    return sorted(migrations, key=lambda m: m.sort_key)
+    files = named_sql_files(path, FILE_NAME, tool="dbmate",
+                            example="<version>_<name>.sql, e.g. 20240101120000_create_users.sql")
+    return in_order([parse_file(file, match.group("version"), match.group("name")) for file, match in files])

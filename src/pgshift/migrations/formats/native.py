@@ -20,7 +20,7 @@ from pathlib import Path
 
 from pgshift.config import duration_ms
 from pgshift.errors import ConfigError, MigrationSourceError
-from pgshift.migrations.files import read_text, require_dir, require_unique_versions
+from pgshift.migrations.files import in_order, named_sql_files, read_text
 from pgshift.migrations.model import Migration, checksum_of, version_sort_key
 from pgshift.migrations.splitter import split_sql
 
@@ -117,22 +117,15 @@ def parse_file(path: Path, version: str, name: str) -> Migration:
 
 
 def load(path: Path) -> list[Migration]:
-    require_dir(path)
-    migrations: list[Migration] = []
-    for file in sorted(path.glob("*.sql")):
-        match = FILE_NAME.match(file.name)
-        if not match:
-            raise MigrationSourceError(
-                f"{file} is not named like a pgshift migration (<version>_<name>.sql, e.g. "
-                "20240101120000_add_users.sql).",
-                hint="rename it, or set format in pgshift.toml if the folder belongs to another tool.",
-            )
-        migrations.append(parse_file(file, match.group("version"), match.group("name")))
+    files = named_sql_files(
+        path, FILE_NAME, tool="pgshift", example="<version>_<name>.sql, e.g. 20240101120000_add_users.sql",
+        hint="rename it, or set format in pgshift.toml if the folder belongs to another tool.",
+    )
+    migrations = [parse_file(file, match.group("version"), match.group("name")) for file, match in files]
     for file in sorted(path.iterdir()):
         if match := OPS_FILE_NAME.match(file.name):
             migrations.append(parse_ops_file(file, match.group("version"), match.group("name")))
-    require_unique_versions(migrations)
-    return sorted(migrations, key=lambda m: m.sort_key)
+    return in_order(migrations)
 
 
 def parse_ops_file(path: Path, version: str, name: str) -> Migration:
