@@ -323,40 +323,38 @@ def _reversibility(clone: Settings, report: RehearsalReport, recorder: Recorder,
         report.schema.reversibility = f"skipped: no down part in {', '.join(missing)}"
         report.warnings.append(f"reversibility not checked: {', '.join(missing)} has no down part")
         return
-    history = clone.history_schema
-    recorder.phase = "down"
-    start = clock.now()
-    try:
-        say("rolling back")
-        _reverse(clone, versioned, recorder)
-    except Interrupted:
-        raise
-    except PgshiftError as exc:
-        report.reasons.append(Reason("down-failed", f"Rolling back on the clone failed: {exc}"))
+    down = _phase(clone, report, recorder, clock, say, "down", "rolling back", "Rolling back on the clone failed",
+                  lambda: _reverse(clone, versioned, recorder))
+    if down is None:
         return
-    finally:
-        report.phases["down"] = (start, clock.now())
-    with connect(clone.database_url) as conn:
-        after_down = catalog.snapshot(conn, history_schema=history)
-    report.schema.after_down = catalog.fingerprint(after_down)
-    report.schema.down_diff = catalog.diff(before, after_down)
+    report.schema.after_down = catalog.fingerprint(down)
+    report.schema.down_diff = catalog.diff(before, down)
     report.schema.reversibility = "restored" if not report.schema.down_diff else "differs"
-    recorder.phase = "up-again"
-    start = clock.now()
-    try:
-        say("applying again after the rollback")
-        api.migrate(clone, observer=recorder)
-    except Interrupted:
-        raise
-    except PgshiftError as exc:
-        report.reasons.append(Reason("up-again-failed", f"Applying again after the rollback failed: {exc}"))
+    again = _phase(clone, report, recorder, clock, say, "up-again", "applying again after the rollback",
+                   "Applying again after the rollback failed", lambda: api.migrate(clone, observer=recorder))
+    if again is None:
         return
-    finally:
-        report.phases["up-again"] = (start, clock.now())
-    with connect(clone.database_url) as conn:
-        again = catalog.snapshot(conn, history_schema=history)
     report.schema.after_up_again = catalog.fingerprint(again)
     report.schema.up_again_diff = catalog.diff(after_up, again)
+
+
+def _phase(clone: Settings, report: RehearsalReport, recorder: Recorder, clock: Clock, say: Notify, name: str,
+           doing: str, failure: str, action: Callable[[], object]) -> catalog.Snapshot | None:
+    """Run one phase on the clone, timed and recorded; the catalog after it, or None if it failed."""
+    recorder.phase = name
+    start = clock.now()
+    try:
+        say(doing)
+        action()
+    except Interrupted:
+        raise
+    except PgshiftError as exc:
+        report.reasons.append(Reason(f"{name}-failed", f"{failure}: {exc}"))
+        return None
+    finally:
+        report.phases[name] = (start, clock.now())
+    with connect(clone.database_url) as conn:
+        return catalog.snapshot(conn, history_schema=clone.history_schema)
 
 
 def require_pass(report: RehearsalReport) -> None:
