@@ -28,7 +28,7 @@ from pgshift.db.connect import connect, mask_password, with_dbname
 from pgshift.db.history import History
 from pgshift.errors import BackupFailed, PgshiftError, RestoreFailed
 from pgshift.safety.hooks import poll_health, run_hook
-from pgshift.safety.manifest import now_iso, pin_settings, read_manifest, record_restore, table_stat
+from pgshift.safety.manifest import HASHED, now_iso, pin_settings, read_manifest, record_restore, table_stat
 from pgshift.safety.tools import child_env
 from pgshift.safety.verify import compare_tables, drop_database, restore_into, restore_tool, verify_backup
 
@@ -294,8 +294,9 @@ def restore_table(settings: Settings, backup: str | Path, table: str, url: str |
                 for line in data:
                     copy.write(line)
             pin_settings(conn)
-            got = table_stat(conn, schema, name, 0, hash_max_bytes=None if expected.check == "hash" else -1)
-            if got.rows != expected.rows or (expected.check == "hash" and got.content_hash != expected.content_hash):
+            hashed = expected.check in HASHED
+            got = table_stat(conn, schema, name, 0, hash_max_bytes=None if hashed else -1, method=expected.check)
+            if got.rows != expected.rows or (hashed and got.content_hash != expected.content_hash):
                 conn.rollback()
                 raise RestoreFailed(
                     f"The restored rows of {schema}.{name} do not match the manifest ({got.rows} rows, "

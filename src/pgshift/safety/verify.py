@@ -24,6 +24,7 @@ from psycopg import sql
 from pgshift.db.connect import connect, mask_password, with_dbname
 from pgshift.errors import BackupFailed
 from pgshift.safety.manifest import (
+    HASHED,
     Manifest,
     now_iso,
     pin_settings,
@@ -110,8 +111,8 @@ def compare_tables(conn: psycopg.Connection[Any], manifest: Manifest, *, hashes:
         if not exists or exists[0] is None:
             problems.append(f"table {table.qualified} is missing")
             continue
-        limit = None if (hashes and table.check == "hash") else -1
-        got = table_stat(conn, table.schema, table.name, 0, hash_max_bytes=limit)
+        limit = None if (hashes and table.check in HASHED) else -1
+        got = table_stat(conn, table.schema, table.name, 0, hash_max_bytes=limit, method=table.check)
         if got.rows != table.rows:
             problems.append(f"table {table.qualified} has {got.rows} rows, the manifest says {table.rows}")
         elif limit is None and got.content_hash != table.content_hash:
