@@ -20,6 +20,7 @@ from psycopg import sql
 from pgshift import api
 from pgshift.config import Settings
 from pgshift.embedded import EmbeddedCluster
+from pgshift.runner.gate import MigrateChecks
 
 Say = Callable[[str], None]
 DEMO_DB = "traider"
@@ -53,6 +54,7 @@ def run_demo(
         settings = dataclasses.replace(
             Settings(base_dir=root), database_url=cluster.socket_dsn(DEMO_DB),
             migrations_dir=str(root / "migrations"), lock_wait="10s",
+            backup=dataclasses.replace(Settings().backup, directory=str(root / "backups")),
         )
         _steps(settings, say)
         for step in extra_steps or []:
@@ -70,8 +72,10 @@ def _steps(settings: Settings, say: Say) -> None:
     say("\n2. pgshift migrate --dry-run (exact SQL and transaction boundaries, nothing changes)")
     dry = api.migrate(settings, dry_run=True)
     say("\n".join(step.sql for step in dry.dry_run[-2:]))
-    say("\n3. pgshift migrate")
-    report = api.migrate(settings, notify=lambda m: say(f"   · {m}"))
+    _lint_playbook(say)
+    say("\n3. pgshift migrate (lints the pending migrations against the live server and applies the backup "
+        "policy first)")
+    report = api.migrate(settings, notify=lambda m: say(f"   · {m}"), checks=MigrateChecks())
     for r in report.applied:
         say(f"   applied {r.version} {r.name}: {r.mode}, {r.duration_ms} ms")
     with psycopg.connect(settings.database_url or "", autocommit=True) as conn:
@@ -90,14 +94,51 @@ def _steps(settings: Settings, say: Say) -> None:
     say("\n7. pgshift validate")
     problems = api.validate(settings).problems
     say("   every applied migration matches its file" if not problems else f"   problems: {problems}")
+    _backup(settings, say)
     _rehearsal(settings, say)
+
+
+PLAYBOOK_SQL = """\
+ALTER TABLE users ADD COLUMN last_login_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP;
+ALTER TABLE users ADD COLUMN phone VARCHAR(20);
+UPDATE users SET phone = '0000000000' WHERE phone IS NULL;
+ALTER TABLE users ALTER COLUMN phone SET NOT NULL;
+ALTER TABLE users DROP COLUMN email;
+CREATE INDEX idx_trades_user_id ON trades(user_id);
+ALTER TABLE trades ADD CONSTRAINT fk_trades_user_id FOREIGN KEY (user_id) REFERENCES users(id);
+DO $$ BEGIN
+  UPDATE huge_table SET flag = true WHERE flag IS NULL LIMIT 10000;
+END $$;
+"""
+
+
+def _lint_playbook(say: Say) -> None:
+    """What `pgshift lint` says about the playbook's own SQL, as the playbook wrote it."""
+    from pgshift.lint.engine import lint_sql
+
+    say("\n   pgshift lint on the playbook's SQL as written (before the safe versions above):")
+    for finding in lint_sql(PLAYBOOK_SQL, file="playbook.sql", pg_version=15).active:
+        end = finding.message.find(". ", 20)
+        first = finding.message if end < 0 else finding.message[:end]
+        say(f"   line {finding.line}: {finding.severity:<7} {finding.name}: {first[:110]}")
+
+
+def _backup(settings: Settings, say: Say) -> None:
+    from pgshift.safety import take_backup, verify_backup
+
+    say("\n8. pgshift backup, then pgshift backup verify --restore-test")
+    result = take_backup(settings, settings.database_url)
+    tables = ", ".join(f"{t.name} {t.rows} rows" for t in result.backup.manifest.tables if t.schema == "public")
+    say(f"   {result.backup.path.name}: {tables}; checksums and a full read-back passed")
+    report = verify_backup(result.backup.path, full=True, url=settings.database_url)
+    say(f"   restored into a scratch database: {'; '.join(report.passed[-2:])}")
 
 
 def _rehearsal(settings: Settings, say: Say) -> None:
     """Rehearse the same index built naively and safely, on clones, under a synthetic workload."""
     from pgshift.rehearsal.demo import naive_vs_safe
 
-    say("\n8. pgshift rehearse --load 100 --stall-budget 300ms: one index, built two ways, on clones under load")
+    say("\n9. pgshift rehearse --load 100 --stall-budget 300ms: one index, built two ways, on clones under load")
     result = naive_vs_safe(settings.database_url or "")
     for label, report in (("CREATE INDEX", result.naive), ("CREATE INDEX CONCURRENTLY", result.safe)):
         worst = max((s.worst_latency_ms or 0.0 for s in report.statements), default=0.0)
