@@ -118,9 +118,9 @@ def _lint_playbook(say: Say) -> None:
 
     say("\n   pgshift lint on the playbook's SQL as written (before the safe versions above):")
     for finding in lint_sql(PLAYBOOK_SQL, file="playbook.sql", pg_version=15).active:
-        end = finding.message.find(". ", 20)
-        first = finding.message if end < 0 else finding.message[:end]
-        say(f"   line {finding.line}: {finding.severity:<7} {finding.name}: {first[:110]}")
+        message = finding.message
+        ends = [i for i in (message.find(": ", 20), message.find(". ", 20)) if i > 0]
+        say(f"   line {finding.line}: {finding.severity:<7} {finding.name}: {message[:min(ends, default=None)]}")
 
 
 def _backup(settings: Settings, say: Say) -> None:
