@@ -17,14 +17,16 @@ import psycopg
 from psycopg.pq import TransactionStatus
 
 from pgshift.db.connect import connect
+from pgshift.lint.locks import BLOCKS
 from pgshift.migrations.model import Migration, Statement
 from pgshift.rehearsal.workload import Clock
 
-# Modes that block the application's reads or writes (as in pgshift.lint.locks.BLOCKS).
-BLOCKING: dict[str, str] = {
-    "SHARE": "writes", "SHARE ROW EXCLUSIVE": "writes", "EXCLUSIVE": "writes",
-    "ACCESS EXCLUSIVE": "reads and writes",
-}
+
+def app_traffic_blocked(mode: str) -> str:
+    """What of the application's traffic a lock mode blocks ('reads and writes', 'writes' or ''),
+    from the lint rules' lock table, so rehearsal and lint describe locks the same way."""
+    return " and ".join(what for what in BLOCKS.get(mode, ()) if what != "ddl")
+
 _LOCKS = """
     SELECT l.relation, l.mode, l.granted, n.nspname, c.relname, c.relkind
     FROM pg_locks l LEFT JOIN pg_class c ON c.oid = l.relation LEFT JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -59,7 +61,7 @@ class LockRecord:
 
     @property
     def blocks(self) -> str:
-        return BLOCKING.get(self.mode, "")
+        return app_traffic_blocked(self.mode)
 
 
 @dataclass
