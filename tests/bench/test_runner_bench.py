@@ -5,27 +5,17 @@ Peers (Alembic, yoyo) need their own venv from PyPI, so they are left to the rea
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import psycopg
 
-HARNESS = Path(__file__).resolve().parents[2] / "bench" / "runner" / "harness.py"
+from tests.bench.loader import load_bench
 
 
 def _harness() -> ModuleType:
-    name = "pgshift_bench_runner_harness"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, HARNESS)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_bench("runner/harness.py", "pgshift_bench_runner_harness")
 
 
 def test_pgshift_runs_produce_rates_and_all_tables(pg_server: Any, tmp_path: Path) -> None:

@@ -2,25 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-RUN = Path(__file__).resolve().parents[2] / "bench" / "zero_downtime" / "run.py"
+from tests.bench.loader import load_bench
 
 
 def _bench() -> ModuleType:
-    name = "pgshift_bench_zero_downtime"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, RUN)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_bench("zero_downtime/run.py", "pgshift_bench_zero_downtime")
 
 
 def test_harness_measures_naive_and_pgshift_runs(pg_server: Any) -> None:
