@@ -262,6 +262,28 @@ def _copy_stream(lines: Iterator[str]) -> tuple[str, Iterator[str]]:
     raise RestoreFailed("The archive has no data for this table.")
 
 
+_OWNED_SEQUENCES = """
+    SELECT s.oid::regclass::text, a.attname
+    FROM pg_depend d
+    JOIN pg_class s ON s.oid = d.objid AND s.relkind = 'S'
+    JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
+    WHERE d.classid = 'pg_class'::regclass AND d.refobjid = format('%%I.%%I', %s::text, %s::text)::regclass
+      AND d.deptype IN ('a', 'i')
+"""
+
+
+def _advance_owned_sequences(conn: psycopg.Connection[Any], schema: str, name: str) -> None:
+    """Move the table's serial/identity sequences past the restored keys (never backwards), so the
+    next insert does not collide with a restored row."""
+    for sequence, column in conn.execute(_OWNED_SEQUENCES, (schema, name)).fetchall():
+        conn.execute(
+            sql.SQL(
+                "SELECT setval({seq}::regclass, greatest(m.top, coalesce(pg_sequence_last_value({seq}::regclass), 0)))"
+                " FROM (SELECT max({col})::bigint AS top FROM {table}) AS m WHERE m.top IS NOT NULL"
+            ).format(seq=sql.Literal(sequence), col=sql.Identifier(column), table=sql.Identifier(schema, name))
+        )
+
+
 def restore_table(settings: Settings, backup: str | Path, table: str, url: str | None = None) -> TableRestoreReport:
     """Replace one table's rows with the backup's, in one transaction on the live database."""
     url = url or settings.database_url or ""
@@ -301,6 +323,7 @@ def restore_table(settings: Settings, backup: str | Path, table: str, url: str |
                 raise RestoreFailed(
                     f"The restored rows of {schema}.{name} do not match the manifest ({got.rows} rows, "
                     f"manifest {expected.rows}); the transaction was rolled back and the table is unchanged.")
+            _advance_owned_sequences(conn, schema, name)
             conn.commit()
     except psycopg.Error as exc:
         raise RestoreFailed(f"Restoring table {schema}.{name} failed and was rolled back, the table is "
