@@ -74,7 +74,8 @@ def connect(
             **kwargs,
         )
     except psycopg.OperationalError as exc:
-        message = mask_password(str(exc).strip())
+        # libpq splits its messages over lines; keep the error one paragraph.
+        message = " ".join(mask_password(str(exc)).split())
         target = describe_target(target_url)
         if any(marker in message for marker in _AUTH_MARKERS):
             raise AuthenticationFailed(
@@ -100,6 +101,17 @@ def dbname_in(url: str) -> str | None:
     params = conninfo.conninfo_to_dict(url)
     name = params.get("dbname") or params.get("user") or os.environ.get("PGDATABASE")
     return str(name) if name else None
+
+
+def drop_database(conn: psycopg.Connection[Any], name: str) -> None:
+    """Drop ``name`` (a scratch, clone or copy database) even if sessions are still connected."""
+    from psycopg import sql
+
+    if conn.info.server_version >= 130000:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        return
+    conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
+    conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
 
 
 def server_version_num(conn: psycopg.Connection[Any]) -> int:
