@@ -8,7 +8,6 @@ repeatable-read snapshot.
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import subprocess
 import time
@@ -17,12 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from psycopg import conninfo, sql
 from psycopg import errors as pgerrors
+from psycopg import sql
 
-from pgshift.db.connect import connect, dbname_in, mask_password, server_major, with_dbname
-from pgshift.embedded import candidate_bindirs
-from pgshift.errors import RehearsalFailed
+from pgshift.db.connect import connect, dbname_in, drop_database, mask_password, server_major, with_dbname
+from pgshift.errors import BackupFailed, RehearsalFailed
+from pgshift.safety import tools
 
 MAINTENANCE_DBS = ("postgres", "template1")
 
@@ -113,11 +112,7 @@ def make_clone(source_url: str, *, from_backup: Path | None = None, bindir: str 
 
 def drop_clone(source_url: str, name: str) -> None:
     with maintenance_connection(source_url) as admin:
-        if server_major(admin) >= 13:
-            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-            return
-        admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
-        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
+        drop_database(admin, name)
 
 
 def database_exists(url: str, name: str) -> bool:
@@ -127,36 +122,17 @@ def database_exists(url: str, name: str) -> bool:
 
 # -- pg_dump / pg_restore ------------------------------------------------------------------
 def find_tool(name: str, major: int, bindir: str | None) -> str:
-    """The client tool of the server's major version (or newer); older ones refuse to dump it."""
-    dirs = [Path(bindir)] if bindir else []
-    dirs += candidate_bindirs()
-    found: list[tuple[int, str]] = []
-    for directory in dirs:
-        path = directory / name
-        if not (path.is_file() and os.access(path, os.X_OK)):
-            continue
-        out = subprocess.run([str(path), "--version"], capture_output=True, text=True, timeout=10).stdout
-        digits = out.rsplit(" ", 1)[-1].split(".")[0].strip()
-        if digits.isdigit() and int(digits) >= major:
-            found.append((int(digits), str(path)))
-    if not found:
-        raise RehearsalFailed(
-            f"No {name} of PostgreSQL {major} or newer was found to copy the database.",
-            hint=f"install postgresql-client-{major}, or set backup.pg_bindir to its bin directory.",
-        )
-    same = [p for v, p in found if v == major]
-    return same[0] if same else max(found)[1]
+    """The client tool of the server's major version (or newer), found as backups find theirs."""
+    try:
+        return str(tools.find_tool(name, major, bindir=bindir).path)
+    except BackupFailed as exc:
+        raise RehearsalFailed(f"Cannot copy the database: {exc.message}", hint=exc.hint) from None
 
 
 def _child(url: str) -> tuple[str, dict[str, str]]:
     """conninfo without the password (argv is visible in ps) and the environment carrying it."""
-    params: dict[str, Any] = conninfo.conninfo_to_dict(url)
-    password = params.pop("password", None)
-    env = {k: v for k, v in os.environ.items() if k not in ("PGPASSWORD", "PGDATABASE", "PGSERVICE")}
-    env["LC_MESSAGES"] = "C"
-    if password:
-        env["PGPASSWORD"] = str(password)
-    return conninfo.make_conninfo(**{k: str(v) for k, v in params.items()}), env
+    target, extra = tools.child_connection(url)
+    return target, tools.child_env(extra)
 
 
 def _restore_argv(tool: str, clone_url: str) -> tuple[list[str], dict[str, str]]:

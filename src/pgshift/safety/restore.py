@@ -24,13 +24,13 @@ import psycopg
 from psycopg import sql
 
 from pgshift.config import Settings, duration_ms
-from pgshift.db.connect import connect, mask_password, with_dbname
+from pgshift.db.connect import connect, drop_database, mask_password, with_dbname
 from pgshift.db.history import History
 from pgshift.errors import BackupFailed, PgshiftError, RestoreFailed
 from pgshift.safety.hooks import poll_health, run_hook
 from pgshift.safety.manifest import HASHED, now_iso, pin_settings, read_manifest, record_restore, table_stat
 from pgshift.safety.tools import child_env
-from pgshift.safety.verify import compare_tables, drop_database, restore_into, restore_tool, verify_backup
+from pgshift.safety.verify import compare_tables, restore_into, restore_tool, verify_backup
 
 Say = Callable[[str], None]
 

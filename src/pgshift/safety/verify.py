@@ -21,7 +21,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from pgshift.db.connect import connect, mask_password, with_dbname
+from pgshift.db.connect import connect, drop_database, mask_password, with_dbname
 from pgshift.errors import BackupFailed
 from pgshift.safety.manifest import (
     HASHED,
@@ -238,6 +238,3 @@ def _restore_test(folder: Path, manifest: Manifest, tool: Tool, url: str, report
             drop_database(admin, scratch)
 
 
-def drop_database(conn: psycopg.Connection[Any], name: str) -> None:
-    force = sql.SQL(" WITH (FORCE)") if conn.info.server_version >= 130000 else sql.SQL("")
-    conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}{}").format(sql.Identifier(name), force))
