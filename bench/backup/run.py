@@ -5,7 +5,7 @@
 
 Starts its own throwaway cluster (pgshift.embedded), fills it with `pgbench -i -s SCALE`, then
 times each variant --repeat times, interleaved so that background noise hits both sides, and
-reports the best time of each. MB/s is the database size (pg_database_size) over the time.
+reports the best and the median time of each. MB/s is the database size (pg_database_size) over the time.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -36,7 +37,7 @@ def timed(fn: Callable[[], object]) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scale", type=int, default=70, help="pgbench scale (70 is about 1 GB)")
-    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = parser.parse_args()
 
@@ -76,50 +77,56 @@ def run(cluster: EmbeddedCluster, root: Path, args: argparse.Namespace) -> None:
 
     backups: dict[str, Path] = {}
 
-    counts_only = Settings(database_url=url, base_dir=root,
-                           backup=BackupSettings(directory=str(out / "pgshift"), pg_bindir=str(bindir),
-                                                 hash_max_mb=0))
+    def configured(**backup: int) -> Settings:
+        return Settings(database_url=url, base_dir=root,
+                        backup=BackupSettings(directory=str(out / "pgshift"), pg_bindir=str(bindir), **backup))
 
-    def ours(fmt: str, jobs: int, verify: bool, hashes: bool = True) -> Callable[[], object]:
+    def ours(fmt: str, jobs: int, verify: bool, chosen: Settings = settings) -> Callable[[], object]:
         def go() -> object:
-            result = take_backup(settings if hashes else counts_only, url, fmt=fmt, jobs=jobs, verify=verify)
+            result = take_backup(chosen, url, fmt=fmt, jobs=jobs, verify=verify)
             backups[fmt] = result.backup.path
             return result
         return go
 
+    default_mb = BackupSettings().hash_max_mb
     variants = {
         "pg_dump -Fc": plain("custom", 1),
-        "pgshift backup (custom, no verify)": ours("custom", 1, False),
-        "pgshift backup (custom, counts only: hash_max_mb = 0)": ours("custom", 1, False, hashes=False),
-        "pgshift backup (custom, + quick verify)": ours("custom", 1, True),
+        f"pgshift backup (custom, default: content hash up to {default_mb} MB, no verify)": ours("custom", 1, False),
+        "pgshift backup (custom, default + quick verify)": ours("custom", 1, True),
+        "pgshift backup (custom, content hash of every table)": ours("custom", 1, False,
+                                                                     configured(hash_max_mb=1 << 30)),
         "pg_dump -Fd -j2": plain("directory", 2),
-        "pgshift backup (directory -j2, no verify)": ours("directory", 2, False),
+        "pgshift backup (directory -j2, default, no verify)": ours("directory", 2, False),
     }
-    best: dict[str, float] = {}
+    times: dict[str, list[float]] = {name: [] for name in variants}
     out.mkdir()
     for _ in range(args.repeat):
         for name, fn in variants.items():
-            seconds = timed(fn)
-            best[name] = min(best.get(name, seconds), seconds)
+            times[name].append(timed(fn))
             shutil.rmtree(out, ignore_errors=True)
             out.mkdir()
     backup = take_backup(settings, url, fmt="custom", verify=False).backup
-    best["backup verify (quick)"] = timed(lambda: verify_backup(backup.path, full=False))
-    best["backup verify --restore-test (full)"] = timed(lambda: verify_backup(backup.path, full=True, url=url))
-    rows = [{"variant": k, "seconds": round(v, 2), "MB/s": round(mb / v, 1)} for k, v in best.items()]
-    overhead_c = best["pgshift backup (custom, no verify)"] / best["pg_dump -Fc"] - 1
-    overhead_d = best["pgshift backup (directory -j2, no verify)"] / best["pg_dump -Fd -j2"] - 1
-    print(f"\ndatabase: pgbench scale {args.scale}, {mb:.0f} MB; best of {args.repeat}\n")
-    print("| variant | seconds | MB/s |\n|---|---:|---:|")
+    times["backup verify (quick)"] = [timed(lambda: verify_backup(backup.path, full=False))]
+    times["backup verify --restore-test (full)"] = [timed(lambda: verify_backup(backup.path, full=True, url=url))]
+    best = {k: min(v) for k, v in times.items()}
+    median = {k: statistics.median(v) for k, v in times.items()}
+    rows = [{"variant": k, "best": round(best[k], 2), "median": round(median[k], 2), "MB/s": round(mb / best[k], 1)}
+            for k in times]
+    print(f"\ndatabase: pgbench scale {args.scale}, {mb:.0f} MB; {args.repeat} interleaved rounds\n")
+    print("| variant | best s | median s | MB/s (best) |\n|---|---:|---:|---:|")
     for row in rows:
-        print(f"| {row['variant']} | {row['seconds']:.2f} | {row['MB/s']:.1f} |")
-    overhead_n = best["pgshift backup (custom, counts only: hash_max_mb = 0)"] / best["pg_dump -Fc"] - 1
-    print(f"\noverhead of pgshift backup over pg_dump, same format: custom {overhead_c:+.1%} "
-          f"(counts only {overhead_n:+.1%}), directory -j2 {overhead_d:+.1%}")
+        print(f"| {row['variant']} | {row['best']:.2f} | {row['median']:.2f} | {row['MB/s']:.1f} |")
+    names = list(variants)
+    pairs = {"custom, default": (names[1], names[0]), "custom, default + quick verify": (names[2], names[0]),
+             "custom, every table hashed": (names[3], names[0]), "directory -j2, default": (names[5], names[4])}
+    overhead = {label: {"best": best[a] / best[b] - 1, "median": median[a] / median[b] - 1}
+                for label, (a, b) in pairs.items()}
+    print("\noverhead of pgshift backup over pg_dump in the same format (best / median):")
+    for label, figures in overhead.items():
+        print(f"- {label}: {figures['best']:+.1%} / {figures['median']:+.1%}")
     if args.json:
         args.json.write_text(json.dumps({"scale": args.scale, "database_mb": round(mb), "rows": rows,
-                                         "overhead_custom": overhead_c, "overhead_directory": overhead_d},
-                                        indent=2))
+                                         "overhead": overhead}, indent=2))
 
 
 if __name__ == "__main__":

@@ -64,7 +64,7 @@ class BackupSettings:
     keep: int = 0  # 0 keeps everything
     max_age: str = "24h"  # how recent a verified backup must be for `check`
     pg_bindir: str | None = None  # where pg_dump/pg_restore live (default: found, >= server major)
-    hash_max_mb: int = 10240  # tables larger than this get an exact count only, no content hash
+    hash_max_mb: int = 64  # larger tables: exact count at backup, rows compared with the archive at full verify
 
 
 @dataclass

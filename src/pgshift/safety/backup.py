@@ -44,6 +44,7 @@ from pgshift.safety.tools import Tool, child_connection, child_env, find_tool, s
 ProgressFn = Callable[[int, int, str], None]  # (bytes done, bytes total, current table)
 _DUMPING = re.compile(r'dumping contents of table "(?P<name>[^"]+)"')
 POLICIES = ("always", "destructive-only", "never")
+DUMP_TIMEZONE = "UTC"
 
 
 @dataclass
@@ -227,6 +228,7 @@ def take_backup(
         dump=dump_name, jobs=jobs, started_at=started_at, finished_at=now_iso(),
         database_size_bytes=db_size, tables=stats, files=file_entries(folder, dump_name),
         tools={"pg_dump": tool.version, "pgshift": __version__}, host=_host_of(url or ""), notes=notes,
+        snapshot_shared=not any(n.startswith(_NO_SNAPSHOT) for n in notes), dump_timezone=DUMP_TIMEZONE,
     )
     write_private(folder / MANIFEST, manifest.to_json())
     result = BackupResult(Backup(folder, manifest), 0.0, dump_seconds, tool)
@@ -241,6 +243,9 @@ def take_backup(
     return result
 
 
+_NO_SNAPSHOT = "the server could not export a snapshot"
+
+
 def _dump_and_count(
     conn: psycopg.Connection[Any], settings: Settings, tool: Tool, conninfo: str, env: dict[str, str],
     target: Path, fmt: str, jobs: int, progress: ProgressFn | None,
@@ -249,7 +254,7 @@ def _dump_and_count(
     notes: list[str] = []
     snapshot = _export_snapshot(conn)
     if snapshot is None:
-        notes.append("the server could not export a snapshot; counts were read in a separate snapshot")
+        notes.append(_NO_SNAPSHOT + "; counts were read in a separate snapshot")
     # From the catalog (relpages), which takes no lock: a locked table must not stall us here.
     sizes = {f"{s}.{n}": int(z) for s, n, z in conn.execute(
         "SELECT n.nspname, c.relname, greatest(c.relpages, 1)::bigint * current_setting('block_size')::int "
@@ -257,9 +262,14 @@ def _dump_and_count(
     ).fetchall()}
     argv = dump_argv(tool, conninfo, target, fmt, jobs, snapshot, duration_ms(settings.lock_wait))
     t0 = time.monotonic()
-    dump = _DumpProcess(argv, env, sizes, progress)
+    # A fixed time zone makes timestamptz rows print the same when a restored copy is dumped for
+    # comparison (the instant stored is the same in any zone).
+    dump = _DumpProcess(argv, {**env, "PGTZ": DUMP_TIMEZONE}, sizes, progress)
     if on_child:
         on_child(dump.proc)
+    # The manifest pass shares the CPU with pg_dump and its COPY backend: parallel workers and JIT
+    # compilation would only add to the total work.
+    conn.execute("SELECT set_config('jit', 'off', true), set_config('max_parallel_workers_per_gather', '0', true)")
     try:
         stats = table_stats(conn, hash_max_bytes=settings.backup.hash_max_mb * 1024 * 1024)
     except BaseException:

@@ -88,6 +88,8 @@ class Manifest:
     host: str
     version: int = MANIFEST_VERSION
     notes: list[str] = field(default_factory=list)
+    snapshot_shared: bool = True  # the counts were read in pg_dump's own snapshot
+    dump_timezone: str | None = None  # TimeZone of pg_dump's session (how timestamptz rows print)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
@@ -185,7 +187,7 @@ def table_stat(
         return TableStat(schema, name, int(row[0]), None, size, "count")
     if method == "record-hash" or (method is None and _record_hashable(conn, schema, name)):
         row = conn.execute(
-            sql.SQL("SELECT count(*), coalesce(sum(hash_record(t)::bigint), 0)::text FROM {} AS t").format(table)
+            sql.SQL("SELECT count(*), coalesce(sum(hash_record(t)), 0)::text FROM {} AS t").format(table)
         ).fetchone()
         assert row is not None
         return TableStat(schema, name, int(row[0]), str(row[1]), size, "record-hash")

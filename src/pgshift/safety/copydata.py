@@ -1,0 +1,148 @@
+"""Row counts and digests of the table data in a pg_restore or pg_dump SQL script.
+
+Both tools write each table's rows as a ``COPY schema.table (...) FROM stdin;`` line, the rows in
+COPY text format one per line, and a ``\\.`` line. A data row can never be ``\\.`` itself (COPY
+escapes a backslash as ``\\\\``), so the rows are found without interpreting them. Reading the
+archive this way counts every table's rows in the same pass that proves the archive reads back.
+
+The sha256 of a table's rows is order-dependent. It is used to compare an archive with a copy
+restored from it: pg_restore loads each table with one COPY into an empty table, so a sequential
+scan of the restored table (pg_dump turns synchronised scans off) returns the rows in the archive's
+order.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import os
+import subprocess
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from pglast import parse_sql
+
+from pgshift.db.connect import mask_password
+from pgshift.errors import BackupFailed
+from pgshift.safety.tools import child_env
+
+TableKey = tuple[str, str]  # (schema, table)
+_END = b"\n\\.\n"
+_CHUNK = 1 << 20
+
+
+@dataclass
+class TableData:
+    rows: int
+    sha256: str | None  # None when the table was only counted
+
+
+def _copy_target(line: bytes) -> TableKey | None:
+    """The table a ``COPY ... FROM stdin;`` line loads, from PostgreSQL's own parser."""
+    try:
+        stmt = parse_sql(line.decode("utf-8", errors="replace"))[0].stmt
+        relation = stmt.relation  # type: ignore[union-attr]
+        return (relation.schemaname or "public", relation.relname)
+    except Exception:  # an unparsable header only means the table is reported as missing
+        return None
+
+
+def read_copy_blocks(chunks: Iterable[bytes], hashed: Callable[[TableKey], bool]) -> dict[TableKey, TableData]:
+    """Count (and, where ``hashed`` says so, digest) the rows of every COPY block in a script."""
+    found: dict[TableKey, TableData] = {}
+    buf = b""
+    pos = 0
+    table: TableKey | None = None
+    inside = False
+    at_start = False
+    rows = 0
+    digest: hashlib._Hash | None = None
+
+    def finish() -> None:
+        if table is not None:
+            found[table] = TableData(rows, digest.hexdigest() if digest else None)
+
+    for chunk in _with_end(chunks):
+        buf = buf[pos:] + chunk
+        pos = 0
+        last = not chunk
+        while True:
+            if not inside:
+                newline = buf.find(b"\n", pos)
+                if newline < 0:
+                    break
+                line = buf[pos:newline]
+                pos = newline + 1
+                if line.startswith(b"COPY ") and line.endswith(b" FROM stdin;"):
+                    table, inside, at_start, rows = _copy_target(line), True, True, 0
+                    digest = hashlib.sha256() if table is not None and hashed(table) else None
+                continue
+            if at_start:
+                if len(buf) - pos < 3 and not last:
+                    break
+                at_start = False
+                if buf.startswith(b"\\.\n", pos) or buf[pos:] == b"\\.":
+                    finish()
+                    inside, pos = False, pos + 3
+                    continue
+            end = buf.find(_END, pos)
+            stop = end + 1 if end >= 0 else max(pos, len(buf) - (0 if last else len(_END) - 1))
+            rows += buf.count(b"\n", pos, stop)
+            if digest is not None:
+                digest.update(memoryview(buf)[pos:stop])
+            pos = stop
+            if end < 0:
+                break
+            finish()
+            inside, pos = False, end + len(_END)
+        if last:
+            break
+    return found
+
+
+def _with_end(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    yield from (c for c in chunks if c)
+    yield b""
+
+
+def _chunks(stream: IO[bytes]) -> Iterator[bytes]:
+    fd = stream.fileno()
+    with contextlib.suppress(OSError):  # a 1 MB pipe, not 64 kB: fewer switches to the tool (Linux)
+        fcntl.fcntl(fd, getattr(fcntl, "F_SETPIPE_SZ", 1031), _CHUNK)
+    while block := os.read(fd, _CHUNK):
+        yield block
+
+
+def tool_copy_data(
+    argv: list[str], env: dict[str, str], *, what: str, hashed: Callable[[TableKey], bool] = lambda _: False
+) -> dict[TableKey, TableData]:
+    """Run pg_restore/pg_dump writing a SQL script to stdout and read its COPY blocks as they come;
+    BackupFailed with the tool's (masked) stderr if it fails."""
+    with tempfile.TemporaryFile() as errors:
+        try:
+            proc = subprocess.Popen(argv, bufsize=0, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=errors,
+                                    env=child_env(env))
+        except OSError as exc:
+            raise BackupFailed(f"{what}: could not run {argv[0]}: {exc}") from None
+        assert proc.stdout is not None
+        try:
+            found = read_copy_blocks(_chunks(proc.stdout), hashed)
+        finally:
+            proc.stdout.close()
+            code = proc.wait()
+        if code != 0:
+            errors.seek(0)
+            detail = mask_password(errors.read().decode("utf-8", errors="replace").strip()[-2000:])
+            raise BackupFailed(f"{what}: {Path(argv[0]).name} failed: {detail}")
+    return found
+
+
+def table_pattern(schema: str, name: str) -> str:
+    """A pg_dump --table pattern matching exactly this table (quoted: no wildcards, exact case)."""
+    def quote(part: str) -> str:
+        return '"' + part.replace('"', '""') + '"'
+    return f"{quote(schema)}.{quote(name)}"

@@ -1,0 +1,24 @@
+"""Smoke test of the backup bench: a tiny pgbench database, one round, every variant measured."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.bench.loader import BENCH
+
+
+def test_backup_bench_times_every_variant_and_reports_overheads(tmp_path: Path) -> None:
+    out = tmp_path / "backup.json"
+    run = subprocess.run([sys.executable, str(BENCH / "backup" / "run.py"), "--scale", "1", "--repeat", "1",
+                          "--json", str(out)], capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    figures = json.loads(out.read_text())
+    variants = {row["variant"]: row for row in figures["rows"]}
+    assert "pg_dump -Fc" in variants and "backup verify --restore-test (full)" in variants
+    assert len(variants) == 8 and all(row["best"] > 0 and row["MB/s"] > 0 for row in variants.values())
+    assert set(figures["overhead"]) == {"custom, default", "custom, default + quick verify",
+                                        "custom, every table hashed", "directory -j2, default"}
+    assert "overhead of pgshift backup over pg_dump" in run.stdout
