@@ -4,7 +4,6 @@ PostgreSQL version, the transaction it runs in and the locks already held there.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import cached_property
 
 from pgshift.config import LintSettings
 from pgshift.lint.locks import statement_locks
@@ -59,6 +58,10 @@ class Ctx:
     sizes: dict[str, TableSize]
     all_sql: list[str]  # SQL of every statement in the unit
     position: int  # this statement's index in all_sql
+    # Computed on first use and kept: plain attributes, because functools.cached_property takes a
+    # lock on every first access (Python 3.11), which showed in profiles at 50k statements.
+    _alter_cmds: list[tuple[str, str, Node]] | None = field(default=None, repr=False)
+    _locks: list[tuple[str, str]] | None = field(default=None, repr=False)
 
     @property
     def rest(self) -> list[str]:
@@ -78,18 +81,23 @@ class Ctx:
     def size(self, table: str) -> TableSize | None:
         return self.sizes.get(table)
 
-    @cached_property
+    @property
     def alter_cmds(self) -> list[tuple[str, str, Node]]:
         """(subtype, table, cmd) of an ALTER TABLE, computed once for all rules."""
-        if self.kind != "AlterTableStmt":
-            return []
-        table = relname(self.body.get("relation"))
-        return [(str(c.get("subtype", "")), table, c) for c in cmds(self.body)]
+        if self._alter_cmds is None:
+            if self.kind != "AlterTableStmt":
+                self._alter_cmds = []
+            else:
+                table = relname(self.body.get("relation"))
+                self._alter_cmds = [(str(c.get("subtype", "")), table, c) for c in cmds(self.body)]
+        return self._alter_cmds
 
-    @cached_property
+    @property
     def locks(self) -> list[tuple[str, str]]:
         """(table, level) this statement takes, judged before it changes the schema model."""
-        return statement_locks(self.node, self.schema.index_tables)
+        if self._locks is None:
+            self._locks = statement_locks(self.node, self.schema.index_tables)
+        return self._locks
 
     def locks_existing(self) -> list[tuple[str, str]]:
         return [(t, level) for t, level in self.locks if t not in self.unit.created]

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import bisect
 import gc
-import json
+import itertools
 import re
+from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from pglast import parser
 from pglast.parser import ParseError
 
 from pgshift.config import LintSettings
+from pgshift.lint import fastjson
 from pgshift.lint import locks as lockmod
 from pgshift.lint.context import Ctx, TxState, UnitState
 from pgshift.lint.model import (
@@ -125,20 +127,73 @@ def parse_text(text: str, file: str, base_line: int = 1) -> list[Parsed]:
     """Statements of ``text`` with trees; a statement that does not parse carries its error."""
     data = text.encode("utf-8")
     lines = _Lines(data, base_line)
-    out: list[Parsed] = []
     try:
-        stmts = json.loads(parser.parse_sql_json(text)).get("stmts", [])
+        stmts = _parse_chunked(data)
     except ParseError:
-        return _parse_pieces(data, file, lines)
-    for raw in stmts:
-        start = int(raw.get("stmt_location", 0))
-        length = int(raw.get("stmt_len", 0))
+        try:  # a cut fell inside a comment or a string: the whole text in one piece
+            stmts = _decoded(parser.parse_sql_json(text), 0, len(data))
+        except ParseError:
+            return _parse_pieces(data, file, lines)
+    out: list[Parsed] = []
+    for start, length, tree in stmts:
         start, sql = _clean(data, start, start + length if length else len(data))
         if not sql:
             continue
         line, column = lines.at(start)
-        out.append(Parsed(Statement(sql, file, line, column, len(out)), raw["stmt"]))
+        out.append(Parsed(Statement(sql, file, line, column, len(out)), tree))
     return out
+
+
+_CHUNK_BYTES = 256 * 1024
+_LOOKAHEAD = 3
+_STATEMENT_END = re.compile(rb";[ \t]*\r?\n")
+
+
+def _cut_points(data: bytes) -> list[int]:
+    """Offsets just after a line ending in ';', about every _CHUNK_BYTES. A cut inside a string,
+    a quoted name, a dollar-quoted body or a block comment leaves that token unterminated in the
+    chunk before it, which then fails to parse, so a wrong cut is always noticed."""
+    cuts: list[int] = []
+    position = _CHUNK_BYTES
+    while position < len(data):
+        match = _STATEMENT_END.search(data, position)
+        if match is None:
+            break
+        cuts.append(match.end())
+        position = match.end() + _CHUNK_BYTES
+    return cuts
+
+
+def _parse_chunked(data: bytes) -> list[tuple[int, int, Node]]:
+    """(byte offset, length, tree) of every statement. Large texts are cut into chunks parsed by
+    a helper thread (libpg_query runs without the GIL) while this one decodes the chunk before.
+    ParseError if any chunk does not parse; the caller then goes statement by statement."""
+    bounds = [0, *_cut_points(data), len(data)]
+    chunks = [data[a:b].decode("utf-8") for a, b in itertools.pairwise(bounds)]
+    if len(chunks) == 1:
+        return _decoded(parser.parse_sql_json(chunks[0]), 0, len(data))
+    from concurrent.futures import ThreadPoolExecutor
+
+    out: list[tuple[int, int, Node]] = []
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        # A few chunks ahead: the helper needs the GIL between two chunks, and it only gets it
+        # when this thread is between two decodes, so a helper just one chunk ahead would wait.
+        pending = deque(pool.submit(parser.parse_sql_json, chunk) for chunk in chunks[:_LOOKAHEAD])
+        for index, base in enumerate(bounds[:-1]):
+            raw = pending.popleft().result()
+            if index + _LOOKAHEAD < len(chunks):
+                pending.append(pool.submit(parser.parse_sql_json, chunks[index + _LOOKAHEAD]))
+            out.extend(_decoded(raw, base, bounds[index + 1] - base))
+    return out
+
+
+def _decoded(raw: str, base: int, size: int) -> list[tuple[int, int, Node]]:
+    found: list[tuple[int, int, Node]] = []
+    for item in fastjson.loads(raw).get("stmts", []):
+        start = int(item.get("stmt_location", 0))
+        length = int(item.get("stmt_len", 0))
+        found.append((base + start, length or size - start, item["stmt"]))
+    return found
 
 
 def _parse_pieces(data: bytes, file: str, lines: _Lines) -> list[Parsed]:
@@ -150,7 +205,7 @@ def _parse_pieces(data: bytes, file: str, lines: _Lines) -> list[Parsed]:
         line, column = lines.at(begin)
         statement = Statement(sql, file, line, column, len(out))
         try:
-            stmts = json.loads(parser.parse_sql_json(sql)).get("stmts", [])
+            stmts = fastjson.loads(parser.parse_sql_json(sql)).get("stmts", [])
         except ParseError as exc:
             offset = int(exc.args[1] or 0) if len(exc.args) > 1 else 0
             eline, ecol = lines.at(begin + min(max(offset, 0), len(sql.encode())))
@@ -168,7 +223,7 @@ def parse_statements(statements: list[Statement]) -> list[Parsed]:
         return []
     joined = "\n;\n".join(s.sql for s in statements)
     try:
-        stmts = json.loads(parser.parse_sql_json(joined)).get("stmts", [])
+        stmts = fastjson.loads(parser.parse_sql_json(joined)).get("stmts", [])
     except ParseError:
         stmts = []
     if len(stmts) == len(statements):
@@ -176,7 +231,7 @@ def parse_statements(statements: list[Statement]) -> list[Parsed]:
     out: list[Parsed] = []
     for statement in statements:
         try:
-            one = json.loads(parser.parse_sql_json(statement.sql)).get("stmts", [])
+            one = fastjson.loads(parser.parse_sql_json(statement.sql)).get("stmts", [])
             out.append(Parsed(statement, one[0]["stmt"] if one else None))
         except ParseError as exc:
             message = str(exc.args[0]) if exc.args else str(exc)
@@ -194,9 +249,10 @@ def _rule_selected(rule: Rule, settings: LintSettings) -> bool:
 
 
 def _severity(rule: Rule, hit: Hit, settings: LintSettings) -> Severity:
-    for key in (rule.id, rule.id.lower(), rule.name):
-        if key in settings.severity:
-            return settings.severity[key]  # type: ignore[return-value]
+    if settings.severity:
+        for key in (rule.id, rule.id.lower(), rule.name):
+            if key in settings.severity:
+                return settings.severity[key]  # type: ignore[return-value]
     return hit.severity or rule.severity
 
 
@@ -234,7 +290,8 @@ class _Linter:
         # Rules per node kind, with the every-statement rules appended, built once.
         self.by_kind: dict[str, list[Rule]] = {k: [*v, *star] for k, v in opts.rules.items() if k != "*"}
         self.star = star
-        self.alter_cache: dict[frozenset[str], list[Rule]] = {}
+        self.alter_cache: dict[tuple[str, ...], list[Rule]] = {}
+        self._summary: tuple[Statement | None, str] = (None, "")
 
     def run_unit(self, parsed: list[Parsed], unit: UnitState, suppressions: list[Suppression],
                  migration: str | None) -> None:
@@ -271,11 +328,11 @@ class _Linter:
     def _rules_for(self, k: str, ctx: Ctx) -> list[Rule]:
         if k != "AlterTableStmt":
             return self.by_kind.get(k, self.star)
-        present = frozenset(sub for sub, _, _ in ctx.alter_cmds)
+        present = tuple(sub for sub, _, _ in ctx.alter_cmds)
         rules = self.alter_cache.get(present)
         if rules is None:
             rules = self.alter_cache[present] = [
-                r for r in self.by_kind.get(k, self.star) if not r.subtypes or present & set(r.subtypes)]
+                r for r in self.by_kind.get(k, self.star) if not r.subtypes or set(present) & set(r.subtypes)]
         return rules
 
     def _transaction(self, stmt: Node, tx: TxState, unit: UnitState) -> TxState:
@@ -301,9 +358,11 @@ class _Linter:
         severity = _severity(rule, hit, self.opts.settings)
         severity, message = _impact(rule, hit, severity, self.opts)
         lock = hit.lock if hit.lock is not None else rule.lock
+        if self._summary[0] is not statement:  # several findings on one statement share it
+            self._summary = (statement, statement.summary)
         finding = Finding(
             rule.id, rule.name, severity, statement.file, statement.line, statement.column,
-            message, statement.summary, migration, lock or None,
+            message, self._summary[1], migration, lock or None,
             lockmod.BLOCKS.get(lock, rule.blocks) if lock else (), hit.fix or None,
             rule.destructive, autofix=hit.autofix, statement_index=statement.index,
         )

@@ -10,6 +10,7 @@ from typing import Any
 from rich.console import Console
 from rich.markup import escape
 
+from pgshift.lint import fastjson
 from pgshift.lint.model import Finding, LintReport
 from pgshift.lint.registry import all_rules
 
@@ -81,8 +82,8 @@ def as_json(report: LintReport) -> str:
     data = report.to_json()
     if report.lock_steps:
         data["locks"] = [s.to_json() for s in report.lock_steps]
-    # Indented for people; compact (C encoder, ~5x faster) when the report is large.
-    return json.dumps(data, indent=2 if len(report.findings) < 2000 else None)
+    # Indented for people; compact when the report is large (a third smaller, faster to write).
+    return fastjson.dumps(data, indent=len(report.findings) < 2000)
 
 
 def _level(severity: str) -> str:

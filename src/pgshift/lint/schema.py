@@ -15,10 +15,8 @@ from pglast.parser import ParseError
 
 from pgshift.lint.nodes import (
     Node,
-    body,
     cmds,
     column_constraints,
-    kind,
     qualified,
     relname,
     strings,
@@ -94,9 +92,9 @@ class Schema:
 
     # -- replay -------------------------------------------------------------------------
     def apply(self, node: Node, origin: str | None) -> None:
-        handler = getattr(self, "_on_" + kind(node), None)
-        if handler is not None:
-            handler(body(node), origin)
+        k = next(iter(node))
+        if k in _HANDLED:
+            getattr(self, "_on_" + k)(node[k], origin)
 
     def _add_column(self, table: Table, coldef: Node) -> None:
         name = str(coldef.get("colname", ""))
@@ -246,6 +244,10 @@ class Schema:
             return
         for raw in tree.get("stmts", ()):
             self.apply(raw["stmt"], origin)
+
+
+# Statement kinds the model replays (one _on_<Kind> method each).
+_HANDLED = frozenset(name[len("_on_"):] for name in vars(Schema) if name.startswith("_on_"))
 
 
 def schema_from_dump(path: str) -> Schema:

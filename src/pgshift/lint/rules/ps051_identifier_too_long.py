@@ -16,7 +16,7 @@ _LONG = re.compile(r'[\w$]{64,}|"[^"]{62,}"')
 
 def check(ctx: Ctx) -> Iterator[Hit]:
     sql = ctx.statement.sql
-    if not _LONG.search(sql) and len(sql.encode()) == len(sql):
+    if sql.isascii() and not _LONG.search(sql):
         return
     seen: set[str] = set()
     for token in parser.scan(sql):
