@@ -199,8 +199,9 @@ def _validate(key: str, value: Any, where: str) -> None:
         from pgshift.ops.guard import parse_size
 
         parse_size(value, key=f"rewrite_guard in {where}")
-    if key == "lint.pg_version" and value is not None and not 12 <= int(value) <= 30:
-        raise ConfigError(f"lint.pg_version in {where} must be a PostgreSQL major version >= 12.")
+    if key == "lint.pg_version" and value is not None and not 10 <= int(value) <= 30:
+        # Like --pg-version: lint can judge SQL for servers older than pgshift runs against.
+        raise ConfigError(f"lint.pg_version in {where} must be a PostgreSQL major version from 10 to 30.")
 
 
 def find_config_file(start: Path) -> Path | None:

@@ -41,6 +41,7 @@ def test_pyproject_tool_section_and_relative_paths(tmp_path: Path) -> None:
         ('[backup]\nbogus = 1', "Unknown setting 'backup.bogus'"),
         ('history_schema = "bad name"', "history_schema in"),
         ("lock_timeout = [", "is not valid TOML"),
+        ("[lint]\npg_version = 9", "lint.pg_version in"),
     ],
 )
 def test_bad_files_name_the_key_and_the_file(tmp_path: Path, toml: str, message: str) -> None:
@@ -64,3 +65,8 @@ def test_missing_explicit_config_file(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("value", "ms"), [("2s", 2000), ("500ms", 500), ("1min", 60000), ("1.5s", 1500), (250, 250)])
 def test_durations(value: str | int, ms: int) -> None:
     assert duration_ms(value) == ms
+
+
+def test_lint_can_target_servers_older_than_the_runner_supports(tmp_path: Path) -> None:
+    (tmp_path / "pgshift.toml").write_text("[lint]\npg_version = 10\n")
+    assert load_settings(cwd=tmp_path, environ={}).lint.pg_version == 10
