@@ -66,7 +66,8 @@ def test_round_trip_restore_swaps_and_keeps_the_old_database(
         assert log.read_text().splitlines() == ["stop", "start"]
         assert health.hits >= 1
         steps = [s["step"] for s in report.steps]
-        assert steps == ["verify", "stop_app", "restore", "compare", "swap", "start_app", "health"]
+        assert steps == ["verify", "stop_app", "restore", "compare", "database settings", "swap", "start_app",
+                         "health"]
         recorded = json.loads((folder / "restores.json").read_text())
         assert recorded[-1]["ok"] and recorded[-1]["kept_as"] == report.kept_as
         assert databases(pg_server.admin_url, f"{db_name}_restoring_%") == []
@@ -189,3 +190,66 @@ def test_restored_table_sequences_move_past_the_restored_keys(pg_server: Any, db
         new_tag = conn.execute("INSERT INTO tags (name) VALUES ('next') RETURNING id").fetchone()
     assert new_event == (11,)  # moved forward past the restored ids
     assert new_tag == (26,)  # never moved backwards
+
+
+def test_database_level_settings_comment_and_grants_follow_the_restore(
+    pg_server: Any, db_name: str, db_url: str, tmp_path: Path
+) -> None:
+    seed(db_url, rows=20)
+    role = f"{db_name}_reader"
+    ident = psycopg.sql.Identifier
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute(psycopg.sql.SQL("CREATE ROLE {}").format(ident(role)))
+        for statement in ("ALTER DATABASE {db} SET search_path = audit, public",
+                          "ALTER DATABASE {db} CONNECTION LIMIT 40",
+                          "COMMENT ON DATABASE {db} IS 'trading data; restored by pgshift'",
+                          "REVOKE CONNECT ON DATABASE {db} FROM PUBLIC",
+                          "GRANT CONNECT ON DATABASE {db} TO {role}",
+                          "ALTER ROLE {role} IN DATABASE {db} SET statement_timeout = '7s'"):
+            conn.execute(psycopg.sql.SQL(statement).format(db=ident(db_name), role=ident(role)))
+    settings = make_settings(tmp_path, db_url, pg_server)
+    folder = take_backup(settings, db_url).backup.path
+    try:
+        report = restore_database(settings, folder, db_url)
+        assert report.ok
+        with psycopg.connect(pg_server.admin_url) as conn:
+            row = conn.execute(
+                """SELECT d.datconnlimit, shobj_description(d.oid, 'pg_database'),
+                          has_database_privilege('public', d.oid, 'CONNECT'),
+                          has_database_privilege(%s, d.oid, 'CONNECT'),
+                          (SELECT setconfig FROM pg_db_role_setting WHERE setdatabase = d.oid AND setrole = 0),
+                          (SELECT setconfig FROM pg_db_role_setting s JOIN pg_roles r ON r.oid = s.setrole
+                           WHERE s.setdatabase = d.oid AND r.rolname = %s)
+                   FROM pg_database d WHERE d.datname = %s""", (role, role, db_name)).fetchone()
+        assert row == (40, "trading data; restored by pgshift", False, True, ["search_path=audit, public"],
+                       ["statement_timeout=7s"])
+    finally:
+        _cleanup(pg_server.admin_url, f"{db_name}_pre_restore_")
+        with psycopg.connect(pg_server.admin_url, autocommit=True) as conn:
+            conn.execute(psycopg.sql.SQL("DROP OWNED BY {}").format(ident(role)))
+            conn.execute(psycopg.sql.SQL("REVOKE ALL ON DATABASE {} FROM {}").format(ident(db_name), ident(role)))
+            conn.execute(psycopg.sql.SQL("DROP ROLE {}").format(ident(role)))
+
+
+def test_a_grant_to_a_role_that_is_gone_stops_the_restore_before_the_swap(
+    pg_server: Any, db_name: str, db_url: str, tmp_path: Path
+) -> None:
+    seed(db_url, rows=20)
+    role = f"{db_name}_gone"
+    ident = psycopg.sql.Identifier
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute(psycopg.sql.SQL("CREATE ROLE {}").format(ident(role)))
+        conn.execute(psycopg.sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(ident(db_name), ident(role)))
+    settings = make_settings(tmp_path, db_url, pg_server)
+    folder = take_backup(settings, db_url).backup.path
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute(psycopg.sql.SQL("REVOKE CONNECT ON DATABASE {} FROM {}").format(ident(db_name), ident(role)))
+        conn.execute(psycopg.sql.SQL("DROP ROLE {}").format(ident(role)))
+        conn.execute("DELETE FROM trades")
+    with pytest.raises(RestoreFailed) as info:
+        restore_database(settings, folder, db_url)
+    message = str(info.value)
+    assert "database's own settings" in message and role in message and "was not touched" in message
+    assert count(db_url, "trades") == 0  # the live database is as it was
+    assert databases(pg_server.admin_url, f"{db_name}_restoring_%") == []
+    assert databases(pg_server.admin_url, f"{db_name}_pre_restore_%") == []

@@ -27,8 +27,9 @@ from pgshift.config import Settings, duration_ms
 from pgshift.db.connect import connect, drop_database, mask_password, with_dbname
 from pgshift.db.history import History
 from pgshift.errors import BackupFailed, PgshiftError, RestoreFailed
+from pgshift.safety.dbprops import apply_properties, archived_properties
 from pgshift.safety.hooks import poll_health, run_hook
-from pgshift.safety.manifest import HASHED, now_iso, pin_settings, read_manifest, record_restore, table_stat
+from pgshift.safety.manifest import HASHED, Manifest, now_iso, pin_settings, read_manifest, record_restore, table_stat
 from pgshift.safety.tools import child_env
 from pgshift.safety.verify import compare_tables, restore_into, restore_tool, verify_backup
 
@@ -172,6 +173,7 @@ def _restore_beside(settings: Settings, folder: Path, url: str, admin_url: str, 
                     f"The restored copy does not match the manifest: {'; '.join(problems)}. The copy was "
                     f"dropped; the live database {live} was not touched.")
             report.step("compare", True, f"row counts of {len(manifest.tables)} table(s) match the manifest", say)
+            _carry_properties(admin, folder, manifest, settings, new_db, live, report, say)
         except BackupFailed as exc:
             report.step("restore", False, exc.message, say)
             drop_database(admin, new_db)
@@ -179,6 +181,25 @@ def _restore_beside(settings: Settings, folder: Path, url: str, admin_url: str, 
         except BaseException:
             drop_database(admin, new_db)
             raise
+
+
+def _carry_properties(admin: psycopg.Connection[Any], folder: Path, manifest: Manifest, settings: Settings,
+                      new_db: str, live: str, report: RestoreReport, say: Say | None) -> None:
+    """The archive's ALTER DATABASE SET, connection limit, per-role settings, comment and grants,
+    applied to the new database before it replaces the live one."""
+    tool = restore_tool(manifest, settings.backup.pg_bindir)
+    statements = archived_properties(folder / manifest.dump, tool, manifest.database)
+    try:
+        applied = apply_properties(admin, statements, new_db)
+    except psycopg.Error as exc:
+        detail = mask_password(" ".join(str(exc).split()))
+        report.step("database settings", False, detail, say)
+        raise RestoreFailed(
+            f"Could not carry the database's own settings to {new_db}: {detail}. The copy was dropped; the "
+            f"live database {live} was not touched.",
+            hint="create the missing role or fix the setting, then restore again.") from None
+    report.step("database settings", True, f"{len(applied)} database-level statement(s) carried over"
+                + (f": {'; '.join(applied)}" if applied else ""), say)
 
 
 def _swap(admin_url: str, live: str, new_db: str, kept_as: str, settings: Settings) -> None:
