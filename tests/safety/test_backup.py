@@ -292,3 +292,33 @@ def test_large_tables_are_counted_then_compared_row_for_row_with_the_archive(
         finally:
             drop_database(conn, copy)
     assert problems == ["the rows of audit.Weird Name restored from the archive differ from the archive's"]
+
+
+def test_full_verify_compares_owners_and_grants_and_copes_with_a_missing_role(
+    pg_server: Any, db_name: str, db_url: str, tmp_path: Path
+) -> None:
+    owner, reader = f"{db_name}_owner", f"{db_name}_reader"
+    ident = sql.Identifier
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        superuser = conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone() == (True,)
+        for role in (owner, reader):
+            conn.execute(sql.SQL("CREATE ROLE {}").format(ident(role)))
+        conn.execute("CREATE TABLE ledger (id bigint PRIMARY KEY, amount numeric)")
+        conn.execute(sql.SQL("ALTER TABLE ledger OWNER TO {}").format(ident(owner)))
+        conn.execute(sql.SQL("GRANT SELECT ON ledger TO {}").format(ident(reader)))
+    try:
+        backup = take_backup(make_settings(tmp_path, db_url, pg_server), db_url).backup
+        report = verify_backup(backup.path, full=True, url=db_url)
+        assert any(p.endswith("owners and grants included") for p in report.passed) == superuser, report.passed
+        with psycopg.connect(db_url, autocommit=True) as conn:  # the role the grant names disappears
+            conn.execute(sql.SQL("REVOKE ALL ON ledger FROM {}").format(ident(reader)))
+            conn.execute(sql.SQL("DROP ROLE {}").format(ident(reader)))
+        report = verify_backup(backup.path, full=True, url=db_url)
+        assert report.ok
+        if superuser:
+            assert f"owners and grants not compared: role {reader} does not exist on this server" in report.passed
+    finally:
+        with psycopg.connect(db_url, autocommit=True) as conn:
+            conn.execute("DROP TABLE ledger")
+            for role in (owner, reader):
+                conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(ident(role)))

@@ -12,6 +12,7 @@ scratch database.
 from __future__ import annotations
 
 import difflib
+import re
 import secrets
 import time
 from collections.abc import Callable
@@ -174,9 +175,10 @@ def _normalise(script: str) -> list[str]:
 
 
 def compare_schema(folder: Path, manifest: Manifest, restore: Tool, url: str, dbname: str,
-                   bindir: str | Path | None) -> list[str]:
-    """The archive's schema script against a fresh schema-only dump of the restored database."""
-    flags = ["--schema-only", "--no-owner", "--no-privileges"]
+                   bindir: str | Path | None, *, owners: bool = False) -> list[str]:
+    """The archive's schema script against a fresh schema-only dump of the restored database
+    (with owners and grants when they were restored)."""
+    flags = ["--schema-only"] + ([] if owners else ["--no-owner", "--no-privileges"])
     archived = run_tool([str(restore.path), *flags, "--file=-", str(folder / manifest.dump)], {},
                         what="reading the archive's schema")
     conninfo, env = child_connection(url, dbname)
@@ -273,14 +275,41 @@ def _compares_data(manifest: Manifest, url: str | None) -> bool:
         return server_info(conn)[1] == manifest.server_major
 
 
+def _restore_scratch(folder: Path, manifest: Manifest, tool: Tool, url: str, admin: psycopg.Connection[Any],
+                     scratch: str, jobs: int, report: VerifyReport) -> bool:
+    """Restore into the scratch database; True when owners and grants were restored too.
+
+    A superuser restores them, so the schema comparison covers them. When a role the archive
+    names does not exist on this server, the scratch database is made again without them."""
+    row = admin.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()
+    if row and row[0]:
+        try:
+            restore_into(folder, manifest, tool, url, scratch, jobs=jobs, scratch=False)
+            report.passed.append(f"restored into scratch database {scratch}, owners and grants included")
+            return True
+        except BackupFailed as exc:
+            missing = _MISSING_ROLE.search(exc.message)
+            if missing is None:
+                raise
+            drop_database(admin, scratch)
+            admin.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(scratch)))
+            report.passed.append(f"owners and grants not compared: role {missing.group(1)} does not exist on "
+                                 "this server")
+    restore_into(folder, manifest, tool, url, scratch, jobs=jobs)
+    report.passed.append(f"restored into scratch database {scratch}")
+    return False
+
+
+_MISSING_ROLE = re.compile(r'role "([^"]+)" does not exist')
+
+
 def _restore_test(folder: Path, manifest: Manifest, tool: Tool, url: str, report: VerifyReport,
                   bindir: str | Path | None, jobs: int, archived: dict[TableKey, TableData] | None) -> None:
     scratch = scratch_name(manifest)
     with connect(url, application_name="pgshift-verify") as admin:
         admin.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(scratch)))
         try:
-            restore_into(folder, manifest, tool, url, scratch, jobs=jobs)
-            report.passed.append(f"restored into scratch database {scratch}")
+            owners = _restore_scratch(folder, manifest, tool, url, admin, scratch, jobs, report)
             with connect(with_dbname(url, scratch), application_name="pgshift-verify") as conn:
                 problems = compare_tables(conn, manifest)
             report.problems.extend(problems)
@@ -295,10 +324,11 @@ def _restore_test(folder: Path, manifest: Manifest, tool: Tool, url: str, report
             elif large:
                 report.passed.append(f"{len(large)} large table(s) compared by row count only (another server "
                                      "version, or a backup without a recorded time zone)")
-            schema = compare_schema(folder, manifest, tool, url, scratch, bindir)
+            schema = compare_schema(folder, manifest, tool, url, scratch, bindir, owners=owners)
             report.problems.extend(schema)
             if not schema:
-                report.passed.append("the restored schema matches the archive's")
+                report.passed.append("the restored schema matches the archive's"
+                                     + (", owners and grants included" if owners else ""))
         except BackupFailed as exc:
             report.problems.append(mask_password(exc.message))
         finally:
