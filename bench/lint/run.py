@@ -98,6 +98,8 @@ def speed(sizes: list[int], have_squawk: bool, repeat: int, limit: float = 600) 
         runs: dict[str, tuple[list[str], dict[str, str] | None]] = {
             "pgshift json": ([*PGSHIFT, "-o", "json", "--pg-version", "16", path], env),
             "pgshift tty": ([*PGSHIFT, "-o", "tty", "--pg-version", "16", path], env),
+            **{f"pgshift {fmt}": ([*PGSHIFT, "-o", fmt, "--pg-version", "16", path], env)
+               for fmt in ("sarif", "github", "gitlab")},
         }
         if have_squawk:
             runs["squawk json"] = ([str(SQUAWK), "--reporter", "json", path], None)

@@ -15,7 +15,7 @@ def test_speed_rows_and_report_for_pgshift() -> None:
     b = _bench()
     rows = b.speed([200, 400], have_squawk=False, repeat=2)
     assert {(r["tool"], r["statements"]) for r in rows} == {
-        (tool, n) for tool in ("pgshift json", "pgshift tty") for n in (200, 400)}
+        (f"pgshift {fmt}", n) for fmt in ("json", "tty", "sarif", "github", "gitlab") for n in (200, 400)}
     assert all(r["runs"] == 2 and 0 < r["seconds"] <= r["median"] for r in rows)
     text = b.report(None, rows, [])
     assert "| pgshift json | 400 |" in text and "Linearity (400 vs 200 statements" in text

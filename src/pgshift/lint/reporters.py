@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from collections import defaultdict
 from typing import Any
 
@@ -125,7 +124,7 @@ def as_sarif(report: LintReport) -> str:
                                       "rules": rules}},
                   "results": results}],
     }
-    return json.dumps(sarif, indent=2)
+    return fastjson.dumps(sarif, indent=True)
 
 
 def _gh_escape(text: str, prop: bool = False) -> str:
@@ -160,4 +159,4 @@ def as_gitlab(report: LintReport) -> str:
         issues.append({"description": f"parse error: {p.message}", "check_name": "parse-error",
                        "fingerprint": hashlib.sha1(f"parse|{p.file}|{p.line}".encode()).hexdigest(),
                        "severity": "blocker", "location": {"path": p.file, "lines": {"begin": p.line}}})
-    return json.dumps(issues, indent=2)
+    return fastjson.dumps(issues, indent=True)
