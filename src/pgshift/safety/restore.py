@@ -197,7 +197,8 @@ def _carry_properties(admin: psycopg.Connection[Any], folder: Path, manifest: Ma
         raise RestoreFailed(
             f"Could not carry the database's own settings to {new_db}: {detail}. The copy was dropped; the "
             f"live database {live} was not touched.",
-            hint="create the missing role or fix the setting, then restore again.") from None
+            hint="create the missing role, or restore as a role allowed to make this change (ALTER ROLE ... "
+            "IN DATABASE needs CREATEROLE or superuser), then restore again.") from None
     report.step("database settings", True, f"{len(applied)} database-level statement(s) carried over"
                 + (f": {'; '.join(applied)}" if applied else ""), say)
 
