@@ -92,7 +92,7 @@ def backup_cmd(ctx: click.Context, settings: Settings, dump_format: str | None, 
         print_json(data)
         return
     rows = sum(t.rows for t in b.manifest.tables)
-    stdout.print(f"backup {b.path}: {len(b.manifest.tables)} tables, {rows} rows, "
+    stdout.print(f"backup {b.path}: {len(b.manifest.tables)} table(s), {rows} rows, "
                  f"{b.size_bytes / 1e6:.1f} MB in {result.seconds:.1f}s ({data['pg_dump']})")
     if result.verification is not None:
         stdout.print("verified (quick): " + "; ".join(result.verification.passed))
