@@ -277,3 +277,28 @@ def test_docs_schema_matches_the_validator() -> None:
 
     shipped = json.loads((Path(__file__).parents[2] / "docs" / "ops.schema.json").read_text())
     assert shipped == json_schema()
+
+
+def test_version_schema_views_carry_the_tables_grants(tmp_path: Path, db_url: str, db_name: str,
+                                                      conn: psycopg.Connection[Any]) -> None:
+    """An app role that is not the owner must be able to use the new version's views at once."""
+    role = f"{db_name}_app"
+    conn.execute(sql.SQL("CREATE ROLE {}").format(sql.Identifier(role)))
+    try:
+        settings = make_project(tmp_path, db_url, {"001_init.sql": INIT})
+        api.migrate(settings)
+        conn.execute(sql.SQL("GRANT SELECT, INSERT, UPDATE ON accounts TO {}").format(sql.Identifier(role)))
+        (tmp_path / "migrations" / "002_rename.ops.yaml").write_text(
+            "operations:\n  - rename_column: {table: accounts, from: email, to: email_address}\n")
+        api.migrate(settings)
+        with conn.transaction():
+            conn.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(role)))
+            conn.execute(sql.SQL("SET LOCAL search_path = {}, public").format(sql.Identifier(VS)))
+            conn.execute("INSERT INTO accounts (email_address, price, name) VALUES ('app@x', 1, 'app')")
+            assert conn.execute("SELECT count(*) FROM accounts WHERE email_address = 'app@x'").fetchone() == (1,)
+            with pytest.raises(psycopg.errors.InsufficientPrivilege), conn.transaction():
+                conn.execute("DELETE FROM accounts WHERE email_address = 'app@x'")  # DELETE was never granted
+        service.contract(settings)
+    finally:
+        conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
+        conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))

@@ -67,8 +67,44 @@ def capture(conn: psycopg.Connection[Any], ops: OpsFile) -> dict[str, Any]:
                 """, (ops.schema, table)).fetchall()
             if rows:
                 tables[table] = {"columns": [{"name": r[0], "type": r[1], "notnull": r[2], "default": r[3],
-                                              "special": r[4]} for r in rows]}
-    return {"tables": tables}
+                                              "special": r[4]} for r in rows],
+                                 "grants": _table_grants(conn, ops.schema, table)}
+    return {"tables": tables, "schema_usage": _schema_usage(conn, ops.schema)}
+
+
+# Who may use the tables: the version schema's views get the same rights, or an app role that is
+# not the owner would get "permission denied" the moment its new version switches over.
+_GRANTEE = "CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE pg_get_userbyid(a.grantee) END"
+
+
+def _table_grants(conn: psycopg.Connection[Any], schema: str, table: str) -> list[list[Any]]:
+    rows = conn.execute(
+        f"""
+        SELECT {_GRANTEE}, a.privilege_type, a.is_grantable
+        FROM pg_class c, aclexplode(coalesce(c.relacl, acldefault('r', c.relowner))) a
+        WHERE c.oid = to_regclass(format('%%I.%%I', %s::text, %s::text)) AND a.grantee <> c.relowner
+        ORDER BY 1, 2
+        """, (schema, table)).fetchall()
+    return [[str(r[0]), str(r[1]), bool(r[2])] for r in rows]
+
+
+def _schema_usage(conn: psycopg.Connection[Any], schema: str) -> list[str]:
+    rows = conn.execute(
+        f"""
+        SELECT {_GRANTEE}
+        FROM pg_namespace n, aclexplode(coalesce(n.nspacl, acldefault('n', n.nspowner))) a
+        WHERE n.nspname = %s AND a.privilege_type = 'USAGE' AND a.grantee <> n.nspowner
+        ORDER BY 1
+        """, (schema,)).fetchall()
+    return [str(r[0]) for r in rows]
+
+
+_VIEW_PRIVILEGES = frozenset({"SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER",
+                              "MAINTAIN"})
+
+
+def _role(name: str) -> sql.Composable:
+    return sql.SQL("PUBLIC") if name == "PUBLIC" else sql.Identifier(name)
 
 
 def _column(captured: dict[str, Any], o: Op, name: str) -> dict[str, Any]:
@@ -141,6 +177,15 @@ class Planner:
                                          for vis, phys in self.layout[table])
             statements.append(sql.SQL("CREATE OR REPLACE VIEW {} AS SELECT {} FROM {}").format(
                 sql.Identifier(self.vschema, table), columns, self.t(table)))
+            for grantee, privilege, grantable in self.captured["tables"][table].get("grants", []):
+                if privilege not in _VIEW_PRIVILEGES:
+                    continue
+                statements.append(sql.SQL("GRANT {} ON {} TO {}{}").format(
+                    sql.SQL(privilege), sql.Identifier(self.vschema, table), _role(grantee),
+                    sql.SQL(" WITH GRANT OPTION" if grantable else "")))
+        for grantee in self.captured.get("schema_usage", []):
+            statements.append(sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(
+                sql.Identifier(self.vschema), _role(grantee)))
         return Step(f"create version schema {self.vschema}", "tx", statements)
 
     def _touch_layout(self, table: str) -> list[tuple[str, str]]:
