@@ -216,7 +216,9 @@ def test_constraint_and_table_operations_under_writers(tmp_path: Path, db_url: s
                         "AND attname = 'price')").fetchone() == ("42",)
 
 
-@pytest.mark.parametrize("ops_text,init", [(COLUMNS, INIT), (CONSTRAINTS, INIT2)], ids=["columns", "constraints"])
+@pytest.mark.parametrize("ops_text,init", [
+    (COLUMNS, INIT + "CREATE INDEX accounts_email_price_idx ON accounts (email, price);"),  # copied, then dropped
+    (CONSTRAINTS, INIT2)], ids=["columns", "constraints"])
 def test_abort_restores_the_catalog_exactly(tmp_path: Path, db_url: str, conn: psycopg.Connection[Any],
                                             ops_text: str, init: str) -> None:
     settings = make_project(tmp_path, db_url, {"001_init.sql": init})
@@ -302,3 +304,36 @@ def test_version_schema_views_carry_the_tables_grants(tmp_path: Path, db_url: st
     finally:
         conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
         conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+
+
+def test_indexes_of_a_renamed_or_retyped_column_are_carried_to_the_new_one(
+    tmp_path: Path, db_url: str, conn: psycopg.Connection[Any]
+) -> None:
+    settings = make_project(tmp_path, db_url, {"001_init.sql": INIT + """
+CREATE UNIQUE INDEX accounts_email_lower_key ON accounts (lower(email)) WHERE email IS NOT NULL;
+CREATE INDEX accounts_email_idx ON accounts (email, price);
+CREATE INDEX accounts_price_idx ON accounts (price);
+"""})
+    api.migrate(settings)
+    (tmp_path / "migrations" / "002_reshape.ops.yaml").write_text("""
+operations:
+  - rename_column: {table: accounts, from: email, to: email_address}
+  - change_column_type: {table: accounts, column: price, type: bigint}
+""")
+    api.migrate(settings)
+    during = dict(conn.execute(
+        "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'accounts' AND indexname LIKE '%\\_002'"
+    ).fetchall())
+    assert set(during) == {"accounts_email_lower_key_002", "accounts_email_idx_002", "accounts_price_idx_002"}
+    assert "(lower(email_address))" in during["accounts_email_lower_key_002"]
+    assert "WHERE (email_address IS NOT NULL)" in during["accounts_email_lower_key_002"]
+    service.contract(settings)
+    after = dict(conn.execute("SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'accounts'").fetchall())
+    assert set(after) == {"accounts_pkey", "accounts_email_lower_key", "accounts_email_idx", "accounts_price_idx"}
+    assert "(email_address, price)" in after["accounts_email_idx"]
+    assert conn.execute("SELECT bool_and(indisvalid) FROM pg_index WHERE indrelid = 'accounts'::regclass"
+                        ).fetchone() == (True,)
+    assert conn.execute("SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = "
+                        "'accounts'::regclass AND attname = 'price'").fetchone() == ("bigint",)
+    with pytest.raises(psycopg.errors.UniqueViolation):  # the uniqueness came along too
+        conn.execute("INSERT INTO accounts (email_address, price, name) VALUES ('A1@X', 1, 'dup')")

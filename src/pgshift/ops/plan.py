@@ -12,6 +12,9 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import psycopg
+from pglast import ast, parse_sql
+from pglast.stream import RawStream
+from pglast.visitors import Visitor
 from psycopg import sql
 
 from pgshift.errors import MigrationSourceError
@@ -68,7 +71,8 @@ def capture(conn: psycopg.Connection[Any], ops: OpsFile) -> dict[str, Any]:
             if rows:
                 tables[table] = {"columns": [{"name": r[0], "type": r[1], "notnull": r[2], "default": r[3],
                                               "special": r[4]} for r in rows],
-                                 "grants": _table_grants(conn, ops.schema, table)}
+                                 "grants": _table_grants(conn, ops.schema, table),
+                                 "indexes": _table_indexes(conn, ops.schema, table)}
     return {"tables": tables, "schema_usage": _schema_usage(conn, ops.schema)}
 
 
@@ -86,6 +90,43 @@ def _table_grants(conn: psycopg.Connection[Any], schema: str, table: str) -> lis
         ORDER BY 1, 2
         """, (schema, table)).fetchall()
     return [[str(r[0]), str(r[1]), bool(r[2])] for r in rows]
+
+
+def _table_indexes(conn: psycopg.Connection[Any], schema: str, table: str) -> list[dict[str, Any]]:
+    """Valid indexes with their definition and every column they use (keys, expressions, predicate)."""
+    rows = conn.execute(
+        """
+        SELECT c.relname::text, pg_get_indexdef(i.indexrelid),
+               array(SELECT a.attname::text FROM pg_depend d
+                     JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
+                     WHERE d.classid = 'pg_class'::regclass AND d.objid = i.indexrelid
+                       AND d.refobjid = i.indrelid AND d.refobjsubid > 0)
+        FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+        WHERE i.indrelid = to_regclass(format('%%I.%%I', %s::text, %s::text)) AND i.indisvalid
+        ORDER BY 1
+        """, (schema, table)).fetchall()
+    return [{"name": r[0], "definition": r[1], "columns": list(r[2])} for r in rows]
+
+
+def carried_index(definition: str, moved: dict[str, str], name: str) -> str:
+    """``definition`` (pg_get_indexdef) rebuilt on the new columns (``moved``: old -> new name),
+    named ``name``, built CONCURRENTLY IF NOT EXISTS; rewritten on libpg_query's tree, not as text."""
+    stmt = parse_sql(definition)[0].stmt
+    assert isinstance(stmt, ast.IndexStmt), definition
+
+    class OnNewColumns(Visitor):
+        def visit_IndexElem(self, ancestors: Any, node: ast.IndexElem) -> None:
+            if node.name in moved:
+                node.name = moved[node.name]
+
+        def visit_ColumnRef(self, ancestors: Any, node: ast.ColumnRef) -> None:
+            fields = node.fields or ()
+            if len(fields) == 1 and isinstance(fields[0], ast.String) and fields[0].sval in moved:
+                node.fields = (ast.String(sval=moved[fields[0].sval]),)
+
+    OnNewColumns()(stmt)
+    stmt.idxname, stmt.concurrent, stmt.if_not_exists = name, True, True
+    return str(RawStream()(stmt))
 
 
 def _schema_usage(conn: psycopg.Connection[Any], schema: str) -> list[str]:
@@ -138,6 +179,7 @@ class Planner:
         self.finish_triggers: dict[str, list[sql.Composable]] = {}
         self.finish: dict[str, list[sql.Composable]] = {}
         self.abort_steps: list[Step] = []
+        self.moved: dict[str, dict[str, str]] = {}  # table -> {old column: new physical column}
         self.warnings: list[str] = []
 
     def t(self, table: str) -> sql.Identifier:
@@ -156,11 +198,15 @@ class Planner:
             self.abort_steps.append(Step(f"drop version schema {self.vschema}", "tx", [
                 sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(self.vschema))]))
         expand += self.backfills
+        renames: dict[str, list[sql.Composable]] = {}
+        for table, moved in self.moved.items():
+            steps, renames[table] = self._carry_indexes(table, moved)
+            expand += steps
         contract = list(self.validations)
         for table in dict.fromkeys([*self.finish_triggers, *self.finish]):
             contract.append(Step(f"finish {self.label(table)}: drop sync triggers and old columns", "tx",
-                                 [*self.finish_triggers.get(table, []), *self.finish.get(table, [])],
-                                 [self.label(table)]))
+                                 [*self.finish_triggers.get(table, []), *self.finish.get(table, []),
+                                  *renames.get(table, [])], [self.label(table)]))
         contract += self.contract_steps
         contract.append(Step(f"drop version schema {self.vschema}", "tx", [
             sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(self.vschema))]))
@@ -363,9 +409,26 @@ class Planner:
             # SET NOT NULL must come before the rename, which changes the column's name.
             if final_rename:
                 finish.append(finish.pop(-3))
+        self.moved.setdefault(table, {})[old] = new_phys
         self.finish.setdefault(table, []).extend(finish)
         self.abort_steps.append(Step(f"drop {table}.{new_phys} and its trigger", "tx", [*drop, sql.SQL(
             "ALTER TABLE {} DROP COLUMN IF EXISTS {}").format(self.t(table), col)], [self.label(table)]))
+
+    def _carry_indexes(self, table: str, moved: dict[str, str]) -> tuple[list[Step], list[sql.Composable]]:
+        """Every index on a replaced column is built again on the new column(s), after the backfill
+        so on filled data. Contract drops the old columns with their indexes and gives the copies
+        the old names: returns the build steps and those renames."""
+        steps: list[Step] = []
+        renames: list[sql.Composable] = []
+        for idx in self.captured["tables"][table].get("indexes", []):
+            if not set(idx["columns"]) & set(moved):
+                continue
+            copy = _name(idx["name"], self.version)
+            steps.append(Step(f"build index {copy} concurrently (copy of {idx['name']} on the new columns)",
+                              "autocommit", [sql.SQL(carried_index(idx["definition"], moved, copy))]))
+            renames.append(sql.SQL("ALTER INDEX {} RENAME TO {}").format(
+                sql.Identifier(self.schema, copy), sql.Identifier(idx["name"])))
+        return steps, renames
 
     def _rename_column(self, index: int, o: Op) -> None:
         old, new = str(o.get("from")), str(o.get("to"))
