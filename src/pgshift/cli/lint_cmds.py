@@ -30,9 +30,9 @@ def _merge(into: LintReport, other: LintReport) -> None:
 
 class _Run:
     def __init__(self, settings: Settings, pg_version: int, sizes: dict[str, TableSize], schema: Schema,
-                 locks: bool, fix: bool) -> None:
+                 locks: bool, fix: bool, down: bool = True) -> None:
         self.settings, self.pg_version, self.sizes, self.schema = settings, pg_version, sizes, schema
-        self.locks, self.fix = locks, fix
+        self.locks, self.fix, self.down = locks, fix, down
         self.report = LintReport(pg_version=pg_version)
         self.statements: dict[tuple[str, int, int], str] = {}
 
@@ -55,10 +55,11 @@ class _Run:
                 self.report.parse_errors.append(ParseProblem(exc.file, exc.line, exc.column, exc.message))
             return
         for migration in migrations:
-            for s in migration.up:
+            for s in [*migration.up, *((migration.down or []) if self.down else [])]:
                 self.statements[(s.file, s.line, s.column)] = s.sql
         _merge(self.report, lint_migrations(migrations, settings=self.settings.lint, pg_version=self.pg_version,
-                                            sizes=self.sizes, schema=self.schema, collect_locks=self.locks))
+                                            sizes=self.sizes, schema=self.schema, collect_locks=self.locks,
+                                            rollback=self.down))
 
 
 def _target_version(flag: int | None, settings: Settings, live: int | None) -> int:
@@ -85,10 +86,12 @@ def _target_version(flag: int | None, settings: Settings, live: int | None) -> i
               help="Treat plain SQL files as running inside one transaction.")
 @click.option("--locks", is_flag=True, help="Also show the locks held after each statement.")
 @click.option("--fix", is_flag=True, help="Write the mechanical safe rewrite where there is one.")
+@click.option("--down/--no-down", default=True,
+              help="Also lint each migration's down part for the locks its rollback takes (default: on).")
 @handle_errors
 def lint(paths: tuple[str, ...], settings: Settings, output: str | None, as_json: bool, pg_version: int | None,
          live_url: str | None, schema_file: str | None, fail_level: str | None, assume_in_transaction: bool,
-         locks: bool, fix: bool) -> None:
+         locks: bool, fix: bool, down: bool) -> None:
     """Lint migrations: folders (any supported format), .sql files, or - for stdin.
 
     Exit codes: 0 clean, 1 findings at or above the fail level, 2 parse or usage error.
@@ -104,7 +107,7 @@ def lint(paths: tuple[str, ...], settings: Settings, output: str | None, as_json
         live_version, sizes = live_context(live_url)
     schema_path = schema_file or settings.lint.schema_file
     schema = schema_from_dump(str(settings.resolve(schema_path))) if schema_path else Schema()
-    run = _Run(settings, _target_version(pg_version, settings, live_version), sizes, schema, locks, fix)
+    run = _Run(settings, _target_version(pg_version, settings, live_version), sizes, schema, locks, fix, down)
     for raw in paths or (str(settings.migrations_path),):
         _lint_path(run, raw)
     report = run.report

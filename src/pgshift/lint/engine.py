@@ -281,9 +281,16 @@ def _impact(rule: Rule, hit: Hit, severity: Severity, opts: Options) -> tuple[Se
     return severity, f"{hit.message} ({hit.table}, {_human(size.rows)} rows, {volume})"
 
 
+# What can still hurt on the way back: a rollback runs during an incident, so its lock and
+# transaction hazards matter as much as the way up. That a down part drops what the up part
+# added is its purpose, so the destructive, compatibility and type rules do not apply to it.
+ROLLBACK_CATEGORIES = frozenset({"locking", "transactions"})
+
+
 class _Linter:
-    def __init__(self, opts: Options, schema: Schema, report: LintReport) -> None:
+    def __init__(self, opts: Options, schema: Schema, report: LintReport, *, part: str = "up") -> None:
         self.opts = opts
+        self.part = part
         self.schema = schema
         self.report = report
         star = opts.rules.get("*", [])
@@ -294,7 +301,7 @@ class _Linter:
         self._summary: tuple[Statement | None, str] = (None, "")
 
     def run_unit(self, parsed: list[Parsed], unit: UnitState, suppressions: list[Suppression],
-                 migration: str | None) -> None:
+                 migration: str | None, *, report_unused: bool = True) -> None:
         attach(suppressions, [p.statement.line for p in parsed])
         tx = TxState(active=unit.transactional)
         sqls = [p.statement.sql for p in parsed]
@@ -323,7 +330,8 @@ class _Linter:
                 tx = self._transaction(ctx.body, tx, unit)
                 continue
             self._after(ctx)
-        self._unused(suppressions)
+        if report_unused:
+            self._unused(suppressions)
 
     def _rules_for(self, k: str, ctx: Ctx) -> list[Rule]:
         if k != "AlterTableStmt":
@@ -364,8 +372,10 @@ class _Linter:
             rule.id, rule.name, severity, statement.file, statement.line, statement.column,
             message, self._summary[1], migration, lock or None,
             lockmod.BLOCKS.get(lock, rule.blocks) if lock else (), hit.fix or None,
-            rule.destructive, autofix=hit.autofix, statement_index=statement.index,
+            rule.destructive, autofix=hit.autofix, statement_index=statement.index, part=self.part,
         )
+        if self.part == "down":
+            finding.message = "On rollback (down part): " + finding.message
         for sup in suppressions:
             if sup.file == statement.file and sup.matches(rule.id, rule.name) and (
                 sup.whole_file or sup.target == statement.line
@@ -412,7 +422,8 @@ class _Linter:
         if k == "AlterEnumStmt" and b.get("newVal"):
             tx.enum_values.add(str(b["newVal"]))
         taken = ctx.locks
-        self.schema.apply(ctx.node, unit.label or ctx.statement.file)
+        if self.part == "up":  # the model follows the way up; a down part is judged, not replayed
+            self.schema.apply(ctx.node, unit.label or ctx.statement.file)
         if tx.active:
             for table, level in taken:
                 tx.locks[table] = lockmod.stronger(tx.locks.get(table), level)
@@ -462,31 +473,74 @@ def lint_migrations(
     sizes: dict[str, TableSize] | None = None,
     schema: Schema | None = None,
     collect_locks: bool = False,
+    rollback: bool = False,
 ) -> LintReport:
     """Lint the up part of each migration in order. ``history`` (already applied migrations)
     and ``schema`` (e.g. from a schema dump) seed the schema model; each linted migration is
-    replayed into it before the next is linted."""
+    replayed into it before the next is linted. ``rollback`` also lints each down part for the
+    lock and transaction hazards of running it (findings with ``part == "down"``)."""
     with _no_gc():
         return _lint_migrations(migrations, _options(settings, pg_version, sizes, collect_locks), history,
-                                schema)
+                                schema, rollback)
 
 
 def _lint_migrations(migrations: list[Migration], opts: Options, history: list[Migration] | None,
-                     schema: Schema | None) -> LintReport:
+                     schema: Schema | None, rollback: bool = False) -> LintReport:
     report = LintReport(pg_version=opts.pg_version)
     model = schema or Schema()
     _replay(model, history or [])
     linter = _Linter(opts, model, report)
+    down_linter = _Linter(_rollback_options(opts), model, report, part="down") if rollback else None
     texts: dict[str, str] = {}
     for migration in migrations:
-        files = sorted({s.file for s in migration.up})
+        down = (migration.down or []) if down_linter else []
+        files = sorted({s.file for s in [*migration.up, *down]})
         report.files += len(files)
         suppressions = [s for f in files for s in read_suppressions(_file_text(f, texts), f)]
-        unit = UnitState(migration.label, migration.transactional or opts.settings.assume_in_transaction)
-        unit.lock_timeout = migration.lock_timeout is not None
-        unit.statement_timeout = migration.statement_timeout is not None
-        linter.run_unit(parse_statements(migration.up), unit, suppressions, migration.version)
+        up_sups, down_sups = _split_suppressions(suppressions, migration.up, down)
+        linter.run_unit(parse_statements(migration.up), _unit(migration, opts), up_sups, migration.version,
+                        report_unused=not down)
+        if down and down_linter is not None:
+            down_linter.run_unit(parse_statements(down), _unit(migration, opts), down_sups, migration.version,
+                                 report_unused=False)
+            linter._unused(suppressions)  # once, over both parts
     return report
+
+
+def _unit(migration: Migration, opts: Options) -> UnitState:
+    unit = UnitState(migration.label, migration.transactional or opts.settings.assume_in_transaction)
+    unit.lock_timeout = migration.lock_timeout is not None
+    unit.statement_timeout = migration.statement_timeout is not None
+    return unit
+
+
+def _rollback_options(opts: Options) -> Options:
+    rules = {id(r): r for group in opts.rules.values() for r in group}.values()
+    kept = [r for r in rules if r.category in ROLLBACK_CATEGORIES]
+    return Options(opts.settings, opts.pg_version, opts.sizes, False, rules_by_kind(sorted(kept, key=lambda r: r.id)))
+
+
+def _split_suppressions(suppressions: list[Suppression], up: list[Statement], down: list[Statement]
+                        ) -> tuple[list[Suppression], list[Suppression]]:
+    """(up part's, down part's): a line suppression belongs to the down part when it is in a down
+    file below every up statement of that file; a whole-file one belongs to both."""
+    if not down:
+        return suppressions, []
+    last_up: dict[str, int] = {}
+    for statement in up:
+        last_up[statement.file] = max(last_up.get(statement.file, 0), statement.line)
+    down_files = {s.file for s in down}
+    up_sups: list[Suppression] = []
+    down_sups: list[Suppression] = []
+    for sup in suppressions:
+        if sup.whole_file:
+            up_sups.append(sup)
+            down_sups.append(sup)
+        elif sup.file in down_files and sup.line > last_up.get(sup.file, 0):
+            down_sups.append(sup)
+        else:
+            up_sups.append(sup)
+    return up_sups, down_sups
 
 
 def lint_sql(

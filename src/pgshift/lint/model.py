@@ -92,12 +92,13 @@ class Finding:
     suppress_reason: str | None = None
     autofix: AutoFix | None = None
     statement_index: int = 0
+    part: str = "up"  # "down" for a migration's rollback part
 
     def to_json(self) -> dict[str, Any]:
         return {
             "rule": self.rule, "name": self.name, "severity": self.severity, "file": self.file,
             "line": self.line, "column": self.column, "message": self.message,
-            "statement": self.statement, "migration": self.migration, "lock": self.lock,
+            "statement": self.statement, "migration": self.migration, "part": self.part, "lock": self.lock,
             "blocks": list(self.blocks), "fix": self.fix, "destructive": self.destructive,
             "suppressed": self.suppressed, "suppress_reason": self.suppress_reason,
         }
