@@ -337,3 +337,47 @@ operations:
                         "'accounts'::regclass AND attname = 'price'").fetchone() == ("bigint",)
     with pytest.raises(psycopg.errors.UniqueViolation):  # the uniqueness came along too
         conn.execute("INSERT INTO accounts (email_address, price, name) VALUES ('A1@X', 1, 'dup')")
+
+
+def test_a_foreign_key_on_a_renamed_column_is_carried_and_validated(
+    tmp_path: Path, db_url: str, conn: psycopg.Connection[Any]
+) -> None:
+    settings = make_project(tmp_path, db_url, {"001_init.sql": """
+CREATE TABLE owners (id bigint PRIMARY KEY);
+INSERT INTO owners SELECT generate_series(1, 10);
+CREATE TABLE pets (id bigint PRIMARY KEY, owner_id bigint REFERENCES owners ON DELETE CASCADE);
+INSERT INTO pets SELECT g, 1 + g % 10 FROM generate_series(1, 100) g;
+"""})
+    api.migrate(settings)
+    (tmp_path / "migrations" / "002_rename.ops.yaml").write_text(
+        "operations:\n  - rename_column: {table: pets, from: owner_id, to: owner}\n")
+    api.migrate(settings)
+    fks = dict(conn.execute("SELECT conname, convalidated FROM pg_constraint WHERE conrelid = 'pets'::regclass "
+                            "AND contype = 'f'").fetchall())
+    assert fks == {"pets_owner_id_fkey": True, "pets_owner_id_fkey_002": False}  # the copy: NOT VALID
+    with pytest.raises(psycopg.errors.ForeignKeyViolation):  # yet already checked for new rows
+        conn.execute(sql.SQL("SET search_path = {}, public").format(sql.Identifier("public_002")))
+        conn.execute("INSERT INTO pets (id, owner) VALUES (1000, 99)")
+    conn.execute("RESET search_path")
+    service.contract(settings)
+    row = conn.execute("SELECT conname, convalidated, pg_get_constraintdef(oid) FROM pg_constraint "
+                       "WHERE conrelid = 'pets'::regclass AND contype = 'f'").fetchall()
+    assert row == [("pets_owner_id_fkey", True, "FOREIGN KEY (owner) REFERENCES owners(id) ON DELETE CASCADE")]
+    conn.execute("DELETE FROM owners WHERE id = 1")  # ON DELETE CASCADE came along
+    assert conn.execute("SELECT count(*) FROM pets WHERE owner = 1").fetchone() == (0,)
+
+
+def test_a_column_other_tables_reference_is_refused_before_anything_runs(
+    tmp_path: Path, db_url: str, conn: psycopg.Connection[Any]
+) -> None:
+    settings = make_project(tmp_path, db_url, {"001_init.sql": """
+CREATE TABLE owners (id bigint PRIMARY KEY, code text UNIQUE);
+CREATE TABLE pets (id bigint PRIMARY KEY, owner_code text REFERENCES owners (code));
+"""})
+    api.migrate(settings)
+    before = snapshot(conn)
+    (tmp_path / "migrations" / "002_rename.ops.yaml").write_text(
+        "operations:\n  - rename_column: {table: owners, from: code, to: owner_code}\n")
+    with pytest.raises(MigrationSourceError, match="referenced by foreign key pets_owner_code_fkey on pets"):
+        api.migrate(settings)
+    assert snapshot(conn) == before

@@ -72,7 +72,9 @@ def capture(conn: psycopg.Connection[Any], ops: OpsFile) -> dict[str, Any]:
                 tables[table] = {"columns": [{"name": r[0], "type": r[1], "notnull": r[2], "default": r[3],
                                               "special": r[4]} for r in rows],
                                  "grants": _table_grants(conn, ops.schema, table),
-                                 "indexes": _table_indexes(conn, ops.schema, table)}
+                                 "indexes": _table_indexes(conn, ops.schema, table),
+                                 "foreign_keys": _table_foreign_keys(conn, ops.schema, table),
+                                 "referenced_by": _incoming_foreign_keys(conn, ops.schema, table)}
     return {"tables": tables, "schema_usage": _schema_usage(conn, ops.schema)}
 
 
@@ -106,6 +108,45 @@ def _table_indexes(conn: psycopg.Connection[Any], schema: str, table: str) -> li
         ORDER BY 1
         """, (schema, table)).fetchall()
     return [{"name": r[0], "definition": r[1], "columns": list(r[2])} for r in rows]
+
+
+def _table_foreign_keys(conn: psycopg.Connection[Any], schema: str, table: str) -> list[dict[str, Any]]:
+    """The table's own foreign keys with their definition and referencing columns."""
+    rows = conn.execute(
+        """
+        SELECT c.conname::text, pg_get_constraintdef(c.oid),
+               array(SELECT a.attname::text FROM pg_attribute a
+                     WHERE a.attrelid = c.conrelid AND a.attnum = ANY (c.conkey))
+        FROM pg_constraint c
+        WHERE c.conrelid = to_regclass(format('%%I.%%I', %s::text, %s::text)) AND c.contype = 'f'
+        ORDER BY 1
+        """, (schema, table)).fetchall()
+    return [{"name": r[0], "definition": r[1], "columns": list(r[2])} for r in rows]
+
+
+def _incoming_foreign_keys(conn: psycopg.Connection[Any], schema: str, table: str) -> list[dict[str, Any]]:
+    """Foreign keys of other tables that reference this one, with the referenced columns."""
+    rows = conn.execute(
+        """
+        SELECT c.conname::text, c.conrelid::regclass::text,
+               array(SELECT a.attname::text FROM pg_attribute a
+                     WHERE a.attrelid = c.confrelid AND a.attnum = ANY (c.confkey))
+        FROM pg_constraint c
+        WHERE c.confrelid = to_regclass(format('%%I.%%I', %s::text, %s::text)) AND c.contype = 'f'
+        ORDER BY 1
+        """, (schema, table)).fetchall()
+    return [{"name": r[0], "table": r[1], "columns": list(r[2])} for r in rows]
+
+
+def carried_foreign_key(definition: str, moved: dict[str, str], name: str) -> str:
+    """A foreign key (pg_get_constraintdef) on the new columns (``moved``: old -> new), named
+    ``name`` and NOT VALID: the constraint clause for ``ALTER TABLE ... ADD``."""
+    stmt = parse_sql(f"ALTER TABLE t ADD CONSTRAINT c {definition}")[0].stmt
+    assert isinstance(stmt, ast.AlterTableStmt), definition
+    con = stmt.cmds[0].def_  # type: ignore[index]
+    con.fk_attrs = tuple(ast.String(sval=moved.get(a.sval, a.sval)) for a in con.fk_attrs)
+    con.conname, con.skip_validation, con.initially_valid = name, True, False
+    return str(RawStream()(con))
 
 
 def carried_index(definition: str, moved: dict[str, str], name: str) -> str:
@@ -201,7 +242,9 @@ class Planner:
         renames: dict[str, list[sql.Composable]] = {}
         for table, moved in self.moved.items():
             steps, renames[table] = self._carry_indexes(table, moved)
-            expand += steps
+            fk_steps, fk_renames = self._carry_foreign_keys(table, moved)
+            expand += steps + fk_steps
+            renames[table] += fk_renames
         contract = list(self.validations)
         for table in dict.fromkeys([*self.finish_triggers, *self.finish]):
             contract.append(Step(f"finish {self.label(table)}: drop sync triggers and old columns", "tx",
@@ -377,6 +420,13 @@ class Planner:
         if info["special"]:
             raise MigrationSourceError(f"{o.where}: {table}.{old} is an identity or generated column; "
                                        "pgshift cannot duplicate it.")
+        for fk in self.captured["tables"][table].get("referenced_by", []):
+            if old in fk["columns"]:  # contract could not drop the old column under it
+                raise MigrationSourceError(
+                    f"{o.where}: {table}.{old} is referenced by foreign key {fk['name']} on {fk['table']}; "
+                    "pgshift cannot move a referenced column yet.",
+                    hint=f"drop {fk['name']} first, or add a new foreign key to the new column in its own "
+                    "migration and drop the old one before contract.")
         old_ns = self._old_namespace(table)
         layout = self._touch_layout(table)
         layout[:] = [(new_visible, new_phys) if v == old else (v, p) for v, p in layout]
@@ -428,6 +478,26 @@ class Planner:
                               "autocommit", [sql.SQL(carried_index(idx["definition"], moved, copy))]))
             renames.append(sql.SQL("ALTER INDEX {} RENAME TO {}").format(
                 sql.Identifier(self.schema, copy), sql.Identifier(idx["name"])))
+        return steps, renames
+
+    def _carry_foreign_keys(self, table: str, moved: dict[str, str]) -> tuple[list[Step], list[sql.Composable]]:
+        """The table's foreign keys on a replaced column, added again on the new column NOT VALID
+        (new rows are checked at once), validated at contract with a weak lock, and renamed to the
+        old name once the old column, and with it the old constraint, is gone."""
+        steps: list[Step] = []
+        renames: list[sql.Composable] = []
+        for fk in self.captured["tables"][table].get("foreign_keys", []):
+            if not set(fk["columns"]) & set(moved):
+                continue
+            copy = _name(fk["name"], self.version)
+            clause = carried_foreign_key(fk["definition"], moved, copy)
+            steps.append(Step(f"add foreign key {copy} on the new columns (NOT VALID, copy of {fk['name']})", "tx",
+                              [sql.SQL("ALTER TABLE {} ADD {}").format(self.t(table), sql.SQL(clause))],
+                              [self.label(table)]))
+            self.validations.append(Step(f"validate foreign key {copy}", "tx", [
+                sql.SQL("ALTER TABLE {} VALIDATE CONSTRAINT {}").format(self.t(table), sql.Identifier(copy))]))
+            renames.append(sql.SQL("ALTER TABLE {} RENAME CONSTRAINT {} TO {}").format(
+                self.t(table), sql.Identifier(copy), sql.Identifier(fk["name"])))
         return steps, renames
 
     def _rename_column(self, index: int, o: Op) -> None:
