@@ -73,8 +73,7 @@ def capture(conn: psycopg.Connection[Any], ops: OpsFile) -> dict[str, Any]:
                                               "special": r[4]} for r in rows],
                                  "grants": _table_grants(conn, ops.schema, table),
                                  "indexes": _table_indexes(conn, ops.schema, table),
-                                 "foreign_keys": _table_foreign_keys(conn, ops.schema, table),
-                                 "referenced_by": _incoming_foreign_keys(conn, ops.schema, table)}
+                                 **_foreign_keys(conn, ops.schema, table)}
     return {"tables": tables, "schema_usage": _schema_usage(conn, ops.schema)}
 
 
@@ -110,32 +109,26 @@ def _table_indexes(conn: psycopg.Connection[Any], schema: str, table: str) -> li
     return [{"name": r[0], "definition": r[1], "columns": list(r[2])} for r in rows]
 
 
-def _table_foreign_keys(conn: psycopg.Connection[Any], schema: str, table: str) -> list[dict[str, Any]]:
-    """The table's own foreign keys with their definition and referencing columns."""
+def _foreign_keys(conn: psycopg.Connection[Any], schema: str, table: str) -> dict[str, list[dict[str, Any]]]:
+    """The table's own foreign keys (definition, referencing columns) and those of any table that
+    reference it (referenced columns). A self-reference is both."""
     rows = conn.execute(
         """
-        SELECT c.conname::text, pg_get_constraintdef(c.oid),
-               array(SELECT a.attname::text FROM pg_attribute a
-                     WHERE a.attrelid = c.conrelid AND a.attnum = ANY (c.conkey))
-        FROM pg_constraint c
-        WHERE c.conrelid = to_regclass(format('%%I.%%I', %s::text, %s::text)) AND c.contype = 'f'
+        WITH t AS (SELECT to_regclass(format('%%I.%%I', %s::text, %s::text)) AS oid)
+        SELECT c.conname::text, c.conrelid::regclass::text, pg_get_constraintdef(c.oid),
+               c.conrelid = t.oid, c.confrelid = t.oid,
+               array(SELECT a.attname::text FROM pg_attribute a WHERE a.attrelid = c.conrelid
+                     AND a.attnum = ANY (c.conkey)),
+               array(SELECT a.attname::text FROM pg_attribute a WHERE a.attrelid = c.confrelid
+                     AND a.attnum = ANY (c.confkey))
+        FROM pg_constraint c, t
+        WHERE c.contype = 'f' AND t.oid IN (c.conrelid, c.confrelid)
         ORDER BY 1
         """, (schema, table)).fetchall()
-    return [{"name": r[0], "definition": r[1], "columns": list(r[2])} for r in rows]
-
-
-def _incoming_foreign_keys(conn: psycopg.Connection[Any], schema: str, table: str) -> list[dict[str, Any]]:
-    """Foreign keys of other tables that reference this one, with the referenced columns."""
-    rows = conn.execute(
-        """
-        SELECT c.conname::text, c.conrelid::regclass::text,
-               array(SELECT a.attname::text FROM pg_attribute a
-                     WHERE a.attrelid = c.confrelid AND a.attnum = ANY (c.confkey))
-        FROM pg_constraint c
-        WHERE c.confrelid = to_regclass(format('%%I.%%I', %s::text, %s::text)) AND c.contype = 'f'
-        ORDER BY 1
-        """, (schema, table)).fetchall()
-    return [{"name": r[0], "table": r[1], "columns": list(r[2])} for r in rows]
+    return {
+        "foreign_keys": [{"name": r[0], "definition": r[2], "columns": list(r[5])} for r in rows if r[3]],
+        "referenced_by": [{"name": r[0], "table": r[1], "columns": list(r[6])} for r in rows if r[4]],
+    }
 
 
 def carried_foreign_key(definition: str, moved: dict[str, str], name: str) -> str:
