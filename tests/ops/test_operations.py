@@ -313,23 +313,35 @@ def test_indexes_of_a_renamed_or_retyped_column_are_carried_to_the_new_one(
 CREATE UNIQUE INDEX accounts_email_lower_key ON accounts (lower(email)) WHERE email IS NOT NULL;
 CREATE INDEX accounts_email_idx ON accounts (email, price);
 CREATE INDEX accounts_price_idx ON accounts (price);
+ALTER TABLE accounts ADD CONSTRAINT accounts_email_key UNIQUE (email) DEFERRABLE;
+CREATE TABLE codes (code text PRIMARY KEY, label text);
+INSERT INTO codes VALUES ('a', 'x'), ('b', 'y');
 """})
     api.migrate(settings)
     (tmp_path / "migrations" / "002_reshape.ops.yaml").write_text("""
 operations:
   - rename_column: {table: accounts, from: email, to: email_address}
   - change_column_type: {table: accounts, column: price, type: bigint}
+  - rename_column: {table: codes, from: code, to: code_name}
 """)
     api.migrate(settings)
     during = dict(conn.execute(
         "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'accounts' AND indexname LIKE '%\\_002'"
     ).fetchall())
-    assert set(during) == {"accounts_email_lower_key_002", "accounts_email_idx_002", "accounts_price_idx_002"}
+    assert set(during) == {"accounts_email_lower_key_002", "accounts_email_idx_002", "accounts_price_idx_002",
+                           "accounts_email_key_002"}
     assert "(lower(email_address))" in during["accounts_email_lower_key_002"]
     assert "WHERE (email_address IS NOT NULL)" in during["accounts_email_lower_key_002"]
     service.contract(settings)
     after = dict(conn.execute("SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'accounts'").fetchall())
-    assert set(after) == {"accounts_pkey", "accounts_email_lower_key", "accounts_email_idx", "accounts_price_idx"}
+    assert set(after) == {"accounts_pkey", "accounts_email_lower_key", "accounts_email_idx", "accounts_price_idx",
+                          "accounts_email_key"}
+    constraints = conn.execute(
+        "SELECT conname, contype::text, condeferrable, pg_get_constraintdef(oid) FROM pg_constraint "
+        "WHERE conrelid IN ('accounts'::regclass, 'codes'::regclass) AND contype IN ('p', 'u') ORDER BY 1").fetchall()
+    assert constraints == [("accounts_email_key", "u", True, "UNIQUE (email_address) DEFERRABLE"),
+                           ("accounts_pkey", "p", False, "PRIMARY KEY (id)"),
+                           ("codes_pkey", "p", False, "PRIMARY KEY (code_name)")]
     assert "(email_address, price)" in after["accounts_email_idx"]
     assert conn.execute("SELECT bool_and(indisvalid) FROM pg_index WHERE indrelid = 'accounts'::regclass"
                         ).fetchone() == (True,)

@@ -94,19 +94,27 @@ def _table_grants(conn: psycopg.Connection[Any], schema: str, table: str) -> lis
 
 
 def _table_indexes(conn: psycopg.Connection[Any], schema: str, table: str) -> list[dict[str, Any]]:
-    """Valid indexes with their definition and every column they use (keys, expressions, predicate)."""
+    """Valid indexes with their definition, every column they use and the PRIMARY KEY / UNIQUE
+    constraint they back. Key columns come from indkey; columns in expressions and predicates from
+    pg_depend (a constraint's index has its column dependencies on the constraint instead)."""
     rows = conn.execute(
         """
         SELECT c.relname::text, pg_get_indexdef(i.indexrelid),
-               array(SELECT a.attname::text FROM pg_depend d
-                     JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
-                     WHERE d.classid = 'pg_class'::regclass AND d.objid = i.indexrelid
-                       AND d.refobjid = i.indrelid AND d.refobjsubid > 0)
+               array(SELECT a.attname::text FROM pg_attribute a
+                     WHERE a.attrelid = i.indrelid AND a.attnum > 0
+                       AND (a.attnum = ANY (i.indkey::int2[])
+                            OR a.attnum IN (SELECT d.refobjsubid FROM pg_depend d
+                                            WHERE d.classid = 'pg_class'::regclass AND d.objid = i.indexrelid
+                                              AND d.refobjid = i.indrelid))),
+               k.conname::text, k.contype::text, coalesce(k.condeferrable, false), coalesce(k.condeferred, false)
         FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+        LEFT JOIN pg_constraint k ON k.conindid = i.indexrelid AND k.conrelid = i.indrelid AND k.contype IN ('p', 'u')
         WHERE i.indrelid = to_regclass(format('%%I.%%I', %s::text, %s::text)) AND i.indisvalid
         ORDER BY 1
         """, (schema, table)).fetchall()
-    return [{"name": r[0], "definition": r[1], "columns": list(r[2])} for r in rows]
+    return [{"name": r[0], "definition": r[1], "columns": list(r[2]),
+             "constraint": {"name": r[3], "type": r[4], "deferrable": r[5], "deferred": r[6]} if r[3] else None}
+            for r in rows]
 
 
 def _foreign_keys(conn: psycopg.Connection[Any], schema: str, table: str) -> dict[str, list[dict[str, Any]]]:
@@ -469,9 +477,20 @@ class Planner:
             copy = _name(idx["name"], self.version)
             steps.append(Step(f"build index {copy} concurrently (copy of {idx['name']} on the new columns)",
                               "autocommit", [sql.SQL(carried_index(idx["definition"], moved, copy))]))
-            renames.append(sql.SQL("ALTER INDEX {} RENAME TO {}").format(
-                sql.Identifier(self.schema, copy), sql.Identifier(idx["name"])))
+            renames.append(self._index_home(table, idx, copy))
         return steps, renames
+
+    def _index_home(self, table: str, idx: dict[str, Any], copy: str) -> sql.Composable:
+        """At contract the copy takes the old index's place: its name, or the PRIMARY KEY / UNIQUE
+        constraint it backed (ADD CONSTRAINT ... USING INDEX renames the index to the constraint)."""
+        con = idx.get("constraint")
+        if not con:
+            return sql.SQL("ALTER INDEX {} RENAME TO {}").format(sql.Identifier(self.schema, copy),
+                                                               sql.Identifier(idx["name"]))
+        timing = " DEFERRABLE" + (" INITIALLY DEFERRED" if con["deferred"] else "") if con["deferrable"] else ""
+        return sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} {} USING INDEX {}{}").format(
+            self.t(table), sql.Identifier(con["name"]), sql.SQL("PRIMARY KEY" if con["type"] == "p" else "UNIQUE"),
+            sql.Identifier(copy), sql.SQL(timing))
 
     def _carry_foreign_keys(self, table: str, moved: dict[str, str]) -> tuple[list[Step], list[sql.Composable]]:
         """The table's foreign keys on a replaced column, added again on the new column NOT VALID
