@@ -192,23 +192,31 @@ def test_restored_table_sequences_move_past_the_restored_keys(pg_server: Any, db
     assert new_tag == (26,)  # never moved backwards
 
 
-def test_database_level_settings_comment_and_grants_follow_the_restore(
-    pg_server: Any, db_name: str, db_url: str, tmp_path: Path
-) -> None:
+def _backup_with_database_settings(pg_server: Any, db_name: str, db_url: str, tmp_path: Path, role: str,
+                                   statements: list[str]) -> tuple[Any, Path]:
+    """Seed, create ``role``, run the database-level ``statements`` ({db}, {role}), back up."""
     seed(db_url, rows=20)
-    role = f"{db_name}_reader"
     ident = psycopg.sql.Identifier
     with psycopg.connect(db_url, autocommit=True) as conn:
         conn.execute(psycopg.sql.SQL("CREATE ROLE {}").format(ident(role)))
-        for statement in ("ALTER DATABASE {db} SET search_path = audit, public",
-                          "ALTER DATABASE {db} CONNECTION LIMIT 40",
-                          "COMMENT ON DATABASE {db} IS 'trading data; restored by pgshift'",
-                          "REVOKE CONNECT ON DATABASE {db} FROM PUBLIC",
-                          "GRANT CONNECT ON DATABASE {db} TO {role}",
-                          "ALTER ROLE {role} IN DATABASE {db} SET statement_timeout = '7s'"):
+        for statement in statements:
             conn.execute(psycopg.sql.SQL(statement).format(db=ident(db_name), role=ident(role)))
     settings = make_settings(tmp_path, db_url, pg_server)
-    folder = take_backup(settings, db_url).backup.path
+    return settings, take_backup(settings, db_url).backup.path
+
+
+def test_database_level_settings_comment_and_grants_follow_the_restore(
+    pg_server: Any, db_name: str, db_url: str, tmp_path: Path
+) -> None:
+    role = f"{db_name}_reader"
+    ident = psycopg.sql.Identifier
+    settings, folder = _backup_with_database_settings(pg_server, db_name, db_url, tmp_path, role, [
+        "ALTER DATABASE {db} SET search_path = audit, public",
+        "ALTER DATABASE {db} CONNECTION LIMIT 40",
+        "COMMENT ON DATABASE {db} IS 'trading data; restored by pgshift'",
+        "REVOKE CONNECT ON DATABASE {db} FROM PUBLIC",
+        "GRANT CONNECT ON DATABASE {db} TO {role}",
+        "ALTER ROLE {role} IN DATABASE {db} SET statement_timeout = '7s'"])
     try:
         report = restore_database(settings, folder, db_url)
         assert report.ok
@@ -234,14 +242,10 @@ def test_database_level_settings_comment_and_grants_follow_the_restore(
 def test_a_grant_to_a_role_that_is_gone_stops_the_restore_before_the_swap(
     pg_server: Any, db_name: str, db_url: str, tmp_path: Path
 ) -> None:
-    seed(db_url, rows=20)
     role = f"{db_name}_gone"
     ident = psycopg.sql.Identifier
-    with psycopg.connect(db_url, autocommit=True) as conn:
-        conn.execute(psycopg.sql.SQL("CREATE ROLE {}").format(ident(role)))
-        conn.execute(psycopg.sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(ident(db_name), ident(role)))
-    settings = make_settings(tmp_path, db_url, pg_server)
-    folder = take_backup(settings, db_url).backup.path
+    settings, folder = _backup_with_database_settings(pg_server, db_name, db_url, tmp_path, role,
+                                                      ["GRANT CONNECT ON DATABASE {db} TO {role}"])
     with psycopg.connect(db_url, autocommit=True) as conn:
         conn.execute(psycopg.sql.SQL("REVOKE CONNECT ON DATABASE {} FROM {}").format(ident(db_name), ident(role)))
         conn.execute(psycopg.sql.SQL("DROP ROLE {}").format(ident(role)))

@@ -331,7 +331,7 @@ class _Linter:
                 continue
             self._after(ctx)
         if report_unused:
-            self._unused(suppressions)
+            self.unused(suppressions)
 
     def _rules_for(self, k: str, ctx: Ctx) -> list[Rule]:
         if k != "AlterTableStmt":
@@ -385,7 +385,8 @@ class _Linter:
                 break
         self.report.findings.append(finding)
 
-    def _unused(self, suppressions: list[Suppression]) -> None:
+    def unused(self, suppressions: list[Suppression]) -> None:
+        """Report every suppression that matched no finding (or has no reason)."""
         from pgshift.lint.registry import rule_by_key
 
         meta = rule_by_key("unused-suppression")
@@ -503,7 +504,7 @@ def _lint_migrations(migrations: list[Migration], opts: Options, history: list[M
         if down and down_linter is not None:
             down_linter.run_unit(parse_statements(down), _unit(migration, opts), down_sups, migration.version,
                                  report_unused=False)
-            linter._unused(suppressions)  # once, over both parts
+            linter.unused(suppressions)  # once, over both parts
     return report
 
 
