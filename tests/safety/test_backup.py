@@ -322,3 +322,40 @@ def test_full_verify_compares_owners_and_grants_and_copes_with_a_missing_role(
             conn.execute("DROP TABLE ledger")
             for role in (owner, reader):
                 conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(ident(role)))
+
+
+def test_a_latin1_database_with_non_ascii_names_and_rows_round_trips(
+    pg_server: Any, db_url: str, db_name: str, tmp_path: Path
+) -> None:
+    """pg_dump writes names and rows in the database's encoding: verify, and restore --table,
+    must read them in it (not as UTF-8)."""
+    from pgshift.safety.restore import restore_database, restore_table
+
+    name = f"{db_name}_latin1"
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {} ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C' "
+                             "TEMPLATE template0").format(sql.Identifier(name)))
+        try:
+            url = with_dbname(db_url, name)
+            with psycopg.connect(url, autocommit=True) as latin:
+                latin.execute('CREATE TABLE "café" (id int PRIMARY KEY, dessert text)')
+                latin.execute("""INSERT INTO "café" VALUES (1, 'crème'), (2, 'brûlée')""")
+            settings = make_settings(tmp_path, url, pg_server, hash_max_mb=0)  # row-for-row check too
+            result = take_backup(settings, url)
+            assert result.verification is not None and result.verification.ok
+            assert verify_backup(result.backup.path, full=True, url=url).ok
+            with psycopg.connect(url, autocommit=True) as latin:
+                latin.execute("""UPDATE "café" SET dessert = 'gone'""")
+            restore_table(settings, result.backup.path, "public.café", url)
+            with psycopg.connect(url) as latin:
+                rows = latin.execute('SELECT dessert FROM "café" ORDER BY id').fetchall()
+            assert rows == [("crème",), ("brûlée",)]
+            report = restore_database(settings, result.backup.path, url)  # and the whole database
+            assert report.ok and report.kept_as
+            drop_database(conn, report.kept_as)
+            with psycopg.connect(url) as latin:
+                assert latin.execute("SELECT pg_encoding_to_char(encoding) FROM pg_database "
+                                     "WHERE datname = current_database()").fetchone() == ("LATIN1",)
+                assert latin.execute('SELECT count(*) FROM "café"').fetchone() == (2,)
+        finally:
+            drop_database(conn, name)

@@ -138,7 +138,7 @@ class _DumpProcess:
         self.lines: list[str] = []
         self.proc = subprocess.Popen(
             argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-            env=child_env(env), text=True, umask=0o077,
+            env=child_env(env), text=True, errors="replace", umask=0o077,  # names in the database's encoding
         )
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
@@ -206,7 +206,9 @@ def take_backup(
     with connect(url, application_name="pgshift-backup") as conn:
         version, major = server_info(conn)
         database = str(conn.execute("SELECT current_database()").fetchone()[0])  # type: ignore[index]
-        db_size = int(conn.execute("SELECT pg_database_size(current_database())").fetchone()[0])  # type: ignore[index]
+        db_size, encoding = conn.execute(
+            "SELECT pg_database_size(current_database()), pg_encoding_to_char(encoding) FROM pg_database "
+            "WHERE datname = current_database()").fetchone()  # type: ignore[misc]
         tool = find_tool("pg_dump", major, bindir=bindir or settings.backup.pg_bindir)
         folder = _new_folder(backup_dir(settings, directory), database)
         dump_name = "dump" if fmt == "directory" else "dump.pgdump"
@@ -226,9 +228,10 @@ def take_backup(
     manifest = Manifest(
         database=database, server_version=version, server_major=major, history_head=head, format=fmt,
         dump=dump_name, jobs=jobs, started_at=started_at, finished_at=now_iso(),
-        database_size_bytes=db_size, tables=stats, files=file_entries(folder, dump_name),
+        database_size_bytes=int(db_size), tables=stats, files=file_entries(folder, dump_name),
         tools={"pg_dump": tool.version, "pgshift": __version__}, host=_host_of(url or ""), notes=notes,
         snapshot_shared=not any(n.startswith(_NO_SNAPSHOT) for n in notes), dump_timezone=DUMP_TIMEZONE,
+        encoding=str(encoding),
     )
     write_private(folder / MANIFEST, manifest.to_json())
     result = BackupResult(Backup(folder, manifest), 0.0, dump_seconds, tool)

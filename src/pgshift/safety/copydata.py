@@ -19,7 +19,7 @@ import hashlib
 import os
 import subprocess
 import tempfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -28,7 +28,7 @@ from pglast import parse_sql
 
 from pgshift.db.connect import mask_password
 from pgshift.errors import BackupFailed
-from pgshift.safety.tools import child_env
+from pgshift.safety.tools import CLIENT_ENCODING, child_env, python_encoding
 
 TableKey = tuple[str, str]  # (schema, table)
 _END = b"\n\\.\n"
@@ -41,10 +41,17 @@ class TableData:
     sha256: str | None  # None when the table was only counted
 
 
-def _copy_target(line: bytes) -> TableKey | None:
+def _python_encoding(line: bytes, current: str) -> str:
+    """The script's encoding after a ``SET client_encoding`` line (the database's own, which
+    is how pg_dump writes names and rows)."""
+    match = CLIENT_ENCODING.match(line)
+    return python_encoding(match.group(1), current) if match else current
+
+
+def _copy_target(line: bytes, encoding: str = "utf-8") -> TableKey | None:
     """The table a ``COPY ... FROM stdin;`` line loads, from PostgreSQL's own parser."""
     try:
-        stmt = parse_sql(line.decode("utf-8", errors="replace"))[0].stmt
+        stmt = parse_sql(line.decode(encoding, errors="replace"))[0].stmt
         relation = stmt.relation  # type: ignore[union-attr]
         return (relation.schemaname or "public", relation.relname)
     except Exception:  # an unparsable header only means the table is reported as missing
@@ -61,6 +68,7 @@ def read_copy_blocks(chunks: Iterable[bytes], hashed: Callable[[TableKey], bool]
     at_start = False
     rows = 0
     digest: hashlib._Hash | None = None
+    encoding = "utf-8"
 
     def finish() -> None:
         if table is not None:
@@ -77,8 +85,10 @@ def read_copy_blocks(chunks: Iterable[bytes], hashed: Callable[[TableKey], bool]
                     break
                 line = buf[pos:newline]
                 pos = newline + 1
-                if line.startswith(b"COPY ") and line.endswith(b" FROM stdin;"):
-                    table, inside, at_start, rows = _copy_target(line), True, True, 0
+                if line.startswith(b"SET client_encoding"):
+                    encoding = _python_encoding(line, encoding)
+                elif line.startswith(b"COPY ") and line.endswith(b" FROM stdin;"):
+                    table, inside, at_start, rows = _copy_target(line, encoding), True, True, 0
                     digest = hashlib.sha256() if table is not None and hashed(table) else None
                 continue
             if at_start:
@@ -118,7 +128,8 @@ def _chunks(stream: IO[bytes]) -> Iterator[bytes]:
 
 
 def tool_copy_data(
-    argv: list[str], env: dict[str, str], *, what: str, hashed: Callable[[TableKey], bool] = lambda _: False
+    argv: Sequence[str | bytes], env: dict[str, str], *, what: str,
+    hashed: Callable[[TableKey], bool] = lambda _: False,
 ) -> dict[TableKey, TableData]:
     """Run pg_restore/pg_dump writing a SQL script to stdout and read its COPY blocks as they come;
     BackupFailed with the tool's (masked) stderr if it fails."""
@@ -127,7 +138,7 @@ def tool_copy_data(
             proc = subprocess.Popen(argv, bufsize=0, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=errors,
                                     env=child_env(env))
         except OSError as exc:
-            raise BackupFailed(f"{what}: could not run {argv[0]}: {exc}") from None
+            raise BackupFailed(f"{what}: could not run {os.fsdecode(argv[0])}: {exc}") from None
         assert proc.stdout is not None
         try:
             found = read_copy_blocks(_chunks(proc.stdout), hashed)
@@ -137,7 +148,7 @@ def tool_copy_data(
         if code != 0:
             errors.seek(0)
             detail = mask_password(errors.read().decode("utf-8", errors="replace").strip()[-2000:])
-            raise BackupFailed(f"{what}: {Path(argv[0]).name} failed: {detail}")
+            raise BackupFailed(f"{what}: {Path(os.fsdecode(argv[0])).name} failed: {detail}")
     return found
 
 

@@ -90,6 +90,7 @@ class Manifest:
     notes: list[str] = field(default_factory=list)
     snapshot_shared: bool = True  # the counts were read in pg_dump's own snapshot
     dump_timezone: str | None = None  # TimeZone of pg_dump's session (how timestamptz rows print)
+    encoding: str | None = None  # the database's encoding: a scratch copy is made in the same one
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)

@@ -30,7 +30,7 @@ from pgshift.errors import BackupFailed, PgshiftError, RestoreFailed
 from pgshift.safety.dbprops import apply_properties, archived_properties
 from pgshift.safety.hooks import poll_health, run_hook
 from pgshift.safety.manifest import HASHED, Manifest, now_iso, pin_settings, read_manifest, record_restore, table_stat
-from pgshift.safety.tools import child_env
+from pgshift.safety.tools import CLIENT_ENCODING, child_env, python_encoding
 from pgshift.safety.verify import compare_tables, restore_into, restore_tool, verify_backup
 
 Say = Callable[[str], None]
@@ -268,19 +268,23 @@ def split_table(name: str) -> tuple[str, str]:
     return (schema or "public").strip('"'), table.strip('"')
 
 
-def _copy_stream(lines: Iterator[str]) -> tuple[str, Iterator[str]]:
-    """The COPY statement pg_restore prints for a table's data, and the data lines after it."""
+def _copy_stream(lines: Iterator[bytes]) -> tuple[bytes, bytes | None, Iterator[bytes]]:
+    """The COPY statement pg_restore prints for a table's data, the encoding the script declares
+    (the database's), and the data lines after it, as bytes."""
+    encoding: bytes | None = None
     for line in lines:
-        if line.startswith("COPY ") and line.rstrip().endswith("FROM stdin;"):
-            header = line.rstrip()[: -len(" FROM stdin;")] + " FROM STDIN"
+        if match := CLIENT_ENCODING.match(line):
+            encoding = match.group(1)
+        elif line.startswith(b"COPY ") and line.rstrip().endswith(b"FROM stdin;"):
+            header = line.rstrip()[: -len(b" FROM stdin;")] + b" FROM STDIN"
 
-            def data() -> Iterator[str]:
+            def data() -> Iterator[bytes]:
                 for row in lines:
-                    if row.rstrip("\n") == "\\.":
+                    if row.rstrip(b"\n") == b"\\.":
                         return
                     yield row
 
-            return header, data()
+            return header, encoding, data()
     raise RestoreFailed("The archive has no data for this table.")
 
 
@@ -322,9 +326,11 @@ def restore_table(settings: Settings, backup: str | Path, table: str, url: str |
         raise RestoreFailed(f"The backup {folder} has no table {schema}.{name}; see its manifest.json.")
     kept_as = _name(name, f"_pre_restore_{_stamp()}")
     tool = restore_tool(manifest, settings.backup.pg_bindir)
-    argv = [str(tool.path), "--data-only", f"--schema={schema}", f"--table={name}", "--file=-",
-            str(folder / manifest.dump)]
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=child_env({}))
+    # The archive's table of contents holds names in the database's encoding; so must the arguments.
+    encoding = python_encoding(manifest.encoding.encode()) if manifest.encoding else "utf-8"
+    argv: list[str | bytes] = [str(tool.path), "--data-only", f"--schema={schema}".encode(encoding, "replace"),
+                               f"--table={name}".encode(encoding, "replace"), "--file=-", str(folder / manifest.dump)]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=child_env({}))
     assert proc.stdout is not None
     target = sql.Identifier(schema, name)
     try:
@@ -333,8 +339,10 @@ def restore_table(settings: Settings, backup: str | Path, table: str, url: str |
             conn.execute(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(target))
             conn.execute(sql.SQL("CREATE TABLE {} AS TABLE {}").format(sql.Identifier(schema, kept_as), target))
             conn.execute(sql.SQL("DELETE FROM {}").format(target))
-            header, data = _copy_stream(iter(proc.stdout))
-            with conn.cursor().copy(header.encode()) as copy:
+            header, script_encoding, data = _copy_stream(iter(proc.stdout))
+            if script_encoding:  # the rows stay bytes in the database's encoding: the session reads them so
+                conn.execute("SELECT set_config('client_encoding', %s, true)", (script_encoding.decode(),))
+            with conn.cursor().copy(header) as copy:
                 for line in data:
                     copy.write(line)
             pin_settings(conn)

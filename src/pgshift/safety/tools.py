@@ -17,6 +17,7 @@ from typing import Any
 
 import psycopg
 from psycopg import conninfo
+from psycopg._encodings import pg2pyenc  # PostgreSQL's encoding names -> Python codecs
 
 from pgshift.db.connect import dbname_in, mask_password
 from pgshift.embedded import candidate_bindirs
@@ -113,15 +114,34 @@ def dbname_of(url: str) -> str:
 
 
 def run_tool(argv: list[str], env: dict[str, str], *, what: str, timeout: float | None = None) -> str:
-    """Run a client tool to completion; BackupFailed with its (masked) stderr on failure."""
+    """Run a client tool to completion and return its output as text (a SQL script is decoded in
+    the encoding it declares); BackupFailed with its (masked) stderr on failure."""
     try:
-        result = subprocess.run(argv, capture_output=True, text=True, env=child_env(env), timeout=timeout)
+        result = subprocess.run(argv, capture_output=True, env=child_env(env), timeout=timeout)
     except (OSError, subprocess.SubprocessError) as exc:
         raise BackupFailed(f"{what}: could not run {argv[0]}: {exc}") from None
     if result.returncode != 0:
-        detail = mask_password(result.stderr.strip()[-2000:])
+        detail = mask_password(result.stderr.decode("utf-8", errors="replace").strip()[-2000:])
         raise BackupFailed(f"{what}: {Path(argv[0]).name} failed: {detail}")
-    return result.stdout
+    return decode_script(result.stdout)
+
+
+# pg_dump and pg_restore write names and rows in the database's encoding and say which at the top.
+CLIENT_ENCODING = re.compile(rb"^SET client_encoding = '([A-Za-z0-9_]+)';", re.M)
+
+
+def python_encoding(pg_name: bytes, default: str = "utf-8") -> str:
+    """The Python codec for a PostgreSQL encoding name (LATIN1 -> iso8859-1), else ``default``."""
+    try:
+        return pg2pyenc(pg_name)
+    except (KeyError, psycopg.NotSupportedError):
+        return default
+
+
+def decode_script(data: bytes) -> str:
+    match = CLIENT_ENCODING.search(data, 0, 1 << 16)
+    encoding = python_encoding(match.group(1)) if match else "utf-8"
+    return data.decode(encoding, errors="replace")
 
 
 def server_info(conn: psycopg.Connection[Any]) -> tuple[str, int]:

@@ -36,7 +36,7 @@ from pgshift.safety.manifest import (
     sha256_file,
     table_stat,
 )
-from pgshift.safety.tools import Tool, child_connection, find_tool, run_tool, server_info
+from pgshift.safety.tools import Tool, child_connection, find_tool, python_encoding, run_tool, server_info
 
 
 @dataclass
@@ -151,8 +151,10 @@ def compare_large_tables(manifest: Manifest, archived: dict[TableKey, TableData]
     conninfo, env = child_connection(url, dbname)
     env["PGTZ"] = manifest.dump_timezone or "UTC"
     dump = find_tool("pg_dump", _tool_major(manifest), bindir=bindir)
-    argv = [str(dump.path), f"--dbname={conninfo}", "--data-only",
-            *(f"--table={table_pattern(t.schema, t.name)}" for t in tables)]
+    # pg_dump matches a pattern in the database's encoding, so the argument is given in it.
+    encoding = python_encoding(manifest.encoding.encode()) if manifest.encoding else "utf-8"
+    argv: list[str | bytes] = [str(dump.path), f"--dbname={conninfo}", "--data-only", *(
+        f"--table={table_pattern(t.schema, t.name)}".encode(encoding, errors="replace") for t in tables)]
     restored = tool_copy_data(argv, env, what="reading the restored tables back", hashed=lambda _: True)
     problems: list[str] = []
     for table in tables:
@@ -275,6 +277,16 @@ def _compares_data(manifest: Manifest, url: str | None) -> bool:
         return server_info(conn)[1] == manifest.server_major
 
 
+def _create_scratch(admin: psycopg.Connection[Any], scratch: str, manifest: Manifest) -> None:
+    """An empty database in the source's encoding (so rows are stored, and dumped back, as the
+    archive has them); the C locale goes with every encoding."""
+    statement = sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(scratch))
+    if manifest.encoding:
+        statement = sql.SQL("{} ENCODING {} LC_COLLATE 'C' LC_CTYPE 'C'").format(
+            statement, sql.Literal(manifest.encoding))
+    admin.execute(statement)
+
+
 def _restore_scratch(folder: Path, manifest: Manifest, tool: Tool, url: str, admin: psycopg.Connection[Any],
                      scratch: str, jobs: int, report: VerifyReport) -> bool:
     """Restore into the scratch database; True when owners and grants were restored too.
@@ -292,7 +304,7 @@ def _restore_scratch(folder: Path, manifest: Manifest, tool: Tool, url: str, adm
             if missing is None:
                 raise
             drop_database(admin, scratch)
-            admin.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(scratch)))
+            _create_scratch(admin, scratch, manifest)
             report.passed.append(f"owners and grants not compared: role {missing.group(1)} does not exist on "
                                  "this server")
     restore_into(folder, manifest, tool, url, scratch, jobs=jobs)
@@ -307,7 +319,7 @@ def _restore_test(folder: Path, manifest: Manifest, tool: Tool, url: str, report
                   bindir: str | Path | None, jobs: int, archived: dict[TableKey, TableData] | None) -> None:
     scratch = scratch_name(manifest)
     with connect(url, application_name="pgshift-verify") as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(scratch)))
+        _create_scratch(admin, scratch, manifest)
         try:
             owners = _restore_scratch(folder, manifest, tool, url, admin, scratch, jobs, report)
             with connect(with_dbname(url, scratch), application_name="pgshift-verify") as conn:
