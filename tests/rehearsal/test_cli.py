@@ -99,7 +99,9 @@ def test_html_report_renders_in_headless_chromium(source: Conn, db_url: str, tmp
     dom = subprocess.run([*browser, "--dump-dom", report_file.as_uri()], capture_output=True, text=True,
                          timeout=120).stdout
     assert 'data-rendered="1"' in dom  # the inline script ran
-    assert '<svg id="timeline"' in dom and dom.count('class="stmt"') == 1 and 'class="q"' in dom
+    # One band per phase that ran (up, down, up-again), one bar per statement of each.
+    assert '<svg id="timeline"' in dom and 'class="q"' in dom
+    assert dom.count('class="phase"') == 3 and dom.count('class="stmt"') == 3, dom.count('class="stmt"')
     assert 'id="verdict" class="verdict fail">Verdict: FAIL' in dom
     assert "stalled the workload" in dom and "SHARE on public.items" in dom
     shot = tmp_path / "report.png"

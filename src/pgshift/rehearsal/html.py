@@ -86,10 +86,9 @@ def _facts(report: RehearsalReport) -> str:
 
 
 def _bounds(report: RehearsalReport) -> tuple[float, float]:
-    up = [s for s in report.statements if s.phase == "up"]
     samples = report.workload.samples if report.workload else []
-    starts = [s.start for s in up] + [s.start for s in samples]
-    ends = [s.end for s in up] + [s.end for s in samples]
+    starts = [s.start for s in report.statements] + [s.start for s in samples]
+    ends = [s.end for s in report.statements] + [s.end for s in samples]
     if not starts:
         return 0.0, 1.0
     low, high = min(starts), max(ends)
@@ -97,7 +96,8 @@ def _bounds(report: RehearsalReport) -> tuple[float, float]:
 
 
 def timeline_svg(report: RehearsalReport) -> str:
-    """Statements of the up phase as bars over the workload's query latencies."""
+    """Every phase (up, down, up-again) as a labelled band, its statements as bars, over the
+    workload's query latencies: a rollback that stalls the app shows as plainly as a change does."""
     low, high = _bounds(report)
     samples = report.workload.samples if report.workload else []
     budget = report.options.stall_budget_ms
@@ -113,14 +113,18 @@ def timeline_svg(report: RehearsalReport) -> str:
     out = [f"<svg id='timeline' xmlns='http://www.w3.org/2000/svg' width='{WIDTH}' height='{HEIGHT}' "
            f"viewBox='0 0 {WIDTH} {HEIGHT}' role='img' aria-label='statements against workload latency'>",
            f"<rect x='0' y='0' width='{WIDTH}' height='{HEIGHT}' fill='#fff'/>",
-           f"<text x='{LEFT}' y='18'>statements (bars) and workload query latency (dots, ms); "
+           f"<text x='{LEFT}' y='18'>statements by phase (bars) and workload query latency (dots, ms); "
            f"red crosses are failed queries; dashed line is the {budget} ms budget</text>"]
+    for number, (name, (start, end)) in enumerate(report.phases.items()):
+        colour = PHASE_COLOURS.get(name, "#99a")
+        label_y = TOP - 4 - 12 * (number % 2)  # staggered: a short phase's label must not cover the next
+        out.append(f"<rect class='phase' x='{x(start):.1f}' y='{TOP}' width='{max(1.0, x(end) - x(start)):.1f}' "
+                   f"height='{plot_bottom - TOP}' fill='{colour}' fill-opacity='.07'/>"
+                   f"<text x='{x(start):.1f}' y='{label_y}' fill='{colour}'>{escape(name)}</text>")
     out += _axes(low, high, y_max, x, y, plot_top, plot_bottom)
     flagged = {r.statement for r in report.reasons if r.statement}
     for index, record in enumerate(report.statements):
-        if record.phase != "up":
-            continue
-        out.append(_bar(index, record, x, record.where in flagged))
+        out.append(_bar(index, record, x, record.where in flagged and record.phase == "up"))
     for sample in samples:
         cx, cy = x(sample.end), y(sample.latency_ms)
         if sample.error:
@@ -148,7 +152,6 @@ def _axes(low: float, high: float, y_max: float, x: Any, y: Any, top: float, bot
         ms = y_max * i / 4 if i < 5 else None
         if ms is not None:
             out.append(f"<text x='{LEFT - 6}' y='{y(ms) + 4:.1f}' text-anchor='end'>{ms:.0f}</text>")
-    out.append(f"<text x='{LEFT}' y='{TOP + 10}' class='muted'>statements</text>")
     return out
 
 
