@@ -191,3 +191,22 @@ def test_rows_affected_by_a_backfill_are_recorded(source: Conn, settings_for: Ma
     report = rehearse(settings, RehearsalOptions(check_down=False))
     assert [r.rows_affected for r in report.statements] == [0, 250]
     assert ("public.items", "ROW EXCLUSIVE") in [(lk.relation, lk.mode) for lk in report.statements[1].locks]
+
+
+def test_a_rollback_that_stalls_the_workload_fails_the_rehearsal(
+        source: Conn, db_name: str, db_url: str, settings_for: MakeSettings) -> None:
+    # The way up is safe (DROP INDEX CONCURRENTLY); the way back rebuilds the slow index with a plain
+    # CREATE INDEX, which holds SHARE on items for > 600 ms under live traffic.
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("CREATE INDEX items_old_idx ON items (slow_key(id))")
+    options = RehearsalOptions(load_rate=100, stall_budget_ms=300, warmup_s=0.3, cooldown_s=0.3)
+    report = rehearse(settings_for({
+        "1_drop.sql": "-- pgshift:no-transaction\n-- pgshift:up\nDROP INDEX CONCURRENTLY items_old_idx;\n"
+                      "-- pgshift:down\nCREATE INDEX items_old_idx ON items (slow_key(id));\n"}), options)
+    assert report.verdict == "fail", [(r.phase, r.sql, r.duration_ms, r.worst_latency_ms, r.workload_queries)
+                                      for r in report.statements]
+    assert [r.code for r in report.reasons] == ["rollback-stall"], report.reasons
+    assert "On rollback" in report.reasons[0].message and "SHARE on public.items" in report.reasons[0].message
+    down = next(r for r in report.statements if r.phase == "down")
+    assert down.worst_latency_ms is not None and down.worst_latency_ms > 300
+    assert clones_of(source, db_name) == []

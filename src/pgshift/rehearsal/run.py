@@ -209,8 +209,12 @@ def _on_clone(settings: Settings, options: RehearsalOptions, report: RehearsalRe
         return
     recorder = Recorder(report.clone.url, clock, history_schema=history)
     recorder.start()
+    # One workload for every phase: a rollback runs under live traffic too, and is judged by it.
+    workload = _start_workload(options, report, clock, pending)
     try:
-        if not _up(clone, options, report, recorder, clock, pending, say):
+        if workload is not None:
+            time.sleep(options.warmup_s)  # a baseline of normal latency before the first statement
+        if not _up(clone, report, recorder, clock, pending, say):
             return
         with connect(report.clone.url) as conn:
             after_up = catalog.snapshot(conn, history_schema=history)
@@ -222,6 +226,12 @@ def _on_clone(settings: Settings, options: RehearsalOptions, report: RehearsalRe
         if options.check_down:
             _reversibility(clone, report, recorder, clock, pending, before, after_up, say)
     finally:
+        if workload is not None:
+            time.sleep(options.cooldown_s)
+            workload.stop()
+            assert report.workload is not None
+            report.workload.samples = list(workload.samples)
+            _attribute(recorder.records, workload.samples)
         recorder.close()
         report.statements = recorder.records
 
@@ -237,12 +247,9 @@ def _analyze(conn: Any, tables: set[tuple[str | None, str]]) -> None:
             conn.execute(sql.SQL("ANALYZE {}").format(ident))
 
 
-def _up(clone: Settings, options: RehearsalOptions, report: RehearsalReport, recorder: Recorder, clock: Clock,
-        pending: list[Any], say: Notify) -> bool:
-    """Apply the pending migrations under the workload; False when they failed."""
-    workload = _start_workload(options, report, clock, pending)
-    if workload is not None:
-        time.sleep(options.warmup_s)  # a baseline of normal latency before the first statement
+def _up(clone: Settings, report: RehearsalReport, recorder: Recorder, clock: Clock, pending: list[Any],
+        say: Notify) -> bool:
+    """Apply the pending migrations (under the workload, when there is one); False when they failed."""
     start = clock.now()
     try:
         say(f"applying {len(pending)} migration(s)")
@@ -255,12 +262,6 @@ def _up(clone: Settings, options: RehearsalOptions, report: RehearsalReport, rec
         return False
     finally:
         report.phases["up"] = (start, clock.now())
-        if workload is not None:
-            time.sleep(options.cooldown_s)
-            workload.stop()
-            assert report.workload is not None
-            report.workload.samples = list(workload.samples)
-            _attribute(recorder.records, workload.samples)
 
 
 def _start_workload(options: RehearsalOptions, report: RehearsalReport, clock: Clock,

@@ -6,12 +6,14 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from pgshift.rehearsal.recorder import StatementRecord
     from pgshift.rehearsal.run import RehearsalReport
 
 
 @dataclass(frozen=True)
 class Reason:
-    code: str  # stall | rewrite | workload-errors | down-schema | up-again-schema | test-failed | *-failed
+    # stall | rollback-stall | rewrite | workload-errors | down-schema | up-again-schema | test-failed | *-failed
+    code: str
     message: str
     statement: str | None = None  # file:line:column
 
@@ -28,23 +30,29 @@ def size_text(n: int) -> str:
     return f"{value:.1f} GB"
 
 
+def _stall(record: StatementRecord, code: str, prefix: str, measured: bool, budget: float) -> list[Reason]:
+    """A stall over budget: seen by the workload when it ran, else inferred from the locks held."""
+    if measured and record.worst_latency_ms is not None and record.worst_latency_ms > budget:
+        return [Reason(code, (
+            f"{prefix}{record.where}: {record.sql} stalled the workload for {record.worst_latency_ms:.0f} ms "
+            f"(budget {budget} ms) while holding "
+            + (", ".join(f"{lk.mode} on {lk.relation}" for lk in record.blocking_locks) or "its locks")
+            + "."), record.where)]
+    if not measured and record.blocking_locks and record.duration_ms > budget:
+        held = ", ".join(f"{lk.mode} on {lk.relation} (blocks {lk.blocks})" for lk in record.blocking_locks)
+        return [Reason(code, (
+            f"{prefix}{record.where}: {record.sql} held {held} for {record.duration_ms:.0f} ms "
+            f"(budget {budget} ms); traffic would wait that long."), record.where)]
+    return []
+
+
 def judge(report: RehearsalReport) -> list[Reason]:
     large_rows = report.options.large_table_rows or 0
     reasons = list(report.reasons)  # failures recorded while running (migration, down, up-again)
     budget = report.options.stall_budget_ms
     measured = report.workload is not None and bool(report.workload.samples)
     for record in (r for r in report.statements if r.phase == "up"):
-        if measured and record.worst_latency_ms is not None and record.worst_latency_ms > budget:
-            reasons.append(Reason("stall", (
-                f"{record.where}: {record.sql} stalled the workload for {record.worst_latency_ms:.0f} ms "
-                f"(budget {budget} ms) while holding "
-                + (", ".join(f"{lk.mode} on {lk.relation}" for lk in record.blocking_locks) or "its locks")
-                + "."), record.where))
-        elif not measured and record.blocking_locks and record.duration_ms > budget:
-            held = ", ".join(f"{lk.mode} on {lk.relation} (blocks {lk.blocks})" for lk in record.blocking_locks)
-            reasons.append(Reason("stall", (
-                f"{record.where}: {record.sql} held {held} for {record.duration_ms:.0f} ms "
-                f"(budget {budget} ms); traffic would wait that long."), record.where))
+        reasons.extend(_stall(record, "stall", "", measured, budget))
         if measured and record.workload_errors:
             reasons.append(Reason("workload-errors", (
                 f"{record.where}: {record.workload_errors} workload queries failed while {record.sql} ran."),
@@ -55,6 +63,8 @@ def judge(report: RehearsalReport) -> list[Reason]:
                     f"{record.where}: {record.sql} rewrote {rewrite.table} ({rewrite.rows} rows, "
                     f"{size_text(rewrite.size_bytes)}) under an exclusive lock; on production that blocks the "
                     "table for the whole copy."), record.where))
+    for record in (r for r in report.statements if r.phase == "down"):  # the rollback, under the same traffic
+        reasons.extend(_stall(record, "rollback-stall", "On rollback, ", measured, budget))
     if report.schema.reversibility == "differs":
         lines = "; ".join(c.line() for c in report.schema.down_diff[:10])
         reasons.append(Reason("down-schema", f"The down parts do not restore the schema: {lines}"))

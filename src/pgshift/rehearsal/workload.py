@@ -72,11 +72,12 @@ class _RangeVars(Visitor):
 
 
 def touched_tables(migrations: Iterable[Migration]) -> set[TableName]:
-    """Every relation named in the migrations' up parts (tables created by them do not exist yet
-    and drop out when the workload looks them up)."""
+    """Every relation named in the migrations' up and down parts: the workload runs through the
+    rollback too (tables the migrations create do not exist yet and drop out when the workload
+    looks them up)."""
     visitor = _RangeVars()
     for migration in migrations:
-        for stmt in migration.up:
+        for stmt in [*migration.up, *(migration.down or [])]:
             try:
                 visitor(parse_sql(stmt.sql))
             except Exception:  # a statement pglast cannot read names no table
