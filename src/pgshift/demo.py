@@ -141,7 +141,7 @@ def _rehearsal(settings: Settings, say: Say) -> None:
     say("\n9. pgshift rehearse --load 100 --stall-budget 300ms: one index, built two ways, on clones under load")
     result = naive_vs_safe(settings.database_url or "")
     for label, report in (("CREATE INDEX", result.naive), ("CREATE INDEX CONCURRENTLY", result.safe)):
-        worst = max((s.worst_latency_ms or 0.0 for s in report.statements), default=0.0)
+        worst = max((s.worst_latency_ms or 0.0 for s in report.statements if s.phase == "up"), default=0.0)
         say(f"   {label:<27} {report.verdict.upper():<5} worst query during the build {worst:.0f} ms")
         for reason in report.reasons:
             say(f"      {reason.message}")
