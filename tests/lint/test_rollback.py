@@ -64,3 +64,18 @@ def test_no_down_lints_the_way_up_only(tmp_path: Path) -> None:
     assert all(f["part"] == "up" for f in findings)
     # Without the down part its suppression matches nothing, and says so.
     assert any(f["name"] == "unused-suppression" for f in findings)
+
+
+def test_fix_leaves_down_parts_alone(tmp_path: Path) -> None:
+    """--fix moves a blocking statement into a follow-up migration that runs on the way up; done to
+    a down statement, that would drop the index while migrating forward."""
+    folder = write(tmp_path / "migrations", {
+        "001_users.sql": MIGRATIONS["001_users.sql"],
+        "002_note.sql": "-- pgshift:up\nALTER TABLE users ADD COLUMN note text;\n"
+                        "-- pgshift:down\nDROP INDEX IF EXISTS users_note_idx;\nALTER TABLE users DROP COLUMN note;\n",
+    })
+    before = {p.name: p.read_text() for p in folder.iterdir()}
+    result = run([str(folder), "--fix", "-o", "json", "--pg-version", "16"], tmp_path)
+    assert {p.name: p.read_text() for p in folder.iterdir()} == before, result.stderr
+    findings = json.loads(result.stdout)["findings"]
+    assert ("PS002", "down") in {(f["rule"], f["part"]) for f in findings}  # reported, not rewritten

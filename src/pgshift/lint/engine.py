@@ -372,7 +372,9 @@ class _Linter:
             rule.id, rule.name, severity, statement.file, statement.line, statement.column,
             message, self._summary[1], migration, lock or None,
             lockmod.BLOCKS.get(lock, rule.blocks) if lock else (), hit.fix or None,
-            rule.destructive, autofix=hit.autofix, statement_index=statement.index, part=self.part,
+            rule.destructive, statement_index=statement.index, part=self.part,
+            # --fix rewrites the way up only: its follow-up migrations would run a down statement going up.
+            autofix=hit.autofix if self.part == "up" else None,
         )
         if self.part == "down":
             finding.message = "On rollback (down part): " + finding.message
