@@ -359,3 +359,14 @@ def test_a_latin1_database_with_non_ascii_names_and_rows_round_trips(
                 assert latin.execute('SELECT count(*) FROM "café"').fetchone() == (2,)
         finally:
             drop_database(conn, name)
+
+
+def test_verify_names_a_missing_backup_once(tmp_path: Path) -> None:
+    missing = tmp_path / "no-such-backup"
+    runner = CliRunner()
+    with runner.isolated_filesystem(temp_dir=tmp_path):
+        out = runner.invoke(cli, ["backup", "verify", str(missing)])
+        assert out.exit_code == 13
+        assert f"No backup named {missing}: {missing} does not exist." in out.output
+        relative = runner.invoke(cli, ["backup", "verify", "nightly"])  # also looked for in backup.directory
+        assert relative.exit_code == 13 and "neither nightly nor" in relative.output

@@ -51,6 +51,8 @@ def resolve_backup(settings: Settings, name: str) -> Path:
         return path
     if (root / name).exists():
         return root / name
+    if path.is_absolute() or root / name == path:
+        raise BackupFailed(f"No backup named {name}: {path} does not exist.")
     raise BackupFailed(f"No backup named {name}: neither {path} nor {root / name} exists.")
 
 
