@@ -361,12 +361,12 @@ def test_a_latin1_database_with_non_ascii_names_and_rows_round_trips(
             drop_database(conn, name)
 
 
-def test_verify_names_a_missing_backup_once(tmp_path: Path) -> None:
+def test_verify_names_a_missing_backup_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
     missing = tmp_path / "no-such-backup"
     runner = CliRunner()
-    with runner.isolated_filesystem(temp_dir=tmp_path):
-        out = runner.invoke(cli, ["backup", "verify", str(missing)])
-        assert out.exit_code == 13
-        assert f"No backup named {missing}: {missing} does not exist." in out.output
-        relative = runner.invoke(cli, ["backup", "verify", "nightly"])  # also looked for in backup.directory
-        assert relative.exit_code == 13 and "neither nightly nor" in relative.output
+    out = runner.invoke(cli, ["backup", "verify", str(missing)])
+    assert out.exit_code == 13
+    assert f"No backup named {missing}: {missing} does not exist." in out.output
+    relative = runner.invoke(cli, ["backup", "verify", "nightly"])  # also looked for in backup.directory
+    assert relative.exit_code == 13 and "neither nightly nor" in relative.output
