@@ -41,6 +41,11 @@ class TableData:
     sha256: str | None  # None when the table was only counted
 
 
+def is_copy_header(line: bytes) -> bool:
+    """Whether a script line starts a table's rows (``COPY schema.table (...) FROM stdin;``)."""
+    return line.startswith(b"COPY ") and line.rstrip().endswith(b" FROM stdin;")
+
+
 def _python_encoding(line: bytes, current: str) -> str:
     """The script's encoding after a ``SET client_encoding`` line (the database's own, which
     is how pg_dump writes names and rows)."""
@@ -87,7 +92,7 @@ def read_copy_blocks(chunks: Iterable[bytes], hashed: Callable[[TableKey], bool]
                 pos = newline + 1
                 if line.startswith(b"SET client_encoding"):
                     encoding = _python_encoding(line, encoding)
-                elif line.startswith(b"COPY ") and line.endswith(b" FROM stdin;"):
+                elif is_copy_header(line):
                     table, inside, at_start, rows = _copy_target(line, encoding), True, True, 0
                     digest = hashlib.sha256() if table is not None and hashed(table) else None
                 continue

@@ -27,10 +27,11 @@ from pgshift.config import Settings, duration_ms
 from pgshift.db.connect import connect, drop_database, mask_password, with_dbname
 from pgshift.db.history import History
 from pgshift.errors import BackupFailed, PgshiftError, RestoreFailed
+from pgshift.safety.copydata import is_copy_header
 from pgshift.safety.dbprops import apply_properties, archived_properties
 from pgshift.safety.hooks import poll_health, run_hook
 from pgshift.safety.manifest import HASHED, Manifest, now_iso, pin_settings, read_manifest, record_restore, table_stat
-from pgshift.safety.tools import CLIENT_ENCODING, child_env, python_encoding
+from pgshift.safety.tools import CLIENT_ENCODING, child_env, database_codec
 from pgshift.safety.verify import compare_tables, restore_into, restore_tool, verify_backup
 
 Say = Callable[[str], None]
@@ -275,7 +276,7 @@ def _copy_stream(lines: Iterator[bytes]) -> tuple[bytes, bytes | None, Iterator[
     for line in lines:
         if match := CLIENT_ENCODING.match(line):
             encoding = match.group(1)
-        elif line.startswith(b"COPY ") and line.rstrip().endswith(b"FROM stdin;"):
+        elif is_copy_header(line):
             header = line.rstrip()[: -len(b" FROM stdin;")] + b" FROM STDIN"
 
             def data() -> Iterator[bytes]:
@@ -327,7 +328,7 @@ def restore_table(settings: Settings, backup: str | Path, table: str, url: str |
     kept_as = _name(name, f"_pre_restore_{_stamp()}")
     tool = restore_tool(manifest, settings.backup.pg_bindir)
     # The archive's table of contents holds names in the database's encoding; so must the arguments.
-    encoding = python_encoding(manifest.encoding.encode()) if manifest.encoding else "utf-8"
+    encoding = database_codec(manifest.encoding)
     argv: list[str | bytes] = [str(tool.path), "--data-only", f"--schema={schema}".encode(encoding, "replace"),
                                f"--table={name}".encode(encoding, "replace"), "--file=-", str(folder / manifest.dump)]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=child_env({}))

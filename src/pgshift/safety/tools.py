@@ -138,6 +138,11 @@ def python_encoding(pg_name: bytes, default: str = "utf-8") -> str:
         return default
 
 
+def database_codec(pg_name: str | None) -> str:
+    """The Python codec for a database encoding a manifest recorded (UTF-8 when none was)."""
+    return python_encoding(pg_name.encode()) if pg_name else "utf-8"
+
+
 def decode_script(data: bytes) -> str:
     match = CLIENT_ENCODING.search(data, 0, 1 << 16)
     encoding = python_encoding(match.group(1)) if match else "utf-8"

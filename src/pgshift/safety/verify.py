@@ -36,7 +36,7 @@ from pgshift.safety.manifest import (
     sha256_file,
     table_stat,
 )
-from pgshift.safety.tools import Tool, child_connection, find_tool, python_encoding, run_tool, server_info
+from pgshift.safety.tools import Tool, child_connection, database_codec, find_tool, run_tool, server_info
 
 
 @dataclass
@@ -152,7 +152,7 @@ def compare_large_tables(manifest: Manifest, archived: dict[TableKey, TableData]
     env["PGTZ"] = manifest.dump_timezone or "UTC"
     dump = find_tool("pg_dump", _tool_major(manifest), bindir=bindir)
     # pg_dump matches a pattern in the database's encoding, so the argument is given in it.
-    encoding = python_encoding(manifest.encoding.encode()) if manifest.encoding else "utf-8"
+    encoding = database_codec(manifest.encoding)
     argv: list[str | bytes] = [str(dump.path), f"--dbname={conninfo}", "--data-only", *(
         f"--table={table_pattern(t.schema, t.name)}".encode(encoding, errors="replace") for t in tables)]
     restored = tool_copy_data(argv, env, what="reading the restored tables back", hashed=lambda _: True)
