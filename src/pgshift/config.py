@@ -64,7 +64,10 @@ class BackupSettings:
     keep: int = 0  # 0 keeps everything
     max_age: str = "24h"  # how recent a verified backup must be for `check`
     pg_bindir: str | None = None  # where pg_dump/pg_restore live (default: found, >= server major)
-    hash_max_mb: int = 64  # larger tables: exact count at backup, rows compared with the archive at full verify
+    hash_max_mb: int = 64  # larger tables get no content hash at backup time (compared with the archive instead)
+    # Larger tables: "archive" reads them once on the server (pg_dump's COPY) and takes their row
+    # count from the archive at verification; "count" also counts them in pg_dump's snapshot.
+    large_tables: str = "archive"
 
 
 @dataclass
@@ -123,6 +126,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "format": FORMATS,
     "backup.policy": ("always", "destructive-only", "never"),
     "backup.format": ("custom", "directory"),
+    "backup.large_tables": ("archive", "count"),
     "lint.fail_level": ("error", "warning", "note"),
 }
 _DURATIONS = {

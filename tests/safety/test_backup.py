@@ -255,8 +255,16 @@ def test_hash_method_is_the_cheapest_that_works_per_table(pg_server: Any, db_url
         verify_backup(result.backup.path, full=True, url=db_url)
 
 
+def _true_counts(url: str) -> dict[str, int]:
+    with psycopg.connect(url) as conn:
+        tables = conn.execute("SELECT schemaname, relname FROM pg_stat_user_tables").fetchall()
+        return {f"{s}.{n}": int(conn.execute(sql.SQL("SELECT count(*) FROM {}").format(  # type: ignore[index]
+            sql.Identifier(s, n))).fetchone()[0]) for s, n in tables}
+
+
+@pytest.mark.parametrize("large_tables", ["archive", "count"])
 def test_large_tables_are_counted_then_compared_row_for_row_with_the_archive(
-    pg_server: Any, db_url: str, tmp_path: Path
+    pg_server: Any, db_url: str, tmp_path: Path, large_tables: str
 ) -> None:
     seed(db_url)
     with psycopg.connect(db_url, autocommit=True) as conn:
@@ -265,12 +273,21 @@ def test_large_tables_are_counted_then_compared_row_for_row_with_the_archive(
         conn.execute("SELECT set_config('TimeZone', 'Asia/Kolkata', false)")
         conn.execute(sql.SQL("ALTER DATABASE {} SET TimeZone = 'Asia/Kolkata'").format(
             sql.Identifier(conn.info.dbname)))
-    settings = make_settings(tmp_path, db_url, pg_server, hash_max_mb=0)  # every table is "large"
-    result = take_backup(settings, db_url)
+    # Every table is "large".
+    settings = make_settings(tmp_path, db_url, pg_server, hash_max_mb=0, large_tables=large_tables)
+    result = take_backup(settings, db_url, verify=False)
     manifest = result.backup.manifest
-    assert {t.check for t in manifest.tables} == {"count"}
+    assert {t.check for t in manifest.tables} == {large_tables}
     assert all(t.content_hash is None for t in manifest.tables)
     assert manifest.dump_timezone == "UTC" and manifest.snapshot_shared
+    truth = _true_counts(db_url)
+    if large_tables == "archive":  # not counted on the server: the first verification counts the archive
+        assert all(t.rows is None for t in manifest.tables)
+        report = verify_backup(result.backup.path)
+        assert any(f"row counts of {len(truth)} large table(s) taken from the archive" in p for p in report.passed)
+        assert stat.S_IMODE((result.backup.path / "manifest.json").stat().st_mode) == 0o600
+        manifest = read_manifest(result.backup.path)
+    assert {t.qualified: t.rows for t in manifest.tables} == truth
     report = verify_backup(result.backup.path, full=True, url=db_url)
     assert any(f"restored rows of {len(manifest.tables)} large table(s) equal the archive's" in p
                for p in report.passed), report.passed
@@ -370,3 +387,33 @@ def test_verify_names_a_missing_backup_once(tmp_path: Path, monkeypatch: pytest.
     assert f"No backup named {missing}: {missing} does not exist." in out.output
     relative = runner.invoke(cli, ["backup", "verify", "nightly"])  # also looked for in backup.directory
     assert relative.exit_code == 13 and "neither nightly nor" in relative.output
+
+
+def _seq_scans(url: str, table: str, at_least: int) -> int:
+    """pg_stat_user_tables.seq_scan of ``table``, once it reaches ``at_least`` (sessions report their
+    statistics when they end, a moment after the client sees them go) or after a few seconds."""
+    deadline = time.monotonic() + 10
+    with psycopg.connect(url, autocommit=True) as conn:
+        while True:
+            row = conn.execute("SELECT seq_scan FROM pg_stat_user_tables WHERE relid = %s::regclass",
+                               (table,)).fetchone()
+            scans = int(row[0]) if row else 0
+            if scans >= at_least or time.monotonic() > deadline:
+                return scans
+            time.sleep(0.1)
+
+
+@pytest.mark.parametrize(("large_tables", "server_reads"), [("archive", 1), ("count", 2)])
+def test_a_large_table_is_read_once_on_the_server_unless_counted_there(
+    pg_server: Any, db_url: str, tmp_path: Path, large_tables: str, server_reads: int
+) -> None:
+    seed(db_url)
+    before = -1
+    while (now := _seq_scans(db_url, "trades", 0)) != before:  # the seeding sessions' reports are in
+        before = now
+        time.sleep(0.5)
+    settings = make_settings(tmp_path, db_url, pg_server, hash_max_mb=0, large_tables=large_tables)
+    take_backup(settings, db_url, verify=False)
+    reads = _seq_scans(db_url, "trades", before + server_reads)
+    time.sleep(0.5)  # a read that came late would show now
+    assert _seq_scans(db_url, "trades", 0) - before == reads - before == server_reads

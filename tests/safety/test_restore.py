@@ -43,12 +43,21 @@ def _cleanup(admin_url: str, prefix: str) -> None:
             conn.execute(psycopg.sql.SQL("DROP DATABASE {} WITH (FORCE)").format(psycopg.sql.Identifier(name)))
 
 
+def _large_unverified(tmp_path: Path, db_url: str, pg_server: Any, large: bool) -> tuple[Any, Path]:
+    """A backup of the seeded database; with ``large``, every table is over hash_max_mb and the
+    backup was not verified, so the manifest has no row counts until the restore's verification."""
+    settings = make_settings(tmp_path, db_url, pg_server, **({"hash_max_mb": 0} if large else {}))
+    manifest = take_backup(settings, db_url, verify=not large).backup.manifest
+    assert all((t.rows is None) == large for t in manifest.tables)
+    return settings, tmp_path / "backups" / next((tmp_path / "backups").iterdir()).name
+
+
+@pytest.mark.parametrize("large", [False, True], ids=["hashed", "large-unverified"])
 def test_round_trip_restore_swaps_and_keeps_the_old_database(
-    pg_server: Any, db_name: str, db_url: str, tmp_path: Path, health: HealthServer
+    pg_server: Any, db_name: str, db_url: str, tmp_path: Path, health: HealthServer, large: bool
 ) -> None:
     seed(db_url)
-    settings = make_settings(tmp_path, db_url, pg_server)
-    folder = take_backup(settings, db_url).backup.path
+    settings, folder = _large_unverified(tmp_path, db_url, pg_server, large)
     with psycopg.connect(db_url, autocommit=True) as conn:  # the "bad migration"
         conn.execute("DELETE FROM trades")
         conn.execute("ALTER TABLE accounts DROP COLUMN tags")
@@ -118,10 +127,10 @@ def test_failed_count_check_leaves_live_as_it_was(
     assert recorded[-1]["ok"] is False and recorded[-1]["kept_as"] is None
 
 
-def test_restore_one_table_in_one_transaction(pg_server: Any, db_url: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("large", [False, True], ids=["hashed", "large-unverified"])
+def test_restore_one_table_in_one_transaction(pg_server: Any, db_url: str, tmp_path: Path, large: bool) -> None:
     seed(db_url)
-    settings = make_settings(tmp_path, db_url, pg_server)
-    folder = take_backup(settings, db_url).backup.path
+    settings, folder = _large_unverified(tmp_path, db_url, pg_server, large)
     with psycopg.connect(db_url, autocommit=True) as conn:
         conn.execute("UPDATE trades SET qty = 0 WHERE id <= 10")
         conn.execute("DELETE FROM trades WHERE id > 250")

@@ -38,6 +38,7 @@ def test_pyproject_tool_section_and_relative_paths(tmp_path: Path) -> None:
         ("lock_retries = -1", "lock_retries in"),
         ('format = "liquibase"', "format in"),
         ('[backup]\npolicy = "sometimes"', "backup.policy in"),
+        ('[backup]\nlarge_tables = "skip"', "backup.large_tables in"),
         ('[backup]\nbogus = 1', "Unknown setting 'backup.bogus'"),
         ('history_schema = "bad name"', "history_schema in"),
         ("lock_timeout = [", "is not valid TOML"),

@@ -93,8 +93,10 @@ def backup_cmd(ctx: click.Context, settings: Settings, dump_format: str | None, 
     if as_json:
         print_json(data)
         return
-    rows = sum(t.rows for t in b.manifest.tables)
-    stdout.print(f"backup {b.path}: {len(b.manifest.tables)} table(s), {rows} rows, "
+    rows = sum(t.rows or 0 for t in b.manifest.tables)
+    uncounted = sum(1 for t in b.manifest.tables if t.rows is None)
+    later = f" (+ {uncounted} large table(s), counted in the archive at the first verification)" if uncounted else ""
+    stdout.print(f"backup {b.path}: {len(b.manifest.tables)} table(s), {rows} rows{later}, "
                  f"{b.size_bytes / 1e6:.1f} MB in {result.seconds:.1f}s ({data['pg_dump']})")
     if result.verification is not None:
         stdout.print("verified (quick): " + "; ".join(result.verification.passed))

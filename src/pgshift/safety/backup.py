@@ -3,7 +3,8 @@
 The row counts and content hashes are read in the very snapshot pg_dump dumps (the snapshot is
 exported by a REPEATABLE READ transaction and handed to pg_dump with ``--snapshot``), so they
 match the dump exactly even while the application keeps writing. The counting runs while pg_dump
-works, on its own connection.
+works, on its own connection. Tables over ``backup.hash_max_mb`` are read only by pg_dump by
+default; the verification that follows the dump takes their row counts from the archive.
 """
 
 from __future__ import annotations
@@ -239,6 +240,7 @@ def take_backup(
         from pgshift.safety.verify import verify_backup
 
         result.verification = verify_backup(folder, full=False, bindir=bindir or settings.backup.pg_bindir)
+        result.backup = Backup(folder, read_manifest(folder))  # now with the large tables' counts
     keep = settings.backup.keep if keep is None else keep
     if keep:
         result.removed = apply_retention(backup_dir(settings, directory), database, keep, protect=[folder])
@@ -274,7 +276,8 @@ def _dump_and_count(
     # compilation would only add to the total work.
     conn.execute("SELECT set_config('jit', 'off', true), set_config('max_parallel_workers_per_gather', '0', true)")
     try:
-        stats = table_stats(conn, hash_max_bytes=settings.backup.hash_max_mb * 1024 * 1024)
+        stats = table_stats(conn, hash_max_bytes=settings.backup.hash_max_mb * 1024 * 1024,
+                            large=settings.backup.large_tables)
     except BaseException:
         dump.proc.kill()
         dump.wait()

@@ -7,8 +7,10 @@ text), else of ``hashtext(row::text)`` (``"check": "hash"``), summed as numeric 
 overflow. Row order and physical layout do not change it, so it can be recomputed on a restored
 copy and compared. The text form of a row depends on a few settings, so every session that
 computes it pins them (``PINNED_SETTINGS``).
-Tables larger than ``backup.hash_max_mb`` get the exact count only (``"check": "count"``), the
-documented cheaper verification for very large tables.
+Tables larger than ``backup.hash_max_mb`` are not read a second time on the server by default
+(``"check": "archive"``): their exact row count is taken from the archive when the backup is first
+verified, and a full verification compares their restored rows with the archive's byte for byte.
+``backup.large_tables = "count"`` counts them in pg_dump's snapshot instead (``"check": "count"``).
 """
 
 from __future__ import annotations
@@ -53,10 +55,10 @@ ORDER BY 1, 2
 class TableStat:
     schema: str
     name: str
-    rows: int
+    rows: int | None  # None only for an "archive" table until the backup's first verification
     content_hash: str | None  # None when only the count was checked
     size_bytes: int
-    check: str = "hash"  # record-hash | hash | count
+    check: str = "hash"  # record-hash | hash | count | archive
 
     @property
     def qualified(self) -> str:
@@ -111,11 +113,18 @@ def now_iso() -> str:
 
 
 def write_private(path: Path, text: str) -> None:
-    """Write a file that only its owner can read, created 0600 (never briefly wider)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-    os.chmod(path, 0o600)
+    """Write a file that only its owner can read, created 0600 (never briefly wider). The text goes
+    to a temporary file first and replaces ``path`` in one rename, so a reader never sees half of it."""
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        os.chmod(partial, 0o600)
+        os.replace(partial, path)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
 
 
 def read_manifest(folder: Path) -> Manifest:
@@ -136,16 +145,19 @@ def pin_settings(conn: psycopg.Connection[Any]) -> None:
         conn.execute("SELECT set_config(%s, %s, false)", (name, value))
 
 
-def table_stats(conn: psycopg.Connection[Any], *, hash_max_bytes: int | None = None) -> list[TableStat]:
-    """Exact count and content hash of every user table, read in ``conn``'s snapshot."""
+def table_stats(conn: psycopg.Connection[Any], *, hash_max_bytes: int | None = None,
+                large: str = "count") -> list[TableStat]:
+    """Exact count and content hash of every user table, read in ``conn``'s snapshot; tables over
+    ``hash_max_bytes`` are counted (``large="count"``) or left to the archive (``"archive"``)."""
     pin_settings(conn)
     stats: list[TableStat] = []
     for schema, name, size in conn.execute(_TABLES).fetchall():
-        stats.append(table_stat(conn, schema, name, int(size), hash_max_bytes=hash_max_bytes))
+        stats.append(table_stat(conn, schema, name, int(size), hash_max_bytes=hash_max_bytes, large=large))
     return stats
 
 
 HASHED = ("record-hash", "hash")
+LARGE = ("count", "archive")  # no content hash at backup time: compared with the archive instead
 # Types whose hash depends only on the value, so a restored copy hashes the same. Enums (hashed by
 # their label's OID, which a restore changes), OID types, json (no hash function), arrays and
 # composites fall back to hashing the row's text form.
@@ -177,12 +189,15 @@ def _record_hashable(conn: psycopg.Connection[Any], schema: str, name: str) -> b
 
 def table_stat(
     conn: psycopg.Connection[Any], schema: str, name: str, size: int, *, hash_max_bytes: int | None = None,
-    method: str | None = None,
+    method: str | None = None, large: str = "count",
 ) -> TableStat:
     """Count and hash one table. ``method`` repeats a manifest's method when verifying; None picks
-    the cheapest one that works for the table."""
+    the cheapest one that works for the table. A table over ``hash_max_bytes`` is only counted, or
+    with ``large="archive"`` not read at all (its count comes from the archive later)."""
     table = sql.Identifier(schema, name)
     if hash_max_bytes is not None and size > hash_max_bytes:
+        if large == "archive":
+            return TableStat(schema, name, None, None, size, "archive")
         row = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(table)).fetchone()
         assert row is not None
         return TableStat(schema, name, int(row[0]), None, size, "count")

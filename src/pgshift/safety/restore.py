@@ -362,7 +362,7 @@ def restore_table(settings: Settings, backup: str | Path, table: str, url: str |
     finally:
         proc.kill()
         proc.wait()
-    report = TableRestoreReport(str(folder), f"{schema}.{name}", expected.rows, f"{schema}.{kept_as}",
+    report = TableRestoreReport(str(folder), f"{schema}.{name}", got.rows or 0, f"{schema}.{kept_as}",
                                 time.monotonic() - started)
     record_restore(folder, {"at": now_iso(), **report.as_dict()})
     return report

@@ -28,6 +28,8 @@ from pgshift.errors import BackupFailed
 from pgshift.safety.copydata import TableData, TableKey, table_pattern, tool_copy_data
 from pgshift.safety.manifest import (
     HASHED,
+    LARGE,
+    MANIFEST,
     Manifest,
     now_iso,
     pin_settings,
@@ -35,6 +37,7 @@ from pgshift.safety.manifest import (
     record_verification,
     sha256_file,
     table_stat,
+    write_private,
 )
 from pgshift.safety.tools import Tool, child_connection, database_codec, find_tool, run_tool, server_info
 
@@ -93,15 +96,27 @@ def read_archive(folder: Path, manifest: Manifest, tool: Tool, *,
 
 
 def compare_archive_counts(manifest: Manifest, archived: dict[TableKey, TableData]) -> list[str]:
-    """Each manifest table's row count against the rows the archive really holds."""
+    """Each manifest table's row count against the rows the archive really holds (a large table
+    not counted yet only needs to be in the archive)."""
     problems: list[str] = []
     for table in manifest.tables:
         got = archived.get((table.schema, table.name))
         if got is None:
             problems.append(f"the archive holds no data for table {table.qualified}")
-        elif got.rows != table.rows:
+        elif table.rows is not None and got.rows != table.rows:
             problems.append(f"the archive holds {got.rows} rows of {table.qualified}, the manifest says {table.rows}")
     return problems
+
+
+def fill_archive_counts(folder: Path, manifest: Manifest, archived: dict[TableKey, TableData]) -> int:
+    """Record, in the manifest, the archive's row count of every large table that was not counted
+    on the server at backup time; the number of tables filled in."""
+    pending = [t for t in manifest.tables if t.rows is None and (t.schema, t.name) in archived]
+    for table in pending:
+        table.rows = archived[(table.schema, table.name)].rows
+    if pending:
+        write_private(folder / MANIFEST, manifest.to_json())
+    return len(pending)
 
 
 def restore_into(folder: Path, manifest: Manifest, tool: Tool, url: str, dbname: str, *,
@@ -145,7 +160,7 @@ def compare_large_tables(manifest: Manifest, archived: dict[TableKey, TableData]
     Tables above ``backup.hash_max_mb`` get no content hash at backup time (it would cost another
     full read of them while pg_dump runs); this is their content check. The restored table is read
     with the same pg_dump and the same time zone as the archive, so equal rows give equal text."""
-    tables = [t for t in manifest.tables if t.check == "count"]
+    tables = [t for t in manifest.tables if t.check in LARGE]
     if not tables:
         return []
     conninfo, env = child_connection(url, dbname)
@@ -261,7 +276,11 @@ def _verify(folder: Path, report: VerifyReport, full: bool, url: str | None,
         report.problems.extend(problems)
         return
     else:
-        report.passed.append(f"the archive holds the manifest's row count for all {len(manifest.tables)} table(s)")
+        counted = sum(1 for t in manifest.tables if t.rows is not None)
+        report.passed.append(f"the archive holds the manifest's row count for {counted} table(s)")
+    if filled := fill_archive_counts(folder, manifest, archived):
+        report.passed.append(f"row counts of {filled} large table(s) taken from the archive and written to the "
+                             "manifest (backup.large_tables = archive: not counted on the server)")
     if full:
         if not url:
             raise BackupFailed("A full verification (--restore-test) needs a server: pass --database-url.")
@@ -271,7 +290,7 @@ def _verify(folder: Path, report: VerifyReport, full: bool, url: str | None,
 def _compares_data(manifest: Manifest, url: str | None) -> bool:
     """Whether the full verification compares count-only tables byte for byte: only on a server of
     the same major version (another version may print some values differently)."""
-    if not url or manifest.dump_timezone is None or not any(t.check == "count" for t in manifest.tables):
+    if not url or manifest.dump_timezone is None or not any(t.check in LARGE for t in manifest.tables):
         return False
     with connect(url, application_name="pgshift-verify") as conn:
         return server_info(conn)[1] == manifest.server_major
@@ -329,7 +348,7 @@ def _restore_test(folder: Path, manifest: Manifest, tool: Tool, url: str, report
                 hashed = sum(1 for t in manifest.tables if t.check in HASHED)
                 report.passed.append(f"row counts of {len(manifest.tables)} table(s) match"
                                      + (f", and content hashes of {hashed}" if hashed else ""))
-            large = [t.qualified for t in manifest.tables if t.check == "count"]
+            large = [t.qualified for t in manifest.tables if t.check in LARGE]
             if large and archived is not None:
                 data = compare_large_tables(manifest, archived, url, scratch, bindir)
                 report.problems.extend(data)
