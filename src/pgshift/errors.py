@@ -192,3 +192,29 @@ class MigrationRefused(PgshiftError):
 
 
 EXIT_CODES[MigrationRefused.exit_code] = (MigrationRefused.__doc__ or "").strip().split("\n")[0]
+
+
+class FileProblem(PgshiftError):
+    """A local file or folder could not be created, read or written (permissions, a path that is not a folder)."""
+
+    code = "file"
+    exit_code = 20
+
+
+EXIT_CODES[FileProblem.exit_code] = (FileProblem.__doc__ or "").strip().split("\n")[0]
+
+
+def from_os_error(exc: OSError, doing: str = "") -> PgshiftError:
+    """The one-paragraph error for a failed file operation: DiskFull for a full disk or quota,
+    FileProblem naming the path otherwise."""
+    import errno
+
+    paths = " and ".join(str(p) for p in (exc.filename, exc.filename2) if p is not None) or "a local file"
+    reason = exc.strerror or str(exc)
+    what = f" while {doing}" if doing else ""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return DiskFull(f"{paths}: {reason}{what}. The disk holding it is full (or over quota).",
+                        hint="free some space there or point the setting at another disk, then run it again.")
+    return FileProblem(f"{paths}: {reason}{what}.",
+                       hint="check that the path is a folder you can write to (its setting, or the option "
+                            "that named it).")

@@ -417,3 +417,35 @@ def test_a_large_table_is_read_once_on_the_server_unless_counted_there(
     reads = _seq_scans(db_url, "trades", before + server_reads)
     time.sleep(0.5)  # a read that came late would show now
     assert _seq_scans(db_url, "trades", 0) - before == reads - before == server_reads
+
+
+def test_a_backup_folder_that_cannot_be_made_is_named_with_exit_20(
+    pg_server: Any, db_url: str, tmp_path: Path
+) -> None:
+    seed(db_url)
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the backups should go\n")
+    out = CliRunner().invoke(cli, ["backup", "-d", db_url, "--to", str(blocker / "backups")])
+    assert out.exit_code == 20, out.output
+    assert f"{blocker / 'backups'}: Not a directory" in out.output and "nothing was dumped" in out.output
+    assert blocker.read_text() == "a file where the backups should go\n"
+
+
+def test_a_full_disk_while_writing_the_manifest_is_disk_full_and_leaves_no_half_backup(
+    pg_server: Any, db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    import pgshift.safety.backup as backup_module
+
+    seed(db_url)
+
+    def full(path: Path, text: str) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(backup_module, "write_private", full)
+    out = CliRunner().invoke(cli, ["backup", "-d", db_url, "--to", str(tmp_path / "backups")],
+                             obj=None, catch_exceptions=False)
+    assert out.exit_code == 15, out.output
+    assert "manifest.json: No space left on device" in out.output and "incomplete backup was removed" in out.output
+    assert list((tmp_path / "backups").iterdir()) == []

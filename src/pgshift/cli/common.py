@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 import json
+import os
 import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -12,7 +14,7 @@ import click
 from rich.console import Console
 
 from pgshift.config import FORMATS, load_settings
-from pgshift.errors import ConnectionFailed, Interrupted, PgshiftError
+from pgshift.errors import ConnectionFailed, Interrupted, PgshiftError, from_os_error
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -54,6 +56,14 @@ def handle_errors(func: F) -> F:
             fail(exc)
         except KeyboardInterrupt:
             fail(Interrupted("Interrupted; the running transaction was rolled back."))
+        except BrokenPipeError:
+            # The reader went away (`pgshift lint | head`): stop quietly, like other CLI tools.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(1)
+        except OSError as exc:
+            if exc.filename is None and exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            fail(from_os_error(exc))
         except Exception as exc:
             # psycopg is imported only by commands that connect; `lint` should not pay for it.
             psycopg = sys.modules.get("psycopg")

@@ -27,7 +27,7 @@ from pgshift import __version__
 from pgshift.config import Settings, duration_ms
 from pgshift.db.connect import connect, mask_password
 from pgshift.db.history import History
-from pgshift.errors import BackupFailed, PgshiftError
+from pgshift.errors import BackupFailed, PgshiftError, from_os_error
 from pgshift.migrations.model import Migration
 from pgshift.safety.manifest import (
     MANIFEST,
@@ -96,7 +96,10 @@ def backup_dir(settings: Settings, directory: str | Path | None = None) -> Path:
 
 
 def _new_folder(root: Path, database: str) -> Path:
-    root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError as exc:
+        raise from_os_error(exc, "creating the backup folder (backup.directory or --to); nothing was dumped") from None
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     safe = re.sub(r"[^A-Za-z0-9_.-]", "_", database)
     for n in range(1000):
@@ -106,6 +109,8 @@ def _new_folder(root: Path, database: str) -> Path:
             return folder
         except FileExistsError:
             continue
+        except OSError as exc:
+            raise from_os_error(exc, "creating the backup folder; nothing was dumped") from None
     raise BackupFailed(f"Could not create a new backup folder in {root}.")
 
 
@@ -234,7 +239,11 @@ def take_backup(
         snapshot_shared=not any(n.startswith(_NO_SNAPSHOT) for n in notes), dump_timezone=DUMP_TIMEZONE,
         encoding=str(encoding),
     )
-    write_private(folder / MANIFEST, manifest.to_json())
+    try:
+        write_private(folder / MANIFEST, manifest.to_json())
+    except OSError as exc:
+        shutil.rmtree(folder, ignore_errors=True)  # a dump without its manifest proves nothing
+        raise from_os_error(exc, "writing the manifest; the incomplete backup was removed") from None
     result = BackupResult(Backup(folder, manifest), 0.0, dump_seconds, tool)
     if verify:
         from pgshift.safety.verify import verify_backup
