@@ -393,3 +393,58 @@ CREATE TABLE pets (id bigint PRIMARY KEY, owner_code text REFERENCES owners (cod
     with pytest.raises(MigrationSourceError, match="referenced by foreign key pets_owner_code_fkey on pets"):
         api.migrate(settings)
     assert snapshot(conn) == before
+
+
+def test_checks_comment_and_collation_of_a_moved_column_come_along(
+    tmp_path: Path, db_url: str, conn: psycopg.Connection[Any]
+) -> None:
+    settings = make_project(tmp_path, db_url, {"001_init.sql": """
+CREATE TABLE t (id int PRIMARY KEY, qty int CHECK (qty > 0), room text COLLATE "C", price int,
+                CONSTRAINT both_pos CHECK (qty + id > 0), CONSTRAINT cheap CHECK (price < 1000));
+INSERT INTO t VALUES (1, 5, 'a', 10);
+ALTER TABLE t ADD CONSTRAINT room_short CHECK (length(room) < 5) NOT VALID;  -- stays NOT VALID
+COMMENT ON COLUMN t.qty IS 'how many';
+"""})
+    api.migrate(settings)
+    (tmp_path / "migrations" / "002_reshape.ops.yaml").write_text("""
+operations:
+  - rename_column: {table: t, from: qty, to: quantity}
+  - rename_column: {table: t, from: room, to: room_no}
+  - change_column_type: {table: t, column: price, type: bigint}
+""")
+    api.migrate(settings)
+    copies = conn.execute("SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = "
+                          "'t'::regclass AND conname LIKE '%\\_002' ORDER BY 1").fetchall()
+    assert copies == [("both_pos_002", "CHECK (((quantity + id) > 0)) NOT VALID"),
+                      ("cheap_002", "CHECK ((_pgshift_002_price < 1000)) NOT VALID"),
+                      ("room_short_002", "CHECK ((length(room_no) < 5)) NOT VALID"),
+                      ("t_qty_check_002", "CHECK ((quantity > 0)) NOT VALID")]
+    service.contract(settings)
+    constraints = conn.execute(
+        "SELECT conname, pg_get_constraintdef(oid), convalidated FROM pg_constraint "
+        "WHERE conrelid = 't'::regclass AND contype = 'c' ORDER BY 1").fetchall()
+    assert constraints == [("both_pos", "CHECK (((quantity + id) > 0))", True),
+                           ("cheap", "CHECK ((price < 1000))", True),
+                           ("room_short", "CHECK ((length(room_no) < 5)) NOT VALID", False),
+                           ("t_qty_check", "CHECK ((quantity > 0))", True)]
+    columns = conn.execute(
+        "SELECT attname::text, col_description(attrelid, attnum), attcollation::regcollation::text "
+        "FROM pg_attribute WHERE attrelid = 't'::regclass AND attname IN ('quantity', 'room_no') ORDER BY 1"
+    ).fetchall()
+    assert columns == [("quantity", "how many", "-"), ("room_no", None, '"C"')]
+
+
+def test_a_column_in_an_exclusion_constraint_is_refused_before_anything_runs(
+    tmp_path: Path, db_url: str, conn: psycopg.Connection[Any]
+) -> None:
+    settings = make_project(tmp_path, db_url, {"001_init.sql": """
+CREATE TABLE bookings (id int PRIMARY KEY, during tstzrange,
+                       CONSTRAINT no_overlap EXCLUDE USING gist (during WITH &&));
+"""})
+    api.migrate(settings)
+    before = snapshot(conn)
+    (tmp_path / "migrations" / "002_rename.ops.yaml").write_text(
+        "operations:\n  - rename_column: {table: bookings, from: during, to: booked_for}\n")
+    with pytest.raises(MigrationSourceError, match="part of exclusion constraint no_overlap"):
+        api.migrate(settings)
+    assert snapshot(conn) == before

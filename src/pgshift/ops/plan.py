@@ -63,17 +63,23 @@ def capture(conn: psycopg.Connection[Any], ops: OpsFile) -> dict[str, Any]:
             rows = conn.execute(
                 """
                 SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), a.attnotnull,
-                       pg_get_expr(d.adbin, d.adrelid), a.attidentity <> '' OR a.attgenerated <> ''
-                FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+                       pg_get_expr(d.adbin, d.adrelid), a.attidentity <> '' OR a.attgenerated <> '',
+                       (SELECT format('COLLATE %%I.%%I', cn.nspname, co.collname)
+                        FROM pg_collation co JOIN pg_namespace cn ON cn.oid = co.collnamespace
+                        WHERE co.oid = a.attcollation AND a.attcollation <> ty.typcollation),
+                       col_description(a.attrelid, a.attnum)
+                FROM pg_attribute a JOIN pg_type ty ON ty.oid = a.atttypid
+                LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
                 WHERE a.attrelid = to_regclass(format('%%I.%%I', %s::text, %s::text)) AND a.attnum > 0
                   AND NOT a.attisdropped ORDER BY a.attnum
                 """, (ops.schema, table)).fetchall()
             if rows:
                 tables[table] = {"columns": [{"name": r[0], "type": r[1], "notnull": r[2], "default": r[3],
-                                              "special": r[4]} for r in rows],
+                                              "special": r[4], "collate": r[5], "comment": r[6]} for r in rows],
                                  "grants": _table_grants(conn, ops.schema, table),
                                  "indexes": _table_indexes(conn, ops.schema, table),
-                                 **_foreign_keys(conn, ops.schema, table)}
+                                 **_foreign_keys(conn, ops.schema, table),
+                                 **_checks_and_exclusions(conn, ops.schema, table)}
     return {"tables": tables, "schema_usage": _schema_usage(conn, ops.schema)}
 
 
@@ -128,24 +134,76 @@ def _foreign_keys(conn: psycopg.Connection[Any], schema: str, table: str) -> dic
                array(SELECT a.attname::text FROM pg_attribute a WHERE a.attrelid = c.conrelid
                      AND a.attnum = ANY (c.conkey)),
                array(SELECT a.attname::text FROM pg_attribute a WHERE a.attrelid = c.confrelid
-                     AND a.attnum = ANY (c.confkey))
+                     AND a.attnum = ANY (c.confkey)),
+               c.convalidated
         FROM pg_constraint c, t
         WHERE c.contype = 'f' AND t.oid IN (c.conrelid, c.confrelid)
         ORDER BY 1
         """, (schema, table)).fetchall()
     return {
-        "foreign_keys": [{"name": r[0], "definition": r[2], "columns": list(r[5])} for r in rows if r[3]],
+        "foreign_keys": [{"name": r[0], "definition": r[2], "columns": list(r[5]), "validated": r[7]}
+                         for r in rows if r[3]],
         "referenced_by": [{"name": r[0], "table": r[1], "columns": list(r[6])} for r in rows if r[4]],
     }
+
+
+def _checks_and_exclusions(conn: psycopg.Connection[Any], schema: str, table: str) -> dict[str, list[dict[str, Any]]]:
+    """The table's CHECK constraints (definition, columns, validated) and its exclusion
+    constraints (columns). DROP COLUMN drops both silently, so a moved column must take them along."""
+    rows = conn.execute(
+        """
+        SELECT c.conname::text, c.contype::text, pg_get_constraintdef(c.oid), c.convalidated,
+               array(SELECT a.attname::text FROM pg_attribute a WHERE a.attrelid = c.conrelid
+                     AND a.attnum = ANY (c.conkey))
+        FROM pg_constraint c
+        WHERE c.conrelid = to_regclass(format('%%I.%%I', %s::text, %s::text)) AND c.contype IN ('c', 'x')
+        ORDER BY 1
+        """, (schema, table)).fetchall()
+    return {
+        "checks": [{"name": r[0], "definition": r[2], "validated": r[3], "columns": list(r[4])}
+                   for r in rows if r[1] == "c"],
+        "exclusions": [{"name": r[0], "columns": list(r[4])} for r in rows if r[1] == "x"],
+    }
+
+
+def _constraint_clause(definition: str) -> ast.Constraint:
+    stmt = parse_sql(f"ALTER TABLE t ADD CONSTRAINT c {definition}")[0].stmt
+    assert isinstance(stmt, ast.AlterTableStmt), definition
+    con = stmt.cmds[0].def_  # type: ignore[index]
+    assert isinstance(con, ast.Constraint), definition
+    return con
+
+
+class _OnNewColumns(Visitor):
+    """Points column references (and index elements) at the new columns (old -> new name)."""
+
+    def __init__(self, moved: dict[str, str]) -> None:
+        self.moved = moved
+
+    def visit_IndexElem(self, ancestors: Any, node: ast.IndexElem) -> None:
+        if node.name in self.moved:
+            node.name = self.moved[node.name]
+
+    def visit_ColumnRef(self, ancestors: Any, node: ast.ColumnRef) -> None:
+        fields = node.fields or ()
+        if len(fields) == 1 and isinstance(fields[0], ast.String) and fields[0].sval in self.moved:
+            node.fields = (ast.String(sval=self.moved[fields[0].sval]),)
+
+
+def carried_check(definition: str, moved: dict[str, str], name: str) -> str:
+    """A CHECK constraint (pg_get_constraintdef) on the new columns, named ``name`` and NOT VALID:
+    the clause for ``ALTER TABLE ... ADD``; rewritten on libpg_query's tree, not as text."""
+    con = _constraint_clause(definition)
+    _OnNewColumns(moved)(con)
+    con.conname, con.skip_validation, con.initially_valid = name, True, False
+    return str(RawStream()(con))
 
 
 def carried_foreign_key(definition: str, moved: dict[str, str], name: str) -> str:
     """A foreign key (pg_get_constraintdef) on the new columns (``moved``: old -> new), named
     ``name`` and NOT VALID: the constraint clause for ``ALTER TABLE ... ADD``."""
-    stmt = parse_sql(f"ALTER TABLE t ADD CONSTRAINT c {definition}")[0].stmt
-    assert isinstance(stmt, ast.AlterTableStmt), definition
-    con = stmt.cmds[0].def_  # type: ignore[index]
-    con.fk_attrs = tuple(ast.String(sval=moved.get(a.sval, a.sval)) for a in con.fk_attrs)
+    con = _constraint_clause(definition)
+    con.fk_attrs = tuple(ast.String(sval=moved.get(a.sval, a.sval)) for a in con.fk_attrs or ())
     con.conname, con.skip_validation, con.initially_valid = name, True, False
     return str(RawStream()(con))
 
@@ -155,18 +213,7 @@ def carried_index(definition: str, moved: dict[str, str], name: str) -> str:
     named ``name``, built CONCURRENTLY IF NOT EXISTS; rewritten on libpg_query's tree, not as text."""
     stmt = parse_sql(definition)[0].stmt
     assert isinstance(stmt, ast.IndexStmt), definition
-
-    class OnNewColumns(Visitor):
-        def visit_IndexElem(self, ancestors: Any, node: ast.IndexElem) -> None:
-            if node.name in moved:
-                node.name = moved[node.name]
-
-        def visit_ColumnRef(self, ancestors: Any, node: ast.ColumnRef) -> None:
-            fields = node.fields or ()
-            if len(fields) == 1 and isinstance(fields[0], ast.String) and fields[0].sval in moved:
-                node.fields = (ast.String(sval=moved[fields[0].sval]),)
-
-    OnNewColumns()(stmt)
+    _OnNewColumns(moved)(stmt)
     stmt.idxname, stmt.concurrent, stmt.if_not_exists = name, True, True
     return str(RawStream()(stmt))
 
@@ -244,8 +291,9 @@ class Planner:
         for table, moved in self.moved.items():
             steps, renames[table] = self._carry_indexes(table, moved)
             fk_steps, fk_renames = self._carry_foreign_keys(table, moved)
-            expand += steps + fk_steps
-            renames[table] += fk_renames
+            check_steps, check_renames = self._carry_checks(table, moved)
+            expand += steps + fk_steps + check_steps
+            renames[table] += fk_renames + check_renames
         contract = list(self.validations)
         for table in dict.fromkeys([*self.finish_triggers, *self.finish]):
             contract.append(Step(f"finish {self.label(table)}: drop sync triggers and old columns", "tx",
@@ -428,6 +476,14 @@ class Planner:
                     "pgshift cannot move a referenced column yet.",
                     hint=f"drop {fk['name']} first, or add a new foreign key to the new column in its own "
                     "migration and drop the old one before contract.")
+        for exclusion in self.captured["tables"][table].get("exclusions", []):
+            if old in exclusion["columns"]:  # adding one again would block writes while its index builds
+                raise MigrationSourceError(
+                    f"{o.where}: {table}.{old} is part of exclusion constraint {exclusion['name']}; pgshift cannot "
+                    "move it without blocking writes (ADD CONSTRAINT ... EXCLUDE holds an ACCESS EXCLUSIVE lock "
+                    "while its index builds).",
+                    hint=f"drop {exclusion['name']} in an earlier migration and add it again after contract, in a "
+                    "quiet window.")
         old_ns = self._old_namespace(table)
         layout = self._touch_layout(table)
         layout[:] = [(new_visible, new_phys) if v == old else (v, p) for v, p in layout]
@@ -438,6 +494,9 @@ class Planner:
         if default is not None:
             statements.append(sql.SQL("ALTER TABLE {} ALTER COLUMN {} SET DEFAULT {}").format(
                 self.t(table), col, sql.SQL(default)))
+        if info.get("comment") is not None:
+            statements.append(sql.SQL("COMMENT ON COLUMN {}.{} IS {}").format(
+                self.t(table), col, sql.Literal(info["comment"])))
         check = self._not_null_check(table, new_phys)
         if info["notnull"]:
             statements.append(sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} CHECK ({} IS NOT NULL) NOT VALID").format(
@@ -506,16 +565,40 @@ class Planner:
             steps.append(Step(f"add foreign key {copy} on the new columns (NOT VALID, copy of {fk['name']})", "tx",
                               [sql.SQL("ALTER TABLE {} ADD {}").format(self.t(table), sql.SQL(clause))],
                               [self.label(table)]))
-            self.validations.append(Step(f"validate foreign key {copy}", "tx", [
-                sql.SQL("ALTER TABLE {} VALIDATE CONSTRAINT {}").format(self.t(table), sql.Identifier(copy))]))
-            renames.append(sql.SQL("ALTER TABLE {} RENAME CONSTRAINT {} TO {}").format(
-                self.t(table), sql.Identifier(copy), sql.Identifier(fk["name"])))
+            self._validate_and_rename(table, f"foreign key {copy}", copy, fk["name"], fk.get("validated", True),
+                                      renames)
         return steps, renames
+
+    def _carry_checks(self, table: str, moved: dict[str, str]) -> tuple[list[Step], list[sql.Composable]]:
+        """The table's CHECK constraints on a replaced column, added again on the new columns NOT
+        VALID, validated at contract (unless the original was NOT VALID itself) and renamed to the
+        old name once DROP COLUMN has taken the original away."""
+        steps: list[Step] = []
+        renames: list[sql.Composable] = []
+        for check in self.captured["tables"][table].get("checks", []):
+            if not set(check["columns"]) & set(moved):
+                continue
+            copy = _name(check["name"], self.version)
+            clause = carried_check(check["definition"], moved, copy)
+            steps.append(Step(f"add check {copy} on the new columns (NOT VALID, copy of {check['name']})", "tx",
+                              [sql.SQL("ALTER TABLE {} ADD {}").format(self.t(table), sql.SQL(clause))],
+                              [self.label(table)]))
+            self._validate_and_rename(table, f"check {copy}", copy, check["name"], check["validated"], renames)
+        return steps, renames
+
+    def _validate_and_rename(self, table: str, what: str, copy: str, original: str, validated: bool,
+                             renames: list[sql.Composable]) -> None:
+        if validated:  # a NOT VALID original may cover old rows that break it: its copy stays NOT VALID
+            self.validations.append(Step(f"validate {what}", "tx", [
+                sql.SQL("ALTER TABLE {} VALIDATE CONSTRAINT {}").format(self.t(table), sql.Identifier(copy))]))
+        renames.append(sql.SQL("ALTER TABLE {} RENAME CONSTRAINT {} TO {}").format(
+            self.t(table), sql.Identifier(copy), sql.Identifier(original)))
 
     def _rename_column(self, index: int, o: Op) -> None:
         old, new = str(o.get("from")), str(o.get("to"))
         info = _column(self.captured, o, old)
-        self._duplicate(index, o, old, new, new, info["type"], quote(old), quote(new), info["default"], False)
+        typed = f"{info['type']} {info['collate']}" if info.get("collate") else info["type"]  # same sort order
+        self._duplicate(index, o, old, new, new, typed, quote(old), quote(new), info["default"], False)
 
     def _change_column_type(self, index: int, o: Op) -> None:
         name, new_type = str(o.get("column")), str(o.get("type"))
