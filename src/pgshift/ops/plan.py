@@ -290,10 +290,9 @@ class Planner:
         renames: dict[str, list[sql.Composable]] = {}
         for table, moved in self.moved.items():
             steps, renames[table] = self._carry_indexes(table, moved)
-            fk_steps, fk_renames = self._carry_foreign_keys(table, moved)
-            check_steps, check_renames = self._carry_checks(table, moved)
-            expand += steps + fk_steps + check_steps
-            renames[table] += fk_renames + check_renames
+            con_steps, con_renames = self._carry_constraints(table, moved)
+            expand += steps + con_steps
+            renames[table] += con_renames
         contract = list(self.validations)
         for table in dict.fromkeys([*self.finish_triggers, *self.finish]):
             contract.append(Step(f"finish {self.label(table)}: drop sync triggers and old columns", "tx",
@@ -551,48 +550,30 @@ class Planner:
             self.t(table), sql.Identifier(con["name"]), sql.SQL("PRIMARY KEY" if con["type"] == "p" else "UNIQUE"),
             sql.Identifier(copy), sql.SQL(timing))
 
-    def _carry_foreign_keys(self, table: str, moved: dict[str, str]) -> tuple[list[Step], list[sql.Composable]]:
-        """The table's foreign keys on a replaced column, added again on the new column NOT VALID
-        (new rows are checked at once), validated at contract with a weak lock, and renamed to the
-        old name once the old column, and with it the old constraint, is gone."""
+    def _carry_constraints(self, table: str, moved: dict[str, str]) -> tuple[list[Step], list[sql.Composable]]:
+        """The table's foreign keys and CHECK constraints on a replaced column, added again on the new
+        columns NOT VALID (new rows are checked at once), validated at contract with a weak lock
+        (unless the original was NOT VALID itself: old rows may break it) and given the original's
+        name once DROP COLUMN has taken the original away."""
         steps: list[Step] = []
         renames: list[sql.Composable] = []
-        for fk in self.captured["tables"][table].get("foreign_keys", []):
-            if not set(fk["columns"]) & set(moved):
-                continue
-            copy = _name(fk["name"], self.version)
-            clause = carried_foreign_key(fk["definition"], moved, copy)
-            steps.append(Step(f"add foreign key {copy} on the new columns (NOT VALID, copy of {fk['name']})", "tx",
-                              [sql.SQL("ALTER TABLE {} ADD {}").format(self.t(table), sql.SQL(clause))],
-                              [self.label(table)]))
-            self._validate_and_rename(table, f"foreign key {copy}", copy, fk["name"], fk.get("validated", True),
-                                      renames)
+        captured = self.captured["tables"][table]
+        for what, key, carried in (("foreign key", "foreign_keys", carried_foreign_key),
+                                   ("check", "checks", carried_check)):
+            for con in captured.get(key, []):
+                if not set(con["columns"]) & set(moved):
+                    continue
+                copy = _name(con["name"], self.version)
+                clause = carried(con["definition"], moved, copy)
+                steps.append(Step(f"add {what} {copy} on the new columns (NOT VALID, copy of {con['name']})", "tx",
+                                  [sql.SQL("ALTER TABLE {} ADD {}").format(self.t(table), sql.SQL(clause))],
+                                  [self.label(table)]))
+                if con.get("validated", True):
+                    self.validations.append(Step(f"validate {what} {copy}", "tx", [sql.SQL(
+                        "ALTER TABLE {} VALIDATE CONSTRAINT {}").format(self.t(table), sql.Identifier(copy))]))
+                renames.append(sql.SQL("ALTER TABLE {} RENAME CONSTRAINT {} TO {}").format(
+                    self.t(table), sql.Identifier(copy), sql.Identifier(con["name"])))
         return steps, renames
-
-    def _carry_checks(self, table: str, moved: dict[str, str]) -> tuple[list[Step], list[sql.Composable]]:
-        """The table's CHECK constraints on a replaced column, added again on the new columns NOT
-        VALID, validated at contract (unless the original was NOT VALID itself) and renamed to the
-        old name once DROP COLUMN has taken the original away."""
-        steps: list[Step] = []
-        renames: list[sql.Composable] = []
-        for check in self.captured["tables"][table].get("checks", []):
-            if not set(check["columns"]) & set(moved):
-                continue
-            copy = _name(check["name"], self.version)
-            clause = carried_check(check["definition"], moved, copy)
-            steps.append(Step(f"add check {copy} on the new columns (NOT VALID, copy of {check['name']})", "tx",
-                              [sql.SQL("ALTER TABLE {} ADD {}").format(self.t(table), sql.SQL(clause))],
-                              [self.label(table)]))
-            self._validate_and_rename(table, f"check {copy}", copy, check["name"], check["validated"], renames)
-        return steps, renames
-
-    def _validate_and_rename(self, table: str, what: str, copy: str, original: str, validated: bool,
-                             renames: list[sql.Composable]) -> None:
-        if validated:  # a NOT VALID original may cover old rows that break it: its copy stays NOT VALID
-            self.validations.append(Step(f"validate {what}", "tx", [
-                sql.SQL("ALTER TABLE {} VALIDATE CONSTRAINT {}").format(self.t(table), sql.Identifier(copy))]))
-        renames.append(sql.SQL("ALTER TABLE {} RENAME CONSTRAINT {} TO {}").format(
-            self.t(table), sql.Identifier(copy), sql.Identifier(original)))
 
     def _rename_column(self, index: int, o: Op) -> None:
         old, new = str(o.get("from")), str(o.get("to"))
