@@ -449,3 +449,21 @@ def test_a_full_disk_while_writing_the_manifest_is_disk_full_and_leaves_no_half_
     assert out.exit_code == 15, out.output
     assert "manifest.json: No space left on device" in out.output and "incomplete backup was removed" in out.output
     assert list((tmp_path / "backups").iterdir()) == []
+
+
+def test_a_disk_that_fills_up_during_the_dump_is_disk_full_and_keeps_nothing(
+    pg_server: Any, db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pgshift.safety.backup as backup_module
+
+    seed(db_url)
+    real = backup_module.dump_argv
+
+    def onto_a_full_device(*args: Any) -> list[str]:  # pg_dump really writes, and /dev/full is always full
+        return [a if not a.startswith("--file=") else "--file=/dev/full" for a in real(*args)]
+
+    monkeypatch.setattr(backup_module, "dump_argv", onto_a_full_device)
+    out = CliRunner().invoke(cli, ["backup", "-d", db_url, "--to", str(tmp_path / "backups")])
+    assert out.exit_code == 15, out.output
+    assert "filled up during the backup" in out.output and "No space left on device" in out.output
+    assert list((tmp_path / "backups").iterdir()) == []

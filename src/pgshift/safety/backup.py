@@ -27,7 +27,7 @@ from pgshift import __version__
 from pgshift.config import Settings, duration_ms
 from pgshift.db.connect import connect, mask_password
 from pgshift.db.history import History
-from pgshift.errors import BackupFailed, PgshiftError, from_os_error
+from pgshift.errors import BackupFailed, DiskFull, PgshiftError, from_os_error
 from pgshift.migrations.model import Migration
 from pgshift.safety.manifest import (
     MANIFEST,
@@ -294,10 +294,12 @@ def _dump_and_count(
     code = dump.wait()
     seconds = time.monotonic() - t0
     if code != 0:
-        raise BackupFailed(
-            f"pg_dump ({tool.path}, {tool.version}) failed with exit code {code}: {dump.error_text()}",
-            hint="nothing was kept; the database was not changed.",
-        )
+        detail = f"pg_dump ({tool.path}, {tool.version}) failed with exit code {code}: {dump.error_text()}"
+        if "No space left on device" in detail or "Disk quota exceeded" in detail:
+            raise DiskFull(f"The disk holding {target.parent} filled up during the backup. {detail}",
+                           hint="the partial dump was removed and the database was not changed; free space there "
+                                "or set backup.directory (or --to) to a larger disk.")
+        raise BackupFailed(detail, hint="nothing was kept; the database was not changed.")
     return stats, seconds, notes
 
 
