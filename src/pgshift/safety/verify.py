@@ -241,7 +241,8 @@ def verify_backup(
             record_verification(folder, {"at": now_iso(), **report.as_dict()})
     if report.problems:
         raise BackupFailed(
-            f"The backup {folder} failed {report.level} verification: " + "; ".join(p.rstrip(".") for p in report.problems) + ".",
+            f"The backup {folder} failed {report.level} verification: "
+            + "; ".join(p.rstrip(".") for p in report.problems) + ".",
             hint="do not rely on this backup; take a new one with `pgshift backup`.",
         )
     return report
