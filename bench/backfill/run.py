@@ -4,8 +4,9 @@
 
 Starts its own embedded PostgreSQL unless --admin-dsn is given. Each side gets a fresh copy of the
 same table (``trades``: bigint primary key, a NULL ``status``) and sets ``status = 'PENDING'``
-where it is NULL. Reports rows/s of each, the ratio, and the longest batch (the longest time any
-batch held its row locks). Results also go to bench/results/backfill-<timestamp>.json.
+where it is NULL. Reports rows/s of each, the ratio, the longest time any batch held its row locks
+(from its UPDATE to its commit; pgshift's default limit is 200 ms) and the longest batch. Results
+also go to bench/results/backfill-<timestamp>.json.
 """
 
 from __future__ import annotations
@@ -68,8 +69,10 @@ def batched(url: str, rows: int, target_ms: int) -> dict[str, float]:
                             options).run()
         elapsed = time.perf_counter() - started
     return {"rows": result.rows, "seconds": elapsed, "rows_per_s": result.rows / elapsed,
-            "batches": result.batches, "longest_lock_ms": result.max_batch_ms,
-            "median_batch_ms": statistics.median(result.batch_ms) if result.batch_ms else 0.0}
+            "batches": result.batches, "longest_lock_ms": result.max_lock_ms,
+            "longest_batch_ms": result.max_batch_ms,
+            "median_batch_ms": statistics.median(result.batch_ms) if result.batch_ms else 0.0,
+            "cut_batches": result.cut_batches, "batch_ms": [round(ms, 1) for ms in result.batch_ms]}
 
 
 def main() -> None:
@@ -98,8 +101,9 @@ def main() -> None:
           f"{single['longest_lock_ms']:>12.0f}ms")
     print(f"{'pgshift backfill':24}{ours['rows_per_s']:>12,.0f}{ours['seconds']:>10.2f}"
           f"{ours['longest_lock_ms']:>12.0f}ms  ({ours['batches']:.0f} batches, median "
-          f"{ours['median_batch_ms']:.0f} ms)")
-    print(f"pgshift reaches {ratio:.0%} of the single UPDATE's rate (target >= 70%, batches <= 200 ms)")
+          f"{ours['median_batch_ms']:.0f} ms, longest {ours['longest_batch_ms']:.0f} ms; "
+          f"{ours['cut_batches']:.0f} stopped at the lock limit and done again smaller)")
+    print(f"pgshift reaches {ratio:.0%} of the single UPDATE's rate (target >= 70%, locks held <= 200 ms)")
     out = Path(__file__).parents[1] / "results"
     out.mkdir(exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")

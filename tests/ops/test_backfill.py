@@ -179,3 +179,33 @@ def test_killed_backfill_resumes_where_it_stopped(tmp_path: Path, db_url: str, c
     assert final["resumed"] is True and final["rows"] == 30_000
     assert final["rows_this_run"] == 30_000 - done_at_kill[0]
     assert conn.execute("SELECT min(hits), max(hits) FROM trades").fetchone() == (1, 1)
+
+
+SLOW_ROW = "hits = hits + 1 + (pg_sleep(0.002) IS NULL)::int"  # about 2 ms per row, adds 0
+
+
+def test_a_batch_that_reaches_the_lock_limit_is_rolled_back_and_done_smaller(
+    tmp_path: Path, db_url: str, conn: psycopg.Connection[Any]
+) -> None:
+    _trades(conn, 600)
+    # The first batch (400 rows, about 800 ms) would hold its row locks far past the limit.
+    options = BackfillOptions(initial_batch=400, min_batch=10, max_batch=400, target_ms=60, max_lock_ms=150,
+                              max_lag_s=None)
+    notes: list[str] = []
+    result = service.backfill(_settings(tmp_path, db_url), BackfillSpec("trades", SLOW_ROW), options,
+                              notify=notes.append)
+    assert result.cut_batches >= 1 and any("150 ms lock limit" in n for n in notes)
+    assert 0 < result.max_lock_ms < 350  # the cut batch was stopped at 150 ms; later ones fit
+    assert conn.execute("SELECT min(hits), max(hits), count(*) FROM trades").fetchone() == (1, 1, 600)
+
+
+def test_batches_that_cannot_fit_the_lock_limit_stop_with_progress_saved(
+    tmp_path: Path, db_url: str, conn: psycopg.Connection[Any]
+) -> None:
+    _trades(conn, 600)
+    options = BackfillOptions(initial_batch=200, min_batch=200, max_batch=400, max_lock_ms=100, max_lag_s=None)
+    with pytest.raises(PgshiftError) as info:
+        service.backfill(_settings(tmp_path, db_url), BackfillSpec("trades", SLOW_ROW, job="slow"), options)
+    assert "longer than the 100 ms limit even at the minimum batch size" in str(info.value)
+    assert info.value.exit_code == 8
+    assert conn.execute("SELECT max(hits) FROM trades").fetchone() == (0,)  # every cut batch rolled back

@@ -64,6 +64,9 @@ def _bar(as_json: bool, quiet: bool) -> Iterator[bf.ProgressCallback | None]:
 @click.option("--pause", default="0ms", show_default=True, help="Sleep between batches.")
 @click.option("--statement-timeout", default="5s", show_default=True, help="statement_timeout of each batch.")
 @click.option("--lock-timeout", default="1s", show_default=True, help="lock_timeout of each batch.")
+@click.option("--max-lock", default="200ms", show_default=True,
+              help="Longest a batch may hold its row locks; a batch that reaches it is rolled back and done "
+                   "again smaller ('off' disables).")
 @click.option("--max-lag", default="10s", show_default=True,
               help="Pause while a standby's replication lag is above this ('off' disables).")
 @click.option("--lag-query", default=bf.DEFAULT_LAG_QUERY, help="SQL returning the current lag in seconds.")
@@ -72,8 +75,8 @@ def _bar(as_json: bool, quiet: bool) -> Iterator[bf.ProgressCallback | None]:
 @handle_errors
 def backfill_cmd(settings: Settings, as_json: bool, table: str, set_clause: str, where: str | None,
                  key: str | None, job: str | None, target_ms: int, min_batch: int, max_batch: int, initial: int,
-                 pause: str, statement_timeout: str, lock_timeout: str, max_lag: str, lag_query: str,
-                 restart: bool, quiet: bool) -> None:
+                 pause: str, statement_timeout: str, lock_timeout: str, max_lock: str, max_lag: str,
+                 lag_query: str, restart: bool, quiet: bool) -> None:
     """Update many rows in short keyset batches: resumable, throttled, adaptive.
 
     The correct form of ``UPDATE t SET ... WHERE ... LIMIT n`` loops. Rerun the same command after
@@ -84,6 +87,7 @@ def backfill_cmd(settings: Settings, as_json: bool, table: str, set_clause: str,
         initial_batch=max(min_batch, min(initial, max_batch)), pause_ms=duration_ms(pause, key="--pause"),
         statement_timeout_ms=duration_ms(statement_timeout, key="--statement-timeout"),
         lock_timeout_ms=duration_ms(lock_timeout, key="--lock-timeout"),
+        max_lock_ms=None if max_lock == "off" else duration_ms(max_lock, key="--max-lock"),
         max_lag_s=None if max_lag == "off" else duration_ms(max_lag, key="--max-lag") / 1000, lag_query=lag_query)
     spec = bf.BackfillSpec(table, set_clause, where, tuple(k.strip() for k in key.split(",")) if key else None, job)
     with _bar(as_json, quiet) as progress:

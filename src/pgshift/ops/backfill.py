@@ -71,6 +71,9 @@ class BackfillOptions:
     initial_batch: int = 1_000
     pause_ms: int = 0  # sleep between batches
     statement_timeout_ms: int = 5_000  # per batch statement
+    # The longest a batch may hold its row locks: its UPDATE runs under this statement_timeout, and
+    # a batch that reaches it is rolled back and tried again at half the size. None: no limit.
+    max_lock_ms: int | None = 200
     lock_timeout_ms: int = 1_000  # per batch; a lock wait longer than this is retried
     lock_retries: int = 20
     max_lag_s: float | None = 10.0  # pause while replication lag is above this; None disables
@@ -116,6 +119,8 @@ class BackfillResult:
     already_done: bool = False
     lag_pauses: int = 0
     batch_ms: list[float] = field(default_factory=list)
+    max_lock_ms: float = 0.0  # from the batch UPDATE's start to its commit
+    cut_batches: int = 0  # batches stopped at max_lock_ms, rolled back and done again smaller
 
 
 @dataclass(frozen=True)
@@ -198,6 +203,7 @@ class Backfiller:
         self.notify = notify or (lambda _m: None)
         self.sleep = sleep
         self._table = sql.Identifier(schema, "backfills")
+        self._locked_at: float | None = None  # when the running batch's UPDATE started
 
     # -- public ----------------------------------------------------------------------------
     def run(self) -> BackfillResult:
@@ -284,12 +290,27 @@ class Backfiller:
         last: list[str] | None = state["last_key"]
         started = time.monotonic()
         done = False
+        cut_at_minimum = 0
         while not done:
             lag = self._wait_for_lag(target, result, started)
             t0 = time.monotonic()
+            self._locked_at = None
             try:
                 rows, last, done = self._batch_with_retries(target, size, last, state)
             except pgerrors.QueryCanceled:
+                if self._cut_by_lock_limit():
+                    result.cut_batches += 1
+                    cut_at_minimum = cut_at_minimum + 1 if size <= opts.min_batch else 0
+                    if cut_at_minimum >= 3:
+                        raise BackfillError(
+                            f"Backfill batches of {size} rows on {target.label} hold their row locks longer than "
+                            f"the {opts.max_lock_ms} ms limit even at the minimum batch size; each was rolled back, "
+                            "and progress up to the last committed batch is saved.",
+                            hint="lower --min-batch, raise --max-lock, or make the SET / WHERE cheaper.") from None
+                    self.notify(f"batch of {size} rows reached the {opts.max_lock_ms} ms lock limit; "
+                                "rolled back, trying half as many")
+                    size = max(opts.min_batch, size // 2)
+                    continue
                 if size <= opts.min_batch:
                     raise BackfillError(
                         f"A backfill batch of {size} rows on {target.label} exceeded the statement_timeout "
@@ -298,6 +319,9 @@ class Backfiller:
                     ) from None
                 size = max(opts.min_batch, size // 4)
                 continue
+            cut_at_minimum = 0
+            if self._locked_at is not None:
+                result.max_lock_ms = max(result.max_lock_ms, (time.monotonic() - self._locked_at) * 1000)
             elapsed_ms = (time.monotonic() - t0) * 1000
             result.rows += rows
             result.rows_this_run += rows
@@ -309,6 +333,19 @@ class Backfiller:
             self.progress(self._progress(target, state, result, size, elapsed_ms, lag, done))
             if not done and opts.pause_ms:
                 self.sleep(opts.pause_ms / 1000)
+
+    def _cut_by_lock_limit(self) -> bool:
+        """Whether the cancelled statement was a batch UPDATE running under max_lock_ms."""
+        limit = self.options.max_lock_ms
+        return self._locked_at is not None and limit is not None and 0 < limit < self.options.statement_timeout_ms
+
+    def _lock_rows(self) -> None:
+        """Called just before a batch UPDATE: from here on the batch holds row locks, so the lock
+        limit (when tighter) becomes the statement_timeout."""
+        limit = self.options.max_lock_ms
+        if limit and limit < self.options.statement_timeout_ms:  # 0 would mean no timeout at all
+            self.conn.execute(sql.SQL("SET LOCAL statement_timeout = {}").format(sql.Literal(f"{limit}ms")))
+        self._locked_at = time.monotonic()
 
     def _next_size(self, size: int, elapsed_ms: float) -> int:
         """Move toward the target duration; at most x1.5 or halve per batch, within bounds."""
@@ -426,6 +463,7 @@ class Backfiller:
                 return 0, last, True
         assert upper is not None
         bound = [str(v) for v in upper]
+        self._lock_rows()
         cur = self.conn.execute(
             sql.SQL("UPDATE {} SET {} WHERE {} AND ({}) <= ({}) AND ({})").format(
                 target.ident, sql.SQL(self.spec.set_clause), after, cols, self._key_values(target, bound), where))
@@ -436,6 +474,7 @@ class Backfiller:
         # In ctid mode the batch size counts pages, not rows.
         start = int(last[0]) if last else 0
         stop = min(end_page, start + max(1, pages // 50))
+        self._lock_rows()
         cur = self.conn.execute(
             sql.SQL("UPDATE {} SET {} WHERE ctid >= {}::tid AND ctid < {}::tid AND ({})").format(
                 target.ident, sql.SQL(self.spec.set_clause), sql.Literal(f"({start},0)"),

@@ -47,7 +47,8 @@ OPERATIONS: dict[str, Fields] = {
 }
 TOP_LEVEL: Fields = {"schema": ("str", False), "version_schema": ("str", False), "lock_timeout": ("str", False),
                      "lock_retries": ("int", False), "backfill_target_ms": ("int", False),
-                     "backfill_batch_size": ("int", False), "operations": ("ops", True)}
+                     "backfill_batch_size": ("int", False), "backfill_max_lock_ms": ("int", False),
+                     "operations": ("ops", True)}
 ON_DELETE = ("NO ACTION", "RESTRICT", "CASCADE", "SET NULL", "SET DEFAULT")
 
 
@@ -77,6 +78,7 @@ class OpsFile:
     lock_retries: int = 30
     backfill_target_ms: int = 150
     backfill_batch_size: int = 1_000
+    backfill_max_lock_ms: int = 200  # 0: no limit
     extra: dict[str, Any] = field(default_factory=dict)
 
 

@@ -219,7 +219,8 @@ class PhaseRunner:
             if step.kind == "backfill":
                 assert step.backfill is not None
                 options = BackfillOptions(target_ms=self.ops.backfill_target_ms,
-                                          initial_batch=self.ops.backfill_batch_size)
+                                          initial_batch=self.ops.backfill_batch_size,
+                                          max_lock_ms=self.ops.backfill_max_lock_ms or None)
                 done = Backfiller(self.conn, self.schema, step.backfill, options, notify=self.notify).run()
                 result.backfilled_rows += done.rows_this_run
                 self.conn.execute(self._progress_sql(index + 1))
