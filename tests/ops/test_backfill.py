@@ -209,3 +209,29 @@ def test_batches_that_cannot_fit_the_lock_limit_stop_with_progress_saved(
     assert "longer than the 100 ms limit even at the minimum batch size" in str(info.value)
     assert info.value.exit_code == 8
     assert conn.execute("SELECT max(hits) FROM trades").fetchone() == (0,)  # every cut batch rolled back
+
+
+def test_a_row_the_app_holds_is_waited_for_by_retrying_not_by_cutting_batches(
+    tmp_path: Path, db_url: str, conn: psycopg.Connection[Any]
+) -> None:
+    _trades(conn, 3_000)
+    held = threading.Event()
+
+    def app_holds_a_row() -> None:
+        with psycopg.connect(db_url) as c:  # one transaction holds row 1500 for 1.5 s
+            c.execute("UPDATE trades SET qty = qty WHERE id = 1500")
+            held.set()
+            time.sleep(1.5)
+
+    app = threading.Thread(target=app_holds_a_row)
+    app.start()
+    held.wait(5)
+    notes: list[str] = []
+    options = BackfillOptions(initial_batch=1_000, min_batch=100, max_batch=1_000, max_lock_ms=200, max_lag_s=None)
+    try:
+        result = service.backfill(_settings(tmp_path, db_url), BackfillSpec("trades", "hits = hits + 1"), options,
+                                  notify=notes.append)
+    finally:
+        app.join()
+    assert result.cut_batches == 0 and any("batch lock timeout; retry" in n for n in notes)
+    assert conn.execute("SELECT min(hits), max(hits) FROM trades").fetchone() == (1, 1)

@@ -341,10 +341,13 @@ class Backfiller:
 
     def _lock_rows(self) -> None:
         """Called just before a batch UPDATE: from here on the batch holds row locks, so the lock
-        limit (when tighter) becomes the statement_timeout."""
-        limit = self.options.max_lock_ms
-        if limit and limit < self.options.statement_timeout_ms:  # 0 would mean no timeout at all
+        limit (when tighter) becomes the statement_timeout. A wait for a row the application holds
+        gives up at half the limit, as a lock timeout: retried after a pause, not cut smaller."""
+        limit, opts = self.options.max_lock_ms, self.options
+        if limit and limit < opts.statement_timeout_ms:  # 0 would mean no timeout at all
             self.conn.execute(sql.SQL("SET LOCAL statement_timeout = {}").format(sql.Literal(f"{limit}ms")))
+            wait = max(1, min(opts.lock_timeout_ms, limit // 2))
+            self.conn.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(sql.Literal(f"{wait}ms")))
         self._locked_at = time.monotonic()
 
     def _next_size(self, size: int, elapsed_ms: float) -> int:
