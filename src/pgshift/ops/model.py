@@ -76,9 +76,11 @@ class OpsFile:
     version_schema: str | None = None
     lock_timeout: str = "50ms"
     lock_retries: int = 30
-    backfill_target_ms: int = 150
+    # The expand backfill runs under live traffic: an application write to a row of the running
+    # batch waits for that batch, so batches stay short (pgshift backfill's defaults are 150/200).
+    backfill_target_ms: int = 75
     backfill_batch_size: int = 1_000
-    backfill_max_lock_ms: int = 200  # 0: no limit
+    backfill_max_lock_ms: int = 100  # 0: no limit
     extra: dict[str, Any] = field(default_factory=dict)
 
 
