@@ -75,7 +75,7 @@ class MigrationFailed(PgshiftError):
 
 
 class LockHeld(PgshiftError):
-    """Another deployer holds pgshift's advisory lock past the wait limit."""
+    """Another session held a lock pgshift needs past the wait limit (the deploy lock, or a table a backup reads)."""
 
     code = "lock-held"
     exit_code = 9

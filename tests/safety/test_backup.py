@@ -467,3 +467,17 @@ def test_a_disk_that_fills_up_during_the_dump_is_disk_full_and_keeps_nothing(
     assert out.exit_code == 15, out.output
     assert "filled up during the backup" in out.output and "No space left on device" in out.output
     assert list((tmp_path / "backups").iterdir()) == []
+
+
+def test_a_table_lock_held_past_lock_wait_is_lock_held_naming_the_table(
+    pg_server: Any, db_url: str, tmp_path: Path
+) -> None:
+    seed(db_url)
+    with psycopg.connect(db_url) as holder:  # a "migration" holding its lock: pg_dump cannot read trades
+        holder.execute("LOCK TABLE trades IN ACCESS EXCLUSIVE MODE")
+        out = CliRunner().invoke(cli, ["backup", "-d", db_url, "--to", str(tmp_path / "backups")],
+                                 env={"PGSHIFT_LOCK_WAIT": "300ms"})
+        holder.rollback()
+    assert out.exit_code == 9, out.output
+    assert "gave up waiting for a lock on table public.trades after lock_wait (300ms)" in out.output
+    assert list((tmp_path / "backups").iterdir()) == []

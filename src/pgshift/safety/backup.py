@@ -27,11 +27,12 @@ from pgshift import __version__
 from pgshift.config import Settings, duration_ms
 from pgshift.db.connect import connect, mask_password
 from pgshift.db.history import History
-from pgshift.errors import BackupFailed, DiskFull, PgshiftError, from_os_error
+from pgshift.errors import BackupFailed, DiskFull, LockHeld, PgshiftError, from_os_error
 from pgshift.migrations.model import Migration
 from pgshift.safety.manifest import (
     MANIFEST,
     Manifest,
+    TableLocked,
     TableStat,
     file_entries,
     now_iso,
@@ -171,7 +172,8 @@ class _DumpProcess:
         return code
 
     def error_text(self) -> str:
-        relevant = [ln for ln in self.lines if "error" in ln.lower() or "fatal" in ln.lower()] or self.lines
+        relevant = [ln for ln in self.lines if any(w in ln.lower() for w in ("error", "fatal", "detail:"))] \
+            or self.lines
         return mask_password(" | ".join(relevant[-8:]))
 
 
@@ -274,7 +276,8 @@ def _dump_and_count(
         "SELECT n.nspname, c.relname, greatest(c.relpages, 1)::bigint * current_setting('block_size')::int "
         "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('r', 'm')"
     ).fetchall()}
-    argv = dump_argv(tool, conninfo, target, fmt, jobs, snapshot, duration_ms(settings.lock_wait))
+    lock_wait_ms = duration_ms(settings.lock_wait)
+    argv = dump_argv(tool, conninfo, target, fmt, jobs, snapshot, lock_wait_ms)
     t0 = time.monotonic()
     # A fixed time zone makes timestamptz rows print the same when a restored copy is dumped for
     # comparison (the instant stored is the same in any zone).
@@ -284,9 +287,15 @@ def _dump_and_count(
     # The manifest pass shares the CPU with pg_dump and its COPY backend: parallel workers and JIT
     # compilation would only add to the total work.
     conn.execute("SELECT set_config('jit', 'off', true), set_config('max_parallel_workers_per_gather', '0', true)")
+    if lock_wait_ms > 0:  # a table someone else holds locked: give up when pg_dump does, not never
+        conn.execute("SELECT set_config('lock_timeout', %s, true)", (f"{lock_wait_ms}ms",))
     try:
         stats = table_stats(conn, hash_max_bytes=settings.backup.hash_max_mb * 1024 * 1024,
                             large=settings.backup.large_tables)
+    except TableLocked as exc:
+        dump.proc.kill()
+        dump.wait()
+        raise _lock_held(f"table {exc.table}", settings.lock_wait) from None
     except BaseException:
         dump.proc.kill()
         dump.wait()
@@ -295,12 +304,25 @@ def _dump_and_count(
     seconds = time.monotonic() - t0
     if code != 0:
         detail = f"pg_dump ({tool.path}, {tool.version}) failed with exit code {code}: {dump.error_text()}"
+        locked = _LOCK_WAIT.search(detail)
+        if locked and "statement timeout" in detail:
+            raise _lock_held(f"table {locked.group(1)}", settings.lock_wait)
         if "No space left on device" in detail or "Disk quota exceeded" in detail:
             raise DiskFull(f"The disk holding {target.parent} filled up during the backup. {detail}",
                            hint="the partial dump was removed and the database was not changed; free space there "
                                 "or set backup.directory (or --to) to a larger disk.")
         raise BackupFailed(detail, hint="nothing was kept; the database was not changed.")
     return stats, seconds, notes
+
+
+_LOCK_WAIT = re.compile(r"Query was: LOCK TABLE (\S+) IN ")
+
+
+def _lock_held(what: str, lock_wait: str) -> LockHeld:
+    return LockHeld(
+        f"The backup gave up waiting for a lock on {what} after lock_wait ({lock_wait}): another "
+        "session holds a conflicting lock on it, such as a migration's ACCESS EXCLUSIVE lock.",
+        hint="nothing was kept; `pgshift check` lists sessions that hold locks; raise lock_wait to wait longer.")
 
 
 def _restrict(folder: Path) -> None:

@@ -40,8 +40,10 @@ PINNED_SETTINGS = {
     "bytea_output": "hex",
 }
 
+# Names only: pg_total_relation_size takes a lock on the table, so it is asked per table, where a
+# table held by another session can be named.
 _TABLES = """
-SELECT n.nspname, c.relname, pg_total_relation_size(c.oid)
+SELECT n.nspname, c.relname, c.oid
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema')
   AND n.nspname NOT LIKE 'pg\\_toast%%' AND n.nspname NOT LIKE 'pg\\_temp\\_%%'
@@ -151,9 +153,22 @@ def table_stats(conn: psycopg.Connection[Any], *, hash_max_bytes: int | None = N
     ``hash_max_bytes`` are counted (``large="count"``) or left to the archive (``"archive"``)."""
     pin_settings(conn)
     stats: list[TableStat] = []
-    for schema, name, size in conn.execute(_TABLES).fetchall():
-        stats.append(table_stat(conn, schema, name, int(size), hash_max_bytes=hash_max_bytes, large=large))
+    for schema, name, oid in conn.execute(_TABLES).fetchall():
+        try:
+            row = conn.execute("SELECT pg_total_relation_size(%s::oid)", (oid,)).fetchone()
+            size = int(row[0]) if row and row[0] is not None else 0
+            stats.append(table_stat(conn, schema, name, size, hash_max_bytes=hash_max_bytes, large=large))
+        except psycopg.errors.LockNotAvailable:
+            raise TableLocked(f"{schema}.{name}") from None
     return stats
+
+
+class TableLocked(Exception):
+    """A table could not be read within the session's lock_timeout: another session holds it."""
+
+    def __init__(self, table: str) -> None:
+        super().__init__(table)
+        self.table = table
 
 
 HASHED = ("record-hash", "hash")
