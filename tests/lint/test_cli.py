@@ -203,3 +203,22 @@ def test_lock_timeline_and_destructive_api(tmp_path: Path) -> None:
     assert not report.is_destructive(migrations[0])
     assert report.is_destructive(migrations[1]) and report.has_destructive("2")
     assert all(f.suppressed for f in report.findings if f.rule == "PS019")
+
+
+def test_lint_with_a_database_does_not_wait_behind_a_locked_table(db_url: str, tmp_path: Path) -> None:
+    import time
+
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE users (id int PRIMARY KEY, email text)")
+        conn.execute("INSERT INTO users SELECT g, 'u' || g FROM generate_series(1, 2000) g")
+        conn.execute("VACUUM ANALYZE users")
+    (tmp_path / "1_idx.sql").write_text("CREATE INDEX users_email ON users (email);\n")
+    with psycopg.connect(db_url) as stuck:
+        stuck.execute("SET idle_in_transaction_session_timeout = '20s'")  # a regression fails, not hangs
+        stuck.execute("LOCK TABLE users IN ACCESS EXCLUSIVE MODE")
+        started = time.monotonic()
+        out = run(["1_idx.sql", "--database", db_url], tmp_path)
+        seconds = time.monotonic() - started
+    assert seconds < 15, out.stdout
+    assert out.returncode in (0, 1), out.stderr
+    assert "users is small" in out.stdout, out.stdout  # ranked by the catalog's size for the locked table

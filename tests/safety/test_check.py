@@ -177,3 +177,22 @@ def test_touched_and_rewritten_tables() -> None:
     touched, rewritten = touched_tables([m])
     assert rewritten == {"a.t", "u", "v", "z"}
     assert touched == {"a.t", "u", "v", "w", "z"}
+
+
+def test_a_table_locked_by_a_stuck_migration_is_reported_not_waited_for(
+    pg_server: Any, db_url: str, tmp_path: Path
+) -> None:
+    settings = _project(tmp_path, db_url, pg_server, UNSAFE)  # the pending migration rewrites accounts
+    stuck = psycopg.connect(db_url)
+    stuck.execute("SET idle_in_transaction_session_timeout = '20s'")  # a regression fails, not hangs
+    stuck.execute("LOCK TABLE accounts IN ACCESS EXCLUSIVE MODE")  # sizing it would wait behind this
+    try:
+        started = time.monotonic()
+        results = _by_name(run_checks(settings))
+        seconds = time.monotonic() - started
+    finally:
+        stuck.close()
+    assert seconds < 15
+    assert results["no sessions blocking DDL"].status == "failed"
+    assert "accounts" in " ".join(results["no sessions blocking DDL"].detail)
+    assert "1 rewritten table(s)" in results["free disk space"].value  # sized from the catalog instead

@@ -23,6 +23,7 @@ from psycopg import conninfo
 from pgshift.config import Settings, duration_ms
 from pgshift.db.connect import connect, mask_password
 from pgshift.errors import PgshiftError
+from pgshift.lint.live import table_bytes
 from pgshift.migrations.model import Migration
 from pgshift.safety.backup import latest_verified_backup
 from pgshift.safety.hooks import app_version, probe
@@ -245,8 +246,7 @@ def check_disk(ctx: _Context) -> CheckResult:
     _touched, rewritten = touched_tables(ctx.pending or [])
     need = 0
     for name in sorted(rewritten):
-        row = ctx.conn.execute("SELECT coalesce(pg_total_relation_size(to_regclass(%s)), 0)", (name,)).fetchone()
-        need += int(row[0]) if row else 0
+        need += table_bytes(ctx.conn, name)
     need = int(need * ctx.thresholds.disk_factor)
     datadir = _data_directory(ctx)
     what = f"need {need / 1e6:.1f} MB ({ctx.thresholds.disk_factor:g}x the {len(rewritten)} rewritten table(s))"
