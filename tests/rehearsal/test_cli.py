@@ -116,3 +116,17 @@ def test_demo_naive_fails_and_safe_passes(source: Conn, db_url: str) -> None:
     result = naive_vs_safe(db_url, rows=700)
     assert result.naive.verdict == "fail" and [r.code for r in result.naive.reasons] == ["stall"]
     assert result.safe.verdict == "pass", result.safe.reasons
+
+
+def test_a_table_locked_by_another_session_stops_the_clone_within_lock_wait(
+    source: Conn, db_name: str, db_url: str, tmp_path: Path
+) -> None:
+    folder = write_migrations(tmp_path / "ok", REVERSIBLE)
+    with psycopg.connect(db_url) as stuck:  # another session, so the clone is made with pg_dump
+        stuck.execute("SET idle_in_transaction_session_timeout = '30s'")  # a regression fails, not hangs
+        stuck.execute("LOCK TABLE items IN ACCESS EXCLUSIVE MODE")
+        done = _run(["rehearse", "-d", db_url, "--dir", str(folder)], tmp_path,
+                    env={**os.environ, "PGSHIFT_LOCK_WAIT": "300ms"})
+    assert done.returncode == 18, done.stderr
+    assert "table public.items stayed locked by another session for longer than lock_wait (300 ms)" in done.stderr
+    assert clones_of(source, db_name) == []  # the half-made clone was dropped

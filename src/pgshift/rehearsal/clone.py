@@ -68,7 +68,8 @@ def clone_name(source: str) -> str:
     return f"pgshift_rehearsal_{source[:30]}_{secrets.token_hex(4)}"
 
 
-def make_clone(source_url: str, *, from_backup: Path | None = None, bindir: str | None = None) -> Clone:
+def make_clone(source_url: str, *, from_backup: Path | None = None, bindir: str | None = None,
+               lock_wait_ms: int = 0) -> Clone:
     """Create the clone; the caller must always call :func:`drop_clone` (also on failure)."""
     source = dbname_of(source_url)
     name = clone_name(source)
@@ -101,7 +102,7 @@ def make_clone(source_url: str, *, from_backup: Path | None = None, bindir: str 
             restore_file(from_backup, clone.url, major, bindir)
             clone.note = f"restored from {from_backup}"
         else:
-            dump_into(source_url, clone.url, major, bindir)
+            dump_into(source_url, clone.url, major, bindir, lock_wait_ms)
             clone.note = "the source had other sessions, so it was copied with pg_dump | pg_restore"
     except BaseException:
         drop_clone(source_url, name)
@@ -140,10 +141,11 @@ def _restore_argv(tool: str, clone_url: str) -> tuple[list[str], dict[str, str]]
     return [tool, f"--dbname={target}", "--no-owner", "--no-privileges", "--exit-on-error"], env
 
 
-def dump_into(source_url: str, clone_url: str, major: int, bindir: str | None) -> None:
+def dump_into(source_url: str, clone_url: str, major: int, bindir: str | None, lock_wait_ms: int = 0) -> None:
     source, dump_env = _child(source_url)
     restore_argv, restore_env = _restore_argv(find_tool("pg_restore", major, bindir), clone_url)
-    dump = subprocess.Popen([find_tool("pg_dump", major, bindir), "-Fc", f"--dbname={source}"],
+    wait = [f"--lock-wait-timeout={lock_wait_ms}"] if lock_wait_ms > 0 else []
+    dump = subprocess.Popen([find_tool("pg_dump", major, bindir), "-Fc", *wait, f"--dbname={source}"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=dump_env)
     assert dump.stdout is not None
     restore = subprocess.run(restore_argv, stdin=dump.stdout, capture_output=True, env=restore_env)
@@ -152,6 +154,12 @@ def dump_into(source_url: str, clone_url: str, major: int, bindir: str | None) -
     dump.wait()
     if dump.returncode != 0 or restore.returncode != 0:
         detail = (dump_err or restore.stderr).decode(errors="replace").strip()[-1500:]
+        locked = tools.lock_waited_on(detail)
+        if locked:
+            raise RehearsalFailed(
+                f"Could not copy the database for the rehearsal: table {locked} stayed locked by another session "
+                f"for longer than lock_wait ({lock_wait_ms} ms), so pg_dump gave up. Nothing was changed.",
+                hint="`pgshift check` lists sessions that hold locks; raise lock_wait to wait longer.")
         raise RehearsalFailed(f"Copying the database with pg_dump | pg_restore failed: {mask_password(detail)}")
 
 

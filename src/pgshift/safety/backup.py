@@ -41,7 +41,7 @@ from pgshift.safety.manifest import (
     verifications,
     write_private,
 )
-from pgshift.safety.tools import Tool, child_connection, child_env, find_tool, server_info
+from pgshift.safety.tools import Tool, child_connection, child_env, find_tool, lock_waited_on, server_info
 
 ProgressFn = Callable[[int, int, str], None]  # (bytes done, bytes total, current table)
 _DUMPING = re.compile(r'dumping contents of table "(?P<name>[^"]+)"')
@@ -304,18 +304,15 @@ def _dump_and_count(
     seconds = time.monotonic() - t0
     if code != 0:
         detail = f"pg_dump ({tool.path}, {tool.version}) failed with exit code {code}: {dump.error_text()}"
-        locked = _LOCK_WAIT.search(detail)
-        if locked and "statement timeout" in detail:
-            raise _lock_held(f"table {locked.group(1)}", settings.lock_wait)
+        locked = lock_waited_on(detail)
+        if locked:
+            raise _lock_held(f"table {locked}", settings.lock_wait)
         if "No space left on device" in detail or "Disk quota exceeded" in detail:
             raise DiskFull(f"The disk holding {target.parent} filled up during the backup. {detail}",
                            hint="the partial dump was removed and the database was not changed; free space there "
                                 "or set backup.directory (or --to) to a larger disk.")
         raise BackupFailed(detail, hint="nothing was kept; the database was not changed.")
     return stats, seconds, notes
-
-
-_LOCK_WAIT = re.compile(r"Query was: LOCK TABLE (\S+) IN ")
 
 
 def _lock_held(what: str, lock_wait: str) -> LockHeld:

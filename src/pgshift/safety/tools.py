@@ -155,3 +155,12 @@ def server_info(conn: psycopg.Connection[Any]) -> tuple[str, int]:
     ).fetchone()
     assert row is not None
     return str(row[0]), int(row[1]) // 10000
+
+
+_LOCK_WAIT = re.compile(r"Query was: LOCK TABLE (\S+) IN ")
+
+
+def lock_waited_on(stderr: str) -> str | None:
+    """The table pg_dump gave up locking (its --lock-wait-timeout ran out), from its error output."""
+    match = _LOCK_WAIT.search(stderr)
+    return match.group(1) if match and "statement timeout" in stderr else None
