@@ -395,7 +395,7 @@ CREATE TABLE pets (id bigint PRIMARY KEY, owner_code text REFERENCES owners (cod
     assert snapshot(conn) == before
 
 
-def test_checks_comment_and_collation_of_a_moved_column_come_along(
+def test_checks_comment_collation_and_column_settings_of_a_moved_column_come_along(
     tmp_path: Path, db_url: str, conn: psycopg.Connection[Any]
 ) -> None:
     settings = make_project(tmp_path, db_url, {"001_init.sql": """
@@ -404,8 +404,12 @@ CREATE TABLE t (id int PRIMARY KEY, qty int CHECK (qty > 0), room text COLLATE "
 INSERT INTO t VALUES (1, 5, 'a', 10);
 ALTER TABLE t ADD CONSTRAINT room_short CHECK (length(room) < 5) NOT VALID;  -- stays NOT VALID
 COMMENT ON COLUMN t.qty IS 'how many';
+ALTER TABLE t ALTER COLUMN qty SET STATISTICS 500, ALTER COLUMN room SET STORAGE EXTERNAL;
 """})
     api.migrate(settings)
+    compression = conn.info.server_version >= 140000  # per-column compression is PostgreSQL 14+
+    if compression:
+        conn.execute("ALTER TABLE t ALTER COLUMN room SET COMPRESSION pglz")
     (tmp_path / "migrations" / "002_reshape.ops.yaml").write_text("""
 operations:
   - rename_column: {table: t, from: qty, to: quantity}
@@ -428,10 +432,14 @@ operations:
                            ("room_short", "CHECK ((length(room_no) < 5)) NOT VALID", False),
                            ("t_qty_check", "CHECK ((quantity > 0))", True)]
     columns = conn.execute(
-        "SELECT attname::text, col_description(attrelid, attnum), attcollation::regcollation::text "
+        "SELECT attname::text, col_description(attrelid, attnum), attcollation::regcollation::text, "
+        "nullif(attstattarget, -1), attstorage::text "
         "FROM pg_attribute WHERE attrelid = 't'::regclass AND attname IN ('quantity', 'room_no') ORDER BY 1"
     ).fetchall()
-    assert columns == [("quantity", "how many", "-"), ("room_no", None, '"C"')]
+    assert columns == [("quantity", "how many", "-", 500, "p"), ("room_no", None, '"C"', None, "e")]
+    if compression:
+        assert conn.execute("SELECT attcompression::text FROM pg_attribute WHERE attrelid = 't'::regclass "
+                            "AND attname = 'room_no'").fetchone() == ("p",)
 
 
 def test_a_column_in_an_exclusion_constraint_is_refused_before_anything_runs(

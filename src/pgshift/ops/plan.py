@@ -67,7 +67,11 @@ def capture(conn: psycopg.Connection[Any], ops: OpsFile) -> dict[str, Any]:
                        (SELECT format('COLLATE %%I.%%I', cn.nspname, co.collname)
                         FROM pg_collation co JOIN pg_namespace cn ON cn.oid = co.collnamespace
                         WHERE co.oid = a.attcollation AND a.attcollation <> ty.typcollation),
-                       col_description(a.attrelid, a.attnum)
+                       col_description(a.attrelid, a.attnum),
+                       nullif(a.attstattarget, -1),
+                       CASE WHEN a.attstorage <> ty.typstorage THEN a.attstorage::text END,
+                       -- attcompression is PostgreSQL 14+: read through to_jsonb, NULL before
+                       CASE to_jsonb(a) ->> 'attcompression' WHEN 'p' THEN 'pglz' WHEN 'l' THEN 'lz4' END
                 FROM pg_attribute a JOIN pg_type ty ON ty.oid = a.atttypid
                 LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
                 WHERE a.attrelid = to_regclass(format('%%I.%%I', %s::text, %s::text)) AND a.attnum > 0
@@ -75,7 +79,9 @@ def capture(conn: psycopg.Connection[Any], ops: OpsFile) -> dict[str, Any]:
                 """, (ops.schema, table)).fetchall()
             if rows:
                 tables[table] = {"columns": [{"name": r[0], "type": r[1], "notnull": r[2], "default": r[3],
-                                              "special": r[4], "collate": r[5], "comment": r[6]} for r in rows],
+                                              "special": r[4], "collate": r[5], "comment": r[6],
+                                              "statistics": r[7], "storage": r[8], "compression": r[9]}
+                                             for r in rows],
                                  "grants": _table_grants(conn, ops.schema, table),
                                  "indexes": _table_indexes(conn, ops.schema, table),
                                  **_foreign_keys(conn, ops.schema, table),
@@ -493,9 +499,7 @@ class Planner:
         if default is not None:
             statements.append(sql.SQL("ALTER TABLE {} ALTER COLUMN {} SET DEFAULT {}").format(
                 self.t(table), col, sql.SQL(default)))
-        if info.get("comment") is not None:
-            statements.append(sql.SQL("COMMENT ON COLUMN {}.{} IS {}").format(
-                self.t(table), col, sql.Literal(info["comment"])))
+        statements += self._column_settings(table, col, info, same_type=not final_rename)  # rename: same type
         check = self._not_null_check(table, new_phys)
         if info["notnull"]:
             statements.append(sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} CHECK ({} IS NOT NULL) NOT VALID").format(
@@ -522,6 +526,24 @@ class Planner:
         self.finish.setdefault(table, []).extend(finish)
         self.abort_steps.append(Step(f"drop {table}.{new_phys} and its trigger", "tx", [*drop, sql.SQL(
             "ALTER TABLE {} DROP COLUMN IF EXISTS {}").format(self.t(table), col)], [self.label(table)]))
+
+    def _column_settings(self, table: str, col: sql.Identifier, info: dict[str, Any], *,
+                         same_type: bool) -> list[sql.Composable]:
+        """The old column's comment and statistics target (a planner setting: losing it can change
+        plans), and for the same type its storage and compression, given to the new column."""
+        alter = sql.SQL("ALTER TABLE {} ALTER COLUMN {} ").format(self.t(table), col)
+        out: list[sql.Composable] = []
+        if info.get("comment") is not None:
+            out.append(sql.SQL("COMMENT ON COLUMN {}.{} IS {}").format(self.t(table), col,
+                                                                      sql.Literal(info["comment"])))
+        if info.get("statistics") is not None:
+            out.append(alter + sql.SQL("SET STATISTICS {}").format(sql.Literal(int(info["statistics"]))))
+        if same_type and info.get("storage"):
+            storage = {"p": "PLAIN", "e": "EXTERNAL", "m": "MAIN", "x": "EXTENDED"}[info["storage"]]
+            out.append(alter + sql.SQL("SET STORAGE {}").format(sql.SQL(storage)))
+        if same_type and info.get("compression"):
+            out.append(alter + sql.SQL("SET COMPRESSION {}").format(sql.SQL(info["compression"])))
+        return out
 
     def _carry_indexes(self, table: str, moved: dict[str, str]) -> tuple[list[Step], list[sql.Composable]]:
         """Every index on a replaced column is built again on the new column(s), after the backfill
