@@ -456,3 +456,25 @@ CREATE TABLE bookings (id int PRIMARY KEY, during tstzrange,
     with pytest.raises(MigrationSourceError, match="part of exclusion constraint no_overlap"):
         api.migrate(settings)
     assert snapshot(conn) == before
+
+
+def test_a_not_valid_foreign_key_is_carried_without_being_validated(
+    tmp_path: Path, db_url: str, conn: psycopg.Connection[Any]
+) -> None:
+    settings = make_project(tmp_path, db_url, {"001_init.sql": """
+CREATE TABLE owners (id bigint PRIMARY KEY);
+INSERT INTO owners VALUES (1);
+CREATE TABLE pets (id bigint PRIMARY KEY, owner_id bigint);
+INSERT INTO pets VALUES (1, 1), (2, 99);  -- an orphan from before the constraint
+ALTER TABLE pets ADD CONSTRAINT pets_owner_fk FOREIGN KEY (owner_id) REFERENCES owners NOT VALID;
+"""})
+    api.migrate(settings)
+    (tmp_path / "migrations" / "002_rename.ops.yaml").write_text(
+        "operations:\n  - rename_column: {table: pets, from: owner_id, to: owner}\n")
+    api.migrate(settings)
+    service.contract(settings)  # validating the copy would fail on the orphan; it is not validated
+    assert conn.execute("SELECT conname, convalidated, pg_get_constraintdef(oid) FROM pg_constraint "
+                        "WHERE conrelid = 'pets'::regclass AND contype = 'f'").fetchall() == [
+        ("pets_owner_fk", False, "FOREIGN KEY (owner) REFERENCES owners(id) NOT VALID")]
+    with pytest.raises(psycopg.errors.ForeignKeyViolation):  # still checked for new rows
+        conn.execute("INSERT INTO pets VALUES (3, 42)")
