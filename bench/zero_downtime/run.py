@@ -138,22 +138,25 @@ class App:
     def __init__(self, url: str, rows: int, case: Case, rate: float, threads: int, clock: Clock) -> None:
         self.url, self.rows, self.case, self.rate, self.threads, self.clock = url, rows, case, rate, threads, clock
         self.versions = [Workload(url, [app_target(rows, {})], rate, clock, threads=threads)]
+        # The new version picks its schema with search_path (version schema first, as docs/ops.md
+        # says). Its connections are opened up front, like the warm pool of a deployed instance.
+        self.next = Workload(with_search_path(url, f"{VERSION_SCHEMA},public"),
+                             [app_target(rows, case.renames)], rate, clock, threads=threads)
         self.deployed_at: float | None = None
 
     def start(self) -> None:
         self.versions[0].start()
+        self.next.open()
 
     def deploy(self) -> None:
-        """The new version picks its schema with search_path (version schema first, as docs/ops.md says)."""
-        new = Workload(with_search_path(self.url, f"{VERSION_SCHEMA},public"),
-                       [app_target(self.rows, self.case.renames)], self.rate, self.clock, threads=self.threads)
+        new = self.next
         new.start()
         self.versions[0]._stop.set()  # the old version's in-flight queries still finish and are recorded
         self.versions.append(new)
         self.deployed_at = self.clock.now()
 
     def stop(self) -> list[Sample]:
-        for w in self.versions:
+        for w in [*self.versions, *([] if self.next in self.versions else [self.next])]:
             w.stop()
         return sorted((s for w in self.versions for s in w.samples), key=lambda s: s.start)
 

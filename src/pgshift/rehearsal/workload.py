@@ -189,17 +189,27 @@ class Workload:
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _slot: int = 0
     _workers: list[threading.Thread] = field(default_factory=list)
+    _connections: list[psycopg.Connection[Any]] = field(default_factory=list)
     _started: float = 0.0
     startup_errors: list[str] = field(default_factory=list)
 
-    def start(self) -> None:
-        self._started = self.clock.now()
+    def open(self) -> None:
+        """Connect every worker now, like an application's warm pool; queries start with start()."""
+        if self._connections:
+            return
         # No server-side prepared statements: a prepared SELECT * fails with "cached plan must not
         # change result type" after ADD COLUMN, which is the client's problem, not the migration's.
-        connections = [connect(self.url, application_name="pgshift-rehearse-load", prepare_threshold=None)
-                       for _ in range(self.threads)]
-        for index, conn in enumerate(connections):
+        self._connections = [connect(self.url, application_name="pgshift-rehearse-load", prepare_threshold=None)
+                             for _ in range(self.threads)]
+        for conn in self._connections:
             conn.execute("SET statement_timeout = '60s'")
+
+    def start(self) -> None:
+        self.open()
+        # The schedule starts once connected: slots missed while connecting would otherwise all be
+        # sent at once, a burst the migration did not cause.
+        self._started = self.clock.now()
+        for index, conn in enumerate(self._connections):
             worker = threading.Thread(target=self._run, args=(conn,), name=f"rehearse-load-{index}", daemon=True)
             self._workers.append(worker)
             worker.start()
@@ -208,6 +218,9 @@ class Workload:
         self._stop.set()
         for worker in self._workers:
             worker.join(timeout)
+        if not self._workers:  # opened but never started: no worker will close them
+            for conn in self._connections:
+                conn.close()
 
     def _next_slot(self) -> float:
         with self._lock:
