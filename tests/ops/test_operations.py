@@ -478,3 +478,37 @@ ALTER TABLE pets ADD CONSTRAINT pets_owner_fk FOREIGN KEY (owner_id) REFERENCES 
         ("pets_owner_fk", False, "FOREIGN KEY (owner) REFERENCES owners(id) NOT VALID")]
     with pytest.raises(psycopg.errors.ForeignKeyViolation):  # still checked for new rows
         conn.execute("INSERT INTO pets VALUES (3, 42)")
+
+
+def test_a_long_transaction_is_waited_out_without_queuing_behind_it(
+    tmp_path: Path, db_url: str, conn: psycopg.Connection[Any]
+) -> None:
+    settings = make_project(tmp_path, db_url, {"001_init.sql": "CREATE TABLE t (id int PRIMARY KEY, qty int);\n"})
+    api.migrate(settings)
+    (tmp_path / "migrations" / "002_check.ops.yaml").write_text(
+        "lock_timeout: 50ms\noperations:\n  - add_check: {table: t, name: qty_positive, check: \"qty > 0\"}\n")
+    blocker = psycopg.connect(db_url)
+    blocker.execute("SELECT * FROM t")  # an open transaction holding ACCESS SHARE on t
+    time.sleep(0.3)  # already older than lock_timeout when the migration looks
+    finished = threading.Event()
+
+    def migrate() -> None:
+        try:
+            api.migrate(settings)
+        finally:
+            finished.set()
+
+    thread = threading.Thread(target=migrate)
+    thread.start()
+    queued: list[Any] = []
+    with psycopg.connect(db_url, autocommit=True) as watch:  # a queued ALTER would show for 50 ms a time
+        until = time.monotonic() + 1.5
+        while time.monotonic() < until and not finished.is_set():
+            queued += watch.execute("SELECT pid, query FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                                    "AND datname = current_database()").fetchall()
+            time.sleep(0.005)
+    blocker.rollback()
+    blocker.close()
+    thread.join(60)
+    assert finished.is_set() and queued == []  # traffic never waited behind a queued ALTER
+    assert conn.execute("SELECT convalidated FROM pg_constraint WHERE conname = 'qty_positive'").fetchone() == (False,)

@@ -280,8 +280,19 @@ class PhaseRunner:
 
     def _with_retries(self, step: Step, result: PhaseResult, attempt: Callable[[], None]) -> None:
         for retry in range(self.retry.attempts + 1):
-            if step.lock_tables:
-                self._report_blockers(step, result)
+            held = self._report_blockers(step, result) if step.lock_tables else []
+            # A transaction already older than lock_timeout that holds a lock on the table will very
+            # likely outlast this attempt; queued, the attempt would only hold back every query behind
+            # it for lock_timeout. So wait for it to end without queuing (the same retry budget).
+            if retry < self.retry.attempts and any(b.xact_age_s * 1000 > self._lock_timeout_ms for b in held):
+                delay = self.retry.delay_seconds(retry + 1)
+                result.lock_retries += 1
+                self.history.log(self.migration.version, "lock-wait-without-queuing", {
+                    "step": step.label, "attempt": retry + 1, "delay_s": round(delay, 3)})
+                self.notify(f"'{step.label}' waits without queuing for the transaction(s) above; "
+                            f"check {retry + 1}/{self.retry.attempts} in {delay:.2f}s")
+                time.sleep(delay)
+                continue
             try:
                 attempt()
                 return
@@ -301,7 +312,11 @@ class PhaseRunner:
                 self.notify(f"lock_timeout on '{step.label}'; retry {retry + 1}/{self.retry.attempts} in {delay:.2f}s")
                 time.sleep(delay)
 
-    def _report_blockers(self, step: Step, result: PhaseResult) -> None:
+    @property
+    def _lock_timeout_ms(self) -> int:
+        return duration_ms(self.ops.lock_timeout, key="lock_timeout")
+
+    def _report_blockers(self, step: Step, result: PhaseResult) -> list[Blocker]:
         found = [b for b in blockers(self.conn, step.lock_tables) if b.xact_age_s > 0]
         for b in found:
             text = b.describe()
@@ -309,3 +324,4 @@ class PhaseRunner:
                 result.blockers_seen.append(text)
             self.notify(f"'{step.label}' needs a strong lock on {', '.join(step.lock_tables)}; "
                         f"it would wait behind {text}")
+        return found
