@@ -22,8 +22,8 @@ from psycopg import conninfo
 
 from pgshift.config import Settings, duration_ms
 from pgshift.db.connect import connect, mask_password
+from pgshift.db.sizes import table_bytes
 from pgshift.errors import PgshiftError
-from pgshift.lint.live import table_bytes
 from pgshift.migrations.model import Migration
 from pgshift.safety.backup import latest_verified_backup
 from pgshift.safety.hooks import app_version, probe
