@@ -57,11 +57,22 @@ def maintenance_connection(url: str) -> psycopg.Connection[Any]:
     )
 
 
-def other_sessions(admin: psycopg.Connection[Any], source: str) -> int:
-    row = admin.execute(
-        "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()", (source,)
-    ).fetchone()
-    return int(row[0]) if row else 0
+def other_sessions(admin: psycopg.Connection[Any], source: str, *, grace_s: float = 1.0) -> int:
+    """Sessions on ``source`` other than ours, after waiting up to ``grace_s`` for them to end.
+
+    A client that has just disconnected keeps its backend in pg_stat_activity for a few
+    milliseconds while it exits; without the wait, a source that is really idle (pgshift's own
+    look at it a moment earlier, say) would be copied with the much slower pg_dump.
+    """
+    deadline = time.monotonic() + grace_s
+    while True:
+        row = admin.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()", (source,)
+        ).fetchone()
+        count = int(row[0]) if row else 0
+        if count == 0 or time.monotonic() >= deadline:
+            return count
+        time.sleep(0.05)
 
 
 def clone_name(source: str) -> str:
