@@ -1,0 +1,2 @@
+DROP TABLE loans;
+DROP TABLE members;

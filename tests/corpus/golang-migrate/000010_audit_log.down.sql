@@ -1,0 +1,3 @@
+DROP TRIGGER tasks_audit ON tasks;
+DROP FUNCTION audit_row();
+DROP TABLE audit_log;

@@ -1,0 +1,2 @@
+-- This is an empty migration.
+-- Created with `prisma migrate dev --create-only` and kept so the history matches production.
