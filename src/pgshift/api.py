@@ -98,11 +98,14 @@ class InitReport:
     config_file: Path | None
     created: list[str] = field(default_factory=list)
     ledger_created: bool = False
+    existing: str | None = None  # the migrations folder was already there (perhaps found, not configured)
 
 
 def init(settings: Settings, *, with_database: bool = True) -> InitReport:
     report = InitReport(settings.migrations_path, None)
-    if not settings.migrations_path.exists():
+    if settings.migrations_path.is_dir():
+        report.existing = str(settings.migrations_path)
+    elif not settings.migrations_path.exists():
         settings.migrations_path.mkdir(parents=True)
         report.created.append(str(settings.migrations_path))
     config = settings.base_dir / "pgshift.toml"

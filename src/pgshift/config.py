@@ -10,10 +10,12 @@ import dataclasses
 import os
 import re
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_type_hints
 
+from pgshift.discovery import Discovery, discover
 from pgshift.errors import ConfigError
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|min|h)?\s*$")
@@ -102,11 +104,35 @@ class Settings:
     # Where the settings were read from, for messages and for resolving relative paths.
     source: str = field(default="defaults", compare=False)
     base_dir: Path = field(default_factory=Path.cwd, compare=False)
+    # Set by load_settings when no migrations_dir is configured: the folder is looked for (pgshift.discovery)
+    # the first time it is needed, and ``announce`` is told which one was chosen and why.
+    discovery: Discovery | None = field(default=None, compare=False, repr=False)
+    announce: Callable[[str], None] | None = field(default=None, compare=False, repr=False)
 
     @property
     def migrations_path(self) -> Path:
+        if self.discovery is not None:
+            self._settle_discovery(self.discovery)
         path = Path(self.migrations_dir)
         return path if path.is_absolute() else self.base_dir / path
+
+    def _settle_discovery(self, found: Discovery) -> None:
+        if len(found.candidates) > 1:
+            listed = "; ".join(found.describe(c) for c in found.candidates)
+            raise ConfigError(
+                f"No migrations_dir is configured and {len(found.candidates)} folders in {found.root} look like "
+                f"migrations: {listed}.",
+                hint="choose one with --dir, migrations_dir in pgshift.toml, or PGSHIFT_MIGRATIONS_DIR.",
+            )
+        self.discovery = None
+        chosen = found.chosen
+        if chosen is None:
+            return
+        self.migrations_dir = found.label(chosen) if chosen.path != found.root else "."
+        if self.announce:
+            ignored = "".join(f"; ignored the empty folder {found.label(c)}" for c in found.ignored_empty)
+            self.announce(f"using the migrations folder {found.describe(chosen)}{ignored}: no migrations_dir is "
+                          "configured (set it, or pass --dir, to choose another)")
 
     def resolve(self, relative: str) -> Path:
         path = Path(relative)
@@ -121,7 +147,7 @@ class Settings:
         return duration_ms(self.statement_timeout, key="statement_timeout")
 
 
-_INTERNAL = {"source", "base_dir"}
+_INTERNAL = {"source", "base_dir", "discovery", "announce"}
 _CHOICES: dict[str, tuple[str, ...]] = {
     "format": FORMATS,
     "backup.policy": ("always", "destructive-only", "never"),
@@ -271,13 +297,19 @@ def load_settings(
     cwd = cwd or Path.cwd()
     settings = Settings(base_dir=cwd)
     path = Path(config_path) if config_path else find_config_file(cwd)
+    file_values: dict[str, Any] = {}
     if path is not None:
         path = path if path.is_absolute() else cwd / path
-        _apply(settings, _read_file(path), str(path))
+        file_values = _read_file(path)
+        _apply(settings, file_values, str(path))
         settings.source = str(path)
         settings.base_dir = path.parent
-    env_values = _from_environment(dict(os.environ if environ is None else environ))
+    environ = dict(os.environ if environ is None else environ)
+    env_values = _from_environment(environ)
     _apply(settings, env_values, "the environment")
     flags = {k: v for k, v in (overrides or {}).items() if v is not None}
     _apply(settings, flags, "the command line")
+    layers = (file_values, env_values, flags)
+    if not any(key.replace("-", "_") == "migrations_dir" for layer in layers for key in layer):
+        settings.discovery = discover(settings.base_dir, environ)
     return settings

@@ -37,9 +37,12 @@ def settings_options(func: F) -> F:
                 migrations_dir: str | None, fmt: str | None, **kwargs: Any) -> Any:
         overrides = {"database_url": database_url, "migrations_dir": migrations_dir, "format": fmt}
         try:
-            kwargs["settings"] = load_settings(config_path, overrides=overrides)
+            settings = load_settings(config_path, overrides=overrides)
         except PgshiftError as exc:
             fail(exc)
+        # One line on stderr, so --json output on stdout stays machine-readable.
+        settings.announce = lambda message: click.echo(click.style("· ", dim=True) + message, err=True)
+        kwargs["settings"] = settings
         return func(*args, **kwargs)
 
     return wrapper  # type: ignore[return-value]

@@ -43,6 +43,8 @@ def _step_json(r: StepResult) -> dict[str, Any]:
 def init_cmd(settings: Settings, no_database: bool) -> None:
     """Create the migrations folder, a pgshift.toml, and (with a database) the history ledger."""
     report = api.init(settings, with_database=not no_database)
+    if report.existing:
+        stdout.print(f"using the existing migrations folder {report.existing}")
     for path in report.created:
         stdout.print(f"created {path}")
     if report.ledger_created:
