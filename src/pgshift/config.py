@@ -162,9 +162,23 @@ _DURATIONS = {
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]{0,62}$")
 
 
-def _coerce(key: str, expected: Any, value: Any, where: str) -> Any:
-    """Check ``value`` against the field's type; return it converted where that is lossless."""
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+_NON_EMPTY = {"migrations_dir", "application_name", "backup.directory", "backup.pg_bindir", "lint.schema_file",
+              "app.version_file", "app.health_url"}
+
+
+def _coerce(key: str, expected: Any, value: Any, where: str, *, from_text: bool = False) -> Any:
+    """``value`` as the field's type, or a ConfigError naming the key and where it was set.
+
+    TOML and flags carry types, and must match (``allow_out_of_order = "yes"`` is refused);
+    environment variables are text, parsed here once.
+    """
     text = str(expected)
+    if key in _DURATIONS or key == "rewrite_guard":
+        # A bare number is milliseconds (or bytes), as in PostgreSQL; checked by _validate.
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise ConfigError(f"{key} in {where} must be a quoted duration such as '2s', or a number, not {value!r}.")
     if text.startswith("list"):
         if isinstance(value, str):
             return value.split()
@@ -172,28 +186,30 @@ def _coerce(key: str, expected: Any, value: Any, where: str) -> Any:
             return value
         raise ConfigError(f"{key} in {where} must be a list of strings, not {value!r}.")
     if text.startswith("dict"):
-        if isinstance(value, dict):
-            return {str(k): str(v) for k, v in value.items()}
-        raise ConfigError(f"{key} in {where} must be a table, not {value!r}.")
+        if isinstance(value, dict) and all(isinstance(v, str) for v in value.values()):
+            return {str(k): v for k, v in value.items()}
+        raise ConfigError(f"{key} in {where} must be a table of quoted strings (for example "
+                          f"{{ PS001 = \"warning\" }}), not {value!r}.")
     if expected is bool or text == "bool":
         if isinstance(value, bool):
             return value
-        if isinstance(value, str) and value.lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
-            return value.lower() in ("1", "true", "yes", "on")
-        raise ConfigError(f"{key} in {where} must be true or false, not {value!r}.")
+        if from_text and isinstance(value, str) and value.strip().lower() in (*_TRUE, *_FALSE):
+            return value.strip().lower() in _TRUE
+        hint = " (an unquoted TOML boolean)" if not from_text else ""
+        raise ConfigError(f"{key} in {where} must be true or false{hint}, not {value!r}.")
     if expected is int or text.startswith("int"):
         if value is None and "None" in text:
             return None
-        try:
-            number = int(value)
-        except (TypeError, ValueError):
-            raise ConfigError(f"{key} in {where} must be a whole number, not {value!r}.") from None
-        if isinstance(value, bool) or number < 0:
-            raise ConfigError(f"{key} in {where} must be a whole number >= 0, not {value!r}.")
-        return number
-    if not isinstance(value, (str, int, float)) or isinstance(value, bool):
-        raise ConfigError(f"{key} in {where} must be a string, not {value!r}.")
-    return str(value)
+        if from_text and isinstance(value, str) and value.strip().isdigit():
+            return int(value)
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            return value
+        raise ConfigError(f"{key} in {where} must be a whole number >= 0, not {value!r}.")
+    if not isinstance(value, str):
+        raise ConfigError(f"{key} in {where} must be a quoted string, not {value!r}.")
+    if key in _NON_EMPTY and not value.strip():
+        raise ConfigError(f"{key} in {where} must not be empty.")
+    return value
 
 
 def _apply(target: Any, values: dict[str, Any], where: str, prefix: str = "") -> None:
@@ -208,11 +224,18 @@ def _apply(target: Any, values: dict[str, Any], where: str, prefix: str = "") ->
         current = getattr(target, key)
         if dataclasses.is_dataclass(current):
             if not isinstance(value, dict):
-                raise ConfigError(f"'{dotted}' in {where} must be a table ([{dotted}]).")
+                if where == "the environment":
+                    first = dataclasses.fields(current)[0].name.upper()
+                    raise ConfigError(f"PGSHIFT_{dotted.upper()} names the section [{dotted}], not a setting; set "
+                                      f"its keys one by one, for example PGSHIFT_{dotted.upper()}__{first}.")
+                raise ConfigError(f"'{dotted}' in {where} must be a table (a [{dotted}] section with its keys), "
+                                  f"not {value!r}.")
             _apply(current, value, where, prefix=f"{dotted}.")
             continue
-        coerced = _coerce(dotted, hints[key], value, where)
-        _validate(dotted, coerced, where)
+        from_text = where == "the environment"
+        place = f"the environment variable PGSHIFT_{dotted.upper().replace('.', '__')}" if from_text else where
+        coerced = _coerce(dotted, hints[key], value, place, from_text=from_text)
+        _validate(dotted, coerced, place)
         setattr(target, key, coerced)
 
 

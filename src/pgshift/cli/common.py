@@ -81,13 +81,16 @@ def handle_errors(func: F) -> F:
 
 
 def fail(exc: PgshiftError) -> None:
+    from rich.markup import escape
+
     from pgshift.db.connect import mask_password
 
     message = mask_password(str(exc))
     if _json_requested():
         click.echo(json.dumps({"error": {"code": exc.code, "message": message}}), err=True)
     else:
-        stderr.print(f"[bold red]error[/] [dim]({exc.code})[/]: {message}", markup=True,
+        # escape: a message naming "[backup]" or "[tool.pgshift]" must not lose it as a markup tag.
+        stderr.print(f"[bold red]error[/] [dim]({exc.code})[/]: {escape(message)}", markup=True,
                      highlight=False)
     sys.exit(exc.exit_code)
 
