@@ -193,6 +193,13 @@ class HistoryTooNew(PgshiftError):
     exit_code = 23
 
 
+class ServerRefused(PgshiftError):
+    """The server refused one of pgshift's own statements (ledger, deploy lock, catalog reads): privileges, standby."""
+
+    code = "server-refused"
+    exit_code = 24
+
+
 def registered() -> list[type[PgshiftError]]:
     """Every error class in pgshift, after importing each module so that all have registered."""
     import importlib
@@ -204,6 +211,16 @@ def registered() -> list[type[PgshiftError]]:
         if not module.name.endswith("__main__"):
             importlib.import_module(module.name)
     return list(_REGISTERED)
+
+
+def server_message(exc: BaseException) -> str:
+    """A PostgreSQL error's message with the server's DETAIL and HINT, which ``str(exc)`` and
+    ``diag.message_primary`` alone leave out (they often name the row, lock or object at fault)."""
+    diag = getattr(exc, "diag", None)
+    primary = getattr(diag, "message_primary", None) or " ".join(str(exc).split())
+    extra = [f"{label}: {text}" for label, text in (("DETAIL", getattr(diag, "message_detail", None)),
+                                                     ("HINT", getattr(diag, "message_hint", None))) if text]
+    return f"{primary} ({'; '.join(extra)})" if extra else primary
 
 
 def from_os_error(exc: OSError, doing: str = "") -> PgshiftError:

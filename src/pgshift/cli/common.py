@@ -14,7 +14,7 @@ import click
 from rich.console import Console
 
 from pgshift.config import FORMATS, load_settings
-from pgshift.errors import ConnectionFailed, Interrupted, PgshiftError, from_os_error
+from pgshift.errors import ConnectionFailed, Interrupted, PgshiftError, ServerRefused, from_os_error, server_message
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -70,14 +70,30 @@ def handle_errors(func: F) -> F:
         except Exception as exc:
             # psycopg is imported only by commands that connect; `lint` should not pay for it.
             psycopg = sys.modules.get("psycopg")
-            if psycopg is None or not isinstance(exc, psycopg.OperationalError):
+            if psycopg is None or not isinstance(exc, psycopg.Error):
                 raise
+            if not isinstance(exc, psycopg.OperationalError):
+                fail(_refused(exc))
             fail(ConnectionFailed(
-                f"The connection to the server was lost: {str(exc).strip()}. Whatever transaction "
+                f"The connection to the server was lost: {server_message(exc)}. Whatever transaction "
                 "was open was rolled back by the server; run the command again to continue."
             ))
 
     return wrapper  # type: ignore[return-value]
+
+
+_REFUSED_HINTS = {
+    "42501": "grant the user pgshift connects as what it needs (CREATE on the database for the history schema, "
+             "or ownership of the tables it changes), or connect as the schema's owner.",
+    "25006": "connect to the primary server: this one is read-only (a standby, or default_transaction_read_only).",
+}
+
+
+def _refused(exc: Any) -> ServerRefused:
+    """A server error that escaped the command: one paragraph with the server's DETAIL and HINT, no traceback."""
+    sqlstate = getattr(exc, "sqlstate", None)
+    return ServerRefused(f"The server refused a statement pgshift needed: {server_message(exc)} (SQLSTATE {sqlstate}).",
+                         hint=_REFUSED_HINTS.get(sqlstate or ""))
 
 
 def fail(exc: PgshiftError) -> None:
