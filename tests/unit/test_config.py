@@ -113,3 +113,13 @@ def test_a_message_naming_a_section_keeps_its_brackets_on_the_terminal(tmp_path:
     result = run_pgshift(["lint"], cwd=tmp_path)
     assert result.returncode == 3
     assert "a [backup] section" in result.stderr
+
+
+def test_paths_with_brackets_are_printed_as_they_are(tmp_path: Path) -> None:
+    from tests.helpers import run_pgshift
+
+    project = tmp_path / "app[red]"
+    project.mkdir()
+    result = run_pgshift(["init", "--no-database"], cwd=project)
+    assert result.returncode == 0, result.stderr
+    assert f"created {project / 'migrations'}" in result.stdout
