@@ -129,7 +129,8 @@ class Settings:
         if chosen is None:
             return
         self.migrations_dir = found.label(chosen) if chosen.path != found.root else "."
-        if self.announce:
+        if self.announce and not found.announced:
+            found.announced = True
             ignored = "".join(f"; ignored the empty folder {found.label(c)}" for c in found.ignored_empty)
             self.announce(f"using the migrations folder {found.describe(chosen)}{ignored}: no migrations_dir is "
                           "configured (set it, or pass --dir, to choose another)")

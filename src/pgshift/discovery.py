@@ -56,6 +56,7 @@ class Discovery:
     root: Path
     candidates: list[Candidate]
     ignored_empty: list[Candidate] = field(default_factory=list)
+    announced: bool = False  # shared by copies of the Settings (dataclasses.replace): say it once
 
     @property
     def chosen(self) -> Candidate | None:

@@ -123,3 +123,19 @@ def test_paths_with_brackets_are_printed_as_they_are(tmp_path: Path) -> None:
     result = run_pgshift(["init", "--no-database"], cwd=project)
     assert result.returncode == 0, result.stderr
     assert f"created {project / 'migrations'}" in result.stdout
+
+
+def test_library_callers_get_the_found_folder_and_one_announcement(tmp_path: Path) -> None:
+    import dataclasses
+
+    from pgshift.config import Settings
+
+    (tmp_path / "prisma" / "migrations").mkdir(parents=True)
+    (tmp_path / "prisma" / "migrations" / "migration_lock.toml").write_text('provider = "postgresql"\n')
+    said: list[str] = []
+    settings = load_settings(cwd=tmp_path, environ={})
+    settings.announce = said.append
+    copy = dataclasses.replace(settings, database_url="postgresql://clone/db")
+    assert copy.migrations_path == settings.migrations_path == tmp_path / "prisma" / "migrations"
+    assert len(said) == 1 and "Prisma's default" in said[0]
+    assert Settings(base_dir=tmp_path).migrations_path == tmp_path / "migrations"  # built directly: as given
