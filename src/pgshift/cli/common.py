@@ -92,7 +92,8 @@ _REFUSED_HINTS = {
 def _refused(exc: Any) -> ServerRefused:
     """A server error that escaped the command: one paragraph with the server's DETAIL and HINT, no traceback."""
     sqlstate = getattr(exc, "sqlstate", None)
-    return ServerRefused(f"The server refused a statement pgshift needed: {server_message(exc)} (SQLSTATE {sqlstate}).",
+    state = f" (SQLSTATE {sqlstate})" if sqlstate else ""
+    return ServerRefused(f"The server refused a statement pgshift needed: {server_message(exc)}{state}.",
                          hint=_REFUSED_HINTS.get(sqlstate or ""))
 
 
