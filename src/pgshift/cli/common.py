@@ -73,6 +73,8 @@ def handle_errors(func: F) -> F:
             if psycopg is None or not isinstance(exc, psycopg.Error):
                 raise
             if not isinstance(exc, psycopg.OperationalError):
+                if not getattr(exc, "sqlstate", None):
+                    raise  # a client-side misuse is pgshift's bug: keep the traceback
                 fail(_refused(exc))
             fail(ConnectionFailed(
                 f"The connection to the server was lost: {server_message(exc)}. Whatever transaction "
@@ -92,8 +94,7 @@ _REFUSED_HINTS = {
 def _refused(exc: Any) -> ServerRefused:
     """A server error that escaped the command: one paragraph with the server's DETAIL and HINT, no traceback."""
     sqlstate = getattr(exc, "sqlstate", None)
-    state = f" (SQLSTATE {sqlstate})" if sqlstate else ""
-    return ServerRefused(f"The server refused a statement pgshift needed: {server_message(exc)}{state}.",
+    return ServerRefused(f"The server refused a statement pgshift needed: {server_message(exc)} (SQLSTATE {sqlstate}).",
                          hint=_REFUSED_HINTS.get(sqlstate or ""))
 
 
