@@ -5,7 +5,7 @@ Looked for, relative to the project folder (the settings file's folder, else the
 
 - Prisma: ``migrations.path`` (or ``schema``) in ``prisma.config.ts``/``.mts``/``.js``/``.mjs``/``.cjs``,
   the ``"prisma": {"schema": ...}`` key of ``package.json`` (migrations sit beside the schema),
-  else ``prisma/migrations``;
+  else ``prisma/migrations`` (or ``prisma/schema/migrations``, beside a multi-file schema);
 - Flyway: ``FLYWAY_LOCATIONS``, ``flyway.locations`` in ``flyway.conf``, ``[flyway] locations`` in
   ``flyway.toml``/``flyway.user.toml``, ``spring.flyway.locations`` in
   ``src/main/resources/application.properties`` (``filesystem:X`` is the folder X,
@@ -115,6 +115,7 @@ def _prisma(root: Path) -> Iterator[tuple[str, str]]:
             yield _beside_schema(root, schema), f"beside the schema {schema} named in package.json"
             return
     yield "prisma/migrations", "Prisma's default"
+    yield "prisma/schema/migrations", "Prisma's default for a multi-file schema folder"
 
 
 def _beside_schema(root: Path, schema: str) -> str:
