@@ -73,12 +73,17 @@ class Discovery:
         return f"{self.label(candidate)} ({'; '.join(candidate.reasons)})"
 
 
+def _read(path: Path) -> str:
+    """A tool's config file, or "" when it cannot be read: a clue, never a reason to fail."""
+    try:
+        return path.read_text(errors="replace")
+    except OSError:
+        return ""
+
+
 def _read_dotenv(root: Path) -> dict[str, str]:
     values: dict[str, str] = {}
-    try:
-        text = (root / ".env").read_text(errors="replace")
-    except OSError:
-        return values
+    text = _read(root / ".env")
     for line in text.splitlines():
         match = _DOTENV.match(line)
         if match and not line.lstrip().startswith("#"):
@@ -96,7 +101,7 @@ def _prisma(root: Path) -> Iterator[tuple[str, str]]:
         config = root / name
         if not config.is_file():
             continue
-        text = config.read_text(errors="replace")
+        text = _read(config)
         if match := _PRISMA_MIGRATIONS_PATH.search(text):
             yield match.group("path"), f"migrations.path in {name}"
             return
@@ -106,7 +111,7 @@ def _prisma(root: Path) -> Iterator[tuple[str, str]]:
     package = root / "package.json"
     if package.is_file():
         try:
-            data = json.loads(package.read_text(errors="replace"))
+            data = json.loads(_read(package))
         except ValueError:
             data = {}
         prisma = data.get("prisma") if isinstance(data, dict) else None
@@ -144,7 +149,7 @@ def _flyway(root: Path, environ: Mapping[str, str]) -> Iterator[tuple[str, str]]
     conf = root / "flyway.conf"
     has_config = conf.is_file()
     if has_config:
-        for line in conf.read_text(errors="replace").splitlines():
+        for line in _read(conf).splitlines():
             match = _PROPERTY.match(line)
             if match and match.group("key") == "flyway.locations" and not line.lstrip().startswith(("#", "!")):
                 configured += [(loc, "flyway.locations in flyway.conf") for loc in match.group("value").split(",")]
@@ -154,7 +159,7 @@ def _flyway(root: Path, environ: Mapping[str, str]) -> Iterator[tuple[str, str]]
             continue
         has_config = True
         try:
-            section = tomllib.loads(toml.read_text(errors="replace")).get("flyway", {})
+            section = tomllib.loads(_read(toml)).get("flyway", {})
         except tomllib.TOMLDecodeError:
             continue
         locations = section.get("locations") if isinstance(section, dict) else None
@@ -164,7 +169,7 @@ def _flyway(root: Path, environ: Mapping[str, str]) -> Iterator[tuple[str, str]]
             configured += [(loc, f"[flyway] locations in {name}") for loc in locations if isinstance(loc, str)]
     properties = root / "src/main/resources/application.properties"
     if properties.is_file():
-        for line in properties.read_text(errors="replace").splitlines():
+        for line in _read(properties).splitlines():
             match = _PROPERTY.match(line)
             if match and match.group("key") == "spring.flyway.locations":
                 configured += [(loc, "spring.flyway.locations in application.properties")
