@@ -22,6 +22,7 @@ from pgshift.db.history import AppliedRow, History
 from pgshift.db.lock import AdvisoryLock
 from pgshift.errors import Irreversible, MigrationSourceError, PgshiftError, ValidationFailed
 from pgshift.migrations.classify import autocommit_reason, transaction_control
+from pgshift.migrations.files import broken_link
 from pgshift.migrations.formats import native
 from pgshift.migrations.loader import load_migrations
 from pgshift.migrations.model import Migration, version_sort_key
@@ -98,11 +99,17 @@ class InitReport:
     config_file: Path | None
     created: list[str] = field(default_factory=list)
     ledger_created: bool = False
+    existing: str | None = None  # the migrations folder was already there (perhaps found, not configured)
 
 
 def init(settings: Settings, *, with_database: bool = True) -> InitReport:
     report = InitReport(settings.migrations_path, None)
-    if not settings.migrations_path.exists():
+    if problem := broken_link(settings.migrations_path):
+        raise MigrationSourceError(f"Cannot create the migrations folder {settings.migrations_path}: it {problem}.",
+                                   hint="create the folder it points to, or remove the link and run init again.")
+    if settings.migrations_path.is_dir():
+        report.existing = str(settings.migrations_path)
+    elif not settings.migrations_path.exists():
         settings.migrations_path.mkdir(parents=True)
         report.created.append(str(settings.migrations_path))
     config = settings.base_dir / "pgshift.toml"

@@ -10,10 +10,12 @@ import dataclasses
 import os
 import re
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_type_hints
 
+from pgshift.discovery import Discovery, discover
 from pgshift.errors import ConfigError
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|min|h)?\s*$")
@@ -102,11 +104,36 @@ class Settings:
     # Where the settings were read from, for messages and for resolving relative paths.
     source: str = field(default="defaults", compare=False)
     base_dir: Path = field(default_factory=Path.cwd, compare=False)
+    # Set by load_settings when no migrations_dir is configured: the folder is looked for (pgshift.discovery)
+    # the first time it is needed, and ``announce`` is told which one was chosen and why.
+    discovery: Discovery | None = field(default=None, compare=False, repr=False)
+    announce: Callable[[str], None] | None = field(default=None, compare=False, repr=False)
 
     @property
     def migrations_path(self) -> Path:
+        if self.discovery is not None:
+            self._settle_discovery(self.discovery)
         path = Path(self.migrations_dir)
         return path if path.is_absolute() else self.base_dir / path
+
+    def _settle_discovery(self, found: Discovery) -> None:
+        if len(found.candidates) > 1:
+            listed = "; ".join(found.describe(c) for c in found.candidates)
+            raise ConfigError(
+                f"No migrations_dir is configured and {len(found.candidates)} folders in {found.root} look like "
+                f"migrations: {listed}.",
+                hint="choose one with --dir, migrations_dir in pgshift.toml, or PGSHIFT_MIGRATIONS_DIR.",
+            )
+        self.discovery = None
+        chosen = found.chosen
+        if chosen is None:
+            return
+        self.migrations_dir = found.label(chosen) if chosen.path != found.root else "."
+        if self.announce and not found.announced:
+            found.announced = True
+            ignored = "".join(f"; ignored the empty folder {found.label(c)}" for c in found.ignored_empty)
+            self.announce(f"using the migrations folder {found.describe(chosen)}{ignored}: no migrations_dir is "
+                          "configured (set it, or pass --dir, to choose another)")
 
     def resolve(self, relative: str) -> Path:
         path = Path(relative)
@@ -121,7 +148,7 @@ class Settings:
         return duration_ms(self.statement_timeout, key="statement_timeout")
 
 
-_INTERNAL = {"source", "base_dir"}
+_INTERNAL = {"source", "base_dir", "discovery", "announce"}
 _CHOICES: dict[str, tuple[str, ...]] = {
     "format": FORMATS,
     "backup.policy": ("always", "destructive-only", "never"),
@@ -136,9 +163,23 @@ _DURATIONS = {
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]{0,62}$")
 
 
-def _coerce(key: str, expected: Any, value: Any, where: str) -> Any:
-    """Check ``value`` against the field's type; return it converted where that is lossless."""
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+_NON_EMPTY = {"migrations_dir", "application_name", "backup.directory", "backup.pg_bindir", "lint.schema_file",
+              "app.version_file", "app.health_url"}
+
+
+def _coerce(key: str, expected: Any, value: Any, where: str, *, from_text: bool = False) -> Any:
+    """``value`` as the field's type, or a ConfigError naming the key and where it was set.
+
+    TOML and flags carry types, and must match (``allow_out_of_order = "yes"`` is refused);
+    environment variables are text, parsed here once.
+    """
     text = str(expected)
+    if key in _DURATIONS or key == "rewrite_guard":
+        # A bare number is milliseconds (or bytes), as in PostgreSQL; checked by _validate.
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise ConfigError(f"{key} in {where} must be a quoted duration such as '2s', or a number, not {value!r}.")
     if text.startswith("list"):
         if isinstance(value, str):
             return value.split()
@@ -146,28 +187,30 @@ def _coerce(key: str, expected: Any, value: Any, where: str) -> Any:
             return value
         raise ConfigError(f"{key} in {where} must be a list of strings, not {value!r}.")
     if text.startswith("dict"):
-        if isinstance(value, dict):
-            return {str(k): str(v) for k, v in value.items()}
-        raise ConfigError(f"{key} in {where} must be a table, not {value!r}.")
+        if isinstance(value, dict) and all(isinstance(v, str) for v in value.values()):
+            return {str(k): v for k, v in value.items()}
+        raise ConfigError(f"{key} in {where} must be a table of quoted strings (for example "
+                          f"{{ PS001 = \"warning\" }}), not {value!r}.")
     if expected is bool or text == "bool":
         if isinstance(value, bool):
             return value
-        if isinstance(value, str) and value.lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
-            return value.lower() in ("1", "true", "yes", "on")
-        raise ConfigError(f"{key} in {where} must be true or false, not {value!r}.")
+        if from_text and isinstance(value, str) and value.strip().lower() in (*_TRUE, *_FALSE):
+            return value.strip().lower() in _TRUE
+        hint = " (an unquoted TOML boolean)" if not from_text else ""
+        raise ConfigError(f"{key} in {where} must be true or false{hint}, not {value!r}.")
     if expected is int or text.startswith("int"):
         if value is None and "None" in text:
             return None
-        try:
-            number = int(value)
-        except (TypeError, ValueError):
-            raise ConfigError(f"{key} in {where} must be a whole number, not {value!r}.") from None
-        if isinstance(value, bool) or number < 0:
-            raise ConfigError(f"{key} in {where} must be a whole number >= 0, not {value!r}.")
-        return number
-    if not isinstance(value, (str, int, float)) or isinstance(value, bool):
-        raise ConfigError(f"{key} in {where} must be a string, not {value!r}.")
-    return str(value)
+        if from_text and isinstance(value, str) and value.strip().isdigit():
+            return int(value)
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            return value
+        raise ConfigError(f"{key} in {where} must be a whole number >= 0, not {value!r}.")
+    if not isinstance(value, str):
+        raise ConfigError(f"{key} in {where} must be a quoted string, not {value!r}.")
+    if key in _NON_EMPTY and not value.strip():
+        raise ConfigError(f"{key} in {where} must not be empty.")
+    return value
 
 
 def _apply(target: Any, values: dict[str, Any], where: str, prefix: str = "") -> None:
@@ -182,11 +225,18 @@ def _apply(target: Any, values: dict[str, Any], where: str, prefix: str = "") ->
         current = getattr(target, key)
         if dataclasses.is_dataclass(current):
             if not isinstance(value, dict):
-                raise ConfigError(f"'{dotted}' in {where} must be a table ([{dotted}]).")
+                if where == "the environment":
+                    first = dataclasses.fields(current)[0].name.upper()
+                    raise ConfigError(f"PGSHIFT_{dotted.upper()} names the section [{dotted}], not a setting; set "
+                                      f"its keys one by one, for example PGSHIFT_{dotted.upper()}__{first}.")
+                raise ConfigError(f"'{dotted}' in {where} must be a table (a [{dotted}] section with its keys), "
+                                  f"not {value!r}.")
             _apply(current, value, where, prefix=f"{dotted}.")
             continue
-        coerced = _coerce(dotted, hints[key], value, where)
-        _validate(dotted, coerced, where)
+        from_text = where == "the environment"
+        place = f"the environment variable PGSHIFT_{dotted.upper().replace('.', '__')}" if from_text else where
+        coerced = _coerce(dotted, hints[key], value, place, from_text=from_text)
+        _validate(dotted, coerced, place)
         setattr(target, key, coerced)
 
 
@@ -271,13 +321,19 @@ def load_settings(
     cwd = cwd or Path.cwd()
     settings = Settings(base_dir=cwd)
     path = Path(config_path) if config_path else find_config_file(cwd)
+    file_values: dict[str, Any] = {}
     if path is not None:
         path = path if path.is_absolute() else cwd / path
-        _apply(settings, _read_file(path), str(path))
+        file_values = _read_file(path)
+        _apply(settings, file_values, str(path))
         settings.source = str(path)
         settings.base_dir = path.parent
-    env_values = _from_environment(dict(os.environ if environ is None else environ))
+    environ = dict(os.environ if environ is None else environ)
+    env_values = _from_environment(environ)
     _apply(settings, env_values, "the environment")
     flags = {k: v for k, v in (overrides or {}).items() if v is not None}
     _apply(settings, flags, "the command line")
+    layers = (file_values, env_values, flags)
+    if not any(key.replace("-", "_") == "migrations_dir" for layer in layers for key in layer):
+        settings.discovery = discover(settings.base_dir, environ)
     return settings

@@ -2,9 +2,13 @@
 
 The CLI prints ``str(error)`` as one paragraph and exits with ``error.exit_code``; library
 callers catch the class. Codes and exit codes are frozen once released (docs/exit-codes.md).
+A subclass defined anywhere in pgshift registers itself (``registered()``), so the docs and the
+uniqueness test see every class; each must set its own ``code`` and ``exit_code``.
 """
 
 from __future__ import annotations
+
+_REGISTERED: list[type[PgshiftError]] = []
 
 
 class PgshiftError(Exception):
@@ -12,6 +16,10 @@ class PgshiftError(Exception):
 
     code = "error"
     exit_code = 1
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        _REGISTERED.append(cls)
 
     def __init__(self, message: str, *, hint: str | None = None) -> None:
         super().__init__(message)
@@ -137,31 +145,13 @@ class Interrupted(PgshiftError):
     exit_code = 130
 
 
+# Exit codes that are not errors; each error class documents its own (its docstring's first line).
 EXIT_CODES: dict[int, str] = {
     0: "success",
     1: "the command ran and found something (pending migrations with --exit-code, "
     "lint findings, failed checks)",
     2: "usage error (unknown option, missing argument)",
 }
-for _cls in (
-    ConfigError,
-    ConnectionFailed,
-    AuthenticationFailed,
-    MigrationSourceError,
-    SqlParseError,
-    MigrationFailed,
-    LockHeld,
-    ValidationFailed,
-    Irreversible,
-    LockTimeoutExhausted,
-    BackupFailed,
-    RestoreFailed,
-    DiskFull,
-    EmbeddedServerError,
-    Interrupted,
-):
-    EXIT_CODES[_cls.exit_code] = (_cls.__doc__ or "").strip().split("\n")[0]
-del _cls
 
 
 class AdoptError(PgshiftError):
@@ -171,8 +161,6 @@ class AdoptError(PgshiftError):
     exit_code = 17
 
 
-EXIT_CODES[AdoptError.exit_code] = (AdoptError.__doc__ or "").strip().split("\n")[0]
-
 
 class RehearsalFailed(PgshiftError):
     """A rehearsal on a clone could not run, or its verdict was fail."""
@@ -180,8 +168,6 @@ class RehearsalFailed(PgshiftError):
     code = "rehearsal"
     exit_code = 18
 
-
-EXIT_CODES[RehearsalFailed.exit_code] = (RehearsalFailed.__doc__ or "").strip().split("\n")[0]
 
 
 class MigrationRefused(PgshiftError):
@@ -191,8 +177,6 @@ class MigrationRefused(PgshiftError):
     exit_code = 19
 
 
-EXIT_CODES[MigrationRefused.exit_code] = (MigrationRefused.__doc__ or "").strip().split("\n")[0]
-
 
 class FileProblem(PgshiftError):
     """A local file or folder could not be created, read or written (permissions, a path that is not a folder)."""
@@ -201,7 +185,42 @@ class FileProblem(PgshiftError):
     exit_code = 20
 
 
-EXIT_CODES[FileProblem.exit_code] = (FileProblem.__doc__ or "").strip().split("\n")[0]
+
+class HistoryTooNew(PgshiftError):
+    """The history ledger was written by a newer pgshift than this one."""
+
+    code = "history-too-new"
+    exit_code = 23
+
+
+class ServerRefused(PgshiftError):
+    """The server refused one of pgshift's own statements (ledger, deploy lock, catalog reads): privileges, standby."""
+
+    code = "server-refused"
+    exit_code = 24
+
+
+def registered() -> list[type[PgshiftError]]:
+    """Every error class in pgshift, after importing each module so that all have registered."""
+    import importlib
+    import pkgutil
+
+    import pgshift
+
+    for module in pkgutil.walk_packages(pgshift.__path__, "pgshift."):
+        if not module.name.endswith("__main__"):
+            importlib.import_module(module.name)
+    return list(_REGISTERED)
+
+
+def server_message(exc: BaseException) -> str:
+    """A PostgreSQL error's message with the server's DETAIL and HINT, which ``str(exc)`` and
+    ``diag.message_primary`` alone leave out (they often name the row, lock or object at fault)."""
+    diag = getattr(exc, "diag", None)
+    primary = getattr(diag, "message_primary", None) or " ".join(str(exc).split())
+    extra = [f"{label}: {text}" for label, text in (("DETAIL", getattr(diag, "message_detail", None)),
+                                                     ("HINT", getattr(diag, "message_hint", None))) if text]
+    return f"{primary} ({'; '.join(extra)})" if extra else primary
 
 
 def from_os_error(exc: OSError, doing: str = "") -> PgshiftError:

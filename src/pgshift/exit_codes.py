@@ -8,26 +8,21 @@ from pgshift import errors
 
 
 def render() -> str:
-    classes = {
-        cls.exit_code: cls
-        for cls in vars(errors).values()
-        if isinstance(cls, type) and issubclass(cls, errors.PgshiftError) and cls is not errors.PgshiftError
-    }
+    rows = [(code, "", "", meaning) for code, meaning in errors.EXIT_CODES.items()]
+    rows += [(cls.exit_code, f"`{cls.code}`", f"`{cls.__name__}`", (cls.__doc__ or "").strip().split("\n")[0])
+             for cls in errors.registered()]
     lines = [
         "# Exit codes",
         "",
         "Every failure a user can cause has its own exit code and a stable error code (printed as",
         "`error (<code>): ...`, and as `{\"error\": {\"code\": ...}}` with `--json`). Generated from",
-        "`src/pgshift/errors.py` by `python -m pgshift.exit_codes`; do not edit by hand.",
+        "the error classes (`src/pgshift/errors.py` and the modules defining their own) by",
+        "`python -m pgshift.exit_codes`; do not edit by hand.",
         "",
         "| exit | error code | exception | meaning |",
         "| --- | --- | --- | --- |",
     ]
-    for code in sorted(errors.EXIT_CODES):
-        cls = classes.get(code)
-        name = f"`{cls.__name__}`" if cls else ""
-        ident = f"`{cls.code}`" if cls else ""
-        lines.append(f"| {code} | {ident} | {name} | {errors.EXIT_CODES[code]} |")
+    lines += [f"| {exit_code} | {ident} | {name} | {meaning} |" for exit_code, ident, name, meaning in sorted(rows)]
     return "\n".join(lines) + "\n"
 
 

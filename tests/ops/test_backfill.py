@@ -20,6 +20,7 @@ from pgshift.config import Settings
 from pgshift.errors import PgshiftError
 from pgshift.ops import service
 from pgshift.ops.backfill import BackfillOptions, BackfillSpec, Progress
+from tests.helpers import run_pgshift
 
 PGSHIFT = str(Path(sys.executable).parent / "pgshift")
 FAST = BackfillOptions(initial_batch=500, min_batch=50, max_batch=2_000, max_lag_s=None)
@@ -207,7 +208,7 @@ def test_batches_that_cannot_fit_the_lock_limit_stop_with_progress_saved(
     with pytest.raises(PgshiftError) as info:
         service.backfill(_settings(tmp_path, db_url), BackfillSpec("trades", SLOW_ROW, job="slow"), options)
     assert "longer than the 100 ms limit even at the minimum batch size" in str(info.value)
-    assert info.value.exit_code == 8
+    assert info.value.exit_code == 21  # BackfillError: its own exit code
     assert conn.execute("SELECT max(hits) FROM trades").fetchone() == (0,)  # every cut batch rolled back
 
 
@@ -235,3 +236,11 @@ def test_a_row_the_app_holds_is_waited_for_by_retrying_not_by_cutting_batches(
         app.join()
     assert result.cut_batches == 0 and any("batch lock timeout; retry" in n for n in notes)
     assert conn.execute("SELECT min(hits), max(hits) FROM trades").fetchone() == (1, 1)
+
+
+def test_a_backfill_that_cannot_start_exits_with_its_own_code(tmp_path: Path, db_url: str) -> None:
+    result = run_pgshift(["backfill", "--table", "no_such_table", "--set", "x = 1", "--json"], cwd=tmp_path,
+                         url=db_url)
+    assert result.returncode == 21, result.stderr
+    assert json.loads(result.stderr)["error"]["code"] == "backfill-failed"
+    assert "no_such_table" in result.stderr

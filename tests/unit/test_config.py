@@ -43,6 +43,17 @@ def test_pyproject_tool_section_and_relative_paths(tmp_path: Path) -> None:
         ('history_schema = "bad name"', "history_schema in"),
         ("lock_timeout = [", "is not valid TOML"),
         ("[lint]\npg_version = 9", "lint.pg_version in"),
+        # Types are checked for every setting: TOML values carry their type.
+        ("migrations_dir = 42", "migrations_dir in"),
+        ('migrations_dir = ""', "must not be empty"),
+        ('allow_out_of_order = "yes"', "allow_out_of_order in"),
+        ("lock_retries = 2.5", "lock_retries in"),
+        ('lock_retries = "5"', "lock_retries in"),
+        ("application_name = true", "application_name in"),
+        ("lock_timeout = true", "lock_timeout in"),
+        ("[lint]\nseverity = { PS001 = 1 }", "lint.severity in"),
+        ("[app]\nhealth_url = 8080", "app.health_url in"),
+        ("backup = 1", "'backup' in"),
     ],
 )
 def test_bad_files_name_the_key_and_the_file(tmp_path: Path, toml: str, message: str) -> None:
@@ -71,3 +82,60 @@ def test_durations(value: str | int, ms: int) -> None:
 def test_lint_can_target_servers_older_than_the_runner_supports(tmp_path: Path) -> None:
     (tmp_path / "pgshift.toml").write_text("[lint]\npg_version = 10\n")
     assert load_settings(cwd=tmp_path, environ={}).lint.pg_version == 10
+
+
+def test_environment_text_is_parsed_once_into_types(tmp_path: Path) -> None:
+    env = {"PGSHIFT_ALLOW_OUT_OF_ORDER": "yes", "PGSHIFT_LOCK_RETRIES": "7", "PGSHIFT_BACKUP__JOBS": "4"}
+    settings = load_settings(cwd=tmp_path, environ=env)
+    assert (settings.allow_out_of_order, settings.lock_retries, settings.backup.jobs) == (True, 7, 4)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("PGSHIFT_ALLOW_OUT_OF_ORDER", "maybe"), ("PGSHIFT_LOCK_RETRIES", "2.5"), ("PGSHIFT_BACKUP__JOBS", "-1"),
+     ("PGSHIFT_BACKUP", "always")],
+)
+def test_bad_environment_values_name_the_variable(tmp_path: Path, name: str, value: str) -> None:
+    with pytest.raises(ConfigError, match=name):
+        load_settings(cwd=tmp_path, environ={name: value})
+
+
+def test_durations_may_be_bare_numbers_in_toml(tmp_path: Path) -> None:
+    (tmp_path / "pgshift.toml").write_text("lock_timeout = 500\nstatement_timeout = 0\n")
+    settings = load_settings(cwd=tmp_path, environ={})
+    assert (settings.lock_timeout_ms, settings.statement_timeout_ms) == (500, 0)
+
+
+def test_a_message_naming_a_section_keeps_its_brackets_on_the_terminal(tmp_path: Path) -> None:
+    from tests.helpers import run_pgshift
+
+    (tmp_path / "pgshift.toml").write_text("backup = 1\n")
+    result = run_pgshift(["lint"], cwd=tmp_path)
+    assert result.returncode == 3
+    assert "a [backup] section" in result.stderr
+
+
+def test_paths_with_brackets_are_printed_as_they_are(tmp_path: Path) -> None:
+    from tests.helpers import run_pgshift
+
+    project = tmp_path / "app[red]"
+    project.mkdir()
+    result = run_pgshift(["init", "--no-database"], cwd=project)
+    assert result.returncode == 0, result.stderr
+    assert f"created {project / 'migrations'}" in result.stdout
+
+
+def test_library_callers_get_the_found_folder_and_one_announcement(tmp_path: Path) -> None:
+    import dataclasses
+
+    from pgshift.config import Settings
+
+    (tmp_path / "prisma" / "migrations").mkdir(parents=True)
+    (tmp_path / "prisma" / "migrations" / "migration_lock.toml").write_text('provider = "postgresql"\n')
+    said: list[str] = []
+    settings = load_settings(cwd=tmp_path, environ={})
+    settings.announce = said.append
+    copy = dataclasses.replace(settings, database_url="postgresql://clone/db")
+    assert copy.migrations_path == settings.migrations_path == tmp_path / "prisma" / "migrations"
+    assert len(said) == 1 and "Prisma's default" in said[0]
+    assert Settings(base_dir=tmp_path).migrations_path == tmp_path / "migrations"  # built directly: as given

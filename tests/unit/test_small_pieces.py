@@ -76,10 +76,25 @@ def test_exit_code_docs_are_current() -> None:
 def test_every_error_class_has_its_own_exit_code() -> None:
     from pgshift import errors
 
-    classes = [c for c in vars(errors).values()
-               if isinstance(c, type) and issubclass(c, errors.PgshiftError) and c is not errors.PgshiftError]
+    classes = errors.registered()  # also those defined outside errors.py (ops, ...)
+    assert {"BackfillError", "OpsStateError"} <= {c.__name__ for c in classes}
     assert len({c.exit_code for c in classes}) == len(classes)
     assert len({c.code for c in classes}) == len(classes)
+    from pgshift.exit_codes import render
+
+    doc = render()
+    assert all(f"| {c.exit_code} | `{c.code}` | `{c.__name__}` |" in doc for c in classes)
+
+
+def test_nothing_raises_the_bare_base_class() -> None:
+    # PgshiftError itself exits 1, which means "found something", with the code "error".
+    import re
+    from pathlib import Path
+
+    src = Path(__file__).parents[2] / "src" / "pgshift"
+    bare = [f"{path}:{n}" for path in src.rglob("*.py")
+            for n, line in enumerate(path.read_text().splitlines(), 1) if re.search(r"raise PgshiftError\(", line)]
+    assert bare == []
 
 
 def test_every_cli_command_is_mapped_to_the_module_that_defines_it() -> None:

@@ -14,7 +14,7 @@ import click
 from rich.console import Console
 
 from pgshift.config import FORMATS, load_settings
-from pgshift.errors import ConnectionFailed, Interrupted, PgshiftError, from_os_error
+from pgshift.errors import ConnectionFailed, Interrupted, PgshiftError, ServerRefused, from_os_error, server_message
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -37,9 +37,12 @@ def settings_options(func: F) -> F:
                 migrations_dir: str | None, fmt: str | None, **kwargs: Any) -> Any:
         overrides = {"database_url": database_url, "migrations_dir": migrations_dir, "format": fmt}
         try:
-            kwargs["settings"] = load_settings(config_path, overrides=overrides)
+            settings = load_settings(config_path, overrides=overrides)
         except PgshiftError as exc:
             fail(exc)
+        # One line on stderr, so --json output on stdout stays machine-readable.
+        settings.announce = lambda message: click.echo(click.style("· ", dim=True) + message, err=True)
+        kwargs["settings"] = settings
         return func(*args, **kwargs)
 
     return wrapper  # type: ignore[return-value]
@@ -67,24 +70,45 @@ def handle_errors(func: F) -> F:
         except Exception as exc:
             # psycopg is imported only by commands that connect; `lint` should not pay for it.
             psycopg = sys.modules.get("psycopg")
-            if psycopg is None or not isinstance(exc, psycopg.OperationalError):
+            if psycopg is None or not isinstance(exc, psycopg.Error):
                 raise
+            if not isinstance(exc, psycopg.OperationalError):
+                if not getattr(exc, "sqlstate", None):
+                    raise  # a client-side misuse is pgshift's bug: keep the traceback
+                fail(_refused(exc))
             fail(ConnectionFailed(
-                f"The connection to the server was lost: {str(exc).strip()}. Whatever transaction "
+                f"The connection to the server was lost: {server_message(exc)}. Whatever transaction "
                 "was open was rolled back by the server; run the command again to continue."
             ))
 
     return wrapper  # type: ignore[return-value]
 
 
+_REFUSED_HINTS = {
+    "42501": "grant the user pgshift connects as what it needs (CREATE on the database for the history schema, "
+             "or ownership of the tables it changes), or connect as the schema's owner.",
+    "25006": "connect to the primary server: this one is read-only (a standby, or default_transaction_read_only).",
+}
+
+
+def _refused(exc: Any) -> ServerRefused:
+    """A server error that escaped the command: one paragraph with the server's DETAIL and HINT, no traceback."""
+    sqlstate = getattr(exc, "sqlstate", None)
+    return ServerRefused(f"The server refused a statement pgshift needed: {server_message(exc)} (SQLSTATE {sqlstate}).",
+                         hint=_REFUSED_HINTS.get(sqlstate or ""))
+
+
 def fail(exc: PgshiftError) -> None:
+    from rich.markup import escape
+
     from pgshift.db.connect import mask_password
 
     message = mask_password(str(exc))
     if _json_requested():
         click.echo(json.dumps({"error": {"code": exc.code, "message": message}}), err=True)
     else:
-        stderr.print(f"[bold red]error[/] [dim]({exc.code})[/]: {message}", markup=True,
+        # escape: a message naming "[backup]" or "[tool.pgshift]" must not lose it as a markup tag.
+        stderr.print(f"[bold red]error[/] [dim]({exc.code})[/]: {escape(message)}", markup=True,
                      highlight=False)
     sys.exit(exc.exit_code)
 

@@ -135,7 +135,9 @@ def _lint_path(run: _Run, raw: str) -> None:
     elif path.is_file():
         run.text(path.read_text(encoding="utf-8", errors="replace"), str(path))
     else:
-        raise click.UsageError(f"{raw} is neither a file nor a folder.")
+        from pgshift.migrations.files import broken_link
+
+        raise click.UsageError(f"{raw} {broken_link(path) or 'is neither a file nor a folder'}.")
 
 
 def _plain() -> Any:

@@ -7,6 +7,7 @@ from dataclasses import asdict
 from typing import Any
 
 import click
+from rich.markup import escape
 from rich.table import Table
 
 from pgshift import api
@@ -43,8 +44,10 @@ def _step_json(r: StepResult) -> dict[str, Any]:
 def init_cmd(settings: Settings, no_database: bool) -> None:
     """Create the migrations folder, a pgshift.toml, and (with a database) the history ledger."""
     report = api.init(settings, with_database=not no_database)
+    if report.existing:
+        stdout.print(f"using the existing migrations folder {escape(report.existing)}")
     for path in report.created:
-        stdout.print(f"created {path}")
+        stdout.print(f"created {escape(path)}")
     if report.ledger_created:
         stdout.print(f"history ledger ready in schema {settings.history_schema}")
     if not report.created and not report.ledger_created:
@@ -99,7 +102,7 @@ def status_cmd(settings: Settings, as_json: bool, exit_code: bool) -> None:
         stdout.print(f"{len(plan.applied)} applied, {len(plan.pending)} pending, "
                      f"{len(plan.problems)} problem(s)")
         for p in plan.problems:
-            stdout.print(f"[red]problem[/] ({p.kind}): {p.detail}")
+            stdout.print(f"[red]problem[/] ({p.kind}): {escape(p.detail)}")
     if exit_code and plan.pending:
         sys.exit(1)
 
@@ -181,7 +184,7 @@ def validate_cmd(settings: Settings, as_json: bool, repair: bool) -> None:
         for version in report.repaired:
             stdout.print(f"[yellow]repaired[/] checksum of {version}")
         for p in report.problems:
-            stdout.print(f"[red]{p.kind}[/] {p.version} {p.name}: {p.detail}")
+            stdout.print(f"[red]{p.kind}[/] {p.version} {escape(p.name)}: {escape(p.detail)}")
         if not report.problems:
             stdout.print(f"ok: {report.checked} applied migration(s) match their files")
     if report.problems:
@@ -195,7 +198,7 @@ def validate_cmd(settings: Settings, as_json: bool, repair: bool) -> None:
 def baseline_cmd(settings: Settings, version: str) -> None:
     """Adopt an existing database: VERSION and older count as applied and never run."""
     found = api.baseline(settings, version)
-    stdout.print(f"baseline recorded at {version}" + (f" ({found.name})" if found else ""))
+    stdout.print(f"baseline recorded at {version}" + (f" ({escape(found.name)})" if found else ""))
 
 
 @click.command("history")

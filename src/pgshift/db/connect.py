@@ -14,6 +14,17 @@ from pgshift.errors import AuthenticationFailed, ConfigError, ConnectionFailed
 _URL_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^:/@\s]*:)(?P<pw>[^@\s]*)(?=@)", re.I)
 _KV_PASSWORD = re.compile(r"(?P<head>\bpassword\s*=\s*)(?P<pw>'(?:[^'\\]|\\.)*'|\S+)", re.I)
 _QUERY_PASSWORD = re.compile(r"(?P<head>[?&]password=)(?P<pw>[^&\s]*)", re.I)
+# libpq rejects a bad option value before connecting; that is the setting's fault, not the server's.
+_BAD_VALUE = re.compile(r'invalid (?:(?P<option>\w+) value: "(?P<value>[^"]*)"'
+                        r'|integer value "(?P<int_value>[^"]*)" for connection option "(?P<int_option>\w+)")')
+_ALLOWED = {
+    "sslmode": "disable, allow, prefer, require, verify-ca, verify-full",
+    "gssencmode": "disable, prefer, require",
+    "channel_binding": "disable, prefer, require",
+    "target_session_attrs": "any, read-write, read-only, primary, standby, prefer-standby",
+    "load_balance_hosts": "disable, random",
+    "sslnegotiation": "postgres, direct",
+}
 _AUTH_MARKERS = (
     "password authentication failed",
     "no password supplied",
@@ -77,6 +88,9 @@ def connect(
         # libpq splits its messages over lines; keep the error one paragraph.
         message = " ".join(mask_password(str(exc)).split())
         target = describe_target(target_url)
+        if bad := _BAD_VALUE.search(message):
+            raise _bad_option(target_url, bad.group("option") or bad.group("int_option"),
+                              bad.group("value") if bad.group("option") else bad.group("int_value")) from None
         if any(marker in message for marker in _AUTH_MARKERS):
             raise AuthenticationFailed(
                 f"The server rejected the login for {target}: {message}",
@@ -87,6 +101,18 @@ def connect(
             f"Cannot connect to {target}: {message}",
             hint="check that the server is running and that host, port and database name are right.",
         ) from None
+
+
+def _bad_option(url: str, option: str, value: str) -> ConfigError:
+    in_url = option in conninfo.conninfo_to_dict(url)
+    env = {"sslmode": "PGSSLMODE", "gssencmode": "PGGSSENCMODE", "channel_binding": "PGCHANNELBINDING",
+           "target_session_attrs": "PGTARGETSESSIONATTRS", "load_balance_hosts": "PGLOADBALANCEHOSTS",
+           "sslnegotiation": "PGSSLNEGOTIATION", "port": "PGPORT", "connect_timeout": "PGCONNECT_TIMEOUT"}.get(option)
+    where = "in database_url / DATABASE_URL / --database-url" if in_url or not env or env not in os.environ \
+        else f"in the {env} environment variable"
+    allowed = f"; use one of: {_ALLOWED[option]}" if option in _ALLOWED else "; it must be a whole number"
+    return ConfigError(f"The connection option {option} = {value!r} {where} is not valid{allowed}.",
+                       hint=f"fix {option} there; pgshift did not reach the server.")
 
 
 def with_dbname(url: str, dbname: str) -> str:

@@ -29,7 +29,7 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import tuple_row
 
-from pgshift.errors import AdoptError
+from pgshift.errors import AdoptError, server_message
 from pgshift.migrations.model import version_sort_key
 
 Row = tuple[Any, ...]
@@ -169,7 +169,7 @@ def _query(conn: psycopg.Connection[Any], tool: str, table: sql.Identifier, labe
             return cur.fetchall()
     except psycopg.errors.InsufficientPrivilege as exc:
         raise AdoptError(
-            f"Cannot read {tool}'s history table {label}: {exc.diag.message_primary}.",
+            f"Cannot read {tool}'s history table {label}: {server_message(exc)}.",
             hint="grant SELECT on it to the user pgshift connects as.",
         ) from None
 

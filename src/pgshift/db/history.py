@@ -21,7 +21,7 @@ from psycopg import sql
 from psycopg.rows import dict_row
 
 from pgshift import __version__
-from pgshift.errors import PgshiftError
+from pgshift.errors import HistoryTooNew
 
 LEDGER_VERSION = 2
 STATUSES = ("running", "applied", "failed", "rolled_back", "baseline")
@@ -152,9 +152,10 @@ class History:
         """Create or upgrade the ledger. Safe to call concurrently under the advisory lock."""
         current = self.version()
         if current > LEDGER_VERSION:
-            raise PgshiftError(
+            raise HistoryTooNew(
                 f"The history in schema {self.schema} was written by a newer pgshift (ledger "
-                f"version {current}, this pgshift knows {LEDGER_VERSION}). Upgrade pgshift."
+                f"version {current}, this pgshift knows {LEDGER_VERSION}).",
+                hint="upgrade pgshift (pip install -U pgshift) to the version that wrote it or later.",
             )
         if current == LEDGER_VERSION:
             return

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,10 +11,28 @@ from pgshift.errors import MigrationSourceError
 from pgshift.migrations.model import Migration
 
 
+def broken_link(path: Path) -> str | None:
+    """'is a symbolic link to X, which does not exist' when ``path`` is a dangling (or looping) link."""
+    if not path.is_symlink():
+        return None
+    try:
+        path.stat()
+        return None
+    except OSError as exc:
+        target = os.readlink(path)
+        if not os.path.isabs(target):
+            target = f"{target} ({os.path.normpath(path.parent / target)})"
+        why = "does not exist" if isinstance(exc, FileNotFoundError) else f"cannot be followed ({exc.strerror})"
+        return f"is a symbolic link to {target}, which {why}"
+
+
 def read_text(path: Path) -> str:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
+        if problem := broken_link(path):
+            raise MigrationSourceError(f"The migration file {path} {problem}.",
+                                       hint="point the link at the file, or remove it.") from None
         raise MigrationSourceError(f"The migration file {path} does not exist.") from None
     except UnicodeDecodeError as exc:
         raise MigrationSourceError(f"{path} is not UTF-8 text (byte {exc.start}).") from None
@@ -23,6 +42,11 @@ def read_text(path: Path) -> str:
 
 
 def require_dir(path: Path) -> Path:
+    if problem := broken_link(path):
+        raise MigrationSourceError(
+            f"The migrations folder {path} {problem}.",
+            hint="point the link at the migrations folder (or remove it), or set migrations_dir / --dir.",
+        )
     if not path.exists():
         raise MigrationSourceError(
             f"The migrations folder {path} does not exist.",

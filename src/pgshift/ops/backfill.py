@@ -30,7 +30,7 @@ import psycopg
 from psycopg import errors as pgerrors
 from psycopg import sql
 
-from pgshift.errors import MigrationFailed, PgshiftError
+from pgshift.errors import MigrationFailed
 
 DEFAULT_LAG_QUERY = (
     "SELECT coalesce(max(extract(epoch FROM greatest(write_lag, flush_lag, replay_lag))), 0) "
@@ -39,9 +39,10 @@ DEFAULT_LAG_QUERY = (
 
 
 class BackfillError(MigrationFailed):
-    """A backfill batch failed for a reason other than a lock timeout."""
+    """A backfill could not start (table, key or SET/WHERE unusable) or a batch failed, other than by lock timeout."""
 
     code = "backfill-failed"
+    exit_code = 21
 
 
 @dataclass(frozen=True)
@@ -147,10 +148,10 @@ def resolve_table(conn: psycopg.Connection[Any], table: str) -> tuple[int, str, 
             "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = to_regclass(%s)", (table,)
         ).fetchone()
     except psycopg.Error as exc:
-        raise PgshiftError(f"{table!r} is not a valid table name: {exc.diag.message_primary}.") from None
+        raise BackfillError(f"{table!r} is not a valid table name: {exc.diag.message_primary}.") from None
     if row is None:
-        raise PgshiftError(f"Table {table!r} does not exist (looked up on the search_path).",
-                           hint="schema-qualify it, for example --table app.trades.")
+        raise BackfillError(f"Table {table!r} does not exist (looked up on the search_path).",
+                            hint="schema-qualify it, for example --table app.trades.")
     return int(row[0]), str(row[1]), str(row[2])
 
 
@@ -184,7 +185,7 @@ def _column_types(conn: psycopg.Connection[Any], oid: int, columns: tuple[str, .
             "SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = %s AND attname = %s "
             "AND attnum > 0 AND NOT attisdropped", (oid, column)).fetchone()
         if row is None:
-            raise PgshiftError(f"Backfill key column {column!r} does not exist in the table.")
+            raise BackfillError(f"Backfill key column {column!r} does not exist in the table.")
         types.append(str(row[0]))
     return tuple(types)
 
@@ -212,7 +213,7 @@ class Backfiller:
             else detect_key(self.conn, oid)
         target = _Target(nsp, rel, key, types)
         if not key and self._server_major() < 14:
-            raise PgshiftError(
+            raise BackfillError(
                 f"Table {target.label} has no primary key or unique NOT NULL key, and walking it by ctid "
                 "needs PostgreSQL 14 or later (TID range scans).", hint="add a primary key, or pass --key.")
         self._check_clauses(target)
@@ -238,7 +239,7 @@ class Backfiller:
             with self.conn.transaction():
                 self.conn.execute(query)
         except psycopg.Error as exc:
-            raise PgshiftError(
+            raise BackfillError(
                 f"The backfill of {target.label} does not compile: {exc.diag.message_primary} "
                 f"(SET {self.spec.set_clause!r}, WHERE {self.spec.where!r}).") from None
 
@@ -249,7 +250,7 @@ class Backfiller:
             (self.spec.job_name,)).fetchone()
         if row is not None:
             if (row[7], row[8]) != (self.spec.set_clause, self.spec.where):
-                raise PgshiftError(
+                raise BackfillError(
                     f"Backfill job {self.spec.job_name!r} exists with a different SET/WHERE "
                     f"({row[7]!r} / {row[8]!r}).", hint="choose another --job name, or --restart it.")
             return {"rows_done": row[0], "batches": row[1], "last_key": row[2], "end_page": row[3],
@@ -392,8 +393,8 @@ class Backfiller:
             with self.conn.transaction():
                 row = self.conn.execute(sql.SQL(self.options.lag_query)).fetchone()
         except psycopg.Error as exc:
-            raise PgshiftError(f"The replication lag query failed: {exc.diag.message_primary} "
-                               f"(query: {self.options.lag_query!r}).") from None
+            raise BackfillError(f"The replication lag query failed: {exc.diag.message_primary} "
+                                f"(query: {self.options.lag_query!r}).") from None
         return float(row[0]) if row and row[0] is not None else None
 
     def _batch_with_retries(self, target: _Target, size: int, last: list[str] | None,

@@ -20,7 +20,7 @@ from psycopg import sql
 
 from pgshift.config import Settings, duration_ms
 from pgshift.db.history import History
-from pgshift.errors import LockTimeoutExhausted, MigrationFailed, PgshiftError, ValidationFailed
+from pgshift.errors import LockTimeoutExhausted, MigrationFailed, ValidationFailed
 from pgshift.migrations.model import Migration
 from pgshift.ops.backfill import Backfiller, BackfillOptions
 from pgshift.ops.model import OpsFile
@@ -35,6 +35,7 @@ class OpsStateError(ValidationFailed):
     """The requested phase does not fit the migration's current expand/contract state."""
 
     code = "ops-state"
+    exit_code = 22
 
 
 @dataclass
@@ -107,7 +108,7 @@ class PhaseRunner:
     def __init__(self, conn: psycopg.Connection[Any], history: History, settings: Settings, migration: Migration,
                  notify: Notify | None = None) -> None:
         if not isinstance(migration.ops, OpsFile):
-            raise PgshiftError(f"{migration.label} is not an operations migration.")
+            raise OpsStateError(f"{migration.label} is not an operations migration.")
         self.conn = conn
         self.history = history
         self.settings = settings
