@@ -35,8 +35,8 @@ BeforeApply = Callable[[psycopg.Connection[Any], list[Migration]], None]
 
 
 # -- loading and connecting ----------------------------------------------------------------
-def load(settings: Settings) -> tuple[str, list[Migration]]:
-    return load_migrations(settings.migrations_path, settings.format)
+def load(settings: Settings, *, statements: bool = True) -> tuple[str, list[Migration]]:
+    return load_migrations(settings.migrations_path, settings.format, statements=statements)
 
 
 @contextlib.contextmanager
@@ -400,7 +400,7 @@ def adopt(settings: Settings, tool: str, *, schema: str | None = None, table: st
     from pgshift.db.foreign_history import read_foreign_history
     from pgshift.errors import AdoptError
 
-    _fmt, migrations = load(settings)
+    _fmt, migrations = load(settings, statements=False)  # adopt runs nothing: it never parses the SQL
     report = AdoptReport(tool)
     with deploy_session(settings) as (conn, history):
         entries = read_foreign_history(conn, tool, schema, table=table)
