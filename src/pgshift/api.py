@@ -25,7 +25,14 @@ from pgshift.migrations.classify import autocommit_reason, transaction_control
 from pgshift.migrations.formats import native
 from pgshift.migrations.loader import load_migrations
 from pgshift.migrations.model import Migration, version_sort_key
-from pgshift.runner.execute import Executor, StatementObserver, StepResult, Timeouts, needs_steps
+from pgshift.runner.execute import (
+    Executor,
+    StatementObserver,
+    StepResult,
+    Timeouts,
+    needs_steps,
+    transaction_blocks,
+)
 from pgshift.runner.gate import MigrateChecks, gate
 from pgshift.runner.plan import Plan, Problem, build_plan
 from pgshift.runner.retry import RetryPolicy
@@ -285,6 +292,22 @@ def _dry_run_step(settings: Settings, m: Migration, major: int) -> DryRunStep:
     lock = m.lock_timeout or settings.lock_timeout
     stmt_timeout = m.statement_timeout or settings.statement_timeout
     lines = [f"-- {m.label} ({m.path})"]
+    blocks = transaction_blocks(m, m.up, major)
+    if blocks is not None:
+        lines.append(f"-- runs in {len(blocks)} transaction blocks, as its own BEGIN / COMMIT divide it; "
+                     "progress is recorded after each")
+        for block in blocks:
+            todo = [s for s in m.up[block.start:block.end] if not transaction_control(s.sql)]
+            if not todo:
+                continue
+            if not block.transactional:
+                reason = autocommit_reason(todo[0].sql, major)
+                lines += [f"-- autocommit: {reason}", f"SET lock_timeout = '{lock}';",
+                          f"SET statement_timeout = '{stmt_timeout}';", f"{todo[0].sql};"]
+                continue
+            lines += ["BEGIN;", f"SET LOCAL lock_timeout = '{lock}';",
+                      f"SET LOCAL statement_timeout = '{stmt_timeout}';", *(f"{s.sql};" for s in todo), "COMMIT;"]
+        return DryRunStep(m, "transaction blocks", "\n".join(lines))
     if needs_steps(m, m.up, major):
         lines.append("-- runs statement by statement; progress is recorded after each")
         for s in m.up:
