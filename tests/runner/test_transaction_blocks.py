@@ -8,6 +8,7 @@ import json
 import signal
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
@@ -60,7 +61,7 @@ def _prisma(tmp_path: Path, sql: str) -> Path:
     return tmp_path
 
 
-FOLDERS = {
+FOLDERS: dict[str, Callable[[Path, str], Path]] = {
     "golang-migrate": lambda tmp, sql: _golang(tmp, sql),
     "prisma": _prisma,
     "dbmate": lambda tmp, sql: _write(tmp, "20240101000000_blocks.sql", f"-- migrate:up\n{sql}\n-- migrate:down\n"),
