@@ -21,7 +21,7 @@ from pgshift.db.connect import connect, server_major
 from pgshift.db.history import AppliedRow, History
 from pgshift.db.lock import AdvisoryLock
 from pgshift.errors import Irreversible, MigrationSourceError, PgshiftError, ValidationFailed
-from pgshift.migrations.classify import autocommit_reason, transaction_control
+from pgshift.migrations.classify import autocommit_reason, transaction_control, transaction_modes
 from pgshift.migrations.formats import native
 from pgshift.migrations.loader import load_migrations
 from pgshift.migrations.model import Migration, version_sort_key
@@ -305,8 +305,11 @@ def _dry_run_step(settings: Settings, m: Migration, major: int) -> DryRunStep:
                 lines += [f"-- autocommit: {reason}", f"SET lock_timeout = '{lock}';",
                           f"SET statement_timeout = '{stmt_timeout}';", f"{todo[0].sql};"]
                 continue
-            lines += ["BEGIN;", f"SET LOCAL lock_timeout = '{lock}';",
-                      f"SET LOCAL statement_timeout = '{stmt_timeout}';", *(f"{s.sql};" for s in todo), "COMMIT;"]
+            opener = m.up[block.start].sql
+            modes = transaction_modes(opener) if transaction_control(opener) else None
+            lines += ["BEGIN;", *([f"SET TRANSACTION {modes};"] if modes else []),
+                      f"SET LOCAL lock_timeout = '{lock}';", f"SET LOCAL statement_timeout = '{stmt_timeout}';",
+                      *(f"{s.sql};" for s in todo), "COMMIT;"]
         return DryRunStep(m, "transaction blocks", "\n".join(lines))
     if needs_steps(m, m.up, major):
         lines.append("-- runs statement by statement; progress is recorded after each")

@@ -238,3 +238,17 @@ def test_adopt_parses_no_statement(tmp_path: Path, db_url: str, conn: Conn) -> N
     assert adopted.returncode == 0, adopted.stderr
     assert json.loads(adopted.stdout)["adopted"] == ["1", "2", "3"]
     assert conn.execute("SELECT count(*) FROM pgshift.migrations WHERE status = 'applied'").fetchone() == (3,)
+
+
+def test_a_block_keeps_the_modes_of_its_begin(tmp_path: Path, db_url: str, conn: Conn) -> None:
+    conn.execute("CREATE TABLE seen (block int, isolation text, read_only text)")
+    project = _golang(tmp_path, """\
+BEGIN ISOLATION LEVEL SERIALIZABLE;
+INSERT INTO seen VALUES (1, current_setting('transaction_isolation'), current_setting('transaction_read_only'));
+COMMIT;
+INSERT INTO seen VALUES (2, current_setting('transaction_isolation'), current_setting('transaction_read_only'));
+""")
+    result = run_pgshift(["migrate", "--no-lint"], cwd=project, url=db_url)
+    assert result.returncode == 0, result.stderr
+    assert conn.execute("SELECT * FROM seen ORDER BY block").fetchall() == [
+        (1, "serializable", "off"), (2, "read committed", "off")]

@@ -28,7 +28,12 @@ from psycopg import sql
 from pgshift.db.history import History
 from pgshift.errors import DiskFull, Interrupted, LockTimeoutExhausted, MigrationFailed, MigrationSourceError
 from pgshift.migrations.blocks import Block, plan_blocks
-from pgshift.migrations.classify import autocommit_reason, concurrent_index, transaction_control
+from pgshift.migrations.classify import (
+    autocommit_reason,
+    concurrent_index,
+    transaction_control,
+    transaction_modes,
+)
 from pgshift.migrations.model import Migration, Statement, checksum_of
 from pgshift.runner.retry import RetryPolicy
 
@@ -252,8 +257,15 @@ class Executor:
                     self.history.progress(migration.version, *progress)
                     continue
 
-                def in_transaction(todo: list[Statement] = runnable, mark: tuple[int, str] = progress) -> None:
+                # BEGIN ISOLATION LEVEL ... opening the block keeps its modes (they must come first).
+                opener = statements[block.start] if first == block.start else None
+                modes = transaction_modes(opener.sql) if opener and transaction_control(opener.sql) else None
+
+                def in_transaction(todo: list[Statement] = runnable, mark: tuple[int, str] = progress,
+                                   modes: str | None = modes) -> None:
                     with self.conn.transaction():
+                        if modes:
+                            self.conn.execute(f"SET TRANSACTION {modes}".encode())
                         self._set_timeouts(migration, local=True)
                         for stmt in todo:
                             self._execute(migration, stmt)
