@@ -252,3 +252,20 @@ INSERT INTO seen VALUES (2, current_setting('transaction_isolation'), current_se
     assert result.returncode == 0, result.stderr
     assert conn.execute("SELECT * FROM seen ORDER BY block").fetchall() == [
         (1, "serializable", "off"), (2, "read committed", "off")]
+
+
+def test_a_down_file_with_its_own_blocks_rolls_back_in_them(tmp_path: Path, db_url: str, conn: Conn) -> None:
+    project = _golang(tmp_path, BLOCKS)
+    (project / "migrations" / "000001_blocks.down.sql").write_text(
+        "DROP TABLE after_end;\nBEGIN;\nDROP TABLE second;\nDROP TABLE between_blocks;\nCOMMIT;\n"
+        "DROP TABLE inside;\nDROP TABLE before_begin;\nDROP TABLE missing;\n")
+    assert run_pgshift(["migrate"], cwd=project, url=db_url).returncode == 0
+    failed = run_pgshift(["rollback"], cwd=project, url=db_url)
+    assert failed.returncode == 8, failed.stderr
+    assert _tables(conn) == {"before_begin", "inside"}  # the first two blocks of the down file committed
+    (project / "migrations" / "000001_blocks.down.sql").write_text(
+        "DROP TABLE after_end;\nBEGIN;\nDROP TABLE second;\nDROP TABLE between_blocks;\nCOMMIT;\n"
+        "DROP TABLE inside;\nDROP TABLE before_begin;\n")
+    rerun = run_pgshift(["rollback"], cwd=project, url=db_url)
+    assert rerun.returncode == 0, rerun.stderr
+    assert _tables(conn) == set()
