@@ -270,6 +270,8 @@ def migrate(
         if not todo:
             report.nothing_to_do = True
             return report
+        for migration in todo:  # a file whose own BEGIN / COMMIT cannot run is refused before anything runs
+            transaction_blocks(migration, migration.up, server_major(conn))
         if checks is not None:
             gate(settings, checks, plan.applied)(conn, todo)
         if before_apply is not None:

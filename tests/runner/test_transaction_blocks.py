@@ -218,8 +218,9 @@ def test_lint_follows_the_blocks_the_file_declares(tmp_path: Path) -> None:
 def test_concurrently_inside_a_declared_block_is_refused_before_anything_runs(
     tmp_path: Path, db_url: str, conn: Conn
 ) -> None:
+    _golang(tmp_path, "CREATE TABLE first (id bigint);\n", version="000001")
     project = _golang(tmp_path, "CREATE TABLE t (id bigint);\nBEGIN;\nCREATE INDEX CONCURRENTLY t_id ON t (id);\n"
-                      "COMMIT;\nSELECT 1;\n")
+                      "COMMIT;\nSELECT 1;\n", version="000002")
     result = run_pgshift(["migrate", "--no-lint"], cwd=project, url=db_url)
     assert result.returncode == 6, result.stderr
     assert "CREATE INDEX CONCURRENTLY cannot run inside a transaction block" in " ".join(result.stderr.split())
