@@ -21,12 +21,19 @@ from pgshift.db.connect import connect, server_major
 from pgshift.db.history import AppliedRow, History
 from pgshift.db.lock import AdvisoryLock
 from pgshift.errors import Irreversible, MigrationSourceError, PgshiftError, ValidationFailed
-from pgshift.migrations.classify import autocommit_reason, transaction_control
+from pgshift.migrations.classify import autocommit_reason, transaction_control, transaction_modes
 from pgshift.migrations.files import broken_link
 from pgshift.migrations.formats import native
 from pgshift.migrations.loader import load_migrations
 from pgshift.migrations.model import Migration, version_sort_key
-from pgshift.runner.execute import Executor, StatementObserver, StepResult, Timeouts, needs_steps
+from pgshift.runner.execute import (
+    Executor,
+    StatementObserver,
+    StepResult,
+    Timeouts,
+    needs_steps,
+    transaction_blocks,
+)
 from pgshift.runner.gate import MigrateChecks, gate
 from pgshift.runner.plan import Plan, Problem, build_plan
 from pgshift.runner.retry import RetryPolicy
@@ -36,8 +43,8 @@ BeforeApply = Callable[[psycopg.Connection[Any], list[Migration]], None]
 
 
 # -- loading and connecting ----------------------------------------------------------------
-def load(settings: Settings) -> tuple[str, list[Migration]]:
-    return load_migrations(settings.migrations_path, settings.format)
+def load(settings: Settings, *, statements: bool = True) -> tuple[str, list[Migration]]:
+    return load_migrations(settings.migrations_path, settings.format, statements=statements)
 
 
 @contextlib.contextmanager
@@ -270,6 +277,8 @@ def migrate(
         if not todo:
             report.nothing_to_do = True
             return report
+        for migration in todo:  # a file whose own BEGIN / COMMIT cannot run is refused before anything runs
+            transaction_blocks(migration, migration.up, server_major(conn))
         if checks is not None:
             gate(settings, checks, plan.applied)(conn, todo)
         if before_apply is not None:
@@ -292,6 +301,25 @@ def _dry_run_step(settings: Settings, m: Migration, major: int) -> DryRunStep:
     lock = m.lock_timeout or settings.lock_timeout
     stmt_timeout = m.statement_timeout or settings.statement_timeout
     lines = [f"-- {m.label} ({m.path})"]
+    blocks = transaction_blocks(m, m.up, major)
+    if blocks is not None:
+        lines.append(f"-- runs in {len(blocks)} transaction blocks, as its own BEGIN / COMMIT divide it; "
+                     "progress is recorded after each")
+        for block in blocks:
+            todo = [s for s in m.up[block.start:block.end] if not transaction_control(s.sql)]
+            if not todo:
+                continue
+            if not block.transactional:
+                reason = autocommit_reason(todo[0].sql, major)
+                lines += [f"-- autocommit: {reason}", f"SET lock_timeout = '{lock}';",
+                          f"SET statement_timeout = '{stmt_timeout}';", f"{todo[0].sql};"]
+                continue
+            opener = m.up[block.start].sql
+            modes = transaction_modes(opener) if transaction_control(opener) else None
+            lines += ["BEGIN;", *([f"SET TRANSACTION {modes};"] if modes else []),
+                      f"SET LOCAL lock_timeout = '{lock}';", f"SET LOCAL statement_timeout = '{stmt_timeout}';",
+                      *(f"{s.sql};" for s in todo), "COMMIT;"]
+        return DryRunStep(m, "transaction blocks", "\n".join(lines))
     if needs_steps(m, m.up, major):
         lines.append("-- runs statement by statement; progress is recorded after each")
         for s in m.up:
@@ -407,7 +435,7 @@ def adopt(settings: Settings, tool: str, *, schema: str | None = None, table: st
     from pgshift.db.foreign_history import read_foreign_history
     from pgshift.errors import AdoptError
 
-    _fmt, migrations = load(settings)
+    _fmt, migrations = load(settings, statements=False)  # adopt runs nothing: it never parses the SQL
     report = AdoptReport(tool)
     with deploy_session(settings) as (conn, history):
         entries = read_foreign_history(conn, tool, schema, table=table)

@@ -138,5 +138,5 @@ def test_sizes_and_bad_values() -> None:
     assert guard.parse_size("0") == 0 and guard.parse_size("off") == 0
     assert guard.parse_size("100MB") == 100 * 1024**2 and guard.parse_size("1.5GB") == int(1.5 * 1024**3)
     assert guard.parse_size("512kB") == 512 * 1024 and guard.parse_size("4096") == 4096
-    with pytest.raises(ConfigError, match="rewrite_guard in the environment variable PGSHIFT_REWRITE_GUARD must be a size"):
+    with pytest.raises(ConfigError, match="environment variable PGSHIFT_REWRITE_GUARD must be a size"):
         load_settings(environ={"PGSHIFT_REWRITE_GUARD": "lots"}, cwd=Path("/"))

@@ -10,6 +10,7 @@ from pgshift.lint.locks import statement_locks
 from pgshift.lint.model import TableSize
 from pgshift.lint.nodes import Node, cmds, relname
 from pgshift.lint.schema import Schema, Table
+from pgshift.migrations.blocks import Boundaries
 from pgshift.migrations.model import Statement
 
 
@@ -35,6 +36,8 @@ class UnitState:
 
     label: str | None
     transactional: bool
+    # How the file's tool treats its own BEGIN / COMMIT (pgshift.migrations.blocks); None: pgshift's runner owns it.
+    boundaries: Boundaries | None = None
     created: set[str] = field(default_factory=set)
     lock_timeout: bool = False
     statement_timeout: bool = False

@@ -40,6 +40,7 @@ from pgshift.lint.nodes import Node, body, cmds, kind, relname
 from pgshift.lint.registry import all_rules, rules_by_kind
 from pgshift.lint.schema import Schema
 from pgshift.lint.suppress import Suppression, attach, read_suppressions
+from pgshift.migrations.blocks import Block, boundaries_of, segments
 from pgshift.migrations.model import Migration, Statement
 
 DEFAULT_PG_VERSION = 16
@@ -304,6 +305,8 @@ class _Linter:
                  migration: str | None, *, report_unused: bool = True) -> None:
         attach(suppressions, [p.statement.line for p in parsed])
         tx = TxState(active=unit.transactional)
+        # The transactions the file's own BEGIN / COMMIT divide it into, as its tool runs it.
+        starts = {b.start: b for b in _blocks(parsed, unit)}
         sqls = [p.statement.sql for p in parsed]
         unit.has_other_statements = len(parsed) > 1
         for position, item in enumerate(parsed):
@@ -314,6 +317,8 @@ class _Linter:
                     unit.index_positions[(relname(stmt.get("relation")), str(first))] = position
         for position, item in enumerate(parsed):
             self.report.statements += 1
+            if position in starts:
+                tx = TxState(active=starts[position].transactional, explicit=starts[position].explicit)
             if item.node is None:
                 if item.error:
                     self.report.parse_errors.append(item.error)
@@ -327,7 +332,8 @@ class _Linter:
                 for hit in rule.check(ctx):
                     self._emit(rule, hit, ctx.statement, unit, suppressions, migration)
             if k == "TransactionStmt":
-                tx = self._transaction(ctx.body, tx, unit)
+                if not starts:
+                    tx = self._transaction(ctx.body, tx, unit)
                 continue
             self._after(ctx)
         if report_unused:
@@ -510,8 +516,26 @@ def _lint_migrations(migrations: list[Migration], opts: Options, history: list[M
     return report
 
 
+def _blocks(parsed: list[Parsed], unit: UnitState) -> list[Block]:
+    """The tool's transactions over ``parsed`` when the file has its own BEGIN / COMMIT, else none."""
+    if unit.boundaries is None:
+        return []
+    kinds = [_control(p.node) for p in parsed]
+    if not any(k in ("begin", "commit") for k in kinds):
+        return []
+    return segments(kinds, unit.boundaries)[0]
+
+
+def _control(node: Node | None) -> str | None:
+    what = str(((node or {}).get("TransactionStmt") or {}).get("kind", "")) if node else ""
+    if what in ("TRANS_STMT_BEGIN", "TRANS_STMT_START"):
+        return "begin"
+    return "commit" if what == "TRANS_STMT_COMMIT" else None
+
+
 def _unit(migration: Migration, opts: Options) -> UnitState:
     unit = UnitState(migration.label, migration.transactional or opts.settings.assume_in_transaction)
+    unit.boundaries = boundaries_of(migration)
     unit.lock_timeout = migration.lock_timeout is not None
     unit.statement_timeout = migration.statement_timeout is not None
     return unit

@@ -97,3 +97,24 @@ def concurrent_index(sql: str) -> IndexTarget | None:
         schema = names[-2] if len(names) > 1 else None
         return IndexTarget(schema, names[-1] if names else None, None, None)
     return None
+
+
+_ISOLATION_LEVELS = ("serializable", "repeatable read", "read committed", "read uncommitted")
+
+
+def transaction_modes(sql: str) -> str | None:
+    """The modes of a BEGIN / START TRANSACTION (``ISOLATION LEVEL SERIALIZABLE, READ ONLY``), or None."""
+    node = parse_one(sql)
+    if not isinstance(node, ast.TransactionStmt):
+        return None
+    modes: list[str] = []
+    for option in node.options or ():
+        value = getattr(getattr(option, "arg", None), "val", None)
+        level = str(getattr(value, "sval", ""))
+        if option.defname == "transaction_isolation" and level in _ISOLATION_LEVELS:
+            modes.append(f"ISOLATION LEVEL {level.upper()}")
+        elif option.defname == "transaction_read_only":
+            modes.append("READ ONLY" if getattr(value, "ival", 0) else "READ WRITE")
+        elif option.defname == "transaction_deferrable":
+            modes.append("DEFERRABLE" if getattr(value, "ival", 0) else "NOT DEFERRABLE")
+    return ", ".join(modes) or None

@@ -9,6 +9,7 @@ from types import ModuleType
 from pgshift.errors import MigrationSourceError
 from pgshift.migrations.files import require_dir
 from pgshift.migrations.model import Migration
+from pgshift.migrations.splitter import unparsed
 
 # Detection order matters: the most specific layouts first, the native format last.
 READERS = {
@@ -53,8 +54,11 @@ def detect_format(path: Path) -> str:
     )
 
 
-def load_migrations(path: Path, fmt: str = "auto") -> tuple[str, list[Migration]]:
-    """(format, migrations sorted by version) for the folder ``path``."""
+def load_migrations(path: Path, fmt: str = "auto", *, statements: bool = True) -> tuple[str, list[Migration]]:
+    """(format, migrations sorted by version) for the folder ``path``. Without ``statements`` the
+    SQL is not parsed: each part is one unsplit statement (for commands that run nothing)."""
     chosen = detect_format(path) if fmt == "auto" else fmt
-    migrations: list[Migration] = reader(chosen).load(path)
-    return chosen, migrations
+    if statements:
+        return chosen, reader(chosen).load(path)
+    with unparsed():
+        return chosen, reader(chosen).load(path)

@@ -7,6 +7,10 @@ column; a parse error names file:line:column.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+
 from pglast import parser
 from pglast.parser import ParseError
 
@@ -23,10 +27,29 @@ def line_col(text: str, offset: int, *, base_line: int = 1) -> tuple[int, int]:
     return line, column
 
 
+_UNPARSED: ContextVar[bool] = ContextVar("pgshift_unparsed", default=False)
+
+
+@contextmanager
+def unparsed() -> Iterator[None]:
+    """While active, ``split_sql`` parses nothing: each text becomes one statement holding all of it.
+    For commands that run no SQL (``adopt`` records history only), so SQL that does not parse, or
+    parses differently, cannot stop them."""
+    token = _UNPARSED.set(True)
+    try:
+        yield
+    finally:
+        _UNPARSED.reset(token)
+
+
 def split_sql(text: str, *, file: str = "<stdin>", base_line: int = 1) -> list[Statement]:
     """Statements of ``text``; ``base_line`` is the file line where ``text`` starts."""
     if not text.strip():
         return []
+    if _UNPARSED.get():
+        start = len(text) - len(text.lstrip())
+        line, column = line_col(text, start, base_line=base_line)
+        return [Statement(text.strip(), file, line, column, 0)]
     try:
         raw = parser.parse_sql(text)
     except ParseError as exc:

@@ -6,6 +6,11 @@ that cannot run in a transaction (a directive, or statements such as CREATE INDE
 run statement by statement: each statement that may run in a transaction runs in its own
 together with the progress update, so progress and effect commit atomically; the others run in
 autocommit and, on resume, are checked for an effect left by the interrupted run.
+
+A file of another tool with its own BEGIN / COMMIT / END runs in the transaction blocks that tool
+ran it in (pgshift.migrations.blocks): each block is one transaction with the timeouts set locally
+and its lock-timeout retries, committing together with the progress update, so a rerun resumes
+at the first block that did not commit.
 """
 
 from __future__ import annotations
@@ -22,7 +27,13 @@ from psycopg import sql
 
 from pgshift.db.history import History
 from pgshift.errors import DiskFull, Interrupted, LockTimeoutExhausted, MigrationFailed, MigrationSourceError
-from pgshift.migrations.classify import autocommit_reason, concurrent_index, transaction_control
+from pgshift.migrations.blocks import Block, plan_blocks
+from pgshift.migrations.classify import (
+    autocommit_reason,
+    concurrent_index,
+    transaction_control,
+    transaction_modes,
+)
 from pgshift.migrations.model import Migration, Statement, checksum_of
 from pgshift.runner.retry import RetryPolicy
 
@@ -57,12 +68,17 @@ class StepResult:
     version: str
     name: str
     direction: Direction
-    mode: str  # "transaction" or "statement-by-statement"
+    mode: str  # "transaction", "statement-by-statement" or "transaction blocks"
     statements: int
     duration_ms: int
     retries: int = 0
     resumed_at: int | None = None
     skipped: list[str] = field(default_factory=list)
+
+
+def transaction_blocks(migration: Migration, statements: list[Statement], server_major: int) -> list[Block] | None:
+    """The blocks of a part with its own BEGIN / COMMIT / END, or None when it runs as before."""
+    return plan_blocks(migration, statements, transaction_control, lambda sql: autocommit_reason(sql, server_major))
 
 
 def needs_steps(migration: Migration, statements: list[Statement], server_major: int) -> bool:
@@ -91,6 +107,7 @@ class Executor:
         self.retry = retry
         self.notify = notify or (lambda _msg: None)
         self._steps = False
+        self._block: str | None = None  # the running block, for failure messages
         self._started = 0.0
 
     # -- public ----------------------------------------------------------------------------
@@ -102,7 +119,8 @@ class Executor:
                 f"{bad.where}: ROLLBACK inside a migration is not supported; pgshift manages the "
                 "transaction itself."
             )
-        steps = needs_steps(migration, statements, self.server_major)
+        blocks = transaction_blocks(migration, statements, self.server_major)
+        steps = blocks is not None or needs_steps(migration, statements, self.server_major)
         if steps:
             # Statement-by-statement runs keep a visible 'running' row: it is what a rerun resumes from.
             self.history.start(
@@ -113,10 +131,13 @@ class Executor:
             )
         self._steps = steps
         self._started = time.monotonic()
-        result = StepResult(migration.version, migration.name, direction,
-                            "statement-by-statement" if steps else "transaction", len(statements), 0)
+        mode = "transaction blocks" if blocks is not None else "statement-by-statement" if steps else "transaction"
+        result = StepResult(migration.version, migration.name, direction, mode, len(statements), 0)
         try:
-            if steps:
+            if blocks is not None:
+                self._run_blocks(migration, statements, blocks, result)
+                self._complete(migration, statements, direction, result)
+            elif steps:
                 self._run_steps(migration, statements, result)
                 self._complete(migration, statements, direction, result)
             else:
@@ -201,6 +222,59 @@ class Executor:
 
                 self._with_lock_retries(migration, stmt, in_transaction, result)
 
+    # -- transaction blocks ----------------------------------------------------------------
+    def _run_blocks(self, migration: Migration, statements: list[Statement], blocks: list[Block],
+                    result: StepResult) -> None:
+        done = self.history.statements_done(migration.version)
+        if done:
+            number = next((n for n, b in enumerate(blocks, 1) if b.end > done), len(blocks))
+            result.resumed_at = done
+            self.notify(f"resuming {migration.label} at block {number} of {len(blocks)} (statement {done + 1})")
+            self.history.log(migration.version, "resumed", {"statement": done + 1, "block": number})
+        try:
+            for number, block in enumerate(blocks, 1):
+                if block.end <= done:
+                    continue  # committed before the interruption
+                first = max(block.start, done)
+                part = statements[first:block.end]
+                result.skipped += [s.where for s in part if transaction_control(s.sql)]
+                runnable = [s for s in part if not transaction_control(s.sql)]
+                progress = (block.end, prefix_checksum(statements[: block.end]))
+                if not runnable:
+                    self.history.progress(migration.version, *progress)
+                    continue
+                span = f"{runnable[0].line}-{runnable[-1].line}" if len(runnable) > 1 else f"{runnable[0].line}"
+                self._block = f"block {number} of {len(blocks)}, {runnable[0].file}:{span}"
+                if not block.transactional:
+                    stmt = runnable[0]
+                    if first == done and result.resumed_at is not None and self._effect_present(stmt):
+                        self.notify(f"statement {first + 1} had completed before the interruption; not rerun")
+                    else:
+                        def autocommit(one: Statement = stmt) -> None:
+                            self._autocommit(migration, one)
+
+                        self._with_lock_retries(migration, stmt, autocommit, result)
+                    self.history.progress(migration.version, *progress)
+                    continue
+
+                # BEGIN ISOLATION LEVEL ... opening the block keeps its modes (they must come first).
+                opener = statements[block.start] if first == block.start else None
+                modes = transaction_modes(opener.sql) if opener and transaction_control(opener.sql) else None
+
+                def in_transaction(todo: list[Statement] = runnable, mark: tuple[int, str] = progress,
+                                   modes: str | None = modes) -> None:
+                    with self.conn.transaction():
+                        if modes:
+                            self.conn.execute(f"SET TRANSACTION {modes}".encode())
+                        self._set_timeouts(migration, local=True)
+                        for stmt in todo:
+                            self._execute(migration, stmt)
+                        self.history.progress(migration.version, *mark)
+
+                self._with_lock_retries(migration, runnable[0], in_transaction, result)
+        finally:
+            self._block = None
+
     def _autocommit(self, migration: Migration, stmt: Statement) -> None:
         self._set_timeouts(migration, local=False)
         invalid_before = self._invalid_indexes()
@@ -245,7 +319,7 @@ class Executor:
                 hint="free disk space on the database server, then run the command again.",
             ) from None
         except psycopg.Error as exc:
-            raise statement_failure(migration, stmt, exc, steps=self._steps) from None
+            raise statement_failure(migration, stmt, exc, steps=self._steps, block=self._block) from None
 
     def _with_lock_retries(
         self, migration: Migration, stmt: Statement | None, attempt: Callable[[], None], result: StepResult
@@ -350,7 +424,7 @@ def prefix_checksum(statements: list[Statement]) -> str:
 
 
 def statement_failure(
-    migration: Migration, stmt: Statement, exc: psycopg.Error, *, steps: bool = False
+    migration: Migration, stmt: Statement, exc: psycopg.Error, *, steps: bool = False, block: str | None = None
 ) -> MigrationFailed:
     """A one-paragraph error naming file:line, the statement, and the server's message and hint."""
     diag = exc.diag
@@ -367,7 +441,12 @@ def statement_failure(
     ]
     if diag.message_detail:
         parts.append(f"Detail: {diag.message_detail}")
-    if steps:
+    if block is not None:
+        parts.append(
+            f"Its transaction ({block}, as the file's own BEGIN / COMMIT divide it) was rolled back; "
+            "the blocks before it stay committed, and a rerun resumes at this block."
+        )
+    elif steps:
         parts.append(
             "This statement was rolled back; the statements before it in this non-transactional "
             "migration stay committed, and a rerun resumes at this statement."

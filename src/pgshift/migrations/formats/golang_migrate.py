@@ -2,8 +2,9 @@
 
 golang-migrate sends each file to PostgreSQL as one multi-statement query (an implicit
 transaction), so users often wrap files in ``BEGIN; ... COMMIT;`` themselves. pgshift runs a
-migration in its own transaction, so an outer ``BEGIN``/``COMMIT`` pair is dropped here; any
-other transaction-control statement is an error. Versions are numbers (``000001`` is version
+migration in its own transaction, so an outer ``BEGIN``/``COMMIT`` pair is dropped here; a file
+with other BEGIN / COMMIT / END statements runs in the transactions they divide it into, as
+golang-migrate ran it (pgshift.migrations.blocks). Versions are numbers (``000001`` is version
 ``1``, as golang-migrate records it in ``schema_migrations``).
 """
 
@@ -38,22 +39,19 @@ def _transaction_kind(statement: Statement) -> int | None:
 
 
 def strip_outer_transaction(statements: list[Statement]) -> list[Statement]:
-    """Drop a ``BEGIN; ... COMMIT;`` pair wrapping the whole part; refuse any other one,
-    because a COMMIT inside pgshift's transaction would commit it early."""
+    """Drop a ``BEGIN; ... COMMIT;`` pair wrapping the whole part (one transaction, as pgshift runs
+    it anyway). Other BEGIN / COMMIT / END statements stay: they divide the part into the
+    transactions golang-migrate ran (pgshift.migrations.blocks)."""
+    if len(statements) < 2:  # also the unparsed placeholder of `adopt` (splitter.unparsed)
+        return statements
     kinds = [_transaction_kind(s) for s in statements]
     if (
         len(statements) >= 2
         and kinds[0] in _OPENERS
         and kinds[-1] == enums.TransactionStmtKind.TRANS_STMT_COMMIT
+        and not any(kind is not None for kind in kinds[1:-1])
     ):
-        statements, kinds = statements[1:-1], kinds[1:-1]
-    for statement, kind in zip(statements, kinds, strict=True):
-        if kind is not None:
-            raise MigrationSourceError(
-                f"{statement.where}: transaction control ({statement.summary}) inside a migration.",
-                hint="pgshift runs each migration in its own transaction; remove it, or move "
-                "statements that must run outside a transaction to their own migration.",
-            )
+        statements = statements[1:-1]
     return [
         Statement(s.sql, s.file, s.line, s.column, index) for index, s in enumerate(statements)
     ]
