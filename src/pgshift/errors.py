@@ -62,6 +62,7 @@ class SqlParseError(MigrationSourceError):
         self, message: str, *, file: str, line: int, column: int, hint: str | None = None
     ) -> None:
         super().__init__(f"{file}:{line}:{column}: {message}", hint=hint)
+        self.reason = message  # the parser's words, without the position
         self.file = file
         self.line = line
         self.column = column

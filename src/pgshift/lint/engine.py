@@ -23,6 +23,7 @@ from pglast import parser
 from pglast.parser import ParseError
 
 from pgshift.config import LintSettings
+from pgshift.errors import MigrationSourceError, SqlParseError
 from pgshift.lint import fastjson
 from pgshift.lint import locks as lockmod
 from pgshift.lint.context import Ctx, TxState, UnitState
@@ -496,6 +497,14 @@ def _lint_migrations(migrations: list[Migration], opts: Options, history: list[M
     down_linter = _Linter(_rollback_options(opts), model, report, part="down") if rollback else None
     texts: dict[str, str] = {}
     for migration in migrations:
+        if migration.error is not None:  # the file cannot be read as a migration: report it, lint the rest
+            report.files += 1
+            report.parse_errors.append(_file_problem(migration.error, str(migration.path)))
+            continue
+        if migration.down_error is not None and down_linter is not None:
+            err = migration.down_error
+            report.parse_errors.append(ParseProblem(err.file, err.line, err.column,
+                                                    f"{err.reason} (in the down part; its rollback is refused)"))
         down = (migration.down or []) if down_linter else []
         files = sorted({s.file for s in [*migration.up, *down]})
         report.files += len(files)
@@ -508,6 +517,16 @@ def _lint_migrations(migrations: list[Migration], opts: Options, history: list[M
                                  report_unused=False)
             linter.unused(suppressions)  # once, over both parts
     return report
+
+
+def _file_problem(error: MigrationSourceError, path: str) -> ParseProblem:
+    """A file's loading error as a parse problem at its position (line 1 when it names none)."""
+    if isinstance(error, SqlParseError):
+        return ParseProblem(error.file, error.line, error.column, error.reason)
+    message = error.message
+    match = re.match(rf"{re.escape(path)}(?::(\d+))?:? ", message)
+    line = int(match.group(1)) if match and match.group(1) else 1
+    return ParseProblem(path, line, 1, message[match.end():] if match else message)
 
 
 def _unit(migration: Migration, opts: Options) -> UnitState:

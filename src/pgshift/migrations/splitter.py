@@ -7,6 +7,8 @@ column; a parse error names file:line:column.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from pglast import parser
 from pglast.parser import ParseError
 
@@ -48,3 +50,12 @@ def split_sql(text: str, *, file: str = "<stdin>", base_line: int = 1) -> list[S
         remember(sql, stmt.stmt)
         statements.append(Statement(sql, file, line, column, len(statements)))
     return statements
+
+
+def split_down(parse: Callable[[], list[Statement]]) -> tuple[list[Statement] | None, SqlParseError | None]:
+    """(statements, None) of a down part, or (None, its parse error): the original tools only
+    fail when that rollback runs, so a broken down part must not stop loading the folder."""
+    try:
+        return parse(), None
+    except SqlParseError as exc:
+        return None, exc
