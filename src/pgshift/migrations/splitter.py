@@ -35,7 +35,7 @@ def split_sql(text: str, *, file: str = "<stdin>", base_line: int = 1) -> list[S
         message = str(exc.args[0]) if exc.args else str(exc)
         offset = int(exc.args[1]) if len(exc.args) > 1 else 0
         line, column = line_col(text, max(0, min(offset, len(text))), base_line=base_line)
-        raise SqlParseError(message, file=file, line=line, column=column) from exc
+        raise SqlParseError(message, file=file, line=line, column=column, text=text, base_line=base_line) from exc
     statements: list[Statement] = []
     for stmt in raw:
         start = int(stmt.stmt_location or 0)
