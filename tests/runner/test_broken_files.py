@@ -116,7 +116,7 @@ def test_a_broken_down_part_warns_and_refuses_only_the_rollback_through_it(
 
     newer = run_pgshift(["rollback", "--to", two], cwd=tmp_path, url=db_url)
     assert newer.returncode == 0, newer.stderr
-    assert _tables(conn) == {"a", "b"}
+    assert _tables(conn) == {"a", "b"} and _ledger(conn)[three] == "rolled_back"
 
     through = run_pgshift(["rollback"], cwd=tmp_path, url=db_url)
     assert through.returncode == 7 and where in through.stderr, through.stderr
