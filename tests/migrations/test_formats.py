@@ -349,3 +349,28 @@ def test_golang_migrate_bad_input(tmp_path: Path) -> None:
     stray = write(tmp_path, "notes.sql", "SELECT 1;\n")
     with pytest.raises(MigrationSourceError, match=f"{stray} is not named like a golang-migrate"):
         checked(golang_migrate.load(tmp_path))
+
+
+def test_dbmate_indented_marker_is_a_comment_in_the_up_section(tmp_path: Path) -> None:
+    """Checked against dbmate 2.36.0 (npm package) on PostgreSQL 15: an indented '   -- migrate:down'
+    is not a marker. With no other down marker, `dbmate up` applies the migrations before that file
+    and stops at it ("dbmate requires each migration to define a down block"); with a real marker
+    further down, the indented line and the SQL after it belong to the up section."""
+    only = write(tmp_path, "20240101000001_a.sql", "-- migrate:up\nCREATE TABLE a (id int);\n   -- migrate:down\n"
+                                                   "DROP TABLE a;\n")
+    second = write(tmp_path, "20240101000002_b.sql", "-- migrate:up\nCREATE TABLE b (id int);\n  -- migrate:down\n"
+                                                     "CREATE TABLE d (id int);\n-- migrate:down\nDROP TABLE b;\n")
+    first, both = dbmate.load(tmp_path)  # one bad file does not stop the folder from loading
+    assert first.path == only and first.up == [] and first.down is None
+    assert first.error is not None and "has no '-- migrate:down' marker" in str(first.error)
+    assert both.path == second and both.error is None
+    assert [s.sql for s in both.up] == ["CREATE TABLE b (id int)", "CREATE TABLE d (id int)"]
+    assert both.down is not None and [s.sql for s in both.down] == ["DROP TABLE b"]
+
+
+def test_a_down_part_that_does_not_parse_is_kept_as_down_error(tmp_path: Path) -> None:
+    write(tmp_path, "20240101000001_a.sql", "-- migrate:up\nCREATE TABLE a (id int);\n-- migrate:down\n- Drop indexes\n")
+    [migration] = dbmate.load(tmp_path)
+    assert migration.error is None and [s.sql for s in migration.up] == ["CREATE TABLE a (id int)"]
+    assert migration.down is None and not migration.reversible  # unknown, not an empty no-op
+    assert migration.down_error is not None and migration.down_error.line == 4
