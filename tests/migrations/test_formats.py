@@ -369,7 +369,8 @@ def test_dbmate_indented_marker_is_a_comment_in_the_up_section(tmp_path: Path) -
 
 
 def test_a_down_part_that_does_not_parse_is_kept_as_down_error(tmp_path: Path) -> None:
-    write(tmp_path, "20240101000001_a.sql", "-- migrate:up\nCREATE TABLE a (id int);\n-- migrate:down\n- Drop indexes\n")
+    write(tmp_path, "20240101000001_a.sql",
+          "-- migrate:up\nCREATE TABLE a (id int);\n-- migrate:down\n- Drop indexes\n")
     [migration] = dbmate.load(tmp_path)
     assert migration.error is None and [s.sql for s in migration.up] == ["CREATE TABLE a (id int)"]
     assert migration.down is None and not migration.reversible  # unknown, not an empty no-op
