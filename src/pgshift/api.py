@@ -292,6 +292,9 @@ def migrate(
     if repair:
         validate(settings, repair=True)
     report = MigrateReport(warnings=file_warnings(migrations))
+    if notify:  # before anything runs, so a refusal or a failure does not hide them
+        for warning in report.warnings:
+            notify(f"warning: {warning}")
     with deploy_session(settings) as (conn, history):
         plan = build_plan(migrations, history.rows())
         _refuse_problems(plan, allow_out_of_order=allow_ooo)
