@@ -146,7 +146,6 @@ def migrate_cmd(settings: Settings, as_json: bool, to: str | None, dry_run: bool
         return
     if dry_run:
         _warn(report.warnings)  # a real run told them through notify before it started
-    if dry_run:
         for step in report.dry_run:
             click.echo(step.sql + "\n")
     if report.nothing_to_do:

@@ -65,7 +65,6 @@ def require_unique_versions(migrations: list[Migration]) -> None:
         seen[m.sort_key] = m.path
 
 
-
 def read_texts(*paths: Path | None) -> list[str]:
     return [read_text(p) for p in paths if p is not None]
 

@@ -63,11 +63,11 @@ class _Parser:
     def split(self, text: str, base_line: int) -> list[Statement] | None:
         """Statements of ``text``; None when it is in the Down part and does not parse: a broken
         Down part only blocks a rollback through this migration, as in goose."""
-        if self.down is None:
-            return split_sql(text, file=self.where, base_line=base_line)
         try:
             return split_sql(text, file=self.where, base_line=base_line)
         except SqlParseError as exc:
+            if self.down is None:
+                raise
             self.down_error = self.down_error or exc
             return None
 
