@@ -20,7 +20,7 @@ from pgshift.config import Settings, duration_ms
 from pgshift.db.connect import connect, server_major
 from pgshift.db.history import AppliedRow, History
 from pgshift.db.lock import AdvisoryLock
-from pgshift.errors import Irreversible, MigrationSourceError, PgshiftError, ValidationFailed
+from pgshift.errors import Irreversible, MigrationSourceError, PgshiftError, SqlParseError, ValidationFailed
 from pgshift.migrations.classify import autocommit_reason, transaction_control, transaction_modes
 from pgshift.migrations.files import broken_link
 from pgshift.migrations.formats import native
@@ -45,6 +45,37 @@ BeforeApply = Callable[[psycopg.Connection[Any], list[Migration]], None]
 # -- loading and connecting ----------------------------------------------------------------
 def load(settings: Settings, *, statements: bool = True) -> tuple[str, list[Migration]]:
     return load_migrations(settings.migrations_path, settings.format, statements=statements)
+
+
+def file_warnings(migrations: list[Migration]) -> list[str]:
+    """One line per file that loads with a problem that blocks only that migration (its run or
+    its rollback), so status, migrate and adopt can go on and still say so."""
+    warnings: list[str] = []
+    for m in migrations:
+        if m.error is not None:
+            warnings.append(f"{m.error.message.rstrip('.')}; {m.label} cannot be applied or rolled back "
+                            "until that file is fixed.")
+        elif m.down_error is not None:
+            warnings.append(f"{m.down_error.file}:{m.down_error.line}:{m.down_error.column}: the down part of "
+                            f"{m.label} does not parse ({m.down_error.reason}); a rollback through it is "
+                            "refused until it is fixed.")
+    return warnings
+
+
+def refuse_unusable(plan: Plan, todo: list[Migration], *, suggest_to: bool = True) -> None:
+    """A pending file that cannot be used stops migrate before anything runs: its error is known
+    without the server, and a deploy that stops half way is worse than one that does not start."""
+    broken = next((m for m in todo if m.error is not None), None)
+    if broken is None or broken.error is None:
+        return
+    error = broken.error
+    before = [m for m in plan.pending if m.kind == "versioned" and m.sort_key < broken.sort_key]
+    hint = "fix that file; nothing was run."
+    if before and suggest_to:
+        hint += f" `pgshift migrate --to {before[-1].version}` applies the migrations before it."
+    if isinstance(error, SqlParseError):
+        raise SqlParseError(error.reason, file=error.file, line=error.line, column=error.column, hint=hint)
+    raise MigrationSourceError(error.message, hint=hint)
 
 
 @contextlib.contextmanager
@@ -160,6 +191,7 @@ class StatusReport:
     server_version: str
     history_exists: bool
     expanded: dict[str, str] = field(default_factory=dict)  # ops migrations not yet contracted: version -> phase
+    warnings: list[str] = field(default_factory=list)  # files that block only their own migration
 
     @property
     def pending(self) -> list[Migration]:
@@ -178,7 +210,8 @@ def status(settings: Settings) -> StatusReport:
         from pgshift.ops.phases import active_versions
 
         return StatusReport(fmt, build_plan(migrations, rows), conn.info.parameter_status("server_version") or "",
-                            history.exists(), active_versions(conn, settings.history_schema))
+                            history.exists(), active_versions(conn, settings.history_schema),
+                            file_warnings(migrations))
 
 
 @dataclass
@@ -233,6 +266,7 @@ class MigrateReport:
     dry_run: list[DryRunStep] = field(default_factory=list)
     nothing_to_do: bool = False
     waited_for_lock_s: float = 0.0
+    warnings: list[str] = field(default_factory=list)  # files that block only their own migration
 
 
 def _select_pending(plan: Plan, to: str | None) -> list[Migration]:
@@ -264,16 +298,22 @@ def migrate(
         with open_connection(settings) as conn:
             plan = build_plan(migrations, History(conn, settings.history_schema).rows())
             _refuse_problems(plan, allow_out_of_order=allow_ooo)
+            todo = _select_pending(plan, to)
+            refuse_unusable(plan, todo)
             major = server_major(conn)
-            steps = [_dry_run_step(settings, m, major) for m in _select_pending(plan, to)]
-        return MigrateReport(dry_run=steps, nothing_to_do=not steps)
+            steps = [_dry_run_step(settings, m, major) for m in todo]
+        return MigrateReport(dry_run=steps, nothing_to_do=not steps, warnings=file_warnings(migrations))
     if repair:
         validate(settings, repair=True)
-    report = MigrateReport()
+    report = MigrateReport(warnings=file_warnings(migrations))
+    if notify:  # before anything runs, so a refusal or a failure does not hide them
+        for warning in report.warnings:
+            notify(f"warning: {warning}")
     with deploy_session(settings) as (conn, history):
         plan = build_plan(migrations, history.rows())
         _refuse_problems(plan, allow_out_of_order=allow_ooo)
         todo = _select_pending(plan, to)
+        refuse_unusable(plan, todo)
         if not todo:
             report.nothing_to_do = True
             return report
@@ -369,6 +409,28 @@ def _rollback_targets(plan: Plan, rows: dict[str, AppliedRow], to: str | None, s
     return sorted(interrupted, key=lambda m: m.sort_key, reverse=True) + chosen
 
 
+def _refuse_broken_down(targets: list[Migration]) -> None:
+    """Refuse before anything runs when a migration to roll back has a down part that does not
+    parse (or a file that cannot be read at all); newer ones can still be rolled back alone."""
+    for position, m in enumerate(targets):
+        if m.error is None and m.down_error is None:
+            continue
+        hint = "fix that file, then run the rollback again."
+        if position:
+            hint += f" `pgshift rollback --to {m.version}` rolls back only the migrations newer than it."
+        if m.down_error is not None:
+            err = m.down_error
+            raise SqlParseError(f"the down part of {m.label} does not parse ({err.reason}); refusing to roll "
+                                "back through it. Nothing was rolled back.",
+                                file=err.file, line=err.line, column=err.column, hint=hint)
+        assert m.error is not None
+        if isinstance(m.error, SqlParseError):
+            raise SqlParseError(f"{m.error.reason}; cannot roll back {m.label}. Nothing was rolled back.",
+                                file=m.error.file, line=m.error.line, column=m.error.column, hint=hint)
+        raise MigrationSourceError(f"Cannot roll back {m.label}: {m.error.message.rstrip('.')}. Nothing was "
+                                   "rolled back.", hint=hint)
+
+
 def rollback(settings: Settings, *, to: str | None = None, steps: int = 1,
              notify: Notify | None = None, observer: StatementObserver | None = None) -> RollbackReport:
     _fmt, migrations = load(settings)
@@ -383,6 +445,7 @@ def rollback(settings: Settings, *, to: str | None = None, steps: int = 1,
         if not targets:
             report.nothing_to_do = True
             return report
+        _refuse_broken_down(targets)
         missing = [m for m in targets if m.down is None]
         if missing:
             names = ", ".join(f"{m.label} ({m.path})" for m in missing)
@@ -428,6 +491,7 @@ class AdoptReport:
     already: list[str] = field(default_factory=list)
     pending: list[str] = field(default_factory=list)
     unknown: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # files that block only their own migration
 
 
 def adopt(settings: Settings, tool: str, *, schema: str | None = None, table: str | None = None) -> AdoptReport:
@@ -435,8 +499,10 @@ def adopt(settings: Settings, tool: str, *, schema: str | None = None, table: st
     from pgshift.db.foreign_history import read_foreign_history
     from pgshift.errors import AdoptError
 
-    _fmt, migrations = load(settings, statements=False)  # adopt runs nothing: it never parses the SQL
-    report = AdoptReport(tool)
+    # adopt runs nothing, so what it records never depends on the SQL parsing; the SQL is parsed
+    # only to warn, as status does, about files a later migrate or rollback will refuse.
+    _fmt, migrations = load(settings, statements=False)
+    report = AdoptReport(tool, warnings=file_warnings(load(settings)[1]))
     with deploy_session(settings) as (conn, history):
         entries = read_foreign_history(conn, tool, schema, table=table)
         failed = [e for e in entries if not e.succeeded]
@@ -476,6 +542,6 @@ def history_events(settings: Settings, limit: int = 100) -> tuple[list[AppliedRo
 __all__ = [
     "AdoptReport",
     "BeforeApply", "InitReport", "MigrateReport", "PgshiftError", "RollbackReport", "StatusReport",
-    "ValidateReport", "adopt", "baseline", "history_events", "init", "load", "migrate", "new", "rollback",
-    "status", "validate",
+    "ValidateReport", "adopt", "baseline", "file_warnings", "history_events", "init", "load", "migrate", "new",
+    "rollback", "status", "validate",
 ]

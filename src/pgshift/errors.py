@@ -67,9 +67,15 @@ class SqlParseError(MigrationSourceError):
     exit_code = 7
 
     def __init__(
-        self, message: str, *, file: str, line: int, column: int, hint: str | None = None
+        self, message: str, *, file: str, line: int, column: int, hint: str | None = None,
+        text: str | None = None, base_line: int = 1,
     ) -> None:
         super().__init__(f"{file}:{line}:{column}: {message}", hint=hint)
+        self.reason = message  # the parser's words, without the position
+        # The SQL that did not parse and the file line it starts on, so lint can still check
+        # the statements around the broken one.
+        self.text = text
+        self.base_line = base_line
         self.file = file
         self.line = line
         self.column = column

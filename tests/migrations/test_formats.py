@@ -23,6 +23,15 @@ def by_version(migrations: list[Migration]) -> dict[str, Migration]:
     return {m.version: m for m in migrations}
 
 
+def checked(migrations: list[Migration]) -> list[Migration]:
+    """Raise the first file's own error: the readers keep it on that migration (one broken file
+    blocks only its own migration), and these tests check what the error says."""
+    for m in migrations:
+        if m.error is not None:
+            raise m.error
+    return migrations
+
+
 def write(folder: Path, name: str, text: str) -> Path:
     path = folder / name
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -90,26 +99,26 @@ def test_prisma_bad_input(tmp_path: Path) -> None:
     write(folder, "migration_lock.toml", 'provider = "postgresql"\n')
     empty = write(folder, "20240101000000_a/migration.sql", "  \n")
     with pytest.raises(MigrationSourceError, match=f"{empty}.*empty"):
-        prisma.load(folder)
+        checked(prisma.load(folder))
     empty.write_text("CREATE TABLE a (id int);\n")
     (folder / "20240102000000_b").mkdir()
     with pytest.raises(MigrationSourceError, match=r"20240102000000_b has no migration\.sql"):
-        prisma.load(folder)
+        checked(prisma.load(folder))
     bad = write(folder, "20240102000000_b/migration.sql", "CREATE TABLE b (id int;\n")
     with pytest.raises(SqlParseError) as info:
-        prisma.load(folder)
+        checked(prisma.load(folder))
     assert info.value.file == str(bad) and info.value.line == 1
     bad.write_text("SELECT 1;\n")
     write(folder, "20240102000000_c/migration.sql", "SELECT 2;\n")
     with pytest.raises(MigrationSourceError, match="Two migrations have version 20240102000000"):
-        prisma.load(folder)
+        checked(prisma.load(folder))
 
 
 def test_prisma_refuses_other_providers(tmp_path: Path) -> None:
     write(tmp_path, "migration_lock.toml", 'provider = "mysql"\n')
     write(tmp_path, "20240101000000_a/migration.sql", "SELECT 1;\n")
     with pytest.raises(MigrationSourceError, match="'mysql', not PostgreSQL"):
-        prisma.load(tmp_path)
+        checked(prisma.load(tmp_path))
 
 
 # ---------------------------------------------------------------- Flyway
@@ -156,31 +165,31 @@ def test_flyway_bad_input(tmp_path: Path) -> None:
     write(tmp_path, "V1__a.sql", "SELECT 1;\n")
     dup = write(tmp_path, "V1.0__b.sql", "SELECT 2;\n")
     with pytest.raises(MigrationSourceError, match=f"Two migrations have version 1.*{dup.name}"):
-        flyway.load(tmp_path)
+        checked(flyway.load(tmp_path))
     dup.unlink()
     empty = write(tmp_path, "V2__c.sql", "")
     with pytest.raises(MigrationSourceError, match=f"{empty}.*empty"):
-        flyway.load(tmp_path)
+        checked(flyway.load(tmp_path))
     empty.write_text("SELECT 3;\n")
     orphan = write(tmp_path, "U3__x.sql", "SELECT 1;\n")
     with pytest.raises(MigrationSourceError, match=f"undo script {orphan} has no versioned"):
-        flyway.load(tmp_path)
+        checked(flyway.load(tmp_path))
     orphan.unlink()
     callback = write(tmp_path, "afterMigrate.sql", "GRANT SELECT ON a TO reader;\n")
     with pytest.raises(MigrationSourceError, match=f"{callback} is a Flyway callback"):
-        flyway.load(tmp_path)
+        checked(flyway.load(tmp_path))
     callback.unlink()
     stray = write(tmp_path, "v3__lowercase.sql", "SELECT 1;\n")
     with pytest.raises(MigrationSourceError, match=f"{stray} is not named like a Flyway migration"):
-        flyway.load(tmp_path)
+        checked(flyway.load(tmp_path))
     stray.unlink()
     conf = write(tmp_path, "V2__c.sql.conf", "shouldExecute=false\n")
     with pytest.raises(MigrationSourceError, match=f"{conf}:1: unsupported Flyway script setting"):
-        flyway.load(tmp_path)
+        checked(flyway.load(tmp_path))
     conf.unlink()
     write(tmp_path, "V4__bad.sql", "SELECT 1;\nALTER TABLE;\n")
     with pytest.raises(SqlParseError, match=r"V4__bad.sql:2:"):
-        flyway.load(tmp_path)
+        checked(flyway.load(tmp_path))
 
 
 # ---------------------------------------------------------------- dbmate
@@ -204,30 +213,31 @@ def test_dbmate_sample() -> None:
 def test_dbmate_bad_input(tmp_path: Path) -> None:
     no_up = write(tmp_path, "20240101000000_a.sql", "create table a (id int);\n-- migrate:down\n")
     with pytest.raises(MigrationSourceError, match=f"{no_up} has no '-- migrate:up' marker"):
-        dbmate.load(tmp_path)
+        checked(dbmate.load(tmp_path))
     no_up.write_text("-- migrate:up\ncreate table a (id int);\n")
     with pytest.raises(MigrationSourceError, match=f"{no_up} has no '-- migrate:down' marker"):
-        dbmate.load(tmp_path)
+        checked(dbmate.load(tmp_path))
     no_up.write_text("select 1;\n-- migrate:up\ncreate table a (id int);\n-- migrate:down\n")
     with pytest.raises(MigrationSourceError, match=f"{no_up}:1: SQL before"):
-        dbmate.load(tmp_path)
+        checked(dbmate.load(tmp_path))
     no_up.write_text("-- migrate:down\n-- migrate:up\nselect 1;\n")
     with pytest.raises(MigrationSourceError, match=f"{no_up}:1: '-- migrate:down' comes before"):
-        dbmate.load(tmp_path)
+        checked(dbmate.load(tmp_path))
     no_up.write_text("-- migrate:up transactions:false\nselect 1;\n-- migrate:down\n")
     with pytest.raises(MigrationSourceError, match=f"{no_up}:1: unknown dbmate option"):
-        dbmate.load(tmp_path)
+        checked(dbmate.load(tmp_path))
     no_up.write_text("-- migrate:up\nselect 1;\n-- migrate:down\n")
     dup = write(tmp_path, "20240101000000_b.sql", "-- migrate:up\nselect 2;\n-- migrate:down\n")
     with pytest.raises(MigrationSourceError, match="Two migrations have version 20240101000000"):
-        dbmate.load(tmp_path)
+        checked(dbmate.load(tmp_path))
+    dup = dup.rename(tmp_path / "20240101000001_b.sql")  # a duplicate version is checked even for a broken file
     dup.write_text("")
     with pytest.raises(MigrationSourceError, match=f"{dup}.*empty"):
-        dbmate.load(tmp_path)
+        checked(dbmate.load(tmp_path))
     dup.unlink()
     write(tmp_path, "20240102000000_c.sql", "-- migrate:up\n\nselect from from;\n-- migrate:down\n")
     with pytest.raises(SqlParseError) as info:
-        dbmate.load(tmp_path)
+        checked(dbmate.load(tmp_path))
     assert info.value.file.endswith("20240102000000_c.sql") and info.value.line == 3
 
 
@@ -261,36 +271,36 @@ def test_goose_sample() -> None:
 def test_goose_bad_input(tmp_path: Path) -> None:
     no_up = write(tmp_path, "00001_a.sql", "CREATE TABLE a (id int);\n")
     with pytest.raises(MigrationSourceError, match=f"{no_up}:1: SQL before the '-- \\+goose Up'"):
-        goose.load(tmp_path)
+        checked(goose.load(tmp_path))
     no_up.write_text("-- just a comment\n")
     with pytest.raises(MigrationSourceError, match=f"{no_up} has no '-- \\+goose Up' annotation"):
-        goose.load(tmp_path)
+        checked(goose.load(tmp_path))
     no_up.write_text("-- +goose Up\n-- +goose StatementBegin\nSELECT 1;\n")
     with pytest.raises(MigrationSourceError, match=f"{no_up}:2: StatementBegin without"):
-        goose.load(tmp_path)
+        checked(goose.load(tmp_path))
     no_up.write_text("-- +goose Up\n-- +goose ENVSUB ON\nSELECT '${X}';\n")
     with pytest.raises(MigrationSourceError, match=f"{no_up}:2: .*ENVSUB ON"):
-        goose.load(tmp_path)
+        checked(goose.load(tmp_path))
     no_up.write_text("-- +goose Up\n-- +goose Sideways\nSELECT 1;\n")
     with pytest.raises(MigrationSourceError, match=f"{no_up}:2: unknown goose annotation"):
-        goose.load(tmp_path)
+        checked(goose.load(tmp_path))
     no_up.write_text("-- +goose Up\nSELECT 1;\n")
     write(tmp_path, "1_b.sql", "-- +goose Up\nSELECT 2;\n")
     with pytest.raises(MigrationSourceError, match="Two migrations have version 1:"):
-        goose.load(tmp_path)
+        checked(goose.load(tmp_path))
     (tmp_path / "1_b.sql").unlink()
     empty = write(tmp_path, "00002_c.sql", "\n")
     with pytest.raises(MigrationSourceError, match=f"{empty}.*empty"):
-        goose.load(tmp_path)
+        checked(goose.load(tmp_path))
     empty.write_text("-- +goose Up\n-- +goose StatementBegin\nCREATE FUNCTION f() RETURNS int AS $$ SELECT 1 $$\n"
                      "LANGUAGE sql oops;\n-- +goose StatementEnd\n")
     with pytest.raises(SqlParseError) as info:
-        goose.load(tmp_path)
+        checked(goose.load(tmp_path))
     assert info.value.file == str(empty) and info.value.line == 4
     empty.unlink()
     go_file = write(tmp_path, "00003_backfill.go", "package migrations\n")
     with pytest.raises(MigrationSourceError, match=f"{go_file} is a goose Go migration"):
-        goose.load(tmp_path)
+        checked(goose.load(tmp_path))
 
 
 # ---------------------------------------------------------------- golang-migrate
@@ -319,23 +329,49 @@ def test_golang_migrate_checksum_covers_down_file(tmp_path: Path) -> None:
 def test_golang_migrate_bad_input(tmp_path: Path) -> None:
     orphan = write(tmp_path, "000002_b.down.sql", "DROP TABLE b;\n")
     with pytest.raises(MigrationSourceError, match=f"{orphan} has no matching up file"):
-        golang_migrate.load(tmp_path)
+        checked(golang_migrate.load(tmp_path))
     orphan.unlink()
     write(tmp_path, "000001_a.up.sql", "SELECT 1;\n")
     dup = write(tmp_path, "1_b.up.sql", "SELECT 2;\n")
     with pytest.raises(MigrationSourceError, match=f"Two migrations have version 1: .* and {dup}"):
-        golang_migrate.load(tmp_path)
+        checked(golang_migrate.load(tmp_path))
     dup.write_text("")
     dup.rename(tmp_path / "2_b.up.sql")
     with pytest.raises(MigrationSourceError, match=r"2_b\.up\.sql is empty"):
-        golang_migrate.load(tmp_path)
+        checked(golang_migrate.load(tmp_path))
     # A COMMIT inside the file divides it into the transactions golang-migrate ran (blocks): kept.
     (tmp_path / "2_b.up.sql").write_text("SELECT 1;\nCOMMIT;\nSELECT 2;\n")
-    assert [s.sql for s in golang_migrate.load(tmp_path)[1].up] == ["SELECT 1", "COMMIT", "SELECT 2"]
+    assert [s.sql for s in checked(golang_migrate.load(tmp_path))[1].up] == ["SELECT 1", "COMMIT", "SELECT 2"]
     (tmp_path / "2_b.up.sql").write_text("SELECT 1;\nSELEC 2;\n")
     with pytest.raises(SqlParseError, match=r"2_b.up.sql:2:"):
-        golang_migrate.load(tmp_path)
+        checked(golang_migrate.load(tmp_path))
     (tmp_path / "2_b.up.sql").unlink()
     stray = write(tmp_path, "notes.sql", "SELECT 1;\n")
     with pytest.raises(MigrationSourceError, match=f"{stray} is not named like a golang-migrate"):
-        golang_migrate.load(tmp_path)
+        checked(golang_migrate.load(tmp_path))
+
+
+def test_dbmate_indented_marker_is_a_comment_in_the_up_section(tmp_path: Path) -> None:
+    """Checked against dbmate 2.36.0 (npm package) on PostgreSQL 15: an indented '   -- migrate:down'
+    is not a marker. With no other down marker, `dbmate up` applies the migrations before that file
+    and stops at it ("dbmate requires each migration to define a down block"); with a real marker
+    further down, the indented line and the SQL after it belong to the up section."""
+    only = write(tmp_path, "20240101000001_a.sql", "-- migrate:up\nCREATE TABLE a (id int);\n   -- migrate:down\n"
+                                                   "DROP TABLE a;\n")
+    second = write(tmp_path, "20240101000002_b.sql", "-- migrate:up\nCREATE TABLE b (id int);\n  -- migrate:down\n"
+                                                     "CREATE TABLE d (id int);\n-- migrate:down\nDROP TABLE b;\n")
+    first, both = dbmate.load(tmp_path)  # one bad file does not stop the folder from loading
+    assert first.path == only and first.up == [] and first.down is None
+    assert first.error is not None and "has no '-- migrate:down' marker" in str(first.error)
+    assert both.path == second and both.error is None
+    assert [s.sql for s in both.up] == ["CREATE TABLE b (id int)", "CREATE TABLE d (id int)"]
+    assert both.down is not None and [s.sql for s in both.down] == ["DROP TABLE b"]
+
+
+def test_a_down_part_that_does_not_parse_is_kept_as_down_error(tmp_path: Path) -> None:
+    write(tmp_path, "20240101000001_a.sql",
+          "-- migrate:up\nCREATE TABLE a (id int);\n-- migrate:down\n- Drop indexes\n")
+    [migration] = dbmate.load(tmp_path)
+    assert migration.error is None and [s.sql for s in migration.up] == ["CREATE TABLE a (id int)"]
+    assert migration.down is None and not migration.reversible  # unknown, not an empty no-op
+    assert migration.down_error is not None and migration.down_error.line == 4

@@ -8,8 +8,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
+import pytest
 
 from pgshift.config import Settings
+from pgshift.errors import SqlParseError
 from pgshift.rehearsal import RehearsalOptions, rehearse, to_json
 from tests.rehearsal.conftest import clones_of, state
 
@@ -182,6 +184,26 @@ def test_irreversible_migration_is_a_warning(source: Conn, settings_for: MakeSet
     report = rehearse(settings_for({"1_x.sql": "ALTER TABLE items ADD COLUMN y int;\n"}))
     assert report.verdict == "pass"
     assert report.schema.reversibility.startswith("skipped: no down part")
+
+
+def test_a_down_part_that_does_not_parse_refuses_the_reversibility_check(
+        source: Conn, settings_for: MakeSettings) -> None:
+    settings = settings_for({"1_x.sql": "ALTER TABLE items ADD COLUMN y int;\n-- pgshift:down\n- Drop y\n"})
+    report = rehearse(settings)
+    where = f"{settings.migrations_path / '1_x.sql'}:3:"
+    assert report.verdict == "fail" and report.schema.after_up is not None  # the up part still ran
+    assert report.schema.reversibility.startswith("refused: the down part does not parse") and where in \
+        report.schema.reversibility
+    assert [r.code for r in report.reasons] == ["down-parse"] and str(report.reasons[0].statement).startswith(where)
+    assert not [r for r in report.statements if r.phase == "down"]  # nothing was rolled back
+
+
+def test_a_pending_file_that_does_not_parse_fails_before_anything_is_copied(
+        source: Conn, db_name: str, settings_for: MakeSettings) -> None:
+    settings = settings_for({"1_x.sql": "ALTER TABLE items ADD COLUMN y int;\n", "2_y.sql": "ALTER TABLE items ADD;\n"})
+    with pytest.raises(SqlParseError, match=r"2_y.sql:1:"):
+        rehearse(settings)
+    assert clones_of(source, db_name) == []
 
 
 def test_rows_affected_by_a_backfill_are_recorded(source: Conn, settings_for: MakeSettings) -> None:

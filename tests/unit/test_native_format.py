@@ -40,9 +40,11 @@ def test_empty_down_part_is_an_explicit_no_op(tmp_path: Path) -> None:
 )
 def test_bad_files(tmp_path: Path, text: str, message: str) -> None:
     (tmp_path / "1_x.sql").write_text(text)
+    [migration] = load(tmp_path)  # a broken file is an error at its own migration, not for the folder
     with pytest.raises(MigrationSourceError, match=message) as caught:
-        load(tmp_path)
-    assert "1_x.sql" in str(caught.value)
+        if migration.error is not None:
+            raise migration.error
+    assert "1_x.sql" in str(caught.value) and migration.up == [] and migration.down is None
 
 
 def test_checksum_changes_with_either_part(tmp_path: Path) -> None:

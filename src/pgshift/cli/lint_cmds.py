@@ -11,10 +11,10 @@ import click
 
 from pgshift.cli.common import handle_errors, settings_options, stdout
 from pgshift.config import Settings
-from pgshift.errors import ConfigError, SqlParseError
+from pgshift.errors import ConfigError
 from pgshift.lint.engine import lint_migrations, lint_sql, parse_text
 from pgshift.lint.fix import apply_fixes
-from pgshift.lint.model import LintReport, ParseProblem, TableSize
+from pgshift.lint.model import LintReport, TableSize
 from pgshift.lint.reporters import FORMATS, render
 from pgshift.lint.schema import Schema, schema_from_dump
 from pgshift.migrations.loader import load_migrations
@@ -44,16 +44,9 @@ class _Run:
                  schema=self.schema, collect_locks=self.locks, report=self.report)
 
     def folder(self, path: Path) -> None:
-        try:
-            _, migrations = load_migrations(path, self.settings.format)
-        except SqlParseError as exc:
-            # One file does not parse: lint every SQL file on its own, so the others are still
-            # checked and the broken statement is reported with its own position.
-            for file in sorted(path.rglob("*.sql")):
-                self.text(file.read_text(encoding="utf-8", errors="replace"), str(file))
-            if not any(p.file == exc.file for p in self.report.parse_errors):
-                self.report.parse_errors.append(ParseProblem(exc.file, exc.line, exc.column, exc.message))
-            return
+        # A file that does not parse loads with its error, which the engine reports; every other
+        # file is still linted by its own format's rules (up and down parts apart).
+        _, migrations = load_migrations(path, self.settings.format)
         for migration in migrations:
             for s in [*migration.up, *((migration.down or []) if self.down else [])]:
                 self.statements[(s.file, s.line, s.column)] = s.sql

@@ -26,7 +26,13 @@ def _note(message: str) -> None:
 
 def _migration_json(m: Migration, state: str) -> dict[str, Any]:
     return {"version": m.version, "name": m.name, "state": state, "kind": m.kind,
-            "file": str(m.path), "reversible": m.reversible, "transactional": m.transactional}
+            "file": str(m.path), "reversible": m.reversible, "transactional": m.transactional,
+            "error": str(m.error) if m.error else None, "down_error": str(m.down_error) if m.down_error else None}
+
+
+def _warn(warnings: list[str]) -> None:
+    for warning in warnings:
+        click.echo(click.style("warning", fg="yellow") + f": {warning}", err=True)
 
 
 def _short(text: str, limit: int = 70) -> str:
@@ -79,6 +85,7 @@ def status_cmd(settings: Settings, as_json: bool, exit_code: bool) -> None:
             "expanded": report.expanded,
             "pending": [m.version for m in plan.pending],
             "problems": [asdict(p) for p in plan.problems],
+            "warnings": report.warnings,
         })
     else:
         table = Table(title=f"{settings.migrations_path} ({report.format}) on PostgreSQL {report.server_version}")
@@ -103,6 +110,7 @@ def status_cmd(settings: Settings, as_json: bool, exit_code: bool) -> None:
                      f"{len(plan.problems)} problem(s)")
         for p in plan.problems:
             stdout.print(f"[red]problem[/] ({p.kind}): {escape(p.detail)}")
+        _warn(report.warnings)
     if exit_code and plan.pending:
         sys.exit(1)
 
@@ -136,9 +144,11 @@ def migrate_cmd(settings: Settings, as_json: bool, to: str | None, dry_run: bool
             "nothing_to_do": report.nothing_to_do,
             "lint": [f.to_json() for f in checks.findings],
             "backup": checks.backup_path,
+            "warnings": report.warnings,
         })
         return
     if dry_run:
+        _warn(report.warnings)  # a real run told them through notify before it started
         for step in report.dry_run:
             click.echo(step.sql + "\n")
     if report.nothing_to_do:
@@ -241,6 +251,7 @@ def adopt_cmd(settings: Settings, as_json: bool, tool: str, schema: str | None, 
     for version in report.unknown:
         stdout.print(f"[yellow]warning[/]: {tool} applied {version}, which has no file in "
                      f"{settings.migrations_path}")
+    _warn(report.warnings)
 
 
 COMMANDS = [

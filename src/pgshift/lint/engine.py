@@ -23,6 +23,7 @@ from pglast import parser
 from pglast.parser import ParseError
 
 from pgshift.config import LintSettings
+from pgshift.errors import MigrationSourceError, SqlParseError
 from pgshift.lint import fastjson
 from pgshift.lint import locks as lockmod
 from pgshift.lint.context import Ctx, TxState, UnitState
@@ -502,16 +503,26 @@ def _lint_migrations(migrations: list[Migration], opts: Options, history: list[M
     down_linter = _Linter(_rollback_options(opts), model, report, part="down") if rollback else None
     texts: dict[str, str] = {}
     for migration in migrations:
-        down = (migration.down or []) if down_linter else []
-        files = sorted({s.file for s in [*migration.up, *down]})
+        up = _unparsed(migration, migration.error, report) if migration.error else parse_statements(migration.up)
+        if up is None:  # the file cannot be read as a migration at all: reported, the others still linted
+            report.files += 1
+            continue
+        down: list[Parsed] = []
+        if down_linter is not None and migration.down_error is not None:
+            down = _unparsed(migration, migration.down_error, report, part="down") or []
+        elif down_linter is not None:
+            down = parse_statements(migration.down or [])
+        up_statements, down_statements = [p.statement for p in up], [p.statement for p in down]
+        files = sorted({s.file for s in [*up_statements, *down_statements]})
         report.files += len(files)
         suppressions = [s for f in files for s in read_suppressions(_file_text(f, texts), f)]
-        up_sups, down_sups = _split_suppressions(suppressions, migration.up, down)
-        linter.run_unit(parse_statements(migration.up), _unit(migration, opts), up_sups, migration.version,
-                        report_unused=not down)
+        up_sups, down_sups = _split_suppressions(suppressions, up_statements, down_statements)
+        linter.run_unit(up, _unit(migration, opts), up_sups, migration.version, report_unused=not down)
         if down and down_linter is not None:
-            down_linter.run_unit(parse_statements(down), _unit(migration, opts), down_sups, migration.version,
-                                 report_unused=False)
+            errors_before = len(report.parse_errors)
+            down_linter.run_unit(down, _unit(migration, opts), down_sups, migration.version, report_unused=False)
+            for problem in report.parse_errors[errors_before:]:
+                problem.message += " (in the down part: a rollback through this migration is refused)"
             linter.unused(suppressions)  # once, over both parts
     return report
 
@@ -531,6 +542,32 @@ def _control(node: Node | None) -> str | None:
     if what in ("TRANS_STMT_BEGIN", "TRANS_STMT_START"):
         return "begin"
     return "commit" if what == "TRANS_STMT_COMMIT" else None
+
+
+def _unparsed(migration: Migration, error: MigrationSourceError, report: LintReport,
+              part: str = "up") -> list[Parsed] | None:
+    """The statements of a part that did not load, each with its tree or its own parse error, so
+    the statements around a broken one are still linted; None (error reported) when the file has
+    no SQL to go by (a missing marker, an empty or unreadable file)."""
+    if isinstance(error, SqlParseError) and error.text is not None:
+        parsed = parse_text(error.text, error.file, error.base_line)
+        if any(p.error for p in parsed):
+            return parsed
+    file, line, column, message = _where(error, str(migration.path))
+    if part == "down":
+        message += " (in the down part: a rollback through this migration is refused)"
+    report.parse_errors.append(ParseProblem(file, line, column, message))
+    return [] if part == "down" else None
+
+
+def _where(error: MigrationSourceError, path: str) -> tuple[str, int, int, str]:
+    """(file, line, column, message) of a loading error; most messages start with file[:line]."""
+    if isinstance(error, SqlParseError):
+        return error.file, error.line, error.column, error.reason
+    match = re.match(rf"{re.escape(path)}(?::(\d+))?:?\s+", error.message)
+    if match is None:
+        return path, 1, 1, error.message
+    return path, int(match.group(1) or 1), 1, error.message[match.end():]
 
 
 def _unit(migration: Migration, opts: Options) -> UnitState:

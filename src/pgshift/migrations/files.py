@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from pgshift.errors import MigrationSourceError
-from pgshift.migrations.model import Migration
+from pgshift.migrations.model import Kind, Migration, checksum_of, version_sort_key
 
 
 def broken_link(path: Path) -> str | None:
@@ -88,3 +88,23 @@ def require_unique_versions(migrations: list[Migration]) -> None:
             )
         seen[m.sort_key] = m.path
 
+
+def read_texts(*paths: Path | None) -> list[str]:
+    return [read_text(p) for p in paths if p is not None]
+
+
+def per_file(parse: Callable[[], Migration], *, version: str, name: str, path: Path, source_format: str,
+             texts: Callable[[], list[str]], kind: Kind = "versioned") -> Migration:
+    """``parse()``, or when that file cannot be used, a migration carrying the error and no
+    statements: one broken file is refused where it matters (running or rolling back that
+    migration) instead of blocking status, adopt and lint of every other file. ``texts`` gives
+    what the checksum covers, so an applied (e.g. adopted) file still matches its ledger row."""
+    try:
+        return parse()
+    except MigrationSourceError as exc:
+        try:
+            checksum = checksum_of(*texts())
+        except MigrationSourceError:  # unreadable: it cannot match a recorded checksum anyway
+            checksum = ""
+        return Migration(version=version, name=name, path=path, up=[], down=None, checksum=checksum,
+                         source_format=source_format, kind=kind, sort_key=version_sort_key(version), error=exc)

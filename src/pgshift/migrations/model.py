@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from pgshift.errors import MigrationSourceError, SqlParseError
+
 Kind = Literal["versioned", "repeatable"]
 
 
@@ -36,6 +38,11 @@ class Migration:
 
     ``transactional`` is False when the file asks to run outside a transaction; the runner
     additionally runs statements that PostgreSQL refuses inside a transaction on their own.
+
+    ``down`` is None both when there is no down part and when it does not parse; ``down_error``
+    tells the two apart. A file that cannot be read as a migration at all (its up part does not
+    parse, a marker is missing, ...) loads with ``error`` set and no statements, so that one bad
+    file is an error at that migration (migrate, rollback, lint) instead of for the whole folder.
     """
 
     version: str
@@ -52,6 +59,8 @@ class Migration:
     sort_key: tuple[object, ...] = field(default=())
     # Zero-downtime operations (pgshift.ops) from a .ops.yaml/.ops.json file; None for SQL migrations.
     ops: Any | None = None
+    error: MigrationSourceError | None = None
+    down_error: SqlParseError | None = None
 
     @property
     def label(self) -> str:

@@ -7,7 +7,7 @@ column; a parse error names file:line:column.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 
@@ -56,7 +56,7 @@ def split_sql(text: str, *, file: str = "<stdin>", base_line: int = 1) -> list[S
         message = str(exc.args[0]) if exc.args else str(exc)
         offset = int(exc.args[1]) if len(exc.args) > 1 else 0
         line, column = line_col(text, max(0, min(offset, len(text))), base_line=base_line)
-        raise SqlParseError(message, file=file, line=line, column=column) from exc
+        raise SqlParseError(message, file=file, line=line, column=column, text=text, base_line=base_line) from exc
     statements: list[Statement] = []
     for stmt in raw:
         start = int(stmt.stmt_location or 0)
@@ -71,3 +71,12 @@ def split_sql(text: str, *, file: str = "<stdin>", base_line: int = 1) -> list[S
         remember(sql, stmt.stmt)
         statements.append(Statement(sql, file, line, column, len(statements)))
     return statements
+
+
+def split_down(parse: Callable[[], list[Statement]]) -> tuple[list[Statement] | None, SqlParseError | None]:
+    """(statements, None) of a down part, or (None, its parse error): the original tools only
+    fail when that rollback runs, so a broken down part must not stop loading the folder."""
+    try:
+        return parse(), None
+    except SqlParseError as exc:
+        return None, exc

@@ -145,7 +145,8 @@ def rehearse(settings: Settings, options: RehearsalOptions | None = None, *,
         options = dataclasses.replace(options, large_table_rows=settings.lint.large_table_rows)
     say = notify or (lambda _m: None)
     source_url = require_url(settings.database_url)
-    api.load(settings)  # unreadable migrations fail before anything is copied
+    plan = api.status(settings).plan  # unreadable pending migrations fail before anything is copied
+    api.refuse_unusable(plan, plan.pending, suggest_to=False)
     clock = Clock()
     report = RehearsalReport(describe_target(source_url), None, options.keep,
                              datetime.now(UTC).isoformat(timespec="seconds"), options)
@@ -320,6 +321,14 @@ def _reverse(clone: Settings, versioned: list[Any], recorder: Recorder) -> None:
 def _reversibility(clone: Settings, report: RehearsalReport, recorder: Recorder, clock: Clock,
                    pending: list[Any], before: catalog.Snapshot, after_up: catalog.Snapshot, say: Notify) -> None:
     versioned = [m for m in pending if m.kind == "versioned"]
+    broken = [(m, m.down_error) for m in versioned if m.down_error is not None]
+    if broken:  # rolling back would fail at that down part: refused, as `pgshift rollback` refuses it
+        where = "; ".join(f"{m.label} ({err})" for m, err in broken)
+        report.schema.reversibility = f"refused: the down part does not parse in {where}"
+        first = broken[0][1]
+        report.reasons.append(Reason("down-parse", f"The down part does not parse, so it cannot be rolled back: "
+                                                   f"{where}.", f"{first.file}:{first.line}:{first.column}"))
+        return
     missing = [m.label for m in versioned if m.down is None and m.ops is None]
     if missing:
         report.schema.reversibility = f"skipped: no down part in {', '.join(missing)}"

@@ -12,7 +12,8 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Reason:
-    # stall | rollback-stall | rewrite | workload-errors | down-schema | up-again-schema | test-failed | *-failed
+    # stall | rollback-stall | rewrite | workload-errors | down-schema | down-parse | up-again-schema | test-failed
+    # | *-failed
     code: str
     message: str
     statement: str | None = None  # file:line:column

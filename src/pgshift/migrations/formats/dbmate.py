@@ -11,12 +11,13 @@ like pgshift's own.
 from __future__ import annotations
 
 import re
+from functools import partial
 from pathlib import Path
 
 from pgshift.errors import MigrationSourceError
-from pgshift.migrations.files import in_order, named_sql_files, read_text
+from pgshift.migrations.files import in_order, named_sql_files, per_file, read_text, read_texts
 from pgshift.migrations.model import Migration, checksum_of, version_sort_key
-from pgshift.migrations.splitter import split_sql
+from pgshift.migrations.splitter import split_down, split_sql
 
 FORMAT = "dbmate"
 FILE_NAME = re.compile(r"^(?P<version>\d+)_?(?P<name>.*)\.sql$")
@@ -83,13 +84,15 @@ def parse_file(path: Path, version: str, name: str) -> Migration:
     up = split_sql("".join(lines[up_line : down_line - 1]), file=str(path), base_line=up_line + 1)
     if not up:
         raise MigrationSourceError(f"{path} has no statements in its '-- migrate:up' section.")
-    down = split_sql("".join(lines[down_line:]), file=str(path), base_line=down_line + 1)
+    down_text = "".join(lines[down_line:])
+    down, down_error = split_down(lambda: split_sql(down_text, file=str(path), base_line=down_line + 1))
     return Migration(
         version=version,
         name=name,
         path=path,
         up=up,
         down=down,
+        down_error=down_error,
         checksum=checksum_of(text),
         source_format=FORMAT,
         transactional=up_options.get("transaction", "true") != "false",
@@ -100,4 +103,9 @@ def parse_file(path: Path, version: str, name: str) -> Migration:
 def load(path: Path) -> list[Migration]:
     files = named_sql_files(path, FILE_NAME, tool="dbmate",
                             example="<version>_<name>.sql, e.g. 20240101120000_create_users.sql")
-    return in_order([parse_file(file, match.group("version"), match.group("name")) for file, match in files])
+    return in_order([
+        per_file(partial(parse_file, file, version, name), version=version, name=name, path=file,
+                 source_format=FORMAT, texts=partial(read_texts, file))
+        for file, match in files
+        for version, name in [(match.group("version"), match.group("name"))]
+    ])

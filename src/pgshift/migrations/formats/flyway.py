@@ -17,13 +17,14 @@ baseline files are refused rather than silently skipped.
 from __future__ import annotations
 
 import re
+from functools import partial
 from pathlib import Path
 from typing import NoReturn
 
 from pgshift.errors import MigrationSourceError
-from pgshift.migrations.files import read_text, require_dir, require_unique_versions
+from pgshift.migrations.files import per_file, read_text, require_dir, require_unique_versions
 from pgshift.migrations.model import Migration, checksum_of, version_sort_key
-from pgshift.migrations.splitter import split_sql
+from pgshift.migrations.splitter import split_down, split_sql
 
 FORMAT = "flyway"
 VERSIONED = re.compile(r"^(?P<prefix>[VU])(?P<version>\d+(?:[._]\d+)*)__(?P<desc>.*)\.sql$")
@@ -90,23 +91,41 @@ def _migration(
     up = split_sql(text, file=str(path))
     if not up:
         raise MigrationSourceError(f"{path} has no SQL statements (only comments).")
-    down = None
+    down, down_error = None, None
     if undo is not None:
         undo_text, undo_texts, _ = _script(undo)
         texts += undo_texts
-        down = split_sql(undo_text, file=str(undo))
+        down, down_error = split_down(lambda: split_sql(undo_text, file=str(undo)))
     return Migration(
         version=version,
         name=desc.replace("_", " "),
         path=path,
         up=up,
         down=down,
+        down_error=down_error,
         checksum=checksum_of(*texts),
         source_format=FORMAT,
         kind="repeatable" if kind == "R" else "versioned",
         transactional=transactional,
         sort_key=version_sort_key(version),
     )
+
+
+def _tolerant(path: Path, version: str, desc: str, kind: str, undo: Path | None) -> Migration:
+    """The migration, or one carrying why its files cannot be used (see ``per_file``)."""
+
+    def texts() -> list[str]:
+        found: list[str] = []
+        for script in (path, undo):
+            if script is not None:
+                conf = script.with_name(script.name + ".conf")
+                conf_text = read_text(conf) if conf.is_file() else ""
+                found += [read_text(script), conf_text] if conf_text else [read_text(script)]
+        return found
+
+    return per_file(partial(_migration, path, version, desc, kind, undo), version=version,
+                    name=desc.replace("_", " "), path=path, source_format=FORMAT, texts=texts,
+                    kind="repeatable" if kind == "R" else "versioned")
 
 
 def _refuse(file: Path) -> NoReturn:
@@ -152,10 +171,9 @@ def load(path: Path) -> list[Migration]:
         if key not in versioned:
             raise MigrationSourceError(f"The undo script {undo} has no versioned migration to undo.")
     migrations = [
-        _migration(file, version, desc, "V", undos.get(key))
-        for key, (file, version, desc) in versioned.items()
+        _tolerant(file, version, desc, "V", undos.get(key)) for key, (file, version, desc) in versioned.items()
     ]
-    migrations += [_migration(file, f"R__{desc}", desc, "R", None) for file, desc in repeatables]
+    migrations += [_tolerant(file, f"R__{desc}", desc, "R", None) for file, desc in repeatables]
     require_unique_versions(migrations)
     _require_unique_repeatables(migrations)
     return sorted(migrations, key=lambda m: m.sort_key)

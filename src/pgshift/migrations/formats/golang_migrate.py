@@ -11,14 +11,15 @@ golang-migrate ran it (pgshift.migrations.blocks). Versions are numbers (``00000
 from __future__ import annotations
 
 import re
+from functools import partial
 from pathlib import Path
 
 from pglast import enums, parser
 
 from pgshift.errors import MigrationSourceError
-from pgshift.migrations.files import read_text, require_dir, require_unique_versions
+from pgshift.migrations.files import per_file, read_text, read_texts, require_dir, require_unique_versions
 from pgshift.migrations.model import Migration, Statement, checksum_of, version_sort_key
-from pgshift.migrations.splitter import split_sql
+from pgshift.migrations.splitter import split_down, split_sql
 
 FORMAT = "golang-migrate"
 FILE_NAME = re.compile(r"^(?P<version>\d+)_(?P<name>.*)\.(?P<direction>up|down)\.sql$")
@@ -69,17 +70,18 @@ def _load_pair(up_path: Path, down_path: Path | None, version: str, name: str) -
     if not up:
         raise MigrationSourceError(f"{up_path} has no SQL statements (only comments).")
     texts = [up_text]
-    down = None
+    down, down_error = None, None
     if down_path is not None:
         down_text = read_text(down_path)
         texts.append(down_text)
-        down = parse_statements(down_path, down_text)
+        down, down_error = split_down(lambda: parse_statements(down_path, down_text))
     return Migration(
         version=version,
         name=name,
         path=up_path,
         up=up,
         down=down,
+        down_error=down_error,
         checksum=checksum_of(*texts),
         source_format=FORMAT,
         sort_key=version_sort_key(version),
@@ -112,8 +114,10 @@ def load(path: Path) -> list[Migration]:
         if version not in files["up"]:
             raise MigrationSourceError(f"{down_file} has no matching up file (version {version}).")
     migrations = [
-        _load_pair(up_file, files["down"].get(version), version, names[version])
+        per_file(partial(_load_pair, up_file, down_file, version, names[version]), version=version,
+                 name=names[version], path=up_file, source_format=FORMAT, texts=partial(read_texts, up_file, down_file))
         for version, up_file in files["up"].items()
+        for down_file in [files["down"].get(version)]
     ]
     require_unique_versions(migrations)
     return sorted(migrations, key=lambda m: m.sort_key)

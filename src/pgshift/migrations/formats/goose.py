@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
-from pgshift.errors import MigrationSourceError
-from pgshift.migrations.files import read_text, require_dir, require_unique_versions
+from pgshift.errors import MigrationSourceError, SqlParseError
+from pgshift.migrations.files import per_file, read_text, read_texts, require_dir, require_unique_versions
 from pgshift.migrations.model import Migration, Statement, checksum_of, version_sort_key
 from pgshift.migrations.splitter import split_sql
 
@@ -50,6 +51,7 @@ class _Parser:
     transactional: bool = True
     block_start: int | None = None  # line of the open StatementBegin
     plain_start: int = 1  # first line of the current run of plain SQL
+    down_error: SqlParseError | None = None  # the Down part does not parse (its first error)
 
     @property
     def where(self) -> str:
@@ -57,6 +59,17 @@ class _Parser:
 
     def current(self) -> _Part | None:
         return self.down or self.up
+
+    def split(self, text: str, base_line: int) -> list[Statement] | None:
+        """Statements of ``text``; None when it is in the Down part and does not parse: a broken
+        Down part only blocks a rollback through this migration, as in goose."""
+        try:
+            return split_sql(text, file=self.where, base_line=base_line)
+        except SqlParseError as exc:
+            if self.down is None:
+                raise
+            self.down_error = self.down_error or exc
+            return None
 
     def flush_plain(self, end: int) -> None:
         """Split the plain SQL on lines plain_start .. end-1 into the current part."""
@@ -70,12 +83,15 @@ class _Parser:
                         hint="goose requires the file to start with '-- +goose Up'.",
                     )
             return
-        part.statements += split_sql(text, file=self.where, base_line=self.plain_start)
+        part.statements += self.split(text, self.plain_start) or []
 
     def close_block(self, end: int) -> None:
         assert self.block_start is not None
         text = "".join(self.lines[self.block_start : end - 1])
-        found = split_sql(text, file=self.where, base_line=self.block_start + 1)
+        found = self.split(text, self.block_start + 1)
+        if found is None:
+            self.block_start = None
+            return
         if not found:
             raise MigrationSourceError(
                 f"{self.path}:{self.block_start}: the StatementBegin/StatementEnd block has no SQL."
@@ -170,7 +186,8 @@ def parse_file(path: Path, version: str, name: str) -> Migration:
         name=name,
         path=path,
         up=_reindex(parser.up.statements),
-        down=_reindex(parser.down.statements) if parser.down else None,
+        down=_reindex(parser.down.statements) if parser.down and not parser.down_error else None,
+        down_error=parser.down_error,
         checksum=checksum_of(text),
         source_format=FORMAT,
         transactional=parser.transactional,
@@ -196,6 +213,8 @@ def load(path: Path) -> list[Migration]:
                 "above 0, e.g. 00001_create_users.sql).",
                 hint="rename it, or move files that are not migrations out of the folder.",
             )
-        migrations.append(parse_file(file, str(int(match.group("version"))), match.group("name")))
+        version, name = str(int(match.group("version"))), match.group("name")
+        migrations.append(per_file(partial(parse_file, file, version, name), version=version, name=name, path=file,
+                                   source_format=FORMAT, texts=partial(read_texts, file)))
     require_unique_versions(migrations)
     return sorted(migrations, key=lambda m: m.sort_key)

@@ -16,13 +16,14 @@ down marker is irreversible; an empty down part (marker, no statements) is an ex
 from __future__ import annotations
 
 import re
+from functools import partial
 from pathlib import Path
 
 from pgshift.config import duration_ms
 from pgshift.errors import ConfigError, MigrationSourceError
-from pgshift.migrations.files import in_order, named_sql_files, read_text
+from pgshift.migrations.files import in_order, named_sql_files, per_file, read_text, read_texts
 from pgshift.migrations.model import Migration, checksum_of, version_sort_key
-from pgshift.migrations.splitter import split_sql
+from pgshift.migrations.splitter import split_down, split_sql
 
 FILE_NAME = re.compile(r"^(?P<version>\d+)_(?P<name>[A-Za-z0-9_\-]+)\.sql$")
 # Zero-downtime operations (expand/contract, see docs/ops.md): <version>_<name>.ops.yaml or .ops.json.
@@ -97,16 +98,17 @@ def parse_file(path: Path, version: str, name: str) -> Migration:
     up = split_sql(up_text, file=str(path), base_line=up_start + 1)
     if not up:
         raise MigrationSourceError(f"{path} has no statements in its up part.")
-    down = None
+    down, down_error = None, None
     if down_start is not None:
         down_text = "".join(lines[down_start:])
-        down = split_sql(down_text, file=str(path), base_line=down_start + 1)
+        down, down_error = split_down(lambda: split_sql(down_text, file=str(path), base_line=down_start + 1))
     return Migration(
         version=version,
         name=name,
         path=path,
         up=up,
         down=down,
+        down_error=down_error,
         checksum=checksum_of(text),
         source_format="native",
         transactional=transactional,
@@ -121,7 +123,12 @@ def load(path: Path) -> list[Migration]:
         path, FILE_NAME, tool="pgshift", example="<version>_<name>.sql, e.g. 20240101120000_add_users.sql",
         hint="rename it, or set format in pgshift.toml if the folder belongs to another tool.",
     )
-    migrations = [parse_file(file, match.group("version"), match.group("name")) for file, match in files]
+    migrations = [
+        per_file(partial(parse_file, file, version, name), version=version, name=name, path=file,
+                 source_format="native", texts=partial(read_texts, file))
+        for file, match in files
+        for version, name in [(match.group("version"), match.group("name"))]
+    ]
     for file in sorted(path.iterdir()):
         if match := OPS_FILE_NAME.match(file.name):
             migrations.append(parse_ops_file(file, match.group("version"), match.group("name")))

@@ -13,10 +13,11 @@ it at all is refused. An outer ``BEGIN; ... COMMIT;`` is dropped as for golang-m
 from __future__ import annotations
 
 import re
+from functools import partial
 from pathlib import Path
 
 from pgshift.errors import MigrationSourceError
-from pgshift.migrations.files import read_text, require_dir, require_unique_versions
+from pgshift.migrations.files import per_file, read_text, read_texts, require_dir, require_unique_versions
 from pgshift.migrations.formats.golang_migrate import parse_statements
 from pgshift.migrations.model import Migration, checksum_of, version_sort_key
 
@@ -79,10 +80,21 @@ def _load_one(folder: Path) -> Migration:
     )
 
 
+def _tolerant(folder: Path) -> Migration:
+    """The migration, or one carrying why its file cannot be used (see ``per_file``); a folder
+    not named like a migration stays an error for the whole folder (it has no version)."""
+    match = FOLDER_NAME.match(folder.name)
+    if not match:
+        return _load_one(folder)
+    file = folder / "migration.sql"
+    return per_file(partial(_load_one, folder), version=match.group("version"), name=match.group("name"),
+                    path=file, source_format=FORMAT, texts=partial(read_texts, file))
+
+
 def load(path: Path) -> list[Migration]:
     folder = migrations_dir(require_dir(path))
     _check_provider(folder)
     children = [c for c in sorted(folder.iterdir()) if c.is_dir() and not c.name.startswith(".")]
-    migrations = [_load_one(child) for child in children]
+    migrations = [_tolerant(child) for child in children]
     require_unique_versions(migrations)
     return sorted(migrations, key=lambda m: m.sort_key)
