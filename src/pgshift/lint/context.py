@@ -45,6 +45,21 @@ class UnitState:
 
 
 @dataclass
+class RunState:
+    """What the statements linted so far did to tables, across the migrations (or files) of one run.
+
+    ``sizes`` starts as the server's and follows the run: a table the run fills (INSERT ... SELECT,
+    COPY FROM, MERGE) or drops loses its size (unknown again), a renamed one keeps it. With
+    ``live`` (the sizes list every table the server has), a table the run creates that the server
+    does not have is in ``fresh``: new and empty until a statement fills it, in later migrations too.
+    """
+
+    sizes: dict[str, TableSize] = field(default_factory=dict)
+    live: bool = False
+    fresh: set[str] = field(default_factory=set)
+
+
+@dataclass
 class Ctx:
     statement: Statement
     node: Node
@@ -75,7 +90,8 @@ class Ctx:
         return self.schema.table(name)
 
     def is_new(self, table: str) -> bool:
-        """Created earlier in the same migration: nobody else can be using it yet."""
+        """Created earlier in the same migration, or in an earlier migration of a run linted against
+        the server that lacks it, and not filled since: nobody uses it yet and it holds no rows."""
         return table in self.unit.created
 
     def size(self, table: str) -> TableSize | None:
