@@ -12,7 +12,6 @@ import click
 from pgshift.cli.common import handle_errors, settings_options, stdout
 from pgshift.config import Settings
 from pgshift.errors import ConfigError, SqlParseError
-from pgshift.lint.context import RunState
 from pgshift.lint.engine import lint_migrations, lint_sql, parse_text
 from pgshift.lint.fix import apply_fixes
 from pgshift.lint.model import LintReport, ParseProblem, TableSize
@@ -33,6 +32,8 @@ class _Run:
     def __init__(self, settings: Settings, pg_version: int, sizes: dict[str, TableSize], schema: Schema,
                  locks: bool, fix: bool, down: bool = True, live: bool = False) -> None:
         self.settings, self.pg_version, self.sizes, self.schema = settings, pg_version, sizes, schema
+        from pgshift.lint.context import RunState
+
         # One run for every path given: a table a file creates is new in the files after it.
         self.run_state = RunState(dict(sizes), live)
         self.locks, self.fix, self.down = locks, fix, down
