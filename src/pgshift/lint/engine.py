@@ -282,6 +282,25 @@ def _impact(rule: Rule, hit: Hit, severity: Severity, opts: Options,
     return severity, f"{hit.message} ({hit.table}, {_human(size.rows)} rows, {volume})"
 
 
+def _filled_by(k: str, b: Node) -> str | None:
+    """The table a statement fills with rows of unknown number: INSERT ... SELECT (not VALUES),
+    COPY ... FROM, MERGE, SELECT ... INTO."""
+    if k == "InsertStmt":
+        select = (b.get("selectStmt") or {}).get("SelectStmt")
+        return relname(b.get("relation")) if select is not None and not select.get("valuesLists") else None
+    if (k == "CopyStmt" and b.get("is_from")) or k == "MergeStmt":
+        return relname(b.get("relation")) or None
+    if k == "SelectStmt" and b.get("intoClause"):
+        return relname(b["intoClause"].get("rel")) or None
+    return None
+
+
+def _dropped_tables(b: Node) -> list[str]:
+    if b.get("removeType") != "OBJECT_TABLE":
+        return []
+    return [qualified(strings(obj.get("List", {}).get("items"))) for obj in b.get("objects") or ()]
+
+
 # What can still hurt on the way back: a rollback runs during an incident, so its lock and
 # transaction hazards matter as much as the way up. That a down part drops what the up part
 # added is its purpose, so the destructive, compatibility and type rules do not apply to it.
@@ -484,25 +503,6 @@ class _Linter:
             held = dict(tx.locks) if tx.active else dict(taken)
             self.report.lock_steps.append(LockStep(unit.label, ctx.statement.file, ctx.statement.line,
                                                    ctx.statement.summary, tx.active, held))
-
-
-def _filled_by(k: str, b: Node) -> str | None:
-    """The table a statement fills with rows of unknown number: INSERT ... SELECT (not VALUES),
-    COPY ... FROM, MERGE, SELECT ... INTO."""
-    if k == "InsertStmt":
-        select = (b.get("selectStmt") or {}).get("SelectStmt")
-        return relname(b.get("relation")) if select is not None and not select.get("valuesLists") else None
-    if (k == "CopyStmt" and b.get("is_from")) or k == "MergeStmt":
-        return relname(b.get("relation")) or None
-    if k == "SelectStmt" and b.get("intoClause"):
-        return relname(b["intoClause"].get("rel")) or None
-    return None
-
-
-def _dropped_tables(b: Node) -> list[str]:
-    if b.get("removeType") != "OBJECT_TABLE":
-        return []
-    return [qualified(strings(obj.get("List", {}).get("items"))) for obj in b.get("objects") or ()]
 
 
 def _options(settings: LintSettings | None, pg_version: int | None,
