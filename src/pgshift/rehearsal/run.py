@@ -31,7 +31,16 @@ from pgshift.rehearsal import catalog
 from pgshift.rehearsal.clone import Clone, dbname_of, drop_clone, maintenance_connection, make_clone, other_sessions
 from pgshift.rehearsal.recorder import Recorder, StatementRecord
 from pgshift.rehearsal.verdict import Reason, judge
-from pgshift.rehearsal.workload import Clock, Sample, Workload, discover, touched_tables
+from pgshift.rehearsal.workload import (
+    WAIT_ERRORS,
+    Clock,
+    Sample,
+    Workload,
+    discover,
+    error_messages,
+    mark_own_errors,
+    touched_tables,
+)
 from pgshift.safety.backup import latest_verified_backup
 
 Notify = Callable[[str], None]
@@ -89,7 +98,9 @@ class WorkloadReport:
             return round(latencies[min(len(latencies) - 1, int(p * len(latencies)))], 2) if latencies else None
 
         return {"queries": len(self.samples), "errors": sum(1 for s in self.samples if s.error),
-                "p50_ms": pct(0.5), "p99_ms": pct(0.99), "max_ms": round(latencies[-1], 2) if latencies else None}
+                "own_errors": sum(1 for s in self.samples if s.error and s.own),
+                "p50_ms": pct(0.5), "p99_ms": pct(0.99), "max_ms": round(latencies[-1], 2) if latencies else None,
+                "error_messages": error_messages(self.samples)}
 
 
 @dataclass
@@ -232,6 +243,7 @@ def _on_clone(settings: Settings, options: RehearsalOptions, report: RehearsalRe
             workload.stop()
             assert report.workload is not None
             report.workload.samples = list(workload.samples)
+            mark_own_errors(report.workload.samples, report.phases.get("up", (clock.now(), 0.0))[0])
             _attribute(recorder.records, workload.samples)
         recorder.close()
         report.statements = recorder.records
@@ -284,12 +296,28 @@ def _start_workload(options: RehearsalOptions, report: RehearsalReport, clock: C
 
 
 def _attribute(records: list[StatementRecord], samples: list[Sample]) -> None:
-    """Each statement's worst workload latency and errors among queries overlapping it."""
-    for record in records:
-        during = [s for s in samples if s.start < record.end and s.end > record.start]
-        record.workload_queries = len(during)
-        record.workload_errors = sum(1 for s in during if s.error)
-        record.worst_latency_ms = round(max((s.latency_ms for s in during), default=0.0), 2) if during else None
+    """Each statement's worst workload latency among the queries overlapping it, and the workload
+    errors it caused: a lock wait, timeout or deadlock while it ran; any other error (what it changed:
+    a renamed column...) in a query started after it ended, when it is the last statement that had.
+    The workload's own errors (:func:`mark_own_errors`) are never counted."""
+    blamed: dict[int, list[Sample]] = {}
+    for sample in samples:
+        if not sample.error or sample.own:
+            continue
+        during = [i for i, r in enumerate(records) if r.start < sample.end and r.end > sample.start]
+        before = [i for i, r in enumerate(records) if r.end <= sample.start]
+        culprits = during
+        if sample.sqlstate not in WAIT_ERRORS and before:
+            culprits = [max(before, key=lambda i: records[i].end)]
+        for index in culprits:
+            blamed.setdefault(index, []).append(sample)
+    for index, record in enumerate(records):
+        during_samples = [s for s in samples if s.start < record.end and s.end > record.start]
+        record.workload_queries = len(during_samples)
+        record.worst_latency_ms = (round(max(s.latency_ms for s in during_samples), 2) if during_samples
+                                   else None)
+        record.workload_errors = len(blamed.get(index, []))
+        record.workload_error_messages = error_messages(blamed.get(index, []), limit=3)
 
 
 def run_test(command: str, clone_url: str, timeout_s: float) -> TestRun:
