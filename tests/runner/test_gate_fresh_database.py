@@ -207,3 +207,14 @@ def test_a_table_renamed_or_dropped_and_recreated_in_the_run(tmp_path: Path, db_
     linted = _lint_database(tmp_path, db_url)
     assert [(Path(f["file"]).name, f["line"], f["severity"]) for f in linted if f["rule"] == "PS001"] == [
         ("3_index.sql", 3, "error")]
+
+
+def test_plain_sql_files_are_one_run_only_against_a_database(tmp_path: Path, db_url: str) -> None:
+    first, second = tmp_path / "a.sql", tmp_path / "b.sql"
+    first.write_text("CREATE TABLE staging (id bigint);\n")
+    second.write_text("CREATE INDEX staging_id_idx ON staging (id);\n")
+    live = run_pgshift(["lint", "--database", db_url, "--json", str(first), str(second)], cwd=tmp_path)
+    assert [f["rule"] for f in json.loads(live.stdout)["findings"] if f["rule"] == "PS001"] == []
+    # Without a server, nothing says b.sql runs right after a.sql on a database without staging.
+    offline = run_pgshift(["lint", "--json", str(first), str(second)], cwd=tmp_path)
+    assert [f["rule"] for f in json.loads(offline.stdout)["findings"] if f["rule"] == "PS001"] == ["PS001"]
