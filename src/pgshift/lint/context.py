@@ -57,6 +57,16 @@ class RunState:
     sizes: dict[str, TableSize] = field(default_factory=dict)
     live: bool = False
     fresh: set[str] = field(default_factory=set)
+    # Created by the current unit though the server has them: new in that unit only.
+    unit_only: set[str] = field(default_factory=set)
+
+    def enter(self, unit: UnitState) -> None:
+        """Start linting ``unit``. With ``live`` its new tables are the run's: the same set, not a
+        copy, so a run of thousands of migrations creating tables stays linear."""
+        if self.live:
+            self.fresh -= self.unit_only
+            self.unit_only.clear()
+            unit.created = self.fresh
 
 
 @dataclass

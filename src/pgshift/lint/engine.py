@@ -327,7 +327,7 @@ class _Linter:
                  migration: str | None, *, report_unused: bool = True) -> None:
         attach(suppressions, [p.statement.line for p in parsed])
         tx = TxState(active=unit.transactional)
-        unit.created |= self.run.fresh
+        self.run.enter(unit)
         sqls = [p.statement.sql for p in parsed]
         unit.has_other_statements = len(parsed) > 1
         for position, item in enumerate(parsed):
@@ -445,9 +445,9 @@ class _Linter:
             if k == "CreateTableAsStmt" and not into.get("skipData"):
                 self._forget(table, unit)  # CREATE TABLE AS (without WITH NO DATA) fills it
                 return
-            unit.created.add(table)
-            if run.live and not on_server:
-                run.fresh.add(table)
+            unit.created.add(table)  # in live mode, the run's set
+            if run.live and on_server:
+                run.unit_only.add(table)
             return
         filled = _filled_by(k, b)
         if filled:
