@@ -297,27 +297,36 @@ def _start_workload(options: RehearsalOptions, report: RehearsalReport, clock: C
 
 def _attribute(records: list[StatementRecord], samples: list[Sample]) -> None:
     """Each statement's worst workload latency among the queries overlapping it, and the workload
-    errors it caused: a lock wait, timeout or deadlock while it ran; any other error (what it changed:
-    a renamed column...) in a query started after it ended, when it is the last statement that had.
+    errors it caused. A lock wait, timeout or deadlock counts against every statement running then;
+    any other error (a renamed column...) against the latest statement that ended before the query
+    did and held ACCESS EXCLUSIVE (else any lock) on its table, else the latest that ended before
+    the query started.
     The workload's own errors (:func:`mark_own_errors`) are never counted."""
     blamed: dict[int, list[Sample]] = {}
     for sample in samples:
         if not sample.error or sample.own:
             continue
-        during = [i for i, r in enumerate(records) if r.start < sample.end and r.end > sample.start]
-        before = [i for i, r in enumerate(records) if r.end <= sample.start]
-        culprits = during
-        if sample.sqlstate not in WAIT_ERRORS and before:
-            culprits = [max(before, key=lambda i: records[i].end)]
-        for index in culprits:
+        for index in _culprits(records, sample):
             blamed.setdefault(index, []).append(sample)
     for index, record in enumerate(records):
-        during_samples = [s for s in samples if s.start < record.end and s.end > record.start]
-        record.workload_queries = len(during_samples)
-        record.worst_latency_ms = (round(max(s.latency_ms for s in during_samples), 2) if during_samples
-                                   else None)
+        during = [s for s in samples if s.start < record.end and s.end > record.start]
+        record.workload_queries = len(during)
+        record.worst_latency_ms = round(max((s.latency_ms for s in during), default=0.0), 2) if during else None
         record.workload_errors = len(blamed.get(index, []))
         record.workload_error_messages = error_messages(blamed.get(index, []), limit=3)
+
+
+def _culprits(records: list[StatementRecord], sample: Sample) -> list[int]:
+    during = [i for i, r in enumerate(records) if r.start < sample.end and r.end > sample.start]
+    if sample.sqlstate in WAIT_ERRORS:
+        return during
+    ended = [i for i, r in enumerate(records) if r.end <= sample.end]
+    on_table = [i for i in ended if any(lock.relation == sample.table for lock in records[i].locks)]
+    # A change of the table's definition (rename, drop, type) holds ACCESS EXCLUSIVE on it.
+    altered = [i for i in on_table if any(lock.relation == sample.table and lock.mode == "ACCESS EXCLUSIVE"
+                                          for lock in records[i].locks)]
+    before = altered or on_table or [i for i, r in enumerate(records) if r.end <= sample.start]
+    return [max(before, key=lambda i: records[i].end)] if before else during
 
 
 def run_test(command: str, clone_url: str, timeout_s: float) -> TestRun:
