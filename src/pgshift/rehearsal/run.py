@@ -285,7 +285,7 @@ def _start_workload(options: RehearsalOptions, report: RehearsalReport, clock: C
     with connect(report.clone.url) as conn:
         targets = discover(conn, touched_tables(pending))
     if not targets:
-        report.warnings.append("--load: the migrations touch no existing table with a primary key and rows; "
+        report.warnings.append("--load: the migrations touch no existing table with rows (that this role can read); "
                                "no workload ran")
         return None
     report.workload = WorkloadReport(options.load_rate, options.load_threads, [t.table for t in targets])
