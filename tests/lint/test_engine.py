@@ -60,3 +60,12 @@ def test_schema_model_follows_renames_and_drops() -> None:
     # Judged from the replayed schema: widening the renamed column is safe.
     report = lint_sql("ALTER TABLE b ALTER COLUMN w TYPE varchar(20);", schema=schema)
     assert "PS010" not in rules(report)
+
+
+def test_a_table_created_and_filled_in_the_same_migration_is_not_new() -> None:
+    created = "SET lock_timeout = '1s';\nSET statement_timeout = '1s';\nCREATE TABLE t (a int);\n"
+    index = "CREATE INDEX i ON t (a);\n"
+    assert "PS001" not in rules(lint_sql(created + "INSERT INTO t VALUES (1), (2);\n" + index))
+    for fill in ("INSERT INTO t SELECT a FROM big;\n", "COPY t FROM STDIN;\n",
+                 "MERGE INTO t USING big ON t.a = big.a WHEN NOT MATCHED THEN INSERT VALUES (big.a);\n"):
+        assert "PS001" in rules(lint_sql(created + fill + index)), fill

@@ -24,7 +24,9 @@ from .helpers import HealthServer, make_settings
 
 INIT = "CREATE TABLE accounts (id int PRIMARY KEY, balance numeric);\nINSERT INTO accounts VALUES (1, 2), (2, 3);\n"
 SAFE = "-- pgshift:no-transaction\nCREATE INDEX CONCURRENTLY accounts_balance ON accounts (balance);\n"
-UNSAFE = "ALTER TABLE accounts ALTER COLUMN balance TYPE text;\n"
+# Rewrites accounts (free disk space), and renames a column the running app reads: an error at
+# any table size (the type change alone is a note on a 2-row table, for check as for migrate).
+UNSAFE = "ALTER TABLE accounts ALTER COLUMN balance TYPE text;\nALTER TABLE accounts RENAME COLUMN balance TO amount;\n"
 
 
 def _project(tmp_path: Path, db_url: str, pg_server: Any, pending: str) -> Settings:

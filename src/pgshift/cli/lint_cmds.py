@@ -30,8 +30,12 @@ def _merge(into: LintReport, other: LintReport) -> None:
 
 class _Run:
     def __init__(self, settings: Settings, pg_version: int, sizes: dict[str, TableSize], schema: Schema,
-                 locks: bool, fix: bool, down: bool = True) -> None:
+                 locks: bool, fix: bool, down: bool = True, live: bool = False) -> None:
         self.settings, self.pg_version, self.sizes, self.schema = settings, pg_version, sizes, schema
+        from pgshift.lint.context import RunState
+
+        # One run for every path given: a table a file creates is new in the files after it.
+        self.run_state = RunState(dict(sizes), live)
         self.locks, self.fix, self.down = locks, fix, down
         self.report = LintReport(pg_version=pg_version)
         self.statements: dict[tuple[str, int, int], str] = {}
@@ -41,7 +45,7 @@ class _Run:
             for parsed in parse_text(text, file):
                 self.statements[(file, parsed.statement.line, parsed.statement.column)] = parsed.statement.sql
         lint_sql(text, file=file, settings=self.settings.lint, pg_version=self.pg_version, sizes=self.sizes,
-                 schema=self.schema, collect_locks=self.locks, report=self.report)
+                 schema=self.schema, collect_locks=self.locks, report=self.report, run=self.run_state)
 
     def folder(self, path: Path) -> None:
         # A file that does not parse loads with its error, which the engine reports; every other
@@ -52,7 +56,7 @@ class _Run:
                 self.statements[(s.file, s.line, s.column)] = s.sql
         _merge(self.report, lint_migrations(migrations, settings=self.settings.lint, pg_version=self.pg_version,
                                             sizes=self.sizes, schema=self.schema, collect_locks=self.locks,
-                                            rollback=self.down))
+                                            rollback=self.down, run=self.run_state))
 
 
 def _target_version(flag: int | None, settings: Settings, live: int | None) -> int:
@@ -100,7 +104,8 @@ def lint(paths: tuple[str, ...], settings: Settings, output: str | None, as_json
         live_version, sizes = live_context(live_url)
     schema_path = schema_file or settings.lint.schema_file
     schema = schema_from_dump(str(settings.resolve(schema_path))) if schema_path else Schema()
-    run = _Run(settings, _target_version(pg_version, settings, live_version), sizes, schema, locks, fix, down)
+    run = _Run(settings, _target_version(pg_version, settings, live_version), sizes, schema, locks, fix, down,
+               live=bool(live_url))
     for raw in paths or (str(settings.migrations_path),):
         _lint_path(run, raw)
     report = run.report

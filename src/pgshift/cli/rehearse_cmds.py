@@ -10,6 +10,7 @@ from rich.table import Table
 from pgshift.cli.common import handle_errors, json_option, print_json, settings_options, stderr, stdout
 from pgshift.config import Settings, duration_ms
 from pgshift.rehearsal import RehearsalOptions, RehearsalReport, rehearse, render_html, require_pass, to_json
+from pgshift.rehearsal.workload import error_text
 
 
 def _note(message: str) -> None:
@@ -78,8 +79,11 @@ def _render(report: RehearsalReport) -> None:
                      + (f", kept as {report.clone.name}" if report.kept else ", dropped"))
     if report.workload is not None:
         s = report.workload.summary()
-        stdout.print(f"workload: {s['queries']} queries, {s['errors']} errors, p99 {s['p99_ms']} ms, "
-                     f"max {s['max_ms']} ms")
+        stdout.print(f"workload: {s['queries']} queries, {s['errors']} errors ({s['own_errors']} its own), "
+                     f"p99 {s['p99_ms']} ms, max {s['max_ms']} ms")
+        for entry in s["error_messages"]:
+            cause = "caused by the migration" if entry["cause"] == "migration" else "the workload's own"
+            stdout.print(f"  {error_text(entry)}: {cause}, in {', '.join(entry['queries'])}", markup=False)
     stdout.print(f"reversibility: {report.schema.reversibility}")
     for change in report.schema.down_diff:
         stdout.print(f"  {change.line()}", markup=False)

@@ -48,6 +48,31 @@ class UnitState:
 
 
 @dataclass
+class RunState:
+    """What the statements linted so far did to tables, across the migrations (or files) of one run.
+
+    ``sizes`` starts as the server's and follows the run: a table the run fills (INSERT ... SELECT,
+    COPY FROM, MERGE) or drops loses its size (unknown again), a renamed one keeps it. With
+    ``live`` (the sizes list every table the server has), a table the run creates that the server
+    does not have is in ``fresh``: new and empty until a statement fills it, in later migrations too.
+    """
+
+    sizes: dict[str, TableSize] = field(default_factory=dict)
+    live: bool = False
+    fresh: set[str] = field(default_factory=set)
+    # Created by the current unit though the server has them: new in that unit only.
+    unit_only: set[str] = field(default_factory=set)
+
+    def enter(self, unit: UnitState) -> None:
+        """Start linting ``unit``. With ``live`` its new tables are the run's: the same set, not a
+        copy, so a run of thousands of migrations creating tables stays linear."""
+        if self.live:
+            self.fresh -= self.unit_only
+            self.unit_only.clear()
+            unit.created = self.fresh
+
+
+@dataclass
 class Ctx:
     statement: Statement
     node: Node
@@ -78,7 +103,8 @@ class Ctx:
         return self.schema.table(name)
 
     def is_new(self, table: str) -> bool:
-        """Created earlier in the same migration: nobody else can be using it yet."""
+        """Created earlier in the same migration, or in an earlier migration of a run linted against
+        the server that lacks it, and not filled since: nobody uses it yet and it holds no rows."""
         return table in self.unit.created
 
     def size(self, table: str) -> TableSize | None:

@@ -26,7 +26,7 @@ from pgshift.config import LintSettings
 from pgshift.errors import MigrationSourceError, SqlParseError
 from pgshift.lint import fastjson
 from pgshift.lint import locks as lockmod
-from pgshift.lint.context import Ctx, TxState, UnitState
+from pgshift.lint.context import Ctx, RunState, TxState, UnitState
 from pgshift.lint.model import (
     Finding,
     Hit,
@@ -37,7 +37,7 @@ from pgshift.lint.model import (
     Severity,
     TableSize,
 )
-from pgshift.lint.nodes import Node, body, cmds, kind, relname
+from pgshift.lint.nodes import Node, body, cmds, kind, qualified, relname, strings
 from pgshift.lint.registry import all_rules, rules_by_kind
 from pgshift.lint.schema import Schema
 from pgshift.lint.suppress import Suppression, attach, read_suppressions
@@ -265,9 +265,10 @@ def _human(n: float) -> str:
     return str(int(n))
 
 
-def _impact(rule: Rule, hit: Hit, severity: Severity, opts: Options) -> tuple[Severity, str]:
+def _impact(rule: Rule, hit: Hit, severity: Severity, opts: Options,
+            sizes: dict[str, TableSize]) -> tuple[Severity, str]:
     """Scale a size-dependent finding by the table's real size when it is known."""
-    size = opts.sizes.get(hit.table or "")
+    size = sizes.get(hit.table or "")
     if not rule.impact_scaled or size is None:
         return severity, hit.message
     what = "rewrites" if rule.rewrites else "scans" if rule.scans else "locks"
@@ -283,6 +284,25 @@ def _impact(rule: Rule, hit: Hit, severity: Severity, opts: Options) -> tuple[Se
     return severity, f"{hit.message} ({hit.table}, {_human(size.rows)} rows, {volume})"
 
 
+def _filled_by(k: str, b: Node) -> str | None:
+    """The table a statement fills with rows of unknown number: INSERT ... SELECT (not VALUES),
+    COPY ... FROM, MERGE, SELECT ... INTO."""
+    if k == "InsertStmt":
+        select = (b.get("selectStmt") or {}).get("SelectStmt")
+        return relname(b.get("relation")) if select is not None and not select.get("valuesLists") else None
+    if (k == "CopyStmt" and b.get("is_from")) or k == "MergeStmt":
+        return relname(b.get("relation")) or None
+    if k == "SelectStmt" and b.get("intoClause"):
+        return relname(b["intoClause"].get("rel")) or None
+    return None
+
+
+def _dropped_tables(b: Node) -> list[str]:
+    if b.get("removeType") != "OBJECT_TABLE":
+        return []
+    return [qualified(strings(obj.get("List", {}).get("items"))) for obj in b.get("objects") or ()]
+
+
 # What can still hurt on the way back: a rollback runs during an incident, so its lock and
 # transaction hazards matter as much as the way up. That a down part drops what the up part
 # added is its purpose, so the destructive, compatibility and type rules do not apply to it.
@@ -290,9 +310,12 @@ ROLLBACK_CATEGORIES = frozenset({"locking", "transactions"})
 
 
 class _Linter:
-    def __init__(self, opts: Options, schema: Schema, report: LintReport, *, part: str = "up") -> None:
+    def __init__(self, opts: Options, schema: Schema, report: LintReport, *, part: str = "up",
+                 run: RunState | None = None) -> None:
         self.opts = opts
         self.part = part
+        # A down part is judged against the server as it is, not as the way up leaves it.
+        self.run = run if run is not None and part == "up" else RunState(dict(opts.sizes))
         self.schema = schema
         self.report = report
         star = opts.rules.get("*", [])
@@ -306,6 +329,7 @@ class _Linter:
                  migration: str | None, *, report_unused: bool = True) -> None:
         attach(suppressions, [p.statement.line for p in parsed])
         tx = TxState(active=unit.transactional)
+        self.run.enter(unit)
         # The transactions the file's own BEGIN / COMMIT divide it into, as its tool runs it.
         starts = {b.start: b for b in _blocks(parsed, unit)}
         sqls = [p.statement.sql for p in parsed]
@@ -328,7 +352,7 @@ class _Linter:
             node = item.node
             k = kind(node)
             ctx = Ctx(item.statement, node, k, body(node), self.schema, self.opts.pg_version,
-                      self.opts.settings, tx, unit, self.opts.sizes, sqls, position)
+                      self.opts.settings, tx, unit, self.run.sizes, sqls, position)
             for rule in self._rules_for(k, ctx):
                 for hit in rule.check(ctx):
                     self._emit(rule, hit, ctx.statement, unit, suppressions, migration)
@@ -371,7 +395,7 @@ class _Linter:
         if hit.table and hit.table in unit.created and not rule.applies_to_new_tables:
             return
         severity = _severity(rule, hit, self.opts.settings)
-        severity, message = _impact(rule, hit, severity, self.opts)
+        severity, message = _impact(rule, hit, severity, self.opts, self.run.sizes)
         lock = hit.lock if hit.lock is not None else rule.lock
         if self._summary[0] is not statement:  # several findings on one statement share it
             self._summary = (statement, statement.summary)
@@ -415,12 +439,50 @@ class _Linter:
             self.report.findings.append(Finding(meta.id, meta.name, meta.severity, sup.file, sup.line, 1,
                                                 message, f"-- pgshift:ignore {','.join(sup.rules)}"))
 
+    def _track_tables(self, k: str, b: Node, unit: UnitState) -> None:
+        """Keep which tables are new and empty (created, not filled) and which sizes still hold."""
+        run = self.run
+        if k in ("CreateStmt", "CreateTableAsStmt"):
+            raw_into: Node = b.get("into") or {}
+            into: Node = raw_into.get("IntoClause") or raw_into
+            table = relname(b.get("relation") or into.get("rel"))
+            on_server = table in run.sizes
+            if run.live and on_server and b.get("if_not_exists"):
+                return  # IF NOT EXISTS on a table the server has: it keeps its rows and size
+            if k == "CreateTableAsStmt" and not into.get("skipData"):
+                self._forget(table, unit)  # CREATE TABLE AS (without WITH NO DATA) fills it
+                return
+            unit.created.add(table)  # in live mode, the run's set
+            if run.live and on_server:
+                run.unit_only.add(table)
+            return
+        filled = _filled_by(k, b)
+        if filled:
+            self._forget(filled, unit)
+        elif k == "DropStmt":
+            for table in _dropped_tables(b):
+                self._forget(table, unit)
+        elif k == "RenameStmt" and b.get("renameType") == "OBJECT_TABLE" and b.get("newname"):
+            old = relname(b.get("relation"))
+            new = (old.rsplit(".", 1)[0] + "." if "." in old else "") + str(b["newname"])
+            for names in (unit.created, run.fresh):
+                if old in names:
+                    names.discard(old)
+                    names.add(new)
+            if old in run.sizes:
+                run.sizes[new] = run.sizes.pop(old)
+
+    def _forget(self, table: str, unit: UnitState) -> None:
+        """``table`` now holds rows of unknown number, or is gone: neither new nor of a known size."""
+        unit.created.discard(table)
+        self.run.fresh.discard(table)
+        self.run.sizes.pop(table, None)
+
     def _after(self, ctx: Ctx) -> None:
         """Replay the statement into the schema model and the transaction's lock state."""
         k, b, tx, unit = ctx.kind, ctx.body, ctx.tx, ctx.unit
-        if k == "CreateStmt":
-            unit.created.add(relname(b.get("relation")))
-        elif k == "VariableSetStmt":
+        self._track_tables(k, b, unit)
+        if k == "VariableSetStmt":
             name = str(b.get("name", "")).lower()
             unit.lock_timeout |= name == "lock_timeout"
             unit.statement_timeout |= name == "statement_timeout"
@@ -484,22 +546,29 @@ def lint_migrations(
     schema: Schema | None = None,
     collect_locks: bool = False,
     rollback: bool = False,
+    live: bool = False,
+    run: RunState | None = None,
 ) -> LintReport:
     """Lint the up part of each migration in order. ``history`` (already applied migrations)
     and ``schema`` (e.g. from a schema dump) seed the schema model; each linted migration is
     replayed into it before the next is linted. ``rollback`` also lints each down part for the
-    lock and transaction hazards of running it (findings with ``part == "down"``)."""
+    lock and transaction hazards of running it (findings with ``part == "down"``).
+
+    ``live``: ``sizes`` were read from the server the migrations will run on and list every table
+    it has, so a table an earlier migration creates that is not there is new and empty (see
+    :class:`RunState`). ``run`` carries that state on from an earlier call of the same run."""
+    run = run or RunState(dict(sizes or {}), live)
     with _no_gc():
         return _lint_migrations(migrations, _options(settings, pg_version, sizes, collect_locks), history,
-                                schema, rollback)
+                                schema, rollback, run)
 
 
 def _lint_migrations(migrations: list[Migration], opts: Options, history: list[Migration] | None,
-                     schema: Schema | None, rollback: bool = False) -> LintReport:
+                     schema: Schema | None, rollback: bool, run: RunState) -> LintReport:
     report = LintReport(pg_version=opts.pg_version)
     model = schema or Schema()
     _replay(model, history or [])
-    linter = _Linter(opts, model, report)
+    linter = _Linter(opts, model, report, run=run)
     down_linter = _Linter(_rollback_options(opts), model, report, part="down") if rollback else None
     texts: dict[str, str] = {}
     for migration in migrations:
@@ -618,9 +687,12 @@ def lint_sql(
     transactional: bool | None = None,
     collect_locks: bool = False,
     report: LintReport | None = None,
+    live: bool = False,
+    run: RunState | None = None,
 ) -> LintReport:
     """Lint a SQL text (a plain file or stdin). Each statement auto-commits unless
-    ``transactional`` (default: ``lint.assume_in_transaction``) or the SQL says BEGIN."""
+    ``transactional`` (default: ``lint.assume_in_transaction``) or the SQL says BEGIN.
+    ``live`` and ``run``: as for :func:`lint_migrations`."""
     opts = _options(settings, pg_version, sizes, collect_locks)
     report = report or LintReport(pg_version=opts.pg_version)
     report.files += 1
@@ -629,6 +701,6 @@ def lint_sql(
     if "pgshift:no-transaction" in text:
         unit.transactional = False
     with _no_gc():
-        _Linter(opts, schema or Schema(), report).run_unit(
+        _Linter(opts, schema or Schema(), report, run=run or RunState(dict(sizes or {}), live)).run_unit(
             parse_text(text, file), unit, read_suppressions(text, file), None)
     return report

@@ -10,9 +10,11 @@ from typing import Any
 
 import psycopg
 
+from pgshift.config import LintSettings
 from pgshift.db.connect import connect, server_major
 from pgshift.db.sizes import ESTIMATE, without_waiting
-from pgshift.lint.model import TableSize
+from pgshift.lint.model import LintReport, TableSize
+from pgshift.migrations.model import Migration
 
 _TABLES = """
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -38,3 +40,15 @@ def live_context(url: str) -> tuple[int, dict[str, TableSize]]:
     """(server major version, table sizes) for ``url``."""
     with connect(url, application_name="pgshift-lint") as conn:
         return server_major(conn), read_sizes(conn)
+
+
+def lint_pending(conn: psycopg.Connection[Any], settings: LintSettings, pending: list[Migration],
+                 applied: list[Migration]) -> LintReport:
+    """Lint ``pending`` as `migrate` will run them on ``conn``'s server (the migrate gate and
+    `check` both call this, so they agree): against its version and table sizes, after replaying
+    ``applied``. A table an earlier pending migration creates is new and empty until one fills it.
+    Operations migrations (YAML) are planned, not linted."""
+    from pgshift.lint.engine import lint_migrations
+
+    return lint_migrations([m for m in pending if m.ops is None], settings=settings, pg_version=server_major(conn),
+                           history=[m for m in applied if m.ops is None], sizes=read_sizes(conn), live=True)

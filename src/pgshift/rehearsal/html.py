@@ -10,6 +10,7 @@ from pgshift.rehearsal.catalog import Change
 from pgshift.rehearsal.recorder import StatementRecord
 from pgshift.rehearsal.run import RehearsalReport
 from pgshift.rehearsal.verdict import size_text
+from pgshift.rehearsal.workload import error_text
 
 WIDTH, HEIGHT = 1000, 340
 LEFT, RIGHT, TOP, BOTTOM = 60, 20, 50, 40
@@ -79,10 +80,25 @@ def _facts(report: RehearsalReport) -> str:
     if report.workload is not None:
         summary = report.workload.summary()
         rows.append(("Workload", f"{report.workload.rate:g} queries/s on {', '.join(report.workload.tables)}: "
-                     f"{summary['queries']} queries, {summary['errors']} errors, p50 {summary['p50_ms']} ms, "
+                     f"{summary['queries']} queries, {summary['errors']} errors "
+                     f"({summary['own_errors']} the workload's own), p50 {summary['p50_ms']} ms, "
                      f"p99 {summary['p99_ms']} ms, max {summary['max_ms']} ms"))
     body = "".join(f"<tr><th>{escape(k)}</th><td>{escape(str(v))}</td></tr>" for k, v in rows)
-    return f"<table id='facts'>{body}</table>"
+    return f"<table id='facts'>{body}</table>" + _workload_errors(report)
+
+
+def _workload_errors(report: RehearsalReport) -> str:
+    """The first few distinct errors of failed workload queries, and who caused them."""
+    entries = report.workload.summary()["error_messages"] if report.workload is not None else []
+    if not entries:
+        return ""
+    rows = "".join(
+        f"<tr><td><code>{escape(e['sqlstate'])}</code></td><td>{escape(e['message'])}</td><td>{e['count']}</td>"
+        f"<td class='{'bad' if e['cause'] == 'migration' else 'muted'}'>"
+        f"{'the migration' if e['cause'] == 'migration' else 'the workload itself'}</td>"
+        f"<td>{escape(', '.join(e['queries']))}</td></tr>" for e in entries)
+    return ("<h2>Workload errors</h2><table id='workload-errors'><tr><th>SQLSTATE</th><th>message</th>"
+            f"<th>queries</th><th>caused by</th><th>query kinds</th></tr>{rows}</table>")
 
 
 def _bounds(report: RehearsalReport) -> tuple[float, float]:
@@ -183,7 +199,9 @@ def _statements(report: RehearsalReport) -> str:
             + (f"<br><span class='bad'>{escape(r.error)}</span>" if r.error else "")
             + f"</td><td>{r.duration_ms:.0f}</td><td>{locks}</td><td>{rewrite or '-'}</td>"
             f"<td>{'' if r.rows_affected is None else r.rows_affected}</td>"
-            f"<td class='{'bad' if over else ''}'>{stall}</td><td>{r.workload_errors or ''}</td></tr>")
+            f"<td class='{'bad' if over else ''}'>{stall}</td><td>{r.workload_errors or ''}"
+            + "".join(f"<br><span class='bad'>{escape(error_text(e))}</span>" for e in r.workload_error_messages)
+            + "</td></tr>")
     return f"<table id='locks'>{head}{''.join(rows)}</table>"
 
 

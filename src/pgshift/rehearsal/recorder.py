@@ -86,8 +86,9 @@ class StatementRecord:
     error: str | None = None
     # Filled in from the workload once the phase is over.
     workload_queries: int = 0
-    workload_errors: int = 0
+    workload_errors: int = 0  # queries this statement made fail (the workload's own errors are not)
     worst_latency_ms: float | None = None
+    workload_error_messages: list[dict[str, Any]] = field(default_factory=list)  # first few, distinct
 
     @property
     def duration_ms(self) -> float:

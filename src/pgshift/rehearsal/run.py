@@ -31,7 +31,16 @@ from pgshift.rehearsal import catalog
 from pgshift.rehearsal.clone import Clone, dbname_of, drop_clone, maintenance_connection, make_clone, other_sessions
 from pgshift.rehearsal.recorder import Recorder, StatementRecord
 from pgshift.rehearsal.verdict import Reason, judge
-from pgshift.rehearsal.workload import Clock, Sample, Workload, discover, touched_tables
+from pgshift.rehearsal.workload import (
+    WAIT_ERRORS,
+    Clock,
+    Sample,
+    Workload,
+    discover,
+    error_messages,
+    mark_own_errors,
+    touched_tables,
+)
 from pgshift.safety.backup import latest_verified_backup
 
 Notify = Callable[[str], None]
@@ -89,7 +98,9 @@ class WorkloadReport:
             return round(latencies[min(len(latencies) - 1, int(p * len(latencies)))], 2) if latencies else None
 
         return {"queries": len(self.samples), "errors": sum(1 for s in self.samples if s.error),
-                "p50_ms": pct(0.5), "p99_ms": pct(0.99), "max_ms": round(latencies[-1], 2) if latencies else None}
+                "own_errors": sum(1 for s in self.samples if s.error and s.own),
+                "p50_ms": pct(0.5), "p99_ms": pct(0.99), "max_ms": round(latencies[-1], 2) if latencies else None,
+                "error_messages": error_messages(self.samples)}
 
 
 @dataclass
@@ -233,6 +244,7 @@ def _on_clone(settings: Settings, options: RehearsalOptions, report: RehearsalRe
             workload.stop()
             assert report.workload is not None
             report.workload.samples = list(workload.samples)
+            mark_own_errors(report.workload.samples, report.phases.get("up", (clock.now(), 0.0))[0])
             _attribute(recorder.records, workload.samples)
         recorder.close()
         report.statements = recorder.records
@@ -274,7 +286,7 @@ def _start_workload(options: RehearsalOptions, report: RehearsalReport, clock: C
     with connect(report.clone.url) as conn:
         targets = discover(conn, touched_tables(pending))
     if not targets:
-        report.warnings.append("--load: the migrations touch no existing table with a primary key and rows; "
+        report.warnings.append("--load: the migrations touch no existing table with rows (that this role can read); "
                                "no workload ran")
         return None
     report.workload = WorkloadReport(options.load_rate, options.load_threads, [t.table for t in targets])
@@ -285,12 +297,37 @@ def _start_workload(options: RehearsalOptions, report: RehearsalReport, clock: C
 
 
 def _attribute(records: list[StatementRecord], samples: list[Sample]) -> None:
-    """Each statement's worst workload latency and errors among queries overlapping it."""
-    for record in records:
+    """Each statement's worst workload latency among the queries overlapping it, and the workload
+    errors it caused. A lock wait, timeout or deadlock counts against every statement running then;
+    any other error (a renamed column...) against the latest statement that ended before the query
+    did and held ACCESS EXCLUSIVE (else any lock) on its table, else the latest that ended before
+    the query started.
+    The workload's own errors (:func:`mark_own_errors`) are never counted."""
+    blamed: dict[int, list[Sample]] = {}
+    for sample in samples:
+        if not sample.error or sample.own:
+            continue
+        for index in _culprits(records, sample):
+            blamed.setdefault(index, []).append(sample)
+    for index, record in enumerate(records):
         during = [s for s in samples if s.start < record.end and s.end > record.start]
         record.workload_queries = len(during)
-        record.workload_errors = sum(1 for s in during if s.error)
         record.worst_latency_ms = round(max((s.latency_ms for s in during), default=0.0), 2) if during else None
+        record.workload_errors = len(blamed.get(index, []))
+        record.workload_error_messages = error_messages(blamed.get(index, []), limit=3)
+
+
+def _culprits(records: list[StatementRecord], sample: Sample) -> list[int]:
+    during = [i for i, r in enumerate(records) if r.start < sample.end and r.end > sample.start]
+    if sample.sqlstate in WAIT_ERRORS:
+        return during
+    ended = [i for i, r in enumerate(records) if r.end <= sample.end]
+    on_table = [i for i in ended if any(lock.relation == sample.table for lock in records[i].locks)]
+    # A change of the table's definition (rename, drop, type) holds ACCESS EXCLUSIVE on it.
+    altered = [i for i in on_table if any(lock.relation == sample.table and lock.mode == "ACCESS EXCLUSIVE"
+                                          for lock in records[i].locks)]
+    before = altered or on_table or [i for i, r in enumerate(records) if r.end <= sample.start]
+    return [max(before, key=lambda i: records[i].end)] if before else during
 
 
 def run_test(command: str, clone_url: str, timeout_s: float) -> TestRun:

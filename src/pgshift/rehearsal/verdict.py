@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
+from pgshift.rehearsal.workload import error_text
+
 if TYPE_CHECKING:
     from pgshift.rehearsal.recorder import StatementRecord
     from pgshift.rehearsal.run import RehearsalReport
@@ -55,9 +57,10 @@ def judge(report: RehearsalReport) -> list[Reason]:
     for record in (r for r in report.statements if r.phase == "up"):
         reasons.extend(_stall(record, "stall", "", measured, budget))
         if measured and record.workload_errors:
+            errors = "; ".join(error_text(e) for e in record.workload_error_messages)
             reasons.append(Reason("workload-errors", (
-                f"{record.where}: {record.workload_errors} workload queries failed while {record.sql} ran."),
-                record.where))
+                f"{record.where}: {record.workload_errors} workload queries failed because of {record.sql}: "
+                f"{errors}."), record.where))
         for rewrite in record.rewrites:
             if rewrite.rows >= large_rows or rewrite.size_bytes >= report.options.large_table_bytes:
                 reasons.append(Reason("rewrite", (

@@ -1,10 +1,17 @@
 """A synthetic workload: point reads, updates and inserts against the tables the pending
 migrations touch, at a fixed rate, recording every query's latency and error.
 
-Queries are derived from each table's primary key and columns, so nothing has to be written by
-hand; an insert form that does not work on the table (unique columns, odd types) is tried once
-inside a rolled-back transaction and left out, so the workload's own errors are never counted
-against the migration.
+Queries are derived from each table's key (primary key, else a unique index on NOT NULL columns,
+else the row's ctid) and columns, so nothing has to be written by hand. Every query is tried once
+inside a rolled-back transaction before the run and left out (or replaced by a weaker form) when it
+fails: an update sets a column that is not generated, not an identity and not part of the key to
+itself, else locks the row with SELECT ... FOR UPDATE. Inserts copy an existing row and are rolled
+back, so they never leave duplicates a migration's new unique index would trip over.
+
+Errors the workload would have had anyway are its own (:func:`mark_own_errors`): the same query
+kind on the same table failing with the same SQLSTATE before the migration started, and an insert's
+integrity error (it copies a row, so a new unique index rejects it). Only the others count against
+the migration.
 """
 
 from __future__ import annotations
@@ -44,7 +51,9 @@ class Sample:
     end: float
     kind: str  # read | update | insert
     table: str
-    error: str | None = None
+    error: str | None = None  # "SQLSTATE message"
+    sqlstate: str | None = None
+    own: bool = False  # an error of the workload itself, not caused by the migration
 
     @property
     def latency_ms(self) -> float:
@@ -58,9 +67,10 @@ class Target:
     pk: list[str]
     keys: list[tuple[Any, ...]]
     read: sql.Composed
-    update: sql.Composed
+    update: sql.Composed | None  # None: the table gets reads (and inserts) only
     insert: sql.Composed | None = None
     next_key: int | None = None  # for inserts into an integer key without a default
+    update_kind: str = "update"  # "lock" when it is a SELECT ... FOR UPDATE
 
 
 class _RangeVars(Visitor):
@@ -98,6 +108,42 @@ def discover(conn: psycopg.Connection[Any], tables: Iterable[TableName], *, samp
     return targets
 
 
+_UNIQUE_KEYS = """
+SELECT array_agg(a.attname ORDER BY k.ord), bool_and(a.attnotnull)
+FROM pg_index i CROSS JOIN LATERAL unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord)
+JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+WHERE i.indrelid = %s AND i.indisunique AND i.indisvalid AND i.indpred IS NULL AND i.indexprs IS NULL
+GROUP BY i.indexrelid, i.indisprimary ORDER BY i.indisprimary DESC, count(*), i.indexrelid
+"""
+# Columns an update can set to themselves: not generated, not an identity (GENERATED ALWAYS refuses
+# any value but DEFAULT), updatable by this role; unindexed ones first (a HOT update, like an app's).
+_UPDATABLE = """
+SELECT a.attname FROM pg_attribute a
+WHERE a.attrelid = %s AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = '' AND a.attidentity = ''
+  AND has_column_privilege(a.attrelid, a.attnum, 'UPDATE')
+ORDER BY EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = a.attrelid AND a.attnum = ANY (i.indkey)), a.attnum
+"""
+CTID = "ctid"
+
+
+def _key(conn: psycopg.Connection[Any], oid: int) -> list[str]:
+    """The primary key, else the smallest unique index on NOT NULL columns, else the row's ctid."""
+    for columns, not_null in conn.execute(_UNIQUE_KEYS, (oid,)).fetchall():
+        if not_null:
+            return [str(c) for c in columns]
+    return [CTID]
+
+
+def _works(conn: psycopg.Connection[Any], query: sql.Composed, params: list[Any]) -> bool:
+    """Whether ``query`` runs here, tried once and rolled back."""
+    try:
+        with conn.transaction(force_rollback=True):
+            conn.execute(query, params)
+    except psycopg.Error:
+        return False
+    return True
+
+
 def _target(conn: psycopg.Connection[Any], regclass: Any, sample: int) -> Target | None:
     oid = conn.execute("SELECT %s::regclass::oid", (str(regclass),)).fetchone()
     assert oid is not None
@@ -107,28 +153,39 @@ def _target(conn: psycopg.Connection[Any], regclass: Any, sample: int) -> Target
     assert rel is not None
     if rel[2] not in ("r", "p"):
         return None
-    pk = [r[0] for r in conn.execute(
-        "SELECT a.attname FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid "
-        "AND a.attnum = ANY (i.indkey) WHERE i.indrelid = %s AND i.indisprimary "
-        "ORDER BY array_position(i.indkey::int2[], a.attnum)",
-        (oid[0],)).fetchall()]
-    if not pk:
-        return None  # no key to address single rows by
+    pk = _key(conn, oid[0])
     ident = sql.Identifier(rel[0], rel[1])
-    cols = sql.SQL(", ").join(sql.Identifier(c) for c in pk)
-    where = sql.SQL(" AND ").join(sql.SQL("{} = %s").format(sql.Identifier(c)) for c in pk)
+    if pk == [CTID]:  # no key: rows are addressed where they lie (an updated row moves, then is missed)
+        cols: sql.Composable = sql.SQL("ctid::text")
+        where: sql.Composable = sql.SQL("ctid = %s::tid")
+    else:
+        cols = sql.SQL(", ").join(sql.Identifier(c) for c in pk)
+        where = sql.SQL(" AND ").join(sql.SQL("{} = %s").format(sql.Identifier(c)) for c in pk)
     keys = [tuple(r) for r in conn.execute(
         sql.SQL("SELECT {} FROM {} LIMIT {}").format(cols, ident, sql.Literal(sample))).fetchall()]
     if not keys:
         return None
-    target = Target(
-        f"{rel[0]}.{rel[1]}", ident, pk, keys,
-        read=sql.SQL("SELECT * FROM {} WHERE {}").format(ident, where),
-        update=sql.SQL("UPDATE {} SET {} = {} WHERE {}").format(
-            ident, sql.Identifier(pk[0]), sql.Identifier(pk[0]), where),
-    )
+    read = sql.SQL("SELECT * FROM {} WHERE {}").format(ident, where)
+    if not _works(conn, read, list(keys[0])):
+        return None  # not even readable by this role
+    target = Target(f"{rel[0]}.{rel[1]}", ident, pk, keys, read=read, update=None)
+    _derive_update(conn, oid[0], target, where)
     _derive_insert(conn, oid[0], target, where)
     return target
+
+
+def _derive_update(conn: psycopg.Connection[Any], oid: int, target: Target, where: sql.Composable) -> None:
+    """An update that changes nothing (a column set to itself), else a row lock, tried on a real row."""
+    params = list(target.keys[0])
+    for (column,) in conn.execute(_UPDATABLE, (oid,)).fetchall()[:3]:
+        update = sql.SQL("UPDATE {} SET {} = {} WHERE {}").format(
+            target.ident, sql.Identifier(column), sql.Identifier(column), where)
+        if _works(conn, update, params):
+            target.update = update
+            return
+    lock = sql.SQL("SELECT 1 FROM {} WHERE {} FOR UPDATE").format(target.ident, where)
+    if _works(conn, lock, params):
+        target.update, target.update_kind = lock, "lock"
 
 
 def _derive_insert(conn: psycopg.Connection[Any], oid: int, target: Target, where: sql.Composable) -> None:
@@ -137,17 +194,18 @@ def _derive_insert(conn: psycopg.Connection[Any], oid: int, target: Target, wher
         "SELECT a.attname, a.atthasdef OR a.attidentity <> '' OR a.attgenerated <> '', "
         "format_type(a.atttypid, NULL) FROM pg_attribute a WHERE a.attrelid = %s AND a.attnum > 0 "
         "AND NOT a.attisdropped ORDER BY a.attnum", (oid,)).fetchall()
-    copy = [c for c, defaulted, _t in columns if not defaulted and c not in target.pk]
-    key_defaults = {c: defaulted for c, defaulted, _t in columns if c in target.pk}
-    key_types = {c: t for c, _d, t in columns if c in target.pk}
+    key = [] if target.pk == [CTID] else target.pk  # a ctid is no column: every column is copied
+    copy = [c for c, defaulted, _t in columns if not defaulted and c not in key]
+    key_defaults = {c: defaulted for c, defaulted, _t in columns if c in key}
+    key_types = {c: t for c, _d, t in columns if c in key}
     values: list[sql.Composable]
     if all(key_defaults.values()):
         names, values = copy, [sql.Identifier(c) for c in copy]
-    elif len(target.pk) == 1 and key_types[target.pk[0]] in ("integer", "bigint", "smallint"):
+    elif len(key) == 1 and key_types[key[0]] in ("integer", "bigint", "smallint"):
         top = conn.execute(sql.SQL("SELECT coalesce(max({}), 0) FROM {}").format(
-            sql.Identifier(target.pk[0]), target.ident)).fetchone()
+            sql.Identifier(key[0]), target.ident)).fetchone()
         target.next_key = int(top[0] if top else 0) + 1_000_000
-        names, values = [target.pk[0], *copy], [sql.Placeholder(), *(sql.Identifier(c) for c in copy)]
+        names, values = [key[0], *copy], [sql.Placeholder(), *(sql.Identifier(c) for c in copy)]
     else:
         return
     if not names:
@@ -156,12 +214,8 @@ def _derive_insert(conn: psycopg.Connection[Any], oid: int, target: Target, wher
         statement = sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {} WHERE {}").format(
             target.ident, sql.SQL(", ").join(sql.Identifier(n) for n in names),
             sql.SQL(", ").join(values), target.ident, where)
-    try:
-        with conn.transaction(force_rollback=True):
-            conn.execute(statement, _insert_params(target, statement, probe=True))
-    except psycopg.Error:
-        return  # e.g. a unique column: this table gets reads and updates only
-    target.insert = statement
+    if _works(conn, statement, _insert_params(target, statement, probe=True)):
+        target.insert = statement  # else (e.g. a unique column) this table gets reads and updates only
 
 
 def _insert_params(target: Target, statement: sql.Composed, *, probe: bool = False) -> list[Any]:
@@ -249,18 +303,63 @@ class Workload:
             kind, query = "insert", target.insert
             with self._lock:
                 params = _insert_params(target, query)
-        elif roll < 0.4:
-            kind, query, params = "update", target.update, list(rng.choice(target.keys))
+        elif roll < 0.4 and target.update is not None:
+            kind, query, params = target.update_kind, target.update, list(rng.choice(target.keys))
         else:
             kind, query, params = "read", target.read, list(rng.choice(target.keys))
         started = self.clock.now()
-        error = None
+        error = sqlstate = None
         try:
-            conn.execute(query, params).fetchall() if kind == "read" else conn.execute(query, params)
+            if kind == "insert":  # rolled back: no copies left for a new unique index to trip over
+                with conn.transaction(force_rollback=True):
+                    conn.execute(query, params)
+            else:
+                conn.execute(query, params).fetchall() if kind != "update" else conn.execute(query, params)
         except psycopg.Error as exc:
+            sqlstate = exc.sqlstate
             error = f"{exc.sqlstate or ''} {(exc.diag.message_primary or str(exc)).strip()}".strip()
             if conn.broken:
                 self._stop.set()
-        sample = Sample(started, self.clock.now(), kind, target.table, error)
+        sample = Sample(started, self.clock.now(), kind, target.table, error, sqlstate)
         with self._lock:
             self.samples.append(sample)
+
+
+# Errors a running statement causes while it holds or waits for locks; any other error the
+# migration causes comes from what it changed (a renamed column, a dropped table...).
+WAIT_ERRORS = frozenset({"55P03", "57014", "40P01", "40001"})
+
+
+def mark_own_errors(samples: list[Sample], migration_start: float) -> None:
+    """Set :attr:`Sample.own` on the errors the workload causes itself: the same kind of query on
+    the same table failing with the same SQLSTATE before ``migration_start`` (the baseline), and an
+    insert's integrity error (class 23: it copies an existing row, which a new unique index rejects
+    though an application's own rows would not)."""
+    baseline = {(s.kind, s.table, s.sqlstate) for s in samples if s.error and s.end <= migration_start}
+    for sample in samples:
+        if sample.error:
+            sample.own = (sample.kind, sample.table, sample.sqlstate) in baseline or (
+                sample.kind == "insert" and (sample.sqlstate or "").startswith("23"))
+
+
+def error_messages(samples: Iterable[Sample], limit: int = 5) -> list[dict[str, Any]]:
+    """The first ``limit`` distinct errors (by SQLSTATE and message), most frequent first, with how
+    often each happened and whether the migration or the workload itself caused it."""
+    counts: dict[tuple[str, str, bool], dict[str, Any]] = {}
+    for sample in samples:
+        if not sample.error:
+            continue
+        state = sample.sqlstate or ""
+        message = sample.error.removeprefix(state).strip() if state else sample.error
+        entry = counts.setdefault((state, message, sample.own), {
+            "sqlstate": state, "message": message, "count": 0,
+            "cause": "workload" if sample.own else "migration", "queries": []})
+        entry["count"] += 1
+        if f"{sample.kind} {sample.table}" not in entry["queries"]:
+            entry["queries"].append(f"{sample.kind} {sample.table}")
+    return sorted(counts.values(), key=lambda e: (e["cause"] != "migration", -e["count"]))[:limit]
+
+
+def error_text(entry: dict[str, Any]) -> str:
+    """One error of :func:`error_messages` as text: ``42703 column "x" does not exist (12x)``."""
+    return f"{entry['sqlstate']} {entry['message']} ({entry['count']}x)".strip()

@@ -1,8 +1,9 @@
 """What `migrate` checks after taking the deploy lock and before running anything.
 
 1. Lint the pending migrations against the live server's version and table sizes (so a risky
-   change to an empty table is a note and the same change to a large one is an error); refuse
-   when a finding reaches ``lint.fail_level``.
+   change to an empty table is a note and the same change to a large one is an error; a table an
+   earlier pending migration creates is new and empty unless one fills it); refuse when a finding
+   reaches ``lint.fail_level``.
 2. Back up first according to ``backup.policy`` (always / destructive-only / never); refuse a
    destructive migration without a recent verified backup unless told otherwise.
 """
@@ -16,7 +17,6 @@ from typing import Any
 import psycopg
 
 from pgshift.config import Settings
-from pgshift.db.connect import server_major
 from pgshift.errors import MigrationRefused
 from pgshift.migrations.model import Migration
 
@@ -76,12 +76,9 @@ def _at_or_above(severity: str, level: str) -> bool:
 
 def _lint(settings: Settings, conn: psycopg.Connection[Any], todo: list[Migration],
           applied: list[Migration]) -> Any:
-    from pgshift.lint.engine import lint_migrations
-    from pgshift.lint.live import read_sizes
+    from pgshift.lint.live import lint_pending
 
-    sql_todo = [m for m in todo if m.ops is None]
-    return lint_migrations(sql_todo, settings=settings.lint, pg_version=server_major(conn),
-                           history=[m for m in applied if m.ops is None], sizes=read_sizes(conn))
+    return lint_pending(conn, settings.lint, todo, applied)
 
 
 def _backup(settings: Settings, todo: list[Migration],

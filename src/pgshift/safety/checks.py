@@ -213,11 +213,12 @@ def check_lint(ctx: _Context) -> CheckResult:
     if not ctx.pending:
         return CheckResult("lint has no error", PASSED, "nothing pending to lint")
     try:
-        from pgshift.lint.engine import lint_migrations
+        from pgshift.lint.live import lint_pending
     except ImportError as exc:
         return CheckResult("lint has no error", WARNING, "lint unavailable", [str(exc)])
-    major = ctx.conn.info.server_version // 10000 if ctx.conn is not None else None
-    report = lint_migrations(ctx.pending, settings=ctx.settings.lint, pg_version=major, history=ctx.applied)
+    assert ctx.conn is not None  # the database checks run only once connected
+    # As the migrate gate judges them: against this server's table sizes.
+    report = lint_pending(ctx.conn, ctx.settings.lint, ctx.pending, ctx.applied)
     errors = report.count("error") + len(report.parse_errors)
     detail = [f"{f.file}:{f.line}: {f.name}: {f.message}" for f in report.active if f.severity == "error"]
     detail += [str(p) for p in report.parse_errors]
