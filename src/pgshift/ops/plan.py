@@ -32,6 +32,9 @@ class Step:
     kind: StepKind
     statements: list[sql.Composable] = field(default_factory=list)
     lock_tables: list[str] = field(default_factory=list)  # "schema.table" taking a strong lock
+    # "schema.table" taking SHARE UPDATE EXCLUSIVE (VALIDATE, CONCURRENTLY): no reader blocks it, but an
+    # autovacuum does, and never yields to a waiter whose lock_timeout is shorter than deadlock_timeout.
+    weak_lock_tables: list[str] = field(default_factory=list)
     backfill: BackfillSpec | None = None
     warning: str | None = None
 
@@ -43,6 +46,9 @@ class Phases:
     abort: list[Step]
     version_schema: str
     warnings: list[str] = field(default_factory=list)
+    # The leading contract steps abort can still undo (validations): a contract that fails within
+    # them leaves the migration expanded, so `pgshift abort` keeps working.
+    contract_undoable: int = 0
 
 
 def version_schema_name(ops: OpsFile, version: str) -> str:
@@ -309,7 +315,7 @@ class Planner:
             sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(self.vschema))]))
         abort = self.abort_steps[-1:] if self.view_tables else []
         abort += list(reversed(self.abort_steps[:-1] if self.view_tables else self.abort_steps))
-        return Phases(expand, contract, abort, self.vschema, self.warnings)
+        return Phases(expand, contract, abort, self.vschema, self.warnings, len(self.validations))
 
     # -- helpers ---------------------------------------------------------------------------
     def _views_step(self) -> Step:
@@ -362,7 +368,8 @@ class Planner:
     def _contract_not_null(self, table: str, column: str, check: str, extra: list[sql.Composable]) -> None:
         """VALIDATE (weak lock, scans) then SET NOT NULL (instant thanks to the valid CHECK, PG12+)."""
         self.validations.append(Step(f"validate NOT NULL check on {table}.{column}", "tx", [
-            sql.SQL("ALTER TABLE {} VALIDATE CONSTRAINT {}").format(self.t(table), sql.Identifier(check))]))
+            sql.SQL("ALTER TABLE {} VALIDATE CONSTRAINT {}").format(self.t(table), sql.Identifier(check))],
+            weak_lock_tables=[self.label(table)]))
         self.finish_triggers.setdefault(table, []).extend(extra)
         self.finish.setdefault(table, []).extend([
             sql.SQL("ALTER TABLE {} ALTER COLUMN {} SET NOT NULL").format(self.t(table), sql.Identifier(column)),
@@ -516,7 +523,8 @@ class Planner:
                 self.t(table), col, sql.Identifier(new_visible)))
         if info["notnull"]:
             self.validations.append(Step(f"validate NOT NULL check on {table}.{new_phys}", "tx", [
-                sql.SQL("ALTER TABLE {} VALIDATE CONSTRAINT {}").format(self.t(table), sql.Identifier(check))]))
+                sql.SQL("ALTER TABLE {} VALIDATE CONSTRAINT {}").format(self.t(table), sql.Identifier(check))],
+                weak_lock_tables=[self.label(table)]))
             finish += [sql.SQL("ALTER TABLE {} ALTER COLUMN {} SET NOT NULL").format(self.t(table), col),
                        sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(self.t(table), sql.Identifier(check))]
             # SET NOT NULL must come before the rename, which changes the column's name.
@@ -556,7 +564,8 @@ class Planner:
                 continue
             copy = _name(idx["name"], self.version)
             steps.append(Step(f"build index {copy} concurrently (copy of {idx['name']} on the new columns)",
-                              "autocommit", [sql.SQL(carried_index(idx["definition"], moved, copy))]))
+                              "autocommit", [sql.SQL(carried_index(idx["definition"], moved, copy))],
+                              weak_lock_tables=[self.label(table)]))
             renames.append(self._index_home(table, idx, copy))
         return steps, renames
 
@@ -592,7 +601,8 @@ class Planner:
                                   [self.label(table)]))
                 if con.get("validated", True):
                     self.validations.append(Step(f"validate {what} {copy}", "tx", [sql.SQL(
-                        "ALTER TABLE {} VALIDATE CONSTRAINT {}").format(self.t(table), sql.Identifier(copy))]))
+                        "ALTER TABLE {} VALIDATE CONSTRAINT {}").format(self.t(table), sql.Identifier(copy))],
+                        weak_lock_tables=[self.label(table)]))
                 renames.append(sql.SQL("ALTER TABLE {} RENAME CONSTRAINT {} TO {}").format(
                     self.t(table), sql.Identifier(copy), sql.Identifier(con["name"])))
         return steps, renames
@@ -675,7 +685,8 @@ class Planner:
 
     def _validate_and_abort(self, table: str, name: str) -> None:
         self.validations.append(Step(f"validate {name}", "tx", [
-            sql.SQL("ALTER TABLE {} VALIDATE CONSTRAINT {}").format(self.t(table), sql.Identifier(name))]))
+            sql.SQL("ALTER TABLE {} VALIDATE CONSTRAINT {}").format(self.t(table), sql.Identifier(name))],
+            weak_lock_tables=[self.label(table)]))
         self.abort_steps.append(Step(f"drop constraint {name}", "tx", [
             sql.SQL("ALTER TABLE {} DROP CONSTRAINT IF EXISTS {}").format(self.t(table), sql.Identifier(name))],
             [self.label(table)]))
@@ -709,7 +720,7 @@ class Planner:
     def _add_unique(self, index: int, o: Op) -> None:
         table, name = str(o.get("table")), str(o.get("name"))
         self.expand_steps.append(Step(f"build unique index {name} concurrently", "autocommit", [
-            self._index(table, name, list(o.get("columns")), True, None, None)]))
+            self._index(table, name, list(o.get("columns")), True, None, None)], weak_lock_tables=[self.label(table)]))
         self.contract_steps.append(Step(f"add unique constraint {name} using its index", "tx", [
             sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} UNIQUE USING INDEX {}").format(
                 self.t(table), sql.Identifier(name), sql.Identifier(name))], [self.label(table)]))
@@ -718,7 +729,8 @@ class Planner:
     def _create_index(self, index: int, o: Op) -> None:
         table, name = str(o.get("table")), str(o.get("name"))
         self.expand_steps.append(Step(f"build index {name} concurrently", "autocommit", [
-            self._index(table, name, list(o.get("columns")), bool(o.get("unique")), o.get("method"), o.get("where"))]))
+            self._index(table, name, list(o.get("columns")), bool(o.get("unique")), o.get("method"), o.get("where"))],
+            weak_lock_tables=[self.label(table)]))
         self.abort_steps.append(self._drop_index_step(name, f"drop index {name}"))
 
     def _drop_index(self, index: int, o: Op) -> None:

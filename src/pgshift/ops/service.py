@@ -76,7 +76,9 @@ def abort(settings: Settings, *, version: str | None = None, notify: Notify | No
     from pgshift.api import deploy_session
 
     with deploy_session(settings) as (conn, history):
-        migration = _active_migration(settings, conn, version, ("expanding", "expanded", "aborting"), "abort")
+        # A contract stopped (crashed) within its validations can still be aborted; the runner checks.
+        migration = _active_migration(settings, conn, version, ("expanding", "expanded", "aborting", "contracting"),
+                                      "abort")
         return PhaseRunner(conn, history, settings, migration, notify).abort()
 
 

@@ -1,0 +1,128 @@
+"""Failed phases on a real server: the message carries the server's DETAIL and HINT, nothing a failed
+step created is left behind unannounced, and the command the message suggests actually works."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from tests.helpers import run_pgshift
+
+Conn = psycopg.Connection[Any]
+
+
+def _project(tmp_path: Path, files: dict[str, str]) -> Path:
+    folder = tmp_path / "migrations"
+    folder.mkdir(exist_ok=True)
+    for name, text in files.items():
+        (folder / name).write_text(text)
+    return tmp_path
+
+
+def _said(result: Any) -> str:
+    return " ".join(result.stderr.split())
+
+
+def _suggested(message: str) -> list[str]:
+    """The pgshift commands a failure message tells the user to run, in order."""
+    return re.findall(r"`pgshift (\w+)`", message)
+
+
+FK_INIT = """-- pgshift:up
+CREATE TABLE owners (id int PRIMARY KEY);
+CREATE TABLE pets (id int PRIMARY KEY, owner_id int);
+INSERT INTO owners VALUES (1);
+INSERT INTO pets VALUES (1, 1), (2, 42);
+"""
+FK_OPS = """lock_timeout: 50ms
+operations:
+  - add_foreign_key: {table: pets, name: pets_owner_fk, columns: [owner_id], references_table: owners,
+                      references_columns: [id]}
+"""
+
+
+def _fk(conn: Conn) -> list[tuple[Any, ...]]:
+    return conn.execute("SELECT conname, convalidated FROM pg_constraint WHERE conrelid = 'pets'::regclass "
+                        "AND contype = 'f'").fetchall()
+
+
+def test_a_contract_failing_validation_can_be_aborted_as_its_message_says(tmp_path: Path, db_url: str,
+                                                                          conn: Conn) -> None:
+    project = _project(tmp_path, {"001_init.sql": FK_INIT, "002_fk.ops.yaml": FK_OPS})
+    assert run_pgshift(["migrate"], cwd=project, url=db_url).returncode == 0  # NOT VALID: orphans allowed
+    result = run_pgshift(["contract"], cwd=project, url=db_url)
+    message = _said(result)
+    assert result.returncode == 8, message
+    assert "abort" in _suggested(message)
+    aborted = run_pgshift(["abort"], cwd=project, url=db_url)  # the hint works
+    assert aborted.returncode == 0, _said(aborted)
+    assert _fk(conn) == []
+    # The server's DETAIL names the orphan value; without it the user cannot find the row.
+    assert "violates foreign key constraint" in message and "Key (owner_id)=(42) is not present" in message
+    assert "still expanded" in message and _suggested(message) == ["contract", "abort"]
+    # And the other suggestion: fix the data, expand again, contract again.
+    conn.execute("DELETE FROM pets WHERE owner_id = 42")
+    assert run_pgshift(["migrate"], cwd=project, url=db_url).returncode == 0
+    contracted = run_pgshift(["contract"], cwd=project, url=db_url)
+    assert contracted.returncode == 0, _said(contracted)
+    assert _fk(conn) == [("pets_owner_fk", True)]
+
+
+def test_a_contract_failing_validation_can_be_rerun_after_fixing_the_data(tmp_path: Path, db_url: str,
+                                                                          conn: Conn) -> None:
+    project = _project(tmp_path, {"001_init.sql": FK_INIT, "002_fk.ops.yaml": FK_OPS})
+    assert run_pgshift(["migrate"], cwd=project, url=db_url).returncode == 0
+    assert run_pgshift(["contract"], cwd=project, url=db_url).returncode == 8
+    conn.execute("INSERT INTO owners VALUES (42)")
+    contracted = run_pgshift(["contract"], cwd=project, url=db_url)
+    assert contracted.returncode == 0, _said(contracted)
+    assert _fk(conn) == [("pets_owner_fk", True)]
+
+
+def test_a_contract_that_crashed_within_its_validations_can_still_be_aborted(tmp_path: Path, db_url: str,
+                                                                             conn: Conn) -> None:
+    """A crash leaves 'contracting' on record; nothing destructive ran, so abort must still work."""
+    project = _project(tmp_path, {"001_init.sql": FK_INIT, "002_fk.ops.yaml": FK_OPS})
+    assert run_pgshift(["migrate"], cwd=project, url=db_url).returncode == 0
+    conn.execute("UPDATE pgshift.ops_state SET phase = 'contracting', steps_done = 0 WHERE version = '002'")
+    aborted = run_pgshift(["abort"], cwd=project, url=db_url)
+    assert aborted.returncode == 0, _said(aborted)
+    assert _fk(conn) == []
+
+
+UNIQUE_INIT = """-- pgshift:up
+CREATE TABLE users (id int PRIMARY KEY, email text);
+INSERT INTO users VALUES (1, 'a@x'), (2, 'dup@x'), (3, 'dup@x');
+"""
+UNIQUE_OPS = "operations:\n  - add_unique: {table: users, name: users_email_key, columns: [email]}\n"
+
+
+def test_a_failed_unique_build_leaves_no_invalid_index_and_names_the_duplicate(tmp_path: Path, db_url: str,
+                                                                              conn: Conn) -> None:
+    project = _project(tmp_path, {"001_init.sql": UNIQUE_INIT, "002_unique.ops.yaml": UNIQUE_OPS})
+    result = run_pgshift(["migrate"], cwd=project, url=db_url)
+    message = _said(result)
+    assert result.returncode == 8, message
+    assert conn.execute("SELECT count(*) FROM pg_class WHERE relname = 'users_email_key'").fetchone() == (0,)
+    assert "INVALID index the failed build left was dropped" in message
+    assert "could not create unique index" in message and "Key (email)=(dup@x) is duplicated" in message
+    assert _suggested(message) == ["migrate", "abort"]
+    aborted = run_pgshift(["abort"], cwd=project, url=db_url)
+    assert aborted.returncode == 0, _said(aborted)
+    conn.execute("UPDATE users SET email = 'b@x' WHERE id = 3")
+    assert run_pgshift(["migrate"], cwd=project, url=db_url).returncode == 0
+    assert run_pgshift(["contract"], cwd=project, url=db_url).returncode == 0
+    assert conn.execute("SELECT contype FROM pg_constraint WHERE conname = 'users_email_key'").fetchone() == ("u",)
+
+
+def test_a_failed_expand_step_resumes_with_the_suggested_migrate(tmp_path: Path, db_url: str, conn: Conn) -> None:
+    project = _project(tmp_path, {"001_init.sql": UNIQUE_INIT, "002_unique.ops.yaml": UNIQUE_OPS})
+    assert run_pgshift(["migrate"], cwd=project, url=db_url).returncode == 8
+    conn.execute("UPDATE users SET email = 'b@x' WHERE id = 3")
+    again = run_pgshift(["migrate"], cwd=project, url=db_url)
+    assert again.returncode == 0, _said(again)
+    assert conn.execute("SELECT i.indisvalid FROM pg_index i WHERE i.indexrelid = 'users_email_key'::regclass"
+                        ).fetchone() == (True,)
