@@ -106,7 +106,9 @@ def blockers(conn: psycopg.Connection[Any], tables: list[str], modes: list[str] 
         SELECT DISTINCT a.pid, coalesce(a.application_name, ''), coalesce(a.state, ''),
                coalesce(extract(epoch FROM clock_timestamp() - a.xact_start), 0)::float8,
                left(regexp_replace(a.query, '\\s+', ' ', 'g'), 100),
-               coalesce(a.backend_type = 'autovacuum worker', false),
+               -- a role without pg_read_all_stats sees no backend_type: a vacuum without a user is autovacuum
+               coalesce(a.backend_type = 'autovacuum worker', a.usesysid IS NULL AND a.pid IN (
+                   SELECT pid FROM pg_stat_progress_vacuum UNION SELECT pid FROM pg_stat_progress_analyze), false),
                coalesce(a.query LIKE '%%(to prevent wraparound)%%', false)
         FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
         WHERE l.locktype = 'relation' AND l.granted AND l.pid <> pg_backend_pid()
