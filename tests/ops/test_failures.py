@@ -126,3 +126,36 @@ def test_a_failed_expand_step_resumes_with_the_suggested_migrate(tmp_path: Path,
     assert again.returncode == 0, _said(again)
     assert conn.execute("SELECT i.indisvalid FROM pg_index i WHERE i.indexrelid = 'users_email_key'::regclass"
                         ).fetchone() == (True,)
+
+
+def test_a_failing_backfill_names_the_row_and_can_be_aborted(tmp_path: Path, db_url: str, conn: Conn) -> None:
+    init = ("-- pgshift:up\nCREATE TABLE t (id int PRIMARY KEY, qty int);\n"
+            "INSERT INTO t SELECT g, g FROM generate_series(1, 50) g;\n")
+    ops = ("operations:\n  - add_column:\n      table: t\n      column: {name: qty2, type: int, nullable: false}\n"
+           "      up: \"CASE WHEN qty = 7 THEN NULL ELSE qty * 2 END\"\n")
+    project = _project(tmp_path, {"001_init.sql": init, "002_qty2.ops.yaml": ops})
+    result = run_pgshift(["migrate"], cwd=project, url=db_url)
+    message = _said(result)
+    assert result.returncode == 8, message
+    assert "violates check constraint" in message and "Detail: Failing row contains (7, 7, null)" in message
+    assert _suggested(message) == ["migrate", "abort"]
+    aborted = run_pgshift(["abort"], cwd=project, url=db_url)
+    assert aborted.returncode == 0, _said(aborted)
+    assert conn.execute("SELECT count(*) FROM pg_attribute WHERE attrelid = 't'::regclass AND attname = 'qty2' "
+                        "AND NOT attisdropped").fetchone() == (0,)
+
+
+def test_pgshift_backfill_stopped_by_a_constraint_names_the_row(tmp_path: Path, db_url: str, conn: Conn) -> None:
+    conn.execute("CREATE TABLE t (id int PRIMARY KEY, qty int, CONSTRAINT t_qty_check CHECK (id <> 7 OR qty < 10))")
+    conn.execute("INSERT INTO t SELECT g, g FROM generate_series(1, 50) g")
+    (tmp_path / "migrations").mkdir()
+    result = run_pgshift(["backfill", "--table", "public.t", "--set", "qty = qty * 2", "--quiet"], cwd=tmp_path,
+                         url=db_url)
+    message = _said(result)
+    assert result.returncode == 8, message
+    assert "violates check constraint" in message and "Detail: Failing row contains (7, 14)" in message
+    conn.execute("ALTER TABLE t DROP CONSTRAINT t_qty_check")
+    again = run_pgshift(["backfill", "--table", "public.t", "--set", "qty = qty * 2", "--quiet"], cwd=tmp_path,
+                        url=db_url)  # the hint: rerun the same command to resume
+    assert again.returncode == 0, _said(again)
+    assert conn.execute("SELECT count(*) FROM t WHERE qty = id * 2").fetchone() == (50,)

@@ -256,7 +256,13 @@ class PhaseRunner:
                 options = BackfillOptions(target_ms=self.ops.backfill_target_ms,
                                           initial_batch=self.ops.backfill_batch_size,
                                           max_lock_ms=self.ops.backfill_max_lock_ms or None)
-                done = Backfiller(self.conn, self.schema, step.backfill, options, notify=self.notify).run()
+                try:
+                    done = Backfiller(self.conn, self.schema, step.backfill, options, notify=self.notify).run()
+                except psycopg.Error as exc:  # a row the fill expression or a constraint rejects
+                    raise MigrationFailed(
+                        f"{self.migration.path}: step '{step.label}' of {self.migration.label} failed: "
+                        f"{server_error_text(exc)} The failing batch was rolled back; the batches before it are "
+                        "kept and the backfill resumes after them.", hint=self._next_move()) from None
                 result.backfilled_rows += done.rows_this_run
                 self.conn.execute(self._progress_sql(index + 1))
             elif step.kind == "autocommit":
