@@ -159,3 +159,26 @@ def test_pgshift_backfill_stopped_by_a_constraint_names_the_row(tmp_path: Path, 
                         url=db_url)  # the hint: rerun the same command to resume
     assert again.returncode == 0, _said(again)
     assert conn.execute("SELECT count(*) FROM t WHERE qty = id * 2").fetchone() == (50,)
+
+
+def test_a_contract_failing_after_dropping_a_column_says_to_finish_it_and_abort_refuses(
+        tmp_path: Path, db_url: str, conn: Conn) -> None:
+    init = "-- pgshift:up\nCREATE TABLE t (id int PRIMARY KEY, qty int, note text);\nCREATE TABLE gate (ok int);\n"
+    ops = """operations:
+  - add_check: {table: t, name: qty_positive, check: "qty > 0"}
+  - drop_column: {table: t, column: note}
+  - sql: {up: "SELECT 1", down: "SELECT 1", contract: "SELECT 1 / (SELECT count(*) FROM gate)"}
+"""
+    project = _project(tmp_path, {"001_init.sql": init, "002_ops.ops.yaml": ops})
+    assert run_pgshift(["migrate"], cwd=project, url=db_url).returncode == 0
+    result = run_pgshift(["contract"], cwd=project, url=db_url)
+    message = _said(result)
+    assert result.returncode == 8, message
+    assert "division by zero" in message and _suggested(message) == ["contract"], message
+    refused = run_pgshift(["abort"], cwd=project, url=db_url)  # note is gone: abort cannot bring it back
+    assert refused.returncode == 10 and _suggested(_said(refused)) == ["contract"], _said(refused)
+    assert "after steps that abort cannot undo" in _said(refused)
+    conn.execute("INSERT INTO gate VALUES (1)")
+    finished = run_pgshift(["contract"], cwd=project, url=db_url)
+    assert finished.returncode == 0, _said(finished)
+    assert conn.execute("SELECT convalidated FROM pg_constraint WHERE conname = 'qty_positive'").fetchone() == (True,)

@@ -136,6 +136,7 @@ class PhaseRunner:
         # Where the running phase stands, for the failure message: which command continues from here.
         self._phase = "expand"
         self._step_index = 0
+        self._step_kind = "tx"
         self._contract_undoable = 0
         self._autovacuum_notes: dict[int, str] = {}  # pid -> why that autovacuum is still in the way
 
@@ -202,7 +203,7 @@ class PhaseRunner:
         try:
             result = self._run("contract", phases.contract, start, phases)
         except PgshiftError:
-            if self._step_index < phases.contract_undoable:  # only validations ran: abort can still undo it all
+            if self._contract_undoable_yet():  # only validations committed: abort can still undo it all
                 self._set_state("expanded", len(phases.expand))
             raise
         self._set_state("contracted", len(phases.contract))
@@ -246,7 +247,7 @@ class PhaseRunner:
         self._phase = phase
         for index in range(start, len(steps)):
             step = steps[index]
-            self._step_index = index
+            self._step_index, self._step_kind = index, step.kind
             self.notify(f"{phase} {index + 1}/{len(steps)}: {step.label}")
             if step.warning:
                 result.warnings.append(step.warning)
@@ -339,11 +340,17 @@ class PhaseRunner:
                 f"{server_error_text(exc)} Statement: {statement.as_string(self.conn)[:300]}. {undone}",
                 hint=self._next_move()) from None
 
+    def _contract_undoable_yet(self) -> bool:
+        """Has the failing contract committed nothing abort cannot undo? Steps before the current one are
+        done; the current one, a transaction, was rolled back (a CONCURRENTLY step may have half-run)."""
+        return self._step_index < self._contract_undoable or (
+            self._step_index == self._contract_undoable and self._step_kind == "tx")
+
     def _next_move(self) -> str:
         """What to run after a failed step: always a command that works from the state left behind."""
         if self._phase == "abort":
             return "fix the cause and run `pgshift abort` again; it continues at this step."
-        if self._phase == "contract" and self._step_index >= self._contract_undoable:
+        if self._phase == "contract" and not self._contract_undoable_yet():
             return ("fix the cause and run `pgshift contract` again; it continues at this step (abort is no longer "
                     "possible: earlier contract steps dropped what it would restore).")
         if self._phase == "contract":
