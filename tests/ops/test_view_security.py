@@ -11,10 +11,14 @@ from typing import Any
 
 import psycopg
 import pytest
+import yaml
 from psycopg import sql
 
 from pgshift import api
+from pgshift.errors import MigrationRefused
 from pgshift.ops import service
+from pgshift.ops.model import parse_document
+from pgshift.ops.plan import capture, plan_phases
 from tests.helpers import run_pgshift
 from tests.ops.helpers import make_project
 
@@ -112,3 +116,19 @@ def test_a_role_without_a_grant_reads_nothing_through_the_views(tmp_path: Path, 
     finally:
         conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(other)))
     service.contract(settings)
+
+
+def test_before_postgresql_15_a_view_over_an_rls_table_is_refused(conn: Conn) -> None:
+    """Only PostgreSQL 15 is installed here, so this runs the planner on catalog facts captured from the
+    real server with the server version read as 14: the refusal must come before any step exists."""
+    conn.execute(INIT + POLICY)
+    ops = parse_document(yaml.safe_load(ADD_NOTE), "002_change.ops.yaml")
+    captured = capture(conn, ops)
+    assert captured["server_version"] >= 150000 and captured["tables"]["docs"]["rls"] is True
+    assert "security_invoker = true" in plan_phases(ops, "002", captured).expand[-1].statements[1].as_string(conn)
+    captured["server_version"] = 140011
+    with pytest.raises(MigrationRefused, match=r"public\.docs has row-level security.*PostgreSQL 14"):
+        plan_phases(ops, "002", captured)
+    conn.execute("ALTER TABLE docs DISABLE ROW LEVEL SECURITY")
+    plain = plan_phases(ops, "002", capture(conn, ops) | {"server_version": 140011})
+    assert "security_invoker" not in plain.expand[-1].statements[1].as_string(conn)
