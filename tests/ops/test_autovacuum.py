@@ -125,3 +125,27 @@ def test_a_role_that_may_not_cancel_it_is_told_which_pid_and_why(cluster: Embedd
         conn.execute("ALTER TABLE big SET (autovacuum_enabled = false)")
         time.sleep(0.2)
         service.contract(settings)
+
+
+def test_an_autovacuum_to_prevent_wraparound_is_left_alone_and_named(cluster: EmbeddedCluster,
+                                                                      tmp_path: Path) -> None:
+    """Cancelling one would only postpone freezing a table close to wraparound: pgshift must not."""
+    with psycopg.connect(cluster.socket_dsn(), autocommit=True) as admin:
+        admin.execute("CREATE DATABASE av_wrap")
+    settings = _expanded(cluster, tmp_path, "av_wrap", ops=DROP_ONLY)
+    with psycopg.connect(_url(cluster, "av_wrap"), autocommit=True) as conn:
+        # Age the table past the lowest autovacuum_freeze_max_age (100000): 110000 subtransaction xids.
+        conn.execute("CREATE TABLE burn (x int)")
+        conn.execute("DO $$ BEGIN FOR i IN 1..110000 LOOP BEGIN INSERT INTO burn VALUES (i); "
+                     "EXCEPTION WHEN others THEN NULL; END; END LOOP; END $$")
+        conn.execute(CRAWL.replace("autovacuum_vacuum_threshold = 0", "autovacuum_freeze_max_age = 100000"))
+        pid = _vacuum_holding_big(conn)
+        query = conn.execute("SELECT query FROM pg_stat_activity WHERE pid = %s", (pid,)).fetchone()
+        assert query is not None and "(to prevent wraparound)" in query[0]
+        with pytest.raises(LockTimeoutExhausted) as failure:
+            service.contract(settings)
+        message = str(failure.value)
+        assert f"pid {pid} is an autovacuum to prevent transaction ID wraparound" in message, message
+        assert conn.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = %s", (pid,)).fetchone() == (1,)
+        assert conn.execute("SELECT count(*) FROM pgshift.events WHERE event = 'autovacuum-cancelled'").fetchone() == (
+            0,)
