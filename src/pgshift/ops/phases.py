@@ -319,7 +319,7 @@ class PhaseRunner:
             "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relname = %s",
             (self.ops.schema, name.strip('"').replace('""', '"'))).fetchone()
         if row and row[0]:
-            self.notify(f"dropping INVALID index {name} left by an interrupted build")
+            self.notify(f"dropping INVALID index {name} left by an interrupted or failed build")
             self.conn.execute(sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(
                 sql.Identifier(self.ops.schema, name.strip('"').replace('""', '"'))))
 
