@@ -243,3 +243,20 @@ def from_os_error(exc: OSError, doing: str = "") -> PgshiftError:
     return FileProblem(f"{paths}: {reason}{what}.",
                        hint="check that the path is a folder you can write to (its setting, or the option "
                             "that named it).")
+
+
+def server_error_text(exc: BaseException) -> str:
+    """A server error as one paragraph that loses nothing: "message (SQLSTATE x). Detail: ... Hint: ...".
+    DETAIL names the duplicated key or missing value; HINT often says what to do."""
+    diag = getattr(exc, "diag", None)
+    primary = getattr(diag, "message_primary", None) or str(exc).strip() or type(exc).__name__
+    text = primary.rstrip(".")
+    sqlstate = getattr(exc, "sqlstate", None)
+    if sqlstate:
+        text += f" (SQLSTATE {sqlstate})"
+    text += "."
+    for label, part in (("Detail", getattr(diag, "message_detail", None)),
+                        ("Hint", getattr(diag, "message_hint", None))):
+        if part:
+            text += f" {label}: {part.strip()}" + ("" if part.strip().endswith(".") else ".")
+    return text

@@ -30,7 +30,7 @@ import psycopg
 from psycopg import errors as pgerrors
 from psycopg import sql
 
-from pgshift.errors import MigrationFailed
+from pgshift.errors import MigrationFailed, server_error_text
 
 DEFAULT_LAG_QUERY = (
     "SELECT coalesce(max(extract(epoch FROM greatest(write_lag, flush_lag, replay_lag))), 0) "
@@ -148,7 +148,7 @@ def resolve_table(conn: psycopg.Connection[Any], table: str) -> tuple[int, str, 
             "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = to_regclass(%s)", (table,)
         ).fetchone()
     except psycopg.Error as exc:
-        raise BackfillError(f"{table!r} is not a valid table name: {exc.diag.message_primary}.") from None
+        raise BackfillError(f"{table!r} is not a valid table name: {server_error_text(exc)}") from None
     if row is None:
         raise BackfillError(f"Table {table!r} does not exist (looked up on the search_path).",
                             hint="schema-qualify it, for example --table app.trades.")
@@ -240,7 +240,7 @@ class Backfiller:
                 self.conn.execute(query)
         except psycopg.Error as exc:
             raise BackfillError(
-                f"The backfill of {target.label} does not compile: {exc.diag.message_primary} "
+                f"The backfill of {target.label} does not compile: {server_error_text(exc)} "
                 f"(SET {self.spec.set_clause!r}, WHERE {self.spec.where!r}).") from None
 
     def _load_or_create(self, target: _Target, oid: int) -> dict[str, Any]:
@@ -393,7 +393,7 @@ class Backfiller:
             with self.conn.transaction():
                 row = self.conn.execute(sql.SQL(self.options.lag_query)).fetchone()
         except psycopg.Error as exc:
-            raise BackfillError(f"The replication lag query failed: {exc.diag.message_primary} "
+            raise BackfillError(f"The replication lag query failed: {server_error_text(exc)} "
                                 f"(query: {self.options.lag_query!r}).") from None
         return float(row[0]) if row and row[0] is not None else None
 

@@ -20,7 +20,7 @@ from psycopg import sql
 
 from pgshift.config import Settings, duration_ms
 from pgshift.db.history import History
-from pgshift.errors import LockTimeoutExhausted, MigrationFailed, ValidationFailed
+from pgshift.errors import LockTimeoutExhausted, MigrationFailed, PgshiftError, ValidationFailed, server_error_text
 from pgshift.migrations.model import Migration
 from pgshift.ops.backfill import Backfiller, BackfillOptions
 from pgshift.ops.model import OpsFile
@@ -45,8 +45,12 @@ class Blocker:
     state: str
     xact_age_s: float
     query: str
+    autovacuum: bool = False  # an autovacuum worker (pg_stat_activity.backend_type)
+    wraparound: bool = False  # ... vacuuming to prevent transaction ID wraparound: never to be cancelled
 
     def describe(self) -> str:
+        if self.autovacuum:
+            return f"pid {self.pid} (autovacuum worker, running {self.xact_age_s:.1f}s: {self.query})"
         return (f"pid {self.pid} ({self.application or 'no name'}, {self.state}, transaction open "
                 f"{self.xact_age_s:.1f}s: {self.query})")
 
@@ -65,6 +69,7 @@ class PhaseResult:
     version_schema: str | None = None
     warnings: list[str] = field(default_factory=list)
     blockers_seen: list[str] = field(default_factory=list)
+    autovacuums_cancelled: list[int] = field(default_factory=list)  # pids
 
 
 def _state_table(schema: str) -> sql.Identifier:
@@ -89,19 +94,30 @@ def active_versions(conn: psycopg.Connection[Any], schema: str) -> dict[str, str
     return {str(r[0]): str(r[1]) for r in rows}
 
 
-def blockers(conn: psycopg.Connection[Any], tables: list[str]) -> list[Blocker]:
-    """Sessions holding any lock on these tables: an ACCESS EXCLUSIVE request would queue behind them."""
+# The lock modes that conflict with SHARE UPDATE EXCLUSIVE (VALIDATE, CREATE INDEX CONCURRENTLY).
+WEAK_LOCK_CONFLICTS = ["ShareUpdateExclusiveLock", "ShareLock", "ShareRowExclusiveLock", "ExclusiveLock",
+                       "AccessExclusiveLock"]
+
+
+def blockers(conn: psycopg.Connection[Any], tables: list[str], modes: list[str] | None = None) -> list[Blocker]:
+    """Sessions holding any lock (or one of ``modes``) on these tables: an ACCESS EXCLUSIVE request
+    would queue behind them."""
     rows = conn.execute(
         """
         SELECT DISTINCT a.pid, coalesce(a.application_name, ''), coalesce(a.state, ''),
                coalesce(extract(epoch FROM clock_timestamp() - a.xact_start), 0)::float8,
-               left(regexp_replace(a.query, '\\s+', ' ', 'g'), 100)
+               left(regexp_replace(a.query, '\\s+', ' ', 'g'), 100),
+               -- a role without pg_read_all_stats sees no backend_type: a vacuum without a user is autovacuum
+               coalesce(a.backend_type = 'autovacuum worker', a.usesysid IS NULL AND a.pid IN (
+                   SELECT pid FROM pg_stat_progress_vacuum UNION SELECT pid FROM pg_stat_progress_analyze), false),
+               coalesce(a.query LIKE '%%(to prevent wraparound)%%', false)
         FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
         WHERE l.locktype = 'relation' AND l.granted AND l.pid <> pg_backend_pid()
           AND l.relation = ANY (SELECT to_regclass(t)::oid FROM unnest(%s::text[]) t)
+          AND (%s::text[] IS NULL OR l.mode = ANY (%s::text[]))
         ORDER BY 4 DESC
-        """, (tables,)).fetchall()
-    return [Blocker(int(r[0]), r[1], r[2], float(r[3]), r[4]) for r in rows]
+        """, (tables, modes, modes)).fetchall()
+    return [Blocker(int(r[0]), r[1], r[2], float(r[3]), r[4], bool(r[5]), bool(r[6])) for r in rows]
 
 
 class PhaseRunner:
@@ -118,6 +134,12 @@ class PhaseRunner:
         self.notify = notify or (lambda _m: None)
         self.retry = RetryPolicy(attempts=self.ops.lock_retries, initial_ms=duration_ms(settings.retry_initial_delay),
                                  max_ms=min(2_000, duration_ms(settings.retry_max_delay)))
+        # Where the running phase stands, for the failure message: which command continues from here.
+        self._phase = "expand"
+        self._step_index = 0
+        self._step_kind = "tx"
+        self._contract_undoable = 0
+        self._autovacuum_notes: dict[int, str] = {}  # pid -> why that autovacuum is still in the way
 
     # -- state -----------------------------------------------------------------------------
     def _set_state(self, phase: str, steps_done: int, captured: dict[str, Any] | None = None,
@@ -178,14 +200,26 @@ class PhaseRunner:
         phases = self.phases(state["captured"])
         start = int(state["steps_done"]) if state["phase"] == "contracting" else 0
         self._set_state("contracting", start)
-        result = self._run("contract", phases.contract, start, phases)
+        self._contract_undoable = phases.contract_undoable
+        try:
+            result = self._run("contract", phases.contract, start, phases)
+        except PgshiftError:
+            if self._contract_undoable_yet():  # only validations committed: abort can still undo it all
+                self._set_state("expanded", len(phases.expand))
+            raise
         self._set_state("contracted", len(phases.contract))
         self.history.log(self.migration.version, "contracted", {"steps": result.steps})
         return result
 
     def abort(self) -> PhaseResult:
-        state = self._require(("expanding", "expanded", "aborting"), "abort")
+        state = self._require(("expanding", "expanded", "aborting", "contracting"), "abort")
         phases = self.phases(state["captured"])
+        if state["phase"] == "contracting" and int(state["steps_done"]) > phases.contract_undoable:
+            raise OpsStateError(
+                f"Cannot abort {self.migration.label}: its contract stopped at step {int(state['steps_done']) + 1} "
+                f"of {len(phases.contract)}, after steps that abort cannot undo (old columns, triggers or "
+                "indexes are gone).", hint="fix the cause of the failure and run `pgshift contract` again; it "
+                "continues where it stopped.")
         start = int(state["steps_done"]) if state["phase"] == "aborting" else 0
         self._set_state("aborting", start)
         result = self._run("abort", phases.abort, start, phases)
@@ -211,8 +245,10 @@ class PhaseRunner:
         if start:
             self.notify(f"resuming {phase} of {self.migration.label} at step {start + 1} of {len(steps)}")
             self.history.log(self.migration.version, f"{phase}-resumed", {"step": start + 1})
+        self._phase = phase
         for index in range(start, len(steps)):
             step = steps[index]
+            self._step_index, self._step_kind = index, step.kind
             self.notify(f"{phase} {index + 1}/{len(steps)}: {step.label}")
             if step.warning:
                 result.warnings.append(step.warning)
@@ -222,7 +258,13 @@ class PhaseRunner:
                 options = BackfillOptions(target_ms=self.ops.backfill_target_ms,
                                           initial_batch=self.ops.backfill_batch_size,
                                           max_lock_ms=self.ops.backfill_max_lock_ms or None)
-                done = Backfiller(self.conn, self.schema, step.backfill, options, notify=self.notify).run()
+                try:
+                    done = Backfiller(self.conn, self.schema, step.backfill, options, notify=self.notify).run()
+                except psycopg.Error as exc:  # a row the fill expression or a constraint rejects
+                    raise MigrationFailed(
+                        f"{self.migration.path}: step '{step.label}' of {self.migration.label} failed: "
+                        f"{server_error_text(exc)} The failing batch was rolled back; the batches before it are "
+                        "kept and the backfill resumes after them.", hint=self._next_move()) from None
                 result.backfilled_rows += done.rows_this_run
                 self.conn.execute(self._progress_sql(index + 1))
             elif step.kind == "autocommit":
@@ -248,12 +290,27 @@ class PhaseRunner:
         try:
             for statement in step.statements:
                 self._drop_invalid_index(statement)
-                self._execute(step, statement)
+                try:
+                    self._execute(step, statement)
+                except (pgerrors.LockNotAvailable, pgerrors.DeadlockDetected):
+                    self._drop_left_over_index(statement)  # a build that timed out waiting for old snapshots
+                    raise
         finally:
             self.conn.execute("RESET lock_timeout")
 
+    def _drop_left_over_index(self, statement: sql.Composable) -> str | None:
+        """After a failed CREATE INDEX CONCURRENTLY: drop the INVALID index it left. Returns its name
+        when it could not be dropped (it is then left for the rerun or `abort` to remove)."""
+        try:
+            self._drop_invalid_index(statement)
+            return None
+        except psycopg.Error:
+            text = statement.as_string(self.conn)
+            return text.split("IF NOT EXISTS ", 1)[1].split(" ON ", 1)[0]
+
     def _drop_invalid_index(self, statement: sql.Composable) -> None:
-        """An interrupted CREATE INDEX CONCURRENTLY leaves an INVALID index that IF NOT EXISTS would keep."""
+        """An interrupted or failed CREATE INDEX CONCURRENTLY leaves an INVALID index that IF NOT EXISTS would
+        keep, and that every write to the table still maintains."""
         text = statement.as_string(self.conn)
         if "INDEX CONCURRENTLY IF NOT EXISTS" not in text:
             return
@@ -263,7 +320,7 @@ class PhaseRunner:
             "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relname = %s",
             (self.ops.schema, name.strip('"').replace('""', '"'))).fetchone()
         if row and row[0]:
-            self.notify(f"dropping INVALID index {name} left by an interrupted build")
+            self.notify(f"dropping INVALID index {name} left by an interrupted or failed build")
             self.conn.execute(sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(
                 sql.Identifier(self.ops.schema, name.strip('"').replace('""', '"'))))
 
@@ -273,14 +330,39 @@ class PhaseRunner:
         except (pgerrors.LockNotAvailable, pgerrors.DeadlockDetected):
             raise
         except psycopg.Error as exc:
+            undone = "The step was rolled back."
+            if step.kind == "autocommit" and "INDEX CONCURRENTLY IF NOT EXISTS" in statement.as_string(self.conn):
+                left = self._drop_left_over_index(statement)
+                undone = ("The INVALID index the failed build left was dropped, so nothing of the step remains."
+                          if left is None else f"The failed build left the INVALID index {left}: rerunning drops "
+                          "it before building again, and `pgshift abort` removes it.")
             raise MigrationFailed(
                 f"{self.migration.path}: step '{step.label}' of {self.migration.label} failed: "
-                f"{exc.diag.message_primary} (SQLSTATE {exc.sqlstate}). Statement: "
-                f"{statement.as_string(self.conn)[:300]}. The step was rolled back; rerun the command to retry "
-                "it, or `pgshift abort` to undo the expand.", hint=exc.diag.message_hint) from None
+                f"{server_error_text(exc)} Statement: {statement.as_string(self.conn)[:300]}. {undone}",
+                hint=self._next_move()) from None
+
+    def _contract_undoable_yet(self) -> bool:
+        """Has the failing contract committed nothing abort cannot undo? Steps before the current one are
+        done; the current one, a transaction, was rolled back (a CONCURRENTLY step may have half-run)."""
+        return self._step_index < self._contract_undoable or (
+            self._step_index == self._contract_undoable and self._step_kind == "tx")
+
+    def _next_move(self) -> str:
+        """What to run after a failed step: always a command that works from the state left behind."""
+        if self._phase == "abort":
+            return "fix the cause and run `pgshift abort` again; it continues at this step."
+        if self._phase == "contract" and not self._contract_undoable_yet():
+            return ("fix the cause and run `pgshift contract` again; it continues at this step (abort is no longer "
+                    "possible: earlier contract steps dropped what it would restore).")
+        if self._phase == "contract":
+            return ("nothing of the contract was kept and the migration is still expanded: fix the cause and run "
+                    "`pgshift contract` again, or `pgshift abort` to undo the expand.")
+        return "fix the cause and run `pgshift migrate` again to continue the expand, or `pgshift abort` to undo it."
 
     def _with_retries(self, step: Step, result: PhaseResult, attempt: Callable[[], None]) -> None:
         for retry in range(self.retry.attempts + 1):
+            if step.lock_tables or step.weak_lock_tables:
+                self._clear_autovacuum(step, result)
             held = self._report_blockers(step, result) if step.lock_tables else []
             # A transaction already older than lock_timeout that holds a lock on the table will very
             # likely outlast this attempt; queued, the attempt would only hold back every query behind
@@ -299,13 +381,16 @@ class PhaseRunner:
                 return
             except (pgerrors.LockNotAvailable, pgerrors.DeadlockDetected) as exc:
                 if retry >= self.retry.attempts:
-                    who = "; ".join(b.describe() for b in blockers(self.conn, step.lock_tables)) or "none now"
+                    found = {b.pid: b for b in [*blockers(self.conn, step.lock_tables), *blockers(
+                        self.conn, step.weak_lock_tables, WEAK_LOCK_CONFLICTS)]}
+                    who = "; ".join(b.describe() for b in found.values()) or "none now"
+                    why = " ".join(self._autovacuum_notes[pid] for pid in found if pid in self._autovacuum_notes)
                     raise LockTimeoutExhausted(
                         f"Step '{step.label}' of {self.migration.label} could not take its lock within "
                         f"lock_timeout {self.ops.lock_timeout} after {retry + 1} attempts "
-                        f"({exc.diag.message_primary}). Nothing of the step was committed. Blocking sessions: "
-                        f"{who}.", hint="end the blocking transactions or retry later; rerunning the command "
-                        "continues at this step.") from None
+                        f"({server_error_text(exc)}) Nothing of the step was committed. Blocking sessions: "
+                        f"{who}.{' ' + why if why else ''}",
+                        hint=f"end the blocking sessions or retry later. {self._next_move()}") from None
                 delay = self.retry.delay_seconds(retry + 1)
                 result.lock_retries += 1
                 self.history.log(self.migration.version, "lock-timeout-retry", {
@@ -316,6 +401,53 @@ class PhaseRunner:
     @property
     def _lock_timeout_ms(self) -> int:
         return duration_ms(self.ops.lock_timeout, key="lock_timeout")
+
+    def _clear_autovacuum(self, step: Step, result: PhaseResult) -> None:
+        """Cancel an autovacuum holding a lock the step needs. PostgreSQL cancels one itself only for a
+        lock request that has waited deadlock_timeout (1s by default), far longer than lock_timeout, so
+        left alone it would hold the step back for the whole retry budget. It restarts later on its own.
+        Not one vacuuming to prevent wraparound, and only where the role may (superuser; on PostgreSQL
+        18 pg_signal_autovacuum_worker): otherwise the reason is kept for the failure message."""
+        found = {b.pid: b for b in [*blockers(self.conn, step.lock_tables), *blockers(
+            self.conn, step.weak_lock_tables, WEAK_LOCK_CONFLICTS)] if b.autovacuum}
+        for b in found.values():
+            if b.wraparound:
+                self._autovacuum_notes[b.pid] = (
+                    f"pid {b.pid} is an autovacuum to prevent transaction ID wraparound; PostgreSQL never cancels "
+                    "one for a lock request, and pgshift does not either (the table must be frozen): run the "
+                    "command again once it has finished.")
+                continue
+            try:
+                row = self.conn.execute("SELECT pg_cancel_backend(%s)", (b.pid,)).fetchone()
+            except psycopg.Error as exc:
+                waited = self.conn.execute("SELECT current_setting('deadlock_timeout')").fetchone()
+                self._autovacuum_notes[b.pid] = (
+                    f"pid {b.pid} is an autovacuum worker; PostgreSQL cancels one only for a lock request that has "
+                    f"waited deadlock_timeout ({waited[0] if waited else '1s'}), longer than this step's lock_timeout "
+                    f"{self.ops.lock_timeout}, so it holds the step back until it ends. Role {self.conn.info.user!r} "
+                    f"may not cancel it ({server_error_text(exc)}) A superuser (on PostgreSQL 18 also a member of "
+                    f"pg_signal_autovacuum_worker) can run SELECT pg_cancel_backend({b.pid}); or run the command "
+                    "again once it has finished.")
+                self.notify(self._autovacuum_notes[b.pid])
+                continue
+            if not (row and row[0]):
+                continue  # it ended meanwhile
+            result.autovacuums_cancelled.append(b.pid)
+            self.history.log(self.migration.version, "autovacuum-cancelled", {
+                "step": step.label, "pid": b.pid, "query": b.query})
+            self.notify(f"cancelled autovacuum pid {b.pid} ({b.query}) holding a lock '{step.label}' needs; "
+                        "it will run again later")
+            self._wait_until_gone(b.pid)
+
+    def _wait_until_gone(self, pid: int, timeout_s: float = 2.0) -> None:
+        """A cancelled autovacuum releases its locks a moment after the signal: do not spend an attempt on it."""
+        until = time.monotonic() + timeout_s
+        while time.monotonic() < until:
+            row = self.conn.execute("SELECT count(*) FROM pg_locks WHERE pid = %s AND granted AND "
+                                    "locktype = 'relation'", (pid,)).fetchone()
+            if not row or not row[0]:
+                return
+            time.sleep(0.01)
 
     def _report_blockers(self, step: Step, result: PhaseResult) -> list[Blocker]:
         found = [b for b in blockers(self.conn, step.lock_tables) if b.xact_age_s > 0]

@@ -17,7 +17,7 @@ from pglast.stream import RawStream
 from pglast.visitors import Visitor
 from psycopg import sql
 
-from pgshift.errors import MigrationSourceError
+from pgshift.errors import MigrationRefused, MigrationSourceError
 from pgshift.migrations.splitter import split_sql
 from pgshift.ops.backfill import BackfillSpec
 from pgshift.ops.model import Op, OpsFile
@@ -32,6 +32,9 @@ class Step:
     kind: StepKind
     statements: list[sql.Composable] = field(default_factory=list)
     lock_tables: list[str] = field(default_factory=list)  # "schema.table" taking a strong lock
+    # "schema.table" taking SHARE UPDATE EXCLUSIVE (VALIDATE, CONCURRENTLY): no reader blocks it, but an
+    # autovacuum does, and never yields to a waiter whose lock_timeout is shorter than deadlock_timeout.
+    weak_lock_tables: list[str] = field(default_factory=list)
     backfill: BackfillSpec | None = None
     warning: str | None = None
 
@@ -43,6 +46,9 @@ class Phases:
     abort: list[Step]
     version_schema: str
     warnings: list[str] = field(default_factory=list)
+    # The leading contract steps abort can still undo (validations): a contract that fails within
+    # them leaves the migration expanded, so `pgshift abort` keeps working.
+    contract_undoable: int = 0
 
 
 def version_schema_name(ops: OpsFile, version: str) -> str:
@@ -83,10 +89,13 @@ def capture(conn: psycopg.Connection[Any], ops: OpsFile) -> dict[str, Any]:
                                               "statistics": r[7], "storage": r[8], "compression": r[9]}
                                              for r in rows],
                                  "grants": _table_grants(conn, ops.schema, table),
+                                 "column_grants": _column_grants(conn, ops.schema, table),
+                                 **_security(conn, ops.schema, table),
                                  "indexes": _table_indexes(conn, ops.schema, table),
                                  **_foreign_keys(conn, ops.schema, table),
                                  **_checks_and_exclusions(conn, ops.schema, table)}
-    return {"tables": tables, "schema_usage": _schema_usage(conn, ops.schema)}
+    return {"tables": tables, "schema_usage": _schema_usage(conn, ops.schema),
+            "server_version": conn.info.server_version}
 
 
 # Who may use the tables: the version schema's views get the same rights, or an app role that is
@@ -103,6 +112,29 @@ def _table_grants(conn: psycopg.Connection[Any], schema: str, table: str) -> lis
         ORDER BY 1, 2
         """, (schema, table)).fetchall()
     return [[str(r[0]), str(r[1]), bool(r[2])] for r in rows]
+
+
+def _column_grants(conn: psycopg.Connection[Any], schema: str, table: str) -> list[list[Any]]:
+    """Column-level privileges (GRANT SELECT (col) ...): [grantee, privilege, column, grantable]."""
+    rows = conn.execute(
+        f"""
+        SELECT {_GRANTEE}, a.privilege_type, t.attname::text, a.is_grantable
+        FROM pg_attribute t, aclexplode(t.attacl) a
+        WHERE t.attrelid = to_regclass(format('%%I.%%I', %s::text, %s::text)) AND t.attnum > 0
+          AND NOT t.attisdropped AND t.attacl IS NOT NULL
+        ORDER BY 1, 2, 3
+        """, (schema, table)).fetchall()
+    return [[str(r[0]), str(r[1]), str(r[2]), bool(r[3])] for r in rows]
+
+
+def _security(conn: psycopg.Connection[Any], schema: str, table: str) -> dict[str, Any]:
+    """Row-level security and the owner: the version schema's views must enforce what the table does."""
+    row = conn.execute(
+        "SELECT c.relrowsecurity, c.relforcerowsecurity, pg_get_userbyid(c.relowner), current_user::text "
+        "FROM pg_class c WHERE c.oid = to_regclass(format('%%I.%%I', %s::text, %s::text))", (schema, table)).fetchone()
+    if row is None:
+        return {}
+    return {"rls": bool(row[0]), "force_rls": bool(row[1]), "owner": str(row[2]), "runner": str(row[3])}
 
 
 def _table_indexes(conn: psycopg.Connection[Any], schema: str, table: str) -> list[dict[str, Any]]:
@@ -309,27 +341,72 @@ class Planner:
             sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(self.vschema))]))
         abort = self.abort_steps[-1:] if self.view_tables else []
         abort += list(reversed(self.abort_steps[:-1] if self.view_tables else self.abort_steps))
-        return Phases(expand, contract, abort, self.vschema, self.warnings)
+        return Phases(expand, contract, abort, self.vschema, self.warnings, len(self.validations))
 
     # -- helpers ---------------------------------------------------------------------------
     def _views_step(self) -> Step:
         statements: list[sql.Composable] = [
             sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self.vschema))]
+        warnings: list[str] = []
         for table in self.view_tables:
+            info = self.captured["tables"].get(table, {})
             columns = sql.SQL(", ").join(sql.SQL("{} AS {}").format(sql.Identifier(phys), sql.Identifier(vis))
                                          for vis, phys in self.layout[table])
-            statements.append(sql.SQL("CREATE OR REPLACE VIEW {} AS SELECT {} FROM {}").format(
-                sql.Identifier(self.vschema, table), columns, self.t(table)))
-            for grantee, privilege, grantable in self.captured["tables"][table].get("grants", []):
+            statements.append(sql.SQL("CREATE OR REPLACE VIEW {} {}AS SELECT {} FROM {}").format(
+                sql.Identifier(self.vschema, table), self._invoker(table), columns, self.t(table)))
+            for grantee, privilege, grantable in info.get("grants", []):
                 if privilege not in _VIEW_PRIVILEGES:
                     continue
                 statements.append(sql.SQL("GRANT {} ON {} TO {}{}").format(
                     sql.SQL(privilege), sql.Identifier(self.vschema, table), _role(grantee),
                     sql.SQL(" WITH GRANT OPTION" if grantable else "")))
+            # Column privileges follow the column to its name in the new version.
+            origin = {new: old for old, new in self.moved.get(table, {}).items()}
+            for vis, phys in self.layout[table]:
+                for grantee, privilege, column, grantable in info.get("column_grants", []):
+                    if column == origin.get(phys, phys):
+                        statements.append(sql.SQL("GRANT {} ({}) ON {} TO {}{}").format(
+                            sql.SQL(privilege), sql.Identifier(vis), sql.Identifier(self.vschema, table),
+                            _role(grantee), sql.SQL(" WITH GRANT OPTION" if grantable else "")))
+            warnings += self._column_only_readers(table, info)
+            if info.get("owner") and info.get("owner") != info.get("runner"):  # the owner keeps its table's rights
+                statements.append(sql.SQL("GRANT ALL ON {} TO {}").format(
+                    sql.Identifier(self.vschema, table), sql.Identifier(info["owner"])))
         for grantee in self.captured.get("schema_usage", []):
             statements.append(sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(
                 sql.Identifier(self.vschema), _role(grantee)))
-        return Step(f"create version schema {self.vschema}", "tx", statements)
+        return Step(f"create version schema {self.vschema}", "tx", statements, warning=" ".join(warnings) or None)
+
+    def _column_only_readers(self, table: str, info: dict[str, Any]) -> list[str]:
+        """Roles that may read only some columns of the table. PostgreSQL checks a security_invoker view's
+        every column against the querying role, so such a role is refused the whole view: say so."""
+        if int(self.captured.get("server_version", 0)) < 150000:
+            return []
+        readers = {g for g, p, _ in info.get("grants", []) if p == "SELECT"}
+        partial: dict[str, list[str]] = {}
+        for grantee, privilege, column, _ in info.get("column_grants", []):
+            if privilege == "SELECT" and grantee not in readers:
+                partial.setdefault(grantee, []).append(column)
+        return [f"role {role} may read only columns {', '.join(columns)} of {self.label(table)}: the view "
+                f"{self.vschema}.{table} refuses it (PostgreSQL checks every column a security_invoker view "
+                "names), so that role reads the table directly until contract." for role, columns in partial.items()]
+
+    def _invoker(self, table: str) -> sql.Composable:
+        """A view runs with its owner's rights unless security_invoker (PostgreSQL 15+): then row-level
+        security, FORCE ROW LEVEL SECURITY, column privileges and a revoked grant apply to whoever queries
+        it, exactly as on the table. Before 15 a view over a table with row-level security would show
+        every row to every role, so that is refused."""
+        if int(self.captured.get("server_version", 0)) >= 150000:
+            return sql.SQL("WITH (security_invoker = true) ")
+        if self.captured["tables"].get(table, {}).get("rls"):
+            raise MigrationRefused(
+                f"Table {self.label(table)} has row-level security, and this server (PostgreSQL "
+                f"{int(self.captured['server_version']) // 10000}) cannot make the version schema's view "
+                f"{self.vschema}.{table} enforce it: a view before PostgreSQL 15 runs with its owner's rights, so "
+                "every role would see every row through it. Nothing was changed.",
+                hint="upgrade to PostgreSQL 15 or later (views with security_invoker), or make this change with a "
+                "plain SQL migration.")
+        return sql.SQL("")
 
     def _touch_layout(self, table: str) -> list[tuple[str, str]]:
         if table not in self.layout:
@@ -362,7 +439,8 @@ class Planner:
     def _contract_not_null(self, table: str, column: str, check: str, extra: list[sql.Composable]) -> None:
         """VALIDATE (weak lock, scans) then SET NOT NULL (instant thanks to the valid CHECK, PG12+)."""
         self.validations.append(Step(f"validate NOT NULL check on {table}.{column}", "tx", [
-            sql.SQL("ALTER TABLE {} VALIDATE CONSTRAINT {}").format(self.t(table), sql.Identifier(check))]))
+            sql.SQL("ALTER TABLE {} VALIDATE CONSTRAINT {}").format(self.t(table), sql.Identifier(check))],
+            weak_lock_tables=[self.label(table)]))
         self.finish_triggers.setdefault(table, []).extend(extra)
         self.finish.setdefault(table, []).extend([
             sql.SQL("ALTER TABLE {} ALTER COLUMN {} SET NOT NULL").format(self.t(table), sql.Identifier(column)),
@@ -391,7 +469,9 @@ class Planner:
         old, new = str(o.get("from")), str(o.get("to"))
         self.expand_steps.append(Step(f"rename table {old} to {new}, keep {old} as a view", "tx", [
             sql.SQL("ALTER TABLE {} RENAME TO {}").format(self.t(old), sql.Identifier(new)),
-            sql.SQL("CREATE VIEW {} AS SELECT * FROM {}").format(self.t(old), self.t(new)),
+            sql.SQL("CREATE VIEW {} {}AS SELECT * FROM {}").format(self.t(old), sql.SQL(
+                "WITH (security_invoker = true) " if int(self.captured.get("server_version", 0)) >= 150000 else ""),
+                self.t(new)),
         ], [self.label(old)]))
         self.contract_steps.append(Step(f"drop compatibility view {old}", "tx", [
             sql.SQL("DROP VIEW IF EXISTS {}").format(self.t(old))], [self.label(old)]))
@@ -500,6 +580,12 @@ class Planner:
             statements.append(sql.SQL("ALTER TABLE {} ALTER COLUMN {} SET DEFAULT {}").format(
                 self.t(table), col, sql.SQL(default)))
         statements += self._column_settings(table, col, info, same_type=not final_rename)  # rename: same type
+        # Through a security_invoker view the querying role needs its column privileges on the new column too.
+        for grantee, privilege, column, grantable in self.captured["tables"][table].get("column_grants", []):
+            if column == old:
+                statements.append(sql.SQL("GRANT {} ({}) ON {} TO {}{}").format(
+                    sql.SQL(privilege), col, self.t(table), _role(grantee),
+                    sql.SQL(" WITH GRANT OPTION" if grantable else "")))
         check = self._not_null_check(table, new_phys)
         if info["notnull"]:
             statements.append(sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} CHECK ({} IS NOT NULL) NOT VALID").format(
@@ -516,7 +602,8 @@ class Planner:
                 self.t(table), col, sql.Identifier(new_visible)))
         if info["notnull"]:
             self.validations.append(Step(f"validate NOT NULL check on {table}.{new_phys}", "tx", [
-                sql.SQL("ALTER TABLE {} VALIDATE CONSTRAINT {}").format(self.t(table), sql.Identifier(check))]))
+                sql.SQL("ALTER TABLE {} VALIDATE CONSTRAINT {}").format(self.t(table), sql.Identifier(check))],
+                weak_lock_tables=[self.label(table)]))
             finish += [sql.SQL("ALTER TABLE {} ALTER COLUMN {} SET NOT NULL").format(self.t(table), col),
                        sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(self.t(table), sql.Identifier(check))]
             # SET NOT NULL must come before the rename, which changes the column's name.
@@ -556,7 +643,8 @@ class Planner:
                 continue
             copy = _name(idx["name"], self.version)
             steps.append(Step(f"build index {copy} concurrently (copy of {idx['name']} on the new columns)",
-                              "autocommit", [sql.SQL(carried_index(idx["definition"], moved, copy))]))
+                              "autocommit", [sql.SQL(carried_index(idx["definition"], moved, copy))],
+                              weak_lock_tables=[self.label(table)]))
             renames.append(self._index_home(table, idx, copy))
         return steps, renames
 
@@ -592,7 +680,8 @@ class Planner:
                                   [self.label(table)]))
                 if con.get("validated", True):
                     self.validations.append(Step(f"validate {what} {copy}", "tx", [sql.SQL(
-                        "ALTER TABLE {} VALIDATE CONSTRAINT {}").format(self.t(table), sql.Identifier(copy))]))
+                        "ALTER TABLE {} VALIDATE CONSTRAINT {}").format(self.t(table), sql.Identifier(copy))],
+                        weak_lock_tables=[self.label(table)]))
                 renames.append(sql.SQL("ALTER TABLE {} RENAME CONSTRAINT {} TO {}").format(
                     self.t(table), sql.Identifier(copy), sql.Identifier(con["name"])))
         return steps, renames
@@ -675,7 +764,8 @@ class Planner:
 
     def _validate_and_abort(self, table: str, name: str) -> None:
         self.validations.append(Step(f"validate {name}", "tx", [
-            sql.SQL("ALTER TABLE {} VALIDATE CONSTRAINT {}").format(self.t(table), sql.Identifier(name))]))
+            sql.SQL("ALTER TABLE {} VALIDATE CONSTRAINT {}").format(self.t(table), sql.Identifier(name))],
+            weak_lock_tables=[self.label(table)]))
         self.abort_steps.append(Step(f"drop constraint {name}", "tx", [
             sql.SQL("ALTER TABLE {} DROP CONSTRAINT IF EXISTS {}").format(self.t(table), sql.Identifier(name))],
             [self.label(table)]))
@@ -709,7 +799,7 @@ class Planner:
     def _add_unique(self, index: int, o: Op) -> None:
         table, name = str(o.get("table")), str(o.get("name"))
         self.expand_steps.append(Step(f"build unique index {name} concurrently", "autocommit", [
-            self._index(table, name, list(o.get("columns")), True, None, None)]))
+            self._index(table, name, list(o.get("columns")), True, None, None)], weak_lock_tables=[self.label(table)]))
         self.contract_steps.append(Step(f"add unique constraint {name} using its index", "tx", [
             sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} UNIQUE USING INDEX {}").format(
                 self.t(table), sql.Identifier(name), sql.Identifier(name))], [self.label(table)]))
@@ -718,7 +808,8 @@ class Planner:
     def _create_index(self, index: int, o: Op) -> None:
         table, name = str(o.get("table")), str(o.get("name"))
         self.expand_steps.append(Step(f"build index {name} concurrently", "autocommit", [
-            self._index(table, name, list(o.get("columns")), bool(o.get("unique")), o.get("method"), o.get("where"))]))
+            self._index(table, name, list(o.get("columns")), bool(o.get("unique")), o.get("method"), o.get("where"))],
+            weak_lock_tables=[self.label(table)]))
         self.abort_steps.append(self._drop_index_step(name, f"drop index {name}"))
 
     def _drop_index(self, index: int, o: Op) -> None:

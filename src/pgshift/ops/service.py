@@ -9,8 +9,17 @@ import psycopg
 
 from pgshift.config import Settings
 from pgshift.db.history import History
+from pgshift.errors import server_error_text
 from pgshift.migrations.model import Migration
-from pgshift.ops.backfill import Backfiller, BackfillOptions, BackfillResult, BackfillSpec, ProgressCallback, reset_job
+from pgshift.ops.backfill import (
+    Backfiller,
+    BackfillError,
+    BackfillOptions,
+    BackfillResult,
+    BackfillSpec,
+    ProgressCallback,
+    reset_job,
+)
 from pgshift.ops.phases import OpsStateError, PhaseResult, PhaseRunner, active_versions
 from pgshift.runner.execute import StepResult
 
@@ -26,7 +35,13 @@ def backfill(settings: Settings, spec: BackfillSpec, options: BackfillOptions | 
     with deploy_session(settings) as (conn, history):
         if restart:
             reset_job(conn, settings.history_schema, spec.job_name)
-        result = Backfiller(conn, settings.history_schema, spec, options, progress, notify).run()
+        try:
+            result = Backfiller(conn, settings.history_schema, spec, options, progress, notify).run()
+        except psycopg.Error as exc:  # a row the SET or a constraint rejects
+            raise BackfillError(
+                f"The backfill of {spec.table} stopped: {server_error_text(exc)} The failing batch was rolled "
+                "back; progress up to the last committed batch is saved.",
+                hint="fix the cause (the row above) and rerun the same command to resume.") from None
         history.log(spec.version, "backfill", {
             "job": result.job, "table": result.table, "rows": result.rows, "rows_this_run": result.rows_this_run,
             "batches": result.batches, "max_batch_ms": round(result.max_batch_ms, 1), "resumed": result.resumed,
@@ -76,7 +91,9 @@ def abort(settings: Settings, *, version: str | None = None, notify: Notify | No
     from pgshift.api import deploy_session
 
     with deploy_session(settings) as (conn, history):
-        migration = _active_migration(settings, conn, version, ("expanding", "expanded", "aborting"), "abort")
+        # A contract stopped (crashed) within its validations can still be aborted; the runner checks.
+        migration = _active_migration(settings, conn, version, ("expanding", "expanded", "aborting", "contracting"),
+                                      "abort")
         return PhaseRunner(conn, history, settings, migration, notify).abort()
 
 

@@ -1,0 +1,151 @@
+"""A real autovacuum in the way of contract. PostgreSQL cancels an autovacuum only for a lock request
+that has waited deadlock_timeout (1s), far longer than the ops lock_timeout (50ms), so without help
+every attempt times out behind it. A cluster of the test's own runs autovacuum every second, and the
+table's cost settings make one crawl, so it reliably holds its lock while contract runs."""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg import conninfo
+
+from pgshift.embedded import EmbeddedCluster
+from pgshift.errors import LockTimeoutExhausted
+from pgshift.ops import service
+from tests.ops.helpers import make_project
+
+Conn = psycopg.Connection[Any]
+INIT = """
+CREATE TABLE big (id int PRIMARY KEY, qty int, note text) WITH (autovacuum_enabled = false);
+INSERT INTO big SELECT g, g, 'x' FROM generate_series(1, 200000) g;
+UPDATE big SET qty = qty + 1;  -- 200k dead rows to vacuum
+"""
+OPS = """lock_timeout: 50ms
+lock_retries: 4
+operations:
+  - add_check: {table: big, name: qty_positive, check: "qty > 0"}
+  - drop_column: {table: big, column: note}
+"""
+CRAWL = ("ALTER TABLE big SET (autovacuum_enabled = true, autovacuum_vacuum_cost_delay = 100, "
+         "autovacuum_vacuum_cost_limit = 1, autovacuum_vacuum_threshold = 0, autovacuum_vacuum_scale_factor = 0, "
+         "autovacuum_analyze_threshold = 2000000000)")
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[EmbeddedCluster]:
+    root = Path(tempfile.mkdtemp(prefix="pgshift-test-autovacuum-"))
+    own = EmbeddedCluster(root)
+    own.start(tcp=False, settings={"autovacuum_naptime": "1s"})
+    try:
+        yield own
+    finally:
+        own.destroy()
+
+
+def _url(cluster: EmbeddedCluster, db: str, user: str | None = None) -> str:
+    params = conninfo.conninfo_to_dict(cluster.socket_dsn(db))
+    if user:
+        params["user"] = user
+    return conninfo.make_conninfo(**params)  # type: ignore[arg-type]
+
+
+def _vacuum_holding_big(conn: Conn) -> int:
+    """Start the crawling autovacuum on big and return its pid once it holds its lock."""
+    conn.execute(CRAWL)
+    until = time.monotonic() + 30
+    while time.monotonic() < until:
+        row = conn.execute("SELECT a.pid FROM pg_stat_activity a JOIN pg_locks l ON l.pid = a.pid "
+                           "WHERE a.backend_type = 'autovacuum worker' AND l.relation = 'big'::regclass "
+                           "AND l.granted").fetchone()
+        if row:
+            return int(row[0])
+        time.sleep(0.05)
+    raise AssertionError("no autovacuum started on big within 30s")
+
+
+# Without the check, only the strong lock of the step dropping the column: the path that waits for
+# old transactions without queuing (an autovacuum's "transaction" is as old as the vacuum).
+DROP_ONLY = "lock_timeout: 50ms\nlock_retries: 4\noperations:\n  - drop_column: {table: big, column: note}\n"
+
+
+def _expanded(cluster: EmbeddedCluster, tmp_path: Path, db: str, user: str | None = None, ops: str = OPS) -> Any:
+    settings = make_project(tmp_path, _url(cluster, db, user), {"001_init.sql": INIT, "002_ops.ops.yaml": ops})
+    from pgshift import api
+
+    api.migrate(settings)
+    return settings
+
+
+@pytest.mark.parametrize("ops", [OPS, DROP_ONLY], ids=["validate-then-drop", "drop-only"])
+def test_contract_cancels_an_autovacuum_holding_its_lock(cluster: EmbeddedCluster, tmp_path: Path, ops: str) -> None:
+    db = f"av_super_{len(ops)}"
+    with psycopg.connect(cluster.socket_dsn(), autocommit=True) as admin:
+        admin.execute(f"CREATE DATABASE {db}")
+    settings = _expanded(cluster, tmp_path, db, ops=ops)
+    with psycopg.connect(_url(cluster, db), autocommit=True) as conn:
+        pid = _vacuum_holding_big(conn)
+        notes: list[str] = []
+        started = time.monotonic()
+        result = service.contract(settings, notify=notes.append)
+        took = time.monotonic() - started
+        assert pid in result.autovacuums_cancelled, notes
+        assert any(f"cancelled autovacuum pid {pid}" in n for n in notes)
+        assert took < 3, (took, notes)  # not the whole retry budget spent waiting behind it
+        assert conn.execute("SELECT bool_and(convalidated) FROM pg_constraint WHERE conrelid = 'big'::regclass"
+                            ).fetchone() == (True,)
+        assert conn.execute("SELECT count(*) FROM pg_attribute WHERE attrelid = 'big'::regclass AND attname = 'note' "
+                            "AND NOT attisdropped").fetchone() == (0,)
+        logged = conn.execute("SELECT count(*) FROM pgshift.events WHERE event = 'autovacuum-cancelled'").fetchone()
+        assert logged is not None and logged[0] >= 1
+
+
+def test_a_role_that_may_not_cancel_it_is_told_which_pid_and_why(cluster: EmbeddedCluster, tmp_path: Path) -> None:
+    with psycopg.connect(cluster.socket_dsn(), autocommit=True) as admin:
+        admin.execute("CREATE ROLE av_owner LOGIN")
+        admin.execute("CREATE DATABASE av_plain OWNER av_owner")
+    settings = _expanded(cluster, tmp_path, "av_plain", user="av_owner")
+    with psycopg.connect(_url(cluster, "av_plain"), autocommit=True) as conn:
+        pid = _vacuum_holding_big(conn)
+        with pytest.raises(LockTimeoutExhausted) as failure:
+            service.contract(settings)
+        message = str(failure.value)
+        assert f"pid {pid} is an autovacuum worker" in message, message
+        assert "deadlock_timeout (1s)" in message and "lock_timeout 50ms" in message
+        assert "Role 'av_owner' may not cancel it" in message
+        assert f"SELECT pg_cancel_backend({pid})" in message
+        assert conn.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = %s", (pid,)).fetchone() == (1,)
+        # The hint's way out works: a superuser cancels it, and contract (still expanded) goes through.
+        conn.execute("SELECT pg_cancel_backend(%s)", (pid,))
+        conn.execute("ALTER TABLE big SET (autovacuum_enabled = false)")
+        time.sleep(0.2)
+        service.contract(settings)
+
+
+def test_an_autovacuum_to_prevent_wraparound_is_left_alone_and_named(cluster: EmbeddedCluster,
+                                                                      tmp_path: Path) -> None:
+    """Cancelling one would only postpone freezing a table close to wraparound: pgshift must not."""
+    with psycopg.connect(cluster.socket_dsn(), autocommit=True) as admin:
+        admin.execute("CREATE DATABASE av_wrap")
+    settings = _expanded(cluster, tmp_path, "av_wrap", ops=DROP_ONLY)
+    with psycopg.connect(_url(cluster, "av_wrap"), autocommit=True) as conn:
+        # Age the table past the lowest autovacuum_freeze_max_age (100000): 110000 subtransaction xids.
+        conn.execute("CREATE TABLE burn (x int)")
+        conn.execute("DO $$ BEGIN FOR i IN 1..110000 LOOP BEGIN INSERT INTO burn VALUES (i); "
+                     "EXCEPTION WHEN others THEN NULL; END; END LOOP; END $$")
+        conn.execute(CRAWL.replace("autovacuum_vacuum_threshold = 0", "autovacuum_freeze_max_age = 100000"))
+        pid = _vacuum_holding_big(conn)
+        query = conn.execute("SELECT query FROM pg_stat_activity WHERE pid = %s", (pid,)).fetchone()
+        assert query is not None and "(to prevent wraparound)" in query[0]
+        with pytest.raises(LockTimeoutExhausted) as failure:
+            service.contract(settings)
+        message = str(failure.value)
+        assert f"pid {pid} is an autovacuum to prevent transaction ID wraparound" in message, message
+        assert conn.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = %s", (pid,)).fetchone() == (1,)
+        assert conn.execute("SELECT count(*) FROM pgshift.events WHERE event = 'autovacuum-cancelled'").fetchone() == (
+            0,)

@@ -1,0 +1,184 @@
+"""Failed phases on a real server: the message carries the server's DETAIL and HINT, nothing a failed
+step created is left behind unannounced, and the command the message suggests actually works."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from tests.helpers import run_pgshift
+
+Conn = psycopg.Connection[Any]
+
+
+def _project(tmp_path: Path, files: dict[str, str]) -> Path:
+    folder = tmp_path / "migrations"
+    folder.mkdir(exist_ok=True)
+    for name, text in files.items():
+        (folder / name).write_text(text)
+    return tmp_path
+
+
+def _said(result: Any) -> str:
+    return " ".join(result.stderr.split())
+
+
+def _suggested(message: str) -> list[str]:
+    """The pgshift commands a failure message tells the user to run, in order."""
+    return re.findall(r"`pgshift (\w+)`", message)
+
+
+FK_INIT = """-- pgshift:up
+CREATE TABLE owners (id int PRIMARY KEY);
+CREATE TABLE pets (id int PRIMARY KEY, owner_id int);
+INSERT INTO owners VALUES (1);
+INSERT INTO pets VALUES (1, 1), (2, 42);
+"""
+FK_OPS = """lock_timeout: 50ms
+operations:
+  - add_foreign_key: {table: pets, name: pets_owner_fk, columns: [owner_id], references_table: owners,
+                      references_columns: [id]}
+"""
+
+
+def _fk(conn: Conn) -> list[tuple[Any, ...]]:
+    return conn.execute("SELECT conname, convalidated FROM pg_constraint WHERE conrelid = 'pets'::regclass "
+                        "AND contype = 'f'").fetchall()
+
+
+def test_a_contract_failing_validation_can_be_aborted_as_its_message_says(tmp_path: Path, db_url: str,
+                                                                          conn: Conn) -> None:
+    project = _project(tmp_path, {"001_init.sql": FK_INIT, "002_fk.ops.yaml": FK_OPS})
+    assert run_pgshift(["migrate"], cwd=project, url=db_url).returncode == 0  # NOT VALID: orphans allowed
+    result = run_pgshift(["contract"], cwd=project, url=db_url)
+    message = _said(result)
+    assert result.returncode == 8, message
+    assert "abort" in _suggested(message)
+    aborted = run_pgshift(["abort"], cwd=project, url=db_url)  # the hint works
+    assert aborted.returncode == 0, _said(aborted)
+    assert _fk(conn) == []
+    # The server's DETAIL names the orphan value; without it the user cannot find the row.
+    assert "violates foreign key constraint" in message and "Key (owner_id)=(42) is not present" in message
+    assert "still expanded" in message and _suggested(message) == ["contract", "abort"]
+    # And the other suggestion: fix the data, expand again, contract again.
+    conn.execute("DELETE FROM pets WHERE owner_id = 42")
+    assert run_pgshift(["migrate"], cwd=project, url=db_url).returncode == 0
+    contracted = run_pgshift(["contract"], cwd=project, url=db_url)
+    assert contracted.returncode == 0, _said(contracted)
+    assert _fk(conn) == [("pets_owner_fk", True)]
+
+
+def test_a_contract_failing_validation_can_be_rerun_after_fixing_the_data(tmp_path: Path, db_url: str,
+                                                                          conn: Conn) -> None:
+    project = _project(tmp_path, {"001_init.sql": FK_INIT, "002_fk.ops.yaml": FK_OPS})
+    assert run_pgshift(["migrate"], cwd=project, url=db_url).returncode == 0
+    assert run_pgshift(["contract"], cwd=project, url=db_url).returncode == 8
+    conn.execute("INSERT INTO owners VALUES (42)")
+    contracted = run_pgshift(["contract"], cwd=project, url=db_url)
+    assert contracted.returncode == 0, _said(contracted)
+    assert _fk(conn) == [("pets_owner_fk", True)]
+
+
+def test_a_contract_that_crashed_within_its_validations_can_still_be_aborted(tmp_path: Path, db_url: str,
+                                                                             conn: Conn) -> None:
+    """A crash leaves 'contracting' on record; nothing destructive ran, so abort must still work."""
+    project = _project(tmp_path, {"001_init.sql": FK_INIT, "002_fk.ops.yaml": FK_OPS})
+    assert run_pgshift(["migrate"], cwd=project, url=db_url).returncode == 0
+    conn.execute("UPDATE pgshift.ops_state SET phase = 'contracting', steps_done = 0 WHERE version = '002'")
+    aborted = run_pgshift(["abort"], cwd=project, url=db_url)
+    assert aborted.returncode == 0, _said(aborted)
+    assert _fk(conn) == []
+
+
+UNIQUE_INIT = """-- pgshift:up
+CREATE TABLE users (id int PRIMARY KEY, email text);
+INSERT INTO users VALUES (1, 'a@x'), (2, 'dup@x'), (3, 'dup@x');
+"""
+UNIQUE_OPS = "operations:\n  - add_unique: {table: users, name: users_email_key, columns: [email]}\n"
+
+
+def test_a_failed_unique_build_leaves_no_invalid_index_and_names_the_duplicate(tmp_path: Path, db_url: str,
+                                                                              conn: Conn) -> None:
+    project = _project(tmp_path, {"001_init.sql": UNIQUE_INIT, "002_unique.ops.yaml": UNIQUE_OPS})
+    result = run_pgshift(["migrate"], cwd=project, url=db_url)
+    message = _said(result)
+    assert result.returncode == 8, message
+    assert conn.execute("SELECT count(*) FROM pg_class WHERE relname = 'users_email_key'").fetchone() == (0,)
+    assert "INVALID index the failed build left was dropped" in message
+    assert "could not create unique index" in message and "Key (email)=(dup@x) is duplicated" in message
+    assert _suggested(message) == ["migrate", "abort"]
+    aborted = run_pgshift(["abort"], cwd=project, url=db_url)
+    assert aborted.returncode == 0, _said(aborted)
+    conn.execute("UPDATE users SET email = 'b@x' WHERE id = 3")
+    assert run_pgshift(["migrate"], cwd=project, url=db_url).returncode == 0
+    assert run_pgshift(["contract"], cwd=project, url=db_url).returncode == 0
+    assert conn.execute("SELECT contype FROM pg_constraint WHERE conname = 'users_email_key'").fetchone() == ("u",)
+
+
+def test_a_failed_expand_step_resumes_with_the_suggested_migrate(tmp_path: Path, db_url: str, conn: Conn) -> None:
+    project = _project(tmp_path, {"001_init.sql": UNIQUE_INIT, "002_unique.ops.yaml": UNIQUE_OPS})
+    assert run_pgshift(["migrate"], cwd=project, url=db_url).returncode == 8
+    conn.execute("UPDATE users SET email = 'b@x' WHERE id = 3")
+    again = run_pgshift(["migrate"], cwd=project, url=db_url)
+    assert again.returncode == 0, _said(again)
+    assert conn.execute("SELECT i.indisvalid FROM pg_index i WHERE i.indexrelid = 'users_email_key'::regclass"
+                        ).fetchone() == (True,)
+
+
+def test_a_failing_backfill_names_the_row_and_can_be_aborted(tmp_path: Path, db_url: str, conn: Conn) -> None:
+    init = ("-- pgshift:up\nCREATE TABLE t (id int PRIMARY KEY, qty int);\n"
+            "INSERT INTO t SELECT g, g FROM generate_series(1, 50) g;\n")
+    ops = ("operations:\n  - add_column:\n      table: t\n      column: {name: qty2, type: int, nullable: false}\n"
+           "      up: \"CASE WHEN qty = 7 THEN NULL ELSE qty * 2 END\"\n")
+    project = _project(tmp_path, {"001_init.sql": init, "002_qty2.ops.yaml": ops})
+    result = run_pgshift(["migrate"], cwd=project, url=db_url)
+    message = _said(result)
+    assert result.returncode == 8, message
+    assert "violates check constraint" in message and "Detail: Failing row contains (7, 7, null)" in message
+    assert _suggested(message) == ["migrate", "abort"]
+    aborted = run_pgshift(["abort"], cwd=project, url=db_url)
+    assert aborted.returncode == 0, _said(aborted)
+    assert conn.execute("SELECT count(*) FROM pg_attribute WHERE attrelid = 't'::regclass AND attname = 'qty2' "
+                        "AND NOT attisdropped").fetchone() == (0,)
+
+
+def test_pgshift_backfill_stopped_by_a_constraint_names_the_row(tmp_path: Path, db_url: str, conn: Conn) -> None:
+    conn.execute("CREATE TABLE t (id int PRIMARY KEY, qty int, CONSTRAINT t_qty_check CHECK (id <> 7 OR qty < 10))")
+    conn.execute("INSERT INTO t SELECT g, g FROM generate_series(1, 50) g")
+    (tmp_path / "migrations").mkdir()
+    result = run_pgshift(["backfill", "--table", "public.t", "--set", "qty = qty * 2", "--quiet"], cwd=tmp_path,
+                         url=db_url)
+    message = _said(result)
+    assert result.returncode == 8, message
+    assert "violates check constraint" in message and "Detail: Failing row contains (7, 14)" in message
+    conn.execute("ALTER TABLE t DROP CONSTRAINT t_qty_check")
+    again = run_pgshift(["backfill", "--table", "public.t", "--set", "qty = qty * 2", "--quiet"], cwd=tmp_path,
+                        url=db_url)  # the hint: rerun the same command to resume
+    assert again.returncode == 0, _said(again)
+    assert conn.execute("SELECT count(*) FROM t WHERE qty = id * 2").fetchone() == (50,)
+
+
+def test_a_contract_failing_after_dropping_a_column_says_to_finish_it_and_abort_refuses(
+        tmp_path: Path, db_url: str, conn: Conn) -> None:
+    init = "-- pgshift:up\nCREATE TABLE t (id int PRIMARY KEY, qty int, note text);\nCREATE TABLE gate (ok int);\n"
+    ops = """operations:
+  - add_check: {table: t, name: qty_positive, check: "qty > 0"}
+  - drop_column: {table: t, column: note}
+  - sql: {up: "SELECT 1", down: "SELECT 1", contract: "SELECT 1 / (SELECT count(*) FROM gate)"}
+"""
+    project = _project(tmp_path, {"001_init.sql": init, "002_ops.ops.yaml": ops})
+    assert run_pgshift(["migrate"], cwd=project, url=db_url).returncode == 0
+    result = run_pgshift(["contract"], cwd=project, url=db_url)
+    message = _said(result)
+    assert result.returncode == 8, message
+    assert "division by zero" in message and _suggested(message) == ["contract"], message
+    refused = run_pgshift(["abort"], cwd=project, url=db_url)  # note is gone: abort cannot bring it back
+    assert refused.returncode == 10 and _suggested(_said(refused)) == ["contract"], _said(refused)
+    assert "after steps that abort cannot undo" in _said(refused)
+    conn.execute("INSERT INTO gate VALUES (1)")
+    finished = run_pgshift(["contract"], cwd=project, url=db_url)
+    assert finished.returncode == 0, _said(finished)
+    assert conn.execute("SELECT convalidated FROM pg_constraint WHERE conname = 'qty_positive'").fetchone() == (True,)
