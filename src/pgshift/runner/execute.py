@@ -92,6 +92,7 @@ class Executor:
         self.notify = notify or (lambda _msg: None)
         self._steps = False
         self._started = 0.0
+        self._interrupted_at: int | None = None  # where an earlier run of this migration stopped
 
     # -- public ----------------------------------------------------------------------------
     def run(self, migration: Migration, direction: Direction) -> StepResult:
@@ -103,6 +104,7 @@ class Executor:
                 "transaction itself."
             )
         steps = needs_steps(migration, statements, self.server_major)
+        self._interrupted_at = None
         if steps:
             # Statement-by-statement runs keep a visible 'running' row: it is what a rerun resumes from.
             self.history.start(
@@ -150,9 +152,14 @@ class Executor:
         if row is None or row.status not in ("running", "failed") or row.direction != direction:
             return 0
         done = min(row.statements_done, len(statements))
-        if done and row.progress_checksum == prefix_checksum(statements[:done]):
-            return done
-        return 0
+        if done and row.progress_checksum != prefix_checksum(statements[:done]):
+            which = "statement 1" if done == 1 else f"statements 1-{done}"
+            self.notify(f"{which} of {migration.label} changed since an interrupted run completed "
+                        f"{'it' if done == 1 else 'them'}; starting again at statement 1")
+            return 0
+        # The run stopped at this statement; a CONCURRENTLY build there may have left its index.
+        self._interrupted_at = done
+        return done
 
     # -- transactional mode ----------------------------------------------------------------
     def _run_transaction(self, migration: Migration, statements: list[Statement], direction: Direction,
@@ -183,7 +190,7 @@ class Executor:
                 self.history.progress(migration.version, index + 1, prefix_checksum(statements[: index + 1]))
                 continue
             if autocommit_reason(stmt.sql, self.server_major):
-                if index == done and result.resumed_at is not None and self._effect_present(stmt):
+                if index == self._interrupted_at and self._effect_present(stmt):
                     self.notify(f"statement {index + 1} had completed before the interruption; not rerun")
                     self.history.progress(migration.version, index + 1, prefix_checksum(statements[: index + 1]))
                     continue
@@ -320,6 +327,7 @@ class Executor:
             if row is None:
                 return False
             if not row[0]:
+                self.notify(f"dropping INVALID index {target.name} left by the interrupted build; building it again")
                 self._drop_index(target.schema, target.name)
                 return False
             return True

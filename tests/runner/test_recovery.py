@@ -1,0 +1,101 @@
+"""Recovery after kill -9 and lost connections: nothing gets stuck, nothing lies (issue #12)."""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from tests.helpers import run_pgshift, start_pgshift, write_migration
+from tests.runner.test_crash_and_concurrency import SLEEP_IF_MARKED, _wait_for_backend_exit, _wait_for_query
+
+Conn = psycopg.Connection[tuple[object, ...]]
+# Long enough that the index build waits on the test's blocker instead of timing out and retrying.
+PATIENT = {"PGSHIFT_LOCK_TIMEOUT": "60s"}
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    (tmp_path / "migrations").mkdir()
+    return tmp_path
+
+
+def _wait_for_lock_wait(conn: Conn, fragment: str, timeout: float = 30) -> int:
+    """The pid of the session running ``fragment`` once it is waiting on a lock."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        row = conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND query LIKE %s "
+            "AND pid <> pg_backend_pid() AND wait_event_type = 'Lock'",
+            (f"%{fragment}%",),
+        ).fetchone()
+        if row:
+            return int(str(row[0]))
+        time.sleep(0.05)
+    raise AssertionError(f"no session waited on a lock in {fragment!r} within {timeout}s")
+
+
+def _index_valid(conn: Conn, name: str) -> bool | None:
+    row = conn.execute(
+        "SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE c.relname = %s", (name,)
+    ).fetchone()
+    return None if row is None else bool(row[0])
+
+
+@pytest.mark.parametrize("before", [[], ["CREATE TABLE other (id int);"], ["CREATE TABLE other (id int);",
+                                                                          "INSERT INTO other VALUES (1);"]],
+                         ids=["first", "second", "third"])
+def test_kill_during_concurrent_index_build_is_repaired_at_any_position(
+    project: Path, db_url: str, conn: Conn, before: list[str]
+) -> None:
+    conn.execute("CREATE TABLE t (x int)")
+    write_migration(project / "migrations", "1", "index", "\n".join(
+        [*before, "CREATE INDEX CONCURRENTLY t_x ON t (x);", "INSERT INTO t VALUES (42);"]))
+    with psycopg.connect(db_url) as blocker:
+        # An open writer: the build commits its INVALID catalog entry, then waits for this to end.
+        blocker.execute("INSERT INTO t VALUES (1)")
+        proc = start_pgshift(["migrate"], cwd=project, url=db_url, env=PATIENT)
+        pid = _wait_for_lock_wait(conn, "CREATE INDEX CONCURRENTLY t_x")
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+        _wait_for_backend_exit(conn, pid)
+        blocker.rollback()
+    assert _index_valid(conn, "t_x") is False  # the kill left the INVALID index behind
+    row = conn.execute("SELECT status, statements_done FROM pgshift.migrations").fetchone()
+    assert row == ("running", len(before))
+
+    rerun = run_pgshift(["migrate"], cwd=project, url=db_url, env=PATIENT)
+    assert rerun.returncode == 0, rerun.stderr
+    assert "dropping INVALID index t_x left by the interrupted build" in rerun.stderr
+    assert _index_valid(conn, "t_x") is True
+    assert conn.execute("SELECT count(*) FROM t WHERE x = 42").fetchone() == (1,)
+    assert conn.execute("SELECT status FROM pgshift.migrations").fetchone() == ("applied",)
+
+
+def test_resume_starts_over_when_an_already_run_statement_was_edited(project: Path, db_url: str, conn: Conn) -> None:
+    conn.execute("CREATE TABLE sleep_marker ()")
+    conn.execute("CREATE TABLE a (id int)")
+    path = write_migration(project / "migrations", "1", "steps", "\n".join([
+        "INSERT INTO a VALUES (1);",
+        SLEEP_IF_MARKED,
+        "INSERT INTO a VALUES (3);",
+    ]), directives=("no-transaction",))
+    proc = start_pgshift(["migrate"], cwd=project, url=db_url)
+    pid = _wait_for_query(conn, "pg_sleep(60)")
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)
+    _wait_for_backend_exit(conn, pid)
+    assert conn.execute("SELECT statements_done FROM pgshift.migrations").fetchone() == (1,)
+
+    # The statement that already ran is edited: its progress no longer describes the file.
+    path.write_text(path.read_text().replace("VALUES (1)", "VALUES (2)"))
+    conn.execute("DROP TABLE sleep_marker")
+    rerun = run_pgshift(["migrate"], cwd=project, url=db_url)
+    assert rerun.returncode == 0, rerun.stderr
+    assert "resuming" not in rerun.stderr
+    assert "statement 1 of 1 steps changed since an interrupted run" in rerun.stderr
+    values = [r[0] for r in conn.execute("SELECT id FROM a ORDER BY id").fetchall()]
+    assert values == [1, 2, 3]  # the edited statement ran; the old one's row stays, as committed
