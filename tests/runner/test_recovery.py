@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import signal
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
 
+from pgshift.embedded import EmbeddedCluster
 from tests.helpers import run_pgshift, start_pgshift, write_migration
-from tests.runner.test_crash_and_concurrency import SLEEP_IF_MARKED, _wait_for_backend_exit, _wait_for_query
+from tests.runner.test_crash_and_concurrency import SLEEP_IF_MARKED, _tables, _wait_for_backend_exit, _wait_for_query
 
 Conn = psycopg.Connection[tuple[object, ...]]
 # Long enough that the index build waits on the test's blocker instead of timing out and retrying.
@@ -99,3 +102,45 @@ def test_resume_starts_over_when_an_already_run_statement_was_edited(project: Pa
     assert "statement 1 of 1 steps changed since an interrupted run" in rerun.stderr
     values = [r[0] for r in conn.execute("SELECT id FROM a ORDER BY id").fetchall()]
     assert values == [1, 2, 3]  # the edited statement ran; the old one's row stays, as committed
+
+
+@pytest.fixture
+def own_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedCluster]:
+    """A small cluster of this test's own, which it may restart without disturbing other tests."""
+    cluster = EmbeddedCluster(Path(tempfile.mkdtemp(prefix="pgshift-restart-")))
+    cluster.start(tcp=False, settings={"max_connections": "20", "shared_buffers": "16MB"})
+    try:
+        yield cluster
+    finally:
+        cluster.destroy()
+
+
+@pytest.mark.parametrize("directives", [(), ("no-transaction",)], ids=["transaction", "statement-by-statement"])
+def test_server_restart_during_migrate_is_a_connection_error_with_unknown_outcome(
+    project: Path, own_cluster: EmbeddedCluster, directives: tuple[str, ...]
+) -> None:
+    url = own_cluster.socket_dsn()
+    with psycopg.connect(url, autocommit=True) as setup:
+        setup.execute("CREATE TABLE sleep_marker ()")
+    write_migration(project / "migrations", "1", "slow",
+                    f"CREATE TABLE a (id int);\n{SLEEP_IF_MARKED}\nCREATE TABLE b (id int);", directives=directives)
+    proc = start_pgshift(["migrate"], cwd=project, url=url)
+    with psycopg.connect(url, autocommit=True) as watcher:
+        _wait_for_query(watcher, "pg_sleep(60)")
+    # Same port and options: pg_ctl restart reuses the postmaster's command line.
+    own_cluster._run(["pg_ctl", "-D", str(own_cluster.data), "-l", str(own_cluster.log), "-m", "fast", "-w", "-t", "60",
+                      "restart"])
+    _out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 4, err
+    assert "connection to the server was lost" in err
+    assert "outcome of migration 1 slow is unknown" in err
+    assert "history marks it failed" not in err and "rolled back" not in err.split("outcome")[0]
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("DROP TABLE sleep_marker")
+    rerun = run_pgshift(["migrate"], cwd=project, url=url)
+    assert rerun.returncode == 0, rerun.stderr
+    assert "applied" in rerun.stdout
+    with psycopg.connect(url, autocommit=True) as conn:
+        assert conn.execute("SELECT status FROM pgshift.migrations").fetchone() == ("applied",)
+        assert _tables(conn) >= {"a", "b"}
