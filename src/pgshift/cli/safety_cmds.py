@@ -16,7 +16,15 @@ from pgshift.cli.common import handle_errors, json_option, print_json, settings_
 from pgshift.config import Settings
 from pgshift.db.connect import describe_target, require_url
 from pgshift.errors import BackupFailed
-from pgshift.safety.backup import Backup, ProgressFn, backup_dir, list_backups, take_backup
+from pgshift.safety.backup import (
+    Backup,
+    Incomplete,
+    ProgressFn,
+    backup_dir,
+    list_backups,
+    sweep_incomplete,
+    take_backup,
+)
 from pgshift.safety.checks import Thresholds, run_checks
 from pgshift.safety.restore import restore_database, restore_table
 from pgshift.safety.verify import verify_backup
@@ -64,6 +72,11 @@ def _backup_row(b: Backup) -> dict[str, Any]:
             "verified": last["level"] if last else None}
 
 
+def _report_incomplete(found: list[Incomplete]) -> None:
+    for item in found:
+        stderr.print(f"[yellow]note[/] {escape(item.describe())}", highlight=False)
+
+
 @click.group("backup", invoke_without_command=True)
 @click.option("--dump-format", "-F", "dump_format", type=click.Choice(["custom", "directory"]), default=None,
               help="pg_dump format (default backup.format; --jobs > 1 implies directory).")
@@ -89,7 +102,9 @@ def backup_cmd(ctx: click.Context, settings: Settings, dump_format: str | None, 
                              verify=not no_verify, progress=progress)
     b = result.backup
     data = {**_backup_row(b), "seconds": round(result.seconds, 3), "dump_seconds": round(result.dump_seconds, 3),
-            "pg_dump": f"{result.tool.path} {result.tool.version}", "removed": [str(p) for p in result.removed]}
+            "pg_dump": f"{result.tool.path} {result.tool.version}", "removed": [str(p) for p in result.removed],
+            "incomplete": [{"path": str(i.path), "state": i.state} for i in result.incomplete]}
+    _report_incomplete(result.incomplete)
     if as_json:
         print_json(data)
         return
@@ -131,8 +146,11 @@ def verify_cmd(settings: Settings, backup: str, restore_test: bool, as_json: boo
 @json_option
 @handle_errors
 def list_cmd(settings: Settings, directory: str | None, as_json: bool) -> None:
-    """The backups in backup.directory, newest first."""
-    rows = [_backup_row(b) for b in list_backups(backup_dir(settings, directory))]
+    """The backups in backup.directory, newest first. Folders a killed backup left without a
+    manifest are reported and removed."""
+    root = backup_dir(settings, directory)
+    _report_incomplete(sweep_incomplete(root))
+    rows = [_backup_row(b) for b in list_backups(root)]
     if as_json:
         print_json(rows)
         return

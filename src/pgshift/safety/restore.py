@@ -31,7 +31,7 @@ from pgshift.safety.copydata import is_copy_header
 from pgshift.safety.dbprops import apply_properties, archived_properties
 from pgshift.safety.hooks import poll_health, run_hook
 from pgshift.safety.manifest import HASHED, Manifest, now_iso, pin_settings, read_manifest, record_restore, table_stat
-from pgshift.safety.tools import CLIENT_ENCODING, child_env, database_codec
+from pgshift.safety.tools import CLIENT_ENCODING, child_env, database_codec, die_with_parent
 from pgshift.safety.verify import compare_tables, restore_into, restore_tool, verify_backup
 
 Say = Callable[[str], None]
@@ -331,7 +331,8 @@ def restore_table(settings: Settings, backup: str | Path, table: str, url: str |
     encoding = database_codec(manifest.encoding)
     argv: list[str | bytes] = [str(tool.path), "--data-only", f"--schema={schema}".encode(encoding, "replace"),
                                f"--table={name}".encode(encoding, "replace"), "--file=-", str(folder / manifest.dump)]
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=child_env({}))
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=child_env({}),
+                            preexec_fn=die_with_parent())
     assert proc.stdout is not None
     target = sql.Identifier(schema, name)
     try:
