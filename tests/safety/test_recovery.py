@@ -13,10 +13,12 @@ from typing import Any
 import psycopg
 import pytest
 
+from pgshift.db.connect import drop_database
+from pgshift.db.lock import lock_key
 from pgshift.safety import take_backup
 from tests.helpers import run_pgshift, start_pgshift
 
-from .helpers import make_settings, seed
+from .helpers import count, databases, make_settings, seed
 
 Conn = psycopg.Connection[tuple[object, ...]]
 
@@ -143,3 +145,68 @@ def test_keep_removes_nothing_until_there_are_that_many_verified_backups(
     kept = [take_backup(settings, db_url, verify=False).backup for _ in range(2)]
     result = take_backup(settings, db_url, keep=2)
     assert result.removed == [] and all(b.path.exists() for b in kept)
+
+
+SLOW_CHECK = """
+CREATE FUNCTION slow_ok(x int) RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN
+    -- Only while the marker role exists, and only in the copy a restore makes beside the live database.
+    IF current_database() LIKE '%%\\_restoring\\_%%' AND EXISTS (SELECT FROM pg_roles WHERE rolname = {role}) THEN
+        PERFORM pg_sleep(60);
+    END IF;
+    RETURN true;
+END $$;
+CREATE TABLE slow (x int CHECK (slow_ok(x)));
+INSERT INTO slow VALUES (1);
+"""
+
+
+def test_kill_during_restore_leaves_the_live_database_and_the_rerun_drops_the_partial_copy(
+    pg_server: Any, db_url: str, db_name: str, tmp_path: Path
+) -> None:
+    seed(db_url, rows=20)
+    role = f"sleep_{db_name}"
+    with psycopg.connect(db_url, autocommit=True) as setup:
+        setup.execute(psycopg.sql.SQL(SLOW_CHECK).format(role=psycopg.sql.Literal(role)))
+    settings = make_settings(tmp_path, db_url, pg_server)
+    folder = take_backup(settings, db_url).backup.path
+    with psycopg.connect(pg_server.admin_url, autocommit=True) as admin:
+        admin.execute(psycopg.sql.SQL("CREATE ROLE {}").format(psycopg.sql.Identifier(role)))
+        try:
+            with psycopg.connect(db_url, autocommit=True) as live:
+                live.execute("INSERT INTO slow VALUES (2)")  # after the backup: a restore would remove it
+            proc = start_pgshift(["restore", str(folder), "--yes"], cwd=tmp_path, url=db_url, env=_env(pg_server))
+            _wait_until(lambda: admin.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname LIKE %s "
+                "AND wait_event = 'PgSleep'", (f"{db_name}_restoring_%",)).fetchone() == (1,),
+                "the restore did not reach the slow check")
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+        finally:
+            admin.execute(psycopg.sql.SQL("DROP ROLE {}").format(psycopg.sql.Identifier(role)))
+        [leftover] = databases(pg_server.admin_url, f"{db_name}_restoring_%")
+        assert count(db_url, "slow") == 2  # the live database was untouched
+
+        try:
+            rerun = run_pgshift(["restore", str(folder), "--yes"], cwd=tmp_path, url=db_url, env=_env(pg_server))
+            assert rerun.returncode == 0, rerun.stderr
+            assert f"dropped database {leftover}, the partial copy an interrupted restore left behind" in rerun.stdout
+            assert databases(pg_server.admin_url, f"{db_name}_restoring_%") == []
+            assert count(db_url, "slow") == 1  # restored from the backup this time
+        finally:
+            for name in databases(pg_server.admin_url, f"{db_name}_%"):
+                drop_database(admin, name)
+
+
+def test_a_second_restore_of_the_same_database_is_refused_while_one_runs(
+    pg_server: Any, db_url: str, db_name: str, tmp_path: Path
+) -> None:
+    seed(db_url, rows=20)
+    settings = make_settings(tmp_path, db_url, pg_server)
+    folder = take_backup(settings, db_url).backup.path
+    with psycopg.connect(pg_server.admin_url, autocommit=True) as other:  # stands in for a running restore
+        other.execute("SELECT pg_advisory_lock(%s)", (lock_key(f"restore:{db_name}"),))
+        refused = run_pgshift(["restore", str(folder), "--yes"], cwd=tmp_path, url=db_url, env=_env(pg_server))
+    assert refused.returncode == 14
+    assert f"Another restore of {db_name} is running (pid " in refused.stderr
+    assert count(db_url, "accounts") == 20
