@@ -144,3 +144,46 @@ def test_server_restart_during_migrate_is_a_connection_error_with_unknown_outcom
     with psycopg.connect(url, autocommit=True) as conn:
         assert conn.execute("SELECT status FROM pgshift.migrations").fetchone() == ("applied",)
         assert _tables(conn) >= {"a", "b"}
+
+
+def _kill_at_sleep(project: Path, db_url: str, conn: Conn) -> None:
+    proc = start_pgshift(["migrate"], cwd=project, url=db_url)
+    pid = _wait_for_query(conn, "pg_sleep(60)")
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)
+    _wait_for_backend_exit(conn, pid)
+
+
+def test_status_after_a_kill_names_the_interrupted_migration_and_where_a_rerun_resumes(
+    project: Path, db_url: str, conn: Conn
+) -> None:
+    conn.execute("CREATE TABLE sleep_marker ()")
+    write_migration(project / "migrations", "1", "steps", "\n".join([
+        "CREATE TABLE a (id int);",
+        SLEEP_IF_MARKED,
+        "CREATE INDEX CONCURRENTLY a_id ON a (id);",
+    ]), directives=("no-transaction",))
+    _kill_at_sleep(project, db_url, conn)
+    status = run_pgshift(["status"], cwd=project, url=db_url)
+    assert status.returncode == 0, status.stderr
+    out = " ".join(status.stdout.split())
+    assert "0 applied, 1 pending, 1 interrupted, 0 problem(s)" in out
+    assert "1 steps was interrupted" in out
+    assert "Statement 1 of 3 is committed; `pgshift migrate` resumes at statement 2" in out
+
+
+def test_status_after_a_kill_in_a_transaction_says_the_rerun_runs_it_again(
+    project: Path, db_url: str, conn: Conn
+) -> None:
+    conn.execute("CREATE TABLE sleep_marker ()")
+    write_migration(project / "migrations", "1", "first", "CREATE TABLE a (id int);")
+    write_migration(project / "migrations", "2", "slow", f"CREATE TABLE b (id int);\n{SLEEP_IF_MARKED}")
+    write_migration(project / "migrations", "3", "after", "CREATE TABLE c (id int);")
+    _kill_at_sleep(project, db_url, conn)
+    status = run_pgshift(["status", "--json"], cwd=project, url=db_url)
+    assert status.returncode == 0, status.stderr
+    import json
+
+    [interrupted] = json.loads(status.stdout)["interrupted"]
+    assert interrupted["version"] == "2" and interrupted["state"] == "interrupted"
+    assert "nothing of it is applied. `pgshift migrate` runs it again in one transaction" in interrupted["detail"]

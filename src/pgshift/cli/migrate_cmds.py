@@ -7,6 +7,7 @@ from dataclasses import asdict
 from typing import Any
 
 import click
+from rich.markup import escape
 from rich.table import Table
 
 from pgshift import api
@@ -76,6 +77,8 @@ def status_cmd(settings: Settings, as_json: bool, exit_code: bool) -> None:
             "expanded": report.expanded,
             "pending": [m.version for m in plan.pending],
             "problems": [asdict(p) for p in plan.problems],
+            "interrupted": [asdict(i) for i in report.interrupted],
+            "running_now": report.running_now,
         })
     else:
         table = Table(title=f"{settings.migrations_path} ({report.format}) on PostgreSQL {report.server_version}")
@@ -97,7 +100,13 @@ def status_cmd(settings: Settings, as_json: bool, exit_code: bool) -> None:
                           str(row.duration_ms) if row and row.duration_ms is not None else "")
         stdout.print(table)
         stdout.print(f"{len(plan.applied)} applied, {len(plan.pending)} pending, "
-                     f"{len(plan.problems)} problem(s)")
+                     + (f"{len(report.interrupted)} interrupted, " if report.interrupted else "")
+                     + f"{len(plan.problems)} problem(s)")
+        if report.running_now:
+            stdout.print(f"[yellow]running now[/]: a pgshift run holds the deploy lock: {escape(report.running_now)}; "
+                         "what it is applying may still finish", highlight=False)
+        for i in report.interrupted:
+            stdout.print(f"[red]{i.state}[/]: {escape(i.detail)}", highlight=False)
         for p in plan.problems:
             stdout.print(f"[red]problem[/] ({p.kind}): {p.detail}")
     if exit_code and plan.pending:
