@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -14,8 +16,10 @@ import psycopg
 import pytest
 
 from pgshift.db.connect import drop_database
+from pgshift.db.history import History
 from pgshift.db.lock import lock_key
 from pgshift.safety import take_backup
+from pgshift.safety.catalog import latest_backup
 from tests.helpers import run_pgshift, start_pgshift
 
 from .helpers import count, databases, make_settings, seed
@@ -210,3 +214,63 @@ def test_a_second_restore_of_the_same_database_is_refused_while_one_runs(
     assert refused.returncode == 14
     assert f"Another restore of {db_name} is running (pid " in refused.stderr
     assert count(db_url, "accounts") == 20
+
+
+def test_latest_is_the_newest_backup_recorded_in_the_ledger_wherever_it_was_written(
+    pg_server: Any, db_url: str, db_name: str, tmp_path: Path
+) -> None:
+    seed(db_url, rows=20)
+    env = {**_env(pg_server), "PGSHIFT_BACKUP__DIRECTORY": str(tmp_path / "backups")}
+    (tmp_path / "migrations").mkdir()
+    assert run_pgshift(["init"], cwd=tmp_path, url=db_url, env=env).returncode == 0  # creates the ledger
+    default = run_pgshift(["backup", "--json"], cwd=tmp_path, url=db_url, env=env)
+    elsewhere = run_pgshift(["backup", "--to", str(tmp_path / "elsewhere"), "--json"], cwd=tmp_path, url=db_url,
+                            env=env)
+    assert default.returncode == 0 and elsewhere.returncode == 0, default.stderr + elsewhere.stderr
+    newest = json.loads(elsewhere.stdout)["path"]
+    with psycopg.connect(db_url) as conn:
+        recorded = [r[0] for r in conn.execute(
+            "SELECT detail->>'path' FROM pgshift.events WHERE event = 'backup' ORDER BY id").fetchall()]
+    assert recorded == [str(Path(json.loads(default.stdout)["path"]).resolve()), str(Path(newest).resolve())]
+
+    verified = run_pgshift(["backup", "verify", "latest", "--json"], cwd=tmp_path, url=db_url, env=env)
+    assert verified.returncode == 0, verified.stderr
+    assert json.loads(verified.stdout)["path"] == newest
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("DELETE FROM trades")
+    try:
+        restored = run_pgshift(["restore", "latest", "--yes", "--json"], cwd=tmp_path, url=db_url, env=env)
+        assert restored.returncode == 0, restored.stderr
+        assert json.loads(restored.stdout)["backup"] == newest
+        assert count(db_url, "trades") == 300
+    finally:
+        with psycopg.connect(pg_server.admin_url, autocommit=True) as admin:
+            for name in databases(pg_server.admin_url, f"{db_name}_pre_restore_%"):
+                drop_database(admin, name)
+
+
+def test_latest_skips_a_recorded_backup_that_is_gone_and_falls_back_to_the_folder(
+    pg_server: Any, db_url: str, tmp_path: Path
+) -> None:
+    seed(db_url, rows=5)
+    settings = make_settings(tmp_path, db_url, pg_server)
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        History(conn).ensure()
+    in_folder = take_backup(settings, db_url).backup.path
+    gone = take_backup(settings, db_url, directory=tmp_path / "elsewhere").backup.path
+    assert latest_backup(settings, db_url) == gone
+    shutil.rmtree(gone)
+    assert latest_backup(settings, db_url) == in_folder
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("DROP SCHEMA pgshift CASCADE")  # no ledger at all: the folder still answers
+    assert latest_backup(settings, db_url) == in_folder
+
+
+def test_a_backup_of_a_database_without_a_ledger_leaves_it_alone_and_says_so(
+    pg_server: Any, db_url: str, tmp_path: Path
+) -> None:
+    seed(db_url, rows=5)
+    result = take_backup(make_settings(tmp_path, db_url, pg_server), db_url)
+    assert result.unrecorded is not None and "no pgshift history in schema pgshift" in result.unrecorded
+    with psycopg.connect(db_url) as conn:
+        assert conn.execute("SELECT to_regnamespace('pgshift')").fetchone() == (None,)

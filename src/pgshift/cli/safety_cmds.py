@@ -5,7 +5,6 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import click
@@ -15,7 +14,6 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeE
 from pgshift.cli.common import handle_errors, json_option, print_json, settings_options, stderr, stdout
 from pgshift.config import Settings
 from pgshift.db.connect import describe_target, require_url
-from pgshift.errors import BackupFailed
 from pgshift.safety.backup import (
     Backup,
     Incomplete,
@@ -25,6 +23,7 @@ from pgshift.safety.backup import (
     sweep_incomplete,
     take_backup,
 )
+from pgshift.safety.catalog import resolve_backup
 from pgshift.safety.checks import Thresholds, run_checks
 from pgshift.safety.restore import restore_database, restore_table
 from pgshift.safety.verify import verify_backup
@@ -44,24 +43,6 @@ def _progress(enabled: bool) -> Iterator[ProgressFn | None]:
             bar.update(task, completed=done, total=total or None, description=table)
 
         yield update
-
-
-def resolve_backup(settings: Settings, name: str) -> Path:
-    """A backup folder by path, by folder name in backup.directory, or 'latest'."""
-    root = backup_dir(settings)
-    if name == "latest":
-        found = list_backups(root)
-        if not found:
-            raise BackupFailed(f"There is no backup in {root} (backup.directory).")
-        return found[0].path
-    path = Path(name)
-    if path.exists():
-        return path
-    if (root / name).exists():
-        return root / name
-    if path.is_absolute() or root / name == path:
-        raise BackupFailed(f"No backup named {name}: {path} does not exist.")
-    raise BackupFailed(f"No backup named {name}: neither {path} nor {root / name} exists.")
 
 
 def _backup_row(b: Backup) -> dict[str, Any]:
@@ -115,6 +96,9 @@ def backup_cmd(ctx: click.Context, settings: Settings, dump_format: str | None, 
                  f"{b.size_bytes / 1e6:.1f} MB in {result.seconds:.1f}s ({data['pg_dump']})")
     if result.verification is not None:
         stdout.print("verified (quick): " + "; ".join(result.verification.passed))
+    if result.unrecorded:
+        stderr.print(f"[yellow]note[/] the backup was not recorded in the history ({escape(result.unrecorded)}); "
+                     "`latest` finds it only if it is in backup.directory", highlight=False)
     for path in result.removed:
         stdout.print(f"removed old backup {path} (--keep {keep if keep is not None else settings.backup.keep})")
 
@@ -128,8 +112,8 @@ def backup_cmd(ctx: click.Context, settings: Settings, dump_format: str | None, 
 @handle_errors
 def verify_cmd(settings: Settings, backup: str, restore_test: bool, as_json: bool) -> None:
     """Check BACKUP (a folder, its name in backup.directory, or 'latest')."""
-    folder = resolve_backup(settings, backup)
     url = require_url(settings.database_url) if restore_test else settings.database_url
+    folder = resolve_backup(settings, backup, url)
     report = verify_backup(folder, full=restore_test, url=url, bindir=settings.backup.pg_bindir,
                            jobs=settings.backup.jobs)
     if as_json:
@@ -181,7 +165,7 @@ def restore_cmd(settings: Settings, backup: str, table: str | None, yes: bool, a
     """Restore BACKUP safely: verify it fully, stop the app, restore beside the live database,
     compare counts, swap names (the old database is kept), start the app, check its health."""
     url = require_url(settings.database_url)
-    folder = resolve_backup(settings, backup)
+    folder = resolve_backup(settings, backup, url)
     target = describe_target(url)
     if table:
         confirm_or_abort(f"Replace the rows of {table} in {target} with those of {folder.name}?", yes)

@@ -99,6 +99,7 @@ class BackupResult:
     verification: Any = None  # VerifyReport when verified
     removed: list[Path] = field(default_factory=list)
     incomplete: list[Incomplete] = field(default_factory=list)
+    unrecorded: str | None = None  # why the ledger has no record of it, when it has none
 
     @property
     def megabytes_per_second(self) -> float:
@@ -372,6 +373,9 @@ def take_backup(
     keep = settings.backup.keep if keep is None else keep
     if keep:
         result.removed = apply_retention(backup_dir(settings, directory), database, keep, protect=[folder])
+    from pgshift.safety.catalog import record_backup
+
+    result.unrecorded = record_backup(settings, url or "", result.backup)
     result.seconds = time.monotonic() - started
     return result
 
