@@ -187,3 +187,13 @@ def test_status_after_a_kill_in_a_transaction_says_the_rerun_runs_it_again(
     [interrupted] = json.loads(status.stdout)["interrupted"]
     assert interrupted["version"] == "2" and interrupted["state"] == "interrupted"
     assert "nothing of it is applied. `pgshift migrate` runs it again in one transaction" in interrupted["detail"]
+
+
+def test_status_after_a_failure_says_what_the_rerun_does(project: Path, db_url: str) -> None:
+    write_migration(project / "migrations", "1", "bad", "CREATE TABLE a (id int);\nSELECT * FROM missing;")
+    assert run_pgshift(["migrate"], cwd=project, url=db_url).returncode == 8
+    status = run_pgshift(["status"], cwd=project, url=db_url)
+    out = " ".join(status.stdout.split())
+    assert "0 applied, 1 pending, 1 failed, 0 problem(s)" in out
+    assert 'relation "missing" does not exist' in out
+    assert "Nothing of it is committed; `pgshift migrate` runs it again in one transaction." in out

@@ -100,7 +100,8 @@ def status_cmd(settings: Settings, as_json: bool, exit_code: bool) -> None:
                           str(row.duration_ms) if row and row.duration_ms is not None else "")
         stdout.print(table)
         stdout.print(f"{len(plan.applied)} applied, {len(plan.pending)} pending, "
-                     + (f"{len(report.interrupted)} interrupted, " if report.interrupted else "")
+                     + "".join(f"{n} {state}, " for state in ("interrupted", "failed")
+                               if (n := sum(i.state == state for i in report.interrupted)))
                      + f"{len(plan.problems)} problem(s)")
         if report.running_now:
             stdout.print(f"[yellow]running now[/]: a pgshift run holds the deploy lock: {escape(report.running_now)}; "
