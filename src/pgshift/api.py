@@ -19,9 +19,9 @@ import psycopg
 from pgshift.config import Settings, duration_ms
 from pgshift.db.connect import connect, server_major
 from pgshift.db.history import AppliedRow, History
-from pgshift.db.lock import AdvisoryLock
+from pgshift.db.lock import AdvisoryLock, lock_holder, lock_key
 from pgshift.errors import Irreversible, MigrationSourceError, PgshiftError, SqlParseError, ValidationFailed
-from pgshift.migrations.classify import autocommit_reason, transaction_control, transaction_modes
+from pgshift.migrations.classify import autocommit_reason, concurrent_index, transaction_control, transaction_modes
 from pgshift.migrations.files import broken_link
 from pgshift.migrations.formats import native
 from pgshift.migrations.loader import load_migrations
@@ -32,6 +32,7 @@ from pgshift.runner.execute import (
     StepResult,
     Timeouts,
     needs_steps,
+    prefix_checksum,
     transaction_blocks,
 )
 from pgshift.runner.gate import MigrateChecks, gate
@@ -185,6 +186,18 @@ def new(settings: Settings, name: str, *, now: datetime | None = None) -> Path:
 
 # -- status / validate ---------------------------------------------------------------------
 @dataclass
+class Interruption:
+    """A migration a run did not finish, and what the next `pgshift migrate` does about it."""
+
+    version: str
+    name: str
+    state: str  # "interrupted" (killed or disconnected) or "failed"
+    resume_at: int  # 1-based statement the rerun starts at
+    total: int
+    detail: str
+
+
+@dataclass
 class StatusReport:
     format: str
     plan: Plan
@@ -192,6 +205,8 @@ class StatusReport:
     history_exists: bool
     expanded: dict[str, str] = field(default_factory=dict)  # ops migrations not yet contracted: version -> phase
     warnings: list[str] = field(default_factory=list)  # files that block only their own migration
+    interrupted: list[Interruption] = field(default_factory=list)
+    running_now: str | None = None  # who holds the deploy lock, when someone does
 
     @property
     def pending(self) -> list[Migration]:
@@ -209,9 +224,65 @@ def status(settings: Settings) -> StatusReport:
         rows = history.rows()
         from pgshift.ops.phases import active_versions
 
-        return StatusReport(fmt, build_plan(migrations, rows), conn.info.parameter_status("server_version") or "",
+        plan = build_plan(migrations, rows)
+        holder = lock_holder(conn, lock_key(settings.history_schema))
+        return StatusReport(fmt, plan, conn.info.parameter_status("server_version") or "",
                             history.exists(), active_versions(conn, settings.history_schema),
-                            file_warnings(migrations))
+                            warnings=file_warnings(migrations),
+                            interrupted=_interruptions(plan, history, server_major(conn)),
+                            running_now=holder.describe() if holder else None)
+
+
+def _interruptions(plan: Plan, history: History, major: int) -> list[Interruption]:
+    """Pending migrations a run started and did not finish: a 'running' or 'failed' row, or (a
+    transactional migration, whose row rolls back with it) the first unfinished one of the last
+    run's list."""
+    found: list[Interruption] = []
+    for m in plan.pending:
+        row = plan.rows.get(m.version)
+        if m.ops is None and row is not None and row.direction == "up" and row.status in ("running", "failed"):
+            found.append(_interruption(m, row, major))
+    started = history.events_named("migrate-started", 1)
+    listed = started[0]["detail"].get("pending", []) if started else []
+    pending = {m.version: m for m in plan.pending}
+    first = next((v for v in listed if v in pending), None)
+    if first is not None and first not in plan.rows and pending[first].ops is None:
+        m = pending[first]
+        found.append(Interruption(
+            m.version, m.name, "interrupted", 1, len(m.up),
+            f"{m.label}: the run started {started[0]['at']:%Y-%m-%d %H:%M:%S} by {started[0]['actor']} stopped "
+            "before it committed (killed, or its connection was lost); its transaction was rolled back, so "
+            "nothing of it is applied. `pgshift migrate` runs it again in one transaction."))
+    return found
+
+
+def _interruption(m: Migration, row: AppliedRow, major: int) -> Interruption:
+    when = f"{row.started_at:%Y-%m-%d %H:%M:%S} by {row.applied_by}"
+    if row.status == "failed":
+        what = f"{m.label} failed (run started {when}): {row.error or 'no error recorded'}"
+    else:
+        what = f"{m.label} was interrupted (run started {when}; killed, or its connection was lost)"
+    total = len(m.up)
+    if transaction_blocks(m, m.up, major) is None and not needs_steps(m, m.up, major):
+        return Interruption(m.version, m.name, row.status if row.status == "failed" else "interrupted", 1, total,
+                            f"{what}. Nothing of it is committed; `pgshift migrate` runs it again in one transaction.")
+    done = min(row.statements_done, total)
+    if done and row.progress_checksum != prefix_checksum(m.up[:done]):
+        plan = (f"statements 1-{done} completed then, but the file has changed in them since, so "
+                "`pgshift migrate` starts again at statement 1")
+        done = 0
+    elif done == total:
+        plan = f"all {total} statements completed; `pgshift migrate` records it as applied"
+    else:
+        stmt = m.up[done]
+        committed = f"statement 1 of {total} is" if done == 1 else f"statements 1-{done} of {total} are"
+        plan = f"{committed} committed" if done else "no statement of it completed"
+        plan += f"; `pgshift migrate` resumes at statement {done + 1} ({stmt.where}: {stmt.summary})"
+        if concurrent_index(stmt.sql) is not None:
+            plan += (", first checking whether the interrupted CONCURRENTLY index build finished (an INVALID "
+                     "index it left is dropped and built again)")
+    state = "failed" if row.status == "failed" else "interrupted"
+    return Interruption(m.version, m.name, state, done + 1, total, f"{what}. {plan[0].upper()}{plan[1:]}.")
 
 
 @dataclass

@@ -86,6 +86,8 @@ def status_cmd(settings: Settings, as_json: bool, exit_code: bool) -> None:
             "pending": [m.version for m in plan.pending],
             "problems": [asdict(p) for p in plan.problems],
             "warnings": report.warnings,
+            "interrupted": [asdict(i) for i in report.interrupted],
+            "running_now": report.running_now,
         })
     else:
         table = Table(title=f"{settings.migrations_path} ({report.format}) on PostgreSQL {report.server_version}")
@@ -107,7 +109,14 @@ def status_cmd(settings: Settings, as_json: bool, exit_code: bool) -> None:
                           str(row.duration_ms) if row and row.duration_ms is not None else "")
         stdout.print(table)
         stdout.print(f"{len(plan.applied)} applied, {len(plan.pending)} pending, "
-                     f"{len(plan.problems)} problem(s)")
+                     + "".join(f"{n} {state}, " for state in ("interrupted", "failed")
+                               if (n := sum(i.state == state for i in report.interrupted)))
+                     + f"{len(plan.problems)} problem(s)")
+        if report.running_now:
+            stdout.print(f"[yellow]running now[/]: a pgshift run holds the deploy lock: {escape(report.running_now)}; "
+                         "what it is applying may still finish", highlight=False)
+        for i in report.interrupted:
+            stdout.print(f"[red]{i.state}[/]: {escape(i.detail)}", highlight=False)
         for p in plan.problems:
             stdout.print(f"[red]problem[/] ({p.kind}): {escape(p.detail)}")
         _warn(report.warnings)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import click
@@ -15,8 +14,16 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeE
 from pgshift.cli.common import handle_errors, json_option, print_json, settings_options, stderr, stdout
 from pgshift.config import Settings
 from pgshift.db.connect import describe_target, require_url
-from pgshift.errors import BackupFailed
-from pgshift.safety.backup import Backup, ProgressFn, backup_dir, list_backups, take_backup
+from pgshift.safety.backup import (
+    Backup,
+    Incomplete,
+    ProgressFn,
+    backup_dir,
+    list_backups,
+    sweep_incomplete,
+    take_backup,
+)
+from pgshift.safety.catalog import resolve_backup
 from pgshift.safety.checks import Thresholds, run_checks
 from pgshift.safety.restore import restore_database, restore_table
 from pgshift.safety.verify import verify_backup
@@ -38,30 +45,17 @@ def _progress(enabled: bool) -> Iterator[ProgressFn | None]:
         yield update
 
 
-def resolve_backup(settings: Settings, name: str) -> Path:
-    """A backup folder by path, by folder name in backup.directory, or 'latest'."""
-    root = backup_dir(settings)
-    if name == "latest":
-        found = list_backups(root)
-        if not found:
-            raise BackupFailed(f"There is no backup in {root} (backup.directory).")
-        return found[0].path
-    path = Path(name)
-    if path.exists():
-        return path
-    if (root / name).exists():
-        return root / name
-    if path.is_absolute() or root / name == path:
-        raise BackupFailed(f"No backup named {name}: {path} does not exist.")
-    raise BackupFailed(f"No backup named {name}: neither {path} nor {root / name} exists.")
-
-
 def _backup_row(b: Backup) -> dict[str, Any]:
     last = b.last_verification()
     return {"path": str(b.path), "database": b.manifest.database, "finished_at": b.manifest.finished_at,
             "format": b.manifest.format, "size_bytes": b.size_bytes, "tables": len(b.manifest.tables),
             "history_head": b.manifest.history_head,
             "verified": last["level"] if last else None}
+
+
+def _report_incomplete(found: list[Incomplete]) -> None:
+    for item in found:
+        stderr.print(f"[yellow]note[/] {escape(item.describe())}", highlight=False)
 
 
 @click.group("backup", invoke_without_command=True)
@@ -89,7 +83,9 @@ def backup_cmd(ctx: click.Context, settings: Settings, dump_format: str | None, 
                              verify=not no_verify, progress=progress)
     b = result.backup
     data = {**_backup_row(b), "seconds": round(result.seconds, 3), "dump_seconds": round(result.dump_seconds, 3),
-            "pg_dump": f"{result.tool.path} {result.tool.version}", "removed": [str(p) for p in result.removed]}
+            "pg_dump": f"{result.tool.path} {result.tool.version}", "removed": [str(p) for p in result.removed],
+            "incomplete": [{"path": str(i.path), "state": i.state} for i in result.incomplete]}
+    _report_incomplete(result.incomplete)
     if as_json:
         print_json(data)
         return
@@ -100,6 +96,9 @@ def backup_cmd(ctx: click.Context, settings: Settings, dump_format: str | None, 
                  f"{b.size_bytes / 1e6:.1f} MB in {result.seconds:.1f}s ({data['pg_dump']})")
     if result.verification is not None:
         stdout.print("verified (quick): " + "; ".join(result.verification.passed))
+    if result.unrecorded:
+        stderr.print(f"[yellow]note[/] the backup was not recorded in the history ({escape(result.unrecorded)}); "
+                     "`latest` finds it only if it is in backup.directory", highlight=False)
     for path in result.removed:
         stdout.print(f"removed old backup {path} (--keep {keep if keep is not None else settings.backup.keep})")
 
@@ -113,8 +112,8 @@ def backup_cmd(ctx: click.Context, settings: Settings, dump_format: str | None, 
 @handle_errors
 def verify_cmd(settings: Settings, backup: str, restore_test: bool, as_json: bool) -> None:
     """Check BACKUP (a folder, its name in backup.directory, or 'latest')."""
-    folder = resolve_backup(settings, backup)
     url = require_url(settings.database_url) if restore_test else settings.database_url
+    folder = resolve_backup(settings, backup, url)
     report = verify_backup(folder, full=restore_test, url=url, bindir=settings.backup.pg_bindir,
                            jobs=settings.backup.jobs)
     if as_json:
@@ -131,8 +130,11 @@ def verify_cmd(settings: Settings, backup: str, restore_test: bool, as_json: boo
 @json_option
 @handle_errors
 def list_cmd(settings: Settings, directory: str | None, as_json: bool) -> None:
-    """The backups in backup.directory, newest first."""
-    rows = [_backup_row(b) for b in list_backups(backup_dir(settings, directory))]
+    """The backups in backup.directory, newest first. Folders a killed backup left without a
+    manifest are reported and removed."""
+    root = backup_dir(settings, directory)
+    _report_incomplete(sweep_incomplete(root))
+    rows = [_backup_row(b) for b in list_backups(root)]
     if as_json:
         print_json(rows)
         return
@@ -163,7 +165,7 @@ def restore_cmd(settings: Settings, backup: str, table: str | None, yes: bool, a
     """Restore BACKUP safely: verify it fully, stop the app, restore beside the live database,
     compare counts, swap names (the old database is kept), start the app, check its health."""
     url = require_url(settings.database_url)
-    folder = resolve_backup(settings, backup)
+    folder = resolve_backup(settings, backup, url)
     target = describe_target(url)
     if table:
         confirm_or_abort(f"Replace the rows of {table} in {target} with those of {folder.name}?", yes)

@@ -201,6 +201,20 @@ class History:
             )
             return list(reversed(cur.fetchall()))
 
+    def events_named(self, event: str, limit: int = 20) -> list[dict[str, Any]]:
+        """The newest ``limit`` events called ``event``, newest first."""
+        if not self.exists():
+            return []
+        with self.conn.cursor(row_factory=dict_row) as cur:
+            cur.execute(
+                self._sql(
+                    "SELECT id, at, version, event, actor, detail FROM {schema}.events "
+                    "WHERE event = %s ORDER BY id DESC LIMIT %s"
+                ),
+                (event, limit),
+            )
+            return cur.fetchall()
+
     def head(self) -> str | None:
         """The highest applied version, or None."""
         applied = [r for r in self.rows().values() if r.status in ("applied", "baseline") and r.kind == "versioned"]

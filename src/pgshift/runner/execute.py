@@ -26,7 +26,14 @@ from psycopg import errors as pgerrors
 from psycopg import sql
 
 from pgshift.db.history import History
-from pgshift.errors import DiskFull, Interrupted, LockTimeoutExhausted, MigrationFailed, MigrationSourceError
+from pgshift.errors import (
+    ConnectionFailed,
+    DiskFull,
+    Interrupted,
+    LockTimeoutExhausted,
+    MigrationFailed,
+    MigrationSourceError,
+)
 from pgshift.migrations.blocks import Block, plan_blocks
 from pgshift.migrations.classify import (
     autocommit_reason,
@@ -40,6 +47,8 @@ from pgshift.runner.retry import RetryPolicy
 Direction = Literal["up", "down"]
 # Lock timeouts (55P03) and deadlocks (40P01) leave nothing behind and are worth another try.
 RETRYABLE = (pgerrors.LockNotAvailable, pgerrors.DeadlockDetected)
+# The session is gone: shut down (57P01-57P04), or the link broke (class 08).
+SESSION_ENDED = ("57P", "08")
 Notify = Callable[[str], None]
 
 
@@ -109,6 +118,8 @@ class Executor:
         self._steps = False
         self._block: str | None = None  # the running block, for failure messages
         self._started = 0.0
+        self._interrupted_at: int | None = None  # where an earlier run of this migration stopped
+        self._current: Statement | None = None
 
     # -- public ----------------------------------------------------------------------------
     def run(self, migration: Migration, direction: Direction) -> StepResult:
@@ -121,6 +132,8 @@ class Executor:
             )
         blocks = transaction_blocks(migration, statements, self.server_major)
         steps = blocks is not None or needs_steps(migration, statements, self.server_major)
+        self._interrupted_at = None
+        self._current = None
         if steps:
             # Statement-by-statement runs keep a visible 'running' row: it is what a rerun resumes from.
             self.history.start(
@@ -151,7 +164,35 @@ class Executor:
         except MigrationFailed as exc:
             self._record_failure(migration, direction, str(exc))
             raise
+        except psycopg.OperationalError as exc:
+            if not self._connection_lost(exc):
+                raise
+            raise self._lost(migration, exc) from None
         return result
+
+    def _connection_lost(self, exc: psycopg.Error) -> bool:
+        return self.conn.broken or self.conn.closed or (exc.sqlstate or "").startswith(SESSION_ENDED)
+
+    def _lost(self, migration: Migration, exc: psycopg.Error) -> ConnectionFailed:
+        """Nothing can be recorded on a dead session, so say only what is known."""
+        where = f" at {self._current.where}" if self._current else ""
+        message = " ".join((exc.diag.message_primary or str(exc)).split())
+        sqlstate = f" (SQLSTATE {exc.sqlstate})" if exc.sqlstate else ""
+        if self._steps:
+            known = ("The statements recorded as done before it stay committed; whether the one running "
+                     "then completed is unknown. A rerun of the same command checks the history, resumes "
+                     "at the first statement not recorded as done, and first checks whether an interrupted "
+                     "CONCURRENTLY index build completed.")
+        else:
+            known = ("If the server received the commit, the migration is applied and recorded; otherwise "
+                     "its transaction was rolled back. A rerun of the same command checks the history and "
+                     "applies it only if it is not recorded there.")
+        return ConnectionFailed(
+            f"The connection to the server was lost during {migration.label}{where}: {message}{sqlstate}. "
+            f"The outcome of migration {migration.label} is unknown: no history row or event could be "
+            f"written. {known}",
+            hint="check that the server is back (`pgshift status`), then run the command again.",
+        )
 
     def _complete(self, migration: Migration, statements: list[Statement], direction: Direction,
                   result: StepResult) -> None:
@@ -171,9 +212,14 @@ class Executor:
         if row is None or row.status not in ("running", "failed") or row.direction != direction:
             return 0
         done = min(row.statements_done, len(statements))
-        if done and row.progress_checksum == prefix_checksum(statements[:done]):
-            return done
-        return 0
+        if done and row.progress_checksum != prefix_checksum(statements[:done]):
+            which = "statement 1" if done == 1 else f"statements 1-{done}"
+            self.notify(f"{which} of {migration.label} changed since an interrupted run completed "
+                        f"{'it' if done == 1 else 'them'}; starting again at statement 1")
+            return 0
+        # The run stopped at this statement; a CONCURRENTLY build there may have left its index.
+        self._interrupted_at = done
+        return done
 
     # -- transactional mode ----------------------------------------------------------------
     def _run_transaction(self, migration: Migration, statements: list[Statement], direction: Direction,
@@ -204,7 +250,7 @@ class Executor:
                 self.history.progress(migration.version, index + 1, prefix_checksum(statements[: index + 1]))
                 continue
             if autocommit_reason(stmt.sql, self.server_major):
-                if index == done and result.resumed_at is not None and self._effect_present(stmt):
+                if index == self._interrupted_at and self._effect_present(stmt):
                     self.notify(f"statement {index + 1} had completed before the interruption; not rerun")
                     self.history.progress(migration.version, index + 1, prefix_checksum(statements[: index + 1]))
                     continue
@@ -247,7 +293,7 @@ class Executor:
                 self._block = f"block {number} of {len(blocks)}, {runnable[0].file}:{span}"
                 if not block.transactional:
                     stmt = runnable[0]
-                    if first == done and result.resumed_at is not None and self._effect_present(stmt):
+                    if first == self._interrupted_at and self._effect_present(stmt):
                         self.notify(f"statement {first + 1} had completed before the interruption; not rerun")
                     else:
                         def autocommit(one: Statement = stmt) -> None:
@@ -308,6 +354,7 @@ class Executor:
         self.observer.after(self.conn, migration, stmt, None)
 
     def _execute_plain(self, migration: Migration, stmt: Statement) -> None:
+        self._current = stmt
         try:
             self.conn.execute(stmt.sql.encode())
         except RETRYABLE:
@@ -319,6 +366,8 @@ class Executor:
                 hint="free disk space on the database server, then run the command again.",
             ) from None
         except psycopg.Error as exc:
+            if isinstance(exc, psycopg.OperationalError) and self._connection_lost(exc):
+                raise  # run() reports it: nothing can be recorded on a dead session
             raise statement_failure(migration, stmt, exc, steps=self._steps, block=self._block) from None
 
     def _with_lock_retries(
@@ -394,6 +443,7 @@ class Executor:
             if row is None:
                 return False
             if not row[0]:
+                self.notify(f"dropping INVALID index {target.name} left by the interrupted build; building it again")
                 self._drop_index(target.schema, target.name)
                 return False
             return True

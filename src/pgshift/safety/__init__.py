@@ -2,6 +2,7 @@
 
 Library entry points (the CLI in ``pgshift.cli.safety_cmds`` is a thin layer over them):
 ``take_backup``, ``verify_backup``, ``latest_verified_backup``, ``backup_required``,
+``latest_backup``/``resolve_backup`` (backup names and ``latest``), ``sweep_incomplete``,
 ``restore_database``, ``restore_table`` and ``run_checks``.
 """
 
@@ -13,8 +14,10 @@ from pgshift.safety.backup import (
     backup_required,
     latest_verified_backup,
     list_backups,
+    sweep_incomplete,
     take_backup,
 )
+from pgshift.safety.catalog import latest_backup, resolve_backup
 from pgshift.safety.verify import VerifyReport, verify_backup
 
 __all__ = [
@@ -22,8 +25,11 @@ __all__ = [
     "BackupResult",
     "VerifyReport",
     "backup_required",
+    "latest_backup",
     "latest_verified_backup",
     "list_backups",
+    "resolve_backup",
+    "sweep_incomplete",
     "take_backup",
     "verify_backup",
 ]

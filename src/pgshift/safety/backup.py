@@ -9,9 +9,13 @@ default; the verification that follows the dump takes their row counts from the 
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import threading
 import time
@@ -41,7 +45,15 @@ from pgshift.safety.manifest import (
     verifications,
     write_private,
 )
-from pgshift.safety.tools import Tool, child_connection, child_env, find_tool, lock_waited_on, server_info
+from pgshift.safety.tools import (
+    Tool,
+    child_connection,
+    child_env,
+    die_with_parent,
+    find_tool,
+    lock_waited_on,
+    server_info,
+)
 
 ProgressFn = Callable[[int, int, str], None]  # (bytes done, bytes total, current table)
 _DUMPING = re.compile(r'dumping contents of table "(?P<name>[^"]+)"')
@@ -86,10 +98,104 @@ class BackupResult:
     tool: Tool
     verification: Any = None  # VerifyReport when verified
     removed: list[Path] = field(default_factory=list)
+    incomplete: list[Incomplete] = field(default_factory=list)
+    unrecorded: str | None = None  # why the ledger has no record of it, when it has none
 
     @property
     def megabytes_per_second(self) -> float:
         return self.backup.manifest.database_size_bytes / 1e6 / max(self.dump_seconds, 1e-6)
+
+
+WRITING = ".pgshift-writing"  # in a backup folder until its manifest is written; flock-ed by the writer
+
+
+class _WriterMark:
+    """Marks a folder as being written by this process, with an flock the kernel drops when the
+    process dies: a sweep can then tell a killed backup from one another pgshift is writing."""
+
+    def __init__(self, folder: Path) -> None:
+        self.path = folder / WRITING
+        staging = folder / (WRITING + ".new")
+        self.fd = os.open(staging, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
+        os.write(self.fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                                      "started_at": now_iso()}).encode())
+        os.replace(staging, self.path)  # only a locked mark is ever visible under its name
+
+    def release(self) -> None:
+        if self.fd < 0:
+            return
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+        os.close(self.fd)
+        self.fd = -1
+
+
+@dataclass
+class Incomplete:
+    """A backup folder without a manifest: ``removed`` (its writer died), ``in-progress`` (its
+    writer is alive) or ``unknown`` (no writer mark: pgshift cannot tell, so it is left alone)."""
+
+    path: Path
+    state: str
+    writer: dict[str, Any] = field(default_factory=dict)
+
+    def describe(self) -> str:
+        who = (f"pgshift pid {self.writer.get('pid')} on {self.writer.get('host')}, started "
+               f"{self.writer.get('started_at')}") if self.writer else ""
+        if self.state == "removed":
+            return (f"removed incomplete backup {self.path}: the {who or 'pgshift'} writing it stopped before "
+                    "its manifest was written, so it proves nothing")
+        if self.state == "in-progress":
+            return f"{self.path} is being written by {who}; left alone"
+        return (f"{self.path} holds a dump but no manifest and no pgshift writer mark (an older pgshift, or "
+                "copied by hand); it is not a usable backup. Remove it by hand once nothing writes to it")
+
+
+def _read_mark(fd: int) -> dict[str, Any]:
+    try:
+        data = json.loads(os.read(fd, 4096) or b"{}")
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def sweep_incomplete(root: Path) -> list[Incomplete]:
+    """Find backup folders in ``root`` without a manifest; remove those whose writer has died.
+
+    A folder is removed only when it carries pgshift's writer mark and the mark's lock is free:
+    the writer holds the lock for as long as it runs, so a backup still being written (by this or
+    another host sharing the folder, where flock works) is never touched."""
+    found: list[Incomplete] = []
+    if not root.is_dir():
+        return found
+    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+        mark = folder / WRITING
+        has_manifest = (folder / MANIFEST).is_file()
+        if not mark.is_file():
+            if not has_manifest and any((folder / d).exists() for d in ("dump", "dump.pgdump")):
+                found.append(Incomplete(folder, "unknown"))
+            continue
+        try:
+            fd = os.open(mark, os.O_RDONLY)
+        except FileNotFoundError:
+            continue  # finished (or swept) just now
+        try:
+            writer = _read_mark(fd)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                if not has_manifest:
+                    found.append(Incomplete(folder, "in-progress", writer))
+                continue
+            if has_manifest:  # complete; the writer died between the manifest and removing its mark
+                mark.unlink(missing_ok=True)
+                continue
+            shutil.rmtree(folder, ignore_errors=True)
+            found.append(Incomplete(folder, "removed", writer))
+        finally:
+            os.close(fd)
+    return found
 
 
 def backup_dir(settings: Settings, directory: str | Path | None = None) -> Path:
@@ -146,6 +252,7 @@ class _DumpProcess:
         self.proc = subprocess.Popen(
             argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
             env=child_env(env), text=True, errors="replace", umask=0o077,  # names in the database's encoding
+            preexec_fn=die_with_parent(),
         )
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
@@ -213,12 +320,20 @@ def take_backup(
     started_at = now_iso()
     with connect(url, application_name="pgshift-backup") as conn:
         version, major = server_info(conn)
+        if major >= 14:  # a killed pgshift's session ends instead of waiting on for a lock
+            conn.execute("SET client_connection_check_interval = '1s'")
         database = str(conn.execute("SELECT current_database()").fetchone()[0])  # type: ignore[index]
         db_size, encoding = conn.execute(
             "SELECT pg_database_size(current_database()), pg_encoding_to_char(encoding) FROM pg_database "
             "WHERE datname = current_database()").fetchone()  # type: ignore[misc]
         tool = find_tool("pg_dump", major, bindir=bindir or settings.backup.pg_bindir)
+        incomplete = sweep_incomplete(backup_dir(settings, directory))
         folder = _new_folder(backup_dir(settings, directory), database)
+        try:
+            mark = _WriterMark(folder)
+        except OSError as exc:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise from_os_error(exc, "marking the new backup folder; nothing was dumped") from None
         dump_name = "dump" if fmt == "directory" else "dump.pgdump"
         conninfo, env = child_connection(url or "")
         conn.autocommit = False
@@ -229,6 +344,7 @@ def take_backup(
             head = _history_head(conn, settings.history_schema)
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
+            mark.release()
             raise
         finally:
             conn.rollback()
@@ -246,7 +362,9 @@ def take_backup(
     except OSError as exc:
         shutil.rmtree(folder, ignore_errors=True)  # a dump without its manifest proves nothing
         raise from_os_error(exc, "writing the manifest; the incomplete backup was removed") from None
-    result = BackupResult(Backup(folder, manifest), 0.0, dump_seconds, tool)
+    finally:
+        mark.release()
+    result = BackupResult(Backup(folder, manifest), 0.0, dump_seconds, tool, incomplete=incomplete)
     if verify:
         from pgshift.safety.verify import verify_backup
 
@@ -255,6 +373,9 @@ def take_backup(
     keep = settings.backup.keep if keep is None else keep
     if keep:
         result.removed = apply_retention(backup_dir(settings, directory), database, keep, protect=[folder])
+    from pgshift.safety.catalog import record_backup
+
+    result.unrecorded = record_backup(settings, url or "", result.backup)
     result.seconds = time.monotonic() - started
     return result
 
@@ -281,7 +402,12 @@ def _dump_and_count(
     t0 = time.monotonic()
     # A fixed time zone makes timestamptz rows print the same when a restored copy is dumped for
     # comparison (the instant stored is the same in any zone).
-    dump = _DumpProcess(argv, {**env, "PGTZ": DUMP_TIMEZONE}, sizes, progress)
+    child_vars = {**env, "PGTZ": DUMP_TIMEZONE}
+    if conn.info.server_version >= 140000:
+        # If pgshift and pg_dump are killed, the server ends pg_dump's session within a second
+        # (releasing its snapshot and locks), even while it waits for a lock.
+        child_vars["PGOPTIONS"] = (os.environ.get("PGOPTIONS", "") + " -c client_connection_check_interval=1s").strip()
+    dump = _DumpProcess(argv, child_vars, sizes, progress)
     if on_child:
         on_child(dump.proc)
     # The manifest pass shares the CPU with pg_dump and its COPY backend: parallel workers and JIT
@@ -378,13 +504,14 @@ def latest_verified_backup(
 
 
 def apply_retention(root: Path, database: str, keep: int, *, protect: Iterable[Path] = ()) -> list[Path]:
-    """Delete all but the ``keep`` newest backups of ``database``; never the newest verified one
-    nor anything in ``protect``."""
+    """Keep the ``keep`` newest verified backups of ``database`` and anything in ``protect``;
+    delete its other backups, once there are that many verified ones. Only verified backups
+    count: an unverified or half-written folder must never cost a good backup its place."""
     backups = list_backups(root, database)
-    keepers = {b.path.resolve() for b in backups[:keep]} | {p.resolve() for p in protect}
-    newest_verified = next((b for b in backups if b.verified), None)
-    if newest_verified is not None:
-        keepers.add(newest_verified.path.resolve())
+    verified = [b for b in backups if b.verified]
+    if len(verified) < keep:
+        return []  # fewer good backups than asked for: nothing is reliable enough to replace another
+    keepers = {b.path.resolve() for b in verified[:keep]} | {p.resolve() for p in protect}
     removed: list[Path] = []
     for backup in backups:
         if backup.path.resolve() not in keepers:

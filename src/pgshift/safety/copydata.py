@@ -28,7 +28,7 @@ from pglast import parse_sql
 
 from pgshift.db.connect import mask_password
 from pgshift.errors import BackupFailed
-from pgshift.safety.tools import CLIENT_ENCODING, child_env, python_encoding
+from pgshift.safety.tools import CLIENT_ENCODING, child_env, die_with_parent, python_encoding
 
 TableKey = tuple[str, str]  # (schema, table)
 _END = b"\n\\.\n"
@@ -141,7 +141,7 @@ def tool_copy_data(
     with tempfile.TemporaryFile() as errors:
         try:
             proc = subprocess.Popen(argv, bufsize=0, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=errors,
-                                    env=child_env(env))
+                                    env=child_env(env), preexec_fn=die_with_parent())
         except OSError as exc:
             raise BackupFailed(f"{what}: could not run {os.fsdecode(argv[0])}: {exc}") from None
         assert proc.stdout is not None

@@ -12,6 +12,7 @@ the current rows aside into ``<table>_pre_restore_<timestamp>``.
 
 from __future__ import annotations
 
+import re
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -26,12 +27,13 @@ from psycopg import sql
 from pgshift.config import Settings, duration_ms
 from pgshift.db.connect import connect, drop_database, mask_password, with_dbname
 from pgshift.db.history import History
+from pgshift.db.lock import lock_holder, lock_key
 from pgshift.errors import BackupFailed, PgshiftError, RestoreFailed
 from pgshift.safety.copydata import is_copy_header
 from pgshift.safety.dbprops import apply_properties, archived_properties
 from pgshift.safety.hooks import poll_health, run_hook
 from pgshift.safety.manifest import HASHED, Manifest, now_iso, pin_settings, read_manifest, record_restore, table_stat
-from pgshift.safety.tools import CLIENT_ENCODING, child_env, database_codec
+from pgshift.safety.tools import CLIENT_ENCODING, child_env, database_codec, die_with_parent
 from pgshift.safety.verify import compare_tables, restore_into, restore_tool, verify_backup
 
 Say = Callable[[str], None]
@@ -88,7 +90,10 @@ def restore_database(settings: Settings, backup: str | Path, url: str | None = N
         live = str(conn.execute("SELECT current_database()").fetchone()[0])  # type: ignore[index]
     report = RestoreReport(str(folder), live, now_iso())
     try:
-        _restore(settings, folder, url, live, report, say)
+        with connect(maintenance_url(url, live), application_name="pgshift-restore") as guard:
+            _claim(guard, live)  # held until the restore ends; the server drops it if we are killed
+            _drop_leftovers(guard, live, report, say)
+            _restore(settings, folder, url, live, report, say)
         report.ok = all(s["ok"] for s in report.steps)
     finally:
         report.finished_at = now_iso()
@@ -102,6 +107,31 @@ def restore_database(settings: Settings, backup: str | Path, url: str | None = N
             + f". The previous data is kept as database {report.kept_as}."
         )
     return report
+
+
+def _claim(guard: psycopg.Connection[Any], live: str) -> None:
+    """One restore of ``live`` at a time, so leftovers found below cannot belong to a running one."""
+    key = lock_key(f"restore:{live}")
+    row = guard.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()
+    if row and row[0]:
+        return
+    holder = lock_holder(guard, key)
+    raise RestoreFailed(
+        f"Another restore of {live} is running ({holder.describe() if holder else 'it has just ended'}). "
+        f"Nothing was done; the live database {live} was not touched.",
+        hint="wait for it to finish, then run the restore again if still needed.")
+
+
+def _drop_leftovers(guard: psycopg.Connection[Any], live: str, report: RestoreReport, say: Say | None) -> None:
+    """Drop the half-restored copies a killed restore left beside ``live`` (never the live one,
+    nor the ``_pre_restore_`` databases kept on purpose)."""
+    prefix = _name(live, "_restoring_00000000000000")[: -len("00000000000000")]
+    pattern = re.compile(re.escape(prefix) + r"\d{14}")
+    names = [str(r[0]) for r in guard.execute("SELECT datname FROM pg_database ORDER BY datname").fetchall()]
+    for name in (n for n in names if pattern.fullmatch(n)):
+        drop_database(guard, name)
+        report.step("leftover", True, f"dropped database {name}, the partial copy an interrupted restore "
+                    f"left behind (the live database {live} was not touched by it)", say)
 
 
 def _restore(settings: Settings, folder: Path, url: str, live: str, report: RestoreReport,
@@ -331,7 +361,8 @@ def restore_table(settings: Settings, backup: str | Path, table: str, url: str |
     encoding = database_codec(manifest.encoding)
     argv: list[str | bytes] = [str(tool.path), "--data-only", f"--schema={schema}".encode(encoding, "replace"),
                                f"--table={name}".encode(encoding, "replace"), "--file=-", str(folder / manifest.dump)]
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=child_env({}))
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=child_env({}),
+                            preexec_fn=die_with_parent())
     assert proc.stdout is not None
     target = sql.Identifier(schema, name)
     try:

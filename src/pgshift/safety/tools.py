@@ -6,11 +6,15 @@ conninfo string without it and reads it from ``PGPASSWORD`` in its own environme
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import os
 import re
 import shutil
+import signal
 import subprocess
+import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -98,6 +102,37 @@ def child_connection(url: str, dbname: str | None = None) -> tuple[str, dict[str
     return conninfo.make_conninfo(**{k: str(v) for k, v in params.items()}), env
 
 
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+@functools.lru_cache(maxsize=1)
+def _prctl() -> Callable[..., int] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl: Callable[..., int] = ctypes.CDLL(None, use_errno=True).prctl
+        return prctl
+    except (OSError, AttributeError):
+        return None
+
+
+def die_with_parent() -> Callable[[], None] | None:
+    """A ``preexec_fn`` that makes the child get SIGKILL when this process dies (Linux): a pgshift
+    killed with kill -9 must not leave a pg_dump holding its snapshot and locks, or a pg_restore
+    writing on. Looked up here, in the parent: the child only makes the one call."""
+    prctl = _prctl()
+    if prctl is None:
+        return None
+    parent = os.getpid()
+
+    def preexec() -> None:
+        prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before the signal was armed
+            os._exit(1)
+
+    return preexec
+
+
 def child_env(extra: dict[str, str]) -> dict[str, str]:
     """Our environment minus libpq variables that could redirect the child, plus ``extra``."""
     env = {k: v for k, v in os.environ.items() if k not in ("PGPASSWORD", "PGDATABASE", "PGSERVICE")}
@@ -117,7 +152,8 @@ def run_tool(argv: list[str], env: dict[str, str], *, what: str, timeout: float 
     """Run a client tool to completion and return its output as text (a SQL script is decoded in
     the encoding it declares); BackupFailed with its (masked) stderr on failure."""
     try:
-        result = subprocess.run(argv, capture_output=True, env=child_env(env), timeout=timeout)
+        result = subprocess.run(argv, capture_output=True, env=child_env(env), timeout=timeout,
+                                preexec_fn=die_with_parent())
     except (OSError, subprocess.SubprocessError) as exc:
         raise BackupFailed(f"{what}: could not run {argv[0]}: {exc}") from None
     if result.returncode != 0:

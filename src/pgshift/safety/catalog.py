@@ -1,0 +1,89 @@
+"""Where the backups are: each one pgshift takes is recorded in the history ledger's event log,
+so ``latest`` means the newest backup pgshift wrote, wherever it was written (``--to``).
+
+Backups of a database without a ledger (and older backups) are still found in backup.directory.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from pgshift.config import Settings
+from pgshift.db.connect import connect, mask_password
+from pgshift.db.history import History
+from pgshift.errors import BackupFailed, PgshiftError
+from pgshift.safety.backup import Backup, backup_dir, list_backups
+from pgshift.safety.manifest import MANIFEST, read_manifest
+
+EVENT = "backup"
+
+
+def record_backup(settings: Settings, url: str, backup: Backup) -> str | None:
+    """Add ``backup`` to the ledger's event log; None when recorded, else why it was not.
+
+    A database without a ledger is left as it is: a backup does not create schemas."""
+    last = backup.last_verification()
+    detail = {"path": str(backup.path.resolve()), "database": backup.manifest.database,
+              "finished_at": backup.manifest.finished_at, "verified": last.get("level") if last else None,
+              "size_bytes": backup.size_bytes}
+    try:
+        with connect(url, application_name="pgshift-backup") as conn:
+            history = History(conn, settings.history_schema)
+            if not history.exists():
+                return (f"the database has no pgshift history in schema {settings.history_schema} yet "
+                        "(`pgshift init` or the first migrate creates it)")
+            history.log(None, EVENT, detail)
+    except (PgshiftError, psycopg.Error) as exc:
+        return mask_password(" ".join(str(exc).split()))
+    return None
+
+
+def recorded_backups(conn: psycopg.Connection[Any], schema: str, limit: int = 100) -> list[Backup]:
+    """Backups of this database the ledger recorded whose folders still hold a manifest, newest first."""
+    database = str(conn.execute("SELECT current_database()").fetchone()[0])  # type: ignore[index]
+    found: list[Backup] = []
+    for event in History(conn, schema).events_named(EVENT, limit):
+        path = Path(str(event["detail"].get("path", "")))
+        if event["detail"].get("database") != database or not (path / MANIFEST).is_file():
+            continue
+        try:
+            found.append(Backup(path, read_manifest(path)))
+        except BackupFailed:
+            continue
+    return found
+
+
+def latest_backup(settings: Settings, url: str | None = None) -> Path:
+    """The newest backup of the database at ``url`` that pgshift recorded in its ledger or finds in
+    backup.directory; without a URL, the newest in backup.directory."""
+    root = backup_dir(settings)
+    database: str | None = None
+    candidates: list[Backup] = []
+    if url:
+        with connect(url, application_name="pgshift-backup") as conn:
+            database = str(conn.execute("SELECT current_database()").fetchone()[0])  # type: ignore[index]
+            candidates += recorded_backups(conn, settings.history_schema)
+    candidates += list_backups(root, database)
+    if not candidates:
+        where = f"recorded in the history of {database} nor " if database else ""
+        raise BackupFailed(f"There is no backup {where}in {root} (backup.directory).",
+                           hint="take one with `pgshift backup`, or name a backup folder.")
+    return max(candidates, key=lambda b: (b.finished_at, b.path.name)).path
+
+
+def resolve_backup(settings: Settings, name: str, url: str | None = None) -> Path:
+    """A backup folder by path, by folder name in backup.directory, or 'latest' (see latest_backup)."""
+    if name == "latest":
+        return latest_backup(settings, url)
+    root = backup_dir(settings)
+    path = Path(name)
+    if path.exists():
+        return path
+    if (root / name).exists():
+        return root / name
+    if path.is_absolute() or root / name == path:
+        raise BackupFailed(f"No backup named {name}: {path} does not exist.")
+    raise BackupFailed(f"No backup named {name}: neither {path} nor {root / name} exists.")

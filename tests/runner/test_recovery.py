@@ -1,0 +1,199 @@
+"""Recovery after kill -9 and lost connections: nothing gets stuck, nothing lies (issue #12)."""
+
+from __future__ import annotations
+
+import signal
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from pgshift.embedded import EmbeddedCluster
+from tests.helpers import run_pgshift, start_pgshift, write_migration
+from tests.runner.test_crash_and_concurrency import SLEEP_IF_MARKED, _tables, _wait_for_backend_exit, _wait_for_query
+
+Conn = psycopg.Connection[tuple[object, ...]]
+# Long enough that the index build waits on the test's blocker instead of timing out and retrying.
+PATIENT = {"PGSHIFT_LOCK_TIMEOUT": "60s"}
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    (tmp_path / "migrations").mkdir()
+    return tmp_path
+
+
+def _wait_for_lock_wait(conn: Conn, fragment: str, timeout: float = 30) -> int:
+    """The pid of the session running ``fragment`` once it is waiting on a lock."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        row = conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND query LIKE %s "
+            "AND pid <> pg_backend_pid() AND wait_event_type = 'Lock'",
+            (f"%{fragment}%",),
+        ).fetchone()
+        if row:
+            return int(str(row[0]))
+        time.sleep(0.05)
+    raise AssertionError(f"no session waited on a lock in {fragment!r} within {timeout}s")
+
+
+def _index_valid(conn: Conn, name: str) -> bool | None:
+    row = conn.execute(
+        "SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE c.relname = %s", (name,)
+    ).fetchone()
+    return None if row is None else bool(row[0])
+
+
+@pytest.mark.parametrize("before", [[], ["CREATE TABLE other (id int);"], ["CREATE TABLE other (id int);",
+                                                                          "INSERT INTO other VALUES (1);"]],
+                         ids=["first", "second", "third"])
+def test_kill_during_concurrent_index_build_is_repaired_at_any_position(
+    project: Path, db_url: str, conn: Conn, before: list[str]
+) -> None:
+    conn.execute("CREATE TABLE t (x int)")
+    write_migration(project / "migrations", "1", "index", "\n".join(
+        [*before, "CREATE INDEX CONCURRENTLY t_x ON t (x);", "INSERT INTO t VALUES (42);"]))
+    with psycopg.connect(db_url) as blocker:
+        # An open writer: the build commits its INVALID catalog entry, then waits for this to end.
+        blocker.execute("INSERT INTO t VALUES (1)")
+        proc = start_pgshift(["migrate"], cwd=project, url=db_url, env=PATIENT)
+        pid = _wait_for_lock_wait(conn, "CREATE INDEX CONCURRENTLY t_x")
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+        _wait_for_backend_exit(conn, pid)
+        blocker.rollback()
+    assert _index_valid(conn, "t_x") is False  # the kill left the INVALID index behind
+    row = conn.execute("SELECT status, statements_done FROM pgshift.migrations").fetchone()
+    assert row == ("running", len(before))
+
+    rerun = run_pgshift(["migrate"], cwd=project, url=db_url, env=PATIENT)
+    assert rerun.returncode == 0, rerun.stderr
+    assert "dropping INVALID index t_x left by the interrupted build" in rerun.stderr
+    assert _index_valid(conn, "t_x") is True
+    assert conn.execute("SELECT count(*) FROM t WHERE x = 42").fetchone() == (1,)
+    assert conn.execute("SELECT status FROM pgshift.migrations").fetchone() == ("applied",)
+
+
+def test_resume_starts_over_when_an_already_run_statement_was_edited(project: Path, db_url: str, conn: Conn) -> None:
+    conn.execute("CREATE TABLE sleep_marker ()")
+    conn.execute("CREATE TABLE a (id int)")
+    path = write_migration(project / "migrations", "1", "steps", "\n".join([
+        "INSERT INTO a VALUES (1);",
+        SLEEP_IF_MARKED,
+        "INSERT INTO a VALUES (3);",
+    ]), directives=("no-transaction",))
+    proc = start_pgshift(["migrate"], cwd=project, url=db_url)
+    pid = _wait_for_query(conn, "pg_sleep(60)")
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)
+    _wait_for_backend_exit(conn, pid)
+    assert conn.execute("SELECT statements_done FROM pgshift.migrations").fetchone() == (1,)
+
+    # The statement that already ran is edited: its progress no longer describes the file.
+    path.write_text(path.read_text().replace("VALUES (1)", "VALUES (2)"))
+    conn.execute("DROP TABLE sleep_marker")
+    rerun = run_pgshift(["migrate"], cwd=project, url=db_url)
+    assert rerun.returncode == 0, rerun.stderr
+    assert "resuming" not in rerun.stderr
+    assert "statement 1 of 1 steps changed since an interrupted run" in rerun.stderr
+    values = [r[0] for r in conn.execute("SELECT id FROM a ORDER BY id").fetchall()]
+    assert values == [1, 2, 3]  # the edited statement ran; the old one's row stays, as committed
+
+
+@pytest.fixture
+def own_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedCluster]:
+    """A small cluster of this test's own, which it may restart without disturbing other tests."""
+    cluster = EmbeddedCluster(Path(tempfile.mkdtemp(prefix="pgshift-restart-")))
+    cluster.start(tcp=False, settings={"max_connections": "20", "shared_buffers": "16MB"})
+    try:
+        yield cluster
+    finally:
+        cluster.destroy()
+
+
+@pytest.mark.parametrize("directives", [(), ("no-transaction",)], ids=["transaction", "statement-by-statement"])
+def test_server_restart_during_migrate_is_a_connection_error_with_unknown_outcome(
+    project: Path, own_cluster: EmbeddedCluster, directives: tuple[str, ...]
+) -> None:
+    url = own_cluster.socket_dsn()
+    with psycopg.connect(url, autocommit=True) as setup:
+        setup.execute("CREATE TABLE sleep_marker ()")
+    write_migration(project / "migrations", "1", "slow",
+                    f"CREATE TABLE a (id int);\n{SLEEP_IF_MARKED}\nCREATE TABLE b (id int);", directives=directives)
+    proc = start_pgshift(["migrate"], cwd=project, url=url)
+    with psycopg.connect(url, autocommit=True) as watcher:
+        _wait_for_query(watcher, "pg_sleep(60)")
+    # Same port and options: pg_ctl restart reuses the postmaster's command line.
+    own_cluster._run(["pg_ctl", "-D", str(own_cluster.data), "-l", str(own_cluster.log), "-m", "fast", "-w", "-t", "60",
+                      "restart"])
+    _out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 4, err
+    assert "connection to the server was lost" in err
+    assert "outcome of migration 1 slow is unknown" in err
+    assert "history marks it failed" not in err and "rolled back" not in err.split("outcome")[0]
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("DROP TABLE sleep_marker")
+    rerun = run_pgshift(["migrate"], cwd=project, url=url)
+    assert rerun.returncode == 0, rerun.stderr
+    assert "applied" in rerun.stdout
+    with psycopg.connect(url, autocommit=True) as conn:
+        assert conn.execute("SELECT status FROM pgshift.migrations").fetchone() == ("applied",)
+        assert _tables(conn) >= {"a", "b"}
+
+
+def _kill_at_sleep(project: Path, db_url: str, conn: Conn) -> None:
+    proc = start_pgshift(["migrate"], cwd=project, url=db_url)
+    pid = _wait_for_query(conn, "pg_sleep(60)")
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)
+    _wait_for_backend_exit(conn, pid)
+
+
+def test_status_after_a_kill_names_the_interrupted_migration_and_where_a_rerun_resumes(
+    project: Path, db_url: str, conn: Conn
+) -> None:
+    conn.execute("CREATE TABLE sleep_marker ()")
+    write_migration(project / "migrations", "1", "steps", "\n".join([
+        "CREATE TABLE a (id int);",
+        SLEEP_IF_MARKED,
+        "CREATE INDEX CONCURRENTLY a_id ON a (id);",
+    ]), directives=("no-transaction",))
+    _kill_at_sleep(project, db_url, conn)
+    status = run_pgshift(["status"], cwd=project, url=db_url)
+    assert status.returncode == 0, status.stderr
+    out = " ".join(status.stdout.split())
+    assert "0 applied, 1 pending, 1 interrupted, 0 problem(s)" in out
+    assert "1 steps was interrupted" in out
+    assert "Statement 1 of 3 is committed; `pgshift migrate` resumes at statement 2" in out
+
+
+def test_status_after_a_kill_in_a_transaction_says_the_rerun_runs_it_again(
+    project: Path, db_url: str, conn: Conn
+) -> None:
+    conn.execute("CREATE TABLE sleep_marker ()")
+    write_migration(project / "migrations", "1", "first", "CREATE TABLE a (id int);")
+    write_migration(project / "migrations", "2", "slow", f"CREATE TABLE b (id int);\n{SLEEP_IF_MARKED}")
+    write_migration(project / "migrations", "3", "after", "CREATE TABLE c (id int);")
+    _kill_at_sleep(project, db_url, conn)
+    status = run_pgshift(["status", "--json"], cwd=project, url=db_url)
+    assert status.returncode == 0, status.stderr
+    import json
+
+    [interrupted] = json.loads(status.stdout)["interrupted"]
+    assert interrupted["version"] == "2" and interrupted["state"] == "interrupted"
+    assert "nothing of it is applied. `pgshift migrate` runs it again in one transaction" in interrupted["detail"]
+
+
+def test_status_after_a_failure_says_what_the_rerun_does(project: Path, db_url: str) -> None:
+    write_migration(project / "migrations", "1", "bad", "CREATE TABLE a (id int);\nSELECT * FROM missing;")
+    assert run_pgshift(["migrate"], cwd=project, url=db_url).returncode == 8
+    status = run_pgshift(["status"], cwd=project, url=db_url)
+    out = " ".join(status.stdout.split())
+    assert "0 applied, 1 pending, 1 failed, 0 problem(s)" in out
+    assert 'relation "missing" does not exist' in out
+    assert "Nothing of it is committed; `pgshift migrate` runs it again in one transaction." in out

@@ -1,0 +1,276 @@
+"""kill -9 during backup and restore: no orphan child, no stale leftover, nothing hidden (issue #12)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from pgshift.db.connect import drop_database
+from pgshift.db.history import History
+from pgshift.db.lock import lock_key
+from pgshift.safety import take_backup
+from pgshift.safety.catalog import latest_backup
+from tests.helpers import run_pgshift, start_pgshift
+
+from .helpers import count, databases, make_settings, seed
+
+Conn = psycopg.Connection[tuple[object, ...]]
+
+
+def _env(pg_server: Any) -> dict[str, str]:
+    env = {"PGSHIFT_LOCK_WAIT": "60s"}
+    if pg_server.cluster is not None:
+        env["PGSHIFT_BACKUP__PG_BINDIR"] = str(pg_server.cluster.bindir)
+    return env
+
+
+def _sessions(conn: Conn, *apps: str) -> list[int]:
+    rows = conn.execute("SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                        "AND application_name = ANY (%s)", (list(apps),)).fetchall()
+    return [int(str(r[0])) for r in rows]
+
+
+def _wait_until(check: Any, what: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{what} within {timeout}s")
+
+
+def _processes_naming(word: str) -> list[int]:
+    """OS processes whose command line mentions ``word`` (a test database's unique name)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if word in cmdline and "pg_dump" in cmdline:
+                found.append(int(entry.name))
+    return found
+
+
+@pytest.fixture
+def blocker(db_url: str) -> Iterator[psycopg.Connection[Any]]:
+    """A session holding ACCESS EXCLUSIVE on accounts: pg_dump waits on it, deterministically."""
+    seed(db_url, rows=20)
+    with psycopg.connect(db_url) as conn:
+        conn.execute("LOCK TABLE accounts IN ACCESS EXCLUSIVE MODE")
+        yield conn
+        conn.rollback()
+
+
+def _start_blocked_backup(tmp_path: Path, db_url: str, pg_server: Any, conn: Conn,
+                          to: Path) -> subprocess.Popen[str]:
+    proc = start_pgshift(["backup", "--to", str(to)], cwd=tmp_path, url=db_url, env=_env(pg_server))
+    _wait_until(lambda: conn.execute(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'pg_dump' "
+        "AND wait_event_type = 'Lock'").fetchone() == (1,), "pg_dump did not wait for the table lock")
+    return proc
+
+
+def test_kill_during_backup_takes_pg_dump_along_and_the_next_backup_removes_the_half_folder(
+    pg_server: Any, db_url: str, db_name: str, tmp_path: Path, blocker: psycopg.Connection[Any], conn: Conn
+) -> None:
+    blocker.rollback()  # first a good, verified backup
+    settings = make_settings(tmp_path, db_url, pg_server)
+    backups = tmp_path / "backups"
+    good = take_backup(settings, db_url).backup
+    blocker.execute("LOCK TABLE accounts IN ACCESS EXCLUSIVE MODE")
+
+    proc = _start_blocked_backup(tmp_path, db_url, pg_server, conn, backups)
+    half = [p for p in backups.iterdir() if p != good.path]
+    assert len(half) == 1
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=10)
+    # pg_dump died with pgshift, and the server ended both sessions, while the lock is still held.
+    _wait_until(lambda: not _processes_naming(db_name), "pg_dump outlived the pgshift that started it")
+    _wait_until(lambda: not _sessions(conn, "pg_dump", "pgshift-backup"), "the backup's sessions stayed")
+    blocker.rollback()
+    assert half[0].is_dir() and not (half[0] / "manifest.json").exists()
+
+    result = run_pgshift(["backup", "--to", str(backups), "--keep", "2"], cwd=tmp_path, url=db_url,
+                         env=_env(pg_server))
+    assert result.returncode == 0, result.stderr
+    assert f"removed incomplete backup {half[0]}" in result.stderr
+    assert not half[0].exists()
+    assert good.path.exists()  # --keep 2 counted the two verified backups, not the half folder
+    assert len(list(backups.iterdir())) == 2
+
+
+def test_backup_list_removes_a_dead_backups_folder_but_not_one_being_written(
+    pg_server: Any, db_url: str, tmp_path: Path, blocker: psycopg.Connection[Any], conn: Conn
+) -> None:
+    backups = tmp_path / "backups"
+    first = _start_blocked_backup(tmp_path, db_url, pg_server, conn, backups)
+    try:
+        [writing] = list(backups.iterdir())
+        listed = run_pgshift(["backup", "list", "--to", str(backups)], cwd=tmp_path, url=db_url)
+        assert listed.returncode == 0, listed.stderr
+        assert f"{writing} is being written by pgshift pid {first.pid}" in listed.stderr
+        assert writing.is_dir()  # a live writer's folder is left alone
+    finally:
+        os.kill(first.pid, signal.SIGKILL)
+        first.wait(timeout=10)
+    listed = run_pgshift(["backup", "list", "--to", str(backups)], cwd=tmp_path, url=db_url)
+    assert listed.returncode == 0, listed.stderr
+    assert f"removed incomplete backup {writing}" in listed.stderr
+    assert not writing.exists()
+
+
+def test_keep_counts_only_verified_backups(pg_server: Any, db_url: str, tmp_path: Path) -> None:
+    seed(db_url, rows=10)
+    settings = make_settings(tmp_path, db_url, pg_server)
+    older, newer = (take_backup(settings, db_url).backup for _ in range(2))
+    unverified = take_backup(settings, db_url, verify=False).backup
+    result = take_backup(settings, db_url, keep=2)
+    assert set(result.removed) == {older.path, unverified.path}
+    assert newer.path.exists() and result.backup.path.exists()  # the two newest verified ones
+
+
+def test_keep_removes_nothing_until_there_are_that_many_verified_backups(
+    pg_server: Any, db_url: str, tmp_path: Path
+) -> None:
+    seed(db_url, rows=10)
+    settings = make_settings(tmp_path, db_url, pg_server)
+    kept = [take_backup(settings, db_url, verify=False).backup for _ in range(2)]
+    result = take_backup(settings, db_url, keep=2)
+    assert result.removed == [] and all(b.path.exists() for b in kept)
+
+
+SLOW_CHECK = """
+CREATE FUNCTION slow_ok(x int) RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN
+    -- Only while the marker role exists, and only in the copy a restore makes beside the live database.
+    IF current_database() LIKE '%%\\_restoring\\_%%' AND EXISTS (SELECT FROM pg_roles WHERE rolname = {role}) THEN
+        PERFORM pg_sleep(60);
+    END IF;
+    RETURN true;
+END $$;
+CREATE TABLE slow (x int CHECK (slow_ok(x)));
+INSERT INTO slow VALUES (1);
+"""
+
+
+def test_kill_during_restore_leaves_the_live_database_and_the_rerun_drops_the_partial_copy(
+    pg_server: Any, db_url: str, db_name: str, tmp_path: Path
+) -> None:
+    seed(db_url, rows=20)
+    role = f"sleep_{db_name}"
+    with psycopg.connect(db_url, autocommit=True) as setup:
+        setup.execute(psycopg.sql.SQL(SLOW_CHECK).format(role=psycopg.sql.Literal(role)))
+    settings = make_settings(tmp_path, db_url, pg_server)
+    folder = take_backup(settings, db_url).backup.path
+    with psycopg.connect(pg_server.admin_url, autocommit=True) as admin:
+        admin.execute(psycopg.sql.SQL("CREATE ROLE {}").format(psycopg.sql.Identifier(role)))
+        try:
+            with psycopg.connect(db_url, autocommit=True) as live:
+                live.execute("INSERT INTO slow VALUES (2)")  # after the backup: a restore would remove it
+            proc = start_pgshift(["restore", str(folder), "--yes"], cwd=tmp_path, url=db_url, env=_env(pg_server))
+            _wait_until(lambda: admin.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname LIKE %s "
+                "AND wait_event = 'PgSleep'", (f"{db_name}_restoring_%",)).fetchone() == (1,),
+                "the restore did not reach the slow check")
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+        finally:
+            admin.execute(psycopg.sql.SQL("DROP ROLE {}").format(psycopg.sql.Identifier(role)))
+        [leftover] = databases(pg_server.admin_url, f"{db_name}_restoring_%")
+        assert count(db_url, "slow") == 2  # the live database was untouched
+
+        try:
+            rerun = run_pgshift(["restore", str(folder), "--yes"], cwd=tmp_path, url=db_url, env=_env(pg_server))
+            assert rerun.returncode == 0, rerun.stderr
+            assert f"dropped database {leftover}, the partial copy an interrupted restore left behind" in rerun.stdout
+            assert databases(pg_server.admin_url, f"{db_name}_restoring_%") == []
+            assert count(db_url, "slow") == 1  # restored from the backup this time
+        finally:
+            for name in databases(pg_server.admin_url, f"{db_name}_%"):
+                drop_database(admin, name)
+
+
+def test_a_second_restore_of_the_same_database_is_refused_while_one_runs(
+    pg_server: Any, db_url: str, db_name: str, tmp_path: Path
+) -> None:
+    seed(db_url, rows=20)
+    settings = make_settings(tmp_path, db_url, pg_server)
+    folder = take_backup(settings, db_url).backup.path
+    with psycopg.connect(pg_server.admin_url, autocommit=True) as other:  # stands in for a running restore
+        other.execute("SELECT pg_advisory_lock(%s)", (lock_key(f"restore:{db_name}"),))
+        refused = run_pgshift(["restore", str(folder), "--yes"], cwd=tmp_path, url=db_url, env=_env(pg_server))
+    assert refused.returncode == 14
+    assert f"Another restore of {db_name} is running (pid " in refused.stderr
+    assert count(db_url, "accounts") == 20
+
+
+def test_latest_is_the_newest_backup_recorded_in_the_ledger_wherever_it_was_written(
+    pg_server: Any, db_url: str, db_name: str, tmp_path: Path
+) -> None:
+    seed(db_url, rows=20)
+    env = {**_env(pg_server), "PGSHIFT_BACKUP__DIRECTORY": str(tmp_path / "backups")}
+    (tmp_path / "migrations").mkdir()
+    assert run_pgshift(["init"], cwd=tmp_path, url=db_url, env=env).returncode == 0  # creates the ledger
+    default = run_pgshift(["backup", "--json"], cwd=tmp_path, url=db_url, env=env)
+    elsewhere = run_pgshift(["backup", "--to", str(tmp_path / "elsewhere"), "--json"], cwd=tmp_path, url=db_url,
+                            env=env)
+    assert default.returncode == 0 and elsewhere.returncode == 0, default.stderr + elsewhere.stderr
+    newest = json.loads(elsewhere.stdout)["path"]
+    with psycopg.connect(db_url) as conn:
+        recorded = [r[0] for r in conn.execute(
+            "SELECT detail->>'path' FROM pgshift.events WHERE event = 'backup' ORDER BY id").fetchall()]
+    assert recorded == [str(Path(json.loads(default.stdout)["path"]).resolve()), str(Path(newest).resolve())]
+
+    verified = run_pgshift(["backup", "verify", "latest", "--json"], cwd=tmp_path, url=db_url, env=env)
+    assert verified.returncode == 0, verified.stderr
+    assert json.loads(verified.stdout)["path"] == newest
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("DELETE FROM trades")
+    try:
+        restored = run_pgshift(["restore", "latest", "--yes", "--json"], cwd=tmp_path, url=db_url, env=env)
+        assert restored.returncode == 0, restored.stderr
+        assert json.loads(restored.stdout)["backup"] == newest
+        assert count(db_url, "trades") == 300
+    finally:
+        with psycopg.connect(pg_server.admin_url, autocommit=True) as admin:
+            for name in databases(pg_server.admin_url, f"{db_name}_pre_restore_%"):
+                drop_database(admin, name)
+
+
+def test_latest_skips_a_recorded_backup_that_is_gone_and_falls_back_to_the_folder(
+    pg_server: Any, db_url: str, tmp_path: Path
+) -> None:
+    seed(db_url, rows=5)
+    settings = make_settings(tmp_path, db_url, pg_server)
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        History(conn).ensure()
+    in_folder = take_backup(settings, db_url).backup.path
+    gone = take_backup(settings, db_url, directory=tmp_path / "elsewhere").backup.path
+    assert latest_backup(settings, db_url) == gone
+    shutil.rmtree(gone)
+    assert latest_backup(settings, db_url) == in_folder
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("DROP SCHEMA pgshift CASCADE")  # no ledger at all: the folder still answers
+    assert latest_backup(settings, db_url) == in_folder
+
+
+def test_a_backup_of_a_database_without_a_ledger_leaves_it_alone_and_says_so(
+    pg_server: Any, db_url: str, tmp_path: Path
+) -> None:
+    seed(db_url, rows=5)
+    result = take_backup(make_settings(tmp_path, db_url, pg_server), db_url)
+    assert result.unrecorded is not None and "no pgshift history in schema pgshift" in result.unrecorded
+    with psycopg.connect(db_url) as conn:
+        assert conn.execute("SELECT to_regnamespace('pgshift')").fetchone() == (None,)
