@@ -21,7 +21,14 @@ from psycopg import errors as pgerrors
 from psycopg import sql
 
 from pgshift.db.history import History
-from pgshift.errors import DiskFull, Interrupted, LockTimeoutExhausted, MigrationFailed, MigrationSourceError
+from pgshift.errors import (
+    DiskFull,
+    Interrupted,
+    LockTimeoutExhausted,
+    MigrationFailed,
+    MigrationSourceError,
+    PgshiftError,
+)
 from pgshift.migrations.classify import autocommit_reason, concurrent_index, transaction_control
 from pgshift.migrations.model import Migration, Statement, checksum_of
 from pgshift.runner.retry import RetryPolicy
@@ -82,8 +89,12 @@ class Executor:
         retry: RetryPolicy,
         notify: Notify | None = None,
         observer: StatementObserver | None = None,
+        after_record: Callable[[Migration], None] | None = None,
     ) -> None:
         self.observer = observer
+        # Called right after each ledger write for a migration, on the same transaction
+        # (pgshift.db.mirror keeps another tool's history table in step with it).
+        self.after_record = after_record or (lambda _migration: None)
         self.conn = conn
         self.history = history
         self.server_major = server_major
@@ -111,6 +122,7 @@ class Executor:
                 source_format=migration.source_format, direction=direction,
                 resume_from=self._resume_point(migration, statements, direction),
             )
+            self.after_record(migration)
         self._steps = steps
         self._started = time.monotonic()
         result = StepResult(migration.version, migration.name, direction,
@@ -142,6 +154,7 @@ class Executor:
             detail={"duration_ms": result.duration_ms, "mode": result.mode, "retries": result.retries,
                     "resumed_at": result.resumed_at},
         )
+        self.after_record(migration)
 
     def _resume_point(self, migration: Migration, statements: list[Statement], direction: Direction) -> int:
         """Where an interrupted statement-by-statement run stopped, if the statements it completed
@@ -300,6 +313,9 @@ class Executor:
                 transactional=not self._steps, total=len(statements), source_format=migration.source_format,
                 direction=direction, error=error,
             )
+        # A mirror that cannot be written now is repaired by the next run; the failure is what to report.
+        with contextlib.suppress(psycopg.Error, PgshiftError):
+            self.after_record(migration)
 
     def _effect_present(self, stmt: Statement) -> bool:
         """Did an interrupted run already complete this non-transactional statement?"""
