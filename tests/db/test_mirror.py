@@ -84,8 +84,8 @@ def adopt_round_trip(folder: Path, url: str, tool: str, conn: Conn) -> list[str]
 
 # -- dbmate, with the real dbmate ------------------------------------------------------------
 def dbmate_binary() -> str:
-    found = shutil.which("dbmate") or next(
-        (str(p) for p in [REPO / ".tools/dbmate/node_modules/.bin/dbmate"] if p.exists()), None)
+    pinned = REPO / ".tools/dbmate/node_modules/.bin/dbmate"  # what .ci/run installs
+    found = str(pinned) if pinned.exists() else shutil.which("dbmate")
     if found is None:
         pytest.fail(f"the dbmate binary is needed to check the mirrored table with the real tool: run "
                     f"`npm install --prefix .tools/dbmate dbmate@{DBMATE_VERSION}` (.ci/run does).")
@@ -167,6 +167,25 @@ def test_a_killed_run_is_repaired_by_the_next_one(tmp_path: Path, db_url: str, c
     cli(["migrate", "--to", "20240102120000"], folder, db_url, "dbmate")  # nothing to apply
     assert rows(conn, "SELECT version FROM schema_migrations ORDER BY 1") == [("20240101120000",), ("20240102120000",)]
     assert dbmate_status(folder, db_url)[-1] == "[ ] 20240103120000_create_c.sql"
+
+
+def test_the_mirror_row_commits_with_its_migration(tmp_path: Path, db_url: str, conn: Conn) -> None:
+    folder = tmp_path / "db" / "migrations"
+    write_dbmate(folder)
+    conn.execute("create table schema_migrations (version varchar primary key)")
+    conn.execute("CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                 "IF NEW.version = '20240102120000' THEN RAISE EXCEPTION 'mirror refused'; END IF; "
+                 "RETURN NEW; END $$")
+    conn.execute("CREATE TRIGGER refuse BEFORE INSERT ON schema_migrations FOR EACH ROW EXECUTE FUNCTION refuse()")
+    result = run_pgshift(["migrate"], cwd=tmp_path, url=db_url,
+                         env={"PGSHIFT_LEDGER__MIRROR": "dbmate", "PGSHIFT_MIGRATIONS_DIR": str(folder)})
+    assert result.returncode == 29, result.stderr
+    assert "mirror refused" in result.stderr and "public.schema_migrations" in result.stderr
+    # The first migration committed with its mirror row; the second's DDL and ledger row rolled
+    # back with the mirror row that could not be written.
+    assert rows(conn, "SELECT version FROM schema_migrations") == [("20240101120000",)]
+    assert rows(conn, "SELECT to_regclass('a') IS NOT NULL, to_regclass('b') IS NOT NULL") == [(True, False)]
+    assert rows(conn, "SELECT version, status FROM pgshift.migrations ORDER BY 1") == [("20240101120000", "applied")]
 
 
 # -- goose -----------------------------------------------------------------------------------
@@ -359,5 +378,6 @@ def test_unknown_mirror_tool_is_a_config_error(tmp_path: Path, db_url: str) -> N
     result = run_pgshift(["status"], cwd=tmp_path, url=db_url,
                          env={"PGSHIFT_LEDGER__MIRROR": "liquibase", "PGSHIFT_MIGRATIONS_DIR": str(folder)})
     assert result.returncode == 3
-    assert "ledger.mirror" in result.stderr and "golang-migrate" in result.stderr
+    assert "ledger.mirror in the environment variable PGSHIFT_LEDGER__MIRROR must be one of prisma, flyway, " \
+        "dbmate, goose, golang-migrate, not 'liquibase'" in result.stderr
 
