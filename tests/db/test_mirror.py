@@ -346,6 +346,27 @@ def test_flyway_mirror_with_undo_and_repeatable(tmp_path: Path, db_url: str, con
     assert adopt_round_trip(folder, db_url, "flyway", conn) == ["1", "1.1", "R__a_view"]
 
 
+def test_flyway_mirror_of_a_failed_non_transactional_migration(tmp_path: Path, db_url: str, conn: Conn) -> None:
+    folder = tmp_path / "sql"
+    folder.mkdir()
+    (folder / "V1__Create_a.sql").write_text("CREATE TABLE a (id int);\n")
+    broken = folder / "V2__Index_a.sql"
+    broken.write_text("-- flyway:executeInTransaction=false\nCREATE INDEX CONCURRENTLY a_id ON a (id);\n"
+                      "SELECT nope FROM a;\n")
+    failed = run_pgshift(["migrate"], cwd=tmp_path, url=db_url,
+                         env={"PGSHIFT_LEDGER__MIRROR": "flyway", "PGSHIFT_MIGRATIONS_DIR": str(folder)})
+    assert failed.returncode == 8, failed.stderr
+    query = 'SELECT "installed_rank", "version", "type", "checksum", "success" FROM flyway_schema_history ORDER BY 1'
+    # Flyway records a failed migration that ran outside a transaction as success = false.
+    assert rows(conn, query) == [(1, "1", "SQL", flyway_checksum(b"CREATE TABLE a (id int);"), True),
+                                 (2, "2", "SQL", flyway_checksum(broken.read_bytes()), False)]
+    broken.write_text("-- flyway:executeInTransaction=false\nCREATE INDEX CONCURRENTLY a_id ON a (id);\n")
+    cli(["migrate", "--repair"], folder, db_url, "flyway")
+    # The retry first drops the failed row, as `flyway repair` does, then records the success.
+    assert rows(conn, query) == [(1, "1", "SQL", flyway_checksum(b"CREATE TABLE a (id int);"), True),
+                                 (2, "2", "SQL", flyway_checksum(broken.read_bytes()), True)]
+
+
 def test_flyway_mirror_in_a_new_schema_writes_the_schema_marker(tmp_path: Path, db_url: str, conn: Conn) -> None:
     folder = tmp_path / "sql"
     folder.mkdir()

@@ -456,8 +456,8 @@ class Mirror:
             with self.conn.transaction():
                 self.impl.ensure_table()
                 self.impl.sync(ordered, rows, only)
-        except psycopg.errors.LockNotAvailable:
-            raise  # the runner retries lock timeouts
+        except (psycopg.errors.LockNotAvailable, psycopg.errors.DeadlockDetected):
+            raise  # the runner retries these with the migration
         except psycopg.Error as exc:
             raise MirrorFailed(
                 f"Could not write {self.impl.tool}'s history table {self.label} (ledger.mirror): "
