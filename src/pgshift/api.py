@@ -106,8 +106,25 @@ def deploy_session(settings: Settings) -> Iterator[tuple[psycopg.Connection[Any]
             yield conn, history
 
 
+def _mirror(settings: Settings, conn: psycopg.Connection[Any], history: History,
+            migrations: list[Migration]) -> Callable[[Migration | None], None]:
+    """Keeps ledger.mirror's tool table in step with the ledger: ``sync(m)`` after the ledger row of
+    ``m`` was written (same transaction), ``sync(None)`` for every migration (start and end of a run)."""
+    if not settings.ledger.mirror:
+        return lambda _migration: None
+    from pgshift.db.mirror import Mirror
+
+    mirror = Mirror(conn, settings.ledger.mirror, settings.migrations_path, settings.ledger.mirror_schema)
+
+    def sync(migration: Migration | None) -> None:
+        mirror.sync(migrations, history.rows(), None if migration is None else [migration])
+
+    return sync
+
+
 def _executor(settings: Settings, conn: psycopg.Connection[Any], history: History,
-              notify: Notify | None, observer: StatementObserver | None = None) -> Executor:
+              notify: Notify | None, observer: StatementObserver | None = None,
+              after_record: Callable[[Migration], None] | None = None) -> Executor:
     return Executor(
         conn, history, server_major=server_major(conn),
         timeouts=Timeouts(settings.lock_timeout, settings.statement_timeout),
@@ -118,6 +135,7 @@ def _executor(settings: Settings, conn: psycopg.Connection[Any], history: Histor
         ),
         notify=notify,
         observer=observer,
+        after_record=after_record,
     )
 
 
@@ -381,6 +399,8 @@ def migrate(
         for warning in report.warnings:
             notify(f"warning: {warning}")
     with deploy_session(settings) as (conn, history):
+        mirror = _mirror(settings, conn, history, migrations)
+        mirror(None)  # repairs what a run killed between the ledger and the mirror left behind
         plan = build_plan(migrations, history.rows())
         _refuse_problems(plan, allow_out_of_order=allow_ooo)
         todo = _select_pending(plan, to)
@@ -394,7 +414,7 @@ def migrate(
             gate(settings, checks, plan.applied)(conn, todo)
         if before_apply is not None:
             before_apply(conn, todo)
-        executor = _executor(settings, conn, history, notify, observer)
+        executor = _executor(settings, conn, history, notify, observer, mirror)
         history.log(None, "migrate-started", {"pending": [m.version for m in todo], "format": fmt})
         for migration in todo:
             if notify:
@@ -405,6 +425,7 @@ def migrate(
                 report.applied.append(expand_migration(settings, conn, history, migration, notify))
             else:
                 report.applied.append(executor.run(migration, "up"))
+        mirror(None)
     return report
 
 
@@ -507,6 +528,8 @@ def rollback(settings: Settings, *, to: str | None = None, steps: int = 1,
     _fmt, migrations = load(settings)
     report = RollbackReport()
     with deploy_session(settings) as (conn, history):
+        mirror = _mirror(settings, conn, history, migrations)
+        mirror(None)
         rows = history.rows()
         plan = build_plan(migrations, rows)
         edited = [p for p in plan.problems if p.kind in ("edited", "missing")]
@@ -525,7 +548,7 @@ def rollback(settings: Settings, *, to: str | None = None, steps: int = 1,
                 hint="add a down part (for the native format, a '-- pgshift:down' section), or "
                 "restore from a backup with `pgshift restore`.",
             )
-        executor = _executor(settings, conn, history, notify, observer)
+        executor = _executor(settings, conn, history, notify, observer, mirror)
         for migration in targets:
             if notify:
                 notify(f"rolling back {migration.label}")

@@ -83,6 +83,14 @@ class AppSettings:
 
 
 @dataclass
+class LedgerSettings:
+    # Also record every migration pgshift applies or rolls back in this tool's own history table
+    # (pgshift.db.mirror), so the tool can keep running beside pgshift.
+    mirror: str | None = None
+    mirror_schema: str | None = None  # default: the first schema of the search_path, as the tools do
+
+
+@dataclass
 class Settings:
     database_url: str | None = None
     migrations_dir: str = "migrations"
@@ -101,6 +109,7 @@ class Settings:
     lint: LintSettings = field(default_factory=LintSettings)
     backup: BackupSettings = field(default_factory=BackupSettings)
     app: AppSettings = field(default_factory=AppSettings)
+    ledger: LedgerSettings = field(default_factory=LedgerSettings)
     # Where the settings were read from, for messages and for resolving relative paths.
     source: str = field(default="defaults", compare=False)
     base_dir: Path = field(default_factory=Path.cwd, compare=False)
@@ -155,6 +164,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "backup.format": ("custom", "directory"),
     "backup.large_tables": ("archive", "count"),
     "lint.fail_level": ("error", "warning", "note"),
+    "ledger.mirror": ("prisma", "flyway", "dbmate", "goose", "golang-migrate"),
 }
 _DURATIONS = {
     "lock_timeout", "statement_timeout", "retry_initial_delay", "retry_max_delay", "lock_wait",
@@ -165,7 +175,7 @@ _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]{0,62}$")
 
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 _NON_EMPTY = {"migrations_dir", "application_name", "backup.directory", "backup.pg_bindir", "lint.schema_file",
-              "app.version_file", "app.health_url"}
+              "app.version_file", "app.health_url", "ledger.mirror_schema"}
 
 
 def _coerce(key: str, expected: Any, value: Any, where: str, *, from_text: bool = False) -> Any:

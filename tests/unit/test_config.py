@@ -139,3 +139,13 @@ def test_library_callers_get_the_found_folder_and_one_announcement(tmp_path: Pat
     assert copy.migrations_path == settings.migrations_path == tmp_path / "prisma" / "migrations"
     assert len(said) == 1 and "Prisma's default" in said[0]
     assert Settings(base_dir=tmp_path).migrations_path == tmp_path / "migrations"  # built directly: as given
+
+
+def test_ledger_mirror_section(tmp_path: Path) -> None:
+    (tmp_path / "pgshift.toml").write_text('[ledger]\nmirror = "flyway"\nmirror_schema = "app"\n')
+    settings = load_settings(cwd=tmp_path, environ={})
+    assert (settings.ledger.mirror, settings.ledger.mirror_schema) == ("flyway", "app")
+    assert load_settings(cwd=tmp_path, environ={"PGSHIFT_LEDGER__MIRROR": "goose"}).ledger.mirror == "goose"
+    (tmp_path / "pgshift.toml").write_text('[ledger]\nmirror = "liquibase"\n')
+    with pytest.raises(ConfigError, match=r"ledger.mirror in .*pgshift.toml must be one of prisma, flyway, dbmate"):
+        load_settings(cwd=tmp_path, environ={})

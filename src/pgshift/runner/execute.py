@@ -33,6 +33,7 @@ from pgshift.errors import (
     LockTimeoutExhausted,
     MigrationFailed,
     MigrationSourceError,
+    PgshiftError,
 )
 from pgshift.migrations.blocks import Block, plan_blocks
 from pgshift.migrations.classify import (
@@ -107,8 +108,12 @@ class Executor:
         retry: RetryPolicy,
         notify: Notify | None = None,
         observer: StatementObserver | None = None,
+        after_record: Callable[[Migration], None] | None = None,
     ) -> None:
         self.observer = observer
+        # Called right after each ledger write for a migration, on the same transaction
+        # (pgshift.db.mirror keeps another tool's history table in step with it).
+        self.after_record = after_record or (lambda _migration: None)
         self.conn = conn
         self.history = history
         self.server_major = server_major
@@ -142,6 +147,7 @@ class Executor:
                 source_format=migration.source_format, direction=direction,
                 resume_from=self._resume_point(migration, statements, direction),
             )
+            self.after_record(migration)
         self._steps = steps
         self._started = time.monotonic()
         mode = "transaction blocks" if blocks is not None else "statement-by-statement" if steps else "transaction"
@@ -204,6 +210,7 @@ class Executor:
             detail={"duration_ms": result.duration_ms, "mode": result.mode, "retries": result.retries,
                     "resumed_at": result.resumed_at},
         )
+        self.after_record(migration)
 
     def _resume_point(self, migration: Migration, statements: list[Statement], direction: Direction) -> int:
         """Where an interrupted statement-by-statement run stopped, if the statements it completed
@@ -423,6 +430,9 @@ class Executor:
                 transactional=not self._steps, total=len(statements), source_format=migration.source_format,
                 direction=direction, error=error,
             )
+        # A mirror that cannot be written now is repaired by the next run; the failure is what to report.
+        with contextlib.suppress(psycopg.Error, PgshiftError):
+            self.after_record(migration)
 
     def _effect_present(self, stmt: Statement) -> bool:
         """Did an interrupted run already complete this non-transactional statement?"""
