@@ -31,6 +31,7 @@ from psycopg import errors as pgerrors
 from psycopg import sql
 
 from pgshift.errors import MigrationFailed, PgshiftError
+from pgshift.ops.names import qualified
 
 DEFAULT_LAG_QUERY = (
     "SELECT coalesce(max(extract(epoch FROM greatest(write_lag, flush_lag, replay_lag))), 0) "
@@ -48,12 +49,13 @@ class BackfillError(MigrationFailed):
 class BackfillSpec:
     """What to change: ``UPDATE table SET set_clause WHERE where`` in keyset batches."""
 
-    table: str
+    table: str  # as SQL would name it (quoted or not, schema-qualified or not); with schema: the exact name
     set_clause: str
     where: str | None = None
     key: tuple[str, ...] | None = None  # default: the primary key, a unique NOT NULL key, or ctid
     job: str | None = None  # the progress row's name; default derived from table, set and where
     version: str | None = None  # the migration this backfill belongs to, if any
+    schema: str | None = None  # set: ``table`` is the exact name in this schema, nothing folded or parsed
 
     @property
     def job_name(self) -> str:
@@ -125,6 +127,7 @@ class BackfillResult:
 
 @dataclass(frozen=True)
 class _Target:
+    oid: int
     schema: str
     name: str
     key: tuple[str, ...]  # empty: ctid mode
@@ -136,22 +139,50 @@ class _Target:
 
     @property
     def label(self) -> str:
-        return f"{self.schema}.{self.name}"
+        return qualified(self.schema, self.name)
 
 
-def resolve_table(conn: psycopg.Connection[Any], table: str) -> tuple[int, str, str]:
-    """(oid, schema, name) of ``table`` as written (quoted or not, schema-qualified or not)."""
+_TABLE = ("SELECT c.oid::int, n.nspname::text, c.relname::text FROM pg_class c "
+          "JOIN pg_namespace n ON n.oid = c.relnamespace ")
+
+
+def resolve_table(conn: psycopg.Connection[Any], table: str, schema: str | None = None) -> tuple[int, str, str]:
+    """(oid, schema, name) of ``table``: the exact name in ``schema``, or else as SQL would read it.
+
+    A name with capitals, dots, spaces or quotes can mean two tables: SQL folds ``Acct`` to ``acct``, a
+    person may mean the table "Acct". Only one exists: that one. Both: an error that says how to
+    write it, never a guess."""
+    if schema is not None:
+        row = conn.execute(_TABLE + "WHERE n.nspname = %s AND c.relname = %s", (schema, table)).fetchone()
+        if row is None:
+            raise PgshiftError(f"Table {qualified(schema, table)} does not exist.")
+        return int(row[0]), str(row[1]), str(row[2])
     try:
-        row = conn.execute(
-            "SELECT c.oid::int, n.nspname::text, c.relname::text FROM pg_class c "
-            "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = to_regclass(%s)", (table,)
-        ).fetchone()
+        as_sql = conn.execute(_TABLE + "WHERE c.oid = to_regclass(%s)", (table,)).fetchone()
     except psycopg.Error as exc:
-        raise PgshiftError(f"{table!r} is not a valid table name: {exc.diag.message_primary}.") from None
-    if row is None:
-        raise PgshiftError(f"Table {table!r} does not exist (looked up on the search_path).",
-                           hint="schema-qualify it, for example --table app.trades.")
-    return int(row[0]), str(row[1]), str(row[2])
+        as_sql, syntax = None, exc.diag.message_primary
+    else:
+        syntax = None
+    found = [as_sql] if as_sql else []
+    # The name exactly as written: whole on the search_path, or split at any one dot.
+    exact = conn.execute(
+        _TABLE + "WHERE c.oid = to_regclass(quote_ident(%s)) OR c.oid IN (SELECT to_regclass("
+        "quote_ident(left(%s, p - 1)) || '.' || quote_ident(substr(%s, p + 1))) FROM "
+        "generate_series(1, length(%s)) p WHERE substr(%s, p, 1) = '.')", (table,) * 5).fetchall()
+    found += [r for r in exact if r[0] not in {f[0] for f in found}]
+    if not found:
+        reason = f"is not a valid table name ({syntax}) and no table has exactly that name" if syntax \
+            else "does not exist (looked up on the search_path, as written and as SQL reads it)"
+        raise PgshiftError(f"Table {table!r} {reason}.",
+                           hint="schema-qualify it, for example --table app.trades, and double-quote a name "
+                           "with capitals or spaces: --table 'app.\"Trades\"'.")
+    if len(found) > 1:
+        names = [qualified(str(r[1]), str(r[2])) for r in found]
+        raise PgshiftError(
+            f"Table {table!r} could mean {' or '.join(names)}: SQL reads it as the first (it folds unquoted "
+            "capitals to lower case), and a table also has exactly the name as written.",
+            hint=f"write the one you mean as SQL would, for example --table '{names[-1]}'.")
+    return int(found[0][0]), str(found[0][1]), str(found[0][2])
 
 
 def detect_key(conn: psycopg.Connection[Any], oid: int) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -207,10 +238,10 @@ class Backfiller:
 
     # -- public ----------------------------------------------------------------------------
     def run(self) -> BackfillResult:
-        oid, nsp, rel = resolve_table(self.conn, self.spec.table)
+        oid, nsp, rel = resolve_table(self.conn, self.spec.table, self.spec.schema)
         key, types = (self.spec.key, _column_types(self.conn, oid, self.spec.key)) if self.spec.key \
             else detect_key(self.conn, oid)
-        target = _Target(nsp, rel, key, types)
+        target = _Target(oid, nsp, rel, key, types)
         if not key and self._server_major() < 14:
             raise PgshiftError(
                 f"Table {target.label} has no primary key or unique NOT NULL key, and walking it by ctid "
@@ -279,8 +310,8 @@ class Backfiller:
                     target.ident, sql.SQL(self.spec.where or "true"))).fetchone()
                 return int(row[0]) if row else None
         except pgerrors.QueryCanceled:
-            row = self.conn.execute("SELECT reltuples::bigint FROM pg_class WHERE oid = to_regclass(%s)",
-                                    (target.label,)).fetchone()
+            row = self.conn.execute("SELECT reltuples::bigint FROM pg_class WHERE oid = %s",
+                                    (target.oid,)).fetchone()
             return max(0, int(row[0])) if row else None
 
     # -- the loop --------------------------------------------------------------------------
