@@ -56,7 +56,8 @@ def _bar(as_json: bool, quiet: bool) -> Iterator[bf.ProgressCallback | None]:
 @click.option("--where", default=None, help="Only rows matching this condition, e.g. \"status IS NULL\".")
 @click.option("--key", default=None, help="Comma-separated key columns (default: primary key, unique key, ctid).")
 @click.option("--job", default=None, help="Name of the resumable job (default: derived from table/SET/WHERE).")
-@click.option("--target-ms", default=150, show_default=True, type=click.IntRange(1), help="Target batch duration.")
+@click.option("--target-ms", default=75, show_default=True, type=click.IntRange(1),
+              help="Target batch duration; application writes to a batch's rows wait up to this long.")
 @click.option("--min-batch", default=100, show_default=True, type=click.IntRange(1))
 @click.option("--max-batch", default=50_000, show_default=True, type=click.IntRange(1))
 @click.option("--batch-size", "initial", default=1_000, show_default=True, type=click.IntRange(1),
@@ -64,9 +65,9 @@ def _bar(as_json: bool, quiet: bool) -> Iterator[bf.ProgressCallback | None]:
 @click.option("--pause", default="0ms", show_default=True, help="Sleep between batches.")
 @click.option("--statement-timeout", default="5s", show_default=True, help="statement_timeout of each batch.")
 @click.option("--lock-timeout", default="1s", show_default=True, help="lock_timeout of each batch.")
-@click.option("--max-lock", default="200ms", show_default=True,
+@click.option("--max-lock", default="100ms", show_default=True,
               help="Longest a batch may hold its row locks; a batch that reaches it is rolled back and done "
-                   "again smaller ('off' disables).")
+                   "again smaller ('off' disables). Batches also halve while sessions wait on their locks.")
 @click.option("--max-lag", default="10s", show_default=True,
               help="Pause while a standby's replication lag is above this ('off' disables).")
 @click.option("--lag-query", default=bf.DEFAULT_LAG_QUERY, help="SQL returning the current lag in seconds.")
