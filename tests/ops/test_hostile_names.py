@@ -147,6 +147,11 @@ def _columns(print_: dict[str, Any]) -> dict[str, tuple[Any, ...]]:
     return {str(c[0]): tuple(c[1:]) for c in print_["columns"]}
 
 
+def _values(conn: psycopg.Connection[Any], schema: str, table: str, column: str) -> list[tuple[Any, ...]]:
+    return [tuple(r) for r in conn.execute(sql.SQL("SELECT id, {}::bigint FROM {} ORDER BY id").format(
+        sql.Identifier(column), sql.Identifier(schema, table))).fetchall()]
+
+
 def _check_contracted(conn: psycopg.Connection[Any], kind: str, n: dict[str, str], oid: int,
                       before: dict[str, Any]) -> None:
     after = fingerprint(conn, oid)
@@ -172,10 +177,12 @@ def _check_contracted(conn: psycopg.Connection[Any], kind: str, n: dict[str, str
         assert conn.execute("SELECT count(*) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
                             "WHERE i.indrelid = %s AND c.relname = %s AND i.indisvalid", (oid, n["obj"])
                             ).fetchone() == (1,)
-    elif kind == "rename_column":
+    elif kind == "rename_column":  # every row's value moved, which only the backfill of the right table does
         assert n["new"] in cols and n["c"] not in cols
+        assert _values(conn, n["schema"], n["table"], n["new"]) == before["c_values"]
     elif kind == "change_column_type":
         assert cols[n["c"]][0] == "bigint"
+        assert _values(conn, n["schema"], n["table"], n["c"]) == before["c_values"]
     elif kind == "drop_column":
         assert n["d"] not in cols
     elif kind == "rename_table":
@@ -197,6 +204,8 @@ def _check_contracted(conn: psycopg.Connection[Any], kind: str, n: dict[str, str
             "obj": "Obj.Name"})
 @example(n={"schema": "s" * 63, "table": "é" * 31 + "X", "ref": "r" * 63, "c": "C" * 63, "d": "c" * 63,
             "new": "ñ" * 31 + "N", "obj": "o" * 63})
+@example(n={"schema": "app", "table": "Acct", "ref": "ref", "c": "Amount", "d": "note", "new": "total",
+            "obj": "acct_check"})
 @example(n={"schema": "a.b", "table": 'a"b', "ref": "%s", "c": 'x"y', "d": "select", "new": "my table", "obj": '"'})
 def test_every_operation_on_names_that_need_quoting(pg_server: PgServer, kind: str, n: dict[str, str]) -> None:
     dbname = pg_server.create_database()
@@ -209,6 +218,7 @@ def test_every_operation_on_names_that_need_quoting(pg_server: PgServer, kind: s
             others = {pair: _oid(conn, *pair) for pair in lookalikes}
             untouched = {pair: fingerprint(conn, oid) for pair, oid in others.items() if oid is not None}
             before = fingerprint(conn, target)
+            c_values = _values(conn, n["schema"], n["table"], n["c"])
             ops = {"schema": n["schema"], "lock_timeout": "1s", "backfill_batch_size": 15,
                    "operations": [{kind.removesuffix("_constant"): operation(kind, n)}]}
             settings_ = make_project(Path(tmp), url, {"002_hostile.ops.json": json.dumps(ops)})
@@ -224,7 +234,7 @@ def test_every_operation_on_names_that_need_quoting(pg_server: PgServer, kind: s
 
             api.migrate(settings_)
             service.contract(settings_)
-            _check_contracted(conn, kind, n, target, before)
+            _check_contracted(conn, kind, n, target, {**before, "c_values": c_values})
             assert {p: fingerprint(conn, o) for p, o in others.items() if o is not None} == untouched
     finally:
         pg_server.drop_database(dbname)
