@@ -12,8 +12,9 @@ Each batch is one short transaction with its own statement_timeout and lock_time
 
 Tables without a primary key or unique NOT NULL key are walked by ``ctid`` page ranges
 (PostgreSQL 14+ TID range scans), up to the table's size when the backfill started.
-The batch size follows a target batch duration; the engine pauses between batches and while a
-standby's replication lag is above a threshold.
+The batch size follows a target batch duration, and shrinks while application sessions wait on a
+batch's row locks; the engine pauses between batches and while a standby's replication lag is
+above a threshold.
 """
 
 from __future__ import annotations
@@ -68,8 +69,8 @@ class BackfillSpec:
 @dataclass(frozen=True)
 class BackfillOptions:
     # An application write to a row of the running batch waits for the batch's commit: with 150 ms
-    # batches and a 200 ms limit, application updates just ahead of the backfill waited up to 189 ms;
-    # with these, under 100 ms (docs/ops.md, "Measured").
+    # batches and a 200 ms limit, application updates just ahead of the backfill waited up to 212 ms;
+    # with these and yield_to_waiters, under 100 ms (docs/ops.md, "Measured").
     target_ms: int = 75  # aim for batches of this duration
     min_batch: int = 100
     max_batch: int = 50_000
@@ -85,8 +86,9 @@ class BackfillOptions:
     lag_query: str = DEFAULT_LAG_QUERY
     lag_poll_s: float = 1.0
     count_total: bool = True  # count matching rows first, for the ETA
-    # Before each commit the batch looks for sessions waiting on its locks (pg_blocking_pids). Seen:
-    # the next batch is half as big, none grows for ``calm_batches``, and a pause lets them through.
+    # Before each commit the batch looks for sessions waiting on its locks (pg_blocking_pids). One
+    # that waited half the target halves the next batch, any stops growth for ``calm_batches``
+    # batches, and a pause lets them through.
     yield_to_waiters: bool = True
     waiter_pause_ms: int = 10
     calm_batches: int = 5
