@@ -295,3 +295,16 @@ def test_quote_ident_and_fit_agree_with_the_server(pg_server: PgServer, name: st
         # The server keeps a fitted name as it is: nothing cut a second time.
         assert c.execute("SELECT %s::name::text", (long,)).fetchone() == (long,)
         assert c.execute("SELECT to_regclass(%s)", (qualified("pg_catalog", "pg_class"),)).fetchone() is not None
+
+
+def test_names_that_look_like_markup_are_printed_as_they_are(tmp_path: Path, db_url: str,
+                                                             conn: psycopg.Connection[Any]) -> None:
+    from tests.helpers import run_pgshift
+
+    conn.execute('CREATE TABLE "x[/]" (id int PRIMARY KEY, hits int NOT NULL DEFAULT 0)')
+    conn.execute('INSERT INTO "x[/]" (id) SELECT generate_series(1, 30)')
+    done = run_pgshift(["backfill", "--table", 'public."x[/]"', "--set", "hits = 1"], cwd=tmp_path, url=db_url)
+    assert done.returncode == 0, done.stderr
+    assert 'rows of public."x[/]"' in done.stdout
+    missing = run_pgshift(["backfill", "--table", "[bold]nope[/]", "--set", "hits = 1"], cwd=tmp_path, url=db_url)
+    assert missing.returncode != 0 and "Table '[bold]nope[/]' does not exist" in missing.stderr

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 import click
 from rich.console import Console
+from rich.markup import escape
 
 from pgshift.config import FORMATS, load_settings
 from pgshift.errors import ConnectionFailed, Interrupted, PgshiftError, from_os_error
@@ -84,7 +85,8 @@ def fail(exc: PgshiftError) -> None:
     if _json_requested():
         click.echo(json.dumps({"error": {"code": exc.code, "message": message}}), err=True)
     else:
-        stderr.print(f"[bold red]error[/] [dim]({exc.code})[/]: {message}", markup=True,
+        # Escaped: messages quote names and SQL, and "[/]" in either would be taken for markup.
+        stderr.print(f"[bold red]error[/] [dim]({exc.code})[/]: {escape(message)}", markup=True,
                      highlight=False)
     sys.exit(exc.exit_code)
 
