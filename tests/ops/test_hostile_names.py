@@ -87,8 +87,10 @@ OPERATIONS = ["add_column", "add_column_constant", "set_not_null", "drop_not_nul
 def _table_sql(schema: str, table: str, n: dict[str, str]) -> list[sql.Composed]:
     t = sql.Identifier(schema, table)
     return [
-        sql.SQL("CREATE TABLE {} (id int PRIMARY KEY, {} int, {} text NOT NULL)").format(
-            t, sql.Identifier(n["c"]), sql.Identifier(n["d"])),
+        sql.SQL("CREATE TABLE {} (id int PRIMARY KEY, {c} int CHECK ({c} >= 0), {} text NOT NULL)").format(
+            t, sql.Identifier(n["d"]), c=sql.Identifier(n["c"])),
+        # Carried to the new column by rename_column and change_column_type.
+        sql.SQL("CREATE INDEX ON {} ({}, {})").format(t, sql.Identifier(n["c"]), sql.Identifier(n["d"])),
         sql.SQL("INSERT INTO {} SELECT g, CASE WHEN g % 3 <> 0 THEN g % 5 END, 'd' || g "
                 "FROM generate_series(1, 40) g").format(t),
     ]
@@ -191,6 +193,10 @@ def _check_contracted(conn: psycopg.Connection[Any], kind: str, n: dict[str, str
         assert _oid(conn, n["schema"], n["new"]) is not None
     elif kind == "drop_table":
         assert after == {"exists": False}
+    if kind in ("rename_column", "change_column_type"):  # the index and CHECK on the column came along
+        assert [i[0] for i in after["indexes"]] == [i[0] for i in before["indexes"]]
+        assert all(i[2] for i in after["indexes"])
+        assert [(c[0], c[2]) for c in after["constraints"]] == [(c[0], c[2]) for c in before["constraints"]]
     if kind not in ("drop_table", "rename_table", "create_table", "set_not_null"):
         assert after["data"] == before["data"] or kind in ("add_column", "add_column_constant", "drop_column",
                                                           "change_column_type", "rename_column")
