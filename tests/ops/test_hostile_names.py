@@ -314,3 +314,34 @@ def test_names_that_look_like_markup_are_printed_as_they_are(tmp_path: Path, db_
     assert 'rows of public."x[/]"' in done.stdout
     missing = run_pgshift(["backfill", "--table", "[bold]nope[/]", "--set", "hits = 1"], cwd=tmp_path, url=db_url)
     assert missing.returncode != 0 and "Table '[bold]nope[/]' does not exist" in missing.stderr
+
+
+def test_a_long_transaction_on_a_mixed_case_table_is_seen_and_waited_out(tmp_path: Path, db_url: str,
+                                                                          conn: psycopg.Connection[Any]) -> None:
+    """Before a strong lock, pgshift looks for sessions holding locks on the table: on "Acct", not on acct."""
+    import time
+
+    from tests.ops.helpers import Writers
+
+    conn.execute('CREATE TABLE "Acct" (id int PRIMARY KEY, qty int); CREATE TABLE acct (id int PRIMARY KEY)')
+    settings_ = make_project(tmp_path, db_url, {"002_check.ops.json": json.dumps({
+        "lock_timeout": "50ms", "operations": [{"add_check": {"table": "Acct", "name": "qty_positive",
+                                                              "check": "qty > 0"}}]})})
+    blocker = psycopg.connect(db_url)
+    blocker.execute('SELECT * FROM "Acct"')  # an open transaction holding ACCESS SHARE on "Acct"
+    time.sleep(0.3)  # already older than lock_timeout when the migration looks
+    notes: list[str] = []
+    writers = Writers()
+    writers.start(lambda stop: len(api.migrate(settings_, notify=notes.append).applied))
+    queued: list[Any] = []
+    with psycopg.connect(db_url, autocommit=True) as watch:  # a queued ALTER would show for 50 ms a time
+        until = time.monotonic() + 1.5
+        while time.monotonic() < until and any(t.is_alive() for t in writers.threads):
+            queued += watch.execute("SELECT pid, query FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                                    "AND datname = current_database()").fetchall()
+            time.sleep(0.005)
+    blocker.rollback()
+    blocker.close()
+    writers.join()
+    assert writers.errors == [] and queued == []  # traffic never waited behind a queued ALTER
+    assert any('needs a strong lock on public."Acct"' in n and "it would wait behind" in n for n in notes)
