@@ -69,7 +69,7 @@ def single_update(url: str, rows: int) -> dict[str, float]:
             "longest_lock_ms": elapsed * 1000}
 
 
-def batched(url: str, rows: int, target_ms: int, max_lock_ms: int, contend: bool = False,
+def batched(url: str, rows: int, target_ms: int, max_lock_ms: int = 100, contend: bool = False,
             yield_to_waiters: bool = True) -> dict[str, Any]:
     prepare(url, rows)
     options = BackfillOptions(target_ms=target_ms, max_lock_ms=max_lock_ms or None, max_batch=200_000,

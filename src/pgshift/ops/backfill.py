@@ -503,8 +503,8 @@ class Backfiller:
         just before the commit: a row lock is held until then, so whoever waited on one still waits."""
         row = self.conn.execute(
             "SELECT count(DISTINCT a.pid)::int, coalesce(max(extract(epoch FROM clock_timestamp() - "
-            # pg_locks.waitstart is PostgreSQL 14+: read through to_jsonb, NULL before
-            "(to_jsonb(l) ->> 'waitstart')::timestamptz)) * 1000, 0)::float8 "
+            # pg_locks.waitstart is PostgreSQL 14+ (read through to_jsonb); before, the statement's start
+            "coalesce((to_jsonb(l) ->> 'waitstart')::timestamptz, a.query_start))) * 1000, 0)::float8 "
             "FROM pg_stat_activity a LEFT JOIN pg_locks l ON l.pid = a.pid AND NOT l.granted "
             "WHERE a.wait_event_type = 'Lock' AND pg_backend_pid() = ANY (pg_blocking_pids(a.pid))").fetchone()
         return (int(row[0]), float(row[1])) if row else (0, 0.0)
