@@ -345,3 +345,23 @@ def test_a_long_transaction_on_a_mixed_case_table_is_seen_and_waited_out(tmp_pat
     writers.join()
     assert writers.errors == [] and queued == []  # traffic never waited behind a queued ALTER
     assert any('needs a strong lock on public."Acct"' in n and "it would wait behind" in n for n in notes)
+
+
+def test_derived_names_of_long_columns_do_not_collide(tmp_path: Path, db_url: str,
+                                                      conn: psycopg.Connection[Any]) -> None:
+    """Shadow columns and NOT NULL checks are named from the column: cut to 63 bytes, two columns that
+    share their first 60 bytes would get the same shadow column."""
+    first, second = "é" * 30 + "_1", "é" * 30 + "_2"  # 62 bytes each
+    conn.execute(sql.SQL("CREATE TABLE t (id int PRIMARY KEY, {} int NOT NULL, {} int NOT NULL)").format(
+        sql.Identifier(first), sql.Identifier(second)))
+    conn.execute("INSERT INTO t SELECT g, g, -g FROM generate_series(1, 100) g")
+    settings_ = make_project(tmp_path, db_url, {"002_types.ops.json": json.dumps({"operations": [
+        {"change_column_type": {"table": "t", "column": first, "type": "bigint"}},
+        {"change_column_type": {"table": "t", "column": second, "type": "bigint"}}]})})
+    api.migrate(settings_)
+    service.contract(settings_)
+    assert conn.execute(sql.SQL("SELECT sum({}), sum({}), pg_typeof(sum({})) FROM t").format(
+        sql.Identifier(first), sql.Identifier(second), sql.Identifier(first))).fetchone() == (5050, -5050, "numeric")
+    assert conn.execute("SELECT count(*) FROM pg_attribute WHERE attrelid = 't'::regclass AND attnum > 0 "
+                        "AND NOT attisdropped AND attnotnull AND format_type(atttypid, atttypmod) = 'bigint'"
+                        ).fetchone() == (2,)
