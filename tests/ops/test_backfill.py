@@ -241,10 +241,10 @@ def test_a_row_the_app_holds_is_waited_for_by_retrying_not_by_cutting_batches(
 def test_batches_shrink_while_the_app_waits_on_their_row_locks(
     tmp_path: Path, db_url: str, conn: psycopg.Connection[Any]
 ) -> None:
-    _trades(conn, 4_000)
+    _trades(conn, 2_000)
     # About 0.5 ms per row: a batch of 200 rows holds its row locks for about 100 ms.
     slow = "hits = hits + 1 + (pg_sleep(0.0005) IS NULL)::int"
-    options = BackfillOptions(initial_batch=200, min_batch=5, max_batch=400, target_ms=80, max_lock_ms=None,
+    options = BackfillOptions(initial_batch=200, min_batch=20, max_batch=400, target_ms=80, max_lock_ms=None,
                               max_lag_s=None)
     seen: list[Progress] = []
     stop = threading.Event()
@@ -258,7 +258,7 @@ def test_batches_shrink_while_the_app_waits_on_their_row_locks(
                 ahead = (position.rows_done if position else 0) + rng.randint(1, position.batch_size if position
                                                                                else 200)
                 t0 = time.monotonic()
-                c.execute("UPDATE trades SET qty = qty + 1 WHERE id = %s", (min(ahead, 4_000),))
+                c.execute("UPDATE trades SET qty = qty + 1 WHERE id = %s", (min(ahead, 2_000),))
                 app_waits.append((time.monotonic() - t0) * 1000)
                 time.sleep(0.01)
 
@@ -276,7 +276,7 @@ def test_batches_shrink_while_the_app_waits_on_their_row_locks(
     # Each batch the app waited on long (at least half the 80 ms target) made the next one half as big.
     halved = [(before.batch_size, after.batch_size) for before, after in itertools.pairwise(seen)
               if after.waiters and after.waited_ms >= 40]
-    assert halved and all(new == max(5, old // 2) for old, new in halved)
+    assert halved and all(new == max(20, old // 2) for old, new in halved)
     assert all(p.batch_size <= 200 for p in seen[seen.index(next(p for p in seen if p.waiters)):])
     assert conn.execute("SELECT min(hits), max(hits) FROM trades").fetchone() == (1, 1)
 
