@@ -51,6 +51,7 @@ def names(draw: st.DrawFn) -> dict[str, str]:
     assume(not fold(n["schema"]).startswith("pg_") and n["schema"] not in ("pgshift", "public"))
     tables = {n["table"], fold(n["table"])}
     assume(n["ref"] not in tables and n["new"] not in tables and n["new"] != n["ref"])
+    assume(n["obj"] not in {*tables, n["ref"], n["new"]} and n["new"] != "a")  # "a": the enum's first value
     assume(len({n["c"], n["d"], n["new"]}) == 3 and not {n["c"], n["d"], n["new"]} & SYSTEM_COLUMNS)
     return n
 
@@ -75,13 +76,15 @@ def operation(kind: str, n: dict[str, str]) -> dict[str, Any]:
         "rename_table": {"from": t, "to": new},
         "create_table": {"table": new, "columns": [{"name": c, "type": "int", "primary_key": True}]},
         "drop_table": {"table": t},
+        "drop_index": {"name": obj},
+        "add_enum_value": {"type": obj, "value": new, "before": "a"},
     }
     return operations[kind]
 
 
 OPERATIONS = ["add_column", "add_column_constant", "set_not_null", "drop_not_null", "set_default", "add_check",
               "add_foreign_key", "add_unique", "create_index", "rename_column", "change_column_type", "drop_column",
-              "rename_table", "create_table", "drop_table"]
+              "rename_table", "create_table", "drop_table", "drop_index", "add_enum_value"]
 
 
 def _table_sql(schema: str, table: str, n: dict[str, str]) -> list[sql.Composed]:
@@ -149,6 +152,12 @@ def _columns(print_: dict[str, Any]) -> dict[str, tuple[Any, ...]]:
     return {str(c[0]): tuple(c[1:]) for c in print_["columns"]}
 
 
+def _index_count(conn: psycopg.Connection[Any], oid: int, name: str) -> int:
+    row = conn.execute("SELECT count(*) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+                       "WHERE i.indrelid = %s AND c.relname = %s AND i.indisvalid", (oid, name)).fetchone()
+    return int(row[0]) if row else 0
+
+
 def _values(conn: psycopg.Connection[Any], schema: str, table: str, column: str) -> list[tuple[Any, ...]]:
     return [tuple(r) for r in conn.execute(sql.SQL("SELECT id, {}::bigint FROM {} ORDER BY id").format(
         sql.Identifier(column), sql.Identifier(schema, table))).fetchall()]
@@ -176,9 +185,7 @@ def _check_contracted(conn: psycopg.Connection[Any], kind: str, n: dict[str, str
     elif kind in ("add_check", "add_foreign_key", "add_unique"):
         assert constraints[n["obj"]][2] is True  # validated
     elif kind == "create_index":
-        assert conn.execute("SELECT count(*) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
-                            "WHERE i.indrelid = %s AND c.relname = %s AND i.indisvalid", (oid, n["obj"])
-                            ).fetchone() == (1,)
+        assert _index_count(conn, oid, n["obj"]) == 1
     elif kind == "rename_column":  # every row's value moved, which only the backfill of the right table does
         assert n["new"] in cols and n["c"] not in cols
         assert _values(conn, n["schema"], n["table"], n["new"]) == before["c_values"]
@@ -193,6 +200,11 @@ def _check_contracted(conn: psycopg.Connection[Any], kind: str, n: dict[str, str
         assert _oid(conn, n["schema"], n["new"]) is not None
     elif kind == "drop_table":
         assert after == {"exists": False}
+    elif kind == "drop_index":
+        assert _index_count(conn, oid, n["obj"]) == 0
+    elif kind == "add_enum_value":
+        assert conn.execute(sql.SQL("SELECT enum_range(NULL::{})::text[]").format(
+            sql.Identifier(n["schema"], n["obj"]))).fetchone() == ([n["new"], "a"],)
     if kind in ("rename_column", "change_column_type"):  # the index and CHECK on the column came along
         assert [i[0] for i in after["indexes"]] == [i[0] for i in before["indexes"]]
         assert all(i[2] for i in after["indexes"])
@@ -219,6 +231,11 @@ def test_every_operation_on_names_that_need_quoting(pg_server: PgServer, kind: s
     try:
         with psycopg.connect(url, autocommit=True) as conn, tempfile.TemporaryDirectory() as tmp:
             lookalikes = _set_up(conn, n)
+            if kind == "drop_index":
+                conn.execute(sql.SQL("CREATE INDEX {} ON {} ({})").format(
+                    sql.Identifier(n["obj"]), sql.Identifier(n["schema"], n["table"]), sql.Identifier(n["d"])))
+            if kind == "add_enum_value":
+                conn.execute(sql.SQL("CREATE TYPE {} AS ENUM ('a')").format(sql.Identifier(n["schema"], n["obj"])))
             target = _oid(conn, n["schema"], n["table"])
             assert target is not None
             others = {pair: _oid(conn, *pair) for pair in lookalikes}
