@@ -135,7 +135,7 @@ class BackfillResult:
     batch_ms: list[float] = field(default_factory=list)
     max_lock_ms: float = 0.0  # from the batch UPDATE's start to its commit
     cut_batches: int = 0  # batches stopped at max_lock_ms, rolled back and done again smaller
-    waited_batches: int = 0  # batches that other sessions were seen waiting on (each halved the next)
+    waited_batches: int = 0  # batches other sessions were seen waiting on (the next was kept or made smaller)
     max_waited_ms: float = 0.0  # the longest such wait seen, up to the batch's commit
 
 
@@ -192,9 +192,10 @@ def resolve_table(conn: psycopg.Connection[Any], table: str, schema: str | None 
                            "with capitals or spaces: --table 'app.\"Trades\"'.")
     if len(found) > 1:
         names = [qualified(str(r[1]), str(r[2])) for r in found]
+        how = ("SQL reads it as the first (it folds unquoted capitals to lower case), and a table also has "
+               "exactly the name as written") if as_sql else "tables have those names exactly as written"
         raise PgshiftError(
-            f"Table {table!r} could mean {' or '.join(names)}: SQL reads it as the first (it folds unquoted "
-            "capitals to lower case), and a table also has exactly the name as written.",
+            f"Table {table!r} could mean {' or '.join(names)}: {how}.",
             hint=f"write the one you mean as SQL would, for example --table '{names[-1]}'.")
     return int(found[0][0]), str(found[0][1]), str(found[0][2])
 
