@@ -106,7 +106,7 @@ def backfill_cmd(settings: Settings, as_json: bool, table: str, set_clause: str,
         return
     rate = result.rows_this_run / result.duration_s if result.duration_s else 0.0
     resumed = " (resumed)" if result.resumed else ""
-    yielded = f", {result.waited_batches} shrunk for waiting sessions" if result.waited_batches else ""
+    yielded = f" ({result.waited_batches} with sessions waiting on them)" if result.waited_batches else ""
     stdout.print(f"[green]backfilled[/] {result.rows_this_run} rows of {escape(result.table)}{resumed} in "
                  f"{result.batches} batches{yielded}, {result.duration_s:.1f}s, {rate:,.0f} rows/s, "
                  f"longest batch {result.max_batch_ms:.0f} ms, keyed by {escape(result.mode)}")
