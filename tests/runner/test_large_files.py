@@ -113,6 +113,17 @@ def counting_tree_parses(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]
     yield parsed
 
 
+@pytest.mark.parametrize("fmt", ["native", "dbmate", "golang-migrate"])
+def test_every_format_loads_a_large_file_building_no_tree_per_row(
+    fmt: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _gen().write(tmp_path, fmt, MB)
+    with counting_tree_parses(monkeypatch) as parsed:
+        found, migrations = load_migrations(tmp_path)
+    assert found == fmt and len(migrations[0].up) > 250
+    assert parsed[0] < 0.01 * MB, parsed[0]
+
+
 def test_migrate_applies_a_large_file_building_no_tree_per_row(
     large_folder: Path, db_url: str, conn: psycopg.Connection[Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -1,4 +1,5 @@
-"""What kind of statement is this? Decided from pglast's AST, never from regular expressions."""
+"""What kind of statement is this? Decided from pglast's AST, never from regular expressions (the first
+word only spares the parse of statements, such as INSERTs, that cannot be of a kind asked about)."""
 
 from __future__ import annotations
 
@@ -22,10 +23,16 @@ class IndexTarget:
 
 # Only statements starting with one of these words can be transaction control or need autocommit:
 # any other (INSERT, UPDATE, COPY...: most of a data migration) is classified without a parse.
-_CLASSIFIED_WORDS = frozenset({
+TRANSACTION_WORDS = frozenset({
     "ABORT", "BEGIN", "COMMIT", "END", "PREPARE", "RELEASE", "ROLLBACK", "SAVEPOINT", "START",
-    "ALTER", "CREATE", "DROP", "REINDEX", "VACUUM",
 })
+_CLASSIFIED_WORDS = TRANSACTION_WORDS | {"ALTER", "CREATE", "DROP", "REINDEX", "VACUUM"}
+
+
+def may_be_transaction_control(sql: str) -> bool:
+    """False when the first word rules out BEGIN / COMMIT / SAVEPOINT ... without a parse."""
+    word = first_word(sql)
+    return word is None or word in TRANSACTION_WORDS
 
 
 @dataclass(frozen=True)
