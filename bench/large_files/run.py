@@ -127,8 +127,8 @@ def bench(args: argparse.Namespace) -> list[dict[str, object]]:
         for size in args.sizes:
             folders = {fmt: work / f"{fmt}-{size}" / "migrations" for fmt in args.formats}
             for fmt, folder in folders.items():
-                gen.write(folder, fmt, size * 1_000_000)
-            body = gen.body(size * 1_000_000)
+                gen.write(folder, fmt, int(size * 1_000_000))
+            body = gen.body(int(size * 1_000_000))
             up = work / f"up-{size}.sql"  # what psql runs: the up part alone
             up.write_text(body)
             statements = 1 + body.count("INSERT INTO") + body.count("CREATE OR REPLACE FUNCTION")
@@ -152,7 +152,7 @@ def bench(args: argparse.Namespace) -> list[dict[str, object]]:
                                       env=env, limit=args.limit)
                     migrate.ok = migrate.ok and not migrate.capped and server.rows_and_drop(dsn) == expected_rows
                     runs.setdefault((name, "migrate"), []).append(migrate)
-                    print(f"{size} MB {name}: lint {lint.seconds}s, migrate {migrate.seconds}s, "
+                    print(f"{size:g} MB {name}: lint {lint.seconds}s, migrate {migrate.seconds}s, "
                           f"psql {psql.seconds}s", file=sys.stderr)
             for (name, what), found in runs.items():
                 best = min(found, key=lambda r: r.seconds)
@@ -177,7 +177,7 @@ def report(rows: list[dict[str, object]]) -> str:
 
     lines = ["| size | format | statements | `pgshift lint` | `pgshift migrate` | `psql -1 -f` | migrate / psql |",
              "|---:|---|---:|---|---|---|---:|"]
-    sizes = sorted({int(str(r["size_mb"])) for r in rows})
+    sizes = sorted({float(str(r["size_mb"])) for r in rows})
     for size in sizes:
         psql = cell(size, "psql -1 -f", "apply")
         for tool in dict.fromkeys(str(r["tool"]) for r in rows if r["size_mb"] == size and r["what"] == "lint"):
@@ -185,11 +185,12 @@ def report(rows: list[dict[str, object]]) -> str:
             ratio = (f"{float(str(migrate['seconds'])) / float(str(psql['seconds'])):.2f}x"
                      if migrate and psql and migrate["ok"] else "-")
             statements = lint["statements"] if lint else "-"
-            lines.append(f"| {size} MB | {tool} | {statements} | {fmt(lint)} | {fmt(migrate)} | {fmt(psql)} | {ratio} |")
+            lines.append(f"| {size:g} MB | {tool} | {statements} | {fmt(lint)} | {fmt(migrate)} | {fmt(psql)} "
+                         f"| {ratio} |")
     if len(sizes) >= 2:
         small, large = sizes[0], sizes[-1]
         lines.append("")
-        lines.append(f"Linearity ({large} MB vs {small} MB, CPU seconds per MB, 1.00 = linear):")
+        lines.append(f"Linearity ({large:g} MB vs {small:g} MB, client CPU seconds per MB, 1.00 = linear):")
         for tool in dict.fromkeys(str(r["tool"]) for r in rows if r["what"] != "apply"):
             for what in ("lint", "migrate"):
                 a, b = cell(small, tool, what), cell(large, tool, what)
@@ -202,7 +203,7 @@ def report(rows: list[dict[str, object]]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", type=lambda s: [int(x) for x in s.split(",")], default=[10, 50],
+    parser.add_argument("--sizes", type=lambda s: [float(x) for x in s.split(",")], default=[10, 50],
                         help="file sizes in MB, comma-separated (default 10,50)")
     parser.add_argument("--formats", type=lambda s: s.split(","), default=list(FORMATS))
     parser.add_argument("--repeat", type=int, default=1)
