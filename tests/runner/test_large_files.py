@@ -99,17 +99,18 @@ def test_a_parse_error_deep_in_a_large_file_names_its_line(tmp_path: Path, large
 
 
 @contextmanager
-def counting_tree_parses(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
+def counting_tree_parses(monkeypatch: pytest.MonkeyPatch, function: str = "parse_sql") -> Iterator[list[int]]:
     """Characters given to pglast's parse_sql, which builds a Python object per node (the slow,
-    memory-hungry kind of parse); splitting and linting use the C parser's output directly."""
+    memory-hungry kind of parse; splitting and linting use the C parser's output directly), or
+    to parse_sql_json (the trees the linter reads)."""
     parsed = [0]
-    real: Callable[[str], Any] = parser.parse_sql
+    real: Callable[[str], Any] = getattr(parser, function)
 
-    def parse_sql(sql: str) -> Any:
+    def counting(sql: str) -> Any:
         parsed[0] += len(sql)
         return real(sql)
 
-    monkeypatch.setattr(parser, "parse_sql", parse_sql)
+    monkeypatch.setattr(parser, function, counting)
     yield parsed
 
 
@@ -140,6 +141,17 @@ def test_migrate_applies_a_large_file_building_no_tree_per_row(
     # CREATEs) are parsed into trees; none of the INSERTs is.
     assert parsed[0] < 0.01 * SIZE, parsed[0]
     assert memory.peak < 8 * SIZE, memory.peak
+
+    # The next migrate lints a new migration after replaying the applied ones into the schema
+    # model: their INSERTs cannot change it, so they are not parsed again.
+    (large_folder / "20240102000000_next.sql").write_text("-- pgshift:up\nALTER TABLE seed_customers ADD note text;\n")
+    try:
+        with counting_tree_parses(monkeypatch, "parse_sql_json") as parsed_json:
+            report = api.migrate(settings, checks=MigrateChecks(backup=False))
+    finally:
+        (large_folder / "20240102000000_next.sql").unlink()
+    assert [r.version for r in report.applied] == ["20240102000000"]
+    assert parsed_json[0] < 0.01 * SIZE, parsed_json[0]
 
 
 class CountingSha256:
