@@ -36,11 +36,12 @@ class _Positions:
     """line_col for increasing offsets, counting each newline once (line_col from 0 each time is quadratic)."""
 
     def __init__(self, text: str, base_line: int) -> None:
-        self.text, self.offset, self.line, self.line_start = text, 0, base_line, 0
+        self.text, self.base_line = text, base_line
+        self.offset, self.line, self.line_start = 0, base_line, 0
 
     def at(self, offset: int) -> tuple[int, int]:
         if offset < self.offset:
-            return line_col(self.text, offset, base_line=self.line - self.text.count("\n", 0, self.offset))
+            return line_col(self.text, offset, base_line=self.base_line)
         newlines = self.text.count("\n", self.offset, offset)
         if newlines:
             self.line += newlines
@@ -105,9 +106,10 @@ def statement_spans(text: str) -> Iterator[tuple[int, int]]:
             index += 1
         except ParseError:
             # A cut fell inside a statement: try with the next chunk, then with the rest in one piece.
-            end = bounds[index + 2] if index + 2 < len(bounds) else len(text)
             try:
-                spans = _spans_of(text[start:end])
+                if index + 2 >= len(bounds):
+                    raise
+                spans = _spans_of(text[start:bounds[index + 2]])
                 index += 2
             except ParseError:
                 try:
