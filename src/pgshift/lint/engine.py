@@ -129,6 +129,11 @@ def parse_text(text: str, file: str, base_line: int = 1) -> list[Parsed]:
     return list(_text_statements(text, file, base_line)[1])
 
 
+def statements_of(text: str, file: str) -> list[Statement]:
+    """The statements of ``text``, without their trees (a statement that does not parse is still one)."""
+    return _text_statements(text, file)[0]
+
+
 def _text_statements(text: str, file: str, base_line: int = 1) -> tuple[list[Statement], Iterable[Parsed]]:
     """The statements of ``text`` and their trees, parsed lazily (one chunk of trees in memory)."""
     try:
