@@ -1,5 +1,6 @@
-"""Large texts are parsed in chunks by a helper thread; the result must not depend on where the
-chunks are cut, even when a cut falls inside a string, a dollar-quoted body or a comment."""
+"""Large texts are split in chunks and their trees parsed in batches by a helper thread; the result
+must not depend on where the chunks are cut, even when a cut falls inside a string, a dollar-quoted
+body or a comment."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pgshift.lint import engine
+from pgshift.migrations import splitter
 
 PIECES = [
     "CREATE TABLE t{i} (id bigint PRIMARY KEY, note text);\n",
@@ -43,18 +45,19 @@ def _shape(parsed: list[engine.Parsed]) -> list[tuple[str, int, int, object]]:
 def test_chunking_never_changes_the_statements(order: list[int], chunk: int) -> None:
     text = _text(order)
     whole = _shape(engine.parse_text(text, "x.sql"))
-    original = engine._CHUNK_BYTES
-    engine._CHUNK_BYTES = chunk
+    original = engine._CHUNK_BYTES, splitter.CHUNK_CHARS
+    engine._CHUNK_BYTES = splitter.CHUNK_CHARS = chunk
     try:
         chunked = _shape(engine.parse_text(text, "x.sql"))
     finally:
-        engine._CHUNK_BYTES = original
+        engine._CHUNK_BYTES, splitter.CHUNK_CHARS = original
     assert chunked == whole
     assert len(whole) == len(order)
 
 
 def test_a_parse_error_in_a_later_chunk_is_still_reported_in_place(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(engine, "_CHUNK_BYTES", 10)
+    monkeypatch.setattr(splitter, "CHUNK_CHARS", 10)
     text = _text([0, 1, 2]) + "ALTER TABLE oops ADD;\n" + _text([3, 4])
     parsed = engine.parse_text(text, "x.sql")
     errors = [p.error for p in parsed if p.error]

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pgshift.errors import SqlParseError
-from pgshift.migrations.splitter import split_sql
+from pgshift.migrations import splitter
+from pgshift.migrations.splitter import first_word, split_sql
 
 TRICKY = """\
 -- a comment; with a semicolon
@@ -74,3 +75,56 @@ def test_any_sequence_of_statements_splits_back(items: list[tuple[str, str]]) ->
     text = ";\n-- sep ;\n".join(sources) + ";"
     statements = split_sql(text)
     assert [s.sql for s in statements] == sources
+
+
+def test_an_error_at_the_end_of_the_input_names_the_last_line() -> None:
+    with pytest.raises(SqlParseError) as caught:
+        split_sql("SELECT 1;\nCREATE TABLE t (\n", file="cut.sql")
+    assert (caught.value.file, caught.value.line) == ("cut.sql", 3)
+    assert "at end of input" in caught.value.message
+
+
+PIECES = [
+    "CREATE TABLE t{i} (id bigint PRIMARY KEY, note text);\n",
+    "INSERT INTO t{i} VALUES (1, 'semi;\ncolon;\n');\n",
+    "CREATE FUNCTION f{i}() RETURNS int LANGUAGE plpgsql AS $body$\nBEGIN\n  RETURN 1;\nEND;\n$body$;\n",
+    "/* a comment;\nwith a cut point; /* nested;\n */ */ ALTER TABLE t{i} ADD COLUMN c text;\n",
+    "-- trailing comment;\nUPDATE t{i} SET note = '\u00fcn\u00efcode' WHERE id = 1;\n",
+    'CREATE INDEX "ix;\n{i}" ON t{i} (note);\n',
+    "CREATE FUNCTION g{i}() RETURNS int LANGUAGE sql\nBEGIN ATOMIC\n  SELECT 1;\n  SELECT 2;\nEND;\n",
+    "SELECT 1 FORM t{i};\n",  # a syntax error
+    "SELECT 'unterminated;\n",
+]
+
+
+def _outcome(text: str) -> object:
+    try:
+        return [(s.sql, s.line, s.column, s.index) for s in split_sql(text, file="x.sql", base_line=3)]
+    except SqlParseError as exc:
+        return (exc.line, exc.column, exc.message)
+
+
+@settings(max_examples=80, deadline=None)
+@given(order=st.lists(st.integers(0, len(PIECES) - 1), min_size=1, max_size=25), chunk=st.integers(1, 300))
+def test_chunks_never_change_statements_positions_or_errors(order: list[int], chunk: int) -> None:
+    """Large texts are split chunk by chunk; a cut inside a string, a body or a comment, or a
+    statement with an error, must give what one parse of the whole text gives."""
+    text = "".join(PIECES[p].format(i=i) for i, p in enumerate(order))
+    whole = _outcome(text)
+    original = splitter.CHUNK_CHARS
+    splitter.CHUNK_CHARS = chunk
+    try:
+        assert _outcome(text) == whole
+    finally:
+        splitter.CHUNK_CHARS = original
+
+
+@pytest.mark.parametrize(("sql", "word"), [
+    ("insert into t values (1)", "INSERT"),
+    ("  -- note\n/* a /* nested */ b */\tBEGIN", "BEGIN"),
+    ("commit;", "COMMIT"),
+    ("(SELECT 1)", None),
+    ("cr\u00e9ate table", None),
+])
+def test_first_word_skips_comments(sql: str, word: str | None) -> None:
+    assert first_word(sql) == word

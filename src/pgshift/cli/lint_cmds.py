@@ -12,7 +12,7 @@ import click
 from pgshift.cli.common import handle_errors, settings_options, stdout
 from pgshift.config import Settings
 from pgshift.errors import ConfigError
-from pgshift.lint.engine import lint_migrations, lint_sql, parse_text
+from pgshift.lint.engine import lint_migrations, lint_sql, statements_of
 from pgshift.lint.fix import apply_fixes
 from pgshift.lint.model import LintReport, TableSize
 from pgshift.lint.reporters import FORMATS, render
@@ -41,9 +41,9 @@ class _Run:
         self.statements: dict[tuple[str, int, int], str] = {}
 
     def text(self, text: str, file: str) -> None:
-        if self.fix:  # --fix needs each statement's exact text; the second parse is only paid then
-            for parsed in parse_text(text, file):
-                self.statements[(file, parsed.statement.line, parsed.statement.column)] = parsed.statement.sql
+        if self.fix:  # --fix needs each statement's exact text; the second split is only paid then
+            for statement in statements_of(text, file):
+                self.statements[(file, statement.line, statement.column)] = statement.sql
         lint_sql(text, file=file, settings=self.settings.lint, pg_version=self.pg_version, sizes=self.sizes,
                  schema=self.schema, collect_locks=self.locks, report=self.report, run=self.run_state)
 

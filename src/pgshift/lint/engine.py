@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import bisect
 import gc
-import itertools
 import re
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,7 +41,9 @@ from pgshift.lint.registry import all_rules, rules_by_kind
 from pgshift.lint.schema import Schema
 from pgshift.lint.suppress import Suppression, attach, read_suppressions
 from pgshift.migrations.blocks import Block, boundaries_of, segments
+from pgshift.migrations.classify import may_be_transaction_control, transaction_control
 from pgshift.migrations.model import Migration, Statement
+from pgshift.migrations.splitter import first_word, split_sql
 
 DEFAULT_PG_VERSION = 16
 _DDL_KINDS = frozenset({
@@ -127,75 +128,91 @@ def _clean(data: bytes, start: int, end: int) -> tuple[int, str]:
 
 def parse_text(text: str, file: str, base_line: int = 1) -> list[Parsed]:
     """Statements of ``text`` with trees; a statement that does not parse carries its error."""
-    data = text.encode("utf-8")
-    lines = _Lines(data, base_line)
+    return list(_text_statements(text, file, base_line)[1])
+
+
+def statements_of(text: str, file: str) -> list[Statement]:
+    """The statements of ``text``, without their trees (a statement that does not parse is still one)."""
+    return _text_statements(text, file)[0]
+
+
+def _text_statements(text: str, file: str, base_line: int = 1) -> tuple[list[Statement], Iterable[Parsed]]:
+    """The statements of ``text`` and their trees, parsed lazily (one chunk of trees in memory)."""
     try:
-        stmts = _parse_chunked(data)
-    except ParseError:
-        try:  # a cut fell inside a comment or a string: the whole text in one piece
-            stmts = _decoded(parser.parse_sql_json(text), 0, len(data))
-        except ParseError:
-            return _parse_pieces(data, file, lines)
-    out: list[Parsed] = []
-    for start, length, tree in stmts:
-        start, sql = _clean(data, start, start + length if length else len(data))
-        if not sql:
-            continue
-        line, column = lines.at(start)
-        out.append(Parsed(Statement(sql, file, line, column, len(out)), tree))
-    return out
+        statements = split_sql(text, file=file, base_line=base_line)
+    except SqlParseError:
+        data = text.encode("utf-8")
+        pieces = _parse_pieces(data, file, _Lines(data, base_line))
+        return [p.statement for p in pieces], pieces
+    return statements, iter_parsed(statements)
 
 
 _CHUNK_BYTES = 256 * 1024
 _LOOKAHEAD = 3
-_STATEMENT_END = re.compile(rb";[ \t]*\r?\n")
 
 
-def _cut_points(data: bytes) -> list[int]:
-    """Offsets just after a line ending in ';', about every _CHUNK_BYTES. A cut inside a string,
-    a quoted name, a dollar-quoted body or a block comment leaves that token unterminated in the
-    chunk before it, which then fails to parse, so a wrong cut is always noticed."""
-    cuts: list[int] = []
-    position = _CHUNK_BYTES
-    while position < len(data):
-        match = _STATEMENT_END.search(data, position)
-        if match is None:
-            break
-        cuts.append(match.end())
-        position = match.end() + _CHUNK_BYTES
-    return cuts
+def _batches(statements: list[Statement]) -> list[tuple[int, int]]:
+    """Index ranges of consecutive statements of about _CHUNK_BYTES of SQL each."""
+    ranges: list[tuple[int, int]] = []
+    start, size = 0, 0
+    for index, statement in enumerate(statements):
+        size += len(statement.sql)
+        if size >= _CHUNK_BYTES:
+            ranges.append((start, index + 1))
+            start, size = index + 1, 0
+    if start < len(statements):
+        ranges.append((start, len(statements)))
+    return ranges
 
 
-def _parse_chunked(data: bytes) -> list[tuple[int, int, Node]]:
-    """(byte offset, length, tree) of every statement. Large texts are cut into chunks parsed by
-    a helper thread (libpg_query runs without the GIL) while this one decodes the chunk before.
-    ParseError if any chunk does not parse; the caller then goes statement by statement."""
-    bounds = [0, *_cut_points(data), len(data)]
-    chunks = [data[a:b].decode("utf-8") for a, b in itertools.pairwise(bounds)]
-    if len(chunks) == 1:
-        return _decoded(parser.parse_sql_json(chunks[0]), 0, len(data))
+def _parse_json(sql: str) -> str | None:
+    try:
+        return parser.parse_sql_json(sql)
+    except ParseError:
+        return None
+
+
+def iter_parsed(statements: list[Statement]) -> Iterator[Parsed]:
+    """Trees for statements already split, one batch of about _CHUNK_BYTES at a time: a helper
+    thread parses the next batches (libpg_query runs without the GIL) while this one decodes, and
+    only a few batches of trees exist at once, whatever the size of the file."""
+    batches = _batches(statements)
+    if len(batches) <= 1:
+        for lo, hi in batches:
+            yield from _batch_parsed(statements[lo:hi], _parse_json(_joined(statements[lo:hi])))
+        return
     from concurrent.futures import ThreadPoolExecutor
 
-    out: list[tuple[int, int, Node]] = []
     with ThreadPoolExecutor(max_workers=1) as pool:
-        # A few chunks ahead: the helper needs the GIL between two chunks, and it only gets it
-        # when this thread is between two decodes, so a helper just one chunk ahead would wait.
-        pending = deque(pool.submit(parser.parse_sql_json, chunk) for chunk in chunks[:_LOOKAHEAD])
-        for index, base in enumerate(bounds[:-1]):
+        # A few batches ahead: the helper needs the GIL between two batches, and it only gets it
+        # when this thread is between two decodes, so a helper just one batch ahead would wait.
+        pending = deque(pool.submit(_parse_json, _joined(statements[lo:hi])) for lo, hi in batches[:_LOOKAHEAD])
+        for index, (lo, hi) in enumerate(batches):
             raw = pending.popleft().result()
-            if index + _LOOKAHEAD < len(chunks):
-                pending.append(pool.submit(parser.parse_sql_json, chunks[index + _LOOKAHEAD]))
-            out.extend(_decoded(raw, base, bounds[index + 1] - base))
+            if index + _LOOKAHEAD < len(batches):
+                ahead_lo, ahead_hi = batches[index + _LOOKAHEAD]
+                pending.append(pool.submit(_parse_json, _joined(statements[ahead_lo:ahead_hi])))
+            yield from _batch_parsed(statements[lo:hi], raw)
+
+
+def _joined(statements: list[Statement]) -> str:
+    return "\n;\n".join(s.sql for s in statements)
+
+
+def _batch_parsed(statements: list[Statement], raw: str | None) -> list[Parsed]:
+    stmts = fastjson.loads(raw).get("stmts", []) if raw is not None else []
+    if len(stmts) == len(statements):
+        return [Parsed(s, item["stmt"]) for s, item in zip(statements, stmts, strict=True)]
+    out: list[Parsed] = []
+    for statement in statements:
+        try:
+            one = fastjson.loads(parser.parse_sql_json(statement.sql)).get("stmts", [])
+            out.append(Parsed(statement, one[0]["stmt"] if one else None))
+        except ParseError as exc:
+            message = str(exc.args[0]) if exc.args else str(exc)
+            out.append(Parsed(statement, None, ParseProblem(statement.file, statement.line,
+                                                            statement.column, message)))
     return out
-
-
-def _decoded(raw: str, base: int, size: int) -> list[tuple[int, int, Node]]:
-    found: list[tuple[int, int, Node]] = []
-    for item in fastjson.loads(raw).get("stmts", []):
-        start = int(item.get("stmt_location", 0))
-        length = int(item.get("stmt_len", 0))
-        found.append((base + start, length or size - start, item["stmt"]))
-    return found
 
 
 def _parse_pieces(data: bytes, file: str, lines: _Lines) -> list[Parsed]:
@@ -220,26 +237,8 @@ def _parse_pieces(data: bytes, file: str, lines: _Lines) -> list[Parsed]:
 
 
 def parse_statements(statements: list[Statement]) -> list[Parsed]:
-    """Trees for statements already split by a migration reader: one parser call for all."""
-    if not statements:
-        return []
-    joined = "\n;\n".join(s.sql for s in statements)
-    try:
-        stmts = fastjson.loads(parser.parse_sql_json(joined)).get("stmts", [])
-    except ParseError:
-        stmts = []
-    if len(stmts) == len(statements):
-        return [Parsed(s, raw["stmt"]) for s, raw in zip(statements, stmts, strict=True)]
-    out: list[Parsed] = []
-    for statement in statements:
-        try:
-            one = fastjson.loads(parser.parse_sql_json(statement.sql)).get("stmts", [])
-            out.append(Parsed(statement, one[0]["stmt"] if one else None))
-        except ParseError as exc:
-            message = str(exc.args[0]) if exc.args else str(exc)
-            out.append(Parsed(statement, None, ParseProblem(statement.file, statement.line,
-                                                            statement.column, message)))
-    return out
+    """Trees for statements already split by a migration reader (all in memory: prefer iter_parsed)."""
+    return list(iter_parsed(statements))
 
 
 # -- the engine ---------------------------------------------------------------------------
@@ -328,23 +327,19 @@ class _Linter:
         self.alter_cache: dict[tuple[str, ...], list[Rule]] = {}
         self._summary: tuple[Statement | None, str] = (None, "")
 
-    def run_unit(self, parsed: list[Parsed], unit: UnitState, suppressions: list[Suppression],
-                 migration: str | None, *, report_unused: bool = True) -> None:
-        attach(suppressions, [p.statement.line for p in parsed])
+    def run_unit(self, statements: list[Statement], parsed: Iterable[Parsed], unit: UnitState,
+                 suppressions: list[Suppression], migration: str | None, *, report_unused: bool = True) -> None:
+        """Lint ``statements``, whose trees ``parsed`` yields in order (lazily: one batch in memory)."""
+        attach(suppressions, [s.line for s in statements])
         tx = TxState(active=unit.transactional)
         if self.up_run is not None:  # the tables the up parts created so far, as they are now
             self.run = RunState(dict(self.opts.sizes), live=True, fresh=set(self.up_run.fresh))
         self.run.enter(unit)
         # The transactions the file's own BEGIN / COMMIT divide it into, as its tool runs it.
-        starts = {b.start: b for b in _blocks(parsed, unit)}
-        sqls = [p.statement.sql for p in parsed]
-        unit.has_other_statements = len(parsed) > 1
-        for position, item in enumerate(parsed):
-            if item.node is not None and "IndexStmt" in item.node:
-                stmt = item.node["IndexStmt"]
-                first = (stmt.get("indexParams") or [{}])[0].get("IndexElem", {}).get("name")
-                if first:
-                    unit.index_positions[(relname(stmt.get("relation")), str(first))] = position
+        starts = {b.start: b for b in _blocks(statements, unit)}
+        sqls = [s.sql for s in statements]
+        unit.has_other_statements = len(statements) > 1
+        _find_indexes(statements, unit)
         for position, item in enumerate(parsed):
             self.report.statements += 1
             if position in starts:
@@ -517,6 +512,23 @@ class _Linter:
                                                    ctx.statement.summary, tx.active, held))
 
 
+_INDEX_WORD = re.compile("index", re.I)
+# Statements that never change the schema model: replaying history need not parse them.
+_DATA_WORDS = frozenset({"INSERT", "UPDATE", "DELETE", "COPY", "MERGE"})
+
+
+def _find_indexes(statements: list[Statement], unit: UnitState) -> None:
+    """Where each CREATE INDEX of the unit is, before linting it (a rule asks about later ones). Only
+    statements starting with CREATE and containing the word are parsed for it, not the whole unit again."""
+    candidates = [p for p, s in enumerate(statements) if first_word(s.sql) == "CREATE" and _INDEX_WORD.search(s.sql)]
+    for position, item in zip(candidates, iter_parsed([statements[p] for p in candidates]), strict=True):
+        if item.node is not None and "IndexStmt" in item.node:
+            stmt = item.node["IndexStmt"]
+            first = (stmt.get("indexParams") or [{}])[0].get("IndexElem", {}).get("name")
+            if first:
+                unit.index_positions[(relname(stmt.get("relation")), str(first))] = position
+
+
 def _options(settings: LintSettings | None, pg_version: int | None,
              sizes: dict[str, TableSize] | None, collect_locks: bool) -> Options:
     settings = settings or LintSettings()
@@ -526,17 +538,20 @@ def _options(settings: LintSettings | None, pg_version: int | None,
 
 
 def _file_text(path: str, cache: dict[str, str]) -> str:
+    """The file's text for its suppressions; kept (for the next migration of the same file) only if it has any."""
     if path not in cache:
         try:
-            cache[path] = Path(path).read_text(encoding="utf-8", errors="replace")
+            text = Path(path).read_text(encoding="utf-8", errors="replace")
         except OSError:
-            cache[path] = ""
+            text = ""
+        cache[path] = text if "pgshift:ignore" in text else ""
     return cache[path]
 
 
 def _replay(schema: Schema, migrations: list[Migration]) -> None:
     for migration in migrations:
-        for item in parse_statements(migration.up):
+        statements = [s for s in migration.up if first_word(s.sql) not in _DATA_WORDS]
+        for item in iter_parsed(statements):
             if item.node is not None:
                 schema.apply(item.node, migration.label)
 
@@ -577,45 +592,58 @@ def _lint_migrations(migrations: list[Migration], opts: Options, history: list[M
     down_linter = _Linter(_rollback_options(opts), model, report, run=run, part="down") if rollback else None
     texts: dict[str, str] = {}
     for migration in migrations:
-        up = _unparsed(migration, migration.error, report) if migration.error else parse_statements(migration.up)
-        if up is None:  # the file cannot be read as a migration at all: reported, the others still linted
-            report.files += 1
-            continue
-        down: list[Parsed] = []
+        up_statements: list[Statement] = migration.up
+        up_parsed: Iterable[Parsed] = ()
+        if migration.error is not None:
+            broken = _unparsed(migration, migration.error, report)
+            if broken is None:  # the file cannot be read as a migration at all: reported, the others still linted
+                report.files += 1
+                continue
+            up_statements, up_parsed = [p.statement for p in broken], broken
+        else:
+            up_parsed = iter_parsed(up_statements)
+        down_statements: list[Statement] = []
+        down_parsed: Iterable[Parsed] = ()
         if down_linter is not None and migration.down_error is not None:
-            down = _unparsed(migration, migration.down_error, report, part="down") or []
-        elif down_linter is not None:
-            down = parse_statements(migration.down or [])
-        up_statements, down_statements = [p.statement for p in up], [p.statement for p in down]
+            broken_down = _unparsed(migration, migration.down_error, report, part="down") or []
+            down_statements, down_parsed = [p.statement for p in broken_down], broken_down
+        elif down_linter is not None and migration.down:
+            down_statements, down_parsed = migration.down, iter_parsed(migration.down)
         files = sorted({s.file for s in [*up_statements, *down_statements]})
         report.files += len(files)
         suppressions = [s for f in files for s in read_suppressions(_file_text(f, texts), f)]
         up_sups, down_sups = _split_suppressions(suppressions, up_statements, down_statements)
-        linter.run_unit(up, _unit(migration, opts), up_sups, migration.version, report_unused=not down)
-        if down and down_linter is not None:
+        linter.run_unit(up_statements, up_parsed, _unit(migration, opts), up_sups, migration.version,
+                        report_unused=not down_statements)
+        if down_statements and down_linter is not None:
             errors_before = len(report.parse_errors)
-            down_linter.run_unit(down, _unit(migration, opts), down_sups, migration.version, report_unused=False)
+            down_linter.run_unit(down_statements, down_parsed, _unit(migration, opts), down_sups, migration.version,
+                                 report_unused=False)
             for problem in report.parse_errors[errors_before:]:
                 problem.message += " (in the down part: a rollback through this migration is refused)"
             linter.unused(suppressions)  # once, over both parts
     return report
 
 
-def _blocks(parsed: list[Parsed], unit: UnitState) -> list[Block]:
-    """The tool's transactions over ``parsed`` when the file has its own BEGIN / COMMIT, else none."""
+def _blocks(statements: list[Statement], unit: UnitState) -> list[Block]:
+    """The tool's transactions over ``statements`` when the file has its own BEGIN / COMMIT, else none."""
     if unit.boundaries is None:
         return []
-    kinds = [_control(p.node) for p in parsed]
+    kinds = [_control(s.sql) for s in statements]
     if not any(k in ("begin", "commit") for k in kinds):
         return []
     return segments(kinds, unit.boundaries)[0]
 
 
-def _control(node: Node | None) -> str | None:
-    what = str(((node or {}).get("TransactionStmt") or {}).get("kind", "")) if node else ""
-    if what in ("TRANS_STMT_BEGIN", "TRANS_STMT_START"):
-        return "begin"
-    return "commit" if what == "TRANS_STMT_COMMIT" else None
+def _control(sql: str) -> str | None:
+    """'begin' or 'commit' (from the first word, parsing only the few that may be one), else None."""
+    if not may_be_transaction_control(sql):
+        return None
+    try:
+        what = transaction_control(sql)
+    except ParseError:  # a broken statement, reported on its own
+        return None
+    return what if what in ("begin", "commit") else None
 
 
 def _unparsed(migration: Migration, error: MigrationSourceError, report: LintReport,
@@ -706,6 +734,7 @@ def lint_sql(
     if "pgshift:no-transaction" in text:
         unit.transactional = False
     with _no_gc():
+        statements, parsed = _text_statements(text, file)
         _Linter(opts, schema or Schema(), report, run=run or RunState(dict(sizes or {}), live)).run_unit(
-            parse_text(text, file), unit, read_suppressions(text, file), None)
+            statements, parsed, unit, read_suppressions(text, file), None)
     return report

@@ -1,4 +1,5 @@
-"""What kind of statement is this? Decided from pglast's AST, never from regular expressions."""
+"""What kind of statement is this? Decided from pglast's AST, never from regular expressions (the first
+word only spares the parse of statements, such as INSERTs, that cannot be of a kind asked about)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ from dataclasses import dataclass
 
 from pglast import ast, parser
 from pglast.enums import AlterTableType
+
+from pgshift.migrations.splitter import first_word
 
 
 @dataclass(frozen=True)
@@ -18,24 +21,53 @@ class IndexTarget:
     table: str | None
 
 
-_PARSED: dict[str, ast.Node | None] = {}
-_PARSED_LIMIT = 50_000
+# Only statements starting with one of these words can be transaction control or need autocommit:
+# any other (INSERT, UPDATE, COPY...: most of a data migration) is classified without a parse.
+TRANSACTION_WORDS = frozenset({
+    "ABORT", "BEGIN", "COMMIT", "END", "PREPARE", "RELEASE", "ROLLBACK", "SAVEPOINT", "START",
+})
+_CLASSIFIED_WORDS = TRANSACTION_WORDS | {"ALTER", "CREATE", "DROP", "REINDEX", "VACUUM"}
 
 
-def remember(sql: str, node: ast.Node | None) -> None:
-    """Keep the splitter's parse of ``sql`` so classifying it does not parse it again."""
-    if len(_PARSED) >= _PARSED_LIMIT:
-        _PARSED.clear()
-    _PARSED[sql] = node
+def may_be_transaction_control(sql: str) -> bool:
+    """False when the first word rules out BEGIN / COMMIT / SAVEPOINT ... without a parse."""
+    word = first_word(sql)
+    return word is None or word in TRANSACTION_WORDS
+
+
+@dataclass(frozen=True)
+class _Facts:
+    transaction: str | None
+    autocommit: str | None  # on PostgreSQL 12 and later
+    autocommit_before_12: str | None
+    index: IndexTarget | None
+
+
+_NOTHING = _Facts(None, None, None, None)
+# Small facts, not parse trees, keyed by the statement's own text (shared, not copied).
+_FACTS: dict[str, _Facts] = {}
+_FACTS_LIMIT = 50_000
+
+
+def _facts(sql: str) -> _Facts:
+    found = _FACTS.get(sql)
+    if found is not None:
+        return found
+    word = first_word(sql)
+    if word is not None and word not in _CLASSIFIED_WORDS:
+        return _NOTHING
+    node = parse_one(sql)
+    found = _Facts(_transaction_control(node), _autocommit_reason(node, 12), _autocommit_reason(node, 11),
+                   _concurrent_index(node))
+    if len(_FACTS) >= _FACTS_LIMIT:
+        _FACTS.clear()
+    _FACTS[sql] = found
+    return found
 
 
 def parse_one(sql: str) -> ast.Node | None:
-    if sql in _PARSED:
-        return _PARSED[sql]
     stmts = parser.parse_sql(sql)
-    node = stmts[0].stmt if len(stmts) == 1 else None
-    remember(sql, node)
-    return node
+    return stmts[0].stmt if len(stmts) == 1 else None
 
 
 def _has_concurrently_option(params: tuple[ast.Node, ...] | None) -> bool:
@@ -44,7 +76,11 @@ def _has_concurrently_option(params: tuple[ast.Node, ...] | None) -> bool:
 
 def autocommit_reason(sql: str, server_major: int) -> str | None:
     """Why ``sql`` cannot run inside a transaction block on this server, or None if it can."""
-    node = parse_one(sql)
+    facts = _facts(sql)
+    return facts.autocommit if server_major >= 12 else facts.autocommit_before_12
+
+
+def _autocommit_reason(node: ast.Node | None, server_major: int) -> str | None:
     if isinstance(node, ast.IndexStmt) and node.concurrent:
         return "CREATE INDEX CONCURRENTLY"
     if isinstance(node, ast.DropStmt) and node.concurrent:
@@ -73,7 +109,10 @@ def autocommit_reason(sql: str, server_major: int) -> str | None:
 
 def transaction_control(sql: str) -> str | None:
     """'begin', 'commit' or 'rollback' for a transaction-control statement, else None."""
-    node = parse_one(sql)
+    return _facts(sql).transaction
+
+
+def _transaction_control(node: ast.Node | None) -> str | None:
     if not isinstance(node, ast.TransactionStmt):
         return None
     kind = getattr(node.kind, "name", str(node.kind))
@@ -86,7 +125,10 @@ def transaction_control(sql: str) -> str | None:
 
 def concurrent_index(sql: str) -> IndexTarget | None:
     """The index named by CREATE INDEX CONCURRENTLY / DROP INDEX CONCURRENTLY."""
-    node = parse_one(sql)
+    return _facts(sql).index
+
+
+def _concurrent_index(node: ast.Node | None) -> IndexTarget | None:
     if isinstance(node, ast.IndexStmt) and node.concurrent:
         rel = node.relation
         if rel is None:

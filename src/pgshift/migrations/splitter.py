@@ -3,10 +3,14 @@
 Dollar quotes, nested ``$tag$`` quotes, ``BEGIN ATOMIC`` bodies and comments survive because
 the real grammar decides where a statement ends. Every statement keeps its file, line and
 column; a parse error names file:line:column.
+
+Large texts are split in chunks of about 256 kB and no parse tree is built, so time grows
+linearly with the text and memory with a chunk (the statements' text is kept, once).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -15,15 +19,18 @@ from pglast import parser
 from pglast.parser import ParseError
 
 from pgshift.errors import SqlParseError
-from pgshift.migrations.classify import remember
 from pgshift.migrations.model import Statement
+
+CHUNK_CHARS = 256 * 1024
+_STATEMENT_END = re.compile(r";[ \t]*\r?\n")
+# What may separate two statements: PostgreSQL's whitespace, ';' and '--' comments ('/*' is nested).
+_GAP = re.compile(r"(?:[ \t\n\r\f\v;]+|--[^\n\r]*)*")
 
 
 def line_col(text: str, offset: int, *, base_line: int = 1) -> tuple[int, int]:
     """1-based line and column of character ``offset`` in ``text``."""
-    before = text[:offset]
-    line = before.count("\n") + base_line
-    column = offset - (before.rfind("\n") + 1) + 1
+    line = text.count("\n", 0, offset) + base_line
+    column = offset - (text.rfind("\n", 0, offset) + 1) + 1
     return line, column
 
 
@@ -42,6 +49,96 @@ def unparsed() -> Iterator[None]:
         _UNPARSED.reset(token)
 
 
+class _Positions:
+    """line_col for increasing offsets, counting each newline once (line_col from 0 each time is quadratic)."""
+
+    def __init__(self, text: str, base_line: int) -> None:
+        self.text, self.base_line = text, base_line
+        self.offset, self.line, self.line_start = 0, base_line, 0
+
+    def at(self, offset: int) -> tuple[int, int]:
+        if offset < self.offset:
+            return line_col(self.text, offset, base_line=self.base_line)
+        newlines = self.text.count("\n", self.offset, offset)
+        if newlines:
+            self.line += newlines
+            self.line_start = self.text.rfind("\n", self.offset, offset) + 1
+        self.offset = offset
+        return self.line, offset - self.line_start + 1
+
+
+def _cut_points(text: str) -> Iterator[int]:
+    """Offsets just after a line ending in ';', about every CHUNK_CHARS. A cut inside a string, a
+    quoted name, a dollar-quoted body, a block comment or a BEGIN ATOMIC body leaves the chunk
+    before it unterminated, so it fails to parse: a wrong cut is always noticed."""
+    position = CHUNK_CHARS
+    while position < len(text):
+        match = _STATEMENT_END.search(text, position)
+        if match is None:
+            return
+        yield match.end()
+        position = match.end() + CHUNK_CHARS
+
+
+def _skip_gap(text: str, position: int) -> int:
+    while True:
+        position = _GAP.match(text, position).end()  # type: ignore[union-attr]  # the pattern matches ""
+        if not text.startswith("/*", position):
+            return position
+        depth, position = 1, position + 2
+        while depth:
+            opening, closing = text.find("/*", position), text.find("*/", position)
+            if closing < 0:
+                return len(text)
+            if 0 <= opening < closing:
+                depth, position = depth + 1, opening + 2
+            else:
+                depth, position = depth - 1, closing + 2
+
+
+def _spans_of(piece: str) -> list[tuple[int, int]]:
+    """(start, end) of each statement of ``piece``, from the first token to the last one.
+    ParseError if it does not parse."""
+    texts = parser.split(piece)
+    spans: list[tuple[int, int]] = []
+    position = 0
+    for stmt in texts:
+        start = _skip_gap(piece, position)
+        if not piece.startswith(stmt, start):  # not where expected (odd whitespace): ask for exact slices
+            return [(s.start, s.stop) for s in parser.split(piece, only_slices=True)]
+        position = start + len(stmt)
+        spans.append((start, position))
+    return spans
+
+
+def statement_spans(text: str) -> Iterator[tuple[int, int]]:
+    """(start, end) character offsets of every statement of ``text``, in order, chunk by chunk.
+    ParseError (with the character offset in ``text``) if the text does not parse."""
+    bounds = [0, *_cut_points(text), len(text)]
+    index = 0
+    while index < len(bounds) - 1:
+        start, end = bounds[index], bounds[index + 1]
+        try:
+            spans = _spans_of(text[start:end])
+            index += 1
+        except ParseError:
+            # A cut fell inside a statement: try with the next chunk, then with the rest in one piece.
+            try:
+                if index + 2 >= len(bounds):
+                    raise
+                spans = _spans_of(text[start:bounds[index + 2]])
+                index += 2
+            except ParseError:
+                try:
+                    spans = _spans_of(text[start:])
+                except ParseError as exc:
+                    offset = exc.args[1] if len(exc.args) > 1 and exc.args[1] is not None else len(text) - start
+                    raise ParseError(exc.args[0], start + int(offset)) from None
+                index = len(bounds)
+        for a, b in spans:
+            yield start + a, start + b
+
+
 def split_sql(text: str, *, file: str = "<stdin>", base_line: int = 1) -> list[Statement]:
     """Statements of ``text``; ``base_line`` is the file line where ``text`` starts."""
     if not text.strip():
@@ -50,26 +147,20 @@ def split_sql(text: str, *, file: str = "<stdin>", base_line: int = 1) -> list[S
         start = len(text) - len(text.lstrip())
         line, column = line_col(text, start, base_line=base_line)
         return [Statement(text.strip(), file, line, column, 0)]
+    positions = _Positions(text, base_line)
+    statements: list[Statement] = []
     try:
-        raw = parser.parse_sql(text)
+        for start, end in statement_spans(text):
+            sql = text[start:end].rstrip().rstrip(";").rstrip()
+            if not sql:
+                continue
+            line, column = positions.at(start)
+            statements.append(Statement(sql, file, line, column, len(statements)))
     except ParseError as exc:
         message = str(exc.args[0]) if exc.args else str(exc)
-        offset = int(exc.args[1]) if len(exc.args) > 1 else 0
+        offset = int(exc.args[1]) if len(exc.args) > 1 and exc.args[1] is not None else len(text)
         line, column = line_col(text, max(0, min(offset, len(text))), base_line=base_line)
         raise SqlParseError(message, file=file, line=line, column=column, text=text, base_line=base_line) from exc
-    statements: list[Statement] = []
-    for stmt in raw:
-        start = int(stmt.stmt_location or 0)
-        end = start + stmt.stmt_len if stmt.stmt_len else len(text)
-        chunk = text[start:end]
-        stripped = chunk.lstrip()
-        start += len(chunk) - len(stripped)
-        sql = stripped.rstrip().rstrip(";").rstrip()
-        if not sql:
-            continue
-        line, column = line_col(text, start, base_line=base_line)
-        remember(sql, stmt.stmt)
-        statements.append(Statement(sql, file, line, column, len(statements)))
     return statements
 
 
@@ -80,3 +171,15 @@ def split_down(parse: Callable[[], list[Statement]]) -> tuple[list[Statement] | 
         return parse(), None
     except SqlParseError as exc:
         return None, exc
+
+
+_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*")
+
+
+def first_word(sql: str) -> str | None:
+    """The statement's first word in upper case, after comments and whitespace; None when it does not
+    start with a plain ASCII word (a parenthesis, or a name with other characters)."""
+    match = _WORD.match(sql, _skip_gap(sql, 0))
+    if match is None or not sql[match.end():match.end() + 1].isascii():
+        return None
+    return match.group().upper()

@@ -16,6 +16,7 @@ at the first block that did not commit.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -252,28 +253,29 @@ class Executor:
             result.resumed_at = done
             self.notify(f"resuming {migration.label} at statement {done + 1} of {len(statements)}")
             self.history.log(migration.version, "resumed", {"statement": done + 1})
+        checksums = PrefixChecksums(statements)
         for index in range(done, len(statements)):
             stmt = statements[index]
             if transaction_control(stmt.sql):
                 result.skipped.append(stmt.where)
-                self.history.progress(migration.version, index + 1, prefix_checksum(statements[: index + 1]))
+                self.history.progress(migration.version, index + 1, checksums.of(index + 1))
                 continue
             if autocommit_reason(stmt.sql, self.server_major):
                 if index == self._interrupted_at and self._effect_present(stmt):
                     self.notify(f"statement {index + 1} had completed before the interruption; not rerun")
-                    self.history.progress(migration.version, index + 1, prefix_checksum(statements[: index + 1]))
+                    self.history.progress(migration.version, index + 1, checksums.of(index + 1))
                     continue
                 def autocommit(s: Statement = stmt) -> None:
                     self._autocommit(migration, s)
 
                 self._with_lock_retries(migration, stmt, autocommit, result)
-                self.history.progress(migration.version, index + 1, prefix_checksum(statements[: index + 1]))
+                self.history.progress(migration.version, index + 1, checksums.of(index + 1))
             else:
                 def in_transaction(s: Statement = stmt, position: int = index + 1) -> None:
                     with self.conn.transaction():
                         self._set_timeouts(migration, local=True)
                         self._execute(migration, s)
-                        self.history.progress(migration.version, position, prefix_checksum(statements[:position]))
+                        self.history.progress(migration.version, position, checksums.of(position))
 
                 self._with_lock_retries(migration, stmt, in_transaction, result)
 
@@ -490,6 +492,25 @@ class Executor:
 
 def prefix_checksum(statements: list[Statement]) -> str:
     return checksum_of(*(s.sql for s in statements))
+
+
+class PrefixChecksums:
+    """prefix_checksum(statements[:n]) for growing n, hashing each statement once (from scratch
+    each time is quadratic: 11k statements of 4 kB hash 250 GB)."""
+
+    def __init__(self, statements: list[Statement]) -> None:
+        self.statements = statements
+        self.digest = hashlib.sha256()
+        self.count = 0
+
+    def of(self, count: int) -> str:
+        if count < self.count:
+            return prefix_checksum(self.statements[:count])
+        while self.count < count:
+            self.digest.update(self.statements[self.count].sql.encode())
+            self.digest.update(b"\x00")
+            self.count += 1
+        return self.digest.copy().hexdigest()
 
 
 def statement_failure(

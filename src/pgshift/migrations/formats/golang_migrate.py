@@ -17,6 +17,7 @@ from pathlib import Path
 from pglast import enums, parser
 
 from pgshift.errors import MigrationSourceError
+from pgshift.migrations.classify import may_be_transaction_control
 from pgshift.migrations.files import per_file, read_text, read_texts, require_dir, require_unique_versions
 from pgshift.migrations.model import Migration, Statement, checksum_of, version_sort_key
 from pgshift.migrations.splitter import split_down, split_sql
@@ -32,6 +33,8 @@ def detect(path: Path) -> bool:
 
 def _transaction_kind(statement: Statement) -> int | None:
     """The TransactionStmtKind of ``statement``, or None when it is not BEGIN/COMMIT/...."""
+    if not may_be_transaction_control(statement.sql):  # most statements: no parse tree needed
+        return None
     node = parser.parse_sql(statement.sql)[0].stmt
     kind = getattr(node, "kind", None)
     if type(node).__name__ != "TransactionStmt" or kind is None:

@@ -59,9 +59,6 @@ def parse_file(path: Path, version: str, name: str) -> Migration:
     up_start = 0
     down_start: int | None = None
     lines = text.splitlines(keepends=True)
-    offsets = [0]
-    for line in lines:
-        offsets.append(offsets[-1] + len(line))
     for number, line in enumerate(lines, start=1):
         match = DIRECTIVE.match(line)
         if not match:
