@@ -93,9 +93,10 @@ def test_a_parse_error_deep_in_a_large_file_names_its_line(tmp_path: Path, large
     folder.mkdir()
     (folder / "20240101000000_seed.sql").write_text(text[:at] + "INSERT INTO seed_customers VALUES (1,, 2);\n"
                                                      + text[at:])
-    with pytest.raises(SqlParseError) as caught:
-        load_migrations(folder)
-    assert (caught.value.line, caught.value.column) == (text[:at].count("\n") + 1, 38)
+    # The broken file loads with its error (it blocks only its own migration).
+    error = load_migrations(folder)[1][0].error
+    assert isinstance(error, SqlParseError)
+    assert (error.line, error.column) == (text[:at].count("\n") + 1, 38)
 
 
 @contextmanager
