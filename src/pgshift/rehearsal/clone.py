@@ -20,6 +20,7 @@ from psycopg import errors as pgerrors
 from psycopg import sql
 
 from pgshift.db.connect import connect, dbname_in, drop_database, mask_password, server_major, with_dbname
+from pgshift.db.privileges import require_createdb
 from pgshift.errors import BackupFailed, RehearsalFailed
 from pgshift.safety import tools
 
@@ -86,6 +87,10 @@ def make_clone(source_url: str, *, from_backup: Path | None = None, bindir: str 
     name = clone_name(source)
     started = time.monotonic()
     with maintenance_connection(source_url) as admin:
+        require_createdb(admin, "A rehearsal runs on a throwaway copy of the database and",
+                         instead="rehearse against a copy of the database on a server where the role has it "
+                         "(a staging instance, or a local `pgshift dev start` server loaded from a `pgshift backup` "
+                         "with pg_restore)")
         major = server_major(admin)
         if from_backup is None and other_sessions(admin, source) == 0:
             strategy = major >= 15

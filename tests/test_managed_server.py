@@ -1,0 +1,219 @@
+"""pgshift on a managed PostgreSQL (docs/managed.md): every main path run through the CLI, over TCP
+with a password, as a role that owns its database but is no superuser -- once with CREATEDB (as
+most services grant their admin role) and once without. What needs more degrades with a warning
+naming the missing privilege, or refuses up front (exit 27) leaving nothing behind."""
+
+from __future__ import annotations
+
+import json
+import sys
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from pgshift.db.privileges import PrivilegeMissing
+from tests.conftest import PgServer
+from tests.helpers import run_pgshift, write_migration
+
+PASSWORD = "managed pw/1:@"  # characters a URL must escape
+
+
+@dataclass
+class Managed:
+    role: str
+    database: str
+    url: str  # TCP, password-authenticated, as the role
+    createdb: bool
+    admin_url: str  # the test's superuser, on the same database
+
+    def databases(self) -> list[str]:
+        """Every database the role owns, sorted."""
+        with psycopg.connect(self.admin_url) as conn:
+            return sorted(str(r[0]) for r in conn.execute(
+                "SELECT datname FROM pg_database WHERE datdba = (SELECT oid FROM pg_roles WHERE rolname = %s)",
+                (self.role,)))
+
+    def scalar(self, query: str) -> object:
+        with psycopg.connect(self.admin_url) as conn:
+            row = conn.execute(query).fetchone()
+            return row[0] if row else None
+
+
+@pytest.fixture(params=[True, False], ids=["createdb", "nocreatedb"])
+def managed(request: pytest.FixtureRequest, pg_server: PgServer) -> Iterator[Managed]:
+    if pg_server.cluster is None:
+        pytest.skip("needs the embedded cluster's TCP listener")  # pragma: no cover
+    role = f"managed_{uuid.uuid4().hex[:8]}"
+    database = f"{role}_app"
+    createdb = bool(request.param)
+    with psycopg.connect(pg_server.admin_url, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {} NOSUPERUSER NOCREATEROLE {}").format(
+            sql.Identifier(role), sql.Literal(PASSWORD), sql.SQL("CREATEDB" if createdb else "NOCREATEDB")))
+        admin.execute(sql.SQL("CREATE DATABASE {} OWNER {} TEMPLATE template0").format(
+            sql.Identifier(database), sql.Identifier(role)))
+    state = pg_server.cluster.state()
+    assert state is not None
+    url = f"postgresql://{role}:{quote(PASSWORD, safe='')}@127.0.0.1:{state.port}/{database}"
+    yield Managed(role, database, url, createdb, pg_server.url_for(database))
+    with psycopg.connect(pg_server.admin_url, autocommit=True) as admin:
+        owned = admin.execute("SELECT datname FROM pg_database WHERE datdba = "
+                              "(SELECT oid FROM pg_roles WHERE rolname = %s)", (role,)).fetchall()
+        for (name,) in owned:
+            admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+        admin.execute(sql.SQL("DROP OWNED BY {} CASCADE").format(sql.Identifier(role)))
+        admin.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+
+
+def _project(tmp_path: Path, pg_server: PgServer, extra: str = "") -> Path:
+    assert pg_server.cluster is not None
+    (tmp_path / "pgshift.toml").write_text(
+        f'migrations_dir = "migrations"\n{extra}\n[backup]\ndirectory = "backups"\n'
+        f'pg_bindir = "{pg_server.cluster.bindir}"\n')
+    folder = tmp_path / "migrations"
+    write_migration(folder, "1", "init",
+                    "CREATE TABLE accounts (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, email text, n int);\n"
+                    "INSERT INTO accounts (email, n) SELECT 'a' || g, g FROM generate_series(1, 500) g;",
+                    "DROP TABLE accounts;")
+    write_migration(folder, "2", "note", "ALTER TABLE accounts ADD COLUMN note text;",
+                    "ALTER TABLE accounts DROP COLUMN note;")
+    return tmp_path
+
+
+def _pgshift(args: list[str], project: Path, m: Managed, **env: str) -> tuple[int, str, str]:
+    result = run_pgshift(args, cwd=project, url=m.url, env=env)
+    assert PASSWORD not in result.stdout + result.stderr
+    assert quote(PASSWORD, safe="") not in result.stdout + result.stderr
+    return result.returncode, result.stdout, " ".join(result.stderr.split())
+
+
+def _ok(args: list[str], project: Path, m: Managed, **env: str) -> tuple[str, str]:
+    code, out, err = _pgshift(args, project, m, **env)
+    assert code == 0, f"{args}: exit {code}: {err}"
+    return out, err
+
+
+def test_migrate_rollback_lint_check_ops_and_backfill_as_the_database_owner(
+        managed: Managed, tmp_path: Path, pg_server: PgServer) -> None:
+    project = _project(tmp_path, pg_server)
+    out, _ = _ok(["migrate", "--no-backup"], project, managed)
+    assert "applied 1 init" in out and "applied 2 note" in out
+    assert managed.scalar("SELECT count(*) FROM accounts") == 500
+    assert managed.scalar("SELECT tableowner FROM pg_tables WHERE tablename = 'migrations' "
+                          "AND schemaname = 'pgshift'") == managed.role
+    out, _ = _ok(["rollback"], project, managed)
+    assert "rolled back 2 note" in out
+    _ok(["migrate", "--no-backup"], project, managed)
+
+    write_migration(project / "migrations", "3", "index", "CREATE INDEX accounts_email ON accounts (email);",
+                    "DROP INDEX accounts_email;")
+    code, out, _ = _pgshift(["lint", "--database", managed.url, "--json", "migrations"], project, managed)
+    report = json.loads(out)
+    assert code == 0 and report["pg_version"] == 15, out
+    # The live table's size was read as this role: PS001 is a note, not an error, on a small table.
+    assert any(f["rule"] == "PS001" and "accounts is small" in f["message"] for f in report["findings"])
+    (project / "migrations" / "3_index.sql").unlink()
+
+    code, out, _ = _pgshift(["check", "--json"], project, managed)
+    checks = {c["name"]: c for c in json.loads(out)["checks"]}
+    assert checks["pending migrations"]["status"] == "passed"
+    assert checks["replication lag"]["status"] == "passed"
+    assert [c["name"] for c in checks.values() if c["status"] == "failed"] == ["recent verified backup"]
+    assert code == 1
+
+    (project / "migrations" / "4_rename.ops.yaml").write_text(
+        "operations:\n  - rename_column: {table: accounts, from: email, to: email_address}\n")
+    out, _ = _ok(["migrate", "--no-backup"], project, managed)
+    assert "applied 4 rename (expand" in out
+    out, _ = _ok(["abort"], project, managed)
+    assert "aborted 4 rename" in out
+    _ok(["migrate", "--no-backup"], project, managed)
+    out, _ = _ok(["contract"], project, managed)
+    assert "contracted 4 rename" in out
+    assert managed.scalar("SELECT count(*) FROM information_schema.columns WHERE table_name = 'accounts' "
+                          "AND column_name = 'email_address'") == 1
+
+    out, _ = _ok(["backfill", "--table", "accounts", "--set", "n = n + 1", "--quiet"], project, managed)
+    assert "backfilled 500 rows of public.accounts" in out
+    assert managed.scalar("SELECT sum(n) FROM accounts") == sum(range(1, 501)) + 500
+
+
+def test_rewrite_guard_warns_once_and_goes_on_until_a_superuser_installs_it(
+        managed: Managed, tmp_path: Path, pg_server: PgServer) -> None:
+    project = _project(tmp_path, pg_server, 'rewrite_guard = "64kB"')
+    _, err = _ok(["migrate", "--no-backup"], project, managed)
+    # One plain warning line naming the privilege; no Python warning location or source line.
+    assert err.count("warning: rewrite_guard = 64kB is set, but the guard is unavailable") == 1, err
+    assert f"role '{managed.role}' is not a superuser" in err
+    assert "table_rewrite event trigger" in err and "will NOT be stopped" in err
+    assert "RewriteGuardUnavailable" not in err and "api.py" not in err
+    write_migration(project / "migrations", "3", "widen", "ALTER TABLE accounts ALTER COLUMN n TYPE bigint;",
+                    "ALTER TABLE accounts ALTER COLUMN n TYPE int;")
+    _, err = _ok(["migrate", "--no-backup"], project, managed)  # unguarded, as the warning says
+    assert err.count("guard is unavailable") == 1
+    assert managed.scalar("SELECT evtname FROM pg_event_trigger") is None  # nothing half-installed
+
+    # The warning's advice: a superuser runs `pgshift migrate` once with the guard set (nothing pending).
+    admin = run_pgshift(["migrate", "--no-backup"], cwd=project, url=managed.admin_url)
+    assert admin.returncode == 0, admin.stderr
+    assert "guard is unavailable" not in admin.stderr
+    write_migration(project / "migrations", "4", "narrow", "ALTER TABLE accounts ALTER COLUMN n TYPE int;",
+                    "ALTER TABLE accounts ALTER COLUMN n TYPE bigint;")
+    code, _, err = _pgshift(["migrate", "--no-backup"], project, managed)
+    assert code == 8 and "rewrite guard" in err and "public.accounts" in err
+    assert "guard is unavailable" not in err
+    assert managed.scalar("SELECT format_type(atttypid, atttypmod) FROM pg_attribute "
+                          "WHERE attrelid = 'accounts'::regclass AND attname = 'n'") == "bigint"
+
+
+def _refused(result: tuple[int, str, str], needs: str, m: Managed) -> str:
+    code, _, err = result
+    assert code == PrivilegeMissing.exit_code == 27, err
+    assert "error (privilege):" in err and needs in err
+    assert f"needs the CREATEDB privilege, which role '{m.role}'" in err and "nothing was created or changed" in err
+    assert f'ALTER ROLE "{m.role}" CREATEDB' in err
+    return err
+
+
+def test_backup_verify_restore_and_rehearse(managed: Managed, tmp_path: Path, pg_server: PgServer) -> None:
+    stopped = tmp_path / "app-stopped"
+    stop = json.dumps([sys.executable, "-c", f"open({str(stopped)!r}, 'w').close()"])
+    project = _project(tmp_path, pg_server, f"[app]\nstop_command = {stop}\n")
+    _ok(["migrate", "--no-backup"], project, managed)
+    out, _ = _ok(["backup"], project, managed)
+    assert "verified (quick)" in out
+    folder = next((project / "backups").iterdir())
+    out, _ = _ok(["backup", "verify", "latest"], project, managed)
+    assert "verified (quick)" in out
+    before = managed.databases()
+    assert before == [managed.database]
+    write_migration(project / "migrations", "3", "flag", "ALTER TABLE accounts ADD COLUMN flag boolean;",
+                    "ALTER TABLE accounts DROP COLUMN flag;")
+
+    full = _pgshift(["backup", "verify", "latest", "--restore-test"], project, managed)
+    rehearsal = _pgshift(["rehearse"], project, managed)
+    restore = _pgshift(["restore", "latest", "--yes"], project, managed)
+    if not managed.createdb:
+        _refused(full, "The full verification (--restore-test) restores into a scratch database", managed)
+        assert "without --restore-test" in full[2]
+        _refused(rehearsal, "A rehearsal runs on a throwaway copy of the database", managed)
+        err = _refused(restore, f"Restoring {managed.database} creates a new database beside it", managed)
+        assert "pgshift restore --table" in err
+        assert managed.databases() == before  # no scratch, clone or copy
+        assert not stopped.exists()  # the app was never stopped
+        # The hint's way without the privilege works: one table, in the live database.
+        out, _ = _ok(["restore", "latest", "--table", "public.accounts", "--yes"], project, managed)
+        assert "restored 500 rows of public.accounts" in out
+        return
+    assert full[0] == 0 and "verified (full)" in full[1], full[2]
+    assert rehearsal[0] == 0 and "verdict: pass" in rehearsal[1], rehearsal[2]
+    assert restore[0] == 0 and f"{managed.database} restored from {folder.name}" in restore[1], restore[2]
+    assert stopped.exists()
+    after = managed.databases()
+    kept = [d for d in after if d != managed.database]
+    assert len(kept) == 1 and kept[0].startswith(f"{managed.database}_pre_restore_"), after  # nothing else left
