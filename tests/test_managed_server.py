@@ -217,3 +217,33 @@ def test_backup_verify_restore_and_rehearse(managed: Managed, tmp_path: Path, pg
     after = managed.databases()
     kept = [d for d in after if d != managed.database]
     assert len(kept) == 1 and kept[0].startswith(f"{managed.database}_pre_restore_"), after  # nothing else left
+
+
+@pytest.mark.parametrize("managed", [False], indirect=True, ids=["nocreatedb"])
+def test_check_judges_other_roles_sessions_by_their_locks(
+        managed: Managed, tmp_path: Path, pg_server: PgServer) -> None:
+    """Without pg_read_all_stats another role's session shows no state or age; its locks still show."""
+    project = _project(tmp_path, pg_server)
+    _ok(["migrate", "--no-backup"], project, managed)
+    write_migration(project / "migrations", "3", "flag", "ALTER TABLE accounts ADD COLUMN flag boolean;")
+
+    def sessions_check() -> dict[str, object]:
+        _, out, _ = _pgshift(["check", "--json"], project, managed)
+        found: dict[str, object] = next(c for c in json.loads(out)["checks"]
+                                        if c["name"] == "no sessions blocking DDL")
+        return found
+
+    with psycopg.connect(managed.admin_url, application_name="app") as app:  # the app, as another role
+        app.execute("SELECT count(*) FROM accounts")  # its transaction stays open: idle in transaction
+        pid = app.info.backend_pid
+        result = sessions_check()
+        assert result["status"] == "failed", result
+        detail = " ".join(result["detail"])  # type: ignore[arg-type]
+        assert f"pid {pid} of role postgres (state and age hidden) holds locks on accounts" in detail
+        assert f"role {managed.role} lacks pg_read_all_stats" in detail
+        app.rollback()
+        result = sessions_check()  # connected, holding nothing: cannot be judged further
+        assert result["status"] == "warning" and result["value"] == "0 long-running, 1 not inspectable", result
+        with psycopg.connect(managed.admin_url, autocommit=True) as admin:
+            admin.execute(sql.SQL("GRANT pg_read_all_stats TO {}").format(sql.Identifier(managed.role)))
+        assert sessions_check()["status"] == "passed"  # now seen: idle, no transaction
