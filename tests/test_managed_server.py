@@ -247,3 +247,56 @@ def test_check_judges_other_roles_sessions_by_their_locks(
         with psycopg.connect(managed.admin_url, autocommit=True) as admin:
             admin.execute(sql.SQL("GRANT pg_read_all_stats TO {}").format(sql.Identifier(managed.role)))
         assert sessions_check()["status"] == "passed"  # now seen: idle, no transaction
+
+
+@pytest.mark.parametrize("managed", [False], indirect=True, ids=["nocreatedb"])
+def test_backup_of_tables_the_role_may_not_read_is_refused_naming_them(
+        managed: Managed, tmp_path: Path, pg_server: PgServer) -> None:
+    """On a managed service another role (an extension's installer, the app) may own a table the
+    migration role cannot read; pg_dump would stop part-way, so the backup refuses up front."""
+    project = _project(tmp_path, pg_server)
+    _ok(["migrate", "--no-backup"], project, managed)
+    with psycopg.connect(managed.admin_url, autocommit=True) as admin:
+        admin.execute("CREATE TABLE public.audit_log (id int)")
+        admin.execute("CREATE SCHEMA vault")
+        admin.execute("CREATE TABLE vault.keys (k text)")
+    code, _, err = _pgshift(["backup"], project, managed)
+    assert code == 27, err
+    assert (f"role '{managed.role}' (the user in database_url) lacks the SELECT privilege on 2 of them: "
+            "public.audit_log (owner postgres), vault.keys (owner postgres, schema without USAGE); "
+            "no backup was written") in err
+    assert f'GRANT SELECT ON public.audit_log TO "{managed.role}"' in err
+    assert not (project / "backups").exists() or not any((project / "backups").iterdir())
+    with psycopg.connect(managed.admin_url, autocommit=True) as admin:  # what the hint says
+        for statement in ("GRANT SELECT ON public.audit_log, vault.keys TO {}", "GRANT USAGE ON SCHEMA vault TO {}"):
+            admin.execute(sql.SQL(statement).format(sql.Identifier(managed.role)))
+    out, _ = _ok(["backup"], project, managed)
+    assert "verified (quick)" in out
+
+
+@pytest.mark.parametrize("managed", [True], indirect=True, ids=["createdb"])
+def test_restore_that_may_not_end_the_apps_sessions_names_pg_signal_backend(
+        managed: Managed, tmp_path: Path, pg_server: PgServer) -> None:
+    project = _project(tmp_path, pg_server)
+    _ok(["migrate", "--no-backup"], project, managed)
+    _ok(["backup"], project, managed)
+    app_role = f"{managed.role}_web"
+    with psycopg.connect(managed.admin_url, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(app_role)))
+    try:
+        app_url = f"{managed.admin_url.replace('user=postgres', f'user={app_role}')} application_name=web"
+        with psycopg.connect(app_url, autocommit=True) as app:  # the app, connected as its own role
+            code, _, err = _pgshift(["restore", "latest", "--yes"], project, managed)
+            assert code == 14, err
+            assert f"The live database {managed.database} was not changed" in err
+            assert "pg_signal_backend" in err and "Hint: stop the application first (app.stop_command)" in err
+            assert managed.databases() == [managed.database]  # the restored copy was dropped
+            assert managed.scalar(f"SELECT datallowconn FROM pg_database WHERE datname = '{managed.database}'")
+            assert app.execute("SELECT 1").fetchone() == (1,)  # still connected: nothing was ended
+            with psycopg.connect(managed.admin_url, autocommit=True) as admin:  # what the hint says
+                admin.execute(sql.SQL("GRANT pg_signal_backend TO {}").format(sql.Identifier(managed.role)))
+            out, _ = _ok(["restore", "latest", "--yes"], project, managed)
+            assert "restore complete" in out
+    finally:
+        with psycopg.connect(managed.admin_url, autocommit=True) as admin:
+            admin.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(app_role)))

@@ -41,3 +41,35 @@ def require_createdb(conn: psycopg.Connection[Any], needs: str, *, instead: str)
         hint=f"have an administrator run ALTER ROLE {sql.Identifier(role).as_string(conn)} CREATEDB (a managed "
         f"service's admin role may grant it), or {instead}.",
     )
+
+
+# Tables and sequences pg_dump reads (extension members are the extension's to recreate).
+_UNREADABLE = r"""
+SELECT format('%I.%I', n.nspname, c.relname), pg_get_userbyid(c.relowner),
+       has_schema_privilege(n.oid, 'USAGE') AS schema_usage
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'p', 'S') AND c.relpersistence <> 't'
+  AND n.nspname <> 'information_schema' AND n.nspname !~ '^pg_'
+  AND NOT EXISTS (SELECT FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid
+                  AND d.deptype = 'e')
+  AND NOT (has_schema_privilege(n.oid, 'USAGE') AND has_table_privilege(c.oid, 'SELECT'))
+ORDER BY 1
+"""
+
+
+def require_readable_tables(conn: psycopg.Connection[Any]) -> None:
+    """Raise :class:`PrivilegeMissing` naming the tables and sequences pg_dump could not read."""
+    rows = conn.execute(_UNREADABLE).fetchall()
+    if not rows:
+        return
+    role = conn.info.user
+    shown = ", ".join(f"{name} (owner {owner}{'' if usage else ', schema without USAGE'})"
+                      for name, owner, usage in rows[:5]) + (f" and {len(rows) - 5} more" if len(rows) > 5 else "")
+    first = rows[0][0]
+    raise PrivilegeMissing(
+        f"A backup reads every table and sequence of the database, and role {role!r} (the user in database_url) "
+        f"lacks the SELECT privilege on {len(rows)} of them: {shown}; no backup was written.",
+        hint=f"have their owner (or an administrator) run GRANT SELECT ON {first} TO "
+        f"{sql.Identifier(role).as_string(conn)} (and GRANT USAGE ON the schema where it lacks USAGE), then back up "
+        "again.",
+    )
