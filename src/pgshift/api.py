@@ -543,8 +543,9 @@ def adopt(settings: Settings, tool: str, *, schema: str | None = None, table: st
     return report
 
 
-# Flyway row types under which Flyway ran (or, for a baseline, skipped) the SQL file of that version.
-_FLYWAY_SQL_TYPES = ("SQL", "SQL_BASELINE", "BASELINE")
+# Flyway row types under which the SQL file of that version counts as run: run as SQL, or covered by a
+# baseline (the marker, or a baseline migration of any kind, which stands for every version up to it).
+_FLYWAY_SQL_TYPES = ("SQL", "BASELINE", "SQL_BASELINE", "JDBC_BASELINE", "SCRIPT_BASELINE")
 
 
 def _refuse_flyway_non_sql(settings: Settings, migrations: list[Migration],
