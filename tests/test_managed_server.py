@@ -64,8 +64,8 @@ def managed(request: pytest.FixtureRequest, pg_server: PgServer) -> Iterator[Man
     with psycopg.connect(pg_server.admin_url, autocommit=True) as admin:
         owned = admin.execute("SELECT datname FROM pg_database WHERE datdba = "
                               "(SELECT oid FROM pg_roles WHERE rolname = %s)", (role,)).fetchall()
-        for (name,) in owned:
-            admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+        for name in {database, *(str(r[0]) for r in owned)}:
+            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
         admin.execute(sql.SQL("DROP OWNED BY {} CASCADE").format(sql.Identifier(role)))
         admin.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
 
@@ -300,3 +300,24 @@ def test_restore_that_may_not_end_the_apps_sessions_names_pg_signal_backend(
     finally:
         with psycopg.connect(managed.admin_url, autocommit=True) as admin:
             admin.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(app_role)))
+
+
+@pytest.mark.parametrize("managed", [True], indirect=True, ids=["createdb"])
+def test_rehearse_as_a_role_that_does_not_own_the_database_copies_it_with_pg_dump(
+        managed: Managed, tmp_path: Path, pg_server: PgServer) -> None:
+    """A service's admin role owns the database; the deploy role has CREATEDB and owns the tables. Only
+    the owner may copy a database as a template, so the clone is made with pg_dump | pg_restore."""
+    with psycopg.connect(managed.admin_url, autocommit=True) as admin:
+        admin.execute(sql.SQL("ALTER DATABASE {} OWNER TO postgres").format(sql.Identifier(managed.database)))
+        admin.execute(sql.SQL("GRANT CREATE ON DATABASE {} TO {}").format(
+            sql.Identifier(managed.database), sql.Identifier(managed.role)))
+        admin.execute(sql.SQL("GRANT CREATE ON SCHEMA public TO {}").format(sql.Identifier(managed.role)))
+    project = _project(tmp_path, pg_server)
+    _ok(["migrate", "--no-backup"], project, managed)
+    write_migration(project / "migrations", "3", "flag", "ALTER TABLE accounts ADD COLUMN flag boolean;",
+                    "ALTER TABLE accounts DROP COLUMN flag;")
+    out, _ = _ok(["rehearse", "--json"], project, managed)
+    report = json.loads(out)
+    assert report["verdict"] == "pass" and report["clone"]["method"] == "pg_dump", report["clone"]
+    assert "does not own the source database" in report["clone"]["note"]
+    assert managed.databases() == []  # the clone, the role's own, was dropped
