@@ -321,3 +321,21 @@ def test_rehearse_as_a_role_that_does_not_own_the_database_copies_it_with_pg_dum
     assert report["verdict"] == "pass" and report["clone"]["method"] == "pg_dump", report["clone"]
     assert "does not own the source database" in report["clone"]["note"]
     assert managed.databases() == []  # the clone, the role's own, was dropped
+
+
+@pytest.mark.parametrize("managed", [True], indirect=True, ids=["createdb"])
+def test_restore_by_a_role_that_does_not_own_the_database_is_refused_up_front(
+        managed: Managed, tmp_path: Path, pg_server: PgServer) -> None:
+    stopped = tmp_path / "app-stopped"
+    stop = json.dumps([sys.executable, "-c", f"open({str(stopped)!r}, 'w').close()"])
+    project = _project(tmp_path, pg_server, f"[app]\nstop_command = {stop}\n")
+    _ok(["migrate", "--no-backup"], project, managed)
+    _ok(["backup"], project, managed)
+    with psycopg.connect(managed.admin_url, autocommit=True) as admin:
+        admin.execute(sql.SQL("ALTER DATABASE {} OWNER TO postgres").format(sql.Identifier(managed.database)))
+    code, _, err = _pgshift(["restore", "latest", "--yes"], project, managed)
+    assert code == 27, err
+    assert (f"Restoring {managed.database} renames it to keep it, and so needs ownership of database "
+            f"{managed.database}, which belongs to role 'postgres', not to role '{managed.role}'") in err
+    assert f'GRANT "postgres" TO "{managed.role}"' in err
+    assert not stopped.exists() and managed.databases() == []  # the app was not stopped; no copy was made

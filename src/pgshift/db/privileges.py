@@ -73,3 +73,20 @@ def require_readable_tables(conn: psycopg.Connection[Any]) -> None:
         f"{sql.Identifier(role).as_string(conn)} (and GRANT USAGE ON the schema where it lacks USAGE), then back up "
         "again.",
     )
+
+
+def require_database_owner(conn: psycopg.Connection[Any], needs: str) -> None:
+    """Raise :class:`PrivilegeMissing` unless the role owns the connection's database (or is a
+    member of its owner role, which PostgreSQL counts as owning it)."""
+    row = conn.execute("SELECT current_database(), pg_get_userbyid(datdba), pg_has_role(datdba, 'MEMBER') "
+                       "FROM pg_database WHERE datname = current_database()").fetchone()
+    if row is None or row[2]:
+        return
+    database, owner, _ = row
+    role = conn.info.user
+    raise PrivilegeMissing(
+        f"{needs} needs ownership of database {database}, which belongs to role {owner!r}, not to role {role!r} "
+        "(the user in database_url); nothing was created or changed.",
+        hint=f"run it with database_url naming {owner!r}, or have an administrator run GRANT "
+        f"{sql.Identifier(owner).as_string(conn)} TO {sql.Identifier(role).as_string(conn)}.",
+    )

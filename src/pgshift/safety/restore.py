@@ -26,7 +26,7 @@ from psycopg import sql
 from pgshift.config import Settings, duration_ms
 from pgshift.db.connect import connect, drop_database, mask_password, with_dbname
 from pgshift.db.history import History
-from pgshift.db.privileges import require_createdb
+from pgshift.db.privileges import require_createdb, require_database_owner
 from pgshift.errors import BackupFailed, PgshiftError, RestoreFailed, server_message
 from pgshift.safety.copydata import is_copy_header
 from pgshift.safety.dbprops import apply_properties, archived_properties
@@ -89,6 +89,7 @@ def restore_database(settings: Settings, backup: str | Path, url: str | None = N
         live = str(conn.execute("SELECT current_database()").fetchone()[0])  # type: ignore[index]
         require_createdb(conn, f"Restoring {live} creates a new database beside it and",
                          instead="restore single tables into the live database with `pgshift restore --table`")
+        require_database_owner(conn, f"Restoring {live} renames it to keep it, and so")
     report = RestoreReport(str(folder), live, now_iso())
     try:
         _restore(settings, folder, url, live, report, say)
