@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 
@@ -38,6 +38,9 @@ from pgshift.runner.execute import (
 from pgshift.runner.gate import MigrateChecks, gate
 from pgshift.runner.plan import Plan, Problem, build_plan
 from pgshift.runner.retry import RetryPolicy
+
+if TYPE_CHECKING:
+    from pgshift.db.foreign_history import ForeignApplied
 
 Notify = Callable[[str], None]
 BeforeApply = Callable[[psycopg.Connection[Any], list[Migration]], None]
@@ -586,6 +589,7 @@ class AdoptReport:
     pending: list[str] = field(default_factory=list)
     unknown: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)  # files that block only their own migration
+    changed: list[str] = field(default_factory=list)  # repeatables edited since the tool ran them (pending)
 
 
 def adopt(settings: Settings, tool: str, *, schema: str | None = None, table: str | None = None) -> AdoptReport:
@@ -607,6 +611,8 @@ def adopt(settings: Settings, tool: str, *, schema: str | None = None, table: st
                 f"migration. Repair it with {tool} first, then run pgshift adopt again."
             )
         keys = {version_sort_key(e.version): e for e in entries}
+        if tool == "flyway":
+            _refuse_flyway_non_sql(settings, migrations, keys)
         if tool == "golang-migrate" and entries:
             # golang-migrate keeps only the current version: everything up to it is applied.
             current = version_sort_key(entries[0].version)
@@ -617,6 +623,10 @@ def adopt(settings: Settings, tool: str, *, schema: str | None = None, table: st
         for m in migrations:
             if m.sort_key not in keys:
                 report.pending.append(m.version)
+            elif tool == "flyway" and (edit := _flyway_repeatable_edit(m, keys[m.sort_key])):
+                report.pending.append(m.version)
+                report.changed.append(m.version)
+                report.warnings.append(edit)
             elif (row := rows.get(m.version)) is not None and row.status in ("applied", "baseline"):
                 report.already.append(m.version)
             else:
@@ -625,6 +635,48 @@ def adopt(settings: Settings, tool: str, *, schema: str | None = None, table: st
                 report.adopted.append(m.version)
         history.log(None, "adopted", {"tool": tool, "versions": report.adopted, "unknown": report.unknown})
     return report
+
+
+# Flyway row types under which the SQL file of that version counts as run: run as SQL, or covered by a
+# baseline (the marker, or a baseline migration of any kind, which stands for every version up to it).
+_FLYWAY_SQL_TYPES = ("SQL", "BASELINE", "SQL_BASELINE", "JDBC_BASELINE", "SCRIPT_BASELINE")
+
+
+def _refuse_flyway_non_sql(settings: Settings, migrations: list[Migration],
+                           keys: dict[tuple[object, ...], ForeignApplied]) -> None:
+    """A version Flyway applied as a Java (JDBC) or other non-SQL migration, while the folder holds
+    an SQL file of that version: the file is not what ran, so neither adopting it nor running it is
+    safe to guess."""
+    from pgshift.errors import AdoptError
+
+    clashes = [(m, keys[m.sort_key]) for m in migrations
+               if m.kind == "versioned" and m.sort_key in keys and keys[m.sort_key].kind not in _FLYWAY_SQL_TYPES]
+    if clashes:
+        listed = "; ".join(f"version {e.version} ({e.name!r}) was applied as a {e.kind} migration, but "
+                           f"{m.path} is an SQL file of that version" for m, e in clashes)
+        raise AdoptError(
+            f"Flyway's history and {settings.migrations_path} disagree: {listed}. The SQL file is not what Flyway "
+            "ran for that version, so pgshift can neither record it as applied nor run it; nothing was adopted.",
+            hint="if the SQL file must still run, give it a new version (rename it); if the Java migration already "
+            "did its work, delete the file; then run pgshift adopt again.")
+
+
+def _flyway_repeatable_edit(m: Migration, entry: ForeignApplied) -> str | None:
+    """Why a repeatable migration is pending although Flyway ran it: its file changed since (Flyway
+    compares its checksum and re-runs it); None when it is unchanged or cannot be compared."""
+    from pgshift.migrations.formats.flyway import flyway_checksum
+
+    if m.kind != "repeatable" or entry.checksum is None or m.path is None:
+        return None
+    try:
+        current = flyway_checksum(m.path.read_bytes().decode("utf-8"))
+    except (OSError, UnicodeDecodeError):
+        return None  # the loader already reports an unreadable file
+    if str(current) == entry.checksum:
+        return None
+    return (f"{m.path}: the repeatable migration {m.version} changed since Flyway last ran it (Flyway checksum "
+            f"{current} now, {entry.checksum} in flyway_schema_history), so it was not adopted: the next "
+            "`pgshift migrate` runs it again, as Flyway would.")
 
 
 def history_events(settings: Settings, limit: int = 100) -> tuple[list[AppliedRow], list[dict[str, Any]]]:

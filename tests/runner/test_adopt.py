@@ -8,7 +8,8 @@ from pathlib import Path
 
 import psycopg
 
-from tests.db.test_foreign_history import GOLANG_MIGRATE_DDL, GOOSE_DDL_IDENTITY
+from pgshift.migrations.formats.flyway import flyway_checksum
+from tests.db.test_foreign_history import FLYWAY_DDL, GOLANG_MIGRATE_DDL, GOOSE_DDL_IDENTITY
 from tests.helpers import run_pgshift
 
 SAMPLES = Path(__file__).parent.parent / "migrations" / "samples"
@@ -72,3 +73,84 @@ def test_adopt_without_the_tools_table_names_it(tmp_path: Path, db_url: str) -> 
     result = run_pgshift(["adopt", "--from", "goose"], cwd=project, url=db_url)
     assert result.returncode == 17
     assert "goose_db_version" in result.stderr
+
+
+FLYWAY_FILES = {
+    "V1__init.sql": "CREATE TABLE users (id int PRIMARY KEY, email text);\n",
+    "V2__backfill_users.sql": "INSERT INTO users VALUES (1, 'a@example.com');\n",
+    "R__users_view.sql": "CREATE OR REPLACE VIEW users_view AS\r\n  SELECT id FROM users;\r\n",
+    "R__users_email_view.sql": "CREATE OR REPLACE VIEW users_email_view AS SELECT email, id FROM users;\n",
+}
+
+
+def _flyway_project(tmp_path: Path, conn: Conn) -> Path:
+    """The folder and the history Flyway left: V2 ran as a Java migration, and one repeatable was
+    edited after Flyway last ran it."""
+    folder = tmp_path / "db" / "migration"
+    folder.mkdir(parents=True)
+    for name, text in FLYWAY_FILES.items():
+        (folder / name).write_bytes(text.encode())
+    (tmp_path / "pgshift.toml").write_text('migrations_dir = "db/migration"\nformat = "flyway"\n')
+    conn.execute(FLYWAY_DDL.format(schema="public"))
+    conn.execute("CREATE TABLE users (id int PRIMARY KEY, email text)")
+    conn.execute("CREATE VIEW users_view AS SELECT id FROM users")
+    conn.execute("CREATE VIEW users_email_view AS SELECT email FROM users")
+    ran_before_edit = "CREATE OR REPLACE VIEW users_email_view AS SELECT email FROM users;\n"
+    rows = [
+        (1, "1", "init", "SQL", "V1__init.sql", flyway_checksum(FLYWAY_FILES["V1__init.sql"])),
+        (2, "2", "backfill users", "JDBC", "db.migration.V2__backfill_users", None),
+        # Flyway read these files with LF line endings; the CRLF copy here has the same checksum.
+        (3, None, "users view", "SQL", "R__users_view.sql",
+         flyway_checksum(FLYWAY_FILES["R__users_view.sql"].replace("\r\n", "\n"))),
+        (4, None, "users email view", "SQL", "R__users_email_view.sql", flyway_checksum(ran_before_edit)),
+    ]
+    with conn.cursor() as cur:
+        cur.executemany(
+            'INSERT INTO flyway_schema_history ("installed_rank", "version", "description", "type", "script", '
+            '"checksum", "installed_by", "execution_time", "success") VALUES (%s, %s, %s, %s, %s, %s, '
+            "'deploy', 12, true)", rows)
+    return tmp_path
+
+
+def test_adopt_flyway_refuses_an_sql_file_for_a_version_flyway_ran_as_java(
+        tmp_path: Path, db_url: str, conn: Conn) -> None:
+    project = _flyway_project(tmp_path, conn)
+    result = run_pgshift(["adopt", "--from", "flyway"], cwd=project, url=db_url)
+    message = " ".join(result.stderr.split())
+    assert result.returncode == 17, result.stderr
+    assert "version 2 ('backfill users') was applied as a JDBC migration" in message
+    assert "V2__backfill_users.sql is an SQL file of that version" in message
+    assert "nothing was adopted" in message and "give it a new version" in message
+    assert conn.execute("SELECT to_regclass('pgshift.migrations') IS NULL "
+                        "OR NOT EXISTS (SELECT FROM pgshift.migrations)").fetchone() == (True,)
+
+    # The hint: the Java migration did the work, so the SQL file goes; adopt then goes through.
+    (project / "db" / "migration" / "V2__backfill_users.sql").unlink()
+    adopted = run_pgshift(["adopt", "--from", "flyway", "--json"], cwd=project, url=db_url)
+    assert adopted.returncode == 0, adopted.stderr
+    report = json.loads(adopted.stdout)
+    assert report["adopted"] == ["1", "R__users_view"]
+    assert report["unknown"] == ["2"]  # the Java migration has no file here
+
+
+def test_adopt_flyway_leaves_a_repeatable_edited_since_flyway_ran_it_pending(
+        tmp_path: Path, db_url: str, conn: Conn) -> None:
+    project = _flyway_project(tmp_path, conn)
+    (project / "db" / "migration" / "V2__backfill_users.sql").unlink()
+    adopted = run_pgshift(["adopt", "--from", "flyway"], cwd=project, url=db_url)
+    assert adopted.returncode == 0, adopted.stderr
+    message = " ".join(adopted.stderr.split())
+    edited = flyway_checksum(FLYWAY_FILES["R__users_email_view.sql"])
+    assert (f"R__users_email_view.sql: the repeatable migration R__users_email_view changed since Flyway last ran "
+            f"it (Flyway checksum {edited} now,") in message
+    assert "the next `pgshift migrate` runs it again" in message
+    report = json.loads(run_pgshift(["adopt", "--from", "flyway", "--json"], cwd=project, url=db_url).stdout)
+    assert report["changed"] == ["R__users_email_view"] and report["pending"] == ["R__users_email_view"]
+    assert report["already"] == ["1", "R__users_view"]
+
+    migrated = run_pgshift(["migrate", "--json", "--no-backup"], cwd=project, url=db_url)
+    assert migrated.returncode == 0, migrated.stderr
+    assert [a["version"] for a in json.loads(migrated.stdout)["applied"]] == ["R__users_email_view"]
+    columns = conn.execute("SELECT attname FROM pg_attribute WHERE attrelid = 'users_email_view'::regclass "
+                           "ORDER BY attnum").fetchall()
+    assert columns == [("email",), ("id",)]  # the edited view, run again

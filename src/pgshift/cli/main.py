@@ -4,6 +4,7 @@ so `pgshift migrate` does not pay for loading the linter, the rehearsal or the d
 from __future__ import annotations
 
 import importlib
+import warnings
 
 import click
 
@@ -46,5 +47,19 @@ def cli() -> None:
     """
 
 
+def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                  file: object = None, line: str | None = None) -> None:
+    """pgshift's own warnings (a degraded feature, e.g. the rewrite guard without a superuser) as one
+    line on stderr, like the CLI's other warnings; anything else as Python prints it."""
+    if category.__module__.startswith("pgshift."):
+        click.echo(click.style("warning", fg="yellow") + f": {message}", err=True)
+    else:
+        _python_show_warning(message, category, filename, lineno, file, line)  # type: ignore[arg-type]
+
+
+_python_show_warning = warnings.showwarning
+
+
 def main() -> None:
+    warnings.showwarning = _show_warning
     cli(prog_name="pgshift")

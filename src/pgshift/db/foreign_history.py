@@ -9,7 +9,8 @@ connection's ``search_path`` (as the tools themselves do):
 - flyway: ``flyway_schema_history`` (Flyway < 5: ``schema_version``), replayed in
   ``installed_rank`` order: undo and ``DELETE`` rows remove a version, the ``SCHEMA`` marker row
   is skipped, ``BASELINE`` counts as applied, repeatables (``version`` NULL) are keyed
-  ``R__<description with spaces as underscores>`` and their latest row wins;
+  ``R__<description with spaces as underscores>`` and their latest row wins; each entry keeps
+  its row's ``type``, so adopt can tell a Java (JDBC) migration from the SQL file of the same version;
 - dbmate: ``schema_migrations (version varchar)``: every row is an applied version;
 - golang-migrate: ``schema_migrations (version bigint, dirty boolean)``: ONE row, the current
   version; every migration up to it is applied; ``dirty`` means that version failed part-way;
@@ -70,6 +71,7 @@ class ForeignApplied:
     applied_at: datetime | None
     succeeded: bool
     checksum: str | None
+    kind: str | None = None  # Flyway's type of the row that counts (SQL, JDBC, BASELINE ...); others None
 
 
 def read_foreign_history(
@@ -201,7 +203,7 @@ def _flyway(rows: list[Row]) -> list[ForeignApplied]:
             state.pop(key, None)
             continue
         text_checksum = None if checksum is None else str(checksum)
-        state[key] = ForeignApplied(key, description, installed_on, bool(success), text_checksum)
+        state[key] = ForeignApplied(key, description, installed_on, bool(success), text_checksum, str(kind))
     return list(state.values())
 
 

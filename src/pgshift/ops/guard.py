@@ -6,9 +6,10 @@ touched no data. The trigger is database-wide, but it only acts in sessions that
 setting ``pgshift.rewrite_guard_bytes`` -- pgshift sets it on its own deploy connection, so the
 application's sessions (and other tools) are never stopped by it.
 
-Only a superuser may create an event trigger. When the runner's role is not one and the trigger is
-not installed yet, the guard is unavailable and pgshift warns instead of failing; a superuser can
-install it once with :func:`install` (the trigger then guards every later pgshift run).
+Only a superuser (or, on some managed services, their admin role) may create an event trigger. When
+the runner's role may not and the trigger is not installed yet, the guard is unavailable and pgshift
+warns instead of failing; a superuser can install it once with :func:`install`, or by running
+``pgshift migrate`` with the guard set (the trigger then guards every later pgshift run).
 """
 
 from __future__ import annotations
@@ -81,11 +82,6 @@ def _installed(conn: psycopg.Connection[Any]) -> bool:
     return bool(row and row[0])
 
 
-def _superuser(conn: psycopg.Connection[Any]) -> bool:
-    row = conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()
-    return bool(row and row[0])
-
-
 def install(conn: psycopg.Connection[Any], schema: str) -> None:
     """Create (or update) the guard function in ``schema`` and the event trigger; needs a superuser."""
     function = sql.Identifier(schema, FUNCTION)
@@ -105,16 +101,19 @@ def enable(conn: psycopg.Connection[Any], schema: str, limit: str | int) -> str 
     if limit_bytes == 0:
         return None  # off: not even a round trip
     if not _installed(conn):
-        if not _superuser(conn):
-            user = conn.info.user
-            message = (f"rewrite_guard = {limit} is set, but the guard is unavailable: role {user!r} is not a "
-                       "superuser and may not create the table_rewrite event trigger it needs, so statements "
-                       "that rewrite large tables will NOT be stopped. Have a superuser install it once "
-                       f"(pgshift.ops.guard.install(conn, {schema!r})), or set rewrite_guard = 0 to silence "
-                       "this warning.")
+        try:
+            install(conn, schema)
+        except psycopg.errors.InsufficientPrivilege:
+            # Not rolsuper alone: some managed services let their admin role create event triggers.
+            message = (f"rewrite_guard = {limit} is set, but the guard is unavailable: role {conn.info.user!r} is not "
+                       "a superuser, and only a superuser may create the table_rewrite event trigger the guard "
+                       "needs, so statements that rewrite large tables will NOT be stopped. A superuser can "
+                       "install it once by running `pgshift migrate` with rewrite_guard set (it then guards every "
+                       "later run, whatever the role); where there is none (a managed service), set "
+                       "rewrite_guard = 0 to silence this warning and rely on `pgshift lint` and `pgshift "
+                       "rehearse` to catch table rewrites.")
             warnings.warn(message, RewriteGuardUnavailable, stacklevel=2)
             return message
-        install(conn, schema)
     conn.execute("SELECT set_config(%s, %s, false)", (GUC, str(limit_bytes)))
     return None
 

@@ -20,6 +20,7 @@ from psycopg import errors as pgerrors
 from psycopg import sql
 
 from pgshift.db.connect import connect, dbname_in, drop_database, mask_password, server_major, with_dbname
+from pgshift.db.privileges import require_createdb
 from pgshift.errors import BackupFailed, RehearsalFailed
 from pgshift.safety import tools
 
@@ -86,7 +87,12 @@ def make_clone(source_url: str, *, from_backup: Path | None = None, bindir: str 
     name = clone_name(source)
     started = time.monotonic()
     with maintenance_connection(source_url) as admin:
+        require_createdb(admin, "A rehearsal runs on a throwaway copy of the database and",
+                         instead="rehearse against a copy of the database on a server where the role has it "
+                         "(a staging instance, or a local `pgshift dev start` server loaded from a `pgshift backup` "
+                         "with pg_restore)")
         major = server_major(admin)
+        why_dump = "the source had other sessions, so it was copied with pg_dump | pg_restore"
         if from_backup is None and other_sessions(admin, source) == 0:
             strategy = major >= 15
             try:
@@ -100,11 +106,10 @@ def make_clone(source_url: str, *, from_backup: Path | None = None, bindir: str 
                              time.monotonic() - started)
             except pgerrors.ObjectInUse:
                 pass  # someone connected in between: fall back to a dump
-            except psycopg.errors.InsufficientPrivilege as exc:
-                raise RehearsalFailed(
-                    f"Cannot create the rehearsal clone: {exc.diag.message_primary}.",
-                    hint="the role in database_url needs CREATEDB to rehearse.",
-                ) from None
+            except psycopg.errors.InsufficientPrivilege:
+                # The role has CREATEDB (checked above): only the source's owner may copy it as a template.
+                why_dump = ("the role does not own the source database, which a template copy needs, so it was "
+                            "copied with pg_dump | pg_restore")
         admin.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(name)))
     clone = Clone(name, with_dbname(source_url, name), source,
                   "backup" if from_backup else "pg_dump", 0.0)
@@ -114,7 +119,7 @@ def make_clone(source_url: str, *, from_backup: Path | None = None, bindir: str 
             clone.note = f"restored from {from_backup}"
         else:
             dump_into(source_url, clone.url, major, bindir, lock_wait_ms)
-            clone.note = "the source had other sessions, so it was copied with pg_dump | pg_restore"
+            clone.note = why_dump
     except BaseException:
         drop_clone(source_url, name)
         raise

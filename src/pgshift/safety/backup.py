@@ -31,6 +31,7 @@ from pgshift import __version__
 from pgshift.config import Settings, duration_ms
 from pgshift.db.connect import connect, mask_password
 from pgshift.db.history import History
+from pgshift.db.privileges import require_readable_tables
 from pgshift.errors import BackupFailed, DiskFull, LockHeld, PgshiftError, from_os_error
 from pgshift.migrations.model import Migration
 from pgshift.safety.manifest import (
@@ -326,6 +327,7 @@ def take_backup(
         db_size, encoding = conn.execute(
             "SELECT pg_database_size(current_database()), pg_encoding_to_char(encoding) FROM pg_database "
             "WHERE datname = current_database()").fetchone()  # type: ignore[misc]
+        require_readable_tables(conn)  # before any file is written: pg_dump would stop part-way
         tool = find_tool("pg_dump", major, bindir=bindir or settings.backup.pg_bindir)
         incomplete = sweep_incomplete(backup_dir(settings, directory))
         folder = _new_folder(backup_dir(settings, directory), database)

@@ -162,7 +162,9 @@ def check_running_dump(ctx: _Context) -> CheckResult:
         "WHERE application_name = 'pg_dump' AND pid <> pg_backend_pid()").fetchall()
     if not rows:
         return CheckResult("no pg_dump running", PASSED, "none")
-    detail = [f"pid {pid} on {db}, running for {str(age).split('.')[0]}" for pid, db, age in rows]
+    detail = [f"pid {pid} on {db}, running for "
+              + (str(age).split('.')[0] if age is not None else "an unknown time (hidden without pg_read_all_stats)")
+              for pid, db, age in rows]
     detail.append("pg_dump holds a share lock on every table until it ends; a migration would queue behind it")
     return CheckResult("no pg_dump running", FAILED, f"{len(rows)} running", detail)
 
@@ -264,33 +266,49 @@ def check_sessions(ctx: _Context) -> CheckResult:
     assert ctx.conn is not None
     _load_status(ctx)
     touched, _ = touched_tables(ctx.pending or [])
+    # Without pg_read_all_stats, another role's session shows no state, age or query (backend_type
+    # NULL); pg_locks still shows what it holds, so it is judged by its locks alone.
     rows = ctx.conn.execute(
         """
         SELECT a.pid, a.state, extract(epoch FROM now() - coalesce(a.xact_start, a.query_start))::float8,
-               left(a.query, 60),
+               left(a.query, 60), a.usename,
                coalesce(array_agg(DISTINCT l.relation::regclass::text) FILTER (WHERE l.relation IS NOT NULL),
                         '{}')
         FROM pg_stat_activity a LEFT JOIN pg_locks l ON l.pid = a.pid AND l.database = (
             SELECT oid FROM pg_database WHERE datname = current_database())
-        WHERE a.datname = current_database() AND a.pid <> pg_backend_pid() AND a.backend_type = 'client backend'
-          AND (a.state LIKE 'idle in transaction%%'
-               OR (a.state = 'active' AND now() - coalesce(a.xact_start, a.query_start) > %s * interval '1 second'))
-        GROUP BY 1, 2, 3, 4
+        WHERE a.datname = current_database() AND a.pid <> pg_backend_pid()
+          AND ((a.backend_type = 'client backend'
+                AND (a.state LIKE 'idle in transaction%%'
+                     OR (a.state = 'active'
+                         AND now() - coalesce(a.xact_start, a.query_start) > %s * interval '1 second')))
+               OR (a.backend_type IS NULL AND a.usesysid IS NOT NULL))
+        GROUP BY 1, 2, 3, 4, 5
         """, (ctx.thresholds.long_running_s,)).fetchall()
     blocking: list[str] = []
     other: list[str] = []
+    hidden = 0
     wanted = touched | {t.split(".", 1)[1] for t in touched if t.startswith("public.")}
-    for pid, state, secs, query, relations in rows:
-        line = f"pid {pid} {state} for {secs:.0f}s: {query!r}"
+    for pid, state, secs, query, user, relations in rows:
         held = sorted(r for r in relations if r in wanted or f"public.{r}" in wanted)
+        if state is None:
+            hidden += 1
+            if held:
+                blocking.append(f"pid {pid} of role {user} (state and age hidden) holds locks on {', '.join(held)}")
+            continue
+        line = f"pid {pid} {state} for {secs:.0f}s: {query!r}"
         if held:
             blocking.append(f"{line} (holds locks on {', '.join(held)})")
         elif secs >= ctx.thresholds.long_running_s:
             other.append(line)
+    if hidden:
+        other.append(f"role {ctx.conn.info.user} lacks pg_read_all_stats (part of pg_monitor), so the state and "
+                     f"transaction age of {hidden} session(s) of other roles are hidden: only the locks they hold "
+                     "were checked; a superuser or the service's admin role can GRANT pg_read_all_stats to it")
     if blocking:
         return CheckResult("no sessions blocking DDL", FAILED, f"{len(blocking)} blocking", blocking + other)
     if other:
-        return CheckResult("no sessions blocking DDL", WARNING, f"{len(other)} long-running", other)
+        value = f"{len(other) - 1} long-running, {hidden} not inspectable" if hidden else f"{len(other)} long-running"
+        return CheckResult("no sessions blocking DDL", WARNING, value, other)
     return CheckResult("no sessions blocking DDL", PASSED, "none")
 
 

@@ -28,7 +28,8 @@ from pgshift.config import Settings, duration_ms
 from pgshift.db.connect import connect, drop_database, mask_password, with_dbname
 from pgshift.db.history import History
 from pgshift.db.lock import lock_holder, lock_key
-from pgshift.errors import BackupFailed, PgshiftError, RestoreFailed
+from pgshift.db.privileges import require_createdb, require_database_owner
+from pgshift.errors import BackupFailed, PgshiftError, RestoreFailed, server_message
 from pgshift.safety.copydata import is_copy_header
 from pgshift.safety.dbprops import apply_properties, archived_properties
 from pgshift.safety.hooks import poll_health, run_hook
@@ -88,6 +89,9 @@ def restore_database(settings: Settings, backup: str | Path, url: str | None = N
     folder = Path(backup)
     with connect(url, application_name="pgshift-restore") as conn:
         live = str(conn.execute("SELECT current_database()").fetchone()[0])  # type: ignore[index]
+        require_createdb(conn, f"Restoring {live} creates a new database beside it and",
+                         instead="restore single tables into the live database with `pgshift restore --table`")
+        require_database_owner(conn, f"Restoring {live} renames it to keep it, and so")
     report = RestoreReport(str(folder), live, now_iso())
     try:
         with connect(maintenance_url(url, live), application_name="pgshift-restore") as guard:
@@ -249,8 +253,12 @@ def _swap(admin_url: str, live: str, new_db: str, kept_as: str, settings: Settin
         except BaseException as exc:
             admin.execute(sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS true").format(sql.Identifier(live)))
             drop_database(admin, new_db)
-            raise RestoreFailed(f"Could not swap {new_db} in for {live}: {mask_password(str(exc))}. The live "
-                                f"database {live} was not changed.") from None
+            denied = isinstance(exc, psycopg.errors.InsufficientPrivilege)
+            raise RestoreFailed(f"Could not swap {new_db} in for {live}: {mask_password(server_message(exc))}. The "
+                                f"live database {live} was not changed.",
+                                hint="stop the application first (app.stop_command), or have an administrator GRANT "
+                                "pg_signal_backend to this role so it may end other roles' sessions (a superuser's "
+                                "only a superuser may end), then restore again." if denied else None) from None
         if allowed and allowed[0]:
             admin.execute(sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS true").format(
                 sql.Identifier(kept_as)))

@@ -24,6 +24,7 @@ import psycopg
 from psycopg import sql
 
 from pgshift.db.connect import connect, drop_database, mask_password, with_dbname
+from pgshift.db.privileges import require_createdb
 from pgshift.errors import BackupFailed
 from pgshift.safety.copydata import TableData, TableKey, table_pattern, tool_copy_data
 from pgshift.safety.manifest import (
@@ -230,6 +231,10 @@ def verify_backup(
     folder = Path(path)
     if folder.is_file():  # the dump file itself was named
         folder = folder.parent
+    if full and url:
+        with connect(url, application_name="pgshift-verify") as conn:
+            require_createdb(conn, "The full verification (--restore-test) restores into a scratch database and",
+                             instead="run `pgshift backup verify` without --restore-test (the quick check)")
     report = VerifyReport(folder, "full" if full else "quick", ok=False)
     started = time.monotonic()
     try:

@@ -17,6 +17,7 @@ baseline files are refused rather than silently skipped.
 from __future__ import annotations
 
 import re
+import zlib
 from functools import partial
 from pathlib import Path
 from typing import NoReturn
@@ -32,6 +33,21 @@ REPEATABLE = re.compile(r"^R__(?P<desc>.+)\.sql$")
 CALLBACK = re.compile(r"^(before|after)[A-Z][A-Za-z]*(__.*)?\.sql$")
 INLINE_CONFIG = re.compile(r"^\s*--\s*flyway:(?P<key>[A-Za-z]+)\s*=\s*(?P<value>\S*)\s*$", re.M)
 KNOWN_KEYS = {"executeInTransaction", "encoding"}
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")  # what Java's BufferedReader.readLine splits on, no more
+
+
+def flyway_checksum(text: str) -> int:
+    """The checksum Flyway records for a script (``flyway_schema_history.checksum``).
+
+    Flyway's ChecksumCalculator: a CRC32 fed each line as ``BufferedReader.readLine`` gives it
+    (``\\r\\n``, ``\\r`` and ``\\n`` dropped, so line endings do not count), the first line without
+    its UTF-8 BOM, each encoded as UTF-8; stored as Java's signed ``int``."""
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    crc = 0
+    for line in _LINE_BREAK.split(text):
+        crc = zlib.crc32(line.encode("utf-8"), crc)
+    return crc - (1 << 32) if crc >= 1 << 31 else crc
 
 
 def detect(path: Path) -> bool:
