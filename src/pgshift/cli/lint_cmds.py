@@ -18,6 +18,7 @@ from pgshift.lint.model import LintReport, TableSize
 from pgshift.lint.reporters import FORMATS, render
 from pgshift.lint.schema import Schema, schema_from_dump
 from pgshift.migrations.loader import load_migrations
+from pgshift.migrations.model import Migration
 
 
 def _merge(into: LintReport, other: LintReport) -> None:
@@ -30,12 +31,13 @@ def _merge(into: LintReport, other: LintReport) -> None:
 
 class _Run:
     def __init__(self, settings: Settings, pg_version: int, sizes: dict[str, TableSize], schema: Schema,
-                 locks: bool, fix: bool, down: bool = True, live: bool = False) -> None:
+                 locks: bool, fix: bool, down: bool = True, live_url: str | None = None) -> None:
         self.settings, self.pg_version, self.sizes, self.schema = settings, pg_version, sizes, schema
         from pgshift.lint.context import RunState
 
         # One run for every path given: a table a file creates is new in the files after it.
-        self.run_state = RunState(dict(sizes), live)
+        self.run_state = RunState(dict(sizes), live_url is not None)
+        self.live_url = live_url
         self.locks, self.fix, self.down = locks, fix, down
         self.report = LintReport(pg_version=pg_version)
         self.statements: dict[tuple[str, int, int], str] = {}
@@ -54,9 +56,14 @@ class _Run:
         for migration in migrations:
             for s in [*migration.up, *((migration.down or []) if self.down else [])]:
                 self.statements[(s.file, s.line, s.column)] = s.sql
+        history: list[Migration] = []
+        if self.live_url:  # what the database's ledger has applied is history there, as for migrate's gate
+            from pgshift.lint.live import split_by_ledger
+
+            history, migrations = split_by_ledger(self.live_url, self.settings.history_schema, migrations)
         _merge(self.report, lint_migrations(migrations, settings=self.settings.lint, pg_version=self.pg_version,
                                             sizes=self.sizes, schema=self.schema, collect_locks=self.locks,
-                                            rollback=self.down, run=self.run_state))
+                                            rollback=self.down, run=self.run_state, history=history))
 
 
 def _target_version(flag: int | None, settings: Settings, live: int | None) -> int:
@@ -105,7 +112,7 @@ def lint(paths: tuple[str, ...], settings: Settings, output: str | None, as_json
     schema_path = schema_file or settings.lint.schema_file
     schema = schema_from_dump(str(settings.resolve(schema_path))) if schema_path else Schema()
     run = _Run(settings, _target_version(pg_version, settings, live_version), sizes, schema, locks, fix, down,
-               live=bool(live_url))
+               live_url=live_url)
     for raw in paths or (str(settings.migrations_path),):
         _lint_path(run, raw)
     report = run.report

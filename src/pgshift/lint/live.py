@@ -12,6 +12,7 @@ import psycopg
 
 from pgshift.config import LintSettings
 from pgshift.db.connect import connect, server_major
+from pgshift.db.history import History
 from pgshift.db.sizes import ESTIMATE, without_waiting
 from pgshift.lint.model import LintReport, TableSize
 from pgshift.migrations.model import Migration
@@ -40,6 +41,22 @@ def live_context(url: str) -> tuple[int, dict[str, TableSize]]:
     """(server major version, table sizes) for ``url``."""
     with connect(url, application_name="pgshift-lint") as conn:
         return server_major(conn), read_sizes(conn)
+
+
+def split_by_ledger(url: str, history_schema: str,
+                    migrations: list[Migration]) -> tuple[list[Migration], list[Migration]]:
+    """(applied, pending) of ``migrations`` by the ledger of the database at ``url``: what
+    `lint --database` must treat as history, as the migrate gate does (no ledger: all pending)."""
+    with connect(url, application_name="pgshift-lint") as conn:
+        rows = History(conn, history_schema).rows()
+    applied: list[Migration] = []
+    pending: list[Migration] = []
+    for m in migrations:
+        row = rows.get(m.version)
+        done = row is not None and row.status in ("applied", "baseline") and (
+            m.kind != "repeatable" or row.checksum == m.checksum)
+        (applied if done else pending).append(m)
+    return applied, pending
 
 
 def lint_pending(conn: psycopg.Connection[Any], settings: LintSettings, pending: list[Migration],
