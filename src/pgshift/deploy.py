@@ -1,14 +1,15 @@
-"""The Python API: the source of truth that the CLI wraps. No global state.
+"""The deploy workflows: init, new, status, validate, migrate, rollback, baseline, adopt, history.
 
 Every function takes a :class:`pgshift.config.Settings` and returns a report dataclass; errors
-are :class:`pgshift.errors.PgshiftError` subclasses.
+are :class:`pgshift.errors.PgshiftError` subclasses. No global state. Users import them from
+:mod:`pgshift.api` (the public facade); pgshift's own higher layers (rehearsal, check, the demo)
+import them from here, so nothing below the facade depends on it.
 """
 
 from __future__ import annotations
 
-import contextlib
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,14 +18,14 @@ from typing import Any
 import psycopg
 
 from pgshift.config import Settings, duration_ms
-from pgshift.db.connect import connect, server_major
+from pgshift.db.connect import server_major
 from pgshift.db.history import AppliedRow, History
-from pgshift.db.lock import AdvisoryLock, lock_holder, lock_key
+from pgshift.db.lock import lock_holder, lock_key
+from pgshift.db.session import deploy_session, load, open_connection
 from pgshift.errors import Irreversible, MigrationSourceError, PgshiftError, SqlParseError, ValidationFailed
 from pgshift.migrations.classify import autocommit_reason, concurrent_index, transaction_control, transaction_modes
 from pgshift.migrations.files import broken_link
 from pgshift.migrations.formats import native
-from pgshift.migrations.loader import load_migrations
 from pgshift.migrations.model import Migration, version_sort_key
 from pgshift.runner.execute import (
     Executor,
@@ -44,10 +45,6 @@ BeforeApply = Callable[[psycopg.Connection[Any], list[Migration]], None]
 
 
 # -- loading and connecting ----------------------------------------------------------------
-def load(settings: Settings, *, statements: bool = True) -> tuple[str, list[Migration]]:
-    return load_migrations(settings.migrations_path, settings.format, statements=statements)
-
-
 def file_warnings(migrations: list[Migration]) -> list[str]:
     """One line per file that loads with a problem that blocks only that migration (its run or
     its rollback), so status, migrate and adopt can go on and still say so."""
@@ -77,33 +74,6 @@ def refuse_unusable(plan: Plan, todo: list[Migration], *, suggest_to: bool = Tru
     if isinstance(error, SqlParseError):
         raise SqlParseError(error.reason, file=error.file, line=error.line, column=error.column, hint=hint)
     raise MigrationSourceError(error.message, hint=hint)
-
-
-@contextlib.contextmanager
-def open_connection(settings: Settings) -> Iterator[psycopg.Connection[Any]]:
-    conn = connect(settings.database_url, application_name=settings.application_name)
-    try:
-        if server_major(conn) >= 14:
-            # A killed runner's backend notices the dead client within a second and ends,
-            # releasing its locks, instead of finishing a long statement first.
-            conn.execute("SET client_connection_check_interval = '1s'")
-        yield conn
-    finally:
-        conn.close()
-
-
-@contextlib.contextmanager
-def deploy_session(settings: Settings) -> Iterator[tuple[psycopg.Connection[Any], History]]:
-    """A connection holding the deploy lock, with the ledger created or upgraded."""
-    with open_connection(settings) as conn:
-        lock = AdvisoryLock(conn, settings.history_schema, duration_ms(settings.lock_wait) / 1000)
-        with lock:
-            history = History(conn, settings.history_schema)
-            history.ensure()
-            from pgshift.ops.guard import enable as arm_rewrite_guard
-
-            arm_rewrite_guard(conn, settings.history_schema, settings.rewrite_guard)
-            yield conn, history
 
 
 def _mirror(settings: Settings, conn: psycopg.Connection[Any], history: History,
