@@ -214,10 +214,18 @@ def test_the_allow_list_holds_only_real_imports() -> None:
     assert stale == [], "remove these from ALLOWED_UPWARD"
 
 
-def test_the_graph_sees_function_level_and_type_checking_imports() -> None:
-    graph = build_graph()
-    assert "pgshift.safety.verify" in graph.edges["pgshift.safety.backup"]  # inside take_backup
-    assert "pgshift.lint.context" in graph.edges["pgshift.lint.model"]  # under TYPE_CHECKING
+def test_the_graph_sees_function_level_relative_and_type_checking_imports(tmp_path: Path) -> None:
+    package = tmp_path / "pgshift"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "low.py").write_text("X = 1\n")
+    (package / "rel.py").write_text("from . import low\n")
+    (package / "lazy.py").write_text("def f() -> None:\n    from pgshift.low import X\n")
+    (package / "typed.py").write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import pgshift.low\n")
+    edges = build_graph(tmp_path).edges
+    assert edges["pgshift.rel"] == {"pgshift.low": [1]}
+    assert edges["pgshift.lazy"] == {"pgshift.low": [2]}
+    assert edges["pgshift.typed"] == {"pgshift.low": [3]}
 
 
 def test_a_cycle_and_an_upward_import_are_reported(tmp_path: Path) -> None:
