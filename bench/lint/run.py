@@ -1,7 +1,7 @@
 """pgshift lint benchmark: speed (50,000 mixed statements, json and tty reporters, linearity
 10k vs 50k) against squawk in the same run, and a coverage table over bench/lint/cases.
 
-    .venv/bin/python bench/lint/run.py [--quick]
+    .venv/bin/python bench/lint/run.py [--quick] [--no-squawk]
 
 squawk is installed with pip into bench/.venv-squawk (gitignored) on first use. Results are
 printed as Markdown and written to bench/results/lint.md.
@@ -193,7 +193,7 @@ def report(version: str | None, speed_rows: list[dict[str, object]], cov: list[d
 
 def main() -> int:
     quick = "--quick" in sys.argv
-    version = ensure_squawk()
+    version = None if "--no-squawk" in sys.argv else ensure_squawk()  # --no-squawk: no network
     sizes = [1000, 5000] if quick else [10_000, 50_000]
     speed_rows = speed(sizes, version is not None, 1 if quick else 5)
     text = report(version, speed_rows, coverage(version is not None))

@@ -17,26 +17,10 @@ from typing import Any, get_type_hints
 
 from pgshift.discovery import Discovery, discover
 from pgshift.errors import ConfigError
+from pgshift.units import duration_ms as duration_ms
+from pgshift.units import parse_size
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|min|h)?\s*$")
-_UNIT_MS = {"ms": 1.0, "s": 1000.0, "min": 60_000.0, "h": 3_600_000.0, None: 1.0}
 FORMATS = ("auto", "native", "prisma", "flyway", "dbmate", "goose", "golang-migrate")
-
-
-def duration_ms(value: str | int | float, *, key: str = "duration") -> int:
-    """``'2s'`` -> 2000. A bare number is milliseconds, as in PostgreSQL."""
-    if isinstance(value, bool):
-        raise ConfigError(f"{key} must be a duration such as '2s' or '500ms', not {value!r}.")
-    if isinstance(value, (int, float)):
-        if value < 0:
-            raise ConfigError(f"{key} must not be negative (got {value}).")
-        return int(value)
-    match = _DURATION.match(str(value))
-    if not match:
-        raise ConfigError(
-            f"{key} must be a duration such as '2s', '500ms' or '1min', not {value!r}."
-        )
-    return int(float(match.group(1)) * _UNIT_MS[match.group(2)])
 
 
 @dataclass
@@ -260,8 +244,6 @@ def _validate(key: str, value: Any, where: str) -> None:
     if key == "history_schema" and not _IDENTIFIER.match(str(value)):
         raise ConfigError(f"history_schema in {where} must be a plain identifier, not {value!r}.")
     if key == "rewrite_guard":
-        from pgshift.ops.guard import parse_size
-
         parse_size(value, key=f"rewrite_guard in {where}")
     if key == "lint.pg_version" and value is not None and not 10 <= int(value) <= 30:
         # Like --pg-version: lint can judge SQL for servers older than pgshift runs against.

@@ -17,7 +17,7 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from pgshift import api
+from pgshift import deploy
 from pgshift.config import Settings
 from pgshift.embedded import EmbeddedCluster
 from pgshift.runner.gate import MigrateChecks
@@ -70,12 +70,12 @@ def _steps(settings: Settings, say: Say) -> None:
     say("\n1. pgshift status (nothing applied yet)")
     _show_status(settings, say)
     say("\n2. pgshift migrate --dry-run (exact SQL and transaction boundaries, nothing changes)")
-    dry = api.migrate(settings, dry_run=True)
+    dry = deploy.migrate(settings, dry_run=True)
     say("\n".join(step.sql for step in dry.dry_run[-2:]))
     _lint_playbook(say)
     say("\n3. pgshift migrate (lints the pending migrations against the live server and applies the backup "
         "policy first)")
-    report = api.migrate(settings, notify=lambda m: say(f"   · {m}"), checks=MigrateChecks())
+    report = deploy.migrate(settings, notify=lambda m: say(f"   · {m}"), checks=MigrateChecks())
     for r in report.applied:
         say(f"   applied {r.version} {r.name}: {r.mode}, {r.duration_ms} ms")
     with psycopg.connect(settings.database_url or "", autocommit=True) as conn:
@@ -86,13 +86,13 @@ def _steps(settings: Settings, say: Say) -> None:
     say("\n4. pgshift status")
     _show_status(settings, say)
     say("\n5. pgshift rollback --steps 2 (the foreign key: its validation, then the constraint)")
-    for r in api.rollback(settings, steps=2).reverted:
+    for r in deploy.rollback(settings, steps=2).reverted:
         say(f"   rolled back {r.version} {r.name} in {r.duration_ms} ms")
     say("\n6. pgshift migrate (apply them again)")
-    for r in api.migrate(settings).applied:
+    for r in deploy.migrate(settings).applied:
         say(f"   applied {r.version} {r.name} in {r.duration_ms} ms")
     say("\n7. pgshift validate")
-    problems = api.validate(settings).problems
+    problems = deploy.validate(settings).problems
     say("   every applied migration matches its file" if not problems else f"   problems: {problems}")
     _backup(settings, say)
     _rehearsal(settings, say)
@@ -149,6 +149,6 @@ def _rehearsal(settings: Settings, say: Say) -> None:
 
 
 def _show_status(settings: Settings, say: Say) -> None:
-    report = api.status(settings)
+    report = deploy.status(settings)
     for m in report.plan.migrations:
         say(f"   {m.version}  {report.plan.state_of(m):<12} {m.name}")

@@ -7,9 +7,8 @@ from dataclasses import dataclass, field
 
 from pgshift.config import LintSettings
 from pgshift.lint.locks import statement_locks
-from pgshift.lint.model import TableSize
 from pgshift.lint.nodes import Node, cmds, relname
-from pgshift.lint.schema import Schema, Table
+from pgshift.lint.schema import Schema, Table, TableSize
 from pgshift.migrations.blocks import Boundaries
 from pgshift.migrations.model import Statement
 

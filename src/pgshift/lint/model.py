@@ -6,6 +6,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+from pgshift.lint.schema import TableSize as TableSize  # lives with the schema rules see; imported from here too
+
 if TYPE_CHECKING:
     from pgshift.lint.context import Ctx
 
@@ -65,12 +67,6 @@ class Rule:
     example_version: int | None = None
     # Schema (already applied migrations) the bad and good examples are judged against.
     setup: str = ""
-
-
-@dataclass(frozen=True)
-class TableSize:
-    rows: int
-    bytes: int
 
 
 @dataclass

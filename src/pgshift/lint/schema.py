@@ -24,6 +24,14 @@ from pgshift.lint.nodes import (
 )
 
 
+@dataclass(frozen=True)
+class TableSize:
+    """A table's estimated rows and bytes on the target server (rules scale severity by it)."""
+
+    rows: int
+    bytes: int
+
+
 @dataclass
 class Column:
     name: str

@@ -5,9 +5,12 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 from pgshift.errors import MigrationSourceError, SqlParseError
+
+if TYPE_CHECKING:
+    from pgshift.ops.model import OpsFile
 
 Kind = Literal["versioned", "repeatable"]
 
@@ -58,7 +61,7 @@ class Migration:
     statement_timeout: str | None = None
     sort_key: tuple[object, ...] = field(default=())
     # Zero-downtime operations (pgshift.ops) from a .ops.yaml/.ops.json file; None for SQL migrations.
-    ops: Any | None = None
+    ops: OpsFile | None = None
     error: MigrationSourceError | None = None
     down_error: SqlParseError | None = None
 

@@ -14,22 +14,18 @@ warns instead of failing; a superuser can install it once with :func:`install`, 
 
 from __future__ import annotations
 
-import re
 import warnings
 from typing import Any
 
 import psycopg
 from psycopg import sql
 
-from pgshift.errors import ConfigError
+from pgshift.units import parse_size as parse_size
 
 GUC = "pgshift.rewrite_guard_bytes"
 TRIGGER = "pgshift_rewrite_guard"
 FUNCTION = "rewrite_guard"
 SQLSTATE = "PGRWG"  # raised by the trigger; any statement failing with it was stopped by the guard
-
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmMgGtT]?[bB])?\s*$")
-_UNITS = {None: 1, "b": 1, "kb": 1024, "mb": 1024**2, "gb": 1024**3, "tb": 1024**4}
 
 _FUNCTION_BODY = """
 DECLARE
@@ -58,23 +54,6 @@ END
 
 class RewriteGuardUnavailable(UserWarning):
     """The rewrite guard is configured but cannot work for this role (no event trigger)."""
-
-
-def parse_size(value: str | int, *, key: str = "rewrite_guard") -> int:
-    """``'100MB'`` -> 104857600 bytes; ``'0'`` (or ``'off'``) turns the guard off."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        if value < 0:
-            raise ConfigError(f"{key} must be a size such as '100MB' or 0 (off), not {value}.")
-        return value
-    text = str(value).strip()
-    if text.lower() in ("", "off", "false", "no"):
-        return 0
-    match = _SIZE.match(text)
-    if not match:
-        raise ConfigError(f"{key} must be a size such as '100MB', '1GB' or '512kB' (0 turns the guard off), "
-                          f"not {value!r}.")
-    unit = match.group(2).lower() if match.group(2) else None
-    return int(float(match.group(1)) * _UNITS[unit])
 
 
 def _installed(conn: psycopg.Connection[Any]) -> bool:

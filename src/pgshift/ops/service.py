@@ -9,6 +9,7 @@ import psycopg
 
 from pgshift.config import Settings
 from pgshift.db.history import History
+from pgshift.db.session import deploy_session, load
 from pgshift.errors import server_error_text
 from pgshift.migrations.model import Migration
 from pgshift.ops.backfill import (
@@ -30,8 +31,6 @@ def backfill(settings: Settings, spec: BackfillSpec, options: BackfillOptions | 
              progress: ProgressCallback | None = None, notify: Notify | None = None,
              restart: bool = False) -> BackfillResult:
     """Run (or resume) a data backfill under the deploy lock; progress lives in the ledger schema."""
-    from pgshift.api import deploy_session
-
     with deploy_session(settings) as (conn, history):
         if restart:
             reset_job(conn, settings.history_schema, spec.job_name)
@@ -60,8 +59,6 @@ def expand_migration(settings: Settings, conn: psycopg.Connection[Any], history:
 
 def _active_migration(settings: Settings, conn: psycopg.Connection[Any], version: str | None,
                       phases: tuple[str, ...], what: str) -> Migration:
-    from pgshift.api import load
-
     active = {v: p for v, p in active_versions(conn, settings.history_schema).items() if p in phases}
     if version is None:
         if not active:
@@ -79,8 +76,6 @@ def _active_migration(settings: Settings, conn: psycopg.Connection[Any], version
 
 def contract(settings: Settings, *, version: str | None = None, notify: Notify | None = None) -> PhaseResult:
     """Finish the active expand: validate constraints, drop old columns, triggers and views."""
-    from pgshift.api import deploy_session
-
     with deploy_session(settings) as (conn, history):
         migration = _active_migration(settings, conn, version, ("expanded", "contracting"), "contract")
         return PhaseRunner(conn, history, settings, migration, notify).contract()
@@ -88,8 +83,6 @@ def contract(settings: Settings, *, version: str | None = None, notify: Notify |
 
 def abort(settings: Settings, *, version: str | None = None, notify: Notify | None = None) -> PhaseResult:
     """Undo everything the (possibly interrupted) expand did; the migration becomes pending again."""
-    from pgshift.api import deploy_session
-
     with deploy_session(settings) as (conn, history):
         # A contract stopped (crashed) within its validations can still be aborted; the runner checks.
         migration = _active_migration(settings, conn, version, ("expanding", "expanded", "aborting", "contracting"),

@@ -7,8 +7,8 @@ from html import escape
 from typing import Any
 
 from pgshift.rehearsal.catalog import Change
+from pgshift.rehearsal.model import RehearsalReport
 from pgshift.rehearsal.recorder import StatementRecord
-from pgshift.rehearsal.run import RehearsalReport
 from pgshift.rehearsal.verdict import size_text
 from pgshift.rehearsal.workload import error_text
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
-from pgshift.rehearsal.run import REPORT_VERSION, RehearsalReport
+from pgshift.rehearsal.model import REPORT_VERSION, RehearsalReport
 
 
 def to_json(report: RehearsalReport, *, samples: bool = True) -> dict[str, Any]:

@@ -15,22 +15,26 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from psycopg import sql
 
-from pgshift import api
+from pgshift import deploy
 from pgshift.config import Settings, duration_ms
 from pgshift.db.connect import connect, describe_target, require_url
 from pgshift.db.history import History
+from pgshift.db.session import open_connection
 from pgshift.errors import Interrupted, PgshiftError, RehearsalFailed
 from pgshift.rehearsal import catalog
-from pgshift.rehearsal.clone import Clone, dbname_of, drop_clone, maintenance_connection, make_clone, other_sessions
+from pgshift.rehearsal.clone import dbname_of, drop_clone, maintenance_connection, make_clone, other_sessions
+from pgshift.rehearsal.model import REPORT_VERSION as REPORT_VERSION
+from pgshift.rehearsal.model import Reason, TestRun, WorkloadReport
+from pgshift.rehearsal.model import RehearsalOptions as RehearsalOptions
+from pgshift.rehearsal.model import RehearsalReport as RehearsalReport
 from pgshift.rehearsal.recorder import Recorder, StatementRecord
-from pgshift.rehearsal.verdict import Reason, judge
+from pgshift.rehearsal.verdict import judge
 from pgshift.rehearsal.workload import (
     WAIT_ERRORS,
     Clock,
@@ -44,91 +48,6 @@ from pgshift.rehearsal.workload import (
 from pgshift.safety.backup import latest_verified_backup
 
 Notify = Callable[[str], None]
-REPORT_VERSION = 1
-
-
-@dataclass
-class RehearsalOptions:
-    load_rate: float = 0.0  # queries per second; 0 runs no workload
-    load_threads: int = 4
-    stall_budget_ms: int = 200
-    large_table_rows: int | None = None  # default: settings.lint.large_table_rows
-    large_table_bytes: int = 1 << 30
-    test_cmd: str | None = None
-    test_timeout_s: float = 1800.0
-    from_backup: Path | None = None
-    keep: bool = False
-    check_down: bool = True
-    warmup_s: float = 0.5
-    cooldown_s: float = 0.5
-    max_load_s: float = 900.0
-
-
-@dataclass
-class TestRun:
-    command: str
-    exit_code: int | None
-    duration_s: float
-    output_tail: str
-
-
-@dataclass
-class SchemaReport:
-    before: str = ""
-    after_up: str = ""
-    after_down: str | None = None
-    after_up_again: str | None = None
-    migration_changes: list[catalog.Change] = field(default_factory=list)
-    down_diff: list[catalog.Change] = field(default_factory=list)
-    up_again_diff: list[catalog.Change] = field(default_factory=list)
-    reversibility: str = "not checked"  # restored | differs | skipped: <why> | not checked
-
-
-@dataclass
-class WorkloadReport:
-    rate: float
-    threads: int
-    tables: list[str]
-    samples: list[Sample] = field(default_factory=list)
-
-    def summary(self) -> dict[str, Any]:
-        latencies = sorted(s.latency_ms for s in self.samples)
-
-        def pct(p: float) -> float | None:
-            return round(latencies[min(len(latencies) - 1, int(p * len(latencies)))], 2) if latencies else None
-
-        return {"queries": len(self.samples), "errors": sum(1 for s in self.samples if s.error),
-                "own_errors": sum(1 for s in self.samples if s.error and s.own),
-                "p50_ms": pct(0.5), "p99_ms": pct(0.99), "max_ms": round(latencies[-1], 2) if latencies else None,
-                "error_messages": error_messages(self.samples)}
-
-
-@dataclass
-class RehearsalReport:
-    source: str
-    clone: Clone | None
-    kept: bool
-    started_at: str
-    options: RehearsalOptions
-    pending: list[str] = field(default_factory=list)
-    statements: list[StatementRecord] = field(default_factory=list)
-    phases: dict[str, tuple[float, float]] = field(default_factory=dict)
-    workload: WorkloadReport | None = None
-    test: TestRun | None = None
-    schema: SchemaReport = field(default_factory=SchemaReport)
-    reasons: list[Reason] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-    duration_s: float = 0.0
-
-    @property
-    def passed(self) -> bool:
-        return not self.reasons
-
-    @property
-    def verdict(self) -> str:
-        return "pass" if self.passed else "fail"
-
-
 def _current_backup(settings: Settings, source_url: str) -> Path | None:
     """When the source is busy (no template copy), prefer restoring the newest verified backup over a
     fresh pg_dump of production, if that backup is recent and its schema is the current one (same
@@ -142,7 +61,7 @@ def _current_backup(settings: Settings, source_url: str) -> Path | None:
     with maintenance_connection(source_url) as admin:
         if other_sessions(admin, dbname_of(source_url)) == 0:
             return None  # a template copy is faster and exact
-    with api.open_connection(settings) as conn:
+    with open_connection(settings) as conn:
         head = History(conn, settings.history_schema).head()
     return backup.path if backup.manifest.history_head == head else None
 
@@ -156,8 +75,8 @@ def rehearse(settings: Settings, options: RehearsalOptions | None = None, *,
         options = dataclasses.replace(options, large_table_rows=settings.lint.large_table_rows)
     say = notify or (lambda _m: None)
     source_url = require_url(settings.database_url)
-    plan = api.status(settings).plan  # unreadable pending migrations fail before anything is copied
-    api.refuse_unusable(plan, plan.pending, suggest_to=False)
+    plan = deploy.status(settings).plan  # unreadable pending migrations fail before anything is copied
+    deploy.refuse_unusable(plan, plan.pending, suggest_to=False)
     clock = Clock()
     report = RehearsalReport(describe_target(source_url), None, options.keep,
                              datetime.now(UTC).isoformat(timespec="seconds"), options)
@@ -211,7 +130,7 @@ def _on_clone(settings: Settings, options: RehearsalOptions, report: RehearsalRe
     assert report.clone is not None
     clone = dataclasses.replace(settings, database_url=report.clone.url)
     history = settings.history_schema
-    pending = api.status(clone).pending
+    pending = deploy.status(clone).pending
     report.pending = [m.version for m in pending]
     with connect(report.clone.url, application_name="pgshift-rehearse") as conn:
         _analyze(conn, touched_tables(pending))
@@ -267,7 +186,7 @@ def _up(clone: Settings, report: RehearsalReport, recorder: Recorder, clock: Clo
     start = clock.now()
     try:
         say(f"applying {len(pending)} migration(s)")
-        api.migrate(clone, observer=recorder)
+        deploy.migrate(clone, observer=recorder)
         return True
     except Interrupted:
         raise
@@ -352,7 +271,7 @@ def _reverse(clone: Settings, versioned: list[Any], recorder: Recorder) -> None:
         if migration.ops is not None:
             service.abort(clone, version=migration.version)
         else:
-            api.rollback(clone, steps=1, observer=recorder)
+            deploy.rollback(clone, steps=1, observer=recorder)
 
 
 def _reversibility(clone: Settings, report: RehearsalReport, recorder: Recorder, clock: Clock,
@@ -379,7 +298,7 @@ def _reversibility(clone: Settings, report: RehearsalReport, recorder: Recorder,
     report.schema.down_diff = catalog.diff(before, down)
     report.schema.reversibility = "restored" if not report.schema.down_diff else "differs"
     again = _phase(clone, report, recorder, clock, say, "up-again", "applying again after the rollback",
-                   "Applying again after the rollback failed", lambda: api.migrate(clone, observer=recorder))
+                   "Applying again after the rollback failed", lambda: deploy.migrate(clone, observer=recorder))
     if again is None:
         return
     report.schema.after_up_again = catalog.fingerprint(again)

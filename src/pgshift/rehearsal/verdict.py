@@ -2,26 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from pgshift.rehearsal.model import Reason as Reason
 from pgshift.rehearsal.workload import error_text
 
 if TYPE_CHECKING:
+    from pgshift.rehearsal.model import RehearsalReport
     from pgshift.rehearsal.recorder import StatementRecord
-    from pgshift.rehearsal.run import RehearsalReport
-
-
-@dataclass(frozen=True)
-class Reason:
-    # stall | rollback-stall | rewrite | workload-errors | down-schema | down-parse | up-again-schema | test-failed
-    # | *-failed
-    code: str
-    message: str
-    statement: str | None = None  # file:line:column
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def size_text(n: int) -> str:

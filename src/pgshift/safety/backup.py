@@ -375,14 +375,35 @@ def take_backup(
     keep = settings.backup.keep if keep is None else keep
     if keep:
         result.removed = apply_retention(backup_dir(settings, directory), database, keep, protect=[folder])
-    from pgshift.safety.catalog import record_backup
-
     result.unrecorded = record_backup(settings, url or "", result.backup)
     result.seconds = time.monotonic() - started
     return result
 
 
 _NO_SNAPSHOT = "the server could not export a snapshot"
+
+# The ledger event each backup is recorded as (pgshift.safety.catalog finds them by it).
+EVENT = "backup"
+
+
+def record_backup(settings: Settings, url: str, backup: Backup) -> str | None:
+    """Add ``backup`` to the ledger's event log; None when recorded, else why it was not.
+
+    A database without a ledger is left as it is: a backup does not create schemas."""
+    last = backup.last_verification()
+    detail = {"path": str(backup.path.resolve()), "database": backup.manifest.database,
+              "finished_at": backup.manifest.finished_at, "verified": last.get("level") if last else None,
+              "size_bytes": backup.size_bytes}
+    try:
+        with connect(url, application_name="pgshift-backup") as conn:
+            history = History(conn, settings.history_schema)
+            if not history.exists():
+                return (f"the database has no pgshift history in schema {settings.history_schema} yet "
+                        "(`pgshift init` or the first migrate creates it)")
+            history.log(None, EVENT, detail)
+    except (PgshiftError, psycopg.Error) as exc:
+        return mask_password(" ".join(str(exc).split()))
+    return None
 
 
 def _dump_and_count(

@@ -12,33 +12,11 @@ from typing import Any
 import psycopg
 
 from pgshift.config import Settings
-from pgshift.db.connect import connect, mask_password
+from pgshift.db.connect import connect
 from pgshift.db.history import History
-from pgshift.errors import BackupFailed, PgshiftError
-from pgshift.safety.backup import Backup, backup_dir, list_backups
+from pgshift.errors import BackupFailed
+from pgshift.safety.backup import EVENT, Backup, backup_dir, list_backups
 from pgshift.safety.manifest import MANIFEST, read_manifest
-
-EVENT = "backup"
-
-
-def record_backup(settings: Settings, url: str, backup: Backup) -> str | None:
-    """Add ``backup`` to the ledger's event log; None when recorded, else why it was not.
-
-    A database without a ledger is left as it is: a backup does not create schemas."""
-    last = backup.last_verification()
-    detail = {"path": str(backup.path.resolve()), "database": backup.manifest.database,
-              "finished_at": backup.manifest.finished_at, "verified": last.get("level") if last else None,
-              "size_bytes": backup.size_bytes}
-    try:
-        with connect(url, application_name="pgshift-backup") as conn:
-            history = History(conn, settings.history_schema)
-            if not history.exists():
-                return (f"the database has no pgshift history in schema {settings.history_schema} yet "
-                        "(`pgshift init` or the first migrate creates it)")
-            history.log(None, EVENT, detail)
-    except (PgshiftError, psycopg.Error) as exc:
-        return mask_password(" ".join(str(exc).split()))
-    return None
 
 
 def recorded_backups(conn: psycopg.Connection[Any], schema: str, limit: int = 100) -> list[Backup]:

@@ -25,6 +25,7 @@ from pgshift.db.connect import connect, mask_password
 from pgshift.db.sizes import table_bytes
 from pgshift.errors import PgshiftError
 from pgshift.migrations.model import Migration
+from pgshift.runner.plan import Problem
 from pgshift.safety.backup import latest_verified_backup
 from pgshift.safety.hooks import app_version, probe
 
@@ -76,7 +77,7 @@ class _Context:
     database: str | None = None
     pending: list[Migration] | None = None
     applied: list[Migration] = field(default_factory=list)
-    problems: list[Any] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
     status_error: str | None = None
 
 
@@ -172,17 +173,15 @@ def check_running_dump(ctx: _Context) -> CheckResult:
 def _load_status(ctx: _Context) -> None:
     if ctx.pending is not None or ctx.status_error is not None:
         return
-    try:
-        from pgshift import api
+    from pgshift.deploy import status  # only `pgshift check` needs the deploy workflows loaded
 
-        report = api.status(ctx.settings)
+    try:
+        report = status(ctx.settings)
         ctx.pending = list(report.pending)
         ctx.problems = list(report.problems)
-        ctx.applied = list(getattr(report.plan, "applied", []))
+        ctx.applied = list(report.plan.applied)
     except PgshiftError as exc:
         ctx.status_error = mask_password(exc.message)
-    except (ImportError, AttributeError) as exc:
-        ctx.status_error = f"pgshift.api.status is not available: {exc}"
 
 
 def check_pending(ctx: _Context) -> CheckResult:
@@ -197,14 +196,14 @@ def check_edited(ctx: _Context) -> CheckResult:
     _load_status(ctx)
     if ctx.pending is None:
         return CheckResult("no migration edited after being applied", FAILED, "unknown", [ctx.status_error or ""])
-    edited = [p for p in ctx.problems if getattr(p, "kind", None) == "edited"]
+    edited = [p for p in ctx.problems if p.kind == "edited"]
     others = [p for p in ctx.problems if p not in edited]
     if edited:
         return CheckResult("no migration edited after being applied", FAILED, f"{len(edited)} edited",
-                           [str(getattr(p, "detail", p)) for p in edited])
+                           [p.detail for p in edited])
     if others:
         return CheckResult("no migration edited after being applied", WARNING, "none edited",
-                           [str(getattr(p, "detail", p)) for p in others])
+                           [p.detail for p in others])
     return CheckResult("no migration edited after being applied", PASSED, "none")
 
 
@@ -214,10 +213,8 @@ def check_lint(ctx: _Context) -> CheckResult:
         return CheckResult("lint has no error", FAILED, "unknown", [ctx.status_error or ""])
     if not ctx.pending:
         return CheckResult("lint has no error", PASSED, "nothing pending to lint")
-    try:
-        from pgshift.lint.live import lint_pending
-    except ImportError as exc:
-        return CheckResult("lint has no error", WARNING, "lint unavailable", [str(exc)])
+    from pgshift.lint.live import lint_pending  # only this check needs the linter loaded
+
     assert ctx.conn is not None  # the database checks run only once connected
     # As the migrate gate judges them: against this server's table sizes.
     report = lint_pending(ctx.conn, ctx.settings.lint, ctx.pending, ctx.applied)

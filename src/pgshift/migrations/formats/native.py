@@ -19,11 +19,11 @@ import re
 from functools import partial
 from pathlib import Path
 
-from pgshift.config import duration_ms
 from pgshift.errors import ConfigError, MigrationSourceError
 from pgshift.migrations.files import in_order, named_sql_files, per_file, read_text, read_texts
 from pgshift.migrations.model import Migration, checksum_of, version_sort_key
 from pgshift.migrations.splitter import split_down, split_sql
+from pgshift.units import duration_ms
 
 FILE_NAME = re.compile(r"^(?P<version>\d+)_(?P<name>[A-Za-z0-9_\-]+)\.sql$")
 # Zero-downtime operations (expand/contract, see docs/ops.md): <version>_<name>.ops.yaml or .ops.json.

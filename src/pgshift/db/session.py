@@ -1,0 +1,47 @@
+"""What every command opens from its settings: the migrations of the configured folder, a
+connection, and the deploy session (the deploy lock, the ledger, the rewrite guard)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+
+from pgshift.config import Settings, duration_ms
+from pgshift.db.connect import connect, server_major
+from pgshift.db.history import History
+from pgshift.db.lock import AdvisoryLock
+from pgshift.migrations.loader import load_migrations
+from pgshift.migrations.model import Migration
+from pgshift.ops.guard import enable as arm_rewrite_guard
+
+
+def load(settings: Settings, *, statements: bool = True) -> tuple[str, list[Migration]]:
+    return load_migrations(settings.migrations_path, settings.format, statements=statements)
+
+
+@contextlib.contextmanager
+def open_connection(settings: Settings) -> Iterator[psycopg.Connection[Any]]:
+    conn = connect(settings.database_url, application_name=settings.application_name)
+    try:
+        if server_major(conn) >= 14:
+            # A killed runner's backend notices the dead client within a second and ends,
+            # releasing its locks, instead of finishing a long statement first.
+            conn.execute("SET client_connection_check_interval = '1s'")
+        yield conn
+    finally:
+        conn.close()
+
+
+@contextlib.contextmanager
+def deploy_session(settings: Settings) -> Iterator[tuple[psycopg.Connection[Any], History]]:
+    """A connection holding the deploy lock, with the ledger created or upgraded."""
+    with open_connection(settings) as conn:
+        lock = AdvisoryLock(conn, settings.history_schema, duration_ms(settings.lock_wait) / 1000)
+        with lock:
+            history = History(conn, settings.history_schema)
+            history.ensure()
+            arm_rewrite_guard(conn, settings.history_schema, settings.rewrite_guard)
+            yield conn, history
