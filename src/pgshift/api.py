@@ -422,7 +422,7 @@ def migrate(
             if migration.ops is not None:  # zero-downtime operations: run their expand phase
                 from pgshift.ops.service import expand_migration
 
-                report.applied.append(expand_migration(settings, conn, history, migration, notify))
+                report.applied.append(expand_migration(settings, conn, history, migration, notify, observer))
             else:
                 report.applied.append(executor.run(migration, "up"))
         mirror(None)

@@ -21,7 +21,7 @@ from pgshift.ops.backfill import (
     reset_job,
 )
 from pgshift.ops.phases import OpsStateError, PhaseResult, PhaseRunner, active_versions
-from pgshift.runner.execute import StepResult
+from pgshift.runner.execute import StatementObserver, StepResult
 
 Notify = Callable[[str], None]
 
@@ -51,9 +51,9 @@ def backfill(settings: Settings, spec: BackfillSpec, options: BackfillOptions | 
 
 # -- expand / contract / abort ---------------------------------------------------------------
 def expand_migration(settings: Settings, conn: psycopg.Connection[Any], history: History, migration: Migration,
-                     notify: Notify | None = None) -> StepResult:
+                     notify: Notify | None = None, observer: StatementObserver | None = None) -> StepResult:
     """`pgshift migrate`'s branch for an operations migration: run (or finish) its expand phase."""
-    result = PhaseRunner(conn, history, settings, migration, notify).expand()
+    result = PhaseRunner(conn, history, settings, migration, notify, observer).expand()
     return StepResult(migration.version, migration.name, "up", "expand", result.steps, result.duration_ms,
                       retries=result.lock_retries, resumed_at=result.resumed_at)
 
@@ -86,7 +86,8 @@ def contract(settings: Settings, *, version: str | None = None, notify: Notify |
         return PhaseRunner(conn, history, settings, migration, notify).contract()
 
 
-def abort(settings: Settings, *, version: str | None = None, notify: Notify | None = None) -> PhaseResult:
+def abort(settings: Settings, *, version: str | None = None, notify: Notify | None = None,
+          observer: StatementObserver | None = None) -> PhaseResult:
     """Undo everything the (possibly interrupted) expand did; the migration becomes pending again."""
     from pgshift.api import deploy_session
 
@@ -94,7 +95,7 @@ def abort(settings: Settings, *, version: str | None = None, notify: Notify | No
         # A contract stopped (crashed) within its validations can still be aborted; the runner checks.
         migration = _active_migration(settings, conn, version, ("expanding", "expanded", "aborting", "contracting"),
                                       "abort")
-        return PhaseRunner(conn, history, settings, migration, notify).abort()
+        return PhaseRunner(conn, history, settings, migration, notify, observer).abort()
 
 
 def expanded(settings: Settings, conn: psycopg.Connection[Any]) -> dict[str, str]:
