@@ -390,7 +390,8 @@ def migrate(
             todo = _select_pending(plan, to)
             refuse_unusable(plan, todo)
             major = server_major(conn)
-            steps = [_dry_run_step(settings, m, major) for m in todo]
+            steps = [_dry_run_ops(settings, conn, m, todo[:n]) if m.ops is not None
+                     else _dry_run_step(settings, m, major) for n, m in enumerate(todo)]
         return MigrateReport(dry_run=steps, nothing_to_do=not steps, warnings=file_warnings(migrations))
     if repair:
         validate(settings, repair=True)
@@ -427,6 +428,22 @@ def migrate(
                 report.applied.append(executor.run(migration, "up"))
         mirror(None)
     return report
+
+
+def _dry_run_ops(settings: Settings, conn: psycopg.Connection[Any], m: Migration,
+                 before: list[Migration]) -> DryRunStep:
+    """The expand steps of an operations migration, planned from the live catalog as expand plans them."""
+    from pgshift.ops.service import expand_preview
+
+    try:
+        return DryRunStep(m, "operations (expand)", expand_preview(settings, conn, m))
+    except MigrationSourceError as exc:
+        if not before:
+            raise  # expand would stop the same way
+        # It may name a table that a migration before it creates: planned from the catalog they leave.
+        return DryRunStep(m, "operations (expand)", (
+            f"-- {m.label} ({m.path}): operations; its expand steps are planned when `pgshift migrate` reaches it, "
+            f"from the catalog the {len(before)} migration(s) before it leave (planned now: {exc.message})"))
 
 
 def _dry_run_step(settings: Settings, m: Migration, major: int) -> DryRunStep:

@@ -101,3 +101,58 @@ def abort(settings: Settings, *, version: str | None = None, notify: Notify | No
 def expanded(settings: Settings, conn: psycopg.Connection[Any]) -> dict[str, str]:
     """version -> phase of operations migrations not yet contracted (for `pgshift status`)."""
     return active_versions(conn, settings.history_schema)
+
+
+def expand_preview(settings: Settings, conn: psycopg.Connection[Any], migration: Migration) -> str:
+    """`pgshift migrate --dry-run` for an operations migration: the expand steps exactly as expand would run
+    them now (planned from the live catalog, read in a READ ONLY transaction; an interrupted expand from
+    the step it continues at), with their transaction mode and timeouts."""
+    from psycopg import sql
+
+    from pgshift.ops.model import OpsFile
+    from pgshift.ops.phases import load_state
+    from pgshift.ops.plan import capture, plan_phases
+
+    ops = migration.ops
+    assert isinstance(ops, OpsFile)
+    with conn.transaction():
+        conn.execute("SET TRANSACTION READ ONLY")
+        state = load_state(conn, settings.history_schema, migration.version) \
+            if _has_state_table(conn, settings.history_schema) else None
+        if state is not None and state["phase"] == "expanding":
+            captured, start = state["captured"], int(state["steps_done"])
+        else:
+            captured, start = capture(conn, ops), 0
+    phases = plan_phases(ops, migration.version, captured)
+    steps = phases.expand
+    lines = [f"-- {migration.label} ({migration.path}): operations, expand phase in {len(steps)} steps; a step that "
+             f"hits lock_timeout {ops.lock_timeout} is retried up to {ops.lock_retries} times with backoff"]
+    if start:
+        lines.append(f"-- an interrupted expand is continued: steps 1-{start} are done")
+    for index, step in enumerate(steps[start:], start + 1):
+        head = f"-- step {index}/{len(steps)}: {step.label}"
+        if step.warning:
+            lines.append(f"-- warning: {step.warning}")
+        if step.kind == "backfill" and step.backfill is not None:
+            spec = step.backfill
+            cap = f", a batch holding its row locks over {ops.backfill_max_lock_ms} ms is redone smaller" \
+                if ops.backfill_max_lock_ms else ""
+            lines += [f"{head} (batches of about {ops.backfill_target_ms} ms, the first {ops.backfill_batch_size} "
+                      f"rows, each its own transaction{cap}; resumable)",
+                      f"-- UPDATE {spec.table} SET {spec.set_clause}" + (f" WHERE {spec.where}" if spec.where else "")
+                      + " -- in keyset batches"]
+        elif step.kind == "autocommit":
+            lines += [f"{head} (autocommit: cannot run in a transaction)",
+                      f"SET lock_timeout = {sql.Literal(ops.lock_timeout).as_string(conn)};",
+                      *(f"{s.as_string(conn)};" for s in step.statements), "RESET lock_timeout;"]
+        else:
+            lines += [f"{head} (one transaction, with its progress)", "BEGIN;",
+                      f"SET LOCAL lock_timeout = {sql.Literal(ops.lock_timeout).as_string(conn)};",
+                      f"SET LOCAL statement_timeout = {sql.Literal(settings.statement_timeout).as_string(conn)};",
+                      *(f"{s.as_string(conn)};" for s in step.statements), "COMMIT;"]
+    return "\n".join(lines)
+
+
+def _has_state_table(conn: psycopg.Connection[Any], schema: str) -> bool:
+    row = conn.execute("SELECT to_regclass(format('%%I.ops_state', %s::text)) IS NOT NULL", (schema,)).fetchone()
+    return bool(row and row[0])
