@@ -557,6 +557,10 @@ def rollback(settings: Settings, *, to: str | None = None, steps: int = 1,
             report.nothing_to_do = True
             return report
         _refuse_broken_down(targets)
+        if any(m.ops is not None for m in targets):  # undone by `pgshift abort`, not by a down part
+            from pgshift.ops.service import refuse_rollback
+
+            refuse_rollback(settings, conn, targets)
         missing = [m for m in targets if m.down is None]
         if missing:
             names = ", ".join(f"{m.label} ({m.path})" for m in missing)

@@ -4,6 +4,7 @@ the expand steps, `rollback` points at the command that undoes them, `contract` 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -84,3 +85,101 @@ def test_dry_run_prints_the_expand_steps_that_migrate_then_runs(tmp_path: Path, 
             assert f"-- {update} -- in keyset batches" in out, statement
         else:
             assert f"{statement};" in out, statement
+
+
+def _said(result: Any) -> str:
+    return " ".join(result.stderr.split())
+
+
+def test_rollback_of_an_expanded_ops_migration_names_abort_and_that_works(tmp_path: Path, db_url: str,
+                                                                         conn: Conn) -> None:
+    project = _project(tmp_path, conn, {"1_items.ops.yaml": OPS, "2_more.sql": "-- pgshift:up\nCREATE TABLE more "
+                                        "(id int);\n-- pgshift:down\nDROP TABLE more;\n"})
+    before = _columns(conn)
+    assert run_pgshift(["migrate"], cwd=project, url=db_url).returncode == 0
+    refused = run_pgshift(["rollback", "--steps", "2"], cwd=project, url=db_url)
+    message = _said(refused)
+    assert refused.returncode == 22, message
+    assert "no down part" in message and "restore" not in message.lower()
+    assert "Nothing was rolled back" in message and conn.execute("SELECT to_regclass('more')").fetchone() != (None,)
+    # The commands its hint names, in order, undo both.
+    commands = re.findall(r"`pgshift ([^`]+)`", message.split("Hint:", 1)[1])
+    assert commands == ["rollback --to 1", "abort --version 1"], commands
+    assert run_pgshift(commands[0].split(), cwd=project, url=db_url).returncode == 0
+    again = run_pgshift(["rollback"], cwd=project, url=db_url)
+    assert again.returncode == 22 and "Hint: run `pgshift abort --version 1`." in _said(again)
+    aborted = run_pgshift(commands[1].split(), cwd=project, url=db_url)
+    assert aborted.returncode == 0, aborted.stderr
+    assert _columns(conn) == before
+    status = json.loads(run_pgshift(["status", "--json"], cwd=project, url=db_url).stdout)
+    assert status["pending"] == ["1", "2"]
+
+
+def test_rollback_of_a_contracted_ops_migration_says_what_undoes_it(tmp_path: Path, db_url: str,
+                                                                    conn: Conn) -> None:
+    project = _project(tmp_path, conn, {"1_items.ops.yaml": OPS})
+    assert run_pgshift(["migrate"], cwd=project, url=db_url).returncode == 0
+    assert run_pgshift(["contract", "--no-backup"], cwd=project, url=db_url).returncode == 0
+    refused = run_pgshift(["rollback"], cwd=project, url=db_url)
+    message = _said(refused)
+    assert refused.returncode == 11, message
+    assert "it is contracted" in message and "neither rollback nor `pgshift abort` can undo it" in message
+    assert "`pgshift restore <backup>`" in message and "`pgshift backup list`" in message
+    # abort indeed cannot: the message does not send anyone there
+    assert run_pgshift(["abort"], cwd=project, url=db_url).returncode == 22
+    assert run_pgshift(["backup", "list"], cwd=project, url=db_url).returncode == 0
+    assert "title" in _columns(conn) and "label" not in _columns(conn)
+
+
+def _expanded(conn: Conn) -> list[tuple[Any, ...]]:
+    return conn.execute("SELECT version, phase FROM pgshift.ops_state").fetchall()
+
+
+def test_contract_that_drops_data_goes_through_backup_policy(tmp_path: Path, db_url: str, conn: Conn) -> None:
+    project = _project(tmp_path, conn, {"1_items.ops.yaml": OPS})
+    (project / "pgshift.toml").write_text('[backup]\npolicy = "never"\ndirectory = "backups"\n')
+    assert run_pgshift(["migrate"], cwd=project, url=db_url).returncode == 0
+    refused = run_pgshift(["contract"], cwd=project, url=db_url)
+    message = _said(refused)
+    assert refused.returncode == 19, message  # as migrate refuses a destructive migration
+    assert "Refusing to contract: the contract of 1 items (" in message, message
+    assert "finish public.items: drop sync triggers and old columns" in message
+    assert "backup.policy is 'never' and there is no verified backup" in message and "--no-backup" in message
+    assert "label" in _columns(conn) and _expanded(conn) == [("1", "expanded")]
+    # abort, the recovery path, is never held back by the policy
+    assert run_pgshift(["abort"], cwd=project, url=db_url).returncode == 0
+    assert _expanded(conn) == [("1", "aborted")]
+
+    # Under destructive-only the contract takes a verified backup first, then drops the old column.
+    (project / "pgshift.toml").write_text('[backup]\npolicy = "destructive-only"\ndirectory = "backups"\n')
+    assert run_pgshift(["migrate"], cwd=project, url=db_url).returncode == 0
+    done = run_pgshift(["contract", "--json"], cwd=project, url=db_url)
+    assert done.returncode == 0, done.stderr
+    backup = Path(json.loads(done.stdout)["backup"])
+    assert backup.parent == project / "backups"
+    manifest = json.loads((backup / "manifest.json").read_text())
+    assert {c for t in manifest.get("tables", []) if t["name"] == "items" for c in [t["rows"]]} == {50}
+    assert "label" not in _columns(conn)
+
+
+def test_contract_without_destructive_steps_needs_no_backup(tmp_path: Path, db_url: str, conn: Conn) -> None:
+    project = _project(tmp_path, conn, {"1_idx.ops.yaml": "operations:\n  - create_index: {table: items, name: "
+                                        "items_qty_idx, columns: [qty]}\n  - add_check: {table: items, name: "
+                                        "qty_positive, check: \"qty >= 0\"}\n"})
+    (project / "pgshift.toml").write_text('[backup]\npolicy = "never"\ndirectory = "backups"\n')
+    assert run_pgshift(["migrate"], cwd=project, url=db_url).returncode == 0
+    done = run_pgshift(["contract"], cwd=project, url=db_url)
+    assert done.returncode == 0, done.stderr
+    assert not (project / "backups").exists()
+
+
+def test_no_backup_lets_a_destructive_contract_run_under_policy_never(tmp_path: Path, db_url: str,
+                                                                      conn: Conn) -> None:
+    project = _project(tmp_path, conn, {"1_drop.ops.yaml": "operations:\n  - drop_column: {table: items, "
+                                        "column: label}\n"})
+    (project / "pgshift.toml").write_text('[backup]\npolicy = "never"\ndirectory = "backups"\n')
+    assert run_pgshift(["migrate"], cwd=project, url=db_url).returncode == 0
+    assert run_pgshift(["contract"], cwd=project, url=db_url).returncode == 19
+    forced = run_pgshift(["contract", "--no-backup"], cwd=project, url=db_url)
+    assert forced.returncode == 0, forced.stderr
+    assert "label" not in _columns(conn) and not (project / "backups").exists()

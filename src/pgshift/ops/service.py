@@ -22,6 +22,7 @@ from pgshift.ops.backfill import (
 )
 from pgshift.ops.phases import OpsStateError, PhaseResult, PhaseRunner, active_versions
 from pgshift.runner.execute import StatementObserver, StepResult
+from pgshift.runner.gate import MigrateChecks
 
 Notify = Callable[[str], None]
 
@@ -77,13 +78,56 @@ def _active_migration(settings: Settings, conn: psycopg.Connection[Any], version
     return found
 
 
-def contract(settings: Settings, *, version: str | None = None, notify: Notify | None = None) -> PhaseResult:
-    """Finish the active expand: validate constraints, drop old columns, triggers and views."""
+def contract(settings: Settings, *, version: str | None = None, notify: Notify | None = None,
+             checks: MigrateChecks | None = None) -> PhaseResult:
+    """Finish the active expand: validate constraints, drop old columns, triggers and views. With ``checks``
+    (the CLI passes them unless --no-backup), a contract that drops data first goes through backup.policy
+    as `migrate` does."""
     from pgshift.api import deploy_session
 
     with deploy_session(settings) as (conn, history):
         migration = _active_migration(settings, conn, version, ("expanded", "contracting"), "contract")
-        return PhaseRunner(conn, history, settings, migration, notify).contract()
+        runner = PhaseRunner(conn, history, settings, migration, notify)
+        if checks is not None and checks.backup:
+            from pgshift.runner.gate import apply_backup_policy
+
+            destroys = _destructive_contract_steps(conn, runner)
+            if destroys:
+                label = f"the contract of {migration.label} ({'; '.join(destroys)})"
+                apply_backup_policy(settings, [migration], lambda _m: True, checks, action="contract",
+                                    describe=lambda _m: label)
+                if notify and checks.backup_path is None:
+                    notify(f"{label} drops data; a verified backup within backup.max_age exists")
+        return runner.contract()
+
+
+def _destructive_contract_steps(conn: psycopg.Connection[Any], runner: PhaseRunner) -> list[str]:
+    """The contract steps still to run that drop or truncate data (a column, a table, a schema other than
+    the version schema of views), judged from their SQL as lint judges a migration's."""
+    from pglast import parse_sql
+
+    from pgshift.ops.phases import load_state
+
+    state = load_state(conn, runner.schema, runner.migration.version)
+    assert state is not None
+    phases = runner.phases(state["captured"])
+    start = int(state["steps_done"]) if state["phase"] == "contracting" else 0
+    found: list[str] = []
+    for step in phases.contract[start:]:
+        for statement in step.statements:
+            for raw in parse_sql(statement.as_string(conn)):
+                node: Any = raw.stmt
+                kind = type(node).__name__
+                drops = kind == "TruncateStmt" or (kind == "AlterTableStmt" and any(
+                    type(c).__name__ == "AlterTableCmd" and c.subtype.name == "AT_DropColumn" for c in node.cmds))
+                if kind == "DropStmt":
+                    what = node.removeType.name
+                    names = [getattr(o, "sval", None) for o in (node.objects or [])]
+                    drops = what in ("OBJECT_TABLE", "OBJECT_MATVIEW") or (
+                        what == "OBJECT_SCHEMA" and names != [phases.version_schema])
+                if drops and step.label not in found:
+                    found.append(step.label)
+    return found
 
 
 def abort(settings: Settings, *, version: str | None = None, notify: Notify | None = None,
@@ -156,3 +200,40 @@ def expand_preview(settings: Settings, conn: psycopg.Connection[Any], migration:
 def _has_state_table(conn: psycopg.Connection[Any], schema: str) -> bool:
     row = conn.execute("SELECT to_regclass(format('%%I.ops_state', %s::text)) IS NOT NULL", (schema,)).fetchone()
     return bool(row and row[0])
+
+
+def refuse_rollback(settings: Settings, conn: psycopg.Connection[Any], targets: list[Migration]) -> None:
+    """`pgshift rollback` runs down parts; an operations migration has none. Name the command that does undo
+    the newest one to roll back, from its expand/contract state (before anything is rolled back)."""
+    from pgshift.errors import Irreversible
+    from pgshift.ops.model import OpsFile
+    from pgshift.ops.phases import load_state
+    from pgshift.ops.plan import plan_phases
+
+    position, m = next((n, t) for n, t in enumerate(targets) if t.ops is not None)
+    newer = (f" The {position} migration(s) newer than it can be rolled back first with `pgshift rollback --to "
+             f"{m.version}`." if position else "")
+    state = load_state(conn, settings.history_schema, m.version) if _has_state_table(
+        conn, settings.history_schema) else None
+    phase = state["phase"] if state else "contracted"
+    what = f"Cannot roll back {m.label} ({m.path}): it is an operations migration, which has no down part;"
+    abort = f"`pgshift abort --version {m.version}`"
+    if phase == "contracting" and state is not None and isinstance(m.ops, OpsFile):
+        undoable = plan_phases(m.ops, m.version, state["captured"]).contract_undoable
+        if int(state["steps_done"]) > undoable:
+            raise OpsStateError(
+                f"{what} its contract stopped part-way after dropping what abort would restore. Nothing was "
+                f"rolled back.{newer}", hint="run `pgshift contract` to finish it; to undo the change after that, "
+                "write a migration that reverses it.")
+    if phase in ("expanded", "contracting", "aborting"):
+        done = "its abort stopped part-way" if phase == "aborting" else f"it is {phase} and not contracted"
+        first = f"`pgshift rollback --to {m.version}` (the {position} newer migration(s)), then " if position else ""
+        raise OpsStateError(
+            f"{what} {done}, and {abort} undoes its expand (the migration becomes pending again). Nothing was "
+            "rolled back.", hint=f"run {first}{abort}.")
+    raise Irreversible(
+        f"{what} it is contracted: the contract dropped the old columns, tables or indexes, so neither rollback nor "
+        f"`pgshift abort` can undo it. Nothing was rolled back.{newer}",
+        hint="write a new migration that reverses it (for example an .ops file with the reverse operations), or "
+        "restore a backup taken before the contract with `pgshift restore <backup>` (`pgshift backup list` "
+        "names them).")
