@@ -78,7 +78,7 @@ def _lint(settings: Settings, conn: psycopg.Connection[Any], todo: list[Migratio
           applied: list[Migration]) -> Any:
     from pgshift.lint.live import lint_pending
 
-    return lint_pending(conn, settings.lint, todo, applied)
+    return lint_pending(conn, settings.lint, todo, applied, history_schema=settings.history_schema)
 
 
 def apply_backup_policy(settings: Settings, todo: list[Migration], destructive: Callable[[Migration], bool],
