@@ -183,3 +183,16 @@ def test_no_backup_lets_a_destructive_contract_run_under_policy_never(tmp_path: 
     forced = run_pgshift(["contract", "--no-backup"], cwd=project, url=db_url)
     assert forced.returncode == 0, forced.stderr
     assert "label" not in _columns(conn) and not (project / "backups").exists()
+
+
+def test_dry_run_says_when_migrate_would_refuse_a_second_active_expand(tmp_path: Path, db_url: str,
+                                                                       conn: Conn) -> None:
+    project = _project(tmp_path, conn, {"1_items.ops.yaml": OPS})
+    assert run_pgshift(["migrate"], cwd=project, url=db_url).returncode == 0
+    (project / "migrations" / "2_more.ops.yaml").write_text(
+        "operations:\n  - create_index: {table: items, name: items_id_qty_idx, columns: [id, qty]}\n")
+    dry = run_pgshift(["migrate", "--dry-run"], cwd=project, url=db_url)
+    assert dry.returncode == 0, dry.stderr
+    assert "-- refused as things stand: migration 1 is expanded and not contracted" in dry.stdout
+    real = run_pgshift(["migrate"], cwd=project, url=db_url)
+    assert real.returncode == 22 and "migration 1 is expanded and not contracted" in real.stderr

@@ -72,12 +72,16 @@ def lint_pending(conn: psycopg.Connection[Any], settings: LintSettings, pending:
         report.files += part.files
         report.statements += part.statements
 
+    chunk: list[Migration] = []
     for m in applied:  # replayed in order, an operations migration where it ran
         if m.ops is None:
-            lint([], [m])
-        else:
-            replay_ops(model, m.ops, m.label, contracted=m.version not in expanded)
-    chunk: list[Migration] = []
+            chunk.append(m)
+            continue
+        lint([], chunk)
+        chunk = []
+        replay_ops(model, m.ops, m.label, contracted=m.version not in expanded)
+    lint([], chunk)
+    chunk = []
     for m in pending:
         if m.ops is None:
             chunk.append(m)

@@ -173,6 +173,10 @@ def expand_preview(settings: Settings, conn: psycopg.Connection[Any], migration:
              f"hits lock_timeout {ops.lock_timeout} is retried up to {ops.lock_retries} times with backoff"]
     if start:
         lines.append(f"-- an interrupted expand is continued: steps 1-{start} are done")
+    for other, phase in active_versions(conn, settings.history_schema).items():
+        if other != migration.version:
+            lines.append(f"-- refused as things stand: migration {other} is {phase} and not contracted (one "
+                         "expand/contract migration is active at a time); contract or abort it first")
     for index, step in enumerate(steps[start:], start + 1):
         head = f"-- step {index}/{len(steps)}: {step.label}"
         if step.warning:
