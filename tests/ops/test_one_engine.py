@@ -196,3 +196,17 @@ def test_dry_run_says_when_migrate_would_refuse_a_second_active_expand(tmp_path:
     assert "-- refused as things stand: migration 1 is expanded and not contracted" in dry.stdout
     real = run_pgshift(["migrate"], cwd=project, url=db_url)
     assert real.returncode == 22 and "migration 1 is expanded and not contracted" in real.stderr
+
+
+def test_the_refused_contracts_hint_works_take_a_backup_then_contract(tmp_path: Path, db_url: str,
+                                                                       conn: Conn) -> None:
+    project = _project(tmp_path, conn, {"1_drop.ops.yaml": "operations:\n  - drop_column: {table: items, "
+                                        "column: label}\n"})
+    (project / "pgshift.toml").write_text('[backup]\npolicy = "never"\ndirectory = "backups"\n')
+    assert run_pgshift(["migrate"], cwd=project, url=db_url).returncode == 0
+    refused = run_pgshift(["contract"], cwd=project, url=db_url)
+    assert refused.returncode == 19 and "Hint: run `pgshift backup` first" in _said(refused)
+    assert run_pgshift(["backup"], cwd=project, url=db_url).returncode == 0
+    done = run_pgshift(["contract"], cwd=project, url=db_url)
+    assert done.returncode == 0, done.stderr
+    assert "label" not in _columns(conn)
