@@ -1,27 +1,37 @@
 """Backfill bench: pgshift's batched backfill against one unbatched UPDATE of the same rows.
 
-    .venv/bin/python bench/backfill/run.py [--rows 1000000] [--target-ms 150] [--admin-dsn URL]
+    .venv/bin/python bench/backfill/run.py [--rows 1000000] [--target-ms 75] [--max-lock-ms 100]
+                                           [--contend] [--admin-dsn URL]
 
 Starts its own embedded PostgreSQL unless --admin-dsn is given. Each side gets a fresh copy of the
 same table (``trades``: bigint primary key, a NULL ``status``) and sets ``status = 'PENDING'``
 where it is NULL. Reports rows/s of each, the ratio, the longest time any batch held its row locks
-(from its UPDATE to its commit; pgshift's default limit is 200 ms) and the longest batch. Results
-also go to bench/results/backfill-<timestamp>.json.
+(from its UPDATE to its commit) and the longest batch: the throughput case, where no application
+contends for the rows.
+
+``--contend`` adds a third run: the backfill again while an application updates, 200 times a
+second, a random row among the next batch's rows (just ahead of the backfill, so it waits on a
+batch's row locks whenever it lands in the running batch). Reports the application's worst and
+99th-percentile UPDATE latency and how often the backfill saw it waiting and shrank its batches.
+Results also go to bench/results/backfill-<timestamp>.json.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import random
 import statistics
 import tempfile
+import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import psycopg
 
-from pgshift.ops.backfill import Backfiller, BackfillOptions, BackfillSpec
+from pgshift.ops.backfill import Backfiller, BackfillOptions, BackfillSpec, Progress
 
 SETUP = """
 DROP TABLE IF EXISTS trades;
@@ -59,26 +69,86 @@ def single_update(url: str, rows: int) -> dict[str, float]:
             "longest_lock_ms": elapsed * 1000}
 
 
-def batched(url: str, rows: int, target_ms: int) -> dict[str, float]:
+def batched(url: str, rows: int, target_ms: int, max_lock_ms: int = 100, contend: bool = False,
+            yield_to_waiters: bool = True) -> dict[str, Any]:
     prepare(url, rows)
-    options = BackfillOptions(target_ms=target_ms, max_batch=200_000, initial_batch=5_000, max_lag_s=None,
-                              count_total=False)
+    options = BackfillOptions(target_ms=target_ms, max_lock_ms=max_lock_ms or None, max_batch=200_000,
+                              initial_batch=5_000, max_lag_s=None, count_total=False,
+                              yield_to_waiters=yield_to_waiters)
+    position = {"rows_done": 0, "batch_size": options.initial_batch}
+    app = _App(url, position) if contend else None
+
+    def progress(p: Progress) -> None:
+        position["rows_done"], position["batch_size"] = p.rows_done, p.batch_size
+
     with psycopg.connect(url, autocommit=True) as conn:
+        if app:
+            app.start()
         started = time.perf_counter()
-        result = Backfiller(conn, "pgshift_bench", BackfillSpec("trades", "status = 'PENDING'", "status IS NULL"),
-                            options).run()
+        try:
+            result = Backfiller(conn, "pgshift_bench",
+                                BackfillSpec("trades", "status = 'PENDING'", "status IS NULL"), options,
+                                progress=progress).run()
+        finally:
+            if app:
+                app.finish()
         elapsed = time.perf_counter() - started
-    return {"rows": result.rows, "seconds": elapsed, "rows_per_s": result.rows / elapsed,
-            "batches": result.batches, "longest_lock_ms": result.max_lock_ms,
-            "longest_batch_ms": result.max_batch_ms,
-            "median_batch_ms": statistics.median(result.batch_ms) if result.batch_ms else 0.0,
-            "cut_batches": result.cut_batches, "batch_ms": [round(ms, 1) for ms in result.batch_ms]}
+    out: dict[str, Any] = {
+        "rows": result.rows, "seconds": elapsed, "rows_per_s": result.rows / elapsed,
+        "batches": result.batches, "longest_lock_ms": result.max_lock_ms, "longest_batch_ms": result.max_batch_ms,
+        "median_batch_ms": statistics.median(result.batch_ms) if result.batch_ms else 0.0,
+        "cut_batches": result.cut_batches, "waited_batches": result.waited_batches,
+        "batch_ms": [round(ms, 1) for ms in result.batch_ms]}
+    if app:
+        waits = sorted(app.latencies_ms)
+        out |= {"app_updates": len(waits), "app_worst_ms": waits[-1] if waits else 0.0,
+                "app_p99_ms": waits[int(len(waits) * 0.99)] if waits else 0.0,
+                "app_over_50ms": sum(1 for w in waits if w > 50), "app_errors": app.errors}
+    return out
+
+
+class _App:
+    """An application updating, 200 times a second, a random row of the batch the backfill runs next."""
+
+    def __init__(self, url: str, position: dict[str, int]) -> None:
+        self.url, self.position = url, position
+        self.latencies_ms: list[float] = []
+        self.errors: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def finish(self) -> None:
+        self._stop.set()
+        self._thread.join(30)
+
+    def _run(self) -> None:
+        rng = random.Random(7)
+        try:
+            with psycopg.connect(self.url, autocommit=True) as conn:
+                next_at = time.perf_counter()
+                while not self._stop.is_set():
+                    ahead = rng.randint(1, max(1, self.position["batch_size"]))
+                    t0 = time.perf_counter()
+                    conn.execute("UPDATE trades SET qty = qty + 1 WHERE id = %s", (self.position["rows_done"] + ahead,))
+                    self.latencies_ms.append((time.perf_counter() - t0) * 1000)
+                    next_at += 0.005
+                    time.sleep(max(0.0, next_at - time.perf_counter()))
+        except Exception as exc:  # reported with the results
+            self.errors.append(repr(exc))
 
 
 def main() -> None:
+    defaults = BackfillOptions()
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--target-ms", type=int, default=150)
+    parser.add_argument("--target-ms", type=int, default=defaults.target_ms)
+    parser.add_argument("--max-lock-ms", type=int, default=defaults.max_lock_ms or 0, help="0: no limit")
+    parser.add_argument("--contend", action="store_true", help="also run the backfill under a contending app")
+    parser.add_argument("--only-contend", action="store_true", help="only the contended run")
+    parser.add_argument("--no-yield", action="store_true", help="do not shrink batches when the app waits")
     parser.add_argument("--admin-dsn", default=None)
     args = parser.parse_args()
     cluster = None
@@ -89,26 +159,47 @@ def main() -> None:
         cluster = EmbeddedCluster(Path(tempfile.mkdtemp(prefix="pgshift-bench-backfill-")))
         cluster.start()
         url = cluster.socket_dsn()
+    single: dict[str, Any] | None = None
+    ours: dict[str, Any] | None = None
+    contended: dict[str, Any] | None = None
     try:
-        single = single_update(url, args.rows)
-        ours = batched(url, args.rows, args.target_ms)
+        if not args.only_contend:
+            single = single_update(url, args.rows)
+            ours = batched(url, args.rows, args.target_ms, args.max_lock_ms, yield_to_waiters=not args.no_yield)
+        if args.contend or args.only_contend:
+            contended = batched(url, args.rows, args.target_ms, args.max_lock_ms, contend=True,
+                                yield_to_waiters=not args.no_yield)
     finally:
         if cluster is not None:
             cluster.destroy()
-    ratio = ours["rows_per_s"] / single["rows_per_s"]
+    print(f"target {args.target_ms} ms, lock limit {args.max_lock_ms or 'none'} ms, {args.rows:,} rows, "
+          f"{'no ' if args.no_yield else ''}yielding to waiters")
     print(f"{'':24}{'rows/s':>12}{'seconds':>10}{'longest lock':>14}")
-    print(f"{'single UPDATE':24}{single['rows_per_s']:>12,.0f}{single['seconds']:>10.2f}"
-          f"{single['longest_lock_ms']:>12.0f}ms")
-    print(f"{'pgshift backfill':24}{ours['rows_per_s']:>12,.0f}{ours['seconds']:>10.2f}"
-          f"{ours['longest_lock_ms']:>12.0f}ms  ({ours['batches']:.0f} batches, median "
-          f"{ours['median_batch_ms']:.0f} ms, longest {ours['longest_batch_ms']:.0f} ms; "
-          f"{ours['cut_batches']:.0f} stopped at the lock limit and done again smaller)")
-    print(f"pgshift reaches {ratio:.0%} of the single UPDATE's rate (target >= 70%, locks held <= 200 ms)")
+    ratio = None
+    if single and ours:
+        ratio = ours["rows_per_s"] / single["rows_per_s"]
+        print(f"{'single UPDATE':24}{single['rows_per_s']:>12,.0f}{single['seconds']:>10.2f}"
+              f"{single['longest_lock_ms']:>12.0f}ms")
+    for label, run in (("pgshift backfill", ours), ("  ... under the app", contended)):
+        if run:
+            print(f"{label:24}{run['rows_per_s']:>12,.0f}{run['seconds']:>10.2f}"
+                  f"{run['longest_lock_ms']:>12.0f}ms  ({run['batches']:.0f} batches, median "
+                  f"{run['median_batch_ms']:.0f} ms, longest {run['longest_batch_ms']:.0f} ms; "
+                  f"{run['cut_batches']:.0f} stopped at the lock limit, {run['waited_batches']:.0f} seen "
+                  "with the app waiting)")
+    if ratio is not None:
+        print(f"pgshift reaches {ratio:.0%} of the single UPDATE's rate (target >= 70%)")
+    if contended:
+        print(f"app: {contended['app_updates']} updates, worst {contended['app_worst_ms']:.0f} ms, p99 "
+              f"{contended['app_p99_ms']:.0f} ms, {contended['app_over_50ms']} over 50 ms (target: worst < 100 ms)"
+              + (f", errors: {contended['app_errors']}" if contended["app_errors"] else ""))
     out = Path(__file__).parents[1] / "results"
     out.mkdir(exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     (out / f"backfill-{stamp}.json").write_text(json.dumps(
-        {"rows": args.rows, "target_ms": args.target_ms, "single": single, "pgshift": ours, "ratio": ratio}, indent=2))
+        {"rows": args.rows, "target_ms": args.target_ms, "max_lock_ms": args.max_lock_ms,
+         "yield_to_waiters": not args.no_yield, "single": single,
+         "pgshift": ours, "contended": contended, "ratio": ratio}, indent=2))
 
 
 if __name__ == "__main__":

@@ -18,3 +18,11 @@ def test_backfill_bench_measures_both_sides_and_the_lock_hold(db_url: str) -> No
     assert 0 < ours["longest_lock_ms"] <= ours["longest_batch_ms"]
     with psycopg.connect(db_url) as conn:
         assert conn.execute("SELECT count(*) FROM trades WHERE status = 'PENDING'").fetchone() == (20_000,)
+
+
+def test_backfill_bench_measures_the_app_waiting_on_the_backfill(db_url: str) -> None:
+    bench = load_bench("backfill/run.py", "pgshift_bench_backfill")
+    contended: dict[str, Any] = bench.batched(db_url, 20_000, 20, 100, contend=True)
+    assert contended["rows"] == 20_000 and contended["app_updates"] > 0 and contended["app_errors"] == []
+    assert 0 < contended["app_p99_ms"] <= contended["app_worst_ms"]
+    assert contended["waited_batches"] <= contended["batches"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import random
@@ -244,3 +245,62 @@ def test_a_backfill_that_cannot_start_exits_with_its_own_code(tmp_path: Path, db
     assert result.returncode == 21, result.stderr
     assert json.loads(result.stderr)["error"]["code"] == "backfill-failed"
     assert "no_such_table" in result.stderr
+
+
+def test_batches_shrink_while_the_app_waits_on_their_row_locks(
+    tmp_path: Path, db_url: str, conn: psycopg.Connection[Any]
+) -> None:
+    _trades(conn, 2_000)
+    # About 0.5 ms per row: a batch of 200 rows holds its row locks for about 100 ms.
+    slow = "hits = hits + 1 + (pg_sleep(0.0005) IS NULL)::int"
+    options = BackfillOptions(initial_batch=200, min_batch=20, max_batch=400, target_ms=80, max_lock_ms=None,
+                              max_lag_s=None)
+    seen: list[Progress] = []
+    stop = threading.Event()
+    app_waits: list[float] = []
+
+    def app() -> None:  # updates a row of the batch the backfill runs next, every 10 ms
+        rng = random.Random(3)
+        with psycopg.connect(db_url, autocommit=True) as c:
+            while not stop.is_set():
+                position = seen[-1] if seen else None
+                ahead = (position.rows_done if position else 0) + rng.randint(1, position.batch_size if position
+                                                                               else 200)
+                t0 = time.monotonic()
+                c.execute("UPDATE trades SET qty = qty + 1 WHERE id = %s", (min(ahead, 2_000),))
+                app_waits.append((time.monotonic() - t0) * 1000)
+                time.sleep(0.01)
+
+    thread = threading.Thread(target=app)
+    thread.start()
+    notes: list[str] = []
+    try:
+        result = service.backfill(_settings(tmp_path, db_url), BackfillSpec("trades", slow, job="contended"),
+                                  options, progress=seen.append, notify=notes.append)
+    finally:
+        stop.set()
+        thread.join()
+    assert result.waited_batches >= 1 and result.max_waited_ms >= 40
+    assert any("waited on the batch's row locks" in n for n in notes)
+    # Each batch the app waited on long (at least half the 80 ms target) made the next one half as big.
+    halved = [(before.batch_size, after.batch_size) for before, after in itertools.pairwise(seen)
+              if after.waiters and after.waited_ms >= 40]
+    assert halved and all(new == max(20, old // 2) for old, new in halved)
+    assert all(p.batch_size <= 200 for p in seen[seen.index(next(p for p in seen if p.waiters)):])
+    assert conn.execute("SELECT min(hits), max(hits) FROM trades").fetchone() == (1, 1)
+
+
+def test_pgshift_backfill_defaults_keep_batches_short(tmp_path: Path, db_url: str,
+                                                     conn: psycopg.Connection[Any]) -> None:
+    """The defaults the issue measured as safe: 75 ms batches, row locks held at most 100 ms."""
+    _trades(conn, 600)
+    env = {**os.environ, "DATABASE_URL": db_url}
+    # About 2 ms per row: the first batch of 1,000 rows would hold its locks for 1.2 s.
+    run = subprocess.run([PGSHIFT, "backfill", "--table", "trades", "--set", SLOW_ROW, "--min-batch", "5", "--json"],
+                         capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+    assert run.returncode == 0, run.stderr
+    summary = json.loads(run.stdout)
+    batches = [json.loads(line)["last_batch_ms"] for line in run.stderr.splitlines() if line.startswith("{")]
+    assert summary["cut_batches"] >= 1 and summary["max_lock_ms"] < 180  # cut at 100 ms, not 200
+    assert sorted(batches)[len(batches) // 2] < 115  # toward 75 ms (the old default aimed at 150)
+    assert conn.execute("SELECT min(hits), max(hits) FROM trades").fetchone() == (1, 1)

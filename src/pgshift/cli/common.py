@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 import click
 from rich.console import Console
+from rich.markup import escape
 
 from pgshift.config import FORMATS, load_settings
 from pgshift.errors import ConnectionFailed, Interrupted, PgshiftError, ServerRefused, from_os_error, server_message
@@ -99,15 +100,13 @@ def _refused(exc: Any) -> ServerRefused:
 
 
 def fail(exc: PgshiftError) -> None:
-    from rich.markup import escape
-
     from pgshift.db.connect import mask_password
 
     message = mask_password(str(exc))
     if _json_requested():
         click.echo(json.dumps({"error": {"code": exc.code, "message": message}}), err=True)
     else:
-        # escape: a message naming "[backup]" or "[tool.pgshift]" must not lose it as a markup tag.
+        # Escaped: messages quote names and SQL, and "[/]" in either would be taken for markup.
         stderr.print(f"[bold red]error[/] [dim]({exc.code})[/]: {escape(message)}", markup=True,
                      highlight=False)
     sys.exit(exc.exit_code)

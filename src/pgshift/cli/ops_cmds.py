@@ -9,6 +9,7 @@ from dataclasses import asdict
 from typing import Any
 
 import click
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from pgshift.cli.common import handle_errors, json_option, print_json, settings_options, stderr, stdout
@@ -20,7 +21,7 @@ from pgshift.runner.gate import MigrateChecks
 
 
 def _note(message: str) -> None:
-    stderr.print(f"[dim]·[/] {message}")
+    stderr.print(f"[dim]·[/] {escape(message)}")  # messages name tables: "x[/]" is a valid name
 
 
 @contextmanager
@@ -42,7 +43,7 @@ def _bar(as_json: bool, quiet: bool) -> Iterator[bf.ProgressCallback | None]:
 
         def update(p: bf.Progress) -> None:
             eta = "-" if p.eta_s is None else f"{p.eta_s:.0f}s"
-            desc = f"{p.table}" + (" [yellow](paused: replication lag)[/]" if p.state == "paused-lag" else "")
+            desc = escape(p.table) + (" [yellow](paused: replication lag)[/]" if p.state == "paused-lag" else "")
             bar.update(task, completed=p.rows_done, total=p.total, description=desc, rate=f"{p.rate:,.0f}",
                        eta=eta, batch=f"{p.batch_size} ({p.last_batch_ms:.0f} ms)")
 
@@ -57,7 +58,8 @@ def _bar(as_json: bool, quiet: bool) -> Iterator[bf.ProgressCallback | None]:
 @click.option("--where", default=None, help="Only rows matching this condition, e.g. \"status IS NULL\".")
 @click.option("--key", default=None, help="Comma-separated key columns (default: primary key, unique key, ctid).")
 @click.option("--job", default=None, help="Name of the resumable job (default: derived from table/SET/WHERE).")
-@click.option("--target-ms", default=150, show_default=True, type=click.IntRange(1), help="Target batch duration.")
+@click.option("--target-ms", default=75, show_default=True, type=click.IntRange(1),
+              help="Target batch duration; application writes to a batch's rows wait up to this long.")
 @click.option("--min-batch", default=100, show_default=True, type=click.IntRange(1))
 @click.option("--max-batch", default=50_000, show_default=True, type=click.IntRange(1))
 @click.option("--batch-size", "initial", default=1_000, show_default=True, type=click.IntRange(1),
@@ -65,9 +67,9 @@ def _bar(as_json: bool, quiet: bool) -> Iterator[bf.ProgressCallback | None]:
 @click.option("--pause", default="0ms", show_default=True, help="Sleep between batches.")
 @click.option("--statement-timeout", default="5s", show_default=True, help="statement_timeout of each batch.")
 @click.option("--lock-timeout", default="1s", show_default=True, help="lock_timeout of each batch.")
-@click.option("--max-lock", default="200ms", show_default=True,
+@click.option("--max-lock", default="100ms", show_default=True,
               help="Longest a batch may hold its row locks; a batch that reaches it is rolled back and done "
-                   "again smaller ('off' disables).")
+                   "again smaller ('off' disables). Batches also halve while sessions wait on their locks.")
 @click.option("--max-lag", default="10s", show_default=True,
               help="Pause while a standby's replication lag is above this ('off' disables).")
 @click.option("--lag-query", default=bf.DEFAULT_LAG_QUERY, help="SQL returning the current lag in seconds.")
@@ -100,13 +102,15 @@ def backfill_cmd(settings: Settings, as_json: bool, table: str, set_clause: str,
         print_json(data)
         return
     if result.already_done:
-        stdout.print(f"backfill {result.job} was already complete ({result.rows} rows); --restart runs it again")
+        stdout.print(f"backfill {escape(result.job)} was already complete ({result.rows} rows); --restart runs it "
+                     "again")
         return
     rate = result.rows_this_run / result.duration_s if result.duration_s else 0.0
     resumed = " (resumed)" if result.resumed else ""
-    stdout.print(f"[green]backfilled[/] {result.rows_this_run} rows of {result.table}{resumed} in "
-                 f"{result.batches} batches, {result.duration_s:.1f}s, {rate:,.0f} rows/s, "
-                 f"longest batch {result.max_batch_ms:.0f} ms, keyed by {result.mode}")
+    yielded = f" ({result.waited_batches} with sessions waiting on them)" if result.waited_batches else ""
+    stdout.print(f"[green]backfilled[/] {result.rows_this_run} rows of {escape(result.table)}{resumed} in "
+                 f"{result.batches} batches{yielded}, {result.duration_s:.1f}s, {rate:,.0f} rows/s, "
+                 f"longest batch {result.max_batch_ms:.0f} ms, keyed by {escape(result.mode)}")
     sys.stdout.flush()
 
 
@@ -115,10 +119,10 @@ def _phase_output(result: PhaseResult, as_json: bool, verb: str) -> None:
         print_json(asdict(result))
         return
     for warning in result.warnings:
-        stdout.print(f"[yellow]warning[/] {warning}")
+        stdout.print(f"[yellow]warning[/] {escape(warning)}")
     extra = f", {result.lock_retries} lock retries" if result.lock_retries else ""
     extra += f", resumed at step {result.resumed_at + 1}" if result.resumed_at is not None else ""
-    stdout.print(f"[green]{verb}[/] {result.version} {result.name} ({result.steps} steps, "
+    stdout.print(f"[green]{verb}[/] {result.version} {escape(result.name)} ({result.steps} steps, "
                  f"{result.duration_ms} ms{extra})")
 
 

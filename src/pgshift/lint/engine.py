@@ -314,8 +314,11 @@ class _Linter:
                  run: RunState | None = None) -> None:
         self.opts = opts
         self.part = part
-        # A down part is judged against the server as it is, not as the way up leaves it.
-        self.run = run if run is not None and part == "up" else RunState(dict(opts.sizes))
+        # A down part is judged against the server as it is, not as the way up leaves it, except
+        # that a table the server lacks can only be one the run's up parts create: new and empty
+        # unless they filled it (a copy, so the down part changes nothing for later up parts).
+        self.run = run if part == "up" and run is not None else RunState(dict(opts.sizes))
+        self.up_run = run if part == "down" and run is not None and run.live else None
         self.schema = schema
         self.report = report
         star = opts.rules.get("*", [])
@@ -329,6 +332,8 @@ class _Linter:
                  migration: str | None, *, report_unused: bool = True) -> None:
         attach(suppressions, [p.statement.line for p in parsed])
         tx = TxState(active=unit.transactional)
+        if self.up_run is not None:  # the tables the up parts created so far, as they are now
+            self.run = RunState(dict(self.opts.sizes), live=True, fresh=set(self.up_run.fresh))
         self.run.enter(unit)
         # The transactions the file's own BEGIN / COMMIT divide it into, as its tool runs it.
         starts = {b.start: b for b in _blocks(parsed, unit)}
@@ -569,7 +574,7 @@ def _lint_migrations(migrations: list[Migration], opts: Options, history: list[M
     model = schema or Schema()
     _replay(model, history or [])
     linter = _Linter(opts, model, report, run=run)
-    down_linter = _Linter(_rollback_options(opts), model, report, part="down") if rollback else None
+    down_linter = _Linter(_rollback_options(opts), model, report, run=run, part="down") if rollback else None
     texts: dict[str, str] = {}
     for migration in migrations:
         up = _unparsed(migration, migration.error, report) if migration.error else parse_statements(migration.up)

@@ -12,8 +12,9 @@ Each batch is one short transaction with its own statement_timeout and lock_time
 
 Tables without a primary key or unique NOT NULL key are walked by ``ctid`` page ranges
 (PostgreSQL 14+ TID range scans), up to the table's size when the backfill started.
-The batch size follows a target batch duration; the engine pauses between batches and while a
-standby's replication lag is above a threshold.
+The batch size follows a target batch duration, and shrinks while application sessions wait on a
+batch's row locks; the engine pauses between batches and while a standby's replication lag is
+above a threshold.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from psycopg import errors as pgerrors
 from psycopg import sql
 
 from pgshift.errors import MigrationFailed, server_error_text
+from pgshift.ops.names import qualified
 
 DEFAULT_LAG_QUERY = (
     "SELECT coalesce(max(extract(epoch FROM greatest(write_lag, flush_lag, replay_lag))), 0) "
@@ -49,12 +51,13 @@ class BackfillError(MigrationFailed):
 class BackfillSpec:
     """What to change: ``UPDATE table SET set_clause WHERE where`` in keyset batches."""
 
-    table: str
+    table: str  # as SQL would name it (quoted or not, schema-qualified or not); with schema: the exact name
     set_clause: str
     where: str | None = None
     key: tuple[str, ...] | None = None  # default: the primary key, a unique NOT NULL key, or ctid
     job: str | None = None  # the progress row's name; default derived from table, set and where
     version: str | None = None  # the migration this backfill belongs to, if any
+    schema: str | None = None  # set: ``table`` is the exact name in this schema, nothing folded or parsed
 
     @property
     def job_name(self) -> str:
@@ -66,7 +69,10 @@ class BackfillSpec:
 
 @dataclass(frozen=True)
 class BackfillOptions:
-    target_ms: int = 150  # aim for batches of this duration
+    # An application write to a row of the running batch waits for the batch's commit: with 150 ms
+    # batches and a 200 ms limit, application updates just ahead of the backfill waited up to 212 ms;
+    # with these and yield_to_waiters, under 100 ms (docs/ops.md, "Measured").
+    target_ms: int = 75  # aim for batches of this duration
     min_batch: int = 100
     max_batch: int = 50_000
     initial_batch: int = 1_000
@@ -74,13 +80,19 @@ class BackfillOptions:
     statement_timeout_ms: int = 5_000  # per batch statement
     # The longest a batch may hold its row locks: its UPDATE runs under this statement_timeout, and
     # a batch that reaches it is rolled back and tried again at half the size. None: no limit.
-    max_lock_ms: int | None = 200
+    max_lock_ms: int | None = 100
     lock_timeout_ms: int = 1_000  # per batch; a lock wait longer than this is retried
     lock_retries: int = 20
     max_lag_s: float | None = 10.0  # pause while replication lag is above this; None disables
     lag_query: str = DEFAULT_LAG_QUERY
     lag_poll_s: float = 1.0
     count_total: bool = True  # count matching rows first, for the ETA
+    # Before each commit the batch looks for sessions waiting on its locks (pg_blocking_pids). One
+    # that waited half the target halves the next batch, any stops growth for ``calm_batches``
+    # batches, and a pause lets them through.
+    yield_to_waiters: bool = True
+    waiter_pause_ms: int = 10
+    calm_batches: int = 5
 
 
 @dataclass
@@ -98,6 +110,8 @@ class Progress:
     state: str  # running | paused-lag | done
     lag_s: float | None = None
     resumed: bool = False
+    waiters: int = 0  # sessions that were waiting on this batch's locks just before its commit
+    waited_ms: float = 0.0  # the longest of their waits so far at that moment
 
     def as_dict(self) -> dict[str, Any]:
         return {k: (round(v, 3) if isinstance(v, float) else v) for k, v in self.__dict__.items()}
@@ -122,10 +136,13 @@ class BackfillResult:
     batch_ms: list[float] = field(default_factory=list)
     max_lock_ms: float = 0.0  # from the batch UPDATE's start to its commit
     cut_batches: int = 0  # batches stopped at max_lock_ms, rolled back and done again smaller
+    waited_batches: int = 0  # batches other sessions were seen waiting on (the next was kept or made smaller)
+    max_waited_ms: float = 0.0  # the longest such wait seen, up to the batch's commit
 
 
 @dataclass(frozen=True)
 class _Target:
+    oid: int
     schema: str
     name: str
     key: tuple[str, ...]  # empty: ctid mode
@@ -137,22 +154,51 @@ class _Target:
 
     @property
     def label(self) -> str:
-        return f"{self.schema}.{self.name}"
+        return qualified(self.schema, self.name)
 
 
-def resolve_table(conn: psycopg.Connection[Any], table: str) -> tuple[int, str, str]:
-    """(oid, schema, name) of ``table`` as written (quoted or not, schema-qualified or not)."""
+_TABLE = ("SELECT c.oid::int, n.nspname::text, c.relname::text FROM pg_class c "
+          "JOIN pg_namespace n ON n.oid = c.relnamespace ")
+
+
+def resolve_table(conn: psycopg.Connection[Any], table: str, schema: str | None = None) -> tuple[int, str, str]:
+    """(oid, schema, name) of ``table``: the exact name in ``schema``, or else as SQL would read it.
+
+    A name with capitals, dots, spaces or quotes can mean two tables: SQL folds ``Acct`` to ``acct``, a
+    person may mean the table "Acct". Only one exists: that one. Both: an error that says how to
+    write it, never a guess."""
+    if schema is not None:
+        row = conn.execute(_TABLE + "WHERE n.nspname = %s AND c.relname = %s", (schema, table)).fetchone()
+        if row is None:
+            raise BackfillError(f"Table {qualified(schema, table)} does not exist.")
+        return int(row[0]), str(row[1]), str(row[2])
     try:
-        row = conn.execute(
-            "SELECT c.oid::int, n.nspname::text, c.relname::text FROM pg_class c "
-            "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = to_regclass(%s)", (table,)
-        ).fetchone()
+        as_sql = conn.execute(_TABLE + "WHERE c.oid = to_regclass(%s)", (table,)).fetchone()
     except psycopg.Error as exc:
-        raise BackfillError(f"{table!r} is not a valid table name: {server_error_text(exc)}") from None
-    if row is None:
-        raise BackfillError(f"Table {table!r} does not exist (looked up on the search_path).",
-                            hint="schema-qualify it, for example --table app.trades.")
-    return int(row[0]), str(row[1]), str(row[2])
+        as_sql, syntax = None, exc.diag.message_primary
+    else:
+        syntax = None
+    found = [as_sql] if as_sql else []
+    # The name exactly as written: whole on the search_path, or split at any one dot.
+    exact = conn.execute(
+        _TABLE + "WHERE c.oid = to_regclass(quote_ident(%s)) OR c.oid IN (SELECT to_regclass("
+        "quote_ident(left(%s, p - 1)) || '.' || quote_ident(substr(%s, p + 1))) FROM "
+        "generate_series(1, length(%s)) p WHERE substr(%s, p, 1) = '.')", (table,) * 5).fetchall()
+    found += [r for r in exact if r[0] not in {f[0] for f in found}]
+    if not found:
+        reason = f"is not a valid table name ({syntax}) and no table has exactly that name" if syntax \
+            else "does not exist (looked up on the search_path, as written and as SQL reads it)"
+        raise BackfillError(f"Table {table!r} {reason}.",
+                            hint="schema-qualify it, for example --table app.trades, and double-quote a name "
+                            "with capitals or spaces: --table 'app.\"Trades\"'.")
+    if len(found) > 1:
+        names = [qualified(str(r[1]), str(r[2])) for r in found]
+        how = ("SQL reads it as the first (it folds unquoted capitals to lower case), and a table also has "
+               "exactly the name as written") if as_sql else "tables have those names exactly as written"
+        raise BackfillError(
+            f"Table {table!r} could mean {' or '.join(names)}: {how}.",
+            hint=f"write the one you mean as SQL would, for example --table '{names[-1]}'.")
+    return int(found[0][0]), str(found[0][1]), str(found[0][2])
 
 
 def detect_key(conn: psycopg.Connection[Any], oid: int) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -205,13 +251,15 @@ class Backfiller:
         self.sleep = sleep
         self._table = sql.Identifier(schema, "backfills")
         self._locked_at: float | None = None  # when the running batch's UPDATE started
+        self._waiters: tuple[int, float] = (0, 0.0)  # the last batch's waiting sessions, longest wait (ms)
+        self._calm = 0  # batches to go before the size may grow again after waiters were seen
 
     # -- public ----------------------------------------------------------------------------
     def run(self) -> BackfillResult:
-        oid, nsp, rel = resolve_table(self.conn, self.spec.table)
+        oid, nsp, rel = resolve_table(self.conn, self.spec.table, self.spec.schema)
         key, types = (self.spec.key, _column_types(self.conn, oid, self.spec.key)) if self.spec.key \
             else detect_key(self.conn, oid)
-        target = _Target(nsp, rel, key, types)
+        target = _Target(oid, nsp, rel, key, types)
         if not key and self._server_major() < 14:
             raise BackfillError(
                 f"Table {target.label} has no primary key or unique NOT NULL key, and walking it by ctid "
@@ -280,8 +328,8 @@ class Backfiller:
                     target.ident, sql.SQL(self.spec.where or "true"))).fetchone()
                 return int(row[0]) if row else None
         except pgerrors.QueryCanceled:
-            row = self.conn.execute("SELECT reltuples::bigint FROM pg_class WHERE oid = to_regclass(%s)",
-                                    (target.label,)).fetchone()
+            row = self.conn.execute("SELECT reltuples::bigint FROM pg_class WHERE oid = %s",
+                                    (target.oid,)).fetchone()
             return max(0, int(row[0])) if row else None
 
     # -- the loop --------------------------------------------------------------------------
@@ -296,6 +344,7 @@ class Backfiller:
             lag = self._wait_for_lag(target, result, started)
             t0 = time.monotonic()
             self._locked_at = None
+            self._waiters = (0, 0.0)
             try:
                 rows, last, done = self._batch_with_retries(target, size, last, state)
             except pgerrors.QueryCanceled:
@@ -329,11 +378,27 @@ class Backfiller:
             result.batches += 1
             result.batch_ms.append(elapsed_ms)
             result.max_batch_ms = max(result.max_batch_ms, elapsed_ms)
-            size = self._next_size(size, elapsed_ms)
+            waiters, waited_ms = self._waiters
+            if waiters:
+                result.waited_batches += 1
+                result.max_waited_ms = max(result.max_waited_ms, waited_ms)
+                if self._calm == 0:
+                    self.notify(f"{waiters} session(s) waited on the batch's row locks (up to {waited_ms:.0f} ms); "
+                                "smaller batches while they do")
+                self._calm = opts.calm_batches
+                # A wait past half the target halves the batch; shorter ones only stop its growth.
+                if waited_ms >= opts.target_ms / 2:
+                    size = max(opts.min_batch, size // 2)
+                else:
+                    size = min(size, self._next_size(size, elapsed_ms))
+            else:
+                size = self._next_size(size, elapsed_ms)
+                self._calm = max(0, self._calm - 1)
             result.duration_s = time.monotonic() - started
             self.progress(self._progress(target, state, result, size, elapsed_ms, lag, done))
-            if not done and opts.pause_ms:
-                self.sleep(opts.pause_ms / 1000)
+            pause = max(opts.pause_ms, opts.waiter_pause_ms if waiters else 0)
+            if not done and pause:
+                self.sleep(pause / 1000)
 
     def _cut_by_lock_limit(self) -> bool:
         """Whether the cancelled statement was a batch UPDATE running under max_lock_ms."""
@@ -355,7 +420,8 @@ class Backfiller:
         """Move toward the target duration; at most x1.5 or halve per batch, within bounds."""
         opts = self.options
         factor = opts.target_ms / max(elapsed_ms, 1.0)
-        factor = min(1.5, max(0.5, factor))  # grow gently: one overshooting batch holds its locks longer
+        # Grow gently (one overshooting batch holds its locks longer), and not at all soon after waiters.
+        factor = min(1.0 if self._calm else 1.5, max(0.5, factor))
         return int(max(opts.min_batch, min(opts.max_batch, size * factor)))
 
     def _progress(self, target: _Target, state: dict[str, Any], result: BackfillResult, size: int,
@@ -368,7 +434,7 @@ class Backfiller:
             eta = max(0.0, (total - result.rows) / rate)
         return Progress(self.spec.job_name, target.label, result.rows, total, result.batches, size,
                         batch_ms, rate, 0.0 if done else eta, elapsed, "done" if done else "running",
-                        lag, result.resumed)
+                        lag, result.resumed, *self._waiters)
 
     def _wait_for_lag(self, target: _Target, result: BackfillResult, started: float) -> float | None:
         opts = self.options
@@ -430,7 +496,20 @@ class Backfiller:
                         "batch_size = %s, updated_at = clock_timestamp(), status = %s, "
                         "finished_at = CASE WHEN %s THEN clock_timestamp() END WHERE job = %s").format(self._table),
                 (new_last, rows, size, "done" if done else "running", done, self.spec.job_name))
+            if opts.yield_to_waiters and self._locked_at is not None:
+                self._waiters = self._sessions_waiting_on_us()
         return rows, new_last, done
+
+    def _sessions_waiting_on_us(self) -> tuple[int, float]:
+        """Sessions waiting now on a lock this batch holds, and the longest wait so far (ms). Checked
+        just before the commit: a row lock is held until then, so whoever waited on one still waits."""
+        row = self.conn.execute(
+            "SELECT count(DISTINCT a.pid)::int, coalesce(max(extract(epoch FROM clock_timestamp() - "
+            # pg_locks.waitstart is PostgreSQL 14+ (read through to_jsonb); before, the statement's start
+            "coalesce((to_jsonb(l) ->> 'waitstart')::timestamptz, a.query_start))) * 1000, 0)::float8 "
+            "FROM pg_stat_activity a LEFT JOIN pg_locks l ON l.pid = a.pid AND NOT l.granted "
+            "WHERE a.wait_event_type = 'Lock' AND pg_backend_pid() = ANY (pg_blocking_pids(a.pid))").fetchone()
+        return (int(row[0]), float(row[1])) if row else (0, 0.0)
 
     def _key_after(self, target: _Target, last: list[str] | None) -> sql.Composable:
         if last is None:

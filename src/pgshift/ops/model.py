@@ -77,7 +77,7 @@ class OpsFile:
     lock_timeout: str = "50ms"
     lock_retries: int = 30
     # The expand backfill runs under live traffic: an application write to a row of the running
-    # batch waits for that batch, so batches stay short (pgshift backfill's defaults are 150/200).
+    # batch waits for that batch, so batches stay short (pgshift backfill has the same defaults).
     backfill_target_ms: int = 75
     backfill_batch_size: int = 1_000
     backfill_max_lock_ms: int = 100  # 0: no limit

@@ -21,6 +21,7 @@ from pgshift.errors import MigrationRefused, MigrationSourceError
 from pgshift.migrations.splitter import split_sql
 from pgshift.ops.backfill import BackfillSpec
 from pgshift.ops.model import Op, OpsFile
+from pgshift.ops.names import clip, fit, qualified
 from pgshift.ops.sync import SyncRule, create_sync, drop_sync, sync_names
 
 StepKind = Literal["tx", "autocommit", "backfill"]
@@ -52,12 +53,12 @@ class Phases:
 
 
 def version_schema_name(ops: OpsFile, version: str) -> str:
-    return (ops.version_schema or f"{ops.schema}_{version}")[:63]
+    return clip(ops.version_schema) if ops.version_schema else fit(ops.schema, version)
 
 
 def _name(*parts: str) -> str:
-    """A generated object name within PostgreSQL's 63-byte limit."""
-    return "_".join(parts)[:63]
+    """A generated object name within PostgreSQL's 63-byte limit, distinct from other long ones."""
+    return fit(*parts)
 
 
 # -- capture: the catalog facts expand/abort depend on -----------------------------------------
@@ -313,7 +314,8 @@ class Planner:
         return sql.Identifier(self.schema, table)
 
     def label(self, table: str) -> str:
-        return f"{self.schema}.{table}"
+        """Quoted where needed: lock_tables labels are looked up with to_regclass."""
+        return qualified(self.schema, table)
 
     def plan(self) -> Phases:
         for index, o in enumerate(self.ops.operations):
@@ -429,8 +431,8 @@ class Planner:
         return create, drop
 
     def _backfill(self, index: int, table: str, touch: str, where: str) -> None:
-        spec = BackfillSpec(self.label(table), sql_set_self(touch), where,
-                            job=f"{self.version}:{index}:{table}", version=self.version)
+        spec = BackfillSpec(table, sql_set_self(touch), where, job=f"{self.version}:{index}:{table}",
+                            version=self.version, schema=self.schema)
         self.backfills.append(Step(f"backfill {self.label(table)}", "backfill", backfill=spec))
 
     def _not_null_check(self, table: str, column: str) -> str:

@@ -18,6 +18,8 @@ from typing import Literal
 
 from psycopg import sql
 
+from pgshift.ops.names import fit
+
 RuleKind = Literal["pair", "fill", "down"]
 
 
@@ -38,15 +40,16 @@ class SyncRule:
 
 
 def sync_names(version: str, index: int, table: str) -> tuple[str, str]:
-    name = f"_pgshift_sync_{version}_{index:02d}"[:63]
-    return f"{name[:55]}_{table}"[:63], name
+    """(function, trigger): triggers fire in name order, which is the operations' order."""
+    name = fit("_pgshift_sync", version, f"{index:02d}")
+    return fit(name, table), name
 
 
 def _mentions(expression: str, name: str) -> bool:
     """Does the expression refer to this column name? (Only those become variables, so a trigger does not
     depend on columns it never reads; a false positive only costs an unused variable.)"""
     return re.search(r'(?<![\w$"])' + re.escape(name) + r'(?![\w$"])', expression, re.IGNORECASE) is not None \
-        or f'"{name}"' in expression
+        or '"' + name.replace('"', '""') + '"' in expression
 
 
 def _bind(table: sql.Identifier, names: dict[str, str], expression: str, target: str) -> sql.Composable:

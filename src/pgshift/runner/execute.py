@@ -125,6 +125,7 @@ class Executor:
         self._started = 0.0
         self._interrupted_at: int | None = None  # where an earlier run of this migration stopped
         self._current: Statement | None = None
+        self._direction: Direction = "up"
 
     # -- public ----------------------------------------------------------------------------
     def run(self, migration: Migration, direction: Direction) -> StepResult:
@@ -139,6 +140,7 @@ class Executor:
         steps = blocks is not None or needs_steps(migration, statements, self.server_major)
         self._interrupted_at = None
         self._current = None
+        self._direction = direction
         if steps:
             # Statement-by-statement runs keep a visible 'running' row: it is what a rerun resumes from.
             self.history.start(
@@ -375,7 +377,8 @@ class Executor:
         except psycopg.Error as exc:
             if isinstance(exc, psycopg.OperationalError) and self._connection_lost(exc):
                 raise  # run() reports it: nothing can be recorded on a dead session
-            raise statement_failure(migration, stmt, exc, steps=self._steps, block=self._block) from None
+            raise statement_failure(migration, stmt, exc, steps=self._steps, block=self._block,
+                                    direction=self._direction) from None
 
     def _with_lock_retries(
         self, migration: Migration, stmt: Statement | None, attempt: Callable[[], None], result: StepResult
@@ -423,6 +426,12 @@ class Executor:
         if self.conn.closed:
             return
         statements = migration.up if direction == "up" else (migration.down or [])
+        if direction == "down" and not self._steps:
+            # The down part's transaction rolled back whole: the migration is still applied, and its
+            # row must keep saying so (marking it failed would ask for a rollback "to finish").
+            with contextlib.suppress(psycopg.Error):
+                self.history.log(migration.version, "rollback-failed", {"error": error})
+            return
         # If the connection is broken, the row stays as it was and the next run retries.
         with contextlib.suppress(psycopg.Error):
             self.history.fail(
@@ -484,7 +493,8 @@ def prefix_checksum(statements: list[Statement]) -> str:
 
 
 def statement_failure(
-    migration: Migration, stmt: Statement, exc: psycopg.Error, *, steps: bool = False, block: str | None = None
+    migration: Migration, stmt: Statement, exc: psycopg.Error, *, steps: bool = False, block: str | None = None,
+    direction: Direction = "up",
 ) -> MigrationFailed:
     """A one-paragraph error naming file:line, the statement, and the server's message and hint."""
     diag = exc.diag
@@ -494,8 +504,9 @@ def statement_failure(
         offset = int(position) - 1
         line = stmt.line + stmt.sql[:offset].count("\n")
     message = diag.message_primary or str(exc).strip()
+    what = "the rollback of migration" if direction == "down" else "migration"
     parts = [
-        f"{stmt.file}:{line}: migration {migration.label} failed: {message}"
+        f"{stmt.file}:{line}: {what} {migration.label} failed: {message}"
         f" (SQLSTATE {exc.sqlstate}).",
         f"Statement: {stmt.summary}.",
     ]
@@ -511,6 +522,9 @@ def statement_failure(
             "This statement was rolled back; the statements before it in this non-transactional "
             "migration stay committed, and a rerun resumes at this statement."
         )
+    elif direction == "down":
+        parts.append(f"The rollback ran in one transaction, which was rolled back: {migration.label} stays "
+                     "applied, exactly as before the rollback.")
     else:
         parts.append("The migration's changes were rolled back and history marks it failed.")
     return MigrationFailed(" ".join(parts), hint=diag.message_hint)

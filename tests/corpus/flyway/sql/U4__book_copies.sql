@@ -1,0 +1,2 @@
+ALTER TABLE loans DROP COLUMN copy_id;
+DROP TABLE copies;
