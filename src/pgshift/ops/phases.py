@@ -24,6 +24,7 @@ from pgshift.errors import LockTimeoutExhausted, MigrationFailed, PgshiftError, 
 from pgshift.migrations.model import Migration, Statement
 from pgshift.ops.backfill import Backfiller, BackfillOptions
 from pgshift.ops.model import OpsFile
+from pgshift.ops.names import qualified
 from pgshift.ops.plan import Phases, Step, capture, plan_phases
 from pgshift.runner.retry import RetryPolicy
 
@@ -354,15 +355,16 @@ class PhaseRunner:
         run = Backfiller(self.conn, self.schema, spec, options, notify=self.notify).run
         if self.observer is None:
             return run()
-        text = (f"backfill {spec.table} in batches (target {options.target_ms} ms each, its own transaction): "
-                f"UPDATE {spec.table} SET {spec.set_clause}" + (f" WHERE {spec.where}" if spec.where else ""))
+        table = qualified(spec.schema, spec.table) if spec.schema else spec.table
+        text = (f"backfill {table} in batches (target {options.target_ms} ms each, its own transaction): "
+                f"UPDATE {table} SET {spec.set_clause}" + (f" WHERE {spec.where}" if spec.where else ""))
         self.observer.before(self.conn, self.migration, self._statement(text, 0))
         try:
             done = run()
         except BaseException as exc:
             self.observer.after(self.conn, self.migration, self._statement(text, 0), exc)
             raise
-        summary = (f"backfill {spec.table}: {done.rows_this_run} rows in {done.batches} batches, longest "
+        summary = (f"backfill {table}: {done.rows_this_run} rows in {done.batches} batches, longest "
                    f"{done.max_batch_ms:.0f} ms ({text.split(': ', 1)[1]})")
         self.observer.after(self.conn, self.migration, self._statement(summary, 0, done.rows_this_run), None)
         return done

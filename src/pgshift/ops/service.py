@@ -154,6 +154,7 @@ def expand_preview(settings: Settings, conn: psycopg.Connection[Any], migration:
     from psycopg import sql
 
     from pgshift.ops.model import OpsFile
+    from pgshift.ops.names import qualified
     from pgshift.ops.phases import load_state
     from pgshift.ops.plan import capture, plan_phases
 
@@ -187,7 +188,8 @@ def expand_preview(settings: Settings, conn: psycopg.Connection[Any], migration:
                 if ops.backfill_max_lock_ms else ""
             lines += [f"{head} (batches of about {ops.backfill_target_ms} ms, the first {ops.backfill_batch_size} "
                       f"rows, each its own transaction{cap}; resumable)",
-                      f"-- UPDATE {spec.table} SET {spec.set_clause}" + (f" WHERE {spec.where}" if spec.where else "")
+                      f"-- UPDATE {qualified(spec.schema, spec.table) if spec.schema else spec.table} SET "
+                      f"{spec.set_clause}" + (f" WHERE {spec.where}" if spec.where else "")
                       + " -- in keyset batches"]
         elif step.kind == "autocommit":
             lines += [f"{head} (autocommit: cannot run in a transaction)",
