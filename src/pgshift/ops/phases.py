@@ -22,7 +22,7 @@ from pgshift.config import Settings, duration_ms
 from pgshift.db.history import History
 from pgshift.errors import LockTimeoutExhausted, MigrationFailed, PgshiftError, ValidationFailed, server_error_text
 from pgshift.migrations.model import Migration, Statement
-from pgshift.ops.backfill import Backfiller, BackfillOptions
+from pgshift.ops.backfill import Backfiller, BackfillOptions, BackfillResult
 from pgshift.ops.model import OpsFile
 from pgshift.ops.names import qualified
 from pgshift.ops.plan import Phases, Step, capture, plan_phases
@@ -348,7 +348,7 @@ class PhaseRunner:
     def _statement(self, text: str, position: int, rows: int | None = None) -> StepStatement:
         return StepStatement(text, str(self.migration.path), self._step_index + 1, 1, position, self._step_where, rows)
 
-    def _observed_backfill(self, step: Step, options: BackfillOptions) -> Any:
+    def _observed_backfill(self, step: Step, options: BackfillOptions) -> BackfillResult:
         """The backfill runs many short transactions; observers see it as one statement over all its batches."""
         spec = step.backfill
         assert spec is not None
