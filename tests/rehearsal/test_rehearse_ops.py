@@ -25,7 +25,11 @@ STALLING = ("operations:\n"
             "      down: \"DROP INDEX items_slow_idx\"\n")
 
 
-def test_ops_steps_locks_and_backfill_are_recorded(source: Conn, db_name: str, settings_for: MakeSettings) -> None:
+def test_ops_steps_locks_and_backfill_are_recorded(source: Conn, db_name: str, db_url: str,
+                                                   settings_for: MakeSettings) -> None:
+    # Enough rows for a backfill of many batches: the lock sampler (every 5 ms) sees their row locks.
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("INSERT INTO items (name, qty) SELECT 'more ' || g, g % 7 FROM generate_series(1, 30000) g")
     settings = settings_for({"1_note.ops.yaml": ADD_NOTE})
     report = rehearse(settings, RehearsalOptions(load_rate=50, stall_budget_ms=2000, warmup_s=0.2, cooldown_s=0.2))
     assert report.passed, report.reasons
@@ -34,8 +38,9 @@ def test_ops_steps_locks_and_backfill_are_recorded(source: Conn, db_name: str, s
     assert "expand step 1/" in add.where and add.where.startswith(str(settings.migrations_path / "1_note.ops.yaml"))
     assert ("public.items", "ACCESS EXCLUSIVE") in [(lk.relation, lk.mode) for lk in add.locks]
     fill = next(r for r in up if r.sql.startswith("backfill public.items"))
-    # 600 rows, less those the workload's own updates had the trigger fill first
-    assert fill.rows_affected is not None and fill.rows_affected > 500
+    # 30,600 rows, less those the workload's own writes had the trigger fill first
+    assert fill.rows_affected is not None and fill.rows_affected > 30_000
+    assert "batches" in fill.sql and fill.duration_ms > 50
     assert f"{fill.rows_affected} rows in" in fill.sql
     assert ("public.items", "ROW EXCLUSIVE") in [(lk.relation, lk.mode) for lk in fill.locks]
     assert report.workload is not None and report.workload.tables == ["public.items"]
