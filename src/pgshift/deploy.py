@@ -213,7 +213,7 @@ def status(settings: Settings) -> StatusReport:
     with open_connection(settings) as conn:
         history = History(conn, settings.history_schema)
         rows = history.rows()
-        from pgshift.ops.phases import active_versions
+        from pgshift.ops.ledger import active_versions
 
         plan = build_plan(migrations, rows)
         holder = lock_holder(conn, lock_key(settings.history_schema))
@@ -363,7 +363,8 @@ def migrate(
             todo = _select_pending(plan, to)
             refuse_unusable(plan, todo)
             major = server_major(conn)
-            steps = [_dry_run_step(settings, m, major) for m in todo]
+            steps = [_dry_run_ops(settings, conn, m, todo[:n]) if m.ops is not None
+                     else _dry_run_step(settings, m, major) for n, m in enumerate(todo)]
         return MigrateReport(dry_run=steps, nothing_to_do=not steps, warnings=file_warnings(migrations))
     if repair:
         validate(settings, repair=True)
@@ -395,11 +396,27 @@ def migrate(
             if migration.ops is not None:  # zero-downtime operations: run their expand phase
                 from pgshift.ops.service import expand_migration
 
-                report.applied.append(expand_migration(settings, conn, history, migration, notify))
+                report.applied.append(expand_migration(settings, conn, history, migration, notify, observer))
             else:
                 report.applied.append(executor.run(migration, "up"))
         mirror(None)
     return report
+
+
+def _dry_run_ops(settings: Settings, conn: psycopg.Connection[Any], m: Migration,
+                 before: list[Migration]) -> DryRunStep:
+    """The expand steps of an operations migration, planned from the live catalog as expand plans them."""
+    from pgshift.ops.service import expand_preview
+
+    try:
+        return DryRunStep(m, "operations (expand)", expand_preview(settings, conn, m))
+    except MigrationSourceError as exc:
+        if not before:
+            raise  # expand would stop the same way
+        # It may name a table that a migration before it creates: planned from the catalog they leave.
+        return DryRunStep(m, "operations (expand)", (
+            f"-- {m.label} ({m.path}): operations; its expand steps are planned when `pgshift migrate` reaches it, "
+            f"from the catalog the {len(before)} migration(s) before it leave (planned now: {exc.message})"))
 
 
 def _dry_run_step(settings: Settings, m: Migration, major: int) -> DryRunStep:
@@ -513,6 +530,10 @@ def rollback(settings: Settings, *, to: str | None = None, steps: int = 1,
             report.nothing_to_do = True
             return report
         _refuse_broken_down(targets)
+        if any(m.ops is not None for m in targets):  # undone by `pgshift abort`, not by a down part
+            from pgshift.ops.service import refuse_rollback
+
+            refuse_rollback(settings, conn, targets)
         missing = [m for m in targets if m.down is None]
         if missing:
             names = ", ".join(f"{m.label} ({m.path})" for m in missing)

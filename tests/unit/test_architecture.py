@@ -26,7 +26,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("migrations", ("pgshift.migrations", "pgshift.discovery", "pgshift.ops.model")),
     ("config", ("pgshift.config",)),
     # The rewrite guard is armed on every deploy session (pgshift.db.session); it needs only the server.
-    ("db", ("pgshift.db", "pgshift.embedded", "pgshift.ops.guard")),
+    # ops.ledger reads the ops_state table beside the ledger (the lint gate's model and status need it).
+    ("db", ("pgshift.db", "pgshift.embedded", "pgshift.ops.guard", "pgshift.ops.ledger")),
     ("lint", ("pgshift.lint",)),
     ("safety", ("pgshift.safety",)),
     ("runner", ("pgshift.runner",)),

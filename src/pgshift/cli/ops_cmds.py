@@ -17,6 +17,7 @@ from pgshift.config import Settings, duration_ms
 from pgshift.ops import backfill as bf
 from pgshift.ops import service
 from pgshift.ops.phases import PhaseResult
+from pgshift.runner.gate import MigrateChecks
 
 
 def _note(message: str) -> None:
@@ -129,14 +130,23 @@ def _phase_output(result: PhaseResult, as_json: bool, verb: str) -> None:
 @settings_options
 @json_option
 @click.option("--version", "version", default=None, help="The expanded migration (default: the active one).")
+@click.option("--no-backup", is_flag=True,
+              help="Skip the backup that backup.policy asks for before a contract that drops data, and allow it "
+                   "without one.")
 @handle_errors
-def contract_cmd(settings: Settings, as_json: bool, version: str | None) -> None:
+def contract_cmd(settings: Settings, as_json: bool, version: str | None, no_backup: bool) -> None:
     """Finish an expanded operations migration, after the new app version is deployed everywhere.
 
     Validates constraints, sets NOT NULL through a validated CHECK, attaches unique indexes, and drops
-    the old columns, sync triggers, compatibility views and the version schema.
+    the old columns, sync triggers, compatibility views and the version schema. A contract that drops
+    columns or tables first backs up according to backup.policy, as `migrate` does.
     """
-    result = service.contract(settings, version=version, notify=None if as_json else _note)
+    notify = None if as_json else _note
+    checks = MigrateChecks(lint=False, backup=not no_backup, notify=notify)
+    result = service.contract(settings, version=version, notify=notify, checks=checks)
+    if as_json:
+        print_json({**asdict(result), "backup": checks.backup_path})
+        return
     _phase_output(result, as_json, "contracted")
 
 

@@ -60,12 +60,53 @@ def split_by_ledger(url: str, history_schema: str,
 
 
 def lint_pending(conn: psycopg.Connection[Any], settings: LintSettings, pending: list[Migration],
-                 applied: list[Migration]) -> LintReport:
+                 applied: list[Migration], *, history_schema: str = "pgshift") -> LintReport:
     """Lint ``pending`` as `migrate` will run them on ``conn``'s server (the migrate gate and
     `check` both call this, so they agree): against its version and table sizes, after replaying
     ``applied``. A table an earlier pending migration creates is new and empty until one fills it.
-    Operations migrations (YAML) are planned, not linted."""
+    Operations migrations (YAML) are planned, not linted, but what they do is in the schema model
+    the SQL migrations after them are judged by: their expand, and their contract once contracted
+    (which ones are still expanded is read from ``history_schema``)."""
+    from pgshift.lint.context import RunState
     from pgshift.lint.engine import lint_migrations
+    from pgshift.lint.opsmodel import replay_ops
+    from pgshift.lint.schema import Schema
 
-    return lint_migrations([m for m in pending if m.ops is None], settings=settings, pg_version=server_major(conn),
-                           history=[m for m in applied if m.ops is None], sizes=read_sizes(conn), live=True)
+    major, sizes = server_major(conn), read_sizes(conn)
+    if not any(m.ops is not None for m in [*pending, *applied]):
+        return lint_migrations(pending, settings=settings, pg_version=major, history=applied, sizes=sizes, live=True)
+    from pgshift.ops.ledger import active_versions
+
+    expanded = active_versions(conn, history_schema)
+    model, run, report = Schema(), RunState(dict(sizes), True), LintReport(pg_version=major)
+
+    def lint(chunk: list[Migration], history: list[Migration]) -> None:
+        part = lint_migrations(chunk, settings=settings, pg_version=major, history=history, sizes=sizes,
+                               schema=model, live=True, run=run)
+        report.findings += part.findings
+        report.parse_errors += part.parse_errors
+        report.lock_steps += part.lock_steps
+        report.files += part.files
+        report.statements += part.statements
+
+    chunk: list[Migration] = []
+    for m in applied:  # replayed in order, an operations migration where it ran
+        if m.ops is None:
+            chunk.append(m)
+            continue
+        lint([], chunk)
+        chunk = []
+        replay_ops(model, m.ops, m.label, contracted=m.version not in expanded)
+    lint([], chunk)
+    chunk = []
+    for m in pending:
+        if m.ops is None:
+            chunk.append(m)
+            continue
+        lint(chunk, [])
+        chunk = []
+        for table in replay_ops(model, m.ops, m.label, contracted=False):
+            if table not in run.sizes:  # created by this run: new and empty, as a CREATE TABLE would be
+                run.fresh.add(table)
+    lint(chunk, [])
+    return report

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from psycopg import sql
 
 from pgshift.errors import MigrationSourceError
 
@@ -200,3 +201,34 @@ def json_schema() -> dict[str, Any]:
     defs.update({name: _object(fields) for name, fields in OPERATIONS.items()})
     return {"$schema": "https://json-schema.org/draft/2020-12/schema", "$id": "https://pgshift.dev/ops.schema.json",
             "title": "pgshift operations file (<version>_<name>.ops.yaml / .ops.json)", **document, "$defs": defs}
+
+
+# SQL pieces of an operation, shared by the planner and the linter's schema model (which replays what
+# an operations migration does without planning it).
+def is_constant(expression: str) -> bool:
+    """True when a default is a constant (metadata-only ADD COLUMN); anything else is filled in batches."""
+    from pglast import parse_sql
+
+    try:
+        stmt: Any = parse_sql(f"SELECT {expression}")[0].stmt
+    except Exception:
+        return False
+    node = stmt.targetList[0].val
+    while type(node).__name__ == "TypeCast":
+        node = node.arg
+    return type(node).__name__ == "A_Const"
+
+
+def column_definition(column: dict[str, Any]) -> sql.Composable:
+    parts: list[sql.Composable] = [sql.Identifier(str(column["name"])), sql.SQL(str(column["type"]))]
+    if column.get("primary_key"):
+        parts.append(sql.SQL("PRIMARY KEY"))
+    if column.get("nullable") is False:
+        parts.append(sql.SQL("NOT NULL"))
+    if column.get("default") is not None:
+        parts.append(sql.SQL("DEFAULT {}").format(sql.SQL(str(column["default"]))))
+    if column.get("check"):
+        parts.append(sql.SQL("CHECK ({})").format(sql.SQL(str(column["check"]))))
+    if column.get("references"):
+        parts.append(sql.SQL("REFERENCES {}").format(sql.SQL(str(column["references"]))))
+    return sql.SQL(" ").join(parts)

@@ -12,7 +12,7 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg import errors as pgerrors
@@ -21,14 +21,18 @@ from psycopg import sql
 from pgshift.config import Settings, duration_ms
 from pgshift.db.history import History
 from pgshift.errors import LockTimeoutExhausted, MigrationFailed, PgshiftError, ValidationFailed, server_error_text
-from pgshift.migrations.model import Migration
-from pgshift.ops.backfill import Backfiller, BackfillOptions
+from pgshift.migrations.model import Migration, Statement
+from pgshift.ops.backfill import Backfiller, BackfillOptions, BackfillResult
+from pgshift.ops.ledger import active_versions, state_table
 from pgshift.ops.model import OpsFile
+from pgshift.ops.names import qualified
 from pgshift.ops.plan import Phases, Step, capture, plan_phases
 from pgshift.runner.retry import RetryPolicy
 
+if TYPE_CHECKING:
+    from pgshift.runner.execute import StatementObserver
+
 Notify = Callable[[str], None]
-ACTIVE = ("expanding", "expanded", "contracting", "aborting")
 
 
 class OpsStateError(ValidationFailed):
@@ -36,6 +40,19 @@ class OpsStateError(ValidationFailed):
 
     code = "ops-state"
     exit_code = 22
+
+
+@dataclass(frozen=True)
+class StepStatement(Statement):
+    """One statement of an ops step, as the executor's observers see statements: ``where`` names the
+    file, phase and step; a backfill is one statement for all its batches, with the rows it updated."""
+
+    step: str = ""
+    rows: int | None = None
+
+    @property
+    def where(self) -> str:
+        return f"{self.file} ({self.step})"
 
 
 @dataclass
@@ -72,8 +89,7 @@ class PhaseResult:
     autovacuums_cancelled: list[int] = field(default_factory=list)  # pids
 
 
-def _state_table(schema: str) -> sql.Identifier:
-    return sql.Identifier(schema, "ops_state")
+_state_table = state_table
 
 
 def load_state(conn: psycopg.Connection[Any], schema: str, version: str) -> dict[str, Any] | None:
@@ -82,16 +98,6 @@ def load_state(conn: psycopg.Connection[Any], schema: str, version: str) -> dict
     if row is None:
         return None
     return {"phase": row[0], "steps_done": row[1], "captured": row[2], "version_schema": row[3]}
-
-
-def active_versions(conn: psycopg.Connection[Any], schema: str) -> dict[str, str]:
-    """version -> phase for every ops migration expanded (or mid-phase) and not yet contracted."""
-    exists = conn.execute("SELECT to_regclass(format('%%I.ops_state', %s::text)) IS NOT NULL", (schema,)).fetchone()
-    if not exists or not exists[0]:
-        return {}
-    rows = conn.execute(sql.SQL("SELECT version, phase FROM {} WHERE phase = ANY(%s) ORDER BY version")
-                        .format(_state_table(schema)), (list(ACTIVE),)).fetchall()
-    return {str(r[0]): str(r[1]) for r in rows}
 
 
 # The lock modes that conflict with SHARE UPDATE EXCLUSIVE (VALIDATE, CREATE INDEX CONCURRENTLY).
@@ -122,7 +128,7 @@ def blockers(conn: psycopg.Connection[Any], tables: list[str], modes: list[str] 
 
 class PhaseRunner:
     def __init__(self, conn: psycopg.Connection[Any], history: History, settings: Settings, migration: Migration,
-                 notify: Notify | None = None) -> None:
+                 notify: Notify | None = None, observer: StatementObserver | None = None) -> None:
         if not isinstance(migration.ops, OpsFile):
             raise OpsStateError(f"{migration.label} is not an operations migration.")
         self.conn = conn
@@ -132,6 +138,9 @@ class PhaseRunner:
         self.ops: OpsFile = migration.ops
         self.schema = settings.history_schema
         self.notify = notify or (lambda _m: None)
+        # Sees every step statement, as the Executor's observer sees SQL statements (rehearsal records them).
+        self.observer = observer
+        self._step_where = ""
         self.retry = RetryPolicy(attempts=self.ops.lock_retries, initial_ms=duration_ms(settings.retry_initial_delay),
                                  max_ms=min(2_000, duration_ms(settings.retry_max_delay)))
         # Where the running phase stands, for the failure message: which command continues from here.
@@ -249,6 +258,7 @@ class PhaseRunner:
         for index in range(start, len(steps)):
             step = steps[index]
             self._step_index, self._step_kind = index, step.kind
+            self._step_where = f"{phase} step {index + 1}/{len(steps)}: {step.label}"
             self.notify(f"{phase} {index + 1}/{len(steps)}: {step.label}")
             if step.warning:
                 result.warnings.append(step.warning)
@@ -259,7 +269,7 @@ class PhaseRunner:
                                           initial_batch=self.ops.backfill_batch_size,
                                           max_lock_ms=self.ops.backfill_max_lock_ms or None)
                 try:
-                    done = Backfiller(self.conn, self.schema, step.backfill, options, notify=self.notify).run()
+                    done = self._observed_backfill(step, options)
                 except psycopg.Error as exc:  # a row the fill expression or a constraint rejects
                     raise MigrationFailed(
                         f"{self.migration.path}: step '{step.label}' of {self.migration.label} failed: "
@@ -324,7 +334,45 @@ class PhaseRunner:
             self.conn.execute(sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(
                 sql.Identifier(self.ops.schema, name.strip('"').replace('""', '"'))))
 
+    def _statement(self, text: str, position: int, rows: int | None = None) -> StepStatement:
+        return StepStatement(text, str(self.migration.path), self._step_index + 1, 1, position, self._step_where, rows)
+
+    def _observed_backfill(self, step: Step, options: BackfillOptions) -> BackfillResult:
+        """The backfill runs many short transactions; observers see it as one statement over all its batches."""
+        spec = step.backfill
+        assert spec is not None
+        run = Backfiller(self.conn, self.schema, spec, options, notify=self.notify).run
+        if self.observer is None:
+            return run()
+        table = qualified(spec.schema, spec.table) if spec.schema else spec.table
+        text = (f"backfill {table} in batches (target {options.target_ms} ms each, its own transaction): "
+                f"UPDATE {table} SET {spec.set_clause}" + (f" WHERE {spec.where}" if spec.where else ""))
+        self.observer.before(self.conn, self.migration, self._statement(text, 0))
+        try:
+            done = run()
+        except BaseException as exc:
+            self.observer.after(self.conn, self.migration, self._statement(text, 0), exc)
+            raise
+        summary = (f"backfill {table}: {done.rows_this_run} rows in {done.batches} batches, longest "
+                   f"{done.max_batch_ms:.0f} ms ({text.split(': ', 1)[1]})")
+        self.observer.after(self.conn, self.migration, self._statement(summary, 0, done.rows_this_run), None)
+        return done
+
     def _execute(self, step: Step, statement: sql.Composable) -> None:
+        if self.observer is None:
+            self._execute_plain(step, statement)
+            return
+        observed = self._statement(statement.as_string(self.conn), step.statements.index(statement)
+                                   if statement in step.statements else 0)
+        self.observer.before(self.conn, self.migration, observed)
+        try:
+            self._execute_plain(step, statement)
+        except BaseException as exc:
+            self.observer.after(self.conn, self.migration, observed, exc)
+            raise
+        self.observer.after(self.conn, self.migration, observed, None)
+
+    def _execute_plain(self, step: Step, statement: sql.Composable) -> None:
         try:
             self.conn.execute(statement.as_bytes(self.conn))
         except (pgerrors.LockNotAvailable, pgerrors.DeadlockDetected):

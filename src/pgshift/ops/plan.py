@@ -20,7 +20,7 @@ from psycopg import sql
 from pgshift.errors import MigrationRefused, MigrationSourceError
 from pgshift.migrations.splitter import split_sql
 from pgshift.ops.backfill import BackfillSpec
-from pgshift.ops.model import Op, OpsFile
+from pgshift.ops.model import Op, OpsFile, column_definition, is_constant
 from pgshift.ops.names import clip, fit, qualified
 from pgshift.ops.sync import SyncRule, create_sync, drop_sync, sync_names
 
@@ -859,30 +859,3 @@ def sql_set_self(column: str) -> str:
     return f"{quote(column)} = {quote(column)}"
 
 
-def is_constant(expression: str) -> bool:
-    """True when a default is a constant (metadata-only ADD COLUMN); anything else is filled in batches."""
-    from pglast import parse_sql
-
-    try:
-        stmt: Any = parse_sql(f"SELECT {expression}")[0].stmt
-    except Exception:
-        return False
-    node = stmt.targetList[0].val
-    while type(node).__name__ == "TypeCast":
-        node = node.arg
-    return type(node).__name__ == "A_Const"
-
-
-def column_definition(column: dict[str, Any]) -> sql.Composable:
-    parts: list[sql.Composable] = [sql.Identifier(str(column["name"])), sql.SQL(str(column["type"]))]
-    if column.get("primary_key"):
-        parts.append(sql.SQL("PRIMARY KEY"))
-    if column.get("nullable") is False:
-        parts.append(sql.SQL("NOT NULL"))
-    if column.get("default") is not None:
-        parts.append(sql.SQL("DEFAULT {}").format(sql.SQL(str(column["default"]))))
-    if column.get("check"):
-        parts.append(sql.SQL("CHECK ({})").format(sql.SQL(str(column["check"]))))
-    if column.get("references"):
-        parts.append(sql.SQL("REFERENCES {}").format(sql.SQL(str(column["references"]))))
-    return sql.SQL(" ").join(parts)

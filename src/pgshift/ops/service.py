@@ -21,8 +21,10 @@ from pgshift.ops.backfill import (
     ProgressCallback,
     reset_job,
 )
-from pgshift.ops.phases import OpsStateError, PhaseResult, PhaseRunner, active_versions
-from pgshift.runner.execute import StepResult
+from pgshift.ops.ledger import active_versions
+from pgshift.ops.phases import OpsStateError, PhaseResult, PhaseRunner
+from pgshift.runner.execute import StatementObserver, StepResult
+from pgshift.runner.gate import MigrateChecks
 
 Notify = Callable[[str], None]
 
@@ -50,9 +52,9 @@ def backfill(settings: Settings, spec: BackfillSpec, options: BackfillOptions | 
 
 # -- expand / contract / abort ---------------------------------------------------------------
 def expand_migration(settings: Settings, conn: psycopg.Connection[Any], history: History, migration: Migration,
-                     notify: Notify | None = None) -> StepResult:
+                     notify: Notify | None = None, observer: StatementObserver | None = None) -> StepResult:
     """`pgshift migrate`'s branch for an operations migration: run (or finish) its expand phase."""
-    result = PhaseRunner(conn, history, settings, migration, notify).expand()
+    result = PhaseRunner(conn, history, settings, migration, notify, observer).expand()
     return StepResult(migration.version, migration.name, "up", "expand", result.steps, result.duration_ms,
                       retries=result.lock_retries, resumed_at=result.resumed_at)
 
@@ -74,22 +76,164 @@ def _active_migration(settings: Settings, conn: psycopg.Connection[Any], version
     return found
 
 
-def contract(settings: Settings, *, version: str | None = None, notify: Notify | None = None) -> PhaseResult:
-    """Finish the active expand: validate constraints, drop old columns, triggers and views."""
+def contract(settings: Settings, *, version: str | None = None, notify: Notify | None = None,
+             checks: MigrateChecks | None = None) -> PhaseResult:
+    """Finish the active expand: validate constraints, drop old columns, triggers and views. With ``checks``
+    (the CLI passes them unless --no-backup), a contract that drops data first goes through backup.policy
+    as `migrate` does."""
     with deploy_session(settings) as (conn, history):
         migration = _active_migration(settings, conn, version, ("expanded", "contracting"), "contract")
-        return PhaseRunner(conn, history, settings, migration, notify).contract()
+        runner = PhaseRunner(conn, history, settings, migration, notify)
+        if checks is not None and checks.backup:
+            from pgshift.runner.gate import apply_backup_policy
+
+            destroys = _destructive_contract_steps(conn, runner)
+            if destroys:
+                label = f"the contract of {migration.label} ({'; '.join(destroys)})"
+                apply_backup_policy(settings, [migration], lambda _m: True, checks, action="contract",
+                                    describe=lambda _m: label)
+                if notify and checks.backup_path is None:
+                    notify(f"{label} drops data; a verified backup within backup.max_age exists")
+        return runner.contract()
 
 
-def abort(settings: Settings, *, version: str | None = None, notify: Notify | None = None) -> PhaseResult:
+def _destructive_contract_steps(conn: psycopg.Connection[Any], runner: PhaseRunner) -> list[str]:
+    """The contract steps still to run that drop or truncate data (a column, a table, a schema other than
+    the version schema of views), judged from their SQL as lint judges a migration's."""
+    from pglast import parse_sql
+
+    from pgshift.ops.phases import load_state
+
+    state = load_state(conn, runner.schema, runner.migration.version)
+    assert state is not None
+    phases = runner.phases(state["captured"])
+    start = int(state["steps_done"]) if state["phase"] == "contracting" else 0
+    found: list[str] = []
+    for step in phases.contract[start:]:
+        for statement in step.statements:
+            for raw in parse_sql(statement.as_string(conn)):
+                node: Any = raw.stmt
+                kind = type(node).__name__
+                drops = kind == "TruncateStmt" or (kind == "AlterTableStmt" and any(
+                    type(c).__name__ == "AlterTableCmd" and c.subtype.name == "AT_DropColumn" for c in node.cmds))
+                if kind == "DropStmt":
+                    what = node.removeType.name
+                    names = [getattr(o, "sval", None) for o in (node.objects or [])]
+                    drops = what in ("OBJECT_TABLE", "OBJECT_MATVIEW") or (
+                        what == "OBJECT_SCHEMA" and names != [phases.version_schema])
+                if drops and step.label not in found:
+                    found.append(step.label)
+    return found
+
+
+def abort(settings: Settings, *, version: str | None = None, notify: Notify | None = None,
+          observer: StatementObserver | None = None) -> PhaseResult:
     """Undo everything the (possibly interrupted) expand did; the migration becomes pending again."""
     with deploy_session(settings) as (conn, history):
         # A contract stopped (crashed) within its validations can still be aborted; the runner checks.
         migration = _active_migration(settings, conn, version, ("expanding", "expanded", "aborting", "contracting"),
                                       "abort")
-        return PhaseRunner(conn, history, settings, migration, notify).abort()
+        return PhaseRunner(conn, history, settings, migration, notify, observer).abort()
 
 
 def expanded(settings: Settings, conn: psycopg.Connection[Any]) -> dict[str, str]:
     """version -> phase of operations migrations not yet contracted (for `pgshift status`)."""
     return active_versions(conn, settings.history_schema)
+
+
+def expand_preview(settings: Settings, conn: psycopg.Connection[Any], migration: Migration) -> str:
+    """`pgshift migrate --dry-run` for an operations migration: the expand steps exactly as expand would run
+    them now (planned from the live catalog, read in a READ ONLY transaction; an interrupted expand from
+    the step it continues at), with their transaction mode and timeouts."""
+    from psycopg import sql
+
+    from pgshift.ops.model import OpsFile
+    from pgshift.ops.names import qualified
+    from pgshift.ops.phases import load_state
+    from pgshift.ops.plan import capture, plan_phases
+
+    ops = migration.ops
+    assert isinstance(ops, OpsFile)
+    with conn.transaction():
+        conn.execute("SET TRANSACTION READ ONLY")
+        state = load_state(conn, settings.history_schema, migration.version) \
+            if _has_state_table(conn, settings.history_schema) else None
+        if state is not None and state["phase"] == "expanding":
+            captured, start = state["captured"], int(state["steps_done"])
+        else:
+            captured, start = capture(conn, ops), 0
+    phases = plan_phases(ops, migration.version, captured)
+    steps = phases.expand
+    lines = [f"-- {migration.label} ({migration.path}): operations, expand phase in {len(steps)} steps; a step that "
+             f"hits lock_timeout {ops.lock_timeout} is retried up to {ops.lock_retries} times with backoff"]
+    if start:
+        lines.append(f"-- an interrupted expand is continued: steps 1-{start} are done")
+    for other, phase in active_versions(conn, settings.history_schema).items():
+        if other != migration.version:
+            lines.append(f"-- refused as things stand: migration {other} is {phase} and not contracted (one "
+                         "expand/contract migration is active at a time); contract or abort it first")
+    for index, step in enumerate(steps[start:], start + 1):
+        head = f"-- step {index}/{len(steps)}: {step.label}"
+        if step.warning:
+            lines.append(f"-- warning: {step.warning}")
+        if step.kind == "backfill" and step.backfill is not None:
+            spec = step.backfill
+            cap = f", a batch holding its row locks over {ops.backfill_max_lock_ms} ms is redone smaller" \
+                if ops.backfill_max_lock_ms else ""
+            lines += [f"{head} (batches of about {ops.backfill_target_ms} ms, the first {ops.backfill_batch_size} "
+                      f"rows, each its own transaction{cap}; resumable)",
+                      f"-- UPDATE {qualified(spec.schema, spec.table) if spec.schema else spec.table} SET "
+                      f"{spec.set_clause}" + (f" WHERE {spec.where}" if spec.where else "")
+                      + " -- in keyset batches"]
+        elif step.kind == "autocommit":
+            lines += [f"{head} (autocommit: cannot run in a transaction)",
+                      f"SET lock_timeout = {sql.Literal(ops.lock_timeout).as_string(conn)};",
+                      *(f"{s.as_string(conn)};" for s in step.statements), "RESET lock_timeout;"]
+        else:
+            lines += [f"{head} (one transaction, with its progress)", "BEGIN;",
+                      f"SET LOCAL lock_timeout = {sql.Literal(ops.lock_timeout).as_string(conn)};",
+                      f"SET LOCAL statement_timeout = {sql.Literal(settings.statement_timeout).as_string(conn)};",
+                      *(f"{s.as_string(conn)};" for s in step.statements), "COMMIT;"]
+    return "\n".join(lines)
+
+
+def _has_state_table(conn: psycopg.Connection[Any], schema: str) -> bool:
+    row = conn.execute("SELECT to_regclass(format('%%I.ops_state', %s::text)) IS NOT NULL", (schema,)).fetchone()
+    return bool(row and row[0])
+
+
+def refuse_rollback(settings: Settings, conn: psycopg.Connection[Any], targets: list[Migration]) -> None:
+    """`pgshift rollback` runs down parts; an operations migration has none. Name the command that does undo
+    the newest one to roll back, from its expand/contract state (before anything is rolled back)."""
+    from pgshift.errors import Irreversible
+    from pgshift.ops.model import OpsFile
+    from pgshift.ops.phases import load_state
+    from pgshift.ops.plan import plan_phases
+
+    position, m = next((n, t) for n, t in enumerate(targets) if t.ops is not None)
+    newer = (f" The {position} migration(s) newer than it can be rolled back first with `pgshift rollback --to "
+             f"{m.version}`." if position else "")
+    state = load_state(conn, settings.history_schema, m.version) if _has_state_table(
+        conn, settings.history_schema) else None
+    phase = state["phase"] if state else "contracted"
+    what = f"Cannot roll back {m.label} ({m.path}): it is an operations migration, which has no down part;"
+    abort = f"`pgshift abort --version {m.version}`"
+    if phase == "contracting" and state is not None and isinstance(m.ops, OpsFile):
+        undoable = plan_phases(m.ops, m.version, state["captured"]).contract_undoable
+        if int(state["steps_done"]) > undoable:
+            raise OpsStateError(
+                f"{what} its contract stopped part-way after dropping what abort would restore. Nothing was "
+                f"rolled back.{newer}", hint="run `pgshift contract` to finish it; to undo the change after that, "
+                "write a migration that reverses it.")
+    if phase in ("expanded", "contracting", "aborting"):
+        done = "its abort stopped part-way" if phase == "aborting" else f"it is {phase} and not contracted"
+        first = f"`pgshift rollback --to {m.version}` (the {position} newer migration(s)), then " if position else ""
+        raise OpsStateError(
+            f"{what} {done}, and {abort} undoes its expand (the migration becomes pending again). Nothing was "
+            "rolled back.", hint=f"run {first}{abort}.")
+    raise Irreversible(
+        f"{what} it is contracted: the contract dropped the old columns, tables or indexes, so neither rollback nor "
+        f"`pgshift abort` can undo it. Nothing was rolled back.{newer}",
+        hint="write a new migration that reverses it (for example an .ops file with the reverse operations), or "
+        "restore a backup taken before the contract with `pgshift restore <backup>` (`pgshift backup list` "
+        "names them).")

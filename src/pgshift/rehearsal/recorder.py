@@ -168,6 +168,10 @@ class Recorder:
             row = conn.execute(_ROWS).fetchone()
             record.rows_affected = max(0, (int(row[0]) if row else 0) - self._rows_before)
             self._resolve(conn)
+        # An ops backfill commits batch by batch, so the transaction's counters miss its rows: it tells them.
+        rows = getattr(stmt, "rows", None)
+        if rows is not None:
+            record.rows_affected, record.sql = int(rows), stmt.summary
         with self._mutex:
             unique = {(lock.relation, lock.mode): lock for lock in self._seen.values()}
         record.locks = sorted(unique.values(), key=lambda lock: (lock.relation, lock.mode))

@@ -269,7 +269,7 @@ def _reverse(clone: Settings, versioned: list[Any], recorder: Recorder) -> None:
 
     for migration in reversed(versioned):
         if migration.ops is not None:
-            service.abort(clone, version=migration.version)
+            service.abort(clone, version=migration.version, observer=recorder)
         else:
             deploy.rollback(clone, steps=1, observer=recorder)
 

@@ -87,9 +87,16 @@ def touched_tables(migrations: Iterable[Migration]) -> set[TableName]:
     looks them up)."""
     visitor = _RangeVars()
     for migration in migrations:
-        for stmt in [*migration.up, *(migration.down or [])]:
+        texts = [s.sql for s in [*migration.up, *(migration.down or [])]]
+        if migration.ops is not None:  # an operations migration names its tables in its operations
+            for o in migration.ops.operations:
+                for key in ("table", "references_table", "from", "to"):
+                    if o.get(key) and (key in ("table", "references_table") or o.kind == "rename_table"):
+                        visitor.found.add((migration.ops.schema, str(o.get(key))))
+                texts += [str(o.get(part)) for part in ("up", "down", "contract") if o.kind == "sql" and o.get(part)]
+        for text in texts:
             try:
-                visitor(parse_sql(stmt.sql))
+                visitor(parse_sql(text))
             except Exception:  # a statement pglast cannot read names no table
                 continue
     return visitor.found

@@ -59,7 +59,7 @@ def gate(settings: Settings, checks: MigrateChecks, applied: list[Migration]) ->
             for f in report.active:
                 _say(checks, f"lint {f.severity}: {f.file}:{f.line}: {f.rule} {f.message}")
         if checks.backup:
-            _backup(settings, todo, report.is_destructive, checks)
+            apply_backup_policy(settings, todo, report.is_destructive, checks)
 
     return before_apply
 
@@ -78,11 +78,14 @@ def _lint(settings: Settings, conn: psycopg.Connection[Any], todo: list[Migratio
           applied: list[Migration]) -> Any:
     from pgshift.lint.live import lint_pending
 
-    return lint_pending(conn, settings.lint, todo, applied)
+    return lint_pending(conn, settings.lint, todo, applied, history_schema=settings.history_schema)
 
 
-def _backup(settings: Settings, todo: list[Migration],
-            destructive: Callable[[Migration], bool], checks: MigrateChecks) -> None:
+def apply_backup_policy(settings: Settings, todo: list[Migration], destructive: Callable[[Migration], bool],
+                        checks: MigrateChecks, action: str = "migrate",
+                        describe: Callable[[Migration], str] = lambda m: m.label) -> None:
+    """backup.policy before ``action`` (migrate, or contract with its destructive steps): take a verified
+    backup, or refuse a destructive change without a recent one."""
     from pgshift.safety.backup import backup_required, latest_verified_backup, take_backup
 
     if backup_required(settings.backup.policy, todo, destructive):
@@ -91,10 +94,10 @@ def _backup(settings: Settings, todo: list[Migration],
         checks.backup_path = str(result.backup.path)
         _say(checks, f"backup verified: {result.backup.path}")
         return
-    risky = [m.label for m in todo if destructive(m)]
+    risky = [describe(m) for m in todo if destructive(m)]
     if risky and latest_verified_backup(settings, settings.backup.max_age) is None:
         raise MigrationRefused(
-            f"Refusing to migrate: {', '.join(risky)} drops or truncates data, backup.policy is "
+            f"Refusing to {action}: {', '.join(risky)} drops or truncates data, backup.policy is "
             f"{settings.backup.policy!r} and there is no verified backup newer than "
             f"{settings.backup.max_age} in {settings.resolve(settings.backup.directory)}. Nothing was run.",
             hint="run `pgshift backup` first, set backup.policy = \"destructive-only\", or pass --no-backup "

@@ -217,7 +217,8 @@ def check_lint(ctx: _Context) -> CheckResult:
 
     assert ctx.conn is not None  # the database checks run only once connected
     # As the migrate gate judges them: against this server's table sizes.
-    report = lint_pending(ctx.conn, ctx.settings.lint, ctx.pending, ctx.applied)
+    report = lint_pending(ctx.conn, ctx.settings.lint, ctx.pending, ctx.applied,
+                          history_schema=ctx.settings.history_schema)
     errors = report.count("error") + len(report.parse_errors)
     detail = [f"{f.file}:{f.line}: {f.name}: {f.message}" for f in report.active if f.severity == "error"]
     detail += [str(p) for p in report.parse_errors]
