@@ -22,7 +22,7 @@ from pgshift.config import Settings, duration_ms
 from pgshift.db.history import History
 from pgshift.errors import LockTimeoutExhausted, MigrationFailed, PgshiftError, ValidationFailed, server_error_text
 from pgshift.migrations.model import Migration
-from pgshift.ops.backfill import Backfiller, BackfillOptions
+from pgshift.ops.backfill import Backfiller, BackfillError, BackfillOptions
 from pgshift.ops.model import OpsFile
 from pgshift.ops.plan import Phases, Step, capture, plan_phases
 from pgshift.runner.retry import RetryPolicy
@@ -260,6 +260,11 @@ class PhaseRunner:
                                           max_lock_ms=self.ops.backfill_max_lock_ms or None)
                 try:
                     done = Backfiller(self.conn, self.schema, step.backfill, options, notify=self.notify).run()
+                except BackfillError as exc:
+                    if not exc.row_security:
+                        raise
+                    raise MigrationFailed(f"{self.migration.path}: step '{step.label}' of {self.migration.label}: "
+                                          f"{exc.message}", hint=f"{exc.hint} Then {self._next_move()}") from None
                 except psycopg.Error as exc:  # a row the fill expression or a constraint rejects
                     raise MigrationFailed(
                         f"{self.migration.path}: step '{step.label}' of {self.migration.label} failed: "
