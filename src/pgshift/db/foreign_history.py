@@ -70,6 +70,8 @@ class ForeignApplied:
     applied_at: datetime | None
     succeeded: bool
     checksum: str | None
+    # Flyway's BASELINE row: this version and every lower one count as applied (Flyway never runs them).
+    baseline: bool = False
 
 
 def read_foreign_history(
@@ -201,7 +203,8 @@ def _flyway(rows: list[Row]) -> list[ForeignApplied]:
             state.pop(key, None)
             continue
         text_checksum = None if checksum is None else str(checksum)
-        state[key] = ForeignApplied(key, description, installed_on, bool(success), text_checksum)
+        state[key] = ForeignApplied(key, description, installed_on, bool(success), text_checksum,
+                                    baseline=kind == "BASELINE")
     return list(state.values())
 
 
