@@ -59,7 +59,7 @@ def gate(settings: Settings, checks: MigrateChecks, applied: list[Migration]) ->
             for f in report.active:
                 _say(checks, f"lint {f.severity}: {f.file}:{f.line}: {f.rule} {f.message}")
         if checks.backup:
-            _backup(settings, todo, report.is_destructive, checks)
+            _backup(settings, conn, todo, report.is_destructive, checks)
 
     return before_apply
 
@@ -81,7 +81,7 @@ def _lint(settings: Settings, conn: psycopg.Connection[Any], todo: list[Migratio
     return lint_pending(conn, settings.lint, todo, applied)
 
 
-def _backup(settings: Settings, todo: list[Migration],
+def _backup(settings: Settings, conn: psycopg.Connection[Any], todo: list[Migration],
             destructive: Callable[[Migration], bool], checks: MigrateChecks) -> None:
     from pgshift.safety.backup import backup_required, latest_verified_backup, take_backup
 
@@ -92,11 +92,13 @@ def _backup(settings: Settings, todo: list[Migration],
         _say(checks, f"backup verified: {result.backup.path}")
         return
     risky = [m.label for m in todo if destructive(m)]
-    if risky and latest_verified_backup(settings, settings.backup.max_age) is None:
+    # This database's backups, in backup.directory or recorded in the ledger wherever written (--to).
+    if risky and latest_verified_backup(settings, settings.backup.max_age, conn=conn) is None:
         raise MigrationRefused(
             f"Refusing to migrate: {', '.join(risky)} drops or truncates data, backup.policy is "
-            f"{settings.backup.policy!r} and there is no verified backup newer than "
-            f"{settings.backup.max_age} in {settings.resolve(settings.backup.directory)}. Nothing was run.",
+            f"{settings.backup.policy!r} and there is no verified backup of this database newer than "
+            f"{settings.backup.max_age} in {settings.resolve(settings.backup.directory)} or recorded in the "
+            "history ledger. Nothing was run.",
             hint="run `pgshift backup` first, set backup.policy = \"destructive-only\", or pass --no-backup "
             "to accept the risk.",
         )
