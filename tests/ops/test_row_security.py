@@ -107,3 +107,19 @@ def test_pgshift_backfill_on_rls_tables_is_refused_for_owner_with_force_and_for_
     done = run_pgshift(["backfill", "--table", "t", "--set", "qty = qty + 100"], cwd=project, url=owner)
     assert done.returncode == 0, _said(done)
     assert conn.execute("SELECT count(*) FROM t WHERE qty <= 100").fetchone() == (0,)
+
+
+def test_a_set_that_reads_another_rls_table_is_refused_naming_it(tmp_path: Path, conn: Conn, owner: str) -> None:
+    init = ("-- pgshift:up\nCREATE TABLE t (id int PRIMARY KEY, qty int NOT NULL);\n"
+            "INSERT INTO t SELECT g, 0 FROM generate_series(1, 5) g;\n"
+            "CREATE TABLE rates (tenant int, rate int);\nINSERT INTO rates VALUES (0, 1), (1, 1), (2, 1);\n"
+            "ALTER TABLE rates ENABLE ROW LEVEL SECURITY;\nALTER TABLE rates FORCE ROW LEVEL SECURITY;\n"
+            "CREATE POLICY only_tenant_0 ON rates USING (tenant = 0);\n")
+    project = _project(tmp_path, {"001_init.sql": init})
+    assert run_pgshift(["migrate"], cwd=project, url=owner).returncode == 0
+    result = run_pgshift(["backfill", "--table", "t", "--set", "qty = (SELECT sum(rate) FROM rates)"],
+                         cwd=project, url=owner)
+    message = _said(result)
+    assert result.returncode == 21, message  # before: exit 0, every qty 1 instead of 3
+    assert 'row-level security policy for table "rates"' in message and "The SET or WHERE reads a table" in message
+    assert conn.execute("SELECT count(*) FROM t WHERE qty <> 0").fetchone() == (0,)

@@ -242,16 +242,28 @@ def _row_security_error(exc: psycopg.Error) -> bool:
     return isinstance(exc, pgerrors.InsufficientPrivilege) and "row-level security" in (exc.diag.message_primary or "")
 
 
-def row_security_blocks(conn: psycopg.Connection[Any], oid: int, label: str, *, always: bool = False) -> None:
+def row_security_blocks(conn: psycopg.Connection[Any], oid: int, label: str, *,
+                        refused: psycopg.Error | None = None) -> None:
     """Refuse (BackfillError, ``row_security`` set) a backfill whose role the table's row-level
-    security policies apply to: it would see, and so update, only the rows the policies show."""
+    security policies apply to: it would see, and so update, only the rows the policies show.
+    ``refused``: the server already refused a backfill statement for that reason."""
+    always = refused is not None
     row = conn.execute(
         "SELECT row_security_active(c.oid), c.relforcerowsecurity, pg_get_userbyid(c.relowner)::text, "
         "current_user::text, pg_has_role(current_user, c.relowner, 'USAGE') "
         "FROM pg_class c WHERE c.oid = %s", (oid,)).fetchone()
     if row is None or not (row[0] or always):
         return
-    _active, forced, owner, role, owns = row
+    active, forced, owner, role, owns = row
+    if not active and refused is not None:  # another table the SET or WHERE reads
+        error = BackfillError(
+            f"Cannot backfill {label}: {server_error_text(refused)} The SET or WHERE reads a table whose row-level "
+            f"security policies apply to the role {role}, so it would see only the rows they show; pgshift does not "
+            "run it this way (any batches committed before are kept).",
+            hint="run the backfill as a role with BYPASSRLS or a superuser, or as the owner of that table "
+            "without FORCE ROW LEVEL SECURITY.")
+        error.row_security = True
+        raise error
     if owns and forced:
         why = (f"it has FORCE ROW LEVEL SECURITY, so its policies apply even to its owner {owner}, the role "
                f"{role} running the backfill")
@@ -302,7 +314,7 @@ class Backfiller:
             return self._run(oid, nsp, rel)
         except pgerrors.InsufficientPrivilege as exc:
             if _row_security_error(exc):
-                row_security_blocks(self.conn, oid, qualified(nsp, rel), always=True)
+                row_security_blocks(self.conn, oid, qualified(nsp, rel), refused=exc)
             raise
         finally:
             with contextlib.suppress(psycopg.Error):
