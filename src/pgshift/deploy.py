@@ -581,6 +581,8 @@ class AdoptReport:
     unknown: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)  # files that block only their own migration
     changed: list[str] = field(default_factory=list)  # repeatables edited since the tool ran them (pending)
+    baseline: str | None = None  # the tool's baseline version (Flyway's BASELINE row), recorded as pgshift's
+    below_baseline: list[str] = field(default_factory=list)  # files at or below it: applied, never run
 
 
 def adopt(settings: Settings, tool: str, *, schema: str | None = None, table: str | None = None) -> AdoptReport:
@@ -610,8 +612,27 @@ def adopt(settings: Settings, tool: str, *, schema: str | None = None, table: st
             keys = {m.sort_key: entries[0] for m in migrations if m.sort_key <= current}
         rows = history.rows()
         local = {m.sort_key for m in migrations}
-        report.unknown = [e.version for k, e in keys.items() if k not in local and tool != "golang-migrate"]
+        report.unknown = [e.version for k, e in keys.items()
+                          if k not in local and tool != "golang-migrate" and not e.baseline]
+        # Flyway treats versions at or below its baseline as applied: record that baseline as
+        # pgshift's own, which counts the files at or below it as applied the same way.
+        baseline = max((e for e in entries if e.baseline), key=lambda e: version_sort_key(e.version), default=None)
+        if baseline is not None:
+            baseline_key = version_sort_key(baseline.version)
+            report.baseline = baseline.version
+            at = next((m for m in migrations if m.sort_key == baseline_key), None)
+            version = at.version if at else baseline.version
+            if (row := rows.get(version)) is None or row.status != "baseline":
+                history.record(version=version, name=at.name if at else baseline.name or "baseline",
+                               kind="versioned", checksum=at.checksum if at else "", status="baseline",
+                               source_format=at.source_format if at else "native",
+                               note=f"baseline adopted from {tool}: this and older migrations count as applied")
+                rows = history.rows()
         for m in migrations:
+            if baseline is not None and m.kind == "versioned" and m.sort_key <= version_sort_key(baseline.version) \
+                    and (m.sort_key not in keys or keys[m.sort_key].baseline):
+                report.below_baseline.append(m.version)
+                continue
             if m.sort_key not in keys:
                 report.pending.append(m.version)
             elif tool == "flyway" and (edit := _flyway_repeatable_edit(m, keys[m.sort_key])):
@@ -624,7 +645,8 @@ def adopt(settings: Settings, tool: str, *, schema: str | None = None, table: st
                 history.record(version=m.version, name=m.name, kind=m.kind, checksum=m.checksum, status="applied",
                                source_format=m.source_format, note=f"adopted from {tool}")
                 report.adopted.append(m.version)
-        history.log(None, "adopted", {"tool": tool, "versions": report.adopted, "unknown": report.unknown})
+        history.log(None, "adopted", {"tool": tool, "versions": report.adopted, "unknown": report.unknown,
+                                      "baseline": report.baseline})
     return report
 
 

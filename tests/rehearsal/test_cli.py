@@ -14,6 +14,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from pgshift.rehearsal.demo import naive_vs_safe
 from tests.rehearsal.conftest import clones_of, state, write_migrations
@@ -130,3 +131,83 @@ def test_a_table_locked_by_another_session_stops_the_clone_within_lock_wait(
     assert done.returncode == 18, done.stderr
     assert "table public.items stayed locked by another session for longer than lock_wait (300 ms)" in done.stderr
     assert clones_of(source, db_name) == []  # the half-made clone was dropped
+
+
+def _pg_dump_processes(db_name: str) -> list[int]:
+    """OS pg_dump processes reading this test's database (their argv names it)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if argv and argv[0].endswith(b"pg_dump") and any(db_name.encode() in a for a in argv):
+            pids.append(int(entry.name))
+    return pids
+
+
+def test_kill_9_during_the_copy_takes_pg_dump_with_it_and_the_next_rehearse_drops_the_clone(
+    source: Conn, db_name: str, db_url: str, tmp_path: Path
+) -> None:
+    folder = write_migrations(tmp_path / "ok", REVERSIBLE)
+    env = {**os.environ, "PGSHIFT_LOCK_WAIT": "60s"}
+    with psycopg.connect(db_url) as stuck:  # another session, so the clone is made with pg_dump, which waits
+        stuck.execute("SET idle_in_transaction_session_timeout = '60s'")
+        stuck.execute("LOCK TABLE items IN ACCESS EXCLUSIVE MODE")
+        proc = subprocess.Popen([*PGSHIFT, "rehearse", "-d", db_url, "--dir", str(folder)], cwd=tmp_path, env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            def dumping() -> bool:
+                row = source.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s "
+                                     "AND application_name = 'pg_dump' AND wait_event_type = 'Lock'",
+                                     (db_name,)).fetchone()
+                return bool(row and row[0])
+
+            _wait_for(dumping)
+            leftovers = clones_of(source, db_name)
+            assert len(leftovers) == 1
+            proc.kill()
+            proc.wait(timeout=10)
+
+            def dump_gone() -> bool:
+                row = source.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s "
+                                     "AND application_name = 'pg_dump'", (db_name,)).fetchone()
+                return not (row and row[0]) and not _pg_dump_processes(db_name)
+
+            _wait_for(dump_gone, timeout=5)  # while the lock is still held: nothing waits on it any more
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            for pid in _pg_dump_processes(db_name):  # a regression must not leak into other tests
+                os.kill(pid, signal.SIGKILL)
+    assert clones_of(source, db_name) == leftovers  # the half-made clone is still there ...
+    done = _run(["rehearse", "-d", db_url, "--dir", str(folder)], tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert f"dropped clone {leftovers[0]} left behind by a rehearse that was killed" in done.stdout + done.stderr
+    assert clones_of(source, db_name) == []  # ... until the next rehearse drops it
+
+
+def test_the_sweep_leaves_clones_of_running_and_kept_rehearsals(source: Conn, db_name: str, db_url: str) -> None:
+    from pgshift.db.connect import with_dbname
+    from pgshift.rehearsal.clone import CLAIM_CLASS, IN_PROGRESS, KEPT, sweep_leftover_clones
+
+    running, kept, used = (f"pgshift_rehearsal_{db_name[:30]}_{h}" for h in ("0000000a", "0000000b", "0000000c"))
+    for name, comment in ((running, IN_PROGRESS), (kept, KEPT), (used, IN_PROGRESS)):
+        source.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        source.execute(sql.SQL("COMMENT ON DATABASE {} IS {}").format(sql.Identifier(name), sql.Literal(comment)))
+    try:
+        # A running rehearse holds its claim on the maintenance database, as claimed_name does.
+        with psycopg.connect(with_dbname(db_url, "postgres"), autocommit=True) as claim, \
+                psycopg.connect(with_dbname(db_url, used)) as user_of_clone:
+            claim.execute("SELECT pg_advisory_lock(%s, hashtext(%s))", (CLAIM_CLASS, running))
+            user_of_clone.execute("SELECT 1")
+            assert sweep_leftover_clones(db_url) == []
+        _wait_for(lambda: source.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s",
+                                         (used,)).fetchone() == (0,))
+        assert sorted(sweep_leftover_clones(db_url)) == [running, used]
+        assert clones_of(source, db_name) == [kept]
+    finally:
+        for name in (running, kept, used):
+            source.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))

@@ -154,3 +154,40 @@ def test_adopt_flyway_leaves_a_repeatable_edited_since_flyway_ran_it_pending(
     columns = conn.execute("SELECT attname FROM pg_attribute WHERE attrelid = 'users_email_view'::regclass "
                            "ORDER BY attnum").fetchall()
     assert columns == [("email",), ("id",)]  # the edited view, run again
+
+
+def test_adopt_flyway_counts_versions_at_or_below_its_baseline_as_applied(
+    tmp_path: Path, db_url: str, conn: Conn
+) -> None:
+    from tests.db.test_foreign_history import FLYWAY_DDL
+
+    folder = tmp_path / "sql"
+    folder.mkdir()
+    for v in range(1, 8):
+        (folder / f"V{v}__t{v}.sql").write_text(f"CREATE TABLE t{v} (id int);\n")
+    (tmp_path / "pgshift.toml").write_text('migrations_dir = "sql"\n')
+    # The database Flyway was baselined on at 5 (t1..t5 existed before Flyway), then it applied 6.
+    conn.execute(" ".join(f"CREATE TABLE t{v} (id int);" for v in range(1, 7)))
+    conn.execute(FLYWAY_DDL.format(schema="public"))
+    conn.execute(
+        "INSERT INTO flyway_schema_history (installed_rank, version, description, type, script, checksum, "
+        "installed_by, execution_time, success) VALUES "
+        "(1, '5', '<< Flyway Baseline >>', 'BASELINE', '<< Flyway Baseline >>', NULL, 'app', 0, true), "
+        "(2, '6', 't6', 'SQL', 'V6__t6.sql', 12345, 'app', 3, true)")
+
+    adopted = run_pgshift(["adopt", "--from", "flyway", "--json"], cwd=tmp_path, url=db_url)
+    assert adopted.returncode == 0, adopted.stderr
+    report = json.loads(adopted.stdout)
+    # Before: pending was ["1", "2", "3", "4", "7"], and migrate then failed creating t1 again.
+    assert report["pending"] == ["7"] and report["adopted"] == ["6"] and report["unknown"] == []
+    assert report["baseline"] == "5" and report["below_baseline"] == ["1", "2", "3", "4", "5"]
+    text = run_pgshift(["adopt", "--from", "flyway"], cwd=tmp_path, url=db_url)
+    assert "flyway's baseline 5 recorded as pgshift's baseline: 5 file(s) at or below it" in text.stdout
+
+    status = run_pgshift(["status", "--json"], cwd=tmp_path, url=db_url)
+    states = {m["version"]: m["state"] for m in json.loads(status.stdout)["migrations"]}
+    assert states == {"1": "baseline", "2": "baseline", "3": "baseline", "4": "baseline", "5": "baseline",
+                      "6": "applied", "7": "pending"}, status.stdout
+    migrated = run_pgshift(["migrate"], cwd=tmp_path, url=db_url)
+    assert migrated.returncode == 0, migrated.stderr
+    assert conn.execute("SELECT to_regclass('t7') IS NOT NULL").fetchone() == (True,)

@@ -76,3 +76,38 @@ def test_non_destructive_migration_takes_no_backup(project: Path, db_url: str) -
     result = run_pgshift(["migrate", "--json"], cwd=project, url=db_url)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["backup"] is None
+
+
+def _backup_check(project: Path, db_url: str) -> dict[str, object]:
+    done = run_pgshift(["check", "--json"], cwd=project, url=db_url)
+    checks = {c["name"]: c for c in json.loads(done.stdout)["checks"]}
+    return checks["recent verified backup"]  # type: ignore[no-any-return]
+
+
+def test_a_backup_written_elsewhere_with_to_satisfies_the_policy_and_check(
+    project: Path, db_url: str, conn: Conn, tmp_path: Path, pg_server: object
+) -> None:
+    (project / "pgshift.toml").write_text('[backup]\npolicy = "never"\ndirectory = "backups"\n')
+    conn.execute("CREATE TABLE old_stuff (id bigint PRIMARY KEY)")
+    write_migration(project / "migrations", "1", "drop", f"{SUPPRESS_DROP}\nDROP TABLE old_stuff;")
+    assert run_pgshift(["init"], cwd=project, url=db_url).returncode == 0  # the ledger that records backups
+    # A verified backup of another database in backup.directory does not count for this one.
+    other_name = pg_server.create_database()  # type: ignore[attr-defined]
+    try:
+        taken = run_pgshift(["backup"], cwd=project, url=pg_server.url_for(other_name))  # type: ignore[attr-defined]
+    finally:
+        pg_server.drop_database(other_name)  # type: ignore[attr-defined]
+    assert taken.returncode == 0, taken.stderr
+    refused = run_pgshift(["migrate"], cwd=project, url=db_url)
+    assert refused.returncode == 19, refused.stderr
+    assert "no verified backup of this database" in " ".join(refused.stderr.split())
+    assert _backup_check(project, db_url)["status"] == "warning"  # not passed (a warning under policy never)
+
+    elsewhere = tmp_path / "elsewhere"
+    taken = run_pgshift(["backup", "--to", str(elsewhere)], cwd=project, url=db_url)
+    assert taken.returncode == 0, taken.stderr
+    check = _backup_check(project, db_url)  # before: failed, it looked only in ./backups
+    assert check["status"] == "passed" and str(check["value"]).startswith(next(elsewhere.iterdir()).name), check
+    migrated = run_pgshift(["migrate"], cwd=project, url=db_url)
+    assert migrated.returncode == 0, migrated.stderr
+    assert "old_stuff" not in _tables(conn)

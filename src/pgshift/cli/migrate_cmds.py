@@ -257,6 +257,9 @@ def adopt_cmd(settings: Settings, as_json: bool, tool: str, schema: str | None, 
         return
     stdout.print(f"adopted {len(report.adopted)} migration(s) from {tool}; {len(report.already)} were already "
                  f"recorded; {len(report.pending)} pending")
+    if report.baseline is not None:
+        stdout.print(f"{tool}'s baseline {report.baseline} recorded as pgshift's baseline: "
+                     f"{len(report.below_baseline)} file(s) at or below it count as applied and never run")
     for version in report.unknown:
         stdout.print(f"[yellow]warning[/]: {tool} applied {version}, which has no file in "
                      f"{settings.migrations_path}")

@@ -72,6 +72,8 @@ class ForeignApplied:
     succeeded: bool
     checksum: str | None
     kind: str | None = None  # Flyway's type of the row that counts (SQL, JDBC, BASELINE ...); others None
+    # Flyway's BASELINE row: this version and every lower one count as applied (Flyway never runs them).
+    baseline: bool = False
 
 
 def read_foreign_history(
@@ -203,7 +205,8 @@ def _flyway(rows: list[Row]) -> list[ForeignApplied]:
             state.pop(key, None)
             continue
         text_checksum = None if checksum is None else str(checksum)
-        state[key] = ForeignApplied(key, description, installed_on, bool(success), text_checksum, str(kind))
+        state[key] = ForeignApplied(key, description, installed_on, bool(success), text_checksum, str(kind),
+                                    baseline=kind == "BASELINE")
     return list(state.values())
 
 

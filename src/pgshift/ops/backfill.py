@@ -45,6 +45,7 @@ class BackfillError(MigrationFailed):
 
     code = "backfill-failed"
     exit_code = 21
+    row_security = False  # refused because row-level security policies apply to the backfill's role
 
 
 @dataclass(frozen=True)
@@ -236,6 +237,52 @@ def _column_types(conn: psycopg.Connection[Any], oid: int, columns: tuple[str, .
     return tuple(types)
 
 
+def _row_security_error(exc: psycopg.Error) -> bool:
+    """The server's refusal under row_security = off ("query would be affected by row-level security")."""
+    return isinstance(exc, pgerrors.InsufficientPrivilege) and "row-level security" in (exc.diag.message_primary or "")
+
+
+def row_security_blocks(conn: psycopg.Connection[Any], oid: int, label: str, *,
+                        refused: psycopg.Error | None = None) -> None:
+    """Refuse (BackfillError, ``row_security`` set) a backfill whose role the table's row-level
+    security policies apply to: it would see, and so update, only the rows the policies show.
+    ``refused``: the server already refused a backfill statement for that reason."""
+    always = refused is not None
+    row = conn.execute(
+        "SELECT row_security_active(c.oid), c.relforcerowsecurity, pg_get_userbyid(c.relowner)::text, "
+        "current_user::text, pg_has_role(current_user, c.relowner, 'USAGE') "
+        "FROM pg_class c WHERE c.oid = %s", (oid,)).fetchone()
+    if row is None or not (row[0] or always):
+        return
+    active, forced, owner, role, owns = row
+    if not active and refused is not None:  # another table the SET or WHERE reads
+        error = BackfillError(
+            f"Cannot backfill {label}: {server_error_text(refused)} The SET or WHERE reads a table whose row-level "
+            f"security policies apply to the role {role}, so it would see only the rows they show; pgshift does not "
+            "run it this way (any batches committed before are kept).",
+            hint="run the backfill as a role with BYPASSRLS or a superuser, or as the owner of that table "
+            "without FORCE ROW LEVEL SECURITY.")
+        error.row_security = True
+        raise error
+    if owns and forced:
+        why = (f"it has FORCE ROW LEVEL SECURITY, so its policies apply even to its owner {owner}, the role "
+               f"{role} running the backfill")
+        fix = (f"run `ALTER TABLE {label} NO FORCE ROW LEVEL SECURITY` for the backfill (and FORCE again after), "
+               "or run it as a role with BYPASSRLS or a superuser.")
+    else:
+        why = (f"row-level security is enabled and the role {role} running the backfill is not its owner "
+               f"({owner}), not a superuser and has no BYPASSRLS, so the policies apply to it")
+        fix = (f"run the backfill as the table's owner {owner} (without FORCE ROW LEVEL SECURITY), or as a role "
+               "with BYPASSRLS (`ALTER ROLE ... BYPASSRLS`, by a superuser) or a superuser.")
+    error = BackfillError(
+        f"Cannot backfill {label}: {why}. Its UPDATEs would only see the rows the policies show and would leave "
+        "every other row unbackfilled without a word (a later contract could then lose their data), so pgshift "
+        f"does not run it this way; {'any batches committed before are kept' if always else 'no row was changed'}.",
+        hint=fix)
+    error.row_security = True
+    raise error
+
+
 class Backfiller:
     """Runs one backfill job on ``conn`` (autocommit), recording progress in ``schema``.backfills."""
 
@@ -257,6 +304,24 @@ class Backfiller:
     # -- public ----------------------------------------------------------------------------
     def run(self) -> BackfillResult:
         oid, nsp, rel = resolve_table(self.conn, self.spec.table, self.spec.schema)
+        row_security_blocks(self.conn, oid, qualified(nsp, rel))
+        # Policies would hide rows from the key scans and UPDATEs, which would skip them silently;
+        # with row_security off the server raises an error instead (superusers and BYPASSRLS roles
+        # are not affected). Restored afterwards: the connection may be migrate's.
+        previous = self.conn.execute("SELECT current_setting('row_security')").fetchone()
+        self.conn.execute("SET row_security = off")
+        try:
+            return self._run(oid, nsp, rel)
+        except pgerrors.InsufficientPrivilege as exc:
+            if _row_security_error(exc):
+                row_security_blocks(self.conn, oid, qualified(nsp, rel), refused=exc)
+            raise
+        finally:
+            with contextlib.suppress(psycopg.Error):
+                self.conn.execute(sql.SQL("SET row_security = {}").format(
+                    sql.Literal(previous[0] if previous else "on")))
+
+    def _run(self, oid: int, nsp: str, rel: str) -> BackfillResult:
         key, types = (self.spec.key, _column_types(self.conn, oid, self.spec.key)) if self.spec.key \
             else detect_key(self.conn, oid)
         target = _Target(oid, nsp, rel, key, types)
@@ -287,6 +352,8 @@ class Backfiller:
             with self.conn.transaction():
                 self.conn.execute(query)
         except psycopg.Error as exc:
+            if _row_security_error(exc):
+                raise  # run() explains it
             raise BackfillError(
                 f"The backfill of {target.label} does not compile: {server_error_text(exc)} "
                 f"(SET {self.spec.set_clause!r}, WHERE {self.spec.where!r}).") from None

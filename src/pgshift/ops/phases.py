@@ -22,7 +22,7 @@ from pgshift.config import Settings, duration_ms
 from pgshift.db.history import History
 from pgshift.errors import LockTimeoutExhausted, MigrationFailed, PgshiftError, ValidationFailed, server_error_text
 from pgshift.migrations.model import Migration, Statement
-from pgshift.ops.backfill import Backfiller, BackfillOptions, BackfillResult
+from pgshift.ops.backfill import Backfiller, BackfillError, BackfillOptions, BackfillResult
 from pgshift.ops.ledger import active_versions, state_table
 from pgshift.ops.model import OpsFile
 from pgshift.ops.names import qualified
@@ -270,6 +270,11 @@ class PhaseRunner:
                                           max_lock_ms=self.ops.backfill_max_lock_ms or None)
                 try:
                     done = self._observed_backfill(step, options)
+                except BackfillError as exc:
+                    if not exc.row_security:
+                        raise
+                    raise MigrationFailed(f"{self.migration.path}: step '{step.label}' of {self.migration.label}: "
+                                          f"{exc.message}", hint=f"{exc.hint} Then {self._next_move()}") from None
                 except psycopg.Error as exc:  # a row the fill expression or a constraint rejects
                     raise MigrationFailed(
                         f"{self.migration.path}: step '{step.label}' of {self.migration.label} failed: "
@@ -299,40 +304,38 @@ class PhaseRunner:
         self.conn.execute(sql.SQL("SET lock_timeout = {}").format(sql.Literal(self.ops.lock_timeout)))
         try:
             for statement in step.statements:
-                self._drop_invalid_index(statement)
+                self._drop_invalid_index(step)
                 try:
                     self._execute(step, statement)
                 except (pgerrors.LockNotAvailable, pgerrors.DeadlockDetected):
-                    self._drop_left_over_index(statement)  # a build that timed out waiting for old snapshots
+                    self._drop_left_over_index(step)  # a build that timed out waiting for old snapshots
                     raise
         finally:
             self.conn.execute("RESET lock_timeout")
 
-    def _drop_left_over_index(self, statement: sql.Composable) -> str | None:
+    def _drop_left_over_index(self, step: Step) -> str | None:
         """After a failed CREATE INDEX CONCURRENTLY: drop the INVALID index it left. Returns its name
         when it could not be dropped (it is then left for the rerun or `abort` to remove)."""
         try:
-            self._drop_invalid_index(statement)
+            self._drop_invalid_index(step)
             return None
         except psycopg.Error:
-            text = statement.as_string(self.conn)
-            return text.split("IF NOT EXISTS ", 1)[1].split(" ON ", 1)[0]
+            return qualified(self.ops.schema, step.index) if step.index else None
 
-    def _drop_invalid_index(self, statement: sql.Composable) -> None:
+    def _drop_invalid_index(self, step: Step) -> None:
         """An interrupted or failed CREATE INDEX CONCURRENTLY leaves an INVALID index that IF NOT EXISTS would
-        keep, and that every write to the table still maintains."""
-        text = statement.as_string(self.conn)
-        if "INDEX CONCURRENTLY IF NOT EXISTS" not in text:
+        keep, and that every write to the table still maintains. The name comes from the planner."""
+        if step.index is None:
             return
-        name = text.split("IF NOT EXISTS ", 1)[1].split(" ON ", 1)[0]
         row = self.conn.execute(
             "SELECT NOT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
             "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relname = %s",
-            (self.ops.schema, name.strip('"').replace('""', '"'))).fetchone()
+            (self.ops.schema, step.index)).fetchone()
         if row and row[0]:
-            self.notify(f"dropping INVALID index {name} left by an interrupted or failed build")
+            self.notify(f"dropping INVALID index {qualified(self.ops.schema, step.index)} left by an interrupted "
+                        "or failed build")
             self.conn.execute(sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(
-                sql.Identifier(self.ops.schema, name.strip('"').replace('""', '"'))))
+                sql.Identifier(self.ops.schema, step.index)))
 
     def _statement(self, text: str, position: int, rows: int | None = None) -> StepStatement:
         return StepStatement(text, str(self.migration.path), self._step_index + 1, 1, position, self._step_where, rows)
@@ -379,8 +382,8 @@ class PhaseRunner:
             raise
         except psycopg.Error as exc:
             undone = "The step was rolled back."
-            if step.kind == "autocommit" and "INDEX CONCURRENTLY IF NOT EXISTS" in statement.as_string(self.conn):
-                left = self._drop_left_over_index(statement)
+            if step.kind == "autocommit" and step.index is not None:
+                left = self._drop_left_over_index(step)
                 undone = ("The INVALID index the failed build left was dropped, so nothing of the step remains."
                           if left is None else f"The failed build left the INVALID index {left}: rerunning drops "
                           "it before building again, and `pgshift abort` removes it.")

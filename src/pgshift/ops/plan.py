@@ -38,6 +38,9 @@ class Step:
     weak_lock_tables: list[str] = field(default_factory=list)
     backfill: BackfillSpec | None = None
     warning: str | None = None
+    # The index a CONCURRENTLY IF NOT EXISTS build creates (in the ops schema): a failed or interrupted
+    # build leaves it INVALID, and the runner drops it by this name, never one read back from SQL text.
+    index: str | None = None
 
 
 @dataclass
@@ -646,7 +649,7 @@ class Planner:
             copy = _name(idx["name"], self.version)
             steps.append(Step(f"build index {copy} concurrently (copy of {idx['name']} on the new columns)",
                               "autocommit", [sql.SQL(carried_index(idx["definition"], moved, copy))],
-                              weak_lock_tables=[self.label(table)]))
+                              weak_lock_tables=[self.label(table)], index=copy))
             renames.append(self._index_home(table, idx, copy))
         return steps, renames
 
@@ -801,7 +804,8 @@ class Planner:
     def _add_unique(self, index: int, o: Op) -> None:
         table, name = str(o.get("table")), str(o.get("name"))
         self.expand_steps.append(Step(f"build unique index {name} concurrently", "autocommit", [
-            self._index(table, name, list(o.get("columns")), True, None, None)], weak_lock_tables=[self.label(table)]))
+            self._index(table, name, list(o.get("columns")), True, None, None)], weak_lock_tables=[self.label(table)],
+            index=name))
         self.contract_steps.append(Step(f"add unique constraint {name} using its index", "tx", [
             sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} UNIQUE USING INDEX {}").format(
                 self.t(table), sql.Identifier(name), sql.Identifier(name))], [self.label(table)]))
@@ -811,7 +815,7 @@ class Planner:
         table, name = str(o.get("table")), str(o.get("name"))
         self.expand_steps.append(Step(f"build index {name} concurrently", "autocommit", [
             self._index(table, name, list(o.get("columns")), bool(o.get("unique")), o.get("method"), o.get("where"))],
-            weak_lock_tables=[self.label(table)]))
+            weak_lock_tables=[self.label(table)], index=name))
         self.abort_steps.append(self._drop_index_step(name, f"drop index {name}"))
 
     def _drop_index(self, index: int, o: Op) -> None:

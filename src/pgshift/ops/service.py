@@ -91,7 +91,7 @@ def contract(settings: Settings, *, version: str | None = None, notify: Notify |
             if destroys:
                 label = f"the contract of {migration.label} ({'; '.join(destroys)})"
                 apply_backup_policy(settings, [migration], lambda _m: True, checks, action="contract",
-                                    describe=lambda _m: label)
+                                    describe=lambda _m: label, conn=conn)
                 if notify and checks.backup_path is None:
                     notify(f"{label} drops data; a verified backup within backup.max_age exists")
         return runner.contract()

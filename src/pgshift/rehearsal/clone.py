@@ -8,9 +8,12 @@ repeatable-read snapshot.
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -80,11 +83,62 @@ def clone_name(source: str) -> str:
     return f"pgshift_rehearsal_{source[:30]}_{secrets.token_hex(4)}"
 
 
-def make_clone(source_url: str, *, from_backup: Path | None = None, bindir: str | None = None,
-               lock_wait_ms: int = 0) -> Clone:
-    """Create the clone; the caller must always call :func:`drop_clone` (also on failure)."""
+# A clone being made or used carries this comment and its creator holds an advisory lock on its
+# name for the whole run; a clone with the comment whose lock is free was left by a killed pgshift.
+IN_PROGRESS = "pgshift rehearse: in progress (dropped by the next rehearse if its creator is gone)"
+KEPT = "pgshift rehearse --keep: kept on purpose"
+CLAIM_CLASS = 0x70677368  # advisory-lock class id of clone claims ("pgsh")
+
+
+@contextmanager
+def claimed_name(source_url: str) -> Iterator[str]:
+    """A fresh clone name, held (session advisory lock on a maintenance connection) until the end
+    of the ``with``, so no other rehearse sweeps the clone while this run makes or uses it."""
+    name = clone_name(dbname_of(source_url))
+    with maintenance_connection(source_url) as holder:
+        holder.execute("SELECT pg_advisory_lock(%s, hashtext(%s))", (CLAIM_CLASS, name))
+        yield name
+
+
+def sweep_leftover_clones(source_url: str, *, own: str | None = None) -> list[str]:
+    """Drop clones of this source left by a rehearse that was killed (kill -9, a crash): those still
+    marked in progress whose name no live session holds and that nobody is connected to. Kept
+    clones, clones of running rehearsals and unmarked databases are left alone."""
     source = dbname_of(source_url)
-    name = clone_name(source)
+    pattern = re.compile(rf"pgshift_rehearsal_{re.escape(source[:30])}_[0-9a-f]{{8}}")
+    dropped: list[str] = []
+    with maintenance_connection(source_url) as admin:
+        rows = admin.execute(
+            "SELECT datname FROM pg_database WHERE shobj_description(oid, 'pg_database') = %s", (IN_PROGRESS,)
+        ).fetchall()
+        for (name,) in rows:
+            if name == own or not pattern.fullmatch(name):
+                continue
+            row = admin.execute("SELECT pg_try_advisory_lock(%s, hashtext(%s))", (CLAIM_CLASS, name)).fetchone()
+            if not (row and row[0]):
+                continue  # its rehearse is still running
+            try:
+                # Without FORCE: a database someone is connected to is not a leftover.
+                admin.execute(sql.SQL("DROP DATABASE {}").format(sql.Identifier(name)))
+                dropped.append(name)
+            except (pgerrors.ObjectInUse, pgerrors.InsufficientPrivilege, pgerrors.InvalidCatalogName):
+                pass
+            finally:
+                admin.execute("SELECT pg_advisory_unlock(%s, hashtext(%s))", (CLAIM_CLASS, name))
+    return dropped
+
+
+def mark_clone(source_url: str, name: str, comment: str) -> None:
+    with maintenance_connection(source_url) as admin:
+        admin.execute(sql.SQL("COMMENT ON DATABASE {} IS {}").format(sql.Identifier(name), sql.Literal(comment)))
+
+
+def make_clone(source_url: str, *, from_backup: Path | None = None, bindir: str | None = None,
+               lock_wait_ms: int = 0, name: str | None = None) -> Clone:
+    """Create the clone (named ``name``, else a fresh name); the caller must always call
+    :func:`drop_clone` (also on failure)."""
+    source = dbname_of(source_url)
+    name = name or clone_name(source)
     started = time.monotonic()
     with maintenance_connection(source_url) as admin:
         require_createdb(admin, "A rehearsal runs on a throwaway copy of the database and",
@@ -101,6 +155,7 @@ def make_clone(source_url: str, *, from_backup: Path | None = None, bindir: str 
                     # WAL_LOG (the default) would write the whole database into WAL for every standby.
                     query = query + sql.SQL(" STRATEGY FILE_COPY")
                 admin.execute(query)
+                _mark(admin, name)
                 method = "template-file-copy" if strategy else "template"
                 return Clone(name, with_dbname(source_url, name), source, method,
                              time.monotonic() - started)
@@ -111,6 +166,7 @@ def make_clone(source_url: str, *, from_backup: Path | None = None, bindir: str 
                 why_dump = ("the role does not own the source database, which a template copy needs, so it was "
                             "copied with pg_dump | pg_restore")
         admin.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(name)))
+        _mark(admin, name)
     clone = Clone(name, with_dbname(source_url, name), source,
                   "backup" if from_backup else "pg_dump", 0.0)
     try:
@@ -125,6 +181,10 @@ def make_clone(source_url: str, *, from_backup: Path | None = None, bindir: str 
         raise
     clone.duration_s = time.monotonic() - started
     return clone
+
+
+def _mark(admin: psycopg.Connection[Any], name: str) -> None:
+    admin.execute(sql.SQL("COMMENT ON DATABASE {} IS {}").format(sql.Identifier(name), sql.Literal(IN_PROGRESS)))
 
 
 def drop_clone(source_url: str, name: str) -> None:
@@ -161,10 +221,16 @@ def dump_into(source_url: str, clone_url: str, major: int, bindir: str | None, l
     source, dump_env = _child(source_url)
     restore_argv, restore_env = _restore_argv(find_tool("pg_restore", major, bindir), clone_url)
     wait = [f"--lock-wait-timeout={lock_wait_ms}"] if lock_wait_ms > 0 else []
+    if major >= 14:
+        # A pg_dump killed with us leaves a backend that may be waiting for a lock (queued ahead of
+        # the migration's own locks) or holding its snapshot: let the server notice the gone client.
+        dump_env["PGOPTIONS"] = f"{dump_env.get('PGOPTIONS', '')} -c client_connection_check_interval=1000".strip()
     dump = subprocess.Popen([find_tool("pg_dump", major, bindir), "-Fc", *wait, f"--dbname={source}"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=dump_env)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=dump_env,
+                            preexec_fn=tools.die_with_parent())
     assert dump.stdout is not None
-    restore = subprocess.run(restore_argv, stdin=dump.stdout, capture_output=True, env=restore_env)
+    restore = subprocess.run(restore_argv, stdin=dump.stdout, capture_output=True, env=restore_env,
+                             preexec_fn=tools.die_with_parent())
     dump.stdout.close()
     dump_err = dump.stderr.read() if dump.stderr else b""
     dump.wait()
@@ -182,7 +248,7 @@ def dump_into(source_url: str, clone_url: str, major: int, bindir: str | None, l
 def restore_file(path: Path, clone_url: str, major: int, bindir: str | None) -> None:
     dump = _dump_file(path)
     argv, env = _restore_argv(find_tool("pg_restore", major, bindir), clone_url)
-    result = subprocess.run([*argv, str(dump)], capture_output=True, env=env)
+    result = subprocess.run([*argv, str(dump)], capture_output=True, env=env, preexec_fn=tools.die_with_parent())
     if result.returncode != 0:
         detail = result.stderr.decode(errors="replace").strip()[-1500:]
         raise RehearsalFailed(f"Restoring {dump} into the clone failed: {mask_password(detail)}")

@@ -28,7 +28,17 @@ from pgshift.db.history import History
 from pgshift.db.session import open_connection
 from pgshift.errors import Interrupted, PgshiftError, RehearsalFailed
 from pgshift.rehearsal import catalog
-from pgshift.rehearsal.clone import dbname_of, drop_clone, maintenance_connection, make_clone, other_sessions
+from pgshift.rehearsal.clone import (
+    KEPT,
+    claimed_name,
+    dbname_of,
+    drop_clone,
+    maintenance_connection,
+    make_clone,
+    mark_clone,
+    other_sessions,
+    sweep_leftover_clones,
+)
 from pgshift.rehearsal.model import REPORT_VERSION as REPORT_VERSION
 from pgshift.rehearsal.model import Reason, TestRun, WorkloadReport
 from pgshift.rehearsal.model import RehearsalOptions as RehearsalOptions
@@ -80,18 +90,23 @@ def rehearse(settings: Settings, options: RehearsalOptions | None = None, *,
     clock = Clock()
     report = RehearsalReport(describe_target(source_url), None, options.keep,
                              datetime.now(UTC).isoformat(timespec="seconds"), options)
-    with _terminate_as_interrupt():
+    with _terminate_as_interrupt(), claimed_name(source_url) as name:
         try:
+            for leftover in sweep_leftover_clones(source_url, own=name):
+                report.warnings.append(f"dropped clone {leftover} left behind by a rehearse that was killed")
+                say(f"dropped clone {leftover} left behind by a rehearse that was killed")
             say("cloning the database")
             from_backup = options.from_backup or _current_backup(settings, source_url)
             report.clone = make_clone(source_url, from_backup=from_backup, bindir=settings.backup.pg_bindir,
-                                      lock_wait_ms=duration_ms(settings.lock_wait, key="lock_wait"))
+                                      lock_wait_ms=duration_ms(settings.lock_wait, key="lock_wait"), name=name)
             say(f"clone {report.clone.name} made by {report.clone.method} in {report.clone.duration_s:.2f}s")
             _on_clone(settings, options, report, clock, say)
         finally:
             if report.clone is not None and not options.keep:
                 _drop_quietly(source_url, report.clone.name)
                 say(f"dropped clone {report.clone.name}")
+            elif report.clone is not None:
+                mark_clone(source_url, report.clone.name, KEPT)  # not a leftover: the next rehearse keeps it
     report.duration_s = clock.now()
     report.reasons = judge(report)
     return report

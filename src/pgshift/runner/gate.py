@@ -59,7 +59,7 @@ def gate(settings: Settings, checks: MigrateChecks, applied: list[Migration]) ->
             for f in report.active:
                 _say(checks, f"lint {f.severity}: {f.file}:{f.line}: {f.rule} {f.message}")
         if checks.backup:
-            apply_backup_policy(settings, todo, report.is_destructive, checks)
+            apply_backup_policy(settings, todo, report.is_destructive, checks, conn=conn)
 
     return before_apply
 
@@ -83,9 +83,11 @@ def _lint(settings: Settings, conn: psycopg.Connection[Any], todo: list[Migratio
 
 def apply_backup_policy(settings: Settings, todo: list[Migration], destructive: Callable[[Migration], bool],
                         checks: MigrateChecks, action: str = "migrate",
-                        describe: Callable[[Migration], str] = lambda m: m.label) -> None:
+                        describe: Callable[[Migration], str] = lambda m: m.label,
+                        conn: psycopg.Connection[Any] | None = None) -> None:
     """backup.policy before ``action`` (migrate, or contract with its destructive steps): take a verified
-    backup, or refuse a destructive change without a recent one."""
+    backup, or refuse a destructive change without a recent one (this database's, in backup.directory or,
+    with ``conn``, recorded in its ledger wherever it was written)."""
     from pgshift.safety.backup import backup_required, latest_verified_backup, take_backup
 
     if backup_required(settings.backup.policy, todo, destructive):
@@ -95,11 +97,12 @@ def apply_backup_policy(settings: Settings, todo: list[Migration], destructive: 
         _say(checks, f"backup verified: {result.backup.path}")
         return
     risky = [describe(m) for m in todo if destructive(m)]
-    if risky and latest_verified_backup(settings, settings.backup.max_age) is None:
+    if risky and latest_verified_backup(settings, settings.backup.max_age, conn=conn) is None:
         raise MigrationRefused(
             f"Refusing to {action}: {', '.join(risky)} drops or truncates data, backup.policy is "
-            f"{settings.backup.policy!r} and there is no verified backup newer than "
-            f"{settings.backup.max_age} in {settings.resolve(settings.backup.directory)}. Nothing was run.",
+            f"{settings.backup.policy!r} and there is no verified backup of this database newer than "
+            f"{settings.backup.max_age} in {settings.resolve(settings.backup.directory)} or recorded in the "
+            "history ledger. Nothing was run.",
             hint="run `pgshift backup` first, set backup.policy = \"destructive-only\", or pass --no-backup "
             "to accept the risk.",
         )

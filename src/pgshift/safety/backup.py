@@ -513,12 +513,25 @@ def latest_verified_backup(
     database: str | None = None,
     full: bool = False,
     directory: str | Path | None = None,
+    conn: psycopg.Connection[Any] | None = None,
 ) -> Backup | None:
     """The newest backup that passed verification (full if ``full``), no older than ``max_age``
-    (a duration such as '24h'; default backup.max_age)."""
+    (a duration such as '24h'; default backup.max_age). With ``conn``: of that connection's
+    database, found in backup.directory and among the backups its ledger recorded wherever they
+    were written (``pgshift backup --to``), as ``restore latest`` finds them."""
     limit = _max_age(settings.backup.max_age if max_age is None else max_age)
     now = datetime.now(UTC)
-    for candidate in list_backups(backup_dir(settings, directory), database):
+    candidates: list[Backup] = []
+    if conn is not None:
+        from pgshift.safety.catalog import recorded_backups  # catalog imports this module
+
+        row = conn.execute("SELECT current_database()").fetchone()
+        database = database or (str(row[0]) if row else None)
+        candidates = recorded_backups(conn, settings.history_schema)
+    seen = {b.path.resolve() for b in candidates}
+    candidates += [b for b in list_backups(backup_dir(settings, directory), database) if b.path.resolve() not in seen]
+    candidates.sort(key=lambda b: (b.finished_at, b.path.name), reverse=True)
+    for candidate in candidates:
         if limit is not None and now - candidate.finished_at > limit:
             return None  # the rest are older still
         if candidate.last_verification(full=full):

@@ -144,7 +144,7 @@ def check_server_version(ctx: _Context) -> CheckResult:
 
 def check_backup(ctx: _Context) -> CheckResult:
     settings = ctx.settings
-    found = latest_verified_backup(settings, settings.backup.max_age, database=ctx.database)
+    found = latest_verified_backup(settings, settings.backup.max_age, database=ctx.database, conn=ctx.conn)
     if found is not None:
         age = datetime.now(UTC) - found.finished_at
         return CheckResult("recent verified backup", PASSED,
@@ -153,7 +153,8 @@ def check_backup(ctx: _Context) -> CheckResult:
     status = WARNING if settings.backup.policy == "never" else FAILED
     return CheckResult("recent verified backup", status,
                        f"none verified within backup.max_age = {settings.backup.max_age}",
-                       [f"looked in {settings.resolve(settings.backup.directory)}; run `pgshift backup`"])
+                       [f"looked in {settings.resolve(settings.backup.directory)} and among the backups the "
+                        "history ledger recorded; run `pgshift backup`"])
 
 
 def check_running_dump(ctx: _Context) -> CheckResult:
