@@ -177,6 +177,9 @@ def test_history_applies_rolls_back_and_applies_again(tmp_path: Path, db_url: st
     code, _, err = _pgshift(project, history, db_url, "rollback")
     assert code == history.refusal, err
     assert _fingerprint(db_url) == before_refusal  # a refused or failed rollback changes nothing
+    if code == 11:  # the hint says where a down part goes in this tool's format
+        assert {"goose": "'-- +goose Down' section", "flyway": "undo script U<version>",
+                "prisma": "Prisma migrations have no down part"}[history.tool] in " ".join(err.split()), err
     again = _migrate_fresh(project, history, db_url)
     versioned = [v for v in history.applied if not v.startswith("R__")]
     rolled = history.rollback_steps

@@ -513,6 +513,18 @@ def _refuse_broken_down(targets: list[Migration]) -> None:
                                    "rolled back.", hint=hint)
 
 
+# Where a down part goes in each folder format (Prisma has none: a reverse is a new migration).
+_DOWN_PART_HOW = {
+    "native": "add a '-- pgshift:down' section to the file",
+    "dbmate": "add the rollback SQL under the file's '-- migrate:down' marker",
+    "goose": "add a '-- +goose Down' section to the file",
+    "golang-migrate": "add a <version>_<name>.down.sql file beside the .up.sql",
+    "flyway": "add an undo script U<version>__<description>.sql beside the V script",
+    "prisma": "Prisma migrations have no down part: write a new migration that reverses it and run "
+              "`pgshift migrate`",
+}
+
+
 def rollback(settings: Settings, *, to: str | None = None, steps: int = 1,
              notify: Notify | None = None, observer: StatementObserver | None = None) -> RollbackReport:
     _fmt, migrations = load(settings)
@@ -539,8 +551,8 @@ def rollback(settings: Settings, *, to: str | None = None, steps: int = 1,
             names = ", ".join(f"{m.label} ({m.path})" for m in missing)
             raise Irreversible(
                 f"Cannot roll back: {names} has no down part. Nothing was rolled back.",
-                hint="add a down part (for the native format, a '-- pgshift:down' section), or "
-                "restore from a backup with `pgshift restore`.",
+                hint=f"{_DOWN_PART_HOW.get(missing[0].source_format, _DOWN_PART_HOW['native'])}, or restore "
+                "from a backup with `pgshift restore`.",
             )
         executor = _executor(settings, conn, history, notify, observer, mirror)
         for migration in targets:

@@ -506,6 +506,21 @@ def _max_age(value: str | int | float | timedelta | None) -> timedelta | None:
     return timedelta(milliseconds=duration_ms(value, key="backup.max_age"))
 
 
+def recorded_backups(conn: psycopg.Connection[Any], schema: str, limit: int = 100) -> list[Backup]:
+    """Backups of this database the ledger recorded whose folders still hold a manifest, newest first."""
+    database = str(conn.execute("SELECT current_database()").fetchone()[0])  # type: ignore[index]
+    found: list[Backup] = []
+    for event in History(conn, schema).events_named(EVENT, limit):
+        path = Path(str(event["detail"].get("path", "")))
+        if event["detail"].get("database") != database or not (path / MANIFEST).is_file():
+            continue
+        try:
+            found.append(Backup(path, read_manifest(path)))
+        except BackupFailed:
+            continue
+    return found
+
+
 def latest_verified_backup(
     settings: Settings,
     max_age: str | int | float | timedelta | None = None,
@@ -523,8 +538,6 @@ def latest_verified_backup(
     now = datetime.now(UTC)
     candidates: list[Backup] = []
     if conn is not None:
-        from pgshift.safety.catalog import recorded_backups  # catalog imports this module
-
         row = conn.execute("SELECT current_database()").fetchone()
         database = database or (str(row[0]) if row else None)
         candidates = recorded_backups(conn, settings.history_schema)

@@ -7,31 +7,11 @@ Backups of a database without a ledger (and older backups) are still found in ba
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
-
-import psycopg
 
 from pgshift.config import Settings
 from pgshift.db.connect import connect
-from pgshift.db.history import History
 from pgshift.errors import BackupFailed
-from pgshift.safety.backup import EVENT, Backup, backup_dir, list_backups
-from pgshift.safety.manifest import MANIFEST, read_manifest
-
-
-def recorded_backups(conn: psycopg.Connection[Any], schema: str, limit: int = 100) -> list[Backup]:
-    """Backups of this database the ledger recorded whose folders still hold a manifest, newest first."""
-    database = str(conn.execute("SELECT current_database()").fetchone()[0])  # type: ignore[index]
-    found: list[Backup] = []
-    for event in History(conn, schema).events_named(EVENT, limit):
-        path = Path(str(event["detail"].get("path", "")))
-        if event["detail"].get("database") != database or not (path / MANIFEST).is_file():
-            continue
-        try:
-            found.append(Backup(path, read_manifest(path)))
-        except BackupFailed:
-            continue
-    return found
+from pgshift.safety.backup import Backup, backup_dir, list_backups, recorded_backups
 
 
 def latest_backup(settings: Settings, url: str | None = None) -> Path:
