@@ -86,9 +86,12 @@ def test_a_large_file_loads_and_lints_without_holding_parse_trees(large_folder: 
     assert linting.peak < 48 * MB, linting.peak
 
 
-@pytest.mark.parametrize("fmt", ["native", "dbmate"])
+@pytest.mark.parametrize("fmt", ["native", "dbmate", "goose"])
 def test_a_large_file_loads_holding_its_text_and_statements_once(fmt: str, tmp_path: Path) -> None:
-    _gen().write(tmp_path, fmt, 4 * MB)
+    if fmt == "goose":
+        (tmp_path / "00001_seed.sql").write_text(f"-- +goose Up\n{_gen().body(4 * MB)}-- +goose Down\n{_gen().DOWN}")
+    else:
+        _gen().write(tmp_path, fmt, 4 * MB)
     size = next(tmp_path.iterdir()).stat().st_size
     load_migrations(tmp_path)  # imports and format detection happen outside the trace
     with traced() as loading:

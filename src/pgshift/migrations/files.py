@@ -48,13 +48,16 @@ _OTHER_BREAKS = re.compile(f"\r(?!\n)|[{_BREAKS[2:]}]")
 _LINE = re.compile(f"[^{_BREAKS}]*(?:\r\n|[{_BREAKS}]|\\Z)")
 
 
-def lines_containing(text: str, needle: str) -> Iterator[tuple[int, int, int]]:
+def lines_containing(text: str, needle: str | re.Pattern[str]) -> Iterator[tuple[int, int, int]]:
     """(number, start, end) of each line of ``text.splitlines(keepends=True)`` that contains
-    ``needle`` (no line break in it): its 1-based number and ``text[start:end]`` is the line with its
-    ending. Finds marker lines of a large file without holding it as a list of lines."""
+    ``needle`` (a string or pattern matching no line break): its 1-based number and
+    ``text[start:end]`` is the line with its ending. Finds marker lines of a large file without
+    holding it as a list of lines."""
+    pattern = needle if isinstance(needle, re.Pattern) else re.compile(re.escape(needle))
     if _OTHER_BREAKS.search(text) is None:
         number, counted, position = 1, 0, 0
-        while (found := text.find(needle, position)) >= 0:
+        while (match := pattern.search(text, position)) is not None:
+            found = match.start()
             start = text.rfind("\n", 0, found) + 1
             end = text.find("\n", found) + 1 or len(text)
             number += text.count("\n", counted, start)
@@ -65,7 +68,7 @@ def lines_containing(text: str, needle: str) -> Iterator[tuple[int, int, int]]:
         start, end = line.span()
         if start == end:  # \Z after the last line ending: not a line
             return
-        if text.find(needle, start, end) >= 0:
+        if pattern.search(text, start, end) is not None:
             yield number, start, end
 
 
