@@ -53,12 +53,12 @@ class _Positions:
     """line_col for increasing offsets, counting each newline once (line_col from 0 each time is quadratic)."""
 
     def __init__(self, text: str, base_line: int, start: int = 0) -> None:
-        self.text, self.base_line = text, base_line
+        self.text, self.base_line, self.start = text, base_line, start  # start: where line base_line starts
         self.offset, self.line, self.line_start = start, base_line, start
 
     def at(self, offset: int) -> tuple[int, int]:
-        if offset < self.offset:
-            return line_col(self.text, offset, base_line=self.base_line)
+        if offset < self.offset:  # backwards: count again from the start
+            self.offset, self.line, self.line_start = self.start, self.base_line, self.start
         newlines = self.text.count("\n", self.offset, offset)
         if newlines:
             self.line += newlines
@@ -151,16 +151,12 @@ def split_sql(text: str, *, file: str = "<stdin>", base_line: int = 1, start: in
     end = len(text) if end is None else end
     if _NOT_BLANK.search(text, start, end) is None:
         return []
-    if start or end != len(text):
-        if _UNPARSED.get():
-            text, start, end = text[start:end], 0, end - start
-        else:
-            return _split(text, file, base_line, start, end)
     if _UNPARSED.get():
-        start = len(text) - len(text.lstrip())
-        line, column = line_col(text, start, base_line=base_line)
+        text = text[start:end]
+        first = len(text) - len(text.lstrip())
+        line, column = line_col(text, first, base_line=base_line)
         return [Statement(text.strip(), file, line, column, 0)]
-    return _split(text, file, base_line, 0, len(text))
+    return _split(text, file, base_line, start, end)
 
 
 def _split(text: str, file: str, base_line: int, section_start: int, section_end: int) -> list[Statement]:
