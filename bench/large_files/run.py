@@ -4,6 +4,7 @@ same SQL (what PostgreSQL itself needs), with each process's peak memory.
     .venv/bin/python bench/large_files/run.py                                  # 10 and 50 MB, 3 formats
     .venv/bin/python bench/large_files/run.py --sizes 2 --formats native       # quick
     .venv/bin/python bench/large_files/run.py --sizes 10 --formats native --before /path/to/old/src
+    .venv/bin/python bench/large_files/run.py --sizes 10 --formats native --also check,rehearse
 
 The files are a seed/data migration (bench/large_files/gen.py): a CREATE TABLE, multi-row INSERTs
 of ~4 kB (40 rows each), a plpgsql function with a $$ body every 50 INSERTs and a comment every 10,
@@ -12,8 +13,9 @@ in pgshift's native format, dbmate's and golang-migrate's. Starts its own Postgr
 and the row count is checked after it. For each size the tools run in interleaved rounds
 (--repeat), and the best wall time is reported with that run's CPU time (user+sys of the client
 process: what a busy machine distorts least) and the largest peak RSS over the rounds.
-``--before SRC`` also runs an older pgshift checkout's src/ (PYTHONPATH) on the native files,
-side by side, each run capped at --limit seconds.
+``--before SRC`` also runs an older pgshift checkout's src/ (PYTHONPATH) on the same files (each
+format given), side by side, each run capped at --limit seconds. ``--also`` adds `pgshift check` (default) and
+`pgshift rehearse --no-down` (apply on a clone) of the same file, pending on a fresh database.
 """
 
 from __future__ import annotations
@@ -105,6 +107,11 @@ class Server:
             conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(str(name))))
         return int(row[0]) if row else 0
 
+    def drop(self, dsn: str) -> None:
+        name = psycopg.conninfo.conninfo_to_dict(dsn)["dbname"]
+        with psycopg.connect(self.admin, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(str(name))))
+
     def close(self) -> None:
         if self.cluster is not None:
             self.cluster.destroy()
@@ -136,7 +143,7 @@ def bench(args: argparse.Namespace) -> list[dict[str, object]]:
             del body
             variants: dict[str, tuple[str, str | None]] = {fmt: (fmt, None) for fmt in args.formats}
             if args.before:
-                variants["native (before)"] = ("native", args.before)
+                variants.update({f"{fmt} (before)": (fmt, args.before) for fmt in args.formats})
             runs: dict[tuple[str, str], list[Run]] = {}
             for _ in range(args.repeat):
                 dsn = server.fresh()
@@ -152,6 +159,13 @@ def bench(args: argparse.Namespace) -> list[dict[str, object]]:
                                       env=env, limit=args.limit)
                     migrate.ok = migrate.ok and not migrate.capped and server.rows_and_drop(dsn) == expected_rows
                     runs.setdefault((name, "migrate"), []).append(migrate)
+                    for command in args.also:
+                        dsn = server.fresh()
+                        argv = {"check": ["check"], "rehearse": ["rehearse", "--no-down"]}[command]
+                        extra = measure([*pgshift, *argv, "--database-url", dsn, "--dir", str(folders[fmt])],
+                                        env=env, limit=args.limit)
+                        server.drop(dsn)
+                        runs.setdefault((name, command), []).append(extra)
                     print(f"{size:g} MB {name}: lint {lint.seconds}s, migrate {migrate.seconds}s, "
                           f"psql {psql.seconds}s", file=sys.stderr)
             for (name, what), found in runs.items():
@@ -187,6 +201,11 @@ def report(rows: list[dict[str, object]]) -> str:
             statements = lint["statements"] if lint else "-"
             lines.append(f"| {size:g} MB | {tool} | {statements} | {fmt(lint)} | {fmt(migrate)} | {fmt(psql)} "
                          f"| {ratio} |")
+    others = [r for r in rows if r["what"] in ("check", "rehearse")]
+    if others:
+        lines += ["", "| size | format | command | time, client CPU, peak RSS |", "|---:|---|---|---|"]
+        lines += [f"| {float(str(r['size_mb'])):g} MB | {r['tool']} | `pgshift {r['what']}` | {fmt(r)} |"
+                  for r in others]
     if len(sizes) >= 2:
         small, large = sizes[0], sizes[-1]
         lines.append("")
@@ -207,6 +226,8 @@ def main() -> None:
                         help="file sizes in MB, comma-separated (default 10,50)")
     parser.add_argument("--formats", type=lambda s: s.split(","), default=list(FORMATS))
     parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--also", type=lambda s: [c for c in s.split(",") if c], default=["check"],
+                        help="other commands to run on each file: check, rehearse (default check; '' for none)")
     parser.add_argument("--before", default=None, help="an older pgshift's src/ folder to compare with")
     parser.add_argument("--limit", type=float, default=1800, help="cap on one pgshift run, seconds")
     parser.add_argument("--admin-dsn", default=None, help="an existing server instead of an embedded one")

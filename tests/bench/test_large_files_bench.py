@@ -8,14 +8,15 @@ from tests.bench.loader import load_bench
 from tests.conftest import PgServer
 
 
-def test_large_files_bench_measures_lint_migrate_and_psql(pg_server: PgServer) -> None:
+def test_large_files_bench_measures_lint_migrate_check_and_psql(pg_server: PgServer) -> None:
     b = load_bench("large_files/run.py", "pgshift_bench_large_files")
     args = argparse.Namespace(sizes=[0.1, 0.2], formats=["native", "golang-migrate"], repeat=1, before=None,
-                              limit=120, admin_dsn=pg_server.admin_url)
+                              limit=120, admin_dsn=pg_server.admin_url, also=["check"])
     rows = b.bench(args)
     assert {(r["size_mb"], r["tool"], r["what"]) for r in rows} == {
         (size, tool, what) for size in (0.1, 0.2) for tool in ("native", "golang-migrate")
-        for what in ("lint", "migrate")} | {(0.1, "psql -1 -f", "apply"), (0.2, "psql -1 -f", "apply")}
+        for what in ("lint", "migrate", "check")} | {(0.1, "psql -1 -f", "apply"), (0.2, "psql -1 -f", "apply")}
     assert all(r["ok"] and r["peak_mb"] > 0 and r["cpu_seconds"] >= 0 for r in rows), rows
     text = b.report(rows)
+    assert "| 0.2 MB | golang-migrate | `pgshift check` |" in text
     assert "| 0.2 MB | golang-migrate |" in text and "Linearity (0.2 MB vs 0.1 MB" in text

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from pgshift.errors import MigrationSourceError, SqlParseError
+from pgshift.migrations.files import lines_containing
 from pgshift.migrations.formats import dbmate, flyway, golang_migrate, goose, prisma
 from pgshift.migrations.loader import detect_format, load_migrations
 from pgshift.migrations.model import Migration
@@ -375,3 +376,36 @@ def test_a_down_part_that_does_not_parse_is_kept_as_down_error(tmp_path: Path) -
     assert migration.error is None and [s.sql for s in migration.up] == ["CREATE TABLE a (id int)"]
     assert migration.down is None and not migration.reversible  # unknown, not an empty no-op
     assert migration.down_error is not None and migration.down_error.line == 4
+
+
+@pytest.mark.parametrize("fmt", ["native", "dbmate"])
+def test_markers_and_statements_keep_their_line_numbers_with_any_line_break(tmp_path: Path, fmt: str) -> None:
+    # Markers are numbered as str.splitlines numbers lines (a lone \r or a form feed ends a line),
+    # statements as the splitter does (counting \n), as before the readers stopped splitting lines.
+    up, down = ("-- pgshift:up", "-- pgshift:down") if fmt == "native" else ("-- migrate:up", "-- migrate:down")
+    text = f"-- head\r\n{up}\r\fSELECT 1;\fSELECT 2;\n\r\nSELECT 3;\r{down}\r\nSELECT 4;\n"
+    (tmp_path / "1_x.sql").write_bytes(text.encode())
+    _, [migration] = load_migrations(tmp_path, fmt)
+    assert migration.error is None, migration.error
+    assert [(s.sql, s.line, s.column) for s in migration.up] == [
+        ("SELECT 1", 3, 2), ("SELECT 2", 3, 12), ("SELECT 3", 5, 1)]
+    assert [(s.sql, s.line, s.column) for s in migration.down or []] == [("SELECT 4", 9, 1)]
+    # An error on a marker line names the line after lone \r and form feed breaks (line 8, or for a
+    # second dbmate down marker the original one, now line 9).
+    bad, line = ("-- pgshift:bogus", 8) if fmt == "native" else ("-- migrate:down", 9)
+    (tmp_path / "1_x.sql").write_bytes(text.replace("SELECT 3;\r", f"SELECT 3;\r{bad}\r").encode())
+    _, [broken] = load_migrations(tmp_path, fmt)
+    assert broken.error is not None and str(broken.error).startswith(f"{tmp_path / '1_x.sql'}:{line}: "), broken.error
+
+
+def test_lines_containing_finds_the_lines_str_splitlines_gives() -> None:
+    breaks = ["\n", "\r\n", "\r", "\f", "\v", "\x1c", "\x85", "\u2028", "\u2029"]
+    texts = ["", "k:", "k:\n", "a\nk:", "\nk:\n\n", "k: k:\r\nx\rk:"] + [
+        f"a{b}k: 1{b}{b}b k:{c}k:" for b in breaks for c in ("\r\n", "\n", "\r", "")]
+    for text in texts:
+        expected, position = [], 0
+        for number, line in enumerate(text.splitlines(keepends=True), start=1):
+            if "k:" in line:
+                expected.append((number, position, position + len(line)))
+            position += len(line)
+        assert list(lines_containing(text, "k:")) == expected, repr(text)

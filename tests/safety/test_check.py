@@ -198,3 +198,41 @@ def test_a_table_locked_by_a_stuck_migration_is_reported_not_waited_for(
     assert results["no sessions blocking DDL"].status == "failed"
     assert "accounts" in " ".join(results["no sessions blocking DDL"].detail)
     assert "1 rewritten table(s)" in results["free disk space"].value  # sized from the catalog instead
+
+
+def test_check_on_a_large_data_migration_finds_its_tables_without_parsing_its_inserts(
+    pg_server: Any, db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pglast
+    from pglast import parser
+
+    from pgshift.rehearsal.workload import touched_tables as workload_tables
+
+    pad = "x" * 40
+    rows = ",\n".join(f"({{i}}{r}, 'note {pad}')" for r in range(40))
+    inserts = "".join("INSERT INTO seed (id, note) VALUES\n" + rows.format(i=i) + ";\n" for i in range(1000))
+    big = ("CREATE TABLE seed (id bigint PRIMARY KEY, note text);\nCREATE TABLE audit (n int);\n" + inserts
+           + "INSERT INTO seed VALUES ((SELECT count(*) FROM audit), 'counted');\n"
+           + "ALTER TABLE accounts ALTER COLUMN balance TYPE text;\nCREATE INDEX seed_note ON seed (note);\n")
+    assert len(big) > 2_000_000
+    settings = _project(tmp_path, db_url, pg_server, big)
+    parsed: list[int] = []  # the length of each text parsed into a tree
+    real = parser.parse_sql
+
+    def counting(sql: str) -> Any:
+        parsed.append(len(sql))
+        return real(sql)
+
+    # parse_sql builds a Python object per node: slow on rows. pglast.parse_sql is the same function.
+    monkeypatch.setattr(parser, "parse_sql", counting)
+    monkeypatch.setattr(pglast, "parse_sql", counting)
+    results = _by_name(run_checks(settings))
+    assert results["pending migrations"].detail == ["2 next"]
+    assert results["free disk space"].detail == ["accounts", "seed"]
+    pending = api.status(settings).pending
+    assert touched_tables(list(pending)) == ({"seed", "audit", "accounts"}, {"seed", "accounts"})
+    # rehearse's workload runs against every table named, also inside an INSERT's subquery.
+    assert workload_tables(pending) == {(None, "seed"), (None, "audit"), (None, "accounts")}
+    # Only INSERT heads (to VALUES) and the few other statements were parsed into trees, never the rows.
+    assert parsed and max(parsed) < 200, max(parsed)
+    assert sum(parsed) < 0.1 * len(big), sum(parsed)

@@ -41,6 +41,37 @@ def read_text(path: Path) -> str:
     return text.lstrip("\ufeff")
 
 
+# str.splitlines' line breaks; those other than "\n" and "\r\n" are rare, and without them lines are
+# found with str.find and counted with str.count, in C.
+_BREAKS = "\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029"
+_OTHER_BREAKS = re.compile(f"\r(?!\n)|[{_BREAKS[2:]}]")
+_LINE = re.compile(f"[^{_BREAKS}]*(?:\r\n|[{_BREAKS}]|\\Z)")
+
+
+def lines_containing(text: str, needle: str | re.Pattern[str]) -> Iterator[tuple[int, int, int]]:
+    """(number, start, end) of each line of ``text.splitlines(keepends=True)`` that contains
+    ``needle`` (a string or pattern matching no line break): its 1-based number and
+    ``text[start:end]`` is the line with its ending. Finds marker lines of a large file without
+    holding it as a list of lines."""
+    pattern = needle if isinstance(needle, re.Pattern) else re.compile(re.escape(needle))
+    if _OTHER_BREAKS.search(text) is None:
+        number, counted, position = 1, 0, 0
+        while (match := pattern.search(text, position)) is not None:
+            found = match.start()
+            start = text.rfind("\n", 0, found) + 1
+            end = text.find("\n", found) + 1 or len(text)
+            number += text.count("\n", counted, start)
+            counted, position = start, end
+            yield number, start, end
+        return
+    for number, line in enumerate(_LINE.finditer(text), start=1):
+        start, end = line.span()
+        if start == end:  # \Z after the last line ending: not a line
+            return
+        if pattern.search(text, start, end) is not None:
+            yield number, start, end
+
+
 def require_dir(path: Path) -> Path:
     if problem := broken_link(path):
         raise MigrationSourceError(

@@ -52,13 +52,13 @@ def unparsed() -> Iterator[None]:
 class _Positions:
     """line_col for increasing offsets, counting each newline once (line_col from 0 each time is quadratic)."""
 
-    def __init__(self, text: str, base_line: int) -> None:
-        self.text, self.base_line = text, base_line
-        self.offset, self.line, self.line_start = 0, base_line, 0
+    def __init__(self, text: str, base_line: int, start: int = 0) -> None:
+        self.text, self.base_line, self.start = text, base_line, start  # start: where line base_line starts
+        self.offset, self.line, self.line_start = start, base_line, start
 
     def at(self, offset: int) -> tuple[int, int]:
-        if offset < self.offset:
-            return line_col(self.text, offset, base_line=self.base_line)
+        if offset < self.offset:  # backwards: count again from the start
+            self.offset, self.line, self.line_start = self.start, self.base_line, self.start
         newlines = self.text.count("\n", self.offset, offset)
         if newlines:
             self.line += newlines
@@ -67,13 +67,13 @@ class _Positions:
         return self.line, offset - self.line_start + 1
 
 
-def _cut_points(text: str) -> Iterator[int]:
+def _cut_points(text: str, start: int, end: int) -> Iterator[int]:
     """Offsets just after a line ending in ';', about every CHUNK_CHARS. A cut inside a string, a
     quoted name, a dollar-quoted body, a block comment or a BEGIN ATOMIC body leaves the chunk
     before it unterminated, so it fails to parse: a wrong cut is always noticed."""
-    position = CHUNK_CHARS
-    while position < len(text):
-        match = _STATEMENT_END.search(text, position)
+    position = start + CHUNK_CHARS
+    while position < end:
+        match = _STATEMENT_END.search(text, position, end)
         if match is None:
             return
         yield match.end()
@@ -111,10 +111,12 @@ def _spans_of(piece: str) -> list[tuple[int, int]]:
     return spans
 
 
-def statement_spans(text: str) -> Iterator[tuple[int, int]]:
-    """(start, end) character offsets of every statement of ``text``, in order, chunk by chunk.
+def statement_spans(text: str, section_start: int = 0, section_end: int | None = None) -> Iterator[tuple[int, int]]:
+    """(start, end) character offsets of every statement of ``text`` (or of its part from
+    ``section_start`` to ``section_end``, without copying it), in order, chunk by chunk.
     ParseError (with the character offset in ``text``) if the text does not parse."""
-    bounds = [0, *_cut_points(text), len(text)]
+    section_end = len(text) if section_end is None else section_end
+    bounds = [section_start, *_cut_points(text, section_start, section_end), section_end]
     index = 0
     while index < len(bounds) - 1:
         start, end = bounds[index], bounds[index + 1]
@@ -130,37 +132,50 @@ def statement_spans(text: str) -> Iterator[tuple[int, int]]:
                 index += 2
             except ParseError:
                 try:
-                    spans = _spans_of(text[start:])
+                    spans = _spans_of(text[start:section_end])
                 except ParseError as exc:
-                    offset = exc.args[1] if len(exc.args) > 1 and exc.args[1] is not None else len(text) - start
+                    offset = exc.args[1] if len(exc.args) > 1 and exc.args[1] is not None else section_end - start
                     raise ParseError(exc.args[0], start + int(offset)) from None
                 index = len(bounds)
         for a, b in spans:
             yield start + a, start + b
 
 
-def split_sql(text: str, *, file: str = "<stdin>", base_line: int = 1) -> list[Statement]:
-    """Statements of ``text``; ``base_line`` is the file line where ``text`` starts."""
-    if not text.strip():
+_NOT_BLANK = re.compile(r"\S")
+
+
+def split_sql(text: str, *, file: str = "<stdin>", base_line: int = 1, start: int = 0,
+              end: int | None = None) -> list[Statement]:
+    """Statements of ``text``, or of ``text[start:end]`` without copying that part (a file's
+    section); ``base_line`` is the file line where that text starts."""
+    end = len(text) if end is None else end
+    if _NOT_BLANK.search(text, start, end) is None:
         return []
     if _UNPARSED.get():
-        start = len(text) - len(text.lstrip())
-        line, column = line_col(text, start, base_line=base_line)
+        text = text[start:end]
+        first = len(text) - len(text.lstrip())
+        line, column = line_col(text, first, base_line=base_line)
         return [Statement(text.strip(), file, line, column, 0)]
-    positions = _Positions(text, base_line)
+    return _split(text, file, base_line, start, end)
+
+
+def _split(text: str, file: str, base_line: int, section_start: int, section_end: int) -> list[Statement]:
+    positions = _Positions(text, base_line, section_start)
     statements: list[Statement] = []
     try:
-        for start, end in statement_spans(text):
+        for start, end in statement_spans(text, section_start, section_end):
             sql = text[start:end].rstrip().rstrip(";").rstrip()
             if not sql:
                 continue
             line, column = positions.at(start)
             statements.append(Statement(sql, file, line, column, len(statements)))
     except ParseError as exc:
+        section = text[section_start:section_end]  # the error names (and lint re-reads) the part alone
         message = str(exc.args[0]) if exc.args else str(exc)
-        offset = int(exc.args[1]) if len(exc.args) > 1 and exc.args[1] is not None else len(text)
-        line, column = line_col(text, max(0, min(offset, len(text))), base_line=base_line)
-        raise SqlParseError(message, file=file, line=line, column=column, text=text, base_line=base_line) from exc
+        offset = int(exc.args[1]) - section_start if len(exc.args) > 1 and exc.args[1] is not None else len(section)
+        line, column = line_col(section, max(0, min(offset, len(section))), base_line=base_line)
+        raise SqlParseError(message, file=file, line=line, column=column, text=section,
+                            base_line=base_line) from exc
     return statements
 
 

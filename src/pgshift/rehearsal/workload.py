@@ -24,14 +24,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
-from pglast import parse_sql
-from pglast.visitors import Visitor
 from psycopg import sql
 
 from pgshift.db.connect import connect
+from pgshift.migrations.analysis import TableName, named_tables
 from pgshift.migrations.model import Migration
-
-TableName = tuple[str | None, str]
 
 
 class Clock:
@@ -73,33 +70,22 @@ class Target:
     update_kind: str = "update"  # "lock" when it is a SELECT ... FOR UPDATE
 
 
-class _RangeVars(Visitor):
-    def __init__(self) -> None:
-        self.found: set[TableName] = set()
-
-    def visit_RangeVar(self, _ancestors: Any, node: Any) -> None:
-        self.found.add((node.schemaname, node.relname))
-
-
 def touched_tables(migrations: Iterable[Migration]) -> set[TableName]:
     """Every relation named in the migrations' up and down parts: the workload runs through the
     rollback too (tables the migrations create do not exist yet and drop out when the workload
     looks them up)."""
-    visitor = _RangeVars()
+    found: set[TableName] = set()
     for migration in migrations:
         texts = [s.sql for s in [*migration.up, *(migration.down or [])]]
         if migration.ops is not None:  # an operations migration names its tables in its operations
             for o in migration.ops.operations:
                 for key in ("table", "references_table", "from", "to"):
                     if o.get(key) and (key in ("table", "references_table") or o.kind == "rename_table"):
-                        visitor.found.add((migration.ops.schema, str(o.get(key))))
+                        found.add((migration.ops.schema, str(o.get(key))))
                 texts += [str(o.get(part)) for part in ("up", "down", "contract") if o.kind == "sql" and o.get(part)]
         for text in texts:
-            try:
-                visitor(parse_sql(text))
-            except Exception:  # a statement pglast cannot read names no table
-                continue
-    return visitor.found
+            found |= named_tables(text)
+    return found
 
 
 def discover(conn: psycopg.Connection[Any], tables: Iterable[TableName], *, sample: int = 1000) -> list[Target]:

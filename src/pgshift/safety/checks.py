@@ -24,6 +24,7 @@ from pgshift.config import Settings, duration_ms
 from pgshift.db.connect import connect, mask_password
 from pgshift.db.sizes import table_bytes
 from pgshift.errors import PgshiftError
+from pgshift.migrations.analysis import TableName, changed_tables
 from pgshift.migrations.model import Migration
 from pgshift.runner.plan import Problem
 from pgshift.safety.backup import latest_verified_backup
@@ -82,40 +83,20 @@ class _Context:
 
 
 # -- statement analysis ---------------------------------------------------------------------
-def _qualified(relation: Any) -> str:
-    return f"{relation.schemaname}.{relation.relname}" if relation.schemaname else str(relation.relname)
-
-
 def touched_tables(migrations: list[Migration]) -> tuple[set[str], set[str]]:
     """(tables the statements change, tables they rewrite or copy while building)."""
-    from pglast import ast, parse_sql
-    from pglast.enums import AlterTableType
-
-    rewriting = {AlterTableType.AT_AlterColumnType, AlterTableType.AT_SetTableSpace,
-                 AlterTableType.AT_SetLogged, AlterTableType.AT_SetUnLogged}
     touched: set[str] = set()
     rewritten: set[str] = set()
     for migration in migrations:
         for statement in migration.up:
-            try:
-                nodes = parse_sql(statement.sql)
-            except Exception:  # lint reports parse errors; here we only estimate
-                continue
-            for raw in nodes:
-                node: Any = raw.stmt
-                relations: list[Any] = [node.relation] if getattr(node, "relation", None) is not None else []
-                if isinstance(node, ast.VacuumStmt):
-                    relations = [r.relation for r in node.rels or () if getattr(r, "relation", None) is not None]
-                    if any(o.defname == "full" for o in node.options or ()):
-                        rewritten.update(_qualified(r) for r in relations)
-                names = {_qualified(r) for r in relations}
-                touched |= names
-                if isinstance(node, (ast.IndexStmt, ast.ClusterStmt)) or (
-                    isinstance(node, ast.AlterTableStmt)
-                    and any(getattr(c, "subtype", None) in rewriting for c in node.cmds or ())
-                ):
-                    rewritten |= names
+            changed, rebuilt = changed_tables(statement.sql)
+            touched.update(_qualified(name) for name in changed)
+            rewritten.update(_qualified(name) for name in rebuilt)
     return touched, rewritten
+
+
+def _qualified(name: TableName) -> str:
+    return f"{name[0]}.{name[1]}" if name[0] else name[1]
 
 
 # -- the checks -----------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from functools import partial
 from pathlib import Path
 
 from pgshift.errors import MigrationSourceError
-from pgshift.migrations.files import in_order, named_sql_files, per_file, read_text, read_texts
+from pgshift.migrations.files import in_order, lines_containing, named_sql_files, per_file, read_text, read_texts
 from pgshift.migrations.model import Migration, checksum_of, version_sort_key
 from pgshift.migrations.splitter import split_down, split_sql
 
@@ -44,17 +44,18 @@ def _options(text: str, where: str) -> dict[str, str]:
     return options
 
 
-def _markers(path: Path, lines: list[str]) -> dict[str, tuple[int, dict[str, str]]]:
-    """{'up'/'down': (1-based line, options)}; refuses missing, repeated or misplaced markers."""
-    found: dict[str, tuple[int, dict[str, str]]] = {}
-    for number, line in enumerate(lines, start=1):
-        match = MARKER.match(line.rstrip("\r\n"))
+def _markers(path: Path, text: str) -> dict[str, tuple[int, int, int, dict[str, str]]]:
+    """{'up'/'down': (1-based line, offset of the line, offset after it, options)}; refuses missing,
+    repeated or misplaced markers."""
+    found: dict[str, tuple[int, int, int, dict[str, str]]] = {}
+    for number, line_start, line_end in lines_containing(text, "migrate:"):
+        match = MARKER.match(text[line_start:line_end].rstrip("\r\n"))
         if not match:
             continue
         direction = match.group("direction")
         if direction in found:
             raise MigrationSourceError(f"{path}:{number}: a second '-- migrate:{direction}' marker.")
-        found[direction] = (number, _options(match.group("options") or "", f"{path}:{number}"))
+        found[direction] = (number, line_start, line_end, _options(match.group("options") or "", f"{path}:{number}"))
     for direction in ("up", "down"):
         if direction not in found:
             raise MigrationSourceError(
@@ -65,7 +66,7 @@ def _markers(path: Path, lines: list[str]) -> dict[str, tuple[int, dict[str, str
         raise MigrationSourceError(
             f"{path}:{found['down'][0]}: '-- migrate:down' comes before '-- migrate:up'."
         )
-    for number, line in enumerate(lines[: found["up"][0] - 1], start=1):
+    for number, line in enumerate(text[: found["up"][1]].splitlines(keepends=True), start=1):
         if line.strip() and not line.lstrip().startswith("--"):
             raise MigrationSourceError(
                 f"{path}:{number}: SQL before the '-- migrate:up' marker.",
@@ -76,16 +77,17 @@ def _markers(path: Path, lines: list[str]) -> dict[str, tuple[int, dict[str, str
 
 def parse_file(path: Path, version: str, name: str) -> Migration:
     text = read_text(path)
-    if not text.strip():
+    if not text or text.isspace():
         raise MigrationSourceError(f"The migration file {path} is empty.")
-    lines = text.splitlines(keepends=True)
-    markers = _markers(path, lines)
-    (up_line, up_options), (down_line, _) = markers["up"], markers["down"]
-    up = split_sql("".join(lines[up_line : down_line - 1]), file=str(path), base_line=up_line + 1)
+    checksum = checksum_of(text)  # before splitting: its encoded copy is freed before the statements exist
+    markers = _markers(path, text)
+    (up_line, _, up_offset, up_options), (down_line, down_line_start, down_offset, _) = markers["up"], markers["down"]
+    # Sections are split in place (offsets into text), not copied out of it.
+    up = split_sql(text, file=str(path), base_line=up_line + 1, start=up_offset, end=down_line_start)
     if not up:
         raise MigrationSourceError(f"{path} has no statements in its '-- migrate:up' section.")
-    down_text = "".join(lines[down_line:])
-    down, down_error = split_down(lambda: split_sql(down_text, file=str(path), base_line=down_line + 1))
+    down, down_error = split_down(
+        lambda: split_sql(text, file=str(path), base_line=down_line + 1, start=down_offset))
     return Migration(
         version=version,
         name=name,
@@ -93,7 +95,7 @@ def parse_file(path: Path, version: str, name: str) -> Migration:
         up=up,
         down=down,
         down_error=down_error,
-        checksum=checksum_of(text),
+        checksum=checksum,
         source_format=FORMAT,
         transactional=up_options.get("transaction", "true") != "false",
         sort_key=version_sort_key(version),

@@ -22,7 +22,14 @@ from functools import partial
 from pathlib import Path
 
 from pgshift.errors import MigrationSourceError, SqlParseError
-from pgshift.migrations.files import per_file, read_text, read_texts, require_dir, require_unique_versions
+from pgshift.migrations.files import (
+    lines_containing,
+    per_file,
+    read_text,
+    read_texts,
+    require_dir,
+    require_unique_versions,
+)
 from pgshift.migrations.model import Migration, Statement, checksum_of, version_sort_key
 from pgshift.migrations.splitter import split_sql
 
@@ -30,6 +37,7 @@ FORMAT = "goose"
 FILE_NAME = re.compile(r"^(?P<version>\d+)_(?P<name>.*)\.(?P<ext>sql|go)$")
 ANNOTATION = re.compile(r"^--\s*\+goose\s+(?P<command>.*?)\s*$", re.I)
 MARKER = re.compile(r"^--\s*\+goose\s", re.I | re.M)
+_GOOSE = re.compile(r"\+goose", re.I)  # in every annotation line
 
 
 def detect(path: Path) -> bool:
@@ -45,12 +53,14 @@ class _Part:
 @dataclass
 class _Parser:
     path: Path
-    lines: list[str]
+    text: str  # the file; parts are split in place, by offsets
     up: _Part | None = None
     down: _Part | None = None
     transactional: bool = True
     block_start: int | None = None  # line of the open StatementBegin
+    block_offset: int = 0  # where the line after it starts
     plain_start: int = 1  # first line of the current run of plain SQL
+    plain_offset: int = 0  # where that line starts
     down_error: SqlParseError | None = None  # the Down part does not parse (its first error)
 
     @property
@@ -60,11 +70,11 @@ class _Parser:
     def current(self) -> _Part | None:
         return self.down or self.up
 
-    def split(self, text: str, base_line: int) -> list[Statement] | None:
-        """Statements of ``text``; None when it is in the Down part and does not parse: a broken
-        Down part only blocks a rollback through this migration, as in goose."""
+    def split(self, text: str, base_line: int, start: int = 0, end: int | None = None) -> list[Statement] | None:
+        """Statements of ``text[start:end]``; None when it is in the Down part and does not parse: a
+        broken Down part only blocks a rollback through this migration, as in goose."""
         try:
-            return split_sql(text, file=self.where, base_line=base_line)
+            return split_sql(text, file=self.where, base_line=base_line, start=start, end=end)
         except SqlParseError as exc:
             if self.down is None:
                 raise
@@ -72,22 +82,21 @@ class _Parser:
             return None
 
     def flush_plain(self, end: int) -> None:
-        """Split the plain SQL on lines plain_start .. end-1 into the current part."""
-        text = "".join(self.lines[self.plain_start - 1 : end - 1])
+        """Split the plain SQL from line plain_start to offset ``end`` (a line start) into the current part."""
         part = self.current()
         if part is None:
-            for offset, line in enumerate(text.splitlines()):
+            for offset, line in enumerate(self.text[self.plain_offset:end].splitlines()):
                 if line.strip() and not line.lstrip().startswith("--"):
                     raise MigrationSourceError(
                         f"{self.path}:{self.plain_start + offset}: SQL before the '-- +goose Up' annotation.",
                         hint="goose requires the file to start with '-- +goose Up'.",
                     )
             return
-        part.statements += self.split(text, self.plain_start) or []
+        part.statements += self.split(self.text, self.plain_start, self.plain_offset, end) or []
 
     def close_block(self, end: int) -> None:
         assert self.block_start is not None
-        text = "".join(self.lines[self.block_start : end - 1])
+        text = self.text[self.block_offset:end]
         found = self.split(text, self.block_start + 1)
         if found is None:
             self.block_start = None
@@ -104,7 +113,7 @@ class _Parser:
         part.statements.append(Statement(sql, self.where, first.line, first.column, 0))
         self.block_start = None
 
-    def annotate(self, number: int, command: str) -> None:
+    def annotate(self, number: int, command: str, line_end: int) -> None:
         where = f"{self.path}:{number}"
         if self.up is None and command in ("down", "statementbegin", "statementend"):
             raise MigrationSourceError(f"{where}: '-- +goose {command}' before '-- +goose Up'.")
@@ -117,7 +126,7 @@ class _Parser:
                 raise MigrationSourceError(f"{where}: a second '-- +goose Down' annotation.")
             self.down = _Part(number)
         elif command == "statementbegin":
-            self.block_start = number
+            self.block_start, self.block_offset = number, line_end
         elif command == "statementend":
             raise MigrationSourceError(f"{where}: '-- +goose StatementEnd' without StatementBegin.")
         elif command == "no transaction":
@@ -135,8 +144,8 @@ class _Parser:
             )
 
     def run(self) -> None:
-        for number, line in enumerate(self.lines, start=1):
-            match = ANNOTATION.match(line.rstrip("\r\n"))
+        for number, line_start, line_end in lines_containing(self.text, _GOOSE):
+            match = ANNOTATION.match(self.text[line_start:line_end].rstrip("\r\n"))
             if not match:
                 continue
             command = " ".join(match.group("command").lower().split())
@@ -146,16 +155,16 @@ class _Parser:
                         f"{self.path}:{number}: '-- +goose {match.group('command')}' inside a "
                         f"StatementBegin block opened on line {self.block_start}."
                     )
-                self.close_block(number)
+                self.close_block(line_start)
             else:
-                self.flush_plain(number)
-                self.annotate(number, command)
-            self.plain_start = number + 1
+                self.flush_plain(line_start)
+                self.annotate(number, command, line_end)
+            self.plain_start, self.plain_offset = number + 1, line_end
         if self.block_start is not None:
             raise MigrationSourceError(
                 f"{self.path}:{self.block_start}: StatementBegin without a matching '-- +goose StatementEnd'."
             )
-        self.flush_plain(len(self.lines) + 1)
+        self.flush_plain(len(self.text))
 
 
 def _offset(text: str, line_index: int, column: int) -> int:
@@ -170,9 +179,10 @@ def _reindex(statements: list[Statement]) -> list[Statement]:
 
 def parse_file(path: Path, version: str, name: str) -> Migration:
     text = read_text(path)
-    if not text.strip():
+    if not text or text.isspace():
         raise MigrationSourceError(f"The migration file {path} is empty.")
-    parser = _Parser(path, text.splitlines(keepends=True))
+    checksum = checksum_of(text)  # before splitting: its encoded copy is freed before the statements exist
+    parser = _Parser(path, text)
     parser.run()
     if parser.up is None:
         raise MigrationSourceError(
@@ -188,7 +198,7 @@ def parse_file(path: Path, version: str, name: str) -> Migration:
         up=_reindex(parser.up.statements),
         down=_reindex(parser.down.statements) if parser.down and not parser.down_error else None,
         down_error=parser.down_error,
-        checksum=checksum_of(text),
+        checksum=checksum,
         source_format=FORMAT,
         transactional=parser.transactional,
         sort_key=version_sort_key(version),

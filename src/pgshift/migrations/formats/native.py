@@ -20,7 +20,7 @@ from functools import partial
 from pathlib import Path
 
 from pgshift.errors import ConfigError, MigrationSourceError
-from pgshift.migrations.files import in_order, named_sql_files, per_file, read_text, read_texts
+from pgshift.migrations.files import in_order, lines_containing, named_sql_files, per_file, read_text, read_texts
 from pgshift.migrations.model import Migration, checksum_of, version_sort_key
 from pgshift.migrations.splitter import split_down, split_sql
 from pgshift.units import duration_ms
@@ -51,26 +51,28 @@ def detect(path: Path) -> bool:
 
 def parse_file(path: Path, version: str, name: str) -> Migration:
     text = read_text(path)
-    if not text.strip():
+    if not text or text.isspace():
         raise MigrationSourceError(f"The migration file {path} is empty.")
+    checksum = checksum_of(text)  # before splitting: its encoded copy is freed before the statements exist
     transactional = True
     lock_timeout: str | None = None
     statement_timeout: str | None = None
-    up_start = 0
+    # Line numbers of the markers, and offsets in text where the up part starts and the down marker line.
+    up_start, up_offset = 0, 0
     down_start: int | None = None
-    lines = text.splitlines(keepends=True)
-    for number, line in enumerate(lines, start=1):
-        match = DIRECTIVE.match(line)
+    down_line_start = down_offset = len(text)
+    for number, line_start, line_end in lines_containing(text, "pgshift:"):
+        match = DIRECTIVE.match(text[line_start:line_end])
         if not match:
             continue
         directive, arg = match.group("name"), match.group("arg").strip()
         where = f"{path}:{number}"
         if directive == "up":
-            up_start = number
+            up_start, up_offset = number, line_end
         elif directive == "down":
             if down_start is not None:
                 raise MigrationSourceError(f"{where}: a second '-- pgshift:down' marker.")
-            down_start = number
+            down_start, down_line_start, down_offset = number, line_start, line_end
         elif directive == "no-transaction":
             transactional = False
         elif directive in ("lock-timeout", "statement-timeout"):
@@ -90,15 +92,14 @@ def parse_file(path: Path, version: str, name: str) -> Migration:
             )
     if down_start is not None and down_start < up_start:
         raise MigrationSourceError(f"{path}:{down_start}: the down marker comes before the up marker.")
-    up_end = down_start - 1 if down_start is not None else len(lines)
-    up_text = "".join(lines[up_start:up_end])
-    up = split_sql(up_text, file=str(path), base_line=up_start + 1)
+    # Sections are split in place (offsets into text), not copied out of it.
+    up = split_sql(text, file=str(path), base_line=up_start + 1, start=up_offset, end=down_line_start)
     if not up:
         raise MigrationSourceError(f"{path} has no statements in its up part.")
     down, down_error = None, None
     if down_start is not None:
-        down_text = "".join(lines[down_start:])
-        down, down_error = split_down(lambda: split_sql(down_text, file=str(path), base_line=down_start + 1))
+        down_base = down_start + 1
+        down, down_error = split_down(lambda: split_sql(text, file=str(path), base_line=down_base, start=down_offset))
     return Migration(
         version=version,
         name=name,
@@ -106,7 +107,7 @@ def parse_file(path: Path, version: str, name: str) -> Migration:
         up=up,
         down=down,
         down_error=down_error,
-        checksum=checksum_of(text),
+        checksum=checksum,
         source_format="native",
         transactional=transactional,
         lock_timeout=lock_timeout,
