@@ -39,11 +39,17 @@ def snapshot(conn: psycopg.Connection[Any]) -> list[tuple[str, str]]:
     return [(str(a), str(b)) for a, b in conn.execute(CATALOG).fetchall()]
 
 
-def make_project(tmp_path: Path, url: str, files: dict[str, str]) -> Settings:
+def write_project(tmp_path: Path, files: dict[str, str]) -> Path:
+    """``tmp_path`` with a migrations folder holding ``files`` (a project the CLI runs in)."""
     folder = tmp_path / "migrations"
     folder.mkdir(exist_ok=True)
     for name, text in files.items():
         (folder / name).write_text(text)
+    return tmp_path
+
+
+def make_project(tmp_path: Path, url: str, files: dict[str, str]) -> Settings:
+    write_project(tmp_path, files)
     return Settings(database_url=url, base_dir=tmp_path, migrations_dir="migrations", lock_timeout="2s")
 
 

@@ -10,16 +10,9 @@ from typing import Any
 import psycopg
 
 from tests.helpers import run_pgshift
+from tests.ops.helpers import write_project
 
 Conn = psycopg.Connection[Any]
-
-
-def _project(tmp_path: Path, files: dict[str, str]) -> Path:
-    folder = tmp_path / "migrations"
-    folder.mkdir(exist_ok=True)
-    for name, text in files.items():
-        (folder / name).write_text(text)
-    return tmp_path
 
 
 def _said(result: Any) -> str:
@@ -51,7 +44,7 @@ def _fk(conn: Conn) -> list[tuple[Any, ...]]:
 
 def test_a_contract_failing_validation_can_be_aborted_as_its_message_says(tmp_path: Path, db_url: str,
                                                                           conn: Conn) -> None:
-    project = _project(tmp_path, {"001_init.sql": FK_INIT, "002_fk.ops.yaml": FK_OPS})
+    project = write_project(tmp_path, {"001_init.sql": FK_INIT, "002_fk.ops.yaml": FK_OPS})
     assert run_pgshift(["migrate"], cwd=project, url=db_url).returncode == 0  # NOT VALID: orphans allowed
     result = run_pgshift(["contract"], cwd=project, url=db_url)
     message = _said(result)
@@ -73,7 +66,7 @@ def test_a_contract_failing_validation_can_be_aborted_as_its_message_says(tmp_pa
 
 def test_a_contract_failing_validation_can_be_rerun_after_fixing_the_data(tmp_path: Path, db_url: str,
                                                                           conn: Conn) -> None:
-    project = _project(tmp_path, {"001_init.sql": FK_INIT, "002_fk.ops.yaml": FK_OPS})
+    project = write_project(tmp_path, {"001_init.sql": FK_INIT, "002_fk.ops.yaml": FK_OPS})
     assert run_pgshift(["migrate"], cwd=project, url=db_url).returncode == 0
     assert run_pgshift(["contract"], cwd=project, url=db_url).returncode == 8
     conn.execute("INSERT INTO owners VALUES (42)")
@@ -85,7 +78,7 @@ def test_a_contract_failing_validation_can_be_rerun_after_fixing_the_data(tmp_pa
 def test_a_contract_that_crashed_within_its_validations_can_still_be_aborted(tmp_path: Path, db_url: str,
                                                                              conn: Conn) -> None:
     """A crash leaves 'contracting' on record; nothing destructive ran, so abort must still work."""
-    project = _project(tmp_path, {"001_init.sql": FK_INIT, "002_fk.ops.yaml": FK_OPS})
+    project = write_project(tmp_path, {"001_init.sql": FK_INIT, "002_fk.ops.yaml": FK_OPS})
     assert run_pgshift(["migrate"], cwd=project, url=db_url).returncode == 0
     conn.execute("UPDATE pgshift.ops_state SET phase = 'contracting', steps_done = 0 WHERE version = '002'")
     aborted = run_pgshift(["abort"], cwd=project, url=db_url)
@@ -102,7 +95,7 @@ UNIQUE_OPS = "operations:\n  - add_unique: {table: users, name: users_email_key,
 
 def test_a_failed_unique_build_leaves_no_invalid_index_and_names_the_duplicate(tmp_path: Path, db_url: str,
                                                                               conn: Conn) -> None:
-    project = _project(tmp_path, {"001_init.sql": UNIQUE_INIT, "002_unique.ops.yaml": UNIQUE_OPS})
+    project = write_project(tmp_path, {"001_init.sql": UNIQUE_INIT, "002_unique.ops.yaml": UNIQUE_OPS})
     result = run_pgshift(["migrate"], cwd=project, url=db_url)
     message = _said(result)
     assert result.returncode == 8, message
@@ -119,7 +112,7 @@ def test_a_failed_unique_build_leaves_no_invalid_index_and_names_the_duplicate(t
 
 
 def test_a_failed_expand_step_resumes_with_the_suggested_migrate(tmp_path: Path, db_url: str, conn: Conn) -> None:
-    project = _project(tmp_path, {"001_init.sql": UNIQUE_INIT, "002_unique.ops.yaml": UNIQUE_OPS})
+    project = write_project(tmp_path, {"001_init.sql": UNIQUE_INIT, "002_unique.ops.yaml": UNIQUE_OPS})
     assert run_pgshift(["migrate"], cwd=project, url=db_url).returncode == 8
     conn.execute("UPDATE users SET email = 'b@x' WHERE id = 3")
     again = run_pgshift(["migrate"], cwd=project, url=db_url)
@@ -133,7 +126,7 @@ def test_a_failing_backfill_names_the_row_and_can_be_aborted(tmp_path: Path, db_
             "INSERT INTO t SELECT g, g FROM generate_series(1, 50) g;\n")
     ops = ("operations:\n  - add_column:\n      table: t\n      column: {name: qty2, type: int, nullable: false}\n"
            "      up: \"CASE WHEN qty = 7 THEN NULL ELSE qty * 2 END\"\n")
-    project = _project(tmp_path, {"001_init.sql": init, "002_qty2.ops.yaml": ops})
+    project = write_project(tmp_path, {"001_init.sql": init, "002_qty2.ops.yaml": ops})
     result = run_pgshift(["migrate"], cwd=project, url=db_url)
     message = _said(result)
     assert result.returncode == 8, message
@@ -169,7 +162,7 @@ def test_a_contract_failing_after_dropping_a_column_says_to_finish_it_and_abort_
   - drop_column: {table: t, column: note}
   - sql: {up: "SELECT 1", down: "SELECT 1", contract: "SELECT 1 / (SELECT count(*) FROM gate)"}
 """
-    project = _project(tmp_path, {"001_init.sql": init, "002_ops.ops.yaml": ops})
+    project = write_project(tmp_path, {"001_init.sql": init, "002_ops.ops.yaml": ops})
     assert run_pgshift(["migrate"], cwd=project, url=db_url).returncode == 0
     result = run_pgshift(["contract"], cwd=project, url=db_url)
     message = _said(result)

@@ -13,6 +13,7 @@ import pytest
 from psycopg import conninfo, sql
 
 from tests.helpers import run_pgshift
+from tests.ops.helpers import write_project
 
 Conn = psycopg.Connection[tuple[Any, ...]]
 INIT = """-- pgshift:up
@@ -47,16 +48,8 @@ def owner(conn: Conn, db_name: str, db_url: str) -> Iterator[str]:
         conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
 
 
-def _project(tmp_path: Path, files: dict[str, str]) -> Path:
-    folder = tmp_path / "migrations"
-    folder.mkdir(exist_ok=True)
-    for name, text in files.items():
-        (folder / name).write_text(text)
-    return tmp_path
-
-
 def test_expand_backfill_on_a_forced_rls_table_is_refused_not_partial(tmp_path: Path, conn: Conn, owner: str) -> None:
-    project = _project(tmp_path, {"001_init.sql": INIT + "ALTER TABLE t FORCE ROW LEVEL SECURITY;\n",
+    project = write_project(tmp_path, {"001_init.sql": INIT + "ALTER TABLE t FORCE ROW LEVEL SECURITY;\n",
                                   "002_qty2.ops.yaml": ADD_QTY2})
     result = run_pgshift(["migrate"], cwd=project, url=owner)
     message = _said(result)
@@ -76,7 +69,7 @@ def test_expand_backfill_on_a_forced_rls_table_is_refused_not_partial(tmp_path: 
 def test_pgshift_backfill_on_rls_tables_is_refused_for_owner_with_force_and_for_non_owner(
     tmp_path: Path, conn: Conn, owner: str, db_name: str
 ) -> None:
-    project = _project(tmp_path, {"001_init.sql": INIT + "ALTER TABLE t FORCE ROW LEVEL SECURITY;\n"})
+    project = write_project(tmp_path, {"001_init.sql": INIT + "ALTER TABLE t FORCE ROW LEVEL SECURITY;\n"})
     assert run_pgshift(["migrate"], cwd=project, url=owner).returncode == 0
     result = run_pgshift(["backfill", "--table", "t", "--set", "qty = qty + 100"], cwd=project, url=owner)
     message = _said(result)
@@ -115,7 +108,7 @@ def test_a_set_that_reads_another_rls_table_is_refused_naming_it(tmp_path: Path,
             "CREATE TABLE rates (tenant int, rate int);\nINSERT INTO rates VALUES (0, 1), (1, 1), (2, 1);\n"
             "ALTER TABLE rates ENABLE ROW LEVEL SECURITY;\nALTER TABLE rates FORCE ROW LEVEL SECURITY;\n"
             "CREATE POLICY only_tenant_0 ON rates USING (tenant = 0);\n")
-    project = _project(tmp_path, {"001_init.sql": init})
+    project = write_project(tmp_path, {"001_init.sql": init})
     assert run_pgshift(["migrate"], cwd=project, url=owner).returncode == 0
     result = run_pgshift(["backfill", "--table", "t", "--set", "qty = (SELECT sum(rate) FROM rates)"],
                          cwd=project, url=owner)

@@ -189,29 +189,20 @@ class History:
             return {r["version"]: AppliedRow(**r) for r in cur.fetchall()}
 
     def events(self, limit: int = 100) -> list[dict[str, Any]]:
-        if not self.exists():
-            return []
-        with self.conn.cursor(row_factory=dict_row) as cur:
-            cur.execute(
-                self._sql(
-                    "SELECT id, at, version, event, actor, detail FROM {schema}.events "
-                    "ORDER BY id DESC LIMIT %s"
-                ),
-                (limit,),
-            )
-            return list(reversed(cur.fetchall()))
+        """The newest ``limit`` events, oldest first."""
+        return list(reversed(self.events_named(None, limit)))
 
-    def events_named(self, event: str, limit: int = 20) -> list[dict[str, Any]]:
-        """The newest ``limit`` events called ``event``, newest first."""
+    def events_named(self, event: str | None, limit: int = 20) -> list[dict[str, Any]]:
+        """The newest ``limit`` events called ``event`` (any event when None), newest first."""
         if not self.exists():
             return []
         with self.conn.cursor(row_factory=dict_row) as cur:
             cur.execute(
                 self._sql(
                     "SELECT id, at, version, event, actor, detail FROM {schema}.events "
-                    "WHERE event = %s ORDER BY id DESC LIMIT %s"
+                    "WHERE %s::text IS NULL OR event = %s ORDER BY id DESC LIMIT %s"
                 ),
-                (event, limit),
+                (event, event, limit),
             )
             return cur.fetchall()
 
