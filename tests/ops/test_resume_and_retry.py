@@ -1,0 +1,102 @@
+"""The ops phases' recovery paths on a real server: an interrupted CONCURRENTLY build's INVALID index is
+rebuilt on rerun, a step that hits lock_timeout is retried (and the retry recorded), and a lock that is
+never released ends in LockTimeoutExhausted naming the session that holds it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from pgshift import api
+from pgshift.errors import LockTimeoutExhausted, MigrationFailed
+from tests.ops.helpers import make_project
+
+Conn = psycopg.Connection[Any]
+
+
+def _index_valid(conn: Conn, name: str) -> bool | None:
+    row = conn.execute("SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+                       "WHERE c.relname = %s", (name,)).fetchone()
+    return None if row is None else bool(row[0])
+
+
+@pytest.mark.parametrize("name", ["t_code_key", "T code key"])  # the second needs quoting
+def test_an_invalid_index_left_by_a_failed_build_is_rebuilt_when_the_expand_is_rerun(
+        tmp_path: Path, db_url: str, conn: Conn, name: str) -> None:
+    settings = make_project(tmp_path, db_url, {"001_init.sql": "CREATE TABLE t (id int PRIMARY KEY, code text);\n"
+                                                               "INSERT INTO t VALUES (1, 'a'), (2, 'a');\n"})
+    api.migrate(settings)
+    quoted = name.replace('"', '\\"')
+    (tmp_path / "migrations" / "002_idx.ops.yaml").write_text(
+        f'operations:\n  - create_index: {{table: t, name: "{quoted}", columns: [code], unique: true}}\n')
+    with pytest.raises(MigrationFailed, match="could not create unique index"):
+        api.migrate(settings)
+    assert _index_valid(conn, name) is False  # CONCURRENTLY left its INVALID index behind
+    conn.execute("UPDATE t SET code = 'b' WHERE id = 2")
+    notes: list[str] = []
+    api.migrate(settings, notify=notes.append)
+    # IF NOT EXISTS alone would have kept the INVALID index: the step must drop it and build it again.
+    assert _index_valid(conn, name) is True
+    assert any("dropping INVALID index" in n for n in notes), notes
+    with pytest.raises(psycopg.errors.UniqueViolation):
+        conn.execute("INSERT INTO t VALUES (3, 'a')")
+
+
+CHECK = "lock_timeout: 300ms\nlock_retries: {retries}\noperations:\n" \
+        "  - add_check: {{table: t, name: qty_positive, check: \"qty > 0\"}}\n"
+
+
+def _project_with_check(tmp_path: Path, db_url: str, retries: int) -> Any:
+    settings = make_project(tmp_path, db_url, {"001_init.sql": "CREATE TABLE t (id int PRIMARY KEY, qty int);\n"})
+    api.migrate(settings)
+    (tmp_path / "migrations" / "002_check.ops.yaml").write_text(CHECK.format(retries=retries))
+    return settings
+
+
+def _constraint(conn: Conn) -> list[tuple[Any, ...]]:
+    return conn.execute("SELECT conname FROM pg_constraint WHERE conname = 'qty_positive'").fetchall()
+
+
+def test_a_step_blocked_past_lock_timeout_succeeds_on_retry_and_the_retry_is_recorded(
+        tmp_path: Path, db_url: str, conn: Conn) -> None:
+    settings = _project_with_check(tmp_path, db_url, retries=3)
+    notes: list[str] = []
+    with psycopg.connect(db_url) as blocker:
+        def notify(message: str) -> None:
+            notes.append(message)
+            if message.startswith("expand 1/1"):  # a fresh transaction: too young to be waited out unqueued
+                blocker.execute("SELECT * FROM t")  # holds ACCESS SHARE on t until rolled back
+            elif message.startswith("lock_timeout on"):  # released only after the first attempt timed out
+                blocker.rollback()
+
+        report = api.migrate(settings, notify=notify)
+    assert report.applied[0].retries == 1, notes
+    assert any(n.startswith("lock_timeout on '") for n in notes), notes
+    assert _constraint(conn) == [("qty_positive",)]
+    events = conn.execute(sql.SQL("SELECT detail FROM {} WHERE event = 'lock-timeout-retry'").format(
+        sql.Identifier("pgshift", "events"))).fetchall()
+    assert [(e[0]["attempt"], e[0]["step"].startswith("add check")) for e in events] == [(1, True)], events
+
+
+def test_a_lock_never_released_exhausts_the_retries_and_names_the_blocker(
+        tmp_path: Path, db_url: str, conn: Conn) -> None:
+    settings = _project_with_check(tmp_path, db_url, retries=1)
+    with psycopg.connect(db_url) as blocker:
+        blocker.execute("SET application_name = 'the_blocker'")
+
+        def notify(message: str) -> None:
+            if message.startswith("expand 1/1"):
+                blocker.execute("SELECT * FROM t")
+
+        with pytest.raises(LockTimeoutExhausted) as info:
+            api.migrate(settings, notify=notify)
+        pid = blocker.info.backend_pid
+        blocker.rollback()
+    message = str(info.value)
+    assert "after 2 attempts" in message and f"pid {pid} (the_blocker" in message, message
+    assert _constraint(conn) == []  # nothing of the step was committed
+    assert conn.execute("SELECT count(*) FROM pgshift.events WHERE event = 'lock-timeout-retry'").fetchone() == (1,)
