@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from psycopg import conninfo
 
-from pgshift.db.connect import connect, mask_password, require_url
+from pgshift.db.connect import connect, describe_target, mask_password, require_url
 from pgshift.errors import PgshiftError
 from tests.conftest import PgServer
 from tests.helpers import run_pgshift
@@ -93,3 +93,30 @@ def test_the_cli_never_prints_a_malformed_connection_strings_password(tmp_path: 
     result = run_pgshift(["status", "--dir", str(tmp_path)], cwd=tmp_path, url=url)
     assert result.returncode == 3, result.stderr
     assert not _leaks(result.stdout + result.stderr), result.stderr
+
+
+def test_libpqs_quoted_tokens_are_masked_whole_and_short_words_are_left_alone() -> None:
+    def message(url: str) -> str:
+        with pytest.raises(PgshiftError) as info:
+            require_url(url)
+        return str(info.value)
+
+    # libpq quotes the token after the space: a 3-character piece is still a piece of the password.
+    assert 'after "***""' in message('host=db password="p@ss w0r" dbname=app')
+    # A piece that contains a shorter one is masked first, so no letter of it is left over.
+    assert 'after "***""' in message('host=db password="xyz xyzw" dbname=app')
+    # Pieces under 3 characters are not hunted for: they would garble the message, not hide anything.
+    assert "connection info string" in message('host=db password="p@ss in" dbname=app')
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("host=db port=5433 dbname=app user=u password=p@ss", "database app on db:5433"),
+        ("host=db user=u password=p@ss", "database u on db"),
+        ("port=5433 password=p@ss", "database (default) on local socket:5433"),
+        ("host=db password='p@ss w0rd", "host=db password=***"),  # not parseable: masked, not raised
+    ],
+)
+def test_describe_target_names_the_database_and_never_the_password(url: str, expected: str) -> None:
+    assert describe_target(url) == expected
