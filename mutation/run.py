@@ -22,6 +22,7 @@ import json
 import os
 import random
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -293,6 +294,10 @@ def main() -> int:
 
     from pgshift.embedded import EmbeddedCluster
 
+    # A background job of a non-interactive shell ignores SIGINT: let SIGTERM (and ^C) stop the run
+    # through the cleanup below, so no mutated copy or cluster is left behind.
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: sys.exit(130))
     deadline = time.monotonic() + args.minutes * 60
     commit = git_commit()
     work = scratch_copy()
