@@ -12,6 +12,7 @@ test run, not an initdb. Results go to mutation/results/<target>.json and a summ
     python mutation/run.py password-masking     # some targets
     python mutation/run.py --list               # mutant counts only, nothing run
     python mutation/run.py --minutes 50         # stop starting mutants after 50 minutes
+    python mutation/run.py --survivors          # after adding tests: rerun last run's survivors only
 """
 
 from __future__ import annotations
@@ -216,11 +217,27 @@ def test_command(target: Target) -> str:
                        *target.tests])
 
 
-def run_target(target: Target, work: Path, deadline: float, commit: str) -> TargetReport:
+def previous_outcomes(target: Target, chosen: list[Mutant]) -> dict[tuple[str, int, int], dict[str, Any]] | None:
+    """The last run's mutants of this target, if it ran exactly these mutants (same code)."""
+    path = RESULTS / f"{target.name}.json"
+    if not path.exists():
+        return None
+    old = {(m["operator"], m["occurrence"], m["line"]): m for m in json.loads(path.read_text())["mutants"]}
+    return old if set(old) == {(m.operator, m.occurrence, m.line) for m in chosen} else None
+
+
+def run_target(target: Target, work: Path, deadline: float, commit: str, survivors_only: bool = False) -> TargetReport:
     module = work / target.module
     ranges = function_ranges(module, target.functions)
     found = candidates(module, ranges)
     chosen = sample(target, found)
+    previous = previous_outcomes(target, chosen) if survivors_only else None
+    if survivors_only and previous is None:
+        print(f"{target.name}: no earlier run of these same mutants; running them all")
+    for mutant in chosen:  # only the earlier survivors (and mutants not run) are run again
+        old = (previous or {}).get((mutant.operator, mutant.occurrence, mutant.line))
+        if old and old["outcome"] not in ("survived", "not run"):
+            mutant.outcome, mutant.seconds, mutant.diff = old["outcome"], old["seconds"], old["diff"]
     command = test_command(target)
     started = time.monotonic()
     baseline = subprocess.run(command, shell=True, cwd=work, capture_output=True, text=True)
@@ -233,12 +250,13 @@ def run_target(target: Target, work: Path, deadline: float, commit: str) -> Targ
         write(report)
         return report
     timeout = max(30.0, 3 * baseline_s + 20)
-    print(f"{target.name}: {len(chosen)} of {len(found)} mutants, tests {baseline_s}s each "
-          f"(about {len(chosen) * baseline_s / 60:.0f} min)", flush=True)
+    to_run = sum(1 for m in chosen if m.outcome == "not run")
+    print(f"{target.name}: {to_run} of {len(found)} mutants to run, tests {baseline_s}s each "
+          f"(at most {to_run * baseline_s / 60:.0f} min)", flush=True)
     for n, mutant in enumerate(chosen, start=1):
         report.mutants.append(mutant)
-        if time.monotonic() > deadline:
-            continue  # stays "not run"
+        if mutant.outcome != "not run" or time.monotonic() > deadline:
+            continue  # kept from the earlier run, or left "not run"
         spec = MutationSpec(module_path=module, operator_name=mutant.operator, occurrence=mutant.occurrence,
                             start_pos=(mutant.line, 0), end_pos=(mutant.line, 1))
         began = time.monotonic()
@@ -279,6 +297,8 @@ def main() -> int:
     parser.add_argument("targets", nargs="*", help="target names (default: all)")
     parser.add_argument("--list", action="store_true", help="count the mutants per target; run nothing")
     parser.add_argument("--minutes", type=float, default=60.0, help="stop starting new mutants after this")
+    parser.add_argument("--survivors", action="store_true",
+                        help="run again only the mutants that survived (or did not run) last time")
     parser.add_argument("--config", type=Path, default=ROOT / "mutation" / "targets.toml")
     args = parser.parse_args()
     targets = load_targets(args.config)
@@ -302,15 +322,15 @@ def main() -> int:
     commit = git_commit()
     work = scratch_copy()
     cluster = EmbeddedCluster(work / "cluster")
-    cluster.start(tcp=True)
     os.environ.update(PGSHIFT_TEST_CLUSTER=str(cluster.root), PYTHONPATH=f"{work / 'src'}{os.pathsep}{work}",
                       PYTHONDONTWRITEBYTECODE="1")
     os.environ.pop("PGSHIFT_TEST_DSN", None)
     os.chdir(work)  # cosmic-ray runs the test command in the current folder
     reports = []
     try:
+        cluster.start(tcp=True)
         for target in targets:
-            reports.append(run_target(target, work, deadline, commit))
+            reports.append(run_target(target, work, deadline, commit, args.survivors))
     finally:
         cluster.destroy()
         shutil.rmtree(work, ignore_errors=True)
