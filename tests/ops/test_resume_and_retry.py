@@ -13,6 +13,7 @@ from psycopg import sql
 
 from pgshift import api
 from pgshift.errors import LockTimeoutExhausted, MigrationFailed
+from pgshift.ops import service
 from tests.ops.helpers import make_project
 
 Conn = psycopg.Connection[Any]
@@ -100,3 +101,51 @@ def test_a_lock_never_released_exhausts_the_retries_and_names_the_blocker(
     assert "after 2 attempts" in message and f"pid {pid} (the_blocker" in message, message
     assert _constraint(conn) == []  # nothing of the step was committed
     assert conn.execute("SELECT count(*) FROM pgshift.events WHERE event = 'lock-timeout-retry'").fetchone() == (1,)
+
+
+def test_an_expand_stopped_after_its_backfill_resumes_after_it(tmp_path: Path, db_url: str, conn: Conn) -> None:
+    """The carried unique index is built after the backfill; duplicate values make it fail there."""
+    settings = make_project(tmp_path, db_url, {"001_init.sql": (
+        "CREATE TABLE t (id int PRIMARY KEY, code text UNIQUE);\n"
+        "INSERT INTO t SELECT g, repeat('x', g) FROM generate_series(1, 1500) g;\n"
+        "INSERT INTO t VALUES (0, 'y');\n")})  # length 1 twice once retyped
+    api.migrate(settings)
+    (tmp_path / "migrations" / "002_retype.ops.yaml").write_text(
+        "backfill_batch_size: 500\noperations:\n"
+        "  - change_column_type: {table: t, column: code, type: int, up: \"length(code)\", "
+        "down: \"repeat('x', code)\"}\n")
+    first: list[str] = []
+    with pytest.raises(MigrationFailed, match="could not create unique index"):
+        api.migrate(settings, notify=first.append)
+    announced = [n for n in first if n.startswith("expand ")]
+    failed_at = int(announced[-1].split()[1].split("/")[0])  # "expand 5/6: ..." -> 5
+    assert "backfill" in announced[-2] and "index" in announced[-1], announced
+    conn.execute("DELETE FROM t WHERE id = 0")
+    again: list[str] = []
+    report = api.migrate(settings, notify=again.append)
+    # The backfill step recorded its progress: the rerun starts at the index build, not before it.
+    assert report.applied[0].resumed_at == failed_at - 1
+    assert next(n for n in again if n.startswith("expand ")) == announced[-1], again
+    assert any(n.startswith("resuming expand of ") and f"at step {failed_at} of " in n for n in again), again
+    assert any("dropping INVALID index" in n for n in again), again
+    assert conn.execute("SELECT detail->>'step' FROM pgshift.events WHERE event = 'expand-resumed'").fetchall() == [
+        (str(failed_at),)]
+    result = service.abort(settings)
+    assert (result.resumed_at, result.steps_run, result.warnings) == (None, result.steps, [])
+    assert 0 < result.duration_ms < 600_000
+
+
+def test_an_expand_stopped_after_a_concurrent_index_build_does_not_build_it_again(
+        tmp_path: Path, db_url: str, conn: Conn) -> None:
+    settings = make_project(tmp_path, db_url, {"001_init.sql": "CREATE TABLE t (id int PRIMARY KEY, code text);\n"
+                                                               "CREATE TABLE gate (ok int);\n"})
+    api.migrate(settings)
+    (tmp_path / "migrations" / "002_gated.ops.yaml").write_text(
+        "operations:\n  - create_index: {table: t, name: t_code_idx, columns: [code]}\n"
+        "  - sql: {up: \"SELECT 1 / (SELECT count(*) FROM gate)\", down: \"SELECT 1\"}\n")
+    with pytest.raises(MigrationFailed, match="division by zero"):
+        api.migrate(settings)
+    conn.execute("INSERT INTO gate VALUES (1)")
+    again: list[str] = []
+    assert api.migrate(settings, notify=again.append).applied[0].resumed_at == 1
+    assert not any("t_code_idx" in n for n in again), again
