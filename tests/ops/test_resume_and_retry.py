@@ -4,6 +4,7 @@ never released ends in LockTimeoutExhausted naming the session that holds it."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -149,3 +150,26 @@ def test_an_expand_stopped_after_a_concurrent_index_build_does_not_build_it_agai
     again: list[str] = []
     assert api.migrate(settings, notify=again.append).applied[0].resumed_at == 1
     assert not any("t_code_idx" in n for n in again), again
+
+
+def test_waiting_out_an_old_transaction_counts_and_logs_each_check(tmp_path: Path, db_url: str, conn: Conn) -> None:
+    settings = _project_with_check(tmp_path, db_url, retries=3)
+    notes: list[str] = []
+    with psycopg.connect(db_url) as blocker:
+        blocker.execute("SELECT * FROM t")
+        time.sleep(0.4)  # older than lock_timeout (300ms): waited out without queuing behind it
+
+        def notify(message: str) -> None:
+            notes.append(message)
+            if "waits without queuing" in message and "check 2/3" in message:
+                blocker.rollback()
+
+        report = api.migrate(settings, notify=notify)
+    waits = [n for n in notes if "waits without queuing" in n]
+    assert [n.rsplit("check ", 1)[1].split(" ")[0] for n in waits] == ["1/3", "2/3"], notes
+    assert report.applied[0].retries == 2
+    events = conn.execute("SELECT event, detail FROM pgshift.events WHERE event LIKE 'lock-%' ORDER BY id").fetchall()
+    assert [(e, d["attempt"], d["step"].startswith("add check")) for e, d in events] == [
+        ("lock-wait-without-queuing", 1, True), ("lock-wait-without-queuing", 2, True)]
+    assert all(0 < d["delay_s"] <= 2.0 for _, d in events)
+    assert _constraint(conn) == [("qty_positive",)]
