@@ -67,6 +67,7 @@ def test_a_step_blocked_past_lock_timeout_succeeds_on_retry_and_the_retry_is_rec
         tmp_path: Path, db_url: str, conn: Conn) -> None:
     settings = _project_with_check(tmp_path, db_url, retries=3)
     notes: list[str] = []
+    released_at: list[float] = []
     with psycopg.connect(db_url) as blocker:
         def notify(message: str) -> None:
             notes.append(message)
@@ -74,14 +75,20 @@ def test_a_step_blocked_past_lock_timeout_succeeds_on_retry_and_the_retry_is_rec
                 blocker.execute("SELECT * FROM t")  # holds ACCESS SHARE on t until rolled back
             elif message.startswith("lock_timeout on"):  # released only after the first attempt timed out
                 blocker.rollback()
+                released_at.append(time.monotonic())
 
         report = api.migrate(settings, notify=notify)
+        finished = time.monotonic()
     assert report.applied[0].retries == 1, notes
-    assert any(n.startswith("lock_timeout on '") for n in notes), notes
+    assert any(n.startswith("lock_timeout on '") and "retry 1/3 in" in n for n in notes), notes
+    assert any("it would wait behind pid" in n for n in notes), notes  # the blocker was named
     assert _constraint(conn) == [("qty_positive",)]
     events = conn.execute(sql.SQL("SELECT detail FROM {} WHERE event = 'lock-timeout-retry'").format(
         sql.Identifier("pgshift", "events"))).fetchall()
     assert [(e[0]["attempt"], e[0]["step"].startswith("add check")) for e in events] == [(1, True)], events
+    delay = events[0][0]["delay_s"]
+    assert 0.1 <= delay <= 0.2  # the first retry of retry_initial_delay 200ms: 100 to 200 ms
+    assert finished - released_at[0] >= delay  # it backed off before trying again
 
 
 def test_a_lock_never_released_exhausts_the_retries_and_names_the_blocker(
@@ -171,5 +178,22 @@ def test_waiting_out_an_old_transaction_counts_and_logs_each_check(tmp_path: Pat
     events = conn.execute("SELECT event, detail FROM pgshift.events WHERE event LIKE 'lock-%' ORDER BY id").fetchall()
     assert [(e, d["attempt"], d["step"].startswith("add check")) for e, d in events] == [
         ("lock-wait-without-queuing", 1, True), ("lock-wait-without-queuing", 2, True)]
-    assert all(0 < d["delay_s"] <= 2.0 for _, d in events)
+    assert 0.1 <= events[0][1]["delay_s"] <= 0.2 and 0.2 <= events[1][1]["delay_s"] <= 0.4  # backing off
+    assert any("it would wait behind pid" in n for n in notes), notes
     assert _constraint(conn) == [("qty_positive",)]
+
+
+def test_the_ops_files_backfill_lock_limit_reaches_the_backfill(tmp_path: Path, db_url: str) -> None:
+    settings = make_project(tmp_path, db_url, {"001_init.sql": (
+        "CREATE TABLE t (id int PRIMARY KEY, note text);\nINSERT INTO t SELECT g FROM generate_series(1, 300) g;\n"
+        "CREATE FUNCTION slow_note(i int) RETURNS text LANGUAGE plpgsql AS "
+        "$$ BEGIN PERFORM pg_sleep(0.002); RETURN 'n' || i; END $$;\n")})
+    api.migrate(settings)
+    (tmp_path / "migrations" / "002_fill.ops.yaml").write_text(
+        "backfill_batch_size: 100\nbackfill_max_lock_ms: 20\noperations:\n"
+        "  - set_not_null: {table: t, column: note, up: \"slow_note(id)\"}\n")
+    notes: list[str] = []
+    # A batch of the minimum 100 rows takes 200 ms: over the 20 ms limit every time.
+    with pytest.raises(MigrationFailed, match="longer than the 20 ms limit even at the minimum batch size"):
+        api.migrate(settings, notify=notes.append)
+    assert any("reached the 20 ms lock limit" in n for n in notes), notes
