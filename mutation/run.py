@@ -292,11 +292,37 @@ def summary_line(r: TargetReport) -> str:
             f"{'' if r.score is None else f'{r.score}%'} | {r.count('not run')} |")
 
 
+def markdown_report(targets: list[Target]) -> str:
+    """The results table and each survivor's one-line change, from mutation/results/*.json."""
+    rows = ["| target | date (commit) | mutants (run) | killed | survived | score | not run |",
+            "| --- | --- | --- | --- | --- | --- | --- |"]
+    survivors: list[str] = []
+    for target in targets:
+        path = RESULTS / f"{target.name}.json"
+        if not path.exists():
+            rows.append(f"| {target.name} | not run yet | | | | | |")
+            continue
+        data = json.loads(path.read_text())
+        counts = data["counts"]
+        ran = counts["killed"] + counts["timeout"] + counts["survived"]
+        score = "" if data["score"] is None else f"{data['score']}%"
+        rows.append(f"| {target.name} | {data['date']} ({data['commit']}) | {data['candidates']} ({ran}) | "
+                    f"{counts['killed'] + counts['timeout']} | {counts['survived']} | {score} | {counts['not run']} |")
+        for m in (m for m in data["mutants"] if m["outcome"] == "survived"):
+            change = [line[1:].strip() for line in m["diff"].splitlines()
+                      if line[:1] in "+-" and not line.startswith(("---", "+++"))]
+            survivors.append(f"- {target.name}, `{data['module']}:{m['line']}` ({m['function']}): "
+                             f"`{change[0] if change else ''}` -> `{change[1] if len(change) > 1 else '(removed)'}`")
+    return "\n".join([*rows, "", *survivors])
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("targets", nargs="*", help="target names (default: all)")
     parser.add_argument("--list", action="store_true", help="count the mutants per target; run nothing")
     parser.add_argument("--minutes", type=float, default=60.0, help="stop starting new mutants after this")
+    parser.add_argument("--report", action="store_true",
+                        help="print the last results as markdown (for docs/testing.md); run nothing")
     parser.add_argument("--survivors", action="store_true",
                         help="run again only the mutants that survived (or did not run) last time")
     parser.add_argument("--config", type=Path, default=ROOT / "mutation" / "targets.toml")
@@ -306,6 +332,9 @@ def main() -> int:
     if unknown:
         parser.error(f"unknown target(s) {', '.join(sorted(unknown))}; see {args.config}")
     targets = [t for t in targets if not args.targets or t.name in args.targets]
+    if args.report:
+        print(markdown_report(targets))
+        return 0
     if args.list:
         for t in targets:
             found = candidates(ROOT / t.module, function_ranges(ROOT / t.module, t.functions))
