@@ -1,8 +1,9 @@
 """Test databases on a real PostgreSQL.
 
 One throwaway cluster per test worker (pgshift.embedded), or the external server named by
-PGSHIFT_TEST_DSN. Each test that asks for ``db_url`` gets a fresh database created from an
-empty template, and the database is dropped afterwards.
+PGSHIFT_TEST_DSN, or a running embedded cluster whose folder PGSHIFT_TEST_CLUSTER names (the
+mutation runner shares one between test runs). Each test that asks for ``db_url`` gets a fresh
+database created from an empty template, and the database is dropped afterwards.
 """
 
 from __future__ import annotations
@@ -60,6 +61,11 @@ def pg_server() -> Iterator[PgServer]:
     external = os.environ.get("PGSHIFT_TEST_DSN")
     if external:
         yield PgServer(external, None)
+        return
+    shared = os.environ.get("PGSHIFT_TEST_CLUSTER")  # a running embedded cluster's folder (make mutation)
+    if shared:
+        cluster = EmbeddedCluster(shared)
+        yield PgServer(cluster.socket_dsn(), cluster)
         return
     # Not under pytest's basetemp: a concurrent pytest run prunes old basetemp folders, and
     # would delete a live cluster's data directory.

@@ -23,7 +23,7 @@ from pgshift.runner.retry import RetryPolicy
 )
 def test_passwords_are_masked(text: str) -> None:
     masked = mask_password(text)
-    assert "s3cr" not in masked and "***" in masked
+    assert "s3" in text and "s3" not in masked and "***" in masked  # every password above contains "s3"
 
 
 def test_retry_delays_grow_within_bounds_with_jitter() -> None:
@@ -109,3 +109,20 @@ def test_every_cli_command_is_mapped_to_the_module_that_defines_it() -> None:
     assert defined == COMMAND_MODULES
     ctx = cli.make_context("pgshift", ["--help"], resilient_parsing=True)
     assert all(cli.get_command(ctx, name) is not None for name in COMMAND_MODULES)
+
+
+class _EdgeRandom(random.Random):
+    """uniform() at one end of its range: the delay formula can be checked exactly."""
+
+    def __init__(self, top: bool) -> None:
+        super().__init__(0)
+        self.top = top
+
+    def uniform(self, a: float, b: float) -> float:
+        return b if self.top else a
+
+
+def test_retry_delay_is_half_fixed_and_half_jitter() -> None:
+    policy = RetryPolicy(attempts=6, initial_ms=100, max_ms=1000)
+    assert [policy.delay_seconds(n, _EdgeRandom(top=False)) for n in (1, 2, 5)] == pytest.approx([0.05, 0.1, 0.5])
+    assert [policy.delay_seconds(n, _EdgeRandom(top=True)) for n in (1, 2, 5)] == pytest.approx([0.1, 0.2, 1.0])

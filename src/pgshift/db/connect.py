@@ -5,14 +5,18 @@ from __future__ import annotations
 import os
 import re
 from typing import Any
+from urllib.parse import unquote
 
 import psycopg
 from psycopg import conninfo
 
 from pgshift.errors import AuthenticationFailed, ConfigError, ConnectionFailed
 
-_URL_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^:/@\s]*:)(?P<pw>[^@\s]*)(?=@)", re.I)
-_KV_PASSWORD = re.compile(r"(?P<head>\bpassword\s*=\s*)(?P<pw>'(?:[^'\\]|\\.)*'|\S+)", re.I)
+# Up to the last @ of the authority: an unencoded @ in a password must not leave its tail visible.
+_URL_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^:/@\s]*:)(?P<pw>[^\s/?#]*)(?=@)", re.I)
+# libpq quotes with ' only, but a "double-quoted" or unterminated value is still a password to hide.
+_KV_PASSWORD = re.compile(
+    r"""(?P<head>\bpassword\s*=\s*)(?P<pw>'(?:[^'\\]|\\.)*(?:'|$)|"(?:[^"\\]|\\.)*(?:"|$)|\S+)""", re.I)
 _QUERY_PASSWORD = re.compile(r"(?P<head>[?&]password=)(?P<pw>[^&\s]*)", re.I)
 # libpq rejects a bad option value before connecting; that is the setting's fault, not the server's.
 _BAD_VALUE = re.compile(r'invalid (?:(?P<option>\w+) value: "(?P<value>[^"]*)"'
@@ -41,6 +45,18 @@ def mask_password(text: str) -> str:
     return _KV_PASSWORD.sub(lambda m: m.group("head") + "***", text)
 
 
+def _mask_secrets_of(url: str, text: str) -> str:
+    """``text`` masked, and any piece of ``url``'s password removed: libpq's parse errors quote tokens of it."""
+    pieces: set[str] = set()
+    for pattern in (_URL_PASSWORD, _QUERY_PASSWORD, _KV_PASSWORD):
+        for match in pattern.finditer(url):
+            password = match.group("pw").strip("'\"")
+            pieces.update({password, unquote(password), *password.split(), *unquote(password).split()})
+    for piece in sorted((p for p in pieces if len(p) >= 3), key=len, reverse=True):
+        text = text.replace(piece, "***")
+    return mask_password(text)
+
+
 def require_url(url: str | None) -> str:
     if not url:
         raise ConfigError(
@@ -50,7 +66,8 @@ def require_url(url: str | None) -> str:
     try:
         conninfo.conninfo_to_dict(url)
     except psycopg.ProgrammingError as exc:
-        raise ConfigError(f"database_url {mask_password(url)} is not a valid connection string: {exc}") from None
+        raise ConfigError(f"database_url {mask_password(url)} is not a valid connection string: "
+                          f"{_mask_secrets_of(url, str(exc))}") from None
     return url
 
 

@@ -1,0 +1,199 @@
+"""The ops phases' recovery paths on a real server: an interrupted CONCURRENTLY build's INVALID index is
+rebuilt on rerun, a step that hits lock_timeout is retried (and the retry recorded), and a lock that is
+never released ends in LockTimeoutExhausted naming the session that holds it."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from pgshift import api
+from pgshift.errors import LockTimeoutExhausted, MigrationFailed
+from pgshift.ops import service
+from tests.ops.helpers import make_project
+
+Conn = psycopg.Connection[Any]
+
+
+def _index_valid(conn: Conn, name: str) -> bool | None:
+    row = conn.execute("SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+                       "WHERE c.relname = %s", (name,)).fetchone()
+    return None if row is None else bool(row[0])
+
+
+@pytest.mark.parametrize("name", ["t_code_key", "T code key"])  # the second needs quoting
+def test_an_invalid_index_left_by_a_failed_build_is_rebuilt_when_the_expand_is_rerun(
+        tmp_path: Path, db_url: str, conn: Conn, name: str) -> None:
+    settings = make_project(tmp_path, db_url, {"001_init.sql": "CREATE TABLE t (id int PRIMARY KEY, code text);\n"
+                                                               "INSERT INTO t VALUES (1, 'a'), (2, 'a');\n"})
+    api.migrate(settings)
+    quoted = name.replace('"', '\\"')
+    (tmp_path / "migrations" / "002_idx.ops.yaml").write_text(
+        f'operations:\n  - create_index: {{table: t, name: "{quoted}", columns: [code], unique: true}}\n')
+    with pytest.raises(MigrationFailed, match="could not create unique index"):
+        api.migrate(settings)
+    assert _index_valid(conn, name) is False  # CONCURRENTLY left its INVALID index behind
+    conn.execute("UPDATE t SET code = 'b' WHERE id = 2")
+    notes: list[str] = []
+    api.migrate(settings, notify=notes.append)
+    # IF NOT EXISTS alone would have kept the INVALID index: the step must drop it and build it again.
+    assert _index_valid(conn, name) is True
+    assert any("dropping INVALID index" in n for n in notes), notes
+    with pytest.raises(psycopg.errors.UniqueViolation):
+        conn.execute("INSERT INTO t VALUES (3, 'a')")
+
+
+CHECK = "lock_timeout: 300ms\nlock_retries: {retries}\noperations:\n" \
+        "  - add_check: {{table: t, name: qty_positive, check: \"qty > 0\"}}\n"
+
+
+def _project_with_check(tmp_path: Path, db_url: str, retries: int) -> Any:
+    settings = make_project(tmp_path, db_url, {"001_init.sql": "CREATE TABLE t (id int PRIMARY KEY, qty int);\n"})
+    api.migrate(settings)
+    (tmp_path / "migrations" / "002_check.ops.yaml").write_text(CHECK.format(retries=retries))
+    return settings
+
+
+def _constraint(conn: Conn) -> list[tuple[Any, ...]]:
+    return conn.execute("SELECT conname FROM pg_constraint WHERE conname = 'qty_positive'").fetchall()
+
+
+def test_a_step_blocked_past_lock_timeout_succeeds_on_retry_and_the_retry_is_recorded(
+        tmp_path: Path, db_url: str, conn: Conn) -> None:
+    settings = _project_with_check(tmp_path, db_url, retries=3)
+    notes: list[str] = []
+    released_at: list[float] = []
+    with psycopg.connect(db_url) as blocker:
+        def notify(message: str) -> None:
+            notes.append(message)
+            if message.startswith("expand 1/1"):  # a fresh transaction: too young to be waited out unqueued
+                blocker.execute("SELECT * FROM t")  # holds ACCESS SHARE on t until rolled back
+            elif message.startswith("lock_timeout on"):  # released only after the first attempt timed out
+                blocker.rollback()
+                released_at.append(time.monotonic())
+
+        report = api.migrate(settings, notify=notify)
+        finished = time.monotonic()
+    assert report.applied[0].retries == 1, notes
+    assert any(n.startswith("lock_timeout on '") and "retry 1/3 in" in n for n in notes), notes
+    assert any("it would wait behind pid" in n for n in notes), notes  # the blocker was named
+    assert _constraint(conn) == [("qty_positive",)]
+    events = conn.execute(sql.SQL("SELECT detail FROM {} WHERE event = 'lock-timeout-retry'").format(
+        sql.Identifier("pgshift", "events"))).fetchall()
+    assert [(e[0]["attempt"], e[0]["step"].startswith("add check")) for e in events] == [(1, True)], events
+    delay = events[0][0]["delay_s"]
+    assert 0.1 <= delay <= 0.2  # the first retry of retry_initial_delay 200ms: 100 to 200 ms
+    assert finished - released_at[0] >= delay  # it backed off before trying again
+
+
+def test_a_lock_never_released_exhausts_the_retries_and_names_the_blocker(
+        tmp_path: Path, db_url: str, conn: Conn) -> None:
+    settings = _project_with_check(tmp_path, db_url, retries=1)
+    with psycopg.connect(db_url) as blocker:
+        blocker.execute("SET application_name = 'the_blocker'")
+
+        def notify(message: str) -> None:
+            if message.startswith("expand 1/1"):
+                blocker.execute("SELECT * FROM t")
+
+        with pytest.raises(LockTimeoutExhausted) as info:
+            api.migrate(settings, notify=notify)
+        pid = blocker.info.backend_pid
+        blocker.rollback()
+    message = str(info.value)
+    assert "after 2 attempts" in message and f"pid {pid} (the_blocker" in message, message
+    assert _constraint(conn) == []  # nothing of the step was committed
+    assert conn.execute("SELECT count(*) FROM pgshift.events WHERE event = 'lock-timeout-retry'").fetchone() == (1,)
+
+
+def test_an_expand_stopped_after_its_backfill_resumes_after_it(tmp_path: Path, db_url: str, conn: Conn) -> None:
+    """The carried unique index is built after the backfill; duplicate values make it fail there."""
+    settings = make_project(tmp_path, db_url, {"001_init.sql": (
+        "CREATE TABLE t (id int PRIMARY KEY, code text UNIQUE);\n"
+        "INSERT INTO t SELECT g, repeat('x', g) FROM generate_series(1, 1500) g;\n"
+        "INSERT INTO t VALUES (0, 'y');\n")})  # length 1 twice once retyped
+    api.migrate(settings)
+    (tmp_path / "migrations" / "002_retype.ops.yaml").write_text(
+        "backfill_batch_size: 500\noperations:\n"
+        "  - change_column_type: {table: t, column: code, type: int, up: \"length(code)\", "
+        "down: \"repeat('x', code)\"}\n")
+    first: list[str] = []
+    with pytest.raises(MigrationFailed, match="could not create unique index"):
+        api.migrate(settings, notify=first.append)
+    announced = [n for n in first if n.startswith("expand ")]
+    failed_at = int(announced[-1].split()[1].split("/")[0])  # "expand 5/6: ..." -> 5
+    assert "backfill" in announced[-2] and "index" in announced[-1], announced
+    conn.execute("DELETE FROM t WHERE id = 0")
+    again: list[str] = []
+    report = api.migrate(settings, notify=again.append)
+    # The backfill step recorded its progress: the rerun starts at the index build, not before it.
+    assert report.applied[0].resumed_at == failed_at - 1
+    assert next(n for n in again if n.startswith("expand ")) == announced[-1], again
+    assert any(n.startswith("resuming expand of ") and f"at step {failed_at} of " in n for n in again), again
+    assert any("dropping INVALID index" in n for n in again), again
+    assert conn.execute("SELECT detail->>'step' FROM pgshift.events WHERE event = 'expand-resumed'").fetchall() == [
+        (str(failed_at),)]
+    result = service.abort(settings)
+    assert (result.resumed_at, result.steps_run, result.warnings) == (None, result.steps, [])
+    assert 0 < result.duration_ms < 600_000
+
+
+def test_an_expand_stopped_after_a_concurrent_index_build_does_not_build_it_again(
+        tmp_path: Path, db_url: str, conn: Conn) -> None:
+    settings = make_project(tmp_path, db_url, {"001_init.sql": "CREATE TABLE t (id int PRIMARY KEY, code text);\n"
+                                                               "CREATE TABLE gate (ok int);\n"})
+    api.migrate(settings)
+    (tmp_path / "migrations" / "002_gated.ops.yaml").write_text(
+        "operations:\n  - create_index: {table: t, name: t_code_idx, columns: [code]}\n"
+        "  - sql: {up: \"SELECT 1 / (SELECT count(*) FROM gate)\", down: \"SELECT 1\"}\n")
+    with pytest.raises(MigrationFailed, match="division by zero"):
+        api.migrate(settings)
+    conn.execute("INSERT INTO gate VALUES (1)")
+    again: list[str] = []
+    assert api.migrate(settings, notify=again.append).applied[0].resumed_at == 1
+    assert not any("t_code_idx" in n for n in again), again
+
+
+def test_waiting_out_an_old_transaction_counts_and_logs_each_check(tmp_path: Path, db_url: str, conn: Conn) -> None:
+    settings = _project_with_check(tmp_path, db_url, retries=3)
+    notes: list[str] = []
+    with psycopg.connect(db_url) as blocker:
+        blocker.execute("SELECT * FROM t")
+        time.sleep(0.4)  # older than lock_timeout (300ms): waited out without queuing behind it
+
+        def notify(message: str) -> None:
+            notes.append(message)
+            if "waits without queuing" in message and "check 2/3" in message:
+                blocker.rollback()
+
+        report = api.migrate(settings, notify=notify)
+    waits = [n for n in notes if "waits without queuing" in n]
+    assert [n.rsplit("check ", 1)[1].split(" ")[0] for n in waits] == ["1/3", "2/3"], notes
+    assert report.applied[0].retries == 2
+    events = conn.execute("SELECT event, detail FROM pgshift.events WHERE event LIKE 'lock-%' ORDER BY id").fetchall()
+    assert [(e, d["attempt"], d["step"].startswith("add check")) for e, d in events] == [
+        ("lock-wait-without-queuing", 1, True), ("lock-wait-without-queuing", 2, True)]
+    assert 0.1 <= events[0][1]["delay_s"] <= 0.2 and 0.2 <= events[1][1]["delay_s"] <= 0.4  # backing off
+    assert any("it would wait behind pid" in n for n in notes), notes
+    assert _constraint(conn) == [("qty_positive",)]
+
+
+def test_the_ops_files_backfill_lock_limit_reaches_the_backfill(tmp_path: Path, db_url: str) -> None:
+    settings = make_project(tmp_path, db_url, {"001_init.sql": (
+        "CREATE TABLE t (id int PRIMARY KEY, note text);\nINSERT INTO t SELECT g FROM generate_series(1, 300) g;\n"
+        "CREATE FUNCTION slow_note(i int) RETURNS text LANGUAGE plpgsql AS "
+        "$$ BEGIN PERFORM pg_sleep(0.002); RETURN 'n' || i; END $$;\n")})
+    api.migrate(settings)
+    (tmp_path / "migrations" / "002_fill.ops.yaml").write_text(
+        "backfill_batch_size: 100\nbackfill_max_lock_ms: 20\noperations:\n"
+        "  - set_not_null: {table: t, column: note, up: \"slow_note(id)\"}\n")
+    notes: list[str] = []
+    # A batch of the minimum 100 rows takes 200 ms: over the 20 ms limit every time.
+    with pytest.raises(MigrationFailed, match="longer than the 20 ms limit even at the minimum batch size"):
+        api.migrate(settings, notify=notes.append)
+    assert any("reached the 20 ms lock limit" in n for n in notes), notes
