@@ -13,9 +13,9 @@ import pytest
 from pgshift.config import Settings
 from pgshift.rehearsal import RehearsalOptions, rehearse
 from pgshift.rehearsal.catalog import Change
+from pgshift.rehearsal.model import RehearsalReport, WorkloadReport
+from pgshift.rehearsal.model import TestRun as CommandRun  # not a pytest class
 from pgshift.rehearsal.recorder import LockRecord, Rewrite, StatementRecord
-from pgshift.rehearsal.run import RehearsalReport, WorkloadReport
-from pgshift.rehearsal.run import TestRun as CommandRun  # not a pytest class
 from pgshift.rehearsal.verdict import judge, size_text
 from pgshift.rehearsal.workload import Sample
 
