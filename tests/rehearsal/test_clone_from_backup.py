@@ -8,6 +8,7 @@ from typing import Any
 
 import psycopg
 
+from pgshift.db.history import History
 from pgshift.rehearsal.run import RehearsalOptions, rehearse
 from pgshift.safety.backup import take_backup
 from tests.rehearsal.test_rehearse import REVERSIBLE
@@ -27,6 +28,20 @@ def test_busy_source_is_cloned_from_a_current_verified_backup(
     assert report.clone.method == "backup"
     assert str(result.backup.path) in report.clone.note
     assert report.passed, report.reasons
+
+
+def test_busy_source_is_cloned_from_a_backup_written_elsewhere_and_recorded_in_the_ledger(
+    source: Conn, db_url: str, settings_for: Any, tmp_path: Path
+) -> None:
+    settings = settings_for(REVERSIBLE)
+    with psycopg.connect(db_url, autocommit=True) as setup:
+        History(setup, settings.history_schema).ensure()  # a ledger records where each backup went
+    result = take_backup(settings, db_url, directory=tmp_path / "elsewhere")  # pgshift backup --to
+    assert not (settings.resolve(settings.backup.directory)).exists()
+    with psycopg.connect(db_url):  # the app is connected: no template copy is possible
+        report = rehearse(settings, RehearsalOptions())
+    assert report.clone is not None and report.clone.method == "backup", report.clone
+    assert str(result.backup.path) in report.clone.note
 
 
 def test_backup_with_an_older_schema_is_not_used(source: Conn, db_url: str, settings_for: Any, tmp_path: Path) -> None:

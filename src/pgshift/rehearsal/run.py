@@ -62,18 +62,18 @@ def _current_backup(settings: Settings, source_url: str) -> Path | None:
     """When the source is busy (no template copy), prefer restoring the newest verified backup over a
     fresh pg_dump of production, if that backup is recent and its schema is the current one (same
     pgshift history head)."""
-    try:
-        backup = latest_verified_backup(settings, settings.backup.max_age, database=dbname_of(source_url))
-    except PgshiftError:
-        return None
-    if backup is None:
-        return None
     with maintenance_connection(source_url) as admin:
         if other_sessions(admin, dbname_of(source_url)) == 0:
             return None  # a template copy is faster and exact
     with open_connection(settings) as conn:
+        try:
+            # In backup.directory or recorded in the ledger wherever it was written (backup --to).
+            backup = latest_verified_backup(settings, settings.backup.max_age, database=dbname_of(source_url),
+                                            conn=conn)
+        except PgshiftError:
+            return None
         head = History(conn, settings.history_schema).head()
-    return backup.path if backup.manifest.history_head == head else None
+    return backup.path if backup is not None and backup.manifest.history_head == head else None
 
 
 def rehearse(settings: Settings, options: RehearsalOptions | None = None, *,
