@@ -132,3 +132,20 @@ def test_before_postgresql_15_a_view_over_an_rls_table_is_refused(conn: Conn) ->
     conn.execute("ALTER TABLE docs DISABLE ROW LEVEL SECURITY")
     plain = plan_phases(ops, "002", capture(conn, ops) | {"server_version": 140011})
     assert "security_invoker" not in plain.expand[-1].statements[1].as_string(conn)
+
+
+def test_a_renamed_tables_old_name_keeps_the_app_roles_rights_and_policies(
+        tmp_path: Path, db_url: str, conn: Conn, role: str) -> None:
+    init = INIT + POLICY + (f'GRANT SELECT, INSERT ON docs TO "{role}";\n'
+                            f'GRANT UPDATE (body) ON docs TO "{role}";\n')
+    _expand(tmp_path, db_url, init, "operations:\n  - rename_table: {from: docs, to: documents}\n")
+    # The old app version still queries `docs`, now a view on `documents`, as the same non-owner role.
+    assert _as(conn, role, "SELECT id FROM docs ORDER BY id") == [(1,)]  # the tenant policy still applies
+    assert _as(conn, role, "SELECT id FROM documents ORDER BY id") == [(1,)]
+    with conn.transaction(force_rollback=True):
+        conn.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(role)))
+        conn.execute("SELECT set_config('app.tenant', 'a', true)")
+        conn.execute("INSERT INTO docs (id, tenant, body) VALUES (3, 'a', 'new')")
+        conn.execute("UPDATE docs SET body = 'edited' WHERE id = 1")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):  # only body was granted for UPDATE
+            conn.execute("UPDATE docs SET tenant = 'b' WHERE id = 1")

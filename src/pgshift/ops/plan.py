@@ -98,8 +98,13 @@ def capture(conn: psycopg.Connection[Any], ops: OpsFile) -> dict[str, Any]:
                                  "indexes": _table_indexes(conn, ops.schema, table),
                                  **_foreign_keys(conn, ops.schema, table),
                                  **_checks_and_exclusions(conn, ops.schema, table)}
+    # A renamed table keeps its old name as a view: the app roles need the same rights on it.
+    renamed = {str(o.get("from")): {"grants": _table_grants(conn, ops.schema, str(o.get("from"))),
+                                    "column_grants": _column_grants(conn, ops.schema, str(o.get("from"))),
+                                    **_security(conn, ops.schema, str(o.get("from")))}
+               for o in ops.operations if o.kind == "rename_table"}
     return {"tables": tables, "schema_usage": _schema_usage(conn, ops.schema),
-            "server_version": conn.info.server_version}
+            "server_version": conn.info.server_version, "renamed": renamed}
 
 
 # Who may use the tables: the version schema's views get the same rights, or an app role that is
@@ -470,6 +475,23 @@ class Planner:
         self.contract_steps.append(Step(f"drop table {table}", "tx", [
             sql.SQL("DROP TABLE IF EXISTS {}").format(self.t(table))], [self.label(table)]))
 
+    def _compatibility_grants(self, old: str) -> list[sql.Composable]:
+        """The renamed table's rights on the view that keeps its old name (the app still using the old
+        name is often not the owner: without them it gets "permission denied" at the rename)."""
+        info = self.captured.get("renamed", {}).get(old, {})
+        view = self.t(old)
+        grants: list[sql.Composable] = [
+            sql.SQL("GRANT {} ON {} TO {}{}").format(sql.SQL(privilege), view, _role(grantee),
+                                                     sql.SQL(" WITH GRANT OPTION" if grantable else ""))
+            for grantee, privilege, grantable in info.get("grants", []) if privilege in _VIEW_PRIVILEGES]
+        grants += [sql.SQL("GRANT {} ({}) ON {} TO {}{}").format(
+            sql.SQL(privilege), sql.Identifier(column), view, _role(grantee),
+            sql.SQL(" WITH GRANT OPTION" if grantable else ""))
+            for grantee, privilege, column, grantable in info.get("column_grants", [])]
+        if info.get("owner") and info.get("owner") != info.get("runner"):
+            grants.append(sql.SQL("GRANT ALL ON {} TO {}").format(view, sql.Identifier(info["owner"])))
+        return grants
+
     def _rename_table(self, index: int, o: Op) -> None:
         old, new = str(o.get("from")), str(o.get("to"))
         self.expand_steps.append(Step(f"rename table {old} to {new}, keep {old} as a view", "tx", [
@@ -477,6 +499,7 @@ class Planner:
             sql.SQL("CREATE VIEW {} {}AS SELECT * FROM {}").format(self.t(old), sql.SQL(
                 "WITH (security_invoker = true) " if int(self.captured.get("server_version", 0)) >= 150000 else ""),
                 self.t(new)),
+            *self._compatibility_grants(old),
         ], [self.label(old)]))
         self.contract_steps.append(Step(f"drop compatibility view {old}", "tx", [
             sql.SQL("DROP VIEW IF EXISTS {}").format(self.t(old))], [self.label(old)]))
