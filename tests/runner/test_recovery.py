@@ -74,6 +74,9 @@ def test_kill_during_concurrent_index_build_is_repaired_at_any_position(
     assert rerun.returncode == 0, rerun.stderr
     assert "dropping INVALID index t_x left by the interrupted build" in rerun.stderr
     assert _index_valid(conn, "t_x") is True
+    # A resume after completed statements is in the event log, at the statement the kill interrupted.
+    assert conn.execute("SELECT detail->>'statement' FROM pgshift.events WHERE event = 'resumed'").fetchall() == (
+        [(str(len(before) + 1),)] if before else [])
     assert conn.execute("SELECT count(*) FROM t WHERE x = 42").fetchone() == (1,)
     assert conn.execute("SELECT status FROM pgshift.migrations").fetchone() == ("applied",)
 
@@ -99,7 +102,9 @@ def test_resume_starts_over_when_an_already_run_statement_was_edited(project: Pa
     rerun = run_pgshift(["migrate"], cwd=project, url=db_url)
     assert rerun.returncode == 0, rerun.stderr
     assert "resuming" not in rerun.stderr
-    assert "statement 1 of 1 steps changed since an interrupted run" in rerun.stderr
+    assert "statement 1 of 1 steps changed since an interrupted run completed it; starting again at statement 1" \
+        in " ".join(rerun.stderr.split())
+    assert "(statement-by-statement," in rerun.stdout + rerun.stderr  # the mode the report names
     values = [r[0] for r in conn.execute("SELECT id FROM a ORDER BY id").fetchall()]
     assert values == [1, 2, 3]  # the edited statement ran; the old one's row stays, as committed
 
