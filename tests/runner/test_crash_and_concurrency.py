@@ -22,18 +22,21 @@ SLEEP_IF_MARKED = (
 Conn = psycopg.Connection[tuple[object, ...]]
 
 
-def _wait_for_query(conn: Conn, fragment: str, timeout: float = 30) -> int:
+def _wait_for_query(conn: Conn, fragment: str, timeout: float = 30, *, on_lock: bool = False) -> int:
+    """The pid of the session running ``fragment`` (with ``on_lock``, once it waits on a lock)."""
     deadline = time.monotonic() + timeout
+    condition = "wait_event_type = 'Lock'" if on_lock else "state = 'active'"
     while time.monotonic() < deadline:
         row = conn.execute(
             "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND query LIKE %s "
-            "AND pid <> pg_backend_pid() AND state = 'active'",
+            f"AND pid <> pg_backend_pid() AND {condition}",
             (f"%{fragment}%",),
         ).fetchone()
         if row:
             return int(str(row[0]))
         time.sleep(0.05)
-    raise AssertionError(f"no session ran {fragment!r} within {timeout}s")
+    waited = "waited on a lock in" if on_lock else "ran"
+    raise AssertionError(f"no session {waited} {fragment!r} within {timeout}s")
 
 
 def _wait_for_backend_exit(conn: Conn, pid: int, timeout: float = 30) -> None:

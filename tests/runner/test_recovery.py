@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import signal
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,21 +23,6 @@ PATIENT = {"PGSHIFT_LOCK_TIMEOUT": "60s"}
 def project(tmp_path: Path) -> Path:
     (tmp_path / "migrations").mkdir()
     return tmp_path
-
-
-def _wait_for_lock_wait(conn: Conn, fragment: str, timeout: float = 30) -> int:
-    """The pid of the session running ``fragment`` once it is waiting on a lock."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        row = conn.execute(
-            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND query LIKE %s "
-            "AND pid <> pg_backend_pid() AND wait_event_type = 'Lock'",
-            (f"%{fragment}%",),
-        ).fetchone()
-        if row:
-            return int(str(row[0]))
-        time.sleep(0.05)
-    raise AssertionError(f"no session waited on a lock in {fragment!r} within {timeout}s")
 
 
 def _index_valid(conn: Conn, name: str) -> bool | None:
@@ -61,7 +45,7 @@ def test_kill_during_concurrent_index_build_is_repaired_at_any_position(
         # An open writer: the build commits its INVALID catalog entry, then waits for this to end.
         blocker.execute("INSERT INTO t VALUES (1)")
         proc = start_pgshift(["migrate"], cwd=project, url=db_url, env=PATIENT)
-        pid = _wait_for_lock_wait(conn, "CREATE INDEX CONCURRENTLY t_x")
+        pid = _wait_for_query(conn, "CREATE INDEX CONCURRENTLY t_x", on_lock=True)
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)
         _wait_for_backend_exit(conn, pid)

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-import zlib
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, ClassVar
@@ -44,6 +43,7 @@ from psycopg.rows import tuple_row
 from pgshift.db.foreign_history import COLUMNS
 from pgshift.db.history import AppliedRow
 from pgshift.errors import PgshiftError
+from pgshift.migrations.formats.flyway import flyway_checksum as _flyway_text_checksum
 from pgshift.migrations.model import Migration
 
 TOOLS = ("prisma", "flyway", "dbmate", "goose", "golang-migrate")
@@ -65,15 +65,9 @@ def prisma_checksum(data: bytes) -> str:
 
 
 def flyway_checksum(data: bytes) -> int:
-    """Flyway 10 ChecksumCalculator.calculateChecksumForResource (flyway-core
-    internal/resolver/ChecksumCalculator.java): one CRC32 fed every line from
-    ``BufferedReader.readLine`` (which drops ``\\n``, ``\\r\\n`` and ``\\r``), the first line
-    with its BOM removed, each re-encoded as UTF-8; returned as Java's ``(int)`` cast."""
-    text = data.decode("utf-8", errors="replace")
-    if text.startswith("\ufeff"):
-        text = text[1:]
-    crc = zlib.crc32(text.replace("\r", "").replace("\n", "").encode("utf-8"))
-    return crc - (1 << 32) if crc >= (1 << 31) else crc
+    """Flyway's checksum of a script's bytes (the one algorithm, with its source, is
+    :func:`pgshift.migrations.formats.flyway.flyway_checksum`)."""
+    return _flyway_text_checksum(data.decode("utf-8", errors="replace"))
 
 
 # -- the tools -----------------------------------------------------------------------------
