@@ -38,3 +38,19 @@ def test_a_failed_transactional_rollback_leaves_the_migration_applied(tmp_path: 
     conn.execute("DROP VIEW open_loans")
     assert run_pgshift(["rollback"], cwd=tmp_path, url=db_url).returncode == 0
     assert conn.execute("SELECT to_regclass('loans')").fetchone() == (None,)
+
+
+def test_a_failed_migration_whose_file_is_deleted_no_longer_blocks_migrate(tmp_path: Path, db_url: str,
+                                                                           conn: Conn) -> None:
+    folder = tmp_path / "migrations"
+    write_migration(folder, "1", "t", "CREATE TABLE t (id int PRIMARY KEY, q int);\nINSERT INTO t VALUES (1, 9);")
+    broken = write_migration(folder, "2", "check", "ALTER TABLE t ADD CONSTRAINT q_small CHECK (q < 5);")
+    assert run_pgshift(["migrate", "--no-backup"], cwd=tmp_path, url=db_url).returncode == 8
+    # Its transaction committed nothing: the team abandons it by deleting the file, and goes on.
+    broken.unlink()
+    write_migration(folder, "3", "z", "ALTER TABLE t ADD COLUMN z int;")
+    after = run_pgshift(["migrate", "--no-backup"], cwd=tmp_path, url=db_url)
+    assert after.returncode == 0, after.stderr
+    assert json.loads(run_pgshift(["status", "--json"], cwd=tmp_path, url=db_url).stdout)["problems"] == []
+    assert conn.execute("SELECT count(*) FROM pg_attribute WHERE attrelid = 't'::regclass AND attname = 'z'"
+                        ).fetchone() == (1,)

@@ -90,7 +90,10 @@ def build_plan(migrations: list[Migration], rows: dict[str, AppliedRow]) -> Plan
                 f"{m.path} is new but sorts before the newest applied migration.",
             ))
     for version, row in rows.items():
-        if version not in on_disk and row.status in ("applied", "running", "failed") and row.kind == "versioned":
+        # A failed transactional run committed nothing: deleting its file abandons it, harmlessly.
+        abandoned = row.status == "failed" and row.transactional and row.direction == "up"
+        if version not in on_disk and row.status in ("applied", "running", "failed") and row.kind == "versioned" \
+                and not abandoned:
             plan.problems.append(Problem(
                 "missing", version, row.name,
                 f"migration {version} {row.name} is recorded as {row.status} but its file is gone.",
