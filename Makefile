@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,embedded]'
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -36,7 +36,7 @@ bench: $(STAMP)
 # Pick targets with `make mutation TARGETS="password-masking rehearsal-verdict"`.
 MUTATION_STAMP := $(VENV)/.mutation-installed
 $(MUTATION_STAMP): $(STAMP)
-	$(BIN)/python -m pip install --quiet -e '.[dev,mutation]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,embedded,mutation]'
 	touch $(MUTATION_STAMP)
 
 mutation: $(MUTATION_STAMP)

@@ -81,10 +81,17 @@ def find_bindir() -> Path:
     for bindir in [*candidate_bindirs(), pgserver_bindir()]:
         if bindir is not None and _has_server(bindir):
             return bindir
+    looked = ", ".join(str(b) for b in candidate_bindirs()) or "nothing on PATH or in the usual package folders"
+    env = os.environ.get("PGSHIFT_PG_BINDIR")
+    wheel = pgserver_bindir()
+    fallback = ("the optional pgserver wheel that ships them is not installed" if wheel is None
+                else f"the pgserver wheel has none in {wheel}")
     raise EmbeddedServerError(
-        "No PostgreSQL server binaries (initdb, pg_ctl, postgres) were found.",
-        hint="Install the server package (e.g. apt-get install postgresql), set PGSHIFT_PG_BINDIR "
-        "to its bin directory, or pip install pgserver.",
+        "No PostgreSQL server binaries (initdb, pg_ctl, postgres) were found (looked in: "
+        f"{looked}; PGSHIFT_PG_BINDIR is {repr(env) if env else 'not set'}), and {fallback}.",
+        hint="install the extra with `pip install 'pgshift[embedded]'`, or install the server package "
+        "(e.g. apt-get install postgresql) and set PGSHIFT_PG_BINDIR to its bin directory if it is "
+        "not found on its own; or point pgshift at an existing server with DATABASE_URL.",
     )
 
 

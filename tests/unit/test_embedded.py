@@ -49,6 +49,7 @@ def test_missing_binaries_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_
     monkeypatch.setattr("pgshift.embedded._PACKAGE_GLOBS", ())
     monkeypatch.setattr("pgshift.embedded.pgserver_bindir", lambda: None)
     monkeypatch.delenv("PGSHIFT_PG_BINDIR", raising=False)
-    with pytest.raises(EmbeddedServerError, match="No PostgreSQL server binaries"):
+    with pytest.raises(EmbeddedServerError, match=r"No PostgreSQL server binaries[\s\S]*not installed") as caught:
         find_bindir()
+    assert "pip install 'pgshift[embedded]'" in (caught.value.hint or "")
     assert os.environ["PATH"] == str(tmp_path)
