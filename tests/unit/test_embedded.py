@@ -15,7 +15,7 @@ from pgshift.errors import EmbeddedServerError
 
 def test_pgserver_wheel_binaries_run_a_cluster() -> None:
     bindir = pgserver_bindir()
-    assert bindir is not None and (bindir / "postgres").exists(), "pgserver is a dependency"
+    assert bindir is not None and (bindir / "postgres").exists(), "make test installs the embedded extra (pgserver)"
     root = Path(tempfile.mkdtemp(prefix="pgshift-test-pgserver-"))
     cluster = EmbeddedCluster(root, bindir=bindir)
     try:
