@@ -36,14 +36,15 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     # Whole-deploy tools built on the workflows: `pgshift rehearse` and `pgshift check`.
     ("tools", ("pgshift.rehearsal", "pgshift.safety.checks")),
     ("api", ("pgshift.api",)),
-    ("entry", ("pgshift.cli", "pgshift.demo", "pgshift.demo_migrations", "pgshift.docs", "pgshift.__main__")),
+    ("entry", ("pgshift.cli", "pgshift.demo", "pgshift.demo_migrations", "pgshift.docs", "pgshift.__main__",
+               "pgshift.testing")),
 ]
 
 # Imports that cross the layers upwards on purpose: (importer, imported) -> why. Keep it empty.
 ALLOWED_UPWARD: dict[tuple[str, str], str] = {}
 
 FACADE = "pgshift.api"
-FACADE_USERS = ("pgshift.cli",)
+FACADE_USERS = ("pgshift.cli", "pgshift.testing")
 
 
 @dataclass
