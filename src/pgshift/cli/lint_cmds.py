@@ -53,6 +53,9 @@ class _Run:
         # A file that does not parse loads with its error, which the engine reports; every other
         # file is still linted by its own format's rules (up and down parts apart).
         _, migrations = load_migrations(path, self.settings.format)
+        self.migrations(migrations)
+
+    def migrations(self, migrations: list[Migration]) -> None:
         for migration in migrations:
             for s in [*migration.up, *((migration.down or []) if self.down else [])]:
                 self.statements[(s.file, s.line, s.column)] = s.sql
@@ -138,11 +141,39 @@ def _lint_path(run: _Run, raw: str) -> None:
     if path.is_dir():
         run.folder(path)
     elif path.is_file():
-        run.text(path.read_text(encoding="utf-8", errors="replace"), str(path))
+        own = _migrations_of_file(path, run.settings.format)
+        if own is None:
+            run.text(path.read_text(encoding="utf-8", errors="replace"), str(path))
+        else:  # read as its folder's tool reads it: markers, directives, up and down parts apart
+            run.migrations(own)
     else:
         from pgshift.migrations.files import broken_link
 
         raise click.UsageError(f"{raw} {broken_link(path) or 'is neither a file nor a folder'}.")
+
+
+def _migrations_of_file(path: Path, fmt: str) -> list[Migration] | None:
+    """The migrations a file of a migrations folder belongs to, read with its folder's format (the
+    folder or, for Prisma's <version>/migration.sql, its parent); None for a loose SQL file, or one
+    whose folder does not load as a whole (it is then linted as plain SQL, as before)."""
+    from pgshift.errors import PgshiftError
+    from pgshift.migrations.loader import available_readers
+
+    folders = [path.parent, path.parent.parent] if path.name == "migration.sql" else [path.parent]
+    for folder in folders:
+        chosen = fmt if fmt != "auto" else next(
+            (name for name, module in available_readers().items() if module.detect(folder)), None)
+        if chosen is None:
+            continue
+        try:
+            _, migrations = load_migrations(folder, chosen)
+        except PgshiftError:
+            return None
+        own = [m for m in migrations if m.path.resolve() == path.resolve()
+               or any(s.file == str(path) for s in [*m.up, *(m.down or [])])]
+        if own:
+            return own
+    return None
 
 
 def _plain() -> Any:
