@@ -34,7 +34,7 @@ def _project(root: Path, files: dict[str, str], *, tests: str = "", conftest: st
 @pytest.fixture
 def plugin_env(pytester: pytest.Pytester, pg_server: PgServer, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
     monkeypatch.setenv("PGSHIFT_TEST_DSN", pg_server.admin_url)
-    for name in ("DATABASE_URL", "PGSHIFT_MIGRATIONS_DIR", "PGSHIFT_LEDGER_DSN"):
+    for name in ("DATABASE_URL", "PGSHIFT_MIGRATIONS_DIR", "PGSHIFT_TEST_LEDGER_DSN"):
         monkeypatch.delenv(name, raising=False)
     return pytester
 

@@ -32,7 +32,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="pgshift.toml (or pyproject.toml) to read; default: the one found from the rootdir")
     group.addoption("--pgshift-ledger-dsn", default=None, metavar="URL",
                     help="an existing database whose ledger checksums must match the files "
-                         "(or PGSHIFT_LEDGER_DSN)")
+                         "(or PGSHIFT_TEST_LEDGER_DSN)")
     parser.addini("pgshift", type="bool", default=False, help="run pgshift's built-in checks")
 
 
@@ -57,7 +57,7 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     from pgshift.errors import PgshiftError
     from pgshift.testing.builtin import Suite, broken_settings, collect
 
-    ledger = config.getoption("pgshift_ledger_dsn") or os.environ.get("PGSHIFT_LEDGER_DSN")
+    ledger = config.getoption("pgshift_ledger_dsn") or os.environ.get("PGSHIFT_TEST_LEDGER_DSN")
     try:
         settings = _settings(config)
     except PgshiftError as exc:  # one failing item with pgshift's message, not an INTERNALERROR
