@@ -23,7 +23,8 @@ within noise". With fewer than 3 runs a side there is no verdict. Counted figure
 hazards found) have no noise: any difference is reported.
 
 Exit status: 0 every run succeeded (whatever the verdicts say: the human judges them); 1 a bench
-run failed; 2 bad arguments; 3 refused (no such revision, or both sides would run the same code).
+run failed; 2 bad arguments; 3 refused (no such revision, or both sides would run the same code);
+130 interrupted (Ctrl-C or SIGTERM).
 Logs and every run's JSON go to bench/results/compare-<time>/, the comparison to
 bench/results/compare-<time>.json.
 """
@@ -56,7 +57,7 @@ DEFAULT_BENCHES = ("zero_downtime", "runner", "lint", "backup", "backfill")
 NOISE_FLOOR = 0.03  # medians closer than this are "same" even when the runs do not overlap
 MIN_RUNS = 3
 IMPORT_LOG = "COMPARE_REVISIONS_IMPORT_LOG"  # not PGSHIFT_*: pgshift rejects unknown PGSHIFT_ variables
-EXIT_FAILED, EXIT_USAGE, EXIT_REFUSED = 1, 2, 3
+EXIT_FAILED, EXIT_USAGE, EXIT_REFUSED, EXIT_INTERRUPTED = 1, 2, 3, 130
 
 # Put first on a run's PYTHONPATH: every Python process of the run notes, at exit, where its
 # pgshift came from. Chains to any other sitecustomize it shadows.
@@ -165,6 +166,7 @@ def zero_downtime_metrics(data: dict[str, Any]) -> list[Metric]:
     return out
 
 
+STARTS_CLI = ("lint", "runner")  # lint: `python -m pgshift lint`; runner: its pgshift-cli tool, bin/pgshift
 EXTRACT: dict[str, Callable[[dict[str, Any]], list[Metric]]] = {
     "backfill": backfill_metrics, "backup": backup_metrics, "lint": lint_metrics,
     "runner": runner_metrics, "zero_downtime": zero_downtime_metrics,
@@ -273,19 +275,25 @@ class Side:
             env[IMPORT_LOG] = str(log)
         return env
 
-    def imports(self, log: Path) -> tuple[int, str | None]:
-        """How many processes noted in ``log`` imported pgshift, and why they did not all run this
-        side's pgshift (None when they did)."""
+    def imports(self, log: Path, *, cli: bool = False) -> tuple[int, str | None, bool]:
+        """How many processes noted in ``log`` imported pgshift; why they did not all run this side's
+        pgshift (None when they did); and whether one imported it from elsewhere (the worst case).
+        ``cli``: the run must have started the pgshift CLI."""
         notes = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
         if not notes:
-            return 0, "no process of the run imported pgshift, so the run measured nothing of this side"
+            return 0, "no process of the run imported pgshift, so the run measured nothing of this side", False
         expected = (self.src / "pgshift").resolve()
         for note in notes:
             if Path(note["pgshift"]).resolve() != expected or note["strays"]:
                 return len(notes), (f"process {' '.join(note['argv'])} imported pgshift from {note['pgshift']}"
                                     f"{' and ' + ', '.join(note['strays']) if note['strays'] else ''}, "
-                                    f"not from {expected}")
-        return len(notes), None
+                                    f"not from {expected}"), True
+        # A CLI started with a cleaned environment (no PYTHONPATH) would run the installed pgshift
+        # unnoticed: it also loses this hook, so its absence from the notes gives it away.
+        if cli and not any(Path(note["argv"][0]).name in ("pgshift", "__main__.py") for note in notes if note["argv"]):
+            return len(notes), ("the bench starts the pgshift CLI, but no CLI process noted this side's pgshift: "
+                                "it was started without this run's PYTHONPATH, so it ran the installed pgshift"), False
+        return len(notes), None, False
 
 
 def check_sides(base: Side, candidate: Side, scratch: Path) -> None:
@@ -309,7 +317,7 @@ def check_sides(base: Side, candidate: Side, scratch: Path) -> None:
             raise Refused(f"the {side.label} ({side.described}) does not import: {probe.stderr.strip()[-500:]}")
         if cli.exists():
             subprocess.run([str(cli), "--help"], env=side.env(log), capture_output=True, check=False)
-        _count, problem = side.imports(log)
+        _count, problem, _elsewhere = side.imports(log)
         if problem:
             raise Refused(f"{side.label}: {problem}; the comparison would not run the {side.label}'s code")
         print(f"{side.label:10} {side.described}: pgshift from {probe.stdout.strip()}"
@@ -323,6 +331,7 @@ class BenchSpec:
     script: Path
     quick: list[str]
     extract: Callable[[dict[str, Any]], list[Metric]]
+    cli: bool = False  # starts the pgshift CLI in subprocesses (each must run the side's pgshift too)
 
     def argv(self, *, full: bool, json_out: Path) -> list[str]:
         return [sys.executable, str(self.script), *([] if full else self.quick), "--json", str(json_out)]
@@ -358,9 +367,9 @@ def run_once(spec: BenchSpec, side: Side, *, full: bool, logs: Path, round_no: i
     started = time.monotonic()
     code = run_child(spec.argv(full=full, json_out=json_out), cwd=cwd, env=side.env(imports), log=log)
     seconds = time.monotonic() - started
-    processes, wrong = side.imports(imports)
+    processes, wrong, elsewhere = side.imports(imports, cli=spec.cli)
     outcome = Outcome(seconds, processes)
-    if wrong:
+    if wrong and (elsewhere or code == 0):  # a crashed bench may not have got as far as pgshift: a failure
         raise Refused(f"{spec.name}, {side.label}: {wrong}; see {log}")
     if code != 0:
         outcome.problem = f"exit {code}: {' | '.join(log.read_text(errors='replace').strip().splitlines()[-3:])}"
@@ -396,8 +405,14 @@ def compare(specs: list[BenchSpec], *, root: Path, base_rev: str, repeat: int, f
     commit = resolve(root, base_rev)
     dirty = git(root, "status", "--porcelain", "--", "src")
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    results.mkdir(parents=True, exist_ok=True)
     logs = results / f"compare-{stamp}"
-    logs.mkdir(parents=True, exist_ok=True)
+    for attempt in range(2, 100):  # two comparisons in the same second keep their logs apart
+        try:
+            logs.mkdir()
+            break
+        except FileExistsError:
+            logs = results / f"compare-{stamp}-{attempt}"
     holder = Path(tempfile.mkdtemp(prefix="pgshift-compare-"))
     (holder / "hook").mkdir()
     (holder / "hook" / "sitecustomize.py").write_text(HOOK)
@@ -438,7 +453,7 @@ def compare(specs: list[BenchSpec], *, root: Path, base_rev: str, repeat: int, f
     print(f"load average at start: {load_at_start}; at end: {load_at_end}")
     print(f"noise: a figure differs only when the two sides' runs do not overlap and the medians are more than "
           f"{NOISE_FLOOR:.0%} apart (counted figures: any difference)")
-    (results / f"compare-{stamp}.json").write_text(json.dumps(
+    (results / f"{logs.name}.json").write_text(json.dumps(
         {"at": stamp, **describe, "repeat": repeat, "full": full, "load_at_start": load_at_start,
          "load_at_end": load_at_end, "benches": report, "failed": failed}, indent=2))
     for problem in failed:
@@ -479,7 +494,8 @@ def _interrupted(signum: int, _frame: FrameType | None) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     quick = quick_arguments()
-    specs = [BenchSpec(name, BENCH / name / "run.py", quick[name], EXTRACT[name]) for name in args.only]
+    specs = [BenchSpec(name, BENCH / name / "run.py", quick[name], EXTRACT[name], cli=name in STARTS_CLI)
+             for name in args.only]
     signal.signal(signal.SIGTERM, _interrupted)
     try:
         return compare(specs, root=ROOT, base_rev=args.base or default_base(ROOT), repeat=args.repeat,
@@ -487,6 +503,9 @@ def main(argv: list[str] | None = None) -> int:
     except Refused as exc:
         print(f"compare_revisions: refused: {exc}", file=sys.stderr)
         return EXIT_REFUSED
+    except KeyboardInterrupt:
+        print("compare_revisions: interrupted; the base's worktree is removed", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":
