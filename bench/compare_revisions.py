@@ -14,7 +14,8 @@ PYTHONPATH); a process that imported pgshift from anywhere but its side's src st
 as do identical src/pgshift trees: the same code measured twice is refused.
 
 Benches: zero_downtime, runner, lint, backup, backfill, at their quick sizes (bench/run_all.py
-QUICK) unless --full. Runs are interleaved, base then candidate, --repeat times per bench, so the
+QUICK) unless --full, without what does not change between revisions (peer tools, the naive side of
+the zero-downtime bench). Runs are interleaved, base then candidate, --repeat times per bench, so the
 machine's load drifts over both alike. Each bench gets a table of its pgshift figures: the median
 of each side, candidate/base, each side's range and a verdict. Noise: a measured figure is called
 slower/faster (or worse/better) only when the two sides' runs do not overlap at all (with 3 runs a
@@ -166,6 +167,10 @@ def zero_downtime_metrics(data: dict[str, Any]) -> list[Metric]:
     return out
 
 
+# What does not change between revisions is left out: the peer tools and the naive side.
+PGSHIFT_ONLY: dict[str, list[str]] = {
+    "lint": ["--no-squawk"], "runner": ["--tools", "pgshift-cli,pgshift-api"], "zero_downtime": ["--sides", "pgshift"],
+}
 STARTS_CLI = ("lint", "runner")  # lint: `python -m pgshift lint`; runner: its pgshift-cli tool, bin/pgshift
 EXTRACT: dict[str, Callable[[dict[str, Any]], list[Metric]]] = {
     "backfill": backfill_metrics, "backup": backup_metrics, "lint": lint_metrics,
@@ -333,8 +338,11 @@ class BenchSpec:
     extract: Callable[[dict[str, Any]], list[Metric]]
     cli: bool = False  # starts the pgshift CLI in subprocesses (each must run the side's pgshift too)
 
+    pgshift_only: list[str] = field(default_factory=list)
+
     def argv(self, *, full: bool, json_out: Path) -> list[str]:
-        return [sys.executable, str(self.script), *([] if full else self.quick), "--json", str(json_out)]
+        return [sys.executable, str(self.script), *([] if full else self.quick), *self.pgshift_only,
+                "--json", str(json_out)]
 
 
 @dataclass
@@ -494,8 +502,8 @@ def _interrupted(signum: int, _frame: FrameType | None) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     quick = quick_arguments()
-    specs = [BenchSpec(name, BENCH / name / "run.py", quick[name], EXTRACT[name], cli=name in STARTS_CLI)
-             for name in args.only]
+    specs = [BenchSpec(name, BENCH / name / "run.py", quick[name], EXTRACT[name], cli=name in STARTS_CLI,
+                       pgshift_only=PGSHIFT_ONLY.get(name, [])) for name in args.only]
     signal.signal(signal.SIGTERM, _interrupted)
     try:
         return compare(specs, root=ROOT, base_rev=args.base or default_base(ROOT), repeat=args.repeat,

@@ -156,3 +156,6 @@ def test_arguments_and_every_compared_bench_writes_its_figures(capsys: pytest.Ca
     for name in compare_revisions.DEFAULT_BENCHES:
         source = (BENCH / name / "run.py").read_text()
         assert name in quick and '"--json"' in source, f"bench/{name}/run.py must take --json for the comparison"
+        extra = compare_revisions.PGSHIFT_ONLY.get(name, [])
+        unknown = [a for a in extra if a.startswith("--") and f'"{a}"' not in source]
+        assert unknown == [], f"bench/{name}/run.py does not accept {unknown}"
