@@ -159,3 +159,13 @@ def test_arguments_and_every_compared_bench_writes_its_figures(capsys: pytest.Ca
         extra = compare_revisions.PGSHIFT_ONLY.get(name, [])
         unknown = [a for a in extra if a.startswith("--") and f'"{a}"' not in source]
         assert unknown == [], f"bench/{name}/run.py does not accept {unknown}"
+
+
+def test_the_default_base_is_the_merge_base_with_main_or_the_commit_before(repo: Path) -> None:
+    git(repo, "checkout", "-q", "-B", "main")  # whatever git init named the first branch
+    assert compare_revisions.default_base(repo) == "HEAD~1"  # main itself: nothing of its own
+    fork = git(repo, "rev-parse", "HEAD").strip()
+    git(repo, "checkout", "-q", "-b", "feature")
+    git(repo, "commit", "-q", "-am", "feature")
+    git(repo, "commit", "-q", "--allow-empty", "-m", "more")
+    assert compare_revisions.default_base(repo) == fork
