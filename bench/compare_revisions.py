@@ -322,7 +322,7 @@ def check_sides(base: Side, candidate: Side, scratch: Path) -> None:
             raise Refused(f"the {side.label} ({side.described}) does not import: {probe.stderr.strip()[-500:]}")
         if cli.exists():
             subprocess.run([str(cli), "--help"], env=side.env(log), capture_output=True, check=False)
-        _count, problem, _elsewhere = side.imports(log)
+        _count, problem, _elsewhere = side.imports(log, cli=cli.exists())
         if problem:
             raise Refused(f"{side.label}: {problem}; the comparison would not run the {side.label}'s code")
         print(f"{side.label:10} {side.described}: pgshift from {probe.stdout.strip()}"
