@@ -18,10 +18,12 @@ QUICK) unless --full, without what does not change between revisions (peer tools
 the zero-downtime bench). Runs are interleaved, base then candidate, --repeat times per bench, so the
 machine's load drifts over both alike. Each bench gets a table of its pgshift figures: the median
 of each side, candidate/base, each side's range and a verdict. Noise: a measured figure is called
-slower/faster (or worse/better) only when the two sides' runs do not overlap at all (with 3 runs a
-side chance alone does that 1 time in 10) AND the medians differ by more than 3%; otherwise "same
-within noise". With fewer than 3 runs a side there is no verdict. Counted figures (failed queries,
-hazards found) have no noise: any difference is reported.
+slower/faster (or worse/better) only when the two sides' runs do not overlap at all AND the medians
+differ by more than 3%; otherwise "same within noise". With 3 runs a side, chance alone keeps the
+runs of an unchanged figure apart 1 time in 10 (5 runs: 1 in 126), so over a bench's dozen figures
+expect a false verdict now and then: rerun with --repeat 5 before believing one. With fewer than 3
+runs a side there is no verdict. Counted figures (failed queries, hazards found) have no noise: any
+difference is reported.
 
 Exit status: 0 every run succeeded (whatever the verdicts say: the human judges them); 1 a bench
 run failed; 2 bad arguments; 3 refused (no such revision, or both sides would run the same code);
@@ -36,6 +38,7 @@ import argparse
 import hashlib
 import importlib.util
 import json
+import math
 import os
 import shutil
 import signal
@@ -460,7 +463,9 @@ def compare(specs: list[BenchSpec], *, root: Path, base_rev: str, repeat: int, f
     load_at_end = load()
     print(f"load average at start: {load_at_start}; at end: {load_at_end}")
     print(f"noise: a figure differs only when the two sides' runs do not overlap and the medians are more than "
-          f"{NOISE_FLOOR:.0%} apart (counted figures: any difference)")
+          f"{NOISE_FLOOR:.0%} apart (counted figures: any difference). With {repeat} runs a side, chance alone "
+          f"keeps the runs of an unchanged figure apart 1 time in {math.comb(2 * repeat, repeat) // 2}: "
+          "over many figures expect a few such verdicts; rerun with a higher --repeat before believing one")
     (results / f"{logs.name}.json").write_text(json.dumps(
         {"at": stamp, **describe, "repeat": repeat, "full": full, "load_at_start": load_at_start,
          "load_at_end": load_at_end, "benches": report, "failed": failed}, indent=2))
