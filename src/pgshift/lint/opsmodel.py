@@ -9,26 +9,40 @@ they only replay those effects into :class:`pgshift.lint.schema.Schema`.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
 
 from psycopg import sql
 
 from pgshift.lint.schema import Schema
 from pgshift.migrations.splitter import split_sql
-from pgshift.ops.model import Op, OpsFile, column_definition, is_constant
+from pgshift.ops.model import OpsFile, column_definition, is_constant
+from pgshift.ops.operations._base import Operation, ids
+from pgshift.ops.operations.add_check import AddCheck
+from pgshift.ops.operations.add_column import AddColumn
+from pgshift.ops.operations.add_unique import AddUnique
+from pgshift.ops.operations.change_column_type import ChangeColumnType
+from pgshift.ops.operations.create_index import CreateIndex
+from pgshift.ops.operations.create_table import CreateTable
+from pgshift.ops.operations.drop_column import DropColumn
+from pgshift.ops.operations.drop_index import DropIndex
+from pgshift.ops.operations.drop_not_null import DropNotNull
+from pgshift.ops.operations.drop_table import DropTable
+from pgshift.ops.operations.rename_column import RenameColumn
+from pgshift.ops.operations.rename_table import RenameTable
+from pgshift.ops.operations.set_not_null import SetNotNull
+from pgshift.ops.operations.sql import Sql
 
 
 def replay_ops(model: Schema, ops: OpsFile, origin: str, *, contracted: bool) -> list[str]:
     """Apply ``ops``' expand (and its contract when ``contracted``) to ``model``; the tables it creates."""
     created: list[str] = []
     for o in ops.operations:
-        if o.kind == "rename_column" and not contracted:
-            _copy_column(model, _key(ops, str(o.get("table"))), str(o.get("from")), str(o.get("to")))
+        if isinstance(o, RenameColumn) and not contracted:
+            _copy_column(model, _key(ops, o.table), o.from_, o.to)
             continue
         for statement in _statements(ops, o, contracted):
             model.load_sql(statement if isinstance(statement, str) else statement.as_string(), origin)
-        if o.kind == "create_table":
-            created.append(_key(ops, str(o.get("table"))))
+        if isinstance(o, CreateTable):
+            created.append(_key(ops, o.table))
     return created
 
 
@@ -44,66 +58,60 @@ def _copy_column(model: Schema, table: str, old: str, new: str) -> None:
         known.columns[new] = dataclasses.replace(known.columns[old], name=new)
 
 
-def _statements(ops: OpsFile, o: Op, contracted: bool) -> list[sql.Composable | str]:
-    def t(name: Any) -> sql.Identifier:
-        return sql.Identifier(ops.schema, str(name))
+def _statements(ops: OpsFile, o: Operation, contracted: bool) -> list[sql.Composable | str]:
+    def t(name: str) -> sql.Identifier:
+        return sql.Identifier(ops.schema, name)
 
-    def ids(names: Any) -> sql.Composable:
-        return sql.SQL(", ").join(sql.Identifier(str(n)) for n in names)
-
-    table = t(o.get("table")) if o.get("table") else None
+    table = t(o.target) if o.target else None
     out: list[sql.Composable | str] = []
-    if o.kind == "create_table":
-        parts = [column_definition(c) for c in o.get("columns")]
-        if o.get("primary_key"):
-            parts.append(sql.SQL("PRIMARY KEY ({})").format(ids(o.get("primary_key"))))
+    if isinstance(o, CreateTable):
+        parts = [column_definition(c) for c in o.columns]
+        if o.primary_key:
+            parts.append(sql.SQL("PRIMARY KEY ({})").format(ids(o.primary_key)))
         out.append(sql.SQL("CREATE TABLE {} ({})").format(table, sql.SQL(", ").join(parts)))
-    elif o.kind == "drop_table" and contracted:
+    elif isinstance(o, DropTable) and contracted:
         out.append(sql.SQL("DROP TABLE {}").format(table))
-    elif o.kind == "rename_table":
-        out.append(sql.SQL("ALTER TABLE {} RENAME TO {}").format(t(o.get("from")), sql.Identifier(str(o.get("to")))))
-    elif o.kind == "add_column":
-        column = o.get("column")
-        default, up = column.get("default"), o.get("up")
+    elif isinstance(o, RenameTable):
+        out.append(sql.SQL("ALTER TABLE {} RENAME TO {}").format(t(o.from_), sql.Identifier(o.to)))
+    elif isinstance(o, AddColumn):
+        column = o.column
         # NOT NULL at once only on the metadata-only path; otherwise through contract's validated check.
-        not_null = column.get("nullable") is False and (
-            contracted or (up is None and (default is None or is_constant(default))))
+        not_null = not column.nullable and (
+            contracted or (o.up is None and (column.default is None or is_constant(column.default))))
         out.append(sql.SQL("ALTER TABLE {} ADD COLUMN {} {}{}").format(
-            table, sql.Identifier(str(column["name"])), sql.SQL(str(column["type"])),
-            sql.SQL(" NOT NULL" if not_null else "")))
-    elif o.kind == "drop_column" and contracted:
-        out.append(sql.SQL("ALTER TABLE {} DROP COLUMN {}").format(table, sql.Identifier(str(o.get("column")))))
-    elif o.kind == "rename_column":  # contracted (expanded: _copy_column)
+            table, sql.Identifier(column.name), sql.SQL(column.type), sql.SQL(" NOT NULL" if not_null else "")))
+    elif isinstance(o, DropColumn) and contracted:
+        out.append(sql.SQL("ALTER TABLE {} DROP COLUMN {}").format(table, sql.Identifier(o.column)))
+    elif isinstance(o, RenameColumn):  # contracted (expanded: _copy_column)
         out.append(sql.SQL("ALTER TABLE {} RENAME COLUMN {} TO {}").format(
-            table, sql.Identifier(str(o.get("from"))), sql.Identifier(str(o.get("to")))))
-    elif o.kind == "change_column_type" and contracted:  # expanded: the column keeps its type
+            table, sql.Identifier(o.from_), sql.Identifier(o.to)))
+    elif isinstance(o, ChangeColumnType) and contracted:  # expanded: the column keeps its type
         out.append(sql.SQL("ALTER TABLE {} ALTER COLUMN {} TYPE {}").format(
-            table, sql.Identifier(str(o.get("column"))), sql.SQL(str(o.get("type")))))
-    elif o.kind == "set_not_null" and contracted:
-        out.append(sql.SQL("ALTER TABLE {} ALTER COLUMN {} SET NOT NULL").format(
-            table, sql.Identifier(str(o.get("column")))))
-    elif o.kind == "drop_not_null":
-        out.append(sql.SQL("ALTER TABLE {} ALTER COLUMN {} DROP NOT NULL").format(
-            table, sql.Identifier(str(o.get("column")))))
-    elif o.kind == "add_check":
-        name = sql.Identifier(str(o.get("name")))
+            table, sql.Identifier(o.column), sql.SQL(o.type)))
+    elif isinstance(o, SetNotNull) and contracted:
+        out.append(sql.SQL("ALTER TABLE {} ALTER COLUMN {} SET NOT NULL").format(table, sql.Identifier(o.column)))
+    elif isinstance(o, DropNotNull):
+        out.append(sql.SQL("ALTER TABLE {} ALTER COLUMN {} DROP NOT NULL").format(table, sql.Identifier(o.column)))
+    elif isinstance(o, AddCheck):
+        name = sql.Identifier(o.name)
         out.append(sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} CHECK ({}) NOT VALID").format(
-            table, name, sql.SQL(str(o.get("check")))))
+            table, name, sql.SQL(o.check)))
         if contracted:
             out.append(sql.SQL("ALTER TABLE {} VALIDATE CONSTRAINT {}").format(table, name))
-    elif o.kind in ("add_unique", "create_index"):
-        unique = o.kind == "add_unique" or bool(o.get("unique"))
+    elif isinstance(o, (AddUnique, CreateIndex)):
+        method = o.method if isinstance(o, CreateIndex) else None
+        predicate = o.predicate if isinstance(o, CreateIndex) else None
+        unique = isinstance(o, AddUnique) or o.unique
         statement = sql.SQL("CREATE {}INDEX {} ON {} {}({})").format(
-            sql.SQL("UNIQUE " if unique else ""), sql.Identifier(str(o.get("name"))), table,
-            sql.SQL("USING {} ").format(sql.Identifier(str(o.get("method")))) if o.get("method") else sql.SQL(""),
-            ids(o.get("columns")))
-        if o.get("where"):
-            statement = sql.SQL("{} WHERE {}").format(statement, sql.SQL(str(o.get("where"))))
+            sql.SQL("UNIQUE " if unique else ""), sql.Identifier(o.name), table,
+            sql.SQL("USING {} ").format(sql.Identifier(method)) if method else sql.SQL(""), ids(o.columns))
+        if predicate:
+            statement = sql.SQL("{} WHERE {}").format(statement, sql.SQL(predicate))
         out.append(statement)
-    elif o.kind == "drop_index" and contracted:
-        out.append(sql.SQL("DROP INDEX {}").format(t(o.get("name"))))
-    elif o.kind == "sql":
-        for part in ("up", "contract") if contracted else ("up",):
-            if o.get(part):
-                out += [s.sql for s in split_sql(str(o.get(part)), file=f"{o.where}.{part}")]
+    elif isinstance(o, DropIndex) and contracted:
+        out.append(sql.SQL("DROP INDEX {}").format(t(o.name)))
+    elif isinstance(o, Sql):
+        for part, text in (("up", o.up), ("contract", o.contract_sql if contracted else None)):
+            if text:
+                out += [s.sql for s in split_sql(text, file=f"{o.origin}.{part}")]
     return out

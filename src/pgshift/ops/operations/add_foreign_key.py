@@ -1,0 +1,44 @@
+"""add_foreign_key: NOT VALID at expand (new rows checked at once), validated with a weak lock at contract."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from psycopg import sql
+
+from pgshift.ops.operations._base import Operation, Plan, drop_constraint, ids
+
+
+@dataclass(frozen=True)
+class AddForeignKey(Operation):
+    kind = "add_foreign_key"
+    summary = "Add a foreign key: NOT VALID at expand, validated at contract."
+    example = ("add_foreign_key: {table: orders, name: orders_user_fk, columns: [user_id], references_table: users, "
+               "references_columns: [id], on_delete: cascade}")
+
+    table: str
+    name: str
+    columns: tuple[str, ...]
+    references_table: str
+    references_columns: tuple[str, ...]
+    on_delete: Literal["NO ACTION", "RESTRICT", "CASCADE", "SET NULL", "SET DEFAULT"] | None = None
+
+    def expand(self, plan: Plan, index: int) -> None:
+        statement = sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} FOREIGN KEY ({}) REFERENCES {} ({})").format(
+            plan.t(self.table), sql.Identifier(self.name), ids(self.columns), plan.t(self.references_table),
+            ids(self.references_columns))
+        if self.on_delete:
+            statement = sql.SQL("{} ON DELETE {}").format(statement, sql.SQL(self.on_delete))
+        plan.expand(f"add foreign key {self.name} (NOT VALID)", "tx", [sql.SQL("{} NOT VALID").format(statement)],
+                    [plan.label(self.table), plan.label(self.references_table)])
+
+    def contract(self, plan: Plan, index: int) -> None:
+        plan.validate(f"validate {self.name}", self.table, self.name)
+
+    def abort(self, plan: Plan, index: int) -> None:
+        plan.abort(f"drop constraint {self.name}", "tx", [drop_constraint(plan, self.table, self.name)],
+                   [plan.label(self.table)])
+
+
+OPERATION = AddForeignKey

@@ -1,0 +1,36 @@
+"""add_unique: its index built concurrently at expand, the constraint added on it at contract."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from psycopg import sql
+
+from pgshift.ops.operations._base import Operation, Plan, build_index, drop_index
+
+
+@dataclass(frozen=True)
+class AddUnique(Operation):
+    kind = "add_unique"
+    summary = "Add a UNIQUE constraint: its index built concurrently at expand, the constraint added at contract."
+    example = "add_unique: {table: users, name: users_email_key, columns: [email]}"
+
+    table: str
+    name: str
+    columns: tuple[str, ...]
+
+    def expand(self, plan: Plan, index: int) -> None:
+        plan.expand(f"build unique index {self.name} concurrently", "autocommit", [
+            build_index(plan, self.table, self.name, self.columns, True, None, None)],
+            weak_lock_tables=[plan.label(self.table)], index=self.name)
+
+    def contract(self, plan: Plan, index: int) -> None:
+        plan.contract(f"add unique constraint {self.name} using its index", "tx", [
+            sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} UNIQUE USING INDEX {}").format(
+                plan.t(self.table), sql.Identifier(self.name), sql.Identifier(self.name))], [plan.label(self.table)])
+
+    def abort(self, plan: Plan, index: int) -> None:
+        plan.abort(f"drop index {self.name}", "autocommit", [drop_index(plan, self.name)])
+
+
+OPERATION = AddUnique

@@ -1,0 +1,44 @@
+"""change_column_type: a shadow column of the new type, kept in sync with the old one both ways
+(``up`` / ``down`` convert), backfilled, and renamed into the old one's place at contract."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pgshift.ops.names import fit
+from pgshift.ops.operations import _copy
+from pgshift.ops.operations._base import Operation, Plan, doc, quote
+
+
+@dataclass(frozen=True)
+class ChangeColumnType(Operation):
+    kind = "change_column_type"
+    summary = "Change a column's type without rewriting the table under a lock: a shadow column swapped in at contract."
+    example = "change_column_type: {table: orders, column: amount, type: numeric(12,2)}"
+
+    table: str
+    column: str
+    type: str
+    up: str | None = doc("SQL expression converting the old value to the new type (default: a CAST).", None)
+    down: str | None = doc("SQL expression converting a new value back, for the old version "
+                           "(default: a CAST).", None)
+    default: str | None = doc("The new column's default (default: the old column's).", None)
+
+    def _shape(self, plan: Plan) -> _copy.Copy:
+        info = plan.column(self, self.column)
+        name = self.column
+        return _copy.Copy(self.table, name, fit("_pgshift", plan.version, name), name, self.type,
+                          self.up or f"CAST({quote(name)} AS {self.type})",
+                          self.down or f"CAST({quote(name)} AS {info.type})", self.default or info.default, True)
+
+    def expand(self, plan: Plan, index: int) -> None:
+        _copy.expand(self, plan, index, self._shape(plan))
+
+    def contract(self, plan: Plan, index: int) -> None:
+        _copy.contract(self, plan, index, self._shape(plan))
+
+    def abort(self, plan: Plan, index: int) -> None:
+        _copy.abort(plan, index, self._shape(plan))
+
+
+OPERATION = ChangeColumnType

@@ -1,0 +1,33 @@
+"""create_index: built CONCURRENTLY IF NOT EXISTS at expand (a failed build's INVALID index is dropped
+by name before the retry)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pgshift.ops.operations._base import Operation, Plan, build_index, doc, drop_index, key
+
+
+@dataclass(frozen=True)
+class CreateIndex(Operation):
+    kind = "create_index"
+    summary = "Build an index concurrently at expand; abort drops it."
+    example = "create_index: {table: orders, name: orders_created_idx, columns: [created_at], where: \"paid\"}"
+
+    table: str
+    name: str
+    columns: tuple[str, ...]
+    unique: bool = False
+    method: str | None = doc("Index access method (btree, hash, gin, gist, brin, ...).", None)
+    predicate: str | None = key("where", "Predicate of a partial index.", None)
+
+    def expand(self, plan: Plan, index: int) -> None:
+        plan.expand(f"build index {self.name} concurrently", "autocommit", [
+            build_index(plan, self.table, self.name, self.columns, self.unique, self.method, self.predicate)],
+            weak_lock_tables=[plan.label(self.table)], index=self.name)
+
+    def abort(self, plan: Plan, index: int) -> None:
+        plan.abort(f"drop index {self.name}", "autocommit", [drop_index(plan, self.name)])
+
+
+OPERATION = CreateIndex

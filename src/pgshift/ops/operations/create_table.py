@@ -1,0 +1,35 @@
+"""create_table: a new table (nothing uses it yet, so it is created at once)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from psycopg import sql
+
+from pgshift.ops.operations._base import Column, Operation, Plan, column_definition, doc, ids
+
+
+@dataclass(frozen=True)
+class CreateTable(Operation):
+    kind = "create_table"
+    summary = "Create a table; abort drops it."
+    example = ("create_table: {table: events, columns: [{name: id, type: bigint, primary_key: true}, "
+               "{name: at, type: timestamptz}]}")
+
+    table: str
+    columns: tuple[Column, ...]
+    primary_key: tuple[str, ...] | None = doc("Columns of a composite primary key.", None)
+
+    def expand(self, plan: Plan, index: int) -> None:
+        parts = [column_definition(c) for c in self.columns]
+        if self.primary_key:
+            parts.append(sql.SQL("PRIMARY KEY ({})").format(ids(self.primary_key)))
+        plan.expand(f"create table {self.table}", "tx", [
+            sql.SQL("CREATE TABLE IF NOT EXISTS {} ({})").format(plan.t(self.table), sql.SQL(", ").join(parts))])
+        plan.layout[self.table] = [(c.name, c.name) for c in self.columns]
+
+    def abort(self, plan: Plan, index: int) -> None:
+        plan.abort(f"drop table {self.table}", "tx", [sql.SQL("DROP TABLE IF EXISTS {}").format(plan.t(self.table))])
+
+
+OPERATION = CreateTable

@@ -1,0 +1,22 @@
+"""drop_index: concurrently, at contract (the old version's queries may still use it)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pgshift.ops.operations._base import Operation, Plan, drop_index
+
+
+@dataclass(frozen=True)
+class DropIndex(Operation):
+    kind = "drop_index"
+    summary = "Drop an index concurrently at contract."
+    example = "drop_index: {name: orders_old_idx}"
+
+    name: str
+
+    def contract(self, plan: Plan, index: int) -> None:
+        plan.contract(f"drop index {self.name}", "autocommit", [drop_index(plan, self.name)])
+
+
+OPERATION = DropIndex

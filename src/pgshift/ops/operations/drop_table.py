@@ -1,0 +1,25 @@
+"""drop_table: the table stays until contract (the old application version may still use it)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from psycopg import sql
+
+from pgshift.ops.operations._base import Operation, Plan
+
+
+@dataclass(frozen=True)
+class DropTable(Operation):
+    kind = "drop_table"
+    summary = "Drop a table at contract; until then it stays for the old version."
+    example = "drop_table: {table: legacy_events}"
+
+    table: str
+
+    def contract(self, plan: Plan, index: int) -> None:
+        plan.contract(f"drop table {self.table}", "tx", [
+            sql.SQL("DROP TABLE IF EXISTS {}").format(plan.t(self.table))], [plan.label(self.table)])
+
+
+OPERATION = DropTable
