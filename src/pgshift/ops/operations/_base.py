@@ -154,13 +154,15 @@ def _plain(value: Any) -> Any:
 # -- the operation -----------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Operation:
-    """One operation of an ops file. Subclasses set ``kind``, ``summary`` and ``example`` (one list item
-    of an ops file, YAML), declare their fields, and add their steps in ``expand``, ``contract`` and
-    ``abort``; the planner calls the three in that order for each operation, in file order."""
+    """One operation of an ops file. Subclasses set ``kind``, ``summary``, ``example`` (one list item
+    of an ops file, YAML) and ``setup`` (the SQL schema the example applies to), declare their fields,
+    and add their steps in ``expand``, ``contract`` and ``abort``; the planner calls the three in that
+    order for each operation, in file order."""
 
     kind: ClassVar[str]
     summary: ClassVar[str]
     example: ClassVar[str]
+    setup: ClassVar[str]
     # where it was written ("file: operations[3].add_column"), for error messages
     origin: str = field(default="<python>", kw_only=True, compare=False)
 

@@ -14,6 +14,7 @@ class AddCheck(Operation):
     kind = "add_check"
     summary = "Add a CHECK constraint: NOT VALID at expand, validated at contract."
     example = "add_check: {table: orders, name: orders_amount_positive, check: \"amount > 0\"}"
+    setup = "CREATE TABLE orders (id bigint PRIMARY KEY, amount numeric); INSERT INTO orders VALUES (1, 5);"
 
     table: str
     name: str

@@ -18,6 +18,7 @@ class AddColumn(Operation):
     summary = ("Add a column; a volatile default or an `up` expression fills existing rows in batches, and "
                "NOT NULL is enforced at contract.")
     example = "add_column: {table: users, column: {name: plan, type: text, nullable: false, default: \"'free'\"}}"
+    setup = "CREATE TABLE users (id bigint PRIMARY KEY, email text); INSERT INTO users VALUES (1, 'a@x');"
 
     table: str
     column: Column

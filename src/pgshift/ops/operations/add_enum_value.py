@@ -15,6 +15,7 @@ class AddEnumValue(Operation):
     kind = "add_enum_value"
     summary = "Add a value to an enum type (PostgreSQL cannot remove it again: abort keeps it)."
     example = "add_enum_value: {type: order_status, value: refunded, after: paid}"
+    setup = "CREATE TYPE order_status AS ENUM ('new', 'paid');"
 
     type: str
     value: str

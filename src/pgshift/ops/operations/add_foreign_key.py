@@ -16,6 +16,8 @@ class AddForeignKey(Operation):
     summary = "Add a foreign key: NOT VALID at expand, validated at contract."
     example = ("add_foreign_key: {table: orders, name: orders_user_fk, columns: [user_id], references_table: users, "
                "references_columns: [id], on_delete: cascade}")
+    setup = ("CREATE TABLE users (id bigint PRIMARY KEY); CREATE TABLE orders (id bigint PRIMARY KEY, user_id bigint); "
+             "INSERT INTO users VALUES (1); INSERT INTO orders VALUES (1, 1);")
 
     table: str
     name: str

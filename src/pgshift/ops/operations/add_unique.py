@@ -14,6 +14,7 @@ class AddUnique(Operation):
     kind = "add_unique"
     summary = "Add a UNIQUE constraint: its index built concurrently at expand, the constraint added at contract."
     example = "add_unique: {table: users, name: users_email_key, columns: [email]}"
+    setup = "CREATE TABLE users (id bigint PRIMARY KEY, email text); INSERT INTO users VALUES (1, 'a@x');"
 
     table: str
     name: str

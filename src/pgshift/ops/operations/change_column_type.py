@@ -14,7 +14,9 @@ from pgshift.ops.operations._base import Operation, Plan, doc, quote
 class ChangeColumnType(Operation):
     kind = "change_column_type"
     summary = "Change a column's type without rewriting the table under a lock: a shadow column swapped in at contract."
-    example = "change_column_type: {table: orders, column: amount, type: numeric(12,2)}"
+    example = "change_column_type: {table: orders, column: amount, type: \"numeric(12,2)\"}"
+    setup = ("CREATE TABLE orders (id bigint PRIMARY KEY, amount integer NOT NULL); "
+             "INSERT INTO orders SELECT g, g FROM generate_series(1, 50) g;")
 
     table: str
     column: str

@@ -13,6 +13,7 @@ class CreateIndex(Operation):
     kind = "create_index"
     summary = "Build an index concurrently at expand; abort drops it."
     example = "create_index: {table: orders, name: orders_created_idx, columns: [created_at], where: \"paid\"}"
+    setup = "CREATE TABLE orders (id bigint PRIMARY KEY, created_at timestamptz, paid boolean);"
 
     table: str
     name: str

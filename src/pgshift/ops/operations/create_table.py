@@ -15,6 +15,7 @@ class CreateTable(Operation):
     summary = "Create a table; abort drops it."
     example = ("create_table: {table: events, columns: [{name: id, type: bigint, primary_key: true}, "
                "{name: at, type: timestamptz}]}")
+    setup = ""
 
     table: str
     columns: tuple[Column, ...]

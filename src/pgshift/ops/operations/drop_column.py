@@ -17,6 +17,7 @@ class DropColumn(Operation):
     kind = "drop_column"
     summary = "Hide a column from the new version at expand and drop it at contract."
     example = "drop_column: {table: users, column: legacy_flag}"
+    setup = "CREATE TABLE users (id bigint PRIMARY KEY, legacy_flag boolean); INSERT INTO users VALUES (1, true);"
 
     table: str
     column: str

@@ -12,6 +12,7 @@ class DropIndex(Operation):
     kind = "drop_index"
     summary = "Drop an index concurrently at contract."
     example = "drop_index: {name: orders_old_idx}"
+    setup = "CREATE TABLE orders (id bigint PRIMARY KEY, note text); CREATE INDEX orders_old_idx ON orders (note);"
 
     name: str
 

@@ -14,6 +14,7 @@ class DropNotNull(Operation):
     kind = "drop_not_null"
     summary = "Allow NULL in a column (at expand); abort makes it NOT NULL again."
     example = "drop_not_null: {table: users, column: phone}"
+    setup = "CREATE TABLE users (id bigint PRIMARY KEY, phone text NOT NULL);"
 
     table: str
     column: str

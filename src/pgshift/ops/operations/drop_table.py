@@ -14,6 +14,7 @@ class DropTable(Operation):
     kind = "drop_table"
     summary = "Drop a table at contract; until then it stays for the old version."
     example = "drop_table: {table: legacy_events}"
+    setup = "CREATE TABLE legacy_events (id bigint);"
 
     table: str
 

@@ -14,6 +14,8 @@ class RenameColumn(Operation):
     kind = "rename_column"
     summary = "Rename a column: both names work, each for its application version, until contract."
     example = "rename_column: {table: users, from: email, to: email_address}"
+    setup = ("CREATE TABLE users (id bigint PRIMARY KEY, email text NOT NULL); "
+             "INSERT INTO users SELECT g, g || '@x' FROM generate_series(1, 50) g;")
 
     table: str
     from_: str = key("from")

@@ -15,6 +15,7 @@ class RenameTable(Operation):
     kind = "rename_table"
     summary = "Rename a table; the old name stays a view over it until contract."
     example = "rename_table: {from: people, to: persons}"
+    setup = "CREATE TABLE people (id bigint PRIMARY KEY, name text);"
 
     from_: str = key("from")
     to: str = key("to")  # a function-made field: mypy sees a default before it otherwise

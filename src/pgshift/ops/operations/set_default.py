@@ -14,6 +14,7 @@ class SetDefault(Operation):
     kind = "set_default"
     summary = "Set (or, without `default`, drop) a column's default."
     example = "set_default: {table: users, column: plan, default: \"'free'\"}"
+    setup = "CREATE TABLE users (id bigint PRIMARY KEY, plan text DEFAULT 'trial');"
 
     table: str
     column: str

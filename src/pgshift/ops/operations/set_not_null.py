@@ -16,6 +16,7 @@ class SetNotNull(Operation):
     kind = "set_not_null"
     summary = "Make a column NOT NULL without a long lock: a NOT VALID check validated at contract."
     example = "set_not_null: {table: users, column: email, up: \"'unknown@example.com'\"}"
+    setup = "CREATE TABLE users (id bigint PRIMARY KEY, email text); INSERT INTO users VALUES (1, NULL);"
 
     table: str
     column: str

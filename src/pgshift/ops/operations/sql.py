@@ -16,6 +16,7 @@ class Sql(Operation):
     summary = "Run SQL of your own: `up` at expand, `contract` at contract, `down` at abort."
     example = ("sql: {up: \"CREATE VIEW active_users AS SELECT * FROM users WHERE active\", "
                "down: \"DROP VIEW active_users\"}")
+    setup = "CREATE TABLE users (id bigint PRIMARY KEY, active boolean);"
 
     up: str = doc("SQL run at expand, each statement in the step's transaction.")
     down: str | None = doc("SQL undoing `up`, run by abort (without it abort cannot undo it, and warns).", None)

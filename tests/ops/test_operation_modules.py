@@ -1,0 +1,87 @@
+"""Every registered operation (one module each in pgshift.ops.operations), as the lint rules' meta-test
+checks every rule: it is documented, its example loads, the schema and the docs name it, and on a real
+server its example expands, aborts back to exactly the catalog it started from, and expands and
+contracts again."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+import yaml
+
+from pgshift import api
+from pgshift.errors import MigrationSourceError
+from pgshift.ops import service
+from pgshift.ops.model import json_schema, op, parse_document
+from pgshift.ops.operations import registry
+from pgshift.ops.operations._base import Operation, fields_of
+from tests.ops.helpers import make_project, snapshot
+
+ROOT = Path(__file__).resolve().parents[2]
+OPERATIONS = sorted(registry().items())
+
+
+def _example(cls: type[Operation]) -> Operation:
+    return parse_document({"operations": [yaml.safe_load(cls.example)]}, f"{cls.kind}.example").operations[0]
+
+
+def test_the_registry_finds_one_operation_per_module() -> None:
+    modules = sorted(p.stem for p in (ROOT / "src" / "pgshift" / "ops" / "operations").glob("[!_]*.py"))
+    assert list(registry()) == modules
+    assert len(modules) >= 17
+
+
+@pytest.mark.parametrize("kind,cls", OPERATIONS, ids=[k for k, _ in OPERATIONS])
+def test_each_operation_is_documented_and_its_example_loads(kind: str, cls: type[Operation]) -> None:
+    import sys
+
+    assert (sys.modules[cls.__module__].__doc__ or "").startswith(f"{kind}: "), "module docstring: '<kind>: why'"
+    assert cls.summary.endswith(".") and len(cls.summary) > 20
+    loaded = _example(cls)
+    assert type(loaded) is cls and loaded.origin == f"{kind}.example: operations[0].{kind}"
+    # Written back out, it reads as the same operation: the dataclass keeps every key of the example.
+    assert parse_document({"operations": [loaded.to_dict()]}, f"{kind}.example").operations[0] == loaded
+    assert loaded.to_dict()[kind].keys() >= yaml.safe_load(cls.example)[kind].keys()
+    assert op(kind, **yaml.safe_load(cls.example)[kind]) == loaded  # the Python API builds the same
+    schema = json_schema()["$defs"][kind]
+    assert schema["description"] == cls.summary
+    assert list(schema["properties"]) == [s.key for s in fields_of(cls)]
+    assert f"| `{kind}` |" in (ROOT / "docs" / "ops.md").read_text(), "add it to the table in docs/ops.md"
+
+
+@pytest.mark.parametrize("kind,cls", OPERATIONS, ids=[k for k, _ in OPERATIONS])
+def test_each_operation_refuses_an_unknown_key_and_a_missing_one(kind: str, cls: type[Operation]) -> None:
+    values = dict(yaml.safe_load(cls.example)[kind])
+    with pytest.raises(MigrationSourceError, match=rf"f\.ops\.yaml: operations\[0\]\.{kind}: unknown key 'bogus'"):
+        parse_document({"operations": [{kind: {**values, "bogus": 1}}]}, "f.ops.yaml")
+    required = [s.key for s in fields_of(cls) if s.required]
+    assert required, "every operation needs something to act on"
+    del values[required[0]]
+    with pytest.raises(MigrationSourceError, match=rf"operations\[0\]\.{kind}: the key '{required[0]}' is required"):
+        parse_document({"operations": [{kind: values}]}, "f.ops.yaml")
+
+
+@pytest.mark.parametrize("kind,cls", OPERATIONS, ids=[k for k, _ in OPERATIONS])
+def test_each_operation_expands_aborts_to_the_same_catalog_and_contracts(
+        tmp_path: Path, db_url: str, conn: psycopg.Connection[Any], kind: str, cls: type[Operation]) -> None:
+    settings = make_project(tmp_path, db_url, {"001_setup.sql": cls.setup or "SELECT 1;"})
+    api.migrate(settings)
+    before = snapshot(conn)
+    (tmp_path / "migrations" / "002_example.ops.yaml").write_text(
+        json.dumps({"operations": [yaml.safe_load(cls.example)]}))
+    expanded = api.migrate(settings)
+    assert [m.version for m in expanded.applied] == ["002"]
+    result = service.abort(settings)
+    after = snapshot(conn)
+    if kind == "add_enum_value":  # PostgreSQL cannot drop an enum value; abort says so
+        assert any("cannot remove an enum value" in w for w in result.warnings)
+        assert conn.execute("SELECT enum_range(NULL::order_status)::text").fetchone() == ("{new,paid,refunded}",)
+    else:
+        assert after == before
+    api.migrate(settings)
+    service.contract(settings)
+    assert api.status(settings).expanded == {}
