@@ -18,7 +18,7 @@ from pgshift.errors import MigrationSourceError
 from pgshift.ops import service
 from pgshift.ops.model import json_schema, op, parse_document
 from pgshift.ops.operations import registry
-from pgshift.ops.operations._base import Operation, fields_of
+from pgshift.ops.operations._base import Column, Operation, fields_of
 from tests.ops.helpers import make_project, snapshot
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -27,6 +27,10 @@ OPERATIONS = sorted(registry().items())
 
 def _example(cls: type[Operation]) -> Operation:
     return parse_document({"operations": [yaml.safe_load(cls.example)]}, f"{cls.kind}.example").operations[0]
+
+
+def test_every_column_key_is_described() -> None:
+    assert [s.key for s in fields_of(Column) if not s.doc] == []
 
 
 def test_the_registry_finds_one_operation_per_module() -> None:
@@ -50,6 +54,9 @@ def test_each_operation_is_documented_and_its_example_loads(kind: str, cls: type
     schema = json_schema()["$defs"][kind]
     assert schema["description"] == cls.summary
     assert list(schema["properties"]) == [s.key for s in fields_of(cls)]
+    undescribed = [s.key for s in fields_of(cls) if not s.doc]
+    assert undescribed == [], "describe every key: Annotated[type, 'text'] or doc('text', default)"
+    assert f"## `{kind}`" in (ROOT / "docs" / "operations.md").read_text()
     assert f"| `{kind}` |" in (ROOT / "docs" / "ops.md").read_text(), "add it to the table in docs/ops.md"
 
 

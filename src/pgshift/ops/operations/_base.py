@@ -5,7 +5,8 @@ An operation is a frozen dataclass; its fields are the keys of its mapping in th
 named ``from_`` reads the key ``from``). Their types say what the loader accepts and what
 docs/ops.schema.json declares: ``str`` (non-empty), ``bool``, ``tuple[str, ...]`` (a non-empty list of
 names), ``Column`` / ``tuple[Column, ...]``, or a ``Literal`` of choices. A field with no default is
-required.
+required. Its description (for the schema and docs/operations.md) is ``Annotated[type, "text"]``, or
+given with its default by ``doc(text, default)``.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import types
 import typing
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal, Protocol
+from typing import Annotated, Any, ClassVar, Literal, Protocol
 
 from psycopg import sql
 
@@ -40,11 +41,11 @@ def doc(text: str, default: Any = dataclasses.MISSING) -> Any:
 class Column:
     """A column as create_table and add_column declare it."""
 
-    name: str
-    type: str
-    nullable: bool = True
+    name: Annotated[str, "The column's name."]
+    type: Annotated[str, "Its type (SQL)."]
+    nullable: Annotated[bool, "false: NOT NULL."] = True
     default: str | None = doc("An SQL expression.", None)
-    primary_key: bool = False
+    primary_key: Annotated[bool, "The table's primary key."] = False
     check: str | None = doc("A CHECK expression on this column.", None)
     references: str | None = doc("`table` or `table(column)` this column references.", None)
 
@@ -79,14 +80,17 @@ def fields_of(cls: type) -> tuple[FieldSpec, ...]:
     """The fields of an operation (or of Column), as the file writes them, in declaration order."""
     if cls in _FIELDS:
         return _FIELDS[cls]
-    hints = typing.get_type_hints(cls)
+    hints = typing.get_type_hints(cls, include_extras=True)
     out = []
     for f in dataclasses.fields(cls):
         if f.name == "origin":
             continue
-        kind, choices = _kind_of(hints[f.name])
+        hint, text = hints[f.name], f.metadata.get("doc", "")
+        if typing.get_origin(hint) is Annotated:  # Annotated[type, "description"]
+            hint, text = hint.__origin__, next(str(a) for a in hint.__metadata__)
+        kind, choices = _kind_of(hint)
         required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-        out.append(FieldSpec(f.metadata.get("key", f.name), f.name, kind, required, choices, f.metadata.get("doc", "")))
+        out.append(FieldSpec(f.metadata.get("key", f.name), f.name, kind, required, choices, text))
     _FIELDS[cls] = tuple(out)
     return _FIELDS[cls]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
 from psycopg import sql
 
@@ -16,9 +17,9 @@ class AddCheck(Operation):
     example = "add_check: {table: orders, name: orders_amount_positive, check: \"amount > 0\"}"
     setup = "CREATE TABLE orders (id bigint PRIMARY KEY, amount numeric); INSERT INTO orders VALUES (1, 5);"
 
-    table: str
-    name: str
-    check: str
+    table: Annotated[str, "The table, in the file's `schema`."]
+    name: Annotated[str, "The constraint's name."]
+    check: Annotated[str, "The CHECK expression (SQL)."]
 
     def expand(self, plan: Plan, index: int) -> None:
         plan.expand(f"add check {self.name} (NOT VALID)", "tx", [

@@ -4,6 +4,7 @@ trigger for the old version's writes and backfilled in batches (NOT NULL through
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
 from psycopg import sql
 
@@ -20,8 +21,8 @@ class AddColumn(Operation):
     example = "add_column: {table: users, column: {name: plan, type: text, nullable: false, default: \"'free'\"}}"
     setup = "CREATE TABLE users (id bigint PRIMARY KEY, email text); INSERT INTO users VALUES (1, 'a@x');"
 
-    table: str
-    column: Column
+    table: Annotated[str, "The table, in the file's `schema`."]
+    column: Annotated[Column, "The new column (see Columns)."]
     up: str | None = doc("SQL expression filling existing rows and the old version's inserts "
                          "(it may name the table's columns).", None)
 

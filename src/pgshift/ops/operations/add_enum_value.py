@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
 from psycopg import sql
 
@@ -17,8 +18,8 @@ class AddEnumValue(Operation):
     example = "add_enum_value: {type: order_status, value: refunded, after: paid}"
     setup = "CREATE TYPE order_status AS ENUM ('new', 'paid');"
 
-    type: str
-    value: str
+    type: Annotated[str, "The enum type, in the file's `schema`."]
+    value: Annotated[str, "The new value."]
     before: str | None = doc("The existing value it goes before (or give `after`).", None)
     after: str | None = doc("The existing value it goes after (or give `before`).", None)
 

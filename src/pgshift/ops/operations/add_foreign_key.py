@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Annotated, Literal
 
 from psycopg import sql
 
@@ -19,12 +19,13 @@ class AddForeignKey(Operation):
     setup = ("CREATE TABLE users (id bigint PRIMARY KEY); CREATE TABLE orders (id bigint PRIMARY KEY, user_id bigint); "
              "INSERT INTO users VALUES (1); INSERT INTO orders VALUES (1, 1);")
 
-    table: str
-    name: str
-    columns: tuple[str, ...]
-    references_table: str
-    references_columns: tuple[str, ...]
-    on_delete: Literal["NO ACTION", "RESTRICT", "CASCADE", "SET NULL", "SET DEFAULT"] | None = None
+    table: Annotated[str, "The table, in the file's `schema`."]
+    name: Annotated[str, "The constraint's name."]
+    columns: Annotated[tuple[str, ...], "The referencing columns."]
+    references_table: Annotated[str, "The referenced table, in the file's `schema`."]
+    references_columns: Annotated[tuple[str, ...], "The referenced columns."]
+    on_delete: Annotated[Literal["NO ACTION", "RESTRICT", "CASCADE", "SET NULL", "SET DEFAULT"] | None,
+                         "What deleting a referenced row does (any case)."] = None
 
     def expand(self, plan: Plan, index: int) -> None:
         statement = sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} FOREIGN KEY ({}) REFERENCES {} ({})").format(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
 from psycopg import sql
 
@@ -16,9 +17,9 @@ class AddUnique(Operation):
     example = "add_unique: {table: users, name: users_email_key, columns: [email]}"
     setup = "CREATE TABLE users (id bigint PRIMARY KEY, email text); INSERT INTO users VALUES (1, 'a@x');"
 
-    table: str
-    name: str
-    columns: tuple[str, ...]
+    table: Annotated[str, "The table, in the file's `schema`."]
+    name: Annotated[str, "The constraint's name (and its index's)."]
+    columns: Annotated[tuple[str, ...], "The columns unique together."]
 
     def expand(self, plan: Plan, index: int) -> None:
         plan.expand(f"build unique index {self.name} concurrently", "autocommit", [

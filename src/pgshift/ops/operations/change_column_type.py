@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
 from pgshift.ops.names import fit
 from pgshift.ops.operations import _copy
@@ -18,9 +19,9 @@ class ChangeColumnType(Operation):
     setup = ("CREATE TABLE orders (id bigint PRIMARY KEY, amount integer NOT NULL); "
              "INSERT INTO orders SELECT g, g FROM generate_series(1, 50) g;")
 
-    table: str
-    column: str
-    type: str
+    table: Annotated[str, "The table, in the file's `schema`."]
+    column: Annotated[str, "The column."]
+    type: Annotated[str, "The new type (SQL)."]
     up: str | None = doc("SQL expression converting the old value to the new type (default: a CAST).", None)
     down: str | None = doc("SQL expression converting a new value back, for the old version "
                            "(default: a CAST).", None)

@@ -4,6 +4,7 @@ by name before the retry)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
 from pgshift.ops.operations._base import Operation, Plan, build_index, doc, drop_index, key
 
@@ -15,10 +16,10 @@ class CreateIndex(Operation):
     example = "create_index: {table: orders, name: orders_created_idx, columns: [created_at], where: \"paid\"}"
     setup = "CREATE TABLE orders (id bigint PRIMARY KEY, created_at timestamptz, paid boolean);"
 
-    table: str
-    name: str
-    columns: tuple[str, ...]
-    unique: bool = False
+    table: Annotated[str, "The table, in the file's `schema`."]
+    name: Annotated[str, "The index's name."]
+    columns: Annotated[tuple[str, ...], "The indexed columns."]
+    unique: Annotated[bool, "A unique index."] = False
     method: str | None = doc("Index access method (btree, hash, gin, gist, brin, ...).", None)
     predicate: str | None = key("where", "Predicate of a partial index.", None)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
 from psycopg import sql
 
@@ -17,8 +18,8 @@ class CreateTable(Operation):
                "{name: at, type: timestamptz}]}")
     setup = ""
 
-    table: str
-    columns: tuple[Column, ...]
+    table: Annotated[str, "The new table, in the file's `schema`."]
+    columns: Annotated[tuple[Column, ...], "Its columns (see Columns)."]
     primary_key: tuple[str, ...] | None = doc("Columns of a composite primary key.", None)
 
     def expand(self, plan: Plan, index: int) -> None:

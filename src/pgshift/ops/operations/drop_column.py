@@ -4,6 +4,7 @@ when given ``down``), dropped at contract."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
 from psycopg import sql
 
@@ -19,8 +20,8 @@ class DropColumn(Operation):
     example = "drop_column: {table: users, column: legacy_flag}"
     setup = "CREATE TABLE users (id bigint PRIMARY KEY, legacy_flag boolean); INSERT INTO users VALUES (1, true);"
 
-    table: str
-    column: str
+    table: Annotated[str, "The table, in the file's `schema`."]
+    column: Annotated[str, "The column to drop."]
     down: str | None = doc("SQL expression giving the hidden column its value for rows the new version "
                            "inserts (needed when it is NOT NULL without a default).", None)
 

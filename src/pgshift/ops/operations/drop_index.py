@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
 from pgshift.ops.operations._base import Operation, Plan, drop_index
 
@@ -14,7 +15,7 @@ class DropIndex(Operation):
     example = "drop_index: {name: orders_old_idx}"
     setup = "CREATE TABLE orders (id bigint PRIMARY KEY, note text); CREATE INDEX orders_old_idx ON orders (note);"
 
-    name: str
+    name: Annotated[str, "The index, in the file's `schema`."]
 
     def contract(self, plan: Plan, index: int) -> None:
         plan.contract(f"drop index {self.name}", "autocommit", [drop_index(plan, self.name)])

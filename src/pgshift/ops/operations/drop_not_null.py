@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
 from psycopg import sql
 
@@ -16,8 +17,8 @@ class DropNotNull(Operation):
     example = "drop_not_null: {table: users, column: phone}"
     setup = "CREATE TABLE users (id bigint PRIMARY KEY, phone text NOT NULL);"
 
-    table: str
-    column: str
+    table: Annotated[str, "The table, in the file's `schema`."]
+    column: Annotated[str, "The column."]
 
     def expand(self, plan: Plan, index: int) -> None:
         plan.column(self, self.column)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
 from psycopg import sql
 
@@ -16,7 +17,7 @@ class DropTable(Operation):
     example = "drop_table: {table: legacy_events}"
     setup = "CREATE TABLE legacy_events (id bigint);"
 
-    table: str
+    table: Annotated[str, "The table to drop, in the file's `schema`."]
 
     def contract(self, plan: Plan, index: int) -> None:
         plan.contract(f"drop table {self.table}", "tx", [

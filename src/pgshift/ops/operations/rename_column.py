@@ -4,6 +4,7 @@ sees only the new name, the old version only the old one; contract drops the old
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
 from pgshift.ops.operations import _copy
 from pgshift.ops.operations._base import Operation, Plan, key, quote
@@ -17,9 +18,9 @@ class RenameColumn(Operation):
     setup = ("CREATE TABLE users (id bigint PRIMARY KEY, email text NOT NULL); "
              "INSERT INTO users SELECT g, g || '@x' FROM generate_series(1, 50) g;")
 
-    table: str
-    from_: str = key("from")
-    to: str = key("to")
+    table: Annotated[str, "The table, in the file's `schema`."]
+    from_: Annotated[str, "The column's current name."] = key("from")
+    to: Annotated[str, "Its new name."] = key("to")
 
     def _shape(self, plan: Plan) -> _copy.Copy:
         info = plan.column(self, self.from_)

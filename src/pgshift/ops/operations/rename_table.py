@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
 from psycopg import sql
 
@@ -17,8 +18,8 @@ class RenameTable(Operation):
     example = "rename_table: {from: people, to: persons}"
     setup = "CREATE TABLE people (id bigint PRIMARY KEY, name text);"
 
-    from_: str = key("from")
-    to: str = key("to")  # a function-made field: mypy sees a default before it otherwise
+    from_: Annotated[str, "The table's current name, in the file's `schema`."] = key("from")
+    to: Annotated[str, "Its new name."] = key("to")  # made by a function: mypy sees a default before it
 
     def _compatibility_grants(self, plan: Plan) -> list[sql.Composable]:
         """The renamed table's rights on the view that keeps its old name (the app still using the old

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
 from psycopg import sql
 
@@ -16,8 +17,8 @@ class SetDefault(Operation):
     example = "set_default: {table: users, column: plan, default: \"'free'\"}"
     setup = "CREATE TABLE users (id bigint PRIMARY KEY, plan text DEFAULT 'trial');"
 
-    table: str
-    column: str
+    table: Annotated[str, "The table, in the file's `schema`."]
+    column: Annotated[str, "The column."]
     default: str | None = doc("SQL expression; left out: the default is dropped.", None)
 
     def _to(self, plan: Plan, default: str | None) -> sql.Composable:

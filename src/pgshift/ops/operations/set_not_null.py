@@ -4,6 +4,7 @@ and turned into NOT NULL at contract; ``up`` fills the NULLs first."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
 from psycopg import sql
 
@@ -18,8 +19,8 @@ class SetNotNull(Operation):
     example = "set_not_null: {table: users, column: email, up: \"'unknown@example.com'\"}"
     setup = "CREATE TABLE users (id bigint PRIMARY KEY, email text); INSERT INTO users VALUES (1, NULL);"
 
-    table: str
-    column: str
+    table: Annotated[str, "The table, in the file's `schema`."]
+    column: Annotated[str, "The column."]
     up: str | None = doc("SQL expression filling the NULLs (existing rows, and the old version's writes).", None)
 
     def expand(self, plan: Plan, index: int) -> None:

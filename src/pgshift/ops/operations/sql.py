@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
 from psycopg import sql
 
@@ -18,7 +19,7 @@ class Sql(Operation):
                "down: \"DROP VIEW active_users\"}")
     setup = "CREATE TABLE users (id bigint PRIMARY KEY, active boolean);"
 
-    up: str = doc("SQL run at expand, each statement in the step's transaction.")
+    up: Annotated[str, "SQL run at expand (its statements in one transaction)."]
     down: str | None = doc("SQL undoing `up`, run by abort (without it abort cannot undo it, and warns).", None)
     contract_sql: str | None = key("contract", "SQL run at contract.", None)
 
