@@ -92,3 +92,72 @@ def test_each_operation_expands_aborts_to_the_same_catalog_and_contracts(
     api.migrate(settings)
     service.contract(settings)
     assert api.status(settings).expanded == {}
+
+
+# The loader's messages, word for word as the hand-written type table gave them before the operations were
+# typed (each names the file, the operation's position and the key), with their exit code.
+MESSAGES = [
+    ([{"rename_column": {"table": "t"}}], "operations[0].rename_column: the key 'from' is required."),
+    ([{"rename_column": {"table": "t", "from": "a", "to": "b", "x": 1}}],
+     "operations[0].rename_column: unknown key 'x'; known keys: table, from, to."),
+    ([{"add_column": {"table": "t", "column": {"name": "a"}}}],
+     "operations[0].add_column.column: the key 'type' is required."),
+    ([{"add_column": {"table": "t", "column": {"name": "a", "type": "int", "nullable": "no"}}}],
+     "operations[0].add_column.column: 'nullable' must be true or false, not 'no'."),
+    ([{"add_column": {"table": "t", "column": {"name": "a", "type": "int", "nullable": False}}}],
+     "operations[0].add_column: a NOT NULL column needs a 'default' or an 'up' expression to fill the existing rows."),
+    ([{"add_column": {"table": "t", "column": ["x"]}}],
+     "operations[0].add_column.column: expected a mapping of fields, got list."),
+    ([{"create_table": {"table": "t", "columns": []}}],
+     "operations[0].create_table: 'columns' must be a non-empty list of columns."),
+    ([{"create_table": {"table": "t", "columns": [{"name": "a", "type": "int", "zz": 1}]}}],
+     "operations[0].create_table.columns[0]: unknown key 'zz'; known keys: name, type, nullable, default, "
+     "primary_key, check, references."),
+    ([{"add_foreign_key": {"table": "t", "name": "f", "columns": ["a"], "references_table": "p",
+                           "references_columns": ["id"], "on_delete": "explode"}}],
+     "operations[0].add_foreign_key: 'on_delete' must be one of NO ACTION, RESTRICT, CASCADE, SET NULL, SET DEFAULT."),
+    ([{"add_foreign_key": {"table": "t", "name": "f", "columns": [], "references_table": "p",
+                           "references_columns": ["id"]}}],
+     "operations[0].add_foreign_key: 'columns' must be a non-empty list of strings, not []."),
+    ([{"add_enum_value": {"type": "t", "value": "v", "before": "a", "after": "b"}}],
+     "operations[0].add_enum_value: give 'before' or 'after', not both."),
+    ([{"create_index": {"table": "t", "name": "i", "columns": ["a"], "unique": "yes"}}],
+     "operations[0].create_index: 'unique' must be true or false, not 'yes'."),
+    ([{"drop_index": {"name": "  "}}], "operations[0].drop_index: 'name' must be a non-empty string, not '  '."),
+    ([{"sql": {"down": "x"}}], "operations[0].sql: the key 'up' is required."),
+    ([{"sql": "x"}], "operations[0].sql: expected a mapping of fields, got str."),
+    (["x"], "operations[0]: each operation is a mapping with one key, the operation's name (for example "
+            "`- rename_column: {table: users, from: a, to: b}`)."),
+    ({"operations": []}, "'operations' must be a non-empty list."),
+    ({"operations": [{"drop_index": {"name": "i"}}], "lock_retries": -1},
+     "'lock_retries' must be a whole number >= 0, not -1."),
+    ({"operations": [{"drop_index": {"name": "i"}}], "bogus": 1},
+     "unknown key 'bogus'; known keys: schema, version_schema, lock_timeout, lock_retries, backfill_target_ms, "
+     "backfill_batch_size, backfill_max_lock_ms, operations."),
+]
+
+
+@pytest.mark.parametrize("document,message", MESSAGES, ids=[m[1][:40] for m in MESSAGES])
+def test_the_loader_says_what_is_wrong_where_as_before(document: Any, message: str) -> None:
+    with pytest.raises(MigrationSourceError) as caught:
+        parse_document(document, "f.ops.yaml")
+    assert str(caught.value) == f"f.ops.yaml: {message}"
+    assert caught.value.exit_code == 6
+
+
+def test_an_unknown_operation_names_every_known_one() -> None:
+    with pytest.raises(MigrationSourceError) as caught:
+        parse_document([{"frobnicate": {}}], "f.ops.yaml")
+    assert str(caught.value) == ("f.ops.yaml: operations[0]: unknown operation 'frobnicate'; known: "
+                                 f"{', '.join(registry())}.")
+
+
+def test_a_choice_is_read_in_any_case_and_planned_as_written_in_sql(conn: psycopg.Connection[Any]) -> None:
+    from pgshift.ops.plan import capture, plan_phases
+
+    conn.execute("CREATE TABLE p (id int PRIMARY KEY); CREATE TABLE c (id int, p int)")
+    ops = parse_document([{"add_foreign_key": {"table": "c", "name": "c_p", "columns": ["p"], "references_table": "p",
+                                               "references_columns": ["id"], "on_delete": "Set Null"}}], "f.ops.yaml")
+    assert ops.operations[0].get("on_delete") == "SET NULL"
+    step = plan_phases(ops, "002", capture(conn, ops)).expand[0]
+    assert step.statements[0].as_string(conn).endswith("ON DELETE SET NULL NOT VALID")
