@@ -55,7 +55,7 @@ def test_each_operation_is_documented_and_its_example_loads(kind: str, cls: type
     assert schema["description"] == cls.summary
     assert list(schema["properties"]) == [s.key for s in fields_of(cls)]
     undescribed = [s.key for s in fields_of(cls) if not s.doc]
-    assert undescribed == [], "describe every key: Annotated[type, 'text'] or doc('text', default)"
+    assert undescribed == [], "describe every key: Annotated[type, 'text']"
     assert f"## `{kind}`" in (ROOT / "docs" / "operations.md").read_text()
     assert f"| `{kind}` |" in (ROOT / "docs" / "ops.md").read_text(), "add it to the table in docs/ops.md"
 

@@ -5,8 +5,7 @@ An operation is a frozen dataclass; its fields are the keys of its mapping in th
 named ``from_`` reads the key ``from``). Their types say what the loader accepts and what
 docs/ops.schema.json declares: ``str`` (non-empty), ``bool``, ``tuple[str, ...]`` (a non-empty list of
 names), ``Column`` / ``tuple[Column, ...]``, or a ``Literal`` of choices. A field with no default is
-required. Its description (for the schema and docs/operations.md) is ``Annotated[type, "text"]``, or
-given with its default by ``doc(text, default)``.
+required. Every field is described (for the schema and docs/operations.md): ``Annotated[type, "text"]``.
 """
 
 from __future__ import annotations
@@ -27,14 +26,9 @@ from pgshift.ops.sync import SyncRule
 StepKind = Literal["tx", "autocommit", "backfill"]
 
 
-def key(name: str, doc: str = "", default: Any = dataclasses.MISSING) -> Any:
-    """A field read from the key ``name`` (for keys that are Python keywords or taken)."""
-    return field(default=default, metadata={"key": name, "doc": doc})
-
-
-def doc(text: str, default: Any = dataclasses.MISSING) -> Any:
-    """A field with a description for docs/ops.schema.json (and a default when optional)."""
-    return field(default=default, metadata={"doc": text})
+def key(name: str, default: Any = dataclasses.MISSING) -> Any:
+    """A field read from the key ``name`` (for keys that are Python keywords or method names)."""
+    return field(default=default, metadata={"key": name})
 
 
 @dataclass(frozen=True)
@@ -44,10 +38,10 @@ class Column:
     name: Annotated[str, "The column's name."]
     type: Annotated[str, "Its type (SQL)."]
     nullable: Annotated[bool, "false: NOT NULL."] = True
-    default: str | None = doc("An SQL expression.", None)
+    default: Annotated[str | None, "An SQL expression."] = None
     primary_key: Annotated[bool, "The table's primary key."] = False
-    check: str | None = doc("A CHECK expression on this column.", None)
-    references: str | None = doc("`table` or `table(column)` this column references.", None)
+    check: Annotated[str | None, "A CHECK expression on this column."] = None
+    references: Annotated[str | None, "`table` or `table(column)` this column references."] = None
 
 
 # -- the field table, read from the dataclasses ----------------------------------------------------
@@ -85,7 +79,7 @@ def fields_of(cls: type) -> tuple[FieldSpec, ...]:
     for f in dataclasses.fields(cls):
         if f.name == "origin":
             continue
-        hint, text = hints[f.name], f.metadata.get("doc", "")
+        hint, text = hints[f.name], ""
         if typing.get_origin(hint) is Annotated:  # Annotated[type, "description"]
             hint, text = hint.__origin__, next(str(a) for a in hint.__metadata__)
         kind, choices = _kind_of(hint)

@@ -9,7 +9,7 @@ from typing import Annotated
 from psycopg import sql
 
 from pgshift.errors import MigrationSourceError
-from pgshift.ops.operations._base import Column, Operation, Plan, add_not_null_check, doc, is_constant, quote
+from pgshift.ops.operations._base import Column, Operation, Plan, add_not_null_check, is_constant, quote
 from pgshift.ops.sync import SyncRule
 
 
@@ -23,8 +23,8 @@ class AddColumn(Operation):
 
     table: Annotated[str, "The table, in the file's `schema`."]
     column: Annotated[Column, "The new column (see Columns)."]
-    up: str | None = doc("SQL expression filling existing rows and the old version's inserts "
-                         "(it may name the table's columns).", None)
+    up: Annotated[str | None, "SQL expression filling existing rows and the old version's inserts (it may name the "
+                             "table's columns)."] = None
 
     def validate(self) -> None:
         if not self.column.nullable and self.column.default is None and not self.up:

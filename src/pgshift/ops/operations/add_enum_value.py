@@ -8,7 +8,7 @@ from typing import Annotated
 from psycopg import sql
 
 from pgshift.errors import MigrationSourceError
-from pgshift.ops.operations._base import Operation, Plan, doc
+from pgshift.ops.operations._base import Operation, Plan
 
 
 @dataclass(frozen=True)
@@ -20,8 +20,8 @@ class AddEnumValue(Operation):
 
     type: Annotated[str, "The enum type, in the file's `schema`."]
     value: Annotated[str, "The new value."]
-    before: str | None = doc("The existing value it goes before (or give `after`).", None)
-    after: str | None = doc("The existing value it goes after (or give `before`).", None)
+    before: Annotated[str | None, "The existing value it goes before (or give `after`)."] = None
+    after: Annotated[str | None, "The existing value it goes after (or give `before`)."] = None
 
     def validate(self) -> None:
         if self.before and self.after:

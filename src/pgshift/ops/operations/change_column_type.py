@@ -8,7 +8,7 @@ from typing import Annotated
 
 from pgshift.ops.names import fit
 from pgshift.ops.operations import _copy
-from pgshift.ops.operations._base import Operation, Plan, doc, quote
+from pgshift.ops.operations._base import Operation, Plan, quote
 
 
 @dataclass(frozen=True)
@@ -22,10 +22,10 @@ class ChangeColumnType(Operation):
     table: Annotated[str, "The table, in the file's `schema`."]
     column: Annotated[str, "The column."]
     type: Annotated[str, "The new type (SQL)."]
-    up: str | None = doc("SQL expression converting the old value to the new type (default: a CAST).", None)
-    down: str | None = doc("SQL expression converting a new value back, for the old version "
-                           "(default: a CAST).", None)
-    default: str | None = doc("The new column's default (default: the old column's).", None)
+    up: Annotated[str | None, "SQL expression converting the old value to the new type (default: a CAST)."] = None
+    down: Annotated[str | None, "SQL expression converting a new value back, for the old version (default: a "
+                               "CAST)."] = None
+    default: Annotated[str | None, "The new column's default (default: the old column's)."] = None
 
     def _shape(self, plan: Plan) -> _copy.Copy:
         info = plan.column(self, self.column)

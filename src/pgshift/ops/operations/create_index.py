@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated
 
-from pgshift.ops.operations._base import Operation, Plan, build_index, doc, drop_index, key
+from pgshift.ops.operations._base import Operation, Plan, build_index, drop_index, key
 
 
 @dataclass(frozen=True)
@@ -20,8 +20,8 @@ class CreateIndex(Operation):
     name: Annotated[str, "The index's name."]
     columns: Annotated[tuple[str, ...], "The indexed columns."]
     unique: Annotated[bool, "A unique index."] = False
-    method: str | None = doc("Index access method (btree, hash, gin, gist, brin, ...).", None)
-    predicate: str | None = key("where", "Predicate of a partial index.", None)
+    method: Annotated[str | None, "Index access method (btree, hash, gin, gist, brin, ...)."] = None
+    predicate: Annotated[str | None, "Predicate of a partial index."] = key("where", None)
 
     def expand(self, plan: Plan, index: int) -> None:
         plan.expand(f"build index {self.name} concurrently", "autocommit", [

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from psycopg import sql
 
-from pgshift.ops.operations._base import Column, Operation, Plan, column_definition, doc, ids
+from pgshift.ops.operations._base import Column, Operation, Plan, column_definition, ids
 
 
 @dataclass(frozen=True)
@@ -20,7 +20,7 @@ class CreateTable(Operation):
 
     table: Annotated[str, "The new table, in the file's `schema`."]
     columns: Annotated[tuple[Column, ...], "Its columns (see Columns)."]
-    primary_key: tuple[str, ...] | None = doc("Columns of a composite primary key.", None)
+    primary_key: Annotated[tuple[str, ...] | None, "Columns of a composite primary key."] = None
 
     def expand(self, plan: Plan, index: int) -> None:
         parts = [column_definition(c) for c in self.columns]

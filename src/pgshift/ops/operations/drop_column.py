@@ -9,7 +9,7 @@ from typing import Annotated
 from psycopg import sql
 
 from pgshift.errors import MigrationSourceError
-from pgshift.ops.operations._base import Operation, Plan, doc
+from pgshift.ops.operations._base import Operation, Plan
 from pgshift.ops.sync import SyncRule
 
 
@@ -22,8 +22,8 @@ class DropColumn(Operation):
 
     table: Annotated[str, "The table, in the file's `schema`."]
     column: Annotated[str, "The column to drop."]
-    down: str | None = doc("SQL expression giving the hidden column its value for rows the new version "
-                           "inserts (needed when it is NOT NULL without a default).", None)
+    down: Annotated[str | None, "SQL expression giving the hidden column its value for rows the new version inserts "
+                               "(needed when it is NOT NULL without a default)."] = None
 
     def expand(self, plan: Plan, index: int) -> None:
         table, name = self.table, self.column

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from psycopg import sql
 
-from pgshift.ops.operations._base import Operation, Plan, doc
+from pgshift.ops.operations._base import Operation, Plan
 
 
 @dataclass(frozen=True)
@@ -19,7 +19,7 @@ class SetDefault(Operation):
 
     table: Annotated[str, "The table, in the file's `schema`."]
     column: Annotated[str, "The column."]
-    default: str | None = doc("SQL expression; left out: the default is dropped.", None)
+    default: Annotated[str | None, "SQL expression; left out: the default is dropped."] = None
 
     def _to(self, plan: Plan, default: str | None) -> sql.Composable:
         column = sql.Identifier(self.column)

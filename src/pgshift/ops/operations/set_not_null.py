@@ -8,7 +8,7 @@ from typing import Annotated
 
 from psycopg import sql
 
-from pgshift.ops.operations._base import Operation, Plan, add_not_null_check, doc, drop_constraint, quote
+from pgshift.ops.operations._base import Operation, Plan, add_not_null_check, drop_constraint, quote
 from pgshift.ops.sync import SyncRule
 
 
@@ -21,7 +21,7 @@ class SetNotNull(Operation):
 
     table: Annotated[str, "The table, in the file's `schema`."]
     column: Annotated[str, "The column."]
-    up: str | None = doc("SQL expression filling the NULLs (existing rows, and the old version's writes).", None)
+    up: Annotated[str | None, "SQL expression filling the NULLs (existing rows, and the old version's writes)."] = None
 
     def expand(self, plan: Plan, index: int) -> None:
         table, name = self.table, self.column

@@ -8,7 +8,7 @@ from typing import Annotated
 from psycopg import sql
 
 from pgshift.migrations.splitter import split_sql
-from pgshift.ops.operations._base import Operation, Plan, doc, key
+from pgshift.ops.operations._base import Operation, Plan, key
 
 
 @dataclass(frozen=True)
@@ -20,8 +20,8 @@ class Sql(Operation):
     setup = "CREATE TABLE users (id bigint PRIMARY KEY, active boolean);"
 
     up: Annotated[str, "SQL run at expand (its statements in one transaction)."]
-    down: str | None = doc("SQL undoing `up`, run by abort (without it abort cannot undo it, and warns).", None)
-    contract_sql: str | None = key("contract", "SQL run at contract.", None)
+    down: Annotated[str | None, "SQL undoing `up`, run by abort (without it abort cannot undo it, and warns)."] = None
+    contract_sql: Annotated[str | None, "SQL run at contract."] = key("contract", None)
 
     def statements(self, text: str, part: str) -> list[sql.Composable]:
         return [sql.SQL(s.sql) for s in split_sql(text, file=f"{self.origin}.{part}")]
