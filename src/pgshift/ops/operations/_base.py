@@ -176,6 +176,11 @@ class Operation:
     def abort(self, plan: Plan, index: int) -> None:
         """Add the steps that undo expand (run in reverse order of the operations)."""
 
+    def schema_sql(self, schema: str, contracted: bool) -> list[sql.Composable | str]:
+        """What the operation leaves in the schema after expand (and contract, when ``contracted``), as plain
+        DDL for the linter's schema model (pgshift.lint.opsmodel), never run. Default: nothing it sees."""
+        return []
+
     @property
     def target(self) -> str | None:
         """The table the operation changes, if it has a ``table`` field."""

@@ -33,5 +33,13 @@ class AddCheck(Operation):
         plan.abort(f"drop constraint {self.name}", "tx", [drop_constraint(plan, self.table, self.name)],
                    [plan.label(self.table)])
 
+    def schema_sql(self, schema: str, contracted: bool) -> list[sql.Composable | str]:
+        table, name = sql.Identifier(schema, self.table), sql.Identifier(self.name)
+        out: list[sql.Composable | str] = [sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} CHECK ({}) NOT VALID").format(
+            table, name, sql.SQL(self.check))]
+        if contracted:
+            out.append(sql.SQL("ALTER TABLE {} VALIDATE CONSTRAINT {}").format(table, name))
+        return out
+
 
 OPERATION = AddCheck

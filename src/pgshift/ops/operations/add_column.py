@@ -80,5 +80,12 @@ class AddColumn(Operation):
             "ALTER TABLE {} DROP COLUMN IF EXISTS {}").format(plan.t(self.table), sql.Identifier(self.column.name))],
             [plan.label(self.table)])
 
+    def schema_sql(self, schema: str, contracted: bool) -> list[sql.Composable | str]:
+        # NOT NULL at once only on the metadata-only path; otherwise through contract's validated check.
+        not_null = not self.column.nullable and (contracted or not self.filled)
+        return [sql.SQL("ALTER TABLE {} ADD COLUMN {} {}{}").format(
+            sql.Identifier(schema, self.table), sql.Identifier(self.column.name), sql.SQL(self.column.type),
+            sql.SQL(" NOT NULL" if not_null else ""))]
+
 
 OPERATION = AddColumn

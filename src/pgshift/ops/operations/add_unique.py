@@ -7,7 +7,7 @@ from typing import Annotated
 
 from psycopg import sql
 
-from pgshift.ops.operations._base import Operation, Plan, build_index, drop_index
+from pgshift.ops.operations._base import Operation, Plan, build_index, drop_index, ids
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,10 @@ class AddUnique(Operation):
 
     def abort(self, plan: Plan, index: int) -> None:
         plan.abort(f"drop index {self.name}", "autocommit", [drop_index(plan, self.name)])
+
+    def schema_sql(self, schema: str, contracted: bool) -> list[sql.Composable | str]:
+        return [sql.SQL("CREATE UNIQUE INDEX {} ON {} ({})").format(
+            sql.Identifier(self.name), sql.Identifier(schema, self.table), ids(self.columns))]
 
 
 OPERATION = AddUnique

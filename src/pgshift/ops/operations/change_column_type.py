@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated
 
+from psycopg import sql
+
 from pgshift.ops.names import fit
 from pgshift.ops.operations import _copy
 from pgshift.ops.operations._base import Operation, Plan, quote
@@ -42,6 +44,11 @@ class ChangeColumnType(Operation):
 
     def abort(self, plan: Plan, index: int) -> None:
         _copy.abort(plan, index, self._shape(plan))
+
+    def schema_sql(self, schema: str, contracted: bool) -> list[sql.Composable | str]:
+        # expanded, the column keeps its type
+        return [sql.SQL("ALTER TABLE {} ALTER COLUMN {} TYPE {}").format(
+            sql.Identifier(schema, self.table), sql.Identifier(self.column), sql.SQL(self.type))] if contracted else []
 
 
 OPERATION = ChangeColumnType

@@ -6,7 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated
 
-from pgshift.ops.operations._base import Operation, Plan, build_index, drop_index, key
+from psycopg import sql
+
+from pgshift.ops.operations._base import Operation, Plan, build_index, drop_index, ids, key
 
 
 @dataclass(frozen=True)
@@ -30,6 +32,14 @@ class CreateIndex(Operation):
 
     def abort(self, plan: Plan, index: int) -> None:
         plan.abort(f"drop index {self.name}", "autocommit", [drop_index(plan, self.name)])
+
+    def schema_sql(self, schema: str, contracted: bool) -> list[sql.Composable | str]:
+        statement = sql.SQL("CREATE {}INDEX {} ON {} {}({})").format(
+            sql.SQL("UNIQUE " if self.unique else ""), sql.Identifier(self.name), sql.Identifier(schema, self.table),
+            sql.SQL("USING {} ").format(sql.Identifier(self.method)) if self.method else sql.SQL(""), ids(self.columns))
+        if self.predicate:
+            statement = sql.SQL("{} WHERE {}").format(statement, sql.SQL(self.predicate))
+        return [statement]
 
 
 OPERATION = CreateIndex

@@ -33,5 +33,11 @@ class CreateTable(Operation):
     def abort(self, plan: Plan, index: int) -> None:
         plan.abort(f"drop table {self.table}", "tx", [sql.SQL("DROP TABLE IF EXISTS {}").format(plan.t(self.table))])
 
+    def schema_sql(self, schema: str, contracted: bool) -> list[sql.Composable | str]:
+        parts = [column_definition(c) for c in self.columns]
+        if self.primary_key:
+            parts.append(sql.SQL("PRIMARY KEY ({})").format(ids(self.primary_key)))
+        return [sql.SQL("CREATE TABLE {} ({})").format(sql.Identifier(schema, self.table), sql.SQL(", ").join(parts))]
+
 
 OPERATION = CreateTable

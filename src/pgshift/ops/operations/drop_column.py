@@ -50,5 +50,9 @@ class DropColumn(Operation):
             plan.abort(f"drop trigger for {self.table}.{self.column}", "tx", plan.drop_sync(index, self.table),
                        [plan.label(self.table)])
 
+    def schema_sql(self, schema: str, contracted: bool) -> list[sql.Composable | str]:
+        return [sql.SQL("ALTER TABLE {} DROP COLUMN {}").format(
+            sql.Identifier(schema, self.table), sql.Identifier(self.column))] if contracted else []
+
 
 OPERATION = DropColumn

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated
 
+from psycopg import sql
+
 from pgshift.ops.operations._base import Operation, Plan, drop_index
 
 
@@ -19,6 +21,9 @@ class DropIndex(Operation):
 
     def contract(self, plan: Plan, index: int) -> None:
         plan.contract(f"drop index {self.name}", "autocommit", [drop_index(plan, self.name)])
+
+    def schema_sql(self, schema: str, contracted: bool) -> list[sql.Composable | str]:
+        return [sql.SQL("DROP INDEX {}").format(sql.Identifier(schema, self.name))] if contracted else []
 
 
 OPERATION = DropIndex

@@ -39,5 +39,9 @@ class DropNotNull(Operation):
             sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(plan.t(table), sql.Identifier(check)),
         ], [plan.label(table)])
 
+    def schema_sql(self, schema: str, contracted: bool) -> list[sql.Composable | str]:
+        return [sql.SQL("ALTER TABLE {} ALTER COLUMN {} DROP NOT NULL").format(
+            sql.Identifier(schema, self.table), sql.Identifier(self.column))]
+
 
 OPERATION = DropNotNull

@@ -23,5 +23,8 @@ class DropTable(Operation):
         plan.contract(f"drop table {self.table}", "tx", [
             sql.SQL("DROP TABLE IF EXISTS {}").format(plan.t(self.table))], [plan.label(self.table)])
 
+    def schema_sql(self, schema: str, contracted: bool) -> list[sql.Composable | str]:
+        return [sql.SQL("DROP TABLE {}").format(sql.Identifier(schema, self.table))] if contracted else []
+
 
 OPERATION = DropTable

@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated
 
+from psycopg import sql
+
 from pgshift.ops.operations import _copy
 from pgshift.ops.operations._base import Operation, Plan, key, quote
 
@@ -36,6 +38,11 @@ class RenameColumn(Operation):
 
     def abort(self, plan: Plan, index: int) -> None:
         _copy.abort(plan, index, self._shape(plan))
+
+    def schema_sql(self, schema: str, contracted: bool) -> list[sql.Composable | str]:
+        """Contracted only: expanded, the new column stands beside the old one (the linter copies it)."""
+        return [sql.SQL("ALTER TABLE {} RENAME COLUMN {} TO {}").format(
+            sql.Identifier(schema, self.table), sql.Identifier(self.from_), sql.Identifier(self.to))]
 
 
 OPERATION = RenameColumn

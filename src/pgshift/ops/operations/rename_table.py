@@ -59,5 +59,9 @@ class RenameTable(Operation):
             sql.SQL("ALTER TABLE IF EXISTS {} RENAME TO {}").format(plan.t(new), sql.Identifier(old)),
         ], [plan.label(new)])
 
+    def schema_sql(self, schema: str, contracted: bool) -> list[sql.Composable | str]:
+        return [sql.SQL("ALTER TABLE {} RENAME TO {}").format(sql.Identifier(schema, self.from_),
+                                                              sql.Identifier(self.to))]
+
 
 OPERATION = RenameTable

@@ -46,5 +46,9 @@ class SetNotNull(Operation):
         plan.abort(f"drop NOT NULL check on {self.table}.{self.column}", "tx",
                    [*self._drop(plan, index), drop_constraint(plan, self.table, check)], [plan.label(self.table)])
 
+    def schema_sql(self, schema: str, contracted: bool) -> list[sql.Composable | str]:
+        return [sql.SQL("ALTER TABLE {} ALTER COLUMN {} SET NOT NULL").format(
+            sql.Identifier(schema, self.table), sql.Identifier(self.column))] if contracted else []
+
 
 OPERATION = SetNotNull

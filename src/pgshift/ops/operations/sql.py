@@ -40,5 +40,12 @@ class Sql(Operation):
             plan.abort(f"sql #{index} has no down", "tx",
                        warning=f"{self.origin}: no 'down' part; abort cannot undo it.")
 
+    def schema_sql(self, schema: str, contracted: bool) -> list[sql.Composable | str]:
+        out: list[sql.Composable | str] = []
+        for part, text in (("up", self.up), ("contract", self.contract_sql if contracted else None)):
+            if text:
+                out += [s.sql for s in split_sql(text, file=f"{self.origin}.{part}")]
+        return out
+
 
 OPERATION = Sql
