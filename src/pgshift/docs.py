@@ -4,7 +4,8 @@ Writes into DOCS_DIR (default ``docs``):
 
 - ``rules/PS*.md`` from the lint rules' metadata (:mod:`pgshift.lint.docs`),
 - ``exit-codes.md`` from the error classes (:mod:`pgshift.exit_codes`),
-- ``ops.schema.json`` from the operations-file model (:func:`pgshift.ops.model.json_schema`).
+- ``ops.schema.json`` from the operations-file model (:func:`pgshift.ops.model.json_schema`),
+- ``operations.md`` from the operations' dataclasses (:mod:`pgshift.ops.reference`).
 
 ``--check`` writes nothing and exits 1, naming each file that is missing, differs, or is a rule
 page no rule produces any more.
@@ -18,6 +19,7 @@ from pathlib import Path
 
 from pgshift import exit_codes
 from pgshift.lint.docs import render_all
+from pgshift.ops import reference
 from pgshift.ops.model import json_schema
 
 RULES = "rules"
@@ -28,6 +30,7 @@ def generated() -> dict[str, str]:
     files = {f"{RULES}/{name}": text for name, text in render_all().items()}
     files["exit-codes.md"] = exit_codes.render()
     files["ops.schema.json"] = json.dumps(json_schema(), indent=2) + "\n"
+    files["operations.md"] = reference.render()
     return files
 
 

@@ -5,6 +5,7 @@ security_invoker views)."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -124,13 +125,12 @@ def test_before_postgresql_15_a_view_over_an_rls_table_is_refused(conn: Conn) ->
     conn.execute(INIT + POLICY)
     ops = parse_document(yaml.safe_load(ADD_NOTE), "002_change.ops.yaml")
     captured = capture(conn, ops)
-    assert captured["server_version"] >= 150000 and captured["tables"]["docs"]["rls"] is True
+    assert captured.server_version >= 150000 and captured.tables["docs"].rights.rls is True
     assert "security_invoker = true" in plan_phases(ops, "002", captured).expand[-1].statements[1].as_string(conn)
-    captured["server_version"] = 140011
     with pytest.raises(MigrationRefused, match=r"public\.docs has row-level security.*PostgreSQL 14"):
-        plan_phases(ops, "002", captured)
+        plan_phases(ops, "002", dataclasses.replace(captured, server_version=140011))
     conn.execute("ALTER TABLE docs DISABLE ROW LEVEL SECURITY")
-    plain = plan_phases(ops, "002", capture(conn, ops) | {"server_version": 140011})
+    plain = plan_phases(ops, "002", dataclasses.replace(capture(conn, ops), server_version=140011))
     assert "security_invoker" not in plain.expand[-1].statements[1].as_string(conn)
 
 

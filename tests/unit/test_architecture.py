@@ -22,8 +22,11 @@ DOC = ROOT / "docs" / "architecture.md"
 # the layer of its longest listed prefix (the root package ``pgshift`` itself is matched exactly).
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("base", ("pgshift", "pgshift.errors", "pgshift.exit_codes", "pgshift.units")),
-    # ops.model is the data of an .ops.yaml file, which the native reader loads like any migration file.
-    ("migrations", ("pgshift.migrations", "pgshift.discovery", "pgshift.ops.model")),
+    # ops.model is the data of an .ops.yaml file, which the native reader loads like any migration file;
+    # its operations (ops.operations) plan through an interface and need only the catalog facts' shapes
+    # and the SQL text builders (ops.facts, ops.sync, ops.names).
+    ("migrations", ("pgshift.migrations", "pgshift.discovery", "pgshift.ops.model", "pgshift.ops.operations",
+                    "pgshift.ops.facts", "pgshift.ops.sync", "pgshift.ops.names")),
     ("config", ("pgshift.config",)),
     # The rewrite guard is armed on every deploy session (pgshift.db.session); it needs only the server.
     # ops.ledger reads the ops_state table beside the ledger (the lint gate's model and status need it).

@@ -190,7 +190,7 @@ class PhaseRunner:
         if state and state["phase"] == "expanding":
             captured, start = state["captured"], int(state["steps_done"])
         else:
-            captured, start = capture(self.conn, self.ops), 0
+            captured, start = capture(self.conn, self.ops).to_json(), 0
         phases = self.phases(captured)
         self._set_state("expanding", start, captured, phases.version_schema)
         try:
