@@ -38,10 +38,51 @@ from pgshift.deploy import (
 from pgshift.errors import PgshiftError
 from pgshift.runner.execute import StatementObserver, StepResult
 from pgshift.runner.gate import MigrateChecks
+from pgshift.watch import Sample as WatchSample
+from pgshift.watch import WatchBreached, Watcher, WatchReport
+from pgshift.watch import json_line as watch_json_line
+
+
+def json_dumps(data: object) -> str:
+    """One compact JSON line (the watch's summary after its samples)."""
+    import json
+
+    return json.dumps(data, separators=(",", ":"))
 
 __all__ = [
-    "CONFIG_TEMPLATE", "AdoptReport", "BeforeApply", "DryRunStep", "InitReport", "Interruption", "MigrateChecks",
-    "MigrateReport", "Notify", "PgshiftError", "RollbackReport", "StatementObserver", "StatusReport", "StepResult",
-    "ValidateReport", "adopt", "baseline", "deploy_session", "file_warnings", "history_events", "init", "load",
-    "migrate", "new", "open_connection", "refuse_unusable", "rollback", "status", "validate",
+    "CONFIG_TEMPLATE",
+    "AdoptReport",
+    "BeforeApply",
+    "DryRunStep",
+    "InitReport",
+    "Interruption",
+    "MigrateChecks",
+    "MigrateReport",
+    "Notify",
+    "PgshiftError",
+    "RollbackReport",
+    "StatementObserver",
+    "StatusReport",
+    "StepResult",
+    "ValidateReport",
+    "WatchBreached",
+    "WatchReport",
+    "WatchSample",
+    "Watcher",
+    "adopt",
+    "baseline",
+    "deploy_session",
+    "file_warnings",
+    "history_events",
+    "init",
+    "json_dumps",
+    "load",
+    "migrate",
+    "new",
+    "open_connection",
+    "refuse_unusable",
+    "rollback",
+    "status",
+    "validate",
+    "watch_json_line",
 ]

@@ -67,6 +67,24 @@ class AppSettings:
 
 
 @dataclass
+class WatchSettings:
+    """`pgshift watch` (and the watch of migrate, backfill and deploy): how often to sample the server,
+    and the thresholds that end a watch with a failure. 0 (or "0") turns a threshold off."""
+
+    interval: str = "1s"
+    max_blocked_ms: int = 0  # longest time a session has waited for a lock
+    max_blocked_sessions: int = 0  # sessions waiting for a lock at once
+    max_rollback_rate: int = 0  # rolled-back transactions per second
+    max_transaction: str = "0"  # longest open transaction
+    max_lag: str = "0"  # replay lag of any standby, as time
+    max_lag_bytes: str = "0"  # ... and as WAL not yet replayed ("64MB")
+    max_health_failures: int = 3  # consecutive failed probes of app.health_url
+    # name -> shell command printing one number (e.g. an error count from the application's log)
+    metric_commands: dict[str, str] = field(default_factory=dict)
+    metric_limits: dict[str, str] = field(default_factory=dict)  # name -> the highest allowed value
+
+
+@dataclass
 class LedgerSettings:
     # Also record every migration pgshift applies or rolls back in this tool's own history table
     # (pgshift.db.mirror), so the tool can keep running beside pgshift.
@@ -93,6 +111,7 @@ class Settings:
     lint: LintSettings = field(default_factory=LintSettings)
     backup: BackupSettings = field(default_factory=BackupSettings)
     app: AppSettings = field(default_factory=AppSettings)
+    watch: WatchSettings = field(default_factory=WatchSettings)
     ledger: LedgerSettings = field(default_factory=LedgerSettings)
     # Where the settings were read from, for messages and for resolving relative paths.
     source: str = field(default="defaults", compare=False)
@@ -152,7 +171,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
 }
 _DURATIONS = {
     "lock_timeout", "statement_timeout", "retry_initial_delay", "retry_max_delay", "lock_wait",
-    "backup.max_age", "app.health_timeout",
+    "backup.max_age", "app.health_timeout", "watch.interval", "watch.max_transaction", "watch.max_lag",
 }
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]{0,62}$")
 
@@ -169,7 +188,7 @@ def _coerce(key: str, expected: Any, value: Any, where: str, *, from_text: bool 
     environment variables are text, parsed here once.
     """
     text = str(expected)
-    if key in _DURATIONS or key == "rewrite_guard":
+    if key in _DURATIONS or key in ("rewrite_guard", "watch.max_lag_bytes"):
         # A bare number is milliseconds (or bytes), as in PostgreSQL; checked by _validate.
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
             return str(value)
@@ -245,6 +264,16 @@ def _validate(key: str, value: Any, where: str) -> None:
         raise ConfigError(f"history_schema in {where} must be a plain identifier, not {value!r}.")
     if key == "rewrite_guard":
         parse_size(value, key=f"rewrite_guard in {where}")
+    if key == "watch.max_lag_bytes":
+        parse_size(value, key=f"watch.max_lag_bytes in {where}")
+    if key == "watch.interval" and duration_ms(value) < 100:
+        raise ConfigError(f"watch.interval in {where} must be at least 100ms, not {value!r}.")
+    if key == "watch.metric_limits":
+        for name, limit in value.items():
+            try:
+                float(limit)
+            except ValueError:
+                raise ConfigError(f"watch.metric_limits.{name} in {where} must be a number, not {limit!r}.") from None
     if key == "lint.pg_version" and value is not None and not 10 <= int(value) <= 30:
         # Like --pg-version: lint can judge SQL for servers older than pgshift runs against.
         raise ConfigError(f"lint.pg_version in {where} must be a PostgreSQL major version from 10 to 30.")

@@ -198,6 +198,22 @@ class EmbeddedCluster:
         self.state_file.chmod(0o600)
         return state
 
+    def start_standby(self, root: Path | str, *, tcp: bool = True) -> EmbeddedCluster:
+        """A streaming standby of this (running) cluster in ``root``, on a port of its own: a base backup
+        taken with ``pg_basebackup -R`` over the local socket, started as a hot standby."""
+        state = self._require_state()
+        standby = EmbeddedCluster(root, bindir=self.bindir)
+        standby.root.mkdir(parents=True, exist_ok=True)
+        standby.sock.mkdir(exist_ok=True)
+        pwfile = standby.root / "superuser.pw"  # the roles come with the backup, the password too
+        pwfile.write_text(state.password + "\n")
+        pwfile.chmod(0o600)
+        standby._chown_tree(_server_user())
+        self._run(["pg_basebackup", "-D", str(standby.data), "-R", "-X", "stream", "-c", "fast", "--no-sync",
+                   "-h", state.socket_dir, "-p", str(state.port), "-U", SUPERUSER])
+        standby.start(tcp=tcp)
+        return standby
+
     def stop(self) -> None:
         if not (self.data / "postmaster.pid").exists():
             return

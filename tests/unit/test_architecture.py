@@ -30,7 +30,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("config", ("pgshift.config",)),
     # The rewrite guard is armed on every deploy session (pgshift.db.session); it needs only the server.
     # ops.ledger reads the ops_state table beside the ledger (the lint gate's model and status need it).
-    ("db", ("pgshift.db", "pgshift.embedded", "pgshift.ops.guard", "pgshift.ops.ledger")),
+    ("db", ("pgshift.db", "pgshift.embedded", "pgshift.ops.guard", "pgshift.ops.ledger", "pgshift.watch")),
     ("lint", ("pgshift.lint",)),
     ("safety", ("pgshift.safety",)),
     ("runner", ("pgshift.runner",)),

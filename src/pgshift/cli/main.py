@@ -20,6 +20,7 @@ COMMAND_MODULES = {
     "contract": "ops_cmds", "abort": "ops_cmds", "backfill": "ops_cmds",
     "rehearse": "rehearse_cmds",
     "dev": "dev_cmds", "demo": "demo_cmds",
+    "watch": "watch_cmds",
 }
 
 
