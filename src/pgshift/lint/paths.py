@@ -87,7 +87,10 @@ class _Run:
 
             history, migrations = split_by_ledger(self.options.database_url, self.settings.history_schema,
                                                   migrations)
-        _merge(self.report, lint_migrations(migrations, settings=self.lint, pg_version=self.pg_version,
+        # Its reader knows which migrations run in a transaction (a NO TRANSACTION directive, ...):
+        # assume_in_transaction is for plain SQL files only and must not override that.
+        folder_lint = dataclasses.replace(self.lint, assume_in_transaction=False)
+        _merge(self.report, lint_migrations(migrations, settings=folder_lint, pg_version=self.pg_version,
                                             sizes=self.sizes, schema=self.schema, collect_locks=self.options.locks,
                                             rollback=down, run=self.run_state, history=history))
 
