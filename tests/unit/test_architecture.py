@@ -321,7 +321,7 @@ def _top_level_names(path: Path) -> set[str]:
 def _exported(path: Path) -> list[str]:
     for node in ast.parse(path.read_text()).body:
         if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets):
-            return [e.value for e in getattr(node.value, "elts", []) if isinstance(e, ast.Constant)]
+            return [str(e.value) for e in getattr(node.value, "elts", []) if isinstance(e, ast.Constant)]
     return []
 
 
