@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck bench docs mutation clean
+.PHONY: demo test lint typecheck bench bench-compare docs mutation clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,11 @@ docs: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/run_all.py
+
+# pgshift at a base revision against the working tree, benches interleaved (bench/compare_revisions.py):
+# `make bench-compare BASE=main ONLY=backfill,lint REPEAT=5`; BASE defaults to the merge-base with main.
+bench-compare: $(STAMP)
+	$(BIN)/python bench/compare_revisions.py $(if $(BASE),--base $(BASE)) $(if $(ONLY),--only $(ONLY)) $(if $(REPEAT),--repeat $(REPEAT))
 
 # Mutation testing of the safety-critical functions (mutation/targets.toml), about an hour; not in CI.
 # Pick targets with `make mutation TARGETS="password-masking rehearsal-verdict"`.

@@ -8,17 +8,13 @@ installed into a fresh virtualenv, and its `pgshift` runs lint and migrate again
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import psycopg
 import pytest
 
-from tests.helpers import write_migration
-
-REPO = Path(__file__).resolve().parent.parent
+from tests.helpers import REPO, build_wheel, make_venv, write_migration
 
 
 def _run(argv: list[str], *, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -29,23 +25,11 @@ def _run(argv: list[str], *, cwd: Path, env: dict[str, str] | None = None) -> su
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A fresh virtualenv with only the wheel (and its declared dependencies) installed; its bin folder."""
     root = tmp_path_factory.mktemp("wheel")
-    source = root / "source"
-    files = _run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"], cwd=REPO)
-    assert files.returncode == 0, files.stderr
-    for name in filter(None, files.stdout.split("\0")):
-        if (REPO / name).is_file():  # a file deleted in the working tree is still listed as cached
-            (source / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO / name, source / name)
-    built = _run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(root / "dist"),
-                  str(source)], cwd=root)
-    assert built.returncode == 0, built.stdout + built.stderr
-    (wheel,) = (root / "dist").glob("pgshift-*.whl")
-    venv = root / "venv"
-    made = _run([sys.executable, "-m", "venv", str(venv)], cwd=root)
-    assert made.returncode == 0, made.stderr
-    pip = _run([str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", str(wheel)], cwd=root)
+    wheel = build_wheel(root)
+    bin_dir = make_venv(root / "venv")
+    pip = _run([str(bin_dir / "python"), "-m", "pip", "install", "--quiet", str(wheel)], cwd=root)
     assert pip.returncode == 0, pip.stdout + pip.stderr
-    return venv / "bin"
+    return bin_dir
 
 
 def _env() -> dict[str, str]:

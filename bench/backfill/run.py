@@ -150,6 +150,7 @@ def main() -> None:
     parser.add_argument("--only-contend", action="store_true", help="only the contended run")
     parser.add_argument("--no-yield", action="store_true", help="do not shrink batches when the app waits")
     parser.add_argument("--admin-dsn", default=None)
+    parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = parser.parse_args()
     cluster = None
     url = args.admin_dsn
@@ -196,10 +197,13 @@ def main() -> None:
     out = Path(__file__).parents[1] / "results"
     out.mkdir(exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-    (out / f"backfill-{stamp}.json").write_text(json.dumps(
+    results = json.dumps(
         {"rows": args.rows, "target_ms": args.target_ms, "max_lock_ms": args.max_lock_ms,
          "yield_to_waiters": not args.no_yield, "single": single,
-         "pgshift": ours, "contended": contended, "ratio": ratio}, indent=2))
+         "pgshift": ours, "contended": contended, "ratio": ratio}, indent=2)
+    (out / f"backfill-{stamp}.json").write_text(results)
+    if args.json:
+        args.json.write_text(results)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """pgshift lint benchmark: speed (50,000 mixed statements, json and tty reporters, linearity
 10k vs 50k) against squawk in the same run, and a coverage table over bench/lint/cases.
 
-    .venv/bin/python bench/lint/run.py [--quick] [--no-squawk]
+    .venv/bin/python bench/lint/run.py [--quick] [--no-squawk] [--json PATH]
 
 squawk is installed with pip into bench/.venv-squawk (gitignored) on first use. Results are
 printed as Markdown and written to bench/results/lint.md.
@@ -196,9 +196,13 @@ def main() -> int:
     version = None if "--no-squawk" in sys.argv else ensure_squawk()  # --no-squawk: no network
     sizes = [1000, 5000] if quick else [10_000, 50_000]
     speed_rows = speed(sizes, version is not None, 1 if quick else 5)
-    text = report(version, speed_rows, coverage(version is not None))
+    cov = coverage(version is not None)
+    text = report(version, speed_rows, cov)
     (ROOT / "bench" / "results").mkdir(exist_ok=True)
     (ROOT / "bench" / "results" / "lint.md").write_text(text)
+    if "--json" in sys.argv:  # machine-readable figures, for bench/compare_revisions.py
+        Path(sys.argv[sys.argv.index("--json") + 1]).write_text(
+            json.dumps({"squawk": version, "speed": speed_rows, "coverage": cov}, indent=2))
     print(text)
     return 0
 

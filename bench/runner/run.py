@@ -47,6 +47,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--peers-venv", type=Path, default=harness.REPO / "bench" / ".venv-peers")
     parser.add_argument("--out", type=Path, default=harness.REPO / "bench" / "results")
     parser.add_argument("--no-startup", action="store_true", help="skip timing each CLI's --help")
+    parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = parser.parse_args(argv)
     args.tools = [t.strip() for t in args.tools.split(",") if t.strip()]
     unknown = set(args.tools) - set(harness.ALL_TOOLS)
@@ -118,6 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     stamp = report["at"].replace(":", "").replace("-", "")
     path = args.out / f"runner-{stamp}.json"
     path.write_text(json.dumps(report, indent=2) + "\n")
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
     print(f"\nwritten to {path}")
     return 0
 

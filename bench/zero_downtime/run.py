@@ -333,6 +333,7 @@ def main() -> None:
     parser.add_argument("--backfill-target-ms", type=int, default=None,
                         help="pgshift's backfill batch target (default: the ops file default, 150)")
     parser.add_argument("--admin-dsn", default=None)
+    parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = parser.parse_args()
     cases = CASES if args.cases == "all" else [SLUGS[s.strip()] for s in args.cases.split(",")]
     cluster = None
@@ -371,11 +372,14 @@ def main() -> None:
     out = Path(__file__).parents[1] / "results"
     out.mkdir(exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-    (out / f"zero-downtime-{stamp}.json").write_text(json.dumps({
+    results = json.dumps({
         "rows": args.rows, "rate": args.rate, "backfill_target_ms": args.backfill_target_ms,
         "threads": args.threads, "hold_s": args.hold,
         "loadavg_before": load_before, "loadavg_after": load_after, "cpus": os.cpu_count(),
-        "runs": [asdict(r) for r in runs]}, indent=2))
+        "runs": [asdict(r) for r in runs]}, indent=2)
+    (out / f"zero-downtime-{stamp}.json").write_text(results)
+    if args.json:
+        args.json.write_text(results)
 
 
 if __name__ == "__main__":

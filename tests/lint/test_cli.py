@@ -222,3 +222,28 @@ def test_lint_with_a_database_does_not_wait_behind_a_locked_table(db_url: str, t
     assert seconds < 15, out.stdout
     assert out.returncode in (0, 1), out.stderr
     assert "users is small" in out.stdout, out.stdout  # ranked by the catalog's size for the locked table
+
+
+def test_a_file_of_a_migrations_folder_is_read_in_its_folders_format(tmp_path: Path) -> None:
+    """`pgshift lint migrations/003.sql` (what a CI job does with the changed files) reads the file as its
+    tool does: the down part is a rollback, not more statements run after the up part."""
+    native = write(tmp_path / "native", {
+        "001_orders.sql": "-- pgshift:up\nCREATE TABLE orders (id bigint PRIMARY KEY);\n"
+                          "-- pgshift:down\nDROP TABLE orders;\n",
+        "002_note.sql": "-- pgshift:up\nALTER TABLE orders ADD COLUMN note text;\n"
+                        "-- pgshift:down\nALTER TABLE orders DROP COLUMN note;\n",
+    })
+    dbmate = write(tmp_path / "dbmate", {
+        "20240101000000_orders.sql": "-- migrate:up\nALTER TABLE orders ADD COLUMN note text;\n\n"
+                                     "-- migrate:down\nALTER TABLE orders DROP COLUMN note;\n",
+    })
+    for file in (native / "002_note.sql", dbmate / "20240101000000_orders.sql"):
+        done = run(["--json", str(file)], tmp_path)
+        data = json.loads(done.stdout)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "PS019" not in rules_of(data), data  # the rollback's DROP COLUMN is not a forward drop
+        assert {f["file"] for f in data["findings"]} == {str(file)}
+    # A loose SQL file (no migrations folder around it) is still linted as plain SQL.
+    loose = tmp_path / "loose.sql"
+    loose.write_text("ALTER TABLE orders DROP COLUMN note;\n")
+    assert "PS019" in rules_of(json.loads(run(["--json", str(loose)], tmp_path).stdout))

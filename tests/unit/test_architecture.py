@@ -40,14 +40,14 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     # Whole-deploy tools built on the workflows: `pgshift rehearse`, `pgshift check`, `pgshift demo`.
     ("tools", ("pgshift.rehearsal", "pgshift.safety.checks", "pgshift.demo", "pgshift.demo_migrations")),
     ("api", ("pgshift.api",)),
-    ("entry", ("pgshift.cli", "pgshift.docs", "pgshift.__main__")),
+    ("entry", ("pgshift.cli", "pgshift.docs", "pgshift.__main__", "pgshift.testing")),
 ]
 
 # Imports that cross the layers upwards on purpose: (importer, imported) -> why. Keep it empty.
 ALLOWED_UPWARD: dict[tuple[str, str], str] = {}
 
 FACADE = "pgshift.api"
-FACADE_USERS = ("pgshift.cli",)
+FACADE_USERS = ("pgshift.cli", "pgshift.testing")
 # All the CLI may import of pgshift: it parses flags, calls the facade and renders its reports.
 CLI = "pgshift.cli"
 CLI_IMPORTS = (FACADE, "pgshift.errors", "pgshift.config", "pgshift")  # pgshift: __version__

@@ -10,14 +10,14 @@ from pathlib import Path
 from typing import TextIO
 
 from pgshift.config import LintSettings, Settings
-from pgshift.errors import ConfigError, UsageError
+from pgshift.errors import ConfigError, PgshiftError, UsageError
 from pgshift.lint.context import RunState
 from pgshift.lint.engine import lint_migrations, lint_sql, statements_of
 from pgshift.lint.fix import FixResult, apply_fixes
 from pgshift.lint.model import LintReport, TableSize
 from pgshift.lint.schema import Schema, schema_from_dump
 from pgshift.migrations.files import broken_link
-from pgshift.migrations.loader import load_migrations
+from pgshift.migrations.loader import available_readers, load_migrations
 from pgshift.migrations.model import Migration
 
 STDIN = "-"
@@ -77,6 +77,9 @@ class _Run:
         # Read by its own format's reader, directives and all. A file that does not parse loads with
         # its error, which the engine reports; every other file is still linted (up and down apart).
         _, migrations = load_migrations(path, self.settings.format)
+        self.migrations(migrations)
+
+    def migrations(self, migrations: list[Migration]) -> None:
         down = self.options.down
         for migration in migrations:
             for s in [*migration.up, *((migration.down or []) if down else [])]:
@@ -87,10 +90,10 @@ class _Run:
 
             history, migrations = split_by_ledger(self.options.database_url, self.settings.history_schema,
                                                   migrations)
-        # Its reader knows which migrations run in a transaction (a NO TRANSACTION directive, ...):
+        # Their reader knows which migrations run in a transaction (a NO TRANSACTION directive, ...):
         # assume_in_transaction is for plain SQL files only and must not override that.
-        folder_lint = dataclasses.replace(self.lint, assume_in_transaction=False)
-        _merge(self.report, lint_migrations(migrations, settings=folder_lint, pg_version=self.pg_version,
+        read_lint = dataclasses.replace(self.lint, assume_in_transaction=False)
+        _merge(self.report, lint_migrations(migrations, settings=read_lint, pg_version=self.pg_version,
                                             sizes=self.sizes, schema=self.schema, collect_locks=self.options.locks,
                                             rollback=down, run=self.run_state, history=history))
 
@@ -102,7 +105,11 @@ class _Run:
         if path.is_dir():
             self.folder(path)
         elif path.is_file():
-            self.text(path.read_text(encoding="utf-8", errors="replace"), str(path))
+            own = _migrations_of_file(path, self.settings.format)
+            if own is None:
+                self.text(path.read_text(encoding="utf-8", errors="replace"), str(path))
+            else:  # read as its folder's tool reads it: markers, directives, up and down parts apart
+                self.migrations(own)
         else:
             raise UsageError(f"{raw} {broken_link(path) or 'is neither a file nor a folder'}.")
 
@@ -113,6 +120,27 @@ def _merge(into: LintReport, other: LintReport) -> None:
     into.lock_steps.extend(other.lock_steps)
     into.files += other.files
     into.statements += other.statements
+
+
+def _migrations_of_file(path: Path, fmt: str) -> list[Migration] | None:
+    """The migrations a file of a migrations folder belongs to, read with its folder's format (the
+    folder or, for Prisma's <version>/migration.sql, its parent); None for a loose SQL file, or one
+    whose folder does not load as a whole (it is then linted as plain SQL, as before)."""
+    folders = [path.parent, path.parent.parent] if path.name == "migration.sql" else [path.parent]
+    for folder in folders:
+        chosen = fmt if fmt != "auto" else next(
+            (name for name, module in available_readers().items() if module.detect(folder)), None)
+        if chosen is None:
+            continue
+        try:
+            _, migrations = load_migrations(folder, chosen)
+        except PgshiftError:
+            return None
+        own = [m for m in migrations if m.path.resolve() == path.resolve()
+               or any(s.file == str(path) for s in [*m.up, *(m.down or [])])]
+        if own:
+            return own
+    return None
 
 
 def target_version(flag: int | None, settings: Settings, live: int | None) -> int:
