@@ -181,10 +181,10 @@ def test_the_cli_prints_json_lines_and_exits_30_on_a_breach(db_url: str, tmp_pat
 
 def test_bad_watch_input_is_a_clear_error(db_url: str, tmp_path: Path) -> None:
     (tmp_path / "pgshift.toml").write_text('[watch]\nmax_lag_bytes = "lots"\n')
-    with pytest.raises(ConfigError, match="watch.max_lag_bytes in .*pgshift.toml must be a size"):
+    with pytest.raises(ConfigError, match=r"watch.max_lag_bytes in .*pgshift.toml must be a size"):
         load_settings(cwd=tmp_path)
     (tmp_path / "pgshift.toml").write_text('[watch]\nmetric_limits = { errors = "ten" }\n')
-    with pytest.raises(ConfigError, match="watch.metric_limits.errors in .* must be a number"):
+    with pytest.raises(ConfigError, match=r"watch.metric_limits.errors in .* must be a number"):
         load_settings(cwd=tmp_path)
     (tmp_path / "pgshift.toml").unlink()
     bad_for = run_pgshift(["watch", "--for", "soon"], cwd=tmp_path, url=db_url)

@@ -189,6 +189,18 @@ class Interruption:
 
 
 @dataclass
+class MigrationStatus:
+    """One migration as `pgshift status` shows it (text and --json alike)."""
+
+    migration: Migration
+    state: str  # the ledger's: applied, pending, failed, running, rolled_back, baseline, changed
+    display_state: str  # what the text shows: "expanded (not contracted)", "failed (pending)", ...
+    expand_phase: str | None  # an operations migration not yet contracted: its phase
+    applied_at: datetime | None
+    duration_ms: int | None
+
+
+@dataclass
 class StatusReport:
     format: str
     plan: Plan
@@ -206,6 +218,28 @@ class StatusReport:
     @property
     def problems(self) -> list[Problem]:
         return self.plan.problems
+
+    @property
+    def migrations(self) -> list[MigrationStatus]:
+        entries = []
+        for m in self.plan.migrations:
+            state = shown = self.plan.state_of(m)
+            phase = self.expanded.get(m.version)
+            if phase is not None:
+                shown = "expanded (not contracted)" if phase == "expanded" else f"{phase} (interrupted)"
+            if m in self.plan.pending and shown in ("failed", "running", "rolled_back"):
+                shown = f"{shown} (pending)"
+            row = self.plan.rows.get(m.version)
+            entries.append(MigrationStatus(m, state, shown, phase, row.finished_at if row else None,
+                                           row.duration_ms if row else None))
+        return entries
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """The summary line's numbers."""
+        return {"applied": len(self.plan.applied), "pending": len(self.plan.pending),
+                "interrupted": sum(i.state == "interrupted" for i in self.interrupted),
+                "failed": sum(i.state == "failed" for i in self.interrupted), "problems": len(self.plan.problems)}
 
 
 def status(settings: Settings) -> StatusReport:
@@ -712,7 +746,7 @@ def history_events(settings: Settings, limit: int = 100) -> tuple[list[AppliedRo
 
 __all__ = [
     "AdoptReport",
-    "BeforeApply", "InitReport", "MigrateReport", "PgshiftError", "RollbackReport", "StatusReport",
+    "BeforeApply", "InitReport", "MigrateReport", "MigrationStatus", "PgshiftError", "RollbackReport", "StatusReport",
     "ValidateReport", "adopt", "baseline", "file_warnings", "history_events", "init", "load", "migrate", "new",
     "rollback", "status", "validate",
 ]

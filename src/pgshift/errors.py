@@ -156,8 +156,14 @@ EXIT_CODES: dict[int, str] = {
     0: "success",
     1: "the command ran and found something (pending migrations with --exit-code, "
     "lint findings, failed checks)",
-    2: "usage error (unknown option, missing argument)",
 }
+
+
+class UsageError(PgshiftError):
+    """Usage error: an unknown option or missing argument, or one naming nothing (a `lint` path that is not there)."""
+
+    code = "usage"
+    exit_code = 2
 
 
 class AdoptError(PgshiftError):

@@ -21,7 +21,7 @@ from typing import Any
 
 from pgshift.config import Settings, WatchSettings
 from pgshift.db.connect import connect, mask_password, server_major
-from pgshift.errors import PgshiftError
+from pgshift.errors import ConfigError, PgshiftError
 from pgshift.units import duration_ms, parse_size
 
 
@@ -287,3 +287,13 @@ class Watcher:
 def json_line(sample: Sample) -> str:
     return json.dumps(sample.to_json(), separators=(",", ":"))
 
+
+
+def watch_flags(settings: Settings, *, for_: str, interval: str | None) -> float:
+    """`pgshift watch --for/--interval`, checked and applied: the seconds to watch (0: until stopped)."""
+    seconds = duration_ms(for_, key="--for") / 1000
+    if interval is not None:
+        if duration_ms(interval, key="--interval") < 100:
+            raise ConfigError(f"--interval must be at least 100ms, not {interval!r}.")
+        settings.watch.interval = interval
+    return seconds

@@ -1,5 +1,6 @@
 """The shape of the code base (docs/architecture.md): no import cycles, nothing below the CLI
-imports the public facade ``pgshift.api``, every module sits in a declared layer and imports only
+imports the public facade ``pgshift.api``, the CLI imports nothing else of pgshift (but errors,
+config and the version), every module sits in a declared layer and imports only
 its own layer or lower ones, and the architecture page names only modules that exist.
 
 The import graph is read from the source with ``ast``: module-level, function-level and
@@ -10,7 +11,10 @@ a cycle here.
 from __future__ import annotations
 
 import ast
+import importlib
 import re
+import subprocess
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,11 +40,10 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("runner", ("pgshift.runner",)),
     ("ops", ("pgshift.ops",)),
     ("deploy", ("pgshift.deploy",)),
-    # Whole-deploy tools built on the workflows: `pgshift rehearse` and `pgshift check`.
-    ("tools", ("pgshift.rehearsal", "pgshift.safety.checks")),
+    # Whole-deploy tools built on the workflows: `pgshift rehearse`, `pgshift check`, `pgshift demo`.
+    ("tools", ("pgshift.rehearsal", "pgshift.safety.checks", "pgshift.demo", "pgshift.demo_migrations")),
     ("api", ("pgshift.api",)),
-    ("entry", ("pgshift.cli", "pgshift.demo", "pgshift.demo_migrations", "pgshift.docs", "pgshift.__main__",
-               "pgshift.testing")),
+    ("entry", ("pgshift.cli", "pgshift.docs", "pgshift.__main__", "pgshift.testing")),
 ]
 
 # Imports that cross the layers upwards on purpose: (importer, imported) -> why. Keep it empty.
@@ -48,6 +51,9 @@ ALLOWED_UPWARD: dict[tuple[str, str], str] = {}
 
 FACADE = "pgshift.api"
 FACADE_USERS = ("pgshift.cli", "pgshift.testing")
+# All the CLI may import of pgshift: it parses flags, calls the facade and renders its reports.
+CLI = "pgshift.cli"
+CLI_IMPORTS = (FACADE, "pgshift.errors", "pgshift.config", "pgshift")  # pgshift: __version__
 
 
 @dataclass
@@ -183,6 +189,16 @@ def facade_problems(graph: Graph) -> list[str]:
             if FACADE in targets and not importer.startswith(FACADE_USERS)]
 
 
+def cli_problems(graph: Graph) -> list[str]:
+    """A CLI module importing pgshift beyond the facade: the logic it reaches for belongs below
+    pgshift.api, re-exported there."""
+    return [f"{importer} imports {target} (line {', '.join(map(str, lines))}); the CLI imports only "
+            f"{', '.join(CLI_IMPORTS[:3])} and pgshift.__version__: re-export what it needs in {FACADE}"
+            for importer, targets in sorted(graph.edges.items()) if importer == CLI or importer.startswith(CLI + ".")
+            for target, lines in sorted(targets.items())
+            if target not in CLI_IMPORTS and target != CLI and not target.startswith(CLI + ".")]
+
+
 def layer_problems(graph: Graph) -> list[str]:
     problems = [f"{module} is in no layer; add it to LAYERS and docs/architecture.md"
                 for module in sorted(graph.modules) if layer_of(module) is None]
@@ -203,6 +219,35 @@ def test_no_import_cycles() -> None:
 
 def test_only_the_cli_imports_the_facade() -> None:
     assert facade_problems(build_graph()) == []
+
+
+def test_the_cli_imports_only_the_facade_errors_and_config() -> None:
+    assert cli_problems(build_graph()) == []
+
+
+def test_the_facade_exports_each_name_once_for_runtime_and_type_checkers() -> None:
+    """api.py loads its names lazily from _EXPORTS and imports them under TYPE_CHECKING for mypy:
+    the two lists and __all__ must agree, and every name must resolve."""
+    from pgshift import api
+
+    tree = ast.parse((SRC / "pgshift" / "api.py").read_text())
+    typed = {alias.asname or alias.name for node in ast.walk(tree) if isinstance(node, ast.If)
+             and ast.unparse(node.test) == "TYPE_CHECKING" for sub in node.body if isinstance(sub, ast.ImportFrom)
+             for alias in sub.names}
+    assert typed == set(api._EXPORTS) == set(api.__all__)
+    for name, (module, original) in api._EXPORTS.items():
+        assert ast.unparse(tree).count(f"from {module} import") >= 1, name
+        assert getattr(api, name) is getattr(importlib.import_module(module), original)
+
+
+def test_lint_through_the_facade_does_not_load_the_database_driver(tmp_path: Path) -> None:
+    """Names load on first use: `pgshift lint` pays for neither psycopg nor the workflows."""
+    (tmp_path / "1.sql").write_text("CREATE TABLE t (id int);\n")
+    code = ("import sys; from pgshift.cli import lint_cmds; from pgshift import api; from pgshift.config import "
+            f"Settings; api.lint(Settings(), [{str(tmp_path / '1.sql')!r}]); "
+            "print(sorted(m for m in sys.modules if m == 'psycopg' or m == 'pgshift.deploy'))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
 
 
 def test_every_module_imports_only_its_layer_or_lower() -> None:
@@ -243,12 +288,17 @@ def test_a_cycle_and_an_upward_import_are_reported(tmp_path: Path) -> None:
     (package / "db" / "b.py").write_text("from pgshift.db.a import f\nfrom pgshift import api\n")
     (package / "api.py").write_text("")
     (package / "db" / "c.py").write_text("try:\n    from pgshift.db import a\nexcept ImportError:\n    a = None\n")
+    (package / "cli").mkdir()
+    (package / "cli" / "__init__.py").write_text("")
+    (package / "cli" / "x.py").write_text("from pgshift import api\nfrom pgshift.cli import __init__\n"
+                                          "def f() -> None:\n    from pgshift.db.a import f\n")
     graph = build_graph(tmp_path)
     assert cycle_problems(graph) == ["import cycle between pgshift.db.a, pgshift.db.b: pgshift.db.a -> "
                                      "pgshift.db.b (line 2); pgshift.db.b -> pgshift.db.a (line 1)"]
     assert [p.split(" (")[0] for p in facade_problems(graph)] == ["pgshift.db.b imports pgshift.api"]
     assert layer_problems(graph) == ["pgshift.db.b (layer db) imports pgshift.api (layer api, higher) at line 2"]
     assert graph.optional_imports == ["pgshift.db.c:2: from pgshift.db import a"]
+    assert [p.split(" (")[0] for p in cli_problems(graph)] == ["pgshift.cli.x imports pgshift.db.a"]
 
 
 # -- docs/architecture.md ----------------------------------------------------------------------
@@ -267,7 +317,15 @@ def _top_level_names(path: Path) -> set[str]:
             names.add(node.target.id)
         elif isinstance(node, (ast.Import, ast.ImportFrom)):
             names.update((a.asname or a.name).split(".")[0] for a in node.names)
+    names.update(_exported(path))  # pgshift.api's names load lazily: it lists them in __all__
     return names
+
+
+def _exported(path: Path) -> list[str]:
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets):
+            return [str(e.value) for e in getattr(node.value, "elts", []) if isinstance(e, ast.Constant)]
+    return []
 
 
 def doc_problems(text: str, graph: Graph) -> list[str]:

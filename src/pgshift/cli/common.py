@@ -100,9 +100,9 @@ def _refused(exc: Any) -> ServerRefused:
 
 
 def fail(exc: PgshiftError) -> None:
-    from pgshift.db.connect import mask_password
+    from pgshift import api
 
-    message = mask_password(str(exc))
+    message = api.mask_password(str(exc))
     if _json_requested():
         click.echo(json.dumps({"error": {"code": exc.code, "message": message}}), err=True)
     else:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from pgshift import api
 from pgshift.cli.common import handle_errors, stdout
 
 
@@ -15,9 +16,7 @@ from pgshift.cli.common import handle_errors, stdout
 @handle_errors
 def demo(keep_dir: str | None) -> None:
     """Run the playbook's example migrations on an embedded PostgreSQL, then stop it."""
-    from pgshift.demo import run_demo
-
-    run_demo(lambda text: stdout.print(text, markup=False, highlight=False),
+    api.run_demo(lambda text: stdout.print(text, markup=False, highlight=False),
              workdir=Path(keep_dir) if keep_dir else None)
 
 

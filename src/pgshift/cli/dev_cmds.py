@@ -6,14 +6,14 @@ from pathlib import Path
 
 import click
 
+from pgshift import api
 from pgshift.cli.common import handle_errors, stdout
-from pgshift.embedded import EmbeddedCluster
 
 DEFAULT_ROOT = Path(".pgshift") / "dev"
 
 
-def _cluster(root: str | None) -> EmbeddedCluster:
-    return EmbeddedCluster(Path(root) if root else Path.cwd() / DEFAULT_ROOT)
+def _cluster(root: str | None) -> api.EmbeddedCluster:
+    return api.EmbeddedCluster(Path(root) if root else Path.cwd() / DEFAULT_ROOT)
 
 
 @click.group("dev")

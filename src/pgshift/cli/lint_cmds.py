@@ -4,82 +4,19 @@ from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
 from typing import Any
 
 import click
 
+from pgshift import api
 from pgshift.cli.common import handle_errors, settings_options, stdout
 from pgshift.config import Settings
-from pgshift.errors import ConfigError
-from pgshift.lint.engine import lint_migrations, lint_sql, statements_of
-from pgshift.lint.fix import apply_fixes
-from pgshift.lint.model import LintReport, TableSize
-from pgshift.lint.reporters import FORMATS, render
-from pgshift.lint.schema import Schema, schema_from_dump
-from pgshift.migrations.loader import load_migrations
-from pgshift.migrations.model import Migration
-
-
-def _merge(into: LintReport, other: LintReport) -> None:
-    into.findings.extend(other.findings)
-    into.parse_errors.extend(other.parse_errors)
-    into.lock_steps.extend(other.lock_steps)
-    into.files += other.files
-    into.statements += other.statements
-
-
-class _Run:
-    def __init__(self, settings: Settings, pg_version: int, sizes: dict[str, TableSize], schema: Schema,
-                 locks: bool, fix: bool, down: bool = True, live_url: str | None = None) -> None:
-        self.settings, self.pg_version, self.sizes, self.schema = settings, pg_version, sizes, schema
-        from pgshift.lint.context import RunState
-
-        # One run for every path given: a table a file creates is new in the files after it.
-        self.run_state = RunState(dict(sizes), live_url is not None)
-        self.live_url = live_url
-        self.locks, self.fix, self.down = locks, fix, down
-        self.report = LintReport(pg_version=pg_version)
-        self.statements: dict[tuple[str, int, int], str] = {}
-
-    def text(self, text: str, file: str) -> None:
-        if self.fix:  # --fix needs each statement's exact text; the second split is only paid then
-            for statement in statements_of(text, file):
-                self.statements[(file, statement.line, statement.column)] = statement.sql
-        lint_sql(text, file=file, settings=self.settings.lint, pg_version=self.pg_version, sizes=self.sizes,
-                 schema=self.schema, collect_locks=self.locks, report=self.report, run=self.run_state)
-
-    def folder(self, path: Path) -> None:
-        # A file that does not parse loads with its error, which the engine reports; every other
-        # file is still linted by its own format's rules (up and down parts apart).
-        _, migrations = load_migrations(path, self.settings.format)
-        self.migrations(migrations)
-
-    def migrations(self, migrations: list[Migration]) -> None:
-        for migration in migrations:
-            for s in [*migration.up, *((migration.down or []) if self.down else [])]:
-                self.statements[(s.file, s.line, s.column)] = s.sql
-        history: list[Migration] = []
-        if self.live_url:  # what the database's ledger has applied is history there, as for migrate's gate
-            from pgshift.lint.live import split_by_ledger
-
-            history, migrations = split_by_ledger(self.live_url, self.settings.history_schema, migrations)
-        _merge(self.report, lint_migrations(migrations, settings=self.settings.lint, pg_version=self.pg_version,
-                                            sizes=self.sizes, schema=self.schema, collect_locks=self.locks,
-                                            rollback=self.down, run=self.run_state, history=history))
-
-
-def _target_version(flag: int | None, settings: Settings, live: int | None) -> int:
-    version = flag or settings.lint.pg_version or live or 16
-    if not 10 <= version <= 30:
-        raise ConfigError(f"--pg-version {version} is not a PostgreSQL major version (10 to 30).")
-    return version
 
 
 @click.command("lint")
 @click.argument("paths", nargs=-1)
 @settings_options
-@click.option("--output-format", "-o", "output", type=click.Choice(FORMATS), default=None,
+@click.option("--output-format", "-o", "output", type=click.Choice(api.LINT_OUTPUT_FORMATS), default=None,
               help="tty, json, sarif, github or gitlab (default: github under GitHub Actions, else tty).")
 @click.option("--json", "as_json", is_flag=True, help="Same as --output-format json.")
 @click.option("--pg-version", type=int, default=None, help="Target PostgreSQL major version.")
@@ -104,76 +41,19 @@ def lint(paths: tuple[str, ...], settings: Settings, output: str | None, as_json
     Exit codes: 0 clean, 1 findings at or above the fail level, 2 parse or usage error.
     """
     fmt = "json" if as_json else output or ("github" if os.environ.get("GITHUB_ACTIONS") == "true" else "tty")
-    if assume_in_transaction:
-        settings.lint.assume_in_transaction = True
-    live_version: int | None = None
-    sizes: dict[str, TableSize] = {}
-    if live_url:
-        from pgshift.lint.live import live_context
-
-        live_version, sizes = live_context(live_url)
-    schema_path = schema_file or settings.lint.schema_file
-    schema = schema_from_dump(str(settings.resolve(schema_path))) if schema_path else Schema()
-    run = _Run(settings, _target_version(pg_version, settings, live_version), sizes, schema, locks, fix, down,
-               live_url=live_url)
-    for raw in paths or (str(settings.migrations_path),):
-        _lint_path(run, raw)
-    report = run.report
-    if fix:
-        result = apply_fixes(report, run.statements)
-        fixed = {id(f) for f in result.fixed}
-        report.findings = [f for f in report.findings if id(f) not in fixed]
-        for path in result.changed:
+    options = api.LintOptions(pg_version=pg_version, database_url=live_url, schema_file=schema_file,
+                              fail_level=fail_level, assume_in_transaction=assume_in_transaction, locks=locks,
+                              fix=fix, down=down)
+    outcome = api.lint(settings, paths, options)
+    if outcome.fix is not None:
+        for path in outcome.fix.changed:
             click.echo(f"fixed {path}", err=True)
-        for path in result.created:
+        for path in outcome.fix.created:
             click.echo(f"wrote {path} (runs outside a transaction)", err=True)
-    render(report, fmt, stdout if fmt == "tty" else _plain(), show_locks=locks)
-    if report.parse_errors:
+    api.render_lint(outcome.report, fmt, stdout if fmt == "tty" else _plain(), show_locks=locks)
+    if outcome.report.parse_errors:
         sys.exit(2)
-    sys.exit(1 if report.failed(fail_level or settings.lint.fail_level) else 0)
-
-
-def _lint_path(run: _Run, raw: str) -> None:
-    if raw == "-":
-        run.text(sys.stdin.read(), "<stdin>")
-        return
-    path = Path(raw)
-    if path.is_dir():
-        run.folder(path)
-    elif path.is_file():
-        own = _migrations_of_file(path, run.settings.format)
-        if own is None:
-            run.text(path.read_text(encoding="utf-8", errors="replace"), str(path))
-        else:  # read as its folder's tool reads it: markers, directives, up and down parts apart
-            run.migrations(own)
-    else:
-        from pgshift.migrations.files import broken_link
-
-        raise click.UsageError(f"{raw} {broken_link(path) or 'is neither a file nor a folder'}.")
-
-
-def _migrations_of_file(path: Path, fmt: str) -> list[Migration] | None:
-    """The migrations a file of a migrations folder belongs to, read with its folder's format (the
-    folder or, for Prisma's <version>/migration.sql, its parent); None for a loose SQL file, or one
-    whose folder does not load as a whole (it is then linted as plain SQL, as before)."""
-    from pgshift.errors import PgshiftError
-    from pgshift.migrations.loader import available_readers
-
-    folders = [path.parent, path.parent.parent] if path.name == "migration.sql" else [path.parent]
-    for folder in folders:
-        chosen = fmt if fmt != "auto" else next(
-            (name for name, module in available_readers().items() if module.detect(folder)), None)
-        if chosen is None:
-            continue
-        try:
-            _, migrations = load_migrations(folder, chosen)
-        except PgshiftError:
-            return None
-        own = [m for m in migrations if m.path.resolve() == path.resolve()
-               or any(s.file == str(path) for s in [*m.up, *(m.down or [])])]
-        if own:
-            return own
-    return None
+    sys.exit(1 if outcome.failed else 0)
 
 
 def _plain() -> Any:

@@ -14,9 +14,6 @@ from pgshift import api
 from pgshift.cli.common import handle_errors, json_option, print_json, settings_options, stdout
 from pgshift.config import Settings
 from pgshift.errors import ValidationFailed
-from pgshift.migrations.model import Migration
-from pgshift.runner.execute import StepResult
-from pgshift.runner.gate import MigrateChecks
 
 
 def _note(message: str) -> None:
@@ -24,10 +21,15 @@ def _note(message: str) -> None:
     click.echo(click.style("· ", dim=True) + message, err=True)
 
 
-def _migration_json(m: Migration, state: str) -> dict[str, Any]:
+def _migration_json(m: api.Migration, state: str) -> dict[str, Any]:
     return {"version": m.version, "name": m.name, "state": state, "kind": m.kind,
             "file": str(m.path), "reversible": m.reversible, "transactional": m.transactional,
             "error": str(m.error) if m.error else None, "down_error": str(m.down_error) if m.down_error else None}
+
+
+def _status_json(entry: api.MigrationStatus) -> dict[str, Any]:
+    return {**_migration_json(entry.migration, entry.state), "display_state": entry.display_state,
+            "expand_phase": entry.expand_phase, "applied_at": entry.applied_at, "duration_ms": entry.duration_ms}
 
 
 def _warn(warnings: list[str]) -> None:
@@ -39,7 +41,7 @@ def _short(text: str, limit: int = 70) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _step_json(r: StepResult) -> dict[str, Any]:
+def _step_json(r: api.StepResult) -> dict[str, Any]:
     return asdict(r)
 
 
@@ -81,9 +83,10 @@ def status_cmd(settings: Settings, as_json: bool, exit_code: bool) -> None:
     if as_json:
         print_json({
             "format": report.format, "server_version": report.server_version,
-            "migrations": [_migration_json(m, plan.state_of(m)) for m in plan.migrations],
+            "migrations": [_status_json(entry) for entry in report.migrations],
             "expanded": report.expanded,
             "pending": [m.version for m in plan.pending],
+            "counts": report.counts,
             "problems": [asdict(p) for p in plan.problems],
             "warnings": report.warnings,
             "interrupted": [asdict(i) for i in report.interrupted],
@@ -95,23 +98,16 @@ def status_cmd(settings: Settings, as_json: bool, exit_code: bool) -> None:
             table.add_column(col)
         colours = {"applied": "green", "pending": "yellow", "failed": "red", "running": "red",
                    "rolled_back": "cyan", "baseline": "blue", "changed": "yellow"}
-        for m in plan.migrations:
-            state = plan.state_of(m)
-            if m.version in report.expanded:
-                state = "expanded (not contracted)" if report.expanded[m.version] == "expanded" \
-                    else f"{report.expanded[m.version]} (interrupted)"
-            if m in plan.pending and state in ("failed", "running", "rolled_back"):
-                state = f"{state} (pending)"
-            row = plan.rows.get(m.version)
-            colour = colours.get(state.split()[0], "white")
-            table.add_row(m.version, m.name, f"[{colour}]{state}[/]",
-                          row.finished_at.strftime("%Y-%m-%d %H:%M:%S") if row and row.finished_at else "",
-                          str(row.duration_ms) if row and row.duration_ms is not None else "")
+        for entry in report.migrations:
+            colour = colours.get(entry.display_state.split()[0], "white")
+            table.add_row(entry.migration.version, entry.migration.name, f"[{colour}]{entry.display_state}[/]",
+                          entry.applied_at.strftime("%Y-%m-%d %H:%M:%S") if entry.applied_at else "",
+                          str(entry.duration_ms) if entry.duration_ms is not None else "")
         stdout.print(table)
-        stdout.print(f"{len(plan.applied)} applied, {len(plan.pending)} pending, "
-                     + "".join(f"{n} {state}, " for state in ("interrupted", "failed")
-                               if (n := sum(i.state == state for i in report.interrupted)))
-                     + f"{len(plan.problems)} problem(s)")
+        counts = report.counts
+        stdout.print(f"{counts['applied']} applied, {counts['pending']} pending, "
+                     + "".join(f"{counts[state]} {state}, " for state in ("interrupted", "failed") if counts[state])
+                     + f"{counts['problems']} problem(s)")
         if report.running_now:
             stdout.print(f"[yellow]running now[/]: a pgshift run holds the deploy lock: {escape(report.running_now)}; "
                          "what it is applying may still finish", highlight=False)
@@ -143,7 +139,7 @@ def migrate_cmd(settings: Settings, as_json: bool, to: str | None, dry_run: bool
     (refusing on errors) and a backup is taken according to backup.policy.
     """
     notify = None if as_json else _note
-    checks = MigrateChecks(lint=not no_lint, backup=not no_backup, notify=notify)
+    checks = api.MigrateChecks(lint=not no_lint, backup=not no_backup, notify=notify)
     report = api.migrate(settings, to=to, dry_run=dry_run, repair=repair, out_of_order=out_of_order,
                          notify=notify, checks=checks)
     if as_json:

@@ -1,4 +1,4 @@
-"""``pgshift backfill``, ``pgshift contract``, ``pgshift abort``: rendering only (see pgshift.ops)."""
+"""``pgshift backfill``, ``pgshift contract``, ``pgshift abort``: rendering only (see pgshift.api)."""
 
 from __future__ import annotations
 
@@ -12,12 +12,9 @@ import click
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from pgshift import api
 from pgshift.cli.common import handle_errors, json_option, print_json, settings_options, stderr, stdout
-from pgshift.config import Settings, duration_ms
-from pgshift.ops import backfill as bf
-from pgshift.ops import service
-from pgshift.ops.phases import PhaseResult
-from pgshift.runner.gate import MigrateChecks
+from pgshift.config import Settings
 
 
 def _note(message: str) -> None:
@@ -25,11 +22,11 @@ def _note(message: str) -> None:
 
 
 @contextmanager
-def _bar(as_json: bool, quiet: bool) -> Iterator[bf.ProgressCallback | None]:
+def _bar(as_json: bool, quiet: bool) -> Iterator[api.BackfillProgressCallback | None]:
     """JSON lines on stderr for CI logs, or a rich bar with rows, rows/s and ETA."""
     if as_json:
-        def emit(p: bf.Progress) -> None:
-            click.echo(bf.progress_json(p), err=True)
+        def emit(p: api.BackfillProgress) -> None:
+            click.echo(api.backfill_progress_json(p), err=True)
 
         yield emit
         return
@@ -41,7 +38,7 @@ def _bar(as_json: bool, quiet: bool) -> Iterator[bf.ProgressCallback | None]:
                   TimeElapsedColumn(), console=stderr, transient=False) as bar:
         task = bar.add_task("backfill", total=None, rate="-", eta="-", batch="-")
 
-        def update(p: bf.Progress) -> None:
+        def update(p: api.BackfillProgress) -> None:
             eta = "-" if p.eta_s is None else f"{p.eta_s:.0f}s"
             desc = escape(p.table) + (" [yellow](paused: replication lag)[/]" if p.state == "paused-lag" else "")
             bar.update(task, completed=p.rows_done, total=p.total, description=desc, rate=f"{p.rate:,.0f}",
@@ -72,7 +69,7 @@ def _bar(as_json: bool, quiet: bool) -> Iterator[bf.ProgressCallback | None]:
                    "again smaller ('off' disables). Batches also halve while sessions wait on their locks.")
 @click.option("--max-lag", default="10s", show_default=True,
               help="Pause while a standby's replication lag is above this ('off' disables).")
-@click.option("--lag-query", default=bf.DEFAULT_LAG_QUERY, help="SQL returning the current lag in seconds.")
+@click.option("--lag-query", default=api.DEFAULT_LAG_QUERY, help="SQL returning the current lag in seconds.")
 @click.option("--restart", is_flag=True, help="Forget saved progress of this job and start over.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @handle_errors
@@ -85,16 +82,13 @@ def backfill_cmd(settings: Settings, as_json: bool, table: str, set_clause: str,
     The correct form of ``UPDATE t SET ... WHERE ... LIMIT n`` loops. Rerun the same command after
     an interruption and it continues after the last committed batch.
     """
-    options = bf.BackfillOptions(
-        target_ms=target_ms, min_batch=min_batch, max_batch=max(max_batch, min_batch),
-        initial_batch=max(min_batch, min(initial, max_batch)), pause_ms=duration_ms(pause, key="--pause"),
-        statement_timeout_ms=duration_ms(statement_timeout, key="--statement-timeout"),
-        lock_timeout_ms=duration_ms(lock_timeout, key="--lock-timeout"),
-        max_lock_ms=None if max_lock == "off" else duration_ms(max_lock, key="--max-lock"),
-        max_lag_s=None if max_lag == "off" else duration_ms(max_lag, key="--max-lag") / 1000, lag_query=lag_query)
-    spec = bf.BackfillSpec(table, set_clause, where, tuple(k.strip() for k in key.split(",")) if key else None, job)
+    options = api.backfill_options(
+        target_ms=target_ms, min_batch=min_batch, max_batch=max_batch, batch_size=initial, pause=pause,
+        statement_timeout=statement_timeout, lock_timeout=lock_timeout, max_lock=max_lock, max_lag=max_lag,
+        lag_query=lag_query)
+    spec = api.backfill_spec(table, set_clause, where, key, job)
     with _bar(as_json, quiet) as progress:
-        result = service.backfill(settings, spec, options, progress=progress, notify=None if as_json else _note,
+        result = api.backfill(settings, spec, options, progress=progress, notify=None if as_json else _note,
                                   restart=restart)
     data: dict[str, Any] = asdict(result)
     data.pop("batch_ms")
@@ -114,7 +108,7 @@ def backfill_cmd(settings: Settings, as_json: bool, table: str, set_clause: str,
     sys.stdout.flush()
 
 
-def _phase_output(result: PhaseResult, as_json: bool, verb: str) -> None:
+def _phase_output(result: api.PhaseResult, as_json: bool, verb: str) -> None:
     if as_json:
         print_json(asdict(result))
         return
@@ -142,8 +136,8 @@ def contract_cmd(settings: Settings, as_json: bool, version: str | None, no_back
     columns or tables first backs up according to backup.policy, as `migrate` does.
     """
     notify = None if as_json else _note
-    checks = MigrateChecks(lint=False, backup=not no_backup, notify=notify)
-    result = service.contract(settings, version=version, notify=notify, checks=checks)
+    checks = api.MigrateChecks(lint=False, backup=not no_backup, notify=notify)
+    result = api.contract(settings, version=version, notify=notify, checks=checks)
     if as_json:
         print_json({**asdict(result), "backup": checks.backup_path})
         return
@@ -157,7 +151,7 @@ def contract_cmd(settings: Settings, as_json: bool, version: str | None, no_back
 @handle_errors
 def abort_cmd(settings: Settings, as_json: bool, version: str | None) -> None:
     """Undo an expanded (or interrupted) operations migration; it becomes pending again."""
-    result = service.abort(settings, version=version, notify=None if as_json else _note)
+    result = api.abort(settings, version=version, notify=None if as_json else _note)
     _phase_output(result, as_json, "aborted")
 
 

@@ -1,4 +1,4 @@
-"""``pgshift rehearse``: rendering only; the work is pgshift.rehearsal.rehearse."""
+"""``pgshift rehearse``: rendering only; the work is pgshift.api.rehearse."""
 
 from __future__ import annotations
 
@@ -7,10 +7,9 @@ from pathlib import Path
 import click
 from rich.table import Table
 
+from pgshift import api
 from pgshift.cli.common import handle_errors, json_option, print_json, settings_options, stderr, stdout
 from pgshift.config import Settings, duration_ms
-from pgshift.rehearsal import RehearsalOptions, RehearsalReport, rehearse, render_html, require_pass, to_json
-from pgshift.rehearsal.workload import error_text
 
 
 def _note(message: str) -> None:
@@ -45,24 +44,24 @@ def rehearse_cmd(settings: Settings, as_json: bool, load_rate: float, load_threa
     duration and rewrites (and the workload's latency), runs --test-cmd, rolls back and checks the
     schema comes back identical, applies again, drops the clone and prints a verdict. Exit 18 on fail.
     """
-    options = RehearsalOptions(
+    options = api.RehearsalOptions(
         load_rate=load_rate, load_threads=load_threads,
         stall_budget_ms=duration_ms(stall_budget, key="--stall-budget"), large_table_rows=large_table_rows,
         test_cmd=test_cmd, from_backup=from_backup, keep=keep, check_down=not no_down,
     )
-    report = rehearse(settings, options, notify=None if as_json else _note)
+    report = api.rehearse(settings, options, notify=None if as_json else _note)
     if html_file is not None:
-        html_file.write_text(render_html(report))
+        html_file.write_text(api.render_html(report))
         if not as_json:
             _note(f"wrote {html_file}")
     if as_json:
-        print_json(to_json(report, samples=False))
+        print_json(api.to_json(report, samples=False))
     else:
         _render(report)
-    require_pass(report)
+    api.require_pass(report)
 
 
-def _render(report: RehearsalReport) -> None:
+def _render(report: api.RehearsalReport) -> None:
     table = Table(title=f"rehearsal of {report.source}")
     for column in ("phase", "statement", "ms", "locks", "rewrite", "worst stall"):
         table.add_column(column, overflow="fold")
@@ -83,7 +82,7 @@ def _render(report: RehearsalReport) -> None:
                      f"p99 {s['p99_ms']} ms, max {s['max_ms']} ms")
         for entry in s["error_messages"]:
             cause = "caused by the migration" if entry["cause"] == "migration" else "the workload's own"
-            stdout.print(f"  {error_text(entry)}: {cause}, in {', '.join(entry['queries'])}", markup=False)
+            stdout.print(f"  {api.workload_error_text(entry)}: {cause}, in {', '.join(entry['queries'])}", markup=False)
     stdout.print(f"reversibility: {report.schema.reversibility}")
     for change in report.schema.down_diff:
         stdout.print(f"  {change.line()}", markup=False)

@@ -5,32 +5,20 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import click
 from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
 
+from pgshift import api
 from pgshift.cli.common import handle_errors, json_option, print_json, settings_options, stderr, stdout
 from pgshift.config import Settings
-from pgshift.db.connect import describe_target, require_url
-from pgshift.safety.backup import (
-    Backup,
-    Incomplete,
-    ProgressFn,
-    backup_dir,
-    list_backups,
-    sweep_incomplete,
-    take_backup,
-)
-from pgshift.safety.catalog import resolve_backup
-from pgshift.safety.checks import Thresholds, run_checks
-from pgshift.safety.restore import restore_database, restore_table
-from pgshift.safety.verify import verify_backup
 
 
 @contextmanager
-def _progress(enabled: bool) -> Iterator[ProgressFn | None]:
+def _progress(enabled: bool) -> Iterator[api.BackupProgress | None]:
     """A bar on stderr (by table bytes, from pg_dump --verbose) when stderr is a terminal."""
     if not enabled or not stderr.is_terminal:
         yield None
@@ -45,7 +33,7 @@ def _progress(enabled: bool) -> Iterator[ProgressFn | None]:
         yield update
 
 
-def _backup_row(b: Backup) -> dict[str, Any]:
+def _backup_row(b: api.Backup) -> dict[str, Any]:
     last = b.last_verification()
     return {"path": str(b.path), "database": b.manifest.database, "finished_at": b.manifest.finished_at,
             "format": b.manifest.format, "size_bytes": b.size_bytes, "tables": len(b.manifest.tables),
@@ -53,7 +41,7 @@ def _backup_row(b: Backup) -> dict[str, Any]:
             "verified": last["level"] if last else None}
 
 
-def _report_incomplete(found: list[Incomplete]) -> None:
+def _report_incomplete(found: list[api.Incomplete]) -> None:
     for item in found:
         stderr.print(f"[yellow]note[/] {escape(item.describe())}", highlight=False)
 
@@ -77,10 +65,9 @@ def backup_cmd(ctx: click.Context, settings: Settings, dump_format: str | None, 
     Subcommands: `backup verify BACKUP [--restore-test]`, `backup list`."""
     if ctx.invoked_subcommand is not None:
         return
-    url = require_url(settings.database_url)
     with _progress(not as_json) as progress:
-        result = take_backup(settings, url, fmt=dump_format, jobs=jobs, directory=directory, keep=keep,
-                             verify=not no_verify, progress=progress)
+        result = api.backup(settings, fmt=dump_format, jobs=jobs, directory=directory, keep=keep,
+                            verify=not no_verify, progress=progress)
     b = result.backup
     data = {**_backup_row(b), "seconds": round(result.seconds, 3), "dump_seconds": round(result.dump_seconds, 3),
             "pg_dump": f"{result.tool.path} {result.tool.version}", "removed": [str(p) for p in result.removed],
@@ -112,16 +99,13 @@ def backup_cmd(ctx: click.Context, settings: Settings, dump_format: str | None, 
 @handle_errors
 def verify_cmd(settings: Settings, backup: str, restore_test: bool, as_json: bool) -> None:
     """Check BACKUP (a folder, its name in backup.directory, or 'latest')."""
-    url = require_url(settings.database_url) if restore_test else settings.database_url
-    folder = resolve_backup(settings, backup, url)
-    report = verify_backup(folder, full=restore_test, url=url, bindir=settings.backup.pg_bindir,
-                           jobs=settings.backup.jobs)
+    report = api.verify_backup(settings, backup, restore_test=restore_test)
     if as_json:
         print_json(report.as_dict())
         return
     for line in report.passed:
         stdout.print(f"[green]passed[/]  {line}")
-    stdout.print(f"backup {folder} verified ({report.level}) in {report.seconds:.1f}s")
+    stdout.print(f"backup {report.path} verified ({report.level}) in {report.seconds:.1f}s")
 
 
 @backup_cmd.command("list")
@@ -132,9 +116,9 @@ def verify_cmd(settings: Settings, backup: str, restore_test: bool, as_json: boo
 def list_cmd(settings: Settings, directory: str | None, as_json: bool) -> None:
     """The backups in backup.directory, newest first. Folders a killed backup left without a
     manifest are reported and removed."""
-    root = backup_dir(settings, directory)
-    _report_incomplete(sweep_incomplete(root))
-    rows = [_backup_row(b) for b in list_backups(root)]
+    listing = api.list_backups(settings, directory)
+    _report_incomplete(listing.incomplete)
+    rows = [_backup_row(b) for b in listing.backups]
     if as_json:
         print_json(rows)
         return
@@ -143,10 +127,12 @@ def list_cmd(settings: Settings, directory: str | None, as_json: bool) -> None:
                      f"verified: {row['verified'] or 'no'}")
 
 
-def confirm_or_abort(question: str, yes: bool) -> None:
+def _confirmation(yes: bool) -> api.Confirm | None:
     """--yes, or an interactive yes; a non-interactive run without --yes stops."""
-    if yes:
-        return
+    return None if yes else _ask
+
+
+def _ask(question: str) -> None:
     if not sys.stdin.isatty():
         raise click.UsageError(f"{question} Pass --yes to confirm when not running interactively.")
     if not click.confirm(question, default=False):
@@ -164,26 +150,21 @@ def confirm_or_abort(question: str, yes: bool) -> None:
 def restore_cmd(settings: Settings, backup: str, table: str | None, yes: bool, as_json: bool) -> None:
     """Restore BACKUP safely: verify it fully, stop the app, restore beside the live database,
     compare counts, swap names (the old database is kept), start the app, check its health."""
-    url = require_url(settings.database_url)
-    folder = resolve_backup(settings, backup, url)
-    target = describe_target(url)
     if table:
-        confirm_or_abort(f"Replace the rows of {table} in {target} with those of {folder.name}?", yes)
-        one = restore_table(settings, folder, table, url)
+        one = api.restore_table(settings, backup, table, confirm=_confirmation(yes))
         if as_json:
             print_json(one.as_dict())
         else:
-            stdout.print(f"restored {one.rows} rows of {one.table} from {folder.name}; the previous rows are "
-                         f"kept in {one.kept_as}")
+            stdout.print(f"restored {one.rows} rows of {one.table} from {Path(one.backup).name}; the previous "
+                         f"rows are kept in {one.kept_as}")
         return
-    confirm_or_abort(f"Restore {target} from {folder.name}? (the current database is renamed and kept)", yes)
     say = None if as_json else (lambda line: stdout.print(line, markup=False))
-    report = restore_database(settings, folder, url, say=say)
+    report = api.restore_database(settings, backup, confirm=_confirmation(yes), say=say)
     if as_json:
         print_json(report.as_dict())
     else:
-        stdout.print(f"restore complete: {report.database} restored from {folder.name}; previous data kept "
-                     f"as database {report.kept_as}")
+        stdout.print(f"restore complete: {report.database} restored from {Path(report.backup).name}; previous "
+                     f"data kept as database {report.kept_as}")
 
 
 _MARK = {"passed": "[green]passed [/]", "warning": "[yellow]warning[/]", "failed": "[red]failed [/]",
@@ -200,8 +181,7 @@ _MARK = {"passed": "[green]passed [/]", "warning": "[yellow]warning[/]", "failed
 def check_cmd(settings: Settings, long_running: float, max_lag: float, as_json: bool) -> None:
     """The pre-migration checklist: one line per check with its measured value; exit 1 when a
     required check fails."""
-    require_url(settings.database_url)
-    checklist = run_checks(settings, Thresholds(long_running_s=long_running, max_lag_s=max_lag))
+    checklist = api.check(settings, api.Thresholds(long_running_s=long_running, max_lag_s=max_lag))
     if as_json:
         print_json(checklist.as_dict())
     else:

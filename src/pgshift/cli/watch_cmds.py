@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from typing import Any
 
@@ -12,8 +13,6 @@ from rich.table import Table
 from pgshift import api
 from pgshift.cli.common import handle_errors, settings_options, stdout
 from pgshift.config import Settings
-from pgshift.errors import ConfigError
-from pgshift.units import duration_ms
 
 
 def _table(sample: api.WatchSample) -> Table:
@@ -60,11 +59,7 @@ def watch_cmd(settings: Settings, for_: str, interval: str | None, as_json: bool
     """Watch the database: blocked sessions, long transactions, commit and rollback rates, WAL,
     standby lag, the application's health and your own metrics. Exit 30 when a [watch] threshold is crossed.
     """
-    seconds = duration_ms(for_, key="--for") / 1000
-    if interval is not None:
-        if duration_ms(interval, key="--interval") < 100:
-            raise ConfigError(f"--interval must be at least 100ms, not {interval!r}.")
-        settings.watch.interval = interval
+    seconds = api.watch_flags(settings, for_=for_, interval=interval)
     lines = as_json or not sys.stdout.isatty()
     with api.Watcher(settings) as watcher:
         try:
@@ -80,7 +75,7 @@ def watch_cmd(settings: Settings, for_: str, interval: str | None, as_json: bool
             return
     summary: dict[str, Any] = {"summary": report.to_json()}
     if lines:
-        print(api.json_dumps(summary), flush=True)
+        print(json.dumps(summary, separators=(",", ":")), flush=True)
     else:
         stdout.print(f"watched {report.seconds:.0f}s, {report.samples} samples; no threshold crossed")
 

@@ -1,6 +1,7 @@
 """Verified backups, safe restore and the pre-migration checklist.
 
-Library entry points (the CLI in ``pgshift.cli.safety_cmds`` is a thin layer over them):
+Library entry points (the commands as a user runs them, with backup names and ``latest`` resolved,
+are in ``pgshift.safety.commands`` and re-exported by ``pgshift.api``):
 ``take_backup``, ``verify_backup``, ``latest_verified_backup``, ``backup_required``,
 ``latest_backup``/``resolve_backup`` (backup names and ``latest``), ``sweep_incomplete``,
 ``restore_database``, ``restore_table`` and ``run_checks``.

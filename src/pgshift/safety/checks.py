@@ -21,7 +21,7 @@ import psycopg
 from psycopg import conninfo
 
 from pgshift.config import Settings, duration_ms
-from pgshift.db.connect import connect, mask_password
+from pgshift.db.connect import connect, mask_password, require_url
 from pgshift.db.sizes import table_bytes
 from pgshift.errors import PgshiftError
 from pgshift.migrations.analysis import TableName, changed_tables
@@ -384,6 +384,12 @@ def run_checks(settings: Settings, thresholds: Thresholds | None = None) -> Chec
             ctx.conn.close()
     results.extend(_safely(check, ctx) for check in _OTHER_CHECKS)
     return Checklist(results)
+
+
+def check(settings: Settings, thresholds: Thresholds | None = None) -> Checklist:
+    """`pgshift check`: :func:`run_checks` on the configured database, which it requires."""
+    require_url(settings.database_url)
+    return run_checks(settings, thresholds)
 
 
 def _safely(check: Callable[[_Context], CheckResult], ctx: _Context) -> CheckResult:

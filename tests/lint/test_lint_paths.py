@@ -1,0 +1,70 @@
+"""`pgshift.api.lint`: several paths linted as one run and one merged report, each folder read by its
+own format's reader (its directives kept, a broken file reported beside the others), the CLI's flags
+as LintOptions, --fix as lint_fix."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+
+from pgshift import api
+from pgshift.config import Settings
+from pgshift.errors import ConfigError, UsageError
+
+GOOSE_INDEX = """-- +goose NO TRANSACTION
+-- +goose Up
+CREATE INDEX CONCURRENTLY IF NOT EXISTS t_a_idx ON t (a);
+-- +goose Down
+DROP INDEX CONCURRENTLY IF EXISTS t_a_idx;
+"""
+
+
+def test_a_folder_keeps_its_directives_beside_a_broken_file_a_plain_file_and_stdin(tmp_path: Path) -> None:
+    folder = tmp_path / "goose"
+    folder.mkdir()
+    (folder / "00001_t.sql").write_text("-- +goose Up\nCREATE TABLE t (a int);\n-- +goose Down\nDROP TABLE t;\n")
+    (folder / "00002_idx.sql").write_text(GOOSE_INDEX)
+    (folder / "00003_broken.sql").write_text("-- +goose Up\nCREATE TABLE u (a int;\n-- +goose Down\nSELECT 1;\n")
+    plain = tmp_path / "plain.sql"
+    plain.write_text(GOOSE_INDEX)  # the same text, as a plain file: its goose comments mean nothing here
+    settings = Settings(base_dir=tmp_path, format="goose")
+    stdin = io.StringIO("ALTER TABLE big ADD COLUMN c int NOT NULL DEFAULT 1;\nCREATE INDEX big_c ON big (c);\n")
+
+    outcome = api.lint(settings, [str(folder), str(plain), "-"], api.LintOptions(assume_in_transaction=True),
+                       stdin=stdin)
+
+    report = outcome.report
+    by_file = {(Path(f.file).name, f.rule) for f in report.findings}
+    # In the folder the goose reader keeps NO TRANSACTION: the concurrent build is not in a transaction.
+    assert ("00002_idx.sql", "PS004") not in by_file
+    # The plain file runs in one transaction (--assume-in-transaction): there it is.
+    assert ("plain.sql", "PS004") in by_file
+    assert ("<stdin>", "PS001") in by_file
+    [broken] = report.parse_errors
+    assert Path(broken.file).name == "00003_broken.sql"
+    assert report.files == 5 and outcome.fix is None
+    assert outcome.failed and outcome.fail_level == settings.lint.fail_level
+    assert settings.lint.assume_in_transaction is False  # the caller's settings are left alone
+
+
+def test_the_flags_errors_name_the_flag_or_path(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="--pg-version 9 is not a PostgreSQL major version"):
+        api.lint(Settings(base_dir=tmp_path), [], api.LintOptions(pg_version=9))
+    with pytest.raises(UsageError, match=r"nowhere\.sql is neither a file nor a folder") as caught:
+        api.lint(Settings(base_dir=tmp_path), [str(tmp_path / "nowhere.sql")])
+    assert caught.value.exit_code == 2  # as click's usage errors
+
+
+def test_lint_fix_writes_the_safe_rewrite_and_drops_what_it_fixed(tmp_path: Path) -> None:
+    folder = tmp_path / "migrations"
+    folder.mkdir()
+    (folder / "001_idx.sql").write_text("-- pgshift:up\nCREATE INDEX t_a_idx ON t (a);\n")
+    settings = Settings(base_dir=tmp_path, migrations_dir="migrations")
+    before = {f.rule for f in api.lint(settings).report.findings}
+    assert "PS001" in before
+    outcome = api.lint_fix(settings)
+    assert outcome.fix is not None and outcome.fix.fixed
+    assert "PS001" not in {f.rule for f in outcome.report.findings}
+    assert "CONCURRENTLY" in "".join(p.read_text() for p in folder.iterdir())
