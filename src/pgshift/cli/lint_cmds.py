@@ -14,7 +14,7 @@ from pgshift.config import Settings
 from pgshift.errors import ConfigError
 from pgshift.lint.engine import lint_migrations, lint_sql, statements_of
 from pgshift.lint.fix import apply_fixes
-from pgshift.lint.model import LintReport, TableSize
+from pgshift.lint.model import LintReport, TableSize, lint_verdict
 from pgshift.lint.reporters import FORMATS, render
 from pgshift.lint.schema import Schema, schema_from_dump
 from pgshift.migrations.loader import load_migrations
@@ -56,18 +56,31 @@ class _Run:
         for migration in migrations:
             for s in [*migration.up, *((migration.down or []) if self.down else [])]:
                 self.statements[(s.file, s.line, s.column)] = s.sql
-        history: list[Migration] = []
-        if self.live_url:  # what the database's ledger has applied is history there, as for migrate's gate
-            from pgshift.lint.live import split_by_ledger
-
-            history, migrations = split_by_ledger(self.live_url, self.settings.history_schema, migrations)
+        if self.live_url:  # exactly as migrate's gate and `check` lint what the database has pending
+            _merge(self.report, self._pending(migrations))
+            return
         _merge(self.report, lint_migrations(migrations, settings=self.settings.lint, pg_version=self.pg_version,
                                             sizes=self.sizes, schema=self.schema, collect_locks=self.locks,
-                                            rollback=self.down, run=self.run_state, history=history))
+                                            rollback=self.down, run=self.run_state))
+
+    def _pending(self, migrations: list[Migration]) -> LintReport:
+        """What the database's ledger has applied is history there; the rest, .ops migrations
+        included, is linted by the gate's own function (pgshift.lint.live.lint_pending)."""
+        from pgshift.db.connect import connect
+        from pgshift.lint.live import lint_pending, split_by_ledger
+
+        assert self.live_url is not None
+        with connect(self.live_url, application_name="pgshift-lint") as conn:
+            history, pending = split_by_ledger(conn, self.settings.history_schema, migrations)
+            return lint_pending(conn, self.settings.lint, pending, history,
+                                history_schema=self.settings.history_schema, schema=self.schema,
+                                pg_version=self.pg_version, rollback=self.down, collect_locks=self.locks,
+                                run=self.run_state)
 
 
 def _target_version(flag: int | None, settings: Settings, live: int | None) -> int:
-    version = flag or settings.lint.pg_version or live or 16
+    # The server's own version over the configured target: migrate's gate judges by the server's.
+    version = flag or live or settings.lint.pg_version or 16
     if not 10 <= version <= 30:
         raise ConfigError(f"--pg-version {version} is not a PostgreSQL major version (10 to 30).")
     return version
@@ -125,9 +138,10 @@ def lint(paths: tuple[str, ...], settings: Settings, output: str | None, as_json
         for path in result.created:
             click.echo(f"wrote {path} (runs outside a transaction)", err=True)
     render(report, fmt, stdout if fmt == "tty" else _plain(), show_locks=locks)
-    if report.parse_errors:
+    verdict = lint_verdict(report, fail_level or settings.lint.fail_level)  # the gate's and `check`'s policy
+    if verdict.parse_errors:
         sys.exit(2)
-    sys.exit(1 if report.failed(fail_level or settings.lint.fail_level) else 0)
+    sys.exit(1 if verdict.blocking else 0)
 
 
 def _lint_path(run: _Run, raw: str) -> None:

@@ -14,32 +14,18 @@ import re
 from functools import partial
 from pathlib import Path
 
-from pglast import enums, parser
-
 from pgshift.errors import MigrationSourceError
-from pgshift.migrations.classify import may_be_transaction_control
+from pgshift.migrations.classify import transaction_control
 from pgshift.migrations.files import per_file, read_text, read_texts, require_dir, require_unique_versions
 from pgshift.migrations.model import Migration, Statement, checksum_of, version_sort_key
 from pgshift.migrations.splitter import split_down, split_sql
 
 FORMAT = "golang-migrate"
 FILE_NAME = re.compile(r"^(?P<version>\d+)_(?P<name>.*)\.(?P<direction>up|down)\.sql$")
-_OPENERS = {enums.TransactionStmtKind.TRANS_STMT_BEGIN, enums.TransactionStmtKind.TRANS_STMT_START}
 
 
 def detect(path: Path) -> bool:
     return any(FILE_NAME.match(p.name) for p in path.glob("*.sql"))
-
-
-def _transaction_kind(statement: Statement) -> int | None:
-    """The TransactionStmtKind of ``statement``, or None when it is not BEGIN/COMMIT/...."""
-    if not may_be_transaction_control(statement.sql):  # most statements: no parse tree needed
-        return None
-    node = parser.parse_sql(statement.sql)[0].stmt
-    kind = getattr(node, "kind", None)
-    if type(node).__name__ != "TransactionStmt" or kind is None:
-        return None
-    return int(kind)
 
 
 def strip_outer_transaction(statements: list[Statement]) -> list[Statement]:
@@ -48,11 +34,10 @@ def strip_outer_transaction(statements: list[Statement]) -> list[Statement]:
     transactions golang-migrate ran (pgshift.migrations.blocks)."""
     if len(statements) < 2:  # also the unparsed placeholder of `adopt` (splitter.unparsed)
         return statements
-    kinds = [_transaction_kind(s) for s in statements]
+    kinds = [transaction_control(s.sql) for s in statements]  # parses only what may be BEGIN / COMMIT ...
     if (
-        len(statements) >= 2
-        and kinds[0] in _OPENERS
-        and kinds[-1] == enums.TransactionStmtKind.TRANS_STMT_COMMIT
+        kinds[0] == "begin"
+        and kinds[-1] == "commit"
         and not any(kind is not None for kind in kinds[1:-1])
     ):
         statements = statements[1:-1]
