@@ -136,7 +136,7 @@ def test_every_check_fails_when_it_should(pg_server: Any, db_name: str, db_url: 
         assert results[name].status == "failed", (name, results[name])
     assert "accounts" in " ".join(results["no sessions blocking DDL"].detail)
     assert "dup_x" in " ".join(results["no INVALID indexes"].detail)
-    assert "PS010" in " ".join(results["lint passes lint.fail_level"].detail)
+    assert "PS017 rename-column" in " ".join(results["lint passes lint.fail_level"].detail)
     assert "503" in results["application health URL"].value
     assert not checklist.ok and checklist.summary().startswith("checklist: 3 passed, 11 failed")
 

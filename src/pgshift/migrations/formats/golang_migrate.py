@@ -18,7 +18,7 @@ from pgshift.errors import MigrationSourceError
 from pgshift.migrations.classify import transaction_control
 from pgshift.migrations.files import per_file, read_text, read_texts, require_dir, require_unique_versions
 from pgshift.migrations.model import Migration, Statement, checksum_of, version_sort_key
-from pgshift.migrations.splitter import split_down, split_sql
+from pgshift.migrations.splitter import Split, split_down, split_sql
 
 FORMAT = "golang-migrate"
 FILE_NAME = re.compile(r"^(?P<version>\d+)_(?P<name>.*)\.(?P<direction>up|down)\.sql$")
@@ -32,7 +32,7 @@ def strip_outer_transaction(statements: list[Statement]) -> list[Statement]:
     """Drop a ``BEGIN; ... COMMIT;`` pair wrapping the whole part (one transaction, as pgshift runs
     it anyway). Other BEGIN / COMMIT / END statements stay: they divide the part into the
     transactions golang-migrate ran (pgshift.migrations.blocks)."""
-    if len(statements) < 2:  # also the unparsed placeholder of `adopt` (splitter.unparsed)
+    if len(statements) < 2:  # also the unsplit placeholder of `adopt` (splitter.unsplit)
         return statements
     kinds = [transaction_control(s.sql) for s in statements]  # parses only what may be BEGIN / COMMIT ...
     if (
@@ -46,15 +46,15 @@ def strip_outer_transaction(statements: list[Statement]) -> list[Statement]:
     ]
 
 
-def parse_statements(path: Path, text: str) -> list[Statement]:
-    return strip_outer_transaction(split_sql(text, file=str(path)))
+def parse_statements(path: Path, text: str, split: Split = split_sql) -> list[Statement]:
+    return strip_outer_transaction(split(text, file=str(path)))
 
 
-def _load_pair(up_path: Path, down_path: Path | None, version: str, name: str) -> Migration:
+def _load_pair(up_path: Path, down_path: Path | None, version: str, name: str, split: Split) -> Migration:
     up_text = read_text(up_path)
     if not up_text.strip():
         raise MigrationSourceError(f"The migration file {up_path} is empty.")
-    up = parse_statements(up_path, up_text)
+    up = parse_statements(up_path, up_text, split)
     if not up:
         raise MigrationSourceError(f"{up_path} has no SQL statements (only comments).")
     texts = [up_text]
@@ -62,7 +62,7 @@ def _load_pair(up_path: Path, down_path: Path | None, version: str, name: str) -
     if down_path is not None:
         down_text = read_text(down_path)
         texts.append(down_text)
-        down, down_error = split_down(lambda: parse_statements(down_path, down_text))
+        down, down_error = split_down(lambda: parse_statements(down_path, down_text, split))
     return Migration(
         version=version,
         name=name,
@@ -76,7 +76,7 @@ def _load_pair(up_path: Path, down_path: Path | None, version: str, name: str) -
     )
 
 
-def load(path: Path) -> list[Migration]:
+def load(path: Path, *, split: Split = split_sql) -> list[Migration]:
     require_dir(path)
     files: dict[str, dict[str, Path]] = {"up": {}, "down": {}}
     names: dict[str, str] = {}
@@ -102,7 +102,7 @@ def load(path: Path) -> list[Migration]:
         if version not in files["up"]:
             raise MigrationSourceError(f"{down_file} has no matching up file (version {version}).")
     migrations = [
-        per_file(partial(_load_pair, up_file, down_file, version, names[version]), version=version,
+        per_file(partial(_load_pair, up_file, down_file, version, names[version], split), version=version,
                  name=names[version], path=up_file, source_format=FORMAT, texts=partial(read_texts, up_file, down_file))
         for version, up_file in files["up"].items()
         for down_file in [files["down"].get(version)]
