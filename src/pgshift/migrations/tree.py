@@ -6,7 +6,9 @@ their default (false, 0, empty) are absent, and a field typed as a RangeVar hold
 without the ``{"RangeVar": ...}`` wrapper.
 
 :func:`parse` is the entry point for a text; the linter's batch parser (``pgshift.lint.engine``)
-parses many statements at once with :func:`parse_json` and decodes them with :func:`loads`.
+parses many statements at once with :func:`parse_json` and decodes them with :func:`loads`. Only code
+that writes SQL back from a tree (``pgshift.safety.dbprops``, ``pgshift.ops``) uses pglast's AST
+objects instead, for its deparser; splitting (``pgshift.migrations.splitter``) builds no tree.
 """
 
 from __future__ import annotations
