@@ -102,3 +102,18 @@ def test_check_honours_lint_fail_level(tmp_path: Path, db_url: str, conn: Conn) 
     check = _check(project, db_url)
     assert check["status"] == "passed", check
     assert "1 warning(s)" in check["value"]
+
+
+def test_lint_database_judges_by_the_servers_version_as_the_gate_does(tmp_path: Path, db_url: str,
+                                                                      conn: Conn) -> None:
+    # A constant default rewrote the table before PostgreSQL 11 only: lint.pg_version = 10 is the
+    # offline target, but with --database the server's own version decides, as in the gate.
+    project = _project(tmp_path, conn, "error", sql="ALTER TABLE items ADD COLUMN active boolean DEFAULT true;")
+    (project / "pgshift.toml").write_text('[backup]\npolicy = "never"\n[lint]\nsmall_table_rows = 0\npg_version = 10\n')
+    linted, code = _lint(project, db_url)
+    gate, refused = _gate(project, db_url)
+    assert refused is None and code == 0
+    assert "PS005" not in {f["rule"] for f in linted}
+    assert sorted(map(_key, linted)) == sorted(map(_key, gate))
+    offline = run_pgshift(["lint", "--json"], cwd=project)  # no server: the configured target
+    assert "PS005" in {f["rule"] for f in json.loads(offline.stdout)["findings"]}
