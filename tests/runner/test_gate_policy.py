@@ -117,3 +117,19 @@ def test_lint_database_judges_by_the_servers_version_as_the_gate_does(tmp_path: 
     assert sorted(map(_key, linted)) == sorted(map(_key, gate))
     offline = run_pgshift(["lint", "--json"], cwd=project)  # no server: the configured target
     assert "PS005" in {f["rule"] for f in json.loads(offline.stdout)["findings"]}
+
+
+def test_the_gate_and_check_start_from_lint_schema_file_as_lint_does(tmp_path: Path, db_url: str,
+                                                                     conn: Conn) -> None:
+    # The table is not created by any migration here (the database predates them): only the schema
+    # file says its column is varchar(10), so widening it is known to be metadata-only.
+    conn.execute("CREATE TABLE legacy (code varchar(10))")
+    (tmp_path / "schema.sql").write_text("CREATE TABLE legacy (code varchar(10));\n")
+    (tmp_path / "pgshift.toml").write_text(
+        '[backup]\npolicy = "never"\n[lint]\nsmall_table_rows = 0\nschema_file = "schema.sql"\nfail_level = "note"\n')
+    write_migration(tmp_path / "migrations", "1", "widen", "ALTER TABLE legacy ALTER COLUMN code TYPE varchar(20);")
+    linted, _ = _lint(tmp_path, db_url)
+    gate, _ = _gate(tmp_path, db_url)
+    assert "PS010" not in {f["rule"] for f in gate}, gate
+    assert sorted(map(_key, linted)) == sorted(map(_key, gate))
+    assert "PS010" not in " ".join(_check(tmp_path, db_url)["detail"])
