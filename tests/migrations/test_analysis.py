@@ -6,9 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from pglast import parser
 
-from pgshift.migrations import analysis
+from pgshift.migrations import analysis, tree
 from pgshift.migrations.analysis import changed_tables, named_tables
 
 T, OTHER = (None, "t"), (None, "o")
@@ -49,16 +48,18 @@ def test_insert_targets_come_from_the_head_only_when_that_is_safe(
     sql: str, changed: set[Any], named: set[Any], head_only: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     parsed: list[str] = []
-    real = parser.parse_sql
+    real = tree.parse
 
     def counting(text: str) -> Any:
         parsed.append(text)
         return real(text)
 
-    monkeypatch.setattr(parser, "parse_sql", counting)
+    monkeypatch.setattr(tree, "parse", counting)
+    analysis.analyse_all.cache_clear()  # facts are remembered per text
     assert changed_tables(sql)[0] == changed
     assert named_tables(sql) == named
     assert (sql not in parsed) == head_only, parsed
     # The same answer as from the statement's whole tree.
     monkeypatch.setattr(analysis, "_insert_head", lambda _sql: None)
+    analysis.analyse_all.cache_clear()
     assert (changed_tables(sql)[0], named_tables(sql)) == (changed, named)

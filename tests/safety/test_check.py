@@ -129,14 +129,14 @@ def test_every_check_fails_when_it_should(pg_server: Any, db_name: str, db_url: 
         bad_health.close()
     results = _by_name(checklist)
     expect_failed = ["recent verified backup", "no pg_dump running", "no migration edited after being applied",
-                     "lint has no error", "free disk space", "no sessions blocking DDL", "replication lag",
+                     "lint passes lint.fail_level", "free disk space", "no sessions blocking DDL", "replication lag",
                      "no INVALID indexes", "application version", "application health URL",
                      "git working tree clean"]
     for name in expect_failed:
         assert results[name].status == "failed", (name, results[name])
     assert "accounts" in " ".join(results["no sessions blocking DDL"].detail)
     assert "dup_x" in " ".join(results["no INVALID indexes"].detail)
-    assert "PS010" in " ".join(results["lint has no error"].detail) or results["lint has no error"].detail
+    assert "PS017 rename-column" in " ".join(results["lint passes lint.fail_level"].detail)
     assert "503" in results["application health URL"].value
     assert not checklist.ok and checklist.summary().startswith("checklist: 3 passed, 11 failed")
 
@@ -203,9 +203,7 @@ def test_a_table_locked_by_a_stuck_migration_is_reported_not_waited_for(
 def test_check_on_a_large_data_migration_finds_its_tables_without_parsing_its_inserts(
     pg_server: Any, db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import pglast
-    from pglast import parser
-
+    from pgshift.migrations import analysis, tree
     from pgshift.rehearsal.workload import touched_tables as workload_tables
 
     pad = "x" * 40
@@ -217,15 +215,15 @@ def test_check_on_a_large_data_migration_finds_its_tables_without_parsing_its_in
     assert len(big) > 2_000_000
     settings = _project(tmp_path, db_url, pg_server, big)
     parsed: list[int] = []  # the length of each text parsed into a tree
-    real = parser.parse_sql
+    real = tree.parse
 
     def counting(sql: str) -> Any:
         parsed.append(len(sql))
         return real(sql)
 
-    # parse_sql builds a Python object per node: slow on rows. pglast.parse_sql is the same function.
-    monkeypatch.setattr(parser, "parse_sql", counting)
-    monkeypatch.setattr(pglast, "parse_sql", counting)
+    # The statement analysis parses one text at a time with tree.parse (lint parses in batches).
+    monkeypatch.setattr(tree, "parse", counting)
+    analysis.analyse_all.cache_clear()
     results = _by_name(run_checks(settings))
     assert results["pending migrations"].detail == ["2 next"]
     assert results["free disk space"].detail == ["accounts", "seed"]

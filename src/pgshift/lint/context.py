@@ -9,6 +9,7 @@ from pgshift.config import LintSettings
 from pgshift.lint.locks import statement_locks
 from pgshift.lint.nodes import Node, cmds, relname
 from pgshift.lint.schema import Schema, Table, TableSize
+from pgshift.migrations.analysis import StatementFacts, facts_of
 from pgshift.migrations.blocks import Boundaries
 from pgshift.migrations.model import Statement
 
@@ -89,6 +90,14 @@ class Ctx:
     # lock on every first access (Python 3.11), which showed in profiles at 50k statements.
     _alter_cmds: list[tuple[str, str, Node]] | None = field(default=None, repr=False)
     _locks: list[tuple[str, str]] | None = field(default=None, repr=False)
+    _facts: StatementFacts | None = field(default=None, repr=False)
+
+    @property
+    def facts(self) -> StatementFacts:
+        """What the runner, ``check`` and ``rehearse`` know of this statement, from this same tree."""
+        if self._facts is None:
+            self._facts = facts_of(self.node)
+        return self._facts
 
     @property
     def rest(self) -> list[str]:

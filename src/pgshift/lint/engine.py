@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pglast import parser
-from pglast.parser import ParseError
 
 from pgshift.config import LintSettings
 from pgshift.errors import MigrationSourceError, SqlParseError
@@ -44,6 +43,7 @@ from pgshift.migrations.blocks import Block, boundaries_of, segments
 from pgshift.migrations.classify import may_be_transaction_control, transaction_control
 from pgshift.migrations.model import Migration, Statement
 from pgshift.migrations.splitter import first_word, split_sql
+from pgshift.migrations.tree import ParseError, parse, parse_json
 
 DEFAULT_PG_VERSION = 16
 _DDL_KINDS = frozenset({
@@ -167,7 +167,7 @@ def _batches(statements: list[Statement]) -> list[tuple[int, int]]:
 
 def _parse_json(sql: str) -> str | None:
     try:
-        return parser.parse_sql_json(sql)
+        return parse_json(sql)
     except ParseError:
         return None
 
@@ -206,8 +206,8 @@ def _batch_parsed(statements: list[Statement], raw: str | None) -> list[Parsed]:
     out: list[Parsed] = []
     for statement in statements:
         try:
-            one = fastjson.loads(parser.parse_sql_json(statement.sql)).get("stmts", [])
-            out.append(Parsed(statement, one[0]["stmt"] if one else None))
+            one = parse(statement.sql)
+            out.append(Parsed(statement, one[0] if one else None))
         except ParseError as exc:
             message = str(exc.args[0]) if exc.args else str(exc)
             out.append(Parsed(statement, None, ParseProblem(statement.file, statement.line,
@@ -224,7 +224,7 @@ def _parse_pieces(data: bytes, file: str, lines: _Lines) -> list[Parsed]:
         line, column = lines.at(begin)
         statement = Statement(sql, file, line, column, len(out))
         try:
-            stmts = fastjson.loads(parser.parse_sql_json(sql)).get("stmts", [])
+            stmts = parse(sql)
         except ParseError as exc:
             offset = int(exc.args[1] or 0) if len(exc.args) > 1 else 0
             eline, ecol = lines.at(begin + min(max(offset, 0), len(sql.encode())))
@@ -232,7 +232,7 @@ def _parse_pieces(data: bytes, file: str, lines: _Lines) -> list[Parsed]:
             out.append(Parsed(statement, None, ParseProblem(file, eline, ecol, message)))
             continue
         if stmts:
-            out.append(Parsed(statement, stmts[0]["stmt"]))
+            out.append(Parsed(statement, stmts[0]))
     return out
 
 

@@ -7,14 +7,15 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from pgshift.migrations import tree
+
 try:
     import orjson
 except ImportError:  # pragma: no cover - orjson is a dependency; this keeps a broken install working
     orjson = None  # type: ignore[assignment]
 
 
-def loads(text: str | bytes) -> Any:
-    return orjson.loads(text) if orjson is not None else json.loads(text)
+loads = tree.loads  # parse trees are decoded where they are parsed
 
 
 def dumps(data: Any, *, indent: bool = False) -> str:

@@ -6,16 +6,20 @@ by the catalog's estimate, so lint and the migrate gate do not hang on it.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 
-from pgshift.config import LintSettings
+from pgshift.config import LintSettings, Settings
 from pgshift.db.connect import connect, server_major
 from pgshift.db.history import History
 from pgshift.db.sizes import ESTIMATE, without_waiting
 from pgshift.lint.model import LintReport, TableSize
 from pgshift.migrations.model import Migration
+
+if TYPE_CHECKING:
+    from pgshift.lint.context import RunState
+    from pgshift.lint.schema import Schema
 
 _TABLES = """
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -43,12 +47,11 @@ def live_context(url: str) -> tuple[int, dict[str, TableSize]]:
         return server_major(conn), read_sizes(conn)
 
 
-def split_by_ledger(url: str, history_schema: str,
+def split_by_ledger(conn: psycopg.Connection[Any], history_schema: str,
                     migrations: list[Migration]) -> tuple[list[Migration], list[Migration]]:
-    """(applied, pending) of ``migrations`` by the ledger of the database at ``url``: what
+    """(applied, pending) of ``migrations`` by the ledger of ``conn``'s database: what
     `lint --database` must treat as history, as the migrate gate does (no ledger: all pending)."""
-    with connect(url, application_name="pgshift-lint") as conn:
-        rows = History(conn, history_schema).rows()
+    rows = History(conn, history_schema).rows()
     applied: list[Migration] = []
     pending: list[Migration] = []
     for m in migrations:
@@ -59,30 +62,46 @@ def split_by_ledger(url: str, history_schema: str,
     return applied, pending
 
 
+def starting_schema(settings: Settings) -> Schema:
+    """The schema model lint starts from: ``lint.schema_file`` (a ``pg_dump --schema-only``), else empty."""
+    from pgshift.lint.schema import Schema, schema_from_dump
+
+    path = settings.lint.schema_file
+    return schema_from_dump(str(settings.resolve(path))) if path else Schema()
+
+
 def lint_pending(conn: psycopg.Connection[Any], settings: LintSettings, pending: list[Migration],
-                 applied: list[Migration], *, history_schema: str = "pgshift") -> LintReport:
-    """Lint ``pending`` as `migrate` will run them on ``conn``'s server (the migrate gate and
-    `check` both call this, so they agree): against its version and table sizes, after replaying
-    ``applied``. A table an earlier pending migration creates is new and empty until one fills it.
-    Operations migrations (YAML) are planned, not linted, but what they do is in the schema model
-    the SQL migrations after them are judged by: their expand, and their contract once contracted
-    (which ones are still expanded is read from ``history_schema``)."""
+                 applied: list[Migration], *, history_schema: str = "pgshift", schema: Schema | None = None,
+                 pg_version: int | None = None, rollback: bool = False, collect_locks: bool = False,
+                 run: RunState | None = None) -> LintReport:
+    """Lint ``pending`` as `migrate` will run them on ``conn``'s server (the migrate gate, `check` and
+    `lint --database` all call this, so they agree): against its version and table sizes, after
+    replaying ``applied`` into ``schema`` (see :func:`starting_schema`). A table an earlier pending
+    migration creates is new and empty until one fills it. Operations migrations (YAML) are planned,
+    not linted, but what they do is in the schema model the SQL migrations after them are judged by:
+    their expand, and their contract once contracted (which ones are still expanded is read from
+    ``history_schema``). ``pg_version`` (`lint --pg-version`) overrides the server's; ``rollback``
+    and ``collect_locks`` are :func:`~pgshift.lint.engine.lint_migrations`'s (`lint`'s down parts
+    and ``--locks``); ``run`` carries what earlier paths of one `lint` run did to tables."""
     from pgshift.lint.context import RunState
     from pgshift.lint.engine import lint_migrations
     from pgshift.lint.opsmodel import replay_ops
     from pgshift.lint.schema import Schema
 
-    major, sizes = server_major(conn), read_sizes(conn)
+    major, sizes = pg_version or server_major(conn), read_sizes(conn)
+    run = run or RunState(dict(sizes), True)
+    extra: dict[str, Any] = {"rollback": rollback, "collect_locks": collect_locks, "run": run}
     if not any(m.ops is not None for m in [*pending, *applied]):
-        return lint_migrations(pending, settings=settings, pg_version=major, history=applied, sizes=sizes, live=True)
+        return lint_migrations(pending, settings=settings, pg_version=major, history=applied, sizes=sizes,
+                               schema=schema, live=True, **extra)
     from pgshift.ops.ledger import active_versions
 
     expanded = active_versions(conn, history_schema)
-    model, run, report = Schema(), RunState(dict(sizes), True), LintReport(pg_version=major)
+    model, report = schema or Schema(), LintReport(pg_version=major)
 
     def lint(chunk: list[Migration], history: list[Migration]) -> None:
         part = lint_migrations(chunk, settings=settings, pg_version=major, history=history, sizes=sizes,
-                               schema=model, live=True, run=run)
+                               schema=model, live=True, **extra)
         report.findings += part.findings
         report.parse_errors += part.parse_errors
         report.lock_steps += part.lock_steps

@@ -150,8 +150,8 @@ class LintReport:
         return sum(1 for f in self.active if f.severity == severity)
 
     def failed(self, fail_level: str) -> bool:
-        floor = severity_rank(fail_level)
-        return any(severity_rank(f.severity) >= floor for f in self.active)
+        """Whether a finding blocks at ``fail_level`` (see :func:`lint_verdict`; parse errors apart)."""
+        return bool(lint_verdict(self, fail_level).blocking)
 
     def has_destructive(self, version: str | None = None) -> bool:
         """Whether a migration (or any, when ``version`` is None) drops or truncates data.
@@ -175,3 +175,31 @@ class LintReport:
             "findings": [f.to_json() for f in self.findings],
             "parse_errors": [p.to_json() for p in self.parse_errors],
         }
+
+
+@dataclass(frozen=True)
+class LintVerdict:
+    """What blocks, by the one lint policy `migrate`'s gate, `check` and `lint` apply."""
+
+    fail_level: str
+    blocking: tuple[Finding, ...]  # not suppressed, at or above fail_level
+    parse_errors: tuple[ParseProblem, ...]
+
+    @property
+    def failed(self) -> bool:
+        return bool(self.blocking or self.parse_errors)
+
+    def describe(self, limit: int = 5) -> str:
+        """``file:line: RULE name: message`` of the first ``limit`` blocking findings (or parse errors)."""
+        lines = [f"{f.file}:{f.line}: {f.rule} {f.name}: {f.message.rstrip('.')}" for f in self.blocking]
+        lines += [f"{p.file}:{p.line}:{p.column}: {p.message}" for p in self.parse_errors]
+        more = f" (and {len(lines) - limit} more)" if len(lines) > limit else ""
+        return "; ".join(lines[:limit]) + more
+
+
+def lint_verdict(report: LintReport, fail_level: str) -> LintVerdict:
+    """The lint policy: an active (not suppressed) finding at or above ``fail_level`` blocks, and so
+    does a statement that does not parse. An unknown level blocks errors only."""
+    floor = severity_rank(fail_level) if fail_level in SEVERITIES else severity_rank("error")
+    return LintVerdict(fail_level, tuple(f for f in report.active if severity_rank(f.severity) >= floor),
+                       tuple(report.parse_errors))

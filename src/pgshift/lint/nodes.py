@@ -1,17 +1,20 @@
-"""Helpers over libpg_query's JSON parse tree (``pglast.parser.parse_sql_json``).
-
-The JSON form is about three times faster to build than pglast's Python AST objects, which
-matters when a CI job lints tens of thousands of statements. A node is ``{"Kind": {...}}``;
-fields left at their default (false, 0, empty) are absent.
-"""
+"""The rules' helpers over the parse tree (``pgshift.migrations.tree``, whose helpers are
+importable from here too): types, function volatility, quoting."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from typing import Any
 
-Node = dict[str, Any]
+from pgshift.migrations.tree import Node as Node
+from pgshift.migrations.tree import body as body
+from pgshift.migrations.tree import cmds as cmds
+from pgshift.migrations.tree import has_option as has_option
+from pgshift.migrations.tree import kind as kind
+from pgshift.migrations.tree import qualified as qualified
+from pgshift.migrations.tree import relname as relname
+from pgshift.migrations.tree import strings as strings
+from pgshift.migrations.tree import walk as walk
 
 # Functions whose result differs per row: a column default using one forces a table rewrite.
 VOLATILE_FUNCTIONS = frozenset({
@@ -27,37 +30,6 @@ KNOWN_STABLE = frozenset({
     "date_trunc", "timezone", "to_timestamp", "to_date", "md5", "replace", "btrim", "trim",
 })
 _SIMPLE_IDENT = re.compile(r"^[a-z_][a-z0-9_$]*$")
-
-
-def kind(node: Node) -> str:
-    return next(iter(node))
-
-
-def body(node: Node) -> Node:
-    value: Node = node[kind(node)]
-    return value
-
-
-def strings(items: list[Node] | None) -> list[str]:
-    """``[{"String": {"sval": "a"}}, ...]`` -> ``["a", ...]``."""
-    return [i["String"].get("sval", "") for i in items or () if "String" in i]
-
-
-def relname(rangevar: Node | None) -> str:
-    """Qualified name of a RangeVar; the ``public`` schema is left off so names compare."""
-    if not rangevar:
-        return ""
-    rv = rangevar.get("RangeVar", rangevar)
-    schema = rv.get("schemaname")
-    name = str(rv.get("relname", ""))
-    return name if not schema or schema == "public" else f"{schema}.{name}"
-
-
-def qualified(names: list[str]) -> str:
-    parts = [n for n in names if n]
-    if len(parts) > 1 and parts[0] == "public":
-        parts = parts[1:]
-    return ".".join(parts)
 
 
 def type_of(type_name: Node | None) -> tuple[str, tuple[int, ...], bool]:
@@ -79,18 +51,6 @@ def _type_of(type_name: Node) -> tuple[str, tuple[int, ...], bool]:
         if "ival" in const:
             mods.append(int(const["ival"].get("ival", 0)))
     return ".".join(names), tuple(mods), bool(type_name.get("arrayBounds"))
-
-
-def walk(node: Any) -> Iterator[Node]:
-    """Every dict node under ``node`` (depth first), including ``node`` itself."""
-    stack = [node]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, dict):
-            yield item
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
 
 
 def func_names(expr: Any) -> list[str]:
@@ -115,24 +75,8 @@ def volatility(expr: Any) -> str:
     return verdict
 
 
-def cmds(stmt_body: Node) -> list[Node]:
-    return [c["AlterTableCmd"] for c in stmt_body.get("cmds") or () if "AlterTableCmd" in c]
-
-
 def column_constraints(coldef: Node) -> list[Node]:
     return [c["Constraint"] for c in coldef.get("constraints") or () if "Constraint" in c]
-
-
-def has_option(options: list[Node] | None, name: str) -> bool:
-    """Whether a DefElem list (VACUUM (FULL), REINDEX (CONCURRENTLY)) holds ``name``, not false."""
-    for opt in options or ():
-        elem = opt.get("DefElem", {})
-        if elem.get("defname") == name:
-            arg = elem.get("arg")
-            if arg and "Boolean" in arg and not arg["Boolean"].get("boolval"):
-                return False
-            return not (arg and "String" in arg and arg["String"].get("sval", "").lower() in ("false", "off", "0"))
-    return False
 
 
 def quote_ident(name: str) -> str:

@@ -14,7 +14,7 @@ from pgshift.errors import ConfigError, PgshiftError, UsageError
 from pgshift.lint.context import RunState
 from pgshift.lint.engine import lint_migrations, lint_sql, statements_of
 from pgshift.lint.fix import FixResult, apply_fixes
-from pgshift.lint.model import LintReport, TableSize
+from pgshift.lint.model import LintReport, LintVerdict, TableSize, lint_verdict
 from pgshift.lint.schema import Schema, schema_from_dump
 from pgshift.migrations.files import broken_link
 from pgshift.migrations.loader import available_readers, load_migrations
@@ -44,9 +44,14 @@ class LintOutcome:
     fix: FixResult | None = None  # what --fix wrote, when asked
 
     @property
+    def verdict(self) -> LintVerdict:
+        """The gate's and `check`'s policy (pgshift.lint.model.lint_verdict) for this report."""
+        return lint_verdict(self.report, self.fail_level)
+
+    @property
     def failed(self) -> bool:
         """Findings at or above the fail level (exit 1)."""
-        return self.report.failed(self.fail_level)
+        return bool(self.verdict.blocking)
 
 
 @dataclass
@@ -84,18 +89,28 @@ class _Run:
         for migration in migrations:
             for s in [*migration.up, *((migration.down or []) if down else [])]:
                 self.statements[(s.file, s.line, s.column)] = s.sql
-        history: list[Migration] = []
-        if self.options.database_url:  # what the ledger has applied is history there, as for migrate's gate
-            from pgshift.lint.live import split_by_ledger
-
-            history, migrations = split_by_ledger(self.options.database_url, self.settings.history_schema,
-                                                  migrations)
         # Their reader knows which migrations run in a transaction (a NO TRANSACTION directive, ...):
         # assume_in_transaction is for plain SQL files only and must not override that.
         read_lint = dataclasses.replace(self.lint, assume_in_transaction=False)
+        if self.options.database_url:  # exactly as migrate's gate and `check` lint what the database has pending
+            _merge(self.report, self._pending(migrations, read_lint))
+            return
         _merge(self.report, lint_migrations(migrations, settings=read_lint, pg_version=self.pg_version,
                                             sizes=self.sizes, schema=self.schema, collect_locks=self.options.locks,
-                                            rollback=down, run=self.run_state, history=history))
+                                            rollback=down, run=self.run_state))
+
+    def _pending(self, migrations: list[Migration], settings: LintSettings) -> LintReport:
+        """What the database's ledger has applied is history there; the rest, .ops migrations
+        included, is linted by the gate's own function (pgshift.lint.live.lint_pending)."""
+        from pgshift.db.connect import connect
+        from pgshift.lint.live import lint_pending, split_by_ledger
+
+        assert self.options.database_url is not None
+        with connect(self.options.database_url, application_name="pgshift-lint") as conn:
+            history, pending = split_by_ledger(conn, self.settings.history_schema, migrations)
+            return lint_pending(conn, settings, pending, history, history_schema=self.settings.history_schema,
+                                schema=self.schema, pg_version=self.pg_version, rollback=self.options.down,
+                                collect_locks=self.options.locks, run=self.run_state)
 
     def path(self, raw: str, stdin: TextIO) -> None:
         if raw == STDIN:
@@ -144,7 +159,8 @@ def _migrations_of_file(path: Path, fmt: str) -> list[Migration] | None:
 
 
 def target_version(flag: int | None, settings: Settings, live: int | None) -> int:
-    version = flag or settings.lint.pg_version or live or 16
+    # The server's own version over the configured target: migrate's gate judges by the server's.
+    version = flag or live or settings.lint.pg_version or 16
     if not 10 <= version <= 30:
         raise ConfigError(f"--pg-version {version} is not a PostgreSQL major version (10 to 30).")
     return version

@@ -7,11 +7,7 @@ statement afterwards. The model is also loadable from a ``pg_dump --schema-only`
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
-
-from pglast import parser
-from pglast.parser import ParseError
 
 from pgshift.lint.nodes import (
     Node,
@@ -22,6 +18,7 @@ from pgshift.lint.nodes import (
     strings,
     type_of,
 )
+from pgshift.migrations.tree import ParseError, parse
 
 
 @dataclass(frozen=True)
@@ -247,11 +244,11 @@ class Schema:
     def load_sql(self, text: str, origin: str | None = None) -> None:
         """Replay every statement of ``text`` (for example ``pg_dump --schema-only`` output)."""
         try:
-            tree = json.loads(parser.parse_sql_json(text))
+            nodes = parse(text)
         except ParseError:
             return
-        for raw in tree.get("stmts", ()):
-            self.apply(raw["stmt"], origin)
+        for node in nodes:
+            self.apply(node, origin)
 
 
 # Statement kinds the model replays (one _on_<Kind> method each).

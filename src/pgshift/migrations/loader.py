@@ -9,7 +9,7 @@ from types import ModuleType
 from pgshift.errors import MigrationSourceError
 from pgshift.migrations.files import require_dir
 from pgshift.migrations.model import Migration
-from pgshift.migrations.splitter import unparsed
+from pgshift.migrations.splitter import split_sql, unsplit
 
 # Detection order matters: the most specific layouts first, the native format last.
 READERS = {
@@ -58,7 +58,4 @@ def load_migrations(path: Path, fmt: str = "auto", *, statements: bool = True) -
     """(format, migrations sorted by version) for the folder ``path``. Without ``statements`` the
     SQL is not parsed: each part is one unsplit statement (for commands that run nothing)."""
     chosen = detect_format(path) if fmt == "auto" else fmt
-    if statements:
-        return chosen, reader(chosen).load(path)
-    with unparsed():
-        return chosen, reader(chosen).load(path)
+    return chosen, reader(chosen).load(path, split=split_sql if statements else unsplit)

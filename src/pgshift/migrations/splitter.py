@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
+from typing import Protocol
 
 from pglast import parser
 from pglast.parser import ParseError
@@ -32,21 +31,6 @@ def line_col(text: str, offset: int, *, base_line: int = 1) -> tuple[int, int]:
     line = text.count("\n", 0, offset) + base_line
     column = offset - (text.rfind("\n", 0, offset) + 1) + 1
     return line, column
-
-
-_UNPARSED: ContextVar[bool] = ContextVar("pgshift_unparsed", default=False)
-
-
-@contextmanager
-def unparsed() -> Iterator[None]:
-    """While active, ``split_sql`` parses nothing: each text becomes one statement holding all of it.
-    For commands that run no SQL (``adopt`` records history only), so SQL that does not parse, or
-    parses differently, cannot stop them."""
-    token = _UNPARSED.set(True)
-    try:
-        yield
-    finally:
-        _UNPARSED.reset(token)
 
 
 class _Positions:
@@ -151,12 +135,28 @@ def split_sql(text: str, *, file: str = "<stdin>", base_line: int = 1, start: in
     end = len(text) if end is None else end
     if _NOT_BLANK.search(text, start, end) is None:
         return []
-    if _UNPARSED.get():
-        text = text[start:end]
-        first = len(text) - len(text.lstrip())
-        line, column = line_col(text, first, base_line=base_line)
-        return [Statement(text.strip(), file, line, column, 0)]
     return _split(text, file, base_line, start, end)
+
+
+def unsplit(text: str, *, file: str = "<stdin>", base_line: int = 1, start: int = 0,
+            end: int | None = None) -> list[Statement]:
+    """``text[start:end]`` as one statement holding all of it, parsing nothing: how the readers split
+    for commands that run no SQL (``adopt`` records history only), so SQL that does not parse, or
+    parses differently, cannot stop them."""
+    end = len(text) if end is None else end
+    if _NOT_BLANK.search(text, start, end) is None:
+        return []
+    text = text[start:end]
+    first = len(text) - len(text.lstrip())
+    line, column = line_col(text, first, base_line=base_line)
+    return [Statement(text.strip(), file, line, column, 0)]
+
+
+class Split(Protocol):
+    """How a reader turns SQL text into statements: :func:`split_sql`, or :func:`unsplit`."""
+
+    def __call__(self, text: str, *, file: str = ..., base_line: int = ..., start: int = ...,
+                 end: int | None = ...) -> list[Statement]: ...
 
 
 def _split(text: str, file: str, base_line: int, section_start: int, section_end: int) -> list[Statement]:

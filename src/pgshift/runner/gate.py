@@ -18,6 +18,7 @@ import psycopg
 
 from pgshift.config import Settings
 from pgshift.errors import MigrationRefused
+from pgshift.lint.model import LintReport, lint_verdict
 from pgshift.migrations.model import Migration
 
 Notify = Callable[[str], None]
@@ -45,14 +46,12 @@ def gate(settings: Settings, checks: MigrateChecks, applied: list[Migration]) ->
         report = _lint(settings, conn, todo, applied)
         if checks.lint:
             checks.findings = report.active
-            failing = [f for f in report.active if _at_or_above(f.severity, settings.lint.fail_level)]
-            if failing:
-                lines = "; ".join(f"{f.file}:{f.line}: {f.rule} {f.name}: {f.message.rstrip('.')}"
-                                  for f in failing[:5])
-                more = f" (and {len(failing) - 5} more)" if len(failing) > 5 else ""
+            verdict = lint_verdict(report, settings.lint.fail_level)  # as `check` and `lint` judge it
+            if verdict.failed:
+                count = len(verdict.blocking) + len(verdict.parse_errors)
                 raise MigrationRefused(
-                    f"Refusing to migrate: lint found {len(failing)} problem(s) at or above "
-                    f"'{settings.lint.fail_level}': {lines}{more}. Nothing was run.",
+                    f"Refusing to migrate: lint found {count} problem(s) at or above "
+                    f"'{settings.lint.fail_level}': {verdict.describe()}. Nothing was run.",
                     hint="run `pgshift lint` for the safe rewrite of each, suppress a finding with "
                     "`-- pgshift:ignore <rule> -- <reason>`, or pass --no-lint.",
                 )
@@ -69,16 +68,12 @@ def _say(checks: MigrateChecks, message: str) -> None:
         checks.notify(message)
 
 
-def _at_or_above(severity: str, level: str) -> bool:
-    order = {"note": 0, "warning": 1, "error": 2}
-    return order.get(severity, 0) >= order.get(level, 2)
-
-
 def _lint(settings: Settings, conn: psycopg.Connection[Any], todo: list[Migration],
-          applied: list[Migration]) -> Any:
-    from pgshift.lint.live import lint_pending
+          applied: list[Migration]) -> LintReport:
+    from pgshift.lint.live import lint_pending, starting_schema
 
-    return lint_pending(conn, settings.lint, todo, applied, history_schema=settings.history_schema)
+    return lint_pending(conn, settings.lint, todo, applied, history_schema=settings.history_schema,
+                        schema=starting_schema(settings))
 
 
 def apply_backup_policy(settings: Settings, todo: list[Migration], destructive: Callable[[Migration], bool],

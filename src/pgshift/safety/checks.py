@@ -191,22 +191,26 @@ def check_edited(ctx: _Context) -> CheckResult:
 
 def check_lint(ctx: _Context) -> CheckResult:
     _load_status(ctx)
+    name = "lint passes lint.fail_level"
     if ctx.pending is None:
-        return CheckResult("lint has no error", FAILED, "unknown", [ctx.status_error or ""])
+        return CheckResult(name, FAILED, "unknown", [ctx.status_error or ""])
     if not ctx.pending:
-        return CheckResult("lint has no error", PASSED, "nothing pending to lint")
-    from pgshift.lint.live import lint_pending  # only this check needs the linter loaded
+        return CheckResult(name, PASSED, "nothing pending to lint")
+    from pgshift.lint.live import lint_pending, starting_schema  # only this check needs the linter loaded
+    from pgshift.lint.model import lint_verdict
 
     assert ctx.conn is not None  # the database checks run only once connected
-    # As the migrate gate judges them: against this server's table sizes.
-    report = lint_pending(ctx.conn, ctx.settings.lint, ctx.pending, ctx.applied,
-                          history_schema=ctx.settings.history_schema)
-    errors = report.count("error") + len(report.parse_errors)
-    detail = [f"{f.file}:{f.line}: {f.name}: {f.message}" for f in report.active if f.severity == "error"]
-    detail += [str(p) for p in report.parse_errors]
-    if errors:
-        return CheckResult("lint has no error", FAILED, f"{errors} error(s)", detail[:20])
-    return CheckResult("lint has no error", PASSED, f"0 errors, {report.count('warning')} warning(s)")
+    settings = ctx.settings
+    # As the migrate gate judges them: against this server's table sizes, by the same policy.
+    report = lint_pending(ctx.conn, settings.lint, ctx.pending, ctx.applied, history_schema=settings.history_schema,
+                          schema=starting_schema(settings))
+    verdict = lint_verdict(report, settings.lint.fail_level)
+    counts = f"{report.count('error')} error(s), {report.count('warning')} warning(s), {report.count('note')} note(s)"
+    if verdict.failed:
+        detail = [f"{f.file}:{f.line}: {f.rule} {f.name}: {f.message}" for f in verdict.blocking]
+        detail += [f"{p.file}:{p.line}:{p.column}: {p.message}" for p in verdict.parse_errors]
+        return CheckResult(name, FAILED, f"{len(detail)} at or above '{verdict.fail_level}' ({counts})", detail[:20])
+    return CheckResult(name, PASSED, f"none at or above '{verdict.fail_level}' ({counts})")
 
 
 def _data_directory(ctx: _Context) -> Path | None:

@@ -24,10 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from pglast import parse_sql
-
 from pgshift.db.connect import mask_password
 from pgshift.errors import BackupFailed
+from pgshift.migrations.tree import parse
 from pgshift.safety.tools import CLIENT_ENCODING, child_env, die_with_parent, python_encoding
 
 TableKey = tuple[str, str]  # (schema, table)
@@ -56,9 +55,8 @@ def _python_encoding(line: bytes, current: str) -> str:
 def _copy_target(line: bytes, encoding: str = "utf-8") -> TableKey | None:
     """The table a ``COPY ... FROM stdin;`` line loads, from PostgreSQL's own parser."""
     try:
-        stmt = parse_sql(line.decode(encoding, errors="replace"))[0].stmt
-        relation = stmt.relation  # type: ignore[union-attr]
-        return (relation.schemaname or "public", relation.relname)
+        relation = parse(line.decode(encoding, errors="replace"))[0]["CopyStmt"]["relation"]
+        return (relation.get("schemaname") or "public", relation["relname"])
     except Exception:  # an unparsable header only means the table is reported as missing
         return None
 

@@ -6,29 +6,11 @@ from collections.abc import Iterator
 
 from pgshift.lint.context import Ctx
 from pgshift.lint.model import Hit, Rule
-from pgshift.lint.nodes import cmds, has_option
-
-
-def _concurrent_kind(ctx: Ctx) -> str | None:
-    b = ctx.body
-    if ctx.kind == "IndexStmt" and b.get("concurrent"):
-        return "CREATE INDEX CONCURRENTLY"
-    if ctx.kind == "DropStmt" and b.get("concurrent"):
-        return "DROP INDEX CONCURRENTLY"
-    if ctx.kind == "ReindexStmt" and has_option(b.get("params"), "concurrently"):
-        return "REINDEX CONCURRENTLY"
-    if ctx.kind == "VacuumStmt" and b.get("is_vacuumcmd"):
-        return "VACUUM"
-    if ctx.kind == "AlterTableStmt":
-        for cmd in cmds(b):
-            part = (cmd.get("def") or {}).get("PartitionCmd", {})
-            if cmd.get("subtype") == "AT_DetachPartition" and part.get("concurrent"):
-                return "DETACH PARTITION CONCURRENTLY"
-    return None
 
 
 def check(ctx: Ctx) -> Iterator[Hit]:
-    what = _concurrent_kind(ctx)
+    # The runner's own answer (pgshift.migrations.analysis): what it will run outside a transaction.
+    what = ctx.facts.autocommit_reason(ctx.pg_version)
     if what is None or not ctx.tx.active:
         return
     if ctx.tx.explicit or ctx.settings.assume_in_transaction:
@@ -43,12 +25,16 @@ def check(ctx: Ctx) -> Iterator[Hit]:
 
 RULE = Rule(
     id="PS004", name="concurrently-in-transaction",
-    summary="CONCURRENTLY operations (and VACUUM) cannot run inside a transaction block.",
-    lock="", blocks=(), rewrites=False, scans=False, versions="DETACH PARTITION CONCURRENTLY exists from 14.",
+    summary="CONCURRENTLY operations, VACUUM, ALTER SYSTEM and CREATE / DROP DATABASE or TABLESPACE cannot "
+    "run inside a transaction block.",
+    lock="", blocks=(), rewrites=False, scans=False,
+    versions="DETACH PARTITION CONCURRENTLY exists from 14.",
     bad="BEGIN;\nCREATE INDEX CONCURRENTLY orders_user_id_idx ON orders (user_id);\nCOMMIT;",
     good="-- pgshift:no-transaction\nCREATE INDEX CONCURRENTLY orders_user_id_idx ON orders (user_id);",
-    safe="Put each CONCURRENTLY statement in its own migration with -- pgshift:no-transaction.",
+    safe="Put each such statement in its own migration with -- pgshift:no-transaction.",
     severity="error",
-    kinds=("IndexStmt", "DropStmt", "ReindexStmt", "VacuumStmt", "AlterTableStmt"), check=check,
-    applies_to_new_tables=True, category="transactions",
+    # ALTER TYPE ... ADD VALUE before 12 is PS028's.
+    kinds=("IndexStmt", "DropStmt", "ReindexStmt", "VacuumStmt", "AlterTableStmt", "AlterSystemStmt",
+           "CreatedbStmt", "DropdbStmt", "CreateTableSpaceStmt", "DropTableSpaceStmt"),
+    check=check, applies_to_new_tables=True, category="transactions",
 )

@@ -17,7 +17,7 @@ from pathlib import Path
 from pgshift.errors import MigrationSourceError
 from pgshift.migrations.files import in_order, lines_containing, named_sql_files, per_file, read_text, read_texts
 from pgshift.migrations.model import Migration, checksum_of, version_sort_key
-from pgshift.migrations.splitter import split_down, split_sql
+from pgshift.migrations.splitter import Split, split_down, split_sql
 
 FORMAT = "dbmate"
 FILE_NAME = re.compile(r"^(?P<version>\d+)_?(?P<name>.*)\.sql$")
@@ -75,7 +75,7 @@ def _markers(path: Path, text: str) -> dict[str, tuple[int, int, int, dict[str, 
     return found
 
 
-def parse_file(path: Path, version: str, name: str) -> Migration:
+def parse_file(path: Path, version: str, name: str, *, split: Split = split_sql) -> Migration:
     text = read_text(path)
     if not text or text.isspace():
         raise MigrationSourceError(f"The migration file {path} is empty.")
@@ -83,11 +83,11 @@ def parse_file(path: Path, version: str, name: str) -> Migration:
     markers = _markers(path, text)
     (up_line, _, up_offset, up_options), (down_line, down_line_start, down_offset, _) = markers["up"], markers["down"]
     # Sections are split in place (offsets into text), not copied out of it.
-    up = split_sql(text, file=str(path), base_line=up_line + 1, start=up_offset, end=down_line_start)
+    up = split(text, file=str(path), base_line=up_line + 1, start=up_offset, end=down_line_start)
     if not up:
         raise MigrationSourceError(f"{path} has no statements in its '-- migrate:up' section.")
     down, down_error = split_down(
-        lambda: split_sql(text, file=str(path), base_line=down_line + 1, start=down_offset))
+        lambda: split(text, file=str(path), base_line=down_line + 1, start=down_offset))
     return Migration(
         version=version,
         name=name,
@@ -102,11 +102,11 @@ def parse_file(path: Path, version: str, name: str) -> Migration:
     )
 
 
-def load(path: Path) -> list[Migration]:
+def load(path: Path, *, split: Split = split_sql) -> list[Migration]:
     files = named_sql_files(path, FILE_NAME, tool="dbmate",
                             example="<version>_<name>.sql, e.g. 20240101120000_create_users.sql")
     return in_order([
-        per_file(partial(parse_file, file, version, name), version=version, name=name, path=file,
+        per_file(partial(parse_file, file, version, name, split=split), version=version, name=name, path=file,
                  source_format=FORMAT, texts=partial(read_texts, file))
         for file, match in files
         for version, name in [(match.group("version"), match.group("name"))]

@@ -25,7 +25,7 @@ from typing import NoReturn
 from pgshift.errors import MigrationSourceError
 from pgshift.migrations.files import per_file, read_text, require_dir, require_unique_versions
 from pgshift.migrations.model import Migration, checksum_of, version_sort_key
-from pgshift.migrations.splitter import split_down, split_sql
+from pgshift.migrations.splitter import Split, split_down, split_sql
 
 FORMAT = "flyway"
 VERSIONED = re.compile(r"^(?P<prefix>[VU])(?P<version>\d+(?:[._]\d+)*)__(?P<desc>.*)\.sql$")
@@ -101,17 +101,17 @@ def _script(path: Path) -> tuple[str, list[str], bool]:
 
 
 def _migration(
-    path: Path, version: str, desc: str, kind: str, undo: Path | None
+    path: Path, version: str, desc: str, kind: str, undo: Path | None, split: Split
 ) -> Migration:
     text, texts, transactional = _script(path)
-    up = split_sql(text, file=str(path))
+    up = split(text, file=str(path))
     if not up:
         raise MigrationSourceError(f"{path} has no SQL statements (only comments).")
     down, down_error = None, None
     if undo is not None:
         undo_text, undo_texts, _ = _script(undo)
         texts += undo_texts
-        down, down_error = split_down(lambda: split_sql(undo_text, file=str(undo)))
+        down, down_error = split_down(lambda: split(undo_text, file=str(undo)))
     return Migration(
         version=version,
         name=desc.replace("_", " "),
@@ -127,7 +127,7 @@ def _migration(
     )
 
 
-def _tolerant(path: Path, version: str, desc: str, kind: str, undo: Path | None) -> Migration:
+def _tolerant(path: Path, version: str, desc: str, kind: str, undo: Path | None, split: Split) -> Migration:
     """The migration, or one carrying why its files cannot be used (see ``per_file``)."""
 
     def texts() -> list[str]:
@@ -139,7 +139,7 @@ def _tolerant(path: Path, version: str, desc: str, kind: str, undo: Path | None)
                 found += [read_text(script), conf_text] if conf_text else [read_text(script)]
         return found
 
-    return per_file(partial(_migration, path, version, desc, kind, undo), version=version,
+    return per_file(partial(_migration, path, version, desc, kind, undo, split), version=version,
                     name=desc.replace("_", " "), path=path, source_format=FORMAT, texts=texts,
                     kind="repeatable" if kind == "R" else "versioned")
 
@@ -157,7 +157,7 @@ def _refuse(file: Path) -> NoReturn:
     )
 
 
-def load(path: Path) -> list[Migration]:
+def load(path: Path, *, split: Split = split_sql) -> list[Migration]:
     require_dir(path)
     versioned: dict[tuple[int, ...], tuple[Path, str, str]] = {}
     undos: dict[tuple[int, ...], Path] = {}
@@ -187,9 +187,9 @@ def load(path: Path) -> list[Migration]:
         if key not in versioned:
             raise MigrationSourceError(f"The undo script {undo} has no versioned migration to undo.")
     migrations = [
-        _tolerant(file, version, desc, "V", undos.get(key)) for key, (file, version, desc) in versioned.items()
+        _tolerant(file, version, desc, "V", undos.get(key), split) for key, (file, version, desc) in versioned.items()
     ]
-    migrations += [_tolerant(file, f"R__{desc}", desc, "R", None) for file, desc in repeatables]
+    migrations += [_tolerant(file, f"R__{desc}", desc, "R", None, split) for file, desc in repeatables]
     require_unique_versions(migrations)
     _require_unique_repeatables(migrations)
     return sorted(migrations, key=lambda m: m.sort_key)

@@ -14,45 +14,30 @@ import re
 from functools import partial
 from pathlib import Path
 
-from pglast import enums, parser
-
 from pgshift.errors import MigrationSourceError
-from pgshift.migrations.classify import may_be_transaction_control
+from pgshift.migrations.classify import transaction_control
 from pgshift.migrations.files import per_file, read_text, read_texts, require_dir, require_unique_versions
 from pgshift.migrations.model import Migration, Statement, checksum_of, version_sort_key
-from pgshift.migrations.splitter import split_down, split_sql
+from pgshift.migrations.splitter import Split, split_down, split_sql
 
 FORMAT = "golang-migrate"
 FILE_NAME = re.compile(r"^(?P<version>\d+)_(?P<name>.*)\.(?P<direction>up|down)\.sql$")
-_OPENERS = {enums.TransactionStmtKind.TRANS_STMT_BEGIN, enums.TransactionStmtKind.TRANS_STMT_START}
 
 
 def detect(path: Path) -> bool:
     return any(FILE_NAME.match(p.name) for p in path.glob("*.sql"))
 
 
-def _transaction_kind(statement: Statement) -> int | None:
-    """The TransactionStmtKind of ``statement``, or None when it is not BEGIN/COMMIT/...."""
-    if not may_be_transaction_control(statement.sql):  # most statements: no parse tree needed
-        return None
-    node = parser.parse_sql(statement.sql)[0].stmt
-    kind = getattr(node, "kind", None)
-    if type(node).__name__ != "TransactionStmt" or kind is None:
-        return None
-    return int(kind)
-
-
 def strip_outer_transaction(statements: list[Statement]) -> list[Statement]:
     """Drop a ``BEGIN; ... COMMIT;`` pair wrapping the whole part (one transaction, as pgshift runs
     it anyway). Other BEGIN / COMMIT / END statements stay: they divide the part into the
     transactions golang-migrate ran (pgshift.migrations.blocks)."""
-    if len(statements) < 2:  # also the unparsed placeholder of `adopt` (splitter.unparsed)
+    if len(statements) < 2:  # also the unsplit placeholder of `adopt` (splitter.unsplit)
         return statements
-    kinds = [_transaction_kind(s) for s in statements]
+    kinds = [transaction_control(s.sql) for s in statements]  # parses only what may be BEGIN / COMMIT ...
     if (
-        len(statements) >= 2
-        and kinds[0] in _OPENERS
-        and kinds[-1] == enums.TransactionStmtKind.TRANS_STMT_COMMIT
+        kinds[0] == "begin"
+        and kinds[-1] == "commit"
         and not any(kind is not None for kind in kinds[1:-1])
     ):
         statements = statements[1:-1]
@@ -61,15 +46,15 @@ def strip_outer_transaction(statements: list[Statement]) -> list[Statement]:
     ]
 
 
-def parse_statements(path: Path, text: str) -> list[Statement]:
-    return strip_outer_transaction(split_sql(text, file=str(path)))
+def parse_statements(path: Path, text: str, split: Split = split_sql) -> list[Statement]:
+    return strip_outer_transaction(split(text, file=str(path)))
 
 
-def _load_pair(up_path: Path, down_path: Path | None, version: str, name: str) -> Migration:
+def _load_pair(up_path: Path, down_path: Path | None, version: str, name: str, split: Split) -> Migration:
     up_text = read_text(up_path)
     if not up_text.strip():
         raise MigrationSourceError(f"The migration file {up_path} is empty.")
-    up = parse_statements(up_path, up_text)
+    up = parse_statements(up_path, up_text, split)
     if not up:
         raise MigrationSourceError(f"{up_path} has no SQL statements (only comments).")
     texts = [up_text]
@@ -77,7 +62,7 @@ def _load_pair(up_path: Path, down_path: Path | None, version: str, name: str) -
     if down_path is not None:
         down_text = read_text(down_path)
         texts.append(down_text)
-        down, down_error = split_down(lambda: parse_statements(down_path, down_text))
+        down, down_error = split_down(lambda: parse_statements(down_path, down_text, split))
     return Migration(
         version=version,
         name=name,
@@ -91,7 +76,7 @@ def _load_pair(up_path: Path, down_path: Path | None, version: str, name: str) -
     )
 
 
-def load(path: Path) -> list[Migration]:
+def load(path: Path, *, split: Split = split_sql) -> list[Migration]:
     require_dir(path)
     files: dict[str, dict[str, Path]] = {"up": {}, "down": {}}
     names: dict[str, str] = {}
@@ -117,7 +102,7 @@ def load(path: Path) -> list[Migration]:
         if version not in files["up"]:
             raise MigrationSourceError(f"{down_file} has no matching up file (version {version}).")
     migrations = [
-        per_file(partial(_load_pair, up_file, down_file, version, names[version]), version=version,
+        per_file(partial(_load_pair, up_file, down_file, version, names[version], split), version=version,
                  name=names[version], path=up_file, source_format=FORMAT, texts=partial(read_texts, up_file, down_file))
         for version, up_file in files["up"].items()
         for down_file in [files["down"].get(version)]

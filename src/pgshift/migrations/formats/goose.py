@@ -31,7 +31,7 @@ from pgshift.migrations.files import (
     require_unique_versions,
 )
 from pgshift.migrations.model import Migration, Statement, checksum_of, version_sort_key
-from pgshift.migrations.splitter import split_sql
+from pgshift.migrations.splitter import Split, split_sql
 
 FORMAT = "goose"
 FILE_NAME = re.compile(r"^(?P<version>\d+)_(?P<name>.*)\.(?P<ext>sql|go)$")
@@ -62,6 +62,7 @@ class _Parser:
     plain_start: int = 1  # first line of the current run of plain SQL
     plain_offset: int = 0  # where that line starts
     down_error: SqlParseError | None = None  # the Down part does not parse (its first error)
+    split_sql: Split = split_sql  # or splitter.unsplit
 
     @property
     def where(self) -> str:
@@ -74,7 +75,7 @@ class _Parser:
         """Statements of ``text[start:end]``; None when it is in the Down part and does not parse: a
         broken Down part only blocks a rollback through this migration, as in goose."""
         try:
-            return split_sql(text, file=self.where, base_line=base_line, start=start, end=end)
+            return self.split_sql(text, file=self.where, base_line=base_line, start=start, end=end)
         except SqlParseError as exc:
             if self.down is None:
                 raise
@@ -177,12 +178,12 @@ def _reindex(statements: list[Statement]) -> list[Statement]:
     return [Statement(s.sql, s.file, s.line, s.column, i) for i, s in enumerate(statements)]
 
 
-def parse_file(path: Path, version: str, name: str) -> Migration:
+def parse_file(path: Path, version: str, name: str, *, split: Split = split_sql) -> Migration:
     text = read_text(path)
     if not text or text.isspace():
         raise MigrationSourceError(f"The migration file {path} is empty.")
     checksum = checksum_of(text)  # before splitting: its encoded copy is freed before the statements exist
-    parser = _Parser(path, text)
+    parser = _Parser(path, text, split_sql=split)
     parser.run()
     if parser.up is None:
         raise MigrationSourceError(
@@ -205,7 +206,7 @@ def parse_file(path: Path, version: str, name: str) -> Migration:
     )
 
 
-def load(path: Path) -> list[Migration]:
+def load(path: Path, *, split: Split = split_sql) -> list[Migration]:
     require_dir(path)
     migrations: list[Migration] = []
     for file in sorted([*path.glob("*.sql"), *path.glob("*.go")]):
@@ -224,7 +225,7 @@ def load(path: Path) -> list[Migration]:
                 hint="rename it, or move files that are not migrations out of the folder.",
             )
         version, name = str(int(match.group("version"))), match.group("name")
-        migrations.append(per_file(partial(parse_file, file, version, name), version=version, name=name, path=file,
-                                   source_format=FORMAT, texts=partial(read_texts, file)))
+        migrations.append(per_file(partial(parse_file, file, version, name, split=split), version=version, name=name,
+                                   path=file, source_format=FORMAT, texts=partial(read_texts, file)))
     require_unique_versions(migrations)
     return sorted(migrations, key=lambda m: m.sort_key)

@@ -22,7 +22,7 @@ from pathlib import Path
 from pgshift.errors import ConfigError, MigrationSourceError
 from pgshift.migrations.files import in_order, lines_containing, named_sql_files, per_file, read_text, read_texts
 from pgshift.migrations.model import Migration, checksum_of, version_sort_key
-from pgshift.migrations.splitter import split_down, split_sql
+from pgshift.migrations.splitter import Split, split_down, split_sql
 from pgshift.units import duration_ms
 
 FILE_NAME = re.compile(r"^(?P<version>\d+)_(?P<name>[A-Za-z0-9_\-]+)\.sql$")
@@ -49,7 +49,7 @@ def detect(path: Path) -> bool:
     return any(FILE_NAME.match(p.name) or OPS_FILE_NAME.match(p.name) for p in path.iterdir())
 
 
-def parse_file(path: Path, version: str, name: str) -> Migration:
+def parse_file(path: Path, version: str, name: str, *, split: Split = split_sql) -> Migration:
     text = read_text(path)
     if not text or text.isspace():
         raise MigrationSourceError(f"The migration file {path} is empty.")
@@ -93,13 +93,13 @@ def parse_file(path: Path, version: str, name: str) -> Migration:
     if down_start is not None and down_start < up_start:
         raise MigrationSourceError(f"{path}:{down_start}: the down marker comes before the up marker.")
     # Sections are split in place (offsets into text), not copied out of it.
-    up = split_sql(text, file=str(path), base_line=up_start + 1, start=up_offset, end=down_line_start)
+    up = split(text, file=str(path), base_line=up_start + 1, start=up_offset, end=down_line_start)
     if not up:
         raise MigrationSourceError(f"{path} has no statements in its up part.")
     down, down_error = None, None
     if down_start is not None:
         down_base = down_start + 1
-        down, down_error = split_down(lambda: split_sql(text, file=str(path), base_line=down_base, start=down_offset))
+        down, down_error = split_down(lambda: split(text, file=str(path), base_line=down_base, start=down_offset))
     return Migration(
         version=version,
         name=name,
@@ -116,13 +116,13 @@ def parse_file(path: Path, version: str, name: str) -> Migration:
     )
 
 
-def load(path: Path) -> list[Migration]:
+def load(path: Path, *, split: Split = split_sql) -> list[Migration]:
     files = named_sql_files(
         path, FILE_NAME, tool="pgshift", example="<version>_<name>.sql, e.g. 20240101120000_add_users.sql",
         hint="rename it, or set format in pgshift.toml if the folder belongs to another tool.",
     )
     migrations = [
-        per_file(partial(parse_file, file, version, name), version=version, name=name, path=file,
+        per_file(partial(parse_file, file, version, name, split=split), version=version, name=name, path=file,
                  source_format="native", texts=partial(read_texts, file))
         for file, match in files
         for version, name in [(match.group("version"), match.group("name"))]

@@ -20,6 +20,7 @@ from pgshift.errors import MigrationSourceError
 from pgshift.migrations.files import per_file, read_text, read_texts, require_dir, require_unique_versions
 from pgshift.migrations.formats.golang_migrate import parse_statements
 from pgshift.migrations.model import Migration, checksum_of, version_sort_key
+from pgshift.migrations.splitter import Split, split_sql
 
 FORMAT = "prisma"
 LOCK_FILE = "migration_lock.toml"
@@ -53,7 +54,7 @@ def _check_provider(folder: Path) -> None:
         )
 
 
-def _load_one(folder: Path) -> Migration:
+def _load_one(folder: Path, split: Split = split_sql) -> Migration:
     match = FOLDER_NAME.match(folder.name)
     if not match:
         raise MigrationSourceError(
@@ -72,7 +73,7 @@ def _load_one(folder: Path) -> Migration:
         version=version,
         name=match.group("name"),
         path=file,
-        up=parse_statements(file, text),
+        up=parse_statements(file, text, split),
         down=None,
         checksum=checksum_of(text),
         source_format=FORMAT,
@@ -80,21 +81,21 @@ def _load_one(folder: Path) -> Migration:
     )
 
 
-def _tolerant(folder: Path) -> Migration:
+def _tolerant(folder: Path, split: Split) -> Migration:
     """The migration, or one carrying why its file cannot be used (see ``per_file``); a folder
     not named like a migration stays an error for the whole folder (it has no version)."""
     match = FOLDER_NAME.match(folder.name)
     if not match:
-        return _load_one(folder)
+        return _load_one(folder, split)
     file = folder / "migration.sql"
-    return per_file(partial(_load_one, folder), version=match.group("version"), name=match.group("name"),
+    return per_file(partial(_load_one, folder, split), version=match.group("version"), name=match.group("name"),
                     path=file, source_format=FORMAT, texts=partial(read_texts, file))
 
 
-def load(path: Path) -> list[Migration]:
+def load(path: Path, *, split: Split = split_sql) -> list[Migration]:
     folder = migrations_dir(require_dir(path))
     _check_provider(folder)
     children = [c for c in sorted(folder.iterdir()) if c.is_dir() and not c.name.startswith(".")]
-    migrations = [_tolerant(child) for child in children]
+    migrations = [_tolerant(child, split) for child in children]
     require_unique_versions(migrations)
     return sorted(migrations, key=lambda m: m.sort_key)
