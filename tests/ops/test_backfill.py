@@ -20,7 +20,7 @@ import pytest
 from pgshift.config import Settings
 from pgshift.errors import PgshiftError
 from pgshift.ops import service
-from pgshift.ops.backfill import BackfillOptions, BackfillSpec, Progress
+from pgshift.runner.backfill import BackfillOptions, BackfillSpec, Progress
 from tests.helpers import run_pgshift
 
 PGSHIFT = str(Path(sys.executable).parent / "pgshift")

@@ -309,7 +309,7 @@ def test_pgshift_backfill_never_takes_the_case_folded_table_for_the_named_one(
 @settings(max_examples=40, deadline=None, database=None)
 @given(name=IDENT)
 def test_quote_ident_and_fit_agree_with_the_server(pg_server: PgServer, name: str) -> None:
-    from pgshift.ops.names import fit, qualified, quote_ident
+    from pgshift.runner.names import fit, qualified, quote_ident
 
     with psycopg.connect(pg_server.admin_url, autocommit=True) as c:
         assert quote_ident(name) == c.execute("SELECT quote_ident(%s)", (name,)).fetchone()[0]  # type: ignore[index]

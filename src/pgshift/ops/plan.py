@@ -9,7 +9,7 @@ captured before expand started, so a rerun after a crash rebuilds the same list 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import psycopg
 from pglast import ast, parse_sql
@@ -19,28 +19,14 @@ from psycopg import sql
 
 from pgshift.errors import MigrationRefused, MigrationSourceError
 from pgshift.migrations.splitter import split_sql
-from pgshift.ops.backfill import BackfillSpec
 from pgshift.ops.model import Op, OpsFile, column_definition, is_constant
-from pgshift.ops.names import clip, fit, qualified
 from pgshift.ops.sync import SyncRule, create_sync, drop_sync, sync_names
+from pgshift.runner.backfill import BackfillSpec
+from pgshift.runner.names import clip, fit, qualified
 
-StepKind = Literal["tx", "autocommit", "backfill"]
-
-
-@dataclass
-class Step:
-    label: str
-    kind: StepKind
-    statements: list[sql.Composable] = field(default_factory=list)
-    lock_tables: list[str] = field(default_factory=list)  # "schema.table" taking a strong lock
-    # "schema.table" taking SHARE UPDATE EXCLUSIVE (VALIDATE, CONCURRENTLY): no reader blocks it, but an
-    # autovacuum does, and never yields to a waiter whose lock_timeout is shorter than deadlock_timeout.
-    weak_lock_tables: list[str] = field(default_factory=list)
-    backfill: BackfillSpec | None = None
-    warning: str | None = None
-    # The index a CONCURRENTLY IF NOT EXISTS build creates (in the ops schema): a failed or interrupted
-    # build leaves it INVALID, and the runner drops it by this name, never one read back from SQL text.
-    index: str | None = None
+# The step engine's steps live in the runner layer; `from pgshift.ops.plan import Step` keeps working.
+from pgshift.runner.steps import Step as Step
+from pgshift.runner.steps import StepKind as StepKind
 
 
 @dataclass

@@ -18,7 +18,7 @@ from typing import Literal
 
 from psycopg import sql
 
-from pgshift.ops.names import fit
+from pgshift.runner.names import fit
 
 RuleKind = Literal["pair", "fill", "down"]
 

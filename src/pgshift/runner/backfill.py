@@ -1,0 +1,649 @@
+"""The batched backfill engine: the correct form of the playbook's invalid ``UPDATE ... LIMIT`` loop.
+
+Each batch is one short transaction with its own statement_timeout and lock_timeout:
+
+1. find the batch's upper key: ``SELECT key FROM t WHERE key > last AND (where) ORDER BY key
+   OFFSET n-1 LIMIT 1`` (keyset pagination, an index range scan on the primary key);
+2. ``UPDATE t SET <set> WHERE key > last AND key <= upper AND (where)`` — the WHERE is evaluated
+   again on the newest row version, so a row the application changed meanwhile is not
+   overwritten with a stale value;
+3. record ``last_key`` and the row count in ``<history schema>.backfills`` in the same
+   transaction, so a killed backfill resumes exactly after the last committed batch.
+
+Tables without a primary key or unique NOT NULL key are walked by ``ctid`` page ranges
+(PostgreSQL 14+ TID range scans), up to the table's size when the backfill started.
+The batch size follows a target batch duration, and shrinks while application sessions wait on a
+batch's row locks; the engine pauses between batches and while a standby's replication lag is
+above a threshold.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+from psycopg import errors as pgerrors
+from psycopg import sql
+
+from pgshift.errors import MigrationFailed, server_error_text
+from pgshift.runner.names import qualified
+
+DEFAULT_LAG_QUERY = (
+    "SELECT coalesce(max(extract(epoch FROM greatest(write_lag, flush_lag, replay_lag))), 0) "
+    "FROM pg_stat_replication"
+)
+
+
+class BackfillError(MigrationFailed):
+    """A backfill could not start (table, key or SET/WHERE unusable) or a batch failed, other than by lock timeout."""
+
+    code = "backfill-failed"
+    exit_code = 21
+    row_security = False  # refused because row-level security policies apply to the backfill's role
+
+
+@dataclass(frozen=True)
+class BackfillSpec:
+    """What to change: ``UPDATE table SET set_clause WHERE where`` in keyset batches."""
+
+    table: str  # as SQL would name it (quoted or not, schema-qualified or not); with schema: the exact name
+    set_clause: str
+    where: str | None = None
+    key: tuple[str, ...] | None = None  # default: the primary key, a unique NOT NULL key, or ctid
+    job: str | None = None  # the progress row's name; default derived from table, set and where
+    version: str | None = None  # the migration this backfill belongs to, if any
+    schema: str | None = None  # set: ``table`` is the exact name in this schema, nothing folded or parsed
+
+    @property
+    def job_name(self) -> str:
+        if self.job:
+            return self.job
+        digest = hashlib.sha256(f"{self.table}\0{self.set_clause}\0{self.where or ''}".encode()).hexdigest()
+        return f"{self.table}:{digest[:12]}"
+
+
+@dataclass(frozen=True)
+class BackfillOptions:
+    # An application write to a row of the running batch waits for the batch's commit: with 150 ms
+    # batches and a 200 ms limit, application updates just ahead of the backfill waited up to 212 ms;
+    # with these and yield_to_waiters, under 100 ms (docs/ops.md, "Measured").
+    target_ms: int = 75  # aim for batches of this duration
+    min_batch: int = 100
+    max_batch: int = 50_000
+    initial_batch: int = 1_000
+    pause_ms: int = 0  # sleep between batches
+    statement_timeout_ms: int = 5_000  # per batch statement
+    # The longest a batch may hold its row locks: its UPDATE runs under this statement_timeout, and
+    # a batch that reaches it is rolled back and tried again at half the size. None: no limit.
+    max_lock_ms: int | None = 100
+    lock_timeout_ms: int = 1_000  # per batch; a lock wait longer than this is retried
+    lock_retries: int = 20
+    max_lag_s: float | None = 10.0  # pause while replication lag is above this; None disables
+    lag_query: str = DEFAULT_LAG_QUERY
+    lag_poll_s: float = 1.0
+    count_total: bool = True  # count matching rows first, for the ETA
+    # Before each commit the batch looks for sessions waiting on its locks (pg_blocking_pids). One
+    # that waited half the target halves the next batch, any stops growth for ``calm_batches``
+    # batches, and a pause lets them through.
+    yield_to_waiters: bool = True
+    waiter_pause_ms: int = 10
+    calm_batches: int = 5
+
+
+@dataclass
+class Progress:
+    job: str
+    table: str
+    rows_done: int
+    total: int | None
+    batches: int
+    batch_size: int
+    last_batch_ms: float
+    rate: float  # rows per second since this run started
+    eta_s: float | None
+    elapsed_s: float
+    state: str  # running | paused-lag | done
+    lag_s: float | None = None
+    resumed: bool = False
+    waiters: int = 0  # sessions that were waiting on this batch's locks just before its commit
+    waited_ms: float = 0.0  # the longest of their waits so far at that moment
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: (round(v, 3) if isinstance(v, float) else v) for k, v in self.__dict__.items()}
+
+
+ProgressCallback = Callable[[Progress], None]
+
+
+@dataclass
+class BackfillResult:
+    job: str
+    table: str
+    rows: int  # rows updated in total, including earlier interrupted runs
+    rows_this_run: int
+    batches: int
+    duration_s: float
+    max_batch_ms: float
+    mode: str  # "key (id)" or "ctid"
+    resumed: bool
+    already_done: bool = False
+    lag_pauses: int = 0
+    batch_ms: list[float] = field(default_factory=list)
+    max_lock_ms: float = 0.0  # from the batch UPDATE's start to its commit
+    cut_batches: int = 0  # batches stopped at max_lock_ms, rolled back and done again smaller
+    waited_batches: int = 0  # batches other sessions were seen waiting on (the next was kept or made smaller)
+    max_waited_ms: float = 0.0  # the longest such wait seen, up to the batch's commit
+
+
+@dataclass(frozen=True)
+class _Target:
+    oid: int
+    schema: str
+    name: str
+    key: tuple[str, ...]  # empty: ctid mode
+    key_types: tuple[str, ...]
+
+    @property
+    def ident(self) -> sql.Identifier:
+        return sql.Identifier(self.schema, self.name)
+
+    @property
+    def label(self) -> str:
+        return qualified(self.schema, self.name)
+
+
+_TABLE = ("SELECT c.oid::int, n.nspname::text, c.relname::text FROM pg_class c "
+          "JOIN pg_namespace n ON n.oid = c.relnamespace ")
+
+
+def resolve_table(conn: psycopg.Connection[Any], table: str, schema: str | None = None) -> tuple[int, str, str]:
+    """(oid, schema, name) of ``table``: the exact name in ``schema``, or else as SQL would read it.
+
+    A name with capitals, dots, spaces or quotes can mean two tables: SQL folds ``Acct`` to ``acct``, a
+    person may mean the table "Acct". Only one exists: that one. Both: an error that says how to
+    write it, never a guess."""
+    if schema is not None:
+        row = conn.execute(_TABLE + "WHERE n.nspname = %s AND c.relname = %s", (schema, table)).fetchone()
+        if row is None:
+            raise BackfillError(f"Table {qualified(schema, table)} does not exist.")
+        return int(row[0]), str(row[1]), str(row[2])
+    try:
+        as_sql = conn.execute(_TABLE + "WHERE c.oid = to_regclass(%s)", (table,)).fetchone()
+    except psycopg.Error as exc:
+        as_sql, syntax = None, exc.diag.message_primary
+    else:
+        syntax = None
+    found = [as_sql] if as_sql else []
+    # The name exactly as written: whole on the search_path, or split at any one dot.
+    exact = conn.execute(
+        _TABLE + "WHERE c.oid = to_regclass(quote_ident(%s)) OR c.oid IN (SELECT to_regclass("
+        "quote_ident(left(%s, p - 1)) || '.' || quote_ident(substr(%s, p + 1))) FROM "
+        "generate_series(1, length(%s)) p WHERE substr(%s, p, 1) = '.')", (table,) * 5).fetchall()
+    found += [r for r in exact if r[0] not in {f[0] for f in found}]
+    if not found:
+        reason = f"is not a valid table name ({syntax}) and no table has exactly that name" if syntax \
+            else "does not exist (looked up on the search_path, as written and as SQL reads it)"
+        raise BackfillError(f"Table {table!r} {reason}.",
+                            hint="schema-qualify it, for example --table app.trades, and double-quote a name "
+                            "with capitals or spaces: --table 'app.\"Trades\"'.")
+    if len(found) > 1:
+        names = [qualified(str(r[1]), str(r[2])) for r in found]
+        how = ("SQL reads it as the first (it folds unquoted capitals to lower case), and a table also has "
+               "exactly the name as written") if as_sql else "tables have those names exactly as written"
+        raise BackfillError(
+            f"Table {table!r} could mean {' or '.join(names)}: {how}.",
+            hint=f"write the one you mean as SQL would, for example --table '{names[-1]}'.")
+    return int(found[0][0]), str(found[0][1]), str(found[0][2])
+
+
+def detect_key(conn: psycopg.Connection[Any], oid: int) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The primary key, else the narrowest unique NOT NULL key; empty when there is none (ctid)."""
+    row = conn.execute(
+        """
+        SELECT array_agg(a.attname::text ORDER BY k.ord), array_agg(format_type(a.atttypid, a.atttypmod)
+               ORDER BY k.ord)
+        FROM (SELECT i.indexrelid, i.indisprimary, i.indrelid, i.indkey FROM pg_index i
+              WHERE i.indrelid = %s AND i.indisvalid AND i.indisunique AND i.indpred IS NULL
+                AND i.indexprs IS NULL) i
+        CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY k(attnum, ord)
+        JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+        GROUP BY i.indexrelid, i.indisprimary
+        HAVING bool_and(a.attnotnull)
+        ORDER BY i.indisprimary DESC, count(*), i.indexrelid
+        LIMIT 1
+        """,
+        (oid,),
+    ).fetchone()
+    if row is None:
+        return (), ()
+    return tuple(row[0]), tuple(row[1])
+
+
+def _column_types(conn: psycopg.Connection[Any], oid: int, columns: tuple[str, ...]) -> tuple[str, ...]:
+    types = []
+    for column in columns:
+        row = conn.execute(
+            "SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = %s AND attname = %s "
+            "AND attnum > 0 AND NOT attisdropped", (oid, column)).fetchone()
+        if row is None:
+            raise BackfillError(f"Backfill key column {column!r} does not exist in the table.")
+        types.append(str(row[0]))
+    return tuple(types)
+
+
+def _row_security_error(exc: psycopg.Error) -> bool:
+    """The server's refusal under row_security = off ("query would be affected by row-level security")."""
+    return isinstance(exc, pgerrors.InsufficientPrivilege) and "row-level security" in (exc.diag.message_primary or "")
+
+
+def row_security_blocks(conn: psycopg.Connection[Any], oid: int, label: str, *,
+                        refused: psycopg.Error | None = None) -> None:
+    """Refuse (BackfillError, ``row_security`` set) a backfill whose role the table's row-level
+    security policies apply to: it would see, and so update, only the rows the policies show.
+    ``refused``: the server already refused a backfill statement for that reason."""
+    always = refused is not None
+    row = conn.execute(
+        "SELECT row_security_active(c.oid), c.relforcerowsecurity, pg_get_userbyid(c.relowner)::text, "
+        "current_user::text, pg_has_role(current_user, c.relowner, 'USAGE') "
+        "FROM pg_class c WHERE c.oid = %s", (oid,)).fetchone()
+    if row is None or not (row[0] or always):
+        return
+    active, forced, owner, role, owns = row
+    if not active and refused is not None:  # another table the SET or WHERE reads
+        error = BackfillError(
+            f"Cannot backfill {label}: {server_error_text(refused)} The SET or WHERE reads a table whose row-level "
+            f"security policies apply to the role {role}, so it would see only the rows they show; pgshift does not "
+            "run it this way (any batches committed before are kept).",
+            hint="run the backfill as a role with BYPASSRLS or a superuser, or as the owner of that table "
+            "without FORCE ROW LEVEL SECURITY.")
+        error.row_security = True
+        raise error
+    if owns and forced:
+        why = (f"it has FORCE ROW LEVEL SECURITY, so its policies apply even to its owner {owner}, the role "
+               f"{role} running the backfill")
+        fix = (f"run `ALTER TABLE {label} NO FORCE ROW LEVEL SECURITY` for the backfill (and FORCE again after), "
+               "or run it as a role with BYPASSRLS or a superuser.")
+    else:
+        why = (f"row-level security is enabled and the role {role} running the backfill is not its owner "
+               f"({owner}), not a superuser and has no BYPASSRLS, so the policies apply to it")
+        fix = (f"run the backfill as the table's owner {owner} (without FORCE ROW LEVEL SECURITY), or as a role "
+               "with BYPASSRLS (`ALTER ROLE ... BYPASSRLS`, by a superuser) or a superuser.")
+    error = BackfillError(
+        f"Cannot backfill {label}: {why}. Its UPDATEs would only see the rows the policies show and would leave "
+        "every other row unbackfilled without a word (a later contract could then lose their data), so pgshift "
+        f"does not run it this way; {'any batches committed before are kept' if always else 'no row was changed'}.",
+        hint=fix)
+    error.row_security = True
+    raise error
+
+
+class Backfiller:
+    """Runs one backfill job on ``conn`` (autocommit), recording progress in ``schema``.backfills."""
+
+    def __init__(self, conn: psycopg.Connection[Any], schema: str, spec: BackfillSpec,
+                 options: BackfillOptions | None = None, progress: ProgressCallback | None = None,
+                 notify: Callable[[str], None] | None = None, sleep: Callable[[float], None] = time.sleep) -> None:
+        self.conn = conn
+        self.schema = schema
+        self.spec = spec
+        self.options = options or BackfillOptions()
+        self.progress = progress or (lambda _p: None)
+        self.notify = notify or (lambda _m: None)
+        self.sleep = sleep
+        self._table = sql.Identifier(schema, "backfills")
+        self._locked_at: float | None = None  # when the running batch's UPDATE started
+        self._waiters: tuple[int, float] = (0, 0.0)  # the last batch's waiting sessions, longest wait (ms)
+        self._calm = 0  # batches to go before the size may grow again after waiters were seen
+
+    # -- public ----------------------------------------------------------------------------
+    def run(self) -> BackfillResult:
+        oid, nsp, rel = resolve_table(self.conn, self.spec.table, self.spec.schema)
+        row_security_blocks(self.conn, oid, qualified(nsp, rel))
+        # Policies would hide rows from the key scans and UPDATEs, which would skip them silently;
+        # with row_security off the server raises an error instead (superusers and BYPASSRLS roles
+        # are not affected). Restored afterwards: the connection may be migrate's.
+        previous = self.conn.execute("SELECT current_setting('row_security')").fetchone()
+        self.conn.execute("SET row_security = off")
+        try:
+            return self._run(oid, nsp, rel)
+        except pgerrors.InsufficientPrivilege as exc:
+            if _row_security_error(exc):
+                row_security_blocks(self.conn, oid, qualified(nsp, rel), refused=exc)
+            raise
+        finally:
+            with contextlib.suppress(psycopg.Error):
+                self.conn.execute(sql.SQL("SET row_security = {}").format(
+                    sql.Literal(previous[0] if previous else "on")))
+
+    def _run(self, oid: int, nsp: str, rel: str) -> BackfillResult:
+        key, types = (self.spec.key, _column_types(self.conn, oid, self.spec.key)) if self.spec.key \
+            else detect_key(self.conn, oid)
+        target = _Target(oid, nsp, rel, key, types)
+        if not key and self._server_major() < 14:
+            raise BackfillError(
+                f"Table {target.label} has no primary key or unique NOT NULL key, and walking it by ctid "
+                "needs PostgreSQL 14 or later (TID range scans).", hint="add a primary key, or pass --key.")
+        self._check_clauses(target)
+        state = self._load_or_create(target, oid)
+        result = BackfillResult(self.spec.job_name, target.label, int(state["rows_done"]), 0,
+                                int(state["batches"]), 0.0, 0.0,
+                                f"key ({', '.join(key)})" if key else "ctid", resumed=state["resumed"])
+        if state["status"] == "done":
+            result.already_done = True
+            return result
+        self._loop(target, state, result)
+        return result
+
+    # -- set-up ----------------------------------------------------------------------------
+    def _server_major(self) -> int:
+        return int(self.conn.info.server_version) // 10000
+
+    def _check_clauses(self, target: _Target) -> None:
+        """Fail fast, before any batch, when SET or WHERE does not compile against the table."""
+        query = sql.SQL("EXPLAIN UPDATE {} SET {} WHERE {}").format(
+            target.ident, sql.SQL(self.spec.set_clause), sql.SQL(self.spec.where or "true"))
+        try:
+            with self.conn.transaction():
+                self.conn.execute(query)
+        except psycopg.Error as exc:
+            if _row_security_error(exc):
+                raise  # run() explains it
+            raise BackfillError(
+                f"The backfill of {target.label} does not compile: {server_error_text(exc)} "
+                f"(SET {self.spec.set_clause!r}, WHERE {self.spec.where!r}).") from None
+
+    def _load_or_create(self, target: _Target, oid: int) -> dict[str, Any]:
+        row = self.conn.execute(
+            sql.SQL("SELECT rows_done, batches, last_key, end_page, batch_size, total_estimate, status, "
+                    "set_clause, where_clause FROM {} WHERE job = %s").format(self._table),
+            (self.spec.job_name,)).fetchone()
+        if row is not None:
+            if (row[7], row[8]) != (self.spec.set_clause, self.spec.where):
+                raise BackfillError(
+                    f"Backfill job {self.spec.job_name!r} exists with a different SET/WHERE "
+                    f"({row[7]!r} / {row[8]!r}).", hint="choose another --job name, or --restart it.")
+            return {"rows_done": row[0], "batches": row[1], "last_key": row[2], "end_page": row[3],
+                    "batch_size": row[4], "total": row[5], "status": row[6], "resumed": row[6] != "done"
+                    and (row[1] or 0) > 0}
+        end_page = None
+        if not target.key:
+            end = self.conn.execute(
+                "SELECT pg_relation_size(%s::oid) / current_setting('block_size')::int", (oid,)).fetchone()
+            end_page = int(end[0]) if end else 0
+        total = self._count(target) if self.options.count_total else None
+        self.conn.execute(
+            sql.SQL("INSERT INTO {} (job, table_name, set_clause, where_clause, key_columns, end_page, "
+                    "total_estimate, batch_size, version) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
+                    ).format(self._table),
+            (self.spec.job_name, target.label, self.spec.set_clause, self.spec.where, list(target.key),
+             end_page, total, self.options.initial_batch, self.spec.version))
+        return {"rows_done": 0, "batches": 0, "last_key": None, "end_page": end_page,
+                "batch_size": self.options.initial_batch, "total": total, "status": "running", "resumed": False}
+
+    def _count(self, target: _Target) -> int | None:
+        """Exact count of rows to do when it is quick; else the planner's estimate."""
+        try:
+            with self.conn.transaction():
+                self.conn.execute("SET LOCAL statement_timeout = '10s'")
+                row = self.conn.execute(sql.SQL("SELECT count(*) FROM {} WHERE {}").format(
+                    target.ident, sql.SQL(self.spec.where or "true"))).fetchone()
+                return int(row[0]) if row else None
+        except pgerrors.QueryCanceled:
+            row = self.conn.execute("SELECT reltuples::bigint FROM pg_class WHERE oid = %s",
+                                    (target.oid,)).fetchone()
+            return max(0, int(row[0])) if row else None
+
+    # -- the loop --------------------------------------------------------------------------
+    def _loop(self, target: _Target, state: dict[str, Any], result: BackfillResult) -> None:
+        opts = self.options
+        size = max(opts.min_batch, min(opts.max_batch, int(state["batch_size"] or opts.initial_batch)))
+        last: list[str] | None = state["last_key"]
+        started = time.monotonic()
+        done = False
+        cut_at_minimum = 0
+        while not done:
+            lag = self._wait_for_lag(target, result, started)
+            t0 = time.monotonic()
+            self._locked_at = None
+            self._waiters = (0, 0.0)
+            try:
+                rows, last, done = self._batch_with_retries(target, size, last, state)
+            except pgerrors.QueryCanceled:
+                if self._cut_by_lock_limit():
+                    result.cut_batches += 1
+                    cut_at_minimum = cut_at_minimum + 1 if size <= opts.min_batch else 0
+                    if cut_at_minimum >= 3:
+                        raise BackfillError(
+                            f"Backfill batches of {size} rows on {target.label} hold their row locks longer than "
+                            f"the {opts.max_lock_ms} ms limit even at the minimum batch size; each was rolled back, "
+                            "and progress up to the last committed batch is saved.",
+                            hint="lower --min-batch, raise --max-lock, or make the SET / WHERE cheaper.") from None
+                    self.notify(f"batch of {size} rows reached the {opts.max_lock_ms} ms lock limit; "
+                                "rolled back, trying half as many")
+                    size = max(opts.min_batch, size // 2)
+                    continue
+                if size <= opts.min_batch:
+                    raise BackfillError(
+                        f"A backfill batch of {size} rows on {target.label} exceeded the statement_timeout "
+                        f"({opts.statement_timeout_ms} ms) even at the minimum batch size.",
+                        hint="raise --statement-timeout, or add an index that serves the WHERE clause.",
+                    ) from None
+                size = max(opts.min_batch, size // 4)
+                continue
+            cut_at_minimum = 0
+            if self._locked_at is not None:
+                result.max_lock_ms = max(result.max_lock_ms, (time.monotonic() - self._locked_at) * 1000)
+            elapsed_ms = (time.monotonic() - t0) * 1000
+            result.rows += rows
+            result.rows_this_run += rows
+            result.batches += 1
+            result.batch_ms.append(elapsed_ms)
+            result.max_batch_ms = max(result.max_batch_ms, elapsed_ms)
+            waiters, waited_ms = self._waiters
+            if waiters:
+                result.waited_batches += 1
+                result.max_waited_ms = max(result.max_waited_ms, waited_ms)
+                if self._calm == 0:
+                    self.notify(f"{waiters} session(s) waited on the batch's row locks (up to {waited_ms:.0f} ms); "
+                                "smaller batches while they do")
+                self._calm = opts.calm_batches
+                # A wait past half the target halves the batch; shorter ones only stop its growth.
+                if waited_ms >= opts.target_ms / 2:
+                    size = max(opts.min_batch, size // 2)
+                else:
+                    size = min(size, self._next_size(size, elapsed_ms))
+            else:
+                size = self._next_size(size, elapsed_ms)
+                self._calm = max(0, self._calm - 1)
+            result.duration_s = time.monotonic() - started
+            self.progress(self._progress(target, state, result, size, elapsed_ms, lag, done))
+            pause = max(opts.pause_ms, opts.waiter_pause_ms if waiters else 0)
+            if not done and pause:
+                self.sleep(pause / 1000)
+
+    def _cut_by_lock_limit(self) -> bool:
+        """Whether the cancelled statement was a batch UPDATE running under max_lock_ms."""
+        limit = self.options.max_lock_ms
+        return self._locked_at is not None and limit is not None and 0 < limit < self.options.statement_timeout_ms
+
+    def _lock_rows(self) -> None:
+        """Called just before a batch UPDATE: from here on the batch holds row locks, so the lock
+        limit (when tighter) becomes the statement_timeout. A wait for a row the application holds
+        gives up at half the limit, as a lock timeout: retried after a pause, not cut smaller."""
+        limit, opts = self.options.max_lock_ms, self.options
+        if limit and limit < opts.statement_timeout_ms:  # 0 would mean no timeout at all
+            self.conn.execute(sql.SQL("SET LOCAL statement_timeout = {}").format(sql.Literal(f"{limit}ms")))
+            wait = max(1, min(opts.lock_timeout_ms, limit // 2))
+            self.conn.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(sql.Literal(f"{wait}ms")))
+        self._locked_at = time.monotonic()
+
+    def _next_size(self, size: int, elapsed_ms: float) -> int:
+        """Move toward the target duration; at most x1.5 or halve per batch, within bounds."""
+        opts = self.options
+        factor = opts.target_ms / max(elapsed_ms, 1.0)
+        # Grow gently (one overshooting batch holds its locks longer), and not at all soon after waiters.
+        factor = min(1.0 if self._calm else 1.5, max(0.5, factor))
+        return int(max(opts.min_batch, min(opts.max_batch, size * factor)))
+
+    def _progress(self, target: _Target, state: dict[str, Any], result: BackfillResult, size: int,
+                  batch_ms: float, lag: float | None, done: bool) -> Progress:
+        elapsed = result.duration_s
+        rate = result.rows_this_run / result.duration_s if result.duration_s > 0 else 0.0
+        total = state["total"]
+        eta = None
+        if total is not None and rate > 0:
+            eta = max(0.0, (total - result.rows) / rate)
+        return Progress(self.spec.job_name, target.label, result.rows, total, result.batches, size,
+                        batch_ms, rate, 0.0 if done else eta, elapsed, "done" if done else "running",
+                        lag, result.resumed, *self._waiters)
+
+    def _wait_for_lag(self, target: _Target, result: BackfillResult, started: float) -> float | None:
+        opts = self.options
+        if opts.max_lag_s is None:
+            return None
+        paused = False
+        while True:
+            lag = self._lag()
+            if lag is None or lag <= opts.max_lag_s:
+                return lag
+            if not paused:
+                result.lag_pauses += 1
+                self.notify(f"replication lag {lag:.1f}s is above {opts.max_lag_s}s; pausing the backfill")
+                paused = True
+            result.duration_s = time.monotonic() - started
+            self.progress(Progress(self.spec.job_name, target.label, result.rows, None, result.batches, 0, 0.0,
+                                   0.0, None, result.duration_s, "paused-lag", lag, result.resumed))
+            self.sleep(opts.lag_poll_s)
+
+    def _lag(self) -> float | None:
+        try:
+            with self.conn.transaction():
+                row = self.conn.execute(sql.SQL(self.options.lag_query)).fetchone()
+        except psycopg.Error as exc:
+            raise BackfillError(f"The replication lag query failed: {server_error_text(exc)} "
+                                f"(query: {self.options.lag_query!r}).") from None
+        return float(row[0]) if row and row[0] is not None else None
+
+    def _batch_with_retries(self, target: _Target, size: int, last: list[str] | None,
+                            state: dict[str, Any]) -> tuple[int, list[str] | None, bool]:
+        for attempt in range(self.options.lock_retries + 1):
+            try:
+                return self._batch(target, size, last, state)
+            except pgerrors.LockNotAvailable:
+                if attempt >= self.options.lock_retries:
+                    raise BackfillError(
+                        f"A backfill batch on {target.label} could not take its row locks within "
+                        f"{self.options.lock_timeout_ms} ms after {attempt + 1} attempts; progress up to the "
+                        "last batch is saved.", hint="rerun the same command to resume.") from None
+                delay = min(2.0, 0.05 * 2 ** attempt)
+                self.notify(f"batch lock timeout; retry {attempt + 1} in {delay:.2f}s")
+                self.sleep(delay)
+        raise AssertionError("unreachable")
+
+    def _batch(self, target: _Target, size: int, last: list[str] | None,
+               state: dict[str, Any]) -> tuple[int, list[str] | None, bool]:
+        opts = self.options
+        with self.conn.transaction():
+            self.conn.execute(sql.SQL("SET LOCAL statement_timeout = {}").format(
+                sql.Literal(f"{opts.statement_timeout_ms}ms")))
+            self.conn.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(
+                sql.Literal(f"{opts.lock_timeout_ms}ms")))
+            if target.key:
+                rows, new_last, done = self._key_batch(target, size, last)
+            else:
+                rows, new_last, done = self._ctid_batch(target, size, last, int(state["end_page"] or 0))
+            self.conn.execute(
+                sql.SQL("UPDATE {} SET last_key = %s, rows_done = rows_done + %s, batches = batches + 1, "
+                        "batch_size = %s, updated_at = clock_timestamp(), status = %s, "
+                        "finished_at = CASE WHEN %s THEN clock_timestamp() END WHERE job = %s").format(self._table),
+                (new_last, rows, size, "done" if done else "running", done, self.spec.job_name))
+            if opts.yield_to_waiters and self._locked_at is not None:
+                self._waiters = self._sessions_waiting_on_us()
+        return rows, new_last, done
+
+    def _sessions_waiting_on_us(self) -> tuple[int, float]:
+        """Sessions waiting now on a lock this batch holds, and the longest wait so far (ms). Checked
+        just before the commit: a row lock is held until then, so whoever waited on one still waits."""
+        row = self.conn.execute(
+            "SELECT count(DISTINCT a.pid)::int, coalesce(max(extract(epoch FROM clock_timestamp() - "
+            # pg_locks.waitstart is PostgreSQL 14+ (read through to_jsonb); before, the statement's start
+            "coalesce((to_jsonb(l) ->> 'waitstart')::timestamptz, a.query_start))) * 1000, 0)::float8 "
+            "FROM pg_stat_activity a LEFT JOIN pg_locks l ON l.pid = a.pid AND NOT l.granted "
+            "WHERE a.wait_event_type = 'Lock' AND pg_backend_pid() = ANY (pg_blocking_pids(a.pid))").fetchone()
+        return (int(row[0]), float(row[1])) if row else (0, 0.0)
+
+    def _key_after(self, target: _Target, last: list[str] | None) -> sql.Composable:
+        if last is None:
+            return sql.SQL("true")
+        return sql.SQL("({}) > ({})").format(self._key_cols(target), self._key_values(target, last))
+
+    def _key_cols(self, target: _Target) -> sql.Composable:
+        return sql.SQL(", ").join(sql.Identifier(k) for k in target.key)
+
+    def _key_values(self, target: _Target, values: list[str]) -> sql.Composable:
+        # The key types come from format_type() in the catalog, so they are valid SQL type names.
+        return sql.SQL(", ").join(sql.SQL("CAST({} AS {})").format(sql.Literal(v), sql.SQL(t))
+                                  for v, t in zip(values, target.key_types, strict=True))
+
+    def _key_batch(self, target: _Target, size: int, last: list[str] | None) -> tuple[int, list[str] | None, bool]:
+        where = sql.SQL(self.spec.where or "true")
+        after = self._key_after(target, last)
+        cols = self._key_cols(target)
+        # Aliased: ORDER BY "id" would otherwise sort by the text output column of the same name.
+        text_cols = sql.SQL(", ").join(sql.SQL("{}::text AS {}").format(sql.Identifier(k), sql.Identifier(f"_k{i}"))
+                                       for i, k in enumerate(target.key))
+        upper = self.conn.execute(
+            # No query parameters here: a '%' in the user's SET/WHERE must stay an operator.
+            sql.SQL("SELECT {} FROM {} WHERE {} AND ({}) ORDER BY {} OFFSET {} LIMIT 1").format(
+                text_cols, target.ident, after, where, cols, sql.Literal(size - 1))).fetchone()
+        done = upper is None
+        if done:
+            upper = self.conn.execute(
+                sql.SQL("SELECT {} FROM {} WHERE {} AND ({}) ORDER BY {} LIMIT 1").format(
+                    text_cols, target.ident, after, where,
+                    sql.SQL(", ").join(sql.SQL("{} DESC").format(sql.Identifier(k)) for k in target.key)),
+            ).fetchone()
+            if upper is None:
+                return 0, last, True
+        assert upper is not None
+        bound = [str(v) for v in upper]
+        self._lock_rows()
+        cur = self.conn.execute(
+            sql.SQL("UPDATE {} SET {} WHERE {} AND ({}) <= ({}) AND ({})").format(
+                target.ident, sql.SQL(self.spec.set_clause), after, cols, self._key_values(target, bound), where))
+        return max(0, cur.rowcount), bound, done
+
+    def _ctid_batch(self, target: _Target, pages: int, last: list[str] | None,
+                    end_page: int) -> tuple[int, list[str] | None, bool]:
+        # In ctid mode the batch size counts pages, not rows.
+        start = int(last[0]) if last else 0
+        stop = min(end_page, start + max(1, pages // 50))
+        self._lock_rows()
+        cur = self.conn.execute(
+            sql.SQL("UPDATE {} SET {} WHERE ctid >= {}::tid AND ctid < {}::tid AND ({})").format(
+                target.ident, sql.SQL(self.spec.set_clause), sql.Literal(f"({start},0)"),
+                sql.Literal(f"({stop},0)"), sql.SQL(self.spec.where or "true")))
+        return max(0, cur.rowcount), [str(stop)], stop >= end_page
+
+
+def reset_job(conn: psycopg.Connection[Any], schema: str, job: str) -> bool:
+    cur = conn.execute(sql.SQL("DELETE FROM {} WHERE job = %s").format(sql.Identifier(schema, "backfills")), (job,))
+    return cur.rowcount > 0
+
+
+def jobs(conn: psycopg.Connection[Any], schema: str) -> list[dict[str, Any]]:
+    with contextlib.closing(conn.cursor()) as cur:
+        cur.execute(sql.SQL("SELECT job, table_name, status, rows_done, batches, total_estimate, updated_at "
+                            "FROM {} ORDER BY started_at").format(sql.Identifier(schema, "backfills")))
+        names = [d.name for d in cur.description or []]
+        return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+
+
+def progress_json(p: Progress) -> str:
+    return json.dumps(p.as_dict(), default=str)
