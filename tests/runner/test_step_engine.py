@@ -1,0 +1,67 @@
+"""The one step engine under SQL migrations (#13): what .ops steps always did, plain SQL now does too."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from pgshift import api
+from pgshift.config import Settings
+from tests.helpers import write_migration
+
+Conn = psycopg.Connection[Any]
+
+
+def _readers(url: str, stop: threading.Event, blocked: list[str], done: list[int]) -> None:
+    """Read t every 20 ms, giving up on a lock wait after 100 ms: a queued ACCESS EXCLUSIVE request
+    ahead of the read would make it wait (and fail) here."""
+    with psycopg.connect(url, autocommit=True) as reader:
+        reader.execute("SET lock_timeout = '100ms'")
+        while not stop.is_set():
+            try:
+                reader.execute("SELECT count(*) FROM t").fetchone()
+                done.append(1)
+            except psycopg.errors.LockNotAvailable as exc:
+                blocked.append(str(exc))
+            time.sleep(0.02)
+
+
+def test_a_sql_alter_waits_without_queuing_behind_an_old_transaction(tmp_path: Path, db_url: str,
+                                                                      conn: Conn) -> None:
+    conn.execute("CREATE TABLE t (id int PRIMARY KEY)")
+    path = write_migration(tmp_path / "migrations", "1", "alter", "ALTER TABLE t ADD COLUMN note text;")
+    settings = Settings(database_url=db_url, base_dir=tmp_path, migrations_dir="migrations", lock_timeout="300ms",
+                        lock_retries=4, retry_initial_delay="200ms", retry_max_delay="400ms")
+    stop = threading.Event()
+    blocked: list[str] = []
+    reads: list[int] = []
+    notes: list[str] = []
+    with psycopg.connect(db_url) as old:
+        old.execute("SELECT * FROM t")  # holds ACCESS SHARE on t until it ends
+        time.sleep(0.4)  # now older than lock_timeout: the ALTER would queue behind it for nothing
+        reader = threading.Thread(target=_readers, args=(db_url, stop, blocked, reads))
+        reader.start()
+
+        def notify(message: str) -> None:
+            notes.append(message)
+            if "waits without queuing" in message and "check 2/4" in message:
+                old.rollback()
+
+        try:
+            report = api.migrate(settings, notify=notify)
+        finally:
+            stop.set()
+            reader.join()
+    assert blocked == [], blocked  # no read ever waited behind a queued ALTER
+    assert reads, "the reader never ran"
+    assert report.applied[0].retries == 2
+    events = conn.execute("SELECT event, detail FROM pgshift.events WHERE event LIKE 'lock-%' ORDER BY id").fetchall()
+    assert [(e, d["attempt"], d["statement"]) for e, d in events] == [
+        ("lock-wait-without-queuing", 1, f"{path}:2:1"), ("lock-wait-without-queuing", 2, f"{path}:2:1")]
+    assert any("needs a strong lock on t; it would wait behind pid" in n for n in notes), notes
+    assert conn.execute("SELECT count(*) FROM information_schema.columns WHERE table_name = 't' "
+                        "AND column_name = 'note'").fetchone() == (1,)
