@@ -65,3 +65,40 @@ def test_a_sql_alter_waits_without_queuing_behind_an_old_transaction(tmp_path: P
     assert any("needs a strong lock on t; it would wait behind pid" in n for n in notes), notes
     assert conn.execute("SELECT count(*) FROM information_schema.columns WHERE table_name = 't' "
                         "AND column_name = 'note'").fetchone() == (1,)
+
+
+class _Seen:
+    def __init__(self) -> None:
+        self.statements: list[str] = []
+
+    def before(self, conn: Any, migration: Any, stmt: Any) -> None:
+        self.statements.append(stmt.sql)
+
+    def after(self, conn: Any, migration: Any, stmt: Any, error: BaseException | None) -> None:
+        pass
+
+
+def test_dry_run_prints_the_engines_steps_for_a_sql_migration(tmp_path: Path, db_url: str, conn: Conn) -> None:
+    """The dry run renders the step list the engine then runs, as it renders an operations migration's:
+    each transaction with its timeouts, each autocommit statement with its SET and RESET."""
+    write_migration(tmp_path / "migrations", "1", "mixed", "CREATE TABLE a (id int);\n"
+                    "CREATE INDEX CONCURRENTLY a_id ON a (id);\nINSERT INTO a VALUES (1);")
+    settings = Settings(database_url=db_url, base_dir=tmp_path, migrations_dir="migrations", lock_timeout="2s",
+                        statement_timeout="30s")
+    dry = api.migrate(settings, dry_run=True).dry_run[0]
+    assert dry.mode == "statement-by-statement"
+    lines = dry.sql.splitlines()
+    assert lines[1:] == [
+        "-- runs statement by statement; progress is recorded after each",
+        "BEGIN;", "SET LOCAL lock_timeout = '2s';", "SET LOCAL statement_timeout = '30s';",
+        "CREATE TABLE a (id int);", "COMMIT;",
+        "-- autocommit: CREATE INDEX CONCURRENTLY", "SET lock_timeout = '2s';", "SET statement_timeout = '30s';",
+        "CREATE INDEX CONCURRENTLY a_id ON a (id);", "RESET lock_timeout;", "RESET statement_timeout;",
+        "BEGIN;", "SET LOCAL lock_timeout = '2s';", "SET LOCAL statement_timeout = '30s';",
+        "INSERT INTO a VALUES (1);", "COMMIT;"]
+    assert conn.execute("SELECT to_regclass('a')").fetchone() == (None,)  # nothing ran
+    seen = _Seen()
+    api.migrate(settings, observer=seen)
+    statements = [line.rstrip(";") for line in lines if not line.startswith(("--", "SET ", "RESET ", "BEGIN;",
+                                                                             "COMMIT;"))]
+    assert statements == seen.statements
