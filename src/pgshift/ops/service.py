@@ -77,13 +77,13 @@ def _active_migration(settings: Settings, conn: psycopg.Connection[Any], version
 
 
 def contract(settings: Settings, *, version: str | None = None, notify: Notify | None = None,
-             checks: MigrateChecks | None = None) -> PhaseResult:
+             checks: MigrateChecks | None = None, observer: StatementObserver | None = None) -> PhaseResult:
     """Finish the active expand: validate constraints, drop old columns, triggers and views. With ``checks``
     (the CLI passes them unless --no-backup), a contract that drops data first goes through backup.policy
     as `migrate` does."""
     with deploy_session(settings) as (conn, history):
         migration = _active_migration(settings, conn, version, ("expanded", "contracting"), "contract")
-        runner = PhaseRunner(conn, history, settings, migration, notify)
+        runner = PhaseRunner(conn, history, settings, migration, notify, observer)
         if checks is not None and checks.backup:
             from pgshift.runner.gate import apply_backup_policy
 
