@@ -102,3 +102,16 @@ def test_dry_run_prints_the_engines_steps_for_a_sql_migration(tmp_path: Path, db
     statements = [line.rstrip(";") for line in lines if not line.startswith(("--", "SET ", "RESET ", "BEGIN;",
                                                                              "COMMIT;"))]
     assert statements == seen.statements
+
+
+def test_the_tables_a_sql_step_locks_are_named_as_to_regclass_reads_them(conn: Conn) -> None:
+    from pgshift.migrations.model import Statement
+    from pgshift.runner.steps import table_locks
+
+    conn.execute('CREATE SCHEMA s; CREATE TABLE "My T" (a int); CREATE TABLE s."T" (a int)')
+    strong, weak = table_locks([Statement(text, "f.sql", n, 1, n) for n, text in enumerate([
+        'ALTER TABLE "My T" ADD COLUMN x int', "INSERT INTO x VALUES (1)", "LOCK TABLE busy",
+        'CREATE INDEX CONCURRENTLY i ON s."T" (a)', "CREATE TABLE new (id int)"], 1)])
+    assert strong == ['"My T"', "busy"] and weak == ['s."T"']
+    found = conn.execute("SELECT to_regclass(t)::text FROM unnest(%s::text[]) t", ([*strong, *weak],)).fetchall()
+    assert found == [('"My T"',), (None,), ('s."T"',)]

@@ -19,7 +19,7 @@ from pgshift.migrations.classify import autocommit_reason, concurrent_index, tra
 from pgshift.migrations.model import Migration, Statement
 from pgshift.migrations.splitter import first_word
 from pgshift.runner.backfill import BackfillOptions, BackfillSpec
-from pgshift.runner.names import qualified
+from pgshift.runner.names import qualified, quote_ident
 
 StepKind = Literal["tx", "autocommit", "backfill"]
 
@@ -89,10 +89,14 @@ def needs_steps(migration: Migration, statements: list[Statement], server_major:
     return not migration.transactional or any(autocommit_reason(s.sql, server_major) for s in statements)
 
 
-# Statements that can take ACCESS EXCLUSIVE or SHARE UPDATE EXCLUSIVE on a table start with one of
-# these words; any other (INSERT, UPDATE: most of a data migration) is never parsed here.
-_LOCKING_WORDS = frozenset({"ALTER", "CLUSTER", "CREATE", "DROP", "LOCK", "REFRESH", "REINDEX", "TRUNCATE",
-                            "VACUUM"})
+# Statements that can take ACCESS EXCLUSIVE on a table start with one of these words; any other
+# (INSERT, UPDATE: most of a data migration) is never parsed here.
+_LOCKING_WORDS = frozenset({"ALTER", "CLUSTER", "DROP", "LOCK", "REFRESH", "REINDEX", "TRUNCATE", "VACUUM"})
+
+
+def _as_regclass(name: str) -> str:
+    """lint's ``schema.table`` (unquoted) as text ``to_regclass`` reads back exactly, whatever the name."""
+    return ".".join(quote_ident(part) for part in name.split(".", 1))
 
 
 def table_locks(statements: list[Statement]) -> tuple[list[str], list[str]]:
@@ -101,17 +105,24 @@ def table_locks(statements: list[Statement]) -> tuple[list[str], list[str]]:
     strong: list[str] = []
     weak: list[str] = []
     for stmt in statements:
-        if first_word(stmt.sql) not in _LOCKING_WORDS:
-            continue
-        try:
-            tree = json.loads(parser.parse_sql_json(stmt.sql))
-        except Exception:  # a statement that does not parse names no table to wait for
-            continue
-        for raw in tree.get("stmts", []):
-            for table, level in statement_locks(raw.get("stmt", {})):
-                target = strong if level == "ACCESS EXCLUSIVE" else weak if level == "SHARE UPDATE EXCLUSIVE" else None
-                if target is not None and table and table not in target:
-                    target.append(table)
+        word = first_word(stmt.sql)
+        found: list[tuple[str, str]] = []
+        if word == "CREATE":  # only CREATE INDEX CONCURRENTLY matters, and classify has parsed it already
+            target = concurrent_index(stmt.sql)
+            if target is not None and target.table:
+                table = f"{target.table_schema}.{target.table}" if target.table_schema else target.table
+                found.append((table, "SHARE UPDATE EXCLUSIVE"))
+        elif word in _LOCKING_WORDS:
+            try:
+                tree = json.loads(parser.parse_sql_json(stmt.sql))
+            except Exception:  # a statement that does not parse names no table to wait for
+                continue
+            for raw in tree.get("stmts", []):
+                found += statement_locks(raw.get("stmt", {}))
+        for table, level in found:
+            target_list = strong if level == "ACCESS EXCLUSIVE" else weak if level == "SHARE UPDATE EXCLUSIVE" else None
+            if target_list is not None and table and _as_regclass(table) not in target_list:
+                target_list.append(_as_regclass(table))
     return strong, [t for t in weak if t not in strong]
 
 
