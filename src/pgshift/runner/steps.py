@@ -135,7 +135,7 @@ def _sql_step(label: str, kind: StepKind, part: list[Statement], end: int, **ext
         target = concurrent_index(runnable[0].sql)
         if target is not None and target.name is not None:
             step.index, step.index_schema = target.name, target.schema
-            step.drops_index = not runnable[0].sql.lstrip().upper().startswith("CREATE")
+            step.drops_index = first_word(runnable[0].sql) != "CREATE"
     return step
 
 
