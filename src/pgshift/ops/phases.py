@@ -4,6 +4,9 @@ State lives in ``<history schema>.ops_state``: the phase, how many of its steps 
 catalog facts captured before expand. A transactional step records its progress in its own
 transaction; a CONCURRENTLY step is written to be harmless when rerun; a backfill resumes from its
 own progress row. So a crash at any point is finished by rerunning the same command.
+
+The steps run on the one step engine (pgshift.runner.engine.StepEngine) that runs SQL migrations too;
+this module keeps the phase state and says what a failed step means for the phase.
 """
 
 from __future__ import annotations
