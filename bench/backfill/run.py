@@ -31,7 +31,7 @@ from typing import Any
 
 import psycopg
 
-from pgshift.ops.backfill import Backfiller, BackfillOptions, BackfillSpec, Progress
+from pgshift.runner.backfill import Backfiller, BackfillOptions, BackfillSpec, Progress
 
 SETUP = """
 DROP TABLE IF EXISTS trades;

@@ -55,7 +55,7 @@ _export("pgshift.safety.checks", "CheckResult", "Checklist", "Thresholds", "chec
 # zero-downtime operations: contract, abort, backfill
 _export("pgshift.ops.service", "abort", "backfill", "contract")
 _export("pgshift.ops.phases", "PhaseResult")
-_export("pgshift.ops.backfill", "DEFAULT_LAG_QUERY", "BackfillOptions", "BackfillResult", "BackfillSpec",
+_export("pgshift.runner.backfill", "DEFAULT_LAG_QUERY", "BackfillOptions", "BackfillResult", "BackfillSpec",
         BackfillProgress="Progress", BackfillProgressCallback="ProgressCallback",
         backfill_progress_json="progress_json")
 _export("pgshift.ops.backfill_options", "backfill_options", "backfill_spec")
@@ -108,20 +108,20 @@ if TYPE_CHECKING:  # the same names, for type checkers (kept in step with _EXPOR
     from pgshift.lint.reporters import FORMATS as LINT_OUTPUT_FORMATS
     from pgshift.lint.reporters import render as render_lint
     from pgshift.migrations.model import Migration
-    from pgshift.ops.backfill import (
-        DEFAULT_LAG_QUERY,
-        BackfillOptions,
-        BackfillResult,
-        BackfillSpec,
-    )
-    from pgshift.ops.backfill import Progress as BackfillProgress
-    from pgshift.ops.backfill import ProgressCallback as BackfillProgressCallback
-    from pgshift.ops.backfill import progress_json as backfill_progress_json
     from pgshift.ops.backfill_options import backfill_options, backfill_spec
     from pgshift.ops.phases import PhaseResult
     from pgshift.ops.service import abort, backfill, contract
     from pgshift.rehearsal import RehearsalOptions, RehearsalReport, rehearse, render_html, require_pass, to_json
     from pgshift.rehearsal.workload import error_text as workload_error_text
+    from pgshift.runner.backfill import (
+        DEFAULT_LAG_QUERY,
+        BackfillOptions,
+        BackfillResult,
+        BackfillSpec,
+    )
+    from pgshift.runner.backfill import Progress as BackfillProgress
+    from pgshift.runner.backfill import ProgressCallback as BackfillProgressCallback
+    from pgshift.runner.backfill import progress_json as backfill_progress_json
     from pgshift.runner.execute import StatementObserver, StepResult
     from pgshift.runner.gate import MigrateChecks
     from pgshift.safety.backup import Backup, BackupResult, Incomplete

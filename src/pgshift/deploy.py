@@ -23,7 +23,7 @@ from pgshift.db.history import AppliedRow, History
 from pgshift.db.lock import lock_holder, lock_key
 from pgshift.db.session import deploy_session, load, open_connection
 from pgshift.errors import Irreversible, MigrationSourceError, PgshiftError, SqlParseError, ValidationFailed
-from pgshift.migrations.classify import autocommit_reason, concurrent_index, transaction_control, transaction_modes
+from pgshift.migrations.classify import concurrent_index
 from pgshift.migrations.files import broken_link
 from pgshift.migrations.formats import native
 from pgshift.migrations.model import Migration, version_sort_key
@@ -39,6 +39,7 @@ from pgshift.runner.execute import (
 from pgshift.runner.gate import MigrateChecks, gate
 from pgshift.runner.plan import Plan, Problem, build_plan
 from pgshift.runner.retry import RetryPolicy
+from pgshift.runner.steps import StepTimeouts, render_steps, sql_steps
 
 if TYPE_CHECKING:
     from pgshift.db.foreign_history import ForeignApplied
@@ -398,7 +399,7 @@ def migrate(
             refuse_unusable(plan, todo)
             major = server_major(conn)
             steps = [_dry_run_ops(settings, conn, m, todo[:n]) if m.ops is not None
-                     else _dry_run_step(settings, m, major) for n, m in enumerate(todo)]
+                     else _dry_run_step(settings, conn, m, major) for n, m in enumerate(todo)]
         return MigrateReport(dry_run=steps, nothing_to_do=not steps, warnings=file_warnings(migrations))
     if repair:
         validate(settings, repair=True)
@@ -453,52 +454,18 @@ def _dry_run_ops(settings: Settings, conn: psycopg.Connection[Any], m: Migration
             f"from the catalog the {len(before)} migration(s) before it leave (planned now: {exc.message})"))
 
 
-def _dry_run_step(settings: Settings, m: Migration, major: int) -> DryRunStep:
-    lock = m.lock_timeout or settings.lock_timeout
-    stmt_timeout = m.statement_timeout or settings.statement_timeout
+def _dry_run_step(settings: Settings, conn: psycopg.Connection[Any], m: Migration, major: int) -> DryRunStep:
+    """The steps the engine would run for a SQL migration, rendered as an operations migration's are."""
+    timeouts = StepTimeouts(m.lock_timeout or settings.lock_timeout, m.statement_timeout or settings.statement_timeout)
+    plan = sql_steps(m, m.up, major)
     lines = [f"-- {m.label} ({m.path})"]
-    blocks = transaction_blocks(m, m.up, major)
-    if blocks is not None:
-        lines.append(f"-- runs in {len(blocks)} transaction blocks, as its own BEGIN / COMMIT divide it; "
+    if plan.mode == "transaction blocks":
+        lines.append(f"-- runs in {plan.blocks} transaction blocks, as its own BEGIN / COMMIT divide it; "
                      "progress is recorded after each")
-        for block in blocks:
-            todo = [s for s in m.up[block.start:block.end] if not transaction_control(s.sql)]
-            if not todo:
-                continue
-            if not block.transactional:
-                reason = autocommit_reason(todo[0].sql, major)
-                lines += [f"-- autocommit: {reason}", f"SET lock_timeout = '{lock}';",
-                          f"SET statement_timeout = '{stmt_timeout}';", f"{todo[0].sql};"]
-                continue
-            opener = m.up[block.start].sql
-            modes = transaction_modes(opener) if transaction_control(opener) else None
-            lines += ["BEGIN;", *([f"SET TRANSACTION {modes};"] if modes else []),
-                      f"SET LOCAL lock_timeout = '{lock}';", f"SET LOCAL statement_timeout = '{stmt_timeout}';",
-                      *(f"{s.sql};" for s in todo), "COMMIT;"]
-        return DryRunStep(m, "transaction blocks", "\n".join(lines))
-    if needs_steps(m, m.up, major):
+    elif plan.mode == "statement-by-statement":
         lines.append("-- runs statement by statement; progress is recorded after each")
-        for s in m.up:
-            if transaction_control(s.sql):
-                lines.append(f"-- skipped {s.summary} (pgshift manages transactions)")
-                continue
-            reason = autocommit_reason(s.sql, major)
-            if reason:
-                lines += [f"-- autocommit: {reason}", f"SET lock_timeout = '{lock}';",
-                          f"SET statement_timeout = '{stmt_timeout}';", f"{s.sql};"]
-            else:
-                lines += ["BEGIN;", f"SET LOCAL lock_timeout = '{lock}';",
-                          f"SET LOCAL statement_timeout = '{stmt_timeout}';", f"{s.sql};", "COMMIT;"]
-    else:
-        lines += ["BEGIN;", f"SET LOCAL lock_timeout = '{lock}';", f"SET LOCAL statement_timeout = '{stmt_timeout}';"]
-        for s in m.up:
-            if transaction_control(s.sql):
-                lines.append(f"-- skipped {s.summary} (pgshift manages transactions)")
-            else:
-                lines.append(f"{s.sql};")
-        lines.append("COMMIT;")
-    mode = "statement-by-statement" if needs_steps(m, m.up, major) else "transaction"
-    return DryRunStep(m, mode, "\n".join(lines))
+    lines += render_steps(list(plan.steps), timeouts, conn)
+    return DryRunStep(m, plan.mode, "\n".join(lines))
 
 
 # -- rollback ------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ import pytest
 from pgshift.config import Settings
 from pgshift.errors import PgshiftError
 from pgshift.ops import service
-from pgshift.ops.backfill import BackfillOptions, BackfillSpec, Progress
+from pgshift.runner.backfill import BackfillOptions, BackfillSpec, Progress
 from tests.helpers import run_pgshift
 
 PGSHIFT = str(Path(sys.executable).parent / "pgshift")
@@ -304,3 +304,51 @@ def test_pgshift_backfill_defaults_keep_batches_short(tmp_path: Path, db_url: st
     assert summary["cut_batches"] >= 1 and summary["max_lock_ms"] < 180  # cut at 100 ms, not 200
     assert sorted(batches)[len(batches) // 2] < 115  # toward 75 ms (the old default aimed at 150)
     assert conn.execute("SELECT min(hits), max(hits) FROM trades").fetchone() == (1, 1)
+
+
+def test_a_batch_that_deadlocks_is_retried_with_jittered_backoff(
+    tmp_path: Path, db_url: str, conn: psycopg.Connection[Any]
+) -> None:
+    _trades(conn, 400)
+    conn.execute("CREATE FUNCTION slow_hit() RETURNS int LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(0.002); "
+                 "RETURN 1; END $$")
+    # The backfill's session finds the deadlock (its check runs first); the application's waits longer.
+    conn.execute(psycopg.sql.SQL("ALTER DATABASE {} SET deadlock_timeout = '100ms'").format(
+        psycopg.sql.Identifier(conn.info.dbname)))
+    errors: list[BaseException] = []
+
+    def app() -> None:
+        """Holds row 300, waits until the batch has locked row 1, then wants row 1: the batch, reaching
+        row 300, waits for the app, and the app for the batch."""
+        try:
+            with psycopg.connect(db_url) as c, psycopg.connect(db_url, autocommit=True) as watch:
+                c.execute("SET deadlock_timeout = '10s'")
+                c.execute("UPDATE trades SET qty = qty WHERE id = 300")
+                deadline = time.monotonic() + 20
+                running = ("SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'UPDATE %%slow_hit%%' "
+                           "AND state = 'active'")
+                while watch.execute(running).fetchone() != (1,):
+                    assert time.monotonic() < deadline, "the batch never started"
+                    time.sleep(0.01)
+                time.sleep(0.1)
+                c.execute("UPDATE trades SET qty = qty WHERE id = 1")
+        except BaseException as exc:  # reported by the test
+            errors.append(exc)
+
+    thread = threading.Thread(target=app)
+    thread.start()
+    notes: list[str] = []
+    options = BackfillOptions(initial_batch=1_000, min_batch=100, max_batch=1_000, max_lock_ms=None, max_lag_s=None,
+                              lock_timeout_ms=5_000, statement_timeout_ms=20_000)
+    try:
+        result = service.backfill(_settings(tmp_path, db_url), BackfillSpec("trades", "hits = hits + slow_hit()"),
+                                  options, notify=notes.append)
+    finally:
+        thread.join()
+    assert errors == []
+    retries = [n for n in notes if n.startswith("batch deadlock; retry 1 in ")]
+    assert len(retries) == 1, notes
+    delay = float(retries[0].rsplit(" in ", 1)[1].rstrip("s"))
+    assert 0.05 <= delay <= 0.1  # the first retry's backoff: half fixed, half random
+    assert conn.execute("SELECT min(hits), max(hits), count(*) FROM trades").fetchone() == (1, 1, 400)
+    assert result.rows == 400

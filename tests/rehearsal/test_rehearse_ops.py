@@ -1,5 +1,5 @@
-"""pgshift rehearse on operations migrations: their expand and abort steps are recorded and judged
-like SQL statements (#13.1)."""
+"""pgshift rehearse on operations migrations: their expand, abort and contract steps are recorded and
+judged like SQL statements (#13.1)."""
 
 from __future__ import annotations
 
@@ -49,6 +49,10 @@ def test_ops_steps_locks_and_backfill_are_recorded(source: Conn, db_name: str, d
     assert any('DROP COLUMN IF EXISTS "note"' in r.sql for r in down), [r.sql for r in down]
     assert all("abort step" in r.where for r in down)
     assert [r for r in report.statements if r.phase == "up-again"]
+    # ... then contracted, as the deploy after the new app does: its steps are recorded and judged too.
+    contract = [r for r in report.statements if r.phase == "contract"]
+    assert contract and all("contract step" in r.where for r in contract), [r.where for r in contract]
+    assert "contract" in report.phases
     assert clones_of(source, db_name) == []
 
 

@@ -188,14 +188,17 @@ COMMIT;
     # Block 1 committed once; block 2 was retried whole, each attempt with the timeouts set locally.
     assert conn.execute("SELECT block, lock_timeout, statement_timeout FROM seen ORDER BY block").fetchall() == [
         (1, "150ms", "7s"), (2, "150ms", "7s")]
-    retries = conn.execute("SELECT detail->>'statement' FROM pgshift.events WHERE event = 'lock-timeout-retry'")
+    # The holder's transaction is older than lock_timeout: block 2 waits for it without queuing.
+    retries = conn.execute("SELECT detail->>'statement' FROM pgshift.events WHERE event IN "
+                           "('lock-timeout-retry', 'lock-wait-without-queuing')")
     assert {r[0] for r in retries.fetchall()} == {f"{project / 'migrations' / '000001_blocks.up.sql'}:6:1"}
 
 
 def _retried(conn: Conn) -> bool:
     if conn.execute("SELECT to_regclass('pgshift.events')").fetchone() == (None,):
         return False
-    return conn.execute("SELECT count(*) FROM pgshift.events WHERE event = 'lock-timeout-retry'").fetchone() != (0,)
+    return conn.execute("SELECT count(*) FROM pgshift.events WHERE event IN "
+                        "('lock-timeout-retry', 'lock-wait-without-queuing')").fetchone() != (0,)
 
 
 def test_lint_follows_the_blocks_the_file_declares(tmp_path: Path) -> None:

@@ -6,7 +6,7 @@ Errors name the flag, so a library caller passing the same raw values gets the s
 from __future__ import annotations
 
 from pgshift.errors import ConfigError
-from pgshift.ops.backfill import DEFAULT_LAG_QUERY, BackfillOptions, BackfillSpec
+from pgshift.runner.backfill import DEFAULT_LAG_QUERY, BackfillOptions, BackfillSpec
 from pgshift.units import duration_ms
 
 OFF = "off"

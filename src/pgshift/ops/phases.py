@@ -4,6 +4,9 @@ State lives in ``<history schema>.ops_state``: the phase, how many of its steps 
 catalog facts captured before expand. A transactional step records its progress in its own
 transaction; a CONCURRENTLY step is written to be harmless when rerun; a backfill resumes from its
 own progress row. So a crash at any point is finished by rerunning the same command.
+
+The steps run on the one step engine (pgshift.runner.engine.StepEngine) that runs SQL migrations too;
+this module keeps the phase state and says what a failed step means for the phase.
 """
 
 from __future__ import annotations
@@ -15,22 +18,26 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import psycopg
-from psycopg import errors as pgerrors
 from psycopg import sql
 
 from pgshift.config import Settings, duration_ms
 from pgshift.db.history import History
 from pgshift.errors import LockTimeoutExhausted, MigrationFailed, PgshiftError, ValidationFailed, server_error_text
-from pgshift.migrations.model import Migration, Statement
-from pgshift.ops.backfill import Backfiller, BackfillError, BackfillOptions, BackfillResult
+from pgshift.migrations.model import Migration
 from pgshift.ops.ledger import active_versions, state_table
 from pgshift.ops.model import OpsFile
-from pgshift.ops.names import qualified
-from pgshift.ops.plan import Phases, Step, capture, plan_phases
+from pgshift.ops.plan import Phases, capture, plan_phases
+from pgshift.runner.backfill import BackfillError, BackfillOptions
+from pgshift.runner.blockers import WEAK_LOCK_CONFLICTS, Blocker, blockers
+from pgshift.runner.engine import StepEngine
 from pgshift.runner.retry import RetryPolicy
+from pgshift.runner.steps import Step, StepStatement, StepTimeouts
 
 if TYPE_CHECKING:
-    from pgshift.runner.execute import StatementObserver
+    from pgshift.runner.engine import StatementObserver
+
+__all__ = ["WEAK_LOCK_CONFLICTS", "Blocker", "OpsStateError", "PhaseResult", "PhaseRunner", "StepStatement",
+           "blockers", "load_state"]
 
 Notify = Callable[[str], None]
 
@@ -40,36 +47,6 @@ class OpsStateError(ValidationFailed):
 
     code = "ops-state"
     exit_code = 22
-
-
-@dataclass(frozen=True)
-class StepStatement(Statement):
-    """One statement of an ops step, as the executor's observers see statements: ``where`` names the
-    file, phase and step; a backfill is one statement for all its batches, with the rows it updated."""
-
-    step: str = ""
-    rows: int | None = None
-
-    @property
-    def where(self) -> str:
-        return f"{self.file} ({self.step})"
-
-
-@dataclass
-class Blocker:
-    pid: int
-    application: str
-    state: str
-    xact_age_s: float
-    query: str
-    autovacuum: bool = False  # an autovacuum worker (pg_stat_activity.backend_type)
-    wraparound: bool = False  # ... vacuuming to prevent transaction ID wraparound: never to be cancelled
-
-    def describe(self) -> str:
-        if self.autovacuum:
-            return f"pid {self.pid} (autovacuum worker, running {self.xact_age_s:.1f}s: {self.query})"
-        return (f"pid {self.pid} ({self.application or 'no name'}, {self.state}, transaction open "
-                f"{self.xact_age_s:.1f}s: {self.query})")
 
 
 @dataclass
@@ -100,30 +77,21 @@ def load_state(conn: psycopg.Connection[Any], schema: str, version: str) -> dict
     return {"phase": row[0], "steps_done": row[1], "captured": row[2], "version_schema": row[3]}
 
 
-# The lock modes that conflict with SHARE UPDATE EXCLUSIVE (VALIDATE, CREATE INDEX CONCURRENTLY).
-WEAK_LOCK_CONFLICTS = ["ShareUpdateExclusiveLock", "ShareLock", "ShareRowExclusiveLock", "ExclusiveLock",
-                       "AccessExclusiveLock"]
+class OpsStateProgress:
+    """An operations phase's progress: ``steps_done`` in its ``ops_state`` row."""
 
+    def __init__(self, conn: psycopg.Connection[Any], schema: str, version: str) -> None:
+        self.conn = conn
+        self.schema = schema
+        self.version = version
 
-def blockers(conn: psycopg.Connection[Any], tables: list[str], modes: list[str] | None = None) -> list[Blocker]:
-    """Sessions holding any lock (or one of ``modes``) on these tables: an ACCESS EXCLUSIVE request
-    would queue behind them."""
-    rows = conn.execute(
-        """
-        SELECT DISTINCT a.pid, coalesce(a.application_name, ''), coalesce(a.state, ''),
-               coalesce(extract(epoch FROM clock_timestamp() - a.xact_start), 0)::float8,
-               left(regexp_replace(a.query, '\\s+', ' ', 'g'), 100),
-               -- a role without pg_read_all_stats sees no backend_type: a vacuum without a user is autovacuum
-               coalesce(a.backend_type = 'autovacuum worker', a.usesysid IS NULL AND a.pid IN (
-                   SELECT pid FROM pg_stat_progress_vacuum UNION SELECT pid FROM pg_stat_progress_analyze), false),
-               coalesce(a.query LIKE '%%(to prevent wraparound)%%', false)
-        FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
-        WHERE l.locktype = 'relation' AND l.granted AND l.pid <> pg_backend_pid()
-          AND l.relation = ANY (SELECT to_regclass(t)::oid FROM unnest(%s::text[]) t)
-          AND (%s::text[] IS NULL OR l.mode = ANY (%s::text[]))
-        ORDER BY 4 DESC
-        """, (tables, modes, modes)).fetchall()
-    return [Blocker(int(r[0]), r[1], r[2], float(r[3]), r[4], bool(r[5]), bool(r[6])) for r in rows]
+    def done(self) -> int:
+        state = load_state(self.conn, self.schema, self.version)
+        return int(state["steps_done"]) if state else 0
+
+    def record(self, steps_done: int) -> None:
+        self.conn.execute(sql.SQL("UPDATE {} SET steps_done = %s, updated_at = clock_timestamp() WHERE version = %s")
+                          .format(_state_table(self.schema)), (steps_done, self.version))
 
 
 class PhaseRunner:
@@ -140,15 +108,14 @@ class PhaseRunner:
         self.notify = notify or (lambda _m: None)
         # Sees every step statement, as the Executor's observer sees SQL statements (rehearsal records them).
         self.observer = observer
-        self._step_where = ""
         self.retry = RetryPolicy(attempts=self.ops.lock_retries, initial_ms=duration_ms(settings.retry_initial_delay),
                                  max_ms=min(2_000, duration_ms(settings.retry_max_delay)))
         # Where the running phase stands, for the failure message: which command continues from here.
         self._phase = "expand"
         self._step_index = 0
-        self._step_kind = "tx"
+        self._steps: list[Step] = []
+        self._engine: StepEngine | None = None
         self._contract_undoable = 0
-        self._autovacuum_notes: dict[int, str] = {}  # pid -> why that autovacuum is still in the way
 
     # -- state -----------------------------------------------------------------------------
     def _set_state(self, phase: str, steps_done: int, captured: dict[str, Any] | None = None,
@@ -160,10 +127,6 @@ class PhaseRunner:
             "{t}.version_schema), updated_at = clock_timestamp()").format(t=_state_table(self.schema)),
             (self.migration.version, phase, steps_done, json.dumps(captured or {}), version_schema,
              json.dumps(captured) if captured is not None else None))
-
-    def _progress_sql(self, done: int) -> sql.Composed:
-        return sql.SQL("UPDATE {} SET steps_done = {}, updated_at = clock_timestamp() WHERE version = {}").format(
-            _state_table(self.schema), sql.Literal(done), sql.Literal(self.migration.version))
 
     def phases(self, captured: dict[str, Any]) -> Phases:
         return plan_phases(self.ops, self.migration.version, captured)
@@ -255,148 +218,76 @@ class PhaseRunner:
             self.notify(f"resuming {phase} of {self.migration.label} at step {start + 1} of {len(steps)}")
             self.history.log(self.migration.version, f"{phase}-resumed", {"step": start + 1})
         self._phase = phase
-        for index in range(start, len(steps)):
-            step = steps[index]
-            self._step_index, self._step_kind = index, step.kind
-            self._step_where = f"{phase} step {index + 1}/{len(steps)}: {step.label}"
-            self.notify(f"{phase} {index + 1}/{len(steps)}: {step.label}")
-            if step.warning:
-                result.warnings.append(step.warning)
-                self.notify(f"warning: {step.warning}")
-            if step.kind == "backfill":
-                assert step.backfill is not None
-                options = BackfillOptions(target_ms=self.ops.backfill_target_ms,
-                                          initial_batch=self.ops.backfill_batch_size,
-                                          max_lock_ms=self.ops.backfill_max_lock_ms or None)
-                try:
-                    done = self._observed_backfill(step, options)
-                except BackfillError as exc:
-                    if not exc.row_security:
-                        raise
-                    raise MigrationFailed(f"{self.migration.path}: step '{step.label}' of {self.migration.label}: "
-                                          f"{exc.message}", hint=f"{exc.hint} Then {self._next_move()}") from None
-                except psycopg.Error as exc:  # a row the fill expression or a constraint rejects
-                    raise MigrationFailed(
-                        f"{self.migration.path}: step '{step.label}' of {self.migration.label} failed: "
-                        f"{server_error_text(exc)} The failing batch was rolled back; the batches before it are "
-                        "kept and the backfill resumes after them.", hint=self._next_move()) from None
-                result.backfilled_rows += done.rows_this_run
-                self.conn.execute(self._progress_sql(index + 1))
-            elif step.kind == "autocommit":
-                self._with_retries(step, result, lambda s=step: self._autocommit(s))  # type: ignore[misc]
-                self.conn.execute(self._progress_sql(index + 1))
-            else:
-                self._with_retries(step, result, lambda s=step, i=index: self._transaction(s, i + 1))  # type: ignore[misc]
-            result.steps_run += 1
+        self._steps = steps
+        self._step_index = start
+        engine = self._engine = StepEngine(
+            self.conn, self.history, self, self.migration, retry=self.retry, notify=self.notify,
+            observer=self.observer, phase=phase,
+            progress=OpsStateProgress(self.conn, self.schema, self.migration.version),
+            timeouts=self.timeouts,
+            backfill=self.backfill_options, backfill_schema=self.schema)
+        # The result is filled as the engine goes, so a failed phase still reports what it saw.
+        result.warnings = engine.result.warnings
+        result.blockers_seen = engine.result.blockers_seen
+        result.autovacuums_cancelled = engine.result.autovacuums_cancelled
+        try:
+            engine.run(steps, start)
+        finally:
+            self._step_index = engine.index
+            result.steps_run = engine.result.steps_run
+            result.lock_retries = engine.result.retries
+            result.backfilled_rows = engine.result.backfilled_rows
         result.duration_ms = int((time.monotonic() - started) * 1000)
         return result
 
-    def _transaction(self, step: Step, done: int) -> None:
-        with self.conn.transaction():
-            self.conn.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(sql.Literal(self.ops.lock_timeout)))
-            self.conn.execute(sql.SQL("SET LOCAL statement_timeout = {}").format(
-                sql.Literal(self.settings.statement_timeout)))
-            for statement in step.statements:
-                self._execute(step, statement)
-            self.conn.execute(self._progress_sql(done))
+    @property
+    def timeouts(self) -> StepTimeouts:
+        # No statement_timeout on a CONCURRENTLY build: it may take long, and blocks nobody meanwhile.
+        return StepTimeouts(self.ops.lock_timeout, self.settings.statement_timeout, autocommit_statement_timeout=False)
 
-    def _autocommit(self, step: Step) -> None:
-        self.conn.execute(sql.SQL("SET lock_timeout = {}").format(sql.Literal(self.ops.lock_timeout)))
-        try:
-            for statement in step.statements:
-                self._drop_invalid_index(step)
-                try:
-                    self._execute(step, statement)
-                except (pgerrors.LockNotAvailable, pgerrors.DeadlockDetected):
-                    self._drop_left_over_index(step)  # a build that timed out waiting for old snapshots
-                    raise
-        finally:
-            self.conn.execute("RESET lock_timeout")
+    @property
+    def backfill_options(self) -> BackfillOptions:
+        return BackfillOptions(target_ms=self.ops.backfill_target_ms, initial_batch=self.ops.backfill_batch_size,
+                               max_lock_ms=self.ops.backfill_max_lock_ms or None)
 
-    def _drop_left_over_index(self, step: Step) -> str | None:
-        """After a failed CREATE INDEX CONCURRENTLY: drop the INVALID index it left. Returns its name
-        when it could not be dropped (it is then left for the rerun or `abort` to remove)."""
-        try:
-            self._drop_invalid_index(step)
-            return None
-        except psycopg.Error:
-            return qualified(self.ops.schema, step.index) if step.index else None
+    # -- the engine's questions (pgshift.runner.engine.StepOwner) ---------------------------
+    def failed(self, step: Step, position: int, exc: psycopg.Error, index_left: str | None) -> BaseException:
+        self._step_index = self._engine.index if self._engine else self._step_index
+        undone = "The step was rolled back."
+        if step.kind == "autocommit" and step.index is not None:
+            undone = ("The INVALID index the failed build left was dropped, so nothing of the step remains."
+                      if index_left is None else f"The failed build left the INVALID index {index_left}: rerunning "
+                      "drops it before building again, and `pgshift abort` removes it.")
+        return MigrationFailed(
+            f"{self.migration.path}: step '{step.label}' of {self.migration.label} failed: "
+            f"{server_error_text(exc)} Statement: {step.statements[position].as_string(self.conn)[:300]}. {undone}",
+            hint=self._next_move())
 
-    def _drop_invalid_index(self, step: Step) -> None:
-        """An interrupted or failed CREATE INDEX CONCURRENTLY leaves an INVALID index that IF NOT EXISTS would
-        keep, and that every write to the table still maintains. The name comes from the planner."""
-        if step.index is None:
-            return
-        row = self.conn.execute(
-            "SELECT NOT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
-            "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relname = %s",
-            (self.ops.schema, step.index)).fetchone()
-        if row and row[0]:
-            self.notify(f"dropping INVALID index {qualified(self.ops.schema, step.index)} left by an interrupted "
-                        "or failed build")
-            self.conn.execute(sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(
-                sql.Identifier(self.ops.schema, step.index)))
+    def exhausted(self, step: Step, attempts: int, exc: psycopg.Error, blocking: str) -> BaseException:
+        self._step_index = self._engine.index if self._engine else self._step_index
+        return LockTimeoutExhausted(
+            f"Step '{step.label}' of {self.migration.label} could not take its lock within "
+            f"lock_timeout {self.ops.lock_timeout} after {attempts} attempts "
+            f"({server_error_text(exc)}) Nothing of the step was committed. {blocking}",
+            hint=f"end the blocking sessions or retry later. {self._next_move()}")
 
-    def _statement(self, text: str, position: int, rows: int | None = None) -> StepStatement:
-        return StepStatement(text, str(self.migration.path), self._step_index + 1, 1, position, self._step_where, rows)
-
-    def _observed_backfill(self, step: Step, options: BackfillOptions) -> BackfillResult:
-        """The backfill runs many short transactions; observers see it as one statement over all its batches."""
-        spec = step.backfill
-        assert spec is not None
-        run = Backfiller(self.conn, self.schema, spec, options, notify=self.notify).run
-        if self.observer is None:
-            return run()
-        table = qualified(spec.schema, spec.table) if spec.schema else spec.table
-        text = (f"backfill {table} in batches (target {options.target_ms} ms each, its own transaction): "
-                f"UPDATE {table} SET {spec.set_clause}" + (f" WHERE {spec.where}" if spec.where else ""))
-        self.observer.before(self.conn, self.migration, self._statement(text, 0))
-        try:
-            done = run()
-        except BaseException as exc:
-            self.observer.after(self.conn, self.migration, self._statement(text, 0), exc)
-            raise
-        summary = (f"backfill {table}: {done.rows_this_run} rows in {done.batches} batches, longest "
-                   f"{done.max_batch_ms:.0f} ms ({text.split(': ', 1)[1]})")
-        self.observer.after(self.conn, self.migration, self._statement(summary, 0, done.rows_this_run), None)
-        return done
-
-    def _execute(self, step: Step, statement: sql.Composable) -> None:
-        if self.observer is None:
-            self._execute_plain(step, statement)
-            return
-        observed = self._statement(statement.as_string(self.conn), step.statements.index(statement)
-                                   if statement in step.statements else 0)
-        self.observer.before(self.conn, self.migration, observed)
-        try:
-            self._execute_plain(step, statement)
-        except BaseException as exc:
-            self.observer.after(self.conn, self.migration, observed, exc)
-            raise
-        self.observer.after(self.conn, self.migration, observed, None)
-
-    def _execute_plain(self, step: Step, statement: sql.Composable) -> None:
-        try:
-            self.conn.execute(statement.as_bytes(self.conn))
-        except (pgerrors.LockNotAvailable, pgerrors.DeadlockDetected):
-            raise
-        except psycopg.Error as exc:
-            undone = "The step was rolled back."
-            if step.kind == "autocommit" and step.index is not None:
-                left = self._drop_left_over_index(step)
-                undone = ("The INVALID index the failed build left was dropped, so nothing of the step remains."
-                          if left is None else f"The failed build left the INVALID index {left}: rerunning drops "
-                          "it before building again, and `pgshift abort` removes it.")
-            raise MigrationFailed(
-                f"{self.migration.path}: step '{step.label}' of {self.migration.label} failed: "
-                f"{server_error_text(exc)} Statement: {statement.as_string(self.conn)[:300]}. {undone}",
-                hint=self._next_move()) from None
+    def backfill_failed(self, step: Step, exc: Exception) -> BaseException:
+        self._step_index = self._engine.index if self._engine else self._step_index
+        if isinstance(exc, BackfillError):
+            return MigrationFailed(f"{self.migration.path}: step '{step.label}' of {self.migration.label}: "
+                                   f"{exc.message}", hint=f"{exc.hint} Then {self._next_move()}")
+        assert isinstance(exc, psycopg.Error)
+        return MigrationFailed(
+            f"{self.migration.path}: step '{step.label}' of {self.migration.label} failed: "
+            f"{server_error_text(exc)} The failing batch was rolled back; the batches before it are "
+            "kept and the backfill resumes after them.", hint=self._next_move())
 
     def _contract_undoable_yet(self) -> bool:
         """Has the failing contract committed nothing abort cannot undo? Steps before the current one are
         done; the current one, a transaction, was rolled back (a CONCURRENTLY step may have half-run)."""
-        return self._step_index < self._contract_undoable or (
-            self._step_index == self._contract_undoable and self._step_kind == "tx")
+        index = self._engine.index if self._engine else self._step_index
+        kind = self._steps[index].kind if index < len(self._steps) else "tx"
+        return index < self._contract_undoable or (index == self._contract_undoable and kind == "tx")
 
     def _next_move(self) -> str:
         """What to run after a failed step: always a command that works from the state left behind."""
@@ -409,103 +300,3 @@ class PhaseRunner:
             return ("nothing of the contract was kept and the migration is still expanded: fix the cause and run "
                     "`pgshift contract` again, or `pgshift abort` to undo the expand.")
         return "fix the cause and run `pgshift migrate` again to continue the expand, or `pgshift abort` to undo it."
-
-    def _with_retries(self, step: Step, result: PhaseResult, attempt: Callable[[], None]) -> None:
-        for retry in range(self.retry.attempts + 1):
-            if step.lock_tables or step.weak_lock_tables:
-                self._clear_autovacuum(step, result)
-            held = self._report_blockers(step, result) if step.lock_tables else []
-            # A transaction already older than lock_timeout that holds a lock on the table will very
-            # likely outlast this attempt; queued, the attempt would only hold back every query behind
-            # it for lock_timeout. So wait for it to end without queuing (the same retry budget).
-            if retry < self.retry.attempts and any(b.xact_age_s * 1000 > self._lock_timeout_ms for b in held):
-                delay = self.retry.delay_seconds(retry + 1)
-                result.lock_retries += 1
-                self.history.log(self.migration.version, "lock-wait-without-queuing", {
-                    "step": step.label, "attempt": retry + 1, "delay_s": round(delay, 3)})
-                self.notify(f"'{step.label}' waits without queuing for the transaction(s) above; "
-                            f"check {retry + 1}/{self.retry.attempts} in {delay:.2f}s")
-                time.sleep(delay)
-                continue
-            try:
-                attempt()
-                return
-            except (pgerrors.LockNotAvailable, pgerrors.DeadlockDetected) as exc:
-                if retry >= self.retry.attempts:
-                    found = {b.pid: b for b in [*blockers(self.conn, step.lock_tables), *blockers(
-                        self.conn, step.weak_lock_tables, WEAK_LOCK_CONFLICTS)]}
-                    who = "; ".join(b.describe() for b in found.values()) or "none now"
-                    why = " ".join(self._autovacuum_notes[pid] for pid in found if pid in self._autovacuum_notes)
-                    raise LockTimeoutExhausted(
-                        f"Step '{step.label}' of {self.migration.label} could not take its lock within "
-                        f"lock_timeout {self.ops.lock_timeout} after {retry + 1} attempts "
-                        f"({server_error_text(exc)}) Nothing of the step was committed. Blocking sessions: "
-                        f"{who}.{' ' + why if why else ''}",
-                        hint=f"end the blocking sessions or retry later. {self._next_move()}") from None
-                delay = self.retry.delay_seconds(retry + 1)
-                result.lock_retries += 1
-                self.history.log(self.migration.version, "lock-timeout-retry", {
-                    "step": step.label, "attempt": retry + 1, "delay_s": round(delay, 3)})
-                self.notify(f"lock_timeout on '{step.label}'; retry {retry + 1}/{self.retry.attempts} in {delay:.2f}s")
-                time.sleep(delay)
-
-    @property
-    def _lock_timeout_ms(self) -> int:
-        return duration_ms(self.ops.lock_timeout, key="lock_timeout")
-
-    def _clear_autovacuum(self, step: Step, result: PhaseResult) -> None:
-        """Cancel an autovacuum holding a lock the step needs. PostgreSQL cancels one itself only for a
-        lock request that has waited deadlock_timeout (1s by default), far longer than lock_timeout, so
-        left alone it would hold the step back for the whole retry budget. It restarts later on its own.
-        Not one vacuuming to prevent wraparound, and only where the role may (superuser; on PostgreSQL
-        18 pg_signal_autovacuum_worker): otherwise the reason is kept for the failure message."""
-        found = {b.pid: b for b in [*blockers(self.conn, step.lock_tables), *blockers(
-            self.conn, step.weak_lock_tables, WEAK_LOCK_CONFLICTS)] if b.autovacuum}
-        for b in found.values():
-            if b.wraparound:
-                self._autovacuum_notes[b.pid] = (
-                    f"pid {b.pid} is an autovacuum to prevent transaction ID wraparound; PostgreSQL never cancels "
-                    "one for a lock request, and pgshift does not either (the table must be frozen): run the "
-                    "command again once it has finished.")
-                continue
-            try:
-                row = self.conn.execute("SELECT pg_cancel_backend(%s)", (b.pid,)).fetchone()
-            except psycopg.Error as exc:
-                waited = self.conn.execute("SELECT current_setting('deadlock_timeout')").fetchone()
-                self._autovacuum_notes[b.pid] = (
-                    f"pid {b.pid} is an autovacuum worker; PostgreSQL cancels one only for a lock request that has "
-                    f"waited deadlock_timeout ({waited[0] if waited else '1s'}), longer than this step's lock_timeout "
-                    f"{self.ops.lock_timeout}, so it holds the step back until it ends. Role {self.conn.info.user!r} "
-                    f"may not cancel it ({server_error_text(exc)}) A superuser (on PostgreSQL 18 also a member of "
-                    f"pg_signal_autovacuum_worker) can run SELECT pg_cancel_backend({b.pid}); or run the command "
-                    "again once it has finished.")
-                self.notify(self._autovacuum_notes[b.pid])
-                continue
-            if not (row and row[0]):
-                continue  # it ended meanwhile
-            result.autovacuums_cancelled.append(b.pid)
-            self.history.log(self.migration.version, "autovacuum-cancelled", {
-                "step": step.label, "pid": b.pid, "query": b.query})
-            self.notify(f"cancelled autovacuum pid {b.pid} ({b.query}) holding a lock '{step.label}' needs; "
-                        "it will run again later")
-            self._wait_until_gone(b.pid)
-
-    def _wait_until_gone(self, pid: int, timeout_s: float = 2.0) -> None:
-        """A cancelled autovacuum releases its locks a moment after the signal: do not spend an attempt on it."""
-        until = time.monotonic() + timeout_s
-        while time.monotonic() < until:
-            row = self.conn.execute("SELECT count(*) FROM pg_locks WHERE pid = %s AND granted AND "
-                                    "locktype = 'relation'", (pid,)).fetchone()
-            if not row or not row[0]:
-                return
-            time.sleep(0.01)
-
-    def _report_blockers(self, step: Step, result: PhaseResult) -> list[Blocker]:
-        found = [b for b in blockers(self.conn, step.lock_tables) if b.xact_age_s > 0]
-        for b in found:
-            text = b.describe()
-            if text not in result.blockers_seen:
-                result.blockers_seen.append(text)
-            self.notify(f"'{step.label}' needs a strong lock on {', '.join(step.lock_tables)}; "
-                        f"it would wait behind {text}")
-        return found

@@ -19,7 +19,6 @@ from pglast.visitors import Visitor
 from psycopg import sql
 
 from pgshift.errors import MigrationRefused, MigrationSourceError
-from pgshift.ops.backfill import BackfillSpec
 from pgshift.ops.facts import (
     CatalogFacts,
     CheckFacts,
@@ -39,22 +38,8 @@ from pgshift.ops.names import clip, fit, qualified
 from pgshift.ops.operations._base import VIEW_PRIVILEGES, Operation, StepKind, quote, role
 from pgshift.ops.operations.rename_table import RenameTable
 from pgshift.ops.sync import SyncRule, create_sync, drop_sync, sync_names
-
-
-@dataclass
-class Step:
-    label: str
-    kind: StepKind
-    statements: list[sql.Composable] = field(default_factory=list)
-    lock_tables: list[str] = field(default_factory=list)  # "schema.table" taking a strong lock
-    # "schema.table" taking SHARE UPDATE EXCLUSIVE (VALIDATE, CONCURRENTLY): no reader blocks it, but an
-    # autovacuum does, and never yields to a waiter whose lock_timeout is shorter than deadlock_timeout.
-    weak_lock_tables: list[str] = field(default_factory=list)
-    backfill: BackfillSpec | None = None
-    warning: str | None = None
-    # The index a CONCURRENTLY IF NOT EXISTS build creates (in the ops schema): a failed or interrupted
-    # build leaves it INVALID, and the runner drops it by this name, never one read back from SQL text.
-    index: str | None = None
+from pgshift.runner.backfill import BackfillSpec
+from pgshift.runner.steps import Step
 
 
 @dataclass

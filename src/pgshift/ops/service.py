@@ -12,7 +12,9 @@ from pgshift.db.history import History
 from pgshift.db.session import deploy_session, load
 from pgshift.errors import server_error_text
 from pgshift.migrations.model import Migration
-from pgshift.ops.backfill import (
+from pgshift.ops.ledger import active_versions
+from pgshift.ops.phases import OpsStateError, PhaseResult, PhaseRunner
+from pgshift.runner.backfill import (
     Backfiller,
     BackfillError,
     BackfillOptions,
@@ -21,8 +23,6 @@ from pgshift.ops.backfill import (
     ProgressCallback,
     reset_job,
 )
-from pgshift.ops.ledger import active_versions
-from pgshift.ops.phases import OpsStateError, PhaseResult, PhaseRunner
 from pgshift.runner.execute import StatementObserver, StepResult
 from pgshift.runner.gate import MigrateChecks
 
@@ -77,13 +77,13 @@ def _active_migration(settings: Settings, conn: psycopg.Connection[Any], version
 
 
 def contract(settings: Settings, *, version: str | None = None, notify: Notify | None = None,
-             checks: MigrateChecks | None = None) -> PhaseResult:
+             checks: MigrateChecks | None = None, observer: StatementObserver | None = None) -> PhaseResult:
     """Finish the active expand: validate constraints, drop old columns, triggers and views. With ``checks``
     (the CLI passes them unless --no-backup), a contract that drops data first goes through backup.policy
     as `migrate` does."""
     with deploy_session(settings) as (conn, history):
         migration = _active_migration(settings, conn, version, ("expanded", "contracting"), "contract")
-        runner = PhaseRunner(conn, history, settings, migration, notify)
+        runner = PhaseRunner(conn, history, settings, migration, notify, observer)
         if checks is not None and checks.backup:
             from pgshift.runner.gate import apply_backup_policy
 
@@ -145,12 +145,10 @@ def expand_preview(settings: Settings, conn: psycopg.Connection[Any], migration:
     """`pgshift migrate --dry-run` for an operations migration: the expand steps exactly as expand would run
     them now (planned from the live catalog, read in a READ ONLY transaction; an interrupted expand from
     the step it continues at), with their transaction mode and timeouts."""
-    from psycopg import sql
-
     from pgshift.ops.model import OpsFile
-    from pgshift.ops.names import qualified
     from pgshift.ops.phases import load_state
     from pgshift.ops.plan import capture, plan_phases
+    from pgshift.runner.steps import render_steps
 
     ops = migration.ops
     assert isinstance(ops, OpsFile)
@@ -172,28 +170,9 @@ def expand_preview(settings: Settings, conn: psycopg.Connection[Any], migration:
         if other != migration.version:
             lines.append(f"-- refused as things stand: migration {other} is {phase} and not contracted (one "
                          "expand/contract migration is active at a time); contract or abort it first")
-    for index, step in enumerate(steps[start:], start + 1):
-        head = f"-- step {index}/{len(steps)}: {step.label}"
-        if step.warning:
-            lines.append(f"-- warning: {step.warning}")
-        if step.kind == "backfill" and step.backfill is not None:
-            spec = step.backfill
-            cap = f", a batch holding its row locks over {ops.backfill_max_lock_ms} ms is redone smaller" \
-                if ops.backfill_max_lock_ms else ""
-            lines += [f"{head} (batches of about {ops.backfill_target_ms} ms, the first {ops.backfill_batch_size} "
-                      f"rows, each its own transaction{cap}; resumable)",
-                      f"-- UPDATE {qualified(spec.schema, spec.table) if spec.schema else spec.table} SET "
-                      f"{spec.set_clause}" + (f" WHERE {spec.where}" if spec.where else "")
-                      + " -- in keyset batches"]
-        elif step.kind == "autocommit":
-            lines += [f"{head} (autocommit: cannot run in a transaction)",
-                      f"SET lock_timeout = {sql.Literal(ops.lock_timeout).as_string(conn)};",
-                      *(f"{s.as_string(conn)};" for s in step.statements), "RESET lock_timeout;"]
-        else:
-            lines += [f"{head} (one transaction, with its progress)", "BEGIN;",
-                      f"SET LOCAL lock_timeout = {sql.Literal(ops.lock_timeout).as_string(conn)};",
-                      f"SET LOCAL statement_timeout = {sql.Literal(settings.statement_timeout).as_string(conn)};",
-                      *(f"{s.as_string(conn)};" for s in step.statements), "COMMIT;"]
+    runner = PhaseRunner(conn, History(conn, settings.history_schema), settings, migration)
+    lines += render_steps(steps[start:], runner.timeouts, conn, numbered=True, first=start + 1, total=len(steps),
+                          backfill=runner.backfill_options)
     return "\n".join(lines)
 
 

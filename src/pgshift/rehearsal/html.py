@@ -15,7 +15,7 @@ from pgshift.rehearsal.workload import error_text
 WIDTH, HEIGHT = 1000, 340
 LEFT, RIGHT, TOP, BOTTOM = 60, 20, 50, 40
 LANE = 26  # the statement lane above the latency plot
-PHASE_COLOURS = {"up": "#3b6fd8", "down": "#8a5cc7", "up-again": "#2f9c8f"}
+PHASE_COLOURS = {"up": "#3b6fd8", "down": "#8a5cc7", "up-again": "#2f9c8f", "contract": "#c7883b"}
 
 CSS = """
 body{font:14px/1.45 system-ui,sans-serif;margin:24px auto;max-width:1060px;color:#1d2433}
@@ -112,7 +112,7 @@ def _bounds(report: RehearsalReport) -> tuple[float, float]:
 
 
 def timeline_svg(report: RehearsalReport) -> str:
-    """Every phase (up, down, up-again) as a labelled band, its statements as bars, over the
+    """Every phase (up, down, up-again, contract) as a labelled band, its statements as bars, over the
     workload's query latencies: a rollback that stalls the app shows as plainly as a change does."""
     low, high = _bounds(report)
     samples = report.workload.samples if report.workload else []

@@ -99,8 +99,8 @@ class RehearsalReport:
 
 @dataclass(frozen=True)
 class Reason:
-    # stall | rollback-stall | rewrite | workload-errors | down-schema | down-parse | up-again-schema | test-failed
-    # | *-failed
+    # stall | rollback-stall | contract-stall | rewrite | workload-errors | down-schema | down-parse
+    # | up-again-schema | test-failed | *-failed
     code: str
     message: str
     statement: str | None = None  # file:line:column

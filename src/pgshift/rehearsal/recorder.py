@@ -73,7 +73,7 @@ class Rewrite:
 
 @dataclass
 class StatementRecord:
-    phase: str  # up | down | up-again
+    phase: str  # up | down | up-again | contract
     version: str
     migration: str
     where: str

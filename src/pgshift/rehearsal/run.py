@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import os
 import shlex
 import signal
@@ -170,8 +171,10 @@ def _on_clone(settings: Settings, options: RehearsalOptions, report: RehearsalRe
         if options.test_cmd:
             say(f"running {options.test_cmd}")
             report.test = run_test(options.test_cmd, report.clone.url, options.test_timeout_s)
-        if options.check_down:
-            _reversibility(clone, report, recorder, clock, pending, before, after_up, say)
+        if options.check_down and not _reversibility(clone, report, recorder, clock, pending, before, after_up,
+                                                     say):
+            return
+        _contract(clone, report, recorder, clock, pending, say)
     finally:
         if workload is not None:
             time.sleep(options.cooldown_s)
@@ -289,8 +292,25 @@ def _reverse(clone: Settings, versioned: list[Any], recorder: Recorder) -> None:
             deploy.rollback(clone, steps=1, observer=recorder)
 
 
+def _contract(clone: Settings, report: RehearsalReport, recorder: Recorder, clock: Clock, pending: list[Any],
+              say: Notify) -> None:
+    """Finish the expanded operations migration (one at most is expanded at a time) under the same traffic:
+    its contract steps are recorded and judged like the expand's."""
+    from pgshift.ops import service
+
+    if not any(m.ops is not None for m in pending):
+        return
+    with connect(clone.database_url) as conn:
+        expanded = service.expanded(clone, conn)
+    for version in expanded:
+        _phase(clone, report, recorder, clock, say, "contract", f"contracting {version}",
+               "Contracting on the clone failed",
+               functools.partial(service.contract, clone, version=version, observer=recorder))
+
+
 def _reversibility(clone: Settings, report: RehearsalReport, recorder: Recorder, clock: Clock,
-                   pending: list[Any], before: catalog.Snapshot, after_up: catalog.Snapshot, say: Notify) -> None:
+                   pending: list[Any], before: catalog.Snapshot, after_up: catalog.Snapshot, say: Notify) -> bool:
+    """Roll back, compare, apply again; False when a phase failed (nothing after it can be judged)."""
     versioned = [m for m in pending if m.kind == "versioned"]
     broken = [(m, m.down_error) for m in versioned if m.down_error is not None]
     if broken:  # rolling back would fail at that down part: refused, as `pgshift rollback` refuses it
@@ -299,25 +319,26 @@ def _reversibility(clone: Settings, report: RehearsalReport, recorder: Recorder,
         first = broken[0][1]
         report.reasons.append(Reason("down-parse", f"The down part does not parse, so it cannot be rolled back: "
                                                    f"{where}.", f"{first.file}:{first.line}:{first.column}"))
-        return
+        return True
     missing = [m.label for m in versioned if m.down is None and m.ops is None]
     if missing:
         report.schema.reversibility = f"skipped: no down part in {', '.join(missing)}"
         report.warnings.append(f"reversibility not checked: {', '.join(missing)} has no down part")
-        return
+        return True
     down = _phase(clone, report, recorder, clock, say, "down", "rolling back", "Rolling back on the clone failed",
                   lambda: _reverse(clone, versioned, recorder))
     if down is None:
-        return
+        return False
     report.schema.after_down = catalog.fingerprint(down)
     report.schema.down_diff = catalog.diff(before, down)
     report.schema.reversibility = "restored" if not report.schema.down_diff else "differs"
     again = _phase(clone, report, recorder, clock, say, "up-again", "applying again after the rollback",
                    "Applying again after the rollback failed", lambda: deploy.migrate(clone, observer=recorder))
     if again is None:
-        return
+        return False
     report.schema.after_up_again = catalog.fingerprint(again)
     report.schema.up_again_diff = catalog.diff(after_up, again)
+    return True
 
 
 def _phase(clone: Settings, report: RehearsalReport, recorder: Recorder, clock: Clock, say: Notify, name: str,

@@ -57,6 +57,8 @@ def judge(report: RehearsalReport) -> list[Reason]:
                     "table for the whole copy."), record.where))
     for record in (r for r in report.statements if r.phase == "down"):  # the rollback, under the same traffic
         reasons.extend(_stall(record, "rollback-stall", "On rollback, ", measured, budget))
+    for record in (r for r in report.statements if r.phase == "contract"):  # an operations migration's finish
+        reasons.extend(_stall(record, "contract-stall", "On contract, ", measured, budget))
     if report.schema.reversibility == "differs":
         lines = "; ".join(c.line() for c in report.schema.down_diff[:10])
         reasons.append(Reason("down-schema", f"The down parts do not restore the schema: {lines}"))

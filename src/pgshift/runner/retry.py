@@ -1,9 +1,21 @@
-"""Exponential backoff with jitter for statements that hit lock_timeout (SQLSTATE 55P03)."""
+"""The one retry policy: bounded exponential backoff with equal jitter for a lock timeout (SQLSTATE
+55P03) or a deadlock (40P01). Both leave nothing behind (the transaction, or the one statement,
+was rolled back), so the same attempt is simply made again. Every retry loop of pgshift (the step
+engine's steps, the backfill's batches) goes through :meth:`RetryPolicy.run`."""
 
 from __future__ import annotations
 
 import random
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
+
+import psycopg
+from psycopg import errors as pgerrors
+
+RETRYABLE = (pgerrors.LockNotAvailable, pgerrors.DeadlockDetected)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -17,3 +29,29 @@ class RetryPolicy:
         capped = float(min(self.max_ms, self.initial_ms * 2 ** (retry - 1)))
         jitter = float((rng or random).uniform(0, capped / 2))
         return (capped / 2 + jitter) / 1000
+
+    def run(self, attempt: Callable[[], T], *, on_retry: Callable[[int, float, psycopg.Error], None],
+            exhausted: Callable[[int, psycopg.Error], BaseException],
+            hold_off: Callable[[int, float, bool], bool] | None = None,
+            sleep: Callable[[float], None] = time.sleep) -> T:
+        """``attempt()`` until it does not fail with a lock timeout or deadlock, at most attempts + 1 times.
+
+        ``hold_off(number, delay, final)`` runs before each attempt; True spends that attempt waiting
+        ``delay`` instead (never on the final one). ``on_retry(number, delay, error)`` reports a retry
+        before its sleep; ``exhausted(attempts, error)`` is what is raised after the last."""
+        for number in range(1, self.attempts + 2):
+            final = number > self.attempts
+            if hold_off is not None:
+                delay = self.delay_seconds(number)
+                if hold_off(number, delay, final) and not final:
+                    sleep(delay)
+                    continue
+            try:
+                return attempt()
+            except RETRYABLE as exc:
+                if final:
+                    raise exhausted(number, exc) from None
+                delay = self.delay_seconds(number)
+                on_retry(number, delay, exc)
+                sleep(delay)
+        raise AssertionError("unreachable")

@@ -33,6 +33,7 @@ from psycopg import sql
 
 from pgshift.errors import MigrationFailed, server_error_text
 from pgshift.ops.names import qualified
+from pgshift.runner.retry import RetryPolicy
 
 DEFAULT_LAG_QUERY = (
     "SELECT coalesce(max(extract(epoch FROM greatest(write_lag, flush_lag, replay_lag))), 0) "
@@ -300,6 +301,7 @@ class Backfiller:
         self._locked_at: float | None = None  # when the running batch's UPDATE started
         self._waiters: tuple[int, float] = (0, 0.0)  # the last batch's waiting sessions, longest wait (ms)
         self._calm = 0  # batches to go before the size may grow again after waiters were seen
+        self.retry = RetryPolicy(attempts=self.options.lock_retries, initial_ms=100, max_ms=2_000)
 
     # -- public ----------------------------------------------------------------------------
     def run(self) -> BackfillResult:
@@ -532,19 +534,22 @@ class Backfiller:
 
     def _batch_with_retries(self, target: _Target, size: int, last: list[str] | None,
                             state: dict[str, Any]) -> tuple[int, list[str] | None, bool]:
-        for attempt in range(self.options.lock_retries + 1):
-            try:
-                return self._batch(target, size, last, state)
-            except pgerrors.LockNotAvailable:
-                if attempt >= self.options.lock_retries:
-                    raise BackfillError(
-                        f"A backfill batch on {target.label} could not take its row locks within "
-                        f"{self.options.lock_timeout_ms} ms after {attempt + 1} attempts; progress up to the "
-                        "last batch is saved.", hint="rerun the same command to resume.") from None
-                delay = min(2.0, 0.05 * 2 ** attempt)
-                self.notify(f"batch lock timeout; retry {attempt + 1} in {delay:.2f}s")
-                self.sleep(delay)
-        raise AssertionError("unreachable")
+        """One batch, retried after a lock timeout or a deadlock with the step engine's policy (backoff with
+        jitter, so two backfills or a backfill and the application that deadlocked do not meet again)."""
+
+        def on_retry(number: int, delay: float, exc: psycopg.Error) -> None:
+            what = "deadlock" if isinstance(exc, pgerrors.DeadlockDetected) else "lock timeout"
+            self.notify(f"batch {what}; retry {number} in {delay:.2f}s")
+
+        def exhausted(attempts: int, exc: psycopg.Error) -> BaseException:
+            what = " (each ended in a deadlock)" if isinstance(exc, pgerrors.DeadlockDetected) else ""
+            return BackfillError(
+                f"A backfill batch on {target.label} could not take its row locks within "
+                f"{self.options.lock_timeout_ms} ms after {attempts} attempts{what}; progress up to the "
+                "last batch is saved.", hint="rerun the same command to resume.")
+
+        return self.retry.run(lambda: self._batch(target, size, last, state), on_retry=on_retry,
+                              exhausted=exhausted, sleep=self.sleep)
 
     def _batch(self, target: _Target, size: int, last: list[str] | None,
                state: dict[str, Any]) -> tuple[int, list[str] | None, bool]:

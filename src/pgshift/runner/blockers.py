@@ -1,0 +1,133 @@
+"""Who holds the locks a step needs: the one blocker report of every lock wait and every
+LockTimeoutExhausted message, and the autovacuum workers the step engine cancels when in the way."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+
+from pgshift.errors import server_error_text
+
+# The lock modes that conflict with SHARE UPDATE EXCLUSIVE (VALIDATE, CREATE INDEX CONCURRENTLY).
+WEAK_LOCK_CONFLICTS = ["ShareUpdateExclusiveLock", "ShareLock", "ShareRowExclusiveLock", "ExclusiveLock",
+                       "AccessExclusiveLock"]
+
+
+@dataclass
+class Blocker:
+    pid: int
+    application: str
+    state: str
+    xact_age_s: float
+    query: str
+    autovacuum: bool = False  # an autovacuum worker (pg_stat_activity.backend_type)
+    wraparound: bool = False  # ... vacuuming to prevent transaction ID wraparound: never to be cancelled
+
+    def describe(self) -> str:
+        if self.autovacuum:
+            return f"pid {self.pid} (autovacuum worker, running {self.xact_age_s:.1f}s: {self.query})"
+        return (f"pid {self.pid} ({self.application or 'no name'}, {self.state}, transaction open "
+                f"{self.xact_age_s:.1f}s: {self.query})")
+
+
+def blockers(conn: psycopg.Connection[Any], tables: list[str], modes: list[str] | None = None) -> list[Blocker]:
+    """Sessions holding any lock (or one of ``modes``) on these tables: an ACCESS EXCLUSIVE request
+    would queue behind them."""
+    if not tables:
+        return []
+    rows = conn.execute(
+        """
+        SELECT DISTINCT a.pid, coalesce(a.application_name, ''), coalesce(a.state, ''),
+               coalesce(extract(epoch FROM clock_timestamp() - a.xact_start), 0)::float8,
+               left(regexp_replace(a.query, '\\s+', ' ', 'g'), 100),
+               -- a role without pg_read_all_stats sees no backend_type: a vacuum without a user is autovacuum
+               coalesce(a.backend_type = 'autovacuum worker', a.usesysid IS NULL AND a.pid IN (
+                   SELECT pid FROM pg_stat_progress_vacuum UNION SELECT pid FROM pg_stat_progress_analyze), false),
+               coalesce(a.query LIKE '%%(to prevent wraparound)%%', false)
+        FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+        WHERE l.locktype = 'relation' AND l.granted AND l.pid <> pg_backend_pid()
+          AND l.relation = ANY (SELECT to_regclass(t)::oid FROM unnest(%s::text[]) t)
+          AND (%s::text[] IS NULL OR l.mode = ANY (%s::text[]))
+        ORDER BY 4 DESC
+        """, (tables, modes, modes)).fetchall()
+    return [Blocker(int(r[0]), r[1], r[2], float(r[3]), r[4], bool(r[5]), bool(r[6])) for r in rows]
+
+
+def open_transactions(conn: psycopg.Connection[Any], limit: int = 3) -> list[Blocker]:
+    """The oldest open transactions of the database: who may block a step whose tables are not known."""
+    rows = conn.execute(
+        """
+        SELECT pid, coalesce(application_name, ''), coalesce(state, ''),
+               coalesce(extract(epoch FROM clock_timestamp() - xact_start), 0)::float8,
+               left(regexp_replace(query, '\\s+', ' ', 'g'), 100)
+        FROM pg_stat_activity
+        WHERE datname = current_database() AND pid <> pg_backend_pid() AND xact_start IS NOT NULL
+        ORDER BY xact_start LIMIT %s
+        """, (limit,)).fetchall()
+    return [Blocker(int(r[0]), r[1], r[2], float(r[3]), r[4]) for r in rows]
+
+
+def step_blockers(conn: psycopg.Connection[Any], strong: list[str], weak: list[str]) -> list[Blocker]:
+    """Sessions in the way of a step taking a strong lock on ``strong`` and SHARE UPDATE EXCLUSIVE on ``weak``."""
+    found = {b.pid: b for b in [*blockers(conn, strong), *blockers(conn, weak, WEAK_LOCK_CONFLICTS)]}
+    return list(found.values())
+
+
+class Autovacuums:
+    """Cancels an autovacuum holding a lock a step needs. PostgreSQL cancels one itself only for a
+    lock request that has waited deadlock_timeout (1s by default), far longer than lock_timeout, so
+    left alone it would hold the step back for the whole retry budget. It restarts later on its own.
+    Not one vacuuming to prevent wraparound, and only where the role may (superuser; on PostgreSQL
+    18 pg_signal_autovacuum_worker): otherwise the reason is kept for the failure message."""
+
+    def __init__(self, conn: psycopg.Connection[Any], notify: Callable[[str], None]) -> None:
+        self.conn = conn
+        self.notify = notify
+        self.notes: dict[int, str] = {}  # pid -> why that autovacuum is still in the way
+        self.cancelled: list[int] = []
+
+    def clear(self, strong: list[str], weak: list[str], lock_timeout: str, label: str,
+              log: Callable[[int, str], None]) -> None:
+        for b in step_blockers(self.conn, strong, weak):
+            if not b.autovacuum:
+                continue
+            if b.wraparound:
+                self.notes[b.pid] = (
+                    f"pid {b.pid} is an autovacuum to prevent transaction ID wraparound; PostgreSQL never cancels "
+                    "one for a lock request, and pgshift does not either (the table must be frozen): run the "
+                    "command again once it has finished.")
+                continue
+            try:
+                row = self.conn.execute("SELECT pg_cancel_backend(%s)", (b.pid,)).fetchone()
+            except psycopg.Error as exc:
+                waited = self.conn.execute("SELECT current_setting('deadlock_timeout')").fetchone()
+                self.notes[b.pid] = (
+                    f"pid {b.pid} is an autovacuum worker; PostgreSQL cancels one only for a lock request that has "
+                    f"waited deadlock_timeout ({waited[0] if waited else '1s'}), longer than this step's lock_timeout "
+                    f"{lock_timeout}, so it holds the step back until it ends. Role {self.conn.info.user!r} "
+                    f"may not cancel it ({server_error_text(exc)}) A superuser (on PostgreSQL 18 also a member of "
+                    f"pg_signal_autovacuum_worker) can run SELECT pg_cancel_backend({b.pid}); or run the command "
+                    "again once it has finished.")
+                self.notify(self.notes[b.pid])
+                continue
+            if not (row and row[0]):
+                continue  # it ended meanwhile
+            self.cancelled.append(b.pid)
+            log(b.pid, b.query)
+            self.notify(f"cancelled autovacuum pid {b.pid} ({b.query}) holding a lock '{label}' needs; "
+                        "it will run again later")
+            self._wait_until_gone(b.pid)
+
+    def _wait_until_gone(self, pid: int, timeout_s: float = 2.0) -> None:
+        """A cancelled autovacuum releases its locks a moment after the signal: do not spend an attempt on it."""
+        until = time.monotonic() + timeout_s
+        while time.monotonic() < until:
+            row = self.conn.execute("SELECT count(*) FROM pg_locks WHERE pid = %s AND granted AND "
+                                    "locktype = 'relation'", (pid,)).fetchone()
+            if not row or not row[0]:
+                return
+            time.sleep(0.01)

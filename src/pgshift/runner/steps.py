@@ -1,0 +1,217 @@
+"""A migration as the step engine runs it: a list of steps, each one transaction, one statement in
+autocommit, or a batched backfill. SQL migrations get theirs from :func:`sql_steps`; operations
+migrations from their planner (pgshift.ops.plan). ``pgshift migrate --dry-run`` prints the same
+list (:func:`render_steps`), so what it shows is what runs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import psycopg
+from psycopg import sql
+
+from pgshift.migrations.analysis import analyse_all
+from pgshift.migrations.blocks import Block, plan_blocks
+from pgshift.migrations.classify import autocommit_reason, concurrent_index, transaction_control, transaction_modes
+from pgshift.migrations.model import Migration, Statement
+from pgshift.migrations.splitter import first_word
+from pgshift.ops.names import qualified, quote_ident
+from pgshift.runner.backfill import BackfillOptions, BackfillSpec
+
+StepKind = Literal["tx", "autocommit", "backfill"]
+
+
+@dataclass
+class Step:
+    label: str
+    kind: StepKind
+    statements: list[sql.Composable] = field(default_factory=list)
+    lock_tables: list[str] = field(default_factory=list)  # "schema.table" taking a strong lock
+    # "schema.table" taking SHARE UPDATE EXCLUSIVE (VALIDATE, CONCURRENTLY): no reader blocks it, but an
+    # autovacuum does, and never yields to a waiter whose lock_timeout is shorter than deadlock_timeout.
+    weak_lock_tables: list[str] = field(default_factory=list)
+    backfill: BackfillSpec | None = None
+    warning: str | None = None
+    # The index a CONCURRENTLY build creates: a failed or interrupted build leaves it INVALID, and the
+    # engine drops it by this name, never one read back from SQL text.
+    index: str | None = None
+    index_schema: str | None = None  # None: found on the search_path
+    drops_index: bool = False  # DROP INDEX CONCURRENTLY of ``index`` (done when it is gone)
+    # A SQL migration's own statements, as observers and error messages see them (ops steps: none).
+    sources: list[Statement] = field(default_factory=list)
+    modes: str | None = None  # SET TRANSACTION modes of the file's BEGIN opening this step's transaction
+
+    @property
+    def where(self) -> str | None:
+        """file:line:column of the step's first statement, for a SQL migration's step."""
+        return self.sources[0].where if self.sources else None
+
+
+@dataclass(frozen=True)
+class StepStatement(Statement):
+    """One statement of an ops step, as the engine's observers see statements: ``where`` names the
+    file, phase and step; a backfill is one statement for all its batches, with the rows it updated."""
+
+    step: str = ""
+    rows: int | None = None
+
+    @property
+    def where(self) -> str:
+        return f"{self.file} ({self.step})"
+
+
+@dataclass
+class SqlStep(Step):
+    """A step of a SQL migration: ``end`` statements of the part are done when it commits."""
+
+    end: int = 0
+    skipped: list[Statement] = field(default_factory=list)  # BEGIN / COMMIT the runner replaces
+    autocommit_reason: str | None = None
+    block: str | None = None  # "block 2 of 3, file:4-6" when the file's own BEGIN / COMMIT made it
+
+
+@dataclass
+class SqlSteps:
+    mode: str  # "transaction", "statement-by-statement" or "transaction blocks"
+    steps: list[SqlStep]
+    blocks: int = 0
+
+
+def transaction_blocks(migration: Migration, statements: list[Statement], server_major: int) -> list[Block] | None:
+    """The blocks of a part with its own BEGIN / COMMIT / END, or None when it runs as before."""
+    return plan_blocks(migration, statements, transaction_control, lambda text: autocommit_reason(text, server_major))
+
+
+def needs_steps(migration: Migration, statements: list[Statement], server_major: int) -> bool:
+    return not migration.transactional or any(autocommit_reason(s.sql, server_major) for s in statements)
+
+
+# Statements that can take ACCESS EXCLUSIVE on a table start with one of these words; any other
+# (INSERT, UPDATE: most of a data migration) is never parsed here.
+_LOCKING_WORDS = frozenset({"ALTER", "CLUSTER", "CREATE", "DROP", "LOCK", "REFRESH", "REINDEX", "TRUNCATE", "VACUUM"})
+
+
+def table_locks(statements: list[Statement]) -> tuple[list[str], list[str]]:
+    """(tables the statements lock ACCESS EXCLUSIVE, tables they lock SHARE UPDATE EXCLUSIVE), from the one
+    statement analysis (pgshift.migrations.analysis). A request for the first queues behind any lock on
+    the table. Only statements whose first word can take such a lock are analysed (not a file's INSERTs)."""
+    strong: list[str] = []
+    weak: list[str] = []
+    for stmt in statements:
+        if first_word(stmt.sql) not in _LOCKING_WORDS:
+            continue
+        for facts in analyse_all(stmt.sql):
+            for lock in facts.locks:
+                if lock.on_index:  # an index named without its table: nothing to look up here
+                    continue
+                found = strong if lock.level == "ACCESS EXCLUSIVE" else weak if lock.level == "SHARE UPDATE EXCLUSIVE" \
+                    else None
+                schema, name = lock.relation
+                table = ".".join(quote_ident(part) for part in ((schema, name) if schema else (name,)))
+                if found is not None and name and table not in found:
+                    found.append(table)
+    return strong, [t for t in weak if t not in strong]
+
+
+def _sql_step(label: str, kind: StepKind, part: list[Statement], end: int, **extra: Any) -> SqlStep:
+    runnable = [s for s in part if not transaction_control(s.sql)]
+    strong, weak = table_locks(runnable)
+    step = SqlStep(label, kind, [sql.SQL(s.sql) for s in runnable], strong, weak, sources=runnable, end=end,
+                   skipped=[s for s in part if transaction_control(s.sql)], **extra)
+    if kind == "autocommit" and runnable:
+        target = concurrent_index(runnable[0].sql)
+        if target is not None and target.name is not None:
+            step.index, step.index_schema = target.name, target.schema
+            step.drops_index = first_word(runnable[0].sql) != "CREATE"
+    return step
+
+
+def sql_steps(migration: Migration, statements: list[Statement], server_major: int, done: int = 0) -> SqlSteps:
+    """The steps of a SQL migration's part, from statement ``done`` on (what an interrupted run left)."""
+    blocks = transaction_blocks(migration, statements, server_major)
+    if blocks is not None:
+        steps: list[SqlStep] = []
+        for number, block in enumerate(blocks, 1):
+            if block.end <= done:
+                continue  # committed before the interruption
+            first = max(block.start, done)
+            part = statements[first:block.end]
+            runnable = [s for s in part if not transaction_control(s.sql)]
+            span = (f"{runnable[0].line}-{runnable[-1].line}" if len(runnable) > 1 else
+                    f"{runnable[0].line}" if runnable else "")
+            where = f"block {number} of {len(blocks)}, {runnable[0].file}:{span}" if runnable else None
+            if not block.transactional and runnable:
+                steps.append(_sql_step(f"statement {first + 1}", "autocommit", part, block.end, block=where,
+                                       autocommit_reason=autocommit_reason(runnable[0].sql, server_major)))
+                continue
+            # BEGIN ISOLATION LEVEL ... opening the block keeps its modes (they must come first).
+            opener = statements[block.start] if first == block.start else None
+            modes = transaction_modes(opener.sql) if opener and transaction_control(opener.sql) else None
+            steps.append(_sql_step(where or f"statement {first + 1}", "tx", part, block.end, block=where,
+                                   modes=modes))
+        return SqlSteps("transaction blocks", steps, len(blocks))
+    if needs_steps(migration, statements, server_major):
+        steps = []
+        for index in range(done, len(statements)):
+            stmt = statements[index]
+            reason = autocommit_reason(stmt.sql, server_major)
+            steps.append(_sql_step(f"statement {index + 1}", "autocommit" if reason else "tx", [stmt], index + 1,
+                                   autocommit_reason=reason))
+        return SqlSteps("statement-by-statement", steps)
+    return SqlSteps("transaction", [_sql_step(migration.label, "tx", statements, len(statements))])
+
+
+@dataclass(frozen=True)
+class StepTimeouts:
+    lock_timeout: str
+    statement_timeout: str
+    # A statement in autocommit runs under statement_timeout too (SQL migrations), or under none, so
+    # a long CONCURRENTLY build is never cancelled (operations migrations).
+    autocommit_statement_timeout: bool = True
+
+
+def render_steps(steps: list[Step], timeouts: StepTimeouts, conn: psycopg.Connection[Any], *,
+                 numbered: bool = False, first: int = 1, total: int | None = None,
+                 backfill: BackfillOptions | None = None) -> list[str]:
+    """The SQL the engine sends for ``steps``, with transaction boundaries and timeouts, one line each
+    (``numbered``: a heading per step, as operations migrations print them)."""
+
+    def literal(value: str) -> str:
+        return sql.Literal(value).as_string(conn)
+
+    lock, stmt_timeout = literal(timeouts.lock_timeout), literal(timeouts.statement_timeout)
+    count = total if total is not None else len(steps) + first - 1
+    lines: list[str] = []
+    for number, step in enumerate(steps, first):
+        head = f"-- step {number}/{count}: {step.label}" if numbered else None
+        texts = [f"{s.as_string(conn)};" for s in step.statements]
+        skipped = [f"-- skipped {s.summary} (pgshift manages transactions)" for s in getattr(step, "skipped", [])]
+        if step.warning:
+            lines.append(f"-- warning: {step.warning}")
+        if step.kind == "backfill" and step.backfill is not None:
+            spec, opts = step.backfill, backfill or BackfillOptions()
+            cap = (f", a batch holding its row locks over {opts.max_lock_ms} ms is redone smaller"
+                   if opts.max_lock_ms else "")
+            lines += [f"{head or '-- backfill'} (batches of about {opts.target_ms} ms, the first "
+                      f"{opts.initial_batch} rows, each its own transaction{cap}; resumable)",
+                      f"-- UPDATE {qualified(spec.schema, spec.table) if spec.schema else spec.table} SET "
+                      f"{spec.set_clause}" + (f" WHERE {spec.where}" if spec.where else "") + " -- in keyset batches"]
+        elif not texts and skipped:
+            lines += skipped
+        elif step.kind == "autocommit":
+            reason = getattr(step, "autocommit_reason", None)
+            lines.append(f"{head} (autocommit: cannot run in a transaction)" if head else f"-- autocommit: {reason}")
+            lines.append(f"SET lock_timeout = {lock};")
+            if timeouts.autocommit_statement_timeout:
+                lines.append(f"SET statement_timeout = {stmt_timeout};")
+            lines += [*skipped, *texts, "RESET lock_timeout;"]
+            if timeouts.autocommit_statement_timeout:
+                lines.append("RESET statement_timeout;")
+        else:
+            if head:
+                lines.append(f"{head} (one transaction, with its progress)")
+            lines += ["BEGIN;", *([f"SET TRANSACTION {step.modes};"] if step.modes else []),
+                      f"SET LOCAL lock_timeout = {lock};", f"SET LOCAL statement_timeout = {stmt_timeout};",
+                      *skipped, *texts, "COMMIT;"]
+    return lines

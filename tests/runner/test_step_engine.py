@@ -1,0 +1,117 @@
+"""The one step engine under SQL migrations (#13): what .ops steps always did, plain SQL now does too."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from pgshift import api
+from pgshift.config import Settings
+from tests.helpers import write_migration
+
+Conn = psycopg.Connection[Any]
+
+
+def _readers(url: str, stop: threading.Event, blocked: list[str], done: list[int]) -> None:
+    """Read t every 20 ms, giving up on a lock wait after 100 ms: a queued ACCESS EXCLUSIVE request
+    ahead of the read would make it wait (and fail) here."""
+    with psycopg.connect(url, autocommit=True) as reader:
+        reader.execute("SET lock_timeout = '100ms'")
+        while not stop.is_set():
+            try:
+                reader.execute("SELECT count(*) FROM t").fetchone()
+                done.append(1)
+            except psycopg.errors.LockNotAvailable as exc:
+                blocked.append(str(exc))
+            time.sleep(0.02)
+
+
+def test_a_sql_alter_waits_without_queuing_behind_an_old_transaction(tmp_path: Path, db_url: str,
+                                                                      conn: Conn) -> None:
+    conn.execute("CREATE TABLE t (id int PRIMARY KEY)")
+    path = write_migration(tmp_path / "migrations", "1", "alter", "ALTER TABLE t ADD COLUMN note text;")
+    settings = Settings(database_url=db_url, base_dir=tmp_path, migrations_dir="migrations", lock_timeout="300ms",
+                        lock_retries=4, retry_initial_delay="200ms", retry_max_delay="400ms")
+    stop = threading.Event()
+    blocked: list[str] = []
+    reads: list[int] = []
+    notes: list[str] = []
+    with psycopg.connect(db_url) as old:
+        old.execute("SELECT * FROM t")  # holds ACCESS SHARE on t until it ends
+        time.sleep(0.4)  # now older than lock_timeout: the ALTER would queue behind it for nothing
+        reader = threading.Thread(target=_readers, args=(db_url, stop, blocked, reads))
+        reader.start()
+
+        def notify(message: str) -> None:
+            notes.append(message)
+            if "waits without queuing" in message and "check 2/4" in message:
+                old.rollback()
+
+        try:
+            report = api.migrate(settings, notify=notify)
+        finally:
+            stop.set()
+            reader.join()
+    assert blocked == [], blocked  # no read ever waited behind a queued ALTER
+    assert reads, "the reader never ran"
+    assert report.applied[0].retries == 2
+    events = conn.execute("SELECT event, detail FROM pgshift.events WHERE event LIKE 'lock-%' ORDER BY id").fetchall()
+    assert [(e, d["attempt"], d["statement"]) for e, d in events] == [
+        ("lock-wait-without-queuing", 1, f"{path}:2:1"), ("lock-wait-without-queuing", 2, f"{path}:2:1")]
+    assert any("needs a strong lock on t; it would wait behind pid" in n for n in notes), notes
+    assert conn.execute("SELECT count(*) FROM information_schema.columns WHERE table_name = 't' "
+                        "AND column_name = 'note'").fetchone() == (1,)
+
+
+class _Seen:
+    def __init__(self) -> None:
+        self.statements: list[str] = []
+
+    def before(self, conn: Any, migration: Any, stmt: Any) -> None:
+        self.statements.append(stmt.sql)
+
+    def after(self, conn: Any, migration: Any, stmt: Any, error: BaseException | None) -> None:
+        pass
+
+
+def test_dry_run_prints_the_engines_steps_for_a_sql_migration(tmp_path: Path, db_url: str, conn: Conn) -> None:
+    """The dry run renders the step list the engine then runs, as it renders an operations migration's:
+    each transaction with its timeouts, each autocommit statement with its SET and RESET."""
+    write_migration(tmp_path / "migrations", "1", "mixed", "CREATE TABLE a (id int);\n"
+                    "CREATE INDEX CONCURRENTLY a_id ON a (id);\nINSERT INTO a VALUES (1);")
+    settings = Settings(database_url=db_url, base_dir=tmp_path, migrations_dir="migrations", lock_timeout="2s",
+                        statement_timeout="30s")
+    dry = api.migrate(settings, dry_run=True).dry_run[0]
+    assert dry.mode == "statement-by-statement"
+    lines = dry.sql.splitlines()
+    assert lines[1:] == [
+        "-- runs statement by statement; progress is recorded after each",
+        "BEGIN;", "SET LOCAL lock_timeout = '2s';", "SET LOCAL statement_timeout = '30s';",
+        "CREATE TABLE a (id int);", "COMMIT;",
+        "-- autocommit: CREATE INDEX CONCURRENTLY", "SET lock_timeout = '2s';", "SET statement_timeout = '30s';",
+        "CREATE INDEX CONCURRENTLY a_id ON a (id);", "RESET lock_timeout;", "RESET statement_timeout;",
+        "BEGIN;", "SET LOCAL lock_timeout = '2s';", "SET LOCAL statement_timeout = '30s';",
+        "INSERT INTO a VALUES (1);", "COMMIT;"]
+    assert conn.execute("SELECT to_regclass('a')").fetchone() == (None,)  # nothing ran
+    seen = _Seen()
+    api.migrate(settings, observer=seen)
+    statements = [line.rstrip(";") for line in lines if not line.startswith(("--", "SET ", "RESET ", "BEGIN;",
+                                                                             "COMMIT;"))]
+    assert statements == seen.statements
+
+
+def test_the_tables_a_sql_step_locks_are_named_as_to_regclass_reads_them(conn: Conn) -> None:
+    from pgshift.migrations.model import Statement
+    from pgshift.runner.steps import table_locks
+
+    conn.execute('CREATE SCHEMA s; CREATE TABLE "My T" (a int); CREATE TABLE s."T" (a int)')
+    strong, weak = table_locks([Statement(text, "f.sql", n, 1, n) for n, text in enumerate([
+        'ALTER TABLE "My T" ADD COLUMN x int', "INSERT INTO x VALUES (1)", "LOCK TABLE busy",
+        'CREATE INDEX CONCURRENTLY i ON s."T" (a)', "CREATE TABLE new (id int)"], 1)])
+    assert strong == ['"My T"', "busy"] and weak == ['s."T"']
+    found = conn.execute("SELECT to_regclass(t)::text FROM unnest(%s::text[]) t", ([*strong, *weak],)).fetchall()
+    assert found == [('"My T"',), (None,), ('s."T"',)]
