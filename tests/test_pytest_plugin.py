@@ -243,3 +243,24 @@ def test_the_database_fixtures_leave_no_database_behind(plugin_env: pytest.Pytes
     with psycopg.connect(pg_server.admin_url) as conn:
         left = conn.execute("SELECT datname FROM pg_database WHERE datname LIKE 'pgshift_test_%'").fetchall()
     assert left == []
+
+
+@pytest.mark.parametrize("files, reversible, not_applicable", [
+    ({"20240101000000_trades.sql": "-- migrate:up\nCREATE TABLE trades (id bigint PRIMARY KEY);\n\n"
+                                   "-- migrate:down\nDROP TABLE trades;\n"}, ["20240101000000"], []),
+    ({"00001_trades.sql": "-- +goose Up\nCREATE TABLE trades (id bigint PRIMARY KEY);\n\n"
+                          "-- +goose Down\nDROP TABLE trades;\n"}, ["1"], []),
+    ({"20240101000000_trades/migration.sql": "CREATE TABLE trades (id bigint PRIMARY KEY);\n",
+      "migration_lock.toml": 'provider = "postgresql"\n'}, [], ["20240101000000"]),
+], ids=["dbmate", "goose", "prisma"])
+def test_every_folder_format(plugin_env: pytest.Pytester, files: dict[str, str], reversible: list[str],
+                             not_applicable: list[str]) -> None:
+    _project(plugin_env.path, files)
+    result = _run(plugin_env, "--pgshift")
+    out = result.stdout.str()
+    assert "PASSED pgshift::applies-from-empty" in out and "PASSED pgshift::lint" in out, out
+    for version in reversible:
+        assert f"PASSED pgshift::reversible[{version}]" in out
+    for version in not_applicable:
+        assert f"reversible[{version}]" not in out.split("PASSED")[-1] and "not applicable" in out
+    assert result.ret == pytest.ExitCode.OK
