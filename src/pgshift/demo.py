@@ -109,6 +109,9 @@ ALTER TABLE trades ADD CONSTRAINT fk_trades_user_id FOREIGN KEY (user_id) REFERE
 DO $$ BEGIN
   UPDATE huge_table SET flag = true WHERE flag IS NULL LIMIT 10000;
 END $$;
+ALTER SYSTEM SET maintenance_work_mem = '256MB';
+SELECT pg_reload_conf();
+SET work_mem = '256MB';
 """
 
 
