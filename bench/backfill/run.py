@@ -31,7 +31,15 @@ from typing import Any
 
 import psycopg
 
-from pgshift.runner.backfill import Backfiller, BackfillOptions, BackfillSpec, Progress
+try:
+    from pgshift.runner.backfill import Backfiller, BackfillOptions, BackfillSpec, Progress
+except ModuleNotFoundError:  # before the step engine (bench/compare_revisions.py runs older revisions too)
+    from pgshift.ops.backfill import (  # type: ignore[no-redef]
+        Backfiller,
+        BackfillOptions,
+        BackfillSpec,
+        Progress,
+    )
 
 SETUP = """
 DROP TABLE IF EXISTS trades;

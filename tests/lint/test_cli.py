@@ -247,3 +247,13 @@ def test_a_file_of_a_migrations_folder_is_read_in_its_folders_format(tmp_path: P
     loose = tmp_path / "loose.sql"
     loose.write_text("ALTER TABLE orders DROP COLUMN note;\n")
     assert "PS019" in rules_of(json.loads(run(["--json", str(loose)], tmp_path).stdout))
+
+
+def test_numbered_sql_files_without_pgshift_markers_stay_plain_sql(tmp_path: Path) -> None:
+    """A folder of numbered .sql files looks like a native one; a file without pgshift's markers is still
+    linted as plain SQL (each statement on its own), not as one transactional migration."""
+    folder = write(tmp_path / "cases", {
+        "062_safe_cic.sql": "SET lock_timeout = '2s';\nCREATE INDEX CONCURRENTLY IF NOT EXISTS i ON orders (a);\n",
+    })
+    data = json.loads(run(["--json", str(folder / "062_safe_cic.sql")], tmp_path).stdout)
+    assert rules_of(data) == [], data

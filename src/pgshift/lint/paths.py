@@ -147,6 +147,9 @@ def _migrations_of_file(path: Path, fmt: str) -> list[Migration] | None:
             (name for name, module in available_readers().items() if module.detect(folder)), None)
         if chosen is None:
             continue
+        if chosen == "native" and "-- pgshift:" not in path.read_text(encoding="utf-8", errors="replace"):
+            # Numbered .sql files look like a native folder; without pgshift's markers this one is plain SQL.
+            return None
         try:
             _, migrations = load_migrations(folder, chosen)
         except PgshiftError:

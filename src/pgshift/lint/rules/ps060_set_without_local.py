@@ -8,6 +8,7 @@ from pgshift.lint.context import Ctx
 from pgshift.lint.model import Hit, Rule
 
 _SETS = ("VAR_SET_VALUE", "VAR_SET_DEFAULT", "VAR_SET_CURRENT")
+_TIMEOUTS = ("lock_timeout", "statement_timeout", "idle_in_transaction_session_timeout")
 
 
 def check(ctx: Ctx) -> Iterator[Hit]:
@@ -17,6 +18,8 @@ def check(ctx: Ctx) -> Iterator[Hit]:
     name = body.get("name") or "the setting"
     if name in ("transaction_isolation", "transaction_read_only", "transaction_deferrable"):
         return  # SET TRANSACTION ...: only ever for the current transaction
+    if name in _TIMEOUTS:
+        return  # what PS037/PS038 advise at the top of a migration; a runner sets its own for each migration
     yield Hit(f"SET {name} without LOCAL outlives the migration's transaction: it stays on the connection for "
               "the migrations after this one, and behind a connection pool for the next client that gets it.",
               fix=f"SET LOCAL {name} = ...;  -- ends with the transaction")
