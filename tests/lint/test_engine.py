@@ -69,3 +69,24 @@ def test_a_table_created_and_filled_in_the_same_migration_is_not_new() -> None:
     for fill in ("INSERT INTO t SELECT a FROM big;\n", "COPY t FROM STDIN;\n",
                  "MERGE INTO t USING big ON t.a = big.a WHEN NOT MATCHED THEN INSERT VALUES (big.a);\n"):
         assert "PS001" in rules(lint_sql(created + fill + index)), fill
+
+
+def test_statements_inside_plpgsql_are_linted_at_their_own_lines() -> None:
+    """A DO block's body and a called function's body are PL/pgSQL: their SQL statements are judged like
+    any other, each reported at its own line of the file."""
+    from pgshift.lint.engine import lint_sql
+
+    sql = ("DO $$\n"                                              # 1
+           "BEGIN\n"                                              # 2
+           "  CREATE INDEX orders_user ON orders (user_id);\n"    # 3
+           "  IF true THEN\n"                                     # 4
+           "    ALTER TABLE orders DROP COLUMN note;\n"           # 5
+           "  END IF;\n"                                          # 6
+           "END $$;\n"                                            # 7
+           "CREATE FUNCTION fill() RETURNS void LANGUAGE plpgsql AS $f$\n"  # 8
+           "BEGIN\n"                                              # 9
+           "  ALTER TABLE orders ALTER COLUMN id TYPE bigint;\n"  # 10
+           "END $f$;\n"                                           # 11
+           "SELECT fill();\n")                                    # 12
+    found = {(f.rule, f.line) for f in lint_sql(sql, file="m.sql", pg_version=15).active}
+    assert {("PS001", 3), ("PS019", 5), ("PS010", 10)} <= found, found

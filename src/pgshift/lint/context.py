@@ -45,6 +45,8 @@ class UnitState:
     flags: set[str] = field(default_factory=set)  # once-per-migration findings already made
     # (table, leading column) -> position of the last CREATE INDEX on it in this unit
     index_positions: dict[tuple[str, str], int] = field(default_factory=dict)
+    # PL/pgSQL functions and procedures this migration created: name -> (its CREATE, its body)
+    plpgsql: dict[str, tuple[Statement, str]] = field(default_factory=dict)
 
 
 @dataclass

@@ -22,7 +22,7 @@ from pglast import parser
 
 from pgshift.config import LintSettings
 from pgshift.errors import MigrationSourceError, SqlParseError
-from pgshift.lint import fastjson
+from pgshift.lint import fastjson, plpgsql
 from pgshift.lint import locks as lockmod
 from pgshift.lint.context import Ctx, RunState, TxState, UnitState
 from pgshift.lint.model import (
@@ -35,7 +35,7 @@ from pgshift.lint.model import (
     Severity,
     TableSize,
 )
-from pgshift.lint.nodes import Node, body, cmds, kind, qualified, relname, strings
+from pgshift.lint.nodes import Node, body, cmds, func_names, kind, qualified, relname, strings
 from pgshift.lint.registry import all_rules, rules_by_kind
 from pgshift.lint.schema import Schema
 from pgshift.lint.suppress import Suppression, attach, read_suppressions
@@ -344,25 +344,55 @@ class _Linter:
             self.report.statements += 1
             if position in starts:
                 tx = TxState(active=starts[position].transactional, explicit=starts[position].explicit)
-            if item.node is None:
-                if item.error:
-                    self.report.parse_errors.append(item.error)
-                    self._parse_error_rules(item, unit, tx, suppressions, migration)
-                continue
-            node = item.node
-            k = kind(node)
-            ctx = Ctx(item.statement, node, k, body(node), self.schema, self.opts.pg_version,
-                      self.opts.settings, tx, unit, self.run.sizes, sqls, position)
-            for rule in self._rules_for(k, ctx):
-                for hit in rule.check(ctx):
-                    self._emit(rule, hit, ctx.statement, unit, suppressions, migration)
-            if k == "TransactionStmt":
-                if not starts:
-                    tx = self._transaction(ctx.body, tx, unit)
-                continue
-            self._after(ctx)
+            tx = self._lint_one(item, position, tx, unit, sqls, suppressions, migration, bool(starts))
         if report_unused:
             self.unused(suppressions)
+
+    def _lint_one(self, item: Parsed, position: int, tx: TxState, unit: UnitState, sqls: list[str],
+                  suppressions: list[Suppression], migration: str | None, blocks: bool, depth: int = 0) -> TxState:
+        """Judge one statement and replay it; the transaction state after it."""
+        if item.node is None:
+            if item.error:
+                self.report.parse_errors.append(item.error)
+                self._parse_error_rules(item, unit, tx, suppressions, migration)
+            return tx
+        node = item.node
+        k = kind(node)
+        ctx = Ctx(item.statement, node, k, body(node), self.schema, self.opts.pg_version,
+                  self.opts.settings, tx, unit, self.run.sizes, sqls, position)
+        for rule in self._rules_for(k, ctx):
+            for hit in rule.check(ctx):
+                self._emit(rule, hit, ctx.statement, unit, suppressions, migration)
+        if k == "TransactionStmt":
+            return tx if blocks else self._transaction(ctx.body, tx, unit)
+        self._after(ctx)
+        if depth < 3:  # the PL/pgSQL it runs: a DO block's body, or a function of this migration it calls
+            for inner in self._plpgsql_run_by(ctx):
+                tx = self._lint_one(inner, position, tx, unit, sqls, suppressions, migration, blocks, depth + 1)
+        return tx
+
+    def _plpgsql_run_by(self, ctx: Ctx) -> list[Parsed]:
+        if ctx.kind == "CreateFunctionStmt":
+            found = plpgsql.function_body(ctx.body)
+            if found is not None:
+                ctx.unit.plpgsql[found[0]] = (ctx.statement, found[1])
+            return []
+        sources: list[tuple[Statement, str]] = []
+        if ctx.kind == "DoStmt":
+            source = plpgsql.do_body(ctx.body)
+            if source is not None:
+                sources.append((ctx.statement, source))
+        elif ctx.unit.plpgsql and ctx.kind in ("CallStmt", "SelectStmt", "InsertStmt", "UpdateStmt"):
+            called = func_names(ctx.body)
+            if ctx.kind == "CallStmt":  # CALL's own call is a bare FuncCall, not wrapped in a node
+                called += [name.lower() for name in strings((ctx.body.get("funccall") or {}).get("funcname"))[-1:]]
+            sources += [ctx.unit.plpgsql[name] for name in dict.fromkeys(called) if name in ctx.unit.plpgsql]
+        parsed: list[Parsed] = []
+        for outer, source in sources:
+            items = plpgsql.embedded(source)
+            if items:
+                parsed += iter_parsed(plpgsql.statements_in(outer, source, items))
+        return parsed
 
     def _rules_for(self, k: str, ctx: Ctx) -> list[Rule]:
         if k != "AlterTableStmt":
