@@ -114,3 +114,20 @@ def _column_settings(plan: Plan, table: str, col: sql.Identifier, info: ColumnFa
     if same_type and info.compression:
         out.append(alter + sql.SQL("SET COMPRESSION {}").format(sql.SQL(info.compression)))
     return out
+
+
+@dataclass(frozen=True)
+class CopiedColumn(Operation):
+    """An operation whose three phases are this module's: it only says what its copy looks like."""
+
+    def shape(self, plan: Plan) -> Copy:
+        raise NotImplementedError
+
+    def expand(self, plan: Plan, index: int) -> None:
+        expand(self, plan, index, self.shape(plan))
+
+    def contract(self, plan: Plan, index: int) -> None:
+        contract(self, plan, index, self.shape(plan))
+
+    def abort(self, plan: Plan, index: int) -> None:
+        abort(plan, index, self.shape(plan))

@@ -10,11 +10,11 @@ from psycopg import sql
 
 from pgshift.ops.names import fit
 from pgshift.ops.operations import _copy
-from pgshift.ops.operations._base import Operation, Plan, quote
+from pgshift.ops.operations._base import Plan, quote
 
 
 @dataclass(frozen=True)
-class ChangeColumnType(Operation):
+class ChangeColumnType(_copy.CopiedColumn):
     kind = "change_column_type"
     summary = "Change a column's type without rewriting the table under a lock: a shadow column swapped in at contract."
     example = "change_column_type: {table: orders, column: amount, type: \"numeric(12,2)\"}"
@@ -29,21 +29,12 @@ class ChangeColumnType(Operation):
                                "CAST)."] = None
     default: Annotated[str | None, "The new column's default (default: the old column's)."] = None
 
-    def _shape(self, plan: Plan) -> _copy.Copy:
+    def shape(self, plan: Plan) -> _copy.Copy:
         info = plan.column(self, self.column)
         name = self.column
         return _copy.Copy(self.table, name, fit("_pgshift", plan.version, name), name, self.type,
                           self.up or f"CAST({quote(name)} AS {self.type})",
                           self.down or f"CAST({quote(name)} AS {info.type})", self.default or info.default, True)
-
-    def expand(self, plan: Plan, index: int) -> None:
-        _copy.expand(self, plan, index, self._shape(plan))
-
-    def contract(self, plan: Plan, index: int) -> None:
-        _copy.contract(self, plan, index, self._shape(plan))
-
-    def abort(self, plan: Plan, index: int) -> None:
-        _copy.abort(plan, index, self._shape(plan))
 
     def schema_sql(self, schema: str, contracted: bool) -> list[sql.Composable | str]:
         # expanded, the column keeps its type

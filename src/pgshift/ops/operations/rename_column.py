@@ -9,11 +9,11 @@ from typing import Annotated
 from psycopg import sql
 
 from pgshift.ops.operations import _copy
-from pgshift.ops.operations._base import Operation, Plan, key, quote
+from pgshift.ops.operations._base import Plan, key, quote
 
 
 @dataclass(frozen=True)
-class RenameColumn(Operation):
+class RenameColumn(_copy.CopiedColumn):
     kind = "rename_column"
     summary = "Rename a column: both names work, each for its application version, until contract."
     example = "rename_column: {table: users, from: email, to: email_address}"
@@ -24,20 +24,11 @@ class RenameColumn(Operation):
     from_: Annotated[str, "The column's current name."] = key("from")
     to: Annotated[str, "Its new name."] = key("to")
 
-    def _shape(self, plan: Plan) -> _copy.Copy:
+    def shape(self, plan: Plan) -> _copy.Copy:
         info = plan.column(self, self.from_)
         typed = f"{info.type} {info.collate}" if info.collate else info.type  # same sort order
         return _copy.Copy(self.table, self.from_, self.to, self.to, typed, quote(self.from_), quote(self.to),
                           info.default, False)
-
-    def expand(self, plan: Plan, index: int) -> None:
-        _copy.expand(self, plan, index, self._shape(plan))
-
-    def contract(self, plan: Plan, index: int) -> None:
-        _copy.contract(self, plan, index, self._shape(plan))
-
-    def abort(self, plan: Plan, index: int) -> None:
-        _copy.abort(plan, index, self._shape(plan))
 
     def schema_sql(self, schema: str, contracted: bool) -> list[sql.Composable | str]:
         """Contracted only: expanded, the new column stands beside the old one (the linter copies it)."""
