@@ -91,6 +91,8 @@ def status_cmd(settings: Settings, as_json: bool, exit_code: bool) -> None:
             "warnings": report.warnings,
             "interrupted": [asdict(i) for i in report.interrupted],
             "running_now": report.running_now,
+            "contract_due": {v: {"expanded_at": since.isoformat(), "due_at": due.isoformat()}
+                             for v, (since, due) in report.contract_due.items()},
         })
     else:
         table = Table(title=f"{settings.migrations_path} ({report.format}) on PostgreSQL {report.server_version}")

@@ -127,8 +127,9 @@ def _phase_output(result: api.PhaseResult, as_json: bool, verb: str) -> None:
 @click.option("--no-backup", is_flag=True,
               help="Skip the backup that backup.policy asks for before a contract that drops data, and allow it "
                    "without one.")
+@click.option("--force", is_flag=True, help="Contract even before the soak `pgshift deploy` recorded has passed.")
 @handle_errors
-def contract_cmd(settings: Settings, as_json: bool, version: str | None, no_backup: bool) -> None:
+def contract_cmd(settings: Settings, as_json: bool, version: str | None, no_backup: bool, force: bool) -> None:
     """Finish an expanded operations migration, after the new app version is deployed everywhere.
 
     Validates constraints, sets NOT NULL through a validated CHECK, attaches unique indexes, and drops
@@ -137,7 +138,7 @@ def contract_cmd(settings: Settings, as_json: bool, version: str | None, no_back
     """
     notify = None if as_json else _note
     checks = api.MigrateChecks(lint=False, backup=not no_backup, notify=notify)
-    result = api.contract(settings, version=version, notify=notify, checks=checks)
+    result = api.contract(settings, version=version, notify=notify, checks=checks, force=force)
     if as_json:
         print_json({**asdict(result), "backup": checks.backup_path})
         return
