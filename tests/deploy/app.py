@@ -20,7 +20,7 @@ QUERIES = {
 
 
 class Handler(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+    def do_GET(self) -> None:
         try:
             if self.path == "/health" and VERSION == "broken":
                 raise RuntimeError("the broken version never becomes healthy")

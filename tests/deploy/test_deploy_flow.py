@@ -11,7 +11,7 @@ import time
 import psycopg
 
 from tests.deploy.helpers import Project
-from tests.helpers import run_pgshift
+from tests.helpers import run_pgshift, start_pgshift
 
 
 def test_a_deploy_succeeds_end_to_end_and_its_runbook_undoes_it(project: Project) -> None:
@@ -46,3 +46,64 @@ def test_a_deploy_succeeds_end_to_end_and_its_runbook_undoes_it(project: Project
     assert project.snapshot() == original
     project.wait_healthy()
     assert project.get("/query") == (200, "old 200")
+
+
+def test_a_new_version_that_never_becomes_healthy_is_rolled_back(project: Project) -> None:
+    original = project.snapshot()
+    project.toml["deploy"]["app_command"] = project.switch("broken")
+    project.write_toml()
+    done = project.deploy()
+    assert done.returncode == 45, done.stderr  # HealthCheckFailed
+    assert "error (deploy-unhealthy)" in done.stderr and "did not become healthy" in done.stderr
+    assert "ran deploy.rollback_app_command" in done.stderr and "aborted the expand of 002" in done.stderr
+    assert "rolled back 003" in done.stderr
+    assert project.snapshot() == original  # the schema is back to the original catalog
+    assert project.version() == "old"
+    project.wait_healthy()
+    assert project.get("/query") == (200, "old 200")  # the old version runs, its rows all there
+    finished = project.events("deploy-finished")
+    assert finished[-1]["outcome"] == "rolled back" and finished[-1]["step"] == "health"
+
+
+def test_a_lock_pile_up_in_the_watch_window_rolls_the_deploy_back(project: Project) -> None:
+    original = project.snapshot()
+    project.toml["deploy"]["watch"] = "30s"
+    project.toml["watch"]["max_blocked_ms"] = 500
+    project.write_toml()
+    deploy = start_pgshift(["deploy", "--json"], cwd=project.root, url=project.url)
+    released = threading.Event()
+
+    def pile_up() -> None:  # once the watch window opens: one session holds a lock, two queue behind it
+        deadline = time.monotonic() + 60
+        while not any(e["step"] == "watch" for e in project.events("deploy-step")):
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        with psycopg.connect(project.url) as holder:
+            holder.execute("LOCK TABLE jobs IN ACCESS EXCLUSIVE MODE")
+            waiters = [threading.Thread(target=_select_jobs, args=(project.url,)) for _ in range(2)]
+            for w in waiters:
+                w.start()
+            released.wait(20)
+            holder.rollback()
+        for w in waiters:
+            w.join()
+
+    injector = threading.Thread(target=pile_up)
+    injector.start()
+    try:
+        out, err = deploy.communicate(timeout=120)
+    finally:
+        released.set()
+        injector.join()
+    assert deploy.returncode == 46, err  # DeployBreached
+    report = json.loads(out)
+    assert report["outcome"] == "rolled back"
+    assert "watch.max_blocked_ms" in report["error"]
+    assert report["steps"][-1]["name"] == "watch" and report["steps"][-1]["state"] == "failed"
+    assert project.snapshot() == original
+    assert project.version() == "old"
+
+
+def _select_jobs(url: str) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("SELECT count(*) FROM jobs")
