@@ -50,9 +50,10 @@ _OUTPUT_LINES = 200  # of each hook, kept in the report and the ledger
 
 # -- errors --------------------------------------------------------------------------------
 class DeployError(PgshiftError):
-    """A deploy stopped; ``report`` says which step, and what the failure policy did."""
+    """A deploy step failed after the schema changed (a migration, a contract); the failure policy ran, and
+    the report says what it did. The base of the deploy's other errors."""
 
-    code = "deploy"
+    code = "deploy-failed"
     exit_code = 47
 
     report: DeployReport | None = None
@@ -98,13 +99,6 @@ class DeployBreached(DeployError):
 
     code = "deploy-breach"
     exit_code = 46
-
-
-class DeployStepFailed(DeployError):
-    """A deploy step failed for another reason (a migration, a contract); the failure policy ran."""
-
-    code = "deploy-step-failed"
-    exit_code = 47
 
 
 class DeployStateError(DeployError):
@@ -536,7 +530,7 @@ class Rollout:
         elif isinstance(exc, WatchBreached):
             cls = DeployBreached
         else:
-            cls = DeployStepFailed
+            cls = DeployError
         try:
             self.undo()
         except PgshiftError as undo_exc:
@@ -578,7 +572,7 @@ class Rollout:
                 result = rollback(self.settings, steps=1, notify=self.notify)
                 reverted = [r.version for r in result.reverted]
                 if reverted != [version]:
-                    raise DeployStepFailed(f"rolling back {label} rolled back {reverted or 'nothing'} instead; a "
+                    raise DeployError(f"rolling back {label} rolled back {reverted or 'nothing'} instead; a "
                                            "migration newer than this deploy's was applied meanwhile.")
                 self.report.undo.append(f"rolled back {label} with its down part")
             self._event("deploy-undo", version, how=how)
@@ -712,7 +706,7 @@ def _roll_back(run: Rollout) -> DeployReport:
 
 
 __all__ = [
-    "DeployBreached", "DeployCheckFailed", "DeployError", "DeployReport", "DeployStateError", "DeployStepFailed",
+    "DeployBreached", "DeployCheckFailed", "DeployError", "DeployReport", "DeployStateError",
     "HealthCheckFailed", "HookFailed", "HookNotFound", "HookTimedOut", "RollbackIncomplete", "RunbookStep",
     "StepRecord", "deploy", "plan",
 ]
