@@ -39,8 +39,14 @@ operations:
 """
 AUDIT_UP = "CREATE TABLE audit (id bigint PRIMARY KEY, at timestamptz NOT NULL DEFAULT now());"
 AUDIT_DOWN = "DROP TABLE audit;"
-DROP_UP = "DROP TABLE legacy;"
+DROP_UP = "-- pgshift:ignore PS020 -- no app version reads legacy\nDROP TABLE legacy;"
 DROP_DOWN = "CREATE TABLE legacy (id int PRIMARY KEY, note text);"
+
+
+def _toml(value: Any) -> str:
+    if isinstance(value, dict):  # an inline table
+        return "{ " + ", ".join(f"{k} = {json.dumps(v)}" for k, v in value.items()) + " }"
+    return json.dumps(value)
 
 
 def free_port() -> int:
@@ -87,7 +93,7 @@ class Project:
         for section, values in self.toml.items():
             if section:
                 lines.append(f"[{section}]")
-            lines += [f"{key} = {json.dumps(value)}" for key, value in values.items()]
+            lines += [f"{key} = {_toml(value)}" for key, value in values.items()]
         (self.root / "pgshift.toml").write_text("\n".join(lines) + "\n")
 
     def settings(self) -> Any:
