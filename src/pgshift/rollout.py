@@ -566,8 +566,10 @@ class Rollout:
         for version, how in reversed(self._applied_now()):
             label = self._label(version)
             if how == "expand":
+                lost = self._written_to_added_columns(version)
                 abort(self.settings, version=version, notify=self.notify)
-                self.report.undo.append(f"aborted the expand of {label} (`pgshift abort`)")
+                self.report.undo.append(f"aborted the expand of {label} (`pgshift abort`)"
+                                        + (f"; dropped with it: {lost}" if lost else ""))
             else:
                 result = rollback(self.settings, steps=1, notify=self.notify)
                 reverted = [r.version for r in result.reverted]
@@ -576,6 +578,34 @@ class Rollout:
                                            "migration newer than this deploy's was applied meanwhile.")
                 self.report.undo.append(f"rolled back {label} with its down part")
             self._event("deploy-undo", version, how=how)
+
+    def _written_to_added_columns(self, version: str) -> str:
+        """What the abort of ``version`` loses: per column its expand added, the rows holding a value other
+        than the column's default (written by the new version, since the old one does not know the column)."""
+        from psycopg import sql
+
+        m = self.migrations.get(version)
+        ops = getattr(m, "ops", None)
+        if ops is None:
+            return ""
+        found = []
+        with open_connection(self.settings) as conn:
+            for operation in getattr(ops, "operations", []):
+                if getattr(operation, "kind", None) != "add_column":
+                    continue
+                column = operation.column
+                default = sql.SQL(column.default) if column.default else sql.NULL
+                query = sql.SQL("SELECT count(*) FROM {} WHERE {} IS NOT NULL AND {} IS DISTINCT FROM {}").format(
+                    sql.Identifier(ops.schema, operation.table), sql.Identifier(column.name),
+                    sql.Identifier(column.name), default)
+                try:
+                    row = conn.execute(query).fetchone()
+                except psycopg.Error:
+                    continue  # the column was never added (the expand stopped before it)
+                if row and row[0]:
+                    found.append(f"{operation.table}.{column.name} ({row[0]} row(s) hold values other than its "
+                                 "default, written by the new version)")
+        return ", ".join(found)
 
     def _applied_now(self) -> list[tuple[str, str]]:
         """This deploy's migrations that are applied now (from the ledger, so a killed run is seen

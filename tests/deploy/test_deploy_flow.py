@@ -78,6 +78,9 @@ def test_a_lock_pile_up_in_the_watch_window_rolls_the_deploy_back(project: Proje
         while not any(e["step"] == "watch" for e in project.events("deploy-step")):
             assert time.monotonic() < deadline
             time.sleep(0.2)
+        with psycopg.connect(project.url, autocommit=True) as app:  # writes of both versions meanwhile
+            app.execute("INSERT INTO accounts (email) SELECT 'during' || g FROM generate_series(1, 5) g")
+            app.execute("UPDATE accounts SET status = 'VIP' WHERE id <= 3")
         with psycopg.connect(project.url) as holder:
             holder.execute("LOCK TABLE jobs IN ACCESS EXCLUSIVE MODE")
             waiters = [threading.Thread(target=_select_jobs, args=(project.url,)) for _ in range(2)]
@@ -102,6 +105,9 @@ def test_a_lock_pile_up_in_the_watch_window_rolls_the_deploy_back(project: Proje
     assert report["steps"][-1]["name"] == "watch" and report["steps"][-1]["state"] == "failed"
     assert project.snapshot() == original
     assert project.version() == "old"
+    assert "accounts.status (3 row(s) hold values other than its default" in report["undo"][-1]
+    with psycopg.connect(project.url, autocommit=True) as conn:  # no row written through the old schema lost
+        assert conn.execute("SELECT count(*) FROM accounts").fetchone() == (205,)
 
 
 def _select_jobs(url: str) -> None:
