@@ -67,7 +67,7 @@ _export("pgshift.rehearsal.workload", workload_error_text="error_text")
 _export("pgshift.embedded", "EmbeddedCluster")
 _export("pgshift.demo", "run_demo")
 # the deployment flow
-_export("pgshift.rollout", "DeployError", "DeployReport", "RunbookStep", "StepRecord", "deploy",
+_export("pgshift.rollout", "DeployError", "DeployReport", "RunbookStep", "StepRecord", "deploy", "migrate_watched",
         deploy_plan="plan")
 _export("pgshift.ops.service", "SoakNotOver")
 # monitoring
@@ -117,7 +117,7 @@ if TYPE_CHECKING:  # the same names, for type checkers (kept in step with _EXPOR
     from pgshift.ops.service import SoakNotOver, abort, backfill, contract
     from pgshift.rehearsal import RehearsalOptions, RehearsalReport, rehearse, render_html, require_pass, to_json
     from pgshift.rehearsal.workload import error_text as workload_error_text
-    from pgshift.rollout import DeployError, DeployReport, RunbookStep, StepRecord, deploy
+    from pgshift.rollout import DeployError, DeployReport, RunbookStep, StepRecord, deploy, migrate_watched
     from pgshift.rollout import plan as deploy_plan
     from pgshift.runner.backfill import (
         DEFAULT_LAG_QUERY,
@@ -163,7 +163,7 @@ __all__ = [
     "abort", "adopt", "backfill", "backfill_options", "backfill_progress_json", "backfill_spec",
     "backup", "baseline", "check", "contract", "deploy", "deploy_plan", "deploy_session", "file_warnings",
     "history_events", "init",
-    "latest_backup", "lint", "lint_fix", "list_backups", "load", "mask_password", "migrate", "new",
+    "latest_backup", "lint", "lint_fix", "list_backups", "load", "mask_password", "migrate", "migrate_watched", "new",
     "open_connection", "refuse_unusable", "rehearse", "render_html", "render_lint", "require_pass", "resolve_backup",
     "restore_database", "restore_table", "rollback", "run_demo", "status", "to_json", "validate", "verify_backup",
     "watch_flags", "watch_json_line", "workload_error_text",

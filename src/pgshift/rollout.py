@@ -33,7 +33,7 @@ from pgshift.db.connect import mask_password, require_url
 from pgshift.db.history import History
 from pgshift.db.lock import AdvisoryLock
 from pgshift.db.session import load, open_connection
-from pgshift.deploy import migrate, rollback, status
+from pgshift.deploy import MigrateReport, migrate, rollback, status
 from pgshift.errors import PgshiftError
 from pgshift.migrations.model import Migration
 from pgshift.runner.gate import MigrateChecks, apply_backup_policy
@@ -652,6 +652,36 @@ class Rollout:
         return steps
 
 
+# -- `pgshift migrate --watch` ----------------------------------------------------------------
+def migrate_watched(settings: Settings, *, notify: Notify | None = None,
+                    **options: Any) -> tuple[MigrateReport, dict[str, Any]]:
+    """`pgshift migrate --watch`: migrate with the watcher sampling in a thread. A [watch] threshold
+    crossed stops the run before its next migration (the one running finishes: stopping a migration
+    half way is worse) and raises WatchBreached; returns the report and the watched totals."""
+    totals: dict[str, Any] = {}
+    started: list[str] = []
+    with _Background(settings, totals) as background:
+        def between(message: str) -> None:
+            if message.startswith("applying "):
+                if background.breach is not None:
+                    done = ", ".join(started) or "nothing"
+                    raise WatchBreached(f"Migrating stopped before {message.removeprefix('applying ')}: "
+                                        f"{background.breach}. Applied before it: {done}.",
+                                        hint="find the cause (the watch's samples), then run `pgshift migrate` "
+                                        "again for the rest.")
+                started.append(message.removeprefix("applying "))
+            if notify is not None:
+                notify(message)
+
+        report = migrate(settings, notify=between, **options)
+    if background.breach is not None:
+        raise WatchBreached(f"A [watch] threshold was crossed while migrating: {background.breach}. Every pending "
+                            f"migration was applied ({', '.join(started) or 'none'}).",
+                            hint="look at the application and the database now; `pgshift rollback` undoes "
+                            "the migrations if they are the cause.")
+    return report, totals
+
+
 # -- entry points --------------------------------------------------------------------------
 def plan(settings: Settings) -> DeployReport:
     """`pgshift deploy --dry-run`: the steps deploy would run, read from the settings and the ledger."""
@@ -738,5 +768,5 @@ def _roll_back(run: Rollout) -> DeployReport:
 __all__ = [
     "DeployBreached", "DeployCheckFailed", "DeployError", "DeployReport", "DeployStateError",
     "HealthCheckFailed", "HookFailed", "HookNotFound", "HookTimedOut", "RollbackIncomplete", "RunbookStep",
-    "StepRecord", "deploy", "plan",
+    "StepRecord", "deploy", "migrate_watched", "plan",
 ]
