@@ -38,8 +38,17 @@ class SoakNotOver(PgshiftError):
 
 def backfill(settings: Settings, spec: BackfillSpec, options: BackfillOptions | None = None, *,
              progress: ProgressCallback | None = None, notify: Notify | None = None,
-             restart: bool = False) -> BackfillResult:
-    """Run (or resume) a data backfill under the deploy lock; progress lives in the ledger schema."""
+             restart: bool = False, watch: bool = False) -> BackfillResult:
+    """Run (or resume) a data backfill under the deploy lock; progress lives in the ledger schema. With
+    ``watch``, the [watch] thresholds are sampled meanwhile and a breach pauses the batches until it clears."""
+    if watch:
+        from dataclasses import replace
+
+        from pgshift.watch import BreachMonitor
+
+        with BreachMonitor(settings) as monitor:
+            return backfill(settings, spec, replace(options or BackfillOptions(), pause_while=monitor.current),
+                            progress=progress, notify=notify, restart=restart)
     with deploy_session(settings) as (conn, history):
         if restart:
             reset_job(conn, settings.history_schema, spec.job_name)
