@@ -77,9 +77,23 @@ def test_dry_run_prints_the_plan_and_changes_nothing(project: Project) -> None:
 def test_contract_before_the_soak_is_refused_unless_forced(project: Project) -> None:
     project.toml["deploy"]["watch"] = "0"
     project.write_toml()
-    assert project.deploy().returncode == 0
+    done = project.deploy()
+    assert done.returncode == 0, done.stderr
+    assert "deploy " in done.stdout and ": deployed" in done.stdout  # the text report
+    assert "contract of 002 due after" in done.stdout and "pgshift abort --version 002" in done.stdout
     early = run_pgshift(["contract"], cwd=project.root, url=project.url)
     assert early.returncode == 41, early.stderr
     assert "soak" in early.stderr and "--force" in early.stderr
     forced = run_pgshift(["contract", "--force"], cwd=project.root, url=project.url)
     assert forced.returncode == 0, forced.stderr
+
+
+def test_a_failing_health_command_rolls_the_deploy_back(project: Project) -> None:
+    original = project.snapshot()
+    project.toml["deploy"]["health_command"] = "echo 'not ready: cache cold'; exit 3"
+    project.toml["deploy"]["health_timeout"] = "1s"
+    project.write_toml()
+    done = project.deploy()
+    assert done.returncode == 45, done.stderr
+    assert "deploy.health_command exited 3: not ready: cache cold" in done.stderr
+    assert project.snapshot() == original and project.version() == "old"
