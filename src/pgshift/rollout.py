@@ -57,6 +57,7 @@ class DeployError(PgshiftError):
     exit_code = 47
 
     report: DeployReport | None = None
+    output: tuple[str, ...] = ()  # a failed hook's output
 
 
 class DeployCheckFailed(DeployError):
@@ -199,19 +200,23 @@ def _hook(setting: str, command: str, timeout: str, cwd: str) -> HookRun:
     timeout_s = duration_ms(timeout, key="deploy.app_timeout") / 1000
     run = run_shell_hook(command, timeout_s, cwd)
     tail = " | ".join(run.output[-3:]) or "no output"
+    error: DeployError | None = None
     if run.returncode is None:
-        raise HookTimedOut(f"{setting} ({command!r}) was still running after deploy.app_timeout = {timeout} and was "
+        error = HookTimedOut(f"{setting} ({command!r}) was still running after deploy.app_timeout = {timeout} and was "
                            f"killed (its whole process group); its last output: {tail}.",
                            hint="make the hook finish within deploy.app_timeout (hooks must be idempotent), or "
                            "raise deploy.app_timeout.")
-    if run.returncode in (126, 127):
-        raise HookNotFound(f"{setting} ({command!r}) could not be run: the shell exited {run.returncode} "
+    elif run.returncode in (126, 127):
+        error = HookNotFound(f"{setting} ({command!r}) could not be run: the shell exited {run.returncode} "
                            f"(command not found or not executable): {tail}.",
                            hint=f"fix {setting} in pgshift.toml; commands run through /bin/sh in {cwd}.")
-    if run.returncode != 0:
-        raise HookFailed(f"{setting} ({command!r}) exited with {run.returncode}: {tail}.",
-                         hint="the hook's full output is in the report; fix the cause and run `pgshift deploy "
-                         "--resume` (hooks must be idempotent).")
+    elif run.returncode != 0:
+        error = HookFailed(f"{setting} ({command!r}) exited with {run.returncode}: {tail}.",
+                           hint="its output is in the report; fix the cause and run `pgshift deploy` again "
+                           "(hooks must be idempotent).")
+    if error is not None:
+        error.output = tuple(run.output)
+        raise error
     return run
 
 
@@ -420,7 +425,8 @@ class Rollout:
         self._event("deploy-hook", hook="app_command", state="started", command=command)
         try:
             run = _hook("deploy.app_command", command, self.options.app_timeout, str(self.settings.base_dir))
-        except DeployError:
+        except DeployError as exc:
+            record.output = list(exc.output)
             self._event("deploy-hook", hook="app_command", state="failed")
             raise
         record.output = run.output
@@ -546,9 +552,12 @@ class Rollout:
             return error
         self.report.outcome = "rolled back"
         self._event("deploy-finished", outcome="rolled back", step=failed_step, undo=self.report.undo)
+        hint = exc.hint
+        if cls is DeployBreached:
+            hint = ("the report's watch section has the peaks of each watched step; raise the threshold in [watch] "
+                    "only if that level is acceptable for your application, then run `pgshift deploy` again.")
         error = cls(f"The deploy failed at step {failed_step}: {exc.message.rstrip('.')}. deploy.on_failure = "
-                    f"\"abort\" ran: {'; '.join(self.report.undo) or 'nothing needed undoing'}.",
-                    hint=exc.hint)
+                    f"\"abort\" ran: {'; '.join(self.report.undo) or 'nothing needed undoing'}.", hint=hint)
         error.report = self.report
         return error
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from tests.deploy.helpers import Project, free_port
 from tests.helpers import run_pgshift
 
@@ -32,6 +34,8 @@ def test_a_hook_that_hangs_is_killed_at_its_timeout(project: Project) -> None:
     done = project.deploy("--json")
     assert done.returncode == 43, done.stderr
     assert "deploy.app_timeout = 1s" in done.stderr and "rolling out" in done.stderr
+    app = json.loads(done.stdout)["steps"][-1]
+    assert app["name"] == "app" and app["state"] == "failed" and app["output"] == ["rolling out"]
     assert project.snapshot() == original
 
 
