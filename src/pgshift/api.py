@@ -68,7 +68,7 @@ _export("pgshift.embedded", "EmbeddedCluster")
 _export("pgshift.demo", "run_demo")
 # the deployment flow
 _export("pgshift.rollout", "DeployError", "DeployReport", "RunbookStep", "StepRecord", "deploy", "migrate_watched",
-        deploy_plan="plan")
+        deploy_plan="plan", render_deploy_html="render_html")
 _export("pgshift.ops.service", "SoakNotOver")
 # monitoring
 _export("pgshift.watch", "WatchBreached", "WatchReport", "Watcher", "watch_flags", WatchSample="Sample",
@@ -119,6 +119,7 @@ if TYPE_CHECKING:  # the same names, for type checkers (kept in step with _EXPOR
     from pgshift.rehearsal.workload import error_text as workload_error_text
     from pgshift.rollout import DeployError, DeployReport, RunbookStep, StepRecord, deploy, migrate_watched
     from pgshift.rollout import plan as deploy_plan
+    from pgshift.rollout import render_html as render_deploy_html
     from pgshift.runner.backfill import (
         DEFAULT_LAG_QUERY,
         BackfillOptions,
@@ -164,7 +165,8 @@ __all__ = [
     "backup", "baseline", "check", "contract", "deploy", "deploy_plan", "deploy_session", "file_warnings",
     "history_events", "init",
     "latest_backup", "lint", "lint_fix", "list_backups", "load", "mask_password", "migrate", "migrate_watched", "new",
-    "open_connection", "refuse_unusable", "rehearse", "render_html", "render_lint", "require_pass", "resolve_backup",
+    "open_connection", "refuse_unusable", "rehearse", "render_deploy_html", "render_html",
+    "render_lint", "require_pass", "resolve_backup",
     "restore_database", "restore_table", "rollback", "run_demo", "status", "to_json", "validate", "verify_backup",
     "watch_flags", "watch_json_line", "workload_error_text",
 ]

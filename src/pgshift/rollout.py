@@ -254,8 +254,15 @@ class _Background:
         self.watcher.close()
 
 
+_SERIES_POINTS = 3600  # per watched step, for the HTML report's timeline
+
+
 def _count(totals: dict[str, Any], sample: Sample) -> None:
     totals["samples"] = totals.get("samples", 0) + 1
+    series = totals.setdefault("series", [])
+    if len(series) < _SERIES_POINTS:  # [at, longest lock wait ms, sessions waiting, commits/s, rollbacks/s]
+        series.append([sample.at, round(sample.longest_lock_wait_ms, 1), sample.blocked_sessions,
+                       round(sample.commits_per_s, 1), round(sample.rollbacks_per_s, 1)])
     peak = totals.setdefault("peak", {})
     for key in ("longest_lock_wait_ms", "blocked_sessions", "longest_transaction_s", "rollbacks_per_s"):
         peak[key] = max(float(peak.get(key, 0.0)), float(getattr(sample, key)))
@@ -661,6 +668,68 @@ class Rollout:
         return steps
 
 
+# -- the HTML report -----------------------------------------------------------------------
+def render_html(report: DeployReport) -> str:
+    """One self-contained page: the steps as a timeline, each watched step's lock waits and rates (inline
+    SVG), hook output, what the failure policy did, and the runbook."""
+    from html import escape
+
+    from pgshift.rehearsal.html import CSS
+
+    ok = report.outcome == "deployed"
+    parts = [
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
+        "<meta http-equiv='Content-Security-Policy' content=\"default-src 'none'; style-src 'unsafe-inline'\">",
+        f"<title>pgshift deploy {escape(report.deploy_id)}: {escape(report.outcome)}</title>",
+        f"<style>{CSS}</style></head><body><h1>pgshift deploy {escape(report.deploy_id)}</h1>",
+        f"<div class='verdict {'pass' if ok else 'fail'}'>{escape(report.outcome)}</div>",
+    ]
+    if report.error:
+        parts.append(f"<p class='bad'>{escape(report.error)}</p>")
+    parts.append("<h2>Steps</h2><table><tr><th>step</th><th>state</th><th>started</th><th>finished</th>"
+                 "<th>detail</th></tr>")
+    for step in report.steps:
+        output = f"<pre>{escape(chr(10).join(step.output))}</pre>" if step.output else ""
+        parts.append(f"<tr><td>{escape(step.name)}</td><td>{escape(step.state)}</td><td>{escape(step.started_at)}"
+                     f"</td><td>{escape(step.finished_at or '')}</td><td>{escape(step.detail)}{output}</td></tr>")
+    parts.append("</table>")
+    for name, totals in report.watch.items():
+        parts.append(f"<h2>Watched during {escape(name)}</h2>")
+        parts.append(f"<p class='muted'>{totals.get('samples', 0)} samples; peaks: "
+                     + escape(", ".join(f"{k} {v:g}" for k, v in totals.get("peak", {}).items())) + "</p>")
+        parts.append(_series_svg(totals.get("series", [])))
+        for breach in totals.get("breaches", [])[:5]:
+            parts.append(f"<p class='bad'>{escape(breach)}</p>")
+    if report.undo:
+        parts.append("<h2>What the failure policy did</h2><ul>"
+                     + "".join(f"<li>{escape(line)}</li>" for line in report.undo) + "</ul>")
+    if report.runbook:
+        parts.append(f"<h2>Runbook</h2><pre>{escape(report.runbook_text())}</pre>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def _series_svg(series: list[list[Any]]) -> str:
+    """Longest lock wait (ms) and sessions waiting, sample by sample."""
+    if len(series) < 2:
+        return ""
+    width, height, pad = 1000, 160, 30
+    waits = [float(p[1]) for p in series]
+    blocked = [float(p[2]) for p in series]
+
+    def line(values: list[float], colour: str) -> str:
+        top = max(values) or 1.0
+        step = (width - 2 * pad) / (len(values) - 1)
+        points = " ".join(f"{pad + n * step:.1f},{height - pad - v / top * (height - 2 * pad):.1f}"
+                          for n, v in enumerate(values))
+        return f"<polyline fill='none' stroke='{colour}' stroke-width='1.5' points='{points}'/>"
+
+    return (f"<svg viewBox='0 0 {width} {height}' width='100%' role='img'>"
+            f"{line(waits, '#c0392b')}{line(blocked, '#3b6fd8')}"
+            f"<text x='{pad}' y='16'>red: longest lock wait (peak {max(waits):.0f} ms) · blue: sessions waiting "
+            f"(peak {max(blocked):.0f}) · {len(series)} samples</text></svg>")
+
+
 # -- `pgshift migrate --watch` ----------------------------------------------------------------
 def migrate_watched(settings: Settings, *, notify: Notify | None = None,
                     **options: Any) -> tuple[MigrateReport, dict[str, Any]]:
@@ -777,5 +846,5 @@ def _roll_back(run: Rollout) -> DeployReport:
 __all__ = [
     "DeployBreached", "DeployCheckFailed", "DeployError", "DeployReport", "DeployStateError",
     "HealthCheckFailed", "HookFailed", "HookNotFound", "HookTimedOut", "RollbackIncomplete", "RunbookStep",
-    "StepRecord", "deploy", "migrate_watched", "plan",
+    "StepRecord", "deploy", "migrate_watched", "plan", "render_html",
 ]

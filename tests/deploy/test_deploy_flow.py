@@ -17,10 +17,12 @@ from tests.helpers import run_pgshift, start_pgshift
 def test_a_deploy_succeeds_end_to_end_and_its_runbook_undoes_it(project: Project) -> None:
     original = project.snapshot()
     assert project.get("/query") == (200, "old 200")
-    done = project.deploy("--json")
+    done = project.deploy("--json", "--html", "deploy.html")
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     assert report["outcome"] == "deployed"
+    page = (project.root / "deploy.html").read_text()
+    assert "<h2>Runbook</h2>" in page and "pgshift abort --version 002" in page and "<polyline" in page
     assert [s["name"] for s in report["steps"]] == ["check", "lint", "backup", "migrate", "app", "health", "watch",
                                                    "deferred", "contract"]
     assert report["batch"] == ["002", "003"]
@@ -70,7 +72,7 @@ def test_a_lock_pile_up_in_the_watch_window_rolls_the_deploy_back(project: Proje
     project.toml["deploy"]["watch"] = "30s"
     project.toml["watch"]["max_blocked_ms"] = 500
     project.write_toml()
-    deploy = start_pgshift(["deploy", "--json"], cwd=project.root, url=project.url)
+    deploy = start_pgshift(["deploy", "--json", "--html", "deploy.html"], cwd=project.root, url=project.url)
     released = threading.Event()
 
     def pile_up() -> None:  # once the watch window opens: one session holds a lock, two queue behind it
@@ -102,6 +104,8 @@ def test_a_lock_pile_up_in_the_watch_window_rolls_the_deploy_back(project: Proje
     report = json.loads(out)
     assert report["outcome"] == "rolled back"
     assert "watch.max_blocked_ms" in report["error"]
+    page = (project.root / "deploy.html").read_text()
+    assert "What the failure policy did" in page and "sessions waiting (peak 2)" in page
     assert report["steps"][-1]["name"] == "watch" and report["steps"][-1]["state"] == "failed"
     assert project.snapshot() == original
     assert project.version() == "old"

@@ -46,8 +46,11 @@ def _render(report: api.DeployReport) -> None:
 @click.option("--resume", is_flag=True, help="Continue a deploy that was killed, from the step it stopped at.")
 @click.option("--roll-back", "roll_back", is_flag=True,
               help="With --resume: undo the killed deploy instead (deploy.on_failure).")
+@click.option("--html", "html_path", type=click.Path(dir_okay=False), default=None,
+              help="Also write the report as one HTML file (steps, watched metrics, runbook).")
 @handle_errors
-def deploy_cmd(settings: Settings, as_json: bool, dry_run: bool, resume: bool, roll_back: bool) -> None:
+def deploy_cmd(settings: Settings, as_json: bool, dry_run: bool, resume: bool, roll_back: bool,
+               html_path: str | None) -> None:
     """Deploy without stopping the application: check, back up, lint, migrate (expand) while watching,
     run deploy.app_command, wait until healthy, watch, contract (now or after deploy.soak).
 
@@ -65,15 +68,24 @@ def deploy_cmd(settings: Settings, as_json: bool, dry_run: bool, resume: bool, r
         report = api.deploy(settings, dry_run=dry_run, resume=resume, roll_back=roll_back, notify=note)
     except api.DeployError as exc:
         if exc.report is not None:
+            if html_path:
+                _write_html(html_path, exc.report)
             if as_json:
                 print_json(exc.report.to_json())
             else:
                 _render(exc.report)
         raise
+    if html_path and not report.dry_run:
+        _write_html(html_path, report)
     if as_json:
         print_json(report.to_json())
     else:
         _render(report)
+
+
+def _write_html(path: str, report: api.DeployReport) -> None:
+    with open(path, "w", encoding="utf-8") as out:
+        out.write(api.render_deploy_html(report))
 
 
 COMMANDS = [deploy_cmd]
