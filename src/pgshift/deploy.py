@@ -274,6 +274,9 @@ def _interruptions(plan: Plan, history: History, major: int) -> list[Interruptio
         if m.ops is None and row is not None and row.direction == "up" and row.status in ("running", "failed"):
             found.append(_interruption(m, row, major))
     started = history.events_named("migrate-started", 1)
+    stopped = history.events_named("migrate-stopped", 1)  # stopped on purpose between migrations (--watch)
+    if started and stopped and stopped[0]["id"] > started[0]["id"]:
+        started = []
     listed = started[0]["detail"].get("pending", []) if started else []
     pending = {m.version: m for m in plan.pending}
     first = next((v for v in listed if v in pending), None)

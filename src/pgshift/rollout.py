@@ -751,7 +751,13 @@ def migrate_watched(settings: Settings, *, notify: Notify | None = None,
             if notify is not None:
                 notify(message)
 
-        report = migrate(settings, notify=between, **options)
+        try:
+            report = migrate(settings, notify=between, **options)
+        except WatchBreached as exc:  # between migrations: say so, so status does not call it a crash
+            with open_connection(settings) as conn:
+                History(conn, settings.history_schema).log(None, "migrate-stopped", {"reason": exc.message,
+                                                                                    "applied": started})
+            raise
     if background.breach is not None:
         raise WatchBreached(f"A [watch] threshold was crossed while migrating: {background.breach}. Every pending "
                             f"migration was applied ({', '.join(started) or 'none'}).",

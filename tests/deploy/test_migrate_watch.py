@@ -34,6 +34,7 @@ def test_migrate_watch_stops_before_the_next_migration_on_a_breach(tmp_path: Pat
     assert "Migrating stopped before 00" in done.stderr and "metric errors is 7" in done.stderr
     status = run_pgshift(["status", "--json"], cwd=root, url=db_url)
     assert "002" in json.loads(status.stdout)["pending"]
+    assert json.loads(status.stdout)["interrupted"] == []  # stopped on purpose, not a crash
 
 
 def test_migrate_without_watch_ignores_the_thresholds(tmp_path: Path, db_url: str) -> None:
