@@ -66,6 +66,10 @@ _export("pgshift.rehearsal.workload", workload_error_text="error_text")
 # a local server, the demo
 _export("pgshift.embedded", "EmbeddedCluster")
 _export("pgshift.demo", "run_demo")
+# the deployment flow
+_export("pgshift.rollout", "DeployError", "DeployReport", "RunbookStep", "StepRecord", "deploy", "migrate_watched",
+        deploy_plan="plan", render_deploy_html="render_html")
+_export("pgshift.ops.service", "SoakNotOver")
 # monitoring
 _export("pgshift.watch", "WatchBreached", "WatchReport", "Watcher", "watch_flags", WatchSample="Sample",
         watch_json_line="json_line")
@@ -110,9 +114,12 @@ if TYPE_CHECKING:  # the same names, for type checkers (kept in step with _EXPOR
     from pgshift.migrations.model import Migration
     from pgshift.ops.backfill_options import backfill_options, backfill_spec
     from pgshift.ops.phases import PhaseResult
-    from pgshift.ops.service import abort, backfill, contract
+    from pgshift.ops.service import SoakNotOver, abort, backfill, contract
     from pgshift.rehearsal import RehearsalOptions, RehearsalReport, rehearse, render_html, require_pass, to_json
     from pgshift.rehearsal.workload import error_text as workload_error_text
+    from pgshift.rollout import DeployError, DeployReport, RunbookStep, StepRecord, deploy, migrate_watched
+    from pgshift.rollout import plan as deploy_plan
+    from pgshift.rollout import render_html as render_deploy_html
     from pgshift.runner.backfill import (
         DEFAULT_LAG_QUERY,
         BackfillOptions,
@@ -146,16 +153,20 @@ if TYPE_CHECKING:  # the same names, for type checkers (kept in step with _EXPOR
 __all__ = [
     "CONFIG_TEMPLATE", "DEFAULT_LAG_QUERY", "LINT_OUTPUT_FORMATS", "AdoptReport", "BackfillOptions",
     "BackfillProgress", "BackfillProgressCallback", "BackfillResult", "BackfillSpec", "Backup", "BackupListing",
-    "BackupProgress", "BackupResult", "BeforeApply", "CheckResult", "Checklist", "Confirm", "DryRunStep",
+    "BackupProgress", "BackupResult", "BeforeApply", "CheckResult", "Checklist", "Confirm", "DeployError",
+    "DeployReport", "DryRunStep",
     "EmbeddedCluster", "Finding", "FixResult", "Incomplete", "InitReport", "Interruption", "LintOptions",
     "LintOutcome", "LintReport", "MigrateChecks", "MigrateReport", "Migration", "MigrationStatus", "Notify",
     "PgshiftError", "PhaseResult", "RehearsalOptions", "RehearsalReport", "RestoreReport", "RollbackReport",
-    "StatementObserver", "StatusReport", "StepResult", "TableRestoreReport", "Thresholds", "ValidateReport",
+    "RunbookStep", "SoakNotOver", "StatementObserver", "StatusReport", "StepRecord", "StepResult",
+    "TableRestoreReport", "Thresholds", "ValidateReport",
     "VerifyReport", "WatchBreached", "WatchReport", "WatchSample", "Watcher",
     "abort", "adopt", "backfill", "backfill_options", "backfill_progress_json", "backfill_spec",
-    "backup", "baseline", "check", "contract", "deploy_session", "file_warnings", "history_events", "init",
-    "latest_backup", "lint", "lint_fix", "list_backups", "load", "mask_password", "migrate", "new",
-    "open_connection", "refuse_unusable", "rehearse", "render_html", "render_lint", "require_pass", "resolve_backup",
+    "backup", "baseline", "check", "contract", "deploy", "deploy_plan", "deploy_session", "file_warnings",
+    "history_events", "init",
+    "latest_backup", "lint", "lint_fix", "list_backups", "load", "mask_password", "migrate", "migrate_watched", "new",
+    "open_connection", "refuse_unusable", "rehearse", "render_deploy_html", "render_html",
+    "render_lint", "require_pass", "resolve_backup",
     "restore_database", "restore_table", "rollback", "run_demo", "status", "to_json", "validate", "verify_backup",
     "watch_flags", "watch_json_line", "workload_error_text",
 ]

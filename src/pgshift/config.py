@@ -85,6 +85,23 @@ class WatchSettings:
 
 
 @dataclass
+class DeploySettings:
+    """`pgshift deploy`: the hooks that roll the application out (and back), how long to wait for it,
+    how long to watch, and what to do on a failure (docs/deploy.md)."""
+
+    app_command: str | None = None  # shell command rolling out the new application version (idempotent)
+    rollback_app_command: str | None = None  # ... and rolling it back
+    app_timeout: str = "10min"  # a hook still running then is killed
+    health_command: str | None = None  # healthy when it exits 0 (with or instead of app.health_url)
+    health_timeout: str = "2min"  # how long the new version may take to become healthy
+    watch: str = "10min"  # the watch window after the app is healthy
+    contract: str = "later"  # auto: contract right after the watch window; later: after the soak
+    soak: str = "7d"  # with contract = "later": when the contract becomes due
+    on_failure: str = "abort"  # abort: undo what this deploy applied, then rollback_app_command
+    destructive: str = "defer"  # destructive SQL migrations: defer (after the watch window) or refuse
+
+
+@dataclass
 class LedgerSettings:
     # Also record every migration pgshift applies or rolls back in this tool's own history table
     # (pgshift.db.mirror), so the tool can keep running beside pgshift.
@@ -113,6 +130,7 @@ class Settings:
     app: AppSettings = field(default_factory=AppSettings)
     watch: WatchSettings = field(default_factory=WatchSettings)
     ledger: LedgerSettings = field(default_factory=LedgerSettings)
+    deploy: DeploySettings = field(default_factory=DeploySettings)
     # Where the settings were read from, for messages and for resolving relative paths.
     source: str = field(default="defaults", compare=False)
     base_dir: Path = field(default_factory=Path.cwd, compare=False)
@@ -168,17 +186,22 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "backup.large_tables": ("archive", "count"),
     "lint.fail_level": ("error", "warning", "note"),
     "ledger.mirror": ("prisma", "flyway", "dbmate", "goose", "golang-migrate"),
+    "deploy.contract": ("auto", "later"),
+    "deploy.on_failure": ("abort",),
+    "deploy.destructive": ("defer", "refuse"),
 }
 _DURATIONS = {
     "lock_timeout", "statement_timeout", "retry_initial_delay", "retry_max_delay", "lock_wait",
     "backup.max_age", "app.health_timeout", "watch.interval", "watch.max_transaction", "watch.max_lag",
+    "deploy.app_timeout", "deploy.health_timeout", "deploy.watch", "deploy.soak",
 }
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]{0,62}$")
 
 
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 _NON_EMPTY = {"migrations_dir", "application_name", "backup.directory", "backup.pg_bindir", "lint.schema_file",
-              "app.version_file", "app.health_url", "ledger.mirror_schema"}
+              "app.version_file", "app.health_url", "ledger.mirror_schema", "deploy.app_command",
+              "deploy.rollback_app_command", "deploy.health_command"}
 
 
 def _coerce(key: str, expected: Any, value: Any, where: str, *, from_text: bool = False) -> Any:

@@ -211,6 +211,8 @@ class StatusReport:
     warnings: list[str] = field(default_factory=list)  # files that block only their own migration
     interrupted: list[Interruption] = field(default_factory=list)
     running_now: str | None = None  # who holds the deploy lock, when someone does
+    # expanded by `pgshift deploy` with deploy.contract = "later": version -> (expanded since, contract due after)
+    contract_due: dict[str, tuple[datetime, datetime]] = field(default_factory=dict)
 
     @property
     def pending(self) -> list[Migration]:
@@ -228,6 +230,8 @@ class StatusReport:
             phase = self.expanded.get(m.version)
             if phase is not None:
                 shown = "expanded (not contracted)" if phase == "expanded" else f"{phase} (interrupted)"
+            if phase == "expanded" and (due := self.contract_due.get(m.version)) is not None:
+                shown = f"expanded since {due[0]:%Y-%m-%d %H:%M}, contract due after {due[1]:%Y-%m-%d %H:%M %Z}"
             if m in self.plan.pending and shown in ("failed", "running", "rolled_back"):
                 shown = f"{shown} (pending)"
             row = self.plan.rows.get(m.version)
@@ -248,7 +252,7 @@ def status(settings: Settings) -> StatusReport:
     with open_connection(settings) as conn:
         history = History(conn, settings.history_schema)
         rows = history.rows()
-        from pgshift.ops.ledger import active_versions
+        from pgshift.ops.ledger import active_versions, contract_due
 
         plan = build_plan(migrations, rows)
         holder = lock_holder(conn, lock_key(settings.history_schema))
@@ -256,7 +260,8 @@ def status(settings: Settings) -> StatusReport:
                             history.exists(), active_versions(conn, settings.history_schema),
                             warnings=file_warnings(migrations),
                             interrupted=_interruptions(plan, history, server_major(conn)),
-                            running_now=holder.describe() if holder else None)
+                            running_now=holder.describe() if holder else None,
+                            contract_due=contract_due(conn, settings.history_schema))
 
 
 def _interruptions(plan: Plan, history: History, major: int) -> list[Interruption]:
@@ -269,6 +274,9 @@ def _interruptions(plan: Plan, history: History, major: int) -> list[Interruptio
         if m.ops is None and row is not None and row.direction == "up" and row.status in ("running", "failed"):
             found.append(_interruption(m, row, major))
     started = history.events_named("migrate-started", 1)
+    stopped = history.events_named("migrate-stopped", 1)  # stopped on purpose between migrations (--watch)
+    if started and stopped and stopped[0]["id"] > started[0]["id"]:
+        started = []
     listed = started[0]["detail"].get("pending", []) if started else []
     pending = {m.version: m for m in plan.pending}
     first = next((v for v in listed if v in pending), None)

@@ -7,8 +7,9 @@ import re
 
 from pgshift.errors import ConfigError
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|min|h)?\s*$")
-_UNIT_MS = {"ms": 1.0, "s": 1000.0, "min": 60_000.0, "h": 3_600_000.0, None: 1.0}
+# "m" and "d" too: deploy's watch window ("10m") and soak ("7d") are written that way.
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|min|m|h|d)?\s*$")
+_UNIT_MS = {"ms": 1.0, "s": 1000.0, "min": 60_000.0, "m": 60_000.0, "h": 3_600_000.0, "d": 86_400_000.0, None: 1.0}
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmMgGtT]?[bB])?\s*$")
 _UNITS = {None: 1, "b": 1, "kb": 1024, "mb": 1024**2, "gb": 1024**3, "tb": 1024**4}
@@ -25,7 +26,7 @@ def duration_ms(value: str | int | float, *, key: str = "duration") -> int:
     match = _DURATION.match(str(value))
     if not match:
         raise ConfigError(
-            f"{key} must be a duration such as '2s', '500ms' or '1min', not {value!r}."
+            f"{key} must be a duration such as '2s', '500ms', '10min' or '7d', not {value!r}."
         )
     return int(float(match.group(1)) * _UNIT_MS[match.group(2)])
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -282,6 +283,47 @@ class Watcher:
             if deadline is not None and time.monotonic() >= deadline:
                 return report
             time.sleep(max(0.0, interval - (time.monotonic() - tick)))
+
+
+class BreachMonitor:
+    """A watcher sampling in a thread; ``current()`` is the newest sample's first breach, None while clear
+    (what a backfill pauses on). The first sample is taken before ``with`` returns."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.watcher = Watcher(settings)
+        self.samples = 0
+        self.error: str | None = None
+        self._current: str | None = None
+        self._stop = threading.Event()
+        self._first = threading.Event()
+        self._interval = duration_ms(settings.watch.interval) / 1000
+        self._thread = threading.Thread(target=self._run, name="pgshift-watch", daemon=True)
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                sample = self.watcher.sample()
+                self.samples += 1
+                self._current = sample.breaches[0] if sample.breaches else None
+                self._first.set()
+                self._stop.wait(self._interval)
+        except Exception as exc:  # a watcher that cannot sample must not stop the work it watches
+            self._current = None
+            self.error = str(exc)
+            self._first.set()
+
+    def current(self) -> str | None:
+        return self._current
+
+    def __enter__(self) -> BreachMonitor:
+        self._thread.start()
+        self._first.wait(30)
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+        self.watcher.close()
 
 
 def json_line(sample: Sample) -> str:

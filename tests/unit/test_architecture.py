@@ -41,7 +41,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("ops", ("pgshift.ops",)),
     ("deploy", ("pgshift.deploy",)),
     # Whole-deploy tools built on the workflows: `pgshift rehearse`, `pgshift check`, `pgshift demo`.
-    ("tools", ("pgshift.rehearsal", "pgshift.safety.checks", "pgshift.demo", "pgshift.demo_migrations")),
+    ("tools", ("pgshift.rehearsal", "pgshift.safety.checks", "pgshift.demo", "pgshift.demo_migrations",
+               "pgshift.rollout")),
     ("api", ("pgshift.api",)),
     ("entry", ("pgshift.cli", "pgshift.docs", "pgshift.__main__", "pgshift.testing")),
 ]

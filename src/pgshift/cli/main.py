@@ -21,6 +21,7 @@ COMMAND_MODULES = {
     "rehearse": "rehearse_cmds",
     "dev": "dev_cmds", "demo": "demo_cmds",
     "watch": "watch_cmds",
+    "deploy": "deploy_cmds",
 }
 
 

@@ -91,6 +91,8 @@ def status_cmd(settings: Settings, as_json: bool, exit_code: bool) -> None:
             "warnings": report.warnings,
             "interrupted": [asdict(i) for i in report.interrupted],
             "running_now": report.running_now,
+            "contract_due": {v: {"expanded_at": since.isoformat(), "due_at": due.isoformat()}
+                             for v, (since, due) in report.contract_due.items()},
         })
     else:
         table = Table(title=f"{settings.migrations_path} ({report.format}) on PostgreSQL {report.server_version}")
@@ -130,9 +132,11 @@ def status_cmd(settings: Settings, as_json: bool, exit_code: bool) -> None:
 @click.option("--no-lint", is_flag=True, help="Do not refuse on lint findings at or above lint.fail_level.")
 @click.option("--no-backup", is_flag=True,
               help="Skip the backup that backup.policy asks for, and allow destructive changes without one.")
+@click.option("--watch", is_flag=True,
+              help="Watch the database while migrating ([watch] thresholds); a breach stops before the next migration.")
 @handle_errors
 def migrate_cmd(settings: Settings, as_json: bool, to: str | None, dry_run: bool, repair: bool,
-                out_of_order: bool | None, no_lint: bool, no_backup: bool) -> None:
+                out_of_order: bool | None, no_lint: bool, no_backup: bool, watch: bool) -> None:
     """Apply pending migrations, each in its own transaction unless it cannot be.
 
     First, under the deploy lock, the pending migrations are linted against the live server
@@ -140,8 +144,12 @@ def migrate_cmd(settings: Settings, as_json: bool, to: str | None, dry_run: bool
     """
     notify = None if as_json else _note
     checks = api.MigrateChecks(lint=not no_lint, backup=not no_backup, notify=notify)
-    report = api.migrate(settings, to=to, dry_run=dry_run, repair=repair, out_of_order=out_of_order,
-                         notify=notify, checks=checks)
+    if watch and not dry_run:
+        report, _watched = api.migrate_watched(settings, to=to, repair=repair, out_of_order=out_of_order,
+                                               notify=notify, checks=checks)
+    else:
+        report = api.migrate(settings, to=to, dry_run=dry_run, repair=repair, out_of_order=out_of_order,
+                             notify=notify, checks=checks)
     if as_json:
         print_json({
             "applied": [_step_json(r) for r in report.applied],

@@ -72,11 +72,12 @@ def _bar(as_json: bool, quiet: bool) -> Iterator[api.BackfillProgressCallback | 
 @click.option("--lag-query", default=api.DEFAULT_LAG_QUERY, help="SQL returning the current lag in seconds.")
 @click.option("--restart", is_flag=True, help="Forget saved progress of this job and start over.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option("--watch", is_flag=True, help="Pause the batches while a [watch] threshold is crossed.")
 @handle_errors
 def backfill_cmd(settings: Settings, as_json: bool, table: str, set_clause: str, where: str | None,
                  key: str | None, job: str | None, target_ms: int, min_batch: int, max_batch: int, initial: int,
                  pause: str, statement_timeout: str, lock_timeout: str, max_lock: str, max_lag: str,
-                 lag_query: str, restart: bool, quiet: bool) -> None:
+                 lag_query: str, restart: bool, quiet: bool, watch: bool) -> None:
     """Update many rows in short keyset batches: resumable, throttled, adaptive.
 
     The correct form of ``UPDATE t SET ... WHERE ... LIMIT n`` loops. Rerun the same command after
@@ -89,7 +90,7 @@ def backfill_cmd(settings: Settings, as_json: bool, table: str, set_clause: str,
     spec = api.backfill_spec(table, set_clause, where, key, job)
     with _bar(as_json, quiet) as progress:
         result = api.backfill(settings, spec, options, progress=progress, notify=None if as_json else _note,
-                                  restart=restart)
+                              restart=restart, watch=watch)
     data: dict[str, Any] = asdict(result)
     data.pop("batch_ms")
     if as_json:
@@ -127,8 +128,9 @@ def _phase_output(result: api.PhaseResult, as_json: bool, verb: str) -> None:
 @click.option("--no-backup", is_flag=True,
               help="Skip the backup that backup.policy asks for before a contract that drops data, and allow it "
                    "without one.")
+@click.option("--force", is_flag=True, help="Contract even before the soak `pgshift deploy` recorded has passed.")
 @handle_errors
-def contract_cmd(settings: Settings, as_json: bool, version: str | None, no_backup: bool) -> None:
+def contract_cmd(settings: Settings, as_json: bool, version: str | None, no_backup: bool, force: bool) -> None:
     """Finish an expanded operations migration, after the new app version is deployed everywhere.
 
     Validates constraints, sets NOT NULL through a validated CHECK, attaches unique indexes, and drops
@@ -137,7 +139,7 @@ def contract_cmd(settings: Settings, as_json: bool, version: str | None, no_back
     """
     notify = None if as_json else _note
     checks = api.MigrateChecks(lint=False, backup=not no_backup, notify=notify)
-    result = api.contract(settings, version=version, notify=notify, checks=checks)
+    result = api.contract(settings, version=version, notify=notify, checks=checks, force=force)
     if as_json:
         print_json({**asdict(result), "backup": checks.backup_path})
         return

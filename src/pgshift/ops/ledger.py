@@ -6,6 +6,7 @@ lint gate's schema model, status) can read it without importing the phase runner
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -27,3 +28,16 @@ def active_versions(conn: psycopg.Connection[Any], schema: str) -> dict[str, str
     rows = conn.execute(sql.SQL("SELECT version, phase FROM {} WHERE phase = ANY(%s) ORDER BY version")
                         .format(state_table(schema)), (list(ACTIVE),)).fetchall()
     return {str(r[0]): str(r[1]) for r in rows}
+
+
+def contract_due(conn: psycopg.Connection[Any], schema: str) -> dict[str, tuple[datetime, datetime]]:
+    """version -> (expanded since, contract due after) for the expanded migrations a `pgshift deploy` with
+    deploy.contract = "later" recorded a soak for (its newest 'deploy-soak' event per version)."""
+    active = active_versions(conn, schema)
+    if not active:
+        return {}
+    rows = conn.execute(sql.SQL(
+        "SELECT DISTINCT ON (version) version, (detail->>'expanded_at')::timestamptz, (detail->>'due_at')::timestamptz "
+        "FROM {} WHERE event = 'deploy-soak' AND version = ANY(%s) ORDER BY version, id DESC"
+    ).format(sql.Identifier(schema, "events")), (list(active),)).fetchall()
+    return {str(r[0]): (r[1], r[2]) for r in rows if active.get(str(r[0])) == "expanded"}

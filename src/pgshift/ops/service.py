@@ -10,9 +10,9 @@ import psycopg
 from pgshift.config import Settings
 from pgshift.db.history import History
 from pgshift.db.session import deploy_session, load
-from pgshift.errors import server_error_text
+from pgshift.errors import PgshiftError, server_error_text
 from pgshift.migrations.model import Migration
-from pgshift.ops.ledger import active_versions
+from pgshift.ops.ledger import active_versions, contract_due
 from pgshift.ops.phases import OpsStateError, PhaseResult, PhaseRunner
 from pgshift.runner.backfill import (
     Backfiller,
@@ -29,10 +29,26 @@ from pgshift.runner.gate import MigrateChecks
 Notify = Callable[[str], None]
 
 
+class SoakNotOver(PgshiftError):
+    """`pgshift contract` before the soak `pgshift deploy` recorded (deploy.soak) has passed; --force overrides."""
+
+    code = "soak-not-over"
+    exit_code = 41
+
+
 def backfill(settings: Settings, spec: BackfillSpec, options: BackfillOptions | None = None, *,
              progress: ProgressCallback | None = None, notify: Notify | None = None,
-             restart: bool = False) -> BackfillResult:
-    """Run (or resume) a data backfill under the deploy lock; progress lives in the ledger schema."""
+             restart: bool = False, watch: bool = False) -> BackfillResult:
+    """Run (or resume) a data backfill under the deploy lock; progress lives in the ledger schema. With
+    ``watch``, the [watch] thresholds are sampled meanwhile and a breach pauses the batches until it clears."""
+    if watch:
+        from dataclasses import replace
+
+        from pgshift.watch import BreachMonitor
+
+        with BreachMonitor(settings) as monitor:
+            return backfill(settings, spec, replace(options or BackfillOptions(), pause_while=monitor.current),
+                            progress=progress, notify=notify, restart=restart)
     with deploy_session(settings) as (conn, history):
         if restart:
             reset_job(conn, settings.history_schema, spec.job_name)
@@ -77,12 +93,23 @@ def _active_migration(settings: Settings, conn: psycopg.Connection[Any], version
 
 
 def contract(settings: Settings, *, version: str | None = None, notify: Notify | None = None,
-             checks: MigrateChecks | None = None, observer: StatementObserver | None = None) -> PhaseResult:
+             checks: MigrateChecks | None = None, observer: StatementObserver | None = None,
+             force: bool = False) -> PhaseResult:
     """Finish the active expand: validate constraints, drop old columns, triggers and views. With ``checks``
     (the CLI passes them unless --no-backup), a contract that drops data first goes through backup.policy
-    as `migrate` does."""
+    as `migrate` does. An expand `pgshift deploy` recorded a soak for is refused before it ends, unless ``force``."""
     with deploy_session(settings) as (conn, history):
         migration = _active_migration(settings, conn, version, ("expanded", "contracting"), "contract")
+        due = contract_due(conn, settings.history_schema).get(migration.version)
+        if due is not None and not force:
+            now = conn.execute("SELECT now()").fetchone()
+            if now is not None and now[0] < due[1]:
+                raise SoakNotOver(
+                    f"Refusing to contract {migration.label}: `pgshift deploy` expanded it at {due[0]:%Y-%m-%d %H:%M} "
+                    f"and recorded a soak (deploy.soak) until {due[1]:%Y-%m-%d %H:%M %Z}; the old application "
+                    "version may still need what the contract drops. Nothing was changed.",
+                    hint=f"wait until {due[1]:%Y-%m-%d %H:%M %Z}, or pass --force once every instance runs the "
+                    "new version.")
         runner = PhaseRunner(conn, history, settings, migration, notify, observer)
         if checks is not None and checks.backup:
             from pgshift.runner.gate import apply_backup_policy

@@ -95,6 +95,9 @@ class BackfillOptions:
     yield_to_waiters: bool = True
     waiter_pause_ms: int = 10
     calm_batches: int = 5
+    # Asked before each batch: a reason to pause (a [watch] threshold crossed now, `backfill --watch`),
+    # or None to go on. The backfill waits, polling every lag_poll_s, instead of failing.
+    pause_while: Callable[[], str | None] | None = None
 
 
 @dataclass
@@ -109,7 +112,7 @@ class Progress:
     rate: float  # rows per second since this run started
     eta_s: float | None
     elapsed_s: float
-    state: str  # running | paused-lag | done
+    state: str  # running | paused-lag | paused-watch | done
     lag_s: float | None = None
     resumed: bool = False
     waiters: int = 0  # sessions that were waiting on this batch's locks just before its commit
@@ -505,7 +508,19 @@ class Backfiller:
                         batch_ms, rate, 0.0 if done else eta, elapsed, "done" if done else "running",
                         lag, result.resumed, *self._waiters)
 
+    def _wait_while_breached(self, target: _Target, result: BackfillResult, started: float) -> None:
+        paused = False
+        while self.options.pause_while is not None and (reason := self.options.pause_while()) is not None:
+            if not paused:
+                self.notify(f"{reason}; pausing the backfill until it clears")
+                paused = True
+            result.duration_s = time.monotonic() - started
+            self.progress(Progress(self.spec.job_name, target.label, result.rows, None, result.batches, 0, 0.0,
+                                   0.0, None, result.duration_s, "paused-watch", None, result.resumed))
+            self.sleep(self.options.lag_poll_s)
+
     def _wait_for_lag(self, target: _Target, result: BackfillResult, started: float) -> float | None:
+        self._wait_while_breached(target, result, started)
         opts = self.options
         if opts.max_lag_s is None:
             return None

@@ -1,0 +1,856 @@
+"""`pgshift deploy`: the playbook's deployment flow as one command, never stopping the application.
+
+check → backup → lint → migrate (expand, watched) → app hook → health → watch window → deferred
+destructive migrations → contract (now, or after the soak) → report with the runbook that undoes it.
+
+A failure or a threshold breach after the schema changed runs ``deploy.on_failure`` ("abort"): the
+application is rolled back first (``deploy.rollback_app_command``: the old version works with the
+expanded schema, the new one may not work with the original), then what this deploy applied is undone
+newest first (an expand is aborted, a SQL migration runs its down part). Every step is an event in the
+ledger (``deploy-started``, ``deploy-step``, ``deploy-finished``), so ``--resume`` continues (or, with
+``roll_back``, undoes) a deploy that was killed, and a second deploy is refused while one runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+
+from pgshift.config import Settings
+from pgshift.db.connect import mask_password, require_url
+from pgshift.db.history import History
+from pgshift.db.lock import AdvisoryLock
+from pgshift.db.session import load, open_connection
+from pgshift.deploy import MigrateReport, migrate, rollback, status
+from pgshift.errors import PgshiftError
+from pgshift.migrations.model import Migration
+from pgshift.runner.gate import MigrateChecks, apply_backup_policy
+from pgshift.safety.hooks import probe
+from pgshift.units import duration_ms
+from pgshift.watch import Sample, WatchBreached, Watcher
+
+Notify = Callable[[str], None]
+STEPS = ("check", "backup", "lint", "migrate", "app", "health", "watch", "deferred", "contract")
+# Steps before these change nothing: a failure there needs no undo.
+_CHANGING = ("migrate", "app", "health", "watch", "deferred", "contract")
+_OUTPUT_LINES = 200  # of each hook, kept in the report and the ledger
+
+
+# -- errors --------------------------------------------------------------------------------
+class DeployError(PgshiftError):
+    """A deploy step failed after the schema changed (a migration, a contract); the failure policy ran, and
+    the report says what it did. The base of the deploy's other errors."""
+
+    code = "deploy-failed"
+    exit_code = 47
+
+    report: DeployReport | None = None
+    output: tuple[str, ...] = ()  # a failed hook's output
+
+
+class DeployCheckFailed(DeployError):
+    """A required item of the pre-deploy checklist (`pgshift check`) failed; nothing was changed."""
+
+    code = "deploy-check"
+    exit_code = 40
+
+
+class HookNotFound(DeployError):
+    """The deploy.app_command (or rollback_app_command, health_command) names a program that does not exist."""
+
+    code = "deploy-hook-not-found"
+    exit_code = 42
+
+
+class HookTimedOut(DeployError):
+    """A deploy hook ran longer than deploy.app_timeout and was killed."""
+
+    code = "deploy-hook-timeout"
+    exit_code = 43
+
+
+class HookFailed(DeployError):
+    """A deploy hook exited with a non-zero status."""
+
+    code = "deploy-hook-failed"
+    exit_code = 44
+
+
+class HealthCheckFailed(DeployError):
+    """The application's health URL (or deploy.health_command) was unreachable or unhealthy within its timeout."""
+
+    code = "deploy-unhealthy"
+    exit_code = 45
+
+
+class DeployBreached(DeployError):
+    """A [watch] threshold was crossed while the deploy migrated or during its watch window."""
+
+    code = "deploy-breach"
+    exit_code = 46
+
+
+class DeployStateError(DeployError):
+    """--resume with no interrupted deploy, or a new deploy while an interrupted one waits for --resume."""
+
+    code = "deploy-state"
+    exit_code = 48
+
+
+class RollbackIncomplete(DeployError):
+    """The failure policy could not undo everything this deploy applied; the message says what is left."""
+
+    code = "deploy-rollback-incomplete"
+    exit_code = 49
+
+
+# -- the report ----------------------------------------------------------------------------
+@dataclass
+class StepRecord:
+    name: str
+    state: str  # done, failed, skipped
+    started_at: str
+    finished_at: str | None = None
+    detail: str = ""
+    output: list[str] = field(default_factory=list)  # a hook's output (its last lines)
+
+
+@dataclass
+class RunbookStep:
+    """One line of the runbook: a shell command (the app hook), or a pgshift command."""
+
+    kind: str  # "shell" or "pgshift"
+    command: str
+    why: str
+
+
+@dataclass
+class DeployReport:
+    deploy_id: str
+    outcome: str = "running"  # deployed, rolled back, failed, planned, nothing to do
+    dry_run: bool = False
+    resumed: bool = False
+    plan: list[str] = field(default_factory=list)
+    batch: list[str] = field(default_factory=list)  # versions applied before the app (expand for .ops)
+    deferred: list[str] = field(default_factory=list)  # destructive SQL migrations run after the watch window
+    steps: list[StepRecord] = field(default_factory=list)
+    backup: str | None = None
+    watch: dict[str, Any] = field(default_factory=dict)  # samples, peaks, breach of the watched steps
+    contract_due: dict[str, str] = field(default_factory=dict)  # version -> due after (ISO)
+    contracted: list[str] = field(default_factory=list)
+    undo: list[str] = field(default_factory=list)  # what the failure policy did
+    error: str | None = None
+    runbook: list[RunbookStep] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def runbook_text(self) -> str:
+        lines = [f"# undo deploy {self.deploy_id} by hand, in this order (DATABASE_URL as for the deploy)"]
+        for step in self.runbook:
+            lines += [f"# {step.why}", step.command]
+        return "\n".join(lines)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+# -- hooks ---------------------------------------------------------------------------------
+@dataclass
+class HookRun:
+    returncode: int | None  # None: killed at its timeout
+    output: list[str]
+    seconds: float
+
+
+def run_shell_hook(command: str, timeout_s: float, cwd: str) -> HookRun:
+    """``command`` through the shell, in its own process group (killed whole at the timeout). Output goes
+    to a file, not a pipe, so a server the hook starts in the background cannot keep us waiting."""
+    started = time.monotonic()
+    with tempfile.TemporaryFile("w+") as out:
+        proc = subprocess.Popen(command, shell=True, cwd=cwd, stdin=subprocess.DEVNULL, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            code: int | None = proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            code = None
+        out.seek(0)
+        lines = [line.rstrip() for line in out.read().splitlines() if line.strip()]
+    return HookRun(code, lines[-_OUTPUT_LINES:], time.monotonic() - started)
+
+
+def _hook(setting: str, command: str, timeout: str, cwd: str) -> HookRun:
+    """Run a hook; raise the error that names it when it is missing, hangs or fails."""
+    timeout_s = duration_ms(timeout, key="deploy.app_timeout") / 1000
+    run = run_shell_hook(command, timeout_s, cwd)
+    tail = " | ".join(run.output[-3:]) or "no output"
+    error: DeployError | None = None
+    if run.returncode is None:
+        error = HookTimedOut(f"{setting} ({command!r}) was still running after deploy.app_timeout = {timeout} and was "
+                           f"killed (its whole process group); its last output: {tail}.",
+                           hint="make the hook finish within deploy.app_timeout (hooks must be idempotent), or "
+                           "raise deploy.app_timeout.")
+    elif run.returncode in (126, 127):
+        error = HookNotFound(f"{setting} ({command!r}) could not be run: the shell exited {run.returncode} "
+                           f"(command not found or not executable): {tail}.",
+                           hint=f"fix {setting} in pgshift.toml; commands run through /bin/sh in {cwd}.")
+    elif run.returncode != 0:
+        error = HookFailed(f"{setting} ({command!r}) exited with {run.returncode}: {tail}.",
+                           hint="its output is in the report; fix the cause and run `pgshift deploy` again "
+                           "(hooks must be idempotent).")
+    if error is not None:
+        error.output = tuple(run.output)
+        raise error
+    return run
+
+
+# -- the watcher in a thread ---------------------------------------------------------------
+class _Background:
+    """Samples the server while a step runs; the first breach is kept and fails the step."""
+
+    def __init__(self, settings: Settings, totals: dict[str, Any]) -> None:
+        self.watcher = Watcher(settings)
+        self.totals = totals
+        self.breach: str | None = None
+        self.error: str | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="pgshift-deploy-watch", daemon=True)
+        self._interval = duration_ms(settings.watch.interval) / 1000
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                sample = self.watcher.sample()
+                _count(self.totals, sample)
+                if sample.breaches and self.breach is None:
+                    self.breach = sample.breaches[0]
+                self._stop.wait(self._interval)
+        except (PgshiftError, psycopg.Error) as exc:
+            self.error = mask_password(str(exc))
+
+    def __enter__(self) -> _Background:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+        self.watcher.close()
+
+
+_SERIES_POINTS = 3600  # per watched step, for the HTML report's timeline
+
+
+def _count(totals: dict[str, Any], sample: Sample) -> None:
+    totals["samples"] = totals.get("samples", 0) + 1
+    series = totals.setdefault("series", [])
+    if len(series) < _SERIES_POINTS:  # [at, longest lock wait ms, sessions waiting, commits/s, rollbacks/s]
+        series.append([sample.at, round(sample.longest_lock_wait_ms, 1), sample.blocked_sessions,
+                       round(sample.commits_per_s, 1), round(sample.rollbacks_per_s, 1)])
+    peak = totals.setdefault("peak", {})
+    for key in ("longest_lock_wait_ms", "blocked_sessions", "longest_transaction_s", "rollbacks_per_s"):
+        peak[key] = max(float(peak.get(key, 0.0)), float(getattr(sample, key)))
+    if sample.breaches:
+        totals.setdefault("breaches", []).append(f"{sample.at}: {sample.breaches[0]}")
+
+
+# -- the flow ------------------------------------------------------------------------------
+@contextlib.contextmanager
+def _deploy_lock(settings: Settings) -> Iterator[History]:
+    """The deploy's own advisory lock (beside migrate's, which each step takes in turn), held on a
+    connection whose application_name says it is a deploy, so a second deploy names its holder."""
+    with open_connection(settings) as conn:
+        conn.execute("SELECT set_config('application_name', %s, false)", (f"{settings.application_name} deploy",))
+        lock = AdvisoryLock(conn, f"{settings.history_schema}:deploy", duration_ms(settings.lock_wait) / 1000)
+        try:
+            lock.acquire()
+        except PgshiftError as exc:
+            raise type(exc)(exc.message.replace("Another pgshift run holds the deploy lock",
+                                                "Another `pgshift deploy` is running (it holds the deploy lock)"),
+                            hint=exc.hint) from None
+        try:
+            history = History(conn, settings.history_schema)
+            history.ensure()
+            yield history
+        finally:
+            lock.release()
+
+
+def _unfinished(history: History) -> dict[str, Any] | None:
+    """The newest deploy that started and never finished (killed), with its step events."""
+    started = history.events_named("deploy-started", 1)
+    if not started:
+        return None
+    deploy_id = started[0]["detail"]["deploy"]
+    finished = [e for e in history.events_named("deploy-finished", 20) if e["detail"].get("deploy") == deploy_id]
+    if finished:
+        return None
+    steps = [e["detail"] for e in reversed(history.events_named("deploy-step", 500))
+             if e["detail"].get("deploy") == deploy_id]
+    return {"started": started[0], "detail": started[0]["detail"], "steps": steps}
+
+
+class Rollout:
+    """One deploy: runs the steps in order, recording each in the ledger; runs the failure policy."""
+
+    def __init__(self, settings: Settings, history: History, report: DeployReport, notify: Notify | None) -> None:
+        self.settings = settings
+        self.options = settings.deploy
+        self.history = history
+        self.report = report
+        self.notify = notify or (lambda _message: None)
+        self.done: set[str] = set()
+        self.app_started = False
+        self.migrations: dict[str, Migration] = {}
+        self.planned = False  # the batch is recorded in the ledger
+        self._lint: Any = None  # the LintReport of the lint step
+
+    # -- ledger ----------------------------------------------------------------------------
+    def _event(self, event: str, version: str | None = None, **detail: Any) -> None:
+        self.history.log(version, event, {"deploy": self.report.deploy_id, **detail})
+
+    def _step(self, name: str, action: Callable[[StepRecord], None]) -> None:
+        if name in self.done:
+            return
+        record = StepRecord(name, "started", _now())
+        self.report.steps.append(record)
+        self._event("deploy-step", step=name, state="started")
+        self.notify(f"deploy: {name}")
+        try:
+            action(record)
+        except PgshiftError as exc:
+            record.state, record.finished_at, record.detail = "failed", _now(), mask_password(exc.message)
+            self._event("deploy-step", step=name, state="failed", error=record.detail, output=record.output)
+            raise
+        if record.state == "started":
+            record.state = "done"
+        record.finished_at = _now()
+        self._event("deploy-step", step=name, state=record.state, detail=record.detail, output=record.output)
+
+    # -- the steps -------------------------------------------------------------------------
+    def check(self, record: StepRecord) -> None:
+        from pgshift.safety.checks import FAILED, check
+
+        checklist = check(self.settings)
+        failed = [r for r in checklist.results if r.status == FAILED]
+        # The backup step applies backup.policy itself (taking one, or refusing a destructive change without one).
+        failed = [r for r in failed if r.name != "recent verified backup"]
+        health = next((r for r in failed if r.name == "application health URL"), None)
+        if health is not None:
+            raise HealthCheckFailed(
+                f"Before deploying, the application's health URL {self.settings.app.health_url} answered: "
+                f"{health.value}. The running version must be healthy before a deploy starts. Nothing was changed.",
+                hint="start the application (or fix app.health_url in pgshift.toml), then run `pgshift deploy` "
+                "again.")
+        if failed:
+            listed = "; ".join(f"{r.name}: {r.value}" + (f" ({r.detail[0]})" if r.detail else "") for r in failed)
+            raise DeployCheckFailed(f"The pre-deploy checklist failed: {listed}. Nothing was changed.",
+                                    hint="run `pgshift check` for the whole list, fix what failed, then deploy "
+                                    "again.")
+        record.detail = checklist.summary()
+
+    def lint(self, record: StepRecord) -> None:
+        """Lint what is pending against the live server; split off destructive SQL migrations."""
+        from pgshift.errors import MigrationRefused
+        from pgshift.lint.live import lint_pending, starting_schema
+        from pgshift.lint.model import lint_verdict
+
+        report = status(self.settings)
+        pending = list(report.pending)
+        self.migrations = {m.version: m for m in report.plan.migrations}
+        with open_connection(self.settings) as conn:
+            lint = lint_pending(conn, self.settings.lint, pending, list(report.plan.applied),
+                                history_schema=self.settings.history_schema, schema=starting_schema(self.settings))
+        verdict = lint_verdict(lint, self.settings.lint.fail_level)
+        if verdict.failed:
+            raise MigrationRefused(
+                f"Refusing to deploy: lint found problems at or above '{self.settings.lint.fail_level}': "
+                f"{verdict.describe()}. Nothing was changed.",
+                hint="run `pgshift lint` for the safe rewrite of each, or suppress a finding with "
+                "`-- pgshift:ignore <rule> -- <reason>`.")
+        first = next((n for n, m in enumerate(pending) if m.ops is None and lint.is_destructive(m)), None)
+        batch, deferred = (pending, []) if first is None else (pending[:first], pending[first:])
+        if deferred and self.options.destructive == "refuse":
+            raise MigrationRefused(
+                f"Refusing to deploy: {deferred[0].label} drops data or breaks the running application "
+                "(lint's destructive findings), and deploy.destructive = \"refuse\". Nothing was changed.",
+                hint="deploy it in a later release once no application version needs what it drops, or set "
+                "deploy.destructive = \"defer\" to run it after the watch window.")
+        self.report.batch = [m.version for m in batch]
+        self.report.deferred = [m.version for m in deferred]
+        self._lint = lint
+        record.detail = (f"{len(pending)} pending: {len(batch)} before the application, "
+                         f"{len(deferred)} deferred until after the watch window"
+                         + (f" ({', '.join(m.label for m in deferred)}: destructive)" if deferred else ""))
+
+    def backup(self, record: StepRecord) -> None:
+        todo = [self.migrations[v] for v in self.report.batch + self.report.deferred]
+        checks = MigrateChecks(lint=False, backup=True, notify=self.notify)
+        apply_backup_policy(self.settings, todo, self._lint.is_destructive, checks, action="deploy")
+        self.report.backup = checks.backup_path
+        record.detail = f"verified backup {checks.backup_path}" if checks.backup_path else \
+            f"none needed (backup.policy = {self.settings.backup.policy})"
+
+    def _migrate(self, versions: list[str], record: StepRecord) -> None:
+        if not versions:
+            record.state, record.detail = "skipped", "nothing to apply"
+            return
+        totals = self.report.watch.setdefault(record.name, {})
+        with _Background(self.settings, totals) as background:
+            def between(message: str) -> None:  # a breach stops the run before its next migration
+                if background.breach is not None and message.startswith("applying "):
+                    raise WatchBreached(f"While migrating: {background.breach}.")
+                self.notify(message)
+
+            result = migrate(self.settings, to=versions[-1], notify=between)
+        if background.breach is not None:
+            raise WatchBreached(f"While migrating: {background.breach}.")
+        record.detail = f"applied {', '.join(r.version for r in result.applied) or 'nothing (already applied)'}"
+
+    def app(self, record: StepRecord) -> None:
+        command = self.options.app_command
+        if not command:
+            record.state, record.detail = "skipped", "no deploy.app_command"
+            return
+        self.app_started = True
+        self._event("deploy-hook", hook="app_command", state="started", command=command)
+        try:
+            run = _hook("deploy.app_command", command, self.options.app_timeout, str(self.settings.base_dir))
+        except DeployError as exc:
+            record.output = list(exc.output)
+            self._event("deploy-hook", hook="app_command", state="failed")
+            raise
+        record.output = run.output
+        self._event("deploy-hook", hook="app_command", state="finished", seconds=round(run.seconds, 2))
+        record.detail = f"{command!r} exited 0 in {run.seconds:.1f}s"
+
+    def health(self, record: StepRecord) -> None:
+        url, command = self.settings.app.health_url, self.options.health_command
+        if not url and not command:
+            record.state, record.detail = "skipped", "no app.health_url or deploy.health_command"
+            return
+        timeout_s = duration_ms(self.options.health_timeout) / 1000
+        started = time.monotonic()
+        last = ""
+        while True:
+            problems = []
+            if url:
+                code, error = probe(url, timeout=min(5.0, max(timeout_s, 0.5)))
+                if code is None or not 200 <= code < 300:
+                    problems.append(f"{url}: {error or f'HTTP {code}'}")
+            if command and not problems:
+                run = run_shell_hook(command, min(30.0, max(timeout_s, 1.0)), str(self.settings.base_dir))
+                if run.returncode in (126, 127):
+                    raise HookNotFound(f"deploy.health_command ({command!r}) could not be run: "
+                                       f"{' | '.join(run.output[-2:])}.", hint="fix deploy.health_command.")
+                if run.returncode != 0:
+                    problems.append(f"deploy.health_command exited {run.returncode}: {' | '.join(run.output[-2:])}")
+            if not problems:
+                record.detail = f"healthy after {time.monotonic() - started:.1f}s"
+                return
+            last = "; ".join(problems)
+            if time.monotonic() - started >= timeout_s:
+                raise HealthCheckFailed(
+                    f"The new application version did not become healthy within deploy.health_timeout = "
+                    f"{self.options.health_timeout}: {last}.",
+                    hint="look at the application's log; raise deploy.health_timeout if it only starts slowly.")
+            time.sleep(0.5)
+
+    def watch(self, record: StepRecord) -> None:
+        seconds = duration_ms(self.options.watch) / 1000
+        if seconds <= 0:
+            record.state, record.detail = "skipped", "deploy.watch = 0"
+            return
+        totals = self.report.watch.setdefault("watch", {})
+        with Watcher(self.settings) as watcher:
+            result = watcher.watch(seconds, lambda sample: _count(totals, sample))
+        record.detail = f"{result.samples} samples over {result.seconds:.0f}s; no threshold crossed"
+
+    def contract(self, record: StepRecord) -> None:
+        from pgshift.ops.service import contract
+
+        expanded = status(self.settings).expanded
+        ours = [v for v in self.report.batch if expanded.get(v) in ("expanded", "contracting")]
+        if not ours:
+            record.state, record.detail = "skipped", "no expand to contract"
+            return
+        if self.options.contract == "auto":
+            for version in ours:
+                contract(self.settings, version=version, notify=self.notify,
+                         checks=MigrateChecks(lint=False, backup=True, notify=self.notify))
+                self.report.contracted.append(version)
+            record.detail = f"contracted {', '.join(ours)}"
+            return
+        soak = timedelta(milliseconds=duration_ms(self.options.soak, key="deploy.soak"))
+        now = datetime.now(UTC)
+        for version in ours:
+            due = now + soak
+            self._event("deploy-soak", version, expanded_at=now.isoformat(), due_at=due.isoformat())
+            self.report.contract_due[version] = due.isoformat(timespec="seconds")
+        record.detail = (f"left for later (deploy.contract = \"later\"): `pgshift contract` after "
+                         f"{(now + soak):%Y-%m-%d %H:%M %Z} (deploy.soak = {self.options.soak})")
+
+    # -- the run ---------------------------------------------------------------------------
+    def run(self) -> DeployReport:
+        try:
+            self._step("check", self.check)
+            self._step("lint", self.lint)
+            self._step("backup", self.backup)
+            if not self.planned:  # fixed once linted and backed up: a resume applies (or undoes) exactly these
+                self.history.log(None, "deploy-started", {"deploy": self.report.deploy_id, "batch": self.report.batch,
+                                                          "deferred": self.report.deferred,
+                                                          "backup": self.report.backup})
+                self.planned = True
+            self._step("migrate", lambda r: self._migrate(self.report.batch, r))
+            self._step("app", self.app)
+            self._step("health", self.health)
+            self._step("watch", self.watch)
+            self._step("deferred", lambda r: self._migrate(self.report.deferred, r))
+            self._step("contract", self.contract)
+        except PgshiftError as exc:
+            raise self._fail(exc) from None
+        self.report.outcome = "deployed"
+        self.report.runbook = self.runbook()
+        self._event("deploy-finished", outcome="deployed", runbook=self.report.runbook_text())
+        return self.report
+
+    def _fail(self, exc: PgshiftError) -> PgshiftError:
+        failed_step = self.report.steps[-1].name if self.report.steps else "start"
+        self.report.error = mask_password(str(exc))
+        if failed_step not in _CHANGING:
+            self.report.outcome = "failed"
+            self._event("deploy-finished", outcome="failed", step=failed_step, error=self.report.error)
+            return exc  # nothing was changed: the original error, with its own exit code
+        cls: type[DeployError]
+        if isinstance(exc, DeployError):
+            cls = type(exc)
+        elif isinstance(exc, WatchBreached):
+            cls = DeployBreached
+        else:
+            cls = DeployError
+        try:
+            self.undo()
+        except PgshiftError as undo_exc:
+            self.report.outcome = "failed"
+            self.report.undo.append(f"stopped: {mask_password(str(undo_exc))}")
+            self.report.runbook = self.runbook()
+            self._event("deploy-finished", outcome="rollback incomplete", step=failed_step, undo=self.report.undo)
+            error: DeployError = RollbackIncomplete(
+                f"The deploy failed at step {failed_step} ({exc.message.rstrip('.')}), and undoing it stopped: "
+                f"{undo_exc.message.rstrip('.')}. Done so far: {'; '.join(self.report.undo[:-1]) or 'nothing'}.",
+                hint="finish by hand with the runbook in the report (`pgshift status` shows what is applied).")
+            error.report = self.report
+            return error
+        self.report.outcome = "rolled back"
+        self._event("deploy-finished", outcome="rolled back", step=failed_step, undo=self.report.undo)
+        hint = exc.hint
+        if cls is DeployBreached:
+            hint = ("the report's watch section has the peaks of each watched step; raise the threshold in [watch] "
+                    "only if that level is acceptable for your application, then run `pgshift deploy` again.")
+        error = cls(f"The deploy failed at step {failed_step}: {exc.message.rstrip('.')}. deploy.on_failure = "
+                    f"\"abort\" ran: {'; '.join(self.report.undo) or 'nothing needed undoing'}.", hint=hint)
+        error.report = self.report
+        return error
+
+    def undo(self) -> None:
+        """deploy.on_failure = "abort": the app back first, then what this deploy applied, newest first."""
+        from pgshift.ops.service import abort
+
+        if self.app_started and self.options.rollback_app_command:
+            command = self.options.rollback_app_command
+            self._event("deploy-hook", hook="rollback_app_command", state="started", command=command)
+            run = _hook("deploy.rollback_app_command", command, self.options.app_timeout,
+                        str(self.settings.base_dir))
+            self._event("deploy-hook", hook="rollback_app_command", state="finished", output=run.output)
+            self.report.undo.append(f"ran deploy.rollback_app_command {command!r} (exit 0 in {run.seconds:.1f}s)")
+        for version, how in reversed(self._applied_now()):
+            label = self._label(version)
+            if how == "expand":
+                lost = self._written_to_added_columns(version)
+                abort(self.settings, version=version, notify=self.notify)
+                self.report.undo.append(f"aborted the expand of {label} (`pgshift abort`)"
+                                        + (f"; dropped with it: {lost}" if lost else ""))
+            else:
+                result = rollback(self.settings, steps=1, notify=self.notify)
+                reverted = [r.version for r in result.reverted]
+                if reverted != [version]:
+                    raise DeployError(f"rolling back {label} rolled back {reverted or 'nothing'} instead; a "
+                                           "migration newer than this deploy's was applied meanwhile.")
+                self.report.undo.append(f"rolled back {label} with its down part")
+            self._event("deploy-undo", version, how=how)
+
+    def _written_to_added_columns(self, version: str) -> str:
+        """What the abort of ``version`` loses: per column its expand added, the rows holding a value other
+        than the column's default (written by the new version, since the old one does not know the column)."""
+        from psycopg import sql
+
+        m = self.migrations.get(version)
+        ops = getattr(m, "ops", None)
+        if ops is None:
+            return ""
+        found = []
+        with open_connection(self.settings) as conn:
+            for operation in getattr(ops, "operations", []):
+                if getattr(operation, "kind", None) != "add_column":
+                    continue
+                column = operation.column
+                default = sql.SQL(column.default) if column.default else sql.NULL
+                query = sql.SQL("SELECT count(*) FROM {} WHERE {} IS NOT NULL AND {} IS DISTINCT FROM {}").format(
+                    sql.Identifier(ops.schema, operation.table), sql.Identifier(column.name),
+                    sql.Identifier(column.name), default)
+                try:
+                    row = conn.execute(query).fetchone()
+                except psycopg.Error:
+                    continue  # the column was never added (the expand stopped before it)
+                if row and row[0]:
+                    found.append(f"{operation.table}.{column.name} ({row[0]} row(s) hold values other than its "
+                                 "default, written by the new version)")
+        return ", ".join(found)
+
+    def _applied_now(self) -> list[tuple[str, str]]:
+        """This deploy's migrations that are applied now (from the ledger, so a killed run is seen
+        as it really stopped): (version, "expand" for an .ops expand or "sql")."""
+        report = status(self.settings)
+        self.migrations = {m.version: m for m in report.plan.migrations}
+        applied = {m.version for m in report.plan.applied}
+        found = []
+        for version in self.report.batch + self.report.deferred:
+            if report.expanded.get(version) in ("expanding", "expanded", "aborting"):
+                found.append((version, "expand"))
+            elif version in applied and version not in report.expanded:
+                found.append((version, "sql"))
+        return found
+
+    def _label(self, version: str) -> str:
+        m = self.migrations.get(version)
+        return m.label if m else version
+
+    def runbook(self) -> list[RunbookStep]:
+        """The exact commands that undo this deploy by hand, in order."""
+        steps: list[RunbookStep] = []
+        if self.options.rollback_app_command and self.app_started:
+            steps.append(RunbookStep("shell", self.options.rollback_app_command,
+                                     "roll the application back first: the old version works with the expanded "
+                                     "schema, the new one may not work with the original"))
+        for version, how in reversed(self._applied_now()):
+            label = self._label(version)
+            if version in self.report.contracted:
+                where = f"`pgshift restore {self.report.backup}`" if self.report.backup else "a backup"
+                steps.append(RunbookStep("pgshift", f"pgshift restore {self.report.backup or '<backup>'}",
+                                         f"{label} is contracted: no command undoes it; restore {where} "
+                                         "(loses every write since the backup)"))
+                break
+            if how == "expand":
+                steps.append(RunbookStep("pgshift", f"pgshift abort --version {version}",
+                                         f"undo the expand of {label} (drops what it added, restores what it "
+                                         "renamed)"))
+            else:
+                m = self.migrations.get(version)
+                down = " ".join(s.sql.strip() for s in (m.down or [])) if m else ""
+                steps.append(RunbookStep("pgshift", "pgshift rollback --steps 1",
+                                         f"roll back {label} with its down part: {down or '(none: restore a backup)'}"))
+        return steps
+
+
+# -- the HTML report -----------------------------------------------------------------------
+def render_html(report: DeployReport) -> str:
+    """One self-contained page: the steps as a timeline, each watched step's lock waits and rates (inline
+    SVG), hook output, what the failure policy did, and the runbook."""
+    from html import escape
+
+    from pgshift.rehearsal.html import CSS
+
+    ok = report.outcome == "deployed"
+    parts = [
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
+        "<meta http-equiv='Content-Security-Policy' content=\"default-src 'none'; style-src 'unsafe-inline'\">",
+        f"<title>pgshift deploy {escape(report.deploy_id)}: {escape(report.outcome)}</title>",
+        f"<style>{CSS}</style></head><body><h1>pgshift deploy {escape(report.deploy_id)}</h1>",
+        f"<div class='verdict {'pass' if ok else 'fail'}'>{escape(report.outcome)}</div>",
+    ]
+    if report.error:
+        parts.append(f"<p class='bad'>{escape(report.error)}</p>")
+    parts.append("<h2>Steps</h2><table><tr><th>step</th><th>state</th><th>started</th><th>finished</th>"
+                 "<th>detail</th></tr>")
+    for step in report.steps:
+        output = f"<pre>{escape(chr(10).join(step.output))}</pre>" if step.output else ""
+        parts.append(f"<tr><td>{escape(step.name)}</td><td>{escape(step.state)}</td><td>{escape(step.started_at)}"
+                     f"</td><td>{escape(step.finished_at or '')}</td><td>{escape(step.detail)}{output}</td></tr>")
+    parts.append("</table>")
+    for name, totals in report.watch.items():
+        parts.append(f"<h2>Watched during {escape(name)}</h2>")
+        parts.append(f"<p class='muted'>{totals.get('samples', 0)} samples; peaks: "
+                     + escape(", ".join(f"{k} {v:g}" for k, v in totals.get("peak", {}).items())) + "</p>")
+        parts.append(_series_svg(totals.get("series", [])))
+        for breach in totals.get("breaches", [])[:5]:
+            parts.append(f"<p class='bad'>{escape(breach)}</p>")
+    if report.undo:
+        parts.append("<h2>What the failure policy did</h2><ul>"
+                     + "".join(f"<li>{escape(line)}</li>" for line in report.undo) + "</ul>")
+    if report.runbook:
+        parts.append(f"<h2>Runbook</h2><pre>{escape(report.runbook_text())}</pre>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def _series_svg(series: list[list[Any]]) -> str:
+    """Longest lock wait (ms) and sessions waiting, sample by sample."""
+    if len(series) < 2:
+        return ""
+    width, height, pad = 1000, 160, 30
+    waits = [float(p[1]) for p in series]
+    blocked = [float(p[2]) for p in series]
+
+    def line(values: list[float], colour: str) -> str:
+        top = max(values) or 1.0
+        step = (width - 2 * pad) / (len(values) - 1)
+        points = " ".join(f"{pad + n * step:.1f},{height - pad - v / top * (height - 2 * pad):.1f}"
+                          for n, v in enumerate(values))
+        return f"<polyline fill='none' stroke='{colour}' stroke-width='1.5' points='{points}'/>"
+
+    return (f"<svg viewBox='0 0 {width} {height}' width='100%' role='img'>"
+            f"{line(waits, '#c0392b')}{line(blocked, '#3b6fd8')}"
+            f"<text x='{pad}' y='16'>red: longest lock wait (peak {max(waits):.0f} ms) · blue: sessions waiting "
+            f"(peak {max(blocked):.0f}) · {len(series)} samples</text></svg>")
+
+
+# -- `pgshift migrate --watch` ----------------------------------------------------------------
+def migrate_watched(settings: Settings, *, notify: Notify | None = None,
+                    **options: Any) -> tuple[MigrateReport, dict[str, Any]]:
+    """`pgshift migrate --watch`: migrate with the watcher sampling in a thread. A [watch] threshold
+    crossed stops the run before its next migration (the one running finishes: stopping a migration
+    half way is worse) and raises WatchBreached; returns the report and the watched totals."""
+    totals: dict[str, Any] = {}
+    started: list[str] = []
+    with _Background(settings, totals) as background:
+        def between(message: str) -> None:
+            if message.startswith("applying "):
+                if background.breach is not None:
+                    done = ", ".join(started) or "nothing"
+                    raise WatchBreached(f"Migrating stopped before {message.removeprefix('applying ')}: "
+                                        f"{background.breach}. Applied before it: {done}.",
+                                        hint="find the cause (the watch's samples), then run `pgshift migrate` "
+                                        "again for the rest.")
+                started.append(message.removeprefix("applying "))
+            if notify is not None:
+                notify(message)
+
+        try:
+            report = migrate(settings, notify=between, **options)
+        except WatchBreached as exc:  # between migrations: say so, so status does not call it a crash
+            with open_connection(settings) as conn:
+                History(conn, settings.history_schema).log(None, "migrate-stopped", {"reason": exc.message,
+                                                                                    "applied": started})
+            raise
+    if background.breach is not None:
+        raise WatchBreached(f"A [watch] threshold was crossed while migrating: {background.breach}. Every pending "
+                            f"migration was applied ({', '.join(started) or 'none'}).",
+                            hint="look at the application and the database now; `pgshift rollback` undoes "
+                            "the migrations if they are the cause.")
+    return report, totals
+
+
+# -- entry points --------------------------------------------------------------------------
+def plan(settings: Settings) -> DeployReport:
+    """`pgshift deploy --dry-run`: the steps deploy would run, read from the settings and the ledger."""
+    report = DeployReport("dry-run", outcome="planned", dry_run=True)
+    st = status(settings)
+    options = settings.deploy
+    pending = list(st.pending)
+    lines = [f"check: `pgshift check`'s required items (backup.policy = {settings.backup.policy})",
+             f"lint the {len(pending)} pending migration(s) against the live server; destructive SQL migrations "
+             f"are {'deferred until after the watch window' if options.destructive == 'defer' else 'refused'}",
+             f"backup: per backup.policy = {settings.backup.policy}"]
+    for m in pending:
+        lines.append(f"  apply {m.label} ({'expand phase' if m.ops is not None else 'SQL'}) with the watcher running")
+    lines.append(f"app: {options.app_command!r} (timeout {options.app_timeout})" if options.app_command
+                 else "app: skipped (no deploy.app_command)")
+    health = " and ".join(x for x in (settings.app.health_url, options.health_command) if x)
+    lines.append(f"health: poll {health} for up to {options.health_timeout}" if health
+                 else "health: skipped (no app.health_url or deploy.health_command)")
+    lines.append(f"watch: {options.watch} with the [watch] thresholds")
+    lines.append("contract: right after the watch window" if options.contract == "auto"
+                 else f"contract: later, due {options.soak} after the deploy (deploy.soak)")
+    lines.append(f"on failure: {options.on_failure}: {options.rollback_app_command or 'no rollback_app_command'}, "
+                 "then undo what this deploy applied, newest first")
+    report.plan = lines
+    report.batch = [m.version for m in pending]
+    return report
+
+
+def deploy(settings: Settings, *, dry_run: bool = False, resume: bool = False, roll_back: bool = False,
+           notify: Notify | None = None) -> DeployReport:
+    """Run the deployment flow (module docstring). Raises a DeployError subclass, carrying the report,
+    when a step fails after the schema changed; earlier failures raise the failing check's own error."""
+    require_url(settings.database_url)
+    duration_ms(settings.deploy.watch, key="deploy.watch")
+    if dry_run:
+        return plan(settings)
+    load(settings)  # a folder that cannot be read fails before the lock is taken
+    with _deploy_lock(settings) as history:
+        waiting = _unfinished(history)
+        if resume and waiting is None:
+            raise DeployStateError("Nothing to resume: no interrupted `pgshift deploy` in the ledger.",
+                                   hint="run `pgshift deploy` to start one.")
+        if not resume and waiting is not None:
+            last = waiting["steps"][-1] if waiting["steps"] else {"step": "start", "state": "started"}
+            raise DeployStateError(
+                f"Deploy {waiting['detail']['deploy']} (started {waiting['started']['at']:%Y-%m-%d %H:%M:%S} by "
+                f"{waiting['started']['actor']}) stopped at step {last['step']} ({last['state']}) without finishing: "
+                "it was killed. A new deploy would start on top of its half-done state.",
+                hint="`pgshift deploy --resume` continues it; `pgshift deploy --resume --roll-back` undoes it.")
+        if resume and waiting is not None:
+            detail = waiting["detail"]
+            report = DeployReport(detail["deploy"], resumed=True, batch=list(detail.get("batch", [])),
+                                  deferred=list(detail.get("deferred", [])), backup=detail.get("backup"))
+            run = Rollout(settings, history, report, notify)
+            if "batch" in detail:  # planned and backed up: go on from the first step not finished
+                run.planned = True
+                run.done = {s["step"] for s in waiting["steps"] if s.get("state") in ("done", "skipped")}
+            run.app_started = any(s["step"] == "app" for s in waiting["steps"])
+            run._event("deploy-resumed", roll_back=roll_back,
+                       at_step=waiting["steps"][-1]["step"] if waiting["steps"] else "start")
+            return _roll_back(run) if roll_back else run.run()
+        report = DeployReport(datetime.now(UTC).strftime("%Y%m%d%H%M%S-") + uuid.uuid4().hex[:6])
+        history.log(None, "deploy-started", {"deploy": report.deploy_id})
+        return Rollout(settings, history, report, notify).run()
+
+
+def _roll_back(run: Rollout) -> DeployReport:
+    """`--resume --roll-back`: the failure policy on a killed deploy."""
+    try:
+        run.undo()
+    except PgshiftError as exc:
+        run.report.outcome = "failed"
+        run._event("deploy-finished", outcome="rollback incomplete", undo=run.report.undo)
+        error = RollbackIncomplete(f"Undoing deploy {run.report.deploy_id} stopped: {exc.message.rstrip('.')}. "
+                                   f"Done so far: {'; '.join(run.report.undo) or 'nothing'}.", hint=exc.hint)
+        run.report.runbook = run.runbook()
+        error.report = run.report
+        raise error from None
+    run.report.outcome = "rolled back"
+    run._event("deploy-finished", outcome="rolled back", undo=run.report.undo)
+    return run.report
+
+
+__all__ = [
+    "DeployBreached", "DeployCheckFailed", "DeployError", "DeployReport", "DeployStateError",
+    "HealthCheckFailed", "HookFailed", "HookNotFound", "HookTimedOut", "RollbackIncomplete", "RunbookStep",
+    "StepRecord", "deploy", "migrate_watched", "plan", "render_html",
+]
