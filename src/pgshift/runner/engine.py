@@ -29,7 +29,7 @@ from pgshift.ops.names import qualified
 from pgshift.runner.backfill import Backfiller, BackfillError, BackfillOptions
 from pgshift.runner.blockers import Autovacuums, Blocker, blockers, open_transactions, step_blockers
 from pgshift.runner.retry import RETRYABLE, RetryPolicy
-from pgshift.runner.steps import Step, StepStatement, StepTimeouts
+from pgshift.runner.steps import Step, StepStatement, StepTimeouts, setting_name
 
 Notify = Callable[[str], None]
 
@@ -149,8 +149,8 @@ class StepEngine:
             self.progress.record(done)
 
     def _autocommit(self, step: Step) -> None:
-        self._set_timeouts(local=False)
         try:
+            self._set_timeouts(local=False)
             for position, statement in enumerate(step.statements):
                 self._drop_invalid_index(step, "an interrupted or failed build")
                 try:
@@ -162,6 +162,7 @@ class StepEngine:
             resets = "RESET lock_timeout; RESET statement_timeout" if self.timeouts.autocommit_statement_timeout \
                 else "RESET lock_timeout"
             self.conn.execute(resets.encode())
+            self._reset_settings()
 
     def _set_timeouts(self, *, local: bool) -> None:
         t = self.timeouts
@@ -170,6 +171,18 @@ class StepEngine:
                               (t.lock_timeout, local, t.statement_timeout, local))
         else:
             self.conn.execute("SELECT set_config('lock_timeout', %s, false)", (t.lock_timeout,))
+        self._set_settings(local=local)
+
+    def _set_settings(self, *, local: bool) -> None:
+        """The migration's own settings: SET LOCAL ends with the transaction; a session-level SET is
+        undone by :meth:`_reset_settings` (RESET: the session's default, not a value set by pgshift)."""
+        for name, value in self.timeouts.settings:
+            self.conn.execute("SELECT set_config(%s, %s, %s)", (name, value, local))
+
+    def _reset_settings(self) -> None:
+        if self.timeouts.settings and not (self.conn.broken or self.conn.closed):
+            self.conn.execute(sql.SQL("; ").join(
+                sql.SQL("RESET {}").format(setting_name(name)) for name, _ in self.timeouts.settings))
 
     # -- statements ------------------------------------------------------------------------
     def _observed(self, step: Step, position: int, statement: sql.Composable, rows: int | None = None,
@@ -206,6 +219,13 @@ class StepEngine:
 
     # -- backfill --------------------------------------------------------------------------
     def _backfill(self, step: Step) -> None:
+        self._set_settings(local=False)  # the batches are transactions of their own
+        try:
+            self._backfill_batches(step)
+        finally:
+            self._reset_settings()
+
+    def _backfill_batches(self, step: Step) -> None:
         """The backfill runs many short transactions; observers see it as one statement over all its batches."""
         spec = step.backfill
         assert spec is not None

@@ -40,7 +40,15 @@ from pgshift.migrations.classify import transaction_control
 from pgshift.migrations.model import Migration, Statement, checksum_of
 from pgshift.runner.engine import StatementObserver, StepEngine
 from pgshift.runner.retry import RETRYABLE, RetryPolicy
-from pgshift.runner.steps import SqlStep, Step, StepTimeouts, needs_steps, sql_steps, transaction_blocks
+from pgshift.runner.steps import (
+    SqlStep,
+    Step,
+    StepTimeouts,
+    needs_steps,
+    session_settings,
+    sql_steps,
+    transaction_blocks,
+)
 
 __all__ = ["RETRYABLE", "Executor", "StatementObserver", "StepResult", "Timeouts", "needs_steps",
            "prefix_checksum", "statement_failure", "transaction_blocks"]
@@ -181,7 +189,8 @@ class Executor:
                 self.conn, self.history, self, migration, retry=self.retry, progress=progress, notify=self.notify,
                 observer=self.observer, timeouts=StepTimeouts(migration.lock_timeout or self.timeouts.lock_timeout,
                                                               migration.statement_timeout
-                                                              or self.timeouts.statement_timeout))
+                                                              or self.timeouts.statement_timeout,
+                                                              settings=session_settings(migration)))
             engine.run(list(plan.steps), interrupted=self._interrupted)
             result.retries = engine.result.retries
             if steps:

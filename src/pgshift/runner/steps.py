@@ -169,6 +169,19 @@ class StepTimeouts:
     # A statement in autocommit runs under statement_timeout too (SQL migrations), or under none, so
     # a long CONCURRENTLY build is never cancelled (operations migrations).
     autocommit_statement_timeout: bool = True
+    # The migration's own server settings, (name, value): SET LOCAL in each transaction step, SET before
+    # and RESET after each autocommit step or backfill, so none outlives the step on the connection.
+    settings: tuple[tuple[str, str], ...] = ()
+
+
+def session_settings(migration: Migration) -> tuple[tuple[str, str], ...]:
+    return tuple((s.name, s.value) for s in migration.settings)
+
+
+def setting_name(name: str) -> sql.Composable:
+    """A setting's name as SET / RESET take it (a custom one is two identifiers: ``app.flag``), quoted
+    only where it must be, as ``SHOW`` and the docs spell it."""
+    return sql.SQL(".".join(quote_ident(part) for part in name.split(".")))
 
 
 def render_steps(steps: list[Step], timeouts: StepTimeouts, conn: psycopg.Connection[Any], *,
@@ -181,6 +194,12 @@ def render_steps(steps: list[Step], timeouts: StepTimeouts, conn: psycopg.Connec
         return sql.Literal(value).as_string(conn)
 
     lock, stmt_timeout = literal(timeouts.lock_timeout), literal(timeouts.statement_timeout)
+
+    def sets(local: bool) -> list[str]:
+        return [sql.SQL("SET LOCAL {} = {};" if local else "SET {} = {};").format(
+            setting_name(name), sql.Literal(value)).as_string(conn) for name, value in timeouts.settings]
+
+    resets = [sql.SQL("RESET {};").format(setting_name(name)).as_string(conn) for name, _ in timeouts.settings]
     count = total if total is not None else len(steps) + first - 1
     lines: list[str] = []
     for number, step in enumerate(steps, first):
@@ -194,9 +213,10 @@ def render_steps(steps: list[Step], timeouts: StepTimeouts, conn: psycopg.Connec
             cap = (f", a batch holding its row locks over {opts.max_lock_ms} ms is redone smaller"
                    if opts.max_lock_ms else "")
             lines += [f"{head or '-- backfill'} (batches of about {opts.target_ms} ms, the first "
-                      f"{opts.initial_batch} rows, each its own transaction{cap}; resumable)",
+                      f"{opts.initial_batch} rows, each its own transaction{cap}; resumable)", *sets(False),
                       f"-- UPDATE {qualified(spec.schema, spec.table) if spec.schema else spec.table} SET "
-                      f"{spec.set_clause}" + (f" WHERE {spec.where}" if spec.where else "") + " -- in keyset batches"]
+                      f"{spec.set_clause}" + (f" WHERE {spec.where}" if spec.where else "") + " -- in keyset batches",
+                      *resets]
         elif not texts and skipped:
             lines += skipped
         elif step.kind == "autocommit":
@@ -205,13 +225,14 @@ def render_steps(steps: list[Step], timeouts: StepTimeouts, conn: psycopg.Connec
             lines.append(f"SET lock_timeout = {lock};")
             if timeouts.autocommit_statement_timeout:
                 lines.append(f"SET statement_timeout = {stmt_timeout};")
-            lines += [*skipped, *texts, "RESET lock_timeout;"]
+            lines += [*sets(False), *skipped, *texts, "RESET lock_timeout;"]
             if timeouts.autocommit_statement_timeout:
                 lines.append("RESET statement_timeout;")
+            lines += resets
         else:
             if head:
                 lines.append(f"{head} (one transaction, with its progress)")
             lines += ["BEGIN;", *([f"SET TRANSACTION {step.modes};"] if step.modes else []),
                       f"SET LOCAL lock_timeout = {lock};", f"SET LOCAL statement_timeout = {stmt_timeout};",
-                      *skipped, *texts, "COMMIT;"]
+                      *sets(True), *skipped, *texts, "COMMIT;"]
     return lines
