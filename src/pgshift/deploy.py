@@ -111,6 +111,7 @@ def _executor(settings: Settings, conn: psycopg.Connection[Any], history: Histor
         notify=notify,
         observer=observer,
         after_record=after_record,
+        analyze_after=settings.analyze_after,
     )
 
 
@@ -468,7 +469,7 @@ def _dry_run_step(settings: Settings, conn: psycopg.Connection[Any], m: Migratio
                      "progress is recorded after each")
     elif plan.mode == "statement-by-statement":
         lines.append("-- runs statement by statement; progress is recorded after each")
-    lines += render_steps(list(plan.steps), timeouts, conn)
+    lines += render_steps(list(plan.steps), timeouts, conn, analyze=settings.analyze_after)
     return DryRunStep(m, plan.mode, "\n".join(lines))
 
 

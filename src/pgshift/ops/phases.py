@@ -232,6 +232,8 @@ class PhaseRunner:
         result.autovacuums_cancelled = engine.result.autovacuums_cancelled
         try:
             engine.run(steps, start)
+            if self.settings.analyze_after:
+                engine.analyze(steps)
         finally:
             self._step_index = engine.index
             result.steps_run = engine.result.steps_run

@@ -76,6 +76,7 @@ class StepResult:
     retries: int = 0
     resumed_at: int | None = None
     skipped: list[str] = field(default_factory=list)
+    analyzed: list[str] = field(default_factory=list)  # tables ANALYZEd after it committed
 
 
 class LedgerProgress:
@@ -121,8 +122,10 @@ class Executor:
         notify: Notify | None = None,
         observer: StatementObserver | None = None,
         after_record: Callable[[Migration], None] | None = None,
+        analyze_after: bool = True,
     ) -> None:
         self.observer = observer
+        self.analyze_after = analyze_after  # ANALYZE what a migration left with stale statistics
         # Called right after each ledger write for a migration, on the same transaction
         # (pgshift.db.mirror keeps another tool's history table in step with it).
         self.after_record = after_record or (lambda _migration: None)
@@ -195,6 +198,9 @@ class Executor:
             result.retries = engine.result.retries
             if steps:
                 self._complete(migration, statements, direction, result)
+            if self.analyze_after:
+                # A resumed run's earlier steps count too: the run that made them stopped before its ANALYZE.
+                result.analyzed = engine.analyze(list(sql_steps(migration, statements, self.server_major).steps))
         except KeyboardInterrupt:
             self._record_failure(migration, direction, "interrupted by the user")
             raise Interrupted(

@@ -114,6 +114,28 @@ def table_locks(statements: list[Statement]) -> tuple[list[str], list[str]]:
     return strong, [t for t in weak if t not in strong]
 
 
+def stale_statistics(steps: list[Step], conn: psycopg.Connection[Any]) -> list[str]:
+    """The tables ("schema.table", or "table" found on the search_path) whose planner statistics the steps
+    leave stale, from the one statement analysis: rewritten with new values or order, an expression index,
+    a backfill or a bulk load. The engine runs ANALYZE on them once the migration has committed."""
+    found: list[str] = []
+
+    def add(schema: str | None, name: str) -> None:
+        table = ".".join(quote_ident(part) for part in ((schema, name) if schema else (name,)))
+        if name and table not in found:
+            found.append(table)
+
+    for step in steps:
+        if step.backfill is not None:
+            add(step.backfill.schema, step.backfill.table)
+        texts = [s.sql for s in step.sources] if step.sources else [s.as_string(conn) for s in step.statements]
+        for text in texts:
+            for facts in analyse_all(text):
+                for schema, name in facts.stale_statistics:
+                    add(schema, name)
+    return found
+
+
 def _sql_step(label: str, kind: StepKind, part: list[Statement], end: int, **extra: Any) -> SqlStep:
     runnable = [s for s in part if not transaction_control(s.sql)]
     strong, weak = table_locks(runnable)
@@ -186,9 +208,10 @@ def setting_name(name: str) -> sql.Composable:
 
 def render_steps(steps: list[Step], timeouts: StepTimeouts, conn: psycopg.Connection[Any], *,
                  numbered: bool = False, first: int = 1, total: int | None = None,
-                 backfill: BackfillOptions | None = None) -> list[str]:
+                 backfill: BackfillOptions | None = None, analyze: bool = False) -> list[str]:
     """The SQL the engine sends for ``steps``, with transaction boundaries and timeouts, one line each
-    (``numbered``: a heading per step, as operations migrations print them)."""
+    (``numbered``: a heading per step, as operations migrations print them; ``analyze``: the ANALYZE
+    that follows, see :func:`stale_statistics`)."""
 
     def literal(value: str) -> str:
         return sql.Literal(value).as_string(conn)
@@ -235,4 +258,8 @@ def render_steps(steps: list[Step], timeouts: StepTimeouts, conn: psycopg.Connec
             lines += ["BEGIN;", *([f"SET TRANSACTION {step.modes};"] if step.modes else []),
                       f"SET LOCAL lock_timeout = {lock};", f"SET LOCAL statement_timeout = {stmt_timeout};",
                       *sets(True), *skipped, *texts, "COMMIT;"]
+    stale = stale_statistics(steps, conn) if analyze else []
+    if stale:
+        lines += [f"-- then, its statistics stale: ANALYZE under lock_timeout {lock} (analyze_after = false: not)",
+                  f"SET lock_timeout = {lock};", *(f"ANALYZE {table};" for table in stale), "RESET lock_timeout;"]
     return lines
