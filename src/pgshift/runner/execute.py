@@ -200,7 +200,8 @@ class Executor:
                 self._complete(migration, statements, direction, result)
             if self.analyze_after:
                 # A resumed run's earlier steps count too: the run that made them stopped before its ANALYZE.
-                result.analyzed = engine.analyze(list(sql_steps(migration, statements, self.server_major).steps))
+                every = plan.steps if not done else sql_steps(migration, statements, self.server_major).steps
+                result.analyzed = engine.analyze(list(every))
         except KeyboardInterrupt:
             self._record_failure(migration, direction, "interrupted by the user")
             raise Interrupted(

@@ -114,6 +114,21 @@ def table_locks(statements: list[Statement]) -> tuple[list[str], list[str]]:
     return strong, [t for t in weak if t not in strong]
 
 
+# Statements that can leave statistics stale start with one of these words; an INSERT only when it names
+# a query (SELECT or TABLE): a data file's thousands of INSERT ... VALUES are never parsed for it.
+_STALE_WORDS = frozenset({"ALTER", "CLUSTER", "COPY", "CREATE", "INSERT", "UPDATE", "WITH"})
+
+
+def _may_leave_stale(text: str) -> bool:
+    word = first_word(text)
+    if word not in _STALE_WORDS:
+        return False
+    if word != "INSERT":
+        return True
+    lowered = text.lower()
+    return "select" in lowered or "table" in lowered
+
+
 def stale_statistics(steps: list[Step], conn: psycopg.Connection[Any]) -> list[str]:
     """The tables ("schema.table", or "table" found on the search_path) whose planner statistics the steps
     leave stale, from the one statement analysis: rewritten with new values or order, an expression index,
@@ -129,7 +144,7 @@ def stale_statistics(steps: list[Step], conn: psycopg.Connection[Any]) -> list[s
         if step.backfill is not None:
             add(step.backfill.schema, step.backfill.table)
         texts = [s.sql for s in step.sources] if step.sources else [s.as_string(conn) for s in step.statements]
-        for text in texts:
+        for text in filter(_may_leave_stale, texts):
             for facts in analyse_all(text):
                 for schema, name in facts.stale_statistics:
                     add(schema, name)
