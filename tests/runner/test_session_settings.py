@@ -195,3 +195,24 @@ def test_an_ops_file_setting_error_names_its_line(tmp_path: Path, db_url: str, c
     assert result.returncode == MigrationSourceError.exit_code, message
     assert f"{path}:3: settings.max_parallel_maintenance_workers: max_parallel_maintenance_workers='lots'" \
         in message, message
+
+
+def test_a_custom_setting_is_set_and_reset_and_a_second_one_of_a_name_is_refused(tmp_path: Path, db_url: str,
+                                                                                   conn: Conn) -> None:
+    conn.execute(REPORTER)
+    folder = tmp_path / "migrations"
+    write_migration(folder, "1", "index", "CREATE INDEX CONCURRENTLY t_r ON t (id);",
+                    directives=("set myapp.flag=on",))
+
+    class _Custom(_Settings):
+        def before(self, conn: Conn, migration: Any, stmt: Any) -> None:
+            row = conn.execute("SELECT current_setting('myapp.flag', true)").fetchone()
+            self.seen.append(("", str(row[0]) if row else "", ""))
+
+    observer: _Settings = _Custom()
+    api.migrate(_settings(tmp_path, db_url), observer=observer)
+    assert observer.seen == [("", "on", "")]
+    path = write_migration(folder, "2", "twice", "SELECT 1;", directives=("set work_mem=8MB", "set WORK_MEM=9MB"))
+    with pytest.raises(MigrationSourceError, match=f"{re.escape(str(path))}:2: work_mem is already set at "
+                                                   f"{re.escape(str(path))}:1"):
+        api.migrate(_settings(tmp_path, db_url))
