@@ -27,6 +27,7 @@ QUICK: dict[str, list[str]] = {
     "backup": ["--scale", "1", "--repeat", "1"],
     "large_files": ["--sizes", "2", "--formats", "native"],
     "lint": ["--quick", "--no-squawk"],
+    "maintenance_work_mem": ["--rows", "200000", "--repeat", "1"],
     "runner": ["--count", "50", "--repeat", "1", "--tools", "pgshift-cli,pgshift-api", "--no-startup"],
     "zero_downtime": ["--rows", "20000", "--cases", "rename_column", "--hold", "2"],
 }

@@ -125,6 +125,9 @@ class Settings:
     allow_out_of_order: bool = False
     # Stop statements that would rewrite a table larger than this ("100MB"); "0" = off (pgshift.ops.guard).
     rewrite_guard: str = "0"
+    # ANALYZE the tables a migration left with stale planner statistics (a column type change, an
+    # expression index, a backfill or bulk load), once it has committed, under lock_timeout.
+    analyze_after: bool = True
     lint: LintSettings = field(default_factory=LintSettings)
     backup: BackupSettings = field(default_factory=BackupSettings)
     app: AppSettings = field(default_factory=AppSettings)

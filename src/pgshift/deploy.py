@@ -39,7 +39,8 @@ from pgshift.runner.execute import (
 from pgshift.runner.gate import MigrateChecks, gate
 from pgshift.runner.plan import Plan, Problem, build_plan
 from pgshift.runner.retry import RetryPolicy
-from pgshift.runner.steps import StepTimeouts, render_steps, sql_steps
+from pgshift.runner.session_settings import check_session_settings
+from pgshift.runner.steps import StepTimeouts, render_steps, session_settings, sql_steps
 
 if TYPE_CHECKING:
     from pgshift.db.foreign_history import ForeignApplied
@@ -110,6 +111,7 @@ def _executor(settings: Settings, conn: psycopg.Connection[Any], history: Histor
         notify=notify,
         observer=observer,
         after_record=after_record,
+        analyze_after=settings.analyze_after,
     )
 
 
@@ -406,6 +408,7 @@ def migrate(
             todo = _select_pending(plan, to)
             refuse_unusable(plan, todo)
             major = server_major(conn)
+            check_session_settings(conn, todo)  # as migrate refuses them
             steps = [_dry_run_ops(settings, conn, m, todo[:n]) if m.ops is not None
                      else _dry_run_step(settings, conn, m, major) for n, m in enumerate(todo)]
         return MigrateReport(dry_run=steps, nothing_to_do=not steps, warnings=file_warnings(migrations))
@@ -427,6 +430,7 @@ def migrate(
             return report
         for migration in todo:  # a file whose own BEGIN / COMMIT cannot run is refused before anything runs
             transaction_blocks(migration, migration.up, server_major(conn))
+        check_session_settings(conn, todo)
         if checks is not None:
             gate(settings, checks, plan.applied)(conn, todo)
         if before_apply is not None:
@@ -464,7 +468,8 @@ def _dry_run_ops(settings: Settings, conn: psycopg.Connection[Any], m: Migration
 
 def _dry_run_step(settings: Settings, conn: psycopg.Connection[Any], m: Migration, major: int) -> DryRunStep:
     """The steps the engine would run for a SQL migration, rendered as an operations migration's are."""
-    timeouts = StepTimeouts(m.lock_timeout or settings.lock_timeout, m.statement_timeout or settings.statement_timeout)
+    timeouts = StepTimeouts(m.lock_timeout or settings.lock_timeout, m.statement_timeout or settings.statement_timeout,
+                            settings=session_settings(m))
     plan = sql_steps(m, m.up, major)
     lines = [f"-- {m.label} ({m.path})"]
     if plan.mode == "transaction blocks":
@@ -472,7 +477,7 @@ def _dry_run_step(settings: Settings, conn: psycopg.Connection[Any], m: Migratio
                      "progress is recorded after each")
     elif plan.mode == "statement-by-statement":
         lines.append("-- runs statement by statement; progress is recorded after each")
-    lines += render_steps(list(plan.steps), timeouts, conn)
+    lines += render_steps(list(plan.steps), timeouts, conn, analyze=settings.analyze_after)
     return DryRunStep(m, plan.mode, "\n".join(lines))
 
 
@@ -563,6 +568,7 @@ def rollback(settings: Settings, *, to: str | None = None, steps: int = 1,
                 hint=f"{_DOWN_PART_HOW.get(missing[0].source_format, _DOWN_PART_HOW['native'])}, or restore "
                 "from a backup with `pgshift restore`.",
             )
+        check_session_settings(conn, targets)
         executor = _executor(settings, conn, history, notify, observer, mirror)
         for migration in targets:
             if notify:

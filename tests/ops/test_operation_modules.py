@@ -138,7 +138,10 @@ MESSAGES = [
      "'lock_retries' must be a whole number >= 0, not -1."),
     ({"operations": [{"drop_index": {"name": "i"}}], "bogus": 1},
      "unknown key 'bogus'; known keys: schema, version_schema, lock_timeout, lock_retries, backfill_target_ms, "
-     "backfill_batch_size, backfill_max_lock_ms, operations."),
+     "backfill_batch_size, backfill_max_lock_ms, settings, operations."),
+    ({"operations": [{"drop_index": {"name": "i"}}], "settings": {"work_mem": True}},
+     "'settings' must be a mapping of setting names to values (for example `settings: {maintenance_work_mem: "
+     "1GB}`), not {'work_mem': True}."),
 ]
 
 

@@ -86,9 +86,9 @@ def test_every_check_passes_on_a_ready_project(
     out = runner.invoke(cli, ["check", "--config", str(config), "-d", db_url])
     assert out.exit_code == 0, out.output
     lines = out.output.strip().splitlines()
-    assert lines[-1].startswith("checklist: 14 passed, 0 failed")
+    assert lines[-1].startswith("checklist: 15 passed, 0 failed")
     out = runner.invoke(cli, ["check", "--config", str(config), "-d", db_url, "--json"])
-    assert out.exit_code == 0 and json.loads(out.output)["passed"] == 14
+    assert out.exit_code == 0 and json.loads(out.output)["passed"] == 15
 
 
 def test_every_check_fails_when_it_should(pg_server: Any, db_name: str, db_url: str, tmp_path: Path) -> None:
@@ -138,7 +138,7 @@ def test_every_check_fails_when_it_should(pg_server: Any, db_name: str, db_url: 
     assert "dup_x" in " ".join(results["no INVALID indexes"].detail)
     assert "PS017 rename-column" in " ".join(results["lint passes lint.fail_level"].detail)
     assert "503" in results["application health URL"].value
-    assert not checklist.ok and checklist.summary().startswith("checklist: 3 passed, 11 failed")
+    assert not checklist.ok and checklist.summary().startswith("checklist: 4 passed, 11 failed")
 
 
 def _wait_for(url: str, query: str) -> None:
@@ -234,3 +234,40 @@ def test_check_on_a_large_data_migration_finds_its_tables_without_parsing_its_in
     # Only INSERT heads (to VALUES) and the few other statements were parsed into trees, never the rows.
     assert parsed and max(parsed) < 200, max(parsed)
     assert sum(parsed) < 0.1 * len(big), sum(parsed)
+
+
+def _flush_stats(conn: psycopg.Connection[Any]) -> None:
+    """Make this session's row counts visible in pg_stat_* now (they are flushed at most once a second)."""
+    conn.execute("SELECT pg_stat_force_next_flush()")
+    conn.execute("SELECT 1")
+
+
+def test_stale_statistics_of_a_table_a_pending_migration_changes_are_a_warning(
+    pg_server: Any, db_url: str, tmp_path: Path
+) -> None:
+    settings = _project(tmp_path, db_url, pg_server, "UPDATE accounts SET balance = 0 WHERE balance IS NULL;\n"
+                        "ALTER TABLE \"Big\" ADD COLUMN note text;\n")
+    name = "table statistics fresh"
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute('CREATE TABLE "Big" (id int) WITH (autovacuum_enabled = false)')
+        conn.execute("CREATE TABLE untouched (id int) WITH (autovacuum_enabled = false)")
+        conn.execute("ALTER TABLE accounts SET (autovacuum_enabled = false)")
+        conn.execute("INSERT INTO accounts SELECT g, g FROM generate_series(3, 1000) g")
+        _flush_stats(conn)  # counted before the ANALYZE that resets the count
+        conn.execute("ANALYZE accounts")
+        conn.execute('INSERT INTO "Big" SELECT generate_series(1, 500)')
+        conn.execute("INSERT INTO untouched SELECT generate_series(1, 500)")
+        _flush_stats(conn)
+        result = _by_name(run_checks(settings))[name]
+        # accounts was analysed and barely changed since; "Big" has 500 rows and was never analysed.
+        assert (result.status, result.value) == ("warning", "1 of 2 stale"), result
+        assert result.detail == ['public."Big": 500 rows changed and never analysed, against 0 rows estimated; '
+                                 'run `ANALYZE public."Big"` before migrating']
+        conn.execute("UPDATE accounts SET balance = balance + 1")  # 1000 changes against 1000 rows estimated
+        _flush_stats(conn)
+        result = _by_name(run_checks(settings))[name]
+        assert result.value == "2 of 2 stale" and "public.accounts: 1000 rows changed since its last ANALYZE at" \
+            in result.detail[1], result
+        conn.execute('ANALYZE accounts, "Big"')
+        result = _by_name(run_checks(settings))[name]
+        assert (result.status, result.value) == ("passed", "2 table(s) analysed recently enough"), result

@@ -105,6 +105,11 @@ class StatementFacts:
     changed: frozenset[TableName] = frozenset()  # its target relation(s), or those VACUUM names
     rewritten: frozenset[TableName] = frozenset()  # rewritten or copied while building (index, CLUSTER)
     scanned: frozenset[TableName] = frozenset()  # read whole while its lock is held (rewritten ones too)
+    bulk_loaded: frozenset[TableName] = frozenset()  # filled from a query or a file: INSERT ... SELECT, COPY FROM
+    # Tables whose planner statistics it leaves stale: a rewrite that changes values or their order (ALTER
+    # COLUMN TYPE drops the column's statistics; CLUSTER), an expression index (ANALYZE collects its expressions'
+    # statistics), a backfill (UPDATE) or a bulk load. `migrate` runs ANALYZE on them afterwards.
+    stale_statistics: frozenset[TableName] = frozenset()
     locks: tuple[Lock, ...] = ()
     transaction: str | None = None  # 'begin', 'commit' or 'rollback' for transaction control
     modes: str | None = None  # of a BEGIN: "ISOLATION LEVEL SERIALIZABLE, READ ONLY"
@@ -285,6 +290,28 @@ def _changed(k: str, b: Node) -> tuple[set[TableName], set[TableName], set[Table
     return changed, rewritten, scanned | rewritten
 
 
+def _bulk_loaded(k: str, b: Node) -> set[TableName]:
+    target = _name(b.get("relation"))
+    if target is None:
+        return set()
+    if k == "InsertStmt":
+        select = (b.get("selectStmt") or {}).get("SelectStmt")
+        return {target} if select is not None and not select.get("valuesLists") else set()
+    return {target} if k == "CopyStmt" and b.get("is_from") else set()
+
+
+def _stale_statistics(k: str, b: Node, changed: set[TableName], bulk_loaded: set[TableName]) -> set[TableName]:
+    # CLUSTER reorders the rows (their correlation with each index changes); a rewrite that keeps the
+    # same rows in the same order (SET TABLESPACE, VACUUM FULL) leaves the statistics true.
+    if k in ("UpdateStmt", "ClusterStmt"):
+        return changed
+    if k == "IndexStmt" and any((p.get("IndexElem") or {}).get("expr") for p in b.get("indexParams") or ()):
+        return changed
+    if k == "AlterTableStmt" and any(cmd.get("subtype") == "AT_AlterColumnType" for cmd in cmds(b)):
+        return changed
+    return bulk_loaded
+
+
 # Constraints ADD CONSTRAINT checks against every row (unless NOT VALID, or USING INDEX for a key).
 _VALIDATED = frozenset({"CONSTR_CHECK", "CONSTR_FOREIGN", "CONSTR_PRIMARY", "CONSTR_UNIQUE", "CONSTR_EXCLUSION"})
 
@@ -299,9 +326,11 @@ def facts_of(node: Node, *, relations: frozenset[TableName] | None = None) -> St
     """The facts of one statement's tree (``relations``: every relation it names, when known already)."""
     k, b = kind(node), body(node)
     changed, rewritten, scanned = _changed(k, b)
+    bulk_loaded = _bulk_loaded(k, b)
     return StatementFacts(
         kind=k, relations=_relations(node) if relations is None else relations, changed=frozenset(changed),
-        rewritten=frozenset(rewritten), scanned=frozenset(scanned), locks=tuple(locks_of(node)),
+        rewritten=frozenset(rewritten), scanned=frozenset(scanned), bulk_loaded=frozenset(bulk_loaded),
+        stale_statistics=frozenset(_stale_statistics(k, b, changed, bulk_loaded)), locks=tuple(locks_of(node)),
         transaction=_transaction(k, b), modes=_modes(b) if k == "TransactionStmt" else None,
         autocommit=_autocommit(k, b, 12), autocommit_before_12=_autocommit(k, b, 11),
         concurrent_index=_concurrent_index(k, b),

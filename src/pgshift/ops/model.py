@@ -37,7 +37,7 @@ Op = Operation  # the name callers have used
 TOP_LEVEL: dict[str, tuple[str, bool]] = {
     "schema": ("str", False), "version_schema": ("str", False), "lock_timeout": ("str", False),
     "lock_retries": ("int", False), "backfill_target_ms": ("int", False), "backfill_batch_size": ("int", False),
-    "backfill_max_lock_ms": ("int", False), "operations": ("ops", True)}
+    "backfill_max_lock_ms": ("int", False), "settings": ("settings", False), "operations": ("ops", True)}
 
 
 @dataclass
@@ -52,6 +52,9 @@ class OpsFile:
     backfill_target_ms: int = 75
     backfill_batch_size: int = 1_000
     backfill_max_lock_ms: int = 100  # 0: no limit
+    # Server settings the migration's steps run under ({"maintenance_work_mem": "1GB"}): SET LOCAL in a
+    # transaction step, SET + RESET around an autocommit one (pgshift.runner.engine).
+    settings: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -75,6 +78,11 @@ def _top_level(values: Any, file: str) -> dict[str, Any]:
             raise MigrationSourceError(f"{file}: {name!r} must be a non-empty string, not {value!r}.")
         elif kind == "int" and not (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
             raise MigrationSourceError(f"{file}: {name!r} must be a whole number >= 0, not {value!r}.")
+        elif kind == "settings" and not (isinstance(value, dict) and all(
+                isinstance(k, str) and isinstance(v, (str, int, float)) and not isinstance(v, bool)
+                for k, v in value.items())):
+            raise MigrationSourceError(f"{file}: {name!r} must be a mapping of setting names to values "
+                                       f"(for example `settings: {{maintenance_work_mem: 1GB}}`), not {value!r}.")
     return {k: v for k, v in values.items() if v is not None}
 
 
@@ -119,6 +127,7 @@ def load_file(path: Path) -> tuple[OpsFile, str]:
 
 _SCHEMAS: dict[str, dict[str, Any]] = {
     "str": {"type": "string", "minLength": 1}, "bool": {"type": "boolean"}, "int": {"type": "integer", "minimum": 0},
+    "settings": {"type": "object", "additionalProperties": {"type": ["string", "number"]}},
     "strs": {"type": "array", "minItems": 1, "items": {"type": "string", "minLength": 1}},
     "column": {"$ref": "#/$defs/column"},
     "columns": {"type": "array", "minItems": 1, "items": {"$ref": "#/$defs/column"}},

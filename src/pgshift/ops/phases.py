@@ -31,7 +31,7 @@ from pgshift.runner.backfill import BackfillError, BackfillOptions
 from pgshift.runner.blockers import WEAK_LOCK_CONFLICTS, Blocker, blockers
 from pgshift.runner.engine import StepEngine
 from pgshift.runner.retry import RetryPolicy
-from pgshift.runner.steps import Step, StepStatement, StepTimeouts
+from pgshift.runner.steps import Step, StepStatement, StepTimeouts, session_settings
 
 if TYPE_CHECKING:
     from pgshift.runner.engine import StatementObserver
@@ -232,6 +232,8 @@ class PhaseRunner:
         result.autovacuums_cancelled = engine.result.autovacuums_cancelled
         try:
             engine.run(steps, start)
+            if self.settings.analyze_after:
+                engine.analyze(steps)
         finally:
             self._step_index = engine.index
             result.steps_run = engine.result.steps_run
@@ -243,7 +245,8 @@ class PhaseRunner:
     @property
     def timeouts(self) -> StepTimeouts:
         # No statement_timeout on a CONCURRENTLY build: it may take long, and blocks nobody meanwhile.
-        return StepTimeouts(self.ops.lock_timeout, self.settings.statement_timeout, autocommit_statement_timeout=False)
+        return StepTimeouts(self.ops.lock_timeout, self.settings.statement_timeout, autocommit_statement_timeout=False,
+                            settings=session_settings(self.migration))
 
     @property
     def backfill_options(self) -> BackfillOptions:

@@ -199,7 +199,7 @@ def expand_preview(settings: Settings, conn: psycopg.Connection[Any], migration:
                          "expand/contract migration is active at a time); contract or abort it first")
     runner = PhaseRunner(conn, History(conn, settings.history_schema), settings, migration)
     lines += render_steps(steps[start:], runner.timeouts, conn, numbered=True, first=start + 1, total=len(steps),
-                          backfill=runner.backfill_options)
+                          backfill=runner.backfill_options, analyze=settings.analyze_after)
     return "\n".join(lines)
 
 

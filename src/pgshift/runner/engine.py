@@ -15,6 +15,7 @@ from the step's owner (:class:`StepOwner`: pgshift.runner.execute.Executor, pgsh
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
@@ -29,7 +30,7 @@ from pgshift.ops.names import qualified
 from pgshift.runner.backfill import Backfiller, BackfillError, BackfillOptions
 from pgshift.runner.blockers import Autovacuums, Blocker, blockers, open_transactions, step_blockers
 from pgshift.runner.retry import RETRYABLE, RetryPolicy
-from pgshift.runner.steps import Step, StepStatement, StepTimeouts
+from pgshift.runner.steps import Step, StepStatement, StepTimeouts, setting_name, stale_statistics
 
 Notify = Callable[[str], None]
 
@@ -78,6 +79,7 @@ class EngineResult:
     warnings: list[str] = field(default_factory=list)
     blockers_seen: list[str] = field(default_factory=list)
     autovacuums_cancelled: list[int] = field(default_factory=list)  # pids
+    analyzed: list[str] = field(default_factory=list)  # tables ANALYZEd after the migration
 
 
 class _Index(NamedTuple):
@@ -149,8 +151,8 @@ class StepEngine:
             self.progress.record(done)
 
     def _autocommit(self, step: Step) -> None:
-        self._set_timeouts(local=False)
         try:
+            self._set_timeouts(local=False)
             for position, statement in enumerate(step.statements):
                 self._drop_invalid_index(step, "an interrupted or failed build")
                 try:
@@ -162,6 +164,7 @@ class StepEngine:
             resets = "RESET lock_timeout; RESET statement_timeout" if self.timeouts.autocommit_statement_timeout \
                 else "RESET lock_timeout"
             self.conn.execute(resets.encode())
+            self._reset_settings()
 
     def _set_timeouts(self, *, local: bool) -> None:
         t = self.timeouts
@@ -170,6 +173,55 @@ class StepEngine:
                               (t.lock_timeout, local, t.statement_timeout, local))
         else:
             self.conn.execute("SELECT set_config('lock_timeout', %s, false)", (t.lock_timeout,))
+        self._set_settings(local=local)
+
+    def _set_settings(self, *, local: bool) -> None:
+        """The migration's own settings: SET LOCAL ends with the transaction; a session-level SET is
+        undone by :meth:`_reset_settings` (RESET: the session's default, not a value set by pgshift)."""
+        for name, value in self.timeouts.settings:
+            self.conn.execute("SELECT set_config(%s, %s, %s)", (name, value, local))
+
+    def _reset_settings(self) -> None:
+        if self.timeouts.settings and not (self.conn.broken or self.conn.closed):
+            self.conn.execute(sql.SQL("; ").join(
+                sql.SQL("RESET {}").format(setting_name(name)) for name, _ in self.timeouts.settings))
+
+    # -- statistics ------------------------------------------------------------------------
+    def analyze(self, steps: list[Step]) -> list[str]:
+        """ANALYZE the tables whose statistics ``steps`` left stale, once their migration has committed
+        (outside its transaction, so it holds no lock of the migration's), each under lock_timeout; an
+        ANALYZE that cannot get its lock is a warning, never a failure of the committed migration."""
+        version = self.migration.version
+        for table in stale_statistics(steps, self.conn):
+            row = self.conn.execute(
+                "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE c.oid = to_regclass(%s) AND c.relkind IN ('r', 'p', 'm')", (table,)).fetchone()
+            if row is None:
+                continue  # dropped by a later statement, or not a table
+            name = sql.Identifier(str(row[0]), str(row[1]))
+            shown = qualified(str(row[0]), str(row[1]))
+            started = time.monotonic()
+            try:
+                self.conn.execute("SELECT set_config('lock_timeout', %s, false)", (self.timeouts.lock_timeout,))
+                self.conn.execute(sql.SQL("ANALYZE {}").format(name))
+            except psycopg.Error as exc:
+                if self.conn.broken or self.conn.closed:
+                    raise
+                reason = exc.diag.message_primary or str(exc)
+                warning = (f"ANALYZE {shown} after {self.migration.label} did not run ({reason}); its statistics "
+                           f"stay stale until autovacuum analyses it or `ANALYZE {shown}` is run")
+                self.result.warnings.append(warning)
+                self.notify(f"warning: {warning}")
+                self.history.log(version, "analyze-skipped", {"table": shown, "error": reason})
+                continue
+            finally:
+                if not (self.conn.broken or self.conn.closed):
+                    self.conn.execute("RESET lock_timeout")
+            elapsed = int((time.monotonic() - started) * 1000)
+            self.result.analyzed.append(shown)
+            self.notify(f"analyzed {shown} ({elapsed} ms): its statistics were stale after {self.migration.label}")
+            self.history.log(version, "analyzed", {"table": shown, "duration_ms": elapsed})
+        return self.result.analyzed
 
     # -- statements ------------------------------------------------------------------------
     def _observed(self, step: Step, position: int, statement: sql.Composable, rows: int | None = None,
@@ -206,6 +258,13 @@ class StepEngine:
 
     # -- backfill --------------------------------------------------------------------------
     def _backfill(self, step: Step) -> None:
+        self._set_settings(local=False)  # the batches are transactions of their own
+        try:
+            self._backfill_batches(step)
+        finally:
+            self._reset_settings()
+
+    def _backfill_batches(self, step: Step) -> None:
         """The backfill runs many short transactions; observers see it as one statement over all its batches."""
         spec = step.backfill
         assert spec is not None

@@ -40,7 +40,15 @@ from pgshift.migrations.classify import transaction_control
 from pgshift.migrations.model import Migration, Statement, checksum_of
 from pgshift.runner.engine import StatementObserver, StepEngine
 from pgshift.runner.retry import RETRYABLE, RetryPolicy
-from pgshift.runner.steps import SqlStep, Step, StepTimeouts, needs_steps, sql_steps, transaction_blocks
+from pgshift.runner.steps import (
+    SqlStep,
+    Step,
+    StepTimeouts,
+    needs_steps,
+    session_settings,
+    sql_steps,
+    transaction_blocks,
+)
 
 __all__ = ["RETRYABLE", "Executor", "StatementObserver", "StepResult", "Timeouts", "needs_steps",
            "prefix_checksum", "statement_failure", "transaction_blocks"]
@@ -68,6 +76,7 @@ class StepResult:
     retries: int = 0
     resumed_at: int | None = None
     skipped: list[str] = field(default_factory=list)
+    analyzed: list[str] = field(default_factory=list)  # tables ANALYZEd after it committed
 
 
 class LedgerProgress:
@@ -113,8 +122,10 @@ class Executor:
         notify: Notify | None = None,
         observer: StatementObserver | None = None,
         after_record: Callable[[Migration], None] | None = None,
+        analyze_after: bool = True,
     ) -> None:
         self.observer = observer
+        self.analyze_after = analyze_after  # ANALYZE what a migration left with stale statistics
         # Called right after each ledger write for a migration, on the same transaction
         # (pgshift.db.mirror keeps another tool's history table in step with it).
         self.after_record = after_record or (lambda _migration: None)
@@ -181,11 +192,16 @@ class Executor:
                 self.conn, self.history, self, migration, retry=self.retry, progress=progress, notify=self.notify,
                 observer=self.observer, timeouts=StepTimeouts(migration.lock_timeout or self.timeouts.lock_timeout,
                                                               migration.statement_timeout
-                                                              or self.timeouts.statement_timeout))
+                                                              or self.timeouts.statement_timeout,
+                                                              settings=session_settings(migration)))
             engine.run(list(plan.steps), interrupted=self._interrupted)
             result.retries = engine.result.retries
             if steps:
                 self._complete(migration, statements, direction, result)
+            if self.analyze_after:
+                # A resumed run's earlier steps count too: the run that made them stopped before its ANALYZE.
+                every = plan.steps if not done else sql_steps(migration, statements, self.server_major).steps
+                result.analyzed = engine.analyze(list(every))
         except KeyboardInterrupt:
             self._record_failure(migration, direction, "interrupted by the user")
             raise Interrupted(

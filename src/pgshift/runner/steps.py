@@ -114,6 +114,43 @@ def table_locks(statements: list[Statement]) -> tuple[list[str], list[str]]:
     return strong, [t for t in weak if t not in strong]
 
 
+# Statements that can leave statistics stale start with one of these words; an INSERT only when it names
+# a query (SELECT or TABLE): a data file's thousands of INSERT ... VALUES are never parsed for it.
+_STALE_WORDS = frozenset({"ALTER", "CLUSTER", "COPY", "CREATE", "INSERT", "UPDATE", "WITH"})
+
+
+def _may_leave_stale(text: str) -> bool:
+    word = first_word(text)
+    if word not in _STALE_WORDS:
+        return False
+    if word != "INSERT":
+        return True
+    lowered = text.lower()
+    return "select" in lowered or "table" in lowered
+
+
+def stale_statistics(steps: list[Step], conn: psycopg.Connection[Any]) -> list[str]:
+    """The tables ("schema.table", or "table" found on the search_path) whose planner statistics the steps
+    leave stale, from the one statement analysis: rewritten with new values or order, an expression index,
+    a backfill or a bulk load. The engine runs ANALYZE on them once the migration has committed."""
+    found: list[str] = []
+
+    def add(schema: str | None, name: str) -> None:
+        table = ".".join(quote_ident(part) for part in ((schema, name) if schema else (name,)))
+        if name and table not in found:
+            found.append(table)
+
+    for step in steps:
+        if step.backfill is not None:
+            add(step.backfill.schema, step.backfill.table)
+        texts = [s.sql for s in step.sources] if step.sources else [s.as_string(conn) for s in step.statements]
+        for text in filter(_may_leave_stale, texts):
+            for facts in analyse_all(text):
+                for schema, name in facts.stale_statistics:
+                    add(schema, name)
+    return found
+
+
 def _sql_step(label: str, kind: StepKind, part: list[Statement], end: int, **extra: Any) -> SqlStep:
     runnable = [s for s in part if not transaction_control(s.sql)]
     strong, weak = table_locks(runnable)
@@ -169,18 +206,38 @@ class StepTimeouts:
     # A statement in autocommit runs under statement_timeout too (SQL migrations), or under none, so
     # a long CONCURRENTLY build is never cancelled (operations migrations).
     autocommit_statement_timeout: bool = True
+    # The migration's own server settings, (name, value): SET LOCAL in each transaction step, SET before
+    # and RESET after each autocommit step or backfill, so none outlives the step on the connection.
+    settings: tuple[tuple[str, str], ...] = ()
+
+
+def session_settings(migration: Migration) -> tuple[tuple[str, str], ...]:
+    return tuple((s.name, s.value) for s in migration.settings)
+
+
+def setting_name(name: str) -> sql.Composable:
+    """A setting's name as SET / RESET take it (a custom one is two identifiers: ``app.flag``), quoted
+    only where it must be, as ``SHOW`` and the docs spell it."""
+    return sql.SQL(".".join(quote_ident(part) for part in name.split(".")))
 
 
 def render_steps(steps: list[Step], timeouts: StepTimeouts, conn: psycopg.Connection[Any], *,
                  numbered: bool = False, first: int = 1, total: int | None = None,
-                 backfill: BackfillOptions | None = None) -> list[str]:
+                 backfill: BackfillOptions | None = None, analyze: bool = False) -> list[str]:
     """The SQL the engine sends for ``steps``, with transaction boundaries and timeouts, one line each
-    (``numbered``: a heading per step, as operations migrations print them)."""
+    (``numbered``: a heading per step, as operations migrations print them; ``analyze``: the ANALYZE
+    that follows, see :func:`stale_statistics`)."""
 
     def literal(value: str) -> str:
         return sql.Literal(value).as_string(conn)
 
     lock, stmt_timeout = literal(timeouts.lock_timeout), literal(timeouts.statement_timeout)
+
+    def sets(local: bool) -> list[str]:
+        return [sql.SQL("SET LOCAL {} = {};" if local else "SET {} = {};").format(
+            setting_name(name), sql.Literal(value)).as_string(conn) for name, value in timeouts.settings]
+
+    resets = [sql.SQL("RESET {};").format(setting_name(name)).as_string(conn) for name, _ in timeouts.settings]
     count = total if total is not None else len(steps) + first - 1
     lines: list[str] = []
     for number, step in enumerate(steps, first):
@@ -194,9 +251,10 @@ def render_steps(steps: list[Step], timeouts: StepTimeouts, conn: psycopg.Connec
             cap = (f", a batch holding its row locks over {opts.max_lock_ms} ms is redone smaller"
                    if opts.max_lock_ms else "")
             lines += [f"{head or '-- backfill'} (batches of about {opts.target_ms} ms, the first "
-                      f"{opts.initial_batch} rows, each its own transaction{cap}; resumable)",
+                      f"{opts.initial_batch} rows, each its own transaction{cap}; resumable)", *sets(False),
                       f"-- UPDATE {qualified(spec.schema, spec.table) if spec.schema else spec.table} SET "
-                      f"{spec.set_clause}" + (f" WHERE {spec.where}" if spec.where else "") + " -- in keyset batches"]
+                      f"{spec.set_clause}" + (f" WHERE {spec.where}" if spec.where else "") + " -- in keyset batches",
+                      *resets]
         elif not texts and skipped:
             lines += skipped
         elif step.kind == "autocommit":
@@ -205,13 +263,18 @@ def render_steps(steps: list[Step], timeouts: StepTimeouts, conn: psycopg.Connec
             lines.append(f"SET lock_timeout = {lock};")
             if timeouts.autocommit_statement_timeout:
                 lines.append(f"SET statement_timeout = {stmt_timeout};")
-            lines += [*skipped, *texts, "RESET lock_timeout;"]
+            lines += [*sets(False), *skipped, *texts, "RESET lock_timeout;"]
             if timeouts.autocommit_statement_timeout:
                 lines.append("RESET statement_timeout;")
+            lines += resets
         else:
             if head:
                 lines.append(f"{head} (one transaction, with its progress)")
             lines += ["BEGIN;", *([f"SET TRANSACTION {step.modes};"] if step.modes else []),
                       f"SET LOCAL lock_timeout = {lock};", f"SET LOCAL statement_timeout = {stmt_timeout};",
-                      *skipped, *texts, "COMMIT;"]
+                      *sets(True), *skipped, *texts, "COMMIT;"]
+    stale = stale_statistics(steps, conn) if analyze else []
+    if stale:
+        lines += [f"-- then, its statistics stale: ANALYZE under lock_timeout {lock} (analyze_after = false: not)",
+                  f"SET lock_timeout = {lock};", *(f"ANALYZE {table};" for table in stale), "RESET lock_timeout;"]
     return lines

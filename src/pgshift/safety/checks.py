@@ -26,6 +26,7 @@ from pgshift.db.sizes import table_bytes
 from pgshift.errors import PgshiftError
 from pgshift.migrations.analysis import TableName, changed_tables
 from pgshift.migrations.model import Migration
+from pgshift.ops.names import qualified, quote_ident
 from pgshift.runner.plan import Problem
 from pgshift.safety.backup import latest_verified_backup
 from pgshift.safety.hooks import app_version, probe
@@ -328,6 +329,58 @@ def check_invalid_indexes(ctx: _Context) -> CheckResult:
                         for idx, tbl in rows])
 
 
+def _pending_tables(migrations: list[Migration]) -> list[str]:
+    """Every table the pending migrations change (SQL statements from the one statement analysis; an
+    operations file's operations by their table), as to_regclass reads them."""
+    touched: set[str] = set()
+    for migration in migrations:
+        for statement in migration.up:
+            changed, _ = changed_tables(statement.sql)
+            touched.update(".".join(quote_ident(part) for part in name if part) for name in changed if name[1])
+        if migration.ops is not None:
+            touched.update(f"{quote_ident(migration.ops.schema)}.{quote_ident(op.target)}"
+                           for op in migration.ops.operations if op.target)
+    return sorted(touched)
+
+
+def check_statistics(ctx: _Context) -> CheckResult:
+    """Stale planner statistics on a table a pending migration changes: its own statements (a backfill's
+    UPDATE, an INSERT ... SELECT) are planned from them, and the lint gate sizes the table by reltuples.
+    Stale is what autovacuum would analyse now: more rows changed since the last ANALYZE than
+    autovacuum_analyze_threshold + autovacuum_analyze_scale_factor x rows."""
+    assert ctx.conn is not None
+    name = "table statistics fresh"
+    _load_status(ctx)
+    if ctx.pending is None:
+        return CheckResult(name, SKIPPED, "pending migrations unknown", [ctx.status_error or ""])
+    tables = _pending_tables(ctx.pending)
+    if not tables:
+        return CheckResult(name, PASSED, "no existing table changed by a pending migration")
+    rows = ctx.conn.execute(
+        """
+        SELECT DISTINCT ON (c.oid) n.nspname, c.relname, greatest(c.reltuples, 0)::float8, s.n_mod_since_analyze,
+               greatest(s.last_analyze, s.last_autoanalyze),
+               current_setting('autovacuum_analyze_threshold')::float8
+               + current_setting('autovacuum_analyze_scale_factor')::float8 * greatest(c.reltuples, 0)
+        FROM unnest(%s::text[]) AS wanted(name)
+        JOIN pg_class c ON c.oid = to_regclass(wanted.name) AND c.relkind IN ('r', 'p', 'm')
+        JOIN pg_namespace n ON n.oid = c.relnamespace
+        JOIN pg_stat_all_tables s ON s.relid = c.oid
+        ORDER BY c.oid
+        """, (tables,)).fetchall()
+    stale = []
+    for schema, table, estimate, changed, analysed, threshold in rows:
+        if changed is None or changed <= threshold:
+            continue
+        shown = qualified(schema, table)
+        when = f"since its last ANALYZE at {analysed:%Y-%m-%d %H:%M:%S %Z}" if analysed else "and never analysed"
+        stale.append(f"{shown}: {changed} rows changed {when}, against {estimate:.0f} rows estimated; run "
+                     f"`ANALYZE {shown}` before migrating")
+    if stale:
+        return CheckResult(name, WARNING, f"{len(stale)} of {len(rows)} stale", sorted(stale))
+    return CheckResult(name, PASSED, f"{len(rows)} table(s) analysed recently enough")
+
+
 def check_app_version(ctx: _Context) -> CheckResult:
     app = ctx.settings.app
     file = ctx.settings.resolve(app.version_file) if app.version_file else None
@@ -371,7 +424,7 @@ def check_git(ctx: _Context) -> CheckResult:
 
 _DB_CHECKS: list[Callable[[_Context], CheckResult]] = [
     check_server_version, check_backup, check_running_dump, check_pending, check_edited, check_lint,
-    check_disk, check_sessions, check_replication, check_invalid_indexes,
+    check_disk, check_sessions, check_replication, check_invalid_indexes, check_statistics,
 ]
 _OTHER_CHECKS: list[Callable[[_Context], CheckResult]] = [check_app_version, check_health, check_git]
 

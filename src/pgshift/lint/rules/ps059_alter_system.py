@@ -15,7 +15,8 @@ def check(ctx: Ctx) -> Iterator[Hit]:
         yield Hit(f"ALTER SYSTEM changes {name} for the whole server, every database and session, from the next "
                   "reload on: it is not part of the migration's transaction (it cannot run in one), a rollback does "
                   "not undo it, and it needs a superuser.",
-                  fix=f"SET LOCAL {name} = ...;  -- in the migration, for its own statements only")
+                  fix=f"-- pgshift:set {name}=...  (this migration's statements only: SET LOCAL in its transactions, "
+                      "SET and RESET around its autocommit statements)")
     elif "pg_reload_conf" in func_names(ctx.body):
         yield Hit("pg_reload_conf() applies every pending change of postgresql.conf and ALTER SYSTEM to the whole "
                   "server, not only this migration's, and cannot be rolled back.",
@@ -28,10 +29,10 @@ RULE = Rule(
     lock="", blocks=(), rewrites=False, scans=False, versions="",
     bad="ALTER SYSTEM SET maintenance_work_mem = '1GB';\nSELECT pg_reload_conf();\n"
         "CREATE INDEX CONCURRENTLY orders_user_id_idx ON orders (user_id);",
-    good="SET maintenance_work_mem = '1GB';\nCREATE INDEX CONCURRENTLY orders_user_id_idx ON orders (user_id);\n"
-         "RESET maintenance_work_mem;",
-    safe="Set what the migration needs for its own session (SET LOCAL in a transaction, SET and RESET around a "
-         "non-transactional statement); change server configuration through its own process.",
+    good="-- pgshift:set maintenance_work_mem=1GB\nCREATE INDEX CONCURRENTLY orders_user_id_idx ON orders (user_id);",
+    safe="Set what the migration needs for its own statements with the `-- pgshift:set name=value` directive "
+         "(SET LOCAL in a transaction, SET and RESET around a non-transactional statement, checked against the "
+         "server before anything runs); change server configuration through its own process.",
     severity="warning", kinds=("AlterSystemStmt", "SelectStmt"), check=check, applies_to_new_tables=True,
     category="transactions",
 )

@@ -22,7 +22,7 @@ def check(ctx: Ctx) -> Iterator[Hit]:
         return  # what PS037/PS038 advise at the top of a migration; a runner sets its own for each migration
     yield Hit(f"SET {name} without LOCAL outlives the migration's transaction: it stays on the connection for "
               "the migrations after this one, and behind a connection pool for the next client that gets it.",
-              fix=f"SET LOCAL {name} = ...;  -- ends with the transaction")
+              fix=f"SET LOCAL {name} = ...;  -- ends with the transaction (or: -- pgshift:set {name}=...)")
 
 
 RULE = Rule(
@@ -31,7 +31,8 @@ RULE = Rule(
     lock="", blocks=(), rewrites=False, scans=False, versions="",
     bad="SET work_mem = '256MB';\nUPDATE orders SET total = price * quantity WHERE total IS NULL;",
     good="SET LOCAL work_mem = '256MB';\nUPDATE orders SET total = price * quantity WHERE total IS NULL;",
-    safe="Use SET LOCAL inside a transaction; around a non-transactional statement, SET then RESET.",
+    safe="Use SET LOCAL inside a transaction; around a non-transactional statement, SET then RESET; or the "
+         "`-- pgshift:set name=value` directive, which does both for every statement of the migration.",
     severity="warning", kinds=("VariableSetStmt",), check=check, applies_to_new_tables=True,
     category="transactions",
 )

@@ -13,13 +13,9 @@ def _bulk_target(ctx: Ctx) -> tuple[str, str] | None:
     """(table, what) for a statement that writes many rows at once: INSERT ... SELECT, COPY FROM, an
     UPDATE of every row."""
     body = ctx.body
-    if ctx.kind == "InsertStmt":
-        select = (body.get("selectStmt") or {}).get("SelectStmt") or {}
-        if select and not select.get("valuesLists"):
-            return relname(body.get("relation")), "INSERT ... SELECT"
-    elif ctx.kind == "CopyStmt" and body.get("is_from") and body.get("relation"):
-        return relname(body.get("relation")), "COPY FROM"
-    elif ctx.kind == "UpdateStmt" and not body.get("whereClause"):
+    if ctx.facts.bulk_loaded:  # the one statement analysis's bulk loads (migrate ANALYZEs them afterwards)
+        return relname(body.get("relation")), "INSERT ... SELECT" if ctx.kind == "InsertStmt" else "COPY FROM"
+    if ctx.kind == "UpdateStmt" and not body.get("whereClause"):
         return relname(body.get("relation")), "UPDATE of every row"
     return None
 

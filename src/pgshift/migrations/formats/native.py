@@ -4,6 +4,7 @@ markers and per-migration directives::
     -- pgshift:no-transaction
     -- pgshift:lock-timeout 5s
     -- pgshift:statement-timeout 10min
+    -- pgshift:set maintenance_work_mem=1GB
     -- pgshift:up
     CREATE INDEX CONCURRENTLY ...;
     -- pgshift:down
@@ -21,7 +22,7 @@ from pathlib import Path
 
 from pgshift.errors import ConfigError, MigrationSourceError
 from pgshift.migrations.files import in_order, lines_containing, named_sql_files, per_file, read_text, read_texts
-from pgshift.migrations.model import Migration, checksum_of, version_sort_key
+from pgshift.migrations.model import Migration, SessionSetting, checksum_of, session_setting, version_sort_key
 from pgshift.migrations.splitter import Split, split_down, split_sql
 from pgshift.units import duration_ms
 
@@ -37,6 +38,7 @@ TEMPLATE = """\
 -- Directives (uncomment as needed):
 --   -- pgshift:no-transaction      run each statement on its own, outside a transaction
 --   -- pgshift:lock-timeout 5s     override lock_timeout for this migration
+--   -- pgshift:set work_mem=256MB  a server setting for this migration only (SET LOCAL)
 -- pgshift:up
 
 
@@ -57,6 +59,7 @@ def parse_file(path: Path, version: str, name: str, *, split: Split = split_sql)
     transactional = True
     lock_timeout: str | None = None
     statement_timeout: str | None = None
+    settings: dict[str, SessionSetting] = {}
     # Line numbers of the markers, and offsets in text where the up part starts and the down marker line.
     up_start, up_offset = 0, 0
     down_start: int | None = None
@@ -84,11 +87,21 @@ def parse_file(path: Path, version: str, name: str, *, split: Split = split_sql)
                 lock_timeout = arg
             else:
                 statement_timeout = arg
+        elif directive == "set":
+            name, equals, value = arg.partition("=")
+            if not equals:
+                raise MigrationSourceError(f"{where}: '-- pgshift:set' needs name=value, got {arg!r}.",
+                                           hint="for example `-- pgshift:set maintenance_work_mem=1GB`.")
+            setting = session_setting(name, value, where)
+            if setting.name in settings:
+                raise MigrationSourceError(f"{where}: {setting.name} is already set at "
+                                           f"{settings[setting.name].where}.")
+            settings[setting.name] = setting
         elif directive not in PASS_THROUGH:
             raise MigrationSourceError(
                 f"{where}: unknown directive 'pgshift:{directive}'.",
                 hint="known directives: up, down, no-transaction, lock-timeout, "
-                "statement-timeout, ignore, ignore-file.",
+                "statement-timeout, set, ignore, ignore-file.",
             )
     if down_start is not None and down_start < up_start:
         raise MigrationSourceError(f"{path}:{down_start}: the down marker comes before the up marker.")
@@ -113,6 +126,7 @@ def parse_file(path: Path, version: str, name: str, *, split: Split = split_sql)
         lock_timeout=lock_timeout,
         statement_timeout=statement_timeout,
         sort_key=version_sort_key(version),
+        settings=tuple(settings.values()),
     )
 
 
@@ -138,6 +152,14 @@ def parse_ops_file(path: Path, version: str, name: str) -> Migration:
     from pgshift.ops.model import load_file
 
     ops, text = load_file(path)
+    settings = tuple(session_setting(key, value, f"{path}:{_key_line(text, key)}: settings.{key}")
+                     for key, value in ops.settings.items())
     return Migration(version=version, name=name, path=path, up=[], down=None, checksum=checksum_of(text),
                      source_format="native", lock_timeout=ops.lock_timeout, sort_key=version_sort_key(version),
-                     ops=ops)
+                     ops=ops, settings=settings)
+
+
+def _key_line(text: str, key: str) -> int:
+    """The line of ``key:`` (or ``"key":``) in an ops file, for messages; 1 when not found."""
+    found = re.search(rf"^[ \t]*[\"']?{re.escape(key)}[\"']?[ \t]*:", text, re.M)
+    return text.count("\n", 0, found.start()) + 1 if found else 1
