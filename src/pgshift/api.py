@@ -63,6 +63,9 @@ _export("pgshift.ops.backfill_options", "backfill_options", "backfill_spec")
 _export("pgshift.rehearsal", "RehearsalOptions", "RehearsalReport", "rehearse", "render_html", "require_pass",
         "to_json")
 _export("pgshift.rehearsal.workload", workload_error_text="error_text")
+# many databases: --targets FILE
+_export("pgshift.fleet", "FleetFailed", "FleetReport", "Target", "TargetResult", "check_targets", "migrate_targets",
+        "read_targets", "rollout", "status_targets", FleetEvents="Events", FleetOutcome="Outcome", FleetWork="Work")
 # a local server, the demo
 _export("pgshift.embedded", "EmbeddedCluster")
 _export("pgshift.demo", "run_demo")
@@ -101,6 +104,20 @@ if TYPE_CHECKING:  # the same names, for type checkers (kept in step with _EXPOR
     )
     from pgshift.embedded import EmbeddedCluster
     from pgshift.errors import PgshiftError
+    from pgshift.fleet import Events as FleetEvents
+    from pgshift.fleet import (
+        FleetFailed,
+        FleetReport,
+        Target,
+        TargetResult,
+        check_targets,
+        migrate_targets,
+        read_targets,
+        rollout,
+        status_targets,
+    )
+    from pgshift.fleet import Outcome as FleetOutcome
+    from pgshift.fleet import Work as FleetWork
     from pgshift.lint.fix import FixResult
     from pgshift.lint.model import Finding, LintReport
     from pgshift.lint.paths import LintOptions, LintOutcome, lint_fix
@@ -147,16 +164,17 @@ __all__ = [
     "CONFIG_TEMPLATE", "DEFAULT_LAG_QUERY", "LINT_OUTPUT_FORMATS", "AdoptReport", "BackfillOptions",
     "BackfillProgress", "BackfillProgressCallback", "BackfillResult", "BackfillSpec", "Backup", "BackupListing",
     "BackupProgress", "BackupResult", "BeforeApply", "CheckResult", "Checklist", "Confirm", "DryRunStep",
-    "EmbeddedCluster", "Finding", "FixResult", "Incomplete", "InitReport", "Interruption", "LintOptions",
-    "LintOutcome", "LintReport", "MigrateChecks", "MigrateReport", "Migration", "MigrationStatus", "Notify",
-    "PgshiftError", "PhaseResult", "RehearsalOptions", "RehearsalReport", "RestoreReport", "RollbackReport",
-    "StatementObserver", "StatusReport", "StepResult", "TableRestoreReport", "Thresholds", "ValidateReport",
-    "VerifyReport", "WatchBreached", "WatchReport", "WatchSample", "Watcher",
-    "abort", "adopt", "backfill", "backfill_options", "backfill_progress_json", "backfill_spec",
-    "backup", "baseline", "check", "contract", "deploy_session", "file_warnings", "history_events", "init",
-    "latest_backup", "lint", "lint_fix", "list_backups", "load", "mask_password", "migrate", "new",
-    "open_connection", "refuse_unusable", "rehearse", "render_html", "render_lint", "require_pass", "resolve_backup",
-    "restore_database", "restore_table", "rollback", "run_demo", "status", "to_json", "validate", "verify_backup",
+    "EmbeddedCluster", "Finding", "FixResult", "FleetEvents", "FleetFailed", "FleetOutcome", "FleetReport",
+    "FleetWork", "Incomplete", "InitReport", "Interruption", "LintOptions", "LintOutcome", "LintReport",
+    "MigrateChecks", "MigrateReport", "Migration", "MigrationStatus", "Notify", "PgshiftError", "PhaseResult",
+    "RehearsalOptions", "RehearsalReport", "RestoreReport", "RollbackReport", "StatementObserver", "StatusReport",
+    "StepResult", "TableRestoreReport", "Target", "TargetResult", "Thresholds", "ValidateReport", "VerifyReport",
+    "WatchBreached", "WatchReport", "WatchSample", "Watcher", "abort", "adopt", "backfill", "backfill_options",
+    "backfill_progress_json", "backfill_spec", "backup", "baseline", "check", "check_targets", "contract",
+    "deploy_session", "file_warnings", "history_events", "init", "latest_backup", "lint", "lint_fix", "list_backups",
+    "load", "mask_password", "migrate", "migrate_targets", "new", "open_connection", "read_targets", "refuse_unusable",
+    "rehearse", "render_html", "render_lint", "require_pass", "resolve_backup", "restore_database", "restore_table",
+    "rollback", "rollout", "run_demo", "status", "status_targets", "to_json", "validate", "verify_backup",
     "watch_flags", "watch_json_line", "workload_error_text",
 ]
 

@@ -40,8 +40,10 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("runner", ("pgshift.runner",)),
     ("ops", ("pgshift.ops",)),
     ("deploy", ("pgshift.deploy",)),
-    # Whole-deploy tools built on the workflows: `pgshift rehearse`, `pgshift check`, `pgshift demo`.
-    ("tools", ("pgshift.rehearsal", "pgshift.safety.checks", "pgshift.demo", "pgshift.demo_migrations")),
+    # Whole-deploy tools built on the workflows: `pgshift rehearse`, `pgshift check`, `pgshift demo`, and the
+    # fleet rollout (`--targets`) that runs the workflows and check per target.
+    ("tools", ("pgshift.rehearsal", "pgshift.safety.checks", "pgshift.demo", "pgshift.demo_migrations",
+               "pgshift.fleet")),
     ("api", ("pgshift.api",)),
     ("entry", ("pgshift.cli", "pgshift.docs", "pgshift.__main__", "pgshift.testing")),
 ]
