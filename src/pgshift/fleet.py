@@ -217,6 +217,7 @@ class FleetReport:
     parallel: int
     duration_s: float = 0.0
     stopped: str | None = None  # why targets were not started
+    changes: bool = True  # the command changes the databases (a rerun resumes it)
 
     @property
     def failed(self) -> list[TargetResult]:
@@ -250,14 +251,18 @@ class FleetReport:
         what = f"{len(failed)} of {len(self.results)} target(s) failed ({names})" if failed else "no target failed"
         if self.not_started:
             what += f"; {len(self.not_started)} not started ({self.stopped})"
-        raise FleetFailed(f"{self.command} --targets: {what}. Each target's error is in the summary above.",
-                          hint=f"fix what failed, then run `{rerun}` again: targets with nothing pending are "
-                          "skipped and interrupted ones resume where they stopped.")
+        resume = ": targets with nothing pending are skipped and interrupted ones resume where they stopped" \
+            if self.changes else ""
+        raise FleetFailed(f"{self.command} --targets: {what}. Each target's error is in the summary.",
+                          hint=f"fix what failed, then run `{rerun}` again{resume}.")
 
 
 class Events:
     """What a rollout tells its caller as it goes (the CLI's progress display); every method may be
     called from several threads at once."""
+
+    def begin(self, targets: list[Target], canary: list[Target]) -> None:
+        """The rollout starts: every target, and which go first."""
 
     def started(self, target: Target) -> None:
         """``target`` starts."""
@@ -306,6 +311,7 @@ def rollout(settings: Settings, targets: list[Target], work: Work, *, command: s
     parallel = settings.targets.parallel
     canary = canary_group(settings, targets) if stop_on_failure else []
     rest = [t for t in targets if t not in canary]
+    events.begin(targets, canary)
     results: dict[Target, TargetResult] = {}
     stopped: str | None = None
     started = time.monotonic()
@@ -329,7 +335,8 @@ def rollout(settings: Settings, targets: list[Target], work: Work, *, command: s
         if t not in results:
             results[t] = TargetResult(t.name, t.where, NOT_STARTED, canary=t in canary)
             events.finished(t, results[t])
-    return FleetReport(command, [results[t] for t in targets], parallel, time.monotonic() - started, stopped)
+    return FleetReport(command, [results[t] for t in targets], parallel, time.monotonic() - started, stopped,
+                       changes=stop_on_failure)
 
 
 def _run_group(pool: ThreadPoolExecutor, settings: Settings, group: Iterable[Target], work: Work, events: Events,
