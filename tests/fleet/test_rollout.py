@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import pty
 import signal
+import subprocess
 import time
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -15,7 +17,7 @@ import pytest
 from pgshift import api
 from pgshift.config import Settings, load_settings
 from tests.fleet.conftest import Fleet, Member
-from tests.helpers import run_pgshift, start_pgshift, write_migration
+from tests.helpers import PGSHIFT, run_pgshift, start_pgshift, write_migration
 
 SLEEP_IF_MARKED = (
     "DO $$ BEGIN IF to_regclass('public.sleep_marker') IS NOT NULL THEN PERFORM pg_sleep(60); END IF; END $$;"
@@ -244,3 +246,32 @@ def test_names_resolved_through_the_catalog_query(tmp_path: Path, fleet: Fleet, 
     assert _applied(members[2]) == []
     with pytest.raises(api.PgshiftError, match=r"gone.txt:1: no target named 'tenant-2'"):
         api.migrate_targets(_settings(project), "gone.txt")
+
+
+def test_a_terminal_shows_live_progress_across_targets(tmp_path: Path, fleet: Fleet) -> None:
+    members = fleet.create(3)
+    project = _project(tmp_path, "canary = 1\nparallel = 2\n")
+    write_migration(project / "migrations", "4", "slow", "SELECT pg_sleep(0.5);")
+    targets = fleet.write(project / "targets.txt", members)
+    primary, secondary = pty.openpty()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PGSHIFT_", "DATABASE_URL"))}
+    proc = subprocess.Popen([*PGSHIFT, "migrate", "--targets", str(targets)], cwd=project, stdout=secondary,
+                            stderr=secondary, env={**env, "TERM": "xterm", "COLUMNS": "200"})
+    os.close(secondary)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(primary, 65536)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        seen += chunk
+    assert proc.wait(timeout=60) == 0
+    os.close(primary)
+    text = seen.decode(errors="replace")
+    assert "targets (1 canary first)" in text and "3/3" in text  # the overall bar
+    assert f"{members[0].dbname}: applying 4 slow" in text  # a running target's latest step
+    assert "3 applied in" in text  # then the summary table
+    for m in members:
+        assert _password(m.url) not in text
