@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -136,9 +137,9 @@ def _unique(targets: list[Target]) -> list[Target]:
                               hint="list every database once: two runs on one database would wait for each other.")
         seen[key] = t
     # Two databases of the same name on two servers: tell them apart by where they are.
-    names = [t.name for t in targets]
+    names = Counter(t.name for t in targets)
     return [dataclasses.replace(t, name=f"{t.name} ({t.where.removeprefix('database ')})")
-            if names.count(t.name) > 1 else t for t in targets]
+            if names[t.name] > 1 else t for t in targets]
 
 
 def _catalog(settings: Settings, file: Path) -> dict[str, str]:
@@ -298,7 +299,7 @@ def canary_group(settings: Settings, targets: list[Target]) -> list[Target]:
                           f"not list (it lists {', '.join(t.name for t in targets[:5])}"
                           f"{', ...' if len(targets) > 5 else ''}).",
                           hint="name targets as the summary shows them, or set targets.canary to a count.")
-    return [by_name[name] for name in canary]
+    return [by_name[name] for name in dict.fromkeys(canary)]
 
 
 def rollout(settings: Settings, targets: list[Target], work: Work, *, command: str, stop_on_failure: bool = True,
@@ -310,26 +311,27 @@ def rollout(settings: Settings, targets: list[Target], work: Work, *, command: s
     events = events or Events()
     parallel = settings.targets.parallel
     canary = canary_group(settings, targets) if stop_on_failure else []
-    rest = [t for t in targets if t not in canary]
+    first = set(canary)
+    rest = [t for t in targets if t not in first]
     events.begin(targets, canary)
     results: dict[Target, TargetResult] = {}
+    failures = [0]  # counted by _run_group as targets finish (summing all results each time is quadratic)
     stopped: str | None = None
     started = time.monotonic()
     with ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="pgshift-target") as pool:
         if canary:
-            _run_group(pool, settings, canary, work, events, results, parallel, lambda: False, canary=True)
+            _run_group(pool, settings, canary, work, events, results, failures, parallel, lambda: False, canary=True)
             bad = [t.name for t in canary if results[t].failed]
             if bad:
                 stopped = f"canary {', '.join(bad)} failed"
 
         def over_limit() -> bool:
-            failures = sum(r.failed for r in results.values())
-            return stop_on_failure and failures > settings.targets.max_failures
+            return stop_on_failure and failures[0] > settings.targets.max_failures
 
         if stopped is None:
-            _run_group(pool, settings, rest, work, events, results, parallel, over_limit, canary=False)
-            if any(t not in results for t in rest):
-                stopped = f"{sum(r.failed for r in results.values())} target(s) failed, more than " \
+            _run_group(pool, settings, rest, work, events, results, failures, parallel, over_limit, canary=False)
+            if len(results) < len(targets):
+                stopped = f"{failures[0]} target(s) failed, more than " \
                           f"targets.max_failures = {settings.targets.max_failures}"
     for t in targets:
         if t not in results:
@@ -340,14 +342,15 @@ def rollout(settings: Settings, targets: list[Target], work: Work, *, command: s
 
 
 def _run_group(pool: ThreadPoolExecutor, settings: Settings, group: Iterable[Target], work: Work, events: Events,
-               results: dict[Target, TargetResult], parallel: int, stop: Callable[[], bool], *, canary: bool) -> None:
+               results: dict[Target, TargetResult], failures: list[int], parallel: int, stop: Callable[[], bool], *,
+               canary: bool) -> None:
     """Keep ``parallel`` targets of ``group`` running until it is done or ``stop()`` says so."""
-    queue = list(group)
+    queue = deque(group)
     running: dict[Future[TargetResult], Target] = {}
     try:
         while queue or running:
             while queue and len(running) < parallel and not stop():
-                target = queue.pop(0)
+                target = queue.popleft()
                 events.started(target)
                 running[pool.submit(_one, settings, target, work, events, canary)] = target
             if not running:
@@ -356,6 +359,7 @@ def _run_group(pool: ThreadPoolExecutor, settings: Settings, group: Iterable[Tar
             for future in done:
                 target = running.pop(future)
                 results[target] = future.result()
+                failures[0] += results[target].failed
                 events.finished(target, results[target])
     except BaseException:
         # Ctrl-C: start nothing more; the running targets finish their current migration (the pool waits).
