@@ -24,6 +24,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -42,6 +43,7 @@ class Run:
     wall_s: float
     cpu_s: float  # the client's user+system time (threads included; child processes for "processes")
     applied: int
+    wal_bytes: int = 0  # WAL the server wrote during the run
 
     @property
     def per_target_ms(self) -> float:
@@ -49,8 +51,9 @@ class Run:
 
     def row(self, baseline: Run | None) -> str:
         speed_up = f"{baseline.wall_s / self.wall_s:.2f}x" if baseline else "-"
+        wal_kb = self.wal_bytes / self.targets / 1024
         return (f"{self.mode:<22} {self.targets:>7} {self.applied:>8} {self.wall_s:>8.2f} {self.per_target_ms:>11.1f} "
-                f"{1000 * self.cpu_s / self.targets:>13.1f} {speed_up:>8}")
+                f"{1000 * self.cpu_s / self.targets:>13.1f} {wal_kb:>12.0f} {speed_up:>8}")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -94,6 +97,12 @@ def url_for(admin: str, name: str) -> str:
     params = psycopg.conninfo.conninfo_to_dict(admin)
     params["dbname"] = name
     return psycopg.conninfo.make_conninfo(**{k: str(v) for k, v in params.items()})
+
+
+def wal_lsn(admin: str) -> int:
+    with psycopg.connect(admin, autocommit=True) as conn:
+        row = conn.execute("SELECT pg_current_wal_lsn() - '0/0'::pg_lsn").fetchone()
+    return int(row[0]) if row else 0
 
 
 def _cpu() -> float:
@@ -189,15 +198,21 @@ def main(argv: list[str] | None = None) -> int:
                 times.append(1000 * (time.monotonic() - started))
             single_ms = sum(times[1:]) / len(times[1:])
 
+            def measured(run: Callable[[], Run]) -> None:
+                before = wal_lsn(admin)
+                result = run()
+                result.wal_bytes = wal_lsn(admin) - before
+                runs.append(result)
+
             file, _ = targets("sequential")
-            runs.append(fleet_run(api, settings, file, "sequential", 1))
-            runs.append(fleet_run(api, settings, file, "rerun, nothing pending", 1))
+            measured(lambda: fleet_run(api, settings, file, "sequential", 1))
+            measured(lambda: fleet_run(api, settings, file, "rerun, nothing pending", 1))
             file, _ = targets("threads")
-            runs.append(fleet_run(api, settings, file, f"threads, parallel={args.parallel}", args.parallel))
-            runs.append(fleet_run(api, settings, file, f"rerun, parallel={args.parallel}", args.parallel))
+            measured(lambda: fleet_run(api, settings, file, f"threads, parallel={args.parallel}", args.parallel))
+            measured(lambda: fleet_run(api, settings, file, f"rerun, parallel={args.parallel}", args.parallel))
             if not args.no_processes:
                 _, names = targets("processes")
-                runs.append(process_run(admin, names, folder, workdir, args.parallel))
+                measured(lambda: process_run(admin, names, folder, workdir, args.parallel))
             drop_databases(admin, all_names)
         finally:
             if cluster is not None:
@@ -208,8 +223,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nfleet: {args.databases} databases x {args.migrations} migrations, {os.cpu_count()} CPUs, "
           f"load average {os.getloadavg()[0]:.1f}")
     print(f"{'mode':<22} {'targets':>7} {'applied':>8} {'wall s':>8} {'ms/target':>11} {'client cpu ms':>13} "
-          f"{'speed-up':>8}")
-    print("-" * 84)
+          f"{'WAL KB/target':>12} {'speed-up':>8}")
+    print("-" * 97)
     for run in runs:
         print(run.row(sequential if "rerun" not in run.mode else None))
     overhead = sequential.per_target_ms - single_ms

@@ -23,5 +23,6 @@ def test_fleet_bench_runs_every_mode_and_writes_its_figures(pg_server: PgServer,
     assert modes == ["sequential", "rerun, nothing pending", "threads, parallel=2", "rerun, parallel=2",
                      "processes x2"]
     assert [run["applied"] for run in result["runs"]] == [6, 0, 6, 0, 6]
+    assert all(run["wal_bytes"] > 0 for run in result["runs"] if run["applied"])
     out = capsys.readouterr().out
     assert "speed-up" in out and "per-target overhead" in out and "the orchestration alone" in out
