@@ -152,7 +152,7 @@ def orchestration_cost(parallel: int, count: int = 10_000) -> float:
     settings = Settings(migrations_dir=".", targets=TargetsSettings(parallel=parallel))
     targets = [api.Target(f"t{i}", f"postgresql:///t{i}", "bench") for i in range(count)]
     started = time.monotonic()
-    report = api.rollout(settings, targets, lambda _s, _t, _n: api.FleetOutcome("up to date"), command="bench")
+    report = api.fleet_rollout(settings, targets, lambda _s, _t, _n: api.FleetOutcome("up to date"), command="bench")
     assert report.ok
     return 1e6 * (time.monotonic() - started) / count
 

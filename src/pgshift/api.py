@@ -65,7 +65,8 @@ _export("pgshift.rehearsal", "RehearsalOptions", "RehearsalReport", "rehearse", 
 _export("pgshift.rehearsal.workload", workload_error_text="error_text")
 # many databases: --targets FILE
 _export("pgshift.fleet", "FleetFailed", "FleetReport", "Target", "TargetResult", "check_targets", "migrate_targets",
-        "read_targets", "rollout", "status_targets", FleetEvents="Events", FleetOutcome="Outcome", FleetWork="Work")
+        "read_targets", "status_targets", FleetEvents="Events", FleetOutcome="Outcome", FleetWork="Work",
+        fleet_rollout="rollout")
 # a local server, the demo
 _export("pgshift.embedded", "EmbeddedCluster")
 _export("pgshift.demo", "run_demo")
@@ -113,11 +114,11 @@ if TYPE_CHECKING:  # the same names, for type checkers (kept in step with _EXPOR
         check_targets,
         migrate_targets,
         read_targets,
-        rollout,
         status_targets,
     )
     from pgshift.fleet import Outcome as FleetOutcome
     from pgshift.fleet import Work as FleetWork
+    from pgshift.fleet import rollout as fleet_rollout
     from pgshift.lint.fix import FixResult
     from pgshift.lint.model import Finding, LintReport
     from pgshift.lint.paths import LintOptions, LintOutcome, lint_fix
@@ -171,10 +172,10 @@ __all__ = [
     "StepResult", "TableRestoreReport", "Target", "TargetResult", "Thresholds", "ValidateReport", "VerifyReport",
     "WatchBreached", "WatchReport", "WatchSample", "Watcher", "abort", "adopt", "backfill", "backfill_options",
     "backfill_progress_json", "backfill_spec", "backup", "baseline", "check", "check_targets", "contract",
-    "deploy_session", "file_warnings", "history_events", "init", "latest_backup", "lint", "lint_fix", "list_backups",
-    "load", "mask_password", "migrate", "migrate_targets", "new", "open_connection", "read_targets", "refuse_unusable",
-    "rehearse", "render_html", "render_lint", "require_pass", "resolve_backup", "restore_database", "restore_table",
-    "rollback", "rollout", "run_demo", "status", "status_targets", "to_json", "validate", "verify_backup",
+    "deploy_session", "file_warnings", "fleet_rollout", "history_events", "init", "latest_backup", "lint", "lint_fix",
+    "list_backups", "load", "mask_password", "migrate", "migrate_targets", "new", "open_connection", "read_targets",
+    "refuse_unusable", "rehearse", "render_html", "render_lint", "require_pass", "resolve_backup", "restore_database",
+    "restore_table", "rollback", "run_demo", "status", "status_targets", "to_json", "validate", "verify_backup",
     "watch_flags", "watch_json_line", "workload_error_text",
 ]
 
