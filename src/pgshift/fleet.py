@@ -30,7 +30,7 @@ from psycopg import conninfo
 from pgshift.config import Settings
 from pgshift.db.connect import connect, dbname_in, describe_target, mask_password
 from pgshift.deploy import migrate, status
-from pgshift.errors import ConfigError, FileProblem, PgshiftError
+from pgshift.errors import ConfigError, FileProblem, Interrupted, PgshiftError
 from pgshift.runner.gate import MigrateChecks
 from pgshift.safety.checks import Thresholds, check
 
@@ -318,21 +318,30 @@ def rollout(settings: Settings, targets: list[Target], work: Work, *, command: s
     failures = [0]  # counted by _run_group as targets finish (summing all results each time is quadratic)
     stopped: str | None = None
     started = time.monotonic()
-    with ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="pgshift-target") as pool:
-        if canary:
-            _run_group(pool, settings, canary, work, events, results, failures, parallel, lambda: False, canary=True)
-            bad = [t.name for t in canary if results[t].failed]
-            if bad:
-                stopped = f"canary {', '.join(bad)} failed"
+    try:
+        with ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="pgshift-target") as pool:
+            if canary:
+                _run_group(pool, settings, canary, work, events, results, failures, parallel, lambda: False,
+                           canary=True)
+                bad = [t.name for t in canary if results[t].failed]
+                if bad:
+                    stopped = f"canary {', '.join(bad)} failed"
 
-        def over_limit() -> bool:
-            return stop_on_failure and failures[0] > settings.targets.max_failures
+            def over_limit() -> bool:
+                return stop_on_failure and failures[0] > settings.targets.max_failures
 
-        if stopped is None:
-            _run_group(pool, settings, rest, work, events, results, failures, parallel, over_limit, canary=False)
-            if len(results) < len(targets):
-                stopped = f"{failures[0]} target(s) failed, more than " \
-                          f"targets.max_failures = {settings.targets.max_failures}"
+            if stopped is None:
+                _run_group(pool, settings, rest, work, events, results, failures, parallel, over_limit, canary=False)
+                if len(results) < len(targets):
+                    stopped = f"{failures[0]} target(s) failed, more than " \
+                              f"targets.max_failures = {settings.targets.max_failures}"
+    except KeyboardInterrupt:
+        # Only after the pool has waited for the running targets: their migrations end as they would alone.
+        raise Interrupted(
+            f"Interrupted: no target was started after Ctrl-C, and the ones running finished first "
+            f"({len(results)} of {len(targets)} had finished before).",
+            hint=f"run the same `pgshift {command} --targets` command again to continue: targets with nothing "
+            "pending are skipped.") from None
     for t in targets:
         if t not in results:
             results[t] = TargetResult(t.name, t.where, NOT_STARTED, canary=t in canary)

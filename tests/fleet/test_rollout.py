@@ -275,3 +275,30 @@ def test_a_terminal_shows_live_progress_across_targets(tmp_path: Path, fleet: Fl
     assert "3 applied in" in text  # then the summary table
     for m in members:
         assert _password(m.url) not in text
+
+
+def test_ctrl_c_starts_no_new_target_and_lets_the_running_one_finish(tmp_path: Path, fleet: Fleet) -> None:
+    members = fleet.create(3)
+    project = _project(tmp_path, "parallel = 1\n")
+    write_migration(project / "migrations", "4", "slow", "SELECT pg_sleep(2);")
+    targets = fleet.write(project / "targets.txt", members)
+    proc = start_pgshift(["migrate", "--targets", str(targets)], cwd=project, url="")
+    deadline = time.monotonic() + 60
+    while not _running(members[0], "pg_sleep(2)"):
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Interrupted: no target was started after Ctrl-C, and the ones running finished first" in err
+    assert "run the same `pgshift migrate --targets` command again" in err
+    assert _applied(members[0]) == ["1", "2", "3", "4"]  # the running target finished its migrations
+    assert _applied(members[1]) == [] and _applied(members[2]) == []
+
+
+def _running(member: Member, fragment: str) -> bool:
+    with member.connect() as conn:
+        row = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                           "AND state = 'active' AND query LIKE %s AND pid <> pg_backend_pid()",
+                           (f"%{fragment}%",)).fetchone()
+        return row == (1,)
