@@ -25,6 +25,7 @@ BENCH = Path(__file__).resolve().parent
 QUICK: dict[str, list[str]] = {
     "backfill": ["--rows", "20000"],
     "backup": ["--scale", "1", "--repeat", "1"],
+    "fleet": ["--databases", "20", "--migrations", "5"],
     "large_files": ["--sizes", "2", "--formats", "native"],
     "lint": ["--quick", "--no-squawk"],
     "maintenance_work_mem": ["--rows", "200000", "--repeat", "1"],

@@ -63,6 +63,10 @@ _export("pgshift.ops.backfill_options", "backfill_options", "backfill_spec")
 _export("pgshift.rehearsal", "RehearsalOptions", "RehearsalReport", "rehearse", "render_html", "require_pass",
         "to_json")
 _export("pgshift.rehearsal.workload", workload_error_text="error_text")
+# many databases: --targets FILE
+_export("pgshift.fleet", "FleetFailed", "FleetReport", "Target", "TargetResult", "check_targets", "migrate_targets",
+        "read_targets", "status_targets", FleetEvents="Events", FleetOutcome="Outcome", FleetWork="Work",
+        fleet_rollout="rollout")
 # a local server, the demo
 _export("pgshift.embedded", "EmbeddedCluster")
 _export("pgshift.demo", "run_demo")
@@ -105,6 +109,20 @@ if TYPE_CHECKING:  # the same names, for type checkers (kept in step with _EXPOR
     )
     from pgshift.embedded import EmbeddedCluster
     from pgshift.errors import PgshiftError
+    from pgshift.fleet import Events as FleetEvents
+    from pgshift.fleet import (
+        FleetFailed,
+        FleetReport,
+        Target,
+        TargetResult,
+        check_targets,
+        migrate_targets,
+        read_targets,
+        status_targets,
+    )
+    from pgshift.fleet import Outcome as FleetOutcome
+    from pgshift.fleet import Work as FleetWork
+    from pgshift.fleet import rollout as fleet_rollout
     from pgshift.lint.fix import FixResult
     from pgshift.lint.model import Finding, LintReport
     from pgshift.lint.paths import LintOptions, LintOutcome, lint_fix
@@ -154,20 +172,19 @@ __all__ = [
     "CONFIG_TEMPLATE", "DEFAULT_LAG_QUERY", "LINT_OUTPUT_FORMATS", "AdoptReport", "BackfillOptions",
     "BackfillProgress", "BackfillProgressCallback", "BackfillResult", "BackfillSpec", "Backup", "BackupListing",
     "BackupProgress", "BackupResult", "BeforeApply", "CheckResult", "Checklist", "Confirm", "DeployError",
-    "DeployReport", "DryRunStep",
-    "EmbeddedCluster", "Finding", "FixResult", "Incomplete", "InitReport", "Interruption", "LintOptions",
+    "DeployReport", "DryRunStep", "EmbeddedCluster", "Finding", "FixResult", "FleetEvents", "FleetFailed",
+    "FleetOutcome", "FleetReport", "FleetWork", "Incomplete", "InitReport", "Interruption", "LintOptions",
     "LintOutcome", "LintReport", "MigrateChecks", "MigrateReport", "Migration", "MigrationStatus", "Notify",
     "PgshiftError", "PhaseResult", "RehearsalOptions", "RehearsalReport", "RestoreReport", "RollbackReport",
     "RunbookStep", "SoakNotOver", "StatementObserver", "StatusReport", "StepRecord", "StepResult",
-    "TableRestoreReport", "Thresholds", "ValidateReport",
-    "VerifyReport", "WatchBreached", "WatchReport", "WatchSample", "Watcher",
-    "abort", "adopt", "backfill", "backfill_options", "backfill_progress_json", "backfill_spec",
-    "backup", "baseline", "check", "contract", "deploy", "deploy_plan", "deploy_session", "file_warnings",
-    "history_events", "init",
-    "latest_backup", "lint", "lint_fix", "list_backups", "load", "mask_password", "migrate", "migrate_watched", "new",
-    "open_connection", "refuse_unusable", "rehearse", "render_deploy_html", "render_html",
-    "render_lint", "require_pass", "resolve_backup",
-    "restore_database", "restore_table", "rollback", "run_demo", "status", "to_json", "validate", "verify_backup",
+    "TableRestoreReport", "Target", "TargetResult", "Thresholds", "ValidateReport", "VerifyReport", "WatchBreached",
+    "WatchReport", "WatchSample", "Watcher", "abort", "adopt", "backfill", "backfill_options",
+    "backfill_progress_json", "backfill_spec", "backup", "baseline", "check", "check_targets", "contract", "deploy",
+    "deploy_plan", "deploy_session", "file_warnings", "fleet_rollout", "history_events", "init", "latest_backup",
+    "lint", "lint_fix", "list_backups", "load", "mask_password", "migrate", "migrate_targets", "migrate_watched",
+    "new", "open_connection", "read_targets", "refuse_unusable", "rehearse", "render_deploy_html", "render_html",
+    "render_lint", "require_pass", "resolve_backup", "restore_database", "restore_table", "rollback", "run_demo",
+    "status", "status_targets", "to_json", "validate", "verify_backup",
     "watch_flags", "watch_json_line", "workload_error_text",
 ]
 

@@ -110,6 +110,19 @@ class LedgerSettings:
 
 
 @dataclass
+class TargetsSettings:
+    """`--targets FILE` (pgshift.fleet): how a command rolls out over many databases."""
+
+    # The first N targets of the file, or these target names, run first; if one fails, no other starts.
+    canary: int | list[str] = 0
+    parallel: int = 1  # targets at a time after the canary group
+    max_failures: int = 0  # failed targets tolerated before no new target starts
+    # SQL run on catalog_url returning (name, url) rows; the names a targets file lists are looked up in it.
+    query: str | None = None
+    catalog_url: str | None = None  # default: database_url
+
+
+@dataclass
 class Settings:
     database_url: str | None = None
     migrations_dir: str = "migrations"
@@ -134,6 +147,7 @@ class Settings:
     watch: WatchSettings = field(default_factory=WatchSettings)
     ledger: LedgerSettings = field(default_factory=LedgerSettings)
     deploy: DeploySettings = field(default_factory=DeploySettings)
+    targets: TargetsSettings = field(default_factory=TargetsSettings)
     # Where the settings were read from, for messages and for resolving relative paths.
     source: str = field(default="defaults", compare=False)
     base_dir: Path = field(default_factory=Path.cwd, compare=False)
@@ -204,7 +218,7 @@ _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]{0,62}$")
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 _NON_EMPTY = {"migrations_dir", "application_name", "backup.directory", "backup.pg_bindir", "lint.schema_file",
               "app.version_file", "app.health_url", "ledger.mirror_schema", "deploy.app_command",
-              "deploy.rollback_app_command", "deploy.health_command"}
+              "deploy.rollback_app_command", "deploy.health_command", "targets.query", "targets.catalog_url"}
 
 
 def _coerce(key: str, expected: Any, value: Any, where: str, *, from_text: bool = False) -> Any:
@@ -214,6 +228,8 @@ def _coerce(key: str, expected: Any, value: Any, where: str, *, from_text: bool 
     environment variables are text, parsed here once.
     """
     text = str(expected)
+    if key == "targets.canary":
+        return _canary(value, where, from_text=from_text)
     if key in _DURATIONS or key in ("rewrite_guard", "watch.max_lag_bytes"):
         # A bare number is milliseconds (or bytes), as in PostgreSQL; checked by _validate.
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
@@ -250,6 +266,19 @@ def _coerce(key: str, expected: Any, value: Any, where: str, *, from_text: bool 
     if key in _NON_EMPTY and not value.strip():
         raise ConfigError(f"{key} in {where} must not be empty.")
     return value
+
+
+def _canary(value: Any, where: str, *, from_text: bool) -> int | list[str]:
+    """targets.canary: a count (``1``) or target names (``["acme", "globex"]``; in the environment
+    digits or names separated by spaces)."""
+    if from_text and isinstance(value, str):
+        return int(value) if value.strip().isdigit() else value.split()
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    if isinstance(value, list) and value and all(isinstance(v, str) and v.strip() for v in value):
+        return value
+    raise ConfigError(f"targets.canary in {where} must be a whole number >= 0 (how many targets go first) or a "
+                      f"non-empty list of target names, not {value!r}.")
 
 
 def _apply(target: Any, values: dict[str, Any], where: str, prefix: str = "") -> None:
@@ -300,6 +329,8 @@ def _validate(key: str, value: Any, where: str) -> None:
                 float(limit)
             except ValueError:
                 raise ConfigError(f"watch.metric_limits.{name} in {where} must be a number, not {limit!r}.") from None
+    if key == "targets.parallel" and value < 1:
+        raise ConfigError(f"targets.parallel in {where} must be at least 1 (targets migrated at a time), not {value}.")
     if key == "lint.pg_version" and value is not None and not 10 <= int(value) <= 30:
         # Like --pg-version: lint can judge SQL for servers older than pgshift runs against.
         raise ConfigError(f"lint.pg_version in {where} must be a PostgreSQL major version from 10 to 30.")

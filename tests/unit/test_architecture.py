@@ -40,9 +40,10 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("runner", ("pgshift.runner",)),
     ("ops", ("pgshift.ops",)),
     ("deploy", ("pgshift.deploy",)),
-    # Whole-deploy tools built on the workflows: `pgshift rehearse`, `pgshift check`, `pgshift demo`.
+    # Whole-deploy tools built on the workflows: `pgshift rehearse`, `pgshift check`, `pgshift demo`, `pgshift
+    # deploy` (rollout) and the fleet rollout (`--targets`) that runs the workflows and check per target.
     ("tools", ("pgshift.rehearsal", "pgshift.safety.checks", "pgshift.demo", "pgshift.demo_migrations",
-               "pgshift.rollout")),
+               "pgshift.rollout", "pgshift.fleet")),
     ("api", ("pgshift.api",)),
     ("entry", ("pgshift.cli", "pgshift.docs", "pgshift.__main__", "pgshift.testing")),
 ]

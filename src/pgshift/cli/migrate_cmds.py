@@ -11,6 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from pgshift import api
+from pgshift.cli import fleet_view
 from pgshift.cli.common import handle_errors, json_option, print_json, settings_options, stdout
 from pgshift.config import Settings
 from pgshift.errors import ValidationFailed
@@ -75,9 +76,18 @@ def new_cmd(settings: Settings, name: str) -> None:
 @settings_options
 @json_option
 @click.option("--exit-code", is_flag=True, help="Exit 1 when migrations are pending.")
+@fleet_view.targets_option
 @handle_errors
-def status_cmd(settings: Settings, as_json: bool, exit_code: bool) -> None:
+def status_cmd(settings: Settings, as_json: bool, exit_code: bool, targets_file: str | None) -> None:
     """Applied, pending and failed migrations, and problems with the files."""
+    if targets_file is not None:
+        with fleet_view.events(quiet=as_json) as events:
+            fleet = api.status_targets(settings, targets_file, events=events)
+        fleet_view.render(fleet, as_json)
+        fleet.raise_for_failures(f"pgshift status --targets {targets_file}")
+        if exit_code and any(r.pending for r in fleet.results):
+            sys.exit(1)
+        return
     report = api.status(settings)
     plan = report.plan
     if as_json:
@@ -134,14 +144,26 @@ def status_cmd(settings: Settings, as_json: bool, exit_code: bool) -> None:
               help="Skip the backup that backup.policy asks for, and allow destructive changes without one.")
 @click.option("--watch", is_flag=True,
               help="Watch the database while migrating ([watch] thresholds); a breach stops before the next migration.")
+@fleet_view.targets_option
 @handle_errors
 def migrate_cmd(settings: Settings, as_json: bool, to: str | None, dry_run: bool, repair: bool,
-                out_of_order: bool | None, no_lint: bool, no_backup: bool, watch: bool) -> None:
+                out_of_order: bool | None, no_lint: bool, no_backup: bool, watch: bool,
+                targets_file: str | None) -> None:
     """Apply pending migrations, each in its own transaction unless it cannot be.
 
     First, under the deploy lock, the pending migrations are linted against the live server
-    (refusing on errors) and a backup is taken according to backup.policy.
+    (refusing on errors) and a backup is taken according to backup.policy. With --targets, on
+    every database the file lists: canary first, then [targets] parallel at a time.
     """
+    if targets_file is not None:
+        if dry_run:
+            fleet_view.refuse("--dry-run", "migrate")
+        with fleet_view.events(quiet=as_json) as events:
+            fleet = api.migrate_targets(settings, targets_file, to=to, repair=repair, out_of_order=out_of_order,
+                                        lint=not no_lint, backup=not no_backup, events=events)
+        fleet_view.render(fleet, as_json)
+        fleet.raise_for_failures(f"pgshift migrate --targets {targets_file}")
+        return
     notify = None if as_json else _note
     checks = api.MigrateChecks(lint=not no_lint, backup=not no_backup, notify=notify)
     if watch and not dry_run:

@@ -13,6 +13,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
 
 from pgshift import api
+from pgshift.cli import fleet_view
 from pgshift.cli.common import handle_errors, json_option, print_json, settings_options, stderr, stdout
 from pgshift.config import Settings
 
@@ -177,11 +178,21 @@ _MARK = {"passed": "[green]passed [/]", "warning": "[yellow]warning[/]", "failed
 @click.option("--max-lag", type=float, default=30.0, show_default=True, help="Replication lag allowed (s).")
 @settings_options
 @json_option
+@fleet_view.targets_option
 @handle_errors
-def check_cmd(settings: Settings, long_running: float, max_lag: float, as_json: bool) -> None:
+def check_cmd(settings: Settings, long_running: float, max_lag: float, as_json: bool,
+              targets_file: str | None) -> None:
     """The pre-migration checklist: one line per check with its measured value; exit 1 when a
-    required check fails."""
-    checklist = api.check(settings, api.Thresholds(long_running_s=long_running, max_lag_s=max_lag))
+    required check fails (with --targets, on any database the file lists)."""
+    thresholds = api.Thresholds(long_running_s=long_running, max_lag_s=max_lag)
+    if targets_file is not None:
+        with fleet_view.events(quiet=as_json) as events:
+            fleet = api.check_targets(settings, targets_file, thresholds, events=events)
+        fleet_view.render(fleet, as_json)
+        if not fleet.ok:
+            sys.exit(1)
+        return
+    checklist = api.check(settings, thresholds)
     if as_json:
         print_json(checklist.as_dict())
     else:
