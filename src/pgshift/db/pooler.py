@@ -1,0 +1,78 @@
+"""Is the deploy connection really one server session? A transaction-mode pooler (PgBouncer with
+``pool_mode = transaction``, and the like) hands each transaction whatever server connection is
+free: the deploy lock (a session advisory lock) and the session settings would stay behind on a
+connection another client then uses, and the next statement would run without them.
+
+Judged by behaviour, not by product: one setting is set in a transaction, a second connection to
+the same URL opens a transaction, and the first connection looks again. A pooler that reuses
+server connections (PgBouncer's default is last in, first out) gives the second connection the
+server session the first just released; a direct connection never shares its session, so on one
+the probe cannot misfire.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+import psycopg
+
+from pgshift.db.connect import connect, describe_target
+from pgshift.errors import PgshiftError
+
+PROBE_SETTING = "pgshift.session_probe"
+_LOOKS = 3  # transactions of the deploy connection checked while the second one holds its own
+
+
+class PooledSession(PgshiftError):
+    """The deploy connection goes through a transaction-mode pooler (set migrate_url to a direct one)."""
+
+    code = "pooled-session"
+    exit_code = 35
+
+
+def pooled_session_evidence(conn: psycopg.Connection[Any], url: str, application_name: str) -> str | None:
+    """What shows that ``conn`` (autocommit) does not keep one server session, or None when it does."""
+    token = secrets.token_hex(8)
+    row = conn.execute("SELECT pg_backend_pid(), set_config(%s, %s, false)", (PROBE_SETTING, token)).fetchone()
+    assert row is not None
+    pid = int(row[0])
+    with connect(url, application_name=f"{application_name} session probe", autocommit=False) as other:
+        held = other.execute("SELECT pg_backend_pid()").fetchone()  # its transaction holds a server session
+        assert held is not None
+        if int(held[0]) == pid:
+            return (f"a second connection to the same URL was served by the same server session (backend pid "
+                    f"{pid}) while the first was idle")
+        for _ in range(_LOOKS):
+            again = conn.execute("SELECT pg_backend_pid(), current_setting(%s, true)", (PROBE_SETTING,)).fetchone()
+            assert again is not None
+            if int(again[0]) != pid:
+                return f"the backend pid changed from {pid} to {again[0]} between two transactions"
+            if again[1] != token:
+                return f"the session setting {PROBE_SETTING}, set in one transaction, was gone in the next"
+        other.rollback()
+    conn.execute(psycopg.sql.SQL("RESET {}").format(psycopg.sql.Identifier(*PROBE_SETTING.split("."))))
+    return None
+
+
+def refuse_pooled_session(conn: psycopg.Connection[Any], url: str, setting: str, application_name: str) -> None:
+    """Raise PooledSession when the deploy connection ``conn`` (opened from ``setting``) is pooled per transaction."""
+    evidence = pooled_session_evidence(conn, url, application_name)
+    if evidence is None:
+        return
+    target = describe_target(url)
+    if setting == "migrate_url":
+        hint = ("point migrate_url at the PostgreSQL server itself (its host and port, not the pooler's), or at a "
+                "pooler database in session mode.")
+    else:
+        hint = ("set migrate_url (in pgshift.toml, or PGSHIFT_MIGRATE_URL) to a direct connection to the PostgreSQL "
+                "server (its own host and port, not the pooler's): pgshift then runs its deploy session there, "
+                "and database_url can stay on the pooler.")
+    raise PooledSession(
+        f"Refusing to deploy through {target} ({setting}): it behaves like a connection pooler in transaction mode "
+        f"(such as PgBouncer with pool_mode = transaction): {evidence}. pgshift's deploy lock is a session "
+        "advisory lock and its lock_timeout, statement_timeout and rewrite guard are session settings; through "
+        "such a pooler they would be silently lost between transactions or left on a server connection other "
+        "clients use. Nothing was changed.",
+        hint=hint,
+    )
