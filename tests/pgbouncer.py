@@ -51,7 +51,7 @@ class PgBouncer:
             return ""
 
 
-def start_pgbouncer(pg_server: PgServer) -> PgBouncer:
+def start_pgbouncer(pg_server: PgServer, *, pool_mode: str = "transaction") -> PgBouncer:
     binary = find_pgbouncer()
     if binary is None:
         pytest.fail("PgBouncer is not installed (no pgbouncer on PATH, in /usr/sbin or /usr/bin). `.ci/run` "
@@ -77,7 +77,7 @@ unix_socket_dir =
 auth_type = trust
 auth_file = {root / "userlist.txt"}
 admin_users = postgres
-pool_mode = transaction
+pool_mode = {pool_mode}
 default_pool_size = {POOL_SIZE}
 max_client_conn = 500
 server_round_robin = 0

@@ -28,9 +28,10 @@ from pgshift import api
 from pgshift.config import Settings, load_settings
 from pgshift.db.pooler import PooledSession, pooled_session_evidence
 from pgshift.errors import ConfigError
+from tests.conftest import PgServer
 from tests.helpers import run_pgshift, write_migration
 from tests.ops.helpers import make_project
-from tests.pgbouncer import APP_ROLES, POOL_SIZE, PgBouncer, pgbouncer
+from tests.pgbouncer import APP_ROLES, POOL_SIZE, PgBouncer, pgbouncer, start_pgbouncer, stop_pgbouncer
 
 __all__ = ["pgbouncer"]  # the fixture, imported for the tests below
 
@@ -289,6 +290,37 @@ def test_the_probe_sees_pgbouncer_and_never_a_direct_connection(
         finally:
             for other in busy:
                 other.close()
+
+
+def test_a_role_allowed_one_connection_still_migrates_direct(tmp_path: Path, pg_server: PgServer, db_name: str,
+                                                            conn: Conn) -> None:
+    """The probe's second connection is refused (CONNECTION LIMIT 1): the deploy connection's own transactions
+    are checked instead, and the migration runs."""
+    role = sql.Identifier("pgshift_one_connection")
+    conn.execute(sql.SQL("DO $$ BEGIN CREATE ROLE {} LOGIN CONNECTION LIMIT 1; "
+                         "EXCEPTION WHEN duplicate_object THEN NULL; END $$").format(role))
+    conn.execute(sql.SQL("ALTER DATABASE {} OWNER TO {}").format(sql.Identifier(db_name), role))
+    try:
+        url = f"{pg_server.url_for(db_name)} user=pgshift_one_connection"
+        settings = Settings(database_url=url, base_dir=_project(tmp_path), migrations_dir="migrations")
+        assert [r.version for r in api.migrate(settings).applied] == ["1"]
+    finally:
+        conn.execute(sql.SQL("ALTER DATABASE {} OWNER TO postgres").format(sql.Identifier(db_name)))
+        conn.execute(sql.SQL("REASSIGN OWNED BY {} TO postgres").format(role))
+        conn.execute(sql.SQL("DROP ROLE {}").format(role))
+
+
+def test_pgbouncer_in_session_mode_is_not_refused(tmp_path: Path, pg_server: PgServer, db_name: str,
+                                                  conn: Conn) -> None:
+    """Session pooling keeps one server session per client for its whole connection: nothing to refuse."""
+    bouncer = start_pgbouncer(pg_server, pool_mode="session")
+    try:
+        project = _project(tmp_path)
+        result = run_pgshift(["migrate"], cwd=project, url=bouncer.url(db_name))
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert conn.execute("SELECT status FROM pgshift.migrations WHERE version = '1'").fetchone() == ("applied",)
+    finally:
+        stop_pgbouncer(bouncer)
 
 
 # -- the setting ----------------------------------------------------------------------------

@@ -12,13 +12,15 @@ the probe cannot misfire.
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 from typing import Any
 
 import psycopg
+from psycopg import sql
 
 from pgshift.db.connect import connect, describe_target
-from pgshift.errors import PgshiftError
+from pgshift.errors import AuthenticationFailed, ConnectionFailed, PgshiftError
 
 PROBE_SETTING = "pgshift.session_probe"
 _LOOKS = 3  # transactions of the deploy connection checked while the second one holds its own
@@ -37,21 +39,33 @@ def pooled_session_evidence(conn: psycopg.Connection[Any], url: str, application
     row = conn.execute("SELECT pg_backend_pid(), set_config(%s, %s, false)", (PROBE_SETTING, token)).fetchone()
     assert row is not None
     pid = int(row[0])
-    with connect(url, application_name=f"{application_name} session probe", autocommit=False) as other:
-        held = other.execute("SELECT pg_backend_pid()").fetchone()  # its transaction holds a server session
-        assert held is not None
-        if int(held[0]) == pid:
-            return (f"a second connection to the same URL was served by the same server session (backend pid "
-                    f"{pid}) while the first was idle")
-        for _ in range(_LOOKS):
-            again = conn.execute("SELECT pg_backend_pid(), current_setting(%s, true)", (PROBE_SETTING,)).fetchone()
-            assert again is not None
-            if int(again[0]) != pid:
-                return f"the backend pid changed from {pid} to {again[0]} between two transactions"
-            if again[1] != token:
-                return f"the session setting {PROBE_SETTING}, set in one transaction, was gone in the next"
-        other.rollback()
-    conn.execute(psycopg.sql.SQL("RESET {}").format(psycopg.sql.Identifier(*PROBE_SETTING.split("."))))
+    try:
+        try:
+            other = connect(url, application_name=f"{application_name} session probe", autocommit=False)
+        except (ConnectionFailed, AuthenticationFailed):
+            # No second connection (a role's CONNECTION LIMIT, max_connections): the deploy connection's own
+            # transactions are still checked, only the pooler's reuse is not provoked.
+            return _look_again(conn, pid, token)
+        with other:
+            held = other.execute("SELECT pg_backend_pid()").fetchone()  # its transaction holds a server session
+            assert held is not None
+            if int(held[0]) == pid:
+                return (f"a second connection to the same URL was served by the same server session (backend pid "
+                        f"{pid}) while the first was idle")
+            return _look_again(conn, pid, token)
+    finally:
+        with contextlib.suppress(psycopg.Error):  # not left behind on a pooled server session either
+            conn.execute(sql.SQL("RESET {}").format(sql.Identifier(*PROBE_SETTING.split("."))))
+
+
+def _look_again(conn: psycopg.Connection[Any], pid: int, token: str) -> str | None:
+    for _ in range(_LOOKS):
+        again = conn.execute("SELECT pg_backend_pid(), current_setting(%s, true)", (PROBE_SETTING,)).fetchone()
+        assert again is not None
+        if int(again[0]) != pid:
+            return f"the backend pid changed from {pid} to {again[0]} between two transactions"
+        if again[1] != token:
+            return f"the session setting {PROBE_SETTING}, set in one transaction, was gone in the next"
     return None
 
 
