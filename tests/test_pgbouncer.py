@@ -24,6 +24,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
+import tests.pgbouncer
 from pgshift import api
 from pgshift.config import Settings, load_settings
 from pgshift.db.pooler import PooledSession, pooled_session_evidence
@@ -75,6 +76,13 @@ def test_pgbouncer_pools_server_sessions_per_transaction(pgbouncer: PgBouncer, d
         second.execute("SELECT pg_advisory_unlock_all()")
         second.execute("RESET search_path")
     assert pgbouncer.version.startswith("PgBouncer ")
+
+
+def test_without_pgbouncer_installed_the_fixture_fails_naming_ci_run(
+        pg_server: PgServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tests.pgbouncer, "find_pgbouncer", lambda: None)
+    with pytest.raises(pytest.fail.Exception, match=r"PgBouncer is not installed .*`\.ci/run` installs it"):
+        start_pgbouncer(pg_server)
 
 
 # -- both application versions through PgBouncer under load --------------------------------
@@ -159,10 +167,8 @@ def app_roles(db_name: str, conn: Conn) -> Iterator[None]:
     try:
         yield
     finally:
-        for role in APP_ROLES:
+        for role in APP_ROLES:  # their grants go with the test's database
             conn.execute(sql.SQL("ALTER ROLE {} RESET search_path").format(sql.Identifier(role)))
-            conn.execute(sql.SQL("REVOKE ALL ON ALL TABLES IN SCHEMA public FROM {}").format(sql.Identifier(role)))
-            conn.execute(sql.SQL("REVOKE ALL ON ALL SEQUENCES IN SCHEMA public FROM {}").format(sql.Identifier(role)))
 
 
 def test_both_versions_through_pgbouncer_under_load_while_expand_and_contract_run(
