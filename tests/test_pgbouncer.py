@@ -95,6 +95,7 @@ class Load:
     done: dict[str, int] = field(default_factory=dict)
     failures: list[str] = field(default_factory=list)
     expected: dict[int, str] = field(default_factory=dict)  # id -> email, as the last committed write left it
+    backends: dict[str, set[int]] = field(default_factory=dict)  # thread -> the server sessions it ran on
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def start(self, name: str, url: str, work: Callable[[Conn, random.Random, int], tuple[int, str]],
@@ -109,9 +110,11 @@ class Load:
                     try:
                         with conn.transaction():
                             ident, email = work(conn, rng, n)
+                            backend = conn.execute("SELECT pg_backend_pid()").fetchone()
                         with self.lock:
                             self.expected[ident] = email
                             self.done[name] = self.done.get(name, 0) + 1
+                            self.backends.setdefault(name, set()).add(int(backend[0]) if backend else 0)
                     except psycopg.Error:
                         self.failures.append(f"{name}: {traceback.format_exc(limit=1)}")
                         if conn.broken:
@@ -208,6 +211,10 @@ def test_both_versions_through_pgbouncer_under_load_while_expand_and_contract_ru
     assert all(load.done.get(f"old{k}", 0) > 20 for k in range(3)), load.done
     assert all(load.done.get(name, 0) > 20 for name in ("new-set-local3", "new-set-local4", "new-per-role5")), load.done
     assert sum(load.done.values()) - sum(old_done.values()) > 20  # the new version kept working through contract
+    old_sessions = set().union(*(load.backends[f"old{k}"] for k in range(3)))
+    set_local_sessions = load.backends["new-set-local3"] | load.backends["new-set-local4"]
+    assert old_sessions & set_local_sessions, "the old and the SET LOCAL clients never shared a server session"
+    assert len(old_sessions | set_local_sessions) <= POOL_SIZE
     columns = {r[0] for r in conn.execute("SELECT attname FROM pg_attribute WHERE attrelid = 'accounts'::regclass "
                                           "AND attnum > 0 AND NOT attisdropped")}
     assert columns == {"id", "email_address", "status", "note"}
@@ -220,7 +227,8 @@ def test_both_versions_through_pgbouncer_under_load_while_expand_and_contract_ru
     assert {r[1] for r in rows.values() if str(r[0]).startswith("old")} == {"OLD"}
     assert conn.execute("SELECT count(*) FROM pg_namespace WHERE nspname = %s", (VS,)).fetchone() == (0,)
     total = sum(load.done.values())
-    print(f"\nthrough {pgbouncer.version} (pool_size {POOL_SIZE}): {total} transactions, 0 failed; {load.done}")
+    print(f"\nthrough {pgbouncer.version} (pool_size {POOL_SIZE}): {total} transactions, 0 failed; {load.done}; "
+          f"{len(old_sessions | set_local_sessions)} server sessions for the 5 clients of {APP}")
 
 
 # -- migrate through PgBouncer: refused without migrate_url, works with it -----------------
