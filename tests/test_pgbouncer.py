@@ -366,3 +366,29 @@ def test_an_unreachable_migrate_url_is_named_in_the_error(tmp_path: Path, db_url
                          env={"PGSHIFT_MIGRATE_URL": "postgresql://postgres@127.0.0.1:1/nowhere?connect_timeout=2"})
     assert result.returncode == 4, result.stderr
     assert "migrate_url / PGSHIFT_MIGRATE_URL" in result.stderr
+
+
+def test_rehearse_with_migrate_url_set_migrates_the_clone_never_the_source(tmp_path: Path, db_url: str,
+                                                                          conn: Conn) -> None:
+    """The rehearsal points database_url at its clone: the deploy session must follow it there, not stay on
+    migrate_url (the production database)."""
+    from pgshift.rehearsal import RehearsalOptions, rehearse
+
+    conn.execute("CREATE TABLE items (id bigint PRIMARY KEY, name text)")
+    write_migration(tmp_path / "migrations", "1", "note", "ALTER TABLE items ADD COLUMN note text;",
+                    "ALTER TABLE items DROP COLUMN note;")
+    settings = Settings(database_url=db_url, migrate_url=db_url, base_dir=tmp_path, migrations_dir="migrations")
+    report = rehearse(settings, RehearsalOptions(load_rate=20))
+    assert report.pending == ["1"] and report.verdict == "pass", report.reasons
+    assert conn.execute("SELECT to_regclass('pgshift.migrations')").fetchone() == (None,)
+    assert conn.execute("SELECT count(*) FROM pg_attribute WHERE attrelid = 'items'::regclass AND attname = 'note'"
+                        ).fetchone() == (0,)
+
+
+def test_the_pytest_plugin_aims_the_deploy_session_at_its_test_database(tmp_path: Path) -> None:
+    from pgshift.testing.server import settings_for
+
+    project = Settings(database_url="postgresql://app@pooler:6432/prod", migrate_url="postgresql://app@db/prod",
+                       base_dir=tmp_path)
+    test_db = settings_for(project, "postgresql://postgres@localhost/t_1")
+    assert test_db.deploy_url == "postgresql://postgres@localhost/t_1" and test_db.migrate_url is None
