@@ -392,3 +392,21 @@ def test_the_pytest_plugin_aims_the_deploy_session_at_its_test_database(tmp_path
                        base_dir=tmp_path)
     test_db = settings_for(project, "postgresql://postgres@localhost/t_1")
     assert test_db.deploy_url == "postgresql://postgres@localhost/t_1" and test_db.migrate_url is None
+
+
+def test_migrate_url_reaching_another_database_than_database_url_is_refused(
+        tmp_path: Path, pgbouncer: PgBouncer, pg_server: PgServer, db_name: str, conn: Conn) -> None:
+    other = pg_server.create_database()
+    try:
+        project = _project(tmp_path)
+        result = run_pgshift(["migrate"], cwd=project, url=pgbouncer.url(db_name),
+                             env={"PGSHIFT_MIGRATE_URL": pg_server.url_for(other)})
+        assert result.returncode == 3, result.stdout + result.stderr
+        text = " ".join(result.stderr.split())
+        assert "migrate_url and database_url reach different databases" in text
+        assert f"(database {other}, server started" in text and f"(database {db_name}, server started" in text
+        with psycopg.connect(pg_server.url_for(other)) as elsewhere:
+            assert _nothing_applied(elsewhere)
+        assert _nothing_applied(conn)
+    finally:
+        pg_server.drop_database(other)

@@ -20,7 +20,7 @@ import psycopg
 from psycopg import sql
 
 from pgshift.db.connect import connect, describe_target
-from pgshift.errors import AuthenticationFailed, ConnectionFailed, PgshiftError
+from pgshift.errors import AuthenticationFailed, ConfigError, ConnectionFailed, PgshiftError
 
 PROBE_SETTING = "pgshift.session_probe"
 _LOOKS = 3  # transactions of the deploy connection checked while the second one holds its own
@@ -89,4 +89,31 @@ def refuse_pooled_session(conn: psycopg.Connection[Any], url: str, setting: str,
         "such a pooler they would be silently lost between transactions or left on a server connection other "
         "clients use. Nothing was changed.",
         hint=hint,
+    )
+
+
+_IDENTITY = ("SELECT current_database(), (SELECT oid FROM pg_database WHERE datname = current_database()), "
+             "pg_postmaster_start_time()")
+
+
+def refuse_another_database(conn: psycopg.Connection[Any], migrate_url: str, database_url: str,
+                            application_name: str) -> None:
+    """The deploy connection (from migrate_url) must reach the database database_url names: same database on
+    the same running server (name, oid, postmaster start). Skipped when database_url cannot be reached from here."""
+    try:
+        other = connect(database_url, application_name=f"{application_name} identity check", prepare_threshold=None)
+    except (ConnectionFailed, AuthenticationFailed):
+        return
+    with other:
+        theirs = other.execute(_IDENTITY).fetchone()
+    ours = conn.execute(_IDENTITY).fetchone()
+    if ours is None or theirs is None or tuple(ours) == tuple(theirs):
+        return
+    raise ConfigError(
+        f"migrate_url and database_url reach different databases: migrate_url reaches {describe_target(migrate_url)} "
+        f"(database {ours[0]}, server started {ours[2]:%Y-%m-%d %H:%M:%S}), database_url reaches "
+        f"{describe_target(database_url)} (database {theirs[0]}, server started {theirs[2]:%Y-%m-%d %H:%M:%S}). "
+        "migrate_url is the direct connection to the database the application uses through database_url; "
+        "nothing was changed.",
+        hint="point migrate_url at the same database on the same server as database_url.",
     )

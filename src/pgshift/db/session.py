@@ -14,7 +14,7 @@ from pgshift.config import Settings, duration_ms
 from pgshift.db.connect import connect, server_major
 from pgshift.db.history import History
 from pgshift.db.lock import AdvisoryLock
-from pgshift.db.pooler import refuse_pooled_session
+from pgshift.db.pooler import refuse_another_database, refuse_pooled_session
 from pgshift.migrations.loader import load_migrations
 from pgshift.migrations.model import Migration
 from pgshift.ops.guard import enable as arm_rewrite_guard
@@ -34,6 +34,8 @@ def open_connection(settings: Settings, *, deploy: bool = False) -> Iterator[psy
     try:
         if deploy:
             refuse_pooled_session(conn, str(url), setting, settings.application_name)
+            if settings.migrate_url and settings.database_url and settings.migrate_url != settings.database_url:
+                refuse_another_database(conn, settings.migrate_url, settings.database_url, settings.application_name)
         if server_major(conn) >= 14:
             # A killed runner's backend notices the dead client within a second and ends,
             # releasing its locks, instead of finishing a long statement first.
