@@ -410,3 +410,19 @@ def test_migrate_url_reaching_another_database_than_database_url_is_refused(
         assert _nothing_applied(conn)
     finally:
         pg_server.drop_database(other)
+
+
+def test_a_role_at_its_connection_limit_is_told_so_not_to_check_its_password(
+        tmp_path: Path, pg_server: PgServer, db_name: str, conn: Conn) -> None:
+    role = sql.Identifier("pgshift_one_connection")
+    conn.execute(sql.SQL("DO $$ BEGIN CREATE ROLE {} LOGIN CONNECTION LIMIT 1; "
+                         "EXCEPTION WHEN duplicate_object THEN NULL; END $$").format(role))
+    url = f"{pg_server.url_for(db_name)} user=pgshift_one_connection"
+    try:
+        with psycopg.connect(url):  # the one connection it may have
+            result = run_pgshift(["status"], cwd=_project(tmp_path), url=url)
+        assert result.returncode == 4, result.stderr
+        text = " ".join(result.stderr.split())
+        assert "accepted no more connections" in text and "CONNECTION LIMIT" in text and "password" not in text
+    finally:
+        conn.execute(sql.SQL("DROP ROLE {}").format(role))

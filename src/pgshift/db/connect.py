@@ -115,6 +115,12 @@ def connect(
             raise _bad_option(target_url, bad.group("option") or bad.group("int_option"),
                               bad.group("value") if bad.group("option") else bad.group("int_value"),
                               where) from None
+        if "too many connections" in message:  # names the role, but the login was right
+            raise ConnectionFailed(
+                f"The server accepted no more connections for {target}: {message}",
+                hint="wait for other sessions to end, or raise the role's CONNECTION LIMIT (ALTER ROLE ... "
+                "CONNECTION LIMIT) or the server's max_connections; pgshift needs up to two connections at once.",
+            ) from None
         if any(marker in message for marker in _AUTH_MARKERS):
             raise AuthenticationFailed(
                 f"The server rejected the login for {target}: {message}",
