@@ -426,3 +426,20 @@ def test_a_role_at_its_connection_limit_is_told_so_not_to_check_its_password(
         assert "accepted no more connections" in text and "CONNECTION LIMIT" in text and "password" not in text
     finally:
         conn.execute(sql.SQL("DROP ROLE {}").format(role))
+
+
+def test_check_reports_whether_the_deploy_session_is_pooled(
+        tmp_path: Path, pgbouncer: PgBouncer, db_name: str, db_url: str) -> None:
+    project = _project(tmp_path)
+
+    def deploy_item(url: str, env: dict[str, str] | None = None) -> dict[str, Any]:
+        result = run_pgshift(["check", "--json"], cwd=project, url=url, env=env)
+        items = {c["name"]: c for c in json.loads(result.stdout)["checks"]}
+        return dict(items["deploy session not pooled"])
+
+    pooled = deploy_item(pgbouncer.url(db_name))
+    assert pooled["status"] == "failed" and pooled["value"] == "pooled per transaction (database_url)"
+    assert "will refuse (exit 35)" in pooled["detail"][0] and "set migrate_url" in pooled["detail"][0]
+    direct = deploy_item(pgbouncer.url(db_name), {"PGSHIFT_MIGRATE_URL": db_url})
+    assert direct["status"] == "passed" and direct["value"] == "one server session (migrate_url)"
+    assert deploy_item(db_url)["value"] == "one server session (database_url)"

@@ -123,6 +123,27 @@ def check_server_version(ctx: _Context) -> CheckResult:
     return CheckResult("server version", PASSED, version)
 
 
+def check_deploy_session(ctx: _Context) -> CheckResult:
+    """What migrate's deploy session will find: one server session, or a transaction-mode pooler it refuses."""
+    from pgshift.db.pooler import pooled_session_evidence
+
+    settings = ctx.settings
+    url, setting = settings.deploy_url, settings.deploy_url_setting
+    name = "deploy session not pooled"
+    try:
+        conn = connect(url, application_name=f"{settings.application_name} check", setting=setting)
+    except PgshiftError as exc:
+        return CheckResult(name, FAILED, f"no connection ({setting})", [mask_password(exc.message)])
+    with conn:
+        evidence = pooled_session_evidence(conn, str(url), settings.application_name)
+    if evidence is None:
+        return CheckResult(name, PASSED, f"one server session ({setting})")
+    fix = ("point migrate_url at the PostgreSQL server itself" if setting == "migrate_url" else
+           "set migrate_url (pgshift.toml or PGSHIFT_MIGRATE_URL) to a direct connection to the server")
+    return CheckResult(name, FAILED, f"pooled per transaction ({setting})",
+                       [f"{evidence}: migrate, contract and abort will refuse (exit 35); {fix}"])
+
+
 def check_backup(ctx: _Context) -> CheckResult:
     settings = ctx.settings
     found = latest_verified_backup(settings, settings.backup.max_age, database=ctx.database, conn=ctx.conn)
@@ -371,7 +392,7 @@ def check_git(ctx: _Context) -> CheckResult:
 
 _DB_CHECKS: list[Callable[[_Context], CheckResult]] = [
     check_server_version, check_backup, check_running_dump, check_pending, check_edited, check_lint,
-    check_disk, check_sessions, check_replication, check_invalid_indexes,
+    check_disk, check_sessions, check_replication, check_invalid_indexes, check_deploy_session,
 ]
 _OTHER_CHECKS: list[Callable[[_Context], CheckResult]] = [check_app_version, check_health, check_git]
 
