@@ -22,6 +22,7 @@ from psycopg import conninfo
 
 from pgshift.config import Settings, duration_ms
 from pgshift.db.connect import connect, mask_password, require_url
+from pgshift.db.pooler import pooled_session_evidence
 from pgshift.db.sizes import table_bytes
 from pgshift.errors import PgshiftError
 from pgshift.migrations.analysis import TableName, changed_tables
@@ -125,8 +126,6 @@ def check_server_version(ctx: _Context) -> CheckResult:
 
 def check_deploy_session(ctx: _Context) -> CheckResult:
     """What migrate's deploy session will find: one server session, or a transaction-mode pooler it refuses."""
-    from pgshift.db.pooler import pooled_session_evidence
-
     settings = ctx.settings
     url, setting = settings.deploy_url, settings.deploy_url_setting
     name = "deploy session not pooled"
