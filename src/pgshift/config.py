@@ -125,6 +125,9 @@ class TargetsSettings:
 @dataclass
 class Settings:
     database_url: str | None = None
+    # A direct connection (not through a transaction-mode pooler such as PgBouncer) for the deploy session:
+    # the deploy lock, the ledger and every DDL step. Default: database_url.
+    migrate_url: str | None = None
     migrations_dir: str = "migrations"
     format: str = "auto"
     history_schema: str = "pgshift"
@@ -187,6 +190,16 @@ class Settings:
         return path if path.is_absolute() else self.base_dir / path
 
     @property
+    def deploy_url(self) -> str | None:
+        """Where the deploy session connects: migrate_url when set, else database_url."""
+        return self.migrate_url or self.database_url
+
+    @property
+    def deploy_url_setting(self) -> str:
+        """The setting that names ``deploy_url``, for messages."""
+        return "migrate_url" if self.migrate_url else "database_url"
+
+    @property
     def lock_timeout_ms(self) -> int:
         return duration_ms(self.lock_timeout, key="lock_timeout")
 
@@ -216,8 +229,8 @@ _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]{0,62}$")
 
 
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
-_NON_EMPTY = {"migrations_dir", "application_name", "backup.directory", "backup.pg_bindir", "lint.schema_file",
-              "app.version_file", "app.health_url", "ledger.mirror_schema", "deploy.app_command",
+_NON_EMPTY = {"migrations_dir", "migrate_url", "application_name", "backup.directory", "backup.pg_bindir",
+              "lint.schema_file", "app.version_file", "app.health_url", "ledger.mirror_schema", "deploy.app_command",
               "deploy.rollback_app_command", "deploy.health_command", "targets.query", "targets.catalog_url"}
 
 
@@ -317,6 +330,8 @@ def _validate(key: str, value: Any, where: str) -> None:
         duration_ms(value, key=f"{key} in {where}")
     if key == "history_schema" and not _IDENTIFIER.match(str(value)):
         raise ConfigError(f"history_schema in {where} must be a plain identifier, not {value!r}.")
+    if key == "migrate_url":
+        _validate_url(key, value, where)
     if key == "rewrite_guard":
         parse_size(value, key=f"rewrite_guard in {where}")
     if key == "watch.max_lag_bytes":
@@ -334,6 +349,18 @@ def _validate(key: str, value: Any, where: str) -> None:
     if key == "lint.pg_version" and value is not None and not 10 <= int(value) <= 30:
         # Like --pg-version: lint can judge SQL for servers older than pgshift runs against.
         raise ConfigError(f"lint.pg_version in {where} must be a PostgreSQL major version from 10 to 30.")
+
+
+def _validate_url(key: str, value: str, where: str) -> None:
+    from psycopg import ProgrammingError, conninfo
+
+    try:
+        conninfo.conninfo_to_dict(value)
+    except ProgrammingError:
+        # Neither the value nor psycopg's message is shown: both may hold (pieces of) a password.
+        raise ConfigError(f"{key} in {where} is not a valid connection string: write a postgresql:// URL or "
+                          "libpq key=value pairs (https://www.postgresql.org/docs/current/libpq-connect.html)."
+                          ) from None
 
 
 def find_config_file(start: Path) -> Path | None:

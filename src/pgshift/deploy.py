@@ -119,6 +119,7 @@ def _executor(settings: Settings, conn: psycopg.Connection[Any], history: Histor
 CONFIG_TEMPLATE = """\
 # pgshift settings. Environment variables (DATABASE_URL, PGSHIFT_*) and flags override these.
 # database_url = "postgresql://app@db.example.com/app"   # prefer DATABASE_URL for secrets
+# migrate_url = "postgresql://app@db-direct.example.com/app"   # when database_url is a PgBouncer in transaction mode
 migrations_dir = "{migrations_dir}"
 lock_timeout = "2s"        # every statement; lock waits longer than this are retried
 lock_retries = 5

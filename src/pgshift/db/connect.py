@@ -29,6 +29,9 @@ _ALLOWED = {
     "load_balance_hosts": "disable, random",
     "sslnegotiation": "postgres, direct",
 }
+# Where each connection setting can be set, for messages.
+_WHERE = {"database_url": "database_url / DATABASE_URL / --database-url",
+          "migrate_url": "migrate_url / PGSHIFT_MIGRATE_URL"}
 _AUTH_MARKERS = (
     "password authentication failed",
     "no password supplied",
@@ -89,10 +92,13 @@ def connect(
     application_name: str = "pgshift",
     autocommit: bool = True,
     connect_timeout: int = 10,
+    setting: str = "database_url",
     **kwargs: Any,
 ) -> psycopg.Connection[Any]:
-    """Open a connection or raise ConnectionFailed / AuthenticationFailed naming the target."""
+    """Open a connection or raise ConnectionFailed / AuthenticationFailed naming the target and the
+    ``setting`` the URL came from (database_url, or migrate_url for the deploy session)."""
     target_url = require_url(url)
+    where = _WHERE.get(setting, setting)
     try:
         return psycopg.connect(
             target_url,
@@ -107,25 +113,32 @@ def connect(
         target = describe_target(target_url)
         if bad := _BAD_VALUE.search(message):
             raise _bad_option(target_url, bad.group("option") or bad.group("int_option"),
-                              bad.group("value") if bad.group("option") else bad.group("int_value")) from None
+                              bad.group("value") if bad.group("option") else bad.group("int_value"),
+                              where) from None
+        if "too many connections" in message:  # names the role, but the login was right
+            raise ConnectionFailed(
+                f"The server accepted no more connections for {target}: {message}",
+                hint="wait for other sessions to end, or raise the role's CONNECTION LIMIT (ALTER ROLE ... "
+                "CONNECTION LIMIT) or the server's max_connections; pgshift needs up to two connections at once.",
+            ) from None
         if any(marker in message for marker in _AUTH_MARKERS):
             raise AuthenticationFailed(
                 f"The server rejected the login for {target}: {message}",
-                hint="check the user name and password in database_url / DATABASE_URL "
-                "(or ~/.pgpass).",
+                hint=f"check the user name and password in {where} (or ~/.pgpass).",
             ) from None
         raise ConnectionFailed(
             f"Cannot connect to {target}: {message}",
-            hint="check that the server is running and that host, port and database name are right.",
+            hint=f"check that the server is running and that host, port and database name in {where} are right.",
         ) from None
 
 
-def _bad_option(url: str, option: str, value: str) -> ConfigError:
+def _bad_option(url: str, option: str, value: str, where_set: str = "database_url / DATABASE_URL / --database-url"
+                ) -> ConfigError:
     in_url = option in conninfo.conninfo_to_dict(url)
     env = {"sslmode": "PGSSLMODE", "gssencmode": "PGGSSENCMODE", "channel_binding": "PGCHANNELBINDING",
            "target_session_attrs": "PGTARGETSESSIONATTRS", "load_balance_hosts": "PGLOADBALANCEHOSTS",
            "sslnegotiation": "PGSSLNEGOTIATION", "port": "PGPORT", "connect_timeout": "PGCONNECT_TIMEOUT"}.get(option)
-    where = "in database_url / DATABASE_URL / --database-url" if in_url or not env or env not in os.environ \
+    where = f"in {where_set}" if in_url or not env or env not in os.environ \
         else f"in the {env} environment variable"
     allowed = f"; use one of: {_ALLOWED[option]}" if option in _ALLOWED else "; it must be a whole number"
     return ConfigError(f"The connection option {option} = {value!r} {where} is not valid{allowed}.",

@@ -144,7 +144,8 @@ def _terminate_as_interrupt() -> Iterator[None]:
 def _on_clone(settings: Settings, options: RehearsalOptions, report: RehearsalReport, clock: Clock,
               say: Notify) -> None:
     assert report.clone is not None
-    clone = dataclasses.replace(settings, database_url=report.clone.url)
+    # migrate_url names the source's direct connection: the clone's deploy session must not go there.
+    clone = dataclasses.replace(settings, database_url=report.clone.url, migrate_url=None)
     history = settings.history_schema
     pending = deploy.status(clone).pending
     report.pending = [m.version for m in pending]

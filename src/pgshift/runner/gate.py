@@ -87,7 +87,7 @@ def apply_backup_policy(settings: Settings, todo: list[Migration], destructive: 
 
     if backup_required(settings.backup.policy, todo, destructive):
         _say(checks, f"taking a backup first (backup.policy = {settings.backup.policy})")
-        result = take_backup(settings, settings.database_url)
+        result = take_backup(settings, settings.deploy_url)  # pg_dump's session must not be pooled either
         checks.backup_path = str(result.backup.path)
         _say(checks, f"backup verified: {result.backup.path}")
         return

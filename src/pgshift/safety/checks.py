@@ -22,6 +22,7 @@ from psycopg import conninfo
 
 from pgshift.config import Settings, duration_ms
 from pgshift.db.connect import connect, mask_password, require_url
+from pgshift.db.pooler import pooled_session_evidence
 from pgshift.db.sizes import table_bytes
 from pgshift.errors import PgshiftError
 from pgshift.migrations.analysis import TableName, changed_tables
@@ -122,6 +123,25 @@ def check_server_version(ctx: _Context) -> CheckResult:
     if major < 12:
         return CheckResult("server version", WARNING, version, ["PostgreSQL 11 and older are out of support"])
     return CheckResult("server version", PASSED, version)
+
+
+def check_deploy_session(ctx: _Context) -> CheckResult:
+    """What migrate's deploy session will find: one server session, or a transaction-mode pooler it refuses."""
+    settings = ctx.settings
+    url, setting = settings.deploy_url, settings.deploy_url_setting
+    name = "deploy session not pooled"
+    try:
+        conn = connect(url, application_name=f"{settings.application_name} check", setting=setting)
+    except PgshiftError as exc:
+        return CheckResult(name, FAILED, f"no connection ({setting})", [mask_password(exc.message)])
+    with conn:
+        evidence = pooled_session_evidence(conn, str(url), settings.application_name)
+    if evidence is None:
+        return CheckResult(name, PASSED, f"one server session ({setting})")
+    fix = ("point migrate_url at the PostgreSQL server itself" if setting == "migrate_url" else
+           "set migrate_url (pgshift.toml or PGSHIFT_MIGRATE_URL) to a direct connection to the server")
+    return CheckResult(name, FAILED, f"pooled per transaction ({setting})",
+                       [f"{evidence}: migrate, contract and abort will refuse (exit 35); {fix}"])
 
 
 def check_backup(ctx: _Context) -> CheckResult:
@@ -424,7 +444,7 @@ def check_git(ctx: _Context) -> CheckResult:
 
 _DB_CHECKS: list[Callable[[_Context], CheckResult]] = [
     check_server_version, check_backup, check_running_dump, check_pending, check_edited, check_lint,
-    check_disk, check_sessions, check_replication, check_invalid_indexes, check_statistics,
+    check_disk, check_sessions, check_replication, check_invalid_indexes, check_statistics, check_deploy_session,
 ]
 _OTHER_CHECKS: list[Callable[[_Context], CheckResult]] = [check_app_version, check_health, check_git]
 

@@ -67,7 +67,7 @@ class TestServer:
 
 def settings_for(settings: Settings, url: str) -> Settings:
     """The project's settings pointed at one test database, with nothing that reaches outside it."""
-    return dataclasses.replace(settings, database_url=url, announce=None,
+    return dataclasses.replace(settings, database_url=url, migrate_url=None, announce=None,
                                ledger=dataclasses.replace(settings.ledger, mirror=None))
 
 
