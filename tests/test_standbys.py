@@ -11,7 +11,11 @@ import time
 from pathlib import Path
 
 import psycopg
+from psycopg import sql
 
+from pgshift.config import Settings
+from pgshift.db.standbys import Standby, standbys
+from pgshift.safety.checks import run_checks
 from tests.helpers import run_pgshift, start_pgshift, write_migration
 from tests.standby import Replicated, until
 
@@ -82,3 +86,94 @@ def test_the_standby_settings_are_validated_naming_the_key(tmp_path: Path) -> No
         result = run_pgshift(["check"], cwd=tmp_path, url="postgresql:///nowhere")
         assert result.returncode == 3, (text, result.stderr)
         assert re.search(message, " ".join(result.stderr.split())), (text, result.stderr)
+
+
+def _standby_setting(rep: Replicated, **values: str) -> None:
+    """ALTER SYSTEM on the standby itself (its own postgresql.auto.conf), then a reload."""
+    with psycopg.connect(rep.standby_url(), autocommit=True) as conn:
+        for key, value in values.items():
+            if value == "DEFAULT":
+                conn.execute(sql.SQL("ALTER SYSTEM RESET {}").format(sql.Identifier(key)))
+            else:
+                conn.execute(sql.SQL("ALTER SYSTEM SET {} = {}").format(sql.Identifier(key), sql.Literal(value)))
+        conn.execute("SELECT pg_reload_conf()")
+        until(lambda: all(value == "DEFAULT" or conn.execute("SELECT current_setting(%s)", (key,)).fetchone()
+                          == (value,) for key, value in values.items()), 10)
+
+
+def test_check_reports_each_standby_and_the_long_query_a_replayed_lock_would_cancel(
+        tmp_path: Path, replicated: Replicated, replicated_db: str) -> None:
+    url = replicated.primary_url(replicated_db)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE accounts (id int PRIMARY KEY, email text)")
+        conn.execute("INSERT INTO accounts SELECT g, 'a' || g FROM generate_series(1, 100) g")
+    write_migration(tmp_path / "migrations", "001", "note", "ALTER TABLE accounts ADD COLUMN note text;",
+                    "ALTER TABLE accounts DROP COLUMN note;")
+    replicated.wait_replayed()
+    settings = Settings(database_url=url, base_dir=tmp_path, migrations_dir="migrations",
+                        standby_urls=[replicated.standby_url()])
+    _standby_setting(replicated, hot_standby_feedback="on", max_standby_streaming_delay="2s")
+    reader = psycopg.connect(replicated.standby_url(replicated_db), autocommit=True)
+    outcome: list[BaseException | None] = []
+
+    def long_query() -> None:
+        try:
+            reader.execute("SELECT count(*), pg_sleep(60) FROM accounts")
+            outcome.append(None)
+        except psycopg.Error as exc:
+            outcome.append(exc)
+
+    worker = threading.Thread(target=long_query, daemon=True)
+    try:
+        worker.start()
+        with psycopg.connect(replicated.standby_url(replicated_db), autocommit=True) as conn:
+            until(lambda: conn.execute("SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%%pg_sleep(60)%%' "
+                                       "AND state = 'active' AND pid <> pg_backend_pid()").fetchone() == (1,), 10)
+        until(lambda: any(s.xmin is not None for s in _standbys(url)), 15)  # feedback arrives every few seconds
+        results = {r.name: r for r in run_checks(settings).results}
+        lag = results["replication lag"]
+        assert lag.status == "passed" and lag.value == "1 standby(s)"
+        shown = "\n".join(lag.detail)
+        assert re.search(r"walreceiver \(local, walsender pid \d+\): streaming, [\d.]+s and [\d.]+ MB \(\d+ bytes\) "
+                         r"behind, hot_standby_feedback on \(it reports an xmin\)", shown), shown
+        assert re.search(r"standby \S+: hot_standby_feedback on, max_standby_streaming_delay 2s, replay running, "
+                         r"\d+ bytes received and not yet replayed", shown), shown
+        risky = results["standby queries safe from replayed locks"]
+        assert risky.status == "warning" and risky.value == "1 at risk", risky
+        text = " ".join(risky.detail)
+        assert re.search(r"pid \d+ \(active, \d+s\) holds a lock on accounts: 'SELECT count\(\*\), pg_sleep\(60\) "
+                         r"FROM accounts'\. Replaying the ACCESS EXCLUSIVE lock of 001 note "
+                         r"\(\S+001_note.sql:2:1\) "
+                         r"there waits for it up to max_standby_streaming_delay = 2s \(replay stops meanwhile\), "
+                         r"then cancels it", text), text
+        # Without standby_urls the standbys' queries cannot be seen: said so, and what to set.
+        blind = {r.name: r for r in run_checks(Settings(database_url=url, base_dir=tmp_path,
+                                                        migrations_dir="migrations")).results}
+        assert blind["standby queries safe from replayed locks"].status == "warning"
+        assert "set standby_urls" in " ".join(blind["standby queries safe from replayed locks"].detail)
+        # And it is true: the migration's replayed lock cancels the standby's query after 2s.
+        assert run_pgshift(["migrate", "--no-backup"], cwd=tmp_path, url=url).returncode == 0
+        worker.join(30)
+        assert outcome and isinstance(outcome[0], psycopg.Error), outcome
+        assert "conflict with recovery" in str(outcome[0])
+    finally:
+        reader.close()
+        _standby_setting(replicated, hot_standby_feedback="DEFAULT", max_standby_streaming_delay="DEFAULT")
+
+
+def test_check_has_nothing_to_warn_without_a_pending_access_exclusive_lock(
+        tmp_path: Path, replicated: Replicated, replicated_db: str) -> None:
+    url = replicated.primary_url(replicated_db)
+    write_migration(tmp_path / "migrations", "001", "accounts", "CREATE TABLE accounts (id int);",
+                    "DROP TABLE accounts;")
+    results = {r.name: r for r in run_checks(Settings(database_url=url, base_dir=tmp_path, migrations_dir="migrations",
+                                                      standby_urls=[replicated.standby_url()])).results}
+    assert results["standby queries safe from replayed locks"].status == "passed"
+    shown = " ".join(results["replication lag"].detail)
+    assert "hot_standby_feedback off (it reports no xmin)" in shown
+    assert "hot_standby_feedback off, max_standby_streaming_delay 30s" in shown
+
+
+def _standbys(url: str) -> list[Standby]:
+    with psycopg.connect(url, autocommit=True) as conn:
+        return standbys(conn)

@@ -77,6 +77,7 @@ def test_every_check_passes_on_a_ready_project(
     assert "ms round trip" in results["database answers"].value
     assert "GB free" in results["free disk space"].value and "1 rewritten" in results["free disk space"].value
     assert results["replication lag"].value == "no standbys"
+    assert results["standby queries safe from replayed locks"].value == "no standbys"
     config = tmp_path / "pgshift.toml"
     config.write_text(f'migrations_dir = "migrations"\n[backup]\ndirectory = "{settings.backup.directory}"\n'
                       f'[app]\nversion_file = "VERSION"\nhealth_url = "{health_ok.url}"\n')
@@ -86,9 +87,9 @@ def test_every_check_passes_on_a_ready_project(
     out = runner.invoke(cli, ["check", "--config", str(config), "-d", db_url])
     assert out.exit_code == 0, out.output
     lines = out.output.strip().splitlines()
-    assert lines[-1].startswith("checklist: 14 passed, 0 failed")
+    assert lines[-1].startswith("checklist: 15 passed, 0 failed")
     out = runner.invoke(cli, ["check", "--config", str(config), "-d", db_url, "--json"])
-    assert out.exit_code == 0 and json.loads(out.output)["passed"] == 14
+    assert out.exit_code == 0 and json.loads(out.output)["passed"] == 15
 
 
 def test_every_check_fails_when_it_should(pg_server: Any, db_name: str, db_url: str, tmp_path: Path) -> None:

@@ -23,8 +23,9 @@ from psycopg import conninfo
 from pgshift.config import Settings, duration_ms
 from pgshift.db.connect import connect, mask_password, require_url
 from pgshift.db.sizes import table_bytes
+from pgshift.db.standbys import standbys
 from pgshift.errors import PgshiftError
-from pgshift.migrations.analysis import TableName, changed_tables
+from pgshift.migrations.analysis import TableName, analyse_all, changed_tables
 from pgshift.migrations.model import Migration
 from pgshift.runner.plan import Problem
 from pgshift.safety.backup import latest_verified_backup
@@ -298,22 +299,132 @@ def check_sessions(ctx: _Context) -> CheckResult:
 
 def check_replication(ctx: _Context) -> CheckResult:
     assert ctx.conn is not None
-    rows = ctx.conn.execute(
-        """
-        SELECT application_name, coalesce(client_addr::text, 'local'), state,
-               extract(epoch FROM coalesce(replay_lag, write_lag))::float8,
-               pg_wal_lsn_diff(pg_current_wal_lsn(), coalesce(replay_lsn, flush_lsn, sent_lsn))::bigint
-        FROM pg_stat_replication
-        """).fetchall()
-    if not rows:
+    found = standbys(ctx.conn)
+    if not found:
         return CheckResult("replication lag", PASSED, "no standbys")
     t = ctx.thresholds
     detail, worst = [], PASSED
-    for name, addr, state, secs, lag_bytes in rows:
-        bad = state != "streaming" or (secs or 0) > t.max_lag_s or (lag_bytes or 0) > t.max_lag_bytes
+    for s in found:
+        secs, behind = s.lag_s or 0.0, s.lag_bytes or 0
+        bad = s.state != "streaming" or secs > t.max_lag_s or behind > t.max_lag_bytes
         worst = FAILED if bad else worst
-        detail.append(f"{name or '?'} ({addr}): {state}, {secs or 0:.1f}s, {(lag_bytes or 0) / 1e6:.1f} MB behind")
-    return CheckResult("replication lag", worst, f"{len(rows)} standby(s)", detail)
+        # The primary sees a standby's xmin only when it sends one: hot_standby_feedback = on.
+        feedback = "on (it reports an xmin)" if s.xmin is not None else "off (it reports no xmin)"
+        detail.append(f"{s.label}: {s.state}, {secs:.1f}s and {behind / 1e6:.1f} MB ({behind} bytes) behind, "
+                      f"hot_standby_feedback {feedback}")
+    for url in ctx.settings.standby_urls:
+        detail.append(_standby_settings(ctx, url))
+    return CheckResult("replication lag", worst, f"{len(found)} standby(s)", detail)
+
+
+_ON_STANDBY = """
+SELECT pg_is_in_recovery(), current_setting('hot_standby_feedback'), current_setting('max_standby_streaming_delay'),
+       CASE WHEN pg_is_in_recovery() THEN pg_is_wal_replay_paused() END,
+       CASE WHEN pg_is_in_recovery()
+            THEN pg_wal_lsn_diff(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn())::bigint END
+"""
+
+
+def _standby_connection(ctx: _Context, url: str) -> psycopg.Connection[Any]:
+    """The standby, in the primary's database (table oids are the same there, it is a physical copy)."""
+    params = conninfo.conninfo_to_dict(url)
+    params["dbname"] = ctx.database or params.get("dbname")
+    return connect(conninfo.make_conninfo(**params), application_name="pgshift-check")  # type: ignore[arg-type]
+
+
+def _standby_settings(ctx: _Context, url: str) -> str:
+    where = f"standby {mask_password(url)}"
+    try:
+        with _standby_connection(ctx, url) as conn:
+            row = conn.execute(_ON_STANDBY).fetchone()
+    except (PgshiftError, psycopg.Error) as exc:
+        return f"{where} (standby_urls): cannot connect: {mask_password(str(exc))}"
+    assert row is not None
+    recovery, feedback, delay, paused, unreplayed = row
+    if not recovery:
+        return f"{where} (standby_urls) is not a standby: it is not in recovery"
+    return (f"{where}: hot_standby_feedback {feedback}, max_standby_streaming_delay {delay}, replay "
+            f"{'PAUSED' if paused else 'running'}, {unreplayed or 0} bytes received and not yet replayed")
+
+
+def access_exclusive_tables(migrations: list[Migration]) -> dict[str, list[str]]:
+    """Tables (as written) an ACCESS EXCLUSIVE lock of a pending migration's statement is taken on, each with
+    the migrations and lines that take it (an index's lock is on its table: resolved on the server)."""
+    found: dict[str, list[str]] = {}
+    for migration in migrations:
+        for statement in migration.up:
+            for facts in analyse_all(statement.sql):
+                for lock in facts.locks:
+                    if lock.level == "ACCESS EXCLUSIVE" and lock.relation[1]:
+                        where = f"{migration.label} ({statement.where})"
+                        found.setdefault(_qualified(lock.relation), []).append(where)
+    return found
+
+
+# Sessions of the standby holding a lock on the given relations (by oid; an index's lock is on its table).
+_STANDBY_READERS = r"""
+WITH target AS (
+    SELECT t.name, coalesce(i.indrelid, c.oid) AS oid
+    FROM unnest(%s::text[]) t(name) JOIN pg_class c ON c.oid = to_regclass(t.name)
+    LEFT JOIN pg_index i ON i.indexrelid = c.oid)
+SELECT a.pid, t.name, extract(epoch FROM clock_timestamp() - coalesce(a.xact_start, a.query_start))::float8,
+       left(regexp_replace(a.query, '\s+', ' ', 'g'), 80), a.state
+FROM pg_locks l JOIN target t ON t.oid = l.relation
+JOIN pg_stat_activity a ON a.pid = l.pid
+WHERE l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) AND a.pid <> pg_backend_pid()
+GROUP BY 1, 2, 3, 4, 5 ORDER BY 3 DESC
+"""
+
+
+def _replay_outcome(delay: str, delay_ms: int) -> str:
+    if delay_ms < 0:
+        return ("waits for it as long as it runs (max_standby_streaming_delay = -1): replay stops meanwhile and "
+                "every reader of that standby falls behind")
+    if delay_ms == 0:
+        return "cancels it at once (max_standby_streaming_delay = 0)"
+    return (f"waits for it up to max_standby_streaming_delay = {delay} (replay stops meanwhile), then cancels "
+            "it")
+
+
+def check_standby_queries(ctx: _Context) -> CheckResult:
+    """Standby queries the ACCESS EXCLUSIVE lock of a pending migration, replayed there, would cancel or stall."""
+    assert ctx.conn is not None
+    name = "standby queries safe from replayed locks"
+    _load_status(ctx)
+    streaming = standbys(ctx.conn)
+    urls = ctx.settings.standby_urls
+    if not streaming and not urls:
+        return CheckResult(name, PASSED, "no standbys")
+    tables = access_exclusive_tables(ctx.pending or [])
+    if not tables:
+        return CheckResult(name, PASSED, "no pending ACCESS EXCLUSIVE lock")
+    locked = ", ".join(sorted(tables))
+    if not urls:
+        return CheckResult(name, WARNING, f"{len(streaming)} standby(s) not inspectable", [
+            f"pending migrations take ACCESS EXCLUSIVE locks on {locked}; each is replayed on the standbys, where it "
+            "cancels or waits for their queries on those tables (max_standby_streaming_delay)",
+            "set standby_urls to the standbys' connection URLs to check their queries and settings"])
+    warnings, detail = [], []
+    for url in urls:
+        where = f"standby {mask_password(url)}"
+        try:
+            with _standby_connection(ctx, url) as conn:
+                delay = str(conn.execute("SELECT current_setting('max_standby_streaming_delay')").fetchone()[0])  # type: ignore[index]
+                delay_ms = int(conn.execute(  # type: ignore[index]
+                    "SELECT setting::int FROM pg_settings WHERE name = 'max_standby_streaming_delay'").fetchone()[0])
+                readers = conn.execute(_STANDBY_READERS, (sorted(tables),)).fetchall()
+        except (PgshiftError, psycopg.Error) as exc:
+            warnings.append(f"{where}: cannot check its queries: {mask_password(str(exc))}")
+            continue
+        detail.append(f"{where}: {len(readers)} session(s) on {locked}, max_standby_streaming_delay {delay}")
+        for pid, table, secs, query, state in readers:
+            takers = "; ".join(tables[table])
+            warnings.append(
+                f"{where}: pid {pid} ({state}, {secs:.0f}s) holds a lock on {table}: {query!r}. Replaying the "
+                f"ACCESS EXCLUSIVE lock of {takers} there {_replay_outcome(delay, delay_ms)}")
+    if warnings:
+        return CheckResult(name, WARNING, f"{len(warnings)} at risk", warnings + detail)
+    return CheckResult(name, PASSED, f"no standby session on {locked}", detail)
 
 
 def check_invalid_indexes(ctx: _Context) -> CheckResult:
@@ -371,7 +482,7 @@ def check_git(ctx: _Context) -> CheckResult:
 
 _DB_CHECKS: list[Callable[[_Context], CheckResult]] = [
     check_server_version, check_backup, check_running_dump, check_pending, check_edited, check_lint,
-    check_disk, check_sessions, check_replication, check_invalid_indexes,
+    check_disk, check_sessions, check_replication, check_standby_queries, check_invalid_indexes,
 ]
 _OTHER_CHECKS: list[Callable[[_Context], CheckResult]] = [check_app_version, check_health, check_git]
 
