@@ -8,14 +8,18 @@ import json
 import re
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
 from psycopg import sql
 
-from pgshift.config import Settings
+from pgshift.config import BackupSettings, Settings
 from pgshift.db.standbys import Standby, standbys
+from pgshift.rehearsal.clone import Clone, make_clone
+from pgshift.safety.backup import take_backup
 from pgshift.safety.checks import run_checks
+from pgshift.safety.restore import RestoreReport, _swap, restore_database
 from tests.helpers import run_pgshift, start_pgshift, write_migration
 from tests.standby import Replicated, until
 
@@ -177,3 +181,84 @@ def test_check_has_nothing_to_warn_without_a_pending_access_exclusive_lock(
 def _standbys(url: str) -> list[Standby]:
     with psycopg.connect(url, autocommit=True) as conn:
         return standbys(conn)
+
+
+def _wal_position(rep: Replicated) -> int:
+    with psycopg.connect(rep.primary_url(), autocommit=True) as conn:
+        row = conn.execute("SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), '0/0')::bigint").fetchone()
+        assert row is not None
+        return int(row[0])
+
+
+def _wal_of(rep: Replicated, action: Callable[[], object]) -> int:
+    before = _wal_position(rep)
+    action()
+    return _wal_position(rep) - before
+
+
+def test_wal_volume_of_a_rehearsal_clone_and_a_restore_swap(tmp_path: Path, replicated: Replicated,
+                                                           replicated_db: str) -> None:
+    """The figures of docs/scale.md, "Standbys": every byte of WAL is shipped to and replayed by each
+    standby. Printed (run with -s to see them) and held to their order of magnitude."""
+    url = replicated.primary_url(replicated_db)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE accounts (id int PRIMARY KEY, owner text NOT NULL, note text)")
+        conn.execute("INSERT INTO accounts SELECT g, 'owner ' || g, repeat('n', 200) FROM generate_series(1, 40000) g")
+        size = int(conn.execute("SELECT pg_database_size(current_database())").fetchone()[0])  # type: ignore[index]
+    replicated.wait_replayed()
+    admin = replicated.primary_url()
+    figures: dict[str, int] = {}
+    clones: list[str] = []
+
+    def clone(strategy: str) -> None:
+        name = f"{replicated_db}_{strategy.lower()}"
+        clones.append(name)
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {} STRATEGY {}").format(
+                sql.Identifier(name), sql.Identifier(replicated_db), sql.SQL(strategy)))
+
+    settings = Settings(database_url=url, base_dir=tmp_path,
+                        backup=BackupSettings(directory=str(tmp_path / "backups"),
+                                              pg_bindir=str(replicated.primary.bindir)))
+    try:
+        made: list[Clone] = []
+        figures["rehearsal clone (CREATE DATABASE ... STRATEGY FILE_COPY)"] = _wal_of(
+            replicated, lambda: made.append(make_clone(url)))
+        assert made[0].method == "template-file-copy"
+        clones.append(made[0].name)
+        figures["CREATE DATABASE ... STRATEGY WAL_LOG (PostgreSQL 15's default)"] = _wal_of(
+            replicated, lambda: clone("WAL_LOG"))
+        with psycopg.connect(url):  # a session on the source: rehearsal copies it with pg_dump | pg_restore
+            figures["rehearsal clone by pg_dump | pg_restore (the source had sessions)"] = _wal_of(
+                replicated, lambda: made.append(make_clone(url)))
+        assert made[1].method == "pg_dump"
+        clones.append(made[1].name)
+        backup = take_backup(settings, url).backup
+        reports: list[RestoreReport] = []
+        figures["restore: verify, restore beside the live database, swap"] = _wal_of(
+            replicated, lambda: reports.append(restore_database(settings, backup.path, url)))
+        assert reports[0].ok and reports[0].kept_as
+        clones.append(reports[0].kept_as)
+        live, fresh, kept = (f"{replicated_db}_{suffix}" for suffix in ("live", "fresh", "kept"))
+        clones += [live, kept]
+        with psycopg.connect(admin, autocommit=True) as conn:
+            for name in (live, fresh):
+                conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(name)))
+        figures["restore's swap alone (two ALTER DATABASE ... RENAME)"] = _wal_of(
+            replicated, lambda: _swap(admin, live, fresh, kept, settings))
+        replicated.wait_replayed()
+        # The standby has every copy, whole: the file copy is replayed as a copy of its own template.
+        assert _on_standby(replicated, made[0].name, "SELECT count(*) FROM accounts") == 40_000
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            for name in clones:
+                conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    print(f"\nWAL written on a primary with one streaming standby, database of {size / 1e6:.1f} MB "
+          "(full_page_writes = off in the test cluster):")
+    for what, wal in figures.items():
+        print(f"  {what}: {wal / 1e6:.2f} MB ({wal} bytes) of WAL, {wal / size:.2f}x the database")
+    assert figures["rehearsal clone (CREATE DATABASE ... STRATEGY FILE_COPY)"] < size / 50
+    assert figures["CREATE DATABASE ... STRATEGY WAL_LOG (PostgreSQL 15's default)"] > size * 0.5
+    assert figures["rehearsal clone by pg_dump | pg_restore (the source had sessions)"] > size * 0.5
+    assert figures["restore: verify, restore beside the live database, swap"] > size * 0.5
+    assert figures["restore's swap alone (two ALTER DATABASE ... RENAME)"] < 64 * 1024
