@@ -262,3 +262,25 @@ def test_wal_volume_of_a_rehearsal_clone_and_a_restore_swap(tmp_path: Path, repl
     assert figures["rehearsal clone by pg_dump | pg_restore (the source had sessions)"] > size * 0.5
     assert figures["restore: verify, restore beside the live database, swap"] > size * 0.5
     assert figures["restore's swap alone (two ALTER DATABASE ... RENAME)"] < 64 * 1024
+
+
+def test_check_reads_the_locks_of_an_operations_migrations_expand_steps(
+        tmp_path: Path, replicated: Replicated, replicated_db: str) -> None:
+    url = replicated.primary_url(replicated_db)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE accounts (id int PRIMARY KEY, email text)")
+    (tmp_path / "migrations").mkdir()
+    (tmp_path / "migrations" / "001_flag.ops.yaml").write_text(
+        "schema: public\noperations:\n  - add_column:\n      table: accounts\n"
+        "      column: {name: flag, type: int, default: '0', nullable: false}\n      up: \"0\"\n")
+    replicated.wait_replayed()
+    with psycopg.connect(replicated.standby_url(replicated_db)) as reader:
+        reader.execute("SELECT count(*) FROM accounts")  # idle in transaction, holding its lock
+        results = {r.name: r for r in run_checks(Settings(
+            database_url=url, base_dir=tmp_path, migrations_dir="migrations",
+            standby_urls=[replicated.standby_url()])).results}
+    risky = results["standby queries safe from replayed locks"]
+    assert risky.status == "warning", risky
+    assert re.search(r"pid \d+ \(idle in transaction, \d+s\) holds a lock on public.accounts: 'SELECT count\(\*\) "
+                     r"FROM accounts'\. Replaying the ACCESS EXCLUSIVE lock of 001 flag \(expand step '[^']+'\)",
+                     " ".join(risky.detail)), risky.detail

@@ -347,18 +347,44 @@ def _standby_settings(ctx: _Context, url: str) -> str:
             f"{'PAUSED' if paused else 'running'}, {unreplayed or 0} bytes received and not yet replayed")
 
 
-def access_exclusive_tables(migrations: list[Migration]) -> dict[str, list[str]]:
+def access_exclusive_tables(migrations: list[Migration],
+                            conn: psycopg.Connection[Any] | None = None) -> dict[str, list[str]]:
     """Tables (as written) an ACCESS EXCLUSIVE lock of a pending migration's statement is taken on, each with
-    the migrations and lines that take it (an index's lock is on its table: resolved on the server)."""
+    the migrations and lines that take it (an index's lock is on its table: resolved on the server). With
+    ``conn``, an operations migration's expand steps too, planned from the live catalog as expand would."""
     found: dict[str, list[str]] = {}
+
+    def add(text: str, where: str) -> None:
+        for facts in analyse_all(text):
+            for lock in facts.locks:
+                if lock.level == "ACCESS EXCLUSIVE" and lock.relation[1]:
+                    found.setdefault(_qualified(lock.relation), []).append(where)
+
     for migration in migrations:
         for statement in migration.up:
-            for facts in analyse_all(statement.sql):
-                for lock in facts.locks:
-                    if lock.level == "ACCESS EXCLUSIVE" and lock.relation[1]:
-                        where = f"{migration.label} ({statement.where})"
-                        found.setdefault(_qualified(lock.relation), []).append(where)
+            add(statement.sql, f"{migration.label} ({statement.where})")
+        if migration.ops is not None and conn is not None:
+            for label, text in _expand_statements(conn, migration):
+                add(text, f"{migration.label} (expand step '{label}')")
     return found
+
+
+def _expand_statements(conn: psycopg.Connection[Any], migration: Migration) -> list[tuple[str, str]]:
+    """(step label, SQL) of an operations migration's expand; none when it cannot be planned yet (its
+    table is created by an earlier pending migration)."""
+    from pgshift.ops.model import OpsFile  # only an operations migration needs the planner loaded
+    from pgshift.ops.plan import capture, plan_phases
+
+    if not isinstance(migration.ops, OpsFile):
+        return []
+    try:
+        with conn.transaction():
+            conn.execute("SET TRANSACTION READ ONLY")
+            captured = capture(conn, migration.ops)
+        steps = plan_phases(migration.ops, migration.version, captured).expand
+        return [(step.label, statement.as_string(conn)) for step in steps for statement in step.statements]
+    except (PgshiftError, psycopg.Error):
+        return []
 
 
 # Sessions of the standby holding a lock on the given relations (by oid; an index's lock is on its table).
@@ -395,7 +421,7 @@ def check_standby_queries(ctx: _Context) -> CheckResult:
     urls = ctx.settings.standby_urls
     if not streaming and not urls:
         return CheckResult(name, PASSED, "no standbys")
-    tables = access_exclusive_tables(ctx.pending or [])
+    tables = access_exclusive_tables(ctx.pending or [], ctx.conn)
     if not tables:
         return CheckResult(name, PASSED, "no pending ACCESS EXCLUSIVE lock")
     locked = ", ".join(sorted(tables))
