@@ -66,6 +66,8 @@ _export("pgshift.rehearsal.workload", workload_error_text="error_text")
 # a local server, the demo
 _export("pgshift.embedded", "EmbeddedCluster")
 _export("pgshift.demo", "run_demo")
+# streaming standbys: who streams from the server, waiting until they replayed (migrate.wait_for_standbys)
+_export("pgshift.db.standbys", "Standby", "StandbysNotReplayed", "standbys", "wait_for_replay")
 # monitoring
 _export("pgshift.watch", "WatchBreached", "WatchReport", "Watcher", "watch_flags", WatchSample="Sample",
         watch_json_line="json_line")
@@ -73,6 +75,7 @@ _export("pgshift.watch", "WatchBreached", "WatchReport", "Watcher", "watch_flags
 if TYPE_CHECKING:  # the same names, for type checkers (kept in step with _EXPORTS by tests/unit/test_architecture.py)
     from pgshift.db.connect import mask_password
     from pgshift.db.session import deploy_session, load, open_connection
+    from pgshift.db.standbys import Standby, StandbysNotReplayed, standbys, wait_for_replay
     from pgshift.demo import run_demo
     from pgshift.deploy import (
         CONFIG_TEMPLATE,
@@ -150,14 +153,15 @@ __all__ = [
     "EmbeddedCluster", "Finding", "FixResult", "Incomplete", "InitReport", "Interruption", "LintOptions",
     "LintOutcome", "LintReport", "MigrateChecks", "MigrateReport", "Migration", "MigrationStatus", "Notify",
     "PgshiftError", "PhaseResult", "RehearsalOptions", "RehearsalReport", "RestoreReport", "RollbackReport",
-    "StatementObserver", "StatusReport", "StepResult", "TableRestoreReport", "Thresholds", "ValidateReport",
+    "Standby", "StandbysNotReplayed", "StatementObserver", "StatusReport", "StepResult", "TableRestoreReport",
+    "Thresholds", "ValidateReport",
     "VerifyReport", "WatchBreached", "WatchReport", "WatchSample", "Watcher",
     "abort", "adopt", "backfill", "backfill_options", "backfill_progress_json", "backfill_spec",
     "backup", "baseline", "check", "contract", "deploy_session", "file_warnings", "history_events", "init",
     "latest_backup", "lint", "lint_fix", "list_backups", "load", "mask_password", "migrate", "new",
     "open_connection", "refuse_unusable", "rehearse", "render_html", "render_lint", "require_pass", "resolve_backup",
-    "restore_database", "restore_table", "rollback", "run_demo", "status", "to_json", "validate", "verify_backup",
-    "watch_flags", "watch_json_line", "workload_error_text",
+    "restore_database", "restore_table", "rollback", "run_demo", "standbys", "status", "to_json", "validate",
+    "verify_backup", "wait_for_replay", "watch_flags", "watch_json_line", "workload_error_text",
 ]
 
 
