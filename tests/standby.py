@@ -10,7 +10,7 @@ from __future__ import annotations
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +50,24 @@ class Replicated:
                 yield resume
             finally:
                 resume()
+
+    @contextmanager
+    def standby_settings(self, **values: str) -> Iterator[None]:
+        """These settings on the standby itself (ALTER SYSTEM there, reloaded) until the block ends."""
+        self._set(values)
+        try:
+            yield
+        finally:
+            self._set({key: None for key in values})
+
+    def _set(self, values: Mapping[str, str | None]) -> None:
+        with psycopg.connect(self.standby_url(), autocommit=True) as conn:
+            for key, value in values.items():
+                conn.execute(sql.SQL("ALTER SYSTEM RESET {}").format(sql.Identifier(key)) if value is None else
+                             sql.SQL("ALTER SYSTEM SET {} = {}").format(sql.Identifier(key), sql.Literal(value)))
+            conn.execute("SELECT pg_reload_conf()")
+            until(lambda: all(value is None or conn.execute("SELECT current_setting(%s)", (key,)).fetchone()
+                              == (value,) for key, value in values.items()), 10)
 
     def wait_replayed(self, timeout: float = 30.0) -> None:
         """Until the standby has replayed everything the primary has written so far."""

@@ -92,19 +92,6 @@ def test_the_standby_settings_are_validated_naming_the_key(tmp_path: Path) -> No
         assert re.search(message, " ".join(result.stderr.split())), (text, result.stderr)
 
 
-def _standby_setting(rep: Replicated, **values: str) -> None:
-    """ALTER SYSTEM on the standby itself (its own postgresql.auto.conf), then a reload."""
-    with psycopg.connect(rep.standby_url(), autocommit=True) as conn:
-        for key, value in values.items():
-            if value == "DEFAULT":
-                conn.execute(sql.SQL("ALTER SYSTEM RESET {}").format(sql.Identifier(key)))
-            else:
-                conn.execute(sql.SQL("ALTER SYSTEM SET {} = {}").format(sql.Identifier(key), sql.Literal(value)))
-        conn.execute("SELECT pg_reload_conf()")
-        until(lambda: all(value == "DEFAULT" or conn.execute("SELECT current_setting(%s)", (key,)).fetchone()
-                          == (value,) for key, value in values.items()), 10)
-
-
 def test_check_reports_each_standby_and_the_long_query_a_replayed_lock_would_cancel(
         tmp_path: Path, replicated: Replicated, replicated_db: str) -> None:
     url = replicated.primary_url(replicated_db)
@@ -116,7 +103,12 @@ def test_check_reports_each_standby_and_the_long_query_a_replayed_lock_would_can
     replicated.wait_replayed()
     settings = Settings(database_url=url, base_dir=tmp_path, migrations_dir="migrations",
                         standby_urls=[replicated.standby_url()])
-    _standby_setting(replicated, hot_standby_feedback="on", max_standby_streaming_delay="2s")
+    with replicated.standby_settings(hot_standby_feedback="on", max_standby_streaming_delay="2s"):
+        _long_query_cancelled_by_a_replayed_lock(tmp_path, replicated, replicated_db, url, settings)
+
+
+def _long_query_cancelled_by_a_replayed_lock(tmp_path: Path, replicated: Replicated, replicated_db: str, url: str,
+                                             settings: Settings) -> None:
     reader = psycopg.connect(replicated.standby_url(replicated_db), autocommit=True)
     outcome: list[BaseException | None] = []
 
@@ -162,7 +154,6 @@ def test_check_reports_each_standby_and_the_long_query_a_replayed_lock_would_can
         assert "conflict with recovery" in str(outcome[0])
     finally:
         reader.close()
-        _standby_setting(replicated, hot_standby_feedback="DEFAULT", max_standby_streaming_delay="DEFAULT")
 
 
 def test_check_has_nothing_to_warn_without_a_pending_access_exclusive_lock(
