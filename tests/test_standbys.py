@@ -16,6 +16,7 @@ from psycopg import sql
 
 from pgshift.config import BackupSettings, Settings
 from pgshift.db.standbys import Standby, standbys
+from pgshift.embedded import free_port
 from pgshift.rehearsal.clone import Clone, make_clone
 from pgshift.safety.backup import take_backup
 from pgshift.safety.checks import run_checks
@@ -275,3 +276,29 @@ def test_check_reads_the_locks_of_an_operations_migrations_expand_steps(
     assert re.search(r"pid \d+ \(idle in transaction, \d+s\) holds a lock on public.accounts: 'SELECT count\(\*\) "
                      r"FROM accounts'\. Replaying the ACCESS EXCLUSIVE lock of 001 flag \(expand step '[^']+'\)",
                      " ".join(risky.detail)), risky.detail
+
+
+def test_check_warns_of_a_standby_url_that_is_no_standby_or_cannot_be_reached(
+        tmp_path: Path, replicated: Replicated, replicated_db: str) -> None:
+    url = replicated.primary_url(replicated_db)
+    unreachable = f"postgresql://nobody:secret@127.0.0.1:{free_port()}/x?connect_timeout=2"
+    with replicated.paused_replay():
+        results = {r.name: r for r in run_checks(Settings(
+            database_url=url, base_dir=tmp_path, standby_urls=[replicated.standby_url(), url, unreachable])).results}
+    lag = results["replication lag"]
+    shown = "\n".join(lag.detail)
+    assert lag.status == "warning", lag
+    assert re.search(r"standby \S+: hot_standby_feedback off, max_standby_streaming_delay 30s, replay PAUSED "
+                     r"\(pg_wal_replay_resume\(\) resumes it\)", shown), shown
+    assert f"standby {url} (standby_urls) is not a standby: it is not in recovery" in shown
+    assert "(standby_urls): cannot connect:" in shown and "secret" not in shown and "nobody:***@" in shown
+
+
+def test_check_fails_when_the_configured_standbys_do_not_stream_from_the_server(
+        tmp_path: Path, replicated: Replicated, db_url: str) -> None:
+    """The test cluster has no standby: the one standby_urls names streams from another server."""
+    results = {r.name: r for r in run_checks(Settings(database_url=db_url, base_dir=tmp_path,
+                                                      standby_urls=[replicated.standby_url()])).results}
+    lag = results["replication lag"]
+    assert lag.status == "failed" and lag.value == "0 standby(s)", lag
+    assert "standby_urls names 1 standby(s), but none streams from this server now" in lag.detail

@@ -300,7 +300,8 @@ def check_sessions(ctx: _Context) -> CheckResult:
 def check_replication(ctx: _Context) -> CheckResult:
     assert ctx.conn is not None
     found = standbys(ctx.conn)
-    if not found:
+    urls = ctx.settings.standby_urls
+    if not found and not urls:
         return CheckResult("replication lag", PASSED, "no standbys")
     t = ctx.thresholds
     detail, worst = [], PASSED
@@ -312,8 +313,13 @@ def check_replication(ctx: _Context) -> CheckResult:
         feedback = "on (it reports an xmin)" if s.xmin is not None else "off (it reports no xmin)"
         detail.append(f"{s.label}: {s.state}, {secs:.1f}s and {behind / 1e6:.1f} MB ({behind} bytes) behind, "
                       f"hot_standby_feedback {feedback}")
-    for url in ctx.settings.standby_urls:
-        detail.append(_standby_settings(ctx, url))
+    if urls and not found:
+        worst = FAILED
+        detail.append(f"standby_urls names {len(urls)} standby(s), but none streams from this server now")
+    for url in urls:
+        line, fine = _standby_settings(ctx, url)
+        detail.append(line)
+        worst = worst if fine or worst == FAILED else WARNING
     return CheckResult("replication lag", worst, f"{len(found)} standby(s)", detail)
 
 
@@ -332,19 +338,21 @@ def _standby_connection(ctx: _Context, url: str) -> psycopg.Connection[Any]:
     return connect(conninfo.make_conninfo(**params), application_name="pgshift-check")  # type: ignore[arg-type]
 
 
-def _standby_settings(ctx: _Context, url: str) -> str:
+def _standby_settings(ctx: _Context, url: str) -> tuple[str, bool]:
+    """What the standby at ``url`` says of itself, and whether that is fine (reachable, a standby, replaying)."""
     where = f"standby {mask_password(url)}"
     try:
         with _standby_connection(ctx, url) as conn:
             row = conn.execute(_ON_STANDBY).fetchone()
     except (PgshiftError, psycopg.Error) as exc:
-        return f"{where} (standby_urls): cannot connect: {mask_password(str(exc))}"
+        return f"{where} (standby_urls): cannot connect: {mask_password(str(exc))}", False
     assert row is not None
     recovery, feedback, delay, paused, unreplayed = row
     if not recovery:
-        return f"{where} (standby_urls) is not a standby: it is not in recovery"
+        return f"{where} (standby_urls) is not a standby: it is not in recovery", False
     return (f"{where}: hot_standby_feedback {feedback}, max_standby_streaming_delay {delay}, replay "
-            f"{'PAUSED' if paused else 'running'}, {unreplayed or 0} bytes received and not yet replayed")
+            f"{'PAUSED (pg_wal_replay_resume() resumes it)' if paused else 'running'}, {unreplayed or 0} bytes "
+            "received and not yet replayed"), not paused
 
 
 def access_exclusive_tables(migrations: list[Migration],
