@@ -17,7 +17,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from psycopg import sql
+from psycopg import conninfo, sql
 
 from pgshift.embedded import EmbeddedCluster
 
@@ -68,6 +68,22 @@ class Replicated:
             conn.execute("SELECT pg_reload_conf()")
             until(lambda: all(value is None or conn.execute("SELECT current_setting(%s)", (key,)).fetchone()
                               == (value,) for key, value in values.items()), 10)
+
+    @contextmanager
+    def plain_role(self, dbname: str) -> Iterator[str]:
+        """A role without superuser or pg_monitor that owns ``dbname`` (and may create in it); its URL."""
+        role = f"plain_{uuid.uuid4().hex[:8]}"
+        with psycopg.connect(self.primary_url(), autocommit=True) as conn:
+            conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(role)))
+            conn.execute(sql.SQL("ALTER DATABASE {} OWNER TO {}").format(sql.Identifier(dbname), sql.Identifier(role)))
+        with psycopg.connect(self.primary_url(dbname), autocommit=True) as conn:
+            conn.execute(sql.SQL("ALTER SCHEMA public OWNER TO {}").format(sql.Identifier(role)))
+        try:
+            yield conninfo.make_conninfo(self.primary_url(dbname), user=role)
+        finally:
+            with psycopg.connect(self.primary_url(), autocommit=True) as conn:
+                conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(dbname)))
+                conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
 
     def wait_replayed(self, timeout: float = 30.0) -> None:
         """Until the standby has replayed everything the primary has written so far."""

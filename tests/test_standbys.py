@@ -302,3 +302,28 @@ def test_check_fails_when_the_configured_standbys_do_not_stream_from_the_server(
     lag = results["replication lag"]
     assert lag.status == "failed" and lag.value == "0 standby(s)", lag
     assert "standby_urls names 1 standby(s), but none streams from this server now" in lag.detail
+
+
+def test_waiting_for_standbys_is_refused_when_the_role_cannot_see_them(tmp_path: Path, replicated: Replicated,
+                                                                      replicated_db: str) -> None:
+    (tmp_path / "pgshift.toml").write_text('migrations_dir = "migrations"\n[migrate]\nwait_for_standbys = "30s"\n')
+    write_migration(tmp_path / "migrations", "001", "accounts", "CREATE TABLE accounts (id int PRIMARY KEY);",
+                    "DROP TABLE accounts;")
+    with replicated.plain_role(replicated_db) as url:
+        started = time.monotonic()
+        result = run_pgshift(["migrate"], cwd=tmp_path, url=url)
+        assert time.monotonic() - started < 25  # refused at once, not after the wait
+        assert result.returncode == 33, result.stdout + result.stderr
+        message = " ".join(result.stderr.split())
+        assert re.search(r"migrate.wait_for_standbys = 30s asks to wait until every standby replayed the migrations, "
+                         r"but the role plain_\w+ cannot see the standbys' positions", message), message
+        assert "GRANT pg_monitor TO plain_" in message
+
+
+def test_check_says_when_the_role_cannot_see_the_standbys(tmp_path: Path, replicated: Replicated,
+                                                          replicated_db: str) -> None:
+    with replicated.plain_role(replicated_db) as url:
+        lag = {r.name: r for r in run_checks(Settings(database_url=url, base_dir=tmp_path)).results}["replication lag"]
+    assert lag.status == "warning", lag
+    assert re.search(r"the role plain_\w+ lacks pg_read_all_stats .* the figures above are not measured",
+                     " ".join(lag.detail)), lag.detail

@@ -456,6 +456,23 @@ def test_the_default_lag_query_reads_a_caught_up_standby_as_not_behind(replicate
             until(lambda: caught_up() and seen[-1][2] == 0.0, 1.0)
 
 
+def test_a_byte_limit_is_refused_when_the_role_cannot_see_the_standbys(tmp_path: Path, replicated: Replicated,
+                                                                       replicated_db: str) -> None:
+    """Without pg_read_all_stats every standby would look 0 bytes behind and the backfill would never pause."""
+    with replicated.plain_role(replicated_db) as url:
+        with psycopg.connect(url, autocommit=True) as conn:
+            _trades(conn, 100)
+        result = run_pgshift(["backfill", "--table", "trades", "--set", "hits = 1", "--max-lag-bytes", "1MB"],
+                             cwd=tmp_path, url=url)
+        assert result.returncode == 21, result.stderr
+        message = " ".join(result.stderr.split())
+        assert re.search(r"the role plain_\w+ cannot see the standbys' positions: pg_stat_replication shows them only "
+                         r"to roles with pg_read_all_stats\. No row was changed by this run\.", message), message
+        assert "GRANT pg_monitor TO plain_" in message
+        with psycopg.connect(url) as conn:
+            assert conn.execute("SELECT count(*) FROM trades WHERE hits = 1").fetchone() == (0,)
+
+
 def test_the_expand_backfill_pauses_for_a_paused_standby(tmp_path: Path, replicated: Replicated,
                                                         replicated_db: str) -> None:
     """The expand backfill of an .ops migration, with `[backfill] max_lag_bytes` in pgshift.toml."""

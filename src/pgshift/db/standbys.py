@@ -60,6 +60,13 @@ def standbys(conn: psycopg.Connection[Any]) -> list[Standby]:
             for r in conn.execute(_STANDBYS).fetchall()]
 
 
+def positions_hidden(conn: psycopg.Connection[Any]) -> str | None:
+    """The role, when it cannot see the standbys' positions: pg_stat_replication shows other roles'
+    walsenders with NULL positions and lags unless the role has pg_read_all_stats (pg_monitor has it)."""
+    row = conn.execute("SELECT pg_has_role('pg_read_all_stats', 'USAGE'), current_user::text").fetchone()
+    return None if row is None or row[0] else str(row[1])
+
+
 # The end of everything written so far, as a byte position. pg_current_wal_lsn() may stop short of a
 # commit made with synchronous_commit = off, so the insert position; where that is just past a page
 # header (nothing written on the new page yet), the last record ended at the page boundary.
@@ -88,6 +95,14 @@ def wait_for_replay(conn: psycopg.Connection[Any], timeout_s: float, *, what: st
     """Wait until every standby streaming from this server has replayed all WAL written so far (``what``
     names it in messages); the standbys' labels. Raises :class:`StandbysNotReplayed` naming each one
     still behind at ``timeout_s``."""
+    role = positions_hidden(conn)
+    if role is not None:
+        raise StandbysNotReplayed(
+            f"{setting.format(limit or f'{timeout_s:g}s')} asks to wait until every standby replayed {what}, but the "
+            f"role {role} cannot see the standbys' positions (pg_stat_replication shows them only to roles with "
+            "pg_read_all_stats). What was applied stays applied and is recorded in the ledger.",
+            hint=f"GRANT pg_monitor TO {role} (as a superuser or the service's admin role), then run `pgshift "
+            "migrate` again (with nothing pending it only waits for the standbys); or turn the setting off.")
     row = conn.execute(_TARGET).fetchone()
     target = int(row[0]) if row else 0
     deadline = time.monotonic() + timeout_s

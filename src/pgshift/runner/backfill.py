@@ -31,6 +31,7 @@ import psycopg
 from psycopg import errors as pgerrors
 from psycopg import sql
 
+from pgshift.db.standbys import positions_hidden
 from pgshift.errors import MigrationFailed, server_error_text
 from pgshift.ops.names import qualified
 from pgshift.runner.retry import RetryPolicy
@@ -313,6 +314,7 @@ class Backfiller:
         self._locked_at: float | None = None  # when the running batch's UPDATE started
         self._waiters: tuple[int, float] = (0, 0.0)  # the last batch's waiting sessions, longest wait (ms)
         self._calm = 0  # batches to go before the size may grow again after waiters were seen
+        self._positions_hidden: bool | None = None  # whether the role cannot see the standbys' positions
         self.retry = RetryPolicy(attempts=self.options.lock_retries, initial_ms=100, max_ms=2_000)
 
     # -- public ----------------------------------------------------------------------------
@@ -555,6 +557,16 @@ class Backfiller:
     def _lag_bytes(self) -> tuple[int | None, str | None]:
         """WAL bytes the furthest standby has not replayed, and its name; (None, None) without standbys."""
         with self.conn.transaction():
+            if self._positions_hidden is None:
+                role = positions_hidden(self.conn)
+                self._positions_hidden = role is not None
+                if role is not None:  # it would see every standby as 0 bytes behind, and never pause
+                    raise BackfillError(
+                        f"A pause for standby lag in bytes is asked (--max-lag-bytes or backfill.max_lag_bytes), "
+                        f"but the role {role} cannot see the standbys' positions: pg_stat_replication shows them "
+                        "only to roles with pg_read_all_stats. No row was changed by this run.",
+                        hint=f"GRANT pg_monitor TO {role} (as a superuser or the service's admin role), or run "
+                        "without the byte limit (--max-lag-bytes off).")
             row = self.conn.execute(LAG_BYTES_QUERY).fetchone()
         return (int(row[0]), str(row[1])) if row and row[0] is not None else (None, None)
 

@@ -23,7 +23,7 @@ from psycopg import conninfo
 from pgshift.config import Settings, duration_ms
 from pgshift.db.connect import connect, mask_password, require_url
 from pgshift.db.sizes import table_bytes
-from pgshift.db.standbys import standbys
+from pgshift.db.standbys import positions_hidden, standbys
 from pgshift.errors import PgshiftError
 from pgshift.migrations.analysis import TableName, analyse_all, changed_tables
 from pgshift.migrations.model import Migration
@@ -305,14 +305,20 @@ def check_replication(ctx: _Context) -> CheckResult:
         return CheckResult("replication lag", PASSED, "no standbys")
     t = ctx.thresholds
     detail, worst = [], PASSED
+    hidden = positions_hidden(ctx.conn) if found else None
     for s in found:
         secs, behind = s.lag_s or 0.0, s.lag_bytes or 0
-        bad = s.state != "streaming" or secs > t.max_lag_s or behind > t.max_lag_bytes
+        bad = hidden is None and (s.state != "streaming" or secs > t.max_lag_s or behind > t.max_lag_bytes)
         worst = FAILED if bad else worst
         # The primary sees a standby's xmin only when it sends one: hot_standby_feedback = on.
         feedback = "on (it reports an xmin)" if s.xmin is not None else "off (it reports no xmin)"
         detail.append(f"{s.label}: {s.state}, {secs:.1f}s and {behind / 1e6:.1f} MB ({behind} bytes) behind, "
                       f"hot_standby_feedback {feedback}")
+    if hidden is not None:
+        worst = WARNING
+        detail.append(f"the role {hidden} lacks pg_read_all_stats (part of pg_monitor), so the standbys' state, "
+                      "positions, lags and xmin are hidden from it: the figures above are not measured; GRANT "
+                      "pg_monitor to it")
     if urls and not found:
         worst = FAILED
         detail.append(f"standby_urls names {len(urls)} standby(s), but none streams from this server now")
