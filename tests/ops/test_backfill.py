@@ -471,6 +471,11 @@ def test_a_byte_limit_is_refused_when_the_role_cannot_see_the_standbys(tmp_path:
         assert "GRANT pg_monitor TO plain_" in message
         with psycopg.connect(url) as conn:
             assert conn.execute("SELECT count(*) FROM trades WHERE hits = 1").fetchone() == (0,)
+        # The time limit (on by default) cannot see them either: said once, and the backfill runs.
+        result = run_pgshift(["backfill", "--table", "trades", "--set", "hits = 1"], cwd=tmp_path, url=url)
+        assert result.returncode == 0, result.stderr
+        assert re.search(r"warning: the role plain_\w+ cannot see the standbys' lag .* so --max-lag cannot pause this "
+                         r"backfill; GRANT pg_monitor to it", " ".join(result.stderr.split())), result.stderr
 
 
 def test_the_expand_backfill_pauses_for_a_paused_standby(tmp_path: Path, replicated: Replicated,

@@ -314,7 +314,8 @@ class Backfiller:
         self._locked_at: float | None = None  # when the running batch's UPDATE started
         self._waiters: tuple[int, float] = (0, 0.0)  # the last batch's waiting sessions, longest wait (ms)
         self._calm = 0  # batches to go before the size may grow again after waiters were seen
-        self._positions_hidden: bool | None = None  # whether the role cannot see the standbys' positions
+        self._positions_hidden: bool | None = None  # whether the role cannot see the standbys' lag (checked once)
+        self._bytes_visible = False  # checked before the byte limit is first read
         self.retry = RetryPolicy(attempts=self.options.lock_retries, initial_ms=100, max_ms=2_000)
 
     # -- public ----------------------------------------------------------------------------
@@ -546,6 +547,14 @@ class Backfiller:
             self.sleep(opts.lag_poll_s)
 
     def _lag(self) -> float | None:
+        if self._positions_hidden is None and self.options.lag_query == DEFAULT_LAG_QUERY:
+            with self.conn.transaction():
+                role = positions_hidden(self.conn)
+                streaming = self.conn.execute("SELECT count(*) FROM pg_stat_replication").fetchone()
+            self._positions_hidden = role is not None
+            if role is not None and streaming and streaming[0]:
+                self.notify(f"warning: the role {role} cannot see the standbys' lag (it lacks pg_read_all_stats, "
+                            "part of pg_monitor), so --max-lag cannot pause this backfill; GRANT pg_monitor to it")
         try:
             with self.conn.transaction():
                 row = self.conn.execute(sql.SQL(self.options.lag_query)).fetchone()
@@ -557,9 +566,9 @@ class Backfiller:
     def _lag_bytes(self) -> tuple[int | None, str | None]:
         """WAL bytes the furthest standby has not replayed, and its name; (None, None) without standbys."""
         with self.conn.transaction():
-            if self._positions_hidden is None:
+            if not self._bytes_visible:
                 role = positions_hidden(self.conn)
-                self._positions_hidden = role is not None
+                self._bytes_visible = role is None
                 if role is not None:  # it would see every standby as 0 bytes behind, and never pause
                     raise BackfillError(
                         f"A pause for standby lag in bytes is asked (--max-lag-bytes or backfill.max_lag_bytes), "
