@@ -327,3 +327,13 @@ def test_check_says_when_the_role_cannot_see_the_standbys(tmp_path: Path, replic
     assert lag.status == "warning", lag
     assert re.search(r"the role plain_\w+ lacks pg_read_all_stats .* the figures above are not measured",
                      " ".join(lag.detail)), lag.detail
+
+
+def test_waiting_for_standbys_on_a_server_without_any_says_so(tmp_path: Path, db_url: str) -> None:
+    (tmp_path / "pgshift.toml").write_text('migrations_dir = "migrations"\n[migrate]\nwait_for_standbys = "30s"\n')
+    write_migration(tmp_path / "migrations", "001", "accounts", "CREATE TABLE accounts (id int);",
+                    "DROP TABLE accounts;")
+    result = run_pgshift(["migrate"], cwd=tmp_path, url=db_url)
+    assert result.returncode == 0, result.stderr
+    assert "no standby streams from this server now: nothing to wait for" in result.stderr
+    assert "replayed on every standby" not in result.stdout

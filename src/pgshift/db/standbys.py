@@ -107,8 +107,9 @@ def wait_for_replay(conn: psycopg.Connection[Any], timeout_s: float, *, what: st
     target = int(row[0]) if row else 0
     deadline = time.monotonic() + timeout_s
     everyone = [s.label for s in standbys(conn)]
-    if everyone and notify:
-        notify(f"waiting up to {timeout_s:g}s for {len(everyone)} standby(s) to replay {_lsn(target)}")
+    if notify:
+        notify(f"waiting up to {timeout_s:g}s for {len(everyone)} standby(s) to replay {_lsn(target)}" if everyone
+               else "no standby streams from this server now: nothing to wait for")
     while True:
         behind = conn.execute(_BEHIND, {"target": target}).fetchall()
         if not behind:
