@@ -97,3 +97,7 @@ def db_url(pg_server: PgServer, db_name: str) -> str:
 def conn(db_url: str) -> Iterator[psycopg.Connection[tuple[object, ...]]]:
     with psycopg.connect(db_url, autocommit=True) as connection:
         yield connection
+
+
+# A real streaming standby (module-scoped), for every test that asks for it.
+from tests.standby import replicated, replicated_db  # noqa: E402,F401

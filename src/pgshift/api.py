@@ -74,6 +74,8 @@ _export("pgshift.demo", "run_demo")
 _export("pgshift.rollout", "DeployError", "DeployReport", "RunbookStep", "StepRecord", "deploy", "migrate_watched",
         deploy_plan="plan", render_deploy_html="render_html")
 _export("pgshift.ops.service", "SoakNotOver")
+# streaming standbys: who streams from the server, waiting until they replayed (migrate.wait_for_standbys)
+_export("pgshift.db.standbys", "Standby", "StandbysNotReplayed", "standbys", "wait_for_replay")
 # monitoring
 _export("pgshift.watch", "WatchBreached", "WatchReport", "Watcher", "watch_flags", WatchSample="Sample",
         watch_json_line="json_line")
@@ -81,6 +83,7 @@ _export("pgshift.watch", "WatchBreached", "WatchReport", "Watcher", "watch_flags
 if TYPE_CHECKING:  # the same names, for type checkers (kept in step with _EXPORTS by tests/unit/test_architecture.py)
     from pgshift.db.connect import mask_password
     from pgshift.db.session import deploy_session, load, open_connection
+    from pgshift.db.standbys import Standby, StandbysNotReplayed, standbys, wait_for_replay
     from pgshift.demo import run_demo
     from pgshift.deploy import (
         CONFIG_TEMPLATE,
@@ -176,16 +179,16 @@ __all__ = [
     "FleetOutcome", "FleetReport", "FleetWork", "Incomplete", "InitReport", "Interruption", "LintOptions",
     "LintOutcome", "LintReport", "MigrateChecks", "MigrateReport", "Migration", "MigrationStatus", "Notify",
     "PgshiftError", "PhaseResult", "RehearsalOptions", "RehearsalReport", "RestoreReport", "RollbackReport",
-    "RunbookStep", "SoakNotOver", "StatementObserver", "StatusReport", "StepRecord", "StepResult",
-    "TableRestoreReport", "Target", "TargetResult", "Thresholds", "ValidateReport", "VerifyReport", "WatchBreached",
-    "WatchReport", "WatchSample", "Watcher", "abort", "adopt", "backfill", "backfill_options",
+    "RunbookStep", "SoakNotOver", "Standby", "StandbysNotReplayed", "StatementObserver", "StatusReport", "StepRecord",
+    "StepResult", "TableRestoreReport", "Target", "TargetResult", "Thresholds", "ValidateReport", "VerifyReport",
+    "WatchBreached", "WatchReport", "WatchSample", "Watcher", "abort", "adopt", "backfill", "backfill_options",
     "backfill_progress_json", "backfill_spec", "backup", "baseline", "check", "check_targets", "contract", "deploy",
     "deploy_plan", "deploy_session", "file_warnings", "fleet_rollout", "history_events", "init", "latest_backup",
     "lint", "lint_fix", "list_backups", "load", "mask_password", "migrate", "migrate_targets", "migrate_watched",
     "new", "open_connection", "read_targets", "refuse_unusable", "rehearse", "render_deploy_html", "render_html",
     "render_lint", "require_pass", "resolve_backup", "restore_database", "restore_table", "rollback", "run_demo",
-    "status", "status_targets", "to_json", "validate", "verify_backup",
-    "watch_flags", "watch_json_line", "workload_error_text",
+    "standbys", "status", "status_targets", "to_json", "validate", "verify_backup", "wait_for_replay", "watch_flags",
+    "watch_json_line", "workload_error_text",
 ]
 
 

@@ -102,6 +102,22 @@ class DeploySettings:
 
 
 @dataclass
+class BackfillSettings:
+    """The expand backfill of `.ops` migrations (and the defaults of `pgshift backfill`'s flags):
+    pause while a standby is this far behind. "0" turns a threshold off."""
+
+    max_lag: str = "10s"  # replay lag of any standby, as time
+    max_lag_bytes: str = "0"  # ... as WAL not yet replayed ("64MB"): immediate even while replay is paused
+
+
+@dataclass
+class MigrateSettings:
+    # After `migrate` applied something, wait up to this long until every standby has replayed it
+    # (its WAL position), so an application reading from a standby never sees the old schema. "0": off.
+    wait_for_standbys: str = "0"
+
+
+@dataclass
 class LedgerSettings:
     # Also record every migration pgshift applies or rolls back in this tool's own history table
     # (pgshift.db.mirror), so the tool can keep running beside pgshift.
@@ -151,6 +167,10 @@ class Settings:
     ledger: LedgerSettings = field(default_factory=LedgerSettings)
     deploy: DeploySettings = field(default_factory=DeploySettings)
     targets: TargetsSettings = field(default_factory=TargetsSettings)
+    backfill: BackfillSettings = field(default_factory=BackfillSettings)
+    migrate: MigrateSettings = field(default_factory=MigrateSettings)
+    # Connection URLs of the primary's standbys, for `check` to read their settings and queries.
+    standby_urls: list[str] = field(default_factory=list)
     # Where the settings were read from, for messages and for resolving relative paths.
     source: str = field(default="defaults", compare=False)
     base_dir: Path = field(default_factory=Path.cwd, compare=False)
@@ -224,7 +244,9 @@ _DURATIONS = {
     "lock_timeout", "statement_timeout", "retry_initial_delay", "retry_max_delay", "lock_wait",
     "backup.max_age", "app.health_timeout", "watch.interval", "watch.max_transaction", "watch.max_lag",
     "deploy.app_timeout", "deploy.health_timeout", "deploy.watch", "deploy.soak",
+    "backfill.max_lag", "migrate.wait_for_standbys",
 }
+_SIZES = {"rewrite_guard", "watch.max_lag_bytes", "backfill.max_lag_bytes"}
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]{0,62}$")
 
 
@@ -243,7 +265,7 @@ def _coerce(key: str, expected: Any, value: Any, where: str, *, from_text: bool 
     text = str(expected)
     if key == "targets.canary":
         return _canary(value, where, from_text=from_text)
-    if key in _DURATIONS or key in ("rewrite_guard", "watch.max_lag_bytes"):
+    if key in _DURATIONS or key in _SIZES:
         # A bare number is milliseconds (or bytes), as in PostgreSQL; checked by _validate.
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
             return str(value)
@@ -332,10 +354,12 @@ def _validate(key: str, value: Any, where: str) -> None:
         raise ConfigError(f"history_schema in {where} must be a plain identifier, not {value!r}.")
     if key == "migrate_url":
         _validate_url(key, value, where)
-    if key == "rewrite_guard":
-        parse_size(value, key=f"rewrite_guard in {where}")
-    if key == "watch.max_lag_bytes":
-        parse_size(value, key=f"watch.max_lag_bytes in {where}")
+    if key in _SIZES:
+        parse_size(value, key=f"{key} in {where}")
+    if key == "standby_urls":
+        for url in value:
+            if not url.strip():
+                raise ConfigError(f"standby_urls in {where} must not hold an empty URL.")
     if key == "watch.interval" and duration_ms(value) < 100:
         raise ConfigError(f"watch.interval in {where} must be at least 100ms, not {value!r}.")
     if key == "watch.metric_limits":

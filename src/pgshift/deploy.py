@@ -22,6 +22,7 @@ from pgshift.db.connect import server_major
 from pgshift.db.history import AppliedRow, History
 from pgshift.db.lock import lock_holder, lock_key
 from pgshift.db.session import deploy_session, load, open_connection
+from pgshift.db.standbys import wait_for_replay
 from pgshift.errors import Irreversible, MigrationSourceError, PgshiftError, SqlParseError, ValidationFailed
 from pgshift.migrations.classify import concurrent_index
 from pgshift.migrations.files import broken_link
@@ -375,6 +376,7 @@ class MigrateReport:
     nothing_to_do: bool = False
     waited_for_lock_s: float = 0.0
     warnings: list[str] = field(default_factory=list)  # files that block only their own migration
+    standbys_replayed: list[str] = field(default_factory=list)  # with migrate.wait_for_standbys: who replayed it
 
 
 def _select_pending(plan: Plan, to: str | None) -> list[Migration]:
@@ -428,6 +430,8 @@ def migrate(
         refuse_unusable(plan, todo)
         if not todo:
             report.nothing_to_do = True
+            # Also with nothing pending: rerunning migrate after a timeout waits for the standbys again.
+            report.standbys_replayed = _wait_for_standbys(settings, conn, notify)
             return report
         for migration in todo:  # a file whose own BEGIN / COMMIT cannot run is refused before anything runs
             transaction_blocks(migration, migration.up, server_major(conn))
@@ -448,7 +452,16 @@ def migrate(
             else:
                 report.applied.append(executor.run(migration, "up"))
         mirror(None)
+        report.standbys_replayed = _wait_for_standbys(settings, conn, notify)
     return report
+
+
+def _wait_for_standbys(settings: Settings, conn: psycopg.Connection[Any], notify: Notify | None) -> list[str]:
+    """With migrate.wait_for_standbys set: until every standby has replayed what is applied."""
+    timeout_ms = duration_ms(settings.migrate.wait_for_standbys, key="migrate.wait_for_standbys")
+    if not timeout_ms:
+        return []
+    return wait_for_replay(conn, timeout_ms / 1000, limit=settings.migrate.wait_for_standbys, notify=notify)
 
 
 def _dry_run_ops(settings: Settings, conn: psycopg.Connection[Any], m: Migration,

@@ -42,7 +42,7 @@ def parse_size(value: str | int, *, key: str = "rewrite_guard") -> int:
         return 0
     match = _SIZE.match(text)
     if not match:
-        raise ConfigError(f"{key} must be a size such as '100MB', '1GB' or '512kB' (0 turns the guard off), "
+        raise ConfigError(f"{key} must be a size such as '100MB', '1GB' or '512kB' (0 turns it off), "
                           f"not {value!r}.")
     unit = match.group(2).lower() if match.group(2) else None
     return int(float(match.group(1)) * _UNITS[unit])

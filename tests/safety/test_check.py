@@ -77,6 +77,7 @@ def test_every_check_passes_on_a_ready_project(
     assert "ms round trip" in results["database answers"].value
     assert "GB free" in results["free disk space"].value and "1 rewritten" in results["free disk space"].value
     assert results["replication lag"].value == "no standbys"
+    assert results["standby queries safe from replayed locks"].value == "no standbys"
     config = tmp_path / "pgshift.toml"
     config.write_text(f'migrations_dir = "migrations"\n[backup]\ndirectory = "{settings.backup.directory}"\n'
                       f'[app]\nversion_file = "VERSION"\nhealth_url = "{health_ok.url}"\n')

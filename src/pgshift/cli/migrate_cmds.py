@@ -180,6 +180,7 @@ def migrate_cmd(settings: Settings, as_json: bool, to: str | None, dry_run: bool
             "lint": [f.to_json() for f in checks.findings],
             "backup": checks.backup_path,
             "warnings": report.warnings,
+            "standbys_replayed": report.standbys_replayed,
         })
         return
     if dry_run:
@@ -192,6 +193,8 @@ def migrate_cmd(settings: Settings, as_json: bool, to: str | None, dry_run: bool
         extra = f", {r.retries} lock retries" if r.retries else ""
         extra += f", resumed at statement {r.resumed_at + 1}" if r.resumed_at is not None else ""
         click.echo(f"{click.style('applied', fg='green')} {r.version} {r.name} ({r.mode}, {r.duration_ms} ms{extra})")
+    if report.standbys_replayed:
+        click.echo(f"replayed on every standby: {', '.join(report.standbys_replayed)}")
 
 
 @click.command("rollback")

@@ -67,8 +67,12 @@ def _bar(as_json: bool, quiet: bool) -> Iterator[api.BackfillProgressCallback | 
 @click.option("--max-lock", default="100ms", show_default=True,
               help="Longest a batch may hold its row locks; a batch that reaches it is rolled back and done "
                    "again smaller ('off' disables). Batches also halve while sessions wait on their locks.")
-@click.option("--max-lag", default="10s", show_default=True,
-              help="Pause while a standby's replication lag is above this ('off' disables).")
+@click.option("--max-lag", default=None,
+              help="Pause while a standby's replication lag is above this ('off' disables; default: "
+                   "backfill.max_lag, 10s).")
+@click.option("--max-lag-bytes", default=None,
+              help="Pause while a standby has more WAL than this not yet replayed, e.g. '64MB' ('off' disables; "
+                   "default: backfill.max_lag_bytes, off). Unlike the time lag, it grows at once when replay stops.")
 @click.option("--lag-query", default=api.DEFAULT_LAG_QUERY, help="SQL returning the current lag in seconds.")
 @click.option("--restart", is_flag=True, help="Forget saved progress of this job and start over.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
@@ -76,8 +80,8 @@ def _bar(as_json: bool, quiet: bool) -> Iterator[api.BackfillProgressCallback | 
 @handle_errors
 def backfill_cmd(settings: Settings, as_json: bool, table: str, set_clause: str, where: str | None,
                  key: str | None, job: str | None, target_ms: int, min_batch: int, max_batch: int, initial: int,
-                 pause: str, statement_timeout: str, lock_timeout: str, max_lock: str, max_lag: str,
-                 lag_query: str, restart: bool, quiet: bool, watch: bool) -> None:
+                 pause: str, statement_timeout: str, lock_timeout: str, max_lock: str, max_lag: str | None,
+                 max_lag_bytes: str | None, lag_query: str, restart: bool, quiet: bool, watch: bool) -> None:
     """Update many rows in short keyset batches: resumable, throttled, adaptive.
 
     The correct form of ``UPDATE t SET ... WHERE ... LIMIT n`` loops. Rerun the same command after
@@ -86,7 +90,7 @@ def backfill_cmd(settings: Settings, as_json: bool, table: str, set_clause: str,
     options = api.backfill_options(
         target_ms=target_ms, min_batch=min_batch, max_batch=max_batch, batch_size=initial, pause=pause,
         statement_timeout=statement_timeout, lock_timeout=lock_timeout, max_lock=max_lock, max_lag=max_lag,
-        lag_query=lag_query)
+        max_lag_bytes=max_lag_bytes, lag_query=lag_query, settings=settings.backfill)
     spec = api.backfill_spec(table, set_clause, where, key, job)
     with _bar(as_json, quiet) as progress:
         result = api.backfill(settings, spec, options, progress=progress, notify=None if as_json else _note,

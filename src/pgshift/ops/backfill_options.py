@@ -5,9 +5,10 @@ Errors name the flag, so a library caller passing the same raw values gets the s
 
 from __future__ import annotations
 
+from pgshift.config import BackfillSettings
 from pgshift.errors import ConfigError
 from pgshift.runner.backfill import DEFAULT_LAG_QUERY, BackfillOptions, BackfillSpec
-from pgshift.units import duration_ms
+from pgshift.units import duration_ms, parse_size
 
 OFF = "off"
 
@@ -22,13 +23,24 @@ def _duration_or_off(value: str, flag: str) -> int | None:
     return None if str(value).strip().lower() == OFF else duration_ms(value, key=flag)
 
 
+def _size_or_off(value: str, flag: str) -> int | None:
+    text = str(value).strip().lower()
+    return None if text in (OFF, "0") else parse_size(value, key=flag) or None
+
+
 def backfill_options(*, target_ms: int = 75, min_batch: int = 100, max_batch: int = 50_000, batch_size: int = 1_000,
                      pause: str = "0ms", statement_timeout: str = "5s", lock_timeout: str = "1s",
-                     max_lock: str = "100ms", max_lag: str = "10s",
-                     lag_query: str = DEFAULT_LAG_QUERY) -> BackfillOptions:
+                     max_lock: str = "100ms", max_lag: str | None = None, max_lag_bytes: str | None = None,
+                     lag_query: str = DEFAULT_LAG_QUERY, settings: BackfillSettings | None = None) -> BackfillOptions:
     """Options from the flags' raw values: durations as '75ms' / '2s', ``'off'`` for no limit
-    (--max-lock, --max-lag). A --max-batch below --min-batch is raised to it and the first batch
+    (--max-lock, --max-lag, --max-lag-bytes; sizes as '64MB'); --max-lag and --max-lag-bytes default to
+    the ``[backfill]`` settings. A --max-batch below --min-batch is raised to it and the first batch
     is kept between the two."""
+    defaults = settings or BackfillSettings()
+    if max_lag is None:  # the [backfill] settings, where "0" is off
+        max_lag = OFF if duration_ms(defaults.max_lag, key="backfill.max_lag") == 0 else defaults.max_lag
+    if max_lag_bytes is None:
+        max_lag_bytes = defaults.max_lag_bytes
     min_batch = _at_least_one(min_batch, "--min-batch")
     max_batch = max(_at_least_one(max_batch, "--max-batch"), min_batch)
     max_lag_ms = _duration_or_off(max_lag, "--max-lag")
@@ -39,7 +51,8 @@ def backfill_options(*, target_ms: int = 75, min_batch: int = 100, max_batch: in
         statement_timeout_ms=duration_ms(statement_timeout, key="--statement-timeout"),
         lock_timeout_ms=duration_ms(lock_timeout, key="--lock-timeout"),
         max_lock_ms=_duration_or_off(max_lock, "--max-lock"),
-        max_lag_s=None if max_lag_ms is None else max_lag_ms / 1000, lag_query=lag_query)
+        max_lag_s=None if max_lag_ms is None else max_lag_ms / 1000, lag_query=lag_query,
+        max_lag_bytes=_size_or_off(max_lag_bytes, "--max-lag-bytes"))
 
 
 def backfill_spec(table: str, set_clause: str, where: str | None = None, key: str | None = None,

@@ -32,6 +32,7 @@ from pgshift.runner.blockers import WEAK_LOCK_CONFLICTS, Blocker, blockers
 from pgshift.runner.engine import StepEngine
 from pgshift.runner.retry import RetryPolicy
 from pgshift.runner.steps import Step, StepStatement, StepTimeouts, session_settings
+from pgshift.units import parse_size
 
 if TYPE_CHECKING:
     from pgshift.runner.engine import StatementObserver
@@ -250,8 +251,12 @@ class PhaseRunner:
 
     @property
     def backfill_options(self) -> BackfillOptions:
+        lag = self.settings.backfill
+        max_lag_ms = duration_ms(lag.max_lag, key="backfill.max_lag")
         return BackfillOptions(target_ms=self.ops.backfill_target_ms, initial_batch=self.ops.backfill_batch_size,
-                               max_lock_ms=self.ops.backfill_max_lock_ms or None)
+                               max_lock_ms=self.ops.backfill_max_lock_ms or None,
+                               max_lag_s=max_lag_ms / 1000 if max_lag_ms else None,
+                               max_lag_bytes=parse_size(lag.max_lag_bytes, key="backfill.max_lag_bytes") or None)
 
     # -- the engine's questions (pgshift.runner.engine.StepOwner) ---------------------------
     def failed(self, step: Step, position: int, exc: psycopg.Error, index_left: str | None) -> BaseException:

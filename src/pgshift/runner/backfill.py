@@ -31,12 +31,23 @@ import psycopg
 from psycopg import errors as pgerrors
 from psycopg import sql
 
+from pgshift.db.standbys import positions_hidden
 from pgshift.errors import MigrationFailed, server_error_text
 from pgshift.ops.names import qualified
 from pgshift.runner.retry import RetryPolicy
 
+# The lag columns come from the standby's replies: while its replay is paused they grow only as WAL
+# or a status reply (wal_receiver_status_interval, 10s) arrives, and once it caught up they keep the
+# last, stale figure until the next replies. A standby that has replayed everything is not behind.
 DEFAULT_LAG_QUERY = (
-    "SELECT coalesce(max(extract(epoch FROM greatest(write_lag, flush_lag, replay_lag))), 0) "
+    "SELECT coalesce(max(CASE WHEN replay_lsn >= pg_current_wal_lsn() THEN 0 "
+    "ELSE extract(epoch FROM greatest(write_lag, flush_lag, replay_lag)) END), 0) FROM pg_stat_replication"
+)
+# WAL not yet replayed is immediate: it grows with every batch while replay is paused.
+LAG_BYTES_QUERY = (
+    "SELECT max(pg_wal_lsn_diff(pg_current_wal_lsn(), coalesce(replay_lsn, flush_lsn, sent_lsn)))::bigint, "
+    "(array_agg(coalesce(nullif(application_name, ''), client_addr::text, 'local') ORDER BY "
+    "pg_wal_lsn_diff(pg_current_wal_lsn(), coalesce(replay_lsn, flush_lsn, sent_lsn)) DESC NULLS LAST))[1] "
     "FROM pg_stat_replication"
 )
 
@@ -86,6 +97,7 @@ class BackfillOptions:
     lock_timeout_ms: int = 1_000  # per batch; a lock wait longer than this is retried
     lock_retries: int = 20
     max_lag_s: float | None = 10.0  # pause while replication lag is above this; None disables
+    max_lag_bytes: int | None = None  # ... or while a standby has more WAL than this not yet replayed
     lag_query: str = DEFAULT_LAG_QUERY
     lag_poll_s: float = 1.0
     count_total: bool = True  # count matching rows first, for the ETA
@@ -117,6 +129,7 @@ class Progress:
     resumed: bool = False
     waiters: int = 0  # sessions that were waiting on this batch's locks just before its commit
     waited_ms: float = 0.0  # the longest of their waits so far at that moment
+    lag_bytes: int | None = None  # WAL the furthest standby has not replayed (with max_lag_bytes)
 
     def as_dict(self) -> dict[str, Any]:
         return {k: (round(v, 3) if isinstance(v, float) else v) for k, v in self.__dict__.items()}
@@ -304,6 +317,8 @@ class Backfiller:
         self._locked_at: float | None = None  # when the running batch's UPDATE started
         self._waiters: tuple[int, float] = (0, 0.0)  # the last batch's waiting sessions, longest wait (ms)
         self._calm = 0  # batches to go before the size may grow again after waiters were seen
+        self._positions_hidden: bool | None = None  # whether the role cannot see the standbys' lag (checked once)
+        self._bytes_visible = False  # checked before the byte limit is first read
         self.retry = RetryPolicy(attempts=self.options.lock_retries, initial_ms=100, max_ms=2_000)
 
     # -- public ----------------------------------------------------------------------------
@@ -522,23 +537,39 @@ class Backfiller:
     def _wait_for_lag(self, target: _Target, result: BackfillResult, started: float) -> float | None:
         self._wait_while_breached(target, result, started)
         opts = self.options
-        if opts.max_lag_s is None:
+        if opts.max_lag_s is None and opts.max_lag_bytes is None:
             return None
         paused = False
         while True:
-            lag = self._lag()
-            if lag is None or lag <= opts.max_lag_s:
+            lag = self._lag() if opts.max_lag_s is not None else None
+            behind, standby = self._lag_bytes() if opts.max_lag_bytes is not None else (None, None)
+            over_time = lag is not None and opts.max_lag_s is not None and lag > opts.max_lag_s
+            over_bytes = behind is not None and opts.max_lag_bytes is not None and behind > opts.max_lag_bytes
+            if not (over_time or over_bytes):
+                if paused:
+                    self.notify("replication lag is back under the limit; resuming the backfill")
                 return lag
             if not paused:
                 result.lag_pauses += 1
-                self.notify(f"replication lag {lag:.1f}s is above {opts.max_lag_s}s; pausing the backfill")
+                why = (f"replication lag {lag:.1f}s is above {opts.max_lag_s}s" if over_time else
+                       f"standby {standby} has {behind} bytes of WAL not yet replayed, above {opts.max_lag_bytes}")
+                self.notify(f"{why}; pausing the backfill")
                 paused = True
             result.duration_s = time.monotonic() - started
             self.progress(Progress(self.spec.job_name, target.label, result.rows, None, result.batches, 0, 0.0,
-                                   0.0, None, result.duration_s, "paused-lag", lag, result.resumed))
+                                   0.0, None, result.duration_s, "paused-lag", lag, result.resumed,
+                                   lag_bytes=behind))
             self.sleep(opts.lag_poll_s)
 
     def _lag(self) -> float | None:
+        if self._positions_hidden is None and self.options.lag_query == DEFAULT_LAG_QUERY:
+            with self.conn.transaction():
+                role = positions_hidden(self.conn)
+                streaming = self.conn.execute("SELECT count(*) FROM pg_stat_replication").fetchone()
+            self._positions_hidden = role is not None
+            if role is not None and streaming and streaming[0]:
+                self.notify(f"warning: the role {role} cannot see the standbys' lag (it lacks pg_read_all_stats, "
+                            "part of pg_monitor), so --max-lag cannot pause this backfill; GRANT pg_monitor to it")
         try:
             with self.conn.transaction():
                 row = self.conn.execute(sql.SQL(self.options.lag_query)).fetchone()
@@ -546,6 +577,22 @@ class Backfiller:
             raise BackfillError(f"The replication lag query failed: {server_error_text(exc)} "
                                 f"(query: {self.options.lag_query!r}).") from None
         return float(row[0]) if row and row[0] is not None else None
+
+    def _lag_bytes(self) -> tuple[int | None, str | None]:
+        """WAL bytes the furthest standby has not replayed, and its name; (None, None) without standbys."""
+        with self.conn.transaction():
+            if not self._bytes_visible:
+                role = positions_hidden(self.conn)
+                self._bytes_visible = role is None
+                if role is not None:  # it would see every standby as 0 bytes behind, and never pause
+                    raise BackfillError(
+                        f"A pause for standby lag in bytes is asked (--max-lag-bytes or backfill.max_lag_bytes), "
+                        f"but the role {role} cannot see the standbys' positions: pg_stat_replication shows them "
+                        "only to roles with pg_read_all_stats. No row was changed by this run.",
+                        hint=f"GRANT pg_monitor TO {role} (as a superuser or the service's admin role), or run "
+                        "without the byte limit (--max-lag-bytes off).")
+            row = self.conn.execute(LAG_BYTES_QUERY).fetchone()
+        return (int(row[0]), str(row[1])) if row and row[0] is not None else (None, None)
 
     def _batch_with_retries(self, target: _Target, size: int, last: list[str] | None,
                             state: dict[str, Any]) -> tuple[int, list[str] | None, bool]:

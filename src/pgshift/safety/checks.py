@@ -24,8 +24,9 @@ from pgshift.config import Settings, duration_ms
 from pgshift.db.connect import connect, mask_password, require_url
 from pgshift.db.pooler import pooled_session_evidence
 from pgshift.db.sizes import table_bytes
+from pgshift.db.standbys import positions_hidden, standbys
 from pgshift.errors import PgshiftError
-from pgshift.migrations.analysis import TableName, changed_tables
+from pgshift.migrations.analysis import TableName, analyse_all, changed_tables
 from pgshift.migrations.model import Migration
 from pgshift.ops.names import qualified, quote_ident
 from pgshift.runner.plan import Problem
@@ -319,22 +320,172 @@ def check_sessions(ctx: _Context) -> CheckResult:
 
 def check_replication(ctx: _Context) -> CheckResult:
     assert ctx.conn is not None
-    rows = ctx.conn.execute(
-        """
-        SELECT application_name, coalesce(client_addr::text, 'local'), state,
-               extract(epoch FROM coalesce(replay_lag, write_lag))::float8,
-               pg_wal_lsn_diff(pg_current_wal_lsn(), coalesce(replay_lsn, flush_lsn, sent_lsn))::bigint
-        FROM pg_stat_replication
-        """).fetchall()
-    if not rows:
+    found = standbys(ctx.conn)
+    urls = ctx.settings.standby_urls
+    if not found and not urls:
         return CheckResult("replication lag", PASSED, "no standbys")
     t = ctx.thresholds
     detail, worst = [], PASSED
-    for name, addr, state, secs, lag_bytes in rows:
-        bad = state != "streaming" or (secs or 0) > t.max_lag_s or (lag_bytes or 0) > t.max_lag_bytes
+    hidden = positions_hidden(ctx.conn) if found else None
+    for s in found:
+        secs, behind = s.lag_s or 0.0, s.lag_bytes or 0
+        bad = hidden is None and (s.state != "streaming" or secs > t.max_lag_s or behind > t.max_lag_bytes)
         worst = FAILED if bad else worst
-        detail.append(f"{name or '?'} ({addr}): {state}, {secs or 0:.1f}s, {(lag_bytes or 0) / 1e6:.1f} MB behind")
-    return CheckResult("replication lag", worst, f"{len(rows)} standby(s)", detail)
+        # The primary sees a standby's xmin only when it sends one: hot_standby_feedback = on.
+        feedback = "on (it reports an xmin)" if s.xmin is not None else "off (it reports no xmin)"
+        detail.append(f"{s.label}: {s.state}, {secs:.1f}s and {behind / 1e6:.1f} MB ({behind} bytes) behind, "
+                      f"hot_standby_feedback {feedback}")
+    if hidden is not None:
+        worst = WARNING
+        detail.append(f"the role {hidden} lacks pg_read_all_stats (part of pg_monitor), so the standbys' state, "
+                      "positions, lags and xmin are hidden from it: the figures above are not measured; GRANT "
+                      "pg_monitor to it")
+    if urls and not found:
+        worst = FAILED
+        detail.append(f"standby_urls names {len(urls)} standby(s), but none streams from this server now")
+    for url in urls:
+        line, fine = _standby_settings(ctx, url)
+        detail.append(line)
+        worst = worst if fine or worst == FAILED else WARNING
+    return CheckResult("replication lag", worst, f"{len(found)} standby(s)", detail)
+
+
+_ON_STANDBY = """
+SELECT pg_is_in_recovery(), current_setting('hot_standby_feedback'), current_setting('max_standby_streaming_delay'),
+       CASE WHEN pg_is_in_recovery() THEN pg_is_wal_replay_paused() END,
+       CASE WHEN pg_is_in_recovery()
+            THEN pg_wal_lsn_diff(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn())::bigint END
+"""
+
+
+def _standby_connection(ctx: _Context, url: str) -> psycopg.Connection[Any]:
+    """The standby, in the primary's database (table oids are the same there, it is a physical copy)."""
+    params = conninfo.conninfo_to_dict(url)
+    params["dbname"] = ctx.database or params.get("dbname")
+    return connect(conninfo.make_conninfo(**params), application_name="pgshift-check")  # type: ignore[arg-type]
+
+
+def _standby_settings(ctx: _Context, url: str) -> tuple[str, bool]:
+    """What the standby at ``url`` says of itself, and whether that is fine (reachable, a standby, replaying)."""
+    where = f"standby {mask_password(url)}"
+    try:
+        with _standby_connection(ctx, url) as conn:
+            row = conn.execute(_ON_STANDBY).fetchone()
+    except (PgshiftError, psycopg.Error) as exc:
+        return f"{where} (standby_urls): cannot connect: {mask_password(str(exc))}", False
+    assert row is not None
+    recovery, feedback, delay, paused, unreplayed = row
+    if not recovery:
+        return f"{where} (standby_urls) is not a standby: it is not in recovery", False
+    return (f"{where}: hot_standby_feedback {feedback}, max_standby_streaming_delay {delay}, replay "
+            f"{'PAUSED (pg_wal_replay_resume() resumes it)' if paused else 'running'}, {unreplayed or 0} bytes "
+            "received and not yet replayed"), not paused
+
+
+def access_exclusive_tables(migrations: list[Migration],
+                            conn: psycopg.Connection[Any] | None = None) -> dict[str, list[str]]:
+    """Tables (as written) an ACCESS EXCLUSIVE lock of a pending migration's statement is taken on, each with
+    the migrations and lines that take it (an index's lock is on its table: resolved on the server). With
+    ``conn``, an operations migration's expand steps too, planned from the live catalog as expand would."""
+    found: dict[str, list[str]] = {}
+
+    def add(text: str, where: str) -> None:
+        for facts in analyse_all(text):
+            for lock in facts.locks:
+                if lock.level == "ACCESS EXCLUSIVE" and lock.relation[1]:
+                    found.setdefault(_qualified(lock.relation), []).append(where)
+
+    for migration in migrations:
+        for statement in migration.up:
+            add(statement.sql, f"{migration.label} ({statement.where})")
+        if migration.ops is not None and conn is not None:
+            for label, text in _expand_statements(conn, migration):
+                add(text, f"{migration.label} (expand step '{label}')")
+    return found
+
+
+def _expand_statements(conn: psycopg.Connection[Any], migration: Migration) -> list[tuple[str, str]]:
+    """(step label, SQL) of an operations migration's expand; none when it cannot be planned yet (its
+    table is created by an earlier pending migration)."""
+    from pgshift.ops.model import OpsFile  # only an operations migration needs the planner loaded
+    from pgshift.ops.plan import capture, plan_phases
+
+    if not isinstance(migration.ops, OpsFile):
+        return []
+    try:
+        with conn.transaction():
+            conn.execute("SET TRANSACTION READ ONLY")
+            captured = capture(conn, migration.ops)
+        steps = plan_phases(migration.ops, migration.version, captured).expand
+        return [(step.label, statement.as_string(conn)) for step in steps for statement in step.statements]
+    except (PgshiftError, psycopg.Error):
+        return []
+
+
+# Sessions of the standby holding a lock on the given relations (by oid; an index's lock is on its table).
+_STANDBY_READERS = r"""
+WITH target AS (
+    SELECT t.name, coalesce(i.indrelid, c.oid) AS oid
+    FROM unnest(%s::text[]) t(name) JOIN pg_class c ON c.oid = to_regclass(t.name)
+    LEFT JOIN pg_index i ON i.indexrelid = c.oid)
+SELECT a.pid, t.name, extract(epoch FROM clock_timestamp() - coalesce(a.xact_start, a.query_start))::float8,
+       left(regexp_replace(a.query, '\s+', ' ', 'g'), 80), a.state
+FROM pg_locks l JOIN target t ON t.oid = l.relation
+JOIN pg_stat_activity a ON a.pid = l.pid
+WHERE l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) AND a.pid <> pg_backend_pid()
+GROUP BY 1, 2, 3, 4, 5 ORDER BY 3 DESC
+"""
+
+
+def _replay_outcome(delay: str, delay_ms: int) -> str:
+    if delay_ms < 0:
+        return ("waits for it as long as it runs (max_standby_streaming_delay = -1): replay stops meanwhile and "
+                "every reader of that standby falls behind")
+    if delay_ms == 0:
+        return "cancels it at once (max_standby_streaming_delay = 0)"
+    return (f"waits for it up to max_standby_streaming_delay = {delay} (replay stops meanwhile), then cancels "
+            "it")
+
+
+def check_standby_queries(ctx: _Context) -> CheckResult:
+    """Standby queries the ACCESS EXCLUSIVE lock of a pending migration, replayed there, would cancel or stall."""
+    assert ctx.conn is not None
+    name = "standby queries safe from replayed locks"
+    _load_status(ctx)
+    streaming = standbys(ctx.conn)
+    urls = ctx.settings.standby_urls
+    if not streaming and not urls:
+        return CheckResult(name, PASSED, "no standbys")
+    tables = access_exclusive_tables(ctx.pending or [], ctx.conn)
+    if not tables:
+        return CheckResult(name, PASSED, "no pending ACCESS EXCLUSIVE lock")
+    locked = ", ".join(sorted(tables))
+    if not urls:
+        return CheckResult(name, WARNING, f"{len(streaming)} standby(s) not inspectable", [
+            f"pending migrations take ACCESS EXCLUSIVE locks on {locked}; each is replayed on the standbys, where it "
+            "cancels or waits for their queries on those tables (max_standby_streaming_delay)",
+            "set standby_urls to the standbys' connection URLs to check their queries and settings"])
+    warnings, detail = [], []
+    for url in urls:
+        where = f"standby {mask_password(url)}"
+        try:
+            with _standby_connection(ctx, url) as conn:
+                delay = str(conn.execute("SELECT current_setting('max_standby_streaming_delay')").fetchone()[0])  # type: ignore[index]
+                delay_ms = int(conn.execute(  # type: ignore[index]
+                    "SELECT setting::int FROM pg_settings WHERE name = 'max_standby_streaming_delay'").fetchone()[0])
+                readers = conn.execute(_STANDBY_READERS, (sorted(tables),)).fetchall()
+        except (PgshiftError, psycopg.Error) as exc:
+            warnings.append(f"{where}: cannot check its queries: {mask_password(str(exc))}")
+            continue
+        detail.append(f"{where}: {len(readers)} session(s) on {locked}, max_standby_streaming_delay {delay}")
+        for pid, table, secs, query, state in readers:
+            takers = "; ".join(tables[table])
+            warnings.append(
+                f"{where}: pid {pid} ({state}, {secs:.0f}s) holds a lock on {table}: {query!r}. Replaying the "
+                f"ACCESS EXCLUSIVE lock of {takers} there {_replay_outcome(delay, delay_ms)}")
+    if warnings:
+        return CheckResult(name, WARNING, f"{len(warnings)} at risk", warnings + detail)
+    return CheckResult(name, PASSED, f"no standby session on {locked}", detail)
 
 
 def check_invalid_indexes(ctx: _Context) -> CheckResult:
@@ -444,7 +595,8 @@ def check_git(ctx: _Context) -> CheckResult:
 
 _DB_CHECKS: list[Callable[[_Context], CheckResult]] = [
     check_server_version, check_backup, check_running_dump, check_pending, check_edited, check_lint,
-    check_disk, check_sessions, check_replication, check_invalid_indexes, check_statistics, check_deploy_session,
+    check_disk, check_sessions, check_replication, check_standby_queries, check_invalid_indexes, check_statistics,
+    check_deploy_session,
 ]
 _OTHER_CHECKS: list[Callable[[_Context], CheckResult]] = [check_app_version, check_health, check_git]
 
