@@ -57,7 +57,7 @@ def test_backfill_sets_matching_rows_only(tmp_path: Path, db_url: str, conn: psy
     assert 0 < result.duration_s < time.monotonic() - started
     again = service.backfill(_settings(tmp_path, db_url),
                              BackfillSpec("trades", "status = 'PENDING'", "status IS NULL"), FAST)
-    assert again.already_done
+    assert again.already_done and again.resumed is False
     assert (again.rows, again.rows_this_run, again.batches, again.duration_s, again.max_batch_ms) == (
         3_334, 0, result.batches, 0.0, 0.0)  # nothing ran, nothing is reported as measured
 
@@ -442,6 +442,7 @@ def test_the_pause_comes_between_batches_only(db_url: str, conn: psycopg.Connect
     options = BackfillOptions(initial_batch=100, min_batch=100, max_batch=100, max_lag_s=None, pause_ms=7)
     result = Backfiller(conn, "pgshift", BackfillSpec("trades", "hits = 1"), options, sleep=sleeps.append).run()
     assert result.batches == 4 and sleeps == [0.007] * 3
+    assert conn.execute("SHOW row_security").fetchone() == ("on",)  # the caller's setting is given back
 
 
 def test_ctid_batches_smaller_than_fifty_pages_still_advance_a_page_at_a_time(
@@ -455,3 +456,95 @@ def test_ctid_batches_smaller_than_fifty_pages_still_advance_a_page_at_a_time(
     result = service.backfill(_settings(tmp_path, db_url), BackfillSpec("heap", "w = 1"), tiny)
     assert result.mode == "ctid" and result.batches == pages[0]
     assert conn.execute("SELECT count(*) FROM heap WHERE w = 1").fetchone() == (2_000,)
+    # The updates moved rows to new pages, so the table has grown. In ctid mode a moved row can be met
+    # again (docs/ops.md: use an idempotent SET or a WHERE that excludes done rows).
+    pages = conn.execute("SELECT pg_relation_size('heap') / current_setting('block_size')::int").fetchone()
+    assert pages is not None
+    two = BackfillOptions(initial_batch=100, min_batch=100, max_batch=100, max_lag_s=None)  # a batch counts pages / 50
+    result = service.backfill(_settings(tmp_path, db_url), BackfillSpec("heap", "w = 2", "w <> 2"), two)
+    assert result.batches == (pages[0] + 1) // 2 and result.rows == 2_000
+    assert conn.execute("SELECT count(*) FROM heap WHERE w = 2").fetchone() == (2_000,)
+
+
+def test_an_interrupted_ctid_backfill_resumes(tmp_path: Path, db_url: str, conn: psycopg.Connection[Any]) -> None:
+    conn.execute("CREATE TABLE heap (v int, w int)")
+    conn.execute("INSERT INTO heap SELECT g, 0 FROM generate_series(1, 2000) g")
+    page = BackfillOptions(initial_batch=50, min_batch=50, max_batch=50, max_lag_s=None)  # one page a batch
+    spec = BackfillSpec("heap", "w = 1", "w = 0", job="heap")
+    with pytest.raises(_Interrupt):
+        service.backfill(_settings(tmp_path, db_url), spec, page, progress=_stop_after(2))
+    done = conn.execute("SELECT rows_done, batches, last_key FROM pgshift.backfills").fetchone()
+    assert done is not None and done[0] > 0 and done[1:] == (2, ["2"])
+    result = service.backfill(_settings(tmp_path, db_url), spec, page)
+    assert result.resumed is True and result.rows == 2_000
+    assert conn.execute("SELECT count(*) FROM heap WHERE w = 1").fetchone() == (2_000,)
+
+
+def test_a_resumed_backfill_starts_at_the_batch_size_it_had_reached(
+    tmp_path: Path, db_url: str, conn: psycopg.Connection[Any]
+) -> None:
+    _trades(conn, 1_000)
+    spec = BackfillSpec("trades", "hits = hits + 1", job="sized")
+    two_hundred = BackfillOptions(initial_batch=200, min_batch=200, max_batch=200, max_lag_s=None)
+    with pytest.raises(_Interrupt):
+        service.backfill(_settings(tmp_path, db_url), spec, two_hundred, progress=_stop_after(1))
+    seen: list[Progress] = []
+    adaptive = BackfillOptions(initial_batch=100, min_batch=50, max_batch=400, max_lag_s=None)
+    service.backfill(_settings(tmp_path, db_url), spec, adaptive, progress=seen.append)
+    assert seen[0].rows_done == 400  # 200 before, then a batch of the saved 200, not of initial_batch
+    assert conn.execute("SELECT min(hits), max(hits) FROM trades").fetchone() == (1, 1)
+
+
+def test_a_batch_over_the_statement_timeout_is_tried_again_at_a_quarter(
+    tmp_path: Path, db_url: str, conn: psycopg.Connection[Any]
+) -> None:
+    _trades(conn, 2_000)
+    # Rows above id 500 take 1 ms each: the first batch (2,000 rows) cannot finish within 1 s,
+    # the next (a quarter: ids 1 to 500) takes no time at all.
+    slow_tail = "hits = hits + 1 + coalesce(CASE WHEN id > 500 THEN (pg_sleep(0.001) IS NULL)::int END, 0)"
+    options = BackfillOptions(initial_batch=2_000, min_batch=10, max_batch=2_000, statement_timeout_ms=1_000,
+                              max_lock_ms=None, max_lag_s=None)
+    seen: list[Progress] = []
+
+    def first_batch_only(p: Progress) -> None:
+        seen.append(p)
+        raise _Interrupt
+
+    with pytest.raises(_Interrupt):
+        service.backfill(_settings(tmp_path, db_url), BackfillSpec("trades", slow_tail), options,
+                         progress=first_batch_only)
+    assert seen[0].rows_done == 500
+    assert conn.execute("SELECT count(*), max(id) FROM trades WHERE hits = 1").fetchone() == (500, 500)
+
+
+def test_after_sessions_waited_on_a_batch_the_size_holds_for_calm_batches_then_grows(
+    tmp_path: Path, db_url: str, conn: psycopg.Connection[Any]
+) -> None:
+    _trades(conn, 3_000)
+    # Row 200, the first batch's last, takes a second: the app's update of row 1 waits on the batch
+    # meanwhile. With a 10 s target every batch is fast, so the size would grow by 1.5 each time.
+    slow_200 = "hits = hits + 1 + coalesce(CASE WHEN id = 200 THEN (pg_sleep(1) IS NULL)::int END, 0)"
+    options = BackfillOptions(initial_batch=200, min_batch=10, max_batch=400, target_ms=10_000, max_lock_ms=None,
+                              max_lag_s=None, calm_batches=2)
+
+    def app() -> None:
+        with psycopg.connect(db_url, autocommit=True) as c:
+            deadline = time.monotonic() + 10
+            while not c.execute("SELECT 1 FROM pg_stat_activity WHERE wait_event = 'PgSleep' AND datname = "
+                                "current_database()").fetchone() and time.monotonic() < deadline:
+                time.sleep(0.01)
+            c.execute("UPDATE trades SET qty = qty + 1 WHERE id = 1")  # waits for the batch's commit
+
+    thread = threading.Thread(target=app)
+    thread.start()
+    seen: list[Progress] = []
+    try:
+        result = service.backfill(_settings(tmp_path, db_url), BackfillSpec("trades", slow_200), options,
+                                  progress=seen.append)
+    finally:
+        thread.join()
+    assert [p.waiters for p in seen[:3]] == [1, 0, 0] and result.waited_batches == 1
+    # Held at 200 while calm (two batches), then x1.5 per batch up to the maximum.
+    assert [p.batch_size for p in seen[:5]] == [200, 200, 200, 300, 400]
+    assert conn.execute("SELECT min(hits), max(hits), max(qty) FILTER (WHERE id = 1) FROM trades"
+                        ).fetchone() == (1, 1, 2)
