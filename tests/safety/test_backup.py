@@ -550,13 +550,20 @@ def test_compare_schema_names_what_the_restored_database_lacks(pg_server: Any, d
     backup = take_backup(settings, db_url, verify=False).backup
     tool = restore_tool(backup.manifest, settings.backup.pg_bindir)
     copy = f"{backup.manifest.database}_schema"
+    owner = sql.Identifier(f"{copy}_owner")
     with psycopg.connect(db_url, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(copy)))
+        conn.execute(sql.SQL("CREATE ROLE {}").format(owner))
         try:
             restore_into(backup.path, backup.manifest, tool, db_url, copy)
             args = (backup.path, backup.manifest, tool, db_url, copy, settings.backup.pg_bindir)
             assert compare_schema(*args) == []
             with psycopg.connect(with_dbname(db_url, copy), autocommit=True) as changer:
+                changer.execute(sql.SQL('ALTER TABLE audit."Weird Name" OWNER TO {}').format(owner))
+            assert compare_schema(*args) == []  # owners are compared only when asked (they were restored)
+            assert "OWNER TO" in compare_schema(*args, owners=True)[0]
+            with psycopg.connect(with_dbname(db_url, copy), autocommit=True) as changer:
+                changer.execute('ALTER TABLE audit."Weird Name" OWNER TO CURRENT_USER')
                 changer.execute("ALTER TABLE accounts DROP COLUMN tags")
             problems = compare_schema(*args)
             with psycopg.connect(with_dbname(db_url, copy), autocommit=True) as changer:
@@ -564,6 +571,7 @@ def test_compare_schema_names_what_the_restored_database_lacks(pg_server: Any, d
             many = compare_schema(*args)
         finally:
             drop_database(conn, copy)
+            conn.execute(sql.SQL("DROP ROLE {}").format(owner))
     assert problems == ["the restored schema differs from the archive's: -    opened timestamp with time zone DEFAULT "
                         "now(), | -    tags text[] | +    opened timestamp with time zone DEFAULT now()"], problems
     # A long difference is cut to its first six lines, so the message stays readable.
