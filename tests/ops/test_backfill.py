@@ -20,9 +20,10 @@ import pytest
 from psycopg import sql
 
 from pgshift.config import Settings
+from pgshift.db.history import History
 from pgshift.errors import PgshiftError
 from pgshift.ops import service
-from pgshift.runner.backfill import DEFAULT_LAG_QUERY, BackfillOptions, BackfillSpec, Progress
+from pgshift.runner.backfill import DEFAULT_LAG_QUERY, Backfiller, BackfillOptions, BackfillSpec, Progress
 from tests.helpers import run_pgshift, start_pgshift
 from tests.standby import Replicated, until
 
@@ -44,6 +45,7 @@ def _trades(conn: psycopg.Connection[Any], rows: int) -> None:
 def test_backfill_sets_matching_rows_only(tmp_path: Path, db_url: str, conn: psycopg.Connection[Any]) -> None:
     _trades(conn, 5_000)
     seen: list[Progress] = []
+    started = time.monotonic()
     result = service.backfill(_settings(tmp_path, db_url),
                               BackfillSpec("trades", "status = 'PENDING'", "status IS NULL"), FAST,
                               progress=seen.append)
@@ -52,9 +54,15 @@ def test_backfill_sets_matching_rows_only(tmp_path: Path, db_url: str, conn: psy
     assert result.rows == 3_334 and result.batches > 1 and result.mode == "key (id)"
     assert seen[-1].state == "done" and seen[-1].total == 3_334 and seen[-1].rows_done == 3_334
     assert all(p.batch_size >= 50 for p in seen)
+    assert result.resumed is False and result.rows_this_run == 3_334
+    assert conn.execute("SELECT batches FROM pgshift.backfills").fetchone() == (result.batches,)
+    assert result.batches == len(seen)
+    assert 0 < result.duration_s < time.monotonic() - started
     again = service.backfill(_settings(tmp_path, db_url),
                              BackfillSpec("trades", "status = 'PENDING'", "status IS NULL"), FAST)
-    assert again.already_done
+    assert again.already_done and again.resumed is False
+    assert (again.rows, again.rows_this_run, again.batches, again.duration_s, again.max_batch_ms) == (
+        3_334, 0, result.batches, 0.0, 0.0)  # nothing ran, nothing is reported as measured
 
 
 def test_batch_size_adapts_to_target(tmp_path: Path, db_url: str, conn: psycopg.Connection[Any]) -> None:
@@ -209,10 +217,14 @@ def test_batches_that_cannot_fit_the_lock_limit_stop_with_progress_saved(
 ) -> None:
     _trades(conn, 600)
     options = BackfillOptions(initial_batch=200, min_batch=200, max_batch=400, max_lock_ms=100, max_lag_s=None)
+    notes: list[str] = []
     with pytest.raises(PgshiftError) as info:
-        service.backfill(_settings(tmp_path, db_url), BackfillSpec("trades", SLOW_ROW, job="slow"), options)
+        service.backfill(_settings(tmp_path, db_url), BackfillSpec("trades", SLOW_ROW, job="slow"), options,
+                         notify=notes.append)
     assert "longer than the 100 ms limit even at the minimum batch size" in str(info.value)
     assert info.value.exit_code == 21  # BackfillError: its own exit code
+    # Given up at the third cut in a row at the minimum size: the first two were retried.
+    assert sum("lock limit; rolled back" in n for n in notes) == 2, notes
     assert conn.execute("SELECT max(hits) FROM trades").fetchone() == (0,)  # every cut batch rolled back
 
 
@@ -499,3 +511,235 @@ def test_the_expand_backfill_pauses_for_a_paused_standby(tmp_path: Path, replica
     assert "WAL not yet replayed, above 2097152; pausing the backfill" in err, err
     with psycopg.connect(url) as conn:
         assert conn.execute("SELECT count(*) FROM trades WHERE flag = qty % 2").fetchone() == (5_000,)
+
+
+EXACT = BackfillOptions(initial_batch=100, min_batch=100, max_batch=100, max_lag_s=None)
+
+
+class _Interrupt(Exception):
+    """Raised from the progress callback: the backfill stops right after a committed batch."""
+
+
+def _stop_after(batches: int) -> Any:
+    def progress(p: Progress) -> None:
+        if p.batches >= batches:
+            raise _Interrupt
+
+    return progress
+
+
+def _skipping_trigger(conn: psycopg.Connection[Any], skip: str) -> None:
+    """A BEFORE UPDATE trigger that leaves the rows matching ``skip`` unchanged (the UPDATE counts them not)."""
+    conn.execute("CREATE FUNCTION skip_rows() RETURNS trigger LANGUAGE plpgsql AS "
+                 f"$$ BEGIN IF {skip} THEN RETURN NULL; END IF; RETURN NEW; END $$")
+    conn.execute("CREATE TRIGGER skip_rows BEFORE UPDATE ON trades FOR EACH ROW EXECUTE FUNCTION skip_rows()")
+
+
+def test_key_batches_take_exactly_their_size_and_count_the_rows_really_updated(
+    tmp_path: Path, db_url: str, conn: psycopg.Connection[Any]
+) -> None:
+    _trades(conn, 1_050)
+    _skipping_trigger(conn, "OLD.id > 1000")
+    seen: list[Progress] = []
+    result = service.backfill(_settings(tmp_path, db_url), BackfillSpec("trades", "hits = 1"), EXACT,
+                              progress=seen.append)
+    # Ten batches of exactly 100 keys, then 50 keys whose UPDATE the trigger skipped: 0 rows.
+    assert [p.rows_done for p in seen] == [100 * n for n in range(1, 11)] + [1_000]
+    assert (result.rows, result.batches) == (1_000, 11)
+    assert conn.execute("SELECT count(*) FILTER (WHERE hits = 1), max(id) FILTER (WHERE hits = 1) FROM trades"
+                        ).fetchone() == (1_000, 1_000)
+
+
+def test_an_interrupted_backfill_resumes_with_its_rows_and_batches(
+    tmp_path: Path, db_url: str, conn: psycopg.Connection[Any]
+) -> None:
+    _trades(conn, 1_050)
+    _skipping_trigger(conn, "OLD.id <= 100")  # the first batch changes no row
+    spec = BackfillSpec("trades", "hits = hits + 1", job="resumable")
+    with pytest.raises(_Interrupt):
+        service.backfill(_settings(tmp_path, db_url), spec, EXACT, progress=_stop_after(3))
+    assert conn.execute("SELECT rows_done, batches FROM pgshift.backfills").fetchone() == (200, 3)
+    result = service.backfill(_settings(tmp_path, db_url), spec, EXACT)
+    assert result.resumed is True and (result.rows, result.rows_this_run, result.batches) == (950, 750, 11)
+    assert conn.execute("SELECT rows_done, batches FROM pgshift.backfills").fetchone() == (950, 11)
+    assert conn.execute("SELECT count(*) FROM trades WHERE hits = 1").fetchone() == (950,)
+
+
+def test_a_job_stopped_after_batches_that_changed_no_row_is_still_a_resume(
+    tmp_path: Path, db_url: str, conn: psycopg.Connection[Any]
+) -> None:
+    _trades(conn, 300)
+    _skipping_trigger(conn, "OLD.id <= 100")
+    spec = BackfillSpec("trades", "hits = 1", job="quiet-start")
+    with pytest.raises(_Interrupt):
+        service.backfill(_settings(tmp_path, db_url), spec, EXACT, progress=_stop_after(1))
+    assert conn.execute("SELECT rows_done, batches FROM pgshift.backfills").fetchone() == (0, 1)
+    result = service.backfill(_settings(tmp_path, db_url), spec, EXACT)
+    assert result.resumed is True and (result.rows, result.batches) == (200, 4)
+
+
+def test_a_job_that_failed_before_its_first_batch_starts_afresh(
+    tmp_path: Path, db_url: str, conn: psycopg.Connection[Any]
+) -> None:
+    _trades(conn, 300)
+    spec = BackfillSpec("trades", "hits = 1", job="never-started")
+    broken_lag = BackfillOptions(initial_batch=100, min_batch=100, max_batch=100, max_lag_s=5,
+                                 lag_query="SELECT 1 / 0")
+    with pytest.raises(PgshiftError, match="replication lag query failed"):
+        service.backfill(_settings(tmp_path, db_url), spec, broken_lag)
+    assert conn.execute("SELECT rows_done, batches, status FROM pgshift.backfills").fetchone() == (0, 0, "running")
+    result = service.backfill(_settings(tmp_path, db_url), spec, EXACT)
+    assert result.resumed is False and (result.rows, result.batches) == (300, 4)
+
+
+def test_a_job_name_reused_for_another_change_is_refused_naming_both(
+    tmp_path: Path, db_url: str, conn: psycopg.Connection[Any]
+) -> None:
+    _trades(conn, 10)
+    service.backfill(_settings(tmp_path, db_url), BackfillSpec("trades", "hits = 1", job="j"), EXACT)
+    with pytest.raises(PgshiftError) as info:
+        service.backfill(_settings(tmp_path, db_url), BackfillSpec("trades", "hits = 2", "qty > 1", job="j"), EXACT)
+    assert "Backfill job 'j' exists with a different SET/WHERE ('hits = 1' / None)." in str(info.value)
+    assert info.value.exit_code == 21
+
+
+def test_batches_slower_than_the_target_shrink_by_half_at_most(
+    tmp_path: Path, db_url: str, conn: psycopg.Connection[Any]
+) -> None:
+    _trades(conn, 200)
+    # About 2 ms a row: 100 rows take 200 ms or more, four times the 50 ms target or worse.
+    options = BackfillOptions(initial_batch=100, min_batch=10, max_batch=100, target_ms=50, max_lock_ms=None,
+                              max_lag_s=None)
+    seen: list[Progress] = []
+    service.backfill(_settings(tmp_path, db_url), BackfillSpec("trades", SLOW_ROW), options, progress=seen.append)
+    assert [p.batch_size for p in seen[:2]] == [50, 25]
+    assert conn.execute("SELECT min(hits), max(hits) FROM trades").fetchone() == (1, 1)
+
+
+def test_a_batch_past_the_statement_timeout_at_the_minimum_size_stops_the_backfill(
+    tmp_path: Path, db_url: str, conn: psycopg.Connection[Any]
+) -> None:
+    _trades(conn, 600)
+    # 400 rows, then 100 (a quarter, the minimum), each over 50 ms: no lock limit to cut them.
+    options = BackfillOptions(initial_batch=400, min_batch=100, max_batch=400, statement_timeout_ms=50,
+                              max_lock_ms=None, max_lag_s=None)
+    with pytest.raises(PgshiftError) as info:
+        service.backfill(_settings(tmp_path, db_url), BackfillSpec("trades", SLOW_ROW), options)
+    assert ("A backfill batch of 100 rows on public.trades exceeded the statement_timeout (50 ms) even at the "
+            "minimum batch size.") in str(info.value)
+    assert conn.execute("SELECT max(hits) FROM trades").fetchone() == (0,)
+
+
+def test_the_pause_comes_between_batches_only(db_url: str, conn: psycopg.Connection[Any]) -> None:
+    _trades(conn, 350)
+    History(conn, "pgshift").ensure()
+    sleeps: list[float] = []
+    options = BackfillOptions(initial_batch=100, min_batch=100, max_batch=100, max_lag_s=None, pause_ms=7)
+    result = Backfiller(conn, "pgshift", BackfillSpec("trades", "hits = 1"), options, sleep=sleeps.append).run()
+    assert result.batches == 4 and sleeps == [0.007] * 3
+    assert conn.execute("SHOW row_security").fetchone() == ("on",)  # the caller's setting is given back
+
+
+def test_ctid_batches_smaller_than_fifty_pages_still_advance_a_page_at_a_time(
+    tmp_path: Path, db_url: str, conn: psycopg.Connection[Any]
+) -> None:
+    conn.execute("CREATE TABLE heap (v int, w int)")
+    conn.execute("INSERT INTO heap SELECT g, 0 FROM generate_series(1, 2000) g")
+    pages = conn.execute("SELECT pg_relation_size('heap') / current_setting('block_size')::int").fetchone()
+    assert pages is not None and pages[0] > 3
+    tiny = BackfillOptions(initial_batch=10, min_batch=10, max_batch=10, max_lag_s=None)  # a fifth of a page
+    result = service.backfill(_settings(tmp_path, db_url), BackfillSpec("heap", "w = 1"), tiny)
+    assert result.mode == "ctid" and result.batches == pages[0]
+    assert conn.execute("SELECT count(*) FROM heap WHERE w = 1").fetchone() == (2_000,)
+    # The updates moved rows to new pages, so the table has grown. In ctid mode a moved row can be met
+    # again (docs/ops.md: use an idempotent SET or a WHERE that excludes done rows).
+    pages = conn.execute("SELECT pg_relation_size('heap') / current_setting('block_size')::int").fetchone()
+    assert pages is not None
+    two = BackfillOptions(initial_batch=100, min_batch=100, max_batch=100, max_lag_s=None)  # a batch counts pages / 50
+    result = service.backfill(_settings(tmp_path, db_url), BackfillSpec("heap", "w = 2", "w <> 2"), two)
+    assert result.batches == (pages[0] + 1) // 2 and result.rows == 2_000
+    assert conn.execute("SELECT count(*) FROM heap WHERE w = 2").fetchone() == (2_000,)
+
+
+def test_an_interrupted_ctid_backfill_resumes(tmp_path: Path, db_url: str, conn: psycopg.Connection[Any]) -> None:
+    conn.execute("CREATE TABLE heap (v int, w int)")
+    conn.execute("INSERT INTO heap SELECT g, 0 FROM generate_series(1, 2000) g")
+    page = BackfillOptions(initial_batch=50, min_batch=50, max_batch=50, max_lag_s=None)  # one page a batch
+    spec = BackfillSpec("heap", "w = 1", "w = 0", job="heap")
+    with pytest.raises(_Interrupt):
+        service.backfill(_settings(tmp_path, db_url), spec, page, progress=_stop_after(2))
+    done = conn.execute("SELECT rows_done, batches, last_key FROM pgshift.backfills").fetchone()
+    assert done is not None and done[0] > 0 and done[1:] == (2, ["2"])
+    result = service.backfill(_settings(tmp_path, db_url), spec, page)
+    assert result.resumed is True and result.rows == 2_000
+    assert conn.execute("SELECT count(*) FROM heap WHERE w = 1").fetchone() == (2_000,)
+
+
+def test_a_resumed_backfill_starts_at_the_batch_size_it_had_reached(
+    tmp_path: Path, db_url: str, conn: psycopg.Connection[Any]
+) -> None:
+    _trades(conn, 1_000)
+    spec = BackfillSpec("trades", "hits = hits + 1", job="sized")
+    two_hundred = BackfillOptions(initial_batch=200, min_batch=200, max_batch=200, max_lag_s=None)
+    with pytest.raises(_Interrupt):
+        service.backfill(_settings(tmp_path, db_url), spec, two_hundred, progress=_stop_after(1))
+    seen: list[Progress] = []
+    adaptive = BackfillOptions(initial_batch=100, min_batch=50, max_batch=400, max_lag_s=None)
+    service.backfill(_settings(tmp_path, db_url), spec, adaptive, progress=seen.append)
+    assert seen[0].rows_done == 400  # 200 before, then a batch of the saved 200, not of initial_batch
+    assert conn.execute("SELECT min(hits), max(hits) FROM trades").fetchone() == (1, 1)
+
+
+def test_a_batch_over_the_statement_timeout_is_tried_again_at_a_quarter(
+    tmp_path: Path, db_url: str, conn: psycopg.Connection[Any]
+) -> None:
+    _trades(conn, 2_000)
+    # Rows above id 500 take 1 ms each: the first batch (2,000 rows) cannot finish within 1 s,
+    # the next (a quarter: ids 1 to 500) takes no time at all.
+    slow_tail = "hits = hits + 1 + coalesce(CASE WHEN id > 500 THEN (pg_sleep(0.001) IS NULL)::int END, 0)"
+    options = BackfillOptions(initial_batch=2_000, min_batch=10, max_batch=2_000, statement_timeout_ms=1_000,
+                              max_lock_ms=None, max_lag_s=None)
+    seen: list[Progress] = []
+
+    def first_batch_only(p: Progress) -> None:
+        seen.append(p)
+        raise _Interrupt
+
+    with pytest.raises(_Interrupt):
+        service.backfill(_settings(tmp_path, db_url), BackfillSpec("trades", slow_tail), options,
+                         progress=first_batch_only)
+    assert seen[0].rows_done == 500
+    assert conn.execute("SELECT count(*), max(id) FROM trades WHERE hits = 1").fetchone() == (500, 500)
+
+
+def test_after_sessions_waited_on_a_batch_the_size_holds_for_calm_batches_then_grows(
+    tmp_path: Path, db_url: str, conn: psycopg.Connection[Any]
+) -> None:
+    _trades(conn, 3_000)
+    # Row 200, the first batch's last, takes a second: the app's update of row 1 waits on the batch
+    # meanwhile. With a 10 s target every batch is fast, so the size would grow by 1.5 each time.
+    slow_200 = "hits = hits + 1 + coalesce(CASE WHEN id = 200 THEN (pg_sleep(1) IS NULL)::int END, 0)"
+    options = BackfillOptions(initial_batch=200, min_batch=10, max_batch=400, target_ms=10_000, max_lock_ms=None,
+                              max_lag_s=None, calm_batches=2)
+
+    def app() -> None:
+        with psycopg.connect(db_url, autocommit=True) as c:
+            deadline = time.monotonic() + 10
+            while not c.execute("SELECT 1 FROM pg_stat_activity WHERE wait_event = 'PgSleep' AND datname = "
+                                "current_database()").fetchone() and time.monotonic() < deadline:
+                time.sleep(0.01)
+            c.execute("UPDATE trades SET qty = qty + 1 WHERE id = 1")  # waits for the batch's commit
+
+    thread = threading.Thread(target=app)
+    thread.start()
+    seen: list[Progress] = []
+    try:
+        result = service.backfill(_settings(tmp_path, db_url), BackfillSpec("trades", slow_200), options,
+                                  progress=seen.append)
+    finally:
+        thread.join()
+    assert [p.waiters for p in seen[:3]] == [1, 0, 0] and result.waited_batches == 1
+    # Held at 200 while calm (two batches), then x1.5 per batch up to the maximum.
+    assert [p.batch_size for p in seen[:5]] == [200, 200, 200, 300, 400]
+    assert conn.execute("SELECT min(hits), max(hits), max(qty) FILTER (WHERE id = 1) FROM trades"
+                        ).fetchone() == (1, 1, 2)

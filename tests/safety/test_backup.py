@@ -8,7 +8,7 @@ import threading
 import time
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import psycopg
 import pytest
@@ -22,7 +22,14 @@ from pgshift.errors import BackupFailed
 from pgshift.migrations.model import Migration
 from pgshift.safety import backup_required, latest_verified_backup, take_backup, verify_backup
 from pgshift.safety.manifest import read_manifest
-from pgshift.safety.verify import compare_large_tables, read_archive, restore_into, restore_tool
+from pgshift.safety.verify import (
+    compare_large_tables,
+    compare_schema,
+    compare_tables,
+    read_archive,
+    restore_into,
+    restore_tool,
+)
 
 from .helpers import make_settings, seed
 
@@ -481,3 +488,92 @@ def test_a_table_lock_held_past_lock_wait_is_lock_held_naming_the_table(
     assert out.exit_code == 9, out.output
     assert "gave up waiting for a lock on table public.trades after lock_wait (300ms)" in out.output
     assert list((tmp_path / "backups").iterdir()) == []
+
+
+def test_a_file_added_to_a_directory_format_dump_fails_the_quick_verification(
+    pg_server: Any, db_url: str, tmp_path: Path
+) -> None:
+    seed(db_url, rows=20)
+    folder = take_backup(make_settings(tmp_path, db_url, pg_server), db_url, fmt="directory", verify=False).backup.path
+    assert verify_backup(folder).ok
+    (folder / "dump" / "9999.dat.gz").write_bytes(b"not pg_dump's")  # every listed file is still intact
+    with pytest.raises(BackupFailed, match=r"dump/9999\.dat\.gz is not in the manifest"):
+        verify_backup(folder)
+
+
+def test_compare_tables_reports_every_table_after_a_missing_one(pg_server: Any, db_url: str, tmp_path: Path) -> None:
+    seed(db_url, rows=20)
+    manifest = take_backup(make_settings(tmp_path, db_url, pg_server), db_url, verify=False).backup.manifest
+    first, last = manifest.tables[0], manifest.tables[-1]
+    assert (first.qualified, last.qualified) == ("audit.Weird Name", "public.trades")
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute('DROP TABLE audit."Weird Name"')
+        conn.execute("DELETE FROM trades WHERE id = 1")
+        assert compare_tables(conn, manifest) == [
+            "table audit.Weird Name is missing", "table public.trades has 299 rows, the manifest says 300"]
+
+
+class _RecordingCursor(psycopg.Cursor[Any]):
+    """Keeps the text of every statement it runs, to see how a table was read."""
+
+    statements: ClassVar[list[str]] = []  # one test process runs one test at a time
+
+    def execute(self, query: Any, params: Any = None, **kwargs: Any) -> Any:
+        text = query.as_string(self.connection) if isinstance(query, sql.Composable) else str(query)
+        _RecordingCursor.statements.append(text)
+        return super().execute(query, params, **kwargs)
+
+
+def test_compare_tables_only_counts_the_tables_it_is_not_to_hash(pg_server: Any, db_url: str, tmp_path: Path) -> None:
+    """Hashing reads every row's text: count-only tables (over backup.hash_max_mb), and every table of
+    the restore's count check (hashes=False), must be counted, not hashed."""
+    seed(db_url, rows=20)
+    hashed = take_backup(make_settings(tmp_path / "a", db_url, pg_server), db_url, verify=False).backup.manifest
+    counted = take_backup(make_settings(tmp_path / "b", db_url, pg_server, hash_max_mb=0, large_tables="count"), db_url,
+                          verify=False).backup.manifest
+    assert {t.check for t in counted.tables} == {"count"}
+    assert {t.check for t in hashed.tables} <= {"hash", "record-hash"}
+    with psycopg.connect(db_url, autocommit=True, cursor_factory=_RecordingCursor) as conn:
+        for manifest, hashes in ((counted, True), (hashed, False)):
+            _RecordingCursor.statements = []
+            assert compare_tables(conn, manifest, hashes=hashes) == []
+            reads = [s for s in _RecordingCursor.statements if "count(*)" in s]
+            assert len(reads) == 3 and not any("hash" in s for s in reads), reads
+        _RecordingCursor.statements = []
+        assert compare_tables(conn, hashed) == []  # and the hashed ones are hashed
+        assert sum("hash" in s for s in _RecordingCursor.statements) == 3
+
+
+def test_compare_schema_names_what_the_restored_database_lacks(pg_server: Any, db_url: str, tmp_path: Path) -> None:
+    seed(db_url, rows=20)
+    settings = make_settings(tmp_path, db_url, pg_server)
+    backup = take_backup(settings, db_url, verify=False).backup
+    tool = restore_tool(backup.manifest, settings.backup.pg_bindir)
+    copy = f"{backup.manifest.database}_schema"
+    owner = sql.Identifier(f"{copy}_owner")
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(copy)))
+        conn.execute(sql.SQL("CREATE ROLE {}").format(owner))
+        try:
+            restore_into(backup.path, backup.manifest, tool, db_url, copy)
+            args = (backup.path, backup.manifest, tool, db_url, copy, settings.backup.pg_bindir)
+            assert compare_schema(*args) == []
+            with psycopg.connect(with_dbname(db_url, copy), autocommit=True) as changer:
+                changer.execute(sql.SQL('ALTER TABLE audit."Weird Name" OWNER TO {}').format(owner))
+            assert compare_schema(*args) == []  # owners are compared only when asked (they were restored)
+            assert "OWNER TO" in compare_schema(*args, owners=True)[0]
+            with psycopg.connect(with_dbname(db_url, copy), autocommit=True) as changer:
+                changer.execute('ALTER TABLE audit."Weird Name" OWNER TO CURRENT_USER')
+                changer.execute("ALTER TABLE accounts DROP COLUMN tags")
+            problems = compare_schema(*args)
+            with psycopg.connect(with_dbname(db_url, copy), autocommit=True) as changer:
+                changer.execute("DROP TABLE trades")
+            many = compare_schema(*args)
+        finally:
+            drop_database(conn, copy)
+            conn.execute(sql.SQL("DROP ROLE {}").format(owner))
+    assert problems == ["the restored schema differs from the archive's: -    opened timestamp with time zone DEFAULT "
+                        "now(), | -    tags text[] | +    opened timestamp with time zone DEFAULT now()"], problems
+    # A long difference is cut to its first six lines, so the message stays readable.
+    assert len(many) == 1 and len(many[0].split(" | ")) == 6, many
+    assert many[0].startswith("the restored schema differs from the archive's: -    opened timestamp"), many

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -125,6 +127,8 @@ def test_failed_count_check_leaves_live_as_it_was(
     assert databases(pg_server.admin_url, f"{db_name}_%") == []
     recorded = json.loads((folder / "restores.json").read_text())
     assert recorded[-1]["ok"] is False and recorded[-1]["kept_as"] is None
+    steps = {s["step"]: s["ok"] for s in recorded[-1]["steps"]}
+    assert steps["restore"] is True and steps["compare"] is False
 
 
 @pytest.mark.parametrize("large", [False, True], ids=["hashed", "large-unverified"])
@@ -174,6 +178,8 @@ def test_health_failure_after_swap_is_reported_with_the_kept_database(
             restore_database(settings, folder, db_url)
         message = str(info.value)
         assert "health" in message and f"{db_name}_pre_restore_" in message
+        assert f"completed the swap, but: health: {sick.url} did not answer 2xx within 1s" in message
+        assert "verify" not in message  # only the failed step is named
         assert count(db_url, "accounts") == 30  # the swap happened; the data is the backup's
         assert sick.hits >= 1
     finally:
@@ -266,3 +272,106 @@ def test_a_grant_to_a_role_that_is_gone_stops_the_restore_before_the_swap(
     assert count(db_url, "trades") == 0  # the live database is as it was
     assert databases(pg_server.admin_url, f"{db_name}_restoring_%") == []
     assert databases(pg_server.admin_url, f"{db_name}_pre_restore_%") == []
+
+
+def test_the_swap_ends_the_live_sessions_keeps_them_out_and_keeps_the_live_locale(
+    pg_server: Any, db_name: str, tmp_path: Path
+) -> None:
+    """An application that was not stopped keeps reconnecting: the live database is closed to new
+    sessions while its sessions are ended, so the swap happens at once. The copy is made with the
+    live database's encoding, collation and character type, not the server's defaults."""
+    live = f"{db_name}_locale"
+    ident = psycopg.sql.Identifier
+    with psycopg.connect(pg_server.admin_url, autocommit=True) as admin:
+        admin.execute(psycopg.sql.SQL("CREATE DATABASE {} TEMPLATE template0 ENCODING 'UTF8' LC_COLLATE 'C' "
+                                      "LC_CTYPE 'C.utf8'").format(ident(live)))
+    url = pg_server.url_for(live)
+    stop = threading.Event()
+
+    def app() -> None:
+        while not stop.is_set():
+            try:
+                with psycopg.connect(url, autocommit=True) as c:
+                    while not stop.is_set():
+                        c.execute("SELECT 1")
+                        time.sleep(0.02)
+            except psycopg.OperationalError:
+                time.sleep(0.02)
+
+    threads = [threading.Thread(target=app) for _ in range(3)]
+    try:
+        seed(url, rows=20)
+        settings = make_settings(tmp_path, url, pg_server)
+        settings.lock_wait = "0ms"  # no wait beyond the one second every session gets to end
+        folder = take_backup(settings, url).backup.path
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + 10
+        while len(_sessions(pg_server.admin_url, live)) < 3 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        report = restore_database(settings, folder, url=url)
+        assert report.ok and report.kept_as
+        with psycopg.connect(pg_server.admin_url) as conn:
+            row = conn.execute("SELECT pg_encoding_to_char(encoding), datcollate, datctype, datallowconn "
+                               "FROM pg_database WHERE datname = %s", (live,)).fetchone()
+        assert row == ("UTF8", "C", "C.utf8", True)
+    finally:
+        stop.set()
+        for t in threads:
+            if t.is_alive():
+                t.join()
+        _cleanup(pg_server.admin_url, live)
+
+
+def _sessions(admin_url: str, database: str) -> list[int]:
+    with psycopg.connect(admin_url) as conn:
+        return [r[0] for r in conn.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s", (database,))]
+
+
+def test_a_dump_damaged_after_verification_fails_the_restore_and_drops_the_copy(
+    pg_server: Any, db_name: str, db_url: str, tmp_path: Path
+) -> None:
+    seed(db_url, rows=20)
+    settings = make_settings(tmp_path, db_url, pg_server)
+    folder = take_backup(settings, db_url).backup.path
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("DELETE FROM trades")
+    # The stop hook runs after the verification: here it cuts the dump in half.
+    damage = (f"; p={str(folder / 'dump.pgdump')!r}; d=open(p, 'rb').read(); "
+              "open(p, 'wb').write(d[: len(d) // 2])")
+    log = _hooks(tmp_path, settings, None, stop_extra=damage)
+    with pytest.raises(RestoreFailed) as info:
+        restore_database(settings, folder, db_url)
+    assert f"The live database {db_name} was not touched." in str(info.value)
+    assert count(db_url, "trades") == 0
+    assert log.read_text().splitlines() == ["stop", "start"]
+    assert databases(pg_server.admin_url, f"{db_name}_%") == []  # the partial copy was dropped
+    steps = {s["step"]: s["ok"] for s in json.loads((folder / "restores.json").read_text())[-1]["steps"]}
+    assert steps["verify"] is True and steps["restore"] is False
+
+
+def test_restore_table_refuses_other_content_and_reports_an_empty_table(
+    pg_server: Any, db_url: str, tmp_path: Path
+) -> None:
+    seed(db_url, rows=20)
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE nothing_yet (id int PRIMARY KEY)")
+    settings = make_settings(tmp_path, db_url, pg_server)
+    folder = take_backup(settings, db_url).backup.path
+    started = time.monotonic()
+    report = restore_table(settings, folder, "nothing_yet", db_url)
+    assert report.rows == 0 and 0 < report.seconds < time.monotonic() - started
+    recorded = json.loads((folder / "restores.json").read_text())
+    assert recorded[-1]["table"] == "public.nothing_yet" and recorded[-1]["rows"] == 0
+    # Same row count, other content: the manifest's hash of trades no longer matches the archive's rows.
+    data = json.loads((folder / "manifest.json").read_text())
+    for table in data["tables"]:
+        if table["name"] == "trades":
+            table["content_hash"] = str(int(table["content_hash"]) + 1)
+    (folder / "manifest.json").write_text(json.dumps(data))
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("UPDATE trades SET qty = 0 WHERE id <= 5")
+    with pytest.raises(RestoreFailed, match="do not match the manifest"):
+        restore_table(settings, folder, "trades", db_url)
+    assert count(db_url, "trades WHERE qty = 0") == 5  # rolled back: the table is as it was
+    assert count(db_url, "pg_tables WHERE tablename LIKE 'trades_pre_restore_%'") == 0
