@@ -87,7 +87,7 @@ def test_every_check_passes_on_a_ready_project(
     out = runner.invoke(cli, ["check", "--config", str(config), "-d", db_url])
     assert out.exit_code == 0, out.output
     lines = out.output.strip().splitlines()
-    assert lines[-1].startswith("checklist: 15 passed, 0 failed")
+    assert lines[-1].startswith("checklist: 17 passed, 0 failed")
     out = runner.invoke(cli, ["check", "--config", str(config), "-d", db_url, "--json"])
     assert out.exit_code == 0 and json.loads(out.output)["passed"] == 15
 
@@ -139,7 +139,7 @@ def test_every_check_fails_when_it_should(pg_server: Any, db_name: str, db_url: 
     assert "dup_x" in " ".join(results["no INVALID indexes"].detail)
     assert "PS017 rename-column" in " ".join(results["lint passes lint.fail_level"].detail)
     assert "503" in results["application health URL"].value
-    assert not checklist.ok and checklist.summary().startswith("checklist: 4 passed, 11 failed")
+    assert not checklist.ok and checklist.summary().startswith("checklist: 5 passed, 11 failed")
 
 
 def _wait_for(url: str, query: str) -> None:

@@ -2,11 +2,30 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
 from pgshift.lint.context import Ctx
 from pgshift.lint.model import Hit, Rule
 from pgshift.lint.nodes import qualified, relname, strings
+
+
+def _named(name: str) -> str:
+    """A pattern for the type name as SQL may write it: quoted exactly, or unquoted if it is lower case."""
+    quoted = '"' + re.escape(name.replace('"', '""')) + '"'
+    return f"(?:{quoted}|{re.escape(name)}\\b)" if name == name.lower() else quoted
+
+
+def _replaced_here(ctx: Ctx, old: str) -> bool:
+    """Is this rename half of a swap the same migration completes, as Prisma writes an enum change: the type
+    was created earlier in the migration, or a type takes the old name again later (renamed or created)?"""
+    name = _named(old.split(".")[-1])
+    created = re.compile(rf"^\s*create\s+type\s+(?:\S+\.)?{name}", re.I)
+    given_back = re.compile(rf"^\s*alter\s+type\s+.*\srename\s+to\s+{name}\s*;?\s*$", re.I | re.S)
+    earlier = ctx.all_sql[:ctx.position]
+    return any(created.search(s) for s in earlier) or any(created.search(s) or given_back.search(s)
+                                                            for s in ctx.rest)
+
 
 _FIX = ("Add the new label or type beside the old one, deploy code that writes the new one, migrate the data, "
         "and retire the old one only when no running version uses it.")
@@ -22,6 +41,8 @@ def check(ctx: Ctx) -> Iterator[Hit]:
     elif ctx.kind == "RenameStmt" and b.get("renameType") in ("OBJECT_TYPE", "OBJECT_DOMAIN"):
         items = (b.get("object") or {}).get("List", {}).get("items") or [b.get("object")]
         old = qualified(strings(items)) if items and items[0] else "the type"
+        if _replaced_here(ctx, old):
+            return
         yield Hit(f"Renaming type {old} to {b.get('newname')} breaks every running application version that names "
                   f"{old} (casts such as ::{old.split('.')[-1]}, function signatures).", fix=_FIX)
     elif ctx.kind == "RenameStmt" and b.get("renameType") == "OBJECT_ATTRIBUTE":
