@@ -89,7 +89,7 @@ def test_every_check_passes_on_a_ready_project(
     lines = out.output.strip().splitlines()
     assert lines[-1].startswith("checklist: 17 passed, 0 failed")
     out = runner.invoke(cli, ["check", "--config", str(config), "-d", db_url, "--json"])
-    assert out.exit_code == 0 and json.loads(out.output)["passed"] == 15
+    assert out.exit_code == 0 and json.loads(out.output)["passed"] == 17
 
 
 def test_every_check_fails_when_it_should(pg_server: Any, db_name: str, db_url: str, tmp_path: Path) -> None:
