@@ -36,7 +36,7 @@ _export("pgshift.deploy", "CONFIG_TEMPLATE", "AdoptReport", "BeforeApply", "DryR
 _export("pgshift.db.session", "deploy_session", "load", "open_connection")
 _export("pgshift.db.connect", "mask_password")
 _export("pgshift.errors", "PgshiftError")
-_export("pgshift.migrations.model", "Migration")
+_export("pgshift.migrations.model", "Migration", "OpsMigration", "SqlMigration")
 _export("pgshift.runner.execute", "StatementObserver", "StepResult")
 _export("pgshift.runner.gate", "MigrateChecks")
 # lint
@@ -107,7 +107,7 @@ if TYPE_CHECKING:  # the same names, for type checkers (kept in step with _EXPOR
     from pgshift.lint.paths import lint_paths as lint
     from pgshift.lint.reporters import FORMATS as LINT_OUTPUT_FORMATS
     from pgshift.lint.reporters import render as render_lint
-    from pgshift.migrations.model import Migration
+    from pgshift.migrations.model import Migration, OpsMigration, SqlMigration
     from pgshift.ops.backfill_options import backfill_options, backfill_spec
     from pgshift.ops.phases import PhaseResult
     from pgshift.ops.service import abort, backfill, contract
@@ -149,9 +149,9 @@ __all__ = [
     "BackupProgress", "BackupResult", "BeforeApply", "CheckResult", "Checklist", "Confirm", "DryRunStep",
     "EmbeddedCluster", "Finding", "FixResult", "Incomplete", "InitReport", "Interruption", "LintOptions",
     "LintOutcome", "LintReport", "MigrateChecks", "MigrateReport", "Migration", "MigrationStatus", "Notify",
-    "PgshiftError", "PhaseResult", "RehearsalOptions", "RehearsalReport", "RestoreReport", "RollbackReport",
-    "StatementObserver", "StatusReport", "StepResult", "TableRestoreReport", "Thresholds", "ValidateReport",
-    "VerifyReport", "WatchBreached", "WatchReport", "WatchSample", "Watcher",
+    "OpsMigration", "PgshiftError", "PhaseResult", "RehearsalOptions", "RehearsalReport", "RestoreReport",
+    "RollbackReport", "SqlMigration", "StatementObserver", "StatusReport", "StepResult", "TableRestoreReport",
+    "Thresholds", "ValidateReport", "VerifyReport", "WatchBreached", "WatchReport", "WatchSample", "Watcher",
     "abort", "adopt", "backfill", "backfill_options", "backfill_progress_json", "backfill_spec",
     "backup", "baseline", "check", "contract", "deploy_session", "file_warnings", "history_events", "init",
     "latest_backup", "lint", "lint_fix", "list_backups", "load", "mask_password", "migrate", "new",
