@@ -32,9 +32,16 @@ Notify = Callable[[str], None]
 
 def backfill(settings: Settings, spec: BackfillSpec, options: BackfillOptions | None = None, *,
              progress: ProgressCallback | None = None, notify: Notify | None = None,
-             restart: bool = False) -> BackfillResult:
-    """Run (or resume) a data backfill under the deploy lock; progress lives in the ledger schema."""
+             restart: bool = False, checks: MigrateChecks | None = None) -> BackfillResult:
+    """Run (or resume) a data backfill under the deploy lock; progress lives in the ledger schema. With
+    ``checks`` (the CLI passes them unless --no-backup) it first goes through backup.policy as `migrate`
+    does: its batched UPDATE overwrites rows but drops nothing, so only ``always`` takes a backup first."""
     with deploy_session(settings) as (conn, history):
+        if checks is not None and checks.backup:
+            from pgshift.runner.gate import apply_backup_policy
+
+            apply_backup_policy(settings, [spec], lambda _spec: False, checks, action="backfill",
+                                describe=lambda s: f"the backfill of {s.table}", conn=conn)
         if restart:
             reset_job(conn, settings.history_schema, spec.job_name)
         try:
@@ -80,8 +87,8 @@ def _active_migration(settings: Settings, conn: psycopg.Connection[Any], version
 def contract(settings: Settings, *, version: str | None = None, notify: Notify | None = None,
              checks: MigrateChecks | None = None, observer: StatementObserver | None = None) -> PhaseResult:
     """Finish the active expand: validate constraints, drop old columns, triggers and views. With ``checks``
-    (the CLI passes them unless --no-backup), a contract that drops data first goes through backup.policy
-    as `migrate` does."""
+    (the CLI passes them unless --no-backup), the contract first goes through backup.policy as `migrate`
+    does: a backup under ``always``, and under the other policies when a step still to run drops data."""
     with deploy_session(settings) as (conn, history):
         migration = _active_migration(settings, conn, version, ("expanded", "contracting"), "contract")
         runner = PhaseRunner(conn, history, settings, migration, notify, observer)
@@ -89,12 +96,12 @@ def contract(settings: Settings, *, version: str | None = None, notify: Notify |
             from pgshift.runner.gate import apply_backup_policy
 
             judge = ContractDrops(conn, runner)
-            if migration.is_destructive("contract", judge):
-                label = f"the contract of {migration.label} ({'; '.join(judge.contract_drops(migration))})"
-                apply_backup_policy(settings, [migration], lambda _m: True, checks, action="contract",
-                                    describe=lambda _m: label, conn=conn)
-                if notify and checks.backup_path is None:
-                    notify(f"{label} drops data; a verified backup within backup.max_age exists")
+            destroys = migration.is_destructive("contract", judge)
+            label = f"the contract of {migration.label} ({'; '.join(judge.contract_drops(migration))})"
+            apply_backup_policy(settings, [migration], lambda m: m.is_destructive("contract", judge), checks,
+                                action="contract", describe=lambda _m: label, conn=conn)
+            if notify and destroys and checks.backup_path is None:
+                notify(f"{label} drops data; a verified backup within backup.max_age exists")
         return runner.contract()
 
 

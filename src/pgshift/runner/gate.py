@@ -6,20 +6,23 @@
    reaches ``lint.fail_level``.
 2. Back up first according to ``backup.policy`` (always / destructive-only / never); refuse a
    destructive migration without a recent verified backup unless told otherwise.
+
+``contract`` and ``backfill``, the other commands that change data forward, go through the same
+:func:`apply_backup_policy`; ``abort`` and ``rollback``, the ways back, never do.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 
 from pgshift.config import Settings
 from pgshift.errors import MigrationRefused
 from pgshift.lint.model import LintReport, lint_verdict
-from pgshift.migrations.model import Migration
+from pgshift.migrations.model import Migration, OpsMigration, SqlMigration
 
 Notify = Callable[[str], None]
 
@@ -58,9 +61,26 @@ def gate(settings: Settings, checks: MigrateChecks, applied: list[Migration]) ->
             for f in report.active:
                 _say(checks, f"lint {f.severity}: {f.file}:{f.line}: {f.rule} {f.message}")
         if checks.backup:
-            apply_backup_policy(settings, todo, report.is_destructive, checks, conn=conn)
+            judge = LintDrops(report)
+            apply_backup_policy(settings, todo, lambda m: m.is_destructive(m.forward, judge), checks,
+                                describe=lambda m: m.label, conn=conn)
 
     return before_apply
+
+
+class LintDrops:
+    """`migrate`'s judge of data loss (pgshift.migrations.model.DataLossJudge): a SQL migration's destructive
+    lint findings, suppressed ones too (a suppression silences the warning, not the data loss). An operations
+    migration's expand drops nothing; its contract is judged by `pgshift contract`."""
+
+    def __init__(self, report: LintReport) -> None:
+        self.report = report
+
+    def sql_drops(self, migration: SqlMigration) -> bool:
+        return self.report.has_destructive(migration.version)
+
+    def contract_drops(self, migration: OpsMigration) -> list[str]:
+        return []
 
 
 def _say(checks: MigrateChecks, message: str) -> None:
@@ -76,13 +96,16 @@ def _lint(settings: Settings, conn: psycopg.Connection[Any], todo: list[Migratio
                         schema=starting_schema(settings))
 
 
-def apply_backup_policy(settings: Settings, todo: list[Migration], destructive: Callable[[Migration], bool],
-                        checks: MigrateChecks, action: str = "migrate",
-                        describe: Callable[[Migration], str] = lambda m: m.label,
+Change = TypeVar("Change")
+
+
+def apply_backup_policy(settings: Settings, todo: Sequence[Change], destructive: Callable[[Change], bool],
+                        checks: MigrateChecks, action: str = "migrate", *, describe: Callable[[Change], str],
                         conn: psycopg.Connection[Any] | None = None) -> None:
-    """backup.policy before ``action`` (migrate, or contract with its destructive steps): take a verified
-    backup, or refuse a destructive change without a recent one (this database's, in backup.directory or,
-    with ``conn``, recorded in its ledger wherever it was written)."""
+    """backup.policy before ``action``, a command changing data forward (migrate's migrations, a contract, a
+    backfill): take a verified backup (``always``; ``destructive-only`` when a change is ``destructive``), or
+    refuse a destructive change without a recent one (this database's, in backup.directory or, with ``conn``,
+    recorded in its ledger wherever it was written)."""
     from pgshift.safety.backup import backup_required, latest_verified_backup, take_backup
 
     if backup_required(settings.backup.policy, todo, destructive):
