@@ -46,7 +46,7 @@ def gate(settings: Settings, checks: MigrateChecks, applied: list[Migration]) ->
         if not (checks.lint or checks.backup):
             return
         # Lint also tells the backup policy which migrations destroy data, so it runs either way.
-        report = _lint(settings, conn, todo, applied)
+        report, judged = _lint(settings, conn, todo, applied)
         if checks.lint:
             checks.findings = report.active
             verdict = lint_verdict(report, settings.lint.fail_level)  # as `check` and `lint` judge it
@@ -61,7 +61,7 @@ def gate(settings: Settings, checks: MigrateChecks, applied: list[Migration]) ->
             for f in report.active:
                 _say(checks, f"lint {f.severity}: {f.file}:{f.line}: {f.rule} {f.message}")
         if checks.backup:
-            judge = LintDrops(report)
+            judge = LintDrops(judged)
             apply_backup_policy(settings, todo, lambda m: m.is_destructive(m.forward, judge), checks,
                                 describe=lambda m: m.label, conn=conn)
 
@@ -89,11 +89,28 @@ def _say(checks: MigrateChecks, message: str) -> None:
 
 
 def _lint(settings: Settings, conn: psycopg.Connection[Any], todo: list[Migration],
-          applied: list[Migration]) -> LintReport:
-    from pgshift.lint.live import lint_pending, starting_schema
+          applied: list[Migration]) -> tuple[LintReport, LintReport]:
+    """(the report lint's verdict and output judge, the report data loss is judged by). The second runs the
+    destructive rules even when lint.enable / lint.disable leave them out: turning a rule's warning off
+    must not turn backup.policy off for the data that statement drops."""
+    import dataclasses
 
-    return lint_pending(conn, settings.lint, todo, applied, history_schema=settings.history_schema,
-                        schema=starting_schema(settings))
+    from pgshift.lint.engine import rule_selected
+    from pgshift.lint.live import lint_pending, starting_schema
+    from pgshift.lint.registry import all_rules
+
+    chosen = settings.lint
+    left_out = [r for r in all_rules() if r.destructive and not rule_selected(r, chosen)]
+    if left_out:
+        names = {n for r in left_out for n in (r.id.lower(), r.name)}
+        chosen = dataclasses.replace(
+            chosen, enable=[*chosen.enable, *(r.id for r in left_out)] if chosen.enable else [],
+            disable=[d for d in chosen.disable if d.lower() not in names])
+    judged = lint_pending(conn, chosen, todo, applied, history_schema=settings.history_schema,
+                          schema=starting_schema(settings))
+    off = {r.id for r in left_out}
+    shown = dataclasses.replace(judged, findings=[f for f in judged.findings if f.rule not in off])
+    return shown, judged
 
 
 Change = TypeVar("Change")
