@@ -36,7 +36,7 @@ _export("pgshift.deploy", "CONFIG_TEMPLATE", "AdoptReport", "BeforeApply", "DryR
 _export("pgshift.db.session", "deploy_session", "load", "open_connection")
 _export("pgshift.db.connect", "mask_password")
 _export("pgshift.errors", "PgshiftError")
-_export("pgshift.migrations.model", "Migration")
+_export("pgshift.migrations.model", "Migration", "OpsMigration", "SqlMigration")
 _export("pgshift.runner.execute", "StatementObserver", "StepResult")
 _export("pgshift.runner.gate", "MigrateChecks")
 # lint
@@ -132,7 +132,7 @@ if TYPE_CHECKING:  # the same names, for type checkers (kept in step with _EXPOR
     from pgshift.lint.paths import lint_paths as lint
     from pgshift.lint.reporters import FORMATS as LINT_OUTPUT_FORMATS
     from pgshift.lint.reporters import render as render_lint
-    from pgshift.migrations.model import Migration
+    from pgshift.migrations.model import Migration, OpsMigration, SqlMigration
     from pgshift.ops.backfill_options import backfill_options, backfill_spec
     from pgshift.ops.phases import PhaseResult
     from pgshift.ops.service import SoakNotOver, abort, backfill, contract
@@ -178,17 +178,17 @@ __all__ = [
     "DeployReport", "DryRunStep", "EmbeddedCluster", "Finding", "FixResult", "FleetEvents", "FleetFailed",
     "FleetOutcome", "FleetReport", "FleetWork", "Incomplete", "InitReport", "Interruption", "LintOptions",
     "LintOutcome", "LintReport", "MigrateChecks", "MigrateReport", "Migration", "MigrationStatus", "Notify",
-    "PgshiftError", "PhaseResult", "RehearsalOptions", "RehearsalReport", "RestoreReport", "RollbackReport",
-    "RunbookStep", "SoakNotOver", "Standby", "StandbysNotReplayed", "StatementObserver", "StatusReport", "StepRecord",
-    "StepResult", "TableRestoreReport", "Target", "TargetResult", "Thresholds", "ValidateReport", "VerifyReport",
-    "WatchBreached", "WatchReport", "WatchSample", "Watcher", "abort", "adopt", "backfill", "backfill_options",
-    "backfill_progress_json", "backfill_spec", "backup", "baseline", "check", "check_targets", "contract", "deploy",
-    "deploy_plan", "deploy_session", "file_warnings", "fleet_rollout", "history_events", "init", "latest_backup",
-    "lint", "lint_fix", "list_backups", "load", "mask_password", "migrate", "migrate_targets", "migrate_watched",
-    "new", "open_connection", "read_targets", "refuse_unusable", "rehearse", "render_deploy_html", "render_html",
-    "render_lint", "require_pass", "resolve_backup", "restore_database", "restore_table", "rollback", "run_demo",
-    "standbys", "status", "status_targets", "to_json", "validate", "verify_backup", "wait_for_replay", "watch_flags",
-    "watch_json_line", "workload_error_text",
+    "OpsMigration", "PgshiftError", "PhaseResult", "RehearsalOptions", "RehearsalReport", "RestoreReport",
+    "RollbackReport", "RunbookStep", "SoakNotOver", "SqlMigration", "Standby", "StandbysNotReplayed",
+    "StatementObserver", "StatusReport", "StepRecord", "StepResult", "TableRestoreReport", "Target", "TargetResult",
+    "Thresholds", "ValidateReport", "VerifyReport", "WatchBreached", "WatchReport", "WatchSample", "Watcher", "abort",
+    "adopt", "backfill", "backfill_options", "backfill_progress_json", "backfill_spec", "backup", "baseline", "check",
+    "check_targets", "contract", "deploy", "deploy_plan", "deploy_session", "file_warnings", "fleet_rollout",
+    "history_events", "init", "latest_backup", "lint", "lint_fix", "list_backups", "load", "mask_password", "migrate",
+    "migrate_targets", "migrate_watched", "new", "open_connection", "read_targets", "refuse_unusable", "rehearse",
+    "render_deploy_html", "render_html", "render_lint", "require_pass", "resolve_backup", "restore_database",
+    "restore_table", "rollback", "run_demo", "standbys", "status", "status_targets", "to_json", "validate",
+    "verify_backup", "wait_for_replay", "watch_flags", "watch_json_line", "workload_error_text",
 ]
 
 

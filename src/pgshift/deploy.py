@@ -27,7 +27,7 @@ from pgshift.errors import Irreversible, MigrationSourceError, PgshiftError, Sql
 from pgshift.migrations.classify import concurrent_index
 from pgshift.migrations.files import broken_link
 from pgshift.migrations.formats import native
-from pgshift.migrations.model import Migration, version_sort_key
+from pgshift.migrations.model import Migration, OpsMigration, SqlMigration, version_sort_key
 from pgshift.runner.execute import (
     Executor,
     StatementObserver,
@@ -275,7 +275,8 @@ def _interruptions(plan: Plan, history: History, major: int) -> list[Interruptio
     found: list[Interruption] = []
     for m in plan.pending:
         row = plan.rows.get(m.version)
-        if m.ops is None and row is not None and row.direction == "up" and row.status in ("running", "failed"):
+        if isinstance(m, SqlMigration) and row is not None and row.direction == "up" \
+                and row.status in ("running", "failed"):
             found.append(_interruption(m, row, major))
     started = history.events_named("migrate-started", 1)
     stopped = history.events_named("migrate-stopped", 1)  # stopped on purpose between migrations (--watch)
@@ -284,7 +285,7 @@ def _interruptions(plan: Plan, history: History, major: int) -> list[Interruptio
     listed = started[0]["detail"].get("pending", []) if started else []
     pending = {m.version: m for m in plan.pending}
     first = next((v for v in listed if v in pending), None)
-    if first is not None and first not in plan.rows and pending[first].ops is None:
+    if first is not None and first not in plan.rows and isinstance(pending[first], SqlMigration):
         m = pending[first]
         found.append(Interruption(
             m.version, m.name, "interrupted", 1, len(m.up),
@@ -412,7 +413,7 @@ def migrate(
             refuse_unusable(plan, todo)
             major = server_major(conn)
             check_session_settings(conn, todo)  # as migrate refuses them
-            steps = [_dry_run_ops(settings, conn, m, todo[:n]) if m.ops is not None
+            steps = [_dry_run_ops(settings, conn, m, todo[:n]) if isinstance(m, OpsMigration)
                      else _dry_run_step(settings, conn, m, major) for n, m in enumerate(todo)]
         return MigrateReport(dry_run=steps, nothing_to_do=not steps, warnings=file_warnings(migrations))
     if repair:
@@ -445,7 +446,7 @@ def migrate(
         for migration in todo:
             if notify:
                 notify(f"applying {migration.label}")
-            if migration.ops is not None:  # zero-downtime operations: run their expand phase
+            if isinstance(migration, OpsMigration):  # zero-downtime operations: run their expand phase
                 from pgshift.ops.service import expand_migration
 
                 report.applied.append(expand_migration(settings, conn, history, migration, notify, observer))
@@ -464,7 +465,7 @@ def _wait_for_standbys(settings: Settings, conn: psycopg.Connection[Any], notify
     return wait_for_replay(conn, timeout_ms / 1000, limit=settings.migrate.wait_for_standbys, notify=notify)
 
 
-def _dry_run_ops(settings: Settings, conn: psycopg.Connection[Any], m: Migration,
+def _dry_run_ops(settings: Settings, conn: psycopg.Connection[Any], m: OpsMigration,
                  before: list[Migration]) -> DryRunStep:
     """The expand steps of an operations migration, planned from the live catalog as expand plans them."""
     from pgshift.ops.service import expand_preview
@@ -570,7 +571,7 @@ def rollback(settings: Settings, *, to: str | None = None, steps: int = 1,
             report.nothing_to_do = True
             return report
         _refuse_broken_down(targets)
-        if any(m.ops is not None for m in targets):  # undone by `pgshift abort`, not by a down part
+        if any(isinstance(m, OpsMigration) for m in targets):  # undone by `pgshift abort`, not by a down part
             from pgshift.ops.service import refuse_rollback
 
             refuse_rollback(settings, conn, targets)
@@ -579,8 +580,8 @@ def rollback(settings: Settings, *, to: str | None = None, steps: int = 1,
             names = ", ".join(f"{m.label} ({m.path})" for m in missing)
             raise Irreversible(
                 f"Cannot roll back: {names} has no down part. Nothing was rolled back.",
-                hint=f"{_DOWN_PART_HOW.get(missing[0].source_format, _DOWN_PART_HOW['native'])}, or restore "
-                "from a backup with `pgshift restore`.",
+                hint=f"{_DOWN_PART_HOW.get(missing[0].source_format, _DOWN_PART_HOW['native'])}, or "
+                f"{missing[0].undo_hint()}.",
             )
         check_session_settings(conn, targets)
         executor = _executor(settings, conn, history, notify, observer, mirror)

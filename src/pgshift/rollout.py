@@ -35,7 +35,7 @@ from pgshift.db.lock import AdvisoryLock
 from pgshift.db.session import load, open_connection
 from pgshift.deploy import MigrateReport, migrate, rollback, status
 from pgshift.errors import PgshiftError
-from pgshift.migrations.model import Migration
+from pgshift.migrations.model import Migration, OpsMigration, SqlMigration
 from pgshift.runner.gate import MigrateChecks, apply_backup_policy
 from pgshift.safety.hooks import probe
 from pgshift.units import duration_ms
@@ -384,7 +384,8 @@ class Rollout:
                 f"{verdict.describe()}. Nothing was changed.",
                 hint="run `pgshift lint` for the safe rewrite of each, or suppress a finding with "
                 "`-- pgshift:ignore <rule> -- <reason>`.")
-        first = next((n for n, m in enumerate(pending) if m.ops is None and lint.is_destructive(m)), None)
+        first = next((n for n, m in enumerate(pending) if isinstance(m, SqlMigration) and lint.is_destructive(m)),
+                     None)
         batch, deferred = (pending, []) if first is None else (pending[:first], pending[first:])
         if deferred and self.options.destructive == "refuse":
             raise MigrationRefused(
@@ -402,7 +403,8 @@ class Rollout:
     def backup(self, record: StepRecord) -> None:
         todo = [self.migrations[v] for v in self.report.batch + self.report.deferred]
         checks = MigrateChecks(lint=False, backup=True, notify=self.notify)
-        apply_backup_policy(self.settings, todo, self._lint.is_destructive, checks, action="deploy")
+        apply_backup_policy(self.settings, todo, self._lint.is_destructive, checks, action="deploy",
+                            describe=lambda m: m.label)
         self.report.backup = checks.backup_path
         record.detail = f"verified backup {checks.backup_path}" if checks.backup_path else \
             f"none needed (backup.policy = {self.settings.backup.policy})"
@@ -778,7 +780,8 @@ def plan(settings: Settings) -> DeployReport:
              f"are {'deferred until after the watch window' if options.destructive == 'defer' else 'refused'}",
              f"backup: per backup.policy = {settings.backup.policy}"]
     for m in pending:
-        lines.append(f"  apply {m.label} ({'expand phase' if m.ops is not None else 'SQL'}) with the watcher running")
+        kind = "expand phase" if isinstance(m, OpsMigration) else "SQL"
+        lines.append(f"  apply {m.label} ({kind}) with the watcher running")
     lines.append(f"app: {options.app_command!r} (timeout {options.app_timeout})" if options.app_command
                  else "app: skipped (no deploy.app_command)")
     health = " and ".join(x for x in (settings.app.health_url, options.health_command) if x)

@@ -68,3 +68,29 @@ def test_lint_fix_writes_the_safe_rewrite_and_drops_what_it_fixed(tmp_path: Path
     assert outcome.fix is not None and outcome.fix.fixed
     assert "PS001" not in {f.rule for f in outcome.report.findings}
     assert "CONCURRENTLY" in "".join(p.read_text() for p in folder.iterdir())
+
+
+EVENTS_OPS = """operations:
+  - create_table:
+      table: events
+      columns:
+        - {name: id, type: bigint, primary_key: true}
+        - {name: kind, type: "varchar(20)"}
+"""
+
+
+def test_folder_lint_judges_sql_after_an_ops_migration_against_the_schema_it_leaves(tmp_path: Path) -> None:
+    """Without --database, as with it (and as migrate's gate): the table an .ops migration creates is in the
+    schema model, so widening its varchar is safe and shrinking it is the rewrite it is."""
+    folder = tmp_path / "migrations"
+    folder.mkdir()
+    (folder / "1_events.ops.yaml").write_text(EVENTS_OPS)
+    (folder / "2_widen.sql").write_text("-- pgshift:up\nALTER TABLE events ALTER COLUMN kind TYPE varchar(40);\n")
+    (folder / "3_shrink.sql").write_text("-- pgshift:up\nALTER TABLE events ALTER COLUMN kind TYPE varchar(5);\n")
+
+    report = api.lint(Settings(base_dir=tmp_path, migrations_dir="migrations")).report
+
+    ps010 = {Path(f.file).name: f for f in report.findings if f.rule == "PS010"}
+    assert "2_widen.sql" not in ps010, ps010["2_widen.sql"].message  # not "the old type ... is unknown"
+    assert ps010["3_shrink.sql"].severity == "error" and "the length limit shrinks" in ps010["3_shrink.sql"].message
+    assert report.files == 2 and not report.parse_errors

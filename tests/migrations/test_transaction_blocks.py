@@ -14,7 +14,7 @@ import pytest
 
 from pgshift.errors import MigrationSourceError
 from pgshift.migrations.blocks import Block
-from pgshift.migrations.model import Migration
+from pgshift.migrations.model import Migration, SqlMigration
 from pgshift.migrations.splitter import split_sql
 from pgshift.runner.execute import transaction_blocks
 
@@ -38,7 +38,7 @@ def _text(items: list[str], fail_at: int | None = None) -> str:
 
 
 def _migration(fmt: str, transactional: bool, text: str) -> Migration:
-    return Migration("1", "x", Path("1_x.sql"), split_sql(text, file="1_x.sql"), None, "", fmt,
+    return SqlMigration("1", "x", Path("1_x.sql"), split_sql(text, file="1_x.sql"), None, "", fmt,
                      transactional=transactional)
 
 

@@ -71,6 +71,23 @@ def test_destructive_migration_without_backup_is_refused_under_policy_never(
     assert not (project / "backups").exists()
 
 
+@pytest.mark.parametrize("config", ['disable = ["PS020"]', 'disable = ["drop-table"]', 'enable = ["PS001"]'])
+def test_a_lint_rule_turned_off_does_not_turn_backup_policy_off(project: Path, db_url: str, conn: Conn,
+                                                                 config: str) -> None:
+    """lint.enable / lint.disable choose which warnings lint shows, not whether DROP TABLE destroys data:
+    the backup policy still sees it (as it sees a suppressed finding)."""
+    (project / "pgshift.toml").write_text(f'[lint]\n{config}\n[backup]\npolicy = "never"\ndirectory = "backups"\n')
+    conn.execute("CREATE TABLE old_stuff (id bigint PRIMARY KEY)")
+    write_migration(project / "migrations", "1", "drop", "DROP TABLE old_stuff;")
+    refused = run_pgshift(["migrate"], cwd=project, url=db_url)
+    assert refused.returncode == 19, refused.stderr
+    assert "1 drop drops or truncates data" in " ".join(refused.stderr.split()) and "old_stuff" in _tables(conn)
+    accepted = run_pgshift(["migrate", "--json", "--no-backup"], cwd=project, url=db_url)
+    assert accepted.returncode == 0, accepted.stderr
+    assert "PS020" not in {f["rule"] for f in json.loads(accepted.stdout)["lint"]}  # still not shown
+    assert "old_stuff" not in _tables(conn)
+
+
 def test_non_destructive_migration_takes_no_backup(project: Path, db_url: str) -> None:
     write_migration(project / "migrations", "1", "add", "CREATE TABLE fresh (id bigint PRIMARY KEY);")
     result = run_pgshift(["migrate", "--json"], cwd=project, url=db_url)

@@ -19,7 +19,7 @@ from pgshift.cli.main import cli
 from pgshift.db.connect import drop_database, with_dbname
 from pgshift.db.history import History
 from pgshift.errors import BackupFailed
-from pgshift.migrations.model import Migration
+from pgshift.migrations.model import Migration, SqlMigration
 from pgshift.safety import backup_required, latest_verified_backup, take_backup, verify_backup
 from pgshift.safety.manifest import read_manifest
 from pgshift.safety.verify import (
@@ -209,7 +209,7 @@ def test_retention_keeps_newest_verified(pg_server: Any, db_url: str, tmp_path: 
 
 
 def _migration(version: str) -> Migration:
-    return Migration(version=version, name="m", path=Path("m.sql"), up=[], down=None, checksum="c",
+    return SqlMigration(version=version, name="m", path=Path("m.sql"), up=[], down=None, checksum="c",
                      source_format="native")
 
 

@@ -170,12 +170,12 @@ def test_unreachable_database_and_missing_migrations_fail(
 
 
 def test_touched_and_rewritten_tables() -> None:
-    from pgshift.migrations.model import Migration
+    from pgshift.migrations.model import SqlMigration
     from pgshift.migrations.splitter import split_sql
 
     text = ("ALTER TABLE a.t ALTER COLUMN x TYPE bigint; CREATE INDEX i ON u (x); VACUUM FULL v; "
             "ALTER TABLE w ADD COLUMN y int; CLUSTER z")
-    m = Migration(version="1", name="x", path=Path("x.sql"), up=split_sql(text), down=None, checksum="c",
+    m = SqlMigration(version="1", name="x", path=Path("x.sql"), up=split_sql(text), down=None, checksum="c",
                   source_format="native")
     touched, rewritten = touched_tables([m])
     assert rewritten == {"a.t", "u", "v", "z"}

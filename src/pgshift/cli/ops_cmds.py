@@ -77,26 +77,32 @@ def _bar(as_json: bool, quiet: bool) -> Iterator[api.BackfillProgressCallback | 
 @click.option("--restart", is_flag=True, help="Forget saved progress of this job and start over.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.option("--watch", is_flag=True, help="Pause the batches while a [watch] threshold is crossed.")
+@click.option("--no-backup", is_flag=True, help="Skip the backup that backup.policy = \"always\" asks for first.")
 @handle_errors
 def backfill_cmd(settings: Settings, as_json: bool, table: str, set_clause: str, where: str | None,
                  key: str | None, job: str | None, target_ms: int, min_batch: int, max_batch: int, initial: int,
                  pause: str, statement_timeout: str, lock_timeout: str, max_lock: str, max_lag: str | None,
-                 max_lag_bytes: str | None, lag_query: str, restart: bool, quiet: bool, watch: bool) -> None:
+                 max_lag_bytes: str | None, lag_query: str, restart: bool, quiet: bool, watch: bool,
+                 no_backup: bool) -> None:
     """Update many rows in short keyset batches: resumable, throttled, adaptive.
 
     The correct form of ``UPDATE t SET ... WHERE ... LIMIT n`` loops. Rerun the same command after
-    an interruption and it continues after the last committed batch.
+    an interruption and it continues after the last committed batch. It overwrites rows, so under
+    backup.policy = "always" it backs up first, as `migrate` does.
     """
     options = api.backfill_options(
         target_ms=target_ms, min_batch=min_batch, max_batch=max_batch, batch_size=initial, pause=pause,
         statement_timeout=statement_timeout, lock_timeout=lock_timeout, max_lock=max_lock, max_lag=max_lag,
         max_lag_bytes=max_lag_bytes, lag_query=lag_query, settings=settings.backfill)
     spec = api.backfill_spec(table, set_clause, where, key, job)
+    notify = None if as_json else _note
+    checks = api.MigrateChecks(lint=False, backup=not no_backup, notify=notify)
     with _bar(as_json, quiet) as progress:
-        result = api.backfill(settings, spec, options, progress=progress, notify=None if as_json else _note,
-                              restart=restart, watch=watch)
+        result = api.backfill(settings, spec, options, progress=progress, notify=notify, restart=restart,
+                              checks=checks, watch=watch)
     data: dict[str, Any] = asdict(result)
     data.pop("batch_ms")
+    data["backup"] = checks.backup_path
     if as_json:
         print_json(data)
         return
@@ -130,16 +136,16 @@ def _phase_output(result: api.PhaseResult, as_json: bool, verb: str) -> None:
 @json_option
 @click.option("--version", "version", default=None, help="The expanded migration (default: the active one).")
 @click.option("--no-backup", is_flag=True,
-              help="Skip the backup that backup.policy asks for before a contract that drops data, and allow it "
-                   "without one.")
+              help="Skip the backup that backup.policy asks for before a contract (always, or when it drops "
+                   "data), and allow a contract that drops data without one.")
 @click.option("--force", is_flag=True, help="Contract even before the soak `pgshift deploy` recorded has passed.")
 @handle_errors
 def contract_cmd(settings: Settings, as_json: bool, version: str | None, no_backup: bool, force: bool) -> None:
     """Finish an expanded operations migration, after the new app version is deployed everywhere.
 
     Validates constraints, sets NOT NULL through a validated CHECK, attaches unique indexes, and drops
-    the old columns, sync triggers, compatibility views and the version schema. A contract that drops
-    columns or tables first backs up according to backup.policy, as `migrate` does.
+    the old columns, sync triggers, compatibility views and the version schema. It first backs up
+    according to backup.policy, as `migrate` does (always, or when it drops columns or tables).
     """
     notify = None if as_json else _note
     checks = api.MigrateChecks(lint=False, backup=not no_backup, notify=notify)

@@ -249,6 +249,11 @@ def _rule_selected(rule: Rule, settings: LintSettings) -> bool:
     return not names & {r.lower() for r in settings.disable}
 
 
+def rule_selected(rule: Rule, settings: LintSettings) -> bool:
+    """Whether lint.enable / lint.disable in ``settings`` run ``rule``."""
+    return _rule_selected(rule, settings)
+
+
 def _severity(rule: Rule, hit: Hit, settings: LintSettings) -> Severity:
     if settings.severity:
         for key in (rule.id, rule.id.lower(), rule.name):

@@ -15,7 +15,7 @@ from pgshift.db.connect import connect, server_major
 from pgshift.db.history import History
 from pgshift.db.sizes import ESTIMATE, without_waiting
 from pgshift.lint.model import LintReport, TableSize
-from pgshift.migrations.model import Migration
+from pgshift.migrations.model import Migration, OpsMigration
 
 if TYPE_CHECKING:
     from pgshift.lint.context import RunState
@@ -84,48 +84,14 @@ def lint_pending(conn: psycopg.Connection[Any], settings: LintSettings, pending:
     and ``collect_locks`` are :func:`~pgshift.lint.engine.lint_migrations`'s (`lint`'s down parts
     and ``--locks``); ``run`` carries what earlier paths of one `lint` run did to tables."""
     from pgshift.lint.context import RunState
-    from pgshift.lint.engine import lint_migrations
-    from pgshift.lint.opsmodel import replay_ops
-    from pgshift.lint.schema import Schema
+    from pgshift.lint.opsmodel import lint_in_order
 
     major, sizes = pg_version or server_major(conn), read_sizes(conn)
     run = run or RunState(dict(sizes), True)
-    extra: dict[str, Any] = {"rollback": rollback, "collect_locks": collect_locks, "run": run}
-    if not any(m.ops is not None for m in [*pending, *applied]):
-        return lint_migrations(pending, settings=settings, pg_version=major, history=applied, sizes=sizes,
-                               schema=schema, live=True, **extra)
-    from pgshift.ops.ledger import active_versions
+    expanded: dict[str, str] = {}
+    if any(isinstance(m, OpsMigration) for m in applied):  # which applied operations migrations are not yet contracted
+        from pgshift.ops.ledger import active_versions
 
-    expanded = active_versions(conn, history_schema)
-    model, report = schema or Schema(), LintReport(pg_version=major)
-
-    def lint(chunk: list[Migration], history: list[Migration]) -> None:
-        part = lint_migrations(chunk, settings=settings, pg_version=major, history=history, sizes=sizes,
-                               schema=model, live=True, **extra)
-        report.findings += part.findings
-        report.parse_errors += part.parse_errors
-        report.lock_steps += part.lock_steps
-        report.files += part.files
-        report.statements += part.statements
-
-    chunk: list[Migration] = []
-    for m in applied:  # replayed in order, an operations migration where it ran
-        if m.ops is None:
-            chunk.append(m)
-            continue
-        lint([], chunk)
-        chunk = []
-        replay_ops(model, m.ops, m.label, contracted=m.version not in expanded)
-    lint([], chunk)
-    chunk = []
-    for m in pending:
-        if m.ops is None:
-            chunk.append(m)
-            continue
-        lint(chunk, [])
-        chunk = []
-        for table in replay_ops(model, m.ops, m.label, contracted=False):
-            if table not in run.sizes:  # created by this run: new and empty, as a CREATE TABLE would be
-                run.fresh.add(table)
-    lint(chunk, [])
-    return report
+        expanded = active_versions(conn, history_schema)
+    return lint_in_order(pending, applied, expanded=expanded, settings=settings, pg_version=major, sizes=sizes,
+                         schema=schema, run=run, rollback=rollback, collect_locks=collect_locks)

@@ -12,9 +12,10 @@ from typing import TextIO
 from pgshift.config import LintSettings, Settings
 from pgshift.errors import ConfigError, PgshiftError, UsageError
 from pgshift.lint.context import RunState
-from pgshift.lint.engine import lint_migrations, lint_sql, statements_of
+from pgshift.lint.engine import lint_sql, statements_of
 from pgshift.lint.fix import FixResult, apply_fixes
 from pgshift.lint.model import LintReport, LintVerdict, TableSize, lint_verdict
+from pgshift.lint.opsmodel import lint_in_order
 from pgshift.lint.schema import Schema, schema_from_dump
 from pgshift.migrations.files import broken_link
 from pgshift.migrations.loader import available_readers, load_migrations
@@ -95,9 +96,10 @@ class _Run:
         if self.options.database_url:  # exactly as migrate's gate and `check` lint what the database has pending
             _merge(self.report, self._pending(migrations, read_lint))
             return
-        _merge(self.report, lint_migrations(migrations, settings=read_lint, pg_version=self.pg_version,
-                                            sizes=self.sizes, schema=self.schema, collect_locks=self.options.locks,
-                                            rollback=down, run=self.run_state))
+        # .ops migrations are replayed into the schema model where they stand, as the gate does.
+        _merge(self.report, lint_in_order(migrations, [], settings=read_lint, pg_version=self.pg_version,
+                                          sizes=self.sizes, schema=self.schema, run=self.run_state, rollback=down,
+                                          collect_locks=self.options.locks))
 
     def _pending(self, migrations: list[Migration], settings: LintSettings) -> LintReport:
         """What the database's ledger has applied is history there; the rest, .ops migrations

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from pgshift.errors import MigrationSourceError
-from pgshift.migrations.model import Kind, Migration, checksum_of, version_sort_key
+from pgshift.migrations.model import Kind, Migration, SqlMigration, checksum_of, version_sort_key
 
 
 def broken_link(path: Path) -> str | None:
@@ -137,5 +137,5 @@ def per_file(parse: Callable[[], Migration], *, version: str, name: str, path: P
             checksum = checksum_of(*texts())
         except MigrationSourceError:  # unreadable: it cannot match a recorded checksum anyway
             checksum = ""
-        return Migration(version=version, name=name, path=path, up=[], down=None, checksum=checksum,
+        return SqlMigration(version=version, name=name, path=path, up=[], down=None, checksum=checksum,
                          source_format=source_format, kind=kind, sort_key=version_sort_key(version), error=exc)

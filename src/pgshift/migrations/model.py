@@ -6,7 +6,7 @@ import hashlib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal, Protocol, TypeVar
 
 from pgshift.errors import MigrationSourceError, SqlParseError
 
@@ -14,6 +14,10 @@ if TYPE_CHECKING:
     from pgshift.ops.model import OpsFile
 
 Kind = Literal["versioned", "repeatable"]
+SqlPhase = Literal["up", "down"]
+OpsPhase = Literal["expand", "contract", "abort"]
+Phase = Literal["up", "down", "expand", "contract", "abort"]
+StepT = TypeVar("StepT")
 
 
 @dataclass(frozen=True)
@@ -47,9 +51,29 @@ class SessionSetting:
     where: str
 
 
+class StepPlanner(Protocol[StepT]):
+    """Turns a migration's phase into the step engine's steps. Implemented above this layer
+    (pgshift.ops.plan.StepPlanner: the runner's ``sql_steps``, the operations planner's ``plan_phases``
+    with the captured catalog facts), as the operations plan through pgshift.ops.operations._base.Plan."""
+
+    def sql_steps(self, migration: SqlMigration, statements: list[Statement]) -> list[StepT]: ...
+
+    def ops_steps(self, migration: OpsMigration, phase: OpsPhase) -> list[StepT]: ...
+
+
+class DataLossJudge(Protocol):
+    """What says whether a migration's phase drops or truncates data: lint's destructive findings for a SQL
+    migration (the gate's report), the planned contract steps for an operations migration."""
+
+    def sql_drops(self, migration: SqlMigration) -> bool: ...
+
+    def contract_drops(self, migration: OpsMigration) -> list[str]: ...
+
+
 @dataclass
 class Migration:
-    """A versioned (or repeatable) migration with its up part and optional down part.
+    """A versioned (or repeatable) migration: a :class:`SqlMigration` or an :class:`OpsMigration`
+    (``isinstance`` tells them apart). This base holds what both have; it is not made itself.
 
     ``transactional`` is False when the file asks to run outside a transaction; the runner
     additionally runs statements that PostgreSQL refuses inside a transaction on their own.
@@ -73,10 +97,16 @@ class Migration:
     statement_timeout: str | None = None
     sort_key: tuple[object, ...] = field(default=())
     settings: tuple[SessionSetting, ...] = ()
-    # Zero-downtime operations (pgshift.ops) from a .ops.yaml/.ops.json file; None for SQL migrations.
-    ops: OpsFile | None = None
     error: MigrationSourceError | None = None
     down_error: SqlParseError | None = None
+
+    # The phase `pgshift migrate` runs, and the phases that undo it.
+    forward: ClassVar[Phase]
+    phases: ClassVar[tuple[Phase, ...]]
+
+    def __post_init__(self) -> None:
+        if type(self) is Migration:
+            raise TypeError("Migration is the base of SqlMigration and OpsMigration; make one of those.")
 
     @property
     def label(self) -> str:
@@ -85,6 +115,68 @@ class Migration:
     @property
     def reversible(self) -> bool:
         return self.down is not None
+
+    def steps(self, phase: Phase, planner: StepPlanner[StepT]) -> list[StepT]:
+        """The steps the engine runs for ``phase`` (one of ``phases``)."""
+        raise NotImplementedError
+
+    def is_destructive(self, phase: Phase, judge: DataLossJudge) -> bool:
+        """Whether running ``phase`` drops or truncates data (what backup.policy asks about)."""
+        raise NotImplementedError
+
+    def undo_hint(self, *, contracted: bool = False) -> str | None:
+        """What undoes this migration once applied (``contracted``: an operations migration's contract ran),
+        as a hint's words; None when nothing pgshift runs can."""
+        raise NotImplementedError
+
+
+@dataclass
+class SqlMigration(Migration):
+    """A migration of SQL statements: its up part, and the down part `pgshift rollback` runs."""
+
+    forward: ClassVar[Phase] = "up"
+    phases: ClassVar[tuple[Phase, ...]] = ("up", "down")
+
+    def part(self, phase: Phase) -> list[Statement]:
+        if phase == "up":
+            return self.up
+        if phase == "down" and self.down is not None:
+            return self.down
+        raise ValueError(f"{self.label} has no {phase} part.")
+
+    def steps(self, phase: Phase, planner: StepPlanner[StepT]) -> list[StepT]:
+        return planner.sql_steps(self, self.part(phase))
+
+    def is_destructive(self, phase: Phase, judge: DataLossJudge) -> bool:
+        # A rollback is a recovery path: never judged, never held back by backup.policy.
+        return phase == "up" and judge.sql_drops(self)
+
+    def undo_hint(self, *, contracted: bool = False) -> str | None:
+        if self.down is not None:
+            return "`pgshift rollback` runs its down part"
+        return "restore from a backup with `pgshift restore`"
+
+
+@dataclass
+class OpsMigration(Migration):
+    """A zero-downtime operations migration (``.ops.yaml`` / ``.ops.json``, pgshift.ops): no SQL parts;
+    `pgshift migrate` runs its expand, `pgshift contract` finishes it and `pgshift abort` undoes the expand."""
+
+    ops: OpsFile = field(kw_only=True)
+    forward: ClassVar[Phase] = "expand"
+    phases: ClassVar[tuple[Phase, ...]] = ("expand", "contract", "abort")
+
+    def steps(self, phase: Phase, planner: StepPlanner[StepT]) -> list[StepT]:
+        if phase not in ("expand", "contract", "abort"):
+            raise ValueError(f"{self.label} is an operations migration: it has no {phase} part.")
+        return planner.ops_steps(self, phase)
+
+    def is_destructive(self, phase: Phase, judge: DataLossJudge) -> bool:
+        # Expand only adds; abort removes only what expand added, and is a recovery path.
+        return phase == "contract" and bool(judge.contract_drops(self))
+
+    def undo_hint(self, *, contracted: bool = False) -> str | None:
+        return None if contracted else f"`pgshift abort --version {self.version}`"
 
 
 def checksum_of(*texts: str | bytes) -> str:

@@ -23,7 +23,7 @@ from psycopg import sql
 from pgshift.config import Settings, duration_ms
 from pgshift.db.history import History
 from pgshift.errors import LockTimeoutExhausted, MigrationFailed, PgshiftError, ValidationFailed, server_error_text
-from pgshift.migrations.model import Migration
+from pgshift.migrations.model import OpsMigration
 from pgshift.ops.ledger import active_versions, state_table
 from pgshift.ops.model import OpsFile
 from pgshift.ops.plan import Phases, capture, plan_phases
@@ -96,9 +96,9 @@ class OpsStateProgress:
 
 
 class PhaseRunner:
-    def __init__(self, conn: psycopg.Connection[Any], history: History, settings: Settings, migration: Migration,
+    def __init__(self, conn: psycopg.Connection[Any], history: History, settings: Settings, migration: OpsMigration,
                  notify: Notify | None = None, observer: StatementObserver | None = None) -> None:
-        if not isinstance(migration.ops, OpsFile):
+        if not isinstance(migration, OpsMigration):
             raise OpsStateError(f"{migration.label} is not an operations migration.")
         self.conn = conn
         self.history = history

@@ -19,6 +19,7 @@ from pglast.visitors import Visitor
 from psycopg import sql
 
 from pgshift.errors import MigrationRefused, MigrationSourceError
+from pgshift.migrations.model import OpsMigration, OpsPhase, SqlMigration, Statement
 from pgshift.ops.facts import (
     CatalogFacts,
     CheckFacts,
@@ -39,7 +40,7 @@ from pgshift.ops.operations._base import VIEW_PRIVILEGES, Operation, StepKind, q
 from pgshift.ops.operations.rename_table import RenameTable
 from pgshift.ops.sync import SyncRule, create_sync, drop_sync, sync_names
 from pgshift.runner.backfill import BackfillSpec
-from pgshift.runner.steps import Step
+from pgshift.runner.steps import Step, sql_steps
 
 
 @dataclass
@@ -532,3 +533,26 @@ def sql_set_self(column: str) -> str:
     return f"{quote(column)} = {quote(column)}"
 
 
+
+
+class StepPlanner:
+    """How :meth:`pgshift.migrations.model.Migration.steps` becomes the engine's steps on a server of
+    ``server_major``: a SQL migration's part through the runner's ``sql_steps`` (from statement ``done``),
+    an operations migration's phase through :func:`plan_phases` with the facts ``captured`` before its
+    expand (:func:`capture`, or their JSON from ``ops_state``)."""
+
+    def __init__(self, server_major: int, captured: CatalogFacts | Mapping[str, Any] | None = None, *,
+                 done: int = 0) -> None:
+        self.server_major = server_major
+        self.captured = captured
+        self.done = done
+
+    def sql_steps(self, migration: SqlMigration, statements: list[Statement]) -> list[Step]:
+        return list[Step](sql_steps(migration, statements, self.server_major, self.done).steps)
+
+    def ops_steps(self, migration: OpsMigration, phase: OpsPhase) -> list[Step]:
+        if self.captured is None:
+            raise ValueError(f"{migration.label}: its steps are planned from the catalog facts captured before "
+                             "its expand; none were given.")
+        phases = plan_phases(migration.ops, migration.version, self.captured)
+        return {"expand": phases.expand, "contract": phases.contract, "abort": phases.abort}[phase]

@@ -8,10 +8,11 @@ from typing import Any
 import psycopg
 
 from pgshift.config import Settings
+from pgshift.db.connect import server_major
 from pgshift.db.history import History
 from pgshift.db.session import deploy_session, load
 from pgshift.errors import PgshiftError, server_error_text
-from pgshift.migrations.model import Migration
+from pgshift.migrations.model import Migration, OpsMigration, SqlMigration
 from pgshift.ops.ledger import active_versions, contract_due
 from pgshift.ops.phases import OpsStateError, PhaseResult, PhaseRunner
 from pgshift.runner.backfill import (
@@ -38,9 +39,12 @@ class SoakNotOver(PgshiftError):
 
 def backfill(settings: Settings, spec: BackfillSpec, options: BackfillOptions | None = None, *,
              progress: ProgressCallback | None = None, notify: Notify | None = None,
-             restart: bool = False, watch: bool = False) -> BackfillResult:
+             restart: bool = False, checks: MigrateChecks | None = None, watch: bool = False) -> BackfillResult:
     """Run (or resume) a data backfill under the deploy lock; progress lives in the ledger schema. With
-    ``watch``, the [watch] thresholds are sampled meanwhile and a breach pauses the batches until it clears."""
+    ``checks`` (the CLI passes them unless --no-backup) it first goes through backup.policy as `migrate`
+    does: its batched UPDATE overwrites rows but drops nothing, so only ``always`` takes a backup first.
+    With ``watch``, the [watch] thresholds are sampled meanwhile and a breach pauses the batches until it
+    clears."""
     if watch:
         from dataclasses import replace
 
@@ -48,8 +52,13 @@ def backfill(settings: Settings, spec: BackfillSpec, options: BackfillOptions | 
 
         with BreachMonitor(settings) as monitor:
             return backfill(settings, spec, replace(options or BackfillOptions(), pause_while=monitor.current),
-                            progress=progress, notify=notify, restart=restart)
+                            progress=progress, notify=notify, restart=restart, checks=checks)
     with deploy_session(settings) as (conn, history):
+        if checks is not None and checks.backup:
+            from pgshift.runner.gate import apply_backup_policy
+
+            apply_backup_policy(settings, [spec], lambda _spec: False, checks, action="backfill",
+                                describe=lambda s: f"the backfill of {s.table}", conn=conn)
         if restart:
             reset_job(conn, settings.history_schema, spec.job_name)
         try:
@@ -67,7 +76,7 @@ def backfill(settings: Settings, spec: BackfillSpec, options: BackfillOptions | 
 
 
 # -- expand / contract / abort ---------------------------------------------------------------
-def expand_migration(settings: Settings, conn: psycopg.Connection[Any], history: History, migration: Migration,
+def expand_migration(settings: Settings, conn: psycopg.Connection[Any], history: History, migration: OpsMigration,
                      notify: Notify | None = None, observer: StatementObserver | None = None) -> StepResult:
     """`pgshift migrate`'s branch for an operations migration: run (or finish) its expand phase."""
     result = PhaseRunner(conn, history, settings, migration, notify, observer).expand()
@@ -76,7 +85,7 @@ def expand_migration(settings: Settings, conn: psycopg.Connection[Any], history:
 
 
 def _active_migration(settings: Settings, conn: psycopg.Connection[Any], version: str | None,
-                      phases: tuple[str, ...], what: str) -> Migration:
+                      phases: tuple[str, ...], what: str) -> OpsMigration:
     active = {v: p for v, p in active_versions(conn, settings.history_schema).items() if p in phases}
     if version is None:
         if not active:
@@ -85,7 +94,7 @@ def _active_migration(settings: Settings, conn: psycopg.Connection[Any], version
     elif version not in active:
         raise OpsStateError(f"Cannot {what} {version}: it is not expanded (active: {', '.join(active) or 'none'}).")
     _fmt, migrations = load(settings)
-    found = next((m for m in migrations if m.version == version and m.ops is not None), None)
+    found = next((m for m in migrations if m.version == version and isinstance(m, OpsMigration)), None)
     if found is None:
         raise OpsStateError(f"Migration {version} is {active[version]}, but its .ops file is no longer in "
                             f"{settings.migrations_path}.", hint="restore the file; it describes what to undo.")
@@ -96,8 +105,9 @@ def contract(settings: Settings, *, version: str | None = None, notify: Notify |
              checks: MigrateChecks | None = None, observer: StatementObserver | None = None,
              force: bool = False) -> PhaseResult:
     """Finish the active expand: validate constraints, drop old columns, triggers and views. With ``checks``
-    (the CLI passes them unless --no-backup), a contract that drops data first goes through backup.policy
-    as `migrate` does. An expand `pgshift deploy` recorded a soak for is refused before it ends, unless ``force``."""
+    (the CLI passes them unless --no-backup), the contract first goes through backup.policy as `migrate`
+    does: a backup under ``always``, and under the other policies when a step still to run drops data. An
+    expand `pgshift deploy` recorded a soak for is refused before it ends, unless ``force``."""
     with deploy_session(settings) as (conn, history):
         migration = _active_migration(settings, conn, version, ("expanded", "contracting"), "contract")
         due = contract_due(conn, settings.history_schema).get(migration.version)
@@ -114,29 +124,48 @@ def contract(settings: Settings, *, version: str | None = None, notify: Notify |
         if checks is not None and checks.backup:
             from pgshift.runner.gate import apply_backup_policy
 
-            destroys = _destructive_contract_steps(conn, runner)
-            if destroys:
-                label = f"the contract of {migration.label} ({'; '.join(destroys)})"
-                apply_backup_policy(settings, [migration], lambda _m: True, checks, action="contract",
-                                    describe=lambda _m: label, conn=conn)
-                if notify and checks.backup_path is None:
-                    notify(f"{label} drops data; a verified backup within backup.max_age exists")
+            judge = ContractDrops(conn, runner)
+            destroys = migration.is_destructive("contract", judge)
+            label = f"the contract of {migration.label} ({'; '.join(judge.contract_drops(migration))})"
+            apply_backup_policy(settings, [migration], lambda m: m.is_destructive("contract", judge), checks,
+                                action="contract", describe=lambda _m: label, conn=conn)
+            if notify and destroys and checks.backup_path is None:
+                notify(f"{label} drops data; a verified backup within backup.max_age exists")
         return runner.contract()
 
 
-def _destructive_contract_steps(conn: psycopg.Connection[Any], runner: PhaseRunner) -> list[str]:
-    """The contract steps still to run that drop or truncate data (a column, a table, a schema other than
-    the version schema of views), judged from their SQL as lint judges a migration's."""
+class ContractDrops:
+    """`pgshift contract`'s judge of data loss (pgshift.migrations.model.DataLossJudge): the contract steps
+    still to run that drop or truncate data (a column, a table, a schema other than the version schema of
+    views), judged from their SQL as lint judges a migration's."""
+
+    def __init__(self, conn: psycopg.Connection[Any], runner: PhaseRunner) -> None:
+        self.conn = conn
+        self.runner = runner
+        self._found: list[str] | None = None
+
+    def sql_drops(self, migration: SqlMigration) -> bool:
+        return False  # contract runs no SQL migration
+
+    def contract_drops(self, migration: OpsMigration) -> list[str]:
+        if self._found is None:
+            self._found = _destructive_contract_steps(self.conn, self.runner, migration)
+        return self._found
+
+
+def _destructive_contract_steps(conn: psycopg.Connection[Any], runner: PhaseRunner,
+                                migration: OpsMigration) -> list[str]:
     from pglast import parse_sql
 
     from pgshift.ops.phases import load_state
+    from pgshift.ops.plan import StepPlanner, version_schema_name
 
-    state = load_state(conn, runner.schema, runner.migration.version)
+    state = load_state(conn, runner.schema, migration.version)
     assert state is not None
-    phases = runner.phases(state["captured"])
     start = int(state["steps_done"]) if state["phase"] == "contracting" else 0
+    version_schema = version_schema_name(migration.ops, migration.version)
     found: list[str] = []
-    for step in phases.contract[start:]:
+    for step in migration.steps("contract", StepPlanner(server_major(conn), state["captured"]))[start:]:
         for statement in step.statements:
             for raw in parse_sql(statement.as_string(conn)):
                 node: Any = raw.stmt
@@ -147,7 +176,7 @@ def _destructive_contract_steps(conn: psycopg.Connection[Any], runner: PhaseRunn
                     what = node.removeType.name
                     names = [getattr(o, "sval", None) for o in (node.objects or [])]
                     drops = what in ("OBJECT_TABLE", "OBJECT_MATVIEW") or (
-                        what == "OBJECT_SCHEMA" and names != [phases.version_schema])
+                        what == "OBJECT_SCHEMA" and names != [version_schema])
                 if drops and step.label not in found:
                     found.append(step.label)
     return found
@@ -168,17 +197,15 @@ def expanded(settings: Settings, conn: psycopg.Connection[Any]) -> dict[str, str
     return active_versions(conn, settings.history_schema)
 
 
-def expand_preview(settings: Settings, conn: psycopg.Connection[Any], migration: Migration) -> str:
+def expand_preview(settings: Settings, conn: psycopg.Connection[Any], migration: OpsMigration) -> str:
     """`pgshift migrate --dry-run` for an operations migration: the expand steps exactly as expand would run
     them now (planned from the live catalog, read in a READ ONLY transaction; an interrupted expand from
     the step it continues at), with their transaction mode and timeouts."""
-    from pgshift.ops.model import OpsFile
     from pgshift.ops.phases import load_state
     from pgshift.ops.plan import capture, plan_phases
     from pgshift.runner.steps import render_steps
 
     ops = migration.ops
-    assert isinstance(ops, OpsFile)
     with conn.transaction():
         conn.execute("SET TRANSACTION READ ONLY")
         state = load_state(conn, settings.history_schema, migration.version) \
@@ -212,19 +239,18 @@ def refuse_rollback(settings: Settings, conn: psycopg.Connection[Any], targets: 
     """`pgshift rollback` runs down parts; an operations migration has none. Name the command that does undo
     the newest one to roll back, from its expand/contract state (before anything is rolled back)."""
     from pgshift.errors import Irreversible
-    from pgshift.ops.model import OpsFile
     from pgshift.ops.phases import load_state
     from pgshift.ops.plan import plan_phases
 
-    position, m = next((n, t) for n, t in enumerate(targets) if t.ops is not None)
+    position, m = next((n, t) for n, t in enumerate(targets) if isinstance(t, OpsMigration))
     newer = (f" The {position} migration(s) newer than it can be rolled back first with `pgshift rollback --to "
              f"{m.version}`." if position else "")
     state = load_state(conn, settings.history_schema, m.version) if _has_state_table(
         conn, settings.history_schema) else None
     phase = state["phase"] if state else "contracted"
     what = f"Cannot roll back {m.label} ({m.path}): it is an operations migration, which has no down part;"
-    abort = f"`pgshift abort --version {m.version}`"
-    if phase == "contracting" and state is not None and isinstance(m.ops, OpsFile):
+    abort = m.undo_hint(contracted=False)
+    if phase == "contracting" and state is not None:
         undoable = plan_phases(m.ops, m.version, state["captured"]).contract_undoable
         if int(state["steps_done"]) > undoable:
             raise OpsStateError(

@@ -28,6 +28,7 @@ from pgshift.db.connect import connect, describe_target, require_url
 from pgshift.db.history import History
 from pgshift.db.session import open_connection
 from pgshift.errors import Interrupted, PgshiftError, RehearsalFailed
+from pgshift.migrations.model import OpsMigration, SqlMigration
 from pgshift.rehearsal import catalog
 from pgshift.rehearsal.clone import (
     KEPT,
@@ -287,7 +288,7 @@ def _reverse(clone: Settings, versioned: list[Any], recorder: Recorder) -> None:
     from pgshift.ops import service
 
     for migration in reversed(versioned):
-        if migration.ops is not None:
+        if isinstance(migration, OpsMigration):
             service.abort(clone, version=migration.version, observer=recorder)
         else:
             deploy.rollback(clone, steps=1, observer=recorder)
@@ -299,7 +300,7 @@ def _contract(clone: Settings, report: RehearsalReport, recorder: Recorder, cloc
     its contract steps are recorded and judged like the expand's."""
     from pgshift.ops import service
 
-    if not any(m.ops is not None for m in pending):
+    if not any(isinstance(m, OpsMigration) for m in pending):
         return
     with connect(clone.database_url) as conn:
         expanded = service.expanded(clone, conn)
@@ -321,7 +322,7 @@ def _reversibility(clone: Settings, report: RehearsalReport, recorder: Recorder,
         report.reasons.append(Reason("down-parse", f"The down part does not parse, so it cannot be rolled back: "
                                                    f"{where}.", f"{first.file}:{first.line}:{first.column}"))
         return True
-    missing = [m.label for m in versioned if m.down is None and m.ops is None]
+    missing = [m.label for m in versioned if m.down is None and isinstance(m, SqlMigration)]
     if missing:
         report.schema.reversibility = f"skipped: no down part in {', '.join(missing)}"
         report.warnings.append(f"reversibility not checked: {', '.join(missing)} has no down part")

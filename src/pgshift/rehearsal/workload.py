@@ -28,7 +28,7 @@ from psycopg import sql
 
 from pgshift.db.connect import connect
 from pgshift.migrations.analysis import TableName, named_tables
-from pgshift.migrations.model import Migration
+from pgshift.migrations.model import Migration, OpsMigration
 
 
 class Clock:
@@ -77,7 +77,7 @@ def touched_tables(migrations: Iterable[Migration]) -> set[TableName]:
     found: set[TableName] = set()
     for migration in migrations:
         texts = [s.sql for s in [*migration.up, *(migration.down or [])]]
-        if migration.ops is not None:  # an operations migration names its tables in its operations
+        if isinstance(migration, OpsMigration):  # an operations migration names its tables in its operations
             for o in migration.ops.operations:
                 for key in ("table", "references_table", "from", "to"):
                     if o.get(key) and (key in ("table", "references_table") or o.kind == "rename_table"):

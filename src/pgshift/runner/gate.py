@@ -6,20 +6,23 @@
    reaches ``lint.fail_level``.
 2. Back up first according to ``backup.policy`` (always / destructive-only / never); refuse a
    destructive migration without a recent verified backup unless told otherwise.
+
+``contract`` and ``backfill``, the other commands that change data forward, go through the same
+:func:`apply_backup_policy`; ``abort`` and ``rollback``, the ways back, never do.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 
 from pgshift.config import Settings
 from pgshift.errors import MigrationRefused
 from pgshift.lint.model import LintReport, lint_verdict
-from pgshift.migrations.model import Migration
+from pgshift.migrations.model import Migration, OpsMigration, SqlMigration
 
 Notify = Callable[[str], None]
 
@@ -43,7 +46,7 @@ def gate(settings: Settings, checks: MigrateChecks, applied: list[Migration]) ->
         if not (checks.lint or checks.backup):
             return
         # Lint also tells the backup policy which migrations destroy data, so it runs either way.
-        report = _lint(settings, conn, todo, applied)
+        report, judged = _lint(settings, conn, todo, applied)
         if checks.lint:
             checks.findings = report.active
             verdict = lint_verdict(report, settings.lint.fail_level)  # as `check` and `lint` judge it
@@ -58,9 +61,26 @@ def gate(settings: Settings, checks: MigrateChecks, applied: list[Migration]) ->
             for f in report.active:
                 _say(checks, f"lint {f.severity}: {f.file}:{f.line}: {f.rule} {f.message}")
         if checks.backup:
-            apply_backup_policy(settings, todo, report.is_destructive, checks, conn=conn)
+            judge = LintDrops(judged)
+            apply_backup_policy(settings, todo, lambda m: m.is_destructive(m.forward, judge), checks,
+                                describe=lambda m: m.label, conn=conn)
 
     return before_apply
+
+
+class LintDrops:
+    """`migrate`'s judge of data loss (pgshift.migrations.model.DataLossJudge): a SQL migration's destructive
+    lint findings, suppressed ones too (a suppression silences the warning, not the data loss). An operations
+    migration's expand drops nothing; its contract is judged by `pgshift contract`."""
+
+    def __init__(self, report: LintReport) -> None:
+        self.report = report
+
+    def sql_drops(self, migration: SqlMigration) -> bool:
+        return self.report.has_destructive(migration.version)
+
+    def contract_drops(self, migration: OpsMigration) -> list[str]:
+        return []
 
 
 def _say(checks: MigrateChecks, message: str) -> None:
@@ -69,20 +89,40 @@ def _say(checks: MigrateChecks, message: str) -> None:
 
 
 def _lint(settings: Settings, conn: psycopg.Connection[Any], todo: list[Migration],
-          applied: list[Migration]) -> LintReport:
+          applied: list[Migration]) -> tuple[LintReport, LintReport]:
+    """(the report lint's verdict and output judge, the report data loss is judged by). The second runs the
+    destructive rules even when lint.enable / lint.disable leave them out: turning a rule's warning off
+    must not turn backup.policy off for the data that statement drops."""
+    import dataclasses
+
+    from pgshift.lint.engine import rule_selected
     from pgshift.lint.live import lint_pending, starting_schema
+    from pgshift.lint.registry import all_rules
 
-    return lint_pending(conn, settings.lint, todo, applied, history_schema=settings.history_schema,
-                        schema=starting_schema(settings))
+    chosen = settings.lint
+    left_out = [r for r in all_rules() if r.destructive and not rule_selected(r, chosen)]
+    if left_out:
+        names = {n for r in left_out for n in (r.id.lower(), r.name)}
+        chosen = dataclasses.replace(
+            chosen, enable=[*chosen.enable, *(r.id for r in left_out)] if chosen.enable else [],
+            disable=[d for d in chosen.disable if d.lower() not in names])
+    judged = lint_pending(conn, chosen, todo, applied, history_schema=settings.history_schema,
+                          schema=starting_schema(settings))
+    off = {r.id for r in left_out}
+    shown = dataclasses.replace(judged, findings=[f for f in judged.findings if f.rule not in off])
+    return shown, judged
 
 
-def apply_backup_policy(settings: Settings, todo: list[Migration], destructive: Callable[[Migration], bool],
-                        checks: MigrateChecks, action: str = "migrate",
-                        describe: Callable[[Migration], str] = lambda m: m.label,
+Change = TypeVar("Change")
+
+
+def apply_backup_policy(settings: Settings, todo: Sequence[Change], destructive: Callable[[Change], bool],
+                        checks: MigrateChecks, action: str = "migrate", *, describe: Callable[[Change], str],
                         conn: psycopg.Connection[Any] | None = None) -> None:
-    """backup.policy before ``action`` (migrate, or contract with its destructive steps): take a verified
-    backup, or refuse a destructive change without a recent one (this database's, in backup.directory or,
-    with ``conn``, recorded in its ledger wherever it was written)."""
+    """backup.policy before ``action``, a command changing data forward (migrate's migrations, a contract, a
+    backfill): take a verified backup (``always``; ``destructive-only`` when a change is ``destructive``), or
+    refuse a destructive change without a recent one (this database's, in backup.directory or, with ``conn``,
+    recorded in its ledger wherever it was written)."""
     from pgshift.safety.backup import backup_required, latest_verified_backup, take_backup
 
     if backup_required(settings.backup.policy, todo, destructive):

@@ -6,7 +6,7 @@ list (:func:`render_steps`), so what it shows is what runs."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import psycopg
 from psycopg import sql
@@ -17,9 +17,8 @@ from pgshift.migrations.classify import autocommit_reason, concurrent_index, tra
 from pgshift.migrations.model import Migration, Statement
 from pgshift.migrations.splitter import first_word
 from pgshift.ops.names import qualified, quote_ident
+from pgshift.ops.operations._base import StepKind
 from pgshift.runner.backfill import BackfillOptions, BackfillSpec
-
-StepKind = Literal["tx", "autocommit", "backfill"]
 
 
 @dataclass

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 
@@ -33,7 +33,6 @@ from pgshift.db.connect import connect, mask_password
 from pgshift.db.history import History
 from pgshift.db.privileges import require_readable_tables
 from pgshift.errors import BackupFailed, DiskFull, LockHeld, PgshiftError, from_os_error
-from pgshift.migrations.model import Migration
 from pgshift.safety.manifest import (
     MANIFEST,
     Manifest,
@@ -569,10 +568,12 @@ def apply_retention(root: Path, database: str, keep: int, *, protect: Iterable[P
     return removed
 
 
-def backup_required(
-    policy: str, migrations: Iterable[Migration], is_destructive: Callable[[Migration], bool]
-) -> bool:
-    """Whether ``migrate`` must take a backup first under backup.policy."""
+Change = TypeVar("Change")
+
+
+def backup_required(policy: str, migrations: Iterable[Change], is_destructive: Callable[[Change], bool]) -> bool:
+    """Whether a forward change (``migrate``'s migrations, a contract, a backfill) must take a backup first
+    under backup.policy."""
     pending = list(migrations)
     if policy not in POLICIES:
         raise BackupFailed(f"backup.policy must be one of {', '.join(POLICIES)}, not {policy!r}.")

@@ -27,7 +27,7 @@ from pgshift.db.sizes import table_bytes
 from pgshift.db.standbys import positions_hidden, standbys
 from pgshift.errors import PgshiftError
 from pgshift.migrations.analysis import TableName, analyse_all, changed_tables
-from pgshift.migrations.model import Migration
+from pgshift.migrations.model import Migration, OpsMigration
 from pgshift.ops.names import qualified, quote_ident
 from pgshift.runner.plan import Problem
 from pgshift.safety.backup import latest_verified_backup
@@ -398,20 +398,17 @@ def access_exclusive_tables(migrations: list[Migration],
     for migration in migrations:
         for statement in migration.up:
             add(statement.sql, f"{migration.label} ({statement.where})")
-        if migration.ops is not None and conn is not None:
+        if isinstance(migration, OpsMigration) and conn is not None:
             for label, text in _expand_statements(conn, migration):
                 add(text, f"{migration.label} (expand step '{label}')")
     return found
 
 
-def _expand_statements(conn: psycopg.Connection[Any], migration: Migration) -> list[tuple[str, str]]:
+def _expand_statements(conn: psycopg.Connection[Any], migration: OpsMigration) -> list[tuple[str, str]]:
     """(step label, SQL) of an operations migration's expand; none when it cannot be planned yet (its
     table is created by an earlier pending migration)."""
-    from pgshift.ops.model import OpsFile  # only an operations migration needs the planner loaded
-    from pgshift.ops.plan import capture, plan_phases
+    from pgshift.ops.plan import capture, plan_phases  # only an operations migration needs the planner loaded
 
-    if not isinstance(migration.ops, OpsFile):
-        return []
     try:
         with conn.transaction():
             conn.execute("SET TRANSACTION READ ONLY")
@@ -508,7 +505,7 @@ def _pending_tables(migrations: list[Migration]) -> list[str]:
         for statement in migration.up:
             changed, _ = changed_tables(statement.sql)
             touched.update(".".join(quote_ident(part) for part in name if part) for name in changed if name[1])
-        if migration.ops is not None:
+        if isinstance(migration, OpsMigration):
             touched.update(f"{quote_ident(migration.ops.schema)}.{quote_ident(op.target)}"
                            for op in migration.ops.operations if op.target)
     return sorted(touched)

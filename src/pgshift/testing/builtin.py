@@ -141,7 +141,7 @@ class Suite:
                 results[migration.version] = outcome
                 try:
                     before = catalog()
-                    if migration.ops is not None:
+                    if isinstance(migration, api.OpsMigration):
                         self._ops_round_trip(settings, migration, before, catalog, compare, outcome)
                         continue
                     api.migrate(settings, to=migration.version)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from pgshift.errors import MigrationSourceError
 from pgshift.migrations.files import in_order, lines_containing, named_sql_files, per_file, read_text, read_texts
-from pgshift.migrations.model import Migration, checksum_of, version_sort_key
+from pgshift.migrations.model import Migration, SqlMigration, checksum_of, version_sort_key
 from pgshift.migrations.splitter import Split, split_down, split_sql
 
 FORMAT = "dbmate"
@@ -88,7 +88,7 @@ def parse_file(path: Path, version: str, name: str, *, split: Split = split_sql)
         raise MigrationSourceError(f"{path} has no statements in its '-- migrate:up' section.")
     down, down_error = split_down(
         lambda: split(text, file=str(path), base_line=down_line + 1, start=down_offset))
-    return Migration(
+    return SqlMigration(
         version=version,
         name=name,
         path=path,

@@ -24,7 +24,7 @@ from typing import NoReturn
 
 from pgshift.errors import MigrationSourceError
 from pgshift.migrations.files import per_file, read_text, require_dir, require_unique_versions
-from pgshift.migrations.model import Migration, checksum_of, version_sort_key
+from pgshift.migrations.model import Migration, SqlMigration, checksum_of, version_sort_key
 from pgshift.migrations.splitter import Split, split_down, split_sql
 
 FORMAT = "flyway"
@@ -112,7 +112,7 @@ def _migration(
         undo_text, undo_texts, _ = _script(undo)
         texts += undo_texts
         down, down_error = split_down(lambda: split(undo_text, file=str(undo)))
-    return Migration(
+    return SqlMigration(
         version=version,
         name=desc.replace("_", " "),
         path=path,

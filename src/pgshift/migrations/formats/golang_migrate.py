@@ -17,7 +17,7 @@ from pathlib import Path
 from pgshift.errors import MigrationSourceError
 from pgshift.migrations.classify import transaction_control
 from pgshift.migrations.files import per_file, read_text, read_texts, require_dir, require_unique_versions
-from pgshift.migrations.model import Migration, Statement, checksum_of, version_sort_key
+from pgshift.migrations.model import Migration, SqlMigration, Statement, checksum_of, version_sort_key
 from pgshift.migrations.splitter import Split, split_down, split_sql
 
 FORMAT = "golang-migrate"
@@ -63,7 +63,7 @@ def _load_pair(up_path: Path, down_path: Path | None, version: str, name: str, s
         down_text = read_text(down_path)
         texts.append(down_text)
         down, down_error = split_down(lambda: parse_statements(down_path, down_text, split))
-    return Migration(
+    return SqlMigration(
         version=version,
         name=name,
         path=up_path,

@@ -30,7 +30,7 @@ from pgshift.migrations.files import (
     require_dir,
     require_unique_versions,
 )
-from pgshift.migrations.model import Migration, Statement, checksum_of, version_sort_key
+from pgshift.migrations.model import Migration, SqlMigration, Statement, checksum_of, version_sort_key
 from pgshift.migrations.splitter import Split, split_sql
 
 FORMAT = "goose"
@@ -192,7 +192,7 @@ def parse_file(path: Path, version: str, name: str, *, split: Split = split_sql)
         )
     if not parser.up.statements:
         raise MigrationSourceError(f"{path} has no statements in its '-- +goose Up' part.")
-    return Migration(
+    return SqlMigration(
         version=version,
         name=name,
         path=path,

@@ -22,7 +22,15 @@ from pathlib import Path
 
 from pgshift.errors import ConfigError, MigrationSourceError
 from pgshift.migrations.files import in_order, lines_containing, named_sql_files, per_file, read_text, read_texts
-from pgshift.migrations.model import Migration, SessionSetting, checksum_of, session_setting, version_sort_key
+from pgshift.migrations.model import (
+    Migration,
+    OpsMigration,
+    SessionSetting,
+    SqlMigration,
+    checksum_of,
+    session_setting,
+    version_sort_key,
+)
 from pgshift.migrations.splitter import Split, split_down, split_sql
 from pgshift.units import duration_ms
 
@@ -113,7 +121,7 @@ def parse_file(path: Path, version: str, name: str, *, split: Split = split_sql)
     if down_start is not None:
         down_base = down_start + 1
         down, down_error = split_down(lambda: split(text, file=str(path), base_line=down_base, start=down_offset))
-    return Migration(
+    return SqlMigration(
         version=version,
         name=name,
         path=path,
@@ -147,16 +155,16 @@ def load(path: Path, *, split: Split = split_sql) -> list[Migration]:
     return in_order(migrations)
 
 
-def parse_ops_file(path: Path, version: str, name: str) -> Migration:
+def parse_ops_file(path: Path, version: str, name: str) -> OpsMigration:
     """An operations file: no SQL up part; `pgshift migrate` runs its expand phase."""
     from pgshift.ops.model import load_file
 
     ops, text = load_file(path)
     settings = tuple(session_setting(key, value, f"{path}:{_key_line(text, key)}: settings.{key}")
                      for key, value in ops.settings.items())
-    return Migration(version=version, name=name, path=path, up=[], down=None, checksum=checksum_of(text),
-                     source_format="native", lock_timeout=ops.lock_timeout, sort_key=version_sort_key(version),
-                     ops=ops, settings=settings)
+    return OpsMigration(version=version, name=name, path=path, up=[], down=None, checksum=checksum_of(text),
+                        source_format="native", lock_timeout=ops.lock_timeout, sort_key=version_sort_key(version),
+                        ops=ops, settings=settings)
 
 
 def _key_line(text: str, key: str) -> int:

@@ -19,7 +19,7 @@ from pathlib import Path
 from pgshift.errors import MigrationSourceError
 from pgshift.migrations.files import per_file, read_text, read_texts, require_dir, require_unique_versions
 from pgshift.migrations.formats.golang_migrate import parse_statements
-from pgshift.migrations.model import Migration, checksum_of, version_sort_key
+from pgshift.migrations.model import Migration, SqlMigration, checksum_of, version_sort_key
 from pgshift.migrations.splitter import Split, split_sql
 
 FORMAT = "prisma"
@@ -69,7 +69,7 @@ def _load_one(folder: Path, split: Split = split_sql) -> Migration:
     if not text.strip():
         raise MigrationSourceError(f"The migration file {file} is empty.")
     version = match.group("version")
-    return Migration(
+    return SqlMigration(
         version=version,
         name=match.group("name"),
         path=file,

@@ -23,6 +23,8 @@ from pgshift.errors import MigrationSourceError
 from pgshift.ops.facts import CatalogFacts, ColumnFacts
 from pgshift.ops.sync import SyncRule
 
+# What a step is to the step engine (pgshift.runner.steps.Step.kind): one transaction, one statement in
+# autocommit, or a batched backfill. Defined here, the lowest layer that names it.
 StepKind = Literal["tx", "autocommit", "backfill"]
 
 
