@@ -406,9 +406,9 @@ def _read_file(path: Path) -> dict[str, Any]:
     except FileNotFoundError:
         raise ConfigError(f"The configuration file {path} does not exist.") from None
     except OSError as exc:
-        raise ConfigError(f"The configuration file {path} cannot be read: {exc.strerror}.") from None
+        raise ConfigError(f"The configuration file {path} cannot be read: {exc.strerror}.") from exc
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path} is not valid TOML: {exc}.") from None
+        raise ConfigError(f"{path} is not valid TOML: {exc}.") from exc
     if path.name == "pyproject.toml":
         tool = data.get("tool", {})
         return dict(tool.get("pgshift", {})) if isinstance(tool, dict) else {}

@@ -21,10 +21,20 @@ class PgshiftError(Exception):
         super().__init_subclass__(**kwargs)
         _REGISTERED.append(cls)
 
-    def __init__(self, message: str, *, hint: str | None = None) -> None:
+    def __init__(self, message: str, *, hint: str | None = None, sqlstate: str | None = None,
+                 detail: str | None = None, version: str | None = None, file: str | None = None,
+                 line: int | None = None, statement: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.hint = hint
+        # What a program needs without parsing the message (set where they are known): the server's
+        # SQLSTATE and DETAIL, and the migration version, file, line and statement at fault.
+        self.sqlstate = sqlstate
+        self.detail = detail
+        self.version = version
+        self.file = file
+        self.line = line
+        self.statement = statement
 
     def __str__(self) -> str:
         if self.hint:
@@ -65,12 +75,14 @@ class SqlParseError(MigrationSourceError):
 
     code = "sql-parse"
     exit_code = 7
+    file: str  # always known here
+    line: int
 
     def __init__(
         self, message: str, *, file: str, line: int, column: int, hint: str | None = None,
         text: str | None = None, base_line: int = 1,
     ) -> None:
-        super().__init__(f"{file}:{line}:{column}: {message}", hint=hint)
+        super().__init__(f"{file}:{line}:{column}: {message}", hint=hint, file=file, line=line)
         self.reason = message  # the parser's words, without the position
         # The SQL that did not parse and the file line it starts on, so lint can still check
         # the statements around the broken one.

@@ -82,7 +82,7 @@ def read_targets(settings: Settings, path: str | Path) -> list[Target]:
                           hint="pass --targets FILE naming a file with one connection URL or target name a line.") \
             from None
     except OSError as exc:
-        raise FileProblem(f"The targets file {file} cannot be read: {exc.strerror}.") from None
+        raise FileProblem(f"The targets file {file} cannot be read: {exc.strerror}.") from exc
     listed: list[tuple[str | None, str | None, str]] = []  # (name, url, FILE:LINE)
     for number, raw in enumerate(lines, 1):
         text = _strip_comment(raw)
@@ -158,7 +158,7 @@ def _catalog(settings: Settings, file: Path) -> dict[str, str]:
         except psycopg.Error as exc:
             raise ConfigError(f"targets.query failed on the catalog ({describe_target(url)}): "
                               f"{mask_password(str(exc).strip())}.", hint="fix targets.query in the [targets] "
-                              "section; it must return rows of (name, url).") from None
+                              "section; it must return rows of (name, url).") from exc
         if cur.description is None or len(cur.description) != 2:
             columns = 0 if cur.description is None else len(cur.description)
             raise ConfigError(f"targets.query must return two columns (name, url), not {columns}.",

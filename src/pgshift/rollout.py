@@ -283,7 +283,7 @@ def _deploy_lock(settings: Settings) -> Iterator[History]:
         except PgshiftError as exc:
             raise type(exc)(exc.message.replace("Another pgshift run holds the deploy lock",
                                                 "Another `pgshift deploy` is running (it holds the deploy lock)"),
-                            hint=exc.hint) from None
+                            hint=exc.hint) from exc
         try:
             history = History(conn, settings.history_schema)
             history.ensure()
@@ -526,7 +526,7 @@ class Rollout:
             self._step("deferred", lambda r: self._migrate(self.report.deferred, r))
             self._step("contract", self.contract)
         except PgshiftError as exc:
-            raise self._fail(exc) from None
+            raise self._fail(exc) from exc
         self.report.outcome = "deployed"
         self.report.runbook = self.runbook()
         self._event("deploy-finished", outcome="deployed", runbook=self.report.runbook_text())
@@ -846,7 +846,7 @@ def _roll_back(run: Rollout) -> DeployReport:
                                    f"Done so far: {'; '.join(run.report.undo) or 'nothing'}.", hint=exc.hint)
         run.report.runbook = run.runbook()
         error.report = run.report
-        raise error from None
+        raise error from exc
     run.report.outcome = "rolled back"
     run._event("deploy-finished", outcome="rolled back", undo=run.report.undo)
     return run.report

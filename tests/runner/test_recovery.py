@@ -186,3 +186,24 @@ def test_status_after_a_failure_says_what_the_rerun_does(project: Path, db_url: 
     assert "0 applied, 1 pending, 1 failed, 0 problem(s)" in out
     assert 'relation "missing" does not exist' in out
     assert "Nothing of it is committed; `pgshift migrate` runs it again in one transaction." in out
+
+
+def test_a_failed_migration_carries_the_servers_error_as_attributes(tmp_path: Path, db_url: str) -> None:
+    """Library users get the SQLSTATE, DETAIL, version, file, line and statement without parsing the
+    message, and the server's own error as the cause (issue #13: errors like psycopg's)."""
+    from pgshift import api
+    from pgshift.config import Settings
+    from pgshift.errors import MigrationFailed
+
+    folder = tmp_path / "migrations"
+    write_migration(folder, "001", "accounts", "CREATE TABLE accounts (id int PRIMARY KEY);\n"
+                                               "INSERT INTO accounts VALUES (1);")
+    path = write_migration(folder, "002", "duplicate", "SELECT 1;\nINSERT INTO accounts VALUES (1);")
+    settings = Settings(database_url=db_url, base_dir=tmp_path, migrations_dir="migrations")
+    with pytest.raises(MigrationFailed) as caught:
+        api.migrate(settings)
+    error = caught.value
+    assert (error.sqlstate, error.version, error.file, error.line) == ("23505", "002", str(path), 3)
+    assert error.statement == "INSERT INTO accounts VALUES (1)"
+    assert error.detail == "Key (id)=(1) already exists."
+    assert isinstance(error.__cause__, psycopg.errors.UniqueViolation)

@@ -108,7 +108,8 @@ def connect(
             **kwargs,
         )
     except psycopg.OperationalError as exc:
-        # libpq splits its messages over lines; keep the error one paragraph.
+        # libpq splits its messages over lines; keep the error one paragraph. Not chained (`from None`):
+        # libpq's own text can carry the connection string, password included, into a traceback.
         message = " ".join(mask_password(str(exc)).split())
         target = describe_target(target_url)
         if bad := _BAD_VALUE.search(message):

@@ -175,7 +175,7 @@ def _query(conn: psycopg.Connection[Any], tool: str, table: sql.Identifier, labe
         raise AdoptError(
             f"Cannot read {tool}'s history table {label}: {server_message(exc)}.",
             hint="grant SELECT on it to the user pgshift connects as.",
-        ) from None
+        ) from exc
 
 
 def _prisma(rows: list[Row]) -> list[ForeignApplied]:

@@ -161,7 +161,7 @@ def _raw(path: Path) -> bytes:
         return path.read_bytes()
     except OSError as exc:
         raise MirrorFailed(f"Cannot read {path} to compute its checksum for the mirrored history: "
-                           f"{exc.strerror}.") from None
+                           f"{exc.strerror}.") from exc
 
 
 class Dbmate(_Tool):
@@ -460,5 +460,5 @@ class Mirror:
                 f"{exc.diag.message_primary or exc}.",
                 hint=f"grant the user pgshift connects as CREATE on schema {self.impl.schema} and write access "
                 "to the table, or set ledger.mirror_schema; the next migrate or rollback brings it up to date.",
-            ) from None
+            ) from exc
 

@@ -35,9 +35,9 @@ def read_text(path: Path) -> str:
                                        hint="point the link at the file, or remove it.") from None
         raise MigrationSourceError(f"The migration file {path} does not exist.") from None
     except UnicodeDecodeError as exc:
-        raise MigrationSourceError(f"{path} is not UTF-8 text (byte {exc.start}).") from None
+        raise MigrationSourceError(f"{path} is not UTF-8 text (byte {exc.start}).") from exc
     except OSError as exc:
-        raise MigrationSourceError(f"{path} cannot be read: {exc.strerror}.") from None
+        raise MigrationSourceError(f"{path} cannot be read: {exc.strerror}.") from exc
     return text.lstrip("\ufeff")
 
 

@@ -119,7 +119,7 @@ def statement_spans(text: str, section_start: int = 0, section_end: int | None =
                     spans = _spans_of(text[start:section_end])
                 except ParseError as exc:
                     offset = exc.args[1] if len(exc.args) > 1 and exc.args[1] is not None else section_end - start
-                    raise ParseError(exc.args[0], start + int(offset)) from None
+                    raise ParseError(exc.args[0], start + int(offset)) from exc
                 index = len(bounds)
         for a, b in spans:
             yield start + a, start + b

@@ -119,7 +119,7 @@ def load_file(path: Path) -> tuple[OpsFile, str]:
         data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
     except (json.JSONDecodeError, yaml.YAMLError) as exc:
         raise MigrationSourceError(f"{path} is not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {exc}") \
-            from None
+            from exc
     if data is None:
         raise MigrationSourceError(f"The migration file {path} is empty.")
     return parse_document(data, str(path)), text

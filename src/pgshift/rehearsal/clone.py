@@ -203,7 +203,7 @@ def find_tool(name: str, major: int, bindir: str | None) -> str:
     try:
         return str(tools.find_tool(name, major, bindir=bindir).path)
     except BackupFailed as exc:
-        raise RehearsalFailed(f"Cannot copy the database: {exc.message}", hint=exc.hint) from None
+        raise RehearsalFailed(f"Cannot copy the database: {exc.message}", hint=exc.hint) from exc
 
 
 def _child(url: str) -> tuple[str, dict[str, str]]:

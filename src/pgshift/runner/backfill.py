@@ -376,7 +376,7 @@ class Backfiller:
                 raise  # run() explains it
             raise BackfillError(
                 f"The backfill of {target.label} does not compile: {server_error_text(exc)} "
-                f"(SET {self.spec.set_clause!r}, WHERE {self.spec.where!r}).") from None
+                f"(SET {self.spec.set_clause!r}, WHERE {self.spec.where!r}).") from exc
 
     def _load_or_create(self, target: _Target, oid: int) -> dict[str, Any]:
         row = self.conn.execute(
@@ -575,7 +575,7 @@ class Backfiller:
                 row = self.conn.execute(sql.SQL(self.options.lag_query)).fetchone()
         except psycopg.Error as exc:
             raise BackfillError(f"The replication lag query failed: {server_error_text(exc)} "
-                                f"(query: {self.options.lag_query!r}).") from None
+                                f"(query: {self.options.lag_query!r}).") from exc
         return float(row[0]) if row and row[0] is not None else None
 
     def _lag_bytes(self) -> tuple[int | None, str | None]:

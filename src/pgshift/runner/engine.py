@@ -254,7 +254,7 @@ class StepEngine:
             left = None
             if step.kind == "autocommit" and not (self.conn.broken or self.conn.closed):
                 left = self._drop_left_over_index(step)
-            raise self.owner.failed(step, position, exc, left) from None
+            raise self.owner.failed(step, position, exc, left) from exc
 
     # -- backfill --------------------------------------------------------------------------
     def _backfill(self, step: Step) -> None:
@@ -286,9 +286,9 @@ class StepEngine:
         except BackfillError as exc:
             if not exc.row_security:
                 raise
-            raise self.owner.backfill_failed(step, exc) from None
+            raise self.owner.backfill_failed(step, exc) from exc
         except psycopg.Error as exc:  # a row the fill expression or a constraint rejects
-            raise self.owner.backfill_failed(step, exc) from None
+            raise self.owner.backfill_failed(step, exc) from exc
         if self.observer is not None:
             summary = (f"backfill {table}: {done.rows_this_run} rows in {done.batches} batches, longest "
                        f"{done.max_batch_ms:.0f} ms ({text.split(': ', 1)[1]})")

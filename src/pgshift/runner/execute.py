@@ -214,7 +214,7 @@ class Executor:
         except psycopg.OperationalError as exc:
             if not self._connection_lost(exc):
                 raise
-            raise self._lost(migration, exc) from None
+            raise self._lost(migration, exc) from exc
         return result
 
     def _connection_lost(self, exc: psycopg.Error) -> bool:
@@ -379,4 +379,5 @@ def statement_failure(
                      "applied, exactly as before the rollback.")
     else:
         parts.append("The migration's changes were rolled back and history marks it failed.")
-    return MigrationFailed(" ".join(parts), hint=diag.message_hint)
+    return MigrationFailed(" ".join(parts), hint=diag.message_hint, sqlstate=exc.sqlstate, detail=diag.message_detail,
+                           version=migration.version, file=stmt.file, line=line, statement=stmt.sql)

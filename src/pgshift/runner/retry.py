@@ -50,7 +50,7 @@ class RetryPolicy:
                 return attempt()
             except RETRYABLE as exc:
                 if final:
-                    raise exhausted(number, exc) from None
+                    raise exhausted(number, exc) from exc
                 delay = self.delay_seconds(number)
                 on_retry(number, delay, exc)
                 sleep(delay)

@@ -206,7 +206,7 @@ def _new_folder(root: Path, database: str) -> Path:
     try:
         root.mkdir(parents=True, exist_ok=True, mode=0o700)
     except OSError as exc:
-        raise from_os_error(exc, "creating the backup folder (backup.directory or --to); nothing was dumped") from None
+        raise from_os_error(exc, "creating the backup folder (backup.directory or --to); nothing was dumped") from exc
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     safe = re.sub(r"[^A-Za-z0-9_.-]", "_", database)
     for n in range(1000):
@@ -217,7 +217,7 @@ def _new_folder(root: Path, database: str) -> Path:
         except FileExistsError:
             continue
         except OSError as exc:
-            raise from_os_error(exc, "creating the backup folder; nothing was dumped") from None
+            raise from_os_error(exc, "creating the backup folder; nothing was dumped") from exc
     raise BackupFailed(f"Could not create a new backup folder in {root}.")
 
 
@@ -334,7 +334,7 @@ def take_backup(
             mark = _WriterMark(folder)
         except OSError as exc:
             shutil.rmtree(folder, ignore_errors=True)
-            raise from_os_error(exc, "marking the new backup folder; nothing was dumped") from None
+            raise from_os_error(exc, "marking the new backup folder; nothing was dumped") from exc
         dump_name = "dump" if fmt == "directory" else "dump.pgdump"
         conninfo, env = child_connection(url or "")
         conn.autocommit = False
@@ -362,7 +362,7 @@ def take_backup(
         write_private(folder / MANIFEST, manifest.to_json())
     except OSError as exc:
         shutil.rmtree(folder, ignore_errors=True)  # a dump without its manifest proves nothing
-        raise from_os_error(exc, "writing the manifest; the incomplete backup was removed") from None
+        raise from_os_error(exc, "writing the manifest; the incomplete backup was removed") from exc
     finally:
         mark.release()
     result = BackupResult(Backup(folder, manifest), 0.0, dump_seconds, tool, incomplete=incomplete)
@@ -443,7 +443,7 @@ def _dump_and_count(
     except TableLocked as exc:
         dump.proc.kill()
         dump.wait()
-        raise _lock_held(f"table {exc.table}", settings.lock_wait) from None
+        raise _lock_held(f"table {exc.table}", settings.lock_wait) from exc
     except BaseException:
         dump.proc.kill()
         dump.wait()

@@ -141,7 +141,7 @@ def tool_copy_data(
             proc = subprocess.Popen(argv, bufsize=0, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=errors,
                                     env=child_env(env), preexec_fn=die_with_parent())
         except OSError as exc:
-            raise BackupFailed(f"{what}: could not run {os.fsdecode(argv[0])}: {exc}") from None
+            raise BackupFailed(f"{what}: could not run {os.fsdecode(argv[0])}: {exc}") from exc
         assert proc.stdout is not None
         try:
             found = read_copy_blocks(_chunks(proc.stdout), hashed)

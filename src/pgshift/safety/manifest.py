@@ -139,7 +139,7 @@ def read_manifest(folder: Path) -> Manifest:
             hint="take a new backup with `pgshift backup`.",
         ) from None
     except (OSError, ValueError, TypeError, KeyError) as exc:
-        raise BackupFailed(f"{path} is unreadable or not a pgshift manifest: {exc}") from None
+        raise BackupFailed(f"{path} is unreadable or not a pgshift manifest: {exc}") from exc
 
 
 def pin_settings(conn: psycopg.Connection[Any]) -> None:

@@ -146,7 +146,7 @@ def _restore(settings: Settings, folder: Path, url: str, live: str, report: Rest
     except BackupFailed as exc:
         report.step("verify", False, exc.message, say)
         raise RestoreFailed(f"{exc.message} Nothing was restored; the live database {live} was not touched.",
-                            hint="choose another backup (`pgshift backup list`).") from None
+                            hint="choose another backup (`pgshift backup list`).") from exc
     report.step("verify", True, "; ".join(verify.passed), say)
     stopped = _hook(settings.app.stop_command, "stop_app", report, say)
     stamp = _stamp()
@@ -212,7 +212,7 @@ def _restore_beside(settings: Settings, folder: Path, url: str, admin_url: str, 
         except BackupFailed as exc:
             report.step("restore", False, exc.message, say)
             drop_database(admin, new_db)
-            raise RestoreFailed(f"{exc.message} The live database {live} was not touched.") from None
+            raise RestoreFailed(f"{exc.message} The live database {live} was not touched.") from exc
         except BaseException:
             drop_database(admin, new_db)
             raise
@@ -233,7 +233,7 @@ def _carry_properties(admin: psycopg.Connection[Any], folder: Path, manifest: Ma
             f"Could not carry the database's own settings to {new_db}: {detail}. The copy was dropped; the "
             f"live database {live} was not touched.",
             hint="create the missing role, or restore as a role allowed to make this change (ALTER ROLE ... "
-            "IN DATABASE needs CREATEROLE or superuser), then restore again.") from None
+            "IN DATABASE needs CREATEROLE or superuser), then restore again.") from exc
     report.step("database settings", True, f"{len(applied)} database-level statement(s) carried over"
                 + (f": {'; '.join(applied)}" if applied else ""), say)
 
@@ -258,7 +258,7 @@ def _swap(admin_url: str, live: str, new_db: str, kept_as: str, settings: Settin
                                 f"live database {live} was not changed.",
                                 hint="stop the application first (app.stop_command), or have an administrator GRANT "
                                 "pg_signal_backend to this role so it may end other roles' sessions (a superuser's "
-                                "only a superuser may end), then restore again." if denied else None) from None
+                                "only a superuser may end), then restore again." if denied else None) from exc
         if allowed and allowed[0]:
             admin.execute(sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS true").format(
                 sql.Identifier(kept_as)))
@@ -357,7 +357,7 @@ def restore_table(settings: Settings, backup: str | Path, table: str, url: str |
     try:
         verify_backup(folder, full=False, bindir=settings.backup.pg_bindir)
     except BackupFailed as exc:
-        raise RestoreFailed(f"{exc.message} The table was not touched.") from None
+        raise RestoreFailed(f"{exc.message} The table was not touched.") from exc
     manifest = read_manifest(folder)
     schema, name = split_table(table)
     expected = manifest.table(f"{schema}.{name}")
@@ -397,7 +397,7 @@ def restore_table(settings: Settings, backup: str | Path, table: str, url: str |
             conn.commit()
     except psycopg.Error as exc:
         raise RestoreFailed(f"Restoring table {schema}.{name} failed and was rolled back, the table is "
-                            f"unchanged: {mask_password(str(exc)).strip()}") from None
+                            f"unchanged: {mask_password(str(exc)).strip()}") from exc
     finally:
         proc.kill()
         proc.wait()

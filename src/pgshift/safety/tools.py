@@ -155,7 +155,7 @@ def run_tool(argv: list[str], env: dict[str, str], *, what: str, timeout: float 
         result = subprocess.run(argv, capture_output=True, env=child_env(env), timeout=timeout,
                                 preexec_fn=die_with_parent())
     except (OSError, subprocess.SubprocessError) as exc:
-        raise BackupFailed(f"{what}: could not run {argv[0]}: {exc}") from None
+        raise BackupFailed(f"{what}: could not run {argv[0]}: {exc}") from exc
     if result.returncode != 0:
         detail = mask_password(result.stderr.decode("utf-8", errors="replace").strip()[-2000:])
         raise BackupFailed(f"{what}: {Path(argv[0]).name} failed: {detail}")

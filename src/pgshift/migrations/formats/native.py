@@ -90,7 +90,7 @@ def parse_file(path: Path, version: str, name: str, *, split: Split = split_sql)
             try:
                 duration_ms(arg, key=f"{where}: {directive}")
             except ConfigError as exc:
-                raise MigrationSourceError(str(exc)) from None
+                raise MigrationSourceError(str(exc)) from exc
             if directive == "lock-timeout":
                 lock_timeout = arg
             else:
