@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import conninfo, sql
 
 PGSHIFT = [sys.executable, "-m", "pgshift"]
 
@@ -67,3 +73,24 @@ def make_venv(path: Path) -> Path:
     made = subprocess.run([sys.executable, "-m", "venv", str(path)], capture_output=True, text=True, check=False)
     assert made.returncode == 0, made.stderr
     return path / "bin"
+
+
+@contextlib.contextmanager
+def database_owner_role(conn: psycopg.Connection[Any], db_name: str, db_url: str, suffix: str, *,
+                        owns_public: bool = False) -> Iterator[str]:
+    """A non-superuser login role that owns the test's database (and, with ``owns_public``, its public
+    schema), as an application's migration role often does; yields its connection string and drops it."""
+    role = f"{db_name}_{suffix}"
+    conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD 'pw'").format(sql.Identifier(role)))
+    conn.execute(sql.SQL("ALTER DATABASE {} OWNER TO {}").format(sql.Identifier(db_name), sql.Identifier(role)))
+    if owns_public:
+        conn.execute(sql.SQL("ALTER SCHEMA public OWNER TO {}").format(sql.Identifier(role)))
+    try:
+        params = conninfo.conninfo_to_dict(db_url)
+        params.update(user=role, password="pw")
+        yield conninfo.make_conninfo(**params)  # type: ignore[arg-type]
+    finally:
+        conn.execute(sql.SQL("ALTER DATABASE {} OWNER TO CURRENT_USER").format(sql.Identifier(db_name)))
+        conn.execute(sql.SQL("REASSIGN OWNED BY {} TO CURRENT_USER").format(sql.Identifier(role)))
+        conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
+        conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))

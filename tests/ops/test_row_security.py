@@ -12,7 +12,7 @@ import psycopg
 import pytest
 from psycopg import conninfo, sql
 
-from tests.helpers import run_pgshift
+from tests.helpers import database_owner_role, run_pgshift
 from tests.ops.helpers import write_project
 
 Conn = psycopg.Connection[tuple[Any, ...]]
@@ -34,18 +34,8 @@ def _said(result: Any) -> str:
 def owner(conn: Conn, db_name: str, db_url: str) -> Iterator[str]:
     """A non-superuser role that owns the test's database (and so its public schema), as an
     application's migration role often does; its connection string."""
-    role = f"{db_name}_owner"
-    conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD 'pw'").format(sql.Identifier(role)))
-    conn.execute(sql.SQL("ALTER DATABASE {} OWNER TO {}").format(sql.Identifier(db_name), sql.Identifier(role)))
-    try:
-        params = conninfo.conninfo_to_dict(db_url)
-        params.update(user=role, password="pw")
-        yield conninfo.make_conninfo(**params)  # type: ignore[arg-type]
-    finally:
-        conn.execute(sql.SQL("ALTER DATABASE {} OWNER TO CURRENT_USER").format(sql.Identifier(db_name)))
-        conn.execute(sql.SQL("REASSIGN OWNED BY {} TO CURRENT_USER").format(sql.Identifier(role)))
-        conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
-        conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+    with database_owner_role(conn, db_name, db_url, "owner") as url:
+        yield url
 
 
 def test_expand_backfill_on_a_forced_rls_table_is_refused_not_partial(tmp_path: Path, conn: Conn, owner: str) -> None:

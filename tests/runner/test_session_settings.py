@@ -10,12 +10,12 @@ from typing import Any
 
 import psycopg
 import pytest
-from psycopg import conninfo, sql
+from psycopg import conninfo
 
 from pgshift import api
 from pgshift.config import Settings
 from pgshift.errors import MigrationSourceError
-from tests.helpers import run_pgshift, write_migration
+from tests.helpers import database_owner_role, run_pgshift, write_migration
 
 Conn = psycopg.Connection[Any]
 
@@ -131,19 +131,8 @@ def test_ops_file_settings_apply_to_its_steps(tmp_path: Path, db_url: str, conn:
 
 @pytest.fixture
 def plain_role(conn: Conn, db_name: str, db_url: str) -> Iterator[str]:
-    role = f"{db_name}_app"
-    conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD 'pw'").format(sql.Identifier(role)))
-    conn.execute(sql.SQL("ALTER DATABASE {} OWNER TO {}").format(sql.Identifier(db_name), sql.Identifier(role)))
-    conn.execute(sql.SQL("ALTER SCHEMA public OWNER TO {}").format(sql.Identifier(role)))
-    try:
-        params = conninfo.conninfo_to_dict(db_url)
-        params.update(user=role, password="pw")
-        yield conninfo.make_conninfo(**params)  # type: ignore[arg-type]
-    finally:
-        conn.execute(sql.SQL("ALTER DATABASE {} OWNER TO CURRENT_USER").format(sql.Identifier(db_name)))
-        conn.execute(sql.SQL("REASSIGN OWNED BY {} TO CURRENT_USER").format(sql.Identifier(role)))
-        conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
-        conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+    with database_owner_role(conn, db_name, db_url, "app", owns_public=True) as url:
+        yield url
 
 
 @pytest.mark.parametrize(("directive", "expected"), [
