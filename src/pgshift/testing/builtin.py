@@ -82,19 +82,15 @@ class Suite:
         return self._round_trip[version]
 
     def lint(self) -> None:
-        """What `pgshift lint` says of the folder: parse errors, and findings at or above lint.fail_level."""
-        from pgshift.lint.engine import lint_migrations
-        from pgshift.lint.model import severity_rank
-
-        report = lint_migrations(api.load(self.settings)[1], settings=self.settings.lint,
-                                 pg_version=self.settings.lint.pg_version)
-        level = self.settings.lint.fail_level
-        lines = [f"{p.file}:{p.line}:{p.column}: parse error: {p.message}" for p in report.parse_errors]
+        """What `pgshift lint --no-down` says of the folder, judged by lint's own policy (lint_verdict):
+        parse errors, and findings at or above lint.fail_level."""
+        verdict = api.lint(self.settings, options=api.LintOptions(down=False)).verdict
+        lines = [f"{p.file}:{p.line}:{p.column}: parse error: {p.message}" for p in verdict.parse_errors]
         lines += [f"{f.file}:{f.line}:{f.column}: {f.severity} {f.rule} {f.name}: {f.message}"
-                  for f in report.active if severity_rank(f.severity) >= severity_rank(level)]
+                  for f in verdict.blocking]
         if lines:
-            raise CheckFailed(f"pgshift lint: {len(lines)} problem(s) at or above fail_level '{level}':\n"
-                              + "\n".join(lines))
+            raise CheckFailed(f"pgshift lint: {len(lines)} problem(s) at or above fail_level "
+                              f"'{verdict.fail_level}':\n" + "\n".join(lines))
 
     def loads(self) -> None:
         self.migrations()  # raises the reader's own error, naming the file
@@ -166,14 +162,12 @@ class Suite:
 
     def _ops_round_trip(self, settings: Settings, migration: Any, before: Any, catalog: Any, compare: Any,
                         outcome: Outcome) -> None:
-        from pgshift.ops import service
-
         api.migrate(settings, to=migration.version)
-        service.abort(settings, version=migration.version)
+        api.abort(settings, version=migration.version)
         outcome.problems += compare(f"After expand and abort of {migration.label} the catalog is not what it "
                                     "was before", before, catalog())
         api.migrate(settings, to=migration.version)
-        result = service.contract(settings, version=migration.version)
+        result = api.contract(settings, version=migration.version)
         left = []
         for category, objects in catalog().items():
             for name in objects:
