@@ -13,8 +13,6 @@ import json
 import subprocess
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -23,6 +21,7 @@ from typing import Any
 from pgshift.config import Settings, WatchSettings
 from pgshift.db.connect import connect, mask_password, server_major
 from pgshift.errors import ConfigError, PgshiftError
+from pgshift.safety.hooks import probe
 from pgshift.units import duration_ms, parse_size
 
 
@@ -193,15 +192,9 @@ class Watcher:
             return None
         timeout = max(0.1, duration_ms(self.options.interval) / 1000)
         started = time.monotonic()
-        try:
-            with urllib.request.urlopen(url, timeout=timeout) as response:
-                status = int(response.status)
-            health = Health(200 <= status < 300, status, (time.monotonic() - started) * 1000)
-        except urllib.error.HTTPError as exc:
-            health = Health(False, exc.code, (time.monotonic() - started) * 1000, f"HTTP {exc.code}")
-        except (urllib.error.URLError, OSError) as exc:
-            reason = getattr(exc, "reason", exc)
-            health = Health(False, None, (time.monotonic() - started) * 1000, str(reason))
+        status, error = probe(url, timeout=timeout)
+        ok = status is not None and 200 <= status < 300
+        health = Health(ok, status, (time.monotonic() - started) * 1000, None if ok else error or f"HTTP {status}")
         self._health_failures = 0 if health.ok else self._health_failures + 1
         return health
 

@@ -34,9 +34,10 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("config", ("pgshift.config",)),
     # The rewrite guard is armed on every deploy session (pgshift.db.session); it needs only the server.
     # ops.ledger reads the ops_state table beside the ledger (the lint gate's model and status need it).
-    ("db", ("pgshift.db", "pgshift.embedded", "pgshift.ops.guard", "pgshift.ops.ledger", "pgshift.watch")),
+    ("db", ("pgshift.db", "pgshift.embedded", "pgshift.ops.guard", "pgshift.ops.ledger")),
     ("lint", ("pgshift.lint",)),
-    ("safety", ("pgshift.safety",)),
+    # The watcher probes the application's health the way check and restore do (pgshift.safety.hooks).
+    ("safety", ("pgshift.safety", "pgshift.watch")),
     ("runner", ("pgshift.runner",)),
     ("ops", ("pgshift.ops",)),
     ("deploy", ("pgshift.deploy",)),
