@@ -29,7 +29,8 @@ QUICK: dict[str, list[str]] = {
     "large_files": ["--sizes", "2", "--formats", "native"],
     "lint": ["--quick", "--no-squawk"],
     "maintenance_work_mem": ["--rows", "200000", "--repeat", "1"],
-    "runner": ["--count", "50", "--repeat", "1", "--tools", "pgshift-cli,pgshift-api", "--no-startup"],
+    "runner": ["--count", "50", "--repeat", "1", "--tools", "pgshift-cli,pgshift-api", "--no-startup",
+               "--scaling", "50,500"],
     "zero_downtime": ["--rows", "20000", "--cases", "rename_column", "--hold", "2"],
 }
 
