@@ -394,6 +394,7 @@ def test_verify_names_a_missing_backup_once(tmp_path: Path, monkeypatch: pytest.
     assert f"No backup named {missing}: {missing} does not exist." in out.output
     relative = runner.invoke(cli, ["backup", "verify", "nightly"])  # also looked for in backup.directory
     assert relative.exit_code == 13 and "neither nightly nor" in relative.output
+    assert "`pgshift backup list` shows the backups in" in relative.output  # the way out, not just the miss
 
 
 def _seq_scans(url: str, table: str, at_least: int) -> int:
