@@ -130,6 +130,7 @@ class Side:
     failed: int = 0
     errors: dict[str, int] = field(default_factory=dict)
     worst_ms: float = 0.0  # slowest query that overlapped the change
+    baseline_worst_ms: float = 0.0  # slowest query before the change started: the machine's own noise
     p99_ms: float = 0.0
     downtime_ms: float = 0.0  # the playbook's flow: no version serving
     unserved: int = 0  # queries the workload would have sent during the downtime
@@ -139,19 +140,22 @@ class Side:
     # the slowest queries: kind, ms, and the deploy step running then (from the steps' start times)
     slowest: list[dict[str, Any]] = field(default_factory=list)
     step_starts: list[tuple[str, float]] = field(default_factory=list)  # (step, wall-clock start)
+    progress: list[tuple[float, str]] = field(default_factory=list)  # (clock time, the deploy's progress message)
 
 
 def summarise(side: Side, samples: list[Sample], started: float, ended: float) -> None:
     during = [s for s in samples if s.end >= started and s.start <= ended]
     latencies = sorted(s.latency_ms for s in during)
     side.queries = len(samples)
+    side.baseline_worst_ms = max((s.latency_ms for s in samples if s.end < started), default=0.0)
     if latencies:
         side.worst_ms = latencies[-1]
         side.p99_ms = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
     for s in sorted(during, key=lambda s: -s.latency_ms)[:3]:
         step = next((name for name, at in reversed(side.step_starts) if at <= side.wall + s.start), "")
+        doing = next((message for at, message in reversed(side.progress) if at <= s.start), "")
         side.slowest.append({"kind": s.kind, "ms": round(s.latency_ms, 1), "at_s": round(s.start - started, 2),
-                             "step": step})
+                             "step": step, "doing": doing[:120]})
     for s in samples:
         if s.error:
             side.failed += 1
@@ -193,7 +197,7 @@ def _project(workdir: Path, watch_s: float) -> Path:
 
 
 def run_deploy(admin_url: str, *, rows: int, rate: float, threads: int, watch_s: float,
-               warmup_s: float = 1.5, cooldown_s: float = 1.0) -> Side:
+               warmup_s: float = 5.0, cooldown_s: float = 1.0) -> Side:
     url = fresh_database(admin_url)
     clock = Clock()
     app = App(url, rows, rate, threads, clock, new_url=with_search_path(url, f"{VERSION_SCHEMA},public"))
@@ -218,7 +222,7 @@ def run_deploy(admin_url: str, *, rows: int, rate: float, threads: int, watch_s:
         thread.start()
         started = clock.now()
         try:
-            report = api.deploy(settings)
+            report = api.deploy(settings, notify=lambda message: side.progress.append((clock.now(), message)))
             side.outcome = report.outcome
             side.steps = {s.name: s.state for s in report.steps}
             side.step_starts = [(s.name, datetime.fromisoformat(s.started_at).timestamp()) for s in report.steps]
@@ -234,7 +238,7 @@ def run_deploy(admin_url: str, *, rows: int, rate: float, threads: int, watch_s:
     return side
 
 
-def run_playbook(admin_url: str, *, rows: int, rate: float, threads: int, warmup_s: float = 1.5,
+def run_playbook(admin_url: str, *, rows: int, rate: float, threads: int, warmup_s: float = 5.0,
                  cooldown_s: float = 1.0) -> Side:
     """Stop the app, migrate, restart: the downtime is from the old version's last answer to the new one's first."""
     url = fresh_database(admin_url)
@@ -295,13 +299,16 @@ def watcher_overhead(admin_url: str, *, rows: int, rate: float, threads: int, se
 
 # -- output ------------------------------------------------------------------------------------
 def table(sides: list[Side], overhead: dict[str, Any] | None) -> str:
-    lines = [f"{'':34}{'failed':>8}{'worst':>10}{'p99':>9}{'downtime':>11}{'unserved':>10}{'time':>8}  outcome"]
+    lines = [f"{'':34}{'failed':>8}{'worst':>10}{'p99':>9}{'before':>9}{'downtime':>11}{'unserved':>10}{'time':>8}"
+             "  outcome"]
     for s in sides:
-        lines.append(f"{s.name:34}{s.failed:>8}{s.worst_ms:>8.0f}ms{s.p99_ms:>7.0f}ms{s.downtime_ms:>9.0f}ms"
+        lines.append(f"{s.name:34}{s.failed:>8}{s.worst_ms:>8.0f}ms{s.p99_ms:>7.0f}ms{s.baseline_worst_ms:>7.0f}ms"
+                     f"{s.downtime_ms:>9.0f}ms"
                      f"{s.unserved:>10}{s.seconds:>7.1f}s  {s.outcome}")
         if s.slowest:
             lines.append("  slowest: " + ", ".join(f"{q['kind']} {q['ms']:.0f} ms at {q['at_s']} s"
-                                                   + (f" ({q['step']})" if q["step"] else "") for q in s.slowest))
+                                                   + (f" ({q['step']}: {q['doing']})" if q["step"] else "")
+                                                   for q in s.slowest))
         for error, count in list(s.errors.items())[:3]:
             lines.append(f"  {count} x {error}")
     if overhead:
@@ -319,6 +326,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=4)
     parser.add_argument("--watch", type=float, default=10.0, help="the deploy's watch window, seconds")
     parser.add_argument("--overhead", type=float, default=60.0, help="seconds the watcher's cost is measured")
+    parser.add_argument("--baseline", type=float, default=5.0,
+                        help="seconds of workload before each change: its worst query is the machine's own noise")
     parser.add_argument("--admin-dsn", default=None)
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "results")
     args = parser.parse_args(argv)
@@ -332,9 +341,10 @@ def main(argv: list[str] | None = None) -> int:
         admin = cluster.socket_dsn()
     load_before = os.getloadavg()
     load = {"rows": args.rows, "rate": args.rate, "threads": args.threads}
+    baseline = {"warmup_s": args.baseline}
     try:
         prepare_template(admin, args.rows)
-        sides = [run_deploy(admin, watch_s=args.watch, **load), run_playbook(admin, **load)]
+        sides = [run_deploy(admin, watch_s=args.watch, **load, **baseline), run_playbook(admin, **load, **baseline)]
         overhead = watcher_overhead(admin, seconds=args.overhead, **load) if args.overhead > 0 else None
         with psycopg.connect(admin, autocommit=True) as conn:
             for name in (CASE_DB, TEMPLATE_DB):
