@@ -161,7 +161,7 @@ operations:
 """
 
 
-def _deploy(settings: Settings, say: Say, watch_seconds: float = 4.0) -> None:
+def _deploy(settings: Settings, say: Say, watch_seconds: float = 3.0) -> None:
     """`pgshift deploy` of the playbook's rename as an expand/contract, with a stand-in application hook,
     then the watch display while a stand-in application writes through the new name."""
     import sys
@@ -174,7 +174,7 @@ def _deploy(settings: Settings, say: Say, watch_seconds: float = 4.0) -> None:
     (Path(settings.migrations_dir) / "20240107000000_rename_users_email.ops.yaml").write_text(RENAME_OPS)
     hook = f"{sys.executable} -c \"print('new version rolled out: it reads users.email_address')\""
     settings = dataclasses.replace(settings, deploy=dataclasses.replace(
-        settings.deploy, app_command=hook, rollback_app_command="true", watch="2s", contract="later"))
+        settings.deploy, app_command=hook, rollback_app_command="true", watch="1s", contract="later"))
     report = run_deploy(settings, notify=lambda m: say(f"   · {m}"))
     for step in report.steps:
         say(f"   {step.state:>7} {step.name:<9} {step.detail}")

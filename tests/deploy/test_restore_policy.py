@@ -138,3 +138,36 @@ def test_kill_9_mid_restore_then_resume_finishes_the_restore(restoring: Project,
     project.wait_healthy()
     assert project.get("/query") == (200, "old 200")
     assert project.events("deploy-finished")[-1]["outcome"] == "restored"
+
+
+def test_kill_9_after_the_swap_then_resume_only_rolls_the_app_back(restoring: Project, db_name: str) -> None:
+    project = restoring
+    deploy = start_pgshift(["deploy"], cwd=project.root, url=project.url)
+    try:
+        deadline = time.monotonic() + 120
+        while not any(e.get("hook") == "app_command" and e["state"] == "finished"
+                      for e in project.events("deploy-hook")):
+            assert time.monotonic() < deadline and deploy.poll() is None, deploy.communicate()
+            time.sleep(0.1)
+        (project.app / "hang").write_text("")  # the rollback hook, run after the swap, now hangs
+        while not (project.app / "hook.pid").exists():
+            assert time.monotonic() < deadline and deploy.poll() is None, deploy.communicate()
+            time.sleep(0.1)
+        deploy.send_signal(signal.SIGKILL)
+        deploy.wait(10)
+    finally:
+        deploy.kill()
+    project.stop()  # the hanging hook
+    (project.app / "hang").unlink()
+    assert _accounts(project.url) == (200, 0)  # swapped: the restored database is live
+    again = run_pgshift(["deploy"], cwd=project.root, url=project.url)
+    assert again.returncode == 48 and "--resume" in again.stderr, again.stderr
+    resumed = run_pgshift(["deploy", "--resume", "--json"], cwd=project.root, url=project.url, timeout=180)
+    assert resumed.returncode == 0, resumed.stderr
+    report = json.loads(resumed.stdout)
+    assert report["resumed"] and report["outcome"] == "restored" and report["steps"] == []
+    assert report["restored"]["changed_tables"] == ["public.accounts had 201 row(s), the backup 200"]
+    assert "ran deploy.rollback_app_command" in " ".join(report["undo"])
+    assert len(_databases(project.url, f"{db_name}_pre_restore_%")) == 1  # restored once, not twice
+    project.wait_healthy()
+    assert project.get("/query") == (200, "old 200")
