@@ -247,7 +247,10 @@ class _StopOnBreach:
             self.breach = reason
             if self._running is not None:
                 pid, where = self._running
-                conn.execute("SELECT pg_cancel_backend(%s)", (pid,))
+                try:
+                    conn.execute("SELECT pg_cancel_backend(%s)", (pid,))
+                except psycopg.Error:
+                    return  # not allowed: the statement finishes, and the next one stops
                 self._cancelled = where
 
     def before(self, conn: psycopg.Connection[Any], migration: Migration, stmt: Statement) -> None:
