@@ -25,6 +25,8 @@ BENCH = Path(__file__).resolve().parent
 QUICK: dict[str, list[str]] = {
     "backfill": ["--rows", "20000"],
     "backup": ["--scale", "1", "--repeat", "1"],
+    "deploy": ["--rows", "20000", "--rate", "100", "--threads", "3", "--watch", "2", "--overhead", "10",
+               "--baseline", "2"],
     "fleet": ["--databases", "20", "--migrations", "5"],
     "large_files": ["--sizes", "2", "--formats", "native"],
     "lint": ["--quick", "--no-squawk"],

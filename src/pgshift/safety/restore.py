@@ -38,6 +38,9 @@ from pgshift.safety.tools import CLIENT_ENCODING, child_env, database_codec, die
 from pgshift.safety.verify import compare_tables, restore_into, restore_tool, verify_backup
 
 Say = Callable[[str], None]
+# Called with the restored copy's URL and the name the live database will be kept as, after the copy was
+# checked and before the swap: the last moment to write into the copy (a deploy records its failure there).
+BeforeSwap = Callable[[str, str], None]
 
 
 @dataclass
@@ -83,7 +86,7 @@ def maintenance_url(url: str, live: str) -> str:
 
 
 def restore_database(settings: Settings, backup: str | Path, url: str | None = None, *,
-                     say: Say | None = None) -> RestoreReport:
+                     say: Say | None = None, before_swap: BeforeSwap | None = None) -> RestoreReport:
     """Restore the whole database from ``backup`` beside the live one and swap them."""
     url = url or settings.database_url or ""
     folder = Path(backup)
@@ -97,7 +100,7 @@ def restore_database(settings: Settings, backup: str | Path, url: str | None = N
         with connect(maintenance_url(url, live), application_name="pgshift-restore") as guard:
             _claim(guard, live)  # held until the restore ends; the server drops it if we are killed
             _drop_leftovers(guard, live, report, say)
-            _restore(settings, folder, url, live, report, say)
+            _restore(settings, folder, url, live, report, say, before_swap)
         report.ok = all(s["ok"] for s in report.steps)
     finally:
         report.finished_at = now_iso()
@@ -139,7 +142,7 @@ def _drop_leftovers(guard: psycopg.Connection[Any], live: str, report: RestoreRe
 
 
 def _restore(settings: Settings, folder: Path, url: str, live: str, report: RestoreReport,
-             say: Say | None) -> None:
+             say: Say | None, before_swap: BeforeSwap | None = None) -> None:
     try:
         verify = verify_backup(folder, full=True, url=url, bindir=settings.backup.pg_bindir,
                                jobs=settings.backup.jobs)
@@ -152,13 +155,21 @@ def _restore(settings: Settings, folder: Path, url: str, live: str, report: Rest
     stamp = _stamp()
     new_db = _name(live, f"_restoring_{stamp}")
     admin_url = maintenance_url(url, live)
+    kept_as = _name(live, f"_pre_restore_{stamp}")
     try:
         _restore_beside(settings, folder, url, admin_url, live, new_db, report, say)
+        if before_swap is not None:
+            try:
+                before_swap(with_dbname(url, new_db), kept_as)
+            except BaseException:
+                with connect(admin_url, application_name="pgshift-restore") as admin:
+                    drop_database(admin, new_db)
+                raise
     except BaseException:
         if stopped:
             _hook(settings.app.start_command, "start_app (the live database was not touched)", report, say)
         raise
-    report.kept_as = _name(live, f"_pre_restore_{stamp}")
+    report.kept_as = kept_as
     _swap(admin_url, live, new_db, report.kept_as, settings)
     report.step("swap", True, f"{live} is the restored database; the previous one is kept as {report.kept_as}",
                 say)
