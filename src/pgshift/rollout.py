@@ -1022,6 +1022,12 @@ def deploy(settings: Settings, *, dry_run: bool = False, resume: bool = False, r
     if dry_run:
         return plan(settings)
     load(settings)  # a folder that cannot be read fails before the lock is taken
+    if settings.deploy.on_failure == "restore":  # a deploy killed in its restore's swap left the database closed
+        from pgshift.safety.restore import reopen_after_interrupted_swap
+
+        reopened = reopen_after_interrupted_swap(settings.deploy_url or "")
+        if reopened and notify:
+            notify(reopened)
     with contextlib.ExitStack() as locks:
         return _deploy_locked(settings, locks.enter_context(_deploy_lock(settings)),
                               lambda: locks.enter_context(_deploy_lock(settings)),

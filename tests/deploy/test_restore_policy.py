@@ -97,7 +97,11 @@ def test_a_failed_deploy_restores_the_backup_and_loses_the_writes_since_it(resto
     assert again.returncode == 48 and "Nothing to resume" in again.stderr, again.stderr
 
 
-def test_kill_9_mid_restore_then_resume_finishes_the_restore(restoring: Project, db_name: str) -> None:
+@pytest.mark.parametrize("in_the_swap", [False, True], ids=["while-restoring", "live-database-closed"])
+def test_kill_9_mid_restore_then_resume_finishes_the_restore(restoring: Project, db_name: str,
+                                                            in_the_swap: bool) -> None:
+    """``in_the_swap``: the kill also lands after the swap closed the live database to new sessions (the
+    state it leaves is made here): --resume re-opens it before anything else."""
     project = restoring
     original = project.snapshot()
     deploy = start_pgshift(["deploy"], cwd=project.root, url=project.url)
@@ -127,6 +131,9 @@ def test_kill_9_mid_restore_then_resume_finishes_the_restore(restoring: Project,
         deploy.kill()
     assert _accounts(project.url) == (201, 1)  # the live database was not touched yet
     assert _databases(admin, f"{db_name}_restoring_%") == copies  # the half-made copy is left behind
+    if in_the_swap:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS false").format(sql.Identifier(db_name)))
     resumed = run_pgshift(["deploy", "--resume", "--json"], cwd=project.root, url=project.url, timeout=180)
     assert resumed.returncode == 0, resumed.stderr
     report = json.loads(resumed.stdout)

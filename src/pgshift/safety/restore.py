@@ -12,6 +12,8 @@ the current rows aside into ``<table>_pre_restore_<timestamp>``.
 
 from __future__ import annotations
 
+import getpass
+import os
 import re
 import subprocess
 import time
@@ -22,14 +24,14 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from psycopg import sql
+from psycopg import conninfo, sql
 
 from pgshift.config import Settings, duration_ms
 from pgshift.db.connect import connect, drop_database, mask_password, with_dbname
 from pgshift.db.history import History
 from pgshift.db.lock import lock_holder, lock_key
 from pgshift.db.privileges import require_createdb, require_database_owner
-from pgshift.errors import BackupFailed, PgshiftError, RestoreFailed, server_message
+from pgshift.errors import BackupFailed, DatabaseClosed, PgshiftError, RestoreFailed, server_message
 from pgshift.safety.copydata import is_copy_header
 from pgshift.safety.dbprops import apply_properties, archived_properties
 from pgshift.safety.hooks import poll_health, run_hook
@@ -90,12 +92,15 @@ def restore_database(settings: Settings, backup: str | Path, url: str | None = N
     """Restore the whole database from ``backup`` beside the live one and swap them."""
     url = url or settings.database_url or ""
     folder = Path(backup)
+    reopened = reopen_after_interrupted_swap(url)
     with connect(url, application_name="pgshift-restore") as conn:
         live = str(conn.execute("SELECT current_database()").fetchone()[0])  # type: ignore[index]
         require_createdb(conn, f"Restoring {live} creates a new database beside it and",
                          instead="restore single tables into the live database with `pgshift restore --table`")
         require_database_owner(conn, f"Restoring {live} renames it to keep it, and so")
     report = RestoreReport(str(folder), live, now_iso())
+    if reopened:
+        report.step("leftover", True, reopened, say)
     try:
         with connect(maintenance_url(url, live), application_name="pgshift-restore") as guard:
             _claim(guard, live)  # held until the restore ends; the server drops it if we are killed
@@ -116,6 +121,40 @@ def restore_database(settings: Settings, backup: str | Path, url: str | None = N
     return report
 
 
+def _restoring_pattern(live: str) -> re.Pattern[str]:
+    prefix = _name(live, "_restoring_00000000000000")[: -len("00000000000000")]
+    return re.compile(re.escape(prefix) + r"\d{14}")
+
+
+def reopen_after_interrupted_swap(url: str) -> str | None:
+    """Re-open the live database when a restore killed in its swap left it closed to new sessions
+    (ALLOW_CONNECTIONS false, its restored copy still beside it); what was done, or None.
+
+    A database closed by anyone else (no restore copy beside it) stays closed: the connection error
+    below says so."""
+    try:
+        with connect(url, application_name="pgshift-restore"):
+            return None
+    except DatabaseClosed:
+        pass
+    params = conninfo.conninfo_to_dict(url)
+    live = str(params.get("dbname") or os.environ.get("PGDATABASE") or params.get("user")
+               or os.environ.get("PGUSER") or getpass.getuser())
+    with connect(maintenance_url(url, live), application_name="pgshift-restore") as guard:
+        _claim(guard, live)  # a running restore's swap is not ours to undo
+        try:
+            rows = guard.execute("SELECT datname, datallowconn FROM pg_database").fetchall()
+            closed = any(str(n) == live and not a for n, a in rows)
+            copies = sorted(str(n) for n, _ in rows if _restoring_pattern(live).fullmatch(str(n)))
+            if not closed or not copies:
+                return None
+            guard.execute(sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS true").format(sql.Identifier(live)))
+        finally:
+            guard.execute("SELECT pg_advisory_unlock(%s)", (lock_key(f"restore:{live}"),))
+    return (f"re-opened {live} to new sessions: a restore killed during its swap had closed it (its copy "
+            f"{copies[-1]} is dropped next; {live} still holds its own data)")
+
+
 def _claim(guard: psycopg.Connection[Any], live: str) -> None:
     """One restore of ``live`` at a time, so leftovers found below cannot belong to a running one."""
     key = lock_key(f"restore:{live}")
@@ -132,13 +171,18 @@ def _claim(guard: psycopg.Connection[Any], live: str) -> None:
 def _drop_leftovers(guard: psycopg.Connection[Any], live: str, report: RestoreReport, say: Say | None) -> None:
     """Drop the half-restored copies a killed restore left beside ``live`` (never the live one,
     nor the ``_pre_restore_`` databases kept on purpose)."""
-    prefix = _name(live, "_restoring_00000000000000")[: -len("00000000000000")]
-    pattern = re.compile(re.escape(prefix) + r"\d{14}")
-    names = [str(r[0]) for r in guard.execute("SELECT datname FROM pg_database ORDER BY datname").fetchall()]
-    for name in (n for n in names if pattern.fullmatch(n)):
-        drop_database(guard, name)
-        report.step("leftover", True, f"dropped database {name}, the partial copy an interrupted restore "
-                    f"left behind (the live database {live} was not touched by it)", say)
+    pattern = _restoring_pattern(live)
+    kept = re.compile(re.escape(_name(live, "_pre_restore_00000000000000")[: -len("00000000000000")]) + r"\d{14}")
+    rows = guard.execute("SELECT datname, datallowconn FROM pg_database ORDER BY datname").fetchall()
+    for name, allowed in ((str(n), bool(a)) for n, a in rows):
+        if pattern.fullmatch(name):
+            drop_database(guard, name)
+            report.step("leftover", True, f"dropped database {name}, the partial copy an interrupted restore "
+                        f"left behind (the live database {live} was not touched by it)", say)
+        elif kept.fullmatch(name) and not allowed:  # killed between the swap and re-opening the kept copy
+            guard.execute(sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS true").format(sql.Identifier(name)))
+            report.step("leftover", True, f"re-opened {name}, the previous data an interrupted restore kept, to "
+                        "new sessions", say)
 
 
 def _restore(settings: Settings, folder: Path, url: str, live: str, report: RestoreReport,
