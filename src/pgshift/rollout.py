@@ -511,22 +511,35 @@ class Rollout:
     # -- the run ---------------------------------------------------------------------------
     def run(self) -> DeployReport:
         try:
-            self._step("check", self.check)
-            self._step("lint", self.lint)
-            self._step("backup", self.backup)
-            if not self.planned:  # fixed once linted and backed up: a resume applies (or undoes) exactly these
-                self.history.log(None, "deploy-started", {"deploy": self.report.deploy_id, "batch": self.report.batch,
-                                                          "deferred": self.report.deferred,
-                                                          "backup": self.report.backup})
-                self.planned = True
-            self._step("migrate", lambda r: self._migrate(self.report.batch, r))
+            self.expand_steps()
             self._step("app", self.app)
             self._step("health", self.health)
             self._step("watch", self.watch)
-            self._step("deferred", lambda r: self._migrate(self.report.deferred, r))
-            self._step("contract", self.contract)
+            self.finish_steps()
         except PgshiftError as exc:
             raise self._fail(exc) from exc
+        return self.deployed()
+
+    # The database's own steps before and after the application's, apart, so a fleet deploy
+    # (pgshift.fleet.deploy) runs them on every target around one app hook.
+    def expand_steps(self, extra: dict[str, Any] | None = None) -> None:
+        """check, lint, backup, then the batch (SQL migrations and expands) with the watcher."""
+        self._step("check", self.check)
+        self._step("lint", self.lint)
+        self._step("backup", self.backup)
+        if not self.planned:  # fixed once linted and backed up: a resume applies (or undoes) exactly these
+            self.history.log(None, "deploy-started", {"deploy": self.report.deploy_id, "batch": self.report.batch,
+                                                      "deferred": self.report.deferred,
+                                                      "backup": self.report.backup, **(extra or {})})
+            self.planned = True
+        self._step("migrate", lambda r: self._migrate(self.report.batch, r))
+
+    def finish_steps(self) -> None:
+        """The deferred destructive migrations, then the contract (now or later)."""
+        self._step("deferred", lambda r: self._migrate(self.report.deferred, r))
+        self._step("contract", self.contract)
+
+    def deployed(self) -> DeployReport:
         self.report.outcome = "deployed"
         self.report.runbook = self.runbook()
         self._event("deploy-finished", outcome="deployed", runbook=self.report.runbook_text())
@@ -572,8 +585,10 @@ class Rollout:
 
     def undo(self) -> None:
         """deploy.on_failure = "abort": the app back first, then what this deploy applied, newest first."""
-        from pgshift.ops.service import abort
+        self.undo_app()
+        self.undo_schema()
 
+    def undo_app(self) -> None:
         if self.app_started and self.options.rollback_app_command:
             command = self.options.rollback_app_command
             self._event("deploy-hook", hook="rollback_app_command", state="started", command=command)
@@ -581,6 +596,10 @@ class Rollout:
                         str(self.settings.base_dir))
             self._event("deploy-hook", hook="rollback_app_command", state="finished", output=run.output)
             self.report.undo.append(f"ran deploy.rollback_app_command {command!r} (exit 0 in {run.seconds:.1f}s)")
+
+    def undo_schema(self) -> None:
+        from pgshift.ops.service import abort
+
         for version, how in reversed(self._applied_now()):
             label = self._label(version)
             if how == "expand":
@@ -819,20 +838,26 @@ def deploy(settings: Settings, *, dry_run: bool = False, resume: bool = False, r
                 "it was killed. A new deploy would start on top of its half-done state.",
                 hint="`pgshift deploy --resume` continues it; `pgshift deploy --resume --roll-back` undoes it.")
         if resume and waiting is not None:
-            detail = waiting["detail"]
-            report = DeployReport(detail["deploy"], resumed=True, batch=list(detail.get("batch", [])),
-                                  deferred=list(detail.get("deferred", [])), backup=detail.get("backup"))
-            run = Rollout(settings, history, report, notify)
-            if "batch" in detail:  # planned and backed up: go on from the first step not finished
-                run.planned = True
-                run.done = {s["step"] for s in waiting["steps"] if s.get("state") in ("done", "skipped")}
-            run.app_started = any(s["step"] == "app" for s in waiting["steps"])
+            run = resumed(settings, history, waiting, notify)
             run._event("deploy-resumed", roll_back=roll_back,
                        at_step=waiting["steps"][-1]["step"] if waiting["steps"] else "start")
             return _roll_back(run) if roll_back else run.run()
         report = DeployReport(datetime.now(UTC).strftime("%Y%m%d%H%M%S-") + uuid.uuid4().hex[:6])
         history.log(None, "deploy-started", {"deploy": report.deploy_id})
         return Rollout(settings, history, report, notify).run()
+
+
+def resumed(settings: Settings, history: History, waiting: dict[str, Any], notify: Notify | None) -> Rollout:
+    """The Rollout of the killed deploy ``waiting`` (:func:`_unfinished`), at the first step it did not finish."""
+    detail = waiting["detail"]
+    report = DeployReport(detail["deploy"], resumed=True, batch=list(detail.get("batch", [])),
+                          deferred=list(detail.get("deferred", [])), backup=detail.get("backup"))
+    run = Rollout(settings, history, report, notify)
+    if "batch" in detail:  # planned and backed up: go on from the first step not finished
+        run.planned = True
+        run.done = {s["step"] for s in waiting["steps"] if s.get("state") in ("done", "skipped")}
+    run.app_started = any(s["step"] == "app" for s in waiting["steps"])
+    return run
 
 
 def _roll_back(run: Rollout) -> DeployReport:
