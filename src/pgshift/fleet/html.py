@@ -13,6 +13,7 @@ from pgshift.rehearsal.html import CSS
 from pgshift.rollout import _series_svg
 
 _GOOD = ("applied", "up to date", "passed", "deployed", "rolled back")
+_BAD = ("interrupted", "undo failed")
 
 
 def render_fleet_html(report: FleetReport | FleetDeployReport) -> str:
@@ -22,7 +23,7 @@ def render_fleet_html(report: FleetReport | FleetDeployReport) -> str:
     summary = report.summary() if isinstance(report, FleetDeployReport) else report
     title = f"pgshift {summary.command} --targets" + (f": deploy {deploy.deploy_id}" if deploy else "")
     ok = summary.ok if deploy is None else deploy.outcome == "deployed"
-    verdict = deploy.outcome if deploy else ("every target succeeded" if ok else "failed")
+    verdict = deploy.outcome if deploy else ("no target failed" if ok else "failed")
     counted = "pending" if summary.command in ("status", "check") else "applied"
     counts = ", ".join(f"{n} {state}" for state, n in sorted(summary.counts.items()))
     parts = [
@@ -40,7 +41,7 @@ def render_fleet_html(report: FleetReport | FleetDeployReport) -> str:
                  f"<th>{counted}</th><th>error</th></tr>")
     for r in summary.results:
         started = r.result != "not started"
-        css = "" if r.result in _GOOD else " class='bad'" if r.failed or "failed" in r.result else " class='chg'"
+        css = "" if r.result in _GOOD else " class='bad'" if r.result in _BAD or r.failed else " class='chg'"
         parts.append(f"<tr><td>{escape(r.target)}{' <span class=muted>(canary)</span>' if r.canary else ''}</td>"
                      f"<td class='muted'>{escape(r.where)}</td><td{css}>{escape(r.result)}</td>"
                      f"<td>{f'{r.duration_s:.1f}' if started else ''}</td>"
