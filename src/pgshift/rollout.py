@@ -830,6 +830,12 @@ def deploy(settings: Settings, *, dry_run: bool = False, resume: bool = False, r
         if resume and waiting is None:
             raise DeployStateError("Nothing to resume: no interrupted `pgshift deploy` in the ledger.",
                                    hint="run `pgshift deploy` to start one.")
+        if waiting is not None and "fleet" in waiting["detail"]:  # its state spans every target: resume them all
+            fleet = f"pgshift deploy --targets {waiting['detail']['fleet']}"
+            raise DeployStateError(
+                f"Deploy {waiting['detail']['deploy']} on this database is part of a fleet deploy (`{fleet}`) that "
+                "stopped without finishing; this database alone cannot be deployed, resumed or rolled back.",
+                hint=f"`{fleet} --resume` continues it on every target; `{fleet} --resume --roll-back` undoes it.")
         if not resume and waiting is not None:
             last = waiting["steps"][-1] if waiting["steps"] else {"step": "start", "state": "started"}
             raise DeployStateError(

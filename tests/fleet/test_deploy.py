@@ -206,3 +206,85 @@ def _sleeping(member: Member) -> bool:
         row = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
                            "AND query LIKE '%pg_sleep(60)%' AND pid <> pg_backend_pid()").fetchone()
         return row == (1,)
+
+
+def _events(member: Member, event: str) -> list[dict[str, object]]:
+    with member.connect() as conn:
+        if conn.execute("SELECT to_regclass('pgshift.events')").fetchone() == (None,):
+            return []
+        return [r[0] for r in conn.execute("SELECT detail FROM pgshift.events WHERE event = %s ORDER BY id",
+                                           (event,)).fetchall()]
+
+
+def test_kill_9_in_the_watch_window_then_resume_roll_back_undoes_the_fleet(tmp_path: Path, fleet: Fleet) -> None:
+    project = _project(tmp_path)
+    toml = (project / "pgshift.toml").read_text().replace('watch = "1s"', 'watch = "60s"')
+    (project / "pgshift.toml").write_text(toml)
+    members = fleet.create(5)
+    targets = fleet.write(project / "targets.txt", members)
+
+    proc = start_pgshift(["deploy", "--targets", str(targets)], cwd=project, url="")
+    try:
+        deadline = time.monotonic() + 120
+        while not any(e.get("step") == "health" and e.get("state") == "skipped"  # recorded as the watch starts
+                      for e in _events(members[-1], "deploy-step")):
+            assert time.monotonic() < deadline and proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            time.sleep(0.2)
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+    assert _hooks(project) == ["app"]
+    assert all(_state(m)[2] == "text" for m in members)  # expanded everywhere
+
+    alone = run_pgshift(["deploy", "--resume"], cwd=project, url=members[0].url)
+    assert alone.returncode == 48, alone.stderr
+    assert "part of a fleet deploy" in alone.stderr and f"--targets {targets} --resume" in alone.stderr
+
+    back = run_pgshift(["deploy", "--targets", str(targets), "--resume", "--roll-back", "--json"], cwd=project,
+                       timeout=300)
+    assert back.returncode == 0, back.stderr
+    report = json.loads(back.stdout)
+    assert report["outcome"] == "rolled back" and report["counts"] == {"rolled back": 5}
+    assert _hooks(project) == ["app", "rollback"]
+    for m in members:
+        assert _state(m) == ([], [], None) and not _unfinished(m)
+
+
+def test_a_failure_in_the_finish_phase_rolls_nothing_back_and_resume_finishes(tmp_path: Path, fleet: Fleet) -> None:
+    project = _project(tmp_path, targets="parallel = 2\nmax_failures = 5\n")
+    write_migration(project / "migrations", "4", "drop_legacy",
+                    "-- pgshift:ignore PS020 -- no app version reads legacy\nDROP TABLE legacy;",
+                    "CREATE TABLE legacy (id int);")
+    toml = (project / "pgshift.toml").read_text()  # a verified backup of each target before its DROP TABLE
+    (project / "pgshift.toml").write_text(toml.replace('policy = "never"', 'policy = "destructive-only"\n'
+                                                                           'directory = "backups"'))
+    members = fleet.create(5)
+    bad = members[2]
+    for m in members:
+        with m.connect() as conn:
+            conn.execute("CREATE TABLE legacy (id int)")
+    with bad.connect() as conn:  # the deferred DROP TABLE fails here
+        conn.execute("CREATE VIEW legacy_ids AS SELECT id FROM legacy")
+    targets = fleet.write(project / "targets.txt", members)
+
+    run = run_pgshift(["deploy", "--targets", str(targets), "--json"], cwd=project, timeout=300)
+    assert run.returncode == 32, run.stderr
+    assert "failed in its finish phase" in run.stderr and "nothing was rolled back" in run.stderr
+    assert f"`pgshift deploy --targets {targets} --resume`" in run.stderr
+    rows = {t["target"]: t for t in json.loads(run.stdout)["targets"]}
+    assert rows[bad.dbname]["result"] == "failed" and "other objects depend on it" in rows[bad.dbname]["error"]
+    assert [rows[m.dbname]["result"] for m in members if m is not bad] == ["deployed"] * 4
+    assert _hooks(project) == ["app"]  # no rollback: the new version runs on contracted targets
+    assert _state(bad)[0] == ["1", "2", "3"] and _unfinished(bad)
+
+    refused = run_pgshift(["deploy", "--targets", str(targets), "--resume", "--roll-back"], cwd=project)
+    assert refused.returncode == 48 and "cannot be rolled back" in refused.stderr, refused.stderr
+
+    with bad.connect() as conn:
+        conn.execute("DROP VIEW legacy_ids")
+    resumed = run_pgshift(["deploy", "--targets", str(targets), "--resume", "--json"], cwd=project, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads(resumed.stdout)["counts"] == {"deployed": 5}
+    assert _hooks(project) == ["app"]
+    for m in members:
+        assert _state(m) == (["1", "2", "3", "4"], ["items", "orders"], "text") and not _unfinished(m)

@@ -240,8 +240,8 @@ class FleetDeploy:
                 expand = self._phase("expand", self._expand)
                 if not expand.ok:
                     self._abort(app_started="app" in found.steps, failed_at="expand",
-                                why=f"{len(expand.failed)} target(s) failed" + (f"; {expand.stopped}"
-                                                                                 if expand.stopped else ""))
+                                why=f"{len(expand.failed)} target(s) failed"
+                                + (f", {len(expand.not_started)} not started" if expand.not_started else ""))
                 self._app_steps(done={s for s, states in found.steps.items() if states & {"done", "skipped"}},
                                 app_started="app" in found.steps)
             else:
@@ -366,6 +366,7 @@ class FleetDeploy:
                                                                 "state": "started"})])
             hub._step("app", hub.app)
             hub._step("health", hub.health)
+            self._flush()  # a kill during the watch window resumes (or rolls back) knowing the app is out
             hub._step("watch", self._watch)
         except PgshiftError as exc:
             failed = self.report.steps[-1].name if self.report.steps else "app"
@@ -427,7 +428,7 @@ class FleetDeploy:
         rolled = [r for r in undo.results if r.result == "rolled back"]
         self.report.undo.append(f"undid this deploy's migrations on {len(rolled)} target(s) "
                                 "(`pgshift abort` of each expand, the down part of each SQL migration)")
-        problems += [f"{r.target}: {r.error}" for r in undo.failed]
+        problems += [f"{r.target}: {(r.error or '').split(' Hint: ')[0].rstrip('.')}" for r in undo.failed]
         self.report.outcome = "rollback incomplete" if problems else "rolled back" if failed_at == "--roll-back" \
             else "failed"
         if failed_at == "--roll-back" and not problems:
