@@ -212,8 +212,8 @@ def _events(member: Member, event: str) -> list[dict[str, object]]:
     with member.connect() as conn:
         if conn.execute("SELECT to_regclass('pgshift.events')").fetchone() == (None,):
             return []
-        return [r[0] for r in conn.execute("SELECT detail FROM pgshift.events WHERE event = %s ORDER BY id",
-                                           (event,)).fetchall()]
+        rows = conn.execute("SELECT detail FROM pgshift.events WHERE event = %s ORDER BY id", (event,)).fetchall()
+        return [dict(r[0]) for r in rows if isinstance(r[0], dict)]
 
 
 def test_kill_9_in_the_watch_window_then_resume_roll_back_undoes_the_fleet(tmp_path: Path, fleet: Fleet) -> None:
