@@ -37,7 +37,7 @@ from pgshift.config import Settings
 from pgshift.db.connect import mask_password
 from pgshift.db.history import History
 from pgshift.db.session import open_connection
-from pgshift.errors import PgshiftError
+from pgshift.errors import Interrupted, PgshiftError
 from pgshift.fleet import (
     FAILED,
     NOT_STARTED,
@@ -259,6 +259,9 @@ class FleetDeploy:
                     "longer works with the old version).",
                     hint=f"fix what failed (each target's error is in the summary), then run `{self.rerun} --resume`"
                     ": it finishes the targets left.")
+        except Interrupted as exc:  # every target's ledger says where it stopped: a rerun is refused, resume is not
+            raise Interrupted(exc.message, hint=f"`{self.rerun} --resume` continues this deploy; "
+                              f"`{self.rerun} --resume --roll-back` undoes it.") from exc
         finally:
             self.report.duration_s = time.monotonic() - started
         self.report.outcome = "deployed"
