@@ -137,6 +137,9 @@ def render_deploy(report: api.FleetDeployReport, as_json: bool) -> None:
         stdout.print(f"  {step.state:>7} {step.name:<9} {escape(step.detail)}")
         for line in step.output[-10:]:
             stdout.print(f"            [dim]| {escape(line)}[/]")
+    for version, due in report.contract_due.items():
+        stdout.print(f"  contract of {version} due after {due}: run `pgshift contract --version {version}` on each "
+                     "target then")
     for line in report.undo:
         stdout.print(f"  [yellow]undo[/]: {escape(line)}")
 

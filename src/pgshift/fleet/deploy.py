@@ -119,11 +119,22 @@ class FleetDeployReport:
         stopped = next((r.stopped for r in self.phases.values() if r.stopped), None)
         return FleetReport("deploy", rows, self.parallel, self.duration_s, stopped)
 
+    @property
+    def contract_due(self) -> dict[str, str]:
+        """version -> when its contract is due on every target (the latest target's date), with contract = later."""
+        due: dict[str, str] = {}
+        finish = self.phases.get("finish")
+        for r in finish.results if finish is not None else []:
+            for version, at in getattr(r.report, "contract_due", {}).items():
+                due[version] = max(due.get(version, at), at)
+        return due
+
     def to_json(self) -> dict[str, Any]:
         summary = self.summary().as_json()
         return {**summary, "deploy_id": self.deploy_id, "outcome": self.outcome, "resumed": self.resumed,
-                "steps": [asdict(s) for s in self.steps], "watch": self.watch, "undo": self.undo,
-                "error": self.error, "phases": {name: r.as_json() for name, r in self.phases.items()}}
+                "steps": [asdict(s) for s in self.steps], "watch": self.watch, "contract_due": self.contract_due,
+                "undo": self.undo, "error": self.error,
+                "phases": {name: r.as_json() for name, r in self.phases.items()}}
 
 
 class _Buffer(History):
@@ -316,9 +327,7 @@ class FleetDeploy:
             run.app_started = True
             run.finish_steps()
             run.deployed()
-            due = ", ".join(f"contract of {v} due after {d}" for v, d in run.report.contract_due.items())
-            return Outcome("deployed", applied=len(run.report.batch) + len(run.report.deferred), error=due or None,
-                           report=run.report)
+            return Outcome("deployed", applied=len(run.report.batch) + len(run.report.deferred), report=run.report)
 
     def _undo(self, ts: Settings, _target: Target, notify: Notify) -> Outcome:
         with _deploy_lock(ts) as history:
@@ -327,7 +336,7 @@ class FleetDeploy:
                 return Outcome("nothing to undo")
             run.undo_schema()
             run._event("deploy-finished", outcome="rolled back", undo=run.report.undo)
-            return Outcome("rolled back", error="; ".join(run.report.undo) or None, report=run.report)
+            return Outcome("rolled back", report=run.report)  # what it undid: report.undo (not an error)
 
     # -- once ----------------------------------------------------------------------------------
     def _record_everywhere(self, events: list[tuple[str | None, str, dict[str, Any]]]) -> None:
