@@ -27,7 +27,8 @@ SLEEP_IF_MARKED = (
 )
 
 
-def _project(root: Path, *, targets: str = "parallel = 4\n", deploy: str = "", slow: bool = False) -> Path:
+def _project(root: Path, *, targets: str = "parallel = 4\n", deploy: str = "", slow: bool = False,
+             app: str | None = None) -> Path:
     """Migrations (a table, an expand adding a column, a second table), hooks that log to hooks.log."""
     folder = root / "migrations"
     write_migration(folder, "1", "items", "CREATE TABLE items (id bigint PRIMARY KEY, name text);",
@@ -43,7 +44,8 @@ def _project(root: Path, *, targets: str = "parallel = 4\n", deploy: str = "", s
     (root / "pgshift.toml").write_text(
         'migrations_dir = "migrations"\nlock_wait = "5s"\n'
         f'[backup]\npolicy = "never"\n[watch]\ninterval = "200ms"\n[targets]\n{targets}'
-        f'[deploy]\napp_command = "echo app >> {hooks}"\nrollback_app_command = "echo rollback >> {hooks}"\n'
+        f'[deploy]\napp_command = "{app or f"echo app >> {hooks}"}"\n'
+        f'rollback_app_command = "echo rollback >> {hooks}"\n'
         f'app_timeout = "60s"\nwatch = "1s"\ncontract = "auto"\n{deploy}')
     return root
 
@@ -70,6 +72,8 @@ def _state(member: Member) -> tuple[list[str], list[str], str | None]:
 
 def _unfinished(member: Member) -> bool:
     with member.connect() as conn:
+        if conn.execute("SELECT to_regclass('pgshift.events')").fetchone() == (None,):
+            return False  # never started: no ledger
         started = conn.execute("SELECT detail->>'deploy' FROM pgshift.events WHERE event = 'deploy-started' "
                                "ORDER BY id DESC LIMIT 1").fetchone()
         if started is None:
@@ -288,3 +292,39 @@ def test_a_failure_in_the_finish_phase_rolls_nothing_back_and_resume_finishes(tm
     assert _hooks(project) == ["app"]
     for m in members:
         assert _state(m) == (["1", "2", "3", "4"], ["items", "orders"], "text") and not _unfinished(m)
+
+
+def test_an_undo_that_stops_on_one_target_is_finished_by_resume_roll_back(tmp_path: Path, fleet: Fleet) -> None:
+    project = _project(tmp_path, app="exit 3")
+    blocked = "DO $$ BEGIN IF to_regclass('public.undo_blocker') IS NOT NULL THEN RAISE EXCEPTION 'undo blocked'; " \
+              "END IF; END $$;"
+    write_migration(project / "migrations", "3", "orders", "CREATE TABLE orders (id bigint PRIMARY KEY);",
+                    f"{blocked}\nDROP TABLE orders;")
+    members = fleet.create(5)
+    stuck = members[3]
+    with stuck.connect() as conn:
+        conn.execute("CREATE TABLE undo_blocker ()")  # the down part of migration 3 fails here
+    targets = fleet.write(project / "targets.txt", members)
+
+    run = run_pgshift(["deploy", "--targets", str(targets), "--json"], cwd=project, timeout=300)
+    assert run.returncode == 32, run.stderr
+    assert "failed at app" in run.stderr and "undoing it stopped on 1 point(s)" in run.stderr
+    assert f"{stuck.dbname}: " in run.stderr and "undo blocked" in run.stderr
+    assert f"`pgshift deploy --targets {targets} --resume --roll-back`" in run.stderr
+    rows = {t["target"]: t["result"] for t in json.loads(run.stdout)["targets"]}
+    assert rows == {m.dbname: "undo failed" if m is stuck else "rolled back" for m in members}
+    assert _hooks(project) == ["rollback"]  # the app hook failed; it may have half run, so roll it back
+    assert _state(stuck)[0] == ["1", "2", "3"] and _unfinished(stuck)
+
+    forward = run_pgshift(["deploy", "--targets", str(targets), "--resume"], cwd=project)
+    assert forward.returncode == 48 and "was being rolled back" in forward.stderr, forward.stderr
+
+    with stuck.connect() as conn:
+        conn.execute("DROP TABLE undo_blocker")
+    back = run_pgshift(["deploy", "--targets", str(targets), "--resume", "--roll-back", "--json"], cwd=project,
+                       timeout=300)
+    assert back.returncode == 0, back.stderr
+    assert json.loads(back.stdout)["outcome"] == "rolled back"
+    assert _hooks(project) == ["rollback", "rollback"]  # hooks are idempotent; the app had started
+    for m in members:
+        assert _state(m) == ([], [], None) and not _unfinished(m)

@@ -155,7 +155,7 @@ class _Survey:
     unfinished: dict[str, list[str]] = field(default_factory=dict)  # deploy id -> targets where it is unfinished
     fleet_ids: set[str] = field(default_factory=set)  # ids of those started by `deploy --targets`
     steps: dict[str, set[str]] = field(default_factory=dict)  # step -> states seen on any target
-    finished: dict[str, int] = field(default_factory=dict)  # deploy id -> targets where it finished
+    finished: dict[str, set[str]] = field(default_factory=dict)  # deploy id -> outcomes on targets it finished on
 
 
 class FleetDeploy:
@@ -179,7 +179,8 @@ class FleetDeploy:
             with open_connection(ts) as conn:
                 history = History(conn, ts.history_schema)
                 waiting = _unfinished(history)
-                finished = [e["detail"].get("deploy") for e in history.events_named("deploy-finished", 20)]
+                finished = [(e["detail"].get("deploy"), e["detail"].get("outcome"))
+                            for e in history.events_named("deploy-finished", 20)]
             return Outcome("read", report=(waiting, finished))
 
         report = rollout(self.settings, self.targets, read, command="deploy", stop_on_failure=False)
@@ -191,8 +192,8 @@ class FleetDeploy:
                               f"`{self.rerun}` again.")
         for r in report.results:
             waiting, finished = r.report
-            for deploy_id in finished:
-                found.finished[deploy_id] = found.finished.get(deploy_id, 0) + 1
+            for deploy_id, outcome in finished:
+                found.finished.setdefault(deploy_id, set()).add(str(outcome))
             if waiting is None:
                 continue
             deploy_id = waiting["detail"]["deploy"]
@@ -229,7 +230,13 @@ class FleetDeploy:
                 hint="resume each one-database deploy with `pgshift deploy --resume --database-url URL`, then "
                 f"run `{self.rerun}`.")
         self.report.deploy_id, self.report.resumed = ids[0], True
-        finishing = any(s in found.steps for s in _FINISH_STEPS) or ids[0] in found.finished
+        finishing = any(s in found.steps for s in _FINISH_STEPS) or "deployed" in found.finished.get(ids[0], ())
+        rolling_back = "rollback" in found.steps or "rolled back" in found.finished.get(ids[0], ())
+        if rolling_back and not roll_back:
+            raise DeployStateError(
+                f"Deploy {ids[0]} was being rolled back (deploy.on_failure) when it stopped: some targets are "
+                "already undone, so continuing it forward would deploy the application over them. Nothing was "
+                "changed.", hint=f"`{self.rerun} --resume --roll-back` finishes the rollback; then deploy again.")
         if roll_back:
             if finishing:
                 raise DeployStateError(
@@ -347,6 +354,8 @@ class FleetDeploy:
         def write(ts: Settings, _target: Target, _notify: Notify) -> Outcome:
             with open_connection(ts) as conn:
                 history = History(conn, ts.history_schema)
+                if not history.exists():  # this deploy never started here
+                    return Outcome("no ledger")
                 for version, event, detail in events:
                     history.log(version, event, detail)
             return Outcome("recorded")
@@ -435,6 +444,9 @@ class FleetDeploy:
         with contextlib.suppress(PgshiftError):
             self._flush()
         touched = self._touched()
+        with contextlib.suppress(PgshiftError):  # a --resume after a kill from here on must finish the rollback
+            self._record_everywhere([(None, "deploy-step", {"deploy": self.report.deploy_id, "step": "rollback",
+                                                            "state": "started"})])
         self.notify(f"deploy {self.report.deploy_id}: undoing it on {len(touched)} target(s)")
         undo = self._phase("undo", self._undo, stop_on_failure=False, targets=touched)
         rolled = [r for r in undo.results if r.result == "rolled back"]
