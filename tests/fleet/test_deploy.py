@@ -4,6 +4,7 @@ the orchestrator, then --resume."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -11,6 +12,10 @@ import time
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+import pytest
+
+from pgshift import api
+from pgshift.config import load_settings
 from tests.fleet.conftest import Fleet, Member
 from tests.helpers import run_pgshift, start_pgshift, write_migration
 
@@ -98,6 +103,7 @@ def test_deploy_over_22_databases_on_two_clusters_runs_the_hook_once(tmp_path: P
     report = json.loads(run.stdout)
     assert report["outcome"] == "deployed" and report["counts"] == {"deployed": 22}
     assert all(t["applied"] == 3 for t in report["targets"])
+    assert [t["canary"] for t in report["targets"]] == [True] + [False] * 21
     assert [s["name"] for s in report["steps"]] == ["app", "health", "watch"]
     assert report["steps"][2]["state"] == "done" and "of 2 server(s)" in report["steps"][2]["detail"]
     assert len(report["watch"]) == 2  # one watched database per server
@@ -328,3 +334,13 @@ def test_an_undo_that_stops_on_one_target_is_finished_by_resume_roll_back(tmp_pa
     assert _hooks(project) == ["rollback", "rollback"]  # hooks are idempotent; the app had started
     for m in members:
         assert _state(m) == ([], [], None) and not _unfinished(m)
+
+
+def test_only_the_abort_failure_policy_is_run_over_a_fleet(tmp_path: Path) -> None:
+    project = _project(tmp_path)
+    (project / "targets.txt").write_text("postgresql://app:pw@db.invalid/x\n")
+    settings = load_settings(cwd=project, environ={})
+    settings = dataclasses.replace(settings, deploy=dataclasses.replace(settings.deploy, on_failure="restore"))
+    with pytest.raises(api.PgshiftError, match=r"implements deploy.on_failure = .abort. only.*'restore'") as raised:
+        api.deploy_targets(settings, "targets.txt")
+    assert raised.value.exit_code == 3

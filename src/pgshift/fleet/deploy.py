@@ -37,7 +37,7 @@ from pgshift.config import Settings
 from pgshift.db.connect import mask_password
 from pgshift.db.history import History
 from pgshift.db.session import open_connection
-from pgshift.errors import Interrupted, PgshiftError
+from pgshift.errors import ConfigError, Interrupted, PgshiftError
 from pgshift.fleet import (
     FAILED,
     NOT_STARTED,
@@ -491,6 +491,10 @@ def deploy_targets(settings: Settings, targets_file: str | Path, *, resume: bool
     """`pgshift deploy --targets FILE` (module docstring). Raises FleetDeployFailed, carrying the report,
     when a target or an app step failed; DeployStateError when an unfinished deploy is in the way."""
     duration_ms(settings.deploy.watch, key="deploy.watch")
+    if settings.deploy.on_failure != "abort":
+        raise ConfigError(f"deploy --targets implements deploy.on_failure = \"abort\" only, and it is set to "
+                          f"{settings.deploy.on_failure!r}: restoring a backup of every target is not done for a "
+                          "fleet.", hint="set deploy.on_failure = \"abort\" for fleet deploys (docs/fleet.md).")
     targets = read_targets(settings, targets_file)
     settings.migrations_path  # noqa: B018 - a missing or ambiguous folder fails once, before any target
     run = FleetDeploy(settings, targets_file, targets, events=events, notify=notify)
