@@ -126,9 +126,13 @@ def test_a_failing_target_rolls_back_every_target_the_deploy_touched(tmp_path: P
         conn.execute("CREATE TABLE orders (legacy int)")  # migration 3 fails on this target
     targets = fleet.write(project / "targets.txt", members)
 
-    run = run_pgshift(["deploy", "--targets", str(targets), "--json"], cwd=project, timeout=300)
+    run = run_pgshift(["deploy", "--targets", str(targets), "--json", "--html", "failed.html"], cwd=project,
+                      timeout=300)
     assert run.returncode == 32, run.stderr
     assert "fleet-deploy-failed" in run.stderr and "failed at expand" in run.stderr
+    page = (project / "failed.html").read_text()  # written for a failed deploy too
+    assert "class='verdict fail'>failed<" in page and "What the failure policy did" in page
+    assert all(f"<td>{m.dbname}" in page and _password(m.url) not in page for m in members)
     report = json.loads(run.stdout)
     rows = {t["target"]: t for t in report["targets"]}
     assert rows[bad.dbname]["result"] == "failed"
