@@ -67,6 +67,9 @@ _export("pgshift.rehearsal.workload", workload_error_text="error_text")
 _export("pgshift.fleet", "FleetFailed", "FleetReport", "Target", "TargetResult", "check_targets", "migrate_targets",
         "read_targets", "status_targets", FleetEvents="Events", FleetOutcome="Outcome", FleetWork="Work",
         fleet_rollout="rollout")
+_export("pgshift.fleet.deploy", "FleetDeployFailed", "FleetDeployReport", "deploy_targets")
+_export("pgshift.fleet.rehearse", "rehearse_targets")
+_export("pgshift.fleet.html", "render_fleet_html")
 # a local server, the demo
 _export("pgshift.embedded", "EmbeddedCluster")
 _export("pgshift.demo", "run_demo")
@@ -126,6 +129,9 @@ if TYPE_CHECKING:  # the same names, for type checkers (kept in step with _EXPOR
     from pgshift.fleet import Outcome as FleetOutcome
     from pgshift.fleet import Work as FleetWork
     from pgshift.fleet import rollout as fleet_rollout
+    from pgshift.fleet.deploy import FleetDeployFailed, FleetDeployReport, deploy_targets
+    from pgshift.fleet.html import render_fleet_html
+    from pgshift.fleet.rehearse import rehearse_targets
     from pgshift.lint.fix import FixResult
     from pgshift.lint.model import Finding, LintReport
     from pgshift.lint.paths import LintOptions, LintOutcome, lint_fix
@@ -172,10 +178,10 @@ if TYPE_CHECKING:  # the same names, for type checkers (kept in step with _EXPOR
     from pgshift.watch import json_line as watch_json_line
 
 __all__ = [
-    "CONFIG_TEMPLATE", "DEFAULT_LAG_QUERY", "LINT_OUTPUT_FORMATS", "AdoptReport", "BackfillOptions",
-    "BackfillProgress", "BackfillProgressCallback", "BackfillResult", "BackfillSpec", "Backup", "BackupListing",
-    "BackupProgress", "BackupResult", "BeforeApply", "CheckResult", "Checklist", "Confirm", "DeployError",
-    "DeployReport", "DryRunStep", "EmbeddedCluster", "Finding", "FixResult", "FleetEvents", "FleetFailed",
+    "CONFIG_TEMPLATE", "DEFAULT_LAG_QUERY", "LINT_OUTPUT_FORMATS", "AdoptReport", "BackfillOptions", "BackfillProgress",
+    "BackfillProgressCallback", "BackfillResult", "BackfillSpec", "Backup", "BackupListing", "BackupProgress",
+    "BackupResult", "BeforeApply", "CheckResult", "Checklist", "Confirm", "DeployError", "DeployReport", "DryRunStep",
+    "EmbeddedCluster", "Finding", "FixResult", "FleetDeployFailed", "FleetDeployReport", "FleetEvents", "FleetFailed",
     "FleetOutcome", "FleetReport", "FleetWork", "Incomplete", "InitReport", "Interruption", "LintOptions",
     "LintOutcome", "LintReport", "MigrateChecks", "MigrateReport", "Migration", "MigrationStatus", "Notify",
     "OpsMigration", "PgshiftError", "PhaseResult", "RehearsalOptions", "RehearsalReport", "RestoreReport",
@@ -183,12 +189,13 @@ __all__ = [
     "StatementObserver", "StatusReport", "StepRecord", "StepResult", "TableRestoreReport", "Target", "TargetResult",
     "Thresholds", "ValidateReport", "VerifyReport", "WatchBreached", "WatchReport", "WatchSample", "Watcher", "abort",
     "adopt", "backfill", "backfill_options", "backfill_progress_json", "backfill_spec", "backup", "baseline", "check",
-    "check_targets", "contract", "deploy", "deploy_plan", "deploy_session", "file_warnings", "fleet_rollout",
-    "history_events", "init", "latest_backup", "lint", "lint_fix", "list_backups", "load", "mask_password", "migrate",
-    "migrate_targets", "migrate_watched", "new", "open_connection", "read_targets", "refuse_unusable", "rehearse",
-    "render_deploy_html", "render_html", "render_lint", "require_pass", "resolve_backup", "restore_database",
-    "restore_table", "rollback", "run_demo", "standbys", "status", "status_targets", "to_json", "validate",
-    "verify_backup", "wait_for_replay", "watch_flags", "watch_json_line", "workload_error_text",
+    "check_targets", "contract", "deploy", "deploy_plan", "deploy_session", "deploy_targets", "file_warnings",
+    "fleet_rollout", "history_events", "init", "latest_backup", "lint", "lint_fix", "list_backups", "load",
+    "mask_password", "migrate", "migrate_targets", "migrate_watched", "new", "open_connection", "read_targets",
+    "refuse_unusable", "rehearse", "rehearse_targets", "render_deploy_html", "render_fleet_html", "render_html",
+    "render_lint", "require_pass", "resolve_backup", "restore_database", "restore_table", "rollback", "run_demo",
+    "standbys", "status", "status_targets", "to_json", "validate", "verify_backup", "wait_for_replay", "watch_flags",
+    "watch_json_line", "workload_error_text",
 ]
 
 

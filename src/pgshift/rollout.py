@@ -607,22 +607,35 @@ class Rollout:
     # -- the run ---------------------------------------------------------------------------
     def run(self) -> DeployReport:
         try:
-            self._step("check", self.check)
-            self._step("lint", self.lint)
-            self._step("backup", self.backup)
-            if not self.planned:  # fixed once linted and backed up: a resume applies (or undoes) exactly these
-                self.history.log(None, "deploy-started", {"deploy": self.report.deploy_id, "batch": self.report.batch,
-                                                          "deferred": self.report.deferred,
-                                                          "backup": self.report.backup})
-                self.planned = True
-            self._step("migrate", lambda r: self._migrate(self.report.batch, r))
+            self.expand_steps()
             self._step("app", self.app)
             self._step("health", self.health)
             self._step("watch", self.watch)
-            self._step("deferred", lambda r: self._migrate(self.report.deferred, r))
-            self._step("contract", self.contract)
+            self.finish_steps()
         except PgshiftError as exc:
             raise self._fail(exc) from exc
+        return self.deployed()
+
+    # The database's own steps before and after the application's, apart, so a fleet deploy
+    # (pgshift.fleet.deploy) runs them on every target around one app hook.
+    def expand_steps(self, extra: dict[str, Any] | None = None) -> None:
+        """check, lint, backup, then the batch (SQL migrations and expands) with the watcher."""
+        self._step("check", self.check)
+        self._step("lint", self.lint)
+        self._step("backup", self.backup)
+        if not self.planned:  # fixed once linted and backed up: a resume applies (or undoes) exactly these
+            self.history.log(None, "deploy-started", {"deploy": self.report.deploy_id, "batch": self.report.batch,
+                                                      "deferred": self.report.deferred,
+                                                      "backup": self.report.backup, **(extra or {})})
+            self.planned = True
+        self._step("migrate", lambda r: self._migrate(self.report.batch, r))
+
+    def finish_steps(self) -> None:
+        """The deferred destructive migrations, then the contract (now or later)."""
+        self._step("deferred", lambda r: self._migrate(self.report.deferred, r))
+        self._step("contract", self.contract)
+
+    def deployed(self) -> DeployReport:
         self.report.outcome = "deployed"
         self.report.runbook = self.runbook()
         self._event("deploy-finished", outcome="deployed", runbook=self.report.runbook_text())
@@ -729,7 +742,7 @@ class Rollout:
             f"restored {database} from the backup {backup} (taken {taken}) beside it and swapped it in: every write "
             f"since the backup is gone from {database}, and every session on it was ended for the swap; the "
             f"database as it was is kept as {kept_as}")
-        self._rollback_app()
+        self.undo_app()
         if self.app_started and (self.settings.app.health_url or self.options.health_command):
             self.health(StepRecord("health", "started", _now()))
             self.report.undo.append("the application is healthy again")
@@ -767,7 +780,12 @@ class Rollout:
                     changed.append(f"{name} had {row[0]} row(s), the backup {table.rows}")
         return changed
 
-    def _rollback_app(self) -> None:
+    def undo(self) -> None:
+        """deploy.on_failure = "abort": the app back first, then what this deploy applied, newest first."""
+        self.undo_app()
+        self.undo_schema()
+
+    def undo_app(self) -> None:
         if self.app_started and self.options.rollback_app_command:
             command = self.options.rollback_app_command
             self._event("deploy-hook", hook="rollback_app_command", state="started", command=command)
@@ -776,11 +794,9 @@ class Rollout:
             self._event("deploy-hook", hook="rollback_app_command", state="finished", output=run.output)
             self.report.undo.append(f"ran deploy.rollback_app_command {command!r} (exit 0 in {run.seconds:.1f}s)")
 
-    def undo(self) -> None:
-        """deploy.on_failure = "abort": the app back first, then what this deploy applied, newest first."""
+    def undo_schema(self) -> None:
         from pgshift.ops.service import abort
 
-        self._rollback_app()
         for version, how in reversed(self._applied_now()):
             label = self._label(version)
             if how == "expand":
@@ -1040,6 +1056,12 @@ def _deploy_locked(settings: Settings, history: History, relock: Callable[[], Hi
     if resume and waiting is None:
         raise DeployStateError("Nothing to resume: no interrupted `pgshift deploy` in the ledger.",
                                hint="run `pgshift deploy` to start one.")
+    if waiting is not None and "fleet" in waiting["detail"]:  # its state spans every target: resume them all
+        fleet = f"pgshift deploy --targets {waiting['detail']['fleet']}"
+        raise DeployStateError(
+            f"Deploy {waiting['detail']['deploy']} on this database is part of a fleet deploy (`{fleet}`) that "
+            "stopped without finishing; this database alone cannot be deployed, resumed or rolled back.",
+            hint=f"`{fleet} --resume` continues it on every target; `{fleet} --resume --roll-back` undoes it.")
     if not resume and waiting is not None:
         last = waiting["steps"][-1] if waiting["steps"] else {"step": "start", "state": "started"}
         raise DeployStateError(
@@ -1048,15 +1070,8 @@ def _deploy_locked(settings: Settings, history: History, relock: Callable[[], Hi
             "it was killed. A new deploy would start on top of its half-done state.",
             hint="`pgshift deploy --resume` continues it; `pgshift deploy --resume --roll-back` undoes it.")
     if resume and waiting is not None:
-        detail = waiting["detail"]
-        report = DeployReport(detail["deploy"], resumed=True, batch=list(detail.get("batch", [])),
-                              deferred=list(detail.get("deferred", [])), backup=detail.get("backup"))
-        run = Rollout(settings, history, report, notify)
+        run = resumed(settings, history, waiting, notify)
         run.relock = relock
-        if "batch" in detail:  # planned and backed up: go on from the first step not finished
-            run.planned = True
-            run.done = {s["step"] for s in waiting["steps"] if s.get("state") in ("done", "skipped")}
-        run.app_started = any(s["step"] == "app" for s in waiting["steps"])
         run._event("deploy-resumed", roll_back=roll_back,
                    at_step=waiting["steps"][-1]["step"] if waiting["steps"] else "start")
         if waiting["restored"] is not None:  # killed after the swap: finish what follows it
@@ -1078,6 +1093,19 @@ def _database_name(settings: Settings) -> str:
     with open_connection(settings, deploy=True) as conn:
         row = conn.execute("SELECT current_database()").fetchone()
     return str(row[0]) if row else ""
+
+
+def resumed(settings: Settings, history: History, waiting: dict[str, Any], notify: Notify | None) -> Rollout:
+    """The Rollout of the killed deploy ``waiting`` (:func:`_unfinished`), at the first step it did not finish."""
+    detail = waiting["detail"]
+    report = DeployReport(detail["deploy"], resumed=True, batch=list(detail.get("batch", [])),
+                          deferred=list(detail.get("deferred", [])), backup=detail.get("backup"))
+    run = Rollout(settings, history, report, notify)
+    if "batch" in detail:  # planned and backed up: go on from the first step not finished
+        run.planned = True
+        run.done = {s["step"] for s in waiting["steps"] if s.get("state") in ("done", "skipped")}
+    run.app_started = any(s["step"] == "app" for s in waiting["steps"])
+    return run
 
 
 def _roll_back(run: Rollout, finish: Callable[[], None] | None = None, outcome: str = "") -> DeployReport:

@@ -302,3 +302,20 @@ def _running(member: Member, fragment: str) -> bool:
                            "AND state = 'active' AND query LIKE %s AND pid <> pg_backend_pid()",
                            (f"%{fragment}%",)).fetchone()
         return row == (1,)
+
+
+def test_migrate_url_is_not_used_for_the_targets(tmp_path: Path, fleet: Fleet) -> None:
+    """migrate_url names one database; each target's deploy session connects to the target's own URL."""
+    members = fleet.create(3)
+    elsewhere = members[2]
+    project = _project(tmp_path, "parallel = 2\n")
+    with (project / "pgshift.toml").open("r+") as toml:
+        text = toml.read()
+        toml.seek(0)
+        toml.write(f'migrate_url = "{elsewhere.url}"\n{text}')
+    targets = fleet.write(project / "targets.txt", members[:2])
+
+    report = api.migrate_targets(_settings(project), targets)
+    assert [r.result for r in report.results] == ["applied", "applied"], [r.error for r in report.results]
+    assert _applied(members[0]) == _applied(members[1]) == ["1", "2", "3"]
+    assert _applied(elsewhere) == []

@@ -6,6 +6,7 @@ import click
 from rich.markup import escape
 
 from pgshift import api
+from pgshift.cli import fleet_view
 from pgshift.cli.common import handle_errors, json_option, print_json, settings_options, stderr, stdout
 from pgshift.config import Settings
 
@@ -47,18 +48,26 @@ def _render(report: api.DeployReport) -> None:
 @click.option("--roll-back", "roll_back", is_flag=True,
               help="With --resume: undo the killed deploy instead (deploy.on_failure).")
 @click.option("--html", "html_path", type=click.Path(dir_okay=False), default=None,
-              help="Also write the report as one HTML file (steps, watched metrics, runbook).")
+              help="Also write the report as one HTML file (steps, watched metrics, runbook; with --targets the "
+              "summary per target).")
+@fleet_view.targets_option
 @handle_errors
 def deploy_cmd(settings: Settings, as_json: bool, dry_run: bool, resume: bool, roll_back: bool,
-               html_path: str | None) -> None:
+               html_path: str | None, targets_file: str | None) -> None:
     """Deploy without stopping the application: check, back up, lint, migrate (expand) while watching,
     run deploy.app_command, wait until healthy, watch, contract (now or after deploy.soak).
 
     A failure after the schema changed rolls back the application and what this deploy applied
-    (deploy.on_failure). docs/deploy.md.
+    (deploy.on_failure). docs/deploy.md. With --targets: every database's steps on each target
+    (canary first, [targets] parallel at a time), the app hook once, then contract every target
+    (docs/fleet.md).
     """
     if roll_back and not resume:
         raise click.UsageError("--roll-back goes with --resume (it undoes a deploy that was killed).")
+    if targets_file is not None:
+        _deploy_fleet(settings, targets_file, as_json=as_json, dry_run=dry_run, resume=resume, roll_back=roll_back,
+                      html_path=html_path)
+        return
 
     def note(message: str) -> None:
         if not as_json:
@@ -81,6 +90,28 @@ def deploy_cmd(settings: Settings, as_json: bool, dry_run: bool, resume: bool, r
         print_json(report.to_json())
     else:
         _render(report)
+
+
+def _deploy_fleet(settings: Settings, targets_file: str, *, as_json: bool, dry_run: bool, resume: bool,
+                  roll_back: bool, html_path: str | None) -> None:
+    if dry_run:
+        fleet_view.refuse("--dry-run", "deploy")
+
+    def note(message: str) -> None:
+        if not as_json:
+            stderr.print(f"[dim]·[/] {escape(message)}")
+
+    try:
+        with fleet_view.events(quiet=as_json) as events:
+            report = api.deploy_targets(settings, targets_file, resume=resume, roll_back=roll_back, events=events,
+                                        notify=note)
+    except api.FleetDeployFailed as exc:
+        if exc.fleet is not None:
+            fleet_view.write_html(html_path, exc.fleet)
+            fleet_view.render_deploy(exc.fleet, as_json)
+        raise
+    fleet_view.write_html(html_path, report)
+    fleet_view.render_deploy(report, as_json)
 
 
 def _write_html(path: str, report: api.DeployReport) -> None:

@@ -1,6 +1,8 @@
-"""`--targets FILE` of migrate, status and check: the progress display across targets and the summary.
+"""`--targets FILE` of migrate, status, check, deploy and rehearse: the progress display across targets,
+the summary, and its HTML page (``--html``).
 
-Rendering only; the rollout is ``api.migrate_targets`` / ``status_targets`` / ``check_targets``.
+Rendering only; the rollout is ``api.migrate_targets`` / ``status_targets`` / ``check_targets`` /
+``deploy_targets`` / ``rehearse_targets``.
 Names and places come from the library without credentials; errors are masked there too.
 """
 
@@ -25,8 +27,13 @@ targets_option = click.option(
     help="Run on every database this file lists (URLs or names, one a line; see docs/fleet.md), "
          "per [targets] canary, parallel and max_failures.")
 
+html_option = click.option(
+    "--html", "html_path", type=click.Path(dir_okay=False), default=None,
+    help="With --targets: also write the summary (target, result, duration, migrations, error) as one HTML file.")
+
 _COLOURS = {"applied": "green", "up to date": "green", "passed": "green", "pending": "yellow",
-            "interrupted": "red", "failed": "red", "not started": "yellow"}
+            "interrupted": "red", "failed": "red", "not started": "yellow", "deployed": "green",
+            "expanded": "yellow", "rolled back": "yellow", "undo failed": "red"}
 
 
 class _Lines(api.FleetEvents):
@@ -105,6 +112,36 @@ def render(report: api.FleetReport, as_json: bool, *, extra: dict[str, Any] | No
     counts = ", ".join(f"{n} {state}" for state, n in sorted(report.counts.items()))
     stdout.print(f"{counts} in {report.duration_s:.1f} s" + (f"; stopped: {escape(report.stopped)}"
                                                             if report.stopped else ""))
+
+
+def write_html(path: str | None, report: api.FleetReport | api.FleetDeployReport) -> None:
+    if path is not None:
+        with open(path, "w", encoding="utf-8") as out:
+            out.write(api.render_fleet_html(report))
+
+
+def html_needs_targets(html_path: str | None, targets_file: str | None, command: str) -> None:
+    if html_path is not None and targets_file is None:
+        raise UsageError(f"--html of `pgshift {command}` writes the --targets summary; it needs --targets FILE.",
+                         hint=f"add --targets FILE, or run `pgshift {command}` without --html.")
+
+
+def render_deploy(report: api.FleetDeployReport, as_json: bool) -> None:
+    """The summary table, then the fleet-wide steps and what the failure policy did."""
+    if as_json:
+        print_json(report.to_json())
+        return
+    render(report.summary(), False)
+    stdout.print(f"[bold]deploy {report.deploy_id}[/]{' (resumed)' if report.resumed else ''}: {report.outcome}")
+    for step in report.steps:
+        stdout.print(f"  {step.state:>7} {step.name:<9} {escape(step.detail)}")
+        for line in step.output[-10:]:
+            stdout.print(f"            [dim]| {escape(line)}[/]")
+    for version, due in report.contract_due.items():
+        stdout.print(f"  contract of {version} due after {due}: run `pgshift contract --version {version}` on each "
+                     "target then")
+    for line in report.undo:
+        stdout.print(f"  [yellow]undo[/]: {escape(line)}")
 
 
 def refuse(flag: str, command: str) -> None:

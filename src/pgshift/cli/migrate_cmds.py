@@ -77,12 +77,16 @@ def new_cmd(settings: Settings, name: str) -> None:
 @json_option
 @click.option("--exit-code", is_flag=True, help="Exit 1 when migrations are pending.")
 @fleet_view.targets_option
+@fleet_view.html_option
 @handle_errors
-def status_cmd(settings: Settings, as_json: bool, exit_code: bool, targets_file: str | None) -> None:
+def status_cmd(settings: Settings, as_json: bool, exit_code: bool, targets_file: str | None,
+               html_path: str | None) -> None:
     """Applied, pending and failed migrations, and problems with the files."""
+    fleet_view.html_needs_targets(html_path, targets_file, "status")
     if targets_file is not None:
         with fleet_view.events(quiet=as_json) as events:
             fleet = api.status_targets(settings, targets_file, events=events)
+        fleet_view.write_html(html_path, fleet)
         fleet_view.render(fleet, as_json)
         fleet.raise_for_failures(f"pgshift status --targets {targets_file}")
         if exit_code and any(r.pending for r in fleet.results):
@@ -146,22 +150,25 @@ def status_cmd(settings: Settings, as_json: bool, exit_code: bool, targets_file:
               help="Watch the database while migrating ([watch] thresholds); a breach stops at the next step "
               "(a running statement is cancelled).")
 @fleet_view.targets_option
+@fleet_view.html_option
 @handle_errors
 def migrate_cmd(settings: Settings, as_json: bool, to: str | None, dry_run: bool, repair: bool,
                 out_of_order: bool | None, no_lint: bool, no_backup: bool, watch: bool,
-                targets_file: str | None) -> None:
+                targets_file: str | None, html_path: str | None) -> None:
     """Apply pending migrations, each in its own transaction unless it cannot be.
 
     First, under the deploy lock, the pending migrations are linted against the live server
     (refusing on errors) and a backup is taken according to backup.policy. With --targets, on
     every database the file lists: canary first, then [targets] parallel at a time.
     """
+    fleet_view.html_needs_targets(html_path, targets_file, "migrate")
     if targets_file is not None:
         if dry_run:
             fleet_view.refuse("--dry-run", "migrate")
         with fleet_view.events(quiet=as_json) as events:
             fleet = api.migrate_targets(settings, targets_file, to=to, repair=repair, out_of_order=out_of_order,
                                         lint=not no_lint, backup=not no_backup, events=events)
+        fleet_view.write_html(html_path, fleet)
         fleet_view.render(fleet, as_json)
         fleet.raise_for_failures(f"pgshift migrate --targets {targets_file}")
         return

@@ -8,6 +8,7 @@ import click
 from rich.table import Table
 
 from pgshift import api
+from pgshift.cli import fleet_view
 from pgshift.cli.common import handle_errors, json_option, print_json, settings_options, stderr, stdout
 from pgshift.config import Settings, duration_ms
 
@@ -33,11 +34,12 @@ def _note(message: str) -> None:
 @click.option("--keep", is_flag=True, help="Keep the clone afterwards (its name is printed).")
 @click.option("--no-down", is_flag=True, help="Skip the rollback-and-reapply reversibility check.")
 @click.option("--html", "html_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Write a self-contained HTML report to this file.")
+              help="Write a self-contained HTML report to this file (with --targets: the summary per target).")
+@fleet_view.targets_option
 @handle_errors
 def rehearse_cmd(settings: Settings, as_json: bool, load_rate: float, load_threads: int, stall_budget: str,
                  large_table_rows: int | None, test_cmd: str | None, from_backup: Path | None, keep: bool,
-                 no_down: bool, html_file: Path | None) -> None:
+                 no_down: bool, html_file: Path | None, targets_file: str | None) -> None:
     """Prove the pending migrations on a clone of the database, under load, before production.
 
     Clones the database, applies the pending migrations while recording each statement's locks,
@@ -49,6 +51,13 @@ def rehearse_cmd(settings: Settings, as_json: bool, load_rate: float, load_threa
         stall_budget_ms=duration_ms(stall_budget, key="--stall-budget"), large_table_rows=large_table_rows,
         test_cmd=test_cmd, from_backup=from_backup, keep=keep, check_down=not no_down,
     )
+    if targets_file is not None:
+        with fleet_view.events(quiet=as_json) as events:
+            fleet = api.rehearse_targets(settings, targets_file, options, events=events)
+        fleet_view.write_html(None if html_file is None else str(html_file), fleet)
+        fleet_view.render(fleet, as_json)
+        fleet.raise_for_failures(f"pgshift rehearse --targets {targets_file}")
+        return
     report = api.rehearse(settings, options, notify=None if as_json else _note)
     if html_file is not None:
         html_file.write_text(api.render_html(report))

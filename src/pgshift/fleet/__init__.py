@@ -281,11 +281,11 @@ Work = Callable[[Settings, Target, Callable[[str], None]], Outcome]
 
 
 def target_settings(settings: Settings, target: Target) -> Settings:
-    """``settings`` for one target: its URL, the migrations folder already settled (no announcement
-    from every thread)."""
+    """``settings`` for one target: its URL (for the deploy session too: a migrate_url names one database,
+    not the target's), the migrations folder already settled (no announcement from every thread)."""
     folder = settings.migrations_path  # settles discovery once, in the caller's thread
-    return dataclasses.replace(settings, database_url=target.url, migrations_dir=str(folder), discovery=None,
-                               announce=None)
+    return dataclasses.replace(settings, database_url=target.url, migrate_url=None, migrations_dir=str(folder),
+                               discovery=None, announce=None)
 
 
 def canary_group(settings: Settings, targets: list[Target]) -> list[Target]:
