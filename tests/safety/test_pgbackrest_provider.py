@@ -163,6 +163,13 @@ def test_restore_check_restores_starts_queries_and_removes(backrest: BackRest, t
     assert f"database {db} answered (3 table(s))" in said
     assert scratch.is_dir() and list(scratch.iterdir()) == []  # the scratch server was stopped and removed
     assert "old_stuff" not in _tables(backrest.url(db))
+    # The same (immutable) backup is not restored again: the ledger recorded the check.
+    write_migration(project / "migrations", "2", "drop", f"{SUPPRESS_DROP}\nDROP TABLE kept;")
+    again = run_pgshift(["migrate"], cwd=project, url=backrest.url(db))
+    said = " ".join((again.stdout + again.stderr).split())
+    assert again.returncode == 0, said
+    assert f"restore check of pgbackrest:{STANZA}/{_label(backrest)} already passed at" in said
+    assert "(recorded in the history ledger); not repeated" in said and "answered" not in said
 
 
 def test_a_failing_restore_check_refuses(backrest: BackRest, tmp_path: Path) -> None:  # noqa: F811

@@ -165,7 +165,7 @@ def check_backup(ctx: _Context) -> CheckResult:
 def _check_provided_backup(ctx: _Context) -> CheckResult:
     """check_backup under a physical backup.provider: its newest completed backup of this cluster, as migrate's
     gate judges it (restore-checked too when backup.restore_check asks)."""
-    from pgshift.safety.providers import judge, provider_for, restore_check
+    from pgshift.safety.providers import checked_before, judge, provider_for, restore_check
 
     settings = ctx.settings
     name = "recent verified backup"
@@ -179,7 +179,8 @@ def _check_provided_backup(ctx: _Context) -> CheckResult:
                                f"(backup.provider = {provider.name})", [f"{verdict.problem}; {provider.take_hint()}"])
         detail = [f"{verdict.inventory.where}: {len(verdict.inventory.backups)} completed backup(s)"]
         if settings.backup.restore_check:
-            detail.append(restore_check(settings, provider, verdict.backup).describe())
+            detail.append(checked_before(settings, ctx.conn, verdict.backup)
+                          or restore_check(settings, provider, verdict.backup).describe())
     except PgshiftError as exc:
         return CheckResult(name, FAILED, f"backup.provider = {provider.name} unusable", [mask_password(str(exc))])
     return CheckResult(name, PASSED, f"{verdict.backup.reference}: {verdict.backup.describe()}", detail)

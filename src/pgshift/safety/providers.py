@@ -295,12 +295,49 @@ def require_recent_backup(settings: Settings, conn: psycopg.Connection[Any] | No
     if notify:
         notify(f"backup.provider {provider.name}: the {verdict.backup.describe()} satisfies backup.policy")
     if settings.backup.restore_check:
+        done = checked_before(settings, conn, verdict.backup)
+        if done is not None:
+            if notify:
+                notify(done)
+            return verdict.backup
         if notify:
             notify(f"restore check of {verdict.backup.reference} (backup.restore_check) ...")
         check = restore_check(settings, provider, verdict.backup)
+        record_restore_check(settings, conn, check)
         if notify:
             notify(check.describe())
     return verdict.backup
+
+
+RESTORE_CHECK_EVENT = "backup-restore-check"
+
+
+def checked_before(settings: Settings, conn: psycopg.Connection[Any] | None, backup: PhysicalBackup) -> str | None:
+    """A backup is immutable once complete: a restore check the ledger recorded for it is not repeated (at
+    hundreds of gigabytes it takes hours). Says when it passed, or None."""
+    if conn is None:
+        return None
+    from pgshift.db.history import History
+
+    history = History(conn, settings.history_schema)
+    for event in history.events_named(RESTORE_CHECK_EVENT, 50):
+        if event["detail"].get("reference") == backup.reference and event["detail"].get("system_id") == \
+                backup.system_id:
+            return (f"restore check of {backup.reference} already passed at {event['at']:%Y-%m-%d %H:%M:%S %Z} "
+                    f"(recorded in the history ledger); not repeated")
+    return None
+
+
+def record_restore_check(settings: Settings, conn: psycopg.Connection[Any] | None, check: RestoreCheck) -> None:
+    if conn is None:
+        return
+    from pgshift.db.history import History
+
+    history = History(conn, settings.history_schema)
+    if history.exists():
+        history.log(None, RESTORE_CHECK_EVENT, {
+            "reference": check.backup.reference, "system_id": check.backup.system_id, "database": check.database,
+            "tables": check.tables, "seconds": round(check.seconds, 1)})
 
 
 # -- the restore check --------------------------------------------------------------------
