@@ -255,7 +255,8 @@ def _system_id(conn: psycopg.Connection[Any] | None) -> int | None:
     if conn is None:
         return None
     try:
-        row = conn.execute("SELECT system_identifier FROM pg_catalog.pg_control_system()").fetchone()
+        with conn.transaction():  # a savepoint inside the caller's transaction: a refusal must not abort it
+            row = conn.execute("SELECT system_identifier FROM pg_catalog.pg_control_system()").fetchone()
     except psycopg.Error:
         return None  # not readable: the backups cannot be matched to the server, only to the stanza
     return int(row[0]) if row else None
