@@ -25,11 +25,14 @@ BENCH = Path(__file__).resolve().parent
 QUICK: dict[str, list[str]] = {
     "backfill": ["--rows", "20000"],
     "backup": ["--scale", "1", "--repeat", "1"],
+    "deploy": ["--rows", "20000", "--rate", "100", "--threads", "3", "--watch", "2", "--overhead", "10",
+               "--baseline", "2"],
     "fleet": ["--databases", "20", "--migrations", "5"],
     "large_files": ["--sizes", "2", "--formats", "native"],
     "lint": ["--quick", "--no-squawk"],
     "maintenance_work_mem": ["--rows", "200000", "--repeat", "1"],
-    "runner": ["--count", "50", "--repeat", "1", "--tools", "pgshift-cli,pgshift-api", "--no-startup"],
+    "runner": ["--count", "50", "--repeat", "1", "--tools", "pgshift-cli,pgshift-api", "--no-startup",
+               "--scaling", "50,500"],
     "zero_downtime": ["--rows", "20000", "--cases", "rename_column", "--hold", "2"],
 }
 

@@ -19,4 +19,10 @@ def test_the_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert "checksums and a full read-back passed" in out
     # The rehearsal tells the blocking index build from the concurrent one.
     assert "CREATE INDEX                FAIL" in out and "CREATE INDEX CONCURRENTLY   PASS" in out
+    # It ends with a deploy of the playbook's rename (expand, the app hook, the watch window; contract later) ...
+    assert "applied 20240107000000" in out and "new version rolled out" in out
+    assert "deploy deployed; the contract (dropping the old name) is due after 7d" in out
+    # ... and the watch display, one line a second, while the new version writes through the new name.
+    watched = [line for line in out.splitlines() if "sessions waiting 0  longest lock wait" in line]
+    assert len(watched) >= 3 and any("commits/s 0 " not in line for line in watched[1:]), watched
     assert "Stopped the embedded PostgreSQL" in out

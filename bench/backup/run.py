@@ -23,6 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
+from psycopg import sql
 
 from pgshift.config import BackupSettings, Settings
 from pgshift.embedded import EmbeddedCluster
@@ -110,8 +111,29 @@ def run(cluster: EmbeddedCluster, root: Path, args: argparse.Namespace) -> None:
             shutil.rmtree(out, ignore_errors=True)
             out.mkdir()
     backup = take_backup(settings, url, fmt="custom", verify=False).backup
-    times["backup verify (quick)"] = [timed(lambda: verify_backup(backup.path, full=False))]
-    times["backup verify --restore-test (full)"] = [timed(lambda: verify_backup(backup.path, full=True, url=url))]
+    archive = backup.path / backup.manifest.dump
+
+    def plain_restore() -> object:
+        # What --restore-test is measured against: a new database, pg_restore into it, drop it.
+        name = f"plain_restore_{time.monotonic_ns()}"
+        with psycopg.connect(url, autocommit=True) as admin:
+            admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+            try:
+                subprocess.run([str(bindir / "pg_restore"), f"--dbname={cluster.socket_dsn(name)}", "--exit-on-error",
+                                "--no-owner", "--no-privileges", str(archive)], check=True)
+            finally:
+                admin.execute(sql.SQL("DROP DATABASE {}").format(sql.Identifier(name)))
+        return None
+
+    verifies = {"pg_restore into a new database": plain_restore,
+                "backup verify (quick)": lambda: verify_backup(backup.path, full=False, record=False),
+                "backup verify --restore-test (full)": lambda: verify_backup(backup.path, full=True, url=url,
+                                                                              record=False)}
+    for name in verifies:
+        times[name] = []
+    for _ in range(args.repeat):
+        for name, fn in verifies.items():
+            times[name].append(timed(fn))
     best = {k: min(v) for k, v in times.items()}
     median = {k: statistics.median(v) for k, v in times.items()}
     rows = [{"variant": k, "best": round(best[k], 2), "median": round(median[k], 2), "MB/s": round(mb / best[k], 1)}
@@ -123,7 +145,9 @@ def run(cluster: EmbeddedCluster, root: Path, args: argparse.Namespace) -> None:
     names = list(variants)
     pairs = {"custom, default": (names[1], names[0]), "custom, default + quick verify": (names[2], names[0]),
              "custom, large tables counted on the server": (names[3], names[0]),
-             "custom, every table hashed": (names[4], names[0]), "directory -j2, default": (names[6], names[5])}
+             "custom, every table hashed": (names[4], names[0]), "directory -j2, default": (names[6], names[5]),
+             "verify --restore-test, against pg_restore": ("backup verify --restore-test (full)",
+                                                           "pg_restore into a new database")}
     # Paired: each round runs both sides back to back, so the ratio within a round cancels the
     # machine's slow drifts; its median is the steadiest figure on a noisy VM.
     overhead = {label: {"best": best[a] / best[b] - 1, "median": median[a] / median[b] - 1,

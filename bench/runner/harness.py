@@ -415,3 +415,61 @@ def peer_versions(bin_dir: Path) -> dict[str, str]:
     argv = [str(bin_dir / "python"), "-c", code]
     out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
     return dict(item.split("=", 1) for item in out.strip().split(";"))
+
+
+# -- status / validate on a long history --------------------------------------------------------
+SCALING_COMMANDS = ("status", "validate")
+
+
+@dataclass
+class ScalingResult:
+    """Median CLI wall time of ``status`` and ``validate`` per history length, all migrations applied."""
+
+    seconds: dict[str, dict[int, list[float]]] = field(default_factory=dict)
+
+    def median(self, command: str, count: int) -> float:
+        return statistics.median(self.seconds[command][count])
+
+    def ratio(self, command: str, small: int, large: int) -> float:
+        return self.median(command, large) / self.median(command, small)
+
+    def as_json(self) -> dict[str, Any]:
+        return {command: {str(n): {"median_s": round(statistics.median(v), 4), "runs": v}
+                          for n, v in per_count.items()}
+                for command, per_count in self.seconds.items()}
+
+
+def measure_scaling(ctx: Context, server: Server, counts: list[int], repeat: int,
+                    progress: Callable[[str], None] | None = None) -> ScalingResult:
+    """Apply each history once (through the API, untimed), then time ``pgshift status`` and
+    ``pgshift validate`` on every length in interleaved rounds, so drift hits all lengths alike."""
+    from pgshift import api
+    from pgshift.config import load_settings
+
+    prepared: dict[int, tuple[Path, str]] = {}
+    for count in counts:
+        folder = write_pgshift(ctx.workdir / "scaling" / str(count), count)
+        db = server.create()
+        settings = load_settings(overrides={"database_url": server.dsn_for(db), "migrations_dir": str(folder)},
+                                 environ={}, cwd=ctx.cwd)
+        applied = len(api.migrate(settings).applied)
+        if applied != count:
+            raise RuntimeError(f"scaling setup applied {applied} of {count} migrations")
+        prepared[count] = (folder, db)
+    result = ScalingResult({c: {n: [] for n in counts} for c in SCALING_COMMANDS})
+    try:
+        for folder, db in prepared.values():  # untimed: compile the CLI's bytecode once
+            _run([str(ctx.pgshift_bin), "status", "--database-url", server.dsn_for(db), "--dir", str(folder)],
+                 ctx.cwd, ctx.env())
+        for round_no in range(1, repeat + 1):
+            for count, (folder, db) in prepared.items():
+                for command in SCALING_COMMANDS:
+                    argv = [str(ctx.pgshift_bin), command, "--database-url", server.dsn_for(db), "--dir", str(folder)]
+                    seconds = _run(argv, ctx.cwd, ctx.env())
+                    result.seconds[command][count].append(round(seconds, 4))
+                    if progress:
+                        progress(f"round {round_no}/{repeat} {command} on {count}: {seconds:.3f}s")
+    finally:
+        for _folder, db in prepared.values():
+            server.drop(db)
+    return result

@@ -48,7 +48,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=harness.REPO / "bench" / "results")
     parser.add_argument("--no-startup", action="store_true", help="skip timing each CLI's --help")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
+    parser.add_argument("--scaling", default="500,5000",
+                        help="history lengths for the status/validate case (default 500,5000; 'none' skips it)")
     args = parser.parse_args(argv)
+    args.scaling = [] if args.scaling == "none" else [int(n) for n in args.scaling.split(",") if n.strip()]
     args.tools = [t.strip() for t in args.tools.split(",") if t.strip()]
     unknown = set(args.tools) - set(harness.ALL_TOOLS)
     if unknown:
@@ -68,6 +71,19 @@ def table(results: dict[str, Any], startup: dict[str, float | None]) -> str:
         lines.append(f"{tool:<12} {r.count:>10} {r.median_s:>9.3f} {r.per_second:>8.1f} {r.min_s:>7.3f} "
                      f"{r.count / r.min_s:>7.1f} {r.client_cpu_s:>12.3f} {commits:>8} "
                      f"{(f'{start:.3f}' if start is not None else '-'):>11} {ratio:>12}")
+    return "\n".join(lines)
+
+
+def scaling_table(scaling: Any, counts: list[int]) -> str:
+    """status/validate time per history length; the target is growth no worse than linear."""
+    small, large = counts[0], counts[-1]
+    head = " ".join(f"{f'{n} s':>9}" for n in counts)
+    lines = [f"{'command':<10} {head} {f'ratio {large}/{small}':>16} {'linear would be':>16}",
+             "-" * (46 + 10 * len(counts))]
+    for command in harness.SCALING_COMMANDS:
+        cells = " ".join(f"{scaling.median(command, n):>9.3f}" for n in counts)
+        lines.append(f"{command:<10} {cells} {scaling.ratio(command, small, large):>15.2f}x "
+                     f"{large / small:>15.1f}x")
     return "\n".join(lines)
 
 
@@ -98,13 +114,21 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         results = harness.measure(ctx, server, args.tools, args.repeat,
                                   progress=lambda m: print(m, file=sys.stderr, flush=True))
         startup = {} if args.no_startup else {t: harness.startup_seconds(ctx, t) for t in args.tools}
+        scaling = None
+        if len(args.scaling) >= 2:
+            scaling = harness.measure_scaling(ctx, server, args.scaling, args.repeat,
+                                              progress=lambda m: print(m, file=sys.stderr, flush=True))
         print(table(results, startup))
+        if scaling is not None:
+            print()
+            print(scaling_table(scaling, args.scaling))
         print(f"load average at the end: {os.getloadavg()[0]:.2f} (cores: {os.cpu_count()})")
         return {
             "bench": "runner", "at": datetime.now(UTC).isoformat(timespec="seconds"),
             "count": args.count, "repeat": args.repeat, "machine": machine_at_start,
             "postgresql": server_version, "embedded": cluster is not None, "peer_versions": peers,
             "results": [r.as_json() | {"cli_startup_s": startup.get(t)} for t, r in results.items()],
+            "scaling": scaling.as_json() if scaling is not None else None,
         }
     finally:
         if cluster is not None:

@@ -107,8 +107,29 @@ class DeploySettings:
     watch: str = "10min"  # the watch window after the app is healthy
     contract: str = "later"  # auto: contract right after the watch window; later: after the soak
     soak: str = "7d"  # with contract = "later": when the contract becomes due
-    on_failure: str = "abort"  # abort: undo what this deploy applied, then rollback_app_command
+    on_failure: str = "abort"  # abort: rollback_app_command, then undo what this deploy applied; restore: below
+    # on_failure = "restore" swaps in this deploy's backup: it must be set to RESTORE_CONFIRMATION, word for word.
+    restore_confirm: str | None = None
     destructive: str = "defer"  # destructive SQL migrations: defer (after the watch window) or refuse
+
+
+RESTORE_CONFIRMATION = "lose every write since the backup and end every session on the database"
+
+
+def check_restore_confirmation(settings: Settings) -> None:
+    """deploy.on_failure = "restore" replaces the database with this deploy's backup: every write made after it
+    is lost, and every session on the database is ended for the swap. It needs deploy.restore_confirm to say so."""
+    if settings.deploy.on_failure != "restore" or settings.deploy.restore_confirm == RESTORE_CONFIRMATION:
+        return
+    where = settings.source or "the settings"
+    got = f"it is {settings.deploy.restore_confirm!r}" if settings.deploy.restore_confirm else "it is not set"
+    raise ConfigError(
+        f"deploy.on_failure = \"restore\" in {where} needs deploy.restore_confirm = \"{RESTORE_CONFIRMATION}\", "
+        f"word for word ({got}). On a failed deploy it restores the backup the deploy took beside the database and "
+        "swaps it in: every write since that backup is lost (the previous database is kept, renamed) and every "
+        "session on the database is ended to rename it.",
+        hint=f"add deploy.restore_confirm = \"{RESTORE_CONFIRMATION}\" under [deploy] if that is acceptable, or "
+        "set deploy.on_failure = \"abort\" (undo what the deploy applied, keeping every write).")
 
 
 @dataclass
@@ -248,7 +269,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "lint.fail_level": ("error", "warning", "note"),
     "ledger.mirror": ("prisma", "flyway", "dbmate", "goose", "golang-migrate"),
     "deploy.contract": ("auto", "later"),
-    "deploy.on_failure": ("abort",),
+    "deploy.on_failure": ("abort", "restore"),
     "deploy.destructive": ("defer", "refuse"),
 }
 _DURATIONS = {
@@ -493,4 +514,5 @@ def load_settings(
     _validate_provider(settings, layers, (str(path) if path is not None else "", "the environment", "the command line"))
     if not any(key.replace("-", "_") == "migrations_dir" for layer in layers for key in layer):
         settings.discovery = discover(settings.base_dir, environ)
+    check_restore_confirmation(settings)
     return settings

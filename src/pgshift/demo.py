@@ -1,7 +1,8 @@
 """`pgshift demo`: the playbook's example app, migrated on an embedded PostgreSQL.
 
 Creates the users/trades schema, applies the playbook's "Migration Examples" written the safe
-way, shows status, rolls one back, applies it again, and stops the server it started.
+way, shows status, rolls one back, applies it again, backs up, rehearses, deploys the playbook's
+rename as an expand/contract (`pgshift deploy`), shows the watch display, and stops the server it started.
 """
 
 from __future__ import annotations
@@ -96,6 +97,7 @@ def _steps(settings: Settings, say: Say) -> None:
     say("   every applied migration matches its file" if not problems else f"   problems: {problems}")
     _backup(settings, say)
     _rehearsal(settings, say)
+    _deploy(settings, say)
 
 
 PLAYBOOK_SQL = """\
@@ -149,6 +151,56 @@ def _rehearsal(settings: Settings, say: Say) -> None:
         for reason in report.reasons:
             say(f"      {reason.message}")
     say("   (the source database is unchanged; each clone was dropped)")
+
+
+# The playbook's rename (its "Migration Timeline": both names work while the new version rolls out).
+RENAME_OPS = """\
+version_schema: public_v2
+operations:
+  - rename_column: {table: users, from: email, to: email_address}
+"""
+
+
+def _deploy(settings: Settings, say: Say, watch_seconds: float = 3.0) -> None:
+    """`pgshift deploy` of the playbook's rename as an expand/contract, with a stand-in application hook,
+    then the watch display while a stand-in application writes through the new name."""
+    import sys
+    import threading
+
+    from pgshift.rollout import deploy as run_deploy
+    from pgshift.watch import Watcher
+
+    say("\n10. pgshift deploy: the playbook's rename users.email -> email_address as an .ops expand/contract")
+    (Path(settings.migrations_dir) / "20240107000000_rename_users_email.ops.yaml").write_text(RENAME_OPS)
+    hook = f"{sys.executable} -c \"print('new version rolled out: it reads users.email_address')\""
+    settings = dataclasses.replace(settings, deploy=dataclasses.replace(
+        settings.deploy, app_command=hook, rollback_app_command="true", watch="1s", contract="later"))
+    report = run_deploy(settings, notify=lambda m: say(f"   · {m}"))
+    for step in report.steps:
+        say(f"   {step.state:>7} {step.name:<9} {step.detail}")
+    say(f"   deploy {report.outcome}; the contract (dropping the old name) is due after {settings.deploy.soak}: "
+        "`pgshift contract` then")
+
+    say(f"\n11. pgshift watch --for {watch_seconds:.0f}s (while the new version writes through email_address)")
+    stop = threading.Event()
+
+    def new_version() -> None:
+        with psycopg.connect(settings.database_url or "", autocommit=True, options="-c search_path=public_v2") as app:
+            while not stop.wait(0.02):
+                app.execute("UPDATE users SET email_address = email_address WHERE id = %s",
+                            (f"u{int(time.monotonic() * 50) % 500 + 1}",))
+
+    writer = threading.Thread(target=new_version, daemon=True)
+    writer.start()
+    try:
+        with Watcher(settings) as watcher:
+            watcher.watch(watch_seconds, lambda sample: say(
+                f"   {sample.at[11:19]}  sessions waiting {sample.blocked_sessions}  longest lock wait "
+                f"{sample.longest_lock_wait_ms:.0f} ms  longest transaction {sample.longest_transaction_s:.1f} s  "
+                f"commits/s {sample.commits_per_s:.0f}  rollbacks/s {sample.rollbacks_per_s:.0f}"))
+    finally:
+        stop.set()
+        writer.join()
 
 
 def _show_status(settings: Settings, say: Say) -> None:

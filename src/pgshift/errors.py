@@ -56,6 +56,13 @@ class ConnectionFailed(PgshiftError):
     exit_code = 4
 
 
+class DatabaseClosed(PgshiftError):
+    """The database refuses new sessions (ALLOW_CONNECTIONS false), e.g. after a restore killed during its swap."""
+
+    code = "database-closed"
+    exit_code = 26
+
+
 class AuthenticationFailed(PgshiftError):
     """The server rejected the credentials."""
 

@@ -22,20 +22,22 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import psycopg
 
-from pgshift.config import Settings
+from pgshift.config import Settings, check_restore_confirmation
 from pgshift.db.connect import mask_password, require_url
 from pgshift.db.history import History
 from pgshift.db.lock import AdvisoryLock
 from pgshift.db.session import load, open_connection
 from pgshift.deploy import MigrateReport, migrate, rollback, status
-from pgshift.errors import PgshiftError
-from pgshift.migrations.model import Migration, OpsMigration, SqlMigration
+from pgshift.errors import MigrationFailed, PgshiftError
+from pgshift.migrations.model import Migration, OpsMigration, SqlMigration, Statement
+from pgshift.runner.engine import StatementObserver
 from pgshift.runner.gate import MigrateChecks, apply_backup_policy
 from pgshift.safety.hooks import probe
 from pgshift.units import duration_ms
@@ -151,6 +153,8 @@ class DeployReport:
     contract_due: dict[str, str] = field(default_factory=dict)  # version -> due after (ISO)
     contracted: list[str] = field(default_factory=list)
     undo: list[str] = field(default_factory=list)  # what the failure policy did
+    # deploy.on_failure = "restore": the backup, the database kept as it was, tables whose row count changed
+    restored: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
     runbook: list[RunbookStep] = field(default_factory=list)
 
@@ -221,12 +225,65 @@ def _hook(setting: str, command: str, timeout: str, cwd: str) -> HookRun:
 
 
 # -- the watcher in a thread ---------------------------------------------------------------
-class _Background:
-    """Samples the server while a step runs; the first breach is kept and fails the step."""
+class _StopOnBreach:
+    """The step engine's statement observer during a watched migrate: after a breach, the next statement
+    (the next step, or the next statement of a step) raises before it runs, and a statement running when the
+    breach is seen is cancelled (pg_cancel_backend), so its transaction rolls back. Either way the engine's
+    owner records the migration failed with this message, and a rerun continues where it stopped."""
 
-    def __init__(self, settings: Settings, totals: dict[str, Any]) -> None:
+    def __init__(self, inner: StatementObserver | None = None) -> None:
+        self.inner = inner
+        self.breach: str | None = None
+        self.stopped: str | None = None  # what was stopped, for the WatchBreached message
+        self._lock = threading.Lock()
+        self._running: tuple[int, str] | None = None  # (backend pid, where) of the statement in flight
+        self._cancelled: str | None = None
+
+    def breached(self, reason: str, conn: psycopg.Connection[Any]) -> None:
+        """From the watcher's thread, on its own connection."""
+        with self._lock:
+            if self.breach is not None:
+                return
+            self.breach = reason
+            if self._running is not None:
+                pid, where = self._running
+                try:
+                    conn.execute("SELECT pg_cancel_backend(%s)", (pid,))
+                except psycopg.Error:
+                    return  # not allowed: the statement finishes, and the next one stops
+                self._cancelled = where
+
+    def before(self, conn: psycopg.Connection[Any], migration: Migration, stmt: Statement) -> None:
+        with self._lock:
+            if self.breach is not None:
+                self.stopped = f"{migration.label} before {stmt.where} (nothing of that step ran)"
+                raise MigrationFailed(f"{stmt.where}: {migration.label} was stopped by the watcher before this "
+                                      f"statement: {self.breach}.", version=migration.version)
+            self._running = (conn.info.backend_pid, stmt.where)
+        if self.inner is not None:
+            self.inner.before(conn, migration, stmt)
+
+    def after(self, conn: psycopg.Connection[Any], migration: Migration, stmt: Statement,
+              error: BaseException | None) -> None:
+        with self._lock:
+            self._running, cancelled, self._cancelled = None, self._cancelled, None
+        if self.inner is not None:
+            self.inner.after(conn, migration, stmt, error)
+        if cancelled is not None and error is not None:
+            self.stopped = f"{migration.label} at {cancelled} (the statement was cancelled and rolled back)"
+            raise MigrationFailed(f"{cancelled}: {migration.label} was stopped by the watcher: {self.breach}. The "
+                                  "running statement was cancelled and its transaction rolled back.",
+                                  version=migration.version) from error
+
+
+class _Background:
+    """Samples the server while a step runs; the first breach is kept and fails the step (and, given a
+    stopper, stops the migration running)."""
+
+    def __init__(self, settings: Settings, totals: dict[str, Any], stopper: _StopOnBreach | None = None) -> None:
         self.watcher = Watcher(settings)
         self.totals = totals
+        self.stopper = stopper
         self.breach: str | None = None
         self.error: str | None = None
         self._stop = threading.Event()
@@ -240,6 +297,8 @@ class _Background:
                 _count(self.totals, sample)
                 if sample.breaches and self.breach is None:
                     self.breach = sample.breaches[0]
+                    if self.stopper is not None:
+                        self.stopper.breached(self.breach, self.watcher.conn)
                 self._stop.wait(self._interval)
         except (PgshiftError, psycopg.Error) as exc:
             self.error = mask_password(str(exc))
@@ -303,7 +362,15 @@ def _unfinished(history: History) -> dict[str, Any] | None:
         return None
     steps = [e["detail"] for e in reversed(history.events_named("deploy-step", 500))
              if e["detail"].get("deploy") == deploy_id]
-    return {"started": started[0], "detail": started[0]["detail"], "steps": steps}
+
+    def newest(event: str) -> dict[str, Any] | None:
+        return next((e["detail"] for e in history.events_named(event, 20) if e["detail"].get("deploy") == deploy_id),
+                    None)
+
+    # A failure policy that started (deploy-failing) is finished by --resume, never the steps retried;
+    # deploy-restored is written into the restored copy before the swap, so it is there once the swap is.
+    return {"started": started[0], "detail": started[0]["detail"], "steps": steps,
+            "failing": newest("deploy-failing"), "restored": newest("deploy-restored")}
 
 
 class Rollout:
@@ -320,10 +387,18 @@ class Rollout:
         self.migrations: dict[str, Migration] = {}
         self.planned = False  # the batch is recorded in the ledger
         self._lint: Any = None  # the LintReport of the lint step
+        # Takes the deploy lock again on a new connection: a restore's swap ends the session that held it.
+        self.relock: Callable[[], History] | None = None
 
     # -- ledger ----------------------------------------------------------------------------
     def _event(self, event: str, version: str | None = None, **detail: Any) -> None:
-        self.history.log(version, event, {"deploy": self.report.deploy_id, **detail})
+        try:
+            self.history.log(version, event, {"deploy": self.report.deploy_id, **detail})
+        except psycopg.OperationalError:
+            if self.relock is None:
+                raise
+            self.history = self.relock()  # a restore's swap ended the session
+            self.history.log(version, event, {"deploy": self.report.deploy_id, **detail})
 
     def _step(self, name: str, action: Callable[[StepRecord], None]) -> None:
         if name in self.done:
@@ -403,24 +478,45 @@ class Rollout:
     def backup(self, record: StepRecord) -> None:
         todo = [self.migrations[v] for v in self.report.batch + self.report.deferred]
         checks = MigrateChecks(lint=False, backup=True, notify=self.notify)
-        apply_backup_policy(self.settings, todo, self._lint.is_destructive, checks, action="deploy",
+        settings, why = self.settings, ""
+        if self.options.on_failure == "restore":  # the failure policy swaps this backup in: always take one
+            self._require_restore_rights()
+            settings = replace(settings, backup=replace(settings.backup, policy="always"))
+            why = " (deploy.on_failure = \"restore\" restores it on a failure)"
+        apply_backup_policy(settings, todo, self._lint.is_destructive, checks, action="deploy",
                             describe=lambda m: m.label)
         self.report.backup = checks.backup_path
-        record.detail = f"verified backup {checks.backup_path}" if checks.backup_path else \
+        record.detail = f"verified backup {checks.backup_path}{why}" if checks.backup_path else \
             f"none needed (backup.policy = {self.settings.backup.policy})"
+
+    def _require_restore_rights(self) -> None:
+        """Before anything changes: the restore needs to create a database and rename this one."""
+        from pgshift.db.privileges import require_createdb, require_database_owner
+
+        with open_connection(self.settings, deploy=True) as conn:
+            doing = "deploy.on_failure = \"restore\" restores the backup into a new database beside this one and"
+            require_createdb(conn, doing, instead="set deploy.on_failure = \"abort\"")
+            require_database_owner(conn, "deploy.on_failure = \"restore\" renames the database to keep it, and so")
 
     def _migrate(self, versions: list[str], record: StepRecord) -> None:
         if not versions:
             record.state, record.detail = "skipped", "nothing to apply"
             return
         totals = self.report.watch.setdefault(record.name, {})
-        with _Background(self.settings, totals) as background:
+        stopper = _StopOnBreach()
+        with _Background(self.settings, totals, stopper) as background:
             def between(message: str) -> None:  # a breach stops the run before its next migration
                 if background.breach is not None and message.startswith("applying "):
                     raise WatchBreached(f"While migrating: {background.breach}.")
                 self.notify(message)
 
-            result = migrate(self.settings, to=versions[-1], notify=between)
+            try:
+                result = migrate(self.settings, to=versions[-1], notify=between, observer=stopper)
+            except (PgshiftError, psycopg.Error) as exc:
+                if stopper.breach is None:
+                    raise
+                # stopped in a migration: its step rolled back and the ledger marks it failed, saying why
+                raise WatchBreached(f"While migrating: {stopper.breach}; stopped {stopper.stopped or 'it'}.") from exc
         if background.breach is not None:
             raise WatchBreached(f"While migrating: {background.breach}.")
         record.detail = f"applied {', '.join(r.version for r in result.applied) or 'nothing (already applied)'}"
@@ -546,8 +642,10 @@ class Rollout:
             cls = DeployBreached
         else:
             cls = DeployError
+        policy = self.options.on_failure
+        self._event("deploy-failing", policy=policy, step=failed_step, error=self.report.error)
         try:
-            self.undo()
+            self.failure_policy()
         except PgshiftError as undo_exc:
             self.report.outcome = "failed"
             self.report.undo.append(f"stopped: {mask_password(str(undo_exc))}")
@@ -559,21 +657,117 @@ class Rollout:
                 hint="finish by hand with the runbook in the report (`pgshift status` shows what is applied).")
             error.report = self.report
             return error
-        self.report.outcome = "rolled back"
-        self._event("deploy-finished", outcome="rolled back", step=failed_step, undo=self.report.undo)
+        self._event("deploy-finished", outcome=self.report.outcome, step=failed_step, undo=self.report.undo)
         hint = exc.hint
         if cls is DeployBreached:
             hint = ("the report's watch section has the peaks of each watched step; raise the threshold in [watch] "
                     "only if that level is acceptable for your application, then run `pgshift deploy` again.")
         error = cls(f"The deploy failed at step {failed_step}: {exc.message.rstrip('.')}. deploy.on_failure = "
-                    f"\"abort\" ran: {'; '.join(self.report.undo) or 'nothing needed undoing'}.", hint=hint)
+                    f"\"{policy}\" ran: {'; '.join(self.report.undo) or 'nothing needed undoing'}.", hint=hint)
         error.report = self.report
         return error
 
-    def undo(self) -> None:
-        """deploy.on_failure = "abort": the app back first, then what this deploy applied, newest first."""
-        from pgshift.ops.service import abort
+    def failure_policy(self) -> None:
+        """deploy.on_failure; sets the report's outcome. A deploy that never got to back up changed nothing,
+        so a restore has nothing to do there: undo (which finds nothing applied) runs instead."""
+        if self.options.on_failure == "restore" and self.planned and self.report.backup:
+            self.restore_backup()
+            self.report.outcome = "restored"
+        else:
+            self.undo()
+            self.report.outcome = "rolled back"
 
+    def restore_backup(self) -> None:
+        """deploy.on_failure = "restore": this deploy's verified backup is restored beside the database and
+        swapped in (`pgshift restore`), then the application rolled back. Before the swap the ledger's events
+        since the backup, and a deploy-restored event, are written into the restored copy, so its ledger tells
+        the whole story and a --resume after the swap only finishes the rest."""
+        from pgshift.safety.restore import restore_database
+
+        backup = str(self.report.backup)
+        self._event("deploy-restore", state="started", backup=backup)
+        events = self.history.events(100_000)
+        schema = self.settings.history_schema
+
+        def record_in_copy(copy_url: str, kept_as: str) -> None:
+            from psycopg import sql
+            from psycopg.types.json import Jsonb
+
+            from pgshift.db.connect import connect
+
+            with connect(copy_url, application_name=f"{self.settings.application_name} deploy") as conn:
+                history = History(conn, schema)
+                row = conn.execute(sql.SQL("SELECT coalesce(max(id), 0) FROM {}.events").format(
+                    sql.Identifier(schema))).fetchone()
+                newest = int(row[0]) if row else 0
+                with conn.transaction():
+                    for e in (e for e in events if int(e["id"]) > newest):
+                        conn.execute(sql.SQL("INSERT INTO {}.events (at, version, event, actor, detail) "
+                                             "VALUES (%s, %s, %s, %s, %s)").format(sql.Identifier(schema)),
+                                     (e["at"], e["version"], e["event"], e["actor"], Jsonb(
+                                         e["detail"])))
+                    history.log(None, "deploy-restored", {"deploy": self.report.deploy_id, "backup": backup,
+                                                         "kept_as": kept_as, "app_started": self.app_started,
+                                                         "batch": self.report.batch,
+                                                         "deferred": self.report.deferred})
+
+        # The deploy rolls the application back and checks its health itself, after the swap.
+        quiet = replace(self.settings, app=replace(self.settings.app, health_url=None))
+        result = restore_database(quiet, backup, self.settings.deploy_url, say=self.notify,
+                                  before_swap=record_in_copy)
+        if self.relock is not None:
+            self.history = self.relock()
+        self.finish_restore(backup, str(result.kept_as), result.database)
+
+    def finish_restore(self, backup: str, kept_as: str, database: str) -> None:
+        """After the swap: the application back (hooks are idempotent), its health, and what the restore lost."""
+        from pgshift.safety.manifest import read_manifest
+
+        taken = read_manifest(Path(backup)).started_at
+        self.report.restored = {"backup": backup, "backup_taken_at": taken, "database": database, "kept_as": kept_as}
+        self.report.undo.append(
+            f"restored {database} from the backup {backup} (taken {taken}) beside it and swapped it in: every write "
+            f"since the backup is gone from {database}, and every session on it was ended for the swap; the "
+            f"database as it was is kept as {kept_as}")
+        self._rollback_app()
+        if self.app_started and (self.settings.app.health_url or self.options.health_command):
+            self.health(StepRecord("health", "started", _now()))
+            self.report.undo.append("the application is healthy again")
+        changed = self._changed_since_backup(backup, kept_as)
+        self.report.restored["changed_tables"] = changed
+        if changed:
+            self.report.undo.append(f"row counts that differ between {kept_as} and the restored backup (writes now "
+                                    f"lost from {database}; updates that kept a count are not counted): "
+                                    + "; ".join(changed))
+        self._event("deploy-undo", how="restore", backup=backup, kept_as=kept_as, changed_tables=changed)
+
+    def _changed_since_backup(self, backup: str, kept_as: str) -> list[str]:
+        """Per table of the backup: its row count in the database as it was before the restore, when that
+        differs from the backup's. Counted on the kept copy, which nothing else uses."""
+        from psycopg import sql
+
+        from pgshift.db.connect import connect, with_dbname
+        from pgshift.safety.manifest import read_manifest
+
+        changed = []
+        url = with_dbname(str(self.settings.deploy_url), kept_as)
+        with connect(url, application_name=f"{self.settings.application_name} deploy") as conn:
+            conn.execute("SET statement_timeout = '10s'")
+            for table in read_manifest(Path(backup)).tables:
+                if table.schema == self.settings.history_schema or table.rows is None:
+                    continue
+                name = f"{table.schema}.{table.name}"
+                try:
+                    row = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(
+                        sql.Identifier(table.schema, table.name))).fetchone()
+                except psycopg.Error as exc:
+                    changed.append(f"{name}: not counted ({mask_password(str(exc)).strip()})")
+                    continue
+                if row is not None and int(row[0]) != table.rows:
+                    changed.append(f"{name} had {row[0]} row(s), the backup {table.rows}")
+        return changed
+
+    def _rollback_app(self) -> None:
         if self.app_started and self.options.rollback_app_command:
             command = self.options.rollback_app_command
             self._event("deploy-hook", hook="rollback_app_command", state="started", command=command)
@@ -581,6 +775,12 @@ class Rollout:
                         str(self.settings.base_dir))
             self._event("deploy-hook", hook="rollback_app_command", state="finished", output=run.output)
             self.report.undo.append(f"ran deploy.rollback_app_command {command!r} (exit 0 in {run.seconds:.1f}s)")
+
+    def undo(self) -> None:
+        """deploy.on_failure = "abort": the app back first, then what this deploy applied, newest first."""
+        from pgshift.ops.service import abort
+
+        self._rollback_app()
         for version, how in reversed(self._applied_now()):
             label = self._label(version)
             if how == "expand":
@@ -736,11 +936,12 @@ def _series_svg(series: list[list[Any]]) -> str:
 def migrate_watched(settings: Settings, *, notify: Notify | None = None,
                     **options: Any) -> tuple[MigrateReport, dict[str, Any]]:
     """`pgshift migrate --watch`: migrate with the watcher sampling in a thread. A [watch] threshold
-    crossed stops the run before its next migration (the one running finishes: stopping a migration
-    half way is worse) and raises WatchBreached; returns the report and the watched totals."""
+    crossed stops the run before its next migration, or inside one at its next step (cancelling a statement
+    that runs, see _StopOnBreach), and raises WatchBreached; returns the report and the watched totals."""
     totals: dict[str, Any] = {}
     started: list[str] = []
-    with _Background(settings, totals) as background:
+    stopper = _StopOnBreach(options.pop("observer", None))
+    with _Background(settings, totals, stopper) as background:
         def between(message: str) -> None:
             if message.startswith("applying "):
                 if background.breach is not None:
@@ -754,12 +955,21 @@ def migrate_watched(settings: Settings, *, notify: Notify | None = None,
                 notify(message)
 
         try:
-            report = migrate(settings, notify=between, **options)
+            report = migrate(settings, notify=between, observer=stopper, **options)
         except WatchBreached as exc:  # between migrations: say so, so status does not call it a crash
             with open_connection(settings) as conn:
                 History(conn, settings.history_schema).log(None, "migrate-stopped", {"reason": exc.message,
                                                                                     "applied": started})
             raise
+        except (PgshiftError, psycopg.Error) as exc:
+            if stopper.breach is None:
+                raise
+            # in a migration: its step rolled back, and the ledger marks the migration failed, saying why
+            raise WatchBreached(
+                f"Migrating stopped in {stopper.stopped or 'a migration'}: {stopper.breach}. Applied before it: "
+                f"{', '.join(started[:-1]) or 'nothing'}.",
+                hint=f"find the cause (the watch's samples), then run `pgshift migrate` again: it continues with "
+                f"{started[-1] if started else 'it'} where it stopped (`pgshift status` shows where).") from exc
     if background.breach is not None:
         raise WatchBreached(f"A [watch] threshold was crossed while migrating: {background.breach}. Every pending "
                             f"migration was applied ({', '.join(started) or 'none'}).",
@@ -790,8 +1000,13 @@ def plan(settings: Settings) -> DeployReport:
     lines.append(f"watch: {options.watch} with the [watch] thresholds")
     lines.append("contract: right after the watch window" if options.contract == "auto"
                  else f"contract: later, due {options.soak} after the deploy (deploy.soak)")
-    lines.append(f"on failure: {options.on_failure}: {options.rollback_app_command or 'no rollback_app_command'}, "
-                 "then undo what this deploy applied, newest first")
+    if options.on_failure == "restore":
+        lines.append("on failure: restore: restore this deploy's backup beside the database and swap it in (loses "
+                     "every write since the backup, ends every session on the database), then "
+                     f"{options.rollback_app_command or 'no rollback_app_command'}")
+    else:
+        lines.append(f"on failure: {options.on_failure}: {options.rollback_app_command or 'no rollback_app_command'}"
+                     ", then undo what this deploy applied, newest first")
     report.plan = lines
     report.batch = [m.version for m in pending]
     return report
@@ -803,42 +1018,77 @@ def deploy(settings: Settings, *, dry_run: bool = False, resume: bool = False, r
     when a step fails after the schema changed; earlier failures raise the failing check's own error."""
     require_url(settings.database_url)
     duration_ms(settings.deploy.watch, key="deploy.watch")
+    check_restore_confirmation(settings)
     if dry_run:
         return plan(settings)
     load(settings)  # a folder that cannot be read fails before the lock is taken
-    with _deploy_lock(settings) as history:
-        waiting = _unfinished(history)
-        if resume and waiting is None:
-            raise DeployStateError("Nothing to resume: no interrupted `pgshift deploy` in the ledger.",
-                                   hint="run `pgshift deploy` to start one.")
-        if not resume and waiting is not None:
-            last = waiting["steps"][-1] if waiting["steps"] else {"step": "start", "state": "started"}
-            raise DeployStateError(
-                f"Deploy {waiting['detail']['deploy']} (started {waiting['started']['at']:%Y-%m-%d %H:%M:%S} by "
-                f"{waiting['started']['actor']}) stopped at step {last['step']} ({last['state']}) without finishing: "
-                "it was killed. A new deploy would start on top of its half-done state.",
-                hint="`pgshift deploy --resume` continues it; `pgshift deploy --resume --roll-back` undoes it.")
-        if resume and waiting is not None:
-            detail = waiting["detail"]
-            report = DeployReport(detail["deploy"], resumed=True, batch=list(detail.get("batch", [])),
-                                  deferred=list(detail.get("deferred", [])), backup=detail.get("backup"))
-            run = Rollout(settings, history, report, notify)
-            if "batch" in detail:  # planned and backed up: go on from the first step not finished
-                run.planned = True
-                run.done = {s["step"] for s in waiting["steps"] if s.get("state") in ("done", "skipped")}
-            run.app_started = any(s["step"] == "app" for s in waiting["steps"])
-            run._event("deploy-resumed", roll_back=roll_back,
-                       at_step=waiting["steps"][-1]["step"] if waiting["steps"] else "start")
-            return _roll_back(run) if roll_back else run.run()
-        report = DeployReport(datetime.now(UTC).strftime("%Y%m%d%H%M%S-") + uuid.uuid4().hex[:6])
-        history.log(None, "deploy-started", {"deploy": report.deploy_id})
-        return Rollout(settings, history, report, notify).run()
+    if settings.deploy.on_failure == "restore":  # a deploy killed in its restore's swap left the database closed
+        from pgshift.safety.restore import reopen_after_interrupted_swap
+
+        reopened = reopen_after_interrupted_swap(settings.deploy_url or "")
+        if reopened and notify:
+            notify(reopened)
+    with contextlib.ExitStack() as locks:
+        return _deploy_locked(settings, locks.enter_context(_deploy_lock(settings)),
+                              lambda: locks.enter_context(_deploy_lock(settings)),
+                              resume=resume, roll_back=roll_back, notify=notify)
 
 
-def _roll_back(run: Rollout) -> DeployReport:
-    """`--resume --roll-back`: the failure policy on a killed deploy."""
+def _deploy_locked(settings: Settings, history: History, relock: Callable[[], History], *, resume: bool,
+                   roll_back: bool, notify: Notify | None) -> DeployReport:
+    waiting = _unfinished(history)
+    if resume and waiting is None:
+        raise DeployStateError("Nothing to resume: no interrupted `pgshift deploy` in the ledger.",
+                               hint="run `pgshift deploy` to start one.")
+    if not resume and waiting is not None:
+        last = waiting["steps"][-1] if waiting["steps"] else {"step": "start", "state": "started"}
+        raise DeployStateError(
+            f"Deploy {waiting['detail']['deploy']} (started {waiting['started']['at']:%Y-%m-%d %H:%M:%S} by "
+            f"{waiting['started']['actor']}) stopped at step {last['step']} ({last['state']}) without finishing: "
+            "it was killed. A new deploy would start on top of its half-done state.",
+            hint="`pgshift deploy --resume` continues it; `pgshift deploy --resume --roll-back` undoes it.")
+    if resume and waiting is not None:
+        detail = waiting["detail"]
+        report = DeployReport(detail["deploy"], resumed=True, batch=list(detail.get("batch", [])),
+                              deferred=list(detail.get("deferred", [])), backup=detail.get("backup"))
+        run = Rollout(settings, history, report, notify)
+        run.relock = relock
+        if "batch" in detail:  # planned and backed up: go on from the first step not finished
+            run.planned = True
+            run.done = {s["step"] for s in waiting["steps"] if s.get("state") in ("done", "skipped")}
+        run.app_started = any(s["step"] == "app" for s in waiting["steps"])
+        run._event("deploy-resumed", roll_back=roll_back,
+                   at_step=waiting["steps"][-1]["step"] if waiting["steps"] else "start")
+        if waiting["restored"] is not None:  # killed after the swap: finish what follows it
+            restored = waiting["restored"]
+            run.app_started = bool(restored.get("app_started"))
+            return _roll_back(run, lambda: run.finish_restore(restored["backup"], restored["kept_as"],
+                                                              _database_name(settings)), "restored")
+        if waiting["failing"] is not None or roll_back:  # a failure policy that started is finished
+            return _roll_back(run)
+        return run.run()
+    report = DeployReport(datetime.now(UTC).strftime("%Y%m%d%H%M%S-") + uuid.uuid4().hex[:6])
+    history.log(None, "deploy-started", {"deploy": report.deploy_id})
+    run = Rollout(settings, history, report, notify)
+    run.relock = relock
+    return run.run()
+
+
+def _database_name(settings: Settings) -> str:
+    with open_connection(settings, deploy=True) as conn:
+        row = conn.execute("SELECT current_database()").fetchone()
+    return str(row[0]) if row else ""
+
+
+def _roll_back(run: Rollout, finish: Callable[[], None] | None = None, outcome: str = "") -> DeployReport:
+    """`--resume --roll-back`, or `--resume` of a deploy killed in its failure policy: the policy (or ``finish``,
+    what is left of it) on a killed deploy."""
     try:
-        run.undo()
+        if finish is None:
+            run.failure_policy()
+        else:
+            finish()
+            run.report.outcome = outcome
     except PgshiftError as exc:
         run.report.outcome = "failed"
         run._event("deploy-finished", outcome="rollback incomplete", undo=run.report.undo)
@@ -847,8 +1097,7 @@ def _roll_back(run: Rollout) -> DeployReport:
         run.report.runbook = run.runbook()
         error.report = run.report
         raise error from exc
-    run.report.outcome = "rolled back"
-    run._event("deploy-finished", outcome="rolled back", undo=run.report.undo)
+    run._event("deploy-finished", outcome=run.report.outcome, undo=run.report.undo)
     return run.report
 
 

@@ -18,9 +18,11 @@ def test_backup_bench_times_every_variant_and_reports_overheads(tmp_path: Path) 
     figures = json.loads(out.read_text())
     variants = {row["variant"]: row for row in figures["rows"]}
     assert "pg_dump -Fc" in variants and "backup verify --restore-test (full)" in variants
-    assert len(variants) == 9 and all(row["best"] > 0 and row["MB/s"] > 0 for row in variants.values())
+    assert "pg_restore into a new database" in variants  # --restore-test's yardstick, side by side
+    assert len(variants) == 10 and all(row["best"] > 0 and row["MB/s"] > 0 for row in variants.values())
     assert set(figures["overhead"]) == {"custom, default", "custom, default + quick verify",
                                         "custom, large tables counted on the server",
-                                        "custom, every table hashed", "directory -j2, default"}
+                                        "custom, every table hashed", "directory -j2, default",
+                                        "verify --restore-test, against pg_restore"}
     assert all(set(o) == {"best", "median", "paired_median"} for o in figures["overhead"].values())
     assert "overhead of pgshift backup over pg_dump" in run.stdout

@@ -58,3 +58,14 @@ def test_peer_projects_are_equivalent(tmp_path: Path) -> None:
     assert h.up_sql(1) in (tmp_path / "pgshift" / "00001_create_t_1.sql").read_text()
     url = h.sqlalchemy_url("postgresql://postgres@/db%201?host=/tmp/s%20ock&port=5433")
     assert url == "postgresql+psycopg://postgres@/db%201?host=%2Ftmp%2Fs%20ock&port=5433"
+
+
+def test_status_and_validate_scaling_is_timed_on_every_length(pg_server: Any, tmp_path: Path) -> None:
+    h = _harness()
+    ctx = h.Context(workdir=tmp_path, count=3)
+    server = h.Server(pg_server.admin_url)
+    result = h.measure_scaling(ctx, server, [3, 6], repeat=1)
+    for command in ("status", "validate"):
+        assert len(result.seconds[command][3]) == 1 and len(result.seconds[command][6]) == 1
+        assert result.median(command, 6) > 0 and result.ratio(command, 3, 6) > 0
+    assert set(result.as_json()["validate"]) == {"3", "6"}

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from pgshift.migrations import analysis, tree
-from pgshift.migrations.analysis import changed_tables, named_tables
+from pgshift.migrations.analysis import analyse, changed_tables, named_tables
 
 T, OTHER = (None, "t"), (None, "o")
 
@@ -63,3 +63,19 @@ def test_insert_targets_come_from_the_head_only_when_that_is_safe(
     monkeypatch.setattr(analysis, "_insert_head", lambda _sql: None)
     analysis.analyse_all.cache_clear()
     assert (changed_tables(sql)[0], named_tables(sql)) == (changed, named)
+
+
+@pytest.mark.parametrize(("sql", "destroys"), [
+    ("DROP TABLE app.users, events", ("table app.users", "table events")),
+    ("DROP MATERIALIZED VIEW IF EXISTS totals", ("materialized view totals",)),
+    ('DROP SCHEMA "Old Stuff" CASCADE', ("schema Old Stuff",)),
+    ("TRUNCATE app.users, events", ("the rows of app.users", "the rows of events")),
+    ("ALTER TABLE users DROP COLUMN email, ADD COLUMN x int, DROP COLUMN IF EXISTS y",
+     ("column users.email", "column users.y")),
+    ("ALTER TABLE users DROP CONSTRAINT users_email_key", ()),  # no data lost
+    ("DROP INDEX CONCURRENTLY users_email_idx", ()),
+    ("DROP VIEW v", ()),
+    ("DELETE FROM users", ()),  # a data change, not a schema change: the migration's own business
+])
+def test_destroys_names_what_a_statement_loses(sql: str, destroys: tuple[str, ...]) -> None:
+    assert analyse(sql).destroys == destroys

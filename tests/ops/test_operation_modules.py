@@ -19,7 +19,7 @@ from pgshift.errors import MigrationSourceError
 from pgshift.ops import service
 from pgshift.ops.model import json_schema, op, parse_document
 from pgshift.ops.operations import registry
-from pgshift.ops.operations._base import Column, Operation, fields_of
+from pgshift.ops.operations._base import Column, Operation, fields_of, is_constant
 from pgshift.rehearsal import catalog
 from pgshift.rehearsal.shape import declared_shape
 from tests.ops.helpers import make_project, snapshot
@@ -176,3 +176,13 @@ def test_a_choice_is_read_in_any_case_and_planned_as_written_in_sql(conn: psycop
     assert ops.operations[0].get("on_delete") == "SET NULL"
     step = plan_phases(ops, "002", capture(conn, ops)).expand[0]
     assert step.statements[0].as_string(conn).endswith("ON DELETE SET NULL NOT VALID")
+
+
+@pytest.mark.parametrize(("default", "constant"), [
+    ("0", True), ("-1", True), ("'pending'", True), ("'{}'::jsonb", True), ("CAST(1 AS bigint)", True),
+    ("NULL", True), ("true", True),
+    ("now()", False), ("gen_random_uuid()", False), ("1 + 1", False), ("(SELECT 1)", False),
+    ("1, 2", False), ("1; DROP TABLE users", False), ("not valid sql (", False),
+])
+def test_only_a_constant_default_is_added_without_a_backfill(default: str, constant: bool) -> None:
+    assert is_constant(default) is constant

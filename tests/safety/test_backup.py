@@ -394,6 +394,7 @@ def test_verify_names_a_missing_backup_once(tmp_path: Path, monkeypatch: pytest.
     assert f"No backup named {missing}: {missing} does not exist." in out.output
     relative = runner.invoke(cli, ["backup", "verify", "nightly"])  # also looked for in backup.directory
     assert relative.exit_code == 13 and "neither nightly nor" in relative.output
+    assert "`pgshift backup list` shows the backups in" in relative.output  # the way out, not just the miss
 
 
 def _seq_scans(url: str, table: str, at_least: int) -> int:
@@ -577,3 +578,33 @@ def test_compare_schema_names_what_the_restored_database_lacks(pg_server: Any, d
     # A long difference is cut to its first six lines, so the message stays readable.
     assert len(many) == 1 and len(many[0].split(" | ")) == 6, many
     assert many[0].startswith("the restored schema differs from the archive's: -    opened timestamp"), many
+
+
+def test_backup_hashes_and_reads_its_archive_back_in_one_pass(pg_server: Any, db_url: str, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """The default backup reads the archive once after pg_dump (#17: within 5% of pg_dump -Fc): the
+    manifest's sha256 comes from the read pg_restore reads back from, not from two more reads."""
+    import hashlib
+
+    from pgshift.safety import manifest as manifest_module
+    from pgshift.safety import verify as verify_module
+
+    seed(db_url, rows=2000)
+    extra_reads: list[Path] = []
+    real = manifest_module.sha256_file
+
+    def counted(path: Path, chunk: int = 1 << 20) -> str:
+        extra_reads.append(path)
+        return real(path, chunk)
+
+    monkeypatch.setattr(manifest_module, "sha256_file", counted)
+    monkeypatch.setattr(verify_module, "sha256_file", counted)
+    result = take_backup(make_settings(tmp_path, db_url, pg_server), db_url)
+    assert extra_reads == []
+    assert result.verification is not None and result.verification.ok
+    assert any("same read that read it back" in p for p in result.verification.passed)
+    dump = result.backup.path / "dump.pgdump"
+    assert read_manifest(result.backup.path).files[0].sha256 == hashlib.sha256(dump.read_bytes()).hexdigest()
+    monkeypatch.undo()
+    later = verify_backup(result.backup.path)  # a later quick verification: one read, hash compared
+    assert later.ok and "sha256 of 1 file(s) match the manifest" in later.passed

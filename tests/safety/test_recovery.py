@@ -274,3 +274,57 @@ def test_a_backup_of_a_database_without_a_ledger_leaves_it_alone_and_says_so(
     assert result.unrecorded is not None and "no pgshift history in schema pgshift" in result.unrecorded
     with psycopg.connect(db_url) as conn:
         assert conn.execute("SELECT to_regnamespace('pgshift')").fetchone() == (None,)
+
+
+def test_a_restore_killed_in_its_swap_leaves_a_closed_database_that_the_rerun_reopens(
+    pg_server: Any, db_url: str, db_name: str, tmp_path: Path
+) -> None:
+    """kill -9 between `ALLOW_CONNECTIONS false` and the renames leaves the live database closed, its
+    restored copy beside it (and, a moment later, the kept copy closed): this state, reproduced here,
+    must not lock the user out: the hint names the rerun, and the rerun re-opens and finishes."""
+    seed(db_url, rows=20)
+    settings = make_settings(tmp_path, db_url, pg_server)
+    folder = take_backup(settings, db_url).backup.path
+    copy, kept = f"{db_name}_restoring_20261201000000", f"{db_name}_pre_restore_20261130000000"
+    (tmp_path / "migrations").mkdir()
+    with psycopg.connect(pg_server.admin_url, autocommit=True) as admin:
+        for name in (copy, kept):
+            admin.execute(psycopg.sql.SQL("CREATE DATABASE {}").format(psycopg.sql.Identifier(name)))
+        for name in (db_name, kept):
+            admin.execute(psycopg.sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS false").format(
+                psycopg.sql.Identifier(name)))
+        try:
+            locked_out = run_pgshift(["status"], cwd=tmp_path, url=db_url, env=_env(pg_server))
+            assert locked_out.returncode == 26, locked_out.stderr
+            assert "is not currently accepting connections" in locked_out.stderr
+            assert "run the same command again: it re-opens the database" in locked_out.stderr
+
+            rerun = run_pgshift(["restore", str(folder), "--yes"], cwd=tmp_path, url=db_url, env=_env(pg_server))
+            assert rerun.returncode == 0, rerun.stderr
+            assert f"re-opened {db_name} to new sessions: a restore killed during its swap" in rerun.stdout
+            assert f"dropped database {copy}" in rerun.stdout
+            assert f"re-opened {kept}, the previous data an interrupted restore kept" in rerun.stdout
+            assert count(db_url, "accounts") == 20
+            closed = admin.execute("SELECT datname FROM pg_database WHERE NOT datallowconn AND datname LIKE %s",
+                                   (f"{db_name}%",)).fetchall()
+            assert closed == []
+        finally:
+            for name in databases(pg_server.admin_url, f"{db_name}_%"):
+                drop_database(admin, name)
+
+
+def test_a_database_closed_by_someone_else_stays_closed(pg_server: Any, db_url: str, db_name: str,
+                                                       tmp_path: Path) -> None:
+    seed(db_url, rows=5)
+    folder = take_backup(make_settings(tmp_path, db_url, pg_server), db_url).backup.path
+    with psycopg.connect(pg_server.admin_url, autocommit=True) as admin:
+        admin.execute(psycopg.sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS false").format(
+            psycopg.sql.Identifier(db_name)))
+        try:
+            refused = run_pgshift(["restore", str(folder), "--yes"], cwd=tmp_path, url=db_url, env=_env(pg_server))
+            assert refused.returncode == 26, refused.stderr
+            row = admin.execute("SELECT datallowconn FROM pg_database WHERE datname = %s", (db_name,)).fetchone()
+            assert row == (False,)  # no restore copy beside it: not ours to re-open
+        finally:
+            admin.execute(psycopg.sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS true").format(
+                psycopg.sql.Identifier(db_name)))

@@ -143,7 +143,8 @@ def status_cmd(settings: Settings, as_json: bool, exit_code: bool, targets_file:
 @click.option("--no-backup", is_flag=True,
               help="Skip the backup that backup.policy asks for, and allow destructive changes without one.")
 @click.option("--watch", is_flag=True,
-              help="Watch the database while migrating ([watch] thresholds); a breach stops before the next migration.")
+              help="Watch the database while migrating ([watch] thresholds); a breach stops at the next step "
+              "(a running statement is cancelled).")
 @fleet_view.targets_option
 @handle_errors
 def migrate_cmd(settings: Settings, as_json: bool, to: str | None, dry_run: bool, repair: bool,

@@ -10,7 +10,7 @@ from urllib.parse import unquote
 import psycopg
 from psycopg import conninfo
 
-from pgshift.errors import AuthenticationFailed, ConfigError, ConnectionFailed
+from pgshift.errors import AuthenticationFailed, ConfigError, ConnectionFailed, DatabaseClosed
 
 # Up to the last @ of the authority: an unencoded @ in a password must not leave its tail visible.
 _URL_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^:/@\s]*:)(?P<pw>[^\s/?#]*)(?=@)", re.I)
@@ -121,6 +121,14 @@ def connect(
                 f"The server accepted no more connections for {target}: {message}",
                 hint="wait for other sessions to end, or raise the role's CONNECTION LIMIT (ALTER ROLE ... "
                 "CONNECTION LIMIT) or the server's max_connections; pgshift needs up to two connections at once.",
+            ) from None
+        if "is not currently accepting connections" in message:
+            raise DatabaseClosed(
+                f"Cannot connect to {target}: {message}",
+                hint="the database is closed to new sessions (ALTER DATABASE ... ALLOW_CONNECTIONS false). If a "
+                "`pgshift restore` (or a deploy's restore) was killed during its swap, run the same command again: "
+                "it re-opens the database after checking; otherwise an administrator runs `ALTER DATABASE ... "
+                "WITH ALLOW_CONNECTIONS true` from another database.",
             ) from None
         if any(marker in message for marker in _AUTH_MARKERS):
             raise AuthenticationFailed(

@@ -116,6 +116,9 @@ class StatementFacts:
     autocommit: str | None = None  # why it cannot run in a transaction block, PostgreSQL 12 and later
     autocommit_before_12: str | None = None  # ... before 12
     concurrent_index: IndexTarget | None = None
+    # What it destroys, in words ("table app.users", "column users.email", "the rows of users", "schema s"):
+    # the data loss backup.policy asks about.
+    destroys: tuple[str, ...] = ()
 
     def autocommit_reason(self, server_major: int) -> str | None:
         """Why it cannot run inside a transaction block on this server major, or None if it can."""
@@ -290,6 +293,22 @@ def _changed(k: str, b: Node) -> tuple[set[TableName], set[TableName], set[Table
     return changed, rewritten, scanned | rewritten
 
 
+_DROPPED_KINDS = {"OBJECT_TABLE": "table", "OBJECT_MATVIEW": "materialized view", "OBJECT_SCHEMA": "schema"}
+
+
+def _destroys(k: str, b: Node) -> tuple[str, ...]:
+    if k == "TruncateStmt":
+        return tuple(f"the rows of {tree.relname(r)}" for r in b.get("relations") or ())
+    if k == "DropStmt" and (what := _DROPPED_KINDS.get(b.get("removeType", ""))):
+        names = [tree.strings([o]) if "String" in o else tree.strings(o.get("List", {}).get("items"))
+                 for o in b.get("objects") or ()]
+        return tuple(f"{what} {tree.qualified(n)}" for n in names)
+    if k == "AlterTableStmt":
+        table = tree.relname(b.get("relation"))
+        return tuple(f"column {table}.{c.get('name')}" for c in cmds(b) if c.get("subtype") == "AT_DropColumn")
+    return ()
+
+
 def _bulk_loaded(k: str, b: Node) -> set[TableName]:
     target = _name(b.get("relation"))
     if target is None:
@@ -333,7 +352,7 @@ def facts_of(node: Node, *, relations: frozenset[TableName] | None = None) -> St
         stale_statistics=frozenset(_stale_statistics(k, b, changed, bulk_loaded)), locks=tuple(locks_of(node)),
         transaction=_transaction(k, b), modes=_modes(b) if k == "TransactionStmt" else None,
         autocommit=_autocommit(k, b, 12), autocommit_before_12=_autocommit(k, b, 11),
-        concurrent_index=_concurrent_index(k, b),
+        concurrent_index=_concurrent_index(k, b), destroys=_destroys(k, b),
     )
 
 

@@ -155,30 +155,21 @@ class ContractDrops:
 
 def _destructive_contract_steps(conn: psycopg.Connection[Any], runner: PhaseRunner,
                                 migration: OpsMigration) -> list[str]:
-    from pglast import parse_sql
-
+    from pgshift.migrations.analysis import analyse_all
     from pgshift.ops.phases import load_state
     from pgshift.ops.plan import StepPlanner, version_schema_name
 
     state = load_state(conn, runner.schema, migration.version)
     assert state is not None
     start = int(state["steps_done"]) if state["phase"] == "contracting" else 0
-    version_schema = version_schema_name(migration.ops, migration.version)
+    # The version schema holds only views of the tables: dropping it loses no data.
+    views_only = f"schema {version_schema_name(migration.ops, migration.version)}"
     found: list[str] = []
     for step in migration.steps("contract", StepPlanner(server_major(conn), state["captured"]))[start:]:
         for statement in step.statements:
-            for raw in parse_sql(statement.as_string(conn)):
-                node: Any = raw.stmt
-                kind = type(node).__name__
-                drops = kind == "TruncateStmt" or (kind == "AlterTableStmt" and any(
-                    type(c).__name__ == "AlterTableCmd" and c.subtype.name == "AT_DropColumn" for c in node.cmds))
-                if kind == "DropStmt":
-                    what = node.removeType.name
-                    names = [getattr(o, "sval", None) for o in (node.objects or [])]
-                    drops = what in ("OBJECT_TABLE", "OBJECT_MATVIEW") or (
-                        what == "OBJECT_SCHEMA" and names != [version_schema])
-                if drops and step.label not in found:
-                    found.append(step.label)
+            facts = analyse_all(statement.as_string(conn))
+            if any(lost != views_only for f in facts for lost in f.destroys) and step.label not in found:
+                found.append(step.label)
     return found
 
 

@@ -35,6 +35,7 @@ from pgshift.db.privileges import require_readable_tables
 from pgshift.errors import BackupFailed, DiskFull, LockHeld, PgshiftError, from_os_error
 from pgshift.safety.manifest import (
     MANIFEST,
+    FileEntry,
     Manifest,
     TableLocked,
     TableStat,
@@ -350,10 +351,24 @@ def take_backup(
         finally:
             conn.rollback()
     _restrict(folder)
+    preread = None
+    try:
+        restore = _restore_tool(tool, bindir or settings.backup.pg_bindir) if verify and fmt != "directory" else None
+        if restore is not None:  # hash and read back in one pass; the manifest takes its sha256
+            from pgshift.safety.verify import read_archive_once
+
+            preread = read_archive_once(folder / dump_name, restore)
+            files = [FileEntry(dump_name, (folder / dump_name).stat().st_size, preread.sha256)]
+        else:
+            files = file_entries(folder, dump_name)
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        mark.release()
+        raise
     manifest = Manifest(
         database=database, server_version=version, server_major=major, history_head=head, format=fmt,
         dump=dump_name, jobs=jobs, started_at=started_at, finished_at=now_iso(),
-        database_size_bytes=int(db_size), tables=stats, files=file_entries(folder, dump_name),
+        database_size_bytes=int(db_size), tables=stats, files=files,
         tools={"pg_dump": tool.version, "pgshift": __version__}, host=_host_of(url or ""), notes=notes,
         snapshot_shared=not any(n.startswith(_NO_SNAPSHOT) for n in notes), dump_timezone=DUMP_TIMEZONE,
         encoding=str(encoding),
@@ -369,7 +384,8 @@ def take_backup(
     if verify:
         from pgshift.safety.verify import verify_backup
 
-        result.verification = verify_backup(folder, full=False, bindir=bindir or settings.backup.pg_bindir)
+        result.verification = verify_backup(folder, full=False, bindir=bindir or settings.backup.pg_bindir,
+                                            preread=preread)
         result.backup = Backup(folder, read_manifest(folder))  # now with the large tables' counts
     keep = settings.backup.keep if keep is None else keep
     if keep:
@@ -377,6 +393,15 @@ def take_backup(
     result.unrecorded = record_backup(settings, url or "", result.backup)
     result.seconds = time.monotonic() - started
     return result
+
+
+def _restore_tool(dump_tool: Tool, bindir: str | Path | None) -> Tool | None:
+    """The pg_restore that reads the new archive back; None leaves the verification to say it is missing
+    (after the manifest is written: the dump is kept)."""
+    try:
+        return find_tool("pg_restore", dump_tool.major, bindir=bindir)
+    except BackupFailed:
+        return None
 
 
 _NO_SNAPSHOT = "the server could not export a snapshot"

@@ -42,6 +42,7 @@ def resolve_backup(settings: Settings, name: str, url: str | None = None) -> Pat
         return path
     if (root / name).exists():
         return root / name
+    hint = f"`pgshift backup list` shows the backups in {root} (backup.directory); name one of them, or 'latest'."
     if path.is_absolute() or root / name == path:
-        raise BackupFailed(f"No backup named {name}: {path} does not exist.")
-    raise BackupFailed(f"No backup named {name}: neither {path} nor {root / name} exists.")
+        raise BackupFailed(f"No backup named {name}: {path} does not exist.", hint=hint)
+    raise BackupFailed(f"No backup named {name}: neither {path} nor {root / name} exists.", hint=hint)

@@ -19,6 +19,7 @@ import hashlib
 import os
 import subprocess
 import tempfile
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -130,24 +131,58 @@ def _chunks(stream: IO[bytes]) -> Iterator[bytes]:
         yield block
 
 
+def _feed(source: Path, sink: IO[bytes], digest: hashlib._Hash | None, failed: list[OSError]) -> None:
+    """Copy ``source`` into the tool's stdin, hashing every byte; a tool that stops reading (a
+    damaged archive) does not stop the hash, which then tells a changed file from a bad one."""
+    writing = True
+    try:
+        with source.open("rb") as src:
+            while block := src.read(_CHUNK):
+                if digest is not None:
+                    digest.update(block)
+                if writing:
+                    try:
+                        sink.write(block)
+                    except OSError:  # BrokenPipeError: the tool exited; its stderr says why
+                        writing = False
+    except OSError as exc:
+        failed.append(exc)
+    finally:
+        with contextlib.suppress(OSError):
+            sink.close()
+
+
 def tool_copy_data(
     argv: Sequence[str | bytes], env: dict[str, str], *, what: str,
     hashed: Callable[[TableKey], bool] = lambda _: False,
+    stdin_file: Path | None = None, digest: hashlib._Hash | None = None,
 ) -> dict[TableKey, TableData]:
     """Run pg_restore/pg_dump writing a SQL script to stdout and read its COPY blocks as they come;
-    BackupFailed with the tool's (masked) stderr if it fails."""
+    BackupFailed with the tool's (masked) stderr if it fails. With ``stdin_file`` the tool reads that
+    file from its stdin, and ``digest`` hashes it in the same read (one pass over the archive)."""
     with tempfile.TemporaryFile() as errors:
         try:
-            proc = subprocess.Popen(argv, bufsize=0, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=errors,
+            stdin = subprocess.DEVNULL if stdin_file is None else subprocess.PIPE
+            proc = subprocess.Popen(argv, bufsize=0, stdin=stdin, stdout=subprocess.PIPE, stderr=errors,
                                     env=child_env(env), preexec_fn=die_with_parent())
         except OSError as exc:
             raise BackupFailed(f"{what}: could not run {os.fsdecode(argv[0])}: {exc}") from exc
         assert proc.stdout is not None
+        feeder: threading.Thread | None = None
+        unreadable: list[OSError] = []
+        if stdin_file is not None:
+            assert proc.stdin is not None
+            feeder = threading.Thread(target=_feed, args=(stdin_file, proc.stdin, digest, unreadable), daemon=True)
+            feeder.start()
         try:
             found = read_copy_blocks(_chunks(proc.stdout), hashed)
         finally:
             proc.stdout.close()
             code = proc.wait()
+            if feeder is not None:
+                feeder.join()
+        if unreadable:
+            raise BackupFailed(f"{what}: {stdin_file} could not be read: {unreadable[0]}") from unreadable[0]
         if code != 0:
             errors.seek(0)
             detail = mask_password(errors.read().decode("utf-8", errors="replace").strip()[-2000:])

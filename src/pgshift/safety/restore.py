@@ -12,6 +12,8 @@ the current rows aside into ``<table>_pre_restore_<timestamp>``.
 
 from __future__ import annotations
 
+import getpass
+import os
 import re
 import subprocess
 import time
@@ -22,14 +24,14 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from psycopg import sql
+from psycopg import conninfo, sql
 
 from pgshift.config import Settings, duration_ms
 from pgshift.db.connect import connect, drop_database, mask_password, with_dbname
 from pgshift.db.history import History
 from pgshift.db.lock import lock_holder, lock_key
 from pgshift.db.privileges import require_createdb, require_database_owner
-from pgshift.errors import BackupFailed, PgshiftError, RestoreFailed, server_message
+from pgshift.errors import BackupFailed, DatabaseClosed, PgshiftError, RestoreFailed, server_message
 from pgshift.safety.copydata import is_copy_header
 from pgshift.safety.dbprops import apply_properties, archived_properties
 from pgshift.safety.hooks import poll_health, run_hook
@@ -38,6 +40,9 @@ from pgshift.safety.tools import CLIENT_ENCODING, child_env, database_codec, die
 from pgshift.safety.verify import compare_tables, restore_into, restore_tool, verify_backup
 
 Say = Callable[[str], None]
+# Called with the restored copy's URL and the name the live database will be kept as, after the copy was
+# checked and before the swap: the last moment to write into the copy (a deploy records its failure there).
+BeforeSwap = Callable[[str, str], None]
 
 
 @dataclass
@@ -83,21 +88,24 @@ def maintenance_url(url: str, live: str) -> str:
 
 
 def restore_database(settings: Settings, backup: str | Path, url: str | None = None, *,
-                     say: Say | None = None) -> RestoreReport:
+                     say: Say | None = None, before_swap: BeforeSwap | None = None) -> RestoreReport:
     """Restore the whole database from ``backup`` beside the live one and swap them."""
     url = url or settings.database_url or ""
     folder = Path(backup)
+    reopened = reopen_after_interrupted_swap(url)
     with connect(url, application_name="pgshift-restore") as conn:
         live = str(conn.execute("SELECT current_database()").fetchone()[0])  # type: ignore[index]
         require_createdb(conn, f"Restoring {live} creates a new database beside it and",
                          instead="restore single tables into the live database with `pgshift restore --table`")
         require_database_owner(conn, f"Restoring {live} renames it to keep it, and so")
     report = RestoreReport(str(folder), live, now_iso())
+    if reopened:
+        report.step("leftover", True, reopened, say)
     try:
         with connect(maintenance_url(url, live), application_name="pgshift-restore") as guard:
             _claim(guard, live)  # held until the restore ends; the server drops it if we are killed
             _drop_leftovers(guard, live, report, say)
-            _restore(settings, folder, url, live, report, say)
+            _restore(settings, folder, url, live, report, say, before_swap)
         report.ok = all(s["ok"] for s in report.steps)
     finally:
         report.finished_at = now_iso()
@@ -111,6 +119,40 @@ def restore_database(settings: Settings, backup: str | Path, url: str | None = N
             + f". The previous data is kept as database {report.kept_as}."
         )
     return report
+
+
+def _restoring_pattern(live: str) -> re.Pattern[str]:
+    prefix = _name(live, "_restoring_00000000000000")[: -len("00000000000000")]
+    return re.compile(re.escape(prefix) + r"\d{14}")
+
+
+def reopen_after_interrupted_swap(url: str) -> str | None:
+    """Re-open the live database when a restore killed in its swap left it closed to new sessions
+    (ALLOW_CONNECTIONS false, its restored copy still beside it); what was done, or None.
+
+    A database closed by anyone else (no restore copy beside it) stays closed: the connection error
+    below says so."""
+    try:
+        with connect(url, application_name="pgshift-restore"):
+            return None
+    except DatabaseClosed:
+        pass
+    params = conninfo.conninfo_to_dict(url)
+    live = str(params.get("dbname") or os.environ.get("PGDATABASE") or params.get("user")
+               or os.environ.get("PGUSER") or getpass.getuser())
+    with connect(maintenance_url(url, live), application_name="pgshift-restore") as guard:
+        _claim(guard, live)  # a running restore's swap is not ours to undo
+        try:
+            rows = guard.execute("SELECT datname, datallowconn FROM pg_database").fetchall()
+            closed = any(str(n) == live and not a for n, a in rows)
+            copies = sorted(str(n) for n, _ in rows if _restoring_pattern(live).fullmatch(str(n)))
+            if not closed or not copies:
+                return None
+            guard.execute(sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS true").format(sql.Identifier(live)))
+        finally:
+            guard.execute("SELECT pg_advisory_unlock(%s)", (lock_key(f"restore:{live}"),))
+    return (f"re-opened {live} to new sessions: a restore killed during its swap had closed it (its copy "
+            f"{copies[-1]} is dropped next; {live} still holds its own data)")
 
 
 def _claim(guard: psycopg.Connection[Any], live: str) -> None:
@@ -129,17 +171,22 @@ def _claim(guard: psycopg.Connection[Any], live: str) -> None:
 def _drop_leftovers(guard: psycopg.Connection[Any], live: str, report: RestoreReport, say: Say | None) -> None:
     """Drop the half-restored copies a killed restore left beside ``live`` (never the live one,
     nor the ``_pre_restore_`` databases kept on purpose)."""
-    prefix = _name(live, "_restoring_00000000000000")[: -len("00000000000000")]
-    pattern = re.compile(re.escape(prefix) + r"\d{14}")
-    names = [str(r[0]) for r in guard.execute("SELECT datname FROM pg_database ORDER BY datname").fetchall()]
-    for name in (n for n in names if pattern.fullmatch(n)):
-        drop_database(guard, name)
-        report.step("leftover", True, f"dropped database {name}, the partial copy an interrupted restore "
-                    f"left behind (the live database {live} was not touched by it)", say)
+    pattern = _restoring_pattern(live)
+    kept = re.compile(re.escape(_name(live, "_pre_restore_00000000000000")[: -len("00000000000000")]) + r"\d{14}")
+    rows = guard.execute("SELECT datname, datallowconn FROM pg_database ORDER BY datname").fetchall()
+    for name, allowed in ((str(n), bool(a)) for n, a in rows):
+        if pattern.fullmatch(name):
+            drop_database(guard, name)
+            report.step("leftover", True, f"dropped database {name}, the partial copy an interrupted restore "
+                        f"left behind (the live database {live} was not touched by it)", say)
+        elif kept.fullmatch(name) and not allowed:  # killed between the swap and re-opening the kept copy
+            guard.execute(sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS true").format(sql.Identifier(name)))
+            report.step("leftover", True, f"re-opened {name}, the previous data an interrupted restore kept, to "
+                        "new sessions", say)
 
 
 def _restore(settings: Settings, folder: Path, url: str, live: str, report: RestoreReport,
-             say: Say | None) -> None:
+             say: Say | None, before_swap: BeforeSwap | None = None) -> None:
     try:
         verify = verify_backup(folder, full=True, url=url, bindir=settings.backup.pg_bindir,
                                jobs=settings.backup.jobs)
@@ -152,13 +199,21 @@ def _restore(settings: Settings, folder: Path, url: str, live: str, report: Rest
     stamp = _stamp()
     new_db = _name(live, f"_restoring_{stamp}")
     admin_url = maintenance_url(url, live)
+    kept_as = _name(live, f"_pre_restore_{stamp}")
     try:
         _restore_beside(settings, folder, url, admin_url, live, new_db, report, say)
+        if before_swap is not None:
+            try:
+                before_swap(with_dbname(url, new_db), kept_as)
+            except BaseException:
+                with connect(admin_url, application_name="pgshift-restore") as admin:
+                    drop_database(admin, new_db)
+                raise
     except BaseException:
         if stopped:
             _hook(settings.app.start_command, "start_app (the live database was not touched)", report, say)
         raise
-    report.kept_as = _name(live, f"_pre_restore_{stamp}")
+    report.kept_as = kept_as
     _swap(admin_url, live, new_db, report.kept_as, settings)
     report.step("swap", True, f"{live} is the restored database; the previous one is kept as {report.kept_as}",
                 say)

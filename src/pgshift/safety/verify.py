@@ -1,8 +1,9 @@
 """``verify_backup``: prove a backup can be restored and holds what the manifest says.
 
-Quick: every file's sha256 matches the manifest and ``pg_restore -f /dev/null`` reads the whole
-archive (``pg_restore --list`` only reads the table of contents and still succeeds on a dump
-cut in half, so it is not verification).
+Quick: every file's sha256 matches the manifest and pg_restore reads the whole archive, counting
+each table's rows (``pg_restore --list`` only reads the table of contents and still succeeds on a
+dump cut in half, so it is not verification). A custom-format archive is hashed in the same read
+that pg_restore reads it from (its stdin): one pass over the file, not two.
 
 Full (``--restore-test``): restore into a scratch database, compare every table's row count and
 content hash with the manifest, compare the restored schema with the archive's, drop the
@@ -12,6 +13,7 @@ scratch database.
 from __future__ import annotations
 
 import difflib
+import hashlib
 import re
 import secrets
 import time
@@ -70,7 +72,12 @@ def restore_tool(manifest: Manifest, bindir: str | Path | None = None) -> Tool:
     return find_tool("pg_restore", _tool_major(manifest), bindir=bindir)
 
 
-def check_files(folder: Path, manifest: Manifest) -> list[str]:
+def changed_file(path: str) -> str:
+    return f"{path} does not match its sha256 in the manifest (the file changed)"
+
+
+def check_files(folder: Path, manifest: Manifest, *, hashing: bool = True) -> list[str]:
+    """Every listed file is there with its size (and, with ``hashing``, its sha256); nothing extra."""
     problems: list[str] = []
     listed = {f.path for f in manifest.files}
     for entry in manifest.files:
@@ -79,8 +86,8 @@ def check_files(folder: Path, manifest: Manifest) -> list[str]:
             problems.append(f"{entry.path} is missing")
         elif path.stat().st_size != entry.size:
             problems.append(f"{entry.path} is {path.stat().st_size} bytes, the manifest says {entry.size}")
-        elif sha256_file(path) != entry.sha256:
-            problems.append(f"{entry.path} does not match its sha256 in the manifest (the file changed)")
+        elif hashing and sha256_file(path) != entry.sha256:
+            problems.append(changed_file(entry.path))
     dump = folder / manifest.dump
     if dump.is_dir():
         extra = sorted(str(p.relative_to(folder)) for p in dump.rglob("*") if p.is_file())
@@ -94,6 +101,29 @@ def read_archive(folder: Path, manifest: Manifest, tool: Tool, *,
     digest where ``hashed`` says so); raises BackupFailed."""
     return tool_copy_data([str(tool.path), "--file=-", str(folder / manifest.dump)], {},
                           what=f"the archive {folder / manifest.dump} does not read back", hashed=hashed)
+
+
+@dataclass(frozen=True)
+class ArchiveRead:
+    """One read of a single-file archive: its sha256, and the rows pg_restore read back from the same
+    bytes (``tables`` None and ``failure`` set when pg_restore could not read it)."""
+
+    sha256: str
+    tables: dict[TableKey, TableData] | None
+    failure: str | None = None
+
+
+def read_archive_once(path: Path, tool: Tool, *,
+                      hashed: Callable[[TableKey], bool] = lambda _: False) -> ArchiveRead:
+    """Hash a custom-format archive and read it back through pg_restore (from its stdin) in one pass
+    over the file, instead of one read to hash it and another to restore it."""
+    digest = hashlib.sha256()
+    try:
+        tables = tool_copy_data([str(tool.path), "--file=-"], {}, what=f"the archive {path} does not read back",
+                                hashed=hashed, stdin_file=path, digest=digest)
+    except BackupFailed as exc:
+        return ArchiveRead(digest.hexdigest(), None, exc.message)
+    return ArchiveRead(digest.hexdigest(), tables)
 
 
 def compare_archive_counts(manifest: Manifest, archived: dict[TableKey, TableData]) -> list[str]:
@@ -223,11 +253,13 @@ def verify_backup(
     bindir: str | Path | None = None,
     jobs: int = 1,
     record: bool = True,
+    preread: ArchiveRead | None = None,
 ) -> VerifyReport:
     """Verify the backup folder ``path``; raises BackupFailed (exit 13) naming every problem.
 
     ``full`` restores into a scratch database on the server of ``url`` (any database there that
-    the user can connect to; the user needs CREATEDB)."""
+    the user can connect to; the user needs CREATEDB). ``preread``: the read `pgshift backup` made of
+    the archive it just wrote, whose sha256 went into the manifest (not read a second time)."""
     folder = Path(path)
     if folder.is_file():  # the dump file itself was named
         folder = folder.parent
@@ -238,7 +270,7 @@ def verify_backup(
     report = VerifyReport(folder, "full" if full else "quick", ok=False)
     started = time.monotonic()
     try:
-        _verify(folder, report, full, url, bindir, jobs)
+        _verify(folder, report, full, url, bindir, jobs, preread)
     finally:
         report.seconds = time.monotonic() - started
         report.ok = not report.problems
@@ -254,7 +286,7 @@ def verify_backup(
 
 
 def _verify(folder: Path, report: VerifyReport, full: bool, url: str | None,
-            bindir: str | Path | None, jobs: int) -> None:
+            bindir: str | Path | None, jobs: int, preread: ArchiveRead | None = None) -> None:
     if not folder.is_dir():
         report.problems.append(f"{folder} does not exist or is not a backup folder")
         return
@@ -263,18 +295,33 @@ def _verify(folder: Path, report: VerifyReport, full: bool, url: str | None,
     except BackupFailed as exc:
         report.problems.append(exc.message)
         return
-    problems = check_files(folder, manifest)
+    single = (folder / manifest.dump).is_file()  # custom format: hashed in the read that restores it
+    problems = check_files(folder, manifest, hashing=not single)
     if problems:
         report.problems.extend(problems)
         return  # a changed file is enough; pg_restore could even misread it
-    report.passed.append(f"sha256 of {len(manifest.files)} file(s) match the manifest")
     tool = restore_tool(manifest, bindir)
     large = full and _compares_data(manifest, url)
-    try:
-        archived = read_archive(folder, manifest, tool, hashed=lambda _: large)
-    except BackupFailed as exc:
-        report.problems.append(exc.message)
-        return
+    if single:
+        read = preread if preread is not None and not large else \
+            read_archive_once(folder / manifest.dump, tool, hashed=lambda _: large)
+        if read.sha256 != manifest.files[0].sha256:
+            report.problems.append(changed_file(manifest.files[0].path))
+            return
+        report.passed.append(
+            "sha256 of the archive taken in the same read that read it back (written to the manifest)"
+            if read is preread else f"sha256 of {len(manifest.files)} file(s) match the manifest")
+        if read.tables is None:
+            report.problems.append(read.failure or f"the archive {folder / manifest.dump} does not read back")
+            return
+        archived = read.tables
+    else:
+        report.passed.append(f"sha256 of {len(manifest.files)} file(s) match the manifest")
+        try:
+            archived = read_archive(folder, manifest, tool, hashed=lambda _: large)
+        except BackupFailed as exc:
+            report.problems.append(exc.message)
+            return
     report.passed.append(f"the whole archive reads back ({tool.path.name} {tool.version})")
     if not manifest.snapshot_shared:
         report.passed.append("row counts not compared with the archive: they were read in another snapshot")

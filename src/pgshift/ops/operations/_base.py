@@ -265,16 +265,19 @@ class Plan(Protocol):
 # -- SQL pieces shared by the operations and the linter's schema model ------------------------------
 def is_constant(expression: str) -> bool:
     """True when a default is a constant (metadata-only ADD COLUMN); anything else is filled in batches."""
-    from pglast import parse_sql
+    from pgshift.migrations import tree
 
     try:
-        stmt: Any = parse_sql(f"SELECT {expression}")[0].stmt
-    except Exception:
+        statements = tree.parse(f"SELECT {expression}")
+    except tree.ParseError:
         return False
-    node = stmt.targetList[0].val
-    while type(node).__name__ == "TypeCast":
-        node = node.arg
-    return type(node).__name__ == "A_Const"
+    targets = tree.body(statements[0]).get("targetList") or [] if len(statements) == 1 else []
+    if len(targets) != 1:
+        return False  # "1, 2" or "1; DROP ..." is no single constant
+    node = targets[0]["ResTarget"]["val"]
+    while "TypeCast" in node:
+        node = node["TypeCast"]["arg"]
+    return "A_Const" in node
 
 
 def column_definition(column: Column) -> sql.Composable:
