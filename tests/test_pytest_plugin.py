@@ -170,6 +170,48 @@ def test_operations_migrations_are_expanded_aborted_expanded_and_contracted(plug
     assert "PASSED pgshift::reversible[002]" in result.stdout.str()
 
 
+RESHAPE = {
+    "001_accounts.sql": """
+        -- pgshift:up
+        CREATE TABLE accounts (id int PRIMARY KEY, email text, legacy text, plan text DEFAULT 'trial');
+        -- pgshift:down
+        DROP TABLE accounts;
+        """,
+    "002_reshape.ops.yaml": """
+        operations:
+          - add_column: {table: accounts, column: {name: status, type: text, nullable: false, default: "'new'"}}
+          - set_default: {table: accounts, column: plan, default: "'free'"}
+          - add_unique: {table: accounts, name: accounts_email_key, columns: [email]}
+          - drop_column: {table: accounts, column: legacy}
+        """,
+}
+
+
+def test_expand_then_contract_reaches_the_shape_the_operations_declare(plugin_env: pytest.Pytester) -> None:
+    _project(plugin_env.path, RESHAPE)
+    result = _run(plugin_env, "--pgshift")
+    result.assert_outcomes(passed=5)
+    assert "PASSED pgshift::reversible[002]" in result.stdout.str()
+
+
+def test_a_contract_that_misses_the_declared_shape_fails_naming_the_migration_with_the_diff(
+        plugin_env: pytest.Pytester) -> None:
+    """drop_column's contract is broken in the test process: the column it declares dropped stays."""
+    _project(plugin_env.path, RESHAPE, conftest="""
+        from pgshift.ops.operations.drop_column import DropColumn
+
+        DropColumn.contract = lambda self, plan, index: None  # forgets to drop the column
+        """)
+    result = _run(plugin_env, "--pgshift")
+    result.assert_outcomes(passed=4, failed=1)
+    out = result.stdout.str()
+    assert "FAILED pgshift::reversible[002]" in out
+    assert ("After expand and contract, 002 reshape does not reach the shape its operations declare (- declared but "
+            "missing, + there but not declared); the catalog differs (3 change(s)):") in out
+    assert "  + column public.accounts.legacy: text null position 3" in out  # and the columns after it moved
+    assert "  ~ column public.accounts.plan: text null default 'free'::text position 3  ->  " in out
+
+
 def test_formats_without_down_parts_and_with_down_files(plugin_env: pytest.Pytester) -> None:
     _project(plugin_env.path, {
         "000001_trades.up.sql": "CREATE TABLE trades (id bigint PRIMARY KEY);\n",

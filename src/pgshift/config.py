@@ -54,6 +54,16 @@ class BackupSettings:
     # Larger tables: "archive" reads them once on the server (pg_dump's COPY) and takes their row
     # count from the archive at verification; "count" also counts them in pg_dump's snapshot.
     large_tables: str = "archive"
+    # Who satisfies backup.policy: "pg_dump" (pgshift takes and verifies a dump) or a physical backup
+    # system the team runs ("pgbackrest"), of which pgshift requires a completed backup newer than max_age.
+    provider: str = "pg_dump"
+    pgbackrest_stanza: str | None = None
+    pgbackrest_config: str | None = None  # pgbackrest's --config (default: its own, /etc/pgbackrest/...)
+    pgbackrest_repo: int | None = None  # --repo: one repository (default: every configured one)
+    pgbackrest_command: str = "pgbackrest"  # the program, found on PATH unless a path
+    # Also restore that backup into a scratch folder, start a server on it and query it, before relying on it.
+    restore_check: bool = False
+    restore_check_directory: str | None = None  # where the scratch folder goes (default: the temp dir)
 
 
 @dataclass
@@ -255,6 +265,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "backup.policy": ("always", "destructive-only", "never"),
     "backup.format": ("custom", "directory"),
     "backup.large_tables": ("archive", "count"),
+    "backup.provider": ("pg_dump", "pgbackrest"),
     "lint.fail_level": ("error", "warning", "note"),
     "ledger.mirror": ("prisma", "flyway", "dbmate", "goose", "golang-migrate"),
     "deploy.contract": ("auto", "later"),
@@ -273,6 +284,8 @@ _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]{0,62}$")
 
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 _NON_EMPTY = {"migrations_dir", "migrate_url", "application_name", "backup.directory", "backup.pg_bindir",
+              "backup.pgbackrest_stanza", "backup.pgbackrest_config", "backup.pgbackrest_command",
+              "backup.restore_check_directory",
               "lint.schema_file", "app.version_file", "app.health_url", "ledger.mirror_schema", "deploy.app_command",
               "deploy.rollback_app_command", "deploy.health_command", "targets.query", "targets.catalog_url"}
 
@@ -391,6 +404,9 @@ def _validate(key: str, value: Any, where: str) -> None:
                 raise ConfigError(f"watch.metric_limits.{name} in {where} must be a number, not {limit!r}.") from None
     if key == "targets.parallel" and value < 1:
         raise ConfigError(f"targets.parallel in {where} must be at least 1 (targets migrated at a time), not {value}.")
+    if key == "backup.pgbackrest_repo" and value is not None and not 1 <= value <= 256:
+        raise ConfigError(f"backup.pgbackrest_repo in {where} must be a pgBackRest repository number from 1 to 256, "
+                          f"not {value}.")
     if key == "lint.pg_version" and value is not None and not 10 <= int(value) <= 30:
         # Like --pg-version: lint can judge SQL for servers older than pgshift runs against.
         raise ConfigError(f"lint.pg_version in {where} must be a PostgreSQL major version from 10 to 30.")
@@ -406,6 +422,17 @@ def _validate_url(key: str, value: str, where: str) -> None:
         raise ConfigError(f"{key} in {where} is not a valid connection string: write a postgresql:// URL or "
                           "libpq key=value pairs (https://www.postgresql.org/docs/current/libpq-connect.html)."
                           ) from None
+
+
+def _validate_provider(settings: Settings, layers: tuple[dict[str, Any], ...], places: tuple[str, ...]) -> None:
+    """A physical backup provider needs to know which backups are this cluster's."""
+    if settings.backup.provider != "pgbackrest" or settings.backup.pgbackrest_stanza:
+        return
+    where = next((place for layer, place in reversed(list(zip(layers, places, strict=True)))
+                  if isinstance(layer.get("backup"), dict) and "provider" in layer["backup"]), "")
+    raise ConfigError(f'backup.provider = "pgbackrest" in {where} needs backup.pgbackrest_stanza: the pgBackRest '
+                      "stanza of this database's cluster (as in `pgbackrest --stanza=NAME info`), whose newest "
+                      "completed backup satisfies backup.policy.")
 
 
 def find_config_file(start: Path) -> Path | None:
@@ -484,6 +511,7 @@ def load_settings(
     flags = {k: v for k, v in (overrides or {}).items() if v is not None}
     _apply(settings, flags, "the command line")
     layers = (file_values, env_values, flags)
+    _validate_provider(settings, layers, (str(path) if path is not None else "", "the environment", "the command line"))
     if not any(key.replace("-", "_") == "migrations_dir" for layer in layers for key in layer):
         settings.discovery = discover(settings.base_dir, environ)
     check_restore_confirmation(settings)

@@ -1,7 +1,7 @@
 """Every registered operation (one module each in pgshift.ops.operations), as the lint rules' meta-test
 checks every rule: it is documented, its example loads, the schema and the docs name it, and on a real
 server its example expands, aborts back to exactly the catalog it started from, and expands and
-contracts again."""
+contracts again into exactly the shape its ``schema_sql`` declares."""
 
 from __future__ import annotations
 
@@ -20,6 +20,8 @@ from pgshift.ops import service
 from pgshift.ops.model import json_schema, op, parse_document
 from pgshift.ops.operations import registry
 from pgshift.ops.operations._base import Column, Operation, fields_of, is_constant
+from pgshift.rehearsal import catalog
+from pgshift.rehearsal.shape import declared_shape
 from tests.ops.helpers import make_project, snapshot
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -83,6 +85,9 @@ def test_each_operation_expands_aborts_to_the_same_catalog_and_contracts(
     settings = make_project(tmp_path, db_url, {"001_setup.sql": cls.setup or "SELECT 1;"})
     api.migrate(settings)
     before = snapshot(conn)
+    unchanged = catalog.snapshot(conn)
+    declared = declared_shape(conn, parse_document({"operations": [yaml.safe_load(cls.example)]}, "example"))
+    assert declared.snapshot is not None and declared.snapshot != unchanged, "schema_sql must declare its shape"
     (tmp_path / "migrations" / "002_example.ops.yaml").write_text(
         json.dumps({"operations": [yaml.safe_load(cls.example)]}))
     expanded = api.migrate(settings)
@@ -97,6 +102,8 @@ def test_each_operation_expands_aborts_to_the_same_catalog_and_contracts(
     api.migrate(settings)
     service.contract(settings)
     assert api.status(settings).expanded == {}
+    # Contracted, it is exactly the shape its schema_sql declares (what the pytest plugin's round trip checks).
+    assert [c.line() for c in catalog.diff(declared.snapshot, catalog.snapshot(conn))] == []
 
 
 # The loader's messages, word for word as the hand-written type table gave them before the operations were

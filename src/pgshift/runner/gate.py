@@ -5,7 +5,8 @@
    earlier pending migration creates is new and empty unless one fills it); refuse when a finding
    reaches ``lint.fail_level``.
 2. Back up first according to ``backup.policy`` (always / destructive-only / never); refuse a
-   destructive migration without a recent verified backup unless told otherwise.
+   destructive migration without a recent verified backup unless told otherwise. With a physical
+   ``backup.provider`` (pgBackRest) no backup is taken: its recent completed backup is required instead.
 
 ``contract`` and ``backfill``, the other commands that change data forward, go through the same
 :func:`apply_backup_policy`; ``abort`` and ``rollback``, the ways back, never do.
@@ -125,6 +126,9 @@ def apply_backup_policy(settings: Settings, todo: Sequence[Change], destructive:
     recorded in its ledger wherever it was written)."""
     from pgshift.safety.backup import backup_required, latest_verified_backup, take_backup
 
+    if settings.backup.provider != "pg_dump":
+        _require_provided_backup(settings, todo, destructive, checks, action, describe, conn)
+        return
     if backup_required(settings.backup.policy, todo, destructive):
         _say(checks, f"taking a backup first (backup.policy = {settings.backup.policy})")
         result = take_backup(settings, settings.deploy_url)  # pg_dump's session must not be pooled either
@@ -141,3 +145,22 @@ def apply_backup_policy(settings: Settings, todo: Sequence[Change], destructive:
             hint="run `pgshift backup` first, set backup.policy = \"destructive-only\", or pass --no-backup "
             "to accept the risk.",
         )
+
+
+def _require_provided_backup(settings: Settings, todo: Sequence[Change], destructive: Callable[[Change], bool],
+                             checks: MigrateChecks, action: str, describe: Callable[[Change], str],
+                             conn: psycopg.Connection[Any] | None) -> None:
+    """backup.policy when a physical backup system (backup.provider) takes the backups: pgshift takes none, it
+    requires the system's completed backup within backup.max_age wherever it would take or require one."""
+    from pgshift.safety.backup import backup_required
+    from pgshift.safety.providers import require_recent_backup
+
+    risky = [describe(m) for m in todo if destructive(m)]
+    if risky:
+        reason = f"{', '.join(risky)} drops or truncates data"
+    elif backup_required(settings.backup.policy, todo, destructive):
+        reason = f"backup.policy = {settings.backup.policy!r} asks for a backup before every change"
+    else:
+        return
+    found = require_recent_backup(settings, conn, action=action, reason=reason, notify=checks.notify)
+    checks.backup_path = found.reference

@@ -147,6 +147,8 @@ def check_deploy_session(ctx: _Context) -> CheckResult:
 
 def check_backup(ctx: _Context) -> CheckResult:
     settings = ctx.settings
+    if settings.backup.provider != "pg_dump":
+        return _check_provided_backup(ctx)
     found = latest_verified_backup(settings, settings.backup.max_age, database=ctx.database, conn=ctx.conn)
     if found is not None:
         age = datetime.now(UTC) - found.finished_at
@@ -158,6 +160,30 @@ def check_backup(ctx: _Context) -> CheckResult:
                        f"none verified within backup.max_age = {settings.backup.max_age}",
                        [f"looked in {settings.resolve(settings.backup.directory)} and among the backups the "
                         "history ledger recorded; run `pgshift backup`"])
+
+
+def _check_provided_backup(ctx: _Context) -> CheckResult:
+    """check_backup under a physical backup.provider: its newest completed backup of this cluster, as migrate's
+    gate judges it (restore-checked too when backup.restore_check asks)."""
+    from pgshift.safety.providers import checked_before, judge, provider_for, restore_check
+
+    settings = ctx.settings
+    name = "recent verified backup"
+    provider = provider_for(settings)
+    assert provider is not None
+    try:
+        verdict = judge(provider, settings, ctx.conn)
+        if verdict.backup is None:
+            status = WARNING if settings.backup.policy == "never" else FAILED
+            return CheckResult(name, status, f"none within backup.max_age = {settings.backup.max_age} "
+                               f"(backup.provider = {provider.name})", [f"{verdict.problem}; {provider.take_hint()}"])
+        detail = [f"{verdict.inventory.where}: {len(verdict.inventory.backups)} completed backup(s)"]
+        if settings.backup.restore_check:
+            detail.append(checked_before(settings, ctx.conn, verdict.backup)
+                          or restore_check(settings, provider, verdict.backup).describe())
+    except PgshiftError as exc:
+        return CheckResult(name, FAILED, f"backup.provider = {provider.name} unusable", [mask_password(str(exc))])
+    return CheckResult(name, PASSED, f"{verdict.backup.reference}: {verdict.backup.describe()}", detail)
 
 
 def check_running_dump(ctx: _Context) -> CheckResult:

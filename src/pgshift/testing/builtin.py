@@ -4,7 +4,8 @@
 - ``reversible[<version>]``: each migration's down part gives back the exact catalog it started
   from, and applying it again gives the same schema as the first time (the rehearsal's catalog
   snapshot); an operations migration is expanded, aborted (the catalog must come back), expanded
-  again and contracted (nothing of the transition may remain). A migration without a down part
+  again and contracted: nothing of the transition may remain, and the catalog must be the shape its
+  operations declare (pgshift.rehearsal.shape). A migration without a down part
   is reported as not applicable, not as a failure;
 - ``lint``: no finding at or above ``lint.fail_level``;
 - ``unique-versions``: no two files with one version;
@@ -162,6 +163,13 @@ class Suite:
 
     def _ops_round_trip(self, settings: Settings, migration: Any, before: Any, catalog: Any, compare: Any,
                         outcome: Outcome) -> None:
+        from pgshift.rehearsal.shape import declared_shape
+
+        with psycopg.connect(settings.database_url or "", autocommit=True) as conn:
+            declared = declared_shape(conn, migration.ops, history_schema=settings.history_schema)
+        if declared.error:
+            outcome.problems.append(f"The shape {migration.label} declares could not be taken on the database before "
+                                    f"its expand: {declared.error}")
         api.migrate(settings, to=migration.version)
         api.abort(settings, version=migration.version)
         outcome.problems += compare(f"After expand and abort of {migration.label} the catalog is not what it "
@@ -176,6 +184,10 @@ class Suite:
         if left:
             outcome.problems.append(f"After contract of {migration.label}, objects of the transition remain: "
                                     + ", ".join(left))
+        if declared.snapshot is not None:
+            outcome.problems += compare(f"After expand and contract, {migration.label} does not reach the shape its "
+                                        "operations declare (- declared but missing, + there but not declared)",
+                                        declared.snapshot, catalog())
 
 
 class _FreshDatabase:

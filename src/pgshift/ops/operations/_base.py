@@ -180,7 +180,9 @@ class Operation:
 
     def schema_sql(self, schema: str, contracted: bool) -> list[sql.Composable | str]:
         """What the operation leaves in the schema after expand (and contract, when ``contracted``), as plain
-        DDL for the linter's schema model (pgshift.lint.opsmodel), never run. Default: nothing it sees."""
+        DDL: the linter's schema model replays it (pgshift.lint.opsmodel), and the contracted form, run in a
+        rolled-back transaction, is the declared shape a contract must reach (pgshift.rehearsal.shape). An
+        operation that changes the schema must say so here. Default: nothing."""
         return []
 
     @property

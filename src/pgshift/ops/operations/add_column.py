@@ -83,8 +83,10 @@ class AddColumn(Operation):
     def schema_sql(self, schema: str, contracted: bool) -> list[sql.Composable | str]:
         # NOT NULL at once only on the metadata-only path; otherwise through contract's validated check.
         not_null = not self.column.nullable and (contracted or not self.filled)
-        return [sql.SQL("ALTER TABLE {} ADD COLUMN {} {}{}").format(
-            sql.Identifier(schema, self.table), sql.Identifier(self.column.name), sql.SQL(self.column.type),
+        default = sql.SQL(" DEFAULT {}").format(sql.SQL(self.column.default)) if self.column.default is not None \
+            else sql.SQL("")
+        return [sql.SQL("ALTER TABLE {} ADD COLUMN {} {}{}{}").format(
+            sql.Identifier(schema, self.table), sql.Identifier(self.column.name), sql.SQL(self.column.type), default,
             sql.SQL(" NOT NULL" if not_null else ""))]
 
 

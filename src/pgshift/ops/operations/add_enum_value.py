@@ -27,13 +27,19 @@ class AddEnumValue(Operation):
         if self.before and self.after:
             raise MigrationSourceError(f"{self.origin}: give 'before' or 'after', not both.")
 
-    def expand(self, plan: Plan, index: int) -> None:
+    def _add(self, schema: str) -> sql.Composable:
         statement = sql.SQL("ALTER TYPE {} ADD VALUE IF NOT EXISTS {}").format(
-            sql.Identifier(plan.schema, self.type), sql.Literal(self.value))
+            sql.Identifier(schema, self.type), sql.Literal(self.value))
         for word, neighbour in (("BEFORE", self.before), ("AFTER", self.after)):
             if neighbour:
                 statement = sql.SQL("{} {} {}").format(statement, sql.SQL(word), sql.Literal(neighbour))
-        plan.expand(f"add enum value {self.value!r}", "autocommit", [statement])
+        return statement
+
+    def expand(self, plan: Plan, index: int) -> None:
+        plan.expand(f"add enum value {self.value!r}", "autocommit", [self._add(plan.schema)])
+
+    def schema_sql(self, schema: str, contracted: bool) -> list[sql.Composable | str]:
+        return [self._add(schema)]
 
     def abort(self, plan: Plan, index: int) -> None:
         plan.abort(f"keep enum value {self.value!r}", "tx", warning=(

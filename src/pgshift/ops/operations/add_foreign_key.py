@@ -27,13 +27,23 @@ class AddForeignKey(Operation):
     on_delete: Annotated[Literal["NO ACTION", "RESTRICT", "CASCADE", "SET NULL", "SET DEFAULT"] | None,
                          "What deleting a referenced row does (any case)."] = None
 
-    def expand(self, plan: Plan, index: int) -> None:
+    def _add(self, table: sql.Identifier, references: sql.Identifier) -> sql.Composable:
         statement = sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} FOREIGN KEY ({}) REFERENCES {} ({})").format(
-            plan.t(self.table), sql.Identifier(self.name), ids(self.columns), plan.t(self.references_table),
-            ids(self.references_columns))
+            table, sql.Identifier(self.name), ids(self.columns), references, ids(self.references_columns))
         if self.on_delete:
             statement = sql.SQL("{} ON DELETE {}").format(statement, sql.SQL(self.on_delete))
-        plan.expand(f"add foreign key {self.name} (NOT VALID)", "tx", [sql.SQL("{} NOT VALID").format(statement)],
+        return sql.SQL("{} NOT VALID").format(statement)
+
+    def schema_sql(self, schema: str, contracted: bool) -> list[sql.Composable | str]:
+        table = sql.Identifier(schema, self.table)
+        out: list[sql.Composable | str] = [self._add(table, sql.Identifier(schema, self.references_table))]
+        if contracted:
+            out.append(sql.SQL("ALTER TABLE {} VALIDATE CONSTRAINT {}").format(table, sql.Identifier(self.name)))
+        return out
+
+    def expand(self, plan: Plan, index: int) -> None:
+        statement = self._add(plan.t(self.table), plan.t(self.references_table))
+        plan.expand(f"add foreign key {self.name} (NOT VALID)", "tx", [statement],
                     [plan.label(self.table), plan.label(self.references_table)])
 
     def contract(self, plan: Plan, index: int) -> None:

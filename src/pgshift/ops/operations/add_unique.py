@@ -35,8 +35,12 @@ class AddUnique(Operation):
         plan.abort(f"drop index {self.name}", "autocommit", [drop_index(plan, self.name)])
 
     def schema_sql(self, schema: str, contracted: bool) -> list[sql.Composable | str]:
-        return [sql.SQL("CREATE UNIQUE INDEX {} ON {} ({})").format(
-            sql.Identifier(self.name), sql.Identifier(schema, self.table), ids(self.columns))]
+        table, name = sql.Identifier(schema, self.table), sql.Identifier(self.name)
+        out: list[sql.Composable | str] = [sql.SQL("CREATE UNIQUE INDEX {} ON {} ({})").format(
+            name, table, ids(self.columns))]
+        if contracted:
+            out.append(sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} UNIQUE USING INDEX {}").format(table, name, name))
+        return out
 
 
 OPERATION = AddUnique

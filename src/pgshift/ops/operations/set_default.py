@@ -22,11 +22,16 @@ class SetDefault(Operation):
     default: Annotated[str | None, "SQL expression; left out: the default is dropped."] = None
 
     def _to(self, plan: Plan, default: str | None) -> sql.Composable:
+        return self._set(plan.t(self.table), default)
+
+    def _set(self, table: sql.Identifier, default: str | None) -> sql.Composable:
         column = sql.Identifier(self.column)
         if default is None:
-            return sql.SQL("ALTER TABLE {} ALTER COLUMN {} DROP DEFAULT").format(plan.t(self.table), column)
-        return sql.SQL("ALTER TABLE {} ALTER COLUMN {} SET DEFAULT {}").format(
-            plan.t(self.table), column, sql.SQL(default))
+            return sql.SQL("ALTER TABLE {} ALTER COLUMN {} DROP DEFAULT").format(table, column)
+        return sql.SQL("ALTER TABLE {} ALTER COLUMN {} SET DEFAULT {}").format(table, column, sql.SQL(default))
+
+    def schema_sql(self, schema: str, contracted: bool) -> list[sql.Composable | str]:
+        return [self._set(sql.Identifier(schema, self.table), self.default)]
 
     def expand(self, plan: Plan, index: int) -> None:
         plan.column(self, self.column)
