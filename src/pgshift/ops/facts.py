@@ -103,6 +103,18 @@ class ExclusionFacts:
 
 
 @dataclass(frozen=True)
+class PartitionFacts:
+    """One partition of a partitioned table, at any depth: its parent (the table itself or another
+    partition) and whether it holds rows (a leaf) or is partitioned again."""
+
+    schema: str
+    name: str
+    parent_schema: str
+    parent: str
+    leaf: bool
+
+
+@dataclass(frozen=True)
 class TableFacts:
     columns: tuple[ColumnFacts, ...]
     rights: Rights = Rights()
@@ -111,6 +123,10 @@ class TableFacts:
     referenced_by: tuple[ReferenceFacts, ...] = ()
     checks: tuple[CheckFacts, ...] = ()
     exclusions: tuple[ExclusionFacts, ...] = ()
+    partitioned: bool = False
+    # Every partition below a partitioned table, parents before their children.
+    partitions: tuple[PartitionFacts, ...] = ()
+    default_partition: str | None = None  # the table's own DEFAULT partition, if any
 
     def column(self, name: str) -> ColumnFacts | None:
         return next((c for c in self.columns if c.name == name), None)
@@ -167,6 +183,10 @@ def _table_json(t: TableFacts) -> dict[str, Any]:
         "checks": [{"name": c.name, "definition": c.definition, "validated": c.validated, "columns": list(c.columns)}
                    for c in t.checks],
         "exclusions": [{"name": x.name, "columns": list(x.columns)} for x in t.exclusions],
+        # only for a partitioned table: any other keeps the shape earlier releases wrote and read
+        **({"partitioned": True,
+            "partitions": [[p.schema, p.name, p.parent_schema, p.parent, p.leaf] for p in t.partitions],
+            "default_partition": t.default_partition} if t.partitioned else {}),
     }
 
 
@@ -189,4 +209,8 @@ def _table(data: Mapping[str, Any]) -> TableFacts:
         tuple(CheckFacts(str(c["name"]), str(c["definition"]), tuple(c["columns"]), bool(c.get("validated", True)))
               for c in data.get("checks") or ()),
         tuple(ExclusionFacts(str(x["name"]), tuple(x["columns"])) for x in data.get("exclusions") or ()),
+        bool(data.get("partitioned")),
+        tuple(PartitionFacts(str(s), str(n), str(ps), str(pn), bool(leaf))
+              for s, n, ps, pn, leaf in data.get("partitions") or ()),
+        data.get("default_partition"),
     )

@@ -30,6 +30,7 @@ from pgshift.ops.facts import (
     Grant,
     IndexConstraint,
     IndexFacts,
+    PartitionFacts,
     ReferenceFacts,
     Rights,
     TableFacts,
@@ -92,10 +93,33 @@ def capture(conn: psycopg.Connection[Any], ops: OpsFile) -> CatalogFacts:
                 checks, exclusions = _checks_and_exclusions(conn, ops.schema, table)
                 tables[table] = TableFacts(
                     tuple(ColumnFacts(*r) for r in rows), _rights(conn, ops.schema, table),
-                    _table_indexes(conn, ops.schema, table), fks, referenced_by, checks, exclusions)
+                    _table_indexes(conn, ops.schema, table), fks, referenced_by, checks, exclusions,
+                    *_partitions(conn, ops.schema, table))
     # A renamed table keeps its old name as a view: the app roles need the same rights on it.
     renamed = {o.from_: _rights(conn, ops.schema, o.from_) for o in ops.operations if isinstance(o, RenameTable)}
     return CatalogFacts(tables, tuple(_schema_usage(conn, ops.schema)), conn.info.server_version, renamed)
+
+
+def _partitions(conn: psycopg.Connection[Any], schema: str, table: str
+                ) -> tuple[bool, tuple[PartitionFacts, ...], str | None]:
+    """Whether the table is partitioned, its partitions at every depth (parents first) and its own
+    DEFAULT partition: operations that PostgreSQL cannot run on a partitioned table without a long
+    lock (CREATE INDEX CONCURRENTLY, a NOT VALID foreign key before 18) run partition by partition."""
+    row = conn.execute(
+        "SELECT c.relkind = 'p', (SELECT d.relname::text FROM pg_partitioned_table p JOIN pg_class d "
+        "ON d.oid = p.partdefid WHERE p.partrelid = c.oid) FROM pg_class c "
+        "WHERE c.oid = to_regclass(format('%%I.%%I', %s::text, %s::text))", (schema, table)).fetchone()
+    if row is None or not row[0]:
+        return False, (), None
+    rows = conn.execute(
+        """
+        SELECT n.nspname::text, c.relname::text, pn.nspname::text, pc.relname::text, t.isleaf
+        FROM pg_partition_tree(to_regclass(format('%%I.%%I', %s::text, %s::text))) t
+        JOIN pg_class c ON c.oid = t.relid JOIN pg_namespace n ON n.oid = c.relnamespace
+        JOIN pg_class pc ON pc.oid = t.parentrelid JOIN pg_namespace pn ON pn.oid = pc.relnamespace
+        WHERE t.level > 0 ORDER BY t.level, 1, 2
+        """, (schema, table)).fetchall()
+    return True, tuple(PartitionFacts(*r) for r in rows), row[1]
 
 
 def _rights(conn: psycopg.Connection[Any], schema: str, table: str) -> Rights:
@@ -305,17 +329,19 @@ class Planner:
     # -- what operations add ---------------------------------------------------------------
     def expand(self, label: str, kind: StepKind, statements: Sequence[sql.Composable] = (),
                lock_tables: Sequence[str] = (), *, weak_lock_tables: Sequence[str] = (), index: str | None = None,
-               warning: str | None = None) -> None:
+               index_schema: str | None = None, warning: str | None = None) -> None:
         self.expand_steps.append(Step(label, kind, list(statements), list(lock_tables), list(weak_lock_tables),
-                                      warning=warning, index=index))
+                                      warning=warning, index=index, index_schema=index_schema))
 
     def contract(self, label: str, kind: StepKind, statements: Sequence[sql.Composable] = (),
                  lock_tables: Sequence[str] = ()) -> None:
         self.contract_steps.append(Step(label, kind, list(statements), list(lock_tables)))
 
     def abort(self, label: str, kind: StepKind, statements: Sequence[sql.Composable] = (),
-              lock_tables: Sequence[str] = (), *, warning: str | None = None) -> None:
-        self.abort_steps.append(Step(label, kind, list(statements), list(lock_tables), warning=warning))
+              lock_tables: Sequence[str] = (), *, weak_lock_tables: Sequence[str] = (),
+              warning: str | None = None) -> None:
+        self.abort_steps.append(Step(label, kind, list(statements), list(lock_tables), list(weak_lock_tables),
+                                     warning=warning))
 
     def validate(self, label: str, table: str, constraint: str) -> None:
         self.validations.append(Step(label, "tx", [sql.SQL("ALTER TABLE {} VALIDATE CONSTRAINT {}").format(

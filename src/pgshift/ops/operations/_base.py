@@ -20,7 +20,8 @@ from typing import Annotated, Any, ClassVar, Literal, Protocol
 from psycopg import sql
 
 from pgshift.errors import MigrationSourceError
-from pgshift.ops.facts import CatalogFacts, ColumnFacts
+from pgshift.ops.facts import CatalogFacts, ColumnFacts, PartitionFacts
+from pgshift.ops.names import fit, qualified
 from pgshift.ops.sync import SyncRule
 
 # What a step is to the step engine (pgshift.runner.steps.Step.kind): one transaction, one statement in
@@ -224,13 +225,14 @@ class Plan(Protocol):
 
     def expand(self, label: str, kind: StepKind, statements: Sequence[sql.Composable] = (),
                lock_tables: Sequence[str] = (), *, weak_lock_tables: Sequence[str] = (), index: str | None = None,
-               warning: str | None = None) -> None: ...
+               index_schema: str | None = None, warning: str | None = None) -> None: ...
 
     def contract(self, label: str, kind: StepKind, statements: Sequence[sql.Composable] = (),
                  lock_tables: Sequence[str] = ()) -> None: ...
 
     def abort(self, label: str, kind: StepKind, statements: Sequence[sql.Composable] = (),
-              lock_tables: Sequence[str] = (), *, warning: str | None = None) -> None: ...
+              lock_tables: Sequence[str] = (), *, weak_lock_tables: Sequence[str] = (),
+              warning: str | None = None) -> None: ...
 
     def validate(self, label: str, table: str, constraint: str) -> None:
         """A VALIDATE CONSTRAINT at the start of contract (weak lock; abort can still undo it)."""
@@ -311,15 +313,38 @@ def grant_option(grantable: bool) -> sql.Composable:
     return sql.SQL(" WITH GRANT OPTION" if grantable else "")
 
 
-def build_index(plan: Plan, table: str, name: str, columns: Sequence[str], unique: bool, method: str | None,
-                where: str | None) -> sql.Composable:
-    """CREATE INDEX CONCURRENTLY IF NOT EXISTS: a rerun after an interruption is harmless."""
-    statement = sql.SQL("CREATE {}INDEX CONCURRENTLY IF NOT EXISTS {} ON {} {}({})").format(
-        sql.SQL("UNIQUE " if unique else ""), sql.Identifier(name), plan.t(table),
+def build_index(plan: Plan, table: str | sql.Identifier, name: str, columns: Sequence[str], unique: bool,
+                method: str | None, where: str | None, *, how: str = "CONCURRENTLY") -> sql.Composable:
+    """CREATE INDEX CONCURRENTLY IF NOT EXISTS: a rerun after an interruption is harmless. ``table``: a
+    table of the file's schema, or any table's identifier (a partition); ``how``: "ONLY" builds a
+    partitioned table's own index, empty and INVALID until each partition's is attached."""
+    on = plan.t(table) if isinstance(table, str) else table
+    statement = sql.SQL("CREATE {}INDEX {}IF NOT EXISTS {} ON {}{} {}({})").format(
+        sql.SQL("UNIQUE " if unique else ""), sql.SQL("CONCURRENTLY " if how == "CONCURRENTLY" else ""),
+        sql.Identifier(name), sql.SQL("ONLY " if how == "ONLY" else ""), on,
         sql.SQL("USING {} ").format(sql.Identifier(method)) if method else sql.SQL(""), ids(columns))
     if where:
         statement = sql.SQL("{} WHERE {}").format(statement, sql.SQL(where))
     return statement
+
+
+def partitions(plan: Plan, table: str) -> tuple[PartitionFacts, ...]:
+    """The table's partitions at every depth, parents first (empty: not a partitioned table)."""
+    info = plan.facts.tables.get(table)
+    return info.partitions if info is not None and info.partitioned else ()
+
+
+def partition_ident(p: PartitionFacts) -> sql.Identifier:
+    return sql.Identifier(p.schema, p.name)
+
+
+def partition_label(p: PartitionFacts) -> str:
+    return qualified(p.schema, p.name)
+
+
+def partition_child_name(name: str, p: PartitionFacts) -> str:
+    """The name of what pgshift adds to one partition for the parent's ``name`` (an index, a constraint)."""
+    return fit(p.name, name)
 
 
 def drop_index(plan: Plan, name: str) -> sql.Composable:

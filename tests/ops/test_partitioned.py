@@ -1,0 +1,144 @@
+"""Operations on a partitioned table (9 leaf partitions under a table of 8 partitions, one of them
+partitioned again, one with a name that needs quoting), on a real server: what PostgreSQL refuses or
+does under a long lock on a partitioned parent is done partition by partition."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from pgshift import api
+from pgshift.errors import MigrationFailed
+from pgshift.ops import service
+from tests.ops.helpers import make_project, snapshot
+
+Conn = psycopg.Connection[Any]
+QUOTED = 'Events P6 "q"'  # a leaf partition named with capitals, a space and a quote
+
+
+def setup_sql(table: str = "events", *, primary_key: bool = True, rows: int = 5000) -> str:
+    """``table`` partitioned by range of k into 8 partitions; the last is partitioned again in two."""
+    t = sql.Identifier(table).as_string()
+    key = ", PRIMARY KEY (id, k)" if primary_key else ""
+    out = ["CREATE TABLE ref (id int PRIMARY KEY); INSERT INTO ref SELECT generate_series(1, 10);",
+           f"CREATE TABLE {t} (id bigint NOT NULL, k int NOT NULL, note text, ref_id int{key}) PARTITION BY RANGE (k);"]
+    for i in range(6):
+        out.append(f"CREATE TABLE {sql.Identifier(f'{table}_p{i}').as_string()} PARTITION OF {t} "
+                   f"FOR VALUES FROM ({i * 100}) TO ({(i + 1) * 100});")
+    out.append(f"CREATE TABLE {sql.Identifier(QUOTED).as_string()} PARTITION OF {t} FOR VALUES FROM (600) TO (700);")
+    p7 = sql.Identifier(f"{table}_p7").as_string()
+    out.append(f"CREATE TABLE {p7} PARTITION OF {t} FOR VALUES FROM (700) TO (800) PARTITION BY RANGE (k);")
+    out.append(f"CREATE TABLE {sql.Identifier(f'{table}_p7a').as_string()} PARTITION OF {p7} "
+               "FOR VALUES FROM (700) TO (750);")
+    out.append(f"CREATE TABLE {sql.Identifier(f'{table}_p7b').as_string()} PARTITION OF {p7} "
+               "FOR VALUES FROM (750) TO (800);")
+    out.append(f"INSERT INTO {t} SELECT g, g % 800, 'n' || g, g % 10 + 1 FROM generate_series(1, {rows}) g;")
+    return "\n".join(out) + "\n"
+
+
+def leaves(conn: Conn, table: str = "events") -> list[str]:
+    return [str(r[0]) for r in conn.execute(
+        "SELECT relid::regclass::text FROM pg_partition_tree(%s::regclass) WHERE isleaf ORDER BY 1",
+        (sql.Identifier(table).as_string(conn),)).fetchall()]
+
+
+def project(tmp_path: Path, db_url: str, setup: str, operations: list[dict[str, Any]]) -> Any:
+    settings = make_project(tmp_path, db_url, {"001_setup.sql": setup})
+    api.migrate(settings)
+    (tmp_path / "migrations" / "002_change.ops.yaml").write_text(json.dumps({"operations": operations}))
+    return settings
+
+
+def indexes(conn: Conn, name: str) -> list[tuple[str, str, bool, str | None]]:
+    """(index, its table, valid, the index it is attached to) for ``name`` and every partition's index
+    attached below it."""
+    return [(str(a), str(b), bool(c), d) for a, b, c, d in conn.execute(
+        """
+        SELECT i.indexrelid::regclass::text, i.indrelid::regclass::text, i.indisvalid,
+               (SELECT h.inhparent::regclass::text FROM pg_inherits h WHERE h.inhrelid = i.indexrelid)
+        FROM pg_partition_tree(%s::regclass) t JOIN pg_index i ON i.indexrelid = t.relid ORDER BY 2
+        """, (name,)).fetchall()]
+
+
+# -- create_index ----------------------------------------------------------------------------------
+def test_create_index_builds_each_partition_concurrently_under_an_index_on_only_the_parent(
+        tmp_path: Path, db_url: str, conn: Conn) -> None:
+    settings = project(tmp_path, db_url, setup_sql(), [
+        {"create_index": {"table": "events", "name": "events_note_idx", "columns": ["note"]}}])
+    before = snapshot(conn)
+    text = api.migrate(settings, dry_run=True).dry_run[0].sql
+    # No plain CREATE INDEX on a table with rows: each leaf's is built CONCURRENTLY, the parents' ON ONLY.
+    assert text.count("CREATE INDEX CONCURRENTLY IF NOT EXISTS") == 9, text
+    assert 'CREATE INDEX IF NOT EXISTS "events_note_idx" ON ONLY "public"."events" ("note");' in text, text
+    assert 'ON ONLY "public"."events_p7" ("note");' in text, text
+    assert 'ON "public"."Events P6 ""q""" ("note");' in text, text
+    assert text.count("ATTACH PARTITION") == 10, text
+    expanded = api.migrate(settings)
+    assert [m.version for m in expanded.applied] == ["002"]
+    found = indexes(conn, "events_note_idx")
+    # The parent's, the partitioned partition's and the 9 leaves', all valid and attached up the tree.
+    assert len(found) == 1 + 1 + 9 and all(valid for _, _, valid, _ in found), found
+    by_table = {t: (i, parent) for i, t, _, parent in found}
+    assert by_table["events"] == ("events_note_idx", None)
+    assert by_table["events_p7"] == ("events_p7_events_note_idx", "events_note_idx")
+    assert by_table["events_p7a"] == ("events_p7a_events_note_idx", "events_p7_events_note_idx")
+    assert by_table['"Events P6 ""q"""'] == ('"Events P6 ""q""_events_note_idx"', "events_note_idx")
+    assert by_table["events_p0"] == ("events_p0_events_note_idx", "events_note_idx")
+    service.abort(settings)
+    assert snapshot(conn) == before
+    api.migrate(settings)
+    service.contract(settings)
+    assert api.status(settings).expanded == {}
+    assert len(indexes(conn, "events_note_idx")) == 11
+
+
+def test_a_partition_whose_build_fails_or_is_killed_is_rebuilt_on_rerun_and_the_rest_is_kept(
+        tmp_path: Path, db_url: str, conn: Conn) -> None:
+    setup = setup_sql() + ("INSERT INTO events VALUES (90001, 650, 'dup', 1), (90002, 650, 'dup', 1), "
+                           "(90003, 760, 'dup', 1), (90004, 760, 'dup', 1);\n")
+    settings = project(tmp_path, db_url, setup, [
+        {"create_index": {"table": "events", "name": "events_note_key", "columns": ["note", "k"], "unique": True}}])
+    child = f"{QUOTED}_events_note_key"
+    with pytest.raises(MigrationFailed, match="could not create unique index"):
+        api.migrate(settings)  # the quoted partition is built first
+    assert conn.execute("SELECT 1 FROM pg_class WHERE relname = %s", (child,)).fetchone() is None  # dropped
+    # A build killed part-way leaves its INVALID index behind, as this one does.
+    with pytest.raises(psycopg.errors.UniqueViolation):
+        conn.execute(sql.SQL("CREATE UNIQUE INDEX CONCURRENTLY {} ON {} (note, k)").format(
+            sql.Identifier(child), sql.Identifier(QUOTED)))
+    conn.execute("UPDATE events SET note = 'dup2' WHERE id = 90002")
+    again: list[str] = []
+    with pytest.raises(MigrationFailed, match="could not create unique index"):
+        api.migrate(settings, notify=again.append)  # now events_p7b, the last leaf, fails
+    assert any("dropping INVALID index" in n and "Events P6" in n for n in again), again
+    # Every partition built before it is kept, attached, valid: 7 of the 9 leaves, and p7a's under p7's index.
+    assert sum(valid for _, _, valid, _ in indexes(conn, "events_note_key")) == 7
+    conn.execute("UPDATE events SET note = 'dup2' WHERE id = 90004")
+    report = api.migrate(settings)
+    assert report.applied[0].resumed_at is not None and report.applied[0].resumed_at > 10
+    found = indexes(conn, "events_note_key")
+    assert len(found) == 11 and all(valid for _, _, valid, _ in found), found
+    with pytest.raises(psycopg.errors.UniqueViolation):
+        conn.execute("INSERT INTO events VALUES (90005, 650, 'dup', 1)")
+    service.abort(settings)
+    assert conn.execute("SELECT count(*) FROM pg_class WHERE relname LIKE '%%events_note_key'").fetchone() == (0,)
+
+
+def test_abort_of_an_index_expand_stopped_part_way_drops_the_unattached_partition_indexes(
+        tmp_path: Path, db_url: str, conn: Conn) -> None:
+    setup = setup_sql() + "INSERT INTO events VALUES (90003, 760, 'dup', 1), (90004, 760, 'dup', 1);\n"
+    settings = project(tmp_path, db_url, setup, [
+        {"create_index": {"table": "events", "name": "events_note_key", "columns": ["note", "k"], "unique": True}}])
+    before = snapshot(conn)
+    with pytest.raises(MigrationFailed, match="could not create unique index"):
+        api.migrate(settings)
+    # 8 leaves built (p7a's attached to p7's, not attached to the parent's yet), and the 2 ON ONLY indexes.
+    assert conn.execute("SELECT count(*) FROM pg_class WHERE relname LIKE '%%events_note_key'").fetchone() == (10,)
+    result = service.abort(settings)
+    assert snapshot(conn) == before
+    assert any("cannot drop its index events_note_key CONCURRENTLY" in w for w in result.warnings), result.warnings
