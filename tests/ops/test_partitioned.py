@@ -142,3 +142,77 @@ def test_abort_of_an_index_expand_stopped_part_way_drops_the_unattached_partitio
     result = service.abort(settings)
     assert snapshot(conn) == before
     assert any("cannot drop its index events_note_key CONCURRENTLY" in w for w in result.warnings), result.warnings
+
+
+# -- add_foreign_key ---------------------------------------------------------------------------------
+FK = {"add_foreign_key": {"table": "events", "name": "events_ref_fk", "columns": ["ref_id"],
+                          "references_table": "ref", "references_columns": ["id"]}}
+
+
+def foreign_keys(conn: Conn) -> list[tuple[str, bool, bool]]:
+    """(table, validated, attached to the parent's) of every constraint named events_ref_fk."""
+    return [(str(a), bool(b), bool(c)) for a, b, c in conn.execute(
+        "SELECT conrelid::regclass::text, convalidated, conparentid <> 0 FROM pg_constraint "
+        "WHERE conname = 'events_ref_fk' ORDER BY 1").fetchall()]
+
+
+def test_add_foreign_key_goes_on_each_partition_not_valid_then_on_the_table_at_contract(
+        tmp_path: Path, db_url: str, conn: Conn) -> None:
+    assert conn.info.server_version < 180000  # the per-partition path; 18 takes NOT VALID on the table itself
+    settings = project(tmp_path, db_url, setup_sql(), [FK])
+    before = snapshot(conn)
+    api.migrate(settings)
+    leaf_names = leaves(conn)
+    assert len(leaf_names) == 9
+    # Each leaf checks new rows at once; the table has none yet (PostgreSQL < 18 refuses it NOT VALID).
+    assert foreign_keys(conn) == sorted((name, False, False) for name in leaf_names)
+    for k in (5, 650, 760):
+        with pytest.raises(psycopg.errors.ForeignKeyViolation):
+            conn.execute("INSERT INTO events VALUES (99999, %s, 'x', 42)", (k,))
+    service.abort(settings)
+    assert snapshot(conn) == before
+    api.migrate(settings)
+    service.contract(settings)
+    found = foreign_keys(conn)
+    # The table's and p7's (added by PostgreSQL on the partitioned partition), each leaf's attached to it.
+    assert ("events", True, False) in found and ("events_p7", True, True) in found
+    assert [f for f in found if f[0] in leaf_names] == sorted((name, True, True) for name in leaf_names)
+    assert len(found) == 11
+
+
+def test_an_orphan_row_in_one_partition_stops_contract_at_its_validation_and_abort_still_undoes_it(
+        tmp_path: Path, db_url: str, conn: Conn) -> None:
+    settings = project(tmp_path, db_url, setup_sql(), [FK])
+    before = snapshot(conn)
+    api.migrate(settings)
+    conn.execute(sql.SQL("ALTER TABLE {} DROP CONSTRAINT events_ref_fk").format(sql.Identifier(QUOTED)))
+    conn.execute("INSERT INTO events VALUES (99999, 650, 'orphan', 42)")
+    conn.execute(sql.SQL("ALTER TABLE {} ADD CONSTRAINT events_ref_fk FOREIGN KEY (ref_id) REFERENCES ref (id) "
+                         "NOT VALID").format(sql.Identifier(QUOTED)))
+    with pytest.raises(MigrationFailed, match="violates foreign key constraint"):
+        service.contract(settings)
+    assert api.status(settings).expanded == {"002": "expanded"}
+    service.abort(settings)
+    conn.execute("DELETE FROM events WHERE id = 99999")
+    assert snapshot(conn) == before
+
+
+def test_on_postgresql_18_the_foreign_key_is_planned_not_valid_on_the_table_itself(conn: Conn) -> None:
+    """PostgreSQL 18 takes a NOT VALID foreign key on a partitioned table: the plan for a server of that
+    version (the facts say which) is the plain one; this 15 server's is per partition."""
+    from dataclasses import replace
+
+    from pgshift.ops.model import parse_document
+    from pgshift.ops.plan import capture, plan_phases
+
+    conn.execute(setup_sql())
+    ops = parse_document({"operations": [FK]}, "f.ops.yaml")
+    facts = capture(conn, ops)
+    on_15 = plan_phases(ops, "002", facts)
+    assert len(on_15.expand) == 9 and len(on_15.contract) == 9 + 1 + 1  # validations, the table's, version schema
+    on_18 = plan_phases(ops, "002", replace(facts, server_version=180000))
+    assert [s.statements[0].as_string(conn) for s in on_18.expand] == [
+        'ALTER TABLE "public"."events" ADD CONSTRAINT "events_ref_fk" FOREIGN KEY ("ref_id") REFERENCES '
+        '"public"."ref" ("id") NOT VALID']
+    assert on_18.contract[0].statements[0].as_string(conn) == (
+        'ALTER TABLE "public"."events" VALIDATE CONSTRAINT "events_ref_fk"')

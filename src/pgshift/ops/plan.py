@@ -343,9 +343,11 @@ class Planner:
         self.abort_steps.append(Step(label, kind, list(statements), list(lock_tables), list(weak_lock_tables),
                                      warning=warning))
 
-    def validate(self, label: str, table: str, constraint: str) -> None:
+    def validate(self, label: str, table: str | PartitionFacts, constraint: str) -> None:
+        ident, shown = ((self.t(table), self.label(table)) if isinstance(table, str) else
+                        (sql.Identifier(table.schema, table.name), qualified(table.schema, table.name)))
         self.validations.append(Step(label, "tx", [sql.SQL("ALTER TABLE {} VALIDATE CONSTRAINT {}").format(
-            self.t(table), sql.Identifier(constraint))], weak_lock_tables=[self.label(table)]))
+            ident, sql.Identifier(constraint))], weak_lock_tables=[shown]))
 
     def finish(self, table: str, statements: Sequence[sql.Composable], *, triggers: bool = False) -> None:
         (self.finish_triggers if triggers else self.finishing).setdefault(table, []).extend(statements)

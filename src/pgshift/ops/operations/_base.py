@@ -234,8 +234,9 @@ class Plan(Protocol):
               lock_tables: Sequence[str] = (), *, weak_lock_tables: Sequence[str] = (),
               warning: str | None = None) -> None: ...
 
-    def validate(self, label: str, table: str, constraint: str) -> None:
-        """A VALIDATE CONSTRAINT at the start of contract (weak lock; abort can still undo it)."""
+    def validate(self, label: str, table: str | PartitionFacts, constraint: str) -> None:
+        """A VALIDATE CONSTRAINT at the start of contract (weak lock; abort can still undo it), on a table
+        of the file's schema or on one partition."""
 
     def finish(self, table: str, statements: Sequence[sql.Composable], *, triggers: bool = False) -> None:
         """Statements of the table's one contract transaction; ``triggers``: those that drop sync triggers
