@@ -216,3 +216,39 @@ def test_on_postgresql_18_the_foreign_key_is_planned_not_valid_on_the_table_itse
         '"public"."ref" ("id") NOT VALID']
     assert on_18.contract[0].statements[0].as_string(conn) == (
         'ALTER TABLE "public"."events" VALIDATE CONSTRAINT "events_ref_fk"')
+
+
+# -- the backfill, partition by partition -------------------------------------------------------------
+@pytest.mark.parametrize("primary_key", [True, False], ids=["key", "no-key"])
+def test_add_column_backfills_every_partition_each_as_its_own_job(
+        tmp_path: Path, db_url: str, conn: Conn, primary_key: bool) -> None:
+    settings = project(tmp_path, db_url, setup_sql(primary_key=primary_key), [
+        {"add_column": {"table": "events", "column": {"name": "tag", "type": "text", "nullable": False},
+                        "up": "'t' || k"}}])
+    api.migrate(settings)
+    # Without a key the table itself has no pages to walk by ctid: each partition's are walked instead.
+    assert conn.execute("SELECT count(*) FROM events WHERE tag IS DISTINCT FROM 't' || k").fetchone() == (0,)
+    jobs = conn.execute("SELECT job, table_name, rows_done, status FROM pgshift.backfills ORDER BY job").fetchall()
+    assert len(jobs) == 9 and {j[3] for j in jobs} == {"done"} and sum(j[2] for j in jobs) == 5000, jobs
+    assert any(j[1] == 'public."Events P6 ""q"""' and j[0].endswith('[public."Events P6 ""q"""]') for j in jobs)
+    conn.execute("INSERT INTO events (id, k, note) VALUES (99999, 650, 'old version')")  # the trigger fills it
+    service.contract(settings)
+    assert conn.execute("SELECT tag FROM events WHERE id = 99999").fetchone() == ("t650",)
+    # SET NOT NULL on the table reaches every partition.
+    assert conn.execute("SELECT bool_and(attnotnull), count(*) FROM pg_attribute WHERE attname = 'tag' AND "
+                        "attrelid IN (SELECT relid FROM pg_partition_tree('events'))").fetchone() == (True, 11)
+
+
+def test_the_backfill_command_on_a_partitioned_table_resumes_each_partition(
+        tmp_path: Path, db_url: str, conn: Conn) -> None:
+    from pgshift.runner.backfill import BackfillOptions, BackfillSpec
+
+    settings = project(tmp_path, db_url, setup_sql(primary_key=False), [{"sql": {"up": "SELECT 1"}}])
+    spec = BackfillSpec("events", "note = upper(note)", "note <> upper(note)", job="upper")
+    result = api.backfill(settings, spec, BackfillOptions(initial_batch=100, max_lag_s=None))
+    assert (result.rows, result.mode) == (5000, "partition by partition (9 partitions), each by ctid")
+    assert conn.execute("SELECT count(*) FROM events WHERE note <> upper(note)").fetchone() == (0,)
+    again = api.backfill(settings, spec)
+    assert again.already_done and again.rows_this_run == 0
+    restarted = api.backfill(settings, spec, restart=True)  # forgets every partition's progress
+    assert not restarted.already_done

@@ -13,9 +13,9 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Annotated, Any, ClassVar, Literal, Protocol
+from typing import Annotated, Any, ClassVar, Literal, NamedTuple, Protocol
 
 from psycopg import sql
 
@@ -346,6 +346,59 @@ def partition_label(p: PartitionFacts) -> str:
 def partition_child_name(name: str, p: PartitionFacts) -> str:
     """The name of what pgshift adds to one partition for the parent's ``name`` (an index, a constraint)."""
     return fit(p.name, name)
+
+
+class IndexStep(NamedTuple):
+    """One expand step of an index built partition by partition (see :func:`partitioned_index_steps`)."""
+
+    label: str
+    kind: StepKind
+    statements: list[sql.Composable]
+    lock_tables: list[str]
+    weak_lock_tables: list[str]
+    index_name: str | None = None
+    index_schema: str | None = None
+
+
+# (the table or partition, the index's name, "ONLY" or "CONCURRENTLY") -> its CREATE INDEX
+IndexBuilder = Callable[[sql.Identifier, str, str], sql.Composable]
+
+
+def partitioned_index_steps(plan: Plan, table: str, name: str, build: IndexBuilder) -> list[IndexStep]:
+    """An index on a partitioned table without holding writes back: CREATE INDEX on the table builds every
+    partition's index under a SHARE lock, and CONCURRENTLY is refused there. So: an empty, INVALID index
+    ON ONLY the table (and each partition that is partitioned again), each leaf's built CONCURRENTLY and
+    attached as it is built (ALTER INDEX ... ATTACH PARTITION: no scan; a rerun finding it attached does
+    nothing); the table's index becomes valid once every partition's is attached."""
+    parts = partitions(plan, table)
+    parents = [p for p in parts if not p.leaf]
+
+    def index_of(p: PartitionFacts | None) -> tuple[sql.Identifier, str]:
+        if p is None:
+            return sql.Identifier(plan.schema, name), qualified(plan.schema, name)
+        return (sql.Identifier(p.schema, partition_child_name(name, p)),
+                qualified(p.schema, partition_child_name(name, p)))
+
+    def attach(p: PartitionFacts) -> IndexStep:
+        parent = next((q for q in parts if (q.schema, q.name) == (p.parent_schema, p.parent)), None)
+        (parent_ident, parent_label), (ident, label) = index_of(parent), index_of(p)
+        return IndexStep(f"attach index {label} to {parent_label}", "tx", [sql.SQL(
+            "ALTER INDEX {} ATTACH PARTITION {}").format(parent_ident, ident)], [partition_label(p)], [])
+
+    steps = [IndexStep(
+        f"create index {name} ON ONLY {plan.label(table)} (valid once every partition's is attached)", "tx",
+        [build(plan.t(table), name, "ONLY"),
+         *(build(partition_ident(p), partition_child_name(name, p), "ONLY") for p in parents)],
+        [plan.label(table), *(partition_label(p) for p in parents)], [])]
+    for p in parts:
+        if p.leaf:
+            child = partition_child_name(name, p)
+            steps.append(IndexStep(f"build index {child} on partition {partition_label(p)} concurrently",
+                                   "autocommit", [build(partition_ident(p), child, "CONCURRENTLY")], [],
+                                   [partition_label(p)], child, p.schema))
+            steps.append(attach(p))
+    steps += [attach(p) for p in reversed(parents)]  # the deepest first: its index is valid once its own are
+    return steps
 
 
 def drop_index(plan: Plan, name: str) -> sql.Composable:

@@ -20,8 +20,8 @@ from pgshift.ops.operations._base import (
     ids,
     key,
     partition_child_name,
-    partition_ident,
     partition_label,
+    partitioned_index_steps,
     partitions,
 )
 
@@ -42,9 +42,8 @@ class CreateIndex(Operation):
     predicate: Annotated[str | None, "Predicate of a partial index."] = key("where", None)
 
     def expand(self, plan: Plan, index: int) -> None:
-        parts = partitions(plan, self.table)
-        if parts:
-            self._expand_partitioned(plan, parts)
+        if partitions(plan, self.table):
+            self._expand_partitioned(plan)
             return
         plan.expand(f"build index {self.name} concurrently", "autocommit", [
             build_index(plan, self.table, self.name, self.columns, self.unique, self.method, self.predicate)],
@@ -56,46 +55,16 @@ class CreateIndex(Operation):
             return sql.Identifier(plan.schema, self.name)
         return sql.Identifier(p.schema, partition_child_name(self.name, p))
 
-    def _index_label(self, plan: Plan, p: PartitionFacts | None) -> str:
-        if p is None:
-            return qualified(plan.schema, self.name)
+    def _index_label(self, plan: Plan, p: PartitionFacts) -> str:
         return qualified(p.schema, partition_child_name(self.name, p))
 
-    def _parent(self, plan: Plan, p: PartitionFacts) -> PartitionFacts | None:
-        return next((q for q in partitions(plan, self.table) if (q.schema, q.name) == (p.parent_schema, p.parent)),
-                    None)
+    def _expand_partitioned(self, plan: Plan) -> None:
+        def build(table: sql.Identifier, name: str, how: str) -> sql.Composable:
+            return build_index(plan, table, name, self.columns, self.unique, self.method, self.predicate, how=how)
 
-    def _expand_partitioned(self, plan: Plan, parts: tuple[PartitionFacts, ...]) -> None:
-        """CREATE INDEX on a partitioned table builds every partition's index under a SHARE lock (writes
-        wait for the whole build), and CONCURRENTLY is refused there. So: an empty index ON ONLY the
-        table (and each partition that is partitioned again), each leaf's built CONCURRENTLY and attached;
-        the parent's index becomes valid once every partition's is attached."""
-        parents = [p for p in parts if not p.leaf]
-        plan.expand(f"create index {self.name} ON ONLY {plan.label(self.table)} (valid once every partition's is "
-                    "attached)", "tx", [
-                        build_index(plan, self.table, self.name, self.columns, self.unique, self.method,
-                                    self.predicate, how="ONLY"),
-                        *(build_index(plan, partition_ident(p), partition_child_name(self.name, p), self.columns,
-                                      self.unique, self.method, self.predicate, how="ONLY") for p in parents)],
-                    [plan.label(self.table), *(partition_label(p) for p in parents)])
-        for p in parts:
-            if not p.leaf:
-                continue
-            child = partition_child_name(self.name, p)
-            plan.expand(f"build index {child} on partition {partition_label(p)} concurrently", "autocommit", [
-                build_index(plan, partition_ident(p), child, self.columns, self.unique, self.method,
-                            self.predicate)], weak_lock_tables=[partition_label(p)], index=child, index_schema=p.schema)
-            self._attach(plan, p)
-        for p in reversed(parents):  # the deepest first: a partitioned partition's index is valid once its own are
-            self._attach(plan, p)
-
-    def _attach(self, plan: Plan, p: PartitionFacts) -> None:
-        """ALTER INDEX ... ATTACH PARTITION: no scan; a no-op when a rerun finds it attached."""
-        parent = self._parent(plan, p)
-        plan.expand(f"attach index {self._index_label(plan, p)} to {self._index_label(plan, parent)}", "tx", [
-            sql.SQL("ALTER INDEX {} ATTACH PARTITION {}").format(self._index_of(plan, parent),
-                                                                 self._index_of(plan, p))],
-            [partition_label(p)])
+        for step in partitioned_index_steps(plan, self.table, self.name, build):
+            plan.expand(step.label, step.kind, step.statements, step.lock_tables,
+                        weak_lock_tables=step.weak_lock_tables, index=step.index_name, index_schema=step.index_schema)
 
     def abort(self, plan: Plan, index: int) -> None:
         parts = partitions(plan, self.table)
