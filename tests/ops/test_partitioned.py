@@ -252,3 +252,100 @@ def test_the_backfill_command_on_a_partitioned_table_resumes_each_partition(
     assert again.already_done and again.rows_this_run == 0
     restarted = api.backfill(settings, spec, restart=True)  # forgets every partition's progress
     assert not restarted.already_done
+
+
+# -- every operation that changes a table, on a partitioned one ---------------------------------------
+PARTITIONED_OPS: dict[str, dict[str, Any]] = {
+    "create_index": {"create_index": {"table": "events", "name": "events_note_idx", "columns": ["note"]}},
+    "add_column": {"add_column": {"table": "events", "column": {"name": "tag", "type": "text", "nullable": False,
+                                                                "default": "'x'"}, "up": "'t' || k"}},
+    "set_not_null": {"set_not_null": {"table": "events", "column": "note", "up": "'none'"}},
+    "add_check": {"add_check": {"table": "events", "name": "events_k_positive", "check": "k >= 0"}},
+    "add_foreign_key": FK,
+    "rename_column": {"rename_column": {"table": "events", "from": "note", "to": "body"}},
+    "change_column_type": {"change_column_type": {"table": "events", "column": "ref_id", "type": "bigint"}},
+}
+# What each leaves on every partition once contracted: a query over the partition tree that returns no row.
+LEFT_WRONG = {
+    "create_index": "SELECT relid FROM pg_partition_tree('events') t WHERE NOT EXISTS (SELECT FROM pg_index i "
+                    "JOIN pg_class c ON c.oid = i.indexrelid WHERE i.indrelid = t.relid AND i.indisvalid AND "
+                    "c.relname LIKE '%%events_note_idx')",
+    "add_column": "SELECT relid FROM pg_partition_tree('events') t WHERE NOT EXISTS (SELECT FROM pg_attribute "
+                  "WHERE attrelid = t.relid AND attname = 'tag' AND attnotnull) UNION ALL "
+                  "SELECT NULL FROM events WHERE tag IS DISTINCT FROM 't' || k AND id < 99999",
+    "set_not_null": "SELECT relid FROM pg_partition_tree('events') t WHERE NOT EXISTS (SELECT FROM pg_attribute "
+                    "WHERE attrelid = t.relid AND attname = 'note' AND attnotnull) UNION ALL "
+                    "SELECT NULL FROM events WHERE note IS NULL",
+    "add_check": "SELECT relid FROM pg_partition_tree('events') t WHERE NOT EXISTS (SELECT FROM pg_constraint "
+                 "WHERE conrelid = t.relid AND conname = 'events_k_positive' AND convalidated)",
+    "add_foreign_key": "SELECT relid FROM pg_partition_tree('events') t WHERE NOT EXISTS (SELECT FROM pg_constraint "
+                       "WHERE conrelid = t.relid AND contype = 'f' AND convalidated)",
+    "rename_column": "SELECT relid FROM pg_partition_tree('events') t WHERE NOT EXISTS (SELECT FROM pg_attribute "
+                     "WHERE attrelid = t.relid AND attname = 'body') UNION ALL "
+                     "SELECT NULL FROM events WHERE body IS DISTINCT FROM 'n' || id AND id < 99999",
+    "change_column_type": "SELECT relid FROM pg_partition_tree('events') t WHERE NOT EXISTS (SELECT FROM "
+                          "pg_attribute WHERE attrelid = t.relid AND attname = 'ref_id' AND atttypid = 'bigint'"
+                          "::regtype) UNION ALL SELECT NULL FROM events WHERE ref_id <> id % 10 + 1 AND id < 99999",
+}
+
+
+@pytest.mark.parametrize("kind", list(PARTITIONED_OPS))
+def test_each_operation_on_a_partitioned_table_expands_aborts_to_the_same_catalog_and_contracts(
+        tmp_path: Path, db_url: str, conn: Conn, kind: str) -> None:
+    setup = setup_sql() + "UPDATE events SET note = NULL WHERE id % 7 = 0;\n" * (kind == "set_not_null")
+    settings = project(tmp_path, db_url, setup, [PARTITIONED_OPS[kind]])
+    before = snapshot(conn)
+    api.migrate(settings)
+    service.abort(settings)
+    assert snapshot(conn) == before
+    api.migrate(settings)
+    # The old version keeps writing to every partition while expanded.
+    conn.execute("INSERT INTO events (id, k, ref_id) SELECT 99999 + g, g * 100 + 5, 1 FROM generate_series(0, 7) g")
+    service.contract(settings)
+    assert api.status(settings).expanded == {}
+    assert conn.execute(LEFT_WRONG[kind]).fetchall() == []
+
+
+def test_a_moved_column_takes_its_index_and_foreign_key_along_partition_by_partition(
+        tmp_path: Path, db_url: str, conn: Conn) -> None:
+    setup = setup_sql() + ("CREATE INDEX events_note_idx ON events (note);\n"
+                           "ALTER TABLE events ADD CONSTRAINT events_ref_fk FOREIGN KEY (ref_id) REFERENCES ref;\n")
+    settings = project(tmp_path, db_url, setup, [
+        {"rename_column": {"table": "events", "from": "note", "to": "body"}},
+        {"change_column_type": {"table": "events", "column": "ref_id", "type": "bigint"}}])
+    before = snapshot(conn)
+    text = api.migrate(settings, dry_run=True).dry_run[0].sql
+    assert "CREATE INDEX IF NOT EXISTS" in text and "ON ONLY" in text, text  # the parent's copy, empty
+    assert text.count("CREATE INDEX CONCURRENTLY IF NOT EXISTS") == 9, text
+    api.migrate(settings)
+    service.abort(settings)
+    assert snapshot(conn) == before
+    api.migrate(settings)
+    service.contract(settings)
+    found = indexes(conn, "events_note_idx")
+    assert len(found) == 11 and all(valid for _, _, valid, _ in found), found
+    assert conn.execute("SELECT pg_get_indexdef('events_note_idx'::regclass)").fetchone() == (
+        "CREATE INDEX events_note_idx ON ONLY public.events USING btree (body)",)
+    fks = conn.execute("SELECT conrelid::regclass::text, pg_get_constraintdef(oid), convalidated, conparentid <> 0 "
+                       "FROM pg_constraint WHERE contype = 'f' ORDER BY 1").fetchall()
+    assert ("events", "FOREIGN KEY (ref_id) REFERENCES ref(id)", True, False) in fks
+    assert len(fks) == 11 and all(f[2] for f in fks) and sum(f[3] for f in fks) == 10, fks
+    with pytest.raises(psycopg.errors.ForeignKeyViolation):
+        conn.execute("INSERT INTO events (id, k, ref_id) VALUES (99999, 650, 42)")
+
+
+@pytest.mark.parametrize("column,message", [
+    ("k", "is in the partition key of events; PostgreSQL cannot drop a partition key column"),
+    ("id", "is in the PRIMARY KEY constraint events_pkey of the partitioned table events"),
+])
+def test_a_column_a_partitioned_table_cannot_have_moved_is_refused_before_anything_runs(
+        tmp_path: Path, db_url: str, conn: Conn, column: str, message: str) -> None:
+    from pgshift.errors import MigrationSourceError
+
+    settings = project(tmp_path, db_url, setup_sql(), [
+        {"change_column_type": {"table": "events", "column": column, "type": "numeric"}}])
+    before = snapshot(conn)
+    with pytest.raises(MigrationSourceError, match=message) as caught:
+        api.migrate(settings)
+    assert caught.value.exit_code == 6 and caught.value.hint
+    assert snapshot(conn) == before

@@ -127,6 +127,7 @@ class TableFacts:
     # Every partition below a partitioned table, parents before their children.
     partitions: tuple[PartitionFacts, ...] = ()
     default_partition: str | None = None  # the table's own DEFAULT partition, if any
+    partition_key: tuple[str, ...] = ()  # the columns its partition key names (in an expression too)
 
     def column(self, name: str) -> ColumnFacts | None:
         return next((c for c in self.columns if c.name == name), None)
@@ -186,7 +187,8 @@ def _table_json(t: TableFacts) -> dict[str, Any]:
         # only for a partitioned table: any other keeps the shape earlier releases wrote and read
         **({"partitioned": True,
             "partitions": [[p.schema, p.name, p.parent_schema, p.parent, p.leaf] for p in t.partitions],
-            "default_partition": t.default_partition} if t.partitioned else {}),
+            "default_partition": t.default_partition, "partition_key": list(t.partition_key)}
+           if t.partitioned else {}),
     }
 
 
@@ -213,4 +215,5 @@ def _table(data: Mapping[str, Any]) -> TableFacts:
         tuple(PartitionFacts(str(s), str(n), str(ps), str(pn), bool(leaf))
               for s, n, ps, pn, leaf in data.get("partitions") or ()),
         data.get("default_partition"),
+        tuple(data.get("partition_key") or ()),
     )

@@ -360,8 +360,8 @@ class IndexStep(NamedTuple):
     index_schema: str | None = None
 
 
-# (the table or partition, the index's name, "ONLY" or "CONCURRENTLY") -> its CREATE INDEX
-IndexBuilder = Callable[[sql.Identifier, str, str], sql.Composable]
+# (schema, table or partition, the index's name, "ONLY" or "CONCURRENTLY") -> its CREATE INDEX
+IndexBuilder = Callable[[str, str, str, str], sql.Composable]
 
 
 def partitioned_index_steps(plan: Plan, table: str, name: str, build: IndexBuilder) -> list[IndexStep]:
@@ -387,14 +387,14 @@ def partitioned_index_steps(plan: Plan, table: str, name: str, build: IndexBuild
 
     steps = [IndexStep(
         f"create index {name} ON ONLY {plan.label(table)} (valid once every partition's is attached)", "tx",
-        [build(plan.t(table), name, "ONLY"),
-         *(build(partition_ident(p), partition_child_name(name, p), "ONLY") for p in parents)],
+        [build(plan.schema, table, name, "ONLY"),
+         *(build(p.schema, p.name, partition_child_name(name, p), "ONLY") for p in parents)],
         [plan.label(table), *(partition_label(p) for p in parents)], [])]
     for p in parts:
         if p.leaf:
             child = partition_child_name(name, p)
             steps.append(IndexStep(f"build index {child} on partition {partition_label(p)} concurrently",
-                                   "autocommit", [build(partition_ident(p), child, "CONCURRENTLY")], [],
+                                   "autocommit", [build(p.schema, p.name, child, "CONCURRENTLY")], [],
                                    [partition_label(p)], child, p.schema))
             steps.append(attach(p))
     steps += [attach(p) for p in reversed(parents)]  # the deepest first: its index is valid once its own are

@@ -59,8 +59,9 @@ class CreateIndex(Operation):
         return qualified(p.schema, partition_child_name(self.name, p))
 
     def _expand_partitioned(self, plan: Plan) -> None:
-        def build(table: sql.Identifier, name: str, how: str) -> sql.Composable:
-            return build_index(plan, table, name, self.columns, self.unique, self.method, self.predicate, how=how)
+        def build(schema: str, table: str, name: str, how: str) -> sql.Composable:
+            return build_index(plan, sql.Identifier(schema, table), name, self.columns, self.unique, self.method,
+                               self.predicate, how=how)
 
         for step in partitioned_index_steps(plan, self.table, self.name, build):
             plan.expand(step.label, step.kind, step.statements, step.lock_tables,
