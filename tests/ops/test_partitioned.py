@@ -349,3 +349,104 @@ def test_a_column_a_partitioned_table_cannot_have_moved_is_refused_before_anythi
         api.migrate(settings)
     assert caught.value.exit_code == 6 and caught.value.hint
     assert snapshot(conn) == before
+
+
+# -- detach_partition ----------------------------------------------------------------------------------
+def attached(conn: Conn, partition: str) -> list[tuple[str, bool]]:
+    return [(str(a), bool(b)) for a, b in conn.execute(
+        "SELECT inhparent::regclass::text, inhdetachpending FROM pg_inherits WHERE inhrelid = %s::regclass",
+        (partition,)).fetchall()]
+
+
+@pytest.mark.parametrize("partition", ["events_p2", QUOTED])
+def test_detach_partition_detaches_concurrently_and_abort_attaches_it_again(
+        tmp_path: Path, db_url: str, conn: Conn, partition: str) -> None:
+    settings = project(tmp_path, db_url, setup_sql(), [
+        {"detach_partition": {"table": "events", "partition": partition}}])
+    before = snapshot(conn)
+    ident = sql.Identifier(partition).as_string(conn)
+    text = api.migrate(settings, dry_run=True).dry_run[0].sql
+    assert "(autocommit: cannot run in a transaction)" in text
+    assert f'ALTER TABLE "public"."events" DETACH PARTITION "public".{sql.Identifier(partition).as_string(conn)} ' \
+           "CONCURRENTLY;" in text, text
+    rows = conn.execute(f"SELECT count(*) FROM {ident}").fetchone()
+    api.migrate(settings)
+    assert attached(conn, ident) == []
+    assert conn.execute(f"SELECT count(*) FROM {ident}").fetchone() == rows  # its rows stay in it
+    assert conn.execute("SELECT count(*) FROM events").fetchone() == (5000 - rows[0],)  # type: ignore[index]
+    result = service.abort(settings)
+    assert attached(conn, ident) == [("events", False)] and result.warnings == []
+    assert snapshot(conn) == before  # the CHECK the concurrent detach left is gone
+    api.migrate(settings)
+    service.contract(settings)
+    assert attached(conn, ident) == []
+
+
+def test_with_a_default_partition_detach_is_plain_and_says_what_it_locks(
+        tmp_path: Path, db_url: str, conn: Conn) -> None:
+    setup = setup_sql() + "CREATE TABLE events_other PARTITION OF events DEFAULT;\n"
+    settings = project(tmp_path, db_url, setup, [{"detach_partition": {"table": "events", "partition": "events_p2"}}])
+    before = snapshot(conn)
+    text = api.migrate(settings, dry_run=True).dry_run[0].sql
+    assert "CONCURRENTLY;" not in text and 'DETACH PARTITION "public"."events_p2";' in text, text
+    assert "it has a DEFAULT partition (events_other)" in text and "ACCESS EXCLUSIVE lock on the table" in text
+    notes: list[str] = []
+    api.migrate(settings, notify=notes.append)
+    assert any(n.startswith("warning: ") and "ACCESS EXCLUSIVE" in n for n in notes), notes
+    assert attached(conn, "events_p2") == []
+    result = service.abort(settings)
+    assert any("scans it (and the DEFAULT partition)" in w for w in result.warnings), result.warnings
+    assert snapshot(conn) == before
+
+
+def test_a_detach_left_pending_by_an_interruption_is_finished_by_the_rerun(
+        tmp_path: Path, db_url: str, conn: Conn) -> None:
+    import threading
+    import time
+
+    settings = project(tmp_path, db_url, setup_sql(), [
+        {"detach_partition": {"table": "events", "partition": "events_p2"}}])
+    # An old snapshot makes DETACH ... CONCURRENTLY wait after its first transaction; cancelled there, it is
+    # left pending, as a killed pgshift would leave it.
+    holder = psycopg.connect(db_url)
+    holder.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+    holder.execute("SELECT count(*) FROM events")
+    detacher = psycopg.connect(db_url, autocommit=True)
+    pid = detacher.info.backend_pid
+    errors: list[BaseException] = []
+
+    def detach() -> None:
+        try:
+            detacher.execute("ALTER TABLE events DETACH PARTITION events_p2 CONCURRENTLY")
+        except psycopg.Error as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=detach)
+    thread.start()
+    for _ in range(100):
+        if attached(conn, "events_p2") == [("events", True)]:
+            break
+        time.sleep(0.05)
+    time.sleep(0.2)
+    conn.execute("SELECT pg_cancel_backend(%s)", (pid,))
+    thread.join(10)
+    holder.rollback()
+    holder.close()
+    detacher.close()
+    assert errors and attached(conn, "events_p2") == [("events", True)]  # pending
+    notes: list[str] = []
+    api.migrate(settings, notify=notes.append)
+    assert any("already done by an earlier run" in n for n in notes), notes
+    assert attached(conn, "events_p2") == []
+    service.abort(settings)
+    assert attached(conn, "events_p2") == [("events", False)]
+
+
+def test_detach_partition_names_the_partitions_when_it_is_not_one(tmp_path: Path, db_url: str, conn: Conn) -> None:
+    from pgshift.errors import MigrationSourceError
+
+    settings = project(tmp_path, db_url, setup_sql(), [
+        {"detach_partition": {"table": "events", "partition": "events_p7a"}}])
+    with pytest.raises(MigrationSourceError, match=r"'events_p7a' is not a partition of public\.events \(its "
+                       r'partitions: public\."Events P6 ""q""", public\.events_p0, .*public\.events_p7\)'):
+        api.migrate(settings)

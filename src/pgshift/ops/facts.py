@@ -112,6 +112,7 @@ class PartitionFacts:
     parent_schema: str
     parent: str
     leaf: bool
+    bound: str | None = None  # "FOR VALUES ..." or "DEFAULT", as ATTACH PARTITION takes it
 
 
 @dataclass(frozen=True)
@@ -186,7 +187,7 @@ def _table_json(t: TableFacts) -> dict[str, Any]:
         "exclusions": [{"name": x.name, "columns": list(x.columns)} for x in t.exclusions],
         # only for a partitioned table: any other keeps the shape earlier releases wrote and read
         **({"partitioned": True,
-            "partitions": [[p.schema, p.name, p.parent_schema, p.parent, p.leaf] for p in t.partitions],
+            "partitions": [[p.schema, p.name, p.parent_schema, p.parent, p.leaf, p.bound] for p in t.partitions],
             "default_partition": t.default_partition, "partition_key": list(t.partition_key)}
            if t.partitioned else {}),
     }
@@ -212,8 +213,8 @@ def _table(data: Mapping[str, Any]) -> TableFacts:
               for c in data.get("checks") or ()),
         tuple(ExclusionFacts(str(x["name"]), tuple(x["columns"])) for x in data.get("exclusions") or ()),
         bool(data.get("partitioned")),
-        tuple(PartitionFacts(str(s), str(n), str(ps), str(pn), bool(leaf))
-              for s, n, ps, pn, leaf in data.get("partitions") or ()),
+        tuple(PartitionFacts(str(p[0]), str(p[1]), str(p[2]), str(p[3]), bool(p[4]), p[5] if len(p) > 5 else None)
+              for p in data.get("partitions") or ()),
         data.get("default_partition"),
         tuple(data.get("partition_key") or ()),
     )

@@ -129,14 +129,24 @@ def _partitions(conn: psycopg.Connection[Any], schema: str, table: str
         """, (schema, table)).fetchone()
     if row is None or not row[0]:
         return False, (), None, ()
+    # A partition an interrupted DETACH ... CONCURRENTLY left pending is no longer in the tree, but is the
+    # table's until the detach is finished (pg_inherits.inhdetachpending is 14+: read through to_jsonb).
     rows = conn.execute(
         """
-        SELECT n.nspname::text, c.relname::text, pn.nspname::text, pc.relname::text, t.isleaf
-        FROM pg_partition_tree(to_regclass(format('%%I.%%I', %s::text, %s::text))) t
+        WITH tree AS (
+            SELECT t.relid, t.parentrelid, t.isleaf, t.level
+            FROM pg_partition_tree(to_regclass(format('%%I.%%I', %s::text, %s::text))) t WHERE t.level > 0
+            UNION ALL
+            SELECT i.inhrelid, i.inhparent, c.relkind <> 'p', 1 FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+            WHERE i.inhparent = to_regclass(format('%%I.%%I', %s::text, %s::text))
+              AND (to_jsonb(i) ->> 'inhdetachpending')::boolean)
+        SELECT n.nspname::text, c.relname::text, pn.nspname::text, pc.relname::text, t.isleaf,
+               pg_get_expr(c.relpartbound, c.oid)
+        FROM tree t
         JOIN pg_class c ON c.oid = t.relid JOIN pg_namespace n ON n.oid = c.relnamespace
         JOIN pg_class pc ON pc.oid = t.parentrelid JOIN pg_namespace pn ON pn.oid = pc.relnamespace
-        WHERE t.level > 0 ORDER BY t.level, 1, 2
-        """, (schema, table)).fetchall()
+        ORDER BY t.level, 1, 2
+        """, (schema, table, schema, table)).fetchall()
     return True, tuple(PartitionFacts(*r) for r in rows), row[1], tuple(row[2])
 
 
@@ -354,9 +364,10 @@ class Planner:
     # -- what operations add ---------------------------------------------------------------
     def expand(self, label: str, kind: StepKind, statements: Sequence[sql.Composable] = (),
                lock_tables: Sequence[str] = (), *, weak_lock_tables: Sequence[str] = (), index: str | None = None,
-               index_schema: str | None = None, warning: str | None = None) -> None:
+               index_schema: str | None = None, warning: str | None = None,
+               skip_if: sql.Composable | None = None) -> None:
         self.expand_steps.append(Step(label, kind, list(statements), list(lock_tables), list(weak_lock_tables),
-                                      warning=warning, index=index, index_schema=index_schema))
+                                      warning=warning, index=index, index_schema=index_schema, skip_if=skip_if))
 
     def contract(self, label: str, kind: StepKind, statements: Sequence[sql.Composable] = (),
                  lock_tables: Sequence[str] = ()) -> None:

@@ -225,7 +225,8 @@ class Plan(Protocol):
 
     def expand(self, label: str, kind: StepKind, statements: Sequence[sql.Composable] = (),
                lock_tables: Sequence[str] = (), *, weak_lock_tables: Sequence[str] = (), index: str | None = None,
-               index_schema: str | None = None, warning: str | None = None) -> None: ...
+               index_schema: str | None = None, warning: str | None = None,
+               skip_if: sql.Composable | None = None) -> None: ...
 
     def contract(self, label: str, kind: StepKind, statements: Sequence[sql.Composable] = (),
                  lock_tables: Sequence[str] = ()) -> None: ...
