@@ -450,3 +450,16 @@ def test_detach_partition_names_the_partitions_when_it_is_not_one(tmp_path: Path
     with pytest.raises(MigrationSourceError, match=r"'events_p7a' is not a partition of public\.events \(its "
                        r'partitions: public\."Events P6 ""q""", public\.events_p0, .*public\.events_p7\)'):
         api.migrate(settings)
+
+
+def test_add_unique_on_a_partitioned_table_is_refused_and_points_to_create_index(
+        tmp_path: Path, db_url: str, conn: Conn) -> None:
+    from pgshift.errors import MigrationSourceError
+
+    settings = project(tmp_path, db_url, setup_sql(), [
+        {"add_unique": {"table": "events", "name": "events_note_key", "columns": ["note", "k"]}}])
+    before = snapshot(conn)
+    with pytest.raises(MigrationSourceError, match="public.events is partitioned: PostgreSQL cannot add a UNIQUE") as e:
+        api.migrate(settings)
+    assert "create_index with unique: true" in (e.value.hint or "")
+    assert snapshot(conn) == before
