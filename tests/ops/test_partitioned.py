@@ -459,7 +459,7 @@ def test_add_unique_on_a_partitioned_table_is_refused_and_points_to_create_index
     settings = project(tmp_path, db_url, setup_sql(), [
         {"add_unique": {"table": "events", "name": "events_note_key", "columns": ["note", "k"]}}])
     before = snapshot(conn)
-    with pytest.raises(MigrationSourceError, match="public.events is partitioned: PostgreSQL cannot add a UNIQUE") as e:
+    with pytest.raises(MigrationSourceError, match=r"public\.events is partitioned: PostgreSQL cannot add a") as e:
         api.migrate(settings)
     assert "create_index with unique: true" in (e.value.hint or "")
     assert snapshot(conn) == before
