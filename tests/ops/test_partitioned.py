@@ -463,3 +463,17 @@ def test_add_unique_on_a_partitioned_table_is_refused_and_points_to_create_index
         api.migrate(settings)
     assert "create_index with unique: true" in (e.value.hint or "")
     assert snapshot(conn) == before
+
+
+def test_each_partition_starts_at_the_batch_size_the_one_before_reached(
+        tmp_path: Path, db_url: str, conn: Conn) -> None:
+    from pgshift.runner.backfill import BackfillOptions, BackfillSpec, Progress
+
+    settings = project(tmp_path, db_url, setup_sql(), [{"sql": {"up": "SELECT 1"}}])
+    seen: list[Progress] = []
+    api.backfill(settings, BackfillSpec("events", "note = upper(note)", "note <> upper(note)", job="upper"),
+                 BackfillOptions(initial_batch=100, min_batch=100, max_lag_s=None), progress=seen.append)
+    firsts = [next(p for p in seen if p.table == table) for table in dict.fromkeys(p.table for p in seen)]
+    assert len(firsts) == 9
+    # The first partition starts at 100 rows (next: at most 150); the later ones where the one before ended.
+    assert firsts[0].batch_size <= 150 and all(p.batch_size > 150 for p in firsts[1:]), firsts

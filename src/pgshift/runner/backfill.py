@@ -156,6 +156,7 @@ class BackfillResult:
     cut_batches: int = 0  # batches stopped at max_lock_ms, rolled back and done again smaller
     waited_batches: int = 0  # batches other sessions were seen waiting on (the next was kept or made smaller)
     max_waited_ms: float = 0.0  # the longest such wait seen, up to the batch's commit
+    batch_size: int = 0  # the size the next batch would have had
 
 
 @dataclass(frozen=True)
@@ -364,9 +365,12 @@ class Backfiller:
         total = BackfillResult(self.spec.job_name, label, 0, 0, 0, 0.0, 0.0,
                                f"partition by partition ({len(leaves)} partitions)", resumed=False, already_done=True)
         modes: list[str] = []
+        options = self.options
         for schema, name in leaves:
             spec = replace(self.spec, table=name, schema=schema, job=partition_job(self.spec.job_name, schema, name))
-            done = Backfiller(self.conn, self.schema, spec, self.options, self.progress, self.notify, self.sleep).run()
+            done = Backfiller(self.conn, self.schema, spec, options, self.progress, self.notify, self.sleep).run()
+            if done.batch_size:  # the next partition starts at the size this one reached, not from the first again
+                options = replace(options, initial_batch=done.batch_size)
             total.rows += done.rows
             total.rows_this_run += done.rows_this_run
             total.batches += done.batches
@@ -525,6 +529,7 @@ class Backfiller:
                 size = self._next_size(size, elapsed_ms)
                 self._calm = max(0, self._calm - 1)
             result.duration_s = time.monotonic() - started
+            result.batch_size = size
             self.progress(self._progress(target, state, result, size, elapsed_ms, lag, done))
             pause = max(opts.pause_ms, opts.waiter_pause_ms if waiters else 0)
             if not done and pause:
