@@ -670,6 +670,9 @@ class Backfiller:
             self.conn.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(
                 sql.Literal(f"{opts.lock_timeout_ms}ms")))
             if target.key:
+                # A column expand just added has no statistics, and the planner takes `col IS NULL` for rare:
+                # it answered the keyset lookup with a full scan and a sort, every batch. Walk the key's index.
+                self.conn.execute("SET LOCAL enable_seqscan = off; SET LOCAL enable_sort = off")
                 rows, new_last, done = self._key_batch(target, size, last)
             else:
                 rows, new_last, done = self._ctid_batch(target, size, last, int(state["end_page"] or 0))

@@ -262,6 +262,8 @@ def render_steps(steps: list[Step], timeouts: StepTimeouts, conn: psycopg.Connec
         elif step.kind == "autocommit":
             reason = getattr(step, "autocommit_reason", None)
             lines.append(f"{head} (autocommit: cannot run in a transaction)" if head else f"-- autocommit: {reason}")
+            if step.skip_if is not None:
+                lines.append(f"-- skipped when an earlier run did it: {step.skip_if.as_string(conn)}")
             lines.append(f"SET lock_timeout = {lock};")
             if timeouts.autocommit_statement_timeout:
                 lines.append(f"SET statement_timeout = {stmt_timeout};")
