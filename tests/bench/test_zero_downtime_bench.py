@@ -5,6 +5,8 @@ from __future__ import annotations
 from types import ModuleType
 from typing import Any
 
+import psycopg
+
 from tests.bench.loader import load_bench
 
 
@@ -31,3 +33,22 @@ def test_harness_measures_naive_and_pgshift_runs(pg_server: Any) -> None:
     assert set(blocked.phases) == {"expand", "contract"}
     text = b.table(runs)
     assert "create index" in text and "rename column" in text and "blocked" in text
+
+
+def test_harness_runs_the_partitioned_cases_and_the_backfill_rate(pg_server: Any) -> None:
+    b = _bench()
+    b.prepare_template(pg_server.admin_url, 2000, partitions=8)
+    with psycopg.connect(pg_server.url_for(b.TEMPLATE_DB)) as conn:
+        assert conn.execute("SELECT count(*) FROM pg_partition_tree('trades') WHERE isleaf").fetchone() == (8,)
+        assert conn.execute("SELECT count(*) FROM trades_p7").fetchone() == (250,)
+    cases = b.slugs(b.cases_for(8))
+    assert "detach_partition" in cases and "unique: true" in cases["add_unique_constraint"].ops
+    quick = {"rows": 2000, "rate": 150, "threads": 3, "warmup_s": 0.3, "cooldown_s": 0.2}
+    runs = [b.run_case(pg_server.admin_url, cases[name], "pgshift", False, **quick)
+            for name in ("detach_partition", "add_unique_constraint", "add_foreign_key")]
+    for run in runs:
+        assert run.migration_error is None, run.migration_error
+        assert run.failed == 0 and run.peak_rss_mb > 0
+    rate = b.backfill_rate(pg_server.admin_url)
+    assert rate["single UPDATE"]["rows"] == rate["pgshift"]["rows"] == 2000
+    assert rate["pgshift"]["mode"].startswith("partition by partition (8 partitions)") and rate["ratio"] > 0

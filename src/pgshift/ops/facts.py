@@ -103,6 +103,19 @@ class ExclusionFacts:
 
 
 @dataclass(frozen=True)
+class PartitionFacts:
+    """One partition of a partitioned table, at any depth: its parent (the table itself or another
+    partition) and whether it holds rows (a leaf) or is partitioned again."""
+
+    schema: str
+    name: str
+    parent_schema: str
+    parent: str
+    leaf: bool
+    bound: str | None = None  # "FOR VALUES ..." or "DEFAULT", as ATTACH PARTITION takes it
+
+
+@dataclass(frozen=True)
 class TableFacts:
     columns: tuple[ColumnFacts, ...]
     rights: Rights = Rights()
@@ -111,6 +124,11 @@ class TableFacts:
     referenced_by: tuple[ReferenceFacts, ...] = ()
     checks: tuple[CheckFacts, ...] = ()
     exclusions: tuple[ExclusionFacts, ...] = ()
+    partitioned: bool = False
+    # Every partition below a partitioned table, parents before their children.
+    partitions: tuple[PartitionFacts, ...] = ()
+    default_partition: str | None = None  # the table's own DEFAULT partition, if any
+    partition_key: tuple[str, ...] = ()  # the columns its partition key names (in an expression too)
 
     def column(self, name: str) -> ColumnFacts | None:
         return next((c for c in self.columns if c.name == name), None)
@@ -167,6 +185,11 @@ def _table_json(t: TableFacts) -> dict[str, Any]:
         "checks": [{"name": c.name, "definition": c.definition, "validated": c.validated, "columns": list(c.columns)}
                    for c in t.checks],
         "exclusions": [{"name": x.name, "columns": list(x.columns)} for x in t.exclusions],
+        # only for a partitioned table: any other keeps the shape earlier releases wrote and read
+        **({"partitioned": True,
+            "partitions": [[p.schema, p.name, p.parent_schema, p.parent, p.leaf, p.bound] for p in t.partitions],
+            "default_partition": t.default_partition, "partition_key": list(t.partition_key)}
+           if t.partitioned else {}),
     }
 
 
@@ -189,4 +212,9 @@ def _table(data: Mapping[str, Any]) -> TableFacts:
         tuple(CheckFacts(str(c["name"]), str(c["definition"]), tuple(c["columns"]), bool(c.get("validated", True)))
               for c in data.get("checks") or ()),
         tuple(ExclusionFacts(str(x["name"]), tuple(x["columns"])) for x in data.get("exclusions") or ()),
+        bool(data.get("partitioned")),
+        tuple(PartitionFacts(str(p[0]), str(p[1]), str(p[2]), str(p[3]), bool(p[4]), p[5] if len(p) > 5 else None)
+              for p in data.get("partitions") or ()),
+        data.get("default_partition"),
+        tuple(data.get("partition_key") or ()),
     )

@@ -30,13 +30,22 @@ from pgshift.ops.facts import (
     Grant,
     IndexConstraint,
     IndexFacts,
+    PartitionFacts,
     ReferenceFacts,
     Rights,
     TableFacts,
 )
 from pgshift.ops.model import OpsFile
 from pgshift.ops.names import clip, fit, qualified
-from pgshift.ops.operations._base import VIEW_PRIVILEGES, Operation, StepKind, quote, role
+from pgshift.ops.operations._base import (
+    VIEW_PRIVILEGES,
+    Operation,
+    StepKind,
+    partitioned_index_steps,
+    partitions,
+    quote,
+    role,
+)
 from pgshift.ops.operations.rename_table import RenameTable
 from pgshift.ops.sync import SyncRule, create_sync, drop_sync, sync_names
 from pgshift.runner.backfill import BackfillSpec
@@ -92,10 +101,53 @@ def capture(conn: psycopg.Connection[Any], ops: OpsFile) -> CatalogFacts:
                 checks, exclusions = _checks_and_exclusions(conn, ops.schema, table)
                 tables[table] = TableFacts(
                     tuple(ColumnFacts(*r) for r in rows), _rights(conn, ops.schema, table),
-                    _table_indexes(conn, ops.schema, table), fks, referenced_by, checks, exclusions)
+                    _table_indexes(conn, ops.schema, table), fks, referenced_by, checks, exclusions,
+                    *_partitions(conn, ops.schema, table))
     # A renamed table keeps its old name as a view: the app roles need the same rights on it.
     renamed = {o.from_: _rights(conn, ops.schema, o.from_) for o in ops.operations if isinstance(o, RenameTable)}
     return CatalogFacts(tables, tuple(_schema_usage(conn, ops.schema)), conn.info.server_version, renamed)
+
+
+def _partitions(conn: psycopg.Connection[Any], schema: str, table: str
+                ) -> tuple[bool, tuple[PartitionFacts, ...], str | None, tuple[str, ...]]:
+    """Whether the table is partitioned, its partitions at every depth (parents first) and its own
+    DEFAULT partition: operations that PostgreSQL cannot run on a partitioned table without a long
+    lock (CREATE INDEX CONCURRENTLY, a NOT VALID foreign key before 18) run partition by partition."""
+    row = conn.execute(
+        """
+        SELECT c.relkind = 'p', (SELECT d.relname::text FROM pg_partitioned_table p JOIN pg_class d
+                                 ON d.oid = p.partdefid WHERE p.partrelid = c.oid),
+               array(SELECT a.attname::text FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0
+                     AND (a.attnum = ANY (SELECT unnest(p.partattrs::int2[]) FROM pg_partitioned_table p
+                                          WHERE p.partrelid = c.oid)
+                          -- a column in a key expression: an internal dependency of the table on it
+                          OR a.attnum IN (SELECT d.objsubid FROM pg_depend d
+                                          WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid
+                                            AND d.refobjid = c.oid AND d.refobjsubid = 0 AND d.deptype = 'i'))
+                     ORDER BY a.attnum)
+        FROM pg_class c WHERE c.oid = to_regclass(format('%%I.%%I', %s::text, %s::text))
+        """, (schema, table)).fetchone()
+    if row is None or not row[0]:
+        return False, (), None, ()
+    # A partition an interrupted DETACH ... CONCURRENTLY left pending is no longer in the tree, but is the
+    # table's until the detach is finished (pg_inherits.inhdetachpending is 14+: read through to_jsonb).
+    rows = conn.execute(
+        """
+        WITH tree AS (
+            SELECT t.relid, t.parentrelid, t.isleaf, t.level
+            FROM pg_partition_tree(to_regclass(format('%%I.%%I', %s::text, %s::text))) t WHERE t.level > 0
+            UNION ALL
+            SELECT i.inhrelid, i.inhparent, c.relkind <> 'p', 1 FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+            WHERE i.inhparent = to_regclass(format('%%I.%%I', %s::text, %s::text))
+              AND (to_jsonb(i) ->> 'inhdetachpending')::boolean)
+        SELECT n.nspname::text, c.relname::text, pn.nspname::text, pc.relname::text, t.isleaf,
+               pg_get_expr(c.relpartbound, c.oid)
+        FROM tree t
+        JOIN pg_class c ON c.oid = t.relid JOIN pg_namespace n ON n.oid = c.relnamespace
+        JOIN pg_class pc ON pc.oid = t.parentrelid JOIN pg_namespace pn ON pn.oid = pc.relnamespace
+        ORDER BY t.level, 1, 2
+        """, (schema, table, schema, table)).fetchall()
+    return True, tuple(PartitionFacts(*r) for r in rows), row[1], tuple(row[2])
 
 
 def _rights(conn: psycopg.Connection[Any], schema: str, table: str) -> Rights:
@@ -237,22 +289,29 @@ def carried_check(definition: str, moved: dict[str, str], name: str) -> str:
     return str(RawStream()(con))
 
 
-def carried_foreign_key(definition: str, moved: dict[str, str], name: str) -> str:
+def carried_foreign_key(definition: str, moved: dict[str, str], name: str, *, valid: bool = False) -> str:
     """A foreign key (pg_get_constraintdef) on the new columns (``moved``: old -> new), named
-    ``name`` and NOT VALID: the constraint clause for ``ALTER TABLE ... ADD``."""
+    ``name`` and NOT VALID (unless ``valid``): the constraint clause for ``ALTER TABLE ... ADD``."""
     con = _constraint_clause(definition)
     con.fk_attrs = tuple(ast.String(sval=moved.get(a.sval, a.sval)) for a in con.fk_attrs or ())
-    con.conname, con.skip_validation, con.initially_valid = name, True, False
+    con.conname, con.skip_validation, con.initially_valid = name, not valid, valid
     return str(RawStream()(con))
 
 
-def carried_index(definition: str, moved: dict[str, str], name: str) -> str:
+def carried_index(definition: str, moved: dict[str, str], name: str, *,
+                  on: tuple[str, str] | None = None, how: str = "CONCURRENTLY") -> str:
     """``definition`` (pg_get_indexdef) rebuilt on the new columns (``moved``: old -> new name),
-    named ``name``, built CONCURRENTLY IF NOT EXISTS; rewritten on libpg_query's tree, not as text."""
+    named ``name``, built CONCURRENTLY IF NOT EXISTS; rewritten on libpg_query's tree, not as text.
+    ``on``: (schema, table) of a partition to build it on instead; ``how`` "ONLY": the partitioned
+    table's own index, built empty (see pgshift.ops.operations._base.partitioned_index_steps)."""
     stmt = parse_sql(definition)[0].stmt
     assert isinstance(stmt, ast.IndexStmt), definition
     _OnNewColumns(moved)(stmt)
-    stmt.idxname, stmt.concurrent, stmt.if_not_exists = name, True, True
+    stmt.idxname, stmt.concurrent, stmt.if_not_exists = name, how == "CONCURRENTLY", True
+    assert stmt.relation is not None
+    if on is not None:
+        stmt.relation.schemaname, stmt.relation.relname = on
+    stmt.relation.inh = how != "ONLY"
     return str(RawStream()(stmt))
 
 
@@ -305,21 +364,26 @@ class Planner:
     # -- what operations add ---------------------------------------------------------------
     def expand(self, label: str, kind: StepKind, statements: Sequence[sql.Composable] = (),
                lock_tables: Sequence[str] = (), *, weak_lock_tables: Sequence[str] = (), index: str | None = None,
-               warning: str | None = None) -> None:
+               index_schema: str | None = None, warning: str | None = None,
+               skip_if: sql.Composable | None = None) -> None:
         self.expand_steps.append(Step(label, kind, list(statements), list(lock_tables), list(weak_lock_tables),
-                                      warning=warning, index=index))
+                                      warning=warning, index=index, index_schema=index_schema, skip_if=skip_if))
 
     def contract(self, label: str, kind: StepKind, statements: Sequence[sql.Composable] = (),
                  lock_tables: Sequence[str] = ()) -> None:
         self.contract_steps.append(Step(label, kind, list(statements), list(lock_tables)))
 
     def abort(self, label: str, kind: StepKind, statements: Sequence[sql.Composable] = (),
-              lock_tables: Sequence[str] = (), *, warning: str | None = None) -> None:
-        self.abort_steps.append(Step(label, kind, list(statements), list(lock_tables), warning=warning))
+              lock_tables: Sequence[str] = (), *, weak_lock_tables: Sequence[str] = (),
+              warning: str | None = None) -> None:
+        self.abort_steps.append(Step(label, kind, list(statements), list(lock_tables), list(weak_lock_tables),
+                                     warning=warning))
 
-    def validate(self, label: str, table: str, constraint: str) -> None:
+    def validate(self, label: str, table: str | PartitionFacts, constraint: str) -> None:
+        ident, shown = ((self.t(table), self.label(table)) if isinstance(table, str) else
+                        (sql.Identifier(table.schema, table.name), qualified(table.schema, table.name)))
         self.validations.append(Step(label, "tx", [sql.SQL("ALTER TABLE {} VALIDATE CONSTRAINT {}").format(
-            self.t(table), sql.Identifier(constraint))], weak_lock_tables=[self.label(table)]))
+            ident, sql.Identifier(constraint))], weak_lock_tables=[shown]))
 
     def finish(self, table: str, statements: Sequence[sql.Composable], *, triggers: bool = False) -> None:
         (self.finish_triggers if triggers else self.finishing).setdefault(table, []).extend(statements)
@@ -478,11 +542,23 @@ class Planner:
             if not set(idx.columns) & set(moved):
                 continue
             copy = _name(idx.name, self.version)
+            if partitions(self, table):
+                steps += self._carry_partitioned_index(table, idx, moved, copy)
+                renames.append(self._index_home(table, idx, copy))
+                continue
             steps.append(Step(f"build index {copy} concurrently (copy of {idx.name} on the new columns)",
                               "autocommit", [sql.SQL(carried_index(idx.definition, moved, copy))],
                               weak_lock_tables=[self.label(table)], index=copy))
             renames.append(self._index_home(table, idx, copy))
         return steps, renames
+
+    def _carry_partitioned_index(self, table: str, idx: IndexFacts, moved: dict[str, str], copy: str) -> list[Step]:
+        def build(schema: str, rel: str, name: str, how: str) -> sql.Composable:
+            return sql.SQL(carried_index(idx.definition, moved, name, on=(schema, rel), how=how))
+
+        return [Step(f"{s.label} (copy of {idx.name} on the new columns)", s.kind, s.statements, s.lock_tables,
+                     s.weak_lock_tables, index=s.index_name, index_schema=s.index_schema)
+                for s in partitioned_index_steps(self, table, copy, build)]
 
     def _index_home(self, table: str, idx: IndexFacts, copy: str) -> sql.Composable:
         """At contract the copy takes the old index's place: its name, or the PRIMARY KEY / UNIQUE
@@ -511,6 +587,16 @@ class Planner:
             if not set(con.columns) & set(moved):
                 continue
             copy = _name(con.name, self.version)
+            if isinstance(con, ForeignKeyFacts) and self._foreign_keys_per_partition(table):
+                steps += self._carry_partitioned_foreign_key(table, con, moved, copy)
+                # In contract's finish, after the new columns took their final names.
+                visible = {phys: vis for vis, phys in self.layout[table]}
+                final = {old: visible.get(new, new) for old, new in moved.items()}
+                renames += [sql.SQL("ALTER TABLE {} ADD {}").format(self.t(table), sql.SQL(
+                    carried_foreign_key(con.definition, final, copy, valid=True))),
+                    sql.SQL("ALTER TABLE {} RENAME CONSTRAINT {} TO {}").format(
+                        self.t(table), sql.Identifier(copy), sql.Identifier(con.name))]
+                continue
             clause = carry(con.definition, moved, copy)
             steps.append(Step(f"add {what} {copy} on the new columns (NOT VALID, copy of {con.name})", "tx",
                               [sql.SQL("ALTER TABLE {} ADD {}").format(self.t(table), sql.SQL(clause))],
@@ -520,6 +606,27 @@ class Planner:
             renames.append(sql.SQL("ALTER TABLE {} RENAME CONSTRAINT {} TO {}").format(
                 self.t(table), sql.Identifier(copy), sql.Identifier(con.name)))
         return steps, renames
+
+
+    def _foreign_keys_per_partition(self, table: str) -> bool:
+        """PostgreSQL before 18 refuses a NOT VALID foreign key on a partitioned table."""
+        return bool(partitions(self, table)) and self.facts.server_version < 180000
+
+    def _carry_partitioned_foreign_key(self, table: str, fk: ForeignKeyFacts, moved: dict[str, str],
+                                       copy: str) -> list[Step]:
+        """The copy NOT VALID on each leaf partition, validated there at contract; contract's finish then adds
+        it on the table (PostgreSQL attaches the valid leaf constraints, no scan) and gives it the old name.
+        On a partitioned table every foreign key is valid before 18, so the copy is validated too."""
+        steps = []
+        for p in partitions(self, table):
+            if p.leaf:
+                steps.append(Step(f"add foreign key {copy} on partition {qualified(p.schema, p.name)} (NOT VALID, "
+                                  f"copy of {fk.name})", "tx", [sql.SQL("ALTER TABLE {} ADD {}").format(
+                                      sql.Identifier(p.schema, p.name),
+                                      sql.SQL(carried_foreign_key(fk.definition, moved, copy)))],
+                                  [qualified(p.schema, p.name)]))
+                self.validate(f"validate foreign key {copy} on partition {qualified(p.schema, p.name)}", p, copy)
+        return steps
 
 
 def plan_phases(ops: OpsFile, version: str, captured: CatalogFacts | Mapping[str, Any]) -> Phases:

@@ -156,6 +156,7 @@ class BackfillResult:
     cut_batches: int = 0  # batches stopped at max_lock_ms, rolled back and done again smaller
     waited_batches: int = 0  # batches other sessions were seen waiting on (the next was kept or made smaller)
     max_waited_ms: float = 0.0  # the longest such wait seen, up to the batch's commit
+    batch_size: int = 0  # the size the next batch would have had
 
 
 @dataclass(frozen=True)
@@ -325,6 +326,9 @@ class Backfiller:
     def run(self) -> BackfillResult:
         oid, nsp, rel = resolve_table(self.conn, self.spec.table, self.spec.schema)
         row_security_blocks(self.conn, oid, qualified(nsp, rel))
+        leaves = self._leaf_partitions(oid)
+        if leaves is not None:
+            return self._run_partitions(qualified(nsp, rel), leaves)
         # Policies would hide rows from the key scans and UPDATEs, which would skip them silently;
         # with row_security off the server raises an error instead (superusers and BYPASSRLS roles
         # are not affected). Restored afterwards: the connection may be migrate's.
@@ -340,6 +344,49 @@ class Backfiller:
             with contextlib.suppress(psycopg.Error):
                 self.conn.execute(sql.SQL("SET row_security = {}").format(
                     sql.Literal(previous[0] if previous else "on")))
+
+    def _leaf_partitions(self, oid: int) -> list[tuple[str, str]] | None:
+        """A partitioned table's partitions that hold rows, at any depth; None for any other table."""
+        row = self.conn.execute("SELECT relkind = 'p' FROM pg_class WHERE oid = %s", (oid,)).fetchone()
+        if not row or not row[0]:
+            return None
+        rows = self.conn.execute(
+            "SELECT n.nspname::text, c.relname::text FROM pg_partition_tree(%s::oid::regclass) t "
+            "JOIN pg_class c ON c.oid = t.relid JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE t.isleaf AND c.relkind = 'r' ORDER BY t.level, 1, 2", (oid,)).fetchall()
+        return [(str(r[0]), str(r[1])) for r in rows]
+
+    def _run_partitions(self, label: str, leaves: list[tuple[str, str]]) -> BackfillResult:
+        """A partitioned table is backfilled one partition after the other, each its own resumable job
+        (``<job> [<partition>]``): its batches plan and lock one partition, not all of them, and a table
+        without a key is walked by each partition's ctid (the table itself has no pages)."""
+        from dataclasses import replace
+
+        total = BackfillResult(self.spec.job_name, label, 0, 0, 0, 0.0, 0.0,
+                               f"partition by partition ({len(leaves)} partitions)", resumed=False, already_done=True)
+        modes: list[str] = []
+        options = self.options
+        for schema, name in leaves:
+            spec = replace(self.spec, table=name, schema=schema, job=partition_job(self.spec.job_name, schema, name))
+            done = Backfiller(self.conn, self.schema, spec, options, self.progress, self.notify, self.sleep).run()
+            if done.batch_size:  # the next partition starts at the size this one reached, not from the first again
+                options = replace(options, initial_batch=done.batch_size)
+            total.rows += done.rows
+            total.rows_this_run += done.rows_this_run
+            total.batches += done.batches
+            total.duration_s += done.duration_s
+            total.max_batch_ms = max(total.max_batch_ms, done.max_batch_ms)
+            total.resumed = total.resumed or done.resumed
+            total.already_done = total.already_done and done.already_done
+            total.lag_pauses += done.lag_pauses
+            total.batch_ms += done.batch_ms
+            total.max_lock_ms = max(total.max_lock_ms, done.max_lock_ms)
+            total.cut_batches += done.cut_batches
+            total.waited_batches += done.waited_batches
+            total.max_waited_ms = max(total.max_waited_ms, done.max_waited_ms)
+            modes.append(done.mode)
+        total.mode += f", each by {', '.join(dict.fromkeys(modes))}" if modes else ""
+        return total
 
     def _run(self, oid: int, nsp: str, rel: str) -> BackfillResult:
         key, types = (self.spec.key, _column_types(self.conn, oid, self.spec.key)) if self.spec.key \
@@ -482,6 +529,7 @@ class Backfiller:
                 size = self._next_size(size, elapsed_ms)
                 self._calm = max(0, self._calm - 1)
             result.duration_s = time.monotonic() - started
+            result.batch_size = size
             self.progress(self._progress(target, state, result, size, elapsed_ms, lag, done))
             pause = max(opts.pause_ms, opts.waiter_pause_ms if waiters else 0)
             if not done and pause:
@@ -622,6 +670,9 @@ class Backfiller:
             self.conn.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(
                 sql.Literal(f"{opts.lock_timeout_ms}ms")))
             if target.key:
+                # A column expand just added has no statistics, and the planner takes `col IS NULL` for rare:
+                # it answered the keyset lookup with a full scan and a sort, every batch. Walk the key's index.
+                self.conn.execute("SET LOCAL enable_seqscan = off; SET LOCAL enable_sort = off")
                 rows, new_last, done = self._key_batch(target, size, last)
             else:
                 rows, new_last, done = self._ctid_batch(target, size, last, int(state["end_page"] or 0))
@@ -699,8 +750,15 @@ class Backfiller:
         return max(0, cur.rowcount), [str(stop)], stop >= end_page
 
 
+def partition_job(job: str, schema: str, name: str) -> str:
+    """The progress row of one partition's part of a partitioned table's backfill ``job``."""
+    return f"{job} [{qualified(schema, name)}]"
+
+
 def reset_job(conn: psycopg.Connection[Any], schema: str, job: str) -> bool:
-    cur = conn.execute(sql.SQL("DELETE FROM {} WHERE job = %s").format(sql.Identifier(schema, "backfills")), (job,))
+    """Forget ``job``'s progress, and that of its partitions' parts."""
+    cur = conn.execute(sql.SQL("DELETE FROM {} WHERE job = %s OR starts_with(job, %s)").format(
+        sql.Identifier(schema, "backfills")), (job, f"{job} ["))
     return cur.rowcount > 0
 
 

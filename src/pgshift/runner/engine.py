@@ -151,6 +151,11 @@ class StepEngine:
             self.progress.record(done)
 
     def _autocommit(self, step: Step) -> None:
+        if step.skip_if is not None:
+            row = self.conn.execute(step.skip_if.as_bytes(self.conn)).fetchone()
+            if row and row[0]:
+                self.notify(f"{step.label}: already done by an earlier run; not run again")
+                return
         try:
             self._set_timeouts(local=False)
             for position, statement in enumerate(step.statements):

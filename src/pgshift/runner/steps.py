@@ -37,6 +37,9 @@ class Step:
     index: str | None = None
     index_schema: str | None = None  # None: found on the search_path
     drops_index: bool = False  # DROP INDEX CONCURRENTLY of ``index`` (done when it is gone)
+    # An autocommit statement that cannot be written to be rerun harmlessly (DETACH PARTITION CONCURRENTLY):
+    # a query returning true when its effect is already there, asked before each attempt; true skips it.
+    skip_if: sql.Composable | None = None
     # A SQL migration's own statements, as observers and error messages see them (ops steps: none).
     sources: list[Statement] = field(default_factory=list)
     modes: str | None = None  # SET TRANSACTION modes of the file's BEGIN opening this step's transaction
@@ -259,6 +262,8 @@ def render_steps(steps: list[Step], timeouts: StepTimeouts, conn: psycopg.Connec
         elif step.kind == "autocommit":
             reason = getattr(step, "autocommit_reason", None)
             lines.append(f"{head} (autocommit: cannot run in a transaction)" if head else f"-- autocommit: {reason}")
+            if step.skip_if is not None:
+                lines.append(f"-- skipped when an earlier run did it: {step.skip_if.as_string(conn)}")
             lines.append(f"SET lock_timeout = {lock};")
             if timeouts.autocommit_statement_timeout:
                 lines.append(f"SET statement_timeout = {stmt_timeout};")

@@ -13,14 +13,15 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Annotated, Any, ClassVar, Literal, Protocol
+from typing import Annotated, Any, ClassVar, Literal, NamedTuple, Protocol
 
 from psycopg import sql
 
 from pgshift.errors import MigrationSourceError
-from pgshift.ops.facts import CatalogFacts, ColumnFacts
+from pgshift.ops.facts import CatalogFacts, ColumnFacts, PartitionFacts
+from pgshift.ops.names import fit, qualified
 from pgshift.ops.sync import SyncRule
 
 # What a step is to the step engine (pgshift.runner.steps.Step.kind): one transaction, one statement in
@@ -226,16 +227,19 @@ class Plan(Protocol):
 
     def expand(self, label: str, kind: StepKind, statements: Sequence[sql.Composable] = (),
                lock_tables: Sequence[str] = (), *, weak_lock_tables: Sequence[str] = (), index: str | None = None,
-               warning: str | None = None) -> None: ...
+               index_schema: str | None = None, warning: str | None = None,
+               skip_if: sql.Composable | None = None) -> None: ...
 
     def contract(self, label: str, kind: StepKind, statements: Sequence[sql.Composable] = (),
                  lock_tables: Sequence[str] = ()) -> None: ...
 
     def abort(self, label: str, kind: StepKind, statements: Sequence[sql.Composable] = (),
-              lock_tables: Sequence[str] = (), *, warning: str | None = None) -> None: ...
+              lock_tables: Sequence[str] = (), *, weak_lock_tables: Sequence[str] = (),
+              warning: str | None = None) -> None: ...
 
-    def validate(self, label: str, table: str, constraint: str) -> None:
-        """A VALIDATE CONSTRAINT at the start of contract (weak lock; abort can still undo it)."""
+    def validate(self, label: str, table: str | PartitionFacts, constraint: str) -> None:
+        """A VALIDATE CONSTRAINT at the start of contract (weak lock; abort can still undo it), on a table
+        of the file's schema or on one partition."""
 
     def finish(self, table: str, statements: Sequence[sql.Composable], *, triggers: bool = False) -> None:
         """Statements of the table's one contract transaction; ``triggers``: those that drop sync triggers
@@ -316,15 +320,91 @@ def grant_option(grantable: bool) -> sql.Composable:
     return sql.SQL(" WITH GRANT OPTION" if grantable else "")
 
 
-def build_index(plan: Plan, table: str, name: str, columns: Sequence[str], unique: bool, method: str | None,
-                where: str | None) -> sql.Composable:
-    """CREATE INDEX CONCURRENTLY IF NOT EXISTS: a rerun after an interruption is harmless."""
-    statement = sql.SQL("CREATE {}INDEX CONCURRENTLY IF NOT EXISTS {} ON {} {}({})").format(
-        sql.SQL("UNIQUE " if unique else ""), sql.Identifier(name), plan.t(table),
+def build_index(plan: Plan, table: str | sql.Identifier, name: str, columns: Sequence[str], unique: bool,
+                method: str | None, where: str | None, *, how: str = "CONCURRENTLY") -> sql.Composable:
+    """CREATE INDEX CONCURRENTLY IF NOT EXISTS: a rerun after an interruption is harmless. ``table``: a
+    table of the file's schema, or any table's identifier (a partition); ``how``: "ONLY" builds a
+    partitioned table's own index, empty and INVALID until each partition's is attached."""
+    on = plan.t(table) if isinstance(table, str) else table
+    statement = sql.SQL("CREATE {}INDEX {}IF NOT EXISTS {} ON {}{} {}({})").format(
+        sql.SQL("UNIQUE " if unique else ""), sql.SQL("CONCURRENTLY " if how == "CONCURRENTLY" else ""),
+        sql.Identifier(name), sql.SQL("ONLY " if how == "ONLY" else ""), on,
         sql.SQL("USING {} ").format(sql.Identifier(method)) if method else sql.SQL(""), ids(columns))
     if where:
         statement = sql.SQL("{} WHERE {}").format(statement, sql.SQL(where))
     return statement
+
+
+def partitions(plan: Plan, table: str) -> tuple[PartitionFacts, ...]:
+    """The table's partitions at every depth, parents first (empty: not a partitioned table)."""
+    info = plan.facts.tables.get(table)
+    return info.partitions if info is not None and info.partitioned else ()
+
+
+def partition_ident(p: PartitionFacts) -> sql.Identifier:
+    return sql.Identifier(p.schema, p.name)
+
+
+def partition_label(p: PartitionFacts) -> str:
+    return qualified(p.schema, p.name)
+
+
+def partition_child_name(name: str, p: PartitionFacts) -> str:
+    """The name of what pgshift adds to one partition for the parent's ``name`` (an index, a constraint)."""
+    return fit(p.name, name)
+
+
+class IndexStep(NamedTuple):
+    """One expand step of an index built partition by partition (see :func:`partitioned_index_steps`)."""
+
+    label: str
+    kind: StepKind
+    statements: list[sql.Composable]
+    lock_tables: list[str]
+    weak_lock_tables: list[str]
+    index_name: str | None = None
+    index_schema: str | None = None
+
+
+# (schema, table or partition, the index's name, "ONLY" or "CONCURRENTLY") -> its CREATE INDEX
+IndexBuilder = Callable[[str, str, str, str], sql.Composable]
+
+
+def partitioned_index_steps(plan: Plan, table: str, name: str, build: IndexBuilder) -> list[IndexStep]:
+    """An index on a partitioned table without holding writes back: CREATE INDEX on the table builds every
+    partition's index under a SHARE lock, and CONCURRENTLY is refused there. So: an empty, INVALID index
+    ON ONLY the table (and each partition that is partitioned again), each leaf's built CONCURRENTLY and
+    attached as it is built (ALTER INDEX ... ATTACH PARTITION: no scan; a rerun finding it attached does
+    nothing); the table's index becomes valid once every partition's is attached."""
+    parts = partitions(plan, table)
+    parents = [p for p in parts if not p.leaf]
+
+    def index_of(p: PartitionFacts | None) -> tuple[sql.Identifier, str]:
+        if p is None:
+            return sql.Identifier(plan.schema, name), qualified(plan.schema, name)
+        return (sql.Identifier(p.schema, partition_child_name(name, p)),
+                qualified(p.schema, partition_child_name(name, p)))
+
+    def attach(p: PartitionFacts) -> IndexStep:
+        parent = next((q for q in parts if (q.schema, q.name) == (p.parent_schema, p.parent)), None)
+        (parent_ident, parent_label), (ident, label) = index_of(parent), index_of(p)
+        return IndexStep(f"attach index {label} to {parent_label}", "tx", [sql.SQL(
+            "ALTER INDEX {} ATTACH PARTITION {}").format(parent_ident, ident)], [partition_label(p)], [])
+
+    steps = [IndexStep(
+        f"create index {name} ON ONLY {plan.label(table)} (valid once every partition's is attached)", "tx",
+        [build(plan.schema, table, name, "ONLY"),
+         *(build(p.schema, p.name, partition_child_name(name, p), "ONLY") for p in parents)],
+        [plan.label(table), *(partition_label(p) for p in parents)], [])]
+    for p in parts:
+        if p.leaf:
+            child = partition_child_name(name, p)
+            steps.append(IndexStep(f"build index {child} on partition {partition_label(p)} concurrently",
+                                   "autocommit", [build(p.schema, p.name, child, "CONCURRENTLY")], [],
+                                   [partition_label(p)], child, p.schema))
+            steps.append(attach(p))
+    steps += [attach(p) for p in reversed(parents)]  # the deepest first: its index is valid once its own are
+    return steps
 
 
 def drop_index(plan: Plan, name: str) -> sql.Composable:

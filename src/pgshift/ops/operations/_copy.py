@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from psycopg import sql
 
 from pgshift.errors import MigrationSourceError
-from pgshift.ops.facts import ColumnFacts
+from pgshift.ops.facts import ColumnFacts, TableFacts
 from pgshift.ops.operations._base import Operation, Plan, add_not_null_check, grant_option, quote, role
 from pgshift.ops.sync import SyncRule
 
@@ -48,6 +48,8 @@ def expand(op: Operation, plan: Plan, index: int, copy: Copy) -> None:
                 "while its index builds).",
                 hint=f"drop {exclusion.name} in an earlier migration and add it again after contract, in a "
                 "quiet window.")
+    if facts.partitioned:
+        _refuse_on_partitioned(op, table, old, facts)
     old_ns = plan.old_namespace(table)
     layout = plan.touch_layout(table)
     layout[:] = [(copy.new_visible, copy.new_phys) if v == old else (v, p) for v, p in layout]
@@ -71,6 +73,24 @@ def expand(op: Operation, plan: Plan, index: int, copy: Copy) -> None:
                 [plan.label(table)])
     plan.backfill(index, table, old, f"{quote(copy.new_phys)} IS NULL")
     plan.moved.setdefault(table, {})[old] = copy.new_phys
+
+
+def _refuse_on_partitioned(op: Operation, table: str, old: str, facts: TableFacts) -> None:
+    """What a partitioned table cannot have moved to a new column: contract would drop the old one."""
+    if old in facts.partition_key:
+        raise MigrationSourceError(
+            f"{op.origin}: {table}.{old} is in the partition key of {table}; PostgreSQL cannot drop a partition "
+            "key column, so pgshift cannot replace it with a new one.",
+            hint=f"partition a new table by the new column and move the rows into it, or keep {old} as it is.")
+    for idx in facts.indexes:
+        if idx.constraint is not None and old in idx.columns:  # ADD CONSTRAINT ... USING INDEX is refused there
+            raise MigrationSourceError(
+                f"{op.origin}: {table}.{old} is in the {'PRIMARY KEY' if idx.constraint.type == 'p' else 'UNIQUE'} "
+                f"constraint {idx.constraint.name} of the partitioned table {table}; PostgreSQL cannot add such a "
+                "constraint on an index built beforehand (USING INDEX) on a partitioned table, so the copy could only "
+                "be added at contract with a build holding writes back on every partition.",
+                hint=f"drop {idx.constraint.name} in an earlier migration and add it again after contract, in a "
+                "quiet window.")
 
 
 def contract(op: Operation, plan: Plan, index: int, copy: Copy) -> None:

@@ -7,7 +7,8 @@ from typing import Annotated
 
 from psycopg import sql
 
-from pgshift.ops.operations._base import Operation, Plan, build_index, drop_index, ids
+from pgshift.errors import MigrationSourceError
+from pgshift.ops.operations._base import Operation, Plan, build_index, drop_index, ids, partitions
 
 
 @dataclass(frozen=True)
@@ -22,6 +23,13 @@ class AddUnique(Operation):
     columns: Annotated[tuple[str, ...], "The columns unique together."]
 
     def expand(self, plan: Plan, index: int) -> None:
+        if partitions(plan, self.table):
+            raise MigrationSourceError(
+                f"{self.origin}: {plan.label(self.table)} is partitioned: PostgreSQL cannot add a UNIQUE constraint "
+                "there on an index built beforehand (ADD CONSTRAINT ... USING INDEX), and adding it directly builds "
+                "every partition's index while holding writes back.",
+                hint=f"use create_index with unique: true on {self.table} (its columns must include the partition "
+                "key): it is built partition by partition and enforces the same uniqueness.")
         plan.expand(f"build unique index {self.name} concurrently", "autocommit", [
             build_index(plan, self.table, self.name, self.columns, True, None, None)],
             weak_lock_tables=[plan.label(self.table)], index=self.name)
