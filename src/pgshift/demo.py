@@ -21,6 +21,7 @@ from pgshift import deploy
 from pgshift.config import Settings
 from pgshift.embedded import EmbeddedCluster
 from pgshift.runner.gate import MigrateChecks
+from pgshift.units import Duration
 
 Say = Callable[[str], None]
 DEMO_DB = "traider"
@@ -53,7 +54,7 @@ def run_demo(
         say(f"Wrote {len(migrations)} migrations from the playbook's examples to {root / 'migrations'}")
         settings = dataclasses.replace(
             Settings(base_dir=root), database_url=cluster.socket_dsn(DEMO_DB),
-            migrations_dir=str(root / "migrations"), lock_wait="10s",
+            migrations_dir=str(root / "migrations"), lock_wait=Duration.parse("10s"),
             backup=dataclasses.replace(Settings().backup, directory=str(root / "backups")),
         )
         _steps(settings, say)

@@ -11,6 +11,7 @@ import psycopg
 
 from pgshift import api
 from pgshift.config import Settings
+from pgshift.units import Duration
 from tests.helpers import write_migration
 
 Conn = psycopg.Connection[Any]
@@ -34,8 +35,9 @@ def test_a_sql_alter_waits_without_queuing_behind_an_old_transaction(tmp_path: P
                                                                       conn: Conn) -> None:
     conn.execute("CREATE TABLE t (id int PRIMARY KEY)")
     path = write_migration(tmp_path / "migrations", "1", "alter", "ALTER TABLE t ADD COLUMN note text;")
-    settings = Settings(database_url=db_url, base_dir=tmp_path, migrations_dir="migrations", lock_timeout="300ms",
-                        lock_retries=4, retry_initial_delay="200ms", retry_max_delay="400ms")
+    settings = Settings(database_url=db_url, base_dir=tmp_path, migrations_dir="migrations",
+                        lock_timeout=Duration.parse("300ms"), lock_retries=4,
+                        retry_initial_delay=Duration.parse("200ms"), retry_max_delay=Duration.parse("400ms"))
     stop = threading.Event()
     blocked: list[str] = []
     reads: list[int] = []
@@ -83,8 +85,8 @@ def test_dry_run_prints_the_engines_steps_for_a_sql_migration(tmp_path: Path, db
     each transaction with its timeouts, each autocommit statement with its SET and RESET."""
     write_migration(tmp_path / "migrations", "1", "mixed", "CREATE TABLE a (id int);\n"
                     "CREATE INDEX CONCURRENTLY a_id ON a (id);\nINSERT INTO a VALUES (1);")
-    settings = Settings(database_url=db_url, base_dir=tmp_path, migrations_dir="migrations", lock_timeout="2s",
-                        statement_timeout="30s")
+    settings = Settings(database_url=db_url, base_dir=tmp_path, migrations_dir="migrations",
+                        lock_timeout=Duration.parse("2s"), statement_timeout=Duration.parse("30s"))
     dry = api.migrate(settings, dry_run=True).dry_run[0]
     assert dry.mode == "statement-by-statement"
     lines = dry.sql.splitlines()

@@ -8,13 +8,14 @@ import pytest
 
 from pgshift.config import duration_ms, load_settings
 from pgshift.errors import ConfigError
+from pgshift.units import Duration
 
 
 def test_precedence_file_then_environment_then_flags(tmp_path: Path) -> None:
     (tmp_path / "pgshift.toml").write_text('lock_timeout = "3s"\nlock_retries = 2\n[backup]\npolicy = "always"\n')
     env = {"PGSHIFT_LOCK_RETRIES": "7", "DATABASE_URL": "postgresql://env/db"}
     settings = load_settings(cwd=tmp_path, environ=env, overrides={"database_url": "postgresql://flag/db"})
-    assert settings.lock_timeout == "3s"
+    assert settings.lock_timeout == Duration(3000) and str(settings.lock_timeout) == "3s"
     assert settings.lock_retries == 7
     assert settings.database_url == "postgresql://flag/db"
     assert settings.backup.policy == "always"
@@ -133,8 +134,7 @@ def test_library_callers_get_the_found_folder_and_one_announcement(tmp_path: Pat
     (tmp_path / "prisma" / "migrations").mkdir(parents=True)
     (tmp_path / "prisma" / "migrations" / "migration_lock.toml").write_text('provider = "postgresql"\n')
     said: list[str] = []
-    settings = load_settings(cwd=tmp_path, environ={})
-    settings.announce = said.append
+    settings = dataclasses.replace(load_settings(cwd=tmp_path, environ={}), announce=said.append)
     copy = dataclasses.replace(settings, database_url="postgresql://clone/db")
     assert copy.migrations_path == settings.migrations_path == tmp_path / "prisma" / "migrations"
     assert len(said) == 1 and "Prisma's default" in said[0]
