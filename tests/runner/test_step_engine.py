@@ -10,7 +10,7 @@ from typing import Any
 import psycopg
 
 from pgshift import api
-from pgshift.config import Settings
+from pgshift.config import Settings, load_settings
 from pgshift.units import Duration
 from tests.helpers import write_migration
 
@@ -117,3 +117,16 @@ def test_the_tables_a_sql_step_locks_are_named_as_to_regclass_reads_them(conn: C
     assert strong == ['"My T"', "busy"] and weak == ['s."T"']
     found = conn.execute("SELECT to_regclass(t)::text FROM unnest(%s::text[]) t", ([*strong, *weak],)).fetchall()
     assert found == [('"My T"',), (None,), ('s."T"',)]
+
+
+def test_timeouts_reach_the_server_in_units_it_knows(tmp_path: Path, db_url: str, conn: Conn) -> None:
+    """pgshift.toml may write minutes as "10m" (as deploy.watch does); PostgreSQL knows only "min", so
+    the engine sets what the settings parsed, not their text. The dry run shows the same values."""
+    (tmp_path / "pgshift.toml").write_text('lock_timeout = "10m"\nstatement_timeout = "2.5min"\n')
+    write_migration(tmp_path / "migrations", "1", "seen", "CREATE TABLE seen AS SELECT "
+                    "current_setting('lock_timeout') AS lock, current_setting('statement_timeout') AS stmt;")
+    settings = load_settings(cwd=tmp_path, overrides={"database_url": db_url}, environ={})
+    dry = api.migrate(settings, dry_run=True).dry_run[0].sql
+    assert "SET LOCAL lock_timeout = '10min';" in dry and "SET LOCAL statement_timeout = '150s';" in dry
+    api.migrate(settings)
+    assert conn.execute("SELECT lock, stmt FROM seen").fetchone() == ("10min", "150s")
