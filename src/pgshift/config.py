@@ -365,7 +365,7 @@ def _apply(target: Any, values: dict[str, Any], where: str, prefix: str = "") ->
             known = ", ".join(sorted(names))
             raise ConfigError(f"Unknown setting '{dotted}' in {where}. Known settings: {known}.")
         current = getattr(target, key)
-        if isinstance(current, _Typed):  # a section
+        if dataclasses.is_dataclass(current) and not isinstance(current, (Duration, Size)):  # a section
             if not isinstance(value, dict):
                 if where == "the environment":
                     first = dataclasses.fields(current)[0].name.upper()
