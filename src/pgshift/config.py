@@ -393,7 +393,7 @@ def _validate(key: str, value: Any, where: str) -> None:
             if not url.strip():
                 raise ConfigError(f"standby_urls in {where} must not hold an empty URL.")
     if key == "watch.interval" and value.ms < 100:
-        raise ConfigError(f"watch.interval in {where} must be at least 100ms, not {value!r}.")
+        raise ConfigError(f"watch.interval in {where} must be at least 100ms, not {value.text!r}.")
     if key == "watch.metric_limits":
         for name, limit in value.items():
             try:

@@ -69,6 +69,8 @@ def test_pyproject_tool_section_and_relative_paths(tmp_path: Path) -> None:
         ("[lint]\nseverity = { PS001 = 1 }", "lint.severity in"),
         ("[app]\nhealth_url = 8080", "app.health_url in"),
         ("backup = 1", "'backup' in"),
+        ('[watch]\ninterval = "50ms"', "watch.interval in"),
+        ('[watch]\ninterval = "50ms"', "must be at least 100ms, not '50ms'."),  # as written, not a repr
     ],
 )
 def test_bad_files_name_the_key_and_the_file(tmp_path: Path, toml: str, message: str) -> None:
