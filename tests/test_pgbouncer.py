@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 import threading
@@ -177,7 +178,8 @@ def app_roles(db_name: str, conn: Conn) -> Iterator[None]:
 def test_both_versions_through_pgbouncer_under_load_while_expand_and_contract_run(
         tmp_path: Path, pgbouncer: PgBouncer, db_name: str, db_url: str, conn: Conn, app_roles: None) -> None:
     settings = make_project(tmp_path, pgbouncer.url(db_name), {"001_init.sql": INIT})
-    settings.migrate_url = db_url  # the deploy session goes direct; the application goes through PgBouncer
+    # The deploy session goes direct; the application goes through PgBouncer.
+    settings = dataclasses.replace(settings, migrate_url=db_url)
     api.migrate(settings)
     for role in APP_ROLES:
         conn.execute(sql.SQL("GRANT SELECT, INSERT, UPDATE ON accounts TO {}").format(sql.Identifier(role)))

@@ -14,9 +14,10 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from pgshift.config import Settings, WatchSettings, load_settings
+from pgshift.config import AppSettings, Settings, WatchSettings, load_settings
 from pgshift.embedded import EmbeddedCluster
 from pgshift.errors import ConfigError
+from pgshift.units import Duration, Size
 from pgshift.watch import WatchBreached, Watcher
 from tests.helpers import run_pgshift
 
@@ -35,8 +36,9 @@ def replicated() -> Iterator[tuple[EmbeddedCluster, EmbeddedCluster]]:
         primary.destroy()
 
 
-def _settings(url: str, **watch: object) -> Settings:
-    return Settings(database_url=url, watch=WatchSettings(**{"interval": "100ms", **watch}))  # type: ignore[arg-type]
+def _settings(url: str, health_url: str | None = None, **watch: object) -> Settings:
+    return Settings(database_url=url, app=AppSettings(health_url=health_url),
+                    watch=WatchSettings(**{"interval": Duration.parse("100ms"), **watch}))  # type: ignore[arg-type]
 
 
 def _until(predicate: object, timeout: float = 10.0) -> None:
@@ -55,7 +57,7 @@ def test_a_paused_standby_shows_its_lag_and_crosses_max_lag_bytes(
         try:
             on_primary.execute("CREATE TABLE IF NOT EXISTS filler (x text)")
             on_primary.execute("INSERT INTO filler SELECT repeat('x', 1000) FROM generate_series(1, 2000)")
-            with Watcher(_settings(primary.socket_dsn(), max_lag_bytes="500kB")) as watcher:
+            with Watcher(_settings(primary.socket_dsn(), max_lag_bytes=Size.parse("500kB"))) as watcher:
                 sample = watcher.sample()
                 (lagging,) = sample.standbys
                 assert lagging.state == "streaming" and lagging.lag_bytes > 500 * 1024
@@ -65,7 +67,7 @@ def test_a_paused_standby_shows_its_lag_and_crosses_max_lag_bytes(
                 assert caught.value.exit_code == 30
         finally:
             on_standby.execute("SELECT pg_wal_replay_resume()")
-        with Watcher(_settings(primary.socket_dsn(), max_lag_bytes="500kB")) as watcher:
+        with Watcher(_settings(primary.socket_dsn(), max_lag_bytes=Size.parse("500kB"))) as watcher:
             _until(lambda: watcher.sample().standbys[0].lag_bytes < 500 * 1024)
             assert watcher.watch(0.3).breach is None
 
@@ -98,7 +100,7 @@ def test_a_long_transaction_and_a_rollback_storm_cross_their_thresholds(db_url: 
     with psycopg.connect(db_url, autocommit=True) as idle:
         idle.execute("BEGIN")
         idle.execute("SELECT 1")
-        with Watcher(_settings(db_url, max_transaction="300ms")) as watcher, \
+        with Watcher(_settings(db_url, max_transaction=Duration.parse("300ms"))) as watcher, \
                 pytest.raises(WatchBreached, match=r"a transaction has been open [\d.]+s \(watch.max_transaction"):
             watcher.watch(10)
         idle.execute("ROLLBACK")
@@ -114,7 +116,7 @@ def test_a_long_transaction_and_a_rollback_storm_cross_their_thresholds(db_url: 
     storm = threading.Thread(target=roll_back, daemon=True)
     storm.start()
     try:
-        with Watcher(_settings(db_url, max_rollback_rate=20, interval="500ms")) as watcher, \
+        with Watcher(_settings(db_url, max_rollback_rate=20, interval=Duration.parse("500ms"))) as watcher, \
                 pytest.raises(WatchBreached, match=r"transactions rolled back per second \(watch.max_rollback_rate"):
             watcher.watch(15)
     finally:
@@ -140,9 +142,8 @@ def test_the_applications_health_and_metric_commands(db_url: str, tmp_path: Path
     try:
         count = tmp_path / "errors.txt"
         count.write_text("2\n")
-        settings = _settings(db_url, max_health_failures=2, metric_commands={"errors": f"cat {count}"},
-                             metric_limits={"errors": "5"})
-        settings.app.health_url = f"http://127.0.0.1:{server.server_port}/health"
+        settings = _settings(db_url, f"http://127.0.0.1:{server.server_port}/health", max_health_failures=2,
+                             metric_commands={"errors": f"cat {count}"}, metric_limits={"errors": "5"})
         with Watcher(settings) as watcher:
             sample = watcher.sample()
             assert sample.health is not None and sample.health.ok and sample.health.status == 200

@@ -22,6 +22,7 @@ from pgshift import deploy
 from pgshift.config import Settings
 from pgshift.embedded import EmbeddedCluster
 from pgshift.runner.gate import MigrateChecks
+from pgshift.units import Duration
 
 Say = Callable[[str], None]
 DEMO_DB = "traider"
@@ -54,7 +55,7 @@ def run_demo(
         say(f"Wrote {len(migrations)} migrations from the playbook's examples to {root / 'migrations'}")
         settings = dataclasses.replace(
             Settings(base_dir=root), database_url=cluster.socket_dsn(DEMO_DB),
-            migrations_dir=str(root / "migrations"), lock_wait="10s",
+            migrations_dir=str(root / "migrations"), lock_wait=Duration.parse("10s"),
             backup=dataclasses.replace(Settings().backup, directory=str(root / "backups")),
         )
         _steps(settings, say)
@@ -174,7 +175,7 @@ def _deploy(settings: Settings, say: Say, watch_seconds: float = 3.0) -> None:
     (Path(settings.migrations_dir) / "20240107000000_rename_users_email.ops.yaml").write_text(RENAME_OPS)
     hook = f"{sys.executable} -c \"print('new version rolled out: it reads users.email_address')\""
     settings = dataclasses.replace(settings, deploy=dataclasses.replace(
-        settings.deploy, app_command=hook, rollback_app_command="true", watch="1s", contract="later"))
+        settings.deploy, app_command=hook, rollback_app_command="true", watch=Duration.parse("1s"), contract="later"))
     report = run_deploy(settings, notify=lambda m: say(f"   · {m}"))
     for step in report.steps:
         say(f"   {step.state:>7} {step.name:<9} {step.detail}")

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 
-from pgshift.config import Settings, duration_ms
+from pgshift.config import Settings
 from pgshift.db.connect import server_major
 from pgshift.db.history import AppliedRow, History
 from pgshift.db.lock import lock_holder, lock_key
@@ -103,11 +103,11 @@ def _executor(settings: Settings, conn: psycopg.Connection[Any], history: Histor
               after_record: Callable[[Migration], None] | None = None) -> Executor:
     return Executor(
         conn, history, server_major=server_major(conn),
-        timeouts=Timeouts(settings.lock_timeout, settings.statement_timeout),
+        timeouts=Timeouts(settings.lock_timeout.postgres, settings.statement_timeout.postgres),
         retry=RetryPolicy(
             attempts=settings.lock_retries,
-            initial_ms=duration_ms(settings.retry_initial_delay),
-            max_ms=duration_ms(settings.retry_max_delay),
+            initial_ms=settings.retry_initial_delay.ms,
+            max_ms=settings.retry_max_delay.ms,
         ),
         notify=notify,
         observer=observer,
@@ -459,10 +459,10 @@ def migrate(
 
 def _wait_for_standbys(settings: Settings, conn: psycopg.Connection[Any], notify: Notify | None) -> list[str]:
     """With migrate.wait_for_standbys set: until every standby has replayed what is applied."""
-    timeout_ms = duration_ms(settings.migrate.wait_for_standbys, key="migrate.wait_for_standbys")
-    if not timeout_ms:
+    timeout = settings.migrate.wait_for_standbys
+    if not timeout.ms:
         return []
-    return wait_for_replay(conn, timeout_ms / 1000, limit=settings.migrate.wait_for_standbys, notify=notify)
+    return wait_for_replay(conn, timeout.seconds, limit=str(timeout), notify=notify)
 
 
 def _dry_run_ops(settings: Settings, conn: psycopg.Connection[Any], m: OpsMigration,
@@ -483,8 +483,8 @@ def _dry_run_ops(settings: Settings, conn: psycopg.Connection[Any], m: OpsMigrat
 
 def _dry_run_step(settings: Settings, conn: psycopg.Connection[Any], m: Migration, major: int) -> DryRunStep:
     """The steps the engine would run for a SQL migration, rendered as an operations migration's are."""
-    timeouts = StepTimeouts(m.lock_timeout or settings.lock_timeout, m.statement_timeout or settings.statement_timeout,
-                            settings=session_settings(m))
+    timeouts = StepTimeouts(m.lock_timeout or settings.lock_timeout.postgres,
+                            m.statement_timeout or settings.statement_timeout.postgres, settings=session_settings(m))
     plan = sql_steps(m, m.up, major)
     lines = [f"-- {m.label} ({m.path})"]
     if plan.mode == "transaction blocks":

@@ -23,7 +23,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +40,7 @@ from pgshift.migrations.model import Migration, OpsMigration, SqlMigration, Stat
 from pgshift.runner.engine import StatementObserver
 from pgshift.runner.gate import MigrateChecks, apply_backup_policy
 from pgshift.safety.hooks import probe
-from pgshift.units import duration_ms
+from pgshift.units import Duration
 from pgshift.watch import Sample, WatchBreached, Watcher
 
 Notify = Callable[[str], None]
@@ -199,10 +199,9 @@ def run_shell_hook(command: str, timeout_s: float, cwd: str) -> HookRun:
     return HookRun(code, lines[-_OUTPUT_LINES:], time.monotonic() - started)
 
 
-def _hook(setting: str, command: str, timeout: str, cwd: str) -> HookRun:
+def _hook(setting: str, command: str, timeout: Duration, cwd: str) -> HookRun:
     """Run a hook; raise the error that names it when it is missing, hangs or fails."""
-    timeout_s = duration_ms(timeout, key="deploy.app_timeout") / 1000
-    run = run_shell_hook(command, timeout_s, cwd)
+    run = run_shell_hook(command, timeout.seconds, cwd)
     tail = " | ".join(run.output[-3:]) or "no output"
     error: DeployError | None = None
     if run.returncode is None:
@@ -288,7 +287,7 @@ class _Background:
         self.error: str | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="pgshift-deploy-watch", daemon=True)
-        self._interval = duration_ms(settings.watch.interval) / 1000
+        self._interval = settings.watch.interval.seconds
 
     def _run(self) -> None:
         try:
@@ -336,7 +335,7 @@ def _deploy_lock(settings: Settings) -> Iterator[History]:
     connection whose application_name says it is a deploy, so a second deploy names its holder."""
     with open_connection(settings) as conn:
         conn.execute("SELECT set_config('application_name', %s, false)", (f"{settings.application_name} deploy",))
-        lock = AdvisoryLock(conn, f"{settings.history_schema}:deploy", duration_ms(settings.lock_wait) / 1000)
+        lock = AdvisoryLock(conn, f"{settings.history_schema}:deploy", settings.lock_wait.seconds)
         try:
             lock.acquire()
         except PgshiftError as exc:
@@ -543,7 +542,7 @@ class Rollout:
         if not url and not command:
             record.state, record.detail = "skipped", "no app.health_url or deploy.health_command"
             return
-        timeout_s = duration_ms(self.options.health_timeout) / 1000
+        timeout_s = self.options.health_timeout.seconds
         started = time.monotonic()
         last = ""
         while True:
@@ -571,7 +570,7 @@ class Rollout:
             time.sleep(0.5)
 
     def watch(self, record: StepRecord) -> None:
-        seconds = duration_ms(self.options.watch) / 1000
+        seconds = self.options.watch.seconds
         if seconds <= 0:
             record.state, record.detail = "skipped", "deploy.watch = 0"
             return
@@ -595,7 +594,7 @@ class Rollout:
                 self.report.contracted.append(version)
             record.detail = f"contracted {', '.join(ours)}"
             return
-        soak = timedelta(milliseconds=duration_ms(self.options.soak, key="deploy.soak"))
+        soak = self.options.soak.delta
         now = datetime.now(UTC)
         for version in ours:
             due = now + soak
@@ -1033,7 +1032,6 @@ def deploy(settings: Settings, *, dry_run: bool = False, resume: bool = False, r
     """Run the deployment flow (module docstring). Raises a DeployError subclass, carrying the report,
     when a step fails after the schema changed; earlier failures raise the failing check's own error."""
     require_url(settings.database_url)
-    duration_ms(settings.deploy.watch, key="deploy.watch")
     check_restore_confirmation(settings)
     if dry_run:
         return plan(settings)

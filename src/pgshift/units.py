@@ -4,6 +4,8 @@ migration readers, which both parse them (a file's ``lock_timeout`` directive, `
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass, field
+from datetime import timedelta
 
 from pgshift.errors import ConfigError
 
@@ -46,3 +48,64 @@ def parse_size(value: str | int, *, key: str = "rewrite_guard") -> int:
                           f"not {value!r}.")
     unit = match.group(2).lower() if match.group(2) else None
     return int(float(match.group(1)) * _UNITS[unit])
+
+
+_PG_UNITS = (("d", 86_400_000), ("h", 3_600_000), ("min", 60_000), ("s", 1000))
+
+
+@dataclass(frozen=True)
+class Duration:
+    """A duration setting, parsed once: its milliseconds, and the text it was written as (``'2s'``),
+    which messages and reports keep showing. Equal when the milliseconds are."""
+
+    ms: int
+    text: str = field(default="", compare=False)
+
+    def __post_init__(self) -> None:
+        if not self.text:
+            object.__setattr__(self, "text", self.postgres)
+
+    @classmethod
+    def parse(cls, value: str | int | float, *, key: str = "duration") -> Duration:
+        return cls(duration_ms(value, key=key), str(value))
+
+    @property
+    def seconds(self) -> float:
+        return self.ms / 1000
+
+    @property
+    def delta(self) -> timedelta:
+        return timedelta(milliseconds=self.ms)
+
+    @property
+    def postgres(self) -> str:
+        """The value as PostgreSQL's duration settings take it (``SET lock_timeout``): the largest unit
+        that is exact. Not ``text``: PostgreSQL knows neither ``m`` nor ``7.5d``."""
+        if self.ms == 0:
+            return "0"
+        for unit, size in _PG_UNITS:
+            if self.ms % size == 0:
+                return f"{self.ms // size}{unit}"
+        return f"{self.ms}ms"
+
+    def __str__(self) -> str:
+        return self.text
+
+
+@dataclass(frozen=True)
+class Size:
+    """A size setting (``'64MB'``), parsed once into bytes; 0 is off. Keeps its text for messages."""
+
+    bytes: int
+    text: str = field(default="", compare=False)
+
+    def __post_init__(self) -> None:
+        if not self.text:
+            object.__setattr__(self, "text", str(self.bytes))
+
+    @classmethod
+    def parse(cls, value: str | int, *, key: str = "size") -> Size:
+        return cls(parse_size(value, key=key), str(value))
+
+    def __str__(self) -> str:
+        return self.text

@@ -9,6 +9,7 @@ between samples. Each sample is checked against the ``[watch]`` thresholds; a br
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import threading
@@ -22,7 +23,7 @@ from pgshift.config import Settings, WatchSettings
 from pgshift.db.connect import connect, mask_password, server_major
 from pgshift.errors import ConfigError, PgshiftError
 from pgshift.safety.hooks import probe
-from pgshift.units import duration_ms, parse_size
+from pgshift.units import Duration
 
 
 class WatchBreached(PgshiftError):
@@ -190,7 +191,7 @@ class Watcher:
         url = self.settings.app.health_url
         if not url:
             return None
-        timeout = max(0.1, duration_ms(self.options.interval) / 1000)
+        timeout = max(0.1, self.options.interval.seconds)
         started = time.monotonic()
         status, error = probe(url, timeout=timeout)
         ok = status is not None and 200 <= status < 300
@@ -200,7 +201,7 @@ class Watcher:
 
     def _metrics(self) -> dict[str, float | None]:
         values: dict[str, float | None] = {}
-        timeout = max(1.0, duration_ms(self.options.interval) / 1000)
+        timeout = max(1.0, self.options.interval.seconds)
         for name, command in self.options.metric_commands.items():
             try:
                 done = subprocess.run(command, shell=True, capture_output=True, text=True, timeout=timeout,
@@ -224,10 +225,10 @@ class Watcher:
         if o.max_rollback_rate and sample.rollbacks_per_s > o.max_rollback_rate:
             yield (f"{sample.rollbacks_per_s:.1f} transactions rolled back per second (watch.max_rollback_rate = "
                    f"{o.max_rollback_rate})")
-        if (longest_ms := duration_ms(o.max_transaction)) and sample.longest_transaction_s * 1000 > longest_ms:
+        if (longest_ms := o.max_transaction.ms) and sample.longest_transaction_s * 1000 > longest_ms:
             yield (f"a transaction has been open {sample.longest_transaction_s:.1f}s (watch.max_transaction = "
                    f"{o.max_transaction})")
-        lag_ms, lag_bytes = duration_ms(o.max_lag), parse_size(o.max_lag_bytes, key="watch.max_lag_bytes")
+        lag_ms, lag_bytes = o.max_lag.ms, o.max_lag_bytes.bytes
         for standby in sample.standbys:
             name = standby.name or standby.client
             if lag_ms and standby.replay_lag_s * 1000 > lag_ms:
@@ -248,7 +249,7 @@ class Watcher:
               stop_on_breach: bool = True) -> WatchReport:
         """Sample every interval for ``seconds`` (0: until interrupted); raise WatchBreached on a breach."""
         report = WatchReport()
-        interval = duration_ms(self.options.interval) / 1000
+        interval = self.options.interval.seconds
         deadline = time.monotonic() + seconds if seconds else None
         started = time.monotonic()
         first_deadlocks: int | None = None
@@ -289,7 +290,7 @@ class BreachMonitor:
         self._current: str | None = None
         self._stop = threading.Event()
         self._first = threading.Event()
-        self._interval = duration_ms(settings.watch.interval) / 1000
+        self._interval = settings.watch.interval.seconds
         self._thread = threading.Thread(target=self._run, name="pgshift-watch", daemon=True)
 
     def _run(self) -> None:
@@ -324,11 +325,13 @@ def json_line(sample: Sample) -> str:
 
 
 
-def watch_flags(settings: Settings, *, for_: str, interval: str | None) -> float:
-    """`pgshift watch --for/--interval`, checked and applied: the seconds to watch (0: until stopped)."""
-    seconds = duration_ms(for_, key="--for") / 1000
+def watch_flags(settings: Settings, *, for_: str, interval: str | None) -> tuple[Settings, float]:
+    """`pgshift watch --for/--interval`, checked and applied: the settings to watch with, and the seconds
+    to watch (0: until stopped)."""
+    seconds = Duration.parse(for_, key="--for").seconds
     if interval is not None:
-        if duration_ms(interval, key="--interval") < 100:
+        every = Duration.parse(interval, key="--interval")
+        if every.ms < 100:
             raise ConfigError(f"--interval must be at least 100ms, not {interval!r}.")
-        settings.watch.interval = interval
-    return seconds
+        settings = dataclasses.replace(settings, watch=dataclasses.replace(settings.watch, interval=every))
+    return settings, seconds

@@ -11,6 +11,7 @@ from typing import Any
 import psycopg
 
 from pgshift.config import Settings
+from pgshift.units import Duration
 
 CATALOG = """
 SELECT 'column', c.relname || '.' || a.attname || ' ' || format_type(a.atttypid, a.atttypmod) || ' nn=' ||
@@ -50,7 +51,8 @@ def write_project(tmp_path: Path, files: dict[str, str]) -> Path:
 
 def make_project(tmp_path: Path, url: str, files: dict[str, str]) -> Settings:
     write_project(tmp_path, files)
-    return Settings(database_url=url, base_dir=tmp_path, migrations_dir="migrations", lock_timeout="2s")
+    return Settings(database_url=url, base_dir=tmp_path, migrations_dir="migrations",
+                    lock_timeout=Duration.parse("2s"))
 
 
 class Writers:

@@ -18,6 +18,7 @@ from pgshift import api
 from pgshift.config import Settings, load_settings
 from pgshift.errors import ConfigError, MigrationFailed
 from pgshift.ops import guard
+from pgshift.units import Size
 from tests.conftest import PgServer
 from tests.helpers import run_pgshift, write_migration
 
@@ -96,7 +97,7 @@ def test_guard_covers_expand_and_contract(tmp_path: Path, db_url: str, conn: Con
     folder.mkdir()
     (folder / "1_widen.ops.yaml").write_text(
         "operations:\n  - change_column_type: {table: big, column: n, type: bigint}\n")
-    settings = Settings(database_url=db_url, base_dir=tmp_path, rewrite_guard="64kB")
+    settings = Settings(database_url=db_url, base_dir=tmp_path, rewrite_guard=Size.parse("64kB"))
     api.migrate(settings)
     from pgshift.ops import service
 
@@ -128,7 +129,7 @@ def test_non_superuser_gets_a_warning(pg_server: PgServer, db_name: str, project
         with warnings.catch_warnings():
             warnings.simplefilter("error")
             with pytest.raises(MigrationFailed, match="rewrite guard"):
-                api.migrate(Settings(database_url=url, base_dir=project, rewrite_guard="64kB"))
+                api.migrate(Settings(database_url=url, base_dir=project, rewrite_guard=Size.parse("64kB")))
     finally:
         conn.execute(sql.SQL("DROP OWNED BY {} CASCADE").format(sql.Identifier(role)))
         conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))

@@ -146,6 +146,8 @@ MESSAGES = [
     ({"operations": [{"drop_index": {"name": "i"}}], "bogus": 1},
      "unknown key 'bogus'; known keys: schema, version_schema, lock_timeout, lock_retries, backfill_target_ms, "
      "backfill_batch_size, backfill_max_lock_ms, settings, operations."),
+    ({"operations": [{"drop_index": {"name": "i"}}], "lock_timeout": "soon"},
+     "'lock_timeout' must be a duration such as '2s', '500ms', '10min' or '7d', not 'soon'."),
     ({"operations": [{"drop_index": {"name": "i"}}], "settings": {"work_mem": True}},
      "'settings' must be a mapping of setting names to values (for example `settings: {maintenance_work_mem: "
      "1GB}`), not {'work_mem': True}."),
@@ -186,3 +188,10 @@ def test_a_choice_is_read_in_any_case_and_planned_as_written_in_sql(conn: psycop
 ])
 def test_only_a_constant_default_is_added_without_a_backfill(default: str, constant: bool) -> None:
     assert is_constant(default) is constant
+
+
+def test_the_files_lock_timeout_is_kept_as_the_server_takes_it() -> None:
+    """Written like a setting ("10m"), it reaches SET lock_timeout, which knows only "min"."""
+    document = {"operations": [{"drop_index": {"name": "i"}}], "lock_timeout": "10m"}
+    assert parse_document(document, "f.ops.yaml").lock_timeout == "10min"
+    assert parse_document({**document, "lock_timeout": "50ms"}, "f.ops.yaml").lock_timeout == "50ms"

@@ -13,6 +13,7 @@ import pytest
 from pgshift import api
 from pgshift.config import Settings
 from pgshift.migrations.analysis import analyse
+from pgshift.units import Duration
 from tests.helpers import run_pgshift, write_migration
 
 Conn = psycopg.Connection[Any]
@@ -109,7 +110,7 @@ def test_a_locked_analyze_is_a_warning_and_the_migration_stays_applied(tmp_path:
         # SHARE UPDATE EXCLUSIVE (what a running autovacuum or CREATE INDEX CONCURRENTLY holds): the INSERT
         # does not conflict with it, ANALYZE does.
         holder.execute("LOCK TABLE t IN SHARE UPDATE EXCLUSIVE MODE")
-        report = api.migrate(_settings(tmp_path, db_url, lock_timeout="200ms"), notify=notes.append)
+        report = api.migrate(_settings(tmp_path, db_url, lock_timeout=Duration.parse("200ms")), notify=notes.append)
         holder.rollback()
     assert report.applied[0].analyzed == []
     assert any("ANALYZE public.t after 1 load did not run (canceling statement due to lock timeout)" in n

@@ -10,7 +10,8 @@ from typing import Any
 import psycopg
 
 from pgshift import api
-from pgshift.config import Settings
+from pgshift.config import Settings, load_settings
+from pgshift.units import Duration
 from tests.helpers import write_migration
 
 Conn = psycopg.Connection[Any]
@@ -34,8 +35,9 @@ def test_a_sql_alter_waits_without_queuing_behind_an_old_transaction(tmp_path: P
                                                                       conn: Conn) -> None:
     conn.execute("CREATE TABLE t (id int PRIMARY KEY)")
     path = write_migration(tmp_path / "migrations", "1", "alter", "ALTER TABLE t ADD COLUMN note text;")
-    settings = Settings(database_url=db_url, base_dir=tmp_path, migrations_dir="migrations", lock_timeout="300ms",
-                        lock_retries=4, retry_initial_delay="200ms", retry_max_delay="400ms")
+    settings = Settings(database_url=db_url, base_dir=tmp_path, migrations_dir="migrations",
+                        lock_timeout=Duration.parse("300ms"), lock_retries=4,
+                        retry_initial_delay=Duration.parse("200ms"), retry_max_delay=Duration.parse("400ms"))
     stop = threading.Event()
     blocked: list[str] = []
     reads: list[int] = []
@@ -83,8 +85,8 @@ def test_dry_run_prints_the_engines_steps_for_a_sql_migration(tmp_path: Path, db
     each transaction with its timeouts, each autocommit statement with its SET and RESET."""
     write_migration(tmp_path / "migrations", "1", "mixed", "CREATE TABLE a (id int);\n"
                     "CREATE INDEX CONCURRENTLY a_id ON a (id);\nINSERT INTO a VALUES (1);")
-    settings = Settings(database_url=db_url, base_dir=tmp_path, migrations_dir="migrations", lock_timeout="2s",
-                        statement_timeout="30s")
+    settings = Settings(database_url=db_url, base_dir=tmp_path, migrations_dir="migrations",
+                        lock_timeout=Duration.parse("2s"), statement_timeout=Duration.parse("30s"))
     dry = api.migrate(settings, dry_run=True).dry_run[0]
     assert dry.mode == "statement-by-statement"
     lines = dry.sql.splitlines()
@@ -115,3 +117,16 @@ def test_the_tables_a_sql_step_locks_are_named_as_to_regclass_reads_them(conn: C
     assert strong == ['"My T"', "busy"] and weak == ['s."T"']
     found = conn.execute("SELECT to_regclass(t)::text FROM unnest(%s::text[]) t", ([*strong, *weak],)).fetchall()
     assert found == [('"My T"',), (None,), ('s."T"',)]
+
+
+def test_timeouts_reach_the_server_in_units_it_knows(tmp_path: Path, db_url: str, conn: Conn) -> None:
+    """pgshift.toml may write minutes as "10m" (as deploy.watch does); PostgreSQL knows only "min", so
+    the engine sets what the settings parsed, not their text. The dry run shows the same values."""
+    (tmp_path / "pgshift.toml").write_text('lock_timeout = "10m"\nstatement_timeout = "2.5min"\n')
+    write_migration(tmp_path / "migrations", "1", "seen", "CREATE TABLE seen AS SELECT "
+                    "current_setting('lock_timeout') AS lock, current_setting('statement_timeout') AS stmt;")
+    settings = load_settings(cwd=tmp_path, overrides={"database_url": db_url}, environ={})
+    dry = api.migrate(settings, dry_run=True).dry_run[0].sql
+    assert "SET LOCAL lock_timeout = '10min';" in dry and "SET LOCAL statement_timeout = '150s';" in dry
+    api.migrate(settings)
+    assert conn.execute("SELECT lock, stmt FROM seen").fetchone() == ("10min", "150s")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -33,8 +34,7 @@ def _project(tmp_path: Path, db_url: str, pg_server: Any, pending: str) -> Setti
     migrations = tmp_path / "migrations"
     migrations.mkdir()
     (migrations / "1_init.sql").write_text(INIT)
-    settings = make_settings(tmp_path, db_url, pg_server)
-    settings.migrations_dir = str(migrations)
+    settings = dataclasses.replace(make_settings(tmp_path, db_url, pg_server), migrations_dir=str(migrations))
     api.migrate(settings)
     (migrations / "2_next.sql").write_text(pending)
     return settings
@@ -62,8 +62,8 @@ def test_every_check_passes_on_a_ready_project(
     settings = _project(tmp_path, db_url, pg_server, SAFE)
     take_backup(settings, db_url)
     (tmp_path / "VERSION").write_text("1.4.2\n")
-    settings.app.version_file = "VERSION"
-    settings.app.health_url = health_ok.url
+    settings = dataclasses.replace(settings, app=dataclasses.replace(settings.app, version_file="VERSION",
+                                                                     health_url=health_ok.url))
     (tmp_path / ".gitignore").write_text("backups/\n")
     _git(tmp_path, "init", "-q")
     _git(tmp_path, "add", "-A")
@@ -95,9 +95,9 @@ def test_every_check_passes_on_a_ready_project(
 def test_every_check_fails_when_it_should(pg_server: Any, db_name: str, db_url: str, tmp_path: Path) -> None:
     settings = _project(tmp_path, db_url, pg_server, UNSAFE)
     (tmp_path / "migrations" / "1_init.sql").write_text(INIT + "-- edited after it was applied\n")
-    settings.app.version_command = [sys.executable, "-c", "import sys; sys.exit(3)"]
     bad_health = HealthServer(503)
-    settings.app.health_url = bad_health.url
+    settings = dataclasses.replace(settings, app=dataclasses.replace(
+        settings.app, version_command=[sys.executable, "-c", "import sys; sys.exit(3)"], health_url=bad_health.url))
     _git(tmp_path, "init", "-q")  # untracked files: not clean
     wal = tmp_path / "wal"
     wal.mkdir()
@@ -156,16 +156,16 @@ def _wait_for(url: str, query: str) -> None:
 def test_unreachable_database_and_missing_migrations_fail(
     pg_server: Any, db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    settings = make_settings(tmp_path, db_url, pg_server)
-    settings.migrations_dir = str(tmp_path / "nowhere")
+    settings = dataclasses.replace(make_settings(tmp_path, db_url, pg_server), migrations_dir=str(tmp_path / "nowhere"))
     results = _by_name(run_checks(settings))
     assert results["pending migrations"].status == "failed"
     assert "does not exist" in results["pending migrations"].detail[0]
-    settings.database_url = "postgresql://nobody@127.0.0.1:1/x?connect_timeout=2"
+    unreachable = "postgresql://nobody@127.0.0.1:1/x?connect_timeout=2"
+    settings = dataclasses.replace(settings, database_url=unreachable)
     checklist = run_checks(settings)
     assert _by_name(checklist)["database answers"].status == "failed"
     monkeypatch.chdir(tmp_path)  # not inside a git repository
-    out = CliRunner().invoke(cli, ["check", "-d", settings.database_url, "--dir", str(tmp_path)])
+    out = CliRunner().invoke(cli, ["check", "-d", unreachable, "--dir", str(tmp_path)])
     assert out.exit_code == 1 and out.output.strip().splitlines()[-1].startswith("checklist: 0 passed, 1 failed")
 
 

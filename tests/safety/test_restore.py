@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import threading
@@ -15,9 +16,11 @@ import pytest
 from click.testing import CliRunner
 
 from pgshift.cli.main import cli
+from pgshift.config import Settings
 from pgshift.errors import RestoreFailed
 from pgshift.safety import take_backup
 from pgshift.safety.restore import restore_database, restore_table
+from pgshift.units import Duration
 
 from .helpers import HealthServer, count, databases, make_settings, seed
 
@@ -29,14 +32,16 @@ def health() -> Iterator[HealthServer]:
     server.close()
 
 
-def _hooks(tmp_path: Path, settings: Any, health_url: str | None, stop_extra: str = "") -> Path:
+def _hooks(tmp_path: Path, settings: Settings, health_url: str | None, stop_extra: str = "",
+           health_timeout: str = "5s") -> tuple[Settings, Path]:
     log = tmp_path / "hooks.log"
-    settings.app.stop_command = [sys.executable, "-c",
-                                 f"open({str(log)!r}, 'a').write('stop\\n'); print('stopping app'){stop_extra}"]
-    settings.app.start_command = [sys.executable, "-c", f"open({str(log)!r}, 'a').write('start\\n')"]
-    settings.app.health_url = health_url
-    settings.app.health_timeout = "5s"
-    return log
+    app = dataclasses.replace(
+        settings.app,
+        stop_command=[sys.executable, "-c",
+                      f"open({str(log)!r}, 'a').write('stop\\n'); print('stopping app'){stop_extra}"],
+        start_command=[sys.executable, "-c", f"open({str(log)!r}, 'a').write('start\\n')"],
+        health_url=health_url, health_timeout=Duration.parse(health_timeout))
+    return dataclasses.replace(settings, app=app), log
 
 
 def _cleanup(admin_url: str, prefix: str) -> None:
@@ -63,7 +68,7 @@ def test_round_trip_restore_swaps_and_keeps_the_old_database(
     with psycopg.connect(db_url, autocommit=True) as conn:  # the "bad migration"
         conn.execute("DELETE FROM trades")
         conn.execute("ALTER TABLE accounts DROP COLUMN tags")
-    log = _hooks(tmp_path, settings, health.url)
+    settings, log = _hooks(tmp_path, settings, health.url)
     lines: list[str] = []
     try:
         report = restore_database(settings, folder, db_url, say=lines.append)
@@ -96,7 +101,7 @@ def test_corrupted_dump_is_caught_before_anything_is_touched(
     dump.write_bytes(dump.read_bytes()[:-200])
     with psycopg.connect(db_url, autocommit=True) as conn:
         conn.execute("DELETE FROM trades WHERE id > 100")
-    log = _hooks(tmp_path, settings, None)
+    settings, log = _hooks(tmp_path, settings, None)
     with pytest.raises(RestoreFailed) as info:
         restore_database(settings, folder, db_url)
     assert "not touched" in str(info.value) and info.value.exit_code == 14
@@ -118,7 +123,7 @@ def test_failed_count_check_leaves_live_as_it_was(
     tamper = (f"; import json; p={str(folder / 'manifest.json')!r}; m=json.load(open(p)); "
               "[t.update(rows=t['rows'] + 7) for t in m['tables'] if t['name'] == 'trades']; "
               "json.dump(m, open(p, 'w'))")
-    log = _hooks(tmp_path, settings, None, stop_extra=tamper)
+    settings, log = _hooks(tmp_path, settings, None, stop_extra=tamper)
     with pytest.raises(RestoreFailed) as info:
         restore_database(settings, folder, db_url)
     assert "307" in str(info.value) and "not touched" in str(info.value)
@@ -171,8 +176,7 @@ def test_health_failure_after_swap_is_reported_with_the_kept_database(
     settings = make_settings(tmp_path, db_url, pg_server)
     folder = take_backup(settings, db_url).backup.path
     sick = HealthServer(503)
-    _hooks(tmp_path, settings, sick.url)
-    settings.app.health_timeout = "1s"
+    settings, _ = _hooks(tmp_path, settings, sick.url, health_timeout="1s")
     try:
         with pytest.raises(RestoreFailed) as info:
             restore_database(settings, folder, db_url)
@@ -301,8 +305,8 @@ def test_the_swap_ends_the_live_sessions_keeps_them_out_and_keeps_the_live_local
     threads = [threading.Thread(target=app) for _ in range(3)]
     try:
         seed(url, rows=20)
-        settings = make_settings(tmp_path, url, pg_server)
-        settings.lock_wait = "0ms"  # no wait beyond the one second every session gets to end
+        # No wait beyond the one second every session gets to end.
+        settings = dataclasses.replace(make_settings(tmp_path, url, pg_server), lock_wait=Duration.parse("0ms"))
         folder = take_backup(settings, url).backup.path
         for t in threads:
             t.start()
@@ -339,7 +343,7 @@ def test_a_dump_damaged_after_verification_fails_the_restore_and_drops_the_copy(
     # The stop hook runs after the verification: here it cuts the dump in half.
     damage = (f"; p={str(folder / 'dump.pgdump')!r}; d=open(p, 'rb').read(); "
               "open(p, 'wb').write(d[: len(d) // 2])")
-    log = _hooks(tmp_path, settings, None, stop_extra=damage)
+    settings, log = _hooks(tmp_path, settings, None, stop_extra=damage)
     with pytest.raises(RestoreFailed) as info:
         restore_database(settings, folder, db_url)
     assert f"The live database {db_name} was not touched." in str(info.value)

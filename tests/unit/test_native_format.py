@@ -53,3 +53,11 @@ def test_checksum_changes_with_either_part(tmp_path: Path) -> None:
     before = load(tmp_path)[0].checksum
     path.write_text("-- pgshift:up\nSELECT 1;\n-- pgshift:down\nSELECT 3;\n")
     assert load(tmp_path)[0].checksum != before
+
+
+def test_timeout_directives_are_kept_in_units_the_server_knows(tmp_path: Path) -> None:
+    """A directive is written like a setting ("10m"); it reaches the server as SET lock_timeout, which
+    knows only "min"."""
+    (tmp_path / "1_x.sql").write_text("-- pgshift:lock-timeout 10m\n-- pgshift:statement-timeout 1.5s\nSELECT 1;\n")
+    [m] = load(tmp_path)
+    assert (m.lock_timeout, m.statement_timeout) == ("10min", "1500ms")

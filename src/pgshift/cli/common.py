@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import functools
 import json
@@ -42,8 +43,8 @@ def settings_options(func: F) -> F:
         except PgshiftError as exc:
             fail(exc)
         # One line on stderr, so --json output on stdout stays machine-readable.
-        settings.announce = lambda message: click.echo(click.style("· ", dim=True) + message, err=True)
-        kwargs["settings"] = settings
+        kwargs["settings"] = dataclasses.replace(
+            settings, announce=lambda message: click.echo(click.style("· ", dim=True) + message, err=True))
         return func(*args, **kwargs)
 
     return wrapper  # type: ignore[return-value]

@@ -59,7 +59,7 @@ def watch_cmd(settings: Settings, for_: str, interval: str | None, as_json: bool
     """Watch the database: blocked sessions, long transactions, commit and rollback rates, WAL,
     standby lag, the application's health and your own metrics. Exit 30 when a [watch] threshold is crossed.
     """
-    seconds = api.watch_flags(settings, for_=for_, interval=interval)
+    settings, seconds = api.watch_flags(settings, for_=for_, interval=interval)
     lines = as_json or not sys.stdout.isatty()
     with api.Watcher(settings) as watcher:
         try:

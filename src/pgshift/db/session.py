@@ -10,7 +10,7 @@ from typing import Any
 
 import psycopg
 
-from pgshift.config import Settings, duration_ms
+from pgshift.config import Settings
 from pgshift.db.connect import connect, server_major
 from pgshift.db.history import History
 from pgshift.db.lock import AdvisoryLock
@@ -49,7 +49,7 @@ def open_connection(settings: Settings, *, deploy: bool = False) -> Iterator[psy
 def deploy_session(settings: Settings) -> Iterator[tuple[psycopg.Connection[Any], History]]:
     """A connection holding the deploy lock, with the ledger created or upgraded."""
     with open_connection(settings, deploy=True) as conn:
-        lock = AdvisoryLock(conn, settings.history_schema, duration_ms(settings.lock_wait) / 1000)
+        lock = AdvisoryLock(conn, settings.history_schema, settings.lock_wait.seconds)
         with lock:
             history = History(conn, settings.history_schema)
             history.ensure()

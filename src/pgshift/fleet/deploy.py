@@ -61,7 +61,6 @@ from pgshift.rollout import (
     _unfinished,
     resumed,
 )
-from pgshift.units import duration_ms
 from pgshift.watch import WatchBreached, Watcher
 
 Notify = Callable[[str], None]
@@ -403,14 +402,14 @@ class FleetDeploy:
 
     def _watch(self, record: StepRecord) -> None:
         """The watch window over one database of each server the fleet is on."""
-        seconds = duration_ms(self.settings.deploy.watch) / 1000
+        seconds = self.settings.deploy.watch.seconds
         if seconds <= 0:
             record.state, record.detail = "skipped", "deploy.watch = 0"
             return
         servers: dict[str, Target] = {}
         for target in self._touched():
             servers.setdefault(server_of(target), target)
-        interval = duration_ms(self.settings.watch.interval) / 1000
+        interval = self.settings.watch.interval.seconds
         samples = 0
         with contextlib.ExitStack() as stack:
             watchers = [(name, stack.enter_context(Watcher(self.settings, url=t.url))) for name, t in servers.items()]
@@ -490,7 +489,6 @@ def deploy_targets(settings: Settings, targets_file: str | Path, *, resume: bool
                    events: Events | None = None, notify: Notify | None = None) -> FleetDeployReport:
     """`pgshift deploy --targets FILE` (module docstring). Raises FleetDeployFailed, carrying the report,
     when a target or an app step failed; DeployStateError when an unfinished deploy is in the way."""
-    duration_ms(settings.deploy.watch, key="deploy.watch")
     if settings.deploy.on_failure != "abort":
         raise ConfigError(f"deploy --targets implements deploy.on_failure = \"abort\" only, and it is set to "
                           f"{settings.deploy.on_failure!r}: restoring a backup of every target is not done for a "

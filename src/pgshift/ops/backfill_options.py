@@ -37,13 +37,12 @@ def backfill_options(*, target_ms: int = 75, min_batch: int = 100, max_batch: in
     the ``[backfill]`` settings. A --max-batch below --min-batch is raised to it and the first batch
     is kept between the two."""
     defaults = settings or BackfillSettings()
-    if max_lag is None:  # the [backfill] settings, where "0" is off
-        max_lag = OFF if duration_ms(defaults.max_lag, key="backfill.max_lag") == 0 else defaults.max_lag
-    if max_lag_bytes is None:
-        max_lag_bytes = defaults.max_lag_bytes
+    # Without the flag: the [backfill] settings, where 0 is off.
+    max_lag_ms = (defaults.max_lag.ms or None) if max_lag is None else _duration_or_off(max_lag, "--max-lag")
+    lag_bytes = ((defaults.max_lag_bytes.bytes or None) if max_lag_bytes is None
+                 else _size_or_off(max_lag_bytes, "--max-lag-bytes"))
     min_batch = _at_least_one(min_batch, "--min-batch")
     max_batch = max(_at_least_one(max_batch, "--max-batch"), min_batch)
-    max_lag_ms = _duration_or_off(max_lag, "--max-lag")
     return BackfillOptions(
         target_ms=_at_least_one(target_ms, "--target-ms"), min_batch=min_batch, max_batch=max_batch,
         initial_batch=max(min_batch, min(_at_least_one(batch_size, "--batch-size"), max_batch)),
@@ -52,7 +51,7 @@ def backfill_options(*, target_ms: int = 75, min_batch: int = 100, max_batch: in
         lock_timeout_ms=duration_ms(lock_timeout, key="--lock-timeout"),
         max_lock_ms=_duration_or_off(max_lock, "--max-lock"),
         max_lag_s=None if max_lag_ms is None else max_lag_ms / 1000, lag_query=lag_query,
-        max_lag_bytes=_size_or_off(max_lag_bytes, "--max-lag-bytes"))
+        max_lag_bytes=lag_bytes)
 
 
 def backfill_spec(table: str, set_clause: str, where: str | None = None, key: str | None = None,

@@ -20,6 +20,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from pgshift.units import Size
 from pgshift.units import parse_size as parse_size
 
 GUC = "pgshift.rewrite_guard_bytes"
@@ -73,10 +74,10 @@ def install(conn: psycopg.Connection[Any], schema: str) -> None:
             sql.Identifier(TRIGGER), function))
 
 
-def enable(conn: psycopg.Connection[Any], schema: str, limit: str | int) -> str | None:
+def enable(conn: psycopg.Connection[Any], schema: str, limit: Size | str | int) -> str | None:
     """Arm the guard for this session (the runner's own connection). Returns a warning, also issued
     as a :class:`RewriteGuardUnavailable`, when the guard cannot work; None when armed or off."""
-    limit_bytes = parse_size(limit)
+    limit_bytes = limit.bytes if isinstance(limit, Size) else parse_size(limit)
     if limit_bytes == 0:
         return None  # off: not even a round trip
     if not _installed(conn):

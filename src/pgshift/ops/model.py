@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from pgshift.errors import MigrationSourceError
+from pgshift.errors import ConfigError, MigrationSourceError
 from pgshift.ops.operations import registry
 from pgshift.ops.operations._base import (
     Column,
@@ -27,6 +27,7 @@ from pgshift.ops.operations._base import (
     is_constant,
     read_fields,
 )
+from pgshift.units import Duration
 
 __all__ = ["Column", "Op", "Operation", "OpsFile", "column_definition", "is_constant", "json_schema", "load_file",
            "op", "parse_document"]
@@ -83,7 +84,14 @@ def _top_level(values: Any, file: str) -> dict[str, Any]:
                 for k, v in value.items())):
             raise MigrationSourceError(f"{file}: {name!r} must be a mapping of setting names to values "
                                        f"(for example `settings: {{maintenance_work_mem: 1GB}}`), not {value!r}.")
-    return {k: v for k, v in values.items() if v is not None}
+    checked = {k: v for k, v in values.items() if v is not None}
+    if "lock_timeout" in checked:
+        # Checked here, not by SET lock_timeout mid-run; kept as the server takes it ("10m" -> "10min").
+        try:
+            checked["lock_timeout"] = Duration.parse(checked["lock_timeout"], key=f"{file}: 'lock_timeout'").postgres
+        except ConfigError as exc:
+            raise MigrationSourceError(exc.message) from exc
+    return checked
 
 
 def _parse_op(item: Any, file: str, index: int) -> Operation:

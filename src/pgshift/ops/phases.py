@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 from psycopg import sql
 
-from pgshift.config import Settings, duration_ms
+from pgshift.config import Settings
 from pgshift.db.history import History
 from pgshift.errors import LockTimeoutExhausted, MigrationFailed, PgshiftError, ValidationFailed, server_error_text
 from pgshift.migrations.model import OpsMigration
@@ -32,7 +32,6 @@ from pgshift.runner.blockers import WEAK_LOCK_CONFLICTS, Blocker, blockers
 from pgshift.runner.engine import StepEngine
 from pgshift.runner.retry import RetryPolicy
 from pgshift.runner.steps import Step, StepStatement, StepTimeouts, session_settings
-from pgshift.units import parse_size
 
 if TYPE_CHECKING:
     from pgshift.runner.engine import StatementObserver
@@ -109,8 +108,8 @@ class PhaseRunner:
         self.notify = notify or (lambda _m: None)
         # Sees every step statement, as the Executor's observer sees SQL statements (rehearsal records them).
         self.observer = observer
-        self.retry = RetryPolicy(attempts=self.ops.lock_retries, initial_ms=duration_ms(settings.retry_initial_delay),
-                                 max_ms=min(2_000, duration_ms(settings.retry_max_delay)))
+        self.retry = RetryPolicy(attempts=self.ops.lock_retries, initial_ms=settings.retry_initial_delay.ms,
+                                 max_ms=min(2_000, settings.retry_max_delay.ms))
         # Where the running phase stands, for the failure message: which command continues from here.
         self._phase = "expand"
         self._step_index = 0
@@ -246,17 +245,17 @@ class PhaseRunner:
     @property
     def timeouts(self) -> StepTimeouts:
         # No statement_timeout on a CONCURRENTLY build: it may take long, and blocks nobody meanwhile.
-        return StepTimeouts(self.ops.lock_timeout, self.settings.statement_timeout, autocommit_statement_timeout=False,
+        return StepTimeouts(self.ops.lock_timeout, self.settings.statement_timeout.postgres,
+                            autocommit_statement_timeout=False,
                             settings=session_settings(self.migration))
 
     @property
     def backfill_options(self) -> BackfillOptions:
         lag = self.settings.backfill
-        max_lag_ms = duration_ms(lag.max_lag, key="backfill.max_lag")
         return BackfillOptions(target_ms=self.ops.backfill_target_ms, initial_batch=self.ops.backfill_batch_size,
                                max_lock_ms=self.ops.backfill_max_lock_ms or None,
-                               max_lag_s=max_lag_ms / 1000 if max_lag_ms else None,
-                               max_lag_bytes=parse_size(lag.max_lag_bytes, key="backfill.max_lag_bytes") or None)
+                               max_lag_s=lag.max_lag.seconds if lag.max_lag.ms else None,
+                               max_lag_bytes=lag.max_lag_bytes.bytes or None)
 
     # -- the engine's questions (pgshift.runner.engine.StepOwner) ---------------------------
     def failed(self, step: Step, position: int, exc: psycopg.Error, index_left: str | None) -> BaseException:

@@ -23,7 +23,7 @@ from typing import Any
 from psycopg import sql
 
 from pgshift import deploy
-from pgshift.config import Settings, duration_ms
+from pgshift.config import Settings
 from pgshift.db.connect import connect, describe_target, require_url
 from pgshift.db.history import History
 from pgshift.db.session import open_connection
@@ -100,7 +100,7 @@ def rehearse(settings: Settings, options: RehearsalOptions | None = None, *,
             say("cloning the database")
             from_backup = options.from_backup or _current_backup(settings, source_url)
             report.clone = make_clone(source_url, from_backup=from_backup, bindir=settings.backup.pg_bindir,
-                                      lock_wait_ms=duration_ms(settings.lock_wait, key="lock_wait"), name=name)
+                                      lock_wait_ms=settings.lock_wait.ms, name=name)
             say(f"clone {report.clone.name} made by {report.clone.method} in {report.clone.duration_s:.2f}s")
             _on_clone(settings, options, report, clock, say)
         finally:

@@ -55,6 +55,7 @@ from pgshift.safety.tools import (
     lock_waited_on,
     server_info,
 )
+from pgshift.units import Duration
 
 ProgressFn = Callable[[int, int, str], None]  # (bytes done, bytes total, current table)
 _DUMPING = re.compile(r'dumping contents of table "(?P<name>[^"]+)"')
@@ -444,7 +445,7 @@ def _dump_and_count(
         "SELECT n.nspname, c.relname, greatest(c.relpages, 1)::bigint * current_setting('block_size')::int "
         "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('r', 'm')"
     ).fetchall()}
-    lock_wait_ms = duration_ms(settings.lock_wait)
+    lock_wait_ms = settings.lock_wait.ms
     argv = dump_argv(tool, conninfo, target, fmt, jobs, snapshot, lock_wait_ms)
     t0 = time.monotonic()
     # A fixed time zone makes timestamptz rows print the same when a restored copy is dumped for
@@ -488,7 +489,7 @@ def _dump_and_count(
     return stats, seconds, notes
 
 
-def _lock_held(what: str, lock_wait: str) -> LockHeld:
+def _lock_held(what: str, lock_wait: Duration) -> LockHeld:
     return LockHeld(
         f"The backup gave up waiting for a lock on {what} after lock_wait ({lock_wait}): another "
         "session holds a conflicting lock on it, such as a migration's ACCESS EXCLUSIVE lock.",
@@ -524,9 +525,11 @@ def list_backups(root: Path, database: str | None = None) -> list[Backup]:
     return sorted(found, key=lambda b: (b.finished_at, b.path.name), reverse=True)
 
 
-def _max_age(value: str | int | float | timedelta | None) -> timedelta | None:
+def _max_age(value: Duration | str | int | float | timedelta | None) -> timedelta | None:
     if value is None or isinstance(value, timedelta):
         return value
+    if isinstance(value, Duration):
+        return value.delta
     return timedelta(milliseconds=duration_ms(value, key="backup.max_age"))
 
 
@@ -547,7 +550,7 @@ def recorded_backups(conn: psycopg.Connection[Any], schema: str, limit: int = 10
 
 def latest_verified_backup(
     settings: Settings,
-    max_age: str | int | float | timedelta | None = None,
+    max_age: Duration | str | int | float | timedelta | None = None,
     *,
     database: str | None = None,
     full: bool = False,

@@ -20,7 +20,7 @@ from typing import Any
 import psycopg
 from psycopg import conninfo
 
-from pgshift.config import Settings, duration_ms
+from pgshift.config import Settings
 from pgshift.db.connect import connect, mask_password, require_url
 from pgshift.db.pooler import pooled_session_evidence
 from pgshift.db.sizes import table_bytes
@@ -592,7 +592,7 @@ def check_health(ctx: _Context) -> CheckResult:
     if not url:
         return CheckResult("application health URL", SKIPPED, "not configured", ["set app.health_url"])
     t0 = time.monotonic()
-    status, error = probe(url, timeout=min(5.0, duration_ms(ctx.settings.app.health_timeout) / 1000))
+    status, error = probe(url, timeout=min(5.0, ctx.settings.app.health_timeout.seconds))
     elapsed = (time.monotonic() - t0) * 1000
     if status is not None and 200 <= status < 300:
         return CheckResult("application health URL", PASSED, f"HTTP {status} in {elapsed:.0f} ms", [url])

@@ -32,7 +32,7 @@ from typing import Any, ClassVar
 import psycopg
 from psycopg import conninfo
 
-from pgshift.config import Settings, duration_ms
+from pgshift.config import Settings
 from pgshift.db.connect import mask_password
 from pgshift.embedded import free_port
 from pgshift.errors import MigrationRefused, PgshiftError
@@ -265,7 +265,7 @@ def _system_id(conn: psycopg.Connection[Any] | None) -> int | None:
 def judge(provider: BackupProvider, settings: Settings, conn: psycopg.Connection[Any] | None = None) -> Verdict:
     """The newest completed backup of this cluster (``conn``'s, when given) within backup.max_age."""
     inventory = provider.inventory()
-    limit = timedelta(milliseconds=duration_ms(settings.backup.max_age, key="backup.max_age"))
+    limit = settings.backup.max_age.delta
     system = _system_id(conn)
     ours = [b for b in inventory.backups if system is None or b.system_id in (None, system)]
     if not inventory.backups:

@@ -26,7 +26,7 @@ from typing import Any
 import psycopg
 from psycopg import conninfo, sql
 
-from pgshift.config import Settings, duration_ms
+from pgshift.config import Settings
 from pgshift.db.connect import connect, drop_database, mask_password, with_dbname
 from pgshift.db.history import History
 from pgshift.db.lock import lock_holder, lock_key
@@ -219,7 +219,7 @@ def _restore(settings: Settings, folder: Path, url: str, live: str, report: Rest
                 say)
     _hook(settings.app.start_command, "start_app", report, say)
     if settings.app.health_url:
-        timeout = duration_ms(settings.app.health_timeout, key="app.health_timeout") / 1000
+        timeout = settings.app.health_timeout.seconds
         health = poll_health(settings.app.health_url, timeout)
         detail = f"{health.url} answered {health.status} after {health.seconds:.1f}s" if health.ok else (
             f"{health.url} did not answer 2xx within {timeout:.0f}s (last: {health.error})")
@@ -299,7 +299,7 @@ def _swap(admin_url: str, live: str, new_db: str, kept_as: str, settings: Settin
         allowed = admin.execute("SELECT datallowconn FROM pg_database WHERE datname = %s", (live,)).fetchone()
         admin.execute(sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS false").format(sql.Identifier(live)))
         try:
-            _terminate(admin, live, timeout=duration_ms(settings.lock_wait) / 1000)
+            _terminate(admin, live, timeout=settings.lock_wait.seconds)
             with admin.transaction():
                 admin.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
                     sql.Identifier(live), sql.Identifier(kept_as)))

@@ -32,7 +32,7 @@ from pgshift.migrations.model import (
     version_sort_key,
 )
 from pgshift.migrations.splitter import Split, split_down, split_sql
-from pgshift.units import duration_ms
+from pgshift.units import Duration
 
 FILE_NAME = re.compile(r"^(?P<version>\d+)_(?P<name>[A-Za-z0-9_\-]+)\.sql$")
 # Zero-downtime operations (expand/contract, see docs/ops.md): <version>_<name>.ops.yaml or .ops.json.
@@ -88,13 +88,14 @@ def parse_file(path: Path, version: str, name: str, *, split: Split = split_sql)
             transactional = False
         elif directive in ("lock-timeout", "statement-timeout"):
             try:
-                duration_ms(arg, key=f"{where}: {directive}")
+                # Kept as the server takes it: PostgreSQL knows "10min", not the "10m" a setting may write.
+                timeout = Duration.parse(arg, key=f"{where}: {directive}").postgres
             except ConfigError as exc:
                 raise MigrationSourceError(str(exc)) from exc
             if directive == "lock-timeout":
-                lock_timeout = arg
+                lock_timeout = timeout
             else:
-                statement_timeout = arg
+                statement_timeout = timeout
         elif directive == "set":
             name, equals, value = arg.partition("=")
             if not equals:
