@@ -10,14 +10,15 @@ linearly with the text and memory with a chunk (the statements' text is kept, on
 
 from __future__ import annotations
 
+import os
 import re
-from collections.abc import Callable, Iterator
-from typing import Protocol
+from collections.abc import Callable, Iterator, Sequence
+from typing import NamedTuple, Protocol, overload
 
 from pglast import parser
 from pglast.parser import ParseError
 
-from pgshift.errors import SqlParseError
+from pgshift.errors import MigrationSourceError, SqlParseError
 from pgshift.migrations.model import Statement
 
 CHUNK_CHARS = 256 * 1024
@@ -152,6 +153,19 @@ def unsplit(text: str, *, file: str = "<stdin>", base_line: int = 1, start: int 
     return [Statement(text.strip(), file, line, column, 0)]
 
 
+def split_file_part(split: Split, text: str, *, file: str, base_line: int = 1, start: int = 0,
+                    end: int | None = None) -> Sequence[Statement]:
+    """``split(text, ...)`` for ``text``, the whole text of the file ``file`` as read_text reads it: a
+    part larger than STREAM_CHARS is split once here (to count it and find any parse error, with the
+    same message) but not kept (:class:`StreamedStatements`)."""
+    end = len(text) if end is None else end
+    if split is not split_sql or end - start <= STREAM_CHARS:
+        return split(text, file=file, base_line=base_line, start=start, end=end)
+    stamp = FileStamp.of(file)
+    count = sum(1 for _ in _statements(text, file, base_line, start, end))
+    return StreamedStatements(file, start, end, base_line, count, stamp)
+
+
 class Split(Protocol):
     """How a reader turns SQL text into statements: :func:`split_sql`, or :func:`unsplit`."""
 
@@ -160,15 +174,20 @@ class Split(Protocol):
 
 
 def _split(text: str, file: str, base_line: int, section_start: int, section_end: int) -> list[Statement]:
+    return list(_statements(text, file, base_line, section_start, section_end))
+
+
+def _statements(text: str, file: str, base_line: int, section_start: int, section_end: int) -> Iterator[Statement]:
     positions = _Positions(text, base_line, section_start)
-    statements: list[Statement] = []
+    index = 0
     try:
         for start, end in statement_spans(text, section_start, section_end):
             sql = text[start:end].rstrip().rstrip(";").rstrip()
             if not sql:
                 continue
             line, column = positions.at(start)
-            statements.append(Statement(sql, file, line, column, len(statements)))
+            yield Statement(sql, file, line, column, index)
+            index += 1
     except ParseError as exc:
         section = text[section_start:section_end]  # the error names (and lint re-reads) the part alone
         message = str(exc.args[0]) if exc.args else str(exc)
@@ -176,10 +195,186 @@ def _split(text: str, file: str, base_line: int, section_start: int, section_end
         line, column = line_col(section, max(0, min(offset, len(section))), base_line=base_line)
         raise SqlParseError(message, file=file, line=line, column=column, text=section,
                             base_line=base_line) from exc
-    return statements
 
 
-def split_down(parse: Callable[[], list[Statement]]) -> tuple[list[Statement] | None, SqlParseError | None]:
+# A part larger than this (characters) is not kept in memory: its statements are counted when the file
+# loads and read again from the file, chunk by chunk, each time they are used (StreamedStatements).
+STREAM_CHARS = 1_000_000
+READ_CHARS = 1 << 20
+
+
+class FileStamp(NamedTuple):
+    """What says a file is still the one that was loaded: its size and modification time."""
+
+    size: int
+    mtime_ns: int
+
+    @classmethod
+    def of(cls, path: str) -> FileStamp:
+        found = os.stat(path)
+        return cls(found.st_size, found.st_mtime_ns)
+
+
+class StreamedStatements(Sequence[Statement]):
+    """The statements of ``text[start:end]`` of a file read as :func:`pgshift.migrations.files.read_text`
+    reads it (UTF-8, universal newlines, without a leading byte order mark), split again from the file
+    each time they are iterated, so that memory holds a chunk of them, never the part.
+
+    Counted (and checked to parse) when the file loads; a file changed since is an error, never other
+    statements. ``first``/``stop`` make a view of some of them (``reindex``: numbered from 0 again)."""
+
+    def __init__(self, path: str, start: int, end: int, base_line: int, total: int, stamp: FileStamp,
+                 first: int = 0, stop: int | None = None, reindex: bool = False) -> None:
+        self.path, self.start, self.end, self.base_line = path, start, end, base_line
+        self.total, self.stamp = total, stamp
+        self.first, self.stop, self.reindex = first, total if stop is None else stop, reindex
+
+    def __len__(self) -> int:
+        return max(0, self.stop - self.first)
+
+    def __repr__(self) -> str:
+        return f"<{len(self)} statements of {self.path}, read when used>"
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, StreamedStatements):
+            return vars(self) == vars(other)
+        return isinstance(other, Sequence) and len(other) == len(self) and list(self) == list(other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __iter__(self) -> Iterator[Statement]:
+        if FileStamp.of(self.path) != self.stamp:
+            raise self._changed()
+        seen = 0
+        try:
+            for statement in stream_statements(_pieces(self.path, self.start, self.end), self.path, self.base_line):
+                seen += 1
+                if statement.index < self.first:
+                    continue
+                if statement.index >= self.stop:
+                    return
+                yield (statement if not self.reindex else
+                       Statement(statement.sql, statement.file, statement.line, statement.column,
+                                 statement.index - self.first))
+        except (ParseError, UnicodeDecodeError, OSError) as exc:
+            raise self._changed() from exc
+        if seen != self.total:
+            raise self._changed()
+
+    def _changed(self) -> MigrationSourceError:
+        return MigrationSourceError(
+            f"The migration file {self.path} changed (or became unreadable) after pgshift loaded it; its "
+            "statements are read again from the file when they run.",
+            hint="run the command again once the file is no longer being edited.")
+
+    @overload
+    def __getitem__(self, index: int) -> Statement: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> StreamedStatements: ...
+
+    def __getitem__(self, index: int | slice) -> Statement | StreamedStatements:
+        if isinstance(index, slice):
+            first, stop, step = index.indices(len(self))
+            if step != 1:
+                raise ValueError("a streamed part is sliced without a step")
+            return StreamedStatements(self.path, self.start, self.end, self.base_line, self.total, self.stamp,
+                                      self.first + first, self.first + max(first, stop), self.reindex)
+        position = index + len(self) if index < 0 else index
+        if not 0 <= position < len(self):
+            raise IndexError(index)
+        return next(iter(self[position:position + 1]))
+
+    def renumbered(self) -> StreamedStatements:
+        """The same statements, numbered from 0 (``Statement.index``), as a list of them would be."""
+        return StreamedStatements(self.path, self.start, self.end, self.base_line, self.total, self.stamp,
+                                  self.first, self.stop, reindex=True)
+
+
+def _pieces(path: str, start: int, end: int) -> Iterator[str]:
+    """``text[start:end]`` of the file's text (as read_text reads it), a piece at a time."""
+    position = 0
+    stripping = True  # read_text drops leading byte order marks
+    with open(path, encoding="utf-8") as file:
+        while position < end:
+            data = file.read(READ_CHARS)
+            if not data:
+                return
+            if stripping:
+                data = data.lstrip("\ufeff")
+                if not data:
+                    continue
+                stripping = False
+            low, high = max(start - position, 0), min(end - position, len(data))
+            if low < high:
+                yield data[low:high]
+            position += len(data)
+
+
+def stream_statements(pieces: Iterator[str], file: str, base_line: int) -> Iterator[Statement]:
+    """The statements of the text ``pieces`` make up, split as :func:`split_sql` splits it (the same cuts,
+    the same statements, lines and columns), holding a chunk or two of it at a time. ParseError when
+    it does not parse."""
+    buffer = ""
+    line = base_line  # of buffer[0], which is always at a line's start but for the part's first line
+    index = 0
+    more = True
+
+    def cut_after(position: int) -> int | None:
+        """The first cut at or after ``position`` (reading on as needed); None at the end of the text."""
+        nonlocal buffer, more
+        while True:
+            match = _STATEMENT_END.search(buffer, position)
+            if match is not None:
+                return match.end()
+            if not more:
+                return None
+            piece = next(pieces, None)
+            if piece is None:
+                more = False
+            else:
+                buffer += piece
+
+    while True:
+        if not buffer and more:
+            buffer = next(pieces, "")
+            more = bool(buffer)
+        if not more and _NOT_BLANK.search(buffer) is None:
+            return
+        first = cut_after(CHUNK_CHARS)
+        ends = [first] if first is not None else []
+        if first is not None:
+            second = cut_after(first + CHUNK_CHARS)
+            ends.append(second if second is not None else -1)
+        spans: list[tuple[int, int]] | None = None
+        used = 0
+        for end in ends:
+            if end == -1:
+                break
+            try:
+                spans, used = _spans_of(buffer[:end]), end
+                break
+            except ParseError:
+                continue
+        if spans is None:  # the rest in one piece
+            buffer += "".join(pieces)
+            more = False
+            spans, used = _spans_of(buffer), len(buffer)
+        positions = _Positions(buffer, line, 0)
+        for start, end in spans:
+            sql = buffer[start:end].rstrip().rstrip(";").rstrip()
+            if not sql:
+                continue
+            at_line, column = positions.at(start)
+            yield Statement(sql, file, at_line, column, index)
+            index += 1
+        line += buffer.count("\n", 0, used)
+        buffer = buffer[used:]
+        if not buffer and not more:
+            return
+
+
+def split_down(parse: Callable[[], Sequence[Statement]]) -> tuple[Sequence[Statement] | None, SqlParseError | None]:
     """(statements, None) of a down part, or (None, its parse error): the original tools only
     fail when that rollback runs, so a broken down part must not stop loading the folder."""
     try:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -82,7 +82,7 @@ class StepResult:
 class LedgerProgress:
     """A SQL migration's progress: statements_done and the checksum of those statements in its ledger row."""
 
-    def __init__(self, history: History, version: str, statements: list[Statement], steps: list[SqlStep]) -> None:
+    def __init__(self, history: History, version: str, statements: Sequence[Statement], steps: list[SqlStep]) -> None:
         self.history = history
         self.version = version
         self.steps = steps
@@ -242,7 +242,7 @@ class Executor:
             hint="check that the server is back (`pgshift status`), then run the command again.",
         )
 
-    def _complete(self, migration: Migration, statements: list[Statement], direction: Direction,
+    def _complete(self, migration: Migration, statements: Sequence[Statement], direction: Direction,
                   result: StepResult) -> None:
         result.duration_ms = int((time.monotonic() - self._started) * 1000)
         self.history.complete(
@@ -254,7 +254,7 @@ class Executor:
         )
         self.after_record(migration)
 
-    def _resume_point(self, migration: Migration, statements: list[Statement], direction: Direction) -> int:
+    def _resume_point(self, migration: Migration, statements: Sequence[Statement], direction: Direction) -> int:
         """Where an interrupted statement-by-statement run stopped, if the statements it completed
         are unchanged (a fix to a later statement keeps the progress; an edit before it does not)."""
         row = self.history.row(migration.version)
@@ -321,7 +321,7 @@ class Executor:
             self.after_record(migration)
 
 
-def prefix_checksum(statements: list[Statement]) -> str:
+def prefix_checksum(statements: Sequence[Statement]) -> str:
     return checksum_of(*(s.sql for s in statements))
 
 
@@ -329,16 +329,19 @@ class PrefixChecksums:
     """prefix_checksum(statements[:n]) for growing n, hashing each statement once (from scratch
     each time is quadratic: 11k statements of 4 kB hash 250 GB)."""
 
-    def __init__(self, statements: list[Statement]) -> None:
+    def __init__(self, statements: Sequence[Statement]) -> None:
         self.statements = statements
         self.digest = hashlib.sha256()
         self.count = 0
+        self.rest: Iterator[Statement] | None = None  # read in order once (a streamed part has no cheap [i])
 
     def of(self, count: int) -> str:
         if count < self.count:
             return prefix_checksum(self.statements[:count])
+        if self.rest is None:
+            self.rest = iter(self.statements)
         while self.count < count:
-            self.digest.update(self.statements[self.count].sql.encode())
+            self.digest.update(next(self.rest).sql.encode())
             self.digest.update(b"\x00")
             self.count += 1
         return self.digest.copy().hexdigest()

@@ -5,8 +5,10 @@ list (:func:`render_steps`), so what it shows is what runs."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from itertools import islice
+from typing import Any, overload
 
 import psycopg
 from psycopg import sql
@@ -25,7 +27,7 @@ from pgshift.runner.backfill import BackfillOptions, BackfillSpec
 class Step:
     label: str
     kind: StepKind
-    statements: list[sql.Composable] = field(default_factory=list)
+    statements: Sequence[sql.Composable] = field(default_factory=list)
     lock_tables: list[str] = field(default_factory=list)  # "schema.table" taking a strong lock
     # "schema.table" taking SHARE UPDATE EXCLUSIVE (VALIDATE, CONCURRENTLY): no reader blocks it, but an
     # autovacuum does, and never yields to a waiter whose lock_timeout is shorter than deadlock_timeout.
@@ -38,7 +40,7 @@ class Step:
     index_schema: str | None = None  # None: found on the search_path
     drops_index: bool = False  # DROP INDEX CONCURRENTLY of ``index`` (done when it is gone)
     # A SQL migration's own statements, as observers and error messages see them (ops steps: none).
-    sources: list[Statement] = field(default_factory=list)
+    sources: Sequence[Statement] = field(default_factory=list)
     modes: str | None = None  # SET TRANSACTION modes of the file's BEGIN opening this step's transaction
 
     @property
@@ -77,12 +79,12 @@ class SqlSteps:
     blocks: int = 0
 
 
-def transaction_blocks(migration: Migration, statements: list[Statement], server_major: int) -> list[Block] | None:
+def transaction_blocks(migration: Migration, statements: Sequence[Statement], server_major: int) -> list[Block] | None:
     """The blocks of a part with its own BEGIN / COMMIT / END, or None when it runs as before."""
     return plan_blocks(migration, statements, transaction_control, lambda text: autocommit_reason(text, server_major))
 
 
-def needs_steps(migration: Migration, statements: list[Statement], server_major: int) -> bool:
+def needs_steps(migration: Migration, statements: Sequence[Statement], server_major: int) -> bool:
     return not migration.transactional or any(autocommit_reason(s.sql, server_major) for s in statements)
 
 
@@ -91,7 +93,7 @@ def needs_steps(migration: Migration, statements: list[Statement], server_major:
 _LOCKING_WORDS = frozenset({"ALTER", "CLUSTER", "CREATE", "DROP", "LOCK", "REFRESH", "REINDEX", "TRUNCATE", "VACUUM"})
 
 
-def table_locks(statements: list[Statement]) -> tuple[list[str], list[str]]:
+def table_locks(statements: Iterable[Statement]) -> tuple[list[str], list[str]]:
     """(tables the statements lock ACCESS EXCLUSIVE, tables they lock SHARE UPDATE EXCLUSIVE), from the one
     statement analysis (pgshift.migrations.analysis). A request for the first queues behind any lock on
     the table. Only statements whose first word can take such a lock are analysed (not a file's INSERTs)."""
@@ -150,11 +152,71 @@ def stale_statistics(steps: list[Step], conn: psycopg.Connection[Any]) -> list[s
     return found
 
 
-def _sql_step(label: str, kind: StepKind, part: list[Statement], end: int, **extra: Any) -> SqlStep:
-    runnable = [s for s in part if not transaction_control(s.sql)]
+class RunnableStatements(Sequence[Statement]):
+    """A streamed part's statements but its BEGIN / COMMIT (which the runner replaces): read again from
+    the file each time they are iterated, never held (pgshift.migrations.splitter.StreamedStatements)."""
+
+    def __init__(self, part: Sequence[Statement], count: int) -> None:
+        self.part, self.count_ = part, count
+
+    def __len__(self) -> int:
+        return self.count_
+
+    def __iter__(self) -> Iterator[Statement]:
+        return (s for s in self.part if not transaction_control(s.sql))
+
+    @overload
+    def __getitem__(self, index: int) -> Statement: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[Statement]: ...
+
+    def __getitem__(self, index: int | slice) -> Statement | list[Statement]:
+        if isinstance(index, slice):
+            start, stop, step = index.indices(len(self))
+            return list(islice(self, start, stop, step))
+        position = index + len(self) if index < 0 else index
+        if not 0 <= position < len(self):
+            raise IndexError(index)
+        return next(islice(self, position, None))
+
+
+class SqlOf(Sequence[sql.Composable]):
+    """``sql.SQL`` of each statement of ``statements``, made as they are iterated (a streamed part's)."""
+
+    def __init__(self, statements: Sequence[Statement]) -> None:
+        self.statements = statements
+
+    def __len__(self) -> int:
+        return len(self.statements)
+
+    def __iter__(self) -> Iterator[sql.Composable]:
+        return (sql.SQL(s.sql) for s in self.statements)
+
+    @overload
+    def __getitem__(self, index: int) -> sql.Composable: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[sql.Composable]: ...
+
+    def __getitem__(self, index: int | slice) -> sql.Composable | list[sql.Composable]:
+        if isinstance(index, slice):
+            return [sql.SQL(s.sql) for s in self.statements[index]]
+        return sql.SQL(self.statements[index].sql)
+
+
+def _sql_step(label: str, kind: StepKind, part: Sequence[Statement], end: int, **extra: Any) -> SqlStep:
+    runnable: Sequence[Statement]
+    if isinstance(part, list):
+        runnable = [s for s in part if not transaction_control(s.sql)]
+        skipped = [s for s in part if transaction_control(s.sql)]
+        statements: Sequence[sql.Composable] = [sql.SQL(s.sql) for s in runnable]
+    else:  # a streamed part: its few BEGIN / COMMIT are kept, the rest read again when it runs
+        skipped = [s for s in part if transaction_control(s.sql)]
+        runnable = RunnableStatements(part, len(part) - len(skipped))
+        statements = SqlOf(runnable)
     strong, weak = table_locks(runnable)
-    step = SqlStep(label, kind, [sql.SQL(s.sql) for s in runnable], strong, weak, sources=runnable, end=end,
-                   skipped=[s for s in part if transaction_control(s.sql)], **extra)
+    step = SqlStep(label, kind, statements, strong, weak, sources=runnable, end=end, skipped=skipped, **extra)
     if kind == "autocommit" and runnable:
         target = concurrent_index(runnable[0].sql)
         if target is not None and target.name is not None:
@@ -163,7 +225,7 @@ def _sql_step(label: str, kind: StepKind, part: list[Statement], end: int, **ext
     return step
 
 
-def sql_steps(migration: Migration, statements: list[Statement], server_major: int, done: int = 0) -> SqlSteps:
+def sql_steps(migration: Migration, statements: Sequence[Statement], server_major: int, done: int = 0) -> SqlSteps:
     """The steps of a SQL migration's part, from statement ``done`` on (what an interrupted run left)."""
     blocks = transaction_blocks(migration, statements, server_major)
     if blocks is not None:
@@ -189,8 +251,7 @@ def sql_steps(migration: Migration, statements: list[Statement], server_major: i
         return SqlSteps("transaction blocks", steps, len(blocks))
     if needs_steps(migration, statements, server_major):
         steps = []
-        for index in range(done, len(statements)):
-            stmt = statements[index]
+        for index, stmt in enumerate(islice(statements, done, None), done):
             reason = autocommit_reason(stmt.sql, server_major)
             steps.append(_sql_step(f"statement {index + 1}", "autocommit" if reason else "tx", [stmt], index + 1,
                                    autocommit_reason=reason))

@@ -17,7 +17,7 @@ from pathlib import Path
 from pgshift.errors import MigrationSourceError
 from pgshift.migrations.files import in_order, lines_containing, named_sql_files, per_file, read_text, read_texts
 from pgshift.migrations.model import Migration, SqlMigration, checksum_of, version_sort_key
-from pgshift.migrations.splitter import Split, split_down, split_sql
+from pgshift.migrations.splitter import Split, split_down, split_file_part, split_sql
 
 FORMAT = "dbmate"
 FILE_NAME = re.compile(r"^(?P<version>\d+)_?(?P<name>.*)\.sql$")
@@ -83,11 +83,12 @@ def parse_file(path: Path, version: str, name: str, *, split: Split = split_sql)
     markers = _markers(path, text)
     (up_line, _, up_offset, up_options), (down_line, down_line_start, down_offset, _) = markers["up"], markers["down"]
     # Sections are split in place (offsets into text), not copied out of it.
-    up = split(text, file=str(path), base_line=up_line + 1, start=up_offset, end=down_line_start)
+    up = split_file_part(split, text, file=str(path), base_line=up_line + 1, start=up_offset,
+                         end=down_line_start)
     if not up:
         raise MigrationSourceError(f"{path} has no statements in its '-- migrate:up' section.")
     down, down_error = split_down(
-        lambda: split(text, file=str(path), base_line=down_line + 1, start=down_offset))
+        lambda: split_file_part(split, text, file=str(path), base_line=down_line + 1, start=down_offset))
     return SqlMigration(
         version=version,
         name=name,

@@ -31,7 +31,7 @@ from pgshift.migrations.model import (
     session_setting,
     version_sort_key,
 )
-from pgshift.migrations.splitter import Split, split_down, split_sql
+from pgshift.migrations.splitter import Split, split_down, split_file_part, split_sql
 from pgshift.units import duration_ms
 
 FILE_NAME = re.compile(r"^(?P<version>\d+)_(?P<name>[A-Za-z0-9_\-]+)\.sql$")
@@ -114,13 +114,14 @@ def parse_file(path: Path, version: str, name: str, *, split: Split = split_sql)
     if down_start is not None and down_start < up_start:
         raise MigrationSourceError(f"{path}:{down_start}: the down marker comes before the up marker.")
     # Sections are split in place (offsets into text), not copied out of it.
-    up = split(text, file=str(path), base_line=up_start + 1, start=up_offset, end=down_line_start)
+    up = split_file_part(split, text, file=str(path), base_line=up_start + 1, start=up_offset, end=down_line_start)
     if not up:
         raise MigrationSourceError(f"{path} has no statements in its up part.")
     down, down_error = None, None
     if down_start is not None:
         down_base = down_start + 1
-        down, down_error = split_down(lambda: split(text, file=str(path), base_line=down_base, start=down_offset))
+        down, down_error = split_down(lambda: split_file_part(split, text, file=str(path), base_line=down_base,
+                                                              start=down_offset))
     return SqlMigration(
         version=version,
         name=name,
