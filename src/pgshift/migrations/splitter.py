@@ -10,15 +10,19 @@ linearly with the text and memory with a chunk (the statements' text is kept, on
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import NamedTuple, Protocol, overload
 
 from pglast import parser
 from pglast.parser import ParseError
 
 from pgshift.errors import MigrationSourceError, SqlParseError
+from pgshift.migrations.files import ScannedFile, lines_containing, read_pieces, read_text, scan_file
 from pgshift.migrations.model import Statement
 
 CHUNK_CHARS = 256 * 1024
@@ -247,7 +251,8 @@ class StreamedStatements(Sequence[Statement]):
             raise self._changed()
         seen = 0
         try:
-            for statement in stream_statements(_pieces(self.path, self.start, self.end), self.path, self.base_line):
+            for statement in stream_statements(read_pieces(Path(self.path), self.start, self.end), self.path,
+                                               self.base_line):
                 seen += 1
                 if statement.index < self.first:
                     continue
@@ -289,26 +294,6 @@ class StreamedStatements(Sequence[Statement]):
         """The same statements, numbered from 0 (``Statement.index``), as a list of them would be."""
         return StreamedStatements(self.path, self.start, self.end, self.base_line, self.total, self.stamp,
                                   self.first, self.stop, reindex=True)
-
-
-def _pieces(path: str, start: int, end: int) -> Iterator[str]:
-    """``text[start:end]`` of the file's text (as read_text reads it), a piece at a time."""
-    position = 0
-    stripping = True  # read_text drops leading byte order marks
-    with open(path, encoding="utf-8") as file:
-        while position < end:
-            data = file.read(READ_CHARS)
-            if not data:
-                return
-            if stripping:
-                data = data.lstrip("\ufeff")
-                if not data:
-                    continue
-                stripping = False
-            low, high = max(start - position, 0), min(end - position, len(data))
-            if low < high:
-                yield data[low:high]
-            position += len(data)
 
 
 def stream_statements(pieces: Iterator[str], file: str, base_line: int) -> Iterator[Statement]:
@@ -372,6 +357,90 @@ def stream_statements(pieces: Iterator[str], file: str, base_line: int) -> Itera
         buffer = buffer[used:]
         if not buffer and not more:
             return
+
+
+def split_streamed(path: Path, start: int, end: int, *, base_line: int, stamp: FileStamp) -> Sequence[Statement]:
+    """The statements of ``read_text(path)[start:end]``, split from the file without holding its text:
+    a list when the part is small, else :class:`StreamedStatements`; the same statements, positions
+    and parse errors as :func:`split_sql` of that text."""
+    file = str(path)
+    try:
+        found = stream_statements(read_pieces(path, start, end), file, base_line)
+        if end - start <= STREAM_CHARS:
+            return list(found)
+        return StreamedStatements(file, start, end, base_line, sum(1 for _ in found), stamp)
+    except ParseError:
+        # The error as split_sql words it, from the part alone (what it names, and lint re-reads).
+        return split_sql("".join(read_pieces(path, start, end)), file=file, base_line=base_line)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise MigrationSourceError(f"The migration file {path} changed (or became unreadable) while pgshift "
+                                   f"read it: {exc}.", hint="run the command again.") from exc
+
+
+@dataclass
+class SourceFile:
+    """A migration file as its reader needs it: the hash of its text (as checksum_of hashes it, without
+    the closing separator), its length, whether it is blank, the (number, start, end, text) of each line
+    containing the reader's marker, and its parts split by :meth:`part`. A file larger than
+    STREAM_BYTES (pgshift.migrations.files) is read in pieces and its text never held; a smaller one
+    is read whole, as before."""
+
+    path: Path
+    digest: hashlib._Hash
+    length: int
+    blank: bool
+    lines: list[tuple[int, int, int, str]]
+    split: Split
+    text: str | None = None  # the whole text, when read whole
+    stamp: FileStamp | None = field(default=None)
+
+    def checksum(self) -> str:
+        digest = self.digest.copy()
+        digest.update(b"\x00")
+        return digest.hexdigest()
+
+    def hash_into(self, digest: hashlib._Hash) -> None:
+        """Hash the file's text into ``digest`` as checksum_of does (a migration of more than one file)."""
+        for piece in (self.text,) if self.text is not None else read_pieces(self.path):
+            _hash_text(digest, piece)
+
+    def part(self, base_line: int, start: int = 0, end: int | None = None) -> Sequence[Statement]:
+        """The statements of ``text[start:end]``, the file's text from line ``base_line``."""
+        end = self.length if end is None else end
+        if self.text is not None:
+            return split_file_part(self.split, self.text, file=str(self.path), base_line=base_line, start=start,
+                                   end=end)
+        assert self.stamp is not None
+        return split_streamed(self.path, start, end, base_line=base_line, stamp=self.stamp)
+
+    def slice(self, start: int, end: int) -> str:
+        """``text[start:end]`` (a few lines: what comes before a marker)."""
+        return self.text[start:end] if self.text is not None else "".join(read_pieces(self.path, start, end))
+
+
+def read_source(path: Path, marker: str | re.Pattern[str] | None, split: Split) -> SourceFile:
+    """``path`` read for its reader (MigrationSourceError when it cannot be, as read_text says): in pieces
+    when it is large and is split with split_sql (unsplit, for `adopt`, holds the text anyway)."""
+    if split is split_sql:
+        try:
+            stamp: FileStamp | None = FileStamp.of(str(path))
+        except OSError:
+            stamp = None
+        scanned: ScannedFile | None = scan_file(path, marker) if stamp is not None else None
+        if scanned is not None:
+            return SourceFile(path, scanned.digest, scanned.length, scanned.blank, scanned.lines, split, stamp=stamp)
+    text = read_text(path)
+    digest = hashlib.sha256()
+    _hash_text(digest, text)
+    lines = [] if marker is None else [(number, start, end, text[start:end])
+                                       for number, start, end in lines_containing(text, marker)]
+    return SourceFile(path, digest, len(text), not text or text.isspace(), lines, split, text=text)
+
+
+def _hash_text(digest: hashlib._Hash, text: str) -> None:
+    """``digest.update(text.encode())`` a megabyte at a time (no second copy of a large text)."""
+    for at in range(0, len(text), READ_CHARS):
+        digest.update(text[at:at + READ_CHARS].encode())
 
 
 def split_down(parse: Callable[[], Sequence[Statement]]) -> tuple[Sequence[Statement] | None, SqlParseError | None]:

@@ -17,9 +17,9 @@ from pathlib import Path
 
 from pgshift.errors import MigrationSourceError
 from pgshift.migrations.classify import transaction_control
-from pgshift.migrations.files import per_file, read_text, read_texts, require_dir, require_unique_versions
-from pgshift.migrations.model import Migration, SqlMigration, Statement, checksum_of, version_sort_key
-from pgshift.migrations.splitter import Split, StreamedStatements, split_down, split_file_part, split_sql
+from pgshift.migrations.files import per_file, read_texts, require_dir, require_unique_versions
+from pgshift.migrations.model import Migration, SqlMigration, Statement, version_sort_key
+from pgshift.migrations.splitter import Split, StreamedStatements, read_source, split_down, split_file_part, split_sql
 
 FORMAT = "golang-migrate"
 FILE_NAME = re.compile(r"^(?P<version>\d+)_(?P<name>.*)\.(?P<direction>up|down)\.sql$")
@@ -54,18 +54,20 @@ def parse_statements(path: Path, text: str, split: Split = split_sql) -> Sequenc
 
 
 def _load_pair(up_path: Path, down_path: Path | None, version: str, name: str, split: Split) -> Migration:
-    up_text = read_text(up_path)
-    if not up_text.strip():
+    up_source = read_source(up_path, None, split)  # a large file is read in pieces, its text never held
+    if up_source.blank:
         raise MigrationSourceError(f"The migration file {up_path} is empty.")
-    up = parse_statements(up_path, up_text, split)
+    up = strip_outer_transaction(up_source.part(1))
     if not up:
         raise MigrationSourceError(f"{up_path} has no SQL statements (only comments).")
-    texts = [up_text]
+    digest = up_source.digest.copy()  # checksum_of(up text, down text)
+    digest.update(b"\x00")
     down, down_error = None, None
     if down_path is not None:
-        down_text = read_text(down_path)
-        texts.append(down_text)
-        down, down_error = split_down(lambda: parse_statements(down_path, down_text, split))
+        down_source = read_source(down_path, None, split)
+        down_source.hash_into(digest)
+        digest.update(b"\x00")
+        down, down_error = split_down(lambda: strip_outer_transaction(down_source.part(1)))
     return SqlMigration(
         version=version,
         name=name,
@@ -73,7 +75,7 @@ def _load_pair(up_path: Path, down_path: Path | None, version: str, name: str, s
         up=up,
         down=down,
         down_error=down_error,
-        checksum=checksum_of(*texts),
+        checksum=digest.hexdigest(),
         source_format=FORMAT,
         sort_key=version_sort_key(version),
     )
