@@ -40,9 +40,10 @@ from pgshift.lint.model import (
 from pgshift.lint.nodes import Node, body, cmds, func_names, kind, qualified, relname, strings
 from pgshift.lint.registry import all_rules, rules_by_kind
 from pgshift.lint.schema import Schema
-from pgshift.lint.suppress import Suppression, attach, read_suppressions
+from pgshift.lint.suppress import Suppression, attach, read_suppressions, suppressions_on
 from pgshift.migrations.blocks import Block, boundaries_of, segments
 from pgshift.migrations.classify import may_be_transaction_control, transaction_control
+from pgshift.migrations.files import scan_file
 from pgshift.migrations.model import Migration, Statement
 from pgshift.migrations.splitter import first_word, split_sql
 from pgshift.migrations.tree import ParseError, parse, parse_json
@@ -613,14 +614,20 @@ def _options(settings: LintSettings | None, pg_version: int | None,
     return Options(settings, int(version), sizes or {}, collect_locks, rules_by_kind(selected))
 
 
-def _file_text(path: str, cache: dict[str, str]) -> str:
-    """The file's text for its suppressions; kept (for the next migration of the same file) only if it has any."""
+def _file_lines(path: str, cache: dict[str, list[tuple[int, str]]]) -> list[tuple[int, str]]:
+    """The file's (number, text) lines that can hold a suppression, kept for the next migration of the
+    same file; a large file is read in pieces, never whole."""
     if path not in cache:
-        try:
-            text = Path(path).read_text(encoding="utf-8", errors="replace")
-        except OSError:
-            text = ""
-        cache[path] = text if "pgshift:ignore" in text else ""
+        scanned = scan_file(Path(path), "pgshift:ignore")
+        if scanned is not None:
+            cache[path] = [(number, line.removesuffix("\n")) for number, _, _, line in scanned.lines]
+        else:
+            try:
+                text = Path(path).read_text(encoding="utf-8", errors="replace")
+            except OSError:
+                text = ""
+            cache[path] = [(number, line) for number, line in enumerate(text.splitlines(), start=1)
+                           if "pgshift:ignore" in line]
     return cache[path]
 
 
@@ -666,7 +673,7 @@ def _lint_migrations(migrations: list[Migration], opts: Options, history: list[M
     _replay(model, history or [])
     linter = _Linter(opts, model, report, run=run)
     down_linter = _Linter(_rollback_options(opts), model, report, run=run, part="down") if rollback else None
-    texts: dict[str, str] = {}
+    texts: dict[str, list[tuple[int, str]]] = {}
     for migration in migrations:
         up_statements: Sequence[Statement] = migration.up
         up_parsed: Iterable[Parsed] = ()
@@ -687,7 +694,7 @@ def _lint_migrations(migrations: list[Migration], opts: Options, history: list[M
             down_statements, down_parsed = migration.down, iter_parsed(migration.down)
         files = sorted({s.file for s in chain(up_statements, down_statements)})
         report.files += len(files)
-        suppressions = [s for f in files for s in read_suppressions(_file_text(f, texts), f)]
+        suppressions = [s for f in files for s in suppressions_on(_file_lines(f, texts), f)]
         up_sups, down_sups = _split_suppressions(suppressions, up_statements, down_statements)
         linter.run_unit(up_statements, up_parsed, _unit(migration, opts), up_sups, migration.version,
                         report_unused=not down_statements)
