@@ -144,7 +144,7 @@ def stale_statistics(steps: list[Step], conn: psycopg.Connection[Any]) -> list[s
     for step in steps:
         if step.backfill is not None:
             add(step.backfill.schema, step.backfill.table)
-        texts = [s.sql for s in step.sources] if step.sources else [s.as_string(conn) for s in step.statements]
+        texts = (s.sql for s in step.sources) if step.sources else (s.as_string(conn) for s in step.statements)
         for text in filter(_may_leave_stale, texts):
             for facts in analyse_all(text):
                 for schema, name in facts.stale_statistics:
