@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+from array import array
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -228,10 +229,13 @@ class StreamedStatements(Sequence[Statement]):
     statements. ``first``/``stop`` make a view of some of them (``reindex``: numbered from 0 again)."""
 
     def __init__(self, path: str, start: int, end: int, base_line: int, total: int, stamp: FileStamp,
-                 first: int = 0, stop: int | None = None, reindex: bool = False) -> None:
+                 first: int = 0, stop: int | None = None, reindex: bool = False,
+                 spans: array[int] | None = None) -> None:
         self.path, self.start, self.end, self.base_line = path, start, end, base_line
         self.total, self.stamp = total, stamp
         self.first, self.stop, self.reindex = first, total if stop is None else stop, reindex
+        # (start, end, line, column) of each statement, 4 numbers each, once a pass read them all
+        self.spans: array[int] | None = spans
 
     def __len__(self) -> int:
         return max(0, self.stop - self.first)
@@ -241,18 +245,26 @@ class StreamedStatements(Sequence[Statement]):
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, StreamedStatements):
-            return vars(self) == vars(other)
+            return self._identity() == other._identity()
         return isinstance(other, Sequence) and len(other) == len(self) and list(self) == list(other)
 
     __hash__ = None  # type: ignore[assignment]
 
+    def _identity(self) -> tuple[object, ...]:
+        return (self.path, self.start, self.end, self.base_line, self.total, self.stamp, self.first, self.stop,
+                self.reindex)
+
     def __iter__(self) -> Iterator[Statement]:
         if FileStamp.of(self.path) != self.stamp:
             raise self._changed()
+        if self.spans is not None:
+            yield from self._from_spans(self.spans)
+            return
         seen = 0
+        spans: array[int] = array("q")
         try:
             for statement in stream_statements(read_pieces(Path(self.path), self.start, self.end), self.path,
-                                               self.base_line):
+                                               self.base_line, spans):
                 seen += 1
                 if statement.index < self.first:
                     continue
@@ -265,6 +277,27 @@ class StreamedStatements(Sequence[Statement]):
             raise self._changed() from exc
         if seen != self.total:
             raise self._changed()
+        self.spans = spans  # read to the end: later passes need not split again
+
+    def _from_spans(self, spans: array[int]) -> Iterator[Statement]:
+        """The statements again, cut where the first pass found them (no parser), a chunk at a time."""
+        pieces = read_pieces(Path(self.path), self.start, self.end)
+        buffer, base = "", 0  # buffer is the text from offset base
+        try:
+            for index in range(self.first, self.stop):
+                start, end, line, column = spans[4 * index:4 * index + 4]
+                done = min(start - base, len(buffer))
+                if done > len(buffer) // 2:  # drop what is done, not on every statement
+                    buffer, base = buffer[done:], base + done
+                while base + len(buffer) < end:
+                    piece = next(pieces, None)
+                    if piece is None:
+                        raise self._changed()
+                    buffer += piece
+                yield Statement(buffer[start - base:end - base], self.path, line, column,
+                                index - self.first if self.reindex else index)
+        except (UnicodeDecodeError, OSError) as exc:
+            raise self._changed() from exc
 
     def _changed(self) -> MigrationSourceError:
         return MigrationSourceError(
@@ -284,7 +317,7 @@ class StreamedStatements(Sequence[Statement]):
             if step != 1:
                 raise ValueError("a streamed part is sliced without a step")
             return StreamedStatements(self.path, self.start, self.end, self.base_line, self.total, self.stamp,
-                                      self.first + first, self.first + max(first, stop), self.reindex)
+                                      self.first + first, self.first + max(first, stop), self.reindex, self.spans)
         position = index + len(self) if index < 0 else index
         if not 0 <= position < len(self):
             raise IndexError(index)
@@ -293,14 +326,16 @@ class StreamedStatements(Sequence[Statement]):
     def renumbered(self) -> StreamedStatements:
         """The same statements, numbered from 0 (``Statement.index``), as a list of them would be."""
         return StreamedStatements(self.path, self.start, self.end, self.base_line, self.total, self.stamp,
-                                  self.first, self.stop, reindex=True)
+                                  self.first, self.stop, reindex=True, spans=self.spans)
 
 
-def stream_statements(pieces: Iterator[str], file: str, base_line: int) -> Iterator[Statement]:
+def stream_statements(pieces: Iterator[str], file: str, base_line: int,
+                      spans_out: array[int] | None = None) -> Iterator[Statement]:
     """The statements of the text ``pieces`` make up, split as :func:`split_sql` splits it (the same cuts,
     the same statements, lines and columns), holding a chunk or two of it at a time. ParseError when
-    it does not parse."""
+    it does not parse. ``spans_out`` gets (start, end, line, column) of each statement's text."""
     buffer = ""
+    dropped = 0  # characters of the text before buffer[0]
     line = base_line  # of buffer[0], which is always at a line's start but for the part's first line
     index = 0
     more = True
@@ -351,10 +386,13 @@ def stream_statements(pieces: Iterator[str], file: str, base_line: int) -> Itera
             if not sql:
                 continue
             at_line, column = positions.at(start)
+            if spans_out is not None:
+                spans_out.extend((dropped + start, dropped + start + len(sql), at_line, column))
             yield Statement(sql, file, at_line, column, index)
             index += 1
         line += buffer.count("\n", 0, used)
         buffer = buffer[used:]
+        dropped += used
         if not buffer and not more:
             return
 
@@ -365,10 +403,12 @@ def split_streamed(path: Path, start: int, end: int, *, base_line: int, stamp: F
     and parse errors as :func:`split_sql` of that text."""
     file = str(path)
     try:
-        found = stream_statements(read_pieces(path, start, end), file, base_line)
+        spans: array[int] = array("q")
+        found = stream_statements(read_pieces(path, start, end), file, base_line, spans)
         if end - start <= STREAM_CHARS:
             return list(found)
-        return StreamedStatements(file, start, end, base_line, sum(1 for _ in found), stamp)
+        total = sum(1 for _ in found)
+        return StreamedStatements(file, start, end, base_line, total, stamp, spans=spans)
     except ParseError:
         # The error as split_sql words it, from the part alone (what it names, and lint re-reads).
         return split_sql("".join(read_pieces(path, start, end)), file=file, base_line=base_line)
