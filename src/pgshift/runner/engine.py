@@ -16,7 +16,7 @@ from the step's owner (:class:`StepOwner`: pgshift.runner.execute.Executor, pgsh
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
@@ -124,7 +124,7 @@ class StepEngine:
         self._where = ""
 
     # -- steps -----------------------------------------------------------------------------
-    def run(self, steps: list[Step], start: int = 0, *, interrupted: bool = False) -> EngineResult:
+    def run(self, steps: Sequence[Step], start: int = 0, *, interrupted: bool = False) -> EngineResult:
         """Run ``steps[start:]``. ``interrupted``: an earlier run stopped in ``steps[start]``, so an
         autocommit step there is first checked for the effect it may already have had."""
         for index in range(start, len(steps)):
@@ -196,7 +196,7 @@ class StepEngine:
                 sql.SQL("RESET {}").format(setting_name(name)) for name, _ in self.timeouts.settings))
 
     # -- statistics ------------------------------------------------------------------------
-    def analyze(self, steps: list[Step]) -> list[str]:
+    def analyze(self, steps: Iterable[Step]) -> list[str]:
         """ANALYZE the tables whose statistics ``steps`` left stale, once their migration has committed
         (outside its transaction, so it holds no lock of the migration's), each under lock_timeout; an
         ANALYZE that cannot get its lock is a warning, never a failure of the committed migration."""

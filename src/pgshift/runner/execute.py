@@ -82,7 +82,8 @@ class StepResult:
 class LedgerProgress:
     """A SQL migration's progress: statements_done and the checksum of those statements in its ledger row."""
 
-    def __init__(self, history: History, version: str, statements: Sequence[Statement], steps: list[SqlStep]) -> None:
+    def __init__(self, history: History, version: str, statements: Sequence[Statement],
+                 steps: Sequence[SqlStep]) -> None:
         self.history = history
         self.version = version
         self.steps = steps
@@ -194,14 +195,14 @@ class Executor:
                                                               migration.statement_timeout
                                                               or self.timeouts.statement_timeout,
                                                               settings=session_settings(migration)))
-            engine.run(list(plan.steps), interrupted=self._interrupted)
+            engine.run(plan.steps, interrupted=self._interrupted)
             result.retries = engine.result.retries
             if steps:
                 self._complete(migration, statements, direction, result)
             if self.analyze_after:
                 # A resumed run's earlier steps count too: the run that made them stopped before its ANALYZE.
                 every = plan.steps if not done else sql_steps(migration, statements, self.server_major).steps
-                result.analyzed = engine.analyze(list(every))
+                result.analyzed = engine.analyze(every)
         except KeyboardInterrupt:
             self._record_failure(migration, direction, "interrupted by the user")
             raise Interrupted(

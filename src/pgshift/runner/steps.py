@@ -75,7 +75,7 @@ class SqlStep(Step):
 @dataclass
 class SqlSteps:
     mode: str  # "transaction", "statement-by-statement" or "transaction blocks"
-    steps: list[SqlStep]
+    steps: Sequence[SqlStep]  # a list, or StatementSteps (a streamed part run statement by statement)
     blocks: int = 0
 
 
@@ -130,7 +130,7 @@ def _may_leave_stale(text: str) -> bool:
     return "select" in lowered or "table" in lowered
 
 
-def stale_statistics(steps: list[Step], conn: psycopg.Connection[Any]) -> list[str]:
+def stale_statistics(steps: Iterable[Step], conn: psycopg.Connection[Any]) -> list[str]:
     """The tables ("schema.table", or "table" found on the search_path) whose planner statistics the steps
     leave stale, from the one statement analysis: rewritten with new values or order, an expression index,
     a backfill or a bulk load. The engine runs ANALYZE on them once the migration has committed."""
@@ -225,6 +225,51 @@ def _sql_step(label: str, kind: StepKind, part: Sequence[Statement], end: int, *
     return step
 
 
+class StatementSteps(Sequence[SqlStep]):
+    """A streamed part's steps run statement by statement, from statement ``done`` on: each made when
+    the engine reaches it (steps[i] in order costs one statement), so they are never all held."""
+
+    def __init__(self, statements: Sequence[Statement], server_major: int, done: int) -> None:
+        self.statements, self.server_major, self.done = statements, server_major, done
+        self._made: Iterator[SqlStep] | None = None
+        self._at = -1  # index of self._last
+        self._last: SqlStep | None = None
+
+    def __len__(self) -> int:
+        return max(0, len(self.statements) - self.done)
+
+    def __iter__(self) -> Iterator[SqlStep]:
+        return self._make(0)
+
+    def _make(self, start: int) -> Iterator[SqlStep]:
+        first = self.done + start
+        for index, stmt in enumerate(islice(self.statements, first, None), first):
+            reason = autocommit_reason(stmt.sql, self.server_major)
+            yield _sql_step(f"statement {index + 1}", "autocommit" if reason else "tx", [stmt], index + 1,
+                            autocommit_reason=reason)
+
+    @overload
+    def __getitem__(self, index: int) -> SqlStep: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[SqlStep]: ...
+
+    def __getitem__(self, index: int | slice) -> SqlStep | list[SqlStep]:
+        if isinstance(index, slice):
+            start, stop, step = index.indices(len(self))
+            return list(islice(self, start, stop, step))
+        position = index + len(self) if index < 0 else index
+        if not 0 <= position < len(self):
+            raise IndexError(index)
+        if self._last is None or position != self._at:
+            if self._made is None or position < self._at:
+                self._made, self._at = self._make(position), position - 1
+            while self._at < position:
+                self._last, self._at = next(self._made), self._at + 1
+        assert self._last is not None
+        return self._last
+
+
 def sql_steps(migration: Migration, statements: Sequence[Statement], server_major: int, done: int = 0) -> SqlSteps:
     """The steps of a SQL migration's part, from statement ``done`` on (what an interrupted run left)."""
     blocks = transaction_blocks(migration, statements, server_major)
@@ -250,6 +295,8 @@ def sql_steps(migration: Migration, statements: Sequence[Statement], server_majo
                                    modes=modes))
         return SqlSteps("transaction blocks", steps, len(blocks))
     if needs_steps(migration, statements, server_major):
+        if not isinstance(statements, list):  # a streamed part: its steps are made as they run
+            return SqlSteps("statement-by-statement", StatementSteps(statements, server_major, done))
         steps = []
         for index, stmt in enumerate(islice(statements, done, None), done):
             reason = autocommit_reason(stmt.sql, server_major)
