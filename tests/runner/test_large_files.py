@@ -21,7 +21,7 @@ from pglast import parser
 
 from pgshift import api
 from pgshift.config import Settings
-from pgshift.errors import SqlParseError
+from pgshift.errors import MigrationFailed, SqlParseError
 from pgshift.lint.engine import lint_migrations
 from pgshift.migrations.loader import load_migrations
 from pgshift.runner.gate import MigrateChecks
@@ -245,3 +245,29 @@ def test_peak_memory_of_lint_and_migrate_does_not_grow_with_the_file(
             if database is not None:
                 pg_server.drop_database(database)
     assert peaks[1] - peaks[0] < 0.4 * 12 * MB / 2**20, peaks
+
+
+def test_a_large_non_transactional_file_resumes_at_the_statement_that_failed(
+    tmp_path: Path, db_url: str, conn: psycopg.Connection[Any]
+) -> None:
+    """A part over 1 MB run statement by statement makes its steps as it goes (steps.StatementSteps) and
+    still stops at the failing statement's line, and a rerun resumes there."""
+    folder = tmp_path / "migrations"
+    folder.mkdir()
+    pad = "x" * 2000
+    rows = [f"INSERT INTO seed VALUES ({i}, '{pad}');\n" for i in range(700)]
+    rows[500] = "INSERT INTO seed VALUES (0, 'taken');\n"
+    head = "-- pgshift:no-transaction\n-- pgshift:up\nCREATE TABLE seed (id int PRIMARY KEY, note text);\n"
+    path = folder / "20240101000000_seed.sql"
+    path.write_text(head + "".join(rows))
+    assert path.stat().st_size > 1.3 * MB  # streamed: over STREAM_CHARS
+    settings = Settings(database_url=db_url, base_dir=tmp_path, migrations_dir="migrations")
+    with pytest.raises(MigrationFailed) as failed:
+        api.migrate(settings, checks=MigrateChecks(backup=False))
+    assert (failed.value.file, failed.value.line) == (str(path), 504)
+    assert conn.execute("SELECT count(*) FROM seed").fetchone() == (500,)
+    rows[500] = f"INSERT INTO seed VALUES (500, '{pad}');\n"
+    path.write_text(head + "".join(rows))
+    report = api.migrate(settings, checks=MigrateChecks(backup=False))
+    assert [(r.mode, r.statements, r.resumed_at) for r in report.applied] == [("statement-by-statement", 701, 501)]
+    assert conn.execute("SELECT count(*) FROM seed").fetchone() == (700,)
