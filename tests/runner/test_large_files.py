@@ -271,3 +271,18 @@ def test_a_large_non_transactional_file_resumes_at_the_statement_that_failed(
     report = api.migrate(settings, checks=MigrateChecks(backup=False))
     assert [(r.mode, r.statements, r.resumed_at) for r in report.applied] == [("statement-by-statement", 701, 501)]
     assert conn.execute("SELECT count(*) FROM seed").fetchone() == (700,)
+
+
+@pytest.mark.parametrize("ignored", [True, False])
+def test_a_suppression_deep_in_a_large_file_applies(tmp_path: Path, ignored: bool) -> None:
+    """Lint reads a large file's suppressions from the lines that can hold one, in pieces (it read
+    the whole file again for them)."""
+    body = _gen().body(int(1.5 * MB))
+    comment = "-- pgshift:ignore all -- a seed table nobody reads yet\n" if ignored else ""
+    index = "CREATE INDEX accounts_owner ON accounts (owner);\n"  # an existing table: PS001
+    (tmp_path / "20240101000000_seed.sql").write_text(f"-- pgshift:up\n{body}{comment}{index}")
+    line = 1 + body.count("\n") + 1 + (1 if ignored else 0)
+    _, migrations = load_migrations(tmp_path)
+    report = lint_migrations(migrations)
+    at_index = [f for f in report.findings if f.line == line]
+    assert at_index and all(f.suppressed == ignored for f in at_index), [(f.rule, f.line) for f in report.findings]
