@@ -53,28 +53,69 @@ class Run:
     capped: bool = False
 
 
+# Peak RSS is the process's own VmHWM (/proc/PID/status), not wait4's ru_maxrss: Linux carries the
+# maxrss of the image a process replaced over exec, and a child forked (or vforked) from this bench
+# starts with the bench's own peak, which holds the generated SQL (psql "took" 180 MB at 50 MB).
+# A Python child writes its VmHWM at exit (PEAK_HOOK, to the file named by PEAK_FILE); any other is
+# sampled while it runs.
+PEAK_FILE = "BENCH_PEAK_FILE"  # not PGSHIFT_*: pgshift rejects unknown PGSHIFT_ variables
+PEAK_HOOK = """\
+import atexit, os, runpy, sys
+def _peak():
+    with open('/proc/self/status') as status, open(os.environ['BENCH_PEAK_FILE'], 'w') as out:
+        out.write(next(line for line in status if line.startswith('VmHWM:')).split()[1])
+atexit.register(_peak)
+sys.argv[0] = 'pgshift'
+runpy.run_module('pgshift', run_name='__main__', alter_sys=True)
+"""
+
+
+def pgshift_argv() -> list[str]:
+    """`python -m pgshift`, writing its peak RSS at exit (see PEAK_HOOK)."""
+    return [sys.executable, "-c", PEAK_HOOK]
+
+
+def _hwm_kb(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            return int(next(line for line in status if line.startswith("VmHWM:")).split()[1])
+    except (OSError, StopIteration, ValueError):
+        return 0
+
+
 def measure(argv: list[str], *, env: dict[str, str] | None = None, limit: float = 1800) -> Run:
-    """Wall time, CPU time (user+sys, all threads) and peak RSS of one child process."""
-    start = time.perf_counter()
-    child = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
-    deadline = start + limit
-    while True:
-        pid, status, usage = os.wait4(child.pid, os.WNOHANG)
-        if pid:
-            break
-        if time.perf_counter() > deadline:
-            child.kill()
-            pid, status, usage = os.wait4(child.pid, 0)
-            child.returncode = -9
-            return Run(limit, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, False, capped=True)
-        time.sleep(0.02)
-    seconds = time.perf_counter() - start
+    """Wall time, CPU time (user+sys, all threads) and peak RSS (VmHWM) of one child process."""
+    env = dict(os.environ if env is None else env)
+    fd, peak_path = tempfile.mkstemp(prefix="pgshift-bench-peak-")
+    os.close(fd)
+    env[PEAK_FILE] = peak_path
+    try:
+        start = time.perf_counter()
+        child = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+        deadline = start + limit
+        sampled = 0
+        while True:
+            sampled = max(sampled, _hwm_kb(child.pid))
+            pid, status, usage = os.wait4(child.pid, os.WNOHANG)
+            if pid:
+                break
+            if time.perf_counter() > deadline:
+                child.kill()
+                pid, status, usage = os.wait4(child.pid, 0)
+                child.returncode = -9
+                return Run(limit, usage.ru_utime + usage.ru_stime, sampled / 1024, False, capped=True)
+            time.sleep(0.02)
+        seconds = time.perf_counter() - start
+        written = Path(peak_path).read_text().strip()
+        peak_kb = max(sampled, int(written) if written.isdigit() else 0)
+    finally:
+        os.unlink(peak_path)
     code = os.waitstatus_to_exitcode(status)
     child.returncode = code
     stderr = child.stderr.read().decode(errors="replace") if child.stderr else ""
     if code not in (0, 1):  # lint exits 1 on findings at the fail level
         print(f"  ! {' '.join(argv[:4])}... exited {code}: {stderr.strip()[-400:]}", file=sys.stderr)
-    return Run(round(seconds, 2), round(usage.ru_utime + usage.ru_stime, 2), round(usage.ru_maxrss / 1024, 1),
+    return Run(round(seconds, 2), round(usage.ru_utime + usage.ru_stime, 2), round(peak_kb / 1024, 1),
                code in (0, 1))
 
 
@@ -129,7 +170,7 @@ def bench(args: argparse.Namespace) -> list[dict[str, object]]:
     server = Server(args.admin_dsn)
     work = Path(tempfile.mkdtemp(prefix="pgshift-bench-large-files-"))
     rows: list[dict[str, object]] = []
-    pgshift = [sys.executable, "-m", "pgshift"]
+    pgshift = pgshift_argv()
     try:
         for size in args.sizes:
             folders = {fmt: work / f"{fmt}-{size}" / "migrations" for fmt in args.formats}

@@ -3,6 +3,7 @@ whether a phase destroys data, and what undoes it."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -32,7 +33,7 @@ def _folder(tmp_path: Path) -> list[Migration]:
 class _Planner:
     """Records what each kind asks of the layer above."""
 
-    def sql_steps(self, migration: SqlMigration, statements: list[Statement]) -> list[str]:
+    def sql_steps(self, migration: SqlMigration, statements: Sequence[Statement]) -> list[str]:
         return [f"sql {migration.version}: {s.sql}" for s in statements]
 
     def ops_steps(self, migration: OpsMigration, phase: OpsPhase) -> list[str]:

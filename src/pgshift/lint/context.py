@@ -3,6 +3,7 @@ PostgreSQL version, the transaction it runs in and the locks already held there.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from pgshift.config import LintSettings
@@ -86,7 +87,7 @@ class Ctx:
     tx: TxState
     unit: UnitState
     sizes: dict[str, TableSize]
-    all_sql: list[str]  # SQL of every statement in the unit
+    all_sql: Sequence[str]  # SQL of every statement in the unit (of a streamed part: read when asked)
     position: int  # this statement's index in all_sql
     # Computed on first use and kept: plain attributes, because functools.cached_property takes a
     # lock on every first access (Python 3.11), which showed in profiles at 50k statements.
@@ -102,7 +103,7 @@ class Ctx:
         return self._facts
 
     @property
-    def rest(self) -> list[str]:
+    def rest(self) -> Sequence[str]:
         """SQL of the statements after this one in the same migration (built on demand)."""
         return self.all_sql[self.position + 1:]
 

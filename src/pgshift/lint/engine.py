@@ -13,10 +13,12 @@ import bisect
 import gc
 import re
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from itertools import chain, islice
 from pathlib import Path
+from typing import overload
 
 from pglast import parser
 
@@ -38,9 +40,10 @@ from pgshift.lint.model import (
 from pgshift.lint.nodes import Node, body, cmds, func_names, kind, qualified, relname, strings
 from pgshift.lint.registry import all_rules, rules_by_kind
 from pgshift.lint.schema import Schema
-from pgshift.lint.suppress import Suppression, attach, read_suppressions
+from pgshift.lint.suppress import Suppression, attach, read_suppressions, suppressions_on
 from pgshift.migrations.blocks import Block, boundaries_of, segments
 from pgshift.migrations.classify import may_be_transaction_control, transaction_control
+from pgshift.migrations.files import scan_file
 from pgshift.migrations.model import Migration, Statement
 from pgshift.migrations.splitter import first_word, split_sql
 from pgshift.migrations.tree import ParseError, parse, parse_json
@@ -151,18 +154,19 @@ _CHUNK_BYTES = 256 * 1024
 _LOOKAHEAD = 3
 
 
-def _batches(statements: list[Statement]) -> list[tuple[int, int]]:
-    """Index ranges of consecutive statements of about _CHUNK_BYTES of SQL each."""
-    ranges: list[tuple[int, int]] = []
-    start, size = 0, 0
-    for index, statement in enumerate(statements):
+def _batches(statements: Iterable[Statement]) -> Iterator[list[Statement]]:
+    """Consecutive statements of about _CHUNK_BYTES of SQL each, read as they come (a streamed part
+    is never held whole)."""
+    batch: list[Statement] = []
+    size = 0
+    for statement in statements:
+        batch.append(statement)
         size += len(statement.sql)
         if size >= _CHUNK_BYTES:
-            ranges.append((start, index + 1))
-            start, size = index + 1, 0
-    if start < len(statements):
-        ranges.append((start, len(statements)))
-    return ranges
+            yield batch
+            batch, size = [], 0
+    if batch:
+        yield batch
 
 
 def _parse_json(sql: str) -> str | None:
@@ -172,27 +176,34 @@ def _parse_json(sql: str) -> str | None:
         return None
 
 
-def iter_parsed(statements: list[Statement]) -> Iterator[Parsed]:
+def iter_parsed(statements: Iterable[Statement]) -> Iterator[Parsed]:
     """Trees for statements already split, one batch of about _CHUNK_BYTES at a time: a helper
     thread parses the next batches (libpg_query runs without the GIL) while this one decodes, and
-    only a few batches of trees exist at once, whatever the size of the file."""
+    only a few batches of trees (and of statements) exist at once, whatever the size of the file."""
     batches = _batches(statements)
-    if len(batches) <= 1:
-        for lo, hi in batches:
-            yield from _batch_parsed(statements[lo:hi], _parse_json(_joined(statements[lo:hi])))
+    first = next(batches, None)
+    if first is None:
         return
-    from concurrent.futures import ThreadPoolExecutor
+    second = next(batches, None)
+    if second is None:
+        yield from _batch_parsed(first, _parse_json(_joined(first)))
+        return
+    from concurrent.futures import Future, ThreadPoolExecutor
 
     with ThreadPoolExecutor(max_workers=1) as pool:
         # A few batches ahead: the helper needs the GIL between two batches, and it only gets it
         # when this thread is between two decodes, so a helper just one batch ahead would wait.
-        pending = deque(pool.submit(_parse_json, _joined(statements[lo:hi])) for lo, hi in batches[:_LOOKAHEAD])
-        for index, (lo, hi) in enumerate(batches):
-            raw = pending.popleft().result()
-            if index + _LOOKAHEAD < len(batches):
-                ahead_lo, ahead_hi = batches[index + _LOOKAHEAD]
-                pending.append(pool.submit(_parse_json, _joined(statements[ahead_lo:ahead_hi])))
-            yield from _batch_parsed(statements[lo:hi], raw)
+        pending: deque[tuple[list[Statement], Future[str | None]]] = deque()
+        upcoming = chain((first, second), batches)
+        for batch in upcoming:
+            pending.append((batch, pool.submit(_parse_json, _joined(batch))))
+            if len(pending) <= _LOOKAHEAD:
+                continue
+            done, raw = pending.popleft()
+            yield from _batch_parsed(done, raw.result())
+        while pending:
+            done, raw = pending.popleft()
+            yield from _batch_parsed(done, raw.result())
 
 
 def _joined(statements: list[Statement]) -> str:
@@ -332,7 +343,7 @@ class _Linter:
         self.alter_cache: dict[tuple[str, ...], list[Rule]] = {}
         self._summary: tuple[Statement | None, str] = (None, "")
 
-    def run_unit(self, statements: list[Statement], parsed: Iterable[Parsed], unit: UnitState,
+    def run_unit(self, statements: Sequence[Statement], parsed: Iterable[Parsed], unit: UnitState,
                  suppressions: list[Suppression], migration: str | None, *, report_unused: bool = True) -> None:
         """Lint ``statements``, whose trees ``parsed`` yields in order (lazily: one batch in memory)."""
         attach(suppressions, [s.line for s in statements])
@@ -342,7 +353,7 @@ class _Linter:
         self.run.enter(unit)
         # The transactions the file's own BEGIN / COMMIT divide it into, as its tool runs it.
         starts = {b.start: b for b in _blocks(statements, unit)}
-        sqls = [s.sql for s in statements]
+        sqls: Sequence[str] = [s.sql for s in statements] if isinstance(statements, list) else _Texts(statements)
         unit.has_other_statements = len(statements) > 1
         _find_indexes(statements, unit)
         for position, item in enumerate(parsed):
@@ -353,7 +364,7 @@ class _Linter:
         if report_unused:
             self.unused(suppressions)
 
-    def _lint_one(self, item: Parsed, position: int, tx: TxState, unit: UnitState, sqls: list[str],
+    def _lint_one(self, item: Parsed, position: int, tx: TxState, unit: UnitState, sqls: Sequence[str],
                   suppressions: list[Suppression], migration: str | None, blocks: bool, depth: int = 0) -> TxState:
         """Judge one statement and replay it; the transaction state after it."""
         if item.node is None:
@@ -547,16 +558,47 @@ class _Linter:
                                                    ctx.statement.summary, tx.active, held))
 
 
+class _Texts(Sequence[str]):
+    """The SQL of a streamed part's statements (``[start:stop]``), as the rules that look at the other
+    statements of a unit ask for it: read again when asked, never held."""
+
+    def __init__(self, statements: Sequence[Statement], start: int = 0, stop: int | None = None) -> None:
+        self.statements, self.start = statements, start
+        self.stop = len(statements) if stop is None else stop
+
+    def __len__(self) -> int:
+        return max(0, self.stop - self.start)
+
+    def __iter__(self) -> Iterator[str]:
+        return (s.sql for s in islice(self.statements, self.start, self.stop))
+
+    @overload
+    def __getitem__(self, index: int) -> str: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> _Texts: ...
+
+    def __getitem__(self, index: int | slice) -> str | _Texts:
+        if isinstance(index, slice):
+            start, stop, _ = index.indices(len(self))
+            return _Texts(self.statements, self.start + start, self.start + max(start, stop))
+        position = index + len(self) if index < 0 else index
+        if not 0 <= position < len(self):
+            raise IndexError(index)
+        return next(iter(self[position:position + 1]))
+
+
 _INDEX_WORD = re.compile("index", re.I)
 # Statements that never change the schema model: replaying history need not parse them.
 _DATA_WORDS = frozenset({"INSERT", "UPDATE", "DELETE", "COPY", "MERGE"})
 
 
-def _find_indexes(statements: list[Statement], unit: UnitState) -> None:
+def _find_indexes(statements: Iterable[Statement], unit: UnitState) -> None:
     """Where each CREATE INDEX of the unit is, before linting it (a rule asks about later ones). Only
     statements starting with CREATE and containing the word are parsed for it, not the whole unit again."""
-    candidates = [p for p, s in enumerate(statements) if first_word(s.sql) == "CREATE" and _INDEX_WORD.search(s.sql)]
-    for position, item in zip(candidates, iter_parsed([statements[p] for p in candidates]), strict=True):
+    candidates = [(p, s) for p, s in enumerate(statements) if first_word(s.sql) == "CREATE"
+                  and _INDEX_WORD.search(s.sql)]
+    for (position, _), item in zip(candidates, iter_parsed(s for _, s in candidates), strict=True):
         if item.node is not None and "IndexStmt" in item.node:
             stmt = item.node["IndexStmt"]
             first = (stmt.get("indexParams") or [{}])[0].get("IndexElem", {}).get("name")
@@ -572,20 +614,26 @@ def _options(settings: LintSettings | None, pg_version: int | None,
     return Options(settings, int(version), sizes or {}, collect_locks, rules_by_kind(selected))
 
 
-def _file_text(path: str, cache: dict[str, str]) -> str:
-    """The file's text for its suppressions; kept (for the next migration of the same file) only if it has any."""
+def _file_lines(path: str, cache: dict[str, list[tuple[int, str]]]) -> list[tuple[int, str]]:
+    """The file's (number, text) lines that can hold a suppression, kept for the next migration of the
+    same file; a large file is read in pieces, never whole."""
     if path not in cache:
-        try:
-            text = Path(path).read_text(encoding="utf-8", errors="replace")
-        except OSError:
-            text = ""
-        cache[path] = text if "pgshift:ignore" in text else ""
+        scanned = scan_file(Path(path), "pgshift:ignore")
+        if scanned is not None:
+            cache[path] = [(number, line.removesuffix("\n")) for number, _, _, line in scanned.lines]
+        else:
+            try:
+                text = Path(path).read_text(encoding="utf-8", errors="replace")
+            except OSError:
+                text = ""
+            cache[path] = [(number, line) for number, line in enumerate(text.splitlines(), start=1)
+                           if "pgshift:ignore" in line]
     return cache[path]
 
 
 def _replay(schema: Schema, migrations: list[Migration]) -> None:
     for migration in migrations:
-        statements = [s for s in migration.up if first_word(s.sql) not in _DATA_WORDS]
+        statements = (s for s in migration.up if first_word(s.sql) not in _DATA_WORDS)
         for item in iter_parsed(statements):
             if item.node is not None:
                 schema.apply(item.node, migration.label)
@@ -625,9 +673,9 @@ def _lint_migrations(migrations: list[Migration], opts: Options, history: list[M
     _replay(model, history or [])
     linter = _Linter(opts, model, report, run=run)
     down_linter = _Linter(_rollback_options(opts), model, report, run=run, part="down") if rollback else None
-    texts: dict[str, str] = {}
+    texts: dict[str, list[tuple[int, str]]] = {}
     for migration in migrations:
-        up_statements: list[Statement] = migration.up
+        up_statements: Sequence[Statement] = migration.up
         up_parsed: Iterable[Parsed] = ()
         if migration.error is not None:
             broken = _unparsed(migration, migration.error, report)
@@ -637,16 +685,16 @@ def _lint_migrations(migrations: list[Migration], opts: Options, history: list[M
             up_statements, up_parsed = [p.statement for p in broken], broken
         else:
             up_parsed = iter_parsed(up_statements)
-        down_statements: list[Statement] = []
+        down_statements: Sequence[Statement] = []
         down_parsed: Iterable[Parsed] = ()
         if down_linter is not None and migration.down_error is not None:
             broken_down = _unparsed(migration, migration.down_error, report, part="down") or []
             down_statements, down_parsed = [p.statement for p in broken_down], broken_down
         elif down_linter is not None and migration.down:
             down_statements, down_parsed = migration.down, iter_parsed(migration.down)
-        files = sorted({s.file for s in [*up_statements, *down_statements]})
+        files = sorted({s.file for s in chain(up_statements, down_statements)})
         report.files += len(files)
-        suppressions = [s for f in files for s in read_suppressions(_file_text(f, texts), f)]
+        suppressions = [s for f in files for s in suppressions_on(_file_lines(f, texts), f)]
         up_sups, down_sups = _split_suppressions(suppressions, up_statements, down_statements)
         linter.run_unit(up_statements, up_parsed, _unit(migration, opts), up_sups, migration.version,
                         report_unused=not down_statements)
@@ -660,7 +708,7 @@ def _lint_migrations(migrations: list[Migration], opts: Options, history: list[M
     return report
 
 
-def _blocks(statements: list[Statement], unit: UnitState) -> list[Block]:
+def _blocks(statements: Iterable[Statement], unit: UnitState) -> list[Block]:
     """The tool's transactions over ``statements`` when the file has its own BEGIN / COMMIT, else none."""
     if unit.boundaries is None:
         return []
@@ -721,7 +769,7 @@ def _rollback_options(opts: Options) -> Options:
     return Options(opts.settings, opts.pg_version, opts.sizes, False, rules_by_kind(sorted(kept, key=lambda r: r.id)))
 
 
-def _split_suppressions(suppressions: list[Suppression], up: list[Statement], down: list[Statement]
+def _split_suppressions(suppressions: list[Suppression], up: Iterable[Statement], down: Sequence[Statement]
                         ) -> tuple[list[Suppression], list[Suppression]]:
     """(up part's, down part's): a line suppression belongs to the down part when it is in a down
     file below every up statement of that file; a whole-file one belongs to both."""

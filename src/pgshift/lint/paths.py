@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import sys
 from dataclasses import dataclass, field
+from itertools import chain
 from pathlib import Path
 from typing import TextIO
 
@@ -87,8 +88,8 @@ class _Run:
 
     def migrations(self, migrations: list[Migration]) -> None:
         down = self.options.down
-        for migration in migrations:
-            for s in [*migration.up, *((migration.down or []) if down else [])]:
+        for migration in migrations if self.options.fix else ():  # not kept otherwise: a large part is not held
+            for s in chain(migration.up, (migration.down or []) if down else []):
                 self.statements[(s.file, s.line, s.column)] = s.sql
         # Their reader knows which migrations run in a transaction (a NO TRANSACTION directive, ...):
         # assume_in_transaction is for plain SQL files only and must not override that.
@@ -157,7 +158,7 @@ def _migrations_of_file(path: Path, fmt: str) -> list[Migration] | None:
         except PgshiftError:
             return None
         own = [m for m in migrations if m.path.resolve() == path.resolve()
-               or any(s.file == str(path) for s in [*m.up, *(m.down or [])])]
+               or any(s.file == str(path) for s in chain(m.up, m.down or []))]
         if own:
             return own
     return None

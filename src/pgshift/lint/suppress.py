@@ -4,6 +4,7 @@ statement and ``-- pgshift:ignore-file <rule> -- <reason>`` for the whole file."
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 _DIRECTIVE = re.compile(
@@ -26,10 +27,16 @@ class Suppression:
 
 
 def read_suppressions(text: str, file: str) -> list[Suppression]:
-    found: list[Suppression] = []
     if "pgshift:ignore" not in text:
-        return found
-    for number, line in enumerate(text.splitlines(), start=1):
+        return []
+    return suppressions_on(enumerate(text.splitlines(), start=1), file)
+
+
+def suppressions_on(lines: Iterable[tuple[int, str]], file: str) -> list[Suppression]:
+    """The suppressions of ``file`` on its (1-based number, text) lines; only those containing
+    "pgshift:ignore" can have one."""
+    found: list[Suppression] = []
+    for number, line in lines:
         match = _DIRECTIVE.search(line)
         if not match:
             continue

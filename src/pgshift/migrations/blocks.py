@@ -20,7 +20,7 @@ transaction) has no blocks: it runs as before.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -108,7 +108,7 @@ def _tool_commits_at_end(migration: Migration) -> bool:
 
 
 def plan_blocks(
-    migration: Migration, statements: list[Statement], kind_of: Callable[[str], str | None],
+    migration: Migration, statements: Sequence[Statement], kind_of: Callable[[str], str | None],
     autocommit_reason: Callable[[str], str | None],
 ) -> list[Block] | None:
     """The blocks the runner runs ``statements`` (a part of ``migration``) in, or None when the part
@@ -127,10 +127,11 @@ def plan_blocks(
             "its transaction would stay open and never commit.",
             hint="end the transaction with COMMIT; where it should end.",
         )
+    # In one pass: a streamed part (pgshift.migrations.splitter.StreamedStatements) is read again per pass.
+    refused = [kind is None and autocommit_reason(s.sql) is not None for s, kind in zip(statements, kinds, strict=True)]
     blocks: list[Block] = []
     for block in found:
-        alone = [i for i in range(block.start, block.end) if kinds[i] is None
-                 and autocommit_reason(statements[i].sql)]
+        alone = [i for i in range(block.start, block.end) if refused[i]]
         if not alone:
             blocks.append(block)
             continue

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from pgshift.errors import MigrationSourceError
@@ -139,3 +141,103 @@ def per_file(parse: Callable[[], Migration], *, version: str, name: str, path: P
             checksum = ""
         return SqlMigration(version=version, name=name, path=path, up=[], down=None, checksum=checksum,
                          source_format=source_format, kind=kind, sort_key=version_sort_key(version), error=exc)
+
+
+# A file larger than this is read in pieces (scan_file, file_matches), never whole.
+STREAM_BYTES = 1_000_000
+_READ_CHARS = 1 << 20
+
+
+@dataclass
+class ScannedFile:
+    """A large file read once, a piece at a time, as read_text reads it: the hash of its text (as
+    checksum_of hashes it, without the closing separator), its length in characters, whether it is
+    blank, and (number, start, end, text) of each line containing the needle, as lines_containing
+    gives them."""
+
+    digest: hashlib._Hash
+    length: int
+    blank: bool
+    lines: list[tuple[int, int, int, str]]
+
+
+def scan_file(path: Path, needle: str | re.Pattern[str] | None) -> ScannedFile | None:
+    """The file scanned without holding its text, or None when it should be read whole: it is small,
+    cannot be read as UTF-8 (read_text says why), or has line breaks other than newlines (which
+    str.splitlines, and so the readers' line numbers, count)."""
+    try:
+        if path.stat().st_size <= STREAM_BYTES:
+            return None
+        digest = hashlib.sha256()
+        length, number, blank, carry = 0, 1, True, ""
+        lines: list[tuple[int, int, int, str]] = []
+
+        def collect(text: str, base: int) -> None:
+            if needle is None:
+                return
+            for at, start, end in lines_containing(text, needle):
+                lines.append((number + at - 1, base + start, base + end, text[start:end]))
+
+        for piece in read_pieces(path):
+            digest.update(piece.encode())
+            blank = blank and piece.isspace()
+            if _OTHER_BREAKS.search(piece):
+                return None
+            text, base = carry + piece, length - len(carry)
+            cut = text.rfind("\n") + 1
+            collect(text[:cut], base)
+            number += text.count("\n", 0, cut)
+            carry, length = text[cut:], length + len(piece)
+        collect(carry, length - len(carry))
+    except (OSError, UnicodeDecodeError):
+        return None
+    return ScannedFile(digest, length, blank, lines)
+
+
+def read_pieces(path: Path, start: int = 0, end: int | None = None) -> Iterator[str]:
+    """``read_text(path)[start:end]``, a piece at a time (OSError, UnicodeDecodeError)."""
+    position, stripping = 0, True  # read_text drops leading byte order marks
+    with open(path, encoding="utf-8") as file:
+        while end is None or position < end:
+            data = file.read(_READ_CHARS)
+            if not data:
+                return
+            if stripping:
+                data = data.lstrip("\ufeff")
+                if not data:
+                    continue
+                stripping = False
+            low, high = max(start - position, 0), len(data) if end is None else min(end - position, len(data))
+            if low < high:
+                yield data[low:high]
+            position += len(data)
+
+
+def file_matches(path: Path, pattern: re.Pattern[str]) -> bool:
+    """``pattern.search(read_text(path))``, a large file read in pieces of whole lines (a pattern matching
+    within a line, anchored with re.M)."""
+    try:
+        if path.stat().st_size > STREAM_BYTES:
+            carry = ""
+            for piece in read_pieces(path):
+                text = carry + piece
+                cut = text.rfind("\n") + 1
+                if pattern.search(text, 0, cut):
+                    return True
+                carry = text[_overlap(text, cut):]
+            return pattern.search(carry) is not None
+    except (OSError, UnicodeDecodeError):
+        pass  # read_text says why
+    return pattern.search(read_text(path)) is not None
+
+
+def _overlap(text: str, cut: int) -> int:
+    """Where to search again from, for a match cut off at ``cut`` (a line start): the readers' markers
+    (``-- +goose``, ``-- migrate:up``) may span lines only through whitespace after a ``--``."""
+    back = cut
+    while back > 0:
+        start = text.rfind("\n", 0, back - 1) + 1
+        if text[start:back].strip() not in ("", "--"):
+            break
+        back = start
+    return back

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, Literal, Protocol, TypeVar
@@ -56,7 +57,7 @@ class StepPlanner(Protocol[StepT]):
     (pgshift.ops.plan.StepPlanner: the runner's ``sql_steps``, the operations planner's ``plan_phases``
     with the captured catalog facts), as the operations plan through pgshift.ops.operations._base.Plan."""
 
-    def sql_steps(self, migration: SqlMigration, statements: list[Statement]) -> list[StepT]: ...
+    def sql_steps(self, migration: SqlMigration, statements: Sequence[Statement]) -> list[StepT]: ...
 
     def ops_steps(self, migration: OpsMigration, phase: OpsPhase) -> list[StepT]: ...
 
@@ -87,8 +88,9 @@ class Migration:
     version: str
     name: str
     path: Path
-    up: list[Statement]
-    down: list[Statement] | None
+    # A large part is a StreamedStatements (pgshift.migrations.splitter): read from its file when used.
+    up: Sequence[Statement]
+    down: Sequence[Statement] | None
     checksum: str
     source_format: str
     kind: Kind = "versioned"
@@ -137,7 +139,7 @@ class SqlMigration(Migration):
     forward: ClassVar[Phase] = "up"
     phases: ClassVar[tuple[Phase, ...]] = ("up", "down")
 
-    def part(self, phase: Phase) -> list[Statement]:
+    def part(self, phase: Phase) -> Sequence[Statement]:
         if phase == "up":
             return self.up
         if phase == "down" and self.down is not None:

@@ -10,14 +10,20 @@ linearly with the text and memory with a chunk (the statements' text is kept, on
 
 from __future__ import annotations
 
+import hashlib
+import os
 import re
-from collections.abc import Callable, Iterator
-from typing import Protocol
+from array import array
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import NamedTuple, Protocol, overload
 
 from pglast import parser
 from pglast.parser import ParseError
 
-from pgshift.errors import SqlParseError
+from pgshift.errors import MigrationSourceError, SqlParseError
+from pgshift.migrations.files import ScannedFile, lines_containing, read_pieces, read_text, scan_file
 from pgshift.migrations.model import Statement
 
 CHUNK_CHARS = 256 * 1024
@@ -152,6 +158,19 @@ def unsplit(text: str, *, file: str = "<stdin>", base_line: int = 1, start: int 
     return [Statement(text.strip(), file, line, column, 0)]
 
 
+def split_file_part(split: Split, text: str, *, file: str, base_line: int = 1, start: int = 0,
+                    end: int | None = None) -> Sequence[Statement]:
+    """``split(text, ...)`` for ``text``, the whole text of the file ``file`` as read_text reads it: a
+    part larger than STREAM_CHARS is split once here (to count it and find any parse error, with the
+    same message) but not kept (:class:`StreamedStatements`)."""
+    end = len(text) if end is None else end
+    if split is not split_sql or end - start <= STREAM_CHARS:
+        return split(text, file=file, base_line=base_line, start=start, end=end)
+    stamp = FileStamp.of(file)
+    count = sum(1 for _ in _statements(text, file, base_line, start, end))
+    return StreamedStatements(file, start, end, base_line, count, stamp)
+
+
 class Split(Protocol):
     """How a reader turns SQL text into statements: :func:`split_sql`, or :func:`unsplit`."""
 
@@ -160,15 +179,20 @@ class Split(Protocol):
 
 
 def _split(text: str, file: str, base_line: int, section_start: int, section_end: int) -> list[Statement]:
+    return list(_statements(text, file, base_line, section_start, section_end))
+
+
+def _statements(text: str, file: str, base_line: int, section_start: int, section_end: int) -> Iterator[Statement]:
     positions = _Positions(text, base_line, section_start)
-    statements: list[Statement] = []
+    index = 0
     try:
         for start, end in statement_spans(text, section_start, section_end):
             sql = text[start:end].rstrip().rstrip(";").rstrip()
             if not sql:
                 continue
             line, column = positions.at(start)
-            statements.append(Statement(sql, file, line, column, len(statements)))
+            yield Statement(sql, file, line, column, index)
+            index += 1
     except ParseError as exc:
         section = text[section_start:section_end]  # the error names (and lint re-reads) the part alone
         message = str(exc.args[0]) if exc.args else str(exc)
@@ -176,10 +200,290 @@ def _split(text: str, file: str, base_line: int, section_start: int, section_end
         line, column = line_col(section, max(0, min(offset, len(section))), base_line=base_line)
         raise SqlParseError(message, file=file, line=line, column=column, text=section,
                             base_line=base_line) from exc
-    return statements
 
 
-def split_down(parse: Callable[[], list[Statement]]) -> tuple[list[Statement] | None, SqlParseError | None]:
+# A part larger than this (characters) is not kept in memory: its statements are counted when the file
+# loads and read again from the file, chunk by chunk, each time they are used (StreamedStatements).
+STREAM_CHARS = 1_000_000
+READ_CHARS = 1 << 20
+
+
+class FileStamp(NamedTuple):
+    """What says a file is still the one that was loaded: its size and modification time."""
+
+    size: int
+    mtime_ns: int
+
+    @classmethod
+    def of(cls, path: str) -> FileStamp:
+        found = os.stat(path)
+        return cls(found.st_size, found.st_mtime_ns)
+
+
+class StreamedStatements(Sequence[Statement]):
+    """The statements of ``text[start:end]`` of a file read as :func:`pgshift.migrations.files.read_text`
+    reads it (UTF-8, universal newlines, without a leading byte order mark), split again from the file
+    each time they are iterated, so that memory holds a chunk of them, never the part.
+
+    Counted (and checked to parse) when the file loads; a file changed since is an error, never other
+    statements. ``first``/``stop`` make a view of some of them (``reindex``: numbered from 0 again)."""
+
+    def __init__(self, path: str, start: int, end: int, base_line: int, total: int, stamp: FileStamp,
+                 first: int = 0, stop: int | None = None, reindex: bool = False,
+                 spans: array[int] | None = None) -> None:
+        self.path, self.start, self.end, self.base_line = path, start, end, base_line
+        self.total, self.stamp = total, stamp
+        self.first, self.stop, self.reindex = first, total if stop is None else stop, reindex
+        # (start, end, line, column) of each statement, 4 numbers each, once a pass read them all
+        self.spans: array[int] | None = spans
+
+    def __len__(self) -> int:
+        return max(0, self.stop - self.first)
+
+    def __repr__(self) -> str:
+        return f"<{len(self)} statements of {self.path}, read when used>"
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, StreamedStatements):
+            return self._identity() == other._identity()
+        return isinstance(other, Sequence) and len(other) == len(self) and list(self) == list(other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def _identity(self) -> tuple[object, ...]:
+        return (self.path, self.start, self.end, self.base_line, self.total, self.stamp, self.first, self.stop,
+                self.reindex)
+
+    def __iter__(self) -> Iterator[Statement]:
+        if FileStamp.of(self.path) != self.stamp:
+            raise self._changed()
+        if self.spans is not None:
+            yield from self._from_spans(self.spans)
+            return
+        seen = 0
+        spans: array[int] = array("q")
+        try:
+            for statement in stream_statements(read_pieces(Path(self.path), self.start, self.end), self.path,
+                                               self.base_line, spans):
+                seen += 1
+                if statement.index < self.first:
+                    continue
+                if statement.index >= self.stop:
+                    return
+                yield (statement if not self.reindex else
+                       Statement(statement.sql, statement.file, statement.line, statement.column,
+                                 statement.index - self.first))
+        except (ParseError, UnicodeDecodeError, OSError) as exc:
+            raise self._changed() from exc
+        if seen != self.total:
+            raise self._changed()
+        self.spans = spans  # read to the end: later passes need not split again
+
+    def _from_spans(self, spans: array[int]) -> Iterator[Statement]:
+        """The statements again, cut where the first pass found them (no parser), a chunk at a time."""
+        pieces = read_pieces(Path(self.path), self.start, self.end)
+        buffer, base = "", 0  # buffer is the text from offset base
+        try:
+            for index in range(self.first, self.stop):
+                start, end, line, column = spans[4 * index:4 * index + 4]
+                done = min(start - base, len(buffer))
+                if done > len(buffer) // 2:  # drop what is done, not on every statement
+                    buffer, base = buffer[done:], base + done
+                while base + len(buffer) < end:
+                    piece = next(pieces, None)
+                    if piece is None:
+                        raise self._changed()
+                    buffer += piece
+                yield Statement(buffer[start - base:end - base], self.path, line, column,
+                                index - self.first if self.reindex else index)
+        except (UnicodeDecodeError, OSError) as exc:
+            raise self._changed() from exc
+
+    def _changed(self) -> MigrationSourceError:
+        return MigrationSourceError(
+            f"The migration file {self.path} changed (or became unreadable) after pgshift loaded it; its "
+            "statements are read again from the file when they run.",
+            hint="run the command again once the file is no longer being edited.")
+
+    @overload
+    def __getitem__(self, index: int) -> Statement: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> StreamedStatements: ...
+
+    def __getitem__(self, index: int | slice) -> Statement | StreamedStatements:
+        if isinstance(index, slice):
+            first, stop, step = index.indices(len(self))
+            if step != 1:
+                raise ValueError("a streamed part is sliced without a step")
+            return StreamedStatements(self.path, self.start, self.end, self.base_line, self.total, self.stamp,
+                                      self.first + first, self.first + max(first, stop), self.reindex, self.spans)
+        position = index + len(self) if index < 0 else index
+        if not 0 <= position < len(self):
+            raise IndexError(index)
+        return next(iter(self[position:position + 1]))
+
+    def renumbered(self) -> StreamedStatements:
+        """The same statements, numbered from 0 (``Statement.index``), as a list of them would be."""
+        return StreamedStatements(self.path, self.start, self.end, self.base_line, self.total, self.stamp,
+                                  self.first, self.stop, reindex=True, spans=self.spans)
+
+
+def stream_statements(pieces: Iterator[str], file: str, base_line: int,
+                      spans_out: array[int] | None = None) -> Iterator[Statement]:
+    """The statements of the text ``pieces`` make up, split as :func:`split_sql` splits it (the same cuts,
+    the same statements, lines and columns), holding a chunk or two of it at a time. ParseError when
+    it does not parse. ``spans_out`` gets (start, end, line, column) of each statement's text."""
+    buffer = ""
+    dropped = 0  # characters of the text before buffer[0]
+    line = base_line  # of buffer[0], which is always at a line's start but for the part's first line
+    index = 0
+    more = True
+
+    def cut_after(position: int) -> int | None:
+        """The first cut at or after ``position`` (reading on as needed); None at the end of the text."""
+        nonlocal buffer, more
+        while True:
+            match = _STATEMENT_END.search(buffer, position)
+            if match is not None:
+                return match.end()
+            if not more:
+                return None
+            piece = next(pieces, None)
+            if piece is None:
+                more = False
+            else:
+                buffer += piece
+
+    while True:
+        if not buffer and more:
+            buffer = next(pieces, "")
+            more = bool(buffer)
+        if not more and _NOT_BLANK.search(buffer) is None:
+            return
+        first = cut_after(CHUNK_CHARS)
+        ends = [first] if first is not None else []
+        if first is not None:
+            second = cut_after(first + CHUNK_CHARS)
+            ends.append(second if second is not None else -1)
+        spans: list[tuple[int, int]] | None = None
+        used = 0
+        for end in ends:
+            if end == -1:
+                break
+            try:
+                spans, used = _spans_of(buffer[:end]), end
+                break
+            except ParseError:
+                continue
+        if spans is None:  # the rest in one piece
+            buffer += "".join(pieces)
+            more = False
+            spans, used = _spans_of(buffer), len(buffer)
+        positions = _Positions(buffer, line, 0)
+        for start, end in spans:
+            sql = buffer[start:end].rstrip().rstrip(";").rstrip()
+            if not sql:
+                continue
+            at_line, column = positions.at(start)
+            if spans_out is not None:
+                spans_out.extend((dropped + start, dropped + start + len(sql), at_line, column))
+            yield Statement(sql, file, at_line, column, index)
+            index += 1
+        line += buffer.count("\n", 0, used)
+        buffer = buffer[used:]
+        dropped += used
+        if not buffer and not more:
+            return
+
+
+def split_streamed(path: Path, start: int, end: int, *, base_line: int, stamp: FileStamp) -> Sequence[Statement]:
+    """The statements of ``read_text(path)[start:end]``, split from the file without holding its text:
+    a list when the part is small, else :class:`StreamedStatements`; the same statements, positions
+    and parse errors as :func:`split_sql` of that text."""
+    file = str(path)
+    try:
+        spans: array[int] = array("q")
+        found = stream_statements(read_pieces(path, start, end), file, base_line, spans)
+        if end - start <= STREAM_CHARS:
+            return list(found)
+        total = sum(1 for _ in found)
+        return StreamedStatements(file, start, end, base_line, total, stamp, spans=spans)
+    except ParseError:
+        # The error as split_sql words it, from the part alone (what it names, and lint re-reads).
+        return split_sql("".join(read_pieces(path, start, end)), file=file, base_line=base_line)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise MigrationSourceError(f"The migration file {path} changed (or became unreadable) while pgshift "
+                                   f"read it: {exc}.", hint="run the command again.") from exc
+
+
+@dataclass
+class SourceFile:
+    """A migration file as its reader needs it: the hash of its text (as checksum_of hashes it, without
+    the closing separator), its length, whether it is blank, the (number, start, end, text) of each line
+    containing the reader's marker, and its parts split by :meth:`part`. A file larger than
+    STREAM_BYTES (pgshift.migrations.files) is read in pieces and its text never held; a smaller one
+    is read whole, as before."""
+
+    path: Path
+    digest: hashlib._Hash
+    length: int
+    blank: bool
+    lines: list[tuple[int, int, int, str]]
+    split: Split
+    text: str | None = None  # the whole text, when read whole
+    stamp: FileStamp | None = field(default=None)
+
+    def checksum(self) -> str:
+        digest = self.digest.copy()
+        digest.update(b"\x00")
+        return digest.hexdigest()
+
+    def hash_into(self, digest: hashlib._Hash) -> None:
+        """Hash the file's text into ``digest`` as checksum_of does (a migration of more than one file)."""
+        for piece in (self.text,) if self.text is not None else read_pieces(self.path):
+            _hash_text(digest, piece)
+
+    def part(self, base_line: int, start: int = 0, end: int | None = None) -> Sequence[Statement]:
+        """The statements of ``text[start:end]``, the file's text from line ``base_line``."""
+        end = self.length if end is None else end
+        if self.text is not None:
+            return split_file_part(self.split, self.text, file=str(self.path), base_line=base_line, start=start,
+                                   end=end)
+        assert self.stamp is not None
+        return split_streamed(self.path, start, end, base_line=base_line, stamp=self.stamp)
+
+    def slice(self, start: int, end: int) -> str:
+        """``text[start:end]`` (a few lines: what comes before a marker)."""
+        return self.text[start:end] if self.text is not None else "".join(read_pieces(self.path, start, end))
+
+
+def read_source(path: Path, marker: str | re.Pattern[str] | None, split: Split) -> SourceFile:
+    """``path`` read for its reader (MigrationSourceError when it cannot be, as read_text says): in pieces
+    when it is large and is split with split_sql (unsplit, for `adopt`, holds the text anyway)."""
+    if split is split_sql:
+        try:
+            stamp: FileStamp | None = FileStamp.of(str(path))
+        except OSError:
+            stamp = None
+        scanned: ScannedFile | None = scan_file(path, marker) if stamp is not None else None
+        if scanned is not None:
+            return SourceFile(path, scanned.digest, scanned.length, scanned.blank, scanned.lines, split, stamp=stamp)
+    text = read_text(path)
+    digest = hashlib.sha256()
+    _hash_text(digest, text)
+    lines = [] if marker is None else [(number, start, end, text[start:end])
+                                       for number, start, end in lines_containing(text, marker)]
+    return SourceFile(path, digest, len(text), not text or text.isspace(), lines, split, text=text)
+
+
+def _hash_text(digest: hashlib._Hash, text: str) -> None:
+    """``digest.update(text.encode())`` a megabyte at a time (no second copy of a large text)."""
+    for at in range(0, len(text), READ_CHARS):
+        digest.update(text[at:at + READ_CHARS].encode())
+
+
+def split_down(parse: Callable[[], Sequence[Statement]]) -> tuple[Sequence[Statement] | None, SqlParseError | None]:
     """(statements, None) of a down part, or (None, its parse error): the original tools only
     fail when that rollback runs, so a broken down part must not stop loading the folder."""
     try:

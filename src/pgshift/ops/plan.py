@@ -654,7 +654,7 @@ class StepPlanner:
         self.captured = captured
         self.done = done
 
-    def sql_steps(self, migration: SqlMigration, statements: list[Statement]) -> list[Step]:
+    def sql_steps(self, migration: SqlMigration, statements: Sequence[Statement]) -> list[Step]:
         return list[Step](sql_steps(migration, statements, self.server_major, self.done).steps)
 
     def ops_steps(self, migration: OpsMigration, phase: OpsPhase) -> list[Step]:

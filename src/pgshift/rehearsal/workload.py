@@ -21,6 +21,7 @@ import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any
 
 import psycopg
@@ -76,7 +77,9 @@ def touched_tables(migrations: Iterable[Migration]) -> set[TableName]:
     looks them up)."""
     found: set[TableName] = set()
     for migration in migrations:
-        texts = [s.sql for s in [*migration.up, *(migration.down or [])]]
+        for statement in chain(migration.up, migration.down or []):  # one at a time: a large part is not held
+            found |= named_tables(statement.sql)
+        texts: list[str] = []
         if isinstance(migration, OpsMigration):  # an operations migration names its tables in its operations
             for o in migration.ops.operations:
                 for key in ("table", "references_table", "from", "to"):

@@ -16,7 +16,7 @@ from the step's owner (:class:`StepOwner`: pgshift.runner.execute.Executor, pgsh
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
@@ -30,7 +30,7 @@ from pgshift.ops.names import qualified
 from pgshift.runner.backfill import Backfiller, BackfillError, BackfillOptions
 from pgshift.runner.blockers import Autovacuums, Blocker, blockers, open_transactions, step_blockers
 from pgshift.runner.retry import RETRYABLE, RetryPolicy
-from pgshift.runner.steps import Step, StepStatement, StepTimeouts, setting_name, stale_statistics
+from pgshift.runner.steps import SqlOf, Step, StepStatement, StepTimeouts, setting_name, stale_statistics
 
 Notify = Callable[[str], None]
 
@@ -88,6 +88,15 @@ class _Index(NamedTuple):
     valid: bool
 
 
+def _with_sources(step: Step) -> Iterator[tuple[sql.Composable, Statement | None]]:
+    """Each statement of ``step`` with the file statement it is (a SQL migration's), in one pass: a
+    streamed part's statements are read from the file as they run, and have no cheap ``[i]``."""
+    if isinstance(step.statements, SqlOf) and step.statements.statements is step.sources:
+        return ((sql.SQL(s.sql), s) for s in step.sources)
+    sources = step.sources
+    return ((s, sources[position] if sources else None) for position, s in enumerate(step.statements))
+
+
 class StepEngine:
     def __init__(self, conn: psycopg.Connection[Any], history: History, owner: StepOwner, migration: Migration, *,
                  retry: RetryPolicy,
@@ -115,7 +124,7 @@ class StepEngine:
         self._where = ""
 
     # -- steps -----------------------------------------------------------------------------
-    def run(self, steps: list[Step], start: int = 0, *, interrupted: bool = False) -> EngineResult:
+    def run(self, steps: Sequence[Step], start: int = 0, *, interrupted: bool = False) -> EngineResult:
         """Run ``steps[start:]``. ``interrupted``: an earlier run stopped in ``steps[start]``, so an
         autocommit step there is first checked for the effect it may already have had."""
         for index in range(start, len(steps)):
@@ -146,8 +155,8 @@ class StepEngine:
             if step.modes:
                 self.conn.execute(f"SET TRANSACTION {step.modes}".encode())
             self._set_timeouts(local=True)
-            for position, statement in enumerate(step.statements):
-                self._execute(step, position, statement)
+            for position, (statement, source) in enumerate(_with_sources(step)):
+                self._execute(step, position, statement, source)
             self.progress.record(done)
 
     def _autocommit(self, step: Step) -> None:
@@ -158,10 +167,10 @@ class StepEngine:
                 return
         try:
             self._set_timeouts(local=False)
-            for position, statement in enumerate(step.statements):
+            for position, (statement, source) in enumerate(_with_sources(step)):
                 self._drop_invalid_index(step, "an interrupted or failed build")
                 try:
-                    self._execute(step, position, statement)
+                    self._execute(step, position, statement, source)
                 except RETRYABLE:
                     self._drop_left_over_index(step)  # a build that timed out waiting for old snapshots
                     raise
@@ -192,7 +201,7 @@ class StepEngine:
                 sql.SQL("RESET {}").format(setting_name(name)) for name, _ in self.timeouts.settings))
 
     # -- statistics ------------------------------------------------------------------------
-    def analyze(self, steps: list[Step]) -> list[str]:
+    def analyze(self, steps: Iterable[Step]) -> list[str]:
         """ANALYZE the tables whose statistics ``steps`` left stale, once their migration has committed
         (outside its transaction, so it holds no lock of the migration's), each under lock_timeout; an
         ANALYZE that cannot get its lock is a warning, never a failure of the committed migration."""
@@ -230,18 +239,20 @@ class StepEngine:
 
     # -- statements ------------------------------------------------------------------------
     def _observed(self, step: Step, position: int, statement: sql.Composable, rows: int | None = None,
-                  text: str | None = None) -> Statement:
+                  text: str | None = None, source: Statement | None = None) -> Statement:
+        if source is not None:
+            return source
         if step.sources:
             return step.sources[position]
         return StepStatement(text if text is not None else statement.as_string(self.conn), str(self.migration.path),
                              self.index + 1, 1, position, self._where, rows)
 
-    def _execute(self, step: Step, position: int, statement: sql.Composable) -> None:
+    def _execute(self, step: Step, position: int, statement: sql.Composable, source: Statement | None) -> None:
         if self.observer is None:
-            self.current = step.sources[position] if step.sources else None
+            self.current = source
             self._execute_plain(step, position, statement)
             return
-        observed = self.current = self._observed(step, position, statement)
+        observed = self.current = self._observed(step, position, statement, source=source)
         self.observer.before(self.conn, self.migration, observed)
         try:
             self._execute_plain(step, position, statement)

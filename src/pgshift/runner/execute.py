@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -82,7 +82,8 @@ class StepResult:
 class LedgerProgress:
     """A SQL migration's progress: statements_done and the checksum of those statements in its ledger row."""
 
-    def __init__(self, history: History, version: str, statements: list[Statement], steps: list[SqlStep]) -> None:
+    def __init__(self, history: History, version: str, statements: Sequence[Statement],
+                 steps: Sequence[SqlStep]) -> None:
         self.history = history
         self.version = version
         self.steps = steps
@@ -194,14 +195,14 @@ class Executor:
                                                               migration.statement_timeout
                                                               or self.timeouts.statement_timeout,
                                                               settings=session_settings(migration)))
-            engine.run(list(plan.steps), interrupted=self._interrupted)
+            engine.run(plan.steps, interrupted=self._interrupted)
             result.retries = engine.result.retries
             if steps:
                 self._complete(migration, statements, direction, result)
             if self.analyze_after:
                 # A resumed run's earlier steps count too: the run that made them stopped before its ANALYZE.
                 every = plan.steps if not done else sql_steps(migration, statements, self.server_major).steps
-                result.analyzed = engine.analyze(list(every))
+                result.analyzed = engine.analyze(every)
         except KeyboardInterrupt:
             self._record_failure(migration, direction, "interrupted by the user")
             raise Interrupted(
@@ -242,7 +243,7 @@ class Executor:
             hint="check that the server is back (`pgshift status`), then run the command again.",
         )
 
-    def _complete(self, migration: Migration, statements: list[Statement], direction: Direction,
+    def _complete(self, migration: Migration, statements: Sequence[Statement], direction: Direction,
                   result: StepResult) -> None:
         result.duration_ms = int((time.monotonic() - self._started) * 1000)
         self.history.complete(
@@ -254,7 +255,7 @@ class Executor:
         )
         self.after_record(migration)
 
-    def _resume_point(self, migration: Migration, statements: list[Statement], direction: Direction) -> int:
+    def _resume_point(self, migration: Migration, statements: Sequence[Statement], direction: Direction) -> int:
         """Where an interrupted statement-by-statement run stopped, if the statements it completed
         are unchanged (a fix to a later statement keeps the progress; an edit before it does not)."""
         row = self.history.row(migration.version)
@@ -321,7 +322,7 @@ class Executor:
             self.after_record(migration)
 
 
-def prefix_checksum(statements: list[Statement]) -> str:
+def prefix_checksum(statements: Sequence[Statement]) -> str:
     return checksum_of(*(s.sql for s in statements))
 
 
@@ -329,16 +330,19 @@ class PrefixChecksums:
     """prefix_checksum(statements[:n]) for growing n, hashing each statement once (from scratch
     each time is quadratic: 11k statements of 4 kB hash 250 GB)."""
 
-    def __init__(self, statements: list[Statement]) -> None:
+    def __init__(self, statements: Sequence[Statement]) -> None:
         self.statements = statements
         self.digest = hashlib.sha256()
         self.count = 0
+        self.rest: Iterator[Statement] | None = None  # read in order once (a streamed part has no cheap [i])
 
     def of(self, count: int) -> str:
         if count < self.count:
             return prefix_checksum(self.statements[:count])
+        if self.rest is None:
+            self.rest = iter(self.statements)
         while self.count < count:
-            self.digest.update(self.statements[self.count].sql.encode())
+            self.digest.update(next(self.rest).sql.encode())
             self.digest.update(b"\x00")
             self.count += 1
         return self.digest.copy().hexdigest()

@@ -5,8 +5,10 @@ list (:func:`render_steps`), so what it shows is what runs."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from itertools import islice
+from typing import Any, overload
 
 import psycopg
 from psycopg import sql
@@ -25,7 +27,7 @@ from pgshift.runner.backfill import BackfillOptions, BackfillSpec
 class Step:
     label: str
     kind: StepKind
-    statements: list[sql.Composable] = field(default_factory=list)
+    statements: Sequence[sql.Composable] = field(default_factory=list)
     lock_tables: list[str] = field(default_factory=list)  # "schema.table" taking a strong lock
     # "schema.table" taking SHARE UPDATE EXCLUSIVE (VALIDATE, CONCURRENTLY): no reader blocks it, but an
     # autovacuum does, and never yields to a waiter whose lock_timeout is shorter than deadlock_timeout.
@@ -41,7 +43,7 @@ class Step:
     # a query returning true when its effect is already there, asked before each attempt; true skips it.
     skip_if: sql.Composable | None = None
     # A SQL migration's own statements, as observers and error messages see them (ops steps: none).
-    sources: list[Statement] = field(default_factory=list)
+    sources: Sequence[Statement] = field(default_factory=list)
     modes: str | None = None  # SET TRANSACTION modes of the file's BEGIN opening this step's transaction
 
     @property
@@ -76,16 +78,16 @@ class SqlStep(Step):
 @dataclass
 class SqlSteps:
     mode: str  # "transaction", "statement-by-statement" or "transaction blocks"
-    steps: list[SqlStep]
+    steps: Sequence[SqlStep]  # a list, or StatementSteps (a streamed part run statement by statement)
     blocks: int = 0
 
 
-def transaction_blocks(migration: Migration, statements: list[Statement], server_major: int) -> list[Block] | None:
+def transaction_blocks(migration: Migration, statements: Sequence[Statement], server_major: int) -> list[Block] | None:
     """The blocks of a part with its own BEGIN / COMMIT / END, or None when it runs as before."""
     return plan_blocks(migration, statements, transaction_control, lambda text: autocommit_reason(text, server_major))
 
 
-def needs_steps(migration: Migration, statements: list[Statement], server_major: int) -> bool:
+def needs_steps(migration: Migration, statements: Sequence[Statement], server_major: int) -> bool:
     return not migration.transactional or any(autocommit_reason(s.sql, server_major) for s in statements)
 
 
@@ -94,7 +96,7 @@ def needs_steps(migration: Migration, statements: list[Statement], server_major:
 _LOCKING_WORDS = frozenset({"ALTER", "CLUSTER", "CREATE", "DROP", "LOCK", "REFRESH", "REINDEX", "TRUNCATE", "VACUUM"})
 
 
-def table_locks(statements: list[Statement]) -> tuple[list[str], list[str]]:
+def table_locks(statements: Iterable[Statement]) -> tuple[list[str], list[str]]:
     """(tables the statements lock ACCESS EXCLUSIVE, tables they lock SHARE UPDATE EXCLUSIVE), from the one
     statement analysis (pgshift.migrations.analysis). A request for the first queues behind any lock on
     the table. Only statements whose first word can take such a lock are analysed (not a file's INSERTs)."""
@@ -131,7 +133,7 @@ def _may_leave_stale(text: str) -> bool:
     return "select" in lowered or "table" in lowered
 
 
-def stale_statistics(steps: list[Step], conn: psycopg.Connection[Any]) -> list[str]:
+def stale_statistics(steps: Iterable[Step], conn: psycopg.Connection[Any]) -> list[str]:
     """The tables ("schema.table", or "table" found on the search_path) whose planner statistics the steps
     leave stale, from the one statement analysis: rewritten with new values or order, an expression index,
     a backfill or a bulk load. The engine runs ANALYZE on them once the migration has committed."""
@@ -145,7 +147,7 @@ def stale_statistics(steps: list[Step], conn: psycopg.Connection[Any]) -> list[s
     for step in steps:
         if step.backfill is not None:
             add(step.backfill.schema, step.backfill.table)
-        texts = [s.sql for s in step.sources] if step.sources else [s.as_string(conn) for s in step.statements]
+        texts = (s.sql for s in step.sources) if step.sources else (s.as_string(conn) for s in step.statements)
         for text in filter(_may_leave_stale, texts):
             for facts in analyse_all(text):
                 for schema, name in facts.stale_statistics:
@@ -153,11 +155,71 @@ def stale_statistics(steps: list[Step], conn: psycopg.Connection[Any]) -> list[s
     return found
 
 
-def _sql_step(label: str, kind: StepKind, part: list[Statement], end: int, **extra: Any) -> SqlStep:
-    runnable = [s for s in part if not transaction_control(s.sql)]
+class RunnableStatements(Sequence[Statement]):
+    """A streamed part's statements but its BEGIN / COMMIT (which the runner replaces): read again from
+    the file each time they are iterated, never held (pgshift.migrations.splitter.StreamedStatements)."""
+
+    def __init__(self, part: Sequence[Statement], count: int) -> None:
+        self.part, self.count_ = part, count
+
+    def __len__(self) -> int:
+        return self.count_
+
+    def __iter__(self) -> Iterator[Statement]:
+        return (s for s in self.part if not transaction_control(s.sql))
+
+    @overload
+    def __getitem__(self, index: int) -> Statement: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[Statement]: ...
+
+    def __getitem__(self, index: int | slice) -> Statement | list[Statement]:
+        if isinstance(index, slice):
+            start, stop, step = index.indices(len(self))
+            return list(islice(self, start, stop, step))
+        position = index + len(self) if index < 0 else index
+        if not 0 <= position < len(self):
+            raise IndexError(index)
+        return next(islice(self, position, None))
+
+
+class SqlOf(Sequence[sql.Composable]):
+    """``sql.SQL`` of each statement of ``statements``, made as they are iterated (a streamed part's)."""
+
+    def __init__(self, statements: Sequence[Statement]) -> None:
+        self.statements = statements
+
+    def __len__(self) -> int:
+        return len(self.statements)
+
+    def __iter__(self) -> Iterator[sql.Composable]:
+        return (sql.SQL(s.sql) for s in self.statements)
+
+    @overload
+    def __getitem__(self, index: int) -> sql.Composable: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[sql.Composable]: ...
+
+    def __getitem__(self, index: int | slice) -> sql.Composable | list[sql.Composable]:
+        if isinstance(index, slice):
+            return [sql.SQL(s.sql) for s in self.statements[index]]
+        return sql.SQL(self.statements[index].sql)
+
+
+def _sql_step(label: str, kind: StepKind, part: Sequence[Statement], end: int, **extra: Any) -> SqlStep:
+    runnable: Sequence[Statement]
+    if isinstance(part, list):
+        runnable = [s for s in part if not transaction_control(s.sql)]
+        skipped = [s for s in part if transaction_control(s.sql)]
+        statements: Sequence[sql.Composable] = [sql.SQL(s.sql) for s in runnable]
+    else:  # a streamed part: its few BEGIN / COMMIT are kept, the rest read again when it runs
+        skipped = [s for s in part if transaction_control(s.sql)]
+        runnable = RunnableStatements(part, len(part) - len(skipped))
+        statements = SqlOf(runnable)
     strong, weak = table_locks(runnable)
-    step = SqlStep(label, kind, [sql.SQL(s.sql) for s in runnable], strong, weak, sources=runnable, end=end,
-                   skipped=[s for s in part if transaction_control(s.sql)], **extra)
+    step = SqlStep(label, kind, statements, strong, weak, sources=runnable, end=end, skipped=skipped, **extra)
     if kind == "autocommit" and runnable:
         target = concurrent_index(runnable[0].sql)
         if target is not None and target.name is not None:
@@ -166,7 +228,52 @@ def _sql_step(label: str, kind: StepKind, part: list[Statement], end: int, **ext
     return step
 
 
-def sql_steps(migration: Migration, statements: list[Statement], server_major: int, done: int = 0) -> SqlSteps:
+class StatementSteps(Sequence[SqlStep]):
+    """A streamed part's steps run statement by statement, from statement ``done`` on: each made when
+    the engine reaches it (steps[i] in order costs one statement), so they are never all held."""
+
+    def __init__(self, statements: Sequence[Statement], server_major: int, done: int) -> None:
+        self.statements, self.server_major, self.done = statements, server_major, done
+        self._made: Iterator[SqlStep] | None = None
+        self._at = -1  # index of self._last
+        self._last: SqlStep | None = None
+
+    def __len__(self) -> int:
+        return max(0, len(self.statements) - self.done)
+
+    def __iter__(self) -> Iterator[SqlStep]:
+        return self._make(0)
+
+    def _make(self, start: int) -> Iterator[SqlStep]:
+        first = self.done + start
+        for index, stmt in enumerate(islice(self.statements, first, None), first):
+            reason = autocommit_reason(stmt.sql, self.server_major)
+            yield _sql_step(f"statement {index + 1}", "autocommit" if reason else "tx", [stmt], index + 1,
+                            autocommit_reason=reason)
+
+    @overload
+    def __getitem__(self, index: int) -> SqlStep: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[SqlStep]: ...
+
+    def __getitem__(self, index: int | slice) -> SqlStep | list[SqlStep]:
+        if isinstance(index, slice):
+            start, stop, step = index.indices(len(self))
+            return list(islice(self, start, stop, step))
+        position = index + len(self) if index < 0 else index
+        if not 0 <= position < len(self):
+            raise IndexError(index)
+        if self._last is None or position != self._at:
+            if self._made is None or position < self._at:
+                self._made, self._at = self._make(position), position - 1
+            while self._at < position:
+                self._last, self._at = next(self._made), self._at + 1
+        assert self._last is not None
+        return self._last
+
+
+def sql_steps(migration: Migration, statements: Sequence[Statement], server_major: int, done: int = 0) -> SqlSteps:
     """The steps of a SQL migration's part, from statement ``done`` on (what an interrupted run left)."""
     blocks = transaction_blocks(migration, statements, server_major)
     if blocks is not None:
@@ -191,9 +298,10 @@ def sql_steps(migration: Migration, statements: list[Statement], server_major: i
                                    modes=modes))
         return SqlSteps("transaction blocks", steps, len(blocks))
     if needs_steps(migration, statements, server_major):
+        if not isinstance(statements, list):  # a streamed part: its steps are made as they run
+            return SqlSteps("statement-by-statement", StatementSteps(statements, server_major, done))
         steps = []
-        for index in range(done, len(statements)):
-            stmt = statements[index]
+        for index, stmt in enumerate(islice(statements, done, None), done):
             reason = autocommit_reason(stmt.sql, server_major)
             steps.append(_sql_step(f"statement {index + 1}", "autocommit" if reason else "tx", [stmt], index + 1,
                                    autocommit_reason=reason))

@@ -15,9 +15,9 @@ from functools import partial
 from pathlib import Path
 
 from pgshift.errors import MigrationSourceError
-from pgshift.migrations.files import in_order, lines_containing, named_sql_files, per_file, read_text, read_texts
-from pgshift.migrations.model import Migration, SqlMigration, checksum_of, version_sort_key
-from pgshift.migrations.splitter import Split, split_down, split_sql
+from pgshift.migrations.files import file_matches, in_order, named_sql_files, per_file, read_texts
+from pgshift.migrations.model import Migration, SqlMigration, version_sort_key
+from pgshift.migrations.splitter import SourceFile, Split, read_source, split_down, split_sql
 
 FORMAT = "dbmate"
 FILE_NAME = re.compile(r"^(?P<version>\d+)_?(?P<name>.*)\.sql$")
@@ -27,7 +27,7 @@ KNOWN_OPTIONS = {"transaction": ("true", "false")}
 
 
 def detect(path: Path) -> bool:
-    return any(UP_MARKER.search(read_text(p)) for p in path.glob("*.sql") if FILE_NAME.match(p.name))
+    return any(file_matches(p, UP_MARKER) for p in path.glob("*.sql") if FILE_NAME.match(p.name))
 
 
 def _options(text: str, where: str) -> dict[str, str]:
@@ -44,12 +44,12 @@ def _options(text: str, where: str) -> dict[str, str]:
     return options
 
 
-def _markers(path: Path, text: str) -> dict[str, tuple[int, int, int, dict[str, str]]]:
+def _markers(path: Path, source: SourceFile) -> dict[str, tuple[int, int, int, dict[str, str]]]:
     """{'up'/'down': (1-based line, offset of the line, offset after it, options)}; refuses missing,
     repeated or misplaced markers."""
     found: dict[str, tuple[int, int, int, dict[str, str]]] = {}
-    for number, line_start, line_end in lines_containing(text, "migrate:"):
-        match = MARKER.match(text[line_start:line_end].rstrip("\r\n"))
+    for number, line_start, line_end, line in source.lines:
+        match = MARKER.match(line.rstrip("\r\n"))
         if not match:
             continue
         direction = match.group("direction")
@@ -66,7 +66,7 @@ def _markers(path: Path, text: str) -> dict[str, tuple[int, int, int, dict[str, 
         raise MigrationSourceError(
             f"{path}:{found['down'][0]}: '-- migrate:down' comes before '-- migrate:up'."
         )
-    for number, line in enumerate(text[: found["up"][1]].splitlines(keepends=True), start=1):
+    for number, line in enumerate(source.slice(0, found["up"][1]).splitlines(keepends=True), start=1):
         if line.strip() and not line.lstrip().startswith("--"):
             raise MigrationSourceError(
                 f"{path}:{number}: SQL before the '-- migrate:up' marker.",
@@ -76,18 +76,18 @@ def _markers(path: Path, text: str) -> dict[str, tuple[int, int, int, dict[str, 
 
 
 def parse_file(path: Path, version: str, name: str, *, split: Split = split_sql) -> Migration:
-    text = read_text(path)
-    if not text or text.isspace():
+    source = read_source(path, "migrate:", split)  # a large file is read in pieces, its text never held
+    if source.blank:
         raise MigrationSourceError(f"The migration file {path} is empty.")
-    checksum = checksum_of(text)  # before splitting: its encoded copy is freed before the statements exist
-    markers = _markers(path, text)
+    checksum = source.checksum()
+    markers = _markers(path, source)
     (up_line, _, up_offset, up_options), (down_line, down_line_start, down_offset, _) = markers["up"], markers["down"]
     # Sections are split in place (offsets into text), not copied out of it.
-    up = split(text, file=str(path), base_line=up_line + 1, start=up_offset, end=down_line_start)
+    up = source.part(up_line + 1, up_offset, down_line_start)
     if not up:
         raise MigrationSourceError(f"{path} has no statements in its '-- migrate:up' section.")
     down, down_error = split_down(
-        lambda: split(text, file=str(path), base_line=down_line + 1, start=down_offset))
+        lambda: source.part(down_line + 1, down_offset))
     return SqlMigration(
         version=version,
         name=name,

@@ -11,14 +11,15 @@ golang-migrate ran it (pgshift.migrations.blocks). Versions are numbers (``00000
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
 
 from pgshift.errors import MigrationSourceError
 from pgshift.migrations.classify import transaction_control
-from pgshift.migrations.files import per_file, read_text, read_texts, require_dir, require_unique_versions
-from pgshift.migrations.model import Migration, SqlMigration, Statement, checksum_of, version_sort_key
-from pgshift.migrations.splitter import Split, split_down, split_sql
+from pgshift.migrations.files import per_file, read_texts, require_dir, require_unique_versions
+from pgshift.migrations.model import Migration, SqlMigration, Statement, version_sort_key
+from pgshift.migrations.splitter import Split, StreamedStatements, read_source, split_down, split_file_part, split_sql
 
 FORMAT = "golang-migrate"
 FILE_NAME = re.compile(r"^(?P<version>\d+)_(?P<name>.*)\.(?P<direction>up|down)\.sql$")
@@ -28,7 +29,7 @@ def detect(path: Path) -> bool:
     return any(FILE_NAME.match(p.name) for p in path.glob("*.sql"))
 
 
-def strip_outer_transaction(statements: list[Statement]) -> list[Statement]:
+def strip_outer_transaction(statements: Sequence[Statement]) -> Sequence[Statement]:
     """Drop a ``BEGIN; ... COMMIT;`` pair wrapping the whole part (one transaction, as pgshift runs
     it anyway). Other BEGIN / COMMIT / END statements stay: they divide the part into the
     transactions golang-migrate ran (pgshift.migrations.blocks)."""
@@ -41,28 +42,32 @@ def strip_outer_transaction(statements: list[Statement]) -> list[Statement]:
         and not any(kind is not None for kind in kinds[1:-1])
     ):
         statements = statements[1:-1]
+    if isinstance(statements, StreamedStatements):
+        return statements.renumbered()
     return [
         Statement(s.sql, s.file, s.line, s.column, index) for index, s in enumerate(statements)
     ]
 
 
-def parse_statements(path: Path, text: str, split: Split = split_sql) -> list[Statement]:
-    return strip_outer_transaction(split(text, file=str(path)))
+def parse_statements(path: Path, text: str, split: Split = split_sql) -> Sequence[Statement]:
+    return strip_outer_transaction(split_file_part(split, text, file=str(path)))
 
 
 def _load_pair(up_path: Path, down_path: Path | None, version: str, name: str, split: Split) -> Migration:
-    up_text = read_text(up_path)
-    if not up_text.strip():
+    up_source = read_source(up_path, None, split)  # a large file is read in pieces, its text never held
+    if up_source.blank:
         raise MigrationSourceError(f"The migration file {up_path} is empty.")
-    up = parse_statements(up_path, up_text, split)
+    up = strip_outer_transaction(up_source.part(1))
     if not up:
         raise MigrationSourceError(f"{up_path} has no SQL statements (only comments).")
-    texts = [up_text]
+    digest = up_source.digest.copy()  # checksum_of(up text, down text)
+    digest.update(b"\x00")
     down, down_error = None, None
     if down_path is not None:
-        down_text = read_text(down_path)
-        texts.append(down_text)
-        down, down_error = split_down(lambda: parse_statements(down_path, down_text, split))
+        down_source = read_source(down_path, None, split)
+        down_source.hash_into(digest)
+        digest.update(b"\x00")
+        down, down_error = split_down(lambda: strip_outer_transaction(down_source.part(1)))
     return SqlMigration(
         version=version,
         name=name,
@@ -70,7 +75,7 @@ def _load_pair(up_path: Path, down_path: Path | None, version: str, name: str, s
         up=up,
         down=down,
         down_error=down_error,
-        checksum=checksum_of(*texts),
+        checksum=digest.hexdigest(),
         source_format=FORMAT,
         sort_key=version_sort_key(version),
     )

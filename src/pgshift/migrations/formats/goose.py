@@ -23,6 +23,7 @@ from pathlib import Path
 
 from pgshift.errors import MigrationSourceError, SqlParseError
 from pgshift.migrations.files import (
+    file_matches,
     lines_containing,
     per_file,
     read_text,
@@ -41,7 +42,7 @@ _GOOSE = re.compile(r"\+goose", re.I)  # in every annotation line
 
 
 def detect(path: Path) -> bool:
-    return any(MARKER.search(read_text(p)) for p in path.glob("*.sql") if FILE_NAME.match(p.name))
+    return any(file_matches(p, MARKER) for p in path.glob("*.sql") if FILE_NAME.match(p.name))
 
 
 @dataclass

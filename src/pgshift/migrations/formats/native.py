@@ -21,7 +21,7 @@ from functools import partial
 from pathlib import Path
 
 from pgshift.errors import ConfigError, MigrationSourceError
-from pgshift.migrations.files import in_order, lines_containing, named_sql_files, per_file, read_text, read_texts
+from pgshift.migrations.files import in_order, named_sql_files, per_file, read_texts
 from pgshift.migrations.model import (
     Migration,
     OpsMigration,
@@ -31,7 +31,7 @@ from pgshift.migrations.model import (
     session_setting,
     version_sort_key,
 )
-from pgshift.migrations.splitter import Split, split_down, split_sql
+from pgshift.migrations.splitter import Split, read_source, split_down, split_sql
 from pgshift.units import Duration
 
 FILE_NAME = re.compile(r"^(?P<version>\d+)_(?P<name>[A-Za-z0-9_\-]+)\.sql$")
@@ -60,10 +60,10 @@ def detect(path: Path) -> bool:
 
 
 def parse_file(path: Path, version: str, name: str, *, split: Split = split_sql) -> Migration:
-    text = read_text(path)
-    if not text or text.isspace():
+    source = read_source(path, "pgshift:", split)  # a large file is read in pieces, its text never held
+    if source.blank:
         raise MigrationSourceError(f"The migration file {path} is empty.")
-    checksum = checksum_of(text)  # before splitting: its encoded copy is freed before the statements exist
+    checksum = source.checksum()
     transactional = True
     lock_timeout: str | None = None
     statement_timeout: str | None = None
@@ -71,9 +71,9 @@ def parse_file(path: Path, version: str, name: str, *, split: Split = split_sql)
     # Line numbers of the markers, and offsets in text where the up part starts and the down marker line.
     up_start, up_offset = 0, 0
     down_start: int | None = None
-    down_line_start = down_offset = len(text)
-    for number, line_start, line_end in lines_containing(text, "pgshift:"):
-        match = DIRECTIVE.match(text[line_start:line_end])
+    down_line_start = down_offset = source.length
+    for number, line_start, line_end, line in source.lines:
+        match = DIRECTIVE.match(line)
         if not match:
             continue
         directive, arg = match.group("name"), match.group("arg").strip()
@@ -115,13 +115,13 @@ def parse_file(path: Path, version: str, name: str, *, split: Split = split_sql)
     if down_start is not None and down_start < up_start:
         raise MigrationSourceError(f"{path}:{down_start}: the down marker comes before the up marker.")
     # Sections are split in place (offsets into text), not copied out of it.
-    up = split(text, file=str(path), base_line=up_start + 1, start=up_offset, end=down_line_start)
+    up = source.part(up_start + 1, up_offset, down_line_start)
     if not up:
         raise MigrationSourceError(f"{path} has no statements in its up part.")
     down, down_error = None, None
     if down_start is not None:
         down_base = down_start + 1
-        down, down_error = split_down(lambda: split(text, file=str(path), base_line=down_base, start=down_offset))
+        down, down_error = split_down(lambda: source.part(down_base, down_offset))
     return SqlMigration(
         version=version,
         name=name,
