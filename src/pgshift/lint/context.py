@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from pgshift.config import LintSettings
-from pgshift.lint.locks import statement_locks
+from pgshift.lint.locks import named_locks
 from pgshift.lint.nodes import Node, cmds, relname
 from pgshift.lint.schema import Schema, Table, TableSize
 from pgshift.migrations.analysis import StatementFacts, facts_of
@@ -96,7 +96,8 @@ class Ctx:
 
     @property
     def facts(self) -> StatementFacts:
-        """What the runner, ``check`` and ``rehearse`` know of this statement, from this same tree."""
+        """What the runner, ``check`` and ``rehearse`` know of this statement, from this same tree (once
+        per statement: each fact is decided when a rule or the engine first asks for it)."""
         if self._facts is None:
             self._facts = facts_of(self.node)
         return self._facts
@@ -135,7 +136,7 @@ class Ctx:
     def locks(self) -> list[tuple[str, str]]:
         """(table, level) this statement takes, judged before it changes the schema model."""
         if self._locks is None:
-            self._locks = statement_locks(self.node, self.schema.index_tables)
+            self._locks = named_locks(self.facts.locks, self.schema.index_tables)
         return self._locks
 
     def locks_existing(self) -> list[tuple[str, str]]:

@@ -10,11 +10,9 @@ Public API (used by ``migrate``, ``check`` and rehearsal):
 from __future__ import annotations
 
 import bisect
-import gc
 import re
 from collections import deque
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +23,7 @@ from pgshift.errors import MigrationSourceError, SqlParseError
 from pgshift.lint import fastjson, plpgsql
 from pgshift.lint import locks as lockmod
 from pgshift.lint.context import Ctx, RunState, TxState, UnitState
+from pgshift.lint.gcpause import no_gc
 from pgshift.lint.model import (
     Finding,
     Hit,
@@ -67,19 +66,6 @@ class Parsed:
     statement: Statement
     node: Node | None
     error: ParseProblem | None = None
-
-
-@contextmanager
-def _no_gc() -> Iterator[None]:
-    """Pause the cyclic GC: parse trees are millions of small dicts without cycles, and the
-    repeated full collections while building them make large inputs quadratic."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 # -- parsing ------------------------------------------------------------------------------
@@ -613,7 +599,7 @@ def lint_migrations(
     it has, so a table an earlier migration creates that is not there is new and empty (see
     :class:`RunState`). ``run`` carries that state on from an earlier call of the same run."""
     run = run or RunState(dict(sizes or {}), live)
-    with _no_gc():
+    with no_gc():
         return _lint_migrations(migrations, _options(settings, pg_version, sizes, collect_locks), history,
                                 schema, rollback, run)
 
@@ -768,7 +754,7 @@ def lint_sql(
     unit = UnitState(None, in_tx)
     if "pgshift:no-transaction" in text:
         unit.transactional = False
-    with _no_gc():
+    with no_gc():
         statements, parsed = _text_statements(text, file)
         _Linter(opts, schema or Schema(), report, run=run or RunState(dict(sizes or {}), live)).run_unit(
             statements, parsed, unit, read_suppressions(text, file), None)
