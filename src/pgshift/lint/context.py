@@ -74,7 +74,7 @@ class RunState:
             unit.created = self.fresh
 
 
-@dataclass
+@dataclass(slots=True)
 class Ctx:
     statement: Statement
     node: Node
@@ -93,6 +93,7 @@ class Ctx:
     _alter_cmds: list[tuple[str, str, Node]] | None = field(default=None, repr=False)
     _locks: list[tuple[str, str]] | None = field(default=None, repr=False)
     _facts: StatementFacts | None = field(default=None, repr=False)
+    _new_columns: list[tuple[str, Node]] | None = field(default=None, repr=False)
 
     @property
     def facts(self) -> StatementFacts:
@@ -131,6 +132,23 @@ class Ctx:
                 table = relname(self.body.get("relation"))
                 self._alter_cmds = [(str(c.get("subtype", "")), table, c) for c in cmds(self.body)]
         return self._alter_cmds
+
+    @property
+    def new_columns(self) -> list[tuple[str, Node]]:
+        """(table, ColumnDef) of the columns a CREATE TABLE or ALTER TABLE ... ADD COLUMN defines, found
+        once for the several rules that judge new columns."""
+        if self._new_columns is None:
+            found: list[tuple[str, Node]] = []
+            if self.kind == "CreateStmt":
+                table = relname(self.body.get("relation"))
+                found = [(table, elt["ColumnDef"]) for elt in self.body.get("tableElts") or () if "ColumnDef" in elt]
+            elif self.kind == "AlterTableStmt":
+                for subtype, table, cmd in self.alter_cmds:
+                    coldef = (cmd.get("def") or {}).get("ColumnDef") if subtype == "AT_AddColumn" else None
+                    if coldef:
+                        found.append((table, coldef))
+            self._new_columns = found
+        return self._new_columns
 
     @property
     def locks(self) -> list[tuple[str, str]]:

@@ -34,7 +34,7 @@ from pgshift.lint.model import (
     Severity,
     TableSize,
 )
-from pgshift.lint.nodes import Node, body, cmds, func_names, kind, qualified, relname, strings
+from pgshift.lint.nodes import Node, body, func_names, kind, qualified, relname, strings
 from pgshift.lint.registry import all_rules, rules_by_kind
 from pgshift.lint.schema import Schema
 from pgshift.lint.suppress import Suppression, attach, read_suppressions
@@ -274,6 +274,9 @@ def _impact(rule: Rule, hit: Hit, severity: Severity, opts: Options,
     return severity, f"{hit.message} ({hit.table}, {_human(size.rows)} rows, {volume})"
 
 
+_FILLING = frozenset({"InsertStmt", "CopyStmt", "MergeStmt", "SelectStmt"})
+
+
 def _filled_by(k: str, b: Node) -> str | None:
     """The table a statement fills with rows of unknown number: INSERT ... SELECT (not VALUES),
     COPY ... FROM, MERGE, SELECT ... INTO."""
@@ -415,8 +418,11 @@ class _Linter:
               suppressions: list[Suppression], migration: str | None) -> None:
         if hit.table and hit.table in unit.created and not rule.applies_to_new_tables:
             return
-        severity = _severity(rule, hit, self.opts.settings)
-        severity, message = _impact(rule, hit, severity, self.opts, self.run.sizes)
+        settings = self.opts.settings
+        severity = _severity(rule, hit, settings) if settings.severity else hit.severity or rule.severity
+        message = hit.message
+        if rule.impact_scaled and self.run.sizes:
+            severity, message = _impact(rule, hit, severity, self.opts, self.run.sizes)
         lock = hit.lock if hit.lock is not None else rule.lock
         if self._summary[0] is not statement:  # several findings on one statement share it
             self._summary = (statement, statement.summary)
@@ -424,9 +430,9 @@ class _Linter:
             rule.id, rule.name, severity, statement.file, statement.line, statement.column,
             message, self._summary[1], migration, lock or None,
             lockmod.BLOCKS.get(lock, rule.blocks) if lock else (), hit.fix or None,
-            rule.destructive, statement_index=statement.index, part=self.part,
+            rule.destructive, False, None,
             # --fix rewrites the way up only: its follow-up migrations would run a down statement going up.
-            autofix=hit.autofix if self.part == "up" else None,
+            hit.autofix if self.part == "up" else None, statement.index, self.part,
         )
         if self.part == "down":
             finding.message = "On rollback (down part): " + finding.message
@@ -477,7 +483,7 @@ class _Linter:
             if run.live and on_server:
                 run.unit_only.add(table)
             return
-        filled = _filled_by(k, b)
+        filled = _filled_by(k, b) if k in _FILLING else None
         if filled:
             self._forget(filled, unit)
         elif k == "DropStmt":
@@ -508,10 +514,10 @@ class _Linter:
             unit.lock_timeout |= name == "lock_timeout"
             unit.statement_timeout |= name == "statement_timeout"
         if k == "AlterTableStmt":
-            for cmd in cmds(b):
-                con = (cmd.get("def") or {}).get("Constraint", {})
-                if cmd.get("subtype") == "AT_AddConstraint" and con.get("conname"):
-                    tx.added_constraints.add((relname(b.get("relation")), str(con["conname"])))
+            for subtype, table, cmd in ctx.alter_cmds:
+                con = (cmd.get("def") or {}).get("Constraint", {}) if subtype == "AT_AddConstraint" else {}
+                if con.get("conname"):
+                    tx.added_constraints.add((table, str(con["conname"])))
         if k == "AlterEnumStmt" and b.get("newVal"):
             tx.enum_values.add(str(b["newVal"]))
         taken = ctx.locks
@@ -533,7 +539,6 @@ class _Linter:
                                                    ctx.statement.summary, tx.active, held))
 
 
-_INDEX_WORD = re.compile("index", re.I)
 # Statements that never change the schema model: replaying history need not parse them.
 _DATA_WORDS = frozenset({"INSERT", "UPDATE", "DELETE", "COPY", "MERGE"})
 
@@ -541,7 +546,7 @@ _DATA_WORDS = frozenset({"INSERT", "UPDATE", "DELETE", "COPY", "MERGE"})
 def _find_indexes(statements: list[Statement], unit: UnitState) -> None:
     """Where each CREATE INDEX of the unit is, before linting it (a rule asks about later ones). Only
     statements starting with CREATE and containing the word are parsed for it, not the whole unit again."""
-    candidates = [p for p, s in enumerate(statements) if first_word(s.sql) == "CREATE" and _INDEX_WORD.search(s.sql)]
+    candidates = [p for p, s in enumerate(statements) if "index" in s.sql.lower() and first_word(s.sql) == "CREATE"]
     for position, item in zip(candidates, iter_parsed([statements[p] for p in candidates]), strict=True):
         if item.node is not None and "IndexStmt" in item.node:
             stmt = item.node["IndexStmt"]

@@ -184,7 +184,7 @@ class StatementFacts:
     @property
     def locks(self) -> tuple[Lock, ...]:
         if self._locks is _UNSET:
-            self._locks = tuple(locks_of(self._node)) if self._node else ()
+            self._locks = tuple(_locks_of(self._kind, self._body)) if self._node else ()
         return self._locks  # type: ignore[no-any-return]
 
     @property
@@ -262,6 +262,10 @@ def _listed(obj: Node) -> TableName:
     return (names[-2] if len(names) > 1 else None, names[-1] if names else "")
 
 
+# Locks are values, and the same few (table, level) pairs come back statement after statement.
+_lock = lru_cache(maxsize=4096)(Lock)
+
+
 def _alter_table_locks(b: Node, table: TableName | None) -> list[Lock]:
     level: str | None = None
     extra: list[Lock] = []
@@ -273,47 +277,50 @@ def _alter_table_locks(b: Node, table: TableName | None) -> list[Lock]:
             con = definition["Constraint"]
             if con.get("contype") == "CONSTR_FOREIGN":
                 mode = "SHARE ROW EXCLUSIVE"
-                extra.append(Lock(_name(con.get("pktable")) or (None, ""), "SHARE ROW EXCLUSIVE"))
+                extra.append(_lock(_name(con.get("pktable")) or (None, ""), "SHARE ROW EXCLUSIVE"))
         partition = definition.get("PartitionCmd", {})
         if sub == "AT_DetachPartition" and partition.get("concurrent"):
             mode = "SHARE UPDATE EXCLUSIVE"
         if sub in ("AT_AttachPartition", "AT_DetachPartition"):
-            extra.append(Lock(_name(partition.get("name")) or (None, ""), "ACCESS EXCLUSIVE"))
+            extra.append(_lock(_name(partition.get("name")) or (None, ""), "ACCESS EXCLUSIVE"))
         level = stronger(level, mode)
-    return ([Lock(table, level)] if level and table else []) + extra
+    return ([_lock(table, level)] if level and table else []) + extra
 
 
 def locks_of(node: Node) -> list[Lock]:
     """The table locks ``node`` holds until its transaction ends (one table per lock)."""
-    k, b = kind(node), body(node)
+    return _locks_of(kind(node), body(node))
+
+
+def _locks_of(k: str, b: Node) -> list[Lock]:
     target = _name(b.get("relation"))
     if k == "AlterTableStmt" and b.get("objtype", "OBJECT_TABLE") in ("OBJECT_TABLE", "OBJECT_MATVIEW"):
         return _alter_table_locks(b, target)
     if k == "IndexStmt" and target:
-        return [Lock(target, "SHARE UPDATE EXCLUSIVE" if b.get("concurrent") else "SHARE")]
+        return [_lock(target, "SHARE UPDATE EXCLUSIVE" if b.get("concurrent") else "SHARE")]
     if k == "CreateTrigStmt" and target:
-        return [Lock(target, "SHARE ROW EXCLUSIVE")]
+        return [_lock(target, "SHARE ROW EXCLUSIVE")]
     if k in ("UpdateStmt", "DeleteStmt", "InsertStmt", "MergeStmt") and target:
-        return [Lock(target, "ROW EXCLUSIVE")]
+        return [_lock(target, "ROW EXCLUSIVE")]
     if k == "TruncateStmt":
-        return [Lock(n, "ACCESS EXCLUSIVE") for r in b.get("relations") or () if (n := _name(r))]
+        return [_lock(n, "ACCESS EXCLUSIVE") for r in b.get("relations") or () if (n := _name(r))]
     if k == "LockStmt":
         mode = _LOCK_MODES.get(int(b.get("mode", 8)), "ACCESS EXCLUSIVE")
-        return [Lock(n, mode) for r in b.get("relations") or () if (n := _name(r))]
+        return [_lock(n, mode) for r in b.get("relations") or () if (n := _name(r))]
     if k in ("RenameStmt", "ClusterStmt") and target:
-        return [Lock(target, "ACCESS EXCLUSIVE")]
+        return [_lock(target, "ACCESS EXCLUSIVE")]
     if k == "RefreshMatViewStmt" and target:
-        return [Lock(target, "EXCLUSIVE" if b.get("concurrent") else "ACCESS EXCLUSIVE")]
+        return [_lock(target, "EXCLUSIVE" if b.get("concurrent") else "ACCESS EXCLUSIVE")]
     if k == "VacuumStmt" and has_option(b.get("options"), "full"):
-        return [Lock(n, "ACCESS EXCLUSIVE") for n in _vacuumed(b)]
+        return [_lock(n, "ACCESS EXCLUSIVE") for n in _vacuumed(b)]
     if k == "DropStmt" and b.get("removeType") in ("OBJECT_TABLE", "OBJECT_INDEX", "OBJECT_MATVIEW"):
         on_index = b.get("removeType") == "OBJECT_INDEX"
         if on_index and b.get("concurrent"):
             return []
-        return [Lock(_listed(obj), "ACCESS EXCLUSIVE", on_index) for obj in b.get("objects") or ()]
+        return [_lock(_listed(obj), "ACCESS EXCLUSIVE", on_index) for obj in b.get("objects") or ()]
     if k == "ReindexStmt" and target and not has_option(b.get("params"), "concurrently"):
         on_index = b.get("kind") == "REINDEX_OBJECT_INDEX"
-        return [Lock(target, "ACCESS EXCLUSIVE" if on_index else "SHARE", on_index)]
+        return [_lock(target, "ACCESS EXCLUSIVE" if on_index else "SHARE", on_index)]
     return []
 
 
