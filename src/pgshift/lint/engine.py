@@ -50,6 +50,9 @@ _DDL_KINDS = frozenset({
     "ClusterStmt", "RefreshMatViewStmt", "AlterEnumStmt", "LockStmt",
 })
 _DML_KINDS = frozenset({"UpdateStmt", "DeleteStmt", "InsertStmt", "MergeStmt"})
+# Statements that define or run PL/pgSQL, and those that may call a function the migration defined.
+_RUNS_PLPGSQL = frozenset({"CreateFunctionStmt", "DoStmt"})
+_MAY_CALL = frozenset({"CallStmt", "SelectStmt", "InsertStmt", "UpdateStmt"})
 
 
 @dataclass
@@ -360,7 +363,8 @@ class _Linter:
         if k == "TransactionStmt":
             return tx if blocks else self._transaction(ctx.body, tx, unit)
         self._after(ctx)
-        if depth < 3:  # the PL/pgSQL it runs: a DO block's body, or a function of this migration it calls
+        # The PL/pgSQL it runs: a DO block's body, or a function of this migration it calls.
+        if depth < 3 and (k in _RUNS_PLPGSQL or (unit.plpgsql and k in _MAY_CALL)):
             for inner in self._plpgsql_run_by(ctx):
                 tx = self._lint_one(inner, position, tx, unit, sqls, suppressions, migration, blocks, depth + 1)
         return tx
@@ -376,7 +380,7 @@ class _Linter:
             source = plpgsql.do_body(ctx.body)
             if source is not None:
                 sources.append((ctx.statement, source))
-        elif ctx.unit.plpgsql and ctx.kind in ("CallStmt", "SelectStmt", "InsertStmt", "UpdateStmt"):
+        elif ctx.unit.plpgsql and ctx.kind in _MAY_CALL:
             called = func_names(ctx.body)
             if ctx.kind == "CallStmt":  # CALL's own call is a bare FuncCall, not wrapped in a node
                 called += [name.lower() for name in strings((ctx.body.get("funccall") or {}).get("funcname"))[-1:]]
