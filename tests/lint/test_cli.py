@@ -257,3 +257,20 @@ def test_numbered_sql_files_without_pgshift_markers_stay_plain_sql(tmp_path: Pat
     })
     data = json.loads(run(["--json", str(folder / "062_safe_cic.sql")], tmp_path).stdout)
     assert rules_of(data) == [], data
+
+
+def test_the_command_in_process_leaves_the_garbage_collector_as_it_found_it(tmp_path: Path) -> None:
+    """`pgshift lint` pauses the cyclic GC until its report is written; a caller running it in-process
+    (click's runner, an embedding tool) gets the collector back on, also when lint exits 1."""
+    import gc
+
+    from click.testing import CliRunner
+
+    from pgshift.cli.main import cli
+
+    sql = write(tmp_path, {"change.sql": "CREATE INDEX i ON t (a);\n"}) / "change.sql"
+    assert gc.isenabled()
+    result = CliRunner().invoke(cli, ["lint", "-o", "json", str(sql)])
+    assert result.exit_code == 1, result.output
+    assert json.loads(result.output)["summary"]["errors"] == 1
+    assert gc.isenabled()

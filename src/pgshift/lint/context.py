@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from pgshift.config import LintSettings
-from pgshift.lint.locks import statement_locks
+from pgshift.lint.locks import named_locks
 from pgshift.lint.nodes import Node, cmds, relname
 from pgshift.lint.schema import Schema, Table, TableSize
 from pgshift.migrations.analysis import StatementFacts, facts_of
@@ -75,7 +75,7 @@ class RunState:
             unit.created = self.fresh
 
 
-@dataclass
+@dataclass(slots=True)
 class Ctx:
     statement: Statement
     node: Node
@@ -94,10 +94,12 @@ class Ctx:
     _alter_cmds: list[tuple[str, str, Node]] | None = field(default=None, repr=False)
     _locks: list[tuple[str, str]] | None = field(default=None, repr=False)
     _facts: StatementFacts | None = field(default=None, repr=False)
+    _new_columns: list[tuple[str, Node]] | None = field(default=None, repr=False)
 
     @property
     def facts(self) -> StatementFacts:
-        """What the runner, ``check`` and ``rehearse`` know of this statement, from this same tree."""
+        """What the runner, ``check`` and ``rehearse`` know of this statement, from this same tree (once
+        per statement: each fact is decided when a rule or the engine first asks for it)."""
         if self._facts is None:
             self._facts = facts_of(self.node)
         return self._facts
@@ -133,10 +135,27 @@ class Ctx:
         return self._alter_cmds
 
     @property
+    def new_columns(self) -> list[tuple[str, Node]]:
+        """(table, ColumnDef) of the columns a CREATE TABLE or ALTER TABLE ... ADD COLUMN defines, found
+        once for the several rules that judge new columns."""
+        if self._new_columns is None:
+            found: list[tuple[str, Node]] = []
+            if self.kind == "CreateStmt":
+                table = relname(self.body.get("relation"))
+                found = [(table, elt["ColumnDef"]) for elt in self.body.get("tableElts") or () if "ColumnDef" in elt]
+            elif self.kind == "AlterTableStmt":
+                for subtype, table, cmd in self.alter_cmds:
+                    coldef = (cmd.get("def") or {}).get("ColumnDef") if subtype == "AT_AddColumn" else None
+                    if coldef:
+                        found.append((table, coldef))
+            self._new_columns = found
+        return self._new_columns
+
+    @property
     def locks(self) -> list[tuple[str, str]]:
         """(table, level) this statement takes, judged before it changes the schema model."""
         if self._locks is None:
-            self._locks = statement_locks(self.node, self.schema.index_tables)
+            self._locks = named_locks(self.facts.locks, self.schema.index_tables)
         return self._locks
 
     def locks_existing(self) -> list[tuple[str, str]]:

@@ -10,11 +10,9 @@ Public API (used by ``migrate``, ``check`` and rehearsal):
 from __future__ import annotations
 
 import bisect
-import gc
 import re
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from itertools import chain, islice
 from pathlib import Path
@@ -27,6 +25,7 @@ from pgshift.errors import MigrationSourceError, SqlParseError
 from pgshift.lint import fastjson, plpgsql
 from pgshift.lint import locks as lockmod
 from pgshift.lint.context import Ctx, RunState, TxState, UnitState
+from pgshift.lint.gcpause import no_gc
 from pgshift.lint.model import (
     Finding,
     Hit,
@@ -37,7 +36,7 @@ from pgshift.lint.model import (
     Severity,
     TableSize,
 )
-from pgshift.lint.nodes import Node, body, cmds, func_names, kind, qualified, relname, strings
+from pgshift.lint.nodes import Node, body, func_names, kind, qualified, relname, strings
 from pgshift.lint.registry import all_rules, rules_by_kind
 from pgshift.lint.schema import Schema
 from pgshift.lint.suppress import Suppression, attach, read_suppressions, suppressions_on
@@ -54,6 +53,9 @@ _DDL_KINDS = frozenset({
     "ClusterStmt", "RefreshMatViewStmt", "AlterEnumStmt", "LockStmt",
 })
 _DML_KINDS = frozenset({"UpdateStmt", "DeleteStmt", "InsertStmt", "MergeStmt"})
+# Statements that define or run PL/pgSQL, and those that may call a function the migration defined.
+_RUNS_PLPGSQL = frozenset({"CreateFunctionStmt", "DoStmt"})
+_MAY_CALL = frozenset({"CallStmt", "SelectStmt", "InsertStmt", "UpdateStmt"})
 
 
 @dataclass
@@ -70,19 +72,6 @@ class Parsed:
     statement: Statement
     node: Node | None
     error: ParseProblem | None = None
-
-
-@contextmanager
-def _no_gc() -> Iterator[None]:
-    """Pause the cyclic GC: parse trees are millions of small dicts without cycles, and the
-    repeated full collections while building them make large inputs quadratic."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 # -- parsing ------------------------------------------------------------------------------
@@ -299,6 +288,9 @@ def _impact(rule: Rule, hit: Hit, severity: Severity, opts: Options,
     return severity, f"{hit.message} ({hit.table}, {_human(size.rows)} rows, {volume})"
 
 
+_FILLING = frozenset({"InsertStmt", "CopyStmt", "MergeStmt", "SelectStmt"})
+
+
 def _filled_by(k: str, b: Node) -> str | None:
     """The table a statement fills with rows of unknown number: INSERT ... SELECT (not VALUES),
     COPY ... FROM, MERGE, SELECT ... INTO."""
@@ -382,7 +374,8 @@ class _Linter:
         if k == "TransactionStmt":
             return tx if blocks else self._transaction(ctx.body, tx, unit)
         self._after(ctx)
-        if depth < 3:  # the PL/pgSQL it runs: a DO block's body, or a function of this migration it calls
+        # The PL/pgSQL it runs: a DO block's body, or a function of this migration it calls.
+        if depth < 3 and (k in _RUNS_PLPGSQL or (unit.plpgsql and k in _MAY_CALL)):
             for inner in self._plpgsql_run_by(ctx):
                 tx = self._lint_one(inner, position, tx, unit, sqls, suppressions, migration, blocks, depth + 1)
         return tx
@@ -398,7 +391,7 @@ class _Linter:
             source = plpgsql.do_body(ctx.body)
             if source is not None:
                 sources.append((ctx.statement, source))
-        elif ctx.unit.plpgsql and ctx.kind in ("CallStmt", "SelectStmt", "InsertStmt", "UpdateStmt"):
+        elif ctx.unit.plpgsql and ctx.kind in _MAY_CALL:
             called = func_names(ctx.body)
             if ctx.kind == "CallStmt":  # CALL's own call is a bare FuncCall, not wrapped in a node
                 called += [name.lower() for name in strings((ctx.body.get("funccall") or {}).get("funcname"))[-1:]]
@@ -440,8 +433,11 @@ class _Linter:
               suppressions: list[Suppression], migration: str | None) -> None:
         if hit.table and hit.table in unit.created and not rule.applies_to_new_tables:
             return
-        severity = _severity(rule, hit, self.opts.settings)
-        severity, message = _impact(rule, hit, severity, self.opts, self.run.sizes)
+        settings = self.opts.settings
+        severity = _severity(rule, hit, settings) if settings.severity else hit.severity or rule.severity
+        message = hit.message
+        if rule.impact_scaled and self.run.sizes:
+            severity, message = _impact(rule, hit, severity, self.opts, self.run.sizes)
         lock = hit.lock if hit.lock is not None else rule.lock
         if self._summary[0] is not statement:  # several findings on one statement share it
             self._summary = (statement, statement.summary)
@@ -449,9 +445,9 @@ class _Linter:
             rule.id, rule.name, severity, statement.file, statement.line, statement.column,
             message, self._summary[1], migration, lock or None,
             lockmod.BLOCKS.get(lock, rule.blocks) if lock else (), hit.fix or None,
-            rule.destructive, statement_index=statement.index, part=self.part,
+            rule.destructive, False, None,
             # --fix rewrites the way up only: its follow-up migrations would run a down statement going up.
-            autofix=hit.autofix if self.part == "up" else None,
+            hit.autofix if self.part == "up" else None, statement.index, self.part,
         )
         if self.part == "down":
             finding.message = "On rollback (down part): " + finding.message
@@ -502,7 +498,7 @@ class _Linter:
             if run.live and on_server:
                 run.unit_only.add(table)
             return
-        filled = _filled_by(k, b)
+        filled = _filled_by(k, b) if k in _FILLING else None
         if filled:
             self._forget(filled, unit)
         elif k == "DropStmt":
@@ -533,10 +529,10 @@ class _Linter:
             unit.lock_timeout |= name == "lock_timeout"
             unit.statement_timeout |= name == "statement_timeout"
         if k == "AlterTableStmt":
-            for cmd in cmds(b):
-                con = (cmd.get("def") or {}).get("Constraint", {})
-                if cmd.get("subtype") == "AT_AddConstraint" and con.get("conname"):
-                    tx.added_constraints.add((relname(b.get("relation")), str(con["conname"])))
+            for subtype, table, cmd in ctx.alter_cmds:
+                con = (cmd.get("def") or {}).get("Constraint", {}) if subtype == "AT_AddConstraint" else {}
+                if con.get("conname"):
+                    tx.added_constraints.add((table, str(con["conname"])))
         if k == "AlterEnumStmt" and b.get("newVal"):
             tx.enum_values.add(str(b["newVal"]))
         taken = ctx.locks
@@ -661,7 +657,7 @@ def lint_migrations(
     it has, so a table an earlier migration creates that is not there is new and empty (see
     :class:`RunState`). ``run`` carries that state on from an earlier call of the same run."""
     run = run or RunState(dict(sizes or {}), live)
-    with _no_gc():
+    with no_gc():
         return _lint_migrations(migrations, _options(settings, pg_version, sizes, collect_locks), history,
                                 schema, rollback, run)
 
@@ -816,7 +812,7 @@ def lint_sql(
     unit = UnitState(None, in_tx)
     if "pgshift:no-transaction" in text:
         unit.transactional = False
-    with _no_gc():
+    with no_gc():
         statements, parsed = _text_statements(text, file)
         _Linter(opts, schema or Schema(), report, run=run or RunState(dict(sizes or {}), live)).run_unit(
             statements, parsed, unit, read_suppressions(text, file), None)

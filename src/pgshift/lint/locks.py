@@ -4,10 +4,11 @@ linter adds what only its schema model knows: the table an index belongs to."""
 
 from __future__ import annotations
 
-from pgshift.lint.nodes import Node
+from collections.abc import Iterable
+
 from pgshift.migrations.analysis import BLOCKS as BLOCKS
 from pgshift.migrations.analysis import LEVELS as LEVELS
-from pgshift.migrations.analysis import TableName, locks_of
+from pgshift.migrations.analysis import Lock, TableName
 from pgshift.migrations.analysis import describe_blocks as describe_blocks
 from pgshift.migrations.analysis import stronger as stronger
 
@@ -18,11 +19,11 @@ def lint_name(name: TableName) -> str:
     return table if not schema or schema == "public" else f"{schema}.{table}"
 
 
-def statement_locks(node: Node, index_tables: dict[str, str] | None = None) -> list[tuple[str, str]]:
-    """(table, lock level) pairs the statement holds until its transaction ends."""
+def named_locks(locks: Iterable[Lock], index_tables: dict[str, str] | None = None) -> list[tuple[str, str]]:
+    """(table, lock level) pairs of the statement analysis' ``locks``, an index's lock on its table."""
     index_tables = index_tables or {}
     taken: list[tuple[str, str]] = []
-    for lock in locks_of(node):
+    for lock in locks:
         name = lint_name(lock.relation)
         taken.append((index_tables.get(name, name) if lock.on_index else name, lock.level))
     return taken

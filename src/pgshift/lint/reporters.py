@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from pgshift.lint import fastjson
+from pgshift.lint.gcpause import no_gc
 from pgshift.lint.model import Finding, LintReport
 from pgshift.lint.registry import all_rules
 
@@ -19,6 +20,11 @@ _STYLE = {"error": "bold red", "warning": "yellow", "note": "cyan"}
 
 
 def render(report: LintReport, fmt: str, console: Console, *, show_locks: bool = False) -> None:
+    with no_gc():
+        _render(report, fmt, console, show_locks)
+
+
+def _render(report: LintReport, fmt: str, console: Console, show_locks: bool) -> None:
     if fmt == "tty":
         tty(report, console, show_locks=show_locks)
         return

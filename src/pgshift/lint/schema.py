@@ -7,6 +7,7 @@ statement afterwards. The model is also loadable from a ``pg_dump --schema-only`
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from pgshift.lint.nodes import (
@@ -98,8 +99,9 @@ class Schema:
     # -- replay -------------------------------------------------------------------------
     def apply(self, node: Node, origin: str | None) -> None:
         k = next(iter(node))
-        if k in _HANDLED:
-            getattr(self, "_on_" + k)(node[k], origin)
+        handler = _HANDLERS.get(k)
+        if handler is not None:
+            handler(self, node[k], origin)
 
     def _add_column(self, table: Table, coldef: Node) -> None:
         name = str(coldef.get("colname", ""))
@@ -251,8 +253,9 @@ class Schema:
             self.apply(node, origin)
 
 
-# Statement kinds the model replays (one _on_<Kind> method each).
-_HANDLED = frozenset(name[len("_on_"):] for name in vars(Schema) if name.startswith("_on_"))
+# Statement kinds the model replays, each with its _on_<Kind> method.
+_HANDLERS: dict[str, Callable[[Schema, Node, str | None], None]] = {
+    name[len("_on_"):]: method for name, method in vars(Schema).items() if name.startswith("_on_")}
 
 
 def schema_from_dump(path: str) -> Schema:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 from pgshift.migrations import tree
 from pgshift.migrations.splitter import first_word
@@ -95,34 +96,163 @@ class IndexTarget:
     table: str | None
 
 
-@dataclass(frozen=True)
+_UNSET: Any = object()
+
+
 class StatementFacts:
     """One statement, as every part of pgshift sees it. ``kind`` is the parse-tree node kind
-    (``"IndexStmt"``), ``""`` for a text that does not parse to exactly one statement."""
+    (``"IndexStmt"``), ``""`` for a text that does not parse to exactly one statement.
 
-    kind: str = ""
-    relations: frozenset[TableName] = frozenset()  # every relation named anywhere (FROM lists, subqueries)
-    changed: frozenset[TableName] = frozenset()  # its target relation(s), or those VACUUM names
-    rewritten: frozenset[TableName] = frozenset()  # rewritten or copied while building (index, CLUSTER)
-    scanned: frozenset[TableName] = frozenset()  # read whole while its lock is held (rewritten ones too)
-    bulk_loaded: frozenset[TableName] = frozenset()  # filled from a query or a file: INSERT ... SELECT, COPY FROM
-    # Tables whose planner statistics it leaves stale: a rewrite that changes values or their order (ALTER
-    # COLUMN TYPE drops the column's statistics; CLUSTER), an expression index (ANALYZE collects its expressions'
-    # statistics), a backfill (UPDATE) or a bulk load. `migrate` runs ANALYZE on them afterwards.
-    stale_statistics: frozenset[TableName] = frozenset()
-    locks: tuple[Lock, ...] = ()
-    transaction: str | None = None  # 'begin', 'commit' or 'rollback' for transaction control
-    modes: str | None = None  # of a BEGIN: "ISOLATION LEVEL SERIALIZABLE, READ ONLY"
-    autocommit: str | None = None  # why it cannot run in a transaction block, PostgreSQL 12 and later
-    autocommit_before_12: str | None = None  # ... before 12
-    concurrent_index: IndexTarget | None = None
-    # What it destroys, in words ("table app.users", "column users.email", "the rows of users", "schema s"):
-    # the data loss backup.policy asks about.
-    destroys: tuple[str, ...] = ()
+    Each fact is decided from the tree when first asked and then kept: the linter asks one or two
+    of them for most statements, so deciding all of them up front was a fifth of its time.
+    :meth:`settle` decides the rest and lets go of the tree (for facts kept longer than the tree).
+    Read-only, and equal when all facts are.
+
+    - ``relations``: every relation named anywhere (FROM lists, subqueries)
+    - ``changed``: its target relation(s), or those VACUUM names
+    - ``rewritten``: rewritten or copied while building (index, CLUSTER)
+    - ``scanned``: read whole while its lock is held (rewritten ones too)
+    - ``bulk_loaded``: filled from a query or a file: INSERT ... SELECT, COPY FROM
+    - ``stale_statistics``: tables whose planner statistics it leaves stale: a rewrite that changes
+      values or their order (ALTER COLUMN TYPE drops the column's statistics; CLUSTER), an expression
+      index (ANALYZE collects its expressions' statistics), a backfill (UPDATE) or a bulk load.
+      `migrate` runs ANALYZE on them afterwards.
+    - ``locks``; ``transaction``: 'begin', 'commit' or 'rollback' for transaction control; ``modes``
+      of a BEGIN ("ISOLATION LEVEL SERIALIZABLE, READ ONLY")
+    - ``autocommit``: why it cannot run in a transaction block, PostgreSQL 12 and later;
+      ``autocommit_before_12``: ... before 12
+    - ``concurrent_index``: the index a CONCURRENTLY statement creates or drops
+    - ``destroys``: what it destroys, in words ("table app.users", "column users.email", "the rows of
+      users", "schema s"): the data loss backup.policy asks about
+    """
+
+    __slots__ = ("_autocommit", "_autocommit_11", "_body", "_bulk_loaded", "_changes", "_concurrent_index",
+                 "_destroys", "_kind", "_locks", "_modes", "_node", "_relations", "_stale", "_transaction")
+
+    def __init__(self, node: Node | None = None, *, relations: frozenset[TableName] | None = None) -> None:
+        self._kind = kind(node) if node else ""
+        self._node = node
+        self._body: Node = body(node) if node else {}
+        self._relations = _UNSET if relations is None else relations
+        self._changes: Any = _UNSET
+        self._bulk_loaded: Any = _UNSET
+        self._stale: Any = _UNSET
+        self._locks: Any = _UNSET
+        self._autocommit: Any = _UNSET
+        self._autocommit_11: Any = _UNSET
+        self._concurrent_index: Any = _UNSET
+        self._destroys: Any = _UNSET
+        self._transaction: Any = _UNSET
+        self._modes: Any = _UNSET
+
+    @property
+    def kind(self) -> str:
+        return self._kind
+
+    @property
+    def relations(self) -> frozenset[TableName]:
+        if self._relations is _UNSET:
+            self._relations = _relations(self._node) if self._node else frozenset()
+        return self._relations
+
+    def _changed(self) -> tuple[frozenset[TableName], frozenset[TableName], frozenset[TableName]]:
+        if self._changes is _UNSET:
+            self._changes = tuple(frozenset(names) for names in _changed(self._kind, self._body))
+        return self._changes  # type: ignore[no-any-return]
+
+    @property
+    def changed(self) -> frozenset[TableName]:
+        return self._changed()[0]
+
+    @property
+    def rewritten(self) -> frozenset[TableName]:
+        return self._changed()[1]
+
+    @property
+    def scanned(self) -> frozenset[TableName]:
+        return self._changed()[2]
+
+    @property
+    def bulk_loaded(self) -> frozenset[TableName]:
+        if self._bulk_loaded is _UNSET:
+            self._bulk_loaded = frozenset(_bulk_loaded(self._kind, self._body))
+        return self._bulk_loaded  # type: ignore[no-any-return]
+
+    @property
+    def stale_statistics(self) -> frozenset[TableName]:
+        if self._stale is _UNSET:
+            self._stale = _stale_statistics(self._kind, self._body, self.changed, self.bulk_loaded)
+        return self._stale  # type: ignore[no-any-return]
+
+    @property
+    def locks(self) -> tuple[Lock, ...]:
+        if self._locks is _UNSET:
+            self._locks = tuple(_locks_of(self._kind, self._body)) if self._node else ()
+        return self._locks  # type: ignore[no-any-return]
+
+    @property
+    def transaction(self) -> str | None:
+        if self._transaction is _UNSET:
+            self._transaction = _transaction(self._kind, self._body)
+        return self._transaction  # type: ignore[no-any-return]
+
+    @property
+    def modes(self) -> str | None:
+        if self._modes is _UNSET:
+            self._modes = _modes(self._body) if self._kind == "TransactionStmt" else None
+        return self._modes  # type: ignore[no-any-return]
+
+    @property
+    def autocommit(self) -> str | None:
+        if self._autocommit is _UNSET:
+            self._autocommit = _autocommit(self._kind, self._body, 12)
+        return self._autocommit  # type: ignore[no-any-return]
+
+    @property
+    def autocommit_before_12(self) -> str | None:
+        if self._autocommit_11 is _UNSET:
+            self._autocommit_11 = _autocommit(self._kind, self._body, 11)
+        return self._autocommit_11  # type: ignore[no-any-return]
+
+    @property
+    def concurrent_index(self) -> IndexTarget | None:
+        if self._concurrent_index is _UNSET:
+            self._concurrent_index = _concurrent_index(self._kind, self._body)
+        return self._concurrent_index  # type: ignore[no-any-return]
+
+    @property
+    def destroys(self) -> tuple[str, ...]:
+        if self._destroys is _UNSET:
+            self._destroys = _destroys(self._kind, self._body)
+        return self._destroys  # type: ignore[no-any-return]
 
     def autocommit_reason(self, server_major: int) -> str | None:
         """Why it cannot run inside a transaction block on this server major, or None if it can."""
         return self.autocommit if server_major >= 12 else self.autocommit_before_12
+
+    def settle(self) -> StatementFacts:
+        """Decide every fact now and drop the tree; ``self``."""
+        if self._node is not None:
+            self._values()
+            self._node, self._body = None, {}
+        return self
+
+    def _values(self) -> tuple[Any, ...]:
+        return (self.kind, self.relations, self.changed, self.rewritten, self.scanned, self.bulk_loaded,
+                self.stale_statistics, self.locks, self.transaction, self.modes, self.autocommit,
+                self.autocommit_before_12, self.concurrent_index, self.destroys)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, StatementFacts) and self._values() == other._values()
+
+    def __hash__(self) -> int:
+        return hash(self._values())
+
+    def __repr__(self) -> str:
+        names = ("kind", "relations", "changed", "rewritten", "scanned", "bulk_loaded", "stale_statistics",
+                 "locks", "transaction", "modes", "autocommit", "autocommit_before_12", "concurrent_index",
+                 "destroys")
+        return "StatementFacts(" + ", ".join(f"{n}={v!r}" for n, v in zip(names, self._values(), strict=True)) + ")"
 
 
 NOTHING = StatementFacts()
@@ -142,6 +272,10 @@ def _listed(obj: Node) -> TableName:
     return (names[-2] if len(names) > 1 else None, names[-1] if names else "")
 
 
+# Locks are values, and the same few (table, level) pairs come back statement after statement.
+_lock = lru_cache(maxsize=4096)(Lock)
+
+
 def _alter_table_locks(b: Node, table: TableName | None) -> list[Lock]:
     level: str | None = None
     extra: list[Lock] = []
@@ -153,47 +287,50 @@ def _alter_table_locks(b: Node, table: TableName | None) -> list[Lock]:
             con = definition["Constraint"]
             if con.get("contype") == "CONSTR_FOREIGN":
                 mode = "SHARE ROW EXCLUSIVE"
-                extra.append(Lock(_name(con.get("pktable")) or (None, ""), "SHARE ROW EXCLUSIVE"))
+                extra.append(_lock(_name(con.get("pktable")) or (None, ""), "SHARE ROW EXCLUSIVE"))
         partition = definition.get("PartitionCmd", {})
         if sub == "AT_DetachPartition" and partition.get("concurrent"):
             mode = "SHARE UPDATE EXCLUSIVE"
         if sub in ("AT_AttachPartition", "AT_DetachPartition"):
-            extra.append(Lock(_name(partition.get("name")) or (None, ""), "ACCESS EXCLUSIVE"))
+            extra.append(_lock(_name(partition.get("name")) or (None, ""), "ACCESS EXCLUSIVE"))
         level = stronger(level, mode)
-    return ([Lock(table, level)] if level and table else []) + extra
+    return ([_lock(table, level)] if level and table else []) + extra
 
 
 def locks_of(node: Node) -> list[Lock]:
     """The table locks ``node`` holds until its transaction ends (one table per lock)."""
-    k, b = kind(node), body(node)
+    return _locks_of(kind(node), body(node))
+
+
+def _locks_of(k: str, b: Node) -> list[Lock]:
     target = _name(b.get("relation"))
     if k == "AlterTableStmt" and b.get("objtype", "OBJECT_TABLE") in ("OBJECT_TABLE", "OBJECT_MATVIEW"):
         return _alter_table_locks(b, target)
     if k == "IndexStmt" and target:
-        return [Lock(target, "SHARE UPDATE EXCLUSIVE" if b.get("concurrent") else "SHARE")]
+        return [_lock(target, "SHARE UPDATE EXCLUSIVE" if b.get("concurrent") else "SHARE")]
     if k == "CreateTrigStmt" and target:
-        return [Lock(target, "SHARE ROW EXCLUSIVE")]
+        return [_lock(target, "SHARE ROW EXCLUSIVE")]
     if k in ("UpdateStmt", "DeleteStmt", "InsertStmt", "MergeStmt") and target:
-        return [Lock(target, "ROW EXCLUSIVE")]
+        return [_lock(target, "ROW EXCLUSIVE")]
     if k == "TruncateStmt":
-        return [Lock(n, "ACCESS EXCLUSIVE") for r in b.get("relations") or () if (n := _name(r))]
+        return [_lock(n, "ACCESS EXCLUSIVE") for r in b.get("relations") or () if (n := _name(r))]
     if k == "LockStmt":
         mode = _LOCK_MODES.get(int(b.get("mode", 8)), "ACCESS EXCLUSIVE")
-        return [Lock(n, mode) for r in b.get("relations") or () if (n := _name(r))]
+        return [_lock(n, mode) for r in b.get("relations") or () if (n := _name(r))]
     if k in ("RenameStmt", "ClusterStmt") and target:
-        return [Lock(target, "ACCESS EXCLUSIVE")]
+        return [_lock(target, "ACCESS EXCLUSIVE")]
     if k == "RefreshMatViewStmt" and target:
-        return [Lock(target, "EXCLUSIVE" if b.get("concurrent") else "ACCESS EXCLUSIVE")]
+        return [_lock(target, "EXCLUSIVE" if b.get("concurrent") else "ACCESS EXCLUSIVE")]
     if k == "VacuumStmt" and has_option(b.get("options"), "full"):
-        return [Lock(n, "ACCESS EXCLUSIVE") for n in _vacuumed(b)]
+        return [_lock(n, "ACCESS EXCLUSIVE") for n in _vacuumed(b)]
     if k == "DropStmt" and b.get("removeType") in ("OBJECT_TABLE", "OBJECT_INDEX", "OBJECT_MATVIEW"):
         on_index = b.get("removeType") == "OBJECT_INDEX"
         if on_index and b.get("concurrent"):
             return []
-        return [Lock(_listed(obj), "ACCESS EXCLUSIVE", on_index) for obj in b.get("objects") or ()]
+        return [_lock(_listed(obj), "ACCESS EXCLUSIVE", on_index) for obj in b.get("objects") or ()]
     if k == "ReindexStmt" and target and not has_option(b.get("params"), "concurrently"):
         on_index = b.get("kind") == "REINDEX_OBJECT_INDEX"
-        return [Lock(target, "ACCESS EXCLUSIVE" if on_index else "SHARE", on_index)]
+        return [_lock(target, "ACCESS EXCLUSIVE" if on_index else "SHARE", on_index)]
     return []
 
 
@@ -319,7 +456,8 @@ def _bulk_loaded(k: str, b: Node) -> set[TableName]:
     return {target} if k == "CopyStmt" and b.get("is_from") else set()
 
 
-def _stale_statistics(k: str, b: Node, changed: set[TableName], bulk_loaded: set[TableName]) -> set[TableName]:
+def _stale_statistics(k: str, b: Node, changed: frozenset[TableName], bulk_loaded: frozenset[TableName]
+                      ) -> frozenset[TableName]:
     # CLUSTER reorders the rows (their correlation with each index changes); a rewrite that keeps the
     # same rows in the same order (SET TABLESPACE, VACUUM FULL) leaves the statistics true.
     if k in ("UpdateStmt", "ClusterStmt"):
@@ -342,18 +480,9 @@ def _relations(node: Node) -> frozenset[TableName]:
 
 
 def facts_of(node: Node, *, relations: frozenset[TableName] | None = None) -> StatementFacts:
-    """The facts of one statement's tree (``relations``: every relation it names, when known already)."""
-    k, b = kind(node), body(node)
-    changed, rewritten, scanned = _changed(k, b)
-    bulk_loaded = _bulk_loaded(k, b)
-    return StatementFacts(
-        kind=k, relations=_relations(node) if relations is None else relations, changed=frozenset(changed),
-        rewritten=frozenset(rewritten), scanned=frozenset(scanned), bulk_loaded=frozenset(bulk_loaded),
-        stale_statistics=frozenset(_stale_statistics(k, b, changed, bulk_loaded)), locks=tuple(locks_of(node)),
-        transaction=_transaction(k, b), modes=_modes(b) if k == "TransactionStmt" else None,
-        autocommit=_autocommit(k, b, 12), autocommit_before_12=_autocommit(k, b, 11),
-        concurrent_index=_concurrent_index(k, b), destroys=_destroys(k, b),
-    )
+    """The facts of one statement's tree (``relations``: every relation it names, when known already),
+    each decided when first asked; the facts hold the tree until :meth:`StatementFacts.settle`."""
+    return StatementFacts(node, relations=relations)
 
 
 # -- from a text ---------------------------------------------------------------------------
@@ -401,9 +530,9 @@ def analyse_all(sql: str) -> tuple[StatementFacts, ...]:
     if head is not None:
         node, rows_start = head
         if not _may_name_a_table(sql, rows_start):
-            return (facts_of(node),)
+            return (facts_of(node).settle(),)
     try:
-        return tuple(facts_of(node) for node in tree.parse(sql))
+        return tuple(facts_of(node).settle() for node in tree.parse(sql))
     except tree.ParseError:
         return ()
 

@@ -6,7 +6,7 @@ import re
 from collections.abc import Iterator
 
 from pgshift.lint.context import Ctx
-from pgshift.lint.nodes import Node, cmds, quote_qualified, relname
+from pgshift.lint.nodes import Node, cmds, quote_qualified
 
 _CREATE_INDEX = re.compile(r"(?is)^\s*create\s+(unique\s+)?index\s+(concurrently\s+)?(if\s+not\s+exists\s+)?")
 
@@ -41,15 +41,6 @@ def alone(ctx: Ctx) -> bool:
     return len(cmds(ctx.body)) == 1
 
 
-def new_columns(ctx: Ctx) -> Iterator[tuple[str, Node]]:
+def new_columns(ctx: Ctx) -> list[tuple[str, Node]]:
     """(table, ColumnDef) for columns defined by CREATE TABLE or ALTER TABLE ADD COLUMN."""
-    if ctx.kind == "CreateStmt":
-        table = relname(ctx.body.get("relation"))
-        for elt in ctx.body.get("tableElts") or ():
-            if "ColumnDef" in elt:
-                yield table, elt["ColumnDef"]
-    elif ctx.kind == "AlterTableStmt":
-        for table, cmd in alter_cmds(ctx, "AT_AddColumn"):
-            coldef = (cmd.get("def") or {}).get("ColumnDef")
-            if coldef:
-                yield table, coldef
+    return ctx.new_columns

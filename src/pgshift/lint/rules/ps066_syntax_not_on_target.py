@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import cache
 
 from pgshift.lint.context import Ctx
 from pgshift.lint.model import Hit, Rule
@@ -82,11 +83,15 @@ SYNTAX: tuple[Syntax, ...] = (
 )
 
 
+@cache
+def _newer_than(version: int) -> tuple[Syntax, ...]:
+    """The forms a target of ``version`` lacks (asked for every statement: chosen once per version)."""
+    return tuple(syntax for syntax in SYNTAX if version < syntax.since)
+
+
 def check(ctx: Ctx) -> Iterator[Hit]:
     text: str | None = None
-    for syntax in SYNTAX:
-        if ctx.pg_version >= syntax.since:
-            continue
+    for syntax in _newer_than(ctx.pg_version):
         if syntax.word:
             text = ctx.statement.sql.lower() if text is None else text
             if syntax.word not in text:
