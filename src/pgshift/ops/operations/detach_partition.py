@@ -96,8 +96,19 @@ class DetachPartition(Operation):
                    "under an ACCESS EXCLUSIVE lock on those two.")
 
     def schema_sql(self, schema: str, contracted: bool) -> list[sql.Composable | str]:
-        return [sql.SQL("ALTER TABLE {} DETACH PARTITION {}").format(
-            sql.Identifier(schema, self.table), sql.Identifier(schema, self.partition))]
+        # Run in a transaction, so the DETACH is a plain one; where expand detaches CONCURRENTLY (14+, no
+        # DEFAULT partition) PostgreSQL also leaves a CHECK copying the partition constraint: declared here too.
+        table, part = sql.Identifier(schema, self.table), sql.Identifier(schema, self.partition)
+        detach = sql.SQL("ALTER TABLE {} DETACH PARTITION {}").format(table, part).as_string()
+        add_check = f"ALTER TABLE {part.as_string().replace('%', '%%')} ADD CHECK (%s)"  # a format() pattern
+        return [sql.SQL(
+            "DO $pgshift$ DECLARE bound text := pg_get_partition_constraintdef({part}::regclass); "
+            "concurrent boolean := current_setting('server_version_num')::int >= {version} AND NOT EXISTS ("
+            "SELECT FROM pg_partitioned_table WHERE partrelid = {table}::regclass AND partdefid <> 0); "
+            "BEGIN EXECUTE {detach}; IF concurrent AND bound IS NOT NULL THEN EXECUTE format({add_check}, bound); "
+            "END IF; END $pgshift$").format(
+                part=sql.Literal(part.as_string()), table=sql.Literal(table.as_string()),
+                version=sql.Literal(DETACH_CONCURRENTLY), detach=sql.Literal(detach), add_check=sql.Literal(add_check))]
 
 
 OPERATION = DetachPartition
