@@ -291,7 +291,7 @@ def watcher_overhead(admin_url: str, *, rows: int, rate: float, threads: int, se
             client_cpu = time.thread_time() - client_before
     finally:
         app.stop()
-    return {"seconds": round(elapsed, 1), "samples": result.samples, "interval": settings.watch.interval,
+    return {"seconds": round(elapsed, 1), "samples": result.samples, "interval": str(settings.watch.interval),
             "server_cpu_s": round(server_cpu, 3), "server_core_percent": round(100 * server_cpu / elapsed, 3),
             "client_cpu_s": round(client_cpu, 3), "client_core_percent": round(100 * client_cpu / elapsed, 3),
             "server_cpu_ms_per_sample": round(1000 * server_cpu / max(result.samples, 1), 2)}

@@ -15,6 +15,7 @@ same migrations. Figures go to bench/results/fleet-<timestamp>.json.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -116,7 +117,7 @@ def _children_cpu() -> float:
 
 
 def fleet_run(api: Any, settings: Any, file: Path, mode: str, parallel: int) -> Run:
-    settings.targets.parallel = parallel
+    settings = dataclasses.replace(settings, targets=dataclasses.replace(settings.targets, parallel=parallel))
     cpu, started = _cpu(), time.monotonic()
     report = api.migrate_targets(settings, file)
     wall, used = time.monotonic() - started, _cpu() - cpu
