@@ -94,3 +94,33 @@ def test_folder_lint_judges_sql_after_an_ops_migration_against_the_schema_it_lea
     assert "2_widen.sql" not in ps010, ps010["2_widen.sql"].message  # not "the old type ... is unknown"
     assert ps010["3_shrink.sql"].severity == "error" and "the length limit shrinks" in ps010["3_shrink.sql"].message
     assert report.files == 2 and not report.parse_errors
+
+
+def test_a_loose_file_is_linted_without_reading_the_tree_around_it(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """`pgshift lint notes.sql` in a repository root (or /tmp) used to let Flyway's detection walk the
+    whole tree beside the file (seconds in a big one): no format names a file like this, so no folder
+    is read. A file a format does name is still read with its folder's format."""
+    from pgshift.migrations.loader import available_readers
+
+    def no_scan(path: Path) -> bool:
+        raise AssertionError(f"scanned {path} for a file no format names")
+
+    for module in available_readers().values():
+        monkeypatch.setattr(module, "detect", no_scan)
+    loose = tmp_path / "notes.sql"
+    loose.write_text("CREATE INDEX big_c ON big (c);\n")
+    report = api.lint(Settings(base_dir=tmp_path), [str(loose)], api.LintOptions()).report
+    assert {f.rule for f in report.findings} >= {"PS001"}  # linted as plain SQL
+    monkeypatch.undo()
+
+    folder = tmp_path / "goose"
+    folder.mkdir()
+    (folder / "00002_idx.sql").write_text(GOOSE_INDEX)
+    (tmp_path / "00002_idx.sql").write_text(GOOSE_INDEX)  # the same text, loose: plain SQL in one transaction
+    in_tx = api.LintOptions(assume_in_transaction=True)
+    named = api.lint(Settings(base_dir=tmp_path), [str(folder / "00002_idx.sql"), str(tmp_path / "00002_idx.sql")],
+                     in_tx).report
+    # Read as goose, NO TRANSACTION is kept (no PS004); the loose copy has no goose folder around it.
+    assert {(Path(f.file).parent.name, f.rule) for f in named.findings if f.rule == "PS004"} == {
+        (tmp_path.name, "PS004")}

@@ -144,10 +144,15 @@ def _migrations_of_file(path: Path, fmt: str) -> list[Migration] | None:
     """The migrations a file of a migrations folder belongs to, read with its folder's format (the
     folder or, for Prisma's <version>/migration.sql, its parent); None for a loose SQL file, or one
     whose folder does not load as a whole (it is then linted as plain SQL, as before)."""
+    # Only formats whose file names this one has are asked to read its folder: a loose file in a large
+    # tree (a repository root, /tmp) is not worth a recursive scan of everything beside it.
+    claimed = {name: module for name, module in available_readers().items() if module.claims(path)}
+    if not claimed and fmt == "auto":
+        return None
     folders = [path.parent, path.parent.parent] if path.name == "migration.sql" else [path.parent]
     for folder in folders:
         chosen = fmt if fmt != "auto" else next(
-            (name for name, module in available_readers().items() if module.detect(folder)), None)
+            (name for name, module in claimed.items() if module.detect(folder)), None)
         if chosen is None:
             continue
         if chosen == "native" and "-- pgshift:" not in path.read_text(encoding="utf-8", errors="replace"):

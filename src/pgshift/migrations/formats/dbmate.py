@@ -26,6 +26,11 @@ UP_MARKER = re.compile(r"^--\s*migrate:up(\s|$)", re.M)
 KNOWN_OPTIONS = {"transaction": ("true", "false")}
 
 
+def claims(file: Path) -> bool:
+    """Whether ``file``'s name is one of this format's migration files (no folder is read)."""
+    return bool(FILE_NAME.match(file.name))
+
+
 def detect(path: Path) -> bool:
     return any(file_matches(p, UP_MARKER) for p in path.glob("*.sql") if FILE_NAME.match(p.name))
 

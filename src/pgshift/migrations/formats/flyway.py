@@ -50,6 +50,11 @@ def flyway_checksum(text: str) -> int:
     return crc - (1 << 32) if crc >= 1 << 31 else crc
 
 
+def claims(file: Path) -> bool:
+    """Whether ``file``'s name is one of this format's migration files (no folder is read)."""
+    return bool(VERSIONED.match(file.name) or REPEATABLE.match(file.name))
+
+
 def detect(path: Path) -> bool:
     return any(VERSIONED.match(p.name) or REPEATABLE.match(p.name) for p in path.rglob("*.sql"))
 

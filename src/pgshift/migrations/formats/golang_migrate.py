@@ -25,6 +25,11 @@ FORMAT = "golang-migrate"
 FILE_NAME = re.compile(r"^(?P<version>\d+)_(?P<name>.*)\.(?P<direction>up|down)\.sql$")
 
 
+def claims(file: Path) -> bool:
+    """Whether ``file``'s name is one of this format's migration files (no folder is read)."""
+    return bool(FILE_NAME.match(file.name))
+
+
 def detect(path: Path) -> bool:
     return any(FILE_NAME.match(p.name) for p in path.glob("*.sql"))
 

@@ -41,6 +41,11 @@ MARKER = re.compile(r"^--\s*\+goose\s", re.I | re.M)
 _GOOSE = re.compile(r"\+goose", re.I)  # in every annotation line
 
 
+def claims(file: Path) -> bool:
+    """Whether ``file``'s name is one of this format's migration files (no folder is read)."""
+    return bool(FILE_NAME.match(file.name))
+
+
 def detect(path: Path) -> bool:
     return any(file_matches(p, MARKER) for p in path.glob("*.sql") if FILE_NAME.match(p.name))
 

@@ -55,6 +55,11 @@ TEMPLATE = """\
 """
 
 
+def claims(file: Path) -> bool:
+    """Whether ``file``'s name is one of this format's migration files (no folder is read)."""
+    return bool(FILE_NAME.match(file.name) or OPS_FILE_NAME.match(file.name))
+
+
 def detect(path: Path) -> bool:
     return any(FILE_NAME.match(p.name) or OPS_FILE_NAME.match(p.name) for p in path.iterdir())
 

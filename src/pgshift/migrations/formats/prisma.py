@@ -36,6 +36,11 @@ def migrations_dir(path: Path) -> Path:
     return path
 
 
+def claims(file: Path) -> bool:
+    """Whether ``file``'s name is one of this format's migration files (no folder is read)."""
+    return file.name == "migration.sql"
+
+
 def detect(path: Path) -> bool:
     folder = migrations_dir(path)
     if (folder / LOCK_FILE).is_file():
