@@ -201,3 +201,36 @@ def test_the_ops_files_backfill_lock_limit_reaches_the_backfill(tmp_path: Path, 
     with pytest.raises(MigrationFailed, match="longer than the 20 ms limit even at the minimum batch size"):
         api.migrate(settings, notify=notes.append)
     assert any("reached the 20 ms lock limit" in n for n in notes), notes
+
+
+class _Where:
+    """Where each statement of a phase is, as the engine's observers (rehearsal) see it."""
+
+    def __init__(self) -> None:
+        self.where: list[str] = []
+
+    def before(self, conn: Any, migration: Any, stmt: Any) -> None:
+        self.where.append(stmt.where)
+
+    def after(self, conn: Any, migration: Any, stmt: Any, error: BaseException | None) -> None:
+        pass
+
+
+def test_observers_see_each_phase_step_by_number_and_a_steps_warning_is_reported(
+        tmp_path: Path, db_url: str, conn: Conn) -> None:
+    settings = make_project(tmp_path, db_url, {"001_init.sql": "CREATE TABLE t (id int PRIMARY KEY, qty int);\n"})
+    api.migrate(settings)
+    path = tmp_path / "migrations" / "002_two.ops.yaml"
+    path.write_text("operations:\n  - sql: {up: \"INSERT INTO t VALUES (1, 1)\"}\n"
+                    "  - add_check: {table: t, name: qty_positive, check: \"qty > 0\"}\n")
+    seen = _Where()
+    api.migrate(settings, observer=seen)
+    assert seen.where == [f"{path} (expand step 1/2: sql #0 up)",
+                          f"{path} (expand step 2/2: add check qty_positive (NOT VALID))"], seen.where
+    notes: list[str] = []
+    result = service.abort(settings, notify=notes.append)
+    # The sql operation has no down part: abort runs, and says what it could not undo.
+    [warning] = result.warnings
+    assert warning.endswith(": no 'down' part; abort cannot undo it."), warning
+    assert f"warning: {warning}" in notes, notes
+    assert result.steps_run == result.steps
