@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+import pytest
 
 from pgshift import api
 from pgshift.config import Settings
@@ -115,3 +116,23 @@ def test_the_tables_a_sql_step_locks_are_named_as_to_regclass_reads_them(conn: C
     assert strong == ['"My T"', "busy"] and weak == ['s."T"']
     found = conn.execute("SELECT to_regclass(t)::text FROM unnest(%s::text[]) t", ([*strong, *weak],)).fetchall()
     assert found == [('"My T"',), (None,), ('s."T"',)]
+
+
+def test_a_statement_failing_after_a_concurrent_build_resumes_after_the_build(tmp_path: Path, db_url: str,
+                                                                              conn: Conn) -> None:
+    """The autocommit step's progress is recorded as its own: the rerun neither repeats the build nor
+    skips the statement that failed."""
+    from pgshift.errors import MigrationFailed
+
+    conn.execute("CREATE TABLE t (x int)")
+    path = write_migration(tmp_path / "migrations", "1", "steps", "CREATE TABLE a (id int);\n"
+                           "CREATE INDEX CONCURRENTLY t_x ON t (x);\nINSERT INTO a VALUES ('not a number');")
+    settings = Settings(database_url=db_url, base_dir=tmp_path, migrations_dir="migrations")
+    with pytest.raises(MigrationFailed, match="invalid input syntax"):
+        api.migrate(settings)
+    assert conn.execute("SELECT status, statements_done FROM pgshift.migrations").fetchone() == ("failed", 2)
+    path.write_text(path.read_text().replace("'not a number'", "3"))
+    notes: list[str] = []
+    api.migrate(settings, notify=notes.append)
+    assert "resuming 1 steps at statement 3 of 3" in notes, notes
+    assert conn.execute("SELECT id FROM a").fetchall() == [(3,)]
