@@ -238,3 +238,27 @@ def test_observers_see_each_phase_step_by_number_and_a_steps_warning_is_reported
     assert warning.endswith(": no 'down' part; abort cannot undo it."), warning
     assert f"warning: {warning}" in notes, notes
     assert result.steps_run == result.steps
+
+
+def test_an_invalid_index_the_failed_build_could_not_drop_is_named_and_the_rerun_drops_it(
+        tmp_path: Path, db_url: str, conn: Conn) -> None:
+    settings = make_project(tmp_path, db_url, {"001_init.sql": "CREATE TABLE t (id int PRIMARY KEY, code text);\n"
+                                                               "INSERT INTO t VALUES (1, 'a'), (2, 'a');\n"})
+    api.migrate(settings)
+    (tmp_path / "migrations" / "002_idx.ops.yaml").write_text(
+        "lock_timeout: 200ms\noperations:\n"
+        "  - create_index: {table: t, name: t_code_key, columns: [code], unique: true}\n")
+    with psycopg.connect(db_url) as reader:
+        def notify(message: str) -> None:
+            if message.startswith("dropping INVALID index"):
+                reader.execute("SELECT * FROM t")  # DROP INDEX CONCURRENTLY waits for this transaction
+
+        with pytest.raises(MigrationFailed, match="could not create unique index") as caught:
+            api.migrate(settings, notify=notify)
+        reader.rollback()
+    assert ("The failed build left the INVALID index t_code_key: rerunning drops it before building again"
+            in caught.value.message), caught.value.message
+    assert _index_valid(conn, "t_code_key") is False
+    conn.execute("UPDATE t SET code = 'b' WHERE id = 2")
+    api.migrate(settings)  # as the message says
+    assert _index_valid(conn, "t_code_key") is True
