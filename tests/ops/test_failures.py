@@ -8,9 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+import pytest
 
+from pgshift import api
+from pgshift.errors import LockTimeoutExhausted
+from pgshift.ops import service
 from tests.helpers import run_pgshift
-from tests.ops.helpers import write_project
+from tests.ops.helpers import make_project, write_project
 
 Conn = psycopg.Connection[Any]
 
@@ -175,3 +179,26 @@ def test_a_contract_failing_after_dropping_a_column_says_to_finish_it_and_abort_
     finished = run_pgshift(["contract"], cwd=project, url=db_url)
     assert finished.returncode == 0, _said(finished)
     assert conn.execute("SELECT convalidated FROM pg_constraint WHERE conname = 'qty_positive'").fetchone() == (True,)
+
+
+def test_a_contract_stopped_at_its_first_destructive_step_is_still_expanded_and_can_be_aborted(
+        tmp_path: Path, db_url: str, conn: Conn) -> None:
+    """That step is a transaction that never committed: nothing abort cannot undo has happened yet."""
+    init = "CREATE TABLE t (id int PRIMARY KEY, qty int, note text);"
+    settings = make_project(tmp_path, db_url, {"001_init.sql": init})
+    api.migrate(settings)
+    (tmp_path / "migrations" / "002_ops.ops.yaml").write_text(
+        "lock_timeout: 50ms\nlock_retries: 1\noperations:\n"
+        "  - add_check: {table: t, name: qty_positive, check: \"qty > 0\"}\n"
+        "  - drop_column: {table: t, column: note}\n")
+    api.migrate(settings)
+    with psycopg.connect(db_url) as reader:
+        reader.execute("SELECT * FROM t")  # held through the contract: its first strong lock cannot be taken
+        with pytest.raises(LockTimeoutExhausted) as caught:
+            service.contract(settings)
+        reader.rollback()
+    hint = caught.value.hint or ""
+    assert "still expanded" in hint and _suggested(hint) == ["contract", "abort"], hint
+    assert conn.execute("SELECT phase FROM pgshift.ops_state WHERE version = '002'").fetchone() == ("expanded",)
+    service.abort(settings)  # as the hint says
+    assert conn.execute("SELECT convalidated FROM pg_constraint WHERE conname = 'qty_positive'").fetchall() == []
