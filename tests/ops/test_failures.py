@@ -11,7 +11,7 @@ import psycopg
 import pytest
 
 from pgshift import api
-from pgshift.errors import LockTimeoutExhausted
+from pgshift.errors import LockTimeoutExhausted, MigrationFailed
 from pgshift.ops import service
 from tests.helpers import run_pgshift
 from tests.ops.helpers import make_project, write_project
@@ -202,3 +202,15 @@ def test_a_contract_stopped_at_its_first_destructive_step_is_still_expanded_and_
     assert conn.execute("SELECT phase FROM pgshift.ops_state WHERE version = '002'").fetchone() == ("expanded",)
     service.abort(settings)  # as the hint says
     assert conn.execute("SELECT convalidated FROM pg_constraint WHERE conname = 'qty_positive'").fetchall() == []
+
+
+def test_a_failing_steps_long_statement_is_quoted_to_300_characters(tmp_path: Path, db_url: str,
+                                                                    conn: Conn) -> None:
+    settings = make_project(tmp_path, db_url, {"001_init.sql": "CREATE TABLE t (id int);"})
+    api.migrate(settings)
+    statement = f"SELECT 1 / (0 * length('{'x' * 400}'))"
+    (tmp_path / "migrations" / "002_long.ops.yaml").write_text(
+        f'operations:\n  - sql: {{up: "{statement}", down: "SELECT 1"}}\n')
+    with pytest.raises(MigrationFailed, match="division by zero") as caught:
+        api.migrate(settings)
+    assert f"Statement: {statement[:300]}. The step was rolled back." in caught.value.message, caught.value.message
