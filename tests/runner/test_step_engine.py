@@ -121,18 +121,20 @@ def test_the_tables_a_sql_step_locks_are_named_as_to_regclass_reads_them(conn: C
 def test_a_statement_failing_after_a_concurrent_build_resumes_after_the_build(tmp_path: Path, db_url: str,
                                                                               conn: Conn) -> None:
     """The autocommit step's progress is recorded as its own: the rerun neither repeats the build nor
-    skips the statement that failed."""
+    skips the statement that failed, and it ANALYZEs what the statements before the failure left stale."""
     from pgshift.errors import MigrationFailed
 
     conn.execute("CREATE TABLE t (x int)")
     path = write_migration(tmp_path / "migrations", "1", "steps", "CREATE TABLE a (id int);\n"
+                           "INSERT INTO t SELECT g FROM generate_series(1, 100) g;\n"
                            "CREATE INDEX CONCURRENTLY t_x ON t (x);\nINSERT INTO a VALUES ('not a number');")
     settings = Settings(database_url=db_url, base_dir=tmp_path, migrations_dir="migrations")
     with pytest.raises(MigrationFailed, match="invalid input syntax"):
         api.migrate(settings)
-    assert conn.execute("SELECT status, statements_done FROM pgshift.migrations").fetchone() == ("failed", 2)
+    assert conn.execute("SELECT status, statements_done FROM pgshift.migrations").fetchone() == ("failed", 3)
     path.write_text(path.read_text().replace("'not a number'", "3"))
     notes: list[str] = []
-    api.migrate(settings, notify=notes.append)
-    assert "resuming 1 steps at statement 3 of 3" in notes, notes
+    report = api.migrate(settings, notify=notes.append)
+    assert "resuming 1 steps at statement 4 of 4" in notes, notes
     assert conn.execute("SELECT id FROM a").fetchall() == [(3,)]
+    assert report.applied[0].resumed_at == 3 and report.applied[0].analyzed == ["public.t"], report.applied[0]
