@@ -60,6 +60,7 @@ def test_a_sql_alter_waits_without_queuing_behind_an_old_transaction(tmp_path: P
     assert blocked == [], blocked  # no read ever waited behind a queued ALTER
     assert reads, "the reader never ran"
     assert report.applied[0].retries == 2
+    assert report.applied[0].resumed_at is None  # one transaction: nothing to resume from
     events = conn.execute("SELECT event, detail FROM pgshift.events WHERE event LIKE 'lock-%' ORDER BY id").fetchall()
     assert [(e, d["attempt"], d["statement"]) for e, d in events] == [
         ("lock-wait-without-queuing", 1, f"{path}:2:1"), ("lock-wait-without-queuing", 2, f"{path}:2:1")]
@@ -131,7 +132,9 @@ def test_a_statement_failing_after_a_concurrent_build_resumes_after_the_build(tm
     settings = Settings(database_url=db_url, base_dir=tmp_path, migrations_dir="migrations")
     with pytest.raises(MigrationFailed, match="invalid input syntax"):
         api.migrate(settings)
-    assert conn.execute("SELECT status, statements_done FROM pgshift.migrations").fetchone() == ("failed", 3)
+    # Not transactional: its committed statements stay, so deleting the file would not abandon it harmlessly.
+    assert conn.execute("SELECT status, statements_done, transactional FROM pgshift.migrations").fetchone() == (
+        "failed", 3, False)
     path.write_text(path.read_text().replace("'not a number'", "3"))
     notes: list[str] = []
     report = api.migrate(settings, notify=notes.append)
