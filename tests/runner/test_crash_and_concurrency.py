@@ -205,3 +205,21 @@ def test_lock_timeout_exhausted_is_a_clear_error(project: Path, db_url: str, con
     assert "LOCK TABLE busy" in result.stderr  # names the open transaction that blocked it
     columns = conn.execute("SELECT count(*) FROM information_schema.columns WHERE table_name = 'busy'").fetchone()
     assert columns == (1,)
+
+
+def test_ctrl_c_rolls_back_the_running_statement_and_history_marks_it_failed(
+        project: Path, db_url: str, conn: Conn) -> None:
+    conn.execute("CREATE TABLE sleep_marker ()")
+    write_migration(project / "migrations", "1", "slow", f"CREATE TABLE a (id int);\n{SLEEP_IF_MARKED}",
+                    directives=("no-transaction",))
+    proc = start_pgshift(["migrate"], cwd=project, url=db_url)
+    _wait_for_query(conn, "pg_sleep(60)")
+    proc.send_signal(signal.SIGINT)
+    _out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Interrupted during 1 slow" in " ".join(err.split()), err
+    row = conn.execute("SELECT status, statements_done, error FROM pgshift.migrations").fetchone()
+    assert row == ("failed", 1, "interrupted by the user"), row
+    assert _tables(conn) == {"sleep_marker", "a"}  # the statement before it stays committed
+    conn.execute("DROP TABLE sleep_marker")
+    assert run_pgshift(["migrate"], cwd=project, url=db_url).returncode == 0  # as the message says
