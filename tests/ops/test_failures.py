@@ -214,3 +214,15 @@ def test_a_failing_steps_long_statement_is_quoted_to_300_characters(tmp_path: Pa
     with pytest.raises(MigrationFailed, match="division by zero") as caught:
         api.migrate(settings)
     assert f"Statement: {statement[:300]}. The step was rolled back." in caught.value.message, caught.value.message
+
+
+def test_a_failed_autocommit_step_that_builds_no_index_says_it_was_rolled_back(tmp_path: Path, db_url: str,
+                                                                               conn: Conn) -> None:
+    settings = make_project(tmp_path, db_url, {"001_init.sql": "CREATE TYPE status AS ENUM ('new', 'paid');"})
+    api.migrate(settings)
+    (tmp_path / "migrations" / "002_enum.ops.yaml").write_text(
+        "operations:\n  - add_enum_value: {type: status, value: refunded, after: shipped}\n")
+    with pytest.raises(MigrationFailed, match='"shipped" is not an existing enum label') as caught:
+        api.migrate(settings)
+    assert caught.value.message.endswith("The step was rolled back."), caught.value.message
+    assert "INVALID index" not in caught.value.message
