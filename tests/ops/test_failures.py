@@ -226,3 +226,26 @@ def test_a_failed_autocommit_step_that_builds_no_index_says_it_was_rolled_back(t
         api.migrate(settings)
     assert caught.value.message.endswith("The step was rolled back."), caught.value.message
     assert "INVALID index" not in caught.value.message
+
+
+def test_a_contract_stopped_in_a_concurrent_drop_at_that_step_can_no_longer_be_aborted(
+        tmp_path: Path, db_url: str, conn: Conn) -> None:
+    """Unlike a transaction, a DROP INDEX CONCURRENTLY that stopped may have half-run: the contract must be finished."""
+    init = "CREATE TABLE t (id int PRIMARY KEY, qty int); CREATE INDEX t_qty_old ON t (qty);"
+    settings = make_project(tmp_path, db_url, {"001_init.sql": init})
+    api.migrate(settings)
+    (tmp_path / "migrations" / "002_ops.ops.yaml").write_text(
+        "lock_timeout: 50ms\nlock_retries: 1\noperations:\n"
+        "  - add_check: {table: t, name: qty_positive, check: \"qty > 0\"}\n"
+        "  - drop_index: {name: t_qty_old}\n")
+    api.migrate(settings)
+    with psycopg.connect(db_url) as reader:
+        reader.execute("SELECT * FROM t")  # DROP INDEX CONCURRENTLY waits for this transaction
+        with pytest.raises(LockTimeoutExhausted) as caught:
+            service.contract(settings)
+        reader.rollback()
+    hint = caught.value.hint or ""
+    assert "abort is no longer possible" in hint and _suggested(hint) == ["contract"], hint
+    assert conn.execute("SELECT phase FROM pgshift.ops_state WHERE version = '002'").fetchone() == ("contracting",)
+    service.contract(settings)  # as the hint says
+    assert conn.execute("SELECT to_regclass('t_qty_old')").fetchone() == (None,)
