@@ -13,6 +13,7 @@ test run, not an initdb. Results go to mutation/results/<target>.json and a summ
     python mutation/run.py --list               # mutant counts only, nothing run
     python mutation/run.py --minutes 50         # stop starting mutants after 50 minutes
     python mutation/run.py --survivors          # after adding tests: rerun last run's survivors (and timeouts)
+    python mutation/run.py --resume             # a run cut short by --minutes: run only the mutants it left
 """
 
 from __future__ import annotations
@@ -226,17 +227,21 @@ def previous_outcomes(target: Target, chosen: list[Mutant]) -> dict[tuple[str, i
     return old if set(old) == {(m.operator, m.occurrence, m.line) for m in chosen} else None
 
 
-def run_target(target: Target, work: Path, deadline: float, commit: str, survivors_only: bool = False) -> TargetReport:
+def run_target(target: Target, work: Path, deadline: float, commit: str, survivors_only: bool = False,
+               resume: bool = False) -> TargetReport:
     module = work / target.module
     ranges = function_ranges(module, target.functions)
     found = candidates(module, ranges)
     chosen = sample(target, found)
-    previous = previous_outcomes(target, chosen) if survivors_only else None
-    if survivors_only and previous is None:
+    previous = previous_outcomes(target, chosen) if survivors_only or resume else None
+    if (survivors_only or resume) and previous is None:
         print(f"{target.name}: no earlier run of these same mutants; running them all")
-    for mutant in chosen:  # only the earlier survivors (and mutants not run) are run again
+    # --survivors: the earlier survivors, timeouts (a timeout may be a slow pass) and mutants not run are run
+    # again; --resume: only the mutants not run.
+    again = ("survived", "not run", "timeout") if survivors_only else ("not run",)
+    for mutant in chosen:
         old = (previous or {}).get((mutant.operator, mutant.occurrence, mutant.line))
-        if old and old["outcome"] not in ("survived", "not run", "timeout"):  # a timeout may be a slow pass
+        if old and old["outcome"] not in again:
             mutant.outcome, mutant.seconds, mutant.diff = old["outcome"], old["seconds"], old["diff"]
     command = test_command(target)
     started = time.monotonic()
@@ -327,6 +332,8 @@ def main() -> int:
                         help="print the last results as markdown (for docs/testing.md); run nothing")
     parser.add_argument("--survivors", action="store_true",
                         help="run again only the mutants that survived, timed out or did not run last time")
+    parser.add_argument("--resume", action="store_true",
+                        help="run only the mutants the last run left not run (it was cut short by --minutes)")
     parser.add_argument("--config", type=Path, default=ROOT / "mutation" / "targets.toml")
     args = parser.parse_args()
     targets = load_targets(args.config)
@@ -361,7 +368,7 @@ def main() -> int:
     try:
         cluster.start(tcp=True)
         for target in targets:
-            reports.append(run_target(target, work, deadline, commit, args.survivors))
+            reports.append(run_target(target, work, deadline, commit, args.survivors, args.resume))
     finally:
         cluster.destroy()
         shutil.rmtree(work, ignore_errors=True)

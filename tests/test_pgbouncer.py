@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import random
+import re
 import threading
 import time
 import traceback
@@ -28,7 +29,7 @@ from psycopg import sql
 import tests.pgbouncer
 from pgshift import api
 from pgshift.config import Settings, load_settings
-from pgshift.db.pooler import PooledSession, pooled_session_evidence
+from pgshift.db.pooler import PROBE_SETTING, PooledSession, _look_again, pooled_session_evidence
 from pgshift.errors import ConfigError
 from tests.conftest import PgServer
 from tests.helpers import run_pgshift, write_migration
@@ -306,6 +307,44 @@ def test_the_probe_sees_pgbouncer_and_never_a_direct_connection(
         finally:
             for other in busy:
                 other.close()
+
+
+def test_the_deploy_connections_own_transactions_show_a_pooler_moving_its_session(
+        pgbouncer: PgBouncer, db_name: str) -> None:
+    """The check left when no second connection can be opened: the deploy connection looks again, and through a
+    transaction pool its next transactions land on another server session, or on its own one whose setting
+    another client reset."""
+    url = pgbouncer.url(db_name)
+    with psycopg.connect(url, autocommit=True, prepare_threshold=None) as deploy, \
+            psycopg.connect(url, prepare_threshold=None) as other, \
+            psycopg.connect(url, autocommit=True, prepare_threshold=None) as resetter:
+        row = deploy.execute("SELECT pg_backend_pid(), set_config(%s, 'token-1', false)", (PROBE_SETTING,)).fetchone()
+        assert row is not None
+        pid = int(row[0])
+        held = other.execute("SELECT pg_backend_pid()").fetchone()  # its open transaction keeps that session
+        assert held == (pid,), "PgBouncer did not hand the idle session on (server_round_robin = 0)"
+        evidence = _look_again(deploy, pid, "token-1")
+        assert evidence is not None
+        assert re.fullmatch(rf"the backend pid changed from {pid} to \d+ between two transactions", evidence), evidence
+        other.rollback()  # the session is free again, with the setting still on it
+        resetter.execute(sql.SQL("RESET {}").format(sql.Identifier(*PROBE_SETTING.split("."))))
+        assert _look_again(deploy, pid, "token-1") == (
+            f"the session setting {PROBE_SETTING}, set in one transaction, was gone in the next")
+
+
+def test_a_database_url_this_host_cannot_use_skips_the_identity_check(
+        tmp_path: Path, pg_server: PgServer, db_name: str, db_url: str, conn: Conn) -> None:
+    """database_url may name a pooler only the application's network reaches, or a role only the application
+    logs in as: the same-database check is skipped and the deploy session (migrate_url) migrates."""
+    project = _project(tmp_path)
+    unusable = {"1": "postgresql://postgres@127.0.0.1:1/nowhere?connect_timeout=2",  # ConnectionFailed
+                "2": f"{pg_server.url_for(db_name)} user=pgshift_no_such_role"}  # AuthenticationFailed
+    for version, database_url in unusable.items():
+        if version == "2":
+            write_migration(project / "migrations", "2", "more", "CREATE TABLE more (id int);", "DROP TABLE more;")
+        settings = Settings(database_url=database_url, migrate_url=db_url, base_dir=project,
+                            migrations_dir="migrations")
+        assert [r.version for r in api.migrate(settings).applied] == [version]
 
 
 def test_a_role_allowed_one_connection_still_migrates_direct(tmp_path: Path, pg_server: PgServer, db_name: str,

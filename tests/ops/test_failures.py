@@ -8,9 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+import pytest
 
+from pgshift import api
+from pgshift.errors import LockTimeoutExhausted, MigrationFailed
+from pgshift.ops import service
 from tests.helpers import run_pgshift
-from tests.ops.helpers import write_project
+from tests.ops.helpers import make_project, write_project
 
 Conn = psycopg.Connection[Any]
 
@@ -175,3 +179,73 @@ def test_a_contract_failing_after_dropping_a_column_says_to_finish_it_and_abort_
     finished = run_pgshift(["contract"], cwd=project, url=db_url)
     assert finished.returncode == 0, _said(finished)
     assert conn.execute("SELECT convalidated FROM pg_constraint WHERE conname = 'qty_positive'").fetchone() == (True,)
+
+
+def test_a_contract_stopped_at_its_first_destructive_step_is_still_expanded_and_can_be_aborted(
+        tmp_path: Path, db_url: str, conn: Conn) -> None:
+    """That step is a transaction that never committed: nothing abort cannot undo has happened yet."""
+    init = "CREATE TABLE t (id int PRIMARY KEY, qty int, note text);"
+    settings = make_project(tmp_path, db_url, {"001_init.sql": init})
+    api.migrate(settings)
+    (tmp_path / "migrations" / "002_ops.ops.yaml").write_text(
+        "lock_timeout: 50ms\nlock_retries: 1\noperations:\n"
+        "  - add_check: {table: t, name: qty_positive, check: \"qty > 0\"}\n"
+        "  - drop_column: {table: t, column: note}\n")
+    api.migrate(settings)
+    with psycopg.connect(db_url) as reader:
+        reader.execute("SELECT * FROM t")  # held through the contract: its first strong lock cannot be taken
+        with pytest.raises(LockTimeoutExhausted) as caught:
+            service.contract(settings)
+        reader.rollback()
+    hint = caught.value.hint or ""
+    assert "still expanded" in hint and _suggested(hint) == ["contract", "abort"], hint
+    assert conn.execute("SELECT phase FROM pgshift.ops_state WHERE version = '002'").fetchone() == ("expanded",)
+    service.abort(settings)  # as the hint says
+    assert conn.execute("SELECT convalidated FROM pg_constraint WHERE conname = 'qty_positive'").fetchall() == []
+
+
+def test_a_failing_steps_long_statement_is_quoted_to_300_characters(tmp_path: Path, db_url: str,
+                                                                    conn: Conn) -> None:
+    settings = make_project(tmp_path, db_url, {"001_init.sql": "CREATE TABLE t (id int);"})
+    api.migrate(settings)
+    statement = f"SELECT 1 / (0 * length('{'x' * 400}'))"
+    (tmp_path / "migrations" / "002_long.ops.yaml").write_text(
+        f'operations:\n  - sql: {{up: "{statement}", down: "SELECT 1"}}\n')
+    with pytest.raises(MigrationFailed, match="division by zero") as caught:
+        api.migrate(settings)
+    assert f"Statement: {statement[:300]}. The step was rolled back." in caught.value.message, caught.value.message
+
+
+def test_a_failed_autocommit_step_that_builds_no_index_says_it_was_rolled_back(tmp_path: Path, db_url: str,
+                                                                               conn: Conn) -> None:
+    settings = make_project(tmp_path, db_url, {"001_init.sql": "CREATE TYPE status AS ENUM ('new', 'paid');"})
+    api.migrate(settings)
+    (tmp_path / "migrations" / "002_enum.ops.yaml").write_text(
+        "operations:\n  - add_enum_value: {type: status, value: refunded, after: shipped}\n")
+    with pytest.raises(MigrationFailed, match='"shipped" is not an existing enum label') as caught:
+        api.migrate(settings)
+    assert caught.value.message.endswith("The step was rolled back."), caught.value.message
+    assert "INVALID index" not in caught.value.message
+
+
+def test_a_contract_stopped_in_a_concurrent_drop_at_that_step_can_no_longer_be_aborted(
+        tmp_path: Path, db_url: str, conn: Conn) -> None:
+    """Unlike a transaction, a DROP INDEX CONCURRENTLY that stopped may have half-run: the contract must be finished."""
+    init = "CREATE TABLE t (id int PRIMARY KEY, qty int); CREATE INDEX t_qty_old ON t (qty);"
+    settings = make_project(tmp_path, db_url, {"001_init.sql": init})
+    api.migrate(settings)
+    (tmp_path / "migrations" / "002_ops.ops.yaml").write_text(
+        "lock_timeout: 50ms\nlock_retries: 1\noperations:\n"
+        "  - add_check: {table: t, name: qty_positive, check: \"qty > 0\"}\n"
+        "  - drop_index: {name: t_qty_old}\n")
+    api.migrate(settings)
+    with psycopg.connect(db_url) as reader:
+        reader.execute("SELECT * FROM t")  # DROP INDEX CONCURRENTLY waits for this transaction
+        with pytest.raises(LockTimeoutExhausted) as caught:
+            service.contract(settings)
+        reader.rollback()
+    hint = caught.value.hint or ""
+    assert "abort is no longer possible" in hint and _suggested(hint) == ["contract"], hint
+    assert conn.execute("SELECT phase FROM pgshift.ops_state WHERE version = '002'").fetchone() == ("contracting",)
+    service.contract(settings)  # as the hint says
+    assert conn.execute("SELECT to_regclass('t_qty_old')").fetchone() == (None,)

@@ -151,14 +151,15 @@ def _retries_logged(conn: Conn) -> int:
     return int(str(row[0])) if row else 0
 
 
-def _hold_lock(url: str, table: str, seconds: float, started: threading.Event, until_retries: int = 0) -> None:
+def _hold_lock(url: str, table: str, seconds: float, started: threading.Event, until_retries: int = 0,
+               release: threading.Event | None = None) -> None:
     """Keep an open transaction that has read ``table`` (as a busy app does) for ``seconds``, or
-    until pgshift has logged ``until_retries`` lock-timeout retries."""
+    until pgshift has logged ``until_retries`` lock-timeout retries, or ``release`` is set."""
     with psycopg.connect(url) as other, psycopg.connect(url, autocommit=True) as watcher:
         other.execute(f"LOCK TABLE {table} IN ACCESS SHARE MODE")
         started.set()
         deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and not (release and release.is_set()):
             if until_retries and _retries_logged(watcher) >= until_retries:
                 return
             time.sleep(0.05)
@@ -188,14 +189,37 @@ def test_lock_timeout_exhausted_is_a_clear_error(project: Path, db_url: str, con
     conn.execute("CREATE TABLE busy (id int)")
     write_migration(project / "migrations", "1", "alter", "ALTER TABLE busy ADD COLUMN note text;")
     started = threading.Event()
-    holder = threading.Thread(target=_hold_lock, args=(db_url, "busy", 4, started))
+    # Held until migrate has given up: a fixed hold ran out before a slow (loaded) machine started it.
+    release = threading.Event()
+    holder = threading.Thread(target=_hold_lock, args=(db_url, "busy", 120, started, 0, release))
     holder.start()
     started.wait(10)
     env = {"PGSHIFT_LOCK_TIMEOUT": "50ms", "PGSHIFT_LOCK_RETRIES": "2", "PGSHIFT_RETRY_INITIAL_DELAY": "50ms"}
-    result = run_pgshift(["migrate"], cwd=project, url=db_url, env=env)
-    holder.join()
+    try:
+        result = run_pgshift(["migrate"], cwd=project, url=db_url, env=env)
+    finally:
+        release.set()
+        holder.join()
     assert result.returncode == 12
     assert "could not take its lock" in result.stderr and "after 3 attempts" in result.stderr
     assert "LOCK TABLE busy" in result.stderr  # names the open transaction that blocked it
     columns = conn.execute("SELECT count(*) FROM information_schema.columns WHERE table_name = 'busy'").fetchone()
     assert columns == (1,)
+
+
+def test_ctrl_c_rolls_back_the_running_statement_and_history_marks_it_failed(
+        project: Path, db_url: str, conn: Conn) -> None:
+    conn.execute("CREATE TABLE sleep_marker ()")
+    write_migration(project / "migrations", "1", "slow", f"CREATE TABLE a (id int);\n{SLEEP_IF_MARKED}",
+                    directives=("no-transaction",))
+    proc = start_pgshift(["migrate"], cwd=project, url=db_url)
+    _wait_for_query(conn, "pg_sleep(60)")
+    proc.send_signal(signal.SIGINT)
+    _out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Interrupted during 1 slow" in " ".join(err.split()), err
+    row = conn.execute("SELECT status, statements_done, error FROM pgshift.migrations").fetchone()
+    assert row == ("failed", 1, "interrupted by the user"), row
+    assert _tables(conn) == {"sleep_marker", "a"}  # the statement before it stays committed
+    conn.execute("DROP TABLE sleep_marker")
+    assert run_pgshift(["migrate"], cwd=project, url=db_url).returncode == 0  # as the message says

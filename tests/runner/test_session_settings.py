@@ -93,11 +93,16 @@ def test_nothing_is_left_set_on_the_connection_after_a_migration(tmp_path: Path,
     with psycopg.connect(db_url, autocommit=True) as pooled:
         history = History(pooled, "pgshift")
         history.ensure()
-        executor = Executor(pooled, history, server_major=15, timeouts=Timeouts("2s", "0"),
+        executor = Executor(pooled, history, server_major=15, timeouts=Timeouts("2s", "30s"),
                             retry=RetryPolicy(attempts=2, initial_ms=10, max_ms=20))
+        defaults = pooled.execute("SELECT current_setting('lock_timeout'), current_setting('statement_timeout')"
+                                  ).fetchone()
         for migration in migrations:
             executor.run(migration, "up")
             assert pooled.execute("SHOW maintenance_work_mem").fetchone() == ("64MB",), migration.label
+            # The autocommit step's session-level timeouts too.
+            assert pooled.execute("SELECT current_setting('lock_timeout'), current_setting('statement_timeout')"
+                                  ).fetchone() == defaults, migration.label
 
 
 def test_dry_run_shows_the_set_lines(tmp_path: Path, db_url: str, conn: Conn) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+import pytest
 
 from pgshift import api
 from pgshift.config import Settings, load_settings
@@ -61,6 +62,7 @@ def test_a_sql_alter_waits_without_queuing_behind_an_old_transaction(tmp_path: P
     assert blocked == [], blocked  # no read ever waited behind a queued ALTER
     assert reads, "the reader never ran"
     assert report.applied[0].retries == 2
+    assert report.applied[0].resumed_at is None  # one transaction: nothing to resume from
     events = conn.execute("SELECT event, detail FROM pgshift.events WHERE event LIKE 'lock-%' ORDER BY id").fetchall()
     assert [(e, d["attempt"], d["statement"]) for e, d in events] == [
         ("lock-wait-without-queuing", 1, f"{path}:2:1"), ("lock-wait-without-queuing", 2, f"{path}:2:1")]
@@ -130,3 +132,27 @@ def test_timeouts_reach_the_server_in_units_it_knows(tmp_path: Path, db_url: str
     assert "SET LOCAL lock_timeout = '10min';" in dry and "SET LOCAL statement_timeout = '150s';" in dry
     api.migrate(settings)
     assert conn.execute("SELECT lock, stmt FROM seen").fetchone() == ("10min", "150s")
+
+
+def test_a_statement_failing_after_a_concurrent_build_resumes_after_the_build(tmp_path: Path, db_url: str,
+                                                                              conn: Conn) -> None:
+    """The autocommit step's progress is recorded as its own: the rerun neither repeats the build nor
+    skips the statement that failed, and it ANALYZEs what the statements before the failure left stale."""
+    from pgshift.errors import MigrationFailed
+
+    conn.execute("CREATE TABLE t (x int)")
+    path = write_migration(tmp_path / "migrations", "1", "steps", "CREATE TABLE a (id int);\n"
+                           "INSERT INTO t SELECT g FROM generate_series(1, 100) g;\n"
+                           "CREATE INDEX CONCURRENTLY t_x ON t (x);\nINSERT INTO a VALUES ('not a number');")
+    settings = Settings(database_url=db_url, base_dir=tmp_path, migrations_dir="migrations")
+    with pytest.raises(MigrationFailed, match="invalid input syntax"):
+        api.migrate(settings)
+    # Not transactional: its committed statements stay, so deleting the file would not abandon it harmlessly.
+    assert conn.execute("SELECT status, statements_done, transactional FROM pgshift.migrations").fetchone() == (
+        "failed", 3, False)
+    path.write_text(path.read_text().replace("'not a number'", "3"))
+    notes: list[str] = []
+    report = api.migrate(settings, notify=notes.append)
+    assert "resuming 1 steps at statement 4 of 4" in notes, notes
+    assert conn.execute("SELECT id FROM a").fetchall() == [(3,)]
+    assert report.applied[0].resumed_at == 3 and report.applied[0].analyzed == ["public.t"], report.applied[0]

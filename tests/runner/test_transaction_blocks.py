@@ -124,7 +124,9 @@ CREATE TABLE last (id bigint);
     conn.execute("INSERT INTO needed VALUES (3)")
     rerun = run_pgshift(["migrate"], cwd=project, url=db_url)
     assert rerun.returncode == 0, rerun.stderr
-    assert "resuming 1 blocks at block 2 of 3" in rerun.stderr + rerun.stdout
+    assert "resuming 1 blocks at block 2 of 3 (statement 5)" in rerun.stderr + rerun.stdout
+    assert conn.execute("SELECT detail FROM pgshift.events WHERE event = 'resumed'").fetchall() == [
+        ({"statement": 5, "block": 2},)]
     # The first block did not run again (its CREATE TABLE would have failed), the second ran whole.
     assert conn.execute("SELECT array_agg(id ORDER BY id) FROM first").fetchone() == ([1, 2, 3],)
     assert _tables(conn) == {"first", "needed", "last"}
