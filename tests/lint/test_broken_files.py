@@ -101,3 +101,18 @@ def test_a_dbmate_file_without_a_down_marker_is_reported_and_the_rest_linted(tmp
     assert problem["file"] == str(bad) and "has no '-- migrate:down' marker" in problem["message"]
     assert {Path(f["file"]).name for f in data["findings"]} == {"20240101000002_index.sql",
                                                                 "20240101000004_email.sql"}
+
+
+def test_a_parse_error_is_placed_where_the_parser_stopped_as_migrate_places_it(tmp_path: Path) -> None:
+    """lint said 3:1 (the statement's start) where `migrate` said 3:52 for the same broken file."""
+    from pgshift import api
+    from pgshift.config import Settings
+
+    folder = tmp_path / "migrations"
+    folder.mkdir()
+    (folder / "001_a.sql").write_text("-- pgshift:up\nCREATE TABLE users (id bigint PRIMARY KEY);\n"
+                                      "ALTER TABLE users ADD COLUMN x int NOT NULL DEFAULT;\n"
+                                      "SELECT 1,\n  FROM users;\n-- pgshift:down\nDROP TABLE users;\n")
+    report = api.lint(Settings(base_dir=tmp_path, migrations_dir=str(folder)), [str(folder)],
+                      api.LintOptions()).report
+    assert sorted((p.line, p.column) for p in report.parse_errors) == [(3, 52), (5, 3)]

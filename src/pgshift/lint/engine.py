@@ -210,9 +210,20 @@ def _batch_parsed(statements: list[Statement], raw: str | None) -> list[Parsed]:
             out.append(Parsed(statement, one[0] if one else None))
         except ParseError as exc:
             message = str(exc.args[0]) if exc.args else str(exc)
-            out.append(Parsed(statement, None, ParseProblem(statement.file, statement.line,
-                                                            statement.column, message)))
+            line, column = _error_position(statement, exc)
+            out.append(Parsed(statement, None, ParseProblem(statement.file, line, column, message)))
     return out
+
+
+def _error_position(statement: Statement, exc: ParseError) -> tuple[int, int]:
+    """Where in the file the parser stopped: its cursor within the statement, or the statement's end
+    for "at end of input" (no cursor), as `migrate` reports the same error."""
+    cursor = exc.args[1] if len(exc.args) > 1 and exc.args[1] is not None else len(statement.sql)
+    before = statement.sql[:min(max(int(cursor), 0), len(statement.sql))]
+    newlines = before.count("\n")
+    if not newlines:
+        return statement.line, statement.column + len(before)
+    return statement.line + newlines, len(before) - before.rfind("\n")
 
 
 def _parse_pieces(data: bytes, file: str, lines: _Lines) -> list[Parsed]:
@@ -226,7 +237,8 @@ def _parse_pieces(data: bytes, file: str, lines: _Lines) -> list[Parsed]:
         try:
             stmts = parse(sql)
         except ParseError as exc:
-            offset = int(exc.args[1] or 0) if len(exc.args) > 1 else 0
+            cursor = exc.args[1] if len(exc.args) > 1 else None  # None: at end of input
+            offset = len(sql.encode()) if cursor is None else int(cursor)
             eline, ecol = lines.at(begin + min(max(offset, 0), len(sql.encode())))
             message = str(exc.args[0]) if exc.args else str(exc)
             out.append(Parsed(statement, None, ParseProblem(file, eline, ecol, message)))
