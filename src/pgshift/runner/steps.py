@@ -155,6 +155,14 @@ def stale_statistics(steps: Iterable[Step], conn: psycopg.Connection[Any]) -> li
     return found
 
 
+def _position(index: int, length: int) -> int:
+    """``index`` of a lazy sequence of ``length`` items as a position from its start (negative counts back)."""
+    position = index + length if index < 0 else index
+    if not 0 <= position < length:
+        raise IndexError(index)
+    return position
+
+
 class RunnableStatements(Sequence[Statement]):
     """A streamed part's statements but its BEGIN / COMMIT (which the runner replaces): read again from
     the file each time they are iterated, never held (pgshift.migrations.splitter.StreamedStatements)."""
@@ -176,12 +184,8 @@ class RunnableStatements(Sequence[Statement]):
 
     def __getitem__(self, index: int | slice) -> Statement | list[Statement]:
         if isinstance(index, slice):
-            start, stop, step = index.indices(len(self))
-            return list(islice(self, start, stop, step))
-        position = index + len(self) if index < 0 else index
-        if not 0 <= position < len(self):
-            raise IndexError(index)
-        return next(islice(self, position, None))
+            return list(islice(self, *index.indices(len(self))))
+        return next(islice(self, _position(index, len(self)), None))
 
 
 class SqlOf(Sequence[sql.Composable]):
@@ -259,11 +263,8 @@ class StatementSteps(Sequence[SqlStep]):
 
     def __getitem__(self, index: int | slice) -> SqlStep | list[SqlStep]:
         if isinstance(index, slice):
-            start, stop, step = index.indices(len(self))
-            return list(islice(self, start, stop, step))
-        position = index + len(self) if index < 0 else index
-        if not 0 <= position < len(self):
-            raise IndexError(index)
+            return list(islice(self, *index.indices(len(self))))
+        position = _position(index, len(self))
         if self._last is None or position != self._at:
             if self._made is None or position < self._at:
                 self._made, self._at = self._make(position), position - 1
