@@ -143,7 +143,7 @@ def test_the_applications_health_and_metric_commands(db_url: str, tmp_path: Path
         count = tmp_path / "errors.txt"
         count.write_text("2\n")
         settings = _settings(db_url, f"http://127.0.0.1:{server.server_port}/health", max_health_failures=2,
-                             metric_commands={"errors": f"cat {count}"}, metric_limits={"errors": "5"})
+                             metric_commands={"errors": f"cat {count}"}, metric_limits={"errors": 5})
         with Watcher(settings) as watcher:
             sample = watcher.sample()
             assert sample.health is not None and sample.health.ok and sample.health.status == 200

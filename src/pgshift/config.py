@@ -131,7 +131,13 @@ class WatchSettings(_Typed):
     max_health_failures: int = 3  # consecutive failed probes of app.health_url
     # name -> shell command printing one number (e.g. an error count from the application's log)
     metric_commands: dict[str, str] = field(default_factory=dict)
-    metric_limits: dict[str, str] = field(default_factory=dict)  # name -> the highest allowed value
+    metric_limits: dict[str, float] = field(default_factory=dict)  # name -> the highest allowed value
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for name, limit in self.metric_limits.items():
+            if isinstance(limit, bool) or not isinstance(limit, (int, float)):
+                raise TypeError(f"WatchSettings.metric_limits[{name!r}] must be a number, not {limit!r}.")
 
 
 @dataclass(frozen=True)
@@ -331,6 +337,8 @@ def _coerce(key: str, expected: Any, value: Any, where: str, *, from_text: bool 
             return Size.parse(value, key=f"{key} in {where}")
         example = "a quoted duration such as '2s'" if expected is Duration else "a quoted size such as '64MB'"
         raise ConfigError(f"{key} in {where} must be {example}, or a number, not {value!r}.")
+    if key == "watch.metric_limits":
+        return _metric_limits(value, where)
     if text.startswith("list"):
         if isinstance(value, str):
             return value.split()
@@ -364,6 +372,22 @@ def _coerce(key: str, expected: Any, value: Any, where: str, *, from_text: bool 
     if (choices := choices_of(expected)) and value not in choices:
         raise ConfigError(f"{key} in {where} must be one of {', '.join(choices)}, not {value!r}.")
     return value
+
+
+def _metric_limits(value: Any, where: str) -> dict[str, float]:
+    """watch.metric_limits: each metric's highest allowed value, a number (quoted or not), parsed once."""
+    if not isinstance(value, dict):
+        raise ConfigError(f"watch.metric_limits in {where} must be a table of numbers (for example "
+                          f"{{ errors = 100 }}), not {value!r}.")
+    limits = {}
+    for name, limit in value.items():
+        try:
+            if isinstance(limit, bool):
+                raise ValueError
+            limits[str(name)] = float(limit)
+        except (TypeError, ValueError):
+            raise ConfigError(f"watch.metric_limits.{name} in {where} must be a number, not {limit!r}.") from None
+    return limits
 
 
 def choices_of(hint: Any) -> tuple[str, ...]:
@@ -428,12 +452,6 @@ def _validate(key: str, value: Any, where: str) -> None:
                 raise ConfigError(f"standby_urls in {where} must not hold an empty URL.")
     if key == "watch.interval" and value.ms < 100:
         raise ConfigError(f"watch.interval in {where} must be at least 100ms, not {value.text!r}.")
-    if key == "watch.metric_limits":
-        for name, limit in value.items():
-            try:
-                float(limit)
-            except ValueError:
-                raise ConfigError(f"watch.metric_limits.{name} in {where} must be a number, not {limit!r}.") from None
     if key == "targets.parallel" and value < 1:
         raise ConfigError(f"targets.parallel in {where} must be at least 1 (targets migrated at a time), not {value}.")
     if key == "backup.pgbackrest_repo" and value is not None and not 1 <= value <= 256:

@@ -241,8 +241,8 @@ class Watcher:
                    f"(watch.max_health_failures = {o.max_health_failures}): {sample.health.error}")
         for metric, highest in o.metric_limits.items():
             value = sample.metrics.get(metric)
-            if value is not None and value > float(highest):
-                yield f"metric {metric} is {value:g} (watch.metric_limits.{metric} = {highest})"
+            if value is not None and value > highest:
+                yield f"metric {metric} is {value:g} (watch.metric_limits.{metric} = {highest:g})"
 
     # -- a watch ---------------------------------------------------------------------------
     def watch(self, seconds: float, on_sample: Callable[[Sample], None] | None = None, *,

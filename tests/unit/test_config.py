@@ -282,3 +282,16 @@ def test_watch_interval_flag_returns_new_settings() -> None:
     assert (seconds, changed.watch.interval.ms, settings.watch.interval.ms) == (120.0, 250, 1000)
     with pytest.raises(ConfigError, match="--interval must be at least 100ms"):
         watch_flags(settings, for_="0", interval="50ms")
+
+
+def test_metric_limits_are_numbers_parsed_once(tmp_path: Path) -> None:
+    """A watch compares each sample with its limit: the limit is a float from load on, quoted or not."""
+    (tmp_path / "pgshift.toml").write_text('[watch]\nmetric_limits = { errors = "10", latency = 2.5, hits = 3 }\n')
+    limits = load_settings(cwd=tmp_path).watch.metric_limits
+    assert limits == {"errors": 10.0, "latency": 2.5, "hits": 3.0}
+    assert all(type(limit) is float for limit in limits.values())
+    (tmp_path / "pgshift.toml").write_text('[watch]\nmetric_limits = { errors = true }\n')
+    with pytest.raises(ConfigError, match=r"watch.metric_limits.errors in .*pgshift.toml must be a number, not True"):
+        load_settings(cwd=tmp_path)
+    with pytest.raises(TypeError, match=r"metric_limits\['errors'\] must be a number"):
+        WatchSettings(metric_limits={"errors": "10"})  # type: ignore[dict-item]
