@@ -103,7 +103,7 @@ def _executor(settings: Settings, conn: psycopg.Connection[Any], history: Histor
               after_record: Callable[[Migration], None] | None = None) -> Executor:
     return Executor(
         conn, history, server_major=server_major(conn),
-        timeouts=Timeouts(settings.lock_timeout.postgres, settings.statement_timeout.postgres),
+        timeouts=Timeouts(settings.lock_timeout, settings.statement_timeout),
         retry=RetryPolicy(
             attempts=settings.lock_retries,
             initial_ms=settings.retry_initial_delay.ms,
@@ -483,8 +483,8 @@ def _dry_run_ops(settings: Settings, conn: psycopg.Connection[Any], m: OpsMigrat
 
 def _dry_run_step(settings: Settings, conn: psycopg.Connection[Any], m: Migration, major: int) -> DryRunStep:
     """The steps the engine would run for a SQL migration, rendered as an operations migration's are."""
-    timeouts = StepTimeouts(m.lock_timeout or settings.lock_timeout.postgres,
-                            m.statement_timeout or settings.statement_timeout.postgres, settings=session_settings(m))
+    timeouts = StepTimeouts(m.lock_timeout or settings.lock_timeout,
+                            m.statement_timeout or settings.statement_timeout, settings=session_settings(m))
     plan = sql_steps(m, m.up, major)
     lines = [f"-- {m.label} ({m.path})"]
     if plan.mode == "transaction blocks":

@@ -193,5 +193,5 @@ def test_only_a_constant_default_is_added_without_a_backfill(default: str, const
 def test_the_files_lock_timeout_is_kept_as_the_server_takes_it() -> None:
     """Written like a setting ("10m"), it reaches SET lock_timeout, which knows only "min"."""
     document = {"operations": [{"drop_index": {"name": "i"}}], "lock_timeout": "10m"}
-    assert parse_document(document, "f.ops.yaml").lock_timeout == "10min"
-    assert parse_document({**document, "lock_timeout": "50ms"}, "f.ops.yaml").lock_timeout == "50ms"
+    assert parse_document(document, "f.ops.yaml").lock_timeout.postgres == "10min"
+    assert parse_document({**document, "lock_timeout": "50ms"}, "f.ops.yaml").lock_timeout.postgres == "50ms"

@@ -15,6 +15,7 @@ from psycopg import conninfo
 from pgshift import api
 from pgshift.config import Settings
 from pgshift.errors import MigrationSourceError
+from pgshift.units import Duration
 from tests.helpers import database_owner_role, run_pgshift, write_migration
 
 Conn = psycopg.Connection[Any]
@@ -93,7 +94,8 @@ def test_nothing_is_left_set_on_the_connection_after_a_migration(tmp_path: Path,
     with psycopg.connect(db_url, autocommit=True) as pooled:
         history = History(pooled, "pgshift")
         history.ensure()
-        executor = Executor(pooled, history, server_major=15, timeouts=Timeouts("2s", "30s"),
+        timeouts = Timeouts(Duration.parse("2s"), Duration.parse("30s"))
+        executor = Executor(pooled, history, server_major=15, timeouts=timeouts,
                             retry=RetryPolicy(attempts=2, initial_ms=10, max_ms=20))
         defaults = pooled.execute("SELECT current_setting('lock_timeout'), current_setting('statement_timeout')"
                                   ).fetchone()

@@ -18,7 +18,8 @@ def test_directives_and_parts(tmp_path: Path) -> None:
     (tmp_path / "20240102000000_plain.sql").write_text("CREATE TABLE t2 (id int);\n")
     first, second = load(tmp_path)
     assert (first.version, first.name, first.transactional) == ("20240101000000", "idx", False)
-    assert (first.lock_timeout, first.statement_timeout) == ("5s", "1min")
+    assert first.lock_timeout is not None and first.statement_timeout is not None
+    assert (first.lock_timeout.ms, first.statement_timeout.ms) == (5_000, 60_000)
     assert first.up[0].line == 6 and first.down is not None and first.down[0].line == 8
     assert second.down is None and not second.reversible and second.up[0].line == 1
 
@@ -60,4 +61,5 @@ def test_timeout_directives_are_kept_in_units_the_server_knows(tmp_path: Path) -
     knows only "min"."""
     (tmp_path / "1_x.sql").write_text("-- pgshift:lock-timeout 10m\n-- pgshift:statement-timeout 1.5s\nSELECT 1;\n")
     [m] = load(tmp_path)
-    assert (m.lock_timeout, m.statement_timeout) == ("10min", "1500ms")
+    assert m.lock_timeout is not None and m.statement_timeout is not None
+    assert (m.lock_timeout.postgres, m.statement_timeout.postgres) == ("10min", "1500ms")

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, Literal, Protocol, TypeVar
 
 from pgshift.errors import MigrationSourceError, SqlParseError
+from pgshift.units import Duration
 
 if TYPE_CHECKING:
     from pgshift.ops.model import OpsFile
@@ -95,8 +96,9 @@ class Migration:
     source_format: str
     kind: Kind = "versioned"
     transactional: bool = True
-    lock_timeout: str | None = None
-    statement_timeout: str | None = None
+    # Its own directives' timeouts, parsed once at load (None: the settings' ones).
+    lock_timeout: Duration | None = None
+    statement_timeout: Duration | None = None
     sort_key: tuple[object, ...] = field(default=())
     settings: tuple[SessionSetting, ...] = ()
     error: MigrationSourceError | None = None

@@ -46,7 +46,7 @@ class OpsFile:
     operations: list[Op]
     schema: str = "public"
     version_schema: str | None = None
-    lock_timeout: str = "50ms"
+    lock_timeout: Duration = Duration.parse("50ms")
     lock_retries: int = 30
     # The expand backfill runs under live traffic: an application write to a row of the running
     # batch waits for that batch, so batches stay short (pgshift backfill has the same defaults).
@@ -86,9 +86,9 @@ def _top_level(values: Any, file: str) -> dict[str, Any]:
                                        f"(for example `settings: {{maintenance_work_mem: 1GB}}`), not {value!r}.")
     checked = {k: v for k, v in values.items() if v is not None}
     if "lock_timeout" in checked:
-        # Checked here, not by SET lock_timeout mid-run; kept as the server takes it ("10m" -> "10min").
+        # Checked here, not by SET lock_timeout mid-run.
         try:
-            checked["lock_timeout"] = Duration.parse(checked["lock_timeout"], key=f"{file}: 'lock_timeout'").postgres
+            checked["lock_timeout"] = Duration.parse(checked["lock_timeout"], key=f"{file}: 'lock_timeout'")
         except ConfigError as exc:
             raise MigrationSourceError(exc.message) from exc
     return checked

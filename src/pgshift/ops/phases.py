@@ -245,7 +245,7 @@ class PhaseRunner:
     @property
     def timeouts(self) -> StepTimeouts:
         # No statement_timeout on a CONCURRENTLY build: it may take long, and blocks nobody meanwhile.
-        return StepTimeouts(self.ops.lock_timeout, self.settings.statement_timeout.postgres,
+        return StepTimeouts(self.ops.lock_timeout, self.settings.statement_timeout,
                             autocommit_statement_timeout=False,
                             settings=session_settings(self.migration))
 

@@ -11,6 +11,7 @@ from typing import Any
 import psycopg
 
 from pgshift.errors import server_error_text
+from pgshift.units import Duration
 
 # The lock modes that conflict with SHARE UPDATE EXCLUSIVE (VALIDATE, CREATE INDEX CONCURRENTLY).
 WEAK_LOCK_CONFLICTS = ["ShareUpdateExclusiveLock", "ShareLock", "ShareRowExclusiveLock", "ExclusiveLock",
@@ -90,7 +91,7 @@ class Autovacuums:
         self.notes: dict[int, str] = {}  # pid -> why that autovacuum is still in the way
         self.cancelled: list[int] = []
 
-    def clear(self, strong: list[str], weak: list[str], lock_timeout: str, label: str,
+    def clear(self, strong: list[str], weak: list[str], lock_timeout: Duration, label: str,
               log: Callable[[int, str], None]) -> None:
         for b in step_blockers(self.conn, strong, weak):
             if not b.autovacuum:

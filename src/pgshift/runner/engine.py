@@ -23,7 +23,6 @@ from typing import Any, NamedTuple, Protocol
 import psycopg
 from psycopg import sql
 
-from pgshift.config import duration_ms
 from pgshift.db.history import History
 from pgshift.migrations.model import Migration, Statement
 from pgshift.ops.names import qualified
@@ -184,9 +183,9 @@ class StepEngine:
         t = self.timeouts
         if local or t.autocommit_statement_timeout:
             self.conn.execute("SELECT set_config('lock_timeout', %s, %s), set_config('statement_timeout', %s, %s)",
-                              (t.lock_timeout, local, t.statement_timeout, local))
+                              (t.lock_timeout.postgres, local, t.statement_timeout.postgres, local))
         else:
-            self.conn.execute("SELECT set_config('lock_timeout', %s, false)", (t.lock_timeout,))
+            self.conn.execute("SELECT set_config('lock_timeout', %s, false)", (t.lock_timeout.postgres,))
         self._set_settings(local=local)
 
     def _set_settings(self, *, local: bool) -> None:
@@ -216,7 +215,8 @@ class StepEngine:
             shown = qualified(str(row[0]), str(row[1]))
             started = time.monotonic()
             try:
-                self.conn.execute("SELECT set_config('lock_timeout', %s, false)", (self.timeouts.lock_timeout,))
+                self.conn.execute("SELECT set_config('lock_timeout', %s, false)",
+                                  (self.timeouts.lock_timeout.postgres,))
                 self.conn.execute(sql.SQL("ANALYZE {}").format(name))
             except psycopg.Error as exc:
                 if self.conn.broken or self.conn.closed:
@@ -329,7 +329,7 @@ class StepEngine:
             # A transaction already older than lock_timeout that holds a lock on the table will very
             # likely outlast this attempt; queued, the attempt would only hold back every query behind
             # it for lock_timeout. So wait for it to end without queuing (the same retry budget).
-            if final or not any(b.xact_age_s * 1000 > self._lock_timeout_ms for b in held):
+            if final or not any(b.xact_age_s * 1000 > self.timeouts.lock_timeout.ms for b in held):
                 return False
             self.result.retries += 1
             self.history.log(self.migration.version, "lock-wait-without-queuing",
@@ -349,10 +349,6 @@ class StepEngine:
             return self.owner.exhausted(step, number, exc, self.blocking(step))
 
         self.retry.run(attempt, hold_off=hold_off, on_retry=on_retry, exhausted=exhausted)
-
-    @property
-    def _lock_timeout_ms(self) -> int:
-        return duration_ms(self.timeouts.lock_timeout, key="lock_timeout")
 
     def blocking(self, step: Step) -> str:
         """Who holds the step back now, for its LockTimeoutExhausted message: the sessions holding locks

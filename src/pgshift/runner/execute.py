@@ -49,6 +49,7 @@ from pgshift.runner.steps import (
     sql_steps,
     transaction_blocks,
 )
+from pgshift.units import Duration
 
 __all__ = ["RETRYABLE", "Executor", "StatementObserver", "StepResult", "Timeouts", "needs_steps",
            "prefix_checksum", "statement_failure", "transaction_blocks"]
@@ -61,8 +62,8 @@ Notify = Callable[[str], None]
 
 @dataclass
 class Timeouts:
-    lock_timeout: str
-    statement_timeout: str
+    lock_timeout: Duration
+    statement_timeout: Duration
 
 
 @dataclass

@@ -21,6 +21,7 @@ from pgshift.migrations.splitter import first_word
 from pgshift.ops.names import qualified, quote_ident
 from pgshift.ops.operations._base import StepKind
 from pgshift.runner.backfill import BackfillOptions, BackfillSpec
+from pgshift.units import Duration
 
 
 @dataclass
@@ -312,8 +313,8 @@ def sql_steps(migration: Migration, statements: Sequence[Statement], server_majo
 
 @dataclass(frozen=True)
 class StepTimeouts:
-    lock_timeout: str
-    statement_timeout: str
+    lock_timeout: Duration
+    statement_timeout: Duration
     # A statement in autocommit runs under statement_timeout too (SQL migrations), or under none, so
     # a long CONCURRENTLY build is never cancelled (operations migrations).
     autocommit_statement_timeout: bool = True
@@ -342,7 +343,7 @@ def render_steps(steps: list[Step], timeouts: StepTimeouts, conn: psycopg.Connec
     def literal(value: str) -> str:
         return sql.Literal(value).as_string(conn)
 
-    lock, stmt_timeout = literal(timeouts.lock_timeout), literal(timeouts.statement_timeout)
+    lock, stmt_timeout = literal(timeouts.lock_timeout.postgres), literal(timeouts.statement_timeout.postgres)
 
     def sets(local: bool) -> list[str]:
         return [sql.SQL("SET LOCAL {} = {};" if local else "SET {} = {};").format(

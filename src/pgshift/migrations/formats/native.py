@@ -70,8 +70,8 @@ def parse_file(path: Path, version: str, name: str, *, split: Split = split_sql)
         raise MigrationSourceError(f"The migration file {path} is empty.")
     checksum = source.checksum()
     transactional = True
-    lock_timeout: str | None = None
-    statement_timeout: str | None = None
+    lock_timeout: Duration | None = None
+    statement_timeout: Duration | None = None
     settings: dict[str, SessionSetting] = {}
     # Line numbers of the markers, and offsets in text where the up part starts and the down marker line.
     up_start, up_offset = 0, 0
@@ -93,8 +93,7 @@ def parse_file(path: Path, version: str, name: str, *, split: Split = split_sql)
             transactional = False
         elif directive in ("lock-timeout", "statement-timeout"):
             try:
-                # Kept as the server takes it: PostgreSQL knows "10min", not the "10m" a setting may write.
-                timeout = Duration.parse(arg, key=f"{where}: {directive}").postgres
+                timeout = Duration.parse(arg, key=f"{where}: {directive}")
             except ConfigError as exc:
                 raise MigrationSourceError(str(exc)) from exc
             if directive == "lock-timeout":
