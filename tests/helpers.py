@@ -94,3 +94,8 @@ def database_owner_role(conn: psycopg.Connection[Any], db_name: str, db_url: str
         conn.execute(sql.SQL("REASSIGN OWNED BY {} TO CURRENT_USER").format(sql.Identifier(role)))
         conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
         conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+
+
+def find_program(name: str, *places: str) -> str | None:
+    """A Debian-packaged program on PATH, or in the folders Debian installs it to (not on every PATH)."""
+    return shutil.which(name) or next((p for p in places if os.access(p, os.X_OK)), None)

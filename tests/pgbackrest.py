@@ -22,13 +22,13 @@ import pytest
 from psycopg import sql
 
 from pgshift.embedded import EmbeddedCluster, _server_user
+from tests.helpers import find_program
 
 STANZA = "main"
 
 
 def find_pgbackrest() -> str | None:
-    return shutil.which("pgbackrest") or next(
-        (p for p in ("/usr/bin/pgbackrest", "/usr/local/bin/pgbackrest") if os.access(p, os.X_OK)), None)
+    return find_program("pgbackrest", "/usr/bin/pgbackrest", "/usr/local/bin/pgbackrest")
 
 
 @dataclass

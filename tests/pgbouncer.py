@@ -23,6 +23,7 @@ import pytest
 
 from pgshift.embedded import _server_user, free_port
 from tests.conftest import PgServer
+from tests.helpers import find_program
 
 # Roles the tests may log in as through PgBouncer (its auth file must list every user, even with trust).
 APP_ROLES = ("pgshift_app_old", "pgshift_app_new")
@@ -30,8 +31,7 @@ POOL_SIZE = 3  # fewer server connections than client threads, so transactions s
 
 
 def find_pgbouncer() -> str | None:
-    return shutil.which("pgbouncer") or next(
-        (p for p in ("/usr/sbin/pgbouncer", "/usr/bin/pgbouncer") if os.access(p, os.X_OK)), None)
+    return find_program("pgbouncer", "/usr/sbin/pgbouncer", "/usr/bin/pgbouncer")
 
 
 @dataclass
