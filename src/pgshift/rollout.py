@@ -442,6 +442,7 @@ class Rollout:
     def lint(self, record: StepRecord) -> None:
         """Lint what is pending against the live server; split off destructive SQL migrations."""
         from pgshift.errors import MigrationRefused
+        from pgshift.lint.context import runner_timeouts
         from pgshift.lint.live import lint_pending, starting_schema
         from pgshift.lint.model import lint_verdict
 
@@ -450,7 +451,8 @@ class Rollout:
         self.migrations = {m.version: m for m in report.plan.migrations}
         with open_connection(self.settings) as conn:
             lint = lint_pending(conn, self.settings.lint, pending, list(report.plan.applied),
-                                history_schema=self.settings.history_schema, schema=starting_schema(self.settings))
+                                history_schema=self.settings.history_schema, schema=starting_schema(self.settings),
+                                runner_sets=runner_timeouts(self.settings))
         verdict = lint_verdict(lint, self.settings.lint.fail_level)
         if verdict.failed:
             raise MigrationRefused(

@@ -35,8 +35,10 @@ SQL = ("ALTER TABLE items ADD COLUMN label varchar(40);\n"
 
 def _project(tmp_path: Path, conn: Conn, fail_level: str, sql: str = SQL) -> Path:
     conn.execute("CREATE TABLE items (id bigint PRIMARY KEY); INSERT INTO items SELECT generate_series(1, 20)")
+    # A project that turned migrate's lock_timeout off, so that PS037 is the warning these tests block on.
     (tmp_path / "pgshift.toml").write_text(
-        '[backup]\npolicy = "never"\n[lint]\nsmall_table_rows = 0\n'  # judge items as a production table
+        'lock_timeout = "0"\n[backup]\npolicy = "never"\n'
+        '[lint]\nsmall_table_rows = 0\n'  # judge items as a production table
         f'fail_level = "{fail_level}"\n')
     folder = tmp_path / "migrations"
     folder.mkdir()
@@ -98,10 +100,35 @@ def test_check_honours_lint_fail_level(tmp_path: Path, db_url: str, conn: Conn) 
     assert "PS037" in " ".join(check["detail"])
     _, refused = _gate(project, db_url)
     assert refused is not None and "PS037" in refused
-    (project / "pgshift.toml").write_text('[backup]\npolicy = "never"\n[lint]\nfail_level = "error"\n')
+    (project / "pgshift.toml").write_text('lock_timeout = "0"\n[backup]\npolicy = "never"\n'
+                                          '[lint]\nfail_level = "error"\n')
     check = _check(project, db_url)
     assert check["status"] == "passed", check
     assert "1 warning(s)" in check["value"]
+
+
+def test_the_gate_check_and_lint_database_know_migrate_sets_the_timeouts(tmp_path: Path, db_url: str,
+                                                                       conn: Conn) -> None:
+    """`migrate` sets lock_timeout (2s by default) around every migration, so its gate, `check` and
+    `lint --database` do not claim the ALTER runs without one; offline `lint` cannot know who runs the
+    file and still says so. A statement_timeout of 0 sets none: PS038's note stays true and stays."""
+    project = _project(tmp_path, conn, "warning", sql="ALTER TABLE items ADD COLUMN label varchar(40);")
+    (project / "pgshift.toml").write_text('[backup]\npolicy = "never"\n[lint]\nsmall_table_rows = 0\n'
+                                          'fail_level = "warning"\n')
+    toml = (project / "pgshift.toml").read_text()
+    (project / "pgshift.toml").write_text('lock_timeout = "0"\nstatement_timeout = "1min"\n' + toml)
+    rules = {f["rule"] for f in _lint(project, db_url)[0]}
+    assert "PS037" in rules and "PS038" not in rules, rules  # what migrate would set: no lock_timeout
+    (project / "pgshift.toml").write_text(toml)
+    linted, _code = _lint(project, db_url)
+    check = _check(project, db_url)
+    gate, refused = _gate(project, db_url)
+    assert refused is None and check["status"] == "passed", (refused, check)
+    for rules in ({f["rule"] for f in linted}, {f["rule"] for f in gate}):
+        assert "PS037" not in rules and "PS038" in rules, rules
+    assert sorted(map(_key, linted)) == sorted(map(_key, gate))
+    offline = run_pgshift(["lint", "--json"], cwd=project)
+    assert "PS037" in {f["rule"] for f in json.loads(offline.stdout)["findings"]}
 
 
 def test_lint_database_judges_by_the_servers_version_as_the_gate_does(tmp_path: Path, db_url: str,

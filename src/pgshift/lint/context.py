@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from pgshift.config import LintSettings
+from pgshift.config import LintSettings, Settings
 from pgshift.lint.locks import named_locks
 from pgshift.lint.nodes import Node, cmds, relname
 from pgshift.lint.schema import Schema, Table, TableSize
@@ -50,6 +50,12 @@ class UnitState:
     plpgsql: dict[str, tuple[Statement, str]] = field(default_factory=dict)
 
 
+def runner_timeouts(settings: Settings) -> frozenset[str]:
+    """The timeouts `migrate` sets around every migration with these settings (a 0 sets none)."""
+    return frozenset(name for name, value in (("lock_timeout", settings.lock_timeout),
+                                              ("statement_timeout", settings.statement_timeout)) if value.ms)
+
+
 @dataclass
 class RunState:
     """What the statements linted so far did to tables, across the migrations (or files) of one run.
@@ -65,10 +71,15 @@ class RunState:
     fresh: set[str] = field(default_factory=set)
     # Created by the current unit though the server has them: new in that unit only.
     unit_only: set[str] = field(default_factory=set)
+    # The timeouts pgshift's runner sets around every migration of this run ("lock_timeout",
+    # "statement_timeout"): lint judges each unit as if it set them itself, because it will run so.
+    runner_sets: frozenset[str] = frozenset()
 
     def enter(self, unit: UnitState) -> None:
         """Start linting ``unit``. With ``live`` its new tables are the run's: the same set, not a
         copy, so a run of thousands of migrations creating tables stays linear."""
+        unit.lock_timeout |= "lock_timeout" in self.runner_sets
+        unit.statement_timeout |= "statement_timeout" in self.runner_sets
         if self.live:
             self.fresh -= self.unit_only
             self.unit_only.clear()

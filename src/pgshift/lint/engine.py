@@ -336,7 +336,8 @@ class _Linter:
         # A down part is judged against the server as it is, not as the way up leaves it, except
         # that a table the server lacks can only be one the run's up parts create: new and empty
         # unless they filled it (a copy, so the down part changes nothing for later up parts).
-        self.run = run if part == "up" and run is not None else RunState(dict(opts.sizes))
+        self.run = run if part == "up" and run is not None else RunState(
+            dict(opts.sizes), runner_sets=run.runner_sets if run is not None else frozenset())
         self.up_run = run if part == "down" and run is not None and run.live else None
         self.schema = schema
         self.report = report
@@ -353,7 +354,8 @@ class _Linter:
         attach(suppressions, [s.line for s in statements])
         tx = TxState(active=unit.transactional)
         if self.up_run is not None:  # the tables the up parts created so far, as they are now
-            self.run = RunState(dict(self.opts.sizes), live=True, fresh=set(self.up_run.fresh))
+            self.run = RunState(dict(self.opts.sizes), live=True, fresh=set(self.up_run.fresh),
+                                runner_sets=self.up_run.runner_sets)
         self.run.enter(unit)
         # The transactions the file's own BEGIN / COMMIT divide it into, as its tool runs it.
         starts = {b.start: b for b in _blocks(statements, unit)}

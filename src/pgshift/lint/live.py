@@ -73,7 +73,7 @@ def starting_schema(settings: Settings) -> Schema:
 def lint_pending(conn: psycopg.Connection[Any], settings: LintSettings, pending: list[Migration],
                  applied: list[Migration], *, history_schema: str = "pgshift", schema: Schema | None = None,
                  pg_version: int | None = None, rollback: bool = False, collect_locks: bool = False,
-                 run: RunState | None = None) -> LintReport:
+                 run: RunState | None = None, runner_sets: frozenset[str] = frozenset()) -> LintReport:
     """Lint ``pending`` as `migrate` will run them on ``conn``'s server (the migrate gate, `check` and
     `lint --database` all call this, so they agree): against its version and table sizes, after
     replaying ``applied`` into ``schema`` (see :func:`starting_schema`). A table an earlier pending
@@ -82,12 +82,14 @@ def lint_pending(conn: psycopg.Connection[Any], settings: LintSettings, pending:
     their expand, and their contract once contracted (which ones are still expanded is read from
     ``history_schema``). ``pg_version`` (`lint --pg-version`) overrides the server's; ``rollback``
     and ``collect_locks`` are :func:`~pgshift.lint.engine.lint_migrations`'s (`lint`'s down parts
-    and ``--locks``); ``run`` carries what earlier paths of one `lint` run did to tables."""
+    and ``--locks``); ``run`` carries what earlier paths of one `lint` run did to tables; ``runner_sets``
+    are the timeouts `migrate` will set (:func:`pgshift.lint.context.runner_timeouts`), which no
+    migration then lacks."""
     from pgshift.lint.context import RunState
     from pgshift.lint.opsmodel import lint_in_order
 
     major, sizes = pg_version or server_major(conn), read_sizes(conn)
-    run = run or RunState(dict(sizes), True)
+    run = run or RunState(dict(sizes), True, runner_sets=runner_sets)
     expanded: dict[str, str] = {}
     if any(isinstance(m, OpsMigration) for m in applied):  # which applied operations migrations are not yet contracted
         from pgshift.ops.ledger import active_versions

@@ -12,7 +12,7 @@ from typing import TextIO
 
 from pgshift.config import LintSettings, Settings
 from pgshift.errors import ConfigError, PgshiftError, UsageError
-from pgshift.lint.context import RunState
+from pgshift.lint.context import RunState, runner_timeouts
 from pgshift.lint.engine import lint_sql, statements_of
 from pgshift.lint.fix import FixResult, apply_fixes
 from pgshift.lint.model import LintReport, LintVerdict, TableSize, lint_verdict
@@ -70,7 +70,10 @@ class _Run:
 
     def __post_init__(self) -> None:
         # One run for every path given: a table a file creates is new in the files after it.
-        self.run_state = RunState(dict(self.sizes), self.options.database_url is not None)
+        # With --database, judged as `migrate` will run them there: under the timeouts it sets.
+        live = self.options.database_url is not None
+        sets = runner_timeouts(self.settings) if live else frozenset()
+        self.run_state = RunState(dict(self.sizes), live, runner_sets=sets)
         self.report = LintReport(pg_version=self.pg_version)
 
     def text(self, text: str, file: str) -> None:

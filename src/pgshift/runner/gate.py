@@ -96,6 +96,7 @@ def _lint(settings: Settings, conn: psycopg.Connection[Any], todo: list[Migratio
     must not turn backup.policy off for the data that statement drops."""
     import dataclasses
 
+    from pgshift.lint.context import runner_timeouts
     from pgshift.lint.engine import rule_selected
     from pgshift.lint.live import lint_pending, starting_schema
     from pgshift.lint.registry import all_rules
@@ -108,7 +109,7 @@ def _lint(settings: Settings, conn: psycopg.Connection[Any], todo: list[Migratio
             chosen, enable=[*chosen.enable, *(r.id for r in left_out)] if chosen.enable else [],
             disable=[d for d in chosen.disable if d.lower() not in names])
     judged = lint_pending(conn, chosen, todo, applied, history_schema=settings.history_schema,
-                          schema=starting_schema(settings))
+                          schema=starting_schema(settings), runner_sets=runner_timeouts(settings))
     off = {r.id for r in left_out}
     shown = dataclasses.replace(judged, findings=[f for f in judged.findings if f.rule not in off])
     return shown, judged

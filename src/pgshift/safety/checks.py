@@ -244,6 +244,7 @@ def check_lint(ctx: _Context) -> CheckResult:
         return CheckResult(name, FAILED, "unknown", [ctx.status_error or ""])
     if not ctx.pending:
         return CheckResult(name, PASSED, "nothing pending to lint")
+    from pgshift.lint.context import runner_timeouts
     from pgshift.lint.live import lint_pending, starting_schema  # only this check needs the linter loaded
     from pgshift.lint.model import lint_verdict
 
@@ -251,7 +252,7 @@ def check_lint(ctx: _Context) -> CheckResult:
     settings = ctx.settings
     # As the migrate gate judges them: against this server's table sizes, by the same policy.
     report = lint_pending(ctx.conn, settings.lint, ctx.pending, ctx.applied, history_schema=settings.history_schema,
-                          schema=starting_schema(settings))
+                          schema=starting_schema(settings), runner_sets=runner_timeouts(settings))
     verdict = lint_verdict(report, settings.lint.fail_level)
     counts = f"{report.count('error')} error(s), {report.count('warning')} warning(s), {report.count('note')} note(s)"
     if verdict.failed:
