@@ -298,7 +298,7 @@ def _interruptions(plan: Plan, history: History, major: int) -> list[Interruptio
 def _interruption(m: Migration, row: AppliedRow, major: int) -> Interruption:
     when = f"{row.started_at:%Y-%m-%d %H:%M:%S} by {row.applied_by}"
     if row.status == "failed":
-        what = f"{m.label} failed (run started {when}): {row.error or 'no error recorded'}"
+        what = f"{m.label} failed (run started {when}): {(row.error or 'no error recorded').rstrip('.')}"
     else:
         what = f"{m.label} was interrupted (run started {when}; killed, or its connection was lost)"
     total = len(m.up)

@@ -71,6 +71,24 @@ def test_failing_statement_rolls_back_and_reports_file_line(
     assert status == "failed" and done == 0
 
 
+def test_a_constraint_existing_rows_violate_says_a_rerun_needs_the_data_fixed(project: Path, db_url: str,
+                                                                               conn: Conn) -> None:
+    conn.execute("CREATE TABLE users (id int); INSERT INTO users VALUES (1), (42)")
+    write_migration(project / "migrations", "1", "small_ids",
+                    "ALTER TABLE users ADD CONSTRAINT small_id CHECK (id < 10) NOT VALID;\n"
+                    "ALTER TABLE users VALIDATE CONSTRAINT small_id;")
+    result = run_pgshift(["migrate"], cwd=project, url=db_url)
+    assert result.returncode == 8 and "SQLSTATE 23514" in result.stderr, result.stderr
+    assert ("Hint: rows of users violate small_id (the Detail above names one where the server gives it): a rerun "
+            "fails the same way until those rows or the migration are corrected; then run `pgshift migrate` again."
+            ) in " ".join(result.stderr.split()), result.stderr
+    status = run_pgshift(["status"], cwd=project, url=db_url)
+    shown = " ".join(status.stdout.split())
+    assert "history marks it failed.." not in shown and "Hint: rows of users violate small_id" in shown, shown
+    conn.execute("DELETE FROM users WHERE id >= 10")  # the hint's fix works
+    assert run_pgshift(["migrate"], cwd=project, url=db_url).returncode == 0
+
+
 def test_server_hint_is_shown(project: Path, db_url: str) -> None:
     write_migration(project / "migrations", "1", "hint", "SELECT lenght('x');")
     result = run_pgshift(["migrate"], cwd=project, url=db_url)

@@ -384,5 +384,19 @@ def statement_failure(
                      "applied, exactly as before the rollback.")
     else:
         parts.append("The migration's changes were rolled back and history marks it failed.")
-    return MigrationFailed(" ".join(parts), hint=diag.message_hint, sqlstate=exc.sqlstate, detail=diag.message_detail,
+    hint = diag.message_hint or _data_hint(exc, direction)
+    return MigrationFailed(" ".join(parts), hint=hint, sqlstate=exc.sqlstate, detail=diag.message_detail,
                            version=migration.version, file=stmt.file, line=line, statement=stmt.sql)
+
+
+def _data_hint(exc: psycopg.Error, direction: Direction) -> str | None:
+    """A constraint that rows of the table violate (class 23) fails again on every rerun until the
+    data or the migration changes: say so, where the server's own hint says nothing."""
+    if not (exc.sqlstate or "").startswith("23"):
+        return None
+    diag = exc.diag
+    where = f" of {diag.table_name}" if diag.table_name else ""
+    which = f" {diag.constraint_name}" if diag.constraint_name else " the constraint"
+    command = "pgshift rollback" if direction == "down" else "pgshift migrate"
+    return (f"rows{where} violate{which} (the Detail above names one where the server gives it): a rerun fails "
+            f"the same way until those rows or the migration are corrected; then run `{command}` again.")
