@@ -21,6 +21,7 @@ def check(ctx: Ctx) -> Iterator[Hit]:
     verb = "fails: CONCURRENTLY is not supported on a partitioned table" if ctx.body.get("concurrent") else (
         "builds the index on every partition while holding SHARE locks on all of them")
     yield Hit(f"CREATE INDEX on the partitioned table {table} {verb}.", table=table, severity="error",
+              scaled=not ctx.body.get("concurrent"),  # a statement that fails does so on a small table too
               fix=(f"CREATE INDEX idx ON ONLY {table} (...);  -- invalid parent index, instant\n"
                    "CREATE INDEX CONCURRENTLY idx_p1 ON <partition> (...);  -- per partition, no transaction\n"
                    "ALTER INDEX idx ATTACH PARTITION idx_p1;  -- the parent becomes valid after the last one"))
@@ -42,12 +43,13 @@ def _drop(ctx: Ctx) -> Iterator[Hit]:
             yield Hit(f"DROP INDEX CONCURRENTLY {name} fails: it is the index of the partitioned table {table}, and "
                       "PostgreSQL cannot drop a partitioned index concurrently. The plain DROP INDEX takes an ACCESS "
                       f"EXCLUSIVE lock on {table} and each of its partitions for a moment (catalog only, no scan).",
-                      table=table, severity="error", fix=fix)
+                      table=table, severity="error", fix=fix, lock="ACCESS EXCLUSIVE", scaled=False)
         else:
             yield Hit(f"DROP INDEX {name} drops the index of the partitioned table {table} and every partition's "
                       f"attached to it, under an ACCESS EXCLUSIVE lock on {table} and each partition (catalog only, no "
                       "scan; PostgreSQL has no CONCURRENTLY form for it): queries on them wait while it waits for its "
-                      "lock, so run it under a short lock_timeout.", table=table, severity="warning", fix=fix)
+                      "lock, so run it under a short lock_timeout.", table=table, severity="warning", fix=fix,
+                      lock="ACCESS EXCLUSIVE")
 
 
 RULE = Rule(
