@@ -153,6 +153,7 @@ class DeployReport:
     contract_due: dict[str, str] = field(default_factory=dict)  # version -> due after (ISO)
     contracted: list[str] = field(default_factory=list)
     undo: list[str] = field(default_factory=list)  # what the failure policy did
+    left: list[str] = field(default_factory=list)  # what the undo could not take back (also in ``undo``)
     # deploy.on_failure = "restore": the backup, the database kept as it was, tables whose row count changed
     restored: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
@@ -384,6 +385,7 @@ class Rollout:
         self.done: set[str] = set()
         self.app_started = False
         self.migrations: dict[str, Migration] = {}
+        self.part_applied: list[tuple[str, int, int]] = []  # (version, statements done, of) stopped part-way
         self.planned = False  # the batch is recorded in the ledger
         self._lint: Any = None  # the LintReport of the lint step
         # Takes the deploy lock again on a new connection: a restore's swap ends the session that held it.
@@ -798,7 +800,17 @@ class Rollout:
     def undo_schema(self) -> None:
         from pgshift.ops.service import abort
 
-        for version, how in reversed(self._applied_now()):
+        applied = self._applied_now()
+        # A statement-by-statement migration that stopped part-way is not undone: its down part is written for
+        # the whole of it (it may drop what the failing statement found already there). Named, not hidden.
+        for version, done, total in self.part_applied:
+            left = (f"left migration {self._label(version)} part-applied: its statements 1-{done} of {total} stay "
+                    "committed (a migration run statement by statement is not undone part-way; its down part is "
+                    f"written for all of it); `pgshift migrate` on this database continues it at statement {done + 1} "
+                    "after the migrations before it, or undo those statements by hand")
+            self.report.left.append(left)
+            self.report.undo.append(left)
+        for version, how in reversed(applied):
             label = self._label(version)
             if how == "expand":
                 lost = self._written_to_added_columns(version)
@@ -848,6 +860,10 @@ class Rollout:
         report = status(self.settings)
         self.migrations = {m.version: m for m in report.plan.migrations}
         applied = {m.version for m in report.plan.applied}
+        self.part_applied = [(v, row.statements_done, row.statements_total) for v in self.report.batch
+                             + self.report.deferred if (row := report.plan.rows.get(v)) is not None
+                             and row.direction == "up" and row.status in ("failed", "running")
+                             and row.statements_done > 0 and v not in report.expanded]
         found = []
         for version in self.report.batch + self.report.deferred:
             if report.expanded.get(version) in ("expanding", "expanded", "aborting"):

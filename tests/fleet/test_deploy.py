@@ -4,19 +4,18 @@ the orchestrator, then --resume."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import signal
 import time
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
 
 import pytest
 
 from pgshift import api
 from pgshift.config import load_settings
 from tests.fleet.conftest import Fleet, Member
+from tests.fleet.helpers import SLEEP_IF_MARKED, kill_when_sleeping, mark, password, sleep_if_marked
 from tests.helpers import run_pgshift, start_pgshift, write_migration
 
 ADD_STATUS = """
@@ -27,9 +26,6 @@ operations:
       table: items
       column: {name: status, type: text, default: "'NEW'", nullable: true}
 """
-SLEEP_IF_MARKED = (
-    "DO $$ BEGIN IF to_regclass('public.sleep_marker') IS NOT NULL THEN PERFORM pg_sleep(60); END IF; END $$;"
-)
 
 
 def _project(root: Path, *, targets: str = "parallel = 4\n", deploy: str = "", slow: bool = False,
@@ -87,10 +83,6 @@ def _unfinished(member: Member) -> bool:
                             "AND detail->>'deploy' = %s", (started[0],)).fetchone() == (0,)
 
 
-def _password(url: str) -> str:
-    return unquote(urlsplit(url).password or "")
-
-
 def test_deploy_over_22_databases_on_two_clusters_runs_the_hook_once(tmp_path: Path, fleet: Fleet) -> None:
     project = _project(tmp_path, targets="canary = 1\nparallel = 4\n")
     members = fleet.create(22)
@@ -114,7 +106,7 @@ def test_deploy_over_22_databases_on_two_clusters_runs_the_hook_once(tmp_path: P
     page = (project / "fleet.html").read_text()
     for m in members:
         assert f"<td>{m.dbname}" in page
-        assert _password(m.url) not in page + run.stdout + run.stderr
+        assert password(m.url) not in page + run.stdout + run.stderr
     assert "deployed" in page and "Fleet-wide steps" in page
 
 
@@ -132,7 +124,7 @@ def test_a_failing_target_rolls_back_every_target_the_deploy_touched(tmp_path: P
     assert "fleet-deploy-failed" in run.stderr and "failed at expand" in run.stderr
     page = (project / "failed.html").read_text()  # written for a failed deploy too
     assert "class='verdict fail'>failed<" in page and "What the failure policy did" in page
-    assert all(f"<td>{m.dbname}" in page and _password(m.url) not in page for m in members)
+    assert all(f"<td>{m.dbname}" in page and password(m.url) not in page for m in members)
     report = json.loads(run.stdout)
     rows = {t["target"]: t for t in report["targets"]}
     assert rows[bad.dbname]["result"] == "failed"
@@ -147,6 +139,44 @@ def test_a_failing_target_rolls_back_every_target_the_deploy_touched(tmp_path: P
         assert applied == [] and column is None, (m.dbname, rows[m.dbname])
         assert tables == (["orders"] if m is bad else [])
         assert not _unfinished(m) or rows[m.dbname]["result"] == "not started"
+
+
+def test_a_target_failing_part_way_through_a_statement_by_statement_migration_names_what_stays(
+        tmp_path: Path, fleet: Fleet) -> None:
+    """Its first statement committed, the second failed: the undo does not run the down part of a migration that
+    ran part-way (written for all of it, here it would drop the table the failing statement found), but says
+    so, for that target; the hint (fix, then deploy again) continues it at the failed statement."""
+    project = _project(tmp_path, targets="parallel = 1\nmax_failures = 0\n")
+    write_migration(project / "migrations", "3", "orders",
+                    "CREATE TABLE orders (id bigint PRIMARY KEY);\nCREATE TABLE clash ();",
+                    "DROP TABLE clash;\nDROP TABLE orders;", directives=("no-transaction",))
+    members = fleet.create(3)
+    bad = members[1]
+    with bad.connect() as conn:
+        conn.execute("CREATE TABLE clash (legacy int)")  # the second statement of migration 3 fails here
+    targets = fleet.write(project / "targets.txt", members)
+
+    run = run_pgshift(["deploy", "--targets", str(targets), "--json"], cwd=project, timeout=300)
+    assert run.returncode == 32, run.stderr
+    report = json.loads(run.stdout)
+    rows = {t["target"]: t for t in report["targets"]}
+    assert [rows[m.dbname]["result"] for m in members] == ["rolled back", "failed", "not started"]
+    assert rows[bad.dbname]["error"].endswith("(then rolled back, but for what the undo lines name)")
+    left = (f"{bad.dbname}: left migration 3 orders part-applied: its statements 1-1 of 2 stay committed (a "
+            "migration run statement by statement is not undone part-way")
+    assert any(line.startswith(left) for line in report["undo"]), report["undo"]
+    assert f"{bad.dbname}: left migration 3 orders part-applied" in run.stderr
+    assert _state(bad) == ([], ["clash", "orders"], None)  # migrations 1 and 2 undone; 3's first statement stays
+    assert _state(members[0]) == ([], [], None)
+
+    with bad.connect() as conn:  # the cause fixed
+        conn.execute("DROP TABLE clash")
+    hint = run.stderr[run.stderr.index("then run `") + len("then run `"):]
+    again = run_pgshift([*hint[:hint.index("`")].split()[1:], "--json"], cwd=project, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["counts"] == {"deployed": 3}
+    for m in members:
+        assert _state(m) == (["1", "2", "3"], ["clash", "items", "orders"], "text") and not _unfinished(m)
 
 
 def test_an_unhealthy_app_rolls_the_app_back_once_and_every_target(tmp_path: Path, fleet: Fleet) -> None:
@@ -173,23 +203,11 @@ def test_kill_9_of_the_orchestrator_mid_expand_then_resume(tmp_path: Path, fleet
     project = _project(tmp_path, targets="parallel = 2\n", slow=True)
     members = fleet.create(6)
     slow = members[2:4]  # the first two expand; these hang in migration 3; the last two never start
-    for m in slow:
-        with m.connect() as conn:
-            conn.execute("CREATE TABLE sleep_marker ()")
+    mark(slow)
     targets = fleet.write(project / "targets.txt", members)
 
-    proc = start_pgshift(["deploy", "--targets", str(targets)], cwd=project, url="")
-    try:
-        deadline = time.monotonic() + 120
-        while not all(_sleeping(m) for m in slow):
-            assert time.monotonic() < deadline and proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-            time.sleep(0.1)
-    finally:
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
+    kill_when_sleeping(start_pgshift(["deploy", "--targets", str(targets)], cwd=project, url=""), slow)
     for m in slow:
-        while _sleeping(m):
-            time.sleep(0.1)
         with m.connect() as conn:
             conn.execute("DROP TABLE sleep_marker")
     assert [_unfinished(m) for m in members[:4]] == [True] * 4
@@ -213,13 +231,6 @@ def test_kill_9_of_the_orchestrator_mid_expand_then_resume(tmp_path: Path, fleet
 
     nothing = run_pgshift(["deploy", "--targets", str(targets), "--resume"], cwd=project)
     assert nothing.returncode == 48 and "Nothing to resume" in nothing.stderr
-
-
-def _sleeping(member: Member) -> bool:
-    with member.connect() as conn:
-        row = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                           "AND query LIKE '%pg_sleep(60)%' AND pid <> pg_backend_pid()").fetchone()
-        return row == (1,)
 
 
 def _events(member: Member, event: str) -> list[dict[str, object]]:
@@ -340,11 +351,85 @@ def test_an_undo_that_stops_on_one_target_is_finished_by_resume_roll_back(tmp_pa
         assert _state(m) == ([], [], None) and not _unfinished(m)
 
 
-def test_only_the_abort_failure_policy_is_run_over_a_fleet(tmp_path: Path) -> None:
-    project = _project(tmp_path)
+@pytest.mark.parametrize("where", ["file", "environment"])
+def test_only_the_abort_failure_policy_is_run_over_a_fleet(tmp_path: Path, where: str) -> None:
+    """on_failure = "restore" over a fleet is refused before any target is read (this one cannot be reached),
+    naming the setting and where it is set."""
+    from pgshift.config import RESTORE_CONFIRMATION
+
+    project = _project(tmp_path, deploy=f'restore_confirm = "{RESTORE_CONFIRMATION}"\n'
+                       + ('on_failure = "restore"\n' if where == "file" else ""))
     (project / "targets.txt").write_text("postgresql://app:pw@db.invalid/x\n")
-    settings = load_settings(cwd=project, environ={})
-    settings = dataclasses.replace(settings, deploy=dataclasses.replace(settings.deploy, on_failure="restore"))
-    with pytest.raises(api.PgshiftError, match=r"implements deploy.on_failure = .abort. only.*'restore'") as raised:
-        api.deploy_targets(settings, "targets.txt")
+    env = {"PGSHIFT_DEPLOY__ON_FAILURE": "restore"} if where == "environment" else {}
+    run = run_pgshift(["deploy", "--targets", "targets.txt"], cwd=project, env=env)
+    assert run.returncode == 3, run.stderr
+    said = " ".join(run.stderr.split())
+    assert "deploy --targets implements deploy.on_failure = \"abort\" only, and deploy.on_failure is 'restore' " \
+           f"in {project / 'pgshift.toml'} (or the environment variable PGSHIFT_DEPLOY__ON_FAILURE, which " \
+           "overrides it)" in said, said
+    assert "Nothing was read or changed" in said and 'set deploy.on_failure = "abort" under [deploy]' in said
+    assert "db.invalid" not in said and "pw" not in said
+    settings = load_settings(cwd=project, environ=env)
+    with pytest.raises(api.PgshiftError, match=r"deploy.on_failure is 'restore' in .*pgshift.toml") as raised:
+        api.deploy_targets(settings, project / "targets.txt")
     assert raised.value.exit_code == 3
+
+
+# migration 2 with a step its abort runs first, sleeping where the table abort_sleep_marker exists
+ADD_STATUS_SLOW_ABORT = ADD_STATUS + f"""  - sql: {{up: "SELECT 1", down: "{sleep_if_marked('abort_sleep_marker')}"}}
+"""
+
+
+def test_kill_9_in_the_middle_of_the_undo_then_the_hint_finishes_it(tmp_path: Path, fleet: Fleet) -> None:
+    """The app hook fails, so every target is undone; the orchestrator is killed while two targets are inside
+    the down part of migration 3 (statement by statement: half of it is committed) and a third inside the
+    abort of migration 2's expand. The refused rerun's hint finishes the undo: every target ends as before
+    the deploy, nothing of it left, every ledger closed, and the summary says which target the killed run
+    had already undone."""
+    project = _project(tmp_path, targets="parallel = 3\n", app="exit 3")
+    write_migration(project / "migrations", "3", "orders",
+                    "CREATE TABLE orders (id bigint PRIMARY KEY);\nCREATE TABLE after_sleep ();",
+                    f"DROP TABLE after_sleep;\n{sleep_if_marked('undo_sleep_marker')}\nDROP TABLE orders;",
+                    directives=("no-transaction",))
+    (project / "migrations" / "2_add_status.ops.yaml").write_text(ADD_STATUS_SLOW_ABORT)
+    members = fleet.create(6)
+    in_down, in_abort = members[1:3], members[3]  # the first is undone before; the last two after the kill
+    mark(in_down, "undo_sleep_marker")
+    mark([in_abort], "abort_sleep_marker")
+    targets = fleet.write(project / "targets.txt", members)
+
+    kill_when_sleeping(start_pgshift(["deploy", "--targets", str(targets)], cwd=project, url=""),
+                       [*in_down, in_abort])
+    for m in [*in_down, in_abort]:
+        with m.connect() as conn:
+            conn.execute("DROP TABLE IF EXISTS undo_sleep_marker, abort_sleep_marker")
+    for m in in_down:  # half undone: the statement before the sleep is committed, the one after it is not
+        assert _state(m)[:2] == (["1", "2"], ["items", "orders"]), m.dbname
+    with in_abort.connect() as conn:  # migration 3 undone, the abort of migration 2 stopped in its first step
+        assert conn.execute("SELECT phase FROM pgshift.ops_state WHERE version = '2'").fetchone() == ("aborting",)
+    assert _state(in_abort)[1:] == (["items"], "text")
+    assert _hooks(project) == ["rollback"]
+    assert not _unfinished(members[0]) and all(_unfinished(m) for m in members[1:])
+
+    forward = run_pgshift(["deploy", "--targets", str(targets), "--resume"], cwd=project)
+    assert forward.returncode == 48 and "was being rolled back" in forward.stderr, forward.stderr
+    hint = forward.stderr[forward.stderr.index("`pgshift deploy"):]
+    command = hint[1:hint.index("`", 1)].split()
+    assert command == ["pgshift", "deploy", "--targets", str(targets), "--resume", "--roll-back"], hint
+    back = run_pgshift([*command[1:], "--json"], cwd=project, timeout=300)
+    assert back.returncode == 0, back.stderr
+    report = json.loads(back.stdout)
+    # the first target was undone by the killed run: reported so, not as "not started"
+    assert report["outcome"] == "rolled back" and report["counts"] == {"rolled back": 6}, report
+    assert f"1 more target(s) had been undone by the run that was interrupted ({members[0].dbname})" \
+        in report["undo"][-1], report["undo"]
+    assert _hooks(project) == ["rollback", "rollback"]  # the app hook had started: its rollback runs again
+    for m in members:
+        assert _state(m) == ([], [], None) and not _unfinished(m), m.dbname
+        with m.connect() as conn:  # no migration left half-way, no expand left, no version schema
+            assert conn.execute("SELECT version, status, direction FROM pgshift.migrations WHERE status NOT IN "
+                                "('rolled_back')").fetchall() == []
+            assert conn.execute("SELECT version, phase FROM pgshift.ops_state WHERE phase <> 'aborted'") \
+                .fetchall() == []
+            assert conn.execute("SELECT nspname FROM pg_namespace WHERE nspname NOT LIKE 'pg\\_%' AND nspname NOT IN "
+                                "('public', 'information_schema', 'pgshift')").fetchall() == []

@@ -9,7 +9,6 @@ import signal
 import subprocess
 import time
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
 
 import psycopg
 import pytest
@@ -17,11 +16,8 @@ import pytest
 from pgshift import api
 from pgshift.config import Settings, load_settings
 from tests.fleet.conftest import Fleet, Member
+from tests.fleet.helpers import SLEEP_IF_MARKED, kill_when_sleeping, mark, password
 from tests.helpers import PGSHIFT, run_pgshift, start_pgshift, write_migration
-
-SLEEP_IF_MARKED = (
-    "DO $$ BEGIN IF to_regclass('public.sleep_marker') IS NOT NULL THEN PERFORM pg_sleep(60); END IF; END $$;"
-)
 
 
 def _project(tmp_path: Path, targets: str = "") -> Path:
@@ -47,10 +43,6 @@ def _conflict(member: Member) -> None:
         conn.execute("CREATE TABLE items (legacy int)")
 
 
-def _password(url: str) -> str:
-    return unquote(urlsplit(url).password or "")
-
-
 def test_twenty_two_databases_on_two_clusters_one_fails_then_a_rerun_finishes(tmp_path: Path, fleet: Fleet) -> None:
     project = _project(tmp_path, "parallel = 4\nmax_failures = 5\n")
     members = fleet.create(22)
@@ -73,7 +65,7 @@ def test_twenty_two_databases_on_two_clusters_one_fails_then_a_rerun_finishes(tm
     assert _applied(bad) == []
     assert '"code": "fleet-failed"' in run.stderr and "1 of 22 target(s) failed" in run.stderr
     for m in members:  # URLs carry passwords; neither output shows one
-        assert _password(m.url) not in run.stdout + run.stderr
+        assert password(m.url) not in run.stdout + run.stderr
 
     with bad.connect() as conn:
         conn.execute("DROP TABLE items")
@@ -82,7 +74,7 @@ def test_twenty_two_databases_on_two_clusters_one_fails_then_a_rerun_finishes(tm
     assert "1 applied, 21 up to date" in rerun.stdout
     assert _applied(bad) == ["1", "2", "3"]
     for m in members:
-        assert _password(m.url) not in rerun.stdout + rerun.stderr
+        assert password(m.url) not in rerun.stdout + rerun.stderr
 
     status = run_pgshift(["status", "--targets", str(targets), "--json"], cwd=project)
     assert status.returncode == 0, status.stderr
@@ -153,22 +145,11 @@ def test_kill_9_of_the_orchestrator_then_a_rerun_resumes_each_target(tmp_path: P
         "CREATE TABLE log (n int);", "INSERT INTO log VALUES (1);", SLEEP_IF_MARKED, "INSERT INTO log VALUES (2);",
     ]), directives=("no-transaction",))
     slow = members[2:4]  # the first two finish; these two hang in migration 4; the last four never start
-    for m in slow:
-        with m.connect() as conn:
-            conn.execute("CREATE TABLE sleep_marker ()")
+    mark(slow)
     targets = fleet.write(project / "targets.txt", members, named=True)
 
-    proc = start_pgshift(["migrate", "--targets", str(targets)], cwd=project, url="")
-    try:
-        deadline = time.monotonic() + 60
-        while not all(_sleeping(m) for m in slow):
-            assert time.monotonic() < deadline and proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-            time.sleep(0.1)
-    finally:
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
+    kill_when_sleeping(start_pgshift(["migrate", "--targets", str(targets)], cwd=project, url=""), slow, timeout=60)
     for m in slow:
-        _wait_until_idle(m)
         with m.connect() as conn:
             assert conn.execute("SELECT status, statements_done FROM pgshift.migrations WHERE version = '4'") \
                 .fetchone() == ("running", 2)
@@ -186,20 +167,6 @@ def test_kill_9_of_the_orchestrator_then_a_rerun_resumes_each_target(tmp_path: P
         assert _applied(m) == ["1", "2", "3", "4"]
         with m.connect() as conn:  # statement 2 ran once: the interrupted ones resumed at statement 3
             assert [r[0] for r in conn.execute("SELECT n FROM log ORDER BY n").fetchall()] == [1, 2]
-
-
-def _sleeping(member: Member) -> bool:
-    with member.connect() as conn:
-        row = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                           "AND query LIKE '%pg_sleep(60)%' AND pid <> pg_backend_pid()").fetchone()
-        return row == (1,)
-
-
-def _wait_until_idle(member: Member) -> None:
-    deadline = time.monotonic() + 30
-    while _sleeping(member):
-        assert time.monotonic() < deadline, "the killed run's backend did not end"
-        time.sleep(0.1)
 
 
 def test_check_and_status_visit_every_target_and_name_the_unreachable_one(tmp_path: Path, fleet: Fleet) -> None:
@@ -224,7 +191,7 @@ def test_check_and_status_visit_every_target_and_name_the_unreachable_one(tmp_pa
     report = json.loads(check.stdout)
     assert [t["result"] for t in report["targets"]] == ["passed", "failed", "passed"]
     assert [t["pending"] for t in report["targets"]] == [3, 0, 3]
-    assert _password(gone.url) not in status.stdout + status.stderr + check.stdout + check.stderr
+    assert password(gone.url) not in status.stdout + status.stderr + check.stdout + check.stderr
 
 
 def test_names_resolved_through_the_catalog_query(tmp_path: Path, fleet: Fleet, db_url: str) -> None:
@@ -274,7 +241,7 @@ def test_a_terminal_shows_live_progress_across_targets(tmp_path: Path, fleet: Fl
     assert f"{members[0].dbname}: applying 4 slow" in text  # a running target's latest step
     assert "3 applied in" in text  # then the summary table
     for m in members:
-        assert _password(m.url) not in text
+        assert password(m.url) not in text
 
 
 def test_ctrl_c_starts_no_new_target_and_lets_the_running_one_finish(tmp_path: Path, fleet: Fleet) -> None:

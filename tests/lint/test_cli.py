@@ -274,3 +274,45 @@ def test_the_command_in_process_leaves_the_garbage_collector_as_it_found_it(tmp_
     assert result.exit_code == 1, result.output
     assert json.loads(result.output)["summary"]["errors"] == 1
     assert gc.isenabled()
+
+
+def test_database_lint_knows_an_applied_partitioned_index_cannot_be_dropped_concurrently(
+        tmp_path: Path, db_url: str) -> None:
+    """Migration 1 (applied through the ledger) made events partitioned with an index; migration 2's DROP INDEX
+    CONCURRENTLY of it would fail at run time: lint --database says so before migrate runs it."""
+    from pgshift import api
+    from pgshift.config import Settings
+
+    folder = write(tmp_path / "migrations", {
+        "1_events.sql": "CREATE TABLE events (id bigint, k int) PARTITION BY RANGE (k);\n"
+                        "CREATE TABLE events_p0 PARTITION OF events FOR VALUES FROM (0) TO (100);\n"
+                        "CREATE INDEX events_k ON events (k);\n"})
+    api.migrate(Settings(database_url=db_url, base_dir=tmp_path, migrations_dir="migrations"))
+    write(folder, {"2_drop.sql": "-- pgshift:no-transaction\nDROP INDEX CONCURRENTLY events_k;\n"})
+    (tmp_path / "pgshift.toml").write_text('migrations_dir = "migrations"\n')
+    out = run(["--json", "--database", db_url], tmp_path)
+    found = [f for f in json.loads(out.stdout)["findings"] if f["rule"] == "PS030"]
+    assert [f["severity"] for f in found] == ["error"], out.stdout
+    assert "DROP INDEX CONCURRENTLY events_k fails: it is the index of the partitioned table events" \
+        in found[0]["message"], found
+    assert out.returncode != 0
+
+
+def test_lint_says_what_lock_a_drop_index_operation_of_a_partitioned_index_takes(tmp_path: Path) -> None:
+    """An .ops migration is planned, not linted; but the schema model knows events_k is a partitioned table's
+    index, which drop_index can only drop under ACCESS EXCLUSIVE on the table and every partition."""
+    write(tmp_path / "migrations", {
+        "1_events.sql": "CREATE TABLE events (id bigint, k int) PARTITION BY RANGE (k);\n"
+                        "CREATE TABLE events_p0 PARTITION OF events FOR VALUES FROM (0) TO (100);\n"
+                        "CREATE INDEX events_k ON events (k);\nCREATE TABLE plain (k int);\n"
+                        "CREATE INDEX plain_k ON plain (k);\n",
+        "2_drop.ops.yaml": "operations:\n  - drop_index: {name: plain_k}\n  - drop_index: {name: events_k}\n"})
+    (tmp_path / "pgshift.toml").write_text('migrations_dir = "migrations"\n')
+    out = run(["--json"], tmp_path)
+    found = [f for f in json.loads(out.stdout)["findings"] if f["rule"] == "PS030"]
+    assert [(f["severity"], f["lock"], f["statement"]) for f in found] == [
+        ("warning", "ACCESS EXCLUSIVE", "drop_index events_k")], out.stdout
+    assert found[0]["message"].startswith("operations[1].drop_index: events_k is the index of "
+                                          "the partitioned table events: PostgreSQL cannot drop it CONCURRENTLY")
+    assert found[0]["file"].endswith("2_drop.ops.yaml")
+    assert out.returncode == 0, out.stderr  # a warning: the default fail level is error

@@ -13,7 +13,7 @@ import pytest
 from psycopg import sql
 
 from pgshift import api
-from pgshift.errors import MigrationFailed
+from pgshift.errors import LockTimeoutExhausted, MigrationFailed
 from pgshift.ops import service
 from tests.ops.helpers import make_project, snapshot
 
@@ -47,10 +47,10 @@ def leaves(conn: Conn, table: str = "events") -> list[str]:
         (sql.Identifier(table).as_string(conn),)).fetchall()]
 
 
-def project(tmp_path: Path, db_url: str, setup: str, operations: list[dict[str, Any]]) -> Any:
+def project(tmp_path: Path, db_url: str, setup: str, operations: list[dict[str, Any]], **options: Any) -> Any:
     settings = make_project(tmp_path, db_url, {"001_setup.sql": setup})
     api.migrate(settings)
-    (tmp_path / "migrations" / "002_change.ops.yaml").write_text(json.dumps({"operations": operations}))
+    (tmp_path / "migrations" / "002_change.ops.yaml").write_text(json.dumps({**options, "operations": operations}))
     return settings
 
 
@@ -142,6 +142,59 @@ def test_abort_of_an_index_expand_stopped_part_way_drops_the_unattached_partitio
     result = service.abort(settings)
     assert snapshot(conn) == before
     assert any("cannot drop its index events_note_key CONCURRENTLY" in w for w in result.warnings), result.warnings
+
+
+# -- drop_index ----------------------------------------------------------------------------------------
+def test_drop_index_of_a_partitioned_table_drops_it_in_one_transaction_retried_under_a_held_lock(
+        tmp_path: Path, db_url: str, conn: Conn) -> None:
+    """PostgreSQL refuses DROP INDEX CONCURRENTLY on a partitioned index: contract drops it (and its 10
+    partitions' indexes) in one transaction under lock_timeout. A session holding one partition makes every
+    attempt time out; nothing is dropped, the migration stays expanded (abortable), and the rerun finishes."""
+    settings = project(tmp_path, db_url, setup_sql() + "CREATE INDEX events_note_idx ON events (note);\n",
+                       [{"drop_index": {"name": "events_note_idx"}}], lock_timeout="50ms", lock_retries=2)
+    assert len(indexes(conn, "events_note_idx")) == 11
+    before = snapshot(conn)
+    text = api.migrate(settings, dry_run=True).dry_run[0].sql
+    assert "-- then `pgshift contract` step 1/2 (drop partitioned index public.events_note_idx and its " \
+           "partitions' indexes): warning: public.events_note_idx is the index of the partitioned table " \
+           "public.events: PostgreSQL cannot drop it CONCURRENTLY" in text, text
+    assert "ACCESS EXCLUSIVE lock on public.events and those partitions" in text and "10 partitions" in text, text
+    api.migrate(settings)
+    with psycopg.connect(db_url) as reader:
+        reader.execute('SELECT count(*) FROM "Events P6 ""q"""')  # a leaf: its lock is needed too
+        holder = reader.info.backend_pid
+        notes: list[str] = []
+        with pytest.raises(LockTimeoutExhausted) as caught:
+            service.contract(settings, notify=notes.append)
+        reader.rollback()
+    message = caught.value.message
+    assert "could not take its lock within lock_timeout 50ms after 3 attempts" in message, message
+    assert f"pid {holder}" in message and "Nothing of the step was committed" in message, message
+    assert "still expanded" in (caught.value.hint or "") and "`pgshift abort`" in (caught.value.hint or "")
+    assert any(n.startswith("warning: ") and "ACCESS EXCLUSIVE" in n for n in notes), notes
+    assert len(indexes(conn, "events_note_idx")) == 11  # all or nothing
+    assert api.status(settings).expanded == {"002": "expanded"}
+    service.abort(settings)  # as the hint says: the index is where it was
+    assert snapshot(conn) == before
+    api.migrate(settings)
+    result = service.contract(settings)
+    assert any("cannot drop it CONCURRENTLY" in w for w in result.warnings), result.warnings
+    assert conn.execute("SELECT count(*) FROM pg_class WHERE relname LIKE '%%note_idx'").fetchone() == (0,)
+    assert api.status(settings).expanded == {}
+
+
+def test_drop_index_of_a_partitions_attached_index_is_refused_before_anything_runs(
+        tmp_path: Path, db_url: str, conn: Conn) -> None:
+    from pgshift.errors import MigrationSourceError
+
+    settings = project(tmp_path, db_url, setup_sql() + "CREATE INDEX events_note_idx ON events (note);\n",
+                       [{"drop_index": {"name": "events_p7a_note_idx"}}])
+    before = snapshot(conn)
+    with pytest.raises(MigrationSourceError, match=r"public\.events_p7a_note_idx is a partition's index attached "
+                       r"to the partitioned index public\.events_note_idx") as caught:
+        api.migrate(settings)
+    assert caught.value.exit_code == 6 and "name public.events_note_idx in drop_index" in (caught.value.hint or "")
+    assert snapshot(conn) == before and api.status(settings).expanded == {}
 
 
 # -- add_foreign_key ---------------------------------------------------------------------------------

@@ -113,7 +113,8 @@ class FleetDeployReport:
             if undo is not None and undo.result not in (NOT_STARTED, "nothing to undo"):
                 row.result = "undo failed" if undo.failed else FAILED if row.result == FAILED else "rolled back"
                 if row.result == FAILED:
-                    row.error = f"{row.error} (then rolled back)"
+                    left = getattr(undo.report, "left", None)
+                    row.error = f"{row.error} (then rolled back{', but for what the undo lines name' if left else ''})"
             rows.append(row)
         stopped = next((r.stopped for r in self.phases.values() if r.stopped), None)
         return FleetReport("deploy", rows, self.parallel, self.duration_s, stopped)
@@ -339,7 +340,10 @@ class FleetDeploy:
         with _deploy_lock(ts) as history:
             run = self._open(ts, history, notify, start=False)
             if run is None:
-                return Outcome("nothing to undo")
+                # A run killed during its undo may have finished this target: say so, not "not started".
+                earlier = [e["detail"].get("outcome") for e in history.events_named("deploy-finished", 20)
+                           if e["detail"].get("deploy") == self.report.deploy_id]
+                return Outcome("rolled back" if "rolled back" in earlier else "nothing to undo")
             run.undo_schema()
             run._event("deploy-finished", outcome="rolled back", undo=run.report.undo)
             return Outcome("rolled back", report=run.report)  # what it undid: report.undo (not an error)
@@ -448,9 +452,13 @@ class FleetDeploy:
                                                             "state": "started"})])
         self.notify(f"deploy {self.report.deploy_id}: undoing it on {len(touched)} target(s)")
         undo = self._phase("undo", self._undo, stop_on_failure=False, targets=touched)
-        rolled = [r for r in undo.results if r.result == "rolled back"]
+        rolled = [r for r in undo.results if r.result == "rolled back" and r.report is not None]
+        earlier = [r for r in undo.results if r.result == "rolled back" and r.report is None]
         self.report.undo.append(f"undid this deploy's migrations on {len(rolled)} target(s) "
-                                "(`pgshift abort` of each expand, the down part of each SQL migration)")
+                                "(`pgshift abort` of each expand, the down part of each SQL migration)"
+                                + (f"; {len(earlier)} more target(s) had been undone by the run that was "
+                                   f"interrupted ({', '.join(r.target for r in earlier[:5])})" if earlier else ""))
+        self.report.undo += [f"{r.target}: {line}" for r in undo.results for line in getattr(r.report, "left", [])]
         problems += [f"{r.target}: {(r.error or '').split(' Hint: ')[0].rstrip('.')}" for r in undo.failed]
         self.report.outcome = "rollback incomplete" if problems else "rolled back" if failed_at == "--roll-back" \
             else "failed"
@@ -490,9 +498,15 @@ def deploy_targets(settings: Settings, targets_file: str | Path, *, resume: bool
     """`pgshift deploy --targets FILE` (module docstring). Raises FleetDeployFailed, carrying the report,
     when a target or an app step failed; DeployStateError when an unfinished deploy is in the way."""
     if settings.deploy.on_failure != "abort":
-        raise ConfigError(f"deploy --targets implements deploy.on_failure = \"abort\" only, and it is set to "
-                          f"{settings.deploy.on_failure!r}: restoring a backup of every target is not done for a "
-                          "fleet.", hint="set deploy.on_failure = \"abort\" for fleet deploys (docs/fleet.md).")
+        # Settings keep no origin per key: the file, and the one variable that overrides it.
+        where = (f"{settings.source} (or the environment variable PGSHIFT_DEPLOY__ON_FAILURE, which overrides it)"
+                 if settings.source != "defaults" else "the environment variable PGSHIFT_DEPLOY__ON_FAILURE")
+        raise ConfigError(
+            f"deploy --targets implements deploy.on_failure = \"abort\" only, and deploy.on_failure is "
+            f"{settings.deploy.on_failure!r} in {where}: a fleet deploy does not restore a backup of every target "
+            "(it would lose every write since each backup on every database). Nothing was read or changed.",
+            hint="set deploy.on_failure = \"abort\" under [deploy] for fleet deploys (docs/fleet.md says what it "
+            "undoes), or deploy each database on its own with `pgshift deploy --database-url URL`.")
     targets = read_targets(settings, targets_file)
     settings.migrations_path  # noqa: B018 - a missing or ambiguous folder fails once, before any target
     run = FleetDeploy(settings, targets_file, targets, events=events, notify=notify)

@@ -450,7 +450,7 @@ class _Linter:
         settings = self.opts.settings
         severity = _severity(rule, hit, settings) if settings.severity else hit.severity or rule.severity
         message = hit.message
-        if rule.impact_scaled and self.run.sizes:
+        if rule.impact_scaled and hit.scaled and self.run.sizes:
             severity, message = _impact(rule, hit, severity, self.opts, self.run.sizes)
         lock = hit.lock if hit.lock is not None else rule.lock
         if self._summary[0] is not statement:  # several findings on one statement share it

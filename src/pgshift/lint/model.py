@@ -38,6 +38,7 @@ class Hit:
     severity: Severity | None = None  # overrides the rule's default (version/size dependent)
     autofix: AutoFix | None = None
     lock: str | None = None
+    scaled: bool = True  # False: a statement that fails at run time, whatever the table's size
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from pgshift.config import LintSettings
 from pgshift.lint.context import RunState
 from pgshift.lint.engine import lint_migrations
-from pgshift.lint.model import LintReport, TableSize
+from pgshift.lint.model import Finding, LintReport, TableSize
 from pgshift.lint.schema import Schema
 from pgshift.migrations.model import Migration, OpsMigration
 
@@ -41,6 +41,36 @@ def replay_ops(model: Schema, ops: OpsFile, origin: str, *, contracted: bool) ->
         if isinstance(o, CreateTable):
             created.append(_key(ops, o.table))
     return created
+
+
+def ops_lock_findings(model: Schema, m: OpsMigration, settings: LintSettings) -> list[Finding]:
+    """What an operation planned as usual cannot do without a strong lock, known from the schema model: a
+    drop_index of a partitioned table's index (no CONCURRENTLY form; PS030)."""
+    from pgshift.lint import locks
+    from pgshift.lint.engine import rule_selected
+    from pgshift.lint.registry import rule_by_key
+    from pgshift.ops.operations.drop_index import DropIndex
+
+    rule = rule_by_key("PS030")
+    if rule is None or not rule_selected(rule, settings):
+        return []
+    found = []
+    for o in m.ops.operations:
+        if not isinstance(o, DropIndex):
+            continue
+        table = model.index_tables.get(o.name) or model.index_tables.get(f"{m.ops.schema}.{o.name}")
+        known = model.table(table) if table else None
+        if known is None or not known.partitioned:
+            continue
+        found.append(Finding(
+            rule.id, rule.name, "warning", str(m.path or m.label), 1, 1,
+            f"{o.origin.rsplit(': ', 1)[-1]}: {o.name} is the index of the partitioned table {table}: PostgreSQL "
+            "cannot drop it CONCURRENTLY, so contract drops it (with every partition's index attached to it) in one "
+            f"transaction under an ACCESS EXCLUSIVE lock on {table} and each partition, for a moment (catalog only, "
+            "no scan), "
+            "under the file's lock_timeout with retries.", f"drop_index {o.name}", m.label, "ACCESS EXCLUSIVE",
+            locks.BLOCKS.get("ACCESS EXCLUSIVE", rule.blocks)))
+    return found
 
 
 def _key(ops: OpsFile, table: str) -> str:
@@ -94,6 +124,7 @@ def lint_in_order(pending: list[Migration], history: list[Migration], *, expande
             continue
         lint(chunk, [])
         chunk = []
+        report.findings += ops_lock_findings(model, m, settings)
         for table in replay_ops(model, m.ops, m.label, contracted=False):
             if run.live and table not in run.sizes:  # created by this run: new and empty, as a CREATE TABLE is
                 run.fresh.add(table)

@@ -116,6 +116,18 @@ class PartitionFacts:
 
 
 @dataclass(frozen=True)
+class IndexTargetFacts:
+    """An index an operation names by itself (drop_index): the table it is on, whether it is a partitioned
+    table's index (dropped with every partition's index attached below it; never CONCURRENTLY) and, for a
+    partition's index attached to one, the partitioned index at the top that owns it."""
+
+    table: str  # "schema.table", quoted where needed
+    partitioned: bool = False
+    owner: str | None = None  # "schema.index" of the partitioned index it is attached to (at the root)
+    tables: tuple[str, ...] = ()  # partitioned: the table and every partition whose attached index goes with it
+
+
+@dataclass(frozen=True)
 class TableFacts:
     columns: tuple[ColumnFacts, ...]
     rights: Rights = Rights()
@@ -140,18 +152,24 @@ class CatalogFacts:
     schema_usage: tuple[str, ...] = ()  # roles with USAGE on the ops schema
     server_version: int = 0
     renamed: Mapping[str, Rights] = field(default_factory=dict)  # rename_table: the old name's rights
+    indexes: Mapping[str, IndexTargetFacts] = field(default_factory=dict)  # drop_index: by the index's name
 
     def to_json(self) -> dict[str, Any]:
         """The JSON stored in ``ops_state.captured`` (the shape pgshift has always written)."""
         return {"tables": {name: _table_json(t) for name, t in self.tables.items()},
                 "schema_usage": list(self.schema_usage), "server_version": self.server_version,
-                "renamed": {name: _rights_json(r) for name, r in self.renamed.items()}}
+                "renamed": {name: _rights_json(r) for name, r in self.renamed.items()},
+                # only when a drop_index found its index: any other keeps the shape earlier releases wrote
+                **({"indexes": {name: [i.table, i.partitioned, i.owner, list(i.tables)]
+                                for name, i in self.indexes.items()}} if self.indexes else {})}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> CatalogFacts:
         return cls({name: _table(t) for name, t in (data.get("tables") or {}).items()},
                    tuple(data.get("schema_usage") or ()), int(data.get("server_version") or 0),
-                   {name: _rights(r) for name, r in (data.get("renamed") or {}).items()})
+                   {name: _rights(r) for name, r in (data.get("renamed") or {}).items()},
+                   {name: IndexTargetFacts(str(i[0]), bool(i[1]), i[2], tuple(i[3]))
+                    for name, i in (data.get("indexes") or {}).items()})
 
 
 def _rights_json(r: Rights) -> dict[str, Any]:

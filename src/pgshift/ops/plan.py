@@ -30,6 +30,7 @@ from pgshift.ops.facts import (
     Grant,
     IndexConstraint,
     IndexFacts,
+    IndexTargetFacts,
     PartitionFacts,
     ReferenceFacts,
     Rights,
@@ -46,6 +47,7 @@ from pgshift.ops.operations._base import (
     quote,
     role,
 )
+from pgshift.ops.operations.drop_index import DropIndex
 from pgshift.ops.operations.rename_table import RenameTable
 from pgshift.ops.sync import SyncRule, create_sync, drop_sync, sync_names
 from pgshift.runner.backfill import BackfillSpec
@@ -105,7 +107,32 @@ def capture(conn: psycopg.Connection[Any], ops: OpsFile) -> CatalogFacts:
                     *_partitions(conn, ops.schema, table))
     # A renamed table keeps its old name as a view: the app roles need the same rights on it.
     renamed = {o.from_: _rights(conn, ops.schema, o.from_) for o in ops.operations if isinstance(o, RenameTable)}
-    return CatalogFacts(tables, tuple(_schema_usage(conn, ops.schema)), conn.info.server_version, renamed)
+    indexes = {o.name: found for o in ops.operations if isinstance(o, DropIndex)
+               if (found := _index_target(conn, ops.schema, o.name)) is not None}
+    return CatalogFacts(tables, tuple(_schema_usage(conn, ops.schema)), conn.info.server_version, renamed, indexes)
+
+
+def _index_target(conn: psycopg.Connection[Any], schema: str, name: str) -> IndexTargetFacts | None:
+    """The table of an index drop_index names, and whether PostgreSQL lets it be dropped CONCURRENTLY: not a
+    partitioned table's index, nor a partition's index attached to one (only the top one can be dropped)."""
+    row = conn.execute(
+        """
+        SELECT tn.nspname::text, t.relname::text, c.relkind = 'I',
+               (SELECT array[rn.nspname::text, r.relname::text] FROM pg_class r
+                JOIN pg_namespace rn ON rn.oid = r.relnamespace
+                WHERE c.relispartition AND r.oid = pg_partition_root(c.oid)),
+               array(SELECT array[pn.nspname::text, p.relname::text]
+                     FROM pg_partition_tree(c.oid) x JOIN pg_index pi ON pi.indexrelid = x.relid
+                     JOIN pg_class p ON p.oid = pi.indrelid JOIN pg_namespace pn ON pn.oid = p.relnamespace
+                     WHERE c.relkind = 'I' ORDER BY x.level, 1)
+        FROM pg_class c JOIN pg_index i ON i.indexrelid = c.oid
+        JOIN pg_class t ON t.oid = i.indrelid JOIN pg_namespace tn ON tn.oid = t.relnamespace
+        WHERE c.oid = to_regclass(format('%%I.%%I', %s::text, %s::text))
+        """, (schema, name)).fetchone()
+    if row is None:
+        return None
+    owner = qualified(*row[3]) if row[3] else None
+    return IndexTargetFacts(qualified(row[0], row[1]), bool(row[2]), owner, tuple(qualified(*t) for t in row[4]))
 
 
 def _partitions(conn: psycopg.Connection[Any], schema: str, table: str
@@ -370,8 +397,8 @@ class Planner:
                                       warning=warning, index=index, index_schema=index_schema, skip_if=skip_if))
 
     def contract(self, label: str, kind: StepKind, statements: Sequence[sql.Composable] = (),
-                 lock_tables: Sequence[str] = ()) -> None:
-        self.contract_steps.append(Step(label, kind, list(statements), list(lock_tables)))
+                 lock_tables: Sequence[str] = (), *, warning: str | None = None) -> None:
+        self.contract_steps.append(Step(label, kind, list(statements), list(lock_tables), warning=warning))
 
     def abort(self, label: str, kind: StepKind, statements: Sequence[sql.Composable] = (),
               lock_tables: Sequence[str] = (), *, weak_lock_tables: Sequence[str] = (),

@@ -218,6 +218,9 @@ def expand_preview(settings: Settings, conn: psycopg.Connection[Any], migration:
     runner = PhaseRunner(conn, History(conn, settings.history_schema), settings, migration)
     lines += render_steps(steps[start:], runner.timeouts, conn, numbered=True, first=start + 1, total=len(steps),
                           backfill=runner.backfill_options, analyze=settings.analyze_after)
+    # What contract will lock that no CONCURRENTLY form avoids: said now, before the expand commits to it.
+    lines += [f"-- then `pgshift contract` step {n}/{len(phases.contract)} ({s.label}): warning: {s.warning}"
+              for n, s in enumerate(phases.contract, 1) if s.warning]
     return "\n".join(lines)
 
 

@@ -6,7 +6,7 @@ import re
 from collections.abc import Iterator
 
 from pgshift.lint.context import Ctx
-from pgshift.lint.nodes import Node, cmds, quote_qualified
+from pgshift.lint.nodes import Node, cmds, qualified, quote_qualified, strings
 
 _CREATE_INDEX = re.compile(r"(?is)^\s*create\s+(unique\s+)?index\s+(concurrently\s+)?(if\s+not\s+exists\s+)?")
 
@@ -44,3 +44,11 @@ def alone(ctx: Ctx) -> bool:
 def new_columns(ctx: Ctx) -> list[tuple[str, Node]]:
     """(table, ColumnDef) for columns defined by CREATE TABLE or ALTER TABLE ADD COLUMN."""
     return ctx.new_columns
+
+
+def partitioned_index_table(ctx: Ctx, obj: Node) -> tuple[str, str] | None:
+    """(index, its table) when the schema model knows the index a DROP INDEX names is a partitioned table's."""
+    name = qualified(strings(obj.get("List", {}).get("items")))
+    table = ctx.schema.index_tables.get(name)
+    known = ctx.table(table) if table else None
+    return (name, table) if table and known is not None and known.partitioned else None

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pgshift.lint.context import Ctx
 from pgshift.lint.model import AutoFix, Hit, Rule
 from pgshift.lint.nodes import qualified, quote_qualified, strings
+from pgshift.lint.rules._helpers import partitioned_index_table
 
 
 def check(ctx: Ctx) -> Iterator[Hit]:
@@ -14,6 +15,8 @@ def check(ctx: Ctx) -> Iterator[Hit]:
     if b.get("removeType") != "OBJECT_INDEX" or b.get("concurrent"):
         return
     for obj in b.get("objects") or ():
+        if partitioned_index_table(ctx, obj) is not None:
+            continue  # no CONCURRENTLY form for a partitioned index: PS030 says what the plain DROP locks
         name = qualified(strings(obj.get("List", {}).get("items")))
         table = ctx.schema.index_tables.get(name)
         fixed = f"DROP INDEX CONCURRENTLY IF EXISTS {quote_qualified(name)}"
