@@ -18,9 +18,10 @@ from hypothesis import strategies as st
 from pgshift.db import mirror
 from pgshift.errors import PgshiftError, SqlParseError
 from pgshift.migrations import files, splitter
+from pgshift.migrations.files import read_text
 from pgshift.migrations.formats import flyway
 from pgshift.migrations.loader import load_migrations
-from pgshift.migrations.model import Migration, Statement
+from pgshift.migrations.model import Migration, Statement, checksum_of
 
 CORPUS = Path(__file__).resolve().parents[1] / "corpus"
 HUGE = 10**12
@@ -85,6 +86,19 @@ def _same(folder: Path, fmt: str, piece: int, chunk: int) -> None:
     assert streamed == whole
 
 
+def _checksums(folder: Path, fmt: str) -> dict[str, str]:
+    """The checksum of each migration that loads, by its file's name, read streamed."""
+    with reading(streamed=True, piece=3, chunk=10):
+        _, migrations = load_migrations(folder, fmt)
+    return {m.path.name: m.checksum for m in migrations if m.error is None}
+
+
+def _checksum_of(*paths: Path) -> str:
+    """checksum_of the files' texts (a .conf beside a Flyway script after it), read whole."""
+    texts = [read_text(path) for path in paths if path.is_file()]
+    return checksum_of(*[text for text in texts if text])
+
+
 @pytest.mark.parametrize(("fmt", "folder"), [("goose", "goose"), ("flyway", "flyway/sql"), ("prisma", "prisma")])
 @pytest.mark.parametrize(("piece", "chunk"), [(1, 1), (5, 30), (64, 200)])
 def test_the_corpus_reads_the_same_streamed(fmt: str, folder: str, piece: int, chunk: int, tmp_path: Path) -> None:
@@ -96,24 +110,25 @@ def test_the_corpus_reads_the_same_streamed(fmt: str, folder: str, piece: int, c
 
 SQL = [
     "CREATE TABLE t{i} (id bigint PRIMARY KEY, note text);{nl}",
-    "INSERT INTO t{i} VALUES (1, 'semi;{nl}colon;{nl}-- +goose Down{nl}');{nl}",
+    "INSERT INTO t{i} VALUES (1, 'semi;{nl}colon;{nl}');{nl}",
     "CREATE FUNCTION f{i}() RETURNS int LANGUAGE plpgsql AS $${nl}BEGIN{nl}  RETURN 1;{nl}END;{nl}$$;{nl}",
     "/* a comment;{nl}with a cut; /* nested; */ */ ALTER TABLE t{i} ADD COLUMN c text;{nl}",
     "-- a comment; -- +goose Up -- flyway:encoding=latin1{nl}UPDATE t{i} SET note = '\u00fcn\u00ef' WHERE id = 1;{nl}",
     "{nl}   {nl}",
-    "SELECT 1 FROM t{i}{nl}",  # no semicolon: joined to the next statement, or the last one
 ]
-BROKEN = ["SELECT 1 FORM t{i};{nl}", "SELECT 'unterminated;{nl}"]
+# Drawn less often, so that most files load: what does not parse, or not where it stands.
+BROKEN = ["SELECT 1 FORM t{i};{nl}", "SELECT 'unterminated;{nl}", "SELECT 1 FROM t{i}{nl}",
+          "INSERT INTO t{i} VALUES ('{nl}-- +goose Down{nl}');{nl}"]
 GOOSE = [
     "-- +goose StatementBegin{nl}CREATE FUNCTION g{i}() RETURNS int LANGUAGE plpgsql AS $body${nl}BEGIN{nl}"
     "  RETURN 2; -- +goose StatementEnd{nl}END;{nl}$body$;{nl}-- +goose StatementEnd{nl}",
-    "-- +goose Down{nl}",
     "-- +goose NO TRANSACTION{nl}",
     "--   +GOOSE   envsub   off  {nl}",
-    "-- +goose StatementBegin{nl}{nl}-- +goose StatementEnd{nl}",  # an empty block: an error
 ]
-FLYWAY = ["-- flyway:executeInTransaction=false{nl}", "{nl}  {nl}  --flyway:encoding = UTF-8  {nl}",
-          "-- flyway:color=blue{nl}"]
+GOOSE_BROKEN = ["-- +goose StatementBegin{nl}{nl}-- +goose StatementEnd{nl}", "-- +goose StatementEnd{nl}",
+                "-- +goose ENVSUB ON{nl}", "-- +goose Down{nl}"]
+FLYWAY = ["-- flyway:executeInTransaction=false{nl}", "{nl}  {nl}  --flyway:encoding = UTF-8  {nl}"]
+FLYWAY_BROKEN = ["-- flyway:color=blue{nl}"]
 PRISMA = ["BEGIN;{nl}", "COMMIT;{nl}"]
 
 
@@ -127,9 +142,9 @@ def _write(path: Path, order: list[int], choices: list[str], nl: str, bom: bool)
 
 
 def _orders(choices: list[str]) -> st.SearchStrategy[list[int]]:
-    # Statements that parse are drawn more often than those that do not, so most files load.
-    weighted = [i for i, c in enumerate(choices) for _ in range(1 if c in BROKEN else 4)]
-    return st.lists(st.sampled_from(weighted), max_size=14)
+    broken = {*BROKEN, *GOOSE_BROKEN, *FLYWAY_BROKEN}
+    weighted = [i for i, c in enumerate(choices) for _ in range(1 if c in broken else 12)]
+    return st.lists(st.sampled_from(weighted), min_size=1, max_size=14)
 
 
 PIECE = st.integers(1, 40)
@@ -138,32 +153,37 @@ NL = st.sampled_from(["\n", "\r\n"])
 FAST = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
+GOOSE_CHOICES = SQL + BROKEN + GOOSE + GOOSE_BROKEN
+FLYWAY_CHOICES = SQL + BROKEN + FLYWAY + FLYWAY_BROKEN
+PRISMA_CHOICES = SQL + BROKEN + PRISMA
+
+
 @FAST
-@given(order=_orders(SQL + BROKEN + GOOSE), down=_orders(SQL + BROKEN + GOOSE), before=st.booleans(), nl=NL,
-       bom=st.booleans(), piece=PIECE, chunk=CHUNK)
-def test_goose_reads_the_same_streamed(order: list[int], down: list[int], before: bool, nl: str, bom: bool,
+@given(order=_orders(GOOSE_CHOICES), down=st.one_of(st.none(), _orders(GOOSE_CHOICES)),
+       before=st.sampled_from([False] * 6 + [True]), nl=NL, bom=st.booleans(), piece=PIECE, chunk=CHUNK)
+def test_goose_reads_the_same_streamed(order: list[int], down: list[int] | None, before: bool, nl: str, bom: bool,
                                        piece: int, chunk: int, tmp_path: Path) -> None:
     folder = tmp_path / f"goose-{piece}-{chunk}"
     shutil.rmtree(folder, ignore_errors=True)
-    choices = SQL + BROKEN + GOOSE
-    body = _text(order, choices, nl, False)
+    body = _text(order, GOOSE_CHOICES, nl, False)
     up = f"-- +goose Up{nl}"
     text = ("\ufeff" if bom else "") + f"-- leading comment{nl}" + (body + up if before else up + body)
-    if down:
-        text += f"-- +goose Down{nl}" + _text(down, choices, nl, False)
+    if down is not None:
+        text += f"-- +goose Down{nl}" + _text(down, GOOSE_CHOICES, nl, False)
     folder.mkdir()
     (folder / "00001_x.sql").write_bytes(text.encode())
     _same(folder, "goose", piece, chunk)
+    assert _checksums(folder, "goose") in ({}, {"00001_x.sql": _checksum_of(folder / "00001_x.sql")})
 
 
 @FAST
-@given(order=_orders(SQL + BROKEN + FLYWAY), undo=st.one_of(st.none(), _orders(SQL + BROKEN + FLYWAY)),
+@given(order=_orders(FLYWAY_CHOICES), undo=st.one_of(st.none(), _orders(FLYWAY_CHOICES)),
        conf=st.booleans(), nl=NL, bom=st.booleans(), piece=PIECE, chunk=CHUNK)
 def test_flyway_reads_the_same_streamed(order: list[int], undo: list[int] | None, conf: bool, nl: str, bom: bool,
                                         piece: int, chunk: int, tmp_path: Path) -> None:
     folder = tmp_path / f"flyway-{piece}-{chunk}"
     shutil.rmtree(folder, ignore_errors=True)
-    choices = SQL + BROKEN + FLYWAY
+    choices = FLYWAY_CHOICES
     _write(folder / "V1__first.sql", order, choices, nl, bom)
     _write(folder / "repeatable" / "R__view.sql", list(reversed(order)), choices, nl, not bom)
     if undo is not None:
@@ -171,20 +191,29 @@ def test_flyway_reads_the_same_streamed(order: list[int], undo: list[int] | None
     if conf:
         (folder / "V1__first.sql.conf").write_text("# script settings\nexecuteInTransaction=true\n")
     _same(folder, "flyway", piece, chunk)
+    v1 = folder / "V1__first.sql"
+    expected = {"V1__first.sql": _checksum_of(v1, v1.with_name(v1.name + ".conf"), folder / "U1__first.sql"),
+                "R__view.sql": _checksum_of(folder / "repeatable" / "R__view.sql")}
+    assert _checksums(folder, "flyway").items() <= expected.items()
 
 
 @FAST
-@given(orders=st.lists(_orders(SQL + BROKEN + PRISMA), min_size=1, max_size=3), nl=NL, bom=st.booleans(),
+@given(orders=st.lists(_orders(PRISMA_CHOICES), min_size=1, max_size=3), nl=NL, bom=st.booleans(),
        piece=PIECE, chunk=CHUNK)
 def test_prisma_reads_the_same_streamed(orders: list[list[int]], nl: str, bom: bool, piece: int, chunk: int,
                                         tmp_path: Path) -> None:
     folder = tmp_path / f"prisma-{piece}-{chunk}"
     shutil.rmtree(folder, ignore_errors=True)
-    choices = SQL + BROKEN + PRISMA
+    choices = PRISMA_CHOICES
     for n, order in enumerate(orders):
         _write(folder / f"2024010100000{n}_m{n}" / "migration.sql", order, choices, nl, bom)
     (folder / "migration_lock.toml").write_text('provider = "postgresql"\n')
     _same(folder, "prisma", piece, chunk)
+    expected = {f"2024010100000{n}_m{n}": _checksum_of(folder / f"2024010100000{n}_m{n}" / "migration.sql")
+                for n in range(len(orders))}
+    with reading(streamed=True, piece=3, chunk=10):
+        _, migrations = load_migrations(folder, "prisma")
+    assert {m.path.parent.name: m.checksum for m in migrations if m.error is None}.items() <= expected.items()
 
 
 def test_an_explicit_transaction_around_a_streamed_prisma_file_is_dropped(tmp_path: Path) -> None:
