@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -45,13 +44,17 @@ def _folder(path: Path, order: list[int], spaces: list[str], nl: str, bom: bool,
     return folder
 
 
-def _fix(folder: Path, *, streamed: bool, piece: int) -> tuple[object, dict[str, bytes]]:
+Fixed = tuple[list[tuple[str, str, int, int]], list[str], list[str]]
+
+
+def _fix(folder: Path, *, streamed: bool, piece: int) -> tuple[Fixed, dict[str, bytes]]:
     saved = files.STREAM_BYTES, files._READ_CHARS, fix._rewrite_streamed
     files.STREAM_BYTES, files._READ_CHARS = (0, piece) if streamed else (10**12, saved[1])
     files._CHECKPOINTS.clear()
 
-    def rewrite(*args: Any) -> list[Finding] | None:
-        written = saved[2](*args)
+    def rewrite(path: Path, findings: list[Finding], statements: dict[tuple[str, int, int], str]
+                ) -> list[Finding] | None:
+        written = saved[2](path, findings, statements)
         assert written is not None, "not streamed: the test would prove nothing"
         return written
 
