@@ -458,15 +458,17 @@ def stream_statements(pieces: Iterator[str], file: str, base_line: int,
             return
 
 
-def split_streamed(path: Path, start: int, end: int, *, base_line: int, stamp: FileStamp) -> Sequence[Statement]:
+def split_streamed(path: Path, start: int, end: int, *, base_line: int, stamp: FileStamp,
+                   held: int | None = None) -> Sequence[Statement]:
     """The statements of ``read_text(path)[start:end]``, split from the file without holding its text:
-    a list when the part is small, else :class:`StreamedStatements`; the same statements, positions
-    and parse errors as :func:`split_sql` of that text."""
+    a list when the part is of at most ``held`` characters (default STREAM_CHARS), else
+    :class:`StreamedStatements`; the same statements, positions and parse errors as :func:`split_sql`
+    of that text."""
     file = str(path)
     try:
         spans: array[int] = array("q")
         found = stream_statements(read_pieces(path, start, end), file, base_line, spans)
-        if end - start <= STREAM_CHARS:
+        if end - start <= (STREAM_CHARS if held is None else held):
             return list(found)
         total = sum(1 for _ in found)
         return StreamedStatements(file, start, end, base_line, total, stamp, spans=spans)
@@ -505,14 +507,16 @@ class SourceFile:
         for piece in (self.text,) if self.text is not None else read_pieces(self.path):
             _hash_text(digest, piece)
 
-    def part(self, base_line: int, start: int = 0, end: int | None = None) -> Sequence[Statement]:
-        """The statements of ``text[start:end]``, the file's text from line ``base_line``."""
+    def part(self, base_line: int, start: int = 0, end: int | None = None, *,
+             held: int | None = None) -> Sequence[Statement]:
+        """The statements of ``text[start:end]``, the file's text from line ``base_line``. Of a large
+        file, a part of more than ``held`` characters (default STREAM_CHARS) is read again when used."""
         end = self.length if end is None else end
         if self.text is not None:
             return split_file_part(self.split, self.text, file=str(self.path), base_line=base_line, start=start,
                                    end=end)
         assert self.stamp is not None
-        return split_streamed(self.path, start, end, base_line=base_line, stamp=self.stamp)
+        return split_streamed(self.path, start, end, base_line=base_line, stamp=self.stamp, held=held)
 
     def slice(self, start: int, end: int) -> str:
         """``text[start:end]`` (a few lines before a marker, a goose StatementBegin block)."""

@@ -23,6 +23,7 @@ from functools import partial
 from pathlib import Path
 
 from pgshift.errors import MigrationSourceError, SqlParseError
+from pgshift.migrations import splitter
 from pgshift.migrations.files import (
     file_matches,
     per_file,
@@ -39,6 +40,7 @@ FILE_NAME = re.compile(r"^(?P<version>\d+)_(?P<name>.*)\.(?P<ext>sql|go)$")
 ANNOTATION = re.compile(r"^--\s*\+goose\s+(?P<command>.*?)\s*$", re.I)
 MARKER = re.compile(r"^--\s*\+goose\s", re.I | re.M)
 _GOOSE = re.compile(r"\+goose", re.I)  # in every annotation line
+_RUN_CHARS = 64 * 1024  # a run of plain SQL of a large file longer than this is read again when used
 
 
 def claims(file: Path) -> bool:
@@ -100,7 +102,9 @@ class _Parser:
                         hint="goose requires the file to start with '-- +goose Up'.",
                     )
             return
-        found = self.split(lambda: self.source.part(self.plain_start, self.plain_offset, end))
+        # A large file's runs between StatementBegin blocks are each small, but not all of them together.
+        held = min(splitter.STREAM_CHARS, _RUN_CHARS)
+        found = self.split(lambda: self.source.part(self.plain_start, self.plain_offset, end, held=held))
         if found:
             part.statements.append(found)
 
