@@ -45,8 +45,9 @@ def body(size_bytes: int, *, goose: bool = False) -> str:
         if block % 50 == 0:
             function = _function(block)
             parts.append(f"-- +goose StatementBegin\n{function}-- +goose StatementEnd\n" if goose else function)
+            total += len(function)  # the same statements in every format, whatever goose's markers add
         parts.append(_insert(block, 40))
-        total += len(parts[-1]) + (len(parts[-2]) if block % 50 == 0 else 0)
+        total += len(parts[-1])
         block += 1
     return "".join(parts)
 

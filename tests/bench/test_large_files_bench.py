@@ -34,3 +34,4 @@ def test_large_files_bench_writes_every_format_as_its_reader_reads_it(tmp_path: 
         found, [migration] = load_migrations(folder)
         assert (found, len(migration.up), migration.error) == (fmt, statements, None)
         assert (migration.down is None) == (fmt == "prisma")
+        assert gen.body(200_000, goose=fmt == "goose").count("INSERT INTO") == body.count("INSERT INTO")
