@@ -198,8 +198,8 @@ def scan_file(path: Path, needle: str | re.Pattern[str] | None) -> ScannedFile |
 # Where the pieces of a large file start, as (character offset, TextIOWrapper.tell() cookie), noted on a
 # read from its start: a later read from the middle (a goose part after a StatementBegin block, a
 # streamed part read again) seeks there instead of decoding everything before it. Kept per file
-# version (size, mtime), for a few files.
-_CHECKPOINTS: OrderedDict[tuple[str, int, int], list[tuple[int, int]]] = OrderedDict()
+# version (inode, size, mtime: what StreamedStatements checks too), for a few files.
+_CHECKPOINTS: OrderedDict[tuple[str, int, int, int], list[tuple[int, int]]] = OrderedDict()
 _CHECKPOINT_FILES = 16
 
 
@@ -208,7 +208,7 @@ def read_pieces(path: Path, start: int = 0, end: int | None = None) -> Iterator[
     position, stripping = 0, True  # read_text drops leading byte order marks
     with open(path, encoding="utf-8") as file:
         found = os.fstat(file.fileno())
-        key = (str(path), found.st_size, found.st_mtime_ns)
+        key = (str(path), found.st_ino, found.st_size, found.st_mtime_ns)
         checkpoints = _CHECKPOINTS.get(key)
         noting = checkpoints is None
         if checkpoints is None:
