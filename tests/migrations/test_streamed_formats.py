@@ -10,6 +10,7 @@ import shutil
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -253,3 +254,44 @@ def test_an_inline_flyway_setting_names_its_own_line(tmp_path: Path) -> None:
     (tmp_path / "V1__x.sql").write_text("SELECT 1;\n\n\n-- flyway:color=blue\n")
     _, [migration] = load_migrations(tmp_path, "flyway")
     assert migration.error is not None and str(migration.error).startswith(f"{tmp_path / 'V1__x.sql'}:4:")
+
+
+def test_a_read_from_the_middle_of_a_large_file_seeks_there(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Once a large file was read to its end, a read of a part of it starts at the piece before that
+    part (goose's runs between blocks, each streamed part read again), not at the file's start."""
+    path = tmp_path / "big.sql"
+    text = "\ufeff" + "".join(f"SELECT {i}, '\u00fc\u20ac';\r\n" for i in range(20_000))
+    path.write_text(text, encoding="utf-8", newline="")
+    expected = text[1:].replace("\r\n", "\n")  # as read_text reads it
+    monkeypatch.setattr(files, "STREAM_BYTES", 1000)
+    monkeypatch.setattr(files, "_READ_CHARS", 4096)
+    files._CHECKPOINTS.clear()
+    reads = [0]
+    real_open = open
+
+    class Counting:
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            self.file = real_open(*args, **kwargs)
+
+        def read(self, size: int) -> str:
+            reads[0] += 1
+            return str(self.file.read(size))
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.file, name)
+
+        def __enter__(self) -> Counting:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            self.file.close()
+
+    monkeypatch.setattr(files, "open", Counting, raising=False)
+    assert "".join(files.read_pieces(path)) == expected
+    whole = reads[0]
+    assert whole > 50
+    for start in (0, 1, 4095, 4096, 100_000, len(expected) - 10):
+        reads[0] = 0
+        assert "".join(files.read_pieces(path, start, start + 5000)) == expected[start:start + 5000]
+        assert reads[0] <= 3, (start, reads[0])
+    files._CHECKPOINTS.clear()
