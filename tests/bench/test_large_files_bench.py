@@ -35,3 +35,11 @@ def test_large_files_bench_writes_every_format_as_its_reader_reads_it(tmp_path: 
         assert (found, len(migration.up), migration.error) == (fmt, statements, None)
         assert (migration.down is None) == (fmt == "prisma")
         assert gen.body(200_000, goose=fmt == "goose").count("INSERT INTO") == body.count("INSERT INTO")
+
+
+def test_lint_fix_bench_measures_a_fix_of_a_large_file() -> None:
+    b = load_bench("large_files/fix.py", "pgshift_bench_large_files_fix")
+    measured, written = b.fix(0.1, None)
+    assert measured.ok and measured.peak_mb > 0
+    assert sorted(written) == ["20240101000000_seed.sql", "20240101000001_seed_no_transaction.sql"]
+    assert b"moved by pgshift lint --fix" in written["20240101000000_seed.sql"]
