@@ -33,8 +33,9 @@ HEADER = (
 )
 
 
-def body(size_bytes: int) -> str:
-    """Up-part SQL of about ``size_bytes``: ~4 kB INSERTs, a function every 50, a comment every 10."""
+def body(size_bytes: int, *, goose: bool = False) -> str:
+    """Up-part SQL of about ``size_bytes``: ~4 kB INSERTs, a function every 50, a comment every 10
+    (``goose``: each function inside ``-- +goose StatementBegin`` / ``StatementEnd``, as goose asks)."""
     parts = [HEADER]
     total = len(HEADER)
     block = 0
@@ -42,20 +43,23 @@ def body(size_bytes: int) -> str:
         if block % 10 == 0:
             parts.append(f"-- batch {block}: seed data; a ';' in a comment is not a statement end\n")
         if block % 50 == 0:
-            parts.append(_function(block))
+            function = _function(block)
+            parts.append(f"-- +goose StatementBegin\n{function}-- +goose StatementEnd\n" if goose else function)
+            total += len(function)  # the same statements in every format, whatever goose's markers add
         parts.append(_insert(block, 40))
-        total += len(parts[-1]) + (len(parts[-2]) if block % 50 == 0 else 0)
+        total += len(parts[-1])
         block += 1
     return "".join(parts)
 
 
 DOWN = "DROP TABLE seed_customers;\n"
+FORMATS = ("native", "dbmate", "golang-migrate", "goose", "flyway", "prisma")
 
 
 def write(folder: Path, fmt: str, size_bytes: int, version: str = "20240101000000") -> Path:
-    """One migration of about ``size_bytes`` in ``fmt`` (native, dbmate, golang-migrate) in ``folder``."""
+    """One migration of about ``size_bytes`` in ``fmt`` (one of FORMATS) in ``folder``."""
     folder.mkdir(parents=True, exist_ok=True)
-    up = body(size_bytes)
+    up = body(size_bytes, goose=fmt == "goose")
     if fmt == "native":
         path = folder / f"{version}_seed.sql"
         path.write_text(f"-- pgshift:up\n{up}-- pgshift:down\n{DOWN}")
@@ -66,6 +70,18 @@ def write(folder: Path, fmt: str, size_bytes: int, version: str = "2024010100000
         path = folder / f"{version}_seed.up.sql"
         path.write_text(up)
         (folder / f"{version}_seed.down.sql").write_text(DOWN)
+    elif fmt == "goose":
+        path = folder / f"{version}_seed.sql"
+        path.write_text(f"-- +goose Up\n{up}-- +goose Down\n{DOWN}")
+    elif fmt == "flyway":
+        path = folder / f"V{version}__seed.sql"
+        path.write_text(up)
+        (folder / f"U{version}__seed.sql").write_text(DOWN)
+    elif fmt == "prisma":  # no down part in Prisma
+        path = folder / f"{version}_seed" / "migration.sql"
+        path.parent.mkdir()
+        path.write_text(up)
+        (folder / "migration_lock.toml").write_text('provider = "postgresql"\n')
     else:
         raise ValueError(fmt)
     return path

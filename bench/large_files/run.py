@@ -1,14 +1,15 @@
 """Benchmark: large migration files linted and applied by pgshift, against `psql -1 -f` of the
 same SQL (what PostgreSQL itself needs), with each process's peak memory.
 
-    .venv/bin/python bench/large_files/run.py                                  # 10 and 50 MB, 3 formats
+    .venv/bin/python bench/large_files/run.py                                  # 10 and 50 MB, 6 formats
     .venv/bin/python bench/large_files/run.py --sizes 2 --formats native       # quick
     .venv/bin/python bench/large_files/run.py --sizes 10 --formats native --before /path/to/old/src
     .venv/bin/python bench/large_files/run.py --sizes 10 --formats native --also check,rehearse
 
 The files are a seed/data migration (bench/large_files/gen.py): a CREATE TABLE, multi-row INSERTs
 of ~4 kB (40 rows each), a plpgsql function with a $$ body every 50 INSERTs and a comment every 10,
-in pgshift's native format, dbmate's and golang-migrate's. Starts its own PostgreSQL
+in pgshift's native format, dbmate's, golang-migrate's, goose's (functions in StatementBegin blocks),
+Flyway's (V and U scripts) and Prisma's. Starts its own PostgreSQL
 (pgshift.embedded) unless --admin-dsn is given; each migrate and psql run gets a fresh database
 and the row count is checked after it. For each size the tools run in interleaved rounds
 (--repeat), and the best wall time is reported with that run's CPU time (user+sys of the client
@@ -41,7 +42,7 @@ import gen  # noqa: E402  (a script folder, not a package)
 
 ROOT = HERE.parents[1]
 RESULTS = ROOT / "bench" / "results"
-FORMATS = ("native", "dbmate", "golang-migrate")
+FORMATS = gen.FORMATS
 
 
 @dataclass

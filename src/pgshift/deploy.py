@@ -719,12 +719,12 @@ def _refuse_flyway_non_sql(settings: Settings, migrations: list[Migration],
 def _flyway_repeatable_edit(m: Migration, entry: ForeignApplied) -> str | None:
     """Why a repeatable migration is pending although Flyway ran it: its file changed since (Flyway
     compares its checksum and re-runs it); None when it is unchanged or cannot be compared."""
-    from pgshift.migrations.formats.flyway import flyway_checksum
+    from pgshift.migrations.formats.flyway import flyway_file_checksum
 
     if m.kind != "repeatable" or entry.checksum is None or m.path is None:
         return None
     try:
-        current = flyway_checksum(m.path.read_bytes().decode("utf-8"))
+        current = flyway_file_checksum(m.path)  # read in pieces: a large file is never held
     except (OSError, UnicodeDecodeError):
         return None  # the loader already reports an unreadable file
     if str(current) == entry.checksum:

@@ -44,6 +44,7 @@ from pgshift.db.foreign_history import COLUMNS
 from pgshift.db.history import AppliedRow
 from pgshift.errors import PgshiftError
 from pgshift.migrations.formats.flyway import flyway_checksum as _flyway_text_checksum
+from pgshift.migrations.formats.flyway import flyway_file_checksum
 from pgshift.migrations.model import Migration
 
 TOOLS = ("prisma", "flyway", "dbmate", "goose", "golang-migrate")
@@ -156,12 +157,25 @@ def _tracked(migrations: list[Migration], rows: Rows,
     return out
 
 
-def _raw(path: Path) -> bytes:
+def _unreadable(path: Path, exc: OSError) -> MirrorFailed:
+    return MirrorFailed(f"Cannot read {path} to compute its checksum for the mirrored history: {exc.strerror}.")
+
+
+def _prisma_file_checksum(path: Path) -> str:
+    """:func:`prisma_checksum` of the file, read a megabyte at a time (a large one is never held)."""
     try:
-        return path.read_bytes()
+        with open(path, "rb") as file:
+            return hashlib.file_digest(file, "sha256").hexdigest()
     except OSError as exc:
-        raise MirrorFailed(f"Cannot read {path} to compute its checksum for the mirrored history: "
-                           f"{exc.strerror}.") from exc
+        raise _unreadable(path, exc) from exc
+
+
+def _flyway_file_checksum(path: Path) -> int:
+    """:func:`flyway_checksum` of the file, read a megabyte at a time (a large one is never held)."""
+    try:
+        return flyway_file_checksum(path, errors="replace")
+    except OSError as exc:
+        raise _unreadable(path, exc) from exc
 
 
 class Dbmate(_Tool):
@@ -300,13 +314,13 @@ class Prisma(_Tool):
                 self.exec(
                     "INSERT INTO {table} (id, checksum, finished_at, migration_name, logs, rolled_back_at, "
                     "started_at, applied_steps_count) VALUES (%s, %s, coalesce(%s, now()), %s, NULL, NULL, %s, 1)",
-                    (str(uuid.uuid4()), prisma_checksum(_raw(m.path)), row.finished_at, name, row.started_at))
+                    (str(uuid.uuid4()), _prisma_file_checksum(m.path), row.finished_at, name, row.started_at))
             elif state == "failed" and not done:
                 if not unfinished:
                     self.exec(
                         "INSERT INTO {table} (id, checksum, finished_at, migration_name, logs, rolled_back_at, "
                         "started_at, applied_steps_count) VALUES (%s, %s, NULL, %s, %s, NULL, %s, 0)",
-                        (str(uuid.uuid4()), prisma_checksum(_raw(m.path)), name, row.error, row.started_at))
+                        (str(uuid.uuid4()), _prisma_file_checksum(m.path), name, row.error, row.started_at))
                 elif unfinished[-1][3] != row.error:
                     self.exec("UPDATE {table} SET logs = %s WHERE id = %s", (row.error, unfinished[-1][0]))
 
@@ -387,7 +401,7 @@ class Flyway(_Tool):
             key = f"R__{description}" if repeatable else m.version
             version = None if repeatable else m.version
             current = latest.get(key)
-            checksum = flyway_checksum(_raw(m.path))
+            checksum = _flyway_file_checksum(m.path)
             if state == "applied":
                 if current is not None and current[2] and (not repeatable or current[1] == checksum):
                     continue
@@ -405,7 +419,7 @@ class Flyway(_Tool):
                     self.exec('DELETE FROM {table} WHERE "version" = %s', (version,))
                 else:
                     self._insert(None, version, description, "UNDO_SQL", self._script(undo),
-                                 flyway_checksum(_raw(undo)), row.duration_ms or 0, True)
+                                 _flyway_file_checksum(undo), row.duration_ms or 0, True)
 
     def _repair(self, version: str | None, description: str) -> None:
         """``flyway repair`` before a retry: drop this migration's failed rows."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import chain
 from pathlib import Path
@@ -14,13 +15,13 @@ from pgshift.config import LintSettings, Settings
 from pgshift.errors import ConfigError, PgshiftError, UsageError
 from pgshift.lint.context import RunState, runner_timeouts
 from pgshift.lint.engine import lint_sql, statements_of
-from pgshift.lint.fix import FixResult, apply_fixes
+from pgshift.lint.fix import FixResult, apply_fixes, fixable
 from pgshift.lint.model import LintReport, LintVerdict, TableSize, lint_verdict
 from pgshift.lint.opsmodel import lint_in_order
 from pgshift.lint.schema import Schema, schema_from_dump
 from pgshift.migrations.files import broken_link
 from pgshift.migrations.loader import available_readers, load_migrations
-from pgshift.migrations.model import Migration
+from pgshift.migrations.model import Migration, Statement
 
 STDIN = "-"
 
@@ -67,6 +68,8 @@ class _Run:
     report: LintReport = field(init=False)
     # (file, line, column) -> the statement's exact text, for --fix
     statements: dict[tuple[str, int, int], str] = field(default_factory=dict)
+    # The parts --fix may rewrite: their statements' text is looked up once the findings are known.
+    fix_parts: list[Sequence[Statement]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         # One run for every path given: a table a file creates is new in the files after it.
@@ -91,9 +94,8 @@ class _Run:
 
     def migrations(self, migrations: list[Migration]) -> None:
         down = self.options.down
-        for migration in migrations if self.options.fix else ():  # not kept otherwise: a large part is not held
-            for s in chain(migration.up, (migration.down or []) if down else []):
-                self.statements[(s.file, s.line, s.column)] = s.sql
+        for migration in migrations if self.options.fix else ():  # the parts, not their statements (not held)
+            self.fix_parts += [migration.up, *([migration.down] if down and migration.down else [])]
         # Their reader knows which migrations run in a transaction (a NO TRANSACTION directive, ...):
         # assume_in_transaction is for plain SQL files only and must not override that.
         read_lint = dataclasses.replace(self.lint, assume_in_transaction=False)
@@ -201,6 +203,11 @@ def lint_paths(settings: Settings, paths: tuple[str, ...] | list[str] = (), opti
         run.path(raw, stdin or sys.stdin)
     outcome = LintOutcome(run.report, options.fail_level or settings.lint.fail_level)
     if options.fix:
+        wanted = fixable(run.report)
+        for part in run.fix_parts if wanted else ():
+            for s in part:
+                if (s.file, s.line, s.column) in wanted:
+                    run.statements[(s.file, s.line, s.column)] = s.sql
         outcome.fix = apply_fixes(run.report, run.statements)
         fixed = {id(f) for f in outcome.fix.fixed}
         run.report.findings = [f for f in run.report.findings if id(f) not in fixed]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -194,14 +195,35 @@ def scan_file(path: Path, needle: str | re.Pattern[str] | None) -> ScannedFile |
     return ScannedFile(digest, length, blank, lines)
 
 
+# Where the pieces of a large file start, as (character offset, TextIOWrapper.tell() cookie), noted on a
+# read from its start: a later read from the middle (a goose part after a StatementBegin block, a
+# streamed part read again) seeks there instead of decoding everything before it. Kept per file
+# version (inode, size, mtime: what StreamedStatements checks too), for a few files.
+_CHECKPOINTS: OrderedDict[tuple[str, int, int, int], list[tuple[int, int]]] = OrderedDict()
+_CHECKPOINT_FILES = 16
+
+
 def read_pieces(path: Path, start: int = 0, end: int | None = None) -> Iterator[str]:
     """``read_text(path)[start:end]``, a piece at a time (OSError, UnicodeDecodeError)."""
     position, stripping = 0, True  # read_text drops leading byte order marks
     with open(path, encoding="utf-8") as file:
+        found = os.fstat(file.fileno())
+        key = (str(path), found.st_ino, found.st_size, found.st_mtime_ns)
+        checkpoints = _CHECKPOINTS.get(key)
+        noting = checkpoints is None
+        if checkpoints is None:
+            checkpoints = []
+        else:
+            _CHECKPOINTS.move_to_end(key)
+            before = [point for point in checkpoints if point[0] <= start]
+            if before:
+                position, cookie = before[-1]
+                file.seek(cookie)
+                stripping = False
         while end is None or position < end:
             data = file.read(_READ_CHARS)
             if not data:
-                return
+                break
             if stripping:
                 data = data.lstrip("\ufeff")
                 if not data:
@@ -211,6 +233,14 @@ def read_pieces(path: Path, start: int = 0, end: int | None = None) -> Iterator[
             if low < high:
                 yield data[low:high]
             position += len(data)
+            if noting:
+                checkpoints.append((position, file.tell()))
+        else:
+            return  # stopped at ``end``: the points after it are not known
+        if noting and found.st_size > STREAM_BYTES:  # read to the end
+            _CHECKPOINTS[key] = checkpoints
+            while len(_CHECKPOINTS) > _CHECKPOINT_FILES:
+                _CHECKPOINTS.popitem(last=False)
 
 
 def file_matches(path: Path, pattern: re.Pattern[str]) -> bool:

@@ -329,6 +329,67 @@ class StreamedStatements(Sequence[Statement]):
                                   self.first, self.stop, reindex=True, spans=self.spans)
 
 
+class JoinedStatements(Sequence[Statement]):
+    """The statements of several parts, some of them streamed, as one sequence numbered from ``offset``
+    as a list of them would be (a goose part: its runs of plain SQL and its StatementBegin blocks).
+    Holds the parts, not their statements."""
+
+    def __init__(self, parts: Sequence[Sequence[Statement]], offset: int = 0) -> None:
+        self.parts = [part for part in parts if len(part)]
+        self.offset = offset
+        self.length = sum(len(part) for part in self.parts)
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __repr__(self) -> str:
+        return f"<{self.length} statements of {len(self.parts)} parts, read when used>"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Sequence) and len(other) == len(self) and list(self) == list(other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __iter__(self) -> Iterator[Statement]:
+        index = self.offset
+        for part in self.parts:
+            for statement in part:
+                yield Statement(statement.sql, statement.file, statement.line, statement.column, index)
+                index += 1
+
+    @overload
+    def __getitem__(self, index: int) -> Statement: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> JoinedStatements: ...
+
+    def __getitem__(self, index: int | slice) -> Statement | JoinedStatements:
+        if isinstance(index, slice):
+            first, stop, step = index.indices(len(self))
+            if step != 1:
+                raise ValueError("a streamed part is sliced without a step")
+            parts, at = [], 0
+            for part in self.parts:
+                low, high = max(first - at, 0), min(stop - at, len(part))
+                if low < high:
+                    parts.append(part[low:high])
+                at += len(part)
+            return JoinedStatements(parts, self.offset + first)
+        position = index + len(self) if index < 0 else index
+        if not 0 <= position < len(self):
+            raise IndexError(index)
+        return next(iter(self[position:position + 1]))
+
+
+def join_statements(parts: Sequence[Sequence[Statement]]) -> Sequence[Statement]:
+    """``parts`` as one sequence numbered from 0: a list when every part is one (a small file, as
+    before), else :class:`JoinedStatements`, which holds none of a streamed part's statements."""
+    if all(isinstance(part, list) for part in parts):
+        return [Statement(s.sql, s.file, s.line, s.column, index)
+                for index, s in enumerate(s for part in parts for s in part)]
+    return JoinedStatements(parts)
+
+
 def stream_statements(pieces: Iterator[str], file: str, base_line: int,
                       spans_out: array[int] | None = None) -> Iterator[Statement]:
     """The statements of the text ``pieces`` make up, split as :func:`split_sql` splits it (the same cuts,
@@ -397,15 +458,17 @@ def stream_statements(pieces: Iterator[str], file: str, base_line: int,
             return
 
 
-def split_streamed(path: Path, start: int, end: int, *, base_line: int, stamp: FileStamp) -> Sequence[Statement]:
+def split_streamed(path: Path, start: int, end: int, *, base_line: int, stamp: FileStamp,
+                   held: int | None = None) -> Sequence[Statement]:
     """The statements of ``read_text(path)[start:end]``, split from the file without holding its text:
-    a list when the part is small, else :class:`StreamedStatements`; the same statements, positions
-    and parse errors as :func:`split_sql` of that text."""
+    a list when the part is of at most ``held`` characters (default STREAM_CHARS), else
+    :class:`StreamedStatements`; the same statements, positions and parse errors as :func:`split_sql`
+    of that text."""
     file = str(path)
     try:
         spans: array[int] = array("q")
         found = stream_statements(read_pieces(path, start, end), file, base_line, spans)
-        if end - start <= STREAM_CHARS:
+        if end - start <= (STREAM_CHARS if held is None else held):
             return list(found)
         total = sum(1 for _ in found)
         return StreamedStatements(file, start, end, base_line, total, stamp, spans=spans)
@@ -444,17 +507,19 @@ class SourceFile:
         for piece in (self.text,) if self.text is not None else read_pieces(self.path):
             _hash_text(digest, piece)
 
-    def part(self, base_line: int, start: int = 0, end: int | None = None) -> Sequence[Statement]:
-        """The statements of ``text[start:end]``, the file's text from line ``base_line``."""
+    def part(self, base_line: int, start: int = 0, end: int | None = None, *,
+             held: int | None = None) -> Sequence[Statement]:
+        """The statements of ``text[start:end]``, the file's text from line ``base_line``. Of a large
+        file, a part of more than ``held`` characters (default STREAM_CHARS) is read again when used."""
         end = self.length if end is None else end
         if self.text is not None:
             return split_file_part(self.split, self.text, file=str(self.path), base_line=base_line, start=start,
                                    end=end)
         assert self.stamp is not None
-        return split_streamed(self.path, start, end, base_line=base_line, stamp=self.stamp)
+        return split_streamed(self.path, start, end, base_line=base_line, stamp=self.stamp, held=held)
 
     def slice(self, start: int, end: int) -> str:
-        """``text[start:end]`` (a few lines: what comes before a marker)."""
+        """``text[start:end]`` (a few lines before a marker, a goose StatementBegin block)."""
         return self.text[start:end] if self.text is not None else "".join(read_pieces(self.path, start, end))
 
 

@@ -16,6 +16,8 @@ baseline files are refused rather than silently skipped.
 
 from __future__ import annotations
 
+import codecs
+import hashlib
 import re
 import zlib
 from functools import partial
@@ -24,14 +26,15 @@ from typing import NoReturn
 
 from pgshift.errors import MigrationSourceError
 from pgshift.migrations.files import per_file, read_text, require_dir, require_unique_versions
-from pgshift.migrations.model import Migration, SqlMigration, checksum_of, version_sort_key
-from pgshift.migrations.splitter import Split, split_down, split_sql
+from pgshift.migrations.model import Migration, SqlMigration, version_sort_key
+from pgshift.migrations.splitter import SourceFile, Split, read_source, split_down, split_sql
 
 FORMAT = "flyway"
 VERSIONED = re.compile(r"^(?P<prefix>[VU])(?P<version>\d+(?:[._]\d+)*)__(?P<desc>.*)\.sql$")
 REPEATABLE = re.compile(r"^R__(?P<desc>.+)\.sql$")
 CALLBACK = re.compile(r"^(before|after)[A-Z][A-Za-z]*(__.*)?\.sql$")
-INLINE_CONFIG = re.compile(r"^\s*--\s*flyway:(?P<key>[A-Za-z]+)\s*=\s*(?P<value>\S*)\s*$", re.M)
+# Matched against one line (its ending stripped): with re.M, a leading \s* took the blank lines above it.
+INLINE_CONFIG = re.compile(r"^\s*--\s*flyway:(?P<key>[A-Za-z]+)\s*=\s*(?P<value>\S*)\s*$")
 KNOWN_KEYS = {"executeInTransaction", "encoding"}
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")  # what Java's BufferedReader.readLine splits on, no more
 
@@ -48,6 +51,26 @@ def flyway_checksum(text: str) -> int:
     for line in _LINE_BREAK.split(text):
         crc = zlib.crc32(line.encode("utf-8"), crc)
     return crc - (1 << 32) if crc >= 1 << 31 else crc
+
+
+_READ_BYTES = 1 << 20
+
+
+def flyway_file_checksum(path: Path, errors: str = "strict") -> int:
+    """:func:`flyway_checksum` of the file's text (decoded as UTF-8 with ``errors``), read a megabyte
+    at a time. The CRC of the lines one after the other is the CRC of the text without its line
+    breaks, so every '\\r' and '\\n' is dropped and the rest fed on (OSError, UnicodeDecodeError)."""
+    decoder = codecs.getincrementaldecoder("utf-8")(errors)
+    crc, first = 0, True
+    with open(path, "rb") as file:
+        while True:
+            data = file.read(_READ_BYTES)
+            text = decoder.decode(data, final=not data)
+            if first and text:
+                text, first = text.removeprefix("\ufeff"), False
+            crc = zlib.crc32(text.replace("\r", "").replace("\n", "").encode("utf-8"), crc)
+            if not data:
+                return crc - (1 << 32) if crc >= 1 << 31 else crc
 
 
 def claims(file: Path) -> bool:
@@ -67,7 +90,7 @@ def _numeric(version: str) -> tuple[int, ...]:
     return tuple(parts)
 
 
-def _settings(script: Path, text: str) -> tuple[dict[str, str], str]:
+def _settings(script: Path, source: SourceFile) -> tuple[dict[str, str], str]:
     """Script configuration from ``<script>.conf`` and inline ``-- flyway:key=value`` lines,
     with the .conf text (for the checksum)."""
     found: dict[str, tuple[str, str]] = {}
@@ -79,9 +102,9 @@ def _settings(script: Path, text: str) -> tuple[dict[str, str], str]:
             if not sep:
                 raise MigrationSourceError(f"{conf}:{number}: expected key=value, got {line.strip()!r}.")
             found[key.strip()] = (value.strip(), f"{conf}:{number}")
-    for match in INLINE_CONFIG.finditer(text):
-        number = text.count("\n", 0, match.start()) + 1
-        found[match.group("key")] = (match.group("value"), f"{script}:{number}")
+    for number, _, _, line in source.lines:  # the lines containing "flyway:", found as the file is read
+        if match := INLINE_CONFIG.match(line.rstrip("\r\n")):
+            found[match.group("key")] = (match.group("value"), f"{script}:{number}")
     for key, (value, where) in found.items():
         if key not in KNOWN_KEYS:
             raise MigrationSourceError(
@@ -95,28 +118,39 @@ def _settings(script: Path, text: str) -> tuple[dict[str, str], str]:
     return {key: value for key, (value, _) in found.items()}, conf_text
 
 
-def _script(path: Path) -> tuple[str, list[str], bool]:
-    """(text, texts for the checksum, transactional) of one script."""
-    text = read_text(path)
-    if not text.strip():
+def _script(path: Path, split: Split) -> tuple[SourceFile, str, bool]:
+    """(the script, its .conf text, transactional): a large script is read in pieces, never held."""
+    source = read_source(path, "flyway:", split)
+    if source.blank:
         raise MigrationSourceError(f"The migration file {path} is empty.")
-    settings, conf_text = _settings(path, text)
+    settings, conf_text = _settings(path, source)
     transactional = settings.get("executeInTransaction", "true").lower() != "false"
-    return text, [text, conf_text] if conf_text else [text], transactional
+    return source, conf_text, transactional
+
+
+def _hash_conf(digest: hashlib._Hash, conf_text: str) -> None:
+    if conf_text:  # checksum_of(script, conf, undo script, undo conf), without the texts of missing .conf files
+        digest.update(conf_text.encode())
+        digest.update(b"\x00")
 
 
 def _migration(
     path: Path, version: str, desc: str, kind: str, undo: Path | None, split: Split
 ) -> Migration:
-    text, texts, transactional = _script(path)
-    up = split(text, file=str(path))
+    source, conf_text, transactional = _script(path, split)
+    up = source.part(1)
     if not up:
         raise MigrationSourceError(f"{path} has no SQL statements (only comments).")
+    digest = source.digest.copy()
+    digest.update(b"\x00")
+    _hash_conf(digest, conf_text)
     down, down_error = None, None
     if undo is not None:
-        undo_text, undo_texts, _ = _script(undo)
-        texts += undo_texts
-        down, down_error = split_down(lambda: split(undo_text, file=str(undo)))
+        undo_source, undo_conf, _ = _script(undo, split)
+        undo_source.hash_into(digest)
+        digest.update(b"\x00")
+        _hash_conf(digest, undo_conf)
+        down, down_error = split_down(lambda: undo_source.part(1))
     return SqlMigration(
         version=version,
         name=desc.replace("_", " "),
@@ -124,7 +158,7 @@ def _migration(
         up=up,
         down=down,
         down_error=down_error,
-        checksum=checksum_of(*texts),
+        checksum=digest.hexdigest(),
         source_format=FORMAT,
         kind="repeatable" if kind == "R" else "versioned",
         transactional=transactional,

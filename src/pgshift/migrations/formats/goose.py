@@ -17,28 +17,30 @@ runs SQL only. A file without a Down part is irreversible (``down`` is None).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
 from pgshift.errors import MigrationSourceError, SqlParseError
+from pgshift.migrations import splitter
 from pgshift.migrations.files import (
     file_matches,
-    lines_containing,
     per_file,
-    read_text,
+    read_pieces,
     read_texts,
     require_dir,
     require_unique_versions,
 )
-from pgshift.migrations.model import Migration, SqlMigration, Statement, checksum_of, version_sort_key
-from pgshift.migrations.splitter import Split, split_sql
+from pgshift.migrations.model import Migration, SqlMigration, Statement, version_sort_key
+from pgshift.migrations.splitter import SourceFile, Split, join_statements, read_source, split_sql
 
 FORMAT = "goose"
 FILE_NAME = re.compile(r"^(?P<version>\d+)_(?P<name>.*)\.(?P<ext>sql|go)$")
 ANNOTATION = re.compile(r"^--\s*\+goose\s+(?P<command>.*?)\s*$", re.I)
 MARKER = re.compile(r"^--\s*\+goose\s", re.I | re.M)
 _GOOSE = re.compile(r"\+goose", re.I)  # in every annotation line
+_RUN_CHARS = 64 * 1024  # a run of plain SQL of a large file longer than this is read again when used
 
 
 def claims(file: Path) -> bool:
@@ -53,13 +55,14 @@ def detect(path: Path) -> bool:
 @dataclass
 class _Part:
     start_line: int
-    statements: list[Statement] = field(default_factory=list)
+    # Runs of plain SQL (streamed from the file when large) and StatementBegin blocks, in order.
+    statements: list[Sequence[Statement]] = field(default_factory=list)
 
 
 @dataclass
 class _Parser:
     path: Path
-    text: str  # the file; parts are split in place, by offsets
+    source: SourceFile  # the file; parts are split in place, by offsets, and a large one is never held
     up: _Part | None = None
     down: _Part | None = None
     transactional: bool = True
@@ -77,11 +80,11 @@ class _Parser:
     def current(self) -> _Part | None:
         return self.down or self.up
 
-    def split(self, text: str, base_line: int, start: int = 0, end: int | None = None) -> list[Statement] | None:
-        """Statements of ``text[start:end]``; None when it is in the Down part and does not parse: a
-        broken Down part only blocks a rollback through this migration, as in goose."""
+    def split(self, parse: Callable[[], Sequence[Statement]]) -> Sequence[Statement] | None:
+        """``parse()``; None when it is in the Down part and does not parse: a broken Down part only
+        blocks a rollback through this migration, as in goose."""
         try:
-            return self.split_sql(text, file=self.where, base_line=base_line, start=start, end=end)
+            return parse()
         except SqlParseError as exc:
             if self.down is None:
                 raise
@@ -92,19 +95,24 @@ class _Parser:
         """Split the plain SQL from line plain_start to offset ``end`` (a line start) into the current part."""
         part = self.current()
         if part is None:
-            for offset, line in enumerate(self.text[self.plain_offset:end].splitlines()):
+            for offset, line in enumerate(_lines(self.source, self.plain_offset, end)):
                 if line.strip() and not line.lstrip().startswith("--"):
                     raise MigrationSourceError(
                         f"{self.path}:{self.plain_start + offset}: SQL before the '-- +goose Up' annotation.",
                         hint="goose requires the file to start with '-- +goose Up'.",
                     )
             return
-        part.statements += self.split(self.text, self.plain_start, self.plain_offset, end) or []
+        # A large file's runs between StatementBegin blocks are each small, but not all of them together.
+        held = min(splitter.STREAM_CHARS, _RUN_CHARS)
+        found = self.split(lambda: self.source.part(self.plain_start, self.plain_offset, end, held=held))
+        if found:
+            part.statements.append(found)
 
     def close_block(self, end: int) -> None:
         assert self.block_start is not None
-        text = self.text[self.block_offset:end]
-        found = self.split(text, self.block_start + 1)
+        text = self.source.slice(self.block_offset, end)  # one statement: held, as it is to run it
+        block_line = self.block_start + 1
+        found = self.split(lambda: self.split_sql(text, file=self.where, base_line=block_line))
         if found is None:
             self.block_start = None
             return
@@ -117,7 +125,7 @@ class _Parser:
         sql = text[offset:].strip().rstrip(";").rstrip()
         part = self.current()
         assert part is not None
-        part.statements.append(Statement(sql, self.where, first.line, first.column, 0))
+        part.statements.append([Statement(sql, self.where, first.line, first.column, 0)])
         self.block_start = None
 
     def annotate(self, number: int, command: str, line_end: int) -> None:
@@ -151,8 +159,8 @@ class _Parser:
             )
 
     def run(self) -> None:
-        for number, line_start, line_end in lines_containing(self.text, _GOOSE):
-            match = ANNOTATION.match(self.text[line_start:line_end].rstrip("\r\n"))
+        for number, line_start, line_end, line in self.source.lines:
+            match = ANNOTATION.match(line.rstrip("\r\n"))
             if not match:
                 continue
             command = " ".join(match.group("command").lower().split())
@@ -171,7 +179,7 @@ class _Parser:
             raise MigrationSourceError(
                 f"{self.path}:{self.block_start}: StatementBegin without a matching '-- +goose StatementEnd'."
             )
-        self.flush_plain(len(self.text))
+        self.flush_plain(self.source.length)
 
 
 def _offset(text: str, line_index: int, column: int) -> int:
@@ -180,16 +188,26 @@ def _offset(text: str, line_index: int, column: int) -> int:
     return sum(len(line) for line in lines[:line_index]) + column - 1
 
 
-def _reindex(statements: list[Statement]) -> list[Statement]:
-    return [Statement(s.sql, s.file, s.line, s.column, i) for i, s in enumerate(statements)]
+def _lines(source: SourceFile, start: int, end: int) -> Iterator[str]:
+    """The lines of ``text[start:end]`` (``str.splitlines``), read in pieces when the file is large (its
+    only line breaks are then newlines)."""
+    if source.text is not None:
+        yield from source.text[start:end].splitlines()
+        return
+    carry = ""
+    for piece in read_pieces(source.path, start, end):
+        *lines, carry = (carry + piece).split("\n")
+        yield from (line.removesuffix("\r") for line in lines)
+    if carry:
+        yield carry.removesuffix("\r")
 
 
 def parse_file(path: Path, version: str, name: str, *, split: Split = split_sql) -> Migration:
-    text = read_text(path)
-    if not text or text.isspace():
+    source = read_source(path, _GOOSE, split)  # a large file is read in pieces, its text never held
+    if source.blank:
         raise MigrationSourceError(f"The migration file {path} is empty.")
-    checksum = checksum_of(text)  # before splitting: its encoded copy is freed before the statements exist
-    parser = _Parser(path, text, split_sql=split)
+    checksum = source.checksum()
+    parser = _Parser(path, source, split_sql=split)
     parser.run()
     if parser.up is None:
         raise MigrationSourceError(
@@ -202,8 +220,8 @@ def parse_file(path: Path, version: str, name: str, *, split: Split = split_sql)
         version=version,
         name=name,
         path=path,
-        up=_reindex(parser.up.statements),
-        down=_reindex(parser.down.statements) if parser.down and not parser.down_error else None,
+        up=join_statements(parser.up.statements),
+        down=join_statements(parser.down.statements) if parser.down and not parser.down_error else None,
         down_error=parser.down_error,
         checksum=checksum,
         source_format=FORMAT,

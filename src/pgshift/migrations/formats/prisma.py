@@ -18,9 +18,9 @@ from pathlib import Path
 
 from pgshift.errors import MigrationSourceError
 from pgshift.migrations.files import per_file, read_text, read_texts, require_dir, require_unique_versions
-from pgshift.migrations.formats.golang_migrate import parse_statements
-from pgshift.migrations.model import Migration, SqlMigration, checksum_of, version_sort_key
-from pgshift.migrations.splitter import Split, split_sql
+from pgshift.migrations.formats.golang_migrate import strip_outer_transaction
+from pgshift.migrations.model import Migration, SqlMigration, version_sort_key
+from pgshift.migrations.splitter import Split, read_source, split_sql
 
 FORMAT = "prisma"
 LOCK_FILE = "migration_lock.toml"
@@ -70,17 +70,17 @@ def _load_one(folder: Path, split: Split = split_sql) -> Migration:
     file = folder / "migration.sql"
     if not file.is_file():
         raise MigrationSourceError(f"The Prisma migration folder {folder} has no migration.sql.")
-    text = read_text(file)
-    if not text.strip():
+    source = read_source(file, None, split)  # a large file is read in pieces, its text never held
+    if source.blank:
         raise MigrationSourceError(f"The migration file {file} is empty.")
     version = match.group("version")
     return SqlMigration(
         version=version,
         name=match.group("name"),
         path=file,
-        up=parse_statements(file, text, split),
+        up=strip_outer_transaction(source.part(1)),
         down=None,
-        checksum=checksum_of(text),
+        checksum=source.checksum(),
         source_format=FORMAT,
         sort_key=version_sort_key(version),
     )
