@@ -14,7 +14,7 @@ from typing import TextIO
 from pgshift.config import LintSettings, Settings
 from pgshift.errors import ConfigError, PgshiftError, UsageError
 from pgshift.lint.context import RunState, runner_timeouts
-from pgshift.lint.engine import lint_sql, statements_of
+from pgshift.lint.engine import lint_file, lint_sql, statements_of
 from pgshift.lint.fix import FixResult, apply_fixes, fixable
 from pgshift.lint.model import LintReport, LintVerdict, TableSize, lint_verdict
 from pgshift.lint.opsmodel import lint_in_order
@@ -129,7 +129,10 @@ class _Run:
             self.folder(path)
         elif path.is_file():
             own = _migrations_of_file(path, self.settings.format)
-            if own is None:
+            if own is None and not self.options.fix:
+                lint_file(path, settings=self.lint, pg_version=self.pg_version, sizes=self.sizes, schema=self.schema,
+                          collect_locks=self.options.locks, report=self.report, run=self.run_state)
+            elif own is None:  # --fix keeps each statement's text to rewrite it
                 self.text(path.read_text(encoding="utf-8", errors="replace"), str(path))
             else:  # read as its folder's tool reads it: markers, directives, up and down parts apart
                 self.migrations(own)
