@@ -29,6 +29,7 @@ from pgshift.db.connect import connect, drop_database, mask_password, with_dbnam
 from pgshift.db.privileges import require_createdb
 from pgshift.errors import BackupFailed
 from pgshift.safety.copydata import TableData, TableKey, table_pattern, tool_copy_data
+from pgshift.safety.follow import ArchiveFollower, check_final, list_toc
 from pgshift.safety.manifest import (
     HASHED,
     LARGE,
@@ -111,6 +112,7 @@ class ArchiveRead:
     sha256: str
     tables: dict[TableKey, TableData] | None
     failure: str | None = None
+    how: str = "sha256 of the archive taken in the same read that read it back (written to the manifest)"
 
 
 def read_archive_once(path: Path, tool: Tool, *,
@@ -124,6 +126,26 @@ def read_archive_once(path: Path, tool: Tool, *,
     except BackupFailed as exc:
         return ArchiveRead(digest.hexdigest(), None, exc.message)
     return ArchiveRead(digest.hexdigest(), tables)
+
+
+FOLLOWED = ("the archive read back while pg_dump wrote it; once pg_dump finished, one pass took its sha256 "
+            "(written to the manifest) and found it the same file, but for the data offsets in its table of "
+            "contents, which pg_restore --list read")
+
+
+def read_back_followed(path: Path, tool: Tool, follower: ArchiveFollower) -> ArchiveRead:
+    """The read-back ``follower`` made while pg_dump wrote ``path``, checked against the finished file in
+    one pass; when it cannot be shown to be the same archive, the finished file is read back instead."""
+    followed = follower.finish()
+    if followed.tables is not None:
+        final = check_final(path, followed)
+        if final.same:
+            try:
+                list_toc(path, tool)
+            except BackupFailed:
+                return read_archive_once(path, tool)  # the full read says what is wrong with it
+            return ArchiveRead(final.sha256, followed.tables, how=FOLLOWED)
+    return read_archive_once(path, tool)
 
 
 def compare_archive_counts(manifest: Manifest, archived: dict[TableKey, TableData]) -> list[str]:
@@ -308,9 +330,8 @@ def _verify(folder: Path, report: VerifyReport, full: bool, url: str | None,
         if read.sha256 != manifest.files[0].sha256:
             report.problems.append(changed_file(manifest.files[0].path))
             return
-        report.passed.append(
-            "sha256 of the archive taken in the same read that read it back (written to the manifest)"
-            if read is preread else f"sha256 of {len(manifest.files)} file(s) match the manifest")
+        report.passed.append(read.how if read is preread
+                             else f"sha256 of {len(manifest.files)} file(s) match the manifest")
         if read.tables is None:
             report.problems.append(read.failure or f"the archive {folder / manifest.dump} does not read back")
             return
