@@ -18,6 +18,7 @@ reads the finished archive through pg_restore as before, so nothing is proved le
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 import zlib
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ from pgshift.safety.tools import Tool, run_tool
 
 _CHUNK = 1 << 20
 _POLL_SECONDS = 0.02
+_BATCH = 256 << 10
 _MAX_HEAD = 64 << 20  # a TOC larger than this is not parsed: the finished file is read instead
 _K_OFFSET_POS_SET = 2
 
@@ -189,15 +191,17 @@ class ArchiveFollower:
         try:
             with self._open() as src:
                 while not self._stop.is_set():
+                    done = self._dump_done.is_set()  # before the read: then what it reads is all there is
+                    if not done and os.fstat(src.fileno()).st_size - src.tell() < _BATCH:
+                        # Read in batches, not pg_dump's every write: fewer wake-ups of pg_restore and of
+                        # this thread on a machine whose cores pg_dump and its server process already use.
+                        self._dump_done.wait(_POLL_SECONDS)
+                        continue
                     block = src.read(_CHUNK)
                     if not block:
-                        if self._dump_done.is_set():
-                            block = src.read(_CHUNK)  # pg_dump has exited: what is there now is all of it
-                            if not block:
-                                return
-                        else:
-                            self._dump_done.wait(_POLL_SECONDS)
-                            continue
+                        if done:
+                            return
+                        continue
                     self._take(block)
                     if writing:
                         try:
