@@ -692,6 +692,26 @@ def test_an_archive_version_the_follower_does_not_know_is_read_back_after_the_du
     assert "the archive holds the manifest's row count for 3 table(s)" in result.verification.passed
 
 
+def test_a_final_toc_pg_restore_cannot_list_sends_the_backup_to_read_the_finished_file(
+    pg_server: Any, db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pgshift.safety import follow as follow_module
+    from pgshift.safety import verify as verify_module
+
+    seed(db_url)
+    listed: list[int] = []
+
+    def failed(self: Any) -> bool:
+        listed.append(self.proc.wait())
+        return False
+
+    monkeypatch.setattr(follow_module.TocListing, "succeeded", failed)
+    result = take_backup(make_settings(tmp_path, db_url, pg_server), db_url)
+    assert listed and result.verification is not None and result.verification.ok
+    assert verify_module.FOLLOWED not in result.verification.passed
+    assert any("same read that read it back" in p for p in result.verification.passed)
+
+
 def test_parse_toc_finds_where_a_real_archive_s_data_begins(pg_server: Any, db_url: str, tmp_path: Path) -> None:
     from pgshift.safety.follow import UnknownArchive, parse_toc
     from pgshift.safety.follow import _NeedMore as NeedMore

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import subprocess
 import threading
 import zlib
 from dataclasses import dataclass
@@ -27,7 +28,7 @@ from typing import IO
 
 from pgshift.errors import BackupFailed
 from pgshift.safety.copydata import TableData, TableKey, tool_copy_data
-from pgshift.safety.tools import Tool, run_tool
+from pgshift.safety.tools import Tool, child_env, die_with_parent
 
 _CHUNK = 1 << 20
 _POLL_SECONDS = 0.02
@@ -310,6 +311,14 @@ def check_final(path: Path, read: FollowedRead) -> FinalCheck:
     return FinalCheck(sha, True)
 
 
-def list_toc(path: Path, tool: Tool) -> None:
-    """pg_restore reads the finished TOC (the one with the data offsets); BackupFailed if it cannot."""
-    run_tool([str(tool.path), "--list", str(path)], {}, what=f"the archive {path} does not read back")
+class TocListing:
+    """``pg_restore --list`` of the finished archive, started at once so that it runs beside the final
+    pass over the file: pg_restore reads the TOC with the data offsets pg_dump wrote last."""
+
+    def __init__(self, path: Path, tool: Tool) -> None:
+        self.proc = subprocess.Popen([str(tool.path), "--list", str(path)], stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=child_env({}),
+                                     preexec_fn=die_with_parent())
+
+    def succeeded(self) -> bool:
+        return self.proc.wait() == 0

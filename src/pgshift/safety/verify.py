@@ -30,7 +30,7 @@ from pgshift.db.connect import connect, drop_database, mask_password, with_dbnam
 from pgshift.db.privileges import require_createdb
 from pgshift.errors import BackupFailed
 from pgshift.safety.copydata import TableData, TableKey, table_pattern, tool_copy_data
-from pgshift.safety.follow import ArchiveFollower, check_final, list_toc
+from pgshift.safety.follow import ArchiveFollower, TocListing, check_final
 from pgshift.safety.manifest import (
     HASHED,
     LARGE,
@@ -137,16 +137,14 @@ FOLLOWED = ("the archive read back while pg_dump wrote it; once pg_dump finished
 def read_back_followed(path: Path, tool: Tool, follower: ArchiveFollower) -> ArchiveRead:
     """The read-back ``follower`` made while pg_dump wrote ``path``, checked against the finished file in
     one pass; when it cannot be shown to be the same archive, the finished file is read back instead."""
+    listing = TocListing(path, tool)
     followed = follower.finish()
     if followed.tables is not None:
         final = check_final(path, followed)
-        if final.same:
-            try:
-                list_toc(path, tool)
-            except BackupFailed:
-                return read_archive_once(path, tool)  # the full read says what is wrong with it
+        if listing.succeeded() and final.same:
             return ArchiveRead(final.sha256, followed.tables, how=FOLLOWED)
-    return read_archive_once(path, tool)
+    listing.succeeded()  # waited for, not left running
+    return read_archive_once(path, tool)  # the full read of the finished file says what, if anything, is wrong
 
 
 def compare_archive_counts(manifest: Manifest, archived: dict[TableKey, TableData]) -> list[str]:
