@@ -620,8 +620,8 @@ def test_backup_reads_its_archive_back_while_pg_dump_writes_it(pg_server: Any, d
 def _flip_before_the_final_check(monkeypatch: pytest.MonkeyPatch, where: Callable[[Path], int]) -> list[int]:
     """Change one byte of the finished archive after the follower read it, before it is checked."""
     from pgshift.safety import verify as verify_module
+    from pgshift.safety.follow import check_final as real
 
-    real = verify_module.check_final
     flipped: list[int] = []
 
     def flip_then_check(path: Path, read: Any) -> Any:
