@@ -6,6 +6,7 @@ import json
 import stat
 import threading
 import time
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, ClassVar
@@ -580,10 +581,10 @@ def test_compare_schema_names_what_the_restored_database_lacks(pg_server: Any, d
     assert many[0].startswith("the restored schema differs from the archive's: -    opened timestamp"), many
 
 
-def test_backup_hashes_and_reads_its_archive_back_in_one_pass(pg_server: Any, db_url: str, tmp_path: Path,
-                                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    """The default backup reads the archive once after pg_dump (#17: within 5% of pg_dump -Fc): the
-    manifest's sha256 comes from the read pg_restore reads back from, not from two more reads."""
+def test_backup_reads_its_archive_back_while_pg_dump_writes_it(pg_server: Any, db_url: str, tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """The default backup reads the archive back while pg_dump writes it, not after (#17: within 5% of
+    pg_dump -Fc): no read of the finished archive through pg_restore, one pass for its sha256."""
     import hashlib
 
     from pgshift.safety import manifest as manifest_module
@@ -591,20 +592,141 @@ def test_backup_hashes_and_reads_its_archive_back_in_one_pass(pg_server: Any, db
 
     seed(db_url, rows=2000)
     extra_reads: list[Path] = []
-    real = manifest_module.sha256_file
+    real_sha, real_read = manifest_module.sha256_file, verify_module.read_archive_once
 
     def counted(path: Path, chunk: int = 1 << 20) -> str:
         extra_reads.append(path)
-        return real(path, chunk)
+        return real_sha(path, chunk)
+
+    def read_after(path: Path, *args: Any, **kwargs: Any) -> Any:
+        extra_reads.append(path)
+        return real_read(path, *args, **kwargs)
 
     monkeypatch.setattr(manifest_module, "sha256_file", counted)
     monkeypatch.setattr(verify_module, "sha256_file", counted)
+    monkeypatch.setattr(verify_module, "read_archive_once", read_after)
     result = take_backup(make_settings(tmp_path, db_url, pg_server), db_url)
     assert extra_reads == []
     assert result.verification is not None and result.verification.ok
-    assert any("same read that read it back" in p for p in result.verification.passed)
+    assert verify_module.FOLLOWED in result.verification.passed
+    assert "the archive holds the manifest's row count for 3 table(s)" in result.verification.passed
     dump = result.backup.path / "dump.pgdump"
     assert read_manifest(result.backup.path).files[0].sha256 == hashlib.sha256(dump.read_bytes()).hexdigest()
     monkeypatch.undo()
     later = verify_backup(result.backup.path)  # a later quick verification: one read, hash compared
     assert later.ok and "sha256 of 1 file(s) match the manifest" in later.passed
+
+
+def _flip_before_the_final_check(monkeypatch: pytest.MonkeyPatch, where: Callable[[Path], int]) -> list[int]:
+    """Change one byte of the finished archive after the follower read it, before it is checked."""
+    from pgshift.safety import verify as verify_module
+    from pgshift.safety.follow import check_final as real
+
+    flipped: list[int] = []
+
+    def flip_then_check(path: Path, read: Any) -> Any:
+        data = bytearray(path.read_bytes())
+        at = where(path)
+        data[at] ^= 0x5A
+        path.write_bytes(bytes(data))
+        flipped.append(at)
+        return real(path, read)
+
+    monkeypatch.setattr(verify_module, "check_final", flip_then_check)
+    return flipped
+
+
+def test_archive_data_that_changes_after_it_was_read_back_fails_the_backup(
+    pg_server: Any, db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What was read back while pg_dump wrote must be the finished file: a data byte that differs sends
+    the backup to read the finished file back, which fails on it; nothing is kept as verified."""
+    seed(db_url, rows=3000)
+    flipped = _flip_before_the_final_check(monkeypatch, lambda path: path.stat().st_size - 200)
+    with pytest.raises(BackupFailed) as failed:
+        take_backup(make_settings(tmp_path, db_url, pg_server), db_url)
+    assert flipped and "failed quick verification" in failed.value.message, failed.value.message
+
+
+def test_a_changed_table_of_contents_is_read_back_again_from_the_finished_file(
+    pg_server: Any, db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A TOC that differs beyond its data offsets is not the TOC the follower read: the finished file is
+    read back through pg_restore instead, and its own sha256 goes into the manifest."""
+    import hashlib
+
+    from pgshift.safety import verify as verify_module
+    from pgshift.safety.follow import parse_toc
+
+    seed(db_url)
+
+    def in_the_toc(path: Path) -> int:
+        data = path.read_bytes()
+        toc = parse_toc(data)
+        return data.index(b"accounts", 0, toc.end) + 1  # a table's name: pg_restore still reads it
+
+    flipped = _flip_before_the_final_check(monkeypatch, in_the_toc)
+    result = take_backup(make_settings(tmp_path, db_url, pg_server), db_url)
+    assert flipped and result.verification is not None and result.verification.ok
+    assert verify_module.FOLLOWED not in result.verification.passed
+    assert any("same read that read it back" in p for p in result.verification.passed)
+    dump = result.backup.path / "dump.pgdump"
+    assert read_manifest(result.backup.path).files[0].sha256 == hashlib.sha256(dump.read_bytes()).hexdigest()
+
+
+def test_an_archive_version_the_follower_does_not_know_is_read_back_after_the_dump(
+    pg_server: Any, db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pgshift.safety import follow as follow_module
+    from pgshift.safety import verify as verify_module
+
+    seed(db_url)
+
+    def unknown(buf: bytes | bytearray) -> Any:
+        raise follow_module.UnknownArchive("archive version 1.99")
+
+    monkeypatch.setattr(follow_module, "parse_toc", unknown)
+    result = take_backup(make_settings(tmp_path, db_url, pg_server), db_url)
+    assert result.verification is not None and result.verification.ok
+    assert verify_module.FOLLOWED not in result.verification.passed
+    assert "the archive holds the manifest's row count for 3 table(s)" in result.verification.passed
+
+
+def test_a_final_toc_pg_restore_cannot_list_sends_the_backup_to_read_the_finished_file(
+    pg_server: Any, db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pgshift.safety import follow as follow_module
+    from pgshift.safety import verify as verify_module
+
+    seed(db_url)
+    listed: list[int] = []
+
+    def failed(self: Any) -> bool:
+        listed.append(self.proc.wait())
+        return False
+
+    monkeypatch.setattr(follow_module.TocListing, "succeeded", failed)
+    result = take_backup(make_settings(tmp_path, db_url, pg_server), db_url)
+    assert listed and result.verification is not None and result.verification.ok
+    assert verify_module.FOLLOWED not in result.verification.passed
+    assert any("same read that read it back" in p for p in result.verification.passed)
+
+
+def test_parse_toc_finds_where_a_real_archive_s_data_begins(pg_server: Any, db_url: str, tmp_path: Path) -> None:
+    from pgshift.safety.follow import UnknownArchive, parse_toc
+    from pgshift.safety.follow import _NeedMore as NeedMore
+
+    seed(db_url)
+    result = take_backup(make_settings(tmp_path, db_url, pg_server), db_url, verify=False)
+    data = (result.backup.path / "dump.pgdump").read_bytes()
+    toc = parse_toc(data)
+    # pg_dump writes the first table's data right after the TOC; every entry has an offset field.
+    assert toc.data_offsets and min(toc.data_offsets) == toc.end
+    assert len(toc.data_offsets) == 3 and len(toc.offset_fields) > 3
+    assert all(data[start] in (1, 2, 3) for start, _ in toc.offset_fields)
+    with pytest.raises(NeedMore):
+        parse_toc(data[:toc.end - 1])
+    with pytest.raises(UnknownArchive):
+        parse_toc(data[:5] + bytes([1, 99, 0]) + data[8:])
+    with pytest.raises(UnknownArchive):
+        parse_toc(b"PGDMX" + data[5:])

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import psycopg
 
@@ -33,6 +33,7 @@ from pgshift.db.connect import connect, mask_password
 from pgshift.db.history import History
 from pgshift.db.privileges import require_readable_tables
 from pgshift.errors import BackupFailed, DiskFull, LockHeld, PgshiftError, from_os_error
+from pgshift.safety.follow import ArchiveFollower
 from pgshift.safety.manifest import (
     MANIFEST,
     FileEntry,
@@ -340,12 +341,17 @@ def take_backup(
         dump_name = "dump" if fmt == "directory" else "dump.pgdump"
         conninfo, env = child_connection(url or "")
         conn.autocommit = False
+        # The pg_restore that reads a single-file archive back while pg_dump writes it.
+        restore = _restore_tool(tool, bindir or settings.backup.pg_bindir) if verify and fmt != "directory" else None
+        follower: ArchiveFollower | None = None
         try:
-            stats, dump_seconds, notes = _dump_and_count(
-                conn, settings, tool, conninfo, env, folder / dump_name, fmt, jobs, progress, on_child,
+            stats, dump_seconds, notes, follower = _dump_and_count(
+                conn, settings, tool, conninfo, env, folder / dump_name, fmt, jobs, progress, on_child, restore,
             )
             head = _history_head(conn, settings.history_schema)
         except BaseException:
+            if follower is not None:
+                follower.abort()
             shutil.rmtree(folder, ignore_errors=True)
             mark.release()
             raise
@@ -354,15 +360,16 @@ def take_backup(
     _restrict(folder)
     preread = None
     try:
-        restore = _restore_tool(tool, bindir or settings.backup.pg_bindir) if verify and fmt != "directory" else None
-        if restore is not None:  # hash and read back in one pass; the manifest takes its sha256
-            from pgshift.safety.verify import read_archive_once
+        if restore is not None and follower is not None:  # read back while written; the manifest takes its sha256
+            from pgshift.safety.verify import read_back_followed
 
-            preread = read_archive_once(folder / dump_name, restore)
+            preread = read_back_followed(folder / dump_name, restore, follower)
             files = [FileEntry(dump_name, (folder / dump_name).stat().st_size, preread.sha256)]
         else:
             files = file_entries(folder, dump_name)
     except BaseException:
+        if follower is not None:
+            follower.abort()
         shutil.rmtree(folder, ignore_errors=True)
         mark.release()
         raise
@@ -434,8 +441,8 @@ def record_backup(settings: Settings, url: str, backup: Backup) -> str | None:
 def _dump_and_count(
     conn: psycopg.Connection[Any], settings: Settings, tool: Tool, conninfo: str, env: dict[str, str],
     target: Path, fmt: str, jobs: int, progress: ProgressFn | None,
-    on_child: Callable[[subprocess.Popen[str]], None] | None,
-) -> tuple[list[TableStat], float, list[str]]:
+    on_child: Callable[[subprocess.Popen[str]], None] | None, restore: Tool | None = None,
+) -> tuple[list[TableStat], float, list[str], ArchiveFollower | None]:
     notes: list[str] = []
     snapshot = _export_snapshot(conn)
     if snapshot is None:
@@ -458,8 +465,28 @@ def _dump_and_count(
     dump = _DumpProcess(argv, child_vars, sizes, progress)
     if on_child:
         on_child(dump.proc)
+    follower = ArchiveFollower(target, restore) if restore is not None else None
+    try:
+        stats = _count_while_dumping(conn, settings, dump)
+    except BaseException:
+        if follower is not None:
+            follower.abort()
+        raise
+    code = dump.wait()
+    seconds = time.monotonic() - t0
+    if code != 0:
+        if follower is not None:
+            follower.abort()
+        _dump_failed(tool, dump, code, target, settings)
+    if follower is not None:
+        follower.dump_finished()  # it reads the rest while the manifest is made
+    return stats, seconds, notes, follower
+
+
+def _count_while_dumping(conn: psycopg.Connection[Any], settings: Settings, dump: _DumpProcess) -> list[TableStat]:
     # The manifest pass shares the CPU with pg_dump and its COPY backend: parallel workers and JIT
     # compilation would only add to the total work.
+    lock_wait_ms = settings.lock_wait.ms
     conn.execute("SELECT set_config('jit', 'off', true), set_config('max_parallel_workers_per_gather', '0', true)")
     if lock_wait_ms > 0:  # a table someone else holds locked: give up when pg_dump does, not never
         conn.execute("SELECT set_config('lock_timeout', %s, true)", (f"{lock_wait_ms}ms",))
@@ -474,19 +501,19 @@ def _dump_and_count(
         dump.proc.kill()
         dump.wait()
         raise
-    code = dump.wait()
-    seconds = time.monotonic() - t0
-    if code != 0:
-        detail = f"pg_dump ({tool.path}, {tool.version}) failed with exit code {code}: {dump.error_text()}"
-        locked = lock_waited_on(detail)
-        if locked:
-            raise _lock_held(f"table {locked}", settings.lock_wait)
-        if "No space left on device" in detail or "Disk quota exceeded" in detail:
-            raise DiskFull(f"The disk holding {target.parent} filled up during the backup. {detail}",
-                           hint="the partial dump was removed and the database was not changed; free space there "
-                                "or set backup.directory (or --to) to a larger disk.")
-        raise BackupFailed(detail, hint="nothing was kept; the database was not changed.")
-    return stats, seconds, notes
+    return stats
+
+
+def _dump_failed(tool: Tool, dump: _DumpProcess, code: int, target: Path, settings: Settings) -> NoReturn:
+    detail = f"pg_dump ({tool.path}, {tool.version}) failed with exit code {code}: {dump.error_text()}"
+    locked = lock_waited_on(detail)
+    if locked:
+        raise _lock_held(f"table {locked}", settings.lock_wait)
+    if "No space left on device" in detail or "Disk quota exceeded" in detail:
+        raise DiskFull(f"The disk holding {target.parent} filled up during the backup. {detail}",
+                       hint="the partial dump was removed and the database was not changed; free space there "
+                            "or set backup.directory (or --to) to a larger disk.")
+    raise BackupFailed(detail, hint="nothing was kept; the database was not changed.")
 
 
 def _lock_held(what: str, lock_wait: Duration) -> LockHeld:

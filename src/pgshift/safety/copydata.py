@@ -156,13 +156,15 @@ def tool_copy_data(
     argv: Sequence[str | bytes], env: dict[str, str], *, what: str,
     hashed: Callable[[TableKey], bool] = lambda _: False,
     stdin_file: Path | None = None, digest: hashlib._Hash | None = None,
+    stdin_feed: Callable[[IO[bytes]], None] | None = None,
 ) -> dict[TableKey, TableData]:
     """Run pg_restore/pg_dump writing a SQL script to stdout and read its COPY blocks as they come;
     BackupFailed with the tool's (masked) stderr if it fails. With ``stdin_file`` the tool reads that
-    file from its stdin, and ``digest`` hashes it in the same read (one pass over the archive)."""
+    file from its stdin, and ``digest`` hashes it in the same read (one pass over the archive);
+    ``stdin_feed`` writes the tool's stdin itself (in a thread) and closes it."""
     with tempfile.TemporaryFile() as errors:
         try:
-            stdin = subprocess.DEVNULL if stdin_file is None else subprocess.PIPE
+            stdin = subprocess.DEVNULL if stdin_file is None and stdin_feed is None else subprocess.PIPE
             proc = subprocess.Popen(argv, bufsize=0, stdin=stdin, stdout=subprocess.PIPE, stderr=errors,
                                     env=child_env(env), preexec_fn=die_with_parent())
         except OSError as exc:
@@ -170,7 +172,11 @@ def tool_copy_data(
         assert proc.stdout is not None
         feeder: threading.Thread | None = None
         unreadable: list[OSError] = []
-        if stdin_file is not None:
+        if stdin_feed is not None:
+            assert proc.stdin is not None
+            feeder = threading.Thread(target=stdin_feed, args=(proc.stdin,), daemon=True)
+            feeder.start()
+        elif stdin_file is not None:
             assert proc.stdin is not None
             feeder = threading.Thread(target=_feed, args=(stdin_file, proc.stdin, digest, unreadable), daemon=True)
             feeder.start()

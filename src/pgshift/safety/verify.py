@@ -18,6 +18,7 @@ import re
 import secrets
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ from pgshift.db.connect import connect, drop_database, mask_password, with_dbnam
 from pgshift.db.privileges import require_createdb
 from pgshift.errors import BackupFailed
 from pgshift.safety.copydata import TableData, TableKey, table_pattern, tool_copy_data
+from pgshift.safety.follow import ArchiveFollower, TocListing, check_final
 from pgshift.safety.manifest import (
     HASHED,
     LARGE,
@@ -111,6 +113,7 @@ class ArchiveRead:
     sha256: str
     tables: dict[TableKey, TableData] | None
     failure: str | None = None
+    how: str = "sha256 of the archive taken in the same read that read it back (written to the manifest)"
 
 
 def read_archive_once(path: Path, tool: Tool, *,
@@ -124,6 +127,24 @@ def read_archive_once(path: Path, tool: Tool, *,
     except BackupFailed as exc:
         return ArchiveRead(digest.hexdigest(), None, exc.message)
     return ArchiveRead(digest.hexdigest(), tables)
+
+
+FOLLOWED = ("the archive read back while pg_dump wrote it; once pg_dump finished, one pass took its sha256 "
+            "(written to the manifest) and found it the same file, but for the data offsets in its table of "
+            "contents, which pg_restore --list read")
+
+
+def read_back_followed(path: Path, tool: Tool, follower: ArchiveFollower) -> ArchiveRead:
+    """The read-back ``follower`` made while pg_dump wrote ``path``, checked against the finished file in
+    one pass; when it cannot be shown to be the same archive, the finished file is read back instead."""
+    listing = TocListing(path, tool)
+    followed = follower.finish()
+    if followed.tables is not None:
+        final = check_final(path, followed)
+        if listing.succeeded() and final.same:
+            return ArchiveRead(final.sha256, followed.tables, how=FOLLOWED)
+    listing.succeeded()  # waited for, not left running
+    return read_archive_once(path, tool)  # the full read of the finished file says what, if anything, is wrong
 
 
 def compare_archive_counts(manifest: Manifest, archived: dict[TableKey, TableData]) -> list[str]:
@@ -302,18 +323,30 @@ def _verify(folder: Path, report: VerifyReport, full: bool, url: str | None,
         return  # a changed file is enough; pg_restore could even misread it
     tool = restore_tool(manifest, bindir)
     large = full and _compares_data(manifest, url)
+    if not full:
+        _read_back(folder, manifest, tool, report, single, large, preread)
+        return
+    if not url:
+        raise BackupFailed("A full verification (--restore-test) needs a server: pass --database-url.")
+    _restore_test(folder, manifest, tool, url, report, bindir, jobs, large,
+                  lambda quick: _read_back(folder, manifest, tool, quick, single, large, preread))
+
+
+def _read_back(folder: Path, manifest: Manifest, tool: Tool, report: VerifyReport, single: bool, large: bool,
+               preread: ArchiveRead | None) -> dict[TableKey, TableData] | None:
+    """The quick verification's read of the archive: its sha256 (single file), every byte through
+    pg_restore, each table's rows against the manifest; the rows read, or None on a problem."""
     if single:
         read = preread if preread is not None and not large else \
             read_archive_once(folder / manifest.dump, tool, hashed=lambda _: large)
         if read.sha256 != manifest.files[0].sha256:
             report.problems.append(changed_file(manifest.files[0].path))
-            return
-        report.passed.append(
-            "sha256 of the archive taken in the same read that read it back (written to the manifest)"
-            if read is preread else f"sha256 of {len(manifest.files)} file(s) match the manifest")
+            return None
+        report.passed.append(read.how if read is preread
+                             else f"sha256 of {len(manifest.files)} file(s) match the manifest")
         if read.tables is None:
             report.problems.append(read.failure or f"the archive {folder / manifest.dump} does not read back")
-            return
+            return None
         archived = read.tables
     else:
         report.passed.append(f"sha256 of {len(manifest.files)} file(s) match the manifest")
@@ -321,23 +354,20 @@ def _verify(folder: Path, report: VerifyReport, full: bool, url: str | None,
             archived = read_archive(folder, manifest, tool, hashed=lambda _: large)
         except BackupFailed as exc:
             report.problems.append(exc.message)
-            return
+            return None
     report.passed.append(f"the whole archive reads back ({tool.path.name} {tool.version})")
     if not manifest.snapshot_shared:
         report.passed.append("row counts not compared with the archive: they were read in another snapshot")
     elif problems := compare_archive_counts(manifest, archived):
         report.problems.extend(problems)
-        return
+        return None
     else:
         counted = sum(1 for t in manifest.tables if t.rows is not None)
         report.passed.append(f"the archive holds the manifest's row count for {counted} table(s)")
     if filled := fill_archive_counts(folder, manifest, archived):
         report.passed.append(f"row counts of {filled} large table(s) taken from the archive and written to the "
                              "manifest (backup.large_tables = archive: not counted on the server)")
-    if full:
-        if not url:
-            raise BackupFailed("A full verification (--restore-test) needs a server: pass --database-url.")
-        _restore_test(folder, manifest, tool, url, report, bindir, jobs, archived if large else None)
+    return archived
 
 
 def _compares_data(manifest: Manifest, url: str | None) -> bool:
@@ -388,12 +418,49 @@ _MISSING_ROLE = re.compile(r'role "([^"]+)" does not exist')
 
 
 def _restore_test(folder: Path, manifest: Manifest, tool: Tool, url: str, report: VerifyReport,
-                  bindir: str | Path | None, jobs: int, archived: dict[TableKey, TableData] | None) -> None:
+                  bindir: str | Path | None, jobs: int, large: bool,
+                  read_back: Callable[[VerifyReport], dict[TableKey, TableData] | None]) -> None:
+    """Restore into a scratch database while the quick verification reads the archive back (the two
+    are independent: on 2 cores the read fits beside the restore's server-bound COPY), then compare."""
     scratch = scratch_name(manifest)
-    with connect(url, application_name="pgshift-verify") as admin:
+    quick = VerifyReport(report.path, report.level, ok=False)
+    restored = VerifyReport(report.path, report.level, ok=False)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="pgshift-verify-read") as pool, \
+            connect(url, application_name="pgshift-verify") as admin:
+        reading = pool.submit(read_back, quick)
         _create_scratch(admin, scratch, manifest)
+        owners = False
         try:
-            owners = _restore_scratch(folder, manifest, tool, url, admin, scratch, jobs, report)
+            try:
+                owners = _restore_scratch(folder, manifest, tool, url, admin, scratch, jobs, restored)
+            except BackupFailed as exc:
+                restored.problems.append(mask_password(exc.message))
+            archived = reading.result()
+            # What the quick verification finds comes first; a problem there is the answer, as when the
+            # restore waited for it.
+            report.passed.extend(quick.passed)
+            report.problems.extend(quick.problems)
+            if quick.problems:
+                return
+            report.passed.extend(restored.passed)
+            report.problems.extend(restored.problems)
+            if not restored.problems:
+                _compare_restored(folder, manifest, tool, url, report, bindir, scratch, owners,
+                                  archived if large else None)
+        finally:
+            drop_database(admin, scratch)
+
+
+def _compare_restored(folder: Path, manifest: Manifest, tool: Tool, url: str, report: VerifyReport,
+                      bindir: str | Path | None, scratch: str, owners: bool,
+                      archived: dict[TableKey, TableData] | None) -> None:
+    """The restored copy against the manifest and the archive. The large tables' byte-for-byte read
+    (pg_dump of the copy) runs beside the counts and the schema comparison: separate sessions."""
+    large = [t.qualified for t in manifest.tables if t.check in LARGE]
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="pgshift-verify-rows") as pool:
+        rows = pool.submit(compare_large_tables, manifest, archived, url, scratch, bindir) \
+            if large and archived is not None else None
+        try:
             with connect(with_dbname(url, scratch), application_name="pgshift-verify") as conn:
                 problems = compare_tables(conn, manifest)
             report.problems.extend(problems)
@@ -401,9 +468,8 @@ def _restore_test(folder: Path, manifest: Manifest, tool: Tool, url: str, report
                 hashed = sum(1 for t in manifest.tables if t.check in HASHED)
                 report.passed.append(f"row counts of {len(manifest.tables)} table(s) match"
                                      + (f", and content hashes of {hashed}" if hashed else ""))
-            large = [t.qualified for t in manifest.tables if t.check in LARGE]
-            if large and archived is not None:
-                data = compare_large_tables(manifest, archived, url, scratch, bindir)
+            if rows is not None:
+                data = rows.result()
                 report.problems.extend(data)
                 if not data:
                     report.passed.append(f"the restored rows of {len(large)} large table(s) equal the archive's")
@@ -417,7 +483,3 @@ def _restore_test(folder: Path, manifest: Manifest, tool: Tool, url: str, report
                                      + (", owners and grants included" if owners else ""))
         except BackupFailed as exc:
             report.problems.append(mask_password(exc.message))
-        finally:
-            drop_database(admin, scratch)
-
-
