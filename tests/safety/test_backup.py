@@ -22,7 +22,7 @@ from pgshift.db.history import History
 from pgshift.errors import BackupFailed
 from pgshift.migrations.model import Migration, SqlMigration
 from pgshift.safety import backup_required, latest_verified_backup, take_backup, verify_backup
-from pgshift.safety.manifest import read_manifest
+from pgshift.safety.manifest import read_manifest, verifications
 from pgshift.safety.verify import (
     compare_large_tables,
     compare_schema,
@@ -74,6 +74,16 @@ def test_full_verify_round_trip_and_directory_format(pg_server: Any, db_url: str
         left = conn.execute("SELECT count(*) FROM pg_database WHERE datname LIKE 'pgshift_verify_%'").fetchone()
     assert left == (0,)
     assert latest_verified_backup(settings, "1h", full=True) is not None
+
+
+def test_a_full_verification_without_a_server_is_refused_and_not_recorded(pg_server: Any, db_url: str,
+                                                                           tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, db_url, pg_server)
+    folder = take_backup(settings, db_url).backup.path
+    with pytest.raises(BackupFailed, match="needs a server"):
+        verify_backup(folder, full=True, url=None)
+    assert [v["level"] for v in verifications(folder)] == ["quick"]  # the backup's own, nothing more
+    assert latest_verified_backup(settings, "1h", full=True) is None
 
 
 def test_counts_match_the_dumped_snapshot_under_concurrent_writes(

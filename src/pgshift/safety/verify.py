@@ -284,6 +284,8 @@ def verify_backup(
     folder = Path(path)
     if folder.is_file():  # the dump file itself was named
         folder = folder.parent
+    if full and not url:  # before anything is recorded: an empty report would read as a passed full check
+        raise BackupFailed("A full verification (--restore-test) needs a server: pass --database-url.")
     if full and url:
         with connect(url, application_name="pgshift-verify") as conn:
             require_createdb(conn, "The full verification (--restore-test) restores into a scratch database and",
@@ -326,8 +328,7 @@ def _verify(folder: Path, report: VerifyReport, full: bool, url: str | None,
     if not full:
         _read_back(folder, manifest, tool, report, single, large, preread)
         return
-    if not url:
-        raise BackupFailed("A full verification (--restore-test) needs a server: pass --database-url.")
+    assert url is not None  # verify_backup refused a full verification without one
     _restore_test(folder, manifest, tool, url, report, bindir, jobs, large,
                   lambda quick: _read_back(folder, manifest, tool, quick, single, large, preread))
 
