@@ -1,10 +1,11 @@
 """Zero-downtime bench: application latency while a schema change runs, naive SQL against pgshift.
 
     .venv/bin/python bench/zero_downtime/run.py [--rows 1000000] [--partitions 0] [--cases all] [--hold 6]
-        [--rate 300] [--threads 6] [--backfill-rate] [--admin-dsn URL]
+        [--rate 300] [--threads 6] [--backfill-rate] [--admin-dsn URL | --cluster DIR] [--rebuild-template]
 
-Starts its own embedded PostgreSQL unless --admin-dsn is given. A template database holds ``trades``
-(``--rows`` rows, bigint key) and ``users`` (10,000 rows). Every case runs on a fresh copy of it
+Starts its own embedded PostgreSQL unless --admin-dsn is given (``--cluster DIR``: one kept in DIR). A
+template database holds ``trades`` (``--rows`` rows, bigint key) and ``users`` (10,000 rows); on a kept
+cluster or --admin-dsn, a template built from the same SQL is reused. Every case runs on a fresh copy of it
 while a steady workload (point reads, updates and inserts at a fixed rate from several threads,
 written against named columns like an application) records each query's latency and error.
 
@@ -31,6 +32,7 @@ UPDATE of the same rows. JSON goes to bench/results/zero-downtime-<time>.json.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import random
@@ -254,8 +256,20 @@ def with_dbname(url: str, name: str) -> str:
     return conninfo.make_conninfo(**params)  # type: ignore[arg-type]
 
 
-def prepare_template(admin_url: str, rows: int, partitions: int = 0) -> None:
+def template_fingerprint(rows: int, partitions: int) -> str:
+    """What the template was built from (its SQL), kept as the database's comment."""
+    return "zd-bench " + hashlib.sha256(setup_sql(rows, partitions).encode()).hexdigest()[:16]
+
+
+def prepare_template(admin_url: str, rows: int, partitions: int = 0, *, reuse: bool = False) -> bool:
+    """Build the template database; with ``reuse``, keep one built from the same SQL (a 10M-row table
+    takes minutes to build, and the cases only ever run on copies of it). Returns whether it built."""
+    fingerprint = template_fingerprint(rows, partitions)
     with psycopg.connect(admin_url, autocommit=True) as conn:
+        found = conn.execute("SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s",
+                             [TEMPLATE_DB]).fetchone()
+        if reuse and found is not None and found[0] == fingerprint:
+            return False
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(TEMPLATE_DB)))
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(TEMPLATE_DB)))
     with psycopg.connect(with_dbname(admin_url, TEMPLATE_DB), autocommit=True) as conn:
@@ -264,6 +278,10 @@ def prepare_template(admin_url: str, rows: int, partitions: int = 0) -> None:
                 conn.execute(statement.encode())
     with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute("CHECKPOINT")
+        # Marked only once complete, so an interrupted build is never reused.
+        conn.execute(sql.SQL("COMMENT ON DATABASE {} IS {}").format(sql.Identifier(TEMPLATE_DB),
+                                                                     sql.Literal(fingerprint)))
+    return True
 
 
 def run_naive(url: str, case: Case) -> str | None:
@@ -425,6 +443,11 @@ def main() -> None:
     parser.add_argument("--backfill-target-ms", type=int, default=None,
                         help="pgshift's backfill batch target (default: the ops file default, 150)")
     parser.add_argument("--admin-dsn", default=None)
+    parser.add_argument("--cluster", type=Path, default=None,
+                        help="keep the embedded PostgreSQL in this directory (stopped, not deleted, at the end), "
+                             "so later runs reuse its template: build 10M rows once, then --cases one at a time")
+    parser.add_argument("--rebuild-template", action="store_true",
+                        help="build the template even if one from the same --rows/--partitions exists")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = parser.parse_args()
     available = slugs(cases_for(args.partitions))
@@ -434,14 +457,16 @@ def main() -> None:
     if admin is None:
         from pgshift.embedded import EmbeddedCluster
 
-        cluster = EmbeddedCluster(Path(tempfile.mkdtemp(prefix="pgshift-bench-zd-")))
+        cluster = EmbeddedCluster(args.cluster or Path(tempfile.mkdtemp(prefix="pgshift-bench-zd-")))
         cluster.start()
         admin = cluster.socket_dsn()
     load_before = os.getloadavg()
     started = time.monotonic()
     runs: list[Run] = []
     try:
-        prepare_template(admin, args.rows, args.partitions)
+        reused = not prepare_template(admin, args.rows, args.partitions,
+                                      reuse=not args.rebuild_template and (args.cluster or args.admin_dsn) is not None)
+        print(f"template: {'reused' if reused else 'built'} in {time.monotonic() - started:.0f} s", flush=True)
         rss_after_setup = peak_rss_mb()
         rate = backfill_rate(admin) if args.backfill_rate else None
         if rate is not None:
@@ -461,7 +486,9 @@ def main() -> None:
                           f"{'  ERROR ' + run.migration_error[:120] if run.migration_error else ''}", flush=True)
                     runs.append(run)
     finally:
-        if cluster is not None:
+        if cluster is not None and args.cluster is not None:
+            cluster.stop()
+        elif cluster is not None:
             cluster.destroy()
     load_after = os.getloadavg()
     print()
@@ -478,6 +505,7 @@ def main() -> None:
         "rows": args.rows, "partitions": args.partitions, "rate": args.rate,
         "backfill_target_ms": args.backfill_target_ms, "backfill_rate": rate,
         "peak_rss_mb": round(peak_rss_mb(), 1), "peak_rss_mb_before_cases": round(rss_after_setup, 1),
+        "template_reused": reused,
         "threads": args.threads, "hold_s": args.hold,
         "loadavg_before": load_before, "loadavg_after": load_after, "cpus": os.cpu_count(),
         "runs": [asdict(r) for r in runs]}, indent=2)

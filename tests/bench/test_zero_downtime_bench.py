@@ -52,3 +52,18 @@ def test_harness_runs_the_partitioned_cases_and_the_backfill_rate(pg_server: Any
     rate = b.backfill_rate(pg_server.admin_url)
     assert rate["single UPDATE"]["rows"] == rate["pgshift"]["rows"] == 2000
     assert rate["pgshift"]["mode"].startswith("partition by partition (8 partitions)") and rate["ratio"] > 0
+
+
+def test_template_is_reused_only_when_built_from_the_same_sql(pg_server: Any) -> None:
+    b = _bench()
+    assert b.prepare_template(pg_server.admin_url, 500, reuse=True) is True
+    with psycopg.connect(pg_server.url_for(b.TEMPLATE_DB), autocommit=True) as conn:
+        conn.execute("INSERT INTO users VALUES (-1, 'marker')")  # survives only if the template is kept
+    assert b.prepare_template(pg_server.admin_url, 500, reuse=True) is False
+    with psycopg.connect(pg_server.url_for(b.TEMPLATE_DB)) as conn:
+        assert conn.execute("SELECT count(*) FROM users WHERE id = -1").fetchone() == (1,)
+    assert b.prepare_template(pg_server.admin_url, 600, reuse=True) is True  # other --rows: rebuilt
+    assert b.prepare_template(pg_server.admin_url, 600) is True  # reuse off: rebuilt
+    with psycopg.connect(pg_server.url_for(b.TEMPLATE_DB)) as conn:
+        assert conn.execute("SELECT count(*) FROM trades").fetchone() == (600,)
+        assert conn.execute("SELECT count(*) FROM users WHERE id = -1").fetchone() == (0,)
