@@ -24,7 +24,8 @@ create_index, partition by partition), and "detach partition" (the first partiti
 
 Reported per run: the workload's max and p99 latency over the queries that overlap the change, the
 failed queries (whole run), the change's total time, pgshift's lock retries, and the peak RSS of this
-process (pgshift runs in it, next to the workload's threads). ``--backfill-rate`` first measures, on
+process (pgshift runs in it, next to the workload's threads; with ``--pgshift-process`` expand and
+contract each run in a child process, whose own peak RSS is reported too). ``--backfill-rate`` first measures, on
 fresh copies without the workload, pgshift's batched backfill of a new column against one unbatched
 UPDATE of the same rows. JSON goes to bench/results/zero-downtime-<time>.json.
 """
@@ -37,6 +38,8 @@ import json
 import os
 import random
 import resource
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -240,6 +243,7 @@ class Run:
     slowest: list[dict[str, Any]] = field(default_factory=list)
     phases: dict[str, list[float]] = field(default_factory=dict)  # pgshift: expand/contract, s from the start
     peak_rss_mb: float = 0.0  # this process's peak so far, after the run
+    pgshift_rss_mb: float = 0.0  # --pgshift-process: the peak of pgshift's own processes (expand, contract)
 
 
 def fresh_database(admin_url: str, name: str) -> str:
@@ -294,7 +298,38 @@ def run_naive(url: str, case: Case) -> str | None:
     return None
 
 
-def run_pgshift(url: str, case: Case, app: App, workdir: Path, result: Run, backfill_target_ms: int | None) -> None:
+# The phase in a process of its own, so its peak RSS is pgshift's alone: the bench process also holds
+# the workload's threads and every query's sample (300 a second: tens of MB over a long backfill).
+PHASE_IN_CHILD = """
+import json, sys
+from pathlib import Path
+from pgshift import api
+from pgshift.config import Settings
+from pgshift.ops import service
+phase, url, workdir = sys.argv[1:4]
+settings = Settings(database_url=url, base_dir=Path(workdir), migrations_dir="migrations")
+if phase == "expand":
+    retries = sum(r.retries for r in api.migrate(settings).applied)
+else:
+    retries = service.contract(settings).lock_retries
+# VmHWM, not getrusage: Linux carries ru_maxrss over fork and exec, so it would start at the bench's.
+hwm = next(line for line in Path("/proc/self/status").read_text().splitlines() if line.startswith("VmHWM:"))
+print(json.dumps({"retries": retries, "peak_rss_mb": int(hwm.split()[1]) / 1024}))
+"""
+
+
+def phase_in_child(phase: str, url: str, workdir: Path) -> tuple[int, float]:
+    """api.migrate (expand) or service.contract in a child Python; its lock retries and peak RSS (MB)."""
+    done = subprocess.run([sys.executable, "-c", PHASE_IN_CHILD, phase, url, str(workdir)],
+                          capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"{phase} failed: {done.stderr.strip().splitlines()[-1:]}")
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    return int(out["retries"]), float(out["peak_rss_mb"])
+
+
+def run_pgshift(url: str, case: Case, app: App, workdir: Path, result: Run, backfill_target_ms: int | None,
+                in_child: bool = False) -> None:
     folder = workdir / "migrations"
     folder.mkdir(parents=True, exist_ok=True)
     header = f"version_schema: {VERSION_SCHEMA}\n"
@@ -303,6 +338,19 @@ def run_pgshift(url: str, case: Case, app: App, workdir: Path, result: Run, back
     (folder / "1_change.ops.yaml").write_text(f"{header}operations:\n{case.ops}")
     settings = Settings(database_url=url, base_dir=workdir, migrations_dir="migrations")
     origin = app.clock.now()
+    if in_child:
+        try:
+            retries, rss = phase_in_child("expand", url, workdir)
+            result.phases["expand"] = [0.0, app.clock.now() - origin]
+            app.deploy()
+            begun = app.clock.now() - origin
+            more, rss_contract = phase_in_child("contract", url, workdir)
+            result.phases["contract"] = [begun, app.clock.now() - origin]
+        except Exception as exc:  # reported in the table, the bench goes on
+            result.migration_error = f"{type(exc).__name__}: {exc}"
+            return
+        result.lock_retries, result.pgshift_rss_mb = retries + more, round(max(rss, rss_contract), 1)
+        return
     try:
         expanded = api.migrate(settings)
         result.phases["expand"] = [0.0, app.clock.now() - origin]
@@ -318,7 +366,7 @@ def run_pgshift(url: str, case: Case, app: App, workdir: Path, result: Run, back
 
 def run_case(admin_url: str, case: Case, side: str, blocked: bool, *, rows: int, rate: float = 300,
              threads: int = 6, hold_s: float = 6.0, backfill_target_ms: int | None = None,
-             warmup_s: float = 1.5, cooldown_s: float = 1.0) -> Run:
+             warmup_s: float = 1.5, cooldown_s: float = 1.0, pgshift_in_child: bool = False) -> Run:
     url = fresh_database(admin_url, "zd_case")
     clock = Clock()
     app = App(url, rows, case, rate, threads, clock)
@@ -338,7 +386,7 @@ def run_case(admin_url: str, case: Case, side: str, blocked: bool, *, rows: int,
             result.migration_error = run_naive(url, case)
             app.deploy()
         else:
-            run_pgshift(url, case, app, Path(workdir), result, backfill_target_ms)
+            run_pgshift(url, case, app, Path(workdir), result, backfill_target_ms, pgshift_in_child)
     ended = clock.now()
     result.total_s = ended - started
     if hold is not None:
@@ -443,6 +491,9 @@ def main() -> None:
     parser.add_argument("--backfill-target-ms", type=int, default=None,
                         help="pgshift's backfill batch target (default: the ops file default, 150)")
     parser.add_argument("--admin-dsn", default=None)
+    parser.add_argument("--pgshift-process", action="store_true",
+                        help="run expand and contract each in a child process and report its peak RSS: "
+                             "pgshift's own memory, without the workload's threads and samples")
     parser.add_argument("--cluster", type=Path, default=None,
                         help="keep the embedded PostgreSQL in this directory (stopped, not deleted, at the end), "
                              "so later runs reuse its template: build 10M rows once, then --cases one at a time")
@@ -478,11 +529,13 @@ def main() -> None:
                 for side in args.sides.split(","):
                     run = run_case(admin, case, side, blocked, rows=args.rows, rate=args.rate,
                                    threads=args.threads, hold_s=args.hold,
-                                   backfill_target_ms=args.backfill_target_ms)
+                                   backfill_target_ms=args.backfill_target_ms,
+                                   pgshift_in_child=args.pgshift_process)
                     print(f"{case.name:24}{'blocked' if blocked else 'quiet':9}{side:8} max {run.max_ms:7.0f} ms  "
                           f"p99 {run.p99_ms:6.0f} ms  failed {run.failed:5}  {run.total_s:6.1f} s"
                           f"{'  retries ' + str(run.lock_retries) if run.lock_retries else ''}"
                           f"  peak RSS {run.peak_rss_mb:.0f} MB"
+                          f"{f' (pgshift process {run.pgshift_rss_mb:.0f} MB)' if run.pgshift_rss_mb else ''}"
                           f"{'  ERROR ' + run.migration_error[:120] if run.migration_error else ''}", flush=True)
                     runs.append(run)
     finally:

@@ -67,3 +67,16 @@ def test_template_is_reused_only_when_built_from_the_same_sql(pg_server: Any) ->
     with psycopg.connect(pg_server.url_for(b.TEMPLATE_DB)) as conn:
         assert conn.execute("SELECT count(*) FROM trades").fetchone() == (600,)
         assert conn.execute("SELECT count(*) FROM users WHERE id = -1").fetchone() == (0,)
+
+
+def test_pgshift_can_run_in_a_process_of_its_own_for_its_peak_rss(pg_server: Any) -> None:
+    b = _bench()
+    b.prepare_template(pg_server.admin_url, 2000)
+    run = b.run_case(pg_server.admin_url, b.SLUGS["rename_column"], "pgshift", False, rows=2000, rate=150,
+                     threads=3, warmup_s=0.3, cooldown_s=0.2, pgshift_in_child=True)
+    assert run.migration_error is None, run.migration_error
+    assert run.failed == 0, run.errors
+    assert set(run.phases) == {"expand", "contract"}  # the new version deployed between the two children
+    assert 10 < run.pgshift_rss_mb < 1000 and run.pgshift_rss_mb != run.peak_rss_mb  # the child's own peak (MB)
+    with psycopg.connect(pg_server.url_for("postgres")) as conn:
+        assert conn.execute("SELECT count(*) FROM pg_database WHERE datname = 'zd_case'").fetchone() == (0,)
