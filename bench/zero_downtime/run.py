@@ -33,6 +33,7 @@ UPDATE of the same rows. JSON goes to bench/results/zero-downtime-<time>.json.
 from __future__ import annotations
 
 import argparse
+import gc
 import hashlib
 import json
 import os
@@ -225,6 +226,44 @@ def blocker(url: str, hold_s: float, ready: threading.Event, notes: dict[str, An
     notes["held_s"] = hold_s
 
 
+class GcPauses:
+    """This process's garbage collections over 10 ms. Each holds the GIL, so every workload thread's query
+    in flight looks that much slower: a full collection walks every sample recorded so far (300 a second),
+    and took 200 ms with 160,000 of them on the loaded 2-core machine. With ``freeze``, a thread moves what
+    exists to the permanent generation every few seconds (gc.freeze), so collections walk only the newest."""
+
+    def __init__(self, clock: Clock, freeze: bool = False) -> None:
+        self.clock, self.freeze = clock, freeze
+        self.pauses: list[tuple[float, float, int]] = []  # start (clock s), ms, generation
+        self._started: float | None = None
+        self._stop = threading.Event()
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = self.clock.now()
+        elif self._started is not None:
+            ms = (self.clock.now() - self._started) * 1000
+            if ms >= 10:
+                self.pauses.append((self._started, ms, info["generation"]))
+            self._started = None
+
+    def _freezer(self) -> None:
+        while not self._stop.wait(5.0):
+            gc.collect(1)  # the young garbage first: what is frozen is never collected until unfreeze
+            gc.freeze()
+
+    def __enter__(self) -> GcPauses:
+        gc.callbacks.append(self)
+        if self.freeze:
+            threading.Thread(target=self._freezer, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        gc.callbacks.remove(self)
+        gc.unfreeze()
+
+
 # -- one run ---------------------------------------------------------------------------------
 @dataclass
 class Run:
@@ -244,6 +283,7 @@ class Run:
     phases: dict[str, list[float]] = field(default_factory=dict)  # pgshift: expand/contract, s from the start
     peak_rss_mb: float = 0.0  # this process's peak so far, after the run
     pgshift_rss_mb: float = 0.0  # --pgshift-process: the peak of pgshift's own processes (expand, contract)
+    gc_pauses: list[list[float]] = field(default_factory=list)  # [start s from the change's start, ms, gen]
 
 
 def fresh_database(admin_url: str, name: str) -> str:
@@ -366,9 +406,23 @@ def run_pgshift(url: str, case: Case, app: App, workdir: Path, result: Run, back
 
 def run_case(admin_url: str, case: Case, side: str, blocked: bool, *, rows: int, rate: float = 300,
              threads: int = 6, hold_s: float = 6.0, backfill_target_ms: int | None = None,
-             warmup_s: float = 1.5, cooldown_s: float = 1.0, pgshift_in_child: bool = False) -> Run:
-    url = fresh_database(admin_url, "zd_case")
+             warmup_s: float = 1.5, cooldown_s: float = 1.0, pgshift_in_child: bool = False,
+             gc_freeze: bool = False) -> Run:
     clock = Clock()
+    with GcPauses(clock, gc_freeze) as pauses:
+        result = _run_case(admin_url, case, side, blocked, clock, rows=rows, rate=rate, threads=threads, hold_s=hold_s,
+                           backfill_target_ms=backfill_target_ms, warmup_s=warmup_s, cooldown_s=cooldown_s,
+                           pgshift_in_child=pgshift_in_child)
+    begun = result.phases.get("started", [0.0])[0]
+    result.phases.pop("started", None)
+    result.gc_pauses = [[round(t - begun, 3), round(ms, 1), gen] for t, ms, gen in pauses.pauses]
+    return result
+
+
+def _run_case(admin_url: str, case: Case, side: str, blocked: bool, clock: Clock, *, rows: int, rate: float,
+              threads: int, hold_s: float, backfill_target_ms: int | None, warmup_s: float, cooldown_s: float,
+              pgshift_in_child: bool) -> Run:
+    url = fresh_database(admin_url, "zd_case")
     app = App(url, rows, case, rate, threads, clock)
     result = Run(case.name, side, blocked)
     app.start()
@@ -381,6 +435,7 @@ def run_case(admin_url: str, case: Case, side: str, blocked: bool, *, rows: int,
         ready.wait(30)
         time.sleep(1.0)  # the transaction has been open for a second when the change starts
     started = clock.now()
+    result.phases["started"] = [started]  # for the GC pauses' times; removed by run_case
     with tempfile.TemporaryDirectory(prefix="zd-") as workdir:
         if side == "naive":
             result.migration_error = run_naive(url, case)
@@ -491,6 +546,9 @@ def main() -> None:
     parser.add_argument("--backfill-target-ms", type=int, default=None,
                         help="pgshift's backfill batch target (default: the ops file default, 150)")
     parser.add_argument("--admin-dsn", default=None)
+    parser.add_argument("--gc-freeze", action="store_true",
+                        help="freeze this process's objects every 5 s, so a full garbage collection does not walk "
+                             "every recorded sample (it stalls all workload threads; long runs: hundreds of ms)")
     parser.add_argument("--pgshift-process", action="store_true",
                         help="run expand and contract each in a child process and report its peak RSS: "
                              "pgshift's own memory, without the workload's threads and samples")
@@ -530,12 +588,13 @@ def main() -> None:
                     run = run_case(admin, case, side, blocked, rows=args.rows, rate=args.rate,
                                    threads=args.threads, hold_s=args.hold,
                                    backfill_target_ms=args.backfill_target_ms,
-                                   pgshift_in_child=args.pgshift_process)
+                                   pgshift_in_child=args.pgshift_process, gc_freeze=args.gc_freeze)
                     print(f"{case.name:24}{'blocked' if blocked else 'quiet':9}{side:8} max {run.max_ms:7.0f} ms  "
                           f"p99 {run.p99_ms:6.0f} ms  failed {run.failed:5}  {run.total_s:6.1f} s"
                           f"{'  retries ' + str(run.lock_retries) if run.lock_retries else ''}"
                           f"  peak RSS {run.peak_rss_mb:.0f} MB"
                           f"{f' (pgshift process {run.pgshift_rss_mb:.0f} MB)' if run.pgshift_rss_mb else ''}"
+                          f"  longest GC pause {max([p[1] for p in run.gc_pauses], default=0):.0f} ms"
                           f"{'  ERROR ' + run.migration_error[:120] if run.migration_error else ''}", flush=True)
                     runs.append(run)
     finally:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from types import ModuleType
 from typing import Any
 
@@ -80,3 +81,33 @@ def test_pgshift_can_run_in_a_process_of_its_own_for_its_peak_rss(pg_server: Any
     assert 10 < run.pgshift_rss_mb < 1000 and run.pgshift_rss_mb != run.peak_rss_mb  # the child's own peak (MB)
     with psycopg.connect(pg_server.url_for("postgres")) as conn:
         assert conn.execute("SELECT count(*) FROM pg_database WHERE datname = 'zd_case'").fetchone() == (0,)
+
+
+def test_the_garbage_collections_that_stall_the_workload_are_recorded(pg_server: Any) -> None:
+    import gc
+
+    b = _bench()
+    b.prepare_template(pg_server.admin_url, 2000)
+    garbage = [[i] for i in range(600_000)]  # a full collection walks these: well over 10 ms
+    collector = threading.Timer(2.2, gc.collect)  # during the change (warmup 0.3 s; the index build)
+    collector.start()
+    try:
+        run = b.run_case(pg_server.admin_url, b.SLUGS["create_index"], "naive", True, rows=2000, rate=150,
+                         threads=3, hold_s=3.0, warmup_s=0.3, cooldown_s=0.2)
+    finally:
+        collector.join()
+        del garbage
+    assert any(gen == 2 and ms >= 10 and start > 0 for start, ms, gen in run.gc_pauses), run.gc_pauses
+    assert not [c for c in gc.callbacks if type(c).__name__ == "GcPauses"]  # removed after the run
+
+
+def test_gc_freeze_moves_the_samples_out_of_reach_of_full_collections_until_the_run_ends() -> None:
+    import gc
+    import time
+
+    b = _bench()
+    samples = [[i] for i in range(1000)]
+    with b.GcPauses(b.Clock(), freeze=True):
+        time.sleep(5.5)
+        assert gc.get_freeze_count() >= len(samples)
+    assert gc.get_freeze_count() == 0
