@@ -1,10 +1,11 @@
 """Zero-downtime bench: application latency while a schema change runs, naive SQL against pgshift.
 
     .venv/bin/python bench/zero_downtime/run.py [--rows 1000000] [--partitions 0] [--cases all] [--hold 6]
-        [--rate 300] [--threads 6] [--backfill-rate] [--admin-dsn URL]
+        [--rate 300] [--threads 6] [--backfill-rate] [--admin-dsn URL | --cluster DIR] [--rebuild-template]
 
-Starts its own embedded PostgreSQL unless --admin-dsn is given. A template database holds ``trades``
-(``--rows`` rows, bigint key) and ``users`` (10,000 rows). Every case runs on a fresh copy of it
+Starts its own embedded PostgreSQL unless --admin-dsn is given (``--cluster DIR``: one kept in DIR). A
+template database holds ``trades`` (``--rows`` rows, bigint key) and ``users`` (10,000 rows); on a kept
+cluster or --admin-dsn, a template built from the same SQL is reused. Every case runs on a fresh copy of it
 while a steady workload (point reads, updates and inserts at a fixed rate from several threads,
 written against named columns like an application) records each query's latency and error.
 
@@ -23,7 +24,8 @@ create_index, partition by partition), and "detach partition" (the first partiti
 
 Reported per run: the workload's max and p99 latency over the queries that overlap the change, the
 failed queries (whole run), the change's total time, pgshift's lock retries, and the peak RSS of this
-process (pgshift runs in it, next to the workload's threads). ``--backfill-rate`` first measures, on
+process (pgshift runs in it, next to the workload's threads; with ``--pgshift-process`` expand and
+contract each run in a child process, whose own peak RSS is reported too). ``--backfill-rate`` first measures, on
 fresh copies without the workload, pgshift's batched backfill of a new column against one unbatched
 UPDATE of the same rows. JSON goes to bench/results/zero-downtime-<time>.json.
 """
@@ -31,10 +33,14 @@ UPDATE of the same rows. JSON goes to bench/results/zero-downtime-<time>.json.
 from __future__ import annotations
 
 import argparse
+import gc
+import hashlib
 import json
 import os
 import random
 import resource
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -220,6 +226,44 @@ def blocker(url: str, hold_s: float, ready: threading.Event, notes: dict[str, An
     notes["held_s"] = hold_s
 
 
+class GcPauses:
+    """This process's garbage collections over 10 ms. Each holds the GIL, so every workload thread's query
+    in flight looks that much slower: a full collection walks every sample recorded so far (300 a second),
+    and took 200 ms with 160,000 of them on the loaded 2-core machine. With ``freeze``, a thread moves what
+    exists to the permanent generation every few seconds (gc.freeze), so collections walk only the newest."""
+
+    def __init__(self, clock: Clock, freeze: bool = False) -> None:
+        self.clock, self.freeze = clock, freeze
+        self.pauses: list[tuple[float, float, int]] = []  # start (clock s), ms, generation
+        self._started: float | None = None
+        self._stop = threading.Event()
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = self.clock.now()
+        elif self._started is not None:
+            ms = (self.clock.now() - self._started) * 1000
+            if ms >= 10:
+                self.pauses.append((self._started, ms, info["generation"]))
+            self._started = None
+
+    def _freezer(self) -> None:
+        while not self._stop.wait(5.0):
+            gc.collect(1)  # the young garbage first: what is frozen is never collected until unfreeze
+            gc.freeze()
+
+    def __enter__(self) -> GcPauses:
+        gc.callbacks.append(self)
+        if self.freeze:
+            threading.Thread(target=self._freezer, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        gc.callbacks.remove(self)
+        gc.unfreeze()
+
+
 # -- one run ---------------------------------------------------------------------------------
 @dataclass
 class Run:
@@ -238,6 +282,8 @@ class Run:
     slowest: list[dict[str, Any]] = field(default_factory=list)
     phases: dict[str, list[float]] = field(default_factory=dict)  # pgshift: expand/contract, s from the start
     peak_rss_mb: float = 0.0  # this process's peak so far, after the run
+    pgshift_rss_mb: float = 0.0  # --pgshift-process: the peak of pgshift's own processes (expand, contract)
+    gc_pauses: list[list[float]] = field(default_factory=list)  # [start s from the change's start, ms, gen]
 
 
 def fresh_database(admin_url: str, name: str) -> str:
@@ -254,8 +300,20 @@ def with_dbname(url: str, name: str) -> str:
     return conninfo.make_conninfo(**params)  # type: ignore[arg-type]
 
 
-def prepare_template(admin_url: str, rows: int, partitions: int = 0) -> None:
+def template_fingerprint(rows: int, partitions: int) -> str:
+    """What the template was built from (its SQL), kept as the database's comment."""
+    return "zd-bench " + hashlib.sha256(setup_sql(rows, partitions).encode()).hexdigest()[:16]
+
+
+def prepare_template(admin_url: str, rows: int, partitions: int = 0, *, reuse: bool = False) -> bool:
+    """Build the template database; with ``reuse``, keep one built from the same SQL (a 10M-row table
+    takes minutes to build, and the cases only ever run on copies of it). Returns whether it built."""
+    fingerprint = template_fingerprint(rows, partitions)
     with psycopg.connect(admin_url, autocommit=True) as conn:
+        found = conn.execute("SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s",
+                             [TEMPLATE_DB]).fetchone()
+        if reuse and found is not None and found[0] == fingerprint:
+            return False
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(TEMPLATE_DB)))
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(TEMPLATE_DB)))
     with psycopg.connect(with_dbname(admin_url, TEMPLATE_DB), autocommit=True) as conn:
@@ -264,6 +322,10 @@ def prepare_template(admin_url: str, rows: int, partitions: int = 0) -> None:
                 conn.execute(statement.encode())
     with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute("CHECKPOINT")
+        # Marked only once complete, so an interrupted build is never reused.
+        conn.execute(sql.SQL("COMMENT ON DATABASE {} IS {}").format(sql.Identifier(TEMPLATE_DB),
+                                                                     sql.Literal(fingerprint)))
+    return True
 
 
 def run_naive(url: str, case: Case) -> str | None:
@@ -276,7 +338,38 @@ def run_naive(url: str, case: Case) -> str | None:
     return None
 
 
-def run_pgshift(url: str, case: Case, app: App, workdir: Path, result: Run, backfill_target_ms: int | None) -> None:
+# The phase in a process of its own, so its peak RSS is pgshift's alone: the bench process also holds
+# the workload's threads and every query's sample (300 a second: tens of MB over a long backfill).
+PHASE_IN_CHILD = """
+import json, sys
+from pathlib import Path
+from pgshift import api
+from pgshift.config import Settings
+from pgshift.ops import service
+phase, url, workdir = sys.argv[1:4]
+settings = Settings(database_url=url, base_dir=Path(workdir), migrations_dir="migrations")
+if phase == "expand":
+    retries = sum(r.retries for r in api.migrate(settings).applied)
+else:
+    retries = service.contract(settings).lock_retries
+# VmHWM, not getrusage: Linux carries ru_maxrss over fork and exec, so it would start at the bench's.
+hwm = next(line for line in Path("/proc/self/status").read_text().splitlines() if line.startswith("VmHWM:"))
+print(json.dumps({"retries": retries, "peak_rss_mb": int(hwm.split()[1]) / 1024}))
+"""
+
+
+def phase_in_child(phase: str, url: str, workdir: Path) -> tuple[int, float]:
+    """api.migrate (expand) or service.contract in a child Python; its lock retries and peak RSS (MB)."""
+    done = subprocess.run([sys.executable, "-c", PHASE_IN_CHILD, phase, url, str(workdir)],
+                          capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"{phase} failed: {done.stderr.strip().splitlines()[-1:]}")
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    return int(out["retries"]), float(out["peak_rss_mb"])
+
+
+def run_pgshift(url: str, case: Case, app: App, workdir: Path, result: Run, backfill_target_ms: int | None,
+                in_child: bool = False) -> None:
     folder = workdir / "migrations"
     folder.mkdir(parents=True, exist_ok=True)
     header = f"version_schema: {VERSION_SCHEMA}\n"
@@ -285,6 +378,19 @@ def run_pgshift(url: str, case: Case, app: App, workdir: Path, result: Run, back
     (folder / "1_change.ops.yaml").write_text(f"{header}operations:\n{case.ops}")
     settings = Settings(database_url=url, base_dir=workdir, migrations_dir="migrations")
     origin = app.clock.now()
+    if in_child:
+        try:
+            retries, rss = phase_in_child("expand", url, workdir)
+            result.phases["expand"] = [0.0, app.clock.now() - origin]
+            app.deploy()
+            begun = app.clock.now() - origin
+            more, rss_contract = phase_in_child("contract", url, workdir)
+            result.phases["contract"] = [begun, app.clock.now() - origin]
+        except Exception as exc:  # reported in the table, the bench goes on
+            result.migration_error = f"{type(exc).__name__}: {exc}"
+            return
+        result.lock_retries, result.pgshift_rss_mb = retries + more, round(max(rss, rss_contract), 1)
+        return
     try:
         expanded = api.migrate(settings)
         result.phases["expand"] = [0.0, app.clock.now() - origin]
@@ -300,9 +406,23 @@ def run_pgshift(url: str, case: Case, app: App, workdir: Path, result: Run, back
 
 def run_case(admin_url: str, case: Case, side: str, blocked: bool, *, rows: int, rate: float = 300,
              threads: int = 6, hold_s: float = 6.0, backfill_target_ms: int | None = None,
-             warmup_s: float = 1.5, cooldown_s: float = 1.0) -> Run:
-    url = fresh_database(admin_url, "zd_case")
+             warmup_s: float = 1.5, cooldown_s: float = 1.0, pgshift_in_child: bool = False,
+             gc_freeze: bool = False) -> Run:
     clock = Clock()
+    with GcPauses(clock, gc_freeze) as pauses:
+        result = _run_case(admin_url, case, side, blocked, clock, rows=rows, rate=rate, threads=threads, hold_s=hold_s,
+                           backfill_target_ms=backfill_target_ms, warmup_s=warmup_s, cooldown_s=cooldown_s,
+                           pgshift_in_child=pgshift_in_child)
+    begun = result.phases.get("started", [0.0])[0]
+    result.phases.pop("started", None)
+    result.gc_pauses = [[round(t - begun, 3), round(ms, 1), gen] for t, ms, gen in pauses.pauses]
+    return result
+
+
+def _run_case(admin_url: str, case: Case, side: str, blocked: bool, clock: Clock, *, rows: int, rate: float,
+              threads: int, hold_s: float, backfill_target_ms: int | None, warmup_s: float, cooldown_s: float,
+              pgshift_in_child: bool) -> Run:
+    url = fresh_database(admin_url, "zd_case")
     app = App(url, rows, case, rate, threads, clock)
     result = Run(case.name, side, blocked)
     app.start()
@@ -315,12 +435,13 @@ def run_case(admin_url: str, case: Case, side: str, blocked: bool, *, rows: int,
         ready.wait(30)
         time.sleep(1.0)  # the transaction has been open for a second when the change starts
     started = clock.now()
+    result.phases["started"] = [started]  # for the GC pauses' times; removed by run_case
     with tempfile.TemporaryDirectory(prefix="zd-") as workdir:
         if side == "naive":
             result.migration_error = run_naive(url, case)
             app.deploy()
         else:
-            run_pgshift(url, case, app, Path(workdir), result, backfill_target_ms)
+            run_pgshift(url, case, app, Path(workdir), result, backfill_target_ms, pgshift_in_child)
     ended = clock.now()
     result.total_s = ended - started
     if hold is not None:
@@ -425,6 +546,17 @@ def main() -> None:
     parser.add_argument("--backfill-target-ms", type=int, default=None,
                         help="pgshift's backfill batch target (default: the ops file default, 150)")
     parser.add_argument("--admin-dsn", default=None)
+    parser.add_argument("--gc-freeze", action="store_true",
+                        help="freeze this process's objects every 5 s, so a full garbage collection does not walk "
+                             "every recorded sample (it stalls all workload threads; long runs: hundreds of ms)")
+    parser.add_argument("--pgshift-process", action="store_true",
+                        help="run expand and contract each in a child process and report its peak RSS: "
+                             "pgshift's own memory, without the workload's threads and samples")
+    parser.add_argument("--cluster", type=Path, default=None,
+                        help="keep the embedded PostgreSQL in this directory (stopped, not deleted, at the end), "
+                             "so later runs reuse its template: build 10M rows once, then --cases one at a time")
+    parser.add_argument("--rebuild-template", action="store_true",
+                        help="build the template even if one from the same --rows/--partitions exists")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = parser.parse_args()
     available = slugs(cases_for(args.partitions))
@@ -434,14 +566,16 @@ def main() -> None:
     if admin is None:
         from pgshift.embedded import EmbeddedCluster
 
-        cluster = EmbeddedCluster(Path(tempfile.mkdtemp(prefix="pgshift-bench-zd-")))
+        cluster = EmbeddedCluster(args.cluster or Path(tempfile.mkdtemp(prefix="pgshift-bench-zd-")))
         cluster.start()
         admin = cluster.socket_dsn()
     load_before = os.getloadavg()
     started = time.monotonic()
     runs: list[Run] = []
     try:
-        prepare_template(admin, args.rows, args.partitions)
+        reused = not prepare_template(admin, args.rows, args.partitions,
+                                      reuse=not args.rebuild_template and (args.cluster or args.admin_dsn) is not None)
+        print(f"template: {'reused' if reused else 'built'} in {time.monotonic() - started:.0f} s", flush=True)
         rss_after_setup = peak_rss_mb()
         rate = backfill_rate(admin) if args.backfill_rate else None
         if rate is not None:
@@ -453,15 +587,20 @@ def main() -> None:
                 for side in args.sides.split(","):
                     run = run_case(admin, case, side, blocked, rows=args.rows, rate=args.rate,
                                    threads=args.threads, hold_s=args.hold,
-                                   backfill_target_ms=args.backfill_target_ms)
+                                   backfill_target_ms=args.backfill_target_ms,
+                                   pgshift_in_child=args.pgshift_process, gc_freeze=args.gc_freeze)
                     print(f"{case.name:24}{'blocked' if blocked else 'quiet':9}{side:8} max {run.max_ms:7.0f} ms  "
                           f"p99 {run.p99_ms:6.0f} ms  failed {run.failed:5}  {run.total_s:6.1f} s"
                           f"{'  retries ' + str(run.lock_retries) if run.lock_retries else ''}"
                           f"  peak RSS {run.peak_rss_mb:.0f} MB"
+                          f"{f' (pgshift process {run.pgshift_rss_mb:.0f} MB)' if run.pgshift_rss_mb else ''}"
+                          f"  longest GC pause {max([p[1] for p in run.gc_pauses], default=0):.0f} ms"
                           f"{'  ERROR ' + run.migration_error[:120] if run.migration_error else ''}", flush=True)
                     runs.append(run)
     finally:
-        if cluster is not None:
+        if cluster is not None and args.cluster is not None:
+            cluster.stop()
+        elif cluster is not None:
             cluster.destroy()
     load_after = os.getloadavg()
     print()
@@ -478,6 +617,7 @@ def main() -> None:
         "rows": args.rows, "partitions": args.partitions, "rate": args.rate,
         "backfill_target_ms": args.backfill_target_ms, "backfill_rate": rate,
         "peak_rss_mb": round(peak_rss_mb(), 1), "peak_rss_mb_before_cases": round(rss_after_setup, 1),
+        "template_reused": reused,
         "threads": args.threads, "hold_s": args.hold,
         "loadavg_before": load_before, "loadavg_after": load_after, "cpus": os.cpu_count(),
         "runs": [asdict(r) for r in runs]}, indent=2)
