@@ -184,7 +184,7 @@ def _on_clone(settings: Settings, options: RehearsalOptions, report: RehearsalRe
             assert report.workload is not None
             report.workload.samples = list(workload.samples)
             mark_own_errors(report.workload.samples, report.phases.get("up", (clock.now(), 0.0))[0])
-            _attribute(recorder.records, workload.samples)
+            _attribute(recorder.records, report.workload.samples)
         recorder.close()
         report.statements = recorder.records
 
