@@ -547,7 +547,9 @@ class _Linter:
                     tx.added_constraints.add((table, str(con["conname"])))
         if k == "AlterEnumStmt" and b.get("newVal"):
             tx.enum_values.add(str(b["newVal"]))
-        taken = ctx.locks
+        # Judged before the model changes; only a transaction or --locks keeps them (an auto-committed
+        # statement's locks end with it), so plain files skip deciding them unless a rule asked.
+        taken = ctx.locks if tx.active or self.opts.collect_locks else []
         if self.part == "up":  # the model follows the way up; a down part is judged, not replayed
             self.schema.apply(ctx.node, unit.label or ctx.statement.file)
         if tx.active:
