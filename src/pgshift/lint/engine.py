@@ -359,7 +359,7 @@ class _Linter:
         starts = {b.start: b for b in _blocks(statements, unit)}
         sqls: Sequence[str] = [s.sql for s in statements] if isinstance(statements, list) else _Texts(statements)
         unit.has_other_statements = len(statements) > 1
-        _find_indexes(statements, unit)
+        unit.find_indexes = lambda: _find_indexes(statements, unit)  # most units never ask
         for position, item in enumerate(parsed):
             self.report.statements += 1
             if position in starts:
