@@ -36,7 +36,7 @@ from pgshift.lint.model import (
     Severity,
     TableSize,
 )
-from pgshift.lint.nodes import Node, body, func_names, kind, qualified, relname, strings
+from pgshift.lint.nodes import Node, func_names, qualified, relname, strings
 from pgshift.lint.registry import all_rules, rules_by_kind
 from pgshift.lint.schema import Schema
 from pgshift.lint.suppress import Suppression, attach, read_suppressions, suppressions_on
@@ -67,7 +67,7 @@ class Options:
     rules: dict[str, list[Rule]] = field(default_factory=dict)
 
 
-@dataclass
+@dataclass(slots=True)
 class Parsed:
     statement: Statement
     node: Node | None
@@ -377,8 +377,8 @@ class _Linter:
                 self._parse_error_rules(item, unit, tx, suppressions, migration)
             return tx
         node = item.node
-        k = kind(node)
-        ctx = Ctx(item.statement, node, k, body(node), self.schema, self.opts.pg_version,
+        k, b = next(iter(node.items()))  # kind() and body() at once: a node is {"Kind": {...}}
+        ctx = Ctx(item.statement, node, k, b, self.schema, self.opts.pg_version,
                   self.opts.settings, tx, unit, self.run.sizes, sqls, position)
         for rule in self._rules_for(k, ctx):
             for hit in rule.check(ctx):
