@@ -9,19 +9,30 @@ import json
 import os
 import sys
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
-from rich.console import Console
-from rich.markup import escape
 
 from pgshift.config import FORMATS, load_settings
 from pgshift.errors import ConnectionFailed, Interrupted, PgshiftError, ServerRefused, from_os_error, server_message
 
-F = TypeVar("F", bound=Callable[..., Any])
+if TYPE_CHECKING:
+    from rich.console import Console
 
-stdout = Console(highlight=False, soft_wrap=True)
-stderr = Console(stderr=True, highlight=False, soft_wrap=True)
+F = TypeVar("F", bound=Callable[..., Any])
+_consoles: dict[str, Console] = {}
+
+
+def __getattr__(name: str) -> Console:
+    """``stdout`` and ``stderr``: rich consoles made on first use, so a command printing no rich
+    output (``lint -o json`` of a CI job) does not import rich (a fifth of its start-up)."""
+    if name not in ("stdout", "stderr"):
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    if name not in _consoles:
+        from rich.console import Console
+
+        _consoles[name] = Console(stderr=name == "stderr", highlight=False, soft_wrap=True)
+    return _consoles[name]
 
 
 def settings_options(func: F) -> F:
@@ -107,8 +118,10 @@ def fail(exc: PgshiftError) -> None:
     if _json_requested():
         click.echo(json.dumps({"error": {"code": exc.code, "message": message}}), err=True)
     else:
+        from rich.markup import escape
+
         # Escaped: messages quote names and SQL, and "[/]" in either would be taken for markup.
-        stderr.print(f"[bold red]error[/] [dim]({exc.code})[/]: {escape(message)}", markup=True,
+        __getattr__("stderr").print(f"[bold red]error[/] [dim]({exc.code})[/]: {escape(message)}", markup=True,
                      highlight=False)
     sys.exit(exc.exit_code)
 

@@ -5,12 +5,11 @@ from __future__ import annotations
 import gc
 import os
 import sys
-from typing import Any
 
 import click
 
 from pgshift import api
-from pgshift.cli.common import handle_errors, settings_options, stdout
+from pgshift.cli.common import handle_errors, settings_options
 from pgshift.config import Settings
 
 
@@ -67,16 +66,15 @@ def _lint(paths: tuple[str, ...], settings: Settings, output: str | None, as_jso
             click.echo(f"fixed {path}", err=True)
         for path in outcome.fix.created:
             click.echo(f"wrote {path} (runs outside a transaction)", err=True)
-    api.render_lint(outcome.report, fmt, stdout if fmt == "tty" else _plain(), show_locks=locks)
+    if fmt == "tty":
+        from pgshift.cli.common import stdout
+
+        api.render_lint(outcome.report, fmt, stdout, show_locks=locks)
+    else:  # plain text on stdout: no rich console (nor its import) needed
+        api.render_lint(outcome.report, fmt, sys.stdout, show_locks=locks)
     if outcome.report.parse_errors:
         sys.exit(2)
     sys.exit(1 if outcome.failed else 0)
-
-
-def _plain() -> Any:
-    from rich.console import Console
-
-    return Console(file=sys.stdout, highlight=False, soft_wrap=True, markup=False)
 
 
 COMMANDS = [lint]

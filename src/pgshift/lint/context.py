@@ -3,7 +3,7 @@ PostgreSQL version, the transaction it runs in and the locks already held there.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from pgshift.config import LintSettings, Settings
@@ -46,6 +46,8 @@ class UnitState:
     flags: set[str] = field(default_factory=set)  # once-per-migration findings already made
     # (table, leading column) -> position of the last CREATE INDEX on it in this unit
     index_positions: dict[tuple[str, str], int] = field(default_factory=dict)
+    # Fills index_positions when a rule first asks (parsing the unit's CREATE INDEX statements again), then None.
+    find_indexes: Callable[[], None] | None = None
     # PL/pgSQL functions and procedures this migration created: name -> (its CREATE, its body)
     plpgsql: dict[str, tuple[Statement, str]] = field(default_factory=dict)
 
@@ -121,6 +123,9 @@ class Ctx:
         return self.all_sql[self.position + 1:]
 
     def index_created_later(self, table: str, column: str) -> bool:
+        if self.unit.find_indexes is not None:
+            find, self.unit.find_indexes = self.unit.find_indexes, None
+            find()
         return self.unit.index_positions.get((table, column), -1) > self.position
 
     def table(self, name: str) -> Table | None:

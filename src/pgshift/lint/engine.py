@@ -36,7 +36,7 @@ from pgshift.lint.model import (
     Severity,
     TableSize,
 )
-from pgshift.lint.nodes import Node, body, func_names, kind, qualified, relname, strings
+from pgshift.lint.nodes import Node, func_names, qualified, relname, strings
 from pgshift.lint.registry import all_rules, rules_by_kind
 from pgshift.lint.schema import Schema
 from pgshift.lint.suppress import Suppression, attach, read_suppressions, suppressions_on
@@ -67,7 +67,7 @@ class Options:
     rules: dict[str, list[Rule]] = field(default_factory=dict)
 
 
-@dataclass
+@dataclass(slots=True)
 class Parsed:
     statement: Statement
     node: Node | None
@@ -361,7 +361,7 @@ class _Linter:
         starts = {b.start: b for b in _blocks(statements, unit)}
         sqls: Sequence[str] = [s.sql for s in statements] if isinstance(statements, list) else _Texts(statements)
         unit.has_other_statements = len(statements) > 1
-        _find_indexes(statements, unit)
+        unit.find_indexes = lambda: _find_indexes(statements, unit)  # most units never ask
         for position, item in enumerate(parsed):
             self.report.statements += 1
             if position in starts:
@@ -379,8 +379,8 @@ class _Linter:
                 self._parse_error_rules(item, unit, tx, suppressions, migration)
             return tx
         node = item.node
-        k = kind(node)
-        ctx = Ctx(item.statement, node, k, body(node), self.schema, self.opts.pg_version,
+        k, b = next(iter(node.items()))  # kind() and body() at once: a node is {"Kind": {...}}
+        ctx = Ctx(item.statement, node, k, b, self.schema, self.opts.pg_version,
                   self.opts.settings, tx, unit, self.run.sizes, sqls, position)
         for rule in self._rules_for(k, ctx):
             for hit in rule.check(ctx):
@@ -549,7 +549,9 @@ class _Linter:
                     tx.added_constraints.add((table, str(con["conname"])))
         if k == "AlterEnumStmt" and b.get("newVal"):
             tx.enum_values.add(str(b["newVal"]))
-        taken = ctx.locks
+        # Judged before the model changes; only a transaction or --locks keeps them (an auto-committed
+        # statement's locks end with it), so plain files skip deciding them unless a rule asked.
+        taken = ctx.locks if tx.active or self.opts.collect_locks else []
         if self.part == "up":  # the model follows the way up; a down part is judged, not replayed
             self.schema.apply(ctx.node, unit.label or ctx.statement.file)
         if tx.active:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
-from typing import Any
+from typing import TYPE_CHECKING, Any, TextIO
 
-from rich.console import Console
-from rich.markup import escape
+if TYPE_CHECKING:
+    from rich.console import Console
 
 from pgshift.lint import fastjson
 from pgshift.lint.gcpause import no_gc
@@ -19,23 +19,32 @@ DOCS_URL = "docs/rules/{id}.md"
 _STYLE = {"error": "bold red", "warning": "yellow", "note": "cyan"}
 
 
-def render(report: LintReport, fmt: str, console: Console, *, show_locks: bool = False) -> None:
+def render(report: LintReport, fmt: str, console: Console | TextIO, *, show_locks: bool = False) -> None:
+    """Write ``report`` in ``fmt`` to a rich console or a plain stream (the machine formats need no
+    console: the CLI passes them sys.stdout and does not import rich)."""
     with no_gc():
         _render(report, fmt, console, show_locks)
 
 
-def _render(report: LintReport, fmt: str, console: Console, show_locks: bool) -> None:
+def _render(report: LintReport, fmt: str, console: Console | TextIO, show_locks: bool) -> None:
     if fmt == "tty":
+        if hasattr(console, "write"):
+            from rich.console import Console
+
+            console = Console(file=console, highlight=False, soft_wrap=True)  # type: ignore[arg-type]
         tty(report, console, show_locks=show_locks)
         return
     text = {"json": as_json, "sarif": as_sarif, "github": as_github, "gitlab": as_gitlab}[fmt](report)
-    console.file.write(text if text.endswith("\n") or not text else text + "\n")
+    stream: TextIO = console if hasattr(console, "write") else console.file  # type: ignore[assignment]
+    stream.write(text if text.endswith("\n") or not text else text + "\n")
 
 
 def tty(report: LintReport, console: Console, *, show_locks: bool = False) -> None:
     """Findings grouped by file. Piped output skips rich's markup engine (plain text, linear
     and fast on tens of thousands of findings); a terminal gets colours."""
     plain = not console.is_terminal
+    if not plain:
+        from rich.markup import escape
 
     def st(style: str, text: str) -> str:
         return text if plain else f"[{style}]{escape(text)}[/]"

@@ -9,9 +9,11 @@ from pgshift.lint.model import Hit, Rule
 
 
 def check(ctx: Ctx) -> Iterator[Hit]:
+    if not ctx.tx.active:  # first: an auto-committed statement need not have its facts decided
+        return
     # The runner's own answer (pgshift.migrations.analysis): what it will run outside a transaction.
     what = ctx.facts.autocommit_reason(ctx.pg_version)
-    if what is None or not ctx.tx.active:
+    if what is None:
         return
     if ctx.tx.explicit or ctx.settings.assume_in_transaction:
         yield Hit(f"{what} cannot run inside a transaction block: the migration fails with "
