@@ -22,7 +22,14 @@ from psycopg import sql
 
 from pgshift.config import Settings
 from pgshift.db.history import History
-from pgshift.errors import LockTimeoutExhausted, MigrationFailed, PgshiftError, ValidationFailed, server_error_text
+from pgshift.errors import (
+    ConnectionFailed,
+    LockTimeoutExhausted,
+    MigrationFailed,
+    PgshiftError,
+    ValidationFailed,
+    server_error_text,
+)
 from pgshift.migrations.model import OpsMigration
 from pgshift.ops.ledger import active_versions, state_table
 from pgshift.ops.model import OpsFile
@@ -30,6 +37,7 @@ from pgshift.ops.plan import Phases, capture, plan_phases
 from pgshift.runner.backfill import BackfillError, BackfillOptions
 from pgshift.runner.blockers import WEAK_LOCK_CONFLICTS, Blocker, blockers
 from pgshift.runner.engine import StepEngine
+from pgshift.runner.execute import SESSION_ENDED
 from pgshift.runner.retry import RetryPolicy
 from pgshift.runner.steps import Step, StepStatement, StepTimeouts, session_settings
 
@@ -161,6 +169,10 @@ class PhaseRunner:
         except (MigrationFailed, LockTimeoutExhausted) as exc:
             self.history.finish(version, "failed", error=str(exc))
             raise
+        except psycopg.OperationalError as exc:
+            if not self._lost(exc):
+                raise
+            raise self._connection_failed(exc) from exc
         self._set_state("expanded", len(phases.expand))
         self.history.finish(version, "applied")
         self.history.log(version, "expanded", {"steps": result.steps, "version_schema": phases.version_schema,
@@ -175,7 +187,13 @@ class PhaseRunner:
         self._contract_undoable = phases.contract_undoable
         try:
             result = self._run("contract", phases.contract, start, phases)
+        except psycopg.OperationalError as exc:
+            if not self._lost(exc):
+                raise
+            raise self._connection_failed(exc) from exc
         except PgshiftError:
+            if self._session_gone():
+                raise  # nothing can be written; the rerun continues from ops_state as it stands
             if self._contract_undoable_yet():  # only validations committed: abort can still undo it all
                 self._set_state("expanded", len(phases.expand))
             raise
@@ -194,7 +212,12 @@ class PhaseRunner:
                 "continues where it stopped.")
         start = int(state["steps_done"]) if state["phase"] == "aborting" else 0
         self._set_state("aborting", start)
-        result = self._run("abort", phases.abort, start, phases)
+        try:
+            result = self._run("abort", phases.abort, start, phases)
+        except psycopg.OperationalError as exc:
+            if not self._lost(exc):
+                raise
+            raise self._connection_failed(exc) from exc
         self._set_state("aborted", len(phases.abort))
         self.conn.execute(sql.SQL("DELETE FROM {} WHERE version = %s").format(
             sql.Identifier(self.schema, "backfills")), (self.migration.version,))
@@ -260,6 +283,8 @@ class PhaseRunner:
     # -- the engine's questions (pgshift.runner.engine.StepOwner) ---------------------------
     def failed(self, step: Step, position: int, exc: psycopg.Error, index_left: str | None) -> BaseException:
         self._step_index = self._engine.index if self._engine else self._step_index
+        if self._lost(exc):
+            return self._connection_failed(exc)
         undone = "The step was rolled back."
         if step.kind == "autocommit" and step.index is not None:
             undone = ("The INVALID index the failed build left was dropped, so nothing of the step remains."
@@ -284,10 +309,39 @@ class PhaseRunner:
             return MigrationFailed(f"{self.migration.path}: step '{step.label}' of {self.migration.label}: "
                                    f"{exc.message}", hint=f"{exc.hint} Then {self._next_move()}")
         assert isinstance(exc, psycopg.Error)
+        if self._lost(exc):
+            return self._connection_failed(exc)
         return MigrationFailed(
             f"{self.migration.path}: step '{step.label}' of {self.migration.label} failed: "
             f"{server_error_text(exc)} The failing batch was rolled back; the batches before it are "
             "kept and the backfill resumes after them.", hint=self._next_move())
+
+    def _session_gone(self) -> bool:
+        return self.conn.broken or self.conn.closed
+
+    def _lost(self, exc: BaseException) -> bool:
+        """Did ``exc`` end the session (killed, server shut down, network gone), as opposed to a statement failing?"""
+        return isinstance(exc, psycopg.OperationalError) and (
+            self._session_gone() or (exc.sqlstate or "").startswith(SESSION_ENDED))
+
+    def _connection_failed(self, exc: psycopg.Error) -> ConnectionFailed:
+        """A lost session as the SQL runner reports one (exit 4), naming the step it was in and the command that
+        continues there. Nothing is written: the session is dead."""
+        index = self._engine.index if self._engine else self._step_index
+        where = ""
+        if index < len(self._steps):
+            where = f" at {self._phase} step {index + 1}/{len(self._steps)}: {self._steps[index].label}"
+        message = " ".join((exc.diag.message_primary or str(exc)).split())
+        sqlstate = f" (SQLSTATE {exc.sqlstate})" if exc.sqlstate else ""
+        command = {"expand": "pgshift migrate", "contract": "pgshift contract", "abort": "pgshift abort"}[self._phase]
+        return ConnectionFailed(
+            f"{self.migration.path}: the connection to the server was lost during {self.migration.label}{where}: "
+            f"{message}{sqlstate}. The {self._phase} steps before it stay committed and recorded in "
+            f"{self.schema}.ops_state; the running step either committed with its progress or was rolled back (a "
+            "CONCURRENTLY step is checked and, if left INVALID, built again; a backfill keeps its committed "
+            "batches). No failure could be recorded on the lost session.",
+            hint=f"run `{command}` again once the server accepts connections (`pgshift status` shows it): it "
+            f"continues the {self._phase} of {self.migration.label} at the first step not recorded as done.")
 
     def _contract_undoable_yet(self) -> bool:
         """Has the failing contract committed nothing abort cannot undo? Steps before the current one are
