@@ -32,6 +32,7 @@ operations:
   - set_not_null: {table: t, column: note, up: "slow_note(id)"}
   - sql: {up: "SELECT nap('public.nap_in_step')", contract: "SELECT nap('public.nap_in_step')",
           down: "SELECT nap('public.nap_in_step')"}
+  - add_check: {table: t, name: napping, check: "nap('public.nap_in_check') = 1"}
 """
 
 
@@ -60,10 +61,12 @@ def _state(conn: Conn) -> tuple[object, ...] | None:
 
 
 @pytest.mark.parametrize(("phase", "command", "marker", "where", "finished"), [
-    ("expand", ["migrate"], "nap_in_step", "expand step 3/4: sql #2 up", ("expanded", 4)),
-    ("backfill", ["migrate"], "nap_in_fill", "expand step 4/4: backfill", ("expanded", 4)),
-    ("contract", ["contract"], "nap_in_step", "contract step 3/4: sql #2 contract", ("contracted", 4)),
-    ("abort", ["abort"], "nap_in_step", "abort step 1/3: sql #2 down", ("aborted", 3)),
+    ("expand", ["migrate"], "nap_in_step", "expand step 3/5: sql #2 up", ("expanded", 5)),
+    ("backfill", ["migrate"], "nap_in_fill", "expand step 5/5: backfill", ("expanded", 5)),
+    ("contract", ["contract"], "nap_in_step", "contract step 4/5: sql #2 contract", ("contracted", 5)),
+    # Within the validations: the contract could still be aborted, but nothing can be written to say so.
+    ("validation", ["contract"], "nap_in_check", "contract step 2/5: validate napping", ("contracted", 5)),
+    ("abort", ["abort"], "nap_in_step", "abort step 2/4: sql #2 down", ("aborted", 4)),
 ])
 def test_a_connection_lost_in_a_phase_step_exits_4_naming_the_step_and_the_hint_resumes_it(
         tmp_path: Path, db_url: str, conn: Conn, phase: str, command: list[str], marker: str, where: str,
@@ -71,7 +74,7 @@ def test_a_connection_lost_in_a_phase_step_exits_4_naming_the_step_and_the_hint_
     write_project(tmp_path, {})
     write_migration(tmp_path / "migrations", "1", "init", INIT)
     (tmp_path / "migrations" / "2_fill.ops.yaml").write_text(OPS)
-    if phase in ("contract", "abort"):
+    if phase in ("contract", "validation", "abort"):
         done = run_pgshift(["migrate"], cwd=tmp_path, url=db_url)
         assert done.returncode == 0, done.stderr
     else:
@@ -95,7 +98,7 @@ def test_a_connection_lost_in_a_phase_step_exits_4_naming_the_step_and_the_hint_
     assert rerun.returncode == 0, rerun.stderr
     assert _state(conn) == finished, rerun.stderr
     if phase == "expand":
-        assert "resuming expand of" in rerun.stderr and "at step 3 of 4" in " ".join(rerun.stderr.split())
+        assert "resuming expand of" in rerun.stderr and "at step 3 of 5" in " ".join(rerun.stderr.split())
     if phase == "backfill":
         assert "resuming expand of" in rerun.stderr
         assert conn.execute("SELECT count(*) FROM t WHERE note IS NULL").fetchone() == (0,)
