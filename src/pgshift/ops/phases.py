@@ -93,10 +93,6 @@ class OpsStateProgress:
         self.schema = schema
         self.version = version
 
-    def done(self) -> int:
-        state = load_state(self.conn, self.schema, self.version)
-        return int(state["steps_done"]) if state else 0
-
     def record(self, steps_done: int) -> None:
         self.conn.execute(sql.SQL("UPDATE {} SET steps_done = %s, updated_at = clock_timestamp() WHERE version = %s")
                           .format(_state_table(self.schema)), (steps_done, self.version))
@@ -120,7 +116,6 @@ class PhaseRunner:
                                  max_ms=min(2_000, settings.retry_max_delay.ms))
         # Where the running phase stands, for the failure message: which command continues from here.
         self._phase = "expand"
-        self._step_index = 0
         self._steps: list[Step] = []
         self._engine: StepEngine | None = None
         self._contract_undoable = 0
@@ -242,7 +237,6 @@ class PhaseRunner:
             self.history.log(self.migration.version, f"{phase}-resumed", {"step": start + 1})
         self._phase = phase
         self._steps = steps
-        self._step_index = start
         engine = self._engine = StepEngine(
             self.conn, self.history, self, self.migration, retry=self.retry, notify=self.notify,
             observer=self.observer, phase=phase,
@@ -258,7 +252,6 @@ class PhaseRunner:
             if self.settings.analyze_after:
                 engine.analyze(steps)
         finally:
-            self._step_index = engine.index
             result.steps_run = engine.result.steps_run
             result.lock_retries = engine.result.retries
             result.backfilled_rows = engine.result.backfilled_rows
@@ -282,7 +275,6 @@ class PhaseRunner:
 
     # -- the engine's questions (pgshift.runner.engine.StepOwner) ---------------------------
     def failed(self, step: Step, position: int, exc: psycopg.Error, index_left: str | None) -> BaseException:
-        self._step_index = self._engine.index if self._engine else self._step_index
         if self._lost(exc):
             return self._connection_failed(exc)
         undone = "The step was rolled back."
@@ -296,7 +288,6 @@ class PhaseRunner:
             hint=self._next_move())
 
     def exhausted(self, step: Step, attempts: int, exc: psycopg.Error, blocking: str) -> BaseException:
-        self._step_index = self._engine.index if self._engine else self._step_index
         return LockTimeoutExhausted(
             f"Step '{step.label}' of {self.migration.label} could not take its lock within "
             f"lock_timeout {self.ops.lock_timeout} after {attempts} attempts "
@@ -304,7 +295,6 @@ class PhaseRunner:
             hint=f"end the blocking sessions or retry later. {self._next_move()}")
 
     def backfill_failed(self, step: Step, exc: Exception) -> BaseException:
-        self._step_index = self._engine.index if self._engine else self._step_index
         if isinstance(exc, BackfillError):
             return MigrationFailed(f"{self.migration.path}: step '{step.label}' of {self.migration.label}: "
                                    f"{exc.message}", hint=f"{exc.hint} Then {self._next_move()}")
@@ -315,6 +305,11 @@ class PhaseRunner:
             f"{self.migration.path}: step '{step.label}' of {self.migration.label} failed: "
             f"{server_error_text(exc)} The failing batch was rolled back; the batches before it are "
             "kept and the backfill resumes after them.", hint=self._next_move())
+
+    @property
+    def _running_index(self) -> int:
+        """The step the phase's engine is in (it exists before any step can fail)."""
+        return self._engine.index if self._engine is not None else 0
 
     def _session_gone(self) -> bool:
         return self.conn.broken or self.conn.closed
@@ -327,7 +322,7 @@ class PhaseRunner:
     def _connection_failed(self, exc: psycopg.Error) -> ConnectionFailed:
         """A lost session as the SQL runner reports one (exit 4), naming the step it was in and the command that
         continues there. Nothing is written: the session is dead."""
-        index = self._engine.index if self._engine else self._step_index
+        index = self._running_index
         where = ""
         if index < len(self._steps):
             where = f" at {self._phase} step {index + 1}/{len(self._steps)}: {self._steps[index].label}"
@@ -346,7 +341,7 @@ class PhaseRunner:
     def _contract_undoable_yet(self) -> bool:
         """Has the failing contract committed nothing abort cannot undo? Steps before the current one are
         done; the current one, a transaction, was rolled back (a CONCURRENTLY step may have half-run)."""
-        index = self._engine.index if self._engine else self._step_index
+        index = self._running_index
         kind = self._steps[index].kind if index < len(self._steps) else "tx"
         return index < self._contract_undoable or (index == self._contract_undoable and kind == "tx")
 
