@@ -4,13 +4,18 @@ hint names resumes the phase and finishes it (issue #12)."""
 
 from __future__ import annotations
 
+import os
 import re
+import signal
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
 
+from pgshift.embedded import EmbeddedCluster
 from tests.helpers import run_pgshift, start_pgshift, write_migration
 from tests.ops.helpers import write_project
 from tests.runner.test_crash_and_concurrency import _wait_for_backend_exit
@@ -129,3 +134,46 @@ def test_a_connection_lost_in_pgshift_backfill_exits_4_and_the_same_command_resu
     rerun = run_pgshift(command, cwd=tmp_path, url=db_url)
     assert rerun.returncode == 0, rerun.stderr
     assert conn.execute("SELECT count(*) FROM t WHERE note IS NULL").fetchone() == (0,)
+
+
+@pytest.fixture
+def own_cluster() -> Iterator[EmbeddedCluster]:
+    """A small cluster of this test's own: killing a backend makes the whole server restart."""
+    cluster = EmbeddedCluster(Path(tempfile.mkdtemp(prefix="pgshift-crash-")))
+    cluster.start(tcp=False, settings={"max_connections": "20", "shared_buffers": "16MB"})
+    try:
+        yield cluster
+    finally:
+        cluster.destroy()
+
+
+def test_a_backend_killed_outright_is_a_lost_connection_too(tmp_path: Path, own_cluster: EmbeddedCluster) -> None:
+    """kill -9 of the backend: the server restarts every session and the client sees no SQLSTATE at all."""
+    url = own_cluster.socket_dsn()
+    write_project(tmp_path, {})
+    write_migration(tmp_path / "migrations", "1", "init", INIT)
+    (tmp_path / "migrations" / "2_fill.ops.yaml").write_text(OPS)
+    assert run_pgshift(["migrate", "--to", "1"], cwd=tmp_path, url=url).returncode == 0
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE nap_in_step ()")
+        proc = start_pgshift(["migrate"], cwd=tmp_path, url=url)
+        os.kill(_napping(conn), signal.SIGKILL)
+    _out, err = proc.communicate(timeout=60)
+    flat = " ".join(err.split())
+    assert proc.returncode == 4, err
+    assert "the connection to the server was lost during 2 fill at expand step 3/5: sql #2 up" in flat, err
+    assert "SQLSTATE" not in flat.split("Hint:")[0].split("sql #2 up:")[1], err  # there was none to report
+
+    deadline = time.monotonic() + 60
+    while True:  # crash recovery
+        try:
+            with psycopg.connect(url, autocommit=True) as conn:
+                conn.execute("DROP TABLE nap_in_step")
+            break
+        except psycopg.OperationalError:
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+    rerun = run_pgshift(_hint_command(err), cwd=tmp_path, url=url)
+    assert rerun.returncode == 0, rerun.stderr
+    with psycopg.connect(url, autocommit=True) as conn:
+        assert _state(conn) == ("expanded", 5)
