@@ -252,7 +252,10 @@ def previous_outcomes(target: Target, module: Path, chosen: list[Mutant]) -> lis
     for m in json.loads(path.read_text())["mutants"]:
         if m["diff"]:
             old.setdefault((m["operator"], m["function"], change_of(m["diff"])), []).append(m)
-    found = [(old.get(key) or [None]).pop(0) for key in candidate_changes(module, chosen)]
+    found: list[dict[str, Any] | None] = []
+    for key in candidate_changes(module, chosen):
+        same = old.get(key)
+        found.append(same.pop(0) if same else None)
     return found if any(found) else None
 
 
