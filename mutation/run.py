@@ -94,6 +94,9 @@ class Mutant:
     outcome: str = "not run"  # killed | timeout | survived | incompetent | no-mutation | not run
     seconds: float = 0.0
     diff: str = ""
+    # Why a survivor is not a gap: "equivalent: ..." (no test can tell it apart) or what else was found.
+    # Written by hand in results/<target>.json; kept across runs while the mutant's change is the same.
+    note: str = ""
 
 
 @dataclass
@@ -218,13 +221,42 @@ def test_command(target: Target) -> str:
                        *target.tests])
 
 
-def previous_outcomes(target: Target, chosen: list[Mutant]) -> dict[tuple[str, int, int], dict[str, Any]] | None:
-    """The last run's mutants of this target, if it ran exactly these mutants (same code)."""
+def change_of(diff: str) -> tuple[str, ...]:
+    """A mutant's change as its removed and added lines, without their position."""
+    return tuple(line[1:].strip() for line in diff.splitlines()
+                 if line[:1] in "+-" and not line.startswith(("---", "+++")))
+
+
+def candidate_changes(module: Path, chosen: list[Mutant]) -> list[tuple[str, str, tuple[str, ...]]]:
+    """Each chosen mutant's (operator, function, change), computed without running anything."""
+    import difflib
+
+    from cosmic_ray.mutating import mutate_code
+
+    code = module.read_text()
+    keys = []
+    for m in chosen:
+        mutated = mutate_code(code, cosmic_ray.plugins.get_operator(m.operator)(), m.occurrence) or code
+        diff = "\n".join(difflib.unified_diff(code.splitlines(), mutated.splitlines(), "a", "b", lineterm=""))
+        keys.append((m.operator, m.function, change_of(diff)))
+    return keys
+
+
+def previous_outcomes(target: Target, module: Path, chosen: list[Mutant]) -> list[dict[str, Any] | None] | None:
+    """For each chosen mutant, the last run's result of the same change (same operator, function and
+    changed lines, wherever they now are: an edit elsewhere in the module moves lines and occurrences)."""
     path = RESULTS / f"{target.name}.json"
     if not path.exists():
         return None
-    old = {(m["operator"], m["occurrence"], m["line"]): m for m in json.loads(path.read_text())["mutants"]}
-    return old if set(old) == {(m.operator, m.occurrence, m.line) for m in chosen} else None
+    old: dict[tuple[str, str, tuple[str, ...]], list[dict[str, Any]]] = {}
+    for m in json.loads(path.read_text())["mutants"]:
+        if m["diff"]:
+            old.setdefault((m["operator"], m["function"], change_of(m["diff"])), []).append(m)
+    found: list[dict[str, Any] | None] = []
+    for key in candidate_changes(module, chosen):
+        same = old.get(key)
+        found.append(same.pop(0) if same else None)
+    return found if any(found) else None
 
 
 def run_target(target: Target, work: Path, deadline: float, commit: str, survivors_only: bool = False,
@@ -233,14 +265,15 @@ def run_target(target: Target, work: Path, deadline: float, commit: str, survivo
     ranges = function_ranges(module, target.functions)
     found = candidates(module, ranges)
     chosen = sample(target, found)
-    previous = previous_outcomes(target, chosen) if survivors_only or resume else None
+    previous = previous_outcomes(target, module, chosen) if survivors_only or resume else None
     if (survivors_only or resume) and previous is None:
         print(f"{target.name}: no earlier run of these same mutants; running them all")
     # --survivors: the earlier survivors, timeouts (a timeout may be a slow pass) and mutants not run are run
-    # again; --resume: only the mutants not run.
+    # again; --resume: only the mutants not run (and those the code did not have last time).
     again = ("survived", "not run", "timeout") if survivors_only else ("not run",)
-    for mutant in chosen:
-        old = (previous or {}).get((mutant.operator, mutant.occurrence, mutant.line))
+    for mutant, old in zip(chosen, previous or [None] * len(chosen), strict=True):
+        if old:
+            mutant.note = old.get("note", "")
         if old and old["outcome"] not in again:
             mutant.outcome, mutant.seconds, mutant.diff = old["outcome"], old["seconds"], old["diff"]
     command = test_command(target)
@@ -318,8 +351,10 @@ def markdown_report(targets: list[Target]) -> str:
         for m in (m for m in data["mutants"] if m["outcome"] == "survived"):
             change = [line[1:].strip() for line in m["diff"].splitlines()
                       if line[:1] in "+-" and not line.startswith(("---", "+++"))]
+            note = f": {m['note']}" if m.get("note") else ""
             survivors.append(f"- {target.name}, `{data['module']}:{m['line']}` ({m['function']}): "
-                             f"`{change[0] if change else ''}` -> `{change[1] if len(change) > 1 else '(removed)'}`")
+                             f"`{change[0] if change else ''}` -> `{change[1] if len(change) > 1 else '(removed)'}`"
+                             f"{note}")
     return "\n".join([*rows, "", *survivors])
 
 

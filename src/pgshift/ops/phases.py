@@ -22,7 +22,14 @@ from psycopg import sql
 
 from pgshift.config import Settings
 from pgshift.db.history import History
-from pgshift.errors import LockTimeoutExhausted, MigrationFailed, PgshiftError, ValidationFailed, server_error_text
+from pgshift.errors import (
+    ConnectionFailed,
+    LockTimeoutExhausted,
+    MigrationFailed,
+    PgshiftError,
+    ValidationFailed,
+    server_error_text,
+)
 from pgshift.migrations.model import OpsMigration
 from pgshift.ops.ledger import active_versions, state_table
 from pgshift.ops.model import OpsFile
@@ -30,6 +37,7 @@ from pgshift.ops.plan import Phases, capture, plan_phases
 from pgshift.runner.backfill import BackfillError, BackfillOptions
 from pgshift.runner.blockers import WEAK_LOCK_CONFLICTS, Blocker, blockers
 from pgshift.runner.engine import StepEngine
+from pgshift.runner.execute import SESSION_ENDED
 from pgshift.runner.retry import RetryPolicy
 from pgshift.runner.steps import Step, StepStatement, StepTimeouts, session_settings
 
@@ -85,10 +93,6 @@ class OpsStateProgress:
         self.schema = schema
         self.version = version
 
-    def done(self) -> int:
-        state = load_state(self.conn, self.schema, self.version)
-        return int(state["steps_done"]) if state else 0
-
     def record(self, steps_done: int) -> None:
         self.conn.execute(sql.SQL("UPDATE {} SET steps_done = %s, updated_at = clock_timestamp() WHERE version = %s")
                           .format(_state_table(self.schema)), (steps_done, self.version))
@@ -112,7 +116,6 @@ class PhaseRunner:
                                  max_ms=min(2_000, settings.retry_max_delay.ms))
         # Where the running phase stands, for the failure message: which command continues from here.
         self._phase = "expand"
-        self._step_index = 0
         self._steps: list[Step] = []
         self._engine: StepEngine | None = None
         self._contract_undoable = 0
@@ -161,6 +164,10 @@ class PhaseRunner:
         except (MigrationFailed, LockTimeoutExhausted) as exc:
             self.history.finish(version, "failed", error=str(exc))
             raise
+        except psycopg.OperationalError as exc:
+            if not self._lost(exc):
+                raise
+            raise self._connection_failed(exc) from exc
         self._set_state("expanded", len(phases.expand))
         self.history.finish(version, "applied")
         self.history.log(version, "expanded", {"steps": result.steps, "version_schema": phases.version_schema,
@@ -175,7 +182,13 @@ class PhaseRunner:
         self._contract_undoable = phases.contract_undoable
         try:
             result = self._run("contract", phases.contract, start, phases)
+        except psycopg.OperationalError as exc:
+            if not self._lost(exc):
+                raise
+            raise self._connection_failed(exc) from exc
         except PgshiftError:
+            if self._session_gone():
+                raise  # nothing can be written; the rerun continues from ops_state as it stands
             if self._contract_undoable_yet():  # only validations committed: abort can still undo it all
                 self._set_state("expanded", len(phases.expand))
             raise
@@ -194,7 +207,12 @@ class PhaseRunner:
                 "continues where it stopped.")
         start = int(state["steps_done"]) if state["phase"] == "aborting" else 0
         self._set_state("aborting", start)
-        result = self._run("abort", phases.abort, start, phases)
+        try:
+            result = self._run("abort", phases.abort, start, phases)
+        except psycopg.OperationalError as exc:
+            if not self._lost(exc):
+                raise
+            raise self._connection_failed(exc) from exc
         self._set_state("aborted", len(phases.abort))
         self.conn.execute(sql.SQL("DELETE FROM {} WHERE version = %s").format(
             sql.Identifier(self.schema, "backfills")), (self.migration.version,))
@@ -219,7 +237,6 @@ class PhaseRunner:
             self.history.log(self.migration.version, f"{phase}-resumed", {"step": start + 1})
         self._phase = phase
         self._steps = steps
-        self._step_index = start
         engine = self._engine = StepEngine(
             self.conn, self.history, self, self.migration, retry=self.retry, notify=self.notify,
             observer=self.observer, phase=phase,
@@ -235,7 +252,6 @@ class PhaseRunner:
             if self.settings.analyze_after:
                 engine.analyze(steps)
         finally:
-            self._step_index = engine.index
             result.steps_run = engine.result.steps_run
             result.lock_retries = engine.result.retries
             result.backfilled_rows = engine.result.backfilled_rows
@@ -259,7 +275,8 @@ class PhaseRunner:
 
     # -- the engine's questions (pgshift.runner.engine.StepOwner) ---------------------------
     def failed(self, step: Step, position: int, exc: psycopg.Error, index_left: str | None) -> BaseException:
-        self._step_index = self._engine.index if self._engine else self._step_index
+        if self._lost(exc):
+            return self._connection_failed(exc)
         undone = "The step was rolled back."
         if step.kind == "autocommit" and step.index is not None:
             undone = ("The INVALID index the failed build left was dropped, so nothing of the step remains."
@@ -271,7 +288,6 @@ class PhaseRunner:
             hint=self._next_move())
 
     def exhausted(self, step: Step, attempts: int, exc: psycopg.Error, blocking: str) -> BaseException:
-        self._step_index = self._engine.index if self._engine else self._step_index
         return LockTimeoutExhausted(
             f"Step '{step.label}' of {self.migration.label} could not take its lock within "
             f"lock_timeout {self.ops.lock_timeout} after {attempts} attempts "
@@ -279,20 +295,53 @@ class PhaseRunner:
             hint=f"end the blocking sessions or retry later. {self._next_move()}")
 
     def backfill_failed(self, step: Step, exc: Exception) -> BaseException:
-        self._step_index = self._engine.index if self._engine else self._step_index
         if isinstance(exc, BackfillError):
             return MigrationFailed(f"{self.migration.path}: step '{step.label}' of {self.migration.label}: "
                                    f"{exc.message}", hint=f"{exc.hint} Then {self._next_move()}")
         assert isinstance(exc, psycopg.Error)
+        if self._lost(exc):
+            return self._connection_failed(exc)
         return MigrationFailed(
             f"{self.migration.path}: step '{step.label}' of {self.migration.label} failed: "
             f"{server_error_text(exc)} The failing batch was rolled back; the batches before it are "
             "kept and the backfill resumes after them.", hint=self._next_move())
 
+    @property
+    def _running_index(self) -> int:
+        """The step the phase's engine is in (it exists before any step can fail)."""
+        return self._engine.index if self._engine is not None else 0
+
+    def _session_gone(self) -> bool:
+        return self.conn.broken or self.conn.closed
+
+    def _lost(self, exc: BaseException) -> bool:
+        """Did ``exc`` end the session (killed, server shut down, network gone), as opposed to a statement failing?"""
+        return isinstance(exc, psycopg.OperationalError) and (
+            self._session_gone() or (exc.sqlstate or "").startswith(SESSION_ENDED))
+
+    def _connection_failed(self, exc: psycopg.Error) -> ConnectionFailed:
+        """A lost session as the SQL runner reports one (exit 4), naming the step it was in and the command that
+        continues there. Nothing is written: the session is dead."""
+        index = self._running_index
+        where = ""
+        if index < len(self._steps):
+            where = f" at {self._phase} step {index + 1}/{len(self._steps)}: {self._steps[index].label}"
+        message = " ".join((exc.diag.message_primary or str(exc)).split())
+        sqlstate = f" (SQLSTATE {exc.sqlstate})" if exc.sqlstate else ""
+        command = {"expand": "pgshift migrate", "contract": "pgshift contract", "abort": "pgshift abort"}[self._phase]
+        return ConnectionFailed(
+            f"{self.migration.path}: the connection to the server was lost during {self.migration.label}{where}: "
+            f"{message}{sqlstate}. The {self._phase} steps before it stay committed and recorded in "
+            f"{self.schema}.ops_state; the running step either committed with its progress or was rolled back (a "
+            "CONCURRENTLY step is checked and, if left INVALID, built again; a backfill keeps its committed "
+            "batches). No failure could be recorded on the lost session.",
+            hint=f"run `{command}` again once the server accepts connections (`pgshift status` shows it): it "
+            f"continues the {self._phase} of {self.migration.label} at the first step not recorded as done.")
+
     def _contract_undoable_yet(self) -> bool:
         """Has the failing contract committed nothing abort cannot undo? Steps before the current one are
         done; the current one, a transaction, was rolled back (a CONCURRENTLY step may have half-run)."""
-        index = self._engine.index if self._engine else self._step_index
+        index = self._running_index
         kind = self._steps[index].kind if index < len(self._steps) else "tx"
         return index < self._contract_undoable or (index == self._contract_undoable and kind == "tx")
 

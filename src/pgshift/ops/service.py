@@ -11,7 +11,7 @@ from pgshift.config import Settings
 from pgshift.db.connect import server_major
 from pgshift.db.history import History
 from pgshift.db.session import deploy_session, load
-from pgshift.errors import PgshiftError, server_error_text
+from pgshift.errors import ConnectionFailed, PgshiftError, server_error_text
 from pgshift.migrations.model import Migration, OpsMigration, SqlMigration
 from pgshift.ops.ledger import active_versions, contract_due
 from pgshift.ops.phases import OpsStateError, PhaseResult, PhaseRunner
@@ -24,7 +24,7 @@ from pgshift.runner.backfill import (
     ProgressCallback,
     reset_job,
 )
-from pgshift.runner.execute import StatementObserver, StepResult
+from pgshift.runner.execute import SESSION_ENDED, StatementObserver, StepResult
 from pgshift.runner.gate import MigrateChecks
 
 Notify = Callable[[str], None]
@@ -63,7 +63,15 @@ def backfill(settings: Settings, spec: BackfillSpec, options: BackfillOptions | 
             reset_job(conn, settings.history_schema, spec.job_name)
         try:
             result = Backfiller(conn, settings.history_schema, spec, options, progress, notify).run()
-        except psycopg.Error as exc:  # a row the SET or a constraint rejects
+        except psycopg.Error as exc:  # a row the SET or a constraint rejects, or the session is gone
+            if conn.broken or conn.closed or (exc.sqlstate or "").startswith(SESSION_ENDED):
+                raise ConnectionFailed(
+                    f"The connection to the server was lost during the backfill of {spec.table} (job "
+                    f"{spec.job_name}): {server_error_text(exc)} The batch then running was rolled back unless its "
+                    f"commit reached the server; the batches before it are kept, with their progress in "
+                    f"{settings.history_schema}.backfills.",
+                    hint="run the same `pgshift backfill` command again (without --restart) once the server "
+                    "accepts connections: it resumes after the last committed batch.") from exc
             raise BackfillError(
                 f"The backfill of {spec.table} stopped: {server_error_text(exc)} The failing batch was rolled "
                 "back; progress up to the last committed batch is saved.",

@@ -50,9 +50,9 @@ class StatementObserver(Protocol):
 
 class ProgressStore(Protocol):
     """Where a rerun resumes: how many steps are done. ``record`` runs on the engine's connection,
-    inside the step's transaction for a transactional step (so progress and effect commit together)."""
-
-    def done(self) -> int: ...
+    inside the step's transaction for a transactional step (so progress and effect commit together).
+    The owner reads its own store to choose ``start`` (it needs it before the engine runs: for its
+    plan, its resume notice and its state row)."""
 
     def record(self, steps_done: int) -> None: ...
 

@@ -90,10 +90,6 @@ class LedgerProgress:
         self.steps = steps
         self.checksums = PrefixChecksums(statements)
 
-    def done(self) -> int:
-        statements = self.history.statements_done(self.version)
-        return sum(1 for step in self.steps if step.end <= statements)
-
     def record(self, steps_done: int) -> None:
         end = self.steps[steps_done - 1].end
         self.history.progress(self.version, end, self.checksums.of(end))
@@ -104,9 +100,6 @@ class CompletedInTransaction:
 
     def __init__(self, complete: Callable[[], None]) -> None:
         self.complete = complete
-
-    def done(self) -> int:
-        return 0
 
     def record(self, steps_done: int) -> None:
         self.complete()
