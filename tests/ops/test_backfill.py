@@ -57,12 +57,24 @@ def test_backfill_sets_matching_rows_only(tmp_path: Path, db_url: str, conn: psy
     assert result.resumed is False and result.rows_this_run == 3_334
     assert conn.execute("SELECT batches FROM pgshift.backfills").fetchone() == (result.batches,)
     assert result.batches == len(seen)
+    assert len(result.batch_ms) == result.batches and max(result.batch_ms) == result.max_batch_ms
+    assert all((p.waiters, p.waited_ms) == (0, 0.0) for p in seen)  # nobody else touched the table
     assert 0 < result.duration_s < time.monotonic() - started
     again = service.backfill(_settings(tmp_path, db_url),
                              BackfillSpec("trades", "status = 'PENDING'", "status IS NULL"), FAST)
     assert again.already_done and again.resumed is False
     assert (again.rows, again.rows_this_run, again.batches, again.duration_s, again.max_batch_ms) == (
         3_334, 0, result.batches, 0.0, 0.0)  # nothing ran, nothing is reported as measured
+
+
+def test_a_backfill_with_no_row_to_change_reports_one_quiet_batch(tmp_path: Path, db_url: str,
+                                                                   conn: psycopg.Connection[Any]) -> None:
+    _trades(conn, 300)
+    seen: list[Progress] = []
+    result = service.backfill(_settings(tmp_path, db_url), BackfillSpec("trades", "hits = 1", "qty < 0"), FAST,
+                              progress=seen.append)
+    assert (result.rows, result.batches) == (0, 1)
+    assert [(p.state, p.rows_done, p.waiters, p.waited_ms) for p in seen] == [("done", 0, 0, 0.0)]
 
 
 def test_batch_size_adapts_to_target(tmp_path: Path, db_url: str, conn: psycopg.Connection[Any]) -> None:

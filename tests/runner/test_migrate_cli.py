@@ -151,6 +151,25 @@ def test_invalid_concurrent_index_is_dropped(project: Path, db_url: str, conn: C
     assert valid == (True,)
 
 
+def test_an_index_build_that_times_out_waiting_for_an_old_snapshot_leaves_no_invalid_index(
+    project: Path, db_url: str, conn: Conn
+) -> None:
+    """CREATE INDEX CONCURRENTLY waits for transactions with older snapshots after its catalog entry is
+    committed; cancelled there by lock_timeout it leaves an INVALID index, which is dropped after every
+    attempt, the last included, so nothing is left behind when the retries run out."""
+    conn.execute("CREATE TABLE t (v int); INSERT INTO t SELECT generate_series(1, 100)")
+    (project / "pgshift.toml").write_text('lock_timeout = "200ms"\nlock_retries = 1\n[backup]\npolicy = "never"\n')
+    write_migration(project / "migrations", "1", "idx", "CREATE INDEX CONCURRENTLY t_v ON t (v);")
+    with psycopg.connect(db_url) as old:
+        old.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        old.execute("SELECT 1").fetchone()  # holds a snapshot older than the build's
+        result = run_pgshift(["migrate"], cwd=project, url=db_url)
+        assert result.returncode == 12, result.stderr
+        assert conn.execute("SELECT count(*) FROM pg_index WHERE NOT indisvalid").fetchone() == (0,), result.stderr
+    assert run_pgshift(["migrate"], cwd=project, url=db_url).returncode == 0
+    assert conn.execute("SELECT indisvalid FROM pg_index WHERE indexrelid = 't_v'::regclass").fetchone() == (True,)
+
+
 def test_resume_skips_a_concurrent_index_that_completed_before_a_crash(
     project: Path, db_url: str, conn: Conn
 ) -> None:
