@@ -350,10 +350,7 @@ def take_backup(
             )
             head = _history_head(conn, settings.history_schema)
         except BaseException:
-            if follower is not None:
-                follower.abort()
-            shutil.rmtree(folder, ignore_errors=True)
-            mark.release()
+            _discard(folder, follower, mark)
             raise
         finally:
             conn.rollback()
@@ -368,10 +365,7 @@ def take_backup(
         else:
             files = file_entries(folder, dump_name)
     except BaseException:
-        if follower is not None:
-            follower.abort()
-        shutil.rmtree(folder, ignore_errors=True)
-        mark.release()
+        _discard(folder, follower, mark)
         raise
     manifest = Manifest(
         database=database, server_version=version, server_major=major, history_head=head, format=fmt,
@@ -637,3 +631,11 @@ def backup_required(policy: str, migrations: Iterable[Change], is_destructive: C
     if policy == "always":
         return True
     return any(is_destructive(m) for m in pending)
+
+
+def _discard(folder: Path, follower: ArchiveFollower | None, mark: _WriterMark) -> None:
+    """A backup that failed or was interrupted: stop reading it back, remove its folder, free its mark."""
+    if follower is not None:
+        follower.abort()
+    shutil.rmtree(folder, ignore_errors=True)
+    mark.release()
