@@ -7,12 +7,15 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import psycopg
 from psycopg import conninfo, sql
+
+from pgshift.embedded import EmbeddedCluster
 
 PGSHIFT = [sys.executable, "-m", "pgshift"]
 
@@ -99,3 +102,14 @@ def database_owner_role(conn: psycopg.Connection[Any], db_name: str, db_url: str
 def find_program(name: str, *places: str) -> str | None:
     """A Debian-packaged program on PATH, or in the folders Debian installs it to (not on every PATH)."""
     return shutil.which(name) or next((p for p in places if os.access(p, os.X_OK)), None)
+
+
+@contextlib.contextmanager
+def small_cluster(prefix: str) -> Iterator[EmbeddedCluster]:
+    """A small cluster of one test's own, which it may restart or crash without disturbing other tests."""
+    cluster = EmbeddedCluster(Path(tempfile.mkdtemp(prefix=prefix)))
+    cluster.start(tcp=False, settings={"max_connections": "20", "shared_buffers": "16MB"})
+    try:
+        yield cluster
+    finally:
+        cluster.destroy()

@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +15,7 @@ import psycopg
 import pytest
 
 from pgshift.embedded import EmbeddedCluster
-from tests.helpers import run_pgshift, start_pgshift, write_migration
+from tests.helpers import run_pgshift, small_cluster, start_pgshift, write_migration
 from tests.ops.helpers import write_project
 from tests.runner.test_crash_and_concurrency import _wait_for_backend_exit
 
@@ -139,12 +138,8 @@ def test_a_connection_lost_in_pgshift_backfill_exits_4_and_the_same_command_resu
 @pytest.fixture
 def own_cluster() -> Iterator[EmbeddedCluster]:
     """A small cluster of this test's own: killing a backend makes the whole server restart."""
-    cluster = EmbeddedCluster(Path(tempfile.mkdtemp(prefix="pgshift-crash-")))
-    cluster.start(tcp=False, settings={"max_connections": "20", "shared_buffers": "16MB"})
-    try:
+    with small_cluster("pgshift-crash-") as cluster:
         yield cluster
-    finally:
-        cluster.destroy()
 
 
 def test_a_backend_killed_outright_is_a_lost_connection_too(tmp_path: Path, own_cluster: EmbeddedCluster) -> None:

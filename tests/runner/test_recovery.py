@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import signal
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,7 +10,7 @@ import psycopg
 import pytest
 
 from pgshift.embedded import EmbeddedCluster
-from tests.helpers import run_pgshift, start_pgshift, write_migration
+from tests.helpers import run_pgshift, small_cluster, start_pgshift, write_migration
 from tests.runner.test_crash_and_concurrency import SLEEP_IF_MARKED, _tables, _wait_for_backend_exit, _wait_for_query
 
 Conn = psycopg.Connection[tuple[object, ...]]
@@ -96,12 +95,8 @@ def test_resume_starts_over_when_an_already_run_statement_was_edited(project: Pa
 @pytest.fixture
 def own_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedCluster]:
     """A small cluster of this test's own, which it may restart without disturbing other tests."""
-    cluster = EmbeddedCluster(Path(tempfile.mkdtemp(prefix="pgshift-restart-")))
-    cluster.start(tcp=False, settings={"max_connections": "20", "shared_buffers": "16MB"})
-    try:
+    with small_cluster("pgshift-restart-") as cluster:
         yield cluster
-    finally:
-        cluster.destroy()
 
 
 @pytest.mark.parametrize("directives", [(), ("no-transaction",)], ids=["transaction", "statement-by-statement"])
