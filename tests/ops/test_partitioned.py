@@ -5,6 +5,8 @@ does under a long lock on a partitioned parent is done partition by partition.""
 from __future__ import annotations
 
 import json
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -556,3 +558,38 @@ def test_the_backfill_of_a_new_column_walks_the_key_index_not_a_scan_per_batch(d
     time.sleep(1.5)  # the backfill's session has ended: its statistics are flushed
     conn.execute("SELECT pg_stat_clear_snapshot()")
     assert conn.execute("SELECT seq_scan FROM pg_stat_user_tables WHERE relname = 't'").fetchone() == scans
+
+
+def test_contract_drops_the_sync_trigger_without_deadlocking_a_query_that_locked_the_parent_first(
+        tmp_path: Path, db_url: str, conn: Conn) -> None:
+    """Found by the 10M partitioned bench: DROP TRIGGER on a partitioned table locked every partition and then
+    waited to upgrade its lock on the parent, while a query holding the parent (as planning does) went on to
+    read a partition: a deadlock, which cancelled the application's query. The contract locks the parent first."""
+    # A lock_timeout longer than the reader's transaction, so the contract queues behind it at once.
+    settings = project(tmp_path, db_url, setup_sql(), [PARTITIONED_OPS["rename_column"]], lock_timeout="20s")
+    api.migrate(settings)
+    errors: list[BaseException] = []
+    with psycopg.connect(db_url) as app:
+        app.execute("SET deadlock_timeout = '10ms'")  # the application's wait runs the deadlock check
+        app.commit()
+        app.execute("LOCK TABLE ONLY events IN ACCESS SHARE MODE")
+
+        def run_contract() -> None:
+            try:
+                service.contract(settings)
+            except BaseException as exc:  # reported by the assertion below
+                errors.append(exc)
+
+        worker = threading.Thread(target=run_contract)
+        worker.start()
+        waiting = "SELECT count(*) FROM pg_locks WHERE relation = 'events'::regclass AND NOT granted"
+        deadline = time.monotonic() + 20
+        while conn.execute(waiting).fetchone() == (0,) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert conn.execute(waiting).fetchone() == (1,), "the contract never queued for the parent"
+        # Queued behind this transaction, the contract must hold no lock on a partition yet.
+        assert app.execute("SELECT count(*) FROM events_p0").fetchone() == (699,)
+        app.commit()
+        worker.join(30)
+    assert not worker.is_alive() and errors == []
+    assert api.status(settings).expanded == {}

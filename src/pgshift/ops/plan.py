@@ -427,7 +427,14 @@ class Planner:
 
     def drop_sync(self, index: int, table: str) -> list[sql.Composable]:
         func, trigger = sync_names(self.version, index, table)
-        return drop_sync(self.t(table), sql.Identifier(self.schema, func), sql.Identifier(trigger))
+        statements = drop_sync(self.t(table), sql.Identifier(self.schema, func), sql.Identifier(trigger))
+        facts = self.facts.tables.get(table)
+        if facts is not None and facts.partitioned:
+            # DROP TRIGGER on a partitioned table locks the partitions' clones before upgrading its lock on
+            # the parent, the reverse of a query's order (parent, then the partition it reads): the two
+            # deadlocked. LOCK TABLE takes the parent first, then its partitions.
+            statements.insert(0, sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(self.t(table)))
+        return statements
 
     def column(self, op: Operation, name: str) -> ColumnFacts:
         table = self.facts.tables.get(op.target or "")
