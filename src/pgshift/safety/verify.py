@@ -245,13 +245,23 @@ def _normalise(script: str) -> list[str]:
     return keep
 
 
+def _schema_flags(owners: bool) -> list[str]:
+    return ["--schema-only"] + ([] if owners else ["--no-owner", "--no-privileges"])
+
+
+def archived_schema(folder: Path, manifest: Manifest, restore: Tool, *, owners: bool = False) -> str:
+    """The archive's schema script, as ``compare_schema`` compares it."""
+    return run_tool([str(restore.path), *_schema_flags(owners), "--file=-", str(folder / manifest.dump)], {},
+                    what="reading the archive's schema")
+
+
 def compare_schema(folder: Path, manifest: Manifest, restore: Tool, url: str, dbname: str,
-                   bindir: str | Path | None, *, owners: bool = False) -> list[str]:
-    """The archive's schema script against a fresh schema-only dump of the restored database
-    (with owners and grants when they were restored)."""
-    flags = ["--schema-only"] + ([] if owners else ["--no-owner", "--no-privileges"])
-    archived = run_tool([str(restore.path), *flags, "--file=-", str(folder / manifest.dump)], {},
-                        what="reading the archive's schema")
+                   bindir: str | Path | None, *, owners: bool = False, archived: str | None = None) -> list[str]:
+    """The archive's schema script (``archived``, read here when None) against a fresh schema-only
+    dump of the restored database (with owners and grants when they were restored)."""
+    flags = _schema_flags(owners)
+    if archived is None:
+        archived = archived_schema(folder, manifest, restore, owners=owners)
     conninfo, env = child_connection(url, dbname)
     dump = find_tool("pg_dump", _tool_major(manifest), bindir=bindir)
     restored = run_tool([str(dump.path), *flags, f"--dbname={conninfo}"], env,
@@ -498,8 +508,9 @@ def _compare_restored(folder: Path, manifest: Manifest, tool: Tool, url: str, re
     sessions, each statement of the restore holding one table at a time. The schema is compared once
     ``post_data`` is done; its failure is returned, not reported (a missing role is retried)."""
     large = [t.qualified for t in manifest.tables if t.check in LARGE]
-    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="pgshift-verify-rows") as pool:
+    with ThreadPoolExecutor(max_workers=3, thread_name_prefix="pgshift-verify-rows") as pool:
         post = pool.submit(post_data) if post_data is not None else None
+        schema_script = pool.submit(archived_schema, folder, manifest, tool, owners=owners)
         rows = pool.submit(compare_large_tables, manifest, archived, url, scratch, bindir) \
             if large and archived is not None else None
         try:
@@ -523,7 +534,8 @@ def _compare_restored(folder: Path, manifest: Manifest, tool: Tool, url: str, re
                     post.result()
                 except BackupFailed as exc:
                     return exc
-            schema = compare_schema(folder, manifest, tool, url, scratch, bindir, owners=owners)
+            schema = compare_schema(folder, manifest, tool, url, scratch, bindir, owners=owners,
+                                    archived=schema_script.result())
             report.problems.extend(schema)
             if not schema:
                 report.passed.append("the restored schema matches the archive's"
