@@ -57,6 +57,9 @@ def main() -> None:
     parser.add_argument("--scale", type=int, default=70, help="pgbench scale (70 is about 1 GB)")
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    parser.add_argument("--indexes", action="store_true",
+                        help="add two secondary indexes and a foreign key to pgbench_accounts (post-data work that "
+                             "--restore-test's row checks can overlap; a primary key cannot be, it locks the table)")
     parser.add_argument("--only", default=None, help="run only the variants whose name matches this regex")
     parser.add_argument("--restore-jobs", type=int, default=1,
                         help="also run pg_restore and --restore-test with this many jobs (backup.jobs)")
@@ -80,7 +83,11 @@ def run(cluster: EmbeddedCluster, root: Path, args: argparse.Namespace) -> None:
     url = cluster.socket_dsn("bench")
     t_init = timed(lambda: subprocess.run([str(bindir / "pgbench"), "-i", "-q", "-s", str(args.scale),
                                            url], check=True, capture_output=True))
-    with psycopg.connect(url) as conn:
+    with psycopg.connect(url, autocommit=True) as conn:
+        if args.indexes:
+            conn.execute("CREATE INDEX ON pgbench_accounts (bid, abalance)")
+            conn.execute("CREATE INDEX ON pgbench_accounts (abalance)")
+            conn.execute("ALTER TABLE pgbench_accounts ADD FOREIGN KEY (bid) REFERENCES pgbench_branches")
         size = int(conn.execute("SELECT pg_database_size('bench')").fetchone()[0])  # type: ignore[index]
     mb = size / 1e6
     print(f"pgbench -i -s {args.scale}: {mb:.0f} MB in {t_init:.1f}s", file=sys.stderr)
