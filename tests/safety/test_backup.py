@@ -410,6 +410,7 @@ def test_a_post_data_failure_beside_the_row_checks_fails_the_restore_test_and_le
     message = failed.value.message
     assert "(post-data section) into database pgshift_verify_" in message, message
     assert "function twice(integer) does not exist" in message, message
+    assert failed.value.hint is not None and "schema-qualify" in failed.value.hint
     recorded = verifications(result.backup.path)[-1]
     assert any("restored rows of 3 large table(s) equal the archive's" in p for p in recorded["passed"])
     assert not any("schema" in p for p in recorded["passed"])  # compared only after post-data succeeds

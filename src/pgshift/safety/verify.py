@@ -55,6 +55,7 @@ class VerifyReport:
     seconds: float = 0.0
     passed: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    hint: str | None = None  # when a problem needs another remedy than a new backup
 
     def as_dict(self) -> dict[str, Any]:
         return {"path": str(self.path), "level": self.level, "ok": self.ok, "seconds": round(self.seconds, 3),
@@ -315,7 +316,7 @@ def verify_backup(
         raise BackupFailed(
             f"The backup {folder} failed {report.level} verification: "
             + "; ".join(p.rstrip(".") for p in report.problems) + ".",
-            hint="do not rely on this backup; take a new one with `pgshift backup`.",
+            hint=report.hint or "do not rely on this backup; take a new one with `pgshift backup`.",
         )
     return report
 
@@ -432,6 +433,10 @@ _MISSING_ROLE = re.compile(r'role "([^"]+)" does not exist')
 
 
 _DATA_SECTIONS = ("pre-data", "data")
+POST_DATA_HINT = ("the rows restore but an index, constraint, trigger or grant does not (pg_restore's error names "
+                  "it), and a new backup would restore the same way: fix that object in the source database (an "
+                  "index's function must not rely on search_path, which pg_restore empties: schema-qualify what it "
+                  "calls), then take a new backup with `pgshift backup`; do not rely on this one meanwhile.")
 
 
 def _restore_test(folder: Path, manifest: Manifest, tool: Tool, url: str, report: VerifyReport,
@@ -493,6 +498,7 @@ def _restore_test(folder: Path, manifest: Manifest, tool: Tool, url: str, report
             report.problems.extend(restored.problems)
             if failed is not None:
                 compared.problems.insert(0, mask_password(failed.message))
+                report.hint = POST_DATA_HINT
             report.passed.extend(compared.passed)
             report.problems.extend(compared.problems)
         finally:
