@@ -359,6 +359,66 @@ def test_full_verify_compares_owners_and_grants_and_copes_with_a_missing_role(
                 conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(ident(role)))
 
 
+def test_a_missing_role_named_only_in_post_data_is_restored_again_without_owners(
+    pg_server: Any, db_name: str, db_url: str, tmp_path: Path
+) -> None:
+    """Default privileges are restored with the post-data section, beside the row checks: a role
+    only they name, gone since the backup, makes the restore-test restore again without owners."""
+    reader = f"{db_name}_default_reader"
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        superuser = conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone() == (True,)
+        conn.execute(sql.SQL("CREATE ROLE {}").format(sql.Identifier(reader)))
+        conn.execute("CREATE TABLE ledger (id bigint PRIMARY KEY, amount numeric)")
+        conn.execute("INSERT INTO ledger SELECT g, g FROM generate_series(1, 20) g")
+        conn.execute(sql.SQL("ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT ON TABLES TO {}").format(
+            sql.Identifier(reader)))
+    try:
+        backup = take_backup(make_settings(tmp_path, db_url, pg_server, hash_max_mb=0), db_url).backup
+        with psycopg.connect(db_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("ALTER DEFAULT PRIVILEGES IN SCHEMA public REVOKE SELECT ON TABLES FROM {}").format(
+                sql.Identifier(reader)))
+            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(reader)))
+        report = verify_backup(backup.path, full=True, url=db_url)
+        assert report.ok, report.problems
+        assert "the restored rows of 1 large table(s) equal the archive's" in report.passed
+        assert any(p.startswith("the restored schema matches") for p in report.passed)
+        if superuser:
+            assert f"owners and grants not compared: role {reader} does not exist on this server" in report.passed
+    finally:
+        with psycopg.connect(db_url, autocommit=True) as conn:
+            conn.execute("DROP TABLE ledger")
+            conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(reader)))
+
+
+def test_a_post_data_failure_beside_the_row_checks_fails_the_restore_test_and_leaves_no_scratch(
+    pg_server: Any, db_name: str, db_url: str, tmp_path: Path
+) -> None:
+    """The rows are compared while the post-data section is restored. An index that cannot be built
+    on restore (its function calls another found only through search_path, which pg_restore empties)
+    fails the restore-test, naming the section, once the row checks beside it are done; the scratch
+    database is dropped."""
+    seed(db_url)
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("CREATE FUNCTION twice(i int) RETURNS int LANGUAGE sql IMMUTABLE AS 'SELECT i * 2'")
+        conn.execute("CREATE FUNCTION doubled(i int) RETURNS int LANGUAGE sql IMMUTABLE AS 'SELECT twice(i)'")
+        conn.execute("CREATE INDEX accounts_doubled ON accounts (doubled(id))")
+    settings = make_settings(tmp_path, db_url, pg_server, hash_max_mb=0)  # every table read back byte for byte
+    result = take_backup(settings, db_url)
+    assert result.verification is not None and result.verification.ok  # the quick check restores nothing
+    with pytest.raises(BackupFailed) as failed:
+        verify_backup(result.backup.path, full=True, url=db_url)
+    message = failed.value.message
+    assert "(post-data section) into database pgshift_verify_" in message, message
+    assert "function twice(integer) does not exist" in message, message
+    assert failed.value.hint is not None and "schema-qualify" in failed.value.hint
+    recorded = verifications(result.backup.path)[-1]
+    assert any("restored rows of 3 large table(s) equal the archive's" in p for p in recorded["passed"])
+    assert not any("schema" in p for p in recorded["passed"])  # compared only after post-data succeeds
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        names = [str(r[0]) for r in conn.execute("SELECT datname FROM pg_database").fetchall()]
+    assert not [n for n in names if n.startswith(f"pgshift_verify_{db_name[:30]}_")]
+
+
 def test_a_latin1_database_with_non_ascii_names_and_rows_round_trips(
     pg_server: Any, db_url: str, db_name: str, tmp_path: Path
 ) -> None:

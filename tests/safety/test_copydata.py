@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+from pathlib import Path
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pgshift.safety.copydata import read_copy_blocks, table_pattern
+from pgshift.safety.copydata import read_copy_blocks, table_pattern, tool_copy_data
 
 ROWS_A = [b"1\tone", b"2\t\\\\.", b"3\t\\N"]  # the second row is the value "\." (escaped), not an end
 SCRIPT = b"".join([
@@ -51,3 +52,29 @@ def test_a_block_cut_short_is_not_reported_as_complete() -> None:
 
 def test_table_pattern_matches_exactly() -> None:
     assert table_pattern("public", 'We*ird "x"') == '"public"."We*ird ""x"""'
+
+
+# Many backslashes (NULLs, escapes) between block ends: the search for the end gives up on looking at
+# each backslash and searches for the terminator itself; a value ending in "\." is never an end.
+NULLS = [b"%d\t\\N\t\\\\." % i for i in range(40)]
+NULL_SCRIPT = b"".join([b"COPY public.n (id, a, b) FROM stdin;\n", *(r + b"\n" for r in NULLS), b"\\.\n",
+                        b"COPY public.m (id) FROM stdin;\n\\N\n\\.\n"])
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(min_value=0, max_value=len(NULL_SCRIPT)), max_size=8))
+def test_blocks_full_of_backslashes_end_where_the_terminator_is(cuts: list[int]) -> None:
+    edges = [0, *sorted(cuts), len(NULL_SCRIPT)]
+    found = read_copy_blocks([NULL_SCRIPT[a:b] for a, b in itertools.pairwise(edges)], lambda _: True)
+    assert {k: (v.rows, v.sha256) for k, v in found.items()} == {
+        ("public", "n"): (40, hashlib.sha256(b"".join(r + b"\n" for r in NULLS)).hexdigest()),
+        ("public", "m"): (1, hashlib.sha256(b"\\N\n").hexdigest())}
+
+
+def test_a_tool_s_output_is_read_through_lines_longer_than_the_buffer(tmp_path: Path) -> None:
+    # A function body of 3 MB before the data: the pipe's reused buffer grows to hold the line.
+    script = tmp_path / "script.sql"
+    script.write_bytes(b"CREATE FUNCTION f() RETURNS text AS $$" + b"x" * (3 << 20) + b"$$ LANGUAGE sql;\n"
+                       + SCRIPT + b"1\n" * 300_000)
+    found = tool_copy_data(["cat", str(script)], {}, what="reading", hashed=lambda _: True)
+    assert {k: (v.rows, v.sha256) for k, v in found.items()} == _expected()

@@ -20,7 +20,7 @@ import os
 import subprocess
 import tempfile
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -62,73 +62,112 @@ def _copy_target(line: bytes, encoding: str = "utf-8") -> TableKey | None:
         return None
 
 
-def read_copy_blocks(chunks: Iterable[bytes], hashed: Callable[[TableKey], bool]) -> dict[TableKey, TableData]:
-    """Count (and, where ``hashed`` says so, digest) the rows of every COPY block in a script."""
-    found: dict[TableKey, TableData] = {}
-    buf = b""
-    pos = 0
-    table: TableKey | None = None
-    inside = False
-    at_start = False
-    rows = 0
-    digest: hashlib._Hash | None = None
-    encoding = "utf-8"
+class CopyScanner:
+    """Counts (and, where ``hashed`` says so, digests) the rows of every COPY block in a script read
+    piece by piece; ``found`` holds each finished block.
 
-    def finish() -> None:
-        if table is not None:
-            found[table] = TableData(rows, digest.hexdigest() if digest else None)
+    Rows are counted with ``bytearray.count`` over whole buffers; the end of a block (``\\.`` on a
+    line of its own) is found by looking for backslashes (memchr, rare in most COPY text) and only
+    falls back to searching for the four-byte terminator where backslashes are common (NULLs)."""
 
-    for chunk in _with_end(chunks):
-        buf = buf[pos:] + chunk
+    def __init__(self, hashed: Callable[[TableKey], bool]) -> None:
+        self.hashed = hashed
+        self.found: dict[TableKey, TableData] = {}
+        self._table: TableKey | None = None
+        self._inside = False
+        self._at_start = False
+        self._rows = 0
+        self._digest: hashlib._Hash | None = None
+        self._encoding = "utf-8"
+
+    def _finish(self) -> None:
+        if self._table is not None:
+            self.found[self._table] = TableData(self._rows, self._digest.hexdigest() if self._digest else None)
+        self._inside = False
+
+    def scan(self, buf: bytearray, end: int, last: bool) -> int:
+        """Read ``buf[:end]``; how many bytes were used (the rest must come again, followed by more).
+        ``last``: nothing follows (an unfinished line or block is then dropped)."""
         pos = 0
-        last = not chunk
         while True:
-            if not inside:
-                newline = buf.find(b"\n", pos)
+            if not self._inside:
+                newline = buf.find(b"\n", pos, end)
                 if newline < 0:
-                    break
-                line = buf[pos:newline]
+                    return end if last else pos
+                line = bytes(buf[pos:newline])
                 pos = newline + 1
                 if line.startswith(b"SET client_encoding"):
-                    encoding = _python_encoding(line, encoding)
+                    self._encoding = _python_encoding(line, self._encoding)
                 elif is_copy_header(line):
-                    table, inside, at_start, rows = _copy_target(line, encoding), True, True, 0
-                    digest = hashlib.sha256() if table is not None and hashed(table) else None
+                    self._table = _copy_target(line, self._encoding)
+                    self._inside, self._at_start, self._rows = True, True, 0
+                    self._digest = hashlib.sha256() if self._table is not None and self.hashed(self._table) else None
                 continue
-            if at_start:
-                if len(buf) - pos < 3 and not last:
-                    break
-                at_start = False
-                if buf.startswith(b"\\.\n", pos) or buf[pos:] == b"\\.":
-                    finish()
-                    inside, pos = False, pos + 3
+            if self._at_start:
+                if end - pos < 3 and not last:
+                    return pos
+                self._at_start = False
+                if buf.startswith(b"\\.\n", pos, end) or buf[pos:end] == b"\\.":
+                    self._finish()
+                    pos += 3
                     continue
-            end = buf.find(_END, pos)
-            stop = end + 1 if end >= 0 else max(pos, len(buf) - (0 if last else len(_END) - 1))
-            rows += buf.count(b"\n", pos, stop)
-            if digest is not None:
-                digest.update(memoryview(buf)[pos:stop])
+            terminator = _find_end(buf, pos, end)
+            stop = terminator + 1 if terminator >= 0 else max(pos, end - (0 if last else len(_END) - 1))
+            self._rows += buf.count(b"\n", pos, stop)
+            if self._digest is not None:
+                with memoryview(buf) as view:
+                    self._digest.update(view[pos:stop])
             pos = stop
-            if end < 0:
-                break
-            finish()
-            inside, pos = False, end + len(_END)
-        if last:
-            break
-    return found
+            if terminator < 0:
+                return end if last else pos
+            self._finish()
+            pos = terminator + len(_END)
 
 
-def _with_end(chunks: Iterable[bytes]) -> Iterator[bytes]:
-    yield from (c for c in chunks if c)
-    yield b""
+_MISSES = 16  # backslashes that end no block, per search, before searching for the terminator itself
 
 
-def _chunks(stream: IO[bytes]) -> Iterator[bytes]:
-    fd = stream.fileno()
+def _find_end(buf: bytearray, pos: int, end: int) -> int:
+    """Where ``\\n\\\\.\\n`` starts in ``buf[pos:end]``, or -1."""
+    at = pos
+    for _ in range(_MISSES):
+        slash = buf.find(b"\\", at + 1, end)
+        if slash < 0 or slash + 3 > end:
+            return -1
+        if buf[slash - 1] == 10 and buf[slash + 1] == 46 and buf[slash + 2] == 10:  # "\n" before, ".\n" after
+            return slash - 1
+        at = slash
+    return buf.find(_END, at, end)
+
+
+def read_copy_blocks(chunks: Iterable[bytes], hashed: Callable[[TableKey], bool]) -> dict[TableKey, TableData]:
+    """Count (and, where ``hashed`` says so, digest) the rows of every COPY block in a script."""
+    scanner = CopyScanner(hashed)
+    buf = bytearray()
+    for chunk in (*(c for c in chunks if c), b""):
+        buf += chunk
+        used = scanner.scan(buf, len(buf), not chunk)
+        del buf[:used]
+    return scanner.found
+
+
+def _scan_pipe(fd: int, scanner: CopyScanner) -> None:
+    """Feed a pipe to ``scanner`` through one reused buffer: no new 1 MB object per read."""
     with contextlib.suppress(OSError):  # a 1 MB pipe, not 64 kB: fewer switches to the tool (Linux)
         fcntl.fcntl(fd, getattr(fcntl, "F_SETPIPE_SZ", 1031), _CHUNK)
-    while block := os.read(fd, _CHUNK):
-        yield block
+    buf = bytearray(_CHUNK)
+    kept = 0  # bytes carried over from the last read, at the buffer's start
+    while True:
+        if len(buf) - kept < _CHUNK // 2:  # a long line outside the data (a function's body)
+            buf.extend(bytes(_CHUNK))
+        with memoryview(buf) as view, view[kept:] as free:
+            got = os.readv(fd, [free])
+        end = kept + got
+        used = scanner.scan(buf, end, got == 0)
+        if got == 0:
+            return
+        kept = end - used
+        buf[:kept] = buf[used:end]
 
 
 def _feed(source: Path, sink: IO[bytes], digest: hashlib._Hash | None, failed: list[OSError]) -> None:
@@ -181,7 +220,9 @@ def tool_copy_data(
             feeder = threading.Thread(target=_feed, args=(stdin_file, proc.stdin, digest, unreadable), daemon=True)
             feeder.start()
         try:
-            found = read_copy_blocks(_chunks(proc.stdout), hashed)
+            scanner = CopyScanner(hashed)
+            _scan_pipe(proc.stdout.fileno(), scanner)
+            found = scanner.found
         finally:
             proc.stdout.close()
             code = proc.wait()

@@ -21,6 +21,7 @@ import contextlib
 import os
 import subprocess
 import threading
+import time
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,7 @@ from pgshift.safety.tools import Tool, child_env, die_with_parent
 
 _CHUNK = 1 << 20
 _POLL_SECONDS = 0.02
+_MAX_POLL_SECONDS = 0.25
 _BATCH = 256 << 10
 _MAX_HEAD = 64 << 20  # a TOC larger than this is not parsed: the finished file is read instead
 _K_OFFSET_POS_SET = 2
@@ -191,12 +193,18 @@ class ArchiveFollower:
         writing = True
         try:
             with self._open() as src:
+                started = time.monotonic()
                 while not self._stop.is_set():
                     done = self._dump_done.is_set()  # before the read: then what it reads is all there is
-                    if not done and os.fstat(src.fileno()).st_size - src.tell() < _BATCH:
+                    size = os.fstat(src.fileno()).st_size
+                    if not done and size - src.tell() < _BATCH:
                         # Read in batches, not pg_dump's every write: fewer wake-ups of pg_restore and of
                         # this thread on a machine whose cores pg_dump and its server process already use.
-                        self._dump_done.wait(_POLL_SECONDS)
+                        # Sleep about as long as the file takes to grow by the rest of a batch (pg_dump's
+                        # exit still wakes it at once).
+                        rate = size / max(time.monotonic() - started, 1e-3)
+                        wait = (_BATCH - (size - src.tell())) / rate if rate > 0 else _POLL_SECONDS
+                        self._dump_done.wait(min(max(wait, _POLL_SECONDS), _MAX_POLL_SECONDS))
                         continue
                     block = src.read(_CHUNK)
                     if not block:

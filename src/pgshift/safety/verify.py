@@ -17,7 +17,7 @@ import hashlib
 import re
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,6 +55,7 @@ class VerifyReport:
     seconds: float = 0.0
     passed: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    hint: str | None = None  # when a problem needs another remedy than a new backup
 
     def as_dict(self) -> dict[str, Any]:
         return {"path": str(self.path), "level": self.level, "ok": self.ok, "seconds": round(self.seconds, 3),
@@ -172,16 +173,18 @@ def fill_archive_counts(folder: Path, manifest: Manifest, archived: dict[TableKe
 
 
 def restore_into(folder: Path, manifest: Manifest, tool: Tool, url: str, dbname: str, *,
-                 jobs: int = 1, scratch: bool = True) -> None:
-    """pg_restore the whole archive into the existing, empty database ``dbname``."""
+                 jobs: int = 1, scratch: bool = True, sections: Sequence[str] = ()) -> None:
+    """pg_restore the whole archive (or only ``sections``) into the existing database ``dbname``."""
     conninfo, env = child_connection(url, dbname)
     argv = [str(tool.path), f"--dbname={conninfo}", "--exit-on-error"]
     if scratch:
         argv += ["--no-owner", "--no-privileges"]
     if jobs > 1:
         argv.append(f"--jobs={jobs}")
+    argv += [f"--section={section}" for section in sections]
     argv.append(str(folder / manifest.dump))
-    run_tool(argv, env, what=f"restoring {folder.name} into database {dbname}")
+    part = f" ({' and '.join(sections)} section{'s' if len(sections) > 1 else ''})" if sections else ""
+    run_tool(argv, env, what=f"restoring {folder.name}{part} into database {dbname}")
 
 
 def compare_tables(conn: psycopg.Connection[Any], manifest: Manifest, *, hashes: bool = True) -> list[str]:
@@ -243,13 +246,23 @@ def _normalise(script: str) -> list[str]:
     return keep
 
 
+def _schema_flags(owners: bool) -> list[str]:
+    return ["--schema-only"] + ([] if owners else ["--no-owner", "--no-privileges"])
+
+
+def archived_schema(folder: Path, manifest: Manifest, restore: Tool, *, owners: bool = False) -> str:
+    """The archive's schema script, as ``compare_schema`` compares it."""
+    return run_tool([str(restore.path), *_schema_flags(owners), "--file=-", str(folder / manifest.dump)], {},
+                    what="reading the archive's schema")
+
+
 def compare_schema(folder: Path, manifest: Manifest, restore: Tool, url: str, dbname: str,
-                   bindir: str | Path | None, *, owners: bool = False) -> list[str]:
-    """The archive's schema script against a fresh schema-only dump of the restored database
-    (with owners and grants when they were restored)."""
-    flags = ["--schema-only"] + ([] if owners else ["--no-owner", "--no-privileges"])
-    archived = run_tool([str(restore.path), *flags, "--file=-", str(folder / manifest.dump)], {},
-                        what="reading the archive's schema")
+                   bindir: str | Path | None, *, owners: bool = False, archived: str | None = None) -> list[str]:
+    """The archive's schema script (``archived``, read here when None) against a fresh schema-only
+    dump of the restored database (with owners and grants when they were restored)."""
+    flags = _schema_flags(owners)
+    if archived is None:
+        archived = archived_schema(folder, manifest, restore, owners=owners)
     conninfo, env = child_connection(url, dbname)
     dump = find_tool("pg_dump", _tool_major(manifest), bindir=bindir)
     restored = run_tool([str(dump.path), *flags, f"--dbname={conninfo}"], env,
@@ -303,7 +316,7 @@ def verify_backup(
         raise BackupFailed(
             f"The backup {folder} failed {report.level} verification: "
             + "; ".join(p.rstrip(".") for p in report.problems) + ".",
-            hint="do not rely on this backup; take a new one with `pgshift backup`.",
+            hint=report.hint or "do not rely on this backup; take a new one with `pgshift backup`.",
         )
     return report
 
@@ -391,15 +404,16 @@ def _create_scratch(admin: psycopg.Connection[Any], scratch: str, manifest: Mani
 
 
 def _restore_scratch(folder: Path, manifest: Manifest, tool: Tool, url: str, admin: psycopg.Connection[Any],
-                     scratch: str, jobs: int, report: VerifyReport) -> bool:
-    """Restore into the scratch database; True when owners and grants were restored too.
+                     scratch: str, jobs: int, report: VerifyReport, sections: Sequence[str] = ()) -> bool:
+    """Restore (``sections`` of the archive) into the scratch database; True when owners and grants
+    were restored too.
 
     A superuser restores them, so the schema comparison covers them. When a role the archive
     names does not exist on this server, the scratch database is made again without them."""
     row = admin.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()
     if row and row[0]:
         try:
-            restore_into(folder, manifest, tool, url, scratch, jobs=jobs, scratch=False)
+            restore_into(folder, manifest, tool, url, scratch, jobs=jobs, scratch=False, sections=sections)
             report.passed.append(f"restored into scratch database {scratch}, owners and grants included")
             return True
         except BackupFailed as exc:
@@ -410,7 +424,7 @@ def _restore_scratch(folder: Path, manifest: Manifest, tool: Tool, url: str, adm
             _create_scratch(admin, scratch, manifest)
             report.passed.append(f"owners and grants not compared: role {missing.group(1)} does not exist on "
                                  "this server")
-    restore_into(folder, manifest, tool, url, scratch, jobs=jobs)
+    restore_into(folder, manifest, tool, url, scratch, jobs=jobs, sections=sections)
     report.passed.append(f"restored into scratch database {scratch}")
     return False
 
@@ -418,11 +432,22 @@ def _restore_scratch(folder: Path, manifest: Manifest, tool: Tool, url: str, adm
 _MISSING_ROLE = re.compile(r'role "([^"]+)" does not exist')
 
 
+_DATA_SECTIONS = ("pre-data", "data")
+POST_DATA_HINT = ("the rows restore but an index, constraint, trigger or grant does not (pg_restore's error names "
+                  "it), and a new backup would restore the same way: fix that object in the source database (an "
+                  "index's function must not rely on search_path, which pg_restore empties: schema-qualify what it "
+                  "calls), then take a new backup with `pgshift backup`; do not rely on this one meanwhile.")
+
+
 def _restore_test(folder: Path, manifest: Manifest, tool: Tool, url: str, report: VerifyReport,
                   bindir: str | Path | None, jobs: int, large: bool,
                   read_back: Callable[[VerifyReport], dict[TableKey, TableData] | None]) -> None:
     """Restore into a scratch database while the quick verification reads the archive back (the two
-    are independent: on 2 cores the read fits beside the restore's server-bound COPY), then compare."""
+    are independent: on 2 cores the read fits beside the restore's server-bound COPY), then compare.
+
+    The restore stops after its data section: the rows are then complete, so they are compared while
+    the post-data section (indexes, constraints, triggers, grants) is restored beside them; the
+    schema is compared once that is done."""
     scratch = scratch_name(manifest)
     quick = VerifyReport(report.path, report.level, ok=False)
     restored = VerifyReport(report.path, report.level, ok=False)
@@ -433,7 +458,8 @@ def _restore_test(folder: Path, manifest: Manifest, tool: Tool, url: str, report
         owners = False
         try:
             try:
-                owners = _restore_scratch(folder, manifest, tool, url, admin, scratch, jobs, restored)
+                owners = _restore_scratch(folder, manifest, tool, url, admin, scratch, jobs, restored,
+                                          sections=_DATA_SECTIONS)
             except BackupFailed as exc:
                 restored.problems.append(mask_password(exc.message))
             archived = reading.result()
@@ -443,22 +469,55 @@ def _restore_test(folder: Path, manifest: Manifest, tool: Tool, url: str, report
             report.problems.extend(quick.problems)
             if quick.problems:
                 return
+            if restored.problems:
+                report.problems.extend(restored.problems)
+                return
+            compared = VerifyReport(report.path, report.level, ok=False)
+            failed = _compare_restored(
+                folder, manifest, tool, url, compared, bindir, scratch, owners, archived if large else None,
+                post_data=lambda: restore_into(folder, manifest, tool, url, scratch, jobs=jobs,
+                                               scratch=not owners, sections=("post-data",)))
+            missing = _MISSING_ROLE.search(failed.message) if failed is not None and owners else None
+            if missing is not None:
+                # A role that only post-data names (default privileges): restore again without owners
+                # and grants, as when pre-data names one, and compare that copy.
+                failed = None
+                drop_database(admin, scratch)
+                _create_scratch(admin, scratch, manifest)
+                restored = VerifyReport(report.path, report.level, ok=False, passed=[
+                    f"owners and grants not compared: role {missing.group(1)} does not exist on this server"])
+                compared = VerifyReport(report.path, report.level, ok=False)
+                try:
+                    restore_into(folder, manifest, tool, url, scratch, jobs=jobs)
+                    restored.passed.append(f"restored into scratch database {scratch}")
+                except BackupFailed as exc:
+                    restored.problems.append(mask_password(exc.message))
+                if not restored.problems:
+                    failed = _compare_restored(folder, manifest, tool, url, compared, bindir, scratch, False,
+                                               archived if large else None, post_data=None)
             report.passed.extend(restored.passed)
             report.problems.extend(restored.problems)
-            if not restored.problems:
-                _compare_restored(folder, manifest, tool, url, report, bindir, scratch, owners,
-                                  archived if large else None)
+            if failed is not None:
+                compared.problems.insert(0, mask_password(failed.message))
+                report.hint = POST_DATA_HINT
+            report.passed.extend(compared.passed)
+            report.problems.extend(compared.problems)
         finally:
             drop_database(admin, scratch)
 
 
 def _compare_restored(folder: Path, manifest: Manifest, tool: Tool, url: str, report: VerifyReport,
                       bindir: str | Path | None, scratch: str, owners: bool,
-                      archived: dict[TableKey, TableData] | None) -> None:
-    """The restored copy against the manifest and the archive. The large tables' byte-for-byte read
-    (pg_dump of the copy) runs beside the counts and the schema comparison: separate sessions."""
+                      archived: dict[TableKey, TableData] | None,
+                      post_data: Callable[[], None] | None) -> BackupFailed | None:
+    """The restored copy against the manifest and the archive. ``post_data`` (the rest of the restore)
+    and the large tables' byte-for-byte read (pg_dump of the copy) run beside the counts: separate
+    sessions, each statement of the restore holding one table at a time. The schema is compared once
+    ``post_data`` is done; its failure is returned, not reported (a missing role is retried)."""
     large = [t.qualified for t in manifest.tables if t.check in LARGE]
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="pgshift-verify-rows") as pool:
+    with ThreadPoolExecutor(max_workers=3, thread_name_prefix="pgshift-verify-rows") as pool:
+        post = pool.submit(post_data) if post_data is not None else None
+        schema_script = pool.submit(archived_schema, folder, manifest, tool, owners=owners)
         rows = pool.submit(compare_large_tables, manifest, archived, url, scratch, bindir) \
             if large and archived is not None else None
         try:
@@ -477,10 +536,17 @@ def _compare_restored(folder: Path, manifest: Manifest, tool: Tool, url: str, re
             elif large:
                 report.passed.append(f"{len(large)} large table(s) compared by row count only (another server "
                                      "version, or a backup without a recorded time zone)")
-            schema = compare_schema(folder, manifest, tool, url, scratch, bindir, owners=owners)
+            if post is not None:
+                try:
+                    post.result()
+                except BackupFailed as exc:
+                    return exc
+            schema = compare_schema(folder, manifest, tool, url, scratch, bindir, owners=owners,
+                                    archived=schema_script.result())
             report.problems.extend(schema)
             if not schema:
                 report.passed.append("the restored schema matches the archive's"
                                      + (", owners and grants included" if owners else ""))
         except BackupFailed as exc:
             report.problems.append(mask_password(exc.message))
+    return None
