@@ -352,8 +352,8 @@ def test_a_batch_that_deadlocks_is_retried_with_jittered_backoff(
                 c.execute("SET deadlock_timeout = '10s'")
                 c.execute("UPDATE trades SET qty = qty WHERE id = 300")
                 deadline = time.monotonic() + 20
-                running = ("SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'UPDATE %%slow_hit%%' "
-                           "AND state = 'active'")
+                running = ("SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%%UPDATE %%slow_hit%%' "
+                           "AND state = 'active' AND pid <> pg_backend_pid()")
                 while watch.execute(running).fetchone() != (1,):
                     assert time.monotonic() < deadline, "the batch never started"
                     time.sleep(0.01)
@@ -777,3 +777,23 @@ def test_the_keyset_lookup_runs_without_parallel_workers(tmp_path: Path, db_url:
                                               count_total=False))
     assert result.rows == 3_000
     assert conn.execute("SELECT count(*) FROM trades WHERE phone = 'x'").fetchone() == (3_000,)
+
+
+def test_the_lock_limit_bounds_the_whole_hold_up_to_the_commit(tmp_path: Path, db_url: str,
+                                                               conn: psycopg.Connection[Any]) -> None:
+    """Issue #15: the limit was the batch UPDATE's statement_timeout alone, and the progress row, the
+    waiters check and the commit after it held the row locks longer (126.6 ms under a 100 ms limit at
+    10M rows). Here the progress write is made slow (a 120 ms trigger): before, batches grew until their
+    UPDATE met the 250 ms limit and then held their locks 120 ms more."""
+    _trades(conn, 300)
+    History(conn, "pgshift").ensure()
+    conn.execute("CREATE FUNCTION slow_progress() RETURNS trigger LANGUAGE plpgsql AS "
+                 "$$ BEGIN PERFORM pg_sleep(0.12); RETURN NEW; END $$")
+    conn.execute("CREATE TRIGGER slow_progress BEFORE UPDATE ON pgshift.backfills FOR EACH ROW "
+                 "EXECUTE FUNCTION slow_progress()")
+    options = BackfillOptions(initial_batch=10, min_batch=5, max_batch=300, target_ms=1_000, max_lock_ms=250,
+                              max_lag_s=None, count_total=False)
+    result = service.backfill(_settings(tmp_path, db_url), BackfillSpec("trades", SLOW_ROW), options)
+    assert result.cut_batches >= 1  # batches did grow to the limit
+    assert 120 < result.max_lock_ms <= 250, result
+    assert conn.execute("SELECT min(hits), max(hits), count(*) FROM trades").fetchone() == (1, 1, 300)
