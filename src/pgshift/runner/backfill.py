@@ -571,17 +571,28 @@ class Backfiller:
         there to its commit the batch holds row locks, so the lock limit (when tighter), less the recent
         batches' tail after that statement, becomes its statement_timeout. A wait for a row the application
         holds gives up at half the limit, as a lock timeout: retried after a pause, not cut smaller."""
-        limit, opts = self.options.max_lock_ms, self.options
-        if not limit or limit >= opts.statement_timeout_ms:  # 0 would mean no timeout at all
+        limit, opts, budget = self.options.max_lock_ms, self.options, self._locked_budget_ms()
+        if not limit or budget is None:
             return {}
-        tail = max(self._tails, default=_FIRST_TAIL_MS)
-        return {"statement_timeout": f"{max(limit // 2, int(limit - tail))}ms",
+        return {"statement_timeout": f"{budget}ms",
                 "lock_timeout": f"{max(1, min(opts.lock_timeout_ms, limit // 2))}ms"}
+
+    def _locked_budget_ms(self) -> int | None:
+        """The locked statement's statement_timeout: the lock limit less the longest recent tail, at
+        least half the limit. None: no limit tighter than the statement_timeout."""
+        limit = self.options.max_lock_ms
+        if not limit or limit >= self.options.statement_timeout_ms:  # 0 would mean no timeout at all
+            return None
+        return max(limit // 2, int(limit - max(self._tails, default=_FIRST_TAIL_MS)))
 
     def _next_size(self, size: int, elapsed_ms: float) -> int:
         """Move toward the target duration; at most x1.5 or halve per batch, within bounds."""
         opts = self.options
-        factor = opts.target_ms / max(elapsed_ms, 1.0)
+        budget = self._locked_budget_ms()
+        # Under a lock limit, aim well under what it leaves: a batch that reaches it is lost work, and one
+        # whose commit is slower than the recent ones would hold its locks past the limit.
+        target = opts.target_ms if budget is None else min(opts.target_ms, budget * 3 // 4)
+        factor = target / max(elapsed_ms, 1.0)
         # Grow gently (one overshooting batch holds its locks longer), and not at all soon after waiters.
         factor = min(1.0 if self._calm else 1.5, max(0.5, factor))
         return int(max(opts.min_batch, min(opts.max_batch, size * factor)))
