@@ -811,3 +811,19 @@ def test_under_a_lock_limit_batches_aim_below_it_rather_than_into_it(tmp_path: P
     result = service.backfill(_settings(tmp_path, db_url), BackfillSpec("trades", SLOW_ROW), options)
     assert result.cut_batches <= 1, result
     assert conn.execute("SELECT min(hits), max(hits), count(*) FROM trades").fetchone() == (1, 1, 400)
+
+
+def test_a_table_whose_updates_a_rule_rewrites_is_backfilled(tmp_path: Path, db_url: str,
+                                                             conn: psycopg.Connection[Any]) -> None:
+    """A batch's UPDATE runs inside a WITH with its progress row, which PostgreSQL refuses for a table
+    with an UPDATE rule ("DO ALSO rules are not supported for data-modifying statements in WITH"): there
+    it is sent on its own, the progress row and the commit after it, still under the lock limit."""
+    _trades(conn, 1_050)
+    conn.execute("CREATE TABLE audit (id bigint)")
+    conn.execute("CREATE RULE audit_hits AS ON UPDATE TO trades DO ALSO INSERT INTO audit VALUES (NEW.id)")
+    seen: list[Progress] = []
+    result = service.backfill(_settings(tmp_path, db_url), BackfillSpec("trades", "hits = 1", "hits = 0"), EXACT,
+                              progress=seen.append)
+    assert (result.rows, result.batches) == (1_050, 11) and result.max_lock_ms > 0
+    assert [p.rows_done for p in seen] == [100 * n for n in range(1, 11)] + [1_050]
+    assert conn.execute("SELECT count(*), count(DISTINCT id) FROM audit").fetchone() == (1_050, 1_050)

@@ -189,6 +189,7 @@ class _Target:
     name: str
     key: tuple[str, ...]  # empty: ctid mode
     key_types: tuple[str, ...]
+    update_rules: bool = False  # rules rewrite its UPDATEs, which then cannot run inside a WITH
 
     @property
     def ident(self) -> sql.Identifier:
@@ -417,7 +418,9 @@ class Backfiller:
     def _run(self, oid: int, nsp: str, rel: str) -> BackfillResult:
         key, types = (self.spec.key, _column_types(self.conn, oid, self.spec.key)) if self.spec.key \
             else detect_key(self.conn, oid)
-        target = _Target(oid, nsp, rel, key, types)
+        rules = self.conn.execute("SELECT EXISTS (SELECT FROM pg_rewrite WHERE ev_class = %s AND ev_type = '2')",
+                                  (oid,)).fetchone()
+        target = _Target(oid, nsp, rel, key, types, bool(rules and rules[0]))
         if not key and self._server_major() < 14:
             raise BackfillError(
                 f"Table {target.label} has no primary key or unique NOT NULL key, and walking it by ctid "
@@ -718,7 +721,7 @@ class Backfiller:
                 begin = None  # sent with the lookup
             else:
                 update, new_last, done = self._ctid_batch(target, size, last, int(state["end_page"] or 0))
-            rows = self._update_and_commit(begin, update, new_last, size, done)
+            rows = self._update_and_commit(begin, update, new_last, size, done, alone=target.update_rules)
         except BaseException:
             if self.conn.info.transaction_status in (TransactionStatus.INTRANS, TransactionStatus.INERROR):
                 with contextlib.suppress(psycopg.Error):
@@ -727,13 +730,28 @@ class Backfiller:
         return rows, new_last, done
 
     def _update_and_commit(self, begin: sql.Composable | None, update: sql.Composable | None,
-                           new_last: list[str] | None, size: int, done: bool) -> int:
+                           new_last: list[str] | None, size: int, done: bool, alone: bool = False) -> int:
         """The batch's UPDATE, its progress row and the waiters check in one statement, sent with the
-        COMMIT; the rows it updated. ``update`` None: no row left, only the progress row."""
+        COMMIT; the rows it updated. ``update`` None: no row left, only the progress row. ``alone``: the
+        UPDATE is sent first on its own (a table with rules), the rest with the COMMIT after it."""
         opts = self.options
-        count = sql.SQL("done AS (SELECT count(*) AS n FROM batch)")
-        changes = sql.SQL("WITH batch AS ({} RETURNING 1), {}").format(update, count) if update is not None \
-            else sql.SQL("WITH done AS (SELECT 0::bigint AS n)")
+        locked = self._locked_settings() if update is not None else {}
+        parts = [p for p in (begin, _set_local(locked) if locked else None) if p is not None]
+        sent = time.monotonic()
+        updated: float | None = None  # when the UPDATE sent alone returned
+        changes: sql.Composable
+        if update is not None and alone:
+            self._locked_at = sent
+            cur = self.conn.execute(sql.SQL("; ").join([*parts, update]))
+            while cur.nextset():
+                pass
+            updated, parts = time.monotonic(), []
+            changes = sql.SQL("WITH done AS (SELECT {}::bigint AS n)").format(sql.Literal(max(0, cur.rowcount)))
+        elif update is not None:
+            changes = sql.SQL("WITH batch AS ({} RETURNING 1), done AS (SELECT count(*) AS n FROM batch)").format(
+                update)
+        else:
+            changes = sql.SQL("WITH done AS (SELECT 0::bigint AS n)")
         waiters = _WAITERS if opts.yield_to_waiters and update is not None else sql.SQL("ARRAY[0, 0]::float8[]")
         statement = sql.SQL(
             "{} UPDATE {} SET last_key = {}, rows_done = rows_done + done.n, batches = batches + 1, "
@@ -744,14 +762,12 @@ class Backfiller:
         ).format(changes, self._table, sql.Literal(new_last), sql.Literal(size),
                  sql.Literal("done" if done else "running"), sql.Literal(done), sql.Literal(self.spec.job_name),
                  waiters)
-        locked = self._locked_settings() if update is not None else {}
-        parts = [p for p in (begin, _set_local(locked) if locked else None) if p is not None]
         message = sql.SQL("; ").join([*parts, statement, sql.SQL("COMMIT")])
-        sent = time.monotonic()
-        if update is not None:
-            self._locked_at = sent
+        if update is not None and not alone:
+            self._locked_at = sent = time.monotonic()
         cur = self.conn.execute(message)
-        held_ms = (time.monotonic() - sent) * 1000
+        ended = time.monotonic()
+        held_ms = (ended - sent) * 1000
         while cur.description is None and cur.nextset():  # the results of BEGIN and SET come first
             pass
         row = cur.fetchone()
@@ -759,7 +775,7 @@ class Backfiller:
             return 0
         if update is not None:
             self._held_ms = held_ms
-            self._tails.append(max(0.0, held_ms - float(row[2])))
+            self._tails.append(max(0.0, (ended - updated) * 1000 if updated is not None else held_ms - float(row[2])))
             if opts.yield_to_waiters:
                 self._waiters = (int(row[1][0]), float(row[1][1]))
         return int(row[0])
