@@ -803,7 +803,7 @@ def test_the_lock_limit_bounds_the_whole_hold_up_to_the_commit(tmp_path: Path, d
 def test_under_a_lock_limit_batches_aim_below_it_rather_than_into_it(tmp_path: Path, db_url: str,
                                                                     conn: psycopg.Connection[Any]) -> None:
     """A target above what the lock limit allows made batches grow into the limit again and again, each
-    cut a batch's work lost (7-9 % of batches at 1M rows on a loaded machine): they now aim at three
+    cut a batch's work lost (8-10 % of batches at 1M rows on a loaded machine): they now aim at three
     quarters of it."""
     _trades(conn, 400)
     options = BackfillOptions(initial_batch=5, min_batch=5, max_batch=400, target_ms=1_000, max_lock_ms=100,
