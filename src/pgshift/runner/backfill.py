@@ -714,14 +714,14 @@ class Backfiller:
             # in this backend: it chose a Gather Merge of two workers, whose start-up (15-20 ms at 1M rows)
             # took longer than the scan itself (under 1 ms) and half of every 75 ms batch.
             settings |= {"enable_seqscan": "off", "enable_sort": "off", "max_parallel_workers_per_gather": "0"}
-        begin: sql.Composable | None = sql.SQL("BEGIN; {}").format(_set_local(settings))
+        begin = sql.SQL("BEGIN; {}").format(_set_local(settings))
         try:
-            if target.key:
-                update, new_last, done = self._key_batch(target, size, last, begin or sql.SQL(""))
-                begin = None  # sent with the lookup
-            else:
+            if target.key:  # BEGIN goes with the lookup
+                update, new_last, done = self._key_batch(target, size, last, begin)
+                rows = self._update_and_commit(None, update, new_last, size, done, alone=target.update_rules)
+            else:  # ... or with the UPDATE
                 update, new_last, done = self._ctid_batch(target, size, last, int(state["end_page"] or 0))
-            rows = self._update_and_commit(begin, update, new_last, size, done, alone=target.update_rules)
+                rows = self._update_and_commit(begin, update, new_last, size, done, alone=target.update_rules)
         except BaseException:
             if self.conn.info.transaction_status in (TransactionStatus.INTRANS, TransactionStatus.INERROR):
                 with contextlib.suppress(psycopg.Error):
