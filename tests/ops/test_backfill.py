@@ -827,3 +827,18 @@ def test_a_table_whose_updates_a_rule_rewrites_is_backfilled(tmp_path: Path, db_
     assert (result.rows, result.batches) == (1_050, 11) and result.max_lock_ms > 0
     assert [p.rows_done for p in seen] == [100 * n for n in range(1, 11)] + [1_050]
     assert conn.execute("SELECT count(*), count(DISTINCT id) FROM audit").fetchone() == (1_050, 1_050)
+
+
+def test_a_line_comment_in_the_set_or_where_ends_with_it(tmp_path: Path, db_url: str,
+                                                         conn: psycopg.Connection[Any]) -> None:
+    """A `-- comment` at the end of the SET or WHERE commented out the rest of each batch's statement
+    (its key range, WHERE or the end of the WITH), and the backfill failed: a syntax error, or before
+    the one-statement batch, a lock-limit error that blamed the batch size. Each clause now ends its line."""
+    _trades(conn, 300)
+    conn.execute("CREATE TABLE audit (id bigint)")
+    conn.execute("CREATE RULE audit_hits AS ON UPDATE TO trades DO ALSO INSERT INTO audit VALUES (NEW.id)")
+    spec = BackfillSpec("trades", "hits = hits + 1 -- counted once", "qty <= 150 -- the first half")
+    result = service.backfill(_settings(tmp_path, db_url), spec, EXACT)
+    assert result.rows == 150
+    assert conn.execute("SELECT count(*) FILTER (WHERE hits = 1), max(hits), max(id) FILTER (WHERE hits = 1) "
+                        "FROM trades").fetchone() == (150, 1, 150)

@@ -339,6 +339,9 @@ class Backfiller:
         self.notify = notify or (lambda _m: None)
         self.sleep = sleep
         self._table = sql.Identifier(schema, "backfills")
+        # Each ends its line: a `-- comment` in it must not comment out what the statement adds after it.
+        self._set_sql = sql.SQL(f"{spec.set_clause}\n")
+        self._where_sql = sql.SQL(f"{spec.where or 'true'}\n")
         self._locked_at: float | None = None  # when the running batch's UPDATE was sent
         self._held_ms: float | None = None  # how long the last committed batch held its row locks
         # Recent batches' hold beyond their locked statement (the commit, the network): taken off the limit.
@@ -443,7 +446,7 @@ class Backfiller:
     def _check_clauses(self, target: _Target) -> None:
         """Fail fast, before any batch, when SET or WHERE does not compile against the table."""
         query = sql.SQL("EXPLAIN UPDATE {} SET {} WHERE {}").format(
-            target.ident, sql.SQL(self.spec.set_clause), sql.SQL(self.spec.where or "true"))
+            target.ident, self._set_sql, self._where_sql)
         try:
             with self.conn.transaction():
                 self.conn.execute(query)
@@ -488,7 +491,7 @@ class Backfiller:
             with self.conn.transaction():
                 self.conn.execute("SET LOCAL statement_timeout = '10s'")
                 row = self.conn.execute(sql.SQL("SELECT count(*) FROM {} WHERE {}").format(
-                    target.ident, sql.SQL(self.spec.where or "true"))).fetchone()
+                    target.ident, self._where_sql)).fetchone()
                 return int(row[0]) if row else None
         except pgerrors.QueryCanceled:
             row = self.conn.execute("SELECT reltuples::bigint FROM pg_class WHERE oid = %s",
@@ -797,7 +800,7 @@ class Backfiller:
                    begin: sql.Composable) -> tuple[sql.Composable | None, list[str] | None, bool]:
         """The batch's UPDATE up to the key ``size`` rows on (sent with ``begin``), the new last key,
         and whether it is the last batch. No UPDATE when no row is left."""
-        where = sql.SQL(self.spec.where or "true")
+        where = self._where_sql
         after = self._key_after(target, last)
         cols = self._key_cols(target)
         # Aliased: ORDER BY "id" would otherwise sort by the text output column of the same name.
@@ -822,7 +825,7 @@ class Backfiller:
         assert upper is not None
         bound = [str(v) for v in upper]
         update = sql.SQL("UPDATE {} SET {} WHERE {} AND ({}) <= ({}) AND ({})").format(
-            target.ident, sql.SQL(self.spec.set_clause), after, cols, self._key_values(target, bound), where)
+            target.ident, self._set_sql, after, cols, self._key_values(target, bound), where)
         return update, bound, done
 
     def _ctid_batch(self, target: _Target, pages: int, last: list[str] | None,
@@ -831,8 +834,8 @@ class Backfiller:
         start = int(last[0]) if last else 0
         stop = min(end_page, start + max(1, pages // 50))
         update = sql.SQL("UPDATE {} SET {} WHERE ctid >= {}::tid AND ctid < {}::tid AND ({})").format(
-            target.ident, sql.SQL(self.spec.set_clause), sql.Literal(f"({start},0)"),
-            sql.Literal(f"({stop},0)"), sql.SQL(self.spec.where or "true"))
+            target.ident, self._set_sql, sql.Literal(f"({start},0)"),
+            sql.Literal(f"({stop},0)"), self._where_sql)
         return update, [str(stop)], stop >= end_page
 
 
