@@ -544,7 +544,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=300.0, help="queries per second, all threads")
     parser.add_argument("--threads", type=int, default=6)
     parser.add_argument("--backfill-target-ms", type=int, default=None,
-                        help="pgshift's backfill batch target (default: the ops file default, 150)")
+                        help="pgshift's backfill batch target (default: the ops file default, 75)")
     parser.add_argument("--admin-dsn", default=None)
     parser.add_argument("--gc-freeze", action="store_true",
                         help="freeze this process's objects every 5 s, so a full garbage collection does not walk "

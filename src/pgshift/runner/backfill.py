@@ -10,6 +10,10 @@ Each batch is one short transaction with its own statement_timeout and lock_time
 3. record ``last_key`` and the row count in ``<history schema>.backfills`` in the same
    transaction, so a killed backfill resumes exactly after the last committed batch.
 
+Steps 2 and 3 are one statement (the UPDATE in a WITH), sent with the COMMIT in one message: the row
+locks are held from that message to the commit with no round trip in between, and the lock limit is
+that statement's statement_timeout, less the commit's measured tail.
+
 Tables without a primary key or unique NOT NULL key are walked by ``ctid`` page ranges
 (PostgreSQL 14+ TID range scans), up to the table's size when the backfill started.
 The batch size follows a target batch duration, and shrinks while application sessions wait on a
@@ -23,6 +27,7 @@ import contextlib
 import hashlib
 import json
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,6 +35,7 @@ from typing import Any
 import psycopg
 from psycopg import errors as pgerrors
 from psycopg import sql
+from psycopg.pq import TransactionStatus
 
 from pgshift.db.standbys import positions_hidden
 from pgshift.errors import MigrationFailed, server_error_text
@@ -50,6 +56,23 @@ LAG_BYTES_QUERY = (
     "pg_wal_lsn_diff(pg_current_wal_lsn(), coalesce(replay_lsn, flush_lsn, sent_lsn)) DESC NULLS LAST))[1] "
     "FROM pg_stat_replication"
 )
+
+
+# Sessions waiting now on a lock this batch holds, and the longest wait so far (ms). Checked in the
+# batch's locked statement: a row lock is held until the commit, so whoever waited on one still waits.
+_WAITERS = sql.SQL(
+    "SELECT ARRAY[count(DISTINCT a.pid), coalesce(max(extract(epoch FROM clock_timestamp() - "
+    # pg_locks.waitstart is PostgreSQL 14+ (read through to_jsonb); before, the statement's start
+    "coalesce((to_jsonb(l) ->> 'waitstart')::timestamptz, a.query_start))) * 1000, 0)]::float8[] "
+    "FROM pg_stat_activity a LEFT JOIN pg_locks l ON l.pid = a.pid AND NOT l.granted "
+    "WHERE a.wait_event_type = 'Lock' AND pg_backend_pid() = ANY (pg_blocking_pids(a.pid))")
+_TAILS_KEPT = 5  # the lock limit allows for the longest tail of this many recent batches
+_FIRST_TAIL_MS = 5.0  # ... and for this before the first batch has measured one
+
+
+def _set_local(settings: dict[str, str]) -> sql.Composable:
+    return sql.SQL("; ").join(sql.SQL("SET LOCAL {} = {}").format(sql.Identifier(name), sql.Literal(value))
+                              for name, value in settings.items())
 
 
 class BackfillError(MigrationFailed):
@@ -152,7 +175,7 @@ class BackfillResult:
     already_done: bool = False
     lag_pauses: int = 0
     batch_ms: list[float] = field(default_factory=list)
-    max_lock_ms: float = 0.0  # from the batch UPDATE's start to its commit
+    max_lock_ms: float = 0.0  # from sending the batch UPDATE to the return of its commit
     cut_batches: int = 0  # batches stopped at max_lock_ms, rolled back and done again smaller
     waited_batches: int = 0  # batches other sessions were seen waiting on (the next was kept or made smaller)
     max_waited_ms: float = 0.0  # the longest such wait seen, up to the batch's commit
@@ -166,6 +189,7 @@ class _Target:
     name: str
     key: tuple[str, ...]  # empty: ctid mode
     key_types: tuple[str, ...]
+    update_rules: bool = False  # rules rewrite its UPDATEs, which then cannot run inside a WITH
 
     @property
     def ident(self) -> sql.Identifier:
@@ -315,7 +339,13 @@ class Backfiller:
         self.notify = notify or (lambda _m: None)
         self.sleep = sleep
         self._table = sql.Identifier(schema, "backfills")
-        self._locked_at: float | None = None  # when the running batch's UPDATE started
+        # Each ends its line: a `-- comment` in it must not comment out what the statement adds after it.
+        self._set_sql = sql.SQL(f"{spec.set_clause}\n")
+        self._where_sql = sql.SQL(f"{spec.where or 'true'}\n")
+        self._locked_at: float | None = None  # when the running batch's UPDATE was sent
+        self._held_ms: float | None = None  # how long the last committed batch held its row locks
+        # Recent batches' hold beyond their locked statement (the commit, the network): taken off the limit.
+        self._tails: deque[float] = deque(maxlen=_TAILS_KEPT)
         self._waiters: tuple[int, float] = (0, 0.0)  # the last batch's waiting sessions, longest wait (ms)
         self._calm = 0  # batches to go before the size may grow again after waiters were seen
         self._positions_hidden: bool | None = None  # whether the role cannot see the standbys' lag (checked once)
@@ -391,7 +421,9 @@ class Backfiller:
     def _run(self, oid: int, nsp: str, rel: str) -> BackfillResult:
         key, types = (self.spec.key, _column_types(self.conn, oid, self.spec.key)) if self.spec.key \
             else detect_key(self.conn, oid)
-        target = _Target(oid, nsp, rel, key, types)
+        rules = self.conn.execute("SELECT EXISTS (SELECT FROM pg_rewrite WHERE ev_class = %s AND ev_type = '2')",
+                                  (oid,)).fetchone()
+        target = _Target(oid, nsp, rel, key, types, bool(rules and rules[0]))
         if not key and self._server_major() < 14:
             raise BackfillError(
                 f"Table {target.label} has no primary key or unique NOT NULL key, and walking it by ctid "
@@ -414,7 +446,7 @@ class Backfiller:
     def _check_clauses(self, target: _Target) -> None:
         """Fail fast, before any batch, when SET or WHERE does not compile against the table."""
         query = sql.SQL("EXPLAIN UPDATE {} SET {} WHERE {}").format(
-            target.ident, sql.SQL(self.spec.set_clause), sql.SQL(self.spec.where or "true"))
+            target.ident, self._set_sql, self._where_sql)
         try:
             with self.conn.transaction():
                 self.conn.execute(query)
@@ -459,7 +491,7 @@ class Backfiller:
             with self.conn.transaction():
                 self.conn.execute("SET LOCAL statement_timeout = '10s'")
                 row = self.conn.execute(sql.SQL("SELECT count(*) FROM {} WHERE {}").format(
-                    target.ident, sql.SQL(self.spec.where or "true"))).fetchone()
+                    target.ident, self._where_sql)).fetchone()
                 return int(row[0]) if row else None
         except pgerrors.QueryCanceled:
             row = self.conn.execute("SELECT reltuples::bigint FROM pg_class WHERE oid = %s",
@@ -477,7 +509,7 @@ class Backfiller:
         while not done:
             lag = self._wait_for_lag(target, result, started)
             t0 = time.monotonic()
-            self._locked_at = None
+            self._locked_at = self._held_ms = None
             self._waiters = (0, 0.0)
             try:
                 rows, last, done = self._batch_with_retries(target, size, last, state)
@@ -504,8 +536,8 @@ class Backfiller:
                 size = max(opts.min_batch, size // 4)
                 continue
             cut_at_minimum = 0
-            if self._locked_at is not None:
-                result.max_lock_ms = max(result.max_lock_ms, (time.monotonic() - self._locked_at) * 1000)
+            if self._held_ms is not None:
+                result.max_lock_ms = max(result.max_lock_ms, self._held_ms)
             elapsed_ms = (time.monotonic() - t0) * 1000
             result.rows += rows
             result.rows_this_run += rows
@@ -540,21 +572,33 @@ class Backfiller:
         limit = self.options.max_lock_ms
         return self._locked_at is not None and limit is not None and 0 < limit < self.options.statement_timeout_ms
 
-    def _lock_rows(self) -> None:
-        """Called just before a batch UPDATE: from here on the batch holds row locks, so the lock
-        limit (when tighter) becomes the statement_timeout. A wait for a row the application holds
-        gives up at half the limit, as a lock timeout: retried after a pause, not cut smaller."""
-        limit, opts = self.options.max_lock_ms, self.options
-        if limit and limit < opts.statement_timeout_ms:  # 0 would mean no timeout at all
-            self.conn.execute(sql.SQL("SET LOCAL statement_timeout = {}").format(sql.Literal(f"{limit}ms")))
-            wait = max(1, min(opts.lock_timeout_ms, limit // 2))
-            self.conn.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(sql.Literal(f"{wait}ms")))
-        self._locked_at = time.monotonic()
+    def _locked_settings(self) -> dict[str, str]:
+        """The settings of a batch's locked statement (its UPDATE, progress row and waiters check): from
+        there to its commit the batch holds row locks, so the lock limit (when tighter), less the recent
+        batches' tail after that statement, becomes its statement_timeout. A wait for a row the application
+        holds gives up at half the limit, as a lock timeout: retried after a pause, not cut smaller."""
+        limit, opts, budget = self.options.max_lock_ms, self.options, self._locked_budget_ms()
+        if not limit or budget is None:
+            return {}
+        return {"statement_timeout": f"{budget}ms",
+                "lock_timeout": f"{max(1, min(opts.lock_timeout_ms, limit // 2))}ms"}
+
+    def _locked_budget_ms(self) -> int | None:
+        """The locked statement's statement_timeout: the lock limit less the longest recent tail, at
+        least half the limit. None: no limit tighter than the statement_timeout."""
+        limit = self.options.max_lock_ms
+        if not limit or limit >= self.options.statement_timeout_ms:  # 0 would mean no timeout at all
+            return None
+        return max(limit // 2, int(limit - max(self._tails, default=_FIRST_TAIL_MS)))
 
     def _next_size(self, size: int, elapsed_ms: float) -> int:
         """Move toward the target duration; at most x1.5 or halve per batch, within bounds."""
         opts = self.options
-        factor = opts.target_ms / max(elapsed_ms, 1.0)
+        budget = self._locked_budget_ms()
+        # Under a lock limit, aim well under what it leaves: a batch that reaches it is lost work, and one
+        # whose commit is slower than the recent ones would hold its locks past the limit.
+        target = opts.target_ms if budget is None else min(opts.target_ms, budget * 3 // 4)
+        factor = target / max(elapsed_ms, 1.0)
         # Grow gently (one overshooting batch holds its locks longer), and not at all soon after waiters.
         factor = min(1.0 if self._calm else 1.5, max(0.5, factor))
         return int(max(opts.min_batch, min(opts.max_batch, size * factor)))
@@ -663,38 +707,81 @@ class Backfiller:
 
     def _batch(self, target: _Target, size: int, last: list[str] | None,
                state: dict[str, Any]) -> tuple[int, list[str] | None, bool]:
+        """One batch in two round trips: BEGIN, its settings and the keyset lookup; then the locked
+        statement and the COMMIT. Rolled back on any error."""
         opts = self.options
-        with self.conn.transaction():
-            self.conn.execute(sql.SQL("SET LOCAL statement_timeout = {}").format(
-                sql.Literal(f"{opts.statement_timeout_ms}ms")))
-            self.conn.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(
-                sql.Literal(f"{opts.lock_timeout_ms}ms")))
-            if target.key:
-                # A column expand just added has no statistics, and the planner takes `col IS NULL` for rare:
-                # it answered the keyset lookup with a full scan and a sort, every batch. Walk the key's index.
-                self.conn.execute("SET LOCAL enable_seqscan = off; SET LOCAL enable_sort = off")
-                rows, new_last, done = self._key_batch(target, size, last)
-            else:
-                rows, new_last, done = self._ctid_batch(target, size, last, int(state["end_page"] or 0))
-            self.conn.execute(
-                sql.SQL("UPDATE {} SET last_key = %s, rows_done = rows_done + %s, batches = batches + 1, "
-                        "batch_size = %s, updated_at = clock_timestamp(), status = %s, "
-                        "finished_at = CASE WHEN %s THEN clock_timestamp() END WHERE job = %s").format(self._table),
-                (new_last, rows, size, "done" if done else "running", done, self.spec.job_name))
-            if opts.yield_to_waiters and self._locked_at is not None:
-                self._waiters = self._sessions_waiting_on_us()
+        settings = {"statement_timeout": f"{opts.statement_timeout_ms}ms", "lock_timeout": f"{opts.lock_timeout_ms}ms"}
+        if target.key:
+            # A column expand just added has no statistics, and the planner takes `col IS NULL` for rare:
+            # it answered the keyset lookup with a full scan and a sort, every batch. Walk the key's index,
+            # in this backend: it chose a Gather Merge of two workers, whose start-up (15-20 ms at 1M rows)
+            # took longer than the scan itself (under 1 ms) and half of every 75 ms batch.
+            settings |= {"enable_seqscan": "off", "enable_sort": "off", "max_parallel_workers_per_gather": "0"}
+        begin = sql.SQL("BEGIN; {}").format(_set_local(settings))
+        try:
+            if target.key:  # BEGIN goes with the lookup
+                update, new_last, done = self._key_batch(target, size, last, begin)
+                rows = self._update_and_commit(None, update, new_last, size, done, alone=target.update_rules)
+            else:  # ... or with the UPDATE
+                update, new_last, done = self._ctid_batch(target, size, last, int(state["end_page"] or 0))
+                rows = self._update_and_commit(begin, update, new_last, size, done, alone=target.update_rules)
+        except BaseException:
+            if self.conn.info.transaction_status in (TransactionStatus.INTRANS, TransactionStatus.INERROR):
+                with contextlib.suppress(psycopg.Error):
+                    self.conn.execute("ROLLBACK")
+            raise
         return rows, new_last, done
 
-    def _sessions_waiting_on_us(self) -> tuple[int, float]:
-        """Sessions waiting now on a lock this batch holds, and the longest wait so far (ms). Checked
-        just before the commit: a row lock is held until then, so whoever waited on one still waits."""
-        row = self.conn.execute(
-            "SELECT count(DISTINCT a.pid)::int, coalesce(max(extract(epoch FROM clock_timestamp() - "
-            # pg_locks.waitstart is PostgreSQL 14+ (read through to_jsonb); before, the statement's start
-            "coalesce((to_jsonb(l) ->> 'waitstart')::timestamptz, a.query_start))) * 1000, 0)::float8 "
-            "FROM pg_stat_activity a LEFT JOIN pg_locks l ON l.pid = a.pid AND NOT l.granted "
-            "WHERE a.wait_event_type = 'Lock' AND pg_backend_pid() = ANY (pg_blocking_pids(a.pid))").fetchone()
-        return (int(row[0]), float(row[1])) if row else (0, 0.0)
+    def _update_and_commit(self, begin: sql.Composable | None, update: sql.Composable | None,
+                           new_last: list[str] | None, size: int, done: bool, alone: bool = False) -> int:
+        """The batch's UPDATE, its progress row and the waiters check in one statement, sent with the
+        COMMIT; the rows it updated. ``update`` None: no row left, only the progress row. ``alone``: the
+        UPDATE is sent first on its own (a table with rules), the rest with the COMMIT after it."""
+        opts = self.options
+        locked = self._locked_settings() if update is not None else {}
+        parts = [p for p in (begin, _set_local(locked) if locked else None) if p is not None]
+        sent = time.monotonic()
+        updated: float | None = None  # when the UPDATE sent alone returned
+        changes: sql.Composable
+        if update is not None and alone:
+            self._locked_at = sent
+            cur = self.conn.execute(sql.SQL("; ").join([*parts, update]))
+            while cur.nextset():
+                pass
+            updated, parts = time.monotonic(), []
+            changes = sql.SQL("WITH done AS (SELECT {}::bigint AS n)").format(sql.Literal(max(0, cur.rowcount)))
+        elif update is not None:
+            changes = sql.SQL("WITH batch AS ({} RETURNING 1), done AS (SELECT count(*) AS n FROM batch)").format(
+                update)
+        else:
+            changes = sql.SQL("WITH done AS (SELECT 0::bigint AS n)")
+        waiters = _WAITERS if opts.yield_to_waiters and update is not None else sql.SQL("ARRAY[0, 0]::float8[]")
+        statement = sql.SQL(
+            "{} UPDATE {} SET last_key = {}, rows_done = rows_done + done.n, batches = batches + 1, "
+            "batch_size = {}, updated_at = clock_timestamp(), status = {}, "
+            "finished_at = CASE WHEN {} THEN clock_timestamp() END FROM done WHERE job = {} "
+            # The statement's own time on the server, from the message's arrival to here.
+            "RETURNING done.n, ({}), extract(epoch FROM clock_timestamp() - statement_timestamp()) * 1000"
+        ).format(changes, self._table, sql.Literal(new_last), sql.Literal(size),
+                 sql.Literal("done" if done else "running"), sql.Literal(done), sql.Literal(self.spec.job_name),
+                 waiters)
+        message = sql.SQL("; ").join([*parts, statement, sql.SQL("COMMIT")])
+        if update is not None and not alone:
+            self._locked_at = sent = time.monotonic()
+        cur = self.conn.execute(message)
+        ended = time.monotonic()
+        held_ms = (ended - sent) * 1000
+        while cur.description is None and cur.nextset():  # the results of BEGIN and SET come first
+            pass
+        row = cur.fetchone()
+        if row is None:  # the job's progress row is gone (deleted meanwhile)
+            return 0
+        if update is not None:
+            self._held_ms = held_ms
+            self._tails.append(max(0.0, (ended - updated) * 1000 if updated is not None else held_ms - float(row[2])))
+            if opts.yield_to_waiters:
+                self._waiters = (int(row[1][0]), float(row[1][1]))
+        return int(row[0])
 
     def _key_after(self, target: _Target, last: list[str] | None) -> sql.Composable:
         if last is None:
@@ -709,17 +796,23 @@ class Backfiller:
         return sql.SQL(", ").join(sql.SQL("CAST({} AS {})").format(sql.Literal(v), sql.SQL(t))
                                   for v, t in zip(values, target.key_types, strict=True))
 
-    def _key_batch(self, target: _Target, size: int, last: list[str] | None) -> tuple[int, list[str] | None, bool]:
-        where = sql.SQL(self.spec.where or "true")
+    def _key_batch(self, target: _Target, size: int, last: list[str] | None,
+                   begin: sql.Composable) -> tuple[sql.Composable | None, list[str] | None, bool]:
+        """The batch's UPDATE up to the key ``size`` rows on (sent with ``begin``), the new last key,
+        and whether it is the last batch. No UPDATE when no row is left."""
+        where = self._where_sql
         after = self._key_after(target, last)
         cols = self._key_cols(target)
         # Aliased: ORDER BY "id" would otherwise sort by the text output column of the same name.
         text_cols = sql.SQL(", ").join(sql.SQL("{}::text AS {}").format(sql.Identifier(k), sql.Identifier(f"_k{i}"))
                                        for i, k in enumerate(target.key))
-        upper = self.conn.execute(
+        cur = self.conn.execute(
             # No query parameters here: a '%' in the user's SET/WHERE must stay an operator.
-            sql.SQL("SELECT {} FROM {} WHERE {} AND ({}) ORDER BY {} OFFSET {} LIMIT 1").format(
-                text_cols, target.ident, after, where, cols, sql.Literal(size - 1))).fetchone()
+            sql.SQL("{}; SELECT {} FROM {} WHERE {} AND ({}) ORDER BY {} OFFSET {} LIMIT 1").format(
+                begin, text_cols, target.ident, after, where, cols, sql.Literal(size - 1)))
+        while cur.nextset():  # to the lookup's result, after BEGIN's and the settings'
+            pass
+        upper = cur.fetchone()
         done = upper is None
         if done:
             upper = self.conn.execute(
@@ -728,26 +821,22 @@ class Backfiller:
                     sql.SQL(", ").join(sql.SQL("{} DESC").format(sql.Identifier(k)) for k in target.key)),
             ).fetchone()
             if upper is None:
-                return 0, last, True
+                return None, last, True
         assert upper is not None
         bound = [str(v) for v in upper]
-        self._lock_rows()
-        cur = self.conn.execute(
-            sql.SQL("UPDATE {} SET {} WHERE {} AND ({}) <= ({}) AND ({})").format(
-                target.ident, sql.SQL(self.spec.set_clause), after, cols, self._key_values(target, bound), where))
-        return max(0, cur.rowcount), bound, done
+        update = sql.SQL("UPDATE {} SET {} WHERE {} AND ({}) <= ({}) AND ({})").format(
+            target.ident, self._set_sql, after, cols, self._key_values(target, bound), where)
+        return update, bound, done
 
     def _ctid_batch(self, target: _Target, pages: int, last: list[str] | None,
-                    end_page: int) -> tuple[int, list[str] | None, bool]:
+                    end_page: int) -> tuple[sql.Composable, list[str] | None, bool]:
         # In ctid mode the batch size counts pages, not rows.
         start = int(last[0]) if last else 0
         stop = min(end_page, start + max(1, pages // 50))
-        self._lock_rows()
-        cur = self.conn.execute(
-            sql.SQL("UPDATE {} SET {} WHERE ctid >= {}::tid AND ctid < {}::tid AND ({})").format(
-                target.ident, sql.SQL(self.spec.set_clause), sql.Literal(f"({start},0)"),
-                sql.Literal(f"({stop},0)"), sql.SQL(self.spec.where or "true")))
-        return max(0, cur.rowcount), [str(stop)], stop >= end_page
+        update = sql.SQL("UPDATE {} SET {} WHERE ctid >= {}::tid AND ctid < {}::tid AND ({})").format(
+            target.ident, self._set_sql, sql.Literal(f"({start},0)"),
+            sql.Literal(f"({stop},0)"), self._where_sql)
+        return update, [str(stop)], stop >= end_page
 
 
 def partition_job(job: str, schema: str, name: str) -> str:
