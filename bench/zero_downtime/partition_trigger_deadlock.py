@@ -46,7 +46,7 @@ def lock_parent_first() -> None:
     def patched(table: sql.Identifier, function: sql.Identifier, trigger: sql.Identifier) -> list[sql.Composable]:
         return [sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(table), *original(table, function, trigger)]
 
-    pgshift.ops.plan.drop_sync = patched  # type: ignore[assignment]
+    pgshift.ops.plan.drop_sync = patched  # type: ignore[attr-defined]  # plan.py imported the name itself
 
 
 def main() -> None:
