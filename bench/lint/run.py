@@ -78,13 +78,22 @@ def pgshift_env() -> dict[str, str]:
     return env
 
 
-def _run_once(cmd: list[str], env: dict[str, str] | None, limit: float) -> float:
+def _run_once(cmd: list[str], env: dict[str, str] | None, limit: float) -> tuple[float, float]:
+    """(wall, CPU) seconds of one run; CPU is the child's user + sys time, which a loaded machine changes
+    far less than wall time (the one to compare tools by when other jobs share the cores)."""
     start = time.perf_counter()
-    try:
-        subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=WORK, timeout=limit, env=env)
-    except subprocess.TimeoutExpired:
-        return limit
-    return time.perf_counter() - start
+    process = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=WORK, env=env)
+    while True:
+        pid, _status, usage = os.wait4(process.pid, os.WNOHANG)
+        if pid:
+            process.returncode = 0  # reaped here: keeps Popen from waiting on it again
+            return time.perf_counter() - start, usage.ru_utime + usage.ru_stime
+        if time.perf_counter() - start > limit:
+            process.kill()
+            _pid, _status, usage = os.wait4(process.pid, 0)
+            process.returncode = -9
+            return limit, usage.ru_utime + usage.ru_stime
+        time.sleep(0.01)
 
 
 def speed(sizes: list[int], have_squawk: bool, repeat: int, limit: float = 600) -> list[dict[str, object]]:
@@ -105,15 +114,19 @@ def speed(sizes: list[int], have_squawk: bool, repeat: int, limit: float = 600) 
             runs["squawk json"] = ([str(SQUAWK), "--reporter", "json", path], None)
             runs["squawk tty"] = ([str(SQUAWK), "--reporter", "tty", path], None)
         times: dict[str, list[float]] = {name: [] for name in runs}
+        cpu: dict[str, list[float]] = {name: [] for name in runs}
         for _ in range(repeat):
             for name, (cmd, tool_env) in runs.items():
                 if not times[name] or times[name][-1] <= 30:
-                    times[name].append(_run_once(cmd, tool_env, limit))
+                    wall, used = _run_once(cmd, tool_env, limit)
+                    times[name].append(wall)
+                    cpu[name].append(used)
         for name, seconds in times.items():
             best, median = min(seconds), statistics.median(seconds)
             rows.append({"tool": name, "statements": n, "seconds": round(best, 3),
                          "median": round(median, 3), "runs": len(seconds), "capped": best >= limit,
-                         "statements_per_s": int(n / best)})
+                         "statements_per_s": int(n / best), "cpu": round(min(cpu[name]), 3),
+                         "cpu_median": round(statistics.median(cpu[name]), 3)})
     return rows
 
 
@@ -147,11 +160,13 @@ def coverage(have_squawk: bool) -> list[dict[str, object]]:
 
 def report(version: str | None, speed_rows: list[dict[str, object]], cov: list[dict[str, object]]) -> str:
     out = [f"# pgshift lint benchmark\n\nsquawk: {version or 'not available'}; python {sys.version.split()[0]}\n",
-           "## Speed (wall clock incl. process start; interleaved runs, best and median)\n",
-           "| tool | statements | best s | median s | runs | statements/s (best) |",
-           "|---|---|---|---|---|---|"]
+           "## Speed (wall clock and CPU = user + sys, incl. process start; interleaved runs, best and median)\n",
+           f"Load average at the end: {os.getloadavg()[0]:.1f}\n",
+           "| tool | statements | best s | median s | CPU min s | CPU median s | runs | statements/s (best) |",
+           "|---|---|---|---|---|---|---|---|"]
     out += [f"| {r['tool']} | {r['statements']} | {'>' if r.get('capped') else ''}{r['seconds']} | "
-            f"{r['median']} | {r['runs']} | {'<' if r.get('capped') else ''}{r['statements_per_s']} |"
+            f"{r['median']} | {r.get('cpu', '-')} | {r.get('cpu_median', '-')} | {r['runs']} | "
+            f"{'<' if r.get('capped') else ''}{r['statements_per_s']} |"
             for r in speed_rows]
     by = {(r["tool"], r["statements"]): float(str(r["seconds"])) for r in speed_rows}
     sizes = sorted({int(str(r["statements"])) for r in speed_rows})
@@ -166,6 +181,9 @@ def report(version: str | None, speed_rows: list[dict[str, object]], cov: list[d
         key = ("pgshift json", sizes[-1]), ("squawk json", sizes[-1])
         out.append(f"\npgshift json / squawk json time at {sizes[-1]}: best x{by[key[0]] / by[key[1]]:.2f}, "
                    f"median x{median[key[0]] / median[key[1]]:.2f} (target <= 1: at most squawk's time)")
+        cpu = {(r["tool"], r["statements"]): (float(str(r["cpu"])), float(str(r["cpu_median"]))) for r in speed_rows}
+        out.append(f"pgshift json / squawk json CPU at {sizes[-1]}: min x{cpu[key[0]][0] / cpu[key[1]][0]:.2f}, "
+                   f"median x{cpu[key[0]][1] / cpu[key[1]][1]:.2f}")
     out += ["\n## Coverage\n", "| case | expect | group | pg | pgshift | squawk |", "|---|---|---|---|---|---|"]
     for r in cov:
         ours = r["pgshift"] or []

@@ -342,10 +342,13 @@ class _Linter:
         self.schema = schema
         self.report = report
         star = opts.rules.get("*", [])
-        # Rules per node kind, with the every-statement rules appended, built once.
-        self.by_kind: dict[str, list[Rule]] = {k: [*v, *star] for k, v in opts.rules.items() if k != "*"}
-        self.star = star
-        self.alter_cache: dict[tuple[str, ...], list[Rule]] = {}
+        # Rules per node kind, with the every-statement rules appended, built once; [True] for statements in
+        # a transaction, [False] without the rules that only judge those (most statements of a plain file).
+        by_kind = {k: [*v, *star] for k, v in opts.rules.items() if k != "*"}
+        self.by_kind: dict[bool, dict[str, list[Rule]]] = {
+            True: by_kind, False: {k: [r for r in v if not r.in_transaction] for k, v in by_kind.items()}}
+        self.star = {True: star, False: [r for r in star if not r.in_transaction]}
+        self.alter_cache: dict[tuple[bool, tuple[str, ...]], list[Rule]] = {}
         self._summary: tuple[Statement | None, str] = (None, "")
 
     def run_unit(self, statements: Sequence[Statement], parsed: Iterable[Parsed], unit: UnitState,
@@ -418,13 +421,15 @@ class _Linter:
         return parsed
 
     def _rules_for(self, k: str, ctx: Ctx) -> list[Rule]:
+        active = bool(ctx.tx.active)
         if k != "AlterTableStmt":
-            return self.by_kind.get(k, self.star)
-        present = tuple(sub for sub, _, _ in ctx.alter_cmds)
-        rules = self.alter_cache.get(present)
+            return self.by_kind[active].get(k) or self.star[active]
+        key = (active, tuple(sub for sub, _, _ in ctx.alter_cmds))
+        rules = self.alter_cache.get(key)
         if rules is None:
-            rules = self.alter_cache[present] = [
-                r for r in self.by_kind.get(k, self.star) if not r.subtypes or set(present) & set(r.subtypes)]
+            present = set(key[1])
+            rules = self.alter_cache[key] = [r for r in self.by_kind[active].get(k) or self.star[active]
+                                             if not r.subtypes or present & set(r.subtypes)]
         return rules
 
     def _transaction(self, stmt: Node, tx: TxState, unit: UnitState) -> TxState:

@@ -83,10 +83,24 @@ def _nulltest_column(expr: Node | None) -> str | None:
     return fields[-1] if fields else None
 
 
+def _bare(name: str) -> str:
+    """A table's or index's name without its schema."""
+    return name.rsplit(".", 1)[-1]
+
+
+def index_key(table: str, index: str) -> str:
+    """How :attr:`Schema.index_tables` names the index ``index`` (unqualified) of ``table``: in the
+    table's schema, ``public`` left off."""
+    return f"{table.rsplit('.', 1)[0]}.{index}" if "." in table else index
+
+
 class Schema:
     def __init__(self) -> None:
         self.tables: dict[str, Table] = {}
-        self.index_tables: dict[str, str] = {}  # index name -> table
+        # index -> its table. An index lives in its table's schema, so it is keyed by that schema and its
+        # name, written as tables are ("s.idx", "idx" in public): DROP INDEX s.idx finds the index that
+        # CREATE INDEX idx ON s.t made, and an unqualified name means public (the default search_path).
+        self.index_tables: dict[str, str] = {}
         self.enum_types: set[str] = set()
 
     def table(self, name: str) -> Table | None:
@@ -112,7 +126,8 @@ class Schema:
             if ctype in ("CONSTR_NOTNULL", "CONSTR_PRIMARY", "CONSTR_IDENTITY"):
                 col.not_null = True
             if ctype in ("CONSTR_PRIMARY", "CONSTR_UNIQUE"):
-                ix = con.get("conname") or f"{table.name}_{name}_{'pkey' if ctype == 'CONSTR_PRIMARY' else 'key'}"
+                suffix = "pkey" if ctype == "CONSTR_PRIMARY" else "key"
+                ix = con.get("conname") or f"{_bare(table.name)}_{name}_{suffix}"
                 self._add_index(table, Index(ix, (name,), True))
         if type_name in ("serial", "bigserial", "smallserial", "serial4", "serial8"):
             col.not_null = True
@@ -120,7 +135,7 @@ class Schema:
 
     def _add_index(self, table: Table, index: Index) -> None:
         table.indexes[index.name] = index
-        self.index_tables[index.name] = table.name
+        self.index_tables[index_key(table.name, index.name)] = table.name
 
     def _add_constraint(self, table: Table, con: Node) -> None:
         ctype = con.get("contype")
@@ -199,7 +214,7 @@ class Schema:
         elif sub == "AT_DropConstraint":
             table.checks.pop(col_name, None)
             if table.indexes.pop(col_name, None):
-                self.index_tables.pop(col_name, None)
+                self.index_tables.pop(index_key(table.name, col_name), None)
 
     def _on_IndexStmt(self, stmt: Node, origin: str | None) -> None:
         table = self.tables.get(relname(stmt.get("relation")))
@@ -208,7 +223,7 @@ class Schema:
         columns = tuple(
             str(p["IndexElem"].get("name") or "(expr)") for p in stmt.get("indexParams") or ()
         )
-        name = str(stmt.get("idxname") or f"{table.name}_{'_'.join(columns)}_idx")
+        name = str(stmt.get("idxname") or f"{_bare(table.name)}_{'_'.join(columns)}_idx")
         self._add_index(table, Index(name, columns, bool(stmt.get("unique"))))
 
     def _on_DropStmt(self, stmt: Node, origin: str | None) -> None:
@@ -217,12 +232,13 @@ class Schema:
             name = qualified(strings(obj.get("List", {}).get("items")))
             if remove in ("OBJECT_TABLE", "OBJECT_MATVIEW"):
                 table = self.tables.pop(name, None)
-                for ix in table.indexes if table else ():
-                    self.index_tables.pop(ix, None)
+                if table is not None:
+                    for ix in table.indexes:
+                        self.index_tables.pop(index_key(table.name, ix), None)
             elif remove == "OBJECT_INDEX" and name in self.index_tables:
                 owner = self.tables.get(self.index_tables.pop(name))
                 if owner:
-                    owner.indexes.pop(name, None)
+                    owner.indexes.pop(_bare(name), None)
 
     def _on_RenameStmt(self, stmt: Node, origin: str | None) -> None:
         name = relname(stmt.get("relation"))

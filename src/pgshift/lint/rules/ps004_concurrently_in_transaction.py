@@ -38,5 +38,5 @@ RULE = Rule(
     # ALTER TYPE ... ADD VALUE before 12 is PS028's.
     kinds=("IndexStmt", "DropStmt", "ReindexStmt", "VacuumStmt", "AlterTableStmt", "AlterSystemStmt",
            "CreatedbStmt", "DropdbStmt", "CreateTableSpaceStmt", "DropTableSpaceStmt"),
-    check=check, applies_to_new_tables=True, category="transactions",
+    check=check, in_transaction=True, applies_to_new_tables=True, category="transactions",
 )

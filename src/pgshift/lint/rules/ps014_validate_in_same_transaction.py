@@ -29,6 +29,6 @@ RULE = Rule(
     "ALTER TABLE orders VALIDATE CONSTRAINT qty_positive;\nCOMMIT;",
     good="ALTER TABLE orders VALIDATE CONSTRAINT qty_positive;",
     safe="Commit the NOT VALID constraint first; validate it in a later transaction.",
-    severity="error", kinds=("AlterTableStmt",), check=check,
+    severity="error", kinds=("AlterTableStmt",), check=check, in_transaction=True,
     subtypes=("AT_ValidateConstraint",), impact_scaled=True, category="transactions",
 )

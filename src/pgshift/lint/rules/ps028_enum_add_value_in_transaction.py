@@ -37,5 +37,6 @@ RULE = Rule(
     "UPDATE trades SET status = 'EXPIRED' WHERE id = 1;\nCOMMIT;",
     good="ALTER TYPE trade_status ADD VALUE IF NOT EXISTS 'EXPIRED';",
     safe="Add enum values in a migration of their own; use them from the next migration on.",
-    severity="error", kinds=("AlterEnumStmt",), check=check, applies_to_new_tables=True, category="transactions",
+    severity="error", kinds=("AlterEnumStmt",), check=check, in_transaction=True,
+    applies_to_new_tables=True, category="transactions",
 )

@@ -28,5 +28,5 @@ RULE = Rule(
     bad="BEGIN;\nALTER TABLE users ADD COLUMN note text;\nUPDATE accounts SET flag = true WHERE id = 1;\nCOMMIT;",
     good="BEGIN;\nUPDATE accounts SET flag = true WHERE id = 1;\nALTER TABLE users ADD COLUMN note text;\nCOMMIT;",
     safe="Take the strongest lock last, and commit right after it.",
-    severity="warning", kinds=("*",), check=check, category="transactions",
+    severity="warning", kinds=("*",), check=check, in_transaction=True, category="transactions",
 )

@@ -39,5 +39,5 @@ RULE = Rule(
     bad="BEGIN;\nALTER TABLE users ADD COLUMN phone text;\nUPDATE users SET phone = '' WHERE id = 1;\nCOMMIT;",
     good="BEGIN;\nUPDATE users SET phone = '' WHERE id = 1;\nCOMMIT;",
     safe="Separate schema migrations from data migrations; run data changes in batches.",
-    severity="warning", kinds=("*",), check=check, category="dml",
+    severity="warning", kinds=("*",), check=check, in_transaction=True, category="dml",
 )

@@ -10,8 +10,9 @@ from pglast import parser
 from pgshift.lint.context import Ctx
 from pgshift.lint.model import Hit, Rule
 
-# The parser already truncated long names in the tree, so look at the statement's tokens.
-_LONG = re.compile(r'[\w$]{64,}|"[^"]{62,}"')
+# The parser already truncated long names in the tree, so look at the statement's tokens. A run of name
+# characters is only tried from its first one (the lookbehind), not again from each character inside it.
+_LONG = re.compile(r'(?<![\w$])[\w$]{64,}|"[^"]{62,}"')
 
 
 def check(ctx: Ctx) -> Iterator[Hit]:

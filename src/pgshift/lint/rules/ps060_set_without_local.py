@@ -33,6 +33,6 @@ RULE = Rule(
     good="SET LOCAL work_mem = '256MB';\nUPDATE orders SET total = price * quantity WHERE total IS NULL;",
     safe="Use SET LOCAL inside a transaction; around a non-transactional statement, SET then RESET; or the "
          "`-- pgshift:set name=value` directive, which does both for every statement of the migration.",
-    severity="warning", kinds=("VariableSetStmt",), check=check, applies_to_new_tables=True,
+    severity="warning", kinds=("VariableSetStmt",), check=check, in_transaction=True, applies_to_new_tables=True,
     category="transactions",
 )

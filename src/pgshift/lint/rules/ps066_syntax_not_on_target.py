@@ -21,6 +21,8 @@ class Syntax:
     source: str
     # A word the statement's text must contain before its tree is searched (keeps lint linear and cheap).
     word: str = ""
+    # The only statement kinds it can be found in (empty: any), so other statements skip it.
+    kinds: tuple[str, ...] = ()
 
 
 def _notes(version: int) -> str:
@@ -55,22 +57,25 @@ def _view_option(option: str) -> Callable[[str, Node], bool]:
     return detect
 
 
+_ALTER = ("AlterTableStmt",)
 # One table, oldest first, each with its release notes. PostgreSQL 12 is the oldest supported target.
 SYNTAX: tuple[Syntax, ...] = (
     Syntax("REINDEX ... CONCURRENTLY", 12, lambda k, b: k == "ReindexStmt" and has_option(b.get("params"),
-                                                                                         "concurrently"), _notes(12)),
+                                                                                         "concurrently"), _notes(12),
+           kinds=("ReindexStmt",)),
     Syntax("GENERATED ALWAYS AS (...) STORED columns", 12,
            lambda _k, b: any((i.get("Constraint") or {}).get("contype") == "CONSTR_GENERATED" for i in walk(b)),
            _notes(12), "generated"),
-    Syntax("ALTER COLUMN ... DROP EXPRESSION", 13, _cmd("AT_DropExpression"), _notes(13)),
-    Syntax("DETACH PARTITION ... CONCURRENTLY", 14, _detach_concurrently, _notes(14)),
+    Syntax("ALTER COLUMN ... DROP EXPRESSION", 13, _cmd("AT_DropExpression"), _notes(13), kinds=_ALTER),
+    Syntax("DETACH PARTITION ... CONCURRENTLY", 14, _detach_concurrently, _notes(14), kinds=_ALTER),
     Syntax("CREATE OR REPLACE TRIGGER", 14, lambda k, b: k == "CreateTrigStmt" and bool(b.get("replace")),
-           _notes(14)),
-    Syntax("ALTER COLUMN ... SET COMPRESSION", 14, _cmd("AT_SetCompression"), _notes(14)),
-    Syntax("MERGE", 15, lambda k, _b: k == "MergeStmt", _notes(15)),
+           _notes(14), kinds=("CreateTrigStmt",)),
+    Syntax("ALTER COLUMN ... SET COMPRESSION", 14, _cmd("AT_SetCompression"), _notes(14), kinds=_ALTER),
+    Syntax("MERGE", 15, lambda k, _b: k == "MergeStmt", _notes(15), kinds=("MergeStmt",)),
     Syntax("NULLS NOT DISTINCT", 15, _nulls_not_distinct, _notes(15), "distinct"),
-    Syntax("SET ACCESS METHOD", 15, _cmd("AT_SetAccessMethod"), _notes(15)),
-    Syntax("views' security_invoker", 15, _view_option("security_invoker"), _notes(15)),
+    Syntax("SET ACCESS METHOD", 15, _cmd("AT_SetAccessMethod"), _notes(15), kinds=_ALTER),
+    Syntax("views' security_invoker", 15, _view_option("security_invoker"), _notes(15),
+           kinds=("ViewStmt", "AlterTableStmt")),
     Syntax("SQL/JSON constructors (JSON_OBJECT, JSON_ARRAY, ...)", 16,
            lambda _k, b: any(n in item for item in walk(b) for n in ("JsonObjectConstructor",
                                                                       "JsonArrayConstructor",
@@ -78,20 +83,22 @@ SYNTAX: tuple[Syntax, ...] = (
                                                                       "JsonObjectAgg", "JsonArrayAgg")),
            _notes(16), "json_"),
     Syntax("JSON_TABLE", 17, _node("JsonTable"), _notes(17), "json_table"),
-    Syntax("MERGE ... RETURNING", 17, lambda k, b: k == "MergeStmt" and bool(b.get("returningList")), _notes(17)),
-    Syntax("ALTER COLUMN ... SET EXPRESSION", 17, _cmd("AT_SetExpression"), _notes(17)),
+    Syntax("MERGE ... RETURNING", 17, lambda k, b: k == "MergeStmt" and bool(b.get("returningList")), _notes(17),
+           kinds=("MergeStmt",)),
+    Syntax("ALTER COLUMN ... SET EXPRESSION", 17, _cmd("AT_SetExpression"), _notes(17), kinds=_ALTER),
 )
 
 
 @cache
-def _newer_than(version: int) -> tuple[Syntax, ...]:
-    """The forms a target of ``version`` lacks (asked for every statement: chosen once per version)."""
-    return tuple(syntax for syntax in SYNTAX if version < syntax.since)
+def _newer_than(version: int, kind: str) -> tuple[Syntax, ...]:
+    """The forms a target of ``version`` lacks that a statement of ``kind`` can use (asked for every
+    statement: chosen once per version and kind)."""
+    return tuple(syntax for syntax in SYNTAX if version < syntax.since and (not syntax.kinds or kind in syntax.kinds))
 
 
 def check(ctx: Ctx) -> Iterator[Hit]:
     text: str | None = None
-    for syntax in _newer_than(ctx.pg_version):
+    for syntax in _newer_than(ctx.pg_version, ctx.kind):
         if syntax.word:
             text = ctx.statement.sql.lower() if text is None else text
             if syntax.word not in text:
