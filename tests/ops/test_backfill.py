@@ -724,6 +724,35 @@ def test_a_batch_over_the_statement_timeout_is_tried_again_at_a_quarter(
     assert conn.execute("SELECT count(*), max(id) FROM trades WHERE hits = 1").fetchone() == (500, 500)
 
 
+def test_a_batch_cut_by_the_lock_limit_is_tried_again_at_exactly_half(
+    tmp_path: Path, db_url: str, conn: psycopg.Connection[Any]
+) -> None:
+    _trades(conn, 1_000)
+    # Rows above id 200 take 2 ms each: the first batch (400 rows) holds its row locks past the 150 ms
+    # limit, the next (half: ids 1 to 200) takes no time at all.
+    slow_tail = "hits = hits + 1 + coalesce(CASE WHEN id > 200 THEN (pg_sleep(0.002) IS NULL)::int END, 0)"
+    options = BackfillOptions(initial_batch=400, min_batch=10, max_batch=400, max_lock_ms=150, max_lag_s=None)
+    seen: list[Progress] = []
+    cuts: list[str] = []
+
+    def first_batch_only(p: Progress) -> None:
+        seen.append(p)
+        raise _Interrupt
+
+    def notify(message: str) -> None:
+        if "lock limit" in message:
+            cuts.append(message)
+            if len(cuts) > 1:  # a size that did not shrink would be cut again and again
+                raise _Interrupt
+
+    with pytest.raises(_Interrupt):
+        service.backfill(_settings(tmp_path, db_url), BackfillSpec("trades", slow_tail), options,
+                         progress=first_batch_only, notify=notify)
+    assert [c.split(" rows")[0] for c in cuts] == ["batch of 400"], cuts
+    assert seen[0].rows_done == 200
+    assert conn.execute("SELECT count(*), max(id) FROM trades WHERE hits = 1").fetchone() == (200, 200)
+
+
 def test_after_sessions_waited_on_a_batch_the_size_holds_for_calm_batches_then_grows(
     tmp_path: Path, db_url: str, conn: psycopg.Connection[Any]
 ) -> None:
