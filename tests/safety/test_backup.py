@@ -525,6 +525,20 @@ def test_compare_tables_reports_every_table_after_a_missing_one(pg_server: Any, 
             "table audit.Weird Name is missing", "table public.trades has 299 rows, the manifest says 300"]
 
 
+def test_compare_tables_hashes_under_the_pinned_settings_whatever_the_session_says(
+        pg_server: Any, db_url: str, tmp_path: Path) -> None:
+    """A row's text depends on the session's TimeZone, DateStyle and float digits: the comparison sets
+    the ones the manifest's hashes were taken under, or a restored copy with other defaults would differ."""
+    seed(db_url, rows=20)  # timestamptz, numeric and float8 columns
+    manifest = take_backup(make_settings(tmp_path, db_url, pg_server), db_url, verify=False).backup.manifest
+    assert {t.check for t in manifest.tables} <= {"hash", "record-hash"}
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("SET TimeZone = 'Asia/Kolkata'")
+        conn.execute("SET DateStyle = 'German, DMY'")
+        conn.execute("SET extra_float_digits = 0")
+        assert compare_tables(conn, manifest) == []
+
+
 class _RecordingCursor(psycopg.Cursor[Any]):
     """Keeps the text of every statement it runs, to see how a table was read."""
 
