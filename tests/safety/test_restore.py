@@ -108,6 +108,9 @@ def test_corrupted_dump_is_caught_before_anything_is_touched(
     assert not log.exists()  # the app was never stopped
     assert count(db_url, "trades") == 100
     assert databases(pg_server.admin_url, f"{db_name}_%") == []
+    with pytest.raises(RestoreFailed, match="The table was not touched") as one:  # nor by a one-table restore
+        restore_table(settings, folder, "trades", db_url)
+    assert one.value.exit_code == 14 and count(db_url, "trades") == 100
 
 
 def test_failed_count_check_leaves_live_as_it_was(
