@@ -639,6 +639,9 @@ def test_backup_reads_its_archive_back_while_pg_dump_writes_it(pg_server: Any, d
     monkeypatch.undo()
     later = verify_backup(result.backup.path)  # a later quick verification: one read, hash compared
     assert later.ok and "sha256 of 1 file(s) match the manifest" in later.passed
+    # It says what it read back, and with which pg_restore (both reads, the backup's and the later one).
+    for passed in (result.verification.passed, later.passed):
+        assert any(p.startswith("the whole archive reads back (pg_restore ") for p in passed), passed
 
 
 def _flip_before_the_final_check(monkeypatch: pytest.MonkeyPatch, where: Callable[[Path], int]) -> list[int]:
