@@ -644,6 +644,31 @@ def test_backup_reads_its_archive_back_while_pg_dump_writes_it(pg_server: Any, d
         assert any(p.startswith("the whole archive reads back (pg_restore ") for p in passed), passed
 
 
+def test_a_quick_verification_given_a_server_does_not_hash_the_large_tables(
+        pg_server: Any, db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`pgshift backup verify` passes the configured URL even without --restore-test: the quick check must
+    still only count the large tables' archived rows; hashing them is for the full check's comparison."""
+    from pgshift.safety import verify as verify_module
+
+    seed(db_url, rows=20)
+    folder = take_backup(make_settings(tmp_path, db_url, pg_server, hash_max_mb=0), db_url).backup.path
+    assert {t.check for t in read_manifest(folder).tables} == {"archive"}
+    answers: list[bool] = []
+    real_read = verify_module.read_archive_once
+
+    def recording(path: Path, tool: Any, *, hashed: Callable[[Any], bool]) -> Any:
+        def asked(key: Any) -> bool:
+            answers.append(hashed(key))
+            return answers[-1]
+
+        return real_read(path, tool, hashed=asked)
+
+    monkeypatch.setattr(verify_module, "read_archive_once", recording)
+    report = verify_backup(folder, url=db_url)
+    assert report.ok and report.level == "quick"
+    assert len(answers) == 3 and not any(answers), answers  # each table's rows read, none hashed
+
+
 def _flip_before_the_final_check(monkeypatch: pytest.MonkeyPatch, where: Callable[[Path], int]) -> list[int]:
     """Change one byte of the finished archive after the follower read it, before it is checked."""
     from pgshift.safety import verify as verify_module
