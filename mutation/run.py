@@ -285,7 +285,8 @@ def run_target(target: Target, work: Path, deadline: float, commit: str, survivo
     if baseline.returncode != 0:  # nothing to learn from mutants; the other targets still run
         print(f"{target.name}: SKIPPED, the mapped tests fail without any mutation:\n{baseline.stdout[-3000:]}")
         report.error = "the mapped tests fail without any mutation"
-        write(report)
+        if not (RESULTS / f"{target.name}.json").exists():  # an earlier run's results are kept, not emptied
+            write(report)
         return report
     # Loose: on a shared, loaded machine a mutant's passing run took 4x the baseline, and a timeout
     # counts as killed, so a tight limit would hide survivors.
