@@ -430,6 +430,12 @@ def test_a_paused_standby_pauses_the_backfill_by_wal_bytes_until_replay_resumes(
         assert conn.execute("SELECT count(*) FROM trades WHERE hits = 1").fetchone() == (5_000,)
 
 
+def _table_has_rows(conn: psycopg.Connection[Any], table: str) -> bool:
+    row = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (table,)).fetchone()
+    return bool(row and row[0]) and conn.execute(sql.SQL("SELECT count(*) FROM {}").format(
+        sql.Identifier(*table.split(".")))).fetchone() != (0,)
+
+
 def test_the_default_lag_query_sees_a_paused_replay_and_lets_go_at_once_when_it_resumes(
         tmp_path: Path, replicated: Replicated, replicated_db: str) -> None:
     """`pgshift backfill --max-lag 1s`: the time lag of pg_stat_replication grows while replay is paused
@@ -442,8 +448,11 @@ def test_the_default_lag_query_sees_a_paused_replay_and_lets_go_at_once_when_it_
         _lagging(replicated, replicated_db, 2.0)
         proc = start_pgshift(["backfill", "--table", "trades", "--set", "hits = hits + 1", "--max-lag", "1s",
                               "--max-batch", "500", "--quiet"], cwd=tmp_path, url=url)
-        time.sleep(3)
-        with psycopg.connect(url) as conn:
+        # Its job row is written just before the first lag check: a CLI slow to start (a loaded machine,
+        # no bytecode cache) must have looked at the lag before replay resumes, or it never sees any.
+        with psycopg.connect(url, autocommit=True) as conn:
+            until(lambda: _table_has_rows(conn, "pgshift.backfills"), timeout=60)
+            time.sleep(1)
             assert conn.execute("SELECT count(*) FROM trades WHERE hits > 0").fetchone() == (0,)
         assert proc.poll() is None
         resume()
