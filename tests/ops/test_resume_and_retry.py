@@ -48,6 +48,9 @@ def test_an_invalid_index_left_by_a_failed_build_is_rebuilt_when_the_expand_is_r
     # IF NOT EXISTS alone would have kept the INVALID index: the step must drop it and build it again.
     assert _index_valid(conn, name) is True
     assert any("dropping INVALID index" in n for n in notes), notes
+    # Each drop is in the event log: the failed build's own, then the rerun's of the one left behind.
+    assert conn.execute("SELECT detail FROM pgshift.events WHERE event = 'dropped-invalid-index' ORDER BY id"
+                        ).fetchall() == [({"schema": "public", "index": name},)] * 2
     with pytest.raises(psycopg.errors.UniqueViolation):
         conn.execute("INSERT INTO t VALUES (3, 'a')")
 
