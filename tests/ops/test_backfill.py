@@ -524,7 +524,9 @@ def test_the_expand_backfill_pauses_for_a_paused_standby(tmp_path: Path, replica
     with replicated.paused_replay() as resume:
         _lagging(replicated, replicated_db, 0.5)
         proc = start_pgshift(["migrate"], cwd=tmp_path, url=url)
-        time.sleep(4)
+        with psycopg.connect(url, autocommit=True) as conn:  # at the backfill step: it has seen the lag
+            until(lambda: _table_has_rows(conn, "pgshift.backfills"), timeout=60)
+        time.sleep(1)
         assert proc.poll() is None, proc.communicate()
         resume()
         out, err = proc.communicate(timeout=90)
