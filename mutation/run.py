@@ -285,7 +285,8 @@ def run_target(target: Target, work: Path, deadline: float, commit: str, survivo
     if baseline.returncode != 0:  # nothing to learn from mutants; the other targets still run
         print(f"{target.name}: SKIPPED, the mapped tests fail without any mutation:\n{baseline.stdout[-3000:]}")
         report.error = "the mapped tests fail without any mutation"
-        write(report)
+        if not (RESULTS / f"{target.name}.json").exists():  # an earlier run's results are kept, not emptied
+            write(report)
         return report
     # Loose: on a shared, loaded machine a mutant's passing run took 4x the baseline, and a timeout
     # counts as killed, so a tight limit would hide survivors.
@@ -293,14 +294,21 @@ def run_target(target: Target, work: Path, deadline: float, commit: str, survivo
     to_run = sum(1 for m in chosen if m.outcome == "not run")
     print(f"{target.name}: {to_run} of {len(found)} mutants to run, tests {baseline_s}s each "
           f"(at most {to_run * baseline_s / 60:.0f} min)", flush=True)
+    report.mutants = chosen  # all of them from the start: a run stopped part-way lists the rest as "not run"
     for n, mutant in enumerate(chosen, start=1):
-        report.mutants.append(mutant)
         if mutant.outcome != "not run" or time.monotonic() > deadline:
             continue  # kept from the earlier run, or left "not run"
         spec = MutationSpec(module_path=module, operator_name=mutant.operator, occurrence=mutant.occurrence,
                             start_pos=(mutant.line, 0), end_pos=(mutant.line, 1))
         began = time.monotonic()
-        result = mutate_and_test([spec], command, timeout)
+        STOP.in_mutant = True
+        try:
+            result = mutate_and_test([spec], command, timeout)
+        finally:
+            STOP.in_mutant = False
+        if STOP.requested:  # its tests were ended by the stop, not by the mutant: no result, still "not run"
+            write(report)
+            raise SystemExit(130)
         mutant.seconds = round(time.monotonic() - began, 1)
         mutant.diff = (result.diff or "").replace(f"{work}/", "")
         if result.worker_outcome == WorkerOutcome.NO_TEST:
@@ -318,12 +326,49 @@ def run_target(target: Target, work: Path, deadline: float, commit: str, survivo
     return report
 
 
+class Stop:
+    """A SIGTERM or ^C asked the run to stop; ``in_mutant`` while a mutant's tests run."""
+
+    requested = False
+    in_mutant = False
+
+
+STOP = Stop()
+
+
+def _end_running_tests() -> bool:
+    """Kill the mutant's test run, if one is running: cosmic-ray starts it in a session of its own (out of
+    reach of ^C), so it is the child of this process that leads its own process group. Linux's /proc."""
+    ended = False
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            pid, rest = stat.read_text().split(" (", 1)
+            parent, group = (int(field) for field in rest.rsplit(") ", 1)[1].split()[1:3])
+            if parent == os.getpid() and group == int(pid):
+                os.killpg(group, signal.SIGKILL)
+                ended = True
+        except (OSError, ValueError):
+            continue  # a process that ended meanwhile
+    return ended
+
+
+def stop(_signum: int, _frame: object) -> None:
+    """Stop the run. A mutant whose tests were running counts as not run: its tests fail because they were
+    killed, which must not read as the mutant killed (the loop throws the result away and exits)."""
+    STOP.requested = True
+    if not (STOP.in_mutant and _end_running_tests()):
+        sys.exit(130)
+
+
 def write(report: TargetReport) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     data = {**asdict(report), "score": report.score,
             "counts": {k: report.count(k) for k in ("killed", "timeout", "survived", "incompetent",
                                                      "no-mutation", "not run")}}
-    (RESULTS / f"{report.target}.json").write_text(json.dumps(data, indent=1) + "\n")
+    path = RESULTS / f"{report.target}.json"
+    part = path.with_suffix(".json.part")  # replaced in one step: a stop while writing leaves the last file whole
+    part.write_text(json.dumps(data, indent=1) + "\n")
+    part.replace(path)
 
 
 def summary_line(r: TargetReport) -> str:
@@ -388,9 +433,9 @@ def main() -> int:
     from pgshift.embedded import EmbeddedCluster
 
     # A background job of a non-interactive shell ignores SIGINT: let SIGTERM (and ^C) stop the run
-    # through the cleanup below, so no mutated copy or cluster is left behind.
+    # through the cleanup below, so no mutated copy, test run or cluster is left behind.
     for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: sys.exit(130))
+        signal.signal(signum, stop)
     deadline = time.monotonic() + args.minutes * 60
     commit = git_commit()
     work = scratch_copy()

@@ -430,6 +430,12 @@ def test_a_paused_standby_pauses_the_backfill_by_wal_bytes_until_replay_resumes(
         assert conn.execute("SELECT count(*) FROM trades WHERE hits = 1").fetchone() == (5_000,)
 
 
+def _table_has_rows(conn: psycopg.Connection[Any], table: str) -> bool:
+    row = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (table,)).fetchone()
+    return bool(row and row[0]) and conn.execute(sql.SQL("SELECT count(*) FROM {}").format(
+        sql.Identifier(*table.split(".")))).fetchone() != (0,)
+
+
 def test_the_default_lag_query_sees_a_paused_replay_and_lets_go_at_once_when_it_resumes(
         tmp_path: Path, replicated: Replicated, replicated_db: str) -> None:
     """`pgshift backfill --max-lag 1s`: the time lag of pg_stat_replication grows while replay is paused
@@ -442,8 +448,11 @@ def test_the_default_lag_query_sees_a_paused_replay_and_lets_go_at_once_when_it_
         _lagging(replicated, replicated_db, 2.0)
         proc = start_pgshift(["backfill", "--table", "trades", "--set", "hits = hits + 1", "--max-lag", "1s",
                               "--max-batch", "500", "--quiet"], cwd=tmp_path, url=url)
-        time.sleep(3)
-        with psycopg.connect(url) as conn:
+        # Its job row is written just before the first lag check: a CLI slow to start (a loaded machine,
+        # no bytecode cache) must have looked at the lag before replay resumes, or it never sees any.
+        with psycopg.connect(url, autocommit=True) as conn:
+            until(lambda: _table_has_rows(conn, "pgshift.backfills"), timeout=60)
+            time.sleep(1)
             assert conn.execute("SELECT count(*) FROM trades WHERE hits > 0").fetchone() == (0,)
         assert proc.poll() is None
         resume()
@@ -515,7 +524,9 @@ def test_the_expand_backfill_pauses_for_a_paused_standby(tmp_path: Path, replica
     with replicated.paused_replay() as resume:
         _lagging(replicated, replicated_db, 0.5)
         proc = start_pgshift(["migrate"], cwd=tmp_path, url=url)
-        time.sleep(4)
+        with psycopg.connect(url, autocommit=True) as conn:  # at the backfill step: it has seen the lag
+            until(lambda: _table_has_rows(conn, "pgshift.backfills"), timeout=60)
+        time.sleep(1)
         assert proc.poll() is None, proc.communicate()
         resume()
         out, err = proc.communicate(timeout=90)
@@ -722,6 +733,35 @@ def test_a_batch_over_the_statement_timeout_is_tried_again_at_a_quarter(
                          progress=first_batch_only)
     assert seen[0].rows_done == 500
     assert conn.execute("SELECT count(*), max(id) FROM trades WHERE hits = 1").fetchone() == (500, 500)
+
+
+def test_a_batch_cut_by_the_lock_limit_is_tried_again_at_exactly_half(
+    tmp_path: Path, db_url: str, conn: psycopg.Connection[Any]
+) -> None:
+    _trades(conn, 1_000)
+    # Rows above id 200 take 2 ms each: the first batch (400 rows) holds its row locks past the 150 ms
+    # limit, the next (half: ids 1 to 200) takes no time at all.
+    slow_tail = "hits = hits + 1 + coalesce(CASE WHEN id > 200 THEN (pg_sleep(0.002) IS NULL)::int END, 0)"
+    options = BackfillOptions(initial_batch=400, min_batch=10, max_batch=400, max_lock_ms=150, max_lag_s=None)
+    seen: list[Progress] = []
+    cuts: list[str] = []
+
+    def first_batch_only(p: Progress) -> None:
+        seen.append(p)
+        raise _Interrupt
+
+    def notify(message: str) -> None:
+        if "lock limit" in message:
+            cuts.append(message)
+            if len(cuts) > 1:  # a size that did not shrink would be cut again and again
+                raise _Interrupt
+
+    with pytest.raises(_Interrupt):
+        service.backfill(_settings(tmp_path, db_url), BackfillSpec("trades", slow_tail), options,
+                         progress=first_batch_only, notify=notify)
+    assert [c.split(" rows")[0] for c in cuts] == ["batch of 400"], cuts
+    assert seen[0].rows_done == 200
+    assert conn.execute("SELECT count(*), max(id) FROM trades WHERE hits = 1").fetchone() == (200, 200)
 
 
 def test_after_sessions_waited_on_a_batch_the_size_holds_for_calm_batches_then_grows(

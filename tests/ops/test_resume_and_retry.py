@@ -48,6 +48,9 @@ def test_an_invalid_index_left_by_a_failed_build_is_rebuilt_when_the_expand_is_r
     # IF NOT EXISTS alone would have kept the INVALID index: the step must drop it and build it again.
     assert _index_valid(conn, name) is True
     assert any("dropping INVALID index" in n for n in notes), notes
+    # Each drop is in the event log: the failed build's own, then the rerun's of the one left behind.
+    assert conn.execute("SELECT detail FROM pgshift.events WHERE event = 'dropped-invalid-index' ORDER BY id"
+                        ).fetchall() == [({"schema": "public", "index": name},)] * 2
     with pytest.raises(psycopg.errors.UniqueViolation):
         conn.execute("INSERT INTO t VALUES (3, 'a')")
 
@@ -189,6 +192,31 @@ def test_waiting_out_an_old_transaction_counts_and_logs_each_check(tmp_path: Pat
     assert 0.1 <= events[0][1]["delay_s"] <= 0.2 and 0.2 <= events[1][1]["delay_s"] <= 0.4  # backing off
     assert any("it would wait behind pid" in n for n in notes), notes
     assert _constraint(conn) == [("qty_positive",)]
+
+
+def test_a_blocker_seen_at_every_check_is_reported_once(tmp_path: Path, db_url: str, conn: Conn) -> None:
+    """The abort drops the check (a strong lock on t) behind an old transaction, seen again at each check
+    while waited out: the phase's blockers_seen (abort --json's) names that session once, not once a check."""
+    settings = _project_with_check(tmp_path, db_url, retries=3)
+    api.migrate(settings)
+    notes: list[str] = []
+    with psycopg.connect(db_url) as blocker:
+        blocker.execute("SET application_name = 'the_blocker'")
+        blocker.execute("SELECT * FROM t")
+        time.sleep(0.4)  # older than lock_timeout (300ms): waited out without queuing behind it
+
+        def notify(message: str) -> None:
+            notes.append(message)
+            if "waits without queuing" in message and "check 2/3" in message:
+                blocker.rollback()
+
+        pid = blocker.info.backend_pid
+        result = service.abort(settings, notify=notify)
+    behind = [n for n in notes if f"it would wait behind pid {pid} (the_blocker" in n]
+    assert len(behind) == 2, notes  # seen at both checks, its transaction older at the second
+    assert len(result.blockers_seen) == 1 and result.blockers_seen[0] == behind[0].split("wait behind ", 1)[1], (
+        result.blockers_seen)
+    assert _constraint(conn) == []
 
 
 def test_the_ops_files_backfill_lock_limit_reaches_the_backfill(tmp_path: Path, db_url: str) -> None:

@@ -585,6 +585,20 @@ def test_compare_tables_reports_every_table_after_a_missing_one(pg_server: Any, 
             "table audit.Weird Name is missing", "table public.trades has 299 rows, the manifest says 300"]
 
 
+def test_compare_tables_hashes_under_the_pinned_settings_whatever_the_session_says(
+        pg_server: Any, db_url: str, tmp_path: Path) -> None:
+    """A row's text depends on the session's TimeZone, DateStyle and float digits: the comparison sets
+    the ones the manifest's hashes were taken under, or a restored copy with other defaults would differ."""
+    seed(db_url, rows=20)  # timestamptz, numeric and float8 columns
+    manifest = take_backup(make_settings(tmp_path, db_url, pg_server), db_url, verify=False).backup.manifest
+    assert {t.check for t in manifest.tables} <= {"hash", "record-hash"}
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("SET TimeZone = 'Asia/Kolkata'")
+        conn.execute("SET DateStyle = 'German, DMY'")
+        conn.execute("SET extra_float_digits = 0")
+        assert compare_tables(conn, manifest) == []
+
+
 class _RecordingCursor(psycopg.Cursor[Any]):
     """Keeps the text of every statement it runs, to see how a table was read."""
 
@@ -685,6 +699,34 @@ def test_backup_reads_its_archive_back_while_pg_dump_writes_it(pg_server: Any, d
     monkeypatch.undo()
     later = verify_backup(result.backup.path)  # a later quick verification: one read, hash compared
     assert later.ok and "sha256 of 1 file(s) match the manifest" in later.passed
+    # It says what it read back, and with which pg_restore (both reads, the backup's and the later one).
+    for passed in (result.verification.passed, later.passed):
+        assert any(p.startswith("the whole archive reads back (pg_restore ") for p in passed), passed
+
+
+def test_a_quick_verification_given_a_server_does_not_hash_the_large_tables(
+        pg_server: Any, db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`pgshift backup verify` passes the configured URL even without --restore-test: the quick check must
+    still only count the large tables' archived rows; hashing them is for the full check's comparison."""
+    from pgshift.safety import verify as verify_module
+
+    seed(db_url, rows=20)
+    folder = take_backup(make_settings(tmp_path, db_url, pg_server, hash_max_mb=0), db_url).backup.path
+    assert {t.check for t in read_manifest(folder).tables} == {"archive"}
+    answers: list[bool] = []
+    real_read = verify_module.read_archive_once
+
+    def recording(path: Path, tool: Any, *, hashed: Callable[[Any], bool]) -> Any:
+        def asked(key: Any) -> bool:
+            answers.append(hashed(key))
+            return answers[-1]
+
+        return real_read(path, tool, hashed=asked)
+
+    monkeypatch.setattr(verify_module, "read_archive_once", recording)
+    report = verify_backup(folder, url=db_url)
+    assert report.ok and report.level == "quick"
+    assert len(answers) == 3 and not any(answers), answers  # each table's rows read, none hashed
 
 
 def _flip_before_the_final_check(monkeypatch: pytest.MonkeyPatch, where: Callable[[Path], int]) -> list[int]:

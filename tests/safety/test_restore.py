@@ -108,6 +108,9 @@ def test_corrupted_dump_is_caught_before_anything_is_touched(
     assert not log.exists()  # the app was never stopped
     assert count(db_url, "trades") == 100
     assert databases(pg_server.admin_url, f"{db_name}_%") == []
+    with pytest.raises(RestoreFailed, match="The table was not touched") as one:  # nor by a one-table restore
+        restore_table(settings, folder, "trades", db_url)
+    assert one.value.exit_code == 14 and count(db_url, "trades") == 100
 
 
 def test_failed_count_check_leaves_live_as_it_was(
@@ -235,10 +238,14 @@ def test_database_level_settings_comment_and_grants_follow_the_restore(
         "COMMENT ON DATABASE {db} IS 'trading data; restored by pgshift'",
         "REVOKE CONNECT ON DATABASE {db} FROM PUBLIC",
         "GRANT CONNECT ON DATABASE {db} TO {role}",
-        "ALTER ROLE {role} IN DATABASE {db} SET statement_timeout = '7s'"])
+        "ALTER ROLE {role} IN DATABASE {db} SET statement_timeout = '7s'",
+        "GRANT SELECT ON accounts TO {role}", "ALTER TABLE trades OWNER TO {role}"])  # and the tables' own
     try:
         report = restore_database(settings, folder, db_url)
         assert report.ok
+        with psycopg.connect(db_url) as conn:  # the restored database: pg_restore kept owners and grants
+            assert conn.execute("SELECT has_table_privilege(%s, 'accounts', 'SELECT'), pg_get_userbyid(relowner) "
+                                "FROM pg_class WHERE oid = 'trades'::regclass", (role,)).fetchone() == (True, role)
         with psycopg.connect(pg_server.admin_url) as conn:
             row = conn.execute(
                 """SELECT d.datconnlimit, shobj_description(d.oid, 'pg_database'),
@@ -252,6 +259,8 @@ def test_database_level_settings_comment_and_grants_follow_the_restore(
                        ["statement_timeout=7s"])
     finally:
         _cleanup(pg_server.admin_url, f"{db_name}_pre_restore_")
+        with psycopg.connect(db_url, autocommit=True) as conn:  # the table it owns and its grant
+            conn.execute(psycopg.sql.SQL("DROP OWNED BY {}").format(ident(role)))
         with psycopg.connect(pg_server.admin_url, autocommit=True) as conn:
             conn.execute(psycopg.sql.SQL("DROP OWNED BY {}").format(ident(role)))
             conn.execute(psycopg.sql.SQL("REVOKE ALL ON DATABASE {} FROM {}").format(ident(db_name), ident(role)))

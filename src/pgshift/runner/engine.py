@@ -116,6 +116,7 @@ class StepEngine:
         self.backfill_options = backfill or BackfillOptions()
         self.backfill_schema = backfill_schema or history.schema
         self.result = EngineResult()
+        self._reported_blockers: dict[int, str] = {}  # pid -> the description in result.blockers_seen
         self.autovacuums = Autovacuums(conn, self.notify)
         self.result.autovacuums_cancelled = self.autovacuums.cancelled
         self.index = 0  # the running step, for the owner's failure messages
@@ -366,7 +367,9 @@ class StepEngine:
         found = [b for b in blockers(self.conn, step.lock_tables) if b.xact_age_s > 0]
         for b in found:
             text = b.describe()
-            if text not in self.result.blockers_seen:
+            # Once per session: its description changes at each check, with its transaction's age.
+            if b.pid not in self._reported_blockers:
+                self._reported_blockers[b.pid] = text
                 self.result.blockers_seen.append(text)
             self.notify(f"'{step.label}' needs a strong lock on {', '.join(step.lock_tables)}; "
                         f"it would wait behind {text}")
