@@ -210,3 +210,36 @@ def test_the_refused_contracts_hint_works_take_a_backup_then_contract(tmp_path: 
     done = run_pgshift(["contract"], cwd=project, url=db_url)
     assert done.returncode == 0, done.stderr
     assert "label" not in _columns(conn)
+
+
+def test_an_operation_step_waits_for_the_server_once_between_its_strong_lock_and_its_commit(
+        tmp_path: Path, conn: Conn, db_url: str, monkeypatch: Any) -> None:
+    """Each reply waited for while a step holds ACCESS EXCLUSIVE holds the application's queries back too:
+    the statements after the lock go out together, read by libpq's own protocol trace of the connection."""
+    from psycopg import pq
+
+    traces: list[Path] = []
+    handles: list[Any] = []  # kept open: libpq writes to the descriptor until the connection closes
+    original = psycopg.connect
+
+    def traced(*args: Any, **kwargs: Any) -> Any:
+        connection = original(*args, **kwargs)
+        traces.append(tmp_path / f"trace-{len(traces)}.txt")
+        handles.append(traces[-1].open("w"))
+        connection.pgconn.trace(handles[-1].fileno())
+        connection.pgconn.set_trace_flags(pq.Trace.SUPPRESS_TIMESTAMPS)
+        return connection
+
+    monkeypatch.setattr(psycopg, "connect", traced)
+    project = _project(tmp_path, conn, {"001_ops.ops.yaml": OPS})
+    api.migrate(Settings(database_url=db_url, base_dir=project, migrations_dir="migrations"))
+    monkeypatch.undo()
+    for handle in handles:
+        handle.close()
+    lines = next(text for p in traces if "ADD COLUMN" in (text := p.read_text())).splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("F") and "ADD COLUMN" in line)
+    commit = next(i for i in range(start, len(lines)) if lines[i].startswith("F") and '"COMMIT"' in lines[i])
+    waits = [line for line in lines[start:commit] if "\tReadyForQuery\t" in line]
+    statements = [line for line in lines[start:commit] if "\tParse\t" in line or "\tQuery\t" in line]
+    assert len(statements) >= 3, statements  # the column, the fill function and its trigger, ...
+    assert len(waits) == 1, "\n".join(lines[start:commit])
