@@ -23,19 +23,23 @@ def test_the_transaction_rules_are_marked() -> None:
     assert {r.id for r in GATED} >= {"PS004", "PS014", "PS028", "PS039", "PS042", "PS060"}
 
 
+def _lint_with_only(monkeypatch: pytest.MonkeyPatch, rule: Rule) -> None:
+    """Lint runs ``rule`` alone, as given (the engine otherwise takes the registered rules)."""
+    original = engine._options
+
+    def with_rule(*args: object, **kwargs: object) -> engine.Options:
+        opts = original(*args, **kwargs)  # type: ignore[arg-type]
+        opts.rules = rules_by_kind([rule])
+        return opts
+
+    monkeypatch.setattr(engine, "_options", with_rule)
+
+
 @pytest.mark.parametrize("rule", GATED, ids=lambda r: f"{r.id}-{r.name}")
 def test_a_rule_marked_in_transaction_finds_nothing_outside_one(rule: Rule, tmp_path: Path,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     """Its bad example, with the mark taken off so the engine calls it anyway, run auto-committed."""
-    unmarked = dataclasses.replace(rule, in_transaction=False)
-    original = engine._options
-
-    def only_unmarked(*args: object, **kwargs: object) -> engine.Options:
-        opts = original(*args, **kwargs)  # type: ignore[arg-type]
-        opts.rules = rules_by_kind([unmarked])
-        return opts
-
-    monkeypatch.setattr(engine, "_options", only_unmarked)
+    _lint_with_only(monkeypatch, dataclasses.replace(rule, in_transaction=False))
     inside = lint_snippet(rule.bad, tmp_path, setup=rule.setup, pg_version=rule.example_version)
     assert fired(inside, rule.id)  # in its migration's transaction
     body = rule.bad.replace("BEGIN;", "").replace("COMMIT;", "")
@@ -50,14 +54,6 @@ def test_the_engine_calls_a_transaction_rule_only_inside_one(monkeypatch: pytest
         seen.append((ctx.statement.sql, ctx.tx.active))
         return iter(())
 
-    probe = dataclasses.replace(next(r for r in all_rules() if r.id == "PS042"), check=check)
-    original = engine._options
-
-    def with_probe(*args: object, **kwargs: object) -> engine.Options:
-        opts = original(*args, **kwargs)  # type: ignore[arg-type]
-        opts.rules = rules_by_kind([probe])
-        return opts
-
-    monkeypatch.setattr(engine, "_options", with_probe)
+    _lint_with_only(monkeypatch, dataclasses.replace(next(r for r in all_rules() if r.id == "PS042"), check=check))
     engine.lint_sql("SELECT 1;\nBEGIN;\nSELECT 2;\nCOMMIT;\nSELECT 3;\n")
     assert seen == [("SELECT 2", True), ("COMMIT", True)]

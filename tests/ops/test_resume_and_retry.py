@@ -170,18 +170,25 @@ def test_an_expand_stopped_after_a_concurrent_index_build_does_not_build_it_agai
     assert not any("t_code_idx" in n for n in again), again
 
 
+def _old_reader_until_second_check(blocker: Conn, notes: list[str]) -> Any:
+    """``blocker`` reads t in a transaction older than lock_timeout (300 ms), so the step waits it out
+    without queuing; the notify returned records every message and ends that transaction at check 2/3."""
+    blocker.execute("SELECT * FROM t")
+    time.sleep(0.4)
+
+    def notify(message: str) -> None:
+        notes.append(message)
+        if "waits without queuing" in message and "check 2/3" in message:
+            blocker.rollback()
+
+    return notify
+
+
 def test_waiting_out_an_old_transaction_counts_and_logs_each_check(tmp_path: Path, db_url: str, conn: Conn) -> None:
     settings = _project_with_check(tmp_path, db_url, retries=3)
     notes: list[str] = []
     with psycopg.connect(db_url) as blocker:
-        blocker.execute("SELECT * FROM t")
-        time.sleep(0.4)  # older than lock_timeout (300ms): waited out without queuing behind it
-
-        def notify(message: str) -> None:
-            notes.append(message)
-            if "waits without queuing" in message and "check 2/3" in message:
-                blocker.rollback()
-
+        notify = _old_reader_until_second_check(blocker, notes)
         report = api.migrate(settings, notify=notify)
     waits = [n for n in notes if "waits without queuing" in n]
     assert [n.rsplit("check ", 1)[1].split(" ")[0] for n in waits] == ["1/3", "2/3"], notes
@@ -202,14 +209,7 @@ def test_a_blocker_seen_at_every_check_is_reported_once(tmp_path: Path, db_url: 
     notes: list[str] = []
     with psycopg.connect(db_url) as blocker:
         blocker.execute("SET application_name = 'the_blocker'")
-        blocker.execute("SELECT * FROM t")
-        time.sleep(0.4)  # older than lock_timeout (300ms): waited out without queuing behind it
-
-        def notify(message: str) -> None:
-            notes.append(message)
-            if "waits without queuing" in message and "check 2/3" in message:
-                blocker.rollback()
-
+        notify = _old_reader_until_second_check(blocker, notes)
         pid = blocker.info.backend_pid
         result = service.abort(settings, notify=notify)
     behind = [n for n in notes if f"it would wait behind pid {pid} (the_blocker" in n]
