@@ -5,12 +5,14 @@ test_backup.py); the others decide only where each field lies, so they are built
 
 from __future__ import annotations
 
+import itertools
 import zlib
 from pathlib import Path
 
 import pytest
 
-from pgshift.safety.follow import FollowedRead, Toc, UnknownArchive, _masked, check_final, parse_toc
+from pgshift.safety import follow
+from pgshift.safety.follow import ArchiveFollower, FollowedRead, Toc, UnknownArchive, _masked, check_final, parse_toc
 
 
 def _archive(version: tuple[int, int, int] = (1, 14, 0), *, int_size: int = 4, off_size: int = 8,
@@ -124,3 +126,40 @@ def test_a_finished_archive_that_is_not_the_one_read_back_is_not_taken_for_it(tm
         path.write_bytes(path.read_bytes().replace(b"table_1", b"table_9"))
     check = check_final(path, read)
     assert not check.same and why in check.why, check
+
+
+def _taking(monkeypatch: pytest.MonkeyPatch, data: bytes, block: int) -> tuple[ArchiveFollower, list[int]]:
+    """The follower's bookkeeping fed ``data`` in reads of ``block`` bytes (no pg_dump, no pg_restore:
+    _take is what the feeding thread calls with each read), and the head length of each parse tried."""
+    tries: list[int] = []
+
+    def counted(buf: bytes | bytearray) -> Toc:
+        tries.append(len(buf))
+        return parse_toc(buf)
+
+    monkeypatch.setattr(follow, "parse_toc", counted)
+    follower = ArchiveFollower.__new__(ArchiveFollower)
+    follower._head, follower._toc, follower._parsable, follower._next_try = bytearray(), None, True, 0
+    follower._crc = follower._size = 0
+    for start in range(0, len(data), block):
+        follower._take(data[start:start + block])
+    return follower, tries
+
+
+def test_a_toc_arriving_in_small_reads_is_parsed_once_whole_and_tried_a_logarithmic_number_of_times(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    data, toc = _archive(offsets=tuple(None for _ in range(200)))
+    tail = b"rows " * 20000  # more than the TOC: the head doubles past its end while rows arrive
+    follower, tries = _taking(monkeypatch, data + tail, 64)
+    assert follower._toc == toc and bytes(follower._head) == data  # the head kept is the TOC, nothing after
+    assert follower._crc == zlib.crc32(tail) and follower._size == len(data) + len(tail)
+    # Each try waits for the head to double: about log2(TOC / first read) tries, not one per read.
+    assert len(tries) <= (len(data) // 64).bit_length() + 1, tries
+    assert all(b >= 2 * a for a, b in itertools.pairwise(tries)), tries
+
+
+def test_an_archive_the_reader_does_not_know_is_not_held_while_it_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    data, _ = _archive(version=(1, 17, 0))
+    follower, tries = _taking(monkeypatch, data + b"rows " * 2000, 64)
+    assert follower._toc is None and not follower._parsable and len(tries) == 1
+    assert len(follower._head) == 64  # the first read only: the rest of the archive is not kept in memory
