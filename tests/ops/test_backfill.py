@@ -797,6 +797,58 @@ def test_after_sessions_waited_on_a_batch_the_size_holds_for_calm_batches_then_g
                         ).fetchone() == (1, 1, 2)
 
 
+def test_a_session_that_waited_past_half_the_target_halves_the_next_batch_exactly(
+    tmp_path: Path, db_url: str, conn: psycopg.Connection[Any]
+) -> None:
+    _trades(conn, 1_000)
+    # As above, but the app's wait on row 1 (about a second) is past half of a 1 s target.
+    slow_200 = "hits = hits + 1 + coalesce(CASE WHEN id = 200 THEN (pg_sleep(1) IS NULL)::int END, 0)"
+    options = BackfillOptions(initial_batch=200, min_batch=10, max_batch=400, target_ms=1_000, max_lock_ms=None,
+                              max_lag_s=None)
+
+    def app() -> None:
+        with psycopg.connect(db_url, autocommit=True) as c:
+            deadline = time.monotonic() + 10
+            while not c.execute("SELECT 1 FROM pg_stat_activity WHERE wait_event = 'PgSleep' AND datname = "
+                                "current_database()").fetchone() and time.monotonic() < deadline:
+                time.sleep(0.01)
+            c.execute("UPDATE trades SET qty = qty + 1 WHERE id = 1")  # waits for the batch's commit
+
+    thread = threading.Thread(target=app)
+    thread.start()
+    seen: list[Progress] = []
+
+    def first_batch_only(p: Progress) -> None:
+        seen.append(p)
+        raise _Interrupt
+
+    try:
+        with pytest.raises(_Interrupt):
+            service.backfill(_settings(tmp_path, db_url), BackfillSpec("trades", slow_200), options,
+                             progress=first_batch_only)
+    finally:
+        thread.join()
+    assert seen[0].waiters == 1 and seen[0].waited_ms >= 500, seen[0]
+    assert seen[0].batch_size == 100  # half of 200: not a third, not merely held
+
+
+def test_cuts_at_the_minimum_size_count_again_from_zero_after_a_committed_batch(
+    tmp_path: Path, db_url: str, conn: psycopg.Connection[Any]
+) -> None:
+    """Three cuts in a row at the minimum size fail the backfill; two, a committed batch, then two more
+    do not. Rows 5 and 15 are slow in their batch's first two attempts only (a sequence each: it
+    counts the attempts a rollback undoes)."""
+    _trades(conn, 40)
+    conn.execute("CREATE SEQUENCE first_tries; CREATE SEQUENCE second_tries")
+    slow = ("hits = hits + 1 + coalesce(CASE WHEN id = 5 THEN CASE WHEN nextval('first_tries') <= 2 THEN "
+            "(pg_sleep(0.3) IS NULL)::int END WHEN id = 15 THEN CASE WHEN nextval('second_tries') <= 2 THEN "
+            "(pg_sleep(0.3) IS NULL)::int END END, 0)")
+    options = BackfillOptions(initial_batch=10, min_batch=10, max_batch=10, max_lock_ms=100, max_lag_s=None)
+    result = service.backfill(_settings(tmp_path, db_url), BackfillSpec("trades", slow), options)
+    assert result.cut_batches == 4 and result.rows == 40
+    assert conn.execute("SELECT min(hits), max(hits) FROM trades").fetchone() == (1, 1)
+
+
 def test_the_keyset_lookup_runs_without_parallel_workers(tmp_path: Path, db_url: str,
                                                          conn: psycopg.Connection[Any]) -> None:
     """Profiled at 1M rows (docs/benchmarks.md): on a column expand had just added (no statistics),
