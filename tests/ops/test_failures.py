@@ -249,3 +249,20 @@ def test_a_contract_stopped_in_a_concurrent_drop_at_that_step_can_no_longer_be_a
     assert conn.execute("SELECT phase FROM pgshift.ops_state WHERE version = '002'").fetchone() == ("contracting",)
     service.contract(settings)  # as the hint says
     assert conn.execute("SELECT to_regclass('t_qty_old')").fetchone() == (None,)
+
+
+def test_a_step_sent_in_one_pipeline_names_the_statement_that_failed_and_rolls_all_back(
+        tmp_path: Path, db_url: str, conn: Conn) -> None:
+    """The column is added by the step's first statement; its default, the second, fails: the message
+    names that one (the step's statements go out together, so the failing reply is found by its place)."""
+    conn.execute("CREATE TABLE items (id bigint PRIMARY KEY, qty int); INSERT INTO items VALUES (1, 1)")
+    settings = make_project(tmp_path, db_url, {"001_ops.ops.yaml": (
+        "operations:\n  - add_column:\n      table: items\n"
+        "      column: {name: note, type: int, default: \"'abc'\", nullable: false}\n      up: qty\n")})
+    with pytest.raises(MigrationFailed) as failed:
+        api.migrate(settings)
+    message = str(failed.value)
+    assert 'Statement: ALTER TABLE "public"."items" ALTER COLUMN "note" SET DEFAULT \'abc\'' in message, message
+    assert 'invalid input syntax for type integer: "abc"' in message and "rolled back" in message
+    assert conn.execute("SELECT count(*) FROM pg_attribute WHERE attrelid = 'items'::regclass AND attname = 'note'"
+                        ).fetchone() == (0,)
