@@ -13,7 +13,8 @@ cancelled; with the default 1 s, pgshift's lock_timeout ends the wait first and 
 Here an embedded cluster, ``trades`` in 8 partitions of 1,000 rows, the bench's rename_column expanded; then the
 contract runs while the application reads in transactions younger than lock_timeout (so pgshift queues instead of
 holding off). ``--lock-parent-first`` puts ``LOCK TABLE trades IN ACCESS EXCLUSIVE MODE`` (parent, then its
-partitions) before the DROP TRIGGER, the candidate fix: no failed read.
+partitions) before the DROP TRIGGER, the candidate fix: no failed read. pgshift does that itself since
+f77316a (pgshift.ops.plan.Plan.drop_sync): without the flag, 0 failed reads in 2 runs after it, 5 in 6 before.
 """
 
 from __future__ import annotations
