@@ -764,15 +764,12 @@ def test_a_batch_cut_by_the_lock_limit_is_tried_again_at_exactly_half(
     assert conn.execute("SELECT count(*), max(id) FROM trades WHERE hits = 1").fetchone() == (200, 200)
 
 
-def test_after_sessions_waited_on_a_batch_the_size_holds_for_calm_batches_then_grows(
-    tmp_path: Path, db_url: str, conn: psycopg.Connection[Any]
-) -> None:
-    _trades(conn, 3_000)
-    # Row 200, the first batch's last, takes a second: the app's update of row 1 waits on the batch
-    # meanwhile. With a 10 s target every batch is fast, so the size would grow by 1.5 each time.
-    slow_200 = "hits = hits + 1 + coalesce(CASE WHEN id = 200 THEN (pg_sleep(1) IS NULL)::int END, 0)"
-    options = BackfillOptions(initial_batch=200, min_batch=10, max_batch=400, target_ms=10_000, max_lock_ms=None,
-                              max_lag_s=None, calm_batches=2)
+# Row 200 takes a second to update: the batch that holds it keeps its row locks meanwhile.
+SLOW_ROW_200 = "hits = hits + 1 + coalesce(CASE WHEN id = 200 THEN (pg_sleep(1) IS NULL)::int END, 0)"
+
+
+def _update_row_1_during_the_sleep(db_url: str) -> threading.Thread:
+    """A started application thread whose update of row 1 waits on the batch sleeping on row 200."""
 
     def app() -> None:
         with psycopg.connect(db_url, autocommit=True) as c:
@@ -784,9 +781,22 @@ def test_after_sessions_waited_on_a_batch_the_size_holds_for_calm_batches_then_g
 
     thread = threading.Thread(target=app)
     thread.start()
+    return thread
+
+
+def test_after_sessions_waited_on_a_batch_the_size_holds_for_calm_batches_then_grows(
+    tmp_path: Path, db_url: str, conn: psycopg.Connection[Any]
+) -> None:
+    _trades(conn, 3_000)
+    # Row 200, the first batch's last, takes a second: the app's update of row 1 waits on the batch
+    # meanwhile. With a 10 s target every batch is fast, so the size would grow by 1.5 each time.
+    options = BackfillOptions(initial_batch=200, min_batch=10, max_batch=400, target_ms=10_000, max_lock_ms=None,
+                              max_lag_s=None, calm_batches=2)
+
+    thread = _update_row_1_during_the_sleep(db_url)
     seen: list[Progress] = []
     try:
-        result = service.backfill(_settings(tmp_path, db_url), BackfillSpec("trades", slow_200), options,
+        result = service.backfill(_settings(tmp_path, db_url), BackfillSpec("trades", SLOW_ROW_200), options,
                                   progress=seen.append)
     finally:
         thread.join()
@@ -802,20 +812,10 @@ def test_a_session_that_waited_past_half_the_target_halves_the_next_batch_exactl
 ) -> None:
     _trades(conn, 1_000)
     # As above, but the app's wait on row 1 (about a second) is past half of a 1 s target.
-    slow_200 = "hits = hits + 1 + coalesce(CASE WHEN id = 200 THEN (pg_sleep(1) IS NULL)::int END, 0)"
     options = BackfillOptions(initial_batch=200, min_batch=10, max_batch=400, target_ms=1_000, max_lock_ms=None,
                               max_lag_s=None)
 
-    def app() -> None:
-        with psycopg.connect(db_url, autocommit=True) as c:
-            deadline = time.monotonic() + 10
-            while not c.execute("SELECT 1 FROM pg_stat_activity WHERE wait_event = 'PgSleep' AND datname = "
-                                "current_database()").fetchone() and time.monotonic() < deadline:
-                time.sleep(0.01)
-            c.execute("UPDATE trades SET qty = qty + 1 WHERE id = 1")  # waits for the batch's commit
-
-    thread = threading.Thread(target=app)
-    thread.start()
+    thread = _update_row_1_during_the_sleep(db_url)
     seen: list[Progress] = []
 
     def first_batch_only(p: Progress) -> None:
@@ -824,7 +824,7 @@ def test_a_session_that_waited_past_half_the_target_halves_the_next_batch_exactl
 
     try:
         with pytest.raises(_Interrupt):
-            service.backfill(_settings(tmp_path, db_url), BackfillSpec("trades", slow_200), options,
+            service.backfill(_settings(tmp_path, db_url), BackfillSpec("trades", SLOW_ROW_200), options,
                              progress=first_batch_only)
     finally:
         thread.join()
