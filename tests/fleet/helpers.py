@@ -28,10 +28,13 @@ def mark(members: list[Member], marker: str = "sleep_marker") -> None:
 
 
 def sleeping(member: Member) -> bool:
-    """Whether a session other than this one is in the 60 s sleep on the target's database."""
+    """Whether a session other than this one is in the 60 s sleep on the target's database: waiting in
+    pg_sleep now, not merely showing the statement's text (an idle session's last query, or the same DO
+    block run where the marker is absent, shows it too)."""
     with member.connect() as conn:
         row = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                           "AND query LIKE '%pg_sleep(60)%' AND pid <> pg_backend_pid()").fetchone()
+                           "AND query LIKE '%pg_sleep(60)%' AND state = 'active' AND wait_event = 'PgSleep' "
+                           "AND pid <> pg_backend_pid()").fetchone()
         return row == (1,)
 
 
