@@ -36,8 +36,8 @@ class Blocker:
 
 
 def blockers(conn: psycopg.Connection[Any], tables: list[str], modes: list[str] | None = None) -> list[Blocker]:
-    """Sessions holding any lock (or one of ``modes``) on these tables: an ACCESS EXCLUSIVE request
-    would queue behind them."""
+    """Sessions holding any lock (or one of ``modes``) on these tables or their partitions: an ACCESS
+    EXCLUSIVE request would queue behind them."""
     if not tables:
         return []
     rows = conn.execute(
@@ -51,10 +51,12 @@ def blockers(conn: psycopg.Connection[Any], tables: list[str], modes: list[str] 
                coalesce(a.query LIKE '%%(to prevent wraparound)%%', false)
         FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
         WHERE l.locktype = 'relation' AND l.granted AND l.pid <> pg_backend_pid()
-          AND l.relation = ANY (SELECT to_regclass(t)::oid FROM unnest(%s::text[]) t)
+          AND l.relation IN (  -- a partitioned table's statement locks its partitions too (autovacuum works on those)
+              SELECT to_regclass(t)::oid FROM unnest(%s::text[]) t
+              UNION ALL SELECT p.relid FROM unnest(%s::text[]) t, pg_partition_tree(to_regclass(t)) p)
           AND (%s::text[] IS NULL OR l.mode = ANY (%s::text[]))
         ORDER BY 4 DESC
-        """, (tables, modes, modes)).fetchall()
+        """, (tables, tables, modes, modes)).fetchall()
     return [Blocker(int(r[0]), r[1], r[2], float(r[3]), r[4], bool(r[5]), bool(r[6])) for r in rows]
 
 
