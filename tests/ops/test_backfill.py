@@ -934,3 +934,33 @@ def test_a_line_comment_in_the_set_or_where_ends_with_it(tmp_path: Path, db_url:
     assert result.rows == 150
     assert conn.execute("SELECT count(*) FILTER (WHERE hits = 1), max(hits), max(id) FILTER (WHERE hits = 1) "
                         "FROM trades").fetchone() == (150, 1, 150)
+
+
+@pytest.mark.parametrize(("flag", "text", "why"), [
+    ("--where", "status IS NULL /* the open ones", "unclosed /* comment"),
+    ("--where", "status IS NULL; DELETE FROM trades", "';'"),
+    ("--set", "hits = 1 WHERE false; DELETE FROM trades; SELECT 1", "';'"),
+    ("--where", "qty > 5) OR (true", "parenthes"),
+    ("--where", "(qty > 5", "parenthes"),
+    ("--set", "hits = hits + 1 FROM (SELECT 1) AS x", "FROM"),
+    ("--set", "hits = hits + 1 RETURNING id", "RETURNING"),
+    ("--where", "status = 'open", "unclosed quoted string"),
+])
+def test_a_set_or_where_that_is_not_one_expression_is_refused_before_anything_runs(
+    flag: str, text: str, why: str, tmp_path: Path, db_url: str, conn: psycopg.Connection[Any]
+) -> None:
+    """--set and --where are pasted into each batch's statements: an unclosed comment, a ';' and another
+    statement, or a parenthesis closing the batch's own would run something else than the backfill (the
+    DELETE ran in the clause check, before any batch). Refused by its own code, naming the flag."""
+    _trades(conn, 20)
+    before = conn.execute("SELECT count(*), sum(hits), count(*) FILTER (WHERE status IS NULL) FROM trades").fetchone()
+    clauses = {"--set": "hits = hits + 1", "--where": "status IS NULL", flag: text}
+    result = run_pgshift(["backfill", "--table", "trades", "--set", clauses["--set"], "--where", clauses["--where"],
+                          "--json"], cwd=tmp_path, url=db_url)
+    assert result.returncode == 38, result.stderr
+    error = json.loads(result.stderr)["error"]
+    assert error["code"] == "backfill-clause"
+    assert flag in error["message"] and why in error["message"] and "nothing was run" in error["message"]
+    assert conn.execute("SELECT count(*), sum(hits), count(*) FILTER (WHERE status IS NULL) "
+                        "FROM trades").fetchone() == before
+    assert conn.execute("SELECT to_regclass('pgshift.backfills')").fetchone() == (None,)
