@@ -773,6 +773,9 @@ class Backfiller:
         """One batch in two round trips: BEGIN, its settings and the keyset lookup; then the locked
         statement and the COMMIT. Rolled back on any error."""
         opts = self.options
+        # Set again once this attempt sends its locked statement: a retry after a lock timeout must not read a
+        # timeout of its lookup as the lock limit reached.
+        self._locked_at = None
         settings = {"statement_timeout": f"{opts.statement_timeout_ms}ms", "lock_timeout": f"{opts.lock_timeout_ms}ms"}
         if target.key:
             # A column expand just added has no statistics, and the planner takes `col IS NULL` for rare:
