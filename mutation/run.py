@@ -38,6 +38,7 @@ from typing import Any
 
 import cosmic_ray.plugins
 import parso
+from carry import carried  # mutation/, the script's folder
 from cosmic_ray.ast import ast_nodes, get_ast_from_path
 from cosmic_ray.mutating import mutate_and_test
 from cosmic_ray.operators.operator import Example, Operator
@@ -95,7 +96,7 @@ class Mutant:
     seconds: float = 0.0
     diff: str = ""
     # Why a survivor is not a gap: "equivalent: ..." (no test can tell it apart) or what else was found.
-    # Written by hand in results/<target>.json; kept across runs while the mutant's change is the same.
+    # Written by hand in results/<target>.json; kept across runs with the mutant (mutation/carry.py).
     note: str = ""
 
 
@@ -221,41 +222,29 @@ def test_command(target: Target) -> str:
                        *target.tests])
 
 
-def change_of(diff: str) -> tuple[str, ...]:
-    """A mutant's change as its removed and added lines, without their position."""
-    return tuple(line[1:].strip() for line in diff.splitlines()
-                 if line[:1] in "+-" and not line.startswith(("---", "+++")))
-
-
-def candidate_changes(module: Path, chosen: list[Mutant]) -> list[tuple[str, str, tuple[str, ...]]]:
-    """Each chosen mutant's (operator, function, change), computed without running anything."""
+def candidate_diffs(module: Path, chosen: list[Mutant]) -> list[tuple[str, str, str]]:
+    """Each chosen mutant's (operator, function, diff), computed without running anything."""
     import difflib
 
     from cosmic_ray.mutating import mutate_code
 
     code = module.read_text()
-    keys = []
+    found = []
     for m in chosen:
         mutated = mutate_code(code, cosmic_ray.plugins.get_operator(m.operator)(), m.occurrence) or code
         diff = "\n".join(difflib.unified_diff(code.splitlines(), mutated.splitlines(), "a", "b", lineterm=""))
-        keys.append((m.operator, m.function, change_of(diff)))
-    return keys
+        found.append((m.operator, m.function, diff))
+    return found
 
 
 def previous_outcomes(target: Target, module: Path, chosen: list[Mutant]) -> list[dict[str, Any] | None] | None:
-    """For each chosen mutant, the last run's result of the same change (same operator, function and
-    changed lines, wherever they now are: an edit elsewhere in the module moves lines and occurrences)."""
+    """For each chosen mutant, the last run's result of the same mutant (same operator, function, change and
+    surrounding lines, wherever they now are: an edit elsewhere in the module moves lines and occurrences;
+    see mutation/carry.py)."""
     path = RESULTS / f"{target.name}.json"
     if not path.exists():
         return None
-    old: dict[tuple[str, str, tuple[str, ...]], list[dict[str, Any]]] = {}
-    for m in json.loads(path.read_text())["mutants"]:
-        if m["diff"]:
-            old.setdefault((m["operator"], m["function"], change_of(m["diff"])), []).append(m)
-    found: list[dict[str, Any] | None] = []
-    for key in candidate_changes(module, chosen):
-        same = old.get(key)
-        found.append(same.pop(0) if same else None)
+    found = carried(json.loads(path.read_text())["mutants"], candidate_diffs(module, chosen))
     return found if any(found) else None
 
 

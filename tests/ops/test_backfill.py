@@ -934,3 +934,80 @@ def test_a_line_comment_in_the_set_or_where_ends_with_it(tmp_path: Path, db_url:
     assert result.rows == 150
     assert conn.execute("SELECT count(*) FILTER (WHERE hits = 1), max(hits), max(id) FILTER (WHERE hits = 1) "
                         "FROM trades").fetchone() == (150, 1, 150)
+
+
+@pytest.mark.parametrize(("flag", "text", "why"), [
+    ("--where", "status IS NULL /* the open ones", "unclosed /* comment"),
+    ("--where", "status IS NULL; DELETE FROM trades", "';'"),
+    ("--set", "hits = 1 WHERE false; DELETE FROM trades; SELECT 1", "';'"),
+    ("--where", "qty > 5) OR (true", "parenthes"),
+    ("--where", "(qty > 5", "parenthes"),
+    ("--set", "hits = hits + 1 FROM (SELECT 1) AS x", "FROM"),
+    ("--set", "hits = hits + 1 RETURNING id", "RETURNING"),
+    ("--where", "status = 'open", "unclosed quoted string"),
+])
+def test_a_set_or_where_that_is_not_one_expression_is_refused_before_anything_runs(
+    flag: str, text: str, why: str, tmp_path: Path, db_url: str, conn: psycopg.Connection[Any]
+) -> None:
+    """--set and --where are pasted into each batch's statements: an unclosed comment, a ';' and another
+    statement, or a parenthesis closing the batch's own would run something else than the backfill (the
+    DELETE ran in the clause check, before any batch). Refused by its own code, naming the flag."""
+    _trades(conn, 20)
+    before = conn.execute("SELECT count(*), sum(hits), count(*) FILTER (WHERE status IS NULL) FROM trades").fetchone()
+    clauses = {"--set": "hits = hits + 1", "--where": "status IS NULL", flag: text}
+    result = run_pgshift(["backfill", "--table", "trades", "--set", clauses["--set"], "--where", clauses["--where"],
+                          "--json"], cwd=tmp_path, url=db_url)
+    assert result.returncode == 38, result.stderr
+    error = json.loads(result.stderr)["error"]
+    assert error["code"] == "backfill-clause"
+    assert flag in error["message"] and why in error["message"] and "nothing was run" in error["message"]
+    assert conn.execute("SELECT count(*), sum(hits), count(*) FILTER (WHERE status IS NULL) "
+                        "FROM trades").fetchone() == before
+    assert conn.execute("SELECT to_regclass('pgshift.backfills')").fetchone() == (None,)
+
+
+
+def test_a_lookup_past_the_statement_timeout_after_a_lock_timeout_retry_is_not_a_lock_limit_cut(
+    db_url: str, conn: psycopg.Connection[Any]
+) -> None:
+    """The first attempt's UPDATE timed out on a row the application held and was retried; the retry's keyset
+    lookup (no row lock held yet) then ran past the statement_timeout. The first attempt's mark of its locked
+    statement was still set, so this read as a batch cut at the lock limit: halved and tried again, with a
+    message blaming the lock limit, instead of the statement_timeout's own handling."""
+    _trades(conn, 300)
+    History(conn, "pgshift").ensure()
+    conn.execute("CREATE TABLE slow_flag (on_ boolean NOT NULL)")
+    conn.execute("INSERT INTO slow_flag VALUES (false)")
+    conn.execute("CREATE FUNCTION slow_when_flagged() RETURNS boolean LANGUAGE plpgsql VOLATILE AS $$ BEGIN "
+                 "IF (SELECT on_ FROM slow_flag) THEN PERFORM pg_sleep(3); END IF; RETURN true; END $$")
+    conn.execute("SELECT slow_when_flagged()")  # compiled here, not in the first batch's lookup
+    held, release = threading.Event(), threading.Event()
+
+    def app_holds_row_50() -> None:
+        with psycopg.connect(db_url) as c:
+            c.execute("UPDATE trades SET qty = qty WHERE id = 50")
+            held.set()
+            release.wait(10)
+
+    def between_attempts(_seconds: float) -> None:  # the lookup is slow from now on; the row is let go
+        with psycopg.connect(db_url, autocommit=True) as c:
+            c.execute("UPDATE slow_flag SET on_ = true")
+        release.set()
+
+    app = threading.Thread(target=app_holds_row_50)
+    app.start()
+    held.wait(5)
+    notes: list[str] = []
+    options = BackfillOptions(initial_batch=100, min_batch=100, max_batch=100, max_lock_ms=400,
+                              statement_timeout_ms=1_000, max_lag_s=None, count_total=False)
+    try:
+        with pytest.raises(PgshiftError) as info:
+            Backfiller(conn, "pgshift", BackfillSpec("trades", "hits = hits + 1", "slow_when_flagged()"), options,
+                       notify=notes.append, sleep=between_attempts).run()
+    finally:
+        release.set()
+        app.join()
+    assert any("batch lock timeout; retry" in n for n in notes), (notes, str(info.value))
+    assert not any("lock limit" in n for n in notes), notes
+    assert "exceeded the statement_timeout (1000 ms) even at the minimum batch size" in str(info.value)
+    assert conn.execute("SELECT max(hits) FROM trades").fetchone() == (0,)

@@ -316,6 +316,17 @@ def _filled_by(k: str, b: Node) -> str | None:
     return None
 
 
+def _moved_table(k: str, b: Node) -> tuple[str, str] | None:
+    """(old name, new name) of a table a RENAME TO or SET SCHEMA gives a new name."""
+    if k == "RenameStmt" and b.get("renameType") == "OBJECT_TABLE" and b.get("newname"):
+        old = relname(b.get("relation"))
+        return old, (old.rsplit(".", 1)[0] + "." if "." in old else "") + str(b["newname"])
+    if k == "AlterObjectSchemaStmt" and b.get("objectType") == "OBJECT_TABLE" and b.get("newschema"):
+        old = relname(b.get("relation"))
+        return old, qualified([str(b["newschema"]), old.rsplit(".", 1)[-1]])
+    return None
+
+
 def _dropped_tables(b: Node) -> list[str]:
     if b.get("removeType") != "OBJECT_TABLE":
         return []
@@ -523,9 +534,8 @@ class _Linter:
         elif k == "DropStmt":
             for table in _dropped_tables(b):
                 self._forget(table, unit)
-        elif k == "RenameStmt" and b.get("renameType") == "OBJECT_TABLE" and b.get("newname"):
-            old = relname(b.get("relation"))
-            new = (old.rsplit(".", 1)[0] + "." if "." in old else "") + str(b["newname"])
+        elif moved := _moved_table(k, b):
+            old, new = moved
             for names in (unit.created, run.fresh):
                 if old in names:
                     names.discard(old)

@@ -231,29 +231,71 @@ class Schema:
         for obj in stmt.get("objects") or ():
             name = qualified(strings(obj.get("List", {}).get("items")))
             if remove in ("OBJECT_TABLE", "OBJECT_MATVIEW"):
-                table = self.tables.pop(name, None)
-                if table is not None:
-                    for ix in table.indexes:
-                        self.index_tables.pop(index_key(table.name, ix), None)
+                self._forget_table(name)
             elif remove == "OBJECT_INDEX" and name in self.index_tables:
                 owner = self.tables.get(self.index_tables.pop(name))
                 if owner:
                     owner.indexes.pop(_bare(name), None)
+            elif remove == "OBJECT_SCHEMA" and stmt.get("behavior") == "DROP_CASCADE":
+                schema = str(obj.get("String", {}).get("sval", ""))
+                for table_name in [t for t in self.tables if "." in t and t.rsplit(".", 1)[0] == schema]:
+                    self._forget_table(table_name)
+
+    def _forget_table(self, name: str) -> None:
+        table = self.tables.pop(name, None)
+        if table is not None:
+            for ix in table.indexes:
+                self.index_tables.pop(index_key(table.name, ix), None)
+
+    def _move_table(self, table: Table, new_name: str) -> None:
+        """Rename ``table`` (or move it to another schema): its indexes go with it, so the index -> table
+        map names the table by its new name, and the indexes by their new schema."""
+        for ix in table.indexes:
+            self.index_tables.pop(index_key(table.name, ix), None)
+        self.tables.pop(table.name, None)
+        table.name = new_name
+        self.tables[new_name] = table
+        for ix in table.indexes:
+            self.index_tables[index_key(new_name, ix)] = new_name
+
+    def _rename_index(self, key: str, new: str) -> None:
+        owner = self.tables.get(self.index_tables.pop(key))
+        if owner is None:
+            return
+        index = owner.indexes.pop(_bare(key), None)
+        if index is not None:
+            index.name = new
+            self._add_index(owner, index)
 
     def _on_RenameStmt(self, stmt: Node, origin: str | None) -> None:
         name = relname(stmt.get("relation"))
         table = self.tables.get(name)
         new = str(stmt.get("newname", ""))
-        if table is None or not new:
+        kind = stmt.get("renameType")
+        if not new:
             return
-        if stmt.get("renameType") == "OBJECT_TABLE":
+        if kind in ("OBJECT_INDEX", "OBJECT_TABLE") and table is None and name in self.index_tables:
+            self._rename_index(name, new)  # ALTER TABLE may rename an index too
+        elif table is None:
+            return
+        elif kind == "OBJECT_TABLE":
             schema = name.rsplit(".", 1)[0] + "." if "." in name else ""
-            table.name = schema + new
-            self.tables[table.name] = self.tables.pop(name)
-        elif stmt.get("renameType") == "OBJECT_COLUMN" and stmt.get("subname") in table.columns:
+            self._move_table(table, schema + new)
+        elif kind == "OBJECT_COLUMN" and stmt.get("subname") in table.columns:
             column = table.columns.pop(str(stmt["subname"]))
             column.name = new
             table.columns[new] = column
+        elif kind == "OBJECT_TABCONSTRAINT" and stmt.get("subname") in table.indexes:
+            # A primary key's, unique or exclusion constraint's index takes the constraint's new name.
+            self._rename_index(index_key(table.name, str(stmt["subname"])), new)
+
+    def _on_AlterObjectSchemaStmt(self, stmt: Node, origin: str | None) -> None:
+        if stmt.get("objectType") not in ("OBJECT_TABLE", "OBJECT_MATVIEW"):
+            return
+        table = self.tables.get(relname(stmt.get("relation")))
+        schema = str(stmt.get("newschema", ""))
+        if table is not None and schema:
+            self._move_table(table, qualified([schema, _bare(table.name)]))
 
     def _on_CreateEnumStmt(self, stmt: Node, origin: str | None) -> None:
         self.enum_types.add(qualified(strings(stmt.get("typeName"))))

@@ -33,12 +33,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
+from pglast import parser as pg_parser
 from psycopg import errors as pgerrors
 from psycopg import sql
 from psycopg.pq import TransactionStatus
 
 from pgshift.db.standbys import positions_hidden
 from pgshift.errors import MigrationFailed, server_error_text
+from pgshift.migrations.tree import ParseError, parse
 from pgshift.ops.names import qualified
 from pgshift.runner.retry import RetryPolicy
 
@@ -83,9 +85,66 @@ class BackfillError(MigrationFailed):
     row_security = False  # refused because row-level security policies apply to the backfill's role
 
 
+class BackfillClauseRefused(BackfillError):
+    """--set or --where is not one SET list or condition (a ';', an unclosed comment or quote, a stray parenthesis)."""
+
+    code = "backfill-clause"
+    exit_code = 38
+
+
+_CLAUSE_EXAMPLES = {"--set": "--set \"status = 'PENDING', hits = 0\"", "--where": "--where \"status IS NULL\""}
+
+
+def _clause_problem(flag: str, text: str) -> str | None:
+    """Why ``text`` would not stay the one SET list or condition it is pasted in as, or None. Only the shape
+    is judged here; whether it compiles against the table is the server's (``Backfiller._check_clauses``)."""
+    try:
+        tokens = pg_parser.scan(text)
+    except ParseError as exc:
+        words = str(exc).split(" at or near ", 1)[0]
+        return f"it has an {words.replace('unterminated', 'unclosed')}, which would swallow the rest of the statement"
+    depth = 0
+    for token in tokens:
+        if token.name == "ASCII_59":
+            return (f"its ';' at character {token.start + 1} would end the backfill's statement and run what follows "
+                    "as another one")
+        depth += {"ASCII_40": 1, "ASCII_41": -1}.get(token.name, 0)
+        if depth < 0:
+            return (f"its parentheses do not balance: the ')' at character {token.start + 1} closes one the "
+                    "backfill's statement opened, so the rest would apply outside it")
+    if depth:
+        return f"its parentheses do not balance: {depth} '(' not closed"
+    wrapped = f"UPDATE t SET {text}\n" if flag == "--set" else f"SELECT 1 FROM t WHERE ({text}\n)"
+    try:
+        statements = parse(wrapped)
+    except ParseError:
+        return None  # a syntax error inside it: the server's check says where
+    if flag == "--set":
+        update = statements[0]["UpdateStmt"]
+        extra = [clause for key, clause in (("fromClause", "FROM"), ("whereClause", "WHERE"), ("returningList",
+                 "RETURNING"), ("returningClause", "RETURNING")) if update.get(key)]  # returningClause: libpg_query 17+
+        if extra:
+            return f"it adds a {extra[0]} clause to the UPDATE, where only the SET list goes"
+    return None
+
+
+def check_clause(flag: str, text: str | None) -> None:
+    """Refuse a --set or --where (``flag``) that is not one SET list or condition, before anything runs."""
+    problem = _clause_problem(flag, text) if text else None
+    if problem is None:
+        return
+    what = "SET list" if flag == "--set" else "condition"
+    raise BackfillClauseRefused(
+        f"{flag} {text!r} is not one {what}: {problem}. pgshift pastes {flag} into each batch's statements "
+        f"as it is, so it must be a single {what} (no ';', no unclosed /* comment or quote, balanced parentheses); "
+        "nothing was run.", hint=f"give one {what}, e.g. {_CLAUSE_EXAMPLES[flag]}; run other statements in a "
+        "migration.")
+
+
 @dataclass(frozen=True)
 class BackfillSpec:
-    """What to change: ``UPDATE table SET set_clause WHERE where`` in keyset batches."""
+    """What to change: ``UPDATE table SET set_clause WHERE where`` in keyset batches. A set_clause or where
+    that is not one SET list or condition is refused here (BackfillClauseRefused, naming --set or --where)."""
 
     table: str  # as SQL would name it (quoted or not, schema-qualified or not); with schema: the exact name
     set_clause: str
@@ -94,6 +153,10 @@ class BackfillSpec:
     job: str | None = None  # the progress row's name; default derived from table, set and where
     version: str | None = None  # the migration this backfill belongs to, if any
     schema: str | None = None  # set: ``table`` is the exact name in this schema, nothing folded or parsed
+
+    def __post_init__(self) -> None:
+        check_clause("--set", self.set_clause)
+        check_clause("--where", self.where)
 
     @property
     def job_name(self) -> str:
@@ -710,6 +773,9 @@ class Backfiller:
         """One batch in two round trips: BEGIN, its settings and the keyset lookup; then the locked
         statement and the COMMIT. Rolled back on any error."""
         opts = self.options
+        # Set again once this attempt sends its locked statement: a retry after a lock timeout must not read a
+        # timeout of its lookup as the lock limit reached.
+        self._locked_at = None
         settings = {"statement_timeout": f"{opts.statement_timeout_ms}ms", "lock_timeout": f"{opts.lock_timeout_ms}ms"}
         if target.key:
             # A column expand just added has no statistics, and the planner takes `col IS NULL` for rare:
