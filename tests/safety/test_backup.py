@@ -630,6 +630,50 @@ def test_compare_tables_only_counts_the_tables_it_is_not_to_hash(pg_server: Any,
         assert sum("hash" in s for s in _RecordingCursor.statements) == 3
 
 
+def test_a_large_table_s_rows_are_counted_in_its_byte_for_byte_read_not_scanned_again(
+        pg_server: Any, db_url: str, tmp_path: Path) -> None:
+    """The restore-test reads each large table once: compare_tables only looks for it (no count(*)),
+    and the byte-for-byte read counts its rows. A missing row is still named with both counts, a
+    changed row still differs, and a dropped table is still missing."""
+    seed(db_url, rows=20)
+    settings = make_settings(tmp_path, db_url, pg_server, hash_max_mb=0)  # every table large
+    folder = take_backup(settings, db_url).backup.path  # its quick verification counts the archive
+    manifest = read_manifest(folder)
+    assert {t.qualified: t.rows for t in manifest.tables} == _true_counts(db_url)
+    report = verify_backup(folder, full=True, url=db_url)
+    assert "row counts of 3 large table(s) match, counted in that read" in report.passed, report.passed
+    tool = restore_tool(manifest, settings.backup.pg_bindir)
+    archived = read_archive(folder, manifest, tool, hashed=lambda _: True)
+    large = {(t.schema, t.name) for t in manifest.tables}
+    copy = f"{manifest.database}_copy"
+    with psycopg.connect(db_url, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(copy)))
+        try:
+            restore_into(folder, manifest, tool, db_url, copy)
+            copy_url = with_dbname(db_url, copy)
+
+            def large_rows() -> list[str]:
+                return compare_large_tables(manifest, archived, copy_url, copy, settings.backup.pg_bindir)
+
+            with psycopg.connect(copy_url, autocommit=True, cursor_factory=_RecordingCursor) as conn:
+                _RecordingCursor.statements = []
+                assert compare_tables(conn, manifest, read_elsewhere=large) == []
+                assert not [s for s in _RecordingCursor.statements if "count(*)" in s]
+                assert large_rows() == []
+                conn.execute("DELETE FROM trades WHERE id = 1")
+                assert large_rows() == ["table public.trades has 299 rows, the manifest says 300",
+                                        "the rows of public.trades restored from the archive differ from the archive's"]
+                conn.execute("UPDATE accounts SET balance = balance + 1 WHERE id = 3")  # same count, other rows
+                assert large_rows() == [
+                    "the rows of public.accounts restored from the archive differ from the archive's",
+                    "table public.trades has 299 rows, the manifest says 300",
+                    "the rows of public.trades restored from the archive differ from the archive's"]
+                conn.execute('DROP TABLE audit."Weird Name"')
+                assert compare_tables(conn, manifest, read_elsewhere=large) == ["table audit.Weird Name is missing"]
+        finally:
+            drop_database(admin, copy)
+
+
 def test_compare_schema_names_what_the_restored_database_lacks(pg_server: Any, db_url: str, tmp_path: Path) -> None:
     seed(db_url, rows=20)
     settings = make_settings(tmp_path, db_url, pg_server)
