@@ -16,6 +16,7 @@ import pytest
 from click.testing import CliRunner
 from psycopg import sql
 
+import pgshift.safety.verify as verify
 from pgshift.cli.main import cli
 from pgshift.db.connect import drop_database, with_dbname
 from pgshift.db.history import History
@@ -672,6 +673,37 @@ def test_a_large_table_s_rows_are_counted_in_its_byte_for_byte_read_not_scanned_
                 assert compare_tables(conn, manifest, read_elsewhere=large) == ["table audit.Weird Name is missing"]
         finally:
             drop_database(admin, copy)
+
+
+def test_the_schema_is_compared_while_the_large_tables_are_still_read(
+        pg_server: Any, db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Once post-data is restored, the schema comparison runs beside the large tables' byte-for-byte
+    read (which a primary key's build holds back), not after it."""
+    seed(db_url, rows=20)
+    folder = take_backup(make_settings(tmp_path, db_url, pg_server, hash_max_mb=0), db_url).backup.path
+    schema_compared = threading.Event()
+    schema_first: list[bool] = []
+    real_schema, real_rows = verify.compare_schema, verify.compare_large_tables
+
+    def compare_schema_(*args: Any, **kwargs: Any) -> list[str]:
+        try:
+            return real_schema(*args, **kwargs)
+        finally:
+            schema_compared.set()
+
+    def compare_large_tables_(*args: Any, **kwargs: Any) -> list[str]:
+        problems = real_rows(*args, **kwargs)
+        schema_first.append(schema_compared.wait(timeout=10))  # the read ends only after the schema check
+        return problems
+
+    monkeypatch.setattr(verify, "compare_schema", compare_schema_)
+    monkeypatch.setattr(verify, "compare_large_tables", compare_large_tables_)
+    report = verify_backup(folder, full=True, url=db_url)
+    assert report.ok and schema_first == [True], (report.problems, schema_first)
+    assert [p for p in report.passed if "restored rows" in p or "restored schema" in p] == [
+        "the restored rows of 3 large table(s) equal the archive's",
+        "the restored schema matches the archive's" + (", owners and grants included" if any(
+            "owners and grants included" in p for p in report.passed) else "")]
 
 
 def test_compare_schema_names_what_the_restored_database_lacks(pg_server: Any, db_url: str, tmp_path: Path) -> None:

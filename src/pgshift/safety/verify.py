@@ -525,8 +525,9 @@ def _compare_restored(folder: Path, manifest: Manifest, tool: Tool, url: str, re
                       post_data: Callable[[], None] | None) -> BackupFailed | None:
     """The restored copy against the manifest and the archive. ``post_data`` (the rest of the restore)
     and the large tables' byte-for-byte read (pg_dump of the copy) run beside the counts: separate
-    sessions, each statement of the restore holding one table at a time. The schema is compared once
-    ``post_data`` is done; its failure is returned, not reported (a missing role is retried)."""
+    sessions, each statement of the restore holding one table at a time. The schema is compared as soon
+    as ``post_data`` is done, beside that read if it still runs; a failure of ``post_data`` is returned,
+    not reported (a missing role is retried)."""
     large = [t.qualified for t in manifest.tables if t.check in LARGE]
     with ThreadPoolExecutor(max_workers=3, thread_name_prefix="pgshift-verify-rows") as pool:
         post = pool.submit(post_data) if post_data is not None else None
@@ -542,6 +543,19 @@ def _compare_restored(folder: Path, manifest: Manifest, tool: Tool, url: str, re
                 hashed = sum(1 for t in manifest.tables if t.check in HASHED)
                 report.passed.append(f"row counts of {counted} table(s) match"
                                      + (f", and content hashes of {hashed}" if hashed else ""))
+            failed: BackupFailed | None = None
+            if post is not None:
+                try:
+                    post.result()
+                except BackupFailed as exc:
+                    failed = exc
+            schema: list[str] | BackupFailed | None = None
+            if failed is None:  # beside the large tables' read, which a primary key's build may have held back
+                try:
+                    schema = compare_schema(folder, manifest, tool, url, scratch, bindir, owners=owners,
+                                            archived=schema_script.result())
+                except BackupFailed as exc:
+                    schema = exc
             if rows is not None:
                 data = rows.result()
                 report.problems.extend(data)
@@ -551,13 +565,11 @@ def _compare_restored(folder: Path, manifest: Manifest, tool: Tool, url: str, re
             elif large:
                 report.passed.append(f"{len(large)} large table(s) compared by row count only (another server "
                                      "version, or a backup without a recorded time zone)")
-            if post is not None:
-                try:
-                    post.result()
-                except BackupFailed as exc:
-                    return exc
-            schema = compare_schema(folder, manifest, tool, url, scratch, bindir, owners=owners,
-                                    archived=schema_script.result())
+            if failed is not None:
+                return failed
+            if isinstance(schema, BackupFailed):
+                raise schema
+            assert schema is not None
             report.problems.extend(schema)
             if not schema:
                 report.passed.append("the restored schema matches the archive's"
