@@ -534,7 +534,9 @@ def _compare_restored(folder: Path, manifest: Manifest, tool: Tool, url: str, re
         schema_script = pool.submit(archived_schema, folder, manifest, tool, owners=owners)
         rows = pool.submit(compare_large_tables, manifest, archived, url, scratch, bindir) \
             if large and archived is not None else None
-        read_elsewhere = {(t.schema, t.name) for t in manifest.tables if t.check in LARGE} if rows else set()
+        # Counted in their byte-for-byte read.
+        read_elsewhere = {(t.schema, t.name) for t in manifest.tables if t.check in LARGE} if rows is not None \
+            else set()
         try:
             with connect(with_dbname(url, scratch), application_name="pgshift-verify") as conn:
                 problems = compare_tables(conn, manifest, read_elsewhere=read_elsewhere)
