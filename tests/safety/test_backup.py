@@ -16,6 +16,7 @@ import pytest
 from click.testing import CliRunner
 from psycopg import sql
 
+import pgshift.safety.verify as verify
 from pgshift.cli.main import cli
 from pgshift.db.connect import drop_database, with_dbname
 from pgshift.db.history import History
@@ -628,6 +629,112 @@ def test_compare_tables_only_counts_the_tables_it_is_not_to_hash(pg_server: Any,
         _RecordingCursor.statements = []
         assert compare_tables(conn, hashed) == []  # and the hashed ones are hashed
         assert sum("hash" in s for s in _RecordingCursor.statements) == 3
+
+
+def test_a_large_table_s_rows_are_counted_in_its_byte_for_byte_read_not_scanned_again(
+        pg_server: Any, db_url: str, tmp_path: Path) -> None:
+    """The restore-test reads each large table once: compare_tables only looks for it (no count(*)),
+    and the byte-for-byte read counts its rows. A missing row is still named with both counts, a
+    changed row still differs, and a dropped table is still missing."""
+    seed(db_url, rows=20)
+    settings = make_settings(tmp_path, db_url, pg_server, hash_max_mb=0)  # every table large
+    folder = take_backup(settings, db_url).backup.path  # its quick verification counts the archive
+    manifest = read_manifest(folder)
+    assert {t.qualified: t.rows for t in manifest.tables} == _true_counts(db_url)
+    report = verify_backup(folder, full=True, url=db_url)
+    assert "row counts of 3 large table(s) match, counted in that read" in report.passed, report.passed
+    tool = restore_tool(manifest, settings.backup.pg_bindir)
+    archived = read_archive(folder, manifest, tool, hashed=lambda _: True)
+    large = {(t.schema, t.name) for t in manifest.tables}
+    copy = f"{manifest.database}_copy"
+    with psycopg.connect(db_url, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(copy)))
+        try:
+            restore_into(folder, manifest, tool, db_url, copy)
+            copy_url = with_dbname(db_url, copy)
+
+            def large_rows() -> list[str]:
+                return compare_large_tables(manifest, archived, copy_url, copy, settings.backup.pg_bindir)
+
+            with psycopg.connect(copy_url, autocommit=True, cursor_factory=_RecordingCursor) as conn:
+                _RecordingCursor.statements = []
+                assert compare_tables(conn, manifest, read_elsewhere=large) == []
+                assert not [s for s in _RecordingCursor.statements if "count(*)" in s]
+                assert large_rows() == []
+                conn.execute("DELETE FROM trades WHERE id = 1")
+                assert large_rows() == ["table public.trades has 299 rows, the manifest says 300",
+                                        "the rows of public.trades restored from the archive differ from the archive's"]
+                conn.execute("UPDATE accounts SET balance = balance + 1 WHERE id = 3")  # same count, other rows
+                assert large_rows() == [
+                    "the rows of public.accounts restored from the archive differ from the archive's",
+                    "table public.trades has 299 rows, the manifest says 300",
+                    "the rows of public.trades restored from the archive differ from the archive's"]
+                conn.execute('DROP TABLE audit."Weird Name"')
+                assert compare_tables(conn, manifest, read_elsewhere=large) == ["table audit.Weird Name is missing"]
+        finally:
+            drop_database(admin, copy)
+
+
+def test_the_schema_is_compared_while_the_large_tables_are_still_read(
+        pg_server: Any, db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Once post-data is restored, the schema comparison runs beside the large tables' byte-for-byte
+    read (which a primary key's build holds back), not after it."""
+    seed(db_url, rows=20)
+    folder = take_backup(make_settings(tmp_path, db_url, pg_server, hash_max_mb=0), db_url).backup.path
+    schema_compared = threading.Event()
+    schema_first: list[bool] = []
+    real_schema, real_rows = verify.compare_schema, verify.compare_large_tables
+
+    def compare_schema_(*args: Any, **kwargs: Any) -> list[str]:
+        try:
+            return real_schema(*args, **kwargs)
+        finally:
+            schema_compared.set()
+
+    def compare_large_tables_(*args: Any, **kwargs: Any) -> list[str]:
+        problems = real_rows(*args, **kwargs)
+        schema_first.append(schema_compared.wait(timeout=10))  # the read ends only after the schema check
+        return problems
+
+    monkeypatch.setattr(verify, "compare_schema", compare_schema_)
+    monkeypatch.setattr(verify, "compare_large_tables", compare_large_tables_)
+    report = verify_backup(folder, full=True, url=db_url)
+    assert report.ok and schema_first == [True], (report.problems, schema_first)
+    assert [p for p in report.passed if "restored rows" in p or "restored schema" in p] == [
+        "the restored rows of 3 large table(s) equal the archive's",
+        "the restored schema matches the archive's" + (", owners and grants included" if any(
+            "owners and grants included" in p for p in report.passed) else "")]
+
+
+@pytest.mark.parametrize("fmt", ["custom", "directory"])
+def test_the_restore_test_hashes_only_the_large_tables_rows_in_the_archive(
+        pg_server: Any, db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fmt: str) -> None:
+    """The archive's rows are hashed for the byte-for-byte comparison of the large tables only: a
+    small table is compared by its content hash on the server, so hashing its COPY text is wasted."""
+    seed(db_url, rows=15000)  # accounts, with its indexes, is over 1 MB; the other two are not
+    folder = take_backup(make_settings(tmp_path, db_url, pg_server, hash_max_mb=1), db_url, fmt=fmt).backup.path
+    checks = {t.qualified: t.check for t in read_manifest(folder).tables}
+    assert checks["public.accounts"] == "archive" and checks["public.trades"] in ("hash", "record-hash"), checks
+    read: list[dict[tuple[str, str], Any]] = []
+    real_once, real_read = verify.read_archive_once, verify.read_archive
+
+    def read_archive_once_(*args: Any, **kwargs: Any) -> Any:
+        result = real_once(*args, **kwargs)
+        read.append(result.tables)
+        return result
+
+    def read_archive_(*args: Any, **kwargs: Any) -> Any:
+        result = real_read(*args, **kwargs)
+        read.append(result)
+        return result
+
+    monkeypatch.setattr(verify, "read_archive_once", read_archive_once_)
+    monkeypatch.setattr(verify, "read_archive", read_archive_)
+    report = verify_backup(folder, full=True, url=db_url)
+    assert "the restored rows of 1 large table(s) equal the archive's" in report.passed, report.passed
+    [tables] = read
+    assert {f"{schema}.{name}": data.sha256 is not None for (schema, name), data in tables.items()} == {
+        "public.accounts": True, "public.trades": False, "audit.Weird Name": False}
 
 
 def test_compare_schema_names_what_the_restored_database_lacks(pg_server: Any, db_url: str, tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ import hashlib
 import re
 import secrets
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +36,7 @@ from pgshift.safety.manifest import (
     LARGE,
     MANIFEST,
     Manifest,
+    TableStat,
     now_iso,
     pin_settings,
     read_manifest,
@@ -187,8 +188,11 @@ def restore_into(folder: Path, manifest: Manifest, tool: Tool, url: str, dbname:
     run_tool(argv, env, what=f"restoring {folder.name}{part} into database {dbname}")
 
 
-def compare_tables(conn: psycopg.Connection[Any], manifest: Manifest, *, hashes: bool = True) -> list[str]:
-    """Each manifest table's count (and hash) recomputed in ``conn``; the differences."""
+def compare_tables(conn: psycopg.Connection[Any], manifest: Manifest, *, hashes: bool = True,
+                   read_elsewhere: Collection[TableKey] = ()) -> list[str]:
+    """Each manifest table's count (and hash) recomputed in ``conn``; the differences. The tables in
+    ``read_elsewhere`` are only looked for: their rows are counted in the byte-for-byte read of them
+    (``compare_large_tables``), so a second scan here would only hold their lock longer."""
     pin_settings(conn)
     problems: list[str] = []
     for table in manifest.tables:
@@ -198,19 +202,26 @@ def compare_tables(conn: psycopg.Connection[Any], manifest: Manifest, *, hashes:
         if not exists or exists[0] is None:
             problems.append(f"table {table.qualified} is missing")
             continue
+        if (table.schema, table.name) in read_elsewhere:
+            continue
         limit = None if (hashes and table.check in HASHED) else -1
         got = table_stat(conn, table.schema, table.name, 0, hash_max_bytes=limit, method=table.check)
         if got.rows != table.rows:
-            problems.append(f"table {table.qualified} has {got.rows} rows, the manifest says {table.rows}")
+            problems.append(wrong_count(table, got.rows))
         elif limit is None and got.content_hash != table.content_hash:
             problems.append(f"table {table.qualified} has the right row count but different content "
                             f"(hash {got.content_hash}, manifest {table.content_hash})")
     return problems
 
 
+def wrong_count(table: TableStat, rows: int | None) -> str:
+    return f"table {table.qualified} has {rows} rows, the manifest says {table.rows}"
+
+
 def compare_large_tables(manifest: Manifest, archived: dict[TableKey, TableData], url: str, dbname: str,
                          bindir: str | Path | None) -> list[str]:
-    """The rows of every count-only table, restored, against the archive's rows, byte for byte.
+    """The rows of every count-only table, restored, against the archive's rows, byte for byte, and
+    their number (counted in the same read) against the manifest's.
 
     Tables above ``backup.hash_max_mb`` get no content hash at backup time (it would cost another
     full read of them while pg_dump runs); this is their content check. The restored table is read
@@ -230,6 +241,8 @@ def compare_large_tables(manifest: Manifest, archived: dict[TableKey, TableData]
     for table in tables:
         key = (table.schema, table.name)
         ours, theirs = restored.get(key), archived.get(key)
+        if ours is not None and table.rows is not None and ours.rows != table.rows:
+            problems.append(wrong_count(table, ours.rows))  # counted in this read: not scanned twice
         if ours is None or theirs is None or ours.sha256 != theirs.sha256:
             problems.append(f"the rows of {table.qualified} restored from the archive differ from the archive's")
     return problems
@@ -349,10 +362,17 @@ def _verify(folder: Path, report: VerifyReport, full: bool, url: str | None,
 def _read_back(folder: Path, manifest: Manifest, tool: Tool, report: VerifyReport, single: bool, large: bool,
                preread: ArchiveRead | None) -> dict[TableKey, TableData] | None:
     """The quick verification's read of the archive: its sha256 (single file), every byte through
-    pg_restore, each table's rows against the manifest; the rows read, or None on a problem."""
+    pg_restore, each table's rows against the manifest; the rows read, or None on a problem. With
+    ``large``, the large tables' rows are hashed for their byte-for-byte comparison (only theirs: the
+    others are compared by their content hash on the server)."""
+    compared = {(t.schema, t.name) for t in manifest.tables if t.check in LARGE} if large else set()
+
+    def hashed(key: TableKey) -> bool:
+        return key in compared
+
     if single:
         read = preread if preread is not None and not large else \
-            read_archive_once(folder / manifest.dump, tool, hashed=lambda _: large)
+            read_archive_once(folder / manifest.dump, tool, hashed=hashed)
         if read.sha256 != manifest.files[0].sha256:
             report.problems.append(changed_file(manifest.files[0].path))
             return None
@@ -365,7 +385,7 @@ def _read_back(folder: Path, manifest: Manifest, tool: Tool, report: VerifyRepor
     else:
         report.passed.append(f"sha256 of {len(manifest.files)} file(s) match the manifest")
         try:
-            archived = read_archive(folder, manifest, tool, hashed=lambda _: large)
+            archived = read_archive(folder, manifest, tool, hashed=hashed)
         except BackupFailed as exc:
             report.problems.append(exc.message)
             return None
@@ -512,37 +532,53 @@ def _compare_restored(folder: Path, manifest: Manifest, tool: Tool, url: str, re
                       post_data: Callable[[], None] | None) -> BackupFailed | None:
     """The restored copy against the manifest and the archive. ``post_data`` (the rest of the restore)
     and the large tables' byte-for-byte read (pg_dump of the copy) run beside the counts: separate
-    sessions, each statement of the restore holding one table at a time. The schema is compared once
-    ``post_data`` is done; its failure is returned, not reported (a missing role is retried)."""
+    sessions, each statement of the restore holding one table at a time. The schema is compared as soon
+    as ``post_data`` is done, beside that read if it still runs; a failure of ``post_data`` is returned,
+    not reported (a missing role is retried)."""
     large = [t.qualified for t in manifest.tables if t.check in LARGE]
     with ThreadPoolExecutor(max_workers=3, thread_name_prefix="pgshift-verify-rows") as pool:
         post = pool.submit(post_data) if post_data is not None else None
         schema_script = pool.submit(archived_schema, folder, manifest, tool, owners=owners)
         rows = pool.submit(compare_large_tables, manifest, archived, url, scratch, bindir) \
             if large and archived is not None else None
+        # Counted in their byte-for-byte read.
+        read_elsewhere = {(t.schema, t.name) for t in manifest.tables if t.check in LARGE} if rows is not None \
+            else set()
         try:
             with connect(with_dbname(url, scratch), application_name="pgshift-verify") as conn:
-                problems = compare_tables(conn, manifest)
+                problems = compare_tables(conn, manifest, read_elsewhere=read_elsewhere)
             report.problems.extend(problems)
-            if not problems:
+            if not problems and (counted := len(manifest.tables) - len(read_elsewhere)):
                 hashed = sum(1 for t in manifest.tables if t.check in HASHED)
-                report.passed.append(f"row counts of {len(manifest.tables)} table(s) match"
+                report.passed.append(f"row counts of {counted} table(s) match"
                                      + (f", and content hashes of {hashed}" if hashed else ""))
+            failed: BackupFailed | None = None
+            if post is not None:
+                try:
+                    post.result()
+                except BackupFailed as exc:
+                    failed = exc
+            schema: list[str] | BackupFailed | None = None
+            if failed is None:  # beside the large tables' read, which a primary key's build may have held back
+                try:
+                    schema = compare_schema(folder, manifest, tool, url, scratch, bindir, owners=owners,
+                                            archived=schema_script.result())
+                except BackupFailed as exc:
+                    schema = exc
             if rows is not None:
                 data = rows.result()
                 report.problems.extend(data)
                 if not data:
                     report.passed.append(f"the restored rows of {len(large)} large table(s) equal the archive's")
+                    report.passed.append(f"row counts of {len(large)} large table(s) match, counted in that read")
             elif large:
                 report.passed.append(f"{len(large)} large table(s) compared by row count only (another server "
                                      "version, or a backup without a recorded time zone)")
-            if post is not None:
-                try:
-                    post.result()
-                except BackupFailed as exc:
-                    return exc
-            schema = compare_schema(folder, manifest, tool, url, scratch, bindir, owners=owners,
-                                    archived=schema_script.result())
+            if failed is not None:
+                return failed
+            if isinstance(schema, BackupFailed):
+                raise schema
+            assert schema is not None
             report.problems.extend(schema)
             if not schema:
                 report.passed.append("the restored schema matches the archive's"
