@@ -720,6 +720,7 @@ def test_the_restore_test_hashes_only_the_large_tables_rows_in_the_archive(
 
     def read_archive_once_(*args: Any, **kwargs: Any) -> Any:
         result = real_once(*args, **kwargs)
+        assert result.tables is not None, result.failure
         read.append(result.tables)
         return result
 
