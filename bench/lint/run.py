@@ -210,6 +210,9 @@ def report(version: str | None, speed_rows: list[dict[str, object]], cov: list[d
 
 
 def main() -> int:
+    if "-h" in sys.argv or "--help" in sys.argv:  # usage only: the bench takes minutes
+        print(__doc__)
+        return 0
     quick = "--quick" in sys.argv
     version = None if "--no-squawk" in sys.argv else ensure_squawk()  # --no-squawk: no network
     # Issue #17 asks for linear growth from 5k to 50k statements; 10k is the size earlier results used.

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import sys
 from types import ModuleType
+
+import pytest
 
 from tests.bench.loader import load_bench
 
@@ -20,3 +23,17 @@ def test_speed_rows_and_report_for_pgshift() -> None:
     text = b.report(None, rows, [])
     assert "| pgshift json | 400 |" in text and "Linearity (400 vs 200 statements" in text
     assert "PYTHONDONTWRITEBYTECODE" not in b.pgshift_env()
+
+
+def test_help_prints_the_usage_and_runs_nothing(monkeypatch: pytest.MonkeyPatch,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    b = _bench()
+
+    def refuse(*_args: object, **_kwargs: object) -> None:
+        raise AssertionError("--help ran the bench")
+
+    monkeypatch.setattr(b, "speed", refuse)
+    monkeypatch.setattr(b, "ensure_squawk", refuse)
+    monkeypatch.setattr(sys, "argv", ["run.py", "--help"])
+    assert b.main() == 0
+    assert "bench/lint/run.py [--quick]" in capsys.readouterr().out

@@ -57,3 +57,33 @@ def test_the_engine_calls_a_transaction_rule_only_inside_one(monkeypatch: pytest
     _lint_with_only(monkeypatch, dataclasses.replace(next(r for r in all_rules() if r.id == "PS042"), check=check))
     engine.lint_sql("SELECT 1;\nBEGIN;\nSELECT 2;\nCOMMIT;\nSELECT 3;\n")
     assert seen == [("SELECT 2", True), ("COMMIT", True)]
+
+
+DONE = [r for r in all_rules() if r.done_when]
+
+
+def test_the_once_per_unit_rules_are_marked() -> None:
+    assert {(r.id, r.done_when) for r in DONE} == {("PS037", "lock_timeout"), ("PS038", "statement_timeout")}
+
+
+@pytest.mark.parametrize("rule", DONE, ids=lambda r: f"{r.id}-{r.name}")
+def test_a_rule_done_in_a_unit_loses_no_finding(rule: Rule, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its once-per-unit finding, in two files linted one after the other (a new unit: called again), is the same
+    with the mark as with it taken off, and the engine stops calling the rule once the flag is set."""
+    text = "SELECT 1;\nALTER TABLE a ADD COLUMN b text;\nALTER TABLE c ADD COLUMN d text;\nSELECT 2;\n"
+    reports = {}
+    for marked in (True, False):
+        called: list[str] = []
+
+        def check(ctx: Ctx, original: Rule = rule, seen: list[str] = called) -> Iterator[Hit]:
+            seen.append(ctx.statement.sql)
+            return iter(original.check(ctx))
+
+        _lint_with_only(monkeypatch, dataclasses.replace(rule, check=check, done_when=rule.done_when if marked else ""))
+        first, second = engine.lint_sql(text, file="a.sql"), engine.lint_sql(text, file="b.sql")
+        reports[marked] = [(f.file, f.line, f.message) for f in first.findings + second.findings], called
+    (with_mark, called_marked), (without_mark, called_all) = reports[True], reports[False]
+    assert with_mark == without_mark
+    assert [line for _, line, _ in with_mark] == [2, 2]  # once per file, on the first ALTER TABLE
+    assert len(called_all) == 8
+    assert called_marked == ["SELECT 1", "ALTER TABLE a ADD COLUMN b text"] * 2

@@ -66,11 +66,11 @@ def _lint(paths: tuple[str, ...], settings: Settings, output: str | None, as_jso
             click.echo(f"fixed {path}", err=True)
         for path in outcome.fix.created:
             click.echo(f"wrote {path} (runs outside a transaction)", err=True)
-    if fmt == "tty":
+    if fmt == "tty" and sys.stdout.isatty():
         from pgshift.cli.common import stdout
 
         api.render_lint(outcome.report, fmt, stdout, show_locks=locks)
-    else:  # plain text on stdout: no rich console (nor its import) needed
+    else:  # a machine format, or tty piped: the stream itself (rich is imported only to colour it)
         api.render_lint(outcome.report, fmt, sys.stdout, show_locks=locks)
     if outcome.report.parse_errors:
         sys.exit(2)

@@ -108,6 +108,7 @@ class Ctx:
     _locks: list[tuple[str, str]] | None = field(default=None, repr=False)
     _facts: StatementFacts | None = field(default=None, repr=False)
     _new_columns: list[tuple[str, Node]] | None = field(default=None, repr=False)
+    _by_subtype: dict[str, list[tuple[str, Node]]] | None = field(default=None, repr=False)
 
     @property
     def facts(self) -> StatementFacts:
@@ -149,6 +150,14 @@ class Ctx:
                 table = relname(self.body.get("relation"))
                 self._alter_cmds = [(str(c.get("subtype", "")), table, c) for c in cmds(self.body)]
         return self._alter_cmds
+
+    def cmds_of(self, subtype: str) -> list[tuple[str, Node]]:
+        """(table, cmd) of the ALTER TABLE commands of one subtype, grouped once for all rules."""
+        if self._by_subtype is None:
+            self._by_subtype = {}
+            for sub, table, cmd in self.alter_cmds:
+                self._by_subtype.setdefault(sub, []).append((table, cmd))
+        return self._by_subtype.get(subtype, [])
 
     @property
     def new_columns(self) -> list[tuple[str, Node]]:

@@ -356,11 +356,28 @@ class _Linter:
         # Rules per node kind, with the every-statement rules appended, built once; [True] for statements in
         # a transaction, [False] without the rules that only judge those (most statements of a plain file).
         by_kind = {k: [*v, *star] for k, v in opts.rules.items() if k != "*"}
-        self.by_kind: dict[bool, dict[str, list[Rule]]] = {
-            True: by_kind, False: {k: [r for r in v if not r.in_transaction] for k, v in by_kind.items()}}
-        self.star = {True: star, False: [r for r in star if not r.in_transaction]}
-        self.alter_cache: dict[tuple[bool, tuple[str, ...]], list[Rule]] = {}
+        self._all = (
+            {True: by_kind, False: {k: [r for r in v if not r.in_transaction] for k, v in by_kind.items()}},
+            {True: star, False: [r for r in star if not r.in_transaction]})
+        # The same tables without the rules done in the unit (Rule.done_when), per set of done flags.
+        self._done_flags = frozenset(r.done_when for group in opts.rules.values() for r in group if r.done_when)
+        self._tables: dict[frozenset[str], tuple[dict[bool, dict[str, list[Rule]]], dict[bool, list[Rule]],
+                                                 dict[tuple[bool, tuple[str, ...]], list[Rule]]]] = {}
+        self._use_tables(frozenset())
         self._summary: tuple[Statement | None, str] = (None, "")
+
+    def _use_tables(self, done: frozenset[str]) -> None:
+        """Dispatch by the rule tables without the rules whose done_when flag is in ``done``."""
+        tables = self._tables.get(done)
+        if tables is None:
+            def kept(rules: list[Rule]) -> list[Rule]:
+                return [r for r in rules if r.done_when not in done] if done else rules
+
+            by_kind, star = self._all
+            tables = self._tables[done] = (
+                {active: {k: kept(v) for k, v in table.items()} for active, table in by_kind.items()},
+                {active: kept(v) for active, v in star.items()}, {})
+        self.by_kind, self.star, self.alter_cache = tables
 
     def run_unit(self, statements: Sequence[Statement], parsed: Iterable[Parsed], unit: UnitState,
                  suppressions: list[Suppression], migration: str | None, *, report_unused: bool = True) -> None:
@@ -376,11 +393,16 @@ class _Linter:
         sqls: Sequence[str] = [s.sql for s in statements] if isinstance(statements, list) else _Texts(statements)
         unit.has_other_statements = len(statements) > 1
         unit.find_indexes = lambda: _find_indexes(statements, unit)  # most units never ask
+        flags = len(unit.flags)
+        self._use_tables(self._done_flags & unit.flags)
         for position, item in enumerate(parsed):
             self.report.statements += 1
             if position in starts:
                 tx = TxState(active=starts[position].transactional, explicit=starts[position].explicit)
             tx = self._lint_one(item, position, tx, unit, sqls, suppressions, migration, bool(starts))
+            if len(unit.flags) != flags:  # a rule may be done for the rest of the unit
+                flags = len(unit.flags)
+                self._use_tables(self._done_flags & unit.flags)
         if report_unused:
             self.unused(suppressions)
 

@@ -63,6 +63,9 @@ class Rule:
     # The check finds nothing outside a transaction (its first test is ``ctx.tx.active``), so the engine
     # skips it for auto-committed statements without calling it.
     in_transaction: bool = False
+    # A flag the check adds to ctx.unit.flags with its finding, after which (its first test) it finds nothing
+    # more in that unit, so the engine stops calling it there (a once-per-migration finding).
+    done_when: str = ""
     destructive: bool = False
     impact_scaled: bool = False  # severity follows table size when sizes are known
     applies_to_new_tables: bool = False  # also fires on tables created in the same migration

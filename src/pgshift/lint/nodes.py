@@ -75,8 +75,14 @@ def volatility(expr: Any) -> str:
     return verdict
 
 
-def column_constraints(coldef: Node) -> list[Node]:
-    return [c["Constraint"] for c in coldef.get("constraints") or () if "Constraint" in c]
+def column_constraints(coldef: Node) -> tuple[Node, ...]:
+    """The Constraint bodies of a ColumnDef, cached in the node (several rules and the schema model ask;
+    a tuple, which walk() does not descend into, so no node is seen twice)."""
+    cached = coldef.get("_pgshift_constraints")
+    if cached is None:
+        cached = coldef["_pgshift_constraints"] = tuple(
+            c["Constraint"] for c in coldef.get("constraints") or () if "Constraint" in c)
+    return cached
 
 
 def quote_ident(name: str) -> str:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from collections import defaultdict
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO, cast
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -26,8 +27,23 @@ def render(report: LintReport, fmt: str, console: Console | TextIO, *, show_lock
         _render(report, fmt, console, show_locks)
 
 
+def _plain(stream: TextIO) -> bool:
+    """Whether rich would write ``stream`` without colours: not a terminal, and no FORCE_COLOR or
+    TTY_COMPATIBLE saying otherwise (any of them, or a stream that cannot tell, is left to rich)."""
+    if "FORCE_COLOR" in os.environ or "TTY_COMPATIBLE" in os.environ:
+        return False
+    try:
+        return not stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
 def _render(report: LintReport, fmt: str, console: Console | TextIO, show_locks: bool) -> None:
     if fmt == "tty":
+        piped = cast("TextIO", console) if hasattr(console, "write") else None
+        if piped is not None and _plain(piped):  # tty piped (a CI log): no rich, nor its import
+            piped.write("\n".join(_tty_lines(report, True, show_locks)) + "\n")
+            return
         if hasattr(console, "write"):
             from rich.console import Console
 
@@ -43,6 +59,15 @@ def tty(report: LintReport, console: Console, *, show_locks: bool = False) -> No
     """Findings grouped by file. Piped output skips rich's markup engine (plain text, linear
     and fast on tens of thousands of findings); a terminal gets colours."""
     plain = not console.is_terminal
+    lines = _tty_lines(report, plain, show_locks)
+    if plain:
+        console.file.write("\n".join(lines) + "\n")
+    else:
+        console.print("\n".join(lines), markup=True, highlight=False)
+
+
+def _tty_lines(report: LintReport, plain: bool, show_locks: bool) -> list[str]:
+    """The tty report's lines: rich markup unless ``plain``."""
     if not plain:
         from rich.markup import escape
 
@@ -86,10 +111,7 @@ def tty(report: LintReport, console: Console, *, show_locks: bool = False) -> No
     if report.parse_errors:
         summary += ", " + st("bold red", f"{len(report.parse_errors)} parse error(s)")
     lines.append(summary + f" (PostgreSQL {report.pg_version})")
-    if plain:
-        console.file.write("\n".join(lines) + "\n")
-    else:
-        console.print("\n".join(lines), markup=True, highlight=False)
+    return lines
 
 
 def as_json(report: LintReport) -> str:

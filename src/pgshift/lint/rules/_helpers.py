@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 
 from pgshift.lint.context import Ctx
 from pgshift.lint.nodes import Node, cmds, qualified, quote_qualified, strings
@@ -11,11 +10,11 @@ from pgshift.lint.nodes import Node, cmds, qualified, quote_qualified, strings
 _CREATE_INDEX = re.compile(r"(?is)^\s*create\s+(unique\s+)?index\s+(concurrently\s+)?(if\s+not\s+exists\s+)?")
 
 
-def alter_cmds(ctx: Ctx, *subtypes: str) -> Iterator[tuple[str, Node]]:
-    """(table, cmd) for the ALTER TABLE commands of the given subtypes."""
-    for subtype, table, cmd in ctx.alter_cmds:
-        if subtype in subtypes:
-            yield table, cmd
+def alter_cmds(ctx: Ctx, *subtypes: str) -> list[tuple[str, Node]]:
+    """(table, cmd) for the ALTER TABLE commands of the given subtypes, in the statement's order."""
+    if len(subtypes) == 1:
+        return ctx.cmds_of(subtypes[0])
+    return [(table, cmd) for subtype, table, cmd in ctx.alter_cmds if subtype in subtypes]
 
 
 def constraint_of(cmd: Node) -> Node:

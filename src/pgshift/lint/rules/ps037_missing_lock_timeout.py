@@ -29,5 +29,5 @@ RULE = Rule(
     bad="ALTER TABLE users ADD COLUMN note text;",
     good="SET lock_timeout = '2s';\nALTER TABLE users ADD COLUMN note text;",
     safe="SET lock_timeout (and retry) before statements that take strong locks, or let pgshift migrate set it.",
-    severity="warning", kinds=("*",), check=check, category="timeouts",
+    severity="warning", kinds=("*",), check=check, done_when="lock_timeout", category="timeouts",
 )

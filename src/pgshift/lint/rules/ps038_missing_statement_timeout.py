@@ -28,5 +28,5 @@ RULE = Rule(
     bad="SET lock_timeout = '2s';\nALTER TABLE users ADD COLUMN note text;",
     good="SET lock_timeout = '2s';\nSET statement_timeout = '1min';\nALTER TABLE users ADD COLUMN note text;",
     safe="SET statement_timeout to the longest blocking time you accept.",
-    severity="note", kinds=("*",), check=check, category="timeouts",
+    severity="note", kinds=("*",), check=check, done_when="statement_timeout", category="timeouts",
 )
