@@ -98,16 +98,16 @@ def test_an_index_is_known_by_its_schema_and_name() -> None:
     schema.load_sql("CREATE SCHEMA s;\nCREATE TABLE s.t (id int, c int);\nCREATE INDEX idx ON s.t (c);\n"
                     "CREATE TABLE t (id int PRIMARY KEY, c int);\nCREATE INDEX idx ON t (c);\n"
                     "CREATE TABLE s.u (id int PRIMARY KEY);\n")
-    assert schema.index_tables == {"s.idx": "s.t", "idx": "t", "t_id_pkey": "t", "s.u_id_pkey": "s.u"}
-    report = lint_sql("DROP INDEX s.idx;\nDROP INDEX idx;\nDROP INDEX public.t_id_pkey;\n", schema=schema,
+    assert schema.index_tables == {"s.idx": "s.t", "idx": "t", "t_pkey": "t", "s.u_pkey": "s.u"}
+    report = lint_sql("DROP INDEX s.idx;\nDROP INDEX idx;\nDROP INDEX public.t_pkey;\n", schema=schema,
                       collect_locks=True)
     assert [f.message.split(": ")[0] for f in report.findings if f.rule == "PS002"] == [
         "DROP INDEX s.idx without CONCURRENTLY takes an ACCESS EXCLUSIVE lock on s.t",
         "DROP INDEX idx without CONCURRENTLY takes an ACCESS EXCLUSIVE lock on t",
-        "DROP INDEX t_id_pkey without CONCURRENTLY takes an ACCESS EXCLUSIVE lock on t"]
+        "DROP INDEX t_pkey without CONCURRENTLY takes an ACCESS EXCLUSIVE lock on t"]
     assert [step.held for step in report.lock_steps] == [{"s.t": "ACCESS EXCLUSIVE"}, {"t": "ACCESS EXCLUSIVE"},
                                                          {"t": "ACCESS EXCLUSIVE"}]
     table = schema.table("s.t")
-    assert table is not None and not table.indexes and schema.index_tables == {"s.u_id_pkey": "s.u"}
+    assert table is not None and not table.indexes and schema.index_tables == {"s.u_pkey": "s.u"}
     schema.load_sql("DROP TABLE s.u;")
     assert schema.index_tables == {}

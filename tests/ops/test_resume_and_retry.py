@@ -290,3 +290,23 @@ def test_an_invalid_index_the_failed_build_could_not_drop_is_named_and_the_rerun
     conn.execute("UPDATE t SET code = 'b' WHERE id = 2")
     api.migrate(settings)  # as the message says
     assert _index_valid(conn, "t_code_key") is True
+
+
+def test_an_expand_stopped_after_a_pipelined_step_does_not_run_it_again(
+        tmp_path: Path, db_url: str, conn: Conn) -> None:
+    """A transaction step sent in one pipeline records its progress in its own transaction: the rerun after
+    the next step failed starts at that step, not at the column the first one added."""
+    settings = make_project(tmp_path, db_url, {"001_init.sql": "CREATE TABLE t (id int PRIMARY KEY, qty int);\n"
+                                                               "CREATE TABLE gate (ok int);\n"})
+    api.migrate(settings)
+    (tmp_path / "migrations" / "002_gated.ops.yaml").write_text(
+        "operations:\n  - add_column: {table: t, column: {name: note, type: text}}\n"
+        "  - sql: {up: \"SELECT 1 / (SELECT count(*) FROM gate)\", down: \"SELECT 1\"}\n")
+    first: list[str] = []
+    with pytest.raises(MigrationFailed, match="division by zero"):
+        api.migrate(settings, notify=first.append)
+    assert any(n.startswith("expand 1/") and "note" in n for n in first), first
+    conn.execute("INSERT INTO gate VALUES (1)")
+    again: list[str] = []
+    assert api.migrate(settings, notify=again.append).applied[0].resumed_at == 1
+    assert not any(n.startswith("expand 1/") for n in again), again

@@ -88,6 +88,70 @@ def _bare(name: str) -> str:
     return name.rsplit(".", 1)[-1]
 
 
+NAMEDATALEN = 64  # PostgreSQL's identifiers hold NAMEDATALEN - 1 bytes
+
+
+def _clip(name: str, size: int) -> str:
+    """The longest prefix of ``name`` in ``size`` UTF-8 bytes that ends on a whole character (pg_mbcliplen)."""
+    return name.encode()[:size].decode(errors="ignore")
+
+
+def object_name(name1: str, name2: str | None, label: str) -> str:
+    """PostgreSQL's makeObjectName: ``name1_name2_label`` in NAMEDATALEN - 1 bytes, the label kept whole and
+    the longer of the two names shortened first."""
+    room = NAMEDATALEN - 1 - (len(label) + 1) - (1 if name2 is not None else 0)
+    size1, size2 = len(name1.encode()), len(name2.encode()) if name2 is not None else 0
+    while size1 + size2 > room:
+        if size1 > size2:
+            size1 -= 1
+        else:
+            size2 -= 1
+    parts = [_clip(name1, size1)] + ([_clip(name2, size2)] if name2 is not None else []) + [label]
+    return "_".join(parts)
+
+
+def index_column_names(elems: list[str]) -> str:
+    """PostgreSQL's ChooseIndexNameAddition over ChooseIndexColumnNames: the columns joined by ``_``, a repeated
+    column numbered (``a_a1``), stopping once NAMEDATALEN bytes are reached."""
+    chosen: list[str] = []
+    for original in elems:
+        name, n = original, 0
+        while name in chosen:
+            n += 1
+            name = _clip(original, NAMEDATALEN - 1 - len(str(n))) + str(n)
+        chosen.append(name)
+    joined = ""
+    for name in chosen:
+        joined = f"{joined}_{name}" if joined else name
+        if len(joined.encode()) >= NAMEDATALEN:
+            break
+    return joined
+
+
+def _expr_name(expr: Node) -> str | None:
+    """PostgreSQL's FigureIndexColname for the common expressions: a function's or a column's name."""
+    kind, body = next(iter(expr.items()))
+    if kind == "FuncCall":
+        return strings(body.get("funcname"))[-1]
+    if kind == "ColumnRef":
+        fields = strings(body.get("fields"))
+        return fields[-1] if fields else None
+    if kind == "TypeCast":
+        return _expr_name(body.get("arg") or {"": {}}) or strings(body.get("typeName", {}).get("names"))[-1]
+    return {"CoalesceExpr": "coalesce", "CaseExpr": "case", "A_ArrayExpr": "array", "RowExpr": "row"}.get(kind)
+
+
+def _elem_names(params: list[Node], figure: bool = False) -> list[str]:
+    """The names PostgreSQL gives index elements in a default index name: the column, or ``expr`` for an
+    expression (CREATE INDEX, ``figure``, names an expression after its function or column first)."""
+    names = []
+    for param in params:
+        elem = param.get("IndexElem", {})
+        expr = elem.get("expr")
+        names.append(str(elem.get("name") or (figure and expr and _expr_name(expr)) or "expr"))
+    return names
+
+
 def index_key(table: str, index: str) -> str:
     """How :attr:`Schema.index_tables` names the index ``index`` (unqualified) of ``table``: in the
     table's schema, ``public`` left off."""
@@ -126,12 +190,27 @@ class Schema:
             if ctype in ("CONSTR_NOTNULL", "CONSTR_PRIMARY", "CONSTR_IDENTITY"):
                 col.not_null = True
             if ctype in ("CONSTR_PRIMARY", "CONSTR_UNIQUE"):
-                suffix = "pkey" if ctype == "CONSTR_PRIMARY" else "key"
-                ix = con.get("conname") or f"{_bare(table.name)}_{name}_{suffix}"
-                self._add_index(table, Index(ix, (name,), True))
+                ix = con.get("conname") or self._default_name(
+                    table, None if ctype == "CONSTR_PRIMARY" else name, "pkey" if ctype == "CONSTR_PRIMARY" else "key",
+                    constraint=True)
+                self._add_index(table, Index(str(ix), (name,), True))
         if type_name in ("serial", "bigserial", "smallserial", "serial4", "serial8"):
             col.not_null = True
         table.columns[name] = col
+
+    def _default_name(self, table: Table, columns: str | None, label: str, constraint: bool = False) -> str:
+        """The name PostgreSQL gives an index declared without one (ChooseRelationName): made by
+        :func:`object_name`, then numbered (``t_pkey1``, ``t_pkey2``, ...) while a relation of the table's schema
+        (or, for a constraint's index, a constraint of that table) already has it."""
+        base, label_n, n = _bare(table.name), label, 0
+        while True:
+            candidate = object_name(base, columns, label_n)
+            key = index_key(table.name, candidate)
+            taken = key in self.index_tables or key in self.tables or candidate == base
+            if not taken and not (constraint and candidate in table.checks):
+                return candidate
+            n += 1
+            label_n = f"{label}{n}"
 
     def _add_index(self, table: Table, index: Index) -> None:
         table.indexes[index.name] = index
@@ -139,15 +218,29 @@ class Schema:
 
     def _add_constraint(self, table: Table, con: Node) -> None:
         ctype = con.get("contype")
-        name = str(con.get("conname") or f"{table.name}_{ctype}_{len(table.checks)}")
+        conname = con.get("conname")
         if ctype == "CONSTR_CHECK":
+            name = str(conname or f"{table.name}_{ctype}_{len(table.checks)}")
             validated = not con.get("skip_validation")
             table.checks[name] = Check(name, _nulltest_column(con.get("raw_expr")), validated)
         elif ctype in ("CONSTR_PRIMARY", "CONSTR_UNIQUE", "CONSTR_EXCLUSION"):
             keys = tuple(strings(con.get("keys")))
             if con.get("indexname"):
-                existing = table.indexes.get(str(con["indexname"]))
+                # ADD CONSTRAINT ... USING INDEX: the index becomes the constraint's, renamed to its name if it has one.
+                existing = table.indexes.pop(str(con["indexname"]), None)
+                if existing is not None:
+                    self.index_tables.pop(index_key(table.name, existing.name), None)
                 keys = existing.columns if existing else keys
+                name = str(conname or con["indexname"])
+            elif conname:
+                name = str(conname)
+            elif ctype == "CONSTR_PRIMARY":
+                name = self._default_name(table, None, "pkey", constraint=True)
+            else:
+                elems = [*keys, *strings(con.get("including"))] if ctype == "CONSTR_UNIQUE" else _elem_names(
+                    [pair.get("List", {}).get("items", [{}])[0] for pair in con.get("exclusions") or ()])
+                label = "key" if ctype == "CONSTR_UNIQUE" else "excl"
+                name = self._default_name(table, index_column_names(elems), label, constraint=True)
             self._add_index(table, Index(name, keys, ctype != "CONSTR_EXCLUSION"))
             if ctype == "CONSTR_PRIMARY":
                 for key in keys:
@@ -223,7 +316,9 @@ class Schema:
         columns = tuple(
             str(p["IndexElem"].get("name") or "(expr)") for p in stmt.get("indexParams") or ()
         )
-        name = str(stmt.get("idxname") or f"{_bare(table.name)}_{'_'.join(columns)}_idx")
+        name = str(stmt.get("idxname") or self._default_name(
+            table, index_column_names(_elem_names([*(stmt.get("indexParams") or ()),
+                                                   *(stmt.get("indexIncludingParams") or ())], figure=True)), "idx"))
         self._add_index(table, Index(name, columns, bool(stmt.get("unique"))))
 
     def _on_DropStmt(self, stmt: Node, origin: str | None) -> None:
