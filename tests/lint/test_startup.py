@@ -48,9 +48,9 @@ except SystemExit as exc:
 sys.stderr.write("modules=" + " ".join(sorted(sys.modules)) + "\\n")
 """
 
-# What a plain lint of one file (a pre-commit hook's) must not pay for: the driver and colours, the
-# --fix writer with shutil (bz2, lzma), the .ops replay of folders, and every other command's layers.
-_NOT_FOR_A_PLAIN_LINT = ("psycopg", "psycopg_pool", "rich", "pgshift.lint.fix", "shutil", "bz2", "lzma",
+# What a plain lint of one file (a pre-commit hook's) must not pay for: the driver and colours, hashlib
+# (OpenSSL), the --fix writer with shutil (bz2, lzma), the .ops replay of folders, every other command's layers.
+_NOT_FOR_A_PLAIN_LINT = ("psycopg", "psycopg_pool", "rich", "pgshift.lint.fix", "shutil", "bz2", "lzma", "hashlib",
                          "pgshift.lint.opsmodel", "pgshift.lint.live", "pgshift.db", "pgshift.runner", "pgshift.ops",
                          "pgshift.safety", "pgshift.rehearsal", "pgshift.deploy", "pgshift.rollout", "pgshift.watch",
                          "pgshift.fleet", "pgshift.embedded", "yaml", "asyncio")
