@@ -77,3 +77,13 @@ def test_fix_still_loads_its_writer(tmp_path: Path) -> None:
                           capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert "CONCURRENTLY" in path.read_text(), done.stderr[-2000:]
     assert "pgshift.lint.fix" in done.stderr
+
+
+def test_a_lint_error_is_printed_without_the_database_driver(tmp_path: Path) -> None:
+    """Every CLI message is masked for passwords: the masking must not import psycopg (~50 ms)."""
+    done = subprocess.run([sys.executable, "-c", _MODULES_AFTER_LINT, "lint", "-o", "json", "missing.sql"],
+                          capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert "missing.sql" in done.stderr and "exit=2" in done.stderr, done.stderr[-2000:]
+    modules = next(line for line in done.stderr.splitlines() if line.startswith("modules=")).split("=", 1)[1].split()
+    assert "pgshift.db.masking" in modules
+    assert [m for m in modules if m.split(".")[0] in ("psycopg", "psycopg_pool")] == []
