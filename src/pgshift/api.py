@@ -34,7 +34,7 @@ _export("pgshift.deploy", "CONFIG_TEMPLATE", "AdoptReport", "BeforeApply", "DryR
         "baseline", "file_warnings", "history_events", "init", "migrate", "new", "refuse_unusable", "rollback",
         "status", "validate")
 _export("pgshift.db.session", "deploy_session", "load", "open_connection")
-_export("pgshift.db.connect", "mask_password")
+_export("pgshift.db.masking", "mask_password")
 _export("pgshift.errors", "PgshiftError")
 _export("pgshift.migrations.model", "Migration", "OpsMigration", "SqlMigration")
 _export("pgshift.runner.execute", "StatementObserver", "StepResult")
@@ -84,7 +84,7 @@ _export("pgshift.watch", "WatchBreached", "WatchReport", "Watcher", "watch_flags
         watch_json_line="json_line")
 
 if TYPE_CHECKING:  # the same names, for type checkers (kept in step with _EXPORTS by tests/unit/test_architecture.py)
-    from pgshift.db.connect import mask_password
+    from pgshift.db.masking import mask_password
     from pgshift.db.session import deploy_session, load, open_connection
     from pgshift.db.standbys import Standby, StandbysNotReplayed, standbys, wait_for_replay
     from pgshift.demo import run_demo

@@ -10,14 +10,10 @@ from urllib.parse import unquote
 import psycopg
 from psycopg import conninfo
 
+from pgshift.db.masking import _KV_PASSWORD, _QUERY_PASSWORD, _URL_PASSWORD
+from pgshift.db.masking import mask_password as mask_password
 from pgshift.errors import AuthenticationFailed, ConfigError, ConnectionFailed, DatabaseClosed
 
-# Up to the last @ of the authority: an unencoded @ in a password must not leave its tail visible.
-_URL_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^:/@\s]*:)(?P<pw>[^\s/?#]*)(?=@)", re.I)
-# libpq quotes with ' only, but a "double-quoted" or unterminated value is still a password to hide.
-_KV_PASSWORD = re.compile(
-    r"""(?P<head>\bpassword\s*=\s*)(?P<pw>'(?:[^'\\]|\\.)*(?:'|$)|"(?:[^"\\]|\\.)*(?:"|$)|\S+)""", re.I)
-_QUERY_PASSWORD = re.compile(r"(?P<head>[?&]password=)(?P<pw>[^&\s]*)", re.I)
 # libpq rejects a bad option value before connecting; that is the setting's fault, not the server's.
 _BAD_VALUE = re.compile(r'invalid (?:(?P<option>\w+) value: "(?P<value>[^"]*)"'
                         r'|integer value "(?P<int_value>[^"]*)" for connection option "(?P<int_option>\w+)")')
@@ -39,13 +35,6 @@ _AUTH_MARKERS = (
     "role \"",  # role "x" does not exist
     "pg_hba.conf rejects",
 )
-
-
-def mask_password(text: str) -> str:
-    """Replace any password in a URL, conninfo string or message with ***."""
-    text = _URL_PASSWORD.sub(lambda m: m.group("head") + "***", text)
-    text = _QUERY_PASSWORD.sub(lambda m: m.group("head") + "***", text)
-    return _KV_PASSWORD.sub(lambda m: m.group("head") + "***", text)
 
 
 def _mask_secrets_of(url: str, text: str) -> str:

@@ -9,19 +9,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import chain
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from pgshift.config import LintSettings, Settings
 from pgshift.errors import ConfigError, PgshiftError, UsageError
 from pgshift.lint.context import RunState, runner_timeouts
 from pgshift.lint.engine import lint_file, lint_sql, statements_of
-from pgshift.lint.fix import FixResult, apply_fixes, fixable
 from pgshift.lint.model import LintReport, LintVerdict, TableSize, lint_verdict
-from pgshift.lint.opsmodel import lint_in_order
 from pgshift.lint.schema import Schema, schema_from_dump
 from pgshift.migrations.files import broken_link
 from pgshift.migrations.loader import available_readers, load_migrations
 from pgshift.migrations.model import Migration, Statement
+
+if TYPE_CHECKING:
+    from pgshift.lint.fix import FixResult
 
 STDIN = "-"
 
@@ -103,6 +104,8 @@ class _Run:
             _merge(self.report, self._pending(migrations, read_lint))
             return
         # .ops migrations are replayed into the schema model where they stand, as the gate does.
+        from pgshift.lint.opsmodel import lint_in_order  # folders only: a loose file's lint does without it
+
         _merge(self.report, lint_in_order(migrations, [], settings=read_lint, pg_version=self.pg_version,
                                           sizes=self.sizes, schema=self.schema, run=self.run_state, rollback=down,
                                           collect_locks=self.options.locks))
@@ -206,6 +209,9 @@ def lint_paths(settings: Settings, paths: tuple[str, ...] | list[str] = (), opti
         run.path(raw, stdin or sys.stdin)
     outcome = LintOutcome(run.report, options.fail_level or settings.lint.fail_level)
     if options.fix:
+        # Only --fix writes files: a plain lint (a pre-commit hook's) does not import the writer and shutil.
+        from pgshift.lint.fix import apply_fixes, fixable
+
         wanted = fixable(run.report)
         for part in run.fix_parts if wanted else ():
             for s in part:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections import defaultdict
 from typing import TYPE_CHECKING, Any, TextIO, cast
@@ -183,6 +182,8 @@ def as_github(report: LintReport) -> str:
 
 
 def as_gitlab(report: LintReport) -> str:
+    import hashlib  # gitlab's fingerprints only: the other formats do not load OpenSSL
+
     severity = {"error": "critical", "warning": "major", "note": "info"}
     issues = []
     for f in report.active:

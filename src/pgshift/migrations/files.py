@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pgshift.errors import MigrationSourceError
 from pgshift.migrations.model import Kind, Migration, SqlMigration, checksum_of, version_sort_key
+
+if TYPE_CHECKING:
+    import hashlib  # only for annotations: hashlib (OpenSSL) loads where a hash is taken, not for a plain lint
 
 
 def broken_link(path: Path) -> str | None:
@@ -169,6 +172,8 @@ def scan_file(path: Path, needle: str | re.Pattern[str] | None) -> ScannedFile |
     try:
         if path.stat().st_size <= STREAM_BYTES:
             return None
+        import hashlib
+
         digest = hashlib.sha256()
         length, number, blank, carry = 0, 1, True, ""
         lines: list[tuple[int, int, int, str]] = []

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -185,6 +184,8 @@ class OpsMigration(Migration):
 
 def checksum_of(*texts: str | bytes) -> str:
     """sha256 over the migration's source texts, so an edit of any part is detected."""
+    import hashlib  # on first use: a plain lint hashes nothing and does not load OpenSSL
+
     digest = hashlib.sha256()
     for text in texts:
         digest.update(text.encode() if isinstance(text, str) else text)

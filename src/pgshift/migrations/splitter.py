@@ -10,14 +10,13 @@ linearly with the text and memory with a chunk (the statements' text is kept, on
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 from array import array
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple, Protocol, overload
+from typing import TYPE_CHECKING, NamedTuple, Protocol, overload
 
 from pglast import parser
 from pglast.parser import ParseError
@@ -25,6 +24,9 @@ from pglast.parser import ParseError
 from pgshift.errors import MigrationSourceError, SqlParseError
 from pgshift.migrations.files import ScannedFile, lines_containing, read_pieces, read_text, scan_file
 from pgshift.migrations.model import Statement
+
+if TYPE_CHECKING:
+    import hashlib  # only for annotations: hashlib (OpenSSL) loads where a hash is taken, not for a plain lint
 
 CHUNK_CHARS = 256 * 1024
 _STATEMENT_END = re.compile(r";[ \t]*\r?\n")
@@ -535,6 +537,8 @@ def read_source(path: Path, marker: str | re.Pattern[str] | None, split: Split) 
         if scanned is not None:
             return SourceFile(path, scanned.digest, scanned.length, scanned.blank, scanned.lines, split, stamp=stamp)
     text = read_text(path)
+    import hashlib
+
     digest = hashlib.sha256()
     _hash_text(digest, text)
     lines = [] if marker is None else [(number, start, end, text[start:end])

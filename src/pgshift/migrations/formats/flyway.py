@@ -17,17 +17,19 @@ baseline files are refused rather than silently skipped.
 from __future__ import annotations
 
 import codecs
-import hashlib
 import re
 import zlib
 from functools import partial
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from pgshift.errors import MigrationSourceError
 from pgshift.migrations.files import per_file, read_text, require_dir, require_unique_versions
 from pgshift.migrations.model import Migration, SqlMigration, version_sort_key
 from pgshift.migrations.splitter import SourceFile, Split, read_source, split_down, split_sql
+
+if TYPE_CHECKING:
+    import hashlib  # only for annotations: hashlib (OpenSSL) loads where a hash is taken
 
 FORMAT = "flyway"
 VERSIONED = re.compile(r"^(?P<prefix>[VU])(?P<version>\d+(?:[._]\d+)*)__(?P<desc>.*)\.sql$")
