@@ -316,3 +316,14 @@ def test_lint_says_what_lock_a_drop_index_operation_of_a_partitioned_index_takes
                                           "the partitioned table events: PostgreSQL cannot drop it CONCURRENTLY")
     assert found[0]["file"].endswith("2_drop.ops.yaml")
     assert out.returncode == 0, out.stderr  # a warning: the default fail level is error
+
+
+def test_an_error_under_output_format_json_is_json_like_under_json(tmp_path: Path) -> None:
+    """A machine asking for `-o json` gets its error as JSON on stderr, as `--json` does; not rich text."""
+    for flag in (["-o", "json"], ["--json"]):
+        result = run([*flag, "missing.sql"], tmp_path)
+        assert result.returncode == 2 and result.stdout == "", (flag, result.stdout)
+        error = json.loads(result.stderr)["error"]
+        assert error["code"] == "usage" and "missing.sql is neither a file nor a folder" in error["message"], flag
+    sarif = run(["-o", "sarif", "missing.sql"], tmp_path)  # other formats: the error for a person, as before
+    assert sarif.returncode == 2 and sarif.stderr.startswith("error (usage): missing.sql"), sarif.stderr

@@ -127,8 +127,9 @@ def fail(exc: PgshiftError) -> None:
 
 
 def _json_requested() -> bool:
+    """--json, or lint's `-o json` (the same output for a machine: its error must parse too)."""
     ctx = click.get_current_context(silent=True)
-    return bool(ctx and ctx.params.get("as_json"))
+    return bool(ctx and (ctx.params.get("as_json") or ctx.params.get("output") == "json"))
 
 
 def json_option(func: F) -> F:
