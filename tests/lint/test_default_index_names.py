@@ -56,3 +56,29 @@ def test_model_names_indexes_as_the_server_does(conn: psycopg.Connection[tuple[o
         " FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
         " WHERE c.relkind = 'i' AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast')").fetchall()
     assert _model_names(sql) == {str(r[0]) for r in rows}
+
+
+CONSTRAINT_CASES = {
+    "checks on one, two and no column, numbered": "CREATE TABLE c1 (a int CHECK (a > 0), b int, CHECK (b > a), "
+                                                  "CHECK (b IS NOT NULL), CHECK (true), CHECK (a < 10));",
+    "checks added later": "CREATE TABLE c2 (a int CHECK (a > 0));\nALTER TABLE c2 ADD CHECK (a <> 5) NOT VALID;\n"
+                          "ALTER TABLE c2 ADD COLUMN b int CHECK (b > 0);",
+    "long check name is cut": f"CREATE TABLE {LONG} ({COLUMN} int CHECK ({COLUMN} > 0));",
+    "foreign keys, column and table, numbered": "CREATE TABLE p (id int PRIMARY KEY, org int, UNIQUE (id, org));\n"
+        "CREATE TABLE f (a int REFERENCES p, b int, FOREIGN KEY (a, b) REFERENCES p (id, org));\n"
+        "ALTER TABLE f ADD FOREIGN KEY (a) REFERENCES p NOT VALID;\nALTER TABLE f ADD COLUMN c int REFERENCES p;",
+}
+
+
+@pytest.mark.parametrize("sql", CONSTRAINT_CASES.values(), ids=CONSTRAINT_CASES.keys())
+def test_model_names_checks_and_foreign_keys_as_the_server_does(conn: psycopg.Connection[tuple[object, ...]],
+                                                                 sql: str) -> None:
+    """A VALIDATE CONSTRAINT of an unnamed NOT VALID check or foreign key names it by PostgreSQL's default name;
+    lint must know that name (PS014 judged it by, PS011 reads the check's validation through it)."""
+    conn.execute(sql)
+    rows = conn.execute("SELECT conrelid::regclass::text, conname FROM pg_constraint WHERE contype IN ('c', 'f') "
+                        "AND connamespace = 'public'::regnamespace").fetchall()
+    schema = Schema()
+    schema.load_sql(sql)
+    modelled = {(t.name, name) for t in schema.tables.values() for name in [*t.checks, *t.foreign_keys]}
+    assert modelled == {(str(r[0]), str(r[1])) for r in rows}

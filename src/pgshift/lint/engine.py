@@ -582,8 +582,9 @@ class _Linter:
         if k == "AlterTableStmt":
             for subtype, table, cmd in ctx.alter_cmds:
                 con = (cmd.get("def") or {}).get("Constraint", {}) if subtype == "AT_AddConstraint" else {}
-                if con.get("conname"):
-                    tx.added_constraints.add((table, str(con["conname"])))
+                # Unnamed, it is validated by the name PostgreSQL gave it (before the model adds it).
+                if con and (conname := self.schema.constraint_name(table, con)) is not None:
+                    tx.added_constraints.add((table, conname))
         if k == "AlterEnumStmt" and b.get("newVal"):
             tx.enum_values.add(str(b["newVal"]))
         # Judged before the model changes; only a transaction or --locks keeps them (an auto-committed

@@ -19,7 +19,7 @@ from pgshift.lint.nodes import (
     strings,
     type_of,
 )
-from pgshift.migrations.tree import ParseError, parse
+from pgshift.migrations.tree import ParseError, parse, walk
 
 
 @dataclass(frozen=True)
@@ -59,6 +59,7 @@ class Table:
     columns: dict[str, Column] = field(default_factory=dict)
     checks: dict[str, Check] = field(default_factory=dict)
     indexes: dict[str, Index] = field(default_factory=dict)
+    foreign_keys: set[str] = field(default_factory=set)  # names only: a default name must not reuse one
     partitioned: bool = False
     created_in: str | None = None  # label of the migration (or file) that created it
     stub: bool = False  # only seen in ALTER TABLE: its columns and indexes are unknown
@@ -108,6 +109,24 @@ def object_name(name1: str, name2: str | None, label: str) -> str:
             size2 -= 1
     parts = [_clip(name1, size1)] + ([_clip(name2, size2)] if name2 is not None else []) + [label]
     return "_".join(parts)
+
+
+def _check_column(expr: Node | None) -> str | None:
+    """The column a CHECK expression names, when it names exactly one (what PostgreSQL puts in the
+    default name, ``t_col_check``; with none or several it is ``t_check``)."""
+    found = {fields[-1] for node in walk(expr or {}) if "ColumnRef" in node
+             and (fields := strings(node["ColumnRef"].get("fields")))}
+    return next(iter(found)) if len(found) == 1 else None
+
+
+def _fk_column_names(columns: list[str]) -> str:
+    """PostgreSQL's ChooseForeignKeyConstraintNameAddition: the columns joined by ``_`` until NAMEDATALEN."""
+    joined = ""
+    for name in columns:
+        joined = f"{joined}_{name}" if joined else name
+        if len(joined.encode()) >= NAMEDATALEN:
+            break
+    return joined
 
 
 def index_column_names(elems: list[str]) -> str:
@@ -207,20 +226,42 @@ class Schema:
             candidate = object_name(base, columns, label_n)
             key = index_key(table.name, candidate)
             taken = key in self.index_tables or key in self.tables or candidate == base
-            if not taken and not (constraint and candidate in table.checks):
+            if not taken and not (constraint and (candidate in table.checks or candidate in table.foreign_keys)):
                 return candidate
             n += 1
             label_n = f"{label}{n}"
+
+    def constraint_name(self, table_name: str, con: Node) -> str | None:
+        """A CHECK's or FOREIGN KEY's name: its own, or the one PostgreSQL gives it (``t_col_check``,
+        ``t_check``, ``t_a_b_fkey``, numbered while the table has it); None for other kinds without one."""
+        return self._constraint_name(self.tables.get(table_name) or Table(table_name, stub=True), con)
+
+    def _constraint_name(self, table: Table, con: Node, column: str | None = None) -> str | None:
+        """``column``: the column a column constraint is declared on (a REFERENCES there lists no columns)."""
+        if con.get("conname"):
+            return str(con["conname"])
+        if con.get("contype") == "CONSTR_CHECK":
+            return self._default_name(table, _check_column(con.get("raw_expr")), "check", constraint=True)
+        fk_columns = strings(con.get("fk_attrs")) or ([column] if column else [])
+        if con.get("contype") == "CONSTR_FOREIGN" and fk_columns:
+            return self._default_name(table, _fk_column_names(fk_columns), "fkey", constraint=True)
+        return None
+
+    def _add_column_constraints(self, table: Table, coldef: Node) -> None:
+        """A column's CHECK and REFERENCES constraints (its key constraints are its indexes, added with it)."""
+        for con in column_constraints(coldef):
+            if con.get("contype") in ("CONSTR_CHECK", "CONSTR_FOREIGN"):
+                self._add_constraint(table, con, str(coldef.get("colname", "")))
 
     def _add_index(self, table: Table, index: Index) -> None:
         table.indexes[index.name] = index
         self.index_tables[index_key(table.name, index.name)] = table.name
 
-    def _add_constraint(self, table: Table, con: Node) -> None:
+    def _add_constraint(self, table: Table, con: Node, column: str | None = None) -> None:
         ctype = con.get("contype")
         conname = con.get("conname")
         if ctype == "CONSTR_CHECK":
-            name = str(conname or f"{table.name}_{ctype}_{len(table.checks)}")
+            name = str(self._constraint_name(table, con))
             validated = not con.get("skip_validation")
             table.checks[name] = Check(name, _nulltest_column(con.get("raw_expr")), validated)
         elif ctype in ("CONSTR_PRIMARY", "CONSTR_UNIQUE", "CONSTR_EXCLUSION"):
@@ -246,6 +287,9 @@ class Schema:
                 for key in keys:
                     if key in table.columns:
                         table.columns[key].not_null = True
+        elif ctype == "CONSTR_FOREIGN":
+            if (fk := self._constraint_name(table, con, column)) is not None:
+                table.foreign_keys.add(fk)
         elif ctype == "CONSTR_NOTNULL":
             for key in strings(con.get("keys")):
                 if key in table.columns and not con.get("skip_validation"):
@@ -257,6 +301,7 @@ class Schema:
         for elt in stmt.get("tableElts") or ():
             if "ColumnDef" in elt:
                 self._add_column(table, elt["ColumnDef"])
+                self._add_column_constraints(table, elt["ColumnDef"])
             elif "Constraint" in elt:
                 self._add_constraint(table, elt["Constraint"])
             elif "TableLikeClause" in elt:
@@ -287,9 +332,7 @@ class Schema:
         col_name = str(cmd.get("name", ""))
         if sub == "AT_AddColumn" and "ColumnDef" in definition:
             self._add_column(table, definition["ColumnDef"])
-            for con in column_constraints(definition["ColumnDef"]):
-                if con.get("contype") == "CONSTR_CHECK":
-                    self._add_constraint(table, con)
+            self._add_column_constraints(table, definition["ColumnDef"])
         elif sub == "AT_DropColumn":
             table.columns.pop(col_name, None)
         elif sub == "AT_AlterColumnType" and col_name in table.columns:
@@ -306,6 +349,7 @@ class Schema:
             table.checks[col_name].validated = True
         elif sub == "AT_DropConstraint":
             table.checks.pop(col_name, None)
+            table.foreign_keys.discard(col_name)
             if table.indexes.pop(col_name, None):
                 self.index_tables.pop(index_key(table.name, col_name), None)
 
