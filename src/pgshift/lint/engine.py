@@ -580,11 +580,13 @@ class _Linter:
             unit.lock_timeout |= name == "lock_timeout"
             unit.statement_timeout |= name == "statement_timeout"
         if k == "AlterTableStmt":
+            chosen: list[str] = []  # an ALTER TABLE adding two unnamed checks numbers the second
             for subtype, table, cmd in ctx.alter_cmds:
                 con = (cmd.get("def") or {}).get("Constraint", {}) if subtype == "AT_AddConstraint" else {}
                 # Unnamed, it is validated by the name PostgreSQL gave it (before the model adds it).
-                if con and (conname := self.schema.constraint_name(table, con)) is not None:
+                if con and (conname := self.schema.constraint_name(table, con, chosen)) is not None:
                     tx.added_constraints.add((table, conname))
+                    chosen.append(conname)
         if k == "AlterEnumStmt" and b.get("newVal"):
             tx.enum_values.add(str(b["newVal"]))
         # Judged before the model changes; only a transaction or --locks keeps them (an auto-committed

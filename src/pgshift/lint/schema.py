@@ -7,7 +7,7 @@ statement afterwards. The model is also loadable from a ``pg_dump --schema-only`
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 
 from pgshift.lint.nodes import (
@@ -217,7 +217,8 @@ class Schema:
             col.not_null = True
         table.columns[name] = col
 
-    def _default_name(self, table: Table, columns: str | None, label: str, constraint: bool = False) -> str:
+    def _default_name(self, table: Table, columns: str | None, label: str, constraint: bool = False,
+                      chosen: Collection[str] = ()) -> str:
         """The name PostgreSQL gives an index declared without one (ChooseRelationName): made by
         :func:`object_name`, then numbered (``t_pkey1``, ``t_pkey2``, ...) while a relation of the table's schema
         (or, for a constraint's index, a constraint of that table) already has it."""
@@ -225,26 +226,28 @@ class Schema:
         while True:
             candidate = object_name(base, columns, label_n)
             key = index_key(table.name, candidate)
-            taken = key in self.index_tables or key in self.tables or candidate == base
+            taken = key in self.index_tables or key in self.tables or candidate == base or candidate in chosen
             if not taken and not (constraint and (candidate in table.checks or candidate in table.foreign_keys)):
                 return candidate
             n += 1
             label_n = f"{label}{n}"
 
-    def constraint_name(self, table_name: str, con: Node) -> str | None:
+    def constraint_name(self, table_name: str, con: Node, chosen: Collection[str] = ()) -> str | None:
         """A CHECK's or FOREIGN KEY's name: its own, or the one PostgreSQL gives it (``t_col_check``,
         ``t_check``, ``t_a_b_fkey``, numbered while the table has it); None for other kinds without one."""
-        return self._constraint_name(self.tables.get(table_name) or Table(table_name, stub=True), con)
+        return self._constraint_name(self.tables.get(table_name) or Table(table_name, stub=True), con, chosen=chosen)
 
-    def _constraint_name(self, table: Table, con: Node, column: str | None = None) -> str | None:
+    def _constraint_name(self, table: Table, con: Node, column: str | None = None,
+                         chosen: Collection[str] = ()) -> str | None:
         """``column``: the column a column constraint is declared on (a REFERENCES there lists no columns)."""
         if con.get("conname"):
             return str(con["conname"])
         if con.get("contype") == "CONSTR_CHECK":
-            return self._default_name(table, _check_column(con.get("raw_expr")), "check", constraint=True)
+            return self._default_name(table, _check_column(con.get("raw_expr")), "check", constraint=True,
+                                      chosen=chosen)
         fk_columns = strings(con.get("fk_attrs")) or ([column] if column else [])
         if con.get("contype") == "CONSTR_FOREIGN" and fk_columns:
-            return self._default_name(table, _fk_column_names(fk_columns), "fkey", constraint=True)
+            return self._default_name(table, _fk_column_names(fk_columns), "fkey", constraint=True, chosen=chosen)
         return None
 
     def _add_column_constraints(self, table: Table, coldef: Node) -> None:
