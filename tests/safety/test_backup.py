@@ -7,6 +7,7 @@ import stat
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, ClassVar
@@ -671,6 +672,56 @@ def test_a_large_table_s_rows_are_counted_in_its_byte_for_byte_read_not_scanned_
                     "the rows of public.trades restored from the archive differ from the archive's"]
                 conn.execute('DROP TABLE audit."Weird Name"')
                 assert compare_tables(conn, manifest, read_elsewhere=large) == ["table audit.Weird Name is missing"]
+                assert "the rows of audit.Weird Name restored from the archive differ from the archive's" \
+                    in large_rows()
+        finally:
+            drop_database(admin, copy)
+
+
+def test_each_large_table_s_read_locks_only_that_table(pg_server: Any, db_url: str, tmp_path: Path) -> None:
+    """pg_dump holds every table it dumps until it ends, and the post-data restore beside the read
+    needs each table alone for its primary key: each large table is read by its own pg_dump, so while
+    one table's read waits, the tables read before it are free and the ones after it not yet taken."""
+    seed(db_url, rows=20)
+    settings = make_settings(tmp_path, db_url, pg_server, hash_max_mb=0)  # every table large
+    folder = take_backup(settings, db_url).backup.path
+    manifest = read_manifest(folder)
+    archived = read_archive(folder, manifest, restore_tool(manifest, settings.backup.pg_bindir), hashed=lambda _: True)
+    names = [sql.Identifier(t.schema, t.name) for t in manifest.tables]
+    copy = f"{manifest.database}_copy"
+    with psycopg.connect(db_url, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(copy)))
+        try:
+            copy_url = with_dbname(db_url, copy)
+            restore_into(folder, manifest, restore_tool(manifest, settings.backup.pg_bindir), db_url, copy)
+            with psycopg.connect(copy_url) as blocker, psycopg.connect(copy_url, autocommit=True) as watcher:
+                # The last table stays locked, as a primary key being built holds it: its read waits.
+                blocker.execute(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(names[-1]))
+                with ThreadPoolExecutor(max_workers=1) as pool:
+                    reading = pool.submit(compare_large_tables, manifest, archived, copy_url, copy,
+                                          settings.backup.pg_bindir)
+                    try:
+                        deadline = time.monotonic() + 20
+                        while not (waiting := watcher.execute(
+                                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                                "AND application_name = 'pg_dump' AND wait_event_type = 'Lock'").fetchall()):
+                            assert time.monotonic() < deadline and not reading.done(), "no pg_dump waits for the lock"
+                            time.sleep(0.05)
+                        [(pid,)] = waiting
+                        held = watcher.execute(
+                            "SELECT relation::regclass::text, granted FROM pg_locks WHERE pid = %s "
+                            "AND locktype = 'relation' AND relation IN (SELECT oid FROM pg_class WHERE relkind = 'r' "
+                            "AND relnamespace::regnamespace::text IN ('public', 'audit'))", (pid,)).fetchall()
+                        blocked = watcher.execute(sql.SQL("SELECT {}::regclass::text").format(
+                            sql.Literal(names[-1].as_string(watcher)))).fetchone()
+                        assert blocked is not None and held == [(blocked[0], False)], held
+                        with watcher.transaction():  # a table whose read is done can be altered at once
+                            watcher.execute("SET LOCAL lock_timeout = '100ms'")
+                            for name in names[:-1]:
+                                watcher.execute(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(name))
+                    finally:
+                        blocker.rollback()  # else the pool waits for the read forever
+                    assert reading.result(timeout=20) == []
         finally:
             drop_database(admin, copy)
 
