@@ -119,8 +119,9 @@ def _check_column(expr: Node | None) -> str | None:
     return next(iter(found)) if len(found) == 1 else None
 
 
-def _fk_column_names(columns: list[str]) -> str:
-    """PostgreSQL's ChooseForeignKeyConstraintNameAddition: the columns joined by ``_`` until NAMEDATALEN."""
+def column_names(columns: list[str]) -> str:
+    """The columns joined by ``_``, stopping once NAMEDATALEN bytes are reached (PostgreSQL's
+    ChooseForeignKeyConstraintNameAddition; ChooseIndexNameAddition does the same after numbering)."""
     joined = ""
     for name in columns:
         joined = f"{joined}_{name}" if joined else name
@@ -139,12 +140,7 @@ def index_column_names(elems: list[str]) -> str:
             n += 1
             name = _clip(original, NAMEDATALEN - 1 - len(str(n))) + str(n)
         chosen.append(name)
-    joined = ""
-    for name in chosen:
-        joined = f"{joined}_{name}" if joined else name
-        if len(joined.encode()) >= NAMEDATALEN:
-            break
-    return joined
+    return column_names(chosen)
 
 
 def _expr_name(expr: Node) -> str | None:
@@ -247,7 +243,7 @@ class Schema:
                                       chosen=chosen)
         fk_columns = strings(con.get("fk_attrs")) or ([column] if column else [])
         if con.get("contype") == "CONSTR_FOREIGN" and fk_columns:
-            return self._default_name(table, _fk_column_names(fk_columns), "fkey", constraint=True, chosen=chosen)
+            return self._default_name(table, column_names(fk_columns), "fkey", constraint=True, chosen=chosen)
         return None
 
     def _add_column_constraints(self, table: Table, coldef: Node) -> None:
