@@ -4,69 +4,30 @@
 
 Every table is over `backup.hash_max_mb` (1 MB), so the restore-test reads each one back byte for
 byte beside the post-data restore, whose `ADD CONSTRAINT ... PRIMARY KEY` needs each table
-exclusively. Compares, in interleaved rounds: a plain pg_restore into a new database, the
-restore-test as it is (one pg_dump per large table), and the restore-test with the previous read
-(one pg_dump of all the large tables, which holds every one of them until it ends). CPU s is this
-process and its children (pg_dump, pg_restore), not the server; the load average is printed.
+exclusively. Compares, in interleaved rounds, a plain pg_restore into a new database with the
+restore-test, and reports the seconds pg_restore (post-data) and pg_dump (the read) spent waiting
+for a lock. CPU s is this process and its children (pg_dump, pg_restore), not the server; the load
+average is printed. Against another revision: run it again with PYTHONPATH=<that checkout>/src.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
-import shutil
 import statistics
 import subprocess
-import tempfile
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import psycopg
 from psycopg import sql
-from run import CPU, timed
+from run import CPU, on_own_cluster, timed
 
-import pgshift.safety.verify as verify
 from pgshift.config import BackupSettings, Settings
 from pgshift.embedded import EmbeddedCluster
 from pgshift.safety import take_backup, verify_backup
-from pgshift.safety.copydata import TableData, TableKey, table_pattern, tool_copy_data
-from pgshift.safety.manifest import LARGE, Manifest
-from pgshift.safety.tools import child_connection, database_codec, find_tool
-
-
-def one_dump_for_all(manifest: Manifest, archived: dict[TableKey, TableData], url: str, dbname: str,
-                     bindir: str | Path | None) -> list[str]:
-    """The previous compare_large_tables: one pg_dump with a --table for each large table."""
-    tables = [t for t in manifest.tables if t.check in LARGE]
-    if not tables:
-        return []
-    conninfo, env = child_connection(url, dbname)
-    env["PGTZ"] = manifest.dump_timezone or "UTC"
-    dump = find_tool("pg_dump", verify._tool_major(manifest), bindir=bindir)
-    encoding = database_codec(manifest.encoding)
-    argv: list[str | bytes] = [str(dump.path), f"--dbname={conninfo}", "--data-only", *(
-        f"--table={table_pattern(t.schema, t.name)}".encode(encoding, errors="replace") for t in tables)]
-    restored = tool_copy_data(argv, env, what="reading the restored tables back", hashed=lambda _: True)
-    problems: list[str] = []
-    for table in tables:
-        key = (table.schema, table.name)
-        ours, theirs = restored.get(key), archived.get(key)
-        if ours is not None and table.rows is not None and ours.rows != table.rows:
-            problems.append(verify.wrong_count(table, ours.rows))
-        if ours is None or theirs is None or ours.sha256 != theirs.sha256:
-            problems.append(f"the rows of {table.qualified} restored from the archive differ from the archive's")
-    return problems
-
-
-def reversed_order(manifest: Manifest, *args: Any) -> list[str]:
-    """One pg_dump per table, the last table first (post-data builds the primary keys in name order)."""
-    return _per_table(dataclasses.replace(manifest, tables=list(reversed(manifest.tables))), *args)
-
-
-_per_table = verify.compare_large_tables
+from pgshift.safety.manifest import LARGE
 
 
 def main() -> None:
@@ -75,14 +36,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=200_000, help="rows per table")
     parser.add_argument("--repeat", type=int, default=4)
     args = parser.parse_args()
-    root = Path(tempfile.mkdtemp(prefix="pgshift-bench-large-"))
-    cluster = EmbeddedCluster(root / "cluster")
-    cluster.start(tcp=True)
-    try:
-        run(cluster, root, args)
-    finally:
-        cluster.destroy()
-        shutil.rmtree(root, ignore_errors=True)
+    on_own_cluster("pgshift-bench-large-", lambda cluster, root: run(cluster, root, args))
 
 
 def run(cluster: EmbeddedCluster, root: Path, args: argparse.Namespace) -> None:
@@ -117,41 +71,34 @@ def run(cluster: EmbeddedCluster, root: Path, args: argparse.Namespace) -> None:
 
     waits: dict[str, list[float]] = {}
 
-    def restore_test(read: Callable[..., list[str]], name: str) -> Callable[[], object]:
-        def go() -> object:
-            real = verify.compare_large_tables
-            verify.compare_large_tables = read
-            done = threading.Event()
-            waited = {"pg_restore": 0.0, "pg_dump": 0.0}
+    def restore_test() -> object:
+        done = threading.Event()
+        waited = {"pg_restore": 0.0, "pg_dump": 0.0}
 
-            def sample() -> None:
-                # Seconds a session of pg_restore (post-data) or pg_dump (the read) spends waiting for a lock.
-                with psycopg.connect(url, autocommit=True) as watcher:
-                    while not done.wait(0.02):
-                        for (app,) in watcher.execute(
-                                "SELECT application_name FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                                "AND application_name IN ('pg_restore', 'pg_dump')").fetchall():
-                            waited[app] += 0.02
+        def sample() -> None:
+            # Seconds a session of pg_restore (post-data) or pg_dump (the read) spends waiting for a lock.
+            with psycopg.connect(url, autocommit=True) as watcher:
+                while not done.wait(0.02):
+                    for (app,) in watcher.execute(
+                            "SELECT application_name FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                            "AND application_name IN ('pg_restore', 'pg_dump')").fetchall():
+                        waited[app] += 0.02
 
-            sampler = threading.Thread(target=sample)
-            sampler.start()
-            try:
-                report = verify_backup(backup.path, full=True, url=url, record=False)
-            finally:
-                done.set()
-                sampler.join()
-                verify.compare_large_tables = real
-            for app, seconds in waited.items():
-                waits.setdefault(f"{name}: {app}", []).append(seconds)
-            assert report.ok, report.problems
-            return report
-        return go
+        sampler = threading.Thread(target=sample)
+        sampler.start()
+        try:
+            report = verify_backup(backup.path, full=True, url=url, record=False)
+        finally:
+            done.set()
+            sampler.join()
+        for app, seconds in waited.items():
+            waits.setdefault(app, []).append(seconds)
+        assert report.ok, report.problems
+        return report
 
     variants: dict[str, Callable[[], object]] = {
         "pg_restore into a new database": plain_restore,
-        "--restore-test, one pg_dump per large table (now)": restore_test(verify.compare_large_tables, "now"),
-        "--restore-test, one pg_dump for all (previous)": restore_test(one_dump_for_all, "previous"),
-        "--restore-test, one pg_dump per table, last first": restore_test(reversed_order, "last first"),
+        "--restore-test": restore_test,
     }
     times: dict[str, list[float]] = {name: [] for name in variants}
     loads = [os.getloadavg()[0]]
@@ -170,11 +117,8 @@ def run(cluster: EmbeddedCluster, root: Path, args: argparse.Namespace) -> None:
         ratio = statistics.median(a / b for a, b in zip(values, base, strict=True))
         print(f"- {name} / pg_restore, paired median: {ratio:.2f}x")
     for name, values in waits.items():
-        print(f"- lock waits, {name}: median {statistics.median(values):.2f} s, rounds "
+        print(f"- lock waits of {name}: median {statistics.median(values):.2f} s, rounds "
               + ", ".join(f"{v:.2f}" for v in values))
-    now, previous = list(times.values())[1:3]
-    print(f"- now / previous, paired median: "
-          f"{statistics.median(a / b for a, b in zip(now, previous, strict=True)):.2f}x")
 
 
 if __name__ == "__main__":

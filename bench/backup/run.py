@@ -64,12 +64,16 @@ def main() -> None:
     parser.add_argument("--restore-jobs", type=int, default=1,
                         help="also run pg_restore and --restore-test with this many jobs (backup.jobs)")
     args = parser.parse_args()
+    on_own_cluster("pgshift-bench-backup-", lambda cluster, root: run(cluster, root, args))
 
-    root = Path(tempfile.mkdtemp(prefix="pgshift-bench-backup-"))
+
+def on_own_cluster(prefix: str, body: Callable[[EmbeddedCluster, Path], None]) -> None:
+    """Run ``body`` on a throwaway cluster in a temporary folder, both removed after it."""
+    root = Path(tempfile.mkdtemp(prefix=prefix))
     cluster = EmbeddedCluster(root / "cluster")
     cluster.start(tcp=True)
     try:
-        run(cluster, root, args)
+        body(cluster, root)
     finally:
         cluster.destroy()
         shutil.rmtree(root, ignore_errors=True)
