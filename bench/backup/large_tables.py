@@ -1,6 +1,6 @@
 """Benchmark: `backup verify --restore-test` with several large tables with primary keys (#17).
 
-    .venv/bin/python bench/backup/large_tables.py --tables 4 --rows 200000 --repeat 4
+    .venv/bin/python bench/backup/large_tables.py --tables 4 --rows 200000 --repeat 4 [--json PATH]
 
 Every table is over `backup.hash_max_mb` (1 MB), so the restore-test reads each one back byte for
 byte beside the post-data restore, whose `ADD CONSTRAINT ... PRIMARY KEY` needs each table
@@ -13,6 +13,7 @@ average is printed. Against another revision: run it again with PYTHONPATH=<that
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import subprocess
@@ -35,6 +36,7 @@ def main() -> None:
     parser.add_argument("--tables", type=int, default=4)
     parser.add_argument("--rows", type=int, default=200_000, help="rows per table")
     parser.add_argument("--repeat", type=int, default=4)
+    parser.add_argument("--json", type=Path, help="also write the figures here, for machines")
     args = parser.parse_args()
     on_own_cluster("pgshift-bench-large-", lambda cluster, root: run(cluster, root, args))
 
@@ -46,12 +48,12 @@ def run(cluster: EmbeddedCluster, root: Path, args: argparse.Namespace) -> None:
     url = cluster.socket_dsn("bench")
     with psycopg.connect(url, autocommit=True) as conn:
         for i in range(args.tables):
-            name = sql.Identifier(f"big_{i}")
+            table = sql.Identifier(f"big_{i}")
             conn.execute(sql.SQL("CREATE TABLE {} (id bigint PRIMARY KEY, owner text NOT NULL, amount numeric, "
-                                 "at timestamptz)").format(name))
+                                 "at timestamptz)").format(table))
             conn.execute(sql.SQL("INSERT INTO {} SELECT g, md5(g::text), g * 1.5, "
                                  "'2024-01-01'::timestamptz + g * interval '1 minute' "
-                                 "FROM generate_series(1, %s) g").format(name), (args.rows,))
+                                 "FROM generate_series(1, %s) g").format(table), (args.rows,))
         size = int(conn.execute("SELECT pg_database_size('bench')").fetchone()[0])  # type: ignore[index]
     settings = Settings(database_url=url, base_dir=root, backup=BackupSettings(
         directory=str(root / "out"), pg_bindir=str(bindir), hash_max_mb=1))
@@ -113,12 +115,18 @@ def run(cluster: EmbeddedCluster, root: Path, args: argparse.Namespace) -> None:
         print(f"| {name} | {min(values):.2f} | {statistics.median(values):.2f} | "
               f"{statistics.median(CPU[name]):.2f} | {', '.join(f'{v:.2f}' for v in values)} |")
     base = times["pg_restore into a new database"]
+    ratios: dict[str, float] = {}
     for name, values in list(times.items())[1:]:
-        ratio = statistics.median(a / b for a, b in zip(values, base, strict=True))
-        print(f"- {name} / pg_restore, paired median: {ratio:.2f}x")
+        ratios[name] = statistics.median(a / b for a, b in zip(values, base, strict=True))
+        print(f"- {name} / pg_restore, paired median: {ratios[name]:.2f}x")
     for name, values in waits.items():
         print(f"- lock waits of {name}: median {statistics.median(values):.2f} s, rounds "
               + ", ".join(f"{v:.2f}" for v in values))
+    if args.json:
+        args.json.write_text(json.dumps({
+            "tables": args.tables, "rows": args.rows, "bytes": size, "load": loads,
+            "seconds": {name: values for name, values in times.items()},
+            "cpu_s": {name: CPU[name] for name in times}, "paired_ratio": ratios, "lock_waits_s": waits}, indent=2))
 
 
 if __name__ == "__main__":
