@@ -8,6 +8,7 @@ Unix socket in the cluster directory and, when asked, on 127.0.0.1 only.
 
 from __future__ import annotations
 
+import functools
 import glob
 import json
 import os
@@ -46,10 +47,17 @@ def _version_key(path: str) -> tuple[int, ...]:
 
 def candidate_bindirs() -> list[Path]:
     """Where server binaries may be, in order of preference."""
+    return list(_candidate_bindirs(os.environ.get("PGSHIFT_PG_BINDIR"), os.environ.get("PATH")))
+
+
+@functools.lru_cache(maxsize=8)
+def _candidate_bindirs(env: str | None, path: str | None) -> tuple[Path, ...]:
+    # Once per process for the same setting and PATH: ``pg_config --bindir`` is a process start
+    # (10-25 ms), which a backup looking up pg_dump and then pg_restore paid twice.
     found: list[Path] = []
-    if env := os.environ.get("PGSHIFT_PG_BINDIR"):
+    if env:
         found.append(Path(env))
-    if pg_config := shutil.which("pg_config"):
+    if pg_config := shutil.which("pg_config", path=path):
         try:
             out = subprocess.run(
                 [pg_config, "--bindir"], capture_output=True, text=True, timeout=10, check=True
@@ -57,11 +65,11 @@ def candidate_bindirs() -> list[Path]:
             found.append(Path(out))
         except (OSError, subprocess.SubprocessError):
             pass
-    if initdb := shutil.which("initdb"):
+    if initdb := shutil.which("initdb", path=path):
         found.append(Path(initdb).resolve().parent)
     for pattern in _PACKAGE_GLOBS:
         found.extend(Path(p) for p in sorted(glob.glob(pattern), key=_version_key, reverse=True))
-    return found
+    return tuple(found)
 
 
 def pgserver_bindir() -> Path | None:

@@ -247,6 +247,28 @@ def test_missing_newer_pg_dump_is_explained(pg_server: Any, db_url: str, tmp_pat
     assert "PostgreSQL 99 or newer" in str(info.value)
 
 
+def _fake_tool(folder: Path, name: str, version: str) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    tool = folder / name
+    tool.write_text(f"#!/bin/sh\necho '{name} (PostgreSQL) {version}'\n")
+    tool.chmod(0o755)
+    return tool
+
+
+def test_an_explicit_bindir_is_taken_when_new_enough_and_passed_over_when_too_old(tmp_path: Path) -> None:
+    from pgshift.safety.tools import find_tool
+
+    new_enough = _fake_tool(tmp_path / "new", "pg_restore", "15.99")
+    chosen = find_tool("pg_restore", 15, bindir=tmp_path / "new")
+    assert (chosen.path, chosen.version, chosen.major) == (new_enough, "15.99", 15)
+    # Too old for the server: the machine's own pg_restore of that major instead (the suite's PostgreSQL).
+    _fake_tool(tmp_path / "old", "pg_restore", "11.2")
+    fallback = find_tool("pg_restore", 15, bindir=tmp_path / "old")
+    assert fallback.major >= 15 and fallback.path.parent != tmp_path / "old"
+    with pytest.raises(BackupFailed, match=r"found: .*old/pg_restore \(11\.2\)"):
+        find_tool("pg_restore", 98, bindir=tmp_path / "old")
+
+
 def test_hash_method_is_the_cheapest_that_works_per_table(pg_server: Any, db_url: str, tmp_path: Path) -> None:
     with psycopg.connect(db_url, autocommit=True) as conn:
         conn.execute("CREATE TABLE plain (id bigint PRIMARY KEY, note text, amount numeric(10, 2))")

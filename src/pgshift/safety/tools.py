@@ -65,15 +65,19 @@ def _candidates(name: str, bindir: Path | str | None) -> list[Path]:
     return seen
 
 
+def _explicit(name: str, bindir: Path | str) -> Tool | None:
+    path = Path(bindir) / name
+    version = tool_version(path) if path.is_file() and os.access(path, os.X_OK) else None
+    return Tool(name, path, *version) if version else None
+
+
 def find_tool(name: str, server_major: int, *, bindir: Path | str | None = None) -> Tool:
     """The ``name`` binary whose major version is >= the server's: the same major if there is one
     (an explicit ``bindir`` first), else the newest. A tool older than the server cannot read it."""
+    if bindir and (chosen := _explicit(name, bindir)) and chosen.major >= server_major:
+        return chosen  # the others are not looked for: each costs a process start
     tools = [Tool(name, p, *v) for p in _candidates(name, bindir) if (v := tool_version(p))]
     usable = [t for t in tools if t.major >= server_major]
-    if bindir:
-        explicit = [t for t in usable if t.path.parent == Path(bindir)]
-        if explicit:
-            return explicit[0]
     same = [t for t in usable if t.major == server_major]
     if same:
         return same[0]
