@@ -476,7 +476,7 @@ class _Linter:
     def _parse_error_rules(self, item: Parsed, unit: UnitState, tx: TxState,
                            suppressions: list[Suppression], migration: str | None) -> None:
         for rule in all_rules():
-            hook = getattr(rule.check, "on_parse_error", None)
+            hook = rule.on_parse_error
             if hook is not None and _rule_selected(rule, self.opts.settings):
                 for hit in hook(item.statement.sql):
                     self._emit(rule, hit, item.statement, unit, suppressions, migration)

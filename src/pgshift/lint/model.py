@@ -74,6 +74,9 @@ class Rule:
     example_version: int | None = None
     # Schema (already applied migrations) the bad and good examples are judged against.
     setup: str = ""
+    # Also judges the SQL text of a statement that does not parse (a field, not an attribute set on
+    # check: a function compiled with mypyc takes no attributes).
+    on_parse_error: Callable[[str], Iterable[Hit]] | None = None
 
 
 @dataclass(slots=True)  # tens of thousands in a large report: slots halve their memory and creation time

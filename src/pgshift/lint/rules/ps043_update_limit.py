@@ -32,8 +32,6 @@ def check(ctx: Ctx) -> Iterator[Hit]:
             yield from scan(text)
 
 
-check.on_parse_error = scan  # type: ignore[attr-defined]
-
 RULE = Rule(
     id="PS043", name="update-limit",
     summary="UPDATE/DELETE ... LIMIT does not exist in PostgreSQL (also caught inside DO and function bodies).",
@@ -43,5 +41,5 @@ RULE = Rule(
     "END $$;",
     safe="Put LIMIT in a subquery that selects the keys (or ctids) of the batch.",
     severity="error", kinds=("DoStmt", "CreateFunctionStmt"), check=check, applies_to_new_tables=True,
-    category="dml",
+    category="dml", on_parse_error=scan,
 )
