@@ -230,3 +230,37 @@ def test_an_attempt_held_off_is_spent_sleeping_and_the_next_is_tried(db_url: str
                       exhausted=lambda *_a: RuntimeError("gave up"), hold_off=lambda n, d, f: asked.append((n, f))
                       or True, sleep=slept.append) == "locked"
     assert asked == [(1, False), (2, False), (3, False), (4, True)] and calls == [1] and len(slept) == 3
+
+
+def test_a_step_naming_no_table_gives_up_naming_the_three_oldest_open_transactions(tmp_path: Path, db_url: str,
+                                                                                   conn: Conn) -> None:
+    """A DO block's tables are not known, so its LockTimeoutExhausted names the oldest open transactions of the
+    database instead (runner/blockers.py's open_transactions): the three oldest, oldest first, each described."""
+    import re
+
+    from pgshift.errors import LockTimeoutExhausted
+
+    conn.execute("CREATE TABLE t (id int)")
+    write_migration(tmp_path / "migrations", "1", "do", "DO $$BEGIN ALTER TABLE t ADD COLUMN note text; END$$;")
+    settings = Settings(database_url=db_url, base_dir=tmp_path, migrations_dir="migrations",
+                        lock_timeout=Duration.parse("50ms"), lock_retries=0)
+    sessions = [psycopg.connect(db_url) for _ in range(4)]
+    try:
+        for n, session in enumerate(sessions, start=1):
+            session.execute(f"SET application_name = 'open_{n}'")
+            session.execute("SELECT * FROM t")  # each holds ACCESS SHARE on t in its open transaction
+            time.sleep(0.05)  # started in this order
+        with pytest.raises(LockTimeoutExhausted) as info:
+            api.migrate(settings)
+        pids = [s.info.backend_pid for s in sessions]
+    finally:
+        for session in sessions:
+            session.close()
+    message = str(info.value)
+    found = re.findall(r"pid (\d+) \((open_\d), idle in transaction, transaction open (\d+\.\d)s: SELECT \* FROM t\)",
+                       message)
+    assert [(int(p), name) for p, name, _age in found] == [(pids[0], "open_1"), (pids[1], "open_2"),
+                                                           (pids[2], "open_3")], message
+    assert "Open transactions now: pid" in message and f"pid {pids[3]}" not in message, message
+    ages = [float(age) for _p, _n, age in found]
+    assert ages == sorted(ages, reverse=True) and ages[0] > 0, message
