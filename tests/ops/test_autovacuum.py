@@ -6,6 +6,7 @@ table's cost settings make one crawl, so it reliably holds its lock while contra
 from __future__ import annotations
 
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -284,3 +285,24 @@ def test_an_autovacuum_after_one_to_prevent_wraparound_is_still_cancelled(cluste
         assert any(f"cancelled autovacuum pid {plain}" in n for n in notes), notes
         assert not any(f"cancelled autovacuum pid {wrap}" in n for n in notes), notes
         conn.execute("ALTER TABLE big_p2 SET (autovacuum_enabled = false)")
+
+
+def test_after_a_cancel_the_step_waits_until_the_workers_locks_are_gone_at_most_two_seconds(db_url: str) -> None:
+    """Autovacuums._wait_until_gone, with a session standing in for the cancelled worker (it watches the pid's
+    relation locks in pg_locks): it returns as soon as they are released, and gives up after 2 s."""
+    from pgshift.runner.blockers import Autovacuums
+
+    with psycopg.connect(db_url, autocommit=True) as conn, psycopg.connect(db_url) as holder:
+        conn.execute("CREATE TABLE held (id int)")
+        holder.execute("LOCK TABLE held IN SHARE UPDATE EXCLUSIVE MODE")
+        watch = Autovacuums(conn, notify=lambda _m: None)
+        started = time.monotonic()
+        watch._wait_until_gone(holder.info.backend_pid)  # never released: the whole default wait
+        assert 1.9 <= time.monotonic() - started <= 2.9
+        released = threading.Timer(0.3, holder.rollback)
+        started = time.monotonic()
+        released.start()
+        watch._wait_until_gone(holder.info.backend_pid)
+        took = time.monotonic() - started
+        released.join()
+        assert 0.3 <= took < 0.9, took  # returned once the locks were gone, not at the end of the wait
