@@ -220,7 +220,7 @@ def test_contract_cancels_an_autovacuum_of_a_partition_of_its_table(cluster: Emb
 
 def _vacuums_holding(conn: Conn, tables: list[str]) -> list[int]:
     """The pids of the autovacuum workers holding a lock on each of ``tables``, once each does (in that order)."""
-    until, found = time.monotonic() + 40, {}
+    until, found = time.monotonic() + 40, dict[str, int]()
     while len(found) < len(tables):
         assert time.monotonic() < until, f"no autovacuum on each of {tables} within 40s: {found}"
         for table in tables:

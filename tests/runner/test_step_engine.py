@@ -226,9 +226,14 @@ def test_an_attempt_held_off_is_spent_sleeping_and_the_next_is_tried(db_url: str
     calls.clear()
     slept.clear()
     asked.clear()
+
+    def hold_always(number: int, delay: float, final: bool) -> bool:
+        asked.append((number, final))
+        return True
+
     assert policy.run(_locked_table_attempt(db_url, calls), on_retry=lambda *_a: None,
-                      exhausted=lambda *_a: RuntimeError("gave up"), hold_off=lambda n, d, f: asked.append((n, f))
-                      or True, sleep=slept.append) == "locked"
+                      exhausted=lambda *_a: RuntimeError("gave up"), hold_off=hold_always,
+                      sleep=slept.append) == "locked"
     assert asked == [(1, False), (2, False), (3, False), (4, True)] and calls == [1] and len(slept) == 3
 
 
