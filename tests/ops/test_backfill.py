@@ -949,6 +949,7 @@ _ONLY_SET = "to the UPDATE, where only the SET list goes"
                                      "backfill's statement opened, so the rest would apply outside it"),
     ("--where", "(qty > 5", "its parentheses do not balance: 1 '(' not closed"),
     ("--set", "hits = hits + 1 FROM (SELECT 1) AS x", f"it adds a FROM clause {_ONLY_SET}"),
+    ("--set", "hits = hits + 1 FROM (SELECT 1) AS x WHERE true", f"it adds a FROM clause {_ONLY_SET}"),  # the first
     ("--set", "hits = hits + 1 WHERE id > 5", f"it adds a WHERE clause {_ONLY_SET}"),
     ("--set", "hits = hits + 1 RETURNING id", f"it adds a RETURNING clause {_ONLY_SET}"),
     ("--where", "status = 'open", f"it has an unclosed quoted string, {_SWALLOW}"),
@@ -986,6 +987,20 @@ def test_a_set_or_where_with_semicolons_quoted_and_parentheses_balanced_is_one_e
     assert result.rows == 16  # qty 6..30 whose status is NULL (every third row is DONE)
     assert conn.execute("SELECT count(*) FROM trades WHERE status = 'a;b (c' AND hits = 1").fetchone() == (16,)
     assert conn.execute("SELECT count(*) FROM trades").fetchone() == (30,)
+
+
+@pytest.mark.parametrize(("flag", "text"), [("--where", "qty >"), ("--set", "hits = hits +")])
+def test_a_set_or_where_with_a_syntax_error_inside_is_left_to_the_servers_check(
+        flag: str, text: str, tmp_path: Path, db_url: str, conn: psycopg.Connection[Any]) -> None:
+    """One clause that does not parse is no shape problem: the server's compile check says where it fails."""
+    _trades(conn, 5)
+    clauses = {"--set": "hits = hits + 1", "--where": "status IS NULL", flag: text}
+    result = run_pgshift(["backfill", "--table", "trades", "--set", clauses["--set"], "--where", clauses["--where"],
+                          "--json"], cwd=tmp_path, url=db_url)
+    assert result.returncode == 21, result.stderr
+    message = json.loads(result.stderr)["error"]["message"]
+    assert "The backfill of public.trades does not compile: syntax error" in message, message
+    assert conn.execute("SELECT sum(hits) FROM trades").fetchone() == (0,)
 
 
 
