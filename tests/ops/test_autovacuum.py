@@ -6,6 +6,7 @@ table's cost settings make one crawl, so it reliably holds its lock while contra
 from __future__ import annotations
 
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -110,14 +111,17 @@ def test_a_role_that_may_not_cancel_it_is_told_which_pid_and_why(cluster: Embedd
     with psycopg.connect(cluster.socket_dsn(), autocommit=True) as admin:
         admin.execute("CREATE ROLE av_owner LOGIN")
         admin.execute("CREATE DATABASE av_plain OWNER av_owner")
+        admin.execute("ALTER DATABASE av_plain SET deadlock_timeout = '2s'")  # the server's value is quoted
     settings = _expanded(cluster, tmp_path, "av_plain", user="av_owner")
     with psycopg.connect(_url(cluster, "av_plain"), autocommit=True) as conn:
         pid = _vacuum_holding_big(conn)
+        notes: list[str] = []
         with pytest.raises(LockTimeoutExhausted) as failure:
-            service.contract(settings)
+            service.contract(settings, notify=notes.append)
         message = str(failure.value)
         assert f"pid {pid} is an autovacuum worker" in message, message
-        assert "deadlock_timeout (1s)" in message and "lock_timeout 50ms" in message
+        assert "deadlock_timeout (2s)" in message and "lock_timeout 50ms" in message
+        assert any(f"pid {pid} is an autovacuum worker" in n for n in notes), notes  # told while it retries
         assert "Role 'av_owner' may not cancel it" in message
         assert f"SELECT pg_cancel_backend({pid})" in message
         assert conn.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = %s", (pid,)).fetchone() == (1,)
@@ -150,6 +154,26 @@ def test_an_autovacuum_to_prevent_wraparound_is_left_alone_and_named(cluster: Em
         assert conn.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = %s", (pid,)).fetchone() == (1,)
         assert conn.execute("SELECT count(*) FROM pgshift.events WHERE event = 'autovacuum-cancelled'").fetchone() == (
             0,)
+
+
+def test_an_autovacuum_behind_an_older_reader_is_cancelled_too(cluster: EmbeddedCluster, tmp_path: Path) -> None:
+    """Every autovacuum among the sessions in the step's way is cancelled, not only those listed before the
+    first other session: here an older reader, listed first and never released, makes the contract fail,
+    and the autovacuum behind it is still cancelled (the reader alone is left to name)."""
+    with psycopg.connect(cluster.socket_dsn(), autocommit=True) as admin:
+        admin.execute("CREATE DATABASE av_reader")
+    settings = _expanded(cluster, tmp_path, "av_reader", ops=DROP_ONLY)
+    with psycopg.connect(_url(cluster, "av_reader")) as reader, \
+            psycopg.connect(_url(cluster, "av_reader"), autocommit=True) as conn:
+        reader.execute("SET application_name = 'old_reader'")
+        reader.execute("SELECT count(*) FROM big")  # ACCESS SHARE on big, in a transaction older than the vacuum
+        pid = _vacuum_holding_big(conn)
+        notes: list[str] = []
+        with pytest.raises(LockTimeoutExhausted) as failure:
+            service.contract(settings, notify=notes.append)
+        assert any(f"cancelled autovacuum pid {pid}" in n for n in notes), notes
+        assert f"pid {reader.info.backend_pid} (old_reader" in str(failure.value), failure.value
+        reader.rollback()
 
 
 PARTITIONED_INIT = """
@@ -192,3 +216,93 @@ def test_contract_cancels_an_autovacuum_of_a_partition_of_its_table(cluster: Emb
                             ).fetchone() == (True,)
         assert conn.execute("SELECT count(*) FROM pg_attribute WHERE attrelid = 'big_p2'::regclass "
                             "AND attname = 'note' AND NOT attisdropped").fetchone() == (0,)
+
+
+def _vacuums_holding(conn: Conn, tables: list[str]) -> list[int]:
+    """The pids of the autovacuum workers holding a lock on each of ``tables``, once each does (in that order)."""
+    until, found = time.monotonic() + 40, dict[str, int]()
+    while len(found) < len(tables):
+        assert time.monotonic() < until, f"no autovacuum on each of {tables} within 40s: {found}"
+        for table in tables:
+            row = conn.execute("SELECT a.pid FROM pg_stat_activity a JOIN pg_locks l ON l.pid = a.pid "
+                               "WHERE a.backend_type = 'autovacuum worker' AND l.relation = %s::regclass "
+                               "AND l.granted", (table,)).fetchone()
+            if row:
+                found[table] = int(row[0])
+        time.sleep(0.05)
+    return [found[t] for t in tables]
+
+
+def test_a_role_that_may_not_cancel_them_is_told_of_every_autovacuum_in_the_way(
+        cluster: EmbeddedCluster, tmp_path: Path) -> None:
+    """Two partitions vacuumed at once, neither cancellable by the role: the message explains both."""
+    with psycopg.connect(cluster.socket_dsn(), autocommit=True) as admin:
+        admin.execute("CREATE ROLE av_parts_owner LOGIN")
+        admin.execute("CREATE DATABASE av_parts_plain OWNER av_parts_owner")
+    settings = make_project(tmp_path, _url(cluster, "av_parts_plain", "av_parts_owner"), {
+        "001_init.sql": PARTITIONED_INIT, "002_ops.ops.yaml": DROP_ONLY})
+    from pgshift import api
+
+    api.migrate(settings)
+    with psycopg.connect(_url(cluster, "av_parts_plain"), autocommit=True) as conn:
+        conn.execute(CRAWL.replace("big", "big_p1"))
+        conn.execute(CRAWL.replace("big", "big_p2"))
+        pids = _vacuums_holding(conn, ["big_p1", "big_p2"])
+        with pytest.raises(LockTimeoutExhausted) as failure:
+            service.contract(settings)
+        message = str(failure.value)
+        for pid in pids:
+            assert f"pid {pid} is an autovacuum worker" in message, message
+        conn.execute("ALTER TABLE big_p1 SET (autovacuum_enabled = false)")
+        conn.execute("ALTER TABLE big_p2 SET (autovacuum_enabled = false)")
+        conn.execute("SELECT pg_cancel_backend(pid) FROM unnest(%s::int[]) pid", (pids,))
+
+
+def test_an_autovacuum_after_one_to_prevent_wraparound_is_still_cancelled(cluster: EmbeddedCluster,
+                                                                           tmp_path: Path) -> None:
+    """The wraparound vacuum of one partition (older, listed first) is left alone; the ordinary one of the other
+    partition behind it is still cancelled."""
+    with psycopg.connect(cluster.socket_dsn(), autocommit=True) as admin:
+        admin.execute("CREATE DATABASE av_parts_wrap")
+    settings = make_project(tmp_path, _url(cluster, "av_parts_wrap"), {
+        "001_init.sql": PARTITIONED_INIT, "002_ops.ops.yaml": DROP_ONLY})
+    from pgshift import api
+
+    api.migrate(settings)
+    with psycopg.connect(_url(cluster, "av_parts_wrap"), autocommit=True) as conn:
+        conn.execute("CREATE TABLE burn (x int)")  # 110000 subtransaction xids: past the lowest freeze_max_age
+        conn.execute("DO $$ BEGIN FOR i IN 1..110000 LOOP BEGIN INSERT INTO burn VALUES (i); "
+                     "EXCEPTION WHEN others THEN NULL; END; END LOOP; END $$")
+        conn.execute(CRAWL.replace("big", "big_p1").replace("autovacuum_vacuum_threshold = 0",
+                                                            "autovacuum_freeze_max_age = 100000"))
+        [wrap] = _vacuums_holding(conn, ["big_p1"])
+        conn.execute(CRAWL.replace("big", "big_p2"))
+        [plain] = _vacuums_holding(conn, ["big_p2"])
+        notes: list[str] = []
+        with pytest.raises(LockTimeoutExhausted) as failure:
+            service.contract(settings, notify=notes.append)
+        assert f"pid {wrap} is an autovacuum to prevent transaction ID wraparound" in str(failure.value)
+        assert any(f"cancelled autovacuum pid {plain}" in n for n in notes), notes
+        assert not any(f"cancelled autovacuum pid {wrap}" in n for n in notes), notes
+        conn.execute("ALTER TABLE big_p2 SET (autovacuum_enabled = false)")
+
+
+def test_after_a_cancel_the_step_waits_until_the_workers_locks_are_gone_at_most_two_seconds(db_url: str) -> None:
+    """Autovacuums._wait_until_gone, with a session standing in for the cancelled worker (it watches the pid's
+    relation locks in pg_locks): it returns as soon as they are released, and gives up after 2 s."""
+    from pgshift.runner.blockers import Autovacuums
+
+    with psycopg.connect(db_url, autocommit=True) as conn, psycopg.connect(db_url) as holder:
+        conn.execute("CREATE TABLE held (id int)")
+        holder.execute("LOCK TABLE held IN SHARE UPDATE EXCLUSIVE MODE")
+        watch = Autovacuums(conn, notify=lambda _m: None)
+        started = time.monotonic()
+        watch._wait_until_gone(holder.info.backend_pid)  # never released: the whole default wait
+        assert 1.9 <= time.monotonic() - started <= 2.9
+        released = threading.Timer(0.3, holder.rollback)
+        started = time.monotonic()
+        released.start()
+        watch._wait_until_gone(holder.info.backend_pid)
+        took = time.monotonic() - started
+        released.join()
+        assert 0.3 <= took < 0.9, took  # returned once the locks were gone, not at the end of the wait

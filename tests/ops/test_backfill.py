@@ -936,15 +936,23 @@ def test_a_line_comment_in_the_set_or_where_ends_with_it(tmp_path: Path, db_url:
                         "FROM trades").fetchone() == (150, 1, 150)
 
 
+_SWALLOW = "which would swallow the rest of the statement"
+_SEMICOLON = "would end the backfill's statement and run what follows as another one"
+_ONLY_SET = "to the UPDATE, where only the SET list goes"
+
+
 @pytest.mark.parametrize(("flag", "text", "why"), [
-    ("--where", "status IS NULL /* the open ones", "unclosed /* comment"),
-    ("--where", "status IS NULL; DELETE FROM trades", "';'"),
-    ("--set", "hits = 1 WHERE false; DELETE FROM trades; SELECT 1", "';'"),
-    ("--where", "qty > 5) OR (true", "parenthes"),
-    ("--where", "(qty > 5", "parenthes"),
-    ("--set", "hits = hits + 1 FROM (SELECT 1) AS x", "FROM"),
-    ("--set", "hits = hits + 1 RETURNING id", "RETURNING"),
-    ("--where", "status = 'open", "unclosed quoted string"),
+    ("--where", "status IS NULL /* the open ones", f"it has an unclosed /* comment, {_SWALLOW}"),
+    ("--where", "status IS NULL; DELETE FROM trades", f"its ';' at character 15 {_SEMICOLON}"),
+    ("--set", "hits = 1 WHERE false; DELETE FROM trades; SELECT 1", f"its ';' at character 21 {_SEMICOLON}"),
+    ("--where", "qty > 5) OR (true", "its parentheses do not balance: the ')' at character 8 closes one the "
+                                     "backfill's statement opened, so the rest would apply outside it"),
+    ("--where", "(qty > 5", "its parentheses do not balance: 1 '(' not closed"),
+    ("--set", "hits = hits + 1 FROM (SELECT 1) AS x", f"it adds a FROM clause {_ONLY_SET}"),
+    ("--set", "hits = hits + 1 FROM (SELECT 1) AS x WHERE true", f"it adds a FROM clause {_ONLY_SET}"),  # the first
+    ("--set", "hits = hits + 1 WHERE id > 5", f"it adds a WHERE clause {_ONLY_SET}"),
+    ("--set", "hits = hits + 1 RETURNING id", f"it adds a RETURNING clause {_ONLY_SET}"),
+    ("--where", "status = 'open", f"it has an unclosed quoted string, {_SWALLOW}"),
 ])
 def test_a_set_or_where_that_is_not_one_expression_is_refused_before_anything_runs(
     flag: str, text: str, why: str, tmp_path: Path, db_url: str, conn: psycopg.Connection[Any]
@@ -960,10 +968,39 @@ def test_a_set_or_where_that_is_not_one_expression_is_refused_before_anything_ru
     assert result.returncode == 38, result.stderr
     error = json.loads(result.stderr)["error"]
     assert error["code"] == "backfill-clause"
-    assert flag in error["message"] and why in error["message"] and "nothing was run" in error["message"]
+    what = "SET list" if flag == "--set" else "condition"
+    assert error["message"].startswith(f"{flag} {text!r} is not one {what}: {why}. "), error["message"]
+    assert "nothing was run" in error["message"] and f"Hint: give one {what}, e.g. {flag} " in error["message"], error
     assert conn.execute("SELECT count(*), sum(hits), count(*) FILTER (WHERE status IS NULL) "
                         "FROM trades").fetchone() == before
     assert conn.execute("SELECT to_regclass('pgshift.backfills')").fetchone() == (None,)
+
+
+def test_a_set_or_where_with_semicolons_quoted_and_parentheses_balanced_is_one_expression(
+        tmp_path: Path, db_url: str, conn: psycopg.Connection[Any]) -> None:
+    """What the clause check must not refuse: a ';' or '(' inside a string or a closed comment, parentheses that
+    balance, a condition whose own words read like clauses."""
+    _trades(conn, 30)
+    spec = BackfillSpec("trades", "status = 'a;b (c' /* closed; ( */, hits = (hits + 1) * 1",
+                        "(qty > 5) AND (status IS NULL OR status = 'x); DELETE')")
+    result = service.backfill(_settings(tmp_path, db_url), spec, EXACT)
+    assert result.rows == 16  # qty 6..30 whose status is NULL (every third row is DONE)
+    assert conn.execute("SELECT count(*) FROM trades WHERE status = 'a;b (c' AND hits = 1").fetchone() == (16,)
+    assert conn.execute("SELECT count(*) FROM trades").fetchone() == (30,)
+
+
+@pytest.mark.parametrize(("flag", "text"), [("--where", "qty >"), ("--set", "hits = hits +")])
+def test_a_set_or_where_with_a_syntax_error_inside_is_left_to_the_servers_check(
+        flag: str, text: str, tmp_path: Path, db_url: str, conn: psycopg.Connection[Any]) -> None:
+    """One clause that does not parse is no shape problem: the server's compile check says where it fails."""
+    _trades(conn, 5)
+    clauses = {"--set": "hits = hits + 1", "--where": "status IS NULL", flag: text}
+    result = run_pgshift(["backfill", "--table", "trades", "--set", clauses["--set"], "--where", clauses["--where"],
+                          "--json"], cwd=tmp_path, url=db_url)
+    assert result.returncode == 21, result.stderr
+    message = json.loads(result.stderr)["error"]["message"]
+    assert "The backfill of public.trades does not compile: syntax error" in message, message
+    assert conn.execute("SELECT sum(hits) FROM trades").fetchone() == (0,)
 
 
 

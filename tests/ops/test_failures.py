@@ -3,6 +3,7 @@ step created is left behind unannounced, and the command the message suggests ac
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ import pytest
 from pgshift import api
 from pgshift.errors import LockTimeoutExhausted, MigrationFailed
 from pgshift.ops import service
+from pgshift.units import Duration
 from tests.helpers import run_pgshift
 from tests.ops.helpers import make_project, write_project
 
@@ -266,3 +268,29 @@ def test_a_step_sent_in_one_pipeline_names_the_statement_that_failed_and_rolls_a
     assert 'invalid input syntax for type integer: "abc"' in message and "rolled back" in message
     assert conn.execute("SELECT count(*) FROM pg_attribute WHERE attrelid = 'items'::regclass AND attname = 'note'"
                         ).fetchone() == (0,)
+
+
+SLOW_CHECK_INIT = """-- pgshift:up
+CREATE TABLE t (id int PRIMARY KEY, qty int);
+INSERT INTO t VALUES (1, 1), (2, 2), (3, 3);
+CREATE FUNCTION slow_positive(q int) RETURNS boolean LANGUAGE plpgsql IMMUTABLE AS
+  $$ BEGIN PERFORM pg_sleep(0.2); RETURN q > 0; END $$;
+"""
+SLOW_CHECK_OPS = 'operations:\n  - add_check: {table: t, name: qty_positive, check: "slow_positive(qty)"}\n'
+
+
+def test_a_validation_past_the_statement_timeout_is_a_failed_step_not_a_lost_connection(
+        tmp_path: Path, db_url: str, conn: Conn) -> None:
+    """A statement cancelled by statement_timeout (57014) is an OperationalError, as a lost session's error is,
+    but the session lives: the contract reports its step failed and how to go on, not a lost connection."""
+    settings = make_project(tmp_path, db_url, {
+        "001_init.sql": SLOW_CHECK_INIT,
+        "002_check.ops.yaml": SLOW_CHECK_OPS})
+    api.migrate(settings)  # NOT VALID: no row checked yet
+    settings = dataclasses.replace(settings, statement_timeout=Duration.parse("250ms"))  # 3 rows take 600 ms
+    with pytest.raises(MigrationFailed) as info:  # not ConnectionFailed (exit 4), which is no MigrationFailed
+        service.contract(settings)
+    message = str(info.value)
+    assert "step 'validate" in message and "canceling statement due to statement timeout" in message, message
+    assert "still expanded" in message and _suggested(message) == ["contract", "abort"], message
+    assert conn.execute("SELECT phase FROM pgshift.ops_state").fetchone() == ("expanded",)

@@ -4,6 +4,7 @@ never released ends in LockTimeoutExhausted naming the session that holds it."""
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -116,6 +117,9 @@ def test_a_lock_never_released_exhausts_the_retries_and_names_the_blocker(
     assert "after 2 attempts" in message and f"pid {pid} (the_blocker" in message, message
     # The blocking session's description ends the message (no autovacuum was in the way to explain).
     assert info.value.message.endswith(").") and f"Blocking sessions: pid {pid} (the_blocker" in message, message
+    # Described whole: its name, state, transaction age and query (runner/blockers.py reads them by position).
+    assert re.search(rf"Blocking sessions: pid {pid} \(the_blocker, idle in transaction, transaction open "
+                     r"\d+\.\ds: SELECT \* FROM t\)\.", message), message
     assert _constraint(conn) == []  # nothing of the step was committed
     # One retry: a lock timeout, or on a slow machine a wait without queuing once the blocker was old.
     assert conn.execute("SELECT count(*) FROM pgshift.events WHERE event IN ('lock-timeout-retry', "

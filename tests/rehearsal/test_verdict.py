@@ -106,6 +106,8 @@ def test_an_unmeasured_stall_is_inferred_from_a_blocking_lock_held_past_the_budg
     assert _judge(_record(ms=450, locks=("ACCESS SHARE",)), stall_budget_ms=200) == []  # blocks no traffic
     [(code, message)] = _judge(_record("down", ms=450), stall_budget_ms=200)
     assert code == "rollback-stall" and message.startswith("On rollback, 1_x.sql:2:1:")
+    [(code, message)] = _judge(_record("contract", ms=450), stall_budget_ms=200)  # an operations migration's finish
+    assert code == "contract-stall" and message.startswith("On contract, 1_x.sql:2:1:")
     assert _judge(_record("up-again", ms=450), stall_budget_ms=200) == []  # judged by the schema comparison
 
 
@@ -117,6 +119,8 @@ def test_a_rewrite_fails_from_the_large_table_threshold_on() -> None:
     big = Rewrite("public.items", 2048, 1)
     assert _judge(_record(rewrites=[big]), large_table_bytes=2049) == []
     assert [c for c, _ in _judge(_record(rewrites=[big]), large_table_bytes=2048)] == ["rewrite"]
+    # --large-table-rows 0 (allowed): every rewrite fails, an empty table's too.
+    assert [c for c, _ in _judge(_record(rewrites=[Rewrite("public.items", 0, 0)]), large_table_rows=0)] == ["rewrite"]
 
 
 def test_a_down_schema_difference_and_a_failed_test_command_are_reasons() -> None:

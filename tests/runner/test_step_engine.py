@@ -156,3 +156,116 @@ def test_a_statement_failing_after_a_concurrent_build_resumes_after_the_build(tm
     assert "resuming 1 steps at statement 4 of 4" in notes, notes
     assert conn.execute("SELECT id FROM a").fetchall() == [(3,)]
     assert report.applied[0].resumed_at == 3 and report.applied[0].analyzed == ["public.t"], report.applied[0]
+
+
+def _locked_table_attempt(db_url: str, calls: list[int]) -> Any:
+    """An attempt taking a lock on t under a 1 ms lock_timeout: a real lock timeout while another session holds t."""
+    def attempt() -> str:
+        calls.append(1)
+        with psycopg.connect(db_url) as session:
+            session.execute("SET lock_timeout = '1ms'")
+            session.execute("LOCK TABLE t IN ACCESS EXCLUSIVE MODE")
+        return "locked"
+    return attempt
+
+
+def test_the_retry_policy_tries_attempts_plus_one_times_backing_off_after_each_lock_timeout(
+        db_url: str, conn: Conn) -> None:
+    """RetryPolicy.run itself, with the server's lock timeouts: attempts + 1 tries, a sleep of the reported
+    delay after each failed one but the last, and the last one's error handed to ``exhausted``."""
+    from pgshift.runner.retry import RetryPolicy
+
+    conn.execute("CREATE TABLE t (id int)")
+    calls: list[int] = []
+    retried: list[tuple[int, float]] = []
+    slept: list[float] = []
+    ended: list[tuple[int, str | None]] = []
+
+    def exhausted(number: int, exc: psycopg.Error) -> BaseException:
+        ended.append((number, exc.sqlstate))
+        return RuntimeError("gave up")
+
+    with conn.transaction():
+        conn.execute("LOCK TABLE t IN ACCESS SHARE MODE")
+        with pytest.raises(RuntimeError, match="gave up") as info:
+            RetryPolicy(attempts=2, initial_ms=100).run(
+                _locked_table_attempt(db_url, calls), on_retry=lambda n, d, _e: retried.append((n, d)),
+                exhausted=exhausted, sleep=slept.append)
+    assert isinstance(info.value.__cause__, psycopg.errors.LockNotAvailable)
+    assert len(calls) == 3 and [n for n, _d in retried] == [1, 2] and ended == [(3, "55P03")]
+    assert slept == [d for _n, d in retried]  # slept what it reported, after each retried attempt
+    assert 0.05 <= slept[0] <= 0.1 and 0.1 <= slept[1] <= 0.2
+    # Released: the same policy's first attempt succeeds, with nothing retried and no sleep.
+    calls.clear()
+    slept.clear()
+    assert RetryPolicy(attempts=2).run(_locked_table_attempt(db_url, calls), on_retry=lambda *_a: None,
+                                       exhausted=exhausted, sleep=slept.append) == "locked"
+    assert calls == [1] and slept == []
+
+
+def test_an_attempt_held_off_is_spent_sleeping_and_the_next_is_tried(db_url: str, conn: Conn) -> None:
+    """hold_off True spends that attempt sleeping its delay; False tries it at once; the final attempt is
+    always tried, whatever hold_off says."""
+    from pgshift.runner.retry import RetryPolicy
+
+    conn.execute("CREATE TABLE t (id int)")
+    calls: list[int] = []
+    slept: list[float] = []
+    asked: list[tuple[int, bool]] = []
+
+    def hold_first(number: int, delay: float, final: bool) -> bool:
+        asked.append((number, final))
+        return number == 1
+
+    policy = RetryPolicy(attempts=3, initial_ms=100)
+    assert policy.run(_locked_table_attempt(db_url, calls), on_retry=lambda *_a: None,
+                      exhausted=lambda *_a: RuntimeError("gave up"), hold_off=hold_first,
+                      sleep=slept.append) == "locked"
+    assert asked == [(1, False), (2, False)] and calls == [1] and len(slept) == 1 and 0.05 <= slept[0] <= 0.1
+    # Held off at every check: the final attempt is still made, without a sleep before it.
+    calls.clear()
+    slept.clear()
+    asked.clear()
+
+    def hold_always(number: int, delay: float, final: bool) -> bool:
+        asked.append((number, final))
+        return True
+
+    assert policy.run(_locked_table_attempt(db_url, calls), on_retry=lambda *_a: None,
+                      exhausted=lambda *_a: RuntimeError("gave up"), hold_off=hold_always,
+                      sleep=slept.append) == "locked"
+    assert asked == [(1, False), (2, False), (3, False), (4, True)] and calls == [1] and len(slept) == 3
+
+
+def test_a_step_naming_no_table_gives_up_naming_the_three_oldest_open_transactions(tmp_path: Path, db_url: str,
+                                                                                   conn: Conn) -> None:
+    """A DO block's tables are not known, so its LockTimeoutExhausted names the oldest open transactions of the
+    database instead (runner/blockers.py's open_transactions): the three oldest, oldest first, each described."""
+    import re
+
+    from pgshift.errors import LockTimeoutExhausted
+
+    conn.execute("CREATE TABLE t (id int)")
+    write_migration(tmp_path / "migrations", "1", "do", "DO $$BEGIN ALTER TABLE t ADD COLUMN note text; END$$;")
+    settings = Settings(database_url=db_url, base_dir=tmp_path, migrations_dir="migrations",
+                        lock_timeout=Duration.parse("50ms"), lock_retries=0)
+    sessions = [psycopg.connect(db_url) for _ in range(4)]
+    try:
+        for n, session in enumerate(sessions, start=1):
+            session.execute(f"SET application_name = 'open_{n}'")
+            session.execute("SELECT * FROM t")  # each holds ACCESS SHARE on t in its open transaction
+            time.sleep(0.05)  # started in this order
+        with pytest.raises(LockTimeoutExhausted) as info:
+            api.migrate(settings)
+        pids = [s.info.backend_pid for s in sessions]
+    finally:
+        for session in sessions:
+            session.close()
+    message = str(info.value)
+    found = re.findall(r"pid (\d+) \((open_\d), idle in transaction, transaction open (\d+\.\d)s: SELECT \* FROM t\)",
+                       message)
+    assert [(int(p), name) for p, name, _age in found] == [(pids[0], "open_1"), (pids[1], "open_2"),
+                                                           (pids[2], "open_3")], message
+    assert "Open transactions now: pid" in message and f"pid {pids[3]}" not in message, message
+    ages = [float(age) for _p, _n, age in found]
+    assert ages == sorted(ages, reverse=True) and ages[0] > 0, message

@@ -88,6 +88,20 @@ def test_a_full_verification_without_a_server_is_refused_and_not_recorded(pg_ser
     assert latest_verified_backup(settings, "1h", full=True) is None
 
 
+@pytest.mark.parametrize("what", ["missing", "a file's folder"])
+def test_a_folder_that_is_no_backup_fails_verification(tmp_path: Path, what: str) -> None:
+    """Nothing to read is a failure, never an empty report that passes."""
+    folder = tmp_path / "missing"
+    if what != "missing":
+        folder = tmp_path / "notes"
+        folder.mkdir()
+        (folder / "notes.txt").write_text("no manifest here\n")
+    with pytest.raises(BackupFailed, match="failed quick verification") as info:
+        verify_backup(tmp_path / "missing" if what == "missing" else folder / "notes.txt")
+    if what == "missing":
+        assert f"{folder} does not exist or is not a backup folder" in str(info.value)
+
+
 def test_counts_match_the_dumped_snapshot_under_concurrent_writes(
     pg_server: Any, db_url: str, tmp_path: Path
 ) -> None:
