@@ -1048,3 +1048,47 @@ def test_a_lookup_past_the_statement_timeout_after_a_lock_timeout_retry_is_not_a
     assert not any("lock limit" in n for n in notes), notes
     assert "exceeded the statement_timeout (1000 ms) even at the minimum batch size" in str(info.value)
     assert conn.execute("SELECT max(hits) FROM trades").fetchone() == (0,)
+
+
+@pytest.mark.parametrize("max_lock_ms", [0, 300], ids=["lock-limit-off", "lock-limit-equal-to-statement-timeout"])
+def test_a_lock_limit_not_tighter_than_the_statement_timeout_leaves_a_slow_batch_to_the_statement_timeout(
+    tmp_path: Path, db_url: str, conn: psycopg.Connection[Any], max_lock_ms: int
+) -> None:
+    """With the lock limit off (0) or no tighter than statement_timeout, the batch runs under the statement_timeout
+    alone, and a cancel is that timeout's: no "lock limit" cut, halving and retry (backfill-attempt's survivors)."""
+    _trades(conn, 400)
+    options = BackfillOptions(initial_batch=200, min_batch=200, max_batch=200, max_lock_ms=max_lock_ms,
+                              statement_timeout_ms=300, max_lag_s=None)
+    notes: list[str] = []
+    with pytest.raises(PgshiftError) as info:  # 200 rows of about 2 ms each: past 300 ms
+        service.backfill(_settings(tmp_path, db_url), BackfillSpec("trades", SLOW_ROW), options, notify=notes.append)
+    assert "exceeded the statement_timeout (300 ms) even at the minimum batch size" in str(info.value), info.value
+    assert not any("lock limit" in n for n in notes), notes
+    assert conn.execute("SELECT max(hits) FROM trades").fetchone() == (0,)
+
+
+def test_a_lock_limit_looser_than_the_statement_timeout_sets_nothing_for_the_locked_statement(
+    tmp_path: Path, db_url: str, conn: psycopg.Connection[Any]
+) -> None:
+    """A lock limit above statement_timeout has no budget of its own: the locked statement keeps the batch's
+    settings (a mutant sending statement_timeout = 'Nonems' failed every batch)."""
+    _trades(conn, 500)
+    options = BackfillOptions(initial_batch=100, min_batch=10, max_batch=400, max_lock_ms=5_000,
+                              statement_timeout_ms=1_000, max_lag_s=None)
+    result = service.backfill(_settings(tmp_path, db_url), BackfillSpec("trades", "hits = hits + 1"), options)
+    assert result.rows == 500 and result.cut_batches == 0
+    assert conn.execute("SELECT min(hits), max(hits) FROM trades").fetchone() == (1, 1)
+
+
+def test_a_one_millisecond_lock_limit_still_limits_the_batch(
+    tmp_path: Path, db_url: str, conn: psycopg.Connection[Any]
+) -> None:
+    """Half of 1 ms rounds to 0, and statement_timeout = 0 means no timeout at all: the smallest limit must still
+    stop a batch (it ran 50 slow rows unlimited before), and be read as the lock limit, not the statement_timeout."""
+    _trades(conn, 100)
+    options = BackfillOptions(initial_batch=50, min_batch=50, max_batch=50, max_lock_ms=1, max_lag_s=None)
+    notes: list[str] = []
+    with pytest.raises(PgshiftError) as info:
+        service.backfill(_settings(tmp_path, db_url), BackfillSpec("trades", SLOW_ROW), options, notify=notes.append)
+    assert "longer than the 1 ms limit even at the minimum batch size" in str(info.value), info.value
+    assert conn.execute("SELECT max(hits) FROM trades").fetchone() == (0,)

@@ -648,11 +648,12 @@ class Backfiller:
 
     def _locked_budget_ms(self) -> int | None:
         """The locked statement's statement_timeout: the lock limit less the longest recent tail, at
-        least half the limit. None: no limit tighter than the statement_timeout."""
+        least half the limit and at least 1 ms. None: no limit tighter than the statement_timeout."""
         limit = self.options.max_lock_ms
         if not limit or limit >= self.options.statement_timeout_ms:  # 0 would mean no timeout at all
             return None
-        return max(limit // 2, int(limit - max(self._tails, default=_FIRST_TAIL_MS)))
+        # At least 1: half of a 1 ms limit is 0, and statement_timeout = 0 would lift the limit altogether.
+        return max(1, limit // 2, int(limit - max(self._tails, default=_FIRST_TAIL_MS)))
 
     def _next_size(self, size: int, elapsed_ms: float) -> int:
         """Move toward the target duration; at most x1.5 or halve per batch, within bounds."""
