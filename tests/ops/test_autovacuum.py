@@ -298,11 +298,11 @@ def test_after_a_cancel_the_step_waits_until_the_workers_locks_are_gone_at_most_
         watch = Autovacuums(conn, notify=lambda _m: None)
         started = time.monotonic()
         watch._wait_until_gone(holder.info.backend_pid)  # never released: the whole default wait
-        assert 1.9 <= time.monotonic() - started <= 2.9
+        assert 1.9 <= time.monotonic() - started < 10  # the upper bound only catches a wait that never ends
         released = threading.Timer(0.3, holder.rollback)
         started = time.monotonic()
         released.start()
         watch._wait_until_gone(holder.info.backend_pid)
         took = time.monotonic() - started
         released.join()
-        assert 0.3 <= took < 0.9, took  # returned once the locks were gone, not at the end of the wait
+        assert 0.3 <= took < 1.9, took  # returned once the locks were gone, before the 2 s wait ran out
