@@ -1092,3 +1092,17 @@ def test_a_one_millisecond_lock_limit_still_limits_the_batch(
         service.backfill(_settings(tmp_path, db_url), BackfillSpec("trades", SLOW_ROW), options, notify=notes.append)
     assert "longer than the 1 ms limit even at the minimum batch size" in str(info.value), info.value
     assert conn.execute("SELECT max(hits) FROM trades").fetchone() == (0,)
+
+
+def test_on_a_table_with_rules_the_lock_hold_is_timed_from_the_update_sent_alone(
+    tmp_path: Path, db_url: str, conn: psycopg.Connection[Any]
+) -> None:
+    """Where the UPDATE goes on its own (an UPDATE rule), the batch holds its row locks from that UPDATE to
+    the COMMIT sent after it: the longest hold reported covers the slow UPDATE, not just the COMMIT's message."""
+    _trades(conn, 100)
+    conn.execute("CREATE TABLE audit (id bigint)")
+    conn.execute("CREATE RULE audit_hits AS ON UPDATE TO trades DO ALSO INSERT INTO audit VALUES (NEW.id)")
+    options = BackfillOptions(initial_batch=50, min_batch=50, max_batch=50, max_lock_ms=None, max_lag_s=None)
+    result = service.backfill(_settings(tmp_path, db_url), BackfillSpec("trades", SLOW_ROW), options)
+    assert result.rows == 100, result
+    assert result.max_lock_ms >= 90, result  # 50 rows of about 2 ms each, under their row locks
