@@ -27,15 +27,26 @@ def _index_valid(conn: Conn, name: str) -> bool | None:
     return None if row is None else bool(row[0])
 
 
+def _pending_ops(tmp_path: Path, db_url: str, init_sql: str, name: str, ops_yaml: str) -> Any:
+    """A project whose first migration (``init_sql``) is applied and whose operations file ``name`` is pending."""
+    settings = make_project(tmp_path, db_url, {"001_init.sql": init_sql})
+    api.migrate(settings)
+    (tmp_path / "migrations" / name).write_text(ops_yaml)
+    return settings
+
+
+DUPLICATED_CODES = "CREATE TABLE t (id int PRIMARY KEY, code text);\nINSERT INTO t VALUES (1, 'a'), (2, 'a');\n"
+GATE = "CREATE TABLE gate (ok int);\n"  # empty: the gated step divides by zero until a row is added
+GATED_STEP = "  - sql: {up: \"SELECT 1 / (SELECT count(*) FROM gate)\", down: \"SELECT 1\"}\n"
+
+
 @pytest.mark.parametrize("name", ["t_code_key", "T code key"])  # the second needs quoting
 def test_an_invalid_index_left_by_a_failed_build_is_rebuilt_when_the_expand_is_rerun(
         tmp_path: Path, db_url: str, conn: Conn, name: str) -> None:
-    settings = make_project(tmp_path, db_url, {"001_init.sql": "CREATE TABLE t (id int PRIMARY KEY, code text);\n"
-                                                               "INSERT INTO t VALUES (1, 'a'), (2, 'a');\n"})
-    api.migrate(settings)
     quoted = name.replace('"', '\\"')
-    (tmp_path / "migrations" / "002_idx.ops.yaml").write_text(
-        f'operations:\n  - create_index: {{table: t, name: "{quoted}", columns: [code], unique: true}}\n')
+    settings = _pending_ops(tmp_path, db_url, DUPLICATED_CODES, "002_idx.ops.yaml",
+                            f'operations:\n  - create_index: {{table: t, name: "{quoted}", columns: [code], '
+                            'unique: true}\n')
     with pytest.raises(MigrationFailed, match="could not create unique index"):
         api.migrate(settings)
     assert _index_valid(conn, name) is None  # the failed build dropped its own INVALID index
@@ -61,10 +72,8 @@ CHECK = "lock_timeout: 300ms\nlock_retries: {retries}\noperations:\n" \
 
 
 def _project_with_check(tmp_path: Path, db_url: str, retries: int) -> Any:
-    settings = make_project(tmp_path, db_url, {"001_init.sql": "CREATE TABLE t (id int PRIMARY KEY, qty int);\n"})
-    api.migrate(settings)
-    (tmp_path / "migrations" / "002_check.ops.yaml").write_text(CHECK.format(retries=retries))
-    return settings
+    return _pending_ops(tmp_path, db_url, "CREATE TABLE t (id int PRIMARY KEY, qty int);\n", "002_check.ops.yaml",
+                        CHECK.format(retries=retries))
 
 
 def _constraint(conn: Conn) -> list[tuple[Any, ...]]:
@@ -160,12 +169,9 @@ def test_an_expand_stopped_after_its_backfill_resumes_after_it(tmp_path: Path, d
 
 def test_an_expand_stopped_after_a_concurrent_index_build_does_not_build_it_again(
         tmp_path: Path, db_url: str, conn: Conn) -> None:
-    settings = make_project(tmp_path, db_url, {"001_init.sql": "CREATE TABLE t (id int PRIMARY KEY, code text);\n"
-                                                               "CREATE TABLE gate (ok int);\n"})
-    api.migrate(settings)
-    (tmp_path / "migrations" / "002_gated.ops.yaml").write_text(
-        "operations:\n  - create_index: {table: t, name: t_code_idx, columns: [code]}\n"
-        "  - sql: {up: \"SELECT 1 / (SELECT count(*) FROM gate)\", down: \"SELECT 1\"}\n")
+    settings = _pending_ops(tmp_path, db_url, "CREATE TABLE t (id int PRIMARY KEY, code text);\n" + GATE,
+                            "002_gated.ops.yaml", "operations:\n  - create_index: {table: t, name: t_code_idx, "
+                            "columns: [code]}\n" + GATED_STEP)
     with pytest.raises(MigrationFailed, match="division by zero"):
         api.migrate(settings)
     conn.execute("INSERT INTO gate VALUES (1)")
@@ -224,12 +230,10 @@ def test_a_blocker_seen_at_every_check_is_reported_once(tmp_path: Path, db_url: 
 
 
 def test_the_ops_files_backfill_lock_limit_reaches_the_backfill(tmp_path: Path, db_url: str) -> None:
-    settings = make_project(tmp_path, db_url, {"001_init.sql": (
+    settings = _pending_ops(tmp_path, db_url, (
         "CREATE TABLE t (id int PRIMARY KEY, note text);\nINSERT INTO t SELECT g FROM generate_series(1, 300) g;\n"
         "CREATE FUNCTION slow_note(i int) RETURNS text LANGUAGE plpgsql AS "
-        "$$ BEGIN PERFORM pg_sleep(0.002); RETURN 'n' || i; END $$;\n")})
-    api.migrate(settings)
-    (tmp_path / "migrations" / "002_fill.ops.yaml").write_text(
+        "$$ BEGIN PERFORM pg_sleep(0.002); RETURN 'n' || i; END $$;\n"), "002_fill.ops.yaml",
         "backfill_batch_size: 100\nbackfill_max_lock_ms: 20\noperations:\n"
         "  - set_not_null: {table: t, column: note, up: \"slow_note(id)\"}\n")
     notes: list[str] = []
@@ -254,11 +258,10 @@ class _Where:
 
 def test_observers_see_each_phase_step_by_number_and_a_steps_warning_is_reported(
         tmp_path: Path, db_url: str, conn: Conn) -> None:
-    settings = make_project(tmp_path, db_url, {"001_init.sql": "CREATE TABLE t (id int PRIMARY KEY, qty int);\n"})
-    api.migrate(settings)
+    settings = _pending_ops(tmp_path, db_url, "CREATE TABLE t (id int PRIMARY KEY, qty int);\n", "002_two.ops.yaml",
+                            "operations:\n  - sql: {up: \"INSERT INTO t VALUES (1, 1)\"}\n"
+                            "  - add_check: {table: t, name: qty_positive, check: \"qty > 0\"}\n")
     path = tmp_path / "migrations" / "002_two.ops.yaml"
-    path.write_text("operations:\n  - sql: {up: \"INSERT INTO t VALUES (1, 1)\"}\n"
-                    "  - add_check: {table: t, name: qty_positive, check: \"qty > 0\"}\n")
     seen = _Where()
     api.migrate(settings, observer=seen)
     assert seen.where == [f"{path} (expand step 1/2: sql #0 up)",
@@ -274,10 +277,7 @@ def test_observers_see_each_phase_step_by_number_and_a_steps_warning_is_reported
 
 def test_an_invalid_index_the_failed_build_could_not_drop_is_named_and_the_rerun_drops_it(
         tmp_path: Path, db_url: str, conn: Conn) -> None:
-    settings = make_project(tmp_path, db_url, {"001_init.sql": "CREATE TABLE t (id int PRIMARY KEY, code text);\n"
-                                                               "INSERT INTO t VALUES (1, 'a'), (2, 'a');\n"})
-    api.migrate(settings)
-    (tmp_path / "migrations" / "002_idx.ops.yaml").write_text(
+    settings = _pending_ops(tmp_path, db_url, DUPLICATED_CODES, "002_idx.ops.yaml",
         "lock_timeout: 200ms\noperations:\n"
         "  - create_index: {table: t, name: t_code_key, columns: [code], unique: true}\n")
     with psycopg.connect(db_url) as reader:
@@ -300,12 +300,9 @@ def test_an_expand_stopped_after_a_pipelined_step_does_not_run_it_again(
         tmp_path: Path, db_url: str, conn: Conn) -> None:
     """A transaction step sent in one pipeline records its progress in its own transaction: the rerun after
     the next step failed starts at that step, not at the column the first one added."""
-    settings = make_project(tmp_path, db_url, {"001_init.sql": "CREATE TABLE t (id int PRIMARY KEY, qty int);\n"
-                                                               "CREATE TABLE gate (ok int);\n"})
-    api.migrate(settings)
-    (tmp_path / "migrations" / "002_gated.ops.yaml").write_text(
-        "operations:\n  - add_column: {table: t, column: {name: note, type: text}}\n"
-        "  - sql: {up: \"SELECT 1 / (SELECT count(*) FROM gate)\", down: \"SELECT 1\"}\n")
+    settings = _pending_ops(tmp_path, db_url, "CREATE TABLE t (id int PRIMARY KEY, qty int);\n" + GATE,
+                            "002_gated.ops.yaml", "operations:\n  - add_column: {table: t, column: {name: note, "
+                            "type: text}}\n" + GATED_STEP)
     first: list[str] = []
     with pytest.raises(MigrationFailed, match="division by zero"):
         api.migrate(settings, notify=first.append)
