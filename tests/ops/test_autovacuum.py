@@ -57,18 +57,26 @@ def _url(cluster: EmbeddedCluster, db: str, user: str | None = None) -> str:
     return conninfo.make_conninfo(**params)  # type: ignore[arg-type]
 
 
+def _vacuums_holding(conn: Conn, tables: list[str]) -> list[int]:
+    """The pids of the autovacuum workers holding a lock on each of ``tables``, once each does (in that order)."""
+    until, found = time.monotonic() + 40, dict[str, int]()
+    while len(found) < len(tables):
+        assert time.monotonic() < until, f"no autovacuum on each of {tables} within 40s: {found}"
+        for table in tables:
+            row = conn.execute("SELECT a.pid FROM pg_stat_activity a JOIN pg_locks l ON l.pid = a.pid "
+                               "WHERE a.backend_type = 'autovacuum worker' AND l.relation = %s::regclass "
+                               "AND l.granted", (table,)).fetchone()
+            if row:
+                found[table] = int(row[0])
+        time.sleep(0.05)
+    return [found[t] for t in tables]
+
+
 def _vacuum_holding_big(conn: Conn) -> int:
     """Start the crawling autovacuum on big and return its pid once it holds its lock."""
     conn.execute(CRAWL)
-    until = time.monotonic() + 30
-    while time.monotonic() < until:
-        row = conn.execute("SELECT a.pid FROM pg_stat_activity a JOIN pg_locks l ON l.pid = a.pid "
-                           "WHERE a.backend_type = 'autovacuum worker' AND l.relation = 'big'::regclass "
-                           "AND l.granted").fetchone()
-        if row:
-            return int(row[0])
-        time.sleep(0.05)
-    raise AssertionError("no autovacuum started on big within 30s")
+    [pid] = _vacuums_holding(conn, ["big"])
+    return pid
 
 
 # Without the check, only the strong lock of the step dropping the column: the path that waits for
@@ -199,16 +207,7 @@ def test_contract_cancels_an_autovacuum_of_a_partition_of_its_table(cluster: Emb
     api.migrate(settings)
     with psycopg.connect(_url(cluster, "av_parts"), autocommit=True) as conn:
         conn.execute(CRAWL.replace("big", "big_p2"))
-        until, pid = time.monotonic() + 30, None
-        while pid is None:
-            assert time.monotonic() < until, "no autovacuum started on big_p2 within 30s"
-            row = conn.execute("SELECT a.pid FROM pg_stat_activity a JOIN pg_locks l ON l.pid = a.pid "
-                               "WHERE a.backend_type = 'autovacuum worker' AND l.relation = 'big_p2'::regclass "
-                               "AND l.granted").fetchone()
-            if row:
-                pid = int(row[0])
-            else:
-                time.sleep(0.05)
+        [pid] = _vacuums_holding(conn, ["big_p2"])
         notes: list[str] = []
         result = service.contract(settings, notify=notes.append)
         assert pid in result.autovacuums_cancelled, notes
@@ -216,21 +215,6 @@ def test_contract_cancels_an_autovacuum_of_a_partition_of_its_table(cluster: Emb
                             ).fetchone() == (True,)
         assert conn.execute("SELECT count(*) FROM pg_attribute WHERE attrelid = 'big_p2'::regclass "
                             "AND attname = 'note' AND NOT attisdropped").fetchone() == (0,)
-
-
-def _vacuums_holding(conn: Conn, tables: list[str]) -> list[int]:
-    """The pids of the autovacuum workers holding a lock on each of ``tables``, once each does (in that order)."""
-    until, found = time.monotonic() + 40, dict[str, int]()
-    while len(found) < len(tables):
-        assert time.monotonic() < until, f"no autovacuum on each of {tables} within 40s: {found}"
-        for table in tables:
-            row = conn.execute("SELECT a.pid FROM pg_stat_activity a JOIN pg_locks l ON l.pid = a.pid "
-                               "WHERE a.backend_type = 'autovacuum worker' AND l.relation = %s::regclass "
-                               "AND l.granted", (table,)).fetchone()
-            if row:
-                found[table] = int(row[0])
-        time.sleep(0.05)
-    return [found[t] for t in tables]
 
 
 def test_a_role_that_may_not_cancel_them_is_told_of_every_autovacuum_in_the_way(
