@@ -61,6 +61,9 @@ def main() -> None:
                         help="add two secondary indexes and a foreign key to pgbench_accounts (post-data work that "
                              "--restore-test's row checks can overlap; a primary key cannot be, it locks the table)")
     parser.add_argument("--only", default=None, help="run only the variants whose name matches this regex")
+    parser.add_argument("--incompressible", type=int, default=0, metavar="MB",
+                        help="instead of pgbench, a table of about MB megabytes of random bytea rows (the case "
+                             "#17 measured: pg_dump's compression works hard, the archive is as large as the data)")
     parser.add_argument("--restore-jobs", type=int, default=1,
                         help="also run pg_restore and --restore-test with this many jobs (backup.jobs)")
     args = parser.parse_args()
@@ -79,14 +82,31 @@ def on_own_cluster(prefix: str, body: Callable[[EmbeddedCluster, Path], None]) -
         shutil.rmtree(root, ignore_errors=True)
 
 
+def fill_incompressible(url: str, megabytes: int) -> None:
+    """Rows of 1,024 random-looking bytes (16 SHA-512 digests each), under the TOAST threshold, so
+    neither pglz nor pg_dump's zlib can shrink them."""
+    rows = megabytes * 1_000_000 // 1100
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE blobs (id bigint PRIMARY KEY, payload bytea NOT NULL)")
+        conn.execute(sql.SQL("INSERT INTO blobs SELECT g, (SELECT string_agg(sha512(int8send(g * 16 + k)), ''::bytea) "
+                             "FROM generate_series(0, 15) AS k) FROM generate_series(1, {}) AS g").format(
+                                 sql.Literal(rows)))
+        conn.execute("VACUUM ANALYZE blobs")
+
+
 def run(cluster: EmbeddedCluster, root: Path, args: argparse.Namespace) -> None:
     bindir = cluster.bindir
     admin = cluster.socket_dsn()
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute("CREATE DATABASE bench")
     url = cluster.socket_dsn("bench")
-    t_init = timed(lambda: subprocess.run([str(bindir / "pgbench"), "-i", "-q", "-s", str(args.scale),
-                                           url], check=True, capture_output=True))
+    if args.incompressible:
+        t_init = timed(lambda: fill_incompressible(url, args.incompressible))
+        what = f"{args.incompressible} MB of random bytea"
+    else:
+        t_init = timed(lambda: subprocess.run([str(bindir / "pgbench"), "-i", "-q", "-s", str(args.scale),
+                                               url], check=True, capture_output=True))
+        what = f"pgbench scale {args.scale}"
     with psycopg.connect(url, autocommit=True) as conn:
         if args.indexes:
             conn.execute("CREATE INDEX ON pgbench_accounts (bid, abalance)")
@@ -94,7 +114,7 @@ def run(cluster: EmbeddedCluster, root: Path, args: argparse.Namespace) -> None:
             conn.execute("ALTER TABLE pgbench_accounts ADD FOREIGN KEY (bid) REFERENCES pgbench_branches")
         size = int(conn.execute("SELECT pg_database_size('bench')").fetchone()[0])  # type: ignore[index]
     mb = size / 1e6
-    print(f"pgbench -i -s {args.scale}: {mb:.0f} MB in {t_init:.1f}s", file=sys.stderr)
+    print(f"{what}: {mb:.0f} MB in {t_init:.1f}s", file=sys.stderr)
     out = root / "out"
     settings = Settings(database_url=url, base_dir=root,
                         backup=BackupSettings(directory=str(out / "pgshift"), pg_bindir=str(bindir)))
@@ -183,7 +203,7 @@ def run(cluster: EmbeddedCluster, root: Path, args: argparse.Namespace) -> None:
     median = {k: statistics.median(v) for k, v in times.items()}
     rows = [{"variant": k, "best": round(best[k], 2), "median": round(median[k], 2), "MB/s": round(mb / best[k], 1),
              "cpu": round(statistics.median(CPU[k]), 2)} for k in times]
-    print(f"\ndatabase: pgbench scale {args.scale}, {mb:.0f} MB; {args.repeat} interleaved rounds\n")
+    print(f"\ndatabase: {what}, {mb:.0f} MB; {args.repeat} interleaved rounds\n")
     print("| variant | best s | median s | MB/s (best) | CPU s (median) |\n|---|---:|---:|---:|---:|")
     for row in rows:
         print(f"| {row['variant']} | {row['best']:.2f} | {row['median']:.2f} | {row['MB/s']:.1f} | {row['cpu']:.2f} |")
@@ -208,7 +228,7 @@ def run(cluster: EmbeddedCluster, root: Path, args: argparse.Namespace) -> None:
     for label, figures in overhead.items():
         print(f"- {label}: {figures['best']:+.1%} / {figures['median']:+.1%} / {figures['paired_median']:+.1%}")
     if args.json:
-        args.json.write_text(json.dumps({"scale": args.scale, "database_mb": round(mb), "rows": rows,
+        args.json.write_text(json.dumps({"database": what, "scale": args.scale, "database_mb": round(mb), "rows": rows,
                                          "overhead": overhead}, indent=2))
 
 
