@@ -105,10 +105,10 @@ def find_program(name: str, *places: str) -> str | None:
 
 
 @contextlib.contextmanager
-def small_cluster(prefix: str) -> Iterator[EmbeddedCluster]:
+def small_cluster(prefix: str, settings: dict[str, str] | None = None) -> Iterator[EmbeddedCluster]:
     """A small cluster of one test's own, which it may restart or crash without disturbing other tests."""
     cluster = EmbeddedCluster(Path(tempfile.mkdtemp(prefix=prefix)))
-    cluster.start(tcp=False, settings={"max_connections": "20", "shared_buffers": "16MB"})
+    cluster.start(tcp=False, settings={"max_connections": "20", "shared_buffers": "16MB", **(settings or {})})
     try:
         yield cluster
     finally:

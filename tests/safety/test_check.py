@@ -20,6 +20,7 @@ from pgshift.cli.main import cli
 from pgshift.config import Settings
 from pgshift.safety import take_backup
 from pgshift.safety.checks import Thresholds, run_checks, touched_tables
+from tests.helpers import run_pgshift, write_migration
 
 from .helpers import HealthServer, make_settings
 
@@ -272,3 +273,25 @@ def test_stale_statistics_of_a_table_a_pending_migration_changes_are_a_warning(
         conn.execute('ANALYZE accounts, "Big"')
         result = _by_name(run_checks(settings))[name]
         assert (result.status, result.value) == ("passed", "2 table(s) analysed recently enough"), result
+
+
+def test_a_session_holding_a_table_with_a_quoted_name_blocks(tmp_path: Path, db_url: str) -> None:
+    """The held relations are compared by schema and name, not by the server's quoted spelling, so a
+    mixed-case table or one in another schema is not missed."""
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute('CREATE TABLE "Acct" (id int); CREATE SCHEMA "Sales"; CREATE TABLE "Sales"."Orders" (id int)')
+    write_migration(tmp_path / "migrations", "1", "alter", 'ALTER TABLE "Acct" ADD COLUMN note text;\n'
+                    'ALTER TABLE "Sales"."Orders" ADD COLUMN note text;')
+
+    def sessions() -> dict[str, Any]:
+        result = run_pgshift(["check", "--json"], cwd=tmp_path, url=db_url)
+        found: dict[str, Any] = next(c for c in json.loads(result.stdout)["checks"]
+                                     if c["name"] == "no sessions blocking DDL")
+        return found
+
+    with psycopg.connect(db_url) as idle:
+        idle.execute('SELECT * FROM "Acct", "Sales"."Orders"')
+        found = sessions()
+    assert found["status"] == "failed", found
+    assert found["detail"][0].endswith('(holds locks on "Acct", "Sales"."Orders")'), found
+    assert sessions()["status"] == "passed"

@@ -18,46 +18,80 @@ WEAK_LOCK_CONFLICTS = ["ShareUpdateExclusiveLock", "ShareLock", "ShareRowExclusi
                        "AccessExclusiveLock"]
 
 
+# What pg_stat_activity shows as the query of another role's session to a role without pg_read_all_stats.
+_NOT_ALLOWED = "<insufficient privilege>"
+
+
 @dataclass
 class Blocker:
-    pid: int
+    pid: int  # 0 for a prepared transaction, which no session holds
     application: str
     state: str
     xact_age_s: float
     query: str
     autovacuum: bool = False  # an autovacuum worker (pg_stat_activity.backend_type)
     wraparound: bool = False  # ... vacuuming to prevent transaction ID wraparound: never to be cancelled
+    transaction: str = ""  # pg_locks.virtualtransaction: one running transaction, visible to every role
+    role: str = ""
+    hidden: bool = False  # a session whose transaction's age reads as NULL (another role's, without
+    # pg_read_all_stats; or one with track_activities off)
+    prepared: str | None = None  # the gid of a prepared transaction (PREPARE TRANSACTION), which holds its locks
+    seen_s: float = 0.0  # how long pgshift has seen this transaction hold a lock here (the caller's count)
+
+    @property
+    def age_s(self) -> float:
+        """How old the transaction is known to be: its real age, or where that is hidden, at least as
+        long as it has been seen holding the lock."""
+        return self.seen_s if self.hidden else self.xact_age_s
 
     def describe(self) -> str:
+        if self.prepared is not None:
+            gid = self.prepared.replace("'", "''")
+            return (f"prepared transaction '{gid}' of role {self.role}, prepared {self.xact_age_s:.1f}s ago; it keeps "
+                    f"its locks until someone runs COMMIT PREPARED '{gid}' or ROLLBACK PREPARED '{gid}'")
         if self.autovacuum:
             return f"pid {self.pid} (autovacuum worker, running {self.xact_age_s:.1f}s: {self.query})"
+        if self.hidden:
+            seen = f", seen holding it for {self.seen_s:.1f}s" if self.seen_s else ""
+            why = ("this role lacks pg_read_all_stats, part of pg_monitor" if self.query == _NOT_ALLOWED
+                   else "track_activities is off for it")
+            return f"pid {self.pid} of role {self.role} (state and age hidden: {why}{seen})"
         return (f"pid {self.pid} ({self.application or 'no name'}, {self.state}, transaction open "
                 f"{self.xact_age_s:.1f}s: {self.query})")
 
 
 def blockers(conn: psycopg.Connection[Any], tables: list[str], modes: list[str] | None = None) -> list[Blocker]:
-    """Sessions holding any lock (or one of ``modes``) on these tables or their partitions: an ACCESS
-    EXCLUSIVE request would queue behind them."""
+    """Sessions and prepared transactions holding any lock (or one of ``modes``) on these tables or
+    their partitions: an ACCESS EXCLUSIVE request would queue behind them."""
     if not tables:
         return []
     rows = conn.execute(
         """
-        SELECT DISTINCT a.pid, coalesce(a.application_name, ''), coalesce(a.state, ''),
-               coalesce(extract(epoch FROM clock_timestamp() - a.xact_start), 0)::float8,
-               left(regexp_replace(a.query, '\\s+', ' ', 'g'), 100),
+        SELECT DISTINCT coalesce(l.pid, 0), coalesce(a.application_name, ''), coalesce(a.state, ''),
+               coalesce(extract(epoch FROM clock_timestamp() - coalesce(a.xact_start, p.prepared)), 0)::float8,
+               coalesce(left(regexp_replace(a.query, '\\s+', ' ', 'g'), 100), ''),
                -- a role without pg_read_all_stats sees no backend_type: a vacuum without a user is autovacuum
                coalesce(a.backend_type = 'autovacuum worker', a.usesysid IS NULL AND a.pid IN (
                    SELECT pid FROM pg_stat_progress_vacuum UNION SELECT pid FROM pg_stat_progress_analyze), false),
-               coalesce(a.query LIKE '%%(to prevent wraparound)%%', false)
-        FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
-        WHERE l.locktype = 'relation' AND l.granted AND l.pid <> pg_backend_pid()
+               coalesce(a.query LIKE '%%(to prevent wraparound)%%', false),
+               l.virtualtransaction, coalesce(a.usename::text, p.owner::text, ''),
+               a.usesysid IS NOT NULL AND a.xact_start IS NULL, p.gid
+        FROM pg_locks l
+        LEFT JOIN pg_stat_activity a ON a.pid = l.pid
+        -- a prepared transaction's locks have no pid; its own transaction ID lock names it
+        LEFT JOIN pg_locks x ON l.pid IS NULL AND x.pid IS NULL AND x.locktype = 'transactionid'
+                            AND x.virtualtransaction = l.virtualtransaction
+        LEFT JOIN pg_prepared_xacts p ON p.transaction = x.transactionid
+        WHERE l.locktype = 'relation' AND l.granted AND l.pid IS DISTINCT FROM pg_backend_pid()
+          AND (l.pid IS NOT NULL OR p.gid IS NOT NULL)
           AND l.relation IN (  -- a partitioned table's statement locks its partitions too (autovacuum works on those)
               SELECT to_regclass(t)::oid FROM unnest(%s::text[]) t
               UNION ALL SELECT p.relid FROM unnest(%s::text[]) t, pg_partition_tree(to_regclass(t)) p)
           AND (%s::text[] IS NULL OR l.mode = ANY (%s::text[]))
         ORDER BY 4 DESC
         """, (tables, tables, modes, modes)).fetchall()
-    return [Blocker(int(r[0]), r[1], r[2], float(r[3]), r[4], bool(r[5]), bool(r[6])) for r in rows]
+    return [Blocker(int(r[0]), r[1], r[2], float(r[3]), r[4], bool(r[5]), bool(r[6]), str(r[7]), str(r[8]),
+                    bool(r[9]), r[10]) for r in rows]
 
 
 def open_transactions(conn: psycopg.Connection[Any], limit: int = 3) -> list[Blocker]:
@@ -76,7 +110,7 @@ def open_transactions(conn: psycopg.Connection[Any], limit: int = 3) -> list[Blo
 
 def step_blockers(conn: psycopg.Connection[Any], strong: list[str], weak: list[str]) -> list[Blocker]:
     """Sessions in the way of a step taking a strong lock on ``strong`` and SHARE UPDATE EXCLUSIVE on ``weak``."""
-    found = {b.pid: b for b in [*blockers(conn, strong), *blockers(conn, weak, WEAK_LOCK_CONFLICTS)]}
+    found = {b.transaction: b for b in [*blockers(conn, strong), *blockers(conn, weak, WEAK_LOCK_CONFLICTS)]}
     return list(found.values())
 
 

@@ -116,7 +116,8 @@ class StepEngine:
         self.backfill_options = backfill or BackfillOptions()
         self.backfill_schema = backfill_schema or history.schema
         self.result = EngineResult()
-        self._reported_blockers: dict[int, str] = {}  # pid -> the description in result.blockers_seen
+        self._reported_blockers: dict[str, str] = {}  # transaction -> the description in result.blockers_seen
+        self._first_seen: dict[str, float] = {}  # transaction -> when it was first seen holding a lock here
         self.autovacuums = Autovacuums(conn, self.notify)
         self.result.autovacuums_cancelled = self.autovacuums.cancelled
         self.index = 0  # the running step, for the owner's failure messages
@@ -352,7 +353,7 @@ class StepEngine:
             # A transaction already older than lock_timeout that holds a lock on the table will very
             # likely outlast this attempt; queued, the attempt would only hold back every query behind
             # it for lock_timeout. So wait for it to end without queuing (the same retry budget).
-            if final or not any(b.xact_age_s * 1000 > self.timeouts.lock_timeout.ms for b in held):
+            if final or not any(b.age_s * 1000 > self.timeouts.lock_timeout.ms for b in held):
                 return False
             self.result.retries += 1
             self.history.log(self.migration.version, "lock-wait-without-queuing",
@@ -378,6 +379,9 @@ class StepEngine:
         on its tables, or when it names none, the oldest open transactions."""
         if step.lock_tables or step.weak_lock_tables:
             found = step_blockers(self.conn, step.lock_tables, step.weak_lock_tables)
+            now = time.monotonic()
+            for b in found:
+                b.seen_s = now - self._first_seen.get(b.transaction, now)
             text = f"Blocking sessions: {'; '.join(b.describe() for b in found) or 'none now'}."
         else:
             found = open_transactions(self.conn)
@@ -386,12 +390,15 @@ class StepEngine:
         return f"{text} {why}" if why else text
 
     def _report_blockers(self, step: Step) -> list[Blocker]:
-        found = [b for b in blockers(self.conn, step.lock_tables) if b.xact_age_s > 0]
+        found = blockers(self.conn, step.lock_tables)
+        now = time.monotonic()
         for b in found:
+            # Where its age is hidden, the transaction is at least as old as pgshift has seen it hold the lock.
+            b.seen_s = now - self._first_seen.setdefault(b.transaction, now)
             text = b.describe()
-            # Once per session: its description changes at each check, with its transaction's age.
-            if b.pid not in self._reported_blockers:
-                self._reported_blockers[b.pid] = text
+            # Once per transaction: its description changes at each check, with its age.
+            if b.transaction not in self._reported_blockers:
+                self._reported_blockers[b.transaction] = text
                 self.result.blockers_seen.append(text)
             self.notify(f"'{step.label}' needs a strong lock on {', '.join(step.lock_tables)}; "
                         f"it would wait behind {text}")

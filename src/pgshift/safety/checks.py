@@ -295,6 +295,46 @@ def check_disk(ctx: _Context) -> CheckResult:
                        sorted(rewritten))
 
 
+# The relations a lock holder holds, each as [schema, name, the name as the server prints it].
+RELATIONS = ("coalesce(array_agg(DISTINCT ARRAY[n.nspname::text, c.relname::text, c.oid::regclass::text]) "
+             "FILTER (WHERE c.oid IS NOT NULL), '{}')")
+
+
+def _held(relations: list[list[str]], touched: set[str]) -> list[str]:
+    """The relations of ``relations`` that ``touched`` (names as the migrations write them, unquoted:
+    ``schema.name`` or a bare ``name``, which may be in any schema) names."""
+    return sorted(shown for schema, name, shown in relations if f"{schema}.{name}" in touched or name in touched)
+
+
+def _prepared_transactions(conn: psycopg.Connection[Any], wanted: set[str], blocking: list[str]) -> list[str]:
+    """Prepared transactions of this database (PREPARE TRANSACTION): no session holds them, so the
+    sessions above miss them, yet they keep their locks until committed or rolled back. One holding a
+    lock on a table the pending migrations touch is added to ``blocking``; the others are returned."""
+    rows = conn.execute(
+        f"""
+        SELECT p.gid, p.owner::text, extract(epoch FROM now() - p.prepared)::float8, {RELATIONS}
+        FROM pg_prepared_xacts p
+        LEFT JOIN pg_locks x ON x.locktype = 'transactionid' AND x.pid IS NULL AND x.transactionid = p.transaction
+        LEFT JOIN pg_locks l ON l.pid IS NULL AND l.locktype = 'relation'
+                            AND l.virtualtransaction = x.virtualtransaction
+                            AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+        LEFT JOIN pg_class c ON c.oid = l.relation LEFT JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE p.database = current_database()
+        GROUP BY 1, 2, 3 ORDER BY 3 DESC
+        """).fetchall()
+    others: list[str] = []
+    for gid, owner, secs, relations in rows:
+        quoted = "'" + str(gid).replace("'", "''") + "'"
+        ends = f"COMMIT PREPARED {quoted} or ROLLBACK PREPARED {quoted} ends it"
+        held = _held(relations, wanted)
+        line = f"prepared transaction {quoted} of role {owner}, prepared {secs:.0f}s ago"
+        if held:
+            blocking.append(f"{line}, holds locks on {', '.join(held)} ({ends})")
+        else:
+            others.append(f"{line}: it keeps its locks and holds back vacuum's cleanup until ended ({ends})")
+    return others
+
+
 def check_sessions(ctx: _Context) -> CheckResult:
     assert ctx.conn is not None
     _load_status(ctx)
@@ -302,13 +342,13 @@ def check_sessions(ctx: _Context) -> CheckResult:
     # Without pg_read_all_stats, another role's session shows no state, age or query (backend_type
     # NULL); pg_locks still shows what it holds, so it is judged by its locks alone.
     rows = ctx.conn.execute(
-        """
+        f"""
         SELECT a.pid, a.state, extract(epoch FROM now() - coalesce(a.xact_start, a.query_start))::float8,
                left(a.query, 60), a.usename,
-               coalesce(array_agg(DISTINCT l.relation::regclass::text) FILTER (WHERE l.relation IS NOT NULL),
-                        '{}')
+               {RELATIONS}
         FROM pg_stat_activity a LEFT JOIN pg_locks l ON l.pid = a.pid AND l.database = (
             SELECT oid FROM pg_database WHERE datname = current_database())
+        LEFT JOIN pg_class c ON c.oid = l.relation LEFT JOIN pg_namespace n ON n.oid = c.relnamespace
         WHERE a.datname = current_database() AND a.pid <> pg_backend_pid()
           AND ((a.backend_type = 'client backend'
                 AND (a.state LIKE 'idle in transaction%%'
@@ -320,9 +360,8 @@ def check_sessions(ctx: _Context) -> CheckResult:
     blocking: list[str] = []
     other: list[str] = []
     hidden = 0
-    wanted = touched | {t.split(".", 1)[1] for t in touched if t.startswith("public.")}
     for pid, state, secs, query, user, relations in rows:
-        held = sorted(r for r in relations if r in wanted or f"public.{r}" in wanted)
+        held = _held(relations, touched)
         if state is None:
             hidden += 1
             if held:
@@ -333,14 +372,18 @@ def check_sessions(ctx: _Context) -> CheckResult:
             blocking.append(f"{line} (holds locks on {', '.join(held)})")
         elif secs >= ctx.thresholds.long_running_s:
             other.append(line)
+    long_running = len(other)
     if hidden:
         other.append(f"role {ctx.conn.info.user} lacks pg_read_all_stats (part of pg_monitor), so the state and "
                      f"transaction age of {hidden} session(s) of other roles are hidden: only the locks they hold "
                      "were checked; a superuser or the service's admin role can GRANT pg_read_all_stats to it")
+    leftover = _prepared_transactions(ctx.conn, touched, blocking)
+    other += leftover
     if blocking:
         return CheckResult("no sessions blocking DDL", FAILED, f"{len(blocking)} blocking", blocking + other)
     if other:
-        value = f"{len(other) - 1} long-running, {hidden} not inspectable" if hidden else f"{len(other)} long-running"
+        value = f"{long_running} long-running" + (f", {hidden} not inspectable" if hidden else "") + (
+            f", {len(leftover)} prepared transaction(s)" if leftover else "")
         return CheckResult("no sessions blocking DDL", WARNING, value, other)
     return CheckResult("no sessions blocking DDL", PASSED, "none")
 
