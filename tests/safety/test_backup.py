@@ -26,6 +26,7 @@ from pgshift.migrations.model import Migration, SqlMigration
 from pgshift.safety import backup_required, latest_verified_backup, take_backup, verify_backup
 from pgshift.safety.manifest import read_manifest, verifications
 from pgshift.safety.verify import (
+    changed_file,
     compare_large_tables,
     compare_schema,
     compare_tables,
@@ -823,6 +824,75 @@ def test_the_restore_test_hashes_only_the_large_tables_rows_in_the_archive(
     [tables] = read
     assert {f"{schema}.{name}": data.sha256 is not None for (schema, name), data in tables.items()} == {
         "public.accounts": True, "public.trades": False, "audit.Weird Name": False}
+
+
+def test_the_restore_test_uses_the_rows_the_backup_recorded_and_still_catches_a_difference(
+        pg_server: Any, db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The backup's read-back records each large table's row digest; --restore-test then proves the
+    archive is those bytes (its sha256) and compares the restored copy with the digest, without a
+    second decompression of the archive. A digest that does not match the restored rows still fails,
+    as does an archive changed since."""
+    seed(db_url)
+    folder = take_backup(make_settings(tmp_path, db_url, pg_server, hash_max_mb=0), db_url).backup.path
+    manifest = read_manifest(folder)
+    assert manifest.tables and all(t.check == "archive" and t.copy_sha256 and t.rows is not None
+                                   for t in manifest.tables), manifest.tables
+
+    def no_second_read(*_: Any, **__: Any) -> Any:
+        raise AssertionError("the archive was read back again")
+
+    monkeypatch.setattr(verify, "read_archive_once", no_second_read)
+    monkeypatch.setattr(verify, "read_archive", no_second_read)
+    report = verify_backup(folder, full=True, url=db_url)
+    assert report.ok, report.problems
+    assert f"the rows of {len(manifest.tables)} large table(s) as the backup read them back from these bytes " \
+           "(row count and sha256 in the manifest)" in report.passed, report.passed
+    assert f"the restored rows of {len(manifest.tables)} large table(s) equal the archive's" in report.passed
+
+    raw = json.loads((folder / "manifest.json").read_text())
+    kept = json.dumps(raw)
+    for table in raw["tables"]:
+        if table["name"] == "trades":
+            table["copy_sha256"] = "0" * 64
+    (folder / "manifest.json").write_text(json.dumps(raw))
+    with pytest.raises(BackupFailed) as failed:
+        verify_backup(folder, full=True, url=db_url)
+    assert "failed full verification: the rows of public.trades restored from the archive differ from the " \
+           "archive's." in failed.value.message, failed.value.message
+
+    (folder / "manifest.json").write_text(kept)
+    archive = folder / manifest.dump
+    data = bytearray(archive.read_bytes())
+    data[-5] ^= 0xFF
+    archive.write_bytes(bytes(data))
+    with pytest.raises(BackupFailed) as failed:
+        verify_backup(folder, full=True, url=db_url)
+    assert f"failed full verification: {changed_file(manifest.dump).rstrip('.')}." in failed.value.message, \
+        failed.value.message
+
+
+def test_a_backup_without_recorded_digests_is_read_back_for_the_restore_test(
+        pg_server: Any, db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A backup made before the digests were recorded (or whose large table was not hashed while it was
+    read back) has its archive read back again, as before."""
+    seed(db_url)
+    folder = take_backup(make_settings(tmp_path, db_url, pg_server, hash_max_mb=0), db_url).backup.path
+    raw = json.loads((folder / "manifest.json").read_text())
+    for table in raw["tables"]:
+        del table["copy_sha256"]
+    (folder / "manifest.json").write_text(json.dumps(raw))
+    reads: list[object] = []
+    real = verify.read_archive_once
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        reads.append(args)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(verify, "read_archive_once", counted)
+    report = verify_backup(folder, full=True, url=db_url)
+    assert report.ok, report.problems
+    assert len(reads) == 1 and any(p.startswith("the whole archive reads back (pg_restore ") for p in report.passed)
+    assert "the restored rows of 3 large table(s) equal the archive's" in report.passed, report.passed
 
 
 def test_compare_schema_names_what_the_restored_database_lacks(pg_server: Any, db_url: str, tmp_path: Path) -> None:

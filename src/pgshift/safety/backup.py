@@ -33,8 +33,10 @@ from pgshift.db.connect import connect, mask_password
 from pgshift.db.history import History
 from pgshift.db.privileges import require_readable_tables
 from pgshift.errors import BackupFailed, DiskFull, LockHeld, PgshiftError, from_os_error
+from pgshift.safety.copydata import TableData, TableKey
 from pgshift.safety.follow import ArchiveFollower
 from pgshift.safety.manifest import (
+    LARGE,
     MANIFEST,
     FileEntry,
     Manifest,
@@ -362,6 +364,7 @@ def take_backup(
 
             preread = read_back_followed(folder / dump_name, restore, follower)
             files = [FileEntry(dump_name, (folder / dump_name).stat().st_size, preread.sha256)]
+            _record_copy_digests(stats, preread.tables or {})
         else:
             files = file_entries(folder, dump_name)
     except BaseException:
@@ -395,6 +398,13 @@ def take_backup(
     result.unrecorded = record_backup(settings, url or "", result.backup)
     result.seconds = time.monotonic() - started
     return result
+
+
+def _record_copy_digests(stats: list[TableStat], read: dict[TableKey, TableData]) -> None:
+    for table in stats:
+        got = read.get((table.schema, table.name))
+        if table.check in LARGE and got is not None and got.sha256 is not None:
+            table.copy_sha256 = got.sha256
 
 
 def _restore_tool(dump_tool: Tool, bindir: str | Path | None) -> Tool | None:
@@ -459,7 +469,11 @@ def _dump_and_count(
     dump = _DumpProcess(argv, child_vars, sizes, progress)
     if on_child:
         on_child(dump.proc)
-    follower = ArchiveFollower(target, restore) if restore is not None else None
+    # The rows of a table likely to be over hash_max_mb are hashed as they are read back, so that
+    # --restore-test need not read the archive again (a table missed here only costs that read).
+    likely_large = settings.backup.hash_max_mb * 1024 * 1024 // 4
+    follower = ArchiveFollower(target, restore, hashed=lambda key: sizes.get(f"{key[0]}.{key[1]}", 0) > likely_large
+                               ) if restore is not None else None
     try:
         stats = _count_while_dumping(conn, settings, dump)
     except BaseException:

@@ -23,6 +23,7 @@ import subprocess
 import threading
 import time
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -167,8 +168,8 @@ class FollowedRead:
 class ArchiveFollower:
     """Feeds ``path`` to pg_restore as pg_dump writes it; ``finish()`` once pg_dump has exited."""
 
-    def __init__(self, path: Path, tool: Tool) -> None:
-        self.path, self.tool = path, tool
+    def __init__(self, path: Path, tool: Tool, hashed: Callable[[TableKey], bool] = lambda _: False) -> None:
+        self.path, self.tool, self.hashed = path, tool, hashed
         self._dump_done = threading.Event()
         self._stop = threading.Event()
         self._head = bytearray()
@@ -185,7 +186,8 @@ class ArchiveFollower:
     def _run(self) -> None:
         try:
             self._tables = tool_copy_data([str(self.tool.path), "--file=-"], {},
-                                          what=f"the archive {self.path} does not read back", stdin_feed=self._feed)
+                                          what=f"the archive {self.path} does not read back", stdin_feed=self._feed,
+                                          hashed=self.hashed)
         except BackupFailed as exc:
             self._failure = exc.message
 

@@ -61,6 +61,9 @@ class TableStat:
     content_hash: str | None  # None when only the count was checked
     size_bytes: int
     check: str = "hash"  # record-hash | hash | count | archive
+    # A large table's rows as the archive holds them (sha256 of their COPY text), taken by the backup's
+    # read-back; --restore-test compares the restored copy with it instead of reading the archive again.
+    copy_sha256: str | None = None
 
     @property
     def qualified(self) -> str:
