@@ -452,10 +452,11 @@ def _dump_and_count(
     if snapshot is None:
         notes.append(_NO_SNAPSHOT + "; counts were read in a separate snapshot")
     # From the catalog (relpages), which takes no lock: a locked table must not stall us here.
-    sizes = {f"{s}.{n}": int(z) for s, n, z in conn.execute(
-        "SELECT n.nspname, c.relname, greatest(c.relpages, 1)::bigint * current_setting('block_size')::int "
+    pages = {f"{s}.{n}": (int(p), int(b)) for s, n, p, b in conn.execute(
+        "SELECT n.nspname, c.relname, c.relpages, current_setting('block_size')::int "
         "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('r', 'm')"
     ).fetchall()}
+    sizes = {name: max(count, 1) * block for name, (count, block) in pages.items()}
     lock_wait_ms = settings.lock_wait.ms
     argv = dump_argv(tool, conninfo, target, fmt, jobs, snapshot, lock_wait_ms)
     t0 = time.monotonic()
@@ -470,10 +471,16 @@ def _dump_and_count(
     if on_child:
         on_child(dump.proc)
     # The rows of a table likely to be over hash_max_mb are hashed as they are read back, so that
-    # --restore-test need not read the archive again (a table missed here only costs that read).
+    # --restore-test need not read the archive again (a table missed here only costs that read). Its
+    # size is the catalog's estimate; relpages 0 (never vacuumed or analysed, as after a bulk load) says
+    # nothing, so such a table is hashed too.
     likely_large = settings.backup.hash_max_mb * 1024 * 1024 // 4
-    follower = ArchiveFollower(target, restore, hashed=lambda key: sizes.get(f"{key[0]}.{key[1]}", 0) > likely_large
-                               ) if restore is not None else None
+
+    def hashed(key: TableKey) -> bool:
+        count, block = pages.get(f"{key[0]}.{key[1]}", (0, 0))
+        return count == 0 or count * block > likely_large
+
+    follower = ArchiveFollower(target, restore, hashed=hashed) if restore is not None else None
     try:
         stats = _count_while_dumping(conn, settings, dump)
     except BaseException:
