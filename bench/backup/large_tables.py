@@ -57,7 +57,7 @@ def run(cluster: EmbeddedCluster, root: Path, args: argparse.Namespace) -> None:
         size = int(conn.execute("SELECT pg_database_size('bench')").fetchone()[0])  # type: ignore[index]
     settings = Settings(database_url=url, base_dir=root, backup=BackupSettings(
         directory=str(root / "out"), pg_bindir=str(bindir), hash_max_mb=1))
-    backup = take_backup(settings, url, fmt="custom", verify=False).backup
+    backup = take_backup(settings, url, fmt="custom").backup  # as users make it: verified, digests recorded
     assert sum(t.check in LARGE for t in backup.manifest.tables) == args.tables
     archive = backup.path / backup.manifest.dump
 

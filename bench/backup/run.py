@@ -166,7 +166,8 @@ def run(cluster: EmbeddedCluster, root: Path, args: argparse.Namespace) -> None:
             times[name].append(timed(fn, name))
             shutil.rmtree(out, ignore_errors=True)
             out.mkdir()
-    backup = take_backup(settings, url, fmt="custom", verify=False).backup
+    # As users make it: with the quick verification, whose read-back --restore-test builds on.
+    backup = take_backup(settings, url, fmt="custom").backup
     archive = backup.path / backup.manifest.dump
 
     def plain_restore(jobs: int) -> Callable[[], object]:
