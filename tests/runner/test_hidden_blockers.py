@@ -7,14 +7,18 @@ from __future__ import annotations
 import json
 import re
 import time
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import psycopg
+import pytest
 from psycopg import sql
 
 from pgshift import api
 from pgshift.config import Settings
+from pgshift.embedded import EmbeddedCluster
 from pgshift.units import Duration
 from tests.helpers import database_owner_role, run_pgshift, small_cluster, write_migration
 
@@ -79,58 +83,81 @@ def test_the_lock_timeout_message_names_another_roles_session(tmp_path: Path, co
                          message), message
 
 
-def test_a_prepared_transaction_holding_a_lock_is_named_with_the_way_to_end_it(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def prepared_server() -> Iterator[EmbeddedCluster]:
+    """A cluster that allows prepared transactions (PostgreSQL's default allows none)."""
+    with small_cluster("pgshift-prepared-", {"max_prepared_transactions": "4"}) as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def prepared_url(prepared_server: EmbeddedCluster) -> Iterator[str]:
+    name = f"prepared_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(prepared_server.socket_dsn(), autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        yield prepared_server.socket_dsn(name)
+        for (gid,) in admin.execute("SELECT gid FROM pg_prepared_xacts WHERE database = %s", (name,)).fetchall():
+            admin.execute(sql.SQL("ROLLBACK PREPARED {}").format(sql.Literal(gid)))
+        admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def _prepare(url: str, statement: str, gid: str) -> None:
+    """Leave a prepared transaction that ran ``statement`` (and holds its locks) behind."""
+    with psycopg.connect(url) as stuck:
+        stuck.execute(statement)
+        stuck.execute(sql.SQL("PREPARE TRANSACTION {}").format(sql.Literal(gid)))
+
+
+def _sessions_check(tmp_path: Path, url: str) -> dict[str, Any]:
+    checked = run_pgshift(["check", "--json"], cwd=tmp_path, url=url)
+    found: dict[str, Any] = next(c for c in json.loads(checked.stdout)["checks"]
+                                 if c["name"] == "no sessions blocking DDL")
+    return found
+
+
+def test_a_prepared_transaction_holding_a_lock_is_named_with_the_way_to_end_it(tmp_path: Path,
+                                                                               prepared_url: str) -> None:
     """A prepared transaction keeps its locks with no session behind it; the message says how to end it,
     and doing so lets the migration through."""
-    with small_cluster("pgshift-prepared-", {"max_prepared_transactions": "2"}) as cluster:
-        url = cluster.socket_dsn()
-        with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute('CREATE TABLE "Acct" (id int PRIMARY KEY)')
-            with psycopg.connect(url) as stuck:
-                stuck.execute('SELECT * FROM "Acct"')
-                stuck.execute("PREPARE TRANSACTION 'it''s stuck'")
-            (tmp_path / "pgshift.toml").write_text('lock_timeout = "200ms"\nlock_retries = 2\n'
-                                                   '[backup]\npolicy = "never"\n')
-            write_migration(tmp_path / "migrations", "1", "alter", 'ALTER TABLE "Acct" ADD COLUMN note text;')
-            time.sleep(0.25)  # older than lock_timeout: not queued behind
-            checked = run_pgshift(["check", "--json"], cwd=tmp_path, url=url)
-            sessions = next(c for c in json.loads(checked.stdout)["checks"] if c["name"] == "no sessions blocking DDL")
-            assert sessions["status"] == "failed", sessions
-            assert re.fullmatch(r"prepared transaction 'it''s stuck' of role \w+, prepared \d+s ago, holds locks on "
-                                r"\"Acct\" \(COMMIT PREPARED 'it''s stuck' or ROLLBACK PREPARED "
-                                r"'it''s stuck' ends it\)", sessions["detail"][0]), sessions
-            result = run_pgshift(["migrate"], cwd=tmp_path, url=url)
-            message = " ".join(result.stderr.split())
-            assert result.returncode == 12, message
-            assert re.search(r"Blocking sessions: prepared transaction 'it''s stuck' of role \w+, prepared \d+\.\ds "
-                             r"ago; it keeps its locks until someone runs COMMIT PREPARED 'it''s stuck' or "
-                             r"ROLLBACK PREPARED 'it''s stuck'\.", message), message
-            assert "waits without queuing" in message, message  # its age is known: never queued behind
-            assert conn.execute("SELECT count(*) FROM pgshift.events WHERE event = 'lock-timeout-retry'"
-                                ).fetchone() == (0,), message
-            conn.execute(sql.SQL("ROLLBACK PREPARED {}").format(sql.Literal("it's stuck")))  # what it says
-            result = run_pgshift(["migrate"], cwd=tmp_path, url=url)
-            assert result.returncode == 0, result.stderr
-            assert conn.execute("SELECT count(*) FROM information_schema.columns WHERE table_name = 'Acct' "
-                                "AND column_name = 'note'").fetchone() == (1,)
+    url = prepared_url
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute('CREATE TABLE "Acct" (id int PRIMARY KEY)')
+        _prepare(url, 'SELECT * FROM "Acct"', "it's stuck")
+        (tmp_path / "pgshift.toml").write_text('lock_timeout = "200ms"\nlock_retries = 2\n'
+                                               '[backup]\npolicy = "never"\n')
+        write_migration(tmp_path / "migrations", "1", "alter", 'ALTER TABLE "Acct" ADD COLUMN note text;')
+        time.sleep(0.25)  # older than lock_timeout: not queued behind
+        sessions = _sessions_check(tmp_path, url)
+        assert sessions["status"] == "failed", sessions
+        assert re.fullmatch(r"prepared transaction 'it''s stuck' of role \w+, prepared \d+s ago, holds locks on "
+                            r"\"Acct\" \(COMMIT PREPARED 'it''s stuck' or ROLLBACK PREPARED "
+                            r"'it''s stuck' ends it\)", sessions["detail"][0]), sessions
+        result = run_pgshift(["migrate"], cwd=tmp_path, url=url)
+        message = " ".join(result.stderr.split())
+        assert result.returncode == 12, message
+        assert re.search(r"Blocking sessions: prepared transaction 'it''s stuck' of role \w+, prepared \d+\.\ds "
+                         r"ago; it keeps its locks until someone runs COMMIT PREPARED 'it''s stuck' or "
+                         r"ROLLBACK PREPARED 'it''s stuck'\.", message), message
+        assert "waits without queuing" in message, message  # its age is known: never queued behind
+        assert conn.execute("SELECT count(*) FROM pgshift.events WHERE event = 'lock-timeout-retry'"
+                            ).fetchone() == (0,), message
+        conn.execute(sql.SQL("ROLLBACK PREPARED {}").format(sql.Literal("it's stuck")))  # what it says
+        result = run_pgshift(["migrate"], cwd=tmp_path, url=url)
+        assert result.returncode == 0, result.stderr
+        assert conn.execute("SELECT count(*) FROM information_schema.columns WHERE table_name = 'Acct' "
+                            "AND column_name = 'note'").fetchone() == (1,)
 
 
-def test_check_warns_of_a_prepared_transaction_on_other_tables(tmp_path: Path) -> None:
-    with small_cluster("pgshift-prepared-", {"max_prepared_transactions": "2"}) as cluster:
-        url = cluster.socket_dsn()
-        with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute("CREATE TABLE other (id int); CREATE TABLE t (id int)")
-            with psycopg.connect(url) as stuck:
-                stuck.execute("INSERT INTO other VALUES (1)")
-                stuck.execute("PREPARE TRANSACTION 'left over'")
-            write_migration(tmp_path / "migrations", "1", "alter", "ALTER TABLE t ADD COLUMN note text;")
-            checked = run_pgshift(["check", "--json"], cwd=tmp_path, url=url)
-            sessions = next(c for c in json.loads(checked.stdout)["checks"] if c["name"] == "no sessions blocking DDL")
-            assert sessions["status"] == "warning" and sessions["value"] == "0 long-running, 1 prepared transaction(s)"
-            assert re.fullmatch(r"prepared transaction 'left over' of role \w+, prepared \d+s ago: it keeps its locks "
-                                r"and holds back vacuum's cleanup until ended \(COMMIT PREPARED 'left over' or "
-                                r"ROLLBACK PREPARED 'left over' ends it\)", sessions["detail"][0]), sessions
-            conn.execute("COMMIT PREPARED 'left over'")
-            checked = run_pgshift(["check", "--json"], cwd=tmp_path, url=url)
-            sessions = next(c for c in json.loads(checked.stdout)["checks"] if c["name"] == "no sessions blocking DDL")
-            assert sessions["status"] == "passed", sessions
+def test_check_warns_of_a_prepared_transaction_on_other_tables(tmp_path: Path, prepared_url: str) -> None:
+    url = prepared_url
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE other (id int); CREATE TABLE t (id int)")
+        _prepare(url, "INSERT INTO other VALUES (1)", "left over")
+        write_migration(tmp_path / "migrations", "1", "alter", "ALTER TABLE t ADD COLUMN note text;")
+        sessions = _sessions_check(tmp_path, url)
+        assert sessions["status"] == "warning" and sessions["value"] == "0 long-running, 1 prepared transaction(s)"
+        assert re.fullmatch(r"prepared transaction 'left over' of role \w+, prepared \d+s ago: it keeps its locks "
+                            r"and holds back vacuum's cleanup until ended \(COMMIT PREPARED 'left over' or "
+                            r"ROLLBACK PREPARED 'left over' ends it\)", sessions["detail"][0]), sessions
+        conn.execute("COMMIT PREPARED 'left over'")
+        assert _sessions_check(tmp_path, url)["status"] == "passed"

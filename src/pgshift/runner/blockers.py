@@ -83,6 +83,7 @@ def blockers(conn: psycopg.Connection[Any], tables: list[str], modes: list[str] 
                             AND x.virtualtransaction = l.virtualtransaction
         LEFT JOIN pg_prepared_xacts p ON p.transaction = x.transactionid
         WHERE l.locktype = 'relation' AND l.granted AND l.pid IS DISTINCT FROM pg_backend_pid()
+          AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())  -- oids are per database
           AND (l.pid IS NOT NULL OR p.gid IS NOT NULL)
           AND l.relation IN (  -- a partitioned table's statement locks its partitions too (autovacuum works on those)
               SELECT to_regclass(t)::oid FROM unnest(%s::text[]) t
