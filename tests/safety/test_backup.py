@@ -878,9 +878,14 @@ def test_a_freshly_loaded_large_table_gets_its_digest_recorded(pg_server: Any, d
         conn.execute("CREATE TABLE loaded (id int, note text) WITH (autovacuum_enabled = false)")
         conn.execute("INSERT INTO loaded SELECT g, repeat('x', 100) FROM generate_series(1, 20000) g")
         assert conn.execute("SELECT relpages FROM pg_class WHERE oid = 'loaded'::regclass").fetchone() == (0,)
-    manifest = take_backup(make_settings(tmp_path, db_url, pg_server, hash_max_mb=1), db_url).backup.manifest
-    [loaded] = [t for t in manifest.tables if t.name == "loaded"]
+    result = take_backup(make_settings(tmp_path, db_url, pg_server, hash_max_mb=1), db_url)
+    [loaded] = result.backup.manifest.tables
     assert loaded.check == "archive" and loaded.rows == 20000 and loaded.copy_sha256, loaded
+    assert result.verification is not None
+    # Its count came from the archive: no "row count for 0 table(s)" line beside that one.
+    assert not any("holds the manifest's row count" in p for p in result.verification.passed)
+    assert "row counts of 1 large table(s) taken from the archive and written to the manifest (backup.large_tables " \
+           "= archive: not counted on the server)" in result.verification.passed, result.verification.passed
 
 
 def test_a_backup_without_recorded_digests_is_read_back_for_the_restore_test(

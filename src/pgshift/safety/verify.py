@@ -433,8 +433,7 @@ def _read_back(folder: Path, manifest: Manifest, tool: Tool, report: VerifyRepor
     elif problems := compare_archive_counts(manifest, archived):
         report.problems.extend(problems)
         return None
-    else:
-        counted = sum(1 for t in manifest.tables if t.rows is not None)
+    elif counted := sum(1 for t in manifest.tables if t.rows is not None):  # none: every count comes from the archive
         report.passed.append(f"the archive holds the manifest's row count for {counted} table(s)")
     if filled := fill_archive_counts(folder, manifest, archived):
         report.passed.append(f"row counts of {filled} large table(s) taken from the archive and written to the "
