@@ -821,9 +821,13 @@ def test_the_restore_test_hashes_only_the_large_tables_rows_in_the_archive(
     monkeypatch.setattr(verify, "read_archive", read_archive_)
     report = verify_backup(folder, full=True, url=db_url)
     assert "the restored rows of 1 large table(s) equal the archive's" in report.passed, report.passed
+    expected = {"public.accounts": True, "public.trades": False, "audit.Weird Name": False}
+    if fmt == "custom":  # the backup's own read-back recorded the large table's digest: no second read
+        assert read == []
+        assert {t.qualified: t.copy_sha256 is not None for t in read_manifest(folder).tables} == expected
+        return
     [tables] = read
-    assert {f"{schema}.{name}": data.sha256 is not None for (schema, name), data in tables.items()} == {
-        "public.accounts": True, "public.trades": False, "audit.Weird Name": False}
+    assert {f"{schema}.{name}": data.sha256 is not None for (schema, name), data in tables.items()} == expected
 
 
 def test_the_restore_test_uses_the_rows_the_backup_recorded_and_still_catches_a_difference(
