@@ -280,6 +280,7 @@ def test_a_session_holding_a_table_with_a_quoted_name_blocks(tmp_path: Path, db_
     mixed-case table or one in another schema is not missed."""
     with psycopg.connect(db_url, autocommit=True) as conn:
         conn.execute('CREATE TABLE "Acct" (id int); CREATE SCHEMA "Sales"; CREATE TABLE "Sales"."Orders" (id int)')
+        conn.execute('CREATE TABLE "Sales"."Acct" (id int)')  # not the "Acct" the search path finds
     write_migration(tmp_path / "migrations", "1", "alter", 'ALTER TABLE "Acct" ADD COLUMN note text;\n'
                     'ALTER TABLE "Sales"."Orders" ADD COLUMN note text;')
 
@@ -295,3 +296,7 @@ def test_a_session_holding_a_table_with_a_quoted_name_blocks(tmp_path: Path, db_
     assert found["status"] == "failed", found
     assert found["detail"][0].endswith('(holds locks on "Acct", "Sales"."Orders")'), found
     assert sessions()["status"] == "passed"
+    with psycopg.connect(db_url) as idle:
+        idle.execute('SELECT * FROM "Sales"."Acct"')  # another schema's table of the same name
+        found = sessions()
+    assert found["status"] == "passed", found  # not the table the migration changes

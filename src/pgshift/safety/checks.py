@@ -295,15 +295,17 @@ def check_disk(ctx: _Context) -> CheckResult:
                        sorted(rewritten))
 
 
-# The relations a lock holder holds, each as [schema, name, the name as the server prints it].
-RELATIONS = ("coalesce(array_agg(DISTINCT ARRAY[n.nspname::text, c.relname::text, c.oid::regclass::text]) "
-             "FILTER (WHERE c.oid IS NOT NULL), '{}')")
+# The relations a lock holder holds, each as [schema, name, the name as the server prints it, whether a
+# bare name finds it on the search path].
+RELATIONS = ("coalesce(array_agg(DISTINCT ARRAY[n.nspname::text, c.relname::text, c.oid::regclass::text, "
+             "pg_table_is_visible(c.oid)::text]) FILTER (WHERE c.oid IS NOT NULL), '{}')")
 
 
 def _held(relations: list[list[str]], touched: set[str]) -> list[str]:
     """The relations of ``relations`` that ``touched`` (names as the migrations write them, unquoted:
-    ``schema.name`` or a bare ``name``, which may be in any schema) names."""
-    return sorted(shown for schema, name, shown in relations if f"{schema}.{name}" in touched or name in touched)
+    ``schema.name``, or a bare ``name``, which is the table the search path finds) names."""
+    return sorted(shown for schema, name, shown, visible in relations
+                  if f"{schema}.{name}" in touched or (visible == "true" and name in touched))
 
 
 def _prepared_transactions(conn: psycopg.Connection[Any], wanted: set[str], blocking: list[str]) -> list[str]:
