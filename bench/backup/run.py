@@ -67,6 +67,8 @@ def main() -> None:
     parser.add_argument("--restore-jobs", type=int, default=1,
                         help="also run pg_restore and --restore-test with this many jobs (backup.jobs)")
     args = parser.parse_args()
+    if args.incompressible and args.indexes:
+        parser.error("--indexes adds indexes to pgbench_accounts, which --incompressible does not create")
     on_own_cluster("pgshift-bench-backup-", lambda cluster, root: run(cluster, root, args))
 
 

@@ -26,3 +26,17 @@ def test_backup_bench_times_every_variant_and_reports_overheads(tmp_path: Path) 
                                         "verify --restore-test, against pg_restore"}
     assert all(set(o) == {"best", "median", "paired_median"} for o in figures["overhead"].values())
     assert "overhead of pgshift backup over pg_dump" in run.stdout
+
+
+def test_backup_bench_builds_the_incompressible_case(tmp_path: Path) -> None:
+    """#17's own case: random bytea rows that pg_dump's compression cannot shrink."""
+    out = tmp_path / "backup.json"
+    run = subprocess.run([sys.executable, str(BENCH / "backup" / "run.py"), "--incompressible", "3", "--repeat", "1",
+                          "--only", r"^pg_dump -Fc$|default \+ quick verify|--restore-test \(full\)$",
+                          "--json", str(out)], capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    figures = json.loads(out.read_text())
+    assert figures["database"] == "3 MB of random bytea"
+    assert {row["variant"] for row in figures["rows"]} == {
+        "pg_dump -Fc", "pgshift backup (custom, default + quick verify)", "backup verify --restore-test (full)"}
+    assert figures["database_mb"] >= 3  # the rows asked for, not an empty table
