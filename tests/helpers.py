@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import subprocess
@@ -28,6 +29,13 @@ def run_pgshift(
         full_env["DATABASE_URL"] = url
     full_env.update(env or {})
     return subprocess.run([*PGSHIFT, *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout)
+
+
+def check_result(name: str, *, cwd: Path, url: str) -> dict[str, Any]:
+    """The ``name`` item of ``pgshift check --json``."""
+    result = run_pgshift(["check", "--json"], cwd=cwd, url=url)
+    found: dict[str, Any] = next(c for c in json.loads(result.stdout)["checks"] if c["name"] == name)
+    return found
 
 
 def start_pgshift(args: list[str], *, cwd: Path, url: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:

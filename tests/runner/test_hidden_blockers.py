@@ -4,7 +4,6 @@ which no session holds. The step engine names both and waits for them without qu
 
 from __future__ import annotations
 
-import json
 import re
 import time
 import uuid
@@ -20,7 +19,7 @@ from pgshift import api
 from pgshift.config import Settings
 from pgshift.embedded import EmbeddedCluster
 from pgshift.units import Duration
-from tests.helpers import database_owner_role, run_pgshift, small_cluster, write_migration
+from tests.helpers import check_result, database_owner_role, run_pgshift, small_cluster, write_migration
 
 Conn = psycopg.Connection[Any]
 
@@ -109,10 +108,7 @@ def _prepare(url: str, statement: str, gid: str) -> None:
 
 
 def _sessions_check(tmp_path: Path, url: str) -> dict[str, Any]:
-    checked = run_pgshift(["check", "--json"], cwd=tmp_path, url=url)
-    found: dict[str, Any] = next(c for c in json.loads(checked.stdout)["checks"]
-                                 if c["name"] == "no sessions blocking DDL")
-    return found
+    return check_result("no sessions blocking DDL", cwd=tmp_path, url=url)
 
 
 def test_a_prepared_transaction_holding_a_lock_is_named_with_the_way_to_end_it(tmp_path: Path,

@@ -20,7 +20,7 @@ from pgshift.cli.main import cli
 from pgshift.config import Settings
 from pgshift.safety import take_backup
 from pgshift.safety.checks import Thresholds, run_checks, touched_tables
-from tests.helpers import run_pgshift, write_migration
+from tests.helpers import check_result, write_migration
 
 from .helpers import HealthServer, make_settings
 
@@ -285,10 +285,7 @@ def test_a_session_holding_a_table_with_a_quoted_name_blocks(tmp_path: Path, db_
                     'ALTER TABLE "Sales"."Orders" ADD COLUMN note text;')
 
     def sessions() -> dict[str, Any]:
-        result = run_pgshift(["check", "--json"], cwd=tmp_path, url=db_url)
-        found: dict[str, Any] = next(c for c in json.loads(result.stdout)["checks"]
-                                     if c["name"] == "no sessions blocking DDL")
-        return found
+        return check_result("no sessions blocking DDL", cwd=tmp_path, url=db_url)
 
     with psycopg.connect(db_url) as idle:
         idle.execute('SELECT * FROM "Acct", "Sales"."Orders"')

@@ -10,6 +10,7 @@ from typing import Any
 
 import psycopg
 
+from pgshift.db.prepared import how_to_end, quoted_gid
 from pgshift.errors import server_error_text
 from pgshift.units import Duration
 
@@ -46,9 +47,8 @@ class Blocker:
 
     def describe(self) -> str:
         if self.prepared is not None:
-            gid = self.prepared.replace("'", "''")
-            return (f"prepared transaction '{gid}' of role {self.role}, prepared {self.xact_age_s:.1f}s ago; it keeps "
-                    f"its locks until someone runs COMMIT PREPARED '{gid}' or ROLLBACK PREPARED '{gid}'")
+            return (f"prepared transaction {quoted_gid(self.prepared)} of role {self.role}, prepared "
+                    f"{self.xact_age_s:.1f}s ago; it keeps its locks until someone runs {how_to_end(self.prepared)}")
         if self.autovacuum:
             return f"pid {self.pid} (autovacuum worker, running {self.xact_age_s:.1f}s: {self.query})"
         if self.hidden:
@@ -78,7 +78,7 @@ def blockers(conn: psycopg.Connection[Any], tables: list[str], modes: list[str] 
                a.usesysid IS NOT NULL AND a.xact_start IS NULL, p.gid
         FROM pg_locks l
         LEFT JOIN pg_stat_activity a ON a.pid = l.pid
-        -- a prepared transaction's locks have no pid; its own transaction ID lock names it
+        -- a prepared transaction's locks have no pid; its own transaction ID lock names it (db/prepared.py)
         LEFT JOIN pg_locks x ON l.pid IS NULL AND x.pid IS NULL AND x.locktype = 'transactionid'
                             AND x.virtualtransaction = l.virtualtransaction
         LEFT JOIN pg_prepared_xacts p ON p.transaction = x.transactionid

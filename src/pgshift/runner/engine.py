@@ -378,10 +378,7 @@ class StepEngine:
         """Who holds the step back now, for its LockTimeoutExhausted message: the sessions holding locks
         on its tables, or when it names none, the oldest open transactions."""
         if step.lock_tables or step.weak_lock_tables:
-            found = step_blockers(self.conn, step.lock_tables, step.weak_lock_tables)
-            now = time.monotonic()
-            for b in found:
-                b.seen_s = now - self._first_seen.get(b.transaction, now)
+            found = self._aged(step_blockers(self.conn, step.lock_tables, step.weak_lock_tables))
             text = f"Blocking sessions: {'; '.join(b.describe() for b in found) or 'none now'}."
         else:
             found = open_transactions(self.conn)
@@ -389,12 +386,17 @@ class StepEngine:
         why = " ".join(self.autovacuums.notes[b.pid] for b in found if b.pid in self.autovacuums.notes)
         return f"{text} {why}" if why else text
 
-    def _report_blockers(self, step: Step) -> list[Blocker]:
-        found = blockers(self.conn, step.lock_tables)
+    def _aged(self, found: list[Blocker]) -> list[Blocker]:
+        """``found``, each with how long this engine has seen its transaction hold a lock here: where its
+        age is hidden, the transaction is at least that old."""
         now = time.monotonic()
         for b in found:
-            # Where its age is hidden, the transaction is at least as old as pgshift has seen it hold the lock.
             b.seen_s = now - self._first_seen.setdefault(b.transaction, now)
+        return found
+
+    def _report_blockers(self, step: Step) -> list[Blocker]:
+        found = self._aged(blockers(self.conn, step.lock_tables))
+        for b in found:
             text = b.describe()
             # Once per transaction: its description changes at each check, with its age.
             if b.transaction not in self._reported_blockers:

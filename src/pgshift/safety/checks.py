@@ -23,6 +23,7 @@ from psycopg import conninfo
 from pgshift.config import Settings
 from pgshift.db.connect import connect, mask_password, require_url
 from pgshift.db.pooler import pooled_session_evidence
+from pgshift.db.prepared import how_to_end, quoted_gid
 from pgshift.db.sizes import table_bytes
 from pgshift.db.standbys import positions_hidden, standbys
 from pgshift.errors import PgshiftError
@@ -309,8 +310,7 @@ def _held(relations: list[list[str]], touched: set[str]) -> list[str]:
 
 
 def _prepared_transactions(conn: psycopg.Connection[Any], wanted: set[str], blocking: list[str]) -> list[str]:
-    """Prepared transactions of this database (PREPARE TRANSACTION): no session holds them, so the
-    sessions above miss them, yet they keep their locks until committed or rolled back. One holding a
+    """Prepared transactions of this database (db/prepared.py): the sessions above miss them. One holding a
     lock on a table the pending migrations touch is added to ``blocking``; the others are returned."""
     rows = conn.execute(
         f"""
@@ -326,10 +326,9 @@ def _prepared_transactions(conn: psycopg.Connection[Any], wanted: set[str], bloc
         """).fetchall()
     others: list[str] = []
     for gid, owner, secs, relations in rows:
-        quoted = "'" + str(gid).replace("'", "''") + "'"
-        ends = f"COMMIT PREPARED {quoted} or ROLLBACK PREPARED {quoted} ends it"
+        ends = f"{how_to_end(gid)} ends it"
         held = _held(relations, wanted)
-        line = f"prepared transaction {quoted} of role {owner}, prepared {secs:.0f}s ago"
+        line = f"prepared transaction {quoted_gid(gid)} of role {owner}, prepared {secs:.0f}s ago"
         if held:
             blocking.append(f"{line}, holds locks on {', '.join(held)} ({ends})")
         else:
