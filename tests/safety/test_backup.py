@@ -875,6 +875,34 @@ def test_the_restore_test_uses_the_rows_the_backup_recorded_and_still_catches_a_
         failed.value.message
 
 
+def test_a_database_s_own_bytea_output_is_how_the_restored_rows_are_read_back(
+        pg_server: Any, db_url: str, db_name: str, tmp_path: Path) -> None:
+    """pg_dump prints bytea as the database's default says (``ALTER DATABASE ... SET bytea_output =
+    escape``, kept by apps on old drivers); the scratch copy has no such default, so the restored rows
+    are read with the setting the backup recorded, not compared as different. A setting this server
+    cannot take is named beside the difference it explains."""
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("ALTER DATABASE {} SET bytea_output = 'escape'").format(sql.Identifier(db_name)))
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE files (id int PRIMARY KEY, body bytea)")
+        conn.execute("INSERT INTO files SELECT g, convert_to('body ' || g, 'UTF8') FROM generate_series(1, 500) g")
+    folder = take_backup(make_settings(tmp_path, db_url, pg_server, hash_max_mb=0), db_url).backup.path
+    manifest = read_manifest(folder)
+    assert manifest.dump_settings is not None and manifest.dump_settings["bytea_output"] == "escape"
+    report = verify_backup(folder, full=True, url=db_url)
+    assert report.ok, report.problems
+    assert "the restored rows of 1 large table(s) equal the archive's" in report.passed, report.passed
+
+    raw = json.loads((folder / "manifest.json").read_text())
+    raw["dump_settings"] = {"bytea_output": "hex", "lc_monetary": "no_such_locale"}
+    (folder / "manifest.json").write_text(json.dumps(raw))
+    with pytest.raises(BackupFailed) as failed:
+        verify_backup(folder, full=True, url=db_url)
+    assert "the rows of public.files restored from the archive differ from the archive's (the archive was " \
+           "dumped with lc_monetary = no_such_locale, which this server does not accept)" in failed.value.message, \
+        failed.value.message
+
+
 def test_a_freshly_loaded_large_table_gets_its_digest_recorded(pg_server: Any, db_url: str, tmp_path: Path) -> None:
     """The catalog's size estimate is 0 pages until a table is vacuumed or analysed (as after a bulk
     load): such a table is hashed while read back, so a large one gets its digest all the same."""

@@ -36,6 +36,7 @@ from pgshift.errors import BackupFailed, DiskFull, LockHeld, PgshiftError, from_
 from pgshift.safety.copydata import TableData, TableKey
 from pgshift.safety.follow import ArchiveFollower
 from pgshift.safety.manifest import (
+    DUMP_OUTPUT_SETTINGS,
     LARGE,
     MANIFEST,
     FileEntry,
@@ -331,6 +332,9 @@ def take_backup(
         db_size, encoding = conn.execute(
             "SELECT pg_database_size(current_database()), pg_encoding_to_char(encoding) FROM pg_database "
             "WHERE datname = current_database()").fetchone()  # type: ignore[misc]
+        # reset_val: what a new session of this role gets in this database (pg_dump's session).
+        dump_settings = {str(name): str(value) for name, value in conn.execute(
+            "SELECT name, reset_val FROM pg_settings WHERE name = ANY(%s)", (list(DUMP_OUTPUT_SETTINGS),))}
         require_readable_tables(conn)  # before any file is written: pg_dump would stop part-way
         tool = find_tool("pg_dump", major, bindir=bindir or settings.backup.pg_bindir)
         incomplete = sweep_incomplete(backup_dir(settings, directory))
@@ -376,7 +380,7 @@ def take_backup(
         database_size_bytes=int(db_size), tables=stats, files=files,
         tools={"pg_dump": tool.version, "pgshift": __version__}, host=_host_of(url or ""), notes=notes,
         snapshot_shared=not any(n.startswith(_NO_SNAPSHOT) for n in notes), dump_timezone=DUMP_TIMEZONE,
-        encoding=str(encoding),
+        encoding=str(encoding), dump_settings=dump_settings,
     )
     try:
         write_private(folder / MANIFEST, manifest.to_json())

@@ -39,6 +39,11 @@ PINNED_SETTINGS = {
     "extra_float_digits": "1",
     "bytea_output": "hex",
 }
+# How a row prints depends on these too, and pg_dump leaves them as the session has them (it pins
+# DateStyle, IntervalStyle and extra_float_digits, and TimeZone through PGTZ): a database's or a
+# role's default for them shapes the archive's COPY text, so the backup records them and the
+# restored copy is read back with the same.
+DUMP_OUTPUT_SETTINGS = ("bytea_output", "lc_monetary")
 
 # Names only: pg_total_relation_size takes a lock on the table, so it is asked per table, where a
 # table held by another session can be named.
@@ -98,6 +103,7 @@ class Manifest:
     snapshot_shared: bool = True  # the counts were read in pg_dump's own snapshot
     dump_timezone: str | None = None  # TimeZone of pg_dump's session (how timestamptz rows print)
     encoding: str | None = None  # the database's encoding: a scratch copy is made in the same one
+    dump_settings: dict[str, str] | None = None  # DUMP_OUTPUT_SETTINGS as pg_dump's session had them
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import os
 import re
 import secrets
 import time
@@ -25,6 +26,7 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from pgshift.db.connect import connect, drop_database, mask_password, with_dbname
 from pgshift.db.privileges import require_createdb
@@ -235,6 +237,7 @@ def compare_large_tables(manifest: Manifest, archived: dict[TableKey, TableData]
         return []
     conninfo, env = child_connection(url, dbname)
     env["PGTZ"] = manifest.dump_timezone or "UTC"
+    conninfo, unmatched = _with_dump_settings(conninfo, manifest, url, dbname)
     dump = find_tool("pg_dump", _tool_major(manifest), bindir=bindir)
     # pg_dump matches a pattern in the database's encoding, so the argument is given in it.
     encoding = database_codec(manifest.encoding)
@@ -254,8 +257,42 @@ def compare_large_tables(manifest: Manifest, archived: dict[TableKey, TableData]
         if ours is not None and table.rows is not None and ours.rows != table.rows:
             problems.append(wrong_count(table, ours.rows))  # counted in this read: not scanned twice
         if ours is None or theirs is None or ours.sha256 != theirs.sha256:
-            problems.append(f"the rows of {table.qualified} restored from the archive differ from the archive's")
+            problems.append(f"the rows of {table.qualified} restored from the archive differ from the archive's"
+                            + "".join(f" ({why})" for why in unmatched))
     return problems
+
+
+def _with_dump_settings(conninfo: str, manifest: Manifest, url: str, dbname: str) -> tuple[str, list[str]]:
+    """``conninfo`` with the output settings the archive was dumped with (a database's ``bytea_output
+    = escape`` prints every bytea differently), and what could not be matched on this server."""
+    wanted = manifest.dump_settings or {}
+    if not wanted:
+        return conninfo, []
+    options: list[str] = []
+    unmatched: list[str] = []
+    with connect(with_dbname(url, dbname), application_name="pgshift-verify", autocommit=True) as conn:
+        for name, value in sorted(wanted.items()):
+            row = conn.execute("SELECT current_setting(%s)", (name,)).fetchone()
+            if row is not None and row[0] == value:
+                continue
+            try:
+                conn.execute("SELECT set_config(%s, %s, false)", (name, value))
+            except psycopg.Error:
+                unmatched.append(f"the archive was dumped with {name} = {value}, which this server does not accept")
+                continue
+            options.append(f"-c {name}={_option_escape(value)}")
+    if not options:
+        return conninfo, unmatched
+    params = conninfo_to_dict(conninfo)
+    # An options parameter replaces PGOPTIONS: keep what the environment asked for too.
+    given = str(params.get("options") or os.environ.get("PGOPTIONS", ""))
+    params["options"] = " ".join([given, *options]).strip()
+    return make_conninfo(**{k: str(v) for k, v in params.items()}), unmatched
+
+
+def _option_escape(value: str) -> str:
+    """A value inside libpq's options, where spaces separate arguments unless backslash-escaped."""
+    return value.replace("\\", "\\\\").replace(" ", "\\ ")
 
 
 def _table_exists(url: str, dbname: str, key: TableKey) -> bool:
