@@ -285,8 +285,10 @@ def _interruptions(plan: Plan, history: History, major: int) -> list[Interruptio
     listed = started[0]["detail"].get("pending", []) if started else []
     pending = {m.version: m for m in plan.pending}
     first = next((v for v in listed if v in pending), None)
-    if first is not None and first not in plan.rows and isinstance(pending[first], SqlMigration):
-        m = pending[first]
+    # Only a migration run in one transaction leaves no row behind; one run step by step commits its
+    # 'running' row before its first statement, so without a row it had not started.
+    if first is not None and first not in plan.rows and isinstance(m := pending[first], SqlMigration) \
+            and transaction_blocks(m, m.up, major) is None and not needs_steps(m, m.up, major):
         found.append(Interruption(
             m.version, m.name, "interrupted", 1, len(m.up),
             f"{m.label}: the run started {started[0]['at']:%Y-%m-%d %H:%M:%S} by {started[0]['actor']} stopped "

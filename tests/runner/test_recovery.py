@@ -174,6 +174,28 @@ def test_status_after_a_kill_in_a_transaction_says_the_rerun_runs_it_again(
     assert "nothing of it is applied. `pgshift migrate` runs it again in one transaction" in interrupted["detail"]
 
 
+def test_a_statement_by_statement_migration_a_killed_run_never_started_is_pending_not_interrupted(
+    project: Path, db_url: str, conn: Conn
+) -> None:
+    """A run killed after one migration committed and before the next began: the next, run step by
+    step, commits a 'running' row before its first statement, so without one it had not started and
+    status must not say that its transaction was rolled back and runs again in one."""
+    write_migration(project / "migrations", "1", "first", "CREATE TABLE a (id int);")
+    write_migration(project / "migrations", "2", "index", "CREATE INDEX CONCURRENTLY a_id ON a (id);",
+                    directives=("no-transaction",))
+    assert run_pgshift(["migrate", "--to", "1"], cwd=project, url=db_url).returncode == 0
+    # What the killed run left: its start event listing both, migration 1's row, nothing of 2.
+    conn.execute("INSERT INTO pgshift.events (version, event, actor, detail) VALUES "
+                 "(NULL, 'migrate-started', 'test', '{\"pending\": [\"1\", \"2\"]}')")
+    status = run_pgshift(["status", "--json"], cwd=project, url=db_url)
+    assert status.returncode == 0, status.stderr
+    import json
+
+    report = json.loads(status.stdout)
+    assert report["interrupted"] == [], report["interrupted"]
+    assert report["pending"] == ["2"], report
+
+
 def test_status_after_a_failure_says_what_the_rerun_does(project: Path, db_url: str) -> None:
     write_migration(project / "migrations", "1", "bad", "CREATE TABLE a (id int);\nSELECT * FROM missing;")
     assert run_pgshift(["migrate"], cwd=project, url=db_url).returncode == 8
