@@ -12,6 +12,7 @@ from psycopg import conninfo
 
 from pgshift.db.masking import _KV_PASSWORD, _QUERY_PASSWORD, _URL_PASSWORD
 from pgshift.db.masking import mask_password as mask_password
+from pgshift.db.styles import pin_output_styles
 from pgshift.errors import AuthenticationFailed, ConfigError, ConnectionFailed, DatabaseClosed
 
 # libpq rejects a bad option value before connecting; that is the setting's fault, not the server's.
@@ -89,7 +90,7 @@ def connect(
     target_url = require_url(url)
     where = _WHERE.get(setting, setting)
     try:
-        return psycopg.connect(
+        conn = psycopg.connect(
             target_url,
             autocommit=autocommit,
             application_name=application_name,
@@ -128,6 +129,12 @@ def connect(
             f"Cannot connect to {target}: {message}",
             hint=f"check that the server is running and that host, port and database name in {where} are right.",
         ) from None
+    try:
+        pin_output_styles(conn)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
 
 
 def _bad_option(url: str, option: str, value: str, where_set: str = "database_url / DATABASE_URL / --database-url"

@@ -24,6 +24,7 @@ import psycopg
 from psycopg import sql
 
 from pgshift.db.history import History
+from pgshift.db.styles import database_styles
 from pgshift.migrations.model import Migration, Statement
 from pgshift.ops.names import qualified
 from pgshift.runner.backfill import Backfiller, BackfillError, BackfillOptions
@@ -214,14 +215,23 @@ class StepEngine:
 
     def _set_settings(self, *, local: bool) -> None:
         """The migration's own settings: SET LOCAL ends with the transaction; a session-level SET is
-        undone by :meth:`_reset_settings` (RESET: the session's default, not a value set by pgshift)."""
-        for name, value in self.timeouts.settings:
+        undone by :meth:`_reset_settings` (RESET: the session's default, not a value set by pgshift).
+        The database's date and interval output styles too, which pgshift's session
+        pins for its own queries (:mod:`pgshift.db.styles`): the migration's statements compute as psql's
+        would. SET LOCAL ends with the transaction (pgshift reads no date in it); after a session-level
+        SET, :meth:`_reset_settings` puts pgshift's styles back."""
+        styles = [(s.name, s.database) for s in database_styles(self.conn)]
+        for name, value in (*styles, *self.timeouts.settings):
             self.conn.execute("SELECT set_config(%s, %s, %s)", (name, value, local))
 
     def _reset_settings(self) -> None:
-        if self.timeouts.settings and not (self.conn.broken or self.conn.closed):
+        if self.conn.broken or self.conn.closed:
+            return
+        if self.timeouts.settings:
             self.conn.execute(sql.SQL("; ").join(
                 sql.SQL("RESET {}").format(setting_name(name)) for name, _ in self.timeouts.settings))
+        for style in database_styles(self.conn):
+            self.conn.execute("SELECT set_config(%s, %s, false)", (style.name, style.pinned))
 
     # -- statistics ------------------------------------------------------------------------
     def analyze(self, steps: Iterable[Step]) -> list[str]:

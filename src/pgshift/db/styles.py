@@ -1,0 +1,53 @@
+"""How dates and intervals print in pgshift's sessions, and in the migrations' own statements.
+
+psycopg reads a ``timestamptz`` only in DateStyle ISO and an ``interval`` only in IntervalStyle
+postgres. A database (or role) whose default is another (``ALTER DATABASE app SET DateStyle = 'SQL,
+DMY'``) made every pgshift query that returns one fail with a traceback. Each pgshift session
+therefore prints them in those styles, keeping the database's day/month order, which decides how a
+date typed in a statement is read. A migration's own statements run under the database's styles
+again (:class:`pgshift.runner.engine.StepEngine`), so what they compute, ``created_at::text`` say, is
+what psql would have computed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+from weakref import WeakKeyDictionary
+
+import psycopg
+
+
+@dataclass(frozen=True, slots=True)
+class Style:
+    name: str  # DateStyle or IntervalStyle
+    database: str  # the session's default: the database's, the role's or the server's
+    pinned: str  # what pgshift's own queries run under
+
+
+_PINNED: WeakKeyDictionary[psycopg.Connection[Any], tuple[Style, ...]] = WeakKeyDictionary()
+
+
+def pin_output_styles(conn: psycopg.Connection[Any]) -> None:
+    """Print dates and intervals as psycopg reads them, for the life of ``conn``'s session. Costs
+    nothing in the usual case: the server reports both styles when the session starts."""
+    styles: list[Style] = []
+    datestyle = conn.info.parameter_status("DateStyle") or "ISO, MDY"
+    if not datestyle.upper().startswith("ISO"):
+        order = datestyle.split(",")[-1].strip() if "," in datestyle else "MDY"
+        styles.append(Style("DateStyle", datestyle, f"ISO, {order}"))
+    intervalstyle = conn.info.parameter_status("IntervalStyle") or "postgres"
+    if intervalstyle != "postgres":
+        styles.append(Style("IntervalStyle", intervalstyle, "postgres"))
+    if not styles:
+        return
+    for style in styles:
+        conn.execute("SELECT set_config(%s, %s, false)", (style.name, style.pinned))
+    if not conn.autocommit:
+        conn.commit()  # a session setting made in a transaction that rolls back is undone
+    _PINNED[conn] = tuple(styles)
+
+
+def database_styles(conn: psycopg.Connection[Any]) -> tuple[Style, ...]:
+    """The styles pgshift changed on ``conn`` (none when the session's were already ISO/postgres)."""
+    return _PINNED.get(conn, ())

@@ -1,0 +1,84 @@
+"""A database whose default DateStyle or IntervalStyle is not ISO / postgres (``ALTER DATABASE ... SET
+DateStyle = 'SQL, DMY'``): pgshift reads its own timestamps and intervals as psycopg can, and the
+migrations' statements still compute under the database's styles, as psql would."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from pgshift.db.connect import connect
+from pgshift.db.styles import database_styles
+from tests.helpers import run_pgshift, write_migration
+
+Conn = psycopg.Connection[Any]
+
+
+def _styled(conn: Conn, db_name: str) -> None:
+    for name, value in (("DateStyle", "SQL, DMY"), ("IntervalStyle", "iso_8601"), ("TimeZone", "Asia/Kolkata")):
+        conn.execute(sql.SQL("ALTER DATABASE {} SET {} = {}").format(
+            sql.Identifier(db_name), sql.Identifier(name), sql.Literal(value)))
+
+
+def test_every_command_reads_its_own_rows_and_the_migrations_compute_in_the_database_s_styles(
+        tmp_path: Path, db_url: str, db_name: str, conn: Conn) -> None:
+    _styled(conn, db_name)
+    migrations = tmp_path / "migrations"
+    write_migration(migrations, "1", "dates", """
+CREATE TABLE d (day date, day_text text, span_text text);
+INSERT INTO d (day) VALUES ('01/02/2026');
+UPDATE d SET day_text = day::text, span_text = '1 day'::interval::text;
+SELECT now() - statement_timestamp();
+""", "DROP TABLE d;")
+    write_migration(migrations, "2", "steps", """
+CREATE TABLE e (span_text text);
+INSERT INTO e SELECT '2 hours'::interval::text;
+""", "DROP TABLE e;", directives=("no-transaction",))
+    for command in (["backup"], ["check"], ["rehearse"], ["migrate"], ["status"], ["history"], ["validate"],
+                    ["rollback", "--to", "1"], ["status"], ["migrate"], ["status", "--json"]):
+        done = run_pgshift(command, cwd=tmp_path, url=db_url)
+        assert done.returncode == 0, (command, done.stdout[:3000], done.stderr)
+        assert "Traceback" not in done.stderr, done.stderr
+    assert [(m["version"], m["state"]) for m in json.loads(done.stdout)["migrations"]] == [
+        ("1", "applied"), ("2", "applied")], done.stdout
+    with psycopg.connect(db_url) as fresh:  # a plain session: the database's own styles
+        assert fresh.execute("SELECT day::date = '2026-02-01'::date, day_text, span_text FROM d").fetchone() == (
+            True, "01/02/2026", "P1D")
+        assert fresh.execute("SELECT span_text FROM e").fetchone() == ("PT2H",)
+
+
+def test_pgshift_s_session_pins_only_the_output_half_and_only_when_needed(db_url: str, db_name: str,
+                                                                         conn: Conn) -> None:
+    with connect(db_url) as plain:
+        assert database_styles(plain) == ()  # the test server's defaults: nothing to do
+    _styled(conn, db_name)
+    with connect(db_url, autocommit=False) as ours:
+        assert {s.name: (s.database, s.pinned) for s in database_styles(ours)} == {
+            "DateStyle": ("SQL, DMY", "ISO, DMY"), "IntervalStyle": ("iso_8601", "postgres")}
+        ours.rollback()  # the pin survives the caller's rollback
+        row = ours.execute("SELECT '01/02/2026'::date, current_setting('DateStyle'), now(), '1 day'::interval")
+        day, style, _, span = row.fetchone()  # type: ignore[misc]
+        assert (str(day), style, str(span)) == ("2026-02-01", "ISO, DMY", "1 day, 0:00:00")
+
+
+
+def test_a_backfill_computes_in_the_database_s_styles_and_keeps_its_place_by_a_timestamp_key(
+        tmp_path: Path, db_url: str, db_name: str, conn: Conn) -> None:
+    """A backfill's expression is the migration's, so it prints dates as the database does; its
+    batches find their place by the last key read as text, which under these styles is a timestamptz
+    printed with a zone abbreviation (IST), and still covers every row once."""
+    _styled(conn, db_name)
+    conn.execute("CREATE TABLE readings (at timestamptz PRIMARY KEY, a int)")
+    conn.execute("INSERT INTO readings SELECT '2026-01-01 00:00+05:30'::timestamptz + g * interval '1 minute', g "
+                 "FROM generate_series(1, 5000) g")
+    (tmp_path / "migrations").mkdir()
+    (tmp_path / "migrations" / "1_fill.ops.yaml").write_text(
+        "operations:\n  - add_column: {table: readings, column: {name: day, type: text}, up: 'at::date::text'}\n")
+    done = run_pgshift(["migrate"], cwd=tmp_path, url=db_url)
+    assert done.returncode == 0, (done.stdout[-2000:], done.stderr[-2000:])
+    assert conn.execute("SELECT day, count(*) FROM readings GROUP BY 1 ORDER BY 1").fetchall() == [
+        ("01/01/2026", 1439), ("02/01/2026", 1440), ("03/01/2026", 1440), ("04/01/2026", 681)]
