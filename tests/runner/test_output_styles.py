@@ -38,13 +38,16 @@ SELECT now() - statement_timestamp();
 CREATE TABLE e (span_text text);
 INSERT INTO e SELECT '2 hours'::interval::text;
 """, "DROP TABLE e;", directives=("no-transaction",))
+    # After a statement-by-statement migration the same session reads the next one's ledger row.
+    write_migration(migrations, "3", "more_steps", "CREATE INDEX CONCURRENTLY e_span ON e (span_text);",
+                    "DROP INDEX CONCURRENTLY e_span;", directives=("no-transaction",))
     for command in (["backup"], ["check"], ["rehearse"], ["migrate"], ["status"], ["history"], ["validate"],
                     ["rollback", "--to", "1"], ["status"], ["migrate"], ["status", "--json"]):
         done = run_pgshift(command, cwd=tmp_path, url=db_url)
         assert done.returncode == 0, (command, done.stdout[:3000], done.stderr)
         assert "Traceback" not in done.stderr, done.stderr
     assert [(m["version"], m["state"]) for m in json.loads(done.stdout)["migrations"]] == [
-        ("1", "applied"), ("2", "applied")], done.stdout
+        ("1", "applied"), ("2", "applied"), ("3", "applied")], done.stdout
     with psycopg.connect(db_url) as fresh:  # a plain session: the database's own styles
         assert fresh.execute("SELECT day::date = '2026-02-01'::date, day_text, span_text FROM d").fetchone() == (
             True, "01/02/2026", "P1D")
