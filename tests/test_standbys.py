@@ -337,3 +337,13 @@ def test_waiting_for_standbys_on_a_server_without_any_says_so(tmp_path: Path, db
     assert result.returncode == 0, result.stderr
     assert "no standby streams from this server now: nothing to wait for" in result.stderr
     assert "replayed on every standby" not in result.stdout
+
+
+def test_check_fails_when_database_url_is_a_standby(tmp_path: Path, replicated: Replicated, replicated_db: str) -> None:
+    write_migration(tmp_path / "migrations", "001", "t", "CREATE TABLE t (id int);")
+    replicated.wait_replayed()
+    settings = Settings(database_url=replicated.standby_url(replicated_db), base_dir=tmp_path,
+                        migrations_dir="migrations")
+    [writable] = [r for r in run_checks(settings).results if r.name == "server accepts writes"]
+    assert (writable.status, writable.value) == ("failed", "a standby (database_url points at a server in recovery)")
+    assert writable.detail == ["migrate would fail at its first write: point database_url at the primary"]

@@ -14,15 +14,18 @@ from typing import Any
 import psycopg
 import pytest
 from click.testing import CliRunner
+from psycopg import sql
 
 from pgshift import api
 from pgshift.cli.main import cli
 from pgshift.config import Settings
 from pgshift.safety import take_backup
 from pgshift.safety.checks import Thresholds, run_checks, touched_tables
-from tests.helpers import check_result, write_migration
+from tests.helpers import check_result, run_pgshift, write_migration
 
 from .helpers import HealthServer, make_settings
+
+Conn = psycopg.Connection[Any]
 
 INIT = "CREATE TABLE accounts (id int PRIMARY KEY, balance numeric);\nINSERT INTO accounts VALUES (1, 2), (2, 3);\n"
 SAFE = "-- pgshift:no-transaction\nCREATE INDEX CONCURRENTLY accounts_balance ON accounts (balance);\n"
@@ -88,9 +91,9 @@ def test_every_check_passes_on_a_ready_project(
     out = runner.invoke(cli, ["check", "--config", str(config), "-d", db_url])
     assert out.exit_code == 0, out.output
     lines = out.output.strip().splitlines()
-    assert lines[-1].startswith("checklist: 17 passed, 0 failed")
+    assert lines[-1].startswith("checklist: 18 passed, 0 failed")
     out = runner.invoke(cli, ["check", "--config", str(config), "-d", db_url, "--json"])
-    assert out.exit_code == 0 and json.loads(out.output)["passed"] == 17
+    assert out.exit_code == 0 and json.loads(out.output)["passed"] == 18
 
 
 def test_every_check_fails_when_it_should(pg_server: Any, db_name: str, db_url: str, tmp_path: Path) -> None:
@@ -140,7 +143,7 @@ def test_every_check_fails_when_it_should(pg_server: Any, db_name: str, db_url: 
     assert "dup_x" in " ".join(results["no INVALID indexes"].detail)
     assert "PS017 rename-column" in " ".join(results["lint passes lint.fail_level"].detail)
     assert "503" in results["application health URL"].value
-    assert not checklist.ok and checklist.summary().startswith("checklist: 5 passed, 11 failed")
+    assert not checklist.ok and checklist.summary().startswith("checklist: 6 passed, 11 failed")
 
 
 def _wait_for(url: str, query: str) -> None:
@@ -297,3 +300,22 @@ def test_a_session_holding_a_table_with_a_quoted_name_blocks(tmp_path: Path, db_
         idle.execute('SELECT * FROM "Sales"."Acct"')  # another schema's table of the same name
         found = sessions()
     assert found["status"] == "passed", found  # not the table the migration changes
+
+
+def test_a_read_only_database_fails_the_check_with_a_fix_that_works(tmp_path: Path, db_url: str, db_name: str,
+                                                                    conn: Conn) -> None:
+    """default_transaction_read_only carried by the database, or by the role in it: migrate would fail at
+    its first write, so the checklist says so before, with the statements that lift it where it was set."""
+    (tmp_path / "migrations").mkdir()
+    (tmp_path / "migrations" / "1_a.sql").write_text("-- pgshift:up\nCREATE TABLE a (id int);\n")
+    role = conn.execute("SELECT current_user").fetchone()[0]  # type: ignore[index]
+    for where in (sql.SQL("DATABASE {}").format(sql.Identifier(db_name)),
+                  sql.SQL("ROLE {} IN DATABASE {}").format(sql.Identifier(role), sql.Identifier(db_name))):
+        conn.execute(sql.SQL("ALTER {} SET default_transaction_read_only = on").format(where))
+        result = check_result("server accepts writes", cwd=tmp_path, url=db_url)
+        assert result["status"] == "failed", result
+        fix = result["detail"][0].split("meant to take writes, run: ", 1)[1]
+        assert run_pgshift(["migrate"], cwd=tmp_path, url=db_url).returncode == 24
+        with psycopg.connect(db_url, autocommit=True) as session:
+            session.execute(fix.encode())
+        assert check_result("server accepts writes", cwd=tmp_path, url=db_url)["status"] == "passed"

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from psycopg import conninfo
+from psycopg import conninfo, sql
 
 from pgshift.config import Settings
 from pgshift.db.connect import connect, mask_password, require_url
@@ -144,6 +144,53 @@ def check_deploy_session(ctx: _Context) -> CheckResult:
            "set migrate_url (pgshift.toml or PGSHIFT_MIGRATE_URL) to a direct connection to the server")
     return CheckResult(name, FAILED, f"pooled per transaction ({setting})",
                        [f"{evidence}: migrate, contract and abort will refuse (exit 35); {fix}"])
+
+
+def check_writable(ctx: _Context) -> CheckResult:
+    """Where the migrations run must take writes: not a standby, and no default_transaction_read_only
+    (which a database or role can carry), or migrate fails at its first statement."""
+    settings = ctx.settings
+    url, setting = settings.deploy_url, settings.deploy_url_setting
+    name = "server accepts writes"
+    if setting == "database_url":
+        assert ctx.conn is not None
+        return _writable(ctx.conn, name, setting)
+    try:
+        conn = connect(url, application_name=f"{settings.application_name} check", setting=setting)
+    except PgshiftError as exc:
+        return CheckResult(name, FAILED, f"no connection ({setting})", [mask_password(exc.message)])
+    with conn:
+        return _writable(conn, name, setting)
+
+
+# Where default_transaction_read_only came from (pg_settings.source), and how to lift it there.
+# The statement is itself refused in a read-only transaction: it runs in one opened READ WRITE.
+_READ_ONLY_FIX = {
+    "database": "BEGIN READ WRITE; ALTER DATABASE {database} RESET default_transaction_read_only; COMMIT;",
+    "user": "BEGIN READ WRITE; ALTER ROLE {role} RESET default_transaction_read_only; COMMIT;",
+    "database user": "BEGIN READ WRITE; ALTER ROLE {role} IN DATABASE {database} RESET default_transaction_read_only; "
+                     "COMMIT;",
+    "client": "remove it from the connection's options (the URL's options= or PGOPTIONS)",
+}
+
+
+def _writable(conn: psycopg.Connection[Any], name: str, setting: str) -> CheckResult:
+    row = conn.execute(
+        "SELECT pg_is_in_recovery(), setting, source, current_database(), current_user FROM pg_settings "
+        "WHERE name = 'default_transaction_read_only'").fetchone()
+    assert row is not None
+    recovery, read_only, source, database, role = bool(row[0]), str(row[1]), str(row[2]), str(row[3]), str(row[4])
+    if recovery:
+        return CheckResult(name, FAILED, f"a standby ({setting} points at a server in recovery)",
+                           [f"migrate would fail at its first write: point {setting} at the primary"])
+    if read_only == "on":
+        fix = _READ_ONLY_FIX.get(source, "change it in the server's configuration ({source}) and reload").format(
+            database=sql.Identifier(database).as_string(conn), role=sql.Identifier(role).as_string(conn),
+            source=source)
+        return CheckResult(name, FAILED, f"default_transaction_read_only = on (set by: {source})",
+                           [f"migrate would fail at its first write (exit 24); if the database is meant to take "
+                            f"writes, run: {fix}"])
+    return CheckResult(name, PASSED, "a primary, read-write")
 
 
 def check_backup(ctx: _Context) -> CheckResult:
@@ -662,7 +709,7 @@ def check_git(ctx: _Context) -> CheckResult:
 
 
 _DB_CHECKS: list[Callable[[_Context], CheckResult]] = [
-    check_server_version, check_backup, check_running_dump, check_pending, check_edited, check_lint,
+    check_server_version, check_writable, check_backup, check_running_dump, check_pending, check_edited, check_lint,
     check_disk, check_sessions, check_replication, check_standby_queries, check_invalid_indexes, check_statistics,
     check_deploy_session,
 ]
