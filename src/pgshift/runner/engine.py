@@ -199,18 +199,16 @@ class StepEngine:
                     self._drop_left_over_index(step)  # a build that timed out waiting for old snapshots
                     raise
         finally:
-            resets = "RESET lock_timeout; RESET statement_timeout" if self.timeouts.autocommit_statement_timeout \
-                else "RESET lock_timeout"
-            self.conn.execute(resets.encode())
+            self.conn.execute(b"RESET lock_timeout; RESET statement_timeout")
             self._reset_settings()
 
     def _set_timeouts(self, *, local: bool) -> None:
         t = self.timeouts
-        if local or t.autocommit_statement_timeout:
-            self.conn.execute("SELECT set_config('lock_timeout', %s, %s), set_config('statement_timeout', %s, %s)",
-                              (t.lock_timeout.postgres, local, t.statement_timeout.postgres, local))
-        else:
-            self.conn.execute("SELECT set_config('lock_timeout', %s, false)", (t.lock_timeout.postgres,))
+        # Set even when unlimited ('0'): a database's or role's own statement_timeout, meant for the
+        # application, would otherwise cancel a long CONCURRENTLY build half-way.
+        statement_timeout = t.statement_timeout.postgres if local or t.autocommit_statement_timeout else "0"
+        self.conn.execute("SELECT set_config('lock_timeout', %s, %s), set_config('statement_timeout', %s, %s)",
+                          (t.lock_timeout.postgres, local, statement_timeout, local))
         self._set_settings(local=local)
 
     def _set_settings(self, *, local: bool) -> None:

@@ -315,8 +315,9 @@ def sql_steps(migration: Migration, statements: Sequence[Statement], server_majo
 class StepTimeouts:
     lock_timeout: Duration
     statement_timeout: Duration
-    # A statement in autocommit runs under statement_timeout too (SQL migrations), or under none, so
-    # a long CONCURRENTLY build is never cancelled (operations migrations).
+    # A statement in autocommit runs under statement_timeout too (SQL migrations), or under none ('0',
+    # set, not left to the database's default), so a long CONCURRENTLY build is never cancelled
+    # (operations migrations).
     autocommit_statement_timeout: bool = True
     # The migration's own server settings, (name, value): SET LOCAL in each transaction step, SET before
     # and RESET after each autocommit step or backfill, so none outlives the step on the connection.
@@ -375,12 +376,10 @@ def render_steps(steps: list[Step], timeouts: StepTimeouts, conn: psycopg.Connec
             if step.skip_if is not None:
                 lines.append(f"-- skipped when an earlier run did it: {step.skip_if.as_string(conn)}")
             lines.append(f"SET lock_timeout = {lock};")
-            if timeouts.autocommit_statement_timeout:
-                lines.append(f"SET statement_timeout = {stmt_timeout};")
-            lines += [*sets(False), *skipped, *texts, "RESET lock_timeout;"]
-            if timeouts.autocommit_statement_timeout:
-                lines.append("RESET statement_timeout;")
-            lines += resets
+            # '0' is set all the same: a database's own statement_timeout would apply otherwise.
+            limit = stmt_timeout if timeouts.autocommit_statement_timeout else literal("0")
+            lines.append(f"SET statement_timeout = {limit};")
+            lines += [*sets(False), *skipped, *texts, "RESET lock_timeout;", "RESET statement_timeout;", *resets]
         else:
             if head:
                 lines.append(f"{head} (one transaction, with its progress)")

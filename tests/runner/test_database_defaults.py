@@ -1,0 +1,41 @@
+"""Settings a database or role carries for every session (ALTER DATABASE / ROLE ... SET), which managed
+services and careful teams use to protect the application: pgshift's own settings still decide how long
+a migration's statements may take."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from tests.helpers import run_pgshift
+
+Conn = psycopg.Connection[Any]
+
+# An index whose expression takes 20 ms a row: a build of 100 rows takes about 2 s.
+SLOW_INDEX_TABLE = """
+CREATE TABLE trades (id int PRIMARY KEY, status text);
+INSERT INTO trades SELECT g, 'NEW' FROM generate_series(1, 100) g;
+CREATE FUNCTION slow_key(int) RETURNS int IMMUTABLE LANGUAGE plpgsql AS $$
+BEGIN PERFORM pg_sleep(0.02); RETURN $1; END $$;
+"""
+
+
+def test_an_operations_index_build_is_not_cancelled_by_a_database_s_statement_timeout(
+        tmp_path: Path, db_url: str, db_name: str, conn: Conn) -> None:
+    """An operations migration builds indexes CONCURRENTLY with no statement_timeout (the build blocks
+    nobody): a database's own statement_timeout, meant for the application, must not cancel it half-way
+    (which leaves an INVALID index and fails the migration)."""
+    conn.execute(SLOW_INDEX_TABLE)
+    conn.execute(sql.SQL("ALTER DATABASE {} SET statement_timeout = '500ms'").format(sql.Identifier(db_name)))
+    (tmp_path / "migrations").mkdir()
+    (tmp_path / "migrations" / "1_index.ops.yaml").write_text(
+        "operations:\n  - create_index: {table: trades, name: trades_slow, columns: [id], where: 'slow_key(id) > 0'}\n")
+    dry = run_pgshift(["migrate", "--dry-run"], cwd=tmp_path, url=db_url)
+    assert "SET statement_timeout = '0';" in dry.stdout, dry.stdout
+    done = run_pgshift(["migrate"], cwd=tmp_path, url=db_url)
+    assert done.returncode == 0, done.stderr
+    assert conn.execute("SELECT indisvalid FROM pg_index WHERE indexrelid = 'trades_slow'::regclass").fetchone() \
+        == (True,)
