@@ -601,6 +601,42 @@ def test_a_table_lock_held_past_lock_wait_is_lock_held_naming_the_table(
     assert list((tmp_path / "backups").iterdir()) == []
 
 
+def test_a_database_s_idle_in_transaction_limit_does_not_end_the_backup_s_session(
+        pg_server: Any, db_url: str, db_name: str, tmp_path: Path) -> None:
+    """The backup's session holds pg_dump's snapshot in a transaction left idle while pg_dump runs; a
+    database's idle_in_transaction_session_timeout (for the application) ended it, and the backup with it."""
+    seed(db_url, rows=20)
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("ALTER DATABASE {} SET idle_in_transaction_session_timeout = '10ms'").format(
+            sql.Identifier(db_name)))
+    out = CliRunner().invoke(cli, ["backup", "-d", db_url, "--to", str(tmp_path / "backups")])
+    assert out.exit_code == 0, out.output
+    [folder] = (tmp_path / "backups").iterdir()
+    assert verify_backup(folder).ok
+
+
+def test_a_backup_whose_session_is_lost_removes_its_folder_and_says_so(
+        pg_server: Any, db_url: str, tmp_path: Path) -> None:
+    seed(db_url, rows=20)
+    settings = make_settings(tmp_path, db_url, pg_server)
+    with psycopg.connect(db_url) as holder, ThreadPoolExecutor(1) as pool:
+        holder.execute("LOCK TABLE trades IN ACCESS EXCLUSIVE MODE")  # the backup's count waits here
+        backup = pool.submit(take_backup, settings, db_url)
+        with psycopg.connect(db_url, autocommit=True) as admin:
+            deadline = time.monotonic() + 15
+            while not admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name "
+                                    "= 'pgshift-backup' AND wait_event_type = 'Lock'").fetchall():
+                assert time.monotonic() < deadline, "the backup's session never waited for the lock"
+                time.sleep(0.05)
+        with pytest.raises(BackupFailed) as failed:
+            backup.result(timeout=30)
+        holder.rollback()
+    assert "The backup's own session (which holds the snapshot pg_dump reads) was lost while it ran" in \
+        failed.value.message, failed.value.message
+    assert "was removed" in failed.value.message
+    assert list(Path(settings.resolve(settings.backup.directory)).iterdir()) == []
+
+
 def test_a_file_added_to_a_directory_format_dump_fails_the_quick_verification(
     pg_server: Any, db_url: str, tmp_path: Path
 ) -> None:

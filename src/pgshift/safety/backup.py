@@ -328,6 +328,11 @@ def take_backup(
         version, major = server_info(conn)
         if major >= 14:  # a killed pgshift's session ends instead of waiting on for a lock
             conn.execute("SET client_connection_check_interval = '1s'")
+        # This session holds pg_dump's snapshot in a transaction left idle while pg_dump runs (pg_dump
+        # lifts these for its own session too): a database's or role's limit would end it half-way.
+        conn.execute("SET idle_in_transaction_session_timeout = 0")
+        if major >= 17:
+            conn.execute("SET transaction_timeout = 0")
         database = str(conn.execute("SELECT current_database()").fetchone()[0])  # type: ignore[index]
         db_size, encoding = conn.execute(
             "SELECT pg_database_size(current_database()), pg_encoding_to_char(encoding) FROM pg_database "
@@ -355,11 +360,17 @@ def take_backup(
                 conn, settings, tool, conninfo, env, folder / dump_name, fmt, jobs, progress, on_child, restore,
             )
             head = _history_head(conn, settings.history_schema)
-        except BaseException:
-            _discard(folder, follower, mark)
-            raise
-        finally:
             conn.rollback()
+        except BaseException as exc:
+            _discard(folder, follower, mark)
+            if conn.broken and isinstance(exc, psycopg.OperationalError):
+                raise BackupFailed(
+                    f"The backup's own session (which holds the snapshot pg_dump reads) was lost while it ran: "
+                    f"{mask_password(str(exc)).strip()}. The incomplete backup {folder} was removed.",
+                    hint="run `pgshift backup` again; if the session is lost again, look for what ends sessions "
+                    "on the server (a restart, or pg_terminate_backend by an administrator or a watchdog).",
+                ) from exc
+            raise
     _restrict(folder)
     preread = None
     try:
