@@ -225,14 +225,15 @@ def table_stat(
         row = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(table)).fetchone()
         assert row is not None
         return TableStat(schema, name, int(row[0]), None, size, "count")
+    # t.* is the whole row; a bare t would be a column of that name, if the table has one.
     if method == "record-hash" or (method is None and _record_hashable(conn, schema, name)):
         row = conn.execute(
-            sql.SQL("SELECT count(*), coalesce(sum(hash_record(t)), 0)::text FROM {} AS t").format(table)
+            sql.SQL("SELECT count(*), coalesce(sum(hash_record(t.*)), 0)::text FROM {} AS t").format(table)
         ).fetchone()
         assert row is not None
         return TableStat(schema, name, int(row[0]), str(row[1]), size, "record-hash")
     row = conn.execute(
-        sql.SQL("SELECT count(*), coalesce(sum(hashtext(t::text)::numeric), 0)::text FROM {} AS t")
+        sql.SQL("SELECT count(*), coalesce(sum(hashtext((t.*)::text)::numeric), 0)::text FROM {} AS t")
         .format(table)
     ).fetchone()
     assert row is not None
