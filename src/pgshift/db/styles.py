@@ -1,12 +1,17 @@
-"""How dates and intervals print in pgshift's sessions, and in the migrations' own statements.
+"""How dates print in pgshift's sessions, and in the migrations' own statements.
 
-psycopg reads a ``timestamptz`` only in DateStyle ISO and an ``interval`` only in IntervalStyle
-postgres. A database (or role) whose default is another (``ALTER DATABASE app SET DateStyle = 'SQL,
-DMY'``) made every pgshift query that returns one fail with a traceback. Each pgshift session
-therefore prints them in those styles, keeping the database's day/month order, which decides how a
-date typed in a statement is read. A migration's own statements run under the database's styles
-again (:class:`pgshift.runner.engine.StepEngine`), so what they compute, ``created_at::text`` say, is
-what psql would have computed.
+psycopg reads a ``timestamptz`` only in DateStyle ISO. A database (or role) whose default is another
+(``ALTER DATABASE app SET DateStyle = 'SQL, DMY'``) made every pgshift query that returns one fail
+with a traceback. Each pgshift session therefore prints dates as ISO, keeping the database's
+day/month order, which decides how a date typed in a statement is read. A migration's own statements
+run under the database's DateStyle again (:class:`pgshift.runner.engine.StepEngine`), so what they
+compute, ``created_at::text`` say, is what psql would have computed.
+
+psycopg reads an interval only in IntervalStyle postgres, but pgshift's queries return durations as
+numbers (``extract(epoch FROM ...)``), never intervals, so IntervalStyle is left alone: a session
+``SET`` of it through a pooler in transaction mode would stay on the server connection for the
+application's next client (PgBouncer restores DateStyle per client, and IntervalStyle only from 1.20
+when configured to).
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import psycopg
 
 @dataclass(frozen=True, slots=True)
 class Style:
-    name: str  # DateStyle or IntervalStyle
+    name: str  # DateStyle
     database: str  # the session's default: the database's, the role's or the server's
     pinned: str  # what pgshift's own queries run under
 
@@ -29,16 +34,13 @@ _PINNED: WeakKeyDictionary[psycopg.Connection[Any], tuple[Style, ...]] = WeakKey
 
 
 def pin_output_styles(conn: psycopg.Connection[Any]) -> None:
-    """Print dates and intervals as psycopg reads them, for the life of ``conn``'s session. Costs
-    nothing in the usual case: the server reports both styles when the session starts."""
+    """Print dates as psycopg reads them, for the life of ``conn``'s session. Costs nothing in the
+    usual case: the server reports DateStyle when the session starts."""
     styles: list[Style] = []
     datestyle = conn.info.parameter_status("DateStyle") or "ISO, MDY"
     if not datestyle.upper().startswith("ISO"):
         order = datestyle.split(",")[-1].strip() if "," in datestyle else "MDY"
         styles.append(Style("DateStyle", datestyle, f"ISO, {order}"))
-    intervalstyle = conn.info.parameter_status("IntervalStyle") or "postgres"
-    if intervalstyle != "postgres":
-        styles.append(Style("IntervalStyle", intervalstyle, "postgres"))
     if not styles:
         return
     for style in styles:
@@ -49,5 +51,5 @@ def pin_output_styles(conn: psycopg.Connection[Any]) -> None:
 
 
 def database_styles(conn: psycopg.Connection[Any]) -> tuple[Style, ...]:
-    """The styles pgshift changed on ``conn`` (none when the session's were already ISO/postgres)."""
+    """The styles pgshift changed on ``conn`` (none when the session's DateStyle was already ISO)."""
     return _PINNED.get(conn, ())

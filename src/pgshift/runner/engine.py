@@ -214,7 +214,7 @@ class StepEngine:
     def _set_settings(self, *, local: bool) -> None:
         """The migration's own settings: SET LOCAL ends with the transaction; a session-level SET is
         undone by :meth:`_reset_settings` (RESET: the session's default, not a value set by pgshift).
-        The database's date and interval output styles too, which pgshift's session
+        The database's DateStyle too, which pgshift's session
         pins for its own queries (:mod:`pgshift.db.styles`): the migration's statements compute as psql's
         would. SET LOCAL ends with the transaction (pgshift reads no date in it); after a session-level
         SET, :meth:`_reset_settings` puts pgshift's styles back."""
