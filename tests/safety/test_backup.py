@@ -601,14 +601,18 @@ def test_a_table_lock_held_past_lock_wait_is_lock_held_naming_the_table(
     assert list((tmp_path / "backups").iterdir()) == []
 
 
-def test_a_database_s_idle_in_transaction_limit_does_not_end_the_backup_s_session(
+def test_a_database_s_limits_for_the_application_do_not_end_the_backup_s_session(
         pg_server: Any, db_url: str, db_name: str, tmp_path: Path) -> None:
-    """The backup's session holds pg_dump's snapshot in a transaction left idle while pg_dump runs; a
-    database's idle_in_transaction_session_timeout (for the application) ended it, and the backup with it."""
+    """The backup's session holds pg_dump's snapshot in a transaction left idle while pg_dump runs, and
+    hashes tables in it: a database's idle_in_transaction_session_timeout and statement_timeout (kept for
+    the application) ended it, and the backup with it."""
     seed(db_url, rows=20)
     with psycopg.connect(db_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("ALTER DATABASE {} SET idle_in_transaction_session_timeout = '10ms'").format(
-            sql.Identifier(db_name)))
+        conn.execute("CREATE TABLE hashed_long AS SELECT g AS id, md5(g::text) AS note "
+                     "FROM generate_series(1, 400000) g")
+        for name, value in (("idle_in_transaction_session_timeout", "10ms"), ("statement_timeout", "50ms")):
+            conn.execute(sql.SQL("ALTER DATABASE {} SET {} = {}").format(
+                sql.Identifier(db_name), sql.Identifier(name), sql.Literal(value)))
     out = CliRunner().invoke(cli, ["backup", "-d", db_url, "--to", str(tmp_path / "backups")])
     assert out.exit_code == 0, out.output
     [folder] = (tmp_path / "backups").iterdir()

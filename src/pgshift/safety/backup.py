@@ -328,11 +328,6 @@ def take_backup(
         version, major = server_info(conn)
         if major >= 14:  # a killed pgshift's session ends instead of waiting on for a lock
             conn.execute("SET client_connection_check_interval = '1s'")
-        # This session holds pg_dump's snapshot in a transaction left idle while pg_dump runs (pg_dump
-        # lifts these for its own session too): a database's or role's limit would end it half-way.
-        conn.execute("SET idle_in_transaction_session_timeout = 0")
-        if major >= 17:
-            conn.execute("SET transaction_timeout = 0")
         database = str(conn.execute("SELECT current_database()").fetchone()[0])  # type: ignore[index]
         db_size, encoding = conn.execute(
             "SELECT pg_database_size(current_database()), pg_encoding_to_char(encoding) FROM pg_database "
@@ -464,6 +459,13 @@ def _dump_and_count(
 ) -> tuple[list[TableStat], float, list[str], ArchiveFollower | None]:
     notes: list[str] = []
     snapshot = _export_snapshot(conn)
+    # This transaction holds pg_dump's snapshot, idle while pg_dump runs, and counts and hashes tables:
+    # a database's or role's limits, kept for the application, would end it half-way. Lifted for it
+    # alone (SET LOCAL: nothing stays on a pooled server connection), as pg_dump lifts them for itself.
+    conn.execute("SELECT set_config('idle_in_transaction_session_timeout', '0', true), "
+                 "set_config('statement_timeout', '0', true)")
+    if conn.info.server_version >= 170000:
+        conn.execute("SELECT set_config('transaction_timeout', '0', true)")
     if snapshot is None:
         notes.append(_NO_SNAPSHOT + "; counts were read in a separate snapshot")
     # From the catalog (relpages), which takes no lock: a locked table must not stall us here.
