@@ -672,6 +672,20 @@ def test_a_column_named_like_the_row_alias_is_hashed_with_the_whole_row(
         "table public.hashed", "table public.texted"], problems
 
 
+def test_compare_tables_is_not_cut_short_by_the_session_s_statement_timeout(
+        pg_server: Any, db_url: str, tmp_path: Path) -> None:
+    """A restore compares every table's count in the new database under the role's own settings; a
+    statement_timeout kept there for the application cancelled the count of a large table at the end
+    of the restore."""
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE hashed_long AS SELECT g AS id, md5(g::text) AS note "
+                     "FROM generate_series(1, 400000) g")
+    manifest = take_backup(make_settings(tmp_path, db_url, pg_server), db_url, verify=False).backup.manifest
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("SET statement_timeout = '20ms'")
+        assert compare_tables(conn, manifest) == []
+
+
 def test_compare_tables_reports_every_table_after_a_missing_one(pg_server: Any, db_url: str, tmp_path: Path) -> None:
     seed(db_url, rows=20)
     manifest = take_backup(make_settings(tmp_path, db_url, pg_server), db_url, verify=False).backup.manifest

@@ -196,6 +196,9 @@ def compare_tables(conn: psycopg.Connection[Any], manifest: Manifest, *, hashes:
     ``read_elsewhere`` are only looked for: their rows are counted in the byte-for-byte read of them
     (``compare_large_tables``), so a second scan here would only hold their lock longer."""
     pin_settings(conn)
+    # A count of a large table can outlast a role's statement_timeout, kept for the application (this
+    # connection, to a scratch or just-restored database, is closed afterwards).
+    conn.execute("SELECT set_config('statement_timeout', '0', false)")
     problems: list[str] = []
     for table in manifest.tables:
         exists = conn.execute(
