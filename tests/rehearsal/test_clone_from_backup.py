@@ -7,8 +7,10 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+import pytest
 
 from pgshift.db.history import History
+from pgshift.rehearsal.clone import maintenance_connection
 from pgshift.rehearsal.run import RehearsalOptions, rehearse
 from pgshift.safety.backup import take_backup
 from tests.rehearsal.test_rehearse import REVERSIBLE
@@ -71,3 +73,14 @@ def test_expanded_operations_are_reversed_by_abort(source: Conn, settings_for: A
     assert report.schema.reversibility == "restored", report.schema.down_diff
     assert report.passed, report.reasons
     assert not report.warnings
+
+
+def test_the_maintenance_connection_has_no_statement_timeout_whatever_the_role_has(
+        db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """CREATE DATABASE ... TEMPLATE of a large database outlasts a statement_timeout a role keeps for the
+    application (here given as the session's startup option, as a role's default would be)."""
+    monkeypatch.setenv("PGOPTIONS", "-c statement_timeout=7ms")
+    with psycopg.connect(db_url) as plain:
+        assert plain.execute("SHOW statement_timeout").fetchone() == ("7ms",)
+    with maintenance_connection(db_url) as admin:
+        assert admin.execute("SHOW statement_timeout").fetchone() == ("0",)

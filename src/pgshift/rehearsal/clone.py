@@ -48,13 +48,18 @@ def dbname_of(url: str) -> str:
 
 
 def maintenance_connection(url: str) -> psycopg.Connection[Any]:
-    """A connection to another database of the same server, for CREATE/DROP DATABASE."""
+    """A connection to another database of the same server, for CREATE/DROP DATABASE. Without a
+    statement_timeout: copying a large database as a template outlasts a role's own one, kept for the
+    application (CREATE DATABASE cannot run in a transaction, so this is set for the session)."""
     last: Exception | None = None
     for name in MAINTENANCE_DBS:
         try:
-            return connect(with_dbname(url, name), application_name="pgshift-rehearse")
+            admin = connect(with_dbname(url, name), application_name="pgshift-rehearse")
         except Exception as exc:  # try the next maintenance database
             last = exc
+            continue
+        admin.execute("SELECT set_config('statement_timeout', '0', false)")
+        return admin
     raise RehearsalFailed(
         f"Cannot reach a maintenance database (postgres or template1) on the server of "
         f"{mask_password(url)} to create the clone: {last}"
