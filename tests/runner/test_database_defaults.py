@@ -39,3 +39,21 @@ def test_an_operations_index_build_is_not_cancelled_by_a_database_s_statement_ti
     assert done.returncode == 0, done.stderr
     assert conn.execute("SELECT indisvalid FROM pg_index WHERE indexrelid = 'trades_slow'::regclass").fetchone() \
         == (True,)
+
+
+def test_a_statement_the_server_cancels_is_named_as_such_not_as_a_lost_connection(
+        tmp_path: Path, db_url: str, conn: Conn) -> None:
+    """A statement_timeout (here the session's startup option, as a role's default would be) ending one
+    of pgshift's own queries, which waited for a lock: the server refused a statement, with how to find
+    which timeout it was; the connection was not lost, and 'run the command again' would not help."""
+    (tmp_path / "migrations").mkdir()
+    (tmp_path / "migrations" / "1_a.sql").write_text("-- pgshift:up\nCREATE TABLE a (id int);\n")
+    assert run_pgshift(["migrate"], cwd=tmp_path, url=db_url).returncode == 0
+    with psycopg.connect(db_url) as holder:
+        holder.execute("LOCK TABLE pgshift.migrations IN ACCESS EXCLUSIVE MODE")
+        done = run_pgshift(["status"], cwd=tmp_path, url=db_url, env={"PGOPTIONS": "-c statement_timeout=300ms"})
+        holder.rollback()
+    assert done.returncode == 24, done.stderr
+    assert "canceling statement due to statement timeout (SQLSTATE 57014)" in done.stderr, done.stderr
+    assert "SELECT setting, source FROM pg_settings WHERE name = 'statement_timeout'" in done.stderr
+    assert "connection to the server was lost" not in done.stderr

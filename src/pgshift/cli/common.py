@@ -85,10 +85,13 @@ def handle_errors(func: F) -> F:
             psycopg = sys.modules.get("psycopg")
             if psycopg is None or not isinstance(exc, psycopg.Error):
                 raise
+            sqlstate = getattr(exc, "sqlstate", None) or ""
             if not isinstance(exc, psycopg.OperationalError):
-                if not getattr(exc, "sqlstate", None):
+                if not sqlstate:
                     raise  # a client-side misuse is pgshift's bug: keep the traceback
                 fail(_refused(exc))
+            if sqlstate and not sqlstate.startswith(("08", "57P")):
+                fail(_refused(exc))  # the server ended a statement (a timeout, a lock), not the connection
             fail(ConnectionFailed(
                 f"The connection to the server was lost: {server_message(exc)}. Whatever transaction "
                 "was open was rolled back by the server; run the command again to continue."
@@ -101,6 +104,10 @@ _REFUSED_HINTS = {
     "42501": "grant the user pgshift connects as what it needs (CREATE on the database for the history schema, "
              "or ownership of the tables it changes), or connect as the schema's owner.",
     "25006": "connect to the primary server: this one is read-only (a standby, or default_transaction_read_only).",
+    "57014": "a statement_timeout ended it: pgshift's own (statement_timeout in pgshift.toml), or one the database "
+             "or role keeps for every session (`SELECT setting, source FROM pg_settings WHERE name = "
+             "'statement_timeout'` shows which); raise it, or lift it for the role pgshift connects as.",
+    "55P03": "another session holds a lock pgshift needed; `pgshift check` lists the sessions holding locks.",
 }
 
 
