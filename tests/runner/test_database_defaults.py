@@ -4,13 +4,14 @@ a migration's statements may take."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
 import psycopg
 from psycopg import sql
 
-from tests.helpers import run_pgshift
+from tests.helpers import run_pgshift, start_pgshift
 
 Conn = psycopg.Connection[Any]
 
@@ -57,3 +58,27 @@ def test_a_statement_the_server_cancels_is_named_as_such_not_as_a_lost_connectio
     assert "canceling statement due to statement timeout (SQLSTATE 57014)" in done.stderr, done.stderr
     assert "SELECT setting, source FROM pg_settings WHERE name = 'statement_timeout'" in done.stderr
     assert "connection to the server was lost" not in done.stderr
+
+
+def test_a_backfill_batch_that_fails_to_serialize_is_retried(tmp_path: Path, db_url: str, db_name: str,
+                                                             conn: Conn) -> None:
+    """Under a database's default_transaction_isolation = serializable, a batch whose row an application
+    transaction updated and committed meanwhile fails with 'could not serialize access' (40001), which,
+    like a deadlock, leaves nothing behind: the batch is tried again, the backfill goes on."""
+    conn.execute("CREATE TABLE t (id int PRIMARY KEY, a int, b int)")
+    conn.execute("INSERT INTO t (id, a) SELECT g, g FROM generate_series(1, 300) g")
+    conn.execute(sql.SQL("ALTER DATABASE {} SET default_transaction_isolation = 'serializable'").format(
+        sql.Identifier(db_name)))
+    (tmp_path / "migrations").mkdir()
+    with psycopg.connect(db_url) as app:
+        app.execute("UPDATE t SET a = a + 1000 WHERE id = 5")  # held until the backfill waits for it
+        backfill = start_pgshift(["backfill", "--table", "t", "--set", "b = a * 2"], cwd=tmp_path, url=db_url)
+        deadline = time.monotonic() + 20
+        while not conn.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                               "AND datname = current_database() AND application_name LIKE 'pgshift%%'").fetchone()[0]:  # type: ignore[index]
+            assert time.monotonic() < deadline and backfill.poll() is None, backfill.communicate()
+            time.sleep(0.02)
+        app.commit()
+    _, err = backfill.communicate(timeout=60)
+    assert backfill.returncode == 0, err
+    assert conn.execute("SELECT count(*) FROM t WHERE b = a * 2").fetchone() == (300,)

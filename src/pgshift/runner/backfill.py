@@ -42,7 +42,7 @@ from pgshift.db.standbys import positions_hidden
 from pgshift.errors import MigrationFailed, server_error_text
 from pgshift.migrations.tree import ParseError, parse
 from pgshift.ops.names import qualified
-from pgshift.runner.retry import RetryPolicy
+from pgshift.runner.retry import RetryPolicy, retry_reason
 
 # The lag columns come from the standby's replies: while its replay is paused they grow only as WAL
 # or a status reply (wal_receiver_status_interval, 10s) arrives, and once it caught up they keep the
@@ -756,11 +756,18 @@ class Backfiller:
         jitter, so two backfills or a backfill and the application that deadlocked do not meet again)."""
 
         def on_retry(number: int, delay: float, exc: psycopg.Error) -> None:
-            what = "deadlock" if isinstance(exc, pgerrors.DeadlockDetected) else "lock timeout"
-            self.notify(f"batch {what}; retry {number} in {delay:.2f}s")
+            self.notify(f"batch {retry_reason(exc)}; retry {number} in {delay:.2f}s")
 
         def exhausted(attempts: int, exc: psycopg.Error) -> BaseException:
-            what = " (each ended in a deadlock)" if isinstance(exc, pgerrors.DeadlockDetected) else ""
+            reason = retry_reason(exc)
+            if reason == "serialization failure":
+                return BackfillError(
+                    f"A backfill batch on {target.label} could not serialize with the application's concurrent "
+                    f"writes to its rows after {attempts} attempts (the database's default isolation is "
+                    "REPEATABLE READ or SERIALIZABLE); progress up to the last batch is saved.",
+                    hint="rerun the same command to resume, when fewer writes go to those rows; a smaller "
+                    "--target-ms makes each batch's rows fewer.")
+            what = " (each ended in a deadlock)" if reason == "deadlock" else ""
             return BackfillError(
                 f"A backfill batch on {target.label} could not take its row locks within "
                 f"{self.options.lock_timeout_ms} ms after {attempts} attempts{what}; progress up to the "

@@ -29,7 +29,7 @@ from pgshift.migrations.model import Migration, Statement
 from pgshift.ops.names import qualified
 from pgshift.runner.backfill import Backfiller, BackfillError, BackfillOptions
 from pgshift.runner.blockers import Autovacuums, Blocker, blockers, open_transactions, step_blockers
-from pgshift.runner.retry import RETRYABLE, RetryPolicy
+from pgshift.runner.retry import RETRYABLE, RetryPolicy, retry_reason
 from pgshift.runner.steps import SqlOf, Step, StepStatement, StepTimeouts, setting_name, stale_statistics
 
 Notify = Callable[[str], None]
@@ -370,12 +370,13 @@ class StepEngine:
                         f"check {number}/{attempts} in {delay:.2f}s")
             return True
 
-        def on_retry(number: int, delay: float, _exc: psycopg.Error) -> None:
+        def on_retry(number: int, delay: float, exc: psycopg.Error) -> None:
             self.result.retries += 1
             self.history.log(self.migration.version, "lock-timeout-retry",
-                             {**self._ref(step), "attempt": number, "delay_s": round(delay, 3)})
+                             {**self._ref(step), "attempt": number, "delay_s": round(delay, 3),
+                              "reason": retry_reason(exc)})
             at = f"at {step.where}" if step.sources else f"on '{step.label}'"
-            self.notify(f"lock_timeout {at}; retry {number}/{attempts} in {delay:.2f}s")
+            self.notify(f"{retry_reason(exc)} {at}; retry {number}/{attempts} in {delay:.2f}s")
 
         def exhausted(number: int, exc: psycopg.Error) -> BaseException:
             return self.owner.exhausted(step, number, exc, self.blocking(step))

@@ -1,6 +1,7 @@
 """The one retry policy: bounded exponential backoff with equal jitter for a lock timeout (SQLSTATE
-55P03) or a deadlock (40P01). Both leave nothing behind (the transaction, or the one statement,
-was rolled back), so the same attempt is simply made again. Every retry loop of pgshift (the step
+55P03), a deadlock (40P01) or a serialization failure (40001, under a database's or role's default
+of REPEATABLE READ or SERIALIZABLE). Each leaves nothing behind (the transaction, or the one
+statement, was rolled back), so the same attempt is simply made again. Every retry loop of pgshift (the step
 engine's steps, the backfill's batches) goes through :meth:`RetryPolicy.run`."""
 
 from __future__ import annotations
@@ -14,7 +15,16 @@ from typing import TypeVar
 import psycopg
 from psycopg import errors as pgerrors
 
-RETRYABLE = (pgerrors.LockNotAvailable, pgerrors.DeadlockDetected)
+RETRYABLE = (pgerrors.LockNotAvailable, pgerrors.DeadlockDetected, pgerrors.SerializationFailure)
+
+
+def retry_reason(exc: psycopg.Error) -> str:
+    """What a retried error was, as the progress lines name it."""
+    if isinstance(exc, pgerrors.DeadlockDetected):
+        return "deadlock"
+    if isinstance(exc, pgerrors.SerializationFailure):
+        return "serialization failure"
+    return "lock_timeout"
 T = TypeVar("T")
 
 
