@@ -157,3 +157,32 @@ def test_check_warns_of_a_prepared_transaction_on_other_tables(tmp_path: Path, p
                             r"ROLLBACK PREPARED 'left over' ends it\)", sessions["detail"][0]), sessions
         conn.execute("COMMIT PREPARED 'left over'")
         assert _sessions_check(tmp_path, url)["status"] == "passed"
+
+
+def test_a_step_naming_no_table_names_a_prepared_transaction_and_another_roles_session(
+        tmp_path: Path, prepared_url: str) -> None:
+    """A DO block's tables are not known, so when it gives up the message lists the oldest open
+    transactions instead: a prepared transaction and another role's session (whose age this role cannot
+    see) are open transactions too, and were left out."""
+    url = prepared_url
+    dbname = url.rsplit("/", 1)[-1].split("?")[0]
+    with psycopg.connect(url, autocommit=True) as conn, \
+            database_owner_role(conn, dbname, url, "mig", owns_public=True) as mig_url:
+        with psycopg.connect(mig_url, autocommit=True) as owner:
+            owner.execute("CREATE TABLE t (id int); GRANT SELECT ON t TO PUBLIC")
+        _prepare(url, "SELECT * FROM t", "stuck_one")
+        (tmp_path / "pgshift.toml").write_text('lock_timeout = "100ms"\nlock_retries = 0\n'
+                                               '[backup]\npolicy = "never"\n')
+        write_migration(tmp_path / "migrations", "1", "do", "DO $$BEGIN ALTER TABLE t ADD COLUMN note text; END$$;")
+        try:
+            with psycopg.connect(url, application_name="the_app") as app:  # the superuser: another role
+                app.execute("SELECT 1")
+                pid = app.info.backend_pid
+                result = run_pgshift(["migrate"], cwd=tmp_path, url=mig_url)
+        finally:
+            conn.execute("ROLLBACK PREPARED 'stuck_one'")  # before the role's tables change owner
+        user = conn.info.user
+    message = " ".join(result.stderr.split())
+    assert result.returncode == 12, message
+    assert "Open transactions now: prepared transaction 'stuck_one' of role" in message, message
+    assert f"pid {pid} of role {user} (state and age hidden: this role lacks pg_read_all_stats" in message, message
