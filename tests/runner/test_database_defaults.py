@@ -5,11 +5,13 @@ a migration's statements may take."""
 from __future__ import annotations
 
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
 import psycopg
 from psycopg import sql
+from psycopg.conninfo import make_conninfo
 
 from tests.helpers import run_pgshift, start_pgshift
 
@@ -82,3 +84,39 @@ def test_a_backfill_batch_that_fails_to_serialize_is_retried(tmp_path: Path, db_
     _, err = backfill.communicate(timeout=60)
     assert backfill.returncode == 0, err
     assert conn.execute("SELECT count(*) FROM t WHERE b = a * 2").fetchone() == (300,)
+
+
+def test_a_database_s_client_encoding_does_not_stop_a_migration_with_non_latin_text(
+        tmp_path: Path, db_url: str, db_name: str, conn: Conn) -> None:
+    """pgshift reads files as UTF-8; a database's client_encoding = LATIN1 (kept for an old client) made
+    it encode the migration's text as LATIN1, and a euro sign ended migrate with a traceback, the run then
+    shown as 'interrupted'. Its sessions speak UTF-8; the server converts to the database's encoding."""
+    conn.execute(sql.SQL("ALTER DATABASE {} SET client_encoding = 'LATIN1'").format(sql.Identifier(db_name)))
+    (tmp_path / "migrations").mkdir()
+    (tmp_path / "migrations" / "1_a.sql").write_text(
+        "-- pgshift:up\nCREATE TABLE notes (id int PRIMARY KEY, body text);\n"
+        "INSERT INTO notes VALUES (1, 'café €5 😀');\n", encoding="utf-8")
+    done = run_pgshift(["migrate"], cwd=tmp_path, url=db_url)
+    assert done.returncode == 0, done.stderr
+    conn.execute("SET client_encoding = 'UTF8'")
+    assert conn.execute("SELECT body FROM notes").fetchone() == ("café €5 😀",)
+
+
+def test_text_a_latin1_database_cannot_hold_is_the_server_s_error_naming_the_line(tmp_path: Path, db_url: str,
+                                                                                 conn: Conn) -> None:
+    name = f"latin1_{uuid.uuid4().hex[:8]}"
+    conn.execute(sql.SQL("CREATE DATABASE {} ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0")
+                 .format(sql.Identifier(name)))
+    try:
+        url = make_conninfo(db_url, dbname=name)
+        (tmp_path / "migrations").mkdir()
+        (tmp_path / "migrations" / "1_a.sql").write_text(
+            "-- pgshift:up\nCREATE TABLE notes (id int PRIMARY KEY, body text);\n"
+            "INSERT INTO notes VALUES (1, 'café'), (2, '€5');\n", encoding="utf-8")
+        done = run_pgshift(["migrate"], cwd=tmp_path, url=url)
+        message = " ".join(done.stderr.split())
+        assert done.returncode == 8, message
+        assert "1_a.sql:3" in message and 'has no equivalent in encoding "LATIN1"' in message, message
+        assert "Traceback" not in done.stderr
+    finally:
+        conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))

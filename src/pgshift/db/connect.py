@@ -89,6 +89,9 @@ def connect(
     ``setting`` the URL came from (database_url, or migrate_url for the deploy session)."""
     target_url = require_url(url)
     where = _WHERE.get(setting, setting)
+    # pgshift reads every file as UTF-8 and sends text: a client_encoding a database or role sets for
+    # its sessions (or PGCLIENTENCODING) could not encode it. The server converts to the database's own.
+    kwargs.setdefault("client_encoding", "UTF8")
     try:
         conn = psycopg.connect(
             target_url,
