@@ -294,3 +294,19 @@ def test_a_validation_past_the_statement_timeout_is_a_failed_step_not_a_lost_con
     assert "step 'validate" in message and "canceling statement due to statement timeout" in message, message
     assert "still expanded" in message and _suggested(message) == ["contract", "abort"], message
     assert conn.execute("SELECT phase FROM pgshift.ops_state").fetchone() == ("expanded",)
+
+
+@pytest.mark.parametrize(("name", "text", "where", "problem"), [
+    ("1_bad.ops.yaml", 'operations:\n  - create_index: {table: t, name: "Idx ""Q""", columns: [id]}\n', ":2:42:",
+     "not valid YAML: expected ',' or '}', but got '<scalar>' (while parsing a flow mapping)."),
+    ("1_bad.ops.json", '{"operations": [\n  {"create_index": {"table": "t",}}\n]}\n', ":2:34:",
+     "not valid JSON: Expecting property name enclosed in double quotes."),
+])
+def test_an_operations_file_that_does_not_parse_is_named_with_its_line_in_one_paragraph(
+        tmp_path: Path, db_url: str, name: str, text: str, where: str, problem: str) -> None:
+    (tmp_path / "migrations").mkdir()
+    (tmp_path / "migrations" / name).write_text(text)
+    done = run_pgshift(["status"], cwd=tmp_path, url=db_url)
+    assert done.returncode == 6, done.stderr
+    error = done.stderr.strip().splitlines()[-1]
+    assert error == f"error (source): {tmp_path / 'migrations' / name}{where} {problem}", done.stderr

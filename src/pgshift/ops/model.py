@@ -120,14 +120,25 @@ def parse_document(data: Any, file: str) -> OpsFile:
     return OpsFile(parsed, **values)
 
 
+def _yaml_error(path: Path, exc: yaml.YAMLError) -> str:
+    """One paragraph naming the file, line and column (PyYAML's own text spans several lines, each
+    naming "<unicode string>" and quoting the line)."""
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    context = getattr(exc, "context", None)
+    return f"{where}: not valid YAML: {problem}" + (f" ({context})" if context else "") + "."
+
+
 def load_file(path: Path) -> tuple[OpsFile, str]:
     """(the parsed file, its text for the checksum)."""
     text = path.read_text(encoding="utf-8")
     try:
         data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as exc:
-        raise MigrationSourceError(f"{path} is not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {exc}") \
-            from exc
+    except json.JSONDecodeError as exc:
+        raise MigrationSourceError(f"{path}:{exc.lineno}:{exc.colno}: not valid JSON: {exc.msg}.") from exc
+    except yaml.YAMLError as exc:
+        raise MigrationSourceError(_yaml_error(path, exc)) from exc
     if data is None:
         raise MigrationSourceError(f"The migration file {path} is empty.")
     return parse_document(data, str(path)), text
