@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -129,6 +130,38 @@ def test_server_restart_during_migrate_is_a_connection_error_with_unknown_outcom
     with psycopg.connect(url, autocommit=True) as conn:
         assert conn.execute("SELECT status FROM pgshift.migrations").fetchone() == ("applied",)
         assert _tables(conn) >= {"a", "b"}
+
+
+def test_server_restart_during_backup_removes_the_folder_and_says_what_failed(
+    project: Path, own_cluster: EmbeddedCluster
+) -> None:
+    """pg_dump and the backup's own session both wait for a table another session holds; the server
+    restarts under them. One paragraph says what failed (no stray 'error ignored in rollback' line from
+    the driver), and no half-written backup folder stays behind."""
+    url = own_cluster.socket_dsn()
+    with psycopg.connect(url, autocommit=True) as setup:
+        setup.execute("DROP TABLE IF EXISTS held; CREATE TABLE held (id int); INSERT INTO held VALUES (1)")
+    holder = psycopg.connect(url)
+    holder.execute("LOCK TABLE held IN ACCESS EXCLUSIVE MODE")
+    proc = start_pgshift(["backup", "--to", str(project / "backups")], cwd=project, url=url,
+                         env={"PGSHIFT_LOCK_WAIT": "60s"})
+    try:
+        with psycopg.connect(url, autocommit=True) as watcher:
+            deadline = time.monotonic() + 20
+            while watcher.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                                  ).fetchone() != (2,):
+                assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
+                time.sleep(0.05)
+        own_cluster._run(["pg_ctl", "-D", str(own_cluster.data), "-l", str(own_cluster.log), "-m", "fast", "-w",
+                          "-t", "60", "restart"])
+        _out, err = proc.communicate(timeout=60)
+    finally:
+        holder.close()
+    assert proc.returncode in (4, 13), err
+    assert err.count("error") == 1 and "error ignored" not in err, err
+    assert list((project / "backups").iterdir()) == [], err
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("DROP TABLE held")
 
 
 def _kill_at_sleep(project: Path, db_url: str, conn: Conn) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from typing import Any
@@ -74,6 +75,12 @@ def describe_target(url: str) -> str:
     port = params.get("port")
     dbname = params.get("dbname") or params.get("user") or "(default)"
     return f"database {dbname} on {host}{':' + str(port) if port else ''}"
+
+
+# psycopg logs a failed rollback on a connection the server already ended ("error ignored in
+# rollback ..."); with no logging configured Python would print it bare beside pgshift's own message
+# about that failure. A program that configures logging still receives it.
+logging.getLogger("psycopg").addHandler(logging.NullHandler())
 
 
 def connect(
