@@ -376,7 +376,9 @@ class StepEngine:
                              {**self._ref(step), "attempt": number, "delay_s": round(delay, 3),
                               "reason": retry_reason(exc)})
             at = f"at {step.where}" if step.sources else f"on '{step.label}'"
-            self.notify(f"{retry_reason(exc)} {at}; retry {number}/{attempts} in {delay:.2f}s")
+            reason = retry_reason(exc)
+            self.notify(f"{'lock_timeout' if reason == 'lock timeout' else reason} {at}; retry {number}/{attempts} "
+                        f"in {delay:.2f}s")
 
         def exhausted(number: int, exc: psycopg.Error) -> BaseException:
             return self.owner.exhausted(step, number, exc, self.blocking(step))

@@ -24,7 +24,7 @@ def retry_reason(exc: psycopg.Error) -> str:
         return "deadlock"
     if isinstance(exc, pgerrors.SerializationFailure):
         return "serialization failure"
-    return "lock_timeout"
+    return "lock timeout"
 T = TypeVar("T")
 
 
