@@ -5,6 +5,9 @@ the migrations' statements still compute under the database's styles, as psql wo
 from __future__ import annotations
 
 import json
+import re
+import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +16,8 @@ from psycopg import sql
 
 from pgshift.db.connect import connect
 from pgshift.db.styles import database_styles
-from tests.helpers import run_pgshift, write_migration
+from pgshift.safety.tools import find_tool
+from tests.helpers import check_result, run_pgshift, write_migration
 
 Conn = psycopg.Connection[Any]
 
@@ -87,3 +91,28 @@ def test_a_backfill_computes_in_the_database_s_styles_and_keeps_its_place_by_a_t
     assert done.returncode == 0, (done.stdout[-2000:], done.stderr[-2000:])
     assert conn.execute("SELECT day, count(*) FROM readings GROUP BY 1 ORDER BY 1").fetchall() == [
         ("01/01/2026", 1439), ("02/01/2026", 1440), ("03/01/2026", 1440), ("04/01/2026", 681)]
+
+
+def test_check_reports_a_running_pg_dump_under_another_interval_style(tmp_path: Path, db_url: str, db_name: str,
+                                                                    conn: Conn) -> None:
+    """How long a pg_dump has run is read as seconds: an interval would not load under IntervalStyle
+    iso_8601, and the item said only that the check could not run."""
+    _styled(conn, db_name)
+    (tmp_path / "migrations").mkdir()
+    conn.execute("CREATE TABLE held (id int)")
+    with psycopg.connect(db_url) as holder:
+        holder.execute("LOCK TABLE held IN ACCESS EXCLUSIVE MODE")  # pg_dump waits here, still running
+        pg_dump = find_tool("pg_dump", conn.info.server_version // 10000).path
+        dump = subprocess.Popen([str(pg_dump), f"--dbname={db_url}", "--file=/dev/null"], stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 15
+            while conn.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pg_dump'"
+                               ).fetchone() != (1,):
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+            item = check_result("no pg_dump running", cwd=tmp_path, url=db_url)
+        finally:
+            dump.terminate()
+            dump.wait()
+    assert item["status"] == "failed" and item["value"] == "1 running", item
+    assert re.fullmatch(r"pid \d+ on \S+, running for 0:00:\d\d", item["detail"][0]), item

@@ -13,7 +13,7 @@ import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -237,12 +237,14 @@ def _check_provided_backup(ctx: _Context) -> CheckResult:
 def check_running_dump(ctx: _Context) -> CheckResult:
     assert ctx.conn is not None
     rows = ctx.conn.execute(
-        "SELECT pid, datname, now() - backend_start FROM pg_stat_activity "
+        # Seconds, not an interval: psycopg reads an interval only in IntervalStyle postgres.
+        "SELECT pid, datname, extract(epoch FROM now() - backend_start)::float8 FROM pg_stat_activity "
         "WHERE application_name = 'pg_dump' AND pid <> pg_backend_pid()").fetchall()
     if not rows:
         return CheckResult("no pg_dump running", PASSED, "none")
     detail = [f"pid {pid} on {db}, running for "
-              + (str(age).split('.')[0] if age is not None else "an unknown time (hidden without pg_read_all_stats)")
+              + (str(timedelta(seconds=int(age))) if age is not None
+                 else "an unknown time (hidden without pg_read_all_stats)")
               for pid, db, age in rows]
     detail.append("pg_dump holds a share lock on every table until it ends; a migration would queue behind it")
     return CheckResult("no pg_dump running", FAILED, f"{len(rows)} running", detail)
