@@ -211,3 +211,41 @@ def test_the_sweep_leaves_clones_of_running_and_kept_rehearsals(source: Conn, db
     finally:
         for name in (running, kept, used):
             source.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.mark.parametrize("copy", ["template", "pg_dump"])
+def test_the_clone_carries_the_source_database_s_own_settings(source: Conn, db_name: str, db_url: str,
+                                                              tmp_path: Path, copy: str) -> None:
+    """No copy of a database takes its ALTER DATABASE / ALTER ROLE ... IN DATABASE settings along: a date
+    typed day first, valid under the source's DateStyle, failed the rehearsal; a list setting keeps its
+    elements apart."""
+    role = str(source.execute("SELECT current_user").fetchone()[0])  # type: ignore[index]
+    for statement in ("ALTER DATABASE {db} SET DateStyle = 'SQL, DMY'",
+                      "ALTER DATABASE {db} SET search_path = '$user', public, 'My Schema'",
+                      "ALTER ROLE {role} IN DATABASE {db} SET statement_timeout = '7s'"):
+        source.execute(sql.SQL(statement).format(db=sql.Identifier(db_name), role=sql.Identifier(role)))
+    folder = write_migrations(tmp_path / "m", {
+        "1_dates.sql": "CREATE TABLE days (d date);\nINSERT INTO days VALUES ('13/02/2026');\n"
+                       "-- pgshift:down\nDROP TABLE days;\n"})
+    other = psycopg.connect(db_url) if copy == "pg_dump" else None  # a session on the source: pg_dump copies it
+    try:
+        done = _run(["rehearse", "-d", db_url, "--dir", str(folder), "--keep"], tmp_path)
+    finally:
+        if other is not None:
+            other.close()
+    assert done.returncode == 0, (done.stdout, done.stderr)
+    assert "the source database's own settings carried over: DateStyle, search_path, statement_timeout " \
+           f"(role {role})" in " ".join(done.stdout.split()), done.stdout
+    [clone] = clones_of(source, db_name)
+    try:
+        rows = source.execute(
+            "SELECT coalesce(r.rolname, ''), s.setconfig FROM pg_db_role_setting s JOIN pg_database d "
+            "ON d.oid = s.setdatabase LEFT JOIN pg_roles r ON r.oid = s.setrole WHERE d.datname = %s ORDER BY 1",
+            (clone,)).fetchall()
+        assert rows == [("", ["DateStyle=SQL, DMY", 'search_path="$user", public, "My Schema"']),
+                        (role, ["statement_timeout=7s"])], rows
+        assert ("pg_dump" in done.stdout) == (copy == "pg_dump"), done.stdout
+    finally:
+        source.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(clone)))
+        source.execute(sql.SQL("ALTER ROLE {} IN DATABASE {} RESET ALL").format(sql.Identifier(role),
+                                                                                sql.Identifier(db_name)))

@@ -84,7 +84,8 @@ def _render(report: api.RehearsalReport) -> None:
     stdout.print(table)
     if report.clone is not None:
         stdout.print(f"clone: {report.clone.method} in {report.clone.duration_s:.2f}s"
-                     + (f", kept as {report.clone.name}" if report.kept else ", dropped"))
+                     + (f", kept as {report.clone.name}" if report.kept else ", dropped")
+                     + (f"; {report.clone.note}" if report.clone.note else ""), markup=False)
     if report.workload is not None:
         s = report.workload.summary()
         stdout.print(f"workload: {s['queries']} queries, {s['errors']} errors ({s['own_errors']} its own), "

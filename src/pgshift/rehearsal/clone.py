@@ -163,7 +163,7 @@ def make_clone(source_url: str, *, from_backup: Path | None = None, bindir: str 
                 _mark(admin, name)
                 method = "template-file-copy" if strategy else "template"
                 return Clone(name, with_dbname(source_url, name), source, method,
-                             time.monotonic() - started)
+                             time.monotonic() - started, note=carry_settings(admin, source, name))
             except pgerrors.ObjectInUse:
                 pass  # someone connected in between: fall back to a dump
             except psycopg.errors.InsufficientPrivilege:
@@ -172,20 +172,83 @@ def make_clone(source_url: str, *, from_backup: Path | None = None, bindir: str 
                             "copied with pg_dump | pg_restore")
         admin.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(name)))
         _mark(admin, name)
+        carried = carry_settings(admin, source, name)
     clone = Clone(name, with_dbname(source_url, name), source,
                   "backup" if from_backup else "pg_dump", 0.0)
     try:
         if from_backup is not None:
             restore_file(from_backup, clone.url, major, bindir)
-            clone.note = f"restored from {from_backup}"
+            clone.note = "; ".join(filter(None, [f"restored from {from_backup}", carried]))
         else:
             dump_into(source_url, clone.url, major, bindir, lock_wait_ms)
-            clone.note = why_dump
+            clone.note = "; ".join(filter(None, [why_dump, carried]))
     except BaseException:
         drop_clone(source_url, name)
         raise
     clone.duration_s = time.monotonic() - started
     return clone
+
+
+# Settings whose value is a list of names, each quoted on its own (pg_dump's variable_is_guc_list_quote).
+_LIST_QUOTED = frozenset({"local_preload_libraries", "search_path", "session_preload_libraries",
+                          "shared_preload_libraries", "temp_tablespaces", "unix_socket_directories"})
+
+
+def carry_settings(admin: psycopg.Connection[Any], source: str, clone: str) -> str:
+    """Give the clone the settings the source database carries for its sessions (ALTER DATABASE ... SET,
+    ALTER ROLE ... IN DATABASE ... SET), which no copy of a database takes along: a migration must run
+    on the clone under the DateStyle, search_path or statement_timeout it will meet in production. The
+    note names what was carried and what this role may not set."""
+    rows = admin.execute(
+        "SELECT coalesce(r.rolname, ''), s.setconfig FROM pg_db_role_setting s "
+        "JOIN pg_database d ON d.oid = s.setdatabase LEFT JOIN pg_roles r ON r.oid = s.setrole "
+        "WHERE d.datname = %s ORDER BY 1", (source,)).fetchall()
+    carried: list[str] = []
+    refused: list[str] = []
+    for role, config in rows:
+        for entry in config or []:
+            name, _, value = str(entry).partition("=")
+            target = (sql.SQL("ROLE {} IN DATABASE {}").format(sql.Identifier(role), sql.Identifier(clone)) if role
+                      else sql.SQL("DATABASE {}").format(sql.Identifier(clone)))
+            values = [sql.Literal(v) for v in _guc_list(value)] if name.lower() in _LIST_QUOTED \
+                else [sql.Literal(value)]
+            shown = f"{name} (role {role})" if role else name
+            try:
+                with admin.transaction():
+                    admin.execute(sql.SQL("ALTER {} SET {} TO {}").format(
+                        target, sql.SQL(".").join(sql.Identifier(p) for p in name.split(".")),
+                        sql.SQL(", ").join(values)))
+                carried.append(shown)
+            except psycopg.Error as exc:
+                refused.append(f"{shown} ({exc.diag.message_primary or exc})")
+    parts = []
+    if carried:
+        parts.append(f"the source database's own settings carried over: {', '.join(carried)}")
+    if refused:
+        parts.append(f"not carried over (the rehearsal runs without them): {'; '.join(refused)}")
+    return "; ".join(parts)
+
+
+def _guc_list(value: str) -> list[str]:
+    """A list setting's stored value (``"$user", public``) as its elements, double quotes removed."""
+    items: list[str] = []
+    current, quoted, i = "", False, 0
+    while i < len(value):
+        ch = value[i]
+        if ch == '"':
+            if quoted and value[i + 1:i + 2] == '"':
+                current += '"'
+                i += 1
+            else:
+                quoted = not quoted
+        elif ch == "," and not quoted:
+            items.append(current.strip())
+            current = ""
+        else:
+            current += ch
+        i += 1
+    items.append(current.strip())
+    return [item for item in items if item]
 
 
 def _mark(admin: psycopg.Connection[Any], name: str) -> None:
