@@ -16,6 +16,7 @@ import psycopg
 import pytest
 from click.testing import CliRunner
 from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
 
 import pgshift.safety.verify as verify
 from pgshift.cli.main import cli
@@ -34,6 +35,7 @@ from pgshift.safety.verify import (
     restore_into,
     restore_tool,
 )
+from tests.helpers import database_owner_role
 
 from .helpers import make_settings, seed
 
@@ -639,6 +641,33 @@ def test_a_backup_whose_session_is_lost_removes_its_folder_and_says_so(
         failed.value.message, failed.value.message
     assert "was removed" in failed.value.message
     assert list(Path(settings.resolve(settings.backup.directory)).iterdir()) == []
+
+
+def test_tables_whose_rows_row_level_security_hides_are_named_before_pg_dump_refuses_them(
+        pg_server: Any, db_url: str, db_name: str, tmp_path: Path) -> None:
+    """pg_dump turns row_security off and then refuses a table whose rows the policies would filter for
+    its role (another owner's table with policies, or its own with FORCE ROW LEVEL SECURITY); the backup
+    says so before writing anything, and the role the hint asks for backs it up whole."""
+    with psycopg.connect(db_url, autocommit=True) as conn, \
+            database_owner_role(conn, db_name, db_url, "tenant", owns_public=True) as url:
+        with psycopg.connect(url, autocommit=True) as owner:
+            owner.execute("CREATE TABLE docs (id int PRIMARY KEY, tenant text); "
+                          "INSERT INTO docs SELECT g, 't' || (g % 3) FROM generate_series(1, 30) g; "
+                          "ALTER TABLE docs ENABLE ROW LEVEL SECURITY; ALTER TABLE docs FORCE ROW LEVEL SECURITY; "
+                          "CREATE POLICY by_tenant ON docs USING (tenant = current_setting('app.tenant', true))")
+        role = conninfo_to_dict(url)["user"]
+        out = CliRunner().invoke(cli, ["backup", "-d", url, "--to", str(tmp_path / "backups")])
+        assert out.exit_code == 27, out.output
+        message = " ".join(out.output.split())
+        assert f"row-level security policies would hide rows of 1 table(s) from role '{role}' (the user in " \
+               f"database_url): public.docs (owner {role}, FORCE ROW LEVEL SECURITY)" in message, message
+        assert not (tmp_path / "backups").exists() or list((tmp_path / "backups").iterdir()) == []
+        fix = message.split("have an administrator run ", 1)[1].split(", or set", 1)[0]
+        conn.execute(fix.encode())
+        out = CliRunner().invoke(cli, ["backup", "-d", url, "--to", str(tmp_path / "backups")])
+        assert out.exit_code == 0, out.output
+        [folder] = (tmp_path / "backups").iterdir()
+        assert [(t.name, t.rows) for t in read_manifest(folder).tables] == [("docs", 30)]
 
 
 def test_a_file_added_to_a_directory_format_dump_fails_the_quick_verification(

@@ -57,10 +57,27 @@ ORDER BY 1
 """
 
 
+# Tables whose rows row-level security would filter for this role: pg_dump turns row_security off
+# and then refuses to dump them at all, rather than dump part of them.
+_ROW_FILTERED = r"""
+SELECT format('%I.%I', n.nspname, c.relname), pg_get_userbyid(c.relowner), c.relforcerowsecurity
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'p') AND c.relrowsecurity AND c.relpersistence <> 't'
+  AND n.nspname <> 'information_schema' AND n.nspname !~ '^pg_'
+  AND NOT EXISTS (SELECT FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid
+                  AND d.deptype = 'e')
+  AND NOT (SELECT rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = current_user)
+  AND (c.relforcerowsecurity OR NOT pg_has_role(c.relowner, 'USAGE'))
+ORDER BY 1
+"""
+
+
 def require_readable_tables(conn: psycopg.Connection[Any]) -> None:
-    """Raise :class:`PrivilegeMissing` naming the tables and sequences pg_dump could not read."""
+    """Raise :class:`PrivilegeMissing` naming the tables and sequences pg_dump could not read, or whose
+    rows row-level security would hide from it."""
     rows = conn.execute(_UNREADABLE).fetchall()
     if not rows:
+        _require_unfiltered_rows(conn)
         return
     role = conn.info.user
     shown = ", ".join(f"{name} (owner {owner}{'' if usage else ', schema without USAGE'})"
@@ -72,6 +89,23 @@ def require_readable_tables(conn: psycopg.Connection[Any]) -> None:
         hint=f"have their owner (or an administrator) run GRANT SELECT ON {first} TO "
         f"{sql.Identifier(role).as_string(conn)} (and GRANT USAGE ON the schema where it lacks USAGE), then back up "
         "again.",
+    )
+
+
+def _require_unfiltered_rows(conn: psycopg.Connection[Any]) -> None:
+    rows = conn.execute(_ROW_FILTERED).fetchall()
+    if not rows:
+        return
+    role = conn.info.user
+    shown = ", ".join(f"{name} (owner {owner}{', FORCE ROW LEVEL SECURITY' if forced else ''})"
+                      for name, owner, forced in rows[:5]) + (f" and {len(rows) - 5} more" if len(rows) > 5 else "")
+    raise PrivilegeMissing(
+        f"A backup reads every row of every table, and row-level security policies would hide rows of {len(rows)} "
+        f"table(s) from role {role!r} (the user in database_url): {shown}. pg_dump refuses to dump such a table "
+        "rather than dump part of it; no backup was written.",
+        hint=f"back up as a role that bypasses row-level security: have an administrator run ALTER ROLE "
+        f"{sql.Identifier(role).as_string(conn)} BYPASSRLS, or set database_url to a role that has it (or a "
+        "superuser) for `pgshift backup`.",
     )
 
 
