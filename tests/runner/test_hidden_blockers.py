@@ -107,6 +107,13 @@ def _prepare(url: str, statement: str, gid: str) -> None:
         stuck.execute(sql.SQL("PREPARE TRANSACTION {}").format(sql.Literal(gid)))
 
 
+def _project(tmp_path: Path, lock_timeout: str, retries: int, name: str, up: str) -> None:
+    """A project whose one migration gives up after ``retries`` retries of ``lock_timeout``, no backup."""
+    (tmp_path / "pgshift.toml").write_text(f'lock_timeout = "{lock_timeout}"\nlock_retries = {retries}\n'
+                                           '[backup]\npolicy = "never"\n')
+    write_migration(tmp_path / "migrations", "1", name, up)
+
+
 def _sessions_check(tmp_path: Path, url: str) -> dict[str, Any]:
     return check_result("no sessions blocking DDL", cwd=tmp_path, url=url)
 
@@ -119,9 +126,7 @@ def test_a_prepared_transaction_holding_a_lock_is_named_with_the_way_to_end_it(t
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute('CREATE TABLE "Acct" (id int PRIMARY KEY)')
         _prepare(url, 'SELECT * FROM "Acct"', "it's stuck")
-        (tmp_path / "pgshift.toml").write_text('lock_timeout = "200ms"\nlock_retries = 2\n'
-                                               '[backup]\npolicy = "never"\n')
-        write_migration(tmp_path / "migrations", "1", "alter", 'ALTER TABLE "Acct" ADD COLUMN note text;')
+        _project(tmp_path, "200ms", 2, "alter", 'ALTER TABLE "Acct" ADD COLUMN note text;')
         time.sleep(0.25)  # older than lock_timeout: not queued behind
         sessions = _sessions_check(tmp_path, url)
         assert sessions["status"] == "failed", sessions
@@ -171,9 +176,7 @@ def test_a_step_naming_no_table_names_a_prepared_transaction_and_another_roles_s
         with psycopg.connect(mig_url, autocommit=True) as owner:
             owner.execute("CREATE TABLE t (id int); GRANT SELECT ON t TO PUBLIC")
         _prepare(url, "SELECT * FROM t", "stuck_one")
-        (tmp_path / "pgshift.toml").write_text('lock_timeout = "100ms"\nlock_retries = 0\n'
-                                               '[backup]\npolicy = "never"\n')
-        write_migration(tmp_path / "migrations", "1", "do", "DO $$BEGIN ALTER TABLE t ADD COLUMN note text; END$$;")
+        _project(tmp_path, "100ms", 0, "do", "DO $$BEGIN ALTER TABLE t ADD COLUMN note text; END$$;")
         try:
             with psycopg.connect(url, application_name="the_app") as app:  # the superuser: another role
                 app.execute("SELECT 1")
