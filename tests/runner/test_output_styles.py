@@ -116,3 +116,21 @@ def test_check_reports_a_running_pg_dump_under_another_interval_style(tmp_path: 
             dump.wait()
     assert item["status"] == "failed" and item["value"] == "1 running", item
     assert re.fullmatch(r"pid \d+ on \S+, running for 0:00:\d\d", item["detail"][0]), item
+
+
+def test_pgshift_backfill_computes_in_the_database_s_styles_too(tmp_path: Path, db_url: str, db_name: str,
+                                                                conn: Conn) -> None:
+    """The standalone command runs its batches outside the step engine; its SET expression still prints
+    dates as the database does, and pgshift reads its own rows in ISO again after."""
+    _styled(conn, db_name)
+    conn.execute("CREATE TABLE readings (at timestamptz PRIMARY KEY, day text)")
+    conn.execute("INSERT INTO readings (at) SELECT '2026-01-01 00:00+05:30'::timestamptz + g * interval '1 hour' "
+                 "FROM generate_series(1, 3000) g")
+    (tmp_path / "migrations").mkdir()
+    done = run_pgshift(["backfill", "--table", "readings", "--set", "day = at::date::text", "--no-backup"],
+                       cwd=tmp_path, url=db_url)
+    assert done.returncode == 0, done.stderr
+    assert conn.execute("SELECT day FROM readings ORDER BY at LIMIT 1").fetchone() == ("01/01/2026",)
+    assert conn.execute("SELECT count(*) FROM readings WHERE day IS NULL").fetchone() == (0,)
+    history = run_pgshift(["history"], cwd=tmp_path, url=db_url)
+    assert history.returncode == 0 and "backfill" in history.stdout, history.stderr

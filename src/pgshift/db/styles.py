@@ -16,6 +16,8 @@ when configured to).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 from weakref import WeakKeyDictionary
@@ -53,3 +55,19 @@ def pin_output_styles(conn: psycopg.Connection[Any]) -> None:
 def database_styles(conn: psycopg.Connection[Any]) -> tuple[Style, ...]:
     """The styles pgshift changed on ``conn`` (none when the session's DateStyle was already ISO)."""
     return _PINNED.get(conn, ())
+
+
+@contextmanager
+def in_database_styles(conn: psycopg.Connection[Any]) -> Iterator[None]:
+    """User statements (a backfill's SET expression) run meanwhile under the database's own DateStyle,
+    pgshift's again after; for a connection in autocommit, outside the step engine (which sets them
+    with each migration's own settings)."""
+    styles = database_styles(conn)
+    for style in styles:
+        conn.execute("SELECT set_config(%s, %s, false)", (style.name, style.database))
+    try:
+        yield
+    finally:
+        if not (conn.broken or conn.closed):
+            for style in styles:
+                conn.execute("SELECT set_config(%s, %s, false)", (style.name, style.pinned))

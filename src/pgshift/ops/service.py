@@ -11,6 +11,7 @@ from pgshift.config import Settings
 from pgshift.db.connect import server_major
 from pgshift.db.history import History
 from pgshift.db.session import deploy_session, load
+from pgshift.db.styles import in_database_styles
 from pgshift.errors import ConnectionFailed, PgshiftError, server_error_text
 from pgshift.migrations.model import Migration, OpsMigration, SqlMigration
 from pgshift.ops.ledger import active_versions, contract_due
@@ -62,7 +63,8 @@ def backfill(settings: Settings, spec: BackfillSpec, options: BackfillOptions | 
         if restart:
             reset_job(conn, settings.history_schema, spec.job_name)
         try:
-            result = Backfiller(conn, settings.history_schema, spec, options, progress, notify).run()
+            with in_database_styles(conn):  # its SET expression computes as the migrations' statements do
+                result = Backfiller(conn, settings.history_schema, spec, options, progress, notify).run()
         except psycopg.Error as exc:  # a row the SET or a constraint rejects, or the session is gone
             if conn.broken or conn.closed or (exc.sqlstate or "").startswith(SESSION_ENDED):
                 raise ConnectionFailed(
