@@ -15,7 +15,7 @@ import psycopg
 from psycopg import sql
 
 from pgshift.db.connect import connect
-from pgshift.db.styles import database_styles
+from pgshift.db.styles import database_styles, in_database_styles
 from pgshift.safety.tools import find_tool
 from tests.helpers import check_result, run_pgshift, write_migration
 
@@ -134,3 +134,12 @@ def test_pgshift_backfill_computes_in_the_database_s_styles_too(tmp_path: Path, 
     assert conn.execute("SELECT count(*) FROM readings WHERE day IS NULL").fetchone() == (0,)
     history = run_pgshift(["history"], cwd=tmp_path, url=db_url)
     assert history.returncode == 0 and "backfill" in history.stdout, history.stderr
+
+
+def test_in_database_styles_switches_for_the_block_and_back(db_url: str, db_name: str, conn: Conn) -> None:
+    _styled(conn, db_name)
+    with connect(db_url) as ours:
+        with in_database_styles(ours):
+            assert ours.execute("SHOW DateStyle").fetchone() == ("SQL, DMY",)
+        assert ours.execute("SHOW DateStyle").fetchone() == ("ISO, DMY",)
+        assert ours.execute("SELECT now()").fetchone() is not None  # reads as psycopg can again
