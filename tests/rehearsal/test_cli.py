@@ -15,8 +15,10 @@ from pathlib import Path
 import psycopg
 import pytest
 from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
 
 from pgshift.rehearsal.demo import naive_vs_safe
+from tests.helpers import database_owner_role
 from tests.rehearsal.conftest import clones_of, state, write_migrations
 from tests.rehearsal.test_rehearse import NAIVE, REVERSIBLE
 
@@ -249,3 +251,30 @@ def test_the_clone_carries_the_source_database_s_own_settings(source: Conn, db_n
         source.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(clone)))
         source.execute(sql.SQL("ALTER ROLE {} IN DATABASE {} RESET ALL").format(sql.Identifier(role),
                                                                                 sql.Identifier(db_name)))
+
+
+def test_a_copy_by_pg_dump_that_row_level_security_would_cut_short_is_refused_before_any_clone(
+        source: Conn, db_name: str, db_url: str, tmp_path: Path) -> None:
+    """A busy source is copied with pg_dump, which refuses a table whose rows policies would hide from
+    the role (here its own, with FORCE ROW LEVEL SECURITY): said up front, with the BYPASSRLS to ask for,
+    and no clone made."""
+    with psycopg.connect(db_url, autocommit=True) as conn, \
+            database_owner_role(conn, db_name, db_url, "tenant", owns_public=True) as url:
+        with psycopg.connect(url, autocommit=True) as owner:
+            owner.execute("CREATE TABLE docs (id int PRIMARY KEY, tenant text); ALTER TABLE docs ENABLE ROW LEVEL "
+                          "SECURITY; ALTER TABLE docs FORCE ROW LEVEL SECURITY; CREATE POLICY mine ON docs "
+                          "USING (tenant = current_user)")
+            role = sql.Identifier(str(conninfo_to_dict(url)["user"]))
+            conn.execute(sql.SQL("ALTER ROLE {} CREATEDB").format(role))
+            # The fixture's tables belong to another role: readable, so only the policy is in the way.
+            conn.execute(sql.SQL("GRANT SELECT ON ALL TABLES IN SCHEMA public TO {0}; GRANT SELECT ON ALL "
+                                 "SEQUENCES IN SCHEMA public TO {0}").format(role))
+            folder = write_migrations(tmp_path / "m", {"1_a.sql": "CREATE TABLE a (id int);\n-- pgshift:down\n"
+                                                                  "DROP TABLE a;\n"})
+            done = _run(["rehearse", "-d", url, "--dir", str(folder)], tmp_path)  # `owner` is connected: pg_dump
+        message = " ".join(done.stderr.split())
+        assert done.returncode == 27, message
+        assert "The rehearsal's copy of the database (pg_dump | pg_restore" in message, message
+        assert "public.docs (owner" in message and "FORCE ROW LEVEL SECURITY" in message, message
+        assert "no clone was made" in message and "BYPASSRLS" in message, message
+        assert clones_of(source, db_name) == []

@@ -7,6 +7,7 @@ missing privilege ends in one paragraph naming it and nothing left behind.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
@@ -72,27 +73,43 @@ ORDER BY 1
 """
 
 
-def require_readable_tables(conn: psycopg.Connection[Any]) -> None:
+@dataclass(frozen=True)
+class DumpPurpose:
+    """What a pg_dump of the whole database is for, as the refusals below say it."""
+
+    reads: str  # the sentence's subject: what reads every table
+    outcome: str  # what did not happen
+    again: str  # what to run after the fix
+    command: str  # the command whose database_url may name another role
+
+
+BACKUP = DumpPurpose("A backup", "no backup was written", "back up again", "`pgshift backup`")
+REHEARSAL_COPY = DumpPurpose(
+    "The rehearsal's copy of the database (pg_dump | pg_restore: another session is connected, or the role "
+    "does not own the database)", "no clone was made", "rehearse again", "`pgshift rehearse`")
+
+
+def require_readable_tables(conn: psycopg.Connection[Any], purpose: DumpPurpose = BACKUP) -> None:
     """Raise :class:`PrivilegeMissing` naming the tables and sequences pg_dump could not read, or whose
     rows row-level security would hide from it."""
     rows = conn.execute(_UNREADABLE).fetchall()
     if not rows:
-        _require_unfiltered_rows(conn)
+        _require_unfiltered_rows(conn, purpose)
         return
     role = conn.info.user
     shown = ", ".join(f"{name} (owner {owner}{'' if usage else ', schema without USAGE'})"
                       for name, owner, usage in rows[:5]) + (f" and {len(rows) - 5} more" if len(rows) > 5 else "")
     first = rows[0][0]
     raise PrivilegeMissing(
-        f"A backup reads every table and sequence of the database, and role {role!r} (the user in database_url) "
-        f"lacks the SELECT privilege on {len(rows)} of them: {shown}; no backup was written.",
+        f"{purpose.reads} reads every table and sequence of the database, and role {role!r} (the user in "
+        f"database_url) lacks the SELECT privilege on {len(rows)} of them: {shown}; {purpose.outcome}.",
         hint=f"have their owner (or an administrator) run GRANT SELECT ON {first} TO "
-        f"{sql.Identifier(role).as_string(conn)} (and GRANT USAGE ON the schema where it lacks USAGE), then back up "
-        "again.",
+        f"{sql.Identifier(role).as_string(conn)} (and GRANT USAGE ON the schema where it lacks USAGE), then "
+        f"{purpose.again}.",
     )
 
 
-def _require_unfiltered_rows(conn: psycopg.Connection[Any]) -> None:
+def _require_unfiltered_rows(conn: psycopg.Connection[Any], purpose: DumpPurpose) -> None:
     rows = conn.execute(_ROW_FILTERED).fetchall()
     if not rows:
         return
@@ -100,12 +117,12 @@ def _require_unfiltered_rows(conn: psycopg.Connection[Any]) -> None:
     shown = ", ".join(f"{name} (owner {owner}{', FORCE ROW LEVEL SECURITY' if forced else ''})"
                       for name, owner, forced in rows[:5]) + (f" and {len(rows) - 5} more" if len(rows) > 5 else "")
     raise PrivilegeMissing(
-        f"A backup reads every row of every table, and row-level security policies would hide rows of {len(rows)} "
-        f"table(s) from role {role!r} (the user in database_url): {shown}. pg_dump refuses to dump such a table "
-        "rather than dump part of it; no backup was written.",
-        hint=f"back up as a role that bypasses row-level security: have an administrator run ALTER ROLE "
+        f"{purpose.reads} reads every row of every table, and row-level security policies would hide rows of "
+        f"{len(rows)} table(s) from role {role!r} (the user in database_url): {shown}. pg_dump refuses to dump "
+        f"such a table rather than dump part of it; {purpose.outcome}.",
+        hint=f"use a role that bypasses row-level security: have an administrator run ALTER ROLE "
         f"{sql.Identifier(role).as_string(conn)} BYPASSRLS, or set database_url to a role that has it (or a "
-        "superuser) for `pgshift backup`.",
+        f"superuser) for {purpose.command}.",
     )
 
 

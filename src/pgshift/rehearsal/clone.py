@@ -23,7 +23,7 @@ from psycopg import errors as pgerrors
 from psycopg import sql
 
 from pgshift.db.connect import connect, dbname_in, drop_database, mask_password, server_major, with_dbname
-from pgshift.db.privileges import require_createdb
+from pgshift.db.privileges import REHEARSAL_COPY, require_createdb, require_readable_tables
 from pgshift.errors import BackupFailed, RehearsalFailed
 from pgshift.safety import tools
 
@@ -170,6 +170,9 @@ def make_clone(source_url: str, *, from_backup: Path | None = None, bindir: str 
                 # The role has CREATEDB (checked above): only the source's owner may copy it as a template.
                 why_dump = ("the role does not own the source database, which a template copy needs, so it was "
                             "copied with pg_dump | pg_restore")
+        if from_backup is None:  # pg_dump would stop part-way: ask before anything is created
+            with connect(source_url, application_name="pgshift-rehearse") as reader:
+                require_readable_tables(reader, REHEARSAL_COPY)
         admin.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(name)))
         _mark(admin, name)
         carried = carry_settings(admin, source, name)
