@@ -38,18 +38,14 @@ _PINNED: WeakKeyDictionary[psycopg.Connection[Any], tuple[Style, ...]] = WeakKey
 def pin_output_styles(conn: psycopg.Connection[Any]) -> None:
     """Print dates as psycopg reads them, for the life of ``conn``'s session. Costs nothing in the
     usual case: the server reports DateStyle when the session starts."""
-    styles: list[Style] = []
     datestyle = conn.info.parameter_status("DateStyle") or "ISO, MDY"
-    if not datestyle.upper().startswith("ISO"):
-        order = datestyle.split(",")[-1].strip() if "," in datestyle else "MDY"
-        styles.append(Style("DateStyle", datestyle, f"ISO, {order}"))
-    if not styles:
+    if datestyle.upper().startswith("ISO"):
         return
-    for style in styles:
-        conn.execute("SELECT set_config(%s, %s, false)", (style.name, style.pinned))
+    order = datestyle.split(",")[-1].strip() if "," in datestyle else "MDY"
+    _PINNED[conn] = (Style("DateStyle", datestyle, f"ISO, {order}"),)
+    use_pinned_styles(conn)
     if not conn.autocommit:
         conn.commit()  # a session setting made in a transaction that rolls back is undone
-    _PINNED[conn] = tuple(styles)
 
 
 def database_styles(conn: psycopg.Connection[Any]) -> tuple[Style, ...]:
@@ -57,17 +53,21 @@ def database_styles(conn: psycopg.Connection[Any]) -> tuple[Style, ...]:
     return _PINNED.get(conn, ())
 
 
+def use_pinned_styles(conn: psycopg.Connection[Any]) -> None:
+    """pgshift's styles again for the session, after the database's were set for user statements."""
+    if not (conn.broken or conn.closed):
+        for style in database_styles(conn):
+            conn.execute("SELECT set_config(%s, %s, false)", (style.name, style.pinned))
+
+
 @contextmanager
 def in_database_styles(conn: psycopg.Connection[Any]) -> Iterator[None]:
     """User statements (a backfill's SET expression) run meanwhile under the database's own DateStyle,
     pgshift's again after; for a connection in autocommit, outside the step engine (which sets them
     with each migration's own settings)."""
-    styles = database_styles(conn)
-    for style in styles:
+    for style in database_styles(conn):
         conn.execute("SELECT set_config(%s, %s, false)", (style.name, style.database))
     try:
         yield
     finally:
-        if not (conn.broken or conn.closed):
-            for style in styles:
-                conn.execute("SELECT set_config(%s, %s, false)", (style.name, style.pinned))
+        use_pinned_styles(conn)

@@ -24,7 +24,7 @@ import psycopg
 from psycopg import sql
 
 from pgshift.db.history import History
-from pgshift.db.styles import database_styles
+from pgshift.db.styles import database_styles, use_pinned_styles
 from pgshift.migrations.model import Migration, Statement
 from pgshift.ops.names import qualified
 from pgshift.runner.backfill import Backfiller, BackfillError, BackfillOptions
@@ -214,10 +214,10 @@ class StepEngine:
     def _set_settings(self, *, local: bool) -> None:
         """The migration's own settings: SET LOCAL ends with the transaction; a session-level SET is
         undone by :meth:`_reset_settings` (RESET: the session's default, not a value set by pgshift).
-        The database's DateStyle too, which pgshift's session
-        pins for its own queries (:mod:`pgshift.db.styles`): the migration's statements compute as psql's
-        would. SET LOCAL ends with the transaction (pgshift reads no date in it); after a session-level
-        SET, :meth:`_reset_settings` puts pgshift's styles back."""
+        The database's DateStyle too, which pgshift's session pins for its own queries
+        (:mod:`pgshift.db.styles`): the migration's statements compute as psql's would. SET LOCAL ends
+        with the transaction (pgshift reads no date in it); after a session-level SET,
+        :meth:`_reset_settings` puts pgshift's styles back."""
         styles = [(s.name, s.database) for s in database_styles(self.conn)]
         for name, value in (*styles, *self.timeouts.settings):
             self.conn.execute("SELECT set_config(%s, %s, %s)", (name, value, local))
@@ -228,8 +228,7 @@ class StepEngine:
         if self.timeouts.settings:
             self.conn.execute(sql.SQL("; ").join(
                 sql.SQL("RESET {}").format(setting_name(name)) for name, _ in self.timeouts.settings))
-        for style in database_styles(self.conn):
-            self.conn.execute("SELECT set_config(%s, %s, false)", (style.name, style.pinned))
+        use_pinned_styles(self.conn)
 
     # -- statistics ------------------------------------------------------------------------
     def analyze(self, steps: Iterable[Step]) -> list[str]:
