@@ -295,7 +295,7 @@ def dump_into(source_url: str, clone_url: str, major: int, bindir: str | None, l
     if major >= 14:
         # A pg_dump killed with us leaves a backend that may be waiting for a lock (queued ahead of
         # the migration's own locks) or holding its snapshot: let the server notice the gone client.
-        dump_env["PGOPTIONS"] = f"{dump_env.get('PGOPTIONS', '')} -c client_connection_check_interval=1000".strip()
+        source = tools.with_server_options(source, "-c client_connection_check_interval=1000")
     dump = subprocess.Popen([find_tool("pg_dump", major, bindir), "-Fc", *wait, f"--dbname={source}"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=dump_env,
                             preexec_fn=tools.die_with_parent())

@@ -58,6 +58,7 @@ from pgshift.safety.tools import (
     find_tool,
     lock_waited_on,
     server_info,
+    with_server_options,
 )
 from pgshift.units import Duration
 
@@ -475,15 +476,15 @@ def _dump_and_count(
     ).fetchall()}
     sizes = {name: max(count, 1) * block for name, (count, block) in pages.items()}
     lock_wait_ms = settings.lock_wait.ms
+    if conn.info.server_version >= 140000:
+        # If pgshift and pg_dump are killed, the server ends pg_dump's session within a second
+        # (releasing its snapshot and locks), even while it waits for a lock.
+        conninfo = with_server_options(conninfo, "-c client_connection_check_interval=1s")
     argv = dump_argv(tool, conninfo, target, fmt, jobs, snapshot, lock_wait_ms)
     t0 = time.monotonic()
     # A fixed time zone makes timestamptz rows print the same when a restored copy is dumped for
     # comparison (the instant stored is the same in any zone).
     child_vars = {**env, "PGTZ": DUMP_TIMEZONE}
-    if conn.info.server_version >= 140000:
-        # If pgshift and pg_dump are killed, the server ends pg_dump's session within a second
-        # (releasing its snapshot and locks), even while it waits for a lock.
-        child_vars["PGOPTIONS"] = (os.environ.get("PGOPTIONS", "") + " -c client_connection_check_interval=1s").strip()
     dump = _DumpProcess(argv, child_vars, sizes, progress)
     if on_child:
         on_child(dump.proc)

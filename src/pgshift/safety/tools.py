@@ -106,6 +106,16 @@ def child_connection(url: str, dbname: str | None = None) -> tuple[str, dict[str
     return conninfo.make_conninfo(**{k: str(v) for k, v in params.items()}), env
 
 
+def with_server_options(target: str, *options: str) -> str:
+    """``target`` (a conninfo) whose session also starts with ``options`` (``-c name=value``), in its
+    options parameter beside what the URL's own options or else PGOPTIONS ask for: an options
+    parameter replaces PGOPTIONS, and PGOPTIONS set beside a URL's options would be ignored."""
+    params: dict[str, Any] = conninfo.conninfo_to_dict(target)
+    given = str(params.get("options") or os.environ.get("PGOPTIONS", ""))
+    params["options"] = " ".join([given, *options]).strip()
+    return conninfo.make_conninfo(**{k: str(v) for k, v in params.items()})
+
+
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 

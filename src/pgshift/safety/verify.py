@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import difflib
 import hashlib
-import os
 import re
 import secrets
 import time
@@ -26,7 +25,6 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from pgshift.db.connect import connect, drop_database, mask_password, with_dbname
 from pgshift.db.privileges import require_createdb
@@ -47,7 +45,15 @@ from pgshift.safety.manifest import (
     table_stat,
     write_private,
 )
-from pgshift.safety.tools import Tool, child_connection, database_codec, find_tool, run_tool, server_info
+from pgshift.safety.tools import (
+    Tool,
+    child_connection,
+    database_codec,
+    find_tool,
+    run_tool,
+    server_info,
+    with_server_options,
+)
 
 
 @dataclass
@@ -284,13 +290,7 @@ def _with_dump_settings(conninfo: str, manifest: Manifest, url: str, dbname: str
                 unmatched.append(f"the archive was dumped with {name} = {value}, which this server does not accept")
                 continue
             options.append(f"-c {name}={_option_escape(value)}")
-    if not options:
-        return conninfo, unmatched
-    params = conninfo_to_dict(conninfo)
-    # An options parameter replaces PGOPTIONS: keep what the environment asked for too.
-    given = str(params.get("options") or os.environ.get("PGOPTIONS", ""))
-    params["options"] = " ".join([given, *options]).strip()
-    return make_conninfo(**{k: str(v) for k, v in params.items()}), unmatched
+    return (with_server_options(conninfo, *options) if options else conninfo), unmatched
 
 
 def _option_escape(value: str) -> str:
