@@ -26,6 +26,7 @@ from pgshift.errors import BackupFailed
 from pgshift.migrations.model import Migration, SqlMigration
 from pgshift.safety import backup_required, latest_verified_backup, take_backup, verify_backup
 from pgshift.safety.manifest import read_manifest, verifications
+from pgshift.safety.readback import READER_NAME
 from pgshift.safety.verify import (
     changed_file,
     compare_large_tables,
@@ -820,8 +821,8 @@ def test_a_large_table_s_rows_are_counted_in_its_byte_for_byte_read_not_scanned_
 
 def test_each_large_table_s_read_locks_only_that_table(pg_server: Any, db_url: str, tmp_path: Path) -> None:
     """pg_dump holds every table it dumps until it ends, and the post-data restore beside the read
-    needs each table alone for its primary key: each large table is read by its own pg_dump, so while
-    one table's read waits, the tables read before it are free and the ones after it not yet taken."""
+    needs each table alone for its primary key: each large table is read on its own, so while one
+    table's read waits, the tables read before it are free and the ones after it not yet taken."""
     seed(db_url, rows=20)
     settings = make_settings(tmp_path, db_url, pg_server, hash_max_mb=0)  # every table large
     folder = take_backup(settings, db_url).backup.path
@@ -844,8 +845,8 @@ def test_each_large_table_s_read_locks_only_that_table(pg_server: Any, db_url: s
                         deadline = time.monotonic() + 20
                         while not (waiting := watcher.execute(
                                 "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
-                                "AND application_name = 'pg_dump' AND wait_event_type = 'Lock'").fetchall()):
-                            assert time.monotonic() < deadline and not reading.done(), "no pg_dump waits for the lock"
+                                "AND application_name = %s AND wait_event_type = 'Lock'", (READER_NAME,)).fetchall()):
+                            assert time.monotonic() < deadline and not reading.done(), "no reader waits for the lock"
                             time.sleep(0.05)
                         [(pid,)] = waiting
                         held = watcher.execute(

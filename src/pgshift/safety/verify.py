@@ -45,6 +45,7 @@ from pgshift.safety.manifest import (
     table_stat,
     write_private,
 )
+from pgshift.safety.readback import copy_statements, read_rows
 from pgshift.safety.tools import (
     Tool,
     child_connection,
@@ -236,9 +237,11 @@ def compare_large_tables(manifest: Manifest, archived: dict[TableKey, TableData]
 
     Tables above ``backup.hash_max_mb`` get no content hash at backup time (it would cost another
     full read of them while pg_dump runs); this is their content check. The restored table is read
-    with the same pg_dump and the same time zone as the archive, so equal rows give equal text.
+    with pg_dump's session and the archive's time zone, so equal rows give equal text: first by two
+    sessions at once (``pgshift.safety.readback``); if that read does not match, by pg_dump itself,
+    whose answer is the one reported.
 
-    Each table is read by its own pg_dump: pg_dump locks every table it dumps until it ends, and the
+    Each table is read on its own: pg_dump locks every table it dumps until it ends, and the
     post-data restore beside this read needs each table alone for its primary key, which would
     otherwise wait for the read of all of them."""
     tables = [t for t in manifest.tables if t.check in LARGE]
@@ -248,27 +251,54 @@ def compare_large_tables(manifest: Manifest, archived: dict[TableKey, TableData]
     env["PGTZ"] = manifest.dump_timezone or "UTC"
     conninfo, unmatched = _with_dump_settings(conninfo, manifest, url, dbname)
     dump = find_tool("pg_dump", _tool_major(manifest), bindir=bindir)
+    fast = _fast_reader(manifest, url, dbname, bindir, [(t.schema, t.name) for t in tables])
     # pg_dump matches a pattern in the database's encoding, so the argument is given in it.
     encoding = database_codec(manifest.encoding)
     problems: list[str] = []
     for table in tables:
         key = (table.schema, table.name)
-        argv: list[str | bytes] = [str(dump.path), f"--dbname={conninfo}", "--data-only",
-                                   f"--table={table_pattern(*key)}".encode(encoding, errors="replace")]
-        try:
-            restored = tool_copy_data(argv, env, what=f"reading the restored table {table.qualified} back",
-                                      hashed=lambda _: True)
-        except BackupFailed:
-            if _table_exists(url, dbname, key):
-                raise
-            restored = {}  # dropped: pg_dump fails when its only pattern matches nothing
-        ours, theirs = restored.get(key), archived.get(key)
+        ours, theirs = None, archived.get(key)
+        if fast is not None and theirs is not None and (statements := fast.plans.get(key)):
+            ours = read_rows(fast.psql, conninfo, env, manifest.encoding or "UTF8", fast.setup, statements, encoding)
+            if ours is not None and (ours.sha256 != theirs.sha256 or table.rows not in (None, ours.rows)):
+                ours = None  # not believed: pg_dump's own read decides
+        if ours is None:
+            argv: list[str | bytes] = [str(dump.path), f"--dbname={conninfo}", "--data-only",
+                                       f"--table={table_pattern(*key)}".encode(encoding, errors="replace")]
+            try:
+                restored = tool_copy_data(argv, env, what=f"reading the restored table {table.qualified} back",
+                                          hashed=lambda _: True)
+            except BackupFailed:
+                if _table_exists(url, dbname, key):
+                    raise
+                restored = {}  # dropped: pg_dump fails when its only pattern matches nothing
+            ours = restored.get(key)
         if ours is not None and table.rows is not None and ours.rows != table.rows:
             problems.append(wrong_count(table, ours.rows))  # counted in this read: not scanned twice
         if ours is None or theirs is None or ours.sha256 != theirs.sha256:
             problems.append(f"the rows of {table.qualified} restored from the archive differ from the archive's"
                             + "".join(f" ({why})" for why in unmatched))
     return problems
+
+
+@dataclass(frozen=True)
+class _FastReader:
+    psql: Tool
+    setup: str
+    plans: dict[TableKey, list[str]]
+
+
+def _fast_reader(manifest: Manifest, url: str, dbname: str, bindir: str | Path | None,
+                 keys: list[TableKey]) -> _FastReader | None:
+    """psql and the split reads of ``keys``, or None where there is no psql to read with."""
+    if not manifest.encoding:
+        return None
+    try:
+        psql = find_tool("psql", _tool_major(manifest), bindir=bindir)
+    except BackupFailed:
+        return None
+    setup, plans = copy_statements(url, dbname, keys)
+    return _FastReader(psql, setup, plans)
 
 
 def _with_dump_settings(conninfo: str, manifest: Manifest, url: str, dbname: str) -> tuple[str, list[str]]:
