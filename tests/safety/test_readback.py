@@ -1,6 +1,6 @@
-"""The restored rows read back in pg_dump's text by psql sessions (two at once on PostgreSQL 14+)
-give exactly the archive's bytes, so a correct copy is not read a second time by pg_dump; when they
-do not match, pg_dump's own read decides."""
+"""A wide table's restored rows read back over pgshift's connection in pg_dump's text give exactly the
+archive's bytes, so a correct copy is not read again by pg_dump; when they do not match, pg_dump's
+own read decides."""
 
 from __future__ import annotations
 
@@ -18,9 +18,8 @@ import pgshift.safety.verify as verify
 from pgshift.db.connect import drop_database, with_dbname
 from pgshift.safety import take_backup
 from pgshift.safety.copydata import TableData, TableKey, tool_copy_data
-from pgshift.safety.manifest import Manifest, read_manifest
-from pgshift.safety.readback import TID_RANGE_SCAN, copy_statements, read_rows
-from pgshift.safety.tools import child_connection, database_codec, find_tool, with_server_options
+from pgshift.safety.manifest import Manifest, TableStat, read_manifest
+from pgshift.safety.readback import has_wide_rows, read_rows
 from pgshift.safety.verify import compare_large_tables, read_archive, restore_into, restore_tool
 
 from .helpers import make_settings
@@ -41,7 +40,7 @@ ALTER TABLE "Odd Schema"."Weird ""Name""" DROP COLUMN gone;
 INSERT INTO "Odd Schema"."Weird ""Name""" (id, at, day, span, ratio, little, raw, price, rel, doc, words, note)
 SELECT g, '2026-02-13 10:00:00+00'::timestamptz + g * interval '7 minutes', date '2026-02-13' + g,
        make_interval(days => g, secs => g / 7.0), g / 3.0, (g / 7.0)::float4,
-       decode(md5(g::text) || md5((g * 3)::text), 'hex'), g * 1.25,
+       (SELECT string_agg(sha512(int8send(g * 16 + k)), ''::bytea) FROM generate_series(0, 15) k), g * 1.25,
        CASE WHEN g % 2 = 0 THEN 'pg_class'::regclass ELSE 'public.parent'::regclass END,
        jsonb_build_object('k', g, 'é', repeat('x', g % 5)), ARRAY[g::text, NULL, 'a"b'],
        CASE WHEN g % 4 = 0 THEN NULL ELSE E'tab\there, back\\slash, newline\nhere, ' || repeat('€', g % 3) END
@@ -84,29 +83,49 @@ def _with_database_defaults(db_url: str, db_name: str) -> None:
         _set_defaults(conn, db_name)
 
 
-def test_the_split_read_gives_the_archive_s_bytes_under_a_database_s_own_settings(
-        pg_server: Any, db_name: str, db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def _read(manifest: Manifest, copy_url: str, copy: str, key: TableKey) -> TableData | None:
+    return read_rows(copy_url, copy, key, timezone=manifest.dump_timezone or "UTC",
+                     encoding=manifest.encoding or "UTF8", settings=manifest.dump_settings or {})
+
+
+def test_the_read_gives_the_archive_s_bytes_under_a_database_s_own_settings(
+        pg_server: Any, db_name: str, db_url: str, tmp_path: Path) -> None:
     _with_database_defaults(db_url, db_name)
-    with _restored_copy(pg_server, db_name, db_url, tmp_path) as (manifest, archived, copy_url, copy, bindir):
+    with _restored_copy(pg_server, db_name, db_url, tmp_path) as (manifest, archived, copy_url, copy, _):
         with psycopg.connect(copy_url, autocommit=True) as conn:  # the copy carries the same defaults
             _set_defaults(conn, copy)
-            major = conn.info.server_version // 10000
-        keys = sorted(archived)
-        assert ("Odd Schema", 'Weird "Name"') in keys and ("public", "parent") in keys
-        setup, plans = copy_statements(copy_url, copy, keys)
-        weird = plans[("Odd Schema", 'Weird "Name"')]
-        assert len(weird) == (2 if major >= TID_RANGE_SCAN else 1), weird  # over 2 pages: halves
-        assert "doubled" not in weird[0] and "ONLY" in plans[("public", "parent")][0]
-        conninfo, env = child_connection(copy_url, copy)
-        env["PGTZ"] = manifest.dump_timezone or "UTC"
-        conninfo = with_server_options(conninfo, "-c bytea_output=escape")
-        psql = find_tool("psql", manifest.server_major, bindir=bindir)
-        monkeypatch.setenv("PGCLIENTENCODING", "LATIN1")  # the user's own, which cannot print the euro signs
-        for key in keys:
-            ours = read_rows(psql, conninfo, env, manifest.encoding or "UTF8", setup, plans[key],
-                             database_codec(manifest.encoding))
-            assert ours == archived[key], key
+        assert {("Odd Schema", 'Weird "Name"'), ("public", "parent"), ("public", "child")} <= set(archived)
+        for key in archived:
+            assert _read(manifest, copy_url, copy, key) == archived[key], key
         assert archived[("public", "parent")].rows == 300 and archived[("Odd Schema", 'Weird "Name"')].rows == 1500
+        weird = next(t for t in manifest.tables if t.name == 'Weird "Name"')
+        parent = next(t for t in manifest.tables if t.name == "parent")
+        assert has_wide_rows(weird) and not has_wide_rows(parent)
+
+
+def test_a_database_in_another_encoding_is_read_in_it(
+        pg_server: Any, db_name: str, db_url: str, tmp_path: Path) -> None:
+    latin = f"{db_name}_latin1"
+    with psycopg.connect(db_url, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {} ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0")
+                      .format(sql.Identifier(latin)))
+        try:
+            latin_url = with_dbname(db_url, latin)
+            with psycopg.connect(latin_url, autocommit=True) as conn:
+                conn.execute("CREATE TABLE \"café\" (id int, note text)")
+                conn.execute("INSERT INTO \"café\" SELECT g, 'déjà vu ' || g FROM generate_series(1, 50) g")
+            with _restored_copy(pg_server, latin, latin_url, tmp_path) as (manifest, archived, copy_url, copy, _):
+                assert manifest.encoding == "LATIN1"
+                assert _read(manifest, copy_url, copy, ("public", "café")) == archived[("public", "café")]
+        finally:
+            drop_database(admin, latin)
+
+
+def test_only_tables_of_wide_rows_are_read_over_the_connection() -> None:
+    assert has_wide_rows(TableStat("public", "blobs", 454_545, None, 542_343_168, "archive"))
+    assert not has_wide_rows(TableStat("public", "pgbench_accounts", 1_000_000, None, 150_000_000, "archive"))
+    assert not has_wide_rows(TableStat("public", "not_counted_yet", None, None, 542_343_168, "archive"))
+    assert not has_wide_rows(TableStat("public", "empty", 0, None, 8192, "archive"))
 
 
 def test_a_matching_read_is_not_repeated_and_pg_dump_decides_when_it_differs(
@@ -119,39 +138,39 @@ def test_a_matching_read_is_not_repeated_and_pg_dump_decides_when_it_differs(
         dumped.append(args[0][-1])
         return real_dump(*args, **kwargs)
 
+    weird = b'--table="Odd Schema"."Weird ""Name"""'
     with _restored_copy(pg_server, db_name, db_url, tmp_path) as (manifest, archived, copy_url, copy, bindir):
         monkeypatch.setattr(verify, "tool_copy_data", counting_dump)
         assert compare_large_tables(manifest, archived, copy_url, copy, bindir) == []
-        assert dumped == []  # every table's split read matched: pg_dump never ran
+        assert len(dumped) == 2 and weird not in dumped  # the wide table was read once, by pgshift
 
-        # A session that prints dates otherwise: its reads do not match, and pg_dump's read clears the copy.
+        # A session that prints dates otherwise: that read does not match, and pg_dump's clears the copy.
         session = tuple(s if "DateStyle" not in s else "SET DateStyle = 'SQL, DMY'" for s in readback._PG_DUMP_SESSION)
         monkeypatch.setattr(readback, "_PG_DUMP_SESSION", session)
+        dumped.clear()
         assert compare_large_tables(manifest, archived, copy_url, copy, bindir) == []
-        assert len(dumped) == 1, dumped  # only the table with dates was read again
+        assert weird in dumped
         monkeypatch.undo()
         monkeypatch.setattr(verify, "tool_copy_data", counting_dump)
 
-        # A changed row: the split read differs, pg_dump's read differs too, and that is reported.
+        # A changed row: pgshift's read differs, pg_dump's read differs too, and that is reported.
         with psycopg.connect(copy_url, autocommit=True) as conn:
-            conn.execute("UPDATE ONLY parent SET label = 'changed' WHERE id = 7")
+            conn.execute('UPDATE "Odd Schema"."Weird ""Name""" SET note = \'changed\' WHERE id = 7')
         dumped.clear()
         assert compare_large_tables(manifest, archived, copy_url, copy, bindir) == [
-            "the rows of public.parent restored from the archive differ from the archive's"]
-        assert len(dumped) == 1
+            "the rows of Odd Schema.Weird \"Name\" restored from the archive differ from the archive's"]
+        assert weird in dumped
 
 
-def test_a_reader_that_fails_leaves_the_read_to_pg_dump(
+def test_a_table_that_cannot_be_read_is_left_to_pg_dump(
         pg_server: Any, db_name: str, db_url: str, tmp_path: Path) -> None:
     with psycopg.connect(db_url, autocommit=True) as conn:
         conn.execute(_AWKWARD)
-    with _restored_copy(pg_server, db_name, db_url, tmp_path) as (manifest, archived, copy_url, copy, bindir):
-        setup, plans = copy_statements(copy_url, copy, sorted(archived))
-        conninfo, env = child_connection(copy_url, copy)
-        psql = find_tool("psql", manifest.server_major, bindir=bindir)
-        statements = plans[("Odd Schema", 'Weird "Name"')]
-        broken = [*statements[:-1], statements[-1].replace("TO STDOUT", "TO STDOUT (FORMAT nonsense)")]
-        assert read_rows(psql, conninfo, env, "UTF8", setup, broken, "utf-8") is None
+    with _restored_copy(pg_server, db_name, db_url, tmp_path) as (manifest, _archived, copy_url, copy, _):
+        key = ("Odd Schema", 'Weird "Name"')
+        assert read_rows(copy_url, copy, key, timezone="UTC", encoding="UTF8",
+                         settings={"bytea_output": "no such output"}) is None
+        assert read_rows(copy_url, copy, key, timezone="UTC", encoding="LATIN1", settings={}) is None  # the €
         with psycopg.connect(copy_url, autocommit=True) as conn:
             conn.execute('DROP TABLE "Odd Schema"."Weird ""Name"""')
-        assert copy_statements(copy_url, copy, [("Odd Schema", 'Weird "Name"')])[1] == {}
+        assert _read(manifest, copy_url, copy, key) is None

@@ -45,7 +45,7 @@ from pgshift.safety.manifest import (
     table_stat,
     write_private,
 )
-from pgshift.safety.readback import copy_statements, read_rows
+from pgshift.safety.readback import has_wide_rows, read_rows
 from pgshift.safety.tools import (
     Tool,
     child_connection,
@@ -237,9 +237,9 @@ def compare_large_tables(manifest: Manifest, archived: dict[TableKey, TableData]
 
     Tables above ``backup.hash_max_mb`` get no content hash at backup time (it would cost another
     full read of them while pg_dump runs); this is their content check. The restored table is read
-    with pg_dump's session and the archive's time zone, so equal rows give equal text: first by two
-    sessions at once (``pgshift.safety.readback``); if that read does not match, by pg_dump itself,
-    whose answer is the one reported.
+    with pg_dump's session and the archive's time zone, so equal rows give equal text. A table of wide
+    rows is read over a connection of this process first (``pgshift.safety.readback``); if that read
+    does not match, pg_dump reads it, and its answer is the one reported.
 
     Each table is read on its own: pg_dump locks every table it dumps until it ends, and the
     post-data restore beside this read needs each table alone for its primary key, which would
@@ -251,15 +251,15 @@ def compare_large_tables(manifest: Manifest, archived: dict[TableKey, TableData]
     env["PGTZ"] = manifest.dump_timezone or "UTC"
     conninfo, unmatched = _with_dump_settings(conninfo, manifest, url, dbname)
     dump = find_tool("pg_dump", _tool_major(manifest), bindir=bindir)
-    fast = _fast_reader(manifest, url, dbname, bindir, [(t.schema, t.name) for t in tables])
     # pg_dump matches a pattern in the database's encoding, so the argument is given in it.
     encoding = database_codec(manifest.encoding)
     problems: list[str] = []
     for table in tables:
         key = (table.schema, table.name)
         ours, theirs = None, archived.get(key)
-        if fast is not None and theirs is not None and (statements := fast.plans.get(key)):
-            ours = read_rows(fast.psql, conninfo, env, manifest.encoding or "UTF8", fast.setup, statements, encoding)
+        if theirs is not None and manifest.encoding and has_wide_rows(table):
+            ours = read_rows(url, dbname, key, timezone=env["PGTZ"], encoding=manifest.encoding,
+                             settings=manifest.dump_settings or {})
             if ours is not None and (ours.sha256 != theirs.sha256 or table.rows not in (None, ours.rows)):
                 ours = None  # not believed: pg_dump's own read decides
         if ours is None:
@@ -279,26 +279,6 @@ def compare_large_tables(manifest: Manifest, archived: dict[TableKey, TableData]
             problems.append(f"the rows of {table.qualified} restored from the archive differ from the archive's"
                             + "".join(f" ({why})" for why in unmatched))
     return problems
-
-
-@dataclass(frozen=True)
-class _FastReader:
-    psql: Tool
-    setup: str
-    plans: dict[TableKey, list[str]]
-
-
-def _fast_reader(manifest: Manifest, url: str, dbname: str, bindir: str | Path | None,
-                 keys: list[TableKey]) -> _FastReader | None:
-    """psql and the split reads of ``keys``, or None where there is no psql to read with."""
-    if not manifest.encoding:
-        return None
-    try:
-        psql = find_tool("psql", _tool_major(manifest), bindir=bindir)
-    except BackupFailed:
-        return None
-    setup, plans = copy_statements(url, dbname, keys)
-    return _FastReader(psql, setup, plans)
 
 
 def _with_dump_settings(conninfo: str, manifest: Manifest, url: str, dbname: str) -> tuple[str, list[str]]:
