@@ -845,7 +845,8 @@ def test_each_large_table_s_read_locks_only_that_table(pg_server: Any, db_url: s
                         deadline = time.monotonic() + 20
                         while not (waiting := watcher.execute(
                                 "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
-                                "AND application_name = %s AND wait_event_type = 'Lock'", (READER_NAME,)).fetchall()):
+                                "AND application_name IN ('pg_dump', %s) AND wait_event_type = 'Lock'",
+                                (READER_NAME,)).fetchall()):
                             assert time.monotonic() < deadline and not reading.done(), "no reader waits for the lock"
                             time.sleep(0.05)
                         [(pid,)] = waiting
