@@ -4,6 +4,8 @@ a migration's statements may take."""
 
 from __future__ import annotations
 
+import re
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -120,3 +122,50 @@ def test_text_a_latin1_database_cannot_hold_is_the_server_s_error_naming_the_lin
         assert "Traceback" not in done.stderr
     finally:
         conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def test_a_migration_that_keeps_failing_to_serialize_says_so_not_that_it_waited_for_a_lock(
+        tmp_path: Path, db_url: str, db_name: str, conn: Conn) -> None:
+    """Under a database's default_transaction_isolation = serializable, a migration's UPDATE of a row the
+    application keeps updating fails with 40001 at every attempt. The retries are spent; the message says
+    what happened (no lock was waited for) and the hint names the setting that causes it."""
+    conn.execute("CREATE TABLE counters (id int PRIMARY KEY, n int)")
+    conn.execute("INSERT INTO counters VALUES (1, 0)")
+    conn.execute(sql.SQL("ALTER DATABASE {} SET default_transaction_isolation = 'serializable'").format(
+        sql.Identifier(db_name)))
+    (tmp_path / "migrations").mkdir()
+    # The first SELECT takes the snapshot; the application commits a change of the row during the sleep.
+    (tmp_path / "migrations" / "1_reset.sql").write_text(
+        "-- pgshift:up\nSELECT n FROM counters WHERE id = 1;\nSELECT pg_sleep(0.3);\n"
+        "UPDATE counters SET n = 0 WHERE id = 1;\n")
+    stop = threading.Event()
+
+    def application() -> None:
+        with psycopg.connect(db_url, autocommit=True) as app:
+            while not stop.is_set():
+                app.execute("UPDATE counters SET n = n + 1 WHERE id = 1")
+                time.sleep(0.03)
+
+    def migrate_beside_the_application() -> Any:
+        stop.clear()
+        writer = threading.Thread(target=application)
+        writer.start()
+        try:
+            return run_pgshift(["migrate", "--no-lint"], cwd=tmp_path, url=db_url, env={"PGSHIFT_LOCK_RETRIES": "2"})
+        finally:
+            stop.set()
+            writer.join()
+
+    done = migrate_beside_the_application()
+    message = " ".join(done.stderr.split())
+    assert done.returncode == 12, message
+    assert "1_reset.sql:2:1 failed to serialize against concurrent transactions in each of 3 attempts" in message, \
+        message
+    assert "could not take its lock" not in message
+    assert conn.execute("SELECT count(*) FROM pgshift.migrations WHERE status = 'applied'").fetchone() == (0,)
+    # The hint, as printed, works: the role's own setting wins over the database's.
+    fix = re.search(r"(ALTER ROLE \S+ IN DATABASE \S+ SET default_transaction_isolation = 'read committed';)", message)
+    assert fix is not None, message
+    conn.execute(fix.group(1))  # this database only: the tests beside this one share the role
+    done = migrate_beside_the_application()
+    assert done.returncode == 0, done.stderr

@@ -38,7 +38,7 @@ from pgshift.runner.backfill import BackfillError, BackfillOptions
 from pgshift.runner.blockers import WEAK_LOCK_CONFLICTS, Blocker, blockers
 from pgshift.runner.engine import StepEngine
 from pgshift.runner.execute import SESSION_ENDED
-from pgshift.runner.retry import RetryPolicy
+from pgshift.runner.retry import RetryPolicy, gave_up, gave_up_hint
 from pgshift.runner.steps import Step, StepStatement, StepTimeouts, session_settings
 
 if TYPE_CHECKING:
@@ -289,10 +289,9 @@ class PhaseRunner:
 
     def exhausted(self, step: Step, attempts: int, exc: psycopg.Error, blocking: str) -> BaseException:
         return LockTimeoutExhausted(
-            f"Step '{step.label}' of {self.migration.label} could not take its lock within "
-            f"lock_timeout {self.ops.lock_timeout} after {attempts} attempts "
+            f"Step '{step.label}' of {self.migration.label} {gave_up(exc, attempts, self.ops.lock_timeout)} "
             f"({server_error_text(exc)}) Nothing of the step was committed. {blocking}",
-            hint=f"end the blocking sessions or retry later. {self._next_move()}")
+            hint=f"{gave_up_hint(exc, self.conn.info)} {self._next_move()}")
 
     def backfill_failed(self, step: Step, exc: Exception) -> BaseException:
         if isinstance(exc, BackfillError):

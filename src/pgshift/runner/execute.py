@@ -39,7 +39,7 @@ from pgshift.errors import (
 from pgshift.migrations.classify import transaction_control
 from pgshift.migrations.model import Migration, Statement, checksum_of
 from pgshift.runner.engine import StatementObserver, StepEngine
-from pgshift.runner.retry import RETRYABLE, RetryPolicy
+from pgshift.runner.retry import RETRYABLE, RetryPolicy, gave_up, gave_up_hint
 from pgshift.runner.steps import (
     SqlStep,
     Step,
@@ -285,10 +285,10 @@ class Executor:
         migration = self.migration
         assert migration is not None
         return LockTimeoutExhausted(
-            f"{migration.label} could not take its lock at {step.where or migration.label} within lock_timeout "
-            f"{migration.lock_timeout or self.timeouts.lock_timeout} after {attempts} attempts "
+            f"{migration.label} at {step.where or migration.label} "
+            f"{gave_up(exc, attempts, migration.lock_timeout or self.timeouts.lock_timeout)} "
             f"({exc.diag.message_primary}). Nothing of the failing step was committed. {blocking}",
-            hint="retry when traffic is lower, end the blocking sessions, or raise lock_retries.",
+            hint=gave_up_hint(exc, self.conn.info),
         )
 
     def backfill_failed(self, step: Step, exc: Exception) -> BaseException:

@@ -14,6 +14,9 @@ from typing import TypeVar
 
 import psycopg
 from psycopg import errors as pgerrors
+from psycopg import sql
+
+from pgshift.units import Duration
 
 RETRYABLE = (pgerrors.LockNotAvailable, pgerrors.DeadlockDetected, pgerrors.SerializationFailure)
 
@@ -25,6 +28,29 @@ def retry_reason(exc: psycopg.Error) -> str:
     if isinstance(exc, pgerrors.SerializationFailure):
         return "serialization failure"
     return "lock timeout"
+
+
+def gave_up(exc: psycopg.Error, attempts: int, lock_timeout: Duration) -> str:
+    """Why a step stopped retrying, as the rest of a sentence about it."""
+    reason = retry_reason(exc)
+    if reason == "deadlock":
+        return f"was chosen to end a deadlock with other sessions in each of {attempts} attempts"
+    if reason == "serialization failure":
+        return (f"failed to serialize against concurrent transactions in each of {attempts} attempts "
+                "(its session's default_transaction_isolation is REPEATABLE READ or SERIALIZABLE)")
+    return f"could not take its lock within lock_timeout {lock_timeout} after {attempts} attempts"
+
+
+def gave_up_hint(exc: psycopg.Error, info: psycopg.ConnectionInfo) -> str:
+    """What to do about a step that stopped retrying; ``info``: pgshift's session (its role and database)."""
+    if retry_reason(exc) == "serialization failure":
+        return ("retry when traffic is lower, or let pgshift's role run at READ COMMITTED in this database (a "
+                "role's own setting wins over the database's): "
+                + sql.SQL("ALTER ROLE {} IN DATABASE {} SET default_transaction_isolation = 'read committed';").format(
+                    sql.Identifier(info.user), sql.Identifier(info.dbname)).as_string(None))
+    return "retry when traffic is lower, end the blocking sessions, or raise lock_retries."
+
+
 T = TypeVar("T")
 
 
