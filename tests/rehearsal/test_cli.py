@@ -193,7 +193,8 @@ def test_kill_9_during_the_copy_takes_pg_dump_with_it_and_the_next_rehearse_drop
 
 def test_the_sweep_leaves_clones_of_running_and_kept_rehearsals(source: Conn, db_name: str, db_url: str) -> None:
     from pgshift.db.connect import with_dbname
-    from pgshift.rehearsal.clone import CLAIM_CLASS, IN_PROGRESS, KEPT, sweep_leftover_clones
+    from pgshift.db.scratch import CLAIM_CLASS
+    from pgshift.rehearsal.clone import IN_PROGRESS, KEPT, sweep_leftover_clones
 
     running, kept, used = (f"pgshift_rehearsal_{db_name[:30]}_{h}" for h in ("0000000a", "0000000b", "0000000c"))
     for name, comment in ((running, IN_PROGRESS), (kept, KEPT), (used, IN_PROGRESS)):

@@ -328,3 +328,58 @@ def test_a_database_closed_by_someone_else_stays_closed(pg_server: Any, db_url: 
         finally:
             admin.execute(psycopg.sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS true").format(
                 psycopg.sql.Identifier(db_name)))
+
+
+def test_kill_during_restore_test_leaves_a_scratch_database_that_the_next_one_drops(
+    pg_server: Any, db_url: str, db_name: str, tmp_path: Path
+) -> None:
+    """A kill -9 of `backup verify --restore-test` leaves its scratch database (no process is left to drop
+    it); the next full verification of that database's backups drops it and says so. A scratch database
+    a running verification claims, and one pgshift did not mark, are left alone."""
+    from pgshift.db.scratch import CLAIM_CLASS
+    from pgshift.safety.verify import SCRATCH_MARK
+
+    seed(db_url, rows=20)
+    role = f"sleep_{db_name}"
+    with psycopg.connect(db_url, autocommit=True) as setup:
+        setup.execute(psycopg.sql.SQL(SLOW_CHECK.replace("\\_restoring\\_", "pgshift\\_verify\\_")).format(
+            role=psycopg.sql.Literal(role)))
+    folder = take_backup(make_settings(tmp_path, db_url, pg_server), db_url).backup.path
+    scratch_like = f"pgshift\\_verify\\_{db_name[:30]}\\_%"
+    running, unmarked = (f"pgshift_verify_{db_name[:30]}_{h}" for h in ("0000000a", "0000000b"))
+    with psycopg.connect(pg_server.admin_url, autocommit=True) as admin, \
+            psycopg.connect(db_url, autocommit=True) as claimer:
+        try:
+            admin.execute(psycopg.sql.SQL("CREATE ROLE {}").format(psycopg.sql.Identifier(role)))
+            proc = start_pgshift(["backup", "verify", str(folder), "--restore-test"], cwd=tmp_path, url=db_url,
+                                 env=_env(pg_server))
+            _wait_until(lambda: admin.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname LIKE %s AND wait_event = 'PgSleep'",
+                (scratch_like,)).fetchone() == (1,), "the restore-test did not reach the slow check")
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+            admin.execute(psycopg.sql.SQL("DROP ROLE {}").format(psycopg.sql.Identifier(role)))
+            [leftover] = databases(pg_server.admin_url, scratch_like)
+            if admin.info.server_version < 140000:  # no client_connection_check_interval: the sleep runs on
+                admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
+                              (leftover,))
+            _wait_until(lambda: admin.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s",
+                                              (leftover,)).fetchone() == (0,), "the killed restore's session stayed")
+            # A verification still running (its claim held, from the same database), and a database pgshift
+            # did not mark: neither is a leftover.
+            for name in (running, unmarked):
+                admin.execute(psycopg.sql.SQL("CREATE DATABASE {}").format(psycopg.sql.Identifier(name)))
+            admin.execute(psycopg.sql.SQL("COMMENT ON DATABASE {} IS {}").format(
+                psycopg.sql.Identifier(running), psycopg.sql.Literal(SCRATCH_MARK)))
+            claimer.execute("SELECT pg_advisory_lock(%s, hashtext(%s))", (CLAIM_CLASS, running))
+
+            rerun = run_pgshift(["backup", "verify", str(folder), "--restore-test"], cwd=tmp_path, url=db_url,
+                                env=_env(pg_server))
+            assert rerun.returncode == 0, rerun.stderr
+            assert f"dropped scratch database {leftover}, left behind by a verification that was killed" \
+                in " ".join(rerun.stderr.split()), rerun.stderr
+            assert sorted(databases(pg_server.admin_url, scratch_like)) == [running, unmarked]
+        finally:
+            admin.execute(psycopg.sql.SQL("DROP ROLE IF EXISTS {}").format(psycopg.sql.Identifier(role)))
+            for name in databases(pg_server.admin_url, scratch_like):
+                drop_database(admin, name)

@@ -104,6 +104,8 @@ def verify_cmd(settings: Settings, backup: str, restore_test: bool, as_json: boo
     if as_json:
         print_json(report.as_dict())
         return
+    for note in report.notes:
+        stderr.print(f"[yellow]note[/] {escape(note)}", highlight=False)
     for line in report.passed:
         stdout.print(f"[green]passed[/]  {line}")
     stdout.print(f"backup {report.path} verified ({report.level}) in {report.seconds:.1f}s")

@@ -24,6 +24,7 @@ from psycopg import sql
 
 from pgshift.db.connect import connect, dbname_in, drop_database, mask_password, server_major, with_dbname
 from pgshift.db.privileges import REHEARSAL_COPY, require_createdb, require_readable_tables
+from pgshift.db.scratch import claim, mark, sweep_marked
 from pgshift.errors import BackupFailed, RehearsalFailed
 from pgshift.safety import tools
 
@@ -92,16 +93,13 @@ def clone_name(source: str) -> str:
 # name for the whole run; a clone with the comment whose lock is free was left by a killed pgshift.
 IN_PROGRESS = "pgshift rehearse: in progress (dropped by the next rehearse if its creator is gone)"
 KEPT = "pgshift rehearse --keep: kept on purpose"
-CLAIM_CLASS = 0x70677368  # advisory-lock class id of clone claims ("pgsh")
-
-
 @contextmanager
 def claimed_name(source_url: str) -> Iterator[str]:
-    """A fresh clone name, held (session advisory lock on a maintenance connection) until the end
-    of the ``with``, so no other rehearse sweeps the clone while this run makes or uses it."""
+    """A fresh clone name, held (a claim on a maintenance connection) until the end of the ``with``,
+    so no other rehearse sweeps the clone while this run makes or uses it."""
     name = clone_name(dbname_of(source_url))
     with maintenance_connection(source_url) as holder:
-        holder.execute("SELECT pg_advisory_lock(%s, hashtext(%s))", (CLAIM_CLASS, name))
+        claim(holder, name)
         yield name
 
 
@@ -111,31 +109,13 @@ def sweep_leftover_clones(source_url: str, *, own: str | None = None) -> list[st
     clones, clones of running rehearsals and unmarked databases are left alone."""
     source = dbname_of(source_url)
     pattern = re.compile(rf"pgshift_rehearsal_{re.escape(source[:30])}_[0-9a-f]{{8}}")
-    dropped: list[str] = []
     with maintenance_connection(source_url) as admin:
-        rows = admin.execute(
-            "SELECT datname FROM pg_database WHERE shobj_description(oid, 'pg_database') = %s", (IN_PROGRESS,)
-        ).fetchall()
-        for (name,) in rows:
-            if name == own or not pattern.fullmatch(name):
-                continue
-            row = admin.execute("SELECT pg_try_advisory_lock(%s, hashtext(%s))", (CLAIM_CLASS, name)).fetchone()
-            if not (row and row[0]):
-                continue  # its rehearse is still running
-            try:
-                # Without FORCE: a database someone is connected to is not a leftover.
-                admin.execute(sql.SQL("DROP DATABASE {}").format(sql.Identifier(name)))
-                dropped.append(name)
-            except (pgerrors.ObjectInUse, pgerrors.InsufficientPrivilege, pgerrors.InvalidCatalogName):
-                pass
-            finally:
-                admin.execute("SELECT pg_advisory_unlock(%s, hashtext(%s))", (CLAIM_CLASS, name))
-    return dropped
+        return sweep_marked(admin, IN_PROGRESS, pattern, own=own)
 
 
 def mark_clone(source_url: str, name: str, comment: str) -> None:
     with maintenance_connection(source_url) as admin:
-        admin.execute(sql.SQL("COMMENT ON DATABASE {} IS {}").format(sql.Identifier(name), sql.Literal(comment)))
+        mark(admin, name, comment)
 
 
 def make_clone(source_url: str, *, from_backup: Path | None = None, bindir: str | None = None,
@@ -160,7 +140,7 @@ def make_clone(source_url: str, *, from_backup: Path | None = None, bindir: str 
                     # WAL_LOG (the default) would write the whole database into WAL for every standby.
                     query = query + sql.SQL(" STRATEGY FILE_COPY")
                 admin.execute(query)
-                _mark(admin, name)
+                mark(admin, name, IN_PROGRESS)
                 method = "template-file-copy" if strategy else "template"
                 return Clone(name, with_dbname(source_url, name), source, method,
                              time.monotonic() - started, note=carry_settings(admin, source, name))
@@ -174,7 +154,7 @@ def make_clone(source_url: str, *, from_backup: Path | None = None, bindir: str 
             with connect(source_url, application_name="pgshift-rehearse") as reader:
                 require_readable_tables(reader, REHEARSAL_COPY)
         admin.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(name)))
-        _mark(admin, name)
+        mark(admin, name, IN_PROGRESS)
         carried = carry_settings(admin, source, name)
     clone = Clone(name, with_dbname(source_url, name), source,
                   "backup" if from_backup else "pg_dump", 0.0)
@@ -252,10 +232,6 @@ def _guc_list(value: str) -> list[str]:
         i += 1
     items.append(current.strip())
     return [item for item in items if item]
-
-
-def _mark(admin: psycopg.Connection[Any], name: str) -> None:
-    admin.execute(sql.SQL("COMMENT ON DATABASE {} IS {}").format(sql.Identifier(name), sql.Literal(IN_PROGRESS)))
 
 
 def drop_clone(source_url: str, name: str) -> None:

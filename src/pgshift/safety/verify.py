@@ -26,8 +26,9 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from pgshift.db.connect import connect, drop_database, mask_password, with_dbname
+from pgshift.db.connect import connect, drop_database, mask_password, server_major, with_dbname
 from pgshift.db.privileges import require_createdb
+from pgshift.db.scratch import claim, mark, sweep_marked
 from pgshift.errors import BackupFailed
 from pgshift.safety.copydata import TableData, TableKey, table_pattern, tool_copy_data
 from pgshift.safety.follow import ArchiveFollower, TocListing, check_final
@@ -66,10 +67,11 @@ class VerifyReport:
     passed: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     hint: str | None = None  # when a problem needs another remedy than a new backup
+    notes: list[str] = field(default_factory=list)  # what was done beside the checks (a leftover dropped)
 
     def as_dict(self) -> dict[str, Any]:
         return {"path": str(self.path), "level": self.level, "ok": self.ok, "seconds": round(self.seconds, 3),
-                "passed": self.passed, "problems": self.problems}
+                "passed": self.passed, "problems": self.problems, "notes": self.notes}
 
 
 def _tool_major(manifest: Manifest) -> int:
@@ -186,6 +188,11 @@ def restore_into(folder: Path, manifest: Manifest, tool: Tool, url: str, dbname:
                  jobs: int = 1, scratch: bool = True, sections: Sequence[str] = ()) -> None:
     """pg_restore the whole archive (or only ``sections``) into the existing database ``dbname``."""
     conninfo, env = child_connection(url, dbname)
+    with connect(with_dbname(url, dbname), application_name="pgshift-verify") as conn:
+        if server_major(conn) >= 14:
+            # A pg_restore killed with pgshift leaves a backend building an index or checking a constraint
+            # until it ends, keeping the database in use: let the server notice the gone client.
+            conninfo = with_server_options(conninfo, "-c client_connection_check_interval=1s")
     argv = [str(tool.path), f"--dbname={conninfo}", "--exit-on-error"]
     if scratch:
         argv += ["--no-owner", "--no-privileges"]
@@ -354,8 +361,18 @@ def compare_schema(folder: Path, manifest: Manifest, restore: Tool, url: str, db
     return [f"the restored schema differs from the archive's: {' | '.join(diff[:6])}"]
 
 
+SCRATCH_MARK = "pgshift backup verify --restore-test: in progress (dropped by the next one if its run is gone)"
+
+
 def scratch_name(manifest: Manifest) -> str:
     return f"pgshift_verify_{manifest.database[:30]}_{secrets.token_hex(4)}"
+
+
+def _sweep_scratch(admin: psycopg.Connection[Any], manifest: Manifest, own: str, report: VerifyReport) -> None:
+    """Drop the scratch databases that killed verifications of this database's backups left behind."""
+    pattern = re.compile(rf"pgshift_verify_{re.escape(manifest.database[:30])}_[0-9a-f]{{8}}")
+    for name in sweep_marked(admin, SCRATCH_MARK, pattern, own=own):
+        report.notes.append(f"dropped scratch database {name}, left behind by a verification that was killed")
 
 
 def verify_backup(
@@ -508,6 +525,7 @@ def _create_scratch(admin: psycopg.Connection[Any], scratch: str, manifest: Mani
         statement = sql.SQL("{} ENCODING {} LC_COLLATE 'C' LC_CTYPE 'C'").format(
             statement, sql.Literal(manifest.encoding))
     admin.execute(statement)
+    mark(admin, scratch, SCRATCH_MARK)
 
 
 def _restore_scratch(folder: Path, manifest: Manifest, tool: Tool, url: str, admin: psycopg.Connection[Any],
@@ -560,6 +578,8 @@ def _restore_test(folder: Path, manifest: Manifest, tool: Tool, url: str, report
     restored = VerifyReport(report.path, report.level, ok=False)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="pgshift-verify-read") as pool, \
             connect(url, application_name="pgshift-verify") as admin:
+        claim(admin, scratch)  # for this session's life: the next run's sweep leaves the scratch alone
+        _sweep_scratch(admin, manifest, scratch, report)
         reading = pool.submit(read_back, quick)
         _create_scratch(admin, scratch, manifest)
         owners = False
