@@ -383,3 +383,62 @@ def test_kill_during_restore_test_leaves_a_scratch_database_that_the_next_one_dr
             admin.execute(psycopg.sql.SQL("DROP ROLE IF EXISTS {}").format(psycopg.sql.Identifier(role)))
             for name in databases(pg_server.admin_url, scratch_like):
                 drop_database(admin, name)
+
+
+# What PostgreSQL raises when a relation cannot grow (md.c, mdextend), here only in --restore-test's scratch
+# copy: a server whose disk is too small for a second copy of the database.
+FULL_DISK_IN = """
+CREATE FUNCTION fits(x int) RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN
+    IF current_database() LIKE {copies} THEN
+        RAISE EXCEPTION USING ERRCODE = 'disk_full', HINT = 'Check free disk space.',
+            MESSAGE = 'could not extend file "base/16384/16385": No space left on device';
+    END IF;
+    RETURN true;
+END $$;
+CREATE TABLE big (x int CHECK (fits(x)));
+INSERT INTO big VALUES (1);
+"""
+
+
+def test_a_server_too_full_for_the_scratch_copy_is_not_blamed_on_the_backup(
+    pg_server: Any, db_url: str, db_name: str, tmp_path: Path
+) -> None:
+    """The restore-test needs room for a second copy of the database on the server. When the server's disk
+    fills up, the backup is not at fault: exit 15 (disk full), not 13 (the backup failed verification), a
+    hint about space, and no scratch database left behind."""
+    seed(db_url, rows=20)
+    with psycopg.connect(db_url, autocommit=True) as setup:
+        setup.execute(psycopg.sql.SQL(FULL_DISK_IN).format(copies=psycopg.sql.Literal("pgshift\\_verify\\_%")))
+    folder = take_backup(make_settings(tmp_path, db_url, pg_server), db_url).backup.path
+    done = run_pgshift(["backup", "verify", str(folder), "--restore-test"], cwd=tmp_path, url=db_url,
+                       env=_env(pg_server))
+    message = " ".join(done.stderr.split())
+    assert done.returncode == 15, message
+    assert "error (disk-full)" in message and "the disk filled up while restoring the scratch copy" in message
+    assert "No space left on device" in message and "This says nothing against the backup" in message
+    assert "take a new one" not in message and "free space on the database server" in message
+    assert databases(pg_server.admin_url, f"pgshift\\_verify\\_{db_name[:30]}\\_%") == []
+
+
+@pytest.mark.parametrize("copies", ["pgshift\\_verify\\_%", "%\\_restoring\\_%"])
+def test_a_restore_the_server_has_no_room_for_leaves_the_live_database_and_says_so(
+    pg_server: Any, db_url: str, db_name: str, tmp_path: Path, copies: str
+) -> None:
+    """`pgshift restore` makes two copies before its swap: the verification's scratch copy, then the restored
+    copy beside the live database. Either filling the disk stops the restore with exit 15 and a hint about
+    space (not "choose another backup"); the live database is untouched and no copy is left."""
+    seed(db_url, rows=20)
+    with psycopg.connect(db_url, autocommit=True) as setup:
+        setup.execute(psycopg.sql.SQL(FULL_DISK_IN).format(copies=psycopg.sql.Literal(copies)))
+    folder = take_backup(make_settings(tmp_path, db_url, pg_server), db_url).backup.path
+    with psycopg.connect(db_url, autocommit=True) as live:
+        live.execute("INSERT INTO accounts (id, owner) VALUES (100000, 'after the backup')")
+    done = run_pgshift(["restore", str(folder), "--yes"], cwd=tmp_path, url=db_url, env=_env(pg_server))
+    message = " ".join(done.stderr.split())
+    assert done.returncode == 15, message
+    assert "No space left on device" in message and f"the live database {db_name} was not touched" in message
+    assert "about twice the database's size" in message and "choose another backup" not in message
+    assert count(db_url, "accounts") == 21  # the row written after the backup is still there
+    assert databases(pg_server.admin_url, f"{db_name}\\_%") == []
+    assert databases(pg_server.admin_url, f"pgshift\\_verify\\_{db_name[:30]}\\_%") == []

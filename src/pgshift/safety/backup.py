@@ -57,6 +57,7 @@ from pgshift.safety.tools import (
     die_with_parent,
     find_tool,
     lock_waited_on,
+    out_of_space,
     server_info,
     with_server_options,
 )
@@ -542,7 +543,7 @@ def _dump_failed(tool: Tool, dump: _DumpProcess, code: int, target: Path, settin
     locked = lock_waited_on(detail)
     if locked:
         raise _lock_held(f"table {locked}", settings.lock_wait)
-    if "No space left on device" in detail or "Disk quota exceeded" in detail:
+    if out_of_space(detail):
         raise DiskFull(f"The disk holding {target.parent} filled up during the backup. {detail}",
                        hint="the partial dump was removed and the database was not changed; free space there "
                             "or set backup.directory (or --to) to a larger disk.")

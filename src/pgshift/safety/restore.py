@@ -31,12 +31,12 @@ from pgshift.db.connect import connect, drop_database, mask_password, with_dbnam
 from pgshift.db.history import History
 from pgshift.db.lock import lock_holder, lock_key
 from pgshift.db.privileges import require_createdb, require_database_owner
-from pgshift.errors import BackupFailed, DatabaseClosed, PgshiftError, RestoreFailed, server_message
+from pgshift.errors import BackupFailed, DatabaseClosed, DiskFull, PgshiftError, RestoreFailed, server_message
 from pgshift.safety.copydata import is_copy_header
 from pgshift.safety.dbprops import apply_properties, archived_properties
 from pgshift.safety.hooks import poll_health, run_hook
 from pgshift.safety.manifest import HASHED, Manifest, now_iso, pin_settings, read_manifest, record_restore, table_stat
-from pgshift.safety.tools import CLIENT_ENCODING, child_env, database_codec, die_with_parent
+from pgshift.safety.tools import CLIENT_ENCODING, child_env, database_codec, die_with_parent, out_of_space
 from pgshift.safety.verify import compare_tables, restore_into, restore_tool, verify_backup
 
 Say = Callable[[str], None]
@@ -190,6 +190,9 @@ def _restore(settings: Settings, folder: Path, url: str, live: str, report: Rest
     try:
         verify = verify_backup(folder, full=True, url=url, bindir=settings.backup.pg_bindir,
                                jobs=settings.backup.jobs)
+    except DiskFull as exc:
+        report.step("verify", False, exc.message, say)
+        raise _disk_full(f"{exc.message} Nothing was restored", live) from exc
     except BackupFailed as exc:
         report.step("verify", False, exc.message, say)
         raise RestoreFailed(f"{exc.message} Nothing was restored; the live database {live} was not touched.",
@@ -225,6 +228,13 @@ def _restore(settings: Settings, folder: Path, url: str, live: str, report: Rest
             f"{health.url} did not answer 2xx within {timeout:.0f}s (last: {health.error})")
         report.step("health", health.ok, detail, say)
     _log_event(url, report)
+
+
+def _disk_full(what: str, live: str) -> DiskFull:
+    return DiskFull(
+        f"{what.rstrip('.')}; the live database {live} was not touched.",
+        hint=f"free space on the database server: a restore needs room for the scratch copy its verification makes, "
+             f"then for the restored copy beside {live} until the swap (about twice the database's size).")
 
 
 def _hook(argv: list[str], name: str, report: RestoreReport, say: Say | None) -> bool:
@@ -267,6 +277,9 @@ def _restore_beside(settings: Settings, folder: Path, url: str, admin_url: str, 
         except BackupFailed as exc:
             report.step("restore", False, exc.message, say)
             drop_database(admin, new_db)
+            if out_of_space(exc.message):
+                raise _disk_full(f"The disk filled up while restoring beside {live}: {exc.message} The copy "
+                                 "was dropped", live) from exc
             raise RestoreFailed(f"{exc.message} The live database {live} was not touched.") from exc
         except BaseException:
             drop_database(admin, new_db)

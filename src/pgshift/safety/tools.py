@@ -162,6 +162,12 @@ def dbname_of(url: str) -> str:
     return name
 
 
+def out_of_space(text: str) -> bool:
+    """Whether a tool's error is a full disk (the server's, or this machine's): PostgreSQL prints the
+    operating system's message after the file it could not extend or write."""
+    return "No space left on device" in text or "Disk quota exceeded" in text
+
+
 def run_tool(argv: list[str], env: dict[str, str], *, what: str, timeout: float | None = None) -> str:
     """Run a client tool to completion and return its output as text (a SQL script is decoded in
     the encoding it declares); BackupFailed with its (masked) stderr on failure."""

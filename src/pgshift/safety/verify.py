@@ -29,7 +29,7 @@ from psycopg import sql
 from pgshift.db.connect import connect, drop_database, mask_password, server_major, with_dbname
 from pgshift.db.privileges import require_createdb
 from pgshift.db.scratch import claim, mark, sweep_marked
-from pgshift.errors import BackupFailed
+from pgshift.errors import BackupFailed, DiskFull
 from pgshift.safety.copydata import TableData, TableKey, table_pattern, tool_copy_data
 from pgshift.safety.follow import ArchiveFollower, TocListing, check_final
 from pgshift.safety.manifest import (
@@ -52,6 +52,7 @@ from pgshift.safety.tools import (
     child_connection,
     database_codec,
     find_tool,
+    out_of_space,
     run_tool,
     server_info,
     with_server_options,
@@ -408,6 +409,13 @@ def verify_backup(
         report.ok = not report.problems
         if record and (folder / "manifest.json").exists():
             record_verification(folder, {"at": now_iso(), **report.as_dict()})
+    if full and (full_disk := [p for p in report.problems if out_of_space(p)]):
+        raise DiskFull(
+            f"The full verification of {folder} could not finish: the disk filled up while restoring the "
+            f"scratch copy ({'; '.join(p.rstrip('.') for p in full_disk)}). This says nothing against the "
+            "backup: it was not fully checked. The scratch database was dropped.",
+            hint="free space on the database server (the scratch copy needs about the database's size, "
+                 f"{_size_of(folder)}), or run the restore-test on another server with --database-url.")
     if report.problems:
         raise BackupFailed(
             f"The backup {folder} failed {report.level} verification: "
@@ -415,6 +423,13 @@ def verify_backup(
             hint=report.hint or "do not rely on this backup; take a new one with `pgshift backup`.",
         )
     return report
+
+
+def _size_of(folder: Path) -> str:
+    try:
+        return f"{read_manifest(folder).database_size_bytes / 1e6:,.0f} MB on the source"
+    except BackupFailed:
+        return "unknown"
 
 
 def _verify(folder: Path, report: VerifyReport, full: bool, url: str | None,
