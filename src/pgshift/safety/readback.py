@@ -38,7 +38,7 @@ _PG_DUMP_SESSION = (
 
 
 def has_wide_rows(table: TableStat) -> bool:
-    return bool(table.rows) and table.size_bytes / max(table.rows or 1, 1) >= WIDE_ROW_BYTES
+    return table.rows is not None and 0 < table.rows * WIDE_ROW_BYTES <= table.size_bytes
 
 
 def read_rows(url: str, dbname: str, key: TableKey, *, timezone: str, encoding: str,

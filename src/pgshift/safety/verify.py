@@ -189,7 +189,7 @@ def restore_into(folder: Path, manifest: Manifest, tool: Tool, url: str, dbname:
                  jobs: int = 1, scratch: bool = True, sections: Sequence[str] = ()) -> None:
     """pg_restore the whole archive (or only ``sections``) into the existing database ``dbname``."""
     conninfo, env = child_connection(url, dbname)
-    with connect(with_dbname(url, dbname), application_name="pgshift-verify") as conn:
+    with connect(with_dbname(url, dbname), application_name="pgshift") as conn:
         if server_major(conn) >= 14:
             # A pg_restore killed with pgshift leaves a backend building an index or checking a constraint
             # until it ends, keeping the database in use: let the server notice the gone client.
