@@ -93,6 +93,8 @@ def clone_name(source: str) -> str:
 # name for the whole run; a clone with the comment whose lock is free was left by a killed pgshift.
 IN_PROGRESS = "pgshift rehearse: in progress (dropped by the next rehearse if its creator is gone)"
 KEPT = "pgshift rehearse --keep: kept on purpose"
+
+
 @contextmanager
 def claimed_name(source_url: str) -> Iterator[str]:
     """A fresh clone name, held (a claim on a maintenance connection) until the end of the ``with``,
