@@ -442,3 +442,31 @@ def test_a_restore_the_server_has_no_room_for_leaves_the_live_database_and_says_
     assert count(db_url, "accounts") == 21  # the row written after the backup is still there
     assert databases(pg_server.admin_url, f"{db_name}\\_%") == []
     assert databases(pg_server.admin_url, f"pgshift\\_verify\\_{db_name[:30]}\\_%") == []
+
+
+def test_an_archive_that_reads_back_but_does_not_restore_here_is_not_called_for_a_new_backup(
+    pg_server: Any, db_url: str, db_name: str, tmp_path: Path
+) -> None:
+    """The archive is intact (checksums, read-back), but the restore-test's pg_restore stops on something the
+    server lacks (here a check raising what a missing extension's function would). A new backup would fail the
+    same way, so the hint says what to provide instead of "take a new one"."""
+    seed(db_url, rows=20)
+    with psycopg.connect(db_url, autocommit=True) as setup:
+        setup.execute(psycopg.sql.SQL(FULL_DISK_IN.replace("disk_full", "undefined_file").replace(
+            'could not extend file "base/16384/16385": No space left on device',
+            'could not access file "$libdir/postgis-3": No such file or directory')).format(
+                copies=psycopg.sql.Literal("pgshift\\_verify\\_%")))
+    folder = take_backup(make_settings(tmp_path, db_url, pg_server), db_url).backup.path
+    done = run_pgshift(["backup", "verify", str(folder), "--restore-test"], cwd=tmp_path, url=db_url,
+                       env=_env(pg_server))
+    message = " ".join(done.stderr.split())
+    assert done.returncode == 13, message
+    assert 'could not access file "$libdir/postgis-3"' in message
+    assert "the archive is intact (its checksums and read-back passed) but does not restore on this server" \
+        in message and "take a new one" not in message
+    assert databases(pg_server.admin_url, f"pgshift\\_verify\\_{db_name[:30]}\\_%") == []
+    # `pgshift restore` verifies first: another backup would not restore either, so its hint is the same.
+    done = run_pgshift(["restore", str(folder), "--yes"], cwd=tmp_path, url=db_url, env=_env(pg_server))
+    message = " ".join(done.stderr.split())
+    assert done.returncode != 0 and "Nothing was restored" in message, message
+    assert "does not restore on this server" in message and "choose another backup" not in message

@@ -420,7 +420,7 @@ def verify_backup(
         raise BackupFailed(
             f"The backup {folder} failed {report.level} verification: "
             + "; ".join(p.rstrip(".") for p in report.problems) + ".",
-            hint=report.hint or "do not rely on this backup; take a new one with `pgshift backup`.",
+            hint=report.hint or NEW_BACKUP_HINT,
         )
     return report
 
@@ -572,7 +572,13 @@ def _restore_scratch(folder: Path, manifest: Manifest, tool: Tool, url: str, adm
 _MISSING_ROLE = re.compile(r'role "([^"]+)" does not exist')
 
 
+NEW_BACKUP_HINT = "do not rely on this backup; take a new one with `pgshift backup`."
 _DATA_SECTIONS = ("pre-data", "data")
+RESTORE_HINT = ("the archive is intact (its checksums and read-back passed) but does not restore on this server: "
+                "pg_restore's error names what stops it, often something the server lacks (an extension, a "
+                "tablespace, a collation, a function a check calls); a new backup would restore the same way. "
+                "Provide it on this server, or run the restore-test on a server like the source (--database-url), "
+                "and do not rely on this backup until it restores.")
 POST_DATA_HINT = ("the rows restore but an index, constraint, trigger or grant does not (pg_restore's error names "
                   "it), and a new backup would restore the same way: fix that object in the source database (an "
                   "index's function must not rely on search_path, which pg_restore empties: schema-qualify what it "
@@ -613,6 +619,7 @@ def _restore_test(folder: Path, manifest: Manifest, tool: Tool, url: str, report
                 return
             if restored.problems:
                 report.problems.extend(restored.problems)
+                report.hint = RESTORE_HINT
                 return
             compared = VerifyReport(report.path, report.level, ok=False)
             failed = _compare_restored(
