@@ -279,3 +279,22 @@ def test_a_copy_by_pg_dump_that_row_level_security_would_cut_short_is_refused_be
         assert "public.docs (owner" in message and "FORCE ROW LEVEL SECURITY" in message, message
         assert "no clone was made" in message and "BYPASSRLS" in message, message
         assert clones_of(source, db_name) == []
+
+
+def test_from_backup_takes_a_backup_as_backup_verify_and_restore_do(source: Conn, db_url: str,
+                                                                    tmp_path: Path) -> None:
+    """`--from-backup latest` or a folder's name in backup.directory, as `backup verify` and `restore` take
+    them (it used to want a path, and said "Path 'latest' does not exist"); a name that is no backup is
+    exit 13 with what to name instead."""
+    folder = write_migrations(tmp_path / "m", REVERSIBLE)
+    env = {**os.environ, "PGSHIFT_BACKUP__DIRECTORY": str(tmp_path / "backups")}
+    made = _run(["backup", "-d", db_url], tmp_path, env=env)
+    assert made.returncode == 0, made.stderr
+    [backup] = (tmp_path / "backups").iterdir()
+    for name in ("latest", backup.name):
+        done = _run(["rehearse", "-d", db_url, "--dir", str(folder), "--from-backup", name], tmp_path, env=env)
+        assert done.returncode == 0, done.stderr
+        assert f"restored from {backup}" in " ".join(done.stdout.split()), done.stdout
+    missing = _run(["rehearse", "-d", db_url, "--dir", str(folder), "--from-backup", "nope"], tmp_path, env=env)
+    assert missing.returncode == 13, missing.stderr
+    assert "No backup named nope" in missing.stderr and "`pgshift backup list`" in missing.stderr

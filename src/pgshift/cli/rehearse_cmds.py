@@ -29,8 +29,9 @@ def _note(message: str) -> None:
 @click.option("--large-table-rows", type=click.IntRange(min=0), default=None,
               help="A rewrite of a table this big fails (default: lint.large_table_rows).")
 @click.option("--test-cmd", default=None, help="Run this after migrating, with DATABASE_URL set to the clone.")
-@click.option("--from-backup", type=click.Path(exists=True, path_type=Path), default=None,
-              help="Make the clone from this pg_dump archive or pgshift backup folder.")
+@click.option("--from-backup", "from_backup", default=None, metavar="BACKUP",
+              help="Make the clone from this backup: a pgshift backup folder, its name in backup.directory, "
+                   "'latest', or a pg_dump archive.")
 @click.option("--keep", is_flag=True, help="Keep the clone afterwards (its name is printed).")
 @click.option("--no-down", is_flag=True, help="Skip the rollback-and-reapply reversibility check.")
 @click.option("--html", "html_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
@@ -38,7 +39,7 @@ def _note(message: str) -> None:
 @fleet_view.targets_option
 @handle_errors
 def rehearse_cmd(settings: Settings, as_json: bool, load_rate: float, load_threads: int, stall_budget: str,
-                 large_table_rows: int | None, test_cmd: str | None, from_backup: Path | None, keep: bool,
+                 large_table_rows: int | None, test_cmd: str | None, from_backup: str | None, keep: bool,
                  no_down: bool, html_file: Path | None, targets_file: str | None) -> None:
     """Prove the pending migrations on a clone of the database, under load, before production.
 
@@ -49,7 +50,10 @@ def rehearse_cmd(settings: Settings, as_json: bool, load_rate: float, load_threa
     options = api.RehearsalOptions(
         load_rate=load_rate, load_threads=load_threads,
         stall_budget_ms=duration_ms(stall_budget, key="--stall-budget"), large_table_rows=large_table_rows,
-        test_cmd=test_cmd, from_backup=from_backup, keep=keep, check_down=not no_down,
+        test_cmd=test_cmd, keep=keep, check_down=not no_down,
+        # As `backup verify` and `restore` take it (--targets refuses it: an archive is one database's).
+        from_backup=None if from_backup is None else (
+            Path(from_backup) if targets_file is not None else api.resolve_backup(settings, from_backup)),
     )
     if targets_file is not None:
         with fleet_view.events(quiet=as_json) as events:
