@@ -388,3 +388,28 @@ def test_restore_table_refuses_other_content_and_reports_an_empty_table(
         restore_table(settings, folder, "trades", db_url)
     assert count(db_url, "trades WHERE qty = 0") == 5  # rolled back: the table is as it was
     assert count(db_url, "pg_tables WHERE tablename LIKE 'trades_pre_restore_%'") == 0
+
+
+def test_restoring_a_table_that_is_gone_or_locked_says_what_to_do(pg_server: Any, db_url: str,
+                                                                  tmp_path: Path) -> None:
+    """`restore --table` fills a table that exists. A dropped one is named as such, with the two ways on
+    (create it, then restore its rows; or restore the whole database); a table another session keeps locked
+    gives up after lock_timeout, naming it. Nothing is changed in either case."""
+    seed(db_url, rows=20)
+    settings = dataclasses.replace(make_settings(tmp_path, db_url, pg_server), lock_timeout=Duration.parse("200ms"))
+    folder = take_backup(settings, db_url).backup.path
+    with psycopg.connect(db_url) as holder:
+        holder.execute("LOCK TABLE accounts IN ACCESS SHARE MODE")
+        with pytest.raises(RestoreFailed) as locked:
+            restore_table(settings, folder, "accounts", db_url)
+        holder.rollback()
+    assert "gave up waiting for its lock after lock_timeout (200 ms)" in locked.value.message
+    assert "raise lock_timeout" in (locked.value.hint or "")
+    assert count(db_url, "accounts") == 20
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("DROP TABLE accounts CASCADE")
+    with pytest.raises(RestoreFailed) as gone:
+        restore_table(settings, folder, "accounts", db_url)
+    assert "Table public.accounts does not exist in the live database" in gone.value.message
+    hint = gone.value.hint or ""
+    assert "create the table first" in hint and f"pgshift restore {folder}" in hint

@@ -25,6 +25,7 @@ from typing import Any
 
 import psycopg
 from psycopg import conninfo, sql
+from psycopg import errors as pgerrors
 
 from pgshift.config import Settings
 from pgshift.db.connect import connect, drop_database, mask_password, with_dbname
@@ -465,6 +466,18 @@ def restore_table(settings: Settings, backup: str | Path, table: str, url: str |
                     f"manifest {expected.rows}); the transaction was rolled back and the table is unchanged.")
             _advance_owned_sequences(conn, schema, name)
             conn.commit()
+    except pgerrors.UndefinedTable as exc:
+        raise RestoreFailed(
+            f"Table {schema}.{name} does not exist in the live database: `restore --table` puts a backup's rows "
+            "back into a table that is there. Nothing was changed.",
+            hint=f"create the table first (`pgshift migrate` runs the migration that makes it), then restore its "
+                 f"rows again; or restore the whole database with `pgshift restore {folder}`.") from exc
+    except pgerrors.LockNotAvailable as exc:
+        raise RestoreFailed(
+            f"Restoring table {schema}.{name} gave up waiting for its lock after lock_timeout "
+            f"({settings.lock_timeout_ms} ms): another session holds a lock on it. Nothing was changed.",
+            hint="retry when traffic is lower, or raise lock_timeout; `pgshift check` lists the sessions that "
+                 "hold locks.") from exc
     except psycopg.Error as exc:
         raise RestoreFailed(f"Restoring table {schema}.{name} failed and was rolled back, the table is "
                             f"unchanged: {mask_password(str(exc)).strip()}") from exc
