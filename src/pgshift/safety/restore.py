@@ -37,6 +37,7 @@ from pgshift.safety.copydata import is_copy_header
 from pgshift.safety.dbprops import apply_properties, archived_properties
 from pgshift.safety.hooks import poll_health, run_hook
 from pgshift.safety.manifest import HASHED, Manifest, now_iso, pin_settings, read_manifest, record_restore, table_stat
+from pgshift.safety.sequences import archived_sequences, compare_sequences
 from pgshift.safety.tools import CLIENT_ENCODING, child_env, database_codec, die_with_parent, out_of_space
 from pgshift.safety.verify import NEW_BACKUP_HINT, compare_tables, restore_into, restore_tool, verify_backup
 
@@ -270,10 +271,12 @@ def _restore_beside(settings: Settings, folder: Path, url: str, admin_url: str, 
             report.step("restore", True, f"restored into new database {new_db}", say)
             with connect(with_dbname(url, new_db), application_name="pgshift-restore") as conn:
                 problems = compare_tables(conn, read_manifest(folder), hashes=False)
+                problems += compare_sequences(conn, archived_sequences(
+                    folder / manifest.dump, restore_tool(manifest, settings.backup.pg_bindir)))
             if problems:
                 report.step("compare", False, "; ".join(problems), say)
                 raise RestoreFailed(
-                    f"The restored copy does not match the manifest: {'; '.join(problems)}. The copy was "
+                    f"The restored copy does not match the backup: {'; '.join(problems)}. The copy was "
                     f"dropped; the live database {live} was not touched.")
             report.step("compare", True, f"row counts of {len(manifest.tables)} table(s) match the manifest", say)
             _carry_properties(admin, folder, manifest, settings, new_db, live, report, say)

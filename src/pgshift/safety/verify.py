@@ -47,6 +47,7 @@ from pgshift.safety.manifest import (
     write_private,
 )
 from pgshift.safety.readback import has_wide_rows, read_rows
+from pgshift.safety.sequences import archived_sequences, compare_sequences
 from pgshift.safety.tools import (
     Tool,
     child_connection,
@@ -665,9 +666,10 @@ def _compare_restored(folder: Path, manifest: Manifest, tool: Tool, url: str, re
     as ``post_data`` is done, beside that read if it still runs; a failure of ``post_data`` is returned,
     not reported (a missing role is retried)."""
     large = [t.qualified for t in manifest.tables if t.check in LARGE]
-    with ThreadPoolExecutor(max_workers=3, thread_name_prefix="pgshift-verify-rows") as pool:
+    with ThreadPoolExecutor(max_workers=4, thread_name_prefix="pgshift-verify-rows") as pool:
         post = pool.submit(post_data) if post_data is not None else None
         schema_script = pool.submit(archived_schema, folder, manifest, tool, owners=owners)
+        sequences = pool.submit(archived_sequences, folder / manifest.dump, tool)
         rows = pool.submit(compare_large_tables, manifest, archived, url, scratch, bindir) \
             if large and archived is not None else None
         # Counted in their byte-for-byte read.
@@ -676,11 +678,16 @@ def _compare_restored(folder: Path, manifest: Manifest, tool: Tool, url: str, re
         try:
             with connect(with_dbname(url, scratch), application_name="pgshift-verify") as conn:
                 problems = compare_tables(conn, manifest, read_elsewhere=read_elsewhere)
+                set_by_archive = sequences.result()
+                wrong_sequences = compare_sequences(conn, set_by_archive)
             report.problems.extend(problems)
             if not problems and (counted := len(manifest.tables) - len(read_elsewhere)):
                 hashed = sum(1 for t in manifest.tables if t.check in HASHED)
                 report.passed.append(f"row counts of {counted} table(s) match"
                                      + (f", and content hashes of {hashed}" if hashed else ""))
+            report.problems.extend(wrong_sequences)
+            if set_by_archive and not wrong_sequences:
+                report.passed.append(f"the positions of {len(set_by_archive)} sequence(s) match the archive's")
             failed: BackupFailed | None = None
             if post is not None:
                 try:
