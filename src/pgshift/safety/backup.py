@@ -43,6 +43,7 @@ from pgshift.safety.manifest import (
     Manifest,
     TableLocked,
     TableStat,
+    count_large_objects,
     file_entries,
     now_iso,
     read_manifest,
@@ -357,6 +358,7 @@ def take_backup(
                 conn, settings, tool, conninfo, env, folder / dump_name, fmt, jobs, progress, on_child, restore,
             )
             head = _history_head(conn, settings.history_schema)
+            large_objects = count_large_objects(conn)  # in pg_dump's snapshot too
             conn.rollback()
         except BaseException as exc:
             _discard(folder, follower, mark)
@@ -388,7 +390,7 @@ def take_backup(
         database_size_bytes=int(db_size), tables=stats, files=files,
         tools={"pg_dump": tool.version, "pgshift": __version__}, host=_host_of(url or ""), notes=notes,
         snapshot_shared=not any(n.startswith(_NO_SNAPSHOT) for n in notes), dump_timezone=DUMP_TIMEZONE,
-        encoding=str(encoding), dump_settings=dump_settings,
+        encoding=str(encoding), dump_settings=dump_settings, large_objects=large_objects,
     )
     try:
         write_private(folder / MANIFEST, manifest.to_json())

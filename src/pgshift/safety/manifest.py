@@ -104,6 +104,7 @@ class Manifest:
     dump_timezone: str | None = None  # TimeZone of pg_dump's session (how timestamptz rows print)
     encoding: str | None = None  # the database's encoding: a scratch copy is made in the same one
     dump_settings: dict[str, str] | None = None  # DUMP_OUTPUT_SETTINGS as pg_dump's session had them
+    large_objects: int | None = None  # how many pg_dump's snapshot held (None: not recorded, older backups)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
@@ -277,3 +278,8 @@ def verifications(folder: Path) -> list[dict[str, Any]]:
     except (OSError, ValueError):
         return []
     return [r for r in data if isinstance(r, dict)]
+
+
+def count_large_objects(conn: psycopg.Connection[Any]) -> int:
+    row = conn.execute("SELECT count(*) FROM pg_catalog.pg_largeobject_metadata").fetchone()
+    return int(row[0]) if row else 0

@@ -38,6 +38,7 @@ from pgshift.safety.manifest import (
     MANIFEST,
     Manifest,
     TableStat,
+    count_large_objects,
     now_iso,
     pin_settings,
     read_manifest,
@@ -232,6 +233,9 @@ def compare_tables(conn: psycopg.Connection[Any], manifest: Manifest, *, hashes:
         elif limit is None and got.content_hash != table.content_hash:
             problems.append(f"table {table.qualified} has the right row count but different content "
                             f"(hash {got.content_hash}, manifest {table.content_hash})")
+    # Only where the backup holds some: a scratch copy starts from template0, which has none.
+    if manifest.large_objects and (objects := count_large_objects(conn)) != manifest.large_objects:
+        problems.append(f"{objects} large object(s) were restored, the backup holds {manifest.large_objects}")
     return problems
 
 
@@ -685,6 +689,8 @@ def _compare_restored(folder: Path, manifest: Manifest, tool: Tool, url: str, re
                 hashed = sum(1 for t in manifest.tables if t.check in HASHED)
                 report.passed.append(f"row counts of {counted} table(s) match"
                                      + (f", and content hashes of {hashed}" if hashed else ""))
+            if not problems and manifest.large_objects:
+                report.passed.append(f"all {manifest.large_objects} large object(s) are there (counted)")
             report.problems.extend(wrong_sequences)
             if set_by_archive and not wrong_sequences:
                 report.passed.append(f"the positions of {len(set_by_archive)} sequence(s) match the archive's")

@@ -1,5 +1,6 @@
-"""The restore-test compares every sequence's position with the one the archive sets: a restore that
-left a sequence behind its keys would fail the application's next insert, which no row count notices."""
+"""What no table's row count shows: the restore-test compares every sequence's position with the one the
+archive sets (a sequence left behind its keys fails the application's next insert), and the number of
+large objects with the one in pg_dump's snapshot."""
 
 from __future__ import annotations
 
@@ -106,3 +107,31 @@ def test_a_sequence_the_restore_left_elsewhere_fails_the_restore_test_and_the_re
     message = stopped.value.message
     assert "The restored copy does not match the backup: sequence public.orders_id_seq is at 42" in message, message
     assert f"the live database {db_name} was not touched" in message
+
+
+def test_large_objects_are_counted_in_pg_dump_s_snapshot_and_in_the_restored_copy(
+        pg_server: Any, db_url: str, db_name: str, tmp_path: Path) -> None:
+    """Large objects live outside every table, so no row count saw them: the backup counts them in
+    pg_dump's snapshot, and the restore-test (and `restore`'s copy) must hold as many."""
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE files (id int PRIMARY KEY, blob oid)")
+        conn.execute("INSERT INTO files SELECT g, lo_from_bytea(0, convert_to(repeat('x', g * 1000), 'UTF8')) "
+                     "FROM generate_series(1, 3) g")
+    settings = make_settings(tmp_path, db_url, pg_server)
+    folder = take_backup(settings, db_url).backup.path
+    manifest = read_manifest(folder)
+    assert manifest.large_objects == 3
+    report = verify.verify_backup(folder, full=True, url=db_url, bindir=settings.backup.pg_bindir)
+    assert "all 3 large object(s) are there (counted)" in report.passed, report.passed
+    copy = f"{db_name}_copy"
+    with psycopg.connect(db_url, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(copy)))
+        try:
+            restore_into(folder, manifest, restore_tool(manifest, settings.backup.pg_bindir), db_url, copy)
+            with psycopg.connect(with_dbname(db_url, copy), autocommit=True) as restored:
+                assert verify.compare_tables(restored, manifest) == []
+                restored.execute("SELECT lo_unlink(blob) FROM files WHERE id = 2")
+                assert verify.compare_tables(restored, manifest) == [
+                    "2 large object(s) were restored, the backup holds 3"]
+        finally:
+            drop_database(admin, copy)
