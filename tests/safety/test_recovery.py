@@ -470,3 +470,42 @@ def test_an_archive_that_reads_back_but_does_not_restore_here_is_not_called_for_
     message = " ".join(done.stderr.split())
     assert done.returncode != 0 and "Nothing was restored" in message, message
     assert "does not restore on this server" in message and "choose another backup" not in message
+
+
+def test_a_running_restore_test_s_scratch_is_not_swept_before_anything_connects_to_it(
+    pg_server: Any, db_url: str, db_name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Between creating its scratch database and pg_restore connecting to it, a verification holds only
+    its claim: another verification's sweep, in that moment, must leave the scratch alone."""
+    import threading
+
+    import pgshift.safety.verify as verify
+    from pgshift.safety.manifest import read_manifest
+
+    seed(db_url, rows=20)
+    settings = make_settings(tmp_path, db_url, pg_server)
+    folder = take_backup(settings, db_url).backup.path
+    created, swept = threading.Event(), threading.Event()
+    real_restore = verify.restore_into
+
+    def restore_after_a_sweep(*args: Any, **kwargs: Any) -> None:
+        created.set()  # the scratch exists and is marked; nothing is connected to it yet
+        assert swept.wait(timeout=60)
+        real_restore(*args, **kwargs)
+
+    monkeypatch.setattr(verify, "restore_into", restore_after_a_sweep)
+    result: list[Any] = []
+    running = threading.Thread(target=lambda: result.append(
+        verify.verify_backup(folder, full=True, url=db_url, bindir=settings.backup.pg_bindir, record=False)))
+    running.start()
+    try:
+        assert created.wait(timeout=60)
+        [scratch] = databases(pg_server.admin_url, f"pgshift\\_verify\\_{db_name[:30]}\\_%")
+        other = verify.VerifyReport(folder, "full", ok=False)
+        with psycopg.connect(db_url, autocommit=True) as admin:
+            verify._sweep_scratch(admin, read_manifest(folder), "pgshift_verify_other_00000000", other)
+        assert other.notes == [] and databases(pg_server.admin_url, scratch) == [scratch]
+    finally:
+        swept.set()
+        running.join(timeout=120)
+    assert result and result[0].ok
