@@ -17,6 +17,8 @@ def test_the_demo_runs_end_to_end(tmp_path: Path) -> None:
     # The safe versions apply, roll back, apply again; the backup is proven by a restore.
     assert "every applied migration matches its file" in out
     assert "checksums and a full read-back passed" in out
+    restored = next(line for line in out.splitlines() if "restored into a scratch database" in line)
+    assert "row counts of" in restored and "sequence(s) match" in restored and "schema matches" in restored, restored
     # The rehearsal tells the blocking index build from the concurrent one.
     assert "CREATE INDEX                FAIL" in out and "CREATE INDEX CONCURRENTLY   PASS" in out
     # It ends with a deploy of the playbook's rename (expand, the app hook, the watch window; contract later) ...

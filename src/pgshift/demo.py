@@ -137,7 +137,7 @@ def _backup(settings: Settings, say: Say) -> None:
     tables = ", ".join(f"{t.name} {t.rows} rows" for t in result.backup.manifest.tables if t.schema == "public")
     say(f"   {result.backup.path.name}: {tables}; checksums and a full read-back passed")
     report = verify_backup(result.backup.path, full=True, url=settings.database_url)
-    say(f"   restored into a scratch database: {'; '.join(report.passed[-2:])}")
+    say(f"   restored into a scratch database: {'; '.join(report.passed[-3:])}")
 
 
 def _rehearsal(settings: Settings, say: Say) -> None:
