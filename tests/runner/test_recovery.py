@@ -256,3 +256,28 @@ def test_a_failed_migration_carries_the_servers_error_as_attributes(tmp_path: Pa
     assert error.statement == "INSERT INTO accounts VALUES (1)"
     assert error.detail == "Key (id)=(1) already exists."
     assert isinstance(error.__cause__, psycopg.errors.UniqueViolation)
+
+
+def test_a_cleanup_that_fails_after_ctrl_c_still_reports_the_interrupt(db_url: str) -> None:
+    """Ctrl-C (or SIGTERM) can land while a session has a statement in flight; a cleanup that then uses that
+    session fails ("another command is already in progress"). The command was stopped by the user: exit 130,
+    "Interrupted", not a lost connection (exit 4) asking to run it again."""
+    import click
+    from click.testing import CliRunner
+
+    from pgshift.cli.common import handle_errors
+
+    @click.command()
+    @handle_errors
+    def stopped() -> None:
+        with psycopg.connect(db_url, autocommit=True) as session:
+            session.pgconn.send_query(b"SELECT pg_sleep(0.2)")  # in flight, its reply not read
+            try:
+                raise KeyboardInterrupt
+            finally:
+                session.execute("RESET lock_timeout")  # the cleanup meets the statement in flight
+
+    done = CliRunner().invoke(stopped, [])
+    assert done.exit_code == 130, done.output
+    assert "error (interrupted): Interrupted" in done.output and "another command is already in progress" in done.output
+    assert "connection to the server was lost" not in done.output

@@ -68,36 +68,62 @@ def handle_errors(func: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
-        except PgshiftError as exc:
-            fail(exc)
         except KeyboardInterrupt:
             fail(Interrupted("Interrupted; the running transaction was rolled back."))
-        except BrokenPipeError:
-            # The reader went away (`pgshift lint | head`): stop quietly, like other CLI tools.
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-            sys.exit(1)
-        except OSError as exc:
-            if exc.filename is None and exc.errno not in (errno.ENOSPC, errno.EDQUOT):
-                raise
-            fail(from_os_error(exc))
         except Exception as exc:
-            # psycopg is imported only by commands that connect; `lint` should not pay for it.
-            psycopg = sys.modules.get("psycopg")
-            if psycopg is None or not isinstance(exc, psycopg.Error):
-                raise
-            sqlstate = getattr(exc, "sqlstate", None) or ""
-            if not isinstance(exc, psycopg.OperationalError):
-                if not sqlstate:
-                    raise  # a client-side misuse is pgshift's bug: keep the traceback
-                fail(_refused(exc))
-            if sqlstate and not sqlstate.startswith(("08", "57P")):
-                fail(_refused(exc))  # the server ended a statement (a timeout, a lock), not the connection
-            fail(ConnectionFailed(
-                f"The connection to the server was lost: {server_message(exc)}. Whatever transaction "
-                "was open was rolled back by the server; run the command again to continue."
-            ))
+            if _while_interrupted(exc):
+                # Cleaning up after Ctrl-C / SIGTERM failed (a session left mid-statement by the interrupt):
+                # the user stopped the command, and that is what it reports.
+                fail(Interrupted(f"Interrupted; the running transaction was rolled back. (Cleaning up after the "
+                                 f"interrupt: {str(exc).strip()})"))
+            return _fail_for(exc)
 
     return wrapper  # type: ignore[return-value]
+
+
+def _while_interrupted(exc: BaseException) -> bool:
+    """Whether ``exc`` was raised while a KeyboardInterrupt unwound (its context chain holds one)."""
+    seen: set[int] = set()
+    link: BaseException | None = exc.__context__
+    while link is not None and id(link) not in seen:
+        if isinstance(link, KeyboardInterrupt):
+            return True
+        seen.add(id(link))
+        link = link.__context__
+    return False
+
+
+def _fail_for(error: Exception) -> Any:
+    """Exit as ``error`` says (a PgshiftError, a gone reader, a full disk, a server error), or raise it
+    again when it is pgshift's own bug (its traceback kept)."""
+    try:
+        raise error
+    except PgshiftError as exc:
+        fail(exc)
+    except BrokenPipeError:
+        # The reader went away (`pgshift lint | head`): stop quietly, like other CLI tools.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(1)
+    except OSError as exc:
+        if exc.filename is None and exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        fail(from_os_error(exc))
+    except Exception as exc:
+        # psycopg is imported only by commands that connect; `lint` should not pay for it.
+        psycopg = sys.modules.get("psycopg")
+        if psycopg is None or not isinstance(exc, psycopg.Error):
+            raise
+        sqlstate = getattr(exc, "sqlstate", None) or ""
+        if not isinstance(exc, psycopg.OperationalError):
+            if not sqlstate:
+                raise  # a client-side misuse is pgshift's bug: keep the traceback
+            fail(_refused(exc))
+        if sqlstate and not sqlstate.startswith(("08", "57P")):
+            fail(_refused(exc))  # the server ended a statement (a timeout, a lock), not the connection
+        fail(ConnectionFailed(
+            f"The connection to the server was lost: {server_message(exc)}. Whatever transaction "
+            "was open was rolled back by the server; run the command again to continue."
+        ))
 
 
 _REFUSED_HINTS = {
