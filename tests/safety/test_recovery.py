@@ -151,18 +151,32 @@ def test_keep_removes_nothing_until_there_are_that_many_verified_backups(
     assert result.removed == [] and all(b.path.exists() for b in kept)
 
 
-SLOW_CHECK = """
-CREATE FUNCTION slow_ok(x int) RETURNS boolean LANGUAGE plpgsql AS $$
+_CHECKED_IN_COPIES = """
+CREATE FUNCTION {function}(x int) RETURNS boolean LANGUAGE plpgsql AS $$
 BEGIN
-    -- Only while the marker role exists, and only in the copy a restore makes beside the live database.
-    IF current_database() LIKE '%%\\_restoring\\_%%' AND EXISTS (SELECT FROM pg_roles WHERE rolname = {role}) THEN
-        PERFORM pg_sleep(60);
+    IF current_database() LIKE {copies}
+       AND (NOT {only_with_role} OR EXISTS (SELECT FROM pg_roles WHERE rolname = {role})) THEN
+        {action};
     END IF;
     RETURN true;
 END $$;
-CREATE TABLE slow (x int CHECK (slow_ok(x)));
-INSERT INTO slow VALUES (1);
+CREATE TABLE {table} (x int CHECK ({function}(x)));
+INSERT INTO {table} VALUES (1);
 """
+# What PostgreSQL raises when a relation cannot grow (md.c, mdextend): a server whose disk is too small for
+# another copy of the database.
+DISK_FULL = ("RAISE EXCEPTION USING ERRCODE = 'disk_full', HINT = 'Check free disk space.', "
+             "MESSAGE = 'could not extend file \"base/16384/16385\": No space left on device'")
+
+
+def _check_in_copies(url: str, copies: str, action: str, *, table: str = "checked", role: str | None = None) -> None:
+    """A table of one row whose CHECK runs the PL/pgSQL ``action`` only in databases named LIKE ``copies`` (and,
+    with ``role``, only while that role exists): a restore's copy stalls or fails there, the source never."""
+    with psycopg.connect(url, autocommit=True) as setup:
+        setup.execute(psycopg.sql.SQL(_CHECKED_IN_COPIES).format(
+            function=psycopg.sql.Identifier(f"{table}_ok"), table=psycopg.sql.Identifier(table),
+            copies=psycopg.sql.Literal(copies), only_with_role=psycopg.sql.Literal(role is not None),
+            role=psycopg.sql.Literal(role or ""), action=psycopg.sql.SQL(action)))
 
 
 def test_kill_during_restore_leaves_the_live_database_and_the_rerun_drops_the_partial_copy(
@@ -170,8 +184,8 @@ def test_kill_during_restore_leaves_the_live_database_and_the_rerun_drops_the_pa
 ) -> None:
     seed(db_url, rows=20)
     role = f"sleep_{db_name}"
-    with psycopg.connect(db_url, autocommit=True) as setup:
-        setup.execute(psycopg.sql.SQL(SLOW_CHECK).format(role=psycopg.sql.Literal(role)))
+    # Only while the marker role exists, and only in the copy a restore makes beside the live database.
+    _check_in_copies(db_url, "%\\_restoring\\_%", "PERFORM pg_sleep(60)", table="slow", role=role)
     settings = make_settings(tmp_path, db_url, pg_server)
     folder = take_backup(settings, db_url).backup.path
     with psycopg.connect(pg_server.admin_url, autocommit=True) as admin:
@@ -341,9 +355,7 @@ def test_kill_during_restore_test_leaves_a_scratch_database_that_the_next_one_dr
 
     seed(db_url, rows=20)
     role = f"sleep_{db_name}"
-    with psycopg.connect(db_url, autocommit=True) as setup:
-        setup.execute(psycopg.sql.SQL(SLOW_CHECK.replace("\\_restoring\\_", "pgshift\\_verify\\_")).format(
-            role=psycopg.sql.Literal(role)))
+    _check_in_copies(db_url, "pgshift\\_verify\\_%", "PERFORM pg_sleep(60)", role=role)
     folder = take_backup(make_settings(tmp_path, db_url, pg_server), db_url).backup.path
     scratch_like = f"pgshift\\_verify\\_{db_name[:30]}\\_%"
     running, unmarked = (f"pgshift_verify_{db_name[:30]}_{h}" for h in ("0000000a", "0000000b"))
@@ -385,22 +397,6 @@ def test_kill_during_restore_test_leaves_a_scratch_database_that_the_next_one_dr
                 drop_database(admin, name)
 
 
-# What PostgreSQL raises when a relation cannot grow (md.c, mdextend), here only in --restore-test's scratch
-# copy: a server whose disk is too small for a second copy of the database.
-FULL_DISK_IN = """
-CREATE FUNCTION fits(x int) RETURNS boolean LANGUAGE plpgsql AS $$
-BEGIN
-    IF current_database() LIKE {copies} THEN
-        RAISE EXCEPTION USING ERRCODE = 'disk_full', HINT = 'Check free disk space.',
-            MESSAGE = 'could not extend file "base/16384/16385": No space left on device';
-    END IF;
-    RETURN true;
-END $$;
-CREATE TABLE big (x int CHECK (fits(x)));
-INSERT INTO big VALUES (1);
-"""
-
-
 def test_a_server_too_full_for_the_scratch_copy_is_not_blamed_on_the_backup(
     pg_server: Any, db_url: str, db_name: str, tmp_path: Path
 ) -> None:
@@ -408,8 +404,7 @@ def test_a_server_too_full_for_the_scratch_copy_is_not_blamed_on_the_backup(
     fills up, the backup is not at fault: exit 15 (disk full), not 13 (the backup failed verification), a
     hint about space, and no scratch database left behind."""
     seed(db_url, rows=20)
-    with psycopg.connect(db_url, autocommit=True) as setup:
-        setup.execute(psycopg.sql.SQL(FULL_DISK_IN).format(copies=psycopg.sql.Literal("pgshift\\_verify\\_%")))
+    _check_in_copies(db_url, "pgshift\\_verify\\_%", DISK_FULL)  # only in --restore-test's scratch copy
     folder = take_backup(make_settings(tmp_path, db_url, pg_server), db_url).backup.path
     done = run_pgshift(["backup", "verify", str(folder), "--restore-test"], cwd=tmp_path, url=db_url,
                        env=_env(pg_server))
@@ -429,8 +424,7 @@ def test_a_restore_the_server_has_no_room_for_leaves_the_live_database_and_says_
     copy beside the live database. Either filling the disk stops the restore with exit 15 and a hint about
     space (not "choose another backup"); the live database is untouched and no copy is left."""
     seed(db_url, rows=20)
-    with psycopg.connect(db_url, autocommit=True) as setup:
-        setup.execute(psycopg.sql.SQL(FULL_DISK_IN).format(copies=psycopg.sql.Literal(copies)))
+    _check_in_copies(db_url, copies, DISK_FULL)
     folder = take_backup(make_settings(tmp_path, db_url, pg_server), db_url).backup.path
     with psycopg.connect(db_url, autocommit=True) as live:
         live.execute("INSERT INTO accounts (id, owner) VALUES (100000, 'after the backup')")
@@ -451,11 +445,8 @@ def test_an_archive_that_reads_back_but_does_not_restore_here_is_not_called_for_
     server lacks (here a check raising what a missing extension's function would). A new backup would fail the
     same way, so the hint says what to provide instead of "take a new one"."""
     seed(db_url, rows=20)
-    with psycopg.connect(db_url, autocommit=True) as setup:
-        setup.execute(psycopg.sql.SQL(FULL_DISK_IN.replace("disk_full", "undefined_file").replace(
-            'could not extend file "base/16384/16385": No space left on device',
-            'could not access file "$libdir/postgis-3": No such file or directory')).format(
-                copies=psycopg.sql.Literal("pgshift\\_verify\\_%")))
+    _check_in_copies(db_url, "pgshift\\_verify\\_%", "RAISE EXCEPTION USING ERRCODE = 'undefined_file', "
+                     "MESSAGE = 'could not access file \"$libdir/postgis-3\": No such file or directory'")
     folder = take_backup(make_settings(tmp_path, db_url, pg_server), db_url).backup.path
     done = run_pgshift(["backup", "verify", str(folder), "--restore-test"], cwd=tmp_path, url=db_url,
                        env=_env(pg_server))
