@@ -270,10 +270,9 @@ def dump_into(source_url: str, clone_url: str, major: int, bindir: str | None, l
     source, dump_env = _child(source_url)
     restore_argv, restore_env = _restore_argv(find_tool("pg_restore", major, bindir), clone_url)
     wait = [f"--lock-wait-timeout={lock_wait_ms}"] if lock_wait_ms > 0 else []
-    if major >= 14:
-        # A pg_dump killed with us leaves a backend that may be waiting for a lock (queued ahead of
-        # the migration's own locks) or holding its snapshot: let the server notice the gone client.
-        source = tools.with_server_options(source, "-c client_connection_check_interval=1000")
+    # A pg_dump killed with us would leave a backend waiting for a lock (queued ahead of the migration's
+    # own locks) or holding its snapshot.
+    source = tools.ends_with_its_client(source, major)
     dump = subprocess.Popen([find_tool("pg_dump", major, bindir), "-Fc", *wait, f"--dbname={source}"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=dump_env,
                             preexec_fn=tools.die_with_parent())

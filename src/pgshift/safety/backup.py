@@ -56,11 +56,11 @@ from pgshift.safety.tools import (
     child_connection,
     child_env,
     die_with_parent,
+    ends_with_its_client,
     find_tool,
     lock_waited_on,
     out_of_space,
     server_info,
-    with_server_options,
 )
 from pgshift.units import Duration
 
@@ -479,10 +479,7 @@ def _dump_and_count(
     ).fetchall()}
     sizes = {name: max(count, 1) * block for name, (count, block) in pages.items()}
     lock_wait_ms = settings.lock_wait.ms
-    if conn.info.server_version >= 140000:
-        # If pgshift and pg_dump are killed, the server ends pg_dump's session within a second
-        # (releasing its snapshot and locks), even while it waits for a lock.
-        conninfo = with_server_options(conninfo, "-c client_connection_check_interval=1s")
+    conninfo = ends_with_its_client(conninfo, conn.info.server_version // 10000)  # its snapshot and locks too
     argv = dump_argv(tool, conninfo, target, fmt, jobs, snapshot, lock_wait_ms)
     t0 = time.monotonic()
     # A fixed time zone makes timestamptz rows print the same when a restored copy is dumped for

@@ -116,6 +116,13 @@ def with_server_options(target: str, *options: str) -> str:
     return conninfo.make_conninfo(**{k: str(v) for k, v in params.items()})
 
 
+def ends_with_its_client(target: str, server_major: int) -> str:
+    """``target`` (a child tool's conninfo) whose server session ends within a second of the tool's death
+    (PostgreSQL 14+), even mid-statement or waiting for a lock, instead of running on and holding its
+    locks, snapshot or database after pgshift and the tool were killed."""
+    return with_server_options(target, "-c client_connection_check_interval=1s") if server_major >= 14 else target
+
+
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 

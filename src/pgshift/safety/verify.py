@@ -53,6 +53,7 @@ from pgshift.safety.tools import (
     Tool,
     child_connection,
     database_codec,
+    ends_with_its_client,
     find_tool,
     out_of_space,
     run_tool,
@@ -192,10 +193,9 @@ def restore_into(folder: Path, manifest: Manifest, tool: Tool, url: str, dbname:
     """pg_restore the whole archive (or only ``sections``) into the existing database ``dbname``."""
     conninfo, env = child_connection(url, dbname)
     with connect(with_dbname(url, dbname), application_name="pgshift") as conn:
-        if server_major(conn) >= 14:
-            # A pg_restore killed with pgshift leaves a backend building an index or checking a constraint
-            # until it ends, keeping the database in use: let the server notice the gone client.
-            conninfo = with_server_options(conninfo, "-c client_connection_check_interval=1s")
+        # Else a pg_restore killed with pgshift leaves a backend building an index or checking a constraint,
+        # keeping the database in use until it ends.
+        conninfo = ends_with_its_client(conninfo, server_major(conn))
     argv = [str(tool.path), f"--dbname={conninfo}", "--exit-on-error"]
     if scratch:
         argv += ["--no-owner", "--no-privileges"]
