@@ -79,12 +79,12 @@ def test_a_constraint_existing_rows_violate_says_a_rerun_needs_the_data_fixed(pr
                     "ALTER TABLE users VALIDATE CONSTRAINT small_id;")
     result = run_pgshift(["migrate"], cwd=project, url=db_url)
     assert result.returncode == 8 and "SQLSTATE 23514" in result.stderr, result.stderr
-    assert ("Hint: rows of users violate small_id (the Detail above names one where the server gives it): a rerun "
-            "fails the same way until those rows or the migration are corrected; then run `pgshift migrate` again."
-            ) in " ".join(result.stderr.split()), result.stderr
+    assert ('Hint: 1 row violates small_id in "public"."users", e.g. ctid = (0,2). List them with: SELECT * FROM '
+            '"public"."users" WHERE NOT (id < 10); a rerun fails the same way until those rows or the migration are '
+            "corrected; then run `pgshift migrate` again.") in " ".join(result.stderr.split()), result.stderr
     status = run_pgshift(["status"], cwd=project, url=db_url)
     shown = " ".join(status.stdout.split())
-    assert "history marks it failed.." not in shown and "Hint: rows of users violate small_id" in shown, shown
+    assert "history marks it failed.." not in shown and "Hint: 1 row violates small_id" in shown, shown
     conn.execute("DELETE FROM users WHERE id >= 10")  # the hint's fix works
     assert run_pgshift(["migrate"], cwd=project, url=db_url).returncode == 0
 

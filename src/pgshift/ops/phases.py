@@ -40,6 +40,7 @@ from pgshift.runner.engine import StepEngine
 from pgshift.runner.execute import SESSION_ENDED
 from pgshift.runner.retry import RetryPolicy, gave_up, gave_up_hint
 from pgshift.runner.steps import Step, StepStatement, StepTimeouts, session_settings
+from pgshift.runner.violations import find_violators
 
 if TYPE_CHECKING:
     from pgshift.runner.engine import StatementObserver
@@ -251,6 +252,12 @@ class PhaseRunner:
             engine.run(steps, start)
             if self.settings.analyze_after:
                 engine.analyze(steps)
+        except MigrationFailed as exc:
+            # The step's transaction is rolled back now: rows that stop its validation can be looked for.
+            found = find_violators(self.conn, exc.__cause__, exc.statement or "")
+            if found is not None:
+                exc.hint = f"{found.sentence()} Then {exc.hint}"
+            raise
         finally:
             result.steps_run = engine.result.steps_run
             result.lock_retries = engine.result.retries
@@ -282,10 +289,11 @@ class PhaseRunner:
             undone = ("The INVALID index the failed build left was dropped, so nothing of the step remains."
                       if index_left is None else f"The failed build left the INVALID index {index_left}: rerunning "
                       "drops it before building again, and `pgshift abort` removes it.")
+        statement = step.statements[position].as_string(self.conn)
         return MigrationFailed(
             f"{self.migration.path}: step '{step.label}' of {self.migration.label} failed: "
-            f"{server_error_text(exc)} Statement: {step.statements[position].as_string(self.conn)[:300]}. {undone}",
-            hint=self._next_move())
+            f"{server_error_text(exc)} Statement: {statement[:300]}. {undone}",
+            hint=self._next_move(), sqlstate=exc.sqlstate, detail=exc.diag.message_detail, statement=statement)
 
     def exhausted(self, step: Step, attempts: int, exc: psycopg.Error, blocking: str) -> BaseException:
         return LockTimeoutExhausted(

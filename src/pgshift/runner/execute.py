@@ -49,6 +49,7 @@ from pgshift.runner.steps import (
     sql_steps,
     transaction_blocks,
 )
+from pgshift.runner.violations import find_violators
 from pgshift.units import Duration
 
 __all__ = ["RETRYABLE", "Executor", "StatementObserver", "StepResult", "Timeouts", "needs_steps",
@@ -204,6 +205,7 @@ class Executor:
                 "marks it failed. Run the command again to finish."
             ) from None
         except MigrationFailed as exc:
+            self._name_violators(exc, direction, migration.up if direction == "up" else migration.down or [])
             self._record_failure(migration, direction, str(exc))
             raise
         except psycopg.OperationalError as exc:
@@ -211,6 +213,16 @@ class Executor:
                 raise
             raise self._lost(migration, exc) from exc
         return result
+
+    def _name_violators(self, failure: MigrationFailed, direction: Direction, part: Sequence[Statement]) -> None:
+        """Where rows already in the table violate a CHECK or NOT NULL the statement added, name a few and
+        give the query listing them all (now that the transaction is rolled back; the server names none)."""
+        cause = failure.__cause__
+        if not isinstance(cause, psycopg.Error) or cause.diag.message_hint:
+            return
+        found = find_violators(self.conn, cause, failure.statement or "", (s.sql for s in part))
+        if found is not None:
+            failure.hint = f"{found.sentence()} {_rerun_after_fixing(direction)}"
 
     def _connection_lost(self, exc: psycopg.Error) -> bool:
         return self.conn.broken or self.conn.closed or (exc.sqlstate or "").startswith(SESSION_ENDED)
@@ -390,6 +402,11 @@ def _data_hint(exc: psycopg.Error, direction: Direction) -> str | None:
     diag = exc.diag
     where = f" of {diag.table_name}" if diag.table_name else ""
     which = f" {diag.constraint_name}" if diag.constraint_name else " the constraint"
+    return (f"rows{where} violate{which} (the Detail above names one where the server gives it): "
+            f"{_rerun_after_fixing(direction)}")
+
+
+def _rerun_after_fixing(direction: Direction) -> str:
     command = "pgshift rollback" if direction == "down" else "pgshift migrate"
-    return (f"rows{where} violate{which} (the Detail above names one where the server gives it): a rerun fails "
-            f"the same way until those rows or the migration are corrected; then run `{command}` again.")
+    return f"a rerun fails the same way until those rows or the migration are corrected; then run `{command}` again."
+

@@ -1,0 +1,126 @@
+"""A constraint that rows already in the table violate: the server says only "violated by some row".
+pgshift names a few of them, counts them up to a cap, and prints the query listing them all; the
+query it prints finds exactly those rows, and fixing them as it shows lets the rerun succeed."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from pgshift.runner import violations
+from pgshift.runner.violations import find_violators
+from tests.helpers import run_pgshift, write_migration
+from tests.ops.helpers import write_project
+
+Conn = psycopg.Connection[Any]
+
+
+def _said(result: Any) -> str:
+    return " ".join(result.stderr.split())
+
+
+def _listing_query(message: str) -> str:
+    found = re.search(r"List them with: (SELECT .*?;)", message)
+    assert found, message
+    return found.group(1)
+
+
+def test_a_check_validated_in_the_same_migration_names_rows_and_its_query_finds_them(
+        tmp_path: Path, db_url: str, conn: Conn) -> None:
+    conn.execute('CREATE TABLE "Order Items" (id bigint PRIMARY KEY, qty int);'
+                 'INSERT INTO "Order Items" SELECT g, CASE WHEN g IN (7, 19, 40, 41) THEN -g ELSE g END '
+                 "FROM generate_series(1, 500) g")
+    write_migration(tmp_path / "migrations", "1", "qty",
+                    'ALTER TABLE "Order Items" ADD CONSTRAINT "Qty positive" CHECK (qty > 0) NOT VALID;\n'
+                    'ALTER TABLE "Order Items" VALIDATE CONSTRAINT "Qty positive";')
+    result = run_pgshift(["migrate", "--no-backup"], cwd=tmp_path, url=db_url)
+    message = _said(result)
+    assert result.returncode == 8 and "SQLSTATE 23514" in message, message
+    assert ('Hint: 4 rows violate Qty positive in "public"."Order Items", e.g. id = 7; id = 19; id = 40. '
+            "List them with:") in message, message
+    rows = conn.execute(_listing_query(message)).fetchall()
+    assert sorted(r[0] for r in rows) == [7, 19, 40, 41]
+    # What the hint says to do works: correct those rows, run migrate again.
+    conn.execute('UPDATE "Order Items" SET qty = -qty WHERE qty <= 0')
+    again = run_pgshift(["migrate", "--no-backup"], cwd=tmp_path, url=db_url)
+    assert again.returncode == 0, _said(again)
+
+
+def test_set_not_null_on_a_table_without_a_key_names_rows_by_ctid(tmp_path: Path, db_url: str, conn: Conn) -> None:
+    conn.execute("CREATE TABLE notes (a int, b text); INSERT INTO notes VALUES (1, NULL), (2, 'x'), (3, NULL)")
+    write_migration(tmp_path / "migrations", "1", "b_required", "ALTER TABLE notes ALTER COLUMN b SET NOT NULL;",
+                    directives=("no-transaction",))
+    result = run_pgshift(["migrate", "--no-backup"], cwd=tmp_path, url=db_url)
+    message = _said(result)
+    assert result.returncode == 8 and "SQLSTATE 23502" in message, message
+    assert ('Hint: 2 rows violate NOT NULL on b in "public"."notes", e.g. ctid = (0,1); ctid = (0,3). '
+            'List them with: SELECT * FROM "public"."notes" WHERE "b" IS NULL;') in message, message
+    assert sorted(r[0] for r in conn.execute(_listing_query(message)).fetchall()) == [1, 3]
+
+
+def test_an_unnamed_check_added_and_validated_at_once_is_found_in_the_statement(tmp_path: Path, db_url: str,
+                                                                                conn: Conn) -> None:
+    conn.execute("CREATE TABLE t (id int PRIMARY KEY, a int); INSERT INTO t SELECT g, g - 1100 FROM "
+                 "generate_series(1, 2000) g")
+    write_migration(tmp_path / "migrations", "1", "a_positive", "ALTER TABLE t ADD CHECK (a > 0);")
+    message = _said(run_pgshift(["migrate", "--no-backup"], cwd=tmp_path, url=db_url))
+    # 1,100 violate: counted up to the cap, not further.
+    assert 'Hint: more than 1,000 rows violate t_a_check in "public"."t", e.g. id = 1; id = 2; id = 3.' in message
+    assert _listing_query(message) == 'SELECT * FROM "public"."t" WHERE NOT (a > 0);'
+
+
+def test_a_check_on_a_column_the_failed_statement_added_keeps_the_plain_hint(tmp_path: Path, db_url: str,
+                                                                             conn: Conn) -> None:
+    conn.execute("CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t VALUES (1)")
+    write_migration(tmp_path / "migrations", "1", "c", "ALTER TABLE t ADD COLUMN c int DEFAULT -1 CHECK (c > 0);")
+    message = _said(run_pgshift(["migrate", "--no-backup"], cwd=tmp_path, url=db_url))
+    assert "Hint: rows of t violate t_c_check" in message and "List them with" not in message, message
+
+
+def test_an_operation_failing_its_validation_names_the_rows_then_the_next_move(tmp_path: Path, db_url: str,
+                                                                              conn: Conn) -> None:
+    project = write_project(tmp_path, {
+        "001_init.sql": "-- pgshift:up\nCREATE TABLE pets (id int PRIMARY KEY, name text);\n"
+                        "INSERT INTO pets VALUES (1, 'a'), (2, NULL);\n",
+        "002_nn.ops.yaml": "operations:\n  - set_not_null: {table: pets, column: name}\n"})
+    assert run_pgshift(["migrate"], cwd=project, url=db_url).returncode == 0
+    result = run_pgshift(["contract"], cwd=project, url=db_url)
+    message = _said(result)
+    assert result.returncode == 8, message
+    assert 'Hint: 1 row violates _pgshift_nn_pets_name in "public"."pets", e.g. id = 2. List them with:' in message
+    assert [r[0] for r in conn.execute(_listing_query(message)).fetchall()] == [2]
+    assert "Then nothing of the contract was kept" in message, message
+
+
+def test_a_lookup_past_its_time_limit_still_gives_the_query(db_url: str, conn: Conn,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    conn.execute("CREATE TABLE slow (id int PRIMARY KEY, a int); INSERT INTO slow SELECT g, -g FROM "
+                 "generate_series(1, 50) g")
+    conn.execute("ALTER TABLE slow ADD CONSTRAINT a_slow CHECK (pg_sleep(0.01) IS NOT NULL AND a > 0) NOT VALID")
+    monkeypatch.setattr(violations, "LOOKUP_TIMEOUT_MS", 100)
+    statement = "ALTER TABLE slow VALIDATE CONSTRAINT a_slow"
+    with psycopg.connect(db_url, autocommit=True) as session:
+        with pytest.raises(psycopg.errors.CheckViolation) as failed:
+            session.execute(statement)
+        found = find_violators(session, failed.value, statement)
+    assert found is not None and found.count is None and found.examples == ()
+    assert found.sentence().startswith('rows of "public"."slow" violate a_slow (looking for them took over 0 s)')
+    assert found.query == 'SELECT * FROM "public"."slow" WHERE NOT (((pg_sleep((0.01)::double precision) IS NOT ' \
+                          'NULL) AND (a > 0)));'
+
+
+def test_nothing_is_looked_for_in_a_session_that_is_not_idle(db_url: str, conn: Conn) -> None:
+    conn.execute("CREATE TABLE t (id int PRIMARY KEY, a int); INSERT INTO t VALUES (1, -1)")
+    conn.execute("ALTER TABLE t ADD CONSTRAINT a_positive CHECK (a > 0) NOT VALID")
+    statement = "ALTER TABLE t VALIDATE CONSTRAINT a_positive"
+    with psycopg.connect(db_url) as session:  # not autocommit: the error leaves its transaction failed
+        with pytest.raises(psycopg.errors.CheckViolation) as failed:
+            session.execute(statement)
+        assert find_violators(session, failed.value, statement) is None
+        session.rollback()
+        found = find_violators(session, failed.value, statement)
+    assert found is not None and found.count == 1 and found.examples == ("id = 1",)
