@@ -15,7 +15,6 @@ from pglast.parser import ParseError
 from pglast.stream import RawStream
 from psycopg import errors as pgerrors
 from psycopg import sql
-from psycopg.pq import TransactionStatus
 
 LOOKUP_TIMEOUT_MS = 30_000  # the lookup reads the table once more, at worst as long as the failed check did
 SHOWN = 3
@@ -45,14 +44,14 @@ def find_violators(conn: psycopg.Connection[object], exc: BaseException | None, 
                    part: Iterable[str] = ()) -> Violators | None:
     """The rows violating the CHECK or NOT NULL that ``exc`` (the server's error for the ALTER TABLE
     ``statement`` of a migration whose statements are ``part``) reports; None when it is not such an
-    error, the session is not idle, or the rows cannot be looked for (a column the rolled-back statement
-    added, a table gone)."""
+    error or the rows cannot be looked for (a column the rolled-back statement added, a table gone, a
+    session still in a failed transaction)."""
     if not isinstance(exc, (pgerrors.CheckViolation, pgerrors.NotNullViolation)):
         return None
     diag = exc.diag
     if not diag.table_name or not diag.schema_name or not _alters_table(statement):
         return None
-    if conn.closed or conn.broken or conn.info.transaction_status != TransactionStatus.IDLE:
+    if conn.closed or conn.broken:
         return None
     table = sql.Identifier(diag.schema_name, diag.table_name)
     try:
