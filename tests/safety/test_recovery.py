@@ -455,12 +455,16 @@ def test_an_archive_that_reads_back_but_does_not_restore_here_is_not_called_for_
     assert 'could not access file "$libdir/postgis-3"' in message
     assert "the archive is intact (its checksums and read-back passed) but does not restore on this server" \
         in message and "take a new one" not in message
+    assert "`pgshift backup verify --restore-test --database-url <that server>`" in message, message
     assert databases(pg_server.admin_url, f"pgshift\\_verify\\_{db_name[:30]}\\_%") == []
     # `pgshift restore` verifies first: another backup would not restore either, so its hint is the same.
     done = run_pgshift(["restore", str(folder), "--yes"], cwd=tmp_path, url=db_url, env=_env(pg_server))
     message = " ".join(done.stderr.split())
     assert done.returncode != 0 and "Nothing was restored" in message, message
     assert "does not restore on this server" in message and "choose another backup" not in message
+    # restore's --database-url is the database it restores over: its hint does not send it elsewhere with it.
+    assert "Provide it on this server, then run `pgshift restore` again." in message and "--database-url" \
+        not in message, message
 
 
 def test_a_running_restore_test_s_scratch_is_not_swept_before_anything_connects_to_it(

@@ -39,7 +39,15 @@ from pgshift.safety.hooks import poll_health, run_hook
 from pgshift.safety.manifest import HASHED, Manifest, now_iso, pin_settings, read_manifest, record_restore, table_stat
 from pgshift.safety.sequences import archived_sequences, compare_sequences
 from pgshift.safety.tools import CLIENT_ENCODING, child_env, database_codec, die_with_parent, out_of_space
-from pgshift.safety.verify import NEW_BACKUP_HINT, compare_tables, restore_into, restore_tool, verify_backup
+from pgshift.safety.verify import (
+    NEW_BACKUP_HINT,
+    RESTORE_HERE_HINT,
+    RESTORE_HINT,
+    compare_tables,
+    restore_into,
+    restore_tool,
+    verify_backup,
+)
 
 Say = Callable[[str], None]
 # Called with the restored copy's URL and the name the live database will be kept as, after the copy was
@@ -198,9 +206,10 @@ def _restore(settings: Settings, folder: Path, url: str, live: str, report: Rest
     except BackupFailed as exc:
         report.step("verify", False, exc.message, say)
         # A damaged backup: another one; one that does not restore on this server: what its hint says.
+        hint = ("choose another backup (`pgshift backup list`)." if exc.hint in (None, NEW_BACKUP_HINT)
+                else RESTORE_HERE_HINT if exc.hint == RESTORE_HINT else exc.hint)
         raise RestoreFailed(f"{exc.message} Nothing was restored; the live database {live} was not touched.",
-                            hint="choose another backup (`pgshift backup list`)." if exc.hint in (None, NEW_BACKUP_HINT)
-                            else exc.hint) from exc
+                            hint=hint) from exc
     report.step("verify", True, "; ".join(verify.passed), say)
     stopped = _hook(settings.app.stop_command, "stop_app", report, say)
     stamp = _stamp()
