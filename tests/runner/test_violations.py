@@ -133,3 +133,48 @@ def test_nothing_is_looked_for_in_a_session_that_is_not_idle(db_url: str, conn: 
         session.rollback()
         found = find_violators(session, failed.value, statement)
     assert found is not None and found.count == 1 and found.examples == ("id = 1",)
+
+
+def test_a_unique_index_on_duplicated_values_names_them_and_its_query_lists_them(tmp_path: Path, db_url: str,
+                                                                                 conn: Conn) -> None:
+    conn.execute("CREATE TABLE users (id int PRIMARY KEY, email text, active bool);"
+                 "INSERT INTO users VALUES (1, 'a@x', true), (2, 'A@x', true), (3, 'b@x', true), (4, 'B@X', true),"
+                 "(5, 'b@x', true), (6, 'c@x', false), (7, 'C@x', false), (8, NULL, true), (9, NULL, true)")
+    # Partial and on an expression: rows outside the WHERE, and null keys, never conflict.
+    write_migration(tmp_path / "migrations", "1", "unique_email",
+                    "CREATE UNIQUE INDEX CONCURRENTLY users_email_key ON users (lower(email)) WHERE active;",
+                    directives=("no-transaction",))
+    result = run_pgshift(["migrate", "--no-backup"], cwd=tmp_path, url=db_url)
+    message = _said(result)
+    assert result.returncode == 8 and "SQLSTATE 23505" in message, message
+    assert ('Hint: 2 values of lower(email) are duplicated in "public"."users", stopping users_email_key, e.g. '
+            "lower(email) = ") in message, message
+    assert "lower(email) = a@x (2 rows)" in message and "lower(email) = b@x (3 rows)" in message, message
+    listed = conn.execute(_listing_query(message)).fetchall()
+    assert sorted(listed) == [("a@x", 2), ("b@x", 3)]
+    assert conn.execute("SELECT count(*) FROM pg_index WHERE indexrelid::regclass::text = 'users_email_key'"
+                        ).fetchone() == (0,)  # the INVALID index the failed build left was dropped
+    conn.execute("UPDATE users SET active = false WHERE id IN (2, 4, 5)")
+    again = run_pgshift(["migrate", "--no-backup"], cwd=tmp_path, url=db_url)
+    assert again.returncode == 0, _said(again)
+
+
+def test_a_primary_key_on_duplicated_pairs_counts_them(tmp_path: Path, db_url: str, conn: Conn) -> None:
+    conn.execute("CREATE TABLE pairs (a int NOT NULL, b int NOT NULL);"
+                 "INSERT INTO pairs SELECT g % 3, g % 2 FROM generate_series(1, 12) g")
+    write_migration(tmp_path / "migrations", "1", "pk", "ALTER TABLE pairs ADD PRIMARY KEY (a, b);")
+    message = _said(run_pgshift(["migrate", "--no-backup"], cwd=tmp_path, url=db_url))
+    assert ('Hint: 6 values of (a, b) are duplicated in "public"."pairs", stopping pairs_pkey, e.g. (a, b) = '
+            ) in message, message
+    assert _listing_query(message) == ('SELECT "a", "b", count(*) FROM "public"."pairs" GROUP BY 1, 2 '
+                                       "HAVING count(*) > 1;")
+    assert len(conn.execute(_listing_query(message)).fetchall()) == 6
+
+
+def test_a_duplicate_inserted_by_the_migration_itself_names_nothing_more(tmp_path: Path, db_url: str,
+                                                                         conn: Conn) -> None:
+    conn.execute("CREATE TABLE tags (name text PRIMARY KEY); INSERT INTO tags VALUES ('a')")
+    write_migration(tmp_path / "migrations", "1", "tags", "INSERT INTO tags VALUES ('a');")
+    message = _said(run_pgshift(["migrate", "--no-backup"], cwd=tmp_path, url=db_url))
+    assert "SQLSTATE 23505" in message and "Key (name)=(a) already exists" in message, message
+    assert "List them with" not in message, message

@@ -1,11 +1,13 @@
 """The rows that stop a constraint. When ALTER TABLE fails because rows already in the table violate
-a CHECK or NOT NULL (SQLSTATE 23514, 23502), the server names no row: "violated by some row". After
-the rollback pgshift looks for a few in a read-only transaction with a time limit, counts them up to
-a cap, and gives the query that lists them all, so the user can correct the data or the migration."""
+a CHECK or NOT NULL (SQLSTATE 23514, 23502), the server names no row: "violated by some row"; when a
+unique index or constraint cannot be built (23505), it names one duplicated key. After the rollback
+pgshift looks for them in a read-only transaction with a time limit, counts them up to a cap, names a
+few, and gives the query that lists them all, so the user can correct the data or the migration."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import psycopg
@@ -28,14 +30,21 @@ class Violators:
     query: str  # a SELECT listing every violating row
     count: int | None  # found, up to COUNTED + 1; None when the lookup did not finish in time
     examples: tuple[str, ...]
+    key: str = ""  # for a unique index: its key, whose values are duplicated (count counts values)
 
     def sentence(self) -> str:
-        if self.count is None:
-            found = (f"rows of {self.table} violate {self.constraint} (looking for them took over "
-                     f"{LOOKUP_TIMEOUT_MS // 1000} s)")
+        took = f"looking for them took over {LOOKUP_TIMEOUT_MS // 1000} s"
+        many = "" if self.count is None else f"more than {COUNTED:,}" if self.count > COUNTED else f"{self.count:,}"
+        one = self.count == 1
+        if self.key and self.count is None:
+            found = f"values of {self.key} are duplicated in {self.table}, stopping {self.constraint} ({took})"
+        elif self.key:
+            found = (f"{many} {'value' if one else 'values'} of {self.key} {'is' if one else 'are'} duplicated in "
+                     f"{self.table}, stopping {self.constraint}, e.g. {'; '.join(self.examples)}")
+        elif self.count is None:
+            found = f"rows of {self.table} violate {self.constraint} ({took})"
         else:
-            many = f"more than {COUNTED:,}" if self.count > COUNTED else f"{self.count:,}"
-            rows = "row violates" if self.count == 1 else "rows violate"
+            rows = "row violates" if one else "rows violate"
             found = f"{many} {rows} {self.constraint} in {self.table}, e.g. {'; '.join(self.examples)}"
         return f"{found}. List them with: {self.query}"
 
@@ -43,22 +52,24 @@ class Violators:
 def find_violators(conn: psycopg.Connection[object], exc: BaseException | None, statement: str,
                    part: Iterable[str] = ()) -> Violators | None:
     """The rows violating the CHECK or NOT NULL that ``exc`` (the server's error for the ALTER TABLE
-    ``statement`` of a migration whose statements are ``part``) reports; None when it is not such an
-    error or the rows cannot be looked for (a column the rolled-back statement added, a table gone, a
-    session still in a failed transaction)."""
-    if not isinstance(exc, (pgerrors.CheckViolation, pgerrors.NotNullViolation)):
+    ``statement`` of a migration whose statements are ``part``) reports, or the key values duplicated
+    where the statement builds a unique index or constraint; None when it is not such an error or they
+    cannot be looked for (a column the rolled-back statement added, a table gone, a session still in a
+    failed transaction)."""
+    if not isinstance(exc, (pgerrors.CheckViolation, pgerrors.NotNullViolation, pgerrors.UniqueViolation)):
         return None
     diag = exc.diag
-    if not diag.table_name or not diag.schema_name or not _alters_table(statement):
+    if not diag.table_name or not diag.schema_name or conn.closed or conn.broken:
         return None
-    if conn.closed or conn.broken:
+    body = _one_statement(statement)
+    if isinstance(exc, pgerrors.UniqueViolation):
+        unique = _unique_key(body, diag.constraint_name or "")
+        return _duplicates(conn, exc, unique) if unique is not None else None
+    if not isinstance(body, ast.AlterTableStmt):
         return None
     table = sql.Identifier(diag.schema_name, diag.table_name)
     try:
-        with conn.transaction():
-            conn.execute("SET TRANSACTION READ ONLY")
-            conn.execute(sql.SQL("SET LOCAL statement_timeout = {}").format(sql.Literal(LOOKUP_TIMEOUT_MS)))
-            conn.execute("SET LOCAL lock_timeout = 2000")
+        with _looking(conn):
             oid = _oid(conn, diag.schema_name, diag.table_name)
             if oid is None:
                 return None
@@ -78,12 +89,99 @@ def find_violators(conn: psycopg.Connection[object], exc: BaseException | None, 
     return Violators(table.as_string(conn), constraint, query, count, examples)
 
 
-def _alters_table(statement: str) -> bool:
+@contextmanager
+def _looking(conn: psycopg.Connection[object]) -> Iterator[None]:
+    """A read-only transaction that waits for no lock and reads for at most LOOKUP_TIMEOUT_MS."""
+    with conn.transaction():
+        conn.execute("SET TRANSACTION READ ONLY")
+        conn.execute(sql.SQL("SET LOCAL statement_timeout = {}").format(sql.Literal(LOOKUP_TIMEOUT_MS)))
+        conn.execute("SET LOCAL lock_timeout = 2000")
+        yield
+
+
+def _one_statement(statement: str) -> ast.Node | None:
     try:
         stmts = parse_sql(statement)
     except ParseError:
-        return False
-    return len(stmts) == 1 and isinstance(stmts[0].stmt, ast.AlterTableStmt)
+        return None
+    return stmts[0].stmt if len(stmts) == 1 else None
+
+
+@dataclass(frozen=True)
+class _UniqueKey:
+    names: list[str]  # how the key's parts are shown: a column's name, an expression's text
+    parts: list[sql.Composable]
+    predicate: sql.Composable | None  # a partial index's WHERE
+    nulls_distinct: bool  # rows with a null key part never conflict (unless NULLS NOT DISTINCT)
+
+
+def _unique_key(body: ast.Node | None, name: str) -> _UniqueKey | None:
+    """The key of the unique index (CREATE UNIQUE INDEX) or UNIQUE / PRIMARY KEY constraint (ALTER TABLE)
+    named ``name`` that ``body`` builds, or of its only one."""
+    if isinstance(body, ast.IndexStmt) and body.unique and body.indexParams:
+        names: list[str] = []
+        parts: list[sql.Composable] = []
+        for elem in body.indexParams:
+            if not isinstance(elem, ast.IndexElem) or (not elem.name and elem.expr is None):
+                return None
+            if elem.name:
+                names.append(elem.name)
+                parts.append(sql.Identifier(elem.name))
+            elif elem.expr is not None:
+                text = str(RawStream()(elem.expr))
+                names.append(text)
+                parts.append(sql.SQL("({})").format(sql.SQL(text)))
+        where = sql.SQL(str(RawStream()(body.whereClause))) if body.whereClause is not None else None
+        return _UniqueKey(names, parts, where, not body.nulls_not_distinct)
+    if not isinstance(body, ast.AlterTableStmt):
+        return None
+    keyed = [cmd.def_ for cmd in body.cmds or () if isinstance(cmd, ast.AlterTableCmd)
+             and cmd.subtype == AlterTableType.AT_AddConstraint and isinstance(cmd.def_, ast.Constraint)
+             and cmd.def_.contype in (ConstrType.CONSTR_UNIQUE, ConstrType.CONSTR_PRIMARY)
+             and cmd.def_.keys and not cmd.def_.indexname]
+    named = [con for con in keyed if con.conname == name]
+    chosen = named[0] if named else keyed[0] if len(keyed) == 1 else None
+    if chosen is None:
+        return None
+    columns = [str(key.sval) for key in chosen.keys or () if isinstance(key, ast.String)]
+    nulls_distinct = chosen.contype == ConstrType.CONSTR_UNIQUE and not chosen.nulls_not_distinct
+    return _UniqueKey(columns, list[sql.Composable](sql.Identifier(c) for c in columns), None, nulls_distinct)
+
+
+def _duplicates(conn: psycopg.Connection[object], exc: psycopg.Error, key: _UniqueKey) -> Violators | None:
+    """The key values more than one row holds, where a unique index on ``key`` cannot be built."""
+    diag = exc.diag
+    table = sql.Identifier(str(diag.schema_name), str(diag.table_name))
+    conditions = [sql.SQL("{} IS NOT NULL").format(part) for part in key.parts] if key.nulls_distinct else []
+    if key.predicate is not None:
+        conditions.append(sql.SQL("({})").format(key.predicate))
+    where = sql.SQL(" WHERE {}").format(sql.SQL(" AND ").join(conditions)) if conditions else sql.SQL("")
+    grouped = sql.SQL(", ").join(sql.Literal(n) for n in range(1, len(key.parts) + 1))
+    listing = sql.SQL("SELECT {parts}, count(*) FROM {table}{where} GROUP BY {grouped} HAVING count(*) > 1;").format(
+        parts=sql.SQL(", ").join(key.parts), table=table, where=where, grouped=grouped)
+    aliases = [sql.Identifier(f"k{n}") for n in range(len(key.parts))]
+    found = sql.SQL(
+        "SELECT {shown}, rows, count(*) OVER () FROM (SELECT {parts}, count(*) AS rows FROM {table}{where} "
+        "GROUP BY {grouped} HAVING count(*) > 1 LIMIT {cap}) AS found LIMIT {shown_rows}").format(
+        shown=sql.SQL(", ").join(sql.SQL("{}::text").format(a) for a in aliases),
+        parts=sql.SQL(", ").join(sql.SQL("{} AS {}").format(p, a) for p, a in zip(key.parts, aliases, strict=True)),
+        table=table, where=where, grouped=grouped, cap=sql.Literal(COUNTED + 1), shown_rows=sql.Literal(SHOWN))
+    label = key.names[0] if len(key.names) == 1 else f"({', '.join(key.names)})"
+    constraint = diag.constraint_name or "the unique index"
+    try:
+        with _looking(conn):
+            query = listing.as_string(conn)
+            try:
+                rows = conn.execute(found).fetchall()
+            except pgerrors.QueryCanceled:
+                return Violators(table.as_string(conn), constraint, query, None, (), label)
+    except psycopg.Error:
+        return None
+    if not rows:
+        return None
+    examples = tuple(f"{_named(key.names, [_text(v) for v in row[:-2]])} ({row[-2]} rows)"  # type: ignore[index]
+                     for row in rows)
+    return Violators(table.as_string(conn), constraint, query, int(rows[0][-1]), examples, label)  # type: ignore[index]
 
 
 def _oid(conn: psycopg.Connection[object], schema: str, table: str) -> int | None:
@@ -164,7 +262,7 @@ def _look(conn: psycopg.Connection[object], table: sql.Identifier, condition: sq
     if not rows:
         return 0, ()
     names = keys or ["ctid"]
-    examples = tuple(_named(names, [str(v) for v in row[:-1]]) for row in rows)  # type: ignore[index]
+    examples = tuple(_named(names, [_text(v) for v in row[:-1]]) for row in rows)  # type: ignore[index]
     return int(rows[0][-1]), examples  # type: ignore[index]
 
 
@@ -172,3 +270,7 @@ def _named(names: list[str], values: list[str]) -> str:
     if len(names) == 1:
         return f"{names[0]} = {values[0]}"
     return f"({', '.join(names)}) = ({', '.join(values)})"
+
+
+def _text(value: object) -> str:
+    return "NULL" if value is None else str(value)
