@@ -139,7 +139,8 @@ def test_a_unique_index_on_duplicated_values_names_them_and_its_query_lists_them
                                                                                  conn: Conn) -> None:
     conn.execute("CREATE TABLE users (id int PRIMARY KEY, email text, active bool);"
                  "INSERT INTO users VALUES (1, 'a@x', true), (2, 'A@x', true), (3, 'b@x', true), (4, 'B@X', true),"
-                 "(5, 'b@x', true), (6, 'c@x', false), (7, 'C@x', false), (8, NULL, true), (9, NULL, true)")
+                 "(5, 'b@x', true), (6, 'c@x', false), (7, 'C@x', false), (8, NULL, true), (9, NULL, true), "
+                 "(10, 'd@x', true)")
     # Partial and on an expression: rows outside the WHERE, and null keys, never conflict.
     write_migration(tmp_path / "migrations", "1", "unique_email",
                     "CREATE UNIQUE INDEX CONCURRENTLY users_email_key ON users (lower(email)) WHERE active;",
