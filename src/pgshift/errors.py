@@ -50,7 +50,8 @@ class ConfigError(PgshiftError):
 
 
 class ConnectionFailed(PgshiftError):
-    """The server could not be reached (refused, unknown host, timeout, missing database)."""
+    """The server could not be reached (refused, unknown host, timeout, missing database), or ended the session
+    mid-command (a restart during `migrate` or `backup`)."""
 
     code = "connection"
     exit_code = 4

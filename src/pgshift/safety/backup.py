@@ -32,7 +32,7 @@ from pgshift.config import Settings, duration_ms
 from pgshift.db.connect import connect, mask_password
 from pgshift.db.history import History
 from pgshift.db.privileges import require_readable_tables
-from pgshift.errors import BackupFailed, DiskFull, LockHeld, PgshiftError, from_os_error
+from pgshift.errors import BackupFailed, ConnectionFailed, DiskFull, LockHeld, PgshiftError, from_os_error
 from pgshift.safety.copydata import TableData, TableKey
 from pgshift.safety.follow import ArchiveFollower
 from pgshift.safety.manifest import (
@@ -61,6 +61,7 @@ from pgshift.safety.tools import (
     lock_waited_on,
     out_of_space,
     server_info,
+    session_ended,
 )
 from pgshift.units import Duration
 
@@ -546,6 +547,11 @@ def _dump_failed(tool: Tool, dump: _DumpProcess, code: int, target: Path, settin
         raise DiskFull(f"The disk holding {target.parent} filled up during the backup. {detail}",
                        hint="the partial dump was removed and the database was not changed; free space there "
                             "or set backup.directory (or --to) to a larger disk.")
+    if session_ended(detail):
+        raise ConnectionFailed(
+            f"The server ended pg_dump's connection during the backup (a restart, a shutdown or "
+            f"pg_terminate_backend): {detail} Nothing was kept; the database was not changed.",
+            hint="check that the server is back (`pgshift status`), then run `pgshift backup` again.")
     raise BackupFailed(detail, hint="nothing was kept; the database was not changed.")
 
 

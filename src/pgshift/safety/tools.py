@@ -175,6 +175,17 @@ def out_of_space(text: str) -> bool:
     return "No space left on device" in text or "Disk quota exceeded" in text
 
 
+# How libpq reports a session the server ended: which of them a tool prints depends on whether the
+# server's goodbye arrived before the socket closed.
+_SESSION_ENDED = ("terminating connection due to administrator command", "server closed the connection unexpectedly",
+                  "the database system is shutting down", "could not receive data from server")
+
+
+def session_ended(text: str) -> bool:
+    """Whether a tool's error is its connection ended by the server (a restart, a shutdown, pg_terminate_backend)."""
+    return any(words in text for words in _SESSION_ENDED)
+
+
 def run_tool(argv: list[str], env: dict[str, str], *, what: str, timeout: float | None = None) -> str:
     """Run a client tool to completion and return its output as text (a SQL script is decoded in
     the encoding it declares); BackupFailed with its (masked) stderr on failure."""
