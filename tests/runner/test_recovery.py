@@ -11,6 +11,7 @@ import psycopg
 import pytest
 
 from pgshift.embedded import EmbeddedCluster
+from pgshift.safety.tools import session_ended
 from tests.helpers import run_pgshift, small_cluster, start_pgshift, write_migration
 from tests.runner.test_crash_and_concurrency import SLEEP_IF_MARKED, _tables, _wait_for_backend_exit, _wait_for_query
 
@@ -286,3 +287,16 @@ def test_a_cleanup_that_fails_after_ctrl_c_still_reports_the_interrupt(db_url: s
     assert done.exit_code == 130, done.output
     assert "error (interrupted): Interrupted" in done.output and "another command is already in progress" in done.output
     assert "connection to the server was lost" not in done.output
+
+
+@pytest.mark.parametrize("stderr", [
+    # What pg_dump prints when the server ends its session, by how the goodbye reached libpq.
+    "pg_dump: detail: Error message from server: FATAL:  terminating connection due to administrator command",
+    "pg_dump: error: Dumping the contents of table \"t\" failed: PQgetResult() failed.\n"
+    "pg_dump: detail: Error message from server: server closed the connection unexpectedly",
+    "pg_dump: error: connection to server failed: FATAL:  the database system is shutting down",
+    "pg_dump: error: could not receive data from server: Connection reset by peer",
+])
+def test_a_session_the_server_ended_is_told_from_other_tool_failures(stderr: str) -> None:
+    assert session_ended(stderr)
+    assert not session_ended('pg_dump: error: query failed: ERROR:  permission denied for table "t"')
