@@ -130,10 +130,18 @@ class Irreversible(PgshiftError):
 
 
 class LockTimeoutExhausted(MigrationFailed):
-    """Every retry of a statement hit lock_timeout (SQLSTATE 55P03)."""
+    """Every retry of a statement hit lock_timeout (SQLSTATE 55P03) or was chosen to end a deadlock (40P01)."""
 
     code = "lock-timeout"
     exit_code = 12
+
+
+class SerializationExhausted(LockTimeoutExhausted):
+    """Every retry of a statement failed to serialize (SQLSTATE 40001): the session runs at REPEATABLE READ or
+    SERIALIZABLE (a database or role default) beside transactions changing the same rows."""
+
+    code = "serialization"
+    exit_code = 50
 
 
 class BackupFailed(PgshiftError):

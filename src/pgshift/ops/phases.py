@@ -38,7 +38,7 @@ from pgshift.runner.backfill import BackfillError, BackfillOptions
 from pgshift.runner.blockers import WEAK_LOCK_CONFLICTS, Blocker, blockers
 from pgshift.runner.engine import StepEngine
 from pgshift.runner.execute import SESSION_ENDED
-from pgshift.runner.retry import RetryPolicy, gave_up, gave_up_hint
+from pgshift.runner.retry import RetryPolicy, gave_up, gave_up_error, gave_up_hint
 from pgshift.runner.steps import Step, StepStatement, StepTimeouts, session_settings
 from pgshift.runner.violations import find_violators
 
@@ -296,7 +296,7 @@ class PhaseRunner:
             hint=self._next_move(), sqlstate=exc.sqlstate, detail=exc.diag.message_detail, statement=statement)
 
     def exhausted(self, step: Step, attempts: int, exc: psycopg.Error, blocking: str) -> BaseException:
-        return LockTimeoutExhausted(
+        return gave_up_error(exc)(
             f"Step '{step.label}' of {self.migration.label} {gave_up(exc, attempts, self.ops.lock_timeout)} "
             f"({server_error_text(exc)}) Nothing of the step was committed. {blocking}",
             hint=f"{gave_up_hint(exc, self.conn.info)} {self._next_move()}")

@@ -31,7 +31,6 @@ from pgshift.errors import (
     ConnectionFailed,
     DiskFull,
     Interrupted,
-    LockTimeoutExhausted,
     MigrationFailed,
     MigrationSourceError,
     PgshiftError,
@@ -39,7 +38,7 @@ from pgshift.errors import (
 from pgshift.migrations.classify import transaction_control
 from pgshift.migrations.model import Migration, Statement, checksum_of
 from pgshift.runner.engine import StatementObserver, StepEngine
-from pgshift.runner.retry import RETRYABLE, RetryPolicy, gave_up, gave_up_hint
+from pgshift.runner.retry import RETRYABLE, RetryPolicy, gave_up, gave_up_error, gave_up_hint
 from pgshift.runner.steps import (
     SqlStep,
     Step,
@@ -296,7 +295,7 @@ class Executor:
     def exhausted(self, step: Step, attempts: int, exc: psycopg.Error, blocking: str) -> BaseException:
         migration = self.migration
         assert migration is not None
-        return LockTimeoutExhausted(
+        return gave_up_error(exc)(
             f"{migration.label} at {step.where or migration.label} "
             f"{gave_up(exc, attempts, migration.lock_timeout or self.timeouts.lock_timeout)} "
             f"({exc.diag.message_primary}). Nothing of the failing step was committed. {blocking}",

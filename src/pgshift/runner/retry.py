@@ -16,6 +16,7 @@ import psycopg
 from psycopg import errors as pgerrors
 from psycopg import sql
 
+from pgshift.errors import LockTimeoutExhausted, SerializationExhausted
 from pgshift.units import Duration
 
 RETRYABLE = (pgerrors.LockNotAvailable, pgerrors.DeadlockDetected, pgerrors.SerializationFailure)
@@ -39,6 +40,12 @@ def gave_up(exc: psycopg.Error, attempts: int, lock_timeout: Duration) -> str:
         return (f"failed to serialize against concurrent transactions in each of {attempts} attempts "
                 "(its session's default_transaction_isolation is REPEATABLE READ or SERIALIZABLE)")
     return f"could not take its lock within lock_timeout {lock_timeout} after {attempts} attempts"
+
+
+def gave_up_error(exc: psycopg.Error) -> type[LockTimeoutExhausted]:
+    """The error for a step that stopped retrying after ``exc``: a lock it could not take, or rows it could
+    not serialize against (a different cause, with its own exit code)."""
+    return SerializationExhausted if retry_reason(exc) == "serialization failure" else LockTimeoutExhausted
 
 
 def gave_up_hint(exc: psycopg.Error, info: psycopg.ConnectionInfo) -> str:
