@@ -5,6 +5,8 @@ query it prints finds exactly those rows, and fixing them as it shows lets the r
 from __future__ import annotations
 
 import re
+import signal
+import time
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +15,7 @@ import pytest
 
 from pgshift.runner import violations
 from pgshift.runner.violations import find_violators
-from tests.helpers import run_pgshift, write_migration
+from tests.helpers import run_pgshift, start_pgshift, write_migration
 from tests.ops.helpers import write_project
 
 Conn = psycopg.Connection[Any]
@@ -179,3 +181,28 @@ def test_a_duplicate_inserted_by_the_migration_itself_names_nothing_more(tmp_pat
     message = _said(run_pgshift(["migrate", "--no-backup"], cwd=tmp_path, url=db_url))
     assert "SQLSTATE 23505" in message and "Key (name)=(a) already exists" in message, message
     assert "List them with" not in message, message
+
+
+def test_ctrl_c_while_looking_skips_the_lookup_and_still_records_the_failure(tmp_path: Path, db_url: str,
+                                                                             conn: Conn) -> None:
+    """The lookup reads the table again (here 1,500 rows at 10 ms each). Ctrl-C meanwhile ends it on the
+    server and the command reports the failure it had, recorded in history, without the rows."""
+    conn.execute("CREATE TABLE slow (id int PRIMARY KEY, a int); INSERT INTO slow SELECT g, g FROM "
+                 "generate_series(1, 1500) g")
+    conn.execute("ALTER TABLE slow ADD CONSTRAINT a_slow CHECK (pg_sleep(0.01) IS NOT NULL AND a > 1) NOT VALID")
+    write_migration(tmp_path / "migrations", "1", "validate", "ALTER TABLE slow VALIDATE CONSTRAINT a_slow;")
+    proc = start_pgshift(["migrate", "--no-backup"], cwd=tmp_path, url=db_url)
+    deadline = time.monotonic() + 30
+    while conn.execute("SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%%count(*) OVER ()%%' "
+                       "AND pid <> pg_backend_pid()").fetchone() != (1,):
+        assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    _out, err = proc.communicate(timeout=30)
+    message = " ".join(err.split())
+    assert proc.returncode == 8, message
+    assert "· looking for the rows of slow that stop a_slow (at most 30 s; Ctrl-C skips it)" in message, message
+    assert "Hint: rows of slow violate a_slow" in message and "List them with" not in message, message
+    assert conn.execute("SELECT status FROM pgshift.migrations WHERE version = '1'").fetchone() == ("failed",)
+    assert conn.execute("SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%%count(*) OVER ()%%' AND "
+                        "state = 'active' AND pid <> pg_backend_pid()").fetchone() == (0,)

@@ -254,7 +254,7 @@ class PhaseRunner:
                 engine.analyze(steps)
         except MigrationFailed as exc:
             # The step's transaction is rolled back now: rows that stop its validation can be looked for.
-            found = find_violators(self.conn, exc.__cause__, exc.statement or "")
+            found = find_violators(self.conn, exc.__cause__, exc.statement or "", notify=self.notify)
             if found is not None:
                 exc.hint = f"{found.sentence()} Then {exc.hint}"
             raise

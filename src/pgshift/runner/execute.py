@@ -219,7 +219,7 @@ class Executor:
         cause = failure.__cause__
         if not isinstance(cause, psycopg.Error) or cause.diag.message_hint:
             return
-        found = find_violators(self.conn, cause, failure.statement or "", (s.sql for s in part))
+        found = find_violators(self.conn, cause, failure.statement or "", (s.sql for s in part), self.notify)
         if found is not None:
             failure.hint = f"{found.sentence()} {_rerun_after_fixing(direction)}"
 

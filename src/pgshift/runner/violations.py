@@ -6,7 +6,7 @@ few, and gives the query that lists them all, so the user can correct the data o
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -50,24 +50,50 @@ class Violators:
 
 
 def find_violators(conn: psycopg.Connection[object], exc: BaseException | None, statement: str,
-                   part: Iterable[str] = ()) -> Violators | None:
+                   part: Iterable[str] = (), notify: Callable[[str], None] | None = None) -> Violators | None:
+    """:func:`_find_violators`, announced with ``notify`` (the lookup reads the table again, up to
+    LOOKUP_TIMEOUT_MS); Ctrl-C skips it, so the failure is still recorded and reported as it is."""
+    if not isinstance(exc, _LOOKED_FOR):
+        return None
+
+    def announce() -> None:
+        if notify is not None:
+            notify(f"looking for the rows of {exc.diag.table_name} that stop {_what(exc)} "
+                   f"(at most {LOOKUP_TIMEOUT_MS // 1000} s; Ctrl-C skips it)")
+
+    try:
+        return _find_violators(conn, exc, statement, part, announce)
+    except KeyboardInterrupt:
+        return None
+
+
+_LOOKED_FOR = (pgerrors.CheckViolation, pgerrors.NotNullViolation, pgerrors.UniqueViolation)
+
+
+def _what(exc: psycopg.Error) -> str:
+    if isinstance(exc, pgerrors.NotNullViolation):
+        return f"NOT NULL on {exc.diag.column_name}"
+    return exc.diag.constraint_name or "the constraint"
+
+
+def _find_violators(conn: psycopg.Connection[object], exc: psycopg.Error, statement: str,
+                    part: Iterable[str], announce: Callable[[], None]) -> Violators | None:
     """The rows violating the CHECK or NOT NULL that ``exc`` (the server's error for the ALTER TABLE
     ``statement`` of a migration whose statements are ``part``) reports, or the key values duplicated
     where the statement builds a unique index or constraint; None when it is not such an error or they
     cannot be looked for (a column the rolled-back statement added, a table gone, a session still in a
     failed transaction)."""
-    if not isinstance(exc, (pgerrors.CheckViolation, pgerrors.NotNullViolation, pgerrors.UniqueViolation)):
-        return None
     diag = exc.diag
     if not diag.table_name or not diag.schema_name or conn.closed or conn.broken:
         return None
     body = _one_statement(statement)
     if isinstance(exc, pgerrors.UniqueViolation):
         unique = _unique_key(body, diag.constraint_name or "")
-        return _duplicates(conn, exc, unique) if unique is not None else None
+        return _duplicates(conn, exc, unique, announce) if unique is not None else None
     if not isinstance(body, ast.AlterTableStmt):
         return None
     table = sql.Identifier(diag.schema_name, diag.table_name)
+    announce()
     try:
         with _looking(conn):
             oid = _oid(conn, diag.schema_name, diag.table_name)
@@ -148,7 +174,8 @@ def _unique_key(body: ast.Node | None, name: str) -> _UniqueKey | None:
     return _UniqueKey(columns, list[sql.Composable](sql.Identifier(c) for c in columns), None, nulls_distinct)
 
 
-def _duplicates(conn: psycopg.Connection[object], exc: psycopg.Error, key: _UniqueKey) -> Violators | None:
+def _duplicates(conn: psycopg.Connection[object], exc: psycopg.Error, key: _UniqueKey,
+                announce: Callable[[], None]) -> Violators | None:
     """The key values more than one row holds, where a unique index on ``key`` cannot be built."""
     diag = exc.diag
     table = sql.Identifier(str(diag.schema_name), str(diag.table_name))
@@ -168,6 +195,7 @@ def _duplicates(conn: psycopg.Connection[object], exc: psycopg.Error, key: _Uniq
         table=table, where=where, grouped=grouped, cap=sql.Literal(COUNTED + 1), shown_rows=sql.Literal(SHOWN))
     label = key.names[0] if len(key.names) == 1 else f"({', '.join(key.names)})"
     constraint = diag.constraint_name or "the unique index"
+    announce()
     try:
         with _looking(conn):
             query = listing.as_string(conn)
