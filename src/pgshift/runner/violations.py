@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import psycopg
 from pglast import ast, parse_sql
-from pglast.enums import AlterTableType, ConstrType
+from pglast.enums import AlterTableType, ConstrType, ObjectType
 from pglast.parser import ParseError
 from pglast.stream import RawStream
 from psycopg import errors as pgerrors
@@ -49,20 +49,196 @@ class Violators:
         return f"{found}. List them with: {self.query}"
 
 
+@dataclass(frozen=True)
+class UniqueKey:
+    names: list[str]  # how the key's parts are shown: a column's name, an expression's text
+    parts: list[sql.Composable]
+    predicate: sql.Composable | None  # a partial index's WHERE
+    nulls_distinct: bool  # rows with a null key part never conflict (unless NULLS NOT DISTINCT)
+
+    @property
+    def label(self) -> str:
+        return self.names[0] if len(self.names) == 1 else f"({', '.join(self.names)})"
+
+
+@dataclass(frozen=True)
+class RowRule:
+    """What the rows already in a table must satisfy for a statement to succeed: no row meets
+    ``condition`` (a CHECK, a NOT NULL), or no two rows share a value of ``unique``."""
+
+    schema: str | None  # None: the table as search_path finds it
+    table: str
+    label: str  # the constraint's name ("" for a CHECK the server will name), or "NOT NULL on <column>"
+    condition: sql.Composable | None = None
+    unique: UniqueKey | None = None
+    validated: str | None = None  # VALIDATE CONSTRAINT of a CHECK neither this statement nor its migration adds
+    column: str | None = None  # for NOT NULL: the column
+
+    @property
+    def name(self) -> str:
+        return f"{self.schema}.{self.table}" if self.schema else self.table
+
+
+def row_rules(statement: str, part: Iterable[str] = ()) -> list[RowRule]:
+    """The rules a statement makes the server check against the rows already in its table: ALTER TABLE
+    ADD CHECK (not NOT VALID), VALIDATE CONSTRAINT of a CHECK, ALTER COLUMN SET NOT NULL, ADD PRIMARY KEY
+    / UNIQUE, CREATE UNIQUE INDEX. ``part``: the other statements of its migration, where a CHECK it
+    validates may have been added NOT VALID."""
+    body = _one_statement(statement)
+    if isinstance(body, ast.IndexStmt):
+        key = _index_key(body)
+        if key is None or body.relation is None:
+            return []
+        return [RowRule(body.relation.schemaname, str(body.relation.relname), body.idxname or "", unique=key)]
+    if not isinstance(body, ast.AlterTableStmt) or body.relation is None or body.objtype != ObjectType.OBJECT_TABLE:
+        return []
+    schema, table = body.relation.schemaname, str(body.relation.relname)
+    rules: list[RowRule] = []
+    for cmd in body.cmds or ():
+        if not isinstance(cmd, ast.AlterTableCmd):
+            continue
+        con = cmd.def_ if isinstance(cmd.def_, ast.Constraint) else None
+        if cmd.subtype == AlterTableType.AT_SetNotNull and cmd.name:
+            rules.append(_not_null(schema, table, cmd.name))
+        elif cmd.subtype == AlterTableType.AT_ValidateConstraint and cmd.name:
+            added = _check_in_part(part, cmd.name)
+            rules.append(RowRule(schema, table, cmd.name, condition=added) if added is not None
+                         else RowRule(schema, table, cmd.name, validated=cmd.name))
+        elif con is not None and cmd.subtype == AlterTableType.AT_AddConstraint and not con.skip_validation:
+            if con.contype == ConstrType.CONSTR_CHECK and con.raw_expr is not None:
+                rules.append(RowRule(schema, table, con.conname or "",
+                                     condition=_violating(str(RawStream()(con.raw_expr)))))
+            elif con.contype in (ConstrType.CONSTR_UNIQUE, ConstrType.CONSTR_PRIMARY) and con.keys \
+                    and not con.indexname:
+                columns = [str(k.sval) for k in con.keys if isinstance(k, ast.String)]
+                primary = con.contype == ConstrType.CONSTR_PRIMARY
+                if primary:
+                    rules += [_not_null(schema, table, c) for c in columns]
+                rules.append(RowRule(schema, table, con.conname or "", unique=UniqueKey(
+                    columns, list[sql.Composable](sql.Identifier(c) for c in columns), None,
+                    not primary and not con.nulls_not_distinct)))
+    return rules
+
+
+def _not_null(schema: str | None, table: str, column: str) -> RowRule:
+    return RowRule(schema, table, f"NOT NULL on {column}", condition=sql.SQL("{} IS NULL").format(
+        sql.Identifier(column)), column=column)
+
+
+def _violating(expression: str) -> sql.Composable:
+    # A row violates a CHECK when its expression is false; null passes.
+    return sql.SQL("NOT ({})").format(sql.SQL(expression))
+
+
+def _index_key(body: ast.IndexStmt) -> UniqueKey | None:
+    if not body.unique or not body.indexParams:
+        return None
+    names: list[str] = []
+    parts: list[sql.Composable] = []
+    for elem in body.indexParams:
+        if not isinstance(elem, ast.IndexElem):
+            return None
+        if elem.name:
+            names.append(elem.name)
+            parts.append(sql.Identifier(elem.name))
+        elif elem.expr is not None:
+            text = str(RawStream()(elem.expr))
+            names.append(text)
+            parts.append(sql.SQL("({})").format(sql.SQL(text)))
+        else:
+            return None
+    where = sql.SQL(str(RawStream()(body.whereClause))) if body.whereClause is not None else None
+    return UniqueKey(names, parts, where, not body.nulls_not_distinct)
+
+
+def _check_in_part(part: Iterable[str], name: str) -> sql.Composable | None:
+    """What violates the CHECK named ``name`` that one of ``part``'s ALTER TABLE statements adds (NOT VALID)."""
+    for other in part:
+        if name.lower() not in other.lower():
+            continue  # a large migration's statements are parsed only where they may add it
+        body = _one_statement(other)
+        for cmd in body.cmds or () if isinstance(body, ast.AlterTableStmt) else ():
+            con = cmd.def_ if isinstance(cmd, ast.AlterTableCmd) else None
+            if isinstance(con, ast.Constraint) and con.contype == ConstrType.CONSTR_CHECK and con.conname == name \
+                    and con.raw_expr is not None:
+                return _violating(str(RawStream()(con.raw_expr)))
+    return None
+
+
+@dataclass(frozen=True)
+class Lookup:
+    """What looking for a rule's violating rows found: the rows, none (``found`` None), or nothing
+    looked for and why (``skipped``: its table or column does not exist yet)."""
+
+    rule: RowRule
+    found: Violators | None = None
+    skipped: str = ""
+
+
+def look_for(conn: psycopg.Connection[object], rule: RowRule, announce: Callable[[], None] = lambda: None) -> Lookup:
+    """The rows of ``rule``'s table that violate it now, in a read-only transaction of at most
+    LOOKUP_TIMEOUT_MS (at its end ``found.count`` is None)."""
+    try:
+        with _looking(conn):
+            row = conn.execute("SELECT c.oid::int8, n.nspname, c.relname FROM pg_catalog.pg_class c "
+                               "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = "
+                               "pg_catalog.to_regclass(%s)",
+                               (sql.Identifier(*(p for p in (rule.schema, rule.table) if p)).as_string(conn),)
+                               ).fetchone()
+            if row is None:
+                return Lookup(rule, skipped=f"{rule.name} does not exist yet")
+            oid, schema, name = int(row[0]), str(row[1]), str(row[2])  # type: ignore[index]
+            table = sql.Identifier(schema, name)
+            condition = rule.condition
+            if rule.validated is not None:
+                found = conn.execute("SELECT pg_catalog.pg_get_expr(conbin, conrelid) FROM pg_catalog.pg_constraint "
+                                     "WHERE conrelid = %s AND conname = %s AND contype = 'c'",
+                                     (oid, rule.validated)).fetchone()
+                if found is None:
+                    return Lookup(rule, skipped=f"no CHECK {rule.validated} on {rule.name} (yet)")
+                condition = _violating(str(found[0]))  # type: ignore[index]
+            announce()
+            shown = table.as_string(conn)
+            if rule.unique is not None:
+                return Lookup(rule, _duplicates(conn, table, shown, rule.unique, rule.label or "the unique index"))
+            assert condition is not None
+            query = sql.SQL("SELECT * FROM {} WHERE {};").format(table, condition).as_string(conn)
+            try:
+                count, examples = _look(conn, table, condition, _key_columns(conn, oid))
+            except pgerrors.QueryCanceled:
+                return Lookup(rule, Violators(shown, rule.label, query, None, ()))
+    except pgerrors.UndefinedColumn as exc:
+        return Lookup(rule, skipped=f"{exc.diag.message_primary} (yet)")
+    except psycopg.Error as exc:
+        return Lookup(rule, skipped=exc.diag.message_primary or str(exc))
+    return Lookup(rule, Violators(shown, rule.label, query, count, examples) if count else None)
+
+
 def find_violators(conn: psycopg.Connection[object], exc: BaseException | None, statement: str,
                    part: Iterable[str] = (), notify: Callable[[str], None] | None = None) -> Violators | None:
-    """:func:`_find_violators`, announced with ``notify`` (the lookup reads the table again, up to
+    """After ``exc``, the server's error for ``statement`` (of a migration whose other statements are
+    ``part``) rolled back: the rows violating the CHECK or NOT NULL it reports, or the key values
+    duplicated where the statement builds a unique index; None when it is not such an error or they
+    cannot be found (a column the rolled-back statement added, a table gone, rows that violate it only
+    as the statement rewrote them). Announced with ``notify`` (the lookup reads the table again, up to
     LOOKUP_TIMEOUT_MS); Ctrl-C skips it, so the failure is still recorded and reported as it is."""
-    if not isinstance(exc, _LOOKED_FOR):
+    if not isinstance(exc, _LOOKED_FOR) or conn.closed or conn.broken:
         return None
+    diag = exc.diag
+    if not diag.table_name or not diag.schema_name:
+        return None
+    rule = _rule_for(exc, row_rules(statement, part))
+    if rule is None:
+        return None
+    rule = replace(rule, schema=diag.schema_name, table=diag.table_name)
 
     def announce() -> None:
         if notify is not None:
-            notify(f"looking for the rows of {exc.diag.table_name} that stop {_what(exc)} "
+            notify(f"looking for the rows of {diag.table_name} that stop {rule.label} "
                    f"(at most {LOOKUP_TIMEOUT_MS // 1000} s; Ctrl-C skips it)")
 
     try:
-        return _find_violators(conn, exc, statement, part, announce)
+        return look_for(conn, rule, announce).found
     except KeyboardInterrupt:
         return None
 
@@ -70,49 +246,20 @@ def find_violators(conn: psycopg.Connection[object], exc: BaseException | None, 
 _LOOKED_FOR = (pgerrors.CheckViolation, pgerrors.NotNullViolation, pgerrors.UniqueViolation)
 
 
-def _what(exc: psycopg.Error) -> str:
-    if isinstance(exc, pgerrors.NotNullViolation):
-        return f"NOT NULL on {exc.diag.column_name}"
-    return exc.diag.constraint_name or "the constraint"
-
-
-def _find_violators(conn: psycopg.Connection[object], exc: psycopg.Error, statement: str,
-                    part: Iterable[str], announce: Callable[[], None]) -> Violators | None:
-    """The rows violating the CHECK or NOT NULL that ``exc`` (the server's error for the ALTER TABLE
-    ``statement`` of a migration whose statements are ``part``) reports, or the key values duplicated
-    where the statement builds a unique index or constraint; None when it is not such an error or they
-    cannot be looked for (a column the rolled-back statement added, a table gone, a session still in a
-    failed transaction)."""
+def _rule_for(exc: psycopg.Error, rules: list[RowRule]) -> RowRule | None:
+    """Which of a statement's rules the server's error is about: by column or constraint name, or the
+    only one of its kind (a constraint the server named)."""
     diag = exc.diag
-    if not diag.table_name or not diag.schema_name or conn.closed or conn.broken:
-        return None
-    body = _one_statement(statement)
-    if isinstance(exc, pgerrors.UniqueViolation):
-        unique = _unique_key(body, diag.constraint_name or "")
-        return _duplicates(conn, exc, unique, announce) if unique is not None else None
-    if not isinstance(body, ast.AlterTableStmt):
-        return None
-    table = sql.Identifier(diag.schema_name, diag.table_name)
-    announce()
-    try:
-        with _looking(conn):
-            oid = _oid(conn, diag.schema_name, diag.table_name)
-            if oid is None:
-                return None
-            condition, constraint = _condition(conn, exc, oid, statement, part)
-            if condition is None:
-                return None
-            keys = _key_columns(conn, oid)
-            query = sql.SQL("SELECT * FROM {} WHERE {};").format(table, condition).as_string(conn)
-            try:
-                count, examples = _look(conn, table, condition, keys)
-            except pgerrors.QueryCanceled:
-                return Violators(table.as_string(conn), constraint, query, None, ())
-    except psycopg.Error:
-        return None
-    if not count:
-        return None  # nothing violates it now (the failing statement changed the rows first, as a USING does)
-    return Violators(table.as_string(conn), constraint, query, count, examples)
+    if isinstance(exc, pgerrors.NotNullViolation):
+        return next((r for r in rules if r.column is not None and r.column == diag.column_name), None)
+    unique = isinstance(exc, pgerrors.UniqueViolation)
+    of_kind = [r for r in rules if (r.unique is not None) == unique and r.column is None]
+    named = [r for r in of_kind if r.label == diag.constraint_name]
+    unnamed = [r for r in of_kind if not r.label]
+    chosen = named[0] if named else unnamed[0] if len(unnamed) == 1 else None
+    if chosen is not None and not chosen.label and diag.constraint_name:
+        chosen = replace(chosen, label=diag.constraint_name)
+    return chosen
 
 
 @contextmanager
@@ -133,59 +280,16 @@ def _one_statement(statement: str) -> ast.Node | None:
     return stmts[0].stmt if len(stmts) == 1 else None
 
 
-@dataclass(frozen=True)
-class _UniqueKey:
-    names: list[str]  # how the key's parts are shown: a column's name, an expression's text
-    parts: list[sql.Composable]
-    predicate: sql.Composable | None  # a partial index's WHERE
-    nulls_distinct: bool  # rows with a null key part never conflict (unless NULLS NOT DISTINCT)
-
-
-def _unique_key(body: ast.Node | None, name: str) -> _UniqueKey | None:
-    """The key of the unique index (CREATE UNIQUE INDEX) or UNIQUE / PRIMARY KEY constraint (ALTER TABLE)
-    named ``name`` that ``body`` builds, or of its only one."""
-    if isinstance(body, ast.IndexStmt) and body.unique and body.indexParams:
-        names: list[str] = []
-        parts: list[sql.Composable] = []
-        for elem in body.indexParams:
-            if not isinstance(elem, ast.IndexElem) or (not elem.name and elem.expr is None):
-                return None
-            if elem.name:
-                names.append(elem.name)
-                parts.append(sql.Identifier(elem.name))
-            elif elem.expr is not None:
-                text = str(RawStream()(elem.expr))
-                names.append(text)
-                parts.append(sql.SQL("({})").format(sql.SQL(text)))
-        where = sql.SQL(str(RawStream()(body.whereClause))) if body.whereClause is not None else None
-        return _UniqueKey(names, parts, where, not body.nulls_not_distinct)
-    if not isinstance(body, ast.AlterTableStmt):
-        return None
-    keyed = [cmd.def_ for cmd in body.cmds or () if isinstance(cmd, ast.AlterTableCmd)
-             and cmd.subtype == AlterTableType.AT_AddConstraint and isinstance(cmd.def_, ast.Constraint)
-             and cmd.def_.contype in (ConstrType.CONSTR_UNIQUE, ConstrType.CONSTR_PRIMARY)
-             and cmd.def_.keys and not cmd.def_.indexname]
-    named = [con for con in keyed if con.conname == name]
-    chosen = named[0] if named else keyed[0] if len(keyed) == 1 else None
-    if chosen is None:
-        return None
-    columns = [str(key.sval) for key in chosen.keys or () if isinstance(key, ast.String)]
-    nulls_distinct = chosen.contype == ConstrType.CONSTR_UNIQUE and not chosen.nulls_not_distinct
-    return _UniqueKey(columns, list[sql.Composable](sql.Identifier(c) for c in columns), None, nulls_distinct)
-
-
-def _duplicates(conn: psycopg.Connection[object], exc: psycopg.Error, key: _UniqueKey,
-                announce: Callable[[], None]) -> Violators | None:
+def _duplicates(conn: psycopg.Connection[object], table: sql.Identifier, shown: str, key: UniqueKey,
+                constraint: str) -> Violators | None:
     """The key values more than one row holds, where a unique index on ``key`` cannot be built."""
-    diag = exc.diag
-    table = sql.Identifier(str(diag.schema_name), str(diag.table_name))
     conditions = [sql.SQL("{} IS NOT NULL").format(part) for part in key.parts] if key.nulls_distinct else []
     if key.predicate is not None:
         conditions.append(sql.SQL("({})").format(key.predicate))
     where = sql.SQL(" WHERE {}").format(sql.SQL(" AND ").join(conditions)) if conditions else sql.SQL("")
     grouped = sql.SQL(", ").join(sql.Literal(n) for n in range(1, len(key.parts) + 1))
-    listing = sql.SQL("SELECT {parts}, count(*) FROM {table}{where} GROUP BY {grouped} HAVING count(*) > 1;").format(
-        parts=sql.SQL(", ").join(key.parts), table=table, where=where, grouped=grouped)
+    query = sql.SQL("SELECT {parts}, count(*) FROM {table}{where} GROUP BY {grouped} HAVING count(*) > 1;").format(
+        parts=sql.SQL(", ").join(key.parts), table=table, where=where, grouped=grouped).as_string(conn)
     aliases = [sql.Identifier(f"k{n}") for n in range(len(key.parts))]
     found = sql.SQL(
         "SELECT {shown}, rows, count(*) OVER () FROM (SELECT {parts}, count(*) AS rows FROM {table}{where} "
@@ -193,78 +297,15 @@ def _duplicates(conn: psycopg.Connection[object], exc: psycopg.Error, key: _Uniq
         shown=sql.SQL(", ").join(sql.SQL("{}::text").format(a) for a in aliases),
         parts=sql.SQL(", ").join(sql.SQL("{} AS {}").format(p, a) for p, a in zip(key.parts, aliases, strict=True)),
         table=table, where=where, grouped=grouped, cap=sql.Literal(COUNTED + 1), shown_rows=sql.Literal(SHOWN))
-    label = key.names[0] if len(key.names) == 1 else f"({', '.join(key.names)})"
-    constraint = diag.constraint_name or "the unique index"
-    announce()
     try:
-        with _looking(conn):
-            query = listing.as_string(conn)
-            try:
-                rows = conn.execute(found).fetchall()
-            except pgerrors.QueryCanceled:
-                return Violators(table.as_string(conn), constraint, query, None, (), label)
-    except psycopg.Error:
-        return None
+        rows = conn.execute(found).fetchall()
+    except pgerrors.QueryCanceled:
+        return Violators(shown, constraint, query, None, (), key.label)
     if not rows:
         return None
     examples = tuple(f"{_named(key.names, [_text(v) for v in row[:-2]])} ({row[-2]} rows)"  # type: ignore[index]
                      for row in rows)
-    return Violators(table.as_string(conn), constraint, query, int(rows[0][-1]), examples, label)  # type: ignore[index]
-
-
-def _oid(conn: psycopg.Connection[object], schema: str, table: str) -> int | None:
-    row = conn.execute("SELECT c.oid::int8 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n "
-                       "ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relname = %s",
-                       (schema, table)).fetchone()
-    return int(row[0]) if row else None  # type: ignore[index]
-
-
-def _condition(conn: psycopg.Connection[object], exc: psycopg.Error, oid: int, statement: str,
-               part: Iterable[str]) -> tuple[sql.Composable | None, str]:
-    """The WHERE condition a violating row meets, and the constraint's name as the user knows it."""
-    diag = exc.diag
-    if isinstance(exc, pgerrors.NotNullViolation):
-        if not diag.column_name:
-            return None, ""
-        return (sql.SQL("{} IS NULL").format(sql.Identifier(diag.column_name)),
-                f"NOT NULL on {diag.column_name}")
-    name = diag.constraint_name or ""
-    if not name:
-        return None, ""
-    row = conn.execute("SELECT pg_catalog.pg_get_expr(conbin, conrelid) FROM pg_catalog.pg_constraint "
-                       "WHERE conrelid = %s AND conname = %s AND contype = 'c'", (oid, name)).fetchone()
-    # A CHECK added by an earlier migration is in the catalog; one this migration's rolled-back transaction
-    # added is in its text: the failing statement (unnamed too), or another of its statements (NOT VALID).
-    expression = str(row[0]) if row else _check_in(statement, name, unnamed=True)  # type: ignore[index]
-    for other in part if expression is None else ():
-        if name.lower() not in other.lower():
-            continue  # a large migration's statements are parsed only where they may add it
-        expression = _check_in(other, name, unnamed=False)
-        if expression is not None:
-            break
-    if expression is None:
-        return None, name
-    # A row violates a CHECK when its expression is false; null passes.
-    return sql.SQL("NOT ({})").format(sql.SQL(expression)), name
-
-
-def _check_in(statement: str, name: str, *, unnamed: bool) -> str | None:
-    """The expression of the CHECK named ``name`` that the ALTER TABLE ``statement`` adds, or with
-    ``unnamed`` of its only unnamed one (the server named it)."""
-    try:
-        stmts = parse_sql(statement)
-    except ParseError:
-        return None
-    body = stmts[0].stmt if len(stmts) == 1 else None
-    if not isinstance(body, ast.AlterTableStmt):
-        return None
-    checks = [cmd.def_ for cmd in body.cmds or () if isinstance(cmd, ast.AlterTableCmd)
-              and cmd.subtype == AlterTableType.AT_AddConstraint and isinstance(cmd.def_, ast.Constraint)
-              and cmd.def_.contype == ConstrType.CONSTR_CHECK]
-    named = [con for con in checks if con.conname == name]
-    nameless = [con for con in checks if not con.conname] if unnamed else []
-    chosen = named[0] if named else nameless[0] if len(nameless) == 1 else None
-    return str(RawStream()(chosen.raw_expr)) if chosen is not None and chosen.raw_expr is not None else None
+    return Violators(shown, constraint, query, int(rows[0][-1]), examples, key.label)  # type: ignore[index]
 
 
 def _key_columns(conn: psycopg.Connection[object], oid: int) -> list[str]:
