@@ -195,7 +195,7 @@ def look_for(conn: psycopg.Connection[object], rule: RowRule, announce: Callable
                                      "WHERE conrelid = %s AND conname = %s AND contype = 'c'",
                                      (oid, rule.validated)).fetchone()
                 if found is None:
-                    return Lookup(rule, skipped=f"no CHECK {rule.validated} on {rule.name} (yet)")
+                    return Lookup(rule, skipped=f"no CHECK {rule.validated} on {rule.name} yet")
                 condition = _violating(str(found[0]))  # type: ignore[index]
             announce()
             shown = table.as_string(conn)
@@ -208,7 +208,7 @@ def look_for(conn: psycopg.Connection[object], rule: RowRule, announce: Callable
             except pgerrors.QueryCanceled:
                 return Lookup(rule, Violators(shown, rule.label, query, None, ()))
     except pgerrors.UndefinedColumn as exc:
-        return Lookup(rule, skipped=f"{exc.diag.message_primary} (yet)")
+        return Lookup(rule, skipped=f"{exc.diag.message_primary} yet")
     except psycopg.Error as exc:
         return Lookup(rule, skipped=exc.diag.message_primary or str(exc))
     return Lookup(rule, Violators(shown, rule.label, query, count, examples) if count else None)

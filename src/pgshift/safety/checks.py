@@ -31,6 +31,7 @@ from pgshift.migrations.analysis import TableName, analyse_all, changed_tables
 from pgshift.migrations.model import Migration, OpsMigration
 from pgshift.ops.names import qualified, quote_ident
 from pgshift.runner.plan import Problem
+from pgshift.runner.violations import look_for, row_rules
 from pgshift.safety.backup import latest_verified_backup
 from pgshift.safety.hooks import app_version, probe
 
@@ -310,6 +311,70 @@ def check_lint(ctx: _Context) -> CheckResult:
         detail += [f"{p.file}:{p.line}:{p.column}: {p.message}" for p in verdict.parse_errors]
         return CheckResult(name, FAILED, f"{len(detail)} at or above '{verdict.fail_level}' ({counts})", detail[:20])
     return CheckResult(name, PASSED, f"none at or above '{verdict.fail_level}' ({counts})")
+
+
+# Statements after which a table's rows may differ from the ones there now.
+_ROW_WRITERS = frozenset({"UpdateStmt", "InsertStmt", "DeleteStmt", "MergeStmt", "CopyStmt", "TruncateStmt"})
+
+
+def check_existing_rows(ctx: _Context) -> CheckResult:
+    """Rows already in a table that a constraint a pending migration adds or validates would reject (a
+    CHECK, a NOT NULL, a unique index or key): that migration would fail on them. Where an earlier pending
+    statement changes the table's rows first (a backfill before its NOT NULL), they are a warning."""
+    name = "existing rows meet the pending constraints"
+    _load_status(ctx)
+    if ctx.pending is None:
+        return CheckResult(name, SKIPPED, "pending migrations unknown", [ctx.status_error or ""])
+    assert ctx.conn is not None
+    failed: list[str] = []
+    warned: list[str] = []
+    skipped: list[str] = []
+    checked = 0
+    earlier: list[str] = []  # the pending statements so far: a CHECK added NOT VALID is validated later
+    created: set[str] = set()
+    changed_by: dict[str, str] = {}  # table -> where a pending statement first changes its rows
+    for migration in ctx.pending:
+        if isinstance(migration, OpsMigration):  # its expand may backfill the tables it names
+            for op in migration.ops.operations:
+                if op.target:
+                    changed_by.setdefault(op.target, migration.label)
+            continue
+        for statement in migration.up:
+            where = f"{statement.file}:{statement.line}"
+            earlier.append(statement.sql)
+            for rule in row_rules(statement.sql, earlier):
+                if rule.table in created:
+                    continue  # created by a pending migration: its rows are not there yet
+                lookup = look_for(ctx.conn, rule)
+                found = lookup.found
+                if lookup.skipped:
+                    skipped.append(f"{where}: {rule.label or 'the new constraint'} on {rule.name} not checked: "
+                                   f"{lookup.skipped}")
+                    continue
+                checked += 1
+                if found is None:
+                    continue
+                first = changed_by.get(rule.table)
+                if found.count is None or first is not None:
+                    after = f" (its rows change first at {first})" if first is not None else ""
+                    warned.append(f"{where}: {found.sentence()}{after}")
+                else:
+                    failed.append(f"{where}: {found.sentence()}")
+            for facts in analyse_all(statement.sql):
+                tables = {table for _schema, table in facts.changed}
+                if facts.kind in ("CreateStmt", "CreateTableAsStmt"):
+                    created |= tables
+                if facts.kind in _ROW_WRITERS or facts.rewritten:
+                    for table in tables:
+                        changed_by.setdefault(table, where)
+    detail = failed + warned + skipped
+    if failed:
+        return CheckResult(name, FAILED, f"{len(failed)} of {checked} would fail on rows already there", detail)
+    if warned:
+        return CheckResult(name, WARNING, f"{len(warned)} of {checked} violated now", detail)
+    if not checked and not skipped:
+        return CheckResult(name, PASSED, "no pending constraint checks rows already there")
+    return CheckResult(name, PASSED, f"{checked} constraint(s) checked against the rows there now", skipped)
 
 
 def _data_directory(ctx: _Context) -> Path | None:
@@ -712,8 +777,8 @@ def check_git(ctx: _Context) -> CheckResult:
 
 _DB_CHECKS: list[Callable[[_Context], CheckResult]] = [
     check_server_version, check_writable, check_backup, check_running_dump, check_pending, check_edited, check_lint,
-    check_disk, check_sessions, check_replication, check_standby_queries, check_invalid_indexes, check_statistics,
-    check_deploy_session,
+    check_existing_rows, check_disk, check_sessions, check_replication, check_standby_queries, check_invalid_indexes,
+    check_statistics, check_deploy_session,
 ]
 _OTHER_CHECKS: list[Callable[[_Context], CheckResult]] = [check_app_version, check_health, check_git]
 
