@@ -19,6 +19,7 @@ from psycopg import sql
 from pgshift import api
 from pgshift.cli.main import cli
 from pgshift.config import Settings
+from pgshift.runner import violations
 from pgshift.safety import take_backup
 from pgshift.safety.checks import Thresholds, run_checks, touched_tables
 from tests.helpers import check_result, run_pgshift, write_migration
@@ -31,7 +32,10 @@ INIT = "CREATE TABLE accounts (id int PRIMARY KEY, balance numeric);\nINSERT INT
 SAFE = "-- pgshift:no-transaction\nCREATE INDEX CONCURRENTLY accounts_balance ON accounts (balance);\n"
 # Rewrites accounts (free disk space), and renames a column the running app reads: an error at
 # any table size (the type change alone is a note on a 2-row table, for check as for migrate).
-UNSAFE = "ALTER TABLE accounts ALTER COLUMN balance TYPE text;\nALTER TABLE accounts RENAME COLUMN balance TO amount;\n"
+# and adds a CHECK the row (2, 3) already violates (existing rows).
+UNSAFE = ("ALTER TABLE accounts ADD CONSTRAINT small_balance CHECK (balance < 3);\n"
+          "ALTER TABLE accounts ALTER COLUMN balance TYPE text;\n"
+          "ALTER TABLE accounts RENAME COLUMN balance TO amount;\n")
 
 
 def _project(tmp_path: Path, db_url: str, pg_server: Any, pending: str) -> Settings:
@@ -91,9 +95,9 @@ def test_every_check_passes_on_a_ready_project(
     out = runner.invoke(cli, ["check", "--config", str(config), "-d", db_url])
     assert out.exit_code == 0, out.output
     lines = out.output.strip().splitlines()
-    assert lines[-1].startswith("checklist: 18 passed, 0 failed")
+    assert lines[-1].startswith("checklist: 19 passed, 0 failed")
     out = runner.invoke(cli, ["check", "--config", str(config), "-d", db_url, "--json"])
-    assert out.exit_code == 0 and json.loads(out.output)["passed"] == 18
+    assert out.exit_code == 0 and json.loads(out.output)["passed"] == 19
 
 
 def test_every_check_fails_when_it_should(pg_server: Any, db_name: str, db_url: str, tmp_path: Path) -> None:
@@ -134,7 +138,8 @@ def test_every_check_fails_when_it_should(pg_server: Any, db_name: str, db_url: 
         bad_health.close()
     results = _by_name(checklist)
     expect_failed = ["recent verified backup", "no pg_dump running", "no migration edited after being applied",
-                     "lint passes lint.fail_level", "free disk space", "no sessions blocking DDL", "replication lag",
+                     "lint passes lint.fail_level", "existing rows meet the pending constraints", "free disk space",
+                     "no sessions blocking DDL", "replication lag",
                      "no INVALID indexes", "application version", "application health URL",
                      "git working tree clean"]
     for name in expect_failed:
@@ -143,7 +148,9 @@ def test_every_check_fails_when_it_should(pg_server: Any, db_name: str, db_url: 
     assert "dup_x" in " ".join(results["no INVALID indexes"].detail)
     assert "PS017 rename-column" in " ".join(results["lint passes lint.fail_level"].detail)
     assert "503" in results["application health URL"].value
-    assert not checklist.ok and checklist.summary().startswith("checklist: 6 passed, 11 failed")
+    assert "1 row violates small_balance in \"public\".\"accounts\", e.g. id = 2" in \
+        " ".join(results["existing rows meet the pending constraints"].detail)
+    assert not checklist.ok and checklist.summary().startswith("checklist: 6 passed, 12 failed")
 
 
 def _wait_for(url: str, query: str) -> None:
@@ -319,3 +326,54 @@ def test_a_read_only_database_fails_the_check_with_a_fix_that_works(tmp_path: Pa
         with psycopg.connect(db_url, autocommit=True) as session:
             session.execute(fix.encode())
         assert check_result("server accepts writes", cwd=tmp_path, url=db_url)["status"] == "passed"
+
+
+def test_existing_rows_a_pending_constraint_would_reject_fail_the_check(
+    pg_server: Any, db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each form that makes the server check the rows already there, looked for before migrating. A table
+    the pending migrations create, or whose rows an earlier pending statement changes, is not a failure."""
+    settings = _project(tmp_path, db_url, pg_server, "SELECT 1;\n")
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute('CREATE TABLE "Order Items" (id int PRIMARY KEY, qty int, sku text);'
+                     "INSERT INTO \"Order Items\" VALUES (1, 5, 'a'), (2, -1, 'b'), (3, 2, 'B'), (4, NULL, NULL)")
+    migrations = tmp_path / "migrations"
+    (migrations / "2_next.sql").write_text(
+        'ALTER TABLE "Order Items" ADD CONSTRAINT qty_positive CHECK (qty > 0) NOT VALID;\n'  # checks no row now
+        "CREATE TABLE fresh (id int);\n"
+        "ALTER TABLE fresh ALTER COLUMN id SET NOT NULL;\n")
+    (migrations / "3_then.sql").write_text(
+        'ALTER TABLE "Order Items" VALIDATE CONSTRAINT qty_positive;\n'  # its CHECK: from 2_next's text
+        'CREATE UNIQUE INDEX CONCURRENTLY sku_key ON "Order Items" (lower(sku));\n'
+        'ALTER TABLE "Order Items" ALTER COLUMN id SET NOT NULL;\n'  # no null id: passes
+        "UPDATE accounts SET balance = 0 WHERE balance IS NULL;\n"
+        "ALTER TABLE accounts ADD CHECK (balance > 2);\n"  # (1, 2) violates, but the UPDATE comes first
+        'ALTER TABLE "Order Items" ADD COLUMN note text;\n'
+        'ALTER TABLE "Order Items" ALTER COLUMN note SET NOT NULL;\n')
+    name = "existing rows meet the pending constraints"
+    result = _by_name(run_checks(settings))[name]
+    assert (result.status, result.value) == ("failed", "2 of 4 would fail on rows already there"), result
+    then = str(migrations / "3_then.sql")
+    assert result.detail == [
+        f'{then}:1: 1 row violates qty_positive in "public"."Order Items", e.g. id = 2. List them with: '
+        'SELECT * FROM "public"."Order Items" WHERE NOT (qty > 0);',
+        f'{then}:2: 1 value of lower(sku) is duplicated in "public"."Order Items", stopping sku_key, e.g. '
+        'lower(sku) = b (2 rows). List them with: SELECT (lower(sku)), count(*) FROM "public"."Order Items" WHERE '
+        "(lower(sku)) IS NOT NULL GROUP BY 1 HAVING count(*) > 1;",
+        f'{then}:5: 1 row violates CHECK (balance > 2) in "public"."accounts", e.g. id = 1. List them with: '
+        f'SELECT * FROM "public"."accounts" WHERE NOT (balance > 2); (its rows change first at {then}:4)',
+        f'{then}:7: NOT NULL on note of Order Items not checked: column "note" does not exist yet',
+    ], result.detail
+    # The queries it prints find exactly those rows.
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        assert conn.execute('SELECT id FROM "public"."Order Items" WHERE NOT (qty > 0)').fetchall() == [(2,)]
+        conn.execute("UPDATE \"Order Items\" SET qty = 1 WHERE id = 2;"
+                     "UPDATE \"Order Items\" SET sku = 'c' WHERE id = 3")
+    result = _by_name(run_checks(settings))[name]
+    assert (result.status, result.value) == ("warning", "1 of 4 violated now"), result
+    # A lookup past its time limit is a warning, not a pass.
+    monkeypatch.setattr(violations, "LOOKUP_TIMEOUT_MS", 1)
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("INSERT INTO accounts SELECT g, g FROM generate_series(3, 300000) g")
+    result = _by_name(run_checks(settings))[name]
+    assert result.status == "warning" and "looking for them took over 0 s" in " ".join(result.detail), result

@@ -73,10 +73,15 @@ class RowRule:
     unique: UniqueKey | None = None
     validated: str | None = None  # VALIDATE CONSTRAINT of a CHECK neither this statement nor its migration adds
     column: str | None = None  # for NOT NULL: the column
+    unnamed: str = ""  # how a constraint without a name is shown until the server names it
 
     @property
     def name(self) -> str:
         return f"{self.schema}.{self.table}" if self.schema else self.table
+
+    @property
+    def shown(self) -> str:
+        return self.label or self.unnamed
 
 
 def row_rules(statement: str, part: Iterable[str] = ()) -> list[RowRule]:
@@ -89,7 +94,8 @@ def row_rules(statement: str, part: Iterable[str] = ()) -> list[RowRule]:
         key = _index_key(body)
         if key is None or body.relation is None:
             return []
-        return [RowRule(body.relation.schemaname, str(body.relation.relname), body.idxname or "", unique=key)]
+        return [RowRule(body.relation.schemaname, str(body.relation.relname), body.idxname or "", unique=key,
+                        unnamed=f"a unique index on {key.label}")]
     if not isinstance(body, ast.AlterTableStmt) or body.relation is None or body.objtype != ObjectType.OBJECT_TABLE:
         return []
     schema, table = body.relation.schemaname, str(body.relation.relname)
@@ -106,8 +112,9 @@ def row_rules(statement: str, part: Iterable[str] = ()) -> list[RowRule]:
                          else RowRule(schema, table, cmd.name, validated=cmd.name))
         elif con is not None and cmd.subtype == AlterTableType.AT_AddConstraint and not con.skip_validation:
             if con.contype == ConstrType.CONSTR_CHECK and con.raw_expr is not None:
-                rules.append(RowRule(schema, table, con.conname or "",
-                                     condition=_violating(str(RawStream()(con.raw_expr)))))
+                expression = str(RawStream()(con.raw_expr))
+                rules.append(RowRule(schema, table, con.conname or "", condition=_violating(expression),
+                                     unnamed=f"CHECK ({expression})"))
             elif con.contype in (ConstrType.CONSTR_UNIQUE, ConstrType.CONSTR_PRIMARY) and con.keys \
                     and not con.indexname:
                 columns = [str(k.sval) for k in con.keys if isinstance(k, ast.String)]
@@ -116,7 +123,8 @@ def row_rules(statement: str, part: Iterable[str] = ()) -> list[RowRule]:
                     rules += [_not_null(schema, table, c) for c in columns]
                 rules.append(RowRule(schema, table, con.conname or "", unique=UniqueKey(
                     columns, list[sql.Composable](sql.Identifier(c) for c in columns), None,
-                    not primary and not con.nulls_not_distinct)))
+                    not primary and not con.nulls_not_distinct),
+                    unnamed=f"{'PRIMARY KEY' if primary else 'UNIQUE'} ({', '.join(columns)})"))
     return rules
 
 
@@ -200,18 +208,18 @@ def look_for(conn: psycopg.Connection[object], rule: RowRule, announce: Callable
             announce()
             shown = table.as_string(conn)
             if rule.unique is not None:
-                return Lookup(rule, _duplicates(conn, table, shown, rule.unique, rule.label or "the unique index"))
+                return Lookup(rule, _duplicates(conn, table, shown, rule.unique, rule.shown))
             assert condition is not None
             query = sql.SQL("SELECT * FROM {} WHERE {};").format(table, condition).as_string(conn)
             try:
                 count, examples = _look(conn, table, condition, _key_columns(conn, oid))
             except pgerrors.QueryCanceled:
-                return Lookup(rule, Violators(shown, rule.label, query, None, ()))
+                return Lookup(rule, Violators(shown, rule.shown, query, None, ()))
     except pgerrors.UndefinedColumn as exc:
         return Lookup(rule, skipped=f"{exc.diag.message_primary} yet")
     except psycopg.Error as exc:
         return Lookup(rule, skipped=exc.diag.message_primary or str(exc))
-    return Lookup(rule, Violators(shown, rule.label, query, count, examples) if count else None)
+    return Lookup(rule, Violators(shown, rule.shown, query, count, examples) if count else None)
 
 
 def find_violators(conn: psycopg.Connection[object], exc: BaseException | None, statement: str,

@@ -348,7 +348,7 @@ def check_existing_rows(ctx: _Context) -> CheckResult:
                 lookup = look_for(ctx.conn, rule)
                 found = lookup.found
                 if lookup.skipped:
-                    skipped.append(f"{where}: {rule.label or 'the new constraint'} on {rule.name} not checked: "
+                    skipped.append(f"{where}: {rule.shown} of {rule.name} not checked: "
                                    f"{lookup.skipped}")
                     continue
                 checked += 1
