@@ -206,3 +206,37 @@ def test_ctrl_c_while_looking_skips_the_lookup_and_still_records_the_failure(tmp
     assert conn.execute("SELECT status FROM pgshift.migrations WHERE version = '1'").fetchone() == ("failed",)
     assert conn.execute("SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%%count(*) OVER ()%%' AND "
                         "state = 'active' AND pid <> pg_backend_pid()").fetchone() == (0,)
+
+
+def test_a_foreign_key_names_the_rows_whose_key_the_referenced_table_lacks(tmp_path: Path, db_url: str,
+                                                                           conn: Conn) -> None:
+    """MATCH SIMPLE: a key with a null part is not checked. The constraint was added NOT VALID by an applied
+    migration, so the one that validates it reads it from the catalog."""
+    conn.execute('CREATE TABLE owners (id int PRIMARY KEY); INSERT INTO owners VALUES (1);'
+                 'CREATE TABLE "Pets" (id int PRIMARY KEY, owner_id int);'
+                 'INSERT INTO "Pets" VALUES (1, 1), (2, 42), (3, NULL), (4, 7)')
+    folder = tmp_path / "migrations"
+    write_migration(folder, "1", "fk", 'ALTER TABLE "Pets" ADD CONSTRAINT pets_owner_fk FOREIGN KEY (owner_id) '
+                    "REFERENCES owners NOT VALID;")
+    assert run_pgshift(["migrate", "--no-backup"], cwd=tmp_path, url=db_url).returncode == 0
+    write_migration(folder, "2", "validate", 'ALTER TABLE "Pets" VALIDATE CONSTRAINT pets_owner_fk;')
+    result = run_pgshift(["migrate", "--no-backup"], cwd=tmp_path, url=db_url)
+    message = _said(result)
+    assert result.returncode == 8 and "SQLSTATE 23503" in message, message
+    assert 'Hint: 2 rows violate pets_owner_fk in "public"."Pets", e.g. id = 2; id = 4.' in message, message
+    assert sorted(r[0] for r in conn.execute(_listing_query(message)).fetchall()) == [2, 4]
+    conn.execute("INSERT INTO owners VALUES (7), (42)")
+    assert run_pgshift(["migrate", "--no-backup"], cwd=tmp_path, url=db_url).returncode == 0
+
+
+def test_a_match_full_foreign_key_also_names_keys_with_some_parts_null(db_url: str, conn: Conn) -> None:
+    conn.execute("CREATE TABLE parents (a int, b int, UNIQUE (a, b)); INSERT INTO parents VALUES (1, 1);"
+                 "CREATE TABLE kids (id int PRIMARY KEY, a int, b int);"
+                 "INSERT INTO kids VALUES (1, 1, 1), (2, 1, NULL), (3, NULL, NULL), (4, 2, 2)")
+    statement = "ALTER TABLE kids ADD CONSTRAINT kids_fk FOREIGN KEY (a, b) REFERENCES parents (a, b) MATCH FULL"
+    with psycopg.connect(db_url, autocommit=True) as session:
+        with pytest.raises(psycopg.errors.ForeignKeyViolation) as failed:
+            session.execute(statement)
+        found = find_violators(session, failed.value, statement)
+    assert found is not None and found.count == 2 and found.examples == ("id = 2", "id = 4"), found
+    assert sorted(r[0] for r in conn.execute(found.query).fetchall()) == [2, 4]

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from typing import Any
 
 import psycopg
 from pglast import ast, parse_sql
@@ -62,16 +63,32 @@ class UniqueKey:
 
 
 @dataclass(frozen=True)
+class ForeignKey:
+    columns: list[str]
+    schema: str | None  # the referenced table's; None: as search_path finds it
+    table: str
+    referenced: list[str]  # empty: the referenced table's primary key
+    full: bool  # MATCH FULL: a key with some but not all parts null violates it too
+
+    @property
+    def shown(self) -> str:
+        table = f"{self.schema}.{self.table}" if self.schema else self.table
+        return f"FOREIGN KEY ({', '.join(self.columns)}) REFERENCES {table}"
+
+
+@dataclass(frozen=True)
 class RowRule:
     """What the rows already in a table must satisfy for a statement to succeed: no row meets
-    ``condition`` (a CHECK, a NOT NULL), or no two rows share a value of ``unique``."""
+    ``condition`` (a CHECK, a NOT NULL), no two rows share a value of ``unique``, every row's key of
+    ``foreign`` is in the referenced table."""
 
     schema: str | None  # None: the table as search_path finds it
     table: str
     label: str  # the constraint's name ("" for a CHECK the server will name), or "NOT NULL on <column>"
     condition: sql.Composable | None = None
     unique: UniqueKey | None = None
-    validated: str | None = None  # VALIDATE CONSTRAINT of a CHECK neither this statement nor its migration adds
+    foreign: ForeignKey | None = None
+    validated: str | None = None  # VALIDATE CONSTRAINT of a constraint neither this statement nor its migration adds
     column: str | None = None  # for NOT NULL: the column
     unnamed: str = ""  # how a constraint without a name is shown until the server names it
 
@@ -107,14 +124,13 @@ def row_rules(statement: str, part: Iterable[str] = ()) -> list[RowRule]:
         if cmd.subtype == AlterTableType.AT_SetNotNull and cmd.name:
             rules.append(_not_null(schema, table, cmd.name))
         elif cmd.subtype == AlterTableType.AT_ValidateConstraint and cmd.name:
-            added = _check_in_part(part, cmd.name)
-            rules.append(RowRule(schema, table, cmd.name, condition=added) if added is not None
+            added = _added_in_part(part, cmd.name)
+            rules.append(replace(added, schema=schema, table=table) if added is not None
                          else RowRule(schema, table, cmd.name, validated=cmd.name))
         elif con is not None and cmd.subtype == AlterTableType.AT_AddConstraint and not con.skip_validation:
-            if con.contype == ConstrType.CONSTR_CHECK and con.raw_expr is not None:
-                expression = str(RawStream()(con.raw_expr))
-                rules.append(RowRule(schema, table, con.conname or "", condition=_violating(expression),
-                                     unnamed=f"CHECK ({expression})"))
+            checked = _checked_by(schema, table, con)
+            if checked is not None:
+                rules.append(checked)
             elif con.contype in (ConstrType.CONSTR_UNIQUE, ConstrType.CONSTR_PRIMARY) and con.keys \
                     and not con.indexname:
                 columns = [str(k.sval) for k in con.keys if isinstance(k, ast.String)]
@@ -126,6 +142,21 @@ def row_rules(statement: str, part: Iterable[str] = ()) -> list[RowRule]:
                     not primary and not con.nulls_not_distinct),
                     unnamed=f"{'PRIMARY KEY' if primary else 'UNIQUE'} ({', '.join(columns)})"))
     return rules
+
+
+def _checked_by(schema: str | None, table: str, con: ast.Constraint) -> RowRule | None:
+    """The rule a CHECK or FOREIGN KEY constraint puts on the rows of ``table``."""
+    if con.contype == ConstrType.CONSTR_CHECK and con.raw_expr is not None:
+        expression = str(RawStream()(con.raw_expr))
+        return RowRule(schema, table, con.conname or "", condition=_violating(expression),
+                       unnamed=f"CHECK ({expression})")
+    if con.contype == ConstrType.CONSTR_FOREIGN and con.pktable is not None and con.fk_attrs:
+        foreign = ForeignKey([str(a.sval) for a in con.fk_attrs if isinstance(a, ast.String)],
+                             con.pktable.schemaname, str(con.pktable.relname),
+                             [str(a.sval) for a in con.pk_attrs or () if isinstance(a, ast.String)],
+                             con.fk_matchtype == "f")
+        return RowRule(schema, table, con.conname or "", foreign=foreign, unnamed=foreign.shown)
+    return None
 
 
 def _not_null(schema: str | None, table: str, column: str) -> RowRule:
@@ -159,17 +190,19 @@ def _index_key(body: ast.IndexStmt) -> UniqueKey | None:
     return UniqueKey(names, parts, where, not body.nulls_not_distinct)
 
 
-def _check_in_part(part: Iterable[str], name: str) -> sql.Composable | None:
-    """What violates the CHECK named ``name`` that one of ``part``'s ALTER TABLE statements adds (NOT VALID)."""
+def _added_in_part(part: Iterable[str], name: str) -> RowRule | None:
+    """The rule of the CHECK or FOREIGN KEY named ``name`` that one of ``part``'s ALTER TABLE statements
+    adds (NOT VALID, to be validated later)."""
     for other in part:
         if name.lower() not in other.lower():
             continue  # a large migration's statements are parsed only where they may add it
         body = _one_statement(other)
         for cmd in body.cmds or () if isinstance(body, ast.AlterTableStmt) else ():
             con = cmd.def_ if isinstance(cmd, ast.AlterTableCmd) else None
-            if isinstance(con, ast.Constraint) and con.contype == ConstrType.CONSTR_CHECK and con.conname == name \
-                    and con.raw_expr is not None:
-                return _violating(str(RawStream()(con.raw_expr)))
+            if isinstance(con, ast.Constraint) and con.conname == name:
+                checked = _checked_by(None, "", con)
+                if checked is not None:
+                    return checked
     return None
 
 
@@ -197,14 +230,17 @@ def look_for(conn: psycopg.Connection[object], rule: RowRule, announce: Callable
                 return Lookup(rule, skipped=f"{rule.name} does not exist yet")
             oid, schema, name = int(row[0]), str(row[1]), str(row[2])  # type: ignore[index]
             table = sql.Identifier(schema, name)
-            condition = rule.condition
             if rule.validated is not None:
-                found = conn.execute("SELECT pg_catalog.pg_get_expr(conbin, conrelid) FROM pg_catalog.pg_constraint "
-                                     "WHERE conrelid = %s AND conname = %s AND contype = 'c'",
-                                     (oid, rule.validated)).fetchone()
-                if found is None:
-                    return Lookup(rule, skipped=f"no CHECK {rule.validated} on {rule.name} yet")
-                condition = _violating(str(found[0]))  # type: ignore[index]
+                catalog = _from_catalog(conn, oid, rule)
+                if catalog is None:
+                    return Lookup(rule, skipped=f"no CHECK or FOREIGN KEY {rule.validated} on {rule.name} yet")
+                rule = catalog
+            condition = rule.condition
+            if rule.foreign is not None:
+                orphans = _orphans(conn, table, rule.foreign)
+                if isinstance(orphans, str):
+                    return Lookup(rule, skipped=orphans)
+                condition = orphans
             announce()
             shown = table.as_string(conn)
             if rule.unique is not None:
@@ -220,6 +256,53 @@ def look_for(conn: psycopg.Connection[object], rule: RowRule, announce: Callable
     except psycopg.Error as exc:
         return Lookup(rule, skipped=exc.diag.message_primary or str(exc))
     return Lookup(rule, Violators(shown, rule.shown, query, count, examples) if count else None)
+
+
+def _from_catalog(conn: psycopg.Connection[object], oid: int, rule: RowRule) -> RowRule | None:
+    """``rule`` (a VALIDATE CONSTRAINT) with the CHECK or FOREIGN KEY it validates, as the catalog has it."""
+    found = conn.execute(
+        """
+        SELECT c.contype::text, pg_catalog.pg_get_expr(c.conbin, c.conrelid),
+               ARRAY(SELECT a.attname::text FROM unnest(c.conkey) WITH ORDINALITY AS k(num, i)
+                     JOIN pg_catalog.pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.num ORDER BY k.i),
+               rn.nspname::text, r.relname::text,
+               ARRAY(SELECT a.attname::text FROM unnest(c.confkey) WITH ORDINALITY AS k(num, i)
+                     JOIN pg_catalog.pg_attribute a ON a.attrelid = c.confrelid AND a.attnum = k.num ORDER BY k.i),
+               c.confmatchtype::text
+        FROM pg_catalog.pg_constraint c
+        LEFT JOIN pg_catalog.pg_class r ON r.oid = c.confrelid
+        LEFT JOIN pg_catalog.pg_namespace rn ON rn.oid = r.relnamespace
+        WHERE c.conrelid = %s AND c.conname = %s AND c.contype IN ('c', 'f')
+        """, (oid, rule.validated)).fetchone()
+    if found is None:
+        return None
+    values: tuple[Any, ...] = tuple(found)  # type: ignore[arg-type]
+    kind, expression, columns, ref_schema, ref_table, referenced, match = values
+    if kind == "c":
+        return replace(rule, condition=_violating(str(expression)), validated=None)
+    return replace(rule, foreign=ForeignKey(list(columns), str(ref_schema), str(ref_table), list(referenced),
+                                            match == "f"), validated=None)
+
+
+def _orphans(conn: psycopg.Connection[object], table: sql.Identifier, key: ForeignKey) -> sql.Composable | str:
+    """What a row whose ``key`` the referenced table lacks meets (the server's own test for a foreign key,
+    MATCH SIMPLE or FULL), or why it cannot be looked for."""
+    name = sql.Identifier(*(p for p in (key.schema, key.table) if p))
+    row = conn.execute("SELECT pg_catalog.to_regclass(%s)::oid::int8", (name.as_string(conn),)).fetchone()
+    if row is None or row[0] is None:  # type: ignore[index]
+        return f"{key.table} does not exist yet"
+    referenced = key.referenced or _key_columns(conn, int(row[0]))  # type: ignore[index]
+    if len(referenced) != len(key.columns):
+        return f"{key.table} has no primary key of {len(key.columns)} column(s)"
+    mine = [sql.SQL("{}.{}").format(table, sql.Identifier(c)) for c in key.columns]
+    matched = sql.SQL(" AND ").join(sql.SQL("r.{} = {}").format(sql.Identifier(theirs), ours)
+                                     for theirs, ours in zip(referenced, mine, strict=True))
+    missing = sql.SQL("NOT EXISTS (SELECT FROM {} AS r WHERE {})").format(name, matched)
+    all_set = sql.SQL(" AND ").join(sql.SQL("{} IS NOT NULL").format(ours) for ours in mine)
+    if not key.full:  # MATCH SIMPLE: a key with a null part is not checked
+        return sql.SQL("{} AND {}").format(all_set, missing)
+    none_set = sql.SQL(" AND ").join(sql.SQL("{} IS NULL").format(ours) for ours in mine)
+    return sql.SQL("NOT ({}) AND (NOT ({}) OR {})").format(none_set, all_set, missing)
 
 
 def find_violators(conn: psycopg.Connection[object], exc: BaseException | None, statement: str,
@@ -251,7 +334,8 @@ def find_violators(conn: psycopg.Connection[object], exc: BaseException | None, 
         return None
 
 
-_LOOKED_FOR = (pgerrors.CheckViolation, pgerrors.NotNullViolation, pgerrors.UniqueViolation)
+_LOOKED_FOR = (pgerrors.CheckViolation, pgerrors.NotNullViolation, pgerrors.UniqueViolation,
+               pgerrors.ForeignKeyViolation)
 
 
 def _rule_for(exc: psycopg.Error, rules: list[RowRule]) -> RowRule | None:
@@ -260,8 +344,12 @@ def _rule_for(exc: psycopg.Error, rules: list[RowRule]) -> RowRule | None:
     diag = exc.diag
     if isinstance(exc, pgerrors.NotNullViolation):
         return next((r for r in rules if r.column is not None and r.column == diag.column_name), None)
-    unique = isinstance(exc, pgerrors.UniqueViolation)
-    of_kind = [r for r in rules if (r.unique is not None) == unique and r.column is None]
+    if isinstance(exc, pgerrors.UniqueViolation):
+        of_kind = [r for r in rules if r.unique is not None]
+    elif isinstance(exc, pgerrors.ForeignKeyViolation):
+        of_kind = [r for r in rules if r.foreign is not None or r.validated is not None]
+    else:
+        of_kind = [r for r in rules if (r.condition is not None and r.column is None) or r.validated is not None]
     named = [r for r in of_kind if r.label == diag.constraint_name]
     unnamed = [r for r in of_kind if not r.label]
     chosen = named[0] if named else unnamed[0] if len(unnamed) == 1 else None
