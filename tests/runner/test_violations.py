@@ -212,7 +212,7 @@ def test_a_foreign_key_names_the_rows_whose_key_the_referenced_table_lacks(tmp_p
                                                                            conn: Conn) -> None:
     """MATCH SIMPLE: a key with a null part is not checked. The constraint was added NOT VALID by an applied
     migration, so the one that validates it reads it from the catalog."""
-    conn.execute('CREATE TABLE owners (id int PRIMARY KEY); INSERT INTO owners VALUES (1);'
+    conn.execute('CREATE TABLE owners (owner_no int PRIMARY KEY); INSERT INTO owners VALUES (1);'
                  'CREATE TABLE "Pets" (id int PRIMARY KEY, owner_id int);'
                  'INSERT INTO "Pets" VALUES (1, 1), (2, 42), (3, NULL), (4, 7)')
     folder = tmp_path / "migrations"
