@@ -240,3 +240,14 @@ def test_a_match_full_foreign_key_also_names_keys_with_some_parts_null(db_url: s
         found = find_violators(session, failed.value, statement)
     assert found is not None and found.count == 2 and found.examples == ("id = 2", "id = 4"), found
     assert sorted(r[0] for r in conn.execute(found.query).fetchall()) == [2, 4]
+
+
+def test_a_foreign_key_without_a_column_list_references_the_primary_key(db_url: str, conn: Conn) -> None:
+    conn.execute("CREATE TABLE owners (owner_no int PRIMARY KEY); INSERT INTO owners VALUES (1);"
+                 "CREATE TABLE pets (id int PRIMARY KEY, owner_id int); INSERT INTO pets VALUES (1, 1), (2, 3)")
+    statement = "ALTER TABLE pets ADD FOREIGN KEY (owner_id) REFERENCES owners"
+    with psycopg.connect(db_url, autocommit=True) as session:
+        with pytest.raises(psycopg.errors.ForeignKeyViolation) as failed:
+            session.execute(statement)
+        found = find_violators(session, failed.value, statement)
+    assert found is not None and (found.constraint, found.examples) == ("pets_owner_id_fkey", ("id = 2",)), found
