@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from tests.deploy.helpers import Project, free_port
-from tests.helpers import run_pgshift
+from tests.helpers import run_pgshift, write_migration
 
 
 def _one_paragraph(stderr: str) -> str:
@@ -100,4 +100,20 @@ def test_a_failing_health_command_rolls_the_deploy_back(project: Project) -> Non
     done = project.deploy()
     assert done.returncode == 45, done.stderr
     assert "deploy.health_command exited 3: not ready: cache cold" in done.stderr
+    assert project.snapshot() == original and project.version() == "old"
+
+
+def test_a_constraint_the_rows_already_there_break_stops_the_deploy_before_anything_changes(project: Project) -> None:
+    """The checklist looks for the rows a pending CHECK would reject: the deploy stops before its first step
+    instead of failing in the middle of its migrations, and says which rows and how to list them."""
+    original = project.snapshot()
+    write_migration(project.root / "migrations", "005", "short_emails",
+                    "-- pgshift:ignore PS005 -- accounts is small\n"
+                    "ALTER TABLE accounts ADD CONSTRAINT short_email CHECK (length(email) < 6);")
+    done = project.deploy()
+    assert done.returncode == 40, done.stderr
+    line = _one_paragraph(done.stderr)
+    assert "existing rows meet the pending constraints: 1 of 1 would fail on rows already there" in line, line
+    assert ('101 rows violate short_email in "public"."accounts", e.g. id = 100; id = 101; id = 102. List them with: '
+            'SELECT * FROM "public"."accounts" WHERE NOT (length(email) < 6);') in line, line
     assert project.snapshot() == original and project.version() == "old"

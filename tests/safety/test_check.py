@@ -342,27 +342,30 @@ def test_existing_rows_a_pending_constraint_would_reject_fail_the_check(
         'ALTER TABLE "Order Items" ADD CONSTRAINT qty_positive CHECK (qty > 0) NOT VALID;\n'  # checks no row now
         "CREATE TABLE fresh (id int);\n"
         "ALTER TABLE fresh ALTER COLUMN id SET NOT NULL;\n")
-    (migrations / "3_then.sql").write_text(
+    # An operation changes no existing column's values (this add_column fills only its new column); its SQL may.
+    (migrations / "3_fix.ops.yaml").write_text(
+        "operations:\n  - add_column: {table: Order Items, column: {name: flag, type: int, default: '0'}}\n"
+        "  - sql: {up: 'UPDATE accounts SET balance = 3 WHERE balance < 3', down: 'SELECT 1'}\n")
+    (migrations / "4_then.sql").write_text(
         'ALTER TABLE "Order Items" VALIDATE CONSTRAINT qty_positive;\n'  # its CHECK: from 2_next's text
         'CREATE UNIQUE INDEX CONCURRENTLY sku_key ON "Order Items" (lower(sku));\n'
         'ALTER TABLE "Order Items" ALTER COLUMN id SET NOT NULL;\n'  # no null id: passes
-        "UPDATE accounts SET balance = 0 WHERE balance IS NULL;\n"
-        "ALTER TABLE accounts ADD CHECK (balance > 2);\n"  # (1, 2) violates, but the UPDATE comes first
+        "ALTER TABLE accounts ADD CHECK (balance > 2);\n"  # (1, 2) violates, but 3_fix's UPDATE comes first
         'ALTER TABLE "Order Items" ADD COLUMN note text;\n'
         'ALTER TABLE "Order Items" ALTER COLUMN note SET NOT NULL;\n')
     name = "existing rows meet the pending constraints"
     result = _by_name(run_checks(settings))[name]
     assert (result.status, result.value) == ("failed", "2 of 4 would fail on rows already there"), result
-    then = str(migrations / "3_then.sql")
+    then = str(migrations / "4_then.sql")
     assert result.detail == [
         f'{then}:1: 1 row violates qty_positive in "public"."Order Items", e.g. id = 2. List them with: '
         'SELECT * FROM "public"."Order Items" WHERE NOT (qty > 0);',
         f'{then}:2: 1 value of lower(sku) is duplicated in "public"."Order Items", stopping sku_key, e.g. '
         'lower(sku) = b (2 rows). List them with: SELECT (lower(sku)), count(*) FROM "public"."Order Items" WHERE '
         "(lower(sku)) IS NOT NULL GROUP BY 1 HAVING count(*) > 1;",
-        f'{then}:5: 1 row violates CHECK (balance > 2) in "public"."accounts", e.g. id = 1. List them with: '
-        f'SELECT * FROM "public"."accounts" WHERE NOT (balance > 2); (its rows change first at {then}:4)',
-        f'{then}:7: NOT NULL on note of Order Items not checked: column "note" does not exist yet',
+        f'{then}:4: 1 row violates CHECK (balance > 2) in "public"."accounts", e.g. id = 1. List them with: '
+        'SELECT * FROM "public"."accounts" WHERE NOT (balance > 2); (its rows change first at 3 fix)',
+        f'{then}:6: NOT NULL on note of Order Items not checked: column "note" does not exist yet',
     ], result.detail
     # The queries it prints find exactly those rows.
     with psycopg.connect(db_url, autocommit=True) as conn:

@@ -30,6 +30,7 @@ from pgshift.errors import PgshiftError
 from pgshift.migrations.analysis import TableName, analyse_all, changed_tables
 from pgshift.migrations.model import Migration, OpsMigration
 from pgshift.ops.names import qualified, quote_ident
+from pgshift.ops.operations.sql import Sql
 from pgshift.runner.plan import Problem
 from pgshift.runner.violations import look_for, row_rules
 from pgshift.safety.backup import latest_verified_backup
@@ -334,10 +335,10 @@ def check_existing_rows(ctx: _Context) -> CheckResult:
     created: set[str] = set()
     changed_by: dict[str, str] = {}  # table -> where a pending statement first changes its rows
     for migration in ctx.pending:
-        if isinstance(migration, OpsMigration):  # its expand may backfill the tables it names
+        if isinstance(migration, OpsMigration):  # operations change no existing column's values; SQL of its own may
             for op in migration.ops.operations:
-                if op.target:
-                    changed_by.setdefault(op.target, migration.label)
+                if isinstance(op, Sql):
+                    _mark_rows_changed(op.up, migration.label, created, changed_by)
             continue
         for statement in migration.up:
             where = f"{statement.file}:{statement.line}"
@@ -360,13 +361,7 @@ def check_existing_rows(ctx: _Context) -> CheckResult:
                     warned.append(f"{where}: {found.sentence()}{after}")
                 else:
                     failed.append(f"{where}: {found.sentence()}")
-            for facts in analyse_all(statement.sql):
-                tables = {table for _schema, table in facts.changed}
-                if facts.kind in ("CreateStmt", "CreateTableAsStmt"):
-                    created |= tables
-                if facts.kind in _ROW_WRITERS or facts.rewritten:
-                    for table in tables:
-                        changed_by.setdefault(table, where)
+            _mark_rows_changed(statement.sql, where, created, changed_by)
     detail = failed + warned + skipped
     if failed:
         return CheckResult(name, FAILED, f"{len(failed)} of {checked} would fail on rows already there", detail)
@@ -375,6 +370,17 @@ def check_existing_rows(ctx: _Context) -> CheckResult:
     if not checked and not skipped:
         return CheckResult(name, PASSED, "no pending constraint checks rows already there")
     return CheckResult(name, PASSED, f"{checked} constraint(s) checked against the rows there now", skipped)
+
+
+def _mark_rows_changed(text: str, where: str, created: set[str], changed_by: dict[str, str]) -> None:
+    """Note the tables ``text`` creates, and those whose rows it changes (first ``where``)."""
+    for facts in analyse_all(text):
+        tables = {table for _schema, table in facts.changed}
+        if facts.kind in ("CreateStmt", "CreateTableAsStmt"):
+            created |= tables
+        if facts.kind in _ROW_WRITERS or facts.rewritten:
+            for table in tables:
+                changed_by.setdefault(table, where)
 
 
 def _data_directory(ctx: _Context) -> Path | None:
