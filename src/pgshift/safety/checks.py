@@ -8,6 +8,7 @@ check does not apply (nothing configured, not a git repository).
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -29,6 +30,7 @@ from pgshift.db.standbys import positions_hidden, standbys
 from pgshift.errors import PgshiftError
 from pgshift.migrations.analysis import TableName, analyse_all, changed_tables
 from pgshift.migrations.model import Migration, OpsMigration
+from pgshift.migrations.splitter import first_word
 from pgshift.ops.names import qualified, quote_ident
 from pgshift.ops.operations.sql import Sql
 from pgshift.runner.plan import Problem
@@ -314,6 +316,7 @@ def check_lint(ctx: _Context) -> CheckResult:
     return CheckResult(name, PASSED, f"none at or above '{verdict.fail_level}' ({counts})")
 
 
+_NOT_VALID = re.compile(r"\bnot\s+valid\b", re.I)
 # Statements after which a table's rows may differ from the ones there now.
 _ROW_WRITERS = frozenset({"UpdateStmt", "InsertStmt", "DeleteStmt", "MergeStmt", "CopyStmt", "TruncateStmt"})
 
@@ -331,7 +334,7 @@ def check_existing_rows(ctx: _Context) -> CheckResult:
     warned: list[str] = []
     skipped: list[str] = []
     checked = 0
-    earlier: list[str] = []  # the pending statements so far: a CHECK added NOT VALID is validated later
+    earlier: list[str] = []  # pending ALTER TABLEs adding a constraint NOT VALID, validated by a later one
     created: set[str] = set()
     changed_by: dict[str, str] = {}  # table -> where a pending statement first changes its rows
     for migration in ctx.pending:
@@ -342,7 +345,8 @@ def check_existing_rows(ctx: _Context) -> CheckResult:
             continue
         for statement in migration.up:
             where = f"{statement.file}:{statement.line}"
-            earlier.append(statement.sql)
+            if first_word(statement.sql) == "ALTER" and _NOT_VALID.search(statement.sql):
+                earlier.append(statement.sql)  # only these: a data migration's text is not held
             for rule in row_rules(statement.sql, earlier):
                 if rule.table in created:
                     continue  # created by a pending migration: its rows are not there yet
