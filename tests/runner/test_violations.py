@@ -88,8 +88,8 @@ def test_rows_that_cannot_be_found_now_keep_the_plain_hint(tmp_path: Path, db_ur
     conn.execute(setup)
     write_migration(tmp_path / "migrations", "1", "c", up)
     message = _said(run_pgshift(["migrate", "--no-backup"], cwd=tmp_path, url=db_url))
-    assert "SQLSTATE 23514" in message and f"Hint: rows of t violate {constraint}" in message, message
-    assert "List them with" not in message, message
+    assert "SQLSTATE 23514" in message and f"Hint: rows of t violate {constraint}: a rerun fails" in message, message
+    assert "List them with" not in message and "Detail" not in message, message
 
 
 def test_an_operation_failing_its_validation_names_the_rows_then_the_next_move(tmp_path: Path, db_url: str,
@@ -251,3 +251,18 @@ def test_a_foreign_key_without_a_column_list_references_the_primary_key(db_url: 
             session.execute(statement)
         found = find_violators(session, failed.value, statement)
     assert found is not None and (found.constraint, found.examples) == ("pets_owner_id_fkey", ("id = 2",)), found
+
+
+def test_a_not_null_column_added_without_a_default_to_a_table_with_rows_says_how_to_add_it(
+        tmp_path: Path, db_url: str, conn: Conn) -> None:
+    conn.execute("CREATE TABLE pets (id int PRIMARY KEY); INSERT INTO pets VALUES (1), (2)")
+    path = write_migration(tmp_path / "migrations", "1", "name", "ALTER TABLE pets ADD COLUMN name text NOT NULL;")
+    result = run_pgshift(["migrate", "--no-backup", "--no-lint"], cwd=tmp_path, url=db_url)
+    message = _said(result)
+    assert result.returncode == 8 and "SQLSTATE 23502" in message, message
+    assert ("Hint: pets already has rows, and a new NOT NULL column without a DEFAULT would be null in each: give "
+            "name a DEFAULT") in message, message
+    # What it says works: with a DEFAULT the same column is added.
+    path.write_text(path.read_text().replace("text NOT NULL", "text NOT NULL DEFAULT ''"))
+    assert run_pgshift(["migrate", "--no-backup", "--no-lint"], cwd=tmp_path, url=db_url).returncode == 0
+    assert conn.execute("SELECT count(*) FROM pets WHERE name = ''").fetchone() == (2,)

@@ -48,7 +48,7 @@ from pgshift.runner.steps import (
     sql_steps,
     transaction_blocks,
 )
-from pgshift.runner.violations import find_violators
+from pgshift.runner.violations import adds_not_null_column, find_violators
 from pgshift.units import Duration
 
 __all__ = ["RETRYABLE", "Executor", "StatementObserver", "StepResult", "Timeouts", "needs_steps",
@@ -388,24 +388,35 @@ def statement_failure(
                      "applied, exactly as before the rollback.")
     else:
         parts.append("The migration's changes were rolled back and history marks it failed.")
-    hint = diag.message_hint or _data_hint(exc, direction)
+    hint = diag.message_hint or _data_hint(exc, direction, stmt.sql)
     return MigrationFailed(" ".join(parts), hint=hint, sqlstate=exc.sqlstate, detail=diag.message_detail,
                            version=migration.version, file=stmt.file, line=line, statement=stmt.sql)
 
 
-def _data_hint(exc: psycopg.Error, direction: Direction) -> str | None:
+def _data_hint(exc: psycopg.Error, direction: Direction, statement: str) -> str | None:
     """A constraint that rows of the table violate (class 23) fails again on every rerun until the
     data or the migration changes: say so, where the server's own hint says nothing."""
     if not (exc.sqlstate or "").startswith("23"):
         return None
     diag = exc.diag
+    if isinstance(exc, pgerrors.NotNullViolation) and diag.column_name and adds_not_null_column(
+            statement, diag.column_name):
+        table = diag.table_name or "the table"
+        return (f"{table} already has rows, and a new NOT NULL column without a DEFAULT would be null in each: give "
+                f"{diag.column_name} a DEFAULT (from PostgreSQL 11 a constant one is added without rewriting the "
+                "table), or add it nullable, fill it in batches (`pgshift backfill`), then make it NOT NULL; then "
+                f"run `{_command(direction)}` again.")
     where = f" of {diag.table_name}" if diag.table_name else ""
     which = f" {diag.constraint_name}" if diag.constraint_name else " the constraint"
-    return (f"rows{where} violate{which} (the Detail above names one where the server gives it): "
-            f"{_rerun_after_fixing(direction)}")
+    named = " (the Detail above names one)" if diag.message_detail else ""
+    return f"rows{where} violate{which}{named}: {_rerun_after_fixing(direction)}"
+
+
+def _command(direction: Direction) -> str:
+    return "pgshift rollback" if direction == "down" else "pgshift migrate"
 
 
 def _rerun_after_fixing(direction: Direction) -> str:
-    command = "pgshift rollback" if direction == "down" else "pgshift migrate"
-    return f"a rerun fails the same way until those rows or the migration are corrected; then run `{command}` again."
+    return (f"a rerun fails the same way until those rows or the migration are corrected; then run "
+            f"`{_command(direction)}` again.")
 

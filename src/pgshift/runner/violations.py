@@ -159,6 +159,21 @@ def _checked_by(schema: str | None, table: str, con: ast.Constraint) -> RowRule 
     return None
 
 
+def adds_not_null_column(statement: str, column: str) -> bool:
+    """Whether the ALTER TABLE ``statement`` adds ``column`` NOT NULL (or as a primary key) with no DEFAULT,
+    identity or generated value: every row the table already has would hold null."""
+    body = _one_statement(statement)
+    for cmd in body.cmds or () if isinstance(body, ast.AlterTableStmt) else ():
+        definition = cmd.def_ if isinstance(cmd, ast.AlterTableCmd) and cmd.subtype == AlterTableType.AT_AddColumn \
+            else None
+        if not isinstance(definition, ast.ColumnDef) or definition.colname != column:
+            continue
+        kinds = {con.contype for con in definition.constraints or () if isinstance(con, ast.Constraint)}
+        filled = {ConstrType.CONSTR_DEFAULT, ConstrType.CONSTR_IDENTITY, ConstrType.CONSTR_GENERATED}
+        return bool(kinds & {ConstrType.CONSTR_NOTNULL, ConstrType.CONSTR_PRIMARY}) and not kinds & filled
+    return False
+
+
 def _not_null(schema: str | None, table: str, column: str) -> RowRule:
     return RowRule(schema, table, f"NOT NULL on {column}", condition=sql.SQL("{} IS NULL").format(
         sql.Identifier(column)), column=column)
