@@ -25,6 +25,26 @@ def _said(result: Any) -> str:
     return " ".join(result.stderr.split())
 
 
+def _migrate(project: Path, db_url: str, sqlstate: str | None = None) -> str:
+    """`pgshift migrate` in ``project``: its stderr as one line, after checking it failed with ``sqlstate``
+    (exit 8), or succeeded when none is given."""
+    result = run_pgshift(["migrate", "--no-backup"], cwd=project, url=db_url)
+    message = _said(result)
+    if sqlstate is None:
+        assert result.returncode == 0, message
+    else:
+        assert result.returncode == 8 and f"SQLSTATE {sqlstate}" in message, message
+    return message
+
+
+def _found_after(db_url: str, statement: str, error: type[psycopg.Error]) -> violations.Violators | None:
+    """What find_violators says after ``statement`` fails with ``error`` in a session of its own."""
+    with psycopg.connect(db_url, autocommit=True) as session:
+        with pytest.raises(error) as failed:
+            session.execute(statement)
+        return find_violators(session, failed.value, statement)
+
+
 def _listing_query(message: str) -> str:
     found = re.search(r"List them with: (SELECT .*?;)", message)
     assert found, message
@@ -39,26 +59,21 @@ def test_a_check_validated_in_the_same_migration_names_rows_and_its_query_finds_
     write_migration(tmp_path / "migrations", "1", "qty",
                     'ALTER TABLE "Order Items" ADD CONSTRAINT "Qty positive" CHECK (qty > 0) NOT VALID;\n'
                     'ALTER TABLE "Order Items" VALIDATE CONSTRAINT "Qty positive";')
-    result = run_pgshift(["migrate", "--no-backup"], cwd=tmp_path, url=db_url)
-    message = _said(result)
-    assert result.returncode == 8 and "SQLSTATE 23514" in message, message
+    message = _migrate(tmp_path, db_url, "23514")
     assert ('Hint: 4 rows violate Qty positive in "public"."Order Items", e.g. id = 7; id = 19; id = 40. '
             "List them with:") in message, message
     rows = conn.execute(_listing_query(message)).fetchall()
     assert sorted(r[0] for r in rows) == [7, 19, 40, 41]
     # What the hint says to do works: correct those rows, run migrate again.
     conn.execute('UPDATE "Order Items" SET qty = -qty WHERE qty <= 0')
-    again = run_pgshift(["migrate", "--no-backup"], cwd=tmp_path, url=db_url)
-    assert again.returncode == 0, _said(again)
+    _migrate(tmp_path, db_url)
 
 
 def test_set_not_null_on_a_table_without_a_key_names_rows_by_ctid(tmp_path: Path, db_url: str, conn: Conn) -> None:
     conn.execute("CREATE TABLE notes (a int, b text); INSERT INTO notes VALUES (1, NULL), (2, 'x'), (3, NULL)")
     write_migration(tmp_path / "migrations", "1", "b_required", "ALTER TABLE notes ALTER COLUMN b SET NOT NULL;",
                     directives=("no-transaction",))
-    result = run_pgshift(["migrate", "--no-backup"], cwd=tmp_path, url=db_url)
-    message = _said(result)
-    assert result.returncode == 8 and "SQLSTATE 23502" in message, message
+    message = _migrate(tmp_path, db_url, "23502")
     assert ('Hint: 2 rows violate NOT NULL on b in "public"."notes", e.g. ctid = (0,1); ctid = (0,3). '
             'List them with: SELECT * FROM "public"."notes" WHERE "b" IS NULL;') in message, message
     assert sorted(r[0] for r in conn.execute(_listing_query(message)).fetchall()) == [1, 3]
@@ -69,7 +84,7 @@ def test_an_unnamed_check_added_and_validated_at_once_is_found_in_the_statement(
     conn.execute("CREATE TABLE t (id int PRIMARY KEY, a int); INSERT INTO t SELECT g, g - 1100 FROM "
                  "generate_series(1, 2000) g")
     write_migration(tmp_path / "migrations", "1", "a_positive", "ALTER TABLE t ADD CHECK (a > 0);")
-    message = _said(run_pgshift(["migrate", "--no-backup"], cwd=tmp_path, url=db_url))
+    message = _migrate(tmp_path, db_url, "23514")
     # 1,100 violate: counted up to the cap, not further.
     assert 'Hint: more than 1,000 rows violate t_a_check in "public"."t", e.g. id = 1; id = 2; id = 3.' in message
     assert _listing_query(message) == 'SELECT * FROM "public"."t" WHERE NOT (a > 0);'
@@ -87,8 +102,8 @@ def test_rows_that_cannot_be_found_now_keep_the_plain_hint(tmp_path: Path, db_ur
                                                           up: str, constraint: str) -> None:
     conn.execute(setup)
     write_migration(tmp_path / "migrations", "1", "c", up)
-    message = _said(run_pgshift(["migrate", "--no-backup"], cwd=tmp_path, url=db_url))
-    assert "SQLSTATE 23514" in message and f"Hint: rows of t violate {constraint}: a rerun fails" in message, message
+    message = _migrate(tmp_path, db_url, "23514")
+    assert f"Hint: rows of t violate {constraint}: a rerun fails" in message, message
     assert "List them with" not in message and "Detail" not in message, message
 
 
@@ -114,10 +129,7 @@ def test_a_lookup_past_its_time_limit_still_gives_the_query(db_url: str, conn: C
     conn.execute("ALTER TABLE slow ADD CONSTRAINT a_slow CHECK (pg_sleep(0.01) IS NOT NULL AND a > 0) NOT VALID")
     monkeypatch.setattr(violations, "LOOKUP_TIMEOUT_MS", 100)
     statement = "ALTER TABLE slow VALIDATE CONSTRAINT a_slow"
-    with psycopg.connect(db_url, autocommit=True) as session:
-        with pytest.raises(psycopg.errors.CheckViolation) as failed:
-            session.execute(statement)
-        found = find_violators(session, failed.value, statement)
+    found = _found_after(db_url, statement, psycopg.errors.CheckViolation)
     assert found is not None and found.count is None and found.examples == ()
     assert found.sentence().startswith('rows of "public"."slow" violate a_slow (looking for them took over 0 s)')
     assert found.query == 'SELECT * FROM "public"."slow" WHERE NOT (((pg_sleep((0.01)::double precision) IS NOT ' \
@@ -147,9 +159,7 @@ def test_a_unique_index_on_duplicated_values_names_them_and_its_query_lists_them
     write_migration(tmp_path / "migrations", "1", "unique_email",
                     "CREATE UNIQUE INDEX CONCURRENTLY users_email_key ON users (lower(email)) WHERE active;",
                     directives=("no-transaction",))
-    result = run_pgshift(["migrate", "--no-backup"], cwd=tmp_path, url=db_url)
-    message = _said(result)
-    assert result.returncode == 8 and "SQLSTATE 23505" in message, message
+    message = _migrate(tmp_path, db_url, "23505")
     assert ('Hint: 2 values of lower(email) are duplicated in "public"."users", stopping users_email_key, e.g. '
             "lower(email) = ") in message, message
     assert "lower(email) = a@x (2 rows)" in message and "lower(email) = b@x (3 rows)" in message, message
@@ -158,15 +168,14 @@ def test_a_unique_index_on_duplicated_values_names_them_and_its_query_lists_them
     assert conn.execute("SELECT count(*) FROM pg_index WHERE indexrelid::regclass::text = 'users_email_key'"
                         ).fetchone() == (0,)  # the INVALID index the failed build left was dropped
     conn.execute("UPDATE users SET active = false WHERE id IN (2, 4, 5)")
-    again = run_pgshift(["migrate", "--no-backup"], cwd=tmp_path, url=db_url)
-    assert again.returncode == 0, _said(again)
+    _migrate(tmp_path, db_url)
 
 
 def test_a_primary_key_on_duplicated_pairs_counts_them(tmp_path: Path, db_url: str, conn: Conn) -> None:
     conn.execute("CREATE TABLE pairs (a int NOT NULL, b int NOT NULL);"
                  "INSERT INTO pairs SELECT g % 3, g % 2 FROM generate_series(1, 12) g")
     write_migration(tmp_path / "migrations", "1", "pk", "ALTER TABLE pairs ADD PRIMARY KEY (a, b);")
-    message = _said(run_pgshift(["migrate", "--no-backup"], cwd=tmp_path, url=db_url))
+    message = _migrate(tmp_path, db_url, "23505")
     assert ('Hint: 6 values of (a, b) are duplicated in "public"."pairs", stopping pairs_pkey, e.g. (a, b) = '
             ) in message, message
     assert _listing_query(message) == ('SELECT "a", "b", count(*) FROM "public"."pairs" GROUP BY 1, 2 '
@@ -178,8 +187,8 @@ def test_a_duplicate_inserted_by_the_migration_itself_names_nothing_more(tmp_pat
                                                                          conn: Conn) -> None:
     conn.execute("CREATE TABLE tags (name text PRIMARY KEY); INSERT INTO tags VALUES ('a')")
     write_migration(tmp_path / "migrations", "1", "tags", "INSERT INTO tags VALUES ('a');")
-    message = _said(run_pgshift(["migrate", "--no-backup"], cwd=tmp_path, url=db_url))
-    assert "SQLSTATE 23505" in message and "Key (name)=(a) already exists" in message, message
+    message = _migrate(tmp_path, db_url, "23505")
+    assert "Key (name)=(a) already exists" in message, message
     assert "List them with" not in message, message
 
 
@@ -218,15 +227,13 @@ def test_a_foreign_key_names_the_rows_whose_key_the_referenced_table_lacks(tmp_p
     folder = tmp_path / "migrations"
     write_migration(folder, "1", "fk", 'ALTER TABLE "Pets" ADD CONSTRAINT pets_owner_fk FOREIGN KEY (owner_id) '
                     "REFERENCES owners NOT VALID;")
-    assert run_pgshift(["migrate", "--no-backup"], cwd=tmp_path, url=db_url).returncode == 0
+    _migrate(tmp_path, db_url)
     write_migration(folder, "2", "validate", 'ALTER TABLE "Pets" VALIDATE CONSTRAINT pets_owner_fk;')
-    result = run_pgshift(["migrate", "--no-backup"], cwd=tmp_path, url=db_url)
-    message = _said(result)
-    assert result.returncode == 8 and "SQLSTATE 23503" in message, message
+    message = _migrate(tmp_path, db_url, "23503")
     assert 'Hint: 2 rows violate pets_owner_fk in "public"."Pets", e.g. id = 2; id = 4.' in message, message
     assert sorted(r[0] for r in conn.execute(_listing_query(message)).fetchall()) == [2, 4]
     conn.execute("INSERT INTO owners VALUES (7), (42)")
-    assert run_pgshift(["migrate", "--no-backup"], cwd=tmp_path, url=db_url).returncode == 0
+    _migrate(tmp_path, db_url)
 
 
 def test_a_match_full_foreign_key_also_names_keys_with_some_parts_null(db_url: str, conn: Conn) -> None:
@@ -234,10 +241,7 @@ def test_a_match_full_foreign_key_also_names_keys_with_some_parts_null(db_url: s
                  "CREATE TABLE kids (id int PRIMARY KEY, a int, b int);"
                  "INSERT INTO kids VALUES (1, 1, 1), (2, 1, NULL), (3, NULL, NULL), (4, 2, 2)")
     statement = "ALTER TABLE kids ADD CONSTRAINT kids_fk FOREIGN KEY (a, b) REFERENCES parents (a, b) MATCH FULL"
-    with psycopg.connect(db_url, autocommit=True) as session:
-        with pytest.raises(psycopg.errors.ForeignKeyViolation) as failed:
-            session.execute(statement)
-        found = find_violators(session, failed.value, statement)
+    found = _found_after(db_url, statement, psycopg.errors.ForeignKeyViolation)
     assert found is not None and found.count == 2 and found.examples == ("id = 2", "id = 4"), found
     assert sorted(r[0] for r in conn.execute(found.query).fetchall()) == [2, 4]
 
@@ -246,10 +250,7 @@ def test_a_foreign_key_without_a_column_list_references_the_primary_key(db_url: 
     conn.execute("CREATE TABLE owners (owner_no int PRIMARY KEY); INSERT INTO owners VALUES (1);"
                  "CREATE TABLE pets (id int PRIMARY KEY, owner_id int); INSERT INTO pets VALUES (1, 1), (2, 3)")
     statement = "ALTER TABLE pets ADD FOREIGN KEY (owner_id) REFERENCES owners"
-    with psycopg.connect(db_url, autocommit=True) as session:
-        with pytest.raises(psycopg.errors.ForeignKeyViolation) as failed:
-            session.execute(statement)
-        found = find_violators(session, failed.value, statement)
+    found = _found_after(db_url, statement, psycopg.errors.ForeignKeyViolation)
     assert found is not None and (found.constraint, found.examples) == ("pets_owner_id_fkey", ("id = 2",)), found
 
 
