@@ -1,0 +1,40 @@
+"""Scratch databases (rehearse's clones, --restore-test's copies): a sweep drops one a killed run left,
+never one whose run is alive, wherever that run's claim was made from."""
+
+from __future__ import annotations
+
+import re
+import secrets
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from pgshift.db.scratch import claim, mark, sweep_marked
+from tests.conftest import PgServer
+
+MARK = "pgshift test scratch: in progress"
+
+
+def _exists(admin: psycopg.Connection[Any], name: str) -> bool:
+    return admin.execute("SELECT count(*) FROM pg_database WHERE datname = %s", (name,)).fetchone() == (1,)
+
+
+def test_a_claim_made_from_another_database_keeps_the_scratch_from_a_sweep(pg_server: PgServer, db_url: str) -> None:
+    """Two verifications of one database's backups, given different --database-url databases, claim and sweep
+    from different databases: an advisory lock alone does not conflict across them."""
+    name = f"pgshift_scratchtest_{secrets.token_hex(4)}"
+    pattern = re.compile(re.escape(name))
+    with psycopg.connect(pg_server.admin_url, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        mark(admin, name, MARK)
+        try:
+            with psycopg.connect(db_url, autocommit=True) as holder:  # another database than admin's
+                claim(holder, name)
+                assert sweep_marked(admin, MARK, pattern) == []
+                assert _exists(admin, name)
+            # The claimer is gone (a killed run): the next sweep drops it.
+            assert sweep_marked(admin, MARK, pattern) == [name]
+            assert not _exists(admin, name)
+        finally:
+            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
