@@ -131,7 +131,7 @@ def test_a_lookup_past_its_time_limit_still_gives_the_query(db_url: str, conn: C
     statement = "ALTER TABLE slow VALIDATE CONSTRAINT a_slow"
     found = _found_after(db_url, statement, psycopg.errors.CheckViolation)
     assert found is not None and found.count is None and found.examples == ()
-    assert found.sentence().startswith('rows of "public"."slow" violate a_slow (looking for them took over 0 s)')
+    assert found.sentence().startswith('rows of "public"."slow" violate a_slow (looking for them took over 0.1 s)')
     assert found.query == 'SELECT * FROM "public"."slow" WHERE NOT (((pg_sleep((0.01)::double precision) IS NOT ' \
                           'NULL) AND (a > 0)));'
 

@@ -32,9 +32,10 @@ class Violators:
     count: int | None  # found, up to COUNTED + 1; None when the lookup did not finish in time
     examples: tuple[str, ...]
     key: str = ""  # for a unique index: its key, whose values are duplicated (count counts values)
+    limit_ms: int = LOOKUP_TIMEOUT_MS  # how long the lookup could read
 
     def sentence(self) -> str:
-        took = f"looking for them took over {LOOKUP_TIMEOUT_MS // 1000} s"
+        took = f"looking for them took over {self.limit_ms / 1000:g} s"
         many = "" if self.count is None else f"more than {COUNTED:,}" if self.count > COUNTED else f"{self.count:,}"
         one = self.count == 1
         if self.key and self.count is None:
@@ -231,11 +232,13 @@ class Lookup:
     skipped: str = ""
 
 
-def look_for(conn: psycopg.Connection[object], rule: RowRule, announce: Callable[[], None] = lambda: None) -> Lookup:
-    """The rows of ``rule``'s table that violate it now, in a read-only transaction of at most
-    LOOKUP_TIMEOUT_MS (at its end ``found.count`` is None)."""
+def look_for(conn: psycopg.Connection[object], rule: RowRule, announce: Callable[[], None] = lambda: None,
+             limit_ms: int | None = None) -> Lookup:
+    """The rows of ``rule``'s table that violate it now, in a read-only transaction of at most ``limit_ms``
+    (default LOOKUP_TIMEOUT_MS; at its end ``found.count`` is None)."""
+    limit_ms = limit_ms or LOOKUP_TIMEOUT_MS
     try:
-        with _looking(conn):
+        with _looking(conn, limit_ms):
             row = conn.execute("SELECT c.oid::int8, n.nspname, c.relname FROM pg_catalog.pg_class c "
                                "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = "
                                "pg_catalog.to_regclass(%s)",
@@ -259,13 +262,13 @@ def look_for(conn: psycopg.Connection[object], rule: RowRule, announce: Callable
             announce()
             shown = table.as_string(conn)
             if rule.unique is not None:
-                return Lookup(rule, _duplicates(conn, table, shown, rule.unique, rule.shown))
+                return Lookup(rule, _duplicates(conn, table, shown, rule.unique, rule.shown, limit_ms))
             assert condition is not None
             query = sql.SQL("SELECT * FROM {} WHERE {};").format(table, condition).as_string(conn)
             try:
                 count, examples = _look(conn, table, condition, _key_columns(conn, oid))
             except pgerrors.QueryCanceled:
-                return Lookup(rule, Violators(shown, rule.shown, query, None, ()))
+                return Lookup(rule, Violators(shown, rule.shown, query, None, (), limit_ms=limit_ms))
     except pgerrors.UndefinedColumn as exc:
         return Lookup(rule, skipped=f"{exc.diag.message_primary} yet")
     except psycopg.Error as exc:
@@ -374,11 +377,11 @@ def _rule_for(exc: psycopg.Error, rules: list[RowRule]) -> RowRule | None:
 
 
 @contextmanager
-def _looking(conn: psycopg.Connection[object]) -> Iterator[None]:
-    """A read-only transaction that waits for no lock and reads for at most LOOKUP_TIMEOUT_MS."""
+def _looking(conn: psycopg.Connection[object], limit_ms: int) -> Iterator[None]:
+    """A read-only transaction that waits for no lock and reads for at most ``limit_ms``."""
     with conn.transaction():
         conn.execute("SET TRANSACTION READ ONLY")
-        conn.execute(sql.SQL("SET LOCAL statement_timeout = {}").format(sql.Literal(LOOKUP_TIMEOUT_MS)))
+        conn.execute(sql.SQL("SET LOCAL statement_timeout = {}").format(sql.Literal(limit_ms)))
         conn.execute("SET LOCAL lock_timeout = 2000")
         yield
 
@@ -392,7 +395,7 @@ def _one_statement(statement: str) -> ast.Node | None:
 
 
 def _duplicates(conn: psycopg.Connection[object], table: sql.Identifier, shown: str, key: UniqueKey,
-                constraint: str) -> Violators | None:
+                constraint: str, limit_ms: int) -> Violators | None:
     """The key values more than one row holds, where a unique index on ``key`` cannot be built."""
     conditions = [sql.SQL("{} IS NOT NULL").format(part) for part in key.parts] if key.nulls_distinct else []
     if key.predicate is not None:
@@ -411,7 +414,7 @@ def _duplicates(conn: psycopg.Connection[object], table: sql.Identifier, shown: 
     try:
         rows = conn.execute(found).fetchall()
     except pgerrors.QueryCanceled:
-        return Violators(shown, constraint, query, None, (), key.label)
+        return Violators(shown, constraint, query, None, (), key.label, limit_ms)
     if not rows:
         return None
     examples = tuple(f"{_named(key.names, [_text(v) for v in row[:-2]])} ({row[-2]} rows)"  # type: ignore[index]

@@ -33,6 +33,7 @@ from pgshift.migrations.model import Migration, OpsMigration
 from pgshift.migrations.splitter import first_word
 from pgshift.ops.names import qualified, quote_ident
 from pgshift.ops.operations.sql import Sql
+from pgshift.runner import violations
 from pgshift.runner.plan import Problem
 from pgshift.runner.violations import look_for, row_rules
 from pgshift.safety.backup import latest_verified_backup
@@ -317,6 +318,7 @@ def check_lint(ctx: _Context) -> CheckResult:
 
 
 _NOT_VALID = re.compile(r"\bnot\s+valid\b", re.I)
+ROWS_CHECK_BUDGET_S = 120.0  # for all the existing-rows lookups of one check
 # Statements after which a table's rows may differ from the ones there now.
 _ROW_WRITERS = frozenset({"UpdateStmt", "InsertStmt", "DeleteStmt", "MergeStmt", "CopyStmt", "TruncateStmt"})
 
@@ -337,6 +339,7 @@ def check_existing_rows(ctx: _Context) -> CheckResult:
     earlier: list[str] = []  # pending ALTER TABLEs adding a constraint NOT VALID, validated by a later one
     created: set[str] = set()
     changed_by: dict[str, str] = {}  # table -> where a pending statement first changes its rows
+    deadline = time.monotonic() + ROWS_CHECK_BUDGET_S  # each lookup reads a table: the item has a budget
     for migration in ctx.pending:
         if isinstance(migration, OpsMigration):  # operations change no existing column's values; SQL of its own may
             for op in migration.ops.operations:
@@ -350,7 +353,12 @@ def check_existing_rows(ctx: _Context) -> CheckResult:
             for rule in row_rules(statement.sql, earlier):
                 if rule.table in created:
                     continue  # created by a pending migration: its rows are not there yet
-                lookup = look_for(ctx.conn, rule)
+                left_ms = int((deadline - time.monotonic()) * 1000)
+                if left_ms < 1000:
+                    skipped.append(f"{where}: {rule.shown} of {rule.name} not checked: the lookups before it "
+                                   f"used this item's {ROWS_CHECK_BUDGET_S:g} s")
+                    continue
+                lookup = look_for(ctx.conn, rule, limit_ms=min(left_ms, violations.LOOKUP_TIMEOUT_MS))
                 found = lookup.found
                 if lookup.skipped:
                     skipped.append(f"{where}: {rule.shown} of {rule.name} not checked: "
