@@ -171,6 +171,13 @@ def test_a_unique_index_on_duplicated_values_names_them_and_its_query_lists_them
     _migrate(tmp_path, db_url)
 
 
+def test_a_long_key_value_is_shortened_in_the_message(db_url: str, conn: Conn) -> None:
+    conn.execute("CREATE TABLE notes (body text);"
+                 "INSERT INTO notes SELECT repeat('x', 5000) FROM generate_series(1, 2)")
+    found = _found_after(db_url, "CREATE UNIQUE INDEX notes_body ON notes (body)", psycopg.errors.UniqueViolation)
+    assert found is not None and found.examples == (f"body = {'x' * 57}... (2 rows)",), found
+
+
 def test_a_primary_key_on_duplicated_pairs_counts_them(tmp_path: Path, db_url: str, conn: Conn) -> None:
     conn.execute("CREATE TABLE pairs (a int NOT NULL, b int NOT NULL);"
                  "INSERT INTO pairs SELECT g % 3, g % 2 FROM generate_series(1, 12) g")

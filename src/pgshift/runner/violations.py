@@ -455,5 +455,11 @@ def _named(names: list[str], values: list[str]) -> str:
     return f"({', '.join(names)}) = ({', '.join(values)})"
 
 
+SHOWN_CHARS = 60  # of each key value in a message: a key can be a long text
+
+
 def _text(value: object) -> str:
-    return "NULL" if value is None else str(value)
+    if value is None:
+        return "NULL"
+    text = str(value)
+    return text if len(text) <= SHOWN_CHARS else f"{text[:SHOWN_CHARS - 3]}..."
