@@ -214,8 +214,9 @@ class Executor:
         return result
 
     def _name_violators(self, failure: MigrationFailed, direction: Direction, part: Sequence[Statement]) -> None:
-        """Where rows already in the table violate a CHECK or NOT NULL the statement added, name a few and
-        give the query listing them all (now that the transaction is rolled back; the server names none)."""
+        """Where rows already in the table break a constraint the statement adds or validates (CHECK, NOT NULL,
+        unique, foreign key), count them, name a few and give the query listing them all: the server names
+        one at most. Now, because the transaction is rolled back and the session can read again."""
         cause = failure.__cause__
         if not isinstance(cause, psycopg.Error) or cause.diag.message_hint:
             return

@@ -325,8 +325,9 @@ _ROW_WRITERS = frozenset({"UpdateStmt", "InsertStmt", "DeleteStmt", "MergeStmt",
 
 def check_existing_rows(ctx: _Context) -> CheckResult:
     """Rows already in a table that a constraint a pending migration adds or validates would reject (a
-    CHECK, a NOT NULL, a unique index or key): that migration would fail on them. Where an earlier pending
-    statement changes the table's rows first (a backfill before its NOT NULL), they are a warning."""
+    CHECK, a NOT NULL, a unique index or key, a foreign key): that migration would fail on them. Where an
+    earlier pending statement changes the table's rows first (a backfill before its NOT NULL), they are a
+    warning."""
     name = "existing rows meet the pending constraints"
     _load_status(ctx)
     if ctx.pending is None:
@@ -361,8 +362,7 @@ def check_existing_rows(ctx: _Context) -> CheckResult:
                 lookup = look_for(ctx.conn, rule, limit_ms=min(left_ms, violations.LOOKUP_TIMEOUT_MS))
                 found = lookup.found
                 if lookup.skipped:
-                    skipped.append(f"{where}: {rule.shown} of {rule.name} not checked: "
-                                   f"{lookup.skipped}")
+                    skipped.append(f"{where}: {rule.shown} of {rule.name} not checked: {lookup.skipped}")
                     continue
                 checked += 1
                 if found is None:
