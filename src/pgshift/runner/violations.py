@@ -1,8 +1,11 @@
 """The rows that stop a constraint. When ALTER TABLE fails because rows already in the table violate
 a CHECK or NOT NULL (SQLSTATE 23514, 23502), the server names no row: "violated by some row"; when a
-unique index or constraint cannot be built (23505), it names one duplicated key. After the rollback
-pgshift looks for them in a read-only transaction with a time limit, counts them up to a cap, names a
-few, and gives the query that lists them all, so the user can correct the data or the migration."""
+unique index or key (23505) or a foreign key (23503) cannot be made, its Detail names one duplicate or
+one missing key. After the rollback pgshift looks for all of them in a read-only transaction with a
+time limit, counts them up to a cap, names a few, and gives the query that lists them all, so the user
+can correct the data or the migration (:func:`find_violators`). ``pgshift check`` asks the same before
+migrating: which rules a pending statement puts on the rows there (:func:`row_rules`), and which rows
+break them now (:func:`look_for`)."""
 
 from __future__ import annotations
 
