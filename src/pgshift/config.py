@@ -195,6 +195,13 @@ class MigrateSettings(_Typed):
 
 
 @dataclass(frozen=True)
+class CheckSettings(_Typed):
+    # `pgshift check` reads the rows a pending constraint will check (its existing-rows item) for at most this
+    # long in all, each lookup at most 30s; "0": it reads none (the item is skipped).
+    rows_budget: Duration = Duration.parse("120s")
+
+
+@dataclass(frozen=True)
 class LedgerSettings(_Typed):
     # Also record every migration pgshift applies or rolls back in this tool's own history table
     # (pgshift.db.mirror), so the tool can keep running beside pgshift.
@@ -246,6 +253,7 @@ class Settings(_Typed):
     targets: TargetsSettings = field(default_factory=TargetsSettings)
     backfill: BackfillSettings = field(default_factory=BackfillSettings)
     migrate: MigrateSettings = field(default_factory=MigrateSettings)
+    check: CheckSettings = field(default_factory=CheckSettings)
     # Connection URLs of the primary's standbys, for `check` to read their settings and queries.
     standby_urls: list[str] = field(default_factory=list)
     # Where the settings were read from, for messages and for resolving relative paths.

@@ -20,8 +20,9 @@ from pgshift import api
 from pgshift.cli.main import cli
 from pgshift.config import Settings
 from pgshift.runner import violations
-from pgshift.safety import checks, take_backup
+from pgshift.safety import take_backup
 from pgshift.safety.checks import Thresholds, run_checks, touched_tables
+from pgshift.units import Duration
 from tests.helpers import check_result, run_pgshift, write_migration
 
 from .helpers import HealthServer, make_settings
@@ -380,9 +381,13 @@ def test_existing_rows_a_pending_constraint_would_reject_fail_the_check(
         conn.execute("INSERT INTO accounts SELECT g, g FROM generate_series(3, 300000) g")
     result = _by_name(run_checks(settings))[name]
     assert result.status == "warning" and "looking for them took over 0.001 s" in " ".join(result.detail), result
-    # The item's lookups share a budget: past it, the rest are listed as not checked.
-    monkeypatch.setattr(checks, "ROWS_CHECK_BUDGET_S", 0.5)
-    result = _by_name(run_checks(settings))[name]
+    # The item's lookups share a budget: past it, the rest are listed as not checked; 0 reads no rows.
+    budget = dataclasses.replace(settings, check=dataclasses.replace(settings.check,
+                                                                    rows_budget=Duration.parse("500ms")))
+    result = _by_name(run_checks(budget))[name]
     assert (result.status, result.value) == ("passed", "0 constraint(s) checked against the rows there now"), result
-    assert f"{then}:1: qty_positive of Order Items not checked: the lookups before it used this item's 0.5 s" \
-        in result.detail, result
+    assert f"{then}:1: qty_positive of Order Items not checked: the lookups before it used check.rows_budget " \
+        "(500ms)" in result.detail, result
+    off = dataclasses.replace(settings, check=dataclasses.replace(settings.check, rows_budget=Duration.parse("0")))
+    result = _by_name(run_checks(off))[name]
+    assert (result.status, result.value, result.detail) == ("skipped", "no rows read", ["check.rows_budget = 0"])

@@ -318,7 +318,6 @@ def check_lint(ctx: _Context) -> CheckResult:
 
 
 _NOT_VALID = re.compile(r"\bnot\s+valid\b", re.I)
-ROWS_CHECK_BUDGET_S = 120.0  # for all the existing-rows lookups of one check
 # Statements after which a table's rows may differ from the ones there now.
 _ROW_WRITERS = frozenset({"UpdateStmt", "InsertStmt", "DeleteStmt", "MergeStmt", "CopyStmt", "TruncateStmt"})
 
@@ -333,6 +332,9 @@ def check_existing_rows(ctx: _Context) -> CheckResult:
     if ctx.pending is None:
         return CheckResult(name, SKIPPED, "pending migrations unknown", [ctx.status_error or ""])
     assert ctx.conn is not None
+    budget = ctx.settings.check.rows_budget
+    if not budget.ms:
+        return CheckResult(name, SKIPPED, "no rows read", ["check.rows_budget = 0"])
     failed: list[str] = []
     warned: list[str] = []
     skipped: list[str] = []
@@ -340,7 +342,7 @@ def check_existing_rows(ctx: _Context) -> CheckResult:
     earlier: list[str] = []  # pending ALTER TABLEs adding a constraint NOT VALID, validated by a later one
     created: set[str] = set()
     changed_by: dict[str, str] = {}  # table -> where a pending statement first changes its rows
-    deadline = time.monotonic() + ROWS_CHECK_BUDGET_S  # each lookup reads a table: the item has a budget
+    deadline = time.monotonic() + budget.seconds  # each lookup reads a table: the item has a budget
     for migration in ctx.pending:
         if isinstance(migration, OpsMigration):  # operations change no existing column's values; SQL of its own may
             for op in migration.ops.operations:
@@ -357,7 +359,7 @@ def check_existing_rows(ctx: _Context) -> CheckResult:
                 left_ms = int((deadline - time.monotonic()) * 1000)
                 if left_ms < 1000:
                     skipped.append(f"{where}: {rule.shown} of {rule.name} not checked: the lookups before it "
-                                   f"used this item's {ROWS_CHECK_BUDGET_S:g} s")
+                                   f"used check.rows_budget ({budget})")
                     continue
                 lookup = look_for(ctx.conn, rule, limit_ms=min(left_ms, violations.LOOKUP_TIMEOUT_MS))
                 found = lookup.found
