@@ -38,3 +38,26 @@ def test_a_claim_made_from_another_database_keeps_the_scratch_from_a_sweep(pg_se
             assert not _exists(admin, name)
         finally:
             admin.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
+
+
+def test_a_sweep_drops_every_unclaimed_match_and_leaves_the_rest(pg_server: PgServer, db_url: str) -> None:
+    """In one sweep: a claimed scratch, the sweeper's own, and a marked database of another kind are left; the
+    unclaimed ones after them are all dropped; the sweep holds no claim once done."""
+    token = secrets.token_hex(3)
+    claimed, own, other, first, second = (f"pgshift_scratchtest_{token}_{n}" for n in ("a", "b", "c", "d", "e"))
+    pattern = re.compile(rf"pgshift_scratchtest_{token}_[abde]")  # c is marked but of another kind
+    names = [claimed, own, other, first, second]
+    with psycopg.connect(pg_server.admin_url, autocommit=True) as admin:
+        try:
+            for name in names:  # pg_database lists them in this order (by oid)
+                admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+                mark(admin, name, MARK)
+            with psycopg.connect(db_url, autocommit=True) as holder:
+                claim(holder, claimed)
+                assert sweep_marked(admin, MARK, pattern, own=own) == [first, second]
+            assert [n for n in names if _exists(admin, n)] == [claimed, own, other]
+            assert admin.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
+                                 "AND pid = pg_backend_pid()").fetchone() == (0,)
+        finally:
+            for name in names:
+                admin.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
