@@ -44,18 +44,20 @@ def test_a_sweep_drops_every_unclaimed_match_and_leaves_the_rest(pg_server: PgSe
     """In one sweep: a claimed scratch, the sweeper's own, and a marked database of another kind are left; the
     unclaimed ones after them are all dropped; the sweep holds no claim once done."""
     token = secrets.token_hex(3)
-    claimed, own, other, first, second = (f"pgshift_scratchtest_{token}_{n}" for n in ("a", "b", "c", "d", "e"))
-    pattern = re.compile(rf"pgshift_scratchtest_{token}_[abde]")  # c is marked but of another kind
-    names = [claimed, own, other, first, second]
+    here, claimed, own, other, first, second = (f"pgshift_scratchtest_{token}_{n}" for n in "zabcde")
+    pattern = re.compile(rf"pgshift_scratchtest_{token}_[zabde]")  # c is marked but of another kind
+    names = [here, claimed, own, other, first, second]
     with psycopg.connect(pg_server.admin_url, autocommit=True) as admin:
         try:
             for name in names:  # pg_database lists them in this order (by oid)
                 admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
                 mark(admin, name, MARK)
-            with psycopg.connect(db_url, autocommit=True) as holder:
+            with psycopg.connect(db_url, autocommit=True) as holder, \
+                    psycopg.connect(pg_server.admin_url, autocommit=True) as holder_here:  # the sweeper's database
+                claim(holder_here, here)
                 claim(holder, claimed)
                 assert sweep_marked(admin, MARK, pattern, own=own) == [first, second]
-            assert [n for n in names if _exists(admin, n)] == [claimed, own, other]
+            assert [n for n in names if _exists(admin, n)] == [here, claimed, own, other]
             assert admin.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
                                  "AND pid = pg_backend_pid()").fetchone() == (0,)
         finally:
