@@ -342,6 +342,7 @@ def test_existing_rows_a_pending_constraint_would_reject_fail_the_check(
     (migrations / "2_next.sql").write_text(
         'ALTER TABLE "Order Items" ADD CONSTRAINT qty_positive CHECK (qty > 0) NOT VALID;\n'  # checks no row now
         "CREATE TABLE fresh (id int);\n"
+        "CREATE TABLE brand_new (id int PRIMARY KEY);\n"
         "ALTER TABLE fresh ALTER COLUMN id SET NOT NULL;\n")
     # An operation changes no existing column's values (this add_column fills only its new column); its SQL may.
     (migrations / "3_fix.ops.yaml").write_text(
@@ -353,7 +354,9 @@ def test_existing_rows_a_pending_constraint_would_reject_fail_the_check(
         'ALTER TABLE "Order Items" ALTER COLUMN id SET NOT NULL;\n'  # no null id: passes
         "ALTER TABLE accounts ADD CHECK (balance > 2);\n"  # (1, 2) violates, but 3_fix's UPDATE comes first
         'ALTER TABLE "Order Items" ADD COLUMN note text;\n'
-        'ALTER TABLE "Order Items" ALTER COLUMN note SET NOT NULL;\n')
+        'ALTER TABLE "Order Items" ALTER COLUMN note SET NOT NULL;\n'
+        'CREATE INDEX sku_lower ON "Order Items" (lower(sku));\n'  # not unique: duplicates are fine
+        'ALTER TABLE "Order Items" ADD FOREIGN KEY (qty) REFERENCES brand_new;\n')  # brand_new: not there yet
     name = "existing rows meet the pending constraints"
     result = _by_name(run_checks(settings))[name]
     assert (result.status, result.value) == ("failed", "2 of 4 would fail on rows already there"), result
@@ -367,6 +370,7 @@ def test_existing_rows_a_pending_constraint_would_reject_fail_the_check(
         f'{then}:4: 1 row violates CHECK (balance > 2) in "public"."accounts", e.g. id = 1. List them with: '
         'SELECT * FROM "public"."accounts" WHERE NOT (balance > 2); (its rows change first at 3 fix)',
         f'{then}:6: NOT NULL on note of Order Items not checked: column "note" does not exist yet',
+        f"{then}:8: FOREIGN KEY (qty) REFERENCES brand_new of Order Items not checked: brand_new does not exist yet",
     ], result.detail
     # The queries it prints find exactly those rows.
     with psycopg.connect(db_url, autocommit=True) as conn:
