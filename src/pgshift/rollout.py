@@ -541,7 +541,7 @@ class Rollout:
         self._event("deploy-hook", hook="app_command", state="finished", seconds=round(run.seconds, 2))
         record.detail = f"{command!r} exited 0 in {run.seconds:.1f}s"
 
-    def health(self, record: StepRecord) -> None:
+    def health(self, record: StepRecord, which: str = "new") -> None:
         url, command = self.settings.app.health_url, self.options.health_command
         if not url and not command:
             record.state, record.detail = "skipped", "no app.health_url or deploy.health_command"
@@ -568,7 +568,7 @@ class Rollout:
             last = "; ".join(problems)
             if time.monotonic() - started >= timeout_s:
                 raise HealthCheckFailed(
-                    f"The new application version did not become healthy within deploy.health_timeout = "
+                    f"The {which} application version did not become healthy within deploy.health_timeout = "
                     f"{self.options.health_timeout}: {last}.",
                     hint="look at the application's log; raise deploy.health_timeout if it only starts slowly.")
             time.sleep(0.5)
@@ -746,9 +746,7 @@ class Rollout:
             f"since the backup is gone from {database}, and every session on it was ended for the swap; the "
             f"database as it was is kept as {kept_as}")
         self.undo_app()
-        if self.app_started and (self.settings.app.health_url or self.options.health_command):
-            self.health(StepRecord("health", "started", _now()))
-            self.report.undo.append("the application is healthy again")
+        self._healthy_again()
         changed = self._changed_since_backup(backup, kept_as)
         self.report.restored["changed_tables"] = changed
         if changed:
@@ -784,9 +782,22 @@ class Rollout:
         return changed
 
     def undo(self) -> None:
-        """deploy.on_failure = "abort": the app back first, then what this deploy applied, newest first."""
+        """deploy.on_failure = "abort": the app back first (and waited for until it answers healthy), then what
+        this deploy applied, newest first."""
         self.undo_app()
+        if self.app_started and self.options.rollback_app_command:
+            try:
+                self._healthy_again()
+            except HealthCheckFailed as exc:  # said, not raised: the schema is undone all the same
+                self.report.undo.append(exc.message)
         self.undo_schema()
+
+    def _healthy_again(self) -> None:
+        """After the application was rolled back: wait until it answers healthy, as the deploy waited for the new
+        version (deploy.health_timeout), so the deploy ends with the previous version serving."""
+        if self.app_started and (self.settings.app.health_url or self.options.health_command):
+            self.health(StepRecord("health", "started", _now()), which="previous")
+            self.report.undo.append("the application is healthy again")
 
     def undo_app(self) -> None:
         if self.app_started and self.options.rollback_app_command:

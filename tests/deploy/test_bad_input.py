@@ -22,6 +22,8 @@ def test_a_hook_that_does_not_exist_is_named_and_the_schema_rolled_back(project:
     assert done.returncode == 42, done.stderr
     line = _one_paragraph(done.stderr)
     assert "error (deploy-hook-not-found)" in line and "no-such-deploy-tool" in line and "not found" in line
+    # The rollback hook restarted the old version; the deploy returns once it answers healthy, not before.
+    assert "ran deploy.rollback_app_command" in line and "the application is healthy again" in line, line
     assert project.snapshot() == original
     assert project.get("/query") == (200, "old 200")
 
