@@ -102,6 +102,9 @@ def test_a_failing_health_command_rolls_the_deploy_back(project: Project) -> Non
     done = project.deploy()
     assert done.returncode == 45, done.stderr
     assert "deploy.health_command exited 3: not ready: cache cold" in done.stderr
+    # The same check says the previous version is not healthy either: said in the report, the schema undone.
+    assert "The previous application version did not become healthy within deploy.health_timeout = 1s" \
+        in done.stderr, done.stderr
     assert project.snapshot() == original and project.version() == "old"
 
 
