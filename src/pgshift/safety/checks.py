@@ -28,7 +28,7 @@ from pgshift.db.prepared import how_to_end, quoted_gid
 from pgshift.db.sizes import table_bytes
 from pgshift.db.standbys import positions_hidden, standbys
 from pgshift.errors import PgshiftError
-from pgshift.migrations.analysis import TableName, analyse_all, changed_tables
+from pgshift.migrations.analysis import StatementFacts, TableName, analyse_all, changed_tables
 from pgshift.migrations.model import Migration, OpsMigration
 from pgshift.migrations.splitter import first_word
 from pgshift.ops.names import qualified, quote_ident
@@ -347,13 +347,16 @@ def check_existing_rows(ctx: _Context) -> CheckResult:
         if isinstance(migration, OpsMigration):  # operations change no existing column's values; SQL of its own may
             for op in migration.ops.operations:
                 if isinstance(op, Sql):
-                    _mark_rows_changed(op.up, migration.label, created, changed_by)
+                    _mark_rows_changed(analyse_all(op.up), migration.label, created, changed_by)
             continue
         for statement in migration.up:
             where = f"{statement.file}:{statement.line}"
             if first_word(statement.sql) == "ALTER" and _NOT_VALID.search(statement.sql):
                 earlier.append(statement.sql)  # only these: a data migration's text is not held
-            for rule in row_rules(statement.sql, earlier):
+            facts = analyse_all(statement.sql)
+            # Only a statement the one analysis says reads rows while it holds its lock can check them:
+            # the others (a data migration's INSERTs) are not parsed again for their rules.
+            for rule in row_rules(statement.sql, earlier) if any(f.scanned for f in facts) else ():
                 if rule.table in created:
                     continue  # created by a pending migration: its rows are not there yet
                 left_ms = int((deadline - time.monotonic()) * 1000)
@@ -375,7 +378,7 @@ def check_existing_rows(ctx: _Context) -> CheckResult:
                     warned.append(f"{where}: {found.sentence()}{after}")
                 else:
                     failed.append(f"{where}: {found.sentence()}")
-            _mark_rows_changed(statement.sql, where, created, changed_by)
+            _mark_rows_changed(facts, where, created, changed_by)
     detail = failed + warned + skipped
     if failed:
         return CheckResult(name, FAILED, f"{len(failed)} of {checked} would fail on rows already there", detail)
@@ -386,9 +389,10 @@ def check_existing_rows(ctx: _Context) -> CheckResult:
     return CheckResult(name, PASSED, f"{checked} constraint(s) checked against the rows there now", skipped)
 
 
-def _mark_rows_changed(text: str, where: str, created: set[str], changed_by: dict[str, str]) -> None:
-    """Note the tables ``text`` creates, and those whose rows it changes (first ``where``)."""
-    for facts in analyse_all(text):
+def _mark_rows_changed(found: tuple[StatementFacts, ...], where: str, created: set[str],
+                       changed_by: dict[str, str]) -> None:
+    """Note the tables the statements of ``found`` create, and those whose rows they change (first ``where``)."""
+    for facts in found:
         tables = {table for _schema, table in facts.changed}
         if facts.kind in ("CreateStmt", "CreateTableAsStmt"):
             created |= tables
