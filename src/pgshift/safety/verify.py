@@ -579,17 +579,15 @@ _MISSING_ROLE = re.compile(r'role "([^"]+)" does not exist')
 
 NEW_BACKUP_HINT = "do not rely on this backup; take a new one with `pgshift backup`."
 _DATA_SECTIONS = ("pre-data", "data")
-RESTORE_HINT = ("the archive is intact (its checksums and read-back passed) but does not restore on this server: "
-                "pg_restore's error names what stops it, often something the server lacks (an extension, a "
-                "tablespace, a collation, a function a check calls); a new backup would restore the same way. "
-                "Provide it on this server and verify again, or check it on a server like the source "
-                "(`pgshift backup verify --restore-test --database-url <that server>`), and do not rely on this "
-                "backup until it restores.")
-# The same for `pgshift restore`, whose --database-url names the database it restores over.
-RESTORE_HERE_HINT = ("the archive is intact (its checksums and read-back passed) but does not restore on this "
-                     "server: pg_restore's error names what stops it, often something the server lacks (an "
-                     "extension, a tablespace, a collation, a function a check calls); another backup would "
-                     "restore the same way. Provide it on this server, then run `pgshift restore` again.")
+_NOT_RESTORABLE_HERE = ("the archive is intact (its checksums and read-back passed) but does not restore on this "
+                        "server: pg_restore's error names what stops it, often something the server lacks (an "
+                        "extension, a tablespace, a collation, a function a check calls); another backup would "
+                        "restore the same way.")
+RESTORE_HINT = (f"{_NOT_RESTORABLE_HERE} Provide it on this server and verify again, or check it on a server like "
+                "the source (`pgshift backup verify --restore-test --database-url <that server>`), and do not rely "
+                "on this backup until it restores.")
+# What `pgshift restore` says instead: its --database-url names the database it restores over.
+RESTORE_HERE_HINT = f"{_NOT_RESTORABLE_HERE} Provide it on this server, then run `pgshift restore` again."
 POST_DATA_HINT = ("the rows restore but an index, constraint, trigger or grant does not (pg_restore's error names "
                   "it), and a new backup would restore the same way: fix that object in the source database (an "
                   "index's function must not rely on search_path, which pg_restore empties: schema-qualify what it "
