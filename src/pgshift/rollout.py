@@ -784,8 +784,7 @@ class Rollout:
     def undo(self) -> None:
         """deploy.on_failure = "abort": the app back first (and waited for until it answers healthy), then what
         this deploy applied, newest first."""
-        self.undo_app()
-        if self.app_started and self.options.rollback_app_command:
+        if self.undo_app():
             try:
                 self._healthy_again()
             except HealthCheckFailed as exc:  # said, not raised: the schema is undone all the same
@@ -799,14 +798,16 @@ class Rollout:
             self.health(StepRecord("health", "started", _now()), which="previous")
             self.report.undo.append("the application is healthy again")
 
-    def undo_app(self) -> None:
-        if self.app_started and self.options.rollback_app_command:
-            command = self.options.rollback_app_command
-            self._event("deploy-hook", hook="rollback_app_command", state="started", command=command)
-            run = _hook("deploy.rollback_app_command", command, self.options.app_timeout,
-                        str(self.settings.base_dir))
-            self._event("deploy-hook", hook="rollback_app_command", state="finished", output=run.output)
-            self.report.undo.append(f"ran deploy.rollback_app_command {command!r} (exit 0 in {run.seconds:.1f}s)")
+    def undo_app(self) -> bool:
+        """deploy.rollback_app_command, when the app hook had started; whether it ran."""
+        if not (self.app_started and self.options.rollback_app_command):
+            return False
+        command = self.options.rollback_app_command
+        self._event("deploy-hook", hook="rollback_app_command", state="started", command=command)
+        run = _hook("deploy.rollback_app_command", command, self.options.app_timeout, str(self.settings.base_dir))
+        self._event("deploy-hook", hook="rollback_app_command", state="finished", output=run.output)
+        self.report.undo.append(f"ran deploy.rollback_app_command {command!r} (exit 0 in {run.seconds:.1f}s)")
+        return True
 
     def undo_schema(self) -> None:
         from pgshift.ops.service import abort
